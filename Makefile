@@ -1,0 +1,46 @@
+# Two commands matter: `make run` and `make test`. Both work on a fresh
+# Debian machine that has only python3 (they install what is missing).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+CONFIG := var/fapiao-agent.toml
+
+.PHONY: run test venv test-deps bench clean
+
+$(BIN)/python:
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  echo "python3 -m venv failed; installing Debian's python3-venv"; \
+	  apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && \
+	  $(PYTHON) -m venv $(VENV); }
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+$(CONFIG): | $(VENV)/.installed
+	$(BIN)/fapiao-agent config init $(CONFIG)
+
+run: $(VENV)/.installed $(CONFIG)
+	$(BIN)/fapiao-agent --config $(CONFIG) run
+
+# systemd-analyze checks the unit files; Debian ships it in the systemd package.
+test-deps: $(VENV)/.installed-test
+	@command -v systemd-analyze >/dev/null || { \
+	  apt-get update -qq && apt-get install -y -qq systemd >/dev/null; } || \
+	  echo "note: systemd-analyze unavailable; unit tests for systemd/ will skip"
+
+test: test-deps
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.installed-test
+	for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) var build *.egg-info .pytest_cache

@@ -1,0 +1,67 @@
+"""The project's own exceptions.
+
+Loops catch these and nothing else by name: an exception that is not an
+`AgentError` is a bug, and the fuzz tests treat it as one.
+"""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    """Base of every error the agent raises on purpose."""
+
+
+class ConfigError(AgentError):
+    """The configuration is invalid; the message names the key."""
+
+
+class IllegalTransition(AgentError):
+    """A document was asked to move between two states the machine forbids."""
+
+
+class NotFoundInLedger(AgentError):
+    """No document matches the given id, hash prefix or invoice number."""
+
+
+class CaptureError(AgentError):
+    """A source file could not be taken into the vault (unreadable, special file...)."""
+
+
+class ExtractError(AgentError):
+    """A file could not be read as an invoice. `reason` is a short stable code.
+
+    Reasons in use: empty, unsupported-format, encrypted, corrupt, truncated,
+    limit-exceeded, unsafe-xml, no-qr, not-invoice.
+    """
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+# Adapter outcomes. Destinations and backup targets turn every vendor error
+# into one of these, so the loops decide retry or quarantine in one place.
+
+
+class AdapterError(AgentError):
+    """Base for what a destination or backup target reports."""
+
+
+class Transient(AdapterError):
+    """Worth retrying later: timeouts, 5xx, 429, connection errors.
+
+    `retry_after` (seconds) is set when the remote said how long to wait.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Permanent(AdapterError):
+    """Retrying the same request cannot succeed (4xx, bad credentials, no bucket)."""
+
+
+class NotFound(AdapterError):
+    """The object or invoice is not at the remote."""

@@ -1,0 +1,279 @@
+"""The nouns of the pipeline: document states, invoices, fields and problems.
+
+Pure data: no I/O, no clock. Money is `Decimal`, dates are `datetime.date`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from agent.errors import IllegalTransition
+
+
+class State(StrEnum):
+    """Where a document is in its life. See docs/states.md for the diagram."""
+
+    CAPTURED = "captured"        # original is in the vault, nothing read yet
+    EXTRACTED = "extracted"      # fields read, not yet judged
+    VALID = "valid"              # passed validation, waiting to be queued
+    QUARANTINED = "quarantined"  # needs a person: see problems; amend/accept/reject
+    QUEUED = "queued"            # waiting for delivery to every destination
+    DELIVERING = "delivering"    # a worker holds a lease on at least one delivery
+    DELIVERED = "delivered"      # every destination accepted it
+    CONFIRMED = "confirmed"      # reconciliation found it at every destination
+    MISSING = "missing"          # reconciliation did not find it where it was delivered
+    FAILED = "failed"            # retries exhausted; `retry` brings it back
+    DUPLICATE = "duplicate"      # same invoice as an earlier document; never delivered
+    NOT_INVOICE = "not_invoice"  # readable, but not an invoice (trip list, receipt...)
+    REJECTED = "rejected"        # an operator ended it
+
+
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.CAPTURED: frozenset({State.EXTRACTED, State.QUARANTINED, State.NOT_INVOICE}),
+    State.EXTRACTED: frozenset({State.VALID, State.QUARANTINED, State.DUPLICATE, State.EXTRACTED}),
+    State.VALID: frozenset({State.QUEUED, State.QUARANTINED, State.EXTRACTED}),
+    State.QUARANTINED: frozenset({State.EXTRACTED, State.VALID, State.REJECTED, State.DUPLICATE}),
+    State.QUEUED: frozenset({State.DELIVERING, State.QUARANTINED, State.REJECTED}),
+    State.DELIVERING: frozenset(
+        {State.DELIVERED, State.QUEUED, State.FAILED, State.QUARANTINED, State.DELIVERING}
+    ),
+    State.DELIVERED: frozenset({State.CONFIRMED, State.MISSING, State.QUEUED}),
+    State.CONFIRMED: frozenset({State.MISSING, State.CONFIRMED}),
+    State.MISSING: frozenset({State.QUEUED, State.CONFIRMED, State.FAILED}),
+    State.FAILED: frozenset({State.QUEUED, State.REJECTED, State.QUARANTINED}),
+    State.DUPLICATE: frozenset({State.EXTRACTED, State.REJECTED}),
+    State.NOT_INVOICE: frozenset({State.EXTRACTED, State.REJECTED}),
+    State.REJECTED: frozenset(),
+}
+
+
+def check_transition(old: State | str, new: State | str) -> None:
+    """Raise `IllegalTransition` unless the state machine allows old -> new."""
+    old_s, new_s = State(old), State(new)
+    if new_s not in TRANSITIONS[old_s]:
+        raise IllegalTransition(f"illegal transition {old_s.value} -> {new_s.value}")
+
+
+# Field names are the keys of ../shared/samples/expected.json; scripts and the
+# `extract --json` output depend on them.
+FIELD_NAMES: tuple[str, ...] = (
+    "kind", "title", "code", "number", "date", "check_code",
+    "amount", "tax", "total", "total_in_words",
+    "buyer_name", "buyer_tax_id", "seller_name", "seller_tax_id", "qr",
+)
+MONEY_FIELDS = frozenset({"amount", "tax", "total"})
+SOURCES = frozenset({"qr", "xml", "ofd", "pdf-text", "image", "manual"})
+
+KIND_NAMES = {
+    "01": "增值税专用发票",
+    "02": "货物运输业增值税专用发票",
+    "03": "机动车销售统一发票",
+    "04": "增值税普通发票",
+    "10": "增值税电子普通发票",
+    "11": "增值税普通发票（卷式）",
+    "14": "增值税电子普通发票（通行费）",
+    "15": "二手车销售统一发票",
+    "20": "增值税电子专用发票",
+    "31": "电子发票（增值税专用发票）",
+    "32": "电子发票（普通发票）",
+    "51": "电子发票（铁路电子客票）",
+    "61": "电子发票（航空运输电子客票行程单）",
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One value and where it came from (one of SOURCES)."""
+
+    value: Any
+    source: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong or doubtful about an invoice.
+
+    `code` is stable (ops grep for it); `severity` is "error" or "warning".
+    """
+
+    code: str
+    severity: str
+    message: str
+    field: str | None = None
+    message_zh: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; `message_zh` only when set."""
+        d = {"code": self.code, "severity": self.severity, "field": self.field,
+             "message": self.message}
+        if self.message_zh:
+            d["message_zh"] = self.message_zh
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Problem":
+        """Inverse of `to_dict`."""
+        return cls(code=d["code"], severity=d["severity"], message=d["message"],
+                   field=d.get("field"), message_zh=d.get("message_zh"))
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Two sources gave different values for one field; validation judges it."""
+
+    field: str
+    values: dict[str, Any]  # source -> value
+
+
+@dataclass
+class LineItem:
+    """One line of goods or services. Rate is a fraction (0.13) or None for 免税 etc."""
+
+    name: str
+    amount: Decimal | None = None
+    tax: Decimal | None = None
+    rate: Decimal | None = None
+    rate_text: str | None = None  # as printed: "13%", "免税", "不征税" ...
+    quantity: Decimal | None = None
+    unit_price: Decimal | None = None
+
+
+@dataclass
+class Invoice:
+    """What was read from one invoice (one page of a batch PDF counts as one).
+
+    `fields` maps names in FIELD_NAMES to `Field`s. The first source to give
+    a field wins; a different value from a later source becomes a `Conflict`.
+    """
+
+    is_invoice: bool = True
+    fields: dict[str, Field] = dataclasses.field(default_factory=dict)
+    items: list[LineItem] = dataclasses.field(default_factory=list)
+    conflicts: list[Conflict] = dataclasses.field(default_factory=list)
+    problems: list[Problem] = dataclasses.field(default_factory=list)
+    page: int | None = None          # 1-based page in a multi-invoice file
+    not_invoice_reason: str | None = None
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The field's value, or `default` when nobody gave it."""
+        f = self.fields.get(name)
+        return default if f is None or f.value is None else f.value
+
+    def offer(self, name: str, value: Any, source: str) -> None:
+        """Record `value` from `source`: kept if new, compared if already known.
+
+        Empty values are ignored. Money is compared as Decimal; strings after
+        stripping whitespace.
+        """
+        if name not in FIELD_NAMES:
+            raise ValueError(f"unknown invoice field {name!r}")
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return
+        if isinstance(value, str):
+            value = value.strip()
+        existing = self.fields.get(name)
+        if existing is None:
+            self.fields[name] = Field(value, source)
+        elif _differs(existing.value, value):
+            for c in self.conflicts:
+                if c.field == name:
+                    c.values.setdefault(source, value)
+                    return
+            self.conflicts.append(Conflict(name, {existing.source: existing.value, source: value}))
+
+    def set_manual(self, name: str, value: Any) -> None:
+        """Overwrite a field with an operator's value (source `manual`)."""
+        if name not in FIELD_NAMES:
+            raise ValueError(f"unknown invoice field {name!r}")
+        self.fields[name] = Field(value, "manual")
+        self.conflicts = [c for c in self.conflicts if c.field != name]
+
+    @property
+    def key(self) -> str | None:
+        """Invoice identity: kind-less 代码+号码, or the 20-digit 数电 number.
+
+        File hashes cannot serve: e-invoice PDFs change per download.
+        """
+        number = self.get("number")
+        if not number:
+            return None
+        code = self.get("code")
+        return f"{code}-{number}" if code else str(number)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `extract --json` shape: every FIELD_NAMES key, `is_invoice`,
+        `sources`, `problems`, `items`; money as "0.00" strings, dates ISO."""
+        out: dict[str, Any] = {"is_invoice": self.is_invoice}
+        for name in FIELD_NAMES:
+            out[name] = _jsonable(name, self.get(name))
+        out["sources"] = {n: f.source for n, f in self.fields.items()}
+        out["problems"] = [p.to_dict() for p in self.problems]
+        out["conflicts"] = [
+            {"field": c.field, "values": {s: _jsonable(c.field, v) for s, v in c.values.items()}}
+            for c in self.conflicts
+        ]
+        out["items"] = [
+            {k: (str(v) if isinstance(v, Decimal) else v) for k, v in dataclasses.asdict(i).items()}
+            for i in self.items
+        ]
+        if self.page is not None:
+            out["page"] = self.page
+        if self.not_invoice_reason:
+            out["not_invoice_reason"] = self.not_invoice_reason
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Invoice":
+        """Rebuild from `to_dict` output (as stored in the ledger)."""
+        inv = cls(is_invoice=d.get("is_invoice", True), page=d.get("page"),
+                  not_invoice_reason=d.get("not_invoice_reason"))
+        sources = d.get("sources", {})
+        for name in FIELD_NAMES:
+            if d.get(name) is not None:
+                inv.fields[name] = Field(_parse(name, d[name]), sources.get(name, "manual"))
+        inv.conflicts = [Conflict(c["field"], {s: _parse(c["field"], v) for s, v in c["values"].items()})
+                         for c in d.get("conflicts", [])]
+        inv.problems = [Problem.from_dict(p) for p in d.get("problems", [])]
+        for it in d.get("items", []):
+            inv.items.append(LineItem(**{k: (Decimal(v) if k in {"amount", "tax", "rate", "quantity", "unit_price"} and v is not None else v)
+                                         for k, v in it.items()}))
+        return inv
+
+
+def _differs(a: Any, b: Any) -> bool:
+    if isinstance(a, Decimal) or isinstance(b, Decimal):
+        try:
+            return Decimal(str(a)) != Decimal(str(b))
+        except ArithmeticError:
+            return True
+    if isinstance(a, str) and isinstance(b, str):
+        return "".join(a.split()) != "".join(b.split())
+    return a != b
+
+
+def _jsonable(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name in MONEY_FIELDS or isinstance(value, Decimal):
+        return f"{Decimal(value):.2f}"
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def _parse(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name in MONEY_FIELDS:
+        return Decimal(value)
+    if name == "date" and isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            return value  # an operator's bad date stays visible; validation flags it
+    return value

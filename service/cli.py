@@ -1,0 +1,51 @@
+"""The operator's command line: `fapiao-agent COMMAND`.
+
+Each command lives in `service/commands/<name>.py` and stays thin: load the
+config, make one library call into `agent/`, format the result.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import click
+
+import service.commands
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="FAPIAO_AGENT_CONFIG",
+              help="Config file. Default: $FAPIAO_AGENT_CONFIG, ./var/fapiao-agent.toml, "
+                   "then /etc/fapiao-agent/config.toml.")
+@click.version_option(package_name="fapiao-agent")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
+    """fapiao-agent: no invoice (发票) gets lost between the scanner and the finance system.
+
+    Files dropped in watched scanner and e-mail folders are kept in a
+    content-addressed vault, read, validated, delivered and backed up.
+    Every step is recorded in a SQLite ledger that these commands read.
+
+    \b
+    Typical use:
+      fapiao-agent config init var/fapiao-agent.toml   write a commented config
+      fapiao-agent ingest ~/scans                      take files in once
+      fapiao-agent status                              counts per state
+      fapiao-agent list --state quarantined            what needs a person
+      fapiao-agent show 12                             one document, all events
+    """
+    ctx.obj = {"config_path": config_path}
+
+
+def _register_commands() -> None:
+    # Every module in service/commands that defines `command` (a click
+    # command or group) is added; helpers add modules, not edits here.
+    for info in pkgutil.iter_modules(service.commands.__path__):
+        module = importlib.import_module(f"service.commands.{info.name}")
+        cmd = getattr(module, "command", None)
+        if isinstance(cmd, click.Command):
+            main.add_command(cmd)
+
+
+_register_commands()
