@@ -1,0 +1,170 @@
+"""The invoice QR payload: `ver,type,代码,号码,amount,date,校验码,check[,]`.
+
+Every Chinese VAT e-invoice (and most paper ones since 2017) carries this
+payload, and it is the most reliable source we have: it is machine-written,
+and the last field is a CRC-16 over the first seven, so a misread shows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from agent.model import Invoice, Problem
+
+# QR amount is 合计金额 (tax-exclusive) for the older VAT family; the 数电
+# types (31/32), railway (51) and anything newer give 价税合计.
+TAX_EXCLUSIVE_KINDS = frozenset({"01", "02", "03", "04", "10", "11", "14", "20"})
+MODBUS_KINDS = frozenset({"51"})
+# Types for which the UMTS variant has been seen to match; for anything not
+# listed here (new types) either algorithm is accepted.
+UMTS_KINDS = frozenset({"01", "02", "03", "04", "10", "11", "14", "15", "20", "31", "32"})
+
+_KIND_RE = re.compile(r"^\d{2}$")
+_VERSION_RE = re.compile(r"^\d{1,3}$")
+_NUMBER_RE = re.compile(r"^\d{6,20}$")
+_CODE_RE = re.compile(r"^\d{10,12}$")
+_AMOUNT_RE = re.compile(r"^-?\d+(\.\d{1,2})?$")
+_CHECK_CODE_RE = re.compile(r"^\d{5,20}$")
+_HEX_RE = re.compile(r"^[0-9A-Fa-f]{1,4}$")
+
+
+@dataclass(frozen=True)
+class QrPayload:
+    """The fields of one invoice QR, parsed; `raw` is the text exactly as decoded."""
+
+    raw: str
+    version: str
+    kind: str
+    code: str | None
+    number: str
+    amount: Decimal | None
+    date: dt.date | None
+    check_code: str | None
+    crc: str | None
+
+    def signed_texts(self) -> tuple[str, ...]:
+        """The text the CRC covers: the first seven fields and a trailing comma.
+
+        The fields as written come first: the early 数电 payloads with a space
+        for an empty field are signed with that space. The stripped form is
+        the fallback for payloads a decoder or a person re-typed.
+        """
+        fields = self.raw.strip().split(",")[:7]
+        as_written = ",".join(fields) + ","
+        stripped = ",".join(f.strip() for f in fields) + ","
+        return (as_written,) if as_written == stripped else (as_written, stripped)
+
+    def crc_ok(self) -> bool | None:
+        """True when the check field matches the CRC for this type, False when it
+        does not, None when the payload carries no check field."""
+        if self.crc is None:
+            return None
+        if not _HEX_RE.match(self.crc):
+            return False
+        given = int(self.crc, 16)
+        if self.kind in MODBUS_KINDS:
+            algorithms = (crc16_modbus,)
+        elif self.kind in UMTS_KINDS:
+            algorithms = (crc16_umts,)
+        else:
+            algorithms = (crc16_umts, crc16_modbus)
+        return any(algo(text.encode("ascii", "replace")) == given
+                   for text in self.signed_texts() for algo in algorithms)
+
+
+def crc16_umts(data: bytes) -> int:
+    """CRC-16/UMTS (a.k.a. BUYPASS): poly 0x8005, init 0, no reflection, no xorout."""
+    crc = 0
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x8005) if crc & 0x8000 else (crc << 1)
+            crc &= 0xFFFF
+    return crc
+
+
+def crc16_modbus(data: bytes) -> int:
+    """CRC-16/MODBUS: poly 0x8005 reflected (0xA001), init 0xFFFF, no xorout."""
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc
+
+
+def _parse_date(text: str) -> dt.date | None | bool:
+    """A date, None for an empty field, False for a malformed one."""
+    if not text:
+        return None
+    m = re.fullmatch(r"(\d{4})-?(\d{2})-?(\d{2})", text)
+    if not m:
+        return False
+    try:
+        return dt.date(int(m[1]), int(m[2]), int(m[3]))
+    except ValueError:
+        return False
+
+
+def parse_qr(text: str) -> QrPayload | None:
+    """Parse an invoice QR payload; None when `text` is not one (a URL, garbage).
+
+    Fields are split keeping empties and stripped, because early 数电 payloads
+    use a single space for an empty field. A wrong CRC does not make this
+    return None: that is judged by `crc_ok` and reported as a warning.
+    """
+    if not isinstance(text, str):
+        return None
+    fields = [f.strip() for f in text.strip().split(",")]
+    if len(fields) < 7:
+        return None
+    # A trailing comma leaves one empty field; anything beyond that is not ours.
+    if len(fields) > 9 or (len(fields) == 9 and fields[8]):
+        return None
+    version, kind, code, number, amount_text, date_text, check_code = fields[:7]
+    crc = fields[7] if len(fields) > 7 and fields[7] else None
+    if not (_VERSION_RE.match(version) and _KIND_RE.match(kind) and _NUMBER_RE.match(number)):
+        return None
+    if code and not _CODE_RE.match(code):
+        return None
+    if check_code and not _CHECK_CODE_RE.match(check_code):
+        return None
+    amount: Decimal | None = None
+    if amount_text:
+        if not _AMOUNT_RE.match(amount_text):
+            return None
+        try:
+            amount = Decimal(amount_text)
+        except InvalidOperation:  # pragma: no cover - the regex admits only numbers
+            return None
+    date = _parse_date(date_text)
+    if date is False:
+        return None
+    return QrPayload(raw=text, version=version, kind=kind, code=code or None, number=number,
+                     amount=amount, date=date, check_code=check_code or None, crc=crc)
+
+
+def apply_qr(invoice: Invoice, payload: QrPayload) -> None:
+    """Offer the payload's fields to `invoice` with source "qr".
+
+    The QR amount goes to `amount` (合计金额) for the older VAT types and to
+    `total` (价税合计) for 数电, railway and other types. A CRC mismatch adds a
+    `qr-crc` warning: a few genuine invoices carry a wrong check field.
+    """
+    invoice.offer("kind", payload.kind, "qr")
+    invoice.offer("code", payload.code, "qr")
+    invoice.offer("number", payload.number, "qr")
+    invoice.offer("date", payload.date, "qr")
+    invoice.offer("check_code", payload.check_code, "qr")
+    invoice.offer("qr", payload.raw, "qr")
+    money_field = "amount" if payload.kind in TAX_EXCLUSIVE_KINDS else "total"
+    invoice.offer(money_field, payload.amount, "qr")
+    if payload.crc_ok() is False:
+        invoice.problems.append(Problem(
+            code="qr-crc", severity="warning", field="qr",
+            message=f"QR check field {payload.crc} does not match the CRC of its first seven fields",
+            message_zh="二维码校验位与前七个字段的CRC不符",
+        ))
