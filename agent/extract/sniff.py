@@ -1,0 +1,73 @@
+"""Tell a file's format from its bytes, never from its name.
+
+Names lie: real samples include a `.jpg` that is a PNG, and e-mail
+attachments arrive as `invoice.dat` or with no extension at all.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+
+FORMATS = ("pdf", "ofd", "zip", "xml", "png", "jpeg", "tiff", "bmp", "gif", "webp",
+           "empty", "unknown")
+
+# PDF readers accept a header anywhere in the first KiB (some generators
+# write junk before it), so we look as far.
+_PDF_HEADER_WINDOW = 1024
+_XML_START = re.compile(rb"^(?:\xef\xbb\xbf)?\s*<(?:\?xml|!--|!DOCTYPE|[A-Za-z_:])", re.IGNORECASE)
+
+
+def sniff(data: bytes) -> str:
+    """Return one of FORMATS for `data`, judged by content only.
+
+    A zip with an `OFD.xml` member is "ofd"; one whose directory cannot be
+    read is still "zip" (the reader reports it as corrupt). Never raises.
+    """
+    if not data:
+        return "empty"
+    head = data[:16]
+    if head.startswith(b"%PDF-"):
+        return "pdf"
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "ofd" if _zip_has_ofd_root(data) else "zip"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return "tiff"
+    if head.startswith(b"BM") and len(data) >= 26:
+        return "bmp"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if _looks_like_xml(data):
+        return "xml"
+    # Only after every other magic, so a stored PDF inside a zip or an XML
+    # that mentions "%PDF-" is not taken for a PDF.
+    if b"%PDF-" in data[:_PDF_HEADER_WINDOW]:
+        return "pdf"
+    if not data.strip():
+        return "empty"
+    return "unknown"
+
+
+def _zip_has_ofd_root(data: bytes) -> bool:
+    # Only the central directory is read here: no member is decompressed, so
+    # a zip bomb costs nothing at this stage.
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+        return False
+    return any(n.replace("\\", "/").lstrip("/").lower() == "ofd.xml" for n in names)
+
+
+def _looks_like_xml(data: bytes) -> bool:
+    head = data[:512]
+    if head.startswith((b"\xff\xfe<\x00", b"\xfe\xff\x00<")):  # UTF-16 with BOM
+        return True
+    return bool(_XML_START.match(head))
