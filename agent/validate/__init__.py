@@ -1,0 +1,1 @@
+"""Validation: Invoice -> problems, one small module per family of rules."""
