@@ -168,3 +168,34 @@ def apply_qr(invoice: Invoice, payload: QrPayload) -> None:
             message=f"QR check field {payload.crc} does not match the CRC of its first seven fields",
             message_zh="二维码校验位与前七个字段的CRC不符",
         ))
+
+
+# Invoice QR images are a few hundred pixels; anything this large is either
+# a page scan (the image reader's job) or a decompression bomb.
+MAX_QR_IMAGE_PIXELS = 25_000_000
+
+
+def decode_qr_image(data: bytes) -> list[str]:
+    """The texts of every QR code found in an encoded image (PNG, JPEG, BMP ...).
+
+    Returns [] for bytes that are not a readable image or hold no QR, and
+    for images over MAX_QR_IMAGE_PIXELS. Never raises on bad input.
+    """
+    import io
+
+    import zxingcpp
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            if width * height > MAX_QR_IMAGE_PIXELS:
+                return []
+            img.load()
+            if img.mode not in ("L", "RGB", "RGBA"):
+                img = img.convert("RGB")
+            results = zxingcpp.read_barcodes(img, formats=zxingcpp.BarcodeFormat.QRCode)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
+            Image.DecompressionBombError, MemoryError):
+        return []
+    return [r.text for r in results if r.text]

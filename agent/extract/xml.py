@@ -1,0 +1,296 @@
+"""Invoice XML: the 数电 `EInvoice` file and the older `original_invoice.xml`.
+
+Two dialects reach us:
+- 数电 XML (MoF 电子凭证会计数据标准), root `EInvoice`, plain English tags;
+- `original_invoice.xml` in the e-invoice 2019 schema (prefix `fp:`), as
+  attached inside OFD files or sent on its own.
+
+The XML comes from strangers, so it is parsed with defusedxml and any DTD,
+entity declaration or external reference is refused outright: real invoice
+XML never carries one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Iterable
+from xml.etree.ElementTree import Element, ParseError
+
+import defusedxml.ElementTree as safe_et
+from defusedxml.common import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
+
+from agent.errors import ExtractError
+from agent.extract.qr import apply_qr, decode_qr_image, parse_qr
+from agent.model import Invoice, LineItem, Problem
+
+FP_NAMESPACE = "http://www.edrm.org.cn/schema/e-invoice/2019"
+# A real invoice XML is a few KiB; a 5-page OFD attachment with 400 lines is
+# 60 KiB. Anything this size is not an invoice and is refused before parsing.
+MAX_XML_BYTES = 16 * 1024 * 1024
+
+_CENT = Decimal("0.01")
+_DATE_RE = re.compile(r"(\d{4})\s*[-年/.]\s*(\d{1,2})\s*[-月/.]\s*(\d{1,2})")
+_NO_TAX_MARKS = frozenset({"***", "**", "*", "免税", "不征税"})
+
+
+def parse_xml(data: bytes) -> Element:
+    """Parse untrusted XML; DTDs, entities and external references are refused.
+
+    Raises ExtractError("unsafe-xml") for those, ExtractError("corrupt") for
+    XML that is not well formed, ExtractError("limit-exceeded") when too big.
+    """
+    if len(data) > MAX_XML_BYTES:
+        raise ExtractError("limit-exceeded", f"XML of {len(data)} bytes is over {MAX_XML_BYTES}")
+    try:
+        return safe_et.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except (DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden) as e:
+        raise ExtractError("unsafe-xml", f"XML declares a DTD or entities, refused: {type(e).__name__}") from e
+    except ParseError as e:
+        raise ExtractError("corrupt", f"XML is not well formed: {e}") from e
+
+
+def local_name(tag: object) -> str:
+    """The tag without namespace or prefix: `{ns}InvoiceNo` -> `InvoiceNo`."""
+    if not isinstance(tag, str):  # comments and processing instructions
+        return ""
+    return tag.rsplit("}", 1)[-1].rsplit(":", 1)[-1]
+
+
+def find_first(root: Element, *names: str) -> Element | None:
+    """The first descendant (or `root`) whose local name is one of `names`."""
+    wanted = set(names)
+    for el in root.iter():
+        if local_name(el.tag) in wanted:
+            return el
+    return None
+
+
+def text_of(root: Element, *names: str) -> str | None:
+    """Stripped text of the first element named one of `names`; None if empty or absent."""
+    el = find_first(root, *names)
+    if el is None:
+        return None
+    text = "".join(el.itertext()).strip()
+    return text or None
+
+
+def parse_money(text: str | None) -> Decimal | None:
+    """A money amount as Decimal; None for empty, `***` (免税) or unreadable text.
+
+    Currency signs, thousands separators and spaces are ignored. Amounts that
+    are whole cents are quantized to two places so "0.120000" reads as 0.12.
+    """
+    if text is None:
+        return None
+    cleaned = re.sub(r"[\s¥￥,，]", "", text)
+    if not cleaned or cleaned in _NO_TAX_MARKS:
+        return None
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation:
+        return None
+    if not value.is_finite():
+        return None
+    try:
+        cents = value.quantize(_CENT)
+    except InvalidOperation:  # more digits than the context holds
+        return None
+    return cents if cents == value else value
+
+
+def parse_date(text: str | None) -> dt.date | None:
+    """A date from `2022年05月05日`, `2023-02-23 10:08:05`, `20200805` ...; None if unreadable."""
+    if not text:
+        return None
+    m = _DATE_RE.search(text) or re.fullmatch(r"\s*(\d{4})(\d{2})(\d{2})\s*", text)
+    if not m:
+        return None
+    try:
+        return dt.date(int(m[1]), int(m[2]), int(m[3]))
+    except ValueError:
+        return None
+
+
+def parse_rate(text: str | None) -> tuple[Decimal | None, str | None]:
+    """(rate as a fraction, rate as printed) from `0.13`, `13%` or `免税`."""
+    if text is None:
+        return None, None
+    t = text.strip()
+    if not t:
+        return None, None
+    try:
+        if t.endswith("%"):
+            rate = Decimal(t[:-1]) / 100
+        else:
+            rate = Decimal(t)
+    except InvalidOperation:
+        return None, t  # 免税, 不征税 ...: no numeric rate
+    rate = rate.normalize()
+    shown = f"{(rate * 100).normalize():f}%"
+    return rate, (t if t.endswith("%") else shown)
+
+
+def _digits(text: str | None) -> str | None:
+    return re.sub(r"\s+", "", text) if text else None
+
+
+def offer_qr_text(invoice: Invoice, text: str | None) -> bool:
+    """Offer a QR payload (text, or a base64 image of the QR) to `invoice`.
+
+    Some issuers put a base64 PNG of the QR in fp:GraphCode instead of its
+    text; that image is decoded. Returns whether a payload was applied.
+    """
+    if not text:
+        return False
+    candidates = [text]
+    compact = re.sub(r"\s+", "", text)
+    if "," not in compact and len(compact) > 64:
+        try:
+            image = base64.b64decode(compact, validate=True)
+        except (binascii.Error, ValueError):
+            image = b""
+        candidates = decode_qr_image(image) if image else []
+    for candidate in candidates:
+        payload = parse_qr(candidate)
+        if payload is not None:
+            apply_qr(invoice, payload)
+            return True
+    return False
+
+
+def read_xml(data: bytes, source: str = "xml") -> Invoice:
+    """Read one invoice from 数电 XML (root EInvoice) or e-invoice 2019 XML.
+
+    Every field is offered with `source`; the QR text in fp:GraphCode is
+    offered with source "qr". Raises ExtractError: "unsafe-xml", "corrupt",
+    "limit-exceeded", or "unsupported-format" for XML that is neither dialect.
+    """
+    root = parse_xml(data)
+    name = local_name(root.tag)
+    if name == "EInvoice":
+        return read_shudian(root, source)
+    if name in ("eInvoice", "e-invoice") or _uses_fp_namespace(root):
+        return read_fp_invoice(root, source)
+    raise ExtractError("unsupported-format", f"XML root <{name}> is not an invoice (EInvoice or eInvoice)")
+
+
+def _uses_fp_namespace(root: Element) -> bool:
+    prefix = "{" + FP_NAMESPACE + "}"
+    return any(isinstance(el.tag, str) and el.tag.startswith(prefix) for el in root.iter())
+
+
+def read_shudian(root: Element, source: str = "xml") -> Invoice:
+    """Fields of a 数电 `EInvoice` tree (see module docstring)."""
+    inv = Invoice()
+    supervision = find_first(root, "TaxSupervisionInfo")
+    number = text_of(supervision, "InvoiceNumber") if supervision is not None else None
+    inv.offer("number", _digits(number or text_of(root, "EIid")), source)
+    issue = text_of(supervision, "IssueTime") if supervision is not None else None
+    inv.offer("date", parse_date(issue) or parse_date(text_of(root, "RequestTime")), source)
+    inv.offer("kind", _shudian_kind(root), source)
+    basic = find_first(root, "BasicInformation")
+    if basic is not None:
+        _offer_money(inv, "amount", text_of(basic, "TotalAmWithoutTax"), source)
+        _offer_money(inv, "tax", text_of(basic, "TotalTaxAm"), source)
+        _offer_money(inv, "total", text_of(basic, "TotalTax-includedAmount"), source)
+        inv.offer("total_in_words", text_of(basic, "TotalTax-includedAmountInChinese"), source)
+    seller = find_first(root, "SellerInformation")
+    if seller is not None:
+        inv.offer("seller_name", text_of(seller, "SellerName"), source)
+        inv.offer("seller_tax_id", _digits(text_of(seller, "SellerIdNum")), source)
+    buyer = find_first(root, "BuyerInformation")
+    if buyer is not None:
+        inv.offer("buyer_name", text_of(buyer, "BuyerName"), source)
+        inv.offer("buyer_tax_id", _digits(text_of(buyer, "BuyerIdNum")), source)
+    for el in _all(root, "IssuItemInformation"):
+        rate, rate_text = parse_rate(text_of(el, "TaxRate"))
+        inv.items.append(LineItem(
+            name=text_of(el, "ItemName") or "",
+            amount=parse_money(text_of(el, "Amount")),
+            tax=parse_money(text_of(el, "ComTaxAm")),
+            rate=rate, rate_text=rate_text,
+            quantity=_decimal(text_of(el, "Quantity")),
+            unit_price=_decimal(text_of(el, "UnPrice")),
+        ))
+    offer_qr_text(inv, text_of(root, "GraphCode", "QRCode"))
+    return inv
+
+
+def _shudian_kind(root: Element) -> str | None:
+    # 数电 XML names its type in labels, not in a QR: 电子发票 + 增值税专用发票
+    # prints as 电子发票（增值税专用发票）, the QR type 31; 普通发票 is 32.
+    etype = find_first(root, "EInvoiceType")
+    vat = find_first(root, "GeneralOrSpecialVAT")
+    if etype is None or vat is None or text_of(etype, "LabelName") != "电子发票":
+        return None
+    vat_name = text_of(vat, "LabelName") or ""
+    if "专用" in vat_name:
+        return "31"
+    if "普通" in vat_name:
+        return "32"
+    return None
+
+
+def read_fp_invoice(root: Element, source: str = "xml") -> Invoice:
+    """Fields of an e-invoice 2019 (`fp:`) `eInvoice` tree, as in original_invoice.xml."""
+    inv = Invoice()
+    inv.offer("code", _digits(text_of(root, "InvoiceCode")), source)
+    inv.offer("number", _digits(text_of(root, "InvoiceNo")), source)
+    inv.offer("date", parse_date(text_of(root, "IssueDate")), source)
+    inv.offer("check_code", _digits(text_of(root, "InvoiceCheckCode")), source)
+    _offer_money(inv, "amount", text_of(root, "TaxExclusiveTotalAmount"), source)
+    _offer_money(inv, "tax", text_of(root, "TaxTotalAmount"), source)
+    _offer_money(inv, "total", text_of(root, "TaxInclusiveTotalAmount"), source)
+    inv.offer("total_in_words", text_of(root, "TaxInclusiveTotalAmountWithWords"), source)
+    buyer = find_first(root, "Buyer")
+    seller = find_first(root, "Seller")
+    inv.offer("buyer_name", text_of(buyer if buyer is not None else root, "BuyerName"), source)
+    inv.offer("buyer_tax_id", _digits(text_of(buyer if buyer is not None else root, "BuyerTaxID")), source)
+    inv.offer("seller_name", text_of(seller if seller is not None else root, "SellerName"), source)
+    inv.offer("seller_tax_id", _digits(text_of(seller if seller is not None else root, "SellerTaxID")), source)
+    for el in _all(root, "GoodsInfo"):
+        rate, rate_text = parse_rate(text_of(el, "TaxScheme"))
+        inv.items.append(LineItem(
+            name=text_of(el, "Item") or "",
+            amount=parse_money(text_of(el, "Amount")),
+            tax=parse_money(text_of(el, "TaxAmount")),
+            rate=rate, rate_text=rate_text,
+            quantity=_decimal(text_of(el, "Quantity")),
+            unit_price=_decimal(text_of(el, "Price")),
+        ))
+    graph = text_of(root, "GraphCode")
+    if graph and not offer_qr_text(inv, graph):
+        inv.problems.append(Problem(
+            code="qr-unreadable", severity="warning", field="qr",
+            message="fp:GraphCode holds neither an invoice QR payload nor a readable QR image",
+            message_zh="fp:GraphCode 不是可识别的发票二维码"))
+    return inv
+
+
+def _all(root: Element, name: str) -> Iterable[Element]:
+    return (el for el in root.iter() if local_name(el.tag) == name)
+
+
+def _decimal(text: str | None) -> Decimal | None:
+    if not text:
+        return None
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        return None
+    return value if value.is_finite() else None
+
+
+def _offer_money(inv: Invoice, name: str, text: str | None, source: str) -> None:
+    value = parse_money(text)
+    if value is None and text and text.strip() not in _NO_TAX_MARKS:
+        inv.problems.append(Problem(
+            code="unreadable-amount", severity="warning", field=name,
+            message=f"{name} {text!r} from {source} is not a number",
+            message_zh="金额无法识别"))
+        return
+    inv.offer(name, value, source)
