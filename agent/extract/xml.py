@@ -213,8 +213,8 @@ def read_shudian(root: Element, source: str = "xml") -> Invoice:
             amount=parse_money(text_of(el, "Amount")),
             tax=parse_money(text_of(el, "ComTaxAm")),
             rate=rate, rate_text=rate_text,
-            quantity=_decimal(text_of(el, "Quantity")),
-            unit_price=_decimal(text_of(el, "UnPrice")),
+            quantity=parse_decimal(text_of(el, "Quantity")),
+            unit_price=parse_decimal(text_of(el, "UnPrice")),
         ))
     offer_qr_text(inv, text_of(root, "GraphCode", "QRCode"))
     return inv
@@ -259,8 +259,8 @@ def read_fp_invoice(root: Element, source: str = "xml") -> Invoice:
             amount=parse_money(text_of(el, "Amount")),
             tax=parse_money(text_of(el, "TaxAmount")),
             rate=rate, rate_text=rate_text,
-            quantity=_decimal(text_of(el, "Quantity")),
-            unit_price=_decimal(text_of(el, "Price")),
+            quantity=parse_decimal(text_of(el, "Quantity")),
+            unit_price=parse_decimal(text_of(el, "Price")),
         ))
     graph = text_of(root, "GraphCode")
     if graph and not offer_qr_text(inv, graph):
@@ -275,7 +275,8 @@ def _all(root: Element, name: str) -> Iterable[Element]:
     return (el for el in root.iter() if local_name(el.tag) == name)
 
 
-def _decimal(text: str | None) -> Decimal | None:
+def parse_decimal(text: str | None) -> Decimal | None:
+    """A quantity or unit price as Decimal; None when empty or unreadable."""
     if not text:
         return None
     try:

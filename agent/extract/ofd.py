@@ -1,0 +1,388 @@
+"""OFD invoices: a zip of XML parts (GB/T 33190), read without rendering.
+
+Four places hold invoice data, read in this order (first value wins, later
+disagreements become conflicts):
+1. `OFD.xml` DocBody/DocInfo/CustomDatas: 发票号码, 开票日期, 合计金额 ... (source "ofd");
+2. the attached `original_invoice.xml` in the e-invoice 2019 schema (source "xml"),
+   whose fp:GraphCode is the QR text (source "qr");
+3. `Tags/CustomTag.xml` or `Tag_*.xml`, mapping field names to TextObject
+   IDs on the pages (source "ofd"); some issuers write these malformed
+   (`<:eInvoice xmlns:="">`), so a regex reads them when XML parsing fails;
+4. the page text itself, for the title and the 大写 total that no tag names.
+The QR image is often JBIG2 (unreadable here); PNG/JPEG/BMP ones are decoded
+when no QR text was found elsewhere.
+"""
+
+from __future__ import annotations
+
+import html
+import posixpath
+import re
+from dataclasses import dataclass, field
+from xml.etree.ElementTree import Element
+
+from agent.errors import ExtractError
+from agent.extract.qr import apply_qr, decode_qr_image, parse_qr
+from agent.extract.sniff import sniff
+from agent.extract.xml import (local_name, parse_date, parse_decimal, parse_money, parse_rate,
+                               parse_xml, read_fp_invoice, text_of)
+from agent.model import Invoice, LineItem, Problem
+from agent.safezip import SafeZip, ZipLimits, open_zip
+
+# An invoice OFD is tens of KiB; a 5-page one with a 400-line list is under
+# 1 MiB inflated. These limits leave wide room and still stop a bomb early.
+OFD_LIMITS = ZipLimits(max_members=2000, max_total_bytes=64 * 1024 * 1024,
+                       max_member_bytes=32 * 1024 * 1024, max_ratio=200.0, max_depth=1)
+MAX_QR_IMAGES = 8
+MAX_QR_IMAGE_BYTES = 2 * 1024 * 1024
+
+CUSTOM_DATA_FIELDS = {
+    "发票代码": "code", "发票号码": "number", "开票日期": "date", "校验码": "check_code",
+    "合计金额": "amount", "合计税额": "tax", "价税合计": "total",
+    "购买方名称": "buyer_name", "购买方纳税人识别号": "buyer_tax_id",
+    "销售方名称": "seller_name", "销售方纳税人识别号": "seller_tax_id",
+}
+TAG_FIELDS = {
+    "InvoiceCode": "code", "InvoiceNo": "number", "IssueDate": "date",
+    "InvoiceCheckCode": "check_code", "TaxExclusiveTotalAmount": "amount",
+    "TaxTotalAmount": "tax", "TaxInclusiveTotalAmount": "total",
+    "BuyerName": "buyer_name", "BuyerTaxID": "buyer_tax_id",
+    "SellerName": "seller_name", "SellerTaxID": "seller_tax_id",
+}
+ITEM_TAGS = ("Item", "TaxScheme", "Amount", "TaxAmount", "Price", "Quantity")
+_MONEY_FIELDS = {"amount", "tax", "total"}
+_ID_FIELDS = {"code", "number", "check_code", "buyer_tax_id", "seller_tax_id"}
+
+_TITLE_RE = re.compile(r"^(?:[\u4e00-\u9fff]{2,8}增值税(?:电子)?(?:普通|专用)发票(?:（[^）]{1,12}）)?"
+                       r"|电子发票（[^）]{2,20}）|增值税(?:电子)?(?:普通|专用)发票)$")
+_WORDS_RE = re.compile(r"^[零壹贰叁肆伍陆柒捌玖拾佰仟万亿圆元角分整正负]+$")
+_INVOICE_LABELS = ("发票号码", "发票代码", "价税合计", "开票日期")
+# Fallback for tag files that are not well-formed XML: an element (any or no
+# prefix) whose content is one or more ObjectRefs.
+_TAG_REF_RE = re.compile(
+    r"<(?:[\w.-]*:)?([\w.-]+)(?:\s[^>]*)?>\s*((?:<(?:[\w.-]*:)?ObjectRef\b[^>]*>\s*\d+\s*</(?:[\w.-]*:)?ObjectRef>\s*)+)<")
+_REF_RE = re.compile(r"<(?:[\w.-]*:)?ObjectRef\b([^>]*)>\s*(\d+)\s*<")
+_PAGE_REF_RE = re.compile(r"PageRef\s*=\s*[\"'](\d+)[\"']")
+_TEXT_OBJECT_RE = re.compile(
+    r"<(?:[\w.-]*:)?TextObject\b[^>]*?\bID\s*=\s*[\"'](\d+)[\"'][^>]*>(.*?)</(?:[\w.-]*:)?TextObject>", re.S)
+_TEXT_CODE_RE = re.compile(r"<(?:[\w.-]*:)?TextCode\b[^>]*>(.*?)</(?:[\w.-]*:)?TextCode>", re.S)
+
+
+@dataclass
+class _Page:
+    id: str
+    path: str
+    template_ids: list[str] = field(default_factory=list)
+    texts: dict[str, str] = field(default_factory=dict)  # TextObject ID -> text
+
+
+class _Package:
+    """Case-insensitive, path-resolving access to the zip members."""
+
+    def __init__(self, zf: SafeZip):
+        self.zf = zf
+        self.names = zf.names()
+        self._by_lower = {n.lower(): n for n in self.names}
+
+    def find(self, path: str | None) -> str | None:
+        if not path:
+            return None
+        norm = posixpath.normpath(path.strip().replace("\\", "/")).lstrip("/")
+        return self._by_lower.get(norm.lower())
+
+    def read(self, name: str) -> bytes:
+        return self.zf.read(name)
+
+    def resolve(self, base_dir: str, loc: str | None) -> str | None:
+        """A member for `loc`, relative to `base_dir` or to the package root."""
+        if not loc:
+            return None
+        loc = loc.strip()
+        if loc.startswith("/"):
+            return self.find(loc)
+        return self.find(posixpath.join(base_dir, loc)) or self.find(loc)
+
+
+def read_ofd(data: bytes) -> list[Invoice]:
+    """Read every document of an OFD package as one Invoice each.
+
+    A document with no invoice data and no invoice labels on its pages is
+    returned as Invoice(is_invoice=False). Raises ExtractError: "corrupt"
+    (not a readable zip or no OFD.xml), "limit-exceeded" (zip limits),
+    "encrypted", "unsafe-xml" (a part declares entities or a DTD).
+    """
+    pkg = _Package(open_zip(data, OFD_LIMITS))
+    ofd_name = pkg.find("OFD.xml")
+    if ofd_name is None:
+        raise ExtractError("corrupt", "zip has no OFD.xml: not an OFD package")
+    root = parse_xml(pkg.read(ofd_name))
+    bodies = [el for el in root.iter() if local_name(el.tag) == "DocBody"]
+    if not bodies:
+        raise ExtractError("corrupt", "OFD.xml has no DocBody")
+    return [_read_document(pkg, body) for body in bodies]
+
+
+def _read_document(pkg: _Package, body: Element) -> Invoice:
+    inv = Invoice()
+    _offer_custom_datas(inv, body)
+    doc_name = pkg.resolve("", text_of(body, "DocRoot")) or pkg.find("Doc_0/Document.xml")
+    doc_dir = posixpath.dirname(doc_name) if doc_name else "Doc_0"
+    doc = _parse_part(pkg, doc_name) if doc_name else None
+    _offer_attachment(inv, pkg, doc, doc_dir)
+    pages, templates = _pages(pkg, doc, doc_dir)
+    _offer_tags(inv, pkg, doc, doc_dir, pages)
+    first_texts = _first_page_texts(pages, templates)
+    _offer_page_text(inv, first_texts)
+    if inv.get("qr") is None:
+        _offer_qr_images(inv, pkg, doc_dir)
+    if inv.get("number") is None and inv.get("qr") is None:
+        if not any(label in t for t in first_texts for label in _INVOICE_LABELS):
+            return Invoice(is_invoice=False, not_invoice_reason=(
+                "OFD document has no invoice data: no CustomDatas, original_invoice.xml, "
+                "tags, QR or invoice labels"))
+    return inv
+
+
+def _parse_part(pkg: _Package, name: str) -> Element | None:
+    """A package part as XML; None when malformed (callers fall back), but an
+    unsafe part (entities, DTD) is refused for the whole file."""
+    try:
+        return parse_xml(pkg.read(name))
+    except ExtractError as e:
+        if e.reason == "corrupt":
+            return None
+        raise
+
+
+def offer_same_source(inv: Invoice, name: str, value: object, source: str) -> None:
+    """`inv.offer`, except that two different values from the same source are
+    kept as a warning: a Conflict keyed by source would lose one of them."""
+    existing = inv.fields.get(name)
+    if existing is not None and existing.source == source and value is not None:
+        probe = Invoice()
+        probe.offer(name, existing.value, "ofd")
+        probe.offer(name, value, "xml")
+        if probe.conflicts:
+            inv.problems.append(Problem(
+                code="ofd-inconsistent", severity="warning", field=name,
+                message=f"the OFD gives {name} as both {existing.value!r} and {value!r}",
+                message_zh="OFD 内部字段不一致"))
+        return
+    inv.offer(name, value, source)
+
+
+def _offer_value(inv: Invoice, name: str, text: str | None, source: str) -> None:
+    if text is None:
+        return
+    if name in _MONEY_FIELDS:
+        value: object = parse_money(text)
+    elif name == "date":
+        value = parse_date(text)
+    elif name in _ID_FIELDS:
+        value = re.sub(r"\s+", "", text)
+    else:
+        value = text.strip()
+    offer_same_source(inv, name, value, source)
+
+
+def _offer_custom_datas(inv: Invoice, body: Element) -> None:
+    for el in body.iter():
+        if local_name(el.tag) != "CustomData":
+            continue
+        field_name = CUSTOM_DATA_FIELDS.get((el.get("Name") or "").strip())
+        if field_name:
+            _offer_value(inv, field_name, "".join(el.itertext()).strip() or None, "ofd")
+
+
+def _offer_attachment(inv: Invoice, pkg: _Package, doc: Element | None, doc_dir: str) -> None:
+    candidates: list[str] = []
+    attachments_name = pkg.resolve(doc_dir, text_of(doc, "Attachments")) if doc is not None else None
+    listing = _parse_part(pkg, attachments_name) if attachments_name else None
+    if listing is not None:
+        base = posixpath.dirname(attachments_name)
+        for el in listing.iter():
+            if local_name(el.tag) == "FileLoc":
+                found = pkg.resolve(base, "".join(el.itertext()))
+                if found and found.lower().endswith(".xml"):
+                    candidates.append(found)
+    candidates += [n for n in pkg.names if n.lower().endswith("original_invoice.xml")]
+    for name in dict.fromkeys(candidates):
+        root = _parse_part(pkg, name)
+        if root is None:
+            inv.problems.append(Problem(code="ofd-attachment-corrupt", severity="warning",
+                                        message=f"{name} is not well-formed XML; skipped"))
+            continue
+        if local_name(root.tag) not in ("eInvoice", "e-invoice"):
+            continue
+        _merge(inv, read_fp_invoice(root, "xml"))
+        return
+
+
+def _merge(inv: Invoice, other: Invoice) -> None:
+    for name, f in other.fields.items():
+        inv.offer(name, f.value, f.source)
+    inv.conflicts.extend(c for c in other.conflicts if c not in inv.conflicts)
+    inv.problems.extend(other.problems)
+    if not inv.items:
+        inv.items.extend(other.items)
+
+
+def _pages(pkg: _Package, doc: Element | None, doc_dir: str) -> tuple[list[_Page], dict[str, _Page]]:
+    pages: list[_Page] = []
+    templates: dict[str, _Page] = {}
+    if doc is not None:
+        for el in doc.iter():
+            tag = local_name(el.tag)
+            if tag in ("Page", "TemplatePage"):
+                path = pkg.resolve(doc_dir, el.get("BaseLoc"))
+                if path is None:
+                    continue
+                page = _Page(id=el.get("ID") or path, path=path)
+                if tag == "Page":
+                    pages.append(page)
+                else:
+                    templates[page.id] = page
+    if not pages:  # Document.xml missing or unreadable: take page-like parts in name order
+        pages = [_Page(id=n, path=n) for n in sorted(pkg.names)
+                 if n.lower().startswith(doc_dir.lower() + "/") and re.search(r"(?i)pages?/.*content\.xml$", n)]
+    for page in [*pages, *templates.values()]:
+        _load_page(pkg, page)
+    return pages, templates
+
+
+def _load_page(pkg: _Package, page: _Page) -> None:
+    data = pkg.read(page.path)
+    root = _parse_part(pkg, page.path)
+    if root is None:  # malformed page XML: read the text objects with a regex
+        text = data.decode("utf-8", "replace")
+        for obj_id, body in _TEXT_OBJECT_RE.findall(text):
+            codes = _TEXT_CODE_RE.findall(body)
+            page.texts.setdefault(obj_id, "".join(html.unescape(c).strip() for c in codes))
+        return
+    for el in root.iter():
+        tag = local_name(el.tag)
+        if tag == "Template" and el.get("TemplateID"):
+            page.template_ids.append(el.get("TemplateID"))
+        elif tag == "TextObject" and el.get("ID"):
+            codes = [c for c in el.iter() if local_name(c.tag) == "TextCode"]
+            page.texts.setdefault(el.get("ID"), "".join("".join(c.itertext()).strip() for c in codes))
+
+
+def _tag_files(pkg: _Package, doc: Element | None, doc_dir: str) -> list[str]:
+    index_name = pkg.resolve(doc_dir, text_of(doc, "CustomTags")) if doc is not None else None
+    index_name = index_name or pkg.find(posixpath.join(doc_dir, "Tags/CustomTags.xml"))
+    files: list[str] = []
+    index = _parse_part(pkg, index_name) if index_name else None
+    if index is not None:
+        base = posixpath.dirname(index_name)
+        for el in index.iter():
+            if local_name(el.tag) == "FileLoc":
+                found = pkg.resolve(base, "".join(el.itertext()))
+                if found:
+                    files.append(found)
+    tags_dir = (doc_dir + "/tags/").lower()
+    files += [n for n in pkg.names if n.lower().startswith(tags_dir) and n.lower().endswith(".xml")
+              and posixpath.basename(n).lower() != "customtags.xml"]
+    return list(dict.fromkeys(files))
+
+
+def _tag_refs(pkg: _Package, name: str) -> list[tuple[str, list[tuple[str | None, str]]]]:
+    """(element local name, [(page id, object id)...]) for each element holding ObjectRefs."""
+    root = _parse_part(pkg, name)
+    out: list[tuple[str, list[tuple[str | None, str]]]] = []
+    if root is None:
+        text = pkg.read(name).decode("utf-8", "replace")
+        for tag, refs in _TAG_REF_RE.findall(text):
+            pairs = [(_first_group(_PAGE_REF_RE, attrs), obj) for attrs, obj in _REF_RE.findall(refs + "<")]
+            out.append((tag, pairs))
+        return out
+    for el in root.iter():
+        refs = [c for c in el if local_name(c.tag) == "ObjectRef"]
+        if refs:
+            out.append((local_name(el.tag), [(c.get("PageRef"), "".join(c.itertext()).strip()) for c in refs]))
+    return out
+
+
+def _first_group(pattern: re.Pattern[str], text: str) -> str | None:
+    m = pattern.search(text)
+    return m.group(1) if m else None
+
+
+def _offer_tags(inv: Invoice, pkg: _Package, doc: Element | None, doc_dir: str, pages: list[_Page]) -> None:
+    by_id = {p.id: p for p in pages}
+
+    def resolve(refs: list[tuple[str | None, str]]) -> str | None:
+        parts = []
+        for page_id, obj_id in refs:
+            page = by_id.get(page_id or "")
+            text = page.texts.get(obj_id) if page else None
+            if text is None:  # PageRef missing or wrong: object IDs are document-unique
+                text = next((p.texts[obj_id] for p in pages if obj_id in p.texts), None)
+            if text is not None:
+                parts.append(text)
+        return "".join(parts) if parts else None
+
+    item_columns: dict[str, list[str | None]] = {t: [] for t in ITEM_TAGS}
+    for tag_file in _tag_files(pkg, doc, doc_dir):
+        for tag, refs in _tag_refs(pkg, tag_file):
+            if tag in TAG_FIELDS:
+                _offer_value(inv, TAG_FIELDS[tag], resolve(refs), "ofd")
+            elif tag in item_columns:
+                item_columns[tag].append(resolve(refs))
+    if not inv.items:
+        inv.items.extend(_items_from_columns(item_columns))
+
+
+def _items_from_columns(columns: dict[str, list[str | None]]) -> list[LineItem]:
+    # Tags list each column of the goods table; lines can be rebuilt only
+    # when every listed column has one entry per line.
+    names = columns["Item"]
+    if not names or any(col and len(col) != len(names) for col in columns.values()):
+        return []
+    items = []
+    for i, name in enumerate(names):
+        def col(tag: str) -> str | None:
+            return columns[tag][i] if columns[tag] else None
+        rate, rate_text = parse_rate(col("TaxScheme"))
+        items.append(LineItem(name=name or "", amount=parse_money(col("Amount")),
+                              tax=parse_money(col("TaxAmount")), rate=rate, rate_text=rate_text,
+                              quantity=parse_decimal(col("Quantity")), unit_price=parse_decimal(col("Price"))))
+    return items
+
+
+def _first_page_texts(pages: list[_Page], templates: dict[str, _Page]) -> list[str]:
+    if not pages:
+        return []
+    first = pages[0]
+    texts = list(first.texts.values())
+    tpl_ids = first.template_ids or list(templates)[:1]
+    for tpl_id in tpl_ids:
+        if tpl_id in templates:
+            texts.extend(templates[tpl_id].texts.values())
+    return texts
+
+
+def _offer_page_text(inv: Invoice, texts: list[str]) -> None:
+    title = next((t for t in texts if _TITLE_RE.match(t)), None)
+    inv.offer("title", title, "ofd")
+    words = next((t for t in texts if _WORDS_RE.match(t) and ("圆" in t or "元" in t)), None)
+    inv.offer("total_in_words", words, "ofd")
+
+
+def _offer_qr_images(inv: Invoice, pkg: _Package, doc_dir: str) -> None:
+    prefix = doc_dir.lower() + "/"
+    tried = 0
+    for name in pkg.names:
+        if not name.lower().startswith(prefix) or name.lower().endswith((".xml", ".jb2", ".dat", ".esl")):
+            continue
+        if tried >= MAX_QR_IMAGES:
+            return
+        data = pkg.read(name)
+        if len(data) > MAX_QR_IMAGE_BYTES or sniff(data) not in ("png", "jpeg", "bmp", "gif", "tiff", "webp"):
+            continue
+        tried += 1
+        for text in decode_qr_image(data):
+            payload = parse_qr(text)
+            if payload is not None:
+                apply_qr(inv, payload)
+                return
