@@ -1,0 +1,92 @@
+"""Extraction: the bytes of one file -> the invoices it holds, each field with its source.
+
+The format is sniffed from the content (never the name) and handed to one
+reader: XML and OFD here, PDF and images in `pdf.py` / `image.py`. Whatever a
+reader does, only `ExtractError` (an `AgentError`) leaves this package.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from agent.errors import AgentError, ExtractError
+from agent.extract.sniff import sniff
+from agent.model import Invoice
+
+IMAGE_FORMATS = frozenset({"png", "jpeg", "tiff", "bmp", "gif", "webp"})
+# A 100-page 300 dpi scanner batch is well under this; larger is refused
+# before any parser sees it.
+MAX_INPUT_BYTES = 128 * 1024 * 1024
+
+
+def extract_bytes(data: bytes, *, name: str | None = None) -> list[Invoice]:
+    """Read every invoice in `data`; one Invoice per invoice (a batch PDF gives several).
+
+    `name` is used in messages only: the format comes from the content. A
+    readable file that is not an invoice (a trip list whose QR is a URL) is
+    returned as Invoice(is_invoice=False, not_invoice_reason=...).
+    Raises only ExtractError: "empty", "unsupported-format", "limit-exceeded",
+    and whatever the reader reports ("corrupt", "encrypted", "unsafe-xml",
+    "no-qr" ...). A reader's unexpected exception becomes "corrupt".
+    """
+    label = f"{name}: " if name else ""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ExtractError("unsupported-format", f"{label}expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) > MAX_INPUT_BYTES:
+        raise ExtractError("limit-exceeded", f"{label}{len(data)} bytes is over the {MAX_INPUT_BYTES}-byte limit")
+    fmt = sniff(data)
+    if fmt == "empty":
+        raise ExtractError("empty", f"{label}the file is empty")
+    if fmt == "zip":
+        raise ExtractError("unsupported-format", f"{label}a zip archive that is not an OFD (no OFD.xml)")
+    if fmt == "unknown":
+        raise ExtractError("unsupported-format", f"{label}not a PDF, OFD, invoice XML or image")
+    try:
+        invoices = _read(fmt, data)
+    except AgentError:
+        raise
+    except Exception as e:  # a reader bug or a parser choking: the file is what we can blame
+        raise ExtractError("corrupt", f"{label}{fmt} could not be read ({type(e).__name__}: {e})") from e
+    if not invoices:
+        return [Invoice(is_invoice=False, not_invoice_reason=f"no invoice found in this {fmt} file")]
+    return invoices
+
+
+def _read(fmt: str, data: bytes) -> list[Invoice]:
+    if fmt == "xml":
+        from agent.extract.xml import read_xml
+        return [read_xml(data)]
+    if fmt == "ofd":
+        from agent.extract.ofd import read_ofd
+        return read_ofd(data)
+    # The PDF and image readers are imported here, not at module load, so
+    # XML/OFD extraction works (and imports stay light) without them.
+    try:
+        if fmt == "pdf":
+            from agent.extract.pdf import read_pdf as reader
+        elif fmt in IMAGE_FORMATS:
+            from agent.extract.image import read_image as reader
+        else:
+            raise ExtractError("unsupported-format", f"no reader for {fmt}")
+    except ImportError as e:
+        raise ExtractError("unsupported-format", f"the {fmt} reader is not available ({e})") from e
+    return list(reader(data))
+
+
+def extract_path(path: str | os.PathLike[str]) -> list[Invoice]:
+    """`extract_bytes` on a file's contents. An unreadable file (missing, a
+    directory, no permission) raises ExtractError("unreadable")."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if size > MAX_INPUT_BYTES:
+            raise ExtractError("limit-exceeded", f"{p}: {size} bytes is over the {MAX_INPUT_BYTES}-byte limit")
+        data = p.read_bytes()
+    except OSError as e:
+        raise ExtractError("unreadable", f"{p}: {e.strerror or e}") from e
+    return extract_bytes(data, name=p.name)
+
+
+__all__ = ["extract_bytes", "extract_path", "IMAGE_FORMATS", "MAX_INPUT_BYTES"]
