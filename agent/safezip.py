@@ -172,16 +172,20 @@ class SafeZip:
                                           f"its header says {info.file_size}")
         return bytes(out)
 
-    def open_nested(self, name: str) -> SafeZip:
+    def open_nested(self, name: str, data: bytes | None = None) -> SafeZip:
         """Open member `name` as a zip one level deeper, sharing this archive's budget.
 
-        Raises ExtractError("limit-exceeded") when that would pass
-        `max_depth`, before the member is even inflated.
+        Pass `data` when the member was already read with `read(name)` (to
+        sniff it), so its bytes are not inflated and counted twice. Raises
+        ExtractError("limit-exceeded") when that would pass `max_depth`,
+        before the member is inflated.
         """
         if self.depth + 1 > self._limits.max_depth:
             raise ExtractError("limit-exceeded", f"zip nesting deeper than "
                                                  f"{self._limits.max_depth} at {name!r}")
-        return _open(self.read(name), self._limits, depth=self.depth + 1, budget=self._budget)
+        if data is None:
+            data = self.read(name)
+        return _open(data, self._limits, depth=self.depth + 1, budget=self._budget)
 
     def _check_running(self, name: str, info: zipfile.ZipInfo, produced: int, cap: int) -> None:
         lim = self._limits

@@ -151,6 +151,9 @@ def test_nesting_to_max_depth_is_allowed_and_one_deeper_is_refused():
 
     two = open_zip(middle)
     assert two.open_nested("inner.zip").read("inv.pdf") == b"%PDF-inner"
+    already_read = open_zip(middle)
+    inner_bytes = already_read.read("inner.zip")
+    assert already_read.open_nested("inner.zip", inner_bytes).names() == ["inv.pdf"]
 
     top = open_zip(outer)
     second = top.open_nested("middle.zip")
