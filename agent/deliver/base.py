@@ -1,0 +1,227 @@
+"""The destination interface: what the delivery loop may rely on from any adapter.
+
+Guarantees every adapter keeps (the contract tests in
+tests/integration/test_destination_contract.py check each of them):
+
+- `put(parcel)` is idempotent by `parcel.key`. A second put of a key the
+  destination already holds is a success that returns the receipt of what is
+  there; it never creates a second copy. A remote's 409 / "already exists" /
+  precondition-failed answer is therefore success, not an error.
+- `put` returns only once the destination has durably accepted the parcel.
+  If it raises, the parcel may or may not be there: the caller looks it up
+  (or simply puts again, which is safe) before deciding.
+- `lookup(key)` returns the receipt if the destination holds the key now,
+  None if it does not. It never creates or changes anything.
+- `probe()` returns None when the destination looks able to accept work and
+  raises otherwise. It never delivers anything.
+- Nothing but `agent.errors.AdapterError` subclasses escapes these methods:
+  `Transient` (retry later; `retry_after` set when the remote said so),
+  `Permanent` (this request cannot succeed as it is; the message is the
+  remote's own), `Misconfigured` (a Permanent that blames the destination,
+  not the document: bad credentials, missing bucket or folder), `NotFound`.
+- Messages and reprs never contain tokens, passwords or secret keys.
+- Adapters are safe to call from several threads at once (up to the
+  destination's `concurrency`); they start no threads themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit
+
+from agent.errors import ConfigError, Permanent
+
+
+@dataclass(frozen=True)
+class Parcel:
+    """One invoice as delivered: identity, file and field set.
+
+    `key` is the invoice identity (`Invoice.key`) and doubles as the
+    Idempotency-Key; `fields` is `Invoice.to_dict()` output; `path` is the
+    original in the vault.
+    """
+
+    key: str
+    number: str
+    filename: str
+    media_type: str
+    sha256: str
+    fields: dict = field(hash=False, compare=False)
+    path: pathlib.Path = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Proof that a destination holds an invoice.
+
+    `remote_id` is the system's own id (e.g. 申请编号) when it gives one;
+    `location` is where the invoice lives there (URL, path, object key);
+    `raw` is what the remote said, JSON-ready, for the ledger.
+    """
+
+    destination: str
+    key: str
+    remote_id: str | None
+    location: str | None
+    raw: dict = field(default_factory=dict, hash=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for a ledger column."""
+        return {"destination": self.destination, "key": self.key, "remote_id": self.remote_id,
+                "location": self.location, "raw": self.raw}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Receipt":
+        """Inverse of `to_dict`."""
+        return cls(destination=d["destination"], key=d["key"], remote_id=d.get("remote_id"),
+                   location=d.get("location"), raw=d.get("raw") or {})
+
+
+class Misconfigured(Permanent):
+    """The destination refuses every request (credentials, bucket, folder, TLS).
+
+    A Permanent, so a loop that only knows Permanent still stops retrying;
+    a loop that knows this class can pause the destination instead of
+    quarantining each document.
+    """
+
+
+@runtime_checkable
+class Destination(Protocol):
+    """Where valid invoices go. See the module docstring for the guarantees."""
+
+    name: str
+
+    def put(self, parcel: Parcel) -> Receipt:
+        """Deliver `parcel` once; an already-held key is success with the existing receipt."""
+        ...
+
+    def lookup(self, key: str) -> Receipt | None:
+        """The receipt for `key` if the destination holds it now, else None."""
+        ...
+
+    def probe(self) -> None:
+        """Return if healthy; raise Transient/Permanent/Misconfigured otherwise."""
+        ...
+
+
+def open_destination(cfg: dict) -> Destination:
+    """Build the adapter for cfg["url"] by its scheme: folder://, http(s)://, s3://.
+
+    Raises ConfigError naming the key for a missing url, an unknown scheme or
+    a bad adapter setting. Opening makes no network call and touches no file.
+    """
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"destination: expected a table of settings, got {type(cfg).__name__}")
+    url = cfg.get("url")
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigError(f"{where(cfg)}url: missing; expected folder://PATH, https://HOST/BASE or s3://BUCKET/PREFIX")
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme == "folder":
+        from agent.deliver.folder import FolderDestination
+        return FolderDestination.from_config(cfg)
+    if scheme in ("http", "https"):
+        from agent.deliver.http import HttpDestination
+        return HttpDestination.from_config(cfg)
+    if scheme == "s3":
+        from agent.deliver.s3 import S3Destination  # boto3 loads only when needed
+        return S3Destination.from_config(cfg)
+    raise ConfigError(f"{where(cfg)}url: unknown scheme {scheme or url!r}; expected folder://, http://, https:// or s3://")
+
+
+def where(cfg: dict) -> str:
+    """Prefix for ConfigError messages: which destination's table is wrong."""
+    return f"destination {cfg['name']!r}: " if isinstance(cfg.get("name"), str) else "destination: "
+
+
+def destination_name(cfg: dict) -> str:
+    """cfg["name"], or the url without credentials or query when unnamed."""
+    name = cfg.get("name")
+    if name is not None:
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{where(cfg)}name: expected a non-empty string, got {name!r}")
+        return name
+    parts = urlsplit(cfg["url"])
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def config_str(cfg: dict, key: str, default: str | None = None) -> str | None:
+    """cfg[key] as a string (default when absent); ConfigError naming the key otherwise."""
+    value = cfg.get(key, default)
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{where(cfg)}{key}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def config_number(cfg: dict, key: str, default: float, *, integer: bool = False,
+                  minimum: float | None = None) -> float:
+    """cfg[key] as a number (default when absent). Raises ConfigError naming
+    the key when it is not a number, not whole when `integer`, or below `minimum`."""
+    value = cfg.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ConfigError(f"{where(cfg)}{key}: expected a number, got {value!r}")
+    if integer and value != int(value):
+        raise ConfigError(f"{where(cfg)}{key}: expected a whole number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{where(cfg)}{key}: must be at least {minimum}, got {value!r}")
+    return value
+
+
+def config_bool(cfg: dict, key: str, default: bool) -> bool:
+    """cfg[key] as a bool (default when absent); ConfigError naming the key otherwise."""
+    value = cfg.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where(cfg)}{key}: expected true or false, got {value!r}")
+    return value
+
+
+_SAFE_NUMBER = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,63}$")
+
+
+def safe_name_part(value: str, what: str) -> str:
+    """`value` if it can be one path or object-key segment, else Permanent.
+
+    Invoice numbers are digits; anything with a slash or a leading dot would
+    let a forged invoice write outside its folder or prefix.
+    """
+    if not isinstance(value, str) or not _SAFE_NUMBER.match(value):
+        raise Permanent(f"{what} {value!r} cannot be used as a file name (expected letters, digits, '-' or '_')")
+    return value
+
+
+def extension_of(parcel: Parcel) -> str:
+    """The delivered file's extension: the original's, lower-cased, else from the media type."""
+    suffix = pathlib.PurePath(parcel.filename).suffix.lower().lstrip(".")
+    if suffix and re.fullmatch(r"[0-9a-z]{1,8}", suffix):
+        return suffix
+    return _EXT_BY_TYPE.get(parcel.media_type.split(";")[0].strip().lower(), "bin")
+
+
+_EXT_BY_TYPE = {
+    "application/pdf": "pdf", "application/ofd": "ofd", "application/xml": "xml", "text/xml": "xml",
+    "image/jpeg": "jpg", "image/png": "png", "image/tiff": "tif",
+}
+
+
+def sidecar_bytes(parcel: Parcel) -> bytes:
+    """The JSON sidecar written beside a delivered file: identity, hash and fields.
+
+    Deterministic (sorted keys) so an identical re-delivery writes identical bytes.
+    """
+    doc = {"key": parcel.key, "number": parcel.number, "filename": parcel.filename,
+           "media_type": parcel.media_type, "sha256": parcel.sha256, "fields": parcel.fields}
+    return json.dumps(doc, ensure_ascii=False, sort_keys=True, indent=1, default=str).encode("utf-8")
+
+
+def read_parcel_file(parcel: Parcel) -> bytes:
+    """The vault file's bytes; Permanent when it is gone or unreadable (the ledger's problem, not the remote's)."""
+    try:
+        return parcel.path.read_bytes()
+    except OSError as e:
+        raise Permanent(f"cannot read vault file {str(parcel.path)!r} for {parcel.key}: {e.strerror or e}") from None

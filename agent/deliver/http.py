@@ -1,0 +1,216 @@
+"""http(s)://HOST/BASE: the generic finance-system API of docs/destination-api.md.
+
+Client: urllib3 (already installed as botocore's own dependency). Over the
+standard library it gives a thread-safe keep-alive connection pool sized to
+the destination's `concurrency` (5,000 invoices over one TLS handshake, not
+5,000), separate connect and read timeouts, multipart encoding and
+certificate verification on by default, without a new dependency.
+Its own retries and redirects are switched off: the ledger decides retries.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+from urllib.parse import quote, urlsplit
+
+import urllib3
+from urllib3.exceptions import HTTPError, SSLError
+from urllib3.fields import RequestField
+from urllib3.filepost import encode_multipart_formdata
+
+from agent.deliver.base import (
+    Misconfigured, Parcel, Receipt, config_bool, config_number, config_str, destination_name,
+    read_parcel_file, where,
+)
+from agent.errors import ConfigError, Permanent, Transient
+
+_MAX_BODY = 1 << 20          # a receipt is small; a larger answer is cut, not buffered
+_MAX_MESSAGE = 300           # server messages go into the ledger and `show`
+_MAX_CONNECT_S = 10.0        # a host that does not answer SYN in 10 s is down
+
+
+class HttpDestination:
+    """The documented HTTP API. Safe to share between threads."""
+
+    def __init__(self, name: str, base_url: str, *, token: str | None = None,
+                 username: str | None = None, password: str | None = None,
+                 timeout_s: float = 30.0, tls_verify: bool = True, ca_file: str | None = None,
+                 concurrency: int = 4):
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self.tls_verify = tls_verify
+        self._headers: dict[str, str] = {"User-Agent": "fapiao-agent", "Accept": "application/json"}
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+        elif username is not None:
+            self._headers.update(urllib3.make_headers(basic_auth=f"{username}:{password or ''}"))
+        pool_kw: dict = {"cert_reqs": "CERT_REQUIRED" if tls_verify else "CERT_NONE"}
+        if ca_file:
+            pool_kw["ca_certs"] = ca_file
+        if not tls_verify:
+            pool_kw["assert_hostname"] = False
+        self._pool = urllib3.PoolManager(
+            num_pools=2, maxsize=max(1, concurrency), block=False, retries=False,
+            timeout=urllib3.Timeout(connect=min(timeout_s, _MAX_CONNECT_S), read=timeout_s), **pool_kw)
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "HttpDestination":
+        """Keys: url, name, token | username+password, timeout_s, tls_verify, ca_file, concurrency.
+        Credentials in the url itself are refused: urls end up in logs."""
+        url = cfg["url"].strip()
+        parts = urlsplit(url)
+        if not parts.hostname:
+            raise ConfigError(f"{where(cfg)}url: no host in {url!r}")
+        if parts.username or parts.password:
+            raise ConfigError(f"{where(cfg)}url: put credentials in token or username/password, not in the url")
+        if parts.query or parts.fragment:
+            raise ConfigError(f"{where(cfg)}url: the base url takes no query or fragment")
+        token = config_str(cfg, "token")
+        username = config_str(cfg, "username")
+        password = config_str(cfg, "password")
+        if token and (username or password):
+            raise ConfigError(f"{where(cfg)}token: give either token or username/password, not both")
+        if password and not username:
+            raise ConfigError(f"{where(cfg)}username: password given without username")
+        return cls(destination_name(cfg), url, token=token, username=username, password=password,
+                   timeout_s=config_number(cfg, "timeout_s", 30.0, minimum=0.001),
+                   tls_verify=config_bool(cfg, "tls_verify", True),
+                   ca_file=config_str(cfg, "ca_file"),
+                   concurrency=int(config_number(cfg, "concurrency", 4, integer=True, minimum=1)))
+
+    def __repr__(self) -> str:
+        auth = self._headers.get("Authorization", "").split(" ", 1)[0].lower() or "none"
+        return f"HttpDestination(name={self.name!r}, url={self.base_url!r}, auth={auth})"
+
+    def close(self) -> None:
+        """Drop pooled connections (the object stays usable)."""
+        self._pool.clear()
+
+    def put(self, parcel: Parcel) -> Receipt:
+        """POST {base}/invoices, multipart (file, fields, sha256) with Idempotency-Key.
+        2xx and 409 are success; a 409 without a receipt body is looked up."""
+        file_part = RequestField("file", read_parcel_file(parcel), filename=parcel.filename)
+        file_part.make_multipart(content_type=parcel.media_type)
+        fields_part = RequestField("fields", json.dumps(parcel.fields, ensure_ascii=False, default=str).encode())
+        fields_part.make_multipart(content_type="application/json; charset=utf-8")
+        sha_part = RequestField("sha256", parcel.sha256)
+        sha_part.make_multipart(content_type="text/plain")
+        body, content_type = encode_multipart_formdata([fields_part, sha_part, file_part])
+        headers = dict(self._headers, **{"Content-Type": content_type, "Idempotency-Key": parcel.key})
+        status, doc, text, resp = self._request("POST", "/invoices", body=body, headers=headers)
+        if 200 <= status < 300 or status == 409:
+            receipt = self._receipt(parcel.key, doc, status)
+            if receipt.remote_id is None and status == 409:
+                found = self.lookup(parcel.key)
+                if found is not None:
+                    return found
+            return receipt
+        raise self._failure("POST", "/invoices", status, doc, text, resp)
+
+    def lookup(self, key: str) -> Receipt | None:
+        """GET {base}/invoices/{key}: the receipt on 200, None on 404."""
+        path = "/invoices/" + quote(key, safe="")
+        status, doc, text, resp = self._request("GET", path, headers=self._headers)
+        if status == 200:
+            return self._receipt(key, doc, status)
+        if status in (404, 410):
+            return None
+        raise self._failure("GET", path, status, doc, text, resp)
+
+    def probe(self) -> None:
+        """GET {base}/health must answer 2xx; anything else raises."""
+        status, doc, text, resp = self._request("GET", "/health", headers=self._headers)
+        if not 200 <= status < 300:
+            if status == 404:
+                raise Misconfigured(f"{self.name}: GET {self.base_url}/health: 404; is the base url right?")
+            raise self._failure("GET", "/health", status, doc, text, resp)
+
+    # -- internals ---------------------------------------------------------
+
+    def _request(self, method: str, path: str, *, headers: dict, body: bytes | None = None):
+        url = self.base_url + path
+        resp, data, complete = None, b"", False
+        try:
+            resp = self._pool.request(method, url, body=body, headers=headers, preload_content=False,
+                                      redirect=False)
+            data = resp.read(_MAX_BODY + 1)
+            complete = len(data) <= _MAX_BODY
+        except SSLError as e:
+            raise Misconfigured(f"{self.name}: TLS failure on {method} {url}: {_reason(e)}") from None
+        except (HTTPError, OSError) as e:
+            raise Transient(f"{self.name}: {method} {url}: {_reason(e)}") from None
+        finally:
+            if resp is not None:
+                # Only a fully read answer leaves the connection reusable.
+                if not complete or resp.length_remaining:
+                    resp.close()
+                else:
+                    resp.release_conn()
+        text = data[:_MAX_BODY].decode("utf-8", "replace")
+        doc = None
+        if text.strip():
+            try:
+                doc = json.loads(text)
+            except ValueError:
+                doc = None
+        return resp.status, doc, text, resp
+
+    def _receipt(self, key: str, doc, status: int) -> Receipt:
+        raw = doc if isinstance(doc, dict) else {"status": status}
+        remote_id = raw.get("id") if isinstance(doc, dict) else None
+        location = raw.get("location") if isinstance(doc, dict) else None
+        return Receipt(destination=self.name, key=key,
+                       remote_id=str(remote_id) if remote_id is not None else None,
+                       location=str(location) if location is not None else None, raw=raw)
+
+    def _failure(self, method: str, path: str, status: int, doc, text: str, resp) -> Exception:
+        message = _server_message(doc, text)
+        where_ = f"{self.name}: {method} {self.base_url}{path}: {status}"
+        if status >= 500 or status in (408, 425, 429):
+            return Transient(f"{where_} {message}".rstrip(), retry_after=_retry_after(resp.headers))
+        if status in (401, 403):
+            return Misconfigured(f"{where_} (check token or username/password) {message}".rstrip())
+        if 300 <= status < 400:
+            return Misconfigured(f"{where_} redirect to {resp.headers.get('Location', '?')}; set url to the final address")
+        return Permanent(f"{where_} {message}".rstrip())
+
+
+def _reason(e: Exception) -> str:
+    # MaxRetryError wraps the real cause; its own text repeats the whole url.
+    inner = getattr(e, "reason", None) or e
+    return f"{type(inner).__name__}: {inner}"[:_MAX_MESSAGE]
+
+
+def _server_message(doc, text: str) -> str:
+    """The server's own words: a JSON message/error/detail field, else the body text."""
+    if isinstance(doc, dict):
+        for k in ("message", "error", "detail", "title"):
+            v = doc.get(k)
+            if isinstance(v, str) and v.strip():
+                return " ".join(v.split())[:_MAX_MESSAGE]
+            if isinstance(v, dict) and isinstance(v.get("message"), str):
+                return " ".join(v["message"].split())[:_MAX_MESSAGE]
+    return " ".join(text.split())[:_MAX_MESSAGE]
+
+
+def _retry_after(headers) -> float | None:
+    """Retry-After in seconds: a number, or an HTTP-date taken against the
+    server's own Date header (so no local clock is needed)."""
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        until = email.utils.parsedate_to_datetime(value)
+        said_at = email.utils.parsedate_to_datetime(headers.get("Date", ""))
+    except (TypeError, ValueError, IndexError):
+        return None
+    if until is None or said_at is None:
+        return None
+    return max(0.0, (until - said_at).total_seconds())

@@ -1,0 +1,281 @@
+"""When to try a delivery again: backoff, Retry-After, maintenance windows, breaker.
+
+Pure: nothing here reads the clock, sleeps or draws its own random numbers.
+`now` and `rng` come from the caller, so a restart that re-reads the ledger
+computes the same answers and the tests can walk through time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+from agent.deliver.base import config_number, where
+from agent.errors import ConfigError
+
+_DAY_NAMES_FULL = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+# 2**62 already exceeds any sane cap; stopping here keeps float maths finite.
+_MAX_EXPONENT = 62
+
+
+def backoff(attempt: int, *, base_s: float, max_delay_s: float, rng: random.Random) -> float:
+    """Seconds to wait after failed attempt number `attempt` (1 = the first).
+
+    Exponential with full jitter: uniform in [0, min(max_delay_s, base_s * 2**(attempt-1))].
+    Never negative, never above `max_delay_s`, whatever `attempt` is.
+    """
+    if attempt < 1:
+        attempt = 1
+    ceiling = min(max_delay_s, base_s * 2.0 ** min(attempt - 1, _MAX_EXPONENT))
+    return rng.uniform(0.0, max(ceiling, 0.0))
+
+
+def next_attempt_at(
+    now: dt.datetime,
+    attempt: int,
+    retry_after: float | None,
+    *,
+    base_s: float,
+    max_delay_s: float,
+    rng: random.Random,
+    windows: Iterable["Window"] = (),
+) -> dt.datetime:
+    """When the next attempt may start after failed attempt `attempt` at `now`.
+
+    Jittered backoff, but never earlier than the remote's Retry-After (which
+    wins over `max_delay_s`: the server knows its own state). If that moment
+    falls inside a maintenance window, the answer is the window's end.
+    """
+    delay = backoff(attempt, base_s=base_s, max_delay_s=max_delay_s, rng=rng)
+    if retry_after is not None and retry_after > delay:
+        delay = retry_after
+    at = now + dt.timedelta(seconds=delay)
+    return in_maintenance(windows, at) or at
+
+
+@dataclass(frozen=True)
+class Window:
+    """A weekly maintenance window: starts on `days` (0 = Monday) at `start`
+    minutes past midnight and lasts `minutes` (may run past midnight)."""
+
+    days: frozenset[int]
+    start: int
+    minutes: int
+    text: str = ""
+
+    def __str__(self) -> str:
+        return self.text or f"{sorted(self.days)} {self.start}+{self.minutes}"
+
+
+_WINDOW_RE = re.compile(r"^\s*(?P<days>\S+)\s+(?P<start>\d{1,2}:\d{2})\s*-\s*(?P<end>\d{1,2}:\d{2})\s*$")
+
+
+def parse_window(text: str) -> Window:
+    """Read "Sun 00:00-06:00", "daily 23:30-00:30", "Mon-Fri 12:00-13:00" or "Sat,Sun 01:00-02:00".
+
+    An end at or before the start means the window runs past midnight into
+    the next day; "00:00-24:00" is a whole day. Raises ConfigError on anything else.
+    """
+    if not isinstance(text, str):
+        raise ConfigError(f"maintenance: window must be a string like 'Sun 00:00-06:00', got {text!r}")
+    m = _WINDOW_RE.match(text)
+    if not m:
+        raise ConfigError(f"maintenance: cannot read window {text!r}; expected e.g. 'Sun 00:00-06:00'")
+    days = _parse_days(m["days"], text)
+    start = _parse_clock(m["start"], text, allow_24=False)
+    end = _parse_clock(m["end"], text, allow_24=True)
+    minutes = end - start if end > start else end + 24 * 60 - start
+    if minutes == 24 * 60 and end != 24 * 60:
+        raise ConfigError(f"maintenance: window {text!r} starts and ends at the same time; write 00:00-24:00 for a whole day")
+    return Window(days=days, start=start, minutes=minutes, text=text.strip())
+
+
+def _parse_days(spec: str, text: str) -> frozenset[int]:
+    spec = spec.lower()
+    if spec in ("daily", "everyday", "*"):
+        return frozenset(range(7))
+    days: set[int] = set()
+    for part in spec.split(","):
+        ends = part.split("-")
+        if len(ends) > 2:
+            raise ConfigError(f"maintenance: bad day range {part!r} in window {text!r}")
+        first, last = (_day_index(e, text) for e in (ends[0], ends[-1]))
+        i = first
+        while True:  # a range like Fri-Mon wraps over the week's end
+            days.add(i)
+            if i == last:
+                break
+            i = (i + 1) % 7
+    return frozenset(days)
+
+
+def _day_index(word: str, text: str) -> int:
+    if len(word) >= 3:
+        for i, name in enumerate(_DAY_NAMES_FULL):
+            if name.startswith(word):
+                return i
+    raise ConfigError(f"maintenance: unknown day {word!r} in window {text!r}; use Mon..Sun or daily")
+
+
+def _parse_clock(hhmm: str, text: str, *, allow_24: bool) -> int:
+    h, m = (int(x) for x in hhmm.split(":"))
+    if (h == 24 and m == 0 and allow_24) or (0 <= h <= 23 and 0 <= m <= 59):
+        return h * 60 + m
+    raise ConfigError(f"maintenance: bad time {hhmm!r} in window {text!r}")
+
+
+def in_maintenance(windows: Iterable[Window], now: dt.datetime) -> dt.datetime | None:
+    """The end of the maintenance that `now` falls in, or None when outside all windows.
+
+    Starts are inclusive, ends exclusive. Windows are read in `now`'s own
+    clock (pass local time, naive or aware). When one window's end lies in
+    another window, the answer is the end of the chain, so the caller never
+    wakes up inside a window.
+    """
+    windows = list(windows)
+    end: dt.datetime | None = None
+    at = now
+    for _ in range(8 * max(1, len(windows))):  # a chain cannot be longer than a week of windows
+        found = _latest_end(windows, at)
+        if found is None:
+            return end
+        end = found
+        at = found
+    return end
+
+
+def _latest_end(windows: list[Window], now: dt.datetime) -> dt.datetime | None:
+    best: dt.datetime | None = None
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    for w in windows:
+        for back in (0, 1):  # a window begun yesterday may still run today
+            day_start = midnight - dt.timedelta(days=back)
+            if day_start.weekday() not in w.days:
+                continue
+            start = day_start + dt.timedelta(minutes=w.start)
+            end = start + dt.timedelta(minutes=w.minutes)
+            if start <= now < end and (best is None or end > best):
+                best = end
+    return best
+
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
+
+
+@dataclass
+class Breaker:
+    """A circuit breaker for one destination, driven by the caller's clock.
+
+    Closed: calls flow. After `threshold` consecutive transient failures it
+    opens: no calls until `probe_interval_s` has passed, then half-open, which
+    lets exactly one trial call through (again every `probe_interval_s` if its
+    outcome never arrives). A success closes it; a failure re-opens it.
+    Only transient failures should be recorded: a 400 says nothing about health.
+    State is plain data (`to_dict`/`from_dict`) so the ledger can keep it.
+    """
+
+    threshold: int = 5
+    probe_interval_s: float = 60.0
+    failures: int = 0
+    state: str = CLOSED
+    opened_at: dt.datetime | None = None
+    trial_at: dt.datetime | None = None
+
+    def allow(self, now: dt.datetime) -> bool:
+        """True if a call may be made at `now`; in half-open, True once per probe interval."""
+        if self.state == CLOSED:
+            return True
+        if self.state == OPEN:
+            if self.opened_at is None or now >= self.opened_at + self._interval:
+                self.state, self.trial_at = HALF_OPEN, now
+                return True
+            return False
+        if self.trial_at is None or now >= self.trial_at + self._interval:
+            self.trial_at = now
+            return True
+        return False
+
+    def record_success(self, now: dt.datetime) -> None:
+        """A call succeeded: close and forget past failures."""
+        self.failures, self.state, self.opened_at, self.trial_at = 0, CLOSED, None, None
+
+    def record_failure(self, now: dt.datetime) -> None:
+        """A call failed transiently: count it; open at the threshold or after a failed trial."""
+        self.failures += 1
+        if self.state == HALF_OPEN or (self.state == CLOSED and self.failures >= self.threshold):
+            self.state, self.opened_at, self.trial_at = OPEN, now, None
+
+    def next_probe_at(self) -> dt.datetime | None:
+        """When the next trial call will be allowed, or None if calls flow (closed)."""
+        if self.state == OPEN and self.opened_at is not None:
+            return self.opened_at + self._interval
+        if self.state == HALF_OPEN and self.trial_at is not None:
+            return self.trial_at + self._interval
+        return None
+
+    @property
+    def _interval(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.probe_interval_s)
+
+    def to_dict(self) -> dict:
+        """JSON-ready state (datetimes as ISO strings) for a ledger column."""
+        return {"failures": self.failures, "state": self.state,
+                "opened_at": self.opened_at.isoformat() if self.opened_at else None,
+                "trial_at": self.trial_at.isoformat() if self.trial_at else None}
+
+    @classmethod
+    def from_dict(cls, d: dict, *, threshold: int = 5, probe_interval_s: float = 60.0) -> "Breaker":
+        """Inverse of `to_dict`; settings come from config, not from the stored state."""
+        def when(v):
+            return dt.datetime.fromisoformat(v) if v else None
+        state = d.get("state", CLOSED)
+        if state not in (CLOSED, OPEN, HALF_OPEN):
+            state = CLOSED
+        return cls(threshold=threshold, probe_interval_s=probe_interval_s,
+                   failures=int(d.get("failures", 0)), state=state,
+                   opened_at=when(d.get("opened_at")), trial_at=when(d.get("trial_at")))
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """How the delivery loop treats one destination, read from its config table."""
+
+    max_attempts: int = 10
+    max_delay_s: float = 3600.0
+    base_delay_s: float = 2.0
+    max_age_s: float = 7 * 86400.0
+    concurrency: int = 4
+    breaker_threshold: int = 5
+    probe_interval_s: float = 60.0
+    maintenance: tuple[Window, ...] = ()
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "DeliveryPolicy":
+        """Read the fixed keys (max_attempts, max_delay_s, maintenance, concurrency)
+        and the extra ones (base_delay_s, max_age_s, breaker_threshold,
+        probe_interval_s); missing keys keep the defaults above.
+        Raises ConfigError naming the key on a wrong type or range."""
+        d = cls()
+        windows = cfg.get("maintenance", [])
+        if isinstance(windows, str):
+            windows = [windows]
+        if not isinstance(windows, (list, tuple)):
+            raise ConfigError(f"{where(cfg)}maintenance: expected a list of windows like ['Sun 00:00-06:00']")
+        return cls(
+            max_attempts=int(config_number(cfg, "max_attempts", d.max_attempts, integer=True, minimum=1)),
+            max_delay_s=config_number(cfg, "max_delay_s", d.max_delay_s, minimum=0),
+            base_delay_s=config_number(cfg, "base_delay_s", d.base_delay_s, minimum=0),
+            max_age_s=config_number(cfg, "max_age_s", d.max_age_s, minimum=0),
+            concurrency=int(config_number(cfg, "concurrency", d.concurrency, integer=True, minimum=1)),
+            breaker_threshold=int(config_number(cfg, "breaker_threshold", d.breaker_threshold, integer=True, minimum=1)),
+            probe_interval_s=config_number(cfg, "probe_interval_s", d.probe_interval_s, minimum=0),
+            maintenance=tuple(parse_window(w) for w in windows),
+        )
+
+    def breaker(self) -> Breaker:
+        """A fresh closed breaker with this policy's threshold and probe interval."""
+        return Breaker(threshold=self.breaker_threshold, probe_interval_s=self.probe_interval_s)
+
