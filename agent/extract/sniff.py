@@ -62,8 +62,21 @@ def _zip_has_ofd_root(data: bytes) -> bool:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             names = zf.namelist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
-        return False
+        # A truncated download loses the directory at the end; a local
+        # header naming OFD.xml still says what the file meant to be.
+        return _local_header_names_ofd(data)
     return any(n.replace("\\", "/").lstrip("/").lower() == "ofd.xml" for n in names)
+
+
+def _local_header_names_ofd(data: bytes) -> bool:
+    pos = data.find(b"PK\x03\x04")
+    while 0 <= pos and pos + 30 <= len(data):
+        name_len = int.from_bytes(data[pos + 26:pos + 28], "little")
+        name = data[pos + 30:pos + 30 + name_len].replace(b"\\", b"/").lstrip(b"/")
+        if name.lower() == b"ofd.xml":
+            return True
+        pos = data.find(b"PK\x03\x04", pos + 4)
+    return False
 
 
 def _looks_like_xml(data: bytes) -> bool:

@@ -62,9 +62,11 @@ def test_zip_with_ofd_xml_is_ofd_and_other_zips_are_zip():
     assert sniff(_zip({"Doc_0/OFD.xml": b"<x/>"})) == "zip"  # OFD.xml must be at the root
 
 
-def test_truncated_zip_is_still_a_zip():
-    data = _zip({"OFD.xml": b"<ofd:OFD/>" * 100})
-    assert sniff(data[:30]) == "zip"
+def test_truncated_zip_is_judged_by_its_local_headers():
+    ofd = _zip({"Doc_0/Document.xml": b"<x/>" * 100, "OFD.xml": b"<ofd:OFD/>" * 100})
+    assert sniff(ofd[: len(ofd) - 60]) == "ofd"  # directory gone, local header remains
+    other = _zip({"a.txt": b"x" * 100})
+    assert sniff(other[:40]) == "zip"
 
 
 @pytest.mark.parametrize("data,expected", [

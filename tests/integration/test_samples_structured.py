@@ -1,0 +1,84 @@
+"""Every non-null expected.json field of every real XML and OFD sample, read exactly.
+
+Money is compared as the 2-decimal strings of Invoice.to_dict(), dates as
+ISO strings, everything else as the exact string: no normalisation here
+that could hide a wrong reading.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from agent.extract import extract_path
+from service.commands.extract import command as extract_command
+from tests.conftest import SAMPLES
+
+NOT_FIELDS = {"notes", "source"}
+STRUCTURED = sorted(
+    name for name in json.loads((SAMPLES / "expected.json").read_text(encoding="utf-8"))
+    if name.endswith((".xml", ".ofd"))
+) if SAMPLES.is_dir() else []
+
+
+def test_the_structured_samples_are_all_there(expected_fields):
+    assert len(STRUCTURED) == 9
+    assert STRUCTURED == sorted(n for n in expected_fields if n.endswith((".xml", ".ofd")))
+
+
+@pytest.mark.parametrize("name", STRUCTURED)
+def test_sample_fields_are_extracted_exactly(name, samples_dir, expected_fields):
+    invoices = extract_path(samples_dir / name)
+    assert len(invoices) == 1
+    got = invoices[0].to_dict()
+    expected = {k: v for k, v in expected_fields[name].items() if k not in NOT_FIELDS and v is not None}
+    assert expected, name
+    mismatches = {k: (got.get(k), v) for k, v in expected.items() if got.get(k) != v}
+    assert mismatches == {}
+    # The notes say every source in these files agrees; a conflict would mean a misread.
+    assert got["conflicts"] == []
+
+
+def test_only_the_known_odd_qr_is_flagged(samples_dir):
+    problems = {name: [p["code"] for p in extract_path(samples_dir / name)[0].to_dict()["problems"]]
+                for name in STRUCTURED}
+    assert {n: p for n, p in problems.items() if p} == {"ofdrw__ofdrw/draw_param_ref.ofd": ["qr-crc"]}
+
+
+def test_line_items_sum_to_the_totals(samples_dir, expected_fields):
+    for name in STRUCTURED:
+        inv = extract_path(samples_dir / name)[0]
+        assert inv.items, name
+        assert sum(i.amount for i in inv.items) == inv.get("amount"), name
+        if inv.get("tax") is not None:
+            assert sum(i.tax for i in inv.items) == inv.get("tax"), name
+
+
+def test_cli_json_lines_carry_the_same_fields(samples_dir, expected_fields):
+    paths = [str(samples_dir / n) for n in STRUCTURED]
+    result = CliRunner().invoke(extract_command, ["--json", *paths])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    assert [rec["file"] for rec in lines] == paths
+    for rec, name in zip(lines, STRUCTURED):
+        for key, value in expected_fields[name].items():
+            if key not in NOT_FIELDS and value is not None:
+                assert rec[key] == value, (name, key)
+        assert rec["kind_name"] in (None, "增值税电子普通发票", "增值税电子专用发票",
+                                    "电子发票（增值税专用发票）", "电子发票（普通发票）")
+        assert set(rec["sources"]) <= set(rec) and rec["sources"]
+
+
+def test_cli_reports_each_failed_file_and_exits_nonzero(tmp_path, samples_dir):
+    empty = tmp_path / "empty.pdf"
+    empty.write_bytes(b"")
+    xxe = tmp_path / "evil.xml"
+    xxe.write_bytes(b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/passwd">]><EInvoice>&x;</EInvoice>')
+    good = samples_dir / "renoyuan__easyofd/original_invoice.xml"
+    result = CliRunner().invoke(extract_command, [str(empty), str(good), str(xxe)])
+    assert result.exit_code == 1
+    assert f"{empty}: FAILED empty:" in result.output
+    assert f"{xxe}: FAILED unsafe-xml:" in result.output
+    assert "00008006" in result.output and "[xml]" in result.output
