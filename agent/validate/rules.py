@@ -1,0 +1,355 @@
+"""The validation rules: each a pure check with a stable code and a default severity.
+
+Codes are an interface: ops grep logs and quarantine lists for them, and
+`[validation] rules = { code = "off" | "warning" | "error" }` refers to them.
+A check yields `Finding`s; `agent.validate.validator` turns them into
+`Problem`s with the severity that applies.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import unicodedata
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable, Iterator
+
+from agent.model import Invoice
+from agent.validate.amounts import WordsError, parse_words
+from agent.validate.codes import (
+    CODED_KINDS, NUMBER_ONLY_KINDS, QR_KINDS_OF_TYPE, code_defects, code_type, is_digits,
+    region_matches, region_of, shudian_number_defects,
+)
+from agent.validate.settings import ValidationSettings
+from agent.validate.uscc import ALPHABET, check_char, classify_tax_id
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing a rule found: the field it concerns and what to tell people."""
+
+    field: str | None
+    message: str
+    message_zh: str
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a check may consult besides the invoice."""
+
+    settings: ValidationSettings
+    today: dt.date
+    duplicate_of: int | None = None
+
+
+Check = Callable[[Invoice, Context], Iterator[Finding]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule's stable code, default severity, one-line description, and check.
+    `check` is None for problems another stage reports (qr-crc: extraction)."""
+
+    code: str
+    severity: str
+    description: str
+    check: Check | None
+
+
+CENT = Decimal("0.01")
+# Rates in force (percent). 0.5 is the 二手车经销 reduced rate since 2020.
+RATES = frozenset(Decimal(r) for r in ("13", "9", "6", "5", "3", "1.5", "1", "0.5", "0"))
+# Rates abolished on 2019-04-01 (17/11 until 2018-05-01, then 16/10).
+OLD_RATES = frozenset(Decimal(r) for r in ("17", "16", "11", "10"))
+OLD_RATES_UNTIL = dt.date(2019, 4, 1)
+# Printed in place of a rate: exemptions, zero-rating, and *** for 差额征税.
+RATE_MARKERS = frozenset({"免税", "不征税", "出口零税率", "普通零税率", "零税率", "***"})
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value).strip() or None
+
+
+def _money(inv: Invoice, name: str) -> Decimal | None | str:
+    # A Decimal, None when absent, or the raw text when it is not a number.
+    value = inv.get(name)
+    if value is None or isinstance(value, Decimal):
+        return value
+    try:
+        return Decimal(str(value).replace(",", "").strip())
+    except InvalidOperation:
+        return str(value)
+
+
+def _date(inv: Invoice) -> dt.date | None:
+    value = inv.get("date")
+    return value if isinstance(value, dt.date) else None
+
+
+def number_format(inv: Invoice, ctx: Context) -> Iterator[Finding]:
+    number, code = _text(inv.get("number")), _text(inv.get("code"))
+    if number is None:
+        yield Finding("number", "no 发票号码 was read", "未读到发票号码")
+    elif code is not None:
+        if not is_digits(number, 8):
+            yield Finding("number", f"发票号码 {number} must be 8 digits when there is a 发票代码",
+                          f"有发票代码时发票号码应为8位数字，实为 {number}")
+    elif is_digits(number, 20):
+        date = _date(inv)
+        for en, zh in shudian_number_defects(number, date.year if date else None):
+            yield Finding("number", en, zh)
+    else:
+        yield Finding("number", f"发票号码 {number} must be 20 digits (数电), or 8 digits with a 发票代码",
+                      f"发票号码 {number} 应为20位数字（数电发票），或8位数字并附发票代码")
+
+
+def code_format(inv: Invoice, ctx: Context) -> Iterator[Finding]:
+    code = _text(inv.get("code"))
+    if code is not None:
+        for en, zh in code_defects(code):
+            yield Finding("code", en, zh)
+
+
+def code_type_mismatch(inv: Invoice, ctx: Context) -> Iterator[Finding]:
+    code, kind = _text(inv.get("code")), _text(inv.get("kind"))
+    if kind is None:
+        return
+    if code is None:
+        if kind in CODED_KINDS:
+            yield Finding("code", f"type {kind} invoices carry a 发票代码, but none was read",
+                          f"票种 {kind} 应有发票代码，但未读到")
+        return
+    if kind in NUMBER_ONLY_KINDS:
+        yield Finding("code", f"a type {kind} (数电) invoice has no 发票代码, but {code} was read",
+                      f"票种 {kind}（数电发票）不应有发票代码，却读到 {code}")
+        return
+    implied = code_type(code)
+    if implied is not None and kind not in QR_KINDS_OF_TYPE[implied]:
+        yield Finding("code", f"发票代码 {code} is for type {implied} invoices, but the QR says type {kind}",
+                      f"发票代码 {code} 对应票种 {implied}，与二维码票种 {kind} 不符")
+
+
+def date_invalid(inv: Invoice, ctx: Context) -> Iterator[Finding]:
+    value = inv.get("date")
+    if value is None:
+        yield Finding("date", "no 开票日期 was read", "未读到开票日期")
+    elif not isinstance(value, dt.date):
+        yield Finding("date", f"开票日期 {value!r} is not a real date", f"开票日期 {value} 不是有效日期")
+
+
+def date_future(inv: Invoice, ctx: Context) -> Iterator[Finding]:
+    date = _date(inv)
+    if date is not None and date > ctx.today:
+        yield Finding("date", f"开票日期 {date} is after today ({ctx.today})",
+                      f"开票日期 {date} 晚于今天（{ctx.today}）")
+
+
+def expired(inv: Invoice, ctx: Context) -> Iterator[Finding]:
+    date = _date(inv)
+    limit = ctx.settings.max_age_days
+    if date is not None and (ctx.today - date).days > limit:
+        age = (ctx.today - date).days
+        yield Finding("date", f"issued {age} days ago on {date}; invoices older than {limit} days are expired",
+                      f"开票于 {date}，已过 {age} 天，超过 {limit} 天的期限")
+
+
+def check_code_format(inv: Invoice, ctx: Context) -> Iterator[Finding]:
+    value = _text(inv.get("check_code"))
+    # Printed as 4 groups of 5: the spaces are layout, not content.
+    if value is not None and not is_digits("".join(value.split()), 20):
+        yield Finding("check_code", f"校验码 {value} must be 20 digits", f"校验码 {value} 应为20位数字")
+
+
+def _tax_ids(inv: Invoice, wanted: str) -> Iterator[tuple[str, str, str]]:
+    for name, who, who_zh in (("seller_tax_id", "seller", "销售方"), ("buyer_tax_id", "buyer", "购买方")):
+        value = _text(inv.get(name))
+        if value is not None and classify_tax_id(value) == wanted:
+            yield name, f"{who} tax id {value}", f"{who_zh}纳税人识别号 {value}"
+
+
+def tax_id_check_digit(inv: Invoice, ctx: Context) -> Iterator[Finding]:
+    for name, en, zh in _tax_ids(inv, "invalid"):
+        value = str(inv.get(name)).strip()
+        if len(value) == 18 and all(c in ALPHABET for c in value):
+            right = check_char(value[:17])
+            yield Finding(name, f"{en} fails the 统一社会信用代码 check: the last character should be "
+                                f"{right}, not {value[17]} (test or forged invoice?)",
+                          f"{zh} 校验位错误：应为 {right}，实为 {value[17]}（测试或伪造发票？）")
+        else:
+            yield Finding(name, f"{en} is neither a 统一社会信用代码 nor a known older form "
+                                f"({len(value)} characters; test or forged invoice?)",
+                          f"{zh} 格式无效（{len(value)} 位），既非统一社会信用代码也非旧式税号（测试或伪造发票？）")
+
+
+def tax_id_legacy(inv: Invoice, ctx: Context) -> Iterator[Finding]:
+    for name, en, zh in _tax_ids(inv, "legacy"):
+        yield Finding(name, f"{en} is an old-style id, not a 统一社会信用代码",
+                      f"{zh} 为旧式税号，非统一社会信用代码")
+
+
+def amount_sum(inv: Invoice, ctx: Context) -> Iterator[Finding]:
+    amount, tax, total = _money(inv, "amount"), _money(inv, "tax"), _money(inv, "total")
+    for name, value in (("amount", amount), ("tax", tax), ("total", total)):
+        if isinstance(value, str):
+            yield Finding(name, f"{name} {value!r} is not a number", f"{name} {value} 不是金额")
+            return
+    if total is None:
+        yield Finding("total", "no 价税合计 was read", "未读到价税合计")
+        return
+    if amount is None:
+        return  # tickets (type 51) print no 金额/税额 split
+    # 免税 prints the tax as ***, read as no tax at all.
+    expected = amount + (tax or Decimal(0))
+    if expected != total:
+        yield Finding("total", f"金额 {amount} + 税额 {tax or 0} = {expected}, but 价税合计 is {total}",
+                      f"金额 {amount} + 税额 {tax or 0} = {expected}，与价税合计 {total} 不符")
+
+
+def line_sum(inv: Invoice, ctx: Context) -> Iterator[Finding]:
+    items = inv.items
+    if not items:
+        return
+    tolerance = CENT * len(items)
+    for name, label in (("amount", "金额"), ("tax", "税额")):
+        values = [getattr(i, name) for i in items]
+        total = _money(inv, name)
+        if name == "amount" and (any(v is None for v in values) or not isinstance(total, Decimal)):
+            continue
+        if name == "tax":
+            if all(v is None for v in values) or isinstance(total, str):
+                continue
+            total = total or Decimal(0)  # 免税: no tax anywhere
+        line_total = sum((Decimal(v) for v in values if v is not None), Decimal(0))
+        if abs(line_total - total) > tolerance:
+            yield Finding(name, f"the {len(items)} lines' {label} add up to {line_total}, "
+                                f"but the invoice total is {total}",
+                          f"{len(items)} 行明细{label}合计 {line_total}，与发票合计 {total} 不符")
+
+
+def _rate_ok(text: str | None, rate: Decimal | None, date: dt.date | None) -> bool:
+    allowed = RATES | OLD_RATES if date is not None and date < OLD_RATES_UNTIL else RATES
+    if text is not None:
+        text = "".join(unicodedata.normalize("NFKC", text).split())
+        if text in RATE_MARKERS:
+            return True
+        try:
+            value = Decimal(text.rstrip("%"))
+        except InvalidOperation:
+            return False
+        percent = value if text.endswith("%") or value > 1 else value * 100
+        return percent in allowed
+    return rate is None or Decimal(rate) * 100 in allowed
+
+
+def tax_rate(inv: Invoice, ctx: Context) -> Iterator[Finding]:
+    date = _date(inv)
+    bad = [(n, it) for n, it in enumerate(inv.items, 1) if not _rate_ok(it.rate_text, it.rate, date)]
+    if bad:
+        shown = sorted({it.rate_text or f"{Decimal(it.rate) * 100:g}%" for _, it in bad})
+        lines = ", ".join(str(n) for n, _ in bad[:10]) + (" …" if len(bad) > 10 else "")
+        yield Finding("items", f"tax rate {', '.join(shown)} on line {lines} is not a VAT rate",
+                      f"第 {lines} 行税率 {', '.join(shown)} 不是有效的增值税税率")
+
+
+def words_mismatch(inv: Invoice, ctx: Context) -> Iterator[Finding]:
+    words, total = _text(inv.get("total_in_words")), _money(inv, "total")
+    if words is None or not isinstance(total, Decimal):
+        return
+    try:
+        value = parse_words(words)
+    except WordsError:
+        yield Finding("total_in_words", f"价税合计大写 {words} cannot be read as an amount",
+                      f"价税合计大写 {words} 无法识别为金额")
+        return
+    if value != total:
+        yield Finding("total_in_words", f"价税合计大写 {words} says {value}, but 小写 is {total}",
+                      f"价税合计大写 {words}（{value}）与小写 {total} 不符")
+
+
+def _same(field: str, value: Any) -> Any:
+    # Sources differ in layout, not content: width, spaces, date punctuation.
+    if isinstance(value, dt.date):
+        return value.isoformat().replace("-", "")
+    if isinstance(value, Decimal):
+        return value
+    text = "".join(unicodedata.normalize("NFKC", str(value)).split())
+    if field in ("amount", "tax", "total"):
+        try:
+            return Decimal(text.replace(",", ""))
+        except InvalidOperation:
+            return text
+    return text.replace("-", "") if field == "date" else text
+
+
+def qr_mismatch(inv: Invoice, ctx: Context) -> Iterator[Finding]:
+    for conflict in inv.conflicts:
+        if len({_same(conflict.field, v) for v in conflict.values.values()}) > 1:
+            said = "; ".join(f"{source}: {value}" for source, value in conflict.values.items())
+            yield Finding(conflict.field, f"sources disagree on {conflict.field} ({said})",
+                          f"{conflict.field} 各来源不一致（{said}）")
+
+
+def _company_text(s: str) -> str:
+    return "".join(unicodedata.normalize("NFKC", s).split()).upper()
+
+
+def buyer_not_company(inv: Invoice, ctx: Context) -> Iterator[Finding]:
+    ids, names = ctx.settings.company_tax_ids, ctx.settings.company_names
+    if not ids and not names:
+        return
+    buyer_id, buyer_name = _text(inv.get("buyer_tax_id")), _text(inv.get("buyer_name"))
+    if ids and buyer_id is not None:
+        # A printed id decides: a right name with a wrong id cannot be claimed.
+        if buyer_id.upper() in ids:
+            return
+    elif names and buyer_name is not None:
+        if _company_text(buyer_name) in {_company_text(n) for n in names}:
+            return
+    who = " ".join(x for x in (buyer_name, buyer_id) if x) or "nobody"
+    yield Finding("buyer_tax_id" if buyer_id else "buyer_name",
+                  f"issued to another company: the buyer is {who}",
+                  f"发票抬头不是本公司：购买方为 {who}")
+
+
+def duplicate(inv: Invoice, ctx: Context) -> Iterator[Finding]:
+    if ctx.duplicate_of is not None:
+        yield Finding("number", f"the same invoice ({inv.key}) was already received as document {ctx.duplicate_of}",
+                      f"同一张发票（{inv.key}）已作为文档 {ctx.duplicate_of} 收到")
+
+
+def region_unexpected(inv: Invoice, ctx: Context) -> Iterator[Finding]:
+    expected = ctx.settings.expected_region
+    if not expected:
+        return
+    region = region_of(_text(inv.get("code")), _text(inv.get("number")))
+    if region is not None and not region_matches(region, expected):
+        yield Finding("code" if inv.get("code") else "number",
+                      f"issued in {region[0]} {region[1]}, not in the expected region {expected}",
+                      f"开票地区为 {region[0]} {region[1]}，不是预期的 {expected}")
+
+
+def _rule(code: str, severity: str, description: str, check: Check | None) -> tuple[str, Rule]:
+    return code, Rule(code, severity, description, check)
+
+
+# Order is the order problems are reported in.
+RULES: dict[str, Rule] = dict([
+    _rule("number-format", "error", "发票号码: 8 digits with a 发票代码, or 20 digits (year, province) without", number_format),
+    _rule("code-format", "error", "发票代码: 10 or 12 digits, leading 0, known region", code_format),
+    _rule("code-type-mismatch", "error", "the type the 发票代码 implies agrees with the QR type", code_type_mismatch),
+    _rule("date-invalid", "error", "开票日期 is present and a real date", date_invalid),
+    _rule("date-future", "error", "开票日期 is not after today", date_future),
+    _rule("expired", "error", "开票日期 is within validation.max_age_days (default 360)", expired),
+    _rule("check-code-format", "error", "校验码, when present, has 20 digits", check_code_format),
+    _rule("tax-id-check-digit", "error", "buyer and seller ids pass the 统一社会信用代码 check", tax_id_check_digit),
+    _rule("tax-id-legacy", "warning", "buyer or seller id is an old 15/17/18/20-character form", tax_id_legacy),
+    _rule("amount-sum", "error", "金额 + 税额 = 价税合计 to the cent", amount_sum),
+    _rule("line-sum", "error", "line items add up to the totals, ±0.01 per line", line_sum),
+    _rule("tax-rate", "error", "line rates are VAT rates (13/9/6/5/3/1.5/1/0 %) or 免税/不征税/出口零税率", tax_rate),
+    _rule("words-mismatch", "error", "价税合计大写 read back equals the 小写", words_mismatch),
+    _rule("qr-mismatch", "error", "QR, XML, OFD and text sources agree on every field", qr_mismatch),
+    _rule("qr-crc", "warning", "the QR's CRC matches its fields (reported by extraction)", None),
+    _rule("buyer-not-company", "error", "the buyer is in company.tax_ids / company.names (off while both are empty)", buyer_not_company),
+    _rule("duplicate", "error", "no earlier document holds the same invoice (kind + 代码 + 号码)", duplicate),
+    _rule("region-unexpected", "warning", "issued in validation.expected_region (off while unset)", region_unexpected),
+])
