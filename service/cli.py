@@ -40,12 +40,13 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 
 def _register_commands() -> None:
     # Every module in service/commands that defines `command` (a click
-    # command or group) is added; helpers add modules, not edits here.
-    for info in pkgutil.iter_modules(service.commands.__path__):
+    # command or group), and optionally `extra_commands`, is added: a new
+    # command is a new module, not an edit here.
+    for info in sorted(pkgutil.iter_modules(service.commands.__path__), key=lambda i: i.name):
         module = importlib.import_module(f"service.commands.{info.name}")
-        cmd = getattr(module, "command", None)
-        if isinstance(cmd, click.Command):
-            main.add_command(cmd)
+        for cmd in (getattr(module, "command", None), *getattr(module, "extra_commands", ())):
+            if isinstance(cmd, click.Command):
+                main.add_command(cmd)
 
 
 _register_commands()

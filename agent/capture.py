@@ -1,0 +1,111 @@
+"""Capture: the only step that touches a source file.
+
+A file is opened without following symlinks and without blocking on FIFOs,
+checked to be a regular file within the size limit, copied into the vault
+(durable on return), then recorded in the ledger. Only after that may the
+caller move or delete the source.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.errors import CaptureError
+from agent.extract.sniff import sniff
+from agent.ledger import Ledger
+from agent.vault import Vault
+
+_KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device", stat.S_IFDIR: "a directory", stat.S_IFLNK: "a symlink"}
+
+
+@dataclass(frozen=True)
+class Captured:
+    """A file safely in the vault and the ledger."""
+
+    document_id: int
+    sha256: str
+    size: int
+    created: bool  # False: the same bytes were already known (second source recorded)
+
+
+def capture_file(ledger: Ledger, vault: Vault, path: str | os.PathLike, *, source_kind: str,
+                 source: str | None, now: str, actor: str, max_bytes: int,
+                 follow_symlinks: bool = False, details: dict[str, Any] | None = None) -> Captured:
+    """Take one file into vault and ledger, idempotently.
+
+    Guarantees: on return the bytes are fsynced in the vault and the ledger
+    row is committed. Raises CaptureError with a message fit for an operator
+    (special file, broken symlink, unreadable, too large, disk full) and
+    leaves nothing behind in that case."""
+    path = Path(path)
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    if not follow_symlinks:
+        flags |= os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise CaptureError(f"{path}: broken symlink (its target does not exist)") from None
+        raise CaptureError(f"{path}: no such file (moved or deleted before capture)") from None
+    except PermissionError:
+        raise CaptureError(f"{path}: permission denied (the agent's user cannot read it)") from None
+    except OSError as e:
+        if path.is_symlink():
+            raise CaptureError(f"{path}: is a symlink; symlinks in watched folders are not followed") from None
+        raise CaptureError(f"{path}: cannot open: {e.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        kind = stat.S_IFMT(st.st_mode)
+        if kind != stat.S_IFREG:
+            raise CaptureError(f"{path}: is {_KINDS.get(kind, 'not a regular file')}, not a regular file")
+        if st.st_size > max_bytes:
+            raise CaptureError(f"{path}: {st.st_size // (1024 * 1024)} MB is larger than the limit "
+                               f"of {max_bytes // (1024 * 1024)} MB (agent.max_file_mb)")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as stream:
+            head = stream.read(4096)
+            stream.seek(0)
+            stored = vault.put_stream(stream, max_bytes=max_bytes)
+    except CaptureError as e:
+        if str(path) not in str(e):
+            raise CaptureError(f"{path}: {e}") from None
+        raise
+    except OSError as e:
+        raise CaptureError(f"{path}: read failed: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    return _record(ledger, stored.sha256, stored.size, head, source_kind=source_kind, source=source,
+                   name=path.name, original_path=str(path), now=now, actor=actor, details=details)
+
+
+def capture_bytes(ledger: Ledger, vault: Vault, data: bytes, *, name: str, source_kind: str,
+                  source: str | None, now: str, actor: str,
+                  details: dict[str, Any] | None = None) -> Captured:
+    """Take bytes that have no file of their own (an e-mail attachment) into
+    vault and ledger, idempotently; same guarantees as `capture_file`."""
+    stored = vault.put_bytes(data)
+    return _record(ledger, stored.sha256, stored.size, data[:4096], source_kind=source_kind,
+                   source=source, name=name, original_path=None, now=now, actor=actor, details=details)
+
+
+def _record(ledger: Ledger, sha256: str, size: int, head: bytes, *, source_kind: str,
+            source: str | None, name: str, original_path: str | None, now: str, actor: str,
+            details: dict[str, Any] | None) -> Captured:
+    doc_id, created = ledger.add_document(
+        sha256=sha256, size=size, media_type=sniff(head) if head else "empty", source_kind=source_kind,
+        source=source, original_name=_printable(name), original_path=_printable(original_path),
+        now=now, actor=actor, details=details)
+    return Captured(doc_id, sha256, size, created)
+
+
+def _printable(text: str | None) -> str | None:
+    # Names that are not UTF-8 arrive as surrogate escapes; keep them
+    # readable and storable rather than failing on them.
+    if text is None:
+        return None
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

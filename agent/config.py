@@ -1,0 +1,325 @@
+"""TOML configuration: typed settings, environment overrides, clear errors.
+
+The file's shape is an interface (scripts and ops docs depend on it): keys
+may be added, never renamed. Every problem is reported as one line that
+names the key, and all of them are reported at once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from agent.errors import ConfigError
+
+ENV_PREFIX = "FAPIAO_AGENT__"
+SEARCH_PATHS = (Path("var/fapiao-agent.toml"), Path("/etc/fapiao-agent/config.toml"))
+
+# section -> key -> (type, default). `None` default means optional.
+# Tables in a list (watch, destination, backup) use LIST_SCHEMAS.
+_SCALAR_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
+    "agent": {
+        "state_dir": (str, "state"),
+        "max_file_mb": (int, 100),
+        "stop_timeout_s": (int, 20),
+        "rescan_interval_s": (int, 300),
+        "workers": (int, 0),            # 0: one per core
+        "log_format": (str, "kv"),
+    },
+    "company": {"tax_ids": (list, []), "names": (list, [])},
+    "validation": {"max_age_days": (int, 360), "expected_region": (str, None), "rules": (dict, {})},
+    "delivery": {"sla_hours": (int, 24), "reconcile_interval_s": (int, 3600),
+                 "requeue_missing": (bool, True), "lease_s": (int, 300)},
+    "backup_policy": {"min_copies": (int, 0), "snapshot_interval_s": (int, 3600),
+                      "verify_fraction": (float, 0.01), "verify_minimum": (int, 20)},
+    "mail": {"min_inline_image_kb": (int, 20), "max_attachments": (int, 50),
+             "max_message_mb": (int, 50)},
+}
+
+_S3_KEYS = {"endpoint_url": (str, None), "region": (str, None), "addressing_style": (str, None),
+            "access_key_id": (str, None), "secret_access_key": (str, None)}
+_LIST_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
+    "watch": {"path": (str, ...), "kind": (str, "scanner"), "poll": (bool, None),
+              "after": (str, "keep"), "settle_seconds": (float, 2.0), "label": (str, None)},
+    "destination": {"name": (str, ...), "url": (str, ...), "token": (str, None),
+                    "username": (str, None), "password": (str, None), "timeout_s": (float, 30.0),
+                    "max_attempts": (int, 20), "max_delay_s": (float, 3600.0),
+                    "maintenance": (list, []), "concurrency": (int, 2), "tls_verify": (bool, True),
+                    "probe_interval_s": (float, 60.0), "breaker_threshold": (int, 5), **_S3_KEYS},
+    "backup": {"name": (str, ...), "url": (str, ...), "sse": (str, None),
+               "storage_class": (str, None), **_S3_KEYS},
+}
+_ENUMS = {("watch", "kind"): {"scanner", "email"}, ("watch", "after"): {"keep", "move", "delete"},
+          ("agent", "log_format"): {"kv", "json"},
+          ("destination", "addressing_style"): {"path", "virtual"},
+          ("backup", "addressing_style"): {"path", "virtual"},
+          ("backup", "sse"): {"AES256", "aws:kms"}}
+_SCHEMES = {"destination": {"folder", "http", "https", "s3"}, "backup": {"file", "s3"}}
+SECRET_KEYS = frozenset({"token", "password", "secret_access_key"})
+
+
+@dataclass
+class WatchConfig:
+    """One watched folder; `path` is absolute."""
+
+    path: Path
+    kind: str = "scanner"
+    poll: bool | None = None
+    after: str = "keep"
+    settle_seconds: float = 2.0
+    label: str | None = None
+
+
+@dataclass
+class Config:
+    """Loaded settings. Paths are absolute; adapter sections stay dicts
+    (with `base_dir` added) because adapters are chosen by URL at runtime."""
+
+    path: Path | None
+    base_dir: Path
+    agent: dict[str, Any]
+    company: dict[str, Any]
+    validation: dict[str, Any]
+    delivery: dict[str, Any]
+    backup_policy: dict[str, Any]
+    mail: dict[str, Any]
+    watches: list[WatchConfig] = field(default_factory=list)
+    destinations: list[dict[str, Any]] = field(default_factory=list)
+    backups: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.base_dir / self.agent["state_dir"]
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.state_dir / "ledger.sqlite3"
+
+    @property
+    def vault_dir(self) -> Path:
+        return self.state_dir / "vault"
+
+
+def find_config_path(explicit: str | os.PathLike | None = None) -> Path:
+    """The config to use: `explicit` (from --config or FAPIAO_AGENT_CONFIG),
+    else ./var/fapiao-agent.toml, else /etc/fapiao-agent/config.toml.
+    Raises ConfigError saying where it looked."""
+    if explicit:
+        p = Path(explicit)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist (run `fapiao-agent config init {p}`)")
+        return p
+    for p in SEARCH_PATHS:
+        if p.is_file():
+            return p
+    raise ConfigError("no config file: pass --config, set FAPIAO_AGENT_CONFIG, or create "
+                      + " or ".join(str(p) for p in SEARCH_PATHS) + " with `fapiao-agent config init`")
+
+
+def load_config(path: str | os.PathLike | None = None, env: dict[str, str] | None = None) -> Config:
+    """Read, override from `env` (default os.environ) and type-check a config.
+
+    Guarantees: the result's types match the schema; relative paths resolve
+    against the file's folder. Raises ConfigError listing every bad key, one
+    line each. Does not touch the filesystem beyond reading the file; see
+    `check_paths` for that.
+    """
+    p = find_config_path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read: {e.strerror}") from None
+    return parse_config(raw, base_dir=p.resolve().parent, path=p.resolve(),
+                        env=os.environ if env is None else env)
+
+
+def parse_config(raw: dict[str, Any], *, base_dir: Path, path: Path | None = None,
+                 env: dict[str, str] | None = None) -> Config:
+    """Type-check an already parsed TOML document; see `load_config`."""
+    errors: list[str] = []
+    raw = _apply_env(dict(raw), env or {}, errors)
+    allowed = set(_SCALAR_SCHEMAS) | set(_LIST_SCHEMAS)
+    for key in raw:
+        if key not in allowed:
+            errors.append(f"[{key}]: unknown section (known: {', '.join(sorted(allowed))})")
+    sections = {}
+    for name, schema in _SCALAR_SCHEMAS.items():
+        value = raw.get(name, {})
+        if not isinstance(value, dict):
+            errors.append(f"[{name}]: must be a table, not {type(value).__name__}")
+            value = {}
+        sections[name] = _check_table(name, value, schema, errors)
+    lists = {}
+    for name, schema in _LIST_SCHEMAS.items():
+        value = raw.get(name, [])
+        if not isinstance(value, list):
+            errors.append(f"[[{name}]]: must be an array of tables ([[{name}]]), not {type(value).__name__}")
+            value = []
+        lists[name] = [_check_table(f"{name}[{i}]", t, schema, errors, enum_section=name)
+                       for i, t in enumerate(value) if _is_table(f"{name}[{i}]", t, errors)]
+    for name in ("destination", "backup"):
+        _check_adapters(name, lists[name], errors)
+    for i, w in enumerate(lists["watch"]):
+        w["path"] = str(base_dir / w["path"]) if w.get("path") else w.get("path")
+    if errors:
+        raise ConfigError("\n".join(errors))
+    for entry in lists["destination"] + lists["backup"]:
+        entry["base_dir"] = str(base_dir)
+    return Config(path=path, base_dir=base_dir, **sections,
+                  watches=[WatchConfig(**{**w, "path": Path(w["path"])}) for w in lists["watch"]],
+                  destinations=lists["destination"], backups=lists["backup"])
+
+
+def check_paths(cfg: Config) -> list[str]:
+    """Filesystem problems, one line each naming the key: missing or
+    unwritable watched folders, an unwritable state folder, a missing local
+    destination or backup folder. Empty when all is well."""
+    problems = []
+    state = cfg.state_dir
+    existing = next((p for p in (state, *state.parents) if p.exists()), None)
+    if existing is None or not os.access(existing, os.W_OK):
+        problems.append(f"agent.state_dir: {state} is not writable")
+    for i, w in enumerate(cfg.watches):
+        if not w.path.is_dir():
+            problems.append(f"watch[{i}].path: folder {w.path} does not exist")
+        elif not os.access(w.path, os.R_OK | os.X_OK):
+            problems.append(f"watch[{i}].path: folder {w.path} is not readable")
+        elif w.after != "keep" and not os.access(w.path, os.W_OK):
+            problems.append(f"watch[{i}].path: folder {w.path} is not writable (after = \"{w.after}\")")
+    for kind, entries in (("destination", cfg.destinations), ("backup", cfg.backups)):
+        for i, e in enumerate(entries):
+            local = local_folder(e)
+            if local is None:
+                continue
+            if not local.is_dir():
+                problems.append(f"{kind}[{i}].url: folder {local} does not exist")
+            elif not os.access(local, os.W_OK):
+                problems.append(f"{kind}[{i}].url: folder {local} is not writable")
+    return problems
+
+
+def local_folder(entry: dict[str, Any]) -> Path | None:
+    """The folder behind a folder:// or file:// URL (relative to the config), else None."""
+    parts = urlsplit(entry["url"])
+    if parts.scheme not in ("folder", "file"):
+        return None
+    rel = (parts.netloc + parts.path) if parts.netloc else parts.path
+    return Path(entry.get("base_dir", ".")) / rel
+
+
+def redacted(entry: dict[str, Any]) -> dict[str, Any]:
+    """A copy of an adapter entry with secrets replaced, safe to log or print."""
+    return {k: ("***" if k in SECRET_KEYS and v else v) for k, v in entry.items()}
+
+
+def _is_table(where: str, value: Any, errors: list[str]) -> bool:
+    if isinstance(value, dict):
+        return True
+    errors.append(f"{where}: must be a table, not {type(value).__name__}")
+    return False
+
+
+def _check_table(where: str, table: dict[str, Any], schema: dict, errors: list[str],
+                 enum_section: str | None = None) -> dict[str, Any]:
+    section = enum_section or where
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in schema:
+            errors.append(f"{where}.{key}: unknown key (known: {', '.join(sorted(schema))})")
+            continue
+        typ = schema[key][0]
+        if typ is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+            errors.append(f"{where}.{key}: must be {_type_name(typ)}, not {type(value).__name__} ({value!r})")
+            continue
+        allowed = _ENUMS.get((section, key))
+        if allowed and value not in allowed:
+            errors.append(f"{where}.{key}: must be one of {', '.join(sorted(allowed))}, not {value!r}")
+            continue
+        if typ in (int, float) and value < 0:
+            errors.append(f"{where}.{key}: must not be negative ({value})")
+            continue
+        out[key] = value
+    for key, (_, default) in schema.items():
+        if key not in out:
+            if default is ... and key not in table:
+                errors.append(f"{where}.{key}: missing (required)")
+            elif default is not ...:
+                out[key] = default
+    return out
+
+
+def _check_adapters(kind: str, entries: list[dict[str, Any]], errors: list[str]) -> None:
+    seen: set[str] = set()
+    for i, e in enumerate(entries):
+        name, url = e.get("name"), e.get("url")
+        if name in seen:
+            errors.append(f"{kind}[{i}].name: duplicate name {name!r}")
+        seen.add(name)
+        if not isinstance(url, str):
+            continue
+        parts = urlsplit(url)
+        if parts.scheme not in _SCHEMES[kind]:
+            errors.append(f"{kind}[{i}].url: scheme must be one of "
+                          f"{', '.join(s + '://' for s in sorted(_SCHEMES[kind]))}, not {url!r}")
+        elif parts.scheme in ("http", "https", "s3") and not parts.netloc:
+            errors.append(f"{kind}[{i}].url: {url!r} has no host or bucket")
+        elif parts.scheme == "s3" and len(parts.netloc) < 3:
+            errors.append(f"{kind}[{i}].url: bucket name {parts.netloc!r} is too short (3 characters at least)")
+        elif parts.scheme in ("folder", "file") and not (parts.netloc or parts.path):
+            errors.append(f"{kind}[{i}].url: {url!r} has no path")
+
+
+def _type_name(typ: type | tuple) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+             list: "a list", dict: "a table"}
+    return names.get(typ, str(typ))
+
+
+_ENV_RE = re.compile(r"[^A-Z0-9]+")
+
+
+def _apply_env(raw: dict[str, Any], env: dict[str, str], errors: list[str]) -> dict[str, Any]:
+    """FAPIAO_AGENT__SECTION__KEY=value, or FAPIAO_AGENT__SECTION__NAME__KEY for
+    a named [[destination]]/[[backup]] entry (NAME upper-cased, other chars as _)."""
+    for var, text in sorted(env.items()):
+        if not var.startswith(ENV_PREFIX):
+            continue
+        parts = var[len(ENV_PREFIX):].lower().split("__")
+        schema = _SCALAR_SCHEMAS.get(parts[0]) or _LIST_SCHEMAS.get(parts[0]) or {}
+        value = _env_value(schema.get(parts[-1], (None,))[0], text)
+        if len(parts) == 2 and parts[0] in _SCALAR_SCHEMAS:
+            raw.setdefault(parts[0], {})
+            if isinstance(raw[parts[0]], dict):
+                raw[parts[0]] = {**raw[parts[0]], parts[1]: value}
+        elif len(parts) == 3 and parts[0] in ("destination", "backup"):
+            entries = raw.get(parts[0], [])
+            match = [e for e in entries if isinstance(e, dict)
+                     and _ENV_RE.sub("_", str(e.get("name", "")).upper()) == parts[1].upper()]
+            if not match:
+                errors.append(f"{var}: no [[{parts[0]}]] named {parts[1]!r} to override")
+                continue
+            match[0][parts[2]] = value
+        else:
+            errors.append(f"{var}: not a known setting (use FAPIAO_AGENT__SECTION__KEY, "
+                          "or FAPIAO_AGENT__DESTINATION__NAME__KEY)")
+    return raw
+
+
+def _env_value(typ: Any, text: str) -> Any:
+    # A string setting takes the text as it is (a token may look like a
+    # number); others use TOML syntax for numbers, booleans and lists.
+    if typ is str:
+        return text
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text

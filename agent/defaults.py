@@ -1,0 +1,48 @@
+"""The commented default configuration written by `fapiao-agent config init`."""
+
+DEFAULT_CONFIG = '''\
+# fapiao-agent configuration. Relative paths resolve against this file's folder.
+# Any key can be overridden from the environment:
+#   FAPIAO_AGENT__<SECTION>__<KEY>, e.g. FAPIAO_AGENT__VALIDATION__MAX_AGE_DAYS=400
+#   FAPIAO_AGENT__DESTINATION__<NAME>__<KEY> for a named [[destination]] or [[backup]],
+#   e.g. FAPIAO_AGENT__DESTINATION__FINANCE__TOKEN=... keeps secrets out of this file.
+
+[agent]
+state_dir = "state"            # ledger and vault live here
+max_file_mb = 100              # larger files are refused, not read
+stop_timeout_s = 20            # SIGTERM: finish in-flight work within this
+rescan_interval_s = 300        # full rescan of watched folders, the safety net
+
+[company]
+tax_ids = []                   # the buyer ids that count as "us"; empty = rule off
+names = []
+
+[validation]
+max_age_days = 360             # older invoices are "expired"
+# expected_region = "11"       # warn for invoices issued elsewhere (11 = 北京)
+# rules = { "tax-id-legacy" = "off", "region-unexpected" = "error" }
+
+[delivery]
+sla_hours = 24                 # flag valid invoices not delivered within this
+reconcile_interval_s = 3600    # how often to check delivered invoices are still there
+
+[[watch]]
+path = "inbox/scanner"
+kind = "scanner"               # or "email"
+after = "keep"                 # keep | move (to processed/YYYY-MM-DD/) | delete
+
+[[watch]]
+path = "inbox/email"
+kind = "email"
+
+[[destination]]
+name = "outbox"
+url = "folder://outbox"        # later also http(s)://... and s3://bucket/prefix
+
+[[backup]]
+name = "local"
+url = "file://backup"          # or s3://bucket/prefix with endpoint_url = ...
+'''
+
+# Folders the default config refers to, created by `config init`.
+DEFAULT_FOLDERS = ("state", "inbox/scanner", "inbox/email", "outbox", "backup")

@@ -1,0 +1,164 @@
+"""The ledger: every document, its state, its history and its retry columns.
+
+All SQL of the project lives in this package. Everything else calls its
+methods. Guarantees:
+- WAL mode with a busy timeout: readers never block the writer and never
+  see "database is locked"; `synchronous=FULL` makes every state change
+  durable when its method returns.
+- A state change and its audit event are written in one transaction.
+- Illegal transitions raise `IllegalTransition` and change nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import sqlite_utils
+
+from agent.ledger.schema import LATEST, MIGRATIONS
+from agent.ledger.documents import DocumentsMixin
+from agent.ledger.deliveries import DeliveriesMixin
+from agent.ledger.backups import BackupsMixin
+from agent.ledger.rows import Document, Event, Source, utc  # noqa: F401  (re-exported)
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin):
+    """One connection to the ledger file. Not shared between threads: open
+    one Ledger per thread or process (they coordinate through SQLite)."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False):
+        self.path = Path(path)
+        if not readonly:
+            self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+        uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
+        self.conn = sqlite3.connect(uri, uri=True, isolation_level=None,
+                                    timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        self.conn.row_factory = sqlite3.Row
+        self.db = sqlite_utils.Database(self.conn)
+        self._lock = threading.RLock()
+        self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if not readonly:
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.path.chmod(0o640)
+        self.conn.execute("PRAGMA synchronous = FULL")
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        if not readonly:
+            self.migrate()
+
+    def close(self) -> None:
+        """Close the connection; the ledger stays consistent on disk."""
+        self.conn.close()
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        """The number of migrations applied to this file."""
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def migrate(self, target: int = LATEST) -> int:
+        """Apply pending migrations up to `target`, each in its own
+        transaction; safe when several processes open a new file at once.
+        Returns the resulting schema version."""
+        while True:
+            with self.transaction():
+                version = self.schema_version
+                if version >= target:
+                    return version
+                for statement in _statements(MIGRATIONS[version]):
+                    self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version = {version + 1}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error). Nested use joins the
+        outer transaction. IMMEDIATE takes the write lock up front, so two
+        writers queue on the busy timeout instead of deadlocking."""
+        with self._lock:
+            if self.conn.in_transaction:
+                yield self.conn
+                return
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    def integrity_check(self) -> str:
+        """SQLite's own verdict: "ok" when the file is sound."""
+        return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+    # -- heartbeat, refusals, small key/values ---------------------------------
+
+    def beat(self, *, pid: int, now: str, activity: str, details: str | None = None) -> None:
+        """Record that the daemon `pid` is alive and what it is doing."""
+        with self.transaction() as c:
+            c.execute("INSERT INTO heartbeat (id, pid, at, activity, details) VALUES (1, ?, ?, ?, ?) "
+                      "ON CONFLICT(id) DO UPDATE SET pid=excluded.pid, at=excluded.at, "
+                      "activity=excluded.activity, details=excluded.details",
+                      (pid, now, activity, details))
+
+    def heartbeat(self) -> dict | None:
+        """The last heartbeat (pid, at, activity, details), or None."""
+        row = self.conn.execute("SELECT pid, at, activity, details FROM heartbeat WHERE id = 1").fetchone()
+        return dict(row) if row else None
+
+    def record_refusal(self, *, source: str | None, name: str | None, reason: str, now: str) -> int:
+        """Remember a file or attachment that was refused, with its reason."""
+        with self.transaction() as c:
+            return c.execute("INSERT INTO refusals (at, source, name, reason) VALUES (?, ?, ?, ?)",
+                             (now, source, name, reason)).lastrowid
+
+    def refusals(self, limit: int = 100) -> list[dict]:
+        """The most recent refusals, newest first."""
+        rows = self.conn.execute("SELECT * FROM refusals ORDER BY id DESC LIMIT ?", (limit,))
+        return [dict(r) for r in rows]
+
+    def mail_seen(self, message_id: str) -> bool:
+        """True when an e-mail with this Message-ID was taken before."""
+        return self.conn.execute("SELECT 1 FROM mail_seen WHERE message_id = ?",
+                                 (message_id,)).fetchone() is not None
+
+    def mark_mail_seen(self, message_id: str, *, now: str, document_count: int) -> None:
+        """Remember a Message-ID so the same message is skipped next time."""
+        with self.transaction() as c:
+            c.execute("INSERT OR IGNORE INTO mail_seen (message_id, at, document_count) VALUES (?, ?, ?)",
+                      (message_id, now, document_count))
+
+    def get_value(self, key: str) -> str | None:
+        """A small persistent value (last snapshot time, last verify result...)."""
+        row = self.conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_value(self, key: str, value: str, *, now: str) -> None:
+        """Store a small persistent value."""
+        with self.transaction() as c:
+            c.execute("INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT(key) "
+                      "DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at",
+                      (key, value, now))
+
+
+def _statements(script: str) -> Iterator[str]:
+    # executescript() would COMMIT first; split instead, keeping trigger
+    # bodies (which contain semicolons) whole.
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                yield buf.strip()
+            buf = ""
+    if buf.strip():
+        yield buf.strip()

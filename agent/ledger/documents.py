@@ -1,0 +1,208 @@
+"""Documents, their arrivals (sources) and their audit events."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from agent.errors import AgentError, IllegalTransition, NotFoundInLedger
+from agent.ledger.rows import Document, Event, Source
+from agent.model import State, check_transition
+
+# States in which a document still owes work before it is in the finance system.
+UNFINISHED = (State.CAPTURED, State.EXTRACTED, State.VALID, State.QUARANTINED, State.QUEUED,
+              State.DELIVERING, State.MISSING, State.FAILED)
+# Documents in these states do not count as "the" copy of an invoice.
+NOT_COUNTED = (State.DUPLICATE, State.REJECTED, State.NOT_INVOICE)
+SORTS = {"received": "received_at DESC, id DESC", "date": "invoice_date DESC, id DESC",
+         "amount": "total_cents DESC, id DESC", "id": "id"}
+_UPDATABLE = frozenset({"fields", "problems", "invoice_key", "invoice_number", "invoice_date",
+                        "total_cents", "duplicate_of", "media_type"})
+
+
+class DocumentsMixin:
+    """Part of `Ledger`: expects `self.conn` and `self.transaction()`."""
+
+    def add_document(self, *, sha256: str, size: int, media_type: str | None, source_kind: str,
+                     source: str | None, original_name: str | None, original_path: str | None,
+                     now: str, actor: str, details: dict[str, Any] | None = None) -> tuple[int, bool]:
+        """Record an arrival of the bytes `sha256`, idempotently.
+
+        New bytes give a new `captured` document; known bytes add a source row
+        to the existing document. Returns (document id, created)."""
+        with self.transaction() as c:
+            row = c.execute("SELECT id FROM documents WHERE sha256 = ? AND part = 1", (sha256,)).fetchone()
+            created = row is None
+            if created:
+                doc_id = c.execute(
+                    "INSERT INTO documents (sha256, part, size, media_type, source_kind, source, "
+                    "original_name, original_path, received_at, updated_at, state) "
+                    "VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (sha256, size, media_type, source_kind, source, original_name, original_path,
+                     now, now, State.CAPTURED.value)).lastrowid
+            else:
+                doc_id = row[0]
+            c.execute("INSERT INTO sources (document_id, at, source_kind, source, original_name, "
+                      "original_path, details) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      (doc_id, now, source_kind, source, original_name, original_path,
+                       json.dumps(details, ensure_ascii=False) if details else None))
+            self._event(doc_id, now=now, actor=actor,
+                        from_state=None if created else None,
+                        to_state=State.CAPTURED.value if created else None,
+                        reason="captured" if created else f"same bytes arrived again from {source_kind}",
+                        details={"name": original_name, "source": source})
+            return doc_id, created
+
+    def add_part(self, parent_id: int, part: int, *, now: str, actor: str) -> int:
+        """A further invoice found in the parent's file (a scanner batch):
+        a new `captured` document sharing the parent's bytes. Idempotent."""
+        with self.transaction() as c:
+            parent = self.get(parent_id)
+            row = c.execute("SELECT id FROM documents WHERE sha256 = ? AND part = ?",
+                            (parent.sha256, part)).fetchone()
+            if row:
+                return row[0]
+            doc_id = c.execute(
+                "INSERT INTO documents (sha256, part, parent_id, size, media_type, source_kind, source, "
+                "original_name, original_path, received_at, updated_at, state) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (parent.sha256, part, parent_id, parent.size, parent.media_type, parent.source_kind,
+                 parent.source, parent.original_name, parent.original_path, parent.received_at, now,
+                 State.CAPTURED.value)).lastrowid
+            self._event(doc_id, now=now, actor=actor, from_state=None, to_state=State.CAPTURED.value,
+                        reason=f"invoice {part} of a multi-invoice file (document {parent_id})")
+            return doc_id
+
+    def transition(self, doc_id: int, to: State | str, *, now: str, actor: str,
+                   reason: str | None = None, details: dict[str, Any] | None = None,
+                   expect: State | str | None = None, **columns: Any) -> Document:
+        """Move a document to state `to`, updating `columns`, and log the event,
+        all in one transaction. Raises IllegalTransition (changing nothing)
+        when the machine forbids it or the state is no longer `expect`."""
+        bad = set(columns) - _UPDATABLE
+        if bad:
+            raise ValueError(f"not updatable: {sorted(bad)}")
+        to = State(to)
+        with self.transaction() as c:
+            current = self.get(doc_id).state
+            if expect is not None and current != State(expect).value:
+                raise IllegalTransition(f"document {doc_id} is {current}, not {State(expect).value}")
+            check_transition(current, to)
+            values = {k: (json.dumps(v, ensure_ascii=False, default=str)
+                          if k in ("fields", "problems") and v is not None else v)
+                      for k, v in columns.items()}
+            assignments = "".join(f", {k} = :{k}" for k in values)
+            c.execute(f"UPDATE documents SET state = :state, updated_at = :now{assignments} WHERE id = :id",
+                      {**values, "state": to.value, "now": now, "id": doc_id})
+            self._event(doc_id, now=now, actor=actor, from_state=current, to_state=to.value,
+                        reason=reason, details=details)
+        return self.get(doc_id)
+
+    def note(self, doc_id: int | None, *, now: str, actor: str, reason: str,
+             details: dict[str, Any] | None = None) -> None:
+        """An event without a state change (a retry scheduled, a source moved...)."""
+        with self.transaction():
+            self._event(doc_id, now=now, actor=actor, from_state=None, to_state=None,
+                        reason=reason, details=details)
+
+    def _event(self, doc_id: int | None, *, now: str, actor: str, from_state: str | None,
+               to_state: str | None, reason: str | None, details: dict[str, Any] | None = None) -> None:
+        self.conn.execute(
+            "INSERT INTO events (document_id, at, actor, from_state, to_state, reason, details) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (doc_id, now, actor, from_state, to_state, reason,
+             json.dumps(details, ensure_ascii=False, default=str) if details else None))
+
+    # -- reading ------------------------------------------------------------------
+
+    def get(self, doc_id: int) -> Document:
+        """The document with this id; raises NotFoundInLedger."""
+        row = self.conn.execute("SELECT * FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        if row is None:
+            raise NotFoundInLedger(f"no document {doc_id}")
+        return Document.from_row(row)
+
+    def find(self, ref: str) -> list[Document]:
+        """Documents matching an id, a SHA-256 prefix (6+ hex chars) or an
+        invoice number, in id order. Raises NotFoundInLedger when none do."""
+        ref = ref.strip()
+        rows: list = []
+        if ref.isdigit() and len(ref) < 8:
+            rows = self.conn.execute("SELECT * FROM documents WHERE id = ?", (int(ref),)).fetchall()
+        if not rows and ref.isdigit():
+            rows = self.conn.execute("SELECT * FROM documents WHERE invoice_number = ? ORDER BY id",
+                                     (ref,)).fetchall()
+        if not rows and re.fullmatch(r"[0-9a-fA-F]{6,64}", ref):
+            rows = self.conn.execute("SELECT * FROM documents WHERE sha256 >= ? AND sha256 < ? ORDER BY id",
+                                     (ref.lower(), ref.lower() + "g")).fetchall()
+        if not rows:
+            raise NotFoundInLedger(f"no document matches {ref!r} (an id, a SHA-256 prefix or an invoice number)")
+        return [Document.from_row(r) for r in rows]
+
+    def events(self, doc_id: int) -> list[Event]:
+        """The document's full history, oldest first."""
+        rows = self.conn.execute("SELECT * FROM events WHERE document_id = ? ORDER BY id", (doc_id,))
+        return [Event.from_row(r) for r in rows]
+
+    def sources(self, doc_id: int) -> list[Source]:
+        """Every arrival of the document's bytes, oldest first."""
+        rows = self.conn.execute("SELECT * FROM sources WHERE document_id = ? ORDER BY id", (doc_id,))
+        return [Source.from_row(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Documents per state, every state present (zeros included). O(states)."""
+        out = {s.value: 0 for s in State}
+        for state, n in self.conn.execute("SELECT state, n FROM state_counts"):
+            out[state] = n
+        return out
+
+    def oldest_unfinished(self) -> str | None:
+        """`received_at` of the oldest document not yet delivered or ended."""
+        oldest = None
+        for s in UNFINISHED:
+            row = self.conn.execute("SELECT min(received_at) FROM documents WHERE state = ?",
+                                    (s.value,)).fetchone()
+            if row[0] and (oldest is None or row[0] < oldest):
+                oldest = row[0]
+        return oldest
+
+    def last_activity(self) -> str | None:
+        """Time of the newest event, or None for an empty ledger."""
+        row = self.conn.execute("SELECT at FROM events ORDER BY id DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+
+    def list_documents(self, *, state: str | None = None, since: str | None = None,
+                       sort: str = "received", limit: int | None = 50) -> list[Document]:
+        """Documents filtered by state and `received_at >= since`, sorted by
+        received time, invoice date or amount (newest/largest first)."""
+        if sort not in SORTS:
+            raise AgentError(f"sort must be one of {', '.join(SORTS)}")
+        where, params = [], []
+        if state:
+            where.append("state = ?")
+            params.append(State(state).value)
+        if since:
+            where.append("received_at >= ?")
+            params.append(since)
+        sql = "SELECT * FROM documents" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += f" ORDER BY {SORTS[sort]}"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [Document.from_row(r) for r in self.conn.execute(sql, params)]
+
+    def ids_in_state(self, state: State | str, limit: int = 1000) -> list[int]:
+        """Oldest-first ids of documents in `state` (work for a stage)."""
+        rows = self.conn.execute("SELECT id FROM documents WHERE state = ? ORDER BY received_at, id LIMIT ?",
+                                 (State(state).value, limit))
+        return [r[0] for r in rows]
+
+    def first_with_key(self, invoice_key: str, *, exclude_id: int) -> int | None:
+        """The earliest other document carrying the same invoice identity and
+        counting as its copy (not a duplicate, rejected or non-invoice).
+        Only earlier documents count, so the first arrival always owns the key."""
+        placeholders = ",".join("?" * len(NOT_COUNTED))
+        row = self.conn.execute(
+            f"SELECT id FROM documents WHERE invoice_key = ? AND id < ? AND state NOT IN ({placeholders}) "
+            "ORDER BY id LIMIT 1", (invoice_key, exclude_id, *[s.value for s in NOT_COUNTED])).fetchone()
+        return row[0] if row else None

@@ -1,0 +1,98 @@
+"""Plain records read from the ledger, and the one timestamp format."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+def utc(moment: dt.datetime) -> str:
+    """The ledger's timestamp text: ISO 8601 UTC with microseconds and Z,
+    so text order is time order."""
+    if moment.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_utc(text: str) -> dt.datetime:
+    """Inverse of `utc`."""
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
+
+
+@dataclass
+class Document:
+    """One row of `documents`: a file (or one invoice of a batch file)."""
+
+    id: int
+    sha256: str
+    part: int
+    parent_id: int | None
+    size: int
+    media_type: str | None
+    source_kind: str
+    source: str | None
+    original_name: str | None
+    original_path: str | None
+    received_at: str
+    updated_at: str
+    state: str
+    fields: dict[str, Any] | None
+    problems: list[dict[str, Any]]
+    invoice_key: str | None
+    invoice_number: str | None
+    invoice_date: str | None
+    total_cents: int | None
+    duplicate_of: int | None
+
+    @classmethod
+    def from_row(cls, row) -> "Document":
+        d = dict(row)
+        d["fields"] = json.loads(d["fields"]) if d.get("fields") else None
+        d["problems"] = json.loads(d["problems"]) if d.get("problems") else []
+        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for `--json` output."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class Event:
+    """One line of a document's audit history."""
+
+    id: int
+    document_id: int | None
+    at: str
+    actor: str
+    from_state: str | None
+    to_state: str | None
+    reason: str | None
+    details: Any
+
+    @classmethod
+    def from_row(cls, row) -> "Event":
+        d = dict(row)
+        d["details"] = json.loads(d["details"]) if d.get("details") else None
+        return cls(**d)
+
+
+@dataclass
+class Source:
+    """One arrival of a document's bytes (the same file may arrive twice)."""
+
+    id: int
+    document_id: int
+    at: str
+    source_kind: str
+    source: str | None
+    original_name: str | None
+    original_path: str | None
+    details: Any
+
+    @classmethod
+    def from_row(cls, row) -> "Source":
+        d = dict(row)
+        d["details"] = json.loads(d["details"]) if d.get("details") else None
+        return cls(**d)

@@ -1,0 +1,136 @@
+"""Ledger schema as an ordered list of migrations; PRAGMA user_version is the
+number of migrations applied. Never edit a released migration: add one."""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: documents, where each arrived from, and the append-only event log.
+    """
+    CREATE TABLE documents (
+        id INTEGER PRIMARY KEY,
+        sha256 TEXT NOT NULL,
+        part INTEGER NOT NULL DEFAULT 1,      -- invoice number within a batch file
+        parent_id INTEGER REFERENCES documents(id),
+        size INTEGER NOT NULL,
+        media_type TEXT,
+        source_kind TEXT NOT NULL,            -- scanner | email | ingest
+        source TEXT,                          -- watched folder or mailbox
+        original_name TEXT,
+        original_path TEXT,
+        received_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        state TEXT NOT NULL,
+        fields TEXT,                          -- Invoice.to_dict() as JSON
+        problems TEXT,                        -- list of Problem dicts as JSON
+        UNIQUE (sha256, part)
+    );
+    CREATE INDEX documents_state ON documents(state, received_at);
+    CREATE INDEX documents_received ON documents(received_at);
+    CREATE TABLE sources (
+        id INTEGER PRIMARY KEY,
+        document_id INTEGER NOT NULL REFERENCES documents(id),
+        at TEXT NOT NULL,
+        source_kind TEXT NOT NULL,
+        source TEXT,
+        original_name TEXT,
+        original_path TEXT,
+        details TEXT                          -- JSON: e-mail Message-ID, From, Subject ...
+    );
+    CREATE INDEX sources_document ON sources(document_id);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        document_id INTEGER REFERENCES documents(id),
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        from_state TEXT,
+        to_state TEXT,
+        reason TEXT,
+        details TEXT
+    );
+    CREATE INDEX events_document ON events(document_id, id);
+    """,
+    # 2: invoice identity and sort keys as columns, so duplicates, `show
+    # NUMBER` and sorting by date or amount use indexes, not JSON scans.
+    """
+    ALTER TABLE documents ADD COLUMN invoice_key TEXT;
+    ALTER TABLE documents ADD COLUMN invoice_number TEXT;
+    ALTER TABLE documents ADD COLUMN invoice_date TEXT;
+    ALTER TABLE documents ADD COLUMN total_cents INTEGER;
+    ALTER TABLE documents ADD COLUMN duplicate_of INTEGER REFERENCES documents(id);
+    CREATE INDEX documents_invoice_key ON documents(invoice_key);
+    CREATE INDEX documents_invoice_number ON documents(invoice_number);
+    """,
+    # 3: per-state counts kept by triggers: `status` stays O(1) at millions of rows.
+    """
+    CREATE TABLE state_counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL);
+    INSERT INTO state_counts (state, n) SELECT state, count(*) FROM documents GROUP BY state;
+    CREATE TRIGGER documents_count_insert AFTER INSERT ON documents BEGIN
+        INSERT INTO state_counts (state, n) VALUES (NEW.state, 1)
+            ON CONFLICT(state) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER documents_count_update AFTER UPDATE OF state ON documents
+        WHEN OLD.state IS NOT NEW.state BEGIN
+        UPDATE state_counts SET n = n - 1 WHERE state = OLD.state;
+        INSERT INTO state_counts (state, n) VALUES (NEW.state, 1)
+            ON CONFLICT(state) DO UPDATE SET n = n + 1;
+    END;
+    """,
+    # 4: delivery rows (one per document and destination) with retry columns,
+    # their attempt history, backup rows, refusals, seen e-mails, heartbeat.
+    """
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        document_id INTEGER NOT NULL REFERENCES documents(id),
+        destination TEXT NOT NULL,
+        state TEXT NOT NULL,                  -- queued | delivering | delivered | confirmed | missing | failed | quarantined
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        lease_until TEXT,
+        last_error TEXT,
+        receipt TEXT,
+        queued_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        delivered_at TEXT,
+        confirmed_at TEXT,
+        UNIQUE (document_id, destination)
+    );
+    CREATE INDEX deliveries_due ON deliveries(state, next_attempt_at);
+    CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY,
+        delivery_id INTEGER NOT NULL REFERENCES deliveries(id),
+        at TEXT NOT NULL,
+        outcome TEXT NOT NULL,                -- delivered | transient | permanent | found | absent
+        error TEXT,
+        next_attempt_at TEXT
+    );
+    CREATE INDEX attempts_delivery ON attempts(delivery_id);
+    CREATE TABLE backups (
+        id INTEGER PRIMARY KEY,
+        sha256 TEXT NOT NULL,
+        target TEXT NOT NULL,
+        state TEXT NOT NULL,                  -- pending | done | failed
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        last_error TEXT,
+        updated_at TEXT NOT NULL,
+        done_at TEXT,
+        UNIQUE (sha256, target)
+    );
+    CREATE INDEX backups_due ON backups(target, state, next_attempt_at);
+    CREATE TABLE refusals (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        source TEXT,
+        name TEXT,
+        reason TEXT NOT NULL
+    );
+    CREATE TABLE mail_seen (message_id TEXT PRIMARY KEY, at TEXT NOT NULL, document_count INTEGER);
+    CREATE TABLE heartbeat (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        pid INTEGER, at TEXT, activity TEXT, details TEXT
+    );
+    CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT, updated_at TEXT);
+    """,
+]
+
+LATEST = len(MIGRATIONS)

@@ -1,0 +1,128 @@
+"""What happens to one captured document: read it, judge it, queue it.
+
+`analyse` is pure and picklable (it runs in worker processes); `apply`
+writes its outcome to the ledger in the main process. Both take `today`
+and `now` from the caller: the pipeline never reads a clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import traceback
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Sequence
+
+from agent.errors import AgentError, ExtractError
+from agent.ledger import Ledger
+from agent.model import Invoice, Problem, State
+from agent.validate import ValidationSettings, has_errors, validate
+from agent.vault import Vault
+
+
+@dataclass
+class Analysis:
+    """The outcome of reading one vault object: invoices (as dicts, so it
+    pickles cheaply) or the reason it could not be read."""
+
+    invoices: list[dict[str, Any]] = field(default_factory=list)
+    error_reason: str | None = None
+    error_message: str | None = None
+
+
+def analyse(data: bytes) -> Analysis:
+    """Extract every invoice in `data`. Never raises: an unreadable file
+    comes back with `error_reason` set (a bug shows as reason "internal")."""
+    from agent.extract import extract_bytes
+
+    try:
+        invoices = extract_bytes(data)
+    except ExtractError as e:
+        return Analysis(error_reason=e.reason, error_message=e.message)
+    except AgentError as e:
+        return Analysis(error_reason="corrupt", error_message=str(e))
+    except Exception as e:  # the daemon must never die of a bad file
+        last = traceback.extract_tb(e.__traceback__)[-1:]
+        where = f" at {last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno}" if last else ""
+        return Analysis(error_reason="internal", error_message=f"{type(e).__name__}: {e}{where}")
+    if not invoices:
+        return Analysis(error_reason="not-invoice", error_message="no invoice found in the file")
+    return Analysis(invoices=[inv.to_dict() for inv in invoices])
+
+
+def apply(ledger: Ledger, doc_id: int, analysis: Analysis, *, settings: ValidationSettings,
+          destinations: Sequence[str], today: dt.date, now: str, actor: str) -> list[int]:
+    """Record an analysis for a `captured` document and carry each invoice
+    through validation to `queued` (or quarantined, duplicate, not_invoice).
+    A file holding several invoices gets one document per invoice.
+    Returns the ids of the documents touched."""
+    if analysis.error_reason:
+        problem = Problem(code="unreadable", severity="error", field=None,
+                          message=f"{analysis.error_reason}: {analysis.error_message}",
+                          message_zh="无法读取文件")
+        ledger.transition(doc_id, State.QUARANTINED, now=now, actor=actor, expect=State.CAPTURED,
+                          reason=problem.message, problems=[problem.to_dict()])
+        return [doc_id]
+    touched = []
+    for i, inv_dict in enumerate(analysis.invoices):
+        target = doc_id if i == 0 else ledger.add_part(doc_id, i + 1, now=now, actor=actor)
+        invoice = Invoice.from_dict(inv_dict)
+        if not invoice.is_invoice:
+            ledger.transition(target, State.NOT_INVOICE, now=now, actor=actor,
+                              reason=invoice.not_invoice_reason or "not an invoice",
+                              fields=invoice.to_dict(), problems=[])
+        else:
+            ledger.transition(target, State.EXTRACTED, now=now, actor=actor,
+                              reason=f"read {len(invoice.fields)} fields", **invoice_columns(invoice))
+            judge(ledger, target, invoice, settings=settings, destinations=destinations,
+                  today=today, now=now, actor=actor)
+        touched.append(target)
+    return touched
+
+
+def judge(ledger: Ledger, doc_id: int, invoice: Invoice, *, settings: ValidationSettings,
+          destinations: Sequence[str], today: dt.date, now: str, actor: str,
+          reason_prefix: str = "") -> State:
+    """Validate an `extracted` document and move it on: duplicate, quarantined,
+    or valid and (when there are destinations) queued. Returns the new state."""
+    key = invoice.key
+    duplicate_of = ledger.first_with_key(key, exclude_id=doc_id) if key else None
+    problems = validate(invoice, settings, today=today, duplicate_of=duplicate_of)
+    stored = [p.to_dict() for p in problems]
+    if duplicate_of is not None:
+        ledger.transition(doc_id, State.DUPLICATE, now=now, actor=actor, problems=stored,
+                          duplicate_of=duplicate_of,
+                          reason=f"{reason_prefix}same invoice {key} as document {duplicate_of}")
+        return State.DUPLICATE
+    if has_errors(problems):
+        codes = ", ".join(sorted({p.code for p in problems if p.severity == "error"}))
+        ledger.transition(doc_id, State.QUARANTINED, now=now, actor=actor, problems=stored,
+                          reason=f"{reason_prefix}{codes}")
+        return State.QUARANTINED
+    ledger.transition(doc_id, State.VALID, now=now, actor=actor, problems=stored,
+                      reason=f"{reason_prefix}valid" + (f" ({len(stored)} warnings)" if stored else ""))
+    if destinations:
+        ledger.queue_deliveries(doc_id, destinations, now=now, actor=actor)
+        return State.QUEUED
+    return State.VALID
+
+
+def process_captured(ledger: Ledger, vault: Vault, doc_id: int, *, settings: ValidationSettings,
+                     destinations: Sequence[str], today: dt.date, now: str, actor: str) -> list[int]:
+    """`analyse` + `apply` in this process (one-shot ingest, tests)."""
+    doc = ledger.get(doc_id)
+    return apply(ledger, doc_id, analyse(vault.read(doc.sha256)), settings=settings,
+                 destinations=destinations, today=today, now=now, actor=actor)
+
+
+def invoice_columns(invoice: Invoice) -> dict[str, Any]:
+    """The ledger columns derived from an invoice: fields JSON, identity and sort keys."""
+    total = invoice.get("total")
+    date = invoice.get("date")
+    return {
+        "fields": invoice.to_dict(),
+        "invoice_key": invoice.key,
+        "invoice_number": invoice.get("number"),
+        "invoice_date": date.isoformat() if isinstance(date, dt.date) else None,
+        "total_cents": int(Decimal(total) * 100) if total is not None else None,
+    }

@@ -1,0 +1,151 @@
+"""Content-addressed store of originals, plus one JSON sidecar per object.
+
+Layout: `objects/ab/cd/<sha256>` and `objects/ab/cd/<sha256>.json`.
+An object is written to `tmp/`, fsynced, renamed into place, and its
+folder fsynced, so a crash leaves either the whole object under its final
+name or nothing there. The agent never modifies or deletes an object;
+only the sidecar is rewritten (atomically, the same way).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator
+
+from agent.errors import CaptureError
+
+CHUNK = 1024 * 1024
+FILE_MODE = 0o640
+DIR_MODE = 0o750
+
+
+@dataclass(frozen=True)
+class Stored:
+    """The result of a put: the object's hash, size, and whether it was new."""
+
+    sha256: str
+    size: int
+    created: bool
+
+
+class Vault:
+    """Originals by SHA-256 under `root`. Safe for several writer processes."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.objects = self.root / "objects"
+        self.tmp = self.root / "tmp"
+        for d in (self.root, self.objects, self.tmp):
+            d.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        """Where the object with this hash lives (whether or not it exists)."""
+        return self.objects / sha256[:2] / sha256[2:4] / sha256
+
+    def sidecar_path(self, sha256: str) -> Path:
+        """Where the object's JSON sidecar lives."""
+        return self.path(sha256).with_name(sha256 + ".json")
+
+    def exists(self, sha256: str) -> bool:
+        """True when the object is in the vault (complete: it was renamed in)."""
+        return self.path(sha256).is_file()
+
+    def put_stream(self, stream: BinaryIO, max_bytes: int | None = None) -> Stored:
+        """Copy a readable binary stream into the vault; durable on return.
+
+        Raises CaptureError when the stream exceeds `max_bytes` or the disk
+        fails; no partial object is ever left under a final name.
+        """
+        digest = hashlib.sha256()
+        size = 0
+        fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="in-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while chunk := stream.read(CHUNK):
+                    size += len(chunk)
+                    if max_bytes is not None and size > max_bytes:
+                        raise CaptureError(f"larger than the limit of {max_bytes // (1024 * 1024)} MB")
+                    digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            return self._commit(tmp_name, digest.hexdigest(), size)
+        except OSError as e:
+            raise CaptureError(f"vault write failed: {e.strerror or e}") from None
+        finally:
+            if os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+
+    def put_bytes(self, data: bytes) -> Stored:
+        """Store `data`; same guarantees as `put_stream`."""
+        import io
+
+        return self.put_stream(io.BytesIO(data))
+
+    def _commit(self, tmp_name: str, sha256: str, size: int) -> Stored:
+        final = self.path(sha256)
+        if final.exists():
+            return Stored(sha256, size, created=False)
+        final.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        os.chmod(tmp_name, FILE_MODE)
+        os.replace(tmp_name, final)
+        _fsync_dir(final.parent)
+        return Stored(sha256, size, created=True)
+
+    def read(self, sha256: str) -> bytes:
+        """The object's bytes. Raises FileNotFoundError when absent."""
+        return self.path(sha256).read_bytes()
+
+    def write_sidecar(self, sha256: str, data: dict[str, Any]) -> None:
+        """Replace the sidecar atomically (temp, fsync, rename)."""
+        target = self.sidecar_path(sha256)
+        target.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="sc-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(data, out, ensure_ascii=False, indent=1, sort_keys=True, default=str)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(tmp_name, FILE_MODE)
+            os.replace(tmp_name, target)
+            _fsync_dir(target.parent)
+        finally:
+            if os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+
+    def read_sidecar(self, sha256: str) -> dict[str, Any] | None:
+        """The sidecar's contents, or None when there is none."""
+        try:
+            return json.loads(self.sidecar_path(sha256).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+
+    def iter_objects(self) -> Iterator[str]:
+        """Every object hash in the vault (sidecars and temp files excluded)."""
+        for p in self.objects.glob("*/*/*"):
+            if len(p.name) == 64 and "." not in p.name:
+                yield p.name
+
+    def verify(self, sha256: str) -> bool:
+        """True when the object exists and its content hashes to its name."""
+        digest = hashlib.sha256()
+        try:
+            with open(self.path(sha256), "rb") as f:
+                while chunk := f.read(CHUNK):
+                    digest.update(chunk)
+        except FileNotFoundError:
+            return False
+        return digest.hexdigest() == sha256
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,89 @@
+"""`fapiao-agent ingest PATH...`: take files in once, without the daemon."""
+
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Iterator
+
+import click
+
+from agent.capture import capture_file
+from agent.errors import CaptureError
+from agent.pipeline import process_captured
+from agent.model import State
+from service.context import (actor, destination_names, load, now, open_ledger, open_vault, today,
+                             validation_settings)
+
+
+@click.command("ingest")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--no-process", is_flag=True, help="Only capture; leave reading and validation to the daemon.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only failures and the summary.")
+@click.pass_context
+def command(ctx: click.Context, paths: tuple[Path, ...], no_process: bool, quiet: bool) -> None:
+    """Capture files or folders (recursively) into the vault and ledger, then
+    read and validate them. Idempotent: the same bytes twice give one
+    document, with the second source recorded on it.
+
+    Unreadable files, folders without permission and special files (FIFO,
+    socket, device, broken symlink) each get one line; the batch goes on.
+    Exit status 1 when anything failed.
+    """
+    cfg = load(ctx)
+    settings = validation_settings(cfg)
+    ledger, vault = open_ledger(cfg), open_vault(cfg)
+    who, max_bytes = actor(), cfg.agent["max_file_mb"] * 1024 * 1024
+    failures, new, known = [], 0, 0
+    to_process: list[int] = []
+    candidates = list(_walk(paths, failures))
+    with click.progressbar(candidates, label="capturing", file=click.get_text_stream("stderr"),
+                           show_pos=True) if len(candidates) > 50 and not quiet else nullcontext(candidates) as bar:
+        for path, explicit in bar:
+            try:
+                got = capture_file(ledger, vault, path, source_kind="ingest", source=str(path.parent),
+                                   now=now(), actor=who, max_bytes=max_bytes, follow_symlinks=explicit)
+            except CaptureError as e:
+                failures.append(str(e))
+                click.echo(f"FAIL {e}", err=True)
+                continue
+            new += got.created
+            known += not got.created
+            if ledger.get(got.document_id).state == State.CAPTURED.value:
+                to_process.append(got.document_id)
+            if not quiet and len(candidates) <= 50:
+                what = "new" if got.created else "already known; source recorded"
+                click.echo(f"ok   {path} -> document {got.document_id} ({what})")
+    states: dict[str, int] = {}
+    if not no_process:
+        for doc_id in to_process:
+            for touched in process_captured(ledger, vault, doc_id, settings=settings,
+                                            destinations=destination_names(cfg), today=today(),
+                                            now=now(), actor=who):
+                state = ledger.get(touched).state
+                states[state] = states.get(state, 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+    click.echo(f"{new} new, {known} already known, {len(failures)} failed"
+               + (f"; {summary}" if summary else ""))
+    ctx.exit(1 if failures else 0)
+
+
+def _walk(paths: tuple[Path, ...], failures: list[str]) -> Iterator[tuple[Path, bool]]:
+    """(file, given explicitly) for every candidate; folder errors go to `failures`."""
+    for root in paths:
+        if root.is_dir() and not root.is_symlink():
+            def onerror(err: OSError) -> None:
+                msg = f"{err.filename}: {err.strerror} (folder skipped)"
+                failures.append(msg)
+                click.echo(f"FAIL {msg}", err=True)
+            for folder, dirs, files in os.walk(root, onerror=onerror):
+                dirs.sort()
+                for name in sorted(files):
+                    yield Path(folder) / name, False
+        elif root.exists() or root.is_symlink():
+            yield root, True
+        else:
+            failures.append(f"{root}: no such file or folder")
+            click.echo(f"FAIL {root}: no such file or folder", err=True)
+

@@ -1,0 +1,164 @@
+"""`fapiao-agent status`, `list` and `show`: read the ledger."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import click
+
+from agent.errors import NotFoundInLedger
+from agent.ledger import Ledger
+from agent.model import State
+from service.context import age_seconds, echo_json, fail, human_age, load, now_dt, open_ledger
+
+
+def status_report(ledger: Ledger, cfg) -> dict:
+    """Everything `status` shows, as one JSON-ready dict."""
+    at = now_dt()
+    oldest = ledger.oldest_unfinished()
+    beat = ledger.heartbeat()
+    daemon = None
+    if beat:
+        age = age_seconds(beat["at"], at)
+        daemon = {**beat, "age_s": age, "alive": age is not None and age < 120}
+    return {
+        "states": ledger.counts(),
+        "oldest_unfinished": oldest,
+        "oldest_unfinished_age_s": age_seconds(oldest, at),
+        "last_activity": ledger.last_activity(),
+        "daemon": daemon,
+        "ledger": str(cfg.ledger_path),
+        "vault": str(cfg.vault_dir),
+    }
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: states (every state, zeros "
+              "included), oldest_unfinished, last_activity, daemon, ledger, vault.")
+@click.pass_context
+def command(ctx: click.Context, as_json: bool) -> None:
+    """How many documents are in each state, how old the oldest unfinished one
+    is, when anything last happened, and whether the daemon is alive."""
+    cfg = load(ctx)
+    with open_ledger(cfg) as ledger:
+        report = status_report(ledger, cfg)
+    if as_json:
+        echo_json(report)
+        return
+    for state, n in report["states"].items():
+        if n or state in ("captured", "quarantined", "queued", "failed", "missing"):
+            click.echo(f"{state:>12}  {n}")
+    click.echo(f"oldest unfinished: {human_age(report['oldest_unfinished_age_s'])}"
+               + (f" (since {report['oldest_unfinished']})" if report["oldest_unfinished"] else ""))
+    click.echo(f"last activity:     {report['last_activity'] or 'never'}")
+    d = report["daemon"]
+    click.echo("daemon:            " + ("never ran" if not d else
+               f"{'alive' if d['alive'] else 'NOT RUNNING'} (pid {d['pid']}, {d['activity']}, "
+               f"last seen {human_age(d['age_s'])} ago)"))
+    click.echo(f"ledger:            {report['ledger']}")
+    click.echo(f"vault:             {report['vault']}")
+
+
+LIST_COLUMNS = ("id", "state", "received_at", "invoice_number", "invoice_date", "total",
+                "original_name", "problems")
+
+
+def _row(doc) -> dict:
+    return {
+        "id": doc.id, "state": doc.state, "received_at": doc.received_at,
+        "invoice_number": doc.invoice_number, "invoice_date": doc.invoice_date,
+        "total": None if doc.total_cents is None else f"{doc.total_cents / 100:.2f}",
+        "original_name": doc.original_name,
+        "problems": ";".join(p["code"] for p in doc.problems if p.get("severity") == "error"),
+    }
+
+
+@click.command("list")
+@click.option("--state", type=click.Choice([s.value for s in State]), help="Only this state.")
+@click.option("--since", metavar="DATE", help="Only documents received on or after DATE (YYYY-MM-DD).")
+@click.option("--sort", type=click.Choice(["received", "date", "amount"]), default="received",
+              show_default=True, help="Newest received, newest invoice date, or largest amount first.")
+@click.option("--limit", type=int, default=50, show_default=True, help="At most this many (0: all).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row.")
+@click.pass_context
+def list_command(ctx, state, since, sort, limit, as_json, as_csv) -> None:
+    """List documents, e.g. `list --state quarantined --sort amount`."""
+    cfg = load(ctx)
+    with open_ledger(cfg) as ledger:
+        docs = ledger.list_documents(state=state, since=since, sort=sort, limit=limit)
+    rows = [_row(d) for d in docs]
+    if as_json:
+        for r in rows:
+            echo_json(r)
+    elif as_csv:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=LIST_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+        click.echo(buf.getvalue(), nl=False)
+    else:
+        for r in rows:
+            click.echo(f"{r['id']:>7}  {r['state']:<11} {r['received_at'][:19]}  "
+                       f"{r['invoice_number'] or '-':<20} {r['invoice_date'] or '-':<10} "
+                       f"{r['total'] or '-':>12}  {r['original_name'] or ''}"
+                       + (f"  [{r['problems']}]" if r["problems"] else ""))
+        if not rows:
+            click.echo("no documents match", err=True)
+
+
+@click.command("show")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per matching document.")
+@click.pass_context
+def show_command(ctx, ref: str, as_json: bool) -> None:
+    """Every field and the full history of a document, found by id, SHA-256
+    prefix or invoice number."""
+    cfg = load(ctx)
+    with open_ledger(cfg) as ledger:
+        try:
+            docs = ledger.find(ref)
+        except NotFoundInLedger as e:
+            fail(str(e))
+        for doc in docs:
+            detail = {**doc.to_dict(), "sources": [vars(s) for s in ledger.sources(doc.id)],
+                      "events": [vars(e) for e in ledger.events(doc.id)],
+                      "deliveries": ledger.deliveries_of(doc.id)}
+            if as_json:
+                echo_json(detail)
+            else:
+                _print_detail(detail)
+
+
+def _print_detail(d: dict) -> None:
+    click.echo(f"document {d['id']}  {d['state']}  sha256 {d['sha256']}  ({d['size']} bytes, {d['media_type']})")
+    if d["duplicate_of"]:
+        click.echo(f"  duplicate of document {d['duplicate_of']}")
+    fields = d["fields"] or {}
+    sources = fields.get("sources", {})
+    for name, value in fields.items():
+        if name in ("sources", "problems", "items", "conflicts") or value in (None, [], {}):
+            continue
+        click.echo(f"  {name:<15} {value}" + (f"   [{sources[name]}]" if name in sources else ""))
+    for p in d["problems"]:
+        click.echo(f"  {p['severity'].upper():<8} {p['code']}: {p['message']}")
+    click.echo("  arrivals:")
+    for s in d["sources"]:
+        click.echo(f"    {s['at']}  {s['source_kind']}  {s['original_path'] or s['original_name']}")
+    if d["deliveries"]:
+        click.echo("  deliveries:")
+        for dl in d["deliveries"]:
+            click.echo(f"    {dl['destination']}: {dl['state']}, {dl['attempts']} attempts"
+                       + (f", next {dl['next_attempt_at']}" if dl.get("next_attempt_at") else "")
+                       + (f", last error: {dl['last_error']}" if dl.get("last_error") else ""))
+            for a in dl.get("attempts_log", []):
+                click.echo(f"      {a['at']}  {a['outcome']}" + (f"  {a['error']}" if a["error"] else ""))
+    click.echo("  history:")
+    for e in d["events"]:
+        move = f"{e['from_state'] or ''} -> {e['to_state']}" if e["to_state"] else "note"
+        click.echo(f"    {e['at']}  {e['actor']:<18} {move:<26} {e['reason'] or ''}")
+
+
+extra_commands = (list_command, show_command)

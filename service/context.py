@@ -1,0 +1,118 @@
+"""What every command needs: the config, the ledger, the clock, the actor.
+
+The service layer owns the clock; `agent/` receives `now` from here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from agent.config import Config, load_config
+from agent.errors import AgentError, ConfigError
+from agent.ledger import Ledger, utc
+from agent.validate import ValidationSettings
+from agent.vault import Vault
+
+
+def now_dt() -> dt.datetime:
+    """The current time, timezone-aware UTC."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def now() -> str:
+    """The current time in the ledger's timestamp format."""
+    return utc(now_dt())
+
+
+def today() -> dt.date:
+    """Today's date where the invoices are issued (China, UTC+8)."""
+    return (now_dt() + dt.timedelta(hours=8)).date()
+
+
+def actor(prefix: str = "cli") -> str:
+    """Who is acting, for the audit log: `cli:<OS user>` or `daemon:<pid>`."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{prefix}:{user}"
+
+
+def load(ctx: click.Context) -> Config:
+    """The config named by --config / FAPIAO_AGENT_CONFIG / the search path;
+    exits with status 2 and one line per problem when it is invalid."""
+    try:
+        return load_config(ctx.obj.get("config_path") if ctx.obj else None)
+    except ConfigError as e:
+        fail(str(e), code=2)
+
+
+def open_ledger(cfg: Config) -> Ledger:
+    """The ledger of this config (created on first use)."""
+    try:
+        return Ledger(cfg.ledger_path)
+    except OSError as e:
+        fail(f"cannot open ledger {cfg.ledger_path}: {e}")
+    except Exception as e:  # sqlite3 errors: a read-only disk, a corrupt file
+        fail(f"cannot open ledger {cfg.ledger_path}: {e}")
+
+
+def open_vault(cfg: Config) -> Vault:
+    """The vault of this config (created on first use)."""
+    try:
+        return Vault(cfg.vault_dir)
+    except OSError as e:
+        fail(f"cannot open vault {cfg.vault_dir}: {e.strerror or e}")
+
+
+def validation_settings(cfg: Config) -> ValidationSettings:
+    """The validation rules as configured; exits on a bad [validation] section."""
+    try:
+        return ValidationSettings.from_config(cfg.validation, cfg.company)
+    except AgentError as e:
+        fail(str(e), code=2)
+
+
+def destination_names(cfg: Config) -> list[str]:
+    """Names of the configured destinations, in config order."""
+    return [d["name"] for d in cfg.destinations]
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print `message` as an error line (or lines) and exit with `code`."""
+    for line in message.splitlines() or [message]:
+        click.echo(f"error: {line}", err=True)
+    sys.exit(code)
+
+
+def echo_json(obj: Any) -> None:
+    """One JSON document on stdout (UTF-8, not ASCII-escaped)."""
+    click.echo(json.dumps(obj, ensure_ascii=False, default=str))
+
+
+def age_seconds(timestamp: str | None, at: dt.datetime) -> float | None:
+    """Seconds from a ledger timestamp to `at`, or None."""
+    from agent.ledger.rows import parse_utc
+
+    return None if not timestamp else (at - parse_utc(timestamp)).total_seconds()
+
+
+def human_age(seconds: float | None) -> str:
+    """'3d 4h', '2h 5m', '5m 10s', '7s', or '-' for None."""
+    if seconds is None:
+        return "-"
+    d, rest = divmod(int(seconds), 86400)
+    h, rest = divmod(rest, 3600)
+    m, s = divmod(rest, 60)
+    if d:
+        return f"{d}d {h}h"
+    if h:
+        return f"{h}h {m}m"
+    return f"{m}m {s}s" if m else f"{s}s"

@@ -1,0 +1,131 @@
+"""The ledger's state machine, audit log, counts and migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from agent.errors import IllegalTransition, NotFoundInLedger
+from agent.ledger import Ledger
+from agent.ledger.schema import LATEST, MIGRATIONS
+from agent.model import TRANSITIONS, State
+
+T0 = "2026-01-01T00:00:00.000000Z"
+T1 = "2026-01-01T00:00:01.000000Z"
+
+
+def add(ledger: Ledger, sha: str = "a" * 64, name: str = "x.pdf") -> int:
+    doc_id, _ = ledger.add_document(sha256=sha, size=10, media_type="pdf", source_kind="ingest",
+                                    source="/in", original_name=name, original_path=f"/in/{name}",
+                                    now=T0, actor="test")
+    return doc_id
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    with Ledger(tmp_path / "l.sqlite3") as led:
+        yield led
+
+
+def test_same_bytes_give_one_document_with_two_sources(ledger):
+    first = ledger.add_document(sha256="b" * 64, size=1, media_type="pdf", source_kind="scanner",
+                                source="/scan", original_name="a.pdf", original_path="/scan/a.pdf",
+                                now=T0, actor="t")
+    second = ledger.add_document(sha256="b" * 64, size=1, media_type="pdf", source_kind="email",
+                                 source="mail", original_name="b.pdf", original_path=None, now=T1, actor="t")
+    assert first == (1, True) and second == (1, False)
+    assert [s.source_kind for s in ledger.sources(1)] == ["scanner", "email"]
+    assert ledger.counts()["captured"] == 1
+
+
+def test_transition_writes_state_and_event_together(ledger):
+    doc = add(ledger)
+    ledger.transition(doc, State.EXTRACTED, now=T1, actor="worker", reason="read", fields={"number": "1"})
+    got = ledger.get(doc)
+    assert got.state == "extracted" and got.fields == {"number": "1"} and got.updated_at == T1
+    events = ledger.events(doc)
+    assert [(e.from_state, e.to_state, e.actor) for e in events] == [
+        (None, "captured", "test"), ("captured", "extracted", "worker")]
+
+
+@pytest.mark.parametrize("old,new", [(o, n) for o in State for n in State if n not in TRANSITIONS[o]][:40])
+def test_illegal_transitions_raise_and_change_nothing(tmp_path, old, new):
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
+        doc = add(ledger)
+        ledger.conn.execute("UPDATE documents SET state = ? WHERE id = ?", (old.value, doc))
+        before = len(ledger.events(doc))
+        with pytest.raises(IllegalTransition, match=f"{old.value} -> {new.value}"):
+            ledger.transition(doc, new, now=T1, actor="t")
+        assert ledger.get(doc).state == old.value
+        assert len(ledger.events(doc)) == before
+
+
+def test_expect_guards_against_a_concurrent_change(ledger):
+    doc = add(ledger)
+    ledger.transition(doc, State.EXTRACTED, now=T1, actor="t")
+    with pytest.raises(IllegalTransition, match="is extracted, not captured"):
+        ledger.transition(doc, State.QUARANTINED, now=T1, actor="t", expect=State.CAPTURED)
+
+
+def test_failed_transaction_rolls_back_state_and_event(ledger):
+    doc = add(ledger)
+    with pytest.raises(RuntimeError):
+        with ledger.transaction():
+            ledger.transition(doc, State.EXTRACTED, now=T1, actor="t")
+            raise RuntimeError("crash between two steps")
+    assert ledger.get(doc).state == "captured"
+    assert len(ledger.events(doc)) == 1
+
+
+def test_counts_include_every_state_and_follow_transitions(ledger):
+    for i in range(3):
+        add(ledger, sha=str(i) * 64)
+    ledger.transition(2, State.QUARANTINED, now=T1, actor="t")
+    counts = ledger.counts()
+    assert set(counts) == {s.value for s in State}
+    assert counts["captured"] == 2 and counts["quarantined"] == 1 and counts["failed"] == 0
+
+
+def test_find_by_id_sha_prefix_and_invoice_number(ledger):
+    doc = add(ledger, sha="c0ffee" + "0" * 58)
+    ledger.transition(doc, State.EXTRACTED, now=T1, actor="t", invoice_number="24112000000048542163")
+    assert [d.id for d in ledger.find(str(doc))] == [doc]
+    assert [d.id for d in ledger.find("c0ffee")] == [doc]
+    assert [d.id for d in ledger.find("24112000000048542163")] == [doc]
+    with pytest.raises(NotFoundInLedger):
+        ledger.find("deadbeef")
+
+
+def test_list_filters_and_sorts(ledger):
+    for i, (cents, date) in enumerate([(500, "2026-01-03"), (90000, "2026-01-01"), (100, "2026-01-02")]):
+        d = add(ledger, sha=str(i) * 64)
+        ledger.transition(d, State.EXTRACTED, now=T1, actor="t", total_cents=cents, invoice_date=date)
+    assert [d.total_cents for d in ledger.list_documents(sort="amount")] == [90000, 500, 100]
+    assert [d.invoice_date for d in ledger.list_documents(sort="date")][0] == "2026-01-03"
+    assert ledger.list_documents(state="failed") == []
+    assert len(ledger.list_documents(limit=2)) == 2
+
+
+def test_migration_from_the_first_schema_keeps_data(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript(MIGRATIONS[0] + "PRAGMA user_version = 1;")
+    conn.execute("INSERT INTO documents (sha256, size, source_kind, received_at, updated_at, state) "
+                 "VALUES (?, 1, 'ingest', ?, ?, 'quarantined')", ("d" * 64, T0, T0))
+    conn.commit()
+    conn.close()
+    with Ledger(path) as ledger:
+        assert ledger.schema_version == LATEST
+        assert ledger.counts()["quarantined"] == 1  # counts table seeded from old rows
+        doc = ledger.get(1)
+        assert doc.invoice_key is None
+        ledger.transition(1, State.REJECTED, now=T1, actor="t")
+        assert ledger.counts()["quarantined"] == 0 and ledger.counts()["rejected"] == 1
+
+
+def test_reopening_is_idempotent(tmp_path):
+    Ledger(tmp_path / "l.sqlite3").close()
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
+        assert ledger.schema_version == LATEST
+        assert ledger.integrity_check() == "ok"
