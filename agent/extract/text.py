@@ -1,0 +1,338 @@
+"""Invoice fields from the text layer of a PDF page (or any extracted text).
+
+Real text layers are messy: labels come out letter-spaced ("校 验 码"),
+with full-width punctuation, Kangxi radicals, NBSP, glyphs with no Unicode
+map, and values that are not beside their labels. So every field is found
+by its label where the label is readable, and by the shape of its value
+(20 digits, 12+8 digits, a 统一社会信用代码, a date, a ¥ amount, 大写 words)
+where it is not.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from agent.extract import labels as L
+from agent.model import Invoice, LineItem
+
+# Full-width brackets are kept as printed: names are compared as printed
+# (道达尔能源销售（湖北）有限公司), so NFKC must not turn them half-width.
+_KEEP = {"（": "\ue000", "）": "\ue001"}
+_RESTORE = {v: k for k, v in _KEEP.items()}
+_KEEP_TABLE = str.maketrans(_KEEP)
+_RESTORE_TABLE = str.maketrans(_RESTORE)
+_MIN_MOJIBAKE = 3
+_HEADER_LINES = 12
+
+
+def normalize_text(text: str) -> str:
+    """Text ready for label parsing: never raises, same line structure.
+
+    Repairs label glyphs of Adobe-GB1 fonts without a Unicode map, applies
+    NFKC (fixing ：￥, full-width digits, Kangxi radicals, NBSP and the
+    ideographic space) except to full-width brackets, joins letter-spaced
+    lines, and removes the spaces inside known labels.
+    """
+    if len(L.CID_MOJIBAKE_RE.findall(text, 0, 20000)) >= _MIN_MOJIBAKE:
+        text = text.translate(L.GB1_LABEL_CIDS)
+    text = unicodedata.normalize("NFKC", text.translate(_KEEP_TABLE)).translate(_RESTORE_TABLE)
+    text = text.replace("\t", "  ")
+    lines = [line.rstrip() for line in text.splitlines()]
+    if _letter_spaced(lines):
+        lines = [_join_letters(line) for line in lines]
+    text = "\n".join(lines)
+    return L.LABEL_SPACING_RE.sub(lambda m: m.group().replace(" ", ""), text)
+
+
+def _letter_spaced(lines: list[str]) -> bool:
+    # Renderers that place every glyph separately (ReportLab re-renders of
+    # OFDs) give a page of one-character tokens.
+    tokens = [t for line in lines for t in line.split()]
+    if len(tokens) < 40:
+        return False
+    single = sum(1 for t in tokens if len(t) == 1)
+    return single / len(tokens) > 0.6
+
+
+def _join_letters(line: str) -> str:
+    """Join glyphs whose gap is about the line's letter spacing; wider gaps
+    are column breaks and become two spaces."""
+    spans = [(m.start(), m.end()) for m in re.finditer(r"\S+", line)]
+    if len(spans) < 2:
+        return line.strip()
+    gaps = [b[0] - a[1] for a, b in zip(spans, spans[1:])]
+    limit = max(5, min(gaps) * 1.5)
+    out = [line[spans[0][0]:spans[0][1]]]
+    for gap, (start, end) in zip(gaps, spans[1:]):
+        out.append(("" if gap <= limit else "  ") + line[start:end])
+    return "".join(out)
+
+
+def looks_like_invoice(text: str) -> bool:
+    """True when `text` (raw or normalised) carries at least two labels only
+    an invoice prints (发票号码, 开票日期, 价税合计 ...)."""
+    norm = normalize_text(text)
+    return _label_count(norm) >= 2
+
+
+def _label_count(norm: str) -> int:
+    return sum(1 for label in L.INVOICE_LABELS if label in norm)
+
+
+@dataclass
+class ParsedText:
+    """What one page's text gave: field values (FIELD_NAMES keys), items, and
+    how many invoice labels it printed."""
+
+    fields: dict[str, Any] = field(default_factory=dict)
+    items: list[LineItem] = field(default_factory=list)
+    label_count: int = 0
+
+    @property
+    def is_invoice_like(self) -> bool:
+        """Two invoice labels, or an invoice number found by its shape."""
+        return self.label_count >= 2 or "number" in self.fields
+
+
+def parse_invoice_text(text: str, invoice: Invoice, source: str = "pdf-text") -> None:
+    """Offer every field readable in `text` to `invoice` with `source`.
+
+    Fields: title, code, number, date, check_code (20 digits, no spaces),
+    amount, tax, total (Decimal), total_in_words, buyer/seller name and tax
+    id; line items are appended when the invoice has none yet. Never raises
+    on any input.
+    """
+    offer_parsed(parse_text(normalize_text(text)), invoice, source)
+
+
+def offer_parsed(parsed: ParsedText, invoice: Invoice, source: str) -> None:
+    """Offer `parsed` fields to `invoice`; items only if it has none yet."""
+    for name, value in parsed.fields.items():
+        invoice.offer(name, value, source)
+    if parsed.items and not invoice.items:
+        invoice.items.extend(parsed.items)
+
+
+def parse_text(norm: str) -> ParsedText:
+    """Fields of one normalised page (see `normalize_text`)."""
+    out = ParsedText(label_count=_label_count(norm))
+    f = out.fields
+    lines = norm.split("\n")
+    header = "\n".join([ln for ln in lines if ln.strip()][:_HEADER_LINES])
+
+    m = L.TITLE_RE.search(norm)
+    if m:
+        f["title"] = m.group()
+    _read_identity(norm, header, f)
+    date = _read_date(norm)
+    if date:
+        f["date"] = date
+    m = L.LABEL_VALUE_RE["check_code"].search(norm)
+    if not m:
+        m = next((c for c in L.CHECK_CODE_RE.finditer(norm) if " " in c.group()), None)
+    if m:
+        f["check_code"] = "".join(m.groups()[-4:])
+    _read_money(lines, f)
+    _read_parties(norm, f)
+    out.items = parse_items(lines)
+    return out
+
+
+def _read_identity(norm: str, header: str, f: dict[str, Any]) -> None:
+    m = L.LABEL_VALUE_RE["number"].search(norm)
+    if m:
+        f["number"] = m.group(1)
+    else:
+        m = L.NUMBER_20_RE.search(header)
+        if m:
+            f["number"] = m.group()
+    m = L.LABEL_VALUE_RE["code"].search(norm)
+    if m:
+        f["code"] = m.group(1)
+    elif len(f.get("number", "")) != 20:
+        # Old-style face without readable labels: the 代码 is the first
+        # 10/12-digit run of the header that is not the 机器编号.
+        for c in L.CODE_RE.finditer(header):
+            if "机器编号" not in header[max(0, c.start() - 8):c.start()]:
+                f["code"] = c.group()
+                break
+        if "number" not in f and "code" in f:
+            m = L.NUMBER_8_RE.search(header)
+            if m:
+                f["number"] = m.group()
+
+
+def _read_date(norm: str) -> dt.date | None:
+    m = L.LABEL_VALUE_RE["date"].search(norm)
+    candidates = [m] if m else []
+    candidates += [L.DATE_CN_RE.search(norm), L.DATE_BARE_RE.search(norm)]
+    for c in candidates:
+        if c is None:
+            continue
+        y, mo, d = (g for g in c.groups() if g is not None)
+        try:
+            return dt.date(int(y), int(mo), int(d))
+        except ValueError:
+            continue
+    return None
+
+
+def _money(m: re.Match) -> Decimal | None:
+    sign, before, after = m.group(1), m.group(2), m.group(3)
+    text = (before if before is not None else after).replace(",", "")
+    if sign == "-" and not text.startswith("-"):
+        text = "-" + text
+    try:
+        return Decimal(text).quantize(Decimal("0.01"))
+    except InvalidOperation:
+        return None
+
+
+def _line_money(line: str) -> list[Decimal]:
+    return [v for v in (_money(m) for m in L.MONEY_RE.finditer(line)) if v is not None]
+
+
+def _read_money(lines: list[str], f: dict[str, Any]) -> None:
+    words_at = None
+    for i, line in enumerate(lines):
+        for m in L.WORDS_RE.finditer(line):
+            if L.WORDS_UNIT_RE.search(m.group()):
+                words_at = i
+                f["total_in_words"] = m.group()
+                break
+        if words_at is not None:
+            break
+    total = _read_total(lines, words_at)
+    if total is not None:
+        f["total"] = total
+    pair = _read_sum_line(lines, total)
+    if pair:
+        f["amount"], tax = pair
+        if tax is not None:
+            f["tax"] = tax
+
+
+def _read_total(lines: list[str], words_at: int | None) -> Decimal | None:
+    for line in lines:
+        pos = line.find("小写")
+        if pos >= 0:
+            values = _line_money(line[pos:])
+            if values:
+                return values[0]
+    for line in lines:
+        if "价税合计" in line:
+            values = _line_money(line)
+            if values:
+                return values[-1]
+    if words_at is not None:
+        values = _line_money(lines[words_at])
+        if values:
+            return values[-1]
+    return None
+
+
+def _read_sum_line(lines: list[str], total: Decimal | None) -> tuple[Decimal, Decimal | None] | None:
+    """合计金额 and 合计税额 from the 合计 row; tax None when printed *** (免税)."""
+    for i, line in enumerate(lines):
+        if "合计" not in line.replace("价税合计", ""):
+            continue
+        # Label-first layouts print the row's values on a later line.
+        for row in lines[i:i + 4]:
+            values = _line_money(row)
+            if len(values) >= 2:
+                return values[0], values[1]
+            if len(values) == 1 and "*" in row[row.find("¥"):]:
+                return values[0], None
+        break
+    if total is None:
+        return None
+    # No readable 合计 label: the row is the one whose two amounts add up to 价税合计.
+    for line in lines:
+        values = _line_money(line)
+        if len(values) == 2 and values[0] + values[1] == total:
+            return values[0], values[1]
+    return None
+
+
+def _clean_name(value: str) -> str | None:
+    value = value.strip()
+    if not value or ":" in value or any(value.startswith(l) for l in L.LABELS):
+        return None
+    return value
+
+
+def _read_parties(norm: str, f: dict[str, Any]) -> None:
+    # Buyer comes first in every layout: left column (数电) or top block (old).
+    names = [n for n in (_clean_name(m.group(1)) for m in L.NAME_RE.finditer(norm)) if n]
+    ids = [m.group(1) for m in L.TAX_ID_LABEL_RE.finditer(norm)]
+    if not ids:
+        ids = [m.group() for m in L.USCC_RE.finditer(norm)]
+    for role, i in (("buyer", 0), ("seller", 1)):
+        if len(names) > i:
+            f[f"{role}_name"] = names[i]
+        if len(ids) > i:
+            f[f"{role}_tax_id"] = ids[i]
+
+
+_ITEM_TAIL_RE = re.compile(
+    r"(?P<amount>-?\d[\d,]*\.\d{2})[ ]*(?P<rate>" + L.RATE_RE.pattern + r")[ ]+"
+    r"(?P<tax>-?\d[\d,]*\.\d{2}|\*{3})[ ]*$"
+)
+_NUMBER_TOKEN_RE = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def _decimal(text: str | None) -> Decimal | None:
+    if text is None or "*" in text:
+        return None
+    try:
+        return Decimal(text.replace(",", ""))
+    except InvalidOperation:
+        return None
+
+
+def _rate(text: str) -> Decimal | None:
+    if text.endswith("%"):
+        return (Decimal(text[:-1]) / 100).normalize()
+    return None
+
+
+def parse_items(lines: list[str]) -> list[LineItem]:
+    """Line items from rows ending in 金额 税率 税额; a name wrapped onto the
+    next line is joined. Quantity and unit price are kept only when both are
+    separate numbers (some layouts glue them together)."""
+    items: list[LineItem] = []
+    price_first = False
+    last: LineItem | None = None
+    for line in lines:
+        if "数量" in line and "单价" in line:
+            price_first = line.find("单价") < line.find("数量")
+            continue
+        m = _ITEM_TAIL_RE.search(line)
+        if not m:
+            if last is not None and line.strip() and not re.search(r"\d\.\d", line) \
+                    and len(line) - len(line.lstrip()) < 8 and len(line.split()) == 1 \
+                    and "合计" not in line:
+                last.name += line.strip()
+            last = None
+            continue
+        head = line[:m.start()]
+        parts = re.split(r"[ ]{2,}", head.strip())
+        if not parts or not parts[0] or parts[0][0].isdigit():
+            last = None
+            continue
+        numbers = [t for t in " ".join(parts[1:]).split() if _NUMBER_TOKEN_RE.fullmatch(t)]
+        qty = price = None
+        if len(numbers) == 2:
+            qty, price = (numbers[1], numbers[0]) if price_first else (numbers[0], numbers[1])
+        last = LineItem(
+            name=parts[0], amount=_decimal(m.group("amount")), tax=_decimal(m.group("tax")),
+            rate=_rate(m.group("rate")), rate_text=m.group("rate"),
+            quantity=_decimal(qty), unit_price=_decimal(price),
+        )
+        items.append(last)
+    return items
