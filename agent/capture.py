@@ -55,8 +55,17 @@ def capture_file(ledger: Ledger, vault: Vault, path: str | os.PathLike, *, sourc
     except PermissionError:
         raise CaptureError(f"{path}: permission denied (the agent's user cannot read it)") from None
     except OSError as e:
-        if path.is_symlink():
+        # ELOOP (a symlink under O_NOFOLLOW), ENXIO (a socket): say what it is.
+        try:
+            kind = stat.S_IFMT(os.lstat(path).st_mode)
+        except OSError:
+            kind = None
+        if kind == stat.S_IFLNK and not path.exists():
+            raise CaptureError(f"{path}: broken symlink (its target does not exist)") from None
+        if kind == stat.S_IFLNK:
             raise CaptureError(f"{path}: is a symlink; symlinks in watched folders are not followed") from None
+        if kind in _KINDS:
+            raise CaptureError(f"{path}: is {_KINDS[kind]}, not a regular file") from None
         raise CaptureError(f"{path}: cannot open: {e.strerror}") from None
     try:
         st = os.fstat(fd)
