@@ -70,19 +70,31 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value).strip() or None
 
 
-def _money(inv: Invoice, name: str) -> Decimal | None | str:
-    # A Decimal, None when absent, or the raw text when it is not a number.
-    value = inv.get(name)
-    if value is None or isinstance(value, Decimal):
-        return value
+def _decimal(value: Any) -> Decimal | None:
+    # A finite Decimal, or None for absent and unreadable values alike.
+    if value is None or isinstance(value, bool):
+        return None
     try:
-        return Decimal(str(value).replace(",", "").strip())
+        number = value if isinstance(value, Decimal) else Decimal(str(value).replace(",", "").strip())
     except InvalidOperation:
-        return str(value)
+        return None
+    # Beyond 10^15 is no invoice amount, and arithmetic on it could overflow.
+    return number if number.is_finite() and number.adjusted() < 16 else None
+
+
+def _money(inv: Invoice, name: str) -> Decimal | None | str:
+    # A finite Decimal, None when absent, or the raw text when it is not a number.
+    value = inv.get(name)
+    if value is None:
+        return None
+    number = _decimal(value)
+    return number if number is not None else str(value)
 
 
 def _date(inv: Invoice) -> dt.date | None:
     value = inv.get("date")
+    if isinstance(value, dt.datetime):
+        return value.date()
     return value if isinstance(value, dt.date) else None
 
 
@@ -211,7 +223,10 @@ def line_sum(inv: Invoice, ctx: Context) -> Iterator[Finding]:
         return
     tolerance = CENT * len(items)
     for name, label in (("amount", "金额"), ("tax", "税额")):
-        values = [getattr(i, name) for i in items]
+        raw = [getattr(i, name) for i in items]
+        values = [_decimal(v) for v in raw]
+        if any(v is None and r is not None for v, r in zip(values, raw)):
+            continue  # an unreadable line amount: nothing sound to add up
         total = _money(inv, name)
         if name == "amount" and (any(v is None for v in values) or not isinstance(total, Decimal)):
             continue
@@ -219,33 +234,35 @@ def line_sum(inv: Invoice, ctx: Context) -> Iterator[Finding]:
             if all(v is None for v in values) or isinstance(total, str):
                 continue
             total = total or Decimal(0)  # 免税: no tax anywhere
-        line_total = sum((Decimal(v) for v in values if v is not None), Decimal(0))
+        line_total = sum((v for v in values if v is not None), Decimal(0))
         if abs(line_total - total) > tolerance:
             yield Finding(name, f"the {len(items)} lines' {label} add up to {line_total}, "
                                 f"but the invoice total is {total}",
                           f"{len(items)} 行明细{label}合计 {line_total}，与发票合计 {total} 不符")
 
 
-def _rate_ok(text: str | None, rate: Decimal | None, date: dt.date | None) -> bool:
+def _rate_ok(text: Any, rate: Any, date: dt.date | None) -> bool:
     allowed = RATES | OLD_RATES if date is not None and date < OLD_RATES_UNTIL else RATES
-    if text is not None:
-        text = "".join(unicodedata.normalize("NFKC", text).split())
+    text = "".join(unicodedata.normalize("NFKC", str(text)).split()) if text is not None else ""
+    if text:
         if text in RATE_MARKERS:
             return True
-        try:
-            value = Decimal(text.rstrip("%"))
-        except InvalidOperation:
+        value = _decimal(text.rstrip("%"))
+        if value is None:
             return False
         percent = value if text.endswith("%") or value > 1 else value * 100
         return percent in allowed
-    return rate is None or Decimal(rate) * 100 in allowed
+    if rate is None:
+        return True
+    value = _decimal(rate)
+    return value is not None and value * 100 in allowed
 
 
 def tax_rate(inv: Invoice, ctx: Context) -> Iterator[Finding]:
     date = _date(inv)
     bad = [(n, it) for n, it in enumerate(inv.items, 1) if not _rate_ok(it.rate_text, it.rate, date)]
     if bad:
-        shown = sorted({it.rate_text or f"{Decimal(it.rate) * 100:g}%" for _, it in bad})
+        shown = sorted({str(it.rate_text or "").strip() or f"rate {it.rate}" for _, it in bad})
         lines = ", ".join(str(n) for n, _ in bad[:10]) + (" …" if len(bad) > 10 else "")
         yield Finding("items", f"tax rate {', '.join(shown)} on line {lines} is not a VAT rate",
                       f"第 {lines} 行税率 {', '.join(shown)} 不是有效的增值税税率")
