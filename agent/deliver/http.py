@@ -45,7 +45,8 @@ class HttpDestination:
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
         elif username is not None:
-            self._headers.update(urllib3.make_headers(basic_auth=f"{username}:{password or ''}"))
+            self._headers["Authorization"] = urllib3.make_headers(
+                basic_auth=f"{username}:{password or ''}")["authorization"]
         pool_kw: dict = {"cert_reqs": "CERT_REQUIRED" if tls_verify else "CERT_NONE"}
         if ca_file:
             pool_kw["ca_certs"] = ca_file

@@ -99,8 +99,12 @@ class S3Destination:
         return self._receipt(parcel.key, object_key, parcel.sha256)
 
     def lookup(self, key: str) -> Receipt | None:
-        """HEAD the sidecar: its metadata names the file; None when absent."""
-        side_key = f"{self._folder(key)}/{SIDECAR}"
+        """HEAD the sidecar: its metadata names the file; None when absent
+        (including keys put would refuse, which therefore cannot be held)."""
+        try:
+            side_key = f"{self._folder(key)}/{SIDECAR}"
+        except Permanent:
+            return None
         try:
             head = self._client.head_object(Bucket=self.bucket, Key=side_key)
         except bx.ClientError as e:
