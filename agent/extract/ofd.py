@@ -18,7 +18,6 @@ from __future__ import annotations
 import html
 import posixpath
 import re
-from dataclasses import dataclass, field
 from xml.etree.ElementTree import Element
 
 from agent.errors import ExtractError
@@ -68,12 +67,29 @@ _TEXT_OBJECT_RE = re.compile(
 _TEXT_CODE_RE = re.compile(r"<(?:[\w.-]*:)?TextCode\b[^>]*>(.*?)</(?:[\w.-]*:)?TextCode>", re.S)
 
 
-@dataclass
 class _Page:
-    id: str
-    path: str
-    template_ids: list[str] = field(default_factory=list)
-    texts: dict[str, str] = field(default_factory=dict)  # TextObject ID -> text
+    """A page or template; its Content.xml is parsed on first use, since a
+    5-page invoice with a goods list only needs the face page."""
+
+    def __init__(self, pkg: "_Package", id: str, path: str):
+        self.id = id
+        self.path = path
+        self._pkg = pkg
+        self._texts: dict[str, str] | None = None
+        self._template_ids: list[str] = []
+
+    @property
+    def texts(self) -> dict[str, str]:
+        """TextObject ID -> its text (TextCodes stripped and joined)."""
+        if self._texts is None:
+            self._texts = {}
+            _load_page(self._pkg, self)
+        return self._texts
+
+    @property
+    def template_ids(self) -> list[str]:
+        self.texts  # noqa: B018 - loading fills the template list too
+        return self._template_ids
 
 
 class _Package:
@@ -237,35 +253,37 @@ def _pages(pkg: _Package, doc: Element | None, doc_dir: str) -> tuple[list[_Page
                 path = pkg.resolve(doc_dir, el.get("BaseLoc"))
                 if path is None:
                     continue
-                page = _Page(id=el.get("ID") or path, path=path)
+                page = _Page(pkg, id=el.get("ID") or path, path=path)
                 if tag == "Page":
                     pages.append(page)
                 else:
                     templates[page.id] = page
     if not pages:  # Document.xml missing or unreadable: take page-like parts in name order
-        pages = [_Page(id=n, path=n) for n in sorted(pkg.names)
+        pages = [_Page(pkg, id=n, path=n) for n in sorted(pkg.names)
                  if n.lower().startswith(doc_dir.lower() + "/") and re.search(r"(?i)pages?/.*content\.xml$", n)]
-    for page in [*pages, *templates.values()]:
-        _load_page(pkg, page)
     return pages, templates
 
 
 def _load_page(pkg: _Package, page: _Page) -> None:
     data = pkg.read(page.path)
-    root = _parse_part(pkg, page.path)
-    if root is None:  # malformed page XML: read the text objects with a regex
+    try:
+        root = parse_xml(data)
+    except ExtractError as e:
+        if e.reason != "corrupt":
+            raise
+        # Malformed page XML: read the text objects with a regex.
         text = data.decode("utf-8", "replace")
         for obj_id, body in _TEXT_OBJECT_RE.findall(text):
             codes = _TEXT_CODE_RE.findall(body)
-            page.texts.setdefault(obj_id, "".join(html.unescape(c).strip() for c in codes))
+            page._texts.setdefault(obj_id, "".join(html.unescape(c).strip() for c in codes))
         return
     for el in root.iter():
         tag = local_name(el.tag)
         if tag == "Template" and el.get("TemplateID"):
-            page.template_ids.append(el.get("TemplateID"))
+            page._template_ids.append(el.get("TemplateID"))
         elif tag == "TextObject" and el.get("ID"):
             codes = [c for c in el.iter() if local_name(c.tag) == "TextCode"]
-            page.texts.setdefault(el.get("ID"), "".join("".join(c.itertext()).strip() for c in codes))
+            page._texts.setdefault(el.get("ID"), "".join("".join(c.itertext()).strip() for c in codes))
 
 
 def _tag_files(pkg: _Package, doc: Element | None, doc_dir: str) -> list[str]:
@@ -327,7 +345,7 @@ def _offer_tags(inv: Invoice, pkg: _Package, doc: Element | None, doc_dir: str, 
         for tag, refs in _tag_refs(pkg, tag_file):
             if tag in TAG_FIELDS:
                 _offer_value(inv, TAG_FIELDS[tag], resolve(refs), "ofd")
-            elif tag in item_columns:
+            elif tag in item_columns and not inv.items:  # lines from XML are better; skip the lookups
                 item_columns[tag].append(resolve(refs))
     if not inv.items:
         inv.items.extend(_items_from_columns(item_columns))

@@ -22,12 +22,13 @@ MODBUS_KINDS = frozenset({"51"})
 # listed here (new types) either algorithm is accepted.
 UMTS_KINDS = frozenset({"01", "02", "03", "04", "10", "11", "14", "15", "20", "31", "32"})
 
-_KIND_RE = re.compile(r"^\d{2}$")
-_VERSION_RE = re.compile(r"^\d{1,3}$")
-_NUMBER_RE = re.compile(r"^\d{6,20}$")
-_CODE_RE = re.compile(r"^\d{10,12}$")
-_AMOUNT_RE = re.compile(r"^-?\d+(\.\d{1,2})?$")
-_CHECK_CODE_RE = re.compile(r"^\d{5,20}$")
+# ASCII digits only: `\d` would also admit full-width and other Unicode digits.
+_KIND_RE = re.compile(r"^[0-9]{2}$")
+_VERSION_RE = re.compile(r"^[0-9]{1,3}$")
+_NUMBER_RE = re.compile(r"^[0-9]{6,20}$")
+_CODE_RE = re.compile(r"^[0-9]{10,12}$")
+_AMOUNT_RE = re.compile(r"^-?[0-9]+(\.[0-9]{1,2})?$")
+_CHECK_CODE_RE = re.compile(r"^[0-9]{5,20}$")
 _HEX_RE = re.compile(r"^[0-9A-Fa-f]{1,4}$")
 
 
@@ -100,7 +101,7 @@ def _parse_date(text: str) -> dt.date | None | bool:
     """A date, None for an empty field, False for a malformed one."""
     if not text:
         return None
-    m = re.fullmatch(r"(\d{4})-?(\d{2})-?(\d{2})", text)
+    m = re.fullmatch(r"([0-9]{4})-?([0-9]{2})-?([0-9]{2})", text)
     if not m:
         return False
     try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Iterable
@@ -51,12 +52,19 @@ def parse_xml(data: bytes) -> Element:
         raise ExtractError("unsafe-xml", f"XML declares a DTD or entities, refused: {type(e).__name__}") from e
     except ParseError as e:
         raise ExtractError("corrupt", f"XML is not well formed: {e}") from e
+    except (LookupError, ValueError, UnicodeError) as e:  # e.g. encoding="UTX-8"
+        raise ExtractError("corrupt", f"XML cannot be decoded: {e}") from e
 
 
 def local_name(tag: object) -> str:
     """The tag without namespace or prefix: `{ns}InvoiceNo` -> `InvoiceNo`."""
     if not isinstance(tag, str):  # comments and processing instructions
         return ""
+    return _local_name(tag)
+
+
+@functools.lru_cache(maxsize=4096)  # a few dozen distinct tags, looked up thousands of times
+def _local_name(tag: str) -> str:
     return tag.rsplit("}", 1)[-1].rsplit(":", 1)[-1]
 
 

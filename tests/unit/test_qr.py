@@ -108,6 +108,7 @@ def test_tampered_payload_fails_crc():
     "01,1,,12235358,1.00,20200805,,",         # type is two digits
     "01,10,,,1.00,20200805,,",                # no number
     "01,10,,12235358,1.00,20200805,,AB,CD,EF",
+    "01,10,,１２２３５３５８,1.00,20200805,,",   # full-width digits are not a machine payload
 ])
 def test_non_invoice_text_is_not_a_payload(text):
     assert parse_qr(text) is None
