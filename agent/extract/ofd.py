@@ -52,8 +52,10 @@ ITEM_TAGS = ("Item", "TaxScheme", "Amount", "TaxAmount", "Price", "Quantity")
 _MONEY_FIELDS = {"amount", "tax", "total"}
 _ID_FIELDS = {"code", "number", "check_code", "buyer_tax_id", "seller_tax_id"}
 
-_TITLE_RE = re.compile(r"^(?:[\u4e00-\u9fff]{2,8}增值税(?:电子)?(?:普通|专用)发票(?:（[^）]{1,12}）)?"
-                       r"|电子发票（[^）]{2,20}）|增值税(?:电子)?(?:普通|专用)发票)$")
+_TITLE_RE = re.compile(
+    r"^(?:[\u4e00-\u9fff]{0,8}增值税(?:电子)?(?:普通|专用)发票(?:[（(][^）)]{1,12}[）)])?"  # 浙江增值税电子普通发票
+    r"|电子发票[（(][^）)]{2,20}[）)]"                                                      # 电子发票（普通发票）
+    r"|[\u4e00-\u9fff]{0,8}(?:机动车|二手车)销售统一发票)$")
 _WORDS_RE = re.compile(r"^[零壹贰叁肆伍陆柒捌玖拾佰仟万亿圆元角分整正负]+$")
 _INVOICE_LABELS = ("发票号码", "发票代码", "价税合计", "开票日期")
 # Fallback for tag files that are not well-formed XML: an element (any or no

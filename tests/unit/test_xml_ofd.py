@@ -311,3 +311,44 @@ def test_plain_zip_is_unsupported():
     with pytest.raises(ExtractError) as e:
         extract_bytes(buf.getvalue())
     assert e.value.reason == "unsupported-format"
+
+
+def test_undecodable_xml_encoding_is_corrupt():
+    with pytest.raises(ExtractError) as e:
+        read_xml(b'<?xml version="1.0" encoding="UTX-8"?><EInvoice/>')
+    assert e.value.reason == "corrupt"
+
+
+def _mutate(rng, data: bytes) -> bytes:
+    b = bytearray(data)
+    for _ in range(rng.randint(1, 6)):
+        i = rng.randrange(len(b)) if b else 0
+        op = rng.random()
+        if op < 0.4 and b:
+            b[i] = rng.randrange(256)
+        elif op < 0.7:
+            del b[i:i + rng.randint(1, 40)]
+        else:
+            b[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 12)))
+    return bytes(b)
+
+
+def test_damaged_ofd_parts_never_escape_as_anything_but_extract_error():
+    # Damage the XML parts inside a well-formed zip, so the OFD reader's own
+    # parsing (not just the zip layer) meets broken input. Seeded: repeatable.
+    import random
+    rng = random.Random(20240531)
+    src = zipfile.ZipFile(io.BytesIO(make_ofd(custom_datas={"发票号码": "83089647"}, attachment=fp_xml())))
+    parts = {n: src.read(n) for n in src.namelist()}
+    outcomes = set()
+    for _ in range(300):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for name, data in parts.items():
+                zf.writestr(name, _mutate(rng, data) if rng.random() < 0.4 else data)
+        try:
+            invoices = read_ofd(buf.getvalue())  # not extract_bytes: it would mask a reader bug
+            outcomes.add("read" if invoices[0].is_invoice else "not-invoice")
+        except ExtractError as e:
+            outcomes.add(e.reason)
+    assert "read" in outcomes and "corrupt" in outcomes
