@@ -1,0 +1,518 @@
+"""One e-mail (bytes) → the invoice attachments in it, each with a safe name.
+
+Mail from Chinese senders names files every way there is: RFC 2231
+(`filename*=gbk''…`, continuations split mid-character), RFC 2047
+(`=?gb18030?B?…?=`), or raw 8-bit GBK. The stdlib's default policy reads the
+well-formed cases; where it garbles, we decode the raw header ourselves with
+the compat32 tools (`decode_params`, `decode_header`). Formats are judged by
+content (`sniff`), never by name. Every part we do not take is returned as a
+`Refusal` with a stable reason code, so the ledger can say why.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email
+import email.header
+import email.utils
+import os
+import quopri
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import Message
+from email.policy import default as default_policy
+from pathlib import Path
+
+from agent.errors import ExtractError
+from agent.extract.sniff import sniff
+from agent.safezip import DEFAULT_LIMITS, SafeZip, ZipLimits, open_zip
+
+MEDIA_TYPES = {
+    "pdf": "application/pdf", "ofd": "application/ofd", "xml": "application/xml",
+    "png": "image/png", "jpeg": "image/jpeg", "tiff": "image/tiff", "bmp": "image/bmp",
+    "gif": "image/gif", "webp": "image/webp",
+}
+_IMAGE_FORMATS = frozenset({"png", "jpeg", "tiff", "bmp", "gif", "webp"})
+_EXTENSIONS = {"jpeg": "jpg", "tiff": "tif"}
+_MAX_NAME_BYTES = 200
+_MAX_HEADER_CHARS = 998  # RFC 5322 line limit; longer is abuse, not a subject
+_MAX_MULTIPART_DEPTH = 32
+# GBK and GB2312 are subsets of GB18030; senders often declare the small one
+# and use characters only the big one has.
+_CHARSET_ALIASES = {"gb2312": "gb18030", "gbk": "gb18030", "cp936": "gb18030",
+                    "x-gbk": "gb18030", "euc-cn": "gb18030", "gb_2312-80": "gb18030"}
+_UNSAFE_NAME_CHARS = str.maketrans({c: "_" for c in '/\\:*?"<>|'})
+
+
+@dataclass(frozen=True)
+class MailLimits:
+    """What one message may cost. Sizes are decoded bytes."""
+
+    max_message_bytes: int = 200 * 1024 * 1024
+    max_attachments: int = 100
+    max_attachment_bytes: int = 50 * 1024 * 1024
+    max_total_bytes: int = 150 * 1024 * 1024
+    min_image_bytes: int = 20 * 1024  # below this an image is a logo or signature
+    max_parts: int = 5000
+    max_nested_messages: int = 1  # levels of message/rfc822 to descend
+    zip_limits: ZipLimits = DEFAULT_LIMITS
+
+
+DEFAULT_MAIL_LIMITS = MailLimits()
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """An invoice-like file taken from a message.
+
+    `filename` is one sanitised path component (never empty); `media_type`
+    comes from the content; `from_zip` names the archive(s) it came out of,
+    e.g. "a.zip" or "a.zip/b.zip", else None.
+    """
+
+    filename: str
+    data: bytes
+    media_type: str
+    from_zip: str | None = None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A part we did not take. `reason` is a stable code, `detail` is for people.
+
+    Reasons: empty, small-image, unsupported-format, too-large,
+    message-size-limit, too-many-attachments, too-many-parts,
+    nested-too-deep, unsafe-name, duplicate-name, zip-corrupt,
+    zip-limit-exceeded, zip-encrypted, undecodable.
+    """
+
+    filename: str
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ParsedMail:
+    """The headers a document records, and what was taken or refused.
+
+    Header fields are decoded text with control characters removed, or
+    None when absent. `date` is ISO 8601 when parseable, else the raw text.
+    """
+
+    message_id: str | None
+    from_: str | None
+    subject: str | None
+    date: str | None
+    attachments: list[Attachment] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
+
+
+def parse_message(data: bytes, limits: MailLimits = DEFAULT_MAIL_LIMITS) -> ParsedMail:
+    """Parse one RFC 5322 message and return its invoice attachments.
+
+    Never raises on bad mail except ExtractError: "limit-exceeded" when the
+    message is larger than `max_message_bytes`, "corrupt" when it cannot be
+    parsed at all (e.g. nested past the parser's recursion limit). Damaged
+    parts become refusals; the rest of the message is still read.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ExtractError("corrupt", "a message must be bytes")
+    if len(data) > limits.max_message_bytes:
+        raise ExtractError("limit-exceeded", f"message is {len(data)} bytes, "
+                                             f"limit {limits.max_message_bytes}")
+    try:
+        msg = email.message_from_bytes(bytes(data), policy=default_policy)
+    except RecursionError:
+        raise ExtractError("corrupt", "message nested too deeply to parse") from None
+    collector = _Collector(limits)
+    try:
+        collector.walk(msg)
+    except RecursionError:
+        raise ExtractError("corrupt", "message nested too deeply to read") from None
+    return ParsedMail(
+        message_id=_header_text(msg, "Message-ID"),
+        from_=_header_text(msg, "From"),
+        subject=_header_text(msg, "Subject"),
+        date=_date_text(msg),
+        attachments=collector.attachments,
+        refusals=collector.refusals,
+    )
+
+
+def iter_maildir(root: Path) -> Iterator[Path]:
+    """Yield the regular files in `root/new`, oldest name first.
+
+    Maildir writers finish in `tmp/` and rename into `new/`, so every file
+    here is complete. Dot-files, folders and symlinks are skipped (never
+    followed). A missing `new/` yields nothing.
+    """
+    new = Path(root) / "new"
+    try:
+        entries = sorted(os.scandir(new), key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+            continue
+        yield Path(entry.path)
+
+
+def maildir_cur_path(path: Path) -> Path:
+    """Where a captured `new/` message goes in `cur/`, with the Maildir info suffix."""
+    name = path.name if ":" in path.name else path.name + ":2,"
+    return path.parent.parent / "cur" / name
+
+
+def sanitise_filename(name: str | None, fmt: str = "unknown", index: int = 0) -> str:
+    """Return `name` as one safe path component of at most 200 UTF-8 bytes.
+
+    Only the last path component is kept (so `../` and absolute paths cannot
+    escape); control characters and characters Windows shares reject are
+    replaced; leading dots and spaces go (no hidden files). An empty result
+    becomes `attachment-<index>.<ext>` with the extension of `fmt`.
+    """
+    text = unicodedata.normalize("NFC", _recover_8bit(name or ""))
+    text = "".join("_" if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") else c
+                   for c in text)
+    text = text.replace("\\", "/").rsplit("/", 1)[-1]
+    text = text.translate(_UNSAFE_NAME_CHARS).strip(" ._")
+    if not text or set(text) <= {"_", " ", "."}:
+        ext = _EXTENSIONS.get(fmt, fmt if fmt in MEDIA_TYPES else "bin")
+        text = f"attachment-{index}.{ext}"
+    return _limit_bytes(text, _MAX_NAME_BYTES)
+
+
+def _limit_bytes(text: str, limit: int) -> str:
+    if len(text.encode("utf-8")) <= limit:
+        return text
+    stem, dot, ext = text.rpartition(".")
+    if not dot or not stem or len(ext.encode("utf-8")) > 16:
+        stem, ext = text, ""
+    suffix = f".{ext}" if ext else ""
+    room = limit - len(suffix.encode("utf-8"))
+    cut = stem.encode("utf-8")[:room].decode("utf-8", errors="ignore")
+    return cut + suffix
+
+
+class _Collector:
+    """Walks one message tree, applying the limits in document order."""
+
+    def __init__(self, limits: MailLimits):
+        self.limits = limits
+        self.attachments: list[Attachment] = []
+        self.refusals: list[Refusal] = []
+        self.total_bytes = 0
+        self.parts_seen = 0
+        self.index = 0
+
+    def refuse(self, filename: str, reason: str, detail: str = "") -> None:
+        self.refusals.append(Refusal(filename, reason, detail))
+
+    def walk(self, root: Message) -> None:
+        # An explicit stack, not recursion: hostile mail nests thousands deep.
+        stack: list[tuple[Message, int, int]] = [(root, 0, 0)]
+        while stack:
+            part, nested, depth = stack.pop()
+            self.parts_seen += 1
+            if self.parts_seen > self.limits.max_parts:
+                self.refuse("(rest of message)", "too-many-parts",
+                            f"more than {self.limits.max_parts} MIME parts; the rest were not read")
+                return
+            children = self._children(part, nested, depth)
+            if children is not None:
+                stack.extend(reversed(children))
+            else:
+                self._leaf(part)
+
+    def _children(self, part: Message, nested: int, depth: int) -> list | None:
+        """The sub-parts to visit, or None when `part` is a leaf."""
+        ctype = _content_type(part)
+        is_message = ctype.startswith("message/") and ctype != "message/delivery-status"
+        payload = part.get_payload()
+        if not isinstance(payload, list) and not (is_message and ctype == "message/rfc822"):
+            return None
+        if depth + 1 > _MAX_MULTIPART_DEPTH or (is_message and nested + 1 > self.limits.max_nested_messages):
+            self.refuse(_display_name(part), "nested-too-deep",
+                        f"{ctype} nested deeper than allowed; not read")
+            return []
+        encoded = _encoded_rfc822(part, payload) if ctype == "message/rfc822" else None
+        if encoded is not None:
+            try:
+                payload = [email.message_from_bytes(encoded, policy=default_policy)]
+            except RecursionError:
+                self.refuse(_display_name(part), "undecodable", "embedded message cannot be parsed")
+                return []
+        if not isinstance(payload, list):
+            return None
+        bump = 1 if is_message else 0
+        return [(child, nested + bump, depth + 1) for child in payload if isinstance(child, Message)]
+
+    def _leaf(self, part: Message) -> None:
+        raw_name = _filename(part)
+        if raw_name is None and _disposition(part) != "attachment" and _content_type(part) in (
+                "text/plain", "text/html", "text/enriched"):
+            return  # the message body, not an attachment
+        self.index += 1
+        data = _decoded_payload(part)
+        display = sanitise_filename(raw_name, "unknown", self.index)
+        if data is None:
+            self.refuse(display, "undecodable", "the part's content cannot be decoded")
+            return
+        self._take(data, raw_name, from_zip=None)
+
+    def _take(self, data: bytes, raw_name: str | None, from_zip: str | None) -> None:
+        fmt = sniff(data)
+        name = sanitise_filename(raw_name, fmt, self.index)
+        shown = f"{from_zip}/{name}" if from_zip else name
+        lim = self.limits
+        if len(self.attachments) >= lim.max_attachments:
+            self.refuse(shown, "too-many-attachments", f"limit is {lim.max_attachments} per message")
+        elif not data or fmt == "empty":
+            self.refuse(shown, "empty", "zero bytes or only whitespace")
+        elif len(data) > lim.max_attachment_bytes:
+            self.refuse(shown, "too-large", f"{len(data)} bytes, limit {lim.max_attachment_bytes}")
+        elif fmt == "zip":
+            self._expand_zip(data, shown)
+        elif fmt in _IMAGE_FORMATS and len(data) < lim.min_image_bytes:
+            self.refuse(shown, "small-image", f"{fmt} image of {len(data)} bytes is below "
+                                              f"{lim.min_image_bytes}: a logo or signature")
+        elif fmt not in MEDIA_TYPES or (fmt == "xml" and _looks_like_html(data)):
+            self.refuse(shown, "unsupported-format", f"content is {fmt}, not PDF, OFD, XML or an image")
+        elif self.total_bytes + len(data) > lim.max_total_bytes:
+            self.refuse(shown, "message-size-limit", f"attachments exceed {lim.max_total_bytes} bytes")
+        else:
+            self.total_bytes += len(data)
+            self.attachments.append(Attachment(name, data, MEDIA_TYPES[fmt], from_zip))
+
+    def _expand_zip(self, data: bytes, shown: str, parent: SafeZip | None = None,
+                    member: str | None = None) -> None:
+        try:
+            archive = parent.open_nested(member, data) if parent else open_zip(data, self.limits.zip_limits)
+        except ExtractError as exc:
+            self.refuse(shown, f"zip-{exc.reason}", exc.message)
+            return
+        for skipped in archive.skipped:
+            self.refuse(f"{shown}/{_display(skipped.raw_name)}", skipped.reason, "zip member not read")
+        for member_name in archive.names():
+            member_shown = f"{shown}/{member_name}"
+            if len(self.attachments) >= self.limits.max_attachments:
+                self.refuse(member_shown, "too-many-attachments",
+                            f"limit is {self.limits.max_attachments} per message")
+                continue
+            try:
+                content = archive.read(member_name)
+            except ExtractError as exc:
+                self.refuse(member_shown, f"zip-{exc.reason}", exc.message)
+                if exc.reason == "limit-exceeded":
+                    return  # the shared budget is spent; the rest would fail too
+                continue
+            self.index += 1
+            if sniff(content) == "zip":
+                self._expand_zip(content, member_shown, archive, member_name)
+            else:
+                self._take(content, member_name, from_zip=shown)
+
+
+# The stdlib's header parser has had assorted bugs on hostile headers
+# (IndexError, AttributeError...); these wrappers turn one into "unknown".
+
+def _content_type(part: Message) -> str:
+    try:
+        return part.get_content_type()
+    except Exception:  # noqa: BLE001 - see above
+        return "application/octet-stream"
+
+
+def _disposition(part: Message) -> str:
+    try:
+        return part.get_content_disposition() or ""
+    except Exception:  # noqa: BLE001 - see above
+        return ""
+
+
+def _encoded_rfc822(part: Message, payload: object) -> bytes | None:
+    """The real bytes of a base64/QP message/rfc822, which the parser leaves encoded.
+
+    RFC 2046 forbids those encodings there, so the parser reads the encoded
+    text as a header-less message; we decode it and parse again.
+    """
+    cte = str(part.get("content-transfer-encoding", "")).strip().lower()
+    if cte not in ("base64", "quoted-printable"):
+        return None
+    inner = payload[0] if isinstance(payload, list) and payload else None
+    if not isinstance(inner, Message) or inner.keys():
+        return None
+    text = inner.get_payload()
+    if not isinstance(text, str):
+        return None
+    raw = text.encode("utf-8", errors="surrogateescape")
+    try:
+        return base64.b64decode(raw) if cte == "base64" else quopri.decodestring(raw)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _decoded_payload(part: Message) -> bytes | None:
+    try:
+        data = part.get_payload(decode=True)
+    except Exception:  # noqa: BLE001 - stdlib decoders raise assorted errors on garbage
+        return None
+    return data if isinstance(data, bytes) else None
+
+
+def _display_name(part: Message) -> str:
+    name = _filename(part)
+    return sanitise_filename(name, "unknown") if name else _content_type(part)
+
+
+def _display(text: str) -> str:
+    clean = "".join("_" if unicodedata.category(c).startswith("C") else c for c in text)
+    return _limit_bytes(clean, _MAX_NAME_BYTES)
+
+
+def _looks_like_html(data: bytes) -> bool:
+    head = data[:1024].lower()
+    return b"<html" in head or b"<!doctype html" in head
+
+
+# --- names and header text ---------------------------------------------------
+
+def _filename(part: Message) -> str | None:
+    """The part's file name, decoded as well as it can be, or None.
+
+    The default policy is asked first. It decodes each RFC 2231 piece on
+    its own, so a character split across pieces comes out as the wrong
+    character without any replacement mark; we therefore also decode the
+    raw header the compat32 way (join, then decode) and prefer that
+    whenever it decodes strictly.
+    """
+    try:
+        name = part.get_filename()
+    except Exception:  # noqa: BLE001 - default-policy header parser bugs
+        name = None
+    name = name if isinstance(name, str) else None
+    fallback, strict = _filename_from_raw(part)
+    if fallback is not None and (strict or name is None or _garbled(name)):
+        return fallback
+    return name
+
+
+def _garbled(text: str) -> bool:
+    return "\ufffd" in text or "=?" in text or any("\udc80" <= c <= "\udcff" for c in text)
+
+
+def _filename_from_raw(part: Message) -> tuple[str | None, bool]:
+    raw = {k.lower(): v for k, v in part.raw_items() if isinstance(v, str)}
+    for header, param in (("content-disposition", "filename"), ("content-type", "name")):
+        value = raw.get(header)
+        found = None if value is None else _raw_param(value, param)
+        if found is not None:
+            return found
+    return None, False
+
+
+def _raw_param(value: str, wanted: str) -> tuple[str, bool] | None:
+    """compat32's way: split parameters, join RFC 2231 pieces, then decode."""
+    params = [("", "")]
+    for piece in _split_params(value)[1:]:
+        key, eq, val = piece.partition("=")
+        if eq:
+            params.append((key.strip().lower(), val.strip()))
+    try:
+        decoded = email.utils.decode_params(params)
+    except Exception:  # noqa: BLE001 - decode_params sorts None against int on `name*` + `name*0`
+        decoded = [(k.rstrip("*"), v) for k, v in params]
+    for key, val in decoded[1:]:
+        if key != wanted:
+            continue
+        if isinstance(val, tuple):
+            charset, _lang, text = val
+            octets = email.utils.unquote(text).encode("latin-1", errors="surrogateescape")
+            return _decode_bytes(octets, charset)
+        return _decode_words(_recover_8bit(email.utils.unquote(val)))
+    return None
+
+
+def _split_params(value: str) -> list[str]:
+    pieces, current, quoted, escaped = [], [], False, False
+    for ch in value.replace("\r", "").replace("\n", ""):
+        if escaped:
+            escaped = False
+        elif ch == "\\" and quoted:
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+        elif ch == ";" and not quoted:
+            pieces.append("".join(current))
+            current = []
+            continue
+        current.append(ch)
+    pieces.append("".join(current))
+    return pieces
+
+
+def _decode_bytes(octets: bytes, charset: str | None) -> tuple[str, bool]:
+    """Decode with the declared charset, else UTF-8, else GB18030; the flag says strictly."""
+    tried = []
+    if charset:
+        tried.append(_CHARSET_ALIASES.get(charset.strip().lower(), charset.strip()))
+    for codec in [*tried, "utf-8", "gb18030"]:
+        try:
+            return octets.decode(codec), True
+        except (LookupError, UnicodeDecodeError, ValueError):
+            continue
+    return octets.decode("utf-8", errors="replace"), False
+
+
+def _recover_8bit(text: str) -> str:
+    """Undo the parser's surrogateescape: raw bytes back to UTF-8 or GBK text."""
+    if not any("\udc80" <= c <= "\udcff" for c in text):
+        return text
+    return _decode_bytes(text.encode("utf-8", errors="surrogateescape"), None)[0]
+
+
+def _decode_words(text: str) -> tuple[str, bool]:
+    """Decode RFC 2047 encoded-words, mapping GBK names to GB18030."""
+    if "=?" not in text:
+        return text, "\ufffd" not in text
+    try:
+        chunks = email.header.decode_header(text)
+    except Exception:  # noqa: BLE001 - HeaderParseError and friends on bad base64
+        return text, False
+    out, strict = [], True
+    for chunk, charset in chunks:
+        if isinstance(chunk, str):
+            out.append(chunk)
+        elif charset is None:
+            out.append(chunk.decode("raw-unicode-escape", errors="replace"))
+        else:
+            piece, ok = _decode_bytes(chunk, charset)
+            out.append(piece)
+            strict = strict and ok
+    return "".join(out), strict
+
+
+def _header_text(msg: Message, name: str) -> str | None:
+    raw = next((v for k, v in msg.raw_items() if k.lower() == name.lower() and isinstance(v, str)), None)
+    if raw is None:
+        return None
+    text, strict = _decode_words(_recover_8bit(raw))
+    if not strict:  # undecodable words: let the default policy try
+        try:
+            text = str(msg[name])
+        except Exception:  # noqa: BLE001 - header parser bugs on hostile input
+            pass
+    text = " ".join("".join(" " if unicodedata.category(c).startswith("C") else c for c in text).split())
+    return text[:_MAX_HEADER_CHARS] or None
+
+
+def _date_text(msg: Message) -> str | None:
+    text = _header_text(msg, "Date")
+    if text is None:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(text).isoformat()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return text
