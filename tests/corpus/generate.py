@@ -1,0 +1,93 @@
+"""Synthetic invoices for tests and volume: `make_invoice` and `make_corpus`.
+
+A style says what arrives: a 数电 or an old-layout PDF (plain, with spaced
+labels, or with every label drawn before every value), a photo-like scan
+as JPG, PNG or image-only PDF, or a non-invoice trip list whose QR is a URL.
+Each `GeneratedInvoice` carries the file bytes and the fields a reader must
+produce, in the shape of ../shared/samples/expected.json.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from dataclasses import dataclass
+
+from tests.corpus.content import DIGITAL_KINDS, LEGACY_E_KINDS, PAPER_KINDS, expected_fields, make_content, qr_only_fields
+from tests.corpus.layouts import Variant, cipher_rows, digital_face, legacy_face
+from tests.corpus.render_pdf import face_pdf
+
+# style -> share of a mixed corpus (relative weights).
+STYLES: dict[str, int] = {
+    "digital": 20, "legacy": 14,
+    "digital-spaced": 8, "legacy-spaced": 8,
+    "digital-labels-first": 9, "legacy-labels-first": 9,
+    "scan-jpg": 10, "scan-png": 6, "scan-pdf": 10,
+    "trip-list": 6,
+}
+PDF_TEXT_STYLES = tuple(s for s in STYLES if s.startswith(("digital", "legacy")))
+
+
+@dataclass(frozen=True)
+class GeneratedInvoice:
+    """One generated file: its bytes, its extension (without dot), the fields a
+    reader must extract (`expected`, null = not determinable from the file), the
+    full truth behind it (`truth`, equal to `expected` except for scans), and
+    the style that made it."""
+
+    data: bytes
+    ext: str
+    expected: dict
+    truth: dict
+    style: str
+
+
+def _face(rng: random.Random, kind: str, spaced: bool, today: dt.date):
+    content = make_content(rng, kind, today)
+    variant = Variant.pick(rng, spaced, kind in DIGITAL_KINDS)
+    if content.is_digital:
+        return content, digital_face(content, variant)
+    return content, legacy_face(content, variant, cipher_rows(rng))
+
+
+def _text_pdf(rng: random.Random, style: str, today: dt.date) -> GeneratedInvoice:
+    family, _, variant = style.partition("-")
+    kind = rng.choice(DIGITAL_KINDS if family == "digital" else LEGACY_E_KINDS)
+    content, face = _face(rng, kind, variant == "spaced", today)
+    data = face_pdf(face, labels_first=variant == "labels-first", title=content.number)
+    truth = expected_fields(content)
+    return GeneratedInvoice(data, "pdf", truth, truth, style)
+
+
+def make_invoice(rng: random.Random, style: str, today: dt.date | None = None) -> GeneratedInvoice:
+    """One invoice (or trip list) of `style` (a key of STYLES), dated within the
+    300 days up to `today` (default: the real today). The same rng state and
+    `today` give the same bytes."""
+    if style not in STYLES:
+        raise ValueError(f"unknown corpus style {style!r}; choose from {', '.join(STYLES)}")
+    today = today or dt.date.today()
+    if style in PDF_TEXT_STYLES:
+        return _text_pdf(rng, style, today)
+    if style.startswith("scan-"):
+        from tests.corpus.scan import make_scan
+        kind = rng.choice(DIGITAL_KINDS + LEGACY_E_KINDS + PAPER_KINDS)
+        content, face = _face(rng, kind, rng.random() < 0.3, today)
+        data, ext = make_scan(rng, face, style.removeprefix("scan-"))
+        return GeneratedInvoice(data, ext, qr_only_fields(content), expected_fields(content), style)
+    from tests.corpus.trip import make_trip_list
+    data, expected = make_trip_list(rng, today)
+    return GeneratedInvoice(data, "pdf", expected, expected, style)
+
+
+def make_corpus(seed: int, count: int, today: dt.date | None = None,
+                styles: dict[str, int] | None = None) -> list[GeneratedInvoice]:
+    """`count` invoices mixed by the weights in `styles` (default STYLES).
+
+    Deterministic for (seed, count, today, styles); invoice i depends only on
+    the seed and i's draw, so a failing case can be regenerated alone.
+    """
+    weights = styles or STYLES
+    rng = random.Random(seed)
+    names, shares = list(weights), list(weights.values())
+    plan = [(rng.choices(names, shares)[0], rng.getrandbits(64)) for _ in range(count)]
+    return [make_invoice(random.Random(sub), style, today) for style, sub in plan]
