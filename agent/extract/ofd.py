@@ -24,7 +24,7 @@ from agent.errors import ExtractError
 from agent.extract.qr import apply_qr, decode_qr_image, parse_qr
 from agent.extract.sniff import sniff
 from agent.extract.xml import (local_name, parse_date, parse_decimal, parse_money, parse_rate,
-                               parse_xml, read_fp_invoice, text_of)
+                               parse_xml, read_fp_invoice, read_shudian, text_of)
 from agent.model import Invoice, LineItem, Problem
 from agent.safezip import SafeZip, ZipLimits, open_zip
 
@@ -34,6 +34,8 @@ OFD_LIMITS = ZipLimits(max_members=2000, max_total_bytes=64 * 1024 * 1024,
                        max_member_bytes=32 * 1024 * 1024, max_ratio=200.0, max_depth=1)
 MAX_QR_IMAGES = 8
 MAX_QR_IMAGE_BYTES = 2 * 1024 * 1024
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+_IMAGE_FORMATS = ("png", "jpeg", "bmp", "gif", "tiff", "webp")
 
 CUSTOM_DATA_FIELDS = {
     "发票代码": "code", "发票号码": "number", "开票日期": "date", "校验码": "check_code",
@@ -172,7 +174,7 @@ def _parse_part(pkg: _Package, name: str) -> Element | None:
         raise
 
 
-def offer_same_source(inv: Invoice, name: str, value: object, source: str) -> None:
+def _offer_checked(inv: Invoice, name: str, value: object, source: str) -> None:
     """`inv.offer`, except that two different values from the same source are
     kept as a warning: a Conflict keyed by source would lose one of them."""
     existing = inv.fields.get(name)
@@ -200,7 +202,7 @@ def _offer_value(inv: Invoice, name: str, text: str | None, source: str) -> None
         value = re.sub(r"\s+", "", text)
     else:
         value = text.strip()
-    offer_same_source(inv, name, value, source)
+    _offer_checked(inv, name, value, source)
 
 
 def _offer_custom_datas(inv: Invoice, body: Element) -> None:
@@ -223,17 +225,21 @@ def _offer_attachment(inv: Invoice, pkg: _Package, doc: Element | None, doc_dir:
                 found = pkg.resolve(base, "".join(el.itertext()))
                 if found and found.lower().endswith(".xml"):
                     candidates.append(found)
-    candidates += [n for n in pkg.names if n.lower().endswith("original_invoice.xml")]
+    prefix = doc_dir.lower() + "/"
+    candidates += [n for n in pkg.names if n.lower().startswith(prefix) and n.lower().endswith("original_invoice.xml")]
     for name in dict.fromkeys(candidates):
         root = _parse_part(pkg, name)
         if root is None:
             inv.problems.append(Problem(code="ofd-attachment-corrupt", severity="warning",
                                         message=f"{name} is not well-formed XML; skipped"))
             continue
-        if local_name(root.tag) not in ("eInvoice", "e-invoice"):
-            continue
-        _merge(inv, read_fp_invoice(root, "xml"))
-        return
+        kind = local_name(root.tag)
+        if kind in ("eInvoice", "e-invoice"):
+            _merge(inv, read_fp_invoice(root, "xml"))
+            return
+        if kind == "EInvoice":
+            _merge(inv, read_shudian(root, "xml"))
+            return
 
 
 def _merge(inv: Invoice, other: Invoice) -> None:
@@ -390,17 +396,14 @@ def _offer_page_text(inv: Invoice, texts: list[str]) -> None:
 
 
 def _offer_qr_images(inv: Invoice, pkg: _Package, doc_dir: str) -> None:
+    # JBIG2 (.jb2) QR images are common and unreadable here, so only the
+    # formats Pillow decodes are tried, a bounded number of them.
     prefix = doc_dir.lower() + "/"
-    tried = 0
-    for name in pkg.names:
-        if not name.lower().startswith(prefix) or name.lower().endswith((".xml", ".jb2", ".dat", ".esl")):
-            continue
-        if tried >= MAX_QR_IMAGES:
-            return
+    names = [n for n in pkg.names if n.lower().startswith(prefix) and n.lower().endswith(_IMAGE_SUFFIXES)]
+    for name in names[:MAX_QR_IMAGES]:
         data = pkg.read(name)
-        if len(data) > MAX_QR_IMAGE_BYTES or sniff(data) not in ("png", "jpeg", "bmp", "gif", "tiff", "webp"):
+        if len(data) > MAX_QR_IMAGE_BYTES or sniff(data) not in _IMAGE_FORMATS:
             continue
-        tried += 1
         for text in decode_qr_image(data):
             payload = parse_qr(text)
             if payload is not None:
