@@ -1,0 +1,186 @@
+"""Invoices from images and scans, read through their QR code.
+
+There is no OCR here: the QR carries kind, 代码, 号码, date, 校验码 and one
+amount, which is what a scan is matched on. Scans at 200-300 dpi decode on
+the first try; photos and small renders may need upscaling, binarising or
+a turn, which are tried only when the plain decode finds nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import zxingcpp
+from PIL import Image, ImageOps, ImageSequence
+
+from agent.errors import ExtractError
+from agent.extract.labels import CITY_REGIONS, REGIONS
+from agent.extract.qr import apply_qr, parse_qr
+from agent.model import KIND_NAMES, Invoice
+
+# An A3 page at 600 dpi is 70 Mpx; anything beyond is not a scan of an invoice.
+MAX_PIXELS = 80_000_000
+MAX_FRAMES = 200
+# Upscaling is for small renders and thumbnails; a big image only gets bigger.
+_UPSCALE_MAX_SIDE = 2000
+_QR = zxingcpp.BarcodeFormat.QRCode
+_HALF_SCALE_MIN_SIDE = 1600
+
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+# Old-style titles are the region name plus the type name; 数电 and railway
+# titles are the type name alone (see KIND_NAMES).
+_REGIONAL_KINDS = frozenset({"01", "04", "10", "11", "14", "20"})
+_REGIONAL_NAMES = {"20": "增值税电子专用发票"}
+
+
+def decode_qr_image(img: Image.Image) -> list[str]:
+    """Texts of the QR codes in `img`, first the plain decode, then retries
+    (2x upscale, binarised, rotated 90/180/270) until one finds something.
+
+    Returns [] when nothing decodes. Never raises for a loaded image.
+    """
+    gray = img if img.mode == "L" else img.convert("L")
+    for attempt in _attempts(gray):
+        found = zxingcpp.read_barcodes(attempt, formats=_QR)
+        texts = [r.text for r in found if r.text]
+        if texts:
+            return texts
+    return []
+
+
+def _attempts(gray: Image.Image):
+    yield gray
+    w, h = gray.size
+    if max(w, h) <= _UPSCALE_MAX_SIDE:
+        yield gray.resize((w * 2, h * 2), Image.Resampling.BICUBIC)
+    # JPEG noise and uneven lighting defeat the local binariser; a global
+    # threshold after autocontrast often gets through.
+    contrasted = ImageOps.autocontrast(gray, cutoff=2)
+    yield contrasted.point(lambda v: 255 if v > 127 else 0)
+    for angle in (90, 180, 270):
+        yield gray.rotate(angle, expand=True)
+
+
+def title_from_qr(kind: str | None, code: str | None) -> str | None:
+    """The printed title implied by a QR: `KIND_NAMES` for 数电/railway, and
+    region + type name for old-style invoices (region from the 代码 digits).
+    None when the QR does not determine it."""
+    if not kind:
+        return None
+    if kind not in _REGIONAL_KINDS:
+        return KIND_NAMES.get(kind) if kind in {"31", "32", "51", "61"} else None
+    if not code:
+        return None
+    digits = code[1:5] if len(code) == 12 else code[:4] if len(code) == 10 else ""
+    region = CITY_REGIONS.get(digits) or REGIONS.get(digits[:2])
+    name = _REGIONAL_NAMES.get(kind) or KIND_NAMES.get(kind)
+    return f"{region}{name}" if region and name else None
+
+
+def invoice_from_qr_texts(texts: list[str]) -> Invoice | None:
+    """An Invoice from the first invoice QR among `texts` (source "qr"), a
+    not-invoice record when the only codes are something else (a URL), or
+    None when `texts` is empty."""
+    if not texts:
+        return None
+    for text in texts:
+        payload = parse_qr(text)
+        if payload is not None:
+            invoice = Invoice()
+            apply_qr(invoice, payload)
+            invoice.offer("title", title_from_qr(payload.kind, payload.code), "qr")
+            return invoice
+    invoice = Invoice(is_invoice=False,
+                      not_invoice_reason=f"its QR code is not an invoice QR: {texts[0][:80]!r}")
+    invoice.offer("qr", texts[0], "qr")
+    return invoice
+
+
+def open_image(data: bytes) -> Image.Image:
+    """Open image bytes lazily, with the pixel limit checked before decoding.
+
+    Raises ExtractError: "limit-exceeded" for too many pixels, "corrupt" for
+    bytes PIL cannot read.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ExtractError("limit-exceeded", f"image too large: {e}") from None
+    except (OSError, ValueError, SyntaxError, TypeError) as e:
+        raise ExtractError("corrupt", f"unreadable image: {e}") from None
+    _check_pixels(img.size)
+    return img
+
+
+def _check_pixels(size: tuple[int, int]) -> None:
+    w, h = size
+    if w * h > MAX_PIXELS:
+        raise ExtractError("limit-exceeded", f"image is {w}x{h} pixels, limit {MAX_PIXELS}")
+
+
+def _load_gray(img: Image.Image) -> Image.Image:
+    # Decoding JPEG straight to grayscale skips the colour conversion, which
+    # is most of the cost on a 300 dpi scan.
+    if img.format == "JPEG" and img.mode != "L":
+        img.draft("L", img.size)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img.load()
+            return img if img.mode == "L" else img.convert("L")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ExtractError("limit-exceeded", f"image too large: {e}") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        reason = "truncated" if "truncated" in str(e).lower() else "corrupt"
+        raise ExtractError(reason, f"unreadable image: {e}") from None
+
+
+def _frame_qr_texts(frame: Image.Image, data: bytes, frames: int) -> list[str]:
+    # A big JPEG decodes four times faster at half scale (DCT scaling), and a
+    # 300 dpi scan's QR still has ~3 px per module there; full scale is the
+    # fallback for 200 dpi scans and small QR codes.
+    if frames == 1 and frame.format == "JPEG" and min(frame.size) >= _HALF_SCALE_MIN_SIDE:
+        small = Image.open(io.BytesIO(data))
+        small.draft("L", (frame.width // 2, frame.height // 2))
+        found = zxingcpp.read_barcodes(_load_gray(small), formats=_QR)
+        texts = [r.text for r in found if r.text]
+        if texts:
+            return texts
+    return decode_qr_image(_load_gray(frame))
+
+
+def read_image(data: bytes) -> list[Invoice]:
+    """Invoices in an image file (PNG, JPEG, TIFF, BMP, GIF, WebP), one per
+    frame that carries a QR; `page` is set when a multi-frame file (a TIFF
+    scanner batch) gives several.
+
+    Raises ExtractError: "no-qr" when no frame has a QR code, "corrupt",
+    "truncated" or "limit-exceeded" for bad or oversized images.
+    """
+    img = open_image(data)
+    invoices: list[Invoice] = []
+    frames = getattr(img, "n_frames", 1)
+    if frames > MAX_FRAMES:
+        raise ExtractError("limit-exceeded", f"image has {frames} frames, limit {MAX_FRAMES}")
+    try:
+        for index, frame in enumerate(ImageSequence.Iterator(img), start=1):
+            if index > 1:
+                _check_pixels(frame.size)
+            invoice = invoice_from_qr_texts(_frame_qr_texts(frame, data, frames))
+            if invoice is not None:
+                invoice.page = index if frames > 1 else None
+                invoices.append(invoice)
+    except (OSError, ValueError, EOFError) as e:
+        raise ExtractError("corrupt", f"unreadable image frame: {e}") from None
+    real = [i for i in invoices if i.is_invoice]
+    if real:
+        if len(real) == 1:
+            real[0].page = None
+        return real
+    if invoices:
+        return invoices[:1]
+    raise ExtractError("no-qr", "no invoice QR code found in the image")

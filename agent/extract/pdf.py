@@ -1,0 +1,312 @@
+"""Invoices from PDF files: the embedded QR first, then the text layer.
+
+One pass per page: the layout text is extracted once and the page's images
+are decoded lazily, the QR-looking ones (square, opaque) first, stopping at
+the first invoice QR. Pages without a text layer (scans) go through the
+image decoder with its retries.
+
+A file becomes one Invoice per invoice it holds: a scanner batch of several
+invoices gives several (with `page` set), while a face followed by 销货清单
+pages, which repeat or omit the face's 代码/号码, stays one.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+import pypdf
+import zxingcpp
+from PIL import Image
+from pypdf.generic import DictionaryObject, StreamObject
+
+from agent.errors import ExtractError
+from agent.extract.image import MAX_PIXELS, decode_qr_image, title_from_qr
+from agent.extract.qr import QrPayload, apply_qr, parse_qr
+from agent.extract.text import ParsedText, normalize_text, offer_parsed, parse_text
+from agent.model import Invoice, LineItem, Problem
+
+MAX_PAGES = 300
+# A page with fewer printable characters than this has no usable text layer.
+_MIN_TEXT_CHARS = 20
+# Smallest image that can hold a version-1 QR code at one pixel per module.
+_MIN_QR_SIDE = 21
+_MAX_FORM_DEPTH = 4
+_QR = zxingcpp.BarcodeFormat.QRCode
+_LIST_MARKERS = ("详见销货清单", "详见清单")
+
+
+@dataclass
+class _Page:
+    number: int
+    parsed: ParsedText | None
+    payload: QrPayload | None = None
+    other_codes: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str | None:
+        if self.payload is not None:
+            return f"{self.payload.code or ''}-{self.payload.number}"
+        if self.parsed is not None and "number" in self.parsed.fields:
+            return f"{self.parsed.fields.get('code', '')}-{self.parsed.fields['number']}"
+        return None
+
+
+@dataclass
+class _Group:
+    pages: list[_Page]
+    face: _Page
+    key: str | None
+
+
+def read_pdf(data: bytes) -> list[Invoice]:
+    """Invoices in a PDF, in page order: QR fields (source "qr") offered
+    first, then text fields (source "pdf-text"), so disagreements become
+    Conflicts. A PDF with no invoice QR and no invoice labels gives one
+    Invoice with is_invoice False and the reason.
+
+    Raises ExtractError: "encrypted" (a user password is needed),
+    "truncated" or "corrupt" (unreadable), "limit-exceeded" (too many pages
+    or an oversized image), "no-qr" (a scan with no QR on any page).
+    """
+    reader = _open(data)
+    try:
+        count = len(reader.pages)
+    except Exception as e:  # noqa: BLE001 - pypdf fails in many ways on broken files
+        raise _unreadable(data, e) from None
+    if count == 0:
+        raise ExtractError("corrupt", "the PDF has no pages")
+    if count > MAX_PAGES:
+        raise ExtractError("limit-exceeded", f"the PDF has {count} pages, limit {MAX_PAGES}")
+    pages = [_read_page(reader, i, data) for i in range(count)]
+    groups = _group(pages)
+    if not any(g.face.payload or (g.face.parsed and g.face.parsed.is_invoice_like) for g in groups):
+        return [_not_invoice(pages)]
+    invoices = [_build(g) for g in groups]
+    if len(invoices) > 1:
+        for invoice, group in zip(invoices, groups):
+            invoice.page = group.face.number
+    return invoices
+
+
+def _open(data: bytes) -> pypdf.PdfReader:
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
+    except Exception as e:  # noqa: BLE001 - see above
+        raise _unreadable(data, e) from None
+    if reader.is_encrypted:
+        try:
+            # An owner password alone (print/copy restrictions) still opens
+            # with the empty user password, as every PDF viewer does.
+            opened = reader.decrypt("")
+        except pypdf.errors.DependencyError as e:
+            raise ExtractError("encrypted", f"AES-encrypted PDF cannot be opened here: {e}") from None
+        except Exception as e:  # noqa: BLE001
+            raise ExtractError("encrypted", f"encrypted PDF could not be opened: {e}") from None
+        if not opened:
+            raise ExtractError("encrypted", "the PDF is encrypted with a user password")
+    return reader
+
+
+def _unreadable(data: bytes, error: Exception) -> ExtractError:
+    # A file cut short (still being written, a broken download) lacks the
+    # %%EOF marker its writer always puts at the end.
+    if b"%%EOF" not in data[-1024:]:
+        return ExtractError("truncated", f"the PDF is truncated: {error}")
+    return ExtractError("corrupt", f"the PDF cannot be parsed: {error}")
+
+
+def _read_page(reader: pypdf.PdfReader, index: int, data: bytes) -> _Page:
+    try:
+        page = reader.pages[index]
+        raw = page.extract_text(extraction_mode="layout")
+    except Exception as e:  # noqa: BLE001
+        raise _unreadable(data, e) from None
+    norm = normalize_text(raw)
+    scanned = sum(1 for c in norm if not c.isspace()) < _MIN_TEXT_CHARS
+    result = _Page(number=index + 1, parsed=None if scanned else parse_text(norm))
+    for text in _page_qr_texts(page, scanned):
+        payload = parse_qr(text)
+        if payload is not None:
+            result.payload = payload
+            break
+        result.other_codes.append(text)
+    return result
+
+
+def _page_qr_texts(page: pypdf.PageObject, scanned: bool):
+    """QR texts of the page's images, most QR-like image first; lazy, so the
+    caller stops decoding at the first invoice QR."""
+    for xobj, width, height in _image_candidates(page):
+        if width * height > MAX_PIXELS:
+            raise ExtractError("limit-exceeded",
+                               f"an image on the page is {width}x{height} pixels, limit {MAX_PIXELS}")
+        try:
+            img = decode_pdf_image(xobj, width, height)
+        except ExtractError:
+            raise
+        except Exception:  # noqa: BLE001 - undecodable image (JBIG2, broken stream): skip it
+            continue
+        if img is None:
+            continue
+        if scanned:
+            texts = decode_qr_image(img)
+        else:
+            # Generated QR images are pristine: one decode is enough.
+            gray = img if img.mode == "L" else img.convert("L")
+            texts = [r.text for r in zxingcpp.read_barcodes(gray, formats=_QR) if r.text]
+        yield from texts
+
+
+def _image_candidates(page: pypdf.PageObject) -> list[tuple[StreamObject, int, int]]:
+    """(image XObject, width, height) of the page's images, including those
+    inside forms, ordered square and opaque first."""
+    found: list[tuple[StreamObject, int, int, bool]] = []
+    seen: set[int] = set()
+
+    def walk(holder: DictionaryObject, depth: int) -> None:
+        resources = holder.get("/Resources")
+        resources = resources.get_object() if resources is not None else None
+        if not isinstance(resources, DictionaryObject):
+            return
+        xobjects = resources.get("/XObject")
+        xobjects = xobjects.get_object() if xobjects is not None else None
+        if not isinstance(xobjects, DictionaryObject):
+            return
+        for name in xobjects:
+            obj = xobjects[name].get_object()
+            if not isinstance(obj, StreamObject) or id(obj) in seen:
+                continue
+            seen.add(id(obj))
+            if obj.get("/Subtype") == "/Image":
+                w, h = _int(obj.get("/Width")), _int(obj.get("/Height"))
+                if min(w, h) >= _MIN_QR_SIDE:
+                    found.append((obj, w, h, "/SMask" in obj or "/Mask" in obj))
+            elif obj.get("/Subtype") == "/Form" and depth < _MAX_FORM_DEPTH:
+                walk(obj, depth + 1)
+
+    try:
+        walk(page, 0)
+    except Exception:  # noqa: BLE001 - broken resources: decode what was found
+        pass
+
+    def order(item: tuple[StreamObject, int, int, bool]) -> tuple[bool, bool, int]:
+        _, w, h, masked = item
+        square = 0.8 <= w / h <= 1.25
+        return (not square, masked, w * h)
+
+    return [(obj, w, h) for obj, w, h, _ in sorted(found, key=order)]
+
+
+def decode_pdf_image(xobj: StreamObject, width: int, height: int) -> Image.Image | None:
+    """The image XObject as a PIL image, grayscale where that is cheap.
+
+    The usual QR encodings (8-bit gray or RGB, 1-bit, indexed, JPEG) are
+    built straight from the stream; pypdf's own decoder, which re-encodes
+    every image to PNG and reads it back, is the fallback for the rest.
+    """
+    filters = xobj.get("/Filter")
+    filters = filters.get_object() if filters is not None else None
+    last = filters[-1] if isinstance(filters, list) and filters else filters
+    if last == "/DCTDecode":
+        img = Image.open(io.BytesIO(xobj.get_data()))
+        img.draft("L", img.size)
+        return img.convert("L")
+    if last not in (None, "/FlateDecode", "/ASCII85Decode", "/ASCIIHexDecode"):
+        return xobj.decode_as_image()
+    bits = _int(xobj.get("/BitsPerComponent", 8))
+    space = xobj.get("/ColorSpace")
+    space = space.get_object() if space is not None else None
+    if xobj.get("/ImageMask"):
+        space, bits = "/DeviceGray", 1
+    palette = None
+    if isinstance(space, list) and len(space) == 4 and space[0] == "/Indexed" \
+            and space[1].get_object() == "/DeviceRGB":
+        lookup = space[3].get_object()
+        palette = (lookup.get_data() if isinstance(lookup, StreamObject)
+                   else getattr(lookup, "original_bytes", None))
+        if not isinstance(palette, bytes):
+            return xobj.decode_as_image()
+        space = "/Indexed"
+    mode = {("/DeviceGray", 8): "L", ("/DeviceGray", 1): "1", ("/DeviceRGB", 8): "RGB",
+            ("/Indexed", 8): "P", ("/Indexed", 1): "P;1"}.get((space, bits))
+    if mode is None:
+        return xobj.decode_as_image()
+    data = xobj.get_data()
+    channels = 3 if mode == "RGB" else 1
+    row = (width * channels * bits + 7) // 8
+    if len(data) < row * height:
+        return xobj.decode_as_image()
+    if mode == "P;1":
+        img = Image.frombytes("P", (width, height), data, "raw", "P;1")
+    else:
+        img = Image.frombytes(mode, (width, height), data)
+    if palette is not None:
+        img.putpalette(palette[:768].ljust(768, b"\0"))
+    return img
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _group(pages: list[_Page]) -> list[_Group]:
+    groups: list[_Group] = []
+    for page in pages:
+        key = page.key
+        current = groups[-1] if groups else None
+        if current is None or (key and current.key and key != current.key):
+            groups.append(_Group(pages=[page], face=page, key=key))
+            continue
+        current.pages.append(page)
+        if current.key is None and key:
+            # The first page with an identity is the face (a cover or trip
+            # sheet before it is kept with it).
+            current.key, current.face = key, page
+    return groups
+
+
+def _build(group: _Group) -> Invoice:
+    invoice = Invoice()
+    face = group.face
+    if face.payload is not None:
+        apply_qr(invoice, face.payload)
+    if face.parsed is not None:
+        offer_parsed(face.parsed, invoice, "pdf-text")
+        invoice.items.clear()
+    elif face.payload is not None:
+        invoice.offer("title", title_from_qr(face.payload.kind, face.payload.code), "qr")
+    invoice.items.extend(_group_items(group))
+    for page in group.pages:
+        if page is not face and page.parsed is None and page.payload is None:
+            invoice.problems.append(Problem(
+                code="page-unread", severity="warning", field=None,
+                message=f"scanned page {page.number} has no invoice QR code; kept with the invoice before it",
+                message_zh=f"第{page.number}页扫描件没有发票二维码，已归入前一张发票",
+            ))
+    return invoice
+
+
+def _group_items(group: _Group) -> list[LineItem]:
+    items: list[LineItem] = []
+    for page in group.pages:
+        if page.parsed is not None:
+            items.extend(i for i in page.parsed.items if not any(m in i.name for m in _LIST_MARKERS))
+    return items
+
+
+def _not_invoice(pages: list[_Page]) -> Invoice:
+    codes = [c for p in pages for c in p.other_codes]
+    if codes:
+        invoice = Invoice(is_invoice=False, not_invoice_reason=(
+            f"its QR code is not an invoice QR ({codes[0][:80]}) and its text has no invoice labels"))
+        invoice.offer("qr", codes[0], "qr")
+        return invoice
+    if all(p.parsed is None for p in pages):
+        raise ExtractError("no-qr", "scanned PDF with no invoice QR code on any page")
+    return Invoice(is_invoice=False,
+                   not_invoice_reason="no invoice QR code and no invoice labels in its text")
