@@ -8,6 +8,7 @@ reader does, only `ExtractError` (an `AgentError`) leaves this package.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from agent.errors import AgentError, ExtractError
@@ -76,11 +77,14 @@ def _read(fmt: str, data: bytes) -> list[Invoice]:
 
 
 def extract_path(path: str | os.PathLike[str]) -> list[Invoice]:
-    """`extract_bytes` on a file's contents. An unreadable file (missing, a
-    directory, no permission) raises ExtractError("unreadable")."""
+    """`extract_bytes` on a file's contents. A file that cannot be read (missing,
+    a directory or FIFO, no permission) raises ExtractError("unreadable")."""
     p = Path(path)
     try:
-        size = p.stat().st_size
+        st = p.stat()
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
+            raise ExtractError("unreadable", f"{p}: not a regular file")
+        size = st.st_size
         if size > MAX_INPUT_BYTES:
             raise ExtractError("limit-exceeded", f"{p}: {size} bytes is over the {MAX_INPUT_BYTES}-byte limit")
         data = p.read_bytes()

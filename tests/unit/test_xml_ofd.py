@@ -352,3 +352,15 @@ def test_damaged_ofd_parts_never_escape_as_anything_but_extract_error():
         except ExtractError as e:
             outcomes.add(e.reason)
     assert "read" in outcomes and "corrupt" in outcomes
+
+
+def test_extract_path_refuses_what_is_not_a_readable_regular_file(tmp_path):
+    import os
+
+    from agent.extract import extract_path
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for path in (tmp_path / "missing.pdf", tmp_path, fifo):
+        with pytest.raises(ExtractError) as e:
+            extract_path(path)
+        assert e.value.reason == "unreadable", path
