@@ -35,6 +35,7 @@ import json
 import random
 import signal
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -51,7 +52,8 @@ class FaultyFinanceServer:
     """The API at `url` (http://127.0.0.1:PORT/api), faults on demand, counts per key."""
 
     def __init__(self, *, port: int = 0, token: str | None = None, username: str | None = None,
-                 password: str | None = None, fail_rate: float = 0.0, seed: int = 0, base: str = "/api"):
+                 password: str | None = None, fail_rate: float = 0.0, seed: int = 0, base: str = "/api",
+                 tls_cert: str | None = None, tls_key: str | None = None):
         self.token, self.username, self.password = token, username, password
         self.fail_rate = fail_rate
         self.base = "/" + base.strip("/") if base.strip("/") else ""
@@ -68,7 +70,13 @@ class FaultyFinanceServer:
         self._httpd = _Server(("127.0.0.1", port), _Handler)
         self._httpd.owner = self
         self.port = self._httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}{self.base}"
+        scheme = "http"
+        if tls_cert:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(tls_cert, tls_key)
+            self._httpd.socket = ctx.wrap_socket(self._httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.port}{self.base}"
         self._thread: threading.Thread | None = None
 
     # -- control -----------------------------------------------------------
@@ -159,6 +167,8 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so clients' connection pools are exercised
+    # Headers and body go out in two writes; with Nagle on, delayed ACKs add 40 ms to each answer.
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, *args) -> None:
