@@ -82,3 +82,36 @@ def test_cli_reports_each_failed_file_and_exits_nonzero(tmp_path, samples_dir):
     assert f"{empty}: FAILED empty:" in result.output
     assert f"{xxe}: FAILED unsafe-xml:" in result.output
     assert "00008006" in result.output and "[xml]" in result.output
+
+
+MALFORMED_TAG_SAMPLES = ["ofdrw__ofdrw/1.ofd", "renoyuan__easyofd/增值税电子专票5.ofd"]
+
+
+@pytest.mark.parametrize("name", MALFORMED_TAG_SAMPLES)
+def test_real_malformed_tags_alone_give_the_printed_fields(name, samples_dir, expected_fields):
+    # These files' Tags/CustomTag.xml is not well-formed (<:eInvoice xmlns:="">).
+    # With CustomDatas and the XML attachment removed, the tags (read by the
+    # regex fallback) and the page text are all that is left to read from.
+    import io
+    import re
+    import zipfile
+
+    from agent.extract.ofd import read_ofd
+
+    src = zipfile.ZipFile(samples_dir / name)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as out:
+        for member in src.namelist():
+            data = src.read(member)
+            if member.endswith("original_invoice.xml"):
+                continue
+            if member == "OFD.xml":
+                data = re.sub(rb"<ofd:CustomDatas>.*</ofd:CustomDatas>", b"", data, flags=re.S)
+                assert b"CustomData" not in data
+            out.writestr(member, data)
+    [inv] = read_ofd(buf.getvalue())
+    got = inv.to_dict()
+    tag_fields = ["code", "number", "date", "check_code", "amount", "tax", "total", "buyer_name",
+                  "buyer_tax_id", "seller_name", "seller_tax_id", "title", "total_in_words"]
+    assert {f: got[f] for f in tag_fields} == {f: expected_fields[name][f] for f in tag_fields}
+    assert {got["sources"][f] for f in tag_fields} == {"ofd"}
