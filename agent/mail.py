@@ -25,7 +25,7 @@ from email.message import Message
 from email.policy import default as default_policy
 from pathlib import Path
 
-from agent.errors import ExtractError
+from agent.errors import CaptureError, ExtractError
 from agent.extract.sniff import sniff
 from agent.safezip import DEFAULT_LIMITS, SafeZip, ZipLimits, open_zip
 
@@ -151,11 +151,12 @@ def iter_maildir(root: Path) -> Iterator[Path]:
     new = Path(root) / "new"
     try:
         entries = sorted(os.scandir(new), key=lambda e: e.name)
+        regular = [e for e in entries if not e.name.startswith(".") and e.is_file(follow_symlinks=False)]
     except (FileNotFoundError, NotADirectoryError):
         return
-    for entry in entries:
-        if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
-            continue
+    except OSError as exc:
+        raise CaptureError(f"cannot list Maildir {new}: {exc.strerror or exc}") from None
+    for entry in regular:
         yield Path(entry.path)
 
 
@@ -177,7 +178,7 @@ def sanitise_filename(name: str | None, fmt: str = "unknown", index: int = 0) ->
     text = "".join("_" if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") else c
                    for c in text)
     text = text.replace("\\", "/").rsplit("/", 1)[-1]
-    text = text.translate(_UNSAFE_NAME_CHARS).strip(" ._")
+    text = text.strip(" \"").translate(_UNSAFE_NAME_CHARS).strip(" .")
     if not text or set(text) <= {"_", " ", "."}:
         ext = _EXTENSIONS.get(fmt, fmt if fmt in MEDIA_TYPES else "bin")
         text = f"attachment-{index}.{ext}"

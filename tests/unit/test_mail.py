@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from agent.errors import AgentError, ExtractError
+from agent.errors import AgentError, CaptureError, ExtractError
 from agent.mail import (
     MailLimits,
     iter_maildir,
@@ -453,3 +453,9 @@ def test_iter_maildir_yields_only_complete_regular_files_in_new(tmp_path: Path):
     assert list(iter_maildir(tmp_path / "missing")) == []
     first = tmp_path / "new" / "1700000000.M2.host"
     assert maildir_cur_path(first) == tmp_path / "cur" / "1700000000.M2.host:2,"
+
+
+def test_unlistable_maildir_is_a_capture_error(tmp_path: Path):
+    # A name past NAME_MAX fails the listing even for root, unlike permissions.
+    with pytest.raises(CaptureError):
+        list(iter_maildir(tmp_path / ("x" * 300)))
