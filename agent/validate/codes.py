@@ -8,8 +8,6 @@ tax system: one real cause of "the invoice is not in the system".
 
 from __future__ import annotations
 
-import re
-
 from agent.validate.regions import CITY_REGIONS, PROVINCES, SHUDIAN_CITY_CODES
 
 # Codes issued outside the usual scheme (区块链 and early pilot e-invoices);
@@ -34,12 +32,9 @@ NUMBER_ONLY_KINDS = frozenset({"31", "32", "51", "61", "81", "82", "83", "84", "
 # QR types that always have one.
 CODED_KINDS = frozenset({"01", "02", "03", "04", "10", "11", "14", "15", "20"})
 
-_DIGITS_RE = re.compile(r"^[0-9]+$")
-
-
 def is_digits(s: object, length: int | None = None) -> bool:
     """True when `s` is a str of ASCII digits (of `length` when given)."""
-    return (isinstance(s, str) and bool(_DIGITS_RE.match(s))
+    return (isinstance(s, str) and s.isascii() and s.isdigit()
             and (length is None or len(s) == length))
 
 

@@ -9,12 +9,13 @@ A check yields `Finding`s; `agent.validate.validator` turns them into
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Iterator
 
-from agent.model import Invoice
+from agent.model import FIELD_NAMES, MONEY_FIELDS, Invoice
 from agent.validate.amounts import WordsError, parse_words
 from agent.validate.codes import (
     CODED_KINDS, NUMBER_ONLY_KINDS, QR_KINDS_OF_TYPE, code_defects, code_type, is_digits,
@@ -35,11 +36,25 @@ class Finding:
 
 @dataclass(frozen=True)
 class Context:
-    """What a check may consult besides the invoice."""
+    """What a check may consult besides the invoice, and the invoice's values
+    read once: `text` (stripped strings or None for every field), `money`
+    (finite Decimal, None, or the raw text when unreadable) and `date`."""
 
     settings: ValidationSettings
     today: dt.date
-    duplicate_of: int | None = None
+    duplicate_of: int | None
+    text: dict[str, str | None]
+    money: dict[str, Decimal | None | str]
+    date: dt.date | None
+
+    @classmethod
+    def of(cls, inv: Invoice, settings: ValidationSettings, today: dt.date,
+           duplicate_of: int | None = None) -> "Context":
+        """The context for judging `inv`."""
+        return cls(settings, today, duplicate_of,
+                   text={name: _text(inv.get(name)) for name in FIELD_NAMES},
+                   money={name: _money(inv, name) for name in MONEY_FIELDS},
+                   date=_date(inv))
 
 
 Check = Callable[[Invoice, Context], Iterator[Finding]]
@@ -99,7 +114,7 @@ def _date(inv: Invoice) -> dt.date | None:
 
 
 def number_format(inv: Invoice, ctx: Context) -> Iterator[Finding]:
-    number, code = _text(inv.get("number")), _text(inv.get("code"))
+    number, code = ctx.text["number"], ctx.text["code"]
     if number is None:
         yield Finding("number", "no 发票号码 was read", "未读到发票号码")
     elif code is not None:
@@ -107,7 +122,7 @@ def number_format(inv: Invoice, ctx: Context) -> Iterator[Finding]:
             yield Finding("number", f"发票号码 {number} must be 8 digits when there is a 发票代码",
                           f"有发票代码时发票号码应为8位数字，实为 {number}")
     elif is_digits(number, 20):
-        date = _date(inv)
+        date = ctx.date
         for en, zh in shudian_number_defects(number, date.year if date else None):
             yield Finding("number", en, zh)
     else:
@@ -116,14 +131,14 @@ def number_format(inv: Invoice, ctx: Context) -> Iterator[Finding]:
 
 
 def code_format(inv: Invoice, ctx: Context) -> Iterator[Finding]:
-    code = _text(inv.get("code"))
+    code = ctx.text["code"]
     if code is not None:
         for en, zh in code_defects(code):
             yield Finding("code", en, zh)
 
 
 def code_type_mismatch(inv: Invoice, ctx: Context) -> Iterator[Finding]:
-    code, kind = _text(inv.get("code")), _text(inv.get("kind"))
+    code, kind = ctx.text["code"], ctx.text["kind"]
     if kind is None:
         return
     if code is None:
@@ -150,14 +165,14 @@ def date_invalid(inv: Invoice, ctx: Context) -> Iterator[Finding]:
 
 
 def date_future(inv: Invoice, ctx: Context) -> Iterator[Finding]:
-    date = _date(inv)
+    date = ctx.date
     if date is not None and date > ctx.today:
         yield Finding("date", f"开票日期 {date} is after today ({ctx.today})",
                       f"开票日期 {date} 晚于今天（{ctx.today}）")
 
 
 def expired(inv: Invoice, ctx: Context) -> Iterator[Finding]:
-    date = _date(inv)
+    date = ctx.date
     limit = ctx.settings.max_age_days
     if date is not None and (ctx.today - date).days > limit:
         age = (ctx.today - date).days
@@ -166,22 +181,22 @@ def expired(inv: Invoice, ctx: Context) -> Iterator[Finding]:
 
 
 def check_code_format(inv: Invoice, ctx: Context) -> Iterator[Finding]:
-    value = _text(inv.get("check_code"))
+    value = ctx.text["check_code"]
     # Printed as 4 groups of 5: the spaces are layout, not content.
     if value is not None and not is_digits("".join(value.split()), 20):
         yield Finding("check_code", f"校验码 {value} must be 20 digits", f"校验码 {value} 应为20位数字")
 
 
-def _tax_ids(inv: Invoice, wanted: str) -> Iterator[tuple[str, str, str]]:
+def _tax_ids(ctx: Context, wanted: str) -> Iterator[tuple[str, str, str]]:
     for name, who, who_zh in (("seller_tax_id", "seller", "销售方"), ("buyer_tax_id", "buyer", "购买方")):
-        value = _text(inv.get(name))
+        value = ctx.text[name]
         if value is not None and classify_tax_id(value) == wanted:
             yield name, f"{who} tax id {value}", f"{who_zh}纳税人识别号 {value}"
 
 
 def tax_id_check_digit(inv: Invoice, ctx: Context) -> Iterator[Finding]:
-    for name, en, zh in _tax_ids(inv, "invalid"):
-        value = str(inv.get(name)).strip()
+    for name, en, zh in _tax_ids(ctx, "invalid"):
+        value = ctx.text[name] or ""
         if len(value) == 18 and all(c in ALPHABET for c in value):
             right = check_char(value[:17])
             yield Finding(name, f"{en} fails the 统一社会信用代码 check: the last character should be "
@@ -194,13 +209,13 @@ def tax_id_check_digit(inv: Invoice, ctx: Context) -> Iterator[Finding]:
 
 
 def tax_id_legacy(inv: Invoice, ctx: Context) -> Iterator[Finding]:
-    for name, en, zh in _tax_ids(inv, "legacy"):
+    for name, en, zh in _tax_ids(ctx, "legacy"):
         yield Finding(name, f"{en} is an old-style id, not a 统一社会信用代码",
                       f"{zh} 为旧式税号，非统一社会信用代码")
 
 
 def amount_sum(inv: Invoice, ctx: Context) -> Iterator[Finding]:
-    amount, tax, total = _money(inv, "amount"), _money(inv, "tax"), _money(inv, "total")
+    amount, tax, total = ctx.money["amount"], ctx.money["tax"], ctx.money["total"]
     for name, value in (("amount", amount), ("tax", tax), ("total", total)):
         if isinstance(value, str):
             yield Finding(name, f"{name} {value!r} is not a number", f"{name} {value} 不是金额")
@@ -227,7 +242,7 @@ def line_sum(inv: Invoice, ctx: Context) -> Iterator[Finding]:
         values = [_decimal(v) for v in raw]
         if any(v is None and r is not None for v, r in zip(values, raw)):
             continue  # an unreadable line amount: nothing sound to add up
-        total = _money(inv, name)
+        total = ctx.money[name]
         if name == "amount" and (any(v is None for v in values) or not isinstance(total, Decimal)):
             continue
         if name == "tax":
@@ -259,7 +274,7 @@ def _rate_ok(text: Any, rate: Any, date: dt.date | None) -> bool:
 
 
 def tax_rate(inv: Invoice, ctx: Context) -> Iterator[Finding]:
-    date = _date(inv)
+    date = ctx.date
     bad = [(n, it) for n, it in enumerate(inv.items, 1) if not _rate_ok(it.rate_text, it.rate, date)]
     if bad:
         shown = sorted({str(it.rate_text or "").strip() or f"rate {it.rate}" for _, it in bad})
@@ -269,7 +284,7 @@ def tax_rate(inv: Invoice, ctx: Context) -> Iterator[Finding]:
 
 
 def words_mismatch(inv: Invoice, ctx: Context) -> Iterator[Finding]:
-    words, total = _text(inv.get("total_in_words")), _money(inv, "total")
+    words, total = ctx.text["total_in_words"], ctx.money["total"]
     if words is None or not isinstance(total, Decimal):
         return
     try:
@@ -310,17 +325,22 @@ def _company_text(s: str) -> str:
     return "".join(unicodedata.normalize("NFKC", s).split()).upper()
 
 
+@functools.lru_cache(maxsize=64)
+def _company_names(names: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(_company_text(n) for n in names)
+
+
 def buyer_not_company(inv: Invoice, ctx: Context) -> Iterator[Finding]:
     ids, names = ctx.settings.company_tax_ids, ctx.settings.company_names
     if not ids and not names:
         return
-    buyer_id, buyer_name = _text(inv.get("buyer_tax_id")), _text(inv.get("buyer_name"))
+    buyer_id, buyer_name = ctx.text["buyer_tax_id"], ctx.text["buyer_name"]
     if ids and buyer_id is not None:
         # A printed id decides: a right name with a wrong id cannot be claimed.
         if buyer_id.upper() in ids:
             return
     elif names and buyer_name is not None:
-        if _company_text(buyer_name) in {_company_text(n) for n in names}:
+        if _company_text(buyer_name) in _company_names(names):
             return
     who = " ".join(x for x in (buyer_name, buyer_id) if x) or "nobody"
     yield Finding("buyer_tax_id" if buyer_id else "buyer_name",
@@ -338,9 +358,9 @@ def region_unexpected(inv: Invoice, ctx: Context) -> Iterator[Finding]:
     expected = ctx.settings.expected_region
     if not expected:
         return
-    region = region_of(_text(inv.get("code")), _text(inv.get("number")))
+    region = region_of(ctx.text["code"], ctx.text["number"])
     if region is not None and not region_matches(region, expected):
-        yield Finding("code" if inv.get("code") else "number",
+        yield Finding("code" if ctx.text["code"] else "number",
                       f"issued in {region[0]} {region[1]}, not in the expected region {expected}",
                       f"开票地区为 {region[0]} {region[1]}，不是预期的 {expected}")
 

@@ -22,7 +22,7 @@ def validate(invoice: Invoice, settings: ValidationSettings, *, today: dt.date,
     get no rules. Raises nothing on any field values.
     """
     overrides = settings.rules
-    ctx = Context(settings=settings, today=today, duplicate_of=duplicate_of)
+    ctx = Context.of(invoice, settings, today, duplicate_of)
     out: list[Problem] = []
     seen: set[tuple[str, str | None, str]] = set()
 
