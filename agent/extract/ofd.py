@@ -21,7 +21,7 @@ import re
 from xml.etree.ElementTree import Element
 
 from agent.errors import ExtractError
-from agent.extract.qr import apply_qr, decode_qr_image, parse_qr
+from agent.extract.qr import apply_qr, decode_qr_bytes, parse_qr
 from agent.extract.sniff import sniff
 from agent.extract.xml import (local_name, parse_date, parse_decimal, parse_money, parse_rate,
                                parse_xml, read_fp_invoice, read_shudian, text_of)
@@ -404,7 +404,7 @@ def _offer_qr_images(inv: Invoice, pkg: _Package, doc_dir: str) -> None:
         data = pkg.read(name)
         if len(data) > MAX_QR_IMAGE_BYTES or sniff(data) not in _IMAGE_FORMATS:
             continue
-        for text in decode_qr_image(data):
+        for text in decode_qr_bytes(data):
             payload = parse_qr(text)
             if payload is not None:
                 apply_qr(inv, payload)

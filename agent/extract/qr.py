@@ -176,7 +176,7 @@ def apply_qr(invoice: Invoice, payload: QrPayload) -> None:
 MAX_QR_IMAGE_PIXELS = 25_000_000
 
 
-def decode_qr_image(data: bytes) -> list[str]:
+def decode_qr_bytes(data: bytes) -> list[str]:
     """The texts of every QR code found in an encoded image (PNG, JPEG, BMP ...).
 
     Returns [] for bytes that are not a readable image or hold no QR, and

@@ -25,7 +25,7 @@ import defusedxml.ElementTree as safe_et
 from defusedxml.common import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 
 from agent.errors import ExtractError
-from agent.extract.qr import apply_qr, decode_qr_image, parse_qr
+from agent.extract.qr import apply_qr, decode_qr_bytes, parse_qr
 from agent.model import Invoice, LineItem, Problem
 
 FP_NAMESPACE = "http://www.edrm.org.cn/schema/e-invoice/2019"
@@ -161,7 +161,7 @@ def offer_qr_text(invoice: Invoice, text: str | None) -> bool:
             image = base64.b64decode(compact, validate=True)
         except (binascii.Error, ValueError):
             image = b""
-        candidates = decode_qr_image(image) if image else []
+        candidates = decode_qr_bytes(image) if image else []
     for candidate in candidates:
         payload = parse_qr(candidate)
         if payload is not None:

@@ -140,3 +140,21 @@ def test_apply_crc_mismatch_is_a_warning_not_a_rejection():
     assert inv.is_invoice
     assert [(p.code, p.severity) for p in inv.problems] == [("qr-crc", "warning")]
     assert inv.get("number") == "50440169"
+
+
+def test_decode_qr_bytes_reads_a_png_and_refuses_junk_and_giants():
+    import io
+
+    import segno
+    from PIL import Image
+
+    from agent.extract.qr import MAX_QR_IMAGE_PIXELS, decode_qr_bytes
+    raw = "01,31,,24112000000048542163,4449.00,20240528,,B2B6"
+    buf = io.BytesIO()
+    segno.make(raw, error="m").save(buf, kind="png", scale=3)
+    assert decode_qr_bytes(buf.getvalue()) == [raw]
+    assert decode_qr_bytes(b"") == [] and decode_qr_bytes(b"\x89PNG\r\n\x1a\nbroken") == []
+    giant = io.BytesIO()
+    Image.new("1", (6000, 5000), 1).save(giant, format="PNG")
+    assert 6000 * 5000 > MAX_QR_IMAGE_PIXELS
+    assert decode_qr_bytes(giant.getvalue()) == []
