@@ -7,6 +7,7 @@ rules, not extraction.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 
 import pytest
@@ -89,3 +90,51 @@ def test_one_wrong_value_on_a_real_invoice_quarantines_it(expected_fields, field
     one = dict(expected_fields["ofdrw__ofdrw/1.ofd"], **{field: value})
     problems = judge(one)
     assert has_errors(problems) and code in {p.code for p in problems}
+
+
+# `fapiao-agent check` runs the real extraction on the real files.
+
+def run_check(args, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from service.cli import main
+
+    monkeypatch.chdir(tmp_path)  # no var/fapiao-agent.toml here: defaults apply
+    monkeypatch.delenv("FAPIAO_AGENT_CONFIG", raising=False)
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def test_check_flags_a_test_invoice_and_passes_a_genuine_one(samples_dir, tmp_path, monkeypatch):
+    fake, genuine = samples_dir / "ofdrw__ofdrw/999.ofd", samples_dir / "ofdrw__ofdrw/1.ofd"
+    result = run_check(["check", "--json", "--today", "2020-08-20", str(fake), str(genuine)], tmp_path, monkeypatch)
+    assert result.exit_code == 1
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["file"] for r in records] == [str(fake), str(genuine)]
+    assert [(p["code"], p["severity"], p["field"]) for p in records[0]["problems"]] == [
+        ("tax-id-check-digit", "error", "seller_tax_id")]
+    assert records[1]["problems"] == [] and records[1]["number"] == "83089647"
+
+    ok = run_check(["check", "--today", "2020-08-20", str(genuine)], tmp_path, monkeypatch)
+    assert ok.exit_code == 0 and "VALID" in ok.stdout and "83089647" in ok.stdout
+
+
+def test_check_options_and_config(samples_dir, tmp_path, monkeypatch):
+    genuine = str(samples_dir / "ofdrw__ofdrw/1.ofd")
+    old = run_check(["check", "--today", "2020-08-20", "--max-age-days", "10", genuine], tmp_path, monkeypatch)
+    assert old.exit_code == 1 and "expired" in old.stdout
+    config = tmp_path / "c.toml"
+    config.write_text('[company]\ntax_ids = ["91420100MA7HTDC99N"]\n[validation]\nexpected_region = "11"\n',
+                      encoding="utf-8")
+    other = run_check(["--config", str(config), "check", "--today", "2020-08-20", genuine], tmp_path, monkeypatch)
+    assert other.exit_code == 1
+    assert "buyer-not-company" in other.stdout and "region-unexpected" in other.stdout
+    config.write_text('[validation]\nrules = { "amount-summ" = "off" }\n', encoding="utf-8")
+    bad = run_check(["--config", str(config), "check", genuine], tmp_path, monkeypatch)
+    assert bad.exit_code == 2 and "validation.rules.amount-summ" in bad.output
+
+
+def test_check_reports_unreadable_files(tmp_path, monkeypatch):
+    junk = tmp_path / "junk.pdf"
+    junk.write_bytes(b"not a pdf at all")
+    result = run_check(["check", str(junk)], tmp_path, monkeypatch)
+    assert result.exit_code == 1 and "FAILED" in result.output
