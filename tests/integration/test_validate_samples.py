@@ -1,7 +1,8 @@
 """Validation over the real samples' true fields (../shared/samples/expected.json).
 
 Invoices are built from expected.json directly so these tests judge the
-rules, not extraction.
+rules, not extraction; only the `check` command tests at the end read the
+sample files themselves.
 """
 
 from __future__ import annotations

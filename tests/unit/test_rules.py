@@ -74,7 +74,7 @@ CASES = {
                    (None, make(tax=None, amount=D("57"), total=D("57.00"), total_in_words="伍拾柒圆整"),
                     make(tax=None, amount=D("57"), total=D("57.10"), total_in_words="伍拾柒圆壹角整")),
                    (None, make(amount=None), make(total=None, total_in_words=None)),
-                   (None, make(), make(tax="***"))],
+                   (None, make(tax="***", amount=D("526")), make(tax="abc"))],
     "line-sum": [(None,
                   make(items=[{"name": "a", "amount": D("297.96"), "tax": D("38.73"), "rate": D("0.13")},
                               {"name": "b", "amount": D("212.72"), "tax": D("-23.40"), "rate": D("0.13")}]),
@@ -91,7 +91,8 @@ CASES = {
                        items=[{"name": "餐饮", "amount": D("57"), "tax": D("1.71"), "rate_text": "3%"}]))],
     "tax-rate": [(None, make(items=[{"name": "a", "rate": D("0.13")}, {"name": "b", "rate_text": "1.5%"},
                                     {"name": "c", "rate_text": "免税"}, {"name": "d", "rate_text": "不征税"},
-                                    {"name": "e", "rate_text": "出口零税率"}, {"name": "f", "rate_text": "0.06"}]),
+                                    {"name": "e", "rate_text": "出口零税率"}, {"name": "f", "rate_text": "0.06"},
+                                    {"name": "g", "rate_text": "1"}, {"name": "h", "rate_text": "9"}]),
                   make(items=[{"name": "a", "rate": D("0.12")}])),
                  (None, make(items=[{"name": "a", "rate_text": "3％"}]), make(items=[{"name": "a", "rate_text": "16%"}])),
                  # 16% was a VAT rate until 2019-04-01.
@@ -177,6 +178,13 @@ def test_fake_seller_ids_of_the_sample_test_invoices_are_errors():
         assert has_errors(problems) and [p.field for p in problems] == ["seller_tax_id"]
     assert "should be 5, not E" in validate(make(seller_tax_id="91500102563638729E"),
                                             ValidationSettings(), today=TODAY)[0].message
+
+
+def test_company_ids_and_names_compare_loosely():
+    s = ValidationSettings(company_tax_ids=["91320115ma202ukd7x"], company_names=["江苏京利华新材料有限公司"])
+    assert codes(make(), s) == set()
+    assert codes(make(buyer_tax_id=None, buyer_name="江苏京利华新材料有限公司"), s) == set()
+    assert codes(make(buyer_tax_id="91420100MA7HTDC99N"), s) == {"buyer-not-company"}
 
 
 def test_has_errors():
