@@ -152,8 +152,8 @@ def destination_name(cfg: dict) -> str:
 
 
 def config_str(cfg: dict, key: str, default: str | None = None) -> str | None:
-    """cfg[key] as a string (default when absent); ConfigError naming the key otherwise."""
-    value = cfg.get(key, default)
+    """cfg[key] as a string (default when absent or None); ConfigError naming the key otherwise."""
+    value = _given(cfg, key, default)
     if value is not None and not isinstance(value, str):
         raise ConfigError(f"{where(cfg)}{key}: expected a string, got {type(value).__name__}")
     return value
@@ -161,9 +161,9 @@ def config_str(cfg: dict, key: str, default: str | None = None) -> str | None:
 
 def config_number(cfg: dict, key: str, default: float, *, integer: bool = False,
                   minimum: float | None = None) -> float:
-    """cfg[key] as a number (default when absent). Raises ConfigError naming
+    """cfg[key] as a number (default when absent or None). Raises ConfigError naming
     the key when it is not a number, not whole when `integer`, or below `minimum`."""
-    value = cfg.get(key, default)
+    value = _given(cfg, key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
         raise ConfigError(f"{where(cfg)}{key}: expected a number, got {value!r}")
     if integer and value != int(value):
@@ -173,9 +173,15 @@ def config_number(cfg: dict, key: str, default: float, *, integer: bool = False,
     return value
 
 
+def _given(cfg: dict, key: str, default):
+    # The config loader fills every known key, unset ones with None.
+    value = cfg.get(key)
+    return default if value is None else value
+
+
 def config_bool(cfg: dict, key: str, default: bool) -> bool:
-    """cfg[key] as a bool (default when absent); ConfigError naming the key otherwise."""
-    value = cfg.get(key, default)
+    """cfg[key] as a bool (default when absent or None); ConfigError naming the key otherwise."""
+    value = _given(cfg, key, default)
     if not isinstance(value, bool):
         raise ConfigError(f"{where(cfg)}{key}: expected true or false, got {value!r}")
     return value

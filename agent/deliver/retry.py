@@ -259,7 +259,7 @@ class DeliveryPolicy:
         probe_interval_s); missing keys keep the defaults above.
         Raises ConfigError naming the key on a wrong type or range."""
         d = cls()
-        windows = cfg.get("maintenance", [])
+        windows = cfg.get("maintenance") or []
         if isinstance(windows, str):
             windows = [windows]
         if not isinstance(windows, (list, tuple)):

@@ -258,3 +258,23 @@ def test_folder_refuses_to_overwrite_another_invoice_with_the_same_number(tmp_pa
         dest.put(twin)
     assert dest.lookup(twin.key) is None and dest.lookup(p.key) is not None
     assert sorted(os.listdir(tmp_path)) == [f"{p.number}.json", f"{p.number}.pdf"]
+
+
+def test_tables_from_the_config_loader_open_as_they_are(tmp_path):
+    # The loader fills unset keys with None; adapters must read that as "not given".
+    from agent.config import parse_config
+    from agent.deliver.retry import DeliveryPolicy
+
+    (tmp_path / "import").mkdir()
+    raw = {"destination": [
+        {"name": "imp", "url": "folder://import", "maintenance": ["daily 23:30-00:30"]},
+        {"name": "erp", "url": "https://erp.example/api", "token": SECRET},
+        {"name": "inbox", "url": "s3://inbox/fp", "endpoint_url": "http://127.0.0.1:9"},
+    ]}
+    cfg = parse_config(raw, base_dir=tmp_path, env={"FAPIAO_AGENT__DESTINATION__ERP__TIMEOUT_S": "5"})
+    opened = [open_destination(t) for t in cfg.destinations]
+    assert [d.name for d in opened] == ["imp", "erp", "inbox"]
+    assert opened[0].folder == tmp_path / "import" and opened[1].timeout_s == 5
+    opened[0].probe()
+    policies = [DeliveryPolicy.from_config(t) for t in cfg.destinations]
+    assert [str(w) for w in policies[0].maintenance] == ["daily 23:30-00:30"]
