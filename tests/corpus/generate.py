@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from tests.corpus.content import DIGITAL_KINDS, LEGACY_E_KINDS, PAPER_KINDS, expected_fields, make_content, qr_only_fields
@@ -79,15 +80,25 @@ def make_invoice(rng: random.Random, style: str, today: dt.date | None = None) -
     return GeneratedInvoice(data, "pdf", expected, expected, style)
 
 
+def _make_one(job: tuple[str, int, dt.date | None]) -> GeneratedInvoice:
+    style, sub_seed, today = job
+    return make_invoice(random.Random(sub_seed), style, today)
+
+
 def make_corpus(seed: int, count: int, today: dt.date | None = None,
-                styles: dict[str, int] | None = None) -> list[GeneratedInvoice]:
+                styles: dict[str, int] | None = None, workers: int = 1) -> list[GeneratedInvoice]:
     """`count` invoices mixed by the weights in `styles` (default STYLES).
 
-    Deterministic for (seed, count, today, styles); invoice i depends only on
-    the seed and i's draw, so a failing case can be regenerated alone.
+    Deterministic for (seed, count, today, styles) whatever `workers` is:
+    invoice i depends only on the seed and i's draw, so a failing case can
+    be regenerated alone. `workers` > 1 renders in that many processes.
     """
     weights = styles or STYLES
+    today = today or dt.date.today()
     rng = random.Random(seed)
     names, shares = list(weights), list(weights.values())
-    plan = [(rng.choices(names, shares)[0], rng.getrandbits(64)) for _ in range(count)]
-    return [make_invoice(random.Random(sub), style, today) for style, sub in plan]
+    jobs = [(rng.choices(names, shares)[0], rng.getrandbits(64), today) for _ in range(count)]
+    if workers <= 1 or count < 8:
+        return [_make_one(j) for j in jobs]
+    with ProcessPoolExecutor(workers) as pool:
+        return list(pool.map(_make_one, jobs, chunksize=4))

@@ -121,9 +121,10 @@ def rasterise(face: Face, dpi: float, paper: int = 255, mode: str = "RGB") -> Im
     return img
 
 
-def photo_effects(rng: random.Random, face: Face, dpi: int, mode: str) -> Image.Image:
+def photo_effects(rng: random.Random, face: Face, dpi: int, mode: str, noise: int = 22) -> Image.Image:
     """`face` as a scan at `dpi`: margins, a slight skew (now and then a
-    quarter turn), optical blur, uneven exposure and sensor noise.
+    quarter turn), optical blur, uneven exposure and sensor noise of up to
+    `noise` grey levels.
 
     Blur is made the way cheap optics make it: the page is captured at a
     lower effective resolution (down to dpi / 1.4) and scaled up, which also
@@ -147,7 +148,7 @@ def photo_effects(rng: random.Random, face: Face, dpi: int, mode: str) -> Image.
     gain, contrast = rng.uniform(0.85, 1.05), rng.uniform(0.8, 1.1)
     lut = [max(0, min(255, round((v * gain - 128) * contrast + 128))) for v in range(256)]
     out = out.point(lut * (3 if out.mode == "RGB" else 1))
-    amp = rng.randint(6, 22)
+    amp = rng.randint(max(1, noise // 4), noise)
     noise = Image.frombytes("L", out.size, rng.randbytes(out.width * out.height))
     noise = noise.point(lambda v: 128 + (v - 128) * amp // 128).convert(out.mode)
     return ImageChops.add(out, noise, 1.0, -128)
@@ -160,7 +161,8 @@ def make_scan(rng: random.Random, face: Face, fmt: str) -> tuple[bytes, str]:
     dpi = rng.randint(200, 300)
     # Scanners mostly save grey; phone photos and some scanners colour.
     mode = "L" if fmt == "png" or rng.random() < 0.7 else "RGB"
-    img = photo_effects(rng, face, dpi, mode)
+    # A flatbed saving PNG is much cleaner than a phone camera.
+    img = photo_effects(rng, face, dpi, mode, noise=8 if fmt == "png" else 22)
     if fmt == "png":
         buf = io.BytesIO()
         img.save(buf, "PNG", dpi=(dpi, dpi), compress_level=1)
