@@ -110,6 +110,8 @@ LABEL_VALUE_RE = {
     "date": re.compile(r"开票日期[ ]*:?[ ]*" + DATE_CN_RE.pattern[len("(?<!\\d)"):]
                        + r"|开票日期[ ]*:?[ ]*" + DATE_ISO_RE.pattern[len("(?<!\\d)"):]),
 }
-NAME_RE = re.compile(r"名称[ ]*:[ ]*(\S+(?: \S+)*)")
-TAX_ID_LABEL_RE = re.compile(r"(?:纳税人识别号|统一社会信用代码)[ ]*:[ ]*([0-9A-Z]{15,20})(?![0-9A-Z])")
+NAME_LABEL_RE = re.compile(r"名称[ ]*:")
+NAME_VALUE_RE = re.compile(r"[ ]*(\S+(?: \S+)*)")
+TAX_ID_LABEL_RE = re.compile(r"(?:纳税人识别号|统一社会信用代码)[ ]*:")
+TAX_ID_VALUE_RE = re.compile(r"[ ]*([0-9A-Z]{15,20})(?![0-9A-Z])")
 RATE_RE = re.compile(r"\d{1,2}(?:\.\d+)?%|免税|不征税|出口零税率|普通零税率")

@@ -261,21 +261,41 @@ def _read_sum_line(lines: list[str], total: Decimal | None) -> tuple[Decimal, De
 
 def _clean_name(value: str) -> str | None:
     value = value.strip()
-    if not value or ":" in value or any(value.startswith(l) for l in L.LABELS):
+    # One character is a neighbouring column's marker (密, 备, 销), not a name.
+    if len(value) < 2 or ":" in value or any(value.startswith(l) for l in L.LABELS):
         return None
     return value
 
 
+def _labelled_values(norm: str, label_re: re.Pattern, value_re: re.Pattern) -> list[str | None]:
+    """The value after each occurrence of a label, or None where the label's
+    line has no value of the right shape before the next label."""
+    values: list[str | None] = []
+    starts = [m for m in label_re.finditer(norm)]
+    for i, m in enumerate(starts):
+        end = norm.find("\n", m.end())
+        end = len(norm) if end < 0 else end
+        if i + 1 < len(starts) and starts[i + 1].start() < end:
+            end = starts[i + 1].start()
+        v = value_re.match(norm, m.end(), end)
+        values.append(v.group(1) if v else None)
+    return values
+
+
 def _read_parties(norm: str, f: dict[str, Any]) -> None:
-    # Buyer comes first in every layout: left column (数电) or top block (old).
-    names = [n for n in (_clean_name(m.group(1)) for m in L.NAME_RE.finditer(norm)) if n]
-    ids = [m.group(1) for m in L.TAX_ID_LABEL_RE.finditer(norm)]
-    if not ids:
+    # Buyer comes first in every layout: left column (数电) or top block
+    # (old). Values are paired with their label occurrence, so a buyer
+    # without a tax id (个人) does not shift the seller's id to the buyer.
+    names = [_clean_name(v) if v else None
+             for v in _labelled_values(norm, L.NAME_LABEL_RE, L.NAME_VALUE_RE)]
+    ids = _labelled_values(norm, L.TAX_ID_LABEL_RE, L.TAX_ID_VALUE_RE)
+    if not any(ids):
+        # Labels unreadable or printed away from their values: the shape decides.
         ids = [m.group() for m in L.USCC_RE.finditer(norm)]
     for role, i in (("buyer", 0), ("seller", 1)):
-        if len(names) > i:
+        if len(names) > i and names[i]:
             f[f"{role}_name"] = names[i]
-        if len(ids) > i:
+        if len(ids) > i and ids[i]:
             f[f"{role}_tax_id"] = ids[i]
 
 
