@@ -211,3 +211,12 @@ def test_standalone_server_serves_and_reports_over_http(parcel):
         proc.terminate()
         proc.wait(10)
     assert proc.returncode == 0
+
+
+def test_the_file_arrives_byte_for_byte_with_its_name_and_fields(parcel):
+    with FaultyFinanceServer(keep_files=True) as srv:
+        receipt = dest_for(srv).put(parcel)
+        assert srv.files[parcel.key] == parcel.path.read_bytes()
+        assert srv.held[parcel.key]["filename"] == "电子发票.pdf"
+        assert srv.fields[parcel.key] == parcel.fields
+        assert receipt.raw["sha256"] == parcel.sha256

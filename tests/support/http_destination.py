@@ -53,7 +53,7 @@ class FaultyFinanceServer:
 
     def __init__(self, *, port: int = 0, token: str | None = None, username: str | None = None,
                  password: str | None = None, fail_rate: float = 0.0, seed: int = 0, base: str = "/api",
-                 tls_cert: str | None = None, tls_key: str | None = None):
+                 tls_cert: str | None = None, tls_key: str | None = None, keep_files: bool = False):
         self.token, self.username, self.password = token, username, password
         self.fail_rate = fail_rate
         self.base = "/" + base.strip("/") if base.strip("/") else ""
@@ -63,7 +63,8 @@ class FaultyFinanceServer:
         self._stopping = threading.Event()
         self.accepted: collections.Counter = collections.Counter()   # key -> times newly stored
         self.held: dict[str, dict] = {}                              # key -> receipt
-        self.files: dict[str, bytes] = {}                            # key -> file bytes
+        self.keep_files = keep_files  # off by default: 5,000 PDFs would dwarf a bench's own RSS
+        self.files: dict[str, bytes] = {}                            # key -> file bytes (keep_files)
         self.fields: dict[str, dict] = {}                            # key -> JSON field set
         self.posts = 0
         self.faults_served: collections.Counter = collections.Counter()
@@ -147,7 +148,8 @@ class FaultyFinanceServer:
                        "location": f"{self.base}/invoices/{key}", "number": fields.get("number"),
                        "filename": filename, "sha256": sha256, "size": len(data)}
             self.held[key] = receipt
-            self.files[key] = data
+            if self.keep_files:
+                self.files[key] = data
             self.fields[key] = fields
             return receipt, True
 
