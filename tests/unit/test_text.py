@@ -1,0 +1,175 @@
+"""Text-layer normalisation and label/shape parsing (agent/extract/text.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from agent.extract.text import looks_like_invoice, normalize_text, parse_invoice_text, parse_text
+from agent.model import Invoice
+
+
+def parsed(text: str) -> dict:
+    return parse_text(normalize_text(text)).fields
+
+
+def test_nfkc_fixes_colon_yen_digits_and_kangxi_radicals():
+    # U+2F64 is the Kangxi radical 用, U+FF1A the full-width colon, U+FFE5 ￥.
+    assert normalize_text("⽤户\uff1a１２３ \uffe5５") == "用户:123 ¥5"
+
+
+def test_nbsp_and_ideographic_space_become_spaces():
+    assert normalize_text("名称:\u00a0甲\u3000乙") == "名称: 甲 乙"
+
+
+def test_full_width_brackets_are_kept_as_printed():
+    assert normalize_text("道达尔能源销售（湖北）有限公司") == "道达尔能源销售（湖北）有限公司"
+
+
+def test_spaces_inside_labels_are_removed():
+    text = "校 验 码: 1\n价 税 合 计 （ 大 写 ）\n开  票  日  期:\n合        计"
+    assert normalize_text(text) == "校验码: 1\n价税合计 （ 大写 ）\n开票日期:\n合计"
+
+
+def test_letter_spaced_page_is_joined_but_columns_stay_apart():
+    line = "信   统 一 社 会 信 用 代 码 / 纳 税 人 识 别 号 ： 9 1 5 1 0 0 0 0 7 6 5 0 5 5 9 9 4 P            1"
+    text = "\n".join([line] * 3)
+    out = normalize_text(text).split("\n")[0]
+    assert out == "信统一社会信用代码/纳税人识别号:91510000765055994P  1"
+
+
+def test_gb1_label_glyphs_without_unicode_map_are_repaired():
+    # What pypdf returns for 发票号码： / 开票日期： drawn in an Identity-H
+    # Adobe-GB1 font with no ToUnicode map (chr(CID)), CID 1 being a space.
+    text = "ؿௐݼ઒ğ50440169\nषௐರ௹\x01ğ2023年08月11日"
+    assert normalize_text(text) == "发票号码:50440169\n开票日期 :2023年08月11日"
+    f = parsed(text)
+    assert f["number"] == "50440169"
+    assert f["date"] == dt.date(2023, 8, 11)
+
+
+DIGITAL = """
+      成品油          电子发票（普通发票）                    发票号码：26427000000145889304
+                                                         开票日期：2026年01月08日
+购 名称：安徽燕之坊食品有限公司                  销 名称：中国石化销售股份有限公司湖北武汉石油分公司
+信 统一社会信用代码/纳税人识别号：91340100728526312J    信 统一社会信用代码/纳税人识别号：914201006791228986
+    项目名称     规格型号   单 位    数 量     单 价        金 额  税率/征收率     税 额
+*乙醇汽油*92号车用乙醇  92号   升    37.78337531  7.02663533     265.49   13%     34.51
+汽油(E10)(VIB)
+      合        计                                  ¥265.49            ¥34.51
+     价税合计（大写）      叁佰圆整                         （小写）¥300.00
+"""
+
+
+def test_digital_invoice_fields():
+    f = parsed(DIGITAL)
+    assert f == {
+        "title": "电子发票（普通发票）", "number": "26427000000145889304",
+        "date": dt.date(2026, 1, 8), "total_in_words": "叁佰圆整", "total": Decimal("300.00"),
+        "amount": Decimal("265.49"), "tax": Decimal("34.51"),
+        "buyer_name": "安徽燕之坊食品有限公司", "buyer_tax_id": "91340100728526312J",
+        "seller_name": "中国石化销售股份有限公司湖北武汉石油分公司",
+        "seller_tax_id": "914201006791228986",
+    }
+
+
+def test_line_items_join_wrapped_names_and_read_quantity_and_price():
+    items = parse_text(normalize_text(DIGITAL)).items
+    assert len(items) == 1
+    item = items[0]
+    assert item.name == "*乙醇汽油*92号车用乙醇汽油(E10)(VIB)"
+    assert (item.amount, item.tax, item.rate, item.rate_text) == (
+        Decimal("265.49"), Decimal("34.51"), Decimal("0.13"), "13%")
+    assert (item.quantity, item.unit_price) == (Decimal("37.78337531"), Decimal("7.02663533"))
+
+
+OLD = """
+                                                        发票代码:042002200411
+                                                         发票号码:成品油 湖北增值税电子普通发票51905150
+                                         2023  04  05
+                      开票日期:     年
+                    校 验 码:机器编号:661803697516北湖省税务局77428  31244  08441  90734
+     名        称:  个人                                     *<+8<2207817597468/60+5--25
+     纳税人识别号:                                            <<2080>43*235->>+4/+4>+1581
+     合       计                                      187.61¥          24.39¥
+     价税合计(大写)                (小写)贰佰壹拾贰圆整      212.00 ¥
+销  名        称:中国石化销售股份有限公司湖北武汉石油分公司          备
+售    纳税人识别号:914201006791228986
+"""
+
+
+def test_old_invoice_with_interleaved_labels_and_yen_after_numbers():
+    f = parsed(OLD)
+    assert f["code"] == "042002200411"
+    assert f["number"] == "51905150"
+    assert f["title"] == "湖北增值税电子普通发票"  # the 成品油 label is not part of it
+    assert f["date"] == dt.date(2023, 4, 5)
+    assert f["check_code"] == "77428312440844190734"
+    assert (f["amount"], f["tax"], f["total"]) == (Decimal("187.61"), Decimal("24.39"), Decimal("212.00"))
+    assert f["total_in_words"] == "贰佰壹拾贰圆整"
+
+
+def test_buyer_without_tax_id_does_not_take_the_sellers():
+    f = parsed(OLD)
+    assert f["buyer_name"] == "个人"
+    assert "buyer_tax_id" not in f
+    assert f["seller_name"] == "中国石化销售股份有限公司湖北武汉石油分公司"
+    assert f["seller_tax_id"] == "914201006791228986"
+
+
+def test_tax_exempt_total_row_gives_no_tax():
+    text = "开票日期:2020年04月20日\n发票号码:04875996\n 合  计   ¥57.00    ***\n价税合计(大写) 伍拾柒圆整 (小写)¥57.00"
+    f = parsed(text)
+    assert f["amount"] == Decimal("57.00")
+    assert "tax" not in f
+    assert f["total"] == Decimal("57.00")
+
+
+def test_half_width_labels_and_iso_dates():
+    f = parsed("发票号码: 25317000002856140513\n开票日期 : 2025-11-08\n价税合计(大写) 柒拾叁圆贰角整 (小写) ¥ 73.20")
+    assert f["number"] == "25317000002856140513"
+    assert f["date"] == dt.date(2025, 11, 8)
+    assert f["total"] == Decimal("73.20")
+    assert f["total_in_words"] == "柒拾叁圆贰角整"
+
+
+def test_unlabelled_values_are_found_by_shape():
+    # Labels unreadable: the 合计 row is the pair that adds up to 价税合计,
+    # tax ids are the USCC-shaped tokens in order, the check code is 4x5 digits.
+    text = ("??:042002200411\n??:50440169\n??:01366 23285 53999 48930\n"
+            "?? 91420116MA7MHFG051\n  ¥ 272.25   ¥ 35.39\n  叁佰零柒圆陆角肆分   ¥ 307.64\n"
+            "?? 91420100616424442Y\n")
+    f = parsed(text)
+    assert f["code"] == "042002200411"
+    assert f["number"] == "50440169"
+    assert f["check_code"] == "01366232855399948930"
+    assert (f["amount"], f["tax"], f["total"]) == (Decimal("272.25"), Decimal("35.39"), Decimal("307.64"))
+    assert (f["buyer_tax_id"], f["seller_tax_id"]) == ("91420116MA7MHFG051", "91420100616424442Y")
+
+
+def test_machine_number_is_not_taken_for_the_code():
+    f = parsed("机器编号:499098845604\n??:50440169\n??:042002200411\n")
+    assert f.get("code") == "042002200411"
+
+
+def test_parse_invoice_text_offers_with_source_and_keeps_conflicts():
+    inv = Invoice()
+    inv.offer("number", "26427000000145889305", "qr")
+    parse_invoice_text(DIGITAL, inv)
+    assert inv.fields["title"].source == "pdf-text"
+    assert inv.get("number") == "26427000000145889305"
+    assert [c.field for c in inv.conflicts] == ["number"]
+    assert len(inv.items) == 1
+
+
+def test_looks_like_invoice():
+    assert looks_like_invoice(DIGITAL)
+    assert looks_like_invoice("发 票 号 码：1\n开 票 日 期：2")
+    assert not looks_like_invoice("滴滴出行-行程单\n申请日期：2025-11-08\n共5笔行程， 合计73.20元")
+    assert not looks_like_invoice("")
+
+
+def test_garbage_never_raises():
+    for text in ("", "\x00\x01\x02", "¥¥¥ 1.2.3 ¥", "发票号码:" * 1000, "名称:\n" * 50, "ğ" * 100):
+        inv = Invoice()
+        parse_invoice_text(text, inv)
