@@ -19,11 +19,12 @@ import email.utils
 import os
 import quopri
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from email.policy import default as default_policy
 from pathlib import Path
+from typing import Any
 
 from agent.errors import CaptureError, ExtractError
 from agent.extract.sniff import sniff
@@ -50,14 +51,24 @@ _UNSAFE_NAME_CHARS = str.maketrans({c: "_" for c in '/\\:*?"<>|'})
 class MailLimits:
     """What one message may cost. Sizes are decoded bytes."""
 
-    max_message_bytes: int = 200 * 1024 * 1024
-    max_attachments: int = 100
-    max_attachment_bytes: int = 50 * 1024 * 1024
-    max_total_bytes: int = 150 * 1024 * 1024
+    max_message_bytes: int = 50 * 1024 * 1024
+    max_attachments: int = 50
+    max_attachment_bytes: int = 100 * 1024 * 1024  # zip members can outgrow the message
+    max_total_bytes: int = 200 * 1024 * 1024
     min_image_bytes: int = 20 * 1024  # below this an image is a logo or signature
     max_parts: int = 5000
     max_nested_messages: int = 1  # levels of message/rfc822 to descend
     zip_limits: ZipLimits = DEFAULT_LIMITS
+
+    @classmethod
+    def from_config(cls, mail: Mapping[str, Any]) -> MailLimits:
+        """Limits from the config's [mail] section; missing keys keep the defaults."""
+        base = cls()
+        return cls(
+            max_message_bytes=int(mail.get("max_message_mb", base.max_message_bytes >> 20)) << 20,
+            max_attachments=int(mail.get("max_attachments", base.max_attachments)),
+            min_image_bytes=int(mail.get("min_inline_image_kb", base.min_image_bytes >> 10)) << 10,
+        )
 
 
 DEFAULT_MAIL_LIMITS = MailLimits()

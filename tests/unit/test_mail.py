@@ -295,11 +295,18 @@ def test_zero_byte_attachment_is_refused():
 def test_a_thousand_attachments_hit_the_count_limit():
     parts = [b64_part(PDF, f'; filename="{i:04}.pdf"'.encode()) for i in range(1000)]
     parsed = parse_message(raw_mail(*parts))
-    assert len(parsed.attachments) == 100
-    assert parsed.attachments[-1].filename == "0099.pdf"
-    assert len(parsed.refusals) == 900
+    assert len(parsed.attachments) == 50
+    assert parsed.attachments[-1].filename == "0049.pdf"
+    assert len(parsed.refusals) == 950
     assert {r.reason for r in parsed.refusals} == {"too-many-attachments"}
-    assert parsed.refusals[0].filename == "0100.pdf"
+    assert parsed.refusals[0].filename == "0050.pdf"
+
+
+def test_limits_come_from_the_config_mail_section():
+    limits = MailLimits.from_config({"min_inline_image_kb": 5, "max_attachments": 3, "max_message_mb": 2})
+    assert (limits.min_image_bytes, limits.max_attachments, limits.max_message_bytes) == (
+        5 * 1024, 3, 2 * 1024 * 1024)
+    assert MailLimits.from_config({}) == MailLimits()
 
 
 def test_size_limits_per_attachment_and_per_message():
