@@ -26,6 +26,7 @@ tests/integration/test_destination_contract.py check each of them):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pathlib
 import re
@@ -226,8 +227,15 @@ def sidecar_bytes(parcel: Parcel) -> bytes:
 
 
 def read_parcel_file(parcel: Parcel) -> bytes:
-    """The vault file's bytes; Permanent when it is gone or unreadable (the ledger's problem, not the remote's)."""
+    """The vault file's bytes, checked against `parcel.sha256`.
+
+    Permanent when the file is gone, unreadable or not what the ledger
+    recorded: a destination must never receive bytes other than the original.
+    """
     try:
-        return parcel.path.read_bytes()
+        data = parcel.path.read_bytes()
     except OSError as e:
         raise Permanent(f"cannot read vault file {str(parcel.path)!r} for {parcel.key}: {e.strerror or e}") from None
+    if hashlib.sha256(data).hexdigest() != parcel.sha256.lower():
+        raise Permanent(f"vault file {str(parcel.path)!r} for {parcel.key} does not match its recorded sha256")
+    return data

@@ -58,6 +58,9 @@ class FolderDestination:
         if existing is not None:
             if existing.get("key") == parcel.key and (self.folder / data_name).exists():
                 return self._receipt(parcel.key, data_name, existing)
+            if not existing:
+                raise Permanent(f"{self.name}: {side_name} exists but is not a sidecar this agent wrote; "
+                                f"refusing to overwrite it for {parcel.key}")
             if existing.get("key") != parcel.key:
                 raise Permanent(f"{self.name}: {side_name} already holds invoice {existing.get('key')!r}, "
                                 f"not {parcel.key!r}; two invoices share 号码 {parcel.number}")

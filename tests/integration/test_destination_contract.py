@@ -278,3 +278,47 @@ def test_tables_from_the_config_loader_open_as_they_are(tmp_path):
     opened[0].probe()
     policies = [DeliveryPolicy.from_config(t) for t in cfg.destinations]
     assert [str(w) for w in policies[0].maintenance] == ["daily 23:30-00:30"]
+
+
+def test_folder_leaves_a_foreign_json_of_the_same_name_alone(tmp_path, samples_dir, expected_fields):
+    p = make_parcel(samples_dir, expected_fields, SAMPLES[0])
+    foreign = tmp_path / f"{p.number}.json"
+    foreign.write_text("not ours")
+    dest = open_destination({"url": f"folder://{tmp_path}"})
+    with pytest.raises(Permanent, match="not a sidecar"):
+        dest.put(p)
+    assert foreign.read_text() == "not ours" and dest.lookup(p.key) is None
+
+
+def test_folder_completes_a_delivery_cut_between_file_and_sidecar(tmp_path, samples_dir, expected_fields):
+    # A crash after the file's rename but before the sidecar's: the re-put finishes the job.
+    p = make_parcel(samples_dir, expected_fields, SAMPLES[0])
+    (tmp_path / f"{p.number}.pdf").write_bytes(p.path.read_bytes())
+    dest = open_destination({"url": f"folder://{tmp_path}"})
+    assert dest.lookup(p.key) is None
+    receipt = dest.put(p)
+    assert dest.lookup(p.key) == receipt
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+
+
+def test_bytes_that_do_not_match_the_recorded_hash_are_never_sent(remote, parcels):
+    p = dataclasses.replace(parcels[0], sha256="0" * 64)
+    with pytest.raises(Permanent, match="sha256"):
+        remote.open().put(p)
+    assert remote.copies(p.key) == 0
+
+
+def test_s3_completes_a_delivery_cut_between_file_and_sidecar(seaweed, samples_dir, expected_fields):
+    bucket = seaweed.make_bucket()
+    p = make_parcel(samples_dir, expected_fields, SAMPLES[1])
+    seaweed.client().put_object(Bucket=bucket, Key=f"inbox/{p.key}/{p.filename}", Body=p.path.read_bytes())
+    dest = open_destination(seaweed.target_config(bucket, "inbox"))
+    assert dest.lookup(p.key) is None
+    receipt = dest.put(p)  # the file's 412 is "already there"; the sidecar completes it
+    assert dest.lookup(p.key) == receipt
+
+
+def test_s3_lookup_in_a_missing_bucket_is_misconfigured_not_absent(seaweed):
+    dest = open_destination(seaweed.target_config("no-such-bucket-here", "inbox"))
+    with pytest.raises(Misconfigured, match="no-such-bucket-here"):
+        dest.lookup("26427000000145889304")
