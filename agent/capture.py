@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import stat
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Iterator
 
 from agent.errors import CaptureError
 from agent.extract.sniff import sniff
@@ -33,16 +34,12 @@ class Captured:
     created: bool  # False: the same bytes were already known (second source recorded)
 
 
-def capture_file(ledger: Ledger, vault: Vault, path: str | os.PathLike, *, source_kind: str,
-                 source: str | None, now: str, actor: str, max_bytes: int,
-                 follow_symlinks: bool = False, details: dict[str, Any] | None = None) -> Captured:
-    """Take one file into vault and ledger, idempotently.
-
-    Guarantees: on return the bytes are fsynced in the vault and the ledger
-    row is committed. Raises CaptureError with a message fit for an operator
-    (special file, broken symlink, unreadable, too large, disk full) and
-    leaves nothing behind in that case."""
-    path = Path(path)
+@contextmanager
+def open_source(path: Path, *, max_bytes: int, follow_symlinks: bool = False) -> Iterator[BinaryIO]:
+    """Open a source file for reading, refusing anything that is not a
+    regular file within `max_bytes`. Never blocks on a FIFO, never follows
+    a symlink unless asked. Raises CaptureError with a message naming the
+    path and saying what is wrong, fit for an operator."""
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     if not follow_symlinks:
         flags |= os.O_NOFOLLOW
@@ -55,18 +52,7 @@ def capture_file(ledger: Ledger, vault: Vault, path: str | os.PathLike, *, sourc
     except PermissionError:
         raise CaptureError(f"{path}: permission denied (the agent's user cannot read it)") from None
     except OSError as e:
-        # ELOOP (a symlink under O_NOFOLLOW), ENXIO (a socket): say what it is.
-        try:
-            kind = stat.S_IFMT(os.lstat(path).st_mode)
-        except OSError:
-            kind = None
-        if kind == stat.S_IFLNK and not path.exists():
-            raise CaptureError(f"{path}: broken symlink (its target does not exist)") from None
-        if kind == stat.S_IFLNK:
-            raise CaptureError(f"{path}: is a symlink; symlinks in watched folders are not followed") from None
-        if kind in _KINDS:
-            raise CaptureError(f"{path}: is {_KINDS[kind]}, not a regular file") from None
-        raise CaptureError(f"{path}: cannot open: {e.strerror}") from None
+        raise _describe(path, e) from None
     try:
         st = os.fstat(fd)
         kind = stat.S_IFMT(st.st_mode)
@@ -77,19 +63,47 @@ def capture_file(ledger: Ledger, vault: Vault, path: str | os.PathLike, *, sourc
                                f"of {max_bytes // (1024 * 1024)} MB (agent.max_file_mb)")
         os.set_blocking(fd, True)
         with os.fdopen(fd, "rb", closefd=False) as stream:
-            head = stream.read(4096)
-            stream.seek(0)
-            stored = vault.put_stream(stream, max_bytes=max_bytes)
+            yield stream
     except CaptureError as e:
         if str(path) not in str(e):
-            raise CaptureError(f"{path}: {e}") from None
+            raise CaptureError(f"{path}: {e}", transient=e.transient) from None
         raise
     except OSError as e:
-        raise CaptureError(f"{path}: read failed: {e.strerror}") from None
+        raise CaptureError(f"{path}: read failed: {e.strerror}", transient=True) from None
     finally:
         os.close(fd)
+
+
+def capture_file(ledger: Ledger, vault: Vault, path: str | os.PathLike, *, source_kind: str,
+                 source: str | None, now: str, actor: str, max_bytes: int,
+                 follow_symlinks: bool = False, details: dict[str, Any] | None = None) -> Captured:
+    """Take one file into vault and ledger, idempotently.
+
+    Guarantees: on return the bytes are fsynced in the vault and the ledger
+    row is committed. Raises CaptureError (see `open_source`; `transient`
+    set for disk errors) and leaves nothing behind in that case."""
+    path = Path(path)
+    with open_source(path, max_bytes=max_bytes, follow_symlinks=follow_symlinks) as stream:
+        head = stream.read(4096)
+        stream.seek(0)
+        stored = vault.put_stream(stream, max_bytes=max_bytes)
     return _record(ledger, stored.sha256, stored.size, head, source_kind=source_kind, source=source,
                    name=path.name, original_path=str(path), now=now, actor=actor, details=details)
+
+
+def _describe(path: Path, e: OSError) -> CaptureError:
+    # ELOOP (a symlink under O_NOFOLLOW), ENXIO (a socket): say what it is.
+    try:
+        kind = stat.S_IFMT(os.lstat(path).st_mode)
+    except OSError:
+        kind = None
+    if kind == stat.S_IFLNK and not path.exists():
+        return CaptureError(f"{path}: broken symlink (its target does not exist)")
+    if kind == stat.S_IFLNK:
+        return CaptureError(f"{path}: is a symlink; symlinks in watched folders are not followed")
+    if kind in _KINDS:
+        return CaptureError(f"{path}: is {_KINDS[kind]}, not a regular file")
+    return CaptureError(f"{path}: cannot open: {e.strerror}", transient=True)
 
 
 def capture_bytes(ledger: Ledger, vault: Vault, data: bytes, *, name: str, source_kind: str,

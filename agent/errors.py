@@ -24,14 +24,22 @@ class NotFoundInLedger(AgentError):
 
 
 class CaptureError(AgentError):
-    """A source file could not be taken into the vault (unreadable, special file...)."""
+    """A source file could not be taken into the vault (unreadable, special file...).
+
+    `transient` is True when trying again later may work (disk full, I/O
+    error): the source is then left alone for the next rescan.
+    """
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
 
 
 class ExtractError(AgentError):
     """A file could not be read as an invoice. `reason` is a short stable code.
 
     Reasons in use: empty, unsupported-format, encrypted, corrupt, truncated,
-    limit-exceeded, unsafe-xml, no-qr, not-invoice.
+    limit-exceeded, unsafe-xml, no-qr, not-invoice, unreadable.
     """
 
     def __init__(self, reason: str, message: str):

@@ -10,6 +10,7 @@ only the sidecar is rewritten (atomically, the same way).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -76,15 +77,13 @@ class Vault:
                 os.fsync(out.fileno())
             return self._commit(tmp_name, digest.hexdigest(), size)
         except OSError as e:
-            raise CaptureError(f"vault write failed: {e.strerror or e}") from None
+            raise CaptureError(f"vault write failed: {e.strerror or e}", transient=True) from None
         finally:
             if os.path.exists(tmp_name):
                 os.unlink(tmp_name)
 
     def put_bytes(self, data: bytes) -> Stored:
         """Store `data`; same guarantees as `put_stream`."""
-        import io
-
         return self.put_stream(io.BytesIO(data))
 
     def _commit(self, tmp_name: str, sha256: str, size: int) -> Stored:

@@ -137,6 +137,19 @@ class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin):
             c.execute("INSERT OR IGNORE INTO mail_seen (message_id, at, document_count) VALUES (?, ?, ?)",
                       (message_id, now, document_count))
 
+    def seen_file(self, path: str, size: int, mtime_ns: int) -> str | None:
+        """The outcome recorded for this path at this size and mtime, if any."""
+        row = self.conn.execute("SELECT outcome FROM seen_files WHERE path = ? AND size = ? AND mtime_ns = ?",
+                                (path, size, mtime_ns)).fetchone()
+        return row[0] if row else None
+
+    def remember_file(self, path: str, size: int, mtime_ns: int, *, outcome: str, now: str) -> None:
+        """Note that a watched file was handled, so rescans skip it until it changes."""
+        with self.transaction() as c:
+            c.execute("INSERT INTO seen_files (path, size, mtime_ns, outcome, at) VALUES (?, ?, ?, ?, ?) "
+                      "ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, "
+                      "outcome=excluded.outcome, at=excluded.at", (path, size, mtime_ns, outcome, now))
+
     def get_value(self, key: str) -> str | None:
         """A small persistent value (last snapshot time, last verify result...)."""
         row = self.conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()

@@ -131,6 +131,17 @@ MIGRATIONS: list[str] = [
     );
     CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT, updated_at TEXT);
     """,
+    # 5: files already taken from watched folders (kept in place), so a
+    # rescan skips them instead of re-hashing every kept file.
+    """
+    CREATE TABLE seen_files (
+        path TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        outcome TEXT NOT NULL,                -- captured | refused
+        at TEXT NOT NULL
+    );
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

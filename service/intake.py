@@ -1,0 +1,150 @@
+"""Taking one ready file from a watched folder: capture, then keep, move or delete.
+
+The source is touched only after its bytes are durable in the vault and
+recorded in the ledger. A file that failed to capture is never moved or
+deleted; a transient failure (disk full) leaves it for the next rescan.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.capture import capture_bytes, capture_file, open_source
+from agent.config import WatchConfig
+from agent.errors import CaptureError, ExtractError
+from agent.ledger import Ledger
+from agent.mail import MailLimits, maildir_cur_path, parse_message
+from agent.vault import Vault
+
+log = logging.getLogger("fapiao.intake")
+
+
+@dataclass
+class IntakeResult:
+    """What became of one file: new document ids, and whether to retry later."""
+
+    documents: list[int]
+    retry: bool = False
+    skipped: bool = False
+
+
+class Intake:
+    """Captures files for the daemon (main thread only)."""
+
+    def __init__(self, ledger: Ledger, vault: Vault, *, max_bytes: int, mail_limits: MailLimits,
+                 actor: str):
+        self.ledger, self.vault = ledger, vault
+        self.max_bytes, self.mail_limits, self.actor = max_bytes, mail_limits, actor
+
+    def take(self, path: Path, watch: WatchConfig, *, now: str, today: dt.date) -> IntakeResult:
+        """Capture `path` from `watch`; never raises for a bad file."""
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return IntakeResult([], skipped=True)
+        except OSError as e:
+            st = None
+            log.warning("cannot stat file", extra={"path": str(path), "error": e.strerror})
+        if st is not None and self.ledger.seen_file(str(path), st.st_size, st.st_mtime_ns):
+            return IntakeResult([], skipped=True)
+        label = _label(path, watch)
+        try:
+            if watch.kind == "email":
+                docs = self._take_mail(path, watch, now=now, label=label)
+            else:
+                got = capture_file(self.ledger, self.vault, path, source_kind="scanner", source=str(watch.path),
+                                   now=now, actor=self.actor, max_bytes=self.max_bytes,
+                                   details={"label": label} if label else None)
+                docs = [got.document_id] if got.created else []
+                log.info("captured", extra={"path": str(path), "document": got.document_id,
+                                            "new": got.created, "label": label or ""})
+        except CaptureError as e:
+            if e.transient:
+                log.error("capture failed; will retry", extra={"path": str(path), "error": str(e)})
+                return IntakeResult([], retry=True)
+            log.warning("refused", extra={"path": str(path), "reason": str(e)})
+            self.ledger.record_refusal(source=str(watch.path), name=_shown(path), reason=str(e), now=now)
+            if st is not None:
+                self.ledger.remember_file(str(path), st.st_size, st.st_mtime_ns, outcome="refused", now=now)
+            return IntakeResult([])
+        self._after(path, watch, st, now=now, today=today)
+        return IntakeResult(docs)
+
+    def _take_mail(self, path: Path, watch: WatchConfig, *, now: str, label: str | None) -> list[int]:
+        # The message itself goes into the vault (so nothing is lost), but only
+        # its invoice attachments become documents.
+        with open_source(path, max_bytes=self.max_bytes) as f:
+            stored = self.vault.put_stream(f, max_bytes=self.max_bytes)
+        data = self.vault.read(stored.sha256)
+        try:
+            mail = parse_message(data, self.mail_limits)
+        except ExtractError as e:
+            raise CaptureError(f"{path}: e-mail refused: {e.message}") from None
+        if mail.message_id and self.ledger.mail_seen(mail.message_id):
+            log.info("e-mail seen before; skipped", extra={"path": str(path), "message_id": mail.message_id})
+            return []
+        details = {"message_id": mail.message_id, "from": mail.from_, "subject": mail.subject,
+                   "date": mail.date, "message_sha256": stored.sha256, "label": label}
+        docs = []
+        for att in mail.attachments:
+            got = capture_bytes(self.ledger, self.vault, att.data, name=att.filename, source_kind="email",
+                                source=str(watch.path), now=now, actor=self.actor,
+                                details={**details, "from_zip": att.from_zip})
+            if got.created:
+                docs.append(got.document_id)
+        for r in mail.refusals:
+            self.ledger.record_refusal(source=f"e-mail {mail.message_id or path.name}", name=r.filename,
+                                       reason=f"{r.reason}: {r.detail}" if r.detail else r.reason, now=now)
+        if mail.message_id:
+            self.ledger.mark_mail_seen(mail.message_id, now=now, document_count=len(mail.attachments))
+        log.info("e-mail taken", extra={"path": str(path), "attachments": len(mail.attachments),
+                                        "refused": len(mail.refusals), "message_id": mail.message_id or ""})
+        return docs
+
+    def _after(self, path: Path, watch: WatchConfig, st: os.stat_result | None, *, now: str,
+               today: dt.date) -> None:
+        if watch.kind == "email" and path.parent.name == "new":
+            _rename(path, maildir_cur_path(path))  # Maildir: new/ -> cur/ once taken
+            return
+        if watch.after == "delete":
+            path.unlink(missing_ok=True)
+        elif watch.after == "move":
+            target = path.parent / "processed" / today.isoformat()
+            target.mkdir(parents=True, exist_ok=True)
+            _rename(path, _free_name(target / path.name))
+        elif st is not None:
+            self.ledger.remember_file(str(path), st.st_size, st.st_mtime_ns, outcome="captured", now=now)
+
+
+def _label(path: Path, watch: WatchConfig) -> str | None:
+    """The first subfolder below the watched folder (a department), or the
+    folder's configured label."""
+    try:
+        rel = path.relative_to(watch.path)
+    except ValueError:
+        return watch.label
+    parts = [p for p in rel.parts[:-1] if p not in ("new", "cur", "tmp")]
+    return parts[0] if parts else watch.label
+
+
+def _shown(path: Path) -> str:
+    return os.fsencode(path.name).decode("utf-8", "replace")
+
+
+def _free_name(target: Path) -> Path:
+    n, candidate = 1, target
+    while candidate.exists():
+        candidate = target.with_name(f"{target.stem}.{n}{target.suffix}")
+        n += 1
+    return candidate
+
+
+def _rename(src: Path, dst: Path) -> None:
+    try:
+        os.rename(src, dst)
+    except OSError as e:
+        log.warning("could not move source after capture", extra={"path": str(src), "error": e.strerror})
