@@ -125,8 +125,10 @@ def _make_items(rng: random.Random) -> tuple[list[LineItem], str | None]:
     extra = 0 if first[4] else rng.choice((0, 0, 0, 1, 1, 2, 3))
     lines = [first] + [rng.choice(plain) for _ in range(extra)]
     items = []
+    # A small-scale taxpayer bills at one levy rate (征收率) on the whole invoice.
+    small_rate = rng.choice(("3", "3", "1"))
     for name, specs, unit, rates, _label, (low, high) in lines:
-        rate = rng.choice([r for r in rates if (r in ("3", "1")) == small_scale])
+        rate = small_rate if small_scale else rng.choice([r for r in rates if r not in ("3", "1")])
         unit_cost = Decimal(rng.randint(low * 100, high * 100)) / 100
         if unit in ("升",):
             qty = Decimal(rng.randint(10_000000, 60_000000)) / 1_000000

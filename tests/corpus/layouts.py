@@ -50,6 +50,8 @@ def _yen(face: Face, x: float, y: float, amount, size: float, v: Variant, anchor
          font: str = "STSong-Light") -> None:
     text = money(amount)
     if v.yen_apart:
+        if anchor == "l":  # keep the number clear of the ¥ drawn before it
+            x += text_width("¥", size) + 1
         t = face.text(x, y, text, size, "value", anchor=anchor, font=font)
         face.text(t.left() - 1, y, "¥", size, "label", anchor="r", color=BROWN)
     else:

@@ -46,8 +46,8 @@ def make_trip_list(rng: random.Random, today: dt.date) -> tuple[bytes, dict]:
     f.label_value(40, 156, "行程人手机号：", phone, 10)
     trips = []
     for _ in range(n):
-        when = start + dt.timedelta(days=rng.randint(0, (applied - start).days - 1),
-                                    minutes=rng.randint(7 * 60, 23 * 60))
+        day = start + dt.timedelta(days=rng.randint(0, (applied - start).days - 1))
+        when = dt.datetime.combine(day, dt.time()) + dt.timedelta(minutes=rng.randint(7 * 60, 23 * 60))
         fare = Decimal(rng.randint(900, 9000)) / 100
         trips.append((when, fare))
     trips.sort()

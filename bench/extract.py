@@ -1,0 +1,179 @@
+"""Extraction speed and accuracy: real samples, 1,000 generated PDFs, 1,000 mixed invoices.
+
+Prints, using a process pool of --workers (default 2, both cores):
+- invoices per second per format and overall, on ../shared/samples and on
+  1,000 generated text PDFs;
+- bare pypdf `extract_text(extraction_mode="layout")` time per PDF on the same
+  files, and extraction's cost as a multiple of it (target <= 1.3x);
+- PDF invoices per second on the pool (target >= 60);
+- milliseconds per QR-only image (target < 50);
+- field accuracy over the 1,000 generated PDFs and over 1,000 mixed invoices
+  (scans, spaced and label-first layouts, trip lists).
+
+Usage: .venv/bin/python bench/extract.py [--count 1000] [--seed 1] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import sys
+import time
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pypdf import PdfReader  # noqa: E402
+
+from agent.errors import ExtractError  # noqa: E402
+from agent.extract import extract_bytes  # noqa: E402
+from agent.extract.sniff import sniff  # noqa: E402
+from tests.corpus import PDF_TEXT_STYLES, make_corpus  # noqa: E402
+from tests.corpus.compare import field_counts, mismatches  # noqa: E402
+
+SAMPLES = REPO.parent / "shared" / "samples"
+IMAGE_FORMATS = {"png", "jpeg", "tiff", "bmp", "gif", "webp"}
+
+
+def _extract(job: tuple[bytes, dict | None]) -> tuple[float, int, int, list[str], int]:
+    """(seconds, fields right, fields checked, mismatches, records) for one file."""
+    data, expected = job
+    t0 = time.perf_counter()
+    try:
+        invoices = extract_bytes(data)
+        error = None
+    except ExtractError as e:
+        invoices, error = [], f"ExtractError {e.reason}: {e.message}"
+    elapsed = time.perf_counter() - t0
+    if expected is None:
+        return elapsed, 0, 0, [], len(invoices)
+    if error:
+        return elapsed, 0, field_counts(expected, [])[1], [error], 0
+    right, checked = field_counts(expected, invoices)
+    return elapsed, right, checked, mismatches(expected, invoices), len(invoices)
+
+
+def _bare_pypdf(data: bytes) -> float:
+    """Seconds for pypdf alone to open the file and lay out every page's text."""
+    t0 = time.perf_counter()
+    for page in PdfReader(io.BytesIO(data)).pages:
+        page.extract_text(extraction_mode="layout")
+    return time.perf_counter() - t0
+
+
+def _paired(data: bytes) -> tuple[float, float]:
+    """(bare pypdf seconds, extraction seconds) for one PDF, measured back to
+    back in one process so both see the same machine load."""
+    bare = _bare_pypdf(data)
+    return bare, _extract((data, None))[0]
+
+
+def _run(pool: ProcessPoolExecutor, jobs: list) -> tuple[float, list]:
+    t0 = time.perf_counter()
+    results = list(pool.map(_extract, jobs, chunksize=8))
+    return time.perf_counter() - t0, results
+
+
+def _report(title: str, groups: list[str], jobs: list, pool: ProcessPoolExecutor, rounds: int = 1,
+            show_failures: int = 15) -> dict:
+    """Run `jobs` `rounds` times on the pool, print per-group and overall rates,
+    per-file milliseconds, bare pypdf per PDF and accuracy; return the figures."""
+    wall, results = _run(pool, jobs * rounds)
+    results = results[: len(jobs)] if rounds == 1 else results
+    per_file = defaultdict(list)
+    for g, r in zip(groups * rounds, results):
+        per_file[g].append(r[0])
+    n_total = len(jobs) * rounds
+    print(f"\n== {title}: {len(jobs)} files x {rounds} round(s), wall {wall:.2f} s on {pool._max_workers} workers")
+    print(f"{'format':<24}{'files':>6}{'ms/file':>10}{'inv/s (pool)':>14}")
+    busy = sum(sum(v) for v in per_file.values())
+    for g in sorted(per_file):
+        ms = 1000 * sum(per_file[g]) / len(per_file[g])
+        # A group's pool rate: its share of busy time, scaled to the wall clock.
+        share = sum(per_file[g]) / busy if busy else 0
+        rate = len(per_file[g]) / (wall * share) if share else float("inf")
+        print(f"{g:<24}{len(per_file[g]) // rounds:>6}{ms:>10.1f}{rate:>14.1f}")
+    print(f"{'overall':<24}{len(jobs):>6}{1000 * busy / n_total:>10.1f}{n_total / wall:>14.1f}")
+    firsts = results[: len(jobs)]
+    right = sum(r[1] for r in firsts)
+    checked = sum(r[2] for r in firsts)
+    bad = [(i, g, r[3]) for i, (g, r) in enumerate(zip(groups, firsts)) if r[3]]
+    if checked:
+        print(f"field accuracy: {right}/{checked} = {100 * right / checked:.2f} %; "
+              f"files fully right: {len(jobs) - len(bad)}/{len(jobs)}")
+    for i, g, m in bad[:show_failures]:
+        print(f"  #{i} {g}: {'; '.join(m)}")
+    if len(bad) > show_failures:
+        print(f"  ... and {len(bad) - show_failures} more files with mismatches")
+    return {"wall": wall, "per_file": per_file, "n": n_total}
+
+
+def _pypdf_compare(title: str, pdfs: list[bytes], pool: ProcessPoolExecutor, rounds: int = 1) -> None:
+    pairs = list(pool.map(_paired, pdfs * rounds, chunksize=8))
+    bare_ms = 1000 * sum(b for b, _ in pairs) / len(pairs)
+    ext_ms = 1000 * sum(e for _, e in pairs) / len(pairs)
+    print(f"-- {title}: bare pypdf layout text {bare_ms:.1f} ms/PDF; extraction {ext_ms:.1f} ms/PDF "
+          f"= {ext_ms / bare_ms:.2f}x bare pypdf (target <= 1.3x; timed back to back per file)")
+
+
+def _warm(pool: ProcessPoolExecutor, jobs: list, workers: int) -> None:
+    # First calls in a worker pay for imports and font/CMap caches; keep them out of the figures.
+    list(pool.map(_extract, jobs[: 2 * workers] * 2, chunksize=1))
+
+
+def main() -> int:
+    """Run the three benchmarks and print their figures."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--count", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=20, help="passes over the few real samples")
+    args = p.parse_args()
+    today = dt.date.today()
+    with ProcessPoolExecutor(args.workers) as pool:
+        # 1. Real samples.
+        import json
+        expected = json.loads((SAMPLES / "expected.json").read_text("utf-8"))
+        names = sorted(expected)
+        datas = [(SAMPLES / n).read_bytes() for n in names]
+        groups = [sniff(d) for d in datas]
+        jobs = [(d, {k: v for k, v in expected[n].items() if k not in ("notes", "source")})
+                for n, d in zip(names, datas)]
+        _warm(pool, jobs, args.workers)
+        figures = _report("real samples (../shared/samples)", groups, jobs, pool, args.rounds)
+        pdfs = [d for d, g in zip(datas, groups) if g == "pdf"]
+        _pypdf_compare("real sample PDFs", pdfs, pool, args.rounds)
+        images = [t for g in figures["per_file"] if g in IMAGE_FORMATS for t in figures["per_file"][g]]
+        if images:
+            print(f"-- real QR-only images: {1000 * sum(images) / len(images):.1f} ms each (target < 50 ms)")
+
+        # 2. 1,000 generated text PDFs.
+        t0 = time.perf_counter()
+        corpus = make_corpus(args.seed, args.count, today, {s: 1 for s in PDF_TEXT_STYLES}, workers=args.workers)
+        print(f"\n(generated {len(corpus)} PDFs in {time.perf_counter() - t0:.1f} s)")
+        groups = [g.style for g in corpus]
+        figures = _report(f"{len(corpus)} generated text PDFs", groups,
+                          [(g.data, g.expected) for g in corpus], pool)
+        _pypdf_compare("generated PDFs", [g.data for g in corpus], pool)
+        print(f"-- PDF invoices per second on {args.workers} workers: {figures['n'] / figures['wall']:.1f} (target >= 60)")
+
+        # 3. 1,000 mixed generated invoices: accuracy and per-style rates.
+        t0 = time.perf_counter()
+        corpus = make_corpus(args.seed + 1, args.count, today, workers=args.workers)
+        print(f"\n(generated {len(corpus)} mixed invoices in {time.perf_counter() - t0:.1f} s)")
+        groups = [g.style + ("" if g.ext == "pdf" else f" (.{g.ext})") for g in corpus]
+        figures = _report(f"{len(corpus)} mixed generated invoices", groups,
+                          [(g.data, g.expected) for g in corpus], pool)
+        images = [t for g, ts in figures["per_file"].items() if g.startswith("scan-") and "pdf" not in g for t in ts]
+        if images:
+            print(f"-- generated QR-only images (200-300 dpi scans): {1000 * sum(images) / len(images):.1f} ms each "
+                  f"(target < 50 ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
