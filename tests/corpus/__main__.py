@@ -1,8 +1,9 @@
 """`python -m tests.corpus OUTDIR --count N --seed S [--today YYYY-MM-DD]`.
 
 Writes the generated files as NNNN-style.ext and, beside them, expected.jsonl
-with one object per file: "file", "style", the expected fields and "truth"
-(the full fields behind a scan whose expected fields are QR-only).
+with one object per file: "file", "style", the expected fields, "truth"
+(the full fields behind a scan whose expected fields are QR-only) and, for a
+scanner batch, "pages" (every page's expected fields).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
             row = {"file": name, "style": inv.style, **inv.expected}
             if inv.truth != inv.expected:
                 row["truth"] = inv.truth
+            if inv.pages:
+                row["pages"] = list(inv.pages)
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
     print(f"wrote {len(corpus)} files and expected.jsonl to {args.outdir}")
     return 0

@@ -23,8 +23,8 @@ STYLES: dict[str, int] = {
     "digital": 20, "legacy": 14,
     "digital-spaced": 8, "legacy-spaced": 8,
     "digital-labels-first": 9, "legacy-labels-first": 9,
-    "scan-jpg": 10, "scan-png": 6, "scan-pdf": 10,
-    "trip-list": 6,
+    "scan-jpg": 10, "scan-png": 6, "scan-pdf": 8, "scan-batch": 3,
+    "trip-list": 5,
 }
 PDF_TEXT_STYLES = tuple(s for s in STYLES if s.startswith(("digital", "legacy")))
 
@@ -34,13 +34,20 @@ class GeneratedInvoice:
     """One generated file: its bytes, its extension (without dot), the fields a
     reader must extract (`expected`, null = not determinable from the file), the
     full truth behind it (`truth`, equal to `expected` except for scans), and
-    the style that made it."""
+    the style that made it. A multi-invoice file (a scanner batch) lists every
+    page's expected fields in `pages`; `expected`/`truth` are its first page's."""
 
     data: bytes
     ext: str
     expected: dict
     truth: dict
     style: str
+    pages: tuple[dict, ...] = ()
+
+    @property
+    def records(self) -> tuple[dict, ...]:
+        """The expected fields of every invoice record the file holds, in page order."""
+        return self.pages or (self.expected,)
 
 
 def _face(rng: random.Random, kind: str, spaced: bool, today: dt.date):
@@ -69,6 +76,13 @@ def make_invoice(rng: random.Random, style: str, today: dt.date | None = None) -
     today = today or dt.date.today()
     if style in PDF_TEXT_STYLES:
         return _text_pdf(rng, style, today)
+    if style == "scan-batch":
+        from tests.corpus.scan import make_scan_batch
+        made = [_face(rng, rng.choice(DIGITAL_KINDS + LEGACY_E_KINDS + PAPER_KINDS), rng.random() < 0.3, today)
+                for _ in range(rng.randint(2, 4))]
+        data = make_scan_batch(rng, [face for _, face in made])
+        pages = tuple(qr_only_fields(content) for content, _ in made)
+        return GeneratedInvoice(data, "pdf", pages[0], expected_fields(made[0][0]), style, pages)
     if style.startswith("scan-"):
         from tests.corpus.scan import make_scan
         kind = rng.choice(DIGITAL_KINDS + LEGACY_E_KINDS + PAPER_KINDS)

@@ -58,19 +58,21 @@ def face_pdf(face: Face, labels_first: bool = False, title: str = "") -> bytes:
     return buf.getvalue()
 
 
-def image_pdf(jpeg: bytes, width_px: int, height_px: int, dpi: int) -> bytes:
-    """An image-only PDF (what a scanner writes): one page holding `jpeg`
-    at `dpi`, no text layer."""
+def image_pdf(pages: list[tuple[bytes, int, int, int]]) -> bytes:
+    """An image-only PDF (what a scanner writes): one page per
+    (jpeg, width_px, height_px, dpi), each sized to its image, no text layer."""
     buf = io.BytesIO()
-    w, h = width_px * 72 / dpi, height_px * 72 / dpi
     # Scanners store the JPEG as is; reportlab's default ASCII85 wrapping is
     # neither what they do nor fast (pure Python over the whole image).
     saved, rl_config.useA85 = rl_config.useA85, 0
     try:
-        c = canvas.Canvas(buf, pagesize=(w, h), invariant=1)
+        c = canvas.Canvas(buf, invariant=1)
         c.setCreator("Scanner")
-        c.drawImage(ImageReader(io.BytesIO(jpeg)), 0, 0, w, h)
-        c.showPage()
+        for jpeg, width_px, height_px, dpi in pages:
+            w, h = width_px * 72 / dpi, height_px * 72 / dpi
+            c.setPageSize((w, h))
+            c.drawImage(ImageReader(io.BytesIO(jpeg)), 0, 0, w, h)
+            c.showPage()
         c.save()
     finally:
         rl_config.useA85 = saved

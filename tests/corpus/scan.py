@@ -154,23 +154,40 @@ def photo_effects(rng: random.Random, face: Face, dpi: int, mode: str, noise: in
     return ImageChops.add(out, noise, 1.0, -128)
 
 
-def make_scan(rng: random.Random, face: Face, fmt: str) -> tuple[bytes, str]:
-    """A scanned or photographed invoice as (bytes, extension): fmt "jpg",
-    "png" (grayscale, as scanners save; now and then named .jpg, as a real
-    sample is) or "pdf" (a JPEG inside an image-only PDF)."""
+def _scan_image(rng: random.Random, face: Face, fmt: str) -> tuple[Image.Image, int]:
     dpi = rng.randint(200, 300)
     # Scanners mostly save grey; phone photos and some scanners colour.
     mode = "L" if fmt == "png" or rng.random() < 0.7 else "RGB"
     # A flatbed saving PNG is much cleaner than a phone camera.
-    img = photo_effects(rng, face, dpi, mode, noise=8 if fmt == "png" else 22)
+    return photo_effects(rng, face, dpi, mode, noise=8 if fmt == "png" else 22), dpi
+
+
+def _jpeg(rng: random.Random, img: Image.Image, dpi: int) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=rng.randint(40, 80), dpi=(dpi, dpi))
+    return buf.getvalue()
+
+
+def make_scan(rng: random.Random, face: Face, fmt: str) -> tuple[bytes, str]:
+    """A scanned or photographed invoice as (bytes, extension): fmt "jpg",
+    "png" (grayscale, as scanners save; now and then named .jpg, as a real
+    sample is) or "pdf" (a JPEG inside an image-only PDF)."""
+    if fmt not in ("jpg", "png", "pdf"):
+        raise ValueError(f"unknown scan format {fmt!r}")
+    img, dpi = _scan_image(rng, face, fmt)
     if fmt == "png":
         buf = io.BytesIO()
         img.save(buf, "PNG", dpi=(dpi, dpi), compress_level=1)
         return buf.getvalue(), ("jpg" if rng.random() < 0.1 else "png")
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=rng.randint(40, 80), dpi=(dpi, dpi))
     if fmt == "jpg":
-        return buf.getvalue(), "jpg"
-    if fmt == "pdf":
-        return image_pdf(buf.getvalue(), img.width, img.height, dpi), "pdf"
-    raise ValueError(f"unknown scan format {fmt!r}")
+        return _jpeg(rng, img, dpi), "jpg"
+    return image_pdf([(_jpeg(rng, img, dpi), img.width, img.height, dpi)]), "pdf"
+
+
+def make_scan_batch(rng: random.Random, faces: list[Face]) -> bytes:
+    """A scanner batch: one image-only PDF with one scanned invoice per page."""
+    pages = []
+    for face in faces:
+        img, dpi = _scan_image(rng, face, "pdf")
+        pages.append((_jpeg(rng, img, dpi), img.width, img.height, dpi))
+    return image_pdf(pages)

@@ -35,7 +35,7 @@ def test_every_expected_field_of_200_mixed_invoices_is_extracted_exactly():
     for i, inv in enumerate(corpus):
         name = f"{i:04d}-{inv.style}.{inv.ext}"
         try:
-            problems = mismatches(inv.expected, extract_bytes(inv.data, name=name))
+            problems = mismatches(inv.records, extract_bytes(inv.data, name=name))
         except ExtractError as e:
             problems = [f"ExtractError {e.reason}: {e.message}"]
         failures += [f"{name}: {p}" for p in problems]

@@ -184,3 +184,14 @@ def test_cli_writes_files_and_expected_jsonl(tmp_path, capsys):
         assert data.startswith(b"%PDF")
         assert row["style"] in ("digital", "legacy", "trip-list")
     assert "wrote 5 files" in capsys.readouterr().out
+
+
+def test_scanner_batch_holds_one_scanned_invoice_per_page():
+    g = make_invoice(random.Random(10), "scan-batch", TODAY)
+    reader = PdfReader(io.BytesIO(g.data))
+    assert 2 <= len(g.pages) == len(reader.pages) and g.records == g.pages
+    for page, want in zip(reader.pages, g.pages):
+        assert page.extract_text().strip() == ""
+        found = zxingcpp.read_barcodes(page.images[0].image, formats=zxingcpp.BarcodeFormat.QRCode)
+        assert [r.text for r in found] == [want["qr"]]
+    assert len({p["number"] for p in g.pages}) == len(g.pages)
