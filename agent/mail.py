@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import email
+import email.feedparser
 import email.header
 import email.utils
 import os
@@ -40,6 +40,7 @@ _EXTENSIONS = {"jpeg": "jpg", "tiff": "tif"}
 _MAX_NAME_BYTES = 200
 _MAX_HEADER_CHARS = 998  # RFC 5322 line limit; longer is abuse, not a subject
 _MAX_MULTIPART_DEPTH = 32
+_PARSE_CHUNK = 64 * 1024
 # GBK and GB2312 are subsets of GB18030; senders often declare the small one
 # and use characters only the big one has.
 _CHARSET_ALIASES = {"gb2312": "gb18030", "gbk": "gb18030", "cp936": "gb18030",
@@ -134,7 +135,7 @@ def parse_message(data: bytes, limits: MailLimits = DEFAULT_MAIL_LIMITS) -> Pars
         raise ExtractError("limit-exceeded", f"message is {len(data)} bytes, "
                                              f"limit {limits.max_message_bytes}")
     try:
-        msg = email.message_from_bytes(bytes(data), policy=default_policy)
+        msg = _parse_bytes(data)
     except RecursionError:
         raise ExtractError("corrupt", "message nested too deeply to parse") from None
     collector = _Collector(limits)
@@ -150,6 +151,17 @@ def parse_message(data: bytes, limits: MailLimits = DEFAULT_MAIL_LIMITS) -> Pars
         attachments=collector.attachments,
         refusals=collector.refusals,
     )
+
+
+def _parse_bytes(data: bytes | bytearray | memoryview) -> Message:
+    # Fed in chunks: message_from_bytes copies the whole message into one
+    # str and splits it, peaking near 6x its size (258 MB for 42 MB);
+    # chunks keep the peak near 1x.
+    parser = email.feedparser.BytesFeedParser(policy=default_policy)
+    view = memoryview(data)
+    for start in range(0, len(view), _PARSE_CHUNK):
+        parser.feed(bytes(view[start:start + _PARSE_CHUNK]))
+    return parser.close()
 
 
 def iter_maildir(root: Path) -> Iterator[Path]:
@@ -252,7 +264,7 @@ class _Collector:
         encoded = _encoded_rfc822(part, payload) if ctype == "message/rfc822" else None
         if encoded is not None:
             try:
-                payload = [email.message_from_bytes(encoded, policy=default_policy)]
+                payload = [_parse_bytes(encoded)]
             except RecursionError:
                 self.refuse(_display_name(part), "undecodable", "embedded message cannot be parsed")
                 return []
