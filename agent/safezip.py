@@ -234,7 +234,7 @@ def _check_directory(infos: list[zipfile.ZipInfo], limits: ZipLimits,
             raise ExtractError("limit-exceeded", f"zip member {info.filename!r} declares a "
                                                  f"ratio above {limits.max_ratio:g}:1")
         declared_total += info.file_size
-        safe = safe_member_name(info.filename)
+        safe = safe_member_name(_member_name(info))
         if safe is None:
             skipped.append(SkippedMember(info.filename, "unsafe-name"))
         elif safe.endswith("/"):
@@ -247,6 +247,27 @@ def _check_directory(infos: list[zipfile.ZipInfo], limits: ZipLimits,
         raise ExtractError("limit-exceeded", f"zip declares {declared_total} bytes in total, "
                                              f"limit {limits.max_total_bytes}")
     return members, skipped
+
+
+def _member_name(info: zipfile.ZipInfo) -> str:
+    """The member's name as its author wrote it.
+
+    Without the UTF-8 flag zipfile decodes names as CP437, which turns the
+    GBK names Chinese Windows tools write into box-drawing noise; we undo
+    that and try UTF-8 (many tools forget the flag), then GB18030.
+    """
+    if info.flag_bits & 0x800:
+        return info.filename
+    try:
+        raw = info.filename.encode("cp437")
+    except UnicodeEncodeError:
+        return info.filename
+    for codec in ("utf-8", "gb18030"):
+        try:
+            return raw.decode(codec)
+        except UnicodeDecodeError:
+            continue
+    return info.filename
 
 
 def _declared_entry_count(data: bytes) -> int | None:

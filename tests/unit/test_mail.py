@@ -466,3 +466,10 @@ def test_unlistable_maildir_is_a_capture_error(tmp_path: Path):
     # A name past NAME_MAX fails the listing even for root, unlike permissions.
     with pytest.raises(CaptureError):
         list(iter_maildir(tmp_path / ("x" * 300)))
+
+
+def test_gbk_member_names_in_a_zip_from_windows_are_readable():
+    placeholder = "N" * len("电子发票.pdf".encode("gbk"))
+    archive = make_zip({placeholder: PDF}).replace(placeholder.encode(), "电子发票.pdf".encode("gbk"))
+    parsed = parse_message(raw_mail(b64_part(archive, b'; filename="fp.zip"')))
+    assert [(a.filename, a.from_zip) for a in parsed.attachments] == [("电子发票.pdf", "fp.zip")]

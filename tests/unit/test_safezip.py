@@ -117,6 +117,22 @@ def test_duplicate_names_after_normalising_keep_the_first():
     assert [s.reason for s in sz.skipped] == ["duplicate-name"]
 
 
+def _zip_with_raw_name(raw_name: bytes, data: bytes) -> bytes:
+    """A stored zip whose name bytes are written as-is, without the UTF-8 flag."""
+    placeholder = b"N" * len(raw_name)
+    built = make_zip({placeholder.decode(): data}, zipfile.ZIP_STORED)
+    assert built.count(placeholder) == 2  # local header and central directory
+    return built.replace(placeholder, raw_name)
+
+
+@pytest.mark.parametrize("codec", ["gbk", "utf-8"])
+def test_names_written_without_the_utf8_flag_are_recovered(codec):
+    name = "发票/电子发票.pdf"
+    sz = open_zip(_zip_with_raw_name(name.encode(codec), b"%PDF-1.7"))
+    assert sz.names() == [name]
+    assert sz.read(name) == b"%PDF-1.7"
+
+
 @pytest.mark.parametrize("name,expected", [
     ("a.pdf", "a.pdf"),
     ("dir/sub/a.pdf", "dir/sub/a.pdf"),
