@@ -1,0 +1,230 @@
+"""An operator's hand on a document: amend (补录), accept, reject, and the quarantine list.
+
+Pure library over the Ledger: `now`, `today` and `actor` come from the
+caller. Each call runs in one ledger transaction, so a document is never
+left half-amended, and every change is an event naming the actor. The
+vault original is never touched: amended values live in the ledger only,
+with source `manual`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal
+from typing import Any, Iterable, Sequence
+
+from agent.errors import AgentError, IllegalTransition
+from agent.ledger import Document, Ledger
+from agent.model import FIELD_NAMES, KIND_NAMES, MONEY_FIELDS, TRANSITIONS, Invoice, State
+from agent.pipeline import invoice_columns, judge
+from agent.validate import ValidationSettings
+
+QUARANTINE_SORTS = ("received", "date", "amount")
+# States from which amend can send a document back to validation.
+AMENDABLE = tuple(s for s in State if State.EXTRACTED in TRANSITIONS[s] and s is not State.CAPTURED)
+MAX_TEXT = 500
+
+_MONEY = re.compile(r"-?\d{1,13}(\.\d{1,2})?")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DIGITS_FIELDS = {"number": "发票号码", "code": "发票代码", "check_code": "校验码"}
+_TAX_ID = re.compile(r"[0-9A-Z]{6,20}")
+
+
+class AmendError(AgentError):
+    """An operator's request cannot be carried out as given: an unknown
+    field, a malformed value, a missing reason. `field` names the field."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+class AmbiguousReference(AgentError):
+    """A reference (invoice number, hash prefix) matches several documents.
+    `candidates` holds them, so the caller can list them."""
+
+    def __init__(self, ref: str, candidates: list[Document]):
+        listed = "; ".join(f"{d.id} ({d.state}, {d.original_name or d.sha256[:12]})" for d in candidates)
+        super().__init__(f"{ref!r} matches {len(candidates)} documents: {listed}; give the document id")
+        self.candidates = candidates
+
+
+def resolve(ledger: Ledger, ref: str) -> Document:
+    """The one document `ref` (id, SHA-256 prefix or invoice number) names.
+    Raises NotFoundInLedger when none does, AmbiguousReference when several do."""
+    docs = ledger.find(ref)
+    if len(docs) > 1:
+        raise AmbiguousReference(ref, docs)
+    return docs[0]
+
+
+def parse_assignments(pairs: Iterable[str]) -> dict[str, str]:
+    """`["number=123", "date=2024-01-02"]` -> `{"number": "123", "date": "2024-01-02"}`.
+    Names are checked against FIELD_NAMES (`-` may stand for `_`). Raises
+    AmendError for a pair without `=`, an unknown name or a name given twice."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise AmendError(f"--set {pair!r}: expected name=value, e.g. number=12345678")
+        name = _field_name(name)
+        if name in out:
+            raise AmendError(f"--set {name}: given twice", field=name)
+        out[name] = value
+    return out
+
+
+def parse_value(name: str, raw: str) -> Any:
+    """The typed value an operator's text stands for: Decimal (2 places) for
+    money, `datetime.date` for `date`, digits for number/code/check_code,
+    upper-case for tax ids and kind, stripped text otherwise. An empty text
+    clears the field (None). Raises AmendError naming the field when the
+    name is unknown or the text is not a value of that field."""
+    name = _field_name(name)
+    text = raw.strip()
+    if not text:
+        return None
+    if any(ord(c) < 32 or ord(c) == 127 for c in text) or len(text) > MAX_TEXT:
+        raise AmendError(f"--set {name}: value must be one line of at most {MAX_TEXT} characters", field=name)
+    if name in MONEY_FIELDS:
+        plain = text.lstrip("¥￥").replace(",", "").replace(" ", "")
+        if not _MONEY.fullmatch(plain):
+            raise AmendError(f"--set {name}={raw}: not an amount; write yuan with at most 2 decimals, "
+                             "e.g. 1234.50", field=name)
+        return Decimal(plain).quantize(Decimal("0.01"))
+    if name == "date":
+        try:
+            if not _DATE.fullmatch(text):
+                raise ValueError
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            raise AmendError(f"--set date={raw}: not a real date; write YYYY-MM-DD, e.g. 2024-03-15",
+                             field=name) from None
+    if name in _DIGITS_FIELDS:
+        digits = "".join(text.split())
+        if not digits.isascii() or not digits.isdigit():
+            raise AmendError(f"--set {name}={raw}: {_DIGITS_FIELDS[name]} is digits only", field=name)
+        return digits
+    if name in ("buyer_tax_id", "seller_tax_id"):
+        tax_id = "".join(text.split()).upper()
+        if not _TAX_ID.fullmatch(tax_id):
+            raise AmendError(f"--set {name}={raw}: a tax id is 15 to 20 letters and digits, "
+                             "e.g. 91110108MA01ABCD2X", field=name)
+        return tax_id
+    if name == "kind":
+        if text not in KIND_NAMES:
+            known = ", ".join(f"{k} {v}" for k, v in KIND_NAMES.items())
+            raise AmendError(f"--set kind={raw}: not an invoice type code; known: {known}", field=name)
+        return text
+    return text
+
+
+def amend(ledger: Ledger, doc_id: int, values: dict[str, str], *, reason: str | None,
+          settings: ValidationSettings, destinations: Sequence[str], today: dt.date,
+          now: str, actor: str) -> State:
+    """Record operator values (source `manual`) on a document and judge it again.
+
+    Every value is parsed before anything is written; a bad one raises
+    AmendError naming the field and changes nothing. The document goes to
+    `extracted` with an event by `actor` carrying old and new values and the
+    reason, then through validation to valid/queued, quarantined or
+    duplicate, all in one transaction. Works from the states that may return
+    to `extracted` (AMENDABLE); others raise IllegalTransition. Returns the
+    new state. The vault is not touched.
+    """
+    if not values:
+        raise AmendError("nothing to amend: give at least one --set name=value")
+    parsed = {_field_name(name): parse_value(name, raw) for name, raw in values.items()}
+    with ledger.transaction():
+        doc = ledger.get(doc_id)
+        if State(doc.state) not in AMENDABLE:
+            raise IllegalTransition(
+                f"document {doc_id} is {doc.state}; amend works on "
+                f"{', '.join(s.value for s in AMENDABLE)} documents")
+        invoice = Invoice.from_dict(doc.fields or {})
+        old = doc.fields or {}
+        changes = {}
+        for name, value in parsed.items():
+            invoice.set_manual(name, value)
+            changes[name] = {"old": old.get(name), "old_source": (old.get("sources") or {}).get(name),
+                             "new": invoice.to_dict()[name]}
+        details: dict[str, Any] = {"source": "manual", "fields": changes}
+        if reason and reason.strip():
+            details["reason"] = reason.strip()
+        if not invoice.is_invoice:
+            # Typing in an invoice's fields says it is one after all.
+            details["was_not_invoice"] = invoice.not_invoice_reason or "not an invoice"
+            invoice.is_invoice, invoice.not_invoice_reason = True, None
+        said = "; ".join(f"{n} {c['old'] if c['old'] is not None else '(none)'} -> "
+                         f"{c['new'] if c['new'] is not None else '(none)'}" for n, c in changes.items())
+        text = f"amended {said} (manual)" + (f": {details['reason']}" if "reason" in details else "")
+        ledger.transition(doc_id, State.EXTRACTED, now=now, actor=actor, expect=doc.state,
+                          reason=text, details=details, duplicate_of=None, **invoice_columns(invoice))
+        return judge(ledger, doc_id, invoice, settings=settings, destinations=destinations,
+                     today=today, now=now, actor=actor, reason_prefix="after amend: ")
+
+
+def accept(ledger: Ledger, doc_id: int, *, reason: str, destinations: Sequence[str],
+           now: str, actor: str) -> State:
+    """Let a quarantined document through despite its errors: quarantined ->
+    valid, then queued when there are destinations, in one transaction. The
+    event names `actor`, the reason and every overridden error; the problems
+    stay on the document. Raises AmendError without a reason or for a
+    document with no fields (unreadable: amend it first), IllegalTransition
+    when the document is not quarantined. Returns the new state."""
+    reason = _required(reason, "accept")
+    with ledger.transaction():
+        doc = ledger.get(doc_id)
+        if doc.state != State.QUARANTINED.value:
+            raise IllegalTransition(f"document {doc_id} is {doc.state}; only quarantined documents can be accepted")
+        if not doc.fields:
+            raise AmendError(f"document {doc_id} has no invoice fields (it could not be read); "
+                             f"type them in with `amend {doc_id} --set number=... --set date=...` first")
+        overridden = [p for p in doc.problems if p.get("severity") == "error"]
+        codes = ", ".join(sorted({p["code"] for p in overridden})) or "no errors"
+        ledger.transition(doc_id, State.VALID, now=now, actor=actor, expect=State.QUARANTINED,
+                          reason=f"accepted over {codes}: {reason}",
+                          details={"reason": reason, "overridden": overridden})
+        if destinations:
+            ledger.queue_deliveries(doc_id, destinations, now=now, actor=actor)
+            return State.QUEUED
+        return State.VALID
+
+
+def reject(ledger: Ledger, doc_id: int, *, reason: str, now: str, actor: str) -> State:
+    """End a document for good (-> rejected) with the operator's reason in
+    the event. Raises AmendError without a reason, IllegalTransition from a
+    state that cannot be rejected (the document is then unchanged)."""
+    reason = _required(reason, "reject")
+    with ledger.transaction():
+        doc = ledger.get(doc_id)
+        if State.REJECTED not in TRANSITIONS[State(doc.state)]:
+            allowed = ", ".join(s.value for s in State if State.REJECTED in TRANSITIONS[s])
+            raise IllegalTransition(f"document {doc_id} is {doc.state}; only {allowed} documents can be rejected")
+        ledger.transition(doc_id, State.REJECTED, now=now, actor=actor, expect=doc.state,
+                          reason=f"rejected: {reason}", details={"reason": reason})
+    return State.REJECTED
+
+
+def quarantined(ledger: Ledger, *, sort: str = "received", limit: int | None = 50) -> list[Document]:
+    """Quarantined documents with their problems: newest received, newest
+    invoice date or largest amount first; `limit` None or 0 means all.
+    Raises AmendError for another sort."""
+    if sort not in QUARANTINE_SORTS:
+        raise AmendError(f"sort must be one of {', '.join(QUARANTINE_SORTS)}, not {sort!r}")
+    return ledger.list_documents(state=State.QUARANTINED.value, sort=sort, limit=limit or None)
+
+
+def _field_name(name: str) -> str:
+    key = name.strip().lower().replace("-", "_")
+    if key not in FIELD_NAMES:
+        raise AmendError(f"--set {name.strip()}: unknown field; fields are {', '.join(FIELD_NAMES)}",
+                         field=name.strip())
+    return key
+
+
+def _required(reason: str | None, what: str) -> str:
+    if reason is None or not reason.strip():
+        raise AmendError(f"{what} needs a reason (--reason TEXT): it goes into the audit log")
+    return reason.strip()
