@@ -4,6 +4,6 @@ See agent/deliver/base.py for the guarantees and docs/destination-api.md for
 the HTTP API, the folder and S3 layouts and the configuration keys.
 """
 
-from agent.deliver.base import Destination, Misconfigured, Parcel, Receipt, open_destination
+from agent.deliver.base import Destination, Misconfigured, Parcel, Receipt, open_destination, parcel_for
 
-__all__ = ["Destination", "Misconfigured", "Parcel", "Receipt", "open_destination"]
+__all__ = ["Destination", "Misconfigured", "Parcel", "Receipt", "open_destination", "parcel_for"]

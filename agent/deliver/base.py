@@ -35,6 +35,7 @@ from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from agent.errors import ConfigError, Permanent
+from agent.model import Invoice
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,20 @@ class Parcel:
     sha256: str
     fields: dict = field(hash=False, compare=False)
     path: pathlib.Path = field(compare=False)
+
+
+def parcel_for(invoice: Invoice, *, path: pathlib.Path, filename: str, media_type: str,
+               sha256: str) -> Parcel:
+    """The parcel for a validated invoice and its vault file.
+
+    Raises Permanent when the invoice has no key (no 号码), since nothing
+    could make its delivery idempotent.
+    """
+    key = invoice.key
+    if not key:
+        raise Permanent("invoice has no number, so it has no key to deliver under")
+    return Parcel(key=key, number=str(invoice.get("number")), filename=filename, media_type=media_type,
+                  sha256=sha256, fields=invoice.to_dict(), path=pathlib.Path(path))
 
 
 @dataclass(frozen=True)

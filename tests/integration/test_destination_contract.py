@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from agent.deliver.base import Misconfigured, Parcel, Receipt, open_destination
+from agent.deliver.base import Misconfigured, Parcel, Receipt, open_destination, parcel_for
 from agent.errors import AdapterError, ConfigError, Permanent, Transient
 from agent.model import FIELD_NAMES, Invoice
 from tests.support.http_destination import FaultyFinanceServer
@@ -36,9 +36,8 @@ def make_parcel(samples_dir: pathlib.Path, expected: dict, name: str) -> Parcel:
         if field in FIELD_NAMES and value is not None:
             inv.offer(field, value, "manual")
     path = samples_dir / name
-    return Parcel(key=inv.key, number=inv.get("number"), filename=path.name,
-                  media_type=MEDIA[path.suffix.lstrip(".")],
-                  sha256=hashlib.sha256(path.read_bytes()).hexdigest(), fields=inv.to_dict(), path=path)
+    return parcel_for(inv, path=path, filename=path.name, media_type=MEDIA[path.suffix.lstrip(".")],
+                      sha256=hashlib.sha256(path.read_bytes()).hexdigest())
 
 
 @dataclasses.dataclass
@@ -241,6 +240,12 @@ def test_open_destination_picks_the_adapter_by_scheme(tmp_path):
     assert open_destination({"url": "https://erp.example/api", "tls_verify": False}).tls_verify is False
     s3 = open_destination({"url": "s3://inbox/fp", "secret_access_key": SECRET, "access_key_id": "AK"})
     assert type(s3).__name__ == "S3Destination" and SECRET not in repr(s3)
+
+
+def test_an_invoice_without_a_number_has_no_parcel(tmp_path):
+    with pytest.raises(Permanent, match="no number"):
+        parcel_for(Invoice(), path=tmp_path / "x.pdf", filename="x.pdf", media_type="application/pdf",
+                   sha256="0" * 64)
 
 
 def test_relative_folder_resolves_against_base_dir(tmp_path):
