@@ -240,6 +240,8 @@ def test_open_destination_picks_the_adapter_by_scheme(tmp_path):
     assert open_destination({"url": "https://erp.example/api", "tls_verify": False}).tls_verify is False
     s3 = open_destination({"url": "s3://inbox/fp", "secret_access_key": SECRET, "access_key_id": "AK"})
     assert type(s3).__name__ == "S3Destination" and SECRET not in repr(s3)
+    from agent.deliver import Destination
+    assert all(isinstance(d, Destination) for d in (http, s3, open_destination({"url": f"folder://{tmp_path}"})))
 
 
 def test_an_invoice_without_a_number_has_no_parcel(tmp_path):
