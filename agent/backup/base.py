@@ -103,10 +103,10 @@ class BackupTarget(Protocol):
         `ChecksumMismatch` when the source itself does not match, `Transient`
         when only the transfer was damaged.
 
-        Idempotent: when `head(key)` already reports the same `sha256`, the
-        call returns without uploading, so agents that share a bucket
-        deduplicate. An object at `key` with another or unknown checksum is
-        overwritten. After a successful return, `head(key)` reports `sha256`
+        Idempotent: when the object at `key` already has this `sha256` (as
+        `head` reports it), it is left as it is, so agents that share a
+        bucket deduplicate. An object at `key` with another or unknown
+        checksum is replaced. After a successful return, `head(key)` reports `sha256`
         and a reader sees the complete object (never a partial one).
         """
         ...

@@ -25,7 +25,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 from agent.backup.base import (AccessDenied, BucketMissing, ChecksumMismatch, CorruptObject,
-                               ObjectInfo, Source, check_key, check_sha256)
+                               ObjectInfo, Source, check_key, check_sha256, object_key)
 from agent.errors import AdapterError, ConfigError, NotFound, Permanent, Transient
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
@@ -35,7 +35,8 @@ SHA256_META = "sha256"
 _AUTH_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
                "ExpiredToken", "TokenRefreshRequired", "AllAccessDisabled", "403"}
 _TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable",
-                    "Throttling", "ThrottlingException", "RequestLimitExceeded", "OperationAborted"}
+                    "Throttling", "ThrottlingException", "RequestLimitExceeded", "OperationAborted",
+                    "ConditionalRequestConflict"}
 _DIGEST_CODES = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch",
                  "XAmzContentChecksumMismatch", "InvalidChecksum"}
 _CONNECTION_ERRORS = (bx.ConnectionError, bx.HTTPClientError, bx.IncompleteReadError)
@@ -120,22 +121,27 @@ class S3Target:
         return self.prefix + check_key(key)
 
     def put(self, key: str, path_or_bytes: Source, sha256: str) -> None:
-        """See BackupTarget.put. Files at or above the multipart threshold go up in parts."""
+        """See BackupTarget.put.
+
+        Small objects go up in one request with If-None-Match: * (one round
+        trip for a new object, the common case); a 412 means something is
+        already there, and a head decides whether it is ours or must be
+        replaced. Files at or above the multipart threshold are checked with
+        a head first and go up in parts, each with its own SHA-256.
+        """
         check_sha256(sha256)
         full = self._key(key)
-        existing = self.head(key)
-        if existing is not None and existing.sha256 == sha256:
-            return
-        meta = {"Metadata": {SHA256_META: sha256}, **self._extra}
         if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
-            return self._put_small(key, full, bytes(path_or_bytes), sha256, meta)
+            return self._put_small(key, full, bytes(path_or_bytes), sha256)
         path = Path(path_or_bytes)
         try:
-            size = path.stat().st_size
-            if size < self._threshold:
-                return self._put_small(key, full, path.read_bytes(), sha256, meta)
-            # Per-part checksums guard each transfer; the whole file is
-            # checked here first because S3 offers no full-object SHA-256 for parts.
+            if path.stat().st_size < self._threshold:
+                return self._put_small(key, full, path.read_bytes(), sha256)
+            existing = self.head(key)
+            if existing is not None and existing.sha256 == sha256:
+                return
+            # S3 offers no full-object SHA-256 for multipart uploads, so the
+            # whole file is checked here; the parts' checksums guard transit.
             with open(path, "rb") as f:
                 local = hashlib.file_digest(f, "sha256").hexdigest()
         except OSError as e:
@@ -146,15 +152,31 @@ class S3Target:
                                    f"not {sha256}")
         try:
             self._client.upload_file(str(path), self.bucket, full, Config=self._transfer,
-                                     ExtraArgs={"ChecksumAlgorithm": "SHA256", **meta})
+                                     ExtraArgs={"ChecksumAlgorithm": "SHA256",
+                                                **self._put_args(sha256)})
         except (S3UploadFailedError, bx.BotoCoreError, bx.ClientError, OSError) as e:
             raise self._translate(e, "put", key) from e
 
-    def _put_small(self, key: str, full: str, data: bytes, sha256: str, meta: dict) -> None:
+    def _put_args(self, sha256: str) -> dict:
+        return {"Metadata": {SHA256_META: sha256}, **self._extra}
+
+    def _put_small(self, key: str, full: str, data: bytes, sha256: str) -> None:
         checksum = base64.b64encode(bytes.fromhex(sha256)).decode()
+        args = dict(Bucket=self.bucket, Key=full, Body=data, ChecksumSHA256=checksum,
+                    **self._put_args(sha256))
         try:
-            self._client.put_object(Bucket=self.bucket, Key=full, Body=data,
-                                    ChecksumSHA256=checksum, **meta)
+            try:
+                self._client.put_object(IfNoneMatch="*", **args)
+                return
+            except bx.ClientError as e:
+                if not _precondition_failed(e):
+                    raise
+            if key == object_key(sha256):
+                return  # content-addressed: the name vouches for the content; verify checks it
+            existing = self.head(key)
+            if existing is not None and existing.sha256 == sha256:
+                return
+            self._client.put_object(**args)
         except (bx.BotoCoreError, bx.ClientError, OSError) as e:
             err = self._translate(e, "put", key)
             if isinstance(err, ChecksumRejected):
@@ -261,6 +283,12 @@ class S3Target:
         if isinstance(e, OSError):
             return Transient(f"{head}: I/O error with {self._where}: {e.strerror or e}")
         return Transient(f"{head}: {type(e).__name__} with {self._where}")
+
+
+def _precondition_failed(e: bx.ClientError) -> bool:
+    """True for the 412 an If-None-Match: * put gets when the key exists."""
+    return (e.response.get("Error", {}).get("Code") == "PreconditionFailed"
+            or e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412)
 
 
 def _hex_checksum(b64: str | None) -> str | None:

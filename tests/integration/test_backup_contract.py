@@ -81,7 +81,9 @@ def test_put_reads_a_local_file(target, tmp_path):
 def test_put_is_idempotent_and_overwrites_a_different_object(target):
     old, new = b"first version", b"second version"
     target.put("manifests/2026-11-29.json", old, sha(old))
+    first = target.head("manifests/2026-11-29.json")
     target.put("manifests/2026-11-29.json", old, sha(old))
+    assert target.head("manifests/2026-11-29.json") == first  # not rewritten: same mtime
     assert target.get("manifests/2026-11-29.json") == old
     target.put("manifests/2026-11-29.json", new, sha(new))
     assert target.get("manifests/2026-11-29.json") == new
@@ -241,6 +243,21 @@ def test_large_files_go_up_in_parts_with_checksums(seaweed, tmp_path):
     assert verify_object(target, "objects/big", digest) == "ok"
     with pytest.raises(ChecksumMismatch):
         target.put("objects/big2", src, sha(b"not it"))
+
+
+def test_a_second_put_of_the_same_object_writes_no_new_version(seaweed):
+    bucket = seaweed.make_bucket()
+    client = seaweed.client()
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    target = open_target(seaweed.target_config(bucket))
+    data = b"shared between two agents"
+    for _ in range(3):
+        target.put(object_key(sha(data)), data, sha(data))
+    target.put("manifests/2026-11-29.json", b"v1", sha(b"v1"))
+    target.put("manifests/2026-11-29.json", b"v2", sha(b"v2"))
+    versions = client.list_object_versions(Bucket=bucket)["Versions"]
+    assert sorted(v["Key"] for v in versions) == sorted(
+        [object_key(sha(data)), "manifests/2026-11-29.json", "manifests/2026-11-29.json"])
 
 
 def test_storage_class_and_sse_are_sent(seaweed):
