@@ -96,7 +96,7 @@ class Daemon:
 
     def _take_lock(self) -> None:
         path = self.cfg.state_dir / "daemon.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

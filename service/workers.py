@@ -10,6 +10,7 @@ quarantines it. The daemon never dies of a bad file.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -49,7 +50,9 @@ class ExtractionPool:
         self._isolating: Future | None = None
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self.workers)
+        # forkserver, not fork: workers must not inherit the daemon's lock
+        # file or sockets, or a SIGKILLed daemon's orphans would hold its lock.
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("forkserver"))
 
     @property
     def in_flight(self) -> int:

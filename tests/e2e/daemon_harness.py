@@ -1,0 +1,109 @@
+"""A real `fapiao-agent run` subprocess on temp folders, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from agent.ledger import Ledger
+
+CONFIG = """
+[agent]
+state_dir = "state"
+stop_timeout_s = 10
+rescan_interval_s = 300
+
+[validation]
+max_age_days = 100000
+
+[[watch]]
+path = "scan"
+kind = "scanner"
+settle_seconds = {settle}
+{scan_extra}
+
+[[watch]]
+path = "mail"
+kind = "email"
+settle_seconds = {settle}
+
+{extra}
+"""
+
+
+class DaemonUnderTest:
+    """Writes a config under `root`, starts/stops the daemon, reads its ledger."""
+
+    def __init__(self, root: Path, *, settle: float = 0.5, scan_extra: str = "", extra: str = ""):
+        self.root = root
+        for d in ("scan", "mail", "state"):
+            (root / d).mkdir(parents=True, exist_ok=True)
+        self.config = root / "agent.toml"
+        self.write_config(settle=settle, scan_extra=scan_extra, extra=extra)
+        self.proc: subprocess.Popen | None = None
+        self.lines: list[str] = []
+
+    def write_config(self, *, settle: float = 0.5, scan_extra: str = "", extra: str = "") -> None:
+        self.config.write_text(CONFIG.format(settle=settle, scan_extra=scan_extra, extra=extra), encoding="utf-8")
+
+    def start(self, wait_ready: bool = True) -> subprocess.Popen:
+        self.proc = subprocess.Popen([sys.executable, "-m", "service", "--config", str(self.config), "run"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                     cwd=self.root)
+        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        if wait_ready:
+            self.wait_for_line("msg=started", timeout=30)
+        return self.proc
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        for line in proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for_line(self, text: str, timeout: float = 20, start: int = 0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.lines[start:]:
+                if text in line:
+                    return line
+            if self.proc and self.proc.poll() is not None and not any(text in l for l in self.lines):
+                time.sleep(0.2)
+                if not any(text in l for l in self.lines):
+                    raise AssertionError(f"daemon exited ({self.proc.returncode}) before {text!r}:\n"
+                                         + "\n".join(self.lines[-30:]))
+            time.sleep(0.05)
+        raise AssertionError(f"no log line with {text!r} within {timeout}s:\n" + "\n".join(self.lines[-30:]))
+
+    def signal(self, sig: int) -> None:
+        os.kill(self.proc.pid, sig)
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=timeout)
+        return self.proc.returncode if self.proc else 0
+
+    def kill(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def ledger(self) -> Ledger:
+        return Ledger(self.root / "state" / "ledger.sqlite3")
+
+    def documents(self) -> list:
+        with self.ledger() as led:
+            return led.list_documents(limit=0, sort="id")
+
+    def wait_documents(self, n: int, timeout: float = 30, settled: bool = False) -> list:
+        deadline = time.monotonic() + timeout
+        docs: list = []
+        while time.monotonic() < deadline:
+            docs = self.documents()
+            if len(docs) >= n and (not settled or all(d.state != "captured" for d in docs)):
+                return docs
+            time.sleep(0.1)
+        raise AssertionError(f"expected {n} documents, have {len(docs)}:\n" + "\n".join(self.lines[-30:]))
