@@ -7,6 +7,8 @@ import struct
 import zipfile
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.errors import ExtractError
 from agent.safezip import DEFAULT_LIMITS, ZipLimits, open_zip, safe_member_name
@@ -236,3 +238,27 @@ def test_encrypted_member_is_reported_as_encrypted():
     with pytest.raises(ExtractError) as exc:
         open_zip(bytes(data)).read("a.pdf")
     assert exc.value.reason == "encrypted"
+
+
+_SEED_ZIP = make_zip({"a.pdf": bytes(range(256)) * 8, "d/b.xml": b"<x>" + b"y" * 500 + b"</x>",
+                      "c.zip": make_zip({"e.pdf": b"%PDF"})})
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(_SEED_ZIP) - 1), st.integers(0, 255)), min_size=1, max_size=8),
+       st.integers(0, len(_SEED_ZIP)))
+def test_fuzz_mutated_zips_raise_only_extract_errors(flips, cut):
+    data = bytearray(_SEED_ZIP)
+    for pos, value in flips:
+        data[pos] = value
+    try:
+        sz = open_zip(bytes(data[:cut] if cut else data))
+        for name in sz.names():
+            try:
+                content = sz.read(name)
+                if name.endswith(".zip"):
+                    sz.open_nested(name, content).names()
+            except ExtractError:
+                pass
+    except ExtractError:
+        pass
