@@ -72,13 +72,13 @@ def jpeg(img: Image.Image, quality: int = 70) -> bytes:
     return buf.getvalue()
 
 
-def pdf_of(pages: list[dict]) -> bytes:
+def pdf_of(pages: list[dict], a85: bool = False) -> bytes:
     """A PDF with, per page, optional lines of text and an optional image
     (embedded as JPEG when `jpeg` is set, as scanners do)."""
     buf = io.BytesIO()
     # Scanner PDFs carry binary streams; ReportLab's default ASCII85 wrapping
     # would only measure pypdf's pure-Python ASCII85 decoder.
-    old_a85, rl_config.useA85 = rl_config.useA85, 0
+    old_a85, rl_config.useA85 = rl_config.useA85, int(a85)
     try:
         c = canvas.Canvas(buf, pagesize=(680, 400))
         for page in pages:
@@ -183,6 +183,18 @@ def test_pdf_with_url_qr_and_no_labels_is_not_an_invoice():
     assert inv.is_invoice is False
     assert inv.get("qr") == "https://example.com/p/abc"
     assert "not an invoice QR" in inv.not_invoice_reason
+
+
+def test_ascii85_wrapped_qr_image_is_read():
+    # ReportLab's default: images as ASCII85 + Flate, decoded by our fast path.
+    data = pdf_of([{"lines": ["发票号码：24112000000048542163", "开票日期：2024年05月28日"],
+                    "image": qr_image(QR_C, 3), "jpeg": False, "image_box": (560, 280, 100, 100)}],
+                  a85=True)
+    assert b"/ASCII85Decode" in data
+    (inv,) = read_pdf(data)
+    assert inv.get("qr") == QR_C
+    assert inv.fields["number"].source == "qr"
+    assert not inv.conflicts
 
 
 # --- batches, list pages and scans ---------------------------------------------------
