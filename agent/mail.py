@@ -448,15 +448,17 @@ def _raw_param(value: str, wanted: str) -> tuple[str, bool] | None:
         decoded = email.utils.decode_params(params)
     except Exception:  # noqa: BLE001 - decode_params sorts None against int on `name*` + `name*0`
         decoded = [(k.rstrip("*"), v) for k, v in params]
-    for key, val in decoded[1:]:
-        if key != wanted:
-            continue
-        if isinstance(val, tuple):
-            charset, _lang, text = val
-            octets = email.utils.unquote(text).encode("latin-1", errors="surrogateescape")
-            return _decode_bytes(octets, charset)
-        return _decode_words(_recover_8bit(email.utils.unquote(val)))
-    return None
+    matches = [val for key, val in decoded[1:] if key == wanted]
+    # RFC 6266: the extended `filename*` wins over a plain `filename` fallback.
+    matches.sort(key=lambda val: not isinstance(val, tuple))
+    if not matches:
+        return None
+    val = matches[0]
+    if isinstance(val, tuple):
+        charset, _lang, text = val
+        octets = email.utils.unquote(text).encode("latin-1", errors="surrogateescape")
+        return _decode_bytes(octets, charset)
+    return _decode_words(_recover_8bit(email.utils.unquote(val)))
 
 
 def _split_params(value: str) -> list[str]:

@@ -117,6 +117,21 @@ def test_rfc2231_single_value_and_content_type_name():
     assert [a.filename for a in parse_message(msg).attachments] == [NAME, NAME]
 
 
+def test_extended_filename_wins_over_the_plain_fallback():
+    quoted = urllib.parse.quote(NAME.encode("gbk")).encode()
+    for params in (b'; filename="fapiao.pdf"; filename*=gbk\'\'' + quoted,
+                   b"; filename*=gbk''" + quoted + b'; filename="fapiao.pdf"'):
+        assert [a.filename for a in parse_message(raw_mail(b64_part(PDF, params))).attachments] == [NAME]
+
+
+def test_mbox_from_line_and_bare_lf_line_ends_are_accepted():
+    msg = b"From sender@example.cn Tue Mar  3 10:15:00 2026\n" + raw_mail(
+        b64_part(PDF, b'; filename="a.pdf"')).replace(b"\r\n", b"\n")
+    parsed = parse_message(msg)
+    assert [a.filename for a in parsed.attachments] == ["a.pdf"]
+    assert parsed.message_id == "<m1@example.cn>"
+
+
 @pytest.mark.parametrize("charset", ["gb18030", "gbk", "gb2312", "utf-8"])
 def test_rfc2047_encoded_word_names(charset):
     name = "发票.pdf" if charset == "gb2312" else NAME
