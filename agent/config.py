@@ -50,14 +50,16 @@ _LIST_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
                     "username": (str, None), "password": (str, None), "timeout_s": (float, 30.0),
                     "max_attempts": (int, 20), "max_delay_s": (float, 3600.0),
                     "maintenance": (list, []), "concurrency": (int, 2), "tls_verify": (bool, True),
-                    "probe_interval_s": (float, 60.0), "breaker_threshold": (int, 5), **_S3_KEYS},
+                    "probe_interval_s": (float, 60.0), "breaker_threshold": (int, 5),
+                    "base_delay_s": (float, 5.0), "max_age_s": (float, 7 * 86400.0),
+                    "ca_file": (str, None), **_S3_KEYS},
     "backup": {"name": (str, ...), "url": (str, ...), "sse": (str, None),
                "storage_class": (str, None), **_S3_KEYS},
 }
 _ENUMS = {("watch", "kind"): {"scanner", "email"}, ("watch", "after"): {"keep", "move", "delete"},
           ("agent", "log_format"): {"kv", "json"},
-          ("destination", "addressing_style"): {"path", "virtual"},
-          ("backup", "addressing_style"): {"path", "virtual"},
+          ("destination", "addressing_style"): {"path", "virtual", "auto"},
+          ("backup", "addressing_style"): {"path", "virtual", "auto"},
           ("backup", "sse"): {"AES256", "aws:kms"}}
 _SCHEMES = {"destination": {"folder", "http", "https", "s3"}, "backup": {"file", "s3"}}
 SECRET_KEYS = frozenset({"token", "password", "secret_access_key"})
