@@ -21,14 +21,17 @@ from agent.pipeline import invoice_columns, judge
 from agent.validate import ValidationSettings
 
 QUARANTINE_SORTS = ("received", "date", "amount")
-# States from which amend can send a document back to validation.
-AMENDABLE = tuple(s for s in State if State.EXTRACTED in TRANSITIONS[s] and s is not State.CAPTURED)
+# States from which amend can send a document back to validation. Captured
+# and extracted documents are the pipeline's, mid-flight: amending them
+# would race the worker that is about to judge them.
+AMENDABLE = tuple(s for s in State if State.EXTRACTED in TRANSITIONS[s]
+                  and s not in (State.CAPTURED, State.EXTRACTED))
 MAX_TEXT = 500
 
 _MONEY = re.compile(r"-?\d{1,13}(\.\d{1,2})?")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _DIGITS_FIELDS = {"number": "发票号码", "code": "发票代码", "check_code": "校验码"}
-_TAX_ID = re.compile(r"[0-9A-Z]{6,20}")
+_TAX_ID = re.compile(r"[0-9A-Z]{15,20}")
 
 
 class AmendError(AgentError):
@@ -156,8 +159,7 @@ def amend(ledger: Ledger, doc_id: int, values: dict[str, str], *, reason: str | 
             # Typing in an invoice's fields says it is one after all.
             details["was_not_invoice"] = invoice.not_invoice_reason or "not an invoice"
             invoice.is_invoice, invoice.not_invoice_reason = True, None
-        said = "; ".join(f"{n} {c['old'] if c['old'] is not None else '(none)'} -> "
-                         f"{c['new'] if c['new'] is not None else '(none)'}" for n, c in changes.items())
+        said = "; ".join(f"{n} {_shown(c['old'])} -> {_shown(c['new'])}" for n, c in changes.items())
         text = f"amended {said} (manual)" + (f": {details['reason']}" if "reason" in details else "")
         ledger.transition(doc_id, State.EXTRACTED, now=now, actor=actor, expect=doc.state,
                           reason=text, details=details, duplicate_of=None, **invoice_columns(invoice))
@@ -228,3 +230,7 @@ def _required(reason: str | None, what: str) -> str:
     if reason is None or not reason.strip():
         raise AmendError(f"{what} needs a reason (--reason TEXT): it goes into the audit log")
     return reason.strip()
+
+
+def _shown(value: Any) -> str:
+    return "(none)" if value is None else str(value)

@@ -99,9 +99,9 @@ def amend_command(ctx: click.Context, ref: str, assignments: tuple[str, ...], re
     settings = validation_settings(cfg)
     values = _call(lambda: lib.parse_assignments(assignments))
     with open_ledger(cfg) as ledger:
-        _act(ledger, ref, lambda doc_id: lib.amend(
+        _act(ledger, ref, lambda doc_id, who: lib.amend(
             ledger, doc_id, values, reason=reason, settings=settings,
-            destinations=destination_names(cfg), today=today(), now=now(), actor=actor()))
+            destinations=destination_names(cfg), today=today(), now=now(), actor=who))
 
 
 @click.command("accept", epilog="""\b
@@ -121,8 +121,8 @@ def accept_command(ctx: click.Context, ref: str, reason: str) -> None:
     """
     cfg = load(ctx)
     with open_ledger(cfg) as ledger:
-        _act(ledger, ref, lambda doc_id: lib.accept(
-            ledger, doc_id, reason=reason, destinations=destination_names(cfg), now=now(), actor=actor()))
+        _act(ledger, ref, lambda doc_id, who: lib.accept(
+            ledger, doc_id, reason=reason, destinations=destination_names(cfg), now=now(), actor=who))
 
 
 @click.command("reject", epilog="""\b
@@ -141,7 +141,7 @@ def reject_command(ctx: click.Context, ref: str, reason: str) -> None:
     """
     cfg = load(ctx)
     with open_ledger(cfg) as ledger:
-        _act(ledger, ref, lambda doc_id: lib.reject(ledger, doc_id, reason=reason, now=now(), actor=actor()))
+        _act(ledger, ref, lambda doc_id, who: lib.reject(ledger, doc_id, reason=reason, now=now(), actor=who))
 
 
 def _call(fn: Callable):
@@ -151,21 +151,23 @@ def _call(fn: Callable):
         fail(str(e), code=2)
 
 
-def _act(ledger: Ledger, ref: str, action: Callable[[int], object]) -> None:
-    """Resolve ID, run `action`, print one outcome line; exit 1 if still quarantined."""
+def _act(ledger: Ledger, ref: str, action: Callable[[int, str], object]) -> None:
+    """Resolve ID, run `action(doc_id, actor)`, print one outcome line; exit 1 if still quarantined."""
+    who = actor()
     try:
         doc = lib.resolve(ledger, ref)
     except (NotFoundInLedger, lib.AmbiguousReference) as e:
         fail(str(e))
     seen = len(ledger.events(doc.id))
     try:
-        _call(lambda: action(doc.id))
+        _call(lambda: action(doc.id, who))
     except AgentError as e:
         fail(str(e))
     after = ledger.get(doc.id)
-    # Intermediate `extracted` is how amend re-enters validation, not news.
+    # Only our own moves (a daemon may act on the document meanwhile);
+    # the intermediate `extracted` is how amend re-enters validation, not news.
     path = [doc.state] + [e.to_state for e in ledger.events(doc.id)[seen:]
-                          if e.to_state and e.to_state != "extracted"]
+                          if e.actor == who and e.to_state and e.to_state != "extracted"]
     click.echo(f"document {doc.id}: {' -> '.join(path)}{_note(after)}")
     if after.state == "quarantined":
         for line in _problem_lines([p for p in after.problems if p.get("severity") == "error"]):

@@ -6,12 +6,13 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from agent.amend import (AMENDABLE, AmbiguousReference, AmendError, accept, amend, parse_assignments,
                          parse_value, quarantined, reject, resolve)
 from agent.errors import IllegalTransition, NotFoundInLedger
 from agent.ledger import Ledger
-from agent.model import Invoice, State
+from agent.model import FIELD_NAMES, MONEY_FIELDS, Invoice, State
 from agent.pipeline import invoice_columns, judge
 from agent.validate import ValidationSettings
 
@@ -146,6 +147,29 @@ def test_values_are_parsed_to_their_types():
     assert parse_value("kind", "32") == "32"
     assert parse_value("buyer_name", "  示例 公司 ") == "示例 公司"
     assert parse_value("code", "") is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from(FIELD_NAMES), raw=st.text(max_size=40))
+def test_any_text_gives_a_typed_value_or_an_amend_error(name, raw):
+    try:
+        value = parse_value(name, raw)
+    except AmendError as e:
+        assert e.field == name and name in str(e)
+        return
+    if value is None:
+        assert not raw.strip()
+    elif name in MONEY_FIELDS:
+        assert isinstance(value, Decimal) and value == value.quantize(Decimal("0.01"))
+    elif name == "date":
+        assert isinstance(value, dt.date)
+    else:
+        assert isinstance(value, str) and value == value.strip() and value
+
+
+def test_pipeline_states_are_not_amendable():
+    assert State.QUARANTINED in AMENDABLE
+    assert not {State.CAPTURED, State.EXTRACTED} & set(AMENDABLE)
 
 
 def test_assignments_parse_and_refuse_malformed_pairs():
