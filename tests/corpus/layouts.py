@@ -16,6 +16,10 @@ from tests.corpus.face import (BLACK, BLUE_BLACK, BROWN, DARK_RED, MONO, Ellipse
                                fit_size, text_width, wrap)
 
 
+_KANGXI = str.maketrans({"日": "\u2f47", "月": "\u2f49", "方": "\u2f45", "人": "\u2f08", "用": "\u2f64",
+                        "金": "\u2fa6", "一": "\u2f00", "大": "\u2f24", "小": "\u2f29", "工": "\u2f2f"})
+
+
 @dataclass(frozen=True)
 class Variant:
     """Template choices of one issuer."""
@@ -24,6 +28,8 @@ class Variant:
     colon: str            # ":" or "："
     wide_brackets: bool   # （大写） rather than (大写)
     yen_apart: bool       # ¥ drawn as its own text run left of the number
+    yen: str = "¥"        # "¥" (U+00A5) or the full-width "￥" some issuers print
+    kangxi: bool = False  # label font maps 日, 方, 人 ... to Kangxi radicals (⽇, ⽅, ⼈)
 
     @classmethod
     def pick(cls, rng: random.Random, spaced: bool, digital: bool) -> "Variant":
@@ -31,7 +37,8 @@ class Variant:
         punctuation issuers actually vary."""
         colon = "：" if (digital and rng.random() < 0.85) or rng.random() < 0.2 else ":"
         wide = digital if rng.random() < 0.85 else not digital
-        return cls(spaced, colon, wide, spaced and rng.random() < 0.4)
+        return cls(spaced, colon, wide, spaced and rng.random() < 0.4,
+                   "￥" if rng.random() < 0.2 else "¥", rng.random() < 0.12)
 
     def label(self, text: str, always_spaced: bool = False) -> str:
         """A label as this template prints it, colon included when `text` ends with one."""
@@ -39,23 +46,31 @@ class Variant:
         # Templates space out short labels only (名 称, 校 验 码, 价 税 合 计).
         if (self.spaced and len(body) <= 6) or always_spaced:
             body = " ".join(body)
-        return body + colon
+        return self._glyphs(body) + colon
+
+    def _glyphs(self, text: str) -> str:
+        # Some issuers' label fonts carry ToUnicode maps to the Kangxi radical
+        # code points; the page looks the same, the extracted text does not.
+        return text.translate(_KANGXI) if self.kangxi else text
 
     def brackets(self, word: str) -> str:
         """`word` in this template's brackets: （大写） or (大写)."""
+        word = self._glyphs(word)
         return f"（{word}）" if self.wide_brackets else f"({word})"
 
 
 def _yen(face: Face, x: float, y: float, amount, size: float, v: Variant, anchor: str = "r",
          font: str = "STSong-Light") -> None:
     text = money(amount)
+    # The full-width ￥ exists only in the CJK font.
+    yen = v.yen if font == "STSong-Light" else "¥"
     if v.yen_apart:
         if anchor == "l":  # keep the number clear of the ¥ drawn before it
-            x += text_width("¥", size) + 1
+            x += text_width(yen, size) + 1
         t = face.text(x, y, text, size, "value", anchor=anchor, font=font)
-        face.text(t.left() - 1, y, "¥", size, "label", anchor="r", color=BROWN)
+        face.text(t.left() - 1, y, yen, size, "label", anchor="r", color=BROWN)
     else:
-        face.text(x, y, "¥" + text, size, "value", anchor=anchor, font=font)
+        face.text(x, y, yen + text, size, "value", anchor=anchor, font=font)
 
 
 def _void_mark(face: Face, x: float, y: float, color) -> None:
@@ -160,7 +175,7 @@ def legacy_face(c: InvoiceContent, v: Variant, cipher: list[str]) -> Face:
     for value, unit in ((f"{c.date.year}", "年"), (f"{c.date.month:02d}", "月"), (f"{c.date.day:02d}", "日")):
         t = f.text(x, 46, value, 10, font=MONO, color=BLUE_BLACK)
         x = t.x + text_width(value, 10, MONO) + 2
-        f.text(x, 46, unit, 9, "label", color=BROWN)
+        f.text(x, 46, v.label(unit), 9, "label", color=BROWN)
         x += 12
     if c.check_code:
         groups = " ".join(c.check_code[i:i + 5] for i in range(0, 20, 5))
