@@ -1,0 +1,130 @@
+"""Watched-folder figures for a real daemon process.
+
+    .venv/bin/python bench/watch.py [--files 200] [--burst 10000] [--idle 60]
+
+Prints drop-to-captured latency p50/p95 (target p95 <= settle_seconds + 0.5 s),
+a burst of files dropped at once (time, peak RSS <= 200 MB, all captured),
+and idle CPU with 10 watched folders (target < 0.2 %).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agent.ledger.rows import parse_utc  # noqa: E402
+from tests.e2e.daemon_harness import DaemonUnderTest  # noqa: E402
+
+SETTLE = 2.0
+
+
+def junk(i: int) -> bytes:
+    return b"%PDF-1.4\n%" + hashlib.sha256(str(i).encode()).hexdigest().encode() * 30 + b"\n%%EOF\n"
+
+
+def rss_mb(pid: int) -> float:
+    """Peak RSS (VmHWM) of the daemon plus its current children."""
+    total = 0
+    pids = [pid]
+    try:
+        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def latency(root: Path, n: int) -> None:
+    d = DaemonUnderTest(root, settle=SETTLE)
+    d.start()
+    dropped = {}
+    for i in range(n):
+        name = f"l{i:04d}.pdf"
+        dropped[name] = dt.datetime.now(dt.timezone.utc)
+        # write then close: the usual scanner behaviour
+        (root / "scan" / name).write_bytes(junk(i))
+        time.sleep(0.02)
+    d.wait_documents(n, timeout=120)
+    with d.ledger() as led:
+        rows = led.conn.execute("SELECT original_name, min(at) FROM sources GROUP BY original_name").fetchall()
+    lat = sorted((parse_utc(at) - dropped[name]).total_seconds() for name, at in rows)
+    p50 = statistics.median(lat)
+    p95 = lat[int(len(lat) * 0.95) - 1]
+    print(f"latency over {n} files: p50 {p50:.3f} s, p95 {p95:.3f} s "
+          f"(target p95 <= {SETTLE + 0.5:.1f} s: {'ok' if p95 <= SETTLE + 0.5 else 'MISSED'})")
+    d.stop()
+
+
+def burst(root: Path, n: int) -> None:
+    d = DaemonUnderTest(root, settle=SETTLE)
+    d.start()
+    staging = root / "staging"
+    staging.mkdir()
+    for i in range(n):
+        (staging / f"b{i:05d}.pdf").write_bytes(junk(10_000 + i))
+    t = time.monotonic()
+    for p in staging.iterdir():
+        os.rename(p, root / "scan" / p.name)  # moved in at once, as a copy tool would
+    peak = 0.0
+    while True:
+        with d.ledger() as led:
+            count = led.conn.execute("SELECT count(*) FROM documents").fetchone()[0]
+        peak = max(peak, rss_mb(d.proc.pid))
+        if count >= n or time.monotonic() - t > 600:
+            break
+        time.sleep(0.5)
+    took = time.monotonic() - t
+    print(f"burst of {n} files: all captured in {took:.1f} s ({n / took:.0f} files/s), captured {count}/{n}, "
+          f"peak RSS {peak:.0f} MB daemon+workers (target <= 200 MB: {'ok' if peak <= 200 else 'MISSED'})")
+    d.stop(timeout=120)
+
+
+def idle(root: Path, seconds: int) -> None:
+    extra = "\n".join(f'[[watch]]\npath = "w{i}"\nkind = "scanner"\n' for i in range(8))
+    for i in range(8):
+        (root / f"w{i}").mkdir()
+    d = DaemonUnderTest(root, extra=extra)
+    d.start()
+    time.sleep(3)
+    c0, t0 = cpu_seconds(d.proc.pid), time.monotonic()
+    time.sleep(seconds)
+    c1, t1 = cpu_seconds(d.proc.pid), time.monotonic()
+    pct = 100 * (c1 - c0) / (t1 - t0)
+    print(f"idle CPU with 10 watched folders over {seconds} s: {pct:.3f} % (target < 0.2 %: "
+          f"{'ok' if pct < 0.2 else 'MISSED'})")
+    d.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--files", type=int, default=200)
+    ap.add_argument("--burst", type=int, default=10_000)
+    ap.add_argument("--idle", type=int, default=60)
+    args = ap.parse_args()
+    for fn, arg in ((latency, args.files), (burst, args.burst), (idle, args.idle)):
+        with tempfile.TemporaryDirectory() as tmp:
+            fn(Path(tmp), arg)
+
+
+if __name__ == "__main__":
+    main()

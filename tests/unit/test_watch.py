@@ -1,0 +1,84 @@
+"""Folder watching helpers: ignore rules, network-share detection, settling."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from agent.config import WatchConfig
+from service.watch import FolderWatcher, ignored, mount_fs_type, should_poll
+
+MOUNTINFO = """\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+40 22 0:35 / /srv/scans rw,relatime shared:20 - cifs //nas/scans rw,vers=3.0
+41 22 0:36 / /srv/scans/local rw,relatime shared:21 - ext4 /dev/sdb1 rw
+42 22 0:37 / /mnt/my\\040share rw,relatime - nfs4 nas:/export rw
+"""
+
+
+@pytest.mark.parametrize("name", ["~$report.pdf", ".~lock.a.pdf#", "a.part", "a.tmp", "a.crdownload",
+                                  ".DS_Store", "Thumbs.db", "desktop.ini", ".hidden.pdf"])
+def test_temporary_and_system_files_are_ignored(name):
+    assert ignored(name)
+
+
+@pytest.mark.parametrize("name", ["发票.pdf", "scan 001.PDF", "a.ofd", "invoice.xml", "IMG_1.jpg"])
+def test_invoice_files_are_not_ignored(name):
+    assert not ignored(name)
+
+
+def test_mount_type_uses_the_longest_matching_mount_point():
+    assert mount_fs_type(Path("/srv/scans/dept/a.pdf"), MOUNTINFO) == "cifs"
+    assert mount_fs_type(Path("/srv/scans/local/x"), MOUNTINFO) == "ext4"
+    assert mount_fs_type(Path("/srv/scansX"), MOUNTINFO) == "ext4"
+    assert mount_fs_type(Path("/mnt/my share/in"), MOUNTINFO) == "nfs4"
+
+
+def test_network_shares_are_polled_unless_config_says_otherwise():
+    poll, why = should_poll(WatchConfig(path=Path("/srv/scans")), MOUNTINFO)
+    assert poll and "network share (cifs)" in why
+    assert should_poll(WatchConfig(path=Path("/srv/scans"), poll=False), MOUNTINFO)[0] is False
+    assert should_poll(WatchConfig(path=Path("/srv/scans/local")), MOUNTINFO)[0] is False
+    assert should_poll(WatchConfig(path=Path("/srv/scans/local"), poll=True), MOUNTINFO)[0] is True
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_a_file_is_ready_only_after_settling_or_closing(tmp_path):
+    clock = FakeClock()
+    w = FolderWatcher([WatchConfig(path=tmp_path, settle_seconds=2.0)], wake=lambda: None, clock=clock)
+    f = tmp_path / "a.pdf"
+    f.write_bytes(b"1")
+    w.note(f)
+    assert w.ready() == []          # first sight: size recorded
+    clock.t = 1.0
+    with open(f, "ab") as out:
+        out.write(b"2")
+    os.utime(f, ns=(1, 10**9))
+    assert w.ready() == []          # changed: the clock restarts
+    clock.t = 2.5
+    assert w.ready() == []
+    clock.t = 3.1
+    assert w.ready() == [f]
+    w.done(f)
+    g = tmp_path / "b.pdf"
+    g.write_bytes(b"x")
+    w.note(g, closed=True)
+    assert w.ready() == [g]          # closed after writing: ready at once
+
+
+def test_scan_skips_ignored_folders_and_files(tmp_path):
+    for rel in ("a.pdf", "dept/b.pdf", "@eaDir/c.pdf", ".stversions/d.pdf", "processed/2026-01-01/e.pdf",
+                "f.tmp", "dept/.g.pdf"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    names = sorted(p.relative_to(tmp_path).as_posix() for p in FolderWatcher.files_under(tmp_path))
+    assert names == ["a.pdf", "dept/b.pdf"]
