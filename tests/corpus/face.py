@@ -70,12 +70,26 @@ class Ellipse:
 
 @dataclass(frozen=True)
 class Qr:
-    """The invoice QR code, `size` points square, top-left corner at (x, y)."""
+    """The invoice QR code, `size` points square, top-left corner at (x, y);
+    in a PDF it is an image of `px_per_module` pixels per module (issuers embed
+    anything from 2 to 8)."""
 
     x: float
     y: float
     size: float
     payload: str
+    px_per_module: int = 4
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """A red oval seal: the 全国统一发票监制 seal or the seller's 发票专用章.
+    PDFs embed seals as images, so a reader meets images that are not the QR."""
+
+    cx: float
+    cy: float
+    rx: float
+    ry: float
 
 
 @dataclass

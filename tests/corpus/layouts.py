@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 
 from tests.corpus.content import InvoiceContent, LineItem, money
-from tests.corpus.face import (BLACK, BLUE_BLACK, BROWN, DARK_RED, MONO, Ellipse, Face, Qr,
+from tests.corpus.face import (BLACK, BLUE_BLACK, BROWN, DARK_RED, MONO, Ellipse, Face, Qr, Stamp,
                                fit_size, text_width, wrap)
 
 
@@ -30,6 +30,8 @@ class Variant:
     yen_apart: bool       # ¥ drawn as its own text run left of the number
     yen: str = "¥"        # "¥" (U+00A5) or the full-width "￥" some issuers print
     kangxi: bool = False  # label font maps 日, 方, 人 ... to Kangxi radicals (⽇, ⽅, ⼈)
+    qr_px: int = 4        # pixels per module of the embedded QR image
+    seller_stamp: bool = False  # the seller's 发票专用章 printed on an old-layout face
 
     @classmethod
     def pick(cls, rng: random.Random, spaced: bool, digital: bool) -> "Variant":
@@ -38,7 +40,8 @@ class Variant:
         colon = "：" if (digital and rng.random() < 0.85) or rng.random() < 0.2 else ":"
         wide = digital if rng.random() < 0.85 else not digital
         return cls(spaced, colon, wide, spaced and rng.random() < 0.4,
-                   "￥" if rng.random() < 0.2 else "¥", rng.random() < 0.12)
+                   "￥" if rng.random() < 0.2 else "¥", rng.random() < 0.12,
+                   rng.choice((3, 4, 6, 8) if digital else (2, 3, 4)), rng.random() < 0.5)
 
     def label(self, text: str, always_spaced: bool = False) -> str:
         """A label as this template prints it, colon included when `text` ends with one."""
@@ -83,8 +86,7 @@ def _void_mark(face: Face, x: float, y: float, color) -> None:
 
 
 def _seal(face: Face, cx: float, cy: float) -> None:
-    face.ops.append(Ellipse(cx, cy, 42, 27))
-    face.ops.append(Ellipse(cx, cy, 39, 24, width=0.6))
+    face.ops.append(Stamp(cx, cy, 42, 27))
 
 
 def _item_rows(face: Face, items: list[LineItem], y0: float, cols: dict, name_width: float,
@@ -107,7 +109,7 @@ def _item_rows(face: Face, items: list[LineItem], y0: float, cols: dict, name_wi
 def digital_face(c: InvoiceContent, v: Variant) -> Face:
     """The 电子发票（普通发票）/（增值税专用发票） face."""
     f = Face(595.27, 396.85)
-    f.ops.append(Qr(18, 12, 58, c.qr))
+    f.ops.append(Qr(18, 12, 58, c.qr, v.qr_px))
     if c.special_label:
         f.text(108, 50, c.special_label, 10, "label", color=BLACK)
     f.text(297.6, 40, c.title, 17, "label", color=DARK_RED, anchor="c")
@@ -159,7 +161,7 @@ def digital_face(c: InvoiceContent, v: Variant) -> Face:
 def legacy_face(c: InvoiceContent, v: Variant, cipher: list[str]) -> Face:
     """The face of 增值税电子普通/专用发票 and of the paper 普通/专用发票."""
     f = Face(609.44, 394.01)
-    f.ops.append(Qr(15, 8, 58, c.qr))
+    f.ops.append(Qr(15, 8, 58, c.qr, v.qr_px))
     if c.special_label:
         f.text(95, 42, c.special_label, 13, "label", color=BLACK)
     f.text(305, 38, c.title, 17, "label", color=BROWN, anchor="c")
@@ -229,6 +231,8 @@ def legacy_face(c: InvoiceContent, v: Variant, cipher: list[str]) -> Face:
                         (470, "销售方:", "")):
         f.label_value(x, 360, v.label(lab) + (v.brackets("章") if not val else ""), val, 9,
                       value_color=BLUE_BLACK)
+    if v.seller_stamp:
+        f.ops.append(Stamp(540, 352, 40, 27))
     return f
 
 

@@ -7,14 +7,34 @@ gives the same bytes.
 
 from __future__ import annotations
 
+import functools
 import io
 
 import segno
+from PIL import Image, ImageDraw
 from reportlab import rl_config
 from reportlab.lib.utils import ImageReader
 from reportlab.pdfgen import canvas
 
-from tests.corpus.face import Ellipse, Face, Line, Qr, Text
+from tests.corpus.face import Ellipse, Face, Line, Qr, Stamp, Text
+
+
+@functools.lru_cache(maxsize=8)
+def stamp_png(width_px: int, height_px: int) -> bytes:
+    """A red oval seal on a transparent ground, as PNG bytes: two rings and
+    lines where the seal's lettering would be."""
+    img = Image.new("RGBA", (width_px, height_px), (0, 0, 0, 0))
+    d = ImageDraw.Draw(img)
+    red = (215, 30, 30, 210)
+    ring = max(2, width_px // 40)
+    d.ellipse((1, 1, width_px - 2, height_px - 2), outline=red, width=ring)
+    d.ellipse((ring * 3, ring * 3, width_px - ring * 3, height_px - ring * 3), outline=red, width=1)
+    for i in range(3):
+        y = height_px * (0.38 + 0.14 * i)
+        d.line((width_px * 0.25, y, width_px * 0.75, y), fill=red, width=ring)
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
 
 
 def qr_png(payload: str, scale: int = 4) -> bytes:
@@ -41,8 +61,11 @@ def draw_face(c: canvas.Canvas, face: Face, labels_first: bool) -> None:
             c.setLineWidth(op.width)
             c.ellipse(op.cx - op.rx, h - op.cy - op.ry, op.cx + op.rx, h - op.cy + op.ry)
         elif isinstance(op, Qr):
-            img = ImageReader(io.BytesIO(qr_png(op.payload)))
+            img = ImageReader(io.BytesIO(qr_png(op.payload, op.px_per_module)))
             c.drawImage(img, op.x, h - op.y - op.size, op.size, op.size)
+        elif isinstance(op, Stamp):
+            img = ImageReader(io.BytesIO(stamp_png(round(op.rx * 4), round(op.ry * 4))))
+            c.drawImage(img, op.cx - op.rx, h - op.cy - op.ry, 2 * op.rx, 2 * op.ry, mask="auto")
 
 
 def face_pdf(face: Face, labels_first: bool = False, title: str = "") -> bytes:

@@ -19,7 +19,7 @@ from pathlib import Path
 import segno
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
-from tests.corpus.face import MONO, Ellipse, Face, Line, Qr, Text, text_width
+from tests.corpus.face import MONO, SEAL_RED, Ellipse, Face, Line, Qr, Stamp, Text, text_width
 from tests.corpus.render_pdf import image_pdf
 
 _CJK_FONTS = (
@@ -118,6 +118,12 @@ def rasterise(face: Face, dpi: float, paper: int = 255, mode: str = "RGB") -> Im
                          outline=_ink(op.color, img.mode), width=max(1, round(op.width * scale)))
         elif isinstance(op, Qr):
             _draw_qr(img, op, scale)
+        elif isinstance(op, Stamp):
+            ink = _ink(SEAL_RED, img.mode)
+            for inset, width in ((0, 1.5), (3, 0.6)):
+                draw.ellipse(((op.cx - op.rx + inset) * scale, (op.cy - op.ry + inset) * scale,
+                              (op.cx + op.rx - inset) * scale, (op.cy + op.ry - inset) * scale),
+                             outline=ink, width=max(1, round(width * scale)))
     return img
 
 

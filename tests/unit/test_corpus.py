@@ -195,3 +195,15 @@ def test_scanner_batch_holds_one_scanned_invoice_per_page():
         found = zxingcpp.read_barcodes(page.images[0].image, formats=zxingcpp.BarcodeFormat.QRCode)
         assert [r.text for r in found] == [want["qr"]]
     assert len({p["number"] for p in g.pages}) == len(g.pages)
+
+
+def test_text_pdfs_embed_the_qr_beside_seal_images():
+    for style in ("digital", "legacy"):
+        g = make_invoice(random.Random(12), style, TODAY)
+        images = PdfReader(io.BytesIO(g.data)).pages[0].images
+        decoded = []
+        for im in images:
+            # Issuers embed QRs as small as 2 px per module; scale up before decoding.
+            big = im.image.convert("L").resize((im.image.width * 3, im.image.height * 3), Image.NEAREST)
+            decoded += [r.text for r in zxingcpp.read_barcodes(big, formats=zxingcpp.BarcodeFormat.QRCode)]
+        assert len(images) >= 2 and decoded == [g.expected["qr"]], style
