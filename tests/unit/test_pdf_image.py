@@ -259,6 +259,16 @@ def test_scanned_jpeg_decodes(dpi, angle):
     assert inv.get("check_code") == "14709567756825065566"
 
 
+@pytest.mark.parametrize("angle", [1.5, 180.0])
+def test_big_png_scan_decodes_wherever_the_qr_is(angle):
+    # The top rows are tried first; a QR elsewhere (an upside-down scan)
+    # takes the full decode.
+    buf = io.BytesIO()
+    scan(QR_C, dpi=200, angle=angle).save(buf, "PNG")
+    (inv,) = read_image(buf.getvalue())
+    assert inv.get("qr") == QR_C
+
+
 def test_tiny_qr_needs_the_upscale_retry():
     small = qr_image(QR_C, 1).resize((60, 60), Image.Resampling.BILINEAR)
     assert decode_qr_image(small) == [QR_C]
