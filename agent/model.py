@@ -38,14 +38,14 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.EXTRACTED: frozenset({State.VALID, State.QUARANTINED, State.DUPLICATE, State.EXTRACTED}),
     State.VALID: frozenset({State.QUEUED, State.QUARANTINED, State.EXTRACTED}),
     State.QUARANTINED: frozenset({State.EXTRACTED, State.VALID, State.REJECTED, State.DUPLICATE}),
-    State.QUEUED: frozenset({State.DELIVERING, State.QUARANTINED, State.REJECTED}),
+    State.QUEUED: frozenset({State.DELIVERING, State.QUARANTINED, State.REJECTED, State.EXTRACTED}),
     State.DELIVERING: frozenset(
         {State.DELIVERED, State.QUEUED, State.FAILED, State.QUARANTINED, State.DELIVERING}
     ),
     State.DELIVERED: frozenset({State.CONFIRMED, State.MISSING, State.QUEUED}),
     State.CONFIRMED: frozenset({State.MISSING, State.CONFIRMED}),
     State.MISSING: frozenset({State.QUEUED, State.CONFIRMED, State.FAILED}),
-    State.FAILED: frozenset({State.QUEUED, State.REJECTED, State.QUARANTINED}),
+    State.FAILED: frozenset({State.QUEUED, State.REJECTED, State.QUARANTINED, State.EXTRACTED}),
     State.DUPLICATE: frozenset({State.EXTRACTED, State.REJECTED}),
     State.NOT_INVOICE: frozenset({State.EXTRACTED, State.REJECTED}),
     State.REJECTED: frozenset(),
