@@ -1,18 +1,53 @@
-"""Delivery rows: one per document and destination, with retry columns."""
+"""Delivery rows: one per document and destination, with retry columns and leases.
+
+A row's state is one of ROW_STATES; the document's state summarises its rows
+(`summary_state`). Every row change that moves the document writes the
+document's transition and audit event in the same transaction. Attempts go
+to `attempts`, one line per try, so `show` can print the history.
+"""
 
 from __future__ import annotations
 
-from typing import Sequence
+import json
+from typing import Any, Iterable, Sequence
 
-from agent.model import State
+from agent.ledger.delivery_reports import DeliveryReportsMixin
+from agent.model import Problem, State, TRANSITIONS
+
+ROW_STATES = ("queued", "delivering", "delivered", "confirmed", "missing", "failed", "quarantined")
+# Documents in these states hold their rows still: an operator owns them.
+HELD_DOCUMENT_STATES = (State.QUARANTINED.value, State.REJECTED.value)
+# The document states a delivery row may move a document between.
+_DELIVERY_DOC_STATES = frozenset({State.QUEUED, State.DELIVERING, State.DELIVERED, State.CONFIRMED,
+                                  State.MISSING, State.FAILED, State.QUARANTINED})
+_CLAIM_COLUMNS = ("d.id AS delivery_id, d.document_id, d.destination, d.state AS row_state, d.attempts, "
+                  "d.queued_at, doc.sha256, doc.media_type, doc.original_name, doc.fields")
 
 
-class DeliveriesMixin:
+def summary_state(row_states: Iterable[str]) -> State | None:
+    """The document state its delivery rows add up to, or None without rows.
+
+    The most urgent row wins: quarantined, failed, delivering, queued,
+    missing; then delivered unless every row is confirmed.
+    """
+    states = set(row_states)
+    if not states:
+        return None
+    for row_state, doc_state in (("quarantined", State.QUARANTINED), ("failed", State.FAILED),
+                                 ("delivering", State.DELIVERING), ("queued", State.QUEUED),
+                                 ("missing", State.MISSING), ("delivered", State.DELIVERED)):
+        if row_state in states:
+            return doc_state
+    return State.CONFIRMED
+
+
+class DeliveriesMixin(DeliveryReportsMixin):
     """Part of `Ledger`: delivery rows, attempts and leases."""
 
     def queue_deliveries(self, doc_id: int, destinations: Sequence[str], *, now: str, actor: str) -> None:
         """Move a `valid` document to `queued` and create one delivery row per
-        destination, in one transaction. Existing rows are left as they are."""
+        destination, in one transaction. Rows already delivered or confirmed
+        are left as they are; any other row starts afresh (attempts 0, due now)."""
         with self.transaction() as c:
             self.transition(doc_id, State.QUEUED, now=now, actor=actor,
                             reason="queued for " + ", ".join(destinations))
@@ -20,6 +55,8 @@ class DeliveriesMixin:
                 c.execute("INSERT INTO deliveries (document_id, destination, state, next_attempt_at, "
                           "queued_at, updated_at) VALUES (?, ?, 'queued', ?, ?, ?) "
                           "ON CONFLICT(document_id, destination) DO UPDATE SET state = 'queued', "
+                          "attempts = 0, lease_until = NULL, lease_token = NULL, sla_warned_at = NULL, "
+                          "queued_at = excluded.queued_at, "
                           "next_attempt_at = excluded.next_attempt_at, updated_at = excluded.updated_at "
                           "WHERE deliveries.state NOT IN ('delivered', 'confirmed')",
                           (doc_id, name, now, now, now))
@@ -34,3 +71,215 @@ class DeliveriesMixin:
                 (d["id"],))]
             out.append(d)
         return out
+
+    def delivery(self, delivery_id: int) -> dict | None:
+        """One delivery row as a dict, or None."""
+        row = self.conn.execute("SELECT * FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+        return dict(row) if row else None
+
+    # -- the delivery loop ---------------------------------------------------------
+
+    def claim_deliveries(self, destination: str, *, now: str, lease_until: str, token: str,
+                         actor: str, limit: int = 1) -> list[dict]:
+        """Take up to `limit` due rows of `destination` under a lease, in one transaction.
+
+        Due: `delivering` with an expired lease first (a worker died; the
+        caller must look the invoice up before putting it again), then
+        `queued` with next_attempt_at <= now, oldest first. Rows of
+        quarantined or rejected documents are skipped. Each claimed row
+        becomes `delivering`, its attempts grow by one and its document
+        moves to `delivering`. Returns dicts with the row, the document's
+        sha256, media_type, original_name, parsed fields and
+        `row_state` (the state before the claim).
+        """
+        held = ",".join("?" * len(HELD_DOCUMENT_STATES))
+        base = (f"SELECT {_CLAIM_COLUMNS} FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
+                f"WHERE d.destination = ? AND doc.state NOT IN ({held}) AND ")
+        with self.transaction() as c:
+            rows = c.execute(base + "d.state = 'delivering' AND d.lease_until <= ? ORDER BY d.lease_until LIMIT ?",
+                             (destination, *HELD_DOCUMENT_STATES, now, limit)).fetchall()
+            if len(rows) < limit:
+                rows += c.execute(base + "d.state = 'queued' AND d.next_attempt_at <= ? "
+                                  "ORDER BY d.next_attempt_at, d.id LIMIT ?",
+                                  (destination, *HELD_DOCUMENT_STATES, now, limit - len(rows))).fetchall()
+            claimed = []
+            for r in rows:
+                c.execute("UPDATE deliveries SET state = 'delivering', attempts = attempts + 1, "
+                          "lease_until = ?, lease_token = ?, updated_at = ? WHERE id = ?",
+                          (lease_until, token, now, r["delivery_id"]))
+                self._summarise(r["document_id"], now=now, actor=actor,
+                                reason=f"delivering to {destination}")
+                d = dict(r)
+                d["fields"] = json.loads(d["fields"]) if d["fields"] else {}
+                d["attempts"] += 1
+                claimed.append(d)
+            return claimed
+
+    def finish_delivery(self, delivery_id: int, token: str, *, state: str, now: str, actor: str,
+                        outcome: str, error: str | None = None, next_attempt_at: str | None = None,
+                        receipt: dict | None = None, problem: Problem | None = None,
+                        uncount_attempt: bool = False) -> bool:
+        """Record the end of one attempt on a row this worker still leases.
+
+        Writes the row (`state`, last_error, next_attempt_at, receipt and
+        delivered_at as they apply), one `attempts` line, and the document's
+        new summary state with its event (plus `problem` when the row is
+        quarantined), all in one transaction. Returns False and changes
+        nothing when the lease is no longer `token`'s (another worker took it).
+        """
+        if state not in ROW_STATES or state == "delivering":
+            raise ValueError(f"cannot finish a delivery as {state!r}")
+        with self.transaction() as c:
+            row = c.execute("SELECT document_id, destination FROM deliveries "
+                            "WHERE id = ? AND state = 'delivering' AND lease_token = ?",
+                            (delivery_id, token)).fetchone()
+            if row is None:
+                return False
+            delivered = state == "delivered"
+            c.execute("UPDATE deliveries SET state = ?, lease_until = NULL, lease_token = NULL, "
+                      "next_attempt_at = ?, last_error = ?, "
+                      "receipt = COALESCE(?, receipt), "
+                      "delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END, "
+                      "attempts = attempts - ?, updated_at = ? WHERE id = ?",
+                      (state, next_attempt_at, error,
+                       json.dumps(receipt, ensure_ascii=False, default=str) if receipt else None,
+                       delivered, now, 1 if uncount_attempt else 0, now, delivery_id))
+            self._attempt(delivery_id, now=now, outcome=outcome, error=error, next_attempt_at=next_attempt_at)
+            reason = f"{row['destination']}: {outcome}" + (f": {error}" if error else "")
+            self._summarise(row["document_id"], now=now, actor=actor, reason=reason, problem=problem)
+            return True
+
+    def release_leases(self, *, now: str, keep_token_prefix: str) -> int:
+        """Make every `delivering` lease not held by `keep_token_prefix` due now.
+
+        Only for a daemon that holds the ledger's lock: the owners of those
+        leases are dead. The rows stay `delivering`, so the next claim looks
+        each invoice up before putting it again. Returns how many."""
+        with self.transaction() as c:
+            return c.execute("UPDATE deliveries SET lease_until = ? WHERE state = 'delivering' "
+                             "AND (lease_token IS NULL OR substr(lease_token, 1, ?) != ?)",
+                             (now, len(keep_token_prefix), keep_token_prefix)).rowcount
+
+    def next_due(self, destination: str) -> str | None:
+        """The earliest next_attempt_at (or expiring lease) of `destination`'s waiting rows."""
+        row = self.conn.execute(
+            "SELECT min(t) FROM (SELECT min(next_attempt_at) AS t FROM deliveries WHERE destination = ? "
+            "AND state = 'queued' UNION ALL SELECT min(lease_until) FROM deliveries "
+            "WHERE destination = ? AND state = 'delivering')", (destination, destination)).fetchone()
+        return row[0]
+
+    # -- operators and reconciliation ------------------------------------------------
+
+    def requeue_deliveries(self, doc_id: int, *, from_states: Sequence[str], now: str, actor: str,
+                           reason: str, destination: str | None = None) -> list[str]:
+        """Put the document's rows in `from_states` (of `destination`, or all)
+        back to `queued`, due now, with attempts reset; the document follows.
+        Returns the destinations requeued (empty: nothing matched, nothing changed)."""
+        states = [s for s in from_states if s in ROW_STATES and s not in ("delivering", "quarantined")]
+        if not states:
+            return []
+        marks = ",".join("?" * len(states))
+        sql = f"SELECT id, destination FROM deliveries WHERE document_id = ? AND state IN ({marks})"
+        params: list[Any] = [doc_id, *states]
+        if destination is not None:
+            sql += " AND destination = ?"
+            params.append(destination)
+        with self.transaction() as c:
+            rows = c.execute(sql + " ORDER BY id", params).fetchall()
+            for r in rows:
+                c.execute("UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_at = ?, "
+                          "queued_at = ?, lease_until = NULL, lease_token = NULL, sla_warned_at = NULL, "
+                          "updated_at = ? WHERE id = ?", (now, now, now, r["id"]))
+                self._attempt(r["id"], now=now, outcome="requeued", error=reason, next_attempt_at=now)
+            if rows:
+                self._summarise(doc_id, now=now, actor=actor, reason=reason)
+            return [r["destination"] for r in rows]
+
+    def documents_with_rows(self, state: str, *, destination: str | None = None,
+                            limit: int | None = None) -> list[int]:
+        """Ids of documents having a delivery row in `state` (of `destination`), oldest first."""
+        sql = "SELECT DISTINCT document_id FROM deliveries WHERE state = ?"
+        params: list[Any] = [state]
+        if destination is not None:
+            sql += " AND destination = ?"
+            params.append(destination)
+        sql += " ORDER BY document_id" + (f" LIMIT {int(limit)}" if limit else "")
+        return [r[0] for r in self.conn.execute(sql, params)]
+
+    def reconcile_candidates(self, *, states: Sequence[str], destination: str | None = None,
+                             since: str | None = None) -> list[dict]:
+        """Rows to look up at their destination: in `states`, delivered at or
+        after `since`, with the document's invoice number, date and total."""
+        marks = ",".join("?" * len(states))
+        sql = ("SELECT d.id AS delivery_id, d.document_id, d.destination, d.state, d.delivered_at, "
+               "d.receipt, doc.invoice_key, doc.invoice_number, doc.invoice_date, doc.total_cents "
+               f"FROM deliveries d JOIN documents doc ON doc.id = d.document_id WHERE d.state IN ({marks})")
+        params: list[Any] = list(states)
+        if destination is not None:
+            sql += " AND d.destination = ?"
+            params.append(destination)
+        if since is not None:
+            sql += " AND d.delivered_at >= ?"
+            params.append(since)
+        return [dict(r) for r in self.conn.execute(sql + " ORDER BY d.delivered_at, d.id", params)]
+
+    def record_lookup(self, delivery_id: int, *, found: dict | None, now: str, actor: str,
+                      requeue_missing: bool, expect_state: str) -> str | None:
+        """Record a reconciliation lookup of a row still in `expect_state`.
+
+        Found: `confirmed` with the receipt. Absent: `missing`, then (when
+        `requeue_missing`) `queued` again, due now, each move with its event.
+        Returns "confirmed", "missing" or "requeued", or None when the row
+        changed meanwhile (nothing is written then)."""
+        with self.transaction() as c:
+            row = c.execute("SELECT document_id, destination FROM deliveries WHERE id = ? AND state = ?",
+                            (delivery_id, expect_state)).fetchone()
+            if row is None:
+                return None
+            doc_id, name = row["document_id"], row["destination"]
+            if found is not None:
+                c.execute("UPDATE deliveries SET state = 'confirmed', confirmed_at = ?, receipt = ?, "
+                          "updated_at = ? WHERE id = ?",
+                          (now, json.dumps(found, ensure_ascii=False, default=str), now, delivery_id))
+                self._attempt(delivery_id, now=now, outcome="found", error=None, next_attempt_at=None)
+                self._summarise(doc_id, now=now, actor=actor, reason=f"{name}: found by reconciliation",
+                                details={"receipt": found})
+                return "confirmed"
+            c.execute("UPDATE deliveries SET state = 'missing', confirmed_at = NULL, updated_at = ? WHERE id = ?",
+                      (now, delivery_id))
+            self._attempt(delivery_id, now=now, outcome="absent", error=f"{name} does not hold it",
+                          next_attempt_at=None)
+            self._summarise(doc_id, now=now, actor=actor, reason=f"{name}: not found by reconciliation")
+            if not requeue_missing:
+                return "missing"
+            self.requeue_deliveries(doc_id, from_states=("missing",), destination=name, now=now, actor=actor,
+                                    reason=f"{name}: missing, requeued automatically")
+            return "requeued"
+
+    # -- internals ------------------------------------------------------------------
+
+    def _attempt(self, delivery_id: int, *, now: str, outcome: str, error: str | None,
+                 next_attempt_at: str | None) -> None:
+        self.conn.execute("INSERT INTO attempts (delivery_id, at, outcome, error, next_attempt_at) "
+                          "VALUES (?, ?, ?, ?, ?)", (delivery_id, now, outcome, error, next_attempt_at))
+
+    def _summarise(self, doc_id: int, *, now: str, actor: str, reason: str,
+                   problem: Problem | None = None, details: dict | None = None) -> None:
+        # Called inside a transaction. A document an operator holds, or one
+        # whose summary the machine does not allow from here, keeps its state
+        # and gets a note instead, so a delivery is never lost to a refusal.
+        doc = self.get(doc_id)
+        target = summary_state(r[0] for r in self.conn.execute(
+            "SELECT state FROM deliveries WHERE document_id = ?", (doc_id,)))
+        current = State(doc.state)
+        if target is None or current == target:
+            return
+        if current not in _DELIVERY_DOC_STATES or target not in TRANSITIONS[current]:
+            self._event(doc_id, now=now, actor=actor, from_state=None, to_state=None,
+                        reason=f"{reason} (document stays {current.value}; its deliveries say {target.value})",
+                        details=details)
+            return
+        columns: dict[str, Any] = {}
+        if problem is not None and target == State.QUARANTINED:
+            columns["problems"] = [p for p in doc.problems if p.get("code") != problem.code] + [problem.to_dict()]
+        self.transition(doc_id, target, now=now, actor=actor, reason=reason, details=details, **columns)

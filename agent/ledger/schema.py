@@ -142,6 +142,26 @@ MIGRATIONS: list[str] = [
         at TEXT NOT NULL
     );
     """,
+    # 6: delivery leases carry an owner token (a worker whose lease was taken
+    # over cannot record), the SLA warning is logged once per row, claims and
+    # reconciliation use indexes, and each destination's breaker and pause
+    # survive a restart.
+    """
+    ALTER TABLE deliveries ADD COLUMN lease_token TEXT;
+    ALTER TABLE deliveries ADD COLUMN sla_warned_at TEXT;
+    CREATE INDEX deliveries_claim ON deliveries(destination, state, next_attempt_at);
+    CREATE INDEX deliveries_delivered ON deliveries(state, delivered_at);
+    CREATE TABLE destination_health (
+        name TEXT PRIMARY KEY,
+        breaker TEXT,                         -- Breaker.to_dict() as JSON
+        paused_error TEXT,                    -- set while Misconfigured: what a person must fix
+        paused_at TEXT,
+        last_ok_at TEXT,
+        last_error TEXT,
+        last_error_at TEXT,
+        updated_at TEXT NOT NULL
+    );
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

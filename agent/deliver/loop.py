@@ -1,0 +1,309 @@
+"""One delivery step, in parts: claim a due row, send it, record the outcome.
+
+No threads, no sleeps, no clock: `now` and `rng` come from the caller, so a
+test walks through time and a restart recomputes the same answers from the
+ledger. The service runs `claim` / `send` / `record` in its worker threads
+(with a fresh `now` after the network call); `deliver_step` strings them
+together for a caller with one `now`.
+
+Effectively once: the Idempotency-Key is the invoice key, and a row found
+`delivering` after its lease expired (its worker died mid-put) is looked up
+first and put again only if the destination does not hold it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from dataclasses import dataclass, field
+
+from agent.deliver.base import Destination, Misconfigured, Parcel, Receipt, parcel_for
+from agent.deliver.retry import CLOSED, Breaker, DeliveryPolicy, in_maintenance, next_attempt_at
+from agent.errors import AdapterError, Permanent, Transient
+from agent.ledger import Ledger
+from agent.ledger.rows import parse_utc, utc
+from agent.model import Invoice, Problem
+from agent.vault import Vault
+
+DELIVERY_REJECTED = "delivery-rejected"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A delivery row this worker leases, with what is needed to build its parcel.
+
+    `recovering` is True when the row was found `delivering` with an
+    expired lease: its earlier put may have reached the destination.
+    """
+
+    delivery_id: int
+    document_id: int
+    destination: str
+    token: str
+    attempts: int
+    queued_at: str
+    recovering: bool
+    sha256: str
+    media_type: str | None
+    original_name: str | None
+    fields: dict = field(hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt came to: delivered, found (already there), transient,
+    permanent or misconfigured; with the receipt or the error."""
+
+    kind: str
+    receipt: Receipt | None = None
+    error: str | None = None
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    """What `record` wrote: the row's new state, and when it is tried again.
+    `recorded` is False when the lease had been taken over (nothing written)."""
+
+    delivery_id: int
+    document_id: int
+    destination: str
+    outcome: str
+    row_state: str
+    error: str | None = None
+    next_attempt_at: dt.datetime | None = None
+    recorded: bool = True
+
+
+def claim(ledger: Ledger, destination: str, *, now: dt.datetime, lease_s: float, token: str,
+          actor: str, limit: int = 1) -> list[Claim]:
+    """Lease up to `limit` due rows of `destination` until now + lease_s (see
+    `Ledger.claim_deliveries` for which rows are due and in what order)."""
+    rows = ledger.claim_deliveries(destination, now=utc(now), lease_until=utc(now + dt.timedelta(seconds=lease_s)),
+                                   token=token, actor=actor, limit=limit)
+    return [Claim(delivery_id=r["delivery_id"], document_id=r["document_id"], destination=r["destination"],
+                  token=token, attempts=r["attempts"], queued_at=r["queued_at"],
+                  recovering=r["row_state"] == "delivering", sha256=r["sha256"], media_type=r["media_type"],
+                  original_name=r["original_name"], fields=r["fields"]) for r in rows]
+
+
+def parcel_of(c: Claim, vault: Vault) -> Parcel:
+    """The parcel for a claimed row: the document's fields and its vault file.
+    Raises Permanent when the invoice has no key to deliver under."""
+    invoice = Invoice.from_dict(c.fields or {})
+    number = invoice.get("number") or "invoice"
+    filename = c.original_name or f"{number}"
+    return parcel_for(invoice, path=vault.path(c.sha256), filename=filename,
+                      media_type=c.media_type or "application/octet-stream", sha256=c.sha256)
+
+
+def send(dest: Destination, c: Claim, vault: Vault) -> Outcome:
+    """Deliver one claimed row: look it up first when recovering, then put.
+    Adapter errors come back as an Outcome; nothing but a bug raises."""
+    try:
+        parcel = parcel_of(c, vault)
+        if c.recovering:
+            found = dest.lookup(parcel.key)
+            if found is not None:
+                return Outcome("found", receipt=found)
+        return Outcome("delivered", receipt=dest.put(parcel))
+    except Misconfigured as e:
+        return Outcome("misconfigured", error=str(e))
+    except Transient as e:
+        return Outcome("transient", error=str(e), retry_after=e.retry_after)
+    except Permanent as e:
+        return Outcome("permanent", error=str(e))
+    except AdapterError as e:  # NotFound from a put: the remote lost track mid-request
+        return Outcome("transient", error=str(e))
+
+
+def record(ledger: Ledger, c: Claim, outcome: Outcome, policy: DeliveryPolicy, *, now: dt.datetime,
+           rng: random.Random, actor: str, tz: dt.tzinfo | None = None) -> Result:
+    """Write an attempt's outcome for a claimed row, with its document's move, in one transaction.
+
+    delivered/found: `delivered` with the receipt. transient: `queued` again
+    at a jittered backoff (never before Retry-After, never inside a
+    maintenance window read in `tz`, default the host's zone), or `failed`
+    once `max_attempts` or `max_age_s` is reached. permanent: `quarantined`,
+    the document with a "delivery-rejected" problem carrying the server's
+    message. misconfigured: `queued` again without counting the attempt
+    (the destination, not the invoice, needs a person).
+    """
+    at = utc(now)
+    base = dict(delivery_id=c.delivery_id, document_id=c.document_id, destination=c.destination,
+                outcome=outcome.kind, error=outcome.error)
+    if outcome.kind in ("delivered", "found"):
+        ok = ledger.finish_delivery(c.delivery_id, c.token, state="delivered", now=at, actor=actor,
+                                    outcome=outcome.kind, receipt=outcome.receipt.to_dict())
+        return Result(**base, row_state="delivered", recorded=ok)
+    if outcome.kind == "permanent":
+        problem = Problem(code=DELIVERY_REJECTED, severity="error", field=None,
+                          message=f"delivery refused: {outcome.error}",
+                          message_zh="财务系统拒收，请更正后重新提交")
+        ok = ledger.finish_delivery(c.delivery_id, c.token, state="quarantined", now=at, actor=actor,
+                                    outcome="permanent", error=outcome.error, problem=problem)
+        return Result(**base, row_state="quarantined", recorded=ok)
+    if outcome.kind == "misconfigured":
+        ok = ledger.finish_delivery(c.delivery_id, c.token, state="queued", now=at, actor=actor,
+                                    outcome="misconfigured", error=outcome.error, next_attempt_at=at,
+                                    uncount_attempt=True)
+        return Result(**base, row_state="queued", next_attempt_at=now, recorded=ok)
+    age_s = (now - parse_utc(c.queued_at)).total_seconds()
+    if c.attempts >= policy.max_attempts or age_s >= policy.max_age_s:
+        why = (f"{c.attempts} attempts" if c.attempts >= policy.max_attempts
+               else f"still undelivered after {age_s / 3600:.1f} h")
+        error = f"gave up ({why}): {outcome.error}"
+        ok = ledger.finish_delivery(c.delivery_id, c.token, state="failed", now=at, actor=actor,
+                                    outcome="transient", error=error)
+        return Result(**{**base, "error": error}, row_state="failed", recorded=ok)
+    local = now.astimezone(tz)
+    when = next_attempt_at(local, c.attempts, outcome.retry_after, base_s=policy.base_delay_s,
+                           max_delay_s=policy.max_delay_s, rng=rng, windows=policy.maintenance)
+    when = when.astimezone(dt.timezone.utc)
+    ok = ledger.finish_delivery(c.delivery_id, c.token, state="queued", now=at, actor=actor,
+                                outcome="transient", error=outcome.error, next_attempt_at=utc(when))
+    return Result(**base, row_state="queued", next_attempt_at=when, recorded=ok)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a worker may do now: "deliver", "probe" (one health check), or
+    "wait" until `until` (maintenance, pause or open breaker; `reason` says which)."""
+
+    kind: str
+    until: dt.datetime | None = None
+    reason: str = ""
+
+
+@dataclass
+class Gate:
+    """Whether one destination may be called at `now`: its maintenance
+    windows, a pause after Misconfigured, and its circuit breaker.
+
+    Plain data driven by the caller's clock; not thread-safe (the service
+    holds a lock around it). `to_health`/`from_health` keep it in the ledger.
+    """
+
+    policy: DeliveryPolicy
+    breaker: Breaker
+    paused_error: str | None = None
+    paused_at: dt.datetime | None = None
+    next_probe_at: dt.datetime | None = None
+    tz: dt.tzinfo | None = None
+
+    @classmethod
+    def fresh(cls, policy: DeliveryPolicy, tz: dt.tzinfo | None = None) -> "Gate":
+        """A gate that lets calls through: closed breaker, not paused."""
+        return cls(policy=policy, breaker=policy.breaker(), tz=tz)
+
+    def maintenance_until(self, now: dt.datetime) -> dt.datetime | None:
+        """The end (UTC) of the maintenance `now` falls in, or None."""
+        end = in_maintenance(self.policy.maintenance, now.astimezone(self.tz))
+        return end.astimezone(dt.timezone.utc) if end else None
+
+    def decide(self, now: dt.datetime) -> Decision:
+        """Deliver, probe once, or wait. Maintenance wins (no call at all, not
+        even a probe); a paused destination is probed every probe_interval_s;
+        an open breaker lets one probe through per interval."""
+        end = self.maintenance_until(now)
+        if end is not None:
+            return Decision("wait", end, f"in maintenance until {end.isoformat(timespec='minutes')}")
+        if self.paused_error is not None:
+            if self.next_probe_at is None or now >= self.next_probe_at:
+                self.next_probe_at = now + dt.timedelta(seconds=self.policy.probe_interval_s)
+                return Decision("probe", reason="paused")
+            return Decision("wait", self.next_probe_at, f"paused: {self.paused_error}")
+        if self.breaker.state == CLOSED:
+            return Decision("deliver")
+        if self.breaker.allow(now):
+            return Decision("probe", reason=f"breaker {self.breaker.state}")
+        return Decision("wait", self.breaker.next_probe_at(), f"breaker {self.breaker.state}")
+
+    def observe(self, outcome: Outcome, now: dt.datetime) -> str | None:
+        """Learn from a delivery outcome. Returns "paused", "opened" or
+        "closed" when the gate's state changed (worth a log line), else None."""
+        if outcome.kind == "misconfigured":
+            was = self.paused_error
+            self._pause(outcome.error or "misconfigured", now)
+            return "paused" if was is None else None
+        if outcome.kind == "transient":
+            before = self.breaker.state
+            self.breaker.record_failure(now)
+            return "opened" if self.breaker.state != before and self.breaker.state != CLOSED else None
+        if outcome.kind in ("delivered", "found"):
+            before = self.breaker.state
+            self.breaker.record_success(now)
+            return "closed" if before != CLOSED else None
+        return None  # a 400 says nothing about the destination's health
+
+    def probed(self, error: AdapterError | None, now: dt.datetime) -> str | None:
+        """Learn from a probe (None: healthy). Returns "resumed", "closed",
+        "paused" or "opened" on a change, else None."""
+        if error is None:
+            if self.paused_error is not None:
+                self.paused_error, self.paused_at, self.next_probe_at = None, None, None
+                self.breaker.record_success(now)
+                return "resumed"
+            before = self.breaker.state
+            self.breaker.record_success(now)
+            return "closed" if before != CLOSED else None
+        if isinstance(error, Misconfigured):
+            was = self.paused_error
+            self._pause(str(error), now)
+            return "paused" if was is None else None
+        if self.paused_error is None:
+            before = self.breaker.state
+            self.breaker.record_failure(now)
+            return "opened" if before == CLOSED and self.breaker.state != CLOSED else None
+        return None
+
+    def _pause(self, error: str, now: dt.datetime) -> None:
+        if self.paused_error is None:
+            self.paused_at = now
+        self.paused_error = error
+        self.next_probe_at = now + dt.timedelta(seconds=self.policy.probe_interval_s)
+
+    def to_health(self) -> dict:
+        """Ledger columns for `Ledger.save_destination_health`."""
+        return {"breaker": self.breaker.to_dict(), "paused_error": self.paused_error,
+                "paused_at": utc(self.paused_at) if self.paused_at else None}
+
+    @classmethod
+    def from_health(cls, health: dict | None, policy: DeliveryPolicy,
+                    tz: dt.tzinfo | None = None) -> "Gate":
+        """Rebuild from `Ledger.destination_health` (None: a fresh gate).
+        A stored pause is kept: a restart does not forget bad credentials
+        before a probe shows them fixed."""
+        gate = cls.fresh(policy, tz)
+        if not health:
+            return gate
+        if health.get("breaker"):
+            gate.breaker = Breaker.from_dict(health["breaker"], threshold=policy.breaker_threshold,
+                                             probe_interval_s=policy.probe_interval_s)
+        if health.get("paused_error"):
+            gate.paused_error = health["paused_error"]
+            gate.paused_at = parse_utc(health["paused_at"]) if health.get("paused_at") else None
+        return gate
+
+
+def deliver_step(ledger: Ledger, dest: Destination, policy: DeliveryPolicy, gate: Gate, *, vault: Vault,
+                 now: dt.datetime, rng: random.Random, lease_s: float, token: str, actor: str,
+                 tz: dt.tzinfo | None = None) -> Result | Decision | None:
+    """One step for one destination at `now`: a Decision to wait (or the
+    probe made), the Result of one delivery, or None when nothing is due."""
+    decision = gate.decide(now)
+    if decision.kind == "wait":
+        return decision
+    if decision.kind == "probe":
+        try:
+            dest.probe()
+            gate.probed(None, now)
+        except AdapterError as e:
+            gate.probed(e, now)
+        return decision
+    claims = claim(ledger, dest.name, now=now, lease_s=lease_s, token=token, actor=actor)
+    if not claims:
+        return None
+    outcome = send(dest, claims[0], vault)
+    gate.observe(outcome, now)
+    return record(ledger, claims[0], outcome, policy, now=now, rng=rng, actor=actor, tz=tz)

@@ -1,0 +1,90 @@
+"""What `status` says about delivery: backlog, health, SLA breaches."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+# Rows of documents an operator holds (quarantined, rejected) are not backlog.
+_HELD = ("quarantined", "rejected")
+# A valid invoice is late while one of its rows is in one of these states.
+UNDELIVERED_ROW_STATES = ("queued", "delivering", "failed", "missing")
+_HEALTH_COLUMNS = frozenset({"breaker", "paused_error", "paused_at", "last_ok_at", "last_error",
+                             "last_error_at"})
+
+
+class DeliveryReportsMixin:
+    """Part of `Ledger`: per-destination health and the figures `status` prints."""
+
+    def destination_health(self, name: str) -> dict | None:
+        """The stored health of a destination (breaker parsed), or None if never recorded."""
+        row = self.conn.execute("SELECT * FROM destination_health WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        d = dict(row)
+        d["breaker"] = json.loads(d["breaker"]) if d["breaker"] else None
+        return d
+
+    def save_destination_health(self, name: str, *, now: str, **columns: Any) -> None:
+        """Upsert the given health columns of a destination (others keep their values).
+        `breaker` is a dict (Breaker.to_dict())."""
+        bad = set(columns) - _HEALTH_COLUMNS
+        if bad:
+            raise ValueError(f"not health columns: {sorted(bad)}")
+        values = {k: (json.dumps(v) if k == "breaker" and v is not None else v) for k, v in columns.items()}
+        names = ", ".join(["name", "updated_at", *values])
+        marks = ", ".join(["?"] * (2 + len(values)))
+        updates = ", ".join(["updated_at = excluded.updated_at", *(f"{k} = excluded.{k}" for k in values)])
+        with self.transaction() as c:
+            c.execute(f"INSERT INTO destination_health ({names}) VALUES ({marks}) "
+                      f"ON CONFLICT(name) DO UPDATE SET {updates}", (name, now, *values.values()))
+
+    def delivery_backlog(self, destination: str) -> dict:
+        """Row counts per state for `destination` (every row state present) and
+        the `queued_at` of the oldest row still waiting (queued or delivering)
+        of a document nobody holds."""
+        counts = {s: 0 for s in ("queued", "delivering", "delivered", "confirmed", "missing", "failed",
+                                 "quarantined")}
+        for state, n in self.conn.execute("SELECT state, count(*) FROM deliveries WHERE destination = ? "
+                                          "GROUP BY state", (destination,)):
+            counts[state] = n
+        held = ",".join("?" * len(_HELD))
+        oldest = self.conn.execute(
+            "SELECT min(d.queued_at) FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
+            f"WHERE d.destination = ? AND d.state IN ('queued', 'delivering') AND doc.state NOT IN ({held})",
+            (destination, *_HELD)).fetchone()[0]
+        return {"counts": counts, "oldest_waiting": oldest}
+
+    def sla_breaches(self, *, queued_before: str, destinations: Sequence[str] | None = None,
+                     limit: int = 1000) -> list[dict]:
+        """Rows of valid invoices queued before `queued_before` and still not
+        delivered (queued, delivering, failed or missing), oldest first, with
+        `sla_warned_at` so a caller can warn once."""
+        states = ",".join("?" * len(UNDELIVERED_ROW_STATES))
+        held = ",".join("?" * len(_HELD))
+        sql = ("SELECT d.id AS delivery_id, d.document_id, d.destination, d.state, d.queued_at, "
+               "d.last_error, d.sla_warned_at, doc.invoice_number FROM deliveries d "
+               "JOIN documents doc ON doc.id = d.document_id "
+               f"WHERE d.state IN ({states}) AND d.queued_at < ? AND doc.state NOT IN ({held})")
+        params: list[Any] = [*UNDELIVERED_ROW_STATES, queued_before, *_HELD]
+        if destinations is not None:
+            sql += f" AND d.destination IN ({','.join('?' * len(destinations))})"
+            params += list(destinations)
+        sql += f" ORDER BY d.queued_at LIMIT {int(limit)}"
+        return [dict(r) for r in self.conn.execute(sql, params)]
+
+    def count_sla_breaches(self, *, queued_before: str) -> dict[str, int]:
+        """Late rows (as in `sla_breaches`) counted per destination."""
+        states = ",".join("?" * len(UNDELIVERED_ROW_STATES))
+        held = ",".join("?" * len(_HELD))
+        rows = self.conn.execute(
+            "SELECT d.destination, count(*) FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
+            f"WHERE d.state IN ({states}) AND d.queued_at < ? AND doc.state NOT IN ({held}) "
+            "GROUP BY d.destination", (*UNDELIVERED_ROW_STATES, queued_before, *_HELD))
+        return {name: n for name, n in rows}
+
+    def mark_sla_warned(self, delivery_ids: Sequence[int], *, now: str) -> None:
+        """Remember that these rows' SLA breach was logged."""
+        with self.transaction() as c:
+            c.executemany("UPDATE deliveries SET sla_warned_at = ? WHERE id = ?",
+                          [(now, i) for i in delivery_ids])
