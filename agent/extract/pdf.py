@@ -37,6 +37,7 @@ _MIN_QR_SIDE = 21
 _MAX_FORM_DEPTH = 4
 _QR = zxingcpp.BarcodeFormat.QRCode
 _LIST_MARKERS = ("详见销货清单", "详见清单")
+_HALF_SCALE_MIN_SIDE = 1600
 
 
 @dataclass
@@ -145,19 +146,16 @@ def _page_qr_texts(page: pypdf.PageObject, scanned: bool):
             raise ExtractError("limit-exceeded",
                                f"an image on the page is {width}x{height} pixels, limit {MAX_PIXELS}")
         try:
-            img = decode_pdf_image(xobj, width, height)
+            if scanned:
+                texts = _scan_qr_texts(xobj, width, height)
+            else:
+                # Generated QR images are pristine: one decode is enough.
+                img = decode_pdf_image(xobj, width, height)
+                texts = _read_qr(img) if img is not None else []
         except ExtractError:
             raise
         except Exception:  # noqa: BLE001 - undecodable image (JBIG2, broken stream): skip it
             continue
-        if img is None:
-            continue
-        if scanned:
-            texts = decode_qr_image(img)
-        else:
-            # Generated QR images are pristine: one decode is enough.
-            gray = img if img.mode == "L" else img.convert("L")
-            texts = [r.text for r in zxingcpp.read_barcodes(gray, formats=_QR) if r.text]
         yield from texts
 
 
@@ -201,8 +199,32 @@ def _image_candidates(page: pypdf.PageObject) -> list[tuple[StreamObject, int, i
     return [(obj, w, h) for obj, w, h, _ in sorted(found, key=order)]
 
 
-def decode_pdf_image(xobj: StreamObject, width: int, height: int) -> Image.Image | None:
-    """The image XObject as a PIL image, grayscale where that is cheap.
+def _read_qr(img: Image.Image) -> list[str]:
+    gray = img if img.mode == "L" else img.convert("L")
+    return [r.text for r in zxingcpp.read_barcodes(gray, formats=_QR) if r.text]
+
+
+def _scan_qr_texts(xobj: StreamObject, width: int, height: int) -> list[str]:
+    # A big JPEG scan is tried at half scale first (see image.py); full
+    # scale with the retries is the fallback.
+    if _last_filter(xobj) == "/DCTDecode" and min(width, height) >= _HALF_SCALE_MIN_SIDE:
+        texts = _read_qr(decode_pdf_image(xobj, width, height, half=True))
+        if texts:
+            return texts
+    img = decode_pdf_image(xobj, width, height)
+    return decode_qr_image(img) if img is not None else []
+
+
+def _last_filter(xobj: StreamObject) -> Any:
+    filters = xobj.get("/Filter")
+    filters = filters.get_object() if filters is not None else None
+    return filters[-1] if isinstance(filters, list) and filters else filters
+
+
+def decode_pdf_image(xobj: StreamObject, width: int, height: int,
+                     half: bool = False) -> Image.Image | None:
+    """The image XObject as a PIL image, grayscale where that is cheap
+    (JPEG at half scale when `half`).
 
     The usual QR encodings (8-bit gray or RGB, 1-bit, indexed, JPEG) are
     built straight from the stream; pypdf's own decoder, which re-encodes
@@ -210,10 +232,10 @@ def decode_pdf_image(xobj: StreamObject, width: int, height: int) -> Image.Image
     """
     filters = xobj.get("/Filter")
     filters = filters.get_object() if filters is not None else None
-    last = filters[-1] if isinstance(filters, list) and filters else filters
+    last = _last_filter(xobj)
     if last == "/DCTDecode":
         img = Image.open(io.BytesIO(xobj.get_data()))
-        img.draft("L", img.size)
+        img.draft("L", (img.width // 2, img.height // 2) if half else img.size)
         return img.convert("L")
     if last not in (None, "/FlateDecode", "/ASCII85Decode", "/ASCIIHexDecode"):
         return xobj.decode_as_image()
