@@ -8,7 +8,9 @@ Prints, using a process pool of --workers (default 2, both cores):
 - PDF invoices per second on the pool (target >= 60);
 - milliseconds per QR-only image (target < 50);
 - field accuracy over the 1,000 generated PDFs and over 1,000 mixed invoices
-  (scans, spaced and label-first layouts, trip lists).
+  (scans, spaced and label-first layouts, trip lists), and how many text
+  PDFs' line items (金额, 税额, rate) come out right (not an acceptance
+  field, but validation's line-sum and tax-rate rules read them).
 
 Usage: .venv/bin/python bench/extract.py [--count 1000] [--seed 1] [--workers 2]
 """
@@ -33,15 +35,16 @@ from agent.errors import ExtractError  # noqa: E402
 from agent.extract import extract_bytes  # noqa: E402
 from agent.extract.sniff import sniff  # noqa: E402
 from tests.corpus import PDF_TEXT_STYLES, make_corpus  # noqa: E402
-from tests.corpus.compare import field_counts, mismatches  # noqa: E402
+from tests.corpus.compare import field_counts, item_mismatches, mismatches  # noqa: E402
 
 SAMPLES = REPO.parent / "shared" / "samples"
 IMAGE_FORMATS = {"png", "jpeg", "tiff", "bmp", "gif", "webp"}
 
 
-def _extract(job: tuple[bytes, dict | tuple[dict, ...] | None]) -> tuple[float, int, int, list[str], int]:
-    """(seconds, fields right, fields checked, mismatches, records) for one file."""
-    data, expected = job
+def _extract(job: tuple) -> tuple[float, int, int, list[str], int, bool | None]:
+    """(seconds, fields right, fields checked, mismatches, records, line items
+    right or None when not checked) for one job (data, expected[, true items])."""
+    data, expected, *rest = job
     t0 = time.perf_counter()
     try:
         invoices = extract_bytes(data)
@@ -50,11 +53,14 @@ def _extract(job: tuple[bytes, dict | tuple[dict, ...] | None]) -> tuple[float, 
         invoices, error = [], f"ExtractError {e.reason}: {e.message}"
     elapsed = time.perf_counter() - t0
     if expected is None:
-        return elapsed, 0, 0, [], len(invoices)
+        return elapsed, 0, 0, [], len(invoices), None
     if error:
-        return elapsed, 0, field_counts(expected, [])[1], [error], 0
+        return elapsed, 0, field_counts(expected, [])[1], [error], 0, False if rest else None
     right, checked = field_counts(expected, invoices)
-    return elapsed, right, checked, mismatches(expected, invoices), len(invoices)
+    items_ok = None
+    if rest and rest[0]:
+        items_ok = len(invoices) == 1 and not item_mismatches(rest[0], invoices[0])
+    return elapsed, right, checked, mismatches(expected, invoices), len(invoices), items_ok
 
 
 def _bare_pypdf(data: bytes) -> float:
@@ -105,6 +111,14 @@ def _report(title: str, groups: list[str], jobs: list, pool: ProcessPoolExecutor
     if checked:
         print(f"field accuracy: {right}/{checked} = {100 * right / checked:.2f} %; "
               f"files fully right: {len(jobs) - len(bad)}/{len(jobs)}")
+    items = [(g, r[5]) for g, r in zip(groups, firsts) if r[5] is not None]
+    if items:
+        by_group = defaultdict(lambda: [0, 0])
+        for g, ok in items:
+            by_group[g][0] += ok
+            by_group[g][1] += 1
+        print(f"line items (金额/税额/rate) all right: {sum(ok for _, ok in items)}/{len(items)} files; "
+              + ", ".join(f"{g} {a}/{n}" for g, (a, n) in sorted(by_group.items())))
     for i, g, m in bad[:show_failures]:
         print(f"  #{i} {g}: {'; '.join(m)}")
     if len(bad) > show_failures:
@@ -157,7 +171,7 @@ def main() -> int:
         print(f"\n(generated {len(corpus)} PDFs in {time.perf_counter() - t0:.1f} s)")
         groups = [g.style for g in corpus]
         figures = _report(f"{len(corpus)} generated text PDFs", groups,
-                          [(g.data, g.records) for g in corpus], pool)
+                          [(g.data, g.records, g.items) for g in corpus], pool)
         _pypdf_compare("generated PDFs", [g.data for g in corpus], pool)
         print(f"-- PDF invoices per second on {args.workers} workers: {figures['n'] / figures['wall']:.1f} (target >= 60)")
 

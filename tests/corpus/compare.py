@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from agent.model import FIELD_NAMES, Invoice
 
 EXPECTED_KEYS = ("is_invoice",) + FIELD_NAMES
@@ -34,3 +36,15 @@ def field_counts(expected: dict | list[dict] | tuple[dict, ...], invoices: list[
     if len(invoices) != len(records):
         return 0, checked
     return checked - len(mismatches(records, invoices)), checked
+
+
+def item_mismatches(items: tuple[dict, ...] | list[dict], invoice: Invoice) -> list[str]:
+    """How the line items `invoice` gives differ from the true `items` in 金额,
+    税额 and rate (names are left out: they wrap across lines on the page)."""
+    got = [{"amount": f"{i.amount:.2f}" if i.amount is not None else None,
+            "tax": f"{i.tax:.2f}" if i.tax is not None else None,
+            "rate": str(i.rate.normalize()) if i.rate is not None else None} for i in invoice.items]
+    want = [{"amount": i["amount"], "tax": i["tax"], "rate": str(Decimal(i["rate"]).normalize())} for i in items]
+    if got == want:
+        return []
+    return [f"items: expected {want}, got {got}"]

@@ -235,6 +235,13 @@ def make_content(rng: random.Random, kind: str, today: dt.date) -> InvoiceConten
     return content
 
 
+def true_items(c: InvoiceContent) -> tuple[dict, ...]:
+    """The printed line items: name, 金额, 税额 (two-decimal strings) and the
+    rate as a fraction string ("0.13"), the shape `LineItem` uses."""
+    return tuple({"name": i.name, "amount": money(i.amount), "tax": money(i.tax),
+                  "rate": str(Decimal(i.rate) / 100)} for i in c.items)
+
+
 def expected_fields(c: InvoiceContent) -> dict:
     """The true fields in the shape of ../shared/samples/expected.json."""
     return {

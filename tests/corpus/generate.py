@@ -14,7 +14,8 @@ import random
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
-from tests.corpus.content import DIGITAL_KINDS, LEGACY_E_KINDS, PAPER_KINDS, expected_fields, make_content, qr_only_fields
+from tests.corpus.content import (DIGITAL_KINDS, LEGACY_E_KINDS, PAPER_KINDS, expected_fields, make_content,
+                                  qr_only_fields, true_items)
 from tests.corpus.layouts import Variant, cipher_rows, digital_face, legacy_face
 from tests.corpus.render_pdf import face_pdf
 
@@ -43,6 +44,7 @@ class GeneratedInvoice:
     truth: dict
     style: str
     pages: tuple[dict, ...] = ()
+    items: tuple[dict, ...] = ()  # true line items of a single-invoice file (see content.true_items)
 
     @property
     def records(self) -> tuple[dict, ...]:
@@ -64,7 +66,7 @@ def _text_pdf(rng: random.Random, style: str, today: dt.date) -> GeneratedInvoic
     content, face = _face(rng, kind, variant == "spaced", today)
     data = face_pdf(face, labels_first=variant == "labels-first", title=content.number)
     truth = expected_fields(content)
-    return GeneratedInvoice(data, "pdf", truth, truth, style)
+    return GeneratedInvoice(data, "pdf", truth, truth, style, items=true_items(content))
 
 
 def make_invoice(rng: random.Random, style: str, today: dt.date | None = None) -> GeneratedInvoice:
@@ -88,7 +90,8 @@ def make_invoice(rng: random.Random, style: str, today: dt.date | None = None) -
         kind = rng.choice(DIGITAL_KINDS + LEGACY_E_KINDS + PAPER_KINDS)
         content, face = _face(rng, kind, rng.random() < 0.3, today)
         data, ext = make_scan(rng, face, style.removeprefix("scan-"))
-        return GeneratedInvoice(data, ext, qr_only_fields(content), expected_fields(content), style)
+        return GeneratedInvoice(data, ext, qr_only_fields(content), expected_fields(content), style,
+                                items=true_items(content))
     from tests.corpus.trip import make_trip_list
     data, expected = make_trip_list(rng, today)
     return GeneratedInvoice(data, "pdf", expected, expected, style)
