@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Iterator, Protocol, Union, runtime_checkable
 from urllib.parse import urlsplit
 
-from agent.errors import ConfigError, Permanent
+from agent.errors import ConfigError, Permanent, Transient
 
 # Bytes are uploaded as they are; a str or PathLike is a local file to read.
 Source = Union[bytes, bytearray, memoryview, str, os.PathLike]
@@ -42,6 +42,14 @@ class AccessDenied(Permanent):
 
 class BucketMissing(Permanent):
     """The bucket (or the target's root folder) does not exist."""
+
+
+class FolderMissing(Transient):
+    """A file target's root folder is absent: usually a disk or NAS not mounted.
+
+    Transient, so the backlog drains by itself once the disk is back;
+    `config.check_paths` reports a folder that was never there at start-up.
+    """
 
 
 class ChecksumMismatch(Permanent):

@@ -18,7 +18,7 @@ import secrets
 from pathlib import Path
 from typing import Iterator
 
-from agent.backup.base import (BucketMissing, ChecksumMismatch, ObjectInfo, Source,
+from agent.backup.base import (ChecksumMismatch, FolderMissing, ObjectInfo, Source,
                                check_key, check_sha256)
 from agent.errors import NotFound, Permanent, Transient
 
@@ -36,7 +36,7 @@ class FileTarget:
 
     The root is never created: a NAS that is not mounted leaves an empty
     mount point or none, and writing there would silently fill the local
-    disk instead. A missing root raises `BucketMissing` at the first call.
+    disk instead. A missing root raises `FolderMissing` (Transient) at every call.
     """
 
     def __init__(self, root: str | os.PathLike, name: str = "file", url: str | None = None):
@@ -52,7 +52,7 @@ class FileTarget:
 
     def _check_root(self) -> None:
         if not self.root.is_dir():
-            raise BucketMissing(f"backup target {self.name!r}: folder {self.root} does not exist "
+            raise FolderMissing(f"backup target {self.name!r}: folder {self.root} does not exist "
                                 "(disk not mounted?)")
 
     def _error(self, action: str, key: str, e: OSError) -> Exception:

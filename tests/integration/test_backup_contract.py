@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.backup import (AccessDenied, BucketMissing, ChecksumMismatch, InvalidKey, ObjectInfo,
-                          object_key, open_target, sidecar_key)
+from agent.backup import (AccessDenied, BucketMissing, ChecksumMismatch, FolderMissing, InvalidKey,
+                          ObjectInfo, object_key, open_target, sidecar_key)
 from agent.backup.file import FileTarget
 from agent.backup.s3 import S3Target
 from agent.backup.verify import repair_object, verify_object
@@ -270,11 +270,15 @@ def test_storage_class_and_sse_are_sent(seaweed):
     assert raw.get("ServerSideEncryption") == "AES256"
 
 
-def test_file_target_never_creates_its_root(tmp_path):
+def test_an_unmounted_file_target_is_transient_and_never_created(tmp_path):
     target = open_target({"name": "nas", "url": f"file://{tmp_path}/not-mounted"})
-    with pytest.raises(BucketMissing, match="not-mounted"):
+    with pytest.raises(FolderMissing, match="'nas'.*not-mounted.*not mounted"):
         target.put("ledger/x", b"x", sha(b"x"))
+    assert isinstance(FolderMissing("x"), Transient)
     assert not (tmp_path / "not-mounted").exists()
+    (tmp_path / "not-mounted").mkdir()  # the disk comes back
+    target.put("ledger/x", b"x", sha(b"x"))
+    assert target.get("ledger/x") == b"x"
 
 
 def test_file_target_leaves_no_temp_files(tmp_path):

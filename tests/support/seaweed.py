@@ -104,6 +104,7 @@ class SeaweedServer:
         self.endpoint_url = f"http://127.0.0.1:{self.ports['s3']}"
         self._proc: subprocess.Popen | None = None
         self._log = None
+        self._probe_written = False
 
     @staticmethod
     def _pick_ports() -> dict[str, int]:
@@ -163,7 +164,15 @@ class SeaweedServer:
         self._wait_ready()
         return self
 
+    PROBE_BUCKET = "seaweed-ready-probe"
+
     def _wait_ready(self) -> None:
+        """Poll until an object written at first start reads back.
+
+        Listing buckets succeeds as soon as the filer is up, but after a
+        restart reads fail with InternalError until the volume server has
+        re-registered its volumes with the master, so a read is the probe.
+        """
         import botocore.exceptions
 
         probe = self.client(connect_timeout=1, read_timeout=2)
@@ -173,8 +182,17 @@ class SeaweedServer:
             if self._proc.poll() is not None:
                 break
             try:
-                probe.list_buckets()
-                return
+                if not self._probe_written:
+                    try:
+                        probe.create_bucket(Bucket=self.PROBE_BUCKET)
+                    except botocore.exceptions.ClientError as e:
+                        if e.response.get("Error", {}).get("Code") not in (
+                                "BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                            raise
+                    probe.put_object(Bucket=self.PROBE_BUCKET, Key="probe", Body=b"ready")
+                    self._probe_written = True
+                if probe.get_object(Bucket=self.PROBE_BUCKET, Key="probe")["Body"].read() == b"ready":
+                    return
             except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
                 last = e
             time.sleep(0.1)
