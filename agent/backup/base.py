@@ -181,6 +181,36 @@ def check_key(key: str) -> str:
     return key
 
 
+def source_path(path_or_bytes: Source) -> Path | None:
+    """None for a bytes-like source, the Path of a file source; `Permanent`
+    for any other type (a caller's bug, reported as our own error)."""
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        return None
+    if isinstance(path_or_bytes, (str, os.PathLike)) and str(path_or_bytes):
+        return Path(path_or_bytes)
+    raise Permanent(f"backup source must be bytes or a file path, not {type(path_or_bytes).__name__}")
+
+
+def check_dest(dest: str | os.PathLike) -> Path:
+    """`dest` as a Path when its folder exists, else `Permanent` (a caller's mistake,
+    which retrying cannot fix)."""
+    if not isinstance(dest, (str, os.PathLike)) or not str(dest):
+        raise Permanent(f"download destination must be a file path, not {dest!r}")
+    path = Path(dest)
+    if not path.parent.is_dir():
+        raise Permanent(f"download destination folder {path.parent} does not exist")
+    return path
+
+
+def check_prefix(prefix: str) -> str:
+    """`prefix` itself when it is '' or a safe key prefix, else `InvalidKey`."""
+    if not isinstance(prefix, str):
+        raise InvalidKey(f"invalid backup key prefix {prefix!r}")
+    if prefix:
+        check_key(prefix.rstrip("/") or "/")
+    return prefix
+
+
 def object_key(sha256: str) -> str:
     """`objects/ab/cd/<sha256>`: where a vault original lives on every target."""
     check_sha256(sha256)

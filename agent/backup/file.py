@@ -18,8 +18,8 @@ import secrets
 from pathlib import Path
 from typing import Iterator
 
-from agent.backup.base import (ChecksumMismatch, FolderMissing, ObjectInfo, Source,
-                               check_key, check_sha256)
+from agent.backup.base import (ChecksumMismatch, FolderMissing, ObjectInfo, Source, check_dest,
+                               check_key, check_prefix, check_sha256, source_path)
 from agent.errors import NotFound, Permanent, Transient
 
 CHUNK = 1 << 20
@@ -66,14 +66,20 @@ class FileTarget:
         check_sha256(sha256)
         final = self._path(key)
         self._check_root()
+        src_path = source_path(path_or_bytes)
         existing = self.head(key)
         if existing is not None and existing.sha256 == sha256:
             return
         try:
+            source = path_or_bytes if src_path is None else open(src_path, "rb")
+        except OSError as e:
+            raise Permanent(f"backup target {self.name!r}: cannot read source {src_path} "
+                            f"for {key!r}: {e.strerror or e}") from e
+        try:
             created = _make_dirs(self.root, final.parent)
             tmp = final.parent / f"{TEMP_PREFIX}{final.name}.{secrets.token_hex(4)}"
             try:
-                digest = _write_and_hash(tmp, path_or_bytes)
+                digest = _write_and_hash(tmp, source)
                 if digest != sha256:
                     raise ChecksumMismatch(f"backup target {self.name!r}: content for {key!r} "
                                            f"hashes to {digest}, not {sha256}")
@@ -86,6 +92,9 @@ class FileTarget:
                 _fsync_dir(d.parent)
         except OSError as e:
             raise self._error("writing", key, e) from e
+        finally:
+            if source is not path_or_bytes:
+                source.close()
 
     def head(self, key: str) -> ObjectInfo | None:
         """See BackupTarget.head; the SHA-256 is computed now from the file's bytes."""
@@ -104,11 +113,11 @@ class FileTarget:
     def get(self, key: str, dest: str | os.PathLike | None = None) -> bytes | None:
         """See BackupTarget.get."""
         path = self._path(key)
+        dest = None if dest is None else check_dest(dest)
         self._check_root()
         try:
             if dest is None:
                 return path.read_bytes()
-            dest = Path(dest)
             tmp = dest.with_name(f"{TEMP_PREFIX}{dest.name}.{secrets.token_hex(4)}")
             try:
                 with open(path, "rb") as src:
@@ -128,6 +137,7 @@ class FileTarget:
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """See BackupTarget.list; sizes and times from stat, sha256 None (not hashed)."""
+        check_prefix(prefix)
         self._check_root()
         # Walk only the folder the prefix points into, not the whole tree.
         start_rel = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
@@ -177,21 +187,16 @@ class FileTarget:
 
 
 def _write_and_hash(tmp: Path, source) -> str:
-    """Write `source` (bytes, a path, or an open binary file) to `tmp`, fsync it, return its SHA-256."""
+    """Write `source` (bytes or an open binary file) to `tmp`, fsync it, return its SHA-256."""
     digest = hashlib.sha256()
     with open(tmp, "xb") as out:
         if isinstance(source, (bytes, bytearray, memoryview)):
             digest.update(source)
             out.write(source)
         else:
-            src = source if hasattr(source, "read") else open(source, "rb")
-            try:
-                while chunk := src.read(CHUNK):
-                    digest.update(chunk)
-                    out.write(chunk)
-            finally:
-                if src is not source:
-                    src.close()
+            while chunk := source.read(CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
         out.flush()
         os.fsync(out.fileno())
     return digest.hexdigest()

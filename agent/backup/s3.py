@@ -14,7 +14,6 @@ import binascii
 import hashlib
 import os
 import secrets
-from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlsplit
 
@@ -25,7 +24,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 from agent.backup.base import (AccessDenied, BucketMissing, ChecksumMismatch, CorruptObject,
-                               ObjectInfo, Source, check_key, check_sha256, object_key)
+                               ObjectInfo, Source, check_dest, check_key, check_prefix,
+                               check_sha256, object_key, source_path)
 from agent.errors import AdapterError, ConfigError, NotFound, Permanent, Transient
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
@@ -131,9 +131,9 @@ class S3Target:
         """
         check_sha256(sha256)
         full = self._key(key)
-        if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        path = source_path(path_or_bytes)
+        if path is None:
             return self._put_small(key, full, bytes(path_or_bytes), sha256)
-        path = Path(path_or_bytes)
         try:
             if path.stat().st_size < self._threshold:
                 return self._put_small(key, full, path.read_bytes(), sha256)
@@ -202,12 +202,12 @@ class S3Target:
     def get(self, key: str, dest: str | os.PathLike | None = None) -> bytes | None:
         """See BackupTarget.get. The server's stored checksum is checked on the way in."""
         full = self._key(key)
+        dest = None if dest is None else check_dest(dest)
         tmp = None
         try:
             r = self._client.get_object(Bucket=self.bucket, Key=full, ChecksumMode="ENABLED")
             if dest is None:
                 return r["Body"].read()
-            dest = Path(dest)
             tmp = dest.with_name(f".tmp-{dest.name}.{secrets.token_hex(4)}")
             with open(tmp, "xb") as out:
                 for chunk in r["Body"].iter_chunks(1 << 20):
@@ -225,8 +225,7 @@ class S3Target:
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """See BackupTarget.list (sha256 is None: S3 lists carry no SHA-256)."""
-        if prefix:
-            check_key(prefix.rstrip("/") or "x")
+        check_prefix(prefix)
         paginator = self._client.get_paginator("list_objects_v2")
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):

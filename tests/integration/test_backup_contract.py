@@ -144,9 +144,21 @@ def test_unsafe_keys_are_refused(target, key):
         target.get(key)
 
 
-def test_bad_sha256_argument_is_permanent(target):
+def test_bad_arguments_raise_only_our_typed_errors(target, tmp_path):
     with pytest.raises(Permanent):
         target.put("ledger/x", b"x", "ABC")
+    with pytest.raises(Permanent, match="cannot read source"):
+        target.put("ledger/x", tmp_path / "no-such-file", sha(b"x"))
+    with pytest.raises(Permanent, match="bytes or a file path"):
+        target.put("ledger/x", 12345, sha(b"x"))
+    target.put("ledger/x", b"x", sha(b"x"))
+    with pytest.raises(Permanent, match="does not exist"):
+        target.get("ledger/x", tmp_path / "missing-folder" / "out")
+    with pytest.raises(InvalidKey):
+        list(target.list("/"))
+    with pytest.raises(InvalidKey):
+        list(target.list(None))
+    assert target.head("ledger/x").sha256 == sha(b"x")
 
 
 def test_corruption_behind_the_adapters_back_is_found_and_repaired(target):
