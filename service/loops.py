@@ -1,6 +1,6 @@
 """Background loops beside the main one: delivery and backup.
 
-Each loop runs in its own thread with its own ledger connection, and is
+Each loop runs in its own thread(s) with its own ledger connection, and is
 controlled through `kick()` (work may be waiting), `stop()` and `join()`.
 """
 
@@ -19,5 +19,11 @@ class Loop(Protocol):
 
 
 def start_loops(cfg: Config, wake: threading.Event) -> list[Loop]:
-    """Start the loops the config asks for; returns them running."""
-    return []
+    """Start the loops the config asks for; returns them running.
+    Delivery runs when at least one [[destination]] is configured."""
+    loops: list[Loop] = []
+    if cfg.destinations:
+        from service.delivery import DeliveryService
+
+        loops.append(DeliveryService(cfg).start())
+    return loops

@@ -15,8 +15,10 @@ from agent.ledger.delivery_reports import DeliveryReportsMixin
 from agent.model import Problem, State, TRANSITIONS
 
 ROW_STATES = ("queued", "delivering", "delivered", "confirmed", "missing", "failed", "quarantined")
-# Documents in these states hold their rows still: an operator owns them.
-HELD_DOCUMENT_STATES = (State.QUARANTINED.value, State.REJECTED.value)
+# Only documents in these states have their rows worked on; in any other
+# state (quarantined, rejected, back to extracted for 补录) a person holds them.
+ACTIVE_DOCUMENT_STATES = (State.QUEUED.value, State.DELIVERING.value, State.FAILED.value,
+                          State.MISSING.value, State.DELIVERED.value, State.CONFIRMED.value)
 # The document states a delivery row may move a document between.
 _DELIVERY_DOC_STATES = frozenset({State.QUEUED, State.DELIVERING, State.DELIVERED, State.CONFIRMED,
                                   State.MISSING, State.FAILED, State.QUARANTINED})
@@ -86,22 +88,22 @@ class DeliveriesMixin(DeliveryReportsMixin):
         Due: `delivering` with an expired lease first (a worker died; the
         caller must look the invoice up before putting it again), then
         `queued` with next_attempt_at <= now, oldest first. Rows of
-        quarantined or rejected documents are skipped. Each claimed row
+        documents a person holds (not in ACTIVE_DOCUMENT_STATES) are skipped. Each claimed row
         becomes `delivering`, its attempts grow by one and its document
         moves to `delivering`. Returns dicts with the row, the document's
         sha256, media_type, original_name, parsed fields and
         `row_state` (the state before the claim).
         """
-        held = ",".join("?" * len(HELD_DOCUMENT_STATES))
+        active = ",".join("?" * len(ACTIVE_DOCUMENT_STATES))
         base = (f"SELECT {_CLAIM_COLUMNS} FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
-                f"WHERE d.destination = ? AND doc.state NOT IN ({held}) AND ")
+                f"WHERE d.destination = ? AND doc.state IN ({active}) AND ")
         with self.transaction() as c:
             rows = c.execute(base + "d.state = 'delivering' AND d.lease_until <= ? ORDER BY d.lease_until LIMIT ?",
-                             (destination, *HELD_DOCUMENT_STATES, now, limit)).fetchall()
+                             (destination, *ACTIVE_DOCUMENT_STATES, now, limit)).fetchall()
             if len(rows) < limit:
                 rows += c.execute(base + "d.state = 'queued' AND d.next_attempt_at <= ? "
                                   "ORDER BY d.next_attempt_at, d.id LIMIT ?",
-                                  (destination, *HELD_DOCUMENT_STATES, now, limit - len(rows))).fetchall()
+                                  (destination, *ACTIVE_DOCUMENT_STATES, now, limit - len(rows))).fetchall()
             claimed = []
             for r in rows:
                 c.execute("UPDATE deliveries SET state = 'delivering', attempts = attempts + 1, "

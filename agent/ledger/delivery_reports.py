@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
-# Rows of documents an operator holds (quarantined, rejected) are not backlog.
-_HELD = ("quarantined", "rejected")
+# Rows of documents a person holds (quarantined, rejected, back in
+# extraction for 补录) are neither backlog nor late.
+_ACTIVE = ("queued", "delivering", "failed", "missing", "delivered", "confirmed")
 # A valid invoice is late while one of its rows is in one of these states.
 UNDELIVERED_ROW_STATES = ("queued", "delivering", "failed", "missing")
 _HEALTH_COLUMNS = frozenset({"breaker", "paused_error", "paused_at", "last_ok_at", "last_error",
@@ -48,11 +49,11 @@ class DeliveryReportsMixin:
         for state, n in self.conn.execute("SELECT state, count(*) FROM deliveries WHERE destination = ? "
                                           "GROUP BY state", (destination,)):
             counts[state] = n
-        held = ",".join("?" * len(_HELD))
+        active = ",".join("?" * len(_ACTIVE))
         oldest = self.conn.execute(
             "SELECT min(d.queued_at) FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
-            f"WHERE d.destination = ? AND d.state IN ('queued', 'delivering') AND doc.state NOT IN ({held})",
-            (destination, *_HELD)).fetchone()[0]
+            f"WHERE d.destination = ? AND d.state IN ('queued', 'delivering') AND doc.state IN ({active})",
+            (destination, *_ACTIVE)).fetchone()[0]
         return {"counts": counts, "oldest_waiting": oldest}
 
     def sla_breaches(self, *, queued_before: str, destinations: Sequence[str] | None = None,
@@ -61,12 +62,12 @@ class DeliveryReportsMixin:
         delivered (queued, delivering, failed or missing), oldest first, with
         `sla_warned_at` so a caller can warn once."""
         states = ",".join("?" * len(UNDELIVERED_ROW_STATES))
-        held = ",".join("?" * len(_HELD))
+        active = ",".join("?" * len(_ACTIVE))
         sql = ("SELECT d.id AS delivery_id, d.document_id, d.destination, d.state, d.queued_at, "
                "d.last_error, d.sla_warned_at, doc.invoice_number FROM deliveries d "
                "JOIN documents doc ON doc.id = d.document_id "
-               f"WHERE d.state IN ({states}) AND d.queued_at < ? AND doc.state NOT IN ({held})")
-        params: list[Any] = [*UNDELIVERED_ROW_STATES, queued_before, *_HELD]
+               f"WHERE d.state IN ({states}) AND d.queued_at < ? AND doc.state IN ({active})")
+        params: list[Any] = [*UNDELIVERED_ROW_STATES, queued_before, *_ACTIVE]
         if destinations is not None:
             sql += f" AND d.destination IN ({','.join('?' * len(destinations))})"
             params += list(destinations)
@@ -76,11 +77,11 @@ class DeliveryReportsMixin:
     def count_sla_breaches(self, *, queued_before: str) -> dict[str, int]:
         """Late rows (as in `sla_breaches`) counted per destination."""
         states = ",".join("?" * len(UNDELIVERED_ROW_STATES))
-        held = ",".join("?" * len(_HELD))
+        active = ",".join("?" * len(_ACTIVE))
         rows = self.conn.execute(
             "SELECT d.destination, count(*) FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
-            f"WHERE d.state IN ({states}) AND d.queued_at < ? AND doc.state NOT IN ({held}) "
-            "GROUP BY d.destination", (*UNDELIVERED_ROW_STATES, queued_before, *_HELD))
+            f"WHERE d.state IN ({states}) AND d.queued_at < ? AND doc.state IN ({active}) "
+            "GROUP BY d.destination", (*UNDELIVERED_ROW_STATES, queued_before, *_ACTIVE))
         return {name: n for name, n in rows}
 
     def mark_sla_warned(self, delivery_ids: Sequence[int], *, now: str) -> None:

@@ -11,6 +11,7 @@ import click
 from agent.errors import NotFoundInLedger
 from agent.ledger import Ledger
 from agent.model import State
+from service.commands.deliver import delivery_report, print_delivery
 from service.context import age_seconds, echo_json, fail, human_age, load, now_dt, open_ledger
 
 
@@ -31,12 +32,14 @@ def status_report(ledger: Ledger, cfg) -> dict:
         "daemon": daemon,
         "ledger": str(cfg.ledger_path),
         "vault": str(cfg.vault_dir),
+        "delivery": delivery_report(ledger, cfg, at),
     }
 
 
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: states (every state, zeros "
-              "included), oldest_unfinished, last_activity, daemon, ledger, vault.")
+              "included), oldest_unfinished, last_activity, daemon, ledger, vault, delivery "
+              "(sla_breaches, and per destination backlog, health, breaker, maintenance_until).")
 @click.pass_context
 def command(ctx: click.Context, as_json: bool) -> None:
     """How many documents are in each state, how old the oldest unfinished one
@@ -59,6 +62,7 @@ def command(ctx: click.Context, as_json: bool) -> None:
                f"last seen {human_age(d['age_s'])} ago)"))
     click.echo(f"ledger:            {report['ledger']}")
     click.echo(f"vault:             {report['vault']}")
+    print_delivery(report["delivery"])
 
 
 LIST_COLUMNS = ("id", "state", "received_at", "invoice_number", "invoice_date", "total",

@@ -1,0 +1,115 @@
+"""Reconciliation: is every delivered invoice really in the finance system?
+
+Each delivered (or missing, or on request confirmed) row is looked up at its
+destination. Found: `confirmed`, with the system's receipt stored. Absent:
+`missing`, and queued again at once when requeue_missing is set. A lookup
+that fails changes nothing; the row is checked again next time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Mapping, Sequence
+
+from agent.deliver.base import Destination, Misconfigured
+from agent.errors import AdapterError
+from agent.ledger import Ledger
+from agent.ledger.rows import utc
+
+# Consecutive failed lookups after which a destination is left for next time.
+GIVE_UP_AFTER = 5
+SCHEDULED_STATES = ("delivered", "missing")
+ALL_STATES = ("delivered", "missing", "confirmed")
+
+
+@dataclass
+class Check:
+    """One row looked up: `result` is confirmed, missing, requeued, error
+    (lookup failed; nothing changed) or skipped (the row changed meanwhile,
+    or its destination was given up for this run)."""
+
+    document_id: int
+    destination: str
+    invoice_number: str | None
+    invoice_date: str | None
+    total: str | None
+    delivered_at: str | None
+    result: str
+    remote_id: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (the `reconcile --json` line)."""
+        return asdict(self)
+
+
+@dataclass
+class ReconcileReport:
+    """Every check of one run, and the counts that end the CLI's output."""
+
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def summary(self) -> dict[str, int]:
+        """checked, confirmed, missing (requeued ones included), requeued, errors, skipped."""
+        count = {r: sum(1 for c in self.checks if c.result == r)
+                 for r in ("confirmed", "missing", "requeued", "error", "skipped")}
+        return {"checked": sum(1 for c in self.checks if c.result != "skipped"),
+                "confirmed": count["confirmed"], "missing": count["missing"] + count["requeued"],
+                "requeued": count["requeued"], "errors": count["error"], "skipped": count["skipped"]}
+
+
+def reconcile(ledger: Ledger, destinations: Mapping[str, Destination], *, now: dt.datetime, actor: str,
+              requeue_missing: bool, since: dt.datetime | None = None,
+              states: Sequence[str] = SCHEDULED_STATES,
+              progress: Callable[[Check], None] | None = None) -> ReconcileReport:
+    """Look up every row of the given `destinations` in `states` delivered
+    at or after `since`, and record what was found (see the module docstring).
+
+    Guarantees: only rows still in the state they were read in are changed;
+    a destination that is Misconfigured, or fails GIVE_UP_AFTER lookups in a
+    row, is skipped for the rest of the run. Only AdapterErrors are caught.
+    """
+    report = ReconcileReport()
+    for name, dest in destinations.items():
+        rows = ledger.reconcile_candidates(states=states, destination=name,
+                                           since=utc(since) if since else None)
+        failures, given_up = 0, None
+        for row in rows:
+            check = Check(document_id=row["document_id"], destination=name,
+                          invoice_number=row["invoice_number"], invoice_date=row["invoice_date"],
+                          total=None if row["total_cents"] is None else f"{row['total_cents'] / 100:.2f}",
+                          delivered_at=row["delivered_at"], result="skipped", error=given_up)
+            if given_up is None:
+                given_up, failures = _check(ledger, dest, row, check, failures, now=now, actor=actor,
+                                            requeue_missing=requeue_missing)
+            report.checks.append(check)
+            if progress is not None:
+                progress(check)
+    return report
+
+
+def _check(ledger: Ledger, dest: Destination, row: dict, check: Check, failures: int, *, now: dt.datetime,
+           actor: str, requeue_missing: bool) -> tuple[str | None, int]:
+    key = row["invoice_key"]
+    try:
+        found = dest.lookup(key) if key else None
+    except Misconfigured as e:
+        check.result, check.error = "error", str(e)
+        return f"skipped: {dest.name} is misconfigured: {e}", failures
+    except AdapterError as e:
+        check.result, check.error = "error", str(e)
+        failures += 1
+        if failures >= GIVE_UP_AFTER:
+            return f"skipped after {failures} failed lookups at {dest.name}", failures
+        return None, failures
+    receipt = found.to_dict() if found is not None else None
+    result = ledger.record_lookup(row["delivery_id"], found=receipt, now=utc(now), actor=actor,
+                                  requeue_missing=requeue_missing, expect_state=row["state"])
+    check.result = result or "skipped"
+    if found is not None:
+        check.remote_id = found.remote_id
+    elif result is None:
+        check.error = "the row changed while it was being checked"
+    return None, 0

@@ -1,0 +1,264 @@
+"""`fapiao-agent retry`, `requeue`, `reconcile`, and the delivery part of `status`."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import sys
+
+import click
+
+from agent.amend import resolve
+from agent.deliver import open_destination
+from agent.deliver.loop import Gate
+from agent.deliver.retry import DeliveryPolicy
+from agent.errors import AgentError
+from agent.ledger import Ledger, utc
+from agent.ledger.deliveries import ACTIVE_DOCUMENT_STATES
+from agent.reconcile import ALL_STATES, Check, reconcile
+from service.context import actor, age_seconds, echo_json, fail, human_age, load, now, now_dt, open_ledger
+
+RECONCILE_COLUMNS = ("document_id", "destination", "invoice_number", "invoice_date", "total",
+                     "delivered_at", "result", "remote_id", "error")
+
+
+def _names(cfg, destination: str | None) -> list[str]:
+    names = [d["name"] for d in cfg.destinations]
+    if destination is not None and destination not in names:
+        fail(f"no destination named {destination!r} (configured: {', '.join(names) or 'none'})")
+    return [destination] if destination else names
+
+
+def _document(ledger: Ledger, ref: str):
+    try:
+        doc = resolve(ledger, ref)
+    except AgentError as e:
+        fail(str(e))
+    if doc.state not in ACTIVE_DOCUMENT_STATES:
+        fail(f"document {doc.id} is {doc.state}, not in delivery; "
+             + ("fix it with amend/accept first" if doc.state in ("quarantined", "extracted", "valid")
+                else "there is nothing to deliver"))
+    return doc
+
+
+@click.command("retry", epilog="""\b
+Examples:
+  fapiao-agent retry 42                          try document 42 again now
+  fapiao-agent retry --all-failed                every failed delivery
+  fapiao-agent retry --all-failed --destination erp""")
+@click.argument("ref", required=False)
+@click.option("--all-failed", is_flag=True, help="Every document with a failed delivery.")
+@click.option("--destination", metavar="NAME", help="Only deliveries to this destination.")
+@click.pass_context
+def command(ctx: click.Context, ref: str | None, all_failed: bool, destination: str | None) -> None:
+    """Bring failed deliveries back: queued again, due now, attempts reset.
+
+    REF is a document id, SHA-256 prefix or invoice number. A delivery still
+    waiting for its next attempt is also made due now.
+    """
+    if bool(ref) == all_failed:
+        fail("give a document (id, hash prefix or invoice number) or --all-failed, not both", code=2)
+    cfg = load(ctx)
+    _names(cfg, destination)
+    who, at = actor(), now()
+    with open_ledger(cfg) as ledger:
+        if ref:
+            doc = _document(ledger, ref)
+            done = ledger.requeue_deliveries(doc.id, from_states=("failed", "queued"), destination=destination,
+                                             now=at, actor=who, reason="retry requested by an operator")
+            if not done:
+                fail(f"document {doc.id} ({doc.state}) has no failed or waiting delivery"
+                     + (f" to {destination}" if destination else "") + "; use `requeue` to deliver it again")
+            click.echo(f"document {doc.id}: queued again for {', '.join(done)}")
+            return
+        ids = ledger.documents_with_rows("failed", destination=destination)
+        n = 0
+        for doc_id in ids:
+            n += bool(ledger.requeue_deliveries(doc_id, from_states=("failed",), destination=destination,
+                                                now=at, actor=who, reason="retry --all-failed"))
+        click.echo(f"{n} documents queued again" + (f" for {destination}" if destination else ""))
+
+
+@click.command("requeue")
+@click.argument("ref")
+@click.option("--destination", metavar="NAME", help="Only the delivery to this destination.")
+@click.pass_context
+def requeue_command(ctx: click.Context, ref: str, destination: str | None) -> None:
+    """Deliver a document again: its delivered, missing or failed deliveries
+    are queued afresh. Safe: the destination keeps one copy per invoice key."""
+    cfg = load(ctx)
+    _names(cfg, destination)
+    with open_ledger(cfg) as ledger:
+        doc = _document(ledger, ref)
+        if doc.state == "confirmed":
+            fail(f"document {doc.id} is confirmed at every destination; run `reconcile` to check it again")
+        done = ledger.requeue_deliveries(doc.id, from_states=("delivered", "missing", "failed", "queued"),
+                                         destination=destination, now=now(), actor=actor(),
+                                         reason="requeued by an operator")
+        if not done:
+            fail(f"document {doc.id} ({doc.state}) has nothing to requeue"
+                 + (f" for {destination}" if destination else ""))
+        click.echo(f"document {doc.id}: queued again for {', '.join(done)}")
+
+
+@click.command("reconcile", epilog="""\b
+Examples:
+  fapiao-agent reconcile                          every delivered invoice
+  fapiao-agent reconcile --since 2026-03-01 --destination erp
+  fapiao-agent reconcile --json | jq .summary
+  fapiao-agent reconcile --csv --sort amount > reconcile.csv""")
+@click.option("--since", metavar="DATE", help="Only invoices delivered on or after DATE (YYYY-MM-DD, UTC).")
+@click.option("--destination", metavar="NAME", help="Only this destination.")
+@click.option("--sort", type=click.Choice(["delivered", "date", "amount"]), default="delivered",
+              show_default=True, help="Delivery order, newest invoice date, or largest amount first.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: checks (list) and summary.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row; the summary goes to stderr.")
+@click.pass_context
+def reconcile_command(ctx, since, destination, sort, as_json, as_csv) -> None:
+    """Is every delivered invoice really in the finance system? Looks each one
+    up at its destination: found ones become confirmed (the system's id is
+    kept), absent ones missing, and are queued again when
+    [delivery] requeue_missing is on. Ends with checked/confirmed/missing/requeued."""
+    cfg = load(ctx)
+    since_dt = _since(since)
+    names = _names(cfg, destination)
+    with open_ledger(cfg) as ledger:
+        dests = _callable_destinations(ledger, cfg, names)
+        total = sum(len(ledger.reconcile_candidates(states=ALL_STATES, destination=n,
+                                                    since=utc(since_dt) if since_dt else None)) for n in dests)
+        with click.progressbar(length=total, label="reconciling", file=sys.stderr) as bar:
+            report = reconcile(ledger, dests, now=now_dt(), actor=actor(), since=since_dt, states=ALL_STATES,
+                               requeue_missing=bool(cfg.delivery.get("requeue_missing", True)),
+                               progress=lambda _c: bar.update(1))
+    checks = _sorted(report.checks, sort)
+    summary = report.summary
+    line = ", ".join(f"{k} {v}" for k, v in summary.items() if k in ("checked", "confirmed", "missing",
+                                                                      "requeued") or v)
+    if as_json:
+        echo_json({"checks": [c.to_dict() for c in checks], "summary": summary})
+    elif as_csv:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=RECONCILE_COLUMNS)
+        writer.writeheader()
+        writer.writerows(c.to_dict() for c in checks)
+        click.echo(buf.getvalue(), nl=False)
+        click.echo(line, err=True)
+    else:
+        for c in checks:
+            click.echo(f"{c.document_id:>7}  {c.destination:<12} {c.invoice_number or '-':<20} "
+                       f"{c.invoice_date or '-':<10} {c.total or '-':>12}  {c.result:<9}"
+                       + (f"  {c.remote_id}" if c.remote_id else "") + (f"  {c.error}" if c.error else ""))
+        click.echo(line)
+    if summary["errors"]:
+        sys.exit(1)
+
+
+def _since(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.timezone.utc)
+    except ValueError:
+        fail(f"--since: expected a date like 2026-03-01, got {text!r}", code=2)
+
+
+def _sorted(checks: list[Check], sort: str) -> list[Check]:
+    if sort == "date":
+        return sorted(checks, key=lambda c: (c.invoice_date or "", c.document_id), reverse=True)
+    if sort == "amount":
+        return sorted(checks, key=lambda c: (float(c.total) if c.total else -1.0, c.document_id), reverse=True)
+    return checks
+
+
+def _callable_destinations(ledger: Ledger, cfg, names: list[str]) -> dict:
+    """Adapters for `names`, leaving out (with a note) any in maintenance or paused."""
+    out = {}
+    at = now_dt()
+    for entry in cfg.destinations:
+        if entry["name"] not in names:
+            continue
+        try:
+            gate = Gate.from_health(ledger.destination_health(entry["name"]), DeliveryPolicy.from_config(entry))
+            dest = open_destination(entry)
+        except AgentError as e:
+            fail(str(e), code=2)
+        end = gate.maintenance_until(at)
+        if end is not None:
+            click.echo(f"note: {entry['name']} is in maintenance until {_local(end)}; not checked", err=True)
+        elif gate.paused_error:
+            click.echo(f"note: {entry['name']} is paused ({gate.paused_error}); not checked", err=True)
+        else:
+            out[entry["name"]] = dest
+    return out
+
+
+def _local(moment: dt.datetime) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M %Z").strip()
+
+
+# -- status --------------------------------------------------------------------------
+
+
+def delivery_report(ledger: Ledger, cfg, at: dt.datetime) -> dict:
+    """Per destination: backlog, oldest waiting age, health, breaker, maintenance
+    and SLA breaches (late = queued more than [delivery] sla_hours ago and not
+    delivered); plus the total of SLA breaches. JSON-ready."""
+    hours = float(cfg.delivery.get("sla_hours") or 24)
+    late = ledger.count_sla_breaches(queued_before=utc(at - dt.timedelta(hours=hours)))
+    out = []
+    for entry in cfg.destinations:
+        name = entry["name"]
+        backlog = ledger.delivery_backlog(name)
+        health = ledger.destination_health(name) or {}
+        try:
+            gate = Gate.from_health(health, DeliveryPolicy.from_config(entry))
+            maintenance = gate.maintenance_until(at)
+        except AgentError as e:
+            gate, maintenance = None, None
+            health = {**health, "paused_error": f"invalid settings: {e}"}
+        breaker = gate.breaker if gate else None
+        next_probe = breaker.next_probe_at() if breaker else None
+        counts = backlog["counts"]
+        state = ("paused" if health.get("paused_error") else "in maintenance" if maintenance
+                 else f"breaker {breaker.state}" if breaker and breaker.state != "closed" else "ok")
+        out.append({
+            "name": name, "health": state, "backlog": counts["queued"] + counts["delivering"],
+            "counts": counts, "oldest_waiting": backlog["oldest_waiting"],
+            "oldest_waiting_age_s": age_seconds(backlog["oldest_waiting"], at),
+            "paused_error": health.get("paused_error"), "paused_at": health.get("paused_at"),
+            "maintenance_until": maintenance.isoformat() if maintenance else None,
+            "breaker": {"state": breaker.state if breaker else None,
+                        "failures": breaker.failures if breaker else None,
+                        "next_probe_at": next_probe.isoformat() if next_probe else None},
+            "last_ok_at": health.get("last_ok_at"), "last_error": health.get("last_error"),
+            "last_error_at": health.get("last_error_at"), "sla_breaches": late.get(name, 0),
+        })
+    return {"sla_hours": hours, "sla_breaches": sum(late.values()), "destinations": out}
+
+
+def print_delivery(report: dict) -> None:
+    """The human lines of `status` for delivery (nothing when no destination is configured)."""
+    if not report["destinations"]:
+        return
+    late = report["sla_breaches"]
+    click.echo(f"delivery:          SLA {report['sla_hours']:g} h"
+               + (f", {late} LATE (not delivered within it)" if late else ", none late"))
+    for d in report["destinations"]:
+        c = d["counts"]
+        line = (f"  {d['name']:<14} backlog {d['backlog']}"
+                + (f" (oldest {human_age(d['oldest_waiting_age_s'])})" if d["backlog"] else "")
+                + f", failed {c['failed']}, missing {c['missing']}, quarantined {c['quarantined']}"
+                + f"; breaker {d['breaker']['state']}")
+        if d["maintenance_until"]:
+            line += f"; in maintenance until {_local(dt.datetime.fromisoformat(d['maintenance_until']))}"
+        if d["paused_error"]:
+            line += f"; PAUSED: {d['paused_error']}"
+        elif d["breaker"]["next_probe_at"]:
+            line += f" (next probe {_local(dt.datetime.fromisoformat(d['breaker']['next_probe_at']))})"
+        if d["sla_breaches"]:
+            line += f"; {d['sla_breaches']} late"
+        click.echo(line)
+
+
+extra_commands = (requeue_command, reconcile_command)

@@ -1,0 +1,335 @@
+"""The delivery threads: per destination, `concurrency` workers running the
+claim / send / record step of agent/deliver/loop.py, sharing one gate
+(maintenance windows, pause on Misconfigured, circuit breaker) and one rate
+limit; and one housekeeping thread for scheduled reconciliation and SLA warnings.
+
+Each thread has its own ledger connection. Leases left by a dead process are
+released at start (the daemon's lock says no other daemon runs), so a row
+caught `delivering` by a SIGKILL is looked up, then put again only if absent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import random
+import threading
+import time
+import uuid
+
+from agent.config import Config
+from agent.deliver.base import Destination, open_destination
+from agent.deliver.loop import Gate, Outcome, claim, record, send
+from agent.deliver.retry import CLOSED, DeliveryPolicy
+from agent.errors import AdapterError, AgentError
+from agent.ledger import Ledger, utc
+from agent.ledger.rows import parse_utc
+from agent.reconcile import reconcile
+from agent.vault import Vault
+from service.context import actor as actor_name, now_dt
+
+log = logging.getLogger("fapiao.delivery")
+IDLE_POLL_S = 5.0           # longest sleep with nothing due; kicks wake workers sooner
+HEALTH_SAVE_S = 10.0        # last_ok_at / last_error are written at most this often
+SLA_CHECK_S = 60.0
+SLA_LOG_LINES = 20          # one line per late invoice up to this many per pass, then a count
+
+
+class RateLimit:
+    """At most `per_s` call starts per second, shared by a destination's
+    workers. `reserve(t)` books the next slot at monotonic time `t` and
+    returns how long to wait for it (0 when unlimited)."""
+
+    def __init__(self, per_s: float | None):
+        self.interval = 1.0 / per_s if per_s else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def reserve(self, t: float) -> float:
+        """Book a slot; the caller sleeps the returned seconds, then calls."""
+        if not self.interval:
+            return 0.0
+        with self._lock:
+            slot = max(t, self._next)
+            self._next = slot + self.interval
+            return slot - t
+
+
+class DestinationRunner:
+    """The workers of one destination and the gate they share."""
+
+    def __init__(self, cfg: Config, entry: dict, dest: Destination, policy: DeliveryPolicy,
+                 stopping: threading.Event):
+        self.cfg, self.entry, self.dest, self.policy = cfg, entry, dest, policy
+        self.name = dest.name
+        self.stopping = stopping
+        timeout = float(entry.get("timeout_s") or 30.0)
+        # A lease shorter than a put could last would hand a live put to a second worker.
+        self.lease_s = max(float(cfg.delivery.get("lease_s") or 300), 3 * timeout + 10)
+        self.rate = RateLimit(entry.get("rate_per_s"))
+        self.cond = threading.Condition()
+        self._kicks = 0
+        self.actor = actor_name("daemon") + f":deliver:{self.name}"
+        self.vault = Vault(cfg.vault_dir)
+        with Ledger(cfg.ledger_path) as ledger:
+            self.gate = Gate.from_health(ledger.destination_health(self.name), policy)
+        if self.gate.paused_error:
+            log.error(f"destination {self.name} is still paused: {self.gate.paused_error}; "
+                      "it resumes by itself once a probe succeeds", extra={"destination": self.name})
+        self._saved_at = 0.0
+        self.threads = [threading.Thread(target=self._work, args=(i,), name=f"deliver-{self.name}-{i}",
+                                         daemon=True) for i in range(policy.concurrency)]
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+
+    def kick(self) -> None:
+        """New rows may be due: wake idle workers."""
+        with self.cond:
+            self._kicks += 1
+            self.cond.notify_all()
+
+    def blocked(self, now: dt.datetime) -> str | None:
+        """Why the destination must not be called now (maintenance, pause, open breaker), or None."""
+        with self.cond:
+            end = self.gate.maintenance_until(now)
+            if end is not None:
+                return f"in maintenance until {end.isoformat(timespec='minutes')}"
+            if self.gate.paused_error:
+                return f"paused: {self.gate.paused_error}"
+            if self.gate.breaker.state != CLOSED:
+                return f"breaker {self.gate.breaker.state}"
+        return None
+
+    # -- one worker ----------------------------------------------------------------
+
+    def _work(self, index: int) -> None:
+        token = f"{os.getpid()}:{self.name}:{index}:{uuid.uuid4().hex[:8]}"
+        rng = random.Random()
+        ledger = Ledger(self.cfg.ledger_path)
+        failures = 0
+        try:
+            while not self.stopping.is_set():
+                try:
+                    self._once(ledger, token, rng)
+                    failures = 0
+                except Exception:  # a full disk or a bug: back off, never kill the daemon
+                    failures += 1
+                    log.exception("delivery worker step failed; backing off",
+                                  extra={"destination": self.name, "failures": failures})
+                    self.stopping.wait(min(60.0, 2.0 ** failures))
+        finally:
+            ledger.close()
+
+    def _once(self, ledger: Ledger, token: str, rng: random.Random) -> None:
+        with self.cond:
+            kicks = self._kicks
+            decision = self.gate.decide(now_dt())
+        if decision.kind == "wait":
+            self._sleep(kicks, (decision.until - now_dt()).total_seconds() if decision.until else IDLE_POLL_S)
+            return
+        if decision.kind == "probe":
+            self._probe(ledger)
+            return
+        wait = self.rate.reserve(time.monotonic())
+        if wait and self.stopping.wait(wait):
+            return
+        claims = claim(ledger, self.name, now=now_dt(), lease_s=self.lease_s, token=token, actor=self.actor)
+        if not claims:
+            due = ledger.next_due(self.name)
+            self._sleep(kicks, (parse_utc(due) - now_dt()).total_seconds() if due else IDLE_POLL_S)
+            return
+        c = claims[0]
+        try:
+            outcome = send(self.dest, c, self.vault)
+        except Exception as e:  # an adapter bug: the row retries like a transient failure
+            log.exception("delivery raised an unexpected error", extra={"destination": self.name,
+                                                                        "document": c.document_id})
+            outcome = Outcome("transient", error=f"internal error: {type(e).__name__}: {e}")
+        result = record(ledger, c, outcome, self.policy, now=now_dt(), rng=rng, actor=self.actor)
+        with self.cond:
+            change = self.gate.observe(outcome, now_dt())
+        self._after(ledger, outcome, change, result)
+
+    def _probe(self, ledger: Ledger) -> None:
+        error: AdapterError | None = None
+        try:
+            self.dest.probe()
+        except AdapterError as e:
+            error = e
+        except Exception as e:  # an adapter bug counts as an unhealthy probe
+            log.exception("probe raised an unexpected error", extra={"destination": self.name})
+            error = AdapterError(f"internal error: {type(e).__name__}: {e}")
+        with self.cond:
+            change = self.gate.probed(error, now_dt())
+            self.cond.notify_all()
+        if change in ("resumed", "closed"):
+            log.info(f"destination {self.name} is healthy again; deliveries resume",
+                     extra={"destination": self.name})
+        elif change == "paused":
+            self._log_pause(str(error))
+        self._save_health(ledger, force=change is not None, error=str(error) if error else None)
+
+    def _after(self, ledger: Ledger, outcome: Outcome, change: str | None, result) -> None:
+        extra = {"destination": self.name, "document": result.document_id}
+        if not result.recorded:
+            log.warning("delivery lease was taken over; this outcome is dropped (the destination "
+                        "deduplicates by invoice key)", extra={**extra, "outcome": outcome.kind})
+        elif outcome.kind in ("delivered", "found"):
+            log.info("delivered", extra={**extra, "outcome": outcome.kind,
+                                         "receipt": outcome.receipt.remote_id or ""})
+        elif result.row_state == "queued" and outcome.kind == "transient":
+            log.info("delivery will be retried", extra={**extra, "error": outcome.error,
+                                                        "next_attempt_at": result.next_attempt_at})
+        elif result.row_state == "failed":
+            log.error(f"delivery of document {result.document_id} to {self.name} failed for good",
+                      extra={**extra, "error": result.error})
+        elif result.row_state == "quarantined":
+            log.warning(f"{self.name} refused document {result.document_id}; quarantined",
+                        extra={**extra, "error": outcome.error})
+        if change == "paused":
+            self._log_pause(outcome.error or "")
+        elif change == "opened":
+            log.warning(f"destination {self.name}: circuit breaker open after repeated failures; "
+                        f"probing every {self.policy.probe_interval_s:g} s", extra={"destination": self.name})
+        elif change == "closed":
+            log.info(f"destination {self.name}: circuit breaker closed", extra={"destination": self.name})
+        ok = outcome.kind in ("delivered", "found")
+        self._save_health(ledger, force=change is not None, error=None if ok else outcome.error,
+                          ok=ok)
+
+    def _log_pause(self, error: str) -> None:
+        log.error(f"destination {self.name} paused: {error}; no invoice is quarantined for this. "
+                  f"Fix the destination's settings; deliveries resume once a probe succeeds "
+                  f"(every {self.policy.probe_interval_s:g} s)", extra={"destination": self.name})
+
+    def _save_health(self, ledger: Ledger, *, force: bool, error: str | None = None, ok: bool = False) -> None:
+        if not force and time.monotonic() - self._saved_at < HEALTH_SAVE_S:
+            return
+        self._saved_at = time.monotonic()
+        with self.cond:
+            columns = self.gate.to_health()
+        at = utc(now_dt())
+        if ok:
+            columns["last_ok_at"] = at
+        elif error:
+            columns.update(last_error=error, last_error_at=at)
+        ledger.save_destination_health(self.name, now=at, **columns)
+
+    def _sleep(self, kicks: int, seconds: float) -> None:
+        seconds = max(0.01, min(IDLE_POLL_S, seconds))
+        with self.cond:
+            if self._kicks == kicks and not self.stopping.is_set():
+                self.cond.wait(seconds)
+
+
+class DeliveryService:
+    """Everything delivery needs in the daemon, as one loop: start, kick, stop, join."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.stopping = threading.Event()
+        self.runners: list[DestinationRunner] = []
+        self.actor = actor_name("daemon") + ":reconcile"
+        for entry in cfg.destinations:
+            try:
+                dest = open_destination(entry)
+                policy = DeliveryPolicy.from_config(entry)
+            except AgentError as e:
+                log.error(f"destination {entry.get('name')!r} is not started: {e}",
+                          extra={"destination": entry.get("name")})
+                continue
+            self.runners.append(DestinationRunner(cfg, entry, dest, policy, self.stopping))
+        self.housekeeper = threading.Thread(target=self._housekeeping, name="deliver-housekeeping", daemon=True)
+
+    def start(self) -> "DeliveryService":
+        """Release dead processes' leases, then start every worker and the housekeeper."""
+        with Ledger(self.cfg.ledger_path) as ledger:
+            released = ledger.release_leases(now=utc(now_dt()), keep_token_prefix=f"{os.getpid()}:")
+        if released:
+            log.info("deliveries interrupted by a crash are looked up before any new put",
+                     extra={"rows": released})
+        for r in self.runners:
+            r.start()
+        self.housekeeper.start()
+        log.info("delivery started", extra={"destinations": ",".join(r.name for r in self.runners)})
+        return self
+
+    def kick(self) -> None:
+        """New rows may be queued: wake idle workers."""
+        for r in self.runners:
+            r.kick()
+
+    def stop(self) -> None:
+        """Ask every thread to stop after its current attempt."""
+        self.stopping.set()
+        for r in self.runners:
+            r.kick()
+
+    def join(self, timeout: float) -> None:
+        """Wait up to `timeout` s in all; a put still in flight is left (its lease is recovered at next start)."""
+        deadline = time.monotonic() + timeout
+        for t in [t for r in self.runners for t in r.threads] + [self.housekeeper]:
+            if t.ident is not None:
+                t.join(max(0.0, deadline - time.monotonic()))
+
+    # -- housekeeping ------------------------------------------------------------------
+
+    def _housekeeping(self) -> None:
+        interval = float(self.cfg.delivery.get("reconcile_interval_s") or 0)
+        next_reconcile = time.monotonic() + interval if interval else None
+        next_sla = time.monotonic()
+        with Ledger(self.cfg.ledger_path) as ledger:
+            while not self.stopping.is_set():
+                try:
+                    if time.monotonic() >= next_sla:
+                        next_sla = time.monotonic() + SLA_CHECK_S
+                        self.warn_sla(ledger)
+                    if next_reconcile is not None and time.monotonic() >= next_reconcile:
+                        next_reconcile = time.monotonic() + interval
+                        self.reconcile_once(ledger)
+                except Exception:
+                    log.exception("delivery housekeeping failed; trying again later")
+                waits = [t for t in (next_sla, next_reconcile) if t is not None]
+                self.stopping.wait(max(0.05, min(waits) - time.monotonic()))
+
+    def reconcile_once(self, ledger: Ledger) -> None:
+        """Look up delivered and missing rows at every destination that may be called now."""
+        now = now_dt()
+        callable_ = {}
+        for r in self.runners:
+            why = r.blocked(now)
+            if why:
+                log.info("reconciliation skips a destination", extra={"destination": r.name, "why": why})
+            else:
+                callable_[r.name] = r.dest
+        report = reconcile(ledger, callable_, now=now, actor=self.actor,
+                           requeue_missing=bool(self.cfg.delivery.get("requeue_missing", True)))
+        s = report.summary
+        if s["checked"] or s["skipped"]:
+            log.info("reconciled", extra=s)
+        for c in report.checks:
+            if c.result in ("missing", "requeued"):
+                log.warning(f"document {c.document_id} ({c.invoice_number}) is missing at {c.destination}"
+                            + ("; requeued" if c.result == "requeued" else ""),
+                            extra={"destination": c.destination, "document": c.document_id})
+        if s["requeued"]:
+            self.kick()
+
+    def warn_sla(self, ledger: Ledger) -> None:
+        """Log each newly late invoice once (at warning) and remember it was logged."""
+        hours = float(self.cfg.delivery.get("sla_hours") or 24)
+        cutoff = utc(now_dt() - dt.timedelta(hours=hours))
+        late = [r for r in ledger.sla_breaches(queued_before=cutoff) if not r["sla_warned_at"]]
+        for r in late[:SLA_LOG_LINES]:
+            log.warning(f"SLA: document {r['document_id']} ({r['invoice_number']}) not delivered to "
+                        f"{r['destination']} within {hours:g} h", extra={"state": r["state"],
+                                                                         "queued_at": r["queued_at"],
+                                                                         "error": r["last_error"] or ""})
+        if len(late) > SLA_LOG_LINES:
+            log.warning(f"SLA: {len(late) - SLA_LOG_LINES} more invoices not delivered within {hours:g} h "
+                        "(see `fapiao-agent status`)")
+        if late:
+            ledger.mark_sla_warned([r["delivery_id"] for r in late], now=utc(now_dt()))
