@@ -182,8 +182,11 @@ def qr_payload(rng: random.Random, kind: str, code: str | None, number: str, qr_
 
     Old types carry a trailing comma and an upper-case CRC; 数电 payloads have
     no trailing comma, either CRC case, and some early ones a single space in
-    each empty field (signed as written).
+    each empty field (signed as written). A few platform-issued 数电 (the real
+    DiDi sample) write the date as YYYY-MM-DD and leave the check field empty.
     """
+    if kind in DIGITAL_KINDS and rng.random() < 0.05:
+        return f"01,{kind},,{number},{money(qr_amount)},{date.isoformat()},,"
     amount_text = money(qr_amount)
     if kind not in DIGITAL_KINDS and qr_amount == qr_amount.to_integral() and rng.random() < 0.2:
         amount_text = str(int(qr_amount))  # some issuers drop ".00" (a real sample has "57")

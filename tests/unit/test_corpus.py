@@ -73,10 +73,16 @@ def test_qr_payload_parses_with_correct_crc_and_matches_the_fields():
     for c in _contents():
         qr = parse_qr(c.qr)
         assert qr is not None, c.qr
-        assert qr.crc_ok() is True, c.qr
+        # Platform-issued 数电 (DiDi) may leave the check field empty; otherwise it must match.
+        assert qr.crc_ok() is True or (qr.crc is None and c.kind in ("31", "32")), c.qr
         assert (qr.kind, qr.code, qr.number, qr.date) == (c.kind, c.code, c.number, c.date)
         assert qr.check_code == c.check_code
         assert qr.amount == (c.amount if c.kind in TAX_EXCLUSIVE_KINDS else c.total)
+
+
+def test_most_qr_payloads_carry_a_check_field():
+    missing = sum(parse_qr(c.qr).crc is None for c in _contents())
+    assert 0 < missing < 30
 
 
 def test_numbers_codes_and_dates_have_the_real_shapes():
