@@ -213,3 +213,13 @@ def test_text_pdfs_embed_the_qr_beside_seal_images():
             big = im.image.convert("L").resize((im.image.width * 3, im.image.height * 3), Image.NEAREST)
             decoded += [r.text for r in zxingcpp.read_barcodes(big, formats=zxingcpp.BarcodeFormat.QRCode)]
         assert len(images) >= 2 and decoded == [g.expected["qr"]], style
+
+
+def test_expected_fields_have_the_keys_and_formats_of_the_real_expected_json(expected_fields):
+    real_keys = set(next(iter(expected_fields.values()))) - {"notes", "source"}
+    for style in ("digital", "legacy", "scan-jpg", "trip-list"):
+        g = make_invoice(random.Random(13), style, TODAY)
+        assert set(g.expected) == real_keys, style
+        for key in ("amount", "tax", "total"):
+            assert g.expected[key] is None or re.fullmatch(r"-?\d+\.\d\d", g.expected[key])
+        assert g.expected["date"] is None or dt.date.fromisoformat(g.expected["date"])
