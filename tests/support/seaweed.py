@@ -75,6 +75,16 @@ def _port_is_free(port: int) -> bool:
         return True
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM if the test run dies without teardown."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux/glibc: teardown still stops the server
+
+
 class SeaweedServer:
     """One `weed mini` process with its own ports, data dir and access keys.
 
@@ -160,7 +170,7 @@ class SeaweedServer:
         self._log = open(self.log_path, "ab")
         self._proc = subprocess.Popen(self._argv(), stdout=self._log, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, cwd=self.base_dir,
-                                      start_new_session=True)
+                                      start_new_session=True, preexec_fn=_die_with_parent)
         self._wait_ready()
         return self
 
