@@ -44,7 +44,8 @@ def item_mismatches(items: tuple[dict, ...] | list[dict], invoice: Invoice) -> l
     got = [{"amount": f"{i.amount:.2f}" if i.amount is not None else None,
             "tax": f"{i.tax:.2f}" if i.tax is not None else None,
             "rate": str(i.rate.normalize()) if i.rate is not None else None} for i in invoice.items]
-    want = [{"amount": i["amount"], "tax": i["tax"], "rate": str(Decimal(i["rate"]).normalize())} for i in items]
+    want = [{"amount": i["amount"], "tax": i["tax"], "rate": str(Decimal(i["rate"]).normalize())}
+            for i in items]
     if got == want:
         return []
     return [f"items: expected {want}, got {got}"]

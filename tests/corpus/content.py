@@ -149,7 +149,8 @@ def _make_items(rng: random.Random) -> tuple[list[LineItem], str | None]:
     if rng.random() < 0.06 and items[0].amount > 50:
         base = items[0]
         off = _round(base.amount * Decimal(rng.randint(3, 15)) / 100)
-        items.append(LineItem(base.name, "", "", "", "", -off, base.rate, -_round(off * Decimal(base.rate) / 100)))
+        off_tax = _round(off * Decimal(base.rate) / 100)
+        items.append(LineItem(base.name, "", "", "", "", -off, base.rate, -off_tax))
     return items, first[4]
 
 

@@ -80,8 +80,8 @@ def make_invoice(rng: random.Random, style: str, today: dt.date | None = None) -
         return _text_pdf(rng, style, today)
     if style == "scan-batch":
         from tests.corpus.scan import make_scan_batch
-        made = [_face(rng, rng.choice(DIGITAL_KINDS + LEGACY_E_KINDS + PAPER_KINDS), rng.random() < 0.3, today)
-                for _ in range(rng.randint(2, 4))]
+        kinds = DIGITAL_KINDS + LEGACY_E_KINDS + PAPER_KINDS
+        made = [_face(rng, rng.choice(kinds), rng.random() < 0.3, today) for _ in range(rng.randint(2, 4))]
         data = make_scan_batch(rng, [face for _, face in made])
         pages = tuple(qr_only_fields(content) for content, _ in made)
         return GeneratedInvoice(data, "pdf", pages[0], expected_fields(made[0][0]), style, pages)

@@ -118,7 +118,8 @@ def company(rng: random.Random, region: Region) -> Party:
         name = f"{city}{_trade_name(rng)}{rng.choice(_INDUSTRIES)}{rng.choice(_FORMS)}"
     street = f"{city}市{rng.choice(('人民路', '解放大道', '中山路', '建设路', '科技园路', '长江路'))}{rng.randint(1, 999)}号"
     phone = f"0{rng.randint(10, 999)}-{rng.randint(10000000, 89999999)}"
-    bank = rng.choice(("中国工商银行", "中国建设银行", "中国农业银行", "招商银行", "中国银行")) + f"{city}{rng.choice(('分行', '支行', '营业部'))}"
+    bank = (rng.choice(("中国工商银行", "中国建设银行", "中国农业银行", "招商银行", "中国银行"))
+            + city + rng.choice(("分行", "支行", "营业部")))
     account = "".join(rng.choice("0123456789") for _ in range(rng.choice((16, 19))))
     return Party(name, make_uscc(rng, admin, individual), street, phone, bank, account)
 

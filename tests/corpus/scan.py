@@ -96,7 +96,8 @@ def _draw_qr(img: Image.Image, op: Qr, scale: float) -> None:
         for c, dark in enumerate(row):
             if dark:
                 sym.putpixel((c + 2, r + 2), 0)
-    img.paste(sym.resize((size, size), Image.NEAREST).convert(img.mode), (round(op.x * scale), round(op.y * scale)))
+    img.paste(sym.resize((size, size), Image.NEAREST).convert(img.mode),
+              (round(op.x * scale), round(op.y * scale)))
 
 
 def rasterise(face: Face, dpi: float, paper: int = 255, mode: str = "RGB") -> Image.Image:
@@ -110,7 +111,8 @@ def rasterise(face: Face, dpi: float, paper: int = 255, mode: str = "RGB") -> Im
         if isinstance(op, Text):
             _draw_text(draw, op, scale, img.mode)
         elif isinstance(op, Line):
-            draw.line((op.x1 * scale, op.y1 * scale, op.x2 * scale, op.y2 * scale), fill=_ink(op.color, img.mode),
+            draw.line((op.x1 * scale, op.y1 * scale, op.x2 * scale, op.y2 * scale),
+                      fill=_ink(op.color, img.mode),
                       width=max(1, round(op.width * scale)))
         elif isinstance(op, Ellipse):
             draw.ellipse(((op.cx - op.rx) * scale, (op.cy - op.ry) * scale,

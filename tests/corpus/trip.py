@@ -41,7 +41,8 @@ def make_trip_list(rng: random.Random, today: dt.date) -> tuple[bytes, dict]:
     f.ops.append(Qr(500, 30, 60, url))
     f.text(530, 102, slogan, 7, "label", anchor="c")
     f.label_value(40, 120, "申请日期：", applied.isoformat(), 10)
-    f.label_value(40, 138, "行程起止日期：", f"{start.isoformat()} 至 {(applied - dt.timedelta(days=1)).isoformat()}", 10)
+    last = applied - dt.timedelta(days=1)
+    f.label_value(40, 138, "行程起止日期：", f"{start.isoformat()} 至 {last.isoformat()}", 10)
     phone = f"1{rng.choice('3589')}{rng.randint(0, 9)}****{rng.randint(1000, 9999)}"
     f.label_value(40, 156, "行程人手机号：", phone, 10)
     trips = []
