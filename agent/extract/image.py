@@ -33,7 +33,8 @@ Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 # Old-style titles are the region name plus the type name; 数电 and railway
 # titles are the type name alone (see KIND_NAMES).
-_REGIONAL_KINDS = frozenset({"01", "04", "10", "11", "14", "20"})
+# 卷票 (11) and 通行费 (14) titles vary by issuer, so they are not derived.
+_REGIONAL_KINDS = frozenset({"01", "04", "10", "20"})
 _REGIONAL_NAMES = {"20": "增值税电子专用发票"}
 
 
@@ -72,7 +73,7 @@ def title_from_qr(kind: str | None, code: str | None) -> str | None:
     if not kind:
         return None
     if kind not in _REGIONAL_KINDS:
-        return KIND_NAMES.get(kind) if kind in {"31", "32", "51", "61"} else None
+        return KIND_NAMES.get(kind) if kind in {"31", "32", "51"} else None
     if not code:
         return None
     digits = code[1:5] if len(code) == 12 else code[:4] if len(code) == 10 else ""

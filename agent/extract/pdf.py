@@ -339,7 +339,8 @@ def _build(group: _Group) -> Invoice:
     if face.parsed is not None:
         offer_parsed(face.parsed, invoice, "pdf-text")
         invoice.items.clear()
-    elif face.payload is not None:
+    if face.payload is not None and invoice.get("title") is None:
+        # A scan, or a title the text layer garbled: the QR implies it.
         invoice.offer("title", title_from_qr(face.payload.kind, face.payload.code), "qr")
     invoice.items.extend(_group_items(group))
     for page in group.pages:

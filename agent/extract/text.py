@@ -95,8 +95,9 @@ class ParsedText:
 
     @property
     def is_invoice_like(self) -> bool:
-        """Two invoice labels, or an invoice number found by its shape."""
-        return self.label_count >= 2 or "number" in self.fields
+        """Two invoice labels, or one and an invoice number: a 20-digit
+        order id on a trip list is not enough."""
+        return self.label_count >= 2 or (self.label_count == 1 and "number" in self.fields)
 
 
 def parse_invoice_text(text: str, invoice: Invoice, source: str = "pdf-text") -> None:

@@ -185,6 +185,16 @@ def test_pdf_with_url_qr_and_no_labels_is_not_an_invoice():
     assert "not an invoice QR" in inv.not_invoice_reason
 
 
+def test_text_pdf_without_labels_or_qr_is_not_an_invoice():
+    # A 20-digit order id has the shape of a 数电 number; without invoice
+    # labels or an invoice QR it does not make the page an invoice.
+    data = pdf_of([{"lines": ["滴滴出行-行程单", "订单号：25317000002856140513", "共5笔行程， 合计73.20元"] * 3}])
+    (inv,) = read_pdf(data)
+    assert inv.is_invoice is False
+    assert inv.get("number") is None
+    assert inv.not_invoice_reason == "no invoice QR code and no invoice labels in its text"
+
+
 def test_ascii85_wrapped_qr_image_is_read():
     # ReportLab's default: images as ASCII85 + Flate, decoded by our fast path.
     data = pdf_of([{"lines": ["发票号码：24112000000048542163", "开票日期：2024年05月28日"],
