@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -40,8 +41,11 @@ class ExtractionPool:
     """Bounded pool: `submit` refuses when full (the caller keeps the work
     queued in the ledger), which is the daemon's backpressure."""
 
-    def __init__(self, vault_root: str, workers: int = 0):
+    def __init__(self, vault_root: str, workers: int = 0, reader=None):
         self.vault_root = vault_root
+        # `reader(vault_root, sha256) -> Analysis` runs in the worker; tests
+        # pass one that crashes on purpose to exercise crash isolation.
+        self.reader = reader or _analyse_object
         self.workers = workers or os.cpu_count() or 1
         self.capacity = self.workers * 2
         self._pool = self._new_pool()
@@ -75,10 +79,10 @@ class ExtractionPool:
 
     def _start(self, job: _Job) -> None:
         try:
-            fut = self._pool.submit(_analyse_object, self.vault_root, job.sha256)
+            fut = self._pool.submit(self.reader, self.vault_root, job.sha256)
         except BrokenProcessPool:
             self._restart()
-            fut = self._pool.submit(_analyse_object, self.vault_root, job.sha256)
+            fut = self._pool.submit(self.reader, self.vault_root, job.sha256)
         self._running[fut] = job
 
     def collect(self, timeout: float) -> list[tuple[int, Analysis]]:
@@ -128,11 +132,9 @@ class ExtractionPool:
         """Finish in-flight work within `wait_s` seconds and stop. Returns what
         finished; unfinished documents stay `captured` for the next run."""
         finished = []
-        deadline_left = wait_s
-        while self._running and deadline_left > 0:
-            step = min(0.5, deadline_left)
-            finished += self.collect(step)
-            deadline_left -= step
+        deadline = time.monotonic() + wait_s
+        while self._running and time.monotonic() < deadline:
+            finished += self.collect(min(0.5, max(0.0, deadline - time.monotonic())))
         self._suspects.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)
         return finished
