@@ -114,4 +114,6 @@ NAME_LABEL_RE = re.compile(r"名称[ ]*:")
 NAME_VALUE_RE = re.compile(r"[ ]*(\S+(?: \S+)*)")
 TAX_ID_LABEL_RE = re.compile(r"(?:纳税人识别号|统一社会信用代码)[ ]*:")
 TAX_ID_VALUE_RE = re.compile(r"[ ]*([0-9A-Z]{15,20})(?![0-9A-Z])")
-RATE_RE = re.compile(r"\d{1,2}(?:\.\d+)?%|免税|不征税|出口零税率|普通零税率")
+# Rates have at most one decimal (1.5%): that is what splits an amount glued
+# to its rate ("85.6213%" is 85.62 at 13%).
+RATE_RE = re.compile(r"\d{1,2}(?:\.\d)?%|免税|不征税|出口零税率|普通零税率")

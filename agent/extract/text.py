@@ -51,12 +51,12 @@ def normalize_text(text: str) -> str:
 
 def _letter_spaced(lines: list[str]) -> bool:
     # Renderers that place every glyph separately (ReportLab re-renders of
-    # OFDs) give a page of one-character tokens.
-    tokens = [t for line in lines for t in line.split()]
-    if len(tokens) < 40:
+    # OFDs) split numbers into one-digit tokens. Spaced labels alone
+    # ("项 目 名 称") do not count: joining would glue number columns.
+    numeric = [t for line in lines for t in line.split() if any(c.isdigit() for c in t)]
+    if len(numeric) < 20:
         return False
-    single = sum(1 for t in tokens if len(t) == 1)
-    return single / len(tokens) > 0.6
+    return sum(1 for t in numeric if len(t) == 1) / len(numeric) > 0.6
 
 
 def _join_letters(line: str) -> str:

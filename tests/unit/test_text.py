@@ -173,3 +173,25 @@ def test_garbage_never_raises():
     for text in ("", "\x00\x01\x02", "¥¥¥ 1.2.3 ¥", "发票号码:" * 1000, "名称:\n" * 50, "ğ" * 100):
         inv = Invoice()
         parse_invoice_text(text, inv)
+
+
+def test_amount_glued_to_rate_splits_at_the_rate():
+    text = """货物或应税劳务、服务名称    规格型号   单位   数量      单价        金额      税率      税额
+*电子元件*集成电路     ESP32    个      2       42.81       85.6213%            11.13
+*谷物*大米            5kg      袋      1       56.03       56.039%             5.04
+*餐饮服务*餐费                                            100.001.5%          1.50
+"""
+    items = parse_text(normalize_text(text)).items
+    assert [(str(i.amount), i.rate_text, str(i.tax)) for i in items] == [
+        ("85.62", "13%", "11.13"), ("56.03", "9%", "5.04"), ("100.00", "1.5%", "1.50")]
+    assert (items[0].quantity, items[0].unit_price) == (Decimal("2"), Decimal("42.81"))
+
+
+def test_spaced_labels_do_not_glue_number_columns():
+    # Labels printed "项 目 名 称" make many one-character tokens, but the
+    # numbers are whole: the page is not letter-spaced.
+    text = "\n".join(["项 目 名 称   规 格 型 号   单 位   数 量   单 价   金 额   税 率 / 征 收 率   税 额",
+                      "*信息技术服务*软件开发     项     2     39784.74     79569.48 6%     4774.17"] * 10)
+    items = parse_text(normalize_text(text)).items
+    assert str(items[0].amount) == "79569.48"
+    assert (items[0].quantity, items[0].unit_price) == (Decimal("2"), Decimal("39784.74"))
