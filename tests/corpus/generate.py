@@ -2,9 +2,12 @@
 
 A style says what arrives: a 数电 or an old-layout PDF (plain, with spaced
 labels, or with every label drawn before every value), a photo-like scan
-as JPG, PNG or image-only PDF, or a non-invoice trip list whose QR is a URL.
-Each `GeneratedInvoice` carries the file bytes and the fields a reader must
-produce, in the shape of ../shared/samples/expected.json.
+as JPG, PNG or image-only PDF, a scanner batch (several scans in one PDF),
+or a non-invoice trip list whose QR is a URL. Each `GeneratedInvoice`
+carries the file bytes and the fields a reader must produce, in the shape
+of ../shared/samples/expected.json. A scan's expected fields are the QR's
+only: without OCR nothing else on it is determinable (null, as in
+expected.json); its `truth` keeps everything.
 """
 
 from __future__ import annotations
