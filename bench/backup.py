@@ -1,15 +1,17 @@
 """Mirror 1,000 vault files of ~100 KB to SeaweedFS through the s3 target, and
 time `rclone copy` of the same files to another bucket for comparison.
 
-    .venv/bin/python bench/backup.py [--files 1000] [--kb 100] [--workers 8]
+    .venv/bin/python bench/backup.py [--files 1000] [--kb 100] [--workers 8] [--rounds 5]
 
-Both tools get the same concurrency (--workers threads for the agent,
---transfers/--checkers for rclone) against one local `weed mini`. The agent
-side is what the backup loop does per document: `head` (skip if present)
-then `put` with a server-checked SHA-256; the hashes are known beforehand,
-as the vault names files by them. Prints seconds, MB/s, peak RSS and the
-ratio agent/rclone (target <= 1.0). rclone is Debian's package, installed
-with apt-get only when missing (this script only; tests never need it).
+Both tools get the same concurrency (--workers threads calling `put` for
+the agent, --transfers/--checkers for rclone) against one local `weed mini`,
+in alternating rounds (medians reported) because the machine is shared.
+The agent side is what the backup loop does per document: `put` with a
+server-checked SHA-256 and If-None-Match; the hashes are known beforehand,
+as the vault names files by them. Prints seconds, MB/s, CPU (client and
+server), peak RSS and the ratio agent/rclone (target <= 1.0). rclone is
+Debian's package, installed with apt-get only when missing (this script
+only; tests never need it).
 """
 
 from __future__ import annotations
@@ -105,6 +107,17 @@ def copy_with_rclone(rclone: str, server: SeaweedServer, src: Path, bucket: str,
     return seconds, peak_kb
 
 
+def _proc_cpu_s(pid: int) -> float:
+    """User+system CPU seconds a running process has used so far."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def _vm_hwm_kb(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -135,7 +148,7 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=1000)
     ap.add_argument("--kb", type=int, default=100)
     ap.add_argument("--workers", type=int, default=8)
-    ap.add_argument("--rounds", type=int, default=3,
+    ap.add_argument("--rounds", type=int, default=5,
                     help="alternate agent and rclone this many times; medians are reported")
     args = ap.parse_args()
 
@@ -156,6 +169,8 @@ def main() -> None:
 
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # vault made, no S3 yet
         agent, agent_again, agent_listed, rcl, rcl_again, rcl_rss = [], [], [], [], [], 0
+        # CPU seconds of the first (uploading) pass: client side, server side.
+        cpu = {"agent": [0.0, 0.0], "rclone": [0.0, 0.0]}
         for r in range(args.rounds):
             # Alternate who goes first, so load from elsewhere on the machine
             # drifts onto both sides alike.
@@ -164,14 +179,20 @@ def main() -> None:
                 if who == "agent":
                     bucket = server.make_bucket(f"bench-agent-{r}")
                     target = open_target(server.target_config(bucket, name="bench"))
+                    c0, w0 = time.process_time(), _proc_cpu_s(server.pid)
                     agent.append(mirror_with_agent(target, items, args.workers))
+                    cpu["agent"][0] += time.process_time() - c0
+                    cpu["agent"][1] += _proc_cpu_s(server.pid) - w0
                     agent_again.append(mirror_with_agent(target, items, args.workers))
                     agent_listed.append(listed_rerun_with_agent(target, items, args.workers))
                     assert count_objects(client, bucket) == len(items)
                 elif rclone:
                     bucket = server.make_bucket(f"bench-rclone-{r}")
+                    c0, w0 = _children_cpu_s(), _proc_cpu_s(server.pid)
                     secs, rss = copy_with_rclone(rclone, server, vault / "objects", bucket,
                                                  args.workers)
+                    cpu["rclone"][0] += _children_cpu_s() - c0
+                    cpu["rclone"][1] += _proc_cpu_s(server.pid) - w0
                     again, _ = copy_with_rclone(rclone, server, vault / "objects", bucket,
                                                 args.workers)
                     rcl.append(secs)
@@ -188,11 +209,16 @@ def main() -> None:
         print(f"agent  mirror: {a:6.2f} s  {total_mb / a:6.1f} MB/s  {len(items) / a:6.0f} files/s"
               f"  peak RSS {agent_rss / 1024:.0f} MB (before mirroring {rss_before / 1024:.0f} MB)")
         a3 = statistics.median(agent_listed)
+        n = args.rounds
+        print(f"agent  CPU per mirror: client {cpu['agent'][0] / n:.2f} s, "
+              f"weed {cpu['agent'][1] / n:.2f} s")
         print(f"agent  re-run, all present: {a2:6.2f} s put each; {a3:6.2f} s list then put missing")
         if rclone:
             c, c2 = statistics.median(rcl), statistics.median(rcl_again)
             print(f"rclone copy:   {c:6.2f} s  {total_mb / c:6.1f} MB/s  {len(items) / c:6.0f} files/s"
                   f"  peak RSS {rcl_rss / 1024:.0f} MB")
+            print(f"rclone CPU per copy:   client {cpu['rclone'][0] / n:.2f} s, "
+                  f"weed {cpu['rclone'][1] / n:.2f} s")
             print(f"rclone re-run, all present: {c2:6.2f} s")
             print(f"ratio agent/rclone (median): {a / c:.2f} (target <= 1.0); "
                   f"re-run {a2 / c2:.2f} put each, {a3 / c2:.2f} list first")
