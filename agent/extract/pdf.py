@@ -113,6 +113,10 @@ def _open(data: bytes) -> pypdf.PdfReader:
 
 
 def _unreadable(data: bytes, error: Exception) -> ExtractError:
+    if isinstance(error, pypdf.errors.DependencyError):
+        # AES streams (an owner-password-only PDF opens, then every string
+        # needs AES): pypdf decrypts them only with the cryptography package.
+        return ExtractError("encrypted", f"AES-encrypted PDF cannot be decrypted here: {error}")
     # A file cut short (still being written, a broken download) lacks the
     # %%EOF marker its writer always puts at the end.
     if b"%%EOF" not in data[-1024:]:

@@ -119,6 +119,27 @@ def test_pdf_with_owner_password_only_is_read():
     assert inv.get("seller_tax_id") == "914201006791228986"
 
 
+def test_aes_encrypted_pdf_is_reported_as_encrypted():
+    # pypdf writes AES only with the cryptography package, which we do not
+    # ship; an RC4 file relabelled AESV2 (same key and O/U values for R4)
+    # opens with the empty password and then needs AES for every stream.
+    from pypdf.generic import DictionaryObject, NameObject, NumberObject
+    writer = pypdf.PdfWriter(clone_from=io.BytesIO(DIGITAL_PDF.read_bytes()))
+    writer.encrypt(user_password="", owner_password="owner-secret", algorithm="RC4-128")
+    entry = writer._encrypt_entry
+    entry.update({NameObject("/V"): NumberObject(4), NameObject("/R"): NumberObject(4),
+                  NameObject("/StmF"): NameObject("/StdCF"), NameObject("/StrF"): NameObject("/StdCF"),
+                  NameObject("/CF"): DictionaryObject({NameObject("/StdCF"): DictionaryObject({
+                      NameObject("/CFM"): NameObject("/AESV2"), NameObject("/Length"): NumberObject(16),
+                      NameObject("/AuthEvent"): NameObject("/DocOpen")})})})
+    buf = io.BytesIO()
+    writer.write(buf)
+    with pytest.raises(ExtractError) as e:
+        read_pdf(buf.getvalue())
+    assert e.value.reason == "encrypted"
+    assert "AES" in e.value.message
+
+
 @pytest.mark.parametrize("cut", [0.5, 0.9])
 def test_truncated_pdf(cut):
     data = DIGITAL_PDF.read_bytes()
