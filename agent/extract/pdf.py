@@ -51,7 +51,9 @@ class _Page:
     def key(self) -> str | None:
         if self.payload is not None:
             return f"{self.payload.code or ''}-{self.payload.number}"
-        if self.parsed is not None and "number" in self.parsed.fields:
+        # A number read by shape alone (an order id on a trip sheet) is no
+        # identity: only a page that reads as an invoice has one.
+        if self.parsed is not None and self.parsed.is_invoice_like and "number" in self.parsed.fields:
             return f"{self.parsed.fields.get('code', '')}-{self.parsed.fields['number']}"
         return None
 
@@ -351,8 +353,9 @@ def _build(group: _Group) -> Invoice:
         if page is not face and page.parsed is None and page.payload is None:
             invoice.problems.append(Problem(
                 code="page-unread", severity="warning", field=None,
-                message=f"scanned page {page.number} has no invoice QR code; kept with the invoice before it",
-                message_zh=f"第{page.number}页扫描件没有发票二维码，已归入前一张发票",
+                message=(f"scanned page {page.number} has no invoice QR code; "
+                         f"kept with the invoice on page {face.number}"),
+                message_zh=f"第{page.number}页扫描件没有发票二维码，已归入第{face.number}页的发票",
             ))
     return invoice
 

@@ -258,6 +258,15 @@ def test_face_with_list_pages_stays_one_invoice():
     assert [i.name for i in inv.items] == ["*运输服务*客运服务费"] * 2
 
 
+def test_trip_sheet_after_an_invoice_stays_with_it():
+    invoice_page = {"lines": ["电子发票（普通发票）  发票号码：25317000002856140513", "开票日期：2025年11月08日",
+                              "价税合计（大写） 柒拾叁圆贰角整 （小写）¥73.20"]}
+    trip_sheet = {"lines": ["滴滴出行-行程单", "订单号：25317000002856149999", "共5笔行程， 合计73.20元"]}
+    (inv,) = read_pdf(pdf_of([invoice_page, trip_sheet]))
+    assert inv.get("number") == "25317000002856140513"
+    assert inv.page is None
+
+
 def test_scanner_batch_pdf_gives_one_invoice_per_page():
     pages = [{"image": scan(p, seed=i)} for i, p in enumerate((QR_A, QR_B, QR_C))]
     invoices = read_pdf(pdf_of(pages))
