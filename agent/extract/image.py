@@ -35,7 +35,6 @@ Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 # titles are the type name alone (see KIND_NAMES).
 # 卷票 (11) and 通行费 (14) titles vary by issuer, so they are not derived.
 _REGIONAL_KINDS = frozenset({"01", "04", "10", "20"})
-_REGIONAL_NAMES = {"20": "增值税电子专用发票"}
 
 
 def decode_qr_image(img: Image.Image) -> list[str]:
@@ -78,8 +77,7 @@ def title_from_qr(kind: str | None, code: str | None) -> str | None:
         return None
     digits = code[1:5] if len(code) == 12 else code[:4] if len(code) == 10 else ""
     region = CITY_REGIONS.get(digits) or REGIONS.get(digits[:2])
-    name = _REGIONAL_NAMES.get(kind) or KIND_NAMES.get(kind)
-    return f"{region}{name}" if region and name else None
+    return f"{region}{KIND_NAMES[kind]}" if region else None
 
 
 def invoice_from_qr_texts(texts: list[str]) -> Invoice | None:
