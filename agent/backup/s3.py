@@ -88,6 +88,9 @@ class S3Target:
         self._transfer = TransferConfig(multipart_threshold=multipart_threshold,
                                         multipart_chunksize=multipart_chunksize, use_threads=False)
         self._threshold = multipart_threshold
+        # If-None-Match on PUT (AWS since 2024, MinIO, Ceph, SeaweedFS) saves
+        # a head per new object; switched off if the store says 501.
+        self.conditional_puts = True
         try:
             # A Session per target: sessions are not thread-safe, and the
             # default chain (env, profile, instance role) applies when no keys are set.
@@ -165,14 +168,17 @@ class S3Target:
         args = dict(Bucket=self.bucket, Key=full, Body=data, ChecksumSHA256=checksum,
                     **self._put_args(sha256))
         try:
-            try:
-                self._client.put_object(IfNoneMatch="*", **args)
-                return
-            except bx.ClientError as e:
-                if not _precondition_failed(e):
-                    raise
-            if key == object_key(sha256):
-                return  # content-addressed: the name vouches for the content; verify checks it
+            if self.conditional_puts:
+                try:
+                    self._client.put_object(IfNoneMatch="*", **args)
+                    return
+                except bx.ClientError as e:
+                    if _not_implemented(e):
+                        self.conditional_puts = False  # an older store: head, then put
+                    elif not _precondition_failed(e):
+                        raise
+                    elif key == object_key(sha256):
+                        return  # content-addressed: the name vouches; verify checks the bytes
             existing = self.head(key)
             if existing is not None and existing.sha256 == sha256:
                 return
@@ -282,6 +288,12 @@ class S3Target:
         if isinstance(e, OSError):
             return Transient(f"{head}: I/O error with {self._where}: {e.strerror or e}")
         return Transient(f"{head}: {type(e).__name__} with {self._where}")
+
+
+def _not_implemented(e: bx.ClientError) -> bool:
+    """True when the store does not support a conditional PUT."""
+    return (e.response.get("Error", {}).get("Code") == "NotImplemented"
+            or e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 501)
 
 
 def _precondition_failed(e: bx.ClientError) -> bool:

@@ -272,6 +272,23 @@ def test_a_second_put_of_the_same_object_writes_no_new_version(seaweed):
         [object_key(sha(data)), "manifests/2026-11-29.json", "manifests/2026-11-29.json"])
 
 
+def test_stores_without_conditional_puts_get_head_then_put(seaweed):
+    bucket = seaweed.make_bucket()
+    client = seaweed.client()
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    target = open_target(seaweed.target_config(bucket))
+    target.conditional_puts = False  # as after a 501 from an older store
+    data = b"content"
+    for _ in range(2):
+        target.put(object_key(sha(data)), data, sha(data))
+    target.put("manifests/d.json", b"1", sha(b"1"))
+    target.put("manifests/d.json", b"2", sha(b"2"))
+    assert target.get("manifests/d.json") == b"2"
+    versions = client.list_object_versions(Bucket=bucket)["Versions"]
+    assert sorted(v["Key"] for v in versions) == sorted(
+        [object_key(sha(data)), "manifests/d.json", "manifests/d.json"])
+
+
 def test_storage_class_and_sse_are_sent(seaweed):
     bucket = seaweed.make_bucket()
     cfg = {**seaweed.target_config(bucket), "storage_class": "STANDARD_IA", "sse": "AES256"}
