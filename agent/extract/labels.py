@@ -72,7 +72,8 @@ _OPEN, _CLOSE = "[(（]", "[)）]"
 # The 成品油 / 旅客运输服务 / 通行费 special labels print beside the title and
 # are not part of it, so the title is anchored on its own words.
 TITLE_RE = re.compile(
-    rf"电子发票{_OPEN}(?:普通发票|增值税专用发票|铁路电子客票|航空运输电子客票行程单){_CLOSE}"
+    rf"电子发票{_OPEN}(?:普通发票|增值税专用发票|铁路电子客票|航空运输电子客票行程单"
+    rf"|机动车销售统一发票|二手车销售统一发票){_CLOSE}"
     rf"|(?:{_PLACE})?增值税电子(?:普通|专用)发票(?:{_OPEN}通行费{_CLOSE})?"
     rf"|(?:{_PLACE})增值税(?:普通|专用)发票(?:{_OPEN}卷式{_CLOSE})?"
     r"|(?:机动车|二手车)销售统一发票"
