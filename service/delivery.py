@@ -20,7 +20,7 @@ import uuid
 
 from agent.config import Config
 from agent.deliver.base import Destination, open_destination
-from agent.deliver.loop import Gate, Outcome, claim, record, send
+from agent.deliver.loop import Gate, Outcome, claim, record, release, send
 from agent.deliver.retry import CLOSED, DeliveryPolicy
 from agent.errors import AdapterError, AgentError
 from agent.ledger import Ledger, utc
@@ -34,6 +34,9 @@ IDLE_POLL_S = 5.0           # longest sleep with nothing due; kicks wake workers
 HEALTH_SAVE_S = 10.0        # last_ok_at / last_error are written at most this often
 SLA_CHECK_S = 60.0
 SLA_LOG_LINES = 20          # one line per late invoice up to this many per pass, then a count
+# A worker claims up to this many rows at once when a backlog builds up (doubling
+# from 1 while claims come back full), and records their outcomes in one commit.
+MAX_BATCH = 8
 
 
 class RateLimit:
@@ -65,8 +68,9 @@ class DestinationRunner:
         self.name = dest.name
         self.stopping = stopping
         timeout = float(entry.get("timeout_s") or 30.0)
-        # A lease shorter than a put could last would hand a live put to a second worker.
-        self.lease_s = max(float(cfg.delivery.get("lease_s") or 300), 3 * timeout + 10)
+        # A lease shorter than a batch of puts could last would hand a live put to
+        # a second worker (still no duplicate: the key is idempotent, but wasted work).
+        self.lease_s = max(float(cfg.delivery.get("lease_s") or 300), (MAX_BATCH + 1) * timeout)
         self.rate = RateLimit(entry.get("rate_per_s"))
         self.cond = threading.Condition()
         self._kicks = 0
@@ -109,11 +113,11 @@ class DestinationRunner:
         token = f"{os.getpid()}:{self.name}:{index}:{uuid.uuid4().hex[:8]}"
         rng = random.Random()
         ledger = Ledger(self.cfg.ledger_path)
-        failures = 0
+        failures, batch = 0, 1
         try:
             while not self.stopping.is_set():
                 try:
-                    self._once(ledger, token, rng)
+                    batch = self._once(ledger, token, rng, batch)
                     failures = 0
                 except Exception:  # a full disk or a bug: back off, never kill the daemon
                     failures += 1
@@ -123,35 +127,56 @@ class DestinationRunner:
         finally:
             ledger.close()
 
-    def _once(self, ledger: Ledger, token: str, rng: random.Random) -> None:
+    def _once(self, ledger: Ledger, token: str, rng: random.Random, batch: int) -> int:
+        """One pass of a worker; returns how many rows to claim next time."""
         with self.cond:
             kicks = self._kicks
             decision = self.gate.decide(now_dt())
         if decision.kind == "wait":
             self._sleep(kicks, (decision.until - now_dt()).total_seconds() if decision.until else IDLE_POLL_S)
-            return
+            return 1
         if decision.kind == "probe":
             self._probe(ledger)
-            return
-        wait = self.rate.reserve(time.monotonic())
-        if wait and self.stopping.wait(wait):
-            return
-        claims = claim(ledger, self.name, now=now_dt(), lease_s=self.lease_s, token=token, actor=self.actor)
+            return 1
+        claims = claim(ledger, self.name, now=now_dt(), lease_s=self.lease_s, token=token, actor=self.actor,
+                       limit=batch)
         if not claims:
             due = ledger.next_due(self.name)
             self._sleep(kicks, (parse_utc(due) - now_dt()).total_seconds() if due else IDLE_POLL_S)
-            return
-        c = claims[0]
+            return 1
+        done: list[tuple] = []
+        for c in claims:
+            if self.stopping.is_set() or (done and self.blocked(now_dt())):
+                break
+            wait = self.rate.reserve(time.monotonic())
+            if wait and self.stopping.wait(wait):
+                break
+            outcome = self._send(c)
+            with self.cond:
+                change = self.gate.observe(outcome, now_dt())
+            done.append((c, outcome, change))
+            if outcome.kind == "misconfigured":
+                break  # the rest would fail the same way
+        with ledger.transaction():  # one commit (one fsync) for the whole batch
+            at = now_dt()
+            results = [record(ledger, c, outcome, self.policy, now=at, rng=rng, actor=self.actor)
+                       for c, outcome, _ in done]
+            for c in claims[len(done):]:
+                release(ledger, c, now=at, actor=self.actor)
+        for (c, outcome, change), result in zip(done, results):
+            self._after(ledger, outcome, change, result)
+        # Grow while claims come back full and succeed; halve on any failure.
+        if any(o.kind not in ("delivered", "found") for _, o, _ in done):
+            return max(1, batch // 2)
+        return min(MAX_BATCH, batch * 2) if len(done) == len(claims) == batch else 1
+
+    def _send(self, c) -> Outcome:
         try:
-            outcome = send(self.dest, c, self.vault)
+            return send(self.dest, c, self.vault)
         except Exception as e:  # an adapter bug: the row retries like a transient failure
             log.exception("delivery raised an unexpected error", extra={"destination": self.name,
                                                                         "document": c.document_id})
-            outcome = Outcome("transient", error=f"internal error: {type(e).__name__}: {e}")
-        result = record(ledger, c, outcome, self.policy, now=now_dt(), rng=rng, actor=self.actor)
-        with self.cond:
-            change = self.gate.observe(outcome, now_dt())
-        self._after(ledger, outcome, change, result)
+            return Outcome("transient", error=f"internal error: {type(e).__name__}: {e}")
 
     def _probe(self, ledger: Ledger) -> None:
         error: AdapterError | None = None

@@ -87,6 +87,12 @@ def claim(ledger: Ledger, destination: str, *, now: dt.datetime, lease_s: float,
                   original_name=r["original_name"], fields=r["fields"]) for r in rows]
 
 
+def release(ledger: Ledger, c: Claim, *, now: dt.datetime, actor: str) -> bool:
+    """Give back a claimed row without attempting it (uncounted, due now);
+    False when its lease had been taken over."""
+    return ledger.release_delivery(c.delivery_id, c.token, recovering=c.recovering, now=utc(now), actor=actor)
+
+
 def parcel_of(c: Claim, vault: Vault) -> Parcel:
     """The parcel for a claimed row: the document's fields and its vault file.
     Raises Permanent when the invoice has no key to deliver under."""

@@ -151,6 +151,23 @@ class DeliveriesMixin(DeliveryReportsMixin):
             self._summarise(row["document_id"], now=now, actor=actor, reason=reason, problem=problem)
             return True
 
+    def release_delivery(self, delivery_id: int, token: str, *, recovering: bool, now: str, actor: str) -> bool:
+        """Give back a claimed row that was not attempted (the destination
+        became unavailable mid-batch): its attempt is not counted and it is
+        due now; `delivering` with an expired lease when it was `recovering`
+        (so it is still looked up first), else `queued`. False, changing
+        nothing, when the lease is not `token`'s."""
+        with self.transaction() as c:
+            row = c.execute("SELECT document_id FROM deliveries WHERE id = ? AND state = 'delivering' "
+                            "AND lease_token = ?", (delivery_id, token)).fetchone()
+            if row is None:
+                return False
+            c.execute("UPDATE deliveries SET state = ?, attempts = attempts - 1, lease_until = ?, "
+                      "lease_token = NULL, updated_at = ? WHERE id = ?",
+                      ("delivering" if recovering else "queued", now if recovering else None, now, delivery_id))
+            self._summarise(row["document_id"], now=now, actor=actor, reason="delivery put back unattempted")
+            return True
+
     def release_leases(self, *, now: str, keep_token_prefix: str) -> int:
         """Make every `delivering` lease not held by `keep_token_prefix` due now.
 

@@ -15,7 +15,7 @@ from typing import Sequence
 from agent.ledger import Ledger
 from agent.model import Invoice, State
 from agent.pipeline import invoice_columns
-from agent.vault import Vault
+from agent.vault import Stored, Vault
 
 FIRST_NUMBER = 24_442_000_000_000_000_000
 
@@ -25,11 +25,17 @@ def number_of(i: int) -> str:
     return str(FIRST_NUMBER + i)
 
 
+def store_file(vault: Vault, i: int) -> Stored:
+    """Put invoice `i`'s file (unique bytes) in the vault; idempotent."""
+    return vault.put_bytes(b"%PDF-1.4\n% synthetic invoice " + number_of(i).encode() + b"\n" + b"0" * 2000
+                           + b"\n%%EOF\n")
+
+
 def queue_invoice(ledger: Ledger, vault: Vault, i: int, *, destinations: Sequence[str], now: str,
-                  actor: str = "test") -> int:
-    """Add invoice number `i` as a queued document; returns its id. One transaction."""
-    data = (b"%PDF-1.4\n% synthetic invoice " + number_of(i).encode() + b"\n" + b"0" * 2000 + b"\n%%EOF\n")
-    stored = vault.put_bytes(data)
+                  actor: str = "test", stored: Stored | None = None) -> int:
+    """Add invoice number `i` as a queued document; returns its id. One ledger
+    transaction (the file goes to the vault first unless `stored` is given)."""
+    stored = stored or store_file(vault, i)
     inv = Invoice()
     inv.offer("kind", "32", "xml")
     inv.offer("number", number_of(i), "xml")
