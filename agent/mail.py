@@ -14,8 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import email.feedparser
-import email.header
-import email.utils
 import os
 import quopri
 import unicodedata
@@ -28,6 +26,7 @@ from typing import Any
 
 from agent.errors import CaptureError, ExtractError
 from agent.extract.sniff import sniff
+from agent.mailnames import date_text, filename_of, header_text, recover_8bit
 from agent.safezip import DEFAULT_LIMITS, SafeZip, ZipLimits, open_zip
 
 MEDIA_TYPES = {
@@ -38,13 +37,8 @@ MEDIA_TYPES = {
 _IMAGE_FORMATS = frozenset({"png", "jpeg", "tiff", "bmp", "gif", "webp"})
 _EXTENSIONS = {"jpeg": "jpg", "tiff": "tif"}
 _MAX_NAME_BYTES = 200
-_MAX_HEADER_CHARS = 998  # RFC 5322 line limit; longer is abuse, not a subject
 _MAX_MULTIPART_DEPTH = 32
 _PARSE_CHUNK = 64 * 1024
-# GBK and GB2312 are subsets of GB18030; senders often declare the small one
-# and use characters only the big one has.
-_CHARSET_ALIASES = {"gb2312": "gb18030", "gbk": "gb18030", "cp936": "gb18030",
-                    "x-gbk": "gb18030", "euc-cn": "gb18030", "gb_2312-80": "gb18030"}
 _UNSAFE_NAME_CHARS = str.maketrans({c: "_" for c in '/\\:*?"<>|'})
 
 
@@ -144,10 +138,10 @@ def parse_message(data: bytes, limits: MailLimits = DEFAULT_MAIL_LIMITS) -> Pars
     except RecursionError:
         raise ExtractError("corrupt", "message nested too deeply to read") from None
     return ParsedMail(
-        message_id=_header_text(msg, "Message-ID"),
-        from_=_header_text(msg, "From"),
-        subject=_header_text(msg, "Subject"),
-        date=_date_text(msg),
+        message_id=header_text(msg, "Message-ID"),
+        from_=header_text(msg, "From"),
+        subject=header_text(msg, "Subject"),
+        date=date_text(msg),
         attachments=collector.attachments,
         refusals=collector.refusals,
     )
@@ -197,7 +191,7 @@ def sanitise_filename(name: str | None, fmt: str = "unknown", index: int = 0) ->
     replaced; leading dots and spaces go (no hidden files). An empty result
     becomes `attachment-<index>.<ext>` with the extension of `fmt`.
     """
-    text = unicodedata.normalize("NFC", _recover_8bit(name or ""))
+    text = unicodedata.normalize("NFC", recover_8bit(name or ""))
     text = "".join("_" if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") else c
                    for c in text)
     text = text.replace("\\", "/").rsplit("/", 1)[-1]
@@ -274,7 +268,7 @@ class _Collector:
         return [(child, nested + bump, depth + 1) for child in payload if isinstance(child, Message)]
 
     def _leaf(self, part: Message) -> None:
-        raw_name = _filename(part)
+        raw_name = filename_of(part)
         if raw_name is None and _disposition(part) != "attachment" and _content_type(part) in (
                 "text/plain", "text/html", "text/enriched"):
             return  # the message body, not an attachment
@@ -387,7 +381,7 @@ def _decoded_payload(part: Message) -> bytes | None:
 
 
 def _display_name(part: Message) -> str:
-    name = _filename(part)
+    name = filename_of(part)
     return sanitise_filename(name, "unknown") if name else _content_type(part)
 
 
@@ -399,146 +393,3 @@ def _display(text: str) -> str:
 def _looks_like_html(data: bytes) -> bool:
     head = data[:1024].lower()
     return b"<html" in head or b"<!doctype html" in head
-
-
-# --- names and header text ---------------------------------------------------
-
-def _filename(part: Message) -> str | None:
-    """The part's file name, decoded as well as it can be, or None.
-
-    The default policy is asked first. It decodes each RFC 2231 piece on
-    its own, so a character split across pieces comes out as the wrong
-    character without any replacement mark; we therefore also decode the
-    raw header the compat32 way (join, then decode) and prefer that
-    whenever it decodes strictly.
-    """
-    try:
-        name = part.get_filename()
-    except Exception:  # noqa: BLE001 - default-policy header parser bugs
-        name = None
-    name = name if isinstance(name, str) else None
-    fallback, strict = _filename_from_raw(part)
-    if fallback is not None and (strict or name is None or _garbled(name)):
-        return fallback
-    return name
-
-
-def _garbled(text: str) -> bool:
-    return "\ufffd" in text or "=?" in text or any("\udc80" <= c <= "\udcff" for c in text)
-
-
-def _filename_from_raw(part: Message) -> tuple[str | None, bool]:
-    raw = {k.lower(): v for k, v in part.raw_items() if isinstance(v, str)}
-    for header, param in (("content-disposition", "filename"), ("content-type", "name")):
-        value = raw.get(header)
-        found = None if value is None else _raw_param(value, param)
-        if found is not None:
-            return found
-    return None, False
-
-
-def _raw_param(value: str, wanted: str) -> tuple[str, bool] | None:
-    """compat32's way: split parameters, join RFC 2231 pieces, then decode."""
-    params = [("", "")]
-    for piece in _split_params(value)[1:]:
-        key, eq, val = piece.partition("=")
-        if eq:
-            params.append((key.strip().lower(), val.strip()))
-    try:
-        decoded = email.utils.decode_params(params)
-    except Exception:  # noqa: BLE001 - decode_params sorts None against int on `name*` + `name*0`
-        decoded = [(k.rstrip("*"), v) for k, v in params]
-    matches = [val for key, val in decoded[1:] if key == wanted]
-    # RFC 6266: the extended `filename*` wins over a plain `filename` fallback.
-    matches.sort(key=lambda val: not isinstance(val, tuple))
-    if not matches:
-        return None
-    val = matches[0]
-    if isinstance(val, tuple):
-        charset, _lang, text = val
-        octets = email.utils.unquote(text).encode("latin-1", errors="surrogateescape")
-        return _decode_bytes(octets, charset)
-    return _decode_words(_recover_8bit(email.utils.unquote(val)))
-
-
-def _split_params(value: str) -> list[str]:
-    pieces, current, quoted, escaped = [], [], False, False
-    for ch in value.replace("\r", "").replace("\n", ""):
-        if escaped:
-            escaped = False
-        elif ch == "\\" and quoted:
-            escaped = True
-        elif ch == '"':
-            quoted = not quoted
-        elif ch == ";" and not quoted:
-            pieces.append("".join(current))
-            current = []
-            continue
-        current.append(ch)
-    pieces.append("".join(current))
-    return pieces
-
-
-def _decode_bytes(octets: bytes, charset: str | None) -> tuple[str, bool]:
-    """Decode with the declared charset, else UTF-8, else GB18030; the flag says strictly."""
-    tried = []
-    if charset:
-        tried.append(_CHARSET_ALIASES.get(charset.strip().lower(), charset.strip()))
-    for codec in [*tried, "utf-8", "gb18030"]:
-        try:
-            return octets.decode(codec), True
-        except (LookupError, UnicodeDecodeError, ValueError):
-            continue
-    return octets.decode("utf-8", errors="replace"), False
-
-
-def _recover_8bit(text: str) -> str:
-    """Undo the parser's surrogateescape: raw bytes back to UTF-8 or GBK text."""
-    if not any("\udc80" <= c <= "\udcff" for c in text):
-        return text
-    return _decode_bytes(text.encode("utf-8", errors="surrogateescape"), None)[0]
-
-
-def _decode_words(text: str) -> tuple[str, bool]:
-    """Decode RFC 2047 encoded-words, mapping GBK names to GB18030."""
-    if "=?" not in text:
-        return text, "\ufffd" not in text
-    try:
-        chunks = email.header.decode_header(text)
-    except Exception:  # noqa: BLE001 - HeaderParseError and friends on bad base64
-        return text, False
-    out, strict = [], True
-    for chunk, charset in chunks:
-        if isinstance(chunk, str):
-            out.append(chunk)
-        elif charset is None:
-            out.append(chunk.decode("raw-unicode-escape", errors="replace"))
-        else:
-            piece, ok = _decode_bytes(chunk, charset)
-            out.append(piece)
-            strict = strict and ok
-    return "".join(out), strict
-
-
-def _header_text(msg: Message, name: str) -> str | None:
-    raw = next((v for k, v in msg.raw_items() if k.lower() == name.lower() and isinstance(v, str)), None)
-    if raw is None:
-        return None
-    text, strict = _decode_words(_recover_8bit(raw))
-    if not strict:  # undecodable words: let the default policy try
-        try:
-            text = str(msg[name])
-        except Exception:  # noqa: BLE001 - header parser bugs on hostile input
-            pass
-    text = " ".join("".join(" " if unicodedata.category(c).startswith("C") else c for c in text).split())
-    return text[:_MAX_HEADER_CHARS] or None
-
-
-def _date_text(msg: Message) -> str | None:
-    text = _header_text(msg, "Date")
-    if text is None:
-        return None
-    try:
-        return email.utils.parsedate_to_datetime(text).isoformat()
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return text
