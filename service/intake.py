@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,9 +49,15 @@ class Intake:
             return IntakeResult([], skipped=True)
         except OSError as e:
             st = None
-            log.warning("cannot stat file", extra={"path": str(path), "error": e.strerror})
-        if st is not None and self.ledger.seen_file(str(path), st.st_size, st.st_mtime_ns):
+            log.warning("cannot stat file", extra={"path": _storable(str(path)), "error": e.strerror})
+        key = _storable(str(path))
+        if st is not None and self.ledger.seen_file(key, st.st_size, st.st_mtime_ns):
             return IntakeResult([], skipped=True)
+        if st is not None and (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+            # Refused on lstat alone: opening a device node can act on the
+            # device (a tape rewinds, /dev/watchdog starts its timer).
+            kind = "character" if stat.S_ISCHR(st.st_mode) else "block"
+            return self._refuse(path, watch, st, f"{path}: is a {kind} device, not a regular file", now=now)
         label = _label(path, watch)
         try:
             if watch.kind == "email":
@@ -60,19 +67,24 @@ class Intake:
                                    now=now, actor=self.actor, max_bytes=self.max_bytes,
                                    details={"label": label} if label else None)
                 docs = [got.document_id] if got.created else []
-                log.info("captured", extra={"path": str(path), "document": got.document_id,
+                log.info("captured", extra={"path": _storable(str(path)), "document": got.document_id,
                                             "new": got.created, "label": label or ""})
         except CaptureError as e:
             if e.transient:
-                log.error("capture failed; will retry", extra={"path": str(path), "error": str(e)})
+                log.error("capture failed; will retry", extra={"path": _storable(str(path)), "error": str(e)})
                 return IntakeResult([], retry=True)
-            log.warning("refused", extra={"path": str(path), "reason": str(e)})
-            self.ledger.record_refusal(source=str(watch.path), name=_shown(path), reason=str(e), now=now)
-            if st is not None:
-                self.ledger.remember_file(str(path), st.st_size, st.st_mtime_ns, outcome="refused", now=now)
-            return IntakeResult([])
+            return self._refuse(path, watch, st, str(e), now=now)
         self._after(path, watch, st, now=now, today=today)
         return IntakeResult(docs)
+
+    def _refuse(self, path: Path, watch: WatchConfig, st: os.stat_result | None, reason: str, *,
+                now: str) -> IntakeResult:
+        reason = _storable(reason)
+        log.warning("refused", extra={"path": _storable(str(path)), "reason": reason})
+        self.ledger.record_refusal(source=_storable(str(watch.path)), name=_shown(path), reason=reason, now=now)
+        if st is not None:
+            self.ledger.remember_file(_storable(str(path)), st.st_size, st.st_mtime_ns, outcome="refused", now=now)
+        return IntakeResult([])
 
     def _take_mail(self, path: Path, watch: WatchConfig, *, now: str, label: str | None) -> list[int]:
         # The message itself goes into the vault (so nothing is lost), but only
@@ -85,7 +97,7 @@ class Intake:
         except ExtractError as e:
             raise CaptureError(f"{path}: e-mail refused: {e.message}") from None
         if mail.message_id and self.ledger.mail_seen(mail.message_id):
-            log.info("e-mail seen before; skipped", extra={"path": str(path), "message_id": mail.message_id})
+            log.info("e-mail seen before; skipped", extra={"path": _storable(str(path)), "message_id": mail.message_id})
             return []
         details = {"message_id": mail.message_id, "from": mail.from_, "subject": mail.subject,
                    "date": mail.date, "message_sha256": stored.sha256, "label": label}
@@ -97,11 +109,11 @@ class Intake:
             if got.created:
                 docs.append(got.document_id)
         for r in mail.refusals:
-            self.ledger.record_refusal(source=f"e-mail {mail.message_id or path.name}", name=r.filename,
+            self.ledger.record_refusal(source=_storable(f"e-mail {mail.message_id or path.name}"), name=r.filename,
                                        reason=f"{r.reason}: {r.detail}" if r.detail else r.reason, now=now)
         if mail.message_id:
             self.ledger.mark_mail_seen(mail.message_id, now=now, document_count=len(mail.attachments))
-        log.info("e-mail taken", extra={"path": str(path), "attachments": len(mail.attachments),
+        log.info("e-mail taken", extra={"path": _storable(str(path)), "attachments": len(mail.attachments),
                                         "refused": len(mail.refusals), "message_id": mail.message_id or ""})
         return docs
 
@@ -117,7 +129,7 @@ class Intake:
             target.mkdir(parents=True, exist_ok=True)
             _rename(path, _free_name(target / path.name))
         elif st is not None:
-            self.ledger.remember_file(str(path), st.st_size, st.st_mtime_ns, outcome="captured", now=now)
+            self.ledger.remember_file(_storable(str(path)), st.st_size, st.st_mtime_ns, outcome="captured", now=now)
 
 
 def _label(path: Path, watch: WatchConfig) -> str | None:
@@ -129,6 +141,12 @@ def _label(path: Path, watch: WatchConfig) -> str | None:
         return watch.label
     parts = [p for p in rel.parts[:-1] if p not in ("new", "cur", "tmp")]
     return parts[0] if parts else watch.label
+
+
+def _storable(text: str) -> str:
+    """`text` with the surrogate escapes of a non-UTF-8 file name turned into
+    \\xNN, so SQLite (which stores UTF-8 only) takes it; stable per name."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _shown(path: Path) -> str:
