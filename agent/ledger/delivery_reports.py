@@ -74,15 +74,18 @@ class DeliveryReportsMixin:
         sql += f" ORDER BY d.queued_at LIMIT {int(limit)}"
         return [dict(r) for r in self.conn.execute(sql, params)]
 
-    def count_sla_breaches(self, *, queued_before: str) -> dict[str, int]:
-        """Late rows (as in `sla_breaches`) counted per destination."""
+    def count_sla_breaches(self, *, queued_before: str) -> tuple[dict[str, int], int]:
+        """Late rows (as in `sla_breaches`) per destination, and how many
+        distinct documents they belong to (an invoice late at two destinations counts once)."""
         states = ",".join("?" * len(UNDELIVERED_ROW_STATES))
         active = ",".join("?" * len(_ACTIVE))
-        rows = self.conn.execute(
-            "SELECT d.destination, count(*) FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
-            f"WHERE d.state IN ({states}) AND d.queued_at < ? AND doc.state IN ({active}) "
-            "GROUP BY d.destination", (*UNDELIVERED_ROW_STATES, queued_before, *_ACTIVE))
-        return {name: n for name, n in rows}
+        where = (f"FROM deliveries d JOIN documents doc ON doc.id = d.document_id WHERE d.state IN ({states}) "
+                 f"AND d.queued_at < ? AND doc.state IN ({active})")
+        params = (*UNDELIVERED_ROW_STATES, queued_before, *_ACTIVE)
+        per = {name: n for name, n in self.conn.execute(f"SELECT d.destination, count(*) {where} "
+                                                        "GROUP BY d.destination", params)}
+        documents = self.conn.execute(f"SELECT count(DISTINCT d.document_id) {where}", params).fetchone()[0]
+        return per, documents
 
     def mark_sla_warned(self, delivery_ids: Sequence[int], *, now: str) -> None:
         """Remember that these rows' SLA breach was logged."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import random
 import time
 
@@ -345,3 +346,53 @@ def test_cli_retry_requeue_reconcile_and_status(tmp_path, http_destination):
     assert report["checks"][0]["invoice_number"] == number_of(41) and env.state(lost) == "queued"
     out = run(main, ["--config", str(config), "retry", "999"])
     assert out.exit_code == 1 and "no document" in out.output
+
+
+def test_unattempted_claims_are_given_back_uncounted(env):
+    fresh, crashed = env.queue(50), env.queue(51)
+    claim(env.ledger, "erp", now=T0, lease_s=60, token="dead", actor="test", limit=1)  # 50 dies mid-put
+    later = T0 + dt.timedelta(minutes=2)
+    claims = claim(env.ledger, "erp", now=later, lease_s=60, token="w2", actor="test", limit=2)
+    assert [(c.document_id, c.recovering) for c in claims] == [(fresh, True), (crashed, False)]
+    from agent.deliver.loop import release
+    assert all(release(env.ledger, c, now=later, actor="test") for c in claims)
+    assert (env.row(fresh)["state"], env.row(fresh)["attempts"]) == ("delivering", 1)  # still looked up first
+    assert (env.row(crashed)["state"], env.row(crashed)["attempts"]) == ("queued", 0)
+    assert env.state(crashed) == "queued"
+    again = claim(env.ledger, "erp", now=later, lease_s=60, token="w3", actor="test", limit=2)
+    assert [c.recovering for c in again] == [True, False]
+
+
+def test_sla_breach_is_logged_once(tmp_path, http_destination, caplog):
+    from agent.config import parse_config
+    from service.delivery import DeliveryService
+
+    cfg = parse_config({"agent": {"state_dir": "state"}, "delivery": {"sla_hours": 2},
+                        "destination": [{"name": "erp", "url": http_destination.url}]}, base_dir=tmp_path)
+    env = Env(tmp_path / "state", http_destination)
+    doc = env.queue(60, at=dt.datetime.now(UTC) - dt.timedelta(hours=3))
+    env.queue(61, at=dt.datetime.now(UTC) - dt.timedelta(hours=1))
+    service = DeliveryService(cfg)
+    with caplog.at_level(logging.WARNING, logger="fapiao.delivery"):
+        service.warn_sla(env.ledger)
+        service.warn_sla(env.ledger)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("SLA")]
+    assert lines == [f"SLA: document {doc} ({number_of(60)}) not delivered to erp within 2 h"]
+
+
+def test_status_says_in_maintenance_until_and_reconcile_skips_it(tmp_path, http_destination):
+    from service.cli import main
+
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[agent]\nstate_dir = "state"\n[[destination]]\nname = "erp"\n'
+                      f'url = "{http_destination.url}"\nmaintenance = ["daily 00:00-24:00"]\n')
+    env = Env(tmp_path / "state", http_destination)
+    env.queue(70)
+    env.step(T0)
+    run = CliRunner().invoke
+    [erp] = json.loads(run(main, ["--config", str(config), "status", "--json"]).output)["delivery"]["destinations"]
+    assert erp["health"] == "in maintenance" and erp["maintenance_until"]
+    assert "in maintenance until" in run(main, ["--config", str(config), "status"]).output
+    out = run(main, ["--config", str(config), "reconcile", "--csv", "--sort", "amount"])
+    assert "erp is in maintenance until" in out.output and "checked 0" in out.output
+    assert http_destination.posts == 1 and env.state(env.ledger.ids_in_state("delivered")[0]) == "delivered"
