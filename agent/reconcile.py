@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 from agent.deliver.base import Destination, Misconfigured
 from agent.errors import AdapterError
@@ -19,6 +19,7 @@ from agent.ledger.rows import utc
 
 # Consecutive failed lookups after which a destination is left for next time.
 GIVE_UP_AFTER = 5
+PAGE = 500
 SCHEDULED_STATES = ("delivered", "missing")
 ALL_STATES = ("delivered", "missing", "confirmed")
 
@@ -73,10 +74,8 @@ def reconcile(ledger: Ledger, destinations: Mapping[str, Destination], *, now: d
     """
     report = ReconcileReport()
     for name, dest in destinations.items():
-        rows = ledger.reconcile_candidates(states=states, destination=name,
-                                           since=utc(since) if since else None)
         failures, given_up = 0, None
-        for row in rows:
+        for row in _candidates(ledger, name, states, utc(since) if since else None):
             check = Check(document_id=row["document_id"], destination=name,
                           invoice_number=row["invoice_number"], invoice_date=row["invoice_date"],
                           total=None if row["total_cents"] is None else f"{row['total_cents'] / 100:.2f}",
@@ -88,6 +87,18 @@ def reconcile(ledger: Ledger, destinations: Mapping[str, Destination], *, now: d
             if progress is not None:
                 progress(check)
     return report
+
+
+def _candidates(ledger: Ledger, name: str, states: Sequence[str], since: str | None) -> Iterator[dict]:
+    # Pages, so a ledger of a million confirmed invoices is not held in memory at once.
+    after = 0
+    while True:
+        rows = ledger.reconcile_candidates(states=states, destination=name, since=since, after_id=after,
+                                           limit=PAGE)
+        yield from rows
+        if len(rows) < PAGE:
+            return
+        after = rows[-1]["delivery_id"]
 
 
 def _check(ledger: Ledger, dest: Destination, row: dict, check: Check, failures: int, *, now: dt.datetime,

@@ -226,21 +226,35 @@ class DeliveriesMixin(DeliveryReportsMixin):
         return [r[0] for r in self.conn.execute(sql, params)]
 
     def reconcile_candidates(self, *, states: Sequence[str], destination: str | None = None,
-                             since: str | None = None) -> list[dict]:
-        """Rows to look up at their destination: in `states`, delivered at or
-        after `since`, with the document's invoice number, date and total."""
-        marks = ",".join("?" * len(states))
+                             since: str | None = None, after_id: int = 0,
+                             limit: int | None = None) -> list[dict]:
+        """Rows to look up at their destination, in row id order after
+        `after_id` (keyset paging): in `states`, delivered at or after
+        `since`, with the document's invoice key, number, date and total."""
+        where, params = self._candidates_where(states, destination, since)
         sql = ("SELECT d.id AS delivery_id, d.document_id, d.destination, d.state, d.delivered_at, "
                "d.receipt, doc.invoice_key, doc.invoice_number, doc.invoice_date, doc.total_cents "
-               f"FROM deliveries d JOIN documents doc ON doc.id = d.document_id WHERE d.state IN ({marks})")
+               f"FROM deliveries d JOIN documents doc ON doc.id = d.document_id WHERE {where} AND d.id > ? "
+               "ORDER BY d.id" + (f" LIMIT {int(limit)}" if limit else ""))
+        return [dict(r) for r in self.conn.execute(sql, [*params, after_id])]
+
+    def count_reconcile_candidates(self, *, states: Sequence[str], destination: str | None = None,
+                                   since: str | None = None) -> int:
+        """How many rows `reconcile_candidates` would give (for a progress bar)."""
+        where, params = self._candidates_where(states, destination, since)
+        return self.conn.execute(f"SELECT count(*) FROM deliveries d WHERE {where}", params).fetchone()[0]
+
+    @staticmethod
+    def _candidates_where(states: Sequence[str], destination: str | None, since: str | None):
+        where = [f"d.state IN ({','.join('?' * len(states))})"]
         params: list[Any] = list(states)
         if destination is not None:
-            sql += " AND d.destination = ?"
+            where.append("d.destination = ?")
             params.append(destination)
         if since is not None:
-            sql += " AND d.delivered_at >= ?"
+            where.append("d.delivered_at >= ?")
             params.append(since)
-        return [dict(r) for r in self.conn.execute(sql + " ORDER BY d.delivered_at, d.id", params)]
+        return " AND ".join(where), params
 
     def record_lookup(self, delivery_id: int, *, found: dict | None, now: str, actor: str,
                       requeue_missing: bool, expect_state: str) -> str | None:

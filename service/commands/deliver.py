@@ -125,8 +125,8 @@ def reconcile_command(ctx, since, destination, sort, as_json, as_csv) -> None:
     names = _names(cfg, destination)
     with open_ledger(cfg) as ledger:
         dests = _callable_destinations(ledger, cfg, names)
-        total = sum(len(ledger.reconcile_candidates(states=ALL_STATES, destination=n,
-                                                    since=utc(since_dt) if since_dt else None)) for n in dests)
+        total = sum(ledger.count_reconcile_candidates(states=ALL_STATES, destination=n,
+                                                      since=utc(since_dt) if since_dt else None) for n in dests)
         with click.progressbar(length=total, label="reconciling", file=sys.stderr) as bar:
             report = reconcile(ledger, dests, now=now_dt(), actor=actor(), since=since_dt, states=ALL_STATES,
                                requeue_missing=bool(cfg.delivery.get("requeue_missing", True)),

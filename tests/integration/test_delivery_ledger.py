@@ -396,3 +396,15 @@ def test_status_says_in_maintenance_until_and_reconcile_skips_it(tmp_path, http_
     out = run(main, ["--config", str(config), "reconcile", "--csv", "--sort", "amount"])
     assert "erp is in maintenance until" in out.output and "checked 0" in out.output
     assert http_destination.posts == 1 and env.state(env.ledger.ids_in_state("delivered")[0]) == "delivered"
+
+
+def test_reconcile_pages_through_every_row_once(env, monkeypatch):
+    import agent.reconcile
+
+    monkeypatch.setattr(agent.reconcile, "PAGE", 2)
+    docs = [env.queue(80 + i) for i in range(5)]
+    while env.step(T0) is not None:
+        pass
+    report = reconcile(env.ledger, {"erp": env.dest}, now=T0, actor="test", requeue_missing=True)
+    assert sorted(c.document_id for c in report.checks) == docs
+    assert report.summary["confirmed"] == 5 and all(env.state(d) == "confirmed" for d in docs)
