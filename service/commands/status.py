@@ -158,7 +158,8 @@ def _print_detail(d: dict) -> None:
                        + (f", next {dl['next_attempt_at']}" if dl.get("next_attempt_at") else "")
                        + (f", last error: {dl['last_error']}" if dl.get("last_error") else ""))
             for a in dl.get("attempts_log", []):
-                click.echo(f"      {a['at']}  {a['outcome']}" + (f"  {a['error']}" if a["error"] else ""))
+                click.echo(f"      {a['at']}  {a['outcome']}" + (f"  {a['error']}" if a["error"] else "")
+                           + (f"  (next attempt {a['next_attempt_at']})" if a.get("next_attempt_at") else ""))
     click.echo("  history:")
     for e in d["events"]:
         move = f"{e['from_state'] or ''} -> {e['to_state']}" if e["to_state"] else "note"

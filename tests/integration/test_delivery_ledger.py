@@ -408,3 +408,17 @@ def test_reconcile_pages_through_every_row_once(env, monkeypatch):
     report = reconcile(env.ledger, {"erp": env.dest}, now=T0, actor="test", requeue_missing=True)
     assert sorted(c.document_id for c in report.checks) == docs
     assert report.summary["confirmed"] == 5 and all(env.state(d) == "confirmed" for d in docs)
+
+
+def test_show_prints_each_attempt_with_its_next_attempt(tmp_path, http_destination):
+    from service.cli import main
+
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[agent]\nstate_dir = "state"\n[[destination]]\nname = "erp"\nurl = "{http_destination.url}"\n')
+    env = Env(tmp_path / "state", http_destination)
+    doc = env.queue(90)
+    env.server.inject("503", retry_after=30)
+    env.step(T0)
+    out = CliRunner().invoke(main, ["--config", str(config), "show", str(doc)]).output
+    assert "erp: queued, 1 attempts" in out and "503 in maintenance" in out
+    assert "(next attempt 2026-03-04T10:00:30.000000Z)" in out
