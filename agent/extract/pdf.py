@@ -38,6 +38,7 @@ _MAX_FORM_DEPTH = 4
 _QR = zxingcpp.BarcodeFormat.QRCode
 _LIST_MARKERS = ("详见销货清单", "详见清单")
 _HALF_SCALE_MIN_SIDE = 1600
+_PAGE_IMAGE_MIN_SIDE = 1000
 
 
 @dataclass
@@ -152,7 +153,9 @@ def _page_qr_texts(page: pypdf.PageObject, scanned: bool):
             raise ExtractError("limit-exceeded",
                                f"an image on the page is {width}x{height} pixels, limit {MAX_PIXELS}")
         try:
-            if scanned:
+            # A page image (a scan, or a searchable scan with an OCR text
+            # layer) gets the photo treatment with retries.
+            if scanned or max(width, height) >= _PAGE_IMAGE_MIN_SIDE:
                 texts = _scan_qr_texts(xobj, width, height)
             else:
                 # Generated QR images are pristine: one decode is enough.

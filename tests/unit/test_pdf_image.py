@@ -276,6 +276,16 @@ def test_scanner_batch_pdf_gives_one_invoice_per_page():
     assert all(f.source == "qr" for i in invoices for f in i.fields.values())
 
 
+def test_searchable_scan_reads_the_qr_in_the_page_image_and_the_ocr_text():
+    page = {"image": scan(QR_B, angle=3.0),
+            "lines": ["发票代码:044032599411  发票号码:05286503", "开票日期:2026年06月01日"]}
+    (inv,) = read_pdf(pdf_of([page]))
+    assert inv.fields["number"].source == "qr"
+    assert inv.fields["date"].source == "qr"
+    assert inv.get("code") == "044032599411"
+    assert not inv.conflicts
+
+
 def test_scan_page_without_qr_is_kept_with_a_warning():
     invoices = read_pdf(pdf_of([{"image": scan(QR_B)}, {"image": scan(None, seed=3)}]))
     assert len(invoices) == 1
