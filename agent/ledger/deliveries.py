@@ -180,11 +180,14 @@ class DeliveriesMixin(DeliveryReportsMixin):
                              (now, len(keep_token_prefix), keep_token_prefix)).rowcount
 
     def next_due(self, destination: str) -> str | None:
-        """The earliest next_attempt_at (or expiring lease) of `destination`'s waiting rows."""
+        """The earliest next_attempt_at (or lease expiry) among `destination`'s
+        waiting rows that a claim could take (documents a person holds excluded)."""
+        active = ",".join("?" * len(ACTIVE_DOCUMENT_STATES))
         row = self.conn.execute(
-            "SELECT min(t) FROM (SELECT min(next_attempt_at) AS t FROM deliveries WHERE destination = ? "
-            "AND state = 'queued' UNION ALL SELECT min(lease_until) FROM deliveries "
-            "WHERE destination = ? AND state = 'delivering')", (destination, destination)).fetchone()
+            "SELECT min(CASE d.state WHEN 'queued' THEN d.next_attempt_at ELSE d.lease_until END) "
+            "FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
+            f"WHERE d.destination = ? AND d.state IN ('queued', 'delivering') AND doc.state IN ({active})",
+            (destination, *ACTIVE_DOCUMENT_STATES)).fetchone()
         return row[0]
 
     # -- operators and reconciliation ------------------------------------------------

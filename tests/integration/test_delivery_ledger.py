@@ -422,3 +422,14 @@ def test_show_prints_each_attempt_with_its_next_attempt(tmp_path, http_destinati
     out = CliRunner().invoke(main, ["--config", str(config), "show", str(doc)]).output
     assert "erp: queued, 1 attempts" in out and "503 in maintenance" in out
     assert "(next attempt 2026-03-04T10:00:30.000000Z)" in out
+
+
+def test_rows_of_a_rejected_document_are_neither_due_nor_backlog(env):
+    doc, other = env.queue(95), env.queue(96, at=T0 + dt.timedelta(minutes=1))
+    assert env.ledger.next_due("erp") == utc(T0)
+    amend.reject(env.ledger, doc, reason="not ours", now=utc(T0), actor="test")
+    assert env.ledger.next_due("erp") == utc(T0 + dt.timedelta(minutes=1))
+    assert env.ledger.delivery_backlog("erp")["oldest_waiting"] == utc(T0 + dt.timedelta(minutes=1))
+    assert env.step(T0 + dt.timedelta(minutes=1)).document_id == other
+    assert env.step(T0 + dt.timedelta(minutes=1)) is None and env.ledger.next_due("erp") is None
+    assert env.server.posts == 1
