@@ -55,7 +55,7 @@ def scan(payload: str | None, dpi: int = 200, angle: float = 1.5, seed: int = 0)
     page = Image.new("L", (w, h), 238)
     draw = ImageDraw.Draw(page)
     for i in range(12):
-        draw.text((int(dpi * 1.2), int(dpi * (0.8 + i * 0.35))), "INVOICE LINE %d  123.45" % i, fill=40)
+        draw.text((int(dpi * 1.2), int(dpi * (0.8 + i * 0.35))), f"INVOICE LINE {i}  {rng.randrange(10000)}.{rng.randrange(100):02d}", fill=40)
     draw.rectangle((dpi // 4, int(dpi * 1.3), w - dpi // 4, h - dpi // 4), outline=60, width=2)
     if payload:
         module_px = max(1, round(0.79 * dpi / 41))  # 2 cm over ~41 modules with quiet zone
