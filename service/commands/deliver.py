@@ -119,7 +119,9 @@ def reconcile_command(ctx, since, destination, sort, as_json, as_csv) -> None:
     """Is every delivered invoice really in the finance system? Looks each one
     up at its destination: found ones become confirmed (the system's id is
     kept), absent ones missing, and are queued again when
-    [delivery] requeue_missing is on. Ends with checked/confirmed/missing/requeued."""
+    [delivery] requeue_missing is on. Ends with checked/confirmed/missing/requeued.
+    Destinations in maintenance or paused are left out (with a note). Exits 1
+    when a lookup failed (the row is left as it was)."""
     cfg = load(ctx)
     since_dt = _since(since)
     names = _names(cfg, destination)
@@ -127,7 +129,9 @@ def reconcile_command(ctx, since, destination, sort, as_json, as_csv) -> None:
         dests = _callable_destinations(ledger, cfg, names)
         total = sum(ledger.count_reconcile_candidates(states=ALL_STATES, destination=n,
                                                       since=utc(since_dt) if since_dt else None) for n in dests)
-        with click.progressbar(length=total, label="reconciling", file=sys.stderr) as bar:
+        # Only for a person watching: piped output gets no bar and no stray label.
+        with click.progressbar(length=total, label="reconciling", file=sys.stderr,
+                               hidden=not sys.stderr.isatty()) as bar:
             report = reconcile(ledger, dests, now=now_dt(), actor=actor(), since=since_dt, states=ALL_STATES,
                                requeue_missing=bool(cfg.delivery.get("requeue_missing", True)),
                                progress=lambda _c: bar.update(1))
