@@ -38,7 +38,7 @@ _MAX_FORM_DEPTH = 4
 _QR = zxingcpp.BarcodeFormat.QRCode
 _LIST_MARKERS = ("详见销货清单", "详见清单")
 _HALF_SCALE_MIN_SIDE = 1600
-_PAGE_IMAGE_MIN_SIDE = 1000
+_PAGE_IMAGE_MIN_SIDE = 800
 
 
 @dataclass
@@ -155,7 +155,7 @@ def _page_qr_texts(page: pypdf.PageObject, scanned: bool):
         try:
             # A page image (a scan, or a searchable scan with an OCR text
             # layer) gets the photo treatment with retries.
-            if scanned or max(width, height) >= _PAGE_IMAGE_MIN_SIDE:
+            if scanned or min(width, height) >= _PAGE_IMAGE_MIN_SIDE:
                 texts = _scan_qr_texts(xobj, width, height)
             else:
                 # Generated QR images are pristine: one decode is enough.
