@@ -36,7 +36,10 @@ _SCALAR_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
     "delivery": {"sla_hours": (int, 24), "reconcile_interval_s": (int, 3600),
                  "requeue_missing": (bool, True), "lease_s": (int, 300)},
     "backup_policy": {"min_copies": (int, 0), "snapshot_interval_s": (int, 3600),
-                      "verify_fraction": (float, 0.01), "verify_minimum": (int, 20)},
+                      "verify_fraction": (float, 0.01), "verify_minimum": (int, 20),
+                      "verify_interval_s": (int, 86400), "retry_max_s": (float, 3600.0),
+                      "probe_interval_s": (float, 60.0), "keep_hourly_days": (int, 2),
+                      "keep_daily_days": (int, 60), "keep_monthly_years": (int, 2)},
     "mail": {"min_inline_image_kb": (int, 20), "max_attachments": (int, 50),
              "max_message_mb": (int, 50)},
 }
@@ -304,6 +307,7 @@ def _apply_env(raw: dict[str, Any], env: dict[str, str], errors: list[str]) -> d
                 raw[parts[0]] = {**raw[parts[0]], parts[1]: value}
         elif len(parts) == 3 and parts[0] in ("destination", "backup"):
             entries = raw.get(parts[0], [])
+            entries = entries if isinstance(entries, list) else []  # the bad type is reported later
             match = [e for e in entries if isinstance(e, dict)
                      and _ENV_RE.sub("_", str(e.get("name", "")).upper()) == parts[1].upper()]
             if not match:

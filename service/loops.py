@@ -20,10 +20,15 @@ class Loop(Protocol):
 
 def start_loops(cfg: Config, wake: threading.Event) -> list[Loop]:
     """Start the loops the config asks for; returns them running.
-    Delivery runs when at least one [[destination]] is configured."""
+    Delivery runs when at least one [[destination]] is configured, backup
+    when at least one [[backup]] is."""
     loops: list[Loop] = []
     if cfg.destinations:
         from service.delivery import DeliveryService
 
         loops.append(DeliveryService(cfg).start())
+    if cfg.backups:
+        from service.backup import BackupService
+
+        loops.append(BackupService(cfg).start())
     return loops

@@ -1,7 +1,264 @@
-"""Backup rows: one per vault object and backup target."""
+"""Backup rows: one per vault object and backup target, and each target's health.
+
+A row is `pending` until the object and its sidecar are on the target
+(`done`), or `failed` when retrying cannot help (the vault copy is gone or
+corrupt). One thread works on a target at a time, so rows need no lease:
+a row caught mid-put by a crash is simply still `pending`, and puts are
+idempotent. Documents reach the table through `enqueue_backups`, which
+remembers the last document id it saw per target, so it never rescans.
+"""
 
 from __future__ import annotations
+
+import json
+from typing import Any, Iterator, Sequence
+
+# The document columns a sidecar carries, enough to rebuild the row.
+_SIDECAR_COLUMNS = ("id", "part", "size", "media_type", "source_kind", "source", "original_name",
+                    "original_path", "received_at", "updated_at", "state", "fields", "problems",
+                    "invoice_key", "invoice_number", "invoice_date", "total_cents")
+_SOURCE_COLUMNS = ("at", "source_kind", "source", "original_name", "original_path", "details")
 
 
 class BackupsMixin:
     """Part of `Ledger`: backup state per object per target."""
+
+    # -- the mirror step ---------------------------------------------------------
+
+    def enqueue_backups(self, target: str, *, now: str) -> int:
+        """Give every object of documents added since the last call a
+        `pending` row for `target` (due now). Objects that already have a row
+        keep it. Returns how many rows were created."""
+        with self.transaction() as c:
+            self._target_row(target, now)
+            seen = c.execute("SELECT enqueued_doc_id FROM backup_targets WHERE name = ?",
+                             (target,)).fetchone()[0]
+            top = c.execute("SELECT coalesce(max(id), 0) FROM documents").fetchone()[0]
+            if top <= seen:
+                return 0
+            added = c.execute("INSERT OR IGNORE INTO backups (sha256, target, state, next_attempt_at, "
+                              "updated_at, size, queued_at) SELECT sha256, ?, 'pending', ?, ?, max(size), ? "
+                              "FROM documents WHERE id > ? AND id <= ? GROUP BY sha256",
+                              (target, now, now, now, seen, top)).rowcount
+            c.execute("UPDATE backup_targets SET enqueued_doc_id = ?, updated_at = ? WHERE name = ?",
+                      (top, now, target))
+            return added
+
+    def due_backups(self, target: str, *, now: str, limit: int = 32) -> list[dict]:
+        """Up to `limit` pending rows of `target` due at `now`, oldest due first:
+        dicts with sha256, size and attempts (before this try)."""
+        rows = self.conn.execute("SELECT sha256, size, attempts FROM backups WHERE target = ? "
+                                 "AND state = 'pending' AND next_attempt_at <= ? "
+                                 "ORDER BY next_attempt_at, id LIMIT ?", (target, now, limit))
+        return [dict(r) for r in rows]
+
+    def backups_done(self, target: str, done: Sequence[tuple[str, int]], *, now: str, day: str) -> None:
+        """Mark each (sha256, size) of `done` as held by `target`, in one
+        commit; note `now` as the last successful put and `day` (YYYY-MM-DD)
+        as a day whose manifest must be rewritten."""
+        if not done:
+            return
+        with self.transaction() as c:
+            self._target_row(target, now)
+            c.executemany("UPDATE backups SET state = 'done', attempts = attempts + 1, size = ?, "
+                          "last_error = NULL, next_attempt_at = NULL, done_at = ?, updated_at = ? "
+                          "WHERE target = ? AND sha256 = ?",
+                          [(size, now, now, target, sha) for sha, size in done])
+            days = set(json.loads(c.execute("SELECT coalesce(manifest_days, '[]') FROM backup_targets "
+                                            "WHERE name = ?", (target,)).fetchone()[0]))
+            days.add(day)
+            c.execute("UPDATE backup_targets SET last_put_at = ?, manifest_days = ?, updated_at = ? "
+                      "WHERE name = ?", (now, json.dumps(sorted(days)), now, target))
+
+    def backup_retry(self, target: str, sha256: str, *, now: str, error: str,
+                     next_attempt_at: str | None, failed: bool = False) -> None:
+        """Count a failed attempt: the row stays `pending`, due at
+        `next_attempt_at`, or becomes `failed` when `failed`; the error is
+        also the target's last error."""
+        with self.transaction() as c:
+            self._target_row(target, now)
+            c.execute("UPDATE backups SET state = ?, attempts = attempts + 1, last_error = ?, "
+                      "next_attempt_at = ?, updated_at = ? WHERE target = ? AND sha256 = ?",
+                      ("failed" if failed else "pending", error, None if failed else next_attempt_at,
+                       now, target, sha256))
+            c.execute("UPDATE backup_targets SET last_error = ?, last_error_at = ?, updated_at = ? "
+                      "WHERE name = ?", (error, now, now, target))
+
+    def requeue_backup(self, target: str, sha256: str, *, now: str, size: int | None = None) -> None:
+        """Make the object due for `target` now, whatever its row says (a
+        verification found it missing or corrupt on the target)."""
+        with self.transaction() as c:
+            c.execute("INSERT INTO backups (sha256, target, state, next_attempt_at, updated_at, size, "
+                      "queued_at) VALUES (?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT(sha256, target) DO "
+                      "UPDATE SET state = 'pending', next_attempt_at = excluded.next_attempt_at, "
+                      "attempts = 0, done_at = NULL, queued_at = excluded.queued_at, "
+                      "updated_at = excluded.updated_at", (sha256, target, now, now, size, now))
+
+    def manifest_days(self, target: str) -> list[str]:
+        """The days (YYYY-MM-DD) whose manifest on `target` is stale, oldest first."""
+        row = self.conn.execute("SELECT manifest_days FROM backup_targets WHERE name = ?", (target,)).fetchone()
+        return sorted(json.loads(row[0])) if row and row[0] else []
+
+    def clear_manifest_days(self, target: str, days: Sequence[str], *, now: str) -> None:
+        """Forget `days` as stale (their manifests were just written); days
+        added meanwhile stay."""
+        with self.transaction() as c:
+            left = sorted(set(self.manifest_days(target)) - set(days))
+            c.execute("UPDATE backup_targets SET manifest_days = ?, updated_at = ? WHERE name = ?",
+                      (json.dumps(left) if left else None, now, target))
+
+    def backups_done_on(self, target: str, day: str) -> list[dict]:
+        """The objects `target` received on `day` (YYYY-MM-DD, UTC): sha256, size, done_at."""
+        rows = self.conn.execute("SELECT sha256, size, done_at FROM backups WHERE target = ? AND state = 'done' "
+                                 "AND done_at >= ? AND done_at < ? ORDER BY done_at, sha256",
+                                 (target, day, day + "T99"))
+        return [dict(r) for r in rows]
+
+    def done_backups(self, target: str) -> Iterator[tuple[str, int | None]]:
+        """(sha256, size) of every object the ledger believes `target` holds."""
+        yield from self.conn.execute("SELECT sha256, size FROM backups WHERE target = ? AND state = 'done' "
+                                     "ORDER BY id", (target,)).fetchall()
+
+    # -- target health -------------------------------------------------------------
+
+    def pause_backup_target(self, target: str, error: str, *, now: str) -> bool:
+        """Pause `target` with the error a person must fix. True when it was
+        not paused before (the caller logs the error once)."""
+        with self.transaction() as c:
+            self._target_row(target, now)
+            was = c.execute("SELECT paused_error FROM backup_targets WHERE name = ?", (target,)).fetchone()[0]
+            c.execute("UPDATE backup_targets SET paused_error = ?, paused_at = coalesce(paused_at, ?), "
+                      "last_error = ?, last_error_at = ?, updated_at = ? WHERE name = ?",
+                      (error, now, error, now, now, target))
+            return was is None
+
+    def resume_backup_target(self, target: str, *, now: str) -> bool:
+        """Clear `target`'s pause. True when it was paused."""
+        with self.transaction() as c:
+            n = c.execute("UPDATE backup_targets SET paused_error = NULL, paused_at = NULL, updated_at = ? "
+                          "WHERE name = ? AND paused_error IS NOT NULL", (now, target)).rowcount
+            return n > 0
+
+    def record_backup_verify(self, target: str, result: dict, *, now: str) -> None:
+        """Remember the last verification of `target` and its counts."""
+        with self.transaction() as c:
+            self._target_row(target, now)
+            c.execute("UPDATE backup_targets SET last_verify_at = ?, last_verify = ?, updated_at = ? "
+                      "WHERE name = ?", (now, json.dumps(result, sort_keys=True), now, target))
+
+    def record_backup_snapshot(self, target: str, key: str, *, now: str) -> None:
+        """Remember the last ledger snapshot put on `target`."""
+        with self.transaction() as c:
+            self._target_row(target, now)
+            c.execute("UPDATE backup_targets SET last_snapshot_at = ?, last_snapshot = ?, updated_at = ? "
+                      "WHERE name = ?", (now, key, now, target))
+
+    def backup_target(self, target: str) -> dict:
+        """`target`'s health row (all None before its first use) plus its rows:
+        objects and bytes held, backlog count and oldest, failed count."""
+        row = self.conn.execute("SELECT * FROM backup_targets WHERE name = ?", (target,)).fetchone()
+        out: dict[str, Any] = dict(row) if row else {"name": target}
+        for key in ("paused_error", "paused_at", "last_put_at", "last_error", "last_error_at",
+                    "last_verify_at", "last_snapshot_at", "last_snapshot"):
+            out.setdefault(key, None)
+        out["last_verify"] = json.loads(out["last_verify"]) if out.get("last_verify") else None
+        out.pop("manifest_days", None)
+        out.pop("enqueued_doc_id", None)
+        out.pop("updated_at", None)
+        held = self.conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM backups "
+                                 "WHERE target = ? AND state = 'done'", (target,)).fetchone()
+        backlog = self.conn.execute("SELECT count(*), min(queued_at) FROM backups "
+                                    "WHERE target = ? AND state = 'pending'", (target,)).fetchone()
+        failed = self.conn.execute("SELECT count(*) FROM backups WHERE target = ? AND state = 'failed'",
+                                   (target,)).fetchone()[0]
+        out.update(objects=held[0], bytes=held[1], backlog=backlog[0], backlog_oldest=backlog[1],
+                   failed=failed)
+        return out
+
+    def backed_up_count(self, targets: Sequence[str], min_copies: int) -> tuple[int, int]:
+        """(objects held by at least `min_copies` of `targets` (0: all of
+        them), objects that have documents)."""
+        total = self.conn.execute("SELECT count(DISTINCT sha256) FROM documents").fetchone()[0]
+        if not targets:
+            return 0, total
+        need = len(targets) if min_copies <= 0 else min(min_copies, len(targets))
+        marks = ",".join("?" * len(targets))
+        held = self.conn.execute(f"SELECT count(*) FROM (SELECT sha256 FROM backups WHERE state = 'done' "
+                                 f"AND target IN ({marks}) GROUP BY sha256 HAVING count(*) >= ?)",
+                                 (*targets, need)).fetchone()[0]
+        return held, total
+
+    # -- sidecars and restore ------------------------------------------------------
+
+    def sidecar(self, sha256: str) -> dict | None:
+        """What the ledger knows of the object `sha256`, as a JSON-ready dict
+        for its backup sidecar: each document made from it (fields, problems,
+        state, arrival), with its sources. None when no document has it."""
+        docs = self.conn.execute(f"SELECT {', '.join(_SIDECAR_COLUMNS)} FROM documents WHERE sha256 = ? "
+                                 "ORDER BY part, id", (sha256,)).fetchall()
+        if not docs:
+            return None
+        out = []
+        for d in docs:
+            doc = dict(d)
+            for key in ("fields", "problems"):
+                doc[key] = json.loads(doc[key]) if doc[key] else None
+            doc["sources"] = [
+                {**dict(s), "details": json.loads(s["details"]) if s["details"] else None}
+                for s in self.conn.execute(f"SELECT {', '.join(_SOURCE_COLUMNS)} FROM sources "
+                                           "WHERE document_id = ? ORDER BY id", (doc.pop("id"),))]
+            out.append(doc)
+        return {"sha256": sha256, "size": out[0]["size"], "media_type": out[0]["media_type"],
+                "documents": out}
+
+    def has_object(self, sha256: str) -> bool:
+        """True when some document is made from the object `sha256`."""
+        return self.conn.execute("SELECT 1 FROM documents WHERE sha256 = ? LIMIT 1",
+                                 (sha256,)).fetchone() is not None
+
+    def restore_documents(self, sha256: str, size: int, sidecar: dict | None, *, target: str,
+                          now: str, actor: str) -> int:
+        """Recreate the documents of an object found on a backup target but
+        not in this ledger, from its `sidecar` (state, fields, problems,
+        sources as recorded); without a usable sidecar, one `captured`
+        document that the daemon reads again. The object counts as held by
+        `target`. Returns how many documents were added (0 when the ledger
+        already has the object)."""
+        docs = [d for d in (sidecar or {}).get("documents") or [] if isinstance(d, dict)]
+        with self.transaction() as c:
+            if self.has_object(sha256):
+                return 0
+            if not docs:
+                docs = [{"part": 1, "size": size, "source_kind": "restore", "received_at": now,
+                         "state": "captured", "sources": []}]
+            parent_id = None
+            for d in sorted(docs, key=lambda d: d.get("part") or 1):
+                doc_id = c.execute(
+                    "INSERT INTO documents (sha256, part, parent_id, size, media_type, source_kind, source, "
+                    "original_name, original_path, received_at, updated_at, state, fields, problems, "
+                    "invoice_key, invoice_number, invoice_date, total_cents) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (sha256, d.get("part") or 1, parent_id, d.get("size") or size, d.get("media_type"),
+                     d.get("source_kind") or "restore", d.get("source"), d.get("original_name"),
+                     d.get("original_path"), d.get("received_at") or now, now, d.get("state") or "captured",
+                     _json(d.get("fields")), _json(d.get("problems")), d.get("invoice_key"),
+                     d.get("invoice_number"), d.get("invoice_date"), d.get("total_cents"))).lastrowid
+                parent_id = parent_id or doc_id
+                for s in d.get("sources") or []:
+                    c.execute("INSERT INTO sources (document_id, at, source_kind, source, original_name, "
+                              "original_path, details) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                              (doc_id, s.get("at") or now, s.get("source_kind") or "restore", s.get("source"),
+                               s.get("original_name"), s.get("original_path"), _json(s.get("details"))))
+                self._event(doc_id, now=now, actor=actor, from_state=None, to_state=d.get("state") or "captured",
+                            reason=f"restored from backup {target} (captured after its last ledger snapshot)")
+            c.execute("INSERT INTO backups (sha256, target, state, updated_at, size, queued_at, done_at) "
+                      "VALUES (?, ?, 'done', ?, ?, ?, ?) ON CONFLICT(sha256, target) DO UPDATE SET "
+                      "state = 'done', done_at = excluded.done_at", (sha256, target, now, size, now, now))
+            return len(docs)
+
+    def _target_row(self, target: str, now: str) -> None:
+        self.conn.execute("INSERT OR IGNORE INTO backup_targets (name, updated_at) VALUES (?, ?)", (target, now))
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, default=str)

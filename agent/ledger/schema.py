@@ -162,6 +162,29 @@ MIGRATIONS: list[str] = [
         updated_at TEXT NOT NULL
     );
     """,
+    # 7: backup rows know their object's size and when they were queued (for
+    # status: bytes held, oldest backlog); each target's pause, last put,
+    # last verify and last ledger snapshot survive a restart.
+    """
+    ALTER TABLE backups ADD COLUMN size INTEGER;
+    ALTER TABLE backups ADD COLUMN queued_at TEXT;
+    CREATE INDEX backups_done ON backups(target, state, done_at);
+    CREATE TABLE backup_targets (
+        name TEXT PRIMARY KEY,
+        paused_error TEXT,                    -- set while credentials or bucket are wrong
+        paused_at TEXT,
+        last_put_at TEXT,
+        last_error TEXT,
+        last_error_at TEXT,
+        last_verify_at TEXT,
+        last_verify TEXT,                     -- JSON: checked, ok, missing, mismatch, repaired
+        last_snapshot_at TEXT,
+        last_snapshot TEXT,                   -- snapshot key
+        enqueued_doc_id INTEGER NOT NULL DEFAULT 0,
+        manifest_days TEXT,                   -- JSON list of days whose manifest is stale
+        updated_at TEXT NOT NULL
+    );
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

@@ -1,0 +1,228 @@
+"""The backup steps the loop repeats: mirror due objects, snapshot the ledger,
+verify a sample. Pure: no threads, no sleeps; `now` and `rng` come in.
+
+The ledger says what each target holds; these steps make it true and
+record what happened. A target that is down (`Transient`) stops the batch
+so the caller waits; wrong credentials or a missing bucket (`AccessDenied`,
+`BucketMissing`) pause the target instead of failing its objects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import random
+from dataclasses import dataclass, field
+from typing import Callable
+
+from agent.backup.base import (AccessDenied, BackupTarget, BucketMissing, ChecksumMismatch,
+                               LEDGER_PREFIX, manifest_key, object_key, sidecar_key, snapshot_key)
+from agent.backup.snapshot import snapshot_name, snapshot_sqlite, snapshots_to_delete
+from agent.backup.verify import repair_object, sample_keys, verify_object
+from agent.errors import AgentError, Transient
+from agent.ledger import Ledger, utc
+from agent.vault import Vault
+
+BATCH = 32
+BASE_DELAY_S = 5.0
+# Errors that concern the whole target, not one object: a person must act.
+TARGET_ERRORS = (AccessDenied, BucketMissing)
+
+
+@dataclass
+class MirrorOutcome:
+    """What one `mirror_step` did. `unavailable` (target down: wait, then call
+    again) and `paused` (a person must fix the target) are error lines."""
+
+    put: int = 0
+    failed: int = 0
+    enqueued: int = 0
+    more: bool = False
+    unavailable: str | None = None
+    paused: str | None = None
+    newly_paused: bool = False
+    resumed: bool = False
+
+
+@dataclass
+class VerifyReport:
+    """What one verification found; `problems` lists (sha256, verdict, action)."""
+
+    checked: int = 0
+    ok: int = 0
+    missing: int = 0
+    mismatch: int = 0
+    repaired: int = 0
+    full: bool = False
+    problems: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form, as stored in the ledger and printed by `backup verify --json`."""
+        return {"checked": self.checked, "ok": self.ok, "missing": self.missing,
+                "mismatch": self.mismatch, "repaired": self.repaired, "full": self.full,
+                "problems": [{"sha256": s, "verdict": v, "action": a} for s, v, a in self.problems]}
+
+
+def retry_delay(attempts: int, rng: random.Random, max_s: float = 3600.0) -> float:
+    """Seconds before the next try of an object after `attempts` failures:
+    exponential from BASE_DELAY_S, capped at `max_s`, with +-20 % jitter."""
+    return min(max_s, BASE_DELAY_S * 2 ** min(max(attempts - 1, 0), 20)) * rng.uniform(0.8, 1.2)
+
+
+def sidecar_bytes(ledger: Ledger, sha256: str) -> bytes | None:
+    """The JSON sidecar of an object as the ledger knows it now, or None."""
+    data = ledger.sidecar(sha256)
+    if data is None:
+        return None
+    return json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True, default=str).encode("utf-8")
+
+
+def mirror_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.datetime,
+                rng: random.Random, limit: int = BATCH, retry_max_s: float = 3600.0) -> MirrorOutcome:
+    """Queue new objects for `target`, then put up to `limit` due ones (the
+    original and its sidecar) and record each outcome in the ledger.
+
+    Guarantees: a row becomes `done` only after both puts returned; an object
+    missing from or corrupt in the vault becomes `failed`; a `Transient`
+    error reschedules that one object and ends the step (`unavailable`);
+    `AccessDenied`/`BucketMissing` pause the target without counting an
+    attempt (`paused`); the first success afterwards resumes it. When the
+    due rows are all done, stale daily manifests are rewritten. Raises
+    nothing but bugs.
+    """
+    stamp = utc(now)
+    out = MirrorOutcome(enqueued=ledger.enqueue_backups(target.name, now=stamp))
+    rows = ledger.due_backups(target.name, now=stamp, limit=limit)
+    done: list[tuple[str, int]] = []
+    try:
+        for row in rows:
+            sha = row["sha256"]
+            path = vault.path(sha)
+            if not path.is_file():
+                ledger.backup_retry(target.name, sha, now=stamp, error="not in the vault",
+                                    next_attempt_at=None, failed=True)
+                out.failed += 1
+                continue
+            try:
+                target.put(object_key(sha), path, sha)
+                side = sidecar_bytes(ledger, sha)
+                if side is not None:
+                    target.put(sidecar_key(sha), side, hashlib.sha256(side).hexdigest())
+            except ChecksumMismatch as e:
+                ledger.backup_retry(target.name, sha, now=stamp, error=f"vault copy is corrupt: {e}",
+                                    next_attempt_at=None, failed=True)
+                out.failed += 1
+                continue
+            except TARGET_ERRORS as e:
+                out.paused = str(e)
+                out.newly_paused = ledger.pause_backup_target(target.name, str(e), now=stamp)
+                return out
+            except Transient as e:
+                delay = retry_delay(row["attempts"] + 1, rng, retry_max_s)
+                ledger.backup_retry(target.name, sha, now=stamp, error=str(e),
+                                    next_attempt_at=utc(now + dt.timedelta(seconds=delay)))
+                out.unavailable = str(e)
+                return out
+            except AgentError as e:
+                delay = retry_delay(row["attempts"] + 1, rng, retry_max_s)
+                ledger.backup_retry(target.name, sha, now=stamp, error=str(e),
+                                    next_attempt_at=utc(now + dt.timedelta(seconds=delay)))
+                out.failed += 1
+                continue
+            done.append((sha, path.stat().st_size))
+    finally:
+        # Recorded even when the batch ends early, so no finished put is redone.
+        ledger.backups_done(target.name, done, now=stamp, day=now.astimezone(dt.timezone.utc).date().isoformat())
+        out.put = len(done)
+        if done:
+            out.resumed = ledger.resume_backup_target(target.name, now=stamp)
+    out.more = len(rows) == limit
+    if not out.more:
+        write_manifests(ledger, target, now=now)
+    return out
+
+
+def write_manifests(ledger: Ledger, target: BackupTarget, *, now: dt.datetime) -> list[str]:
+    """Rewrite `manifests/YYYY-MM-DD.json` for each day the target received
+    objects since the last call; returns the keys written. Each manifest
+    lists every object added that day (sha256, size, at). Errors from the
+    target propagate except `Transient`, which leaves the days stale for
+    the next call."""
+    days = ledger.manifest_days(target.name)
+    written = []
+    for day in days:
+        entries = ledger.backups_done_on(target.name, day)
+        body = json.dumps({"day": day, "target": target.name, "objects": [
+            {"sha256": e["sha256"], "size": e["size"], "at": e["done_at"]} for e in entries]},
+            ensure_ascii=False, indent=1).encode("utf-8")
+        key = manifest_key(dt.date.fromisoformat(day))
+        try:
+            target.put(key, body, hashlib.sha256(body).hexdigest())
+        except (Transient, *TARGET_ERRORS):
+            break
+        written.append(day)
+    ledger.clear_manifest_days(target.name, written, now=utc(now))
+    return [manifest_key(dt.date.fromisoformat(d)) for d in written]
+
+
+def snapshot_step(ledger: Ledger, target: BackupTarget, *, now: dt.datetime,
+                  retention: dict | None = None) -> str:
+    """Put a consistent gzip snapshot of the ledger under `ledger/`, then delete
+    the snapshots retention no longer needs (`retention`: hourly_days,
+    daily_days, monthly_years). Returns the key put. Target and snapshot
+    errors propagate (`Transient`, `Permanent`)."""
+    data = snapshot_sqlite(ledger.path)
+    key = snapshot_key(snapshot_name(now))
+    target.put(key, data, hashlib.sha256(data).hexdigest())
+    names = [info.key for info in target.list(LEDGER_PREFIX)]
+    for old in snapshots_to_delete(names, now, **(retention or {})):
+        target.delete(old)
+    ledger.record_backup_snapshot(target.name, key, now=utc(now))
+    return key
+
+
+def verify_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.datetime,
+                rng: random.Random, full: bool = False, fraction: float = 0.01, minimum: int = 20,
+                progress: Callable[[int, int], None] | None = None) -> VerifyReport:
+    """Re-read every object the ledger says `target` holds (`full`), or a random
+    sample (`fraction`, at least `minimum`), and compare SHA-256 values.
+
+    A missing or mismatching object is re-uploaded from the vault (with its
+    sidecar) and re-read; one the vault cannot supply is requeued and
+    reported. `progress(done, total)` is called after each object. The
+    result is recorded as the target's last verification. Target errors
+    (`Transient`, `Permanent`) propagate; nothing is recorded then.
+    """
+    held = dict(ledger.done_backups(target.name))
+    keys = list(held) if full else sample_keys(held, fraction, minimum, rng)
+    report = VerifyReport(full=full)
+    for i, sha in enumerate(keys, 1):
+        key = object_key(sha)
+        verdict = verify_object(target, key, sha)
+        report.checked += 1
+        if verdict == "ok":
+            report.ok += 1
+        else:
+            setattr(report, verdict, getattr(report, verdict) + 1)
+            report.problems.append((sha, verdict, _repair(ledger, vault, target, sha, now)))
+            if report.problems[-1][2] == "repaired":
+                report.repaired += 1
+        if progress:
+            progress(i, len(keys))
+    ledger.record_backup_verify(target.name, report.to_dict(), now=utc(now))
+    return report
+
+
+def _repair(ledger: Ledger, vault: Vault, target: BackupTarget, sha: str, now: dt.datetime) -> str:
+    if not vault.verify(sha):
+        ledger.requeue_backup(target.name, sha, now=utc(now))
+        return "vault copy missing or corrupt; requeued"
+    if repair_object(target, object_key(sha), vault.path(sha), sha) != "ok":
+        ledger.requeue_backup(target.name, sha, now=utc(now))
+        return "re-uploaded but still wrong; requeued"
+    side = sidecar_bytes(ledger, sha)
+    if side is not None:
+        target.put(sidecar_key(sha), side, hashlib.sha256(side).hexdigest())
+    return "repaired"
+

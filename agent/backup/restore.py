@@ -1,0 +1,142 @@
+"""Rebuild a vault and a ledger from one backup target.
+
+Order: the ledger snapshot first (the newest, or the newest at or before
+`at`), then every original with its sidecar, each checked against the
+SHA-256 it is named after. Objects the snapshot does not know (captured
+after it was taken) get their documents back from their sidecars, so a
+restore loses nothing the target holds. Pure: `now` comes in, progress is a
+callback, and nothing is written outside `state_dir`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from agent.backup.base import (LEDGER_PREFIX, OBJECTS_PREFIX, BackupTarget, object_key,
+                               sha256_of_object_key, sidecar_key)
+from agent.backup.snapshot import restore_sqlite, snapshot_at
+from agent.errors import NotFound, Permanent
+from agent.ledger import Ledger, utc
+from agent.ledger.rows import parse_utc
+from agent.vault import Vault
+
+LEDGER_NAME = "ledger.sqlite3"
+VAULT_NAME = "vault"
+
+
+class RestoreRefused(Permanent):
+    """The destination already holds a ledger or vault objects: a restore
+    never overwrites a live agent's state."""
+
+
+@dataclass
+class RestoreReport:
+    """What a restore did. `problems` are one line each (an object whose bytes
+    do not match its name, an unreadable sidecar)."""
+
+    snapshot: str | None = None
+    objects: int = 0
+    bytes: int = 0
+    sidecars: int = 0
+    recovered_documents: int = 0
+    skipped_after_at: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form for `backup restore --json`."""
+        return dict(vars(self))
+
+
+def restore(target: BackupTarget, state_dir: str | Path, *, now: dt.datetime, actor: str,
+            at: dt.datetime | None = None,
+            progress: Callable[[int, int], None] | None = None) -> RestoreReport:
+    """Rebuild `state_dir/ledger.sqlite3` and `state_dir/vault` from `target`.
+
+    Guarantees: every original written to the vault hashes to its name (one
+    that does not is left out and reported); the ledger is the chosen
+    snapshot, migrated to the current schema, plus the documents of objects
+    it does not know, rebuilt from their sidecars (state, fields, problems,
+    sources), or as `captured` when the sidecar is missing, so the daemon
+    reads them again. With `at`, objects whose sidecar says they arrived
+    after `at` get no document. `progress(done, total)` follows the objects.
+    Raises `RestoreRefused` when `state_dir` already holds a ledger, and the
+    target's own errors (`Transient`, `Permanent`).
+    """
+    state = Path(state_dir)
+    ledger_path = state / LEDGER_NAME
+    if ledger_path.exists():
+        raise RestoreRefused(f"{ledger_path} already exists; restore into an empty folder")
+    state.mkdir(parents=True, exist_ok=True)
+    report = RestoreReport()
+    snapshots = [info.key for info in target.list(LEDGER_PREFIX)]
+    chosen = snapshot_at(snapshots, at)
+    if chosen is not None:
+        restore_sqlite(target.get(chosen), ledger_path)
+        report.snapshot = chosen
+    elif at is not None and snapshots:
+        raise NotFound(f"{target.name} has no ledger snapshot at or before {at.isoformat()}")
+    vault = Vault(state / VAULT_NAME)
+    originals: dict[str, int] = {}
+    sidecars: set[str] = set()
+    for info in target.list(OBJECTS_PREFIX):
+        sha = sha256_of_object_key(info.key)
+        if sha is None:
+            continue
+        if info.key.endswith(".json"):
+            sidecars.add(sha)
+        else:
+            originals[sha] = info.size
+    with Ledger(ledger_path) as ledger:
+        for i, sha in enumerate(sorted(originals), 1):
+            _restore_object(ledger, vault, target, sha, originals[sha], sha in sidecars,
+                            report=report, now=now, at=at, actor=actor)
+            if progress:
+                progress(i, len(originals))
+    return report
+
+
+def _restore_object(ledger: Ledger, vault: Vault, target: BackupTarget, sha: str, size: int,
+                    has_sidecar: bool, *, report: RestoreReport, now: dt.datetime,
+                    at: dt.datetime | None, actor: str) -> None:
+    dest = vault.path(sha)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    target.get(object_key(sha), dest=dest)
+    if not vault.verify(sha):
+        dest.unlink(missing_ok=True)
+        report.problems.append(f"{sha}: the bytes on {target.name} do not match their SHA-256; left out")
+        return
+    report.objects += 1
+    report.bytes += dest.stat().st_size
+    sidecar = None
+    if has_sidecar:
+        try:
+            sidecar = json.loads(target.get(sidecar_key(sha)))
+            if not isinstance(sidecar, dict):
+                raise ValueError("not a JSON object")
+            vault.write_sidecar(sha, sidecar)
+            report.sidecars += 1
+        except (ValueError, UnicodeDecodeError) as e:
+            report.problems.append(f"{sha}: unreadable sidecar ({e}); its document is read again")
+            sidecar = None
+    if ledger.has_object(sha):
+        return
+    if at is not None and sidecar and _arrived_after(sidecar, at):
+        report.skipped_after_at += 1
+        return
+    report.recovered_documents += ledger.restore_documents(sha, size, sidecar, target=target.name,
+                                                           now=utc(now), actor=actor)
+
+
+def _arrived_after(sidecar: dict, at: dt.datetime) -> bool:
+    times = [d.get("received_at") for d in sidecar.get("documents") or [] if isinstance(d, dict)]
+    try:
+        first = min(parse_utc(t) for t in times if isinstance(t, str))
+    except ValueError:
+        return False
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.timezone.utc)
+    return first > at

@@ -1,0 +1,179 @@
+"""The backup threads: one per [[backup]] target, each repeating the steps of
+agent/backup/mirror.py: mirror due objects continuously, put a ledger
+snapshot every snapshot_interval_s (with retention), and verify a sample
+every verify_interval_s.
+
+A target that is down is retried with a growing wait and its backlog drains
+when it answers again. Wrong credentials or a missing bucket log ONE error
+line and pause the target (visible in `backup status`); it is probed every
+probe_interval_s and resumes by itself once fixed. Nothing here lets an
+exception end the daemon.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import threading
+
+from agent.backup.base import BackupTarget, open_target
+from agent.backup.mirror import TARGET_ERRORS, mirror_step, snapshot_step, verify_step
+from agent.config import Config
+from agent.errors import AgentError, Transient
+from agent.ledger import Ledger, utc
+from agent.ledger.rows import parse_utc
+from agent.vault import Vault
+from service.context import now_dt
+
+log = logging.getLogger("fapiao.backup")
+IDLE_POLL_S = 5.0
+
+
+class TargetRunner:
+    """The thread of one backup target."""
+
+    def __init__(self, cfg: Config, target: BackupTarget, stopping: threading.Event):
+        self.cfg, self.target, self.stopping = cfg, target, stopping
+        self.name = target.name
+        self.policy = cfg.backup_policy
+        self.cond = threading.Condition()
+        self._kicks = 0
+        self.thread = threading.Thread(target=self._run, name=f"backup-{self.name}", daemon=True)
+
+    def kick(self) -> None:
+        """New documents may be waiting: wake the thread."""
+        with self.cond:
+            self._kicks += 1
+            self.cond.notify_all()
+
+    def _sleep(self, kicks: int, seconds: float) -> None:
+        with self.cond:
+            if self._kicks == kicks and not self.stopping.is_set():
+                self.cond.wait(seconds)
+
+    def _run(self) -> None:
+        rng = random.Random()
+        ledger = Ledger(self.cfg.ledger_path)
+        vault = Vault(self.cfg.vault_dir)
+        paused = ledger.backup_target(self.name)["paused_error"]
+        if paused:
+            log.error(f"backup target {self.name} is still paused: {paused}; it resumes by itself "
+                      "once a probe succeeds", extra={"target": self.name})
+        try:
+            while not self.stopping.is_set():
+                kicks = self._kicks
+                try:
+                    wait = self._once(ledger, vault, rng)
+                except Exception:  # a bug must not end the thread; back off and go on
+                    self._failures += 1
+                    log.exception("backup step failed; backing off", extra={"target": self.name})
+                    wait = min(60.0, 2.0 ** self._failures)
+                if wait:
+                    self._sleep(kicks, wait)
+        finally:
+            ledger.close()
+
+    _down = False
+    _failures = 0
+
+    def _once(self, ledger: Ledger, vault: Vault, rng: random.Random) -> float:
+        """One round; returns how long to wait before the next (0: go on now)."""
+        now = now_dt()
+        out = mirror_step(ledger, vault, self.target, now=now, rng=rng,
+                          retry_max_s=float(self.policy["retry_max_s"]))
+        if out.paused:
+            if out.newly_paused:
+                log.error(f"backup target {self.name} paused: {out.paused}; objects stay queued "
+                          f"and it is tried again every {self.policy['probe_interval_s']:g}s",
+                          extra={"target": self.name})
+            return float(self.policy["probe_interval_s"])
+        if out.resumed:
+            log.info(f"backup target {self.name} works again; its backlog drains", extra={"target": self.name})
+        if out.unavailable:
+            if not self._down:
+                log.warning(f"backup target {self.name} is unavailable; its backlog waits",
+                            extra={"target": self.name, "error": out.unavailable})
+            self._down = True
+            self._failures += 1
+            return min(float(self.policy["retry_max_s"]), 2.0 ** self._failures)
+        self._failures = 0
+        if self._down:
+            log.info(f"backup target {self.name} is reachable again", extra={"target": self.name})
+            self._down = False
+        if out.put or out.failed:
+            log.info("backed up", extra={"target": self.name, "put": out.put, "failed": out.failed})
+        if out.more:
+            return 0.0
+        self._scheduled(ledger, vault, rng, now)
+        return IDLE_POLL_S
+
+    def _scheduled(self, ledger: Ledger, vault: Vault, rng: random.Random, now: dt.datetime) -> None:
+        state = ledger.backup_target(self.name)
+        p = self.policy
+        try:
+            if _due(state["last_snapshot_at"], p["snapshot_interval_s"], now):
+                key = snapshot_step(ledger, self.target, now=now, retention={
+                    "hourly_days": p["keep_hourly_days"], "daily_days": p["keep_daily_days"],
+                    "monthly_years": p["keep_monthly_years"]})
+                log.info("ledger snapshot stored", extra={"target": self.name, "key": key})
+            if _due(state["last_verify_at"], p["verify_interval_s"], now) and state["objects"]:
+                report = verify_step(ledger, vault, self.target, now=now, rng=rng,
+                                     fraction=p["verify_fraction"], minimum=p["verify_minimum"])
+                level = logging.WARNING if report.problems else logging.INFO
+                log.log(level, "backup verified", extra={"target": self.name, "checked": report.checked,
+                                                         "missing": report.missing,
+                                                         "mismatch": report.mismatch,
+                                                         "repaired": report.repaired})
+        except TARGET_ERRORS as e:
+            if ledger.pause_backup_target(self.name, str(e), now=utc(now)):
+                log.error(f"backup target {self.name} paused: {e}", extra={"target": self.name})
+        except Transient as e:
+            log.warning("backup snapshot or verify postponed", extra={"target": self.name, "error": str(e)})
+        except AgentError as e:
+            log.error("backup snapshot or verify failed", extra={"target": self.name, "error": str(e)})
+
+
+def _due(last: str | None, interval_s: float, now: dt.datetime) -> bool:
+    return last is None or (now - parse_utc(last)).total_seconds() >= interval_s
+
+
+class BackupService:
+    """All backup target threads of one config."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.stopping = threading.Event()
+        self.runners: list[TargetRunner] = []
+        for entry in cfg.backups:
+            try:
+                target = open_target(entry)
+            except AgentError as e:
+                log.error(f"backup target {entry.get('name')!r} is not started: {e}",
+                          extra={"target": entry.get("name")})
+                continue
+            self.runners.append(TargetRunner(cfg, target, self.stopping))
+
+    def start(self) -> "BackupService":
+        """Start one thread per target; returns self."""
+        for r in self.runners:
+            r.thread.start()
+        if self.runners:
+            log.info("backup started", extra={"targets": ",".join(r.name for r in self.runners)})
+        return self
+
+    def kick(self) -> None:
+        """New documents may be waiting: wake every target's thread."""
+        for r in self.runners:
+            r.kick()
+
+    def stop(self) -> None:
+        """Ask every thread to finish its current step and end."""
+        self.stopping.set()
+        for r in self.runners:
+            r.kick()
+
+    def join(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for each thread."""
+        for r in self.runners:
+            r.thread.join(timeout)

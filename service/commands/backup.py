@@ -1,0 +1,215 @@
+"""`fapiao-agent backup status | verify | restore`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import sys
+from pathlib import Path
+
+import click
+
+from agent.backup.base import open_target
+from agent.backup.mirror import verify_step
+from agent.backup.restore import LEDGER_NAME, restore
+from agent.config import SECRET_KEYS, Config, local_folder
+from agent.errors import AgentError
+from agent.ledger import Ledger
+from service.context import (actor, age_seconds, echo_json, fail, human_age, load, now_dt,
+                             open_ledger, open_vault)
+
+
+def backup_report(ledger: Ledger, cfg: Config) -> dict:
+    """Per target: objects and bytes held, backlog (count, oldest), failed,
+    pause, last put, last verify and its result, last ledger snapshot; and
+    how many objects meet min_copies."""
+    at = now_dt()
+    names = [b["name"] for b in cfg.backups]
+    targets = []
+    for name in names:
+        t = ledger.backup_target(name)
+        t["backlog_oldest_age_s"] = age_seconds(t["backlog_oldest"], at)
+        t["url"] = next(b["url"] for b in cfg.backups if b["name"] == name)
+        targets.append(t)
+    min_copies = int(cfg.backup_policy["min_copies"])
+    held, total = ledger.backed_up_count(names, min_copies)
+    return {"targets": targets, "min_copies": min_copies or len(names),
+            "backed_up": held, "objects": total}
+
+
+@click.group("backup")
+def command() -> None:
+    """Backups of the vault and ledger: status, verify, restore."""
+
+
+@command.command("status")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: targets (objects, bytes, backlog, "
+              "backlog_oldest, failed, paused_error, last_put_at, last_verify_at, last_verify, "
+              "last_snapshot_at), min_copies, backed_up, objects.")
+@click.pass_context
+def status_command(ctx: click.Context, as_json: bool) -> None:
+    """What each backup target holds and what it still owes."""
+    cfg = load(ctx)
+    with open_ledger(cfg) as ledger:
+        report = backup_report(ledger, cfg)
+    if as_json:
+        echo_json(report)
+        return
+    if not report["targets"]:
+        click.echo("no [[backup]] target is configured")
+        return
+    click.echo(f"backed up: {report['backed_up']} of {report['objects']} objects on at least "
+               f"{report['min_copies']} target(s)")
+    for t in report["targets"]:
+        click.echo(f"{t['name']}  ({t['url']})" + (f"  PAUSED: {t['paused_error']}" if t["paused_error"] else ""))
+        click.echo(f"  objects:       {t['objects']} ({t['bytes']:,} bytes)")
+        click.echo(f"  backlog:       {t['backlog']}" + (f", oldest {human_age(t['backlog_oldest_age_s'])}"
+                                                        if t["backlog"] else "")
+                   + (f"; {t['failed']} failed" if t["failed"] else ""))
+        click.echo(f"  last put:      {t['last_put_at'] or 'never'}")
+        v = t["last_verify"]
+        click.echo(f"  last verify:   {t['last_verify_at'] or 'never'}"
+                   + (f" ({v['checked']} checked, {v['missing']} missing, {v['mismatch']} mismatched, "
+                      f"{v['repaired']} repaired)" if v else ""))
+        click.echo(f"  last snapshot: {t['last_snapshot_at'] or 'never'}"
+                   + (f" ({t['last_snapshot']})" if t["last_snapshot"] else ""))
+        if t["last_error"] and not t["paused_error"]:
+            click.echo(f"  last error:    {t['last_error']} (at {t['last_error_at']})")
+
+
+@command.command("verify")
+@click.option("--target", "target_name", metavar="NAME", help="Only this target (default: all).")
+@click.option("--full", is_flag=True, help="Re-read every object, not a random sample.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per target.")
+@click.pass_context
+def verify_command(ctx: click.Context, target_name: str | None, full: bool, as_json: bool) -> None:
+    """Re-read backed-up objects and compare SHA-256 values; a missing or
+    corrupt object is re-uploaded from the vault and reported. Exits 1 when
+    something could not be repaired."""
+    cfg = load(ctx)
+    entries = _entries(cfg, target_name)
+    policy = cfg.backup_policy
+    unrepaired = 0
+    with open_ledger(cfg) as ledger:
+        vault = open_vault(cfg)
+        for entry in entries:
+            target = _open(entry)
+            with _Progress(f"verifying {target.name}") as bar:
+                try:
+                    report = verify_step(ledger, vault, target, now=now_dt(), rng=random.Random(), full=full,
+                                         fraction=policy["verify_fraction"], minimum=policy["verify_minimum"],
+                                         progress=bar.update)
+                except AgentError as e:
+                    fail(f"backup target {target.name}: {e}")
+            unrepaired += len(report.problems) - report.repaired
+            if as_json:
+                echo_json({"target": target.name, **report.to_dict()})
+                continue
+            click.echo(f"{target.name}: {report.checked} checked, {report.ok} ok, {report.missing} missing, "
+                       f"{report.mismatch} mismatched, {report.repaired} repaired")
+            for sha, verdict, action in report.problems:
+                click.echo(f"  {verdict}: {sha}: {action}")
+    if unrepaired:
+        sys.exit(1)
+
+
+@command.command("restore")
+@click.option("--from", "source", required=True, metavar="TARGET", help="The [[backup]] target to restore from.")
+@click.option("--to", "dest", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="An empty folder: gets state/ (vault and ledger) and restored.toml.")
+@click.option("--at", "at_text", metavar="TIME", help="Use the newest ledger snapshot at or before TIME "
+              "(ISO 8601, UTC unless an offset is given).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object with what was restored.")
+@click.pass_context
+def restore_command(ctx: click.Context, source: str, dest: Path, at_text: str | None, as_json: bool) -> None:
+    """Rebuild a vault and a ledger from one backup target into DIR, then
+    `fapiao-agent --config DIR/restored.toml status` shows them."""
+    cfg = load(ctx)
+    entry = _entries(cfg, source)[0]
+    at = _parse_at(at_text)
+    target = _open(entry)
+    dest = dest.resolve()
+    state = dest / "state"
+    if (state / LEDGER_NAME).exists():
+        fail(f"{state / LEDGER_NAME} already exists; restore into an empty folder")
+    with _Progress(f"restoring from {target.name}") as bar:
+        try:
+            report = restore(target, state, now=now_dt(), actor=actor(), at=at, progress=bar.update)
+        except AgentError as e:
+            fail(f"restore from {target.name}: {e}")
+    config_path = dest / "restored.toml"
+    config_path.write_text(restored_config(entry), encoding="utf-8")
+    if as_json:
+        echo_json({**report.to_dict(), "config": str(config_path)})
+        return
+    click.echo(f"restored {report.objects} objects ({report.bytes:,} bytes), {report.sidecars} sidecars, "
+               f"ledger snapshot {report.snapshot or 'none'}; {report.recovered_documents} documents "
+               f"recovered from sidecars")
+    for line in report.problems:
+        click.echo(f"  problem: {line}")
+    click.echo(f"config: {config_path}")
+
+
+def restored_config(entry: dict) -> str:
+    """A config for the restored folder: state in ./state, and the target it
+    came from (secrets left out: they come from the environment or the
+    standard AWS chain)."""
+    lines = ["# Written by `fapiao-agent backup restore`.", "[agent]", 'state_dir = "state"', "",
+             "[[backup]]"]
+    for key, value in entry.items():
+        if key in SECRET_KEYS or key == "base_dir" or value is None:
+            continue
+        if key == "url" and (folder := local_folder(entry)) is not None:
+            value = "file://" + str(folder.resolve())
+        lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
+    return "\n".join(lines) + "\n"
+
+
+def _entries(cfg: Config, name: str | None) -> list[dict]:
+    if not cfg.backups:
+        fail("no [[backup]] target is configured")
+    if name is None:
+        return list(cfg.backups)
+    found = [b for b in cfg.backups if b["name"] == name]
+    if not found:
+        fail(f"no backup target named {name!r}; configured: {', '.join(b['name'] for b in cfg.backups)}")
+    return found
+
+
+def _open(entry: dict):
+    try:
+        return open_target(entry)
+    except AgentError as e:
+        fail(f"backup target {entry.get('name')!r}: {e}", code=2)
+
+
+def _parse_at(text: str | None) -> dt.datetime | None:
+    if text is None:
+        return None
+    try:
+        at = dt.datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"--at {text!r} is not an ISO 8601 time such as 2026-05-01T12:00:00", code=2)
+    return at if at.tzinfo else at.replace(tzinfo=dt.timezone.utc)
+
+
+class _Progress:
+    """A click progress bar on stderr, created once the total is known."""
+
+    def __init__(self, label: str):
+        self.label, self.bar, self.done = label, None, 0
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(done - self.done)
+        self.done = done
+
+    def __enter__(self) -> "_Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)

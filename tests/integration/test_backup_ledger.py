@@ -1,0 +1,211 @@
+"""Backup state in a real ledger against real targets: SeaweedFS with enforced
+access keys (two buckets standing for two locations) and a file:// folder."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import random
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from agent.backup.base import manifest_key, object_key, open_target, sidecar_key
+from agent.backup.mirror import mirror_step, snapshot_step
+from agent.backup.restore import RestoreRefused, restore
+from agent.config import load_config
+from agent.errors import NotFound
+from agent.ledger import Ledger
+from agent.vault import Vault
+from service.cli import main
+from tests.support.seaweed import seaweed  # noqa: F401  (fixture)
+
+SAMPLE = "renoyuan__easyofd/original_invoice.xml"
+T0 = dt.datetime(2026, 5, 1, 8, 0, tzinfo=dt.timezone.utc)
+
+
+def invoice_xml(samples_dir: Path, n: int) -> bytes:
+    """A distinct valid XML invoice: the sample with invoice number `n`."""
+    return (samples_dir / SAMPLE).read_bytes().replace(b"00008006", f"{n:08d}".encode())
+
+
+def write_config(root: Path, backups: list[dict], policy: str = "") -> Path:
+    lines = ['[agent]\nstate_dir = "state"\n', "[validation]\nmax_age_days = 100000\n",
+             f"[backup_policy]\n{policy}\n"]
+    for b in backups:
+        lines.append("[[backup]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in b.items()))
+    path = root / "agent.toml"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def cli(config: Path, *args: str):
+    return CliRunner().invoke(main, ["--config", str(config), *args], catch_exceptions=False)
+
+
+def ingest(config: Path, samples_dir: Path, numbers: range, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in numbers:
+        (folder / f"inv-{n}.xml").write_bytes(invoice_xml(samples_dir, n))
+    result = cli(config, "ingest", str(folder))
+    assert result.exit_code == 0, result.output
+
+
+def drain(ledger: Ledger, vault: Vault, target, now: dt.datetime = T0):
+    rng = random.Random(7)
+    while True:
+        out = mirror_step(ledger, vault, target, now=now, rng=rng)
+        assert out.unavailable is None and out.paused is None, out
+        if not out.more:
+            return
+
+
+@pytest.fixture
+def setup(tmp_path, seaweed, samples_dir):
+    bucket = seaweed.make_bucket()
+    (tmp_path / "nas").mkdir()
+    config = write_config(tmp_path, [seaweed.target_config(bucket, prefix="site-a", name="s3a"),
+                                     {"name": "nas", "url": "file://nas"}])
+    cfg = load_config(config)
+    return config, cfg, bucket
+
+
+def test_both_targets_hold_every_object_and_sidecar_and_the_day_manifest(setup, samples_dir, tmp_path, seaweed):
+    config, cfg, bucket = setup
+    ingest(config, samples_dir, range(1, 6), tmp_path / "in")
+    targets = [open_target(b) for b in cfg.backups]
+    with Ledger(cfg.ledger_path) as ledger:
+        vault = Vault(cfg.vault_dir)
+        shas = sorted(vault.iter_objects())
+        assert len(shas) == 5
+        status = json.loads(cli(config, "backup", "status", "--json").output)
+        assert status["backed_up"] == 0 and status["objects"] == 5
+        drain(ledger, vault, targets[0])
+        # min_copies defaults to every target: one of two is not enough.
+        assert ledger.backed_up_count(["s3a", "nas"], 0) == (0, 5)
+        drain(ledger, vault, targets[1])
+        assert ledger.backed_up_count(["s3a", "nas"], 0) == (5, 5)
+    for target in targets:
+        for sha in shas:
+            assert target.head(object_key(sha)).sha256 == sha
+            side = json.loads(target.get(sidecar_key(sha)))
+            assert side["documents"][0]["state"] == "valid"
+            assert side["documents"][0]["fields"]["number"].lstrip("0")
+            assert side["documents"][0]["sources"][0]["original_name"].startswith("inv-")
+        manifest = json.loads(target.get(manifest_key(T0.date())))
+        assert sorted(o["sha256"] for o in manifest["objects"]) == shas
+    # Stored in the bucket under the target's prefix, keyed by SHA-256.
+    raw = seaweed.client().get_object(Bucket=bucket, Key="site-a/" + object_key(shas[0]))["Body"].read()
+    assert hashlib.sha256(raw).hexdigest() == shas[0]
+    status = json.loads(cli(config, "backup", "status", "--json").output)
+    by_name = {t["name"]: t for t in status["targets"]}
+    assert status["backed_up"] == 5
+    for name in ("s3a", "nas"):
+        assert by_name[name]["objects"] == 5 and by_name[name]["backlog"] == 0
+        assert by_name[name]["bytes"] == sum((cfg.vault_dir / "objects" / s[:2] / s[2:4] / s).stat().st_size
+                                             for s in shas)
+        assert by_name[name]["last_put_at"] and by_name[name]["paused_error"] is None
+
+
+def test_wrong_keys_pause_the_target_with_one_error_line_and_status(tmp_path, seaweed, samples_dir, caplog):
+    from service.backup import BackupService
+
+    bucket = seaweed.make_bucket()
+    bad = {**seaweed.target_config(bucket, name="offsite"), "secret_access_key": "not-the-secret"}
+    config = write_config(tmp_path, [bad], policy="probe_interval_s = 0.3")
+    ingest(config, samples_dir, range(1, 4), tmp_path / "in")
+    cfg = load_config(config)
+    service = BackupService(cfg).start()
+    try:
+        with caplog.at_level(logging.INFO, logger="fapiao.backup"):
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                with Ledger(cfg.ledger_path) as ledger:
+                    if ledger.backup_target("offsite")["paused_error"]:
+                        break
+                time.sleep(0.1)
+            time.sleep(1.0)  # several probes fail meanwhile: still one error line
+    finally:
+        service.stop()
+        service.join(10)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    assert "backup target offsite paused" in errors[0] and bucket in errors[0]
+    assert "not-the-secret" not in errors[0]
+    status = json.loads(cli(config, "backup", "status", "--json").output)
+    target = status["targets"][0]
+    assert target["paused_error"] and bucket in target["paused_error"]
+    # Nothing was marked failed: the objects wait for the fix.
+    assert target["backlog"] == 3 and target["failed"] == 0 and target["objects"] == 0
+    assert "PAUSED" in cli(config, "backup", "status").output
+    # Fixed credentials: the first success resumes the target and the backlog drains.
+    with Ledger(cfg.ledger_path) as ledger:
+        good = open_target(seaweed.target_config(bucket, name="offsite"))
+        out = mirror_step(ledger, Vault(cfg.vault_dir), good, now=dt.datetime.now(dt.timezone.utc),
+                          rng=random.Random(1))
+        assert out.resumed and out.put == 3
+        assert ledger.backup_target("offsite")["paused_error"] is None
+
+
+def test_verify_finds_an_overwritten_object_and_repairs_it(setup, samples_dir, tmp_path, seaweed):
+    config, cfg, bucket = setup
+    ingest(config, samples_dir, range(1, 6), tmp_path / "in")
+    target = open_target(cfg.backups[0])
+    with Ledger(cfg.ledger_path) as ledger:
+        drain(ledger, Vault(cfg.vault_dir), target)
+    victim = sorted(Vault(cfg.vault_dir).iter_objects())[2]
+    seaweed.client().put_object(Bucket=bucket, Key="site-a/" + object_key(victim), Body=b"bit rot")
+    result = cli(config, "backup", "verify", "--target", "s3a", "--full")
+    assert result.exit_code == 0, result.output
+    assert "5 checked, 4 ok, 0 missing, 1 mismatched, 1 repaired" in result.output
+    assert f"mismatch: {victim}: repaired" in result.output
+    raw = seaweed.client().get_object(Bucket=bucket, Key="site-a/" + object_key(victim))["Body"].read()
+    assert hashlib.sha256(raw).hexdigest() == victim
+    again = cli(config, "backup", "verify", "--target", "s3a", "--full", "--json")
+    assert json.loads(again.stdout)["mismatch"] == 0
+    status = json.loads(cli(config, "backup", "status", "--json").output)
+    assert status["targets"][0]["last_verify"]["checked"] == 5
+
+
+def test_restore_takes_the_snapshot_and_recovers_later_documents_from_sidecars(setup, samples_dir, tmp_path):
+    config, cfg, _ = setup
+    ingest(config, samples_dir, range(1, 4), tmp_path / "in1")
+    nas = open_target(cfg.backups[1])
+    with Ledger(cfg.ledger_path) as ledger:
+        vault = Vault(cfg.vault_dir)
+        drain(ledger, vault, nas)
+        snapshot_step(ledger, nas, now=T0)
+    ingest(config, samples_dir, range(4, 6), tmp_path / "in2")
+    with Ledger(cfg.ledger_path) as ledger:
+        drain(ledger, vault, nas, now=T0 + dt.timedelta(minutes=5))
+        before = {d.sha256: (d.state, d.invoice_number, d.received_at) for d in ledger.list_documents(limit=0)}
+    out = tmp_path / "restored"
+    report = restore(nas, out / "state", now=T0 + dt.timedelta(hours=1), actor="test")
+    assert report.objects == 5 and report.recovered_documents == 2 and not report.problems
+    with Ledger(out / "state" / "ledger.sqlite3") as ledger:
+        after = {d.sha256: (d.state, d.invoice_number, d.received_at) for d in ledger.list_documents(limit=0)}
+    assert after == before
+    restored_vault = Vault(out / "state" / "vault")
+    assert all(restored_vault.verify(s) for s in before)
+    with pytest.raises(RestoreRefused):
+        restore(nas, out / "state", now=T0, actor="test")
+    # --at before every snapshot: refused with a clear error, not an empty ledger.
+    with pytest.raises(NotFound, match="no ledger snapshot at or before"):
+        restore(nas, tmp_path / "early" / "state", now=T0, actor="test", at=T0 - dt.timedelta(days=1))
+
+
+def test_a_vault_object_gone_missing_fails_its_row_not_the_target(setup, samples_dir, tmp_path):
+    config, cfg, _ = setup
+    ingest(config, samples_dir, range(1, 3), tmp_path / "in")
+    vault = Vault(cfg.vault_dir)
+    lost = sorted(vault.iter_objects())[0]
+    vault.path(lost).unlink()
+    with Ledger(cfg.ledger_path) as ledger:
+        out = mirror_step(ledger, vault, open_target(cfg.backups[1]), now=T0, rng=random.Random(1))
+        assert (out.put, out.failed, out.paused) == (1, 1, None)
+        t = ledger.backup_target("nas")
+        assert (t["objects"], t["failed"], t["backlog"]) == (1, 1, 0)
