@@ -131,16 +131,20 @@ def load_config(path: str | os.PathLike | None = None, env: dict[str, str] | Non
 
     Guarantees: the result's types match the schema; relative paths resolve
     against the file's folder. Raises ConfigError listing every bad key, one
-    line each. Does not touch the filesystem beyond reading the file; see
+    line each, and when a file holding secrets (token, password,
+    secret_access_key) is readable by every user. Does not touch the
+    filesystem beyond reading the file; see
     `check_paths` for that.
     """
     p = find_config_path(path)
     try:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        mode = p.stat().st_mode
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
     except OSError as e:
         raise ConfigError(f"{p}: cannot read: {e.strerror}") from None
+    _refuse_readable_secrets(p, raw, mode)
     return parse_config(raw, base_dir=p.resolve().parent, path=p.resolve(),
                         env=os.environ if env is None else env)
 
@@ -180,6 +184,20 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path, path: Path | None = Non
     return Config(path=path, base_dir=base_dir, **sections,
                   watches=[WatchConfig(**{**w, "path": Path(w["path"])}) for w in lists["watch"]],
                   destinations=lists["destination"], backups=lists["backup"])
+
+
+def _refuse_readable_secrets(p: Path, raw: dict[str, Any], mode: int) -> None:
+    # A token in a file every local user can read is a leaked token. Secrets
+    # given by environment variables are not in the file, so they do not count.
+    if not mode & 0o004:
+        return
+    held = [f"{kind}[{i}].{key}" for kind in ("destination", "backup")
+            for i, entry in enumerate(raw.get(kind) if isinstance(raw.get(kind), list) else [])
+            if isinstance(entry, dict) for key in sorted(SECRET_KEYS) if entry.get(key)]
+    if held:
+        raise ConfigError(f"{p}: holds secrets ({', '.join(held)}) but is readable by every user "
+                          f"(mode {mode & 0o777:o}); run `chmod 640 {p}` (or 600), or pass the secrets "
+                          "as FAPIAO_AGENT__DESTINATION__<NAME>__TOKEN-style environment variables")
 
 
 def check_paths(cfg: Config) -> list[str]:
