@@ -83,7 +83,8 @@ def mirror_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.d
     """Queue new objects for `target`, then put up to `limit` due ones (the
     original and its sidecar) and record each outcome in the ledger.
 
-    Guarantees: a row becomes `done` only after both puts returned; an object
+    Rows already `done` whose documents changed since get their sidecar put
+    again. Guarantees: a row becomes `done` only after both puts returned; an object
     missing from or corrupt in the vault becomes `failed`; a `Transient`
     error reschedules that one object and ends the step (`unavailable`);
     `AccessDenied`/`BucketMissing` pause the target without counting an
@@ -98,6 +99,10 @@ def mirror_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.d
     try:
         for row in rows:
             sha = row["sha256"]
+            if row["state"] == "done":
+                if not _refresh_sidecar(ledger, target, sha, now, rng, retry_max_s, out):
+                    return out
+                continue
             path = vault.path(sha)
             if not path.is_file():
                 ledger.backup_retry(target.name, sha, now=stamp, error="not in the vault",
@@ -141,6 +146,29 @@ def mirror_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.d
     if not out.more:
         write_manifests(ledger, target, now=now)
     return out
+
+
+def _refresh_sidecar(ledger: Ledger, target: BackupTarget, sha: str, now: dt.datetime,
+                     rng: random.Random, retry_max_s: float, out: MirrorOutcome) -> bool:
+    # The object is already there; only what the ledger says about it changed.
+    # False ends the step, as for an object put.
+    try:
+        side = sidecar_bytes(ledger, sha)
+        if side is not None:
+            target.put(sidecar_key(sha), side, hashlib.sha256(side).hexdigest())
+    except TARGET_ERRORS as e:
+        out.paused = str(e)
+        out.newly_paused = ledger.pause_backup_target(target.name, str(e), now=utc(now))
+        return False
+    except AgentError as e:
+        later = now + dt.timedelta(seconds=retry_delay(1, rng, retry_max_s))
+        ledger.sidecar_retry(target.name, sha, next_attempt_at=utc(later))
+        if isinstance(e, Transient):
+            out.unavailable = str(e)
+            return False
+        return True
+    ledger.sidecar_retry(target.name, sha, next_attempt_at=None)
+    return True
 
 
 def write_manifests(ledger: Ledger, target: BackupTarget, *, now: dt.datetime) -> list[str]:

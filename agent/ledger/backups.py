@@ -33,6 +33,7 @@ class BackupsMixin:
             self._target_row(target, now)
             seen = c.execute("SELECT enqueued_doc_id FROM backup_targets WHERE name = ?",
                              (target,)).fetchone()[0]
+            self._stale_sidecars(target, now)
             top = c.execute("SELECT coalesce(max(id), 0) FROM documents").fetchone()[0]
             if top <= seen:
                 return 0
@@ -44,13 +45,34 @@ class BackupsMixin:
                       (top, now, target))
             return added
 
+    def _stale_sidecars(self, target: str, now: str) -> None:
+        # Inside enqueue's transaction: rows already done whose documents had
+        # an event since the last look get their sidecar due again.
+        seen = self.conn.execute("SELECT enqueued_event_id FROM backup_targets WHERE name = ?",
+                                 (target,)).fetchone()[0]
+        top = self.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+        if top <= seen:
+            return
+        self.conn.execute("UPDATE backups SET next_attempt_at = ? WHERE target = ? AND state = 'done' "
+                          "AND next_attempt_at IS NULL AND sha256 IN (SELECT d.sha256 FROM events e "
+                          "JOIN documents d ON d.id = e.document_id WHERE e.id > ? AND e.id <= ?)",
+                          (now, target, seen, top))
+        self.conn.execute("UPDATE backup_targets SET enqueued_event_id = ? WHERE name = ?", (top, target))
+
     def due_backups(self, target: str, *, now: str, limit: int = 32) -> list[dict]:
-        """Up to `limit` pending rows of `target` due at `now`, oldest due first:
-        dicts with sha256, size and attempts (before this try)."""
-        rows = self.conn.execute("SELECT sha256, size, attempts FROM backups WHERE target = ? "
-                                 "AND state = 'pending' AND next_attempt_at <= ? "
+        """Up to `limit` rows of `target` due at `now`, oldest due first: dicts
+        with sha256, size, attempts (before this try) and state: `pending`
+        (put the object and its sidecar) or `done` (only its sidecar is stale)."""
+        rows = self.conn.execute("SELECT sha256, size, attempts, state FROM backups WHERE target = ? "
+                                 "AND state IN ('pending', 'done') AND next_attempt_at <= ? "
                                  "ORDER BY next_attempt_at, id LIMIT ?", (target, now, limit))
         return [dict(r) for r in rows]
+
+    def sidecar_retry(self, target: str, sha256: str, *, next_attempt_at: str | None) -> None:
+        """A `done` row's sidecar was put (None) or must be tried again at `next_attempt_at`."""
+        with self.transaction() as c:
+            c.execute("UPDATE backups SET next_attempt_at = ? WHERE target = ? AND sha256 = ? AND state = 'done'",
+                      (next_attempt_at, target, sha256))
 
     def backups_done(self, target: str, done: Sequence[tuple[str, int]], *, now: str, day: str) -> None:
         """Mark each (sha256, size) of `done` as held by `target`, in one
@@ -164,6 +186,7 @@ class BackupsMixin:
         out["last_verify"] = json.loads(out["last_verify"]) if out.get("last_verify") else None
         out.pop("manifest_days", None)
         out.pop("enqueued_doc_id", None)
+        out.pop("enqueued_event_id", None)
         out.pop("updated_at", None)
         held = self.conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM backups "
                                  "WHERE target = ? AND state = 'done'", (target,)).fetchone()
@@ -171,8 +194,10 @@ class BackupsMixin:
                                     "WHERE target = ? AND state = 'pending'", (target,)).fetchone()
         failed = self.conn.execute("SELECT count(*) FROM backups WHERE target = ? AND state = 'failed'",
                                    (target,)).fetchone()[0]
+        stale = self.conn.execute("SELECT count(*) FROM backups WHERE target = ? AND state = 'done' "
+                                  "AND next_attempt_at IS NOT NULL", (target,)).fetchone()[0]
         out.update(objects=held[0], bytes=held[1], backlog=backlog[0], backlog_oldest=backlog[1],
-                   failed=failed)
+                   failed=failed, stale_sidecars=stale)
         return out
 
     def backed_up_count(self, targets: Sequence[str], min_copies: int) -> tuple[int, int]:

@@ -185,6 +185,12 @@ MIGRATIONS: list[str] = [
         updated_at TEXT NOT NULL
     );
     """,
+    # 8: a document that changes after its object was backed up gets its
+    # sidecar put again (a `done` row with next_attempt_at set); the target
+    # remembers the last event it looked at, so finding them never rescans.
+    """
+    ALTER TABLE backup_targets ADD COLUMN enqueued_event_id INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

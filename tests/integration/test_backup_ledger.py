@@ -40,6 +40,7 @@ def write_config(root: Path, backups: list[dict], policy: str = "") -> Path:
         lines.append("[[backup]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in b.items()))
     path = root / "agent.toml"
     path.write_text("\n".join(lines), encoding="utf-8")
+    path.chmod(0o600)  # it holds access keys
     return path
 
 
@@ -209,3 +210,24 @@ def test_a_vault_object_gone_missing_fails_its_row_not_the_target(setup, samples
         assert (out.put, out.failed, out.paused) == (1, 1, None)
         t = ledger.backup_target("nas")
         assert (t["objects"], t["failed"], t["backlog"]) == (1, 1, 0)
+
+
+def test_a_document_that_changes_after_backup_gets_its_sidecar_put_again(setup, samples_dir, tmp_path):
+    from agent.model import State
+
+    config, cfg, _ = setup
+    ingest(config, samples_dir, range(1, 3), tmp_path / "in")
+    nas = open_target(cfg.backups[1])
+    with Ledger(cfg.ledger_path) as ledger:
+        vault = Vault(cfg.vault_dir)
+        drain(ledger, vault, nas)
+        doc = ledger.list_documents(limit=0)[0]
+        ledger.transition(doc.id, State.QUARANTINED, now="2026-05-01T08:01:00.000000Z", actor="test",
+                          reason="held by a person")
+        later = T0 + dt.timedelta(minutes=2)
+        out = mirror_step(ledger, vault, nas, now=later, rng=random.Random(1))
+        assert out.put == 0 and out.failed == 0
+        assert ledger.backup_target("nas")["stale_sidecars"] == 0
+        assert ledger.backup_target("nas")["objects"] == 2
+    side = json.loads(nas.get(sidecar_key(doc.sha256)))
+    assert side["documents"][0]["state"] == "quarantined"
