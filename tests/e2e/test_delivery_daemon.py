@@ -81,6 +81,7 @@ def test_sigkill_while_delivering_then_restart_delivers_each_invoice_once(tmp_pa
 def test_bad_credentials_pause_with_one_error_line_and_quarantine_nothing(tmp_path, samples_dir):
     with FaultyFinanceServer(token="right") as server:
         daemon = DaemonUnderTest(tmp_path, extra=destination(server, token="wrong", probe_interval_s=0.3))
+        daemon.config.chmod(0o600)  # a config holding a token must not be world-readable
         try:
             daemon.start()
             drop_samples(daemon, samples_dir)
