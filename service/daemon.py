@@ -8,11 +8,13 @@ ledger connections. Signals only set flags that the main loop reads.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
 import os
 import signal
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -38,6 +40,11 @@ from service.workers import ExtractionPool
 log = logging.getLogger("fapiao.daemon")
 HEARTBEAT_S = 5.0
 IDLE_WAIT_S = 1.0
+# While intake is paused (vault disk full or failing), the files stay where
+# they are and one is retried after this long, doubling up to the cap.
+PAUSE_FIRST_RETRY_S = 2.0
+PAUSE_MAX_RETRY_S = 30.0
+MAX_BACKOFF_S = 60.0
 
 
 class AlreadyRunning(AgentError):
@@ -56,6 +63,10 @@ class Daemon:
         self.reload_requested = False
         self._lock_fd: int | None = None
         self._last_beat = 0.0
+        self.intake_paused: str | None = None  # why, while the vault cannot take files
+        self._pause_wait = PAUSE_FIRST_RETRY_S
+        self._intake_retry_at = 0.0
+        self._paused_since = 0.0
         self._apply_config(self.cfg)
 
     def _apply_config(self, cfg: Config) -> None:
@@ -71,14 +82,17 @@ class Daemon:
     def run(self) -> int:
         for problem in check_paths(self.cfg):
             log.error("config problem; that part is skipped", extra={"problem": problem})
-        self.cfg.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
-        self._take_lock()
-        self.ledger = Ledger(self.cfg.ledger_path)
-        self.vault = Vault(self.cfg.vault_dir)
+        for d in self.cfg.destinations:
+            if not d.get("tls_verify", True) and str(d.get("url", "")).startswith("https:"):
+                log.warning("TLS certificate checks are OFF for this destination (tls_verify = false); "
+                            "anyone on the network path can read and alter deliveries",
+                            extra={"destination": d["name"], "url": d["url"]})
+        self._install_signals()
+        if not self._open_state():
+            return 0
         self.pool = ExtractionPool(str(self.vault.root), self.cfg.agent["workers"])
         self.intake = Intake(self.ledger, self.vault, max_bytes=self.cfg.agent["max_file_mb"] * 1024 * 1024,
                              mail_limits=self.mail_limits, actor=self.actor)
-        self._install_signals()
         self.watcher = self._start_watcher()
         self.loops = start_loops(self.cfg, wake=self.wake)
         schedule.clear("daemon")
@@ -93,6 +107,31 @@ class Daemon:
         finally:
             self._shutdown()
         return 0
+
+    def _open_state(self) -> bool:
+        """Lock and open the ledger and vault, waiting (with backoff) while the
+        state disk is read-only or full: exiting would make systemd restart us
+        over and over, and give up for good after StartLimitBurst. False when
+        asked to stop while waiting."""
+        failures = 0
+        while not self.stopping:
+            try:
+                self.cfg.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+                self._take_lock()
+                self.ledger = Ledger(self.cfg.ledger_path)
+                self.vault = Vault(self.cfg.vault_dir)
+                return True
+            except (OSError, sqlite3.Error) as e:
+                if self._lock_fd is not None:
+                    os.close(self._lock_fd)
+                    self._lock_fd = None
+                failures += 1
+                wait = min(MAX_BACKOFF_S, 2.0 ** failures)
+                if failures == 1:
+                    systemd.ready(f"ERROR: cannot open the state folder: {e}")  # no start-timeout kill loop
+                self._log_step_failure(e, failures, wait)
+                self._backoff(wait)
+        return False
 
     def _take_lock(self) -> None:
         path = self.cfg.state_dir / "daemon.lock"
@@ -155,13 +194,37 @@ class Daemon:
             try:
                 busy = self._step()
                 failures = 0
-            except Exception:  # a read-only or full disk: log, back off, never crash-loop
+            except Exception as e:  # a read-only or full disk: log, back off, never crash-loop
                 failures += 1
-                log.exception("main loop step failed; backing off", extra={"failures": failures})
+                wait = min(MAX_BACKOFF_S, 2.0 ** failures)
+                self._log_step_failure(e, failures, wait)
                 busy = False
-                self.wake.wait(min(60.0, 2.0 ** failures))
+                self._backoff(wait)
             if not busy and not self.stopping:
                 self.wake.wait(self._idle_wait())
+
+    def _log_step_failure(self, e: Exception, failures: int, wait: float) -> None:
+        extra = {"failures": failures, "retry_in_s": wait, "error": f"{type(e).__name__}: {e}",
+                 "state_dir": str(self.cfg.state_dir)}
+        text = str(e).lower()
+        if "readonly" in text or "read-only" in text or getattr(e, "errno", None) == errno.EROFS:
+            log.error("the ledger's disk is read-only: nothing can be recorded; waiting, not exiting "
+                      "(remount the state folder read-write)", extra=extra)
+        elif "disk is full" in text or getattr(e, "errno", None) == errno.ENOSPC:
+            log.error("the ledger's disk is full: nothing can be recorded; waiting, not exiting "
+                      "(free space in the state folder)", extra=extra)
+        else:
+            log.exception("main loop step failed; backing off", extra=extra)
+        systemd.status(f"ERROR (retry in {wait:.0f} s): {type(e).__name__}: {e}")
+
+    def _backoff(self, seconds: float) -> None:
+        # Not wake.wait(): file events set `wake`, and would cut every backoff
+        # short while the disk is broken. The watchdog is still fed, so a long
+        # backoff is not mistaken for a hang and restarted (a crash loop).
+        end = time.monotonic() + seconds
+        while not self.stopping and (left := end - time.monotonic()) > 0:
+            systemd.watchdog()
+            time.sleep(min(0.25, left))
 
     def _step(self) -> bool:
         if self.reload_requested:
@@ -181,19 +244,47 @@ class Daemon:
         return bool(took or started or finished or self.pool.in_flight)
 
     def _intake(self) -> int:
+        if self.intake_paused and time.monotonic() < self._intake_retry_at:
+            return 0
         took = 0
         for path in self.watcher.ready()[:200]:
             watch = self.watcher.watch_of(path)
+            result = None
             try:
                 if watch is not None:
                     result = self.intake.take(path, watch, now=now(), today=today())
                     took += len(result.documents)
+            except (sqlite3.Error, OSError):
+                raise  # the ledger's disk: the main loop backs off; the file stays pending
             except Exception:
                 log.exception("unexpected error taking a file; it stays where it is",
                               extra={"path": str(path)})
-            finally:
-                self.watcher.done(path)
+            if result is not None and result.retry:
+                self._pause_intake(result.error or "the vault cannot take files")
+                break  # the file stays pending; the others wait too rather than hammer the disk
+            self.watcher.done(path)
+            if self.intake_paused and result is not None:
+                self._resume_intake()
         return took
+
+    def _pause_intake(self, reason: str) -> None:
+        if self.intake_paused is None:
+            self._paused_since = time.monotonic()
+            self._pause_wait = PAUSE_FIRST_RETRY_S
+            log.error("intake paused: the vault cannot take files; sources stay where they are and "
+                      "are retried (free space on the vault disk)",
+                      extra={"reason": reason, "vault": str(self.vault.root)})
+        else:
+            self._pause_wait = min(PAUSE_MAX_RETRY_S, self._pause_wait * 2)
+        self.intake_paused = reason
+        self._intake_retry_at = time.monotonic() + self._pause_wait
+        self._last_beat = 0.0  # show the pause in the heartbeat now
+
+    def _resume_intake(self) -> None:
+        log.info("intake resumed", extra={"paused_s": round(time.monotonic() - self._paused_since, 1)})
+        self.intake_paused = None
+        self._last_beat = 0.0
+        self.watcher.rescan_requested.set()  # anything noted while paused is looked at again
 
     def _feed_pool(self) -> int:
         if not self.pool.has_room():
@@ -217,6 +308,8 @@ class Daemon:
             log.info("document changed while it was being read; result dropped",
                      extra={"document": doc_id, "why": str(e)})
             return
+        except (sqlite3.Error, OSError):
+            raise  # the ledger's disk: back off in the main loop instead of re-reading in a spin
         except Exception:
             log.exception("could not record the result for a document", extra={"document": doc_id})
             return
@@ -255,15 +348,19 @@ class Daemon:
         if time.monotonic() - self._last_beat < HEARTBEAT_S:
             return
         self._last_beat = time.monotonic()
+        systemd.watchdog()
         activity = "working" if self.pool.in_flight or self.watcher.pending_count else "idle"
         details = {"pending_files": self.watcher.pending_count, "extracting": self.pool.in_flight}
-        self.ledger.beat(pid=os.getpid(), now=now(), activity=activity, details=json.dumps(details))
+        if self.intake_paused:
+            activity = "intake paused"
+            details["intake_paused"] = self.intake_paused
         systemd.status(self._status_text())
-        systemd.watchdog()
+        self.ledger.beat(pid=os.getpid(), now=now(), activity=activity, details=json.dumps(details))
 
     def _status_text(self) -> str:
         c = self.ledger.counts() if hasattr(self, "ledger") else {}
-        return (f"captured {c.get('captured', 0)}, queued {c.get('queued', 0)}, "
+        paused = f"INTAKE PAUSED ({self.intake_paused}); " if self.intake_paused else ""
+        return (f"{paused}captured {c.get('captured', 0)}, queued {c.get('queued', 0)}, "
                 f"quarantined {c.get('quarantined', 0)}, failed {c.get('failed', 0)}")
 
 

@@ -31,6 +31,7 @@ class IntakeResult:
     documents: list[int]
     retry: bool = False
     skipped: bool = False
+    error: str | None = None  # why, when `retry` (the vault's disk is full or failing)
 
 
 class Intake:
@@ -72,7 +73,7 @@ class Intake:
         except CaptureError as e:
             if e.transient:
                 log.error("capture failed; will retry", extra={"path": _storable(str(path)), "error": str(e)})
-                return IntakeResult([], retry=True)
+                return IntakeResult([], retry=True, error=_storable(str(e)))
             return self._refuse(path, watch, st, str(e), now=now)
         self._after(path, watch, st, now=now, today=today)
         return IntakeResult(docs)
