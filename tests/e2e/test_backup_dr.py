@@ -102,6 +102,12 @@ def test_disaster_recovery_from_each_target(tmp_path, seaweed, samples_dir):
     bad_status = next(t for t in backup["targets"] if t["name"] == "bad-keys")
     assert bad_status["paused_error"] and bad_status["failed"] == 0 and bad_status["backlog"] == 200
 
+    # The scheduled sampled verification ran on each working target and found nothing wrong.
+    for t in backup["targets"]:
+        if t["name"] in names:
+            assert t["last_verify_at"] and t["last_verify"]["checked"] >= 1, t
+            assert t["last_verify"]["missing"] == t["last_verify"]["mismatch"] == 0
+    assert backup["backed_up"] == 0  # min_copies = all four targets, and one is paused
     assert sum(before["states"].values()) == 200 and before["states"]["valid"] == 200
     original = {sha: Vault(site / "state" / "vault").path(sha).read_bytes()
                 for sha in Vault(site / "state" / "vault").iter_objects()}

@@ -231,3 +231,30 @@ def test_a_document_that_changes_after_backup_gets_its_sidecar_put_again(setup, 
         assert ledger.backup_target("nas")["objects"] == 2
     side = json.loads(nas.get(sidecar_key(doc.sha256)))
     assert side["documents"][0]["state"] == "quarantined"
+
+
+def test_snapshots_follow_retention_and_restore_picks_the_one_at_a_time(setup, samples_dir, tmp_path):
+    config, cfg, _ = setup
+    ingest(config, samples_dir, range(1, 3), tmp_path / "in")
+    nas = open_target(cfg.backups[1])
+    # Hourly snapshots over three days: the hours of the last two days stay,
+    # older ones thin out to one per day.
+    start = dt.datetime(2026, 5, 1, tzinfo=dt.timezone.utc)
+    times = [start + dt.timedelta(hours=h) for h in range(0, 72, 6)]
+    with Ledger(cfg.ledger_path) as ledger:
+        for t in times:
+            snapshot_step(ledger, nas, now=t)
+        assert ledger.backup_target("nas")["last_snapshot"].endswith("20260503T180000Z.sqlite.gz")
+    kept = sorted(info.key for info in nas.list("ledger/"))
+    assert "ledger/ledger-20260501T000000Z.sqlite.gz" not in kept  # superseded on its day (UTC)
+    assert "ledger/ledger-20260501T060000Z.sqlite.gz" not in kept
+    assert "ledger/ledger-20260501T180000Z.sqlite.gz" in kept      # the newest of its day
+    assert "ledger/ledger-20260502T000000Z.sqlite.gz" in kept      # within two days: hourly
+    assert len(kept) == 9
+    out = tmp_path / "at"
+    result = CliRunner().invoke(main, ["--config", str(config), "backup", "restore", "--from", "nas",
+                                       "--to", str(out), "--at", "2026-05-02T07:00:00", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["snapshot"] == "ledger/ledger-20260502T060000Z.sqlite.gz"
+    status = json.loads(cli(out / "restored.toml", "status", "--json").stdout)
+    assert sum(status["states"].values()) == 2
