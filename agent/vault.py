@@ -90,7 +90,7 @@ class Vault:
         final = self.path(sha256)
         if final.exists():
             return Stored(sha256, size, created=False)
-        final.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        _make_dirs(final.parent)
         os.chmod(tmp_name, FILE_MODE)
         os.replace(tmp_name, final)
         _fsync_dir(final.parent)
@@ -103,7 +103,7 @@ class Vault:
     def write_sidecar(self, sha256: str, data: dict[str, Any]) -> None:
         """Replace the sidecar atomically (temp, fsync, rename)."""
         target = self.sidecar_path(sha256)
-        target.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        _make_dirs(target.parent)
         fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="sc-")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
@@ -140,6 +140,16 @@ class Vault:
         except FileNotFoundError:
             return False
         return digest.hexdigest() == sha256
+
+
+def _make_dirs(path: Path) -> None:
+    # Not mkdir(parents=True): it creates the missing parents (objects/ab)
+    # with the umask's default mode, ignoring `mode`, so they could end up
+    # world-readable (0755).
+    if path.is_dir():
+        return
+    _make_dirs(path.parent)
+    path.mkdir(mode=DIR_MODE, exist_ok=True)
 
 
 def _fsync_dir(path: Path) -> None:
