@@ -39,7 +39,8 @@ _SCALAR_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
                       "verify_fraction": (float, 0.01), "verify_minimum": (int, 20),
                       "verify_interval_s": (int, 86400), "retry_max_s": (float, 3600.0),
                       "probe_interval_s": (float, 60.0), "keep_hourly_days": (int, 2),
-                      "keep_daily_days": (int, 60), "keep_monthly_years": (int, 2)},
+                      "keep_daily_days": (int, 60), "keep_monthly_years": (int, 2),
+                      "workers": (int, 4)},
     "mail": {"min_inline_image_kb": (int, 20), "max_attachments": (int, 50),
              "max_message_mb": (int, 50)},
 }
@@ -261,7 +262,8 @@ def _check_table(where: str, table: dict[str, Any], schema: dict, errors: list[s
         if typ is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-            errors.append(f"{where}.{key}: must be {_type_name(typ)}, not {type(value).__name__} ({value!r})")
+            shown = "the value is not shown: it is a secret" if key in SECRET_KEYS else repr(value)
+            errors.append(f"{where}.{key}: must be {_type_name(typ)}, not {type(value).__name__} ({shown})")
             continue
         allowed = _ENUMS.get((section, key))
         if allowed and value not in allowed:
