@@ -28,10 +28,13 @@ from service.context import now_dt
 
 log = logging.getLogger("fapiao.backup")
 IDLE_POLL_S = 5.0
+DEFAULT_WORKERS = 4          # puts in flight per target; S3 latency, not CPU, bounds a put
 
 
 class TargetRunner:
-    """The thread of one backup target."""
+    """The `workers` threads of one backup target; each takes its own share
+    of the objects (a shard of the hash space), thread 0 also snapshots and
+    verifies."""
 
     def __init__(self, cfg: Config, target: BackupTarget, stopping: threading.Event):
         self.cfg, self.target, self.stopping = cfg, target, stopping
@@ -39,10 +42,21 @@ class TargetRunner:
         self.policy = cfg.backup_policy
         self.cond = threading.Condition()
         self._kicks = 0
-        self.thread = threading.Thread(target=self._run, name=f"backup-{self.name}", daemon=True)
+        self._down = False
+        count = max(1, int(self.policy.get("workers") or DEFAULT_WORKERS))
+        self.threads = [threading.Thread(target=self._run, args=(i, count), name=f"backup-{self.name}-{i}",
+                                         daemon=True) for i in range(count)]
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+
+    def join(self, timeout: float) -> None:
+        for t in self.threads:
+            t.join(timeout)
 
     def kick(self) -> None:
-        """New documents may be waiting: wake the thread."""
+        """New documents may be waiting: wake the threads."""
         with self.cond:
             self._kicks += 1
             self.cond.notify_all()
@@ -52,35 +66,33 @@ class TargetRunner:
             if self._kicks == kicks and not self.stopping.is_set():
                 self.cond.wait(seconds)
 
-    def _run(self) -> None:
+    def _run(self, index: int, count: int) -> None:
         rng = random.Random()
         ledger = Ledger(self.cfg.ledger_path)
         vault = Vault(self.cfg.vault_dir)
-        paused = ledger.backup_target(self.name)["paused_error"]
-        if paused:
+        if index == 0 and (paused := ledger.backup_target(self.name)["paused_error"]):
             log.error(f"backup target {self.name} is still paused: {paused}; it resumes by itself "
                       "once a probe succeeds", extra={"target": self.name})
+        failures = [0]
         try:
             while not self.stopping.is_set():
                 kicks = self._kicks
                 try:
-                    wait = self._once(ledger, vault, rng)
+                    wait = self._once(ledger, vault, rng, (index, count), failures)
                 except Exception:  # a bug must not end the thread; back off and go on
-                    self._failures += 1
+                    failures[0] += 1
                     log.exception("backup step failed; backing off", extra={"target": self.name})
-                    wait = min(60.0, 2.0 ** self._failures)
+                    wait = min(60.0, 2.0 ** failures[0])
                 if wait:
                     self._sleep(kicks, wait)
         finally:
             ledger.close()
 
-    _down = False
-    _failures = 0
-
-    def _once(self, ledger: Ledger, vault: Vault, rng: random.Random) -> float:
+    def _once(self, ledger: Ledger, vault: Vault, rng: random.Random, shard: tuple[int, int],
+              failures: list[int]) -> float:
         """One round; returns how long to wait before the next (0: go on now)."""
         now = now_dt()
-        out = mirror_step(ledger, vault, self.target, now=now, rng=rng,
+        out = mirror_step(ledger, vault, self.target, now=now, rng=rng, shard=shard,
                           retry_max_s=float(self.policy["retry_max_s"]))
         if out.paused:
             if out.newly_paused:
@@ -91,21 +103,24 @@ class TargetRunner:
         if out.resumed:
             log.info(f"backup target {self.name} works again; its backlog drains", extra={"target": self.name})
         if out.unavailable:
-            if not self._down:
+            with self.cond:
+                was_down, self._down = self._down, True
+            if not was_down:
                 log.warning(f"backup target {self.name} is unavailable; its backlog waits",
                             extra={"target": self.name, "error": out.unavailable})
-            self._down = True
-            self._failures += 1
-            return min(float(self.policy["retry_max_s"]), 2.0 ** self._failures)
-        self._failures = 0
-        if self._down:
-            log.info(f"backup target {self.name} is reachable again", extra={"target": self.name})
-            self._down = False
+            failures[0] += 1
+            return min(float(self.policy["retry_max_s"]), 2.0 ** failures[0])
+        failures[0] = 0
         if out.put or out.failed:
+            with self.cond:
+                was_down, self._down = self._down, False
+            if was_down:
+                log.info(f"backup target {self.name} is reachable again", extra={"target": self.name})
             log.info("backed up", extra={"target": self.name, "put": out.put, "failed": out.failed})
         if out.more:
             return 0.0
-        self._scheduled(ledger, vault, rng, now)
+        if shard[0] == 0:
+            self._scheduled(ledger, vault, rng, now)
         return IDLE_POLL_S
 
     def _scheduled(self, ledger: Ledger, vault: Vault, rng: random.Random, now: dt.datetime) -> None:
@@ -155,9 +170,9 @@ class BackupService:
             self.runners.append(TargetRunner(cfg, target, self.stopping))
 
     def start(self) -> "BackupService":
-        """Start one thread per target; returns self."""
+        """Start every target's threads; returns self."""
         for r in self.runners:
-            r.thread.start()
+            r.start()
         if self.runners:
             log.info("backup started", extra={"targets": ",".join(r.name for r in self.runners)})
         return self
@@ -176,4 +191,4 @@ class BackupService:
     def join(self, timeout: float) -> None:
         """Wait up to `timeout` seconds for each thread."""
         for r in self.runners:
-            r.thread.join(timeout)
+            r.join(timeout)

@@ -79,7 +79,8 @@ def sidecar_bytes(ledger: Ledger, sha256: str) -> bytes | None:
 
 
 def mirror_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.datetime,
-                rng: random.Random, limit: int = BATCH, retry_max_s: float = 3600.0) -> MirrorOutcome:
+                rng: random.Random, limit: int = BATCH, retry_max_s: float = 3600.0,
+                shard: tuple[int, int] = (0, 1)) -> MirrorOutcome:
     """Queue new objects for `target`, then put up to `limit` due ones (the
     original and its sidecar) and record each outcome in the ledger.
 
@@ -89,12 +90,13 @@ def mirror_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.d
     error reschedules that one object and ends the step (`unavailable`);
     `AccessDenied`/`BucketMissing` pause the target without counting an
     attempt (`paused`); the first success afterwards resumes it. When the
-    due rows are all done, stale daily manifests are rewritten. Raises
-    nothing but bugs.
+    due rows are all done, stale daily manifests are rewritten (by shard 0).
+    With `shard` = (index, count), only that share of the objects is worked
+    on, so `count` callers can run side by side. Raises nothing but bugs.
     """
     stamp = utc(now)
     out = MirrorOutcome(enqueued=ledger.enqueue_backups(target.name, now=stamp))
-    rows = ledger.due_backups(target.name, now=stamp, limit=limit)
+    rows = ledger.due_backups(target.name, now=stamp, limit=limit, shard=shard)
     done: list[tuple[str, int]] = []
     try:
         for row in rows:
@@ -143,7 +145,7 @@ def mirror_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.d
         if done:
             out.resumed = ledger.resume_backup_target(target.name, now=stamp)
     out.more = len(rows) == limit
-    if not out.more:
+    if not out.more and shard[0] == 0:
         write_manifests(ledger, target, now=now)
     return out
 

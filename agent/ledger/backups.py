@@ -59,13 +59,19 @@ class BackupsMixin:
                           (now, target, seen, top))
         self.conn.execute("UPDATE backup_targets SET enqueued_event_id = ? WHERE name = ?", (top, target))
 
-    def due_backups(self, target: str, *, now: str, limit: int = 32) -> list[dict]:
+    def due_backups(self, target: str, *, now: str, limit: int = 32,
+                    shard: tuple[int, int] = (0, 1)) -> list[dict]:
         """Up to `limit` rows of `target` due at `now`, oldest due first: dicts
         with sha256, size, attempts (before this try) and state: `pending`
-        (put the object and its sidecar) or `done` (only its sidecar is stale)."""
+        (put the object and its sidecar) or `done` (only its sidecar is stale).
+        `shard` (index, count) keeps only objects whose first hex digit modulo
+        count is index, so `count` workers never take the same row."""
+        index, count = shard
         rows = self.conn.execute("SELECT sha256, size, attempts, state FROM backups WHERE target = ? "
                                  "AND state IN ('pending', 'done') AND next_attempt_at <= ? "
-                                 "ORDER BY next_attempt_at, id LIMIT ?", (target, now, limit))
+                                 "AND (instr('0123456789abcdef', substr(sha256, 1, 1)) - 1) % ? = ? "
+                                 "ORDER BY next_attempt_at, id LIMIT ?",
+                                 (target, now, max(count, 1), index, limit))
         return [dict(r) for r in rows]
 
     def sidecar_retry(self, target: str, sha256: str, *, next_attempt_at: str | None) -> None:
