@@ -191,7 +191,6 @@ class BackupsMixin:
             out.setdefault(key, None)
         out["last_verify"] = json.loads(out["last_verify"]) if out.get("last_verify") else None
         out.pop("manifest_days", None)
-        out.pop("enqueued_doc_id", None)
         out.pop("enqueued_event_id", None)
         out.pop("updated_at", None)
         held = self.conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM backups "
@@ -202,8 +201,15 @@ class BackupsMixin:
                                    (target,)).fetchone()[0]
         stale = self.conn.execute("SELECT count(*) FROM backups WHERE target = ? AND state = 'done' "
                                   "AND next_attempt_at IS NOT NULL", (target,)).fetchone()[0]
-        out.update(objects=held[0], bytes=held[1], backlog=backlog[0], backlog_oldest=backlog[1],
+        # Documents the backup thread has not queued yet (never ran, or is
+        # behind) are backlog too.
+        waiting = self.conn.execute("SELECT count(DISTINCT sha256), min(received_at) FROM documents "
+                                    "WHERE id > ? AND sha256 NOT IN (SELECT sha256 FROM backups "
+                                    "WHERE target = ?)", (out.get("enqueued_doc_id") or 0, target)).fetchone()
+        oldest = min((t for t in (backlog[1], waiting[1]) if t), default=None)
+        out.update(objects=held[0], bytes=held[1], backlog=backlog[0] + waiting[0], backlog_oldest=oldest,
                    failed=failed, stale_sidecars=stale)
+        out.pop("enqueued_doc_id", None)
         return out
 
     def backed_up_count(self, targets: Sequence[str], min_copies: int) -> tuple[int, int]:

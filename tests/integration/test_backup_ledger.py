@@ -85,6 +85,9 @@ def test_both_targets_hold_every_object_and_sidecar_and_the_day_manifest(setup, 
         assert len(shas) == 5
         status = json.loads(cli(config, "backup", "status", "--json").output)
         assert status["backed_up"] == 0 and status["objects"] == 5
+        # Not queued yet (no backup thread ran) still counts as backlog.
+        assert [t["backlog"] for t in status["targets"]] == [5, 5]
+        assert all(t["backlog_oldest"] for t in status["targets"])
         drain(ledger, vault, targets[0])
         # min_copies defaults to every target: one of two is not enough.
         assert ledger.backed_up_count(["s3a", "nas"], 0) == (0, 5)
