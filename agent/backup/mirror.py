@@ -70,12 +70,24 @@ def retry_delay(attempts: int, rng: random.Random, max_s: float = 3600.0) -> flo
     return min(max_s, BASE_DELAY_S * 2 ** min(max(attempts - 1, 0), 20)) * rng.uniform(0.8, 1.2)
 
 
-def sidecar_bytes(ledger: Ledger, sha256: str) -> bytes | None:
-    """The JSON sidecar of an object as the ledger knows it now, or None."""
+def sidecar_bytes(ledger: Ledger, sha256: str, vault: Vault | None = None) -> bytes | None:
+    """The JSON sidecar of an object as the ledger knows it now, or None.
+
+    With `vault`, the vault's own sidecar is brought up to date too (only
+    when it differs), so the vault alone still says what each object is.
+    """
     data = ledger.sidecar(sha256)
     if data is None:
         return None
-    return json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True, default=str).encode("utf-8")
+    body = json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True, default=str).encode("utf-8")
+    if vault is not None:
+        path = vault.sidecar_path(sha256)
+        try:
+            if not path.is_file() or path.read_bytes() != body:
+                vault.write_sidecar(sha256, data)
+        except OSError:
+            pass  # a local convenience copy: the backup's sidecar matters, and it is still put
+    return body
 
 
 def mirror_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.datetime,
@@ -102,7 +114,7 @@ def mirror_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.d
         for row in rows:
             sha = row["sha256"]
             if row["state"] == "done":
-                if not _refresh_sidecar(ledger, target, sha, now, rng, retry_max_s, out):
+                if not _refresh_sidecar(ledger, vault, target, sha, now, rng, retry_max_s, out):
                     return out
                 continue
             path = vault.path(sha)
@@ -113,7 +125,7 @@ def mirror_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.d
                 continue
             try:
                 target.put(object_key(sha), path, sha)
-                side = sidecar_bytes(ledger, sha)
+                side = sidecar_bytes(ledger, sha, vault)
                 if side is not None:
                     target.put(sidecar_key(sha), side, hashlib.sha256(side).hexdigest())
             except ChecksumMismatch as e:
@@ -150,12 +162,12 @@ def mirror_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.d
     return out
 
 
-def _refresh_sidecar(ledger: Ledger, target: BackupTarget, sha: str, now: dt.datetime,
+def _refresh_sidecar(ledger: Ledger, vault: Vault, target: BackupTarget, sha: str, now: dt.datetime,
                      rng: random.Random, retry_max_s: float, out: MirrorOutcome) -> bool:
     # The object is already there; only what the ledger says about it changed.
     # False ends the step, as for an object put.
     try:
-        side = sidecar_bytes(ledger, sha)
+        side = sidecar_bytes(ledger, sha, vault)
         if side is not None:
             target.put(sidecar_key(sha), side, hashlib.sha256(side).hexdigest())
     except TARGET_ERRORS as e:
@@ -251,7 +263,7 @@ def _repair(ledger: Ledger, vault: Vault, target: BackupTarget, sha: str, now: d
     if repair_object(target, object_key(sha), vault.path(sha), sha) != "ok":
         ledger.requeue_backup(target.name, sha, now=utc(now))
         return "re-uploaded but still wrong; requeued"
-    side = sidecar_bytes(ledger, sha)
+    side = sidecar_bytes(ledger, sha, vault)
     if side is not None:
         target.put(sidecar_key(sha), side, hashlib.sha256(side).hexdigest())
     return "repaired"

@@ -93,6 +93,8 @@ def test_both_targets_hold_every_object_and_sidecar_and_the_day_manifest(setup, 
         assert ledger.backed_up_count(["s3a", "nas"], 0) == (0, 5)
         drain(ledger, vault, targets[1])
         assert ledger.backed_up_count(["s3a", "nas"], 0) == (5, 5)
+    for sha in shas:  # the vault describes its objects too
+        assert vault.read_sidecar(sha)["documents"][0]["state"] == "valid"
     for target in targets:
         for sha in shas:
             assert target.head(object_key(sha)).sha256 == sha
@@ -234,6 +236,7 @@ def test_a_document_that_changes_after_backup_gets_its_sidecar_put_again(setup, 
         assert ledger.backup_target("nas")["objects"] == 2
     side = json.loads(nas.get(sidecar_key(doc.sha256)))
     assert side["documents"][0]["state"] == "quarantined"
+    assert vault.read_sidecar(doc.sha256) == side
 
 
 def test_snapshots_follow_retention_and_restore_picks_the_one_at_a_time(setup, samples_dir, tmp_path):
