@@ -12,9 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import random
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 from agent.backup.base import (AccessDenied, BackupTarget, BucketMissing, ChecksumMismatch,
                                LEDGER_PREFIX, manifest_key, object_key, sidecar_key, snapshot_key)
@@ -236,8 +237,12 @@ def verify_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.d
     result is recorded as the target's last verification. Target errors
     (`Transient`, `Permanent`) propagate; nothing is recorded then.
     """
-    held = dict(ledger.done_backups(target.name))
-    keys = list(held) if full else sample_keys(held, fraction, minimum, rng)
+    total = ledger.backup_target(target.name)["objects"]
+    if full:
+        keys, size = ledger.done_backups(target.name), total
+    else:
+        keys = _reservoir(ledger.done_backups(target.name), _sample_size(total, fraction, minimum), rng)
+        size = len(keys)
     report = VerifyReport(full=full)
     for i, sha in enumerate(keys, 1):
         key = object_key(sha)
@@ -251,9 +256,28 @@ def verify_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.d
             if report.problems[-1][2] == "repaired":
                 report.repaired += 1
         if progress:
-            progress(i, len(keys))
+            progress(i, max(size, i))
     ledger.record_backup_verify(target.name, report.to_dict(), now=utc(now))
     return report
+
+
+def _sample_size(total: int, fraction: float, minimum: int) -> int:
+    # The size `verify.sample_keys` draws (which also validates the settings).
+    sample_keys([], fraction, minimum)
+    return min(total, max(minimum, math.ceil(fraction * total)))
+
+
+def _reservoir(items: Iterator[str], k: int, rng: random.Random) -> list[str]:
+    # A uniform sample of k in one pass (algorithm R): the full list of
+    # millions of hashes is never held in memory.
+    chosen: list[str] = []
+    for n, item in enumerate(items):
+        if n < k:
+            chosen.append(item)
+        elif (j := rng.randrange(n + 1)) < k:
+            chosen[j] = item
+    rng.shuffle(chosen)
+    return chosen
 
 
 def _repair(ledger: Ledger, vault: Vault, target: BackupTarget, sha: str, now: dt.datetime) -> str:

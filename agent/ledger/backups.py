@@ -142,10 +142,20 @@ class BackupsMixin:
                                  (target, day, day + "T99"))
         return [dict(r) for r in rows]
 
-    def done_backups(self, target: str) -> Iterator[tuple[str, int | None]]:
-        """(sha256, size) of every object the ledger believes `target` holds."""
-        yield from self.conn.execute("SELECT sha256, size FROM backups WHERE target = ? AND state = 'done' "
-                                     "ORDER BY id", (target,)).fetchall()
+    def done_backups(self, target: str, *, page: int = 1000) -> Iterator[str]:
+        """The SHA-256 of every object the ledger believes `target` holds, in
+        hash order, read `page` rows at a time (memory stays flat at millions
+        of objects, and no read stays open while the caller writes)."""
+        after = ""
+        while True:
+            rows = self.conn.execute("SELECT sha256 FROM backups WHERE sha256 > ? AND target = ? "
+                                     "AND state = 'done' ORDER BY sha256 LIMIT ?",
+                                     (after, target, page)).fetchall()
+            for r in rows:
+                yield r[0]
+            if len(rows) < page:
+                return
+            after = rows[-1][0]
 
     # -- target health -------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from agent.backup.base import manifest_key, object_key, open_target, sidecar_key
-from agent.backup.mirror import mirror_step, snapshot_step
+from agent.backup.mirror import mirror_step, snapshot_step, verify_step
 from agent.backup.restore import RestoreRefused, restore
 from agent.config import load_config
 from agent.errors import NotFound
@@ -175,6 +175,13 @@ def test_verify_finds_an_overwritten_object_and_repairs_it(setup, samples_dir, t
     assert json.loads(again.stdout)["mismatch"] == 0
     status = json.loads(cli(config, "backup", "status", "--json").output)
     assert status["targets"][0]["last_verify"]["checked"] == 5
+    # The daily job reads a sample: here at least 2, of 0 %, drawn without repeats.
+    with Ledger(cfg.ledger_path) as ledger:
+        seen = []
+        report = verify_step(ledger, Vault(cfg.vault_dir), target, now=T0, rng=random.Random(3),
+                             fraction=0.0, minimum=2, progress=lambda i, n: seen.append((i, n)))
+        assert (report.checked, report.ok, report.full) == (2, 2, False) and seen == [(1, 2), (2, 2)]
+        assert ledger.backup_target("s3a")["last_verify"]["checked"] == 2
 
 
 def test_restore_takes_the_snapshot_and_recovers_later_documents_from_sidecars(setup, samples_dir, tmp_path):
