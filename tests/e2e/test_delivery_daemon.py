@@ -64,12 +64,15 @@ def test_sigkill_while_delivering_then_restart_delivers_each_invoice_once(tmp_pa
         docs = wait_for(lambda: [d for d in daemon.documents() if d.state == "delivered"] if
                         len([d for d in daemon.documents() if d.state == "delivered"]) == 3 else None,
                         30, "three delivered documents", daemon)
-        assert server.posts == 3  # the interrupted one was looked up, not posted again
-        assert sorted(server.accepted.values()) == [1, 1, 1]
-        assert sorted(server.accepted) == sorted(d.invoice_key for d in docs)
         with daemon.ledger() as led:
-            outcomes = sorted(a["outcome"] for d in docs for r in led.deliveries_of(d.id) for a in r["attempts_log"])
-        assert outcomes == ["delivered", "delivered", "found"]
+            log = [(d.id, a["outcome"], a["error"]) for d in docs for r in led.deliveries_of(d.id)
+                   for a in r["attempts_log"]]
+        why = f"server {server.stats()}\nattempts {log}\n" + "\n".join(daemon.lines[-20:])
+        assert sorted(server.accepted.values()) == [1, 1, 1], why
+        assert sorted(server.accepted) == sorted(d.invoice_key for d in docs), why
+        # The interrupted one was looked up, not posted again.
+        assert sorted(o for _, o, _ in log) == ["delivered", "delivered", "found"], why
+        assert server.posts == 3, why
         assert not any("Traceback" in line for line in daemon.lines)
         assert daemon.stop() == 0
     finally:
