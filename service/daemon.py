@@ -254,7 +254,7 @@ class Daemon:
                 if watch is not None:
                     result = self.intake.take(path, watch, now=now(), today=today())
                     took += len(result.documents)
-            except (sqlite3.Error, OSError):
+            except sqlite3.Error:
                 raise  # the ledger's disk: the main loop backs off; the file stays pending
             except Exception:
                 log.exception("unexpected error taking a file; it stays where it is",
@@ -308,7 +308,7 @@ class Daemon:
             log.info("document changed while it was being read; result dropped",
                      extra={"document": doc_id, "why": str(e)})
             return
-        except (sqlite3.Error, OSError):
+        except sqlite3.Error:
             raise  # the ledger's disk: back off in the main loop instead of re-reading in a spin
         except Exception:
             log.exception("could not record the result for a document", extra={"document": doc_id})
