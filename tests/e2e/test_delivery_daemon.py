@@ -60,10 +60,12 @@ def test_sigkill_while_delivering_then_restart_delivers_each_invoice_once(tmp_pa
         with daemon.ledger() as led:
             assert led.counts()["delivering"] == 1
         daemon.kill()
-        daemon.start()
+        mark = len(daemon.lines)
+        daemon.start(wait_ready=False)
+        daemon.wait_for_line("msg=started", timeout=60, start=mark)  # this run's, not the killed one's
         docs = wait_for(lambda: [d for d in daemon.documents() if d.state == "delivered"] if
                         len([d for d in daemon.documents() if d.state == "delivered"]) == 3 else None,
-                        30, "three delivered documents", daemon)
+                        60, "three delivered documents", daemon)
         with daemon.ledger() as led:
             log = [(d.id, a["outcome"], a["error"]) for d in docs for r in led.deliveries_of(d.id)
                    for a in r["attempts_log"]]
