@@ -241,3 +241,18 @@ def test_any_field_values_yield_problems_never_exceptions(fields, rates):
     inv.items = [LineItem("x", amount=r, tax=r, rate=r, rate_text=t) for r, t in rates]
     problems = validate(inv, COMPANY, today=TODAY, duplicate_of=None)
     assert all(isinstance(p, Problem) and p.code in RULES for p in problems)
+
+
+def test_a_qr_only_scan_is_not_quarantined_for_the_missing_total():
+    from agent.extract.qr import apply_qr, parse_qr
+    from agent.model import Invoice
+    from agent.validate import ValidationSettings, has_errors, validate
+    import datetime as _dt
+
+    inv = Invoice()
+    apply_qr(inv, parse_qr("01,10,033002000211,83089647,510.68,20200723,16197833567414507415,0941,"))
+    problems = validate(inv, ValidationSettings(max_age_days=100000), today=_dt.date(2026, 1, 1))
+    assert not has_errors(problems), problems
+    inv.offer("seller_name", "兰溪市悦济舫餐厅", "pdf-text")  # text was read, yet no 价税合计: an error
+    problems = validate(inv, ValidationSettings(max_age_days=100000), today=_dt.date(2026, 1, 1))
+    assert "amount-sum" in {p.code for p in problems if p.severity == "error"}
