@@ -3,9 +3,11 @@ agent/backup/mirror.py: mirror due objects continuously, put a ledger
 snapshot every snapshot_interval_s (with retention), and verify a sample
 every verify_interval_s.
 
-A target that is down is retried with a growing wait and its backlog drains
-when it answers again. Wrong credentials or a missing bucket log ONE error
-line and pause the target (visible in `backup status`); it is probed every
+A target that is down is probed with a growing wait (at most
+probe_interval_s); each object tried meanwhile backs off (at most
+retry_max_s), and the whole backlog is due again as soon as a put
+succeeds. Wrong credentials or a missing bucket log ONE error line and
+pause the target (visible in `backup status`); it is probed every
 probe_interval_s and resumes by itself once fixed. Nothing here lets an
 exception end the daemon.
 """
@@ -109,13 +111,16 @@ class TargetRunner:
                 log.warning(f"backup target {self.name} is unavailable; its backlog waits",
                             extra={"target": self.name, "error": out.unavailable})
             failures[0] += 1
-            return min(float(self.policy["retry_max_s"]), 2.0 ** failures[0])
+            return min(float(self.policy["probe_interval_s"]), 2.0 ** failures[0])
         failures[0] = 0
         if out.put or out.failed:
             with self.cond:
                 was_down, self._down = self._down, False
             if was_down:
-                log.info(f"backup target {self.name} is reachable again", extra={"target": self.name})
+                # Objects tried during the outage wait no longer than the others.
+                n = ledger.retry_backups_now(self.name, now=utc(now))
+                log.info(f"backup target {self.name} is reachable again", extra={"target": self.name,
+                                                                                   "retried_now": n})
             log.info("backed up", extra={"target": self.name, "put": out.put, "failed": out.failed})
         if out.more:
             return 0.0

@@ -112,6 +112,13 @@ class BackupsMixin:
             c.execute("UPDATE backup_targets SET last_error = ?, last_error_at = ?, updated_at = ? "
                       "WHERE name = ?", (error, now, now, target))
 
+    def retry_backups_now(self, target: str, *, now: str) -> int:
+        """Make every pending row of `target` waiting out a retry delay due now
+        (the target answers again after an outage). Returns how many."""
+        with self.transaction() as c:
+            return c.execute("UPDATE backups SET next_attempt_at = ?, updated_at = ? WHERE target = ? "
+                             "AND state = 'pending' AND next_attempt_at > ?", (now, now, target, now)).rowcount
+
     def requeue_backup(self, target: str, sha256: str, *, now: str, size: int | None = None) -> None:
         """Make the object due for `target` now, whatever its row says (a
         verification found it missing or corrupt on the target)."""

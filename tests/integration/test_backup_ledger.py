@@ -19,7 +19,7 @@ from agent.backup.mirror import mirror_step, snapshot_step, verify_step
 from agent.backup.restore import RestoreRefused, restore
 from agent.config import load_config
 from agent.errors import NotFound
-from agent.ledger import Ledger
+from agent.ledger import Ledger, utc
 from agent.vault import Vault
 from service.cli import main
 from tests.support.seaweed import seaweed  # noqa: F401  (fixture)
@@ -271,3 +271,25 @@ def test_snapshots_follow_retention_and_restore_picks_the_one_at_a_time(setup, s
     assert json.loads(result.stdout)["snapshot"] == "ledger/ledger-20260502T060000Z.sqlite.gz"
     status = json.loads(cli(out / "restored.toml", "status", "--json").stdout)
     assert sum(status["states"].values()) == 2
+
+
+def test_objects_put_off_by_an_outage_are_due_again_when_the_target_answers(tmp_path, samples_dir):
+    (tmp_path / "nas").mkdir()
+    config = write_config(tmp_path, [{"name": "nas", "url": "file://nas"}])
+    ingest(config, samples_dir, range(1, 4), tmp_path / "in")
+    cfg = load_config(config)
+    (tmp_path / "nas").rename(tmp_path / "unmounted")
+    nas = open_target(cfg.backups[0])
+    with Ledger(cfg.ledger_path) as ledger:
+        vault = Vault(cfg.vault_dir)
+        now = dt.datetime.now(dt.timezone.utc)
+        out = mirror_step(ledger, vault, nas, now=now, rng=random.Random(1))
+        assert out.unavailable and "nas" in out.unavailable and out.put == 0
+        t = ledger.backup_target("nas")
+        assert (t["backlog"], t["failed"], t["paused_error"]) == (3, 0, None) and t["last_error"]
+        # The object tried is put off; the others stay due.
+        assert len(ledger.due_backups("nas", now=utc(now))) == 2
+        (tmp_path / "unmounted").rename(tmp_path / "nas")
+        assert ledger.retry_backups_now("nas", now=utc(now)) == 1
+        drain(ledger, vault, nas, now=now)
+        assert ledger.backup_target("nas")["objects"] == 3
