@@ -293,3 +293,21 @@ def test_objects_put_off_by_an_outage_are_due_again_when_the_target_answers(tmp_
         assert ledger.retry_backups_now("nas", now=utc(now)) == 1
         drain(ledger, vault, nas, now=now)
         assert ledger.backup_target("nas")["objects"] == 3
+
+
+def test_verify_reports_what_it_cannot_repair_and_exits_1(setup, samples_dir, tmp_path):
+    config, cfg, _ = setup
+    ingest(config, samples_dir, range(1, 3), tmp_path / "in")
+    nas = open_target(cfg.backups[1])
+    vault = Vault(cfg.vault_dir)
+    with Ledger(cfg.ledger_path) as ledger:
+        drain(ledger, vault, nas)
+    lost = sorted(vault.iter_objects())[0]
+    (tmp_path / "nas" / object_key(lost)).unlink()
+    vault.path(lost).unlink()
+    result = CliRunner().invoke(main, ["--config", str(config), "backup", "verify", "--target", "nas", "--full"])
+    assert result.exit_code == 1
+    assert f"missing: {lost}: vault copy missing or corrupt; requeued" in result.stdout
+    assert "2 checked, 1 ok, 1 missing, 0 mismatched, 0 repaired" in result.stdout
+    with Ledger(cfg.ledger_path) as ledger:
+        assert ledger.backup_target("nas")["backlog"] == 1
