@@ -73,7 +73,7 @@ class TargetRunner:
         ledger = Ledger(self.cfg.ledger_path)
         vault = Vault(self.cfg.vault_dir)
         if index == 0 and (paused := ledger.backup_target(self.name)["paused_error"]):
-            log.error(f"backup target {self.name} is still paused: {paused}; it resumes by itself "
+            log.error(f"backup still paused: {paused}; it resumes by itself "
                       "once a probe succeeds", extra={"target": self.name})
         failures = [0]
         try:
@@ -98,7 +98,7 @@ class TargetRunner:
                           retry_max_s=float(self.policy["retry_max_s"]))
         if out.paused:
             if out.newly_paused:
-                log.error(f"backup target {self.name} paused: {out.paused}; objects stay queued "
+                log.error(f"backup paused: {out.paused}; objects stay queued "
                           f"and it is tried again every {self.policy['probe_interval_s']:g}s",
                           extra={"target": self.name})
             return float(self.policy["probe_interval_s"])
@@ -147,7 +147,7 @@ class TargetRunner:
                                                          "repaired": report.repaired})
         except TARGET_ERRORS as e:
             if ledger.pause_backup_target(self.name, str(e), now=utc(now)):
-                log.error(f"backup target {self.name} paused: {e}", extra={"target": self.name})
+                log.error(f"backup paused: {e}", extra={"target": self.name})
         except Transient as e:
             log.warning("backup snapshot or verify postponed", extra={"target": self.name, "error": str(e)})
         except AgentError as e:

@@ -96,7 +96,7 @@ def test_disaster_recovery_from_each_target(tmp_path, seaweed, samples_dir):
     finally:
         d.stop()
     # Wrong keys: one clear error line, a visible pause, and nothing failed.
-    paused_lines = [line for line in d.lines if "backup target bad-keys paused" in line]
+    paused_lines = [line for line in d.lines if "backup paused: backup target 'bad-keys'" in line]
     assert len(paused_lines) == 1, paused_lines
     assert buckets[0] in paused_lines[0] and "wrong" not in paused_lines[0].split("paused", 1)[1]
     bad_status = next(t for t in backup["targets"] if t["name"] == "bad-keys")

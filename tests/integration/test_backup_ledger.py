@@ -140,7 +140,7 @@ def test_wrong_keys_pause_the_target_with_one_error_line_and_status(tmp_path, se
         service.join(10)
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1, errors
-    assert "backup target offsite paused" in errors[0] and bucket in errors[0]
+    assert errors[0].startswith("backup paused: backup target 'offsite': access denied") and bucket in errors[0]
     assert "not-the-secret" not in errors[0]
     status = json.loads(cli(config, "backup", "status", "--json").output)
     target = status["targets"][0]
