@@ -56,6 +56,16 @@ def apply(ledger: Ledger, doc_id: int, analysis: Analysis, *, settings: Validati
     through validation to `queued` (or quarantined, duplicate, not_invoice).
     A file holding several invoices gets one document per invoice.
     Returns the ids of the documents touched."""
+    # One transaction for the whole file: a crash can never leave a
+    # document stranded half way (extracted but not judged, valid but not
+    # queued), where no loop would pick it up again.
+    with ledger.transaction():
+        return _apply(ledger, doc_id, analysis, settings=settings, destinations=destinations,
+                      today=today, now=now, actor=actor)
+
+
+def _apply(ledger: Ledger, doc_id: int, analysis: Analysis, *, settings: ValidationSettings,
+           destinations: Sequence[str], today: dt.date, now: str, actor: str) -> list[int]:
     if analysis.error_reason:
         problem = Problem(code="unreadable", severity="error", field=None,
                           message=f"{analysis.error_reason}: {analysis.error_message}",
@@ -73,7 +83,7 @@ def apply(ledger: Ledger, doc_id: int, analysis: Analysis, *, settings: Validati
                               fields=invoice.to_dict(), problems=[])
         else:
             ledger.transition(target, State.EXTRACTED, now=now, actor=actor,
-                              reason=f"read {len(invoice.fields)} fields", **invoice_columns(invoice))
+                              expect=State.CAPTURED, reason=f"read {len(invoice.fields)} fields", **invoice_columns(invoice))
             judge(ledger, target, invoice, settings=settings, destinations=destinations,
                   today=today, now=now, actor=actor)
         touched.append(target)
@@ -84,7 +94,15 @@ def judge(ledger: Ledger, doc_id: int, invoice: Invoice, *, settings: Validation
           destinations: Sequence[str], today: dt.date, now: str, actor: str,
           reason_prefix: str = "") -> State:
     """Validate an `extracted` document and move it on: duplicate, quarantined,
-    or valid and (when there are destinations) queued. Returns the new state."""
+    or valid and (when there are destinations) queued, in one transaction.
+    Returns the new state."""
+    with ledger.transaction():
+        return _judge(ledger, doc_id, invoice, settings=settings, destinations=destinations,
+                      today=today, now=now, actor=actor, reason_prefix=reason_prefix)
+
+
+def _judge(ledger: Ledger, doc_id: int, invoice: Invoice, *, settings: ValidationSettings,
+           destinations: Sequence[str], today: dt.date, now: str, actor: str, reason_prefix: str) -> State:
     key = invoice.key
     duplicate_of = ledger.first_with_key(key, exclude_id=doc_id) if key else None
     problems = validate(invoice, settings, today=today, duplicate_of=duplicate_of)
@@ -105,6 +123,24 @@ def judge(ledger: Ledger, doc_id: int, invoice: Invoice, *, settings: Validation
         ledger.queue_deliveries(doc_id, destinations, now=now, actor=actor)
         return State.QUEUED
     return State.VALID
+
+
+def resume_stranded(ledger: Ledger, *, settings: ValidationSettings, destinations: Sequence[str],
+                    today: dt.date, now: str, actor: str) -> int:
+    """Carry on documents left between stages by an older version or a
+    changed config: `extracted` ones are judged, `valid` ones queued when
+    there are destinations. Returns how many moved."""
+    moved = 0
+    for doc_id in ledger.ids_in_state(State.EXTRACTED):
+        fields = ledger.get(doc_id).fields or {}
+        judge(ledger, doc_id, Invoice.from_dict(fields), settings=settings, destinations=destinations,
+              today=today, now=now, actor=actor, reason_prefix="resumed: ")
+        moved += 1
+    if destinations:
+        for doc_id in ledger.ids_in_state(State.VALID):
+            ledger.queue_deliveries(doc_id, destinations, now=now, actor=actor)
+            moved += 1
+    return moved
 
 
 def process_captured(ledger: Ledger, vault: Vault, doc_id: int, *, settings: ValidationSettings,

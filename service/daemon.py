@@ -90,6 +90,7 @@ class Daemon:
         self._install_signals()
         if not self._open_state():
             return 0
+        self._resume_stranded()
         self.pool = ExtractionPool(str(self.vault.root), self.cfg.agent["workers"])
         self.intake = Intake(self.ledger, self.vault, max_bytes=self.cfg.agent["max_file_mb"] * 1024 * 1024,
                              mail_limits=self.mail_limits, actor=self.actor)
@@ -321,6 +322,14 @@ class Daemon:
         for loop in self.loops:
             loop.kick()
 
+    def _resume_stranded(self) -> None:
+        # Documents an older version left between stages, or valid ones a new
+        # destination should now receive.
+        moved = pipeline.resume_stranded(self.ledger, settings=self.settings, destinations=self.destinations,
+                                         today=today(), now=now(), actor=self.actor)
+        if moved:
+            log.info("resumed documents left between stages", extra={"documents": moved})
+
     def _reload(self) -> None:
         try:
             cfg = load_config(self.config_path)
@@ -337,6 +346,7 @@ class Daemon:
         for loop in self.loops:
             loop.join(5.0)
         self.loops = start_loops(self.cfg, wake=self.wake)
+        self._resume_stranded()
         log.info("config reloaded", extra={"watches": len(self.watcher.watches)})
 
     def _idle_wait(self) -> float:

@@ -50,7 +50,7 @@ def command(ctx: click.Context, paths: tuple[Path, ...], no_process: bool, quiet
                 continue
             new += got.created
             known += not got.created
-            if ledger.get(got.document_id).state == State.CAPTURED.value:
+            if ledger.get(got.document_id).state == State.CAPTURED.value and got.document_id not in to_process:
                 to_process.append(got.document_id)
             if not quiet and len(candidates) <= 50:
                 what = "new" if got.created else "already known; source recorded"
