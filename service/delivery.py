@@ -165,10 +165,12 @@ class DestinationRunner:
                 release(ledger, c, now=at, actor=self.actor)
         for (c, outcome, change), result in zip(done, results):
             self._after(ledger, outcome, change, result)
-        # Grow while claims come back full and succeed; halve on any failure.
-        if any(o.kind not in ("delivered", "found") for _, o, _ in done):
-            return max(1, batch // 2)
-        return min(MAX_BATCH, batch * 2) if len(done) == len(claims) == batch else 1
+        # Grow while claims come back full. Failures do not shrink it: batching
+        # only saves commits; keeping a failing destination from being hammered
+        # is the breaker's job, checked before every put.
+        if len(done) < len(claims) or len(claims) < batch:
+            return max(1, len(claims))
+        return min(MAX_BATCH, batch * 2)
 
     def _send(self, c) -> Outcome:
         try:

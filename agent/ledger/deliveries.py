@@ -97,6 +97,10 @@ class DeliveriesMixin(DeliveryReportsMixin):
         active = ",".join("?" * len(ACTIVE_DOCUMENT_STATES))
         base = (f"SELECT {_CLAIM_COLUMNS} FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
                 f"WHERE d.destination = ? AND doc.state IN ({active}) AND ")
+        # A plain read first: idle workers woken by a kick must not queue for the write lock.
+        due = self.next_due(destination)
+        if due is None or due > now:
+            return []
         with self.transaction() as c:
             rows = c.execute(base + "d.state = 'delivering' AND d.lease_until <= ? ORDER BY d.lease_until LIMIT ?",
                              (destination, *ACTIVE_DOCUMENT_STATES, now, limit)).fetchall()
