@@ -185,14 +185,18 @@ class DeliveriesMixin(DeliveryReportsMixin):
 
     def next_due(self, destination: str) -> str | None:
         """The earliest next_attempt_at (or lease expiry) among `destination`'s
-        waiting rows that a claim could take (documents a person holds excluded)."""
+        waiting rows that a claim could take (documents a person holds excluded).
+        Index-ordered with LIMIT 1, so it costs the same at any backlog."""
         active = ",".join("?" * len(ACTIVE_DOCUMENT_STATES))
-        row = self.conn.execute(
-            "SELECT min(CASE d.state WHEN 'queued' THEN d.next_attempt_at ELSE d.lease_until END) "
-            "FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
-            f"WHERE d.destination = ? AND d.state IN ('queued', 'delivering') AND doc.state IN ({active})",
-            (destination, *ACTIVE_DOCUMENT_STATES)).fetchone()
-        return row[0]
+        times = []
+        for state, column in (("queued", "next_attempt_at"), ("delivering", "lease_until")):
+            row = self.conn.execute(
+                f"SELECT d.{column} FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
+                f"WHERE d.destination = ? AND d.state = ? AND doc.state IN ({active}) "
+                f"ORDER BY d.{column} LIMIT 1", (destination, state, *ACTIVE_DOCUMENT_STATES)).fetchone()
+            if row and row[0]:
+                times.append(row[0])
+        return min(times) if times else None
 
     # -- operators and reconciliation ------------------------------------------------
 
