@@ -44,6 +44,11 @@ def open_source(path: Path, *, max_bytes: int, follow_symlinks: bool = False) ->
     if not follow_symlinks:
         flags |= os.O_NOFOLLOW
     try:
+        # Opening a device node can act on the device (a tape rewinds), so
+        # look before opening; the fstat below still guards against a swap.
+        kind = stat.S_IFMT((os.stat if follow_symlinks else os.lstat)(path).st_mode)
+        if kind in (stat.S_IFCHR, stat.S_IFBLK):
+            raise CaptureError(f"{path}: is {_KINDS[kind]}, not a regular file")
         fd = os.open(path, flags)
     except FileNotFoundError:
         if path.is_symlink():

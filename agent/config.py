@@ -56,7 +56,7 @@ _LIST_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
                     "maintenance": (list, []), "concurrency": (int, 2), "tls_verify": (bool, True),
                     "probe_interval_s": (float, 60.0), "breaker_threshold": (int, 5),
                     "base_delay_s": (float, 5.0), "max_age_s": (float, 7 * 86400.0),
-                    "ca_file": (str, None), **_S3_KEYS},
+                    "ca_file": (str, None), "rate_per_s": (float, None), **_S3_KEYS},
     "backup": {"name": (str, ...), "url": (str, ...), "sse": (str, None),
                "storage_class": (str, None), **_S3_KEYS},
 }

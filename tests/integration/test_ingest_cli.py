@@ -111,3 +111,16 @@ def test_unreadable_file_and_folder_each_get_a_line(tmp_path, samples_dir, cfg):
     assert "secret.xml: permission denied" in r.stderr
     assert "locked: Permission denied (folder skipped)" in r.stderr
     assert "1 new, 0 already known, 2 failed" in r.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a device node needs root")
+def test_a_device_node_is_refused_without_being_opened(cfg, tmp_path):
+    src = tmp_path / "drop"
+    src.mkdir()
+    try:
+        os.mknod(src / "dev", 0o600 | __import__("stat").S_IFCHR, os.makedev(1, 3))  # /dev/null's numbers
+    except PermissionError:
+        pytest.skip("this container may not create device nodes")
+    result = run(cfg, "ingest", str(src))
+    assert "dev: is a character device, not a regular file" in result.output
+    assert result.exit_code == 1
