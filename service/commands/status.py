@@ -11,6 +11,7 @@ import click
 from agent.errors import NotFoundInLedger
 from agent.ledger import Ledger
 from agent.model import State
+from service.commands.backup import backup_report
 from service.commands.deliver import delivery_report, print_delivery
 from service.context import age_seconds, echo_json, fail, human_age, load, now_dt, open_ledger
 
@@ -33,13 +34,15 @@ def status_report(ledger: Ledger, cfg) -> dict:
         "ledger": str(cfg.ledger_path),
         "vault": str(cfg.vault_dir),
         "delivery": delivery_report(ledger, cfg, at),
+        "backup": backup_report(ledger, cfg),
     }
 
 
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: states (every state, zeros "
               "included), oldest_unfinished, last_activity, daemon, ledger, vault, delivery "
-              "(sla_breaches, and per destination backlog, health, breaker, maintenance_until).")
+              "(sla_breaches, and per destination backlog, health, breaker, maintenance_until), "
+              "backup (per target backlog, pause, last put, verify and snapshot; see `backup status`).")
 @click.pass_context
 def command(ctx: click.Context, as_json: bool) -> None:
     """How many documents are in each state, how old the oldest unfinished one
@@ -57,12 +60,25 @@ def command(ctx: click.Context, as_json: bool) -> None:
                + (f" (since {report['oldest_unfinished']})" if report["oldest_unfinished"] else ""))
     click.echo(f"last activity:     {report['last_activity'] or 'never'}")
     d = report["daemon"]
-    click.echo("daemon:            " + ("never ran" if not d else
-               f"{'alive' if d['alive'] else 'NOT RUNNING'} (pid {d['pid']}, {d['activity']}, "
-               f"last seen {human_age(d['age_s'])} ago)"))
+    if not d:
+        daemon_line = "never ran"
+    elif d["activity"] == "stopped":
+        daemon_line = f"stopped cleanly {human_age(d['age_s'])} ago (pid {d['pid']})"
+    else:
+        daemon_line = (f"{'alive' if d['alive'] else 'NOT RUNNING (no heartbeat)'} (pid {d['pid']}, "
+                       f"{d['activity']}, last seen {human_age(d['age_s'])} ago)")
+    click.echo(f"daemon:            {daemon_line}")
     click.echo(f"ledger:            {report['ledger']}")
     click.echo(f"vault:             {report['vault']}")
     print_delivery(report["delivery"])
+    b = report["backup"]
+    if b["targets"]:
+        click.echo(f"backed up:         {b['backed_up']}/{b['objects']} objects on at least "
+                   f"{b['min_copies']} target(s)")
+        for t in b["targets"]:
+            state = f"PAUSED: {t['paused_error']}" if t.get("paused_error") else "ok"
+            click.echo(f"  {t['name']:<12} backlog {t['backlog']}, failed {t.get('failed', 0)}, "
+                       f"last snapshot {t.get('last_snapshot_at') or 'never'}, {state}")
 
 
 LIST_COLUMNS = ("id", "state", "received_at", "invoice_number", "invoice_date", "total",
