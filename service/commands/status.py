@@ -105,7 +105,14 @@ def _row(doc) -> dict:
 @click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row.")
 @click.pass_context
 def list_command(ctx, state, since, sort, limit, as_json, as_csv) -> None:
-    """List documents, e.g. `list --state quarantined --sort amount`."""
+    """List documents, filtered by state and date and sorted by arrival, invoice date or amount.
+
+    \b
+    Examples:
+      fapiao-agent list --state quarantined --sort amount
+      fapiao-agent list --state failed --json
+      fapiao-agent list --since 2026-11-01 --csv > november.csv
+    """
     cfg = load(ctx)
     with open_ledger(cfg) as ledger:
         docs = ledger.list_documents(state=state, since=since, sort=sort, limit=limit)
