@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
 from agent.errors import CaptureError
+from agent.fsutil import fsync_dir
 
 CHUNK = 1024 * 1024
 FILE_MODE = 0o640
@@ -93,7 +94,7 @@ class Vault:
         _make_dirs(final.parent)
         os.chmod(tmp_name, FILE_MODE)
         os.replace(tmp_name, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         return Stored(sha256, size, created=True)
 
     def read(self, sha256: str) -> bytes:
@@ -112,7 +113,7 @@ class Vault:
                 os.fsync(out.fileno())
             os.chmod(tmp_name, FILE_MODE)
             os.replace(tmp_name, target)
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
         finally:
             if os.path.exists(tmp_name):
                 os.unlink(tmp_name)
@@ -150,11 +151,3 @@ def _make_dirs(path: Path) -> None:
         return
     _make_dirs(path.parent)
     path.mkdir(mode=DIR_MODE, exist_ok=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -21,6 +21,7 @@ from typing import Iterator
 from agent.backup.base import (ChecksumMismatch, FolderMissing, ObjectInfo, Source, check_dest,
                                check_key, check_prefix, check_sha256, source_path)
 from agent.errors import NotFound, Permanent, Transient
+from agent.fsutil import fsync_dir
 
 CHUNK = 1 << 20
 TEMP_PREFIX = ".tmp-"
@@ -87,9 +88,9 @@ class FileTarget:
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
             for d in created:
-                _fsync_dir(d.parent)
+                fsync_dir(d.parent)
         except OSError as e:
             raise self._error("writing", key, e) from e
         finally:
@@ -126,7 +127,7 @@ class FileTarget:
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
-            _fsync_dir(dest.parent)
+            fsync_dir(dest.parent)
             return None
         except (FileNotFoundError, IsADirectoryError) as e:
             if not path.is_file():
@@ -179,7 +180,7 @@ class FileTarget:
         self._check_root()
         try:
             path.unlink()
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         except FileNotFoundError:
             return
         except OSError as e:
@@ -215,14 +216,6 @@ def _make_dirs(root: Path, folder: Path) -> list[Path]:
         except FileExistsError:
             pass
     return list(reversed(missing))
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _mtime(st: os.stat_result) -> dt.datetime:

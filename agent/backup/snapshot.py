@@ -19,6 +19,7 @@ import zlib
 from pathlib import Path
 
 from agent.errors import ConfigError, Permanent, Transient
+from agent.fsutil import fsync_dir
 
 _NAME_RE = re.compile(r"(?:.*/)?ledger-(\d{8}T\d{6}Z)\.sqlite\.gz")
 _NAME_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -95,11 +96,7 @@ def restore_sqlite(snapshot: bytes, dest_path: str | os.PathLike) -> None:
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
-    dir_fd = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_dir(dest.parent)
 
 
 def _quick_check(conn: sqlite3.Connection, what: str) -> None:

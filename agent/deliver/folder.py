@@ -21,6 +21,7 @@ from agent.deliver.base import (
     safe_name_part, sidecar_bytes, where,
 )
 from agent.errors import ConfigError, Permanent, Transient
+from agent.fsutil import fsync_dir
 
 # Errors that a person must fix at the folder; retrying cannot help.
 _REFUSALS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR}
@@ -158,11 +159,7 @@ class FolderDestination:
 
     def _fsync_folder(self) -> None:
         try:
-            fd = os.open(self.folder, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_dir(self.folder)
         except OSError as e:
             raise self._error("cannot sync", e) from None
 
