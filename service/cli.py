@@ -38,6 +38,23 @@ def main(ctx: click.Context, config_path: str | None) -> None:
     ctx.obj = {"config_path": config_path}
 
 
+def _late_config(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.ensure_object(dict)["config_path"] = value
+
+
+def _accept_config_anywhere(cmd: click.Command) -> None:
+    # Ops type `fapiao-agent status --config x.toml` as often as
+    # `fapiao-agent --config x.toml status`; both work.
+    if isinstance(cmd, click.Group):
+        for sub in cmd.commands.values():
+            _accept_config_anywhere(sub)
+    elif not any("--config" in p.opts for p in cmd.params):
+        cmd.params.append(click.Option(["--config"], type=click.Path(dir_okay=False), expose_value=False,
+                                       callback=_late_config, is_eager=True,
+                                       help="Config file (same as the global --config)."))
+
+
 def _register_commands() -> None:
     # Every module in service/commands that defines `command` (a click
     # command or group), and optionally `extra_commands`, is added: a new
@@ -46,6 +63,7 @@ def _register_commands() -> None:
         module = importlib.import_module(f"service.commands.{info.name}")
         for cmd in (getattr(module, "command", None), *getattr(module, "extra_commands", ())):
             if isinstance(cmd, click.Command):
+                _accept_config_anywhere(cmd)
                 main.add_command(cmd)
 
 

@@ -124,3 +124,10 @@ def test_a_device_node_is_refused_without_being_opened(cfg, tmp_path):
     result = run(cfg, "ingest", str(src))
     assert "dev: is a character device, not a regular file" in result.output
     assert result.exit_code == 1
+
+
+def test_config_may_follow_the_command(cfg):
+    before = CliRunner().invoke(main, ["--config", str(cfg), "status", "--json"])
+    after = CliRunner().invoke(main, ["status", "--json", "--config", str(cfg)])
+    assert after.exit_code == 0, after.output
+    assert json.loads(after.output)["ledger"] == json.loads(before.output)["ledger"]
