@@ -26,6 +26,7 @@ from agent.errors import AgentError, Transient
 from agent.ledger import Ledger, utc
 from agent.ledger.rows import parse_utc
 from agent.vault import Vault
+from service.loops import RunnerGroup
 from service.context import now_dt
 
 log = logging.getLogger("fapiao.backup")
@@ -52,10 +53,6 @@ class TargetRunner:
     def start(self) -> None:
         for t in self.threads:
             t.start()
-
-    def join(self, timeout: float) -> None:
-        for t in self.threads:
-            t.join(timeout)
 
     def kick(self) -> None:
         """New documents may be waiting: wake the threads."""
@@ -158,13 +155,12 @@ def _due(last: str | None, interval_s: float, now: dt.datetime) -> bool:
     return last is None or (now - parse_utc(last)).total_seconds() >= interval_s
 
 
-class BackupService:
+class BackupService(RunnerGroup):
     """All backup target threads of one config."""
 
     def __init__(self, cfg: Config):
+        super().__init__()
         self.cfg = cfg
-        self.stopping = threading.Event()
-        self.runners: list[TargetRunner] = []
         for entry in cfg.backups:
             try:
                 target = open_target(entry)
@@ -181,19 +177,3 @@ class BackupService:
         if self.runners:
             log.info("backup started", extra={"targets": ",".join(r.name for r in self.runners)})
         return self
-
-    def kick(self) -> None:
-        """New documents may be waiting: wake every target's thread."""
-        for r in self.runners:
-            r.kick()
-
-    def stop(self) -> None:
-        """Ask every thread to finish its current step and end."""
-        self.stopping.set()
-        for r in self.runners:
-            r.kick()
-
-    def join(self, timeout: float) -> None:
-        """Wait up to `timeout` seconds for each thread."""
-        for r in self.runners:
-            r.join(timeout)

@@ -27,6 +27,7 @@ from agent.ledger import Ledger, utc
 from agent.ledger.rows import parse_utc
 from agent.reconcile import reconcile
 from agent.vault import Vault
+from service.loops import RunnerGroup
 from service.context import actor as actor_name, now_dt
 
 log = logging.getLogger("fapiao.delivery")
@@ -252,13 +253,12 @@ class DestinationRunner:
                 self.cond.wait(seconds)
 
 
-class DeliveryService:
+class DeliveryService(RunnerGroup):
     """Everything delivery needs in the daemon, as one loop: start, kick, stop, join."""
 
     def __init__(self, cfg: Config):
+        super().__init__()
         self.cfg = cfg
-        self.stopping = threading.Event()
-        self.runners: list[DestinationRunner] = []
         self.actor = actor_name("daemon") + ":reconcile"
         for entry in cfg.destinations:
             try:
@@ -284,23 +284,10 @@ class DeliveryService:
         log.info("delivery started", extra={"destinations": ",".join(r.name for r in self.runners)})
         return self
 
-    def kick(self) -> None:
-        """New rows may be queued: wake idle workers."""
-        for r in self.runners:
-            r.kick()
-
-    def stop(self) -> None:
-        """Ask every thread to stop after its current attempt."""
-        self.stopping.set()
-        for r in self.runners:
-            r.kick()
-
-    def join(self, timeout: float) -> None:
-        """Wait up to `timeout` s in all; a put still in flight is left (its lease is recovered at next start)."""
-        deadline = time.monotonic() + timeout
-        for t in [t for r in self.runners for t in r.threads] + [self.housekeeper]:
-            if t.ident is not None:
-                t.join(max(0.0, deadline - time.monotonic()))
+    def threads(self) -> list[threading.Thread]:
+        """Worker threads and the housekeeper. A put still in flight at stop is
+        left; its lease is recovered at next start."""
+        return super().threads() + [self.housekeeper]
 
     # -- housekeeping ------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ controlled through `kick()` (work may be waiting), `stop()` and `join()`.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Protocol
 
 from agent.config import Config
@@ -16,6 +17,37 @@ class Loop(Protocol):
     def kick(self) -> None: ...
     def stop(self) -> None: ...
     def join(self, timeout: float) -> None: ...
+
+
+class RunnerGroup:
+    """Runners (each with `kick()` and `threads`) sharing one stop event:
+    the kick/stop/join half of every loop, written once."""
+
+    def __init__(self) -> None:
+        self.stopping = threading.Event()
+        self.runners: list = []
+
+    def threads(self) -> list[threading.Thread]:
+        """Every thread to wait for on stop."""
+        return [t for r in self.runners for t in r.threads]
+
+    def kick(self) -> None:
+        """Work may be waiting: wake every runner."""
+        for r in self.runners:
+            r.kick()
+
+    def stop(self) -> None:
+        """Ask every thread to finish its current step and end."""
+        self.stopping.set()
+        self.kick()
+
+    def join(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds in all (not per thread), so the
+        daemon's stop_timeout holds however many threads there are."""
+        deadline = time.monotonic() + timeout
+        for t in self.threads():
+            if t.ident is not None:
+                t.join(max(0.0, deadline - time.monotonic()))
 
 
 def start_loops(cfg: Config, wake: threading.Event) -> list[Loop]:
