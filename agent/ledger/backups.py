@@ -34,16 +34,34 @@ class BackupsMixin:
             seen = c.execute("SELECT enqueued_doc_id FROM backup_targets WHERE name = ?",
                              (target,)).fetchone()[0]
             self._stale_sidecars(target, now)
+            added = self._enqueue_messages(target, now)
             top = c.execute("SELECT coalesce(max(id), 0) FROM documents").fetchone()[0]
             if top <= seen:
-                return 0
-            added = c.execute("INSERT OR IGNORE INTO backups (sha256, target, state, next_attempt_at, "
+                return added
+            added += c.execute("INSERT OR IGNORE INTO backups (sha256, target, state, next_attempt_at, "
                               "updated_at, size, queued_at) SELECT sha256, ?, 'pending', ?, ?, max(size), ? "
                               "FROM documents WHERE id > ? AND id <= ? GROUP BY sha256",
                               (target, now, now, now, seen, top)).rowcount
             c.execute("UPDATE backup_targets SET enqueued_doc_id = ?, updated_at = ? WHERE name = ?",
                       (top, now, target))
             return added
+
+    def _enqueue_messages(self, target: str, now: str) -> int:
+        # Inside enqueue's transaction: the raw e-mails (kept in the vault)
+        # named by source rows added since the last look.
+        seen = self.conn.execute("SELECT enqueued_source_id FROM backup_targets WHERE name = ?",
+                                 (target,)).fetchone()[0]
+        top = self.conn.execute("SELECT coalesce(max(id), 0) FROM sources").fetchone()[0]
+        if top <= seen:
+            return 0
+        added = self.conn.execute(
+            "INSERT OR IGNORE INTO backups (sha256, target, state, next_attempt_at, updated_at, queued_at) "
+            "SELECT DISTINCT json_extract(details, '$.message_sha256'), ?, 'pending', ?, ?, ? FROM sources "
+            "WHERE id > ? AND id <= ? AND source_kind = 'email' "
+            "AND json_extract(details, '$.message_sha256') IS NOT NULL",
+            (target, now, now, now, seen, top)).rowcount
+        self.conn.execute("UPDATE backup_targets SET enqueued_source_id = ? WHERE name = ?", (top, target))
+        return added
 
     def _stale_sidecars(self, target: str, now: str) -> None:
         # Inside enqueue's transaction: rows already done whose documents had
@@ -227,6 +245,7 @@ class BackupsMixin:
         out.update(objects=held[0], bytes=held[1], backlog=backlog[0] + waiting[0], backlog_oldest=oldest,
                    failed=failed, stale_sidecars=stale)
         out.pop("enqueued_doc_id", None)
+        out.pop("enqueued_source_id", None)
         return out
 
     def backed_up_count(self, targets: Sequence[str], min_copies: int) -> tuple[int, int]:
@@ -251,7 +270,7 @@ class BackupsMixin:
         docs = self.conn.execute(f"SELECT {', '.join(_SIDECAR_COLUMNS)} FROM documents WHERE sha256 = ? "
                                  "ORDER BY part, id", (sha256,)).fetchall()
         if not docs:
-            return None
+            return self._message_sidecar(sha256)
         out = []
         for d in docs:
             doc = dict(d)
@@ -264,6 +283,17 @@ class BackupsMixin:
             out.append(doc)
         return {"sha256": sha256, "size": out[0]["size"], "media_type": out[0]["media_type"],
                 "documents": out}
+
+    def _message_sidecar(self, sha256: str) -> dict | None:
+        # A raw e-mail: not a document itself, but the origin of some.
+        rows = self.conn.execute("SELECT document_id, details FROM sources WHERE source_kind = 'email' AND "
+                                 "json_extract(details, '$.message_sha256') = ? ORDER BY id", (sha256,)).fetchall()
+        if not rows:
+            return None
+        first = json.loads(rows[0]["details"])
+        return {"sha256": sha256, "kind": "email-message",
+                **{k: first.get(k) for k in ("message_id", "from", "subject", "date")},
+                "document_ids": sorted({r["document_id"] for r in rows})}
 
     def has_object(self, sha256: str) -> bool:
         """True when some document is made from the object `sha256`."""
@@ -282,7 +312,9 @@ class BackupsMixin:
         with self.transaction() as c:
             if self.has_object(sha256):
                 return 0
-            if not docs:
+            if (sidecar or {}).get("kind") == "email-message":
+                docs = []  # the raw message an attachment came from: an original, not a document
+            elif not docs:
                 docs = [{"part": 1, "size": size, "source_kind": "restore", "received_at": now,
                          "state": "captured", "sources": []}]
             parent_id = None

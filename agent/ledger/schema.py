@@ -191,6 +191,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE backup_targets ADD COLUMN enqueued_event_id INTEGER NOT NULL DEFAULT 0;
     """,
+    # 9: the raw e-mail a document's attachment came from is a vault original
+    # too; the target remembers the last source row it looked at for them.
+    """
+    ALTER TABLE backup_targets ADD COLUMN enqueued_source_id INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

@@ -311,3 +311,38 @@ def test_verify_reports_what_it_cannot_repair_and_exits_1(setup, samples_dir, tm
     assert "2 checked, 1 ok, 1 missing, 0 mismatched, 0 repaired" in result.stdout
     with Ledger(cfg.ledger_path) as ledger:
         assert ledger.backup_target("nas")["backlog"] == 1
+
+
+def test_raw_emails_are_backed_up_and_restored_without_becoming_documents(tmp_path, samples_dir):
+    import email.message
+
+    from agent.mail import parse_message
+    from agent.capture import capture_bytes
+
+    msg = email.message.EmailMessage()
+    msg["Message-ID"] = "<raw-1@example.cn>"
+    msg["From"] = "supplier@example.cn"
+    msg.set_content("see attached")
+    msg.add_attachment(invoice_xml(samples_dir, 4242), maintype="application", subtype="xml",
+                       filename="发票.xml")
+    raw = msg.as_bytes()
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    target = open_target({"name": "nas", "url": f"file://{nas}"})
+    with Ledger(tmp_path / "state" / "ledger.sqlite3") as ledger:
+        vault = Vault(tmp_path / "state" / "vault")
+        message_sha = vault.put_bytes(raw).sha256
+        att = parse_message(raw).attachments[0]
+        capture_bytes(ledger, vault, att.data, name=att.filename, source_kind="email", source="mail",
+                      now=utc(T0), actor="t", details={"message_id": "<raw-1@example.cn>",
+                                                        "message_sha256": message_sha})
+        drain(ledger, vault, target)
+        assert target.head(object_key(message_sha)).size == len(raw)
+        side = json.loads(target.get(sidecar_key(message_sha)))
+        assert side["kind"] == "email-message" and side["message_id"] == "<raw-1@example.cn>"
+        docs_before = len(ledger.list_documents(limit=0))
+    restored = tmp_path / "restored"
+    restore(target, restored / "state", now=T0, actor="t")
+    with Ledger(restored / "state" / "ledger.sqlite3") as ledger:
+        assert len(ledger.list_documents(limit=0)) == docs_before == 1
+    assert Vault(restored / "state" / "vault").verify(message_sha)
