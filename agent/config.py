@@ -100,14 +100,17 @@ class Config:
 
     @property
     def state_dir(self) -> Path:
+        """Where the ledger and the vault live (absolute)."""
         return self.base_dir / self.agent["state_dir"]
 
     @property
     def ledger_path(self) -> Path:
+        """The SQLite ledger file."""
         return self.state_dir / "ledger.sqlite3"
 
     @property
     def vault_dir(self) -> Path:
+        """The content-addressed vault's root folder."""
         return self.state_dir / "vault"
 
 

@@ -17,7 +17,6 @@ import signal
 import sqlite3
 import threading
 import time
-from pathlib import Path
 
 import schedule
 
@@ -80,6 +79,7 @@ class Daemon:
     # -- lifecycle ---------------------------------------------------------------
 
     def run(self) -> int:
+        """Start everything, loop until SIGTERM/SIGINT, stop within stop_timeout_s; 0 on a clean stop."""
         for problem in check_paths(self.cfg):
             log.error("config problem; that part is skipped", extra={"problem": problem})
         for d in self.cfg.destinations:

@@ -216,6 +216,7 @@ class FolderWatcher:
 
     @property
     def pending_count(self) -> int:
+        """Paths noted and not yet handled (settling or waiting for the main loop)."""
         with self._lock:
             return len(self._pending)
 
@@ -254,6 +255,7 @@ class _OverflowAlarm(logging.Handler):
 
     @classmethod
     def install(cls, watcher: FolderWatcher) -> None:
+        """Have an inotify overflow ask `watcher` for a rescan."""
         cls._watchers.add(watcher)
         if cls._installed is None:
             cls._installed = cls(level=logging.WARNING)
@@ -261,4 +263,5 @@ class _OverflowAlarm(logging.Handler):
 
     @classmethod
     def remove(cls, watcher: FolderWatcher) -> None:
+        """Stop telling `watcher` about overflows."""
         cls._watchers.discard(watcher)

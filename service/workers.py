@@ -60,6 +60,7 @@ class ExtractionPool:
 
     @property
     def in_flight(self) -> int:
+        """Documents submitted or waiting to be retried alone."""
         return len(self._running) + len(self._suspects)
 
     def has_room(self) -> bool:

@@ -23,7 +23,9 @@ from agent.ledger.schema import LATEST, MIGRATIONS
 from agent.ledger.documents import DocumentsMixin
 from agent.ledger.deliveries import DeliveriesMixin
 from agent.ledger.backups import BackupsMixin
-from agent.ledger.rows import Document, Event, Source, utc  # noqa: F401  (re-exported)
+from agent.ledger.rows import Document, Event, Source, utc
+
+__all__ = ["Ledger", "Document", "Event", "Source", "utc"]
 
 BUSY_TIMEOUT_MS = 30_000
 

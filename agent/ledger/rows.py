@@ -48,6 +48,7 @@ class Document:
 
     @classmethod
     def from_row(cls, row) -> "Document":
+        """A Document from a `documents` row, JSON columns decoded."""
         d = dict(row)
         d["fields"] = json.loads(d["fields"]) if d.get("fields") else None
         d["problems"] = json.loads(d["problems"]) if d.get("problems") else []
@@ -73,6 +74,7 @@ class Event:
 
     @classmethod
     def from_row(cls, row) -> "Event":
+        """An Event from an `events` row, details decoded."""
         d = dict(row)
         d["details"] = json.loads(d["details"]) if d.get("details") else None
         return cls(**d)
@@ -93,6 +95,7 @@ class Source:
 
     @classmethod
     def from_row(cls, row) -> "Source":
+        """A Source from a `sources` row, details decoded."""
         d = dict(row)
         d["details"] = json.loads(d["details"]) if d.get("details") else None
         return cls(**d)
