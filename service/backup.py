@@ -26,7 +26,7 @@ from agent.errors import AgentError, Transient
 from agent.ledger import Ledger, utc
 from agent.ledger.rows import parse_utc
 from agent.vault import Vault
-from service.loops import RunnerGroup
+from service.loops import Runner, RunnerGroup
 from service.context import now_dt
 
 log = logging.getLogger("fapiao.backup")
@@ -34,36 +34,20 @@ IDLE_POLL_S = 5.0
 DEFAULT_WORKERS = 4          # puts in flight per target; S3 latency, not CPU, bounds a put
 
 
-class TargetRunner:
+class TargetRunner(Runner):
     """The `workers` threads of one backup target; each takes its own share
     of the objects (a shard of the hash space), thread 0 also snapshots and
     verifies."""
 
     def __init__(self, cfg: Config, target: BackupTarget, stopping: threading.Event):
-        self.cfg, self.target, self.stopping = cfg, target, stopping
+        super().__init__(stopping)
+        self.cfg, self.target = cfg, target
         self.name = target.name
         self.policy = cfg.backup_policy
-        self.cond = threading.Condition()
-        self._kicks = 0
         self._down = False
         count = max(1, int(self.policy.get("workers") or DEFAULT_WORKERS))
         self.threads = [threading.Thread(target=self._run, args=(i, count), name=f"backup-{self.name}-{i}",
                                          daemon=True) for i in range(count)]
-
-    def start(self) -> None:
-        for t in self.threads:
-            t.start()
-
-    def kick(self) -> None:
-        """New documents may be waiting: wake the threads."""
-        with self.cond:
-            self._kicks += 1
-            self.cond.notify_all()
-
-    def _sleep(self, kicks: int, seconds: float) -> None:
-        with self.cond:
-            if self._kicks == kicks and not self.stopping.is_set():
-                self.cond.wait(seconds)
 
     def _run(self, index: int, count: int) -> None:
         rng = random.Random()

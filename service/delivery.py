@@ -27,7 +27,7 @@ from agent.ledger import Ledger, utc
 from agent.ledger.rows import parse_utc
 from agent.reconcile import reconcile
 from agent.vault import Vault
-from service.loops import RunnerGroup
+from service.loops import Runner, RunnerGroup
 from service.context import actor as actor_name, now_dt
 
 log = logging.getLogger("fapiao.delivery")
@@ -60,21 +60,19 @@ class RateLimit:
             return slot - t
 
 
-class DestinationRunner:
+class DestinationRunner(Runner):
     """The workers of one destination and the gate they share."""
 
     def __init__(self, cfg: Config, entry: dict, dest: Destination, policy: DeliveryPolicy,
                  stopping: threading.Event):
+        super().__init__(stopping)
         self.cfg, self.entry, self.dest, self.policy = cfg, entry, dest, policy
         self.name = dest.name
-        self.stopping = stopping
         timeout = float(entry.get("timeout_s") or 30.0)
         # A lease shorter than a batch of puts could last would hand a live put to
         # a second worker (still no duplicate: the key is idempotent, but wasted work).
         self.lease_s = max(float(cfg.delivery.get("lease_s") or 300), (MAX_BATCH + 1) * timeout)
         self.rate = RateLimit(entry.get("rate_per_s"))
-        self.cond = threading.Condition()
-        self._kicks = 0
         self.actor = actor_name("daemon") + f":deliver:{self.name}"
         self.vault = Vault(cfg.vault_dir)
         with Ledger(cfg.ledger_path) as ledger:
@@ -85,16 +83,6 @@ class DestinationRunner:
         self._saved_at = 0.0
         self.threads = [threading.Thread(target=self._work, args=(i,), name=f"deliver-{self.name}-{i}",
                                          daemon=True) for i in range(policy.concurrency)]
-
-    def start(self) -> None:
-        for t in self.threads:
-            t.start()
-
-    def kick(self) -> None:
-        """New rows may be due: wake idle workers."""
-        with self.cond:
-            self._kicks += 1
-            self.cond.notify_all()
 
     def blocked(self, now: dt.datetime) -> str | None:
         """Why the destination must not be called now (maintenance, pause, open breaker), or None."""
@@ -247,10 +235,8 @@ class DestinationRunner:
         ledger.save_destination_health(self.name, now=at, **columns)
 
     def _sleep(self, kicks: int, seconds: float) -> None:
-        seconds = max(0.01, min(IDLE_POLL_S, seconds))
-        with self.cond:
-            if self._kicks == kicks and not self.stopping.is_set():
-                self.cond.wait(seconds)
+        # An idle worker still polls now and then: a row may fall due without a kick.
+        super()._sleep(kicks, max(0.01, min(IDLE_POLL_S, seconds)))
 
 
 class DeliveryService(RunnerGroup):

@@ -21,6 +21,34 @@ class Loop(Protocol):
     def join(self, timeout: float) -> None: ...
 
 
+class Runner:
+    """Threads of one destination or target that sleep until kicked: the
+    wake-up half of every runner, written once. Subclasses set `threads`."""
+
+    def __init__(self, stopping: threading.Event):
+        self.stopping = stopping
+        self.cond = threading.Condition()
+        self._kicks = 0
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        """Start every thread."""
+        for t in self.threads:
+            t.start()
+
+    def kick(self) -> None:
+        """Work may be waiting: wake the sleeping threads."""
+        with self.cond:
+            self._kicks += 1
+            self.cond.notify_all()
+
+    def _sleep(self, kicks: int, seconds: float) -> None:
+        # Sleep unless a kick came since `kicks` was read, or we are stopping.
+        with self.cond:
+            if self._kicks == kicks and not self.stopping.is_set():
+                self.cond.wait(seconds)
+
+
 class RunnerGroup:
     """Runners (each with `kick()` and `threads`) sharing one stop event:
     the kick/stop/join half of every loop, written once."""
