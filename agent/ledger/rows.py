@@ -49,9 +49,8 @@ class Document:
     @classmethod
     def from_row(cls, row) -> "Document":
         """A Document from a `documents` row, JSON columns decoded."""
-        d = dict(row)
-        d["fields"] = json.loads(d["fields"]) if d.get("fields") else None
-        d["problems"] = json.loads(d["problems"]) if d.get("problems") else []
+        d = _decoded(row, "fields", "problems")
+        d["problems"] = d["problems"] or []
         return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,9 +74,7 @@ class Event:
     @classmethod
     def from_row(cls, row) -> "Event":
         """An Event from an `events` row, details decoded."""
-        d = dict(row)
-        d["details"] = json.loads(d["details"]) if d.get("details") else None
-        return cls(**d)
+        return cls(**_decoded(row, "details"))
 
 
 @dataclass
@@ -96,6 +93,12 @@ class Source:
     @classmethod
     def from_row(cls, row) -> "Source":
         """A Source from a `sources` row, details decoded."""
-        d = dict(row)
-        d["details"] = json.loads(d["details"]) if d.get("details") else None
-        return cls(**d)
+        return cls(**_decoded(row, "details"))
+
+
+def _decoded(row, *json_columns: str) -> dict[str, Any]:
+    """A row as a dict with its JSON text columns decoded (empty -> None)."""
+    d = dict(row)
+    for column in json_columns:
+        d[column] = json.loads(d[column]) if d.get(column) else None
+    return d
