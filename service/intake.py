@@ -91,8 +91,11 @@ class Intake:
         # The message itself goes into the vault (so nothing is lost), but only
         # its invoice attachments become documents.
         with open_source(path, max_bytes=self.max_bytes) as f:
-            stored = self.vault.put_stream(f, max_bytes=self.max_bytes)
-        data = self.vault.read(stored.sha256)
+            data = f.read(self.max_bytes + 1)  # read once: stored, then parsed
+        if len(data) > self.max_bytes:  # grew after open_source's size check
+            raise CaptureError(f"{path}: larger than the limit of {self.max_bytes // (1024 * 1024)} MB "
+                               "(agent.max_file_mb)")
+        stored = self.vault.put_bytes(data)
         try:
             mail = parse_message(data, self.mail_limits)
         except ExtractError as e:
