@@ -21,8 +21,12 @@ IMAGE_FORMATS = frozenset({"png", "jpeg", "tiff", "bmp", "gif", "webp"})
 MAX_INPUT_BYTES = 128 * 1024 * 1024
 
 
-def extract_bytes(data: bytes, *, name: str | None = None) -> list[Invoice]:
+def extract_bytes(data: bytes, *, name: str | None = None, ocr: bool = True) -> list[Invoice]:
     """Read every invoice in `data`; one Invoice per invoice (a batch PDF gives several).
+
+    `ocr` lets scans (images, image-only PDF pages) be read by OCR as well as
+    by their QR code, when the OCR extra is installed; without it, or with
+    `ocr=False`, a scan gives the QR's fields only.
 
     `name` is used in messages only: the format comes from the content. A
     readable file that is not an invoice (a trip list whose QR is a URL) is
@@ -45,7 +49,7 @@ def extract_bytes(data: bytes, *, name: str | None = None) -> list[Invoice]:
     if fmt == "unknown":
         raise ExtractError("unsupported-format", f"{label}not a PDF, OFD, invoice XML or image")
     try:
-        invoices = _read(fmt, data)
+        invoices = _read(fmt, data, ocr)
     except AgentError:
         raise
     except Exception as e:  # a reader bug or a parser choking: the file is what we can blame
@@ -55,7 +59,7 @@ def extract_bytes(data: bytes, *, name: str | None = None) -> list[Invoice]:
     return invoices
 
 
-def _read(fmt: str, data: bytes) -> list[Invoice]:
+def _read(fmt: str, data: bytes, ocr: bool) -> list[Invoice]:
     if fmt == "xml":
         from agent.extract.xml import read_xml
         return [read_xml(data)]
@@ -73,10 +77,10 @@ def _read(fmt: str, data: bytes) -> list[Invoice]:
             raise ExtractError("unsupported-format", f"no reader for {fmt}")
     except ImportError as e:
         raise ExtractError("unsupported-format", f"the {fmt} reader is not available ({e})") from e
-    return list(reader(data))
+    return list(reader(data, ocr=ocr))
 
 
-def extract_path(path: str | os.PathLike[str]) -> list[Invoice]:
+def extract_path(path: str | os.PathLike[str], *, ocr: bool = True) -> list[Invoice]:
     """`extract_bytes` on a file's contents. A file that cannot be read (missing,
     a directory or FIFO, no permission) raises ExtractError("unreadable")."""
     p = Path(path)
@@ -90,7 +94,7 @@ def extract_path(path: str | os.PathLike[str]) -> list[Invoice]:
         data = p.read_bytes()
     except OSError as e:
         raise ExtractError("unreadable", f"{p}: {e.strerror or e}") from e
-    return extract_bytes(data, name=p.name)
+    return extract_bytes(data, name=p.name, ocr=ocr)
 
 
 __all__ = ["extract_bytes", "extract_path", "IMAGE_FORMATS", "MAX_INPUT_BYTES"]

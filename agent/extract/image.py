@@ -1,9 +1,10 @@
-"""Invoices from images and scans, read through their QR code.
+"""Invoices from images and scans, read through their QR code, then OCR.
 
-There is no OCR here: the QR carries kind, 代码, 号码, date, 校验码 and one
-amount, which is what a scan is matched on. Scans at 200-300 dpi decode on
-the first try; photos and small renders may need upscaling, binarising or
-a turn, which are tried only when the plain decode finds nothing.
+The QR carries kind, 代码, 号码, date, 校验码 and one amount, which is what a
+scan is matched on. Scans at 200-300 dpi decode on the first try; photos and
+small renders may need upscaling, binarising or a turn, which are tried only
+when the plain decode finds nothing. When asked, OCR (`ocr.py`) then reads
+what only the print carries: names, tax ids, 税额, 价税合计 and 大写.
 """
 
 from __future__ import annotations
@@ -180,10 +181,11 @@ def _png_top_rows(data: bytes, fraction: float) -> Image.Image | None:
         return None
 
 
-def read_image(data: bytes) -> list[Invoice]:
+def read_image(data: bytes, *, ocr: bool = False) -> list[Invoice]:
     """Invoices in an image file (PNG, JPEG, TIFF, BMP, GIF, WebP), one per
     frame that carries a QR; `page` is set when a multi-frame file (a TIFF
-    scanner batch) gives several.
+    scanner batch) gives several. With `ocr`, each invoice frame is also
+    read by OCR (see `ocr.apply_reading` for what that may add).
 
     Raises ExtractError: "no-qr" when no frame has a QR code, "corrupt",
     "truncated" or "limit-exceeded" for bad or oversized images.
@@ -198,6 +200,11 @@ def read_image(data: bytes) -> list[Invoice]:
             if index > 1:
                 _check_pixels(frame.size)
             invoice = invoice_from_qr_texts(_frame_qr_texts(frame, data, frames))
+            if invoice is not None and invoice.is_invoice and ocr:
+                from agent.extract.ocr import apply_reading, read_page_if_available
+                reading = read_page_if_available(frame)
+                if reading is not None:
+                    apply_reading(invoice, reading)
             if invoice is not None:
                 invoice.page = index if frames > 1 else None
                 invoices.append(invoice)

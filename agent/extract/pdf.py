@@ -25,6 +25,7 @@ from pypdf.generic import DictionaryObject, StreamObject
 
 from agent.errors import ExtractError
 from agent.extract.image import MAX_PIXELS, decode_qr_image, title_from_qr
+from agent.extract.ocr import OcrReading, apply_reading, read_page_if_available
 from agent.extract.qr import QrPayload, apply_qr, parse_qr
 from agent.extract.text import ParsedText, normalize_text, offer_parsed, parse_text
 from agent.model import Invoice, LineItem, Problem
@@ -47,6 +48,7 @@ class _Page:
     parsed: ParsedText | None
     payload: QrPayload | None = None
     other_codes: list[str] = field(default_factory=list)
+    ocr: OcrReading | None = None
 
     @property
     def key(self) -> str | None:
@@ -66,10 +68,11 @@ class _Group:
     key: str | None
 
 
-def read_pdf(data: bytes) -> list[Invoice]:
+def read_pdf(data: bytes, *, ocr: bool = False) -> list[Invoice]:
     """Invoices in a PDF, in page order: QR fields (source "qr") offered
     first, then text fields (source "pdf-text"), so disagreements become
-    Conflicts. A PDF with no invoice QR and no invoice labels gives one
+    Conflicts. With `ocr`, a scanned page with an invoice QR is also read by
+    OCR (source "ocr", see `ocr.apply_reading`). A PDF with no invoice QR and no invoice labels gives one
     Invoice with is_invoice False and the reason.
 
     Raises ExtractError: "encrypted" (a user password is needed),
@@ -85,7 +88,7 @@ def read_pdf(data: bytes) -> list[Invoice]:
         raise ExtractError("corrupt", "the PDF has no pages")
     if count > MAX_PAGES:
         raise ExtractError("limit-exceeded", f"the PDF has {count} pages, limit {MAX_PAGES}")
-    pages = [_read_page(reader, i, data) for i in range(count)]
+    pages = [_read_page(reader, i, data, ocr) for i in range(count)]
     groups = _group(pages)
     if not any(g.face.payload or (g.face.parsed and g.face.parsed.is_invoice_like) for g in groups):
         return [_not_invoice(pages)]
@@ -127,7 +130,7 @@ def _unreadable(data: bytes, error: Exception) -> ExtractError:
     return ExtractError("corrupt", f"the PDF cannot be parsed: {error}")
 
 
-def _read_page(reader: pypdf.PdfReader, index: int, data: bytes) -> _Page:
+def _read_page(reader: pypdf.PdfReader, index: int, data: bytes, ocr: bool) -> _Page:
     try:
         page = reader.pages[index]
         raw = page.extract_text(extraction_mode="layout")
@@ -142,7 +145,23 @@ def _read_page(reader: pypdf.PdfReader, index: int, data: bytes) -> _Page:
             result.payload = payload
             break
         result.other_codes.append(text)
+    if ocr and scanned and result.payload is not None:
+        result.ocr = _ocr_scan(page)
     return result
+
+
+def _ocr_scan(page: pypdf.PageObject) -> OcrReading | None:
+    """OCR of the page's biggest image (the scan itself); None when OCR is
+    not installed or the image cannot be decoded."""
+    candidates = _image_candidates(page)
+    if not candidates:
+        return None
+    xobj, width, height = max(candidates, key=lambda c: c[1] * c[2])
+    try:
+        img = decode_pdf_image(xobj, width, height)
+    except Exception:  # noqa: BLE001 - the QR was read; an undecodable scan just gets no OCR
+        return None
+    return read_page_if_available(img) if img is not None else None
 
 
 def _page_qr_texts(page: pypdf.PageObject, scanned: bool):
@@ -351,6 +370,8 @@ def _build(group: _Group) -> Invoice:
     if face.payload is not None and invoice.get("title") is None:
         # A scan, or a title the text layer garbled: the QR implies it.
         invoice.offer("title", title_from_qr(face.payload.kind, face.payload.code), "qr")
+    if face.ocr is not None:
+        apply_reading(invoice, face.ocr)
     invoice.items.extend(_group_items(group))
     for page in group.pages:
         if page is not face and page.parsed is None and page.payload is None:

@@ -1,0 +1,337 @@
+"""OCR of scans: the fields a QR code does not carry (names, tax ids, 税额,
+价税合计 and its 大写), read from the printed page.
+
+The engine is RapidOCR (PaddleOCR's PP-OCRv4 models on onnxruntime, shipped
+inside its wheel, no download at run time). It is an optional extra
+(`pip install 'fapiao-agent[ocr]'`): this is the only module that imports it,
+and without it scans are read through their QR code alone.
+
+OCR misreads, so nothing it reads is taken on trust:
+- the QR (CRC-checked) stays the authority for the fields it carries; an OCR
+  reading that disagrees is a warning, not a conflict that would quarantine
+  a genuine invoice for a smudge;
+- a value that fails its own check is dropped with a warning instead of
+  stored: an 18-character tax id with a wrong check digit, money where
+  金额 + 税额 != 价税合计, a 大写 that does not spell the 小写.
+A missing value sends the invoice to 补录; a wrong one could go unseen.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+import threading
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import zxingcpp
+from PIL import Image
+
+from agent.extract.text import normalize_text, parse_text
+from agent.model import Invoice, LineItem, Problem
+from agent.validate.amounts import WordsError, parse_words
+from agent.validate.uscc import classify_tax_id
+
+SOURCE = "ocr"
+# Text on an invoice scan stays legible well below 300 dpi; a smaller page
+# halves detection time and memory (a 2646x1764 page peaks near 800 MB).
+_MAX_SIDE = 1600
+# Fields OCR may add; the QR's own fields are only compared.
+_OCR_FIELDS = ("title", "tax", "total", "total_in_words", "amount",
+               "buyer_name", "buyer_tax_id", "seller_name", "seller_tax_id")
+# What the QR carries (CRC-checked): compared with the print, never replaced.
+_COMPARED = ("code", "number", "date", "check_code", "amount", "total")
+_MONEY = ("amount", "tax", "total")
+# A full-width bracket advances a whole CJK cell, a half-width one about
+# two thirds of it in the fonts invoices use.
+_FULL_WIDTH_SHARE = 0.85
+_SAN_RE = re.compile("参(?=[拾佰仟万亿圆元角分])")
+_USCC_LOOKALIKES = str.maketrans({"O": "0", "I": "1", "S": "5", "Z": "2"})
+_BRACKETS = {c: pair for pair in (("（", "("), ("）", ")")) for c in pair}
+
+_engine: Any = None
+_engine_error: str | None = None
+_engine_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class TextBox:
+    """One line of text the engine found: its box and its words."""
+
+    text: str
+    left: float
+    top: float
+    right: float
+    bottom: float
+
+    @property
+    def middle(self) -> float:
+        """Vertical centre, for grouping boxes into rows."""
+        return (self.top + self.bottom) / 2
+
+    @property
+    def height(self) -> float:
+        """Box height in pixels."""
+        return self.bottom - self.top
+
+
+def unavailable_reason() -> str | None:
+    """None when OCR can run here, else why not (one line, with the fix).
+    Loads the engine on first call (~0.2 s, ~50 MB); later calls are free."""
+    _load_engine()
+    return _engine_error
+
+
+def _load_engine() -> Any:
+    global _engine, _engine_error
+    with _engine_lock:
+        if _engine is None and _engine_error is None:
+            try:
+                from rapidocr_onnxruntime import RapidOCR
+            except ImportError as e:
+                hint = ("apt-get install libgl1 libglib2.0-0" if "lib" in str(e) and ".so" in str(e)
+                        else "pip install 'fapiao-agent[ocr]'")
+                _engine_error = f"the OCR engine is not installed ({e}); {hint}"
+            else:
+                # Text on invoices is upright once the QR says which way is up;
+                # the angle classifier only costs time.
+                _engine = RapidOCR(use_cls=False)
+        return _engine
+
+
+def read_boxes(img: Image.Image) -> list[TextBox]:
+    """Every line of text OCR finds in `img`, in page coordinates of the
+    (possibly downscaled) image. Raises RuntimeError when OCR is unavailable
+    (see `unavailable_reason`)."""
+    engine = _load_engine()
+    if engine is None:
+        raise RuntimeError(_engine_error)
+    import numpy
+
+    rgb = img.convert("RGB")
+    scale = _MAX_SIDE / max(rgb.size)
+    if scale < 1:
+        rgb = rgb.resize((round(rgb.width * scale), round(rgb.height * scale)), Image.Resampling.LANCZOS)
+    pixels = numpy.asarray(rgb)[:, :, ::-1].copy()  # the engine wants BGR, as OpenCV reads files
+    found, _ = engine(pixels, return_word_box=True)
+    lines = [(corners, text, chars) for corners, text, _score, *chars in found or ()]
+    turn = _skew([corners for corners, _, _ in lines])
+    boxes = []
+    for corners, text, chars in lines:
+        points = [_rotate(p, turn) for p in corners]
+        xs = [p[0] for p in points]
+        ys = [p[1] for p in points]
+        if len(chars) >= 2:
+            text = _brackets_as_printed(text, chars[0], chars[1])
+        boxes.append(TextBox(text=text, left=min(xs), top=min(ys), right=max(xs), bottom=max(ys)))
+    return boxes
+
+
+def _skew(quads: list) -> float:
+    """The page's tilt in radians: the median slope of the long text lines'
+    top edges. A scan fed crooked by a few degrees puts the right column's
+    line a row above or below the left one's; rows are grouped after
+    turning the boxes back by this much."""
+    slopes = []
+    for (x0, y0), (x1, y1), _, (x3, y3) in (q[:4] for q in quads):
+        width, height = math.hypot(x1 - x0, y1 - y0), math.hypot(x3 - x0, y3 - y0)
+        if width > 3 * height:
+            slopes.append(math.atan2(y1 - y0, x1 - x0))
+    return statistics.median(slopes) if slopes else 0.0
+
+
+def _rotate(point, angle: float) -> tuple[float, float]:
+    x, y = point
+    c, s = math.cos(angle), math.sin(angle)
+    return x * c + y * s, -x * s + y * c
+
+
+def _brackets_as_printed(text: str, char_boxes: list, chars: list[str]) -> str:
+    """`text` with each bracket full-width or half-width as its printed
+    advance says: names are compared as printed, and the recogniser does not
+    tell （ from ( reliably. Unchanged when the characters do not line up
+    with `text` or the line has too few CJK characters to measure against."""
+    if not any(c in _BRACKETS for c in text) or "".join(chars) != text or len(chars) != len(char_boxes):
+        return text
+    starts = [min(p[0] for p in box) for box in char_boxes]
+    ends = [max(p[0] for p in box) for box in char_boxes]
+    advances = [(starts[i + 1] if i + 1 < len(starts) else ends[i]) - starts[i] for i in range(len(chars))]
+    cjk = [a for c, a in zip(chars, advances[:-1]) if "\u4e00" <= c <= "\u9fff"]
+    if len(cjk) < 3:
+        return text
+    em = statistics.median(cjk)
+    out = []
+    for c, advance in zip(chars, advances):
+        if c in _BRACKETS:
+            full = advance >= _FULL_WIDTH_SHARE * em
+            c = _BRACKETS[c][0 if full else 1]
+        out.append(c)
+    return "".join(out)
+
+
+def layout_text(boxes: list[TextBox]) -> str:
+    """The boxes as layout text, as pypdf prints a page: one line per row
+    (boxes whose vertical centres are within half a line of each other),
+    left to right, columns apart by at least two spaces."""
+    if not boxes:
+        return ""
+    line = statistics.median(b.height for b in boxes)
+    rows: list[list[TextBox]] = []
+    for box in sorted(boxes, key=lambda b: b.middle):
+        if rows and abs(box.middle - _row_middle(rows[-1])) <= line / 2:
+            rows[-1].append(box)
+        else:
+            rows.append([box])
+    return "\n".join("  ".join(b.text for b in sorted(row, key=lambda b: b.left)) for row in rows)
+
+
+def _row_middle(row: list[TextBox]) -> float:
+    return sum(b.middle for b in row) / len(row)
+
+
+@dataclass
+class OcrReading:
+    """What OCR made of one page: parsed fields, or why there are none."""
+
+    fields: dict[str, Any]
+    items: list[LineItem] = field(default_factory=list)
+    error: str | None = None
+
+
+def read_page(img: Image.Image) -> OcrReading:
+    """OCR `img` and parse it as an invoice face. Never raises: an engine
+    that is missing or fails gives a reading with `error` set."""
+    try:
+        norm = _fix_words(normalize_text(layout_text(read_boxes(_upright(img)))))
+    except Exception as e:  # noqa: BLE001 - OCR is an extra; the QR reading must survive it
+        return OcrReading({}, error=str(e) or type(e).__name__)
+    parsed = parse_text(norm)
+    return OcrReading(parsed.fields, parsed.items)
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """`img` turned by the quarter turns that make its QR code upright. The
+    QR is printed square to the text, so this turns a page fed sideways or
+    upside down; the recogniser reads upright lines only."""
+    found = zxingcpp.read_barcodes(img.convert("L"), formats=zxingcpp.BarcodeFormat.QRCode)
+    if not found:
+        return img
+    quarter = round(found[0].orientation / 90) % 4
+    turn = {1: Image.Transpose.ROTATE_90, 2: Image.Transpose.ROTATE_180, 3: Image.Transpose.ROTATE_270}
+    return img.transpose(turn[quarter]) if quarter else img
+
+
+def read_page_if_available(img: Image.Image) -> OcrReading | None:
+    """`read_page(img)` when the OCR engine is installed, else None (the
+    caller keeps its QR reading; `unavailable_reason` says why)."""
+    return read_page(img) if unavailable_reason() is None else None
+
+
+def apply_reading(invoice: Invoice, reading: OcrReading) -> None:
+    """Add an OCR reading to `invoice` (source "ocr") under the rules in the
+    module docstring: the QR's fields are compared, never replaced; values
+    that fail their checks are dropped with a warning."""
+    if reading.error is not None:
+        invoice.problems.append(Problem("ocr-failed", "warning",
+                                        f"OCR could not read the page: {reading.error}",
+                                        message_zh="OCR 未能识别此页，仅采用二维码信息"))
+        return
+    for name in _COMPARED:
+        known, value = invoice.fields.get(name), reading.fields.get(name)
+        if known is not None and value is not None and _differs(known.value, value):
+            invoice.problems.append(Problem(
+                "ocr-disagrees", "warning", field=name,
+                message=f"the printed {name} reads {value} by OCR, the {known.source} says "
+                        f"{known.value}; the {known.source} value is kept",
+                message_zh=f"{name} 的印刷内容经 OCR 识别为 {value}，与 {known.source} 的 {known.value} 不符"))
+    for name, value in _checked(invoice, reading.fields).items():
+        if name in _OCR_FIELDS and name not in invoice.fields:
+            invoice.offer(name, value, SOURCE)
+    if reading.items and not invoice.items and _items_add_up(reading.items, invoice):
+        invoice.items.extend(reading.items)
+
+
+def _items_add_up(items: list[LineItem], invoice: Invoice) -> bool:
+    # Line items are kept only when their 金额 and 税额 sum to the invoice's
+    # totals: a misread digit in any one of them fails the sum.
+    amount, tax = invoice.get("amount"), invoice.get("tax")
+    if amount is None or any(i.amount is None for i in items):
+        return False
+    if sum(i.amount for i in items) != amount:
+        return False
+    return tax is None or sum(i.tax or Decimal(0) for i in items) == tax
+
+
+def _fix_words(text: str) -> str:
+    """叁 read as its look-alike 参, which is no 大写 digit, where a 大写 unit
+    follows; the result must still spell the 小写 to be kept."""
+    return _SAN_RE.sub("叁", text)
+
+
+def _repair_tax_id(tax_id: str) -> str:
+    """Letters a 统一社会信用代码 never holds (I O S V Z) read for the digits
+    they resemble; the check digit then decides whether the id is kept."""
+    if len(tax_id) == 19 and tax_id.count("VV") == 1:  # W split in two
+        tax_id = tax_id.replace("VV", "W")
+    return tax_id.translate(_USCC_LOOKALIKES) if len(tax_id) == 18 else tax_id
+
+
+def _differs(a: Any, b: Any) -> bool:
+    if isinstance(a, Decimal) or isinstance(b, Decimal):
+        try:
+            return Decimal(str(a)) != Decimal(str(b))
+        except ArithmeticError:
+            return True
+    return str(a).strip() != str(b).strip()
+
+
+def _checked(invoice: Invoice, fields: dict[str, Any]) -> dict[str, Any]:
+    """`fields` without the values that fail their own checks, each dropped
+    value noted on `invoice` as an "ocr-unverified" warning."""
+    kept = dict(fields)
+
+    def drop(name: str, why: str) -> None:
+        if name in kept:
+            invoice.problems.append(Problem(
+                "ocr-unverified", "warning", field=name,
+                message=f"OCR read {name} as {kept.pop(name)} but {why}; left empty for 补录",
+                message_zh=f"OCR 识别的 {name} 未通过校验（{why}），留待补录"))
+
+    for role in ("buyer", "seller"):
+        tax_id = kept.get(f"{role}_tax_id")
+        if tax_id is None or classify_tax_id(tax_id) != "invalid":
+            continue
+        if classify_tax_id(_repair_tax_id(tax_id)) != "invalid":
+            kept[f"{role}_tax_id"] = _repair_tax_id(tax_id)
+        else:
+            drop(f"{role}_tax_id", "it is no valid tax id (a wrong 统一社会信用代码 check digit, or the wrong length)")
+
+    def value(name: str) -> Decimal | None:
+        known = invoice.get(name)
+        return known if known is not None else kept.get(name)
+
+    amount, tax, total = value("amount"), value("tax"), value("total")
+    words = kept.get("total_in_words")
+    # The 大写 is a second, independent reading of the 价税合计.
+    total_confirmed = invoice.get("total") is not None or (
+        total is not None and words is not None and _spells(words) == total)
+    if None not in (amount, tax, total) and amount + tax != total:
+        why = f"金额 {amount} + 税额 {tax} != 价税合计 {total}"
+        for name in ("amount", "tax") if total_confirmed else _MONEY:
+            drop(name, why)
+        total = value("total")
+    if words is not None:
+        if total is None:
+            drop("total_in_words", "there is no 价税合计 to check it against")
+        elif _spells(words) != total:
+            drop("total_in_words", f"it does not spell 价税合计 {total}")
+    return kept
+
+
+def _spells(words: str) -> Decimal | None:
+    try:
+        return parse_words(words)
+    except WordsError:
+        return None
