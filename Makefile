@@ -14,12 +14,23 @@ $(BIN)/python:
 	  $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# The OCR extra's OpenCV links Debian's libGL and GLib, which a minimal
+# server lacks; without them scans are read through their QR code only.
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[ocr]'
+	@$(BIN)/python -c 'import cv2' 2>/dev/null || { \
+	  echo "OpenCV (for OCR) lacks system libraries; installing Debian's libgl1 libglib2.0-0"; \
+	  apt-get update -qq && apt-get install -y -qq libgl1 libglib2.0-0 >/dev/null; } || \
+	  echo "note: OCR unavailable (OpenCV cannot load); scans will be read through their QR code only"
 	touch $@
 
+# The generated scans draw their Chinese with a real CJK font, so OCR tests
+# read them as they would a scanner's output.
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[ocr,test]'
+	@test -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || { \
+	  apt-get update -qq && apt-get install -y -qq fonts-wqy-microhei >/dev/null; } || \
+	  echo "note: no CJK font; generated scans will carry stroke glyphs"
 	touch $@
 
 venv: $(VENV)/.installed

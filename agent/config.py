@@ -43,6 +43,7 @@ _SCALAR_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
                       "workers": (int, 4)},
     "mail": {"min_inline_image_kb": (int, 20), "max_attachments": (int, 50),
              "max_message_mb": (int, 50)},
+    "extract": {"ocr": (str, "auto")},
 }
 
 _S3_KEYS = {"endpoint_url": (str, None), "region": (str, None), "addressing_style": (str, None),
@@ -61,7 +62,7 @@ _LIST_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
                "storage_class": (str, None), **_S3_KEYS},
 }
 _ENUMS = {("watch", "kind"): {"scanner", "email"}, ("watch", "after"): {"keep", "move", "delete"},
-          ("agent", "log_format"): {"kv", "json"},
+          ("agent", "log_format"): {"kv", "json"}, ("extract", "ocr"): {"auto", "off"},
           ("destination", "addressing_style"): {"path", "virtual", "auto"},
           ("backup", "addressing_style"): {"path", "virtual", "auto"},
           ("backup", "sse"): {"AES256", "aws:kms"}}
@@ -94,9 +95,15 @@ class Config:
     delivery: dict[str, Any]
     backup_policy: dict[str, Any]
     mail: dict[str, Any]
+    extract: dict[str, Any] = field(default_factory=lambda: {"ocr": "auto"})
     watches: list[WatchConfig] = field(default_factory=list)
     destinations: list[dict[str, Any]] = field(default_factory=list)
     backups: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ocr(self) -> bool:
+        """Whether scans may be read by OCR (when the OCR extra is installed)."""
+        return self.extract["ocr"] != "off"
 
     @property
     def state_dir(self) -> Path:

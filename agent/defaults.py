@@ -22,6 +22,10 @@ max_age_days = 360             # older invoices are "expired"
 # expected_region = "11"       # warn for invoices issued elsewhere (11 = 北京)
 # rules = { "tax-id-legacy" = "off", "region-unexpected" = "error" }
 
+[extract]
+ocr = "auto"                   # scans: read names, tax ids, 税额, 大写 by OCR when the
+                               # ocr extra is installed (~1-3 s a page); "off": QR only
+
 [delivery]
 sla_hours = 24                 # flag valid invoices not delivered within this
 reconcile_interval_s = 3600    # how often to check delivered invoices are still there

@@ -30,13 +30,14 @@ class Analysis:
     error_message: str | None = None
 
 
-def analyse(data: bytes) -> Analysis:
-    """Extract every invoice in `data`. Never raises: an unreadable file
-    comes back with `error_reason` set (a bug shows as reason "internal")."""
+def analyse(data: bytes, *, ocr: bool = True) -> Analysis:
+    """Extract every invoice in `data` (scans by OCR too when `ocr` and the
+    OCR extra is installed). Never raises: an unreadable file comes back
+    with `error_reason` set (a bug shows as reason "internal")."""
     from agent.extract import extract_bytes
 
     try:
-        invoices = extract_bytes(data)
+        invoices = extract_bytes(data, ocr=ocr)
     except ExtractError as e:
         return Analysis(error_reason=e.reason, error_message=e.message)
     except AgentError as e:
@@ -144,10 +145,11 @@ def resume_stranded(ledger: Ledger, *, settings: ValidationSettings, destination
 
 
 def process_captured(ledger: Ledger, vault: Vault, doc_id: int, *, settings: ValidationSettings,
-                     destinations: Sequence[str], today: dt.date, now: str, actor: str) -> list[int]:
+                     destinations: Sequence[str], today: dt.date, now: str, actor: str,
+                     ocr: bool = True) -> list[int]:
     """`analyse` + `apply` in this process (one-shot ingest, tests)."""
     doc = ledger.get(doc_id)
-    return apply(ledger, doc_id, analyse(vault.read(doc.sha256)), settings=settings,
+    return apply(ledger, doc_id, analyse(vault.read(doc.sha256), ocr=ocr), settings=settings,
                  destinations=destinations, today=today, now=now, actor=actor)
 
 

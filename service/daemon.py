@@ -91,7 +91,7 @@ class Daemon:
         if not self._open_state():
             return 0
         self._resume_stranded()
-        self.pool = ExtractionPool(str(self.vault.root), self.cfg.agent["workers"])
+        self.pool = ExtractionPool(str(self.vault.root), self.cfg.agent["workers"], ocr=self.cfg.ocr)
         self.intake = Intake(self.ledger, self.vault, max_bytes=self.cfg.agent["max_file_mb"] * 1024 * 1024,
                              mail_limits=self.mail_limits, actor=self.actor)
         self.watcher = self._start_watcher()
@@ -101,7 +101,11 @@ class Daemon:
             self.watcher.rescan_requested.set).tag("daemon")
         seen = self.watcher.scan()  # files that arrived while we were down
         log.info("started", extra={"pid": os.getpid(), "ledger": str(self.cfg.ledger_path),
-                                   "files_found": seen, "workers": self.pool.workers})
+                                   "files_found": seen, "workers": self.pool.workers,
+                                   "ocr": self._ocr_status()})
+        if self._ocr_status() == "not-installed":
+            log.warning("OCR is not installed: scans are read through their QR code only "
+                        "(pip install 'fapiao-agent[ocr]', or set [extract] ocr = \"off\" to silence this)")
         systemd.ready(self._status_text())
         try:
             self._loop()
@@ -366,6 +370,13 @@ class Daemon:
             details["intake_paused"] = self.intake_paused
         systemd.status(self._status_text())
         self.ledger.beat(pid=os.getpid(), now=now(), activity=activity, details=json.dumps(details))
+
+    def _ocr_status(self) -> str:
+        from agent.extract.ocr import engine_installed
+
+        if not self.cfg.ocr:
+            return "off"
+        return "on" if engine_installed() else "not-installed"
 
     def _status_text(self) -> str:
         c = self.ledger.counts() if hasattr(self, "ledger") else {}

@@ -9,6 +9,7 @@ quarantines it. The daemon never dies of a bad file.
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import os
@@ -24,10 +25,10 @@ from agent.vault import Vault
 log = logging.getLogger("fapiao.workers")
 
 
-def _analyse_object(vault_root: str, sha256: str) -> Analysis:
+def _analyse_object(vault_root: str, sha256: str, ocr: bool = True) -> Analysis:
     # Runs in the worker: read from the vault there, so only a hash and a
     # small result cross the process boundary.
-    return analyse(Vault(vault_root).read(sha256))
+    return analyse(Vault(vault_root).read(sha256), ocr=ocr)
 
 
 @dataclass
@@ -41,11 +42,11 @@ class ExtractionPool:
     """Bounded pool: `submit` refuses when full (the caller keeps the work
     queued in the ledger), which is the daemon's backpressure."""
 
-    def __init__(self, vault_root: str, workers: int = 0, reader=None):
+    def __init__(self, vault_root: str, workers: int = 0, reader=None, ocr: bool = True):
         self.vault_root = vault_root
         # `reader(vault_root, sha256) -> Analysis` runs in the worker; tests
         # pass one that crashes on purpose to exercise crash isolation.
-        self.reader = reader or _analyse_object
+        self.reader = reader or functools.partial(_analyse_object, ocr=ocr)
         self.workers = workers or os.cpu_count() or 1
         self.capacity = self.workers * 2
         self._pool = self._new_pool()

@@ -77,6 +77,15 @@ class TextBox:
         return self.bottom - self.top
 
 
+def engine_installed() -> bool:
+    """True when the OCR extra's package is installed; cheap (nothing is
+    imported or loaded), for status lines. `unavailable_reason` is the
+    real test."""
+    import importlib.util
+
+    return importlib.util.find_spec("rapidocr_onnxruntime") is not None
+
+
 def unavailable_reason() -> str | None:
     """None when OCR can run here, else why not (one line, with the fix).
     Loads the engine on first call (~0.2 s, ~50 MB); later calls are free."""

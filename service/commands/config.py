@@ -49,3 +49,9 @@ def check(ctx: click.Context) -> None:
         fail("\n".join(problems), code=2)
     click.echo(f"{cfg.path}: ok ({len(cfg.watches)} watched folders, {len(cfg.destinations)} "
                f"destinations, {len(cfg.backups)} backup targets)")
+    if cfg.ocr:
+        # A note, not a problem: without OCR scans still work, through their QR code.
+        from agent.extract.ocr import unavailable_reason
+
+        reason = unavailable_reason()
+        click.echo(f"ocr: {'ready' if reason is None else 'unavailable: ' + reason}")

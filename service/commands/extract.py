@@ -96,11 +96,13 @@ def _print_human(file: str, records: list[dict[str, Any]], elapsed_ms: float) ->
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per invoice per line (a batch PDF gives several lines).")
-def command(files: tuple[str, ...], as_json: bool) -> None:
+@click.option("--ocr/--no-ocr", default=True, show_default=True,
+              help="Read scans by OCR as well as by their QR code (needs the ocr extra; ~1-3 s a page).")
+def command(files: tuple[str, ...], as_json: bool, ocr: bool) -> None:
     """Read invoice FILEs (PDF, OFD, XML, PNG/JPEG/TIFF scans) and print their fields.
 
     The format is detected from the content, not the file name. Each field is
-    shown with its source (qr, xml, ofd, pdf-text, image); disagreements
+    shown with its source (qr, xml, ofd, pdf-text, ocr); disagreements
     between sources and other doubts are listed as conflicts and problems.
     This is a dry run: nothing is copied into the vault and the ledger is
     not opened.
@@ -118,21 +120,29 @@ def command(files: tuple[str, ...], as_json: bool) -> None:
       fapiao-agent extract --json ~/inbox/*.pdf | jq .total
     """
     failed = 0
+    qr_only = False
     for file in files:
         started = time.perf_counter()
         try:
-            invoices = extract_path(file)
+            invoices = extract_path(file, ocr=ocr)
         except ExtractError as e:
             failed += 1
             click.echo(f"{file}: FAILED {e.reason}: {e.message}", err=True)
             continue
         elapsed_ms = (time.perf_counter() - started) * 1000
         records = [invoice_record(inv, file) for inv in invoices]
+        qr_only |= any(r["is_invoice"] and set(r["sources"].values()) == {"qr"} for r in records)
         if as_json:
             for rec in records:
                 click.echo(json.dumps(rec, ensure_ascii=False, sort_keys=False))
         else:
             _print_human(file, records, elapsed_ms)
+    if ocr and qr_only:
+        from agent.extract.ocr import unavailable_reason
+
+        reason = unavailable_reason()
+        if reason:
+            click.echo(f"note: scans were read through their QR code only: {reason}", err=True)
     if failed:
         if not as_json:
             click.echo(f"{failed} of {len(files)} file(s) failed", err=True)

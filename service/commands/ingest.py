@@ -60,7 +60,7 @@ def command(ctx: click.Context, paths: tuple[Path, ...], no_process: bool, quiet
         for doc_id in to_process:
             for touched in process_captured(ledger, vault, doc_id, settings=settings,
                                             destinations=destination_names(cfg), today=today(),
-                                            now=now(), actor=who):
+                                            now=now(), actor=who, ocr=cfg.ocr):
                 state = ledger.get(touched).state
                 states[state] = states.get(state, 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))

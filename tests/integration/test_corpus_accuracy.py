@@ -35,7 +35,9 @@ def test_every_expected_field_of_200_mixed_invoices_is_extracted_exactly():
     for i, inv in enumerate(corpus):
         name = f"{i:04d}-{inv.style}.{inv.ext}"
         try:
-            problems = mismatches(inv.records, extract_bytes(inv.data, name=name))
+            # Scans are held to their QR's fields here; what OCR adds is
+            # checked against the full truth in test_ocr_scans.py.
+            problems = mismatches(inv.records, extract_bytes(inv.data, name=name, ocr=False))
         except ExtractError as e:
             problems = [f"ExtractError {e.reason}: {e.message}"]
         failures += [f"{name}: {p}" for p in problems]
