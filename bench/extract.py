@@ -11,8 +11,13 @@ Prints, using a process pool of --workers (default 2, both cores):
   (scans, spaced and label-first layouts, trip lists), and how many text
   PDFs' line items (金额, 税额, rate) come out right (not an acceptance
   field, but validation's line-sum and tax-rate rules read them).
+  Sections 1-3 read scans by their QR code only (`ocr=False`);
+- OCR (the ocr extra): seconds per page and pages per second on the pool,
+  a worker's peak RSS, the real image samples' fields, and, over --ocr-count
+  generated scans, how many printed-only fields (names, tax ids, 税额, 大写)
+  OCR reads right, gets wrong, or leaves empty with a warning.
 
-Usage: .venv/bin/python bench/extract.py [--count 1000] [--seed 1] [--workers 2]
+Usage: .venv/bin/python bench/extract.py [--count 1000] [--seed 1] [--workers 2] [--ocr-count 60]
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import datetime as dt
 import io
 import json
 import os
+import resource
 import sys
 import time
 from collections import defaultdict
@@ -49,7 +55,7 @@ def _extract(job: tuple) -> tuple[float, int, int, list[str], int, bool | None]:
     data, expected, *rest = job
     t0 = time.perf_counter()
     try:
-        invoices = extract_bytes(data)
+        invoices = extract_bytes(data, ocr=False)
         error = None
     except ExtractError as e:
         invoices, error = [], f"ExtractError {e.reason}: {e.message}"
@@ -63,6 +69,70 @@ def _extract(job: tuple) -> tuple[float, int, int, list[str], int, bool | None]:
     if rest and rest[0]:
         items_ok = len(invoices) == 1 and not item_mismatches(rest[0], invoices[0])
     return elapsed, right, checked, mismatches(expected, invoices), len(invoices), items_ok
+
+
+def _ocr_scan(job: tuple) -> tuple[float, dict, list[dict], int]:
+    """(seconds, per-field outcome counts, records, worker peak RSS in MB) for
+    one scan read with OCR, judged against its full truth (the printed-only
+    fields: those its QR does not carry)."""
+    data, expected, truth = job
+    t0 = time.perf_counter()
+    invoices = extract_bytes(data, ocr=True)
+    elapsed = time.perf_counter() - t0
+    outcome = {"right": 0, "wrong": 0, "empty": 0}
+    wrong = []
+    records = [i.to_dict() for i in invoices]
+    for key, value in truth.items():
+        if value is None or expected.get(key) is not None or key not in records[0]:
+            continue
+        got = records[0][key]
+        kind = "empty" if got is None else "right" if got == value else "wrong"
+        outcome[kind] += 1
+        if kind == "wrong":
+            wrong.append(f"{key}: {got!r} != {value!r}")
+    outcome["wrong_list"] = wrong
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    return elapsed, outcome, records, rss
+
+
+def _ocr_section(pool: ProcessPoolExecutor, args, today: dt.date) -> None:
+    from agent.extract.ocr import unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        print(f"\n== OCR: skipped, {reason}")
+        return
+    expected = json.loads((SAMPLES / "expected.json").read_text("utf-8"))
+    images = [n for n in sorted(expected) if n.endswith((".jpg", ".png"))]
+    print(f"\n== OCR on the {len(images)} real image samples")
+    for name in images:
+        data = (SAMPLES / name).read_bytes()
+        want = {k: v for k, v in expected[name].items() if k not in ("notes", "source")}
+        t0 = time.perf_counter()
+        invoices = extract_bytes(data, ocr=True)
+        ms = 1000 * (time.perf_counter() - t0)
+        right, checked = field_counts(want, invoices)
+        by_ocr = sum(1 for v in invoices[0].to_dict()["sources"].values() if v == "ocr")
+        print(f"  {name}: {ms:.0f} ms (one process), fields {right}/{checked} right, {by_ocr} of them by OCR")
+    corpus = [make_corpus(args.seed + 2 + i, 1, today, {s: 1}, workers=1)[0]
+              for i, s in enumerate(["scan-jpg", "scan-png", "scan-pdf"] * (args.ocr_count // 3))]
+    jobs = [(g.data, g.expected, g.truth) for g in corpus]
+    list(pool.map(_ocr_scan, jobs[: args.workers], chunksize=1))  # load the engine in every worker
+    t0 = time.perf_counter()
+    results = list(pool.map(_ocr_scan, jobs, chunksize=1))
+    wall = time.perf_counter() - t0
+    totals = {k: sum(r[1][k] for r in results) for k in ("right", "wrong", "empty")}
+    checked = sum(totals.values())
+    per = sorted(r[0] for r in results)
+    print(f"\n== OCR on {len(jobs)} generated scans (jpg/png/pdf, 200-300 dpi, crooked, noisy): "
+          f"wall {wall:.1f} s on {args.workers} workers = {len(jobs) / wall:.2f} pages/s; "
+          f"per page median {per[len(per) // 2]:.2f} s, max {per[-1]:.2f} s; "
+          f"worker peak RSS {max(r[3] for r in results)} MB")
+    print(f"printed-only fields: {totals['right']}/{checked} right ({100 * totals['right'] / checked:.1f} %), "
+          f"{totals['wrong']} wrong, {totals['empty']} left empty (refused with a warning, or not found)")
+    for i, r in enumerate(results):
+        for w in r[1]["wrong_list"]:
+            print(f"  WRONG #{i} {corpus[i].style}: {w}")
 
 
 def _bare_pypdf(data: bytes) -> float:
@@ -148,6 +218,7 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--rounds", type=int, default=20, help="passes over the few real samples")
+    p.add_argument("--ocr-count", type=int, default=60, help="generated scans read with OCR")
     args = p.parse_args()
     today = dt.date.today()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -192,6 +263,10 @@ def main() -> int:
         if images:
             print(f"-- generated QR-only images (200-300 dpi scans): {1000 * sum(images) / len(images):.1f} ms each "
                   f"(target < 50 ms)")
+
+        # 4. OCR of scans.
+        if args.ocr_count:
+            _ocr_section(pool, args, today)
     return 0
 
 
