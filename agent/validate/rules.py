@@ -396,4 +396,9 @@ RULES: dict[str, Rule] = dict([
     _rule("buyer-not-company", "error", "the buyer is in company.tax_ids / company.names (off while both are empty)", _buyer_not_company),
     _rule("duplicate", "error", "no earlier document holds the same invoice (kind + 代码 + 号码)", _duplicate),
     _rule("region-unexpected", "warning", "issued in validation.expected_region (off while unset)", _region_unexpected),
+    # Scans read by OCR (reported by extraction). "ocr-disagrees" = "error"
+    # quarantines a scan whose print differs from its QR (an altered copy).
+    _rule("ocr-disagrees", "warning", "a scan's print, read by OCR, agrees with its QR code", None),
+    _rule("ocr-unverified", "warning", "every value OCR read passed its check (else it is left for 补录)", None),
+    _rule("ocr-failed", "warning", "OCR could read the scanned page", None),
 ])

@@ -193,7 +193,7 @@ def test_has_errors():
 
 
 def test_rules_registry_describes_every_rule():
-    assert len(RULES) == 18
+    assert len(RULES) == 21
     for code, rule in RULES.items():
         assert rule.code == code and rule.severity in ("warning", "error") and rule.description
 
@@ -256,3 +256,12 @@ def test_a_qr_only_scan_is_not_quarantined_for_the_missing_total():
     inv.offer("seller_name", "兰溪市悦济舫餐厅", "pdf-text")  # text was read, yet no 价税合计: an error
     problems = validate(inv, ValidationSettings(max_age_days=100000), today=_dt.date(2026, 1, 1))
     assert "amount-sum" in {p.code for p in problems if p.severity == "error"}
+
+
+def test_an_ocr_warning_can_be_made_an_error_that_quarantines():
+    inv = make()
+    inv.problems.append(Problem("ocr-disagrees", "warning", "the printed number reads 1", field="number"))
+    settings = ValidationSettings(rules={"ocr-disagrees": "error"})
+    problems = validate(inv, settings, today=TODAY)
+    assert has_errors(problems)
+    assert not has_errors(validate(inv, ValidationSettings(), today=TODAY))
