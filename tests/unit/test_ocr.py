@@ -12,8 +12,9 @@ import pytest
 import segno
 from PIL import Image
 
-from agent.extract import ocr
-from agent.extract.ocr import OcrReading, TextBox, apply_reading, layout_text
+from agent.extract import ocr, ocr_layout
+from agent.extract.ocr import OcrReading, apply_reading
+from agent.extract.ocr_layout import EngineLine, TextBox, brackets_as_printed, layout_text
 from agent.model import Invoice
 
 BUYER_ID = "91370500751784897P"     # valid check digit (a real sample's)
@@ -173,17 +174,17 @@ def test_skew_is_the_median_slope_of_long_lines_and_short_boxes_do_not_vote():
     angle = math.radians(4)
     quads = [quad(10, 100 + 40 * i, 400, 20, angle) for i in range(5)]
     quads.append(quad(500, 100, 20, 20, math.radians(40)))   # one glyph: no vote
-    assert ocr._skew(quads) == pytest.approx(angle)
-    assert ocr._skew([]) == 0.0
+    assert ocr_layout.skew(quads) == pytest.approx(angle)
+    assert ocr_layout.skew([]) == 0.0
 
 
 def test_turning_back_by_the_skew_puts_a_crooked_row_on_one_line():
     angle = math.radians(4)
     left, right = quad(10, 100, 300, 20, angle), quad(700, 100 + 690 * math.tan(angle), 300, 20, angle)
-    turn = ocr._skew([left, right])
+    turn = ocr_layout.skew([left, right])
 
     def straightened(q, text):
-        pts = [ocr._rotate(p, turn) for p in q]
+        pts = [ocr_layout.rotate(p, turn) for p in q]
         return TextBox(text, min(p[0] for p in pts), min(p[1] for p in pts),
                        max(p[0] for p in pts), max(p[1] for p in pts))
 
@@ -199,18 +200,58 @@ def char_boxes(advances: list[float]) -> list:
     return out
 
 
-def test_brackets_take_the_width_their_printed_advance_shows():
+def ctc_line(text: str, advances: list[float]) -> EngineLine:
+    return EngineLine([(0, 0), (sum(advances), 0), (sum(advances), 16), (0, 16)], text,
+                      char_boxes(advances), list(text))
+
+
+def test_without_pixels_brackets_follow_the_recognisers_positions():
     text = "中粮工科（山东）有限公司"
     half = [16, 16, 16, 16, 11, 16, 16, 10, 16, 16, 16, 16]
-    full = [16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16]
-    assert ocr._brackets_as_printed(text, char_boxes(half), list(text)) == "中粮工科(山东)有限公司"
-    assert ocr._brackets_as_printed("中粮工科(山东)有限公司", char_boxes(full),
-                                    list("中粮工科(山东)有限公司")) == "中粮工科（山东）有限公司"
+    assert brackets_as_printed(None, ctc_line(text, half)) == "中粮工科(山东)有限公司"
+    assert brackets_as_printed(None, ctc_line("中粮工科(山东)有限公司", [16] * 12)) == text
 
 
 def test_brackets_are_left_alone_when_characters_do_not_line_up_with_the_text():
-    text = "价税合计 (大写)"
-    assert ocr._brackets_as_printed(text, char_boxes([16] * 8), list("价税合计(大写)")) == text
+    line = EngineLine([(0, 0), (128, 0), (128, 16), (0, 16)], "价税合计 (大写)", char_boxes([16] * 8),
+                      list("价税合计(大写)"))
+    assert brackets_as_printed(None, line) == "价税合计 (大写)"
+
+
+WQY = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"
+
+
+def printed_line(text: str, cells: list[float], font_px: int = 20) -> tuple[Image.Image, EngineLine]:
+    """`text` drawn glyph by glyph, each centred in a cell of the given width.
+    The recogniser's character boxes are faked as evenly spaced, so only the
+    ink can tell a narrow bracket cell from a full one."""
+    from PIL import ImageDraw, ImageFont
+
+    img = Image.new("L", (int(sum(cells)) + 20, font_px + 12), 255)
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.truetype(WQY, font_px)
+    x, boxes = 10.0, []
+    for i, (ch, cell) in enumerate(zip(text, cells)):
+        glyph = "(" if ch in "（(" else ")" if ch in "）)" else ch
+        draw.text((x + (cell - draw.textlength(glyph, font=font)) / 2, 4), glyph, font=font, fill=0)
+        even = 10 + i * sum(cells) / len(cells)
+        boxes.append([[even, 4], [even + 14, 4], [even + 14, 4 + font_px], [even, 4 + font_px]])
+        x += cell
+    right = 10 + sum(cells)
+    corners = [(10, 4), (right, 4), (right, 4 + font_px), (10, 4 + font_px)]
+    return img, EngineLine(corners, text, boxes, list(text))
+
+
+@pytest.mark.skipif(not __import__("os").path.exists(WQY),
+                    reason="needs the WenQuanYi font (make test installs fonts-wqy-microhei)")
+@pytest.mark.parametrize("bracket_cell,expected", [(22, "（）"), (13, "()")])
+def test_the_ink_between_a_brackets_neighbours_decides_its_width(bracket_cell, expected):
+    text = "中粮工科（山东）有限公司"
+    cells = [20.0] * len(text)
+    cells[4] = cells[7] = bracket_cell
+    img, line = printed_line(text, cells)
+    got = brackets_as_printed(img, line)
+    assert got[4] + got[7] == expected
 
 
 @pytest.mark.parametrize("degrees", [90, 180, 270])
@@ -222,7 +263,7 @@ def test_a_page_fed_sideways_or_upside_down_is_turned_upright_by_its_qr(degrees)
     marker = (580, 380)
     page.putpixel(marker, 0)
     turned = page.rotate(degrees, expand=True)
-    upright = ocr._upright(turned)
+    upright = ocr_layout.upright(turned)
     assert upright.size == page.size
     assert upright.getpixel(marker) == 0
 
