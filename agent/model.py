@@ -179,7 +179,7 @@ class Invoice:
         existing = self.fields.get(name)
         if existing is None:
             self.fields[name] = Field(value, source)
-        elif _differs(existing.value, value):
+        elif values_differ(existing.value, value):
             for c in self.conflicts:
                 if c.field == name:
                     c.values.setdefault(source, value)
@@ -245,7 +245,9 @@ class Invoice:
         return inv
 
 
-def _differs(a: Any, b: Any) -> bool:
+def values_differ(a: Any, b: Any) -> bool:
+    """True when two readings of a field disagree: money compared as
+    Decimal, text without its whitespace, anything else by equality."""
     if isinstance(a, Decimal) or isinstance(b, Decimal):
         try:
             return Decimal(str(a)) != Decimal(str(b))

@@ -29,7 +29,7 @@ from PIL import Image
 
 from agent.extract.ocr_layout import EngineLine, TextBox, layout_text, page_boxes, upright
 from agent.extract.text import normalize_text, parse_text
-from agent.model import Invoice, LineItem, Problem
+from agent.model import Invoice, LineItem, Problem, values_differ
 from agent.validate.amounts import WordsError, parse_words
 from agent.validate.uscc import classify_tax_id
 
@@ -163,7 +163,7 @@ def apply_reading(invoice: Invoice, reading: OcrReading) -> None:
         return
     for name in _COMPARED:
         known, value = invoice.fields.get(name), reading.fields.get(name)
-        if known is not None and value is not None and _differs(known.value, value):
+        if known is not None and value is not None and values_differ(known.value, value):
             invoice.problems.append(Problem(
                 "ocr-disagrees", "warning", field=name,
                 message=f"the printed {name} reads {value} by OCR, the {known.source} says "
@@ -199,15 +199,6 @@ def _repair_tax_id(tax_id: str) -> str:
     if len(tax_id) == 19 and tax_id.count("VV") == 1:  # W split in two
         tax_id = tax_id.replace("VV", "W")
     return tax_id.translate(_USCC_LOOKALIKES) if len(tax_id) == 18 else tax_id
-
-
-def _differs(a: Any, b: Any) -> bool:
-    if isinstance(a, Decimal) or isinstance(b, Decimal):
-        try:
-            return Decimal(str(a)) != Decimal(str(b))
-        except ArithmeticError:
-            return True
-    return str(a).strip() != str(b).strip()
 
 
 def _checked(invoice: Invoice, fields: dict[str, Any]) -> dict[str, Any]:
