@@ -26,6 +26,7 @@ import argparse
 import datetime as dt
 import io
 import json
+import multiprocessing
 import os
 import resource
 import sys
@@ -119,8 +120,10 @@ def _ocr_section(args, today: dt.date) -> None:
     corpus = [make_corpus(args.seed + 2 + i, 1, today, {s: 1}, workers=1)[0]
               for i, s in enumerate(["scan-jpg", "scan-png", "scan-pdf"] * (args.ocr_count // 3))]
     jobs = [(g.data, g.expected, g.truth) for g in corpus]
-    # Workers set up as the daemon's are (one OCR thread each).
-    with ProcessPoolExecutor(args.workers, initializer=_init_worker) as ocr_pool:
+    # Workers started and set up as the daemon's are (forkserver, one OCR
+    # thread each): a forked worker would count this process's memory as its own.
+    with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("forkserver"),
+                             initializer=_init_worker) as ocr_pool:
         list(ocr_pool.map(_ocr_scan, jobs[: args.workers], chunksize=1))  # load the engine in every worker
         t0 = time.perf_counter()
         results = list(ocr_pool.map(_ocr_scan, jobs, chunksize=1))
@@ -224,10 +227,14 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--rounds", type=int, default=20, help="passes over the few real samples")
     p.add_argument("--ocr-count", type=int, default=60, help="generated scans read with OCR")
+    p.add_argument("--ocr-only", action="store_true", help="run the OCR section alone")
     args = p.parse_args()
     today = dt.date.today()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"process pool of {args.workers} workers on {os.cpu_count()} CPUs; load average before: {load}")
+    if args.ocr_only:
+        _ocr_section(args, today)
+        return 0
     with ProcessPoolExecutor(args.workers) as pool:
         # 1. Real samples.
         expected = json.loads((SAMPLES / "expected.json").read_text("utf-8"))
