@@ -43,7 +43,7 @@ _SCALAR_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
                       "workers": (int, 4)},
     "mail": {"min_inline_image_kb": (int, 20), "max_attachments": (int, 50),
              "max_message_mb": (int, 50)},
-    "extract": {"ocr": (str, "auto")},
+    "extract": {"ocr": (str, "auto"), "ocr_workers": (int, 1)},
 }
 
 _S3_KEYS = {"endpoint_url": (str, None), "region": (str, None), "addressing_style": (str, None),
@@ -95,7 +95,7 @@ class Config:
     delivery: dict[str, Any]
     backup_policy: dict[str, Any]
     mail: dict[str, Any]
-    extract: dict[str, Any] = field(default_factory=lambda: {"ocr": "auto"})
+    extract: dict[str, Any] = field(default_factory=lambda: {"ocr": "auto", "ocr_workers": 1})
     watches: list[WatchConfig] = field(default_factory=list)
     destinations: list[dict[str, Any]] = field(default_factory=list)
     backups: list[dict[str, Any]] = field(default_factory=list)

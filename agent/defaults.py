@@ -25,6 +25,7 @@ max_age_days = 360             # older invoices are "expired"
 [extract]
 ocr = "auto"                   # scans: read names, tax ids, 税额, 大写 by OCR when the
                                # ocr extra is installed (~1-3 s a page); "off": QR only
+ocr_workers = 1                # workers that may OCR at once (each needs ~600 MB); 0: all
 
 [delivery]
 sla_hours = 24                 # flag valid invoices not delivered within this

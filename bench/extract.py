@@ -30,6 +30,7 @@ import multiprocessing
 import os
 import resource
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
@@ -122,8 +123,11 @@ def _ocr_section(args, today: dt.date) -> None:
     jobs = [(g.data, g.expected, g.truth) for g in corpus]
     # Workers started and set up as the daemon's are (forkserver, one OCR
     # thread each): a forked worker would count this process's memory as its own.
+    slot_dir = tempfile.mkdtemp(prefix="ocr-slots-")
+    # As ExtractionPool does: a slot's holder gets the cores of the workers waiting for one.
+    threads = args.workers // args.ocr_workers if 0 < args.ocr_workers < args.workers else 1
     with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("forkserver"),
-                             initializer=_init_worker) as ocr_pool:
+                             initializer=_init_worker, initargs=(slot_dir, args.ocr_workers, threads)) as ocr_pool:
         list(ocr_pool.map(_ocr_scan, jobs[: args.workers], chunksize=1))  # load the engine in every worker
         t0 = time.perf_counter()
         results = list(ocr_pool.map(_ocr_scan, jobs, chunksize=1))
@@ -132,7 +136,8 @@ def _ocr_section(args, today: dt.date) -> None:
     checked = sum(totals.values())
     per = sorted(r[0] for r in results)
     print(f"\n== OCR on {len(jobs)} generated scans (jpg/png/pdf, 200-300 dpi, crooked, noisy): "
-          f"wall {wall:.1f} s on {args.workers} workers = {len(jobs) / wall:.2f} pages/s; "
+          f"wall {wall:.1f} s on {args.workers} workers, {args.ocr_workers or args.workers} OCRing at once "
+          f"= {len(jobs) / wall:.2f} pages/s; "
           f"per page median {per[len(per) // 2]:.2f} s, max {per[-1]:.2f} s; "
           f"worker peak RSS {max(r[3][0] for r in results)} MB, resident between pages "
           f"{max(r[3][1] for r in results)} MB")
@@ -228,6 +233,8 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=20, help="passes over the few real samples")
     p.add_argument("--ocr-count", type=int, default=60, help="generated scans read with OCR")
     p.add_argument("--ocr-only", action="store_true", help="run the OCR section alone")
+    p.add_argument("--ocr-workers", type=int, default=1,
+                   help="workers that may OCR at once, as [extract] ocr_workers (0: all)")
     args = p.parse_args()
     today = dt.date.today()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())

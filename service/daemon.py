@@ -91,7 +91,8 @@ class Daemon:
         if not self._open_state():
             return 0
         self._resume_stranded()
-        self.pool = ExtractionPool(str(self.vault.root), self.cfg.agent["workers"], ocr=self.cfg.ocr)
+        self.pool = ExtractionPool(str(self.vault.root), self.cfg.agent["workers"], ocr=self.cfg.ocr,
+                                   ocr_slots=self.cfg.extract["ocr_workers"], slot_dir=str(self.cfg.state_dir))
         self.intake = Intake(self.ledger, self.vault, max_bytes=self.cfg.agent["max_file_mb"] * 1024 * 1024,
                              mail_limits=self.mail_limits, actor=self.actor)
         self.watcher = self._start_watcher()
@@ -102,7 +103,7 @@ class Daemon:
         seen = self.watcher.scan()  # files that arrived while we were down
         log.info("started", extra={"pid": os.getpid(), "ledger": str(self.cfg.ledger_path),
                                    "files_found": seen, "workers": self.pool.workers,
-                                   "ocr": self._ocr_status()})
+                                   "ocr": self._ocr_status(), "ocr_workers": self.cfg.extract["ocr_workers"]})
         if self._ocr_status() == "not-installed":
             log.warning("OCR is not installed: scans are read through their QR code only "
                         "(pip install 'fapiao-agent[ocr]', or set [extract] ocr = \"off\" to silence this)")

@@ -9,6 +9,8 @@ quarantines it. The daemon never dies of a bad file.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import logging
 import multiprocessing
@@ -31,12 +33,40 @@ def _analyse_object(vault_root: str, sha256: str, ocr: bool = True) -> Analysis:
     return analyse(Vault(vault_root).read(sha256), ocr=ocr)
 
 
-def _init_worker() -> None:
+def _init_worker(slot_dir: str | None = None, slots: int = 0, threads: int = 1) -> None:
     # The pool runs one page per core; OCR using every core in every worker
-    # would only make them fight (0.53 vs 0.84 pages/s on two cores).
-    from agent.extract.ocr import set_threads
+    # would only make them fight (0.53 vs 0.84 pages/s on two cores). With
+    # fewer OCR slots than workers, a slot's holder gets the waiting ones' cores.
+    from agent.extract.ocr import set_gate, set_threads
 
-    set_threads(1)
+    set_threads(threads)
+    if slot_dir and slots > 0:
+        set_gate(functools.partial(ocr_slot, slot_dir, slots))
+
+
+@contextlib.contextmanager
+def ocr_slot(slot_dir: str, slots: int):
+    """Hold one of `slots` OCR slots for the duration: an flock on one of the
+    files ocr-slot-N.lock in `slot_dir`, waiting for one when all are taken.
+    The kernel drops a dead process's lock, so a worker killed mid-page
+    never leaks its slot."""
+    fds = []
+    try:
+        for n in range(slots):
+            fd = os.open(os.path.join(slot_dir, f"ocr-slot-{n}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fds.append(fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            yield
+            return
+        # All taken: queue on one, spread by pid so waiters do not pile on slot 0.
+        fcntl.flock(fds[os.getpid() % slots], fcntl.LOCK_EX)
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 @dataclass
@@ -50,12 +80,17 @@ class ExtractionPool:
     """Bounded pool: `submit` refuses when full (the caller keeps the work
     queued in the ledger), which is the daemon's backpressure."""
 
-    def __init__(self, vault_root: str, workers: int = 0, reader=None, ocr: bool = True):
+    def __init__(self, vault_root: str, workers: int = 0, reader=None, ocr: bool = True,
+                 ocr_slots: int = 0, slot_dir: str | None = None):
         self.vault_root = vault_root
         # `reader(vault_root, sha256) -> Analysis` runs in the worker; tests
         # pass one that crashes on purpose to exercise crash isolation.
         self.reader = reader or functools.partial(_analyse_object, ocr=ocr)
         self.workers = workers or os.cpu_count() or 1
+        # At most `ocr_slots` workers OCR at once (0: no limit); the slots are
+        # lock files in `slot_dir`.
+        threads = self.workers // ocr_slots if 0 < ocr_slots < self.workers else 1
+        self._init_args = (slot_dir, ocr_slots, threads)
         self.capacity = self.workers * 2
         self._pool = self._new_pool()
         self._running: dict[Future, _Job] = {}
@@ -66,7 +101,7 @@ class ExtractionPool:
         # forkserver, not fork: workers must not inherit the daemon's lock
         # file or sockets, or a SIGKILLed daemon's orphans would hold its lock.
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("forkserver"),
-                                   initializer=_init_worker)
+                                   initializer=_init_worker, initargs=self._init_args)
 
     @property
     def in_flight(self) -> int:

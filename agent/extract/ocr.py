@@ -18,12 +18,13 @@ A missing value sends the invoice to 补录; a wrong one could go unseen.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import re
 import threading
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable, ContextManager
 
 from PIL import Image
 
@@ -52,6 +53,7 @@ _engine: Any = None
 _engine_error: str | None = None
 _engine_lock = threading.Lock()
 _threads = 0  # 0: onnxruntime's default, every core
+_gate: Callable[[], ContextManager[Any]] = contextlib.nullcontext
 
 
 def set_threads(threads: int) -> None:
@@ -60,6 +62,15 @@ def set_threads(threads: int) -> None:
     core read 0.53 pages/s, on one core each 0.84."""
     global _threads
     _threads = threads
+
+
+def set_gate(gate: Callable[[], ContextManager[Any]] | None) -> None:
+    """Run every page's OCR inside `gate()` (None: no gate). The daemon
+    passes one that takes an OCR slot, so at most N processes hold OCR's
+    ~600 MB working memory at once; waiting for it is the caller's business,
+    this module only asks."""
+    global _gate
+    _gate = gate or contextlib.nullcontext
 
 
 def engine_installed() -> bool:
@@ -127,7 +138,9 @@ def read_page(img: Image.Image) -> OcrReading:
     """OCR `img` and parse it as an invoice face. Never raises: an engine
     that is missing or fails gives a reading with `error` set."""
     try:
-        norm = _fix_words(normalize_text(layout_text(read_boxes(upright(img)))))
+        with _gate():
+            boxes = read_boxes(upright(img))
+        norm = _fix_words(normalize_text(layout_text(boxes)))
     except Exception as e:  # noqa: BLE001 - OCR is an extra; the QR reading must survive it
         return OcrReading({}, error=str(e) or type(e).__name__)
     finally:
