@@ -54,7 +54,8 @@ _LIST_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
     "destination": {"name": (str, ...), "url": (str, ...), "token": (str, None),
                     "username": (str, None), "password": (str, None), "timeout_s": (float, 30.0),
                     "max_attempts": (int, 20), "max_delay_s": (float, 3600.0),
-                    "maintenance": (list, []), "concurrency": (int, 2), "tls_verify": (bool, True),
+                    "maintenance": (list, []), "maintenance_tz": (str, None),
+                    "concurrency": (int, 2), "tls_verify": (bool, True),
                     "probe_interval_s": (float, 60.0), "breaker_threshold": (int, 5),
                     "base_delay_s": (float, 5.0), "max_age_s": (float, 7 * 86400.0),
                     "ca_file": (str, None), "rate_per_s": (float, None), **_S3_KEYS},
@@ -311,6 +312,24 @@ def _check_adapters(kind: str, entries: list[dict[str, Any]], errors: list[str])
             errors.append(f"{kind}[{i}].url: bucket name {parts.netloc!r} is too short (3 characters at least)")
         elif parts.scheme in ("folder", "file") and not (parts.netloc or parts.path):
             errors.append(f"{kind}[{i}].url: {url!r} has no path")
+    if kind == "destination":
+        for i, e in enumerate(entries):
+            _check_maintenance(f"{kind}[{i}].", e, errors)
+
+
+def _check_maintenance(prefix: str, entry: dict[str, Any], errors: list[str]) -> None:
+    # Found at config check, not when the delivery thread starts at 3 a.m.
+    from agent.deliver.retry import parse_timezone, parse_window
+
+    for window in entry.get("maintenance") or []:
+        try:
+            parse_window(window)
+        except ConfigError as e:
+            errors.append(f"{prefix}{e}")
+    try:
+        parse_timezone(entry.get("maintenance_tz"))
+    except ConfigError as e:
+        errors.append(f"{prefix}{e}")
 
 
 def _type_name(typ: type | tuple) -> str:

@@ -162,7 +162,7 @@ def record(ledger: Ledger, c: Claim, outcome: Outcome, policy: DeliveryPolicy, *
         ok = ledger.finish_delivery(c.delivery_id, c.token, state="failed", now=at, actor=actor,
                                     outcome="transient", error=error)
         return Result(**{**base, "error": error}, row_state="failed", recorded=ok)
-    local = now.astimezone(tz)
+    local = now.astimezone(tz or policy.timezone)
     when = next_attempt_at(local, c.attempts, outcome.retry_after, base_s=policy.base_delay_s,
                            max_delay_s=policy.max_delay_s, rng=rng, windows=policy.maintenance)
     when = when.astimezone(dt.timezone.utc)
@@ -204,7 +204,7 @@ class Gate:
 
     def maintenance_until(self, now: dt.datetime) -> dt.datetime | None:
         """The end (UTC) of the maintenance `now` falls in, or None."""
-        end = in_maintenance(self.policy.maintenance, now.astimezone(self.tz))
+        end = in_maintenance(self.policy.maintenance, now.astimezone(self.tz or self.policy.timezone))
         return end.astimezone(dt.timezone.utc) if end else None
 
     def decide(self, now: dt.datetime) -> Decision:

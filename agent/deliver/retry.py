@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import re
+import zoneinfo
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -125,6 +126,18 @@ def _parse_clock(hhmm: str, text: str, *, allow_24: bool) -> int:
     if (h == 24 and m == 0 and allow_24) or (0 <= h <= 23 and 0 <= m <= 59):
         return h * 60 + m
     raise ConfigError(f"maintenance: bad time {hhmm!r} in window {text!r}")
+
+
+def parse_timezone(name: str | None, where: str = "") -> dt.tzinfo | None:
+    """The IANA zone `name` ("Asia/Shanghai"), or None for None (host time).
+    Raises ConfigError naming maintenance_tz for an unknown zone."""
+    if name is None:
+        return None
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ConfigError(f"{where}maintenance_tz: unknown time zone {name!r}; "
+                          f"use an IANA name such as 'Asia/Shanghai'") from None
 
 
 def in_maintenance(windows: Iterable[Window], now: dt.datetime) -> dt.datetime | None:
@@ -251,12 +264,16 @@ class DeliveryPolicy:
     breaker_threshold: int = 5
     probe_interval_s: float = 60.0
     maintenance: tuple[Window, ...] = ()
+    # The zone maintenance windows are written in (the finance system's,
+    # which need not be this server's); None: the host's local time.
+    timezone: dt.tzinfo | None = None
 
     @classmethod
     def from_config(cls, cfg: dict) -> "DeliveryPolicy":
-        """Read the fixed keys (max_attempts, max_delay_s, maintenance, concurrency)
-        and the extra ones (base_delay_s, max_age_s, breaker_threshold,
-        probe_interval_s); missing keys keep the defaults above.
+        """Read the fixed keys (max_attempts, max_delay_s, maintenance,
+        maintenance_tz, concurrency) and the extra ones (base_delay_s,
+        max_age_s, breaker_threshold, probe_interval_s); missing keys keep the
+        defaults above.
         Raises ConfigError naming the key on a wrong type or range."""
         d = cls()
         windows = cfg.get("maintenance") or []
@@ -273,6 +290,7 @@ class DeliveryPolicy:
             breaker_threshold=int(config_number(cfg, "breaker_threshold", d.breaker_threshold, integer=True, minimum=1)),
             probe_interval_s=config_number(cfg, "probe_interval_s", d.probe_interval_s, minimum=0),
             maintenance=tuple(parse_window(w) for w in windows),
+            timezone=parse_timezone(cfg.get("maintenance_tz"), where(cfg)),
         )
 
     def breaker(self) -> Breaker:

@@ -191,3 +191,37 @@ def test_policy_reads_fixed_keys_and_defaults():
 def test_policy_errors_name_the_key(cfg, key):
     with pytest.raises(ConfigError, match=key):
         DeliveryPolicy.from_config(dict(cfg, name="erp"))
+
+
+def test_windows_are_read_in_the_destinations_time_zone():
+    # A finance system down Sundays 00:00-06:00 Beijing time, seen from a UTC server.
+    from agent.deliver.loop import Gate
+    policy = DeliveryPolicy.from_config({"name": "erp", "maintenance": ["Sun 00:00-06:00"],
+                                         "maintenance_tz": "Asia/Shanghai"})
+    gate = Gate.fresh(policy)
+    utc = dt.timezone.utc
+    # Saturday 17:00 UTC is Sunday 01:00 in Shanghai: inside, until 06:00 there = 22:00 UTC.
+    inside = dt.datetime(2026, 11, 28, 17, 0, tzinfo=utc)
+    assert gate.maintenance_until(inside) == dt.datetime(2026, 11, 28, 22, 0, tzinfo=utc)
+    # Sunday 01:00 UTC is Sunday 09:00 in Shanghai: outside, though inside the window in UTC.
+    assert gate.maintenance_until(dt.datetime(2026, 11, 29, 1, 0, tzinfo=utc)) is None
+    assert Gate.fresh(DeliveryPolicy.from_config({"name": "erp", "maintenance": ["Sun 00:00-06:00"]}),
+                      tz=utc).maintenance_until(dt.datetime(2026, 11, 29, 1, 0, tzinfo=utc)) is not None
+
+
+def test_an_unknown_time_zone_is_a_config_error_naming_the_key():
+    with pytest.raises(ConfigError, match="maintenance_tz: unknown time zone 'Asia/Beijing'"):
+        DeliveryPolicy.from_config({"name": "erp", "maintenance_tz": "Asia/Beijing"})
+
+
+def test_config_check_reports_bad_windows_and_zones_when_loading(tmp_path):
+    from agent.config import load_config
+    path = tmp_path / "c.toml"
+    path.write_text('[[destination]]\nname = "erp"\nurl = "folder://out"\n'
+                    'maintenance = ["Sun 25:00-06:00"]\nmaintenance_tz = "Mars/Olympus"\n')
+    path.chmod(0o600)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    lines = str(e.value).splitlines()
+    assert any(l.startswith("destination[0].maintenance:") for l in lines), lines
+    assert any(l.startswith("destination[0].maintenance_tz: unknown time zone 'Mars/Olympus'") for l in lines), lines
