@@ -112,9 +112,15 @@ class Intake:
                                 details={**details, "from_zip": att.from_zip})
             if got.created:
                 docs.append(got.document_id)
+        source = _storable(f"e-mail {mail.message_id or path.name}")
         for r in mail.refusals:
-            self.ledger.record_refusal(source=_storable(f"e-mail {mail.message_id or path.name}"), name=r.filename,
+            self.ledger.record_refusal(source=source, name=r.filename, sha256=stored.sha256,
                                        reason=f"{r.reason}: {r.detail}" if r.detail else r.reason, now=now)
+        if not mail.attachments and not mail.refusals:
+            # Nothing to read, but the message is an original all the same:
+            # the refusal says so to the operator and gets it backed up.
+            self.ledger.record_refusal(source=source, name=_shown(path), sha256=stored.sha256,
+                                       reason="no-attachment: the e-mail carries no invoice file", now=now)
         if mail.message_id:
             self.ledger.mark_mail_seen(mail.message_id, now=now, document_count=len(mail.attachments))
         log.info("e-mail taken", extra={"path": _storable(str(path)), "attachments": len(mail.attachments),

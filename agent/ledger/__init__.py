@@ -117,11 +117,14 @@ class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin):
         row = self.conn.execute("SELECT pid, at, activity, details FROM heartbeat WHERE id = 1").fetchone()
         return dict(row) if row else None
 
-    def record_refusal(self, *, source: str | None, name: str | None, reason: str, now: str) -> int:
-        """Remember a file or attachment that was refused, with its reason."""
+    def record_refusal(self, *, source: str | None, name: str | None, reason: str, now: str,
+                       sha256: str | None = None) -> int:
+        """Remember a file or attachment that was refused, with its reason.
+        `sha256` names the vault object it came in (an e-mail message), which
+        backups then mirror like any original."""
         with self.transaction() as c:
-            return c.execute("INSERT INTO refusals (at, source, name, reason) VALUES (?, ?, ?, ?)",
-                             (now, source, name, reason)).lastrowid
+            return c.execute("INSERT INTO refusals (at, source, name, reason, sha256) VALUES (?, ?, ?, ?, ?)",
+                             (now, source, name, reason, sha256)).lastrowid
 
     def refusals(self, limit: int = 100) -> list[dict]:
         """The most recent refusals, newest first."""

@@ -34,7 +34,7 @@ class BackupsMixin:
             seen = c.execute("SELECT enqueued_doc_id FROM backup_targets WHERE name = ?",
                              (target,)).fetchone()[0]
             self._stale_sidecars(target, now)
-            added = self._enqueue_messages(target, now)
+            added = self._enqueue_messages(target, now) + self._enqueue_refused_messages(target, now)
             top = c.execute("SELECT coalesce(max(id), 0) FROM documents").fetchone()[0]
             if top <= seen:
                 return added
@@ -61,6 +61,20 @@ class BackupsMixin:
             "AND json_extract(details, '$.message_sha256') IS NOT NULL",
             (target, now, now, now, seen, top)).rowcount
         self.conn.execute("UPDATE backup_targets SET enqueued_source_id = ? WHERE name = ?", (top, target))
+        return added
+
+    def _enqueue_refused_messages(self, target: str, now: str) -> int:
+        # The same for e-mails known only by their refusals (no document came of them).
+        seen = self.conn.execute("SELECT enqueued_refusal_id FROM backup_targets WHERE name = ?",
+                                 (target,)).fetchone()[0]
+        top = self.conn.execute("SELECT coalesce(max(id), 0) FROM refusals").fetchone()[0]
+        if top <= seen:
+            return 0
+        added = self.conn.execute(
+            "INSERT OR IGNORE INTO backups (sha256, target, state, next_attempt_at, updated_at, queued_at) "
+            "SELECT DISTINCT sha256, ?, 'pending', ?, ?, ? FROM refusals "
+            "WHERE id > ? AND id <= ? AND sha256 IS NOT NULL", (target, now, now, now, seen, top)).rowcount
+        self.conn.execute("UPDATE backup_targets SET enqueued_refusal_id = ? WHERE name = ?", (top, target))
         return added
 
     def _stale_sidecars(self, target: str, now: str) -> None:
@@ -288,12 +302,15 @@ class BackupsMixin:
         # A raw e-mail: not a document itself, but the origin of some.
         rows = self.conn.execute("SELECT document_id, details FROM sources WHERE source_kind = 'email' AND "
                                  "json_extract(details, '$.message_sha256') = ? ORDER BY id", (sha256,)).fetchall()
+        refused = [dict(r) for r in self.conn.execute(
+            "SELECT at, source, name, reason FROM refusals WHERE sha256 = ? ORDER BY id", (sha256,))]
         if not rows:
-            return None
+            return {"sha256": sha256, "kind": "email-message", "document_ids": [], "refusals": refused} \
+                if refused else None
         first = json.loads(rows[0]["details"])
         return {"sha256": sha256, "kind": "email-message",
                 **{k: first.get(k) for k in ("message_id", "from", "subject", "date")},
-                "document_ids": sorted({r["document_id"] for r in rows})}
+                "document_ids": sorted({r["document_id"] for r in rows}), "refusals": refused}
 
     def has_object(self, sha256: str) -> bool:
         """True when some document is made from the object `sha256`."""

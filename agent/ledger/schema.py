@@ -196,6 +196,13 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE backup_targets ADD COLUMN enqueued_source_id INTEGER NOT NULL DEFAULT 0;
     """,
+    # 10: an e-mail that gave no document (every attachment refused, or none
+    # at all) is still a vault original: its refusal names it, and backups
+    # pick it up from there.
+    """
+    ALTER TABLE refusals ADD COLUMN sha256 TEXT;
+    ALTER TABLE backup_targets ADD COLUMN enqueued_refusal_id INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

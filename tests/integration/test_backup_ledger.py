@@ -346,3 +346,48 @@ def test_raw_emails_are_backed_up_and_restored_without_becoming_documents(tmp_pa
     with Ledger(restored / "state" / "ledger.sqlite3") as ledger:
         assert len(ledger.list_documents(limit=0)) == docs_before == 1
     assert Vault(restored / "state" / "vault").verify(message_sha)
+
+
+@pytest.mark.parametrize("attachment", ["refused", "none"])
+def test_an_email_that_gave_no_document_is_backed_up_all_the_same(tmp_path, attachment):
+    # Its only copy may be the vault (the watch deletes taken files), so it is
+    # mirrored from its refusal: every attachment refused, or none at all.
+    import email.message
+
+    from agent.config import WatchConfig
+    from agent.mail import MailLimits
+    from service.intake import Intake
+
+    msg = email.message.EmailMessage()
+    msg["Message-ID"] = f"<{attachment}@example.cn>"
+    msg["From"] = "supplier@example.cn"
+    msg["Subject"] = "发票"
+    msg.set_content("see attached")
+    if attachment == "refused":
+        msg.add_attachment(b"MZ\x90\x00 not an invoice", maintype="application", subtype="octet-stream",
+                           filename="invoice.exe")
+    raw = msg.as_bytes()
+    drop = tmp_path / "mail"
+    drop.mkdir()
+    (drop / "m.eml").write_bytes(raw)
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    target = open_target({"name": "nas", "url": f"file://{nas}"})
+    with Ledger(tmp_path / "state" / "ledger.sqlite3") as ledger:
+        vault = Vault(tmp_path / "state" / "vault")
+        intake = Intake(ledger, vault, max_bytes=10 << 20, mail_limits=MailLimits(), actor="t")
+        got = intake.take(drop / "m.eml", WatchConfig(path=drop, kind="email"), now=utc(T0), today=T0.date())
+        assert got.documents == [] and not got.retry
+        (refusal,) = ledger.refusals()
+        sha = hashlib.sha256(raw).hexdigest()
+        assert refusal["sha256"] == sha
+        assert ("no-attachment" in refusal["reason"]) == (attachment == "none")
+        drain(ledger, vault, target)
+        assert target.head(object_key(sha)).size == len(raw)
+        side = json.loads(target.get(sidecar_key(sha)))
+        assert side["kind"] == "email-message" and side["document_ids"] == []
+        assert side["refusals"][0]["reason"] == refusal["reason"]
+    restore(target, tmp_path / "restored" / "state", now=T0, actor="t")
+    assert Vault(tmp_path / "restored" / "state" / "vault").verify(sha)
+    with Ledger(tmp_path / "restored" / "state" / "ledger.sqlite3") as ledger:
+        assert ledger.list_documents(limit=0) == []
