@@ -34,7 +34,7 @@ class BackupsMixin:
             seen = c.execute("SELECT enqueued_doc_id FROM backup_targets WHERE name = ?",
                              (target,)).fetchone()[0]
             self._stale_sidecars(target, now)
-            added = self._enqueue_messages(target, now) + self._enqueue_refused_messages(target, now)
+            added = self._enqueue_messages(target, now)
             top = c.execute("SELECT coalesce(max(id), 0) FROM documents").fetchone()[0]
             if top <= seen:
                 return added
@@ -48,33 +48,24 @@ class BackupsMixin:
 
     def _enqueue_messages(self, target: str, now: str) -> int:
         # Inside enqueue's transaction: the raw e-mails (kept in the vault)
-        # named by source rows added since the last look.
-        seen = self.conn.execute("SELECT enqueued_source_id FROM backup_targets WHERE name = ?",
-                                 (target,)).fetchone()[0]
-        top = self.conn.execute("SELECT coalesce(max(id), 0) FROM sources").fetchone()[0]
-        if top <= seen:
-            return 0
-        added = self.conn.execute(
-            "INSERT OR IGNORE INTO backups (sha256, target, state, next_attempt_at, updated_at, queued_at) "
-            "SELECT DISTINCT json_extract(details, '$.message_sha256'), ?, 'pending', ?, ?, ? FROM sources "
-            "WHERE id > ? AND id <= ? AND source_kind = 'email' "
-            "AND json_extract(details, '$.message_sha256') IS NOT NULL",
-            (target, now, now, now, seen, top)).rowcount
-        self.conn.execute("UPDATE backup_targets SET enqueued_source_id = ? WHERE name = ?", (top, target))
-        return added
+        # named by source rows, or by refusals when no document came of them,
+        # added since the last look.
+        return (self._enqueue_since(target, now, "enqueued_source_id", "sources",
+                                    "json_extract(details, '$.message_sha256')", "source_kind = 'email'")
+                + self._enqueue_since(target, now, "enqueued_refusal_id", "refusals", "sha256", "1"))
 
-    def _enqueue_refused_messages(self, target: str, now: str) -> int:
-        # The same for e-mails known only by their refusals (no document came of them).
-        seen = self.conn.execute("SELECT enqueued_refusal_id FROM backup_targets WHERE name = ?",
-                                 (target,)).fetchone()[0]
-        top = self.conn.execute("SELECT coalesce(max(id), 0) FROM refusals").fetchone()[0]
+    def _enqueue_since(self, target: str, now: str, cursor: str, table: str, sha256: str, where: str) -> int:
+        # `cursor` (a backup_targets column) is the last id of `table` looked at.
+        seen = self.conn.execute(f"SELECT {cursor} FROM backup_targets WHERE name = ?", (target,)).fetchone()[0]
+        top = self.conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
         if top <= seen:
             return 0
         added = self.conn.execute(
             "INSERT OR IGNORE INTO backups (sha256, target, state, next_attempt_at, updated_at, queued_at) "
-            "SELECT DISTINCT sha256, ?, 'pending', ?, ?, ? FROM refusals "
-            "WHERE id > ? AND id <= ? AND sha256 IS NOT NULL", (target, now, now, now, seen, top)).rowcount
-        self.conn.execute("UPDATE backup_targets SET enqueued_refusal_id = ? WHERE name = ?", (top, target))
+            f"SELECT DISTINCT {sha256}, ?, 'pending', ?, ?, ? FROM {table} "
+            f"WHERE id > ? AND id <= ? AND {where} AND {sha256} IS NOT NULL",
+            (target, now, now, now, seen, top)).rowcount
+        self.conn.execute(f"UPDATE backup_targets SET {cursor} = ? WHERE name = ?", (top, target))
         return added
 
     def _stale_sidecars(self, target: str, now: str) -> None:
