@@ -48,14 +48,17 @@ class TargetRunner(Runner):
         count = max(1, int(self.policy.get("workers") or DEFAULT_WORKERS))
         self.threads = [threading.Thread(target=self._run, args=(i, count), name=f"backup-{self.name}-{i}",
                                          daemon=True) for i in range(count)]
+        # Read before any thread runs: read in a thread, a pause another
+        # thread had just made was reported twice, as new and as left over.
+        with Ledger(cfg.ledger_path) as ledger:
+            if paused := ledger.backup_target(self.name)["paused_error"]:
+                log.error(f"backup still paused: {paused}; it resumes by itself "
+                          "once a probe succeeds", extra={"target": self.name})
 
     def _run(self, index: int, count: int) -> None:
         rng = random.Random()
         ledger = Ledger(self.cfg.ledger_path)
         vault = Vault(self.cfg.vault_dir)
-        if index == 0 and (paused := ledger.backup_target(self.name)["paused_error"]):
-            log.error(f"backup still paused: {paused}; it resumes by itself "
-                      "once a probe succeeds", extra={"target": self.name})
         failures = [0]
         try:
             while not self.stopping.is_set():

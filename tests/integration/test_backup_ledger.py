@@ -391,3 +391,29 @@ def test_an_email_that_gave_no_document_is_backed_up_all_the_same(tmp_path, atta
     assert Vault(tmp_path / "restored" / "state" / "vault").verify(sha)
     with Ledger(tmp_path / "restored" / "state" / "ledger.sqlite3") as ledger:
         assert ledger.list_documents(limit=0) == []
+
+
+def test_a_pause_left_from_the_last_run_is_reported_once_at_start(tmp_path, samples_dir, caplog):
+    from service.backup import BackupService
+
+    (tmp_path / "nas").mkdir()
+    config = write_config(tmp_path, [{"name": "nas", "url": "file://nas"}], policy="workers = 4")
+    ingest(config, samples_dir, range(1, 3), tmp_path / "in")
+    cfg = load_config(config)
+    with Ledger(cfg.ledger_path) as ledger:
+        assert ledger.pause_backup_target("nas", "backup target 'nas': disk not mounted", now=utc(T0))
+    with caplog.at_level(logging.INFO, logger="fapiao.backup"):
+        service = BackupService(cfg).start()
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                with Ledger(cfg.ledger_path) as ledger:
+                    if ledger.backup_target("nas")["paused_error"] is None:
+                        break  # the folder works: the first put resumed it
+                time.sleep(0.1)
+        finally:
+            service.stop()
+            service.join(10)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == ["backup still paused: backup target 'nas': disk not mounted; "
+                      "it resumes by itself once a probe succeeds"]
