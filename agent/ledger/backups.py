@@ -17,6 +17,8 @@ from typing import Any, Iterator, Sequence
 _SIDECAR_COLUMNS = ("id", "part", "size", "media_type", "source_kind", "source", "original_name",
                     "original_path", "received_at", "updated_at", "state", "fields", "problems",
                     "invoice_key", "invoice_number", "invoice_date", "total_cents")
+# States whose meaning lives in delivery rows, which a sidecar does not carry.
+_DELIVERY_STATES = frozenset({"queued", "delivering", "delivered", "confirmed", "missing", "failed"})
 _SOURCE_COLUMNS = ("at", "source_kind", "source", "original_name", "original_path", "details")
 
 
@@ -312,8 +314,10 @@ class BackupsMixin:
                           now: str, actor: str) -> int:
         """Recreate the documents of an object found on a backup target but
         not in this ledger, from its `sidecar` (state, fields, problems,
-        sources as recorded); without a usable sidecar, one `captured`
-        document that the daemon reads again. The object counts as held by
+        sources as recorded; a document past validation comes back `valid`,
+        to be delivered again, since its delivery rows are not in the
+        sidecar); without a usable sidecar, one `captured` document that the
+        daemon reads again. The object counts as held by
         `target`. Returns how many documents were added (0 when the ledger
         already has the object)."""
         docs = [d for d in (sidecar or {}).get("documents") or [] if isinstance(d, dict)]
@@ -327,6 +331,14 @@ class BackupsMixin:
                          "state": "captured", "sources": []}]
             parent_id = None
             for d in sorted(docs, key=lambda d: d.get("part") or 1):
+                state = d.get("state") or "captured"
+                reason = f"restored from backup {target} (captured after its last ledger snapshot)"
+                if state in _DELIVERY_STATES:
+                    # Its delivery rows were in the ledger, not the sidecar:
+                    # back to `valid`, the daemon queues it again, and the
+                    # destination's idempotency turns a repeat into "found".
+                    reason += f"; was {state}, delivered again to rebuild its delivery record"
+                    state = "valid"
                 doc_id = c.execute(
                     "INSERT INTO documents (sha256, part, parent_id, size, media_type, source_kind, source, "
                     "original_name, original_path, received_at, updated_at, state, fields, problems, "
@@ -334,7 +346,7 @@ class BackupsMixin:
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (sha256, d.get("part") or 1, parent_id, d.get("size") or size, d.get("media_type"),
                      d.get("source_kind") or "restore", d.get("source"), d.get("original_name"),
-                     d.get("original_path"), d.get("received_at") or now, now, d.get("state") or "captured",
+                     d.get("original_path"), d.get("received_at") or now, now, state,
                      _json(d.get("fields")), _json(d.get("problems")), d.get("invoice_key"),
                      d.get("invoice_number"), d.get("invoice_date"), d.get("total_cents"))).lastrowid
                 parent_id = parent_id or doc_id
@@ -343,8 +355,7 @@ class BackupsMixin:
                               "original_path, details) VALUES (?, ?, ?, ?, ?, ?, ?)",
                               (doc_id, s.get("at") or now, s.get("source_kind") or "restore", s.get("source"),
                                s.get("original_name"), s.get("original_path"), _json(s.get("details"))))
-                self._event(doc_id, now=now, actor=actor, from_state=None, to_state=d.get("state") or "captured",
-                            reason=f"restored from backup {target} (captured after its last ledger snapshot)")
+                self._event(doc_id, now=now, actor=actor, from_state=None, to_state=state, reason=reason)
             c.execute("INSERT INTO backups (sha256, target, state, updated_at, size, queued_at, done_at) "
                       "VALUES (?, ?, 'done', ?, ?, ?, ?) ON CONFLICT(sha256, target) DO UPDATE SET "
                       "state = 'done', done_at = excluded.done_at", (sha256, target, now, size, now, now))

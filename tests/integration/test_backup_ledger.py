@@ -417,3 +417,38 @@ def test_a_pause_left_from_the_last_run_is_reported_once_at_start(tmp_path, samp
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == ["backup still paused: backup target 'nas': disk not mounted; "
                       "it resumes by itself once a probe succeeds"]
+
+
+def test_documents_restored_past_validation_are_queued_again_for_every_destination(tmp_path, samples_dir):
+    # Captured after the last snapshot and already queued: their delivery rows
+    # were only in the lost ledger, so the restore must not leave them
+    # `queued` with nothing to deliver.
+    from agent.pipeline import resume_stranded
+    from agent.validate import ValidationSettings
+
+    (tmp_path / "nas").mkdir()
+    (tmp_path / "out").mkdir()
+    config = write_config(tmp_path, [{"name": "nas", "url": "file://nas"}])
+    config.write_text(config.read_text() + '\n[[destination]]\nname = "erp"\nurl = "folder://out"\n')
+    cfg = load_config(config)
+    nas = open_target(cfg.backups[0])
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    with Ledger(cfg.ledger_path) as ledger:
+        snapshot_step(ledger, nas, now=T0 - dt.timedelta(hours=1))  # the last snapshot: before them
+    ingest(config, samples_dir, range(1, 3), tmp_path / "in")
+    with Ledger(cfg.ledger_path) as ledger:
+        assert {d.state for d in ledger.list_documents(limit=0)} == {"queued"}
+        drain(ledger, Vault(cfg.vault_dir), nas)
+    out = tmp_path / "restored" / "state"   # the live ledger is lost; restore from "nas"
+    report = restore(nas, out, now=T0, actor="test")
+    assert report.recovered_documents == 2
+    with Ledger(out / "ledger.sqlite3") as ledger:
+        docs = ledger.list_documents(limit=0)
+        assert {d.state for d in docs} == {"valid"}
+        assert "was queued" in ledger.events(docs[0].id)[-1].reason
+        moved = resume_stranded(ledger, settings=ValidationSettings(), destinations=["erp"],
+                                today=T0.date(), now=utc(T0), actor="daemon")
+        assert moved == 2
+        for d in docs:
+            assert ledger.get(d.id).state == "queued"
+            assert [r["destination"] for r in ledger.deliveries_of(d.id)] == ["erp"]
