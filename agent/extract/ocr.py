@@ -11,8 +11,9 @@ OCR misreads, so nothing it reads is taken on trust:
   reading that disagrees is a warning, not a conflict that would quarantine
   a genuine invoice for a smudge;
 - a value that fails its own check is dropped with a warning instead of
-  stored: an 18-character tax id with a wrong check digit, money where
-  金额 + 税额 != 价税合计, a 大写 that does not spell the 小写.
+  stored: a tax id of no valid form (a wrong 统一社会信用代码 check digit, a
+  wrong length), money where 金额 + 税额 != 价税合计, a 大写 that does not
+  spell the 小写.
 A missing value sends the invoice to 补录; a wrong one could go unseen.
 """
 
@@ -100,9 +101,12 @@ def _load_engine() -> Any:
                         else "pip install 'fapiao-agent[ocr]'")
                 _engine_error = f"the OCR engine is not installed ({e}); {hint}"
             else:
-                # Text on invoices is upright once the QR says which way is up;
-                # the angle classifier only costs time.
-                _engine = RapidOCR(use_cls=False, **({"intra_op_num_threads": _threads} if _threads else {}))
+                try:
+                    # Text on invoices is upright once the QR says which way is
+                    # up; the angle classifier only costs time.
+                    _engine = RapidOCR(use_cls=False, **({"intra_op_num_threads": _threads} if _threads else {}))
+                except Exception as e:  # noqa: BLE001 - a broken model or runtime: say so, read QR only
+                    _engine_error = f"the OCR engine failed to load ({type(e).__name__}: {e})"
         return _engine
 
 

@@ -274,3 +274,18 @@ def _qr_image(qr) -> Image.Image:
     qr.save(buf, kind="png", scale=4, border=2)
     buf.seek(0)
     return Image.open(buf).convert("L")
+
+
+def test_an_engine_that_fails_to_load_is_reported_not_raised(monkeypatch):
+    import sys
+    import types
+
+    class Broken:
+        def __init__(self, **kwargs):
+            raise RuntimeError("model file is corrupt")
+
+    monkeypatch.setitem(sys.modules, "rapidocr_onnxruntime", types.SimpleNamespace(RapidOCR=Broken))
+    monkeypatch.setattr(ocr, "_engine", None)
+    monkeypatch.setattr(ocr, "_engine_error", None)
+    assert "model file is corrupt" in ocr.unavailable_reason()
+    assert ocr.read_page_if_available(Image.new("L", (40, 40), 255)) is None
