@@ -80,7 +80,10 @@ def engine_installed() -> bool:
     real test."""
     import importlib.util
 
-    return importlib.util.find_spec("rapidocr_onnxruntime") is not None
+    try:
+        return importlib.util.find_spec("rapidocr_onnxruntime") is not None
+    except ValueError:  # imported already, without a spec
+        return True
 
 
 def unavailable_reason() -> str | None:
@@ -164,9 +167,14 @@ def _give_back_memory() -> None:
 
 
 def read_page_if_available(img: Image.Image) -> OcrReading | None:
-    """`read_page(img)` when the OCR engine is installed, else None (the
-    caller keeps its QR reading; `unavailable_reason` says why)."""
-    return read_page(img) if unavailable_reason() is None else None
+    """`read_page(img)` when OCR can run; None when the OCR extra is not
+    installed (the caller keeps its QR reading). Installed but unable to
+    load (a missing system library, a broken model), it is a reading with
+    `error` set, so every scan says why it was read by QR only."""
+    reason = unavailable_reason()
+    if reason is None:
+        return read_page(img)
+    return OcrReading({}, error=reason) if engine_installed() else None
 
 
 def apply_reading(invoice: Invoice, reading: OcrReading) -> None:

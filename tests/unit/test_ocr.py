@@ -288,4 +288,8 @@ def test_an_engine_that_fails_to_load_is_reported_not_raised(monkeypatch):
     monkeypatch.setattr(ocr, "_engine", None)
     monkeypatch.setattr(ocr, "_engine_error", None)
     assert "model file is corrupt" in ocr.unavailable_reason()
+    # Installed but broken: each scan says so (not installed at all: None, QR only).
+    reading = ocr.read_page_if_available(Image.new("L", (40, 40), 255))
+    assert reading is not None and "model file is corrupt" in reading.error
+    monkeypatch.setattr(ocr, "engine_installed", lambda: False)
     assert ocr.read_page_if_available(Image.new("L", (40, 40), 255)) is None
