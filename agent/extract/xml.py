@@ -214,18 +214,28 @@ def read_shudian(root: Element, source: str = "xml") -> Invoice:
     if buyer is not None:
         inv.offer("buyer_name", text_of(buyer, "BuyerName"), source)
         inv.offer("buyer_tax_id", _digits(text_of(buyer, "BuyerIdNum")), source)
-    for el in _all(root, "IssuItemInformation"):
-        rate, rate_text = parse_rate(text_of(el, "TaxRate"))
-        inv.items.append(LineItem(
-            name=text_of(el, "ItemName") or "",
-            amount=parse_money(text_of(el, "Amount")),
-            tax=parse_money(text_of(el, "ComTaxAm")),
-            rate=rate, rate_text=rate_text,
-            quantity=parse_decimal(text_of(el, "Quantity")),
-            unit_price=parse_decimal(text_of(el, "UnPrice")),
-        ))
+    inv.items.extend(_line_items(root, "IssuItemInformation", name="ItemName", tax="ComTaxAm",
+                                 rate="TaxRate", price="UnPrice"))
     offer_qr_text(inv, text_of(root, "GraphCode", "QRCode"))
     return inv
+
+
+def _line_items(root: Element, element: str, *, name: str, tax: str, rate: str, price: str) -> list[LineItem]:
+    """One LineItem per `element` under `root`; the two XML layouts differ
+    only in the tag names of the name, tax, rate and unit price (Amount and
+    Quantity are the same in both)."""
+    items = []
+    for el in _all(root, element):
+        rate_value, rate_text = parse_rate(text_of(el, rate))
+        items.append(LineItem(
+            name=text_of(el, name) or "",
+            amount=parse_money(text_of(el, "Amount")),
+            tax=parse_money(text_of(el, tax)),
+            rate=rate_value, rate_text=rate_text,
+            quantity=parse_decimal(text_of(el, "Quantity")),
+            unit_price=parse_decimal(text_of(el, price)),
+        ))
+    return items
 
 
 def _shudian_kind(root: Element) -> str | None:
@@ -260,16 +270,8 @@ def read_fp_invoice(root: Element, source: str = "xml") -> Invoice:
     inv.offer("buyer_tax_id", _digits(text_of(buyer if buyer is not None else root, "BuyerTaxID")), source)
     inv.offer("seller_name", text_of(seller if seller is not None else root, "SellerName"), source)
     inv.offer("seller_tax_id", _digits(text_of(seller if seller is not None else root, "SellerTaxID")), source)
-    for el in _all(root, "GoodsInfo"):
-        rate, rate_text = parse_rate(text_of(el, "TaxScheme"))
-        inv.items.append(LineItem(
-            name=text_of(el, "Item") or "",
-            amount=parse_money(text_of(el, "Amount")),
-            tax=parse_money(text_of(el, "TaxAmount")),
-            rate=rate, rate_text=rate_text,
-            quantity=parse_decimal(text_of(el, "Quantity")),
-            unit_price=parse_decimal(text_of(el, "Price")),
-        ))
+    inv.items.extend(_line_items(root, "GoodsInfo", name="Item", tax="TaxAmount", rate="TaxScheme",
+                                 price="Price"))
     graph = text_of(root, "GraphCode")
     if graph and not offer_qr_text(inv, graph):
         inv.problems.append(Problem(
