@@ -25,7 +25,7 @@ from agent.extract.qr import apply_qr, decode_qr_bytes, parse_qr
 from agent.extract.sniff import sniff
 from agent.extract.xml import (local_name, parse_date, parse_decimal, parse_money, parse_rate,
                                parse_xml, read_fp_invoice, read_shudian, text_of)
-from agent.model import Invoice, LineItem, Problem
+from agent.model import MONEY_FIELDS, Invoice, LineItem, Problem, values_differ
 from agent.safezip import SafeZip, ZipLimits, open_zip
 
 # An invoice OFD is tens of KiB; a 5-page one with a 400-line list is under
@@ -51,7 +51,6 @@ TAG_FIELDS = {
     "SellerName": "seller_name", "SellerTaxID": "seller_tax_id",
 }
 ITEM_TAGS = ("Item", "TaxScheme", "Amount", "TaxAmount", "Price", "Quantity")
-_MONEY_FIELDS = {"amount", "tax", "total"}
 _ID_FIELDS = {"code", "number", "check_code", "buyer_tax_id", "seller_tax_id"}
 
 _TITLE_RE = re.compile(
@@ -177,12 +176,11 @@ def _parse_part(pkg: _Package, name: str) -> Element | None:
 def _offer_checked(inv: Invoice, name: str, value: object, source: str) -> None:
     """`inv.offer`, except that two different values from the same source are
     kept as a warning: a Conflict keyed by source would lose one of them."""
+    if isinstance(value, str) and not value.strip():
+        value = None  # nothing read: `offer` ignores it, and it disagrees with nothing
     existing = inv.fields.get(name)
     if existing is not None and existing.source == source and value is not None:
-        probe = Invoice()
-        probe.offer(name, existing.value, "ofd")
-        probe.offer(name, value, "xml")
-        if probe.conflicts:
+        if values_differ(existing.value, value):
             inv.problems.append(Problem(
                 code="ofd-inconsistent", severity="warning", field=name,
                 message=f"the OFD gives {name} as both {existing.value!r} and {value!r}",
@@ -194,7 +192,7 @@ def _offer_checked(inv: Invoice, name: str, value: object, source: str) -> None:
 def _offer_value(inv: Invoice, name: str, text: str | None, source: str) -> None:
     if text is None:
         return
-    if name in _MONEY_FIELDS:
+    if name in MONEY_FIELDS:
         value: object = parse_money(text)
     elif name == "date":
         value = parse_date(text)
@@ -215,16 +213,8 @@ def _offer_custom_datas(inv: Invoice, body: Element) -> None:
 
 
 def _offer_attachment(inv: Invoice, pkg: _Package, doc: Element | None, doc_dir: str) -> None:
-    candidates: list[str] = []
     attachments_name = pkg.resolve(doc_dir, text_of(doc, "Attachments")) if doc is not None else None
-    listing = _parse_part(pkg, attachments_name) if attachments_name else None
-    if listing is not None:
-        base = posixpath.dirname(attachments_name)
-        for el in listing.iter():
-            if local_name(el.tag) == "FileLoc":
-                found = pkg.resolve(base, "".join(el.itertext()))
-                if found and found.lower().endswith(".xml"):
-                    candidates.append(found)
+    candidates = [n for n in _file_locs(pkg, attachments_name) if n.lower().endswith(".xml")]
     prefix = doc_dir.lower() + "/"
     candidates += [n for n in pkg.names if n.lower().startswith(prefix) and n.lower().endswith("original_invoice.xml")]
     for name in dict.fromkeys(candidates):
@@ -294,18 +284,22 @@ def _load_page(pkg: _Package, page: _Page) -> None:
             page._texts.setdefault(el.get("ID"), "".join("".join(c.itertext()).strip() for c in codes))
 
 
+def _file_locs(pkg: _Package, listing_name: str | None) -> list[str]:
+    """The package members an index part (Attachments.xml, CustomTags.xml)
+    names in its FileLoc elements, resolved against the index's folder;
+    [] when there is no readable index."""
+    listing = _parse_part(pkg, listing_name) if listing_name else None
+    if listing is None:
+        return []
+    base = posixpath.dirname(listing_name)
+    found = (pkg.resolve(base, "".join(el.itertext())) for el in listing.iter() if local_name(el.tag) == "FileLoc")
+    return [name for name in found if name]
+
+
 def _tag_files(pkg: _Package, doc: Element | None, doc_dir: str) -> list[str]:
     index_name = pkg.resolve(doc_dir, text_of(doc, "CustomTags")) if doc is not None else None
     index_name = index_name or pkg.find(posixpath.join(doc_dir, "Tags/CustomTags.xml"))
-    files: list[str] = []
-    index = _parse_part(pkg, index_name) if index_name else None
-    if index is not None:
-        base = posixpath.dirname(index_name)
-        for el in index.iter():
-            if local_name(el.tag) == "FileLoc":
-                found = pkg.resolve(base, "".join(el.itertext()))
-                if found:
-                    files.append(found)
+    files = _file_locs(pkg, index_name)
     tags_dir = (doc_dir + "/tags/").lower()
     files += [n for n in pkg.names if n.lower().startswith(tags_dir) and n.lower().endswith(".xml")
               and posixpath.basename(n).lower() != "customtags.xml"]
