@@ -31,7 +31,7 @@ from PIL import Image
 
 from agent.extract.ocr_layout import EngineLine, TextBox, layout_text, page_boxes, upright
 from agent.extract.text import normalize_text, parse_text
-from agent.model import Invoice, LineItem, Problem, values_differ
+from agent.model import MONEY_FIELDS, Invoice, LineItem, Problem, values_differ
 from agent.validate.amounts import WordsError, parse_words
 from agent.validate.uscc import classify_tax_id
 
@@ -46,7 +46,6 @@ _OCR_FIELDS = ("title", "tax", "total", "total_in_words", "amount",
                "buyer_name", "buyer_tax_id", "seller_name", "seller_tax_id")
 # What the QR carries (CRC-checked): compared with the print, never replaced.
 _COMPARED = ("code", "number", "date", "check_code", "amount", "total")
-_MONEY = ("amount", "tax", "total")
 _SAN_RE = re.compile("参(?=[拾佰仟万亿圆元角分])")
 _USCC_LOOKALIKES = str.maketrans({"O": "0", "I": "1", "S": "5", "Z": "2"})
 
@@ -242,8 +241,9 @@ def _checked(invoice: Invoice, fields: dict[str, Any]) -> dict[str, Any]:
         tax_id = kept.get(f"{role}_tax_id")
         if tax_id is None or classify_tax_id(tax_id) != "invalid":
             continue
-        if classify_tax_id(_repair_tax_id(tax_id)) != "invalid":
-            kept[f"{role}_tax_id"] = _repair_tax_id(tax_id)
+        repaired = _repair_tax_id(tax_id)
+        if classify_tax_id(repaired) != "invalid":
+            kept[f"{role}_tax_id"] = repaired
         else:
             drop(f"{role}_tax_id", "it is no valid tax id (a wrong 统一社会信用代码 check digit, or the wrong length)")
 
@@ -253,18 +253,18 @@ def _checked(invoice: Invoice, fields: dict[str, Any]) -> dict[str, Any]:
 
     amount, tax, total = value("amount"), value("tax"), value("total")
     words = kept.get("total_in_words")
+    spelled = _spells(words) if words is not None else None
     # The 大写 is a second, independent reading of the 价税合计.
-    total_confirmed = invoice.get("total") is not None or (
-        total is not None and words is not None and _spells(words) == total)
+    total_confirmed = invoice.get("total") is not None or (total is not None and spelled == total)
     if None not in (amount, tax, total) and amount + tax != total:
         why = f"金额 {amount} + 税额 {tax} != 价税合计 {total}"
-        for name in ("amount", "tax") if total_confirmed else _MONEY:
+        for name in ("amount", "tax") if total_confirmed else sorted(MONEY_FIELDS):
             drop(name, why)
         total = value("total")
     if words is not None:
         if total is None:
             drop("total_in_words", "there is no 价税合计 to check it against")
-        elif _spells(words) != total:
+        elif spelled != total:
             drop("total_in_words", f"it does not spell 价税合计 {total}")
     return kept
 
