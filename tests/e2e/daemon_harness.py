@@ -78,6 +78,18 @@ class DaemonUnderTest:
             time.sleep(0.05)
         raise AssertionError(f"no log line with {text!r} within {timeout}s:\n" + "\n".join(self.lines[-30:]))
 
+    def wait_until(self, predicate, timeout: float, what: str):
+        """`predicate()`'s first truthy value, polled until `timeout` seconds;
+        an AssertionError naming `what`, with the daemon's last log lines, when
+        it never comes."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.05)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}:\n" + "\n".join(self.lines[-30:]))
+
     def signal(self, sig: int) -> None:
         os.kill(self.proc.pid, sig)
 

@@ -8,20 +8,8 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
-
-import pytest
 
 from tests.e2e.daemon_harness import DaemonUnderTest
-
-
-@pytest.fixture
-def daemon(tmp_path):
-    d = DaemonUnderTest(tmp_path)
-    yield d
-    if d.proc and d.proc.poll() is None:
-        d.proc.kill()
-        d.proc.wait()
 
 
 def junk(i: int) -> bytes:

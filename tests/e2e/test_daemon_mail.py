@@ -7,8 +7,6 @@ import io
 import time
 import zipfile
 
-import pytest
-
 from tests.e2e.daemon_harness import DaemonUnderTest
 
 
@@ -35,15 +33,6 @@ def gbk_2231(name: str) -> str:
     # split mid-character across two continuations, as real mailers do
     cut = 3  # after the first byte of 电 (B5 E7)
     return f"filename*0*=gbk''{encoded[:cut]}; filename*1*={encoded[cut:]}"
-
-
-@pytest.fixture
-def daemon(tmp_path):
-    d = DaemonUnderTest(tmp_path)
-    yield d
-    if d.proc and d.proc.poll() is None:
-        d.proc.kill()
-        d.proc.wait()
 
 
 def names_and_details(d: DaemonUnderTest) -> dict[str, dict]:

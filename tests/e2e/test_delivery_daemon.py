@@ -34,16 +34,6 @@ def drop_samples(daemon: DaemonUnderTest, samples_dir) -> None:
         shutil.copy(samples_dir / rel, daemon.root / "scan" / rel.replace("/", "__"))
 
 
-def wait_for(predicate, timeout: float, what: str, daemon: DaemonUnderTest):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}:\n" + "\n".join(daemon.lines[-30:]))
-
-
 @pytest.fixture
 def server():
     with FaultyFinanceServer() as srv:
@@ -56,16 +46,18 @@ def test_sigkill_while_delivering_then_restart_delivers_each_invoice_once(tmp_pa
     try:
         daemon.start()
         drop_samples(daemon, samples_dir)
-        wait_for(lambda: server.posts >= 1 and server.held, 30, "the first put to reach the server", daemon)
+        daemon.wait_until(lambda: server.posts >= 1 and server.held, 30, "the first put to reach the server")
         with daemon.ledger() as led:
             assert led.counts()["delivering"] == 1
         daemon.kill()
         mark = len(daemon.lines)
         daemon.start(wait_ready=False)
         daemon.wait_for_line("msg=started", timeout=60, start=mark)  # this run's, not the killed one's
-        docs = wait_for(lambda: [d for d in daemon.documents() if d.state == "delivered"] if
-                        len([d for d in daemon.documents() if d.state == "delivered"]) == 3 else None,
-                        60, "three delivered documents", daemon)
+        def three_delivered():
+            delivered = [d for d in daemon.documents() if d.state == "delivered"]
+            return delivered if len(delivered) == 3 else None
+
+        docs = daemon.wait_until(three_delivered, 60, "three delivered documents")
         with daemon.ledger() as led:
             log = [(d.id, a["outcome"], a["error"]) for d in docs for r in led.deliveries_of(d.id)
                    for a in r["attempts_log"]]

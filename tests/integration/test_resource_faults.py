@@ -50,16 +50,6 @@ def _heartbeat(d: DaemonUnderTest) -> dict:
     return json.loads(r.stdout)["daemon"] or {}
 
 
-def _wait(predicate, timeout: float, what: str, d: DaemonUnderTest):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} within {timeout}s:\n" + "\n".join(d.lines[-20:]))
-
-
 def test_full_vault_disk_pauses_intake_leaves_nothing_partial_and_resumes(tmp_path, tmpfs):
     d = DaemonUnderTest(tmp_path, settle=0.3)
     vault_dir = tmpfs(tmp_path / "state" / "vault", "2m")
@@ -74,8 +64,8 @@ def test_full_vault_disk_pauses_intake_leaves_nothing_partial_and_resumes(tmp_pa
         line = d.wait_for_line("intake paused", start=mark, timeout=30)
         assert "No space left on device" in line and "level=error" in line
 
-        beat = _wait(lambda: (b := _heartbeat(d)).get("activity") == "intake paused" and b, 20,
-                     "the heartbeat never showed the pause", d)
+        beat = d.wait_until(lambda: (b := _heartbeat(d)).get("activity") == "intake paused" and b, 20,
+                            "the heartbeat to show the pause")
         assert "No space left on device" in json.loads(beat["details"])["intake_paused"]
 
         vault = Vault(vault_dir)
@@ -91,7 +81,7 @@ def test_full_vault_disk_pauses_intake_leaves_nothing_partial_and_resumes(tmp_pa
         docs = d.wait_documents(3, timeout=30)
         assert {doc.sha256 for doc in docs} == {hashlib.sha256(b).hexdigest() for b in blobs}
         assert all(vault.verify(doc.sha256) for doc in docs)
-        _wait(lambda: _heartbeat(d).get("activity") != "intake paused", 20, "the pause never cleared", d)
+        d.wait_until(lambda: _heartbeat(d).get("activity") != "intake paused", 20, "the pause to clear")
     finally:
         d.stop()
 
