@@ -101,10 +101,11 @@ class Daemon:
         schedule.every(self.cfg.agent["rescan_interval_s"]).seconds.do(
             self.watcher.rescan_requested.set).tag("daemon")
         seen = self.watcher.scan()  # files that arrived while we were down
+        ocr = self._ocr_status()
         log.info("started", extra={"pid": os.getpid(), "ledger": str(self.cfg.ledger_path),
                                    "files_found": seen, "workers": self.pool.workers,
-                                   "ocr": self._ocr_status(), "ocr_workers": self.cfg.extract["ocr_workers"]})
-        if self._ocr_status() == "not-installed":
+                                   "ocr": ocr, "ocr_workers": self.cfg.extract["ocr_workers"]})
+        if ocr == "not-installed":
             log.warning("OCR is not installed: scans are read through their QR code only "
                         "(pip install 'fapiao-agent[ocr]', or set [extract] ocr = \"off\" to silence this)")
         systemd.ready(self._status_text())

@@ -17,6 +17,7 @@ from PIL import Image, ImageOps, ImageSequence
 
 from agent.errors import ExtractError
 from agent.extract.labels import CITY_REGIONS, REGIONS
+from agent.extract.ocr import apply_reading, read_page_if_available
 from agent.extract.qr import apply_qr, parse_qr
 from agent.model import KIND_NAMES, Invoice
 
@@ -201,7 +202,6 @@ def read_image(data: bytes, *, ocr: bool = False) -> list[Invoice]:
                 _check_pixels(frame.size)
             invoice = invoice_from_qr_texts(_frame_qr_texts(frame, data, frames))
             if invoice is not None and invoice.is_invoice and ocr:
-                from agent.extract.ocr import apply_reading, read_page_if_available
                 reading = read_page_if_available(frame)
                 if reading is not None:
                     apply_reading(invoice, reading)

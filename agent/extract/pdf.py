@@ -72,8 +72,8 @@ def read_pdf(data: bytes, *, ocr: bool = False) -> list[Invoice]:
     """Invoices in a PDF, in page order: QR fields (source "qr") offered
     first, then text fields (source "pdf-text"), so disagreements become
     Conflicts. With `ocr`, a scanned page with an invoice QR is also read by
-    OCR (source "ocr", see `ocr.apply_reading`). A PDF with no invoice QR and no invoice labels gives one
-    Invoice with is_invoice False and the reason.
+    OCR (source "ocr", see `ocr.apply_reading`). A PDF with no invoice QR and
+    no invoice labels gives one Invoice with is_invoice False and the reason.
 
     Raises ExtractError: "encrypted" (a user password is needed),
     "truncated" or "corrupt" (unreadable), "limit-exceeded" (too many pages
