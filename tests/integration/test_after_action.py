@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,7 @@ def test_a_kept_file_rewritten_in_place_with_same_size_and_mtime_is_captured_aga
     first = site.take(path).documents
     assert site.take(path).skipped  # unchanged: skipped, not hashed again
     st = path.stat()
+    time.sleep(0.05)  # a later change, past the filesystem's coarse clock tick
     with open(path, "r+b") as f:  # what cp -p does to an existing file
         f.write(other_invoice(invoice, 2))
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
@@ -155,6 +157,7 @@ def test_a_file_changed_in_place_after_capture_is_not_acted_on(make_site, invoic
     path.write_bytes(invoice)
     (doc,) = site.take(path).documents
     st = path.stat()
+    time.sleep(0.05)  # a later change, past the filesystem's coarse clock tick
     with open(path, "r+b") as f:  # same inode, size and mtime; other bytes
         f.write(other_invoice(invoice, 7))
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
