@@ -63,14 +63,15 @@ class Identity:
 
 def relative_parts(root: Path, path: Path) -> list[str]:
     """`path`'s components below `root`; raises Escapes for a path not
-    below it or one with `.`/`..` components."""
-    try:
-        parts = Path(path).relative_to(root).parts
-    except ValueError:
-        raise Escapes(f"not inside {root}") from None
-    if not parts or any(p in ("", ".", "..") for p in parts):
+    below it or one with empty, `.` or `..` components."""
+    # Plain string work: this runs for every file of every rescan.
+    top, full = os.fspath(root).rstrip("/") + "/", os.fspath(path)
+    if not full.startswith(top):
+        raise Escapes(f"not inside {root}")
+    parts = full[len(top):].split("/")
+    if any(p in ("", ".", "..") for p in parts):
         raise Escapes(f"not a plain path inside {root}")
-    return list(parts)
+    return parts
 
 
 @contextmanager
@@ -111,10 +112,7 @@ def _open_dir(dirfd: int, name: str, create_mode: int | None) -> int:
         if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
             raise Escapes(f"the folder {name!r} on its path is a symlink or not a folder") from None
         raise
-    if not stat.S_ISDIR(os.fstat(fd).st_mode):  # defensive: O_DIRECTORY already says so
-        os.close(fd)
-        raise Escapes(f"{name!r} on its path is not a folder")
-    return fd
+    return fd  # O_DIRECTORY: a folder, O_NOFOLLOW: not through a symlink
 
 
 def lstat_beneath(root: Path, path: Path) -> os.stat_result:
