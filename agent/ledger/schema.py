@@ -209,6 +209,7 @@ MIGRATIONS: list[str] = [
     # was read, so the step waits in source_actions (root and path as the
     # raw bytes of the names), with the file's identity at capture, and
     # survives a restart. Earlier captures of a path are found by it.
+    # seen_files.outcome gains: waiting (its move/delete waits) | kept.
     """
     ALTER TABLE seen_files ADD COLUMN ino INTEGER;
     ALTER TABLE seen_files ADD COLUMN ctime_ns INTEGER;
