@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
+from agent import beneath
+from agent.beneath import Identity
 from agent.errors import CaptureError
 from agent.extract.sniff import sniff
 from agent.ledger import Ledger
@@ -32,32 +34,44 @@ class Captured:
     sha256: str
     size: int
     created: bool  # False: the same bytes were already known (second source recorded)
+    # The source file as it was opened (None for bytes without a file), and
+    # whether it stayed the same while it was read: only then may it be
+    # moved or deleted later.
+    source: Identity | None = None
+    steady: bool = False
 
 
 @contextmanager
-def open_source(path: Path, *, max_bytes: int, follow_symlinks: bool = False) -> Iterator[BinaryIO]:
+def open_source(path: Path, *, max_bytes: int, follow_symlinks: bool = False,
+                root: Path | None = None) -> Iterator[BinaryIO]:
     """Open a source file for reading, refusing anything that is not a
     regular file within `max_bytes`. Never blocks on a FIFO, never follows
-    a symlink unless asked. Raises CaptureError with a message naming the
+    a symlink unless asked. With `root`, the file must lie beneath it: the
+    folders on the way are walked from `root` by fd, none may be a symlink
+    (see agent/beneath.py). Raises CaptureError with a message naming the
     path and saying what is wrong, fit for an operator."""
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-    if not follow_symlinks:
-        flags |= os.O_NOFOLLOW
+    with _opened(path, max_bytes=max_bytes, follow_symlinks=follow_symlinks, root=root) as (stream, _):
+        yield stream
+
+
+@contextmanager
+def _opened(path: Path, *, max_bytes: int, follow_symlinks: bool,
+            root: Path | None) -> Iterator[tuple[BinaryIO, os.stat_result]]:
+    flags = beneath.FILE_FLAGS if not follow_symlinks else beneath.FILE_FLAGS & ~os.O_NOFOLLOW
     try:
-        # Opening a device node can act on the device (a tape rewinds), so
-        # look before opening; the fstat below still guards against a swap.
-        kind = stat.S_IFMT((os.stat if follow_symlinks else os.lstat)(path).st_mode)
-        if kind in (stat.S_IFCHR, stat.S_IFBLK):
-            raise CaptureError(f"{path}: is {_KINDS[kind]}, not a regular file")
-        fd = os.open(path, flags)
+        if root is not None:
+            with beneath.folder_of(root, path) as (dirfd, name):
+                fd = _open_at(path, name, flags, dirfd=dirfd, follow_symlinks=False)
+        else:
+            fd = _open_at(path, path, flags, dirfd=None, follow_symlinks=follow_symlinks)
+    except beneath.Escapes as e:
+        raise CaptureError(f"{path}: {e}; not taken (it may lead outside the watched folder)") from None
     except FileNotFoundError:
-        if path.is_symlink():
-            raise CaptureError(f"{path}: broken symlink (its target does not exist)") from None
         raise CaptureError(f"{path}: no such file (moved or deleted before capture)") from None
     except PermissionError:
-        raise CaptureError(f"{path}: permission denied (the agent's user cannot read it)") from None
-    except OSError as e:
-        raise _describe(path, e) from None
+        raise CaptureError(f"{path}: permission denied on a folder of its path") from None
+    except OSError as e:  # a folder on the way cannot be opened (EIO...): look again later
+        raise CaptureError(f"{path}: cannot open a folder of its path: {e.strerror}", transient=True) from None
     try:
         st = os.fstat(fd)
         kind = stat.S_IFMT(st.st_mode)
@@ -68,7 +82,7 @@ def open_source(path: Path, *, max_bytes: int, follow_symlinks: bool = False) ->
                                f"of {max_bytes // (1024 * 1024)} MB (agent.max_file_mb)")
         os.set_blocking(fd, True)
         with os.fdopen(fd, "rb", closefd=False) as stream:
-            yield stream
+            yield stream, st
     except CaptureError as e:
         if str(path) not in str(e):
             raise CaptureError(f"{path}: {e}", transient=e.transient) from None
@@ -79,36 +93,78 @@ def open_source(path: Path, *, max_bytes: int, follow_symlinks: bool = False) ->
         os.close(fd)
 
 
+def _open_at(path: Path, name, flags: int, *, dirfd: int | None, follow_symlinks: bool) -> int:
+    """Open `name` (relative to `dirfd` when given); `path` names it in errors."""
+    try:
+        # Opening a device node can act on the device (a tape rewinds), so
+        # look before opening; the fstat after opening still guards against a swap.
+        kind = stat.S_IFMT(os.stat(name, dir_fd=dirfd, follow_symlinks=follow_symlinks).st_mode)
+        if kind in (stat.S_IFCHR, stat.S_IFBLK):
+            raise CaptureError(f"{path}: is {_KINDS[kind]}, not a regular file")
+        return os.open(name, flags, dir_fd=dirfd)
+    except FileNotFoundError:
+        if os.path.islink(name) if dirfd is None else _is_link(name, dirfd):
+            raise CaptureError(f"{path}: broken symlink (its target does not exist)") from None
+        raise
+    except PermissionError:
+        raise CaptureError(f"{path}: permission denied (the agent's user cannot read it)") from None
+    except OSError as e:
+        raise _describe(path, name, dirfd, e) from None
+
+
+def _is_link(name: str, dirfd: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
 def capture_file(ledger: Ledger, vault: Vault, path: str | os.PathLike, *, source_kind: str,
                  source: str | None, now: str, actor: str, max_bytes: int,
-                 follow_symlinks: bool = False, details: dict[str, Any] | None = None) -> Captured:
+                 follow_symlinks: bool = False, root: Path | None = None,
+                 details: dict[str, Any] | None = None) -> Captured:
     """Take one file into vault and ledger, idempotently.
 
     Guarantees: on return the bytes are fsynced in the vault and the ledger
-    row is committed. Raises CaptureError (see `open_source`; `transient`
+    row is committed. With `root`, only a file beneath it is read (see
+    `open_source`). The result says which file was read (`source`, its
+    fstat before reading) and whether it stayed unchanged while it was
+    read (`steady`). Raises CaptureError (see `open_source`; `transient`
     set for disk errors) and leaves nothing behind in that case."""
     path = Path(path)
-    with open_source(path, max_bytes=max_bytes, follow_symlinks=follow_symlinks) as stream:
+    with _opened(path, max_bytes=max_bytes, follow_symlinks=follow_symlinks, root=root) as (stream, before):
         head = stream.read(4096)
         stream.seek(0)
         stored = vault.put_stream(stream, max_bytes=max_bytes)
-    return _record(ledger, stored.sha256, stored.size, head, source_kind=source_kind, source=source,
-                   name=path.name, original_path=str(path), now=now, actor=actor, details=details)
+        after = os.fstat(stream.fileno())
+    read_from = Identity.of(before)
+    steady = stored.size == before.st_size and not read_from.differences(after)
+    got = _record(ledger, stored.sha256, stored.size, head, source_kind=source_kind, source=source,
+                  name=path.name, original_path=str(path), now=now, actor=actor, details=details)
+    return Captured(got.document_id, got.sha256, got.size, got.created, source=read_from, steady=steady)
 
 
-def _describe(path: Path, e: OSError) -> CaptureError:
+def _describe(path: Path, name, dirfd: int | None, e: OSError) -> CaptureError:
     # ELOOP (a symlink under O_NOFOLLOW), ENXIO (a socket): say what it is.
     try:
-        kind = stat.S_IFMT(os.lstat(path).st_mode)
+        kind = stat.S_IFMT(os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_mode)
     except OSError:
         kind = None
-    if kind == stat.S_IFLNK and not path.exists():
+    if kind == stat.S_IFLNK and _dangling(name, dirfd):
         return CaptureError(f"{path}: broken symlink (its target does not exist)")
     if kind == stat.S_IFLNK:
         return CaptureError(f"{path}: is a symlink; symlinks in watched folders are not followed")
     if kind in _KINDS:
         return CaptureError(f"{path}: is {_KINDS[kind]}, not a regular file")
     return CaptureError(f"{path}: cannot open: {e.strerror}", transient=True)
+
+
+def _dangling(name, dirfd: int | None) -> bool:
+    try:
+        os.stat(name, dir_fd=dirfd, follow_symlinks=True)
+        return False
+    except OSError:
+        return True
 
 
 def capture_bytes(ledger: Ledger, vault: Vault, data: bytes, *, name: str, source_kind: str,

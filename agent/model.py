@@ -31,13 +31,16 @@ class State(StrEnum):
     DUPLICATE = "duplicate"      # same invoice as an earlier document; never delivered
     NOT_INVOICE = "not_invoice"  # readable, but not an invoice (trip list, receipt...)
     REJECTED = "rejected"        # an operator ended it
+    SUPERSEDED = "superseded"    # a partial capture: the same path later settled with the whole file
 
 
 TRANSITIONS: dict[State, frozenset[State]] = {
-    State.CAPTURED: frozenset({State.EXTRACTED, State.QUARANTINED, State.NOT_INVOICE}),
+    State.CAPTURED: frozenset({State.EXTRACTED, State.QUARANTINED, State.NOT_INVOICE, State.SUPERSEDED}),
     State.EXTRACTED: frozenset({State.VALID, State.QUARANTINED, State.DUPLICATE, State.EXTRACTED}),
     State.VALID: frozenset({State.QUEUED, State.QUARANTINED, State.EXTRACTED}),
-    State.QUARANTINED: frozenset({State.EXTRACTED, State.VALID, State.REJECTED, State.DUPLICATE}),
+    State.QUARANTINED: frozenset(
+        {State.EXTRACTED, State.VALID, State.REJECTED, State.DUPLICATE, State.SUPERSEDED}
+    ),
     State.QUEUED: frozenset({State.DELIVERING, State.QUARANTINED, State.REJECTED, State.EXTRACTED}),
     State.DELIVERING: frozenset(
         {State.DELIVERED, State.QUEUED, State.FAILED, State.QUARANTINED, State.DELIVERING}
@@ -49,6 +52,7 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.DUPLICATE: frozenset({State.EXTRACTED, State.REJECTED}),
     State.NOT_INVOICE: frozenset({State.EXTRACTED, State.REJECTED}),
     State.REJECTED: frozenset(),
+    State.SUPERSEDED: frozenset(),
 }
 
 

@@ -96,6 +96,7 @@ class Daemon:
         self.intake = Intake(self.ledger, self.vault, max_bytes=self.cfg.agent["max_file_mb"] * 1024 * 1024,
                              mail_limits=self.mail_limits, actor=self.actor)
         self.watcher = self._start_watcher()
+        self._finish_sources()  # moves/deletes a killed run left waiting on documents read since
         self.loops = start_loops(self.cfg, wake=self.wake)
         schedule.clear("daemon")
         schedule.every(self.cfg.agent["rescan_interval_s"]).seconds.do(
@@ -241,6 +242,7 @@ class Daemon:
             self.watcher.rescan_requested.clear()
             n = self.watcher.scan()
             log.info("rescan", extra={"files": n})
+            self._finish_sources()
         took = self._intake()
         started = self._feed_pool()
         finished = self.pool.collect(timeout=0.05) if self.pool.in_flight else []
@@ -320,6 +322,7 @@ class Daemon:
         except Exception:
             log.exception("could not record the result for a document", extra={"document": doc_id})
             return
+        self._finish_sources([doc_id])
         for d in touched:
             doc = self.ledger.get(d)
             log.info("processed", extra={"document": d, "state": doc.state,
@@ -327,6 +330,11 @@ class Daemon:
                                          "problems": ",".join(p["code"] for p in doc.problems)})
         for loop in self.loops:
             loop.kick()
+
+    def _finish_sources(self, doc_ids: list[int] | None = None) -> None:
+        # A scanner file's move/delete waits until its capture was read
+        # (service/intake.py): after each result, at start and at each rescan.
+        self.intake.finish_sources(self.cfg.watches, now=now(), today=today(), doc_ids=doc_ids)
 
     def _resume_stranded(self) -> None:
         # Documents an older version left between stages, or valid ones a new

@@ -1,8 +1,14 @@
 """Taking one ready file from a watched folder: capture, then keep, move or delete.
 
-The source is touched only after its bytes are durable in the vault and
-recorded in the ledger. A file that failed to capture is never moved or
-deleted; a transient failure (disk full) leaves it for the next rescan.
+Every file is reached from its watched folder by directory fd, never
+through a symlink (agent/beneath.py). The source is touched only after its
+bytes are durable in the vault and recorded in the ledger. A scanner file is
+moved or deleted only once extraction has read its capture: the step waits
+in the ledger (`source_actions`) and is carried out by `finish_sources`,
+after a restart too, and only while the name still holds the very file that
+was captured. A file that failed to capture, whose capture was unreadable,
+or that changed meanwhile is never moved or deleted; a transient failure
+(disk full) leaves it for the next rescan.
 """
 
 from __future__ import annotations
@@ -14,14 +20,19 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.capture import capture_bytes, capture_file, open_source
+from agent import beneath
+from agent.beneath import Changed, Escapes, Identity
+from agent.capture import Captured, capture_bytes, capture_file, open_source
 from agent.config import WatchConfig
-from agent.errors import CaptureError, ExtractError
+from agent.errors import CaptureError, ExtractError, IllegalTransition
 from agent.ledger import Ledger
 from agent.mail import MailLimits, maildir_cur_path, parse_message
 from agent.vault import Vault
 
 log = logging.getLogger("fapiao.intake")
+# processed/ holds originals: the vault's modes, whatever the umask.
+PROCESSED_DIR_MODE = 0o750
+PROCESSED_FILE_MODE = 0o640
 
 
 @dataclass
@@ -43,16 +54,22 @@ class Intake:
         self.max_bytes, self.mail_limits, self.actor = max_bytes, mail_limits, actor
 
     def take(self, path: Path, watch: WatchConfig, *, now: str, today: dt.date) -> IntakeResult:
-        """Capture `path` from `watch`; never raises for a bad file."""
+        """Capture `path` from `watch`; never raises for a bad file. Only a
+        file beneath the watched folder is read (no symlinked folder on the
+        way, even one swapped in after the path was noticed)."""
         try:
-            st = os.lstat(path)
+            st = beneath.lstat_beneath(watch.path, path)
         except FileNotFoundError:
             return IntakeResult([], skipped=True)
+        except Escapes as e:
+            return self._refuse(path, watch, None, f"{path}: {e}; not taken (it may lead outside the "
+                                f"watched folder)", now=now)
         except OSError as e:
             st = None
             log.warning("cannot stat file", extra={"path": _storable(str(path)), "error": e.strerror})
         key = _storable(str(path))
-        if st is not None and self.ledger.seen_file(key, st.st_size, st.st_mtime_ns):
+        if st is not None and self.ledger.seen_file(key, st.st_size, st.st_mtime_ns, ino=st.st_ino,
+                                                    ctime_ns=st.st_ctime_ns):
             return IntakeResult([], skipped=True)
         if st is not None and (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
             # Refused on lstat alone: opening a device node can act on the
@@ -60,22 +77,25 @@ class Intake:
             kind = "character" if stat.S_ISCHR(st.st_mode) else "block"
             return self._refuse(path, watch, st, f"{path}: is a {kind} device, not a regular file", now=now)
         label = _label(path, watch)
+        got = None
         try:
             if watch.kind == "email":
                 docs = self._take_mail(path, watch, now=now, label=label)
             else:
                 got = capture_file(self.ledger, self.vault, path, source_kind="scanner", source=str(watch.path),
-                                   now=now, actor=self.actor, max_bytes=self.max_bytes,
+                                   now=now, actor=self.actor, max_bytes=self.max_bytes, root=watch.path,
                                    details={"label": label} if label else None)
                 docs = [got.document_id] if got.created else []
-                log.info("captured", extra={"path": _storable(str(path)), "document": got.document_id,
+                log.info("captured", extra={"path": key, "document": got.document_id,
                                             "new": got.created, "label": label or ""})
+                if got.created:
+                    self._supersede_partials(path, got, now=now)
         except CaptureError as e:
             if e.transient:
-                log.error("capture failed; will retry", extra={"path": _storable(str(path)), "error": str(e)})
+                log.error("capture failed; will retry", extra={"path": key, "error": str(e)})
                 return IntakeResult([], retry=True, error=_storable(str(e)))
             return self._refuse(path, watch, st, str(e), now=now)
-        self._after(path, watch, st, now=now, today=today)
+        self._after(path, watch, st, got, now=now, today=today)
         return IntakeResult(docs)
 
     def _refuse(self, path: Path, watch: WatchConfig, st: os.stat_result | None, reason: str, *,
@@ -84,13 +104,14 @@ class Intake:
         log.warning("refused", extra={"path": _storable(str(path)), "reason": reason})
         self.ledger.record_refusal(source=_storable(str(watch.path)), name=_shown(path), reason=reason, now=now)
         if st is not None:
-            self.ledger.remember_file(_storable(str(path)), st.st_size, st.st_mtime_ns, outcome="refused", now=now)
+            self.ledger.remember_file(_storable(str(path)), st.st_size, st.st_mtime_ns, ino=st.st_ino,
+                                      ctime_ns=st.st_ctime_ns, outcome="refused", now=now)
         return IntakeResult([])
 
     def _take_mail(self, path: Path, watch: WatchConfig, *, now: str, label: str | None) -> list[int]:
         # The message itself goes into the vault (so nothing is lost), but only
         # its invoice attachments become documents.
-        with open_source(path, max_bytes=self.max_bytes) as f:
+        with open_source(path, max_bytes=self.max_bytes, root=watch.path) as f:
             data = f.read(self.max_bytes + 1)  # read once: stored, then parsed
         if len(data) > self.max_bytes:  # grew after open_source's size check
             raise CaptureError(f"{path}: larger than the limit of {self.max_bytes // (1024 * 1024)} MB "
@@ -127,19 +148,142 @@ class Intake:
                                         "refused": len(mail.refusals), "message_id": mail.message_id or ""})
         return docs
 
-    def _after(self, path: Path, watch: WatchConfig, st: os.stat_result | None, *, now: str,
-               today: dt.date) -> None:
-        if watch.kind == "email" and path.parent.name == "new":
-            _rename(path, maildir_cur_path(path))  # Maildir: new/ -> cur/ once taken
+    def _after(self, path: Path, watch: WatchConfig, st: os.stat_result | None, got: Captured | None, *,
+               now: str, today: dt.date) -> None:
+        key = _storable(str(path))
+        if watch.kind == "email":
+            # A message is parsed in full when taken: its step is done at once,
+            # if it is still the file that was looked at.
+            if st is None:
+                return
+            if path.parent.name == "new":  # Maildir: new/ -> cur/ once taken
+                cur = maildir_cur_path(path)
+                self._log_act(path, *_act(watch.path, path, Identity.of(st), "move", cur.parent, name=cur.name,
+                                          dir_mode=None))
+            elif watch.after == "keep":
+                self.ledger.remember_file(key, st.st_size, st.st_mtime_ns, ino=st.st_ino, ctime_ns=st.st_ctime_ns,
+                                          outcome="captured", now=now)
+            else:
+                self._log_act(path, *_act(watch.path, path, Identity.of(st), watch.after, _processed(path, today)))
             return
-        if watch.after == "delete":
-            path.unlink(missing_ok=True)
-        elif watch.after == "move":
-            target = path.parent / "processed" / today.isoformat()
-            target.mkdir(parents=True, exist_ok=True)
-            _rename(path, _free_name(target / path.name))
-        elif st is not None:
-            self.ledger.remember_file(_storable(str(path)), st.st_size, st.st_mtime_ns, outcome="captured", now=now)
+        if got is None or got.source is None:
+            return
+        if not got.steady:
+            # Written to while it was read: not remembered, so it is taken again
+            # once it settles; the capture made now is never the reason to act.
+            log.info("source changed while it was read; left in place to settle again",
+                     extra={"path": key, "document": got.document_id})
+            return
+        ident = got.source
+        if watch.after == "keep":
+            self.ledger.remember_file(key, ident.size, ident.mtime_ns, ino=ident.ino, ctime_ns=ident.ctime_ns,
+                                      outcome="captured", now=now)
+            return
+        self.ledger.add_source_action(got.document_id, root=os.fsencode(watch.path), path=os.fsencode(path),
+                                      seen_key=key, identity=ident, now=now)
+        # The same bytes may have been read already (a second copy).
+        self.finish_sources([watch], now=now, today=today, doc_ids=[got.document_id])
+
+    def finish_sources(self, watches: list[WatchConfig], *, now: str, today: dt.date,
+                       doc_ids: list[int] | None = None) -> int:
+        """Carry out the waiting moves and deletes of source files whose
+        capture has left `captured` (only those of `doc_ids` when given).
+        Guarantees: a file is moved or deleted only when its capture was read
+        (not unreadable, failed or superseded), its folder is still watched
+        with after = move/delete, it is still beneath the folder, and it is
+        still the file captured (inode, size, mtime, ctime), checked right
+        before the act. Otherwise it stays and the reason is recorded on the
+        document. Never raises for a file. Returns how many actions closed."""
+        by_root = {os.fsencode(w.path): w for w in watches}
+        closed = 0
+        while True:
+            due = self.ledger.due_source_actions(doc_ids, limit=500)
+            before = closed
+            for a in due:
+                root, path = Path(os.fsdecode(a["root"])), Path(os.fsdecode(a["path"]))
+                watch = by_root.get(a["root"])
+                if watch is not None and watch.after != "keep" and not watch.path.is_dir():
+                    continue  # its share is not mounted: the step waits for it
+                if a["verdict"] == "superseded":
+                    state, outcome = "kept", "its capture was superseded"
+                elif a["verdict"] == "unread":
+                    state, outcome = "kept", ("its capture could not be read (a partial file from a slow "
+                                              "writer?); left in place, captured again when it changes")
+                elif watch is None or watch.after == "keep":
+                    state, outcome = "kept", "its folder is no longer watched with after = move or delete"
+                else:
+                    state, outcome = _act(root, path, a["identity"], watch.after, _processed(path, today))
+                self.ledger.finish_source_action(a["id"], state=state, outcome=_storable(outcome), now=now,
+                                                 actor=self.actor)
+                self._log_act(path, state, outcome, document=a["document_id"])
+                closed += 1
+            if len(due) < 500 or closed == before:
+                return closed
+
+    def _log_act(self, path: Path, state: str, outcome: str, document: int | None = None) -> None:
+        extra = {"path": _storable(str(path)), "outcome": _storable(outcome)}
+        if document is not None:
+            extra["document"] = document
+        if state == "kept":
+            log.warning("source left in place", extra=extra)
+        else:
+            log.info("source " + ("moved or deleted" if state == "done" else "already gone"), extra=extra)
+
+    def _supersede_partials(self, path: Path, got: Captured, *, now: str) -> None:
+        # A slow writer's first half settled and was captured; now the path
+        # holds more. An earlier capture of this path whose bytes are the
+        # beginning of these is that partial file: it ends as `superseded`
+        # by this one instead of waiting in quarantine.
+        shown = str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        for doc in self.ledger.earlier_captures(shown, exclude_id=got.document_id):
+            if doc.size >= got.size or not self._is_prefix(doc.sha256, doc.size, got.sha256):
+                continue
+            try:
+                self.ledger.supersede(doc.id, got.document_id, now=now, actor=self.actor,
+                                      why=f"{shown} settled again with {got.size} bytes, of which its "
+                                          f"{doc.size} bytes were the beginning (a partial file)")
+            except IllegalTransition:
+                continue
+            log.info("partial capture superseded", extra={"document": doc.id, "by": got.document_id,
+                                                          "path": _storable(str(path))})
+
+    def _is_prefix(self, sha256: str, size: int, of_sha256: str) -> bool:
+        try:
+            with open(self.vault.path(sha256), "rb") as a, open(self.vault.path(of_sha256), "rb") as b:
+                while size > 0:
+                    n = min(size, 1 << 20)
+                    if a.read(n) != b.read(n):
+                        return False
+                    size -= n
+                return True
+        except OSError:
+            return False
+
+
+def _processed(path: Path, today: dt.date) -> Path:
+    """Where `after = "move"` puts a file: processed/DATE beside it."""
+    return path.parent / "processed" / today.isoformat()
+
+
+def _act(root: Path, path: Path, identity: Identity, after: str, target: Path, *, name: str | None = None,
+         dir_mode: int | None = PROCESSED_DIR_MODE) -> tuple[str, str]:
+    """Move (into `target`) or delete `path` beneath `root` if it is still
+    the file `identity`: ("done" | "gone" | "kept", what happened)."""
+    try:
+        if after == "delete":
+            beneath.unlink_if_same(root, path, identity)
+            return "done", "deleted"
+        dest = beneath.move_if_same(root, path, identity, target, name=name, dir_mode=dir_mode,
+                                    file_mode=PROCESSED_FILE_MODE if dir_mode else None)
+        return "done", f"moved to {dest}"
+    except FileNotFoundError:
+        return "gone", "no longer there (moved or deleted by someone else, or by a run killed right after)"
+    except Escapes as e:
+        return "kept", f"{e}; not touched"
+    except Changed as e:
+        return "kept", f"changed since its capture ({e}); not touched"
+    except OSError as e:
+        return "kept", f"could not {after} it: {e.strerror or e}"
 
 
 def _label(path: Path, watch: WatchConfig) -> str | None:
@@ -161,18 +305,3 @@ def _storable(text: str) -> str:
 
 def _shown(path: Path) -> str:
     return os.fsencode(path.name).decode("utf-8", "replace")
-
-
-def _free_name(target: Path) -> Path:
-    n, candidate = 1, target
-    while candidate.exists():
-        candidate = target.with_name(f"{target.stem}.{n}{target.suffix}")
-        n += 1
-    return candidate
-
-
-def _rename(src: Path, dst: Path) -> None:
-    try:
-        os.rename(src, dst)
-    except OSError as e:
-        log.warning("could not move source after capture", extra={"path": str(src), "error": e.strerror})

@@ -23,6 +23,7 @@ from agent.ledger.schema import LATEST, MIGRATIONS
 from agent.ledger.documents import DocumentsMixin
 from agent.ledger.deliveries import DeliveriesMixin
 from agent.ledger.backups import BackupsMixin
+from agent.ledger.source_actions import SourceActionsMixin
 from agent.ledger.rows import Document, Event, Source, utc
 
 __all__ = ["Ledger", "Document", "Event", "Source", "utc"]
@@ -30,7 +31,7 @@ __all__ = ["Ledger", "Document", "Event", "Source", "utc"]
 BUSY_TIMEOUT_MS = 30_000
 
 
-class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin):
+class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin):
     """One connection to the ledger file. Not shared between threads: open
     one Ledger per thread or process (they coordinate through SQLite)."""
 
@@ -142,18 +143,24 @@ class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin):
             c.execute("INSERT OR IGNORE INTO mail_seen (message_id, at, document_count) VALUES (?, ?, ?)",
                       (message_id, now, document_count))
 
-    def seen_file(self, path: str, size: int, mtime_ns: int) -> str | None:
-        """The outcome recorded for this path at this size and mtime, if any."""
-        row = self.conn.execute("SELECT outcome FROM seen_files WHERE path = ? AND size = ? AND mtime_ns = ?",
-                                (path, size, mtime_ns)).fetchone()
+    def seen_file(self, path: str, size: int, mtime_ns: int, *, ino: int, ctime_ns: int) -> str | None:
+        """The outcome recorded for this path holding this very file (size,
+        mtime, inode and ctime all equal), if any. A file replaced with the
+        same size and mtime (`cp -p` rewrites in place: new ctime; `rsync -t`
+        renames over: new inode) is not the one seen."""
+        row = self.conn.execute("SELECT outcome FROM seen_files WHERE path = ? AND size = ? AND mtime_ns = ? "
+                                "AND ino = ? AND ctime_ns = ?", (path, size, mtime_ns, ino, ctime_ns)).fetchone()
         return row[0] if row else None
 
-    def remember_file(self, path: str, size: int, mtime_ns: int, *, outcome: str, now: str) -> None:
-        """Note that a watched file was handled, so rescans skip it until it changes."""
+    def remember_file(self, path: str, size: int, mtime_ns: int, *, ino: int, ctime_ns: int, outcome: str,
+                      now: str) -> None:
+        """Note that a watched file was handled, so rescans skip it until it
+        changes or is replaced (see `seen_file`)."""
         with self.transaction() as c:
-            c.execute("INSERT INTO seen_files (path, size, mtime_ns, outcome, at) VALUES (?, ?, ?, ?, ?) "
-                      "ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, "
-                      "outcome=excluded.outcome, at=excluded.at", (path, size, mtime_ns, outcome, now))
+            c.execute("INSERT INTO seen_files (path, size, mtime_ns, ino, ctime_ns, outcome, at) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET size=excluded.size, "
+                      "mtime_ns=excluded.mtime_ns, ino=excluded.ino, ctime_ns=excluded.ctime_ns, "
+                      "outcome=excluded.outcome, at=excluded.at", (path, size, mtime_ns, ino, ctime_ns, outcome, now))
 
     def get_value(self, key: str) -> str | None:
         """A small persistent value (last snapshot time, last verify result...)."""

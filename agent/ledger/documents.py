@@ -14,7 +14,7 @@ from agent.model import State, check_transition
 UNFINISHED = (State.CAPTURED, State.EXTRACTED, State.VALID, State.QUARANTINED, State.QUEUED,
               State.DELIVERING, State.MISSING, State.FAILED)
 # Documents in these states do not count as "the" copy of an invoice.
-NOT_COUNTED = (State.DUPLICATE, State.REJECTED, State.NOT_INVOICE)
+NOT_COUNTED = (State.DUPLICATE, State.REJECTED, State.NOT_INVOICE, State.SUPERSEDED)
 SORTS = {"received": "received_at DESC, id DESC", "date": "invoice_date DESC, id DESC",
          "amount": "total_cents DESC, id DESC", "id": "id"}
 _UPDATABLE = frozenset({"fields", "problems", "invoice_key", "invoice_number", "invoice_date",

@@ -203,6 +203,36 @@ MIGRATIONS: list[str] = [
     ALTER TABLE refusals ADD COLUMN sha256 TEXT;
     ALTER TABLE backup_targets ADD COLUMN enqueued_refusal_id INTEGER NOT NULL DEFAULT 0;
     """,
+    # 11: a kept file replaced in place (`cp -p`) or by rename (`rsync -t`)
+    # with the same size and mtime is a new file: seen_files also knows the
+    # inode and ctime. A source is moved or deleted only once its capture
+    # was read, so the step waits in source_actions (root and path as the
+    # raw bytes of the names), with the file's identity at capture, and
+    # survives a restart. Earlier captures of a path are found by it.
+    # seen_files.outcome gains: waiting (its move/delete waits) | kept.
+    """
+    ALTER TABLE seen_files ADD COLUMN ino INTEGER;
+    ALTER TABLE seen_files ADD COLUMN ctime_ns INTEGER;
+    CREATE TABLE source_actions (
+        id INTEGER PRIMARY KEY,
+        document_id INTEGER NOT NULL REFERENCES documents(id),
+        root BLOB NOT NULL,                   -- the watched folder, os.fsencode()d
+        path BLOB NOT NULL,                   -- the file, os.fsencode()d
+        seen_key TEXT NOT NULL,               -- its seen_files path
+        dev INTEGER NOT NULL,
+        ino INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        ctime_ns INTEGER NOT NULL,
+        state TEXT NOT NULL,                  -- waiting | done | gone | kept
+        outcome TEXT,                         -- where it went, or why it was kept
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX source_actions_state ON source_actions(state, document_id);
+    CREATE INDEX source_actions_document ON source_actions(document_id);
+    CREATE INDEX sources_original_path ON sources(original_path);
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

@@ -120,19 +120,21 @@ def test_a_second_daemon_is_refused(daemon):
     assert f"another fapiao-agent daemon (pid {daemon.proc.pid}) is already running" in r.stderr
 
 
-def test_after_move_and_delete(tmp_path):
+def test_after_move_and_delete(tmp_path, samples_dir):
     d = DaemonUnderTest(tmp_path, scan_extra='after = "move"')
     d.start()
     try:
-        (tmp_path / "scan" / "m.pdf").write_bytes(junk(400))
-        d.wait_documents(1)
-        deadline = time.monotonic() + 10
-        while (tmp_path / "scan" / "m.pdf").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        moved = list((tmp_path / "scan" / "processed").glob("*/m.pdf"))
-        assert len(moved) == 1 and moved[0].read_bytes() == junk(400)
+        invoice = (samples_dir / "renoyuan__easyofd/original_invoice.xml").read_bytes()
+        (tmp_path / "scan" / "m.xml").write_bytes(invoice)
+        (tmp_path / "scan" / "junk.pdf").write_bytes(junk(400))
+        d.wait_documents(2, settled=True)
+        d.wait_until(lambda: not (tmp_path / "scan" / "m.xml").exists(), 10, "m.xml moved")
+        moved = list((tmp_path / "scan" / "processed").glob("*/m.xml"))
+        assert len(moved) == 1 and moved[0].read_bytes() == invoice
         time.sleep(1)
-        assert len(d.documents()) == 1  # the processed/ copy is not taken again
+        assert len(d.documents()) == 2  # the processed/ copy is not taken again
+        # An unreadable capture is never moved: the file may be a slow writer's half.
+        assert (tmp_path / "scan" / "junk.pdf").read_bytes() == junk(400)
     finally:
         d.stop()
 

@@ -1,0 +1,209 @@
+"""Acting on a file that really lies under a folder, never through a symlink.
+
+A path noticed in a watched folder is only a name. By the time it is opened,
+moved or deleted, one of its folders may have been swapped for a symlink
+(`renameat2(RENAME_EXCHANGE)`) leading to the state folder or /etc. So every
+operation here starts from the root's directory fd and opens each folder
+below it with O_NOFOLLOW|O_DIRECTORY, then acts on the last name relative to
+the fd reached: whatever happens to the names meanwhile, that fd is a real
+folder beneath the root. Moves and deletes also check that the name still
+holds the very file (inode, size, mtime, ctime) that was captured.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import stat
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+FILE_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_RENAME_NOREPLACE = 1
+
+
+class Escapes(Exception):
+    """The path does not lead to a place beneath the root without a symlink."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Which file a name held when it was captured: a rename-over, an
+    in-place rewrite (`cp -p`: same inode, size and mtime, new ctime) or a
+    replacement (`rsync -t`: new inode) all change it."""
+
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> "Identity":
+        """The identity in a stat result."""
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def differences(self, st: os.stat_result) -> list[str]:
+        """What changed between this identity and `st` (empty: the same file, unchanged)."""
+        now = Identity.of(st)
+        out = []
+        if (now.dev, now.ino) != (self.dev, self.ino):
+            out.append("another file (inode)")
+        for name in ("size", "mtime_ns", "ctime_ns"):
+            if getattr(now, name) != getattr(self, name):
+                out.append(name.removesuffix("_ns"))
+        if not stat.S_ISREG(st.st_mode):
+            out.append("not a regular file")
+        return out
+
+
+def relative_parts(root: Path, path: Path) -> list[str]:
+    """`path`'s components below `root`; raises Escapes for a path not
+    below it or one with empty, `.` or `..` components."""
+    # Plain string work: this runs for every file of every rescan.
+    top, full = os.fspath(root).rstrip("/") + "/", os.fspath(path)
+    if not full.startswith(top):
+        raise Escapes(f"not inside {root}")
+    parts = full[len(top):].split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise Escapes(f"not a plain path inside {root}")
+    return parts
+
+
+@contextmanager
+def folder_of(root: Path, path: Path, *, create_mode: int | None = None) -> Iterator[tuple[int, str]]:
+    """(fd of the folder holding `path`, last name), the folder reached from
+    `root` without following any symlink. With `create_mode`, missing
+    folders are created with exactly that mode. Raises Escapes when a folder
+    on the way is a symlink or not a folder, FileNotFoundError when one is
+    missing. The root itself is opened as configured (it may be a symlink)."""
+    parts = relative_parts(root, path)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        for part in parts[:-1]:
+            nfd = _open_dir(fd, part, create_mode)
+            os.close(fd)
+            fd = nfd
+        yield fd, parts[-1]
+    finally:
+        os.close(fd)
+
+
+def _open_dir(dirfd: int, name: str, create_mode: int | None) -> int:
+    try:
+        fd = os.open(name, _DIR_FLAGS, dir_fd=dirfd)
+    except FileNotFoundError:
+        if create_mode is None:
+            raise
+        try:
+            os.mkdir(name, create_mode, dir_fd=dirfd)
+        except FileExistsError:
+            pass  # made meanwhile by someone else: opened (and checked) below
+        else:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=dirfd)
+            os.fchmod(fd, create_mode)  # exactly, whatever the umask
+            return fd
+        return _open_dir(dirfd, name, None)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+            raise Escapes(f"the folder {name!r} on its path is a symlink or not a folder") from None
+        raise
+    return fd  # O_DIRECTORY: a folder, O_NOFOLLOW: not through a symlink
+
+
+def lstat_beneath(root: Path, path: Path) -> os.stat_result:
+    """lstat of `path`, reached from `root` without following symlinks (see `folder_of`)."""
+    with folder_of(root, path) as (dirfd, name):
+        return os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+
+
+def unlink_if_same(root: Path, path: Path, identity: Identity) -> None:
+    """Delete `path` beneath `root` only if it is still the captured file.
+    Raises Escapes, FileNotFoundError, Changed (naming what changed) or OSError."""
+    with folder_of(root, path) as (dirfd, name):
+        _check(dirfd, name, identity)
+        os.unlink(name, dir_fd=dirfd)
+
+
+def move_if_same(root: Path, path: Path, identity: Identity, target_dir: Path, *, name: str | None = None,
+                 dir_mode: int | None, file_mode: int | None) -> Path:
+    """Move `path` beneath `root` into `target_dir` (also beneath `root`;
+    created with `dir_mode` where missing, unless None) as `name` (default:
+    its own), or a free variant of it, never replacing a file; only if it is
+    still the captured file. Chmods it to `file_mode` when we may. Returns
+    where it went. Raises like `unlink_if_same`."""
+    new_base = name
+    with folder_of(root, path) as (dirfd, name):
+        fd = os.open(name, FILE_FLAGS, dir_fd=dirfd)  # ELOOP for a symlink: an OSError, not acted on
+        try:
+            changed = identity.differences(os.fstat(fd))
+            if changed:
+                raise Changed(", ".join(changed))
+            with folder_of(root, target_dir / "x", create_mode=dir_mode) as (target_fd, _):
+                new_name = _rename_free(dirfd, name, target_fd, new_base or name)
+                moved = os.stat(new_name, dir_fd=target_fd, follow_symlinks=False)
+                if (moved.st_dev, moved.st_ino) != (identity.dev, identity.ino):
+                    # Swapped between the check and the rename: put it back.
+                    os.rename(new_name, name, src_dir_fd=target_fd, dst_dir_fd=dirfd)
+                    raise Changed("another file (inode) took its name while it was moved")
+            if file_mode is not None:
+                try:
+                    os.fchmod(fd, file_mode)
+                except PermissionError:
+                    pass  # not ours (the scanner's user owns it); the folder's 0750 still guards it
+            return target_dir / new_name
+        finally:
+            os.close(fd)
+
+
+class Changed(Exception):
+    """The name no longer holds the captured file, unchanged."""
+
+
+def _check(dirfd: int, name: str, identity: Identity) -> None:
+    changed = identity.differences(os.stat(name, dir_fd=dirfd, follow_symlinks=False))
+    if changed:
+        raise Changed(", ".join(changed))
+
+
+def _rename_free(src_fd: int, name: str, dst_fd: int, base: str) -> str:
+    """Rename `name` into `dst_fd` as `base`, or `stem.N.ext` when taken; never replaces."""
+    stem, dot, ext = base.rpartition(".")
+    if not stem:
+        stem, dot, ext = base, "", ""
+    for n in range(10_000):
+        candidate = base if n == 0 else f"{stem}.{n}{dot}{ext}"
+        try:
+            _rename_noreplace(src_fd, name, dst_fd, candidate)
+            return candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free name in the target folder", name)
+
+
+_libc = None
+
+
+def _rename_noreplace(src_fd: int, src: str, dst_fd: int, dst: str) -> None:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    fn = getattr(_libc, "renameat2", None)
+    if fn is not None:
+        if fn(src_fd, os.fsencode(src), dst_fd, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOSYS):  # EINVAL: the filesystem lacks the flag
+            raise OSError(err, os.strerror(err), dst)
+    # No renameat2: look, then rename (a name taken in between is replaced;
+    # only our own processed/ folder is at stake).
+    try:
+        os.stat(dst, dir_fd=dst_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        os.rename(src, dst, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+        return
+    raise FileExistsError(errno.EEXIST, "exists", dst)

@@ -1,0 +1,117 @@
+"""What is still owed to a source file after its capture: a move or delete
+that waits until the captured bytes were read, and partial captures that a
+later, fuller capture of the same path supersedes."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from agent.beneath import Identity
+from agent.ledger.rows import Document
+from agent.model import State
+
+# A document may be superseded only while nothing downstream has used it.
+SUPERSEDABLE = (State.CAPTURED, State.QUARANTINED)
+
+
+class SourceActionsMixin:
+    """Part of `Ledger`: expects `self.conn`, `self.transaction()`, `self.transition()`, `self._event()`."""
+
+    def add_source_action(self, doc_id: int, *, root: bytes, path: bytes, seen_key: str,
+                          identity: Identity, now: str) -> int:
+        """Record that the file at `path` (the capture of `doc_id`, with
+        `identity`) is to be moved or deleted once the document was read,
+        and note it in seen_files as `waiting`, in one transaction: a restart
+        carries the step out, a rescan does not capture the file again."""
+        with self.transaction() as c:
+            action_id = c.execute(
+                "INSERT INTO source_actions (document_id, root, path, seen_key, dev, ino, size, mtime_ns, "
+                "ctime_ns, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'waiting', ?, ?)",
+                (doc_id, root, path, seen_key, identity.dev, identity.ino, identity.size, identity.mtime_ns,
+                 identity.ctime_ns, now, now)).lastrowid
+            self.remember_file(seen_key, identity.size, identity.mtime_ns, ino=identity.ino,
+                               ctime_ns=identity.ctime_ns, outcome="waiting", now=now)
+            return action_id
+
+    def due_source_actions(self, doc_ids: Iterable[int] | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        """Waiting source actions whose document has left `captured`, oldest
+        first, each with `verdict`: "read" (its bytes were read: the action
+        may go ahead), "unread" (the capture was unreadable, or failed to
+        be read: the source stays) or "superseded"."""
+        sql = ("SELECT a.*, d.state AS doc_state, (SELECT e.to_state FROM events e WHERE "
+               "e.document_id = a.document_id AND e.from_state = 'captured' ORDER BY e.id LIMIT 1) AS first_move "
+               "FROM source_actions a JOIN documents d ON d.id = a.document_id "
+               "WHERE a.state = 'waiting' AND d.state != 'captured'")
+        params: list[Any] = []
+        if doc_ids is not None:
+            ids = list(doc_ids)
+            if not ids:
+                return []
+            sql += f" AND a.document_id IN ({','.join('?' * len(ids))})"
+            params += ids
+        sql += " ORDER BY a.id LIMIT ?"
+        out = []
+        for row in self.conn.execute(sql, (*params, limit)):
+            d = dict(row)
+            if d["doc_state"] == State.SUPERSEDED.value:
+                d["verdict"] = "superseded"
+            elif d["first_move"] in (State.EXTRACTED.value, State.NOT_INVOICE.value):
+                d["verdict"] = "read"
+            else:  # quarantined straight from captured: unreadable, failed or timed out
+                d["verdict"] = "unread"
+            d["identity"] = Identity(d["dev"], d["ino"], d["size"], d["mtime_ns"], d["ctime_ns"])
+            out.append(d)
+        return out
+
+    def finish_source_action(self, action_id: int, *, state: str, outcome: str, now: str, actor: str) -> None:
+        """Close a waiting action as `done` (moved/deleted), `gone` (no longer
+        there) or `kept` (left in place, `outcome` says why), with an event on
+        its document, in one transaction. seen_files follows: a file kept
+        stays known (not captured again until it changes), a file gone is
+        forgotten."""
+        if state not in ("done", "gone", "kept"):
+            raise ValueError(f"bad source action state {state!r}")
+        with self.transaction() as c:
+            a = c.execute("SELECT * FROM source_actions WHERE id = ?", (action_id,)).fetchone()
+            if a is None or a["state"] != "waiting":
+                return
+            c.execute("UPDATE source_actions SET state = ?, outcome = ?, updated_at = ? WHERE id = ?",
+                      (state, outcome, now, action_id))
+            same = "path = ? AND ino = ? AND ctime_ns = ? AND size = ? AND mtime_ns = ?"
+            key = (a["seen_key"], a["ino"], a["ctime_ns"], a["size"], a["mtime_ns"])
+            if state == "kept":
+                c.execute(f"UPDATE seen_files SET outcome = 'kept', at = ? WHERE {same}", (now, *key))
+            else:
+                c.execute(f"DELETE FROM seen_files WHERE {same}", key)
+            verb = {"done": "source", "gone": "source gone", "kept": "source kept"}[state]
+            self._event(a["document_id"], now=now, actor=actor, from_state=None, to_state=None,
+                        reason=f"{verb}: {outcome}", details={"source_action": action_id})
+
+    def source_actions(self, doc_id: int) -> list[dict[str, Any]]:
+        """Every after-action recorded for the document, oldest first."""
+        rows = self.conn.execute("SELECT * FROM source_actions WHERE document_id = ? ORDER BY id", (doc_id,))
+        return [dict(r) for r in rows]
+
+    def earlier_captures(self, original_path: str, *, exclude_id: int) -> list[Document]:
+        """Documents once captured from this path (scanner sources) that are
+        still `captured` or `quarantined`: candidates a fuller capture of the
+        same path may supersede. Oldest first."""
+        states = ",".join("?" * len(SUPERSEDABLE))
+        rows = self.conn.execute(
+            f"SELECT * FROM documents WHERE id IN (SELECT document_id FROM sources WHERE original_path = ? "
+            f"AND source_kind = 'scanner') AND id != ? AND part = 1 AND state IN ({states}) ORDER BY id",
+            (original_path, exclude_id, *[s.value for s in SUPERSEDABLE]))
+        return [Document.from_row(r) for r in rows]
+
+    def supersede(self, doc_id: int, by: int, *, why: str, now: str, actor: str) -> None:
+        """End `doc_id` as `superseded` by document `by` (reason names it), and
+        keep the sources still waiting on it in place, in one transaction.
+        Raises IllegalTransition when the document moved on meanwhile."""
+        with self.transaction() as c:
+            self.transition(doc_id, State.SUPERSEDED, now=now, actor=actor, expect=self.get(doc_id).state,
+                            reason=f"superseded by document {by}: {why}", details={"superseded_by": by})
+            waiting = [r[0] for r in c.execute(
+                "SELECT id FROM source_actions WHERE document_id = ? AND state = 'waiting'", (doc_id,))]
+            for action_id in waiting:
+                self.finish_source_action(action_id, state="kept", now=now, actor=actor,
+                                          outcome=f"its capture was superseded by document {by}")

@@ -1,0 +1,96 @@
+"""A real daemon with after = move/delete and a writer that pauses longer than
+settle_seconds mid-file, either holding the file open or closing and
+reopening it between chunks; and SIGKILLs between capture and the
+after-action. The complete invoice is always captured and read; the source
+is moved or deleted only after that, and nothing else is."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+
+import pytest
+
+from tests.e2e.daemon_harness import DaemonUnderTest
+
+SAMPLE = "renoyuan__easyofd/original_invoice.xml"
+
+
+def by_sha(daemon: DaemonUnderTest, data: bytes):
+    sha = hashlib.sha256(data).hexdigest()
+    return next((d for d in daemon.documents() if d.sha256 == sha), None)
+
+
+@pytest.mark.parametrize("writer", ["holds-open", "reopens"])
+@pytest.mark.parametrize("after", ["move", "delete"])
+def test_a_writer_pausing_past_settle_loses_nothing(tmp_path, samples_dir, after, writer):
+    invoice = (samples_dir / SAMPLE).read_bytes()
+    half, rest = invoice[: len(invoice) // 2], invoice[len(invoice) // 2:]
+    d = DaemonUnderTest(tmp_path, settle=0.5, scan_extra=f'after = "{after}"')
+    d.start()
+    try:
+        path = tmp_path / "scan" / "inv.xml"
+        f = open(path, "wb")
+        f.write(half)
+        f.flush()
+        if writer == "reopens":
+            f.close()
+        partial = d.wait_until(lambda: (doc := by_sha(d, half)) and doc.state != "captured" and doc, 20,
+                               "the half file captured and read")
+        assert partial.state == "quarantined"  # half an XML is unreadable
+        time.sleep(1.0)  # any after-action would have happened by now
+        assert path.exists(), "the half file was moved or deleted while its writer was still at it"
+        if writer == "reopens":
+            f = open(path, "ab")
+        f.write(rest)
+        f.close()
+        whole = d.wait_until(lambda: (doc := by_sha(d, invoice)) and doc.state != "captured" and doc, 20,
+                             "the whole file captured and read")
+        assert whole.fields, "the whole file was read"
+        d.wait_until(lambda: not path.exists(), 10, f"the source {after}d once read")
+        if after == "move":
+            (moved,) = (tmp_path / "scan" / "processed").glob("*/inv.xml")
+            assert moved.read_bytes() == invoice
+        with d.ledger() as led:
+            ended = led.get(partial.id)
+            assert ended.state == "superseded"
+            assert any(e.to_state == "superseded" and f"superseded by document {whole.id}" in e.reason
+                       for e in led.events(partial.id))
+            assert [a["state"] for a in led.source_actions(whole.id)] == ["done"]
+            assert led.counts()["quarantined"] == 0  # nothing left for a person to sort out
+    finally:
+        d.stop()
+
+
+def test_sigkill_between_capture_and_after_action_loses_nothing(tmp_path, samples_dir):
+    """Kill the daemon again and again while invoices arrive: every invoice is
+    captured and read, and every source is deleted, once."""
+    invoice = (samples_dir / SAMPLE).read_bytes()
+    d = DaemonUnderTest(tmp_path, settle=0.3, scan_extra='after = "delete"')
+    (tmp_path / "scan" / "keep").mkdir()
+    rng = random.Random(12)
+    sent = []
+    for round_ in range(4):
+        d.start()
+        for i in range(8):
+            data = invoice.replace(b"00008006", f"{round_ * 100 + i:08d}".encode())
+            tmp = tmp_path / "scan" / "keep" / f".{round_}-{i}"
+            tmp.write_bytes(data)
+            tmp.rename(tmp_path / "scan" / "keep" / f"inv-{round_}-{i}.xml")
+            sent.append(data)
+            time.sleep(rng.uniform(0.0, 0.15))
+        time.sleep(rng.uniform(0.1, 0.6))
+        d.kill()
+    d.start()
+    try:
+        d.wait_until(lambda: not any((tmp_path / "scan" / "keep").iterdir()), 60, "every source deleted")
+        docs = d.wait_documents(len(sent), settled=True, timeout=30)
+        assert {doc.sha256 for doc in docs} == {hashlib.sha256(x).hexdigest() for x in sent}
+        assert all(doc.fields for doc in docs)
+        with d.ledger() as led:
+            for doc in docs:
+                assert [a["state"] for a in led.source_actions(doc.id)].count("done") <= 1
+            assert led.integrity_check() == "ok"
+    finally:
+        d.stop()
