@@ -100,9 +100,11 @@ class Intake:
             mail = parse_message(data, self.mail_limits)
         except ExtractError as e:
             raise CaptureError(f"{path}: e-mail refused: {e.message}") from None
-        if mail.message_id and self.ledger.mail_seen(mail.message_id):
-            log.info("e-mail seen before; skipped", extra={"path": _storable(str(path)), "message_id": mail.message_id})
-            return []
+        # Only the bytes make two messages the same: a copier that restarted
+        # its counter, or a resent mail, reuses the Message-ID of another
+        # message, and that one is taken in full like any other. The same
+        # bytes again (a copy of the .eml, a Maildir redelivery) are taken
+        # too: each attachment gets another source row, never a silent skip.
         details = {"message_id": mail.message_id, "from": mail.from_, "subject": mail.subject,
                    "date": mail.date, "message_sha256": stored.sha256, "label": label}
         docs = []
@@ -121,10 +123,15 @@ class Intake:
             # the refusal says so to the operator and gets it backed up.
             self.ledger.record_refusal(source=source, name=_shown(path), sha256=stored.sha256,
                                        reason="no-attachment: the e-mail carries no invoice file", now=now)
-        if mail.message_id:
-            self.ledger.mark_mail_seen(mail.message_id, now=now, document_count=len(mail.attachments))
-        log.info("e-mail taken", extra={"path": _storable(str(path)), "attachments": len(mail.attachments),
-                                        "refused": len(mail.refusals), "message_id": mail.message_id or ""})
+        times = self.ledger.mark_mail_seen(stored.sha256, message_id=mail.message_id, now=now,
+                                           document_count=len(mail.attachments))
+        extra = {"path": _storable(str(path)), "attachments": len(mail.attachments),
+                 "refused": len(mail.refusals), "message_id": mail.message_id or "", "sha256": stored.sha256}
+        if times > 1:
+            log.info("e-mail taken again: the same bytes as before, recorded as another source of each "
+                     "of its documents", extra={**extra, "times": times})
+        else:
+            log.info("e-mail taken", extra=extra)
         return docs
 
     def _after(self, path: Path, watch: WatchConfig, st: os.stat_result | None, *, now: str,

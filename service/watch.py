@@ -165,7 +165,10 @@ class FolderWatcher:
                 rel = path.relative_to(w.path)
             except ValueError:
                 continue
-            if not any(part in IGNORED_DIRS for part in rel.parts[:-1]) or w.kind == "email":
+            # No exception for e-mail folders: Maildir's tmp/ holds messages
+            # still being written, and cur/ and processed/ hold the ones we
+            # took (taking them again would record each a second time).
+            if not any(part in IGNORED_DIRS for part in rel.parts[:-1]):
                 return w
         return None
 
