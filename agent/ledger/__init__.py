@@ -131,6 +131,12 @@ class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin):
         rows = self.conn.execute("SELECT * FROM refusals ORDER BY id DESC LIMIT ?", (limit,))
         return [dict(r) for r in rows]
 
+    def refusal_summary(self) -> dict:
+        """How many files and attachments were refused, and when the last
+        one was: for `status`, so refused junk is never out of sight."""
+        n, last = self.conn.execute("SELECT count(*), max(at) FROM refusals").fetchone()
+        return {"count": n, "last_at": last}
+
     def mail_seen(self, message_sha256: str) -> int:
         """How many times the e-mail whose raw bytes hash to `message_sha256`
         was taken before (0: never). Only the bytes make two messages the
