@@ -4,12 +4,14 @@ taken and delivered long before the flood is worked through."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
 
 from click.testing import CliRunner
 
+from agent.ledger import utc
 from service.cli import main
 from tests.e2e.daemon_harness import DaemonUnderTest
 
@@ -79,6 +81,18 @@ def test_an_invoice_behind_a_flood_of_junk_is_taken_first(tmp_path, samples_dir)
         assert sorted(p.name for p in flood.iterdir()) == sorted(names + ["invoice.xml"])
         status = CliRunner().invoke(main, ["--config", str(d.config), "status", "--json"])
         assert json.loads(status.output)["refused"]["count"] == FLOOD  # in sight of the operator
+        # A rescan finds the flood again and refuses none of it twice.
+        mark = len(d.lines)
+        (d.root / "scan" / "new-dept").mkdir()  # a folder appearing asks for a rescan
+        d.wait_for_line("msg=rescan", start=mark)  # logged once the rescan has noted every file
+        seen = utc(dt.datetime.now(dt.timezone.utc))
+
+        def idle_after_rescan():
+            with d.ledger() as led:
+                beat = led.heartbeat()
+            return beat["at"] > seen and json.loads(beat["details"])["pending_files"] == 0 and beat
+        d.wait_until(idle_after_rescan, 120, "the rescan to be worked through")
+        assert len(refusal_times(d)) == FLOOD
         assert d.proc.poll() is None
     finally:
         d.stop(timeout=60)
