@@ -1,10 +1,15 @@
 """Watched-folder figures for a real daemon process.
 
     .venv/bin/python bench/watch.py [--files 200] [--burst 10000] [--idle 60]
+    .venv/bin/python bench/watch.py --junk 100000      # only the junk flood
 
 Prints drop-to-captured latency p50/p95 (target p95 <= settle_seconds + 0.5 s),
 a burst of files dropped at once (time, peak RSS <= 200 MB, all captured),
-and idle CPU with 10 watched folders (target < 0.2 %).
+idle CPU with 10 watched folders (target < 0.2 %), and a flood of empty
+files with a real invoice dropped behind it: the daemon's cost per refused
+file (target <= 1 ms) beside a floor loop in the same run (lstat and one
+committed row per file, batched like the daemon), and how long the invoice
+waited to be captured and delivered (target <= 60 s).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import argparse
 import datetime as dt
 import hashlib
 import os
+import shutil
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -25,6 +32,8 @@ from agent.ledger.rows import parse_utc  # noqa: E402
 from tests.e2e.daemon_harness import DaemonUnderTest  # noqa: E402
 
 SETTLE = 2.0
+SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "samples"
+INVOICE = SAMPLES / "renoyuan__easyofd" / "original_invoice.xml"  # passes validation
 
 
 def junk(i: int) -> bytes:
@@ -115,13 +124,85 @@ def idle(root: Path, seconds: int) -> None:
     d.stop()
 
 
+def floor_per_file_ms(folder: Path) -> float:
+    """The least any intake can do per junk file: lstat it and commit one
+    row for it, 200 rows a transaction, synchronous=FULL like the ledger."""
+    db = sqlite3.connect(folder.parent / "floor.sqlite3", isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = FULL")
+    db.execute("CREATE TABLE r (path TEXT, size INTEGER, mtime_ns INTEGER)")
+    t = time.perf_counter()
+    names = sorted(os.listdir(folder))
+    for i in range(0, len(names), 200):
+        db.execute("BEGIN IMMEDIATE")
+        for name in names[i:i + 200]:
+            st = os.lstat(folder / name)
+            db.execute("INSERT INTO r VALUES (?, ?, ?)", (name, st.st_size, st.st_mtime_ns))
+        db.execute("COMMIT")
+    took = time.perf_counter() - t
+    db.close()
+    return 1000 * took / len(names)
+
+
+def junk_flood(root: Path, n: int) -> None:
+    out = root / "erp"
+    out.mkdir()
+    d = DaemonUnderTest(root, settle=SETTLE, extra=f'[[destination]]\nname = "drop"\nurl = "folder://{out}"\n')
+    staging = root / "staging"
+    staging.mkdir()
+    for i in range(n):
+        (staging / f"scan_{i:06d}.pdf").touch()
+    floor = floor_per_file_ms(staging)
+    d.start()
+    flood = root / "scan" / "copier"
+    os.rename(staging, flood)  # the whole flood at once, in the invoice's folder
+    t0 = time.monotonic()
+
+    def refused() -> int:
+        with d.ledger() as led:
+            return led.conn.execute("SELECT coalesce(max(id), 0) FROM refusals").fetchone()[0]
+
+    while refused() == 0 and time.monotonic() - t0 < 600:
+        time.sleep(0.02)
+    dropped = dt.datetime.now(dt.timezone.utc)
+    shutil.copy(INVOICE, flood / "invoice.xml")
+    captured = delivered = None
+    while time.monotonic() - t0 < 1800:
+        with d.ledger() as led:  # cheap queries only: the bench must not slow the daemon down
+            if captured is None:
+                row = led.conn.execute("SELECT min(at) FROM sources WHERE original_name = 'invoice.xml'").fetchone()
+                captured = parse_utc(row[0]) if row[0] else None
+            if captured is not None and delivered is None:
+                row = led.conn.execute("SELECT min(delivered_at) FROM deliveries").fetchone()
+                delivered = parse_utc(row[0]) if row[0] else None
+            count = led.conn.execute("SELECT coalesce(max(id), 0) FROM refusals").fetchone()[0]
+        if count >= n and delivered is not None:
+            break
+        time.sleep(0.5)
+    with d.ledger() as led:
+        count, first, last = led.conn.execute("SELECT count(*), min(at), max(at) FROM refusals").fetchone()
+    per_file = 1000 * (parse_utc(last) - parse_utc(first)).total_seconds() / max(1, count - 1)
+    wait = (captured - dropped).total_seconds() if captured else float("nan")
+    to_delivery = (delivered - dropped).total_seconds() if delivered else float("nan")
+    print(f"junk flood of {n} empty files: refused {count}/{n} in "
+          f"{(parse_utc(last) - parse_utc(first)).total_seconds():.1f} s, {per_file:.3f} ms a file "
+          f"(floor loop {floor:.3f} ms a file; target <= 1 ms: {'ok' if per_file <= 1 else 'MISSED'})")
+    print(f"invoice dropped behind the flood: captured after {wait:.2f} s, delivered after {to_delivery:.2f} s "
+          f"(target <= 60 s: {'ok' if to_delivery <= 60 else 'MISSED'}), "
+          f"peak RSS {rss_mb(d.proc.pid):.0f} MB daemon+workers")
+    d.stop(timeout=120)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=200)
     ap.add_argument("--burst", type=int, default=10_000)
     ap.add_argument("--idle", type=int, default=60)
+    ap.add_argument("--junk", type=int, default=0, help="only the junk flood, of this many empty files")
     args = ap.parse_args()
-    for fn, arg in ((latency, args.files), (burst, args.burst), (idle, args.idle)):
+    runs = [(junk_flood, args.junk)] if args.junk else [
+        (latency, args.files), (burst, args.burst), (idle, args.idle), (junk_flood, 100_000)]
+    for fn, arg in runs:
         with tempfile.TemporaryDirectory() as tmp:
             fn(Path(tmp), arg)
 

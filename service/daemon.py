@@ -44,6 +44,8 @@ IDLE_WAIT_S = 1.0
 PAUSE_FIRST_RETRY_S = 2.0
 PAUSE_MAX_RETRY_S = 30.0
 MAX_BACKOFF_S = 60.0
+# Files taken per main-loop step; their refusals are written in one transaction.
+INTAKE_BATCH = 200
 
 
 class AlreadyRunning(AgentError):
@@ -253,28 +255,37 @@ class Daemon:
         return bool(took or started or finished or self.pool.in_flight)
 
     def _intake(self) -> int:
+        """Take up to INTAKE_BATCH ready files (the watcher's fair order puts
+        likely invoices ahead of junk); returns how many were handled."""
         if self.intake_paused and time.monotonic() < self._intake_retry_at:
             return 0
-        took = 0
-        for path in self.watcher.ready()[:200]:
-            watch = self.watcher.watch_of(path)
-            result = None
-            try:
-                if watch is not None:
-                    result = self.intake.take(path, watch, now=now(), today=today())
-                    took += len(result.documents)
-            except sqlite3.Error:
-                raise  # the ledger's disk: the main loop backs off; the file stays pending
-            except Exception:
-                log.exception("unexpected error taking a file; it stays where it is",
-                              extra={"path": str(path)})
-            if result is not None and result.retry:
-                self._pause_intake(result.error or "the vault cannot take files")
-                break  # the file stays pending; the others wait too rather than hammer the disk
+        handled = 0
+        refused = []  # done only once their refusals are written, in one transaction
+        with self.intake.refusal_batch():
+            for path in self.watcher.ready(INTAKE_BATCH):
+                watch = self.watcher.watch_of(path)
+                result = None
+                try:
+                    if watch is not None:
+                        result = self.intake.take(path, watch, now=now(), today=today())
+                except sqlite3.Error:
+                    raise  # the ledger's disk: the main loop backs off; the file stays pending
+                except Exception:
+                    log.exception("unexpected error taking a file; it stays where it is",
+                                  extra={"path": str(path)})
+                if result is not None and result.retry:
+                    self._pause_intake(result.error or "the vault cannot take files")
+                    break  # the file stays pending; the others wait too rather than hammer the disk
+                handled += 1
+                if result is not None and result.refused:
+                    refused.append(path)
+                else:
+                    self.watcher.done(path)
+                if self.intake_paused and result is not None:
+                    self._resume_intake()
+        for path in refused:
             self.watcher.done(path)
-            if self.intake_paused and result is not None:
-                self._resume_intake()
-        return took
+        return handled
 
     def _pause_intake(self, reason: str) -> None:
         if self.intake_paused is None:

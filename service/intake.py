@@ -17,8 +17,10 @@ import datetime as dt
 import logging
 import os
 import stat
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from agent import beneath
 from agent.beneath import Changed, Escapes, Identity
@@ -43,6 +45,7 @@ class IntakeResult:
     retry: bool = False
     skipped: bool = False
     error: str | None = None  # why, when `retry` (the vault's disk is full or failing)
+    refused: bool = False     # inside `refusal_batch()`: durable only once the batch is written
 
 
 class Intake:
@@ -52,6 +55,26 @@ class Intake:
                  actor: str):
         self.ledger, self.vault = ledger, vault
         self.max_bytes, self.mail_limits, self.actor = max_bytes, mail_limits, actor
+        self._held: list[_Refusal] | None = None  # refusals of the open batch, not yet written
+
+    @contextmanager
+    def refusal_batch(self) -> Iterator[None]:
+        """Hold the file refusals made inside and write them all in one
+        transaction (one fsync) at the end, instead of one each. A refusal
+        never moves or deletes its file, so until the batch is written the
+        file is merely still where it was: the caller marks those paths done
+        only after a clean exit. On an error the held refusals are dropped
+        (their files are taken again later) and the error propagates."""
+        self._held = []
+        try:
+            yield
+            held = self._held
+        finally:
+            self._held = None
+        if held:
+            with self.ledger.transaction():
+                for r in held:
+                    self._write_refusal(r)
 
     def take(self, path: Path, watch: WatchConfig, *, now: str, today: dt.date) -> IntakeResult:
         """Capture `path` from `watch`; never raises for a bad file. Only a
@@ -76,6 +99,10 @@ class Intake:
             # device (a tape rewinds, /dev/watchdog starts its timer).
             kind = "character" if stat.S_ISCHR(st.st_mode) else "block"
             return self._refuse(path, watch, st, f"{path}: is a {kind} device, not a regular file", now=now)
+        if st is not None and stat.S_ISREG(st.st_mode) and st.st_size == 0:
+            # Junk known from lstat alone: nothing to open, hash or store.
+            return self._refuse(path, watch, st, f"{path}: empty: the file has no bytes (left where it is; "
+                                "taken when it changes)", now=now)
         label = _label(path, watch)
         got = None
         try:
@@ -100,13 +127,23 @@ class Intake:
 
     def _refuse(self, path: Path, watch: WatchConfig, st: os.stat_result | None, reason: str, *,
                 now: str) -> IntakeResult:
-        reason = _storable(reason)
-        log.warning("refused", extra={"path": _storable(str(path)), "reason": reason})
-        self.ledger.record_refusal(source=_storable(str(watch.path)), name=_shown(path), reason=reason, now=now)
-        if st is not None:
-            self.ledger.remember_file(_storable(str(path)), st.st_size, st.st_mtime_ns, ino=st.st_ino,
-                                      ctime_ns=st.st_ctime_ns, outcome="refused", now=now)
+        # The file stays where it is; the seen-file row keeps rescans from
+        # refusing it again until it changes. (The log line is rate-limited:
+        # a flood gives one line a minute with a count; every file has its row.)
+        refusal = _Refusal(_storable(str(path)), _storable(str(watch.path)), _shown(path), _storable(reason), st, now)
+        log.warning("refused", extra={"path": refusal.key, "reason": refusal.reason})
+        if self._held is not None:
+            self._held.append(refusal)
+            return IntakeResult([], refused=True)
+        with self.ledger.transaction():
+            self._write_refusal(refusal)
         return IntakeResult([])
+
+    def _write_refusal(self, r: "_Refusal") -> None:
+        self.ledger.record_refusal(source=r.source, name=r.name, reason=r.reason, now=r.now)
+        if r.st is not None:
+            self.ledger.remember_file(r.key, r.st.st_size, r.st.st_mtime_ns, ino=r.st.st_ino,
+                                      ctime_ns=r.st.st_ctime_ns, outcome="refused", now=r.now)
 
     def _take_mail(self, path: Path, watch: WatchConfig, *, now: str, label: str | None) -> list[int]:
         # The message itself goes into the vault (so nothing is lost), but only
@@ -121,9 +158,11 @@ class Intake:
             mail = parse_message(data, self.mail_limits)
         except ExtractError as e:
             raise CaptureError(f"{path}: e-mail refused: {e.message}") from None
-        if mail.message_id and self.ledger.mail_seen(mail.message_id):
-            log.info("e-mail seen before; skipped", extra={"path": _storable(str(path)), "message_id": mail.message_id})
-            return []
+        # Only the bytes make two messages the same: a copier that restarted
+        # its counter, or a resent mail, reuses the Message-ID of another
+        # message, and that one is taken in full like any other. The same
+        # bytes again (a copy of the .eml, a Maildir redelivery) are taken
+        # too: each attachment gets another source row, never a silent skip.
         details = {"message_id": mail.message_id, "from": mail.from_, "subject": mail.subject,
                    "date": mail.date, "message_sha256": stored.sha256, "label": label}
         docs = []
@@ -142,10 +181,15 @@ class Intake:
             # the refusal says so to the operator and gets it backed up.
             self.ledger.record_refusal(source=source, name=_shown(path), sha256=stored.sha256,
                                        reason="no-attachment: the e-mail carries no invoice file", now=now)
-        if mail.message_id:
-            self.ledger.mark_mail_seen(mail.message_id, now=now, document_count=len(mail.attachments))
-        log.info("e-mail taken", extra={"path": _storable(str(path)), "attachments": len(mail.attachments),
-                                        "refused": len(mail.refusals), "message_id": mail.message_id or ""})
+        times = self.ledger.mark_mail_seen(stored.sha256, message_id=mail.message_id, now=now,
+                                           document_count=len(mail.attachments))
+        extra = {"path": _storable(str(path)), "attachments": len(mail.attachments),
+                 "refused": len(mail.refusals), "message_id": mail.message_id or "", "sha256": stored.sha256}
+        if times > 1:
+            log.info("e-mail taken again: the same bytes as before, recorded as another source of each "
+                     "of its documents", extra={**extra, "times": times})
+        else:
+            log.info("e-mail taken", extra=extra)
         return docs
 
     def _after(self, path: Path, watch: WatchConfig, st: os.stat_result | None, got: Captured | None, *,
@@ -305,3 +349,15 @@ def _storable(text: str) -> str:
 
 def _shown(path: Path) -> str:
     return os.fsencode(path.name).decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    """A file refused by `Intake._refuse`, as the ledger will record it."""
+
+    key: str                    # the path, storable
+    source: str                 # the watched folder
+    name: str
+    reason: str
+    st: os.stat_result | None   # for the seen-file row
+    now: str

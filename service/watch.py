@@ -10,11 +10,15 @@ folders are polled instead.
 from __future__ import annotations
 
 import fnmatch
+import heapq
+import itertools
 import logging
 import os
+import re
 import stat
 import threading
 import time
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -34,11 +38,30 @@ IGNORED_DIRS = ("@eaDir", ".stversions", "processed", "tmp", "cur")
 NETWORK_FS = ("cifs", "smb3", "smbfs", "nfs", "nfs4", "fuse.sshfs", "sshfs", "9p", "ceph",
               "glusterfs", "fuse.glusterfs", "davfs", "fuse.davfs2", "afs", "fuse.rclone")
 POLL_INTERVAL_S = 2.0
+# A settling file is looked at again after half its settle time (events
+# bring a look at once), so a change without an event restarts its clock.
+LOOK_FRACTION = 0.5
+# Looks (one lstat each) per `ready()` call: a flood noted at once is
+# looked at over a few calls, and one call stays short.
+LOOK_BUDGET = 20_000
+# Below this size no invoice format fits (the smallest real PDF or 数电 XML
+# is several hundred bytes): such a file is junk until intake proves otherwise.
+JUNK_MAX_BYTES = 64
+INVOICE_SUFFIXES = frozenset({".pdf", ".ofd", ".xml", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp",
+                              ".gif", ".webp", ".zip", ".eml"})
+# Intake order (names lie, so this only orders, it never decides): likely
+# invoices first, then other files with content, then known junk (empty,
+# tiny, not a regular file), which is refused cheaply but must never delay
+# an invoice.
+LIKELY, OTHER, JUNK = 0, 1, 2
+
+
+_IGNORED = re.compile("|".join(fnmatch.translate(pat) for pat in IGNORED_NAMES))
 
 
 def ignored(name: str) -> bool:
     """True for temporary and system files that are never invoices."""
-    return any(fnmatch.fnmatchcase(name, pat) for pat in IGNORED_NAMES)
+    return _IGNORED.match(name) is not None
 
 
 def mount_fs_type(path: Path, mountinfo: str | None = None) -> str | None:
@@ -72,12 +95,26 @@ def should_poll(watch: WatchConfig, mountinfo: str | None = None) -> tuple[bool,
     return False, f"local filesystem ({fs or 'unknown'})"
 
 
+def intake_rank(path: Path, st: os.stat_result | None, kind: str) -> int:
+    """LIKELY, OTHER or JUNK for a file about to be taken, from its lstat
+    and name alone (nothing is opened): the order intake takes files in."""
+    if st is None or not stat.S_ISREG(st.st_mode) or st.st_size < JUNK_MAX_BYTES:
+        return JUNK
+    if kind == "email" or path.suffix.lower() in INVOICE_SUFFIXES:
+        return LIKELY
+    return OTHER
+
+
 @dataclass
 class _Pending:
     closed: bool
-    size: int
-    mtime_ns: int
     stable_since: float
+    watch: WatchConfig
+    size: int = -1
+    mtime_ns: int = -1
+    token: int = 0          # bumped whenever it is scheduled again: older heap and lane items are stale
+    queued: bool = False    # ready: in an intake lane, or handed out and not yet done
+    rank: int = JUNK
 
 
 class FolderWatcher:
@@ -94,6 +131,17 @@ class FolderWatcher:
         self.clock = clock
         self._pending: dict[Path, _Pending] = {}
         self._lock = threading.Lock()
+        # Files to look at: those an event named first, in order (a file just
+        # written is never behind the re-looks of a flood still settling),
+        # then the others by when: (at, seq, path, token).
+        self._fresh: deque[tuple[Path, int]] = deque()
+        self._looks: list[tuple[float, int, Path, int]] = []
+        self._seq = itertools.count()
+        # Ready files per rank, one FIFO lane per folder, served round-robin,
+        # so a flood in one folder (or of one kind) cannot starve the others.
+        self._lanes: tuple[OrderedDict[Path, deque[tuple[Path, int]]], ...] = (OrderedDict(), OrderedDict(),
+                                                                               OrderedDict())
+        self._offered: list[tuple[Path, int]] = []
         self._observers: list = []
         self.rescan_requested = threading.Event()
 
@@ -126,17 +174,33 @@ class FolderWatcher:
 
     # -- events -----------------------------------------------------------------
 
-    def note(self, path: Path, closed: bool = False) -> None:
-        """Something happened to `path`; remember it for settling."""
-        if ignored(path.name) or self.watch_of(path) is None:
+    def note(self, path: Path, closed: bool = False, *, changed: bool = True) -> None:
+        """Something happened to `path` (`changed`: an event, not a rescan
+        merely finding it); remember it for settling and look at it soon."""
+        watch = None if ignored(path.name) else self.watch_of(path)
+        if watch is None:
             return
+        now = self.clock()
         with self._lock:
             p = self._pending.get(path)
             if p is None:
-                self._pending[path] = _Pending(closed, -1, -1, self.clock())
-            else:
+                p = self._pending[path] = _Pending(closed, now, watch)
+            elif changed or closed:
                 p.closed = p.closed or closed
+                p.queued = False  # look again: a queued file that changes settles anew
+            else:
+                return  # already known; a rescan changes nothing
+            if changed or closed:
+                p.token += 1
+                self._fresh.append((path, p.token))
+            else:
+                self._schedule(path, p, now)
         self.wake()
+
+    def _schedule(self, path: Path, p: _Pending, at: float) -> None:
+        # Under the lock.
+        p.token += 1
+        heapq.heappush(self._looks, (at, next(self._seq), path, p.token))
 
     def scan(self) -> int:
         """Note every file under every folder (start-up and periodic rescans).
@@ -144,7 +208,7 @@ class FolderWatcher:
         n = 0
         for w in self.watches:
             for path in self.files_under(w.path):
-                self.note(path)
+                self.note(path, changed=False)
                 n += 1
         return n
 
@@ -160,44 +224,96 @@ class FolderWatcher:
 
     def watch_of(self, path: Path) -> WatchConfig | None:
         """The watched folder `path` lies in, or None."""
+        # Plain string work, not Path.relative_to: this runs several times
+        # for every file of a flood.
+        text = str(path)
         for w in self.watches:
-            try:
-                rel = path.relative_to(w.path)
-            except ValueError:
+            root = str(w.path).rstrip("/") + "/"
+            if not text.startswith(root):
                 continue
-            if not any(part in IGNORED_DIRS for part in rel.parts[:-1]) or w.kind == "email":
+            folders = text[len(root):].split("/")[:-1]
+            # No exception for e-mail folders: Maildir's tmp/ holds messages
+            # still being written, and cur/ and processed/ hold the ones we
+            # took (taking them again would record each a second time).
+            if not any(part in IGNORED_DIRS for part in folders):
                 return w
         return None
 
-    def ready(self) -> list[Path]:
-        """Paths complete now: closed after writing, or stable in size and
-        mtime for the folder's settle_seconds. Vanished paths are dropped."""
-        out = []
+    def ready(self, limit: int | None = None) -> list[Path]:
+        """Up to `limit` paths complete now (closed after writing, or stable
+        in size and mtime for the folder's settle_seconds), in intake order:
+        likely invoices before other files before junk, and round-robin over
+        folders within each. Vanished paths are dropped. A path handed out
+        and not `done()` by the next call is handed out again first."""
         now = self.clock()
         with self._lock:
-            items = list(self._pending.items())
-        for path, p in items:
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                self._forget(path)
-                continue
-            except OSError:
-                out.append(path)  # capture will say what is wrong with it
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                out.append(path)  # a FIFO or a symlink is refused at once, with its reason
-                continue
-            w = self.watch_of(path)
-            settle = w.settle_seconds if w else 2.0
+            self._requeue_offered()
+            due = []
+            while self._fresh and len(due) < LOOK_BUDGET:
+                due.append(self._fresh.popleft())
+            while self._looks and self._looks[0][0] <= now and len(due) < LOOK_BUDGET:
+                _, _, path, token = heapq.heappop(self._looks)
+                due.append((path, token))
+        for path, token in due:
+            self._look(path, token, now)
+        return self._serve(limit)
+
+    def _look(self, path: Path, token: int, now: float) -> None:
+        try:
+            st: os.stat_result | None = os.lstat(path)
+        except FileNotFoundError:
             with self._lock:
+                p = self._pending.get(path)
+                if p is not None and p.token == token:
+                    del self._pending[path]
+            return
+        except OSError:
+            st = None  # capture will say what is wrong with it
+        with self._lock:
+            p = self._pending.get(path)
+            if p is None or p.token != token:
+                return  # done, or noted again since: a newer look is scheduled
+            settle = p.watch.settle_seconds
+            if st is not None and stat.S_ISREG(st.st_mode):
                 if (st.st_size, st.st_mtime_ns) != (p.size, p.mtime_ns):
                     p.size, p.mtime_ns, p.stable_since = st.st_size, st.st_mtime_ns, now
                     if not p.closed:
-                        continue
-                if p.closed or now - p.stable_since >= settle:
-                    out.append(path)
+                        self._schedule(path, p, now + settle * LOOK_FRACTION)
+                        return
+                if not p.closed and now - p.stable_since < settle:
+                    self._schedule(path, p, min(p.stable_since + settle, now + settle * LOOK_FRACTION))
+                    return
+            # Ready; a FIFO or a symlink too, to be refused at once with its reason.
+            p.queued, p.rank = True, intake_rank(path, st, p.watch.kind)
+            self._lanes[p.rank].setdefault(path.parent, deque()).append((path, p.token))
+
+    def _serve(self, limit: int | None) -> list[Path]:
+        out: list[Path] = []
+        with self._lock:
+            for lanes in self._lanes:
+                while lanes and (limit is None or len(out) < limit):
+                    folder, lane = next(iter(lanes.items()))
+                    path, token = lane.popleft()
+                    if lane:
+                        lanes.move_to_end(folder)  # the next folder's turn
+                    else:
+                        del lanes[folder]
+                    p = self._pending.get(path)
+                    if p is not None and p.token == token and p.queued:
+                        out.append(path)
+                        self._offered.append((path, token))
         return out
+
+    def _requeue_offered(self) -> None:
+        # Under the lock: handed out last time and not done (intake paused
+        # before it got to them): first in line again, in the same order.
+        for path, token in reversed(self._offered):
+            p = self._pending.get(path)
+            if p is not None and p.token == token and p.queued:
+                lanes = self._lanes[p.rank]
+                lanes.setdefault(path.parent, deque()).appendleft((path, token))
+                lanes.move_to_end(path.parent, last=False)
+        self._offered.clear()
 
     def next_due_in(self) -> float | None:
         """Seconds until a pending file may settle, for the main loop's sleep."""

@@ -132,16 +132,28 @@ class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin):
         rows = self.conn.execute("SELECT * FROM refusals ORDER BY id DESC LIMIT ?", (limit,))
         return [dict(r) for r in rows]
 
-    def mail_seen(self, message_id: str) -> bool:
-        """True when an e-mail with this Message-ID was taken before."""
-        return self.conn.execute("SELECT 1 FROM mail_seen WHERE message_id = ?",
-                                 (message_id,)).fetchone() is not None
+    def refusal_summary(self) -> dict:
+        """How many files and attachments were refused, and when the last
+        one was: for `status`, so refused junk is never out of sight."""
+        n, last = self.conn.execute("SELECT count(*), max(at) FROM refusals").fetchone()
+        return {"count": n, "last_at": last}
 
-    def mark_mail_seen(self, message_id: str, *, now: str, document_count: int) -> None:
-        """Remember a Message-ID so the same message is skipped next time."""
+    def mail_seen(self, message_sha256: str) -> int:
+        """How many times the e-mail whose raw bytes hash to `message_sha256`
+        was taken before (0: never). Only the bytes make two messages the
+        same: a reused Message-ID does not."""
+        row = self.conn.execute("SELECT times FROM mail_taken WHERE sha256 = ?", (message_sha256,)).fetchone()
+        return row[0] if row else 0
+
+    def mark_mail_seen(self, message_sha256: str, *, message_id: str | None, now: str,
+                       document_count: int) -> int:
+        """Count one more taking of the e-mail `message_sha256`; returns how
+        many times it has now been taken."""
         with self.transaction() as c:
-            c.execute("INSERT OR IGNORE INTO mail_seen (message_id, at, document_count) VALUES (?, ?, ?)",
-                      (message_id, now, document_count))
+            c.execute("INSERT INTO mail_taken (sha256, message_id, first_at, last_at, times, document_count) "
+                      "VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT(sha256) DO UPDATE SET times = times + 1, "
+                      "last_at = excluded.last_at", (message_sha256, message_id, now, now, document_count))
+            return c.execute("SELECT times FROM mail_taken WHERE sha256 = ?", (message_sha256,)).fetchone()[0]
 
     def seen_file(self, path: str, size: int, mtime_ns: int, *, ino: int, ctime_ns: int) -> str | None:
         """The outcome recorded for this path holding this very file (size,

@@ -233,6 +233,27 @@ MIGRATIONS: list[str] = [
     CREATE INDEX source_actions_document ON source_actions(document_id);
     CREATE INDEX sources_original_path ON sources(original_path);
     """,
+    # 12: an e-mail is the same only when its bytes are: scan-to-mail copiers
+    # restart their Message-ID counters and resent mail repeats the ID. Taken
+    # messages are remembered by sha256 (mail_seen, keyed by Message-ID, is
+    # no longer read), filled from the sources and refusals naming them.
+    """
+    CREATE TABLE mail_taken (
+        sha256 TEXT PRIMARY KEY,
+        message_id TEXT,
+        first_at TEXT NOT NULL,
+        last_at TEXT NOT NULL,
+        times INTEGER NOT NULL,               -- how often these exact bytes were taken
+        document_count INTEGER
+    );
+    INSERT OR IGNORE INTO mail_taken (sha256, message_id, first_at, last_at, times, document_count)
+        SELECT json_extract(details, '$.message_sha256'), json_extract(details, '$.message_id'),
+               min(at), max(at), 1, count(DISTINCT document_id)
+        FROM sources WHERE source_kind = 'email' AND json_extract(details, '$.message_sha256') IS NOT NULL
+        GROUP BY json_extract(details, '$.message_sha256');
+    INSERT OR IGNORE INTO mail_taken (sha256, message_id, first_at, last_at, times, document_count)
+        SELECT sha256, NULL, min(at), max(at), 1, 0 FROM refusals WHERE sha256 IS NOT NULL GROUP BY sha256;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

@@ -26,6 +26,7 @@ def status_report(ledger: Ledger, cfg) -> dict:
         daemon = {**beat, "age_s": age, "alive": age is not None and age < 120}
     return {
         "states": ledger.counts(),
+        "refused": ledger.refusal_summary(),
         "oldest_unfinished": oldest,
         "oldest_unfinished_age_s": age_seconds(oldest, at),
         "last_activity": ledger.last_activity(),
@@ -39,7 +40,7 @@ def status_report(ledger: Ledger, cfg) -> dict:
 
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: states (every state, zeros "
-              "included), oldest_unfinished, last_activity, daemon, ledger, vault, delivery "
+              "included), refused (count, last_at), oldest_unfinished, last_activity, daemon, ledger, vault, delivery "
               "(sla_breaches, and per destination backlog, health, breaker, maintenance_until), "
               "backup (per target backlog, pause, last put, verify and snapshot; see `backup status`).")
 @click.pass_context
@@ -55,6 +56,9 @@ def command(ctx: click.Context, as_json: bool) -> None:
     for state, n in report["states"].items():
         if n or state in ("captured", "quarantined", "queued", "failed", "missing"):
             click.echo(f"{state:>12}  {n}")
+    refused = report["refused"]
+    click.echo(f"{'refused':>12}  {refused['count']}" + (f"  (files and attachments not taken, each "
+               f"with its reason; the last at {refused['last_at']})" if refused["count"] else ""))
     click.echo(f"oldest unfinished: {human_age(report['oldest_unfinished_age_s'])}"
                + (f" (since {report['oldest_unfinished']})" if report["oldest_unfinished"] else ""))
     click.echo(f"last activity:     {report['last_activity'] or 'never'}")

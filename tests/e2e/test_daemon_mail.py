@@ -69,11 +69,15 @@ def test_mail_names_zip_refusals_and_duplicates(daemon):
     with daemon.ledger() as led:
         reasons = [r["reason"] for r in led.refusals()]
     assert any(r.startswith("empty") for r in reasons)
-    # The same message again (another file, same Message-ID) is skipped.
+    # The same bytes again (a copy of the file) are another source of each
+    # document, with a line; no new document.
     mark = len(daemon.lines)
     (daemon.root / "mail" / "b.eml").write_bytes(msg)
-    daemon.wait_for_line("e-mail seen before; skipped", start=mark)
+    daemon.wait_for_line("e-mail taken again", start=mark)
     assert len(daemon.documents()) == 4
+    with daemon.ledger() as led:
+        one = [d for d in led.list_documents(limit=0) if d.original_name == "电子发票1.pdf"][0]
+        assert len(led.sources(one.id)) == 2
 
 
 def test_maildir_new_moves_to_cur_once_captured(daemon):
@@ -90,3 +94,8 @@ def test_maildir_new_moves_to_cur_once_captured(daemon):
     assert list((box / "new").iterdir()) == []
     assert [p.name for p in (box / "cur").iterdir()] == ["1700000000.M1.host:2,"]
     assert names_and_details(daemon)["x.pdf"]["message_id"] == "<m2@example.cn>"
+    time.sleep(1.5)  # the move into cur/ is not a redelivery: taken once, one source
+    with daemon.ledger() as led:
+        (doc,) = led.list_documents(limit=0)
+        assert len(led.sources(doc.id)) == 1
+    assert not any("taken again" in line for line in daemon.lines)

@@ -60,7 +60,7 @@ CASES: list[Case] = [
     _c("h14-pdf-no-pages", "quarantined", "corrupt: the PDF has no pages", pdfs.no_pages),
     _c("h15-pdf-lying-count", "quarantined", _UNREADABLE + "|limit", pdfs.lying_page_count),
     # plain files
-    _c("h16-zero-bytes", "quarantined", "empty", lambda t: b""),
+    _c("h16-zero-bytes", "refused", "empty: the file has no bytes", lambda t: b""),
     _c("h17-whitespace", "quarantined", "empty", lambda t: b" \n\t " * 1000 + b"\n" * len(t)),
     _c("h18-random-binary", "quarantined", "unsupported-format",
        lambda t: bytes((i * 7919 + len(t)) % 251 for i in range(5000))),

@@ -82,3 +82,45 @@ def test_scan_skips_ignored_folders_and_files(tmp_path):
         (tmp_path / rel).write_bytes(b"x")
     names = sorted(p.relative_to(tmp_path).as_posix() for p in FolderWatcher.files_under(tmp_path))
     assert names == ["a.pdf", "dept/b.pdf"]
+
+
+def test_likely_invoices_come_before_junk_and_folders_take_turns(tmp_path):
+    # Names lie, so this only orders: every file is still handed out.
+    w = FolderWatcher([WatchConfig(path=tmp_path)], wake=lambda: None, clock=FakeClock())
+    files = {"flood/e1.pdf": b"", "flood/e2.pdf": b"", "flood/tiny.pdf": b"x" * 10,
+             "flood/notes.dat": b"n" * 500, "flood/a.pdf": b"%PDF" * 100, "flood/b.pdf": b"%PDF" * 100,
+             "dept/c.ofd": b"PK" * 100}
+    for rel, data in files.items():
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        (tmp_path / rel).write_bytes(data)
+        w.note(tmp_path / rel, closed=True)
+    got = [p.relative_to(tmp_path).as_posix() for p in w.ready()]
+    assert got[:3] == ["flood/a.pdf", "dept/c.ofd", "flood/b.pdf"]  # one folder's backlog does not hold up another
+    assert got[3] == "flood/notes.dat"
+    assert sorted(got[4:]) == ["flood/e1.pdf", "flood/e2.pdf", "flood/tiny.pdf"]
+
+
+def test_a_file_handed_out_and_not_done_is_handed_out_again_first(tmp_path):
+    w = FolderWatcher([WatchConfig(path=tmp_path)], wake=lambda: None, clock=FakeClock())
+    paths = [tmp_path / f"{i}.pdf" for i in range(5)]
+    for p in paths:
+        p.write_bytes(b"%PDF" * 100)
+        w.note(p, closed=True)
+    first = w.ready(2)
+    assert first == paths[:2]
+    w.done(first[0])
+    assert w.ready(2) == [paths[1], paths[2]]  # intake stopped before paths[1]: it comes first
+    assert w.pending_count == 4
+
+
+def test_a_rescan_does_not_push_a_waiting_file_back(tmp_path):
+    clock = FakeClock()
+    w = FolderWatcher([WatchConfig(path=tmp_path, settle_seconds=1.0)], wake=lambda: None, clock=clock)
+    a, b = tmp_path / "a.pdf", tmp_path / "b.pdf"
+    for p in (a, b):
+        p.write_bytes(b"%PDF" * 100)
+    w.scan()
+    assert w.ready() == []
+    clock.t = 1.1
+    w.scan()  # the files are known: nothing restarts
+    assert sorted(w.ready()) == [a, b]
