@@ -1,0 +1,150 @@
+"""Configured secrets kept out of everything a remote system says back.
+
+A finance system or an S3 store may repeat what it was sent: a 401 body
+that quotes the `Authorization` header, a signature error that lists the
+access key. Whatever it says becomes an `AdapterError`, and from there a log
+line, a ledger row (and so its WAL and every snapshot of it) and CLI output.
+So every adapter that holds a secret `remember`s it when it is built, and
+`AdapterError` runs its message through `redact` when it is made: the one
+place a remote's words become our error, so no path can forget it. The log
+formatters redact once more, for tracebacks of vendor exceptions.
+
+A secret is recognised in the forms a server may echo it in: as it is,
+percent-encoded, JSON-escaped, base64 (alone, or inside a longer base64
+string such as the Basic header's `user:password`), with whitespace inside
+it (a folded or wrapped header), and cut short at the end of a message.
+
+The registry is per process. A secret is forgotten when the adapter that
+remembered it is garbage collected, so short-lived adapters (a CLI command,
+a test) leave nothing behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import re
+import threading
+import weakref
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+MASK = "***"
+_MIN_B64_CORE = 8      # a shorter run of base64 letters would match ordinary words
+_MIN_CUT_TAIL = 6      # a message ending in 6+ leading characters of a secret was cut inside it
+
+_lock = threading.Lock()
+_held: dict[int, frozenset[str]] = {}
+_handles = itertools.count(1)
+_compiled: tuple[re.Pattern | None, tuple[str, ...]] = (None, ())
+
+
+def secret_forms(secret: str) -> set[str]:
+    """The spellings of `secret` a remote may echo back, besides itself:
+    percent-encoded (either hex case, `+` for space), JSON-escaped, and
+    base64 (standard and URL-safe) at each of the three byte alignments, so it
+    is found inside a longer base64 string too."""
+    if not secret:
+        return set()
+    forms = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret),
+             json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+    forms |= {re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), f) for f in list(forms)}
+    raw = secret.encode("utf-8")
+    for offset in range(3):
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            text = encode(b"\0" * offset + raw).decode("ascii").rstrip("=")
+            # Characters mixing in bytes before or after the secret depend on
+            # its neighbours; keep only those made of the secret's bits alone.
+            start = (offset * 8 + 5) // 6
+            end = ((offset + len(raw)) * 8) // 6
+            core = text[start:end]
+            if len(core) >= _MIN_B64_CORE:
+                forms.add(core)
+    forms.add(base64.b64encode(raw).decode("ascii"))
+    return {f for f in forms if f}
+
+
+def basic_forms(username: str, password: str) -> set[str]:
+    """What a Basic `Authorization` header gives away: `user:password`, its
+    base64 (the header's value) and the whole header line's value."""
+    pair = f"{username}:{password}"
+    token = base64.b64encode(pair.encode("utf-8")).decode("ascii")
+    return secret_forms(pair) | {token, f"Basic {token}"}
+
+
+def remember(owner: object, *secrets: str | None, basic: tuple[str, str | None] | None = None) -> None:
+    """Redact `secrets` (and, with `basic=(username, password)`, the Basic
+    header made from them) from every message in this process for as long as
+    `owner` lives. Empty and None secrets are ignored."""
+    forms: set[str] = set()
+    for secret in secrets:
+        if secret:
+            forms |= secret_forms(secret)
+    if basic is not None and basic[0] is not None and basic[1]:
+        forms |= basic_forms(basic[0], basic[1] or "")
+    if not forms:
+        return
+    handle = next(_handles)
+    with _lock:
+        _held[handle] = frozenset(forms)
+    weakref.finalize(owner, _forget, handle)
+
+
+def _forget(handle: int) -> None:
+    with _lock:
+        _held.pop(handle, None)
+
+
+def _matcher() -> tuple[re.Pattern | None, tuple[str, ...]]:
+    global _compiled
+    with _lock:
+        forms = tuple(sorted(set().union(*_held.values()), key=lambda f: (-len(f), f))) if _held else ()
+    pattern, known = _compiled
+    if known == forms:
+        return _compiled
+    if not forms:
+        _compiled = (None, ())
+        return _compiled
+    # Whitespace may sit anywhere inside an echoed secret (a folded header, a
+    # wrapped line); longest forms first, so a whole form wins over its parts.
+    pieces = [r"\s*".join(re.escape(ch) for ch in form) for form in forms]
+    _compiled = (re.compile("|".join(pieces)), forms)
+    return _compiled
+
+
+def redact(text: Any) -> str:
+    """`text` (made a str) with every remembered secret, in every form
+    `secret_forms` lists, replaced by `***`; also a message that ends in the
+    first 6 or more characters of one (a server message cut short)."""
+    text = text if isinstance(text, str) else str(text)
+    pattern, forms = _matcher()
+    if pattern is None or not text:
+        return text
+    text = pattern.sub(MASK, text)
+    for form in forms:
+        for n in range(min(len(form) - 1, len(text)), _MIN_CUT_TAIL - 1, -1):
+            if text.endswith(form[:n]):
+                return text[:-n] + MASK
+    return text
+
+
+def redact_data(value: Any) -> Any:
+    """A copy of a JSON-like value (dicts, lists, strings) with `redact`
+    applied to every string in it, keys included; any other object but a
+    number, bool or None becomes its redacted `str`."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact(k) if isinstance(k, str) else k: redact_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_data(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return redact(str(value))
+
+
+def active() -> int:
+    """How many secret forms are remembered now (for tests and diagnostics)."""
+    with _lock:
+        return sum(len(f) for f in _held.values())
