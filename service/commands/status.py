@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-
 import click
 
 from agent.errors import NotFoundInLedger
@@ -12,6 +9,7 @@ from agent.ledger import Ledger
 from agent.model import State
 from service.commands.backup import backup_report
 from service.commands.deliver import delivery_report, print_delivery
+from service.csv_safe import csv_text
 from service.context import age_seconds, echo_json, fail, human_age, load, now_dt, open_ledger
 
 
@@ -120,11 +118,7 @@ def list_command(ctx, state, since, sort, limit, as_json, as_csv) -> None:
         for r in rows:
             echo_json(r)
     elif as_csv:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=LIST_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-        click.echo(buf.getvalue(), nl=False)
+        click.echo(csv_text(rows, LIST_COLUMNS), nl=False)
     else:
         for r in rows:
             click.echo(f"{r['id']:>7}  {r['state']:<11} {r['received_at'][:19]}  "
