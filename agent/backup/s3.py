@@ -219,6 +219,7 @@ class S3Target:
                 return r["Body"].read()
             tmp = dest.with_name(f".tmp-{dest.name}.{secrets.token_hex(4)}")
             with open(tmp, "xb") as out:
+                os.fchmod(out.fileno(), 0o640)  # restored files are the vault's: never every user's
                 for chunk in r["Body"].iter_chunks(1 << 20):
                     out.write(chunk)
                 out.flush()
