@@ -311,7 +311,7 @@ def _check_adapters(kind: str, entries: list[dict[str, Any]], errors: list[str])
             continue
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
-        if scheme not in ("folder", "file") and has_credentials(url):
+        if has_credentials(url) and (scheme not in ("folder", "file") or _has_password(url)):
             # Checked before the scheme: a typo'd scheme must not print them either.
             keys = "access_key_id and secret_access_key" if scheme == "s3" else "username and password (or token)"
             errors.append(f"{kind}[{i}].url: {shown_url(url)!r} holds credentials, which would end up in "
@@ -341,6 +341,13 @@ def has_credentials(url: str) -> bool:
     as in https://user:pw@host, whatever its scheme or a typo in it."""
     m = _AUTHORITY_RE.match(url)
     return bool(m) and "@" in m.group(1)
+
+
+def _has_password(url: str) -> bool:
+    # folder:// and file:// put a path where the host goes, and a folder may
+    # be called "inbox@hq"; "user:password@" is never a folder name.
+    m = _AUTHORITY_RE.match(url)
+    return bool(m) and ":" in m.group(1).rsplit("@", 1)[0]
 
 
 def shown_url(url: str) -> str:

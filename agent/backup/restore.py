@@ -91,11 +91,13 @@ def restore(target: BackupTarget, state_dir: str | Path, *, now: dt.datetime, ac
     (`Transient`, `Permanent`).
     """
     state = Path(state_dir)
-    if (state / LEDGER_NAME).exists():
-        raise RestoreRefused(f"{state / LEDGER_NAME} already exists; restore into an empty folder")
-    if state.exists() and (not state.is_dir() or any(state.iterdir())):
-        raise RestoreRefused(f"{state} is not empty; restore into an empty folder")
     work = work_folder(state)
+    unfinished = (f" (an unfinished restore waits in {work}: move {state} away and run the restore "
+                  "again to finish it)" if work.is_dir() else "")
+    if (state / LEDGER_NAME).exists():
+        raise RestoreRefused(f"{state / LEDGER_NAME} already exists; restore into an empty folder{unfinished}")
+    if state.exists() and (not state.is_dir() or any(state.iterdir())):
+        raise RestoreRefused(f"{state} is not empty; restore into an empty folder{unfinished}")
     report = RestoreReport(resumed=work.is_dir())
     _make_dir(work)
     _sweep_temp(work)
@@ -109,8 +111,9 @@ def restore(target: BackupTarget, state_dir: str | Path, *, now: dt.datetime, ac
         report.snapshot = chosen
     elif at is not None and snapshots:
         raise NotFound(f"{target.name} has no ledger snapshot at or before {at.isoformat()}")
-    _make_dir(work / VAULT_NAME)
     vault = Vault(work / VAULT_NAME)
+    for folder in (vault.root, vault.objects, vault.tmp):
+        os.chmod(folder, DIR_MODE)  # Vault's mkdir modes pass through the umask
     originals: dict[str, int] = {}
     sidecars: set[str] = set()
     for info in target.list(OBJECTS_PREFIX):

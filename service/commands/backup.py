@@ -141,7 +141,10 @@ def restore_command(ctx: click.Context, source: str, dest: Path, at_text: str | 
             _write_config(config_path, entry)
             click.echo(f"{state} was already restored completely; wrote {config_path}")
             return
-        fail(f"{state / LEDGER_NAME} already exists; restore into an empty folder")
+        unfinished = work_folder(state)
+        fail(f"{state / LEDGER_NAME} already exists; restore into an empty folder"
+             + (f" (an unfinished restore waits in {unfinished}: move {state} away and run the "
+                "restore again to finish it)" if unfinished.is_dir() else ""))
     if work_folder(state).is_dir():
         click.echo(f"resuming the unfinished restore in {work_folder(state)}", err=True)
     with _Progress(f"restoring from {target.name}") as bar:

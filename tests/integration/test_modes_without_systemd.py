@@ -71,3 +71,24 @@ def test_folder_deliveries_are_group_readable_not_world_readable(tmp_path, umask
     written = sorted(folder.iterdir())
     assert [p.name for p in written] == ["12345678901234567890.json", "12345678901234567890.xml"]
     assert all(mode(p) == 0o640 for p in written), {p.name: oct(mode(p)) for p in written}
+
+
+def test_restore_output_is_0750_and_0640(tmp_path, umask):
+    import datetime as dt
+
+    from agent.backup.base import object_key
+    from agent.backup.restore import restore
+
+    root = tmp_path / "nas"
+    root.mkdir()
+    target = FileTarget(root, name="nas")
+    data = b"%PDF-1.4 not really"
+    sha = hashlib.sha256(data).hexdigest()
+    target.put(object_key(sha), data, sha)
+    state = tmp_path / "out" / "state"
+    report = restore(target, state, now=dt.datetime(2026, 5, 1, tzinfo=dt.timezone.utc), actor="test")
+    assert report.objects == 1
+    made = [state.parent, state, *state.rglob("*")]
+    assert any(p.name == sha for p in made)
+    for p in made:
+        assert mode(p) == (0o750 if p.is_dir() else 0o640), f"{p} is {mode(p):o}"

@@ -88,3 +88,14 @@ def test_urls_without_credentials_pass_and_helpers_hide_them(tmp_path):
     assert PASSWORD not in shown_url(f"https://{USER}:{PASSWORD}@h/x")
     assert PASSWORD not in str(redacted({"url": f"https://{USER}:{PASSWORD}@h", "password": PASSWORD}))
     assert shown_url("https://h/x") == "https://h/x"
+
+
+def test_a_local_folder_url_with_a_password_is_refused_but_an_at_sign_is_not(tmp_path):
+    import tomllib
+
+    ok = tomllib.loads('[[destination]]\nname = "drop"\nurl = "folder://inbox@hq/in"\n')
+    assert parse_config(ok, base_dir=tmp_path).destinations[0]["url"] == "folder://inbox@hq/in"
+    bad = tomllib.loads(f'[[backup]]\nname = "nas"\nurl = "file://{USER}:{PASSWORD}@nas/backup"\n')
+    with pytest.raises(ConfigError) as err:
+        parse_config(bad, base_dir=tmp_path)
+    assert "holds credentials" in str(err.value) and PASSWORD not in str(err.value)
