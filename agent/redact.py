@@ -37,7 +37,24 @@ _MIN_CUT_TAIL = 6      # a message ending in 6+ leading characters of a secret w
 _lock = threading.Lock()
 _held: dict[int, frozenset[str]] = {}
 _handles = itertools.count(1)
-_compiled: tuple[re.Pattern | None, tuple[str, ...]] = (None, ())
+_version = 0                       # bumped on every change of _held
+
+
+class _Matcher:
+    """What `redact` needs, built once per change of the remembered secrets."""
+
+    def __init__(self, version: int, forms: frozenset[str]):
+        self.version = version
+        ordered = sorted(forms, key=lambda f: (-len(f), f))
+        # Whitespace may sit anywhere inside an echoed secret (a folded header, a
+        # wrapped line); longest forms first, so a whole form wins over its parts.
+        self.pattern = re.compile("|".join(r"\s*".join(re.escape(ch) for ch in f) for f in ordered)) \
+            if ordered else None
+        self.cut = {f[:n] for f in ordered for n in range(_MIN_CUT_TAIL, len(f))}
+        self.longest_cut = max((len(c) for c in self.cut), default=0)
+
+
+_matcher = _Matcher(0, frozenset())
 
 
 def secret_forms(secret: str) -> set[str]:
@@ -77,6 +94,7 @@ def remember(owner: object, *secrets: str | None, basic: tuple[str, str | None] 
     """Redact `secrets` (and, with `basic=(username, password)`, the Basic
     header made from them) from every message in this process for as long as
     `owner` lives. Empty and None secrets are ignored."""
+    global _version
     forms: set[str] = set()
     for secret in secrets:
         if secret:
@@ -88,29 +106,27 @@ def remember(owner: object, *secrets: str | None, basic: tuple[str, str | None] 
     handle = next(_handles)
     with _lock:
         _held[handle] = frozenset(forms)
+        _version += 1
     weakref.finalize(owner, _forget, handle)
 
 
 def _forget(handle: int) -> None:
+    global _version
     with _lock:
-        _held.pop(handle, None)
+        if _held.pop(handle, None) is not None:
+            _version += 1
 
 
-def _matcher() -> tuple[re.Pattern | None, tuple[str, ...]]:
-    global _compiled
+def _current() -> _Matcher:
+    global _matcher
+    matcher = _matcher
+    if matcher.version == _version:
+        return matcher
     with _lock:
-        forms = tuple(sorted(set().union(*_held.values()), key=lambda f: (-len(f), f))) if _held else ()
-    pattern, known = _compiled
-    if known == forms:
-        return _compiled
-    if not forms:
-        _compiled = (None, ())
-        return _compiled
-    # Whitespace may sit anywhere inside an echoed secret (a folded header, a
-    # wrapped line); longest forms first, so a whole form wins over its parts.
-    pieces = [r"\s*".join(re.escape(ch) for ch in form) for form in forms]
-    _compiled = (re.compile("|".join(pieces)), forms)
-    return _compiled
+        version, forms = _version, frozenset().union(*_held.values())
+    matcher = _Matcher(version, forms)
+    _matcher = matcher
+    return matcher
 
 
 def redact(text: Any) -> str:
@@ -118,14 +134,13 @@ def redact(text: Any) -> str:
     `secret_forms` lists, replaced by `***`; also a message that ends in the
     first 6 or more characters of one (a server message cut short)."""
     text = text if isinstance(text, str) else str(text)
-    pattern, forms = _matcher()
-    if pattern is None or not text:
+    matcher = _current()
+    if matcher.pattern is None or not text:
         return text
-    text = pattern.sub(MASK, text)
-    for form in forms:
-        for n in range(min(len(form) - 1, len(text)), _MIN_CUT_TAIL - 1, -1):
-            if text.endswith(form[:n]):
-                return text[:-n] + MASK
+    text = matcher.pattern.sub(MASK, text)
+    for n in range(min(matcher.longest_cut, len(text)), _MIN_CUT_TAIL - 1, -1):
+        if text[-n:] in matcher.cut:
+            return text[:-n] + MASK
     return text
 
 
