@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agent.errors import ConfigError
+from agent.redact import has_credentials, has_password, shown_url
 
 ENV_PREFIX = "FAPIAO_AGENT__"
 SEARCH_PATHS = (Path("var/fapiao-agent.toml"), Path("/etc/fapiao-agent/config.toml"))
@@ -311,7 +312,7 @@ def _check_adapters(kind: str, entries: list[dict[str, Any]], errors: list[str])
             continue
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
-        if has_credentials(url) and (scheme not in ("folder", "file") or _has_password(url)):
+        if has_credentials(url) and (scheme not in ("folder", "file") or has_password(url)):
             # Checked before the scheme: a typo'd scheme must not print them either.
             keys = "access_key_id and secret_access_key" if scheme == "s3" else "username and password (or token)"
             errors.append(f"{kind}[{i}].url: {shown_url(url)!r} holds credentials, which would end up in "
@@ -330,32 +331,6 @@ def _check_adapters(kind: str, entries: list[dict[str, Any]], errors: list[str])
     if kind == "destination":
         for i, e in enumerate(entries):
             _check_maintenance(f"{kind}[{i}].", e, errors)
-
-
-# scheme (maybe mistyped or missing), any slashes, then the authority up to the path.
-_AUTHORITY_RE = re.compile(r"^\s*(?:[A-Za-z][A-Za-z0-9+.-]*:)?/*([^/?#]*)")
-
-
-def has_credentials(url: str) -> bool:
-    """True when `url` carries a user (and maybe a password) before its host,
-    as in https://user:pw@host, whatever its scheme or a typo in it."""
-    m = _AUTHORITY_RE.match(url)
-    return bool(m) and "@" in m.group(1)
-
-
-def _has_password(url: str) -> bool:
-    # folder:// and file:// put a path where the host goes, and a folder may
-    # be called "inbox@hq"; "user:password@" is never a folder name.
-    m = _AUTHORITY_RE.match(url)
-    return bool(m) and ":" in m.group(1).rsplit("@", 1)[0]
-
-
-def shown_url(url: str) -> str:
-    """`url` safe to print or log: credentials before the host become `***`."""
-    m = _AUTHORITY_RE.match(url)
-    if not m or "@" not in m.group(1):
-        return url
-    return url[:m.start(1)] + "***@" + m.group(1).rsplit("@", 1)[1] + url[m.end(1):]
 
 
 def _check_maintenance(prefix: str, entry: dict[str, Any], errors: list[str]) -> None:

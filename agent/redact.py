@@ -13,6 +13,9 @@ A secret is recognised in the forms a server may echo it in: as it is,
 percent-encoded, JSON-escaped, base64 (alone, or inside a longer base64
 string such as the Basic header's `user:password`), with whitespace inside
 it (a folded or wrapped header), and cut short at the end of a message.
+Credentials written into any URL (`https://user:pw@host`) are masked too;
+`has_credentials` and `shown_url` let the config refuse such URLs without
+printing them.
 
 The registry is per process. A secret is forgotten when the adapter that
 remembered it is garbage collected, so short-lived adapters (a CLI command,
@@ -55,6 +58,7 @@ class _Matcher:
 
 
 _matcher = _Matcher(0, frozenset())
+_URL_USERINFO_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#@]+@")
 
 
 def secret_forms(secret: str) -> set[str]:
@@ -132,8 +136,11 @@ def _current() -> _Matcher:
 def redact(text: Any) -> str:
     """`text` (made a str) with every remembered secret, in every form
     `secret_forms` lists, replaced by `***`; also a message that ends in the
-    first 6 or more characters of one (a server message cut short)."""
+    first 6 or more characters of one (a server message cut short), and the
+    `user:password@` of any URL in it, remembered or not."""
     text = text if isinstance(text, str) else str(text)
+    if "@" in text:
+        text = _URL_USERINFO_RE.sub(r"\1" + MASK + "@", text)
     matcher = _current()
     if matcher.pattern is None or not text:
         return text
@@ -142,6 +149,35 @@ def redact(text: Any) -> str:
         if text[-n:] in matcher.cut:
             return text[:-n] + MASK
     return text
+
+
+# URLs: credentials in them are refused by the config (agent/config.py) and never printed.
+
+# scheme (maybe mistyped or missing), any slashes, then the authority up to the path.
+_AUTHORITY_RE = re.compile(r"^\s*(?:[A-Za-z][A-Za-z0-9+.-]*:)?/*([^/?#]*)")
+
+
+def has_credentials(url: str) -> bool:
+    """True when `url` carries a user (and maybe a password) before its host,
+    as in https://user:pw@host, whatever its scheme or a typo in it."""
+    m = _AUTHORITY_RE.match(url)
+    return bool(m) and "@" in m.group(1)
+
+
+def has_password(url: str) -> bool:
+    """True when `url` carries `user:password@` before its host. (folder:// and
+    file:// put a path where the host goes: a folder may be called "inbox@hq",
+    but "user:password@" is never a folder name.)"""
+    m = _AUTHORITY_RE.match(url)
+    return bool(m) and ":" in m.group(1).rsplit("@", 1)[0]
+
+
+def shown_url(url: str) -> str:
+    """`url` safe to print or log: credentials before the host become `***`."""
+    m = _AUTHORITY_RE.match(url)
+    if not m or "@" not in m.group(1):
+        return url
+    return url[:m.start(1)] + "***@" + m.group(1).rsplit("@", 1)[1] + url[m.end(1):]
 
 
 def redact_data(value: Any) -> Any:

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from agent.config import has_credentials, parse_config, redacted, shown_url
+from agent.config import parse_config, redacted
+from agent.redact import has_credentials, shown_url
 from agent.errors import ConfigError
 
 USER, PASSWORD = "apclerk", "Pw-INURL-5e0f9a"

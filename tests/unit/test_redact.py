@@ -92,3 +92,11 @@ def test_log_lines_are_redacted_in_both_formats():
     for formatter in (KeyValueFormatter(), JsonFormatter()):
         line = formatter.format(record)
         assert SECRET not in line and json.dumps(SECRET)[1:-1] not in line and MASK in line
+
+
+def test_credentials_in_any_url_are_masked_even_if_never_remembered():
+    text = "cannot reach https://ap:Pw-NEVERSEEN-1@erp.example/api and s3://k:s@b/x"
+    out = redact(text)
+    assert "Pw-NEVERSEEN-1" not in out and "k:s@" not in out
+    assert "https://***@erp.example/api" in out and "s3://***@b/x" in out
+    assert redact("mail me at a@b.example, see https://h/x@y") == "mail me at a@b.example, see https://h/x@y"
