@@ -152,9 +152,12 @@ def _make_dir(path: Path) -> None:
 
 
 def _sweep_temp(work: Path) -> None:
-    """Remove the temp files a killed run left half-written (objects, snapshot)."""
-    for p in list(work.rglob(".tmp-*")):
-        p.unlink(missing_ok=True)
+    """Remove the temp files a killed run left half-written: objects and the
+    snapshot (`.tmp-*` beside their final names) and sidecars (in the vault's
+    own tmp folder, which nothing else writes to while the restore builds)."""
+    for p in [*work.rglob(".tmp-*"), *(work / VAULT_NAME / "tmp").glob("*")]:
+        if p.is_file():
+            p.unlink(missing_ok=True)
 
 
 def _restore_object(ledger: Ledger, vault: Vault, target: BackupTarget, sha: str, size: int,
