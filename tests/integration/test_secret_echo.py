@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from tests.e2e.daemon_harness import DaemonUnderTest
@@ -99,3 +102,71 @@ def test_an_echoed_authorization_header_is_never_logged_stored_or_backed_up(tmp_
             assert form not in data, f"the {name} leaked into the {where}"
     assert b"invalid credentials (request had Authorization: Bearer ***)" in stored["ledger (live)"]
     assert b"internal error (request had Authorization: Bearer ***)" in stored["cli"]
+
+
+class _EchoingS3(BaseHTTPRequestHandler):
+    """An S3-compatible store that quotes the request's Authorization header
+    (SigV4: it names the access key id) in every error's Message."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _answer(self) -> None:
+        n = int(self.headers.get("Content-Length") or 0)
+        if n:
+            self.rfile.read(n)
+        status, code = (500, "InternalError") if self.server.fail_with == 500 else (400, "InvalidRequest")
+        body = (f"<?xml version=\"1.0\"?><Error><Code>{code}</Code><Message>cannot serve request with "
+                f"Authorization: {self.headers.get('Authorization', '')}</Message></Error>").encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _answer
+
+
+def test_s3_adapters_redact_an_echoed_access_key(tmp_path):
+    """Both S3 adapters against a real loopback server whose error messages
+    repeat the SigV4 Authorization header, with the access key id in it."""
+    from agent.backup.s3 import S3Target
+    from agent.deliver.base import Parcel
+    from agent.deliver.s3 import S3Destination
+    from agent.errors import AdapterError
+
+    key_id, secret = "AKIDECHOED7Q2W9E4R", "sk-ECHOED-0b7c1d9e2f3a4b5c6d7e8f90"
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoingS3)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    original = tmp_path / "a.xml"
+    original.write_bytes(b"<invoice/>")
+    sha = hashlib.sha256(b"<invoice/>").hexdigest()
+    parcel = Parcel(key="12345678901234567890", number="12345678901234567890", filename="a.xml",
+                    media_type="application/xml", sha256=sha, fields={}, path=original)
+    messages = []
+    try:
+        for fail_with in (400, 500):
+            server.fail_with = fail_with
+            dest = S3Destination("inbox", "inbox", "in", endpoint_url=endpoint, access_key_id=key_id,
+                                 secret_access_key=secret, addressing_style="path", timeout_s=5)
+            target = S3Target("backup", name="off", endpoint_url=endpoint, access_key_id=key_id,
+                              secret_access_key=secret, addressing_style="path", max_attempts=1)
+            for call in (lambda: dest.put(parcel), lambda: target.put("manifests/x.json", b"{}",
+                                                                        hashlib.sha256(b"{}").hexdigest()),
+                         lambda: target.get("manifests/x.json")):
+                try:
+                    call()
+                except AdapterError as e:
+                    messages.append(str(e))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(messages) == 6, messages
+    assert any("cannot serve request with Authorization" in m for m in messages), messages
+    for m in messages:
+        assert key_id not in m and secret not in m, m
