@@ -10,7 +10,6 @@ import sys
 import pytest
 
 from agent.config import parse_config, redacted
-from agent.redact import has_credentials, shown_url
 from agent.errors import ConfigError
 
 USER, PASSWORD = "apclerk", "Pw-INURL-5e0f9a"
@@ -79,6 +78,8 @@ def test_a_mistyped_scheme_prints_only_the_scheme(tmp_path):
 
 def test_urls_without_credentials_pass_and_helpers_hide_them(tmp_path):
     import tomllib
+
+    from agent.redact import has_credentials, shown_url
 
     raw = tomllib.loads('[[destination]]\nname = "erp"\nurl = "https://erp.example/api/a@b"\n\n'
                         '[[destination]]\nname = "drop"\nurl = "folder:///srv/in@box"\n')
