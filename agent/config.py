@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agent.errors import ConfigError
+from agent.redact import has_credentials, has_password, shown_url
 
 ENV_PREFIX = "FAPIAO_AGENT__"
 SEARCH_PATHS = (Path("var/fapiao-agent.toml"), Path("/etc/fapiao-agent/config.toml"))
@@ -69,6 +70,7 @@ _ENUMS = {("watch", "kind"): {"scanner", "email"}, ("watch", "after"): {"keep", 
           ("backup", "sse"): {"AES256", "aws:kms"}}
 _SCHEMES = {"destination": {"folder", "http", "https", "s3"}, "backup": {"file", "s3"}}
 SECRET_KEYS = frozenset({"token", "password", "secret_access_key"})
+_URL_KEYS = frozenset({"url", "endpoint_url"})
 
 
 @dataclass
@@ -251,7 +253,8 @@ def local_folder(entry: dict[str, Any]) -> Path | None:
 
 def redacted(entry: dict[str, Any]) -> dict[str, Any]:
     """A copy of an adapter entry with secrets replaced, safe to log or print."""
-    return {k: ("***" if k in SECRET_KEYS and v else v) for k, v in entry.items()}
+    return {k: ("***" if k in SECRET_KEYS and v else shown_url(v) if k in _URL_KEYS and isinstance(v, str)
+                else v) for k, v in entry.items()}
 
 
 def _is_table(where: str, value: Any, errors: list[str]) -> bool:
@@ -273,7 +276,8 @@ def _check_table(where: str, table: dict[str, Any], schema: dict, errors: list[s
         if typ is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-            shown = "the value is not shown: it is a secret" if key in SECRET_KEYS else repr(value)
+            shown = ("the value is not shown: it is a secret" if key in SECRET_KEYS
+                     else "the value is not shown: it may hold credentials" if key in _URL_KEYS else repr(value))
             errors.append(f"{where}.{key}: must be {_type_name(typ)}, not {type(value).__name__} ({shown})")
             continue
         allowed = _ENUMS.get((section, key))
@@ -300,12 +304,24 @@ def _check_adapters(kind: str, entries: list[dict[str, Any]], errors: list[str])
         if name in seen:
             errors.append(f"{kind}[{i}].name: duplicate name {name!r}")
         seen.add(name)
+        endpoint = e.get("endpoint_url")
+        if isinstance(endpoint, str) and has_credentials(endpoint):
+            errors.append(f"{kind}[{i}].endpoint_url: holds credentials (user:password@), which would end up "
+                          "in logs; remove them and set access_key_id and secret_access_key instead")
         if not isinstance(url, str):
             continue
         parts = urlsplit(url)
-        if parts.scheme not in _SCHEMES[kind]:
+        scheme = parts.scheme.lower()
+        if has_credentials(url) and (scheme not in ("folder", "file") or has_password(url)):
+            # Checked before the scheme: a typo'd scheme must not print them either.
+            keys = "access_key_id and secret_access_key" if scheme == "s3" else "username and password (or token)"
+            errors.append(f"{kind}[{i}].url: {shown_url(url)!r} holds credentials, which would end up in "
+                          f"logs; remove them from the url and set {keys} instead")
+        elif parts.scheme not in _SCHEMES[kind]:
+            # Only the scheme is shown: a mistyped url may hold anything after it.
+            got = f"{parts.scheme}://" if parts.scheme else "a url without one"
             errors.append(f"{kind}[{i}].url: scheme must be one of "
-                          f"{', '.join(s + '://' for s in sorted(_SCHEMES[kind]))}, not {url!r}")
+                          f"{', '.join(s + '://' for s in sorted(_SCHEMES[kind]))}, not {got}")
         elif parts.scheme in ("http", "https", "s3") and not parts.netloc:
             errors.append(f"{kind}[{i}].url: {url!r} has no host or bucket")
         elif parts.scheme == "s3" and len(parts.netloc) < 3:

@@ -6,6 +6,8 @@ Loops catch these and nothing else by name: an exception that is not an
 
 from __future__ import annotations
 
+from agent.redact import redact
+
 
 class AgentError(Exception):
     """Base of every error the agent raises on purpose."""
@@ -53,7 +55,15 @@ class ExtractError(AgentError):
 
 
 class AdapterError(AgentError):
-    """Base for what a destination or backup target reports."""
+    """Base for what a destination or backup target reports.
+
+    Its message is where a remote's own words become ours, so it is made
+    here with every configured secret redacted (`agent.redact`): whatever
+    logs, stores or prints the error never holds a token, password or key.
+    """
+
+    def __init__(self, message: object = "", *args: object):
+        super().__init__(redact(message), *args)
 
 
 class Transient(AdapterError):

@@ -167,7 +167,8 @@ class DestinationRunner(Runner):
         except Exception as e:  # an adapter bug: the row retries like a transient failure
             log.exception("delivery raised an unexpected error", extra={"destination": self.name,
                                                                         "document": c.document_id})
-            return Outcome("transient", error=f"internal error: {type(e).__name__}: {e}")
+            # Made an AdapterError, like every message from an adapter: redacted of secrets.
+            return Outcome("transient", error=str(AdapterError(f"internal error: {type(e).__name__}: {e}")))
 
     def _probe(self, ledger: Ledger) -> None:
         error: AdapterError | None = None

@@ -1,7 +1,8 @@
 """One line per event on stderr: `key=value` (default) or JSON.
 
 Repeated identical errors are rate-limited, so a target that stays down
-logs once a minute, not once per attempt.
+logs once a minute, not once per attempt. Every line is redacted of the
+configured secrets (`agent.redact`), tracebacks of vendor exceptions included.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import logging
 import sys
 import time
 
+from agent.redact import redact, redact_data
+
 _RESERVED = set(vars(logging.makeLogRecord({})))
 
 
@@ -19,10 +22,10 @@ class KeyValueFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         parts = [f"ts={self.formatTime(record, '%Y-%m-%dT%H:%M:%S')}", f"level={record.levelname.lower()}",
-                 f"logger={record.name}", f"msg={_quote(record.getMessage())}"]
-        parts += [f"{k}={_quote(str(v))}" for k, v in _extras(record).items()]
+                 f"logger={record.name}", f"msg={_quote(redact(record.getMessage()))}"]
+        parts += [f"{k}={_quote(redact(str(v)))}" for k, v in _extras(record).items()]
         if record.exc_info:
-            parts.append(f"exc={_quote(self.formatException(record.exc_info))}")
+            parts.append(f"exc={_quote(redact(self.formatException(record.exc_info)))}")
         return " ".join(parts)
 
 
@@ -31,9 +34,10 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         obj = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname.lower(),
-               "logger": record.name, "msg": record.getMessage(), **_extras(record)}
+               "logger": record.name, "msg": redact(record.getMessage()),
+               **redact_data(_extras(record))}
         if record.exc_info:
-            obj["exc"] = self.formatException(record.exc_info)
+            obj["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(obj, ensure_ascii=False, default=str)
 
 

@@ -25,6 +25,9 @@ from agent.fsutil import fsync_dir
 
 CHUNK = 1 << 20
 TEMP_PREFIX = ".tmp-"
+# Like the vault: the agent and its group, never every user; set, not left to the umask.
+FILE_MODE = 0o640
+DIR_MODE = 0o750
 
 # errno values that a person must fix (permissions, read-only mount);
 # everything else (EIO, ENOSPC, ESTALE...) may pass by itself.
@@ -188,9 +191,11 @@ class FileTarget:
 
 
 def _write_and_hash(tmp: Path, source) -> str:
-    """Write `source` (bytes or an open binary file) to `tmp`, fsync it, return its SHA-256."""
+    """Write `source` (bytes or an open binary file) to `tmp` (mode 0640), fsync it,
+    return its SHA-256."""
     digest = hashlib.sha256()
     with open(tmp, "xb") as out:
+        os.fchmod(out.fileno(), FILE_MODE)
         if isinstance(source, (bytes, bytearray, memoryview)):
             digest.update(source)
             out.write(source)
@@ -204,7 +209,7 @@ def _write_and_hash(tmp: Path, source) -> str:
 
 
 def _make_dirs(root: Path, folder: Path) -> list[Path]:
-    """mkdir -p `folder` below `root`; the folders it created, outermost first."""
+    """mkdir -p `folder` below `root`, each made 0750; the folders it created, outermost first."""
     missing = []
     d = folder
     while d != root and not d.is_dir():
@@ -214,7 +219,8 @@ def _make_dirs(root: Path, folder: Path) -> list[Path]:
         try:
             d.mkdir()
         except FileExistsError:
-            pass
+            continue
+        os.chmod(d, DIR_MODE)
     return list(reversed(missing))
 
 

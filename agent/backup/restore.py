@@ -5,13 +5,23 @@ Order: the ledger snapshot first (the newest, or the newest at or before
 SHA-256 it is named after. Objects the snapshot does not know (captured
 after it was taken) get their documents back from their sidecars, so a
 restore loses nothing the target holds. Pure: `now` comes in, progress is a
-callback, and nothing is written outside `state_dir`.
+callback, and nothing is written outside `state_dir` and its hidden work
+folder beside it.
+
+A restore is built in `.<state>.restoring` beside `state_dir` and renamed
+into place only when complete, so a restore killed half-way never leaves a
+folder that looks like a whole agent. Run again, it resumes: originals
+already in the work folder that hash to their names are kept, and the ledger
+is rebuilt from the snapshot (a half-written one is never trusted). The
+snapshot's heartbeat is replaced by one saying "restored": it came from the
+live agent and must not make `status` report a running daemon.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -20,12 +30,14 @@ from agent.backup.base import (LEDGER_PREFIX, OBJECTS_PREFIX, BackupTarget, obje
                                sha256_of_object_key, sidecar_key)
 from agent.backup.snapshot import restore_sqlite, snapshot_at
 from agent.errors import NotFound, Permanent
+from agent.fsutil import fsync_dir
 from agent.ledger import Ledger, utc
 from agent.ledger.rows import parse_utc
-from agent.vault import Vault
+from agent.vault import DIR_MODE, FILE_MODE, Vault
 
 LEDGER_NAME = "ledger.sqlite3"
 VAULT_NAME = "vault"
+RESTORED_ACTIVITY = "restored"     # the heartbeat activity of a restored, never-run ledger
 
 
 class RestoreRefused(Permanent):
@@ -39,6 +51,8 @@ class RestoreReport:
     do not match its name, an unreadable sidecar)."""
 
     snapshot: str | None = None
+    resumed: bool = False
+    reused: int = 0
     objects: int = 0
     bytes: int = 0
     sidecars: int = 0
@@ -49,6 +63,12 @@ class RestoreReport:
     def to_dict(self) -> dict:
         """JSON-ready form for `backup restore --json`."""
         return dict(vars(self))
+
+
+def work_folder(state_dir: str | Path) -> Path:
+    """Where a restore into `state_dir` is built until it is complete."""
+    state = Path(state_dir)
+    return state.parent / f".{state.name}.restoring"
 
 
 def restore(target: BackupTarget, state_dir: str | Path, *, now: dt.datetime, actor: str,
@@ -62,16 +82,28 @@ def restore(target: BackupTarget, state_dir: str | Path, *, now: dt.datetime, ac
     it does not know, rebuilt from their sidecars (state, fields, problems,
     sources), or as `captured` when the sidecar is missing, so the daemon
     reads them again. With `at`, objects whose sidecar says they arrived
-    after `at` get no document. `progress(done, total)` follows the objects.
-    Raises `RestoreRefused` when `state_dir` already holds a ledger, and the
-    target's own errors (`Transient`, `Permanent`).
+    after `at` get no document. The ledger's heartbeat says `restored`, never
+    a running daemon. `state_dir` appears only once all of this is done (it
+    is built in `work_folder(state_dir)`, which a new run resumes); folders
+    are 0750 and files 0640 whatever the umask. `progress(done, total)`
+    follows the objects. Raises `RestoreRefused` when `state_dir` already
+    holds a ledger or anything else, and the target's own errors
+    (`Transient`, `Permanent`).
     """
     state = Path(state_dir)
-    ledger_path = state / LEDGER_NAME
-    if ledger_path.exists():
-        raise RestoreRefused(f"{ledger_path} already exists; restore into an empty folder")
-    state.mkdir(parents=True, exist_ok=True)
-    report = RestoreReport()
+    work = work_folder(state)
+    unfinished = (f" (an unfinished restore waits in {work}: move {state} away and run the restore "
+                  "again to finish it)" if work.is_dir() else "")
+    if (state / LEDGER_NAME).exists():
+        raise RestoreRefused(f"{state / LEDGER_NAME} already exists; restore into an empty folder{unfinished}")
+    if state.exists() and (not state.is_dir() or any(state.iterdir())):
+        raise RestoreRefused(f"{state} is not empty; restore into an empty folder{unfinished}")
+    report = RestoreReport(resumed=work.is_dir())
+    _make_dir(work)
+    _sweep_temp(work)
+    ledger_path = work / LEDGER_NAME
+    for p in work.glob(LEDGER_NAME + "*"):
+        p.unlink()  # a killed run's ledger is half-made: rebuilt from the snapshot below
     snapshots = [info.key for info in target.list(LEDGER_PREFIX)]
     chosen = snapshot_at(snapshots, at)
     if chosen is not None:
@@ -79,7 +111,9 @@ def restore(target: BackupTarget, state_dir: str | Path, *, now: dt.datetime, ac
         report.snapshot = chosen
     elif at is not None and snapshots:
         raise NotFound(f"{target.name} has no ledger snapshot at or before {at.isoformat()}")
-    vault = Vault(state / VAULT_NAME)
+    vault = Vault(work / VAULT_NAME)
+    for folder in (vault.root, vault.objects, vault.tmp):
+        os.chmod(folder, DIR_MODE)  # Vault's mkdir modes pass through the umask
     originals: dict[str, int] = {}
     sidecars: set[str] = set()
     for info in target.list(OBJECTS_PREFIX):
@@ -91,21 +125,53 @@ def restore(target: BackupTarget, state_dir: str | Path, *, now: dt.datetime, ac
         else:
             originals[sha] = info.size
     with Ledger(ledger_path) as ledger:
+        ledger.beat(pid=0, now=utc(now), activity=RESTORED_ACTIVITY,
+                    details=json.dumps({"from": target.name, "snapshot": chosen, "by": actor}))
         for i, sha in enumerate(sorted(originals), 1):
             _restore_object(ledger, vault, target, sha, originals[sha], sha in sidecars,
                             report=report, now=now, at=at, actor=actor)
             if progress:
                 progress(i, len(originals))
+    _sweep_temp(work)
+    if state.is_dir():
+        state.rmdir()  # empty (checked above); rename cannot replace it otherwise on every system
+    os.rename(work, state)
+    fsync_dir(state.parent)
     return report
+
+
+def _make_dir(path: Path) -> None:
+    """mkdir -p with DIR_MODE set on each folder made, whatever the umask."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for p in reversed(missing):
+        try:
+            p.mkdir()
+        except FileExistsError:
+            continue
+        os.chmod(p, DIR_MODE)
+
+
+def _sweep_temp(work: Path) -> None:
+    """Remove the temp files a killed run left half-written: objects and the
+    snapshot (`.tmp-*` beside their final names) and sidecars (in the vault's
+    own tmp folder, which nothing else writes to while the restore builds)."""
+    for p in [*work.rglob(".tmp-*"), *(work / VAULT_NAME / "tmp").glob("*")]:
+        if p.is_file():
+            p.unlink(missing_ok=True)
 
 
 def _restore_object(ledger: Ledger, vault: Vault, target: BackupTarget, sha: str, size: int,
                     has_sidecar: bool, *, report: RestoreReport, now: dt.datetime,
                     at: dt.datetime | None, actor: str) -> None:
     dest = vault.path(sha)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    target.get(object_key(sha), dest=dest)
-    if not vault.verify(sha):
+    kept = dest.exists() and vault.verify(sha)   # from the run this one resumes
+    if kept:
+        report.reused += 1
+    else:
+        _make_dir(dest.parent)
+        target.get(object_key(sha), dest=dest)
+        os.chmod(dest, FILE_MODE)
+    if not kept and not vault.verify(sha):
         dest.unlink(missing_ok=True)
         report.problems.append(f"{sha}: the bytes on {target.name} do not match their SHA-256; left out")
         return

@@ -27,6 +27,7 @@ from agent.backup.base import (AccessDenied, BucketMissing, ChecksumMismatch, Co
                                ObjectInfo, Source, check_dest, check_key, check_prefix,
                                check_sha256, object_key, source_path)
 from agent.errors import AdapterError, ConfigError, NotFound, Permanent, Transient
+from agent.redact import redact, remember
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 MULTIPART_CHUNKSIZE = 16 * 1024 * 1024
@@ -91,6 +92,8 @@ class S3Target:
         # If-None-Match on PUT (AWS since 2024, MinIO, Ceph, SeaweedFS) saves
         # a head per new object; switched off if the store says 501.
         self.conditional_puts = True
+        # Signature errors may quote the key id; see agent/redact.py.
+        remember(self, access_key_id, secret_access_key)
         try:
             # A Session per target: sessions are not thread-safe, and the
             # default chain (env, profile, instance role) applies when no keys are set.
@@ -103,8 +106,8 @@ class S3Target:
                 connect_timeout=connect_timeout, read_timeout=read_timeout,
                 max_pool_connections=32))
         except (ValueError, bx.BotoCoreError) as e:
-            raise ConfigError(f"backup target {name!r}: cannot build an S3 client "
-                              f"({type(e).__name__}: {e})") from e
+            raise ConfigError(redact(f"backup target {name!r}: cannot build an S3 client "
+                                     f"({type(e).__name__}: {e})")) from e
 
     @classmethod
     def from_config(cls, cfg: dict) -> "S3Target":
@@ -216,6 +219,7 @@ class S3Target:
                 return r["Body"].read()
             tmp = dest.with_name(f".tmp-{dest.name}.{secrets.token_hex(4)}")
             with open(tmp, "xb") as out:
+                os.fchmod(out.fileno(), 0o640)  # restored files are the vault's: never every user's
                 for chunk in r["Body"].iter_chunks(1 << 20):
                     out.write(chunk)
                 out.flush()

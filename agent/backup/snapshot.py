@@ -70,7 +70,7 @@ def restore_sqlite(snapshot: bytes, dest_path: str | os.PathLike) -> None:
     """Write the database inside `snapshot` (from `snapshot_sqlite`) to `dest_path`.
 
     All or nothing: decompressed to a temp file beside `dest_path`, checked
-    with `PRAGMA quick_check`, fsynced, then renamed over `dest_path`.
+    with `PRAGMA quick_check`, fsynced, then renamed over `dest_path`, mode 0640.
     Raises `SnapshotError` when the bytes are not a gzip'd, sound database.
     """
     dest = Path(dest_path)
@@ -81,6 +81,7 @@ def restore_sqlite(snapshot: bytes, dest_path: str | os.PathLike) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{dest.name}.", dir=dest.parent)
     tmp = Path(tmp_name)
     try:
+        os.fchmod(fd, 0o640)  # like the live ledger: the agent's group may read it
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             f.flush()

@@ -23,6 +23,8 @@ from agent.deliver.base import (
 from agent.errors import ConfigError, Permanent, Transient
 from agent.fsutil import fsync_dir
 
+FILE_MODE = 0o640  # delivered files: the agent writes, its group (the importer) reads
+
 # Errors that a person must fix at the folder; retrying cannot help.
 _REFUSALS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR}
 
@@ -142,6 +144,9 @@ class FolderDestination:
         try:
             # A leading dot keeps importers that skip hidden files away from it.
             fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{name}.", suffix=".tmp")
+            # mkstemp makes it 0600: an importer running as another user of the
+            # agent's group could not read it. Group-readable, never world-readable.
+            os.fchmod(fd, FILE_MODE)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()

@@ -24,6 +24,7 @@ from agent.deliver.base import (
     read_parcel_file, where,
 )
 from agent.errors import ConfigError, Permanent, Transient
+from agent.redact import redact, redact_data, remember
 
 _MAX_BODY = 1 << 20          # a receipt is small; a larger answer is cut, not buffered
 _MAX_MESSAGE = 300           # server messages go into the ledger and `show`
@@ -47,6 +48,8 @@ class HttpDestination:
         elif username is not None:
             self._headers["Authorization"] = urllib3.make_headers(
                 basic_auth=f"{username}:{password or ''}")["authorization"]
+        # A server may echo the header back in an error body: see agent/redact.py.
+        remember(self, token, password, basic=(username, password) if username is not None else None)
         pool_kw: dict = {"cert_reqs": "CERT_REQUIRED" if tls_verify else "CERT_NONE"}
         if ca_file:
             pool_kw["ca_certs"] = ca_file
@@ -62,10 +65,10 @@ class HttpDestination:
         Credentials in the url itself are refused: urls end up in logs."""
         url = cfg["url"].strip()
         parts = urlsplit(url)
+        if "@" in parts.netloc:
+            raise ConfigError(f"{where(cfg)}url: put credentials in token or username/password, not in the url")
         if not parts.hostname:
             raise ConfigError(f"{where(cfg)}url: no host in {url!r}")
-        if parts.username or parts.password:
-            raise ConfigError(f"{where(cfg)}url: put credentials in token or username/password, not in the url")
         if parts.query or parts.fragment:
             raise ConfigError(f"{where(cfg)}url: the base url takes no query or fragment")
         token = config_str(cfg, "token")
@@ -149,7 +152,8 @@ class HttpDestination:
                     resp.close()
                 else:
                     resp.release_conn()
-        text = data[:_MAX_BODY].decode("utf-8", "replace")
+        # Redacted before anything reads, cuts or keeps it: a cut secret would escape.
+        text = redact(data[:_MAX_BODY].decode("utf-8", "replace"))
         doc = None
         if text.strip():
             try:
@@ -159,7 +163,7 @@ class HttpDestination:
         return resp.status, doc, text, resp
 
     def _receipt(self, key: str, doc, status: int) -> Receipt:
-        raw = doc if isinstance(doc, dict) else {"status": status}
+        raw = redact_data(doc) if isinstance(doc, dict) else {"status": status}
         remote_id = raw.get("id") if isinstance(doc, dict) else None
         location = raw.get("location") if isinstance(doc, dict) else None
         return Receipt(destination=self.name, key=key,

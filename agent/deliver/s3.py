@@ -27,6 +27,7 @@ from agent.deliver.base import (
     read_parcel_file, safe_name_part, sidecar_bytes, where,
 )
 from agent.errors import ConfigError, Permanent, Transient
+from agent.redact import remember
 
 SIDECAR = "invoice.json"
 _MISCONFIGURED = {"NoSuchBucket", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied",
@@ -49,6 +50,7 @@ class S3Destination:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.endpoint_url = endpoint_url
+        remember(self, access_key_id, secret_access_key)  # signature errors may quote them: agent/redact.py
         session = boto3.session.Session()  # not the global default: clients are built per thread-safe session
         self._client = session.client(
             "s3", endpoint_url=endpoint_url, region_name=region or "us-east-1",

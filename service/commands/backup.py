@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import random
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import click
 
 from agent.backup.base import open_target
 from agent.backup.mirror import verify_step
-from agent.backup.restore import LEDGER_NAME, restore
+from agent.backup.restore import LEDGER_NAME, RESTORED_ACTIVITY, restore, work_folder
 from agent.config import SECRET_KEYS, Config, local_folder
 from agent.errors import AgentError
 from agent.ledger import Ledger
@@ -124,31 +125,62 @@ def verify_command(ctx: click.Context, target_name: str | None, full: bool, as_j
 @click.pass_context
 def restore_command(ctx: click.Context, source: str, dest: Path, at_text: str | None, as_json: bool) -> None:
     """Rebuild a vault and a ledger from one backup target into DIR, then
-    `fapiao-agent --config DIR/restored.toml status` shows them."""
+    `fapiao-agent --config DIR/restored.toml status` shows them. DIR/state
+    appears only when the restore is complete; a restore that was
+    interrupted resumes when run again, keeping the objects it had copied."""
     cfg = load(ctx)
     entry = _entries(cfg, source)[0]
     at = _parse_at(at_text)
     target = _open(entry)
     dest = dest.resolve()
     state = dest / "state"
+    config_path = dest / "restored.toml"
     if (state / LEDGER_NAME).exists():
-        fail(f"{state / LEDGER_NAME} already exists; restore into an empty folder")
+        if not config_path.exists() and _never_run_restore(state / LEDGER_NAME):
+            # Killed between the last rename and writing the config: the state is whole.
+            _write_config(config_path, entry)
+            click.echo(f"{state} was already restored completely; wrote {config_path}")
+            return
+        unfinished = work_folder(state)
+        fail(f"{state / LEDGER_NAME} already exists; restore into an empty folder"
+             + (f" (an unfinished restore waits in {unfinished}: move {state} away and run the "
+                "restore again to finish it)" if unfinished.is_dir() else ""))
+    if work_folder(state).is_dir():
+        click.echo(f"resuming the unfinished restore in {work_folder(state)}", err=True)
     with _Progress(f"restoring from {target.name}") as bar:
         try:
             report = restore(target, state, now=now_dt(), actor=actor(), at=at, progress=bar.update)
         except AgentError as e:
             fail(f"restore from {target.name}: {e}")
-    config_path = dest / "restored.toml"
-    config_path.write_text(restored_config(entry), encoding="utf-8")
+    _write_config(config_path, entry)
     if as_json:
         echo_json({**report.to_dict(), "config": str(config_path)})
         return
     click.echo(f"restored {report.objects} objects ({report.bytes:,} bytes), {report.sidecars} sidecars, "
                f"ledger snapshot {report.snapshot or 'none'}; {report.recovered_documents} documents "
-               f"recovered from sidecars")
+               f"recovered from sidecars" + (f"; resumed, {report.reused} objects kept from the "
+                                              "unfinished run" if report.resumed else ""))
     for line in report.problems:
         click.echo(f"  problem: {line}")
     click.echo(f"config: {config_path}")
+
+
+def _never_run_restore(ledger_path: Path) -> bool:
+    """True when this ledger came from a restore and no daemon has run on it."""
+    try:
+        with Ledger(ledger_path, readonly=True) as ledger:
+            beat = ledger.heartbeat()
+    except Exception:  # sqlite3 errors: not ours to judge, so not a finished restore either
+        return False
+    return bool(beat) and beat["activity"] == RESTORED_ACTIVITY
+
+
+def _write_config(path: Path, entry: dict) -> None:
+    """restored.toml, atomically and 0640 (it names the target, not its secrets)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(restored_config(entry), encoding="utf-8")
+    os.chmod(tmp, 0o640)
+    os.replace(tmp, path)
 
 
 def restored_config(entry: dict) -> str:

