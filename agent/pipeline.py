@@ -96,22 +96,36 @@ def judge(ledger: Ledger, doc_id: int, invoice: Invoice, *, settings: Validation
           reason_prefix: str = "") -> State:
     """Validate an `extracted` document and move it on: duplicate, quarantined,
     or valid and (when there are destinations) queued, in one transaction.
-    Returns the new state."""
+
+    The duplicate rule compares against every live document with the same
+    invoice key, whatever its id (`Ledger.key_holder`). A copy that passes
+    validation takes the place of a live copy that is quarantined (or not
+    yet judged) and was never sent: that one becomes its duplicate. Then the
+    key is settled (`settle_key`): every duplicate of it points at the one
+    live copy. Returns the document's state at the end."""
     with ledger.transaction():
-        return _judge(ledger, doc_id, invoice, settings=settings, destinations=destinations,
-                      today=today, now=now, actor=actor, reason_prefix=reason_prefix)
+        _judge(ledger, doc_id, invoice, settings=settings, destinations=destinations,
+               today=today, now=now, actor=actor, reason_prefix=reason_prefix)
+        if invoice.key:
+            settle_key(ledger, invoice.key, settings=settings, destinations=destinations,
+                       today=today, now=now, actor=actor)
+        return State(ledger.get(doc_id).state)
 
 
 def _judge(ledger: Ledger, doc_id: int, invoice: Invoice, *, settings: ValidationSettings,
            destinations: Sequence[str], today: dt.date, now: str, actor: str, reason_prefix: str) -> State:
     key = invoice.key
-    duplicate_of = ledger.first_with_key(key, exclude_id=doc_id) if key else None
+    holder = ledger.key_holder(key, exclude_id=doc_id) if key else None
+    if holder is not None and holder.replaceable and not has_errors(validate(invoice, settings, today=today)):
+        _demote(ledger, holder.id, to=doc_id, key=key, settings=settings, today=today, now=now, actor=actor)
+        holder = None
+    duplicate_of = holder.id if holder else None
     problems = validate(invoice, settings, today=today, duplicate_of=duplicate_of)
     stored = [p.to_dict() for p in problems]
     if duplicate_of is not None:
         ledger.transition(doc_id, State.DUPLICATE, now=now, actor=actor, problems=stored,
                           duplicate_of=duplicate_of,
-                          reason=f"{reason_prefix}same invoice {key} as document {duplicate_of}")
+                          reason=f"{reason_prefix}same invoice {key} as document {duplicate_of} ({holder.state})")
         return State.DUPLICATE
     if has_errors(problems):
         codes = ", ".join(sorted({p.code for p in problems if p.severity == "error"}))
@@ -126,12 +140,87 @@ def _judge(ledger: Ledger, doc_id: int, invoice: Invoice, *, settings: Validatio
     return State.VALID
 
 
+def _demote(ledger: Ledger, holder_id: int, *, to: int, key: str, settings: ValidationSettings,
+            today: dt.date, now: str, actor: str) -> None:
+    # The held copy steps aside for one that passes; its own problems stay
+    # on it, with the duplicate finding, so `show` says why it lost.
+    held = ledger.get(holder_id)
+    problems = validate(Invoice.from_dict(held.fields or {}), settings, today=today, duplicate_of=to)
+    why = f"document {to}, a copy of the same invoice that passes validation, takes its place"
+    ledger.transition(holder_id, State.DUPLICATE, now=now, actor=actor, problems=[p.to_dict() for p in problems],
+                      duplicate_of=to, reason=f"re-judged: same invoice {key} as document {to}: {why}",
+                      details={"rejudged": why, "was": held.state})
+
+
+def settle_key(ledger: Ledger, key: str, *, settings: ValidationSettings, destinations: Sequence[str],
+               today: dt.date, now: str, actor: str) -> list[int]:
+    """Make every duplicate of `key` point at the key's one live copy, in one transaction.
+
+    A duplicate whose document is gone (rejected, amended to another key,
+    a duplicate itself) or that passes validation while the live copy is
+    held and unsent is judged again: back to `extracted` with an event
+    saying why, then `judge` (the best candidate first: one that passes,
+    then the oldest), so when no live copy is left one of them becomes it
+    and is queued or quarantined, and the others point at it. Returns the
+    ids judged again."""
+    rejudged: list[int] = []
+    with ledger.transaction():
+        for _ in range(2 * len(ledger.duplicates_with_key(key)) + 2):
+            holder = ledger.key_holder(key)
+            todo = []
+            for dup in ledger.duplicates_with_key(key):
+                invoice = Invoice.from_dict(dup.fields or {})
+                passes = not has_errors(validate(invoice, settings, today=today))
+                if holder is None or dup.duplicate_of != holder.id or (holder.replaceable and passes):
+                    todo.append((not passes, dup.id, dup, invoice))
+            if not todo:
+                break
+            _, _, dup, invoice = min(todo, key=lambda t: t[:2])
+            why = _why_rejudged(ledger, dup, key, holder)
+            ledger.transition(dup.id, State.EXTRACTED, now=now, actor=actor, expect=State.DUPLICATE,
+                              duplicate_of=None, reason=f"re-judged: {why}",
+                              details={"rejudged": why, "was_duplicate_of": dup.duplicate_of})
+            _judge(ledger, dup.id, invoice, settings=settings, destinations=destinations, today=today,
+                   now=now, actor=actor, reason_prefix="re-judged: ")
+            rejudged.append(dup.id)
+    return rejudged
+
+
+def settle_duplicates(ledger: Ledger, *, settings: ValidationSettings, destinations: Sequence[str],
+                      today: dt.date, now: str, actor: str) -> int:
+    """`settle_key` for every key with a duplicate pointing at no live copy
+    of it (left by an older version). Returns how many were judged again."""
+    return sum(len(settle_key(ledger, key, settings=settings, destinations=destinations, today=today,
+                              now=now, actor=actor))
+               for key in ledger.stray_duplicate_keys())
+
+
+def _why_rejudged(ledger: Ledger, dup, key: str, holder) -> str:
+    target = ledger.get(dup.duplicate_of) if dup.duplicate_of is not None else None
+    if target is None:
+        return "it pointed at no document"
+    if target.state == State.REJECTED:
+        return f"document {target.id}, which it duplicated, was rejected"
+    if target.invoice_key != key:
+        return (f"document {target.id}, which it duplicated, was amended to another invoice key "
+                f"({target.invoice_key or 'none'})")
+    if target.state == State.DUPLICATE:
+        return f"document {target.id}, which it duplicated, is now a duplicate of document {target.duplicate_of}"
+    if holder is not None and holder.id != target.id:
+        return f"document {holder.id}, not {target.id}, is now the live copy of {key}"
+    if holder is not None:
+        return f"it passes validation and document {holder.id} ({holder.state}) does not"
+    return f"document {target.id}, which it duplicated, is {target.state}"
+
+
 def resume_stranded(ledger: Ledger, *, settings: ValidationSettings, destinations: Sequence[str],
                     today: dt.date, now: str, actor: str) -> int:
     """Carry on documents left between stages by an older version or a
     changed config: `extracted` ones are judged, `valid` ones queued when
-    there are destinations. Returns how many moved."""
-    moved = 0
+    there are destinations, duplicates of no live copy judged again
+    (`settle_duplicates`). Returns how many moved."""
+    moved = settle_duplicates(ledger, settings=settings, destinations=destinations, today=today,
+                              now=now, actor=actor)
     for doc_id in ledger.ids_in_state(State.EXTRACTED):
         fields = ledger.get(doc_id).fields or {}
         judge(ledger, doc_id, Invoice.from_dict(fields), settings=settings, destinations=destinations,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from agent.errors import AgentError, IllegalTransition, NotFoundInLedger
 from agent.ledger.rows import Document, Event, Source
@@ -17,8 +17,26 @@ UNFINISHED = (State.CAPTURED, State.EXTRACTED, State.VALID, State.QUARANTINED, S
 NOT_COUNTED = (State.DUPLICATE, State.REJECTED, State.NOT_INVOICE)
 SORTS = {"received": "received_at DESC, id DESC", "date": "invoice_date DESC, id DESC",
          "amount": "total_cents DESC, id DESC", "id": "id"}
+# A document whose delivery may have reached a destination under its key.
+_SENT = ("(doc.state IN ('delivering', 'delivered', 'confirmed', 'missing') OR EXISTS (SELECT 1 FROM deliveries d "
+         "WHERE d.document_id = doc.id AND d.state IN ('delivering', 'delivered', 'confirmed', 'missing')))")
 _UPDATABLE = frozenset({"fields", "problems", "invoice_key", "invoice_number", "invoice_date",
                         "total_cents", "duplicate_of", "media_type"})
+
+
+class KeyHolder(NamedTuple):
+    """The live copy of an invoice key: its id, state, and whether any of
+    its deliveries may have reached a destination."""
+
+    id: int
+    state: str
+    sent: bool
+
+    @property
+    def replaceable(self) -> bool:
+        """True when a copy that passes validation should take its place:
+        it is held (quarantined) or unjudged, and nothing of it was sent."""
+        return self.state in (State.QUARANTINED.value, State.EXTRACTED.value) and not self.sent
 
 
 class DocumentsMixin:
@@ -197,12 +215,37 @@ class DocumentsMixin:
                                  (State(state).value, limit))
         return [r[0] for r in rows]
 
-    def first_with_key(self, invoice_key: str, *, exclude_id: int) -> int | None:
-        """The earliest other document carrying the same invoice identity and
-        counting as its copy (not a duplicate, rejected or non-invoice).
-        Only earlier documents count, so the first arrival always owns the key."""
-        placeholders = ",".join("?" * len(NOT_COUNTED))
+    def key_holder(self, invoice_key: str, *, exclude_id: int | None = None) -> KeyHolder | None:
+        """The live document that is "the" copy of `invoice_key`, other than
+        `exclude_id`: not a duplicate, rejected, non-invoice or unread one,
+        whatever its id. When several are live (a ledger from before this
+        rule), the one that got furthest wins: one whose delivery may have
+        reached a destination, then one on its way (valid, queued, failed),
+        then a quarantined one, then an unjudged one; ties go to the lowest id."""
+        excluded = [s.value for s in (*NOT_COUNTED, State.CAPTURED)]
+        marks = ",".join("?" * len(excluded))
         row = self.conn.execute(
-            f"SELECT id FROM documents WHERE invoice_key = ? AND id < ? AND state NOT IN ({placeholders}) "
-            "ORDER BY id LIMIT 1", (invoice_key, exclude_id, *[s.value for s in NOT_COUNTED])).fetchone()
-        return row[0] if row else None
+            f"SELECT id, state, {_SENT} AS sent, CASE WHEN {_SENT} THEN 4 "
+            "WHEN state IN ('valid', 'queued', 'failed') THEN 3 WHEN state = 'quarantined' THEN 2 "
+            "ELSE 1 END AS rank "
+            f"FROM documents doc WHERE invoice_key = ? AND id IS NOT ? AND state NOT IN ({marks}) "
+            "ORDER BY rank DESC, id LIMIT 1", (invoice_key, exclude_id, *excluded)).fetchone()
+        return KeyHolder(row["id"], row["state"], bool(row["sent"])) if row else None
+
+    def duplicates_with_key(self, invoice_key: str) -> list[Document]:
+        """Every `duplicate` document carrying `invoice_key`, in id order."""
+        rows = self.conn.execute("SELECT * FROM documents WHERE invoice_key = ? AND state = ? ORDER BY id",
+                                 (invoice_key, State.DUPLICATE.value))
+        return [Document.from_row(r) for r in rows]
+
+    def stray_duplicate_keys(self, limit: int = 1000) -> list[str]:
+        """Keys of duplicates that point at no live document with their key
+        (it was rejected, amended to another key, or is a duplicate itself):
+        the work `pipeline.settle_duplicates` does."""
+        dead = [s.value for s in (*NOT_COUNTED, State.CAPTURED)]
+        marks = ",".join("?" * len(dead))
+        rows = self.conn.execute(
+            "SELECT DISTINCT d.invoice_key FROM documents d LEFT JOIN documents t ON t.id = d.duplicate_of "
+            f"WHERE d.state = ? AND d.invoice_key IS NOT NULL AND (t.id IS NULL OR t.state IN ({marks}) "
+            "OR t.invoice_key IS NOT d.invoice_key) LIMIT ?", (State.DUPLICATE.value, *dead, limit))
+        return [r[0] for r in rows]
