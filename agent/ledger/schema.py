@@ -203,6 +203,18 @@ MIGRATIONS: list[str] = [
     ALTER TABLE refusals ADD COLUMN sha256 TEXT;
     ALTER TABLE backup_targets ADD COLUMN enqueued_refusal_id INTEGER NOT NULL DEFAULT 0;
     """,
+    # 13: a delivery row keeps the invoice key it was delivered under, so
+    # reconciliation looks up what the destination really holds, and an amend
+    # that changes the key marks the row `superseded` instead of delivering
+    # the invoice there a second time under its new key. Rows delivered
+    # before take the key from their receipt, else the document's.
+    """
+    ALTER TABLE deliveries ADD COLUMN delivered_key TEXT;
+    UPDATE deliveries SET delivered_key = COALESCE(
+        CASE WHEN json_valid(receipt) THEN json_extract(receipt, '$.key') END,
+        (SELECT invoice_key FROM documents WHERE documents.id = deliveries.document_id))
+        WHERE state IN ('delivered', 'confirmed', 'missing');
+    """,
 ]
 
 LATEST = len(MIGRATIONS)
