@@ -141,7 +141,9 @@ def reject_command(ctx: click.Context, ref: str, reason: str) -> None:
     """
     cfg = load(ctx)
     with open_ledger(cfg) as ledger:
-        _act(ledger, ref, lambda doc_id, who: lib.reject(ledger, doc_id, reason=reason, now=now(), actor=who))
+        _act(ledger, ref, lambda doc_id, who: lib.reject(
+            ledger, doc_id, reason=reason, settings=validation_settings(cfg),
+            destinations=destination_names(cfg), today=today(), now=now(), actor=who))
 
 
 def _call(fn: Callable):
@@ -159,11 +161,19 @@ def _act(ledger: Ledger, ref: str, action: Callable[[int, str], object]) -> None
     except (NotFoundInLedger, lib.AmbiguousReference) as e:
         fail(str(e))
     seen = len(ledger.events(doc.id))
+    superseded = lib.superseded_by_amend(ledger, doc.id)
     try:
         _call(lambda: action(doc.id, who))
     except AgentError as e:
         fail(str(e))
     after = ledger.get(doc.id)
+    for row in lib.superseded_by_amend(ledger, doc.id):
+        if row not in superseded:
+            click.echo(f"warning: document {doc.id} was already delivered to {row['destination']} under invoice "
+                       f"key {row['key']}; that delivery is now superseded and it is not sent there again "
+                       f"under {after.invoice_key or 'its new key'}. To deliver it there again: "
+                       f"fapiao-agent requeue {doc.id} --destination {row['destination']} "
+                       f"(and remove the copy under {row['key']} there by hand)", err=True)
     # Only our own moves (a daemon may act on the document meanwhile);
     # the intermediate `extracted` is how amend re-enters validation, not news.
     path = [doc.state] + [e.to_state for e in ledger.events(doc.id)[seen:]
