@@ -156,34 +156,39 @@ def settle_key(ledger: Ledger, key: str, *, settings: ValidationSettings, destin
                today: dt.date, now: str, actor: str) -> list[int]:
     """Make every duplicate of `key` point at the key's one live copy, in one transaction.
 
-    A duplicate whose document is gone (rejected, amended to another key,
-    a duplicate itself) or that passes validation while the live copy is
-    held and unsent is judged again: back to `extracted` with an event
-    saying why, then `judge` (the best candidate first: one that passes,
-    then the oldest), so when no live copy is left one of them becomes it
-    and is queued or quarantined, and the others point at it. Returns the
-    ids judged again."""
+    A duplicate whose document is no longer that copy (rejected, amended to
+    another key, a duplicate itself) is judged again: back to `extracted`
+    with an event saying why, then `judge`. When no live copy is left, the
+    best candidate goes first (one that passes validation, then the oldest),
+    so it becomes the copy, queued or quarantined, and the others point at
+    it. Duplicates already pointing at the live copy are not looked at, so a
+    key with many copies costs one indexed query. Returns the ids judged again."""
     rejudged: list[int] = []
     with ledger.transaction():
-        for _ in range(2 * len(ledger.duplicates_with_key(key)) + 2):
+        for _ in range(_SETTLE_PASSES):
             holder = ledger.key_holder(key)
-            todo = []
-            for dup in ledger.duplicates_with_key(key):
-                invoice = Invoice.from_dict(dup.fields or {})
-                passes = not has_errors(validate(invoice, settings, today=today))
-                if holder is None or dup.duplicate_of != holder.id or (holder.replaceable and passes):
-                    todo.append((not passes, dup.id, dup, invoice))
-            if not todo:
+            wrong = ledger.duplicates_with_key(key, not_of=holder.id if holder else None)
+            if not wrong:
                 break
-            _, _, dup, invoice = min(todo, key=lambda t: t[:2])
-            why = _why_rejudged(ledger, dup, key, holder)
-            ledger.transition(dup.id, State.EXTRACTED, now=now, actor=actor, expect=State.DUPLICATE,
-                              duplicate_of=None, reason=f"re-judged: {why}",
-                              details={"rejudged": why, "was_duplicate_of": dup.duplicate_of})
-            _judge(ledger, dup.id, invoice, settings=settings, destinations=destinations, today=today,
-                   now=now, actor=actor, reason_prefix="re-judged: ")
-            rejudged.append(dup.id)
+            if holder is None:
+                wrong = [min(wrong, key=lambda d: (
+                    has_errors(validate(Invoice.from_dict(d.fields or {}), settings, today=today)), d.id))]
+            for dup in wrong:
+                why = _why_rejudged(ledger, dup, key)
+                ledger.transition(dup.id, State.EXTRACTED, now=now, actor=actor, expect=State.DUPLICATE,
+                                  duplicate_of=None, reason=f"re-judged: {why}",
+                                  details={"rejudged": why, "was_duplicate_of": dup.duplicate_of})
+                _judge(ledger, dup.id, Invoice.from_dict(dup.fields or {}), settings=settings,
+                       destinations=destinations, today=today, now=now, actor=actor,
+                       reason_prefix="re-judged: ")
+                rejudged.append(dup.id)
     return rejudged
+
+
+# Passes of settle_key: one to elect a copy when none is left, one to point
+# the rest at it, one more after a copy that passes took the place of a
+# held one mid-way; a spare.
+_SETTLE_PASSES = 4
 
 
 def settle_duplicates(ledger: Ledger, *, settings: ValidationSettings, destinations: Sequence[str],
@@ -195,7 +200,7 @@ def settle_duplicates(ledger: Ledger, *, settings: ValidationSettings, destinati
                for key in ledger.stray_duplicate_keys())
 
 
-def _why_rejudged(ledger: Ledger, dup, key: str, holder) -> str:
+def _why_rejudged(ledger: Ledger, dup, key: str) -> str:
     target = ledger.get(dup.duplicate_of) if dup.duplicate_of is not None else None
     if target is None:
         return "it pointed at no document"
@@ -206,11 +211,7 @@ def _why_rejudged(ledger: Ledger, dup, key: str, holder) -> str:
                 f"({target.invoice_key or 'none'})")
     if target.state == State.DUPLICATE:
         return f"document {target.id}, which it duplicated, is now a duplicate of document {target.duplicate_of}"
-    if holder is not None and holder.id != target.id:
-        return f"document {holder.id}, not {target.id}, is now the live copy of {key}"
-    if holder is not None:
-        return f"it passes validation and document {holder.id} ({holder.state}) does not"
-    return f"document {target.id}, which it duplicated, is {target.state}"
+    return f"document {target.id}, which it duplicated, is {target.state}, not the live copy of {key}"
 
 
 def resume_stranded(ledger: Ledger, *, settings: ValidationSettings, destinations: Sequence[str],

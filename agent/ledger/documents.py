@@ -222,20 +222,24 @@ class DocumentsMixin:
         rule), the one that got furthest wins: one whose delivery may have
         reached a destination, then one on its way (valid, queued, failed),
         then a quarantined one, then an unjudged one; ties go to the lowest id."""
-        excluded = [s.value for s in (*NOT_COUNTED, State.CAPTURED)]
-        marks = ",".join("?" * len(excluded))
+        # `state IN` the live states, not `NOT IN` the others: the index on
+        # (invoice_key, state) then seeks past a key's thousand duplicates.
+        live = [s.value for s in State if s not in (*NOT_COUNTED, State.CAPTURED)]
+        marks = ",".join("?" * len(live))
         row = self.conn.execute(
             f"SELECT id, state, {_SENT} AS sent, CASE WHEN {_SENT} THEN 4 "
             "WHEN state IN ('valid', 'queued', 'failed') THEN 3 WHEN state = 'quarantined' THEN 2 "
             "ELSE 1 END AS rank "
-            f"FROM documents doc WHERE invoice_key = ? AND id IS NOT ? AND state NOT IN ({marks}) "
-            "ORDER BY rank DESC, id LIMIT 1", (invoice_key, exclude_id, *excluded)).fetchone()
+            f"FROM documents doc WHERE invoice_key = ? AND state IN ({marks}) AND id IS NOT ? "
+            "ORDER BY rank DESC, id LIMIT 1", (invoice_key, *live, exclude_id)).fetchone()
         return KeyHolder(row["id"], row["state"], bool(row["sent"])) if row else None
 
-    def duplicates_with_key(self, invoice_key: str) -> list[Document]:
-        """Every `duplicate` document carrying `invoice_key`, in id order."""
-        rows = self.conn.execute("SELECT * FROM documents WHERE invoice_key = ? AND state = ? ORDER BY id",
-                                 (invoice_key, State.DUPLICATE.value))
+    def duplicates_with_key(self, invoice_key: str, *, not_of: int | None = None) -> list[Document]:
+        """The `duplicate` documents carrying `invoice_key`, in id order; with
+        `not_of`, only those pointing elsewhere than that document (None: all)."""
+        rows = self.conn.execute("SELECT * FROM documents WHERE invoice_key = ? AND state = ? "
+                                 "AND duplicate_of IS NOT ? ORDER BY id",
+                                 (invoice_key, State.DUPLICATE.value, not_of))
         return [Document.from_row(r) for r in rows]
 
     def stray_duplicate_keys(self, limit: int = 1000) -> list[str]:
