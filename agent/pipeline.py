@@ -118,6 +118,7 @@ def _judge(ledger: Ledger, doc_id: int, invoice: Invoice, *, settings: Validatio
     holder = ledger.key_holder(key, exclude_id=doc_id) if key else None
     if holder is not None and holder.replaceable and not has_errors(validate(invoice, settings, today=today)):
         _demote(ledger, holder.id, to=doc_id, key=key, settings=settings, today=today, now=now, actor=actor)
+        reason_prefix += f"in place of document {holder.id} ({holder.state}): "
         holder = None
     duplicate_of = holder.id if holder else None
     problems = validate(invoice, settings, today=today, duplicate_of=duplicate_of)

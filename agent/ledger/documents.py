@@ -17,9 +17,11 @@ UNFINISHED = (State.CAPTURED, State.EXTRACTED, State.VALID, State.QUARANTINED, S
 NOT_COUNTED = (State.DUPLICATE, State.REJECTED, State.NOT_INVOICE)
 SORTS = {"received": "received_at DESC, id DESC", "date": "invoice_date DESC, id DESC",
          "amount": "total_cents DESC, id DESC", "id": "id"}
-# A document whose delivery may have reached a destination under its key.
+# A document whose delivery may have reached a destination under its key
+# (a row requeued after delivery keeps the key it went under).
 _SENT = ("(doc.state IN ('delivering', 'delivered', 'confirmed', 'missing') OR EXISTS (SELECT 1 FROM deliveries d "
-         "WHERE d.document_id = doc.id AND d.state IN ('delivering', 'delivered', 'confirmed', 'missing')))")
+         "WHERE d.document_id = doc.id AND (d.state IN ('delivering', 'delivered', 'confirmed', 'missing') "
+         "OR d.delivered_key = doc.invoice_key)))")
 _UPDATABLE = frozenset({"fields", "problems", "invoice_key", "invoice_number", "invoice_date",
                         "total_cents", "duplicate_of", "media_type"})
 

@@ -96,6 +96,14 @@ def test_amend_after_delivery_says_so_and_never_delivers_twice(site, http_destin
     assert (site.rows(doc)["erp"]["state"], site.rows(doc)["erp"]["delivered_key"]) == ("delivered", NEW)
 
 
+def test_a_good_copy_never_takes_the_place_of_one_already_delivered_somewhere(site, http_destination, archive):
+    doc = delivered_to_erp_refused_by_archive(site, archive)
+    copy = site.add(invoice(dt.date.today()), "downloaded-again")
+    assert (site.state(copy), site.ledger.get(copy).duplicate_of) == ("duplicate", doc)
+    assert site.state(doc) == "quarantined" and site.ledger.deliveries_of(copy) == []
+    assert site.deliver() == [] and dict(http_destination.accepted) == {NUMBER: 1}
+
+
 def test_reconciliation_looks_up_the_key_a_row_was_delivered_under(site, http_destination, archive):
     doc = site.add(invoice(dt.date.today()), "invoice")
     site.deliver()

@@ -64,6 +64,8 @@ def test_a_copy_that_passes_takes_the_place_of_a_quarantined_one_and_its_duplica
     assert site.ledger.get(other_scan).duplicate_of == damaged
     good = site.add(invoice(today()), "supplier")
     assert site.state(good) == "queued"
+    valid = [e for e in site.ledger.events(good) if e.to_state == "valid"][0]
+    assert valid.reason == f"in place of document {damaged} (quarantined): valid"
     for doc_id in (damaged, other_scan):
         assert (site.state(doc_id), site.ledger.get(doc_id).duplicate_of) == ("duplicate", good)
     assert duplicate_violations(site.ledger) == []
