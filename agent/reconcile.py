@@ -2,9 +2,10 @@
 
 Each delivered (or missing, or on request confirmed) row is looked up at its
 destination, under the key it was delivered under (rows `superseded` by an
-amend are not looked up: the destination holds an old key on purpose). Found: `confirmed`, with the system's receipt stored. Absent:
-`missing`, and queued again at once when requeue_missing is set. A lookup
-that fails changes nothing; the row is checked again next time.
+amend are not looked up: the destination holds an old key on purpose).
+Found: `confirmed`, with the system's receipt stored. Absent: `missing`, and
+queued again at once when requeue_missing is set. A lookup that fails
+changes nothing; the row is checked again next time.
 """
 
 from __future__ import annotations
