@@ -94,6 +94,11 @@ def amend_command(ctx: click.Context, ref: str, assignments: tuple[str, ...], re
     remaining reasons printed. The original file in the vault is never
     changed. ID is a document id, a SHA-256 prefix or an invoice number.
     Works on quarantined, valid, duplicate and not_invoice documents.
+
+    A new number that another document already holds makes this one its
+    duplicate. Changing the number of an invoice already delivered somewhere
+    prints a warning: that delivery is marked superseded and not repeated
+    under the new number unless you run `requeue ID --destination NAME`.
     """
     cfg = load(ctx)
     settings = validation_settings(cfg)
@@ -137,7 +142,8 @@ def reject_command(ctx: click.Context, ref: str, reason: str) -> None:
 
     Works on quarantined, queued, failed, duplicate and not_invoice
     documents. The original stays in the vault and the event log records
-    your OS user and the reason.
+    your OS user and the reason. Its duplicates (other copies of the same
+    invoice) are judged again at once: one of them may be delivered instead.
     """
     cfg = load(ctx)
     with open_ledger(cfg) as ledger:
