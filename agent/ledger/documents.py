@@ -236,6 +236,11 @@ class DocumentsMixin:
             "ORDER BY rank DESC, id LIMIT 1", (invoice_key, *live, exclude_id)).fetchone()
         return KeyHolder(row["id"], row["state"], bool(row["sent"])) if row else None
 
+    def documents_with_key(self, invoice_key: str | None) -> list[Document]:
+        """Every document carrying `invoice_key` (none for None), in id order."""
+        rows = self.conn.execute("SELECT * FROM documents WHERE invoice_key = ? ORDER BY id", (invoice_key,))
+        return [Document.from_row(r) for r in rows]
+
     def duplicates_with_key(self, invoice_key: str, *, not_of: int | None = None) -> list[Document]:
         """The `duplicate` documents carrying `invoice_key`, in id order; with
         `not_of`, only those pointing elsewhere than that document (None: all)."""

@@ -168,6 +168,7 @@ def _act(ledger: Ledger, ref: str, action: Callable[[int, str], object]) -> None
         fail(str(e))
     seen = len(ledger.events(doc.id))
     superseded = lib.superseded_by_amend(ledger, doc.id)
+    copies = {d.id: d.state for d in ledger.documents_with_key(doc.invoice_key) if d.id != doc.id}
     try:
         _call(lambda: action(doc.id, who))
     except AgentError as e:
@@ -185,6 +186,12 @@ def _act(ledger: Ledger, ref: str, action: Callable[[int, str], object]) -> None
     path = [doc.state] + [e.to_state for e in ledger.events(doc.id)[seen:]
                           if e.actor == who and e.to_state and e.to_state != "extracted"]
     click.echo(f"document {doc.id}: {' -> '.join(path)}{_note(after)}")
+    # Other copies of the invoice judged again because of this act.
+    for other in ledger.documents_with_key(doc.invoice_key) + ledger.documents_with_key(
+            after.invoice_key if after.invoice_key != doc.invoice_key else None):
+        if other.id != doc.id and other.state != copies.get(other.id, other.state):
+            click.echo(f"document {other.id} (a copy of invoice {other.invoice_key}): "
+                       f"{copies[other.id]} -> {other.state}{_note(other)}")
     if after.state == "quarantined":
         for line in _problem_lines([p for p in after.problems if p.get("severity") == "error"]):
             click.echo(line)

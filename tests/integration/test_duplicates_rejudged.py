@@ -83,7 +83,11 @@ def test_rejecting_the_live_copy_judges_its_duplicates_again_the_one_that_passes
     good_copy = site.add(invoice(today()), "good-copy")
     assert [site.ledger.get(d).duplicate_of for d in (bad_copy, good_copy)] == [first, first]
 
-    assert site.cli("reject", str(first), "--reason", "sent to us by mistake").exit_code == 0
+    rejected = site.cli("reject", str(first), "--reason", "sent to us by mistake")
+    assert rejected.exit_code == 0
+    assert rejected.stdout.splitlines() == [
+        f"document {first}: queued -> rejected",
+        f"document {good_copy} (a copy of invoice {NUMBER}): duplicate -> queued"]
     assert site.state(good_copy) == "queued"
     assert (site.state(bad_copy), site.ledger.get(bad_copy).duplicate_of) == ("duplicate", good_copy)
     detail, text = show(site, good_copy)
