@@ -153,3 +153,33 @@ def test_superseded_rows_count_only_when_they_are_all_there_is():
     assert summary_state(["superseded", "confirmed"]) == State.CONFIRMED
     assert summary_state(["superseded", "failed"]) == State.FAILED
     assert summary_state(["superseded"]) == State.DELIVERED
+
+
+def test_the_migration_takes_each_delivered_key_from_the_receipt(tmp_path):
+    import sqlite3
+
+    from agent.ledger import Ledger, _statements
+    from agent.ledger.schema import MIGRATIONS
+
+    mine = next(i for i, m in enumerate(MIGRATIONS) if "ADD COLUMN delivered_key" in m)
+    path = tmp_path / "ledger.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for migration in MIGRATIONS[:mine]:
+        for statement in _statements(migration):
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {mine}")
+    t = "2026-01-01T00:00:00.000000Z"
+    # Amended by an older version after delivery: the document says NEW, erp holds NUMBER.
+    conn.execute("INSERT INTO documents (id, sha256, size, source_kind, received_at, updated_at, state, "
+                 "invoice_key) VALUES (1, 'a', 1, 'ingest', ?, ?, 'delivered', ?)", (t, t, NEW))
+    for dest, state, receipt in [("erp", "delivered", json.dumps({"key": NUMBER})),
+                                 ("archive", "confirmed", None), ("later", "queued", None)]:
+        conn.execute("INSERT INTO deliveries (document_id, destination, state, receipt, queued_at, updated_at) "
+                     "VALUES (1, ?, ?, ?, ?, ?)", (dest, state, receipt, t, t))
+    conn.close()
+    with Ledger(path) as ledger:
+        keys = {d["destination"]: d["delivered_key"] for d in ledger.deliveries_of(1)}
+        assert keys == {"erp": NUMBER, "archive": NEW, "later": None}
+        plan = " ".join(r[3] for r in ledger.conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM documents WHERE invoice_key = ? AND state = ?", (NEW, "duplicate")))
+        assert "(invoice_key=? AND state=?)" in plan
