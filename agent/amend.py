@@ -17,7 +17,7 @@ from typing import Any, Iterable, Sequence
 from agent.errors import AgentError, IllegalTransition
 from agent.ledger import Document, Ledger
 from agent.model import FIELD_NAMES, KIND_NAMES, MONEY_FIELDS, TRANSITIONS, Invoice, State
-from agent.pipeline import invoice_columns, judge
+from agent.pipeline import invoice_columns, judge, settle_key
 from agent.validate import ValidationSettings
 
 QUARANTINE_SORTS = ("received", "date", "amount")
@@ -135,6 +135,11 @@ def amend(ledger: Ledger, doc_id: int, values: dict[str, str], *, reason: str | 
     duplicate, all in one transaction. Works from the states that may return
     to `extracted` (AMENDABLE); others raise IllegalTransition. Returns the
     new state. The vault is not touched.
+
+    When the invoice key changes, deliveries already made under the old key
+    become `superseded` (never repeated under the new key without an
+    explicit `requeue --destination`; `superseded_by_amend` lists them),
+    and every duplicate of the old key is judged again (`settle_key`).
     """
     if not values:
         raise AmendError("nothing to amend: give at least one --set name=value")
@@ -163,8 +168,22 @@ def amend(ledger: Ledger, doc_id: int, values: dict[str, str], *, reason: str | 
         text = f"amended {said} (manual)" + (f": {details['reason']}" if "reason" in details else "")
         ledger.transition(doc_id, State.EXTRACTED, now=now, actor=actor, expect=doc.state,
                           reason=text, details=details, duplicate_of=None, **invoice_columns(invoice))
-        return judge(ledger, doc_id, invoice, settings=settings, destinations=destinations,
-                     today=today, now=now, actor=actor, reason_prefix="after amend: ")
+        if invoice.key != doc.invoice_key:
+            ledger.supersede_deliveries(doc_id, old_key=doc.invoice_key, new_key=invoice.key, now=now,
+                                        actor=actor)
+        state = judge(ledger, doc_id, invoice, settings=settings, destinations=destinations,
+                      today=today, now=now, actor=actor, reason_prefix="after amend: ")
+        if doc.invoice_key and doc.invoice_key != invoice.key:
+            settle_key(ledger, doc.invoice_key, settings=settings, destinations=destinations,
+                       today=today, now=now, actor=actor)
+        return state
+
+
+def superseded_by_amend(ledger: Ledger, doc_id: int) -> list[dict]:
+    """The document's deliveries held under another key than its own
+    (`superseded`): [{destination, key}], for the warning an amend prints."""
+    return [{"destination": d["destination"], "key": d["delivered_key"]}
+            for d in ledger.deliveries_of(doc_id) if d["state"] == "superseded"]
 
 
 def accept(ledger: Ledger, doc_id: int, *, reason: str, destinations: Sequence[str],
@@ -174,7 +193,9 @@ def accept(ledger: Ledger, doc_id: int, *, reason: str, destinations: Sequence[s
     event names `actor`, the reason and every overridden error; the problems
     stay on the document. Raises AmendError without a reason or for a
     document with no fields (unreadable: amend it first), IllegalTransition
-    when the document is not quarantined. Returns the new state."""
+    when the document is not quarantined or another live document is
+    already the copy of its invoice key (it would be delivered twice).
+    Returns the new state."""
     reason = _required(reason, "accept")
     with ledger.transaction():
         doc = ledger.get(doc_id)
@@ -183,6 +204,12 @@ def accept(ledger: Ledger, doc_id: int, *, reason: str, destinations: Sequence[s
         if not doc.fields:
             raise AmendError(f"document {doc_id} has no invoice fields (it could not be read); "
                              f"type them in with `amend {doc_id} --set number=... --set date=...` first")
+        holder = ledger.key_holder(doc.invoice_key, exclude_id=doc_id) if doc.invoice_key else None
+        if holder is not None:
+            raise IllegalTransition(
+                f"document {holder.id} ({holder.state}) is already the copy of invoice {doc.invoice_key}: "
+                f"delivering document {doc_id} too would deliver it twice; reject one of them, "
+                "or amend this one if it is another invoice")
         overridden = [p for p in doc.problems if p.get("severity") == "error"]
         codes = ", ".join(sorted({p["code"] for p in overridden})) or "no errors"
         ledger.transition(doc_id, State.VALID, now=now, actor=actor, expect=State.QUARANTINED,
@@ -194,10 +221,13 @@ def accept(ledger: Ledger, doc_id: int, *, reason: str, destinations: Sequence[s
         return State.VALID
 
 
-def reject(ledger: Ledger, doc_id: int, *, reason: str, now: str, actor: str) -> State:
+def reject(ledger: Ledger, doc_id: int, *, reason: str, settings: ValidationSettings,
+           destinations: Sequence[str], today: dt.date, now: str, actor: str) -> State:
     """End a document for good (-> rejected) with the operator's reason in
-    the event. Raises AmendError without a reason, IllegalTransition from a
-    state that cannot be rejected (the document is then unchanged)."""
+    the event, and judge again every duplicate that pointed at it, in one
+    transaction (`settle_key`: one of them may now be the invoice's copy).
+    Raises AmendError without a reason, IllegalTransition from a state that
+    cannot be rejected (the document is then unchanged)."""
     reason = _required(reason, "reject")
     with ledger.transaction():
         doc = ledger.get(doc_id)
@@ -206,6 +236,9 @@ def reject(ledger: Ledger, doc_id: int, *, reason: str, now: str, actor: str) ->
             raise IllegalTransition(f"document {doc_id} is {doc.state}; only {allowed} documents can be rejected")
         ledger.transition(doc_id, State.REJECTED, now=now, actor=actor, expect=doc.state,
                           reason=f"rejected: {reason}", details={"reason": reason})
+        if doc.invoice_key:
+            settle_key(ledger, doc.invoice_key, settings=settings, destinations=destinations,
+                       today=today, now=now, actor=actor)
     return State.REJECTED
 
 

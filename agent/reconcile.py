@@ -1,9 +1,11 @@
 """Reconciliation: is every delivered invoice really in the finance system?
 
 Each delivered (or missing, or on request confirmed) row is looked up at its
-destination. Found: `confirmed`, with the system's receipt stored. Absent:
-`missing`, and queued again at once when requeue_missing is set. A lookup
-that fails changes nothing; the row is checked again next time.
+destination, under the key it was delivered under (rows `superseded` by an
+amend are not looked up: the destination holds an old key on purpose).
+Found: `confirmed`, with the system's receipt stored. Absent: `missing`, and
+queued again at once when requeue_missing is set. A lookup that fails
+changes nothing; the row is checked again next time.
 """
 
 from __future__ import annotations
@@ -103,7 +105,9 @@ def _candidates(ledger: Ledger, name: str, states: Sequence[str], since: str | N
 
 def _check(ledger: Ledger, dest: Destination, row: dict, check: Check, failures: int, *, now: dt.datetime,
            actor: str, requeue_missing: bool) -> tuple[str | None, int]:
-    key = row["invoice_key"]
+    # The key the row was delivered under: after an amend the document's own
+    # key may differ, and the destination holds what it was sent.
+    key = row["lookup_key"]
     try:
         found = dest.lookup(key) if key else None
     except Misconfigured as e:

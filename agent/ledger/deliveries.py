@@ -14,7 +14,13 @@ from typing import Any, Iterable, Sequence
 from agent.ledger.delivery_reports import DeliveryReportsMixin
 from agent.model import Problem, State, TRANSITIONS
 
-ROW_STATES = ("queued", "delivering", "delivered", "confirmed", "missing", "failed", "quarantined")
+ROW_STATES = ("queued", "delivering", "delivered", "confirmed", "missing", "failed", "quarantined",
+              "superseded")
+# A row the destination may hold the invoice under its `delivered_key` (a
+# `delivering` row's put may have landed). An amend to another key makes these
+# `superseded`: never delivered again there unless an operator names the
+# destination in `requeue --destination`.
+_HELD_ROW_STATES = ("delivering", "delivered", "confirmed")
 # Only documents in these states have their rows worked on; in any other
 # state (quarantined, rejected, back to extracted for 补录) a person holds them.
 ACTIVE_DOCUMENT_STATES = (State.QUEUED.value, State.DELIVERING.value, State.FAILED.value,
@@ -30,11 +36,16 @@ def summary_state(row_states: Iterable[str]) -> State | None:
     """The document state its delivery rows add up to, or None without rows.
 
     The most urgent row wins: quarantined, failed, delivering, queued,
-    missing; then delivered unless every row is confirmed.
+    missing; then delivered unless every row is confirmed. A `superseded`
+    row (held under the invoice's old key) asks nothing more of the machine:
+    it counts only when it is all there is, as delivered.
     """
     states = set(row_states)
     if not states:
         return None
+    if states == {"superseded"}:
+        return State.DELIVERED
+    states.discard("superseded")
     for row_state, doc_state in (("quarantined", State.QUARANTINED), ("failed", State.FAILED),
                                  ("delivering", State.DELIVERING), ("queued", State.QUEUED),
                                  ("missing", State.MISSING), ("delivered", State.DELIVERED)):
@@ -48,8 +59,10 @@ class DeliveriesMixin(DeliveryReportsMixin):
 
     def queue_deliveries(self, doc_id: int, destinations: Sequence[str], *, now: str, actor: str) -> None:
         """Move a `valid` document to `queued` and create one delivery row per
-        destination, in one transaction. Rows already delivered or confirmed
-        are left as they are; any other row starts afresh (attempts 0, due now)."""
+        destination, in one transaction. Rows already delivered, confirmed or
+        superseded (held under an old key: only `requeue --destination` sends
+        those again) are left as they are; any other row starts afresh
+        (attempts 0, due now)."""
         with self.transaction() as c:
             self.transition(doc_id, State.QUEUED, now=now, actor=actor,
                             reason="queued for " + ", ".join(destinations))
@@ -60,7 +73,7 @@ class DeliveriesMixin(DeliveryReportsMixin):
                           "attempts = 0, lease_until = NULL, lease_token = NULL, sla_warned_at = NULL, "
                           "queued_at = excluded.queued_at, "
                           "next_attempt_at = excluded.next_attempt_at, updated_at = excluded.updated_at "
-                          "WHERE deliveries.state NOT IN ('delivered', 'confirmed')",
+                          "WHERE deliveries.state NOT IN ('delivered', 'confirmed', 'superseded')",
                           (doc_id, name, now, now, now))
 
     def deliveries_of(self, doc_id: int) -> list[dict]:
@@ -127,8 +140,9 @@ class DeliveriesMixin(DeliveryReportsMixin):
                         uncount_attempt: bool = False) -> bool:
         """Record the end of one attempt on a row this worker still leases.
 
-        Writes the row (`state`, last_error, next_attempt_at, receipt and
-        delivered_at as they apply), one `attempts` line, and the document's
+        Writes the row (`state`, last_error, next_attempt_at, receipt, and
+        delivered_at and delivered_key (the receipt's key, else the
+        document's) as they apply), one `attempts` line, and the document's
         new summary state with its event (plus `problem` when the row is
         quarantined), all in one transaction. Returns False and changes
         nothing when the lease is no longer `token`'s (another worker took it).
@@ -146,10 +160,13 @@ class DeliveriesMixin(DeliveryReportsMixin):
                       "next_attempt_at = ?, last_error = ?, "
                       "receipt = COALESCE(?, receipt), "
                       "delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END, "
+                      "delivered_key = CASE WHEN ? THEN COALESCE(?, (SELECT invoice_key FROM documents "
+                      "WHERE documents.id = deliveries.document_id)) ELSE delivered_key END, "
                       "attempts = attempts - ?, updated_at = ? WHERE id = ?",
                       (state, next_attempt_at, error,
                        json.dumps(receipt, ensure_ascii=False, default=str) if receipt else None,
-                       delivered, now, 1 if uncount_attempt else 0, now, delivery_id))
+                       delivered, now, delivered, (receipt or {}).get("key"),
+                       1 if uncount_attempt else 0, now, delivery_id))
             self._attempt(delivery_id, now=now, outcome=outcome, error=error, next_attempt_at=next_attempt_at)
             reason = f"{row['destination']}: {outcome}" + (f": {error}" if error else "")
             self._summarise(row["document_id"], now=now, actor=actor, reason=reason, problem=problem)
@@ -204,8 +221,13 @@ class DeliveriesMixin(DeliveryReportsMixin):
                            reason: str, destination: str | None = None) -> list[str]:
         """Put the document's rows in `from_states` (of `destination`, or all)
         back to `queued`, due now, with attempts reset; the document follows.
-        Returns the destinations requeued (empty: nothing matched, nothing changed)."""
-        states = [s for s in from_states if s in ROW_STATES and s not in ("delivering", "quarantined")]
+        `superseded` rows (the destination holds the invoice under an old
+        key) are requeued only when `destination` names theirs. A row back
+        from `missing` forgets its delivered key: the destination said it
+        does not hold it. Returns the destinations requeued (empty: nothing
+        matched, nothing changed)."""
+        states = [s for s in from_states if s in ROW_STATES and s not in ("delivering", "quarantined")
+                  and (s != "superseded" or destination is not None)]
         if not states:
             return []
         marks = ",".join("?" * len(states))
@@ -219,6 +241,7 @@ class DeliveriesMixin(DeliveryReportsMixin):
             for r in rows:
                 c.execute("UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_at = ?, "
                           "queued_at = ?, lease_until = NULL, lease_token = NULL, sla_warned_at = NULL, "
+                          "delivered_key = CASE WHEN state = 'missing' THEN NULL ELSE delivered_key END, "
                           "updated_at = ? WHERE id = ?", (now, now, now, r["id"]))
                 self._attempt(r["id"], now=now, outcome="requeued", error=reason, next_attempt_at=now)
             if rows:
@@ -241,10 +264,13 @@ class DeliveriesMixin(DeliveryReportsMixin):
                              limit: int | None = None) -> list[dict]:
         """Rows to look up at their destination, in row id order after
         `after_id` (keyset paging): in `states`, delivered at or after
-        `since`, with the document's invoice key, number, date and total."""
+        `since`, with the document's invoice key, number, date and total, and
+        `lookup_key`: the key the row was delivered under (the document's
+        own for rows from before that was recorded)."""
         where, params = self._candidates_where(states, destination, since)
         sql = ("SELECT d.id AS delivery_id, d.document_id, d.destination, d.state, d.delivered_at, "
-               "d.receipt, doc.invoice_key, doc.invoice_number, doc.invoice_date, doc.total_cents "
+               "d.receipt, COALESCE(d.delivered_key, doc.invoice_key) AS lookup_key, "
+               "doc.invoice_key, doc.invoice_number, doc.invoice_date, doc.total_cents "
                f"FROM deliveries d JOIN documents doc ON doc.id = d.document_id WHERE {where} AND d.id > ? "
                "ORDER BY d.id" + (f" LIMIT {int(limit)}" if limit else ""))
         return [dict(r) for r in self.conn.execute(sql, [*params, after_id])]
@@ -299,6 +325,50 @@ class DeliveriesMixin(DeliveryReportsMixin):
             self.requeue_deliveries(doc_id, from_states=("missing",), destination=name, now=now, actor=actor,
                                     reason=f"{name}: missing, requeued automatically")
             return "requeued"
+
+    def supersede_deliveries(self, doc_id: int, *, old_key: str | None, new_key: str | None, now: str,
+                             actor: str) -> list[dict]:
+        """Account for a change of the document's invoice key from `old_key`
+        to `new_key` (an amend), in one transaction, before it is queued again.
+
+        Rows the destination may hold under another key than `new_key`
+        (delivering, delivered or confirmed, or queued/failed again after a
+        delivery) become `superseded`, keeping that key in `delivered_key`,
+        so no loop delivers the invoice there a second time; a superseded row
+        whose key is `new_key` again is `delivered` once more. Each changed
+        row gets an `attempts` line and the document one event naming them.
+        Returns [{destination, key, state}] for the rows changed."""
+        held = ",".join("?" * len(_HELD_ROW_STATES))
+        with self.transaction() as c:
+            rows = c.execute(
+                "SELECT id, destination, state, COALESCE(delivered_key, ?) AS key FROM deliveries "
+                f"WHERE document_id = ? AND (state IN ({held}) OR state = 'superseded' "
+                "OR (delivered_key IS NOT NULL AND state != 'missing')) ORDER BY id",
+                (old_key, doc_id, *_HELD_ROW_STATES)).fetchall()
+            changed = []
+            for r in rows:
+                if r["key"] is None:
+                    continue
+                if r["state"] == "superseded" and r["key"] == new_key:
+                    state, note = "delivered", f"the invoice key is {new_key} again, as delivered"
+                elif r["state"] != "superseded" and r["key"] != new_key:
+                    state = "superseded"
+                    note = (f"invoice key changed from {r['key']} to {new_key or '(none)'}; {r['destination']} "
+                            f"may hold it under {r['key']}: `requeue --destination {r['destination']}` "
+                            "delivers it again under the new key")
+                else:
+                    continue
+                c.execute("UPDATE deliveries SET state = ?, delivered_key = ?, lease_until = NULL, "
+                          "lease_token = NULL, next_attempt_at = NULL, updated_at = ? WHERE id = ?",
+                          (state, r["key"], now, r["id"]))
+                self._attempt(r["id"], now=now, outcome=state, error=note, next_attempt_at=None)
+                changed.append({"destination": r["destination"], "key": r["key"], "state": state})
+            if changed:
+                said = "; ".join(f"{x['destination']} ({x['key']}): {x['state']}" for x in changed)
+                self._event(doc_id, now=now, actor=actor, from_state=None, to_state=None,
+                            reason=f"deliveries under the old invoice key: {said}",
+                            details={"old_key": old_key, "new_key": new_key, "deliveries": changed})
+            return changed
 
     # -- internals ------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from agent.errors import AgentError, IllegalTransition, NotFoundInLedger
 from agent.ledger.rows import Document, Event, Source
@@ -17,8 +17,28 @@ UNFINISHED = (State.CAPTURED, State.EXTRACTED, State.VALID, State.QUARANTINED, S
 NOT_COUNTED = (State.DUPLICATE, State.REJECTED, State.NOT_INVOICE, State.SUPERSEDED)
 SORTS = {"received": "received_at DESC, id DESC", "date": "invoice_date DESC, id DESC",
          "amount": "total_cents DESC, id DESC", "id": "id"}
+# A document whose delivery may have reached a destination under its key
+# (a row requeued after delivery keeps the key it went under).
+_SENT = ("(doc.state IN ('delivering', 'delivered', 'confirmed', 'missing') OR EXISTS (SELECT 1 FROM deliveries d "
+         "WHERE d.document_id = doc.id AND (d.state IN ('delivering', 'delivered', 'confirmed', 'missing') "
+         "OR d.delivered_key = doc.invoice_key)))")
 _UPDATABLE = frozenset({"fields", "problems", "invoice_key", "invoice_number", "invoice_date",
                         "total_cents", "duplicate_of", "media_type"})
+
+
+class KeyHolder(NamedTuple):
+    """The live copy of an invoice key: its id, state, and whether any of
+    its deliveries may have reached a destination."""
+
+    id: int
+    state: str
+    sent: bool
+
+    @property
+    def replaceable(self) -> bool:
+        """True when a copy that passes validation should take its place:
+        it is held (quarantined) or unjudged, and nothing of it was sent."""
+        return self.state in (State.QUARANTINED.value, State.EXTRACTED.value) and not self.sent
 
 
 class DocumentsMixin:
@@ -197,12 +217,46 @@ class DocumentsMixin:
                                  (State(state).value, limit))
         return [r[0] for r in rows]
 
-    def first_with_key(self, invoice_key: str, *, exclude_id: int) -> int | None:
-        """The earliest other document carrying the same invoice identity and
-        counting as its copy (not a duplicate, rejected or non-invoice).
-        Only earlier documents count, so the first arrival always owns the key."""
-        placeholders = ",".join("?" * len(NOT_COUNTED))
+    def key_holder(self, invoice_key: str, *, exclude_id: int | None = None) -> KeyHolder | None:
+        """The live document that is "the" copy of `invoice_key`, other than
+        `exclude_id`: not a duplicate, rejected, non-invoice or unread one,
+        whatever its id. When several are live (a ledger from before this
+        rule), the one that got furthest wins: one whose delivery may have
+        reached a destination, then one on its way (valid, queued, failed),
+        then a quarantined one, then an unjudged one; ties go to the lowest id."""
+        # `state IN` the live states, not `NOT IN` the others: the index on
+        # (invoice_key, state) then seeks past a key's thousand duplicates.
+        live = [s.value for s in State if s not in (*NOT_COUNTED, State.CAPTURED)]
+        marks = ",".join("?" * len(live))
         row = self.conn.execute(
-            f"SELECT id FROM documents WHERE invoice_key = ? AND id < ? AND state NOT IN ({placeholders}) "
-            "ORDER BY id LIMIT 1", (invoice_key, exclude_id, *[s.value for s in NOT_COUNTED])).fetchone()
-        return row[0] if row else None
+            f"SELECT id, state, {_SENT} AS sent, CASE WHEN {_SENT} THEN 4 "
+            "WHEN state IN ('valid', 'queued', 'failed') THEN 3 WHEN state = 'quarantined' THEN 2 "
+            "ELSE 1 END AS rank "
+            f"FROM documents doc WHERE invoice_key = ? AND state IN ({marks}) AND id IS NOT ? "
+            "ORDER BY rank DESC, id LIMIT 1", (invoice_key, *live, exclude_id)).fetchone()
+        return KeyHolder(row["id"], row["state"], bool(row["sent"])) if row else None
+
+    def documents_with_key(self, invoice_key: str | None) -> list[Document]:
+        """Every document carrying `invoice_key` (none for None), in id order."""
+        rows = self.conn.execute("SELECT * FROM documents WHERE invoice_key = ? ORDER BY id", (invoice_key,))
+        return [Document.from_row(r) for r in rows]
+
+    def duplicates_with_key(self, invoice_key: str, *, not_of: int | None = None) -> list[Document]:
+        """The `duplicate` documents carrying `invoice_key`, in id order; with
+        `not_of`, only those pointing elsewhere than that document (None: all)."""
+        rows = self.conn.execute("SELECT * FROM documents WHERE invoice_key = ? AND state = ? "
+                                 "AND duplicate_of IS NOT ? ORDER BY id",
+                                 (invoice_key, State.DUPLICATE.value, not_of))
+        return [Document.from_row(r) for r in rows]
+
+    def stray_duplicate_keys(self, limit: int = 1000) -> list[str]:
+        """Keys of duplicates that point at no live document with their key
+        (it was rejected, amended to another key, or is a duplicate itself):
+        the work `pipeline.settle_duplicates` does."""
+        dead = [s.value for s in (*NOT_COUNTED, State.CAPTURED)]
+        marks = ",".join("?" * len(dead))
+        rows = self.conn.execute(
+            "SELECT DISTINCT d.invoice_key FROM documents d LEFT JOIN documents t ON t.id = d.duplicate_of "
+            f"WHERE d.state = ? AND d.invoice_key IS NOT NULL AND (t.id IS NULL OR t.state IN ({marks}) "
+            "OR t.invoice_key IS NOT d.invoice_key) LIMIT ?", (State.DUPLICATE.value, *dead, limit))
+        return [r[0] for r in rows]

@@ -254,6 +254,22 @@ MIGRATIONS: list[str] = [
     INSERT OR IGNORE INTO mail_taken (sha256, message_id, first_at, last_at, times, document_count)
         SELECT sha256, NULL, min(at), max(at), 1, 0 FROM refusals WHERE sha256 IS NOT NULL GROUP BY sha256;
     """,
+    # 13: a delivery row keeps the invoice key it was delivered under, so
+    # reconciliation looks up what the destination really holds, and an amend
+    # that changes the key marks the row `superseded` instead of delivering
+    # the invoice there a second time under its new key. Rows delivered
+    # before take the key from their receipt, else the document's. The
+    # duplicate rule finds a key's live copy and its stray duplicates through
+    # the index, however many copies of one invoice arrived.
+    """
+    ALTER TABLE deliveries ADD COLUMN delivered_key TEXT;
+    UPDATE deliveries SET delivered_key = COALESCE(
+        CASE WHEN json_valid(receipt) THEN json_extract(receipt, '$.key') END,
+        (SELECT invoice_key FROM documents WHERE documents.id = deliveries.document_id))
+        WHERE state IN ('delivered', 'confirmed', 'missing');
+    DROP INDEX documents_invoice_key;
+    CREATE INDEX documents_invoice_key ON documents(invoice_key, state, duplicate_of);
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

@@ -79,25 +79,45 @@ def command(ctx: click.Context, ref: str | None, all_failed: bool, destination: 
         click.echo(f"{n} documents queued again" + (f" for {destination}" if destination else ""))
 
 
-@click.command("requeue")
+@click.command("requeue", epilog="""\b
+Examples:
+  fapiao-agent requeue 42                        deliver document 42 again
+  fapiao-agent requeue 42 --destination erp      also when erp holds it under
+                                                 the key it had before an amend""")
 @click.argument("ref")
 @click.option("--destination", metavar="NAME", help="Only the delivery to this destination.")
 @click.pass_context
 def requeue_command(ctx: click.Context, ref: str, destination: str | None) -> None:
     """Deliver a document again: its delivered, missing or failed deliveries
-    are queued afresh. Safe: the destination keeps one copy per invoice key."""
+    are queued afresh. Safe: the destination keeps one copy per invoice key.
+
+    A delivery `superseded` by an amend (the destination holds the invoice
+    under its old key) is sent again only with --destination naming it: the
+    destination then holds it under both keys until the old copy is removed there."""
     cfg = load(ctx)
     _names(cfg, destination)
     with open_ledger(cfg) as ledger:
         doc = _document(ledger, ref)
-        if doc.state == "confirmed":
-            fail(f"document {doc.id} is confirmed at every destination; run `reconcile` to check it again")
-        done = ledger.requeue_deliveries(doc.id, from_states=("delivered", "missing", "failed", "queued"),
+        rows = {d["destination"]: d for d in ledger.deliveries_of(doc.id)}
+        named = rows.get(destination) if destination else None
+        for d in rows.values():
+            if d["state"] == "superseded" and d is not named:
+                click.echo(f"note: {d['destination']} holds document {doc.id} under its old invoice key "
+                           f"{d['delivered_key']} (superseded by an amend); only `requeue {doc.id} --destination "
+                           f"{d['destination']}` sends it there again", err=True)
+        if doc.state == "confirmed" and not (named and named["state"] == "superseded"):
+            fail(f"document {doc.id} is confirmed at every destination it is due at; "
+                 "run `reconcile` to check it again")
+        done = ledger.requeue_deliveries(doc.id, from_states=("delivered", "missing", "failed", "queued",
+                                                              "superseded"),
                                          destination=destination, now=now(), actor=actor(),
                                          reason="requeued by an operator")
         if not done:
             fail(f"document {doc.id} ({doc.state}) has nothing to requeue"
                  + (f" for {destination}" if destination else ""))
+        if named and named["state"] == "superseded":
+            click.echo(f"warning: {destination} holds document {doc.id} under invoice key {named['delivered_key']}; "
+                       f"it now gets it under {doc.invoice_key} too: remove the old copy there by hand", err=True)
         click.echo(f"document {doc.id}: queued again for {', '.join(done)}")
 
 
@@ -248,6 +268,7 @@ def print_delivery(report: dict) -> None:
         line = (f"  {d['name']:<14} backlog {d['backlog']}"
                 + (f" (oldest {human_age(d['oldest_waiting_age_s'])})" if d["backlog"] else "")
                 + f", failed {c['failed']}, missing {c['missing']}, quarantined {c['quarantined']}"
+                + (f", superseded {c['superseded']}" if c.get("superseded") else "")
                 + f"; breaker {d['breaker']['state']}")
         if d["maintenance_until"]:
             line += f"; in maintenance until {_local(dt.datetime.fromisoformat(d['maintenance_until']))}"

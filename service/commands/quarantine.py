@@ -94,6 +94,11 @@ def amend_command(ctx: click.Context, ref: str, assignments: tuple[str, ...], re
     remaining reasons printed. The original file in the vault is never
     changed. ID is a document id, a SHA-256 prefix or an invoice number.
     Works on quarantined, valid, duplicate and not_invoice documents.
+
+    A new number that another document already holds makes this one its
+    duplicate. Changing the number of an invoice already delivered somewhere
+    prints a warning: that delivery is marked superseded and not repeated
+    under the new number unless you run `requeue ID --destination NAME`.
     """
     cfg = load(ctx)
     settings = validation_settings(cfg)
@@ -137,11 +142,14 @@ def reject_command(ctx: click.Context, ref: str, reason: str) -> None:
 
     Works on quarantined, queued, failed, duplicate and not_invoice
     documents. The original stays in the vault and the event log records
-    your OS user and the reason.
+    your OS user and the reason. Its duplicates (other copies of the same
+    invoice) are judged again at once: one of them may be delivered instead.
     """
     cfg = load(ctx)
     with open_ledger(cfg) as ledger:
-        _act(ledger, ref, lambda doc_id, who: lib.reject(ledger, doc_id, reason=reason, now=now(), actor=who))
+        _act(ledger, ref, lambda doc_id, who: lib.reject(
+            ledger, doc_id, reason=reason, settings=validation_settings(cfg),
+            destinations=destination_names(cfg), today=today(), now=now(), actor=who))
 
 
 def _call(fn: Callable):
@@ -159,16 +167,31 @@ def _act(ledger: Ledger, ref: str, action: Callable[[int, str], object]) -> None
     except (NotFoundInLedger, lib.AmbiguousReference) as e:
         fail(str(e))
     seen = len(ledger.events(doc.id))
+    superseded = lib.superseded_by_amend(ledger, doc.id)
+    copies = {d.id: d.state for d in ledger.documents_with_key(doc.invoice_key) if d.id != doc.id}
     try:
         _call(lambda: action(doc.id, who))
     except AgentError as e:
         fail(str(e))
     after = ledger.get(doc.id)
+    for row in lib.superseded_by_amend(ledger, doc.id):
+        if row not in superseded:
+            click.echo(f"warning: document {doc.id} was already delivered to {row['destination']} under invoice "
+                       f"key {row['key']}; that delivery is now superseded and it is not sent there again "
+                       f"under {after.invoice_key or 'its new key'}. To deliver it there again: "
+                       f"fapiao-agent requeue {doc.id} --destination {row['destination']} "
+                       f"(and remove the copy under {row['key']} there by hand)", err=True)
     # Only our own moves (a daemon may act on the document meanwhile);
     # the intermediate `extracted` is how amend re-enters validation, not news.
     path = [doc.state] + [e.to_state for e in ledger.events(doc.id)[seen:]
                           if e.actor == who and e.to_state and e.to_state != "extracted"]
     click.echo(f"document {doc.id}: {' -> '.join(path)}{_note(after)}")
+    # Other copies of the invoice judged again because of this act.
+    for other in ledger.documents_with_key(doc.invoice_key) + ledger.documents_with_key(
+            after.invoice_key if after.invoice_key != doc.invoice_key else None):
+        if other.id != doc.id and other.state != copies.get(other.id, other.state):
+            click.echo(f"document {other.id} (a copy of invoice {other.invoice_key}): "
+                       f"{copies[other.id]} -> {other.state}{_note(other)}")
     if after.state == "quarantined":
         for line in _problem_lines([p for p in after.problems if p.get("severity") == "error"]):
             click.echo(line)

@@ -191,7 +191,7 @@ def show_command(ctx, ref: str, as_json: bool) -> None:
         for doc in docs:
             detail = {**doc.to_dict(), "sources": [vars(s) for s in ledger.sources(doc.id)],
                       "events": [vars(e) for e in ledger.events(doc.id)],
-                      "deliveries": ledger.deliveries_of(doc.id)}
+                      "deliveries": ledger.deliveries_of(doc.id), **_duplicate_detail(ledger, doc)}
             if as_json:
                 echo_json(detail)
             else:
@@ -201,7 +201,10 @@ def show_command(ctx, ref: str, as_json: bool) -> None:
 def _print_detail(d: dict) -> None:
     click.echo(f"document {d['id']}  {d['state']}  sha256 {d['sha256']}  ({d['size']} bytes, {d['media_type']})")
     if d["duplicate_of"]:
-        click.echo(f"  duplicate of document {d['duplicate_of']}")
+        t = d["duplicate_target"]
+        click.echo(f"  duplicate of document {d['duplicate_of']} ({t['state']}, invoice key {t['invoice_key']})")
+    if d.get("rejudged"):
+        click.echo(f"  re-judged: {d['rejudged']}")
     fields = d["fields"] or {}
     sources = fields.get("sources", {})
     for name, value in fields.items():
@@ -216,7 +219,9 @@ def _print_detail(d: dict) -> None:
     if d["deliveries"]:
         click.echo("  deliveries:")
         for dl in d["deliveries"]:
-            click.echo(f"    {dl['destination']}: {dl['state']}, {dl['attempts']} attempts"
+            click.echo(f"    {dl['destination']}: {dl['state']}"
+                       + (f" under key {dl['delivered_key']}" if dl.get("delivered_key") else "")
+                       + f", {dl['attempts']} attempts"
                        + (f", next {dl['next_attempt_at']}" if dl.get("next_attempt_at") else "")
                        + (f", last error: {dl['last_error']}" if dl.get("last_error") else ""))
             for a in dl.get("attempts_log", []):
@@ -226,6 +231,20 @@ def _print_detail(d: dict) -> None:
     for e in d["events"]:
         move = f"{e['from_state'] or ''} -> {e['to_state']}" if e["to_state"] else "note"
         click.echo(f"    {e['at']}  {e['actor']:<18} {move:<26} {e['reason'] or ''}")
+
+
+def _duplicate_detail(ledger, doc) -> dict:
+    """What `show` adds for a duplicate's target and a re-judgement: the
+    target's id, state and key, and the reason of the last re-judgement."""
+    out: dict = {}
+    if doc.duplicate_of is not None:
+        target = ledger.get(doc.duplicate_of)
+        out["duplicate_target"] = {"id": target.id, "state": target.state, "invoice_key": target.invoice_key}
+    why = [e.details["rejudged"] for e in ledger.events(doc.id)
+           if isinstance(e.details, dict) and e.details.get("rejudged")]
+    if why:
+        out["rejudged"] = why[-1]
+    return out
 
 
 extra_commands = (list_command, show_command)

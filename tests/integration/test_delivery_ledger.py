@@ -24,6 +24,7 @@ from agent.ledger import Ledger, utc
 from agent.ledger.deliveries import summary_state
 from agent.model import State
 from agent.reconcile import reconcile
+from agent.validate import ValidationSettings
 from agent.vault import Vault
 from service.delivery import RateLimit
 from tests.support.http_destination import FaultyFinanceServer, http_destination  # noqa: F401
@@ -428,7 +429,8 @@ def test_show_prints_each_attempt_with_its_next_attempt(tmp_path, http_destinati
 def test_rows_of_a_rejected_document_are_neither_due_nor_backlog(env):
     doc, other = env.queue(95), env.queue(96, at=T0 + dt.timedelta(minutes=1))
     assert env.ledger.next_due("erp") == utc(T0)
-    amend.reject(env.ledger, doc, reason="not ours", now=utc(T0), actor="test")
+    amend.reject(env.ledger, doc, reason="not ours", settings=ValidationSettings(), destinations=["erp"],
+                 today=T0.date(), now=utc(T0), actor="test")
     assert env.ledger.next_due("erp") == utc(T0 + dt.timedelta(minutes=1))
     assert env.ledger.delivery_backlog("erp")["oldest_waiting"] == utc(T0 + dt.timedelta(minutes=1))
     assert env.step(T0 + dt.timedelta(minutes=1)).document_id == other

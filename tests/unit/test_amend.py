@@ -60,6 +60,11 @@ def do_amend(ledger, doc_id, values, *, reason="typed from the paper copy", dest
                  today=TODAY, now=T1, actor=WHO)
 
 
+def do_reject(ledger, doc_id, reason):
+    return reject(ledger, doc_id, reason=reason, settings=SETTINGS, destinations=DESTS, today=TODAY,
+                  now=T1, actor=WHO)
+
+
 @pytest.fixture
 def ledger(tmp_path):
     with Ledger(tmp_path / "ledger.sqlite3") as led:
@@ -254,7 +259,7 @@ def test_accept_and_reject_need_a_reason(ledger, reason):
     with pytest.raises(AmendError, match="accept needs a reason"):
         accept(ledger, doc_id, reason=reason, destinations=DESTS, now=T1, actor=WHO)
     with pytest.raises(AmendError, match="reject needs a reason"):
-        reject(ledger, doc_id, reason=reason, now=T1, actor=WHO)
+        reject(ledger, doc_id, reason=reason, settings=SETTINGS, destinations=DESTS, today=TODAY, now=T1, actor=WHO)
     assert snapshot(ledger, doc_id) == before
 
 
@@ -290,11 +295,11 @@ def test_accept_refuses_other_states_and_unreadable_documents(ledger):
 
 def test_reject_ends_the_document(ledger):
     doc_id = add_doc(ledger, invoice(seller_tax_id=BAD_SELLER), "a")
-    assert reject(ledger, doc_id, reason="demo invoice", now=T1, actor=WHO) is State.REJECTED
+    assert do_reject(ledger, doc_id, "demo invoice") is State.REJECTED
     last = ledger.events(doc_id)[-1]
     assert (last.from_state, last.to_state, last.actor, last.details) == (
         "quarantined", "rejected", WHO, {"reason": "demo invoice"})
-    for act in (lambda: reject(ledger, doc_id, reason="again", now=T1, actor=WHO),
+    for act in (lambda: do_reject(ledger, doc_id, "again"),
                 lambda: do_amend(ledger, doc_id, {"seller_tax_id": SELLER}),
                 lambda: accept(ledger, doc_id, reason="x", destinations=DESTS, now=T1, actor=WHO)):
         with pytest.raises(IllegalTransition, match="is rejected"):
@@ -305,7 +310,7 @@ def test_reject_ends_the_document(ledger):
 def test_reject_refuses_a_valid_document(ledger):
     doc_id = add_doc(ledger, invoice(), "a", destinations=())
     with pytest.raises(IllegalTransition, match="is valid; only .*quarantined"):
-        reject(ledger, doc_id, reason="x", now=T1, actor=WHO)
+        do_reject(ledger, doc_id, "x")
 
 
 # -- listing and finding ----------------------------------------------------------
