@@ -127,10 +127,12 @@ class DestinationRunner(Runner):
         if decision.kind == "probe":
             self._probe(ledger)
             return 1
-        claims = claim(ledger, self.name, now=now_dt(), lease_s=self.lease_s, token=token, actor=self.actor,
-                       limit=batch)
+        now = now_dt()
+        claims = claim(ledger, self.name, now=now, lease_s=self.lease_s, token=token, actor=self.actor,
+                       limit=batch, max_delay_s=self.policy.max_delay_s)
         if not claims:
-            due = ledger.next_due(self.name)
+            due = ledger.next_due(self.name, now=utc(now), max_wait_s=self.policy.max_delay_s,
+                                  lease_until=utc(now + dt.timedelta(seconds=self.lease_s)))
             self._sleep(kicks, (parse_utc(due) - now_dt()).total_seconds() if due else IDLE_POLL_S)
             return 1
         done: list[tuple] = []

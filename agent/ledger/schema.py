@@ -203,6 +203,15 @@ MIGRATIONS: list[str] = [
     ALTER TABLE refusals ADD COLUMN sha256 TEXT;
     ALTER TABLE backup_targets ADD COLUMN enqueued_refusal_id INTEGER NOT NULL DEFAULT 0;
     """,
+    # 15: a jump of the wall clock must neither fail a delivery nor stall it.
+    # A row keeps the wait its last failure set (delay_s: a retry due further
+    # ahead than that was set before the clock went back, and is due now) and
+    # the sum of its waits since its attempts were reset (waited_s: max_age_s
+    # counts these, not wall-clock age).
+    """
+    ALTER TABLE deliveries ADD COLUMN delay_s REAL;
+    ALTER TABLE deliveries ADD COLUMN waited_s REAL NOT NULL DEFAULT 0;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)
