@@ -80,8 +80,8 @@ def claim(ledger: Ledger, destination: str, *, now: dt.datetime, lease_s: float,
           actor: str, limit: int = 1, max_delay_s: float | None = None) -> list[Claim]:
     """Lease up to `limit` due rows of `destination` until now + lease_s (see
     `Ledger.claim_deliveries` for which rows are due and in what order).
-    With `max_delay_s` (the policy's), a row whose retry lies further ahead
-    than any wait the schedule set for it is due now: the clock went back."""
+    With `max_delay_s` (the policy's), a row due further ahead than that and
+    written after `now` had its wait set before the clock went back: due now."""
     rows = ledger.claim_deliveries(destination, now=utc(now), lease_until=utc(now + dt.timedelta(seconds=lease_s)),
                                    token=token, actor=actor, limit=limit, max_wait_s=max_delay_s)
     return [Claim(delivery_id=r["delivery_id"], document_id=r["document_id"], destination=r["destination"],

@@ -26,10 +26,19 @@ _DELIVERY_DOC_STATES = frozenset({State.QUEUED, State.DELIVERING, State.DELIVERE
                                   State.MISSING, State.FAILED, State.QUARANTINED})
 _CLAIM_COLUMNS = ("d.id AS delivery_id, d.document_id, d.destination, d.state AS row_state, d.attempts, "
                   "d.queued_at, d.waited_s, doc.sha256, doc.media_type, doc.original_name, doc.fields")
-# A stored moment may lie this far beyond the longest wait that set it
-# before we call it set before a backward jump of the clock (threads take
-# `now` at slightly different moments). Same as agent.deliver.retry.CLOCK_SLACK_S.
+# A row written this far after `now` was written before the wall clock went
+# back (threads take `now` at slightly different moments, so not less).
+# Same as agent.deliver.retry.CLOCK_SLACK_S.
 _CLOCK_SLACK_S = 1.0
+# A queued row due further ahead than the longest backoff, and written after
+# now: its wait was set before a backward jump of the clock, so it is due now.
+# Found by the deliveries_written index (such rows are normally none).
+_WRITTEN_INDEX = "deliveries d INDEXED BY deliveries_written"
+_JUMPED = "d.updated_at > ? AND d.next_attempt_at > ?"
+
+
+def _jumped_params(now: str, max_wait_s: float) -> tuple[str, str]:
+    return _later(now, _CLOCK_SLACK_S), _later(now, max(max_wait_s, 0.0) + _CLOCK_SLACK_S)
 
 
 def summary_state(row_states: Iterable[str]) -> State | None:
@@ -96,9 +105,9 @@ class DeliveriesMixin(DeliveryReportsMixin):
         `queued` with next_attempt_at <= now, oldest first. A clock that
         went back does not stall them: a lease ending after `lease_until`
         (later than one taken now would), and with `max_wait_s` (the
-        longest backoff) a queued row due further ahead than both
-        `max_wait_s` and the wait its last failure set (delay_s), were set
-        before the jump and are due now. Rows of documents a person holds
+        longest backoff) a queued row due further ahead than that and
+        written after `now` (so its wait was set before the jump), are due
+        now. Rows of documents a person holds
         (not in ACTIVE_DOCUMENT_STATES) are skipped. Each claimed row
         becomes `delivering`, its attempts grow by one (waited_s restarts
         at a first attempt) and its document moves to `delivering`. Returns
@@ -122,10 +131,9 @@ class DeliveriesMixin(DeliveryReportsMixin):
                                   "ORDER BY d.next_attempt_at, d.id LIMIT ?",
                                   (destination, *ACTIVE_DOCUMENT_STATES, now, limit - len(rows))).fetchall()
             if len(rows) < limit and max_wait_s is not None:
-                far, jumped = self._jumped(now, max_wait_s)
-                rows += c.execute(base + f"d.state = 'queued' AND d.next_attempt_at > ? AND {jumped} "
-                                  "ORDER BY d.next_attempt_at DESC, d.id LIMIT ?",
-                                  (destination, *ACTIVE_DOCUMENT_STATES, far, now,
+                jumped = base.replace("deliveries d", _WRITTEN_INDEX, 1) + "d.state = 'queued' AND " + _JUMPED
+                rows += c.execute(jumped + " ORDER BY d.updated_at DESC, d.id LIMIT ?",
+                                  (destination, *ACTIVE_DOCUMENT_STATES, *_jumped_params(now, max_wait_s),
                                    limit - len(rows))).fetchall()
             claimed = []
             for r in rows:
@@ -143,15 +151,6 @@ class DeliveriesMixin(DeliveryReportsMixin):
                 claimed.append(d)
             return claimed
 
-    @staticmethod
-    def _jumped(now: str, max_wait_s: float) -> tuple[str, str]:
-        # (the moment beyond which a queued row may have been set before a
-        # backward jump, the SQL test that it was: due further ahead than its
-        # own last wait, with `now` as its parameter).
-        test = (f"(julianday(d.next_attempt_at) - julianday(?)) * 86400.0 > "
-                f"coalesce(d.delay_s, 0) + {_CLOCK_SLACK_S}")
-        return _later(now, max(max_wait_s, 0.0) + _CLOCK_SLACK_S), test
-
     def finish_delivery(self, delivery_id: int, token: str, *, state: str, now: str, actor: str,
                         outcome: str, error: str | None = None, next_attempt_at: str | None = None,
                         receipt: dict | None = None, problem: Problem | None = None,
@@ -160,7 +159,7 @@ class DeliveriesMixin(DeliveryReportsMixin):
 
         Writes the row (`state`, last_error, next_attempt_at, receipt and
         delivered_at as they apply; `wait_s`, the wait to next_attempt_at,
-        as delay_s and added to waited_s), one `attempts` line, and the document's
+        added to waited_s), one `attempts` line, and the document's
         new summary state with its event (plus `problem` when the row is
         quarantined), all in one transaction. Returns False and changes
         nothing when the lease is no longer `token`'s (another worker took it).
@@ -178,11 +177,11 @@ class DeliveriesMixin(DeliveryReportsMixin):
                       "next_attempt_at = ?, last_error = ?, "
                       "receipt = COALESCE(?, receipt), "
                       "delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END, "
-                      "delay_s = ?, waited_s = waited_s + ?, "
+                      "waited_s = waited_s + ?, "
                       "attempts = attempts - ?, updated_at = ? WHERE id = ?",
                       (state, next_attempt_at, error,
                        json.dumps(receipt, ensure_ascii=False, default=str) if receipt else None,
-                       delivered, now, wait_s, wait_s, 1 if uncount_attempt else 0, now, delivery_id))
+                       delivered, now, wait_s, 1 if uncount_attempt else 0, now, delivery_id))
             self._attempt(delivery_id, now=now, outcome=outcome, error=error, next_attempt_at=next_attempt_at)
             reason = f"{row['destination']}: {outcome}" + (f": {error}" if error else "")
             self._summarise(row["document_id"], now=now, actor=actor, reason=reason, problem=problem)
@@ -237,11 +236,10 @@ class DeliveriesMixin(DeliveryReportsMixin):
                 (destination, "delivering", *ACTIVE_DOCUMENT_STATES,
                  _later(lease_until, _CLOCK_SLACK_S))).fetchone():
             times.append(now)
-        if now is not None and max_wait_s is not None:
-            far, jumped = self._jumped(now, max_wait_s)
-            if self.conn.execute(f"SELECT 1 {join} AND d.next_attempt_at > ? AND {jumped} LIMIT 1",
-                                 (destination, "queued", *ACTIVE_DOCUMENT_STATES, far, now)).fetchone():
-                times.append(now)
+        if now is not None and max_wait_s is not None and self.conn.execute(
+                f"SELECT 1 {join.replace('deliveries d', _WRITTEN_INDEX, 1)} AND {_JUMPED} LIMIT 1",
+                (destination, "queued", *ACTIVE_DOCUMENT_STATES, *_jumped_params(now, max_wait_s))).fetchone():
+            times.append(now)
         return min(times) if times else None
 
     # -- operators and reconciliation ------------------------------------------------

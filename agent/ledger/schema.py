@@ -204,13 +204,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE backup_targets ADD COLUMN enqueued_refusal_id INTEGER NOT NULL DEFAULT 0;
     """,
     # 15: a jump of the wall clock must neither fail a delivery nor stall it.
-    # A row keeps the wait its last failure set (delay_s: a retry due further
-    # ahead than that was set before the clock went back, and is due now) and
-    # the sum of its waits since its attempts were reset (waited_s: max_age_s
-    # counts these, not wall-clock age).
+    # A row keeps the sum of the waits its schedule set since its attempts
+    # were reset (waited_s: max_age_s counts these, not wall-clock age); rows
+    # written "in the future" (the clock went back since) are found by index.
     """
-    ALTER TABLE deliveries ADD COLUMN delay_s REAL;
     ALTER TABLE deliveries ADD COLUMN waited_s REAL NOT NULL DEFAULT 0;
+    CREATE INDEX deliveries_written ON deliveries(destination, state, updated_at);
     """,
 ]
 
