@@ -166,7 +166,7 @@ def wait_for(predicate, seconds: float) -> bool:
 
 
 @pytest.mark.parametrize("jump", [8 * DAY, -2 * DAY], ids=["plus-8-days", "minus-2-days"])
-def test_delivery_threads_ride_out_a_jump_of_the_clock(tmp_path, monkeypatch, jump):
+def test_delivery_threads_ride_out_a_jump_of_the_clock(tmp_path, monkeypatch, caplog, jump):
     from agent.config import parse_config
     from service import delivery
 
@@ -192,9 +192,14 @@ def test_delivery_threads_ride_out_a_jump_of_the_clock(tmp_path, monkeypatch, ju
             server.clear()
             # Every row is retried within max_delay_s (plus a poll), and none fails.
             assert wait_for(lambda: ledger.counts().get("delivered", 0) == len(docs), 10), ledger.counts()
+            assert wait_for(lambda: any("wall clock jumped" in r.getMessage() for r in caplog.records), 5)
         finally:
             service.stop()
             service.join(5)
         assert not ledger.counts().get("failed")
         assert all(server.accepted[number_of(i)] == 1 for i in range(5))
         ledger.close()
+    # The jump itself is logged once, with its direction and size.
+    jumps = [r.getMessage() for r in caplog.records if "wall clock jumped" in r.getMessage()]
+    direction = "forward by 192.0 h" if jump > dt.timedelta(0) else "back by 48.0 h"
+    assert len(jumps) == 1 and direction in jumps[0], jumps
