@@ -4,6 +4,9 @@ tests/integration/test_mail_memory.py and bench/mail.py)."""
 from __future__ import annotations
 
 import base64
+import io
+import os
+import zipfile
 
 MB = 1024 * 1024
 PDF = b"%PDF-1.7\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -64,6 +67,21 @@ def many_empty_lines(mb: int = 39) -> bytes:
     """A base64 attachment drowned in empty lines."""
     body = b"\r\n".join([base64.b64encode(PDF)] + [b""] * (mb * MB // 2))
     return _mail(_part(b"base64", body))
+
+
+def zipped_pdfs(member_mb: int, count: int, filler_mb: int = 0) -> bytes:
+    """A zip of `count` PDFs of `member_mb` MB each (compressing about 60:1,
+    under the ratio limit), plus `filler_mb` MB of random bytes in a second part."""
+    def member(i: int) -> bytes:
+        return b"%PDF-1.7 " + b"".join(os.urandom(60) + b"\0" * 4036 for _ in range(member_mb * 256 - 1)) + bytes([i])
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+        for i in range(count):
+            archive.writestr(f"{i}.pdf", member(i))
+    parts = [_part(b"base64", base64.encodebytes(buf.getvalue()), b"invoices.zip")]
+    if filler_mb:
+        parts.append(_part(b"base64", base64.encodebytes(os.urandom(filler_mb * MB)), b"noise.bin"))
+    return _mail(*parts)
 
 
 SHAPES = {"qp-soft-breaks": qp_soft_breaks, "base64-junk": base64_with_junk, "deep-multipart": deep_multipart,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.mail_shapes import PDF, SHAPES, qp_pdf_one_char_lines
+from tests.integration.mail_shapes import PDF, SHAPES, qp_pdf_one_char_lines, zipped_pdfs
 
 REPO = Path(__file__).resolve().parents[2]
 LIMIT_MB = 300
@@ -87,3 +87,14 @@ def test_an_attachment_in_a_million_short_qp_lines_comes_out_whole(tmp_path):
     assert out["peak_mb"] <= LIMIT_MB, out
     assert out["attachments"] == [["a.pdf", len(pdf), "application/pdf"]]
     assert out["sha256"] == hashlib.sha256(pdf).hexdigest()
+
+
+def test_zipped_attachments_are_held_within_the_bound(tmp_path):
+    # Two 48 MB PDFs inflated from a zip in a 46 MB message: both taken.
+    out = parse_in_child(tmp_path, zipped_pdfs(48, 2, filler_mb=33))
+    assert out["peak_mb"] <= LIMIT_MB, out
+    assert [a[0] for a in out["attachments"]] == ["0.pdf", "1.pdf"], out
+    # Two 95 MB PDFs would be held at once (and one copied while read): refused, explained.
+    out = parse_in_child(tmp_path, zipped_pdfs(95, 2))
+    assert out["peak_mb"] <= LIMIT_MB, out
+    assert out["attachments"] == [] and out["refusals"] == ["zip-limit-exceeded"], out
