@@ -11,22 +11,19 @@ content (`sniff`), never by name. Every part we do not take is returned as a
 
 from __future__ import annotations
 
-import base64
-import binascii
-import email.feedparser
 import os
-import quopri
 import unicodedata
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import Message
-from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
 from agent.errors import CaptureError, ExtractError
 from agent.extract.sniff import sniff
 from agent.mailnames import date_text, filename_of, header_text, recover_8bit
+from agent.mime import (HeaderTooLarge, Part, Span, boundary_of, decode_body, decoded_size_bound,
+                        read_part, split_multipart, transfer_encoding, whole)
 from agent.safezip import DEFAULT_LIMITS, SafeZip, ZipLimits, open_zip
 
 MEDIA_TYPES = {
@@ -38,8 +35,15 @@ _IMAGE_FORMATS = frozenset({"png", "jpeg", "tiff", "bmp", "gif", "webp"})
 _EXTENSIONS = {"jpeg": "jpg", "tiff": "tif"}
 _MAX_NAME_BYTES = 200
 _MAX_MULTIPART_DEPTH = 32
-_PARSE_CHUNK = 64 * 1024
+# Unnamed leaves of these types are the message's text, not attachments.
+_BODY_TYPES = frozenset({"text/plain", "text/html", "text/enriched", "message/delivery-status"})
 _UNSAFE_NAME_CHARS = str.maketrans({c: "_" for c in '/\\:*?"<>|'})
+
+
+# An archive's inflated bytes are held at once (plus one member's copy while
+# it is read): a tighter budget than an OFD's.
+_MAIL_ZIP_LIMITS = replace(DEFAULT_LIMITS, max_total_bytes=100 * 1024 * 1024,
+                           max_member_bytes=50 * 1024 * 1024)
 
 
 @dataclass(frozen=True)
@@ -48,12 +52,14 @@ class MailLimits:
 
     max_message_bytes: int = 50 * 1024 * 1024
     max_attachments: int = 50
-    max_attachment_bytes: int = 100 * 1024 * 1024  # zip members can outgrow the message
-    max_total_bytes: int = 200 * 1024 * 1024
+    # Attachments are held in memory until captured: with a 50 MB message these
+    # keep parsing under 300 MB (tests/integration/test_mail_memory.py).
+    max_attachment_bytes: int = 50 * 1024 * 1024  # zip members can outgrow the message
+    max_total_bytes: int = 100 * 1024 * 1024
     min_image_bytes: int = 20 * 1024  # below this an image is a logo or signature
     max_parts: int = 5000
     max_nested_messages: int = 1  # levels of message/rfc822 to descend
-    zip_limits: ZipLimits = DEFAULT_LIMITS
+    zip_limits: ZipLimits = _MAIL_ZIP_LIMITS
 
     @classmethod
     def from_config(cls, mail: Mapping[str, Any]) -> MailLimits:
@@ -119,9 +125,11 @@ def parse_message(data: bytes, limits: MailLimits = DEFAULT_MAIL_LIMITS) -> Pars
     """Parse one RFC 5322 message and return its invoice attachments.
 
     Never raises on bad mail except ExtractError: "limit-exceeded" when the
-    message is larger than `max_message_bytes`, "corrupt" when it cannot be
-    parsed at all (e.g. nested past the parser's recursion limit). Damaged
+    message is larger than `max_message_bytes` or its header block passes
+    agent.mime.MAX_HEADER_BYTES; "corrupt" when it is not bytes. Damaged
     parts become refusals; the rest of the message is still read.
+    Memory is bounded by a small multiple of the message's size, whatever
+    its shape (agent/mime.py reads bodies as spans, never line by line).
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ExtractError("corrupt", "a message must be bytes")
@@ -129,14 +137,12 @@ def parse_message(data: bytes, limits: MailLimits = DEFAULT_MAIL_LIMITS) -> Pars
         raise ExtractError("limit-exceeded", f"message is {len(data)} bytes, "
                                              f"limit {limits.max_message_bytes}")
     try:
-        msg = _parse_bytes(data)
-    except RecursionError:
-        raise ExtractError("corrupt", "message nested too deeply to parse") from None
+        root = read_part(whole(bytes(data) if not isinstance(data, bytes) else data))
+    except HeaderTooLarge as e:
+        raise ExtractError("limit-exceeded", f"the message's {e}") from None
     collector = _Collector(limits)
-    try:
-        collector.walk(msg)
-    except RecursionError:
-        raise ExtractError("corrupt", "message nested too deeply to read") from None
+    collector.walk(root)
+    msg = root.headers
     return ParsedMail(
         message_id=header_text(msg, "Message-ID"),
         from_=header_text(msg, "From"),
@@ -145,17 +151,6 @@ def parse_message(data: bytes, limits: MailLimits = DEFAULT_MAIL_LIMITS) -> Pars
         attachments=collector.attachments,
         refusals=collector.refusals,
     )
-
-
-def _parse_bytes(data: bytes | bytearray | memoryview) -> Message:
-    # Fed in chunks: message_from_bytes copies the whole message into one
-    # str and splits it, peaking near 6x its size (258 MB for 42 MB);
-    # chunks keep the peak near 1x.
-    parser = email.feedparser.BytesFeedParser(policy=default_policy)
-    view = memoryview(data)
-    for start in range(0, len(view), _PARSE_CHUNK):
-        parser.feed(bytes(view[start:start + _PARSE_CHUNK]))
-    return parser.close()
 
 
 def iter_maildir(root: Path) -> Iterator[Path]:
@@ -228,53 +223,68 @@ class _Collector:
     def refuse(self, filename: str, reason: str, detail: str = "") -> None:
         self.refusals.append(Refusal(filename, reason, detail))
 
-    def walk(self, root: Message) -> None:
+    def walk(self, root: Part) -> None:
         # An explicit stack, not recursion: hostile mail nests thousands deep.
-        stack: list[tuple[Message, int, int]] = [(root, 0, 0)]
+        # Entries are parts read already, or spans whose headers are read when popped.
+        stack: list[tuple[Part | Span, int, int]] = [(root, 0, 0)]
         while stack:
-            part, nested, depth = stack.pop()
+            item, nested, depth = stack.pop()
             self.parts_seen += 1
             if self.parts_seen > self.limits.max_parts:
                 self.refuse("(rest of message)", "too-many-parts",
                             f"more than {self.limits.max_parts} MIME parts; the rest were not read")
                 return
+            try:
+                part = item if isinstance(item, Part) else read_part(item)
+            except HeaderTooLarge as e:
+                self.index += 1
+                self.refuse(f"attachment-{self.index}", "too-large", f"the part's {e}; not read")
+                continue
             children = self._children(part, nested, depth)
             if children is not None:
                 stack.extend(reversed(children))
             else:
                 self._leaf(part)
 
-    def _children(self, part: Message, nested: int, depth: int) -> list | None:
+    def _children(self, part: Part, nested: int, depth: int) -> list | None:
         """The sub-parts to visit, or None when `part` is a leaf."""
-        ctype = _content_type(part)
+        ctype = _content_type(part.headers)
         is_message = ctype.startswith("message/") and ctype != "message/delivery-status"
-        payload = part.get_payload()
-        if not isinstance(payload, list) and not (is_message and ctype == "message/rfc822"):
+        boundary = boundary_of(part.headers) if ctype.startswith("multipart/") else None
+        if boundary is None and not is_message:
             return None
         if depth + 1 > _MAX_MULTIPART_DEPTH or (is_message and nested + 1 > self.limits.max_nested_messages):
-            self.refuse(_display_name(part), "nested-too-deep",
+            self.refuse(_display_name(part.headers), "nested-too-deep",
                         f"{ctype} nested deeper than allowed; not read")
             return []
-        encoded = _encoded_rfc822(part, payload) if ctype == "message/rfc822" else None
-        if encoded is not None:
-            try:
-                payload = [_parse_bytes(encoded)]
-            except RecursionError:
-                self.refuse(_display_name(part), "undecodable", "embedded message cannot be parsed")
+        if is_message:
+            # RFC 2046 forbids base64/QP on message/rfc822, but senders do it:
+            # decode first, then read the result as a message.
+            inner = part.body if transfer_encoding(part.headers) in ("", "7bit", "8bit", "binary") \
+                else decode_body(part)
+            if inner is None:
+                self.refuse(_display_name(part.headers), "undecodable", "embedded message cannot be decoded")
                 return []
-        if not isinstance(payload, list):
-            return None
-        bump = 1 if is_message else 0
-        return [(child, nested + bump, depth + 1) for child in payload if isinstance(child, Message)]
+            return [(inner if isinstance(inner, Span) else whole(inner), nested + 1, depth + 1)]
+        bodies = split_multipart(part.body, boundary, self.limits.max_parts - self.parts_seen + 1)
+        if bodies is None:
+            return None  # no delimiter at all: the stdlib reads it as one part too
+        return [(body, nested, depth + 1) for body in bodies]
 
-    def _leaf(self, part: Message) -> None:
-        raw_name = filename_of(part)
-        if raw_name is None and _disposition(part) != "attachment" and _content_type(part) in (
-                "text/plain", "text/html", "text/enriched"):
+    def _leaf(self, part: Part) -> None:
+        raw_name = filename_of(part.headers)
+        if raw_name is None and _disposition(part.headers) != "attachment" \
+                and _content_type(part.headers) in _BODY_TYPES:
             return  # the message body, not an attachment
         self.index += 1
-        data = _decoded_payload(part)
         display = sanitise_filename(raw_name, "unknown", self.index)
+        bound = decoded_size_bound(part)
+        if bound > self.limits.max_attachment_bytes:
+            # Refused before decoding: the decoded bytes would be refused anyway.
+            self.refuse(display, "too-large", f"up to {bound} bytes once decoded, "
+                                              f"limit {self.limits.max_attachment_bytes}")
+            return
+        data = decode_body(part)
         if data is None:
             self.refuse(display, "undecodable", "the part's content cannot be decoded")
             return
@@ -348,36 +358,6 @@ def _disposition(part: Message) -> str:
         return part.get_content_disposition() or ""
     except Exception:  # noqa: BLE001 - see above
         return ""
-
-
-def _encoded_rfc822(part: Message, payload: object) -> bytes | None:
-    """The real bytes of a base64/QP message/rfc822, which the parser leaves encoded.
-
-    RFC 2046 forbids those encodings there, so the parser reads the encoded
-    text as a header-less message; we decode it and parse again.
-    """
-    cte = str(part.get("content-transfer-encoding", "")).strip().lower()
-    if cte not in ("base64", "quoted-printable"):
-        return None
-    inner = payload[0] if isinstance(payload, list) and payload else None
-    if not isinstance(inner, Message) or inner.keys():
-        return None
-    text = inner.get_payload()
-    if not isinstance(text, str):
-        return None
-    raw = text.encode("utf-8", errors="surrogateescape")
-    try:
-        return base64.b64decode(raw) if cte == "base64" else quopri.decodestring(raw)
-    except (binascii.Error, ValueError):
-        return None
-
-
-def _decoded_payload(part: Message) -> bytes | None:
-    try:
-        data = part.get_payload(decode=True)
-    except Exception:  # noqa: BLE001 - stdlib decoders raise assorted errors on garbage
-        return None
-    return data if isinstance(data, bytes) else None
 
 
 def _display_name(part: Message) -> str:

@@ -32,6 +32,7 @@ from service.context import now_dt
 log = logging.getLogger("fapiao.backup")
 IDLE_POLL_S = 5.0
 DEFAULT_WORKERS = 4          # puts in flight per target; S3 latency, not CPU, bounds a put
+CLOCK_SLACK_S = 1.0          # a last run this far ahead of now is only threads' clocks disagreeing
 
 
 class TargetRunner(Runner):
@@ -139,7 +140,12 @@ class TargetRunner(Runner):
 
 
 def _due(last: str | None, interval_s: float, now: dt.datetime) -> bool:
-    return last is None or (now - parse_utc(last)).total_seconds() >= interval_s
+    # A last run in the future means the wall clock went back since: run now,
+    # rather than skip snapshots and verification for the length of the jump.
+    if last is None:
+        return True
+    elapsed = (now - parse_utc(last)).total_seconds()
+    return elapsed >= interval_s or elapsed < -CLOCK_SLACK_S
 
 
 class BackupService(RunnerGroup):

@@ -34,6 +34,8 @@ log = logging.getLogger("fapiao.delivery")
 IDLE_POLL_S = 5.0           # longest sleep with nothing due; kicks wake workers sooner
 HEALTH_SAVE_S = 10.0        # last_ok_at / last_error are written at most this often
 SLA_CHECK_S = 60.0
+CLOCK_CHECK_S = 1.0         # how often the housekeeper compares the wall clock with the monotonic one
+CLOCK_JUMP_S = 60.0         # a difference this large is logged as a jump of the wall clock
 SLA_LOG_LINES = 20          # one line per late invoice up to this many per pass, then a count
 # A worker claims up to this many rows at once when a backlog builds up (doubling
 # from 1 while claims come back full), and records their outcomes in one commit.
@@ -58,6 +60,25 @@ class RateLimit:
             slot = max(t, self._next)
             self._next = slot + self.interval
             return slot - t
+
+
+class ClockWatch:
+    """Notices jumps of the wall clock (`now_dt`) against the monotonic clock,
+    so an operator reads in the log why times in `status` look odd."""
+
+    def __init__(self, threshold_s: float = CLOCK_JUMP_S):
+        self.threshold_s = threshold_s
+        self._base: tuple[dt.datetime, float] | None = None
+
+    def check(self) -> float | None:
+        """Seconds the wall clock jumped since the last call (+ forward,
+        - back), or None when it kept pace within `threshold_s`."""
+        wall, mono = now_dt(), time.monotonic()
+        base, self._base = self._base, (wall, mono)
+        if base is None:
+            return None
+        drift = (wall - base[0]).total_seconds() - (mono - base[1])
+        return drift if abs(drift) >= self.threshold_s else None
 
 
 class DestinationRunner(Runner):
@@ -127,10 +148,12 @@ class DestinationRunner(Runner):
         if decision.kind == "probe":
             self._probe(ledger)
             return 1
-        claims = claim(ledger, self.name, now=now_dt(), lease_s=self.lease_s, token=token, actor=self.actor,
-                       limit=batch)
+        now = now_dt()
+        claims = claim(ledger, self.name, now=now, lease_s=self.lease_s, token=token, actor=self.actor,
+                       limit=batch, max_delay_s=self.policy.max_delay_s)
         if not claims:
-            due = ledger.next_due(self.name)
+            due = ledger.next_due(self.name, now=utc(now), max_wait_s=self.policy.max_delay_s,
+                                  lease_until=utc(now + dt.timedelta(seconds=self.lease_s)))
             self._sleep(kicks, (parse_utc(due) - now_dt()).total_seconds() if due else IDLE_POLL_S)
             return 1
         done: list[tuple] = []
@@ -282,9 +305,12 @@ class DeliveryService(RunnerGroup):
         interval = float(self.cfg.delivery.get("reconcile_interval_s") or 0)
         next_reconcile = time.monotonic() + interval if interval else None
         next_sla = time.monotonic()
+        clock = ClockWatch()
         with Ledger(self.cfg.ledger_path) as ledger:
             while not self.stopping.is_set():
                 try:
+                    if (jump := clock.check()) is not None:
+                        log_clock_jump(jump)
                     if time.monotonic() >= next_sla:
                         next_sla = time.monotonic() + SLA_CHECK_S
                         self.warn_sla(ledger)
@@ -294,7 +320,7 @@ class DeliveryService(RunnerGroup):
                 except Exception:
                     log.exception("delivery housekeeping failed; trying again later")
                 waits = [t for t in (next_sla, next_reconcile) if t is not None]
-                self.stopping.wait(max(0.05, min(waits) - time.monotonic()))
+                self.stopping.wait(max(0.05, min(min(waits) - time.monotonic(), CLOCK_CHECK_S)))
 
     def reconcile_once(self, ledger: Ledger) -> None:
         """Look up delivered and missing rows at every destination that may be called now."""
@@ -334,3 +360,10 @@ class DeliveryService(RunnerGroup):
                         "(see `fapiao-agent status`)")
         if late:
             ledger.mark_sla_warned([r["delivery_id"] for r in late], now=utc(now_dt()))
+
+
+def log_clock_jump(seconds: float) -> None:
+    """One warning line for a jump of the wall clock, saying what it does to the schedules."""
+    log.warning(f"the wall clock jumped {'forward' if seconds > 0 else 'back'} by {abs(seconds) / 3600:.1f} h; "
+                "no delivery fails or stalls for it (retries keep their own waits), but ages and "
+                "SLA warnings read the wall clock and are off by as much", extra={"jump_s": round(seconds)})

@@ -67,8 +67,10 @@ class VerifyReport:
 
 def retry_delay(attempts: int, rng: random.Random, max_s: float = 3600.0) -> float:
     """Seconds before the next try of an object after `attempts` failures:
-    exponential from BASE_DELAY_S, capped at `max_s`, with +-20 % jitter."""
-    return min(max_s, BASE_DELAY_S * 2 ** min(max(attempts - 1, 0), 20)) * rng.uniform(0.8, 1.2)
+    exponential from BASE_DELAY_S with +-20 % jitter, never above `max_s`
+    (so a row due further ahead than `max_s` was set before the wall clock
+    went back: `Ledger.due_backups` takes it at once)."""
+    return min(max_s, BASE_DELAY_S * 2 ** min(max(attempts - 1, 0), 20) * rng.uniform(0.8, 1.2))
 
 
 def sidecar_bytes(ledger: Ledger, sha256: str, vault: Vault | None = None) -> bytes | None:
@@ -105,11 +107,13 @@ def mirror_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.d
     attempt (`paused`); the first success afterwards resumes it. When the
     due rows are all done, stale daily manifests are rewritten (by shard 0).
     With `shard` = (index, count), only that share of the objects is worked
-    on, so `count` callers can run side by side. Raises nothing but bugs.
+    on, so `count` callers can run side by side. A jump of the wall clock
+    stalls nothing: a row due more than `retry_max_s` ahead is due now.
+    Raises nothing but bugs.
     """
     stamp = utc(now)
     out = MirrorOutcome(enqueued=ledger.enqueue_backups(target.name, now=stamp))
-    rows = ledger.due_backups(target.name, now=stamp, limit=limit, shard=shard)
+    rows = ledger.due_backups(target.name, now=stamp, limit=limit, shard=shard, max_wait_s=retry_max_s)
     done: list[tuple[str, int]] = []
     try:
         for row in rows:

@@ -18,7 +18,7 @@ import random
 from dataclasses import dataclass, field
 
 from agent.deliver.base import Destination, Misconfigured, Parcel, Receipt, parcel_for
-from agent.deliver.retry import CLOSED, Breaker, DeliveryPolicy, in_maintenance, next_attempt_at
+from agent.deliver.retry import CLOSED, Breaker, DeliveryPolicy, in_maintenance, is_due, next_attempt_at
 from agent.errors import AdapterError, Permanent, Transient
 from agent.ledger import Ledger
 from agent.ledger.rows import parse_utc, utc
@@ -47,6 +47,7 @@ class Claim:
     media_type: str | None
     original_name: str | None
     fields: dict = field(hash=False, compare=False)
+    waited_s: float = 0.0  # the waits the schedule set since attempts were last reset
 
 
 @dataclass(frozen=True)
@@ -76,15 +77,18 @@ class Result:
 
 
 def claim(ledger: Ledger, destination: str, *, now: dt.datetime, lease_s: float, token: str,
-          actor: str, limit: int = 1) -> list[Claim]:
+          actor: str, limit: int = 1, max_delay_s: float | None = None) -> list[Claim]:
     """Lease up to `limit` due rows of `destination` until now + lease_s (see
-    `Ledger.claim_deliveries` for which rows are due and in what order)."""
+    `Ledger.claim_deliveries` for which rows are due and in what order).
+    With `max_delay_s` (the policy's), a row due further ahead than that and
+    written after `now` had its wait set before the clock went back: due now."""
     rows = ledger.claim_deliveries(destination, now=utc(now), lease_until=utc(now + dt.timedelta(seconds=lease_s)),
-                                   token=token, actor=actor, limit=limit)
+                                   token=token, actor=actor, limit=limit, max_wait_s=max_delay_s)
     return [Claim(delivery_id=r["delivery_id"], document_id=r["document_id"], destination=r["destination"],
                   token=token, attempts=r["attempts"], queued_at=r["queued_at"],
                   recovering=r["row_state"] == "delivering", sha256=r["sha256"], media_type=r["media_type"],
-                  original_name=r["original_name"], fields=r["fields"]) for r in rows]
+                  original_name=r["original_name"], fields=r["fields"], waited_s=r["waited_s"] or 0.0)
+            for r in rows]
 
 
 def release(ledger: Ledger, c: Claim, *, now: dt.datetime, actor: str) -> bool:
@@ -130,7 +134,9 @@ def record(ledger: Ledger, c: Claim, outcome: Outcome, policy: DeliveryPolicy, *
     delivered/found: `delivered` with the receipt. transient: `queued` again
     at a jittered backoff (never before Retry-After, never inside a
     maintenance window read in `tz`, default the host's zone), or `failed`
-    once `max_attempts` or `max_age_s` is reached. permanent: `quarantined`,
+    once `max_attempts` is reached or the waits the schedule set add up to
+    `max_age_s`. Age is never read off the wall clock: a jump of the clock
+    neither fails a row with attempts left nor keeps one alive. permanent: `quarantined`,
     the document with a "delivery-rejected" problem carrying the server's
     message. misconfigured: `queued` again without counting the attempt
     (the destination, not the invoice, needs a person).
@@ -154,10 +160,9 @@ def record(ledger: Ledger, c: Claim, outcome: Outcome, policy: DeliveryPolicy, *
                                     outcome="misconfigured", error=outcome.error, next_attempt_at=at,
                                     uncount_attempt=True)
         return Result(**base, row_state="queued", next_attempt_at=now, recorded=ok)
-    age_s = (now - parse_utc(c.queued_at)).total_seconds()
-    if c.attempts >= policy.max_attempts or age_s >= policy.max_age_s:
+    if c.attempts >= policy.max_attempts or c.waited_s >= policy.max_age_s:
         why = (f"{c.attempts} attempts" if c.attempts >= policy.max_attempts
-               else f"still undelivered after {age_s / 3600:.1f} h")
+               else f"still undelivered after {c.waited_s / 3600:.1f} h of retry waits")
         error = f"gave up ({why}): {outcome.error}"
         ok = ledger.finish_delivery(c.delivery_id, c.token, state="failed", now=at, actor=actor,
                                     outcome="transient", error=error)
@@ -167,7 +172,8 @@ def record(ledger: Ledger, c: Claim, outcome: Outcome, policy: DeliveryPolicy, *
                            max_delay_s=policy.max_delay_s, rng=rng, windows=policy.maintenance)
     when = when.astimezone(dt.timezone.utc)
     ok = ledger.finish_delivery(c.delivery_id, c.token, state="queued", now=at, actor=actor,
-                                outcome="transient", error=outcome.error, next_attempt_at=utc(when))
+                                outcome="transient", error=outcome.error, next_attempt_at=utc(when),
+                                wait_s=max(0.0, (when - now).total_seconds()))
     return Result(**base, row_state="queued", next_attempt_at=when, recorded=ok)
 
 
@@ -215,7 +221,7 @@ class Gate:
         if end is not None:
             return Decision("wait", end, f"in maintenance until {end.isoformat(timespec='minutes')}")
         if self.paused_error is not None:
-            if self.next_probe_at is None or now >= self.next_probe_at:
+            if self.next_probe_at is None or is_due(self.next_probe_at, now, self.policy.probe_interval_s):
                 self.next_probe_at = now + dt.timedelta(seconds=self.policy.probe_interval_s)
                 return Decision("probe", reason="paused")
             return Decision("wait", self.next_probe_at, f"paused: {self.paused_error}")
@@ -307,7 +313,8 @@ def deliver_step(ledger: Ledger, dest: Destination, policy: DeliveryPolicy, gate
         except AdapterError as e:
             gate.probed(e, now)
         return decision
-    claims = claim(ledger, dest.name, now=now, lease_s=lease_s, token=token, actor=actor)
+    claims = claim(ledger, dest.name, now=now, lease_s=lease_s, token=token, actor=actor,
+                   max_delay_s=policy.max_delay_s)
     if not claims:
         return None
     outcome = send(dest, claims[0], vault)

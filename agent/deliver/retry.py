@@ -3,6 +3,11 @@
 Pure: nothing here reads the clock, sleeps or draws its own random numbers.
 `now` and `rng` come from the caller, so a restart that re-reads the ledger
 computes the same answers and the tests can walk through time.
+
+The wall clock can jump (a VM resumed, NTP stepping a clock that was days
+off). Every stored moment is therefore read with `is_due`: a moment further
+ahead than the longest wait that could have set it was set before the clock
+went back, and is due now instead of after the jump.
 """
 
 from __future__ import annotations
@@ -20,6 +25,18 @@ from agent.errors import ConfigError
 _DAY_NAMES_FULL = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 # 2**62 already exceeds any sane cap; stopping here keeps float maths finite.
 _MAX_EXPONENT = 62
+# Moments written by one thread and read with a `now` taken a little earlier
+# by another may lie this far ahead without a jump of the clock.
+CLOCK_SLACK_S = 1.0
+
+
+def is_due(at: dt.datetime, now: dt.datetime, longest_wait_s: float) -> bool:
+    """True when `at` has come, or lies more than `longest_wait_s` (plus
+    CLOCK_SLACK_S) ahead of `now`: no schedule sets a wait that long, so
+    the clock went back since `at` was set, and waiting for it would stall
+    for the whole jump. A forward jump needs nothing: `at` has simply come."""
+    ahead = (at - now).total_seconds()
+    return ahead <= 0 or ahead > max(longest_wait_s, 0.0) + CLOCK_SLACK_S
 
 
 def backoff(attempt: int, *, base_s: float, max_delay_s: float, rng: random.Random) -> float:
@@ -198,15 +215,16 @@ class Breaker:
     trial_at: dt.datetime | None = None
 
     def allow(self, now: dt.datetime) -> bool:
-        """True if a call may be made at `now`; in half-open, True once per probe interval."""
+        """True if a call may be made at `now`; in half-open, True once per probe
+        interval (read with `is_due`: a clock gone back does not silence it)."""
         if self.state == CLOSED:
             return True
         if self.state == OPEN:
-            if self.opened_at is None or now >= self.opened_at + self._interval:
+            if self.opened_at is None or is_due(self.opened_at + self._interval, now, self.probe_interval_s):
                 self.state, self.trial_at = HALF_OPEN, now
                 return True
             return False
-        if self.trial_at is None or now >= self.trial_at + self._interval:
+        if self.trial_at is None or is_due(self.trial_at + self._interval, now, self.probe_interval_s):
             self.trial_at = now
             return True
         return False

@@ -10,8 +10,11 @@ remembers the last document id it saw per target, so it never rescans.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any, Iterator, Sequence
+
+from agent.ledger.rows import parse_utc, utc
 
 # The document columns a sidecar carries, enough to rebuild the row.
 _SIDECAR_COLUMNS = ("id", "part", "size", "media_type", "source_kind", "source", "original_name",
@@ -20,6 +23,9 @@ _SIDECAR_COLUMNS = ("id", "part", "size", "media_type", "source_kind", "source",
 # States whose meaning lives in delivery rows, which a sidecar does not carry.
 _DELIVERY_STATES = frozenset({"queued", "delivering", "delivered", "confirmed", "missing", "failed"})
 _SOURCE_COLUMNS = ("at", "source_kind", "source", "original_name", "original_path", "details")
+# Threads take `now` at slightly different moments; a row due this much past
+# the longest wait is not yet taken for one set before a jump of the clock.
+_CLOCK_SLACK_S = 1.0
 
 
 class BackupsMixin:
@@ -85,19 +91,27 @@ class BackupsMixin:
         self.conn.execute("UPDATE backup_targets SET enqueued_event_id = ? WHERE name = ?", (top, target))
 
     def due_backups(self, target: str, *, now: str, limit: int = 32,
-                    shard: tuple[int, int] = (0, 1)) -> list[dict]:
+                    shard: tuple[int, int] = (0, 1), max_wait_s: float | None = None) -> list[dict]:
         """Up to `limit` rows of `target` due at `now`, oldest due first: dicts
         with sha256, size, attempts (before this try) and state: `pending`
         (put the object and its sidecar) or `done` (only its sidecar is stale).
         `shard` (index, count) keeps only objects whose first hex digit modulo
-        count is index, so `count` workers never take the same row."""
+        count is index, so `count` workers never take the same row. With
+        `max_wait_s` (the longest retry delay), a row due further ahead than
+        that was set before the wall clock went back and is due now too."""
         index, count = shard
-        rows = self.conn.execute("SELECT sha256, size, attempts, state FROM backups WHERE target = ? "
-                                 "AND state IN ('pending', 'done') AND next_attempt_at <= ? "
-                                 "AND (instr('0123456789abcdef', substr(sha256, 1, 1)) - 1) % ? = ? "
-                                 "ORDER BY next_attempt_at, id LIMIT ?",
-                                 (target, now, max(count, 1), index, limit))
-        return [dict(r) for r in rows]
+        where = ("FROM backups WHERE target = ? AND state IN ('pending', 'done') AND {due} "
+                 "AND (instr('0123456789abcdef', substr(sha256, 1, 1)) - 1) % ? = ? ")
+        rows = [dict(r) for r in self.conn.execute(
+            "SELECT sha256, size, attempts, state " + where.format(due="next_attempt_at <= ?")
+            + "ORDER BY next_attempt_at, id LIMIT ?", (target, now, max(count, 1), index, limit))]
+        if len(rows) < limit and max_wait_s is not None:
+            far = utc(parse_utc(now) + dt.timedelta(seconds=max(max_wait_s, 0.0) + _CLOCK_SLACK_S))
+            rows += [dict(r) for r in self.conn.execute(
+                "SELECT sha256, size, attempts, state " + where.format(due="next_attempt_at > ?")
+                + "ORDER BY next_attempt_at DESC, id LIMIT ?",
+                (target, far, max(count, 1), index, limit - len(rows)))]
+        return rows
 
     def sidecar_retry(self, target: str, sha256: str, *, next_attempt_at: str | None) -> None:
         """A `done` row's sidecar was put (None) or must be tried again at `next_attempt_at`."""

@@ -8,10 +8,12 @@ to `attempts`, one line per try, so `show` can print the history.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any, Iterable, Sequence
 
 from agent.ledger.delivery_reports import DeliveryReportsMixin
+from agent.ledger.rows import parse_utc, utc
 from agent.model import Problem, State, TRANSITIONS
 
 ROW_STATES = ("queued", "delivering", "delivered", "confirmed", "missing", "failed", "quarantined",
@@ -29,7 +31,20 @@ ACTIVE_DOCUMENT_STATES = (State.QUEUED.value, State.DELIVERING.value, State.FAIL
 _DELIVERY_DOC_STATES = frozenset({State.QUEUED, State.DELIVERING, State.DELIVERED, State.CONFIRMED,
                                   State.MISSING, State.FAILED, State.QUARANTINED})
 _CLAIM_COLUMNS = ("d.id AS delivery_id, d.document_id, d.destination, d.state AS row_state, d.attempts, "
-                  "d.queued_at, doc.sha256, doc.media_type, doc.original_name, doc.fields")
+                  "d.queued_at, d.waited_s, doc.sha256, doc.media_type, doc.original_name, doc.fields")
+# A row written this far after `now` was written before the wall clock went
+# back (threads take `now` at slightly different moments, so not less).
+# Same as agent.deliver.retry.CLOCK_SLACK_S.
+_CLOCK_SLACK_S = 1.0
+# A queued row due further ahead than the longest backoff, and written after
+# now: its wait was set before a backward jump of the clock, so it is due now.
+# Found by the deliveries_written index (such rows are normally none).
+_WRITTEN_INDEX = "deliveries d INDEXED BY deliveries_written"
+_JUMPED = "d.updated_at > ? AND d.next_attempt_at > ?"
+
+
+def _jumped_params(now: str, max_wait_s: float) -> tuple[str, str]:
+    return _later(now, _CLOCK_SLACK_S), _later(now, max(max_wait_s, 0.0) + _CLOCK_SLACK_S)
 
 
 def summary_state(row_states: Iterable[str]) -> State | None:
@@ -95,41 +110,56 @@ class DeliveriesMixin(DeliveryReportsMixin):
     # -- the delivery loop ---------------------------------------------------------
 
     def claim_deliveries(self, destination: str, *, now: str, lease_until: str, token: str,
-                         actor: str, limit: int = 1) -> list[dict]:
+                         actor: str, limit: int = 1, max_wait_s: float | None = None) -> list[dict]:
         """Take up to `limit` due rows of `destination` under a lease, in one transaction.
 
         Due: `delivering` with an expired lease first (a worker died; the
         caller must look the invoice up before putting it again), then
-        `queued` with next_attempt_at <= now, oldest first. Rows of
-        documents a person holds (not in ACTIVE_DOCUMENT_STATES) are skipped. Each claimed row
-        becomes `delivering`, its attempts grow by one and its document
-        moves to `delivering`. Returns dicts with the row, the document's
-        sha256, media_type, original_name, parsed fields and
-        `row_state` (the state before the claim).
+        `queued` with next_attempt_at <= now, oldest first. A clock that
+        went back does not stall them: a lease ending after `lease_until`
+        (later than one taken now would), and with `max_wait_s` (the
+        longest backoff) a queued row due further ahead than that and
+        written after `now` (so its wait was set before the jump), are due
+        now. Rows of documents a person holds
+        (not in ACTIVE_DOCUMENT_STATES) are skipped. Each claimed row
+        becomes `delivering`, its attempts grow by one (waited_s restarts
+        at a first attempt) and its document moves to `delivering`. Returns
+        dicts with the row, the document's sha256, media_type,
+        original_name, parsed fields and `row_state` (the state before the claim).
         """
         active = ",".join("?" * len(ACTIVE_DOCUMENT_STATES))
         base = (f"SELECT {_CLAIM_COLUMNS} FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
                 f"WHERE d.destination = ? AND doc.state IN ({active}) AND ")
         # A plain read first: idle workers woken by a kick must not queue for the write lock.
-        due = self.next_due(destination)
+        due = self.next_due(destination, now=now, lease_until=lease_until, max_wait_s=max_wait_s)
         if due is None or due > now:
             return []
         with self.transaction() as c:
-            rows = c.execute(base + "d.state = 'delivering' AND d.lease_until <= ? ORDER BY d.lease_until LIMIT ?",
-                             (destination, *ACTIVE_DOCUMENT_STATES, now, limit)).fetchall()
+            rows = c.execute(base + "d.state = 'delivering' AND (d.lease_until <= ? OR d.lease_until > ?) "
+                             "ORDER BY d.lease_until LIMIT ?",
+                             (destination, *ACTIVE_DOCUMENT_STATES, now, _later(lease_until, _CLOCK_SLACK_S),
+                              limit)).fetchall()
             if len(rows) < limit:
                 rows += c.execute(base + "d.state = 'queued' AND d.next_attempt_at <= ? "
                                   "ORDER BY d.next_attempt_at, d.id LIMIT ?",
                                   (destination, *ACTIVE_DOCUMENT_STATES, now, limit - len(rows))).fetchall()
+            if len(rows) < limit and max_wait_s is not None:
+                jumped = base.replace("deliveries d", _WRITTEN_INDEX, 1) + "d.state = 'queued' AND " + _JUMPED
+                rows += c.execute(jumped + " ORDER BY d.updated_at DESC, d.id LIMIT ?",
+                                  (destination, *ACTIVE_DOCUMENT_STATES, *_jumped_params(now, max_wait_s),
+                                   limit - len(rows))).fetchall()
             claimed = []
             for r in rows:
-                c.execute("UPDATE deliveries SET state = 'delivering', attempts = attempts + 1, "
+                c.execute("UPDATE deliveries SET state = 'delivering', "
+                          "waited_s = CASE WHEN attempts = 0 THEN 0 ELSE waited_s END, attempts = attempts + 1, "
                           "lease_until = ?, lease_token = ?, updated_at = ? WHERE id = ?",
                           (lease_until, token, now, r["delivery_id"]))
                 self._summarise(r["document_id"], now=now, actor=actor,
                                 reason=f"delivering to {destination}")
                 d = dict(r)
                 d["fields"] = json.loads(d["fields"]) if d["fields"] else {}
+                if d["attempts"] == 0:
+                    d["waited_s"] = 0.0
                 d["attempts"] += 1
                 claimed.append(d)
             return claimed
@@ -137,12 +167,13 @@ class DeliveriesMixin(DeliveryReportsMixin):
     def finish_delivery(self, delivery_id: int, token: str, *, state: str, now: str, actor: str,
                         outcome: str, error: str | None = None, next_attempt_at: str | None = None,
                         receipt: dict | None = None, problem: Problem | None = None,
-                        uncount_attempt: bool = False) -> bool:
+                        uncount_attempt: bool = False, wait_s: float = 0.0) -> bool:
         """Record the end of one attempt on a row this worker still leases.
 
         Writes the row (`state`, last_error, next_attempt_at, receipt, and
         delivered_at and delivered_key (the receipt's key, else the
-        document's) as they apply), one `attempts` line, and the document's
+        document's) as they apply; `wait_s`, the wait to next_attempt_at,
+        added to waited_s), one `attempts` line, and the document's
         new summary state with its event (plus `problem` when the row is
         quarantined), all in one transaction. Returns False and changes
         nothing when the lease is no longer `token`'s (another worker took it).
@@ -162,11 +193,12 @@ class DeliveriesMixin(DeliveryReportsMixin):
                       "delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END, "
                       "delivered_key = CASE WHEN ? THEN COALESCE(?, (SELECT invoice_key FROM documents "
                       "WHERE documents.id = deliveries.document_id)) ELSE delivered_key END, "
+                      "waited_s = waited_s + ?, "
                       "attempts = attempts - ?, updated_at = ? WHERE id = ?",
                       (state, next_attempt_at, error,
                        json.dumps(receipt, ensure_ascii=False, default=str) if receipt else None,
                        delivered, now, delivered, (receipt or {}).get("key"),
-                       1 if uncount_attempt else 0, now, delivery_id))
+                       wait_s, 1 if uncount_attempt else 0, now, delivery_id))
             self._attempt(delivery_id, now=now, outcome=outcome, error=error, next_attempt_at=next_attempt_at)
             reason = f"{row['destination']}: {outcome}" + (f": {error}" if error else "")
             self._summarise(row["document_id"], now=now, actor=actor, reason=reason, problem=problem)
@@ -200,19 +232,31 @@ class DeliveriesMixin(DeliveryReportsMixin):
                              "AND (lease_token IS NULL OR substr(lease_token, 1, ?) != ?)",
                              (now, len(keep_token_prefix), keep_token_prefix)).rowcount
 
-    def next_due(self, destination: str) -> str | None:
+    def next_due(self, destination: str, *, now: str | None = None, lease_until: str | None = None,
+                 max_wait_s: float | None = None) -> str | None:
         """The earliest next_attempt_at (or lease expiry) among `destination`'s
         waiting rows that a claim could take (documents a person holds excluded).
+        Given `now` (and `lease_until`, `max_wait_s` as for a claim), `now`
+        when a row set before a backward jump of the clock is due at once.
         Index-ordered with LIMIT 1, so it costs the same at any backlog."""
         active = ",".join("?" * len(ACTIVE_DOCUMENT_STATES))
+        join = ("FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
+                f"WHERE d.destination = ? AND d.state = ? AND doc.state IN ({active}) ")
         times = []
         for state, column in (("queued", "next_attempt_at"), ("delivering", "lease_until")):
-            row = self.conn.execute(
-                f"SELECT d.{column} FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
-                f"WHERE d.destination = ? AND d.state = ? AND doc.state IN ({active}) "
-                f"ORDER BY d.{column} LIMIT 1", (destination, state, *ACTIVE_DOCUMENT_STATES)).fetchone()
+            row = self.conn.execute(f"SELECT d.{column} {join} ORDER BY d.{column} LIMIT 1",
+                                    (destination, state, *ACTIVE_DOCUMENT_STATES)).fetchone()
             if row and row[0]:
                 times.append(row[0])
+        if now is not None and lease_until is not None and self.conn.execute(
+                f"SELECT 1 {join} AND d.lease_until > ? LIMIT 1",
+                (destination, "delivering", *ACTIVE_DOCUMENT_STATES,
+                 _later(lease_until, _CLOCK_SLACK_S))).fetchone():
+            times.append(now)
+        if now is not None and max_wait_s is not None and self.conn.execute(
+                f"SELECT 1 {join.replace('deliveries d', _WRITTEN_INDEX, 1)} AND {_JUMPED} LIMIT 1",
+                (destination, "queued", *ACTIVE_DOCUMENT_STATES, *_jumped_params(now, max_wait_s))).fetchone():
+            times.append(now)
         return min(times) if times else None
 
     # -- operators and reconciliation ------------------------------------------------
@@ -397,3 +441,8 @@ class DeliveriesMixin(DeliveryReportsMixin):
         if problem is not None and target == State.QUARANTINED:
             columns["problems"] = [p for p in doc.problems if p.get("code") != problem.code] + [problem.to_dict()]
         self.transition(doc_id, target, now=now, actor=actor, reason=reason, details=details, **columns)
+
+
+def _later(stamp: str, seconds: float) -> str:
+    """The ledger timestamp `seconds` after `stamp`."""
+    return utc(parse_utc(stamp) + dt.timedelta(seconds=seconds))

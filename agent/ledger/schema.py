@@ -270,6 +270,14 @@ MIGRATIONS: list[str] = [
     DROP INDEX documents_invoice_key;
     CREATE INDEX documents_invoice_key ON documents(invoice_key, state, duplicate_of);
     """,
+    # 14: a jump of the wall clock must neither fail a delivery nor stall it.
+    # A row keeps the sum of the waits its schedule set since its attempts
+    # were reset (waited_s: max_age_s counts these, not wall-clock age); rows
+    # written "in the future" (the clock went back since) are found by index.
+    """
+    ALTER TABLE deliveries ADD COLUMN waited_s REAL NOT NULL DEFAULT 0;
+    CREATE INDEX deliveries_written ON deliveries(destination, state, updated_at);
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

@@ -1,0 +1,236 @@
+"""Bounded MIME reading: one message's bytes → parts (headers, raw body slice)
+→ each body decoded from its transfer encoding.
+
+Why not the stdlib parser: `email.feedparser` keeps every line of a body as
+its own str; a 39 MB quoted-printable body made of soft line breaks (13 M
+lines) peaked near 1 GB. Here a body is never split into lines: parts are
+spans (offsets) of the message, delimiters are found with `bytes.find`,
+and decoding is one C call over a slice, so memory stays a small multiple of
+the message whatever its shape. Only header blocks (at most
+MAX_HEADER_BYTES each) go through the stdlib, which keeps its RFC 2047 /
+RFC 2231 handling of names. Delimiters and the header/body split follow the
+stdlib's rules (a delimiter line is `--boundary`, optional `--`, optional
+blanks; a line that is not a header starts the body).
+"""
+
+from __future__ import annotations
+
+import binascii
+import email.parser
+import re
+from dataclasses import dataclass
+from email.message import Message
+from email.policy import default as default_policy
+
+MAX_HEADER_BYTES = 256 * 1024
+# The stdlib's own test for "this line is still a header" (email.feedparser.headerRE).
+_HEADER_LINE = re.compile(rb"(From |[\041-\071\073-\176]*:|[\t ])")
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+_B64_JUNK = bytes(b for b in range(256) if b not in _B64_ALPHABET)
+_CHUNK = 1 << 20
+_UU = ("x-uuencode", "uuencode", "uue", "x-uue")
+
+
+class HeaderTooLarge(Exception):
+    """A header block longer than MAX_HEADER_BYTES (no blank line in reach)."""
+
+
+@dataclass(frozen=True)
+class Span:
+    """Bytes `start:end` of `data`, without a copy."""
+
+    data: bytes
+    start: int
+    end: int
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def view(self) -> memoryview:
+        """The span as a memoryview (no copy)."""
+        return memoryview(self.data)[self.start:self.end]
+
+
+def whole(data: bytes) -> Span:
+    """All of `data` as a span."""
+    return Span(data, 0, len(data))
+
+
+@dataclass(frozen=True)
+class Part:
+    """One MIME entity: its headers (a header-only Message, for the stdlib's
+    header API) and its body, still transfer-encoded, as a span of the message."""
+
+    headers: Message
+    body: Span
+
+
+def read_part(span: Span) -> Part:
+    """Split one entity into headers and body without copying the body.
+
+    Headers end at the first empty line (dropped) or at the first line that
+    is not a header (kept as the body's first line), as the stdlib reads
+    them. Raises HeaderTooLarge when neither comes within MAX_HEADER_BYTES.
+    """
+    data, start, end = span.data, span.start, span.end
+    reach = min(end, start + MAX_HEADER_BYTES)
+    pos = start
+    while pos < end:
+        nl = data.find(b"\n", pos, reach)
+        if nl < 0:
+            if reach < end:
+                raise HeaderTooLarge(f"header block longer than {MAX_HEADER_BYTES} bytes")
+            line_end = end
+        else:
+            line_end = nl + 1
+        line = data[pos:min(line_end, pos + 80)]
+        if line in (b"\n", b"\r\n") or (line == b"\r" and line_end == end):
+            return Part(_headers(data[start:pos]), Span(data, line_end, end))
+        if not _HEADER_LINE.match(line):
+            return Part(_headers(data[start:pos]), Span(data, pos, end))
+        pos = line_end
+    return Part(_headers(data[start:end]), Span(data, end, end))
+
+
+def _headers(block: bytes) -> Message:
+    return email.parser.BytesParser(policy=default_policy).parsebytes(block, headersonly=True)
+
+
+def boundary_of(headers: Message) -> bytes | None:
+    """The multipart boundary as bytes, or None when absent or unusable."""
+    try:
+        text = headers.get_boundary()
+    except Exception:  # noqa: BLE001 - hostile parameters upset the stdlib's parser
+        return None
+    if not text:
+        return None
+    try:
+        return text.encode("ascii", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape")
+
+
+def split_multipart(body: Span, boundary: bytes, limit: int) -> list[Span] | None:
+    """The bodies between delimiter lines of `boundary`, at most `limit` of
+    them; None when no delimiter line is found (the stdlib then reads the
+    part as a leaf). The line break before a delimiter belongs to it; the
+    preamble and the epilogue are dropped; a missing close delimiter ends
+    the last part at the end of `body`."""
+    data, end = body.data, body.end
+    sep = b"--" + boundary
+    parts: list[Span] = []
+    current: int | None = None  # where the part being read began
+    pos = body.start
+    found = False
+    while len(parts) < limit:
+        hit = _next_delimiter(data, sep, pos, body.start, end)
+        if hit is None:
+            break
+        found = True
+        line_start, after, closing = hit
+        if current is not None:
+            parts.append(Span(data, current, max(current, _strip_eol(data, current, line_start))))
+        current = None if closing else after
+        pos = after
+        if closing:
+            break
+    if not found:
+        return None
+    if current is not None and len(parts) < limit:
+        parts.append(Span(data, current, end))
+    return parts
+
+
+def _next_delimiter(data: bytes, sep: bytes, pos: int, first: int, end: int) -> tuple[int, int, bool] | None:
+    """(start of the delimiter line, start of the line after it, is close) of
+    the first delimiter line at or after `pos` (lines begin at `first` or
+    after a line feed), else None."""
+    while pos < end:
+        if (pos == first or data[pos - 1] == 10) and data.startswith(sep, pos, end):
+            at = pos
+        else:
+            at = data.find(b"\n" + sep, pos, end)
+            if at < 0:
+                return None
+            at += 1
+        rest = at + len(sep)
+        closing = data.startswith(b"--", rest, end)
+        if closing:
+            rest += 2
+        while rest < end and data[rest] in (32, 9):
+            rest += 1
+        if rest >= end:
+            return at, end, closing
+        if data.startswith(b"\r\n", rest, end):
+            return at, rest + 2, closing
+        if data[rest] in (10, 13):
+            return at, rest + 1, closing
+        pos = at + 1  # "--boundary" followed by more text: not a delimiter
+    return None
+
+
+def _strip_eol(data: bytes, begin: int, line_start: int) -> int:
+    if line_start >= begin + 2 and data[line_start - 2:line_start] == b"\r\n":
+        return line_start - 2
+    if line_start >= begin + 1 and data[line_start - 1] in (10, 13):
+        return line_start - 1
+    return line_start
+
+
+def transfer_encoding(headers: Message) -> str:
+    """The Content-Transfer-Encoding, lower case, "" when absent."""
+    try:
+        return str(headers.get("content-transfer-encoding", "")).strip().lower()
+    except Exception:  # noqa: BLE001 - see boundary_of
+        return ""
+
+
+def decoded_size_bound(part: Part) -> int:
+    """The most bytes decoding `part` can produce (checked before decoding)."""
+    n = len(part.body)
+    return (n * 3) // 4 + 3 if transfer_encoding(part.headers) == "base64" else n
+
+
+def decode_body(part: Part) -> bytes | None:
+    """The body decoded from its transfer encoding (base64, quoted-printable,
+    uuencode; anything else as is), or None when it cannot be decoded.
+
+    Bounded: base64 is filtered of junk one MiB at a time and decoded in one
+    C call; quoted-printable is one C call over the slice (soft line breaks
+    cost nothing). Peak memory is about twice the part's size.
+    """
+    cte = transfer_encoding(part.headers)
+    body = part.body.view()
+    try:
+        if cte == "base64":
+            return _b64decode(body)
+        if cte == "quoted-printable":
+            return binascii.a2b_qp(body)
+        if cte in _UU:
+            return _uudecode(bytes(body))
+    except (binascii.Error, ValueError):
+        return None
+    return bytes(body)
+
+
+def _b64decode(body: memoryview) -> bytes | None:
+    clean = bytearray()
+    for at in range(0, len(body), _CHUNK):
+        clean += body[at:at + _CHUNK].tobytes().translate(None, _B64_JUNK)
+    stop = clean.find(b"=")  # padding ends the data; what follows is junk
+    if stop >= 0:
+        del clean[stop:]
+    extra = len(clean) % 4
+    if extra == 1:
+        del clean[-1:]  # one stray character cannot carry a byte
+    elif extra:
+        clean += b"=" * (4 - extra)
+    return binascii.a2b_base64(clean)
+
+
+def _uudecode(data: bytes) -> bytes | None:
+    message = Message()
+    message["Content-Transfer-Encoding"] = "x-uuencode"
+    message.set_payload(data.decode("ascii", "surrogateescape"))
+    out = message.get_payload(decode=True)
+    return out if isinstance(out, bytes) else None
