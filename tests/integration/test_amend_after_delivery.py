@@ -131,7 +131,9 @@ def test_amend_back_to_the_delivered_key_restores_the_delivery(site, http_destin
 def test_an_amend_during_a_delivery_in_flight_supersedes_it(site, http_destination, archive):
     doc = site.add(invoice(dt.date.today()), "invoice")
     now = dt.datetime.now(UTC)
-    [in_flight] = claim(site.ledger, "erp", now=now, lease_s=300, token="slow-worker", actor="test")
+    # The same lease as the site's own workers: a lease longer than any a worker
+    # takes now would be read as one set before the clock went back.
+    [in_flight] = claim(site.ledger, "erp", now=now, lease_s=60, token="slow-worker", actor="test")
     archive.inject("400", message="refused")
     site.deliver()  # archive refuses it; erp's row is still leased to the slow worker
     assert site.state(doc) == "quarantined" and site.rows(doc)["erp"]["state"] == "delivering"
