@@ -8,6 +8,7 @@ import time
 import zipfile
 
 from tests.e2e.daemon_harness import DaemonUnderTest
+from tests.support.audit import assert_ledger_sound
 
 
 def pdf(tag: str) -> bytes:
@@ -74,6 +75,7 @@ def test_mail_names_zip_refusals_and_duplicates(daemon):
     (daemon.root / "mail" / "b.eml").write_bytes(msg)
     daemon.wait_for_line("e-mail seen before; skipped", start=mark)
     assert len(daemon.documents()) == 4
+    assert_ledger_sound(daemon.config)
 
 
 def test_maildir_new_moves_to_cur_once_captured(daemon):
@@ -90,3 +92,4 @@ def test_maildir_new_moves_to_cur_once_captured(daemon):
     assert list((box / "new").iterdir()) == []
     assert [p.name for p in (box / "cur").iterdir()] == ["1700000000.M1.host:2,"]
     assert names_and_details(daemon)["x.pdf"]["message_id"] == "<m2@example.cn>"
+    assert_ledger_sound(daemon.config)
