@@ -18,12 +18,13 @@ import hashlib
 import itertools
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Iterator
 
 from agent.amend import AMENDABLE
-from agent.ledger import utc
+from agent.ledger import Ledger, utc
 from agent.ledger.audit import LedgerAudit
 from agent.ledger.deliveries import ACTIVE_DOCUMENT_STATES, summary_state
 from agent.ledger.documents import NOT_COUNTED
@@ -101,6 +102,7 @@ class AuditSettings:
 
 Progress = Callable[[str, int, int | None], None]
 
+
 # The operator's commands (docs/states.md, "Moving documents by hand"): reject,
 # amend (back to extracted), accept, retry / requeue. They are no way forward.
 def _operator_move(old: State, new: State) -> bool:
@@ -136,7 +138,7 @@ _STATES = {s.value: s for s in State}
 _STATE_VALUES = frozenset(_STATES)
 
 
-def audit_ledger(ledger, vault_root: str | Path, settings: AuditSettings, *, now: dt.datetime,
+def audit_ledger(ledger: Ledger, vault_root: str | Path, settings: AuditSettings, *, now: dt.datetime,
                  progress: Progress | None = None) -> Iterator[Violation]:
     """Every violation of the seven checks, as they are found. Reads the
     ledger in one snapshot (consistent while a daemon writes) and then walks
@@ -233,7 +235,7 @@ def _documents(q: LedgerAudit, settings: AuditSettings, now: dt.datetime,
         while pending is None or pending[0] < doc["id"]:
             nxt = next(rows, None)
             if nxt is None:
-                pending = (float("inf"), [])  # type: ignore[assignment]
+                pending = (sys.maxsize, [])
                 break
             pending = (nxt[0], list(nxt[1]))
         mine = pending[1] if pending[0] == doc["id"] else []

@@ -21,6 +21,9 @@ from pathlib import Path
 
 TOKEN_ENV = "FAPIAO_TEST_RUN"
 PROC = Path("/proc")
+# multiprocessing's own helpers of the pytest process (a test used a
+# forkserver pool in-process): they live as long as pytest and end with it.
+_OWN_HELPERS = ("from multiprocessing.forkserver import main", "from multiprocessing.resource_tracker import main")
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,8 @@ class RunGuard:
         out = []
         for p in procs.values():
             if p.pid == self.me or (p.pid, p.start) in self.before or p.state in ("Z", "X"):
+                continue
+            if p.ppid == self.me and any(h in p.cmdline for h in _OWN_HELPERS):
                 continue
             if (p.pid in descendants or marker in p.environ.split(b"\0")
                     or (tmp and (tmp in p.cmdline or p.cwd == tmp or p.cwd.startswith(tmp + "/")))):
