@@ -19,6 +19,7 @@ from agent.vault import Vault
 from service.cli import main
 from service.context import now_dt
 from tests.e2e.daemon_harness import DaemonUnderTest
+from tests.support.audit import assert_ledger_sound
 from tests.support.seaweed import seaweed  # noqa: F401  (fixture)
 
 SAMPLE = "renoyuan__easyofd/original_invoice.xml"
@@ -112,6 +113,7 @@ def test_disaster_recovery_from_each_target(tmp_path, seaweed, samples_dir):
     original = {sha: Vault(site / "state" / "vault").path(sha).read_bytes()
                 for sha in Vault(site / "state" / "vault").iter_objects()}
     assert len(original) == 200
+    assert_ledger_sound(d.config)
     shutil.rmtree(site / "state")
 
     for name in names:
@@ -124,6 +126,7 @@ def test_disaster_recovery_from_each_target(tmp_path, seaweed, samples_dir):
         assert all(vault.verify(sha) and vault.read(sha) == original[sha] for sha in original)
         after = json.loads(cli(dest / "restored.toml", "status", "--json").stdout)
         assert after["states"] == before["states"], name
+        assert_ledger_sound(dest / "restored.toml")
 
 
 def test_outage_builds_a_backlog_that_drains_when_seaweed_returns(tmp_path, seaweed, samples_dir):
@@ -170,3 +173,4 @@ def test_outage_builds_a_backlog_that_drains_when_seaweed_returns(tmp_path, seaw
         assert client.head_object(Bucket=bucket, Key=object_key(sha))["ContentLength"] > 0
         body = client.get_object(Bucket=bucket, Key=object_key(sha))["Body"].read()
         assert body == Vault(site / "state" / "vault").read(sha)
+    assert_ledger_sound(d.config)

@@ -10,6 +10,7 @@ import sys
 import time
 
 from tests.e2e.daemon_harness import DaemonUnderTest
+from tests.support.audit import assert_ledger_sound
 
 
 def junk(i: int) -> bytes:
@@ -34,6 +35,7 @@ def test_slow_writer_is_captured_once_and_complete(tmp_path):
     assert docs[0].sha256 == hashlib.sha256(whole).hexdigest()
     assert docs[0].size == len(whole)
     daemon.stop()
+    assert_ledger_sound(daemon.config)
 
 
 def test_polling_folder_captures(tmp_path):
@@ -46,6 +48,7 @@ def test_polling_folder_captures(tmp_path):
         assert docs[0].original_name == "a.pdf"
     finally:
         d.stop()
+    assert_ledger_sound(d.config)
 
 
 def test_files_dropped_while_stopped_are_captured_on_start(daemon):
@@ -61,6 +64,7 @@ def test_files_dropped_while_stopped_are_captured_on_start(daemon):
     assert len(daemon.documents()) == 5
     with daemon.ledger() as led:
         assert {s.details["label"] for d in docs for s in led.sources(d.id)} == {"finance"}
+    assert_ledger_sound(daemon.config)
 
 
 def test_sigkill_mid_burst_then_restart_loses_nothing(daemon):
@@ -76,6 +80,7 @@ def test_sigkill_mid_burst_then_restart_loses_nothing(daemon):
     with daemon.ledger() as led:
         assert led.integrity_check() == "ok"
     assert daemon.stop() == 0
+    assert_ledger_sound(daemon.config)
 
 
 def test_sigterm_exits_cleanly_within_the_timeout(daemon):
@@ -90,6 +95,7 @@ def test_sigterm_exits_cleanly_within_the_timeout(daemon):
     assert daemon.proc.returncode == 0
     assert not any("Traceback" in l for l in daemon.lines)
     daemon.wait_for_line("msg=stopped")
+    assert_ledger_sound(daemon.config)
 
 
 def test_sighup_applies_a_new_folder_and_keeps_old_config_when_invalid(daemon):
@@ -103,6 +109,7 @@ def test_sighup_applies_a_new_folder_and_keeps_old_config_when_invalid(daemon):
     (extra_dir / "new.pdf").write_bytes(junk(300))
     docs = daemon.wait_documents(1)
     assert docs[0].original_name == "new.pdf"
+    assert_ledger_sound(daemon.config)  # before the config below makes it unreadable
     daemon.config.write_text("[agent]\nbogus = 1\n")
     mark = len(daemon.lines)
     daemon.signal(signal.SIGHUP)
@@ -118,6 +125,7 @@ def test_a_second_daemon_is_refused(daemon):
                        capture_output=True, text=True, timeout=30, cwd=daemon.root)
     assert r.returncode == 1
     assert f"another fapiao-agent daemon (pid {daemon.proc.pid}) is already running" in r.stderr
+    assert_ledger_sound(daemon.config)
 
 
 def test_after_move_and_delete(tmp_path, samples_dir):
@@ -137,6 +145,7 @@ def test_after_move_and_delete(tmp_path, samples_dir):
         assert (tmp_path / "scan" / "junk.pdf").read_bytes() == junk(400)
     finally:
         d.stop()
+    assert_ledger_sound(d.config)
 
 
 def test_bad_files_are_refused_and_the_daemon_stays_up(daemon):
@@ -155,3 +164,4 @@ def test_bad_files_are_refused_and_the_daemon_stays_up(daemon):
     assert (daemon.root / "scan" / "empty.pdf").exists()
     assert [d.original_name for d in daemon.documents()] == ["ok.pdf"]
     assert daemon.proc.poll() is None
+    assert_ledger_sound(daemon.config)

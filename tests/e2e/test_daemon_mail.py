@@ -8,6 +8,7 @@ import time
 import zipfile
 
 from tests.e2e.daemon_harness import DaemonUnderTest
+from tests.support.audit import assert_ledger_sound
 
 
 def pdf(tag: str) -> bytes:
@@ -78,6 +79,7 @@ def test_mail_names_zip_refusals_and_duplicates(daemon):
     with daemon.ledger() as led:
         one = [d for d in led.list_documents(limit=0) if d.original_name == "电子发票1.pdf"][0]
         assert len(led.sources(one.id)) == 2
+    assert_ledger_sound(daemon.config)
 
 
 def test_maildir_new_moves_to_cur_once_captured(daemon):
@@ -99,3 +101,4 @@ def test_maildir_new_moves_to_cur_once_captured(daemon):
         (doc,) = led.list_documents(limit=0)
         assert len(led.sources(doc.id)) == 1
     assert not any("taken again" in line for line in daemon.lines)
+    assert_ledger_sound(daemon.config)

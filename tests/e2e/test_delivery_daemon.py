@@ -17,6 +17,7 @@ import time
 import pytest
 
 from tests.e2e.daemon_harness import DaemonUnderTest
+from tests.support.audit import assert_ledger_sound
 from tests.support.http_destination import FaultyFinanceServer
 
 # Real samples that pass validation (their seller ids check out).
@@ -69,6 +70,7 @@ def test_sigkill_while_delivering_then_restart_delivers_each_invoice_once(tmp_pa
         assert server.posts == 3, why
         assert not any("Traceback" in line for line in daemon.lines)
         assert daemon.stop() == 0
+        assert_ledger_sound(daemon.config)
     finally:
         if daemon.proc and daemon.proc.poll() is None:
             daemon.proc.kill()
@@ -94,6 +96,7 @@ def test_bad_credentials_pause_with_one_error_line_and_quarantine_nothing(tmp_pa
             assert all(d.state in ("queued", "captured", "extracted", "valid") for d in docs)
             assert server.posts == 1 and not server.accepted
             assert daemon.stop() == 0
+            assert_ledger_sound(daemon.config)
         finally:
             if daemon.proc and daemon.proc.poll() is None:
                 daemon.proc.kill()

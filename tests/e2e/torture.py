@@ -5,7 +5,8 @@ SeaweedFS and a folder. Shared by the short test and bench/torture.py.
 At the end it checks the promise: every invoice delivered exactly once
 (counted at the server by idempotency key), every document on every backup
 target with the right hash, a sound ledger, a vault whose objects hash to
-their names, and no source file gone without its vault copy.
+their names, no source file gone without its vault copy, and a clean
+`audit ledger`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from agent.backup.base import object_key, open_target
 from agent.vault import Vault
 from tests.e2e.daemon_harness import DaemonUnderTest
+from tests.support.audit import assert_ledger_sound
 from tests.support.http_destination import FaultyFinanceServer
 
 XML_SAMPLE = "renoyuan__easyofd/original_invoice.xml"
@@ -130,6 +132,7 @@ def run(root: Path, samples_dir: Path, seaweed, *, invoices: int, kills: int, se
             result = _check(daemon, server, feed, seaweed, bucket, backup_dir)
             result.update(counts, kills=kills, posts=server.posts)
             assert daemon.stop() == 0
+            assert_ledger_sound(daemon.config)  # `audit ledger`: every invariant of the ledger and vault
             return result
         finally:
             if daemon.proc and daemon.proc.poll() is None:

@@ -1,0 +1,143 @@
+"""The queries behind `audit ledger`: streams over the whole ledger, read only.
+
+Each query reads one table (or one table and its index-backed neighbours)
+in id order and yields plain dicts, so the checker in `agent/audit.py`
+holds one row at a time, plus a few sets of hashes and paths. Nothing here
+writes. Run them inside `snapshot()` so every query sees the same commit,
+even while a daemon is writing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from agent.ledger.delivery_reports import _ACTIVE, UNDELIVERED_ROW_STATES
+
+# The audit reads columns added up to this migration; older files are refused.
+AUDIT_SCHEMA = 10
+_FETCH = 2000
+
+
+class LedgerAudit:
+    """Read-only queries over one open Ledger connection."""
+
+    def __init__(self, ledger):
+        self.conn: sqlite3.Connection = ledger.conn
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction: every query inside sees the same commit."""
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("ROLLBACK")
+
+    def _stream(self, sql: str, params: tuple = ()) -> Iterator[dict[str, Any]]:
+        cur = self.conn.execute(sql, params)
+        while rows := cur.fetchmany(_FETCH):
+            for r in rows:
+                yield dict(r)
+
+    def count_documents(self) -> int:
+        """How many documents there are (for a progress bar)."""
+        return self.conn.execute("SELECT count(*) FROM documents").fetchone()[0]
+
+    def documents(self, end_states: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+        """Every document in id order with what the checker judges it by:
+        state, key, whether it has problems and a source row, the reason of
+        the last event that put it in its state (only for `end_states`:
+        None without such an event, '' when it had no reason), and the
+        state and key of the document it is a duplicate of."""
+        marks = ",".join("?" * len(end_states)) or "NULL"
+        return self._stream(
+            "SELECT d.id, d.sha256, d.part, d.state, d.updated_at, d.invoice_key, d.duplicate_of, "
+            "(d.problems IS NOT NULL AND d.problems NOT IN ('', '[]', 'null')) AS has_problems, "
+            "(d.part != 1 OR EXISTS (SELECT 1 FROM sources s WHERE s.document_id = d.id)) AS has_source, "
+            f"CASE WHEN d.state IN ({marks}) THEN (SELECT coalesce(e.reason, '') FROM events e "
+            "  WHERE e.document_id = d.id AND e.to_state = d.state ORDER BY e.id DESC LIMIT 1) END "
+            "  AS state_reason, "
+            "t.id AS original_id, t.state AS original_state, t.invoice_key AS original_key "
+            "FROM documents d LEFT JOIN documents t ON t.id = d.duplicate_of ORDER BY d.id",
+            tuple(end_states))
+
+    def deliveries(self) -> Iterator[dict[str, Any]]:
+        """Every delivery row in (document id, row id) order, with the key
+        it was delivered under (the receipt's, or a `delivered_key` column
+        where the schema has one) and the outcome of its last attempt."""
+        columns = {r[1] for r in self.conn.execute("PRAGMA table_info(deliveries)")}
+        receipt_key = "CASE WHEN json_valid(r.receipt) THEN json_extract(r.receipt, '$.key') END"
+        key = f"coalesce(r.delivered_key, {receipt_key})" if "delivered_key" in columns else receipt_key
+        return self._stream(
+            "SELECT r.id, r.document_id, r.destination, r.state, r.last_error, r.queued_at, "
+            f"r.delivered_at, r.confirmed_at, {key} AS delivered_key, "
+            "(SELECT a.outcome FROM attempts a WHERE a.delivery_id = r.id ORDER BY a.id DESC LIMIT 1) "
+            "  AS last_outcome "
+            "FROM deliveries r ORDER BY r.document_id, r.id")
+
+    def keys_held_twice(self, not_counted: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+        """Invoice keys carried by more than one document that counts as the
+        invoice's copy (state not in `not_counted`), with their ids."""
+        marks = ",".join("?" * len(not_counted)) or "NULL"
+        return self._stream(
+            "SELECT invoice_key, group_concat(id) AS ids FROM documents "
+            f"WHERE invoice_key IS NOT NULL AND state NOT IN ({marks}) "
+            "GROUP BY invoice_key HAVING count(*) > 1 ORDER BY min(id)", tuple(not_counted))
+
+    def late_in_status(self, *, queued_before: str) -> set[int]:
+        """Ids of the documents `status` counts as late (its SLA line): a
+        delivery row still undelivered and queued before `queued_before`."""
+        states = ",".join("?" * len(UNDELIVERED_ROW_STATES))
+        active = ",".join("?" * len(_ACTIVE))
+        return {r[0] for r in self.conn.execute(
+            "SELECT DISTINCT d.document_id FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
+            f"WHERE d.state IN ({states}) AND d.queued_at < ? AND doc.state IN ({active})",
+            (*UNDELIVERED_ROW_STATES, queued_before, *_ACTIVE))}
+
+    def referenced_objects(self) -> set[str]:
+        """Every vault hash the ledger names: documents' originals, the raw
+        e-mails their attachments came from, and the objects of refusals."""
+        out: set[str] = set()
+        for sql in ("SELECT DISTINCT sha256 FROM documents",
+                    "SELECT DISTINCT json_extract(details, '$.message_sha256') FROM sources "
+                    "WHERE source_kind = 'email' AND json_valid(details)",
+                    "SELECT DISTINCT sha256 FROM refusals"):
+            out.update(r[0] for r in self.conn.execute(sql) if r[0])
+        return out
+
+    def document_objects(self) -> Iterator[dict[str, Any]]:
+        """(sha256, first document id) of every original a document is made from."""
+        return self._stream("SELECT sha256, min(id) AS document_id FROM documents GROUP BY sha256")
+
+    def seen_files(self) -> Iterator[dict[str, Any]]:
+        """Every file the watcher remembered as handled: path and outcome."""
+        return self._stream("SELECT path, outcome FROM seen_files ORDER BY path")
+
+    def source_paths(self) -> Iterator[str]:
+        """The path of every recorded arrival from a file."""
+        for r in self._stream("SELECT DISTINCT original_path FROM sources WHERE original_path IS NOT NULL"):
+            yield r["original_path"]
+
+    def refused_names(self) -> Iterator[dict[str, Any]]:
+        """(source, name) of every refusal."""
+        return self._stream("SELECT DISTINCT source, name FROM refusals")
+
+    def mails_seen(self) -> Iterator[dict[str, Any]]:
+        """Every Message-ID marked as taken, with when and how many attachments."""
+        return self._stream("SELECT message_id, at, document_count FROM mail_seen ORDER BY at")
+
+    def recorded_message_ids(self) -> set[str]:
+        """The Message-IDs that gave a source row or a refusal (`e-mail <id>`)."""
+        out = {r[0] for r in self.conn.execute(
+            "SELECT DISTINCT json_extract(details, '$.message_id') FROM sources "
+            "WHERE source_kind = 'email' AND json_valid(details)") if r[0]}
+        out.update(r[0][len("e-mail "):] for r in self.conn.execute(
+            "SELECT DISTINCT source FROM refusals WHERE source LIKE 'e-mail %'"))
+        return out
+
+    def orphan_sources(self) -> Iterator[dict[str, Any]]:
+        """Source rows whose document does not exist."""
+        return self._stream("SELECT s.id, s.document_id, s.original_path, s.original_name FROM sources s "
+                            "WHERE NOT EXISTS (SELECT 1 FROM documents d WHERE d.id = s.document_id)")
