@@ -203,10 +203,12 @@ def _sources(q: LedgerAudit, settings: AuditSettings) -> Iterator[Violation]:
                 yield _v("seen-not-recorded", f"{f['path']}: marked refused, but no refusal names it")
         elif path not in arrived and not any(_under(path, root) for root in mail_roots):
             yield _v("seen-not-recorded", f"{f['path']}: marked captured, but no arrival has this path")
-    recorded = q.recorded_message_ids()
-    for m in q.mails_seen():
-        if m["message_id"] not in recorded:
-            yield _v("mail-not-recorded", f"e-mail {m['message_id']} taken at {m['at']} "
+    # A taken e-mail is named by its bytes' hash from an arrival of one of
+    # its attachments or from a refusal (of a part, or of the whole message).
+    recorded = q.referenced_objects()
+    for m in q.mails_taken():
+        if m["sha256"] not in recorded:
+            yield _v("mail-not-recorded", f"e-mail {m['message_id'] or m['sha256'][:12]} taken at {m['at']} "
                      f"({m['document_count']} attachments) left no arrival and no refusal")
     for s in q.orphan_sources():
         yield _v("source-orphan", f"arrival {s['id']} ({s['original_path'] or s['original_name']}) names "

@@ -157,7 +157,14 @@ class Intake:
         try:
             mail = parse_message(data, self.mail_limits)
         except ExtractError as e:
-            raise CaptureError(f"{path}: e-mail refused: {e.message}") from None
+            # Refused whole, but already an original in the vault: the refusal
+            # names its hash, so it is referenced, explained and backed up.
+            reason = _storable(f"{e.reason}: e-mail refused: {e.message}")
+            self.ledger.record_refusal(source=_storable(f"e-mail {path.name}"), name=_shown(path),
+                                       sha256=stored.sha256, reason=reason, now=now)
+            self.ledger.mark_mail_seen(stored.sha256, message_id=None, now=now, document_count=0)
+            log.warning("refused", extra={"path": _storable(str(path)), "reason": reason, "sha256": stored.sha256})
+            return []
         # Only the bytes make two messages the same: a copier that restarted
         # its counter, or a resent mail, reuses the Message-ID of another
         # message, and that one is taken in full like any other. The same

@@ -14,9 +14,11 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from agent.ledger.delivery_reports import _ACTIVE, UNDELIVERED_ROW_STATES
+from agent.ledger.schema import LATEST
 
-# The audit reads columns added up to this migration; older files are refused.
-AUDIT_SCHEMA = 10
+# The audit reads tables and columns of the latest schema (mail_taken,
+# deliveries.delivered_key); older files are refused, never migrated.
+AUDIT_SCHEMA = LATEST
 _FETCH = 2000
 
 
@@ -65,14 +67,10 @@ class LedgerAudit:
 
     def deliveries(self) -> Iterator[dict[str, Any]]:
         """Every delivery row in (document id, row id) order, with the key
-        it was delivered under (the receipt's, or a `delivered_key` column
-        where the schema has one) and the outcome of its last attempt."""
-        columns = {r[1] for r in self.conn.execute("PRAGMA table_info(deliveries)")}
-        receipt_key = "CASE WHEN json_valid(r.receipt) THEN json_extract(r.receipt, '$.key') END"
-        key = f"coalesce(r.delivered_key, {receipt_key})" if "delivered_key" in columns else receipt_key
+        it was delivered under and the outcome of its last attempt."""
         return self._stream(
             "SELECT r.id, r.document_id, r.destination, r.state, r.last_error, r.queued_at, "
-            f"r.delivered_at, r.confirmed_at, {key} AS delivered_key, "
+            "r.delivered_at, r.confirmed_at, r.delivered_key, "
             "(SELECT a.outcome FROM attempts a WHERE a.delivery_id = r.id ORDER BY a.id DESC LIMIT 1) "
             "  AS last_outcome "
             "FROM deliveries r ORDER BY r.document_id, r.id")
@@ -124,18 +122,11 @@ class LedgerAudit:
         """(source, name) of every refusal."""
         return self._stream("SELECT DISTINCT source, name FROM refusals")
 
-    def mails_seen(self) -> Iterator[dict[str, Any]]:
-        """Every Message-ID marked as taken, with when and how many attachments."""
-        return self._stream("SELECT message_id, at, document_count FROM mail_seen ORDER BY at")
-
-    def recorded_message_ids(self) -> set[str]:
-        """The Message-IDs that gave a source row or a refusal (`e-mail <id>`)."""
-        out = {r[0] for r in self.conn.execute(
-            "SELECT DISTINCT json_extract(details, '$.message_id') FROM sources "
-            "WHERE source_kind = 'email' AND json_valid(details)") if r[0]}
-        out.update(r[0][len("e-mail "):] for r in self.conn.execute(
-            "SELECT DISTINCT source FROM refusals WHERE source LIKE 'e-mail %'"))
-        return out
+    def mails_taken(self) -> Iterator[dict[str, Any]]:
+        """Every e-mail marked as taken (by the sha256 of its bytes), with
+        its Message-ID, when it was first taken and how many attachments."""
+        return self._stream("SELECT sha256, message_id, first_at AS at, document_count FROM mail_taken "
+                            "ORDER BY first_at")
 
     def orphan_sources(self) -> Iterator[dict[str, Any]]:
         """Source rows whose document does not exist."""

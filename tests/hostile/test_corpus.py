@@ -180,11 +180,5 @@ def test_nothing_outside_the_watched_folders_was_read_or_written(run: Run):
     assert not any(os.path.exists(p) for p in ("/etc/cron.d/h68-mail-zip-traversal.pdf",))
 
 
-# TODO(issue 12 item 7): an e-mail refused whole (h74: larger than max_message_mb)
-# is kept in the vault, but its refusal does not name it (refusals.sha256 is
-# NULL), so `audit ledger` reports object-unreferenced and backups never
-# mirror it. Remove the marker once intake records the message's hash.
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="TODO(issue 12 item 7): refused e-mail's vault object unreferenced")
 def test_the_ledger_is_sound_after_the_whole_corpus(run: Run):
     assert_ledger_sound(run.daemon.config)

@@ -117,32 +117,34 @@ def test_a_seen_file_without_arrival_or_refusal_is_reported(env, tmp_path):
     kept.write_bytes(env.xml("00000003"))
     capture_file(env.ledger, env.vault, kept, source_kind="scanner", source=str(kept.parent), now=env.at(),
                  actor="test", max_bytes=1 << 20)
-    env.ledger.remember_file(str(kept), 1, 1, outcome="captured", now=env.at())
+    env.ledger.remember_file(str(kept), 1, 1, ino=1, ctime_ns=1, outcome="captured", now=env.at())
     env.ledger.record_refusal(source=str(kept.parent), name="pipe.pdf", reason="a FIFO", now=env.at())
-    env.ledger.remember_file(str(kept.parent / "pipe.pdf"), 0, 1, outcome="refused", now=env.at())
+    env.ledger.remember_file(str(kept.parent / "pipe.pdf"), 0, 1, ino=1, ctime_ns=1, outcome="refused", now=env.at())
     # a name that is not UTF-8: \xff in one table, U+FFFD in another
     odd = os.fsdecode(bytes(kept.parent) + b"/bad\xffname.xml")
     Path(odd).write_bytes(env.xml("00000004"))
     capture_file(env.ledger, env.vault, Path(odd), source_kind="scanner", source=str(kept.parent),
                  now=env.at(), actor="test", max_bytes=1 << 20)
-    env.ledger.remember_file(str(kept.parent) + "/bad\\xffname.xml", 1, 1, outcome="captured", now=env.at())
+    env.ledger.remember_file(str(kept.parent) + "/bad\\xffname.xml", 1, 1, ino=1, ctime_ns=1, outcome="captured", now=env.at())
     mail = tmp_path / "mail"
-    env.ledger.remember_file(str(mail / "a.eml"), 1, 1, outcome="captured", now=env.at())
+    env.ledger.remember_file(str(mail / "a.eml"), 1, 1, ino=1, ctime_ns=1, outcome="captured", now=env.at())
     assert env.codes(mail_roots=[str(mail)]).get("seen-not-recorded") is None
-    env.ledger.remember_file(str(kept.parent / "lost.pdf"), 1, 1, outcome="captured", now=env.at())
-    env.ledger.remember_file(str(kept.parent / "gone.pdf"), 1, 1, outcome="refused", now=env.at())
+    env.ledger.remember_file(str(kept.parent / "lost.pdf"), 1, 1, ino=1, ctime_ns=1, outcome="captured", now=env.at())
+    env.ledger.remember_file(str(kept.parent / "gone.pdf"), 1, 1, ino=1, ctime_ns=1, outcome="refused", now=env.at())
     found = [v for v in env.audit(mail_roots=[str(mail)]) if v.code == "seen-not-recorded"]
     assert [v.message.split(":")[0] for v in found] == [str(kept.parent / "gone.pdf"),
                                                           str(kept.parent / "lost.pdf")]
 
 
 def test_an_email_marked_taken_without_any_record_is_reported(env):
+    kept, empty, dropped = "a" * 64, "b" * 64, "c" * 64
     capture_bytes(env.ledger, env.vault, env.xml("00000005"), name="a.xml", source_kind="email", source="mail",
-                  now=env.at(), actor="test", details={"message_id": "<kept@x>"})
-    env.ledger.mark_mail_seen("<kept@x>", now=env.at(), document_count=1)
-    env.ledger.record_refusal(source="e-mail <empty@x>", name="m.eml", reason="no-attachment", now=env.at())
-    env.ledger.mark_mail_seen("<empty@x>", now=env.at(), document_count=0)
-    env.ledger.mark_mail_seen("<dropped@x>", now=env.at(), document_count=2)
+                  now=env.at(), actor="test", details={"message_id": "<kept@x>", "message_sha256": kept})
+    env.ledger.mark_mail_seen(kept, message_id="<kept@x>", now=env.at(), document_count=1)
+    env.ledger.record_refusal(source="e-mail <empty@x>", name="m.eml", sha256=empty, reason="no-attachment",
+                              now=env.at())
+    env.ledger.mark_mail_seen(empty, message_id="<empty@x>", now=env.at(), document_count=0)
+    env.ledger.mark_mail_seen(dropped, message_id="<dropped@x>", now=env.at(), document_count=2)
     found = [v for v in env.audit() if v.code == "mail-not-recorded"]
     assert len(found) == 1 and "<dropped@x>" in found[0].message
 
