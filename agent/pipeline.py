@@ -223,15 +223,33 @@ def _judge(ledger: Ledger, doc_id: int, invoice: Invoice, *, settings: Validatio
 
 
 def resume_stranded(ledger: Ledger, *, settings: ValidationSettings, destinations: Sequence[str],
-                    today: dt.date, now: str, actor: str) -> int:
+                    today: dt.date, now: str, actor: str,
+                    failures: list[tuple[int, str]] | None = None) -> int:
     """Carry on documents left between stages by an older version or a
     changed config: `extracted` ones are judged, `valid` ones queued when
-    there are destinations. Returns how many moved."""
+    there are destinations. Returns how many moved. A document that cannot
+    be judged (fields the model cannot rebuild, moved meanwhile by another
+    process) stays where it is and is appended to `failures` as (id, error):
+    one such document never stops the others, nor the daemon's start."""
     moved = 0
     for doc_id in ledger.ids_in_state(State.EXTRACTED):
-        fields = ledger.get(doc_id).fields or {}
-        judge(ledger, doc_id, Invoice.from_dict(fields), settings=settings, destinations=destinations,
-              today=today, now=now, actor=actor, reason_prefix="resumed: ")
+        try:
+            with ledger.transaction():
+                doc = ledger.get(doc_id)
+                if doc.state != State.EXTRACTED.value:
+                    continue
+                judge(ledger, doc_id, Invoice.from_dict(doc.fields or {}), settings=settings,
+                      destinations=destinations, today=today, now=now, actor=actor, reason_prefix="resumed: ")
+        except sqlite3.Error as e:
+            if not isinstance(e, (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError)):
+                raise  # the ledger's disk, not this document
+            if failures is not None:
+                failures.append((doc_id, _describe(e)))
+            continue
+        except Exception as e:
+            if failures is not None:
+                failures.append((doc_id, _describe(e)))
+            continue
         moved += 1
     if destinations:
         for doc_id in ledger.ids_in_state(State.VALID):

@@ -338,10 +338,14 @@ class Daemon:
     def _resume_stranded(self) -> None:
         # Documents an older version left between stages, or valid ones a new
         # destination should now receive.
+        failures: list[tuple[int, str]] = []
         moved = pipeline.resume_stranded(self.ledger, settings=self.settings, destinations=self.destinations,
-                                         today=today(), now=now(), actor=self.actor)
+                                         today=today(), now=now(), actor=self.actor, failures=failures)
         if moved:
             log.info("resumed documents left between stages", extra={"documents": moved})
+        for doc_id, error in failures:
+            log.error("could not judge a document left extracted; it stays there (amend or reject it)",
+                      extra={"document": doc_id, "error": error})
 
     def _reload(self) -> None:
         try:

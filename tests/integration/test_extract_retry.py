@@ -152,3 +152,22 @@ def test_the_pool_stops_a_document_past_its_time_and_replaces_only_that_worker(t
         assert got[4].invoices[0]["number"] == "c"
     finally:
         pool.shutdown(1)
+
+
+def test_one_document_that_cannot_be_judged_does_not_stop_the_resume(tmp_path):
+    # At start the daemon judges documents left `extracted`; one whose stored
+    # fields do not rebuild used to raise out of resume_stranded, and with it
+    # out of the daemon's start, every start.
+    from agent.pipeline import resume_stranded
+
+    ledger, vault = Ledger(tmp_path / "l.sqlite3"), Vault(tmp_path / "v")
+    broken = capture(ledger, vault, b"%PDF-1.4 broken")
+    fine = capture(ledger, vault, b"%PDF-1.4 fine")
+    ledger.transition(broken, State.EXTRACTED, now=NOW, actor="test", fields={"number": "1", "total": "abc"})
+    ledger.transition(fine, State.EXTRACTED, now=NOW, actor="test", fields={"number": "2", "total": "1.00"})
+    failures: list = []
+    moved = resume_stranded(ledger, settings=SETTINGS, destinations=[], today=T0.date(), now=NOW, actor="test",
+                            failures=failures)
+    assert moved == 1 and ledger.get(fine).state == "quarantined"  # judged: its fields fail rules
+    assert ledger.get(broken).state == "extracted"
+    assert [doc_id for doc_id, _ in failures] == [broken] and "InvalidOperation" in failures[0][1]
