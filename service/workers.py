@@ -43,7 +43,7 @@ def _analyse_object(vault_root: str, sha256: str, ocr: bool = True) -> Analysis:
     return analyse(Vault(vault_root).read(sha256), ocr=ocr)
 
 
-def _init_worker(slot_dir: str | None = None, slots: int = 0, threads: int = 1) -> None:
+def _init_worker(slot_dir: str | None = None, slots: int = 0, threads: int = 1, waiting=None) -> None:
     # The pool runs one page per core; OCR using every core in every worker
     # would only make them fight (0.53 vs 0.84 pages/s on two cores). With
     # fewer OCR slots than workers, a slot's holder gets the waiting ones' cores.
@@ -51,15 +51,16 @@ def _init_worker(slot_dir: str | None = None, slots: int = 0, threads: int = 1) 
 
     set_threads(threads)
     if slot_dir and slots > 0:
-        set_gate(functools.partial(ocr_slot, slot_dir, slots))
+        set_gate(functools.partial(ocr_slot, slot_dir, slots, waiting))
 
 
 @contextlib.contextmanager
-def ocr_slot(slot_dir: str, slots: int):
+def ocr_slot(slot_dir: str, slots: int, waiting=None):
     """Hold one of `slots` OCR slots for the duration: an flock on one of the
-    files ocr-slot-N.lock in `slot_dir`, waiting for one when all are taken.
-    The kernel drops a dead process's lock, so a worker killed mid-page
-    never leaks its slot."""
+    files ocr-slot-N.lock in `slot_dir`, waiting for one when all are taken
+    (`waiting(True)` before such a wait, `waiting(False)` after it). The
+    kernel drops a dead process's lock, so a worker killed mid-page never
+    leaks its slot."""
     fds = []
     try:
         for n in range(slots):
@@ -72,7 +73,11 @@ def ocr_slot(slot_dir: str, slots: int):
             yield
             return
         # All taken: queue on one, spread by pid so waiters do not pile on slot 0.
+        if waiting:
+            waiting(True)
         fcntl.flock(fds[os.getpid() % slots], fcntl.LOCK_EX)
+        if waiting:
+            waiting(False)
         yield
     finally:
         for fd in fds:
@@ -86,6 +91,7 @@ class _Job:
 
 
 PR_SET_PDEATHSIG = 1
+_SLOT_NOTE = "ocr-slot-wait"
 # The modules every worker needs, imported once in the forkserver so a
 # replacement worker (after a timeout or a crash) starts in milliseconds.
 _PRELOAD = ["agent.pipeline", "agent.extract", "service.workers"]
@@ -115,7 +121,13 @@ def _worker_main(conn: Connection, vault_root: str, reader, init_args: tuple) ->
     # EOF on the pipe (the daemon closed it or died) ends the worker.
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the daemon, which stops us
-    _init_worker(*init_args)
+
+    def waiting(flag: bool) -> None:
+        # Time spent queueing for an OCR slot is another document's, not
+        # this one's: the pool stops this document's clock meanwhile.
+        conn.send((_SLOT_NOTE, flag))
+
+    _init_worker(*init_args, waiting)
     while True:
         try:
             doc_id, sha256 = conn.recv()
@@ -146,6 +158,11 @@ class _Worker:
         self.conn = parent
         self.job: _Job | None = None
         self.started = 0.0
+        self.paused_at: float | None = None  # while queueing for an OCR slot
+
+    def elapsed(self, now: float) -> float:
+        """Seconds this worker has spent on its job, waits for an OCR slot excluded."""
+        return (self.paused_at if self.paused_at is not None else now) - self.started
 
     def give(self, job: _Job) -> bool:
         """Hand `job` over; False when the worker is gone."""
@@ -153,7 +170,7 @@ class _Worker:
             self.conn.send((job.doc_id, job.sha256))
         except (OSError, EOFError, ValueError):
             return False
-        self.job, self.started = job, time.monotonic()
+        self.job, self.started, self.paused_at = job, time.monotonic(), None
         return True
 
     def kill(self) -> None:
@@ -241,28 +258,28 @@ class ExtractionPool:
         if not busy:
             return []
         now = time.monotonic()
-        first_deadline = min(w.started for w in busy) + self.timeout_s
+        left = [self.timeout_s - w.elapsed(now) for w in busy if w.paused_at is None]
         ready = set(wait([w.conn for w in busy] + [w.proc.sentinel for w in busy],
-                         max(0.0, min(timeout, first_deadline - now))))
+                         max(0.0, min([timeout, *left]))))
         out = []
         now = time.monotonic()
         for i, w in enumerate(self._pool):
             if not w.job:
                 continue
             job = w.job
-            if w.conn in ready or w.proc.sentinel in ready:
-                result = self._receive(w)
-                if result is not None:
-                    w.job = None
-                    out.append((job.doc_id, result))
-                    continue
+            result = self._receive(w) if w.conn in ready or w.proc.sentinel in ready else True
+            if isinstance(result, Analysis):
+                w.job = None
+                out.append((job.doc_id, result))
+                continue
+            if result is None:
                 code = w.proc.exitcode
                 w.kill()
                 log.error("a worker died reading this document", extra={"document": job.doc_id, "exit": code})
                 out.append((job.doc_id, Analysis(
                     error_reason="internal",
                     error_message=f"the reader process crashed on this file (exit status {code})")))
-            elif now - w.started >= self.timeout_s:
+            elif w.elapsed(now) >= self.timeout_s:
                 w.kill()
                 log.error("reading a document took too long; its worker was stopped",
                           extra={"document": job.doc_id, "timeout_s": self.timeout_s})
@@ -276,17 +293,26 @@ class ExtractionPool:
         self._dispatch()
         return out
 
-    def _receive(self, w: _Worker) -> Analysis | None:
-        # The worker's answer for its job, or None when it died without one.
+    def _receive(self, w: _Worker) -> Analysis | bool | None:
+        # The worker's answer for its job; True while it is still at work
+        # (it only noted an OCR slot wait); None when it died without one.
         try:
-            if not w.conn.poll():
-                return None
-            doc_id, result = w.conn.recv()
+            while w.conn.poll():
+                doc_id, result = w.conn.recv()
+                if doc_id == _SLOT_NOTE:
+                    now = time.monotonic()
+                    if result:
+                        w.paused_at = now
+                    elif w.paused_at is not None:
+                        w.started += now - w.paused_at
+                        w.paused_at = None
+                    continue
+                if doc_id != w.job.doc_id:  # cannot happen: one job at a time
+                    return Analysis(error_reason="internal", error_message="a worker answered for another document")
+                return result
         except (EOFError, OSError):
             return None
-        if doc_id != w.job.doc_id:  # cannot happen: one job at a time
-            return Analysis(error_reason="internal", error_message="a worker answered for another document")
-        return result
+        return None if w.proc.exitcode is not None else True
 
     def shutdown(self, wait_s: float) -> list[tuple[int, Analysis]]:
         """Finish in-flight work within `wait_s` seconds and stop every

@@ -171,3 +171,31 @@ def test_one_document_that_cannot_be_judged_does_not_stop_the_resume(tmp_path):
     assert moved == 1 and ledger.get(fine).state == "quarantined"  # judged: its fields fail rules
     assert ledger.get(broken).state == "extracted"
     assert [doc_id for doc_id, _ in failures] == [broken] and "InvalidOperation" in failures[0][1]
+
+
+def slot_reader(vault_root: str, job: str) -> Analysis:
+    """Runs in a worker: hold the OCR slot as a page's OCR would ('hog': far too long)."""
+    from agent.extract import ocr
+
+    with ocr._gate():
+        time.sleep(3600 if job == "hog" else 1.0)
+    return Analysis(invoices=[{"is_invoice": True, "number": job}])
+
+
+def test_waiting_for_an_ocr_slot_held_by_a_hostile_file_does_not_count_against_the_waiter(tmp_path: Path):
+    # One OCR slot: 'hog' holds it until its own time runs out; 'next' waits
+    # that long for the slot and then needs 1 s. Only 'hog' is stopped.
+    pool = ExtractionPool(str(tmp_path), workers=2, reader=slot_reader, ocr_slots=1, slot_dir=str(tmp_path),
+                          timeout_s=2.5)
+    try:
+        assert pool.submit(1, "hog")
+        time.sleep(0.5)  # 'hog' has the slot
+        assert pool.submit(2, "next")
+        got: dict[int, Analysis] = {}
+        deadline = time.monotonic() + 30
+        while len(got) < 2 and time.monotonic() < deadline:
+            got.update(pool.collect(0.2))
+        assert got[1].error_reason == "timeout"
+        assert got[2].error_reason is None and got[2].invoices[0]["number"] == "next", got[2]
+    finally:
+        pool.shutdown(1)
