@@ -135,11 +135,9 @@ def record(ledger: Ledger, doc_id: int, analysis: Analysis, *, settings: Validat
     try:
         touched = apply(ledger, doc_id, analysis, settings=settings, destinations=destinations,
                         today=today, now=now, actor=actor)
-    except sqlite3.Error as e:
-        if not isinstance(e, (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError)):
-            raise  # the ledger's disk or file, not this document
-        return record_failure(ledger, doc_id, _describe(e), now=now, actor=actor)
     except Exception as e:  # a value the ledger cannot hold, a bug: never a spin
+        if ledger_unavailable(e):
+            raise
         return record_failure(ledger, doc_id, _describe(e), now=now, actor=actor)
     if not touched:
         return Outcome(already=ledger.get(doc_id).state)
@@ -179,6 +177,14 @@ def due_for_extraction(ledger: Ledger, *, now: str, limit: int) -> list[int]:
     means the clock went back: due now rather than stalled."""
     latest = utc(parse_utc(now) + dt.timedelta(seconds=EXTRACT_MAX_DELAY_S))
     return ledger.due_for_extraction(now=now, latest=latest, limit=limit)
+
+
+def ledger_unavailable(e: BaseException) -> bool:
+    """True for an error of the ledger itself (its disk is full or read-only,
+    the file is locked or damaged), which no document causes and waiting
+    may cure; False for anything one document's values can cause."""
+    return isinstance(e, sqlite3.Error) and not isinstance(
+        e, (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError))
 
 
 def _describe(e: BaseException) -> str:
@@ -240,13 +246,9 @@ def resume_stranded(ledger: Ledger, *, settings: ValidationSettings, destination
                     continue
                 judge(ledger, doc_id, Invoice.from_dict(doc.fields or {}), settings=settings,
                       destinations=destinations, today=today, now=now, actor=actor, reason_prefix="resumed: ")
-        except sqlite3.Error as e:
-            if not isinstance(e, (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError)):
-                raise  # the ledger's disk, not this document
-            if failures is not None:
-                failures.append((doc_id, _describe(e)))
-            continue
         except Exception as e:
+            if ledger_unavailable(e):
+                raise
             if failures is not None:
                 failures.append((doc_id, _describe(e)))
             continue
@@ -287,6 +289,7 @@ def invoice_columns(invoice: Invoice) -> dict[str, Any]:
 
 # SQLite INTEGER is 64-bit signed.
 _MAX_CENTS = 2 ** 63 - 1
+_CENT = Decimal("0.01")
 
 
 def total_cents(total: Any) -> int | None:
@@ -298,10 +301,10 @@ def total_cents(total: Any) -> int | None:
         value = total if isinstance(total, Decimal) else Decimal(str(total))
         if not value.is_finite() or value.adjusted() > 18:
             return None
-        cents = value * 100
-        if cents != cents.to_integral_value():
-            return None
+        whole = value.quantize(_CENT)
     except (InvalidOperation, ValueError):
         return None
-    cents_int = int(cents)
-    return cents_int if -_MAX_CENTS <= cents_int <= _MAX_CENTS else None
+    if whole != value:
+        return None
+    cents = int(whole.scaleb(2))
+    return cents if abs(cents) <= _MAX_CENTS else None

@@ -174,12 +174,17 @@ class _Worker:
         return True
 
     def kill(self) -> None:
-        """SIGKILL the process and reap it; the pipe is closed."""
+        """SIGKILL the process and reap it; the pipe and the process's own
+        descriptors are closed (a daemon replaces workers for months)."""
+        # The forkserver reaps its children, so only signal a pid not known dead.
         with contextlib.suppress(OSError, ValueError):
-            self.proc.kill()
+            if self.proc.exitcode is None:
+                self.proc.kill()
         self.proc.join(5)
         with contextlib.suppress(OSError):
             self.conn.close()
+        with contextlib.suppress(ValueError):  # still running: leave it to the finalizer
+            self.proc.close()
 
     def stop(self) -> None:
         """Close the pipe (an idle worker exits on EOF)."""
@@ -330,7 +335,6 @@ class ExtractionPool:
                 w.stop()
         for w in self._pool:
             w.proc.join(2)
-            if w.proc.is_alive():
-                w.kill()
+            w.kill()  # reaps and closes; SIGKILL only reaches one still running
         self._pool = []
         return finished
