@@ -44,7 +44,9 @@ _SCALAR_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
                       "workers": (int, 4)},
     "mail": {"min_inline_image_kb": (int, 20), "max_attachments": (int, 50),
              "max_message_mb": (int, 50)},
-    "extract": {"ocr": (str, "auto"), "ocr_workers": (int, 1)},
+    # timeout_s: a document still being read after this is stopped and
+    # quarantined (extract-timeout), so a hostile file holds a worker no longer.
+    "extract": {"ocr": (str, "auto"), "ocr_workers": (int, 1), "timeout_s": (float, 60.0)},
 }
 
 _S3_KEYS = {"endpoint_url": (str, None), "region": (str, None), "addressing_style": (str, None),
@@ -98,7 +100,7 @@ class Config:
     delivery: dict[str, Any]
     backup_policy: dict[str, Any]
     mail: dict[str, Any]
-    extract: dict[str, Any] = field(default_factory=lambda: {"ocr": "auto", "ocr_workers": 1})
+    extract: dict[str, Any] = field(default_factory=lambda: {"ocr": "auto", "ocr_workers": 1, "timeout_s": 60.0})
     watches: list[WatchConfig] = field(default_factory=list)
     destinations: list[dict[str, Any]] = field(default_factory=list)
     backups: list[dict[str, Any]] = field(default_factory=list)
@@ -189,6 +191,8 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path, path: Path | None = Non
                        for i, t in enumerate(value) if _is_table(f"{name}[{i}]", t, errors)]
     for name in ("destination", "backup"):
         _check_adapters(name, lists[name], errors)
+    if sections["extract"].get("timeout_s") == 0:
+        errors.append("extract.timeout_s: must be more than 0 seconds (a document needs time to be read)")
     for i, w in enumerate(lists["watch"]):
         w["path"] = str(base_dir / w["path"]) if w.get("path") else w.get("path")
     if errors:

@@ -22,7 +22,7 @@ import schedule
 
 from agent import pipeline
 from agent.config import Config, check_paths, load_config
-from agent.errors import AgentError, ConfigError, IllegalTransition
+from agent.errors import AgentError, ConfigError
 from agent.ledger import Ledger
 from agent.mail import MailLimits
 from agent.model import State
@@ -94,7 +94,8 @@ class Daemon:
             return 0
         self._resume_stranded()
         self.pool = ExtractionPool(str(self.vault.root), self.cfg.agent["workers"], ocr=self.cfg.ocr,
-                                   ocr_slots=self.cfg.extract["ocr_workers"], slot_dir=str(self.cfg.state_dir))
+                                   ocr_slots=self.cfg.extract["ocr_workers"], slot_dir=str(self.cfg.state_dir),
+                                   timeout_s=self.cfg.extract["timeout_s"])
         self.intake = Intake(self.ledger, self.vault, max_bytes=self.cfg.agent["max_file_mb"] * 1024 * 1024,
                              mail_limits=self.mail_limits, actor=self.actor)
         self.watcher = self._start_watcher()
@@ -311,7 +312,10 @@ class Daemon:
             return 0
         busy = self.pool.in_flight_ids()
         started = 0
-        for doc_id in self.ledger.ids_in_state(State.CAPTURED, limit=self.pool.capacity + len(busy)):
+        # Only documents due: one whose reading failed waits out its backoff
+        # (ledger columns) instead of being handed out again at once.
+        for doc_id in pipeline.due_for_extraction(self.ledger, now=now(),
+                                                  limit=self.pool.capacity + len(busy)):
             if doc_id in busy:
                 continue
             if not self.pool.submit(doc_id, self.ledger.get(doc_id).sha256):
@@ -320,21 +324,24 @@ class Daemon:
         return started
 
     def _apply(self, doc_id: int, analysis: pipeline.Analysis) -> None:
-        try:
-            touched = pipeline.apply(self.ledger, doc_id, analysis, settings=self.settings,
-                                     destinations=self.destinations, today=today(), now=now(),
-                                     actor=self.actor)
-        except IllegalTransition as e:
-            log.info("document changed while it was being read; result dropped",
-                     extra={"document": doc_id, "why": str(e)})
+        # Every outcome is recorded in the ledger by `record`; only the
+        # ledger's own disk failing raises (the main loop backs off).
+        outcome = pipeline.record(self.ledger, doc_id, analysis, settings=self.settings,
+                                  destinations=self.destinations, today=today(), now=now(),
+                                  actor=self.actor)
+        if outcome.already:
+            log.info("document was already read elsewhere; result dropped",
+                     extra={"document": doc_id, "state": outcome.already})
             return
-        except sqlite3.Error:
-            raise  # the ledger's disk: back off in the main loop instead of re-reading in a spin
-        except Exception:
-            log.exception("could not record the result for a document", extra={"document": doc_id})
-            return
+        if outcome.failed:
+            if outcome.retry_at:
+                log.warning("reading or recording a document failed; it is tried again later",
+                            extra={"document": doc_id, "retry_at": outcome.retry_at, "error": outcome.failed})
+            else:
+                log.error("reading or recording a document failed too often; quarantined (extract-failed)",
+                          extra={"document": doc_id, "error": outcome.failed})
         self._finish_sources([doc_id])
-        for d in touched:
+        for d in outcome.touched:
             doc = self.ledger.get(d)
             log.info("processed", extra={"document": d, "state": doc.state,
                                          "number": doc.invoice_number or "",
@@ -350,10 +357,14 @@ class Daemon:
     def _resume_stranded(self) -> None:
         # Documents an older version left between stages, or valid ones a new
         # destination should now receive.
+        failures: list[tuple[int, str]] = []
         moved = pipeline.resume_stranded(self.ledger, settings=self.settings, destinations=self.destinations,
-                                         today=today(), now=now(), actor=self.actor)
+                                         today=today(), now=now(), actor=self.actor, failures=failures)
         if moved:
             log.info("resumed documents left between stages", extra={"documents": moved})
+        for doc_id, error in failures:
+            log.error("could not judge a document left extracted; it stays there (amend or reject it)",
+                      extra={"document": doc_id, "error": error})
 
     def _reload(self) -> None:
         try:

@@ -260,3 +260,44 @@ class DocumentsMixin:
             f"WHERE d.state = ? AND d.invoice_key IS NOT NULL AND (t.id IS NULL OR t.state IN ({marks}) "
             "OR t.invoice_key IS NOT d.invoice_key) LIMIT ?", (State.DUPLICATE.value, *dead, limit))
         return [r[0] for r in rows]
+
+    # -- extraction attempts ----------------------------------------------------
+
+    def due_for_extraction(self, *, now: str, latest: str, limit: int) -> list[int]:
+        """Oldest-first ids of `captured` documents due for reading: never
+        failed, or retry time at or before `now`, or after `latest` (a retry
+        time that far ahead means the clock went back)."""
+        rows = self.conn.execute(
+            "SELECT id FROM documents WHERE state = ? AND (extract_next_at IS NULL OR extract_next_at <= ? "
+            "OR extract_next_at > ?) ORDER BY received_at, id LIMIT ?",
+            (State.CAPTURED.value, now, latest, limit))
+        return [r[0] for r in rows]
+
+    def extraction_attempts(self, doc_id: int) -> tuple[str, int]:
+        """(state, failed extraction attempts so far) of a document; raises
+        NotFoundInLedger."""
+        row = self.conn.execute("SELECT state, extract_attempts FROM documents WHERE id = ?",
+                                (doc_id,)).fetchone()
+        if row is None:
+            raise NotFoundInLedger(f"no document {doc_id}")
+        return row[0], row[1]
+
+    def extraction_retry(self, doc_id: int) -> dict[str, Any]:
+        """The extraction retry columns: attempts, next_at, error."""
+        row = self.conn.execute("SELECT extract_attempts AS attempts, extract_next_at AS next_at, "
+                                "extract_error AS error FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        if row is None:
+            raise NotFoundInLedger(f"no document {doc_id}")
+        return dict(row)
+
+    def note_extract_failure(self, doc_id: int, *, attempt: int, error: str, retry_at: str | None,
+                             now: str, actor: str, max_attempts: int) -> None:
+        """Store failed attempt number `attempt` with its error and the time
+        it is due again (None: no more tries), and log it, in one transaction."""
+        with self.transaction() as c:
+            c.execute("UPDATE documents SET extract_attempts = ?, extract_next_at = ?, extract_error = ?, "
+                      "updated_at = ? WHERE id = ?", (attempt, retry_at, error[:2000], now, doc_id))
+            then = f"retried after {retry_at}" if retry_at else "no more tries"
+            self._event(doc_id, now=now, actor=actor, from_state=None, to_state=None,
+                        reason=f"reading failed (attempt {attempt} of {max_attempts}; {then}): {error[:500]}",
+                        details={"attempt": attempt, "retry_at": retry_at})

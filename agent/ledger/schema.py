@@ -278,6 +278,14 @@ MIGRATIONS: list[str] = [
     ALTER TABLE deliveries ADD COLUMN waited_s REAL NOT NULL DEFAULT 0;
     CREATE INDEX deliveries_written ON deliveries(destination, state, updated_at);
     """,
+    # 15: extraction retry state as columns, so a document whose reading or
+    # recording fails waits out its backoff across restarts instead of being
+    # re-read in a spin, and is quarantined after a bounded number of tries.
+    """
+    ALTER TABLE documents ADD COLUMN extract_attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE documents ADD COLUMN extract_next_at TEXT;
+    ALTER TABLE documents ADD COLUMN extract_error TEXT;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

@@ -21,6 +21,7 @@ from agent.validate.codes import (
     CODED_KINDS, NUMBER_ONLY_KINDS, QR_KINDS_OF_TYPE, code_defects, code_type, is_digits,
     region_matches, region_of, shudian_number_defects,
 )
+from agent.validate.ranges import number_of, out_of_range
 from agent.validate.settings import ValidationSettings
 from agent.validate.uscc import ALPHABET, check_char, classify_tax_id
 
@@ -219,7 +220,8 @@ def _amount_sum(inv: Invoice, ctx: Context) -> Iterator[Finding]:
     amount, tax, total = ctx.money["amount"], ctx.money["tax"], ctx.money["total"]
     for name, label, value in (("amount", "金额", amount), ("tax", "税额", tax), ("total", "价税合计", total)):
         if isinstance(value, str):
-            yield Finding(name, f"{label} {value!r} is not a number", f"{label} {value} 不是有效金额")
+            if number_of(value) is None:  # a number out of range is amount-range's
+                yield Finding(name, f"{label} {value!r} is not a number", f"{label} {value} 不是有效金额")
             return
     if total is None:
         # A scan read through its QR alone carries what 查验 needs (code,
@@ -235,6 +237,11 @@ def _amount_sum(inv: Invoice, ctx: Context) -> Iterator[Finding]:
     if expected != total:
         yield Finding("total", f"金额 {amount} + 税额 {tax or 0} = {expected}, but 价税合计 is {total}",
                       f"金额 {amount} + 税额 {tax or 0} = {expected}，与价税合计 {total} 不符")
+
+
+def _amount_range(inv: Invoice, ctx: Context) -> Iterator[Finding]:
+    for name, en, zh in out_of_range(inv):
+        yield Finding(name, en, zh)
 
 
 def _line_sum(inv: Invoice, ctx: Context) -> Iterator[Finding]:
@@ -387,6 +394,7 @@ RULES: dict[str, Rule] = dict([
     _rule("check-code-format", "error", "校验码, when present, has 20 digits", _check_code_format),
     _rule("tax-id-check-digit", "error", "buyer and seller ids pass the 统一社会信用代码 check", _tax_id_check_digit),
     _rule("tax-id-legacy", "warning", "buyer or seller id is an old 15/17/18/20-character form", _tax_id_legacy),
+    _rule("amount-range", "error", "amounts and quantities are finite, below 10^12 yuan (10^15 units), one sign", _amount_range),
     _rule("amount-sum", "error", "金额 + 税额 = 价税合计 to the cent", _amount_sum),
     _rule("line-sum", "error", "line items add up to the totals, ±0.01 per line", _line_sum),
     _rule("tax-rate", "error", "line rates are VAT rates (13/9/6/5/3/1.5/1/0 %) or 免税/不征税/出口零税率", _tax_rate),

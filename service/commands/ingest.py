@@ -58,9 +58,20 @@ def command(ctx: click.Context, paths: tuple[Path, ...], no_process: bool, quiet
     states: dict[str, int] = {}
     if not no_process:
         for doc_id in to_process:
-            for touched in process_captured(ledger, vault, doc_id, settings=settings,
-                                            destinations=destination_names(cfg), today=today(),
-                                            now=now(), actor=who, ocr=cfg.ocr):
+            outcome = process_captured(ledger, vault, doc_id, settings=settings,
+                                       destinations=destination_names(cfg), today=today(),
+                                       now=now(), actor=who, ocr=cfg.ocr)
+            if outcome.already:
+                # The daemon (or another ingest) read it first: report what it made of it.
+                states[outcome.already] = states.get(outcome.already, 0) + 1
+                if not quiet and len(candidates) <= 50:
+                    click.echo(f"ok   document {doc_id} was read meanwhile by another process: {outcome.already}")
+                continue
+            if outcome.failed:
+                then = f"tried again after {outcome.retry_at}" if outcome.retry_at else "quarantined (extract-failed)"
+                failures.append(f"document {doc_id}: {outcome.failed}")
+                click.echo(f"FAIL document {doc_id}: reading failed, {then}: {outcome.failed}", err=True)
+            for touched in outcome.touched:
                 state = ledger.get(touched).state
                 states[state] = states.get(state, 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))

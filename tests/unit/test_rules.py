@@ -75,6 +75,24 @@ CASES = {
                     make(tax=None, amount=D("57"), total=D("57.10"), total_in_words="伍拾柒圆壹角整")),
                    (None, make(amount=None), make(total=None, total_in_words=None)),
                    (None, make(tax="***", amount=D("526")), make(tax="abc"))],
+    # Absurd numbers: beyond any invoice (an 18-digit 价税合计 overflowed the
+    # ledger's cents column), NaN or infinite, parts of opposite signs, a
+    # line quantity past belief. A red-letter (红字) invoice is negative
+    # throughout and passes.
+    "amount-range": [(None, make(amount=D("999999999999.00"), tax=D("0"), total=D("999999999999.00"),
+                                 total_in_words=None),
+                      make(amount=D("123456789012345678.00"), tax=D("0"), total=D("123456789012345678.00"),
+                           total_in_words=None)),
+                     (None, make(), make(total=D("NaN"), total_in_words=None)),
+                     (None, make(), make(tax=D("-Infinity"))),
+                     (None, make(amount=D("-510.68"), tax=D("-15.32"), total=D("-526.00"),
+                                 total_in_words="（负数）伍佰贰拾陆圆整"),
+                      make(amount=D("-100.00"), tax=D("626.00"), total=D("526.00"))),
+                     (None, make(items=[{"name": "a", "amount": D("510.68"), "tax": D("15.32"),
+                                         "rate_text": "3%", "quantity": D("1000000000")}]),
+                      make(items=[{"name": "a", "amount": D("510.68"), "tax": D("15.32"),
+                                   "rate_text": "3%", "quantity": D("1E+999999")}])),
+                     (None, make(), make(items=[{"name": "a", "amount": D("NaN")}]))],
     "line-sum": [(None,
                   make(items=[{"name": "a", "amount": D("297.96"), "tax": D("38.73"), "rate": D("0.13")},
                               {"name": "b", "amount": D("212.72"), "tax": D("-23.40"), "rate": D("0.13")}]),
@@ -193,7 +211,7 @@ def test_has_errors():
 
 
 def test_rules_registry_describes_every_rule():
-    assert len(RULES) == 21
+    assert len(RULES) == 22
     for code, rule in RULES.items():
         assert rule.code == code and rule.severity in ("warning", "error") and rule.description
 
