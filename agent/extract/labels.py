@@ -99,7 +99,15 @@ MONEY_RE = re.compile(
     r"|(?<![\d.])(-?\d[\d,]*\.\d{2})[ ]*¥"
 )
 _WORD_DIGIT = "零壹贰叁肆伍陆柒捌玖"
-WORDS_RE = re.compile(rf"(?:负|⊗)?[{_WORD_DIGIT}][{_WORD_DIGIT}拾佰仟万亿圆元角分整正]+")
+# Issuers print a ⊗ (U+2297) or ⓧ (U+24E7) before the 大写: a mark, not part
+# of the value, so it is matched and left out of group 1.
+WORDS_MARKS = "⊗ⓧ"
+WORDS_RE = re.compile(rf"(?:[{WORDS_MARKS}][ ]*)?(负?[{_WORD_DIGIT}][{_WORD_DIGIT}拾佰仟万亿圆元角分整正]+)")
+
+
+def strip_words_marks(text: str) -> str:
+    """`text` without surrounding whitespace and the ⊗/ⓧ marks printed before a 大写."""
+    return text.strip().lstrip(WORDS_MARKS).strip()
 WORDS_UNIT_RE = re.compile("[圆元角分]")
 
 LABEL_VALUE_RE = {

@@ -21,6 +21,7 @@ import re
 from xml.etree.ElementTree import Element
 
 from agent.errors import ExtractError
+from agent.extract.labels import strip_words_marks
 from agent.extract.qr import apply_qr, decode_qr_bytes, parse_qr
 from agent.extract.sniff import sniff
 from agent.extract.xml import (local_name, parse_date, parse_decimal, parse_money, parse_rate,
@@ -154,6 +155,10 @@ def _read_document(pkg: _Package, body: Element) -> Invoice:
     _offer_page_text(inv, first_texts)
     if inv.get("qr") is None:
         _offer_qr_images(inv, pkg, doc_dir)
+    if inv.get("title") is None and inv.get("kind") is not None:
+        # No title text (an OFD drawn as paths): the QR implies it, as for a PDF.
+        from agent.extract.image import title_from_qr
+        inv.offer("title", title_from_qr(inv.get("kind"), inv.get("code")), "qr")
     if inv.get("number") is None and inv.get("qr") is None:
         if not any(label in t for t in first_texts for label in _INVOICE_LABELS):
             return Invoice(is_invoice=False, not_invoice_reason=(
@@ -385,7 +390,8 @@ def _first_page_texts(pages: list[_Page], templates: dict[str, _Page]) -> list[s
 def _offer_page_text(inv: Invoice, texts: list[str]) -> None:
     title = next((t for t in texts if _TITLE_RE.match(t)), None)
     inv.offer("title", title, "ofd")
-    words = next((t for t in texts if _WORDS_RE.match(t) and ("圆" in t or "元" in t)), None)
+    marked = (strip_words_marks(t) for t in texts)
+    words = next((t for t in marked if _WORDS_RE.match(t) and ("圆" in t or "元" in t)), None)
     inv.offer("total_in_words", words, "ofd")
 
 
