@@ -13,7 +13,8 @@ from agent.extract import extract_bytes
 from tests.conftest import SAMPLES
 
 EXPECTED = json.loads((SAMPLES / "expected.json").read_text(encoding="utf-8"))
-KEYS = sorted(k for k in EXPECTED if k.endswith((".pdf", ".jpg")))
+# Every sample that is not structured data (XML/OFD: test_samples_structured.py).
+KEYS = sorted(k for k in EXPECTED if not k.endswith((".xml", ".ofd")))
 FIELDS = ("is_invoice", "kind", "title", "code", "number", "date", "check_code", "amount", "tax",
           "total", "total_in_words", "buyer_name", "buyer_tax_id", "seller_name", "seller_tax_id", "qr")
 
@@ -25,7 +26,29 @@ NEEDS_OCR = {
     ("renoyuan__easyofd/fc87372-test_img0.jpg", f)
     for f in ("buyer_name", "buyer_tax_id", "seller_name", "seller_tax_id", "tax", "total",
               "total_in_words")
+} | {
+    ("imethanlee__OCR/invoice.png", f)
+    for f in ("buyer_name", "buyer_tax_id", "seller_name", "seller_tax_id", "total", "total_in_words")
 }
+
+# (sample, field) that only issue 13's larger mechanisms can read. Each is
+# empty today, never wrong (test_one_record_without_conflicts_or_invented_values),
+# and its strict xfail turns into a failure the day it is read.
+_PAPER_PHOTO = "issue 13: photo of a paper invoice with no QR: needs whole-page OCR"
+_SHENZHEN = ("issue 13: pypdf extracts only the labels of this 深圳 blockchain PDF (its values are "
+             "rotated text) and its QR is a URL: needs text by pdfium geometry")
+NOT_YET_READ = {
+    **{("aymanajal__picture-bed/发票2.jpg", f): _PAPER_PHOTO
+       for f in ("is_invoice", "title", "code", "number", "date")},
+    **{("mxvc__invoice/深圳_962_907.55.pdf", f): _SHENZHEN
+       for f in ("title", "code", "number", "date", "check_code", "amount", "tax", "total",
+                 "total_in_words", "buyer_name", "buyer_tax_id", "seller_name", "seller_tax_id", "qr")},
+    ("ruitang-git__Autonomous-Driving/电子发票.pdf", "seller_name"):
+        "issue 13: stream order puts the seller name before its label: needs text by geometry",
+    ("imethanlee__OCR/invoice.png", "tax"): "issue 13: OCR does not read the 税额 of this screenshot",
+}
+# Files that give no record at all yet.
+NO_RECORD_YET = {"aymanajal__picture-bed/发票2.jpg": _PAPER_PHOTO}
 
 
 @lru_cache(maxsize=None)
@@ -38,7 +61,9 @@ def _cases():
         for field in FIELDS:
             if EXPECTED[key].get(field) is None:
                 continue
-            yield pytest.param(key, field, id=f"{key.split('/')[-1][:40]}:{field}")
+            marks = [pytest.mark.xfail(strict=True, reason=NOT_YET_READ[key, field])] \
+                if (key, field) in NOT_YET_READ else []
+            yield pytest.param(key, field, id=f"{key.split('/')[-1][:40]}:{field}", marks=marks)
 
 
 @pytest.mark.parametrize("key,field", list(_cases()))
@@ -65,7 +90,11 @@ def test_without_ocr_a_scan_gives_its_qr_fields_and_nothing_printed():
     assert all(record[field] is None for k, field in NEEDS_OCR if k == key)
 
 
-@pytest.mark.parametrize("key", KEYS)
+@pytest.mark.parametrize("key", [
+    pytest.param(key, marks=[pytest.mark.xfail(strict=True, reason=NO_RECORD_YET[key])]
+                 if key in NO_RECORD_YET else [])
+    for key in KEYS
+])
 def test_one_record_without_conflicts_or_invented_values(key):
     got = records(key)
     assert len(got) == 1
@@ -85,5 +114,8 @@ def test_didi_trip_list_is_not_an_invoice():
 
 
 def test_every_pdf_and_jpg_sample_is_covered():
-    assert len(KEYS) == 10
-    assert len(NEEDS_OCR) == 9
+    assert set(KEYS) == {k for k in EXPECTED if k.endswith((".pdf", ".jpg", ".png"))}
+    assert len(KEYS) >= 20
+    for key, field in NEEDS_OCR | set(NOT_YET_READ):
+        assert key in KEYS and EXPECTED[key][field] is not None, (key, field)
+    assert set(NO_RECORD_YET) <= set(KEYS)

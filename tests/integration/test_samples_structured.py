@@ -23,9 +23,31 @@ STRUCTURED = sorted(
 ) if SAMPLES.is_dir() else []
 
 
+# (sample, field) that only issue 13's larger mechanisms can read. Each must
+# be empty today (never wrong: see test_sample_fields_are_extracted_exactly),
+# and its strict xfail below turns into a failure the day it is read.
+_NO_TEXT_OFD = "issue 13: OFD with no text at all (glyphs drawn as paths): needs render + OCR"
+NOT_YET_READ = {
+    ("fanta0625__libreoffice-ofd-extension/test.ofd", f): _NO_TEXT_OFD
+    for f in ("amount", "tax", "total_in_words", "buyer_name", "buyer_tax_id",
+              "seller_name", "seller_tax_id")
+}
+# Samples whose goods lines are printed only as page text, with no item tags
+# and no XML attachment.
+ITEMS_NOT_YET_READ = {
+    "CoderWanFeng__poocr/suzhou.ofd": "issue 13: goods lines only as OFD page text: needs OFD text by geometry",
+    "fanta0625__libreoffice-ofd-extension/test.ofd": _NO_TEXT_OFD,
+}
+
+
 def test_the_structured_samples_are_all_there(expected_fields):
-    assert len(STRUCTURED) == 9
     assert STRUCTURED == sorted(n for n in expected_fields if n.endswith((".xml", ".ofd")))
+    assert len(STRUCTURED) >= 9
+    assert {name for name, _ in NOT_YET_READ} | set(ITEMS_NOT_YET_READ) <= set(STRUCTURED)
+
+
+def _expected(expected_fields: dict, name: str) -> dict:
+    return {k: v for k, v in expected_fields[name].items() if k not in NOT_FIELDS and v is not None}
 
 
 @pytest.mark.parametrize("name", STRUCTURED)
@@ -33,12 +55,24 @@ def test_sample_fields_are_extracted_exactly(name, samples_dir, expected_fields)
     invoices = extract_path(samples_dir / name)
     assert len(invoices) == 1
     got = invoices[0].to_dict()
-    expected = {k: v for k, v in expected_fields[name].items() if k not in NOT_FIELDS and v is not None}
+    expected = _expected(expected_fields, name)
     assert expected, name
-    mismatches = {k: (got.get(k), v) for k, v in expected.items() if got.get(k) != v}
+    mismatches = {k: (got.get(k), v) for k, v in expected.items()
+                  if got.get(k) != v and (name, k) not in NOT_YET_READ}
     assert mismatches == {}
+    # What is not read yet is empty, never a wrong value.
+    assert {k: got.get(k) for k in expected if (name, k) in NOT_YET_READ and got.get(k) is not None} == {}
     # The notes say every source in these files agrees; a conflict would mean a misread.
     assert got["conflicts"] == []
+
+
+@pytest.mark.parametrize("name,field", [
+    pytest.param(name, field, marks=pytest.mark.xfail(strict=True, reason=reason), id=f"{name}:{field}")
+    for (name, field), reason in sorted(NOT_YET_READ.items())
+])
+def test_fields_not_yet_read(name, field, samples_dir, expected_fields):
+    (invoice,) = extract_path(samples_dir / name)
+    assert invoice.to_dict()[field] == expected_fields[name][field]
 
 
 def test_only_the_known_odd_qr_is_flagged(samples_dir):
@@ -47,13 +81,17 @@ def test_only_the_known_odd_qr_is_flagged(samples_dir):
     assert {n: p for n, p in problems.items() if p} == {"ofdrw__ofdrw/draw_param_ref.ofd": ["qr-crc"]}
 
 
-def test_line_items_sum_to_the_totals(samples_dir, expected_fields):
-    for name in STRUCTURED:
-        inv = extract_path(samples_dir / name)[0]
-        assert inv.items, name
-        assert sum(i.amount for i in inv.items) == inv.get("amount"), name
-        if inv.get("tax") is not None:
-            assert sum(i.tax for i in inv.items) == inv.get("tax"), name
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=[pytest.mark.xfail(strict=True, reason=ITEMS_NOT_YET_READ[name])]
+                 if name in ITEMS_NOT_YET_READ else [])
+    for name in STRUCTURED
+])
+def test_line_items_sum_to_the_totals(name, samples_dir, expected_fields):
+    inv = extract_path(samples_dir / name)[0]
+    assert inv.items, name
+    assert sum(i.amount for i in inv.items) == inv.get("amount"), name
+    if inv.get("tax") is not None:
+        assert sum(i.tax for i in inv.items) == inv.get("tax"), name
 
 
 def test_cli_json_lines_carry_the_same_fields(samples_dir, expected_fields):
@@ -65,7 +103,8 @@ def test_cli_json_lines_carry_the_same_fields(samples_dir, expected_fields):
     for rec, name in zip(lines, STRUCTURED):
         for key, value in expected_fields[name].items():
             if key not in NOT_FIELDS and value is not None:
-                assert rec[key] == value, (name, key)
+                # What the library cannot read yet the CLI prints as null.
+                assert rec[key] == (None if (name, key) in NOT_YET_READ else value), (name, key)
         assert rec["kind_name"] in (None, "增值税电子普通发票", "增值税电子专用发票",
                                     "电子发票（增值税专用发票）", "电子发票（普通发票）")
         assert set(rec["sources"]) <= set(rec) and rec["sources"]
