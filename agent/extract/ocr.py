@@ -196,8 +196,25 @@ def apply_reading(invoice: Invoice, reading: OcrReading) -> None:
     for name, value in _checked(invoice, reading.fields).items():
         if name in _OCR_FIELDS and name not in invoice.fields:
             invoice.offer(name, value, SOURCE)
+    if invoice.get("tax") is None and reading.items:
+        _offer_tax_of_items(invoice, reading.items)
     if reading.items and not invoice.items and _items_add_up(reading.items, invoice):
         invoice.items.extend(reading.items)
+
+
+def _offer_tax_of_items(invoice: Invoice, items: list[LineItem]) -> None:
+    # OCR can miss the 合计 row and still read the goods lines. Their 税额 is
+    # the invoice's when their 金额 add up to its 金额 and 金额 + 税额 gives a
+    # 价税合计 that a second reading confirms (the QR, or a 大写 kept because
+    # it spells it): a misread digit cannot pass all three.
+    amount, total = invoice.get("amount"), invoice.fields.get("total")
+    if amount is None or total is None or any(i.amount is None or i.tax is None for i in items):
+        return
+    if total.source == SOURCE and invoice.get("total_in_words") is None:
+        return
+    tax = sum(i.tax for i in items)
+    if sum(i.amount for i in items) == amount and amount + tax == total.value:
+        invoice.offer("tax", tax, SOURCE)
 
 
 def _items_add_up(items: list[LineItem], invoice: Invoice) -> bool:
@@ -208,7 +225,12 @@ def _items_add_up(items: list[LineItem], invoice: Invoice) -> bool:
         return False
     if sum(i.amount for i in items) != amount:
         return False
-    return tax is None or sum(i.tax or Decimal(0) for i in items) == tax
+    line_tax = sum(i.tax or Decimal(0) for i in items)
+    if tax is None:
+        # No 税额 to check the lines' against: the 价税合计 still is one.
+        total = invoice.get("total")
+        return total is None or all(i.tax is None for i in items) or amount + line_tax == total
+    return line_tax == tax
 
 
 def _fix_words(text: str) -> str:

@@ -148,6 +148,26 @@ def test_line_items_are_kept_only_when_they_sum_to_the_totals():
     assert bad.items == []
 
 
+def test_a_missed_total_row_takes_the_lines_tax_only_when_three_readings_agree():
+    # A real screenshot (imethanlee__OCR/invoice.png): OCR reads the goods line
+    # and the 价税合计 but not the 合计 row's 税额.
+    from agent.model import LineItem
+    line = [LineItem("*经纪代理服务*代订机票款", amount=Decimal("37990.57"), tax=Decimal("2279.43"))]
+    printed = {"total": Decimal("40270.00"), "total_in_words": "肆万零贰佰柒拾圆整"}
+    good = qr_invoice(number="37820761", amount=Decimal("37990.57"))
+    apply_reading(good, OcrReading(dict(printed), line))
+    assert (good.get("tax"), good.fields["tax"].source, len(good.items)) == (Decimal("2279.43"), "ocr", 1)
+    # The line's 税额 misread: 金额 + 税额 is not the 价税合计.
+    misread = [LineItem("*经纪代理服务*代订机票款", amount=Decimal("37990.57"), tax=Decimal("2279.48"))]
+    bad = qr_invoice(number="37820761", amount=Decimal("37990.57"))
+    apply_reading(bad, OcrReading(dict(printed), misread))
+    assert bad.get("tax") is None and bad.items == []
+    # A 价税合计 that nothing confirms (no 大写, no QR) confirms no tax.
+    alone = qr_invoice(number="37820761", amount=Decimal("37990.57"))
+    apply_reading(alone, OcrReading({"total": Decimal("40270.00")}, line))
+    assert alone.get("tax") is None
+
+
 # -- geometry -----------------------------------------------------------------
 
 def box(text, left, top, width=200, height=20) -> TextBox:
