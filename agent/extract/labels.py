@@ -77,6 +77,7 @@ TITLE_RE = re.compile(
     rf"|(?:{_PLACE})?增值税电子(?:普通|专用)发票(?:{_OPEN}通行费{_CLOSE})?"
     rf"|(?:{_PLACE})增值税(?:普通|专用)发票(?:{_OPEN}卷式{_CLOSE})?"
     r"|(?:机动车|二手车)销售统一发票"
+    rf"|(?:{_PLACE})电子普通发票"  # 深圳电子普通发票: the blockchain e-invoice
 )
 
 # Value shapes. Digits never touch other digits: a 20-digit 数电 number is
@@ -116,6 +117,9 @@ LABEL_VALUE_RE = {
     "number": re.compile(r"发票号码[ ]*:?[^\d\n]{0,40}?(\d{20}|\d{8})(?!\d)"),
     "code": re.compile(r"发票代码[ ]*:?[^\d\n]{0,20}?(\d{12}|\d{10})(?!\d)"),
     "check_code": re.compile(r"校验码[ ]*:?[^\n]{0,60}?" + CHECK_CODE_RE.pattern),
+    # 深圳's blockchain invoices (a local 1… 代码) print the last 5 hex digits
+    # of their hash; never the first group of a 20-digit code.
+    "check_code_hex": re.compile(r"校验码[ ]*:?[ ]*([0-9a-f]{5})(?![0-9A-Za-z])(?![ ]*\d)"),
     "date": re.compile(r"开票日期[ ]*:?[ ]*" + DATE_CN_RE.pattern[len("(?<!\\d)"):]
                        + r"|开票日期[ ]*:?[ ]*" + DATE_ISO_RE.pattern[len("(?<!\\d)"):]),
 }

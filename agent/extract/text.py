@@ -138,6 +138,8 @@ def parse_text(norm: str) -> ParsedText:
         m = next((c for c in L.CHECK_CODE_RE.finditer(norm) if " " in c.group()), None)
     if m:
         f["check_code"] = "".join(m.groups()[-4:])
+    elif str(f.get("code", "")).startswith(("1", "2")) and (m := L.LABEL_VALUE_RE["check_code_hex"].search(norm)):
+        f["check_code"] = m.group(1)
     _read_money(lines, f)
     _read_parties(norm, f)
     out.items = parse_items(lines)

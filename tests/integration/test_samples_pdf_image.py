@@ -35,16 +35,9 @@ NEEDS_OCR = {
 # empty today, never wrong (test_one_record_without_conflicts_or_invented_values),
 # and its strict xfail turns into a failure the day it is read.
 _PAPER_PHOTO = "issue 13: photo of a paper invoice with no QR: needs whole-page OCR"
-_SHENZHEN = ("issue 13: pypdf extracts only the labels of this 深圳 blockchain PDF (its values are "
-             "rotated text) and its QR is a URL: needs text by pdfium geometry")
 NOT_YET_READ = {
     **{("aymanajal__picture-bed/发票2.jpg", f): _PAPER_PHOTO
        for f in ("is_invoice", "title", "code", "number", "date")},
-    **{("mxvc__invoice/深圳_962_907.55.pdf", f): _SHENZHEN
-       for f in ("title", "code", "number", "date", "check_code", "amount", "tax", "total",
-                 "total_in_words", "buyer_name", "buyer_tax_id", "seller_name", "seller_tax_id", "qr")},
-    ("ruitang-git__Autonomous-Driving/电子发票.pdf", "seller_name"):
-        "issue 13: stream order puts the seller name before its label: needs text by geometry",
 }
 # Files that give no record at all yet.
 NO_RECORD_YET = {"aymanajal__picture-bed/发票2.jpg": _PAPER_PHOTO}

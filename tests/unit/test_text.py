@@ -219,3 +219,15 @@ def test_a_unit_price_glued_to_the_amount_is_split_by_the_tax_or_not_at_all():
 """
     items = parse_text(normalize_text(text)).items
     assert [str(i.amount) for i in items] == ["907.55", "1582.30", "None", "11.00", "None"]
+
+
+def test_blockchain_title_and_five_hex_check_code_only_under_a_local_code():
+    face = "深圳电子普通发票        发票代码:144032309110\n发票号码:09826096\n校验码:10a19\n"
+    f = parse_text(normalize_text(face)).fields
+    assert (f["title"], f["check_code"]) == ("深圳电子普通发票", "10a19")
+    # Under a 总局 code, 5 characters are only part of a 20-digit code the
+    # layout broke: never a 校验码.
+    vat = "发票代码:044031900211\n发票号码:37820761\n校验码:05660 2359x 79008 26015\n"
+    assert "check_code" not in parse_text(normalize_text(vat)).fields
+    spaced = "发票代码:144032309110\n校验码:05660 23597 9008\n"
+    assert "check_code" not in parse_text(normalize_text(spaced)).fields
