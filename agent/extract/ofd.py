@@ -8,7 +8,9 @@ disagreements become conflicts):
 3. `Tags/CustomTag.xml` or `Tag_*.xml`, mapping field names to TextObject
    IDs on the pages (source "ofd"); some issuers write these malformed
    (`<:eInvoice xmlns:="">`), so a regex reads them when XML parsing fails;
-4. the page text itself, for the title and the 大写 total that no tag names.
+4. the page text itself, for the title and the 大写 total that no tag names;
+5. the first page laid out by position (`ofd_geometry`), only for what 1–4
+   left empty: a face field, or goods lines that add up to the totals.
 The QR image is often JBIG2 (unreadable here); PNG/JPEG/BMP ones are decoded
 when no QR text was found elsewhere.
 """
@@ -22,6 +24,7 @@ from xml.etree.ElementTree import Element
 
 from agent.errors import ExtractError
 from agent.extract.labels import strip_words_marks
+from agent.extract.ofd_geometry import FACE_FIELDS, offer_by_position, read_by_position
 from agent.extract.qr import apply_qr, decode_qr_bytes, parse_qr
 from agent.extract.sniff import sniff
 from agent.extract.xml import (local_name, parse_date, parse_decimal, parse_money, parse_rate,
@@ -151,8 +154,12 @@ def _read_document(pkg: _Package, body: Element) -> Invoice:
     _offer_attachment(inv, pkg, doc, doc_dir)
     pages, templates = _pages(pkg, doc, doc_dir)
     _offer_tags(inv, pkg, doc, doc_dir, pages)
-    first_texts = _first_page_texts(pages, templates)
+    first_texts = [t for page in _first_page_parts(pages, templates) for t in page.texts.values()]
     _offer_page_text(inv, first_texts)
+    if pages and (not inv.items or any(inv.get(name) is None for name in FACE_FIELDS)):
+        # Printed but in no data part: read the face by position.
+        parts = (_parse_part(pkg, page.path) for page in _first_page_parts(pages, templates))
+        offer_by_position(inv, read_by_position([p for p in parts if p is not None]), "ofd")
     if inv.get("qr") is None:
         _offer_qr_images(inv, pkg, doc_dir)
     if inv.get("title") is None and inv.get("kind") is not None:
@@ -375,16 +382,12 @@ def _items_from_columns(columns: dict[str, list[str | None]]) -> list[LineItem]:
     return items
 
 
-def _first_page_texts(pages: list[_Page], templates: dict[str, _Page]) -> list[str]:
+def _first_page_parts(pages: list[_Page], templates: dict[str, _Page]) -> list[_Page]:
+    """The first page and the templates it draws on (the first template when it names none)."""
     if not pages:
         return []
     first = pages[0]
-    texts = list(first.texts.values())
-    tpl_ids = first.template_ids or list(templates)[:1]
-    for tpl_id in tpl_ids:
-        if tpl_id in templates:
-            texts.extend(templates[tpl_id].texts.values())
-    return texts
+    return [first] + [templates[t] for t in first.template_ids or list(templates)[:1] if t in templates]
 
 
 def _offer_page_text(inv: Invoice, texts: list[str]) -> None:
