@@ -10,7 +10,9 @@ disagreements become conflicts):
    (`<:eInvoice xmlns:="">`), so a regex reads them when XML parsing fails;
 4. the page text itself, for the title and the 大写 total that no tag names;
 5. the first page laid out by position (`ofd_geometry`), only for what 1–4
-   left empty: a face field, or goods lines that add up to the totals.
+   left empty: a face field, or goods lines that add up to the totals;
+6. with OCR, a first page drawn only as paths (no text at all) is rendered
+   (`ofd_render`) and OCRed under the same checks as a scan.
 The QR image is often JBIG2 (unreadable here); PNG/JPEG/BMP ones are decoded
 when no QR text was found elsewhere.
 """
@@ -126,8 +128,9 @@ class _Package:
         return self.find(posixpath.join(base_dir, loc)) or self.find(loc)
 
 
-def read_ofd(data: bytes) -> list[Invoice]:
-    """Read every document of an OFD package as one Invoice each.
+def read_ofd(data: bytes, *, ocr: bool = False) -> list[Invoice]:
+    """Read every document of an OFD package as one Invoice each; with
+    `ocr`, a first page drawn as paths with no text is rendered and OCRed.
 
     A document with no invoice data and no invoice labels on its pages is
     returned as Invoice(is_invoice=False). Raises ExtractError: "corrupt"
@@ -142,10 +145,10 @@ def read_ofd(data: bytes) -> list[Invoice]:
     bodies = [el for el in root.iter() if local_name(el.tag) == "DocBody"]
     if not bodies:
         raise ExtractError("corrupt", "OFD.xml has no DocBody")
-    return [_read_document(pkg, body) for body in bodies]
+    return [_read_document(pkg, body, ocr) for body in bodies]
 
 
-def _read_document(pkg: _Package, body: Element) -> Invoice:
+def _read_document(pkg: _Package, body: Element, ocr: bool = False) -> Invoice:
     inv = Invoice()
     _offer_custom_datas(inv, body)
     doc_name = pkg.resolve("", text_of(body, "DocRoot")) or pkg.find("Doc_0/Document.xml")
@@ -166,6 +169,10 @@ def _read_document(pkg: _Package, body: Element) -> Invoice:
         # No title text (an OFD drawn as paths): the QR implies it, as for a PDF.
         from agent.extract.image import title_from_qr
         inv.offer("title", title_from_qr(inv.get("kind"), inv.get("code")), "qr")
+    if ocr and pages and not first_texts and (first := _parse_part(pkg, pages[0].path)) is not None:
+        from agent.extract.ofd_render import read_drawn_page
+        res = (pkg.resolve(doc_dir, text_of(doc, n)) if doc is not None else None for n in ("DocumentRes", "PublicRes"))
+        read_drawn_page(inv, first, [r for r in (_parse_part(pkg, n) for n in res if n) if r is not None])
     if inv.get("number") is None and inv.get("qr") is None:
         if not any(label in t for t in first_texts for label in _INVOICE_LABELS):
             return Invoice(is_invoice=False, not_invoice_reason=(

@@ -23,25 +23,15 @@ STRUCTURED = sorted(
 ) if SAMPLES.is_dir() else []
 
 
-# (sample, field) that only issue 13's larger mechanisms can read. Each must
-# be empty today (never wrong: see test_sample_fields_are_extracted_exactly),
-# and its strict xfail below turns into a failure the day it is read.
-_NO_TEXT_OFD = "issue 13: OFD with no text at all (glyphs drawn as paths): needs render + OCR"
-NOT_YET_READ = {
-    ("fanta0625__libreoffice-ofd-extension/test.ofd", f): _NO_TEXT_OFD
-    for f in ("amount", "tax", "total_in_words", "buyer_name", "buyer_tax_id",
-              "seller_name", "seller_tax_id")
-}
-# Samples whose goods lines cannot be read yet.
-ITEMS_NOT_YET_READ = {
-    "fanta0625__libreoffice-ofd-extension/test.ofd": _NO_TEXT_OFD,
-}
+# An OFD with no text at all (ofdrw's converter draws every glyph as a path):
+# what its QR does not carry is read by rendering the page and OCR.
+DRAWN = "fanta0625__libreoffice-ofd-extension/test.ofd"
+DRAWN_BY_OCR = ("amount", "tax", "total_in_words", "buyer_name", "buyer_tax_id", "seller_name", "seller_tax_id")
 
 
 def test_the_structured_samples_are_all_there(expected_fields):
     assert STRUCTURED == sorted(n for n in expected_fields if n.endswith((".xml", ".ofd")))
-    assert len(STRUCTURED) >= 9
-    assert {name for name, _ in NOT_YET_READ} | set(ITEMS_NOT_YET_READ) <= set(STRUCTURED)
+    assert len(STRUCTURED) >= 9 and DRAWN in STRUCTURED
 
 
 def _expected(expected_fields: dict, name: str) -> dict:
@@ -55,22 +45,12 @@ def test_sample_fields_are_extracted_exactly(name, samples_dir, expected_fields)
     got = invoices[0].to_dict()
     expected = _expected(expected_fields, name)
     assert expected, name
-    mismatches = {k: (got.get(k), v) for k, v in expected.items()
-                  if got.get(k) != v and (name, k) not in NOT_YET_READ}
+    mismatches = {k: (got.get(k), v) for k, v in expected.items() if got.get(k) != v}
     assert mismatches == {}
-    # What is not read yet is empty, never a wrong value.
-    assert {k: got.get(k) for k in expected if (name, k) in NOT_YET_READ and got.get(k) is not None} == {}
+    if name == DRAWN:
+        assert {got["sources"][k] for k in DRAWN_BY_OCR} == {"ocr"}
     # The notes say every source in these files agrees; a conflict would mean a misread.
     assert got["conflicts"] == []
-
-
-@pytest.mark.parametrize("name,field", [
-    pytest.param(name, field, marks=pytest.mark.xfail(strict=True, reason=reason), id=f"{name}:{field}")
-    for (name, field), reason in sorted(NOT_YET_READ.items())
-])
-def test_fields_not_yet_read(name, field, samples_dir, expected_fields):
-    (invoice,) = extract_path(samples_dir / name)
-    assert invoice.to_dict()[field] == expected_fields[name][field]
 
 
 def test_only_the_known_odd_qr_is_flagged(samples_dir):
@@ -79,11 +59,7 @@ def test_only_the_known_odd_qr_is_flagged(samples_dir):
     assert {n: p for n, p in problems.items() if p} == {"ofdrw__ofdrw/draw_param_ref.ofd": ["qr-crc"]}
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=[pytest.mark.xfail(strict=True, reason=ITEMS_NOT_YET_READ[name])]
-                 if name in ITEMS_NOT_YET_READ else [])
-    for name in STRUCTURED
-])
+@pytest.mark.parametrize("name", STRUCTURED)
 def test_line_items_sum_to_the_totals(name, samples_dir, expected_fields):
     inv = extract_path(samples_dir / name)[0]
     assert inv.items, name
@@ -101,8 +77,7 @@ def test_cli_json_lines_carry_the_same_fields(samples_dir, expected_fields):
     for rec, name in zip(lines, STRUCTURED):
         for key, value in expected_fields[name].items():
             if key not in NOT_FIELDS and value is not None:
-                # What the library cannot read yet the CLI prints as null.
-                assert rec[key] == (None if (name, key) in NOT_YET_READ else value), (name, key)
+                assert rec[key] == value, (name, key)
         assert rec["kind_name"] in (None, "增值税电子普通发票", "增值税电子专用发票",
                                     "电子发票（增值税专用发票）", "电子发票（普通发票）")
         assert set(rec["sources"]) <= set(rec) and rec["sources"]
@@ -178,8 +153,7 @@ def _page_text_only(path) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("name", [n for n in STRUCTURED if n.endswith(".ofd")
-                                  and n != "fanta0625__libreoffice-ofd-extension/test.ofd"])
+@pytest.mark.parametrize("name", [n for n in STRUCTURED if n.endswith(".ofd") and n != DRAWN])
 def test_page_text_alone_gives_every_printed_field_by_position(name, samples_dir, expected_fields):
     from agent.extract.ofd import read_ofd
 
@@ -192,3 +166,10 @@ def test_page_text_alone_gives_every_printed_field_by_position(name, samples_dir
     assert {f: got[f] for f in want if f not in unprinted} == {f: v for f, v in want.items() if f not in unprinted}
     assert all(got[f] is None for f in unprinted)
     assert got["conflicts"] == []
+
+
+def test_without_ocr_a_drawn_ofd_gives_its_qr_fields_and_nothing_printed(samples_dir):
+    (inv,) = extract_path(samples_dir / DRAWN, ocr=False)
+    got = inv.to_dict()
+    assert set(got["sources"].values()) == {"qr"}
+    assert all(got[f] is None for f in DRAWN_BY_OCR)
