@@ -65,7 +65,7 @@ def _read(fmt: str, data: bytes, ocr: bool) -> list[Invoice]:
         return [read_xml(data)]
     if fmt == "ofd":
         from agent.extract.ofd import read_ofd
-        return read_ofd(data)
+        return read_ofd(data, ocr=ocr)
     # The PDF and image readers are imported here, not at module load, so
     # XML/OFD extraction works (and imports stay light) without them.
     try:

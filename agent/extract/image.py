@@ -17,7 +17,7 @@ from PIL import Image, ImageOps, ImageSequence
 
 from agent.errors import ExtractError
 from agent.extract.labels import CITY_REGIONS, REGIONS
-from agent.extract.ocr import apply_reading, read_page_if_available
+from agent.extract.ocr import apply_reading, invoice_from_print, read_page_if_available
 from agent.extract.qr import apply_qr, parse_qr
 from agent.model import KIND_NAMES, Invoice
 
@@ -188,7 +188,11 @@ def read_image(data: bytes, *, ocr: bool = False) -> list[Invoice]:
     scanner batch) gives several. With `ocr`, each invoice frame is also
     read by OCR (see `ocr.apply_reading` for what that may add).
 
-    Raises ExtractError: "no-qr" when no frame has a QR code, "corrupt",
+    With `ocr`, an image with no QR is read from its print alone when that
+    gives a sound 代码 and 号码 (`ocr.invoice_from_print`).
+
+    Raises ExtractError: "no-qr" when no frame has a QR code (and, with
+    `ocr`, the print gives no sound invoice identity), "corrupt",
     "truncated" or "limit-exceeded" for bad or oversized images.
     """
     img = open_image(data)
@@ -217,4 +221,12 @@ def read_image(data: bytes, *, ocr: bool = False) -> list[Invoice]:
         return real
     if invoices:
         return invoices[:1]
+    if ocr:
+        # No QR anywhere (a photo of a paper invoice): the print alone, if
+        # its 代码 and 号码 hold their structure.
+        img.seek(0)
+        reading = read_page_if_available(img)
+        invoice = invoice_from_print(reading) if reading is not None else None
+        if invoice is not None:
+            return [invoice]
     raise ExtractError("no-qr", "no invoice QR code found in the image")

@@ -77,6 +77,7 @@ TITLE_RE = re.compile(
     rf"|(?:{_PLACE})?增值税电子(?:普通|专用)发票(?:{_OPEN}通行费{_CLOSE})?"
     rf"|(?:{_PLACE})增值税(?:普通|专用)发票(?:{_OPEN}卷式{_CLOSE})?"
     r"|(?:机动车|二手车)销售统一发票"
+    rf"|(?:{_PLACE})电子普通发票"  # 深圳电子普通发票: the blockchain e-invoice
 )
 
 # Value shapes. Digits never touch other digits: a 20-digit 数电 number is
@@ -99,7 +100,15 @@ MONEY_RE = re.compile(
     r"|(?<![\d.])(-?\d[\d,]*\.\d{2})[ ]*¥"
 )
 _WORD_DIGIT = "零壹贰叁肆伍陆柒捌玖"
-WORDS_RE = re.compile(rf"(?:负|⊗)?[{_WORD_DIGIT}][{_WORD_DIGIT}拾佰仟万亿圆元角分整正]+")
+# Issuers print a ⊗ (U+2297) or ⓧ (U+24E7) before the 大写: a mark, not part
+# of the value, so it is matched and left out of group 1.
+WORDS_MARKS = "⊗ⓧ"
+WORDS_RE = re.compile(rf"(?:[{WORDS_MARKS}][ ]*)?(负?[{_WORD_DIGIT}][{_WORD_DIGIT}拾佰仟万亿圆元角分整正]+)")
+
+
+def strip_words_marks(text: str) -> str:
+    """`text` without surrounding whitespace and the ⊗/ⓧ marks printed before a 大写."""
+    return text.strip().lstrip(WORDS_MARKS).strip()
 WORDS_UNIT_RE = re.compile("[圆元角分]")
 
 LABEL_VALUE_RE = {
@@ -108,6 +117,9 @@ LABEL_VALUE_RE = {
     "number": re.compile(r"发票号码[ ]*:?[^\d\n]{0,40}?(\d{20}|\d{8})(?!\d)"),
     "code": re.compile(r"发票代码[ ]*:?[^\d\n]{0,20}?(\d{12}|\d{10})(?!\d)"),
     "check_code": re.compile(r"校验码[ ]*:?[^\n]{0,60}?" + CHECK_CODE_RE.pattern),
+    # 深圳's blockchain invoices (a local 1… 代码) print the last 5 hex digits
+    # of their hash; never the first group of a 20-digit code.
+    "check_code_hex": re.compile(r"校验码[ ]*:?[ ]*([0-9a-f]{5})(?![0-9A-Za-z])(?![ ]*\d)"),
     "date": re.compile(r"开票日期[ ]*:?[ ]*" + DATE_CN_RE.pattern[len("(?<!\\d)"):]
                        + r"|开票日期[ ]*:?[ ]*" + DATE_ISO_RE.pattern[len("(?<!\\d)"):]),
 }

@@ -33,6 +33,7 @@ from agent.extract.ocr_layout import EngineLine, TextBox, layout_text, page_boxe
 from agent.extract.text import normalize_text, parse_text
 from agent.model import MONEY_FIELDS, Invoice, LineItem, Problem, values_differ
 from agent.validate.amounts import WordsError, parse_words
+from agent.validate.codes import code_defects, is_digits, shudian_number_defects
 from agent.validate.uscc import classify_tax_id
 
 SOURCE = "ocr"
@@ -138,6 +139,9 @@ class OcrReading:
     fields: dict[str, Any]
     items: list[LineItem] = field(default_factory=list)
     error: str | None = None
+    # The print carries invoice labels, or at least the word 发票 (a taxi
+    # invoice prints its 代码 and 号码 with no label).
+    says_invoice: bool = False
 
 
 def read_page(img: Image.Image) -> OcrReading:
@@ -152,7 +156,7 @@ def read_page(img: Image.Image) -> OcrReading:
     finally:
         _give_back_memory()
     parsed = parse_text(norm)
-    return OcrReading(parsed.fields, parsed.items)
+    return OcrReading(parsed.fields, parsed.items, says_invoice=parsed.is_invoice_like or "发票" in norm)
 
 
 def _give_back_memory() -> None:
@@ -196,8 +200,73 @@ def apply_reading(invoice: Invoice, reading: OcrReading) -> None:
     for name, value in _checked(invoice, reading.fields).items():
         if name in _OCR_FIELDS and name not in invoice.fields:
             invoice.offer(name, value, SOURCE)
+    if invoice.get("tax") is None and reading.items:
+        _offer_tax_of_items(invoice, reading.items)
     if reading.items and not invoice.items and _items_add_up(reading.items, invoice):
         invoice.items.extend(reading.items)
+
+
+def invoice_from_print(reading: OcrReading) -> Invoice | None:
+    """The invoice a page's print alone gives (a photo whose QR cannot be
+    decoded), or None when the print does not read as an invoice with a
+    sound identity: a 代码 of a known form and region with an 8-digit 号码,
+    or a 20-digit 数电 号码 of the invoice's year and a known province. The
+    date and a 20-digit 校验码 come with it; every other field passes the
+    checks of `apply_reading`. A warning says that nothing was CRC-checked."""
+    if reading.error is not None or not reading.says_invoice:
+        return None
+    fields = reading.fields
+    code, number, date = fields.get("code"), fields.get("number"), fields.get("date")
+    if code is not None:
+        if code_defects(code) or not is_digits(number, 8):
+            return None
+    elif not is_digits(number, 20) or shudian_number_defects(number, getattr(date, "year", None)):
+        return None
+    invoice = Invoice()
+    for name in ("code", "number", "date"):
+        invoice.offer(name, fields.get(name), SOURCE)
+    if is_digits(fields.get("check_code"), 20):
+        invoice.offer("check_code", fields["check_code"], SOURCE)
+    apply_reading(invoice, reading)
+    _drop_unconfirmed_money(invoice)
+    invoice.problems.append(Problem(
+        "ocr-only", "warning", field=None,
+        message="no QR code could be read: 代码, 号码 and 日期 come from OCR of the print alone",
+        message_zh="未能识别二维码：发票代码、号码和日期仅由 OCR 从印刷内容读出"))
+    return invoice
+
+
+def _drop_unconfirmed_money(invoice: Invoice) -> None:
+    # With no QR amount to anchor them, money read from the print stays only
+    # when a second reading confirms it: the 价税合计 by its 大写, 金额 and
+    # 税额 by adding up to that 价税合计.
+    total = invoice.get("total") if invoice.get("total_in_words") is not None else None
+    amount, tax = invoice.get("amount"), invoice.get("tax")
+    sound = total is not None and amount is not None and amount + (tax or Decimal(0)) == total
+    for name in ("total", "amount", "tax"):
+        if invoice.get(name) is not None and (total is None if name == "total" else not sound):
+            invoice.problems.append(Problem(
+                "ocr-unverified", "warning", field=name,
+                message=f"OCR read {name} as {invoice.get(name)} but nothing confirms it; left empty for 补录",
+                message_zh=f"OCR 识别的 {name} 无法核对，留待补录"))
+            del invoice.fields[name]
+    if invoice.get("total") is None:
+        invoice.items.clear()
+
+
+def _offer_tax_of_items(invoice: Invoice, items: list[LineItem]) -> None:
+    # OCR can miss the 合计 row and still read the goods lines. Their 税额 is
+    # the invoice's when their 金额 add up to its 金额 and 金额 + 税额 gives a
+    # 价税合计 that a second reading confirms (the QR, or a 大写 kept because
+    # it spells it): a misread digit cannot pass all three.
+    amount, total = invoice.get("amount"), invoice.fields.get("total")
+    if amount is None or total is None or any(i.amount is None or i.tax is None for i in items):
+        return
+    if total.source == SOURCE and invoice.get("total_in_words") is None:
+        return
+    tax = sum(i.tax for i in items)
+    if sum(i.amount for i in items) == amount and amount + tax == total.value:
+        invoice.offer("tax", tax, SOURCE)
 
 
 def _items_add_up(items: list[LineItem], invoice: Invoice) -> bool:
@@ -208,7 +277,12 @@ def _items_add_up(items: list[LineItem], invoice: Invoice) -> bool:
         return False
     if sum(i.amount for i in items) != amount:
         return False
-    return tax is None or sum(i.tax or Decimal(0) for i in items) == tax
+    line_tax = sum(i.tax or Decimal(0) for i in items)
+    if tax is None:
+        # No 税额 to check the lines' against: the 价税合计 still is one.
+        total = invoice.get("total")
+        return total is None or all(i.tax is None for i in items) or amount + line_tax == total
+    return line_tax == tax
 
 
 def _fix_words(text: str) -> str:

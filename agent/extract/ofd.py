@@ -8,7 +8,11 @@ disagreements become conflicts):
 3. `Tags/CustomTag.xml` or `Tag_*.xml`, mapping field names to TextObject
    IDs on the pages (source "ofd"); some issuers write these malformed
    (`<:eInvoice xmlns:="">`), so a regex reads them when XML parsing fails;
-4. the page text itself, for the title and the 大写 total that no tag names.
+4. the page text itself, for the title and the 大写 total that no tag names;
+5. the first page laid out by position (`ofd_geometry`), only for what 1–4
+   left empty: a face field, or goods lines that add up to the totals;
+6. with OCR, a first page drawn only as paths (no text at all) is rendered
+   (`ofd_render`) and OCRed under the same checks as a scan.
 The QR image is often JBIG2 (unreadable here); PNG/JPEG/BMP ones are decoded
 when no QR text was found elsewhere.
 """
@@ -21,6 +25,8 @@ import re
 from xml.etree.ElementTree import Element
 
 from agent.errors import ExtractError
+from agent.extract.labels import strip_words_marks
+from agent.extract.ofd_geometry import FACE_FIELDS, offer_by_position, read_by_position
 from agent.extract.qr import apply_qr, decode_qr_bytes, parse_qr
 from agent.extract.sniff import sniff
 from agent.extract.xml import (local_name, parse_date, parse_decimal, parse_money, parse_rate,
@@ -122,8 +128,9 @@ class _Package:
         return self.find(posixpath.join(base_dir, loc)) or self.find(loc)
 
 
-def read_ofd(data: bytes) -> list[Invoice]:
-    """Read every document of an OFD package as one Invoice each.
+def read_ofd(data: bytes, *, ocr: bool = False) -> list[Invoice]:
+    """Read every document of an OFD package as one Invoice each; with
+    `ocr`, a first page drawn as paths with no text is rendered and OCRed.
 
     A document with no invoice data and no invoice labels on its pages is
     returned as Invoice(is_invoice=False). Raises ExtractError: "corrupt"
@@ -138,10 +145,10 @@ def read_ofd(data: bytes) -> list[Invoice]:
     bodies = [el for el in root.iter() if local_name(el.tag) == "DocBody"]
     if not bodies:
         raise ExtractError("corrupt", "OFD.xml has no DocBody")
-    return [_read_document(pkg, body) for body in bodies]
+    return [_read_document(pkg, body, ocr) for body in bodies]
 
 
-def _read_document(pkg: _Package, body: Element) -> Invoice:
+def _read_document(pkg: _Package, body: Element, ocr: bool = False) -> Invoice:
     inv = Invoice()
     _offer_custom_datas(inv, body)
     doc_name = pkg.resolve("", text_of(body, "DocRoot")) or pkg.find("Doc_0/Document.xml")
@@ -150,10 +157,22 @@ def _read_document(pkg: _Package, body: Element) -> Invoice:
     _offer_attachment(inv, pkg, doc, doc_dir)
     pages, templates = _pages(pkg, doc, doc_dir)
     _offer_tags(inv, pkg, doc, doc_dir, pages)
-    first_texts = _first_page_texts(pages, templates)
+    first_texts = [t for page in _first_page_parts(pages, templates) for t in page.texts.values()]
     _offer_page_text(inv, first_texts)
+    if pages and (not inv.items or any(inv.get(name) is None for name in FACE_FIELDS)):
+        # Printed but in no data part: read the face by position.
+        parts = (_parse_part(pkg, page.path) for page in _first_page_parts(pages, templates))
+        offer_by_position(inv, read_by_position([p for p in parts if p is not None]), "ofd")
     if inv.get("qr") is None:
         _offer_qr_images(inv, pkg, doc_dir)
+    if inv.get("title") is None and inv.get("kind") is not None:
+        # No title text (an OFD drawn as paths): the QR implies it, as for a PDF.
+        from agent.extract.image import title_from_qr
+        inv.offer("title", title_from_qr(inv.get("kind"), inv.get("code")), "qr")
+    if ocr and pages and not first_texts and (first := _parse_part(pkg, pages[0].path)) is not None:
+        from agent.extract.ofd_render import read_drawn_page
+        res = (pkg.resolve(doc_dir, text_of(doc, n)) if doc is not None else None for n in ("DocumentRes", "PublicRes"))
+        read_drawn_page(inv, first, [r for r in (_parse_part(pkg, n) for n in res if n) if r is not None])
     if inv.get("number") is None and inv.get("qr") is None:
         if not any(label in t for t in first_texts for label in _INVOICE_LABELS):
             return Invoice(is_invoice=False, not_invoice_reason=(
@@ -370,22 +389,19 @@ def _items_from_columns(columns: dict[str, list[str | None]]) -> list[LineItem]:
     return items
 
 
-def _first_page_texts(pages: list[_Page], templates: dict[str, _Page]) -> list[str]:
+def _first_page_parts(pages: list[_Page], templates: dict[str, _Page]) -> list[_Page]:
+    """The first page and the templates it draws on (the first template when it names none)."""
     if not pages:
         return []
     first = pages[0]
-    texts = list(first.texts.values())
-    tpl_ids = first.template_ids or list(templates)[:1]
-    for tpl_id in tpl_ids:
-        if tpl_id in templates:
-            texts.extend(templates[tpl_id].texts.values())
-    return texts
+    return [first] + [templates[t] for t in first.template_ids or list(templates)[:1] if t in templates]
 
 
 def _offer_page_text(inv: Invoice, texts: list[str]) -> None:
     title = next((t for t in texts if _TITLE_RE.match(t)), None)
     inv.offer("title", title, "ofd")
-    words = next((t for t in texts if _WORDS_RE.match(t) and ("圆" in t or "元" in t)), None)
+    marked = (strip_words_marks(t) for t in texts)
+    words = next((t for t in marked if _WORDS_RE.match(t) and ("圆" in t or "元" in t)), None)
     inv.offer("total_in_words", words, "ofd")
 
 

@@ -26,7 +26,8 @@ from pypdf.generic import DictionaryObject, StreamObject
 from agent.errors import ExtractError
 from agent.extract.image import MAX_PIXELS, decode_qr_image, title_from_qr
 from agent.extract.ocr import OcrReading, apply_reading, read_page_if_available
-from agent.extract.qr import QrPayload, apply_qr, parse_qr
+from agent.extract.pdf_geometry import GeometryReader
+from agent.extract.qr import QrPayload, apply_qr, parse_qr, verification_url_of
 from agent.extract.text import ParsedText, normalize_text, offer_parsed, parse_text
 from agent.model import Invoice, LineItem, Problem
 
@@ -49,6 +50,7 @@ class _Page:
     payload: QrPayload | None = None
     other_codes: list[str] = field(default_factory=list)
     ocr: OcrReading | None = None
+    problems: list[Problem] = field(default_factory=list)
 
     @property
     def key(self) -> str | None:
@@ -88,7 +90,11 @@ def read_pdf(data: bytes, *, ocr: bool = False) -> list[Invoice]:
         raise ExtractError("corrupt", "the PDF has no pages")
     if count > MAX_PAGES:
         raise ExtractError("limit-exceeded", f"the PDF has {count} pages, limit {MAX_PAGES}")
-    pages = [_read_page(reader, i, data, ocr) for i in range(count)]
+    geometry = GeometryReader(data)
+    try:
+        pages = [_read_page(reader, i, data, ocr, geometry) for i in range(count)]
+    finally:
+        geometry.close()
     groups = _group(pages)
     if not any(g.face.payload or (g.face.parsed and g.face.parsed.is_invoice_like) for g in groups):
         return [_not_invoice(pages)]
@@ -130,7 +136,8 @@ def _unreadable(data: bytes, error: Exception) -> ExtractError:
     return ExtractError("corrupt", f"the PDF cannot be parsed: {error}")
 
 
-def _read_page(reader: pypdf.PdfReader, index: int, data: bytes, ocr: bool) -> _Page:
+def _read_page(reader: pypdf.PdfReader, index: int, data: bytes, ocr: bool,
+               geometry: GeometryReader) -> _Page:
     try:
         page = reader.pages[index]
         raw = page.extract_text(extraction_mode="layout")
@@ -139,6 +146,8 @@ def _read_page(reader: pypdf.PdfReader, index: int, data: bytes, ocr: bool) -> _
     norm = normalize_text(raw)
     scanned = sum(1 for c in norm if not c.isspace()) < _MIN_TEXT_CHARS
     result = _Page(number=index + 1, parsed=None if scanned else parse_text(norm))
+    if result.parsed is not None:
+        result.parsed = geometry.complete(result.parsed, index, result.problems)
     for text in _page_qr_texts(page, scanned):
         payload = parse_qr(text)
         if payload is not None:
@@ -367,6 +376,9 @@ def _build(group: _Group) -> Invoice:
     if face.parsed is not None:
         offer_parsed(face.parsed, invoice, "pdf-text")
         invoice.items.clear()
+    invoice.problems.extend(face.problems)
+    if face.payload is None:
+        invoice.offer("qr", verification_url_of(face.other_codes, invoice.get("number")), "qr")
     if face.payload is not None and invoice.get("title") is None:
         # A scan, or a title the text layer garbled: the QR implies it.
         invoice.offer("title", title_from_qr(face.payload.kind, face.payload.code), "qr")

@@ -11,6 +11,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from urllib.parse import parse_qs, urlsplit
 
 from agent.model import Invoice, Problem
 
@@ -146,6 +147,22 @@ def parse_qr(text: str) -> QrPayload | None:
         return None
     return QrPayload(raw=text, version=version, kind=kind, code=code or None, number=number,
                      amount=amount, date=date, check_code=check_code or None, crc=crc)
+
+
+def verification_url_of(texts: list[str], number: str | None) -> str | None:
+    """The first of `texts` (decoded codes that are no invoice payload) that
+    is a verification URL for invoice `number`: a query parameter equals the
+    number (深圳's blockchain invoices: ...verify/scan?hash=...&bill_num=...).
+    None when there is no number or no such URL: another code on the page
+    (a shop's or an app's) is not the invoice's QR."""
+    if not number:
+        return None
+    for text in texts:
+        url = urlsplit(text.strip())
+        if url.scheme in ("http", "https") and any(
+                number in values for values in parse_qs(url.query).values()):
+            return text
+    return None
 
 
 def apply_qr(invoice: Invoice, payload: QrPayload) -> None:

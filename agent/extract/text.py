@@ -138,6 +138,8 @@ def parse_text(norm: str) -> ParsedText:
         m = next((c for c in L.CHECK_CODE_RE.finditer(norm) if " " in c.group()), None)
     if m:
         f["check_code"] = "".join(m.groups()[-4:])
+    elif str(f.get("code", "")).startswith(("1", "2")) and (m := L.LABEL_VALUE_RE["check_code_hex"].search(norm)):
+        f["check_code"] = m.group(1)
     _read_money(lines, f)
     _read_parties(norm, f)
     out.items = parse_items(lines)
@@ -202,9 +204,9 @@ def _read_money(lines: list[str], f: dict[str, Any]) -> None:
     words_at = None
     for i, line in enumerate(lines):
         for m in L.WORDS_RE.finditer(line):
-            if L.WORDS_UNIT_RE.search(m.group()):
+            if L.WORDS_UNIT_RE.search(m.group(1)):
                 words_at = i
-                f["total_in_words"] = m.group()
+                f["total_in_words"] = m.group(1)
                 break
         if words_at is not None:
             break
@@ -350,10 +352,38 @@ def parse_items(lines: list[str]) -> list[LineItem]:
         qty = price = None
         if len(numbers) == 2:
             qty, price = (numbers[1], numbers[0]) if price_first else (numbers[0], numbers[1])
+        amount = _decimal(m.group("amount"))
+        if m.start("amount") > 0 and line[m.start("amount") - 1] in "0123456789.,":
+            # The unit price runs into the amount ("907.54716981907.55"):
+            # the digits alone cannot say where one ends, so only the tax
+            # can; a guess would be a wrong amount.
+            amount = _unglue_amount(line[:m.end("amount")], _rate(m.group("rate")), _decimal(m.group("tax")))
         last = LineItem(
-            name=parts[0], amount=_decimal(m.group("amount")), tax=_decimal(m.group("tax")),
+            name=parts[0], amount=amount, tax=_decimal(m.group("tax")),
             rate=_rate(m.group("rate")), rate_text=m.group("rate"),
             quantity=_decimal(qty), unit_price=_decimal(price),
         )
         items.append(last)
     return items
+
+
+def _unglue_amount(glued: str, rate: Decimal | None, tax: Decimal | None) -> Decimal | None:
+    """The amount at the end of `glued` (a unit price and an amount printed
+    without a gap), when exactly one way to split it gives amount × rate =
+    tax to the cent; None when the rate or tax is not a number or the split
+    is not unique."""
+    if rate is None or tax is None:
+        return None
+    m = re.search(r"(-?)([\d,]*)(\.\d{2})$", glued)
+    if m is None:
+        return None
+    sign, whole, cents = -1 if m.group(1) else 1, m.group(2).replace(",", ""), m.group(3)
+    fits = []
+    for start in range(len(whole) - 1, -1, -1):
+        digits = whole[start:]
+        if len(digits) > 1 and digits[0] == "0":
+            continue
+        amount = sign * Decimal(digits + cents)
+        if abs((amount * rate).quantize(Decimal("0.01")) - tax) <= Decimal("0.01"):
+            fits.append(amount)
+    return fits[0] if len(fits) == 1 else None

@@ -14,7 +14,14 @@ from agent.validate.regions import CITY_REGIONS, PROVINCES, SHUDIAN_CITY_CODES
 # each is an ordinary electronic 普票 (查验 type 10).
 SPECIAL_CODES = frozenset({"144031539110", "131001570151", "133011501118", "111001571071"})
 
-# 12-digit code digits 11–12 -> 查验 type.
+# A 12-digit code's first digit is the issuing office: 0 the 总局 (every VAT
+# invoice), 1 a 国税局 and 2 a 地税局, whose local codes are still printed on
+# paper taxi and fixed-amount invoices (北京出租车 111001981004) and on
+# 深圳's blockchain e-invoices (144032309110). Their digits 11–12 are not
+# the 总局 type digits below.
+LOCAL_CODE_LEADS = "12"
+
+# 12-digit code digits 11–12 -> 查验 type (codes starting with 0).
 TYPE_OF_12 = {"11": "10", "04": "04", "05": "04", "06": "11", "07": "11",
               "12": "14", "13": "08", "17": "15"}
 # 10-digit code digit 8 -> 查验 type.
@@ -56,7 +63,7 @@ def code_type(code: str | None) -> str | None:
     if code in SPECIAL_CODES:
         return "10"
     if is_digits(code, 12):
-        return TYPE_OF_12.get(code[10:12])
+        return TYPE_OF_12.get(code[10:12]) if code[0] == "0" else None
     if is_digits(code, 10):
         return TYPE_OF_10.get(code[7])
     return None
@@ -66,15 +73,15 @@ def code_defects(code: str) -> list[tuple[str, str]]:
     """Why `code` is not a well-formed 发票代码, as (English, 中文) pairs;
     empty when it is well formed.
 
-    Checks: 10 or 12 ASCII digits; a 12-digit code starts with 0 unless it is
-    one of SPECIAL_CODES; the region digits name a known province.
+    Checks: 10 or 12 ASCII digits; a 12-digit code starts with 0, 1 or 2;
+    the region digits name a known province.
     """
     if not is_digits(code) or len(code) not in (10, 12):
         return [(f"发票代码 {code!r} must be 10 or 12 digits", f"发票代码 {code} 应为10位或12位数字")]
     defects = []
-    if len(code) == 12 and code[0] != "0" and code not in SPECIAL_CODES:
-        defects.append((f"a 12-digit 发票代码 starts with 0, not {code[0]}",
-                        f"12位发票代码应以0开头，实为{code[0]}"))
+    if len(code) == 12 and code[0] not in LOCAL_CODE_LEADS + "0":
+        defects.append((f"a 12-digit 发票代码 starts with 0, 1 or 2, not {code[0]}",
+                        f"12位发票代码应以0、1或2开头，实为{code[0]}"))
     region = code_region_digits(code)
     if region and region[:2] not in PROVINCES:
         defects.append((f"region digits {region} name no province", f"地区代码 {region} 不是已知省份"))

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 from agent.model import FIELD_NAMES, MONEY_FIELDS, Invoice
 from agent.validate.amounts import WordsError, parse_words
 from agent.validate.codes import (
-    CODED_KINDS, NUMBER_ONLY_KINDS, QR_KINDS_OF_TYPE, code_defects, code_type, is_digits,
+    CODED_KINDS, LOCAL_CODE_LEADS, NUMBER_ONLY_KINDS, QR_KINDS_OF_TYPE, code_defects, code_type, is_digits,
     region_matches, region_of, shudian_number_defects,
 )
 from agent.validate.ranges import number_of, out_of_range
@@ -184,9 +184,18 @@ def _expired(inv: Invoice, ctx: Context) -> Iterator[Finding]:
 
 def _check_code_format(inv: Invoice, ctx: Context) -> Iterator[Finding]:
     value = ctx.text["check_code"]
-    # Printed as 4 groups of 5: the spaces are layout, not content.
+    # Printed as 4 groups of 5: the spaces are layout, not content. 深圳's
+    # blockchain e-invoices (a local 1… code) print the last 5 hex digits of
+    # their hash instead, e.g. 10a19.
+    if value is not None and _blockchain_check_code(value, ctx.text["code"]):
+        return
     if value is not None and not is_digits("".join(value.split()), 20):
         yield Finding("check_code", f"校验码 {value} must be 20 digits", f"校验码 {value} 应为20位数字")
+
+
+def _blockchain_check_code(value: str, code: str | None) -> bool:
+    return (len(value) == 5 and all(c in "0123456789abcdef" for c in value)
+            and is_digits(code, 12) and code[0] in LOCAL_CODE_LEADS)
 
 
 def _tax_ids(ctx: Context, wanted: str) -> Iterator[tuple[str, str, str]]:

@@ -13,7 +13,8 @@ from agent.extract import extract_bytes
 from tests.conftest import SAMPLES
 
 EXPECTED = json.loads((SAMPLES / "expected.json").read_text(encoding="utf-8"))
-KEYS = sorted(k for k in EXPECTED if k.endswith((".pdf", ".jpg")))
+# Every sample that is not structured data (XML/OFD: test_samples_structured.py).
+KEYS = sorted(k for k in EXPECTED if not k.endswith((".xml", ".ofd")))
 FIELDS = ("is_invoice", "kind", "title", "code", "number", "date", "check_code", "amount", "tax",
           "total", "total_in_words", "buyer_name", "buyer_tax_id", "seller_name", "seller_tax_id", "qr")
 
@@ -25,7 +26,25 @@ NEEDS_OCR = {
     ("renoyuan__easyofd/fc87372-test_img0.jpg", f)
     for f in ("buyer_name", "buyer_tax_id", "seller_name", "seller_tax_id", "tax", "total",
               "total_in_words")
+} | {
+    # No QR at all: the 代码 and 号码 of a paper taxi invoice, by their structure.
+    ("aymanajal__picture-bed/发票2.jpg", f) for f in ("code", "number")
+} | {
+    ("imethanlee__OCR/invoice.png", f)
+    for f in ("buyer_name", "buyer_tax_id", "seller_name", "seller_tax_id", "tax", "total", "total_in_words")
 }
+
+# (sample, field) that only issue 13's larger mechanisms can read. Each is
+# empty today, never wrong (test_one_record_without_conflicts_or_invented_values),
+# and its strict xfail turns into a failure the day it is read.
+_PAPER_PHOTO = ("issue 13: photo of a paper taxi invoice with no QR: OCR garbles the red title and "
+                "cannot see the faint date")
+NOT_YET_READ = {
+    ("aymanajal__picture-bed/发票2.jpg", "title"): _PAPER_PHOTO,
+    ("aymanajal__picture-bed/发票2.jpg", "date"): _PAPER_PHOTO,
+}
+# Files that give no record at all yet.
+NO_RECORD_YET: dict[str, str] = {}
 
 
 @lru_cache(maxsize=None)
@@ -38,7 +57,9 @@ def _cases():
         for field in FIELDS:
             if EXPECTED[key].get(field) is None:
                 continue
-            yield pytest.param(key, field, id=f"{key.split('/')[-1][:40]}:{field}")
+            marks = [pytest.mark.xfail(strict=True, reason=NOT_YET_READ[key, field])] \
+                if (key, field) in NOT_YET_READ else []
+            yield pytest.param(key, field, id=f"{key.split('/')[-1][:40]}:{field}", marks=marks)
 
 
 @pytest.mark.parametrize("key,field", list(_cases()))
@@ -65,7 +86,11 @@ def test_without_ocr_a_scan_gives_its_qr_fields_and_nothing_printed():
     assert all(record[field] is None for k, field in NEEDS_OCR if k == key)
 
 
-@pytest.mark.parametrize("key", KEYS)
+@pytest.mark.parametrize("key", [
+    pytest.param(key, marks=[pytest.mark.xfail(strict=True, reason=NO_RECORD_YET[key])]
+                 if key in NO_RECORD_YET else [])
+    for key in KEYS
+])
 def test_one_record_without_conflicts_or_invented_values(key):
     got = records(key)
     assert len(got) == 1
@@ -85,5 +110,8 @@ def test_didi_trip_list_is_not_an_invoice():
 
 
 def test_every_pdf_and_jpg_sample_is_covered():
-    assert len(KEYS) == 10
-    assert len(NEEDS_OCR) == 9
+    assert set(KEYS) == {k for k in EXPECTED if k.endswith((".pdf", ".jpg", ".png"))}
+    assert len(KEYS) >= 20
+    for key, field in NEEDS_OCR | set(NOT_YET_READ):
+        assert key in KEYS and EXPECTED[key][field] is not None, (key, field)
+    assert set(NO_RECORD_YET) <= set(KEYS)

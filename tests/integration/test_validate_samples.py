@@ -49,7 +49,13 @@ def test_genuine_invoices_have_no_problems(expected_fields):
     genuine = [k for k, v in expected_fields.items() if v["is_invoice"] and k not in FAKE_SELLERS]
     assert len(genuine) >= 14
     for name in genuine:
-        assert judge(expected_fields[name]) == [], name
+        problems = judge(expected_fields[name])
+        if expected_fields[name]["total"] is None:
+            # The 价税合计 cannot be read off the paper (the taxi fare's is
+            # under the seal): that, and nothing else, is left for 补录.
+            assert [(p.code, p.field) for p in problems] == [("amount-sum", "total")], name
+        else:
+            assert problems == [], name
 
 
 def test_samples_expire_and_come_from_their_regions(expected_fields):

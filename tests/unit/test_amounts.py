@@ -30,11 +30,25 @@ def test_written_as_printed_and_read_back(amount, words):
 
 
 def test_every_sample_total_in_words(expected_fields):
+    # Issuers print 圆 or 元 (深圳's blockchain invoices write 玖佰陆拾贰元整):
+    # the 大写 as printed must read as the 小写 and pass the words rule, and
+    # what we write must read back to the same value, whichever unit it uses.
+    import datetime as dt
+
+    from agent.model import Invoice
+    from agent.validate import ValidationSettings, validate
+
     pairs = [(v["total"], v["total_in_words"]) for v in expected_fields.values() if v.get("total_in_words")]
     assert len(pairs) >= 10
+    assert any("元" in words for _, words in pairs) and any("圆" in words for _, words in pairs)
     for total, words in pairs:
-        assert to_words(Decimal(total)) == words
-        assert parse_words(words) == Decimal(total)
+        assert parse_words(words) == Decimal(total), words
+        assert parse_words(to_words(Decimal(total))) == Decimal(total)
+        inv = Invoice()
+        inv.offer("total", Decimal(total), "xml")
+        inv.offer("total_in_words", words, "xml")
+        problems = validate(inv, ValidationSettings(), today=dt.date(2026, 1, 1))
+        assert "words-mismatch" not in {p.code for p in problems}, words
 
 
 @pytest.mark.parametrize("words,amount", [
@@ -42,6 +56,7 @@ def test_every_sample_total_in_words(expected_fields):
     ("拾万圆整", "100000"), ("壹仟伍拾圆整", "1050"), ("壹万 零陆佰 圆整", "10600"),
     ("叁佰圆", "300"), ("负叁佰圆整", "-300"), ("(负数)叁佰圆整", "-300"),
     ("壹佰圆伍分", "100.05"), ("柒拾叁圆贰角", "73.20"), ("壹亿零伍拾万圆整", "100500000"),
+    ("玖佰陆拾贰元整", "962"), ("叁佰零柒元陆角肆分", "307.64"),
 ])
 def test_accepted_variants(words, amount):
     assert parse_words(words) == Decimal(amount)

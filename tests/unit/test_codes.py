@@ -19,19 +19,22 @@ from agent.validate.regions import PROVINCES
     ("1100191300", "04"), ("1100191600", "04"), ("1100191400", None),
     ("4400191100", "01"), ("4400191500", "01"), ("4400191200", "02"), ("4400191700", "02"),
     ("011002680026", None),  # unknown type digits 26 (a 百望 test invoice)
+    ("111001981004", None), ("144032309110", None),  # local codes: digits 11–12 are not the 总局 type
     ("04200220041", None), ("abc", None), (None, None),
 ])
 def test_code_type(code, expected):
     assert code_type(code) == expected
 
 
-@pytest.mark.parametrize("code", ["042002200411", "144031539110", "1100191300", "035021900111"])
+# 1… and 2… are 国税/地税 local codes: a Beijing taxi invoice, a 深圳 blockchain e-invoice.
+@pytest.mark.parametrize("code", ["042002200411", "144031539110", "1100191300", "035021900111",
+                                  "111001981004", "144032309110", "244031900104"])
 def test_well_formed_codes(code):
     assert code_defects(code) == []
 
 
 @pytest.mark.parametrize("code,fragment", [
-    ("142002200411", "starts with 0"), ("099002200411", "no province"),
+    ("342002200411", "starts with 0, 1 or 2"), ("942002200411", "starts with 0, 1 or 2"), ("099002200411", "no province"),
     ("9900191130", "no province"), ("04200220041", "10 or 12 digits"), ("04200220041X", "10 or 12 digits"),
     ("０４２００２２００４１１", "10 or 12 digits"),
 ])

@@ -148,6 +148,67 @@ def test_line_items_are_kept_only_when_they_sum_to_the_totals():
     assert bad.items == []
 
 
+def test_a_missed_total_row_takes_the_lines_tax_only_when_three_readings_agree():
+    # A real screenshot (imethanlee__OCR/invoice.png): OCR reads the goods line
+    # and the 价税合计 but not the 合计 row's 税额.
+    from agent.model import LineItem
+    line = [LineItem("*经纪代理服务*代订机票款", amount=Decimal("37990.57"), tax=Decimal("2279.43"))]
+    printed = {"total": Decimal("40270.00"), "total_in_words": "肆万零贰佰柒拾圆整"}
+    good = qr_invoice(number="37820761", amount=Decimal("37990.57"))
+    apply_reading(good, OcrReading(dict(printed), line))
+    assert (good.get("tax"), good.fields["tax"].source, len(good.items)) == (Decimal("2279.43"), "ocr", 1)
+    # The line's 税额 misread: 金额 + 税额 is not the 价税合计.
+    misread = [LineItem("*经纪代理服务*代订机票款", amount=Decimal("37990.57"), tax=Decimal("2279.48"))]
+    bad = qr_invoice(number="37820761", amount=Decimal("37990.57"))
+    apply_reading(bad, OcrReading(dict(printed), misread))
+    assert bad.get("tax") is None and bad.items == []
+    # A 价税合计 that nothing confirms (no 大写, no QR) confirms no tax.
+    alone = qr_invoice(number="37820761", amount=Decimal("37990.57"))
+    apply_reading(alone, OcrReading({"total": Decimal("40270.00")}, line))
+    assert alone.get("tax") is None
+
+
+# -- a print with no QR: the identity by its structure alone ---------------------
+
+def taxi(**fields) -> OcrReading:
+    # What OCR reads off a photo of a 北京 taxi invoice: 代码 and 号码 with no label.
+    return OcrReading({"code": "111001981004", "number": "24698650", **fields}, says_invoice=True)
+
+
+def test_a_print_with_a_sound_code_and_number_is_an_invoice_read_by_ocr_alone():
+    invoice = ocr.invoice_from_print(taxi())
+    assert (invoice.get("code"), invoice.get("number")) == ("111001981004", "24698650")
+    assert {f.source for f in invoice.fields.values()} == {"ocr"}
+    assert codes(invoice) == [("ocr-only", None)]
+
+
+@pytest.mark.parametrize("reading", [
+    taxi(code="991001981004"),                       # no such region
+    taxi(number="2469865"),                          # 7 digits under a 代码
+    taxi(code=None),                                 # an 8-digit 号码 alone is no identity
+    OcrReading({"code": "111001981004", "number": "24698650"}),  # nothing says 发票
+    OcrReading({"number": "25997000002856140513"}, says_invoice=True),  # 数电: province 99
+    OcrReading({}, error="engine failed", says_invoice=True),
+])
+def test_a_print_without_a_sound_identity_is_no_invoice(reading):
+    assert ocr.invoice_from_print(reading) is None
+
+
+def test_money_from_the_print_alone_stays_only_when_a_second_reading_confirms_it():
+    fare = ocr.invoice_from_print(taxi(total=Decimal("53.88")))  # 53.80 misread, nothing to check it by
+    assert fare.get("total") is None and ("ocr-unverified", "total") in codes(fare)
+    confirmed = ocr.invoice_from_print(taxi(total=Decimal("113.00"), total_in_words="壹佰壹拾叁圆整",
+                                            amount=Decimal("100.00"), tax=Decimal("13.00")))
+    assert (confirmed.get("total"), confirmed.get("amount"), confirmed.get("tax")) == (
+        Decimal("113.00"), Decimal("100.00"), Decimal("13.00"))
+    partial = ocr.invoice_from_print(taxi(total=Decimal("113.00"), total_in_words="壹佰壹拾叁圆整",
+                                          amount=Decimal("100.00")))
+    assert partial.get("total") == Decimal("113.00") and partial.get("amount") is None
+    shudian = ocr.invoice_from_print(OcrReading(
+        {"number": "25317000002856140513", "date": __import__("datetime").date(2025, 11, 8)}, says_invoice=True))
+    assert shudian.get("number") == "25317000002856140513" and shudian.get("code") is None
+
+
 # -- geometry -----------------------------------------------------------------
 
 def box(text, left, top, width=200, height=20) -> TextBox:

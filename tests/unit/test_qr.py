@@ -16,6 +16,9 @@ from agent.model import Invoice
 KNOWN_CRC_MISMATCH = {
     "01,10,042002200411,50440169,272.25,20230811,01366232855399948930,6552,",
     "01,10,011002680026,71500013,9709.00,20200220,03272875819686271285,1818,",
+    # imethanlee__OCR/invoice.png: zxing and zbar agree on the payload, and
+    # every field matches the print; only the check field does not.
+    "01,10,044031900211,37820761,37990.57,20200706,05660235979008260151,EF5B,",
 }
 
 
@@ -38,7 +41,9 @@ def test_every_invoice_qr_in_expected_json_parses_to_its_fields(expected_fields)
     seen = 0
     for name, exp in _sample_qrs(expected_fields):
         payload = parse_qr(exp["qr"])
-        if not exp["is_invoice"]:
+        if not exp["is_invoice"] or exp["kind"] is None:
+            # Not an invoice, or an invoice whose QR is not the comma format
+            # (深圳's blockchain invoices carry a verification URL).
             assert payload is None, name
             continue
         seen += 1
@@ -51,7 +56,8 @@ def test_every_invoice_qr_in_expected_json_parses_to_its_fields(expected_fields)
         assert payload.date.isoformat() == exp["date"], name
         money = exp["amount"] if payload.kind in {"01", "04", "10", "20"} else exp["total"]
         assert f"{payload.amount:.2f}" == money, name
-    assert seen == 17
+    assert seen == sum(1 for v in expected_fields.values() if v["is_invoice"] and v["qr"] and v["kind"])
+    assert seen >= 17
 
 
 def test_sample_crcs_match_except_the_known_odd_ones(expected_fields):
@@ -67,7 +73,7 @@ def test_sample_crcs_match_except_the_known_odd_ones(expected_fields):
             assert ok is None, qr
         else:
             assert ok is True, qr
-    assert sum(1 for ok in results.values() if ok) == 12  # distinct payloads that match
+    assert sum(1 for ok in results.values() if ok) >= 20  # distinct payloads that match
 
 
 def test_railway_payload_uses_modbus_and_lowercase_hex():

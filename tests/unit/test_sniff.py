@@ -25,7 +25,7 @@ def test_every_sample_is_sniffed_by_its_content(samples_dir, expected_fields):
     for name in expected_fields:
         got = sniff((samples_dir / name).read_bytes())
         suffix = name.rsplit(".", 1)[-1]
-        want = SAMPLE_FORMATS.get(name, {"pdf": "pdf", "ofd": "ofd", "xml": "xml", "jpg": "jpeg"}[suffix])
+        want = SAMPLE_FORMATS.get(name, {"pdf": "pdf", "ofd": "ofd", "xml": "xml", "jpg": "jpeg", "png": "png"}[suffix])
         assert got == want, name
 
 

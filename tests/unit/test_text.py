@@ -195,3 +195,39 @@ def test_spaced_labels_do_not_glue_number_columns():
     items = parse_text(normalize_text(text)).items
     assert str(items[0].amount) == "79569.48"
     assert (items[0].quantity, items[0].unit_price) == (Decimal("2"), Decimal("39784.74"))
+
+
+def test_the_mark_before_the_words_total_is_left_out():
+    text = "价税合计（大写）   ⊗ 叁佰圆整          （小写）¥300.00\n发票号码:26427000000145889304"
+    assert parse_text(normalize_text(text)).fields["total_in_words"] == "叁佰圆整"
+    glued = "价税合计（大写）   ⊗叁佰圆整          （小写）¥300.00"
+    assert parse_text(normalize_text(glued)).fields["total_in_words"] == "叁佰圆整"
+    negative = "价税合计（大写）   ⊗负叁佰圆整          （小写）¥-300.00"
+    assert parse_text(normalize_text(negative)).fields["total_in_words"] == "负叁佰圆整"
+
+
+def test_a_unit_price_glued_to_the_amount_is_split_by_the_tax_or_not_at_all():
+    # Real layouts: 深圳's blockchain invoice and a 数电 invoice print the
+    # unit price and the amount with no gap; only amount × rate = tax tells
+    # where the amount starts. Without a usable tax the amount stays empty.
+    text = """货物或应税劳务、服务名称   规格型号   单位   数量    单价    金额    税率    税额
+*住宿服务*住宿费                    间      1.00        907.54716981907.55          6%    54.45
+*移动通信设备*智能电话华为 WATCH      台         11582.300884955751582.30 13%               205.70
+*住宿服务*住宿费                    间      2           300.00600.00         免税   ***
+*餐饮服务*餐费                              11.0011.00    13%    1.43
+*出口*样品                                  15.0015.00    0%     0.00
+"""
+    items = parse_text(normalize_text(text)).items
+    assert [str(i.amount) for i in items] == ["907.55", "1582.30", "None", "11.00", "None"]
+
+
+def test_blockchain_title_and_five_hex_check_code_only_under_a_local_code():
+    face = "深圳电子普通发票        发票代码:144032309110\n发票号码:09826096\n校验码:10a19\n"
+    f = parse_text(normalize_text(face)).fields
+    assert (f["title"], f["check_code"]) == ("深圳电子普通发票", "10a19")
+    # Under a 总局 code, 5 characters are only part of a 20-digit code the
+    # layout broke: never a 校验码.
+    vat = "发票代码:044031900211\n发票号码:37820761\n校验码:05660 2359x 79008 26015\n"
+    assert "check_code" not in parse_text(normalize_text(vat)).fields
+    spaced = "发票代码:144032309110\n校验码:05660 23597 9008\n"
+    assert "check_code" not in parse_text(normalize_text(spaced)).fields

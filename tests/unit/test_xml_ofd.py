@@ -364,3 +364,19 @@ def test_extract_path_refuses_what_is_not_a_readable_regular_file(tmp_path):
         with pytest.raises(ExtractError) as e:
             extract_path(path)
         assert e.value.reason == "unreadable", path
+
+
+@pytest.mark.parametrize("mark", ["ⓧ ", "ⓧ", "⊗ ", "\n  ⊗"])
+def test_the_mark_printed_before_the_words_total_is_not_part_of_it(mark):
+    # nuonuo OFDs print "ⓧ 肆佰伍拾陆圆整" as one TextCode.
+    texts = {"62": "电子发票（普通发票）", "70": "83089647", "81": f"{mark}肆佰伍拾陆圆整"}
+    [inv] = read_ofd(make_ofd(page_texts=texts))
+    assert inv.get("total_in_words") == "肆佰伍拾陆圆整"
+
+
+def test_an_ofd_without_title_text_takes_the_title_its_qr_implies():
+    qr = "01,32,,26427000000173034809,59.00,2026-01-22,,"
+    buf = io.BytesIO()
+    segno.make(qr, error="m").save(buf, kind="png", scale=4)
+    [inv] = read_ofd(make_ofd(tag=None, page_texts={}, extra={"Doc_0/Res/image_1.png": buf.getvalue()}))
+    assert (inv.get("title"), inv.to_dict()["sources"]["title"]) == ("电子发票（普通发票）", "qr")
