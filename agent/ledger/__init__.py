@@ -11,8 +11,10 @@ methods. Guarantees:
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -37,8 +39,11 @@ class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin):
 
     def __init__(self, path: str | Path, *, readonly: bool = False):
         self.path = Path(path)
+        self.readonly = readonly
         if not readonly:
             self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+            # Created 0640 before SQLite sees it: its -wal and -shm take this mode.
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o640))
         uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
         self.conn = sqlite3.connect(uri, uri=True, isolation_level=None,
                                     timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
@@ -53,10 +58,16 @@ class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin):
         self.conn.execute("PRAGMA foreign_keys = ON")
         if not readonly:
             self.migrate()
+            # Also at exit for a ledger never closed (a CLI command's).
+            self._closer = weakref.finalize(self, _close_writer, self.conn, self.path)
 
     def close(self) -> None:
-        """Close the connection; the ledger stays consistent on disk."""
-        self.conn.close()
+        """Close the connection; the ledger stays consistent on disk, and a
+        writer leaves -wal and -shm in place for readers (`_keep_wal_files`)."""
+        if self.readonly:
+            self.conn.close()
+        else:
+            self._closer()
 
     def __enter__(self) -> "Ledger":
         return self
@@ -185,6 +196,34 @@ class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin):
             c.execute("INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT(key) "
                       "DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at",
                       (key, value, now))
+
+
+def _close_writer(conn: sqlite3.Connection, path: Path) -> None:
+    conn.close()
+    _keep_wal_files(path)
+
+
+def _keep_wal_files(path: Path) -> None:
+    # A read-only connection can open a WAL ledger only when its -wal and
+    # -shm exist (it may not create them: the read group cannot write the
+    # state folder), and SQLite deletes both when the last writer closes.
+    # Empty ones are valid: no frames, and a writer re-initialises the -shm.
+    # Same owner and group as the ledger, so root never leaves its own.
+    try:
+        st = path.stat()
+    except OSError:
+        return
+    for suffix in ("-wal", "-shm"):
+        try:
+            fd = os.open(path.with_name(path.name + suffix), os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW,
+                         st.st_mode & 0o660)
+        except OSError:
+            continue
+        try:
+            if os.geteuid() == 0:
+                os.fchown(fd, st.st_uid, st.st_gid)
+        finally:
+            os.close(fd)
 
 
 def _statements(script: str) -> Iterator[str]:
