@@ -222,16 +222,30 @@ def _run_as_module() -> bool:
     return getattr(main, "__package__", None) == "service" or sys.argv[0].endswith("__main__.py")
 
 
-def enforce(path: str, access: dict) -> None:
-    """The check made before every command: the role, then for a write
-    either become the service user (root) or tell a person the `sudo -u`
-    line. Exits 3 with one line when denied."""
+def trusted_config(config_path: os.PathLike | None, who: Identity, service_user: str) -> None:
+    """Raise AccessDenied when a person behind sudo brings their own config:
+    its [access] section would grant them any role. Under sudo only a file
+    owned by root or the service user, writable by nobody else, counts."""
+    if who.invoker_uid in (None, 0) or config_path is None:
+        return
+    st = os.stat(config_path)
+    if st.st_uid not in (0, service_uid(service_user)) or st.st_mode & 0o022:
+        raise AccessDenied(f"under sudo the config must be owned by root or {service_user} and writable by "
+                           f"nobody else; {config_path} is owned by {user_name(st.st_uid)} "
+                           f"(mode {st.st_mode & 0o777:o})")
+
+
+def enforce(path: str, access: dict, config_path: os.PathLike | None = None) -> None:
+    """The check made before every command: the config's trust under sudo,
+    the role, then for a write either become the service user (root) or tell
+    a person the `sudo -u` line. Exits 3 with one line when denied."""
     global _current_role
     role = role_of(path)
     _current_role = role
     service_user = access["service_user"]
     who = identity(service_user)
     try:
+        trusted_config(config_path, who, service_user)
         check(role, access, who)
         if role in WRITE_ROLES:
             svc = service_uid(service_user)

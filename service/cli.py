@@ -75,7 +75,8 @@ def _guard(cmd: click.Command, path: str = "") -> None:
         if access.role_of(path) != access.NONE:
             from service.context import load  # context imports access; keep the import graph flat
 
-            access.enforce(path, load(click.get_current_context()).access)
+            cfg = load(click.get_current_context())
+            access.enforce(path, cfg.access, cfg.path)
         return callback(*args, **kwargs)
 
     guarded.__guarded__ = True

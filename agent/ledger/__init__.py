@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import threading
 import weakref
 from contextlib import contextmanager
@@ -43,7 +44,7 @@ class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin):
         if not readonly:
             self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
             # Created 0640 before SQLite sees it: its -wal and -shm take this mode.
-            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o640))
+            _create_empty(self.path, 0o640)
         uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
         self.conn = sqlite3.connect(uri, uri=True, isolation_level=None,
                                     timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
@@ -208,22 +209,29 @@ def _keep_wal_files(path: Path) -> None:
     # -shm exist (it may not create them: the read group cannot write the
     # state folder), and SQLite deletes both when the last writer closes.
     # Empty ones are valid: no frames, and a writer re-initialises the -shm.
-    # Same owner and group as the ledger, so root never leaves its own.
     try:
         st = path.stat()
     except OSError:
         return
     for suffix in ("-wal", "-shm"):
-        try:
-            fd = os.open(path.with_name(path.name + suffix), os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW,
-                         st.st_mode & 0o660)
-        except OSError:
-            continue
-        try:
-            if os.geteuid() == 0:
-                os.fchown(fd, st.st_uid, st.st_gid)
-        finally:
-            os.close(fd)
+        _create_empty(path.with_name(path.name + suffix), st.st_mode & 0o660, owner=(st.st_uid, st.st_gid))
+
+
+def _create_empty(path: Path, mode: int, owner: tuple[int, int] | None = None) -> None:
+    # mknod, chmod and chown by name, never open(): closing any descriptor
+    # of a SQLite file drops every POSIX lock this process holds on it,
+    # including those of the other connections. Root gives the file to the
+    # ledger's owner, so a root process never leaves one of its own.
+    try:
+        os.mknod(path, 0o600 | stat.S_IFREG)
+    except OSError:
+        return  # it exists (or cannot be made): leave it as it is
+    try:
+        os.chmod(path, mode)
+        if owner and os.geteuid() == 0:
+            os.chown(path, *owner, follow_symlinks=False)
+    except OSError:
+        pass
 
 
 def _statements(script: str) -> Iterator[str]:

@@ -240,3 +240,20 @@ def _settled(cfg: Path, n: int) -> bool:
         row = ledger.conn.execute("SELECT count(*), sum(state IN ('captured', 'extracting', 'extracted')) "
                                   "FROM documents").fetchone()
     return row[0] >= n and not row[1]
+
+
+def test_under_sudo_a_config_of_ones_own_grants_nothing(site, accounts):
+    # An amender's own config saying `approve_group = <amend group>` must not
+    # make them an approver through `sudo -u <service>`.
+    cfg = _config(site, accounts)
+    assert cli(None, cfg, "ingest", str(site / "drop")).returncode == 0
+    own = site / "mine.toml"
+    own.write_text(cfg.read_text(encoding="utf-8").replace(accounts.approve_group, accounts.amend_group),
+                   encoding="utf-8")
+    shutil.chown(own, accounts.amender)
+    r = cli(accounts.svc, own, "accept", "1", "--reason", "self-granted",
+            env={"SUDO_UID": str(accounts.uid(accounts.amender))})
+    assert r.returncode == 3 and "owned by" in r.stderr, r.stderr
+    ok_cfg = cli(accounts.svc, cfg, "accept", "1", "--reason", "self-granted",
+                 env={"SUDO_UID": str(accounts.uid(accounts.amender))})
+    assert ok_cfg.returncode == 3 and accounts.approve_group in ok_cfg.stderr, ok_cfg.stderr
