@@ -17,8 +17,9 @@ no entry is treated as a service-only write, so forgetting fails closed.
   ingest, backups...) needs amend_group; SERVICE (the daemon) needs the
   service user. These write state, so they run as the service user: root
   re-executes itself as that user, and a person is told the `sudo -u` line.
-- Root and the service user pass every check; under sudo the check is made
-  on the person who ran sudo, so a sudo rule cannot widen a role.
+- Root and the service user pass every check; under `sudo -u <service>`
+  the check is made on the person who ran sudo, so a sudo rule cannot
+  widen a role.
 """
 
 from __future__ import annotations
@@ -164,14 +165,13 @@ def _person_gids(who: Identity) -> set[int]:
 
 
 def check(role: str, access: dict, who: Identity) -> None:
-    """Raise AccessDenied unless `who` holds `role`. Root and the service
-    user pass; under a trusted sudo the person who ran it is checked (root
-    behind sudo passes)."""
-    if role == NONE:
+    """Raise AccessDenied unless `who` holds `role`. Root passes (it could
+    edit the ledger anyway), so does the service user itself; under
+    `sudo -u <service user>` the person who ran sudo is checked, since a
+    sudo rule lends the service's file access, not its roles."""
+    if role == NONE or who.uid == 0 or who.invoker_uid == 0:
         return
-    person = who.invoker_uid if who.invoker_uid is not None else who.uid
-    svc = service_uid(access["service_user"])
-    if person == 0 or (who.invoker_uid is None and who.uid == svc):
+    if who.invoker_uid is None and who.uid == service_uid(access["service_user"]):
         return
     groups = role_groups(role, access)
     if not groups:

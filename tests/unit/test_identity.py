@@ -73,7 +73,17 @@ def test_a_person_without_the_group_is_denied_naming_it():
 
 def test_root_passes_and_root_behind_sudo_too():
     access.check(access.APPROVE, ACCESS, access.Identity(uid=0, name="root"))
-    access.check(access.APPROVE, ACCESS, access.Identity(uid=0, name="root", invoker_uid=0, invoker="root"))
+    access.check(access.APPROVE, ACCESS, access.Identity(uid=0, name="root", invoker_uid=4242, invoker="alice"))
+    access.check(access.APPROVE, ACCESS, access.Identity(uid=999, name="svc", invoker_uid=0, invoker="root"))
+
+
+def test_behind_sudo_to_the_service_user_the_person_is_checked():
+    nobody = pwd.getpwnam("nobody").pw_uid         # plays the service user
+    svc = {**ACCESS, "service_user": "nobody"}
+    access.check(access.AMEND, svc, access.Identity(uid=nobody, name="nobody"))   # itself: passes
+    with pytest.raises(access.AccessDenied, match="alice may not .* no-such-grp-a"):
+        access.check(access.AMEND, svc, access.Identity(uid=nobody, name="nobody", invoker_uid=424242,
+                                                        invoker="alice"))
 
 
 def test_sudo_line_is_the_exact_command():
