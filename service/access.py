@@ -250,7 +250,11 @@ def enforce(path: str, access: dict, config_path: os.PathLike | None = None) -> 
         if role in WRITE_ROLES:
             svc = service_uid(service_user)
             if who.uid == 0 and svc is not None:
-                become_service(service_user, who)
+                try:
+                    become_service(service_user, who)
+                except OSError as e:  # no setpriv/runuser: never write as root instead
+                    raise AccessDenied(f"cannot become {service_user} ({e.strerror or e}); "
+                                       f"run it as: {sudo_line(service_user)}") from None
             elif svc is not None and who.uid != svc:
                 raise AccessDenied(f"`{path}` changes the ledger, which only the service user writes; "
                                    f"run it as: {sudo_line(service_user)}")

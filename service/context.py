@@ -84,7 +84,8 @@ def open_ledger_readonly(cfg: Config) -> Ledger:
             fail(f"no ledger at {path} (nothing was captured with this config yet, or the wrong --config)",
                  code=2)
         ledger = Ledger(path, readonly=True)
-        ledger.schema_version  # the first read: opens the WAL
+        if ledger.schema_version == 0:  # the first read: opens the WAL
+            fail(f"the ledger at {path} is still being created (no tables yet); try again", code=2)
         return ledger
     except OSError as e:
         fail(f"cannot read ledger {path}: {e.strerror or e}", code=2)
