@@ -55,9 +55,9 @@ COMMAND_ROLES: dict[str, str] = {
     "run": SERVICE,
 }
 
-# Set by `guard` for the command being run: `open_ledger` reads it to open
-# read-only for READ commands.
-_current_role: str | None = None
+# Set in the click context by `enforce` for the command being run:
+# `open_ledger` reads it to open read-only for READ commands.
+_ROLE_KEY = "fapiao_agent.role"
 
 
 class AccessDenied(Exception):
@@ -130,7 +130,8 @@ def role_of(path: str) -> str:
 
 def current_role() -> str | None:
     """The role of the command being run, None outside a guarded command."""
-    return _current_role
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(_ROLE_KEY) if ctx else None
 
 
 def role_groups(role: str, access: dict) -> list[str]:
@@ -239,9 +240,10 @@ def enforce(path: str, access: dict, config_path: os.PathLike | None = None) -> 
     """The check made before every command: the config's trust under sudo,
     the role, then for a write either become the service user (root) or tell
     a person the `sudo -u` line. Exits 3 with one line when denied."""
-    global _current_role
     role = role_of(path)
-    _current_role = role
+    ctx = click.get_current_context(silent=True)
+    if ctx:
+        ctx.meta[_ROLE_KEY] = role
     service_user = access["service_user"]
     who = identity(service_user)
     try:
