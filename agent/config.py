@@ -47,6 +47,10 @@ _SCALAR_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
     # timeout_s: a document still being read after this is stopped and
     # quarantined (extract-timeout), so a hostile file holds a worker no longer.
     "extract": {"ocr": (str, "auto"), "ocr_workers": (int, 1), "timeout_s": (float, 60.0)},
+    # Roles by Unix group (service/access.py); root and service_user pass every check.
+    "access": {"read_group": (str, "fapiao-read"), "amend_group": (str, "fapiao-amend"),
+               "approve_group": (str, "fapiao-approve"), "service_user": (str, "fapiao"),
+               "self_approve_empty_fields": (bool, True)},
 }
 
 _S3_KEYS = {"endpoint_url": (str, None), "region": (str, None), "addressing_style": (str, None),
@@ -71,8 +75,10 @@ _ENUMS = {("watch", "kind"): {"scanner", "email"}, ("watch", "after"): {"keep", 
           ("backup", "addressing_style"): {"path", "virtual", "auto"},
           ("backup", "sse"): {"AES256", "aws:kms"}}
 _SCHEMES = {"destination": {"folder", "http", "https", "s3"}, "backup": {"file", "s3"}}
+_ACCOUNT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
 SECRET_KEYS = frozenset({"token", "password", "secret_access_key"})
 _URL_KEYS = frozenset({"url", "endpoint_url"})
+ACCESS_DEFAULTS = {k: v for k, (_, v) in _SCALAR_SCHEMAS["access"].items()}
 
 
 @dataclass
@@ -101,6 +107,7 @@ class Config:
     backup_policy: dict[str, Any]
     mail: dict[str, Any]
     extract: dict[str, Any] = field(default_factory=lambda: {"ocr": "auto", "ocr_workers": 1, "timeout_s": 60.0})
+    access: dict[str, Any] = field(default_factory=lambda: dict(ACCESS_DEFAULTS))
     watches: list[WatchConfig] = field(default_factory=list)
     destinations: list[dict[str, Any]] = field(default_factory=list)
     backups: list[dict[str, Any]] = field(default_factory=list)
@@ -193,6 +200,9 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path, path: Path | None = Non
         _check_adapters(name, lists[name], errors)
     if sections["extract"].get("timeout_s") == 0:
         errors.append("extract.timeout_s: must be more than 0 seconds (a document needs time to be read)")
+    for key in ("read_group", "amend_group", "approve_group", "service_user"):
+        if not _ACCOUNT_NAME.fullmatch(sections["access"].get(key, "x")):
+            errors.append(f"access.{key}: {sections['access'][key]!r} is not a Unix user or group name")
     for i, w in enumerate(lists["watch"]):
         w["path"] = str(base_dir / w["path"]) if w.get("path") else w.get("path")
     if errors:

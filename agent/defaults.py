@@ -33,6 +33,16 @@ timeout_s = 60                 # a document still being read after this is stopp
 sla_hours = 24                 # flag valid invoices not delivered within this
 reconcile_interval_s = 3600    # how often to check delivered invoices are still there
 
+[access]
+# Who may do what, by Unix group (docs/install.md: which groups, who joins which).
+# root and service_user pass every check; commands that change state run as
+# service_user (root re-runs itself as it; others use `sudo -u fapiao ...`).
+read_group = "fapiao-read"       # status, list, show, quarantine, audit ..., backup status
+amend_group = "fapiao-amend"     # amend, reject; retry, requeue, reconcile, ingest, backup verify|restore
+approve_group = "fapiao-approve" # accept (and, later, approve/decline 补录 applications)
+service_user = "fapiao"          # the account the daemon runs as; owns every state file
+self_approve_empty_fields = true # a filer may approve filling a field no source carried
+
 [[watch]]
 path = "inbox/scanner"
 kind = "scanner"               # or "email"

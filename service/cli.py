@@ -6,12 +6,14 @@ config, make one library call into `agent/`, format the result.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 
 import click
 
 import service.commands
+from service import access
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -55,6 +57,32 @@ def _accept_config_anywhere(cmd: click.Command) -> None:
                                        help="Config file (same as the global --config)."))
 
 
+def _guard(cmd: click.Command, path: str = "") -> None:
+    # The one place access is checked: every command's callback first runs
+    # access.enforce for its path ("backup verify"), whose role is listed in
+    # service/access.py COMMAND_ROLES.
+    path = f"{path} {cmd.name}".strip()
+    if isinstance(cmd, click.Group):
+        for sub in cmd.commands.values():
+            _guard(sub, path)
+        return
+    callback = cmd.callback
+    if callback is None or getattr(callback, "__guarded__", False):
+        return
+
+    @functools.wraps(callback)
+    def guarded(*args, **kwargs):
+        if access.role_of(path) != access.NONE:
+            from service.context import load  # context imports access; keep the import graph flat
+
+            cfg = load(click.get_current_context())
+            access.enforce(path, cfg.access, cfg.path)
+        return callback(*args, **kwargs)
+
+    guarded.__guarded__ = True
+    cmd.callback = guarded
+
+
 def _register_commands() -> None:
     # Every module in service/commands that defines `command` (a click
     # command or group), and optionally `extra_commands`, is added: a new
@@ -64,6 +92,7 @@ def _register_commands() -> None:
         for cmd in (getattr(module, "command", None), *getattr(module, "extra_commands", ())):
             if isinstance(cmd, click.Command):
                 _accept_config_anywhere(cmd)
+                _guard(cmd)
                 main.add_command(cmd)
 
 

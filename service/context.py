@@ -6,9 +6,7 @@ The service layer owns the clock; `agent/` receives `now` from here.
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import json
-import os
 import sys
 from typing import Any
 
@@ -19,6 +17,7 @@ from agent.errors import AgentError, ConfigError
 from agent.ledger import Ledger, utc
 from agent.validate import ValidationSettings
 from agent.vault import Vault
+from service import access
 
 
 def now_dt() -> dt.datetime:
@@ -36,32 +35,65 @@ def today() -> dt.date:
     return (now_dt() + dt.timedelta(hours=8)).date()
 
 
-def actor(prefix: str = "cli") -> str:
-    """Who is acting, for the audit log: `cli:<OS user>` or `daemon:<pid>`."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
-    return f"{prefix}:{user}"
+def actor(prefix: str = "cli", service_user: str | None = None) -> str:
+    """Who is acting, for the audit log: `cli:alice`, `cli:alice (sudo → fapiao)`
+    or `daemon:fapiao`; from the effective uid, never from LOGNAME/USER
+    (see service/access.py). `service_user` defaults to the running
+    command's [access] service_user."""
+    return access.actor(prefix, service_user or _service_user())
+
+
+def _service_user() -> str:
+    ctx = click.get_current_context(silent=True)
+    cfg = (ctx.obj or {}).get("config") if ctx else None
+    return cfg.access["service_user"] if cfg else "fapiao"
 
 
 def load(ctx: click.Context) -> Config:
     """The config named by --config / FAPIAO_AGENT_CONFIG / the search path;
     exits with status 2 and one line per problem when it is invalid."""
     try:
-        return load_config(ctx.obj.get("config_path") if ctx.obj else None)
+        cfg = load_config(ctx.obj.get("config_path") if ctx.obj else None)
     except ConfigError as e:
         fail(str(e), code=2)
+    ctx.ensure_object(dict)["config"] = cfg
+    return cfg
 
 
 def open_ledger(cfg: Config) -> Ledger:
-    """The ledger of this config (created on first use)."""
+    """The ledger of this config. Read commands (access.READ) get it
+    read-only and never create it (missing: one line, exit 2); write
+    commands create it on first use."""
+    if access.current_role() == access.READ:
+        return open_ledger_readonly(cfg)
     try:
         return Ledger(cfg.ledger_path)
     except OSError as e:
         fail(f"cannot open ledger {cfg.ledger_path}: {e}")
     except Exception as e:  # sqlite3 errors: a read-only disk, a corrupt file
         fail(f"cannot open ledger {cfg.ledger_path}: {e}")
+
+
+def open_ledger_readonly(cfg: Config) -> Ledger:
+    """The ledger opened read-only: works for a member of the read group who
+    cannot write the state folder (WAL: see Ledger.close). Exits 2 with one
+    line when there is no ledger or it cannot be read."""
+    path = cfg.ledger_path
+    try:
+        if not path.is_file():
+            fail(f"no ledger at {path} (nothing was captured with this config yet, or the wrong --config)",
+                 code=2)
+        ledger = Ledger(path, readonly=True)
+        if ledger.schema_version == 0:  # the first read: opens the WAL
+            fail(f"the ledger at {path} is still being created (no tables yet); try again", code=2)
+        return ledger
+    except OSError as e:
+        fail(f"cannot read ledger {path}: {e.strerror or e}", code=2)
+    except Exception as e:  # sqlite3 errors: no -wal/-shm beside it, not a database
+        hint = ""
+        if not path.with_name(path.name + "-shm").exists():
+            hint = " (its -wal/-shm files are missing: start the daemon, which keeps them for readers)"
+        fail(f"cannot read ledger {path}: {e}{hint}", code=2)
 
 
 def open_vault(cfg: Config) -> Vault:

@@ -30,7 +30,8 @@ from agent.validate import ValidationSettings
 from agent.vault import Vault
 from service import log as logsetup
 from service import systemd
-from service.context import actor, now, today
+from service.access import service_actor
+from service.context import now, today
 from service.intake import Intake
 from service.loops import start_loops
 from service.watch import FolderWatcher
@@ -58,7 +59,7 @@ class Daemon:
     def __init__(self, config_path: str | None):
         self.config_path = config_path
         self.cfg: Config = load_config(config_path)
-        self.actor = actor("daemon")
+        self.actor = service_actor("daemon")
         self.wake = threading.Event()
         self.stopping = False
         self.reload_requested = False

@@ -11,8 +11,11 @@ methods. Guarantees:
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import threading
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -37,8 +40,11 @@ class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin):
 
     def __init__(self, path: str | Path, *, readonly: bool = False):
         self.path = Path(path)
+        self.readonly = readonly
         if not readonly:
             self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+            # Created 0640 before SQLite sees it: its -wal and -shm take this mode.
+            _create_empty(self.path, 0o640)
         uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
         self.conn = sqlite3.connect(uri, uri=True, isolation_level=None,
                                     timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
@@ -53,10 +59,16 @@ class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin):
         self.conn.execute("PRAGMA foreign_keys = ON")
         if not readonly:
             self.migrate()
+            # Also at exit for a ledger never closed (a CLI command's).
+            self._closer = weakref.finalize(self, _close_writer, self.conn, self.path)
 
     def close(self) -> None:
-        """Close the connection; the ledger stays consistent on disk."""
-        self.conn.close()
+        """Close the connection; the ledger stays consistent on disk, and a
+        writer leaves -wal and -shm in place for readers (`_keep_wal_files`)."""
+        if self.readonly:
+            self.conn.close()
+        else:
+            self._closer()
 
     def __enter__(self) -> "Ledger":
         return self
@@ -185,6 +197,41 @@ class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin):
             c.execute("INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT(key) "
                       "DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at",
                       (key, value, now))
+
+
+def _close_writer(conn: sqlite3.Connection, path: Path) -> None:
+    conn.close()
+    _keep_wal_files(path)
+
+
+def _keep_wal_files(path: Path) -> None:
+    # A read-only connection can open a WAL ledger only when its -wal and
+    # -shm exist (it may not create them: the read group cannot write the
+    # state folder), and SQLite deletes both when the last writer closes.
+    # Empty ones are valid: no frames, and a writer re-initialises the -shm.
+    try:
+        st = path.stat()
+    except OSError:
+        return
+    for suffix in ("-wal", "-shm"):
+        _create_empty(path.with_name(path.name + suffix), st.st_mode & 0o660, owner=(st.st_uid, st.st_gid))
+
+
+def _create_empty(path: Path, mode: int, owner: tuple[int, int] | None = None) -> None:
+    # mknod, chmod and chown by name, never open(): closing any descriptor
+    # of a SQLite file drops every POSIX lock this process holds on it,
+    # including those of the other connections. Root gives the file to the
+    # ledger's owner, so a root process never leaves one of its own.
+    try:
+        os.mknod(path, 0o600 | stat.S_IFREG)
+    except OSError:
+        return  # it exists (or cannot be made): leave it as it is
+    try:
+        os.chmod(path, mode)
+        if owner and os.geteuid() == 0:
+            os.chown(path, *owner, follow_symlinks=False)
+    except OSError:
+        pass
 
 
 def _statements(script: str) -> Iterator[str]:

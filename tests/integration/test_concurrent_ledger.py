@@ -15,6 +15,7 @@ WRITER = textwrap.dedent("""
     from agent.ledger import Ledger
     from agent.model import State
     led = Ledger(sys.argv[1])
+    print("ready", flush=True)
     for i in range(int(sys.argv[2])):
         now = "2026-01-01T00:00:00.%06dZ" % i
         doc, _ = led.add_document(sha256="%064x" % i, size=1, media_type="pdf", source_kind="ingest",
@@ -30,6 +31,8 @@ def test_status_reads_while_another_process_writes(tmp_path):
     ledger = tmp_path / "state" / "ledger.sqlite3"
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(ledger), "1500"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # `status` reads a ledger, it never creates one: start once the writer made it.
+    assert writer.stdout.readline() == "ready\n"
     seen = []
     try:
         while writer.poll() is None or not seen:

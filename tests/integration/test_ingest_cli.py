@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from agent.config import load_config
 from agent.defaults import DEFAULT_CONFIG
+from agent.ledger import Ledger
 from service.cli import main
 
 
@@ -127,6 +129,7 @@ def test_a_device_node_is_refused_without_being_opened(cfg, tmp_path):
 
 
 def test_config_may_follow_the_command(cfg):
+    Ledger(load_config(cfg).ledger_path).close()  # `status` reads a ledger, it never creates one
     before = CliRunner().invoke(main, ["--config", str(cfg), "status", "--json"])
     after = CliRunner().invoke(main, ["status", "--json", "--config", str(cfg)])
     assert after.exit_code == 0, after.output

@@ -75,7 +75,8 @@ def test_verify_warnings_are_caught_even_though_rc_is_zero(tmp_path):
 
 def test_unit_has_the_required_shape():
     text = SERVICE.read_text(encoding="utf-8")
-    for line in ("Type=notify", "Restart=on-failure", "User=fapiao", "Group=fapiao",
+    for line in ("Type=notify", "Restart=on-failure", "User=fapiao", "Group=fapiao-read",
+                 "SupplementaryGroups=fapiao fapiao-drop",
                  "StateDirectory=fapiao-agent", "ConfigurationDirectory=fapiao-agent",
                  "ProtectSystem=strict", "ReadWritePaths=/srv/fapiao", "NoNewPrivileges=yes",
                  "PrivateTmp=yes", "ProtectHome=yes", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
@@ -109,6 +110,9 @@ def test_sysusers_creates_the_fapiao_user_and_group(tmp_path):
     assert user[6].endswith("nologin")
     assert int(user[2]) < 1000, "must be a system user"
     assert any(line.startswith("fapiao:") for line in group)
+    members = {line.split(":")[0]: line.split(":")[3].split(",") for line in group}
+    assert "fapiao" in members["fapiao-drop"] and "fapiao" in members["fapiao-read"]
+    assert {"fapiao-amend", "fapiao-approve"} <= set(members)
 
 
 def test_tmpfiles_creates_the_default_folders_private_to_the_group(tmp_path):
@@ -122,8 +126,10 @@ def test_tmpfiles_creates_the_default_folders_private_to_the_group(tmp_path):
     assert result.stderr.strip() == "", result.stderr
     uid = next(int(line.split(":")[2]) for line in (root / "etc/passwd").read_text().splitlines()
                if line.startswith("fapiao:"))
+    # The drop group, not the service's own group: dropping files grants no
+    # read access to the vault (group fapiao-read) or the config (group fapiao).
     gid = next(int(line.split(":")[2]) for line in (root / "etc/group").read_text().splitlines()
-               if line.startswith("fapiao:"))
+               if line.startswith("fapiao-drop:"))
     for sub in ("", "scanner", "mail", "mail/new", "mail/cur", "mail/tmp"):
         st = (root / "srv/fapiao" / sub).stat()
         assert stat.S_ISDIR(st.st_mode)

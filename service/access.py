@@ -1,0 +1,265 @@
+"""Who is acting, and whether they may: identity and roles by Unix group.
+
+Identity comes from the kernel, never from the environment: the effective
+uid's name in the password database. `LOGNAME`/`USER` are the caller's to
+set and prove nothing. `SUDO_UID` names the person behind `sudo -u fapiao`
+and is believed only when the process runs as root or as the service user,
+who are the only accounts sudo (or our own re-exec) leaves it for.
+
+Roles: every CLI command has one entry in COMMAND_ROLES. A new command
+names its role with one line there (`"approve": APPROVE`); a command with
+no entry is treated as a service-only write, so forgetting fails closed.
+`cli.py` applies `guard` to every command in one place.
+
+- READ  needs [access] read_group (amend_group and approve_group also may
+  read); opens the ledger read-only and never creates one.
+- AMEND needs amend_group; APPROVE needs approve_group; OPERATE (retry,
+  ingest, backups...) needs amend_group; SERVICE (the daemon) needs the
+  service user. These write state, so they run as the service user: root
+  re-executes itself as that user, and a person is told the `sudo -u` line.
+- Root and the service user pass every check; under `sudo -u <service>`
+  the check is made on the person who ran sudo, so a sudo rule cannot
+  widen a role.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass
+
+import click
+
+NONE, READ, AMEND, APPROVE, OPERATE, SERVICE = "none", "read", "amend", "approve", "operate", "service"
+WRITE_ROLES = frozenset({AMEND, APPROVE, OPERATE, SERVICE})
+DENIED_EXIT = 3
+
+COMMAND_ROLES: dict[str, str] = {
+    # Touch no state: the config file and the files named on the command line.
+    "config init": NONE, "config check": NONE, "extract": NONE, "check": NONE,
+    # Read the ledger (read-only).
+    "status": READ, "list": READ, "show": READ, "quarantine": READ, "search": READ, "report": READ,
+    "requests": READ, "requests show": READ, "requests list": READ,
+    "audit ledger": READ, "audit verify": READ, "audit export": READ, "backup status": READ,
+    # 补录: file, decide.
+    "amend": AMEND, "reject": AMEND, "reopen": AMEND,
+    "accept": APPROVE, "approve": APPROVE, "decline": APPROVE,
+    # Operational writes: the people who fix deliveries and intake.
+    "retry": OPERATE, "requeue": OPERATE, "reconcile": OPERATE, "ingest": OPERATE, "deliver": OPERATE,
+    "backup verify": OPERATE, "backup restore": OPERATE,
+    # The daemon itself.
+    "run": SERVICE,
+}
+
+# Set in the click context by `enforce` for the command being run:
+# `open_ledger` reads it to open read-only for READ commands.
+_ROLE_KEY = "fapiao_agent.role"
+
+
+class AccessDenied(Exception):
+    """One line telling the caller what they lack; exit status 3."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The account acting (effective uid) and, when trusted, the person who
+    ran sudo (`invoker`)."""
+
+    uid: int
+    name: str
+    invoker_uid: int | None = None
+    invoker: str | None = None
+
+    def label(self) -> str:
+        """`alice`, or `alice (sudo → fapiao)` under a trusted sudo."""
+        if self.invoker is None:
+            return self.name
+        return f"{self.invoker} (sudo → {self.name})"
+
+
+def user_name(uid: int) -> str:
+    """The password database's name for `uid`, or the number when it has none."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def service_uid(service_user: str) -> int | None:
+    """The uid of the configured service user, or None when this host has no such account."""
+    try:
+        return pwd.getpwnam(service_user).pw_uid
+    except KeyError:
+        return None
+
+
+def identity(service_user: str = "fapiao", env: dict[str, str] | None = None) -> Identity:
+    """Who is acting. Guarantee: the name comes from the effective uid, never
+    from LOGNAME/USER; SUDO_UID is used only when the effective user is root
+    or `service_user` and names a different account."""
+    env = os.environ if env is None else env
+    euid = os.geteuid()
+    me = Identity(euid, user_name(euid))
+    trusted = euid == 0 or euid == service_uid(service_user)
+    raw = env.get("SUDO_UID", "")
+    if not trusted or not raw.isdigit() or int(raw) == euid:
+        return me
+    return Identity(euid, me.name, int(raw), user_name(int(raw)))
+
+
+def actor(prefix: str = "cli", service_user: str = "fapiao") -> str:
+    """The audit trail's actor: `cli:alice`, `cli:alice (sudo → fapiao)`, `daemon:fapiao`."""
+    return f"{prefix}:{identity(service_user).label()}"
+
+
+def service_actor(prefix: str = "daemon") -> str:
+    """The daemon's actor: `daemon:<effective user>` (the service user in
+    production); whoever started it is not the one acting."""
+    return f"{prefix}:{user_name(os.geteuid())}"
+
+
+def role_of(path: str) -> str:
+    """The role a command (`"backup verify"`) needs; unknown commands are
+    service-only writes (fail closed)."""
+    return COMMAND_ROLES.get(path, SERVICE)
+
+
+def current_role() -> str | None:
+    """The role of the command being run, None outside a guarded command."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(_ROLE_KEY) if ctx else None
+
+
+def role_groups(role: str, access: dict) -> list[str]:
+    """The groups whose members hold `role` under this [access] section."""
+    if role == READ:
+        return [access["read_group"], access["amend_group"], access["approve_group"]]
+    if role in (AMEND, OPERATE):
+        return [access["amend_group"]]
+    if role == APPROVE:
+        return [access["approve_group"]]
+    return []
+
+
+def _gids(names: list[str]) -> set[int]:
+    found = set()
+    for name in names:
+        try:
+            found.add(grp.getgrnam(name).gr_gid)
+        except KeyError:
+            pass  # a group this host does not have grants nothing
+    return found
+
+
+def _person_gids(who: Identity) -> set[int]:
+    if who.invoker_uid is None:
+        return {os.getegid(), *os.getgroups()}   # the kernel's view of this process
+    try:
+        entry = pwd.getpwuid(who.invoker_uid)
+    except KeyError:
+        return set()
+    return set(os.getgrouplist(entry.pw_name, entry.pw_gid))
+
+
+def check(role: str, access: dict, who: Identity) -> None:
+    """Raise AccessDenied unless `who` holds `role`. Root passes (it could
+    edit the ledger anyway), so does the service user itself; under
+    `sudo -u <service user>` the person who ran sudo is checked, since a
+    sudo rule lends the service's file access, not its roles."""
+    if role == NONE or who.uid == 0 or who.invoker_uid == 0:
+        return
+    if who.invoker_uid is None and who.uid == service_uid(access["service_user"]):
+        return
+    groups = role_groups(role, access)
+    if not groups:
+        raise AccessDenied(f"only the service user {access['service_user']} (or root) may do this")
+    if not _gids(groups) & _person_gids(who):
+        shown = groups[0] if role != READ else " or ".join(groups)
+        raise AccessDenied(f"{who.invoker or who.name} may not do this: it needs membership of the group "
+                           f"{shown} ([access] {_key(role)})")
+
+
+def _key(role: str) -> str:
+    return {READ: "read_group", APPROVE: "approve_group"}.get(role, "amend_group")
+
+
+def sudo_line(service_user: str, argv: list[str] | None = None) -> str:
+    """The exact command to run the current command as the service user."""
+    argv = list(sys.argv if argv is None else argv)
+    prog = os.path.basename(argv[0]) if argv else "fapiao-agent"
+    if prog in ("__main__.py", "-m") or prog.startswith("python"):
+        prog = "fapiao-agent"
+    return shlex.join(["sudo", "-u", service_user, prog, *argv[1:]])
+
+
+def become_service(service_user: str, who: Identity) -> None:
+    """Replace this process (root) with the same command run as the service
+    user, so nothing it writes is owned by root. The person stays on record:
+    SUDO_UID names them (root itself when root was not behind sudo).
+    Returns only when there is no service user on this host."""
+    try:
+        entry = pwd.getpwnam(service_user)
+    except KeyError:
+        return
+    env = dict(os.environ, SUDO_UID=str(who.invoker_uid if who.invoker_uid is not None else 0),
+               SUDO_USER=who.invoker or "root", HOME=entry.pw_dir, USER=entry.pw_name, LOGNAME=entry.pw_name)
+    argv = [sys.executable, *(["-m", "service"] if _run_as_module() else [sys.argv[0]]), *sys.argv[1:]]
+    setpriv = shutil.which("setpriv")
+    if setpriv:
+        cmd = [setpriv, f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--init-groups", "--", *argv]
+    else:
+        cmd = [shutil.which("runuser") or "/sbin/runuser", "-u", service_user, "--", *argv]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvpe(cmd[0], cmd, env)
+
+
+def _run_as_module() -> bool:
+    main = sys.modules.get("__main__")
+    return getattr(main, "__package__", None) == "service" or sys.argv[0].endswith("__main__.py")
+
+
+def trusted_config(config_path: os.PathLike | None, who: Identity, service_user: str) -> None:
+    """Raise AccessDenied when a person behind sudo brings their own config:
+    its [access] section would grant them any role. Under sudo only a file
+    owned by root or the service user, writable by nobody else, counts."""
+    if who.invoker_uid in (None, 0) or config_path is None:
+        return
+    st = os.stat(config_path)
+    if st.st_uid not in (0, service_uid(service_user)) or st.st_mode & 0o022:
+        raise AccessDenied(f"under sudo the config must be owned by root or {service_user} and writable by "
+                           f"nobody else; {config_path} is owned by {user_name(st.st_uid)} "
+                           f"(mode {st.st_mode & 0o777:o})")
+
+
+def enforce(path: str, access: dict, config_path: os.PathLike | None = None) -> None:
+    """The check made before every command: the config's trust under sudo,
+    the role, then for a write either become the service user (root) or tell
+    a person the `sudo -u` line. Exits 3 with one line when denied."""
+    role = role_of(path)
+    ctx = click.get_current_context(silent=True)
+    if ctx:
+        ctx.meta[_ROLE_KEY] = role
+    service_user = access["service_user"]
+    who = identity(service_user)
+    try:
+        trusted_config(config_path, who, service_user)
+        check(role, access, who)
+        if role in WRITE_ROLES:
+            svc = service_uid(service_user)
+            if who.uid == 0 and svc is not None:
+                try:
+                    become_service(service_user, who)
+                except OSError as e:  # no setpriv/runuser: never write as root instead
+                    raise AccessDenied(f"cannot become {service_user} ({e.strerror or e}); "
+                                       f"run it as: {sudo_line(service_user)}") from None
+            elif svc is not None and who.uid != svc:
+                raise AccessDenied(f"`{path}` changes the ledger, which only the service user writes; "
+                                   f"run it as: {sudo_line(service_user)}")
+    except AccessDenied as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(DENIED_EXIT)
