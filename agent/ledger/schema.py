@@ -302,7 +302,9 @@ MIGRATIONS: list[str] = [
     # deleted, inserted or moved event and a cut tail are found by `audit
     # verify`. The events already there are chained in id order by the
     # step in STEPS, in this migration's transaction. `at` gets an index
-    # for `audit export --since`.
+    # for `audit export --since`. A backup target remembers the last event
+    # its newest ledger snapshot holds, so an operator's action is snapshot
+    # within a minute, not an hour.
     """
     ALTER TABLE events ADD COLUMN prev_hash TEXT;
     ALTER TABLE events ADD COLUMN hash TEXT;
@@ -313,6 +315,7 @@ MIGRATIONS: list[str] = [
         updated_at TEXT NOT NULL
     );
     CREATE INDEX events_at ON events(at);
+    ALTER TABLE backup_targets ADD COLUMN snapshot_event_id INTEGER NOT NULL DEFAULT 0;
     """,
 ]
 

@@ -71,6 +71,24 @@ def _move_head(conn: sqlite3.Connection, event_id: int, digest: str, now: str) -
                  "updated_at = excluded.updated_at", (event_id, digest, now))
 
 
+class TrailMixin:
+    """Part of `Ledger`: what the backup threads ask of the trail."""
+
+    def last_event_id(self) -> int:
+        """The id of the newest event (0: none)."""
+        return self.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+
+    def actions_since_snapshot(self, target: str, *, machine_actor_prefix: str) -> int:
+        """How many events not written by the machine (actor not starting
+        with `machine_actor_prefix`: an operator's amend, accept, reject,
+        ingest...) are newer than `target`'s last ledger snapshot. Reads only
+        the events after it, by id."""
+        row = self.conn.execute("SELECT snapshot_event_id FROM backup_targets WHERE name = ?", (target,)).fetchone()
+        return self.conn.execute("SELECT count(*) FROM events WHERE id > ? AND substr(actor, 1, ?) != ?",
+                                 (row[0] if row else 0, len(machine_actor_prefix),
+                                  machine_actor_prefix)).fetchone()[0]
+
+
 class TrailReader:
     """Read-only streams over one open Ledger connection, for `audit
     verify` and `audit export`. Use inside `snapshot()` so the head and the
