@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import sqlite3
 import sys
 import time
 
@@ -246,16 +247,19 @@ def export_command(ctx: click.Context, since: str, until: str | None, as_csv: bo
     out = click.get_text_stream("stdout")
     with ledger:
         reader = TrailReader(ledger)
-        with reader.snapshot():
-            rows = (_export_row(r) for r in reader.export(since=start, until=end))
-            if as_csv:
-                out.write("\ufeff")
-                write_csv(out, rows, EXPORT_COLUMNS)
-            else:
-                out.write(json.dumps({"since": start, "until": end}, ensure_ascii=False)[:-1] + ', "events": [')
-                for i, row in enumerate(rows):
-                    out.write(("," if i else "") + "\n" + json.dumps(row, ensure_ascii=False))
-                out.write("\n]}\n")
+        try:
+            with reader.snapshot():
+                rows = (_export_row(r) for r in reader.export(since=start, until=end))
+                if as_csv:
+                    out.write("\ufeff")
+                    write_csv(out, rows, EXPORT_COLUMNS)
+                else:
+                    out.write(json.dumps({"since": start, "until": end}, ensure_ascii=False)[:-1] + ', "events": [')
+                    for i, row in enumerate(rows):
+                        out.write(("," if i else "") + "\n" + json.dumps(row, ensure_ascii=False))
+                    out.write("\n]}\n")
+        except sqlite3.Error as e:  # damaged mid-way: the output is cut, and says so by the exit status
+            fail(f"cannot export from ledger {path}: {e}", code=2)
     out.flush()
 
 
