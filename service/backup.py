@@ -1,7 +1,8 @@
 """The backup threads: one per [[backup]] target, each repeating the steps of
 agent/backup/mirror.py: mirror due objects continuously, put a ledger
-snapshot every snapshot_interval_s (with retention), and verify a sample
-every verify_interval_s.
+snapshot every snapshot_interval_s (with retention), and one within a
+minute of an operator's action (amend, accept, reject...: any event the
+daemon did not write itself), and verify a sample every verify_interval_s.
 
 A target that is down is probed with a growing wait (at most
 probe_interval_s); each object tried meanwhile backs off (at most
@@ -32,6 +33,8 @@ from service.context import now_dt
 log = logging.getLogger("fapiao.backup")
 IDLE_POLL_S = 5.0
 DEFAULT_WORKERS = 4          # puts in flight per target; S3 latency, not CPU, bounds a put
+DAEMON_ACTOR_PREFIX = "daemon:"   # events the daemon writes itself (context.actor("daemon")); all others are actions
+ACTION_SNAPSHOT_GAP_S = 30.0     # snapshots for operators' actions at most this often: within a minute
 CLOCK_SLACK_S = 1.0          # a last run this far ahead of now is only threads' clocks disagreeing
 
 
@@ -117,7 +120,11 @@ class TargetRunner(Runner):
         state = ledger.backup_target(self.name)
         p = self.policy
         try:
-            if _due(state["last_snapshot_at"], p["snapshot_interval_s"], now):
+            if (_due(state["last_snapshot_at"], p["snapshot_interval_s"], now)
+                    or (_due(state["last_snapshot_at"], ACTION_SNAPSHOT_GAP_S, now)
+                        and ledger.actions_since_snapshot(self.name, machine_actor_prefix=DAEMON_ACTOR_PREFIX))):
+                # An operator's action (amend, accept, reject...) reaches the
+                # target with the next round (IDLE_POLL_S), not the next hour.
                 key = snapshot_step(ledger, self.target, now=now, retention={
                     "hourly_days": p["keep_hourly_days"], "daily_days": p["keep_daily_days"],
                     "monthly_years": p["keep_monthly_years"]})

@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence, TextIO
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 _PLAIN_NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?")
@@ -32,8 +32,14 @@ def csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> str:
     """A header row and one row per mapping (only `columns`, in order), every
     cell passed through `safe_cell`. The one CSV writer of the CLI."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore")
+    write_csv(buf, rows, columns)
+    return buf.getvalue()
+
+
+def write_csv(out: TextIO, rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    """`csv_text` written to `out` row by row as `rows` yields them, so an
+    export of any size holds one row at a time."""
+    writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: safe_cell(row.get(k)) for k in columns})
-    return buf.getvalue()

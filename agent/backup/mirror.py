@@ -219,13 +219,14 @@ def snapshot_step(ledger: Ledger, target: BackupTarget, *, now: dt.datetime,
     the snapshots retention no longer needs (`retention`: hourly_days,
     daily_days, monthly_years). Returns the key put. Target and snapshot
     errors propagate (`Transient`, `Permanent`)."""
+    held = ledger.last_event_id()   # read first: an event written meanwhile waits for the next one
     data = snapshot_sqlite(ledger.path)
     key = snapshot_key(snapshot_name(now))
     target.put(key, data, hashlib.sha256(data).hexdigest())
     names = [info.key for info in target.list(LEDGER_PREFIX)]
     for old in snapshots_to_delete(names, now, **(retention or {})):
         target.delete(old)
-    ledger.record_backup_snapshot(target.name, key, now=utc(now))
+    ledger.record_backup_snapshot(target.name, key, now=utc(now), event_id=held)
     return key
 
 

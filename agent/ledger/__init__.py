@@ -5,7 +5,8 @@ methods. Guarantees:
 - WAL mode with a busy timeout: readers never block the writer and never
   see "database is locked"; `synchronous=FULL` makes every state change
   durable when its method returns.
-- A state change and its audit event are written in one transaction.
+- A state change and its audit event are written in one transaction; the
+  event is hash-chained there (agent/ledger/trail.py).
 - Illegal transitions raise `IllegalTransition` and change nothing.
 """
 
@@ -22,11 +23,12 @@ from typing import Iterator
 
 import sqlite_utils
 
-from agent.ledger.schema import LATEST, MIGRATIONS
+from agent.ledger.schema import LATEST, MIGRATIONS, STEPS
 from agent.ledger.documents import DocumentsMixin
 from agent.ledger.deliveries import DeliveriesMixin
 from agent.ledger.backups import BackupsMixin
 from agent.ledger.source_actions import SourceActionsMixin
+from agent.ledger.trail import TrailMixin
 from agent.ledger.rows import Document, Event, Source, utc
 
 __all__ = ["Ledger", "Document", "Event", "Source", "utc"]
@@ -34,7 +36,7 @@ __all__ = ["Ledger", "Document", "Event", "Source", "utc"]
 BUSY_TIMEOUT_MS = 30_000
 
 
-class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin):
+class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin, TrailMixin):
     """One connection to the ledger file. Not shared between threads: open
     one Ledger per thread or process (they coordinate through SQLite)."""
 
@@ -92,6 +94,8 @@ class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin):
                     return version
                 for statement in _statements(MIGRATIONS[version]):
                     self.conn.execute(statement)
+                if version + 1 in STEPS:
+                    STEPS[version + 1](self.conn)
                 self.conn.execute(f"PRAGMA user_version = {version + 1}")
 
     @contextmanager

@@ -230,12 +230,14 @@ class BackupsMixin:
             c.execute("UPDATE backup_targets SET last_verify_at = ?, last_verify = ?, updated_at = ? "
                       "WHERE name = ?", (now, json.dumps(result, sort_keys=True), now, target))
 
-    def record_backup_snapshot(self, target: str, key: str, *, now: str) -> None:
-        """Remember the last ledger snapshot put on `target`."""
+    def record_backup_snapshot(self, target: str, key: str, *, now: str, event_id: int | None = None) -> None:
+        """Remember the last ledger snapshot put on `target`, and the last
+        event it holds (`event_id`, read before the snapshot was taken)."""
         with self.transaction() as c:
             self._target_row(target, now)
-            c.execute("UPDATE backup_targets SET last_snapshot_at = ?, last_snapshot = ?, updated_at = ? "
-                      "WHERE name = ?", (now, key, now, target))
+            c.execute("UPDATE backup_targets SET last_snapshot_at = ?, last_snapshot = ?, updated_at = ?, "
+                      "snapshot_event_id = coalesce(?, snapshot_event_id) WHERE name = ?",
+                      (now, key, now, event_id, target))
 
     def backup_target(self, target: str) -> dict:
         """`target`'s health row (all None before its first use) plus its rows:
@@ -248,6 +250,7 @@ class BackupsMixin:
         out["last_verify"] = json.loads(out["last_verify"]) if out.get("last_verify") else None
         out.pop("manifest_days", None)
         out.pop("enqueued_event_id", None)
+        out.pop("snapshot_event_id", None)
         out.pop("updated_at", None)
         held = self.conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM backups "
                                  "WHERE target = ? AND state = 'done'", (target,)).fetchone()
@@ -286,8 +289,8 @@ class BackupsMixin:
 
     def sidecar(self, sha256: str) -> dict | None:
         """What the ledger knows of the object `sha256`, as a JSON-ready dict
-        for its backup sidecar: each document made from it (fields, problems,
-        state, arrival), with its sources. None when no document has it."""
+        for its backup sidecar: each document made from it (id, fields,
+        problems, state, arrival), with its sources. None when no document has it."""
         docs = self.conn.execute(f"SELECT {', '.join(_SIDECAR_COLUMNS)} FROM documents WHERE sha256 = ? "
                                  "ORDER BY part, id", (sha256,)).fetchall()
         if not docs:
@@ -300,7 +303,7 @@ class BackupsMixin:
             doc["sources"] = [
                 {**dict(s), "details": json.loads(s["details"]) if s["details"] else None}
                 for s in self.conn.execute(f"SELECT {', '.join(_SOURCE_COLUMNS)} FROM sources "
-                                           "WHERE document_id = ? ORDER BY id", (doc.pop("id"),))]
+                                           "WHERE document_id = ? ORDER BY id", (doc["id"],))]
             out.append(doc)
         return {"sha256": sha256, "size": out[0]["size"], "media_type": out[0]["media_type"],
                 "documents": out}
@@ -331,7 +334,8 @@ class BackupsMixin:
         sources as recorded; a document past validation comes back `valid`,
         to be delivered again, since its delivery rows are not in the
         sidecar); without a usable sidecar, one `captured` document that the
-        daemon reads again. The object counts as held by
+        daemon reads again. Each document gets back the id its sidecar names
+        when that id is free. The object counts as held by
         `target`. Returns how many documents were added (0 when the ledger
         already has the object)."""
         docs = [d for d in (sidecar or {}).get("documents") or [] if isinstance(d, dict)]
@@ -353,12 +357,17 @@ class BackupsMixin:
                     # destination's idempotency turns a repeat into "found".
                     reason += f"; was {state}, delivered again to rebuild its delivery record"
                     state = "valid"
+                # The id it had, so references to it (applications, exports,
+                # people's notes) stay true; a new one only when that is taken.
+                old_id = d.get("id") if isinstance(d.get("id"), int) and d["id"] > 0 else None
+                if old_id is not None and c.execute("SELECT 1 FROM documents WHERE id = ?", (old_id,)).fetchone():
+                    old_id = None
                 doc_id = c.execute(
-                    "INSERT INTO documents (sha256, part, parent_id, size, media_type, source_kind, source, "
+                    "INSERT INTO documents (id, sha256, part, parent_id, size, media_type, source_kind, source, "
                     "original_name, original_path, received_at, updated_at, state, fields, problems, "
                     "invoice_key, invoice_number, invoice_date, total_cents) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (sha256, d.get("part") or 1, parent_id, d.get("size") or size, d.get("media_type"),
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (old_id, sha256, d.get("part") or 1, parent_id, d.get("size") or size, d.get("media_type"),
                      d.get("source_kind") or "restore", d.get("source"), d.get("original_name"),
                      d.get("original_path"), d.get("received_at") or now, now, state,
                      _json(d.get("fields")), _json(d.get("problems")), d.get("invoice_key"),

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 from agent.errors import AgentError, IllegalTransition, NotFoundInLedger
 from agent.ledger.rows import Document, Event, Source
+from agent.ledger.trail import append_event
 from agent.model import State, check_transition
 
 # States in which a document still owes work before it is in the finance system.
@@ -128,11 +129,9 @@ class DocumentsMixin:
 
     def _event(self, doc_id: int | None, *, now: str, actor: str, from_state: str | None,
                to_state: str | None, reason: str | None, details: dict[str, Any] | None = None) -> None:
-        self.conn.execute(
-            "INSERT INTO events (document_id, at, actor, from_state, to_state, reason, details) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (doc_id, now, actor, from_state, to_state, reason,
-             json.dumps(details, ensure_ascii=False, default=str) if details else None))
+        # The one way an event is written: chained, in the caller's transaction.
+        append_event(self.conn, doc_id, now=now, actor=actor, from_state=from_state, to_state=to_state,
+                     reason=reason, details=details)
 
     # -- reading ------------------------------------------------------------------
 

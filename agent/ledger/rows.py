@@ -73,8 +73,10 @@ class Event:
 
     @classmethod
     def from_row(cls, row) -> "Event":
-        """An Event from an `events` row, details decoded."""
-        return cls(**_decoded(row, "details"))
+        """An Event from an `events` row, details decoded (its chain hashes
+        are for `audit verify`, not part of the history shown)."""
+        d = _decoded(row, "details")
+        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})
 
 
 @dataclass

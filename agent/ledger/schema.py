@@ -3,6 +3,11 @@ number of migrations applied. Never edit a released migration: add one."""
 
 from __future__ import annotations
 
+import sqlite3
+from typing import Callable
+
+from agent.ledger.trail import TRAIL_SCHEMA, chain_existing_events
+
 MIGRATIONS: list[str] = [
     # 1: documents, where each arrived from, and the append-only event log.
     """
@@ -286,6 +291,31 @@ MIGRATIONS: list[str] = [
     ALTER TABLE documents ADD COLUMN extract_next_at TEXT;
     ALTER TABLE documents ADD COLUMN extract_error TEXT;
     """,
+    # 16: the audit events become a hash chain (agent/trail.py): each event
+    # stores the hash of the one before it and its own, and `trail_head`
+    # keeps the last one's, written in the same transaction, so an edited,
+    # deleted, inserted or moved event and a cut tail are found by `audit
+    # verify`. The events already there are chained in id order by the
+    # step in STEPS, in this migration's transaction. `at` gets an index
+    # for `audit export --since`. A backup target remembers the last event
+    # its newest ledger snapshot holds, so an operator's action is snapshot
+    # within a minute, not an hour.
+    """
+    ALTER TABLE events ADD COLUMN prev_hash TEXT;
+    ALTER TABLE events ADD COLUMN hash TEXT;
+    CREATE TABLE trail_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        event_id INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX events_at ON events(at);
+    ALTER TABLE backup_targets ADD COLUMN snapshot_event_id INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
+
+# Python steps run after a migration's SQL, inside its transaction, keyed by
+# the schema version the migration brings the file to.
+STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {TRAIL_SCHEMA: chain_existing_events}
 
 LATEST = len(MIGRATIONS)

@@ -1,18 +1,27 @@
 """`fapiao-agent audit ...`: prove what the ledger promises. `audit ledger`
-lists every violation of its invariants; exit 1 when there is one."""
+lists every violation of its invariants; exit 1 when there is one. `audit
+verify` checks the hash chain of the events; `audit export` gives auditors
+the trail as CSV or JSON."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import re
+import sqlite3
 import sys
 import time
 
 import click
 
 from agent.audit import CHECKS, END_STATES, GOAL_STATES, RULES, AuditSettings, audit_ledger
-from agent.ledger import Ledger
+from agent.ledger import Ledger, utc
 from agent.ledger.audit import AUDIT_SCHEMA
+from agent.ledger.trail import TRAIL_SCHEMA, TrailReader
+from agent.trail import BREAKS, Walked, verify_chain
 from agent.model import State
 from service.context import echo_json, fail, load, now_dt
+from service.csv_safe import write_csv
 
 
 WAITING = [s.value for s in State if s not in END_STATES and s not in GOAL_STATES]
@@ -106,3 +115,155 @@ class _Progress:
         if t - self.last >= 2.0:
             self.last = t
             click.echo(f"audit: {done}" + (f"/{total}" if total else "") + f" {stage} checked", err=True)
+
+
+def _open_trail(ctx: click.Context) -> tuple[str, Ledger]:
+    """The config's ledger opened read-only (never created), or exit 2."""
+    cfg = load(ctx)
+    if not cfg.ledger_path.is_file():
+        fail(f"no ledger at {cfg.ledger_path} (nothing was ever captured with this config?)", code=2)
+    try:
+        ledger = Ledger(cfg.ledger_path, readonly=True)
+        version = ledger.schema_version
+    except Exception as e:  # sqlite3 errors: not a database, unreadable
+        fail(f"cannot open ledger {cfg.ledger_path}: {e}", code=2)
+    if version < TRAIL_SCHEMA:
+        ledger.close()
+        fail(f"ledger {cfg.ledger_path} has schema {version}: its events are not chained yet (schema "
+             f"{TRAIL_SCHEMA}; start the daemon of this version once to migrate and chain them)", code=2)
+    return str(cfg.ledger_path), ledger
+
+
+_VERIFY_HELP = """\b
+What it finds (each break: event id, code, what is wrong):
+""" + "\n".join(f"  {code:<10} {text}" for code, text in BREAKS.items()) + """
+
+\b
+What it cannot find: the hash is not keyed. Someone who can write the
+ledger file and recomputes the hash of every later event and the trail
+head leaves a chain that verifies. Keep the head line printed here (or
+`--json` .head) somewhere else, e.g. in the audit file, and pass it back
+as --anchor ID:HASH: a rewritten trail then breaks at that anchor. Deleting
+the whole ledger, or restoring an older copy, is not a break of the chain.
+
+\b
+Examples:
+  fapiao-agent audit verify                      one line per break
+  fapiao-agent audit verify --json | jq .head    keep this elsewhere
+  fapiao-agent audit verify --anchor 1207:9f86d08188…  (full hash)"""
+
+
+def _anchor(ctx, param, values: tuple[str, ...]) -> dict[int, str]:
+    anchors = {}
+    for text in values:
+        m = re.fullmatch(r"(\d+):([0-9a-f]{64})", text.strip().lower())
+        if not m:
+            raise click.BadParameter(f"expected EVENT_ID:SHA256 (64 hex digits), got {text!r}")
+        anchors[int(m.group(1))] = m.group(2)
+    return anchors
+
+
+@command.command("verify", epilog=_VERIFY_HELP)
+@click.option("--anchor", multiple=True, callback=_anchor, metavar="ID:HASH",
+              help="An event's hash kept outside the ledger (from an earlier verify); repeatable.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object: ledger, events, head {event, hash}, breaks (event, code, message).")
+@click.pass_context
+def verify_command(ctx: click.Context, anchor: dict[int, str], as_json: bool) -> None:
+    """Walk the hash chain of the audit events, oldest first, and list
+    every break: an edited, deleted, inserted or reordered event, or a tail
+    cut or extended behind the trail head's back. Exits 0 when the chain is
+    whole, 1 with each break listed, 2 when there is no ledger (or one too
+    old to be chained). Opens the ledger read-only and never creates one;
+    safe beside a running daemon (reads one snapshot)."""
+    path, ledger = _open_trail(ctx)
+    walked, found = Walked(), []
+    with ledger:
+        reader = TrailReader(ledger)
+        try:
+            with reader.snapshot():
+                for b in verify_chain(reader.chain(), reader.head(), anchor, walked):
+                    found.append(b)
+                    if not as_json:
+                        click.echo(b.line())
+        except Exception as e:  # a ledger that is not ours, or damaged
+            fail(f"cannot verify ledger {path}: {e}", code=2)
+    head = {"event": walked.last_id, "hash": walked.last_hash}
+    if as_json:
+        echo_json({"ledger": path, "events": walked.events, "head": head,
+                   "breaks": [b.to_dict() for b in found]})
+    elif found:
+        click.echo(f"{len(found)} breaks in a trail of {walked.events} events", err=True)
+    else:
+        click.echo(f"trail whole: {walked.events} events, last {walked.last_id}:{walked.last_hash}", err=True)
+    sys.exit(1 if found else 0)
+
+
+EXPORT_COLUMNS = ("event", "at", "actor", "document", "invoice_number", "from_state", "to_state", "reason",
+                  "application", "prev_hash", "hash")
+
+
+def _moment(text: str | None, *, end: bool) -> str | None:
+    """DATE (YYYY-MM-DD, a UTC day; `--until` includes it whole) or an ISO
+    timestamp (UTC unless it has an offset) as ledger timestamp text."""
+    if not text:
+        return None
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            day = dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.timezone.utc)
+            return utc(day + dt.timedelta(days=1) if end else day)
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"expected a date like 2026-12-01 or a time like 2026-12-01T08:00+08:00, got {text!r}", code=2)
+    return utc(moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc))
+
+
+@command.command("export", epilog="""\b
+Columns: """ + ", ".join(EXPORT_COLUMNS) + """.
+Times are UTC, as in the ledger. `application` is the 补录 application
+number of an operator action, empty for the machine's own events. The CSV
+starts with a UTF-8 BOM (Excel then shows the Chinese) and no cell can run
+as a spreadsheet formula. Rows are streamed: any size of ledger.
+
+\b
+Examples:
+  fapiao-agent audit export --since 2026-12-01 --csv > trail-december.csv
+  fapiao-agent audit export --since 2026-12-01 --until 2026-12-31 --json""")
+@click.option("--since", required=True, metavar="DATE", help="First day (YYYY-MM-DD, UTC) or an ISO time.")
+@click.option("--until", metavar="DATE", help="Last day, included whole (YYYY-MM-DD, UTC), or an ISO time (excluded).")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a UTF-8 BOM.")
+@click.option("--json", "as_json", is_flag=True,
+              help='One JSON object: {"since", "until", "events": [...]}, events with the columns below.')
+@click.pass_context
+def export_command(ctx: click.Context, since: str, until: str | None, as_csv: bool, as_json: bool) -> None:
+    """Write the audit trail from --since (to --until) for auditors: every
+    event in chain order with its time, actor, document, invoice number,
+    states, reason, application number and hashes. Exactly one of --csv and
+    --json. Read-only; never creates a ledger; exit 2 when there is none."""
+    if as_csv == as_json:
+        fail("choose one of --csv and --json", code=2)
+    start, end = _moment(since, end=False), _moment(until, end=True)
+    path, ledger = _open_trail(ctx)
+    out = click.get_text_stream("stdout")
+    with ledger:
+        reader = TrailReader(ledger)
+        try:
+            with reader.snapshot():
+                rows = (_export_row(r) for r in reader.export(since=start, until=end))
+                if as_csv:
+                    out.write("\ufeff")
+                    write_csv(out, rows, EXPORT_COLUMNS)
+                else:
+                    out.write(json.dumps({"since": start, "until": end}, ensure_ascii=False)[:-1] + ', "events": [')
+                    for i, row in enumerate(rows):
+                        out.write(("," if i else "") + "\n" + json.dumps(row, ensure_ascii=False))
+                    out.write("\n]}\n")
+        except sqlite3.Error as e:  # damaged mid-way: the output is cut, and says so by the exit status
+            fail(f"cannot export from ledger {path}: {e}", code=2)
+    out.flush()
+
+
+def _export_row(r: dict) -> dict:
+    return {"event": r["id"], "at": r["at"], "actor": r["actor"], "document": r["document_id"],
+            "invoice_number": r["invoice_number"], "from_state": r["from_state"], "to_state": r["to_state"],
+            "reason": r["reason"], "application": r["application"], "prev_hash": r["prev_hash"], "hash": r["hash"]}

@@ -452,3 +452,25 @@ def test_documents_restored_past_validation_are_queued_again_for_every_destinati
         for d in docs:
             assert ledger.get(d.id).state == "queued"
             assert [r["destination"] for r in ledger.deliveries_of(d.id)] == ["erp"]
+
+
+def test_documents_rebuilt_from_sidecars_keep_their_ids(tmp_path, samples_dir):
+    # Captured after the last snapshot: rebuilt from their sidecars, each
+    # under the id it had (applications, exports and people refer to it),
+    # not renumbered in the order the restore meets the objects.
+    (tmp_path / "nas").mkdir()
+    config = write_config(tmp_path, [{"name": "nas", "url": "file://nas"}])
+    cfg = load_config(config)
+    nas = open_target(cfg.backups[0])
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    with Ledger(cfg.ledger_path) as ledger:
+        snapshot_step(ledger, nas, now=T0 - dt.timedelta(hours=1))
+    ingest(config, samples_dir, range(1, 9), tmp_path / "in")
+    with Ledger(cfg.ledger_path) as ledger:
+        ids = {d.id: d.sha256 for d in ledger.list_documents(limit=0)}
+        drain(ledger, Vault(cfg.vault_dir), nas)
+    assert len(ids) == 8
+    out = tmp_path / "restored" / "state"
+    assert restore(nas, out, now=T0, actor="test").recovered_documents == 8
+    with Ledger(out / "ledger.sqlite3") as ledger:
+        assert {d.id: d.sha256 for d in ledger.list_documents(limit=0)} == ids

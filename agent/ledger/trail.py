@@ -1,0 +1,143 @@
+"""The audit trail's SQL: the one event writer, the chaining of events
+written before the chain existed, and the streams `audit verify` and
+`audit export` read. The chain itself (canonical form, hash, check) is
+`agent/trail.py`.
+
+Guarantee: every row of `events` is written by `append_event`, inside the
+caller's BEGIN IMMEDIATE transaction, with `prev_hash` read from
+`trail_head` in that same transaction and `trail_head` moved to it; so two
+writers can never chain onto the same event, and a rolled-back state
+change leaves neither its event nor a moved head.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from agent.trail import CONTENT_COLUMNS, GENESIS, event_hash
+
+TRAIL_SCHEMA = 16          # the migration that added prev_hash, hash and trail_head
+_FETCH = 2000
+_COLUMNS = ", ".join(CONTENT_COLUMNS)
+
+
+def append_event(conn: sqlite3.Connection, doc_id: int | None, *, now: str, actor: str,
+                 from_state: str | None, to_state: str | None, reason: str | None,
+                 details: dict[str, Any] | None) -> int:
+    """Write one chained event and move the trail head to it; returns its
+    id. Must run inside the ledger's write transaction (raises otherwise).
+    The id is one past both the highest id and the head's, so a deleted
+    tail's ids are never reused, and the new event links to the head's
+    hash: a cut tail stays visible to `audit verify` after new writes."""
+    if not conn.in_transaction:
+        raise RuntimeError("an event is written only inside the ledger's transaction")
+    head = conn.execute("SELECT event_id, hash FROM trail_head WHERE id = 1").fetchone()
+    top = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+    prev = head[1] if head else GENESIS
+    row = {"id": max(top, head[0] if head else 0) + 1, "document_id": doc_id, "at": now, "actor": actor,
+           "from_state": from_state, "to_state": to_state, "reason": reason,
+           "details": json.dumps(details, ensure_ascii=False, default=str) if details else None}
+    digest = event_hash(prev, row)
+    conn.execute(f"INSERT INTO events ({_COLUMNS}, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 (*(row[k] for k in CONTENT_COLUMNS), prev, digest))
+    _move_head(conn, row["id"], digest, now)
+    return row["id"]
+
+
+def chain_existing_events(conn: sqlite3.Connection) -> None:
+    """Migration 17's step: chain every event written before the chain, in
+    id order, and set the head, inside the migration's transaction; an
+    upgraded ledger then verifies clean. Streams: one row at a time."""
+    prev, last, at = GENESIS, 0, None
+    while batch := conn.execute(f"SELECT {_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?",
+                                (last, _FETCH)).fetchall():
+        updates = []
+        for r in batch:
+            row = dict(zip(CONTENT_COLUMNS, tuple(r)))
+            digest = event_hash(prev, row)
+            updates.append((prev, digest, row["id"]))
+            prev, last, at = digest, row["id"], row["at"]
+        conn.executemany("UPDATE events SET prev_hash = ?, hash = ? WHERE id = ?", updates)
+    if at is not None:
+        _move_head(conn, last, prev, at)
+
+
+def _move_head(conn: sqlite3.Connection, event_id: int, digest: str, now: str) -> None:
+    conn.execute("INSERT INTO trail_head (id, event_id, hash, updated_at) VALUES (1, ?, ?, ?) "
+                 "ON CONFLICT(id) DO UPDATE SET event_id = excluded.event_id, hash = excluded.hash, "
+                 "updated_at = excluded.updated_at", (event_id, digest, now))
+
+
+class TrailMixin:
+    """Part of `Ledger`: what the backup threads ask of the trail."""
+
+    def last_event_id(self) -> int:
+        """The id of the newest event (0: none)."""
+        return self.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+
+    def actions_since_snapshot(self, target: str, *, machine_actor_prefix: str) -> int:
+        """How many events not written by the machine (actor not starting
+        with `machine_actor_prefix`: an operator's amend, accept, reject,
+        ingest...) are newer than `target`'s last ledger snapshot. Reads only
+        the events after it, by id."""
+        row = self.conn.execute("SELECT snapshot_event_id FROM backup_targets WHERE name = ?", (target,)).fetchone()
+        return self.conn.execute("SELECT count(*) FROM events WHERE id > ? AND substr(actor, 1, ?) != ?",
+                                 (row[0] if row else 0, len(machine_actor_prefix),
+                                  machine_actor_prefix)).fetchone()[0]
+
+
+class TrailReader:
+    """Read-only streams over one open Ledger connection, for `audit
+    verify` and `audit export`. Use inside `snapshot()` so the head and the
+    events come from the same commit, even beside a writing daemon."""
+
+    def __init__(self, ledger):
+        self.conn: sqlite3.Connection = ledger.conn
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction: every query inside sees the same commit."""
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("ROLLBACK")
+
+    def head(self) -> dict[str, Any] | None:
+        """The trail head (event_id, hash, updated_at), or None."""
+        row = self.conn.execute("SELECT event_id, hash, updated_at FROM trail_head WHERE id = 1").fetchone()
+        return dict(row) if row else None
+
+    def chain(self) -> Iterator[dict[str, Any]]:
+        """Every event in id order with its content columns and hashes."""
+        return self._stream(f"SELECT {_COLUMNS}, prev_hash, hash FROM events ORDER BY id")
+
+    def export(self, *, since: str | None, until: str | None) -> Iterator[dict[str, Any]]:
+        """The events with `since <= at < until` (ledger timestamp text;
+        None: open) in id order, each with the document's invoice number and
+        the application number its details carry (`details.application`)."""
+        where, params = ["1 = 1"], []
+        if since:
+            # Start the id-order scan at the first event of the window,
+            # found by the `at` index: no event of the window has a lower id.
+            where.append("e.id >= coalesce((SELECT min(id) FROM events WHERE at >= ?), 0)")
+            params.append(since)
+            where.append("e.at >= ?")
+            params.append(since)
+        if until:
+            where.append("e.at < ?")
+            params.append(until)
+        return self._stream(
+            "SELECT e.id, e.at, e.actor, e.document_id, d.invoice_number, e.from_state, e.to_state, e.reason, "
+            "CASE WHEN json_valid(e.details) THEN json_extract(e.details, '$.application') END AS application, "
+            "e.details, e.prev_hash, e.hash FROM events e LEFT JOIN documents d ON d.id = e.document_id "
+            f"WHERE {' AND '.join(where)} ORDER BY e.id", tuple(params))
+
+    def _stream(self, sql: str, params: tuple = ()) -> Iterator[dict[str, Any]]:
+        cur = self.conn.execute(sql, params)
+        while rows := cur.fetchmany(_FETCH):
+            for r in rows:
+                yield dict(r)
