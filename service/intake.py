@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 from agent import beneath
-from agent.beneath import Changed, Escapes, Identity
+from agent.beneath import Changed, Escapes, Identity, RootReplaced
 from agent.capture import Captured, capture_bytes, capture_file, open_source
 from agent.config import WatchConfig
 from agent.errors import CaptureError, ExtractError, IllegalTransition
@@ -79,11 +79,23 @@ class Intake:
     def take(self, path: Path, watch: WatchConfig, *, now: str, today: dt.date) -> IntakeResult:
         """Capture `path` from `watch`; never raises for a bad file. Only a
         file beneath the watched folder is read (no symlinked folder on the
-        way, even one swapped in after the path was noticed)."""
+        way, even one swapped in after the path was noticed, nor a watched
+        folder exchanged for another: that file is skipped with a loud
+        warning, taken again once the folder is back)."""
+        try:
+            return self._take(path, watch, now=now, today=today)
+        except RootReplaced as e:
+            log.error("watched folder replaced; file not taken", extra={"path": _storable(str(path)),
+                                                                         "reason": _storable(str(e))})
+            return IntakeResult([], skipped=True)
+
+    def _take(self, path: Path, watch: WatchConfig, *, now: str, today: dt.date) -> IntakeResult:
         try:
             st = beneath.lstat_beneath(watch.path, path)
         except FileNotFoundError:
             return IntakeResult([], skipped=True)
+        except RootReplaced:
+            raise
         except Escapes as e:
             return self._refuse(path, watch, None, f"{path}: {e}; not taken (it may lead outside the "
                                 f"watched folder)", now=now)
@@ -255,6 +267,12 @@ class Intake:
                 watch = by_root.get(a["root"])
                 if watch is not None and watch.after != "keep" and not watch.path.is_dir():
                     continue  # its share is not mounted: the step waits for it
+                replaced = beneath.root_problem(root) if watch is not None and watch.after != "keep" else None
+                if replaced:
+                    # Never acted on through another folder; waits until it is back.
+                    log.error("source step waits: " + replaced, extra={"path": _storable(str(path)),
+                                                                        "document": a["document_id"]})
+                    continue
                 if a["verdict"] == "superseded":
                     state, outcome = "kept", "its capture was superseded"
                 elif a["verdict"] == "unread":
@@ -264,6 +282,8 @@ class Intake:
                     state, outcome = "kept", "its folder is no longer watched with after = move or delete"
                 else:
                     state, outcome = _act(root, path, a["identity"], watch.after, _processed(path, today))
+                    if state == "wait":
+                        continue  # replaced between the look above and the act
                 self.ledger.finish_source_action(a["id"], state=state, outcome=_storable(outcome), now=now,
                                                  actor=self.actor)
                 self._log_act(path, state, outcome, document=a["document_id"])
@@ -275,7 +295,7 @@ class Intake:
         extra = {"path": _storable(str(path)), "outcome": _storable(outcome)}
         if document is not None:
             extra["document"] = document
-        if state == "kept":
+        if state in ("kept", "wait"):
             log.warning("source left in place", extra=extra)
         else:
             log.info("source " + ("moved or deleted" if state == "done" else "already gone"), extra=extra)
@@ -319,7 +339,8 @@ def _processed(path: Path, today: dt.date) -> Path:
 def _act(root: Path, path: Path, identity: Identity, after: str, target: Path, *, name: str | None = None,
          dir_mode: int | None = PROCESSED_DIR_MODE) -> tuple[str, str]:
     """Move (into `target`) or delete `path` beneath `root` if it is still
-    the file `identity`: ("done" | "gone" | "kept", what happened)."""
+    the file `identity`: ("done" | "gone" | "kept" | "wait", what happened;
+    "wait": the watched folder was replaced, nothing was done)."""
     try:
         if after == "delete":
             beneath.unlink_if_same(root, path, identity)
@@ -329,6 +350,9 @@ def _act(root: Path, path: Path, identity: Identity, after: str, target: Path, *
         return "done", f"moved to {dest}"
     except FileNotFoundError:
         return "gone", "no longer there (moved or deleted by someone else, or by a run killed right after)"
+    except RootReplaced as e:
+        log.error("source step waits: %s", e, extra={"path": _storable(str(path))})
+        return "wait", str(e)
     except Escapes as e:
         return "kept", f"{e}; not touched"
     except Changed as e:

@@ -28,6 +28,7 @@ from watchdog.events import (FileClosedEvent, FileCreatedEvent, FileModifiedEven
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
+from agent import beneath
 from agent.config import WatchConfig
 
 log = logging.getLogger("fapiao.watch")
@@ -152,6 +153,9 @@ class FolderWatcher:
         lines = []
         handler = _Handler(self)
         for w in self.watches:
+            # Which folder each watched path leads to now: intake acts only
+            # there, never in a folder swapped in for it later (agent/beneath.py).
+            beneath.pin_root(w.path)
             poll, why = should_poll(w)
             observer = PollingObserver(timeout=POLL_INTERVAL_S) if poll else Observer()
             observer.schedule(handler, str(w.path), recursive=True)
@@ -207,6 +211,10 @@ class FolderWatcher:
         Returns how many files were seen."""
         n = 0
         for w in self.watches:
+            replaced = beneath.root_problem(w.path)
+            if replaced:
+                log.error(replaced, extra={"watch": str(w.path)})
+                continue
             for path in self.files_under(w.path):
                 self.note(path, changed=False)
                 n += 1
