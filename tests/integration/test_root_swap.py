@@ -147,3 +147,18 @@ def test_a_root_swapped_between_capture_and_after_action_waits(site_factory, sam
     (action,) = site.ledger.source_actions(doc_id)
     assert action["state"] == "done"
     assert not (site.scan / "0.xml").exists()
+
+
+@pytest.mark.parametrize("watched", ["outbox", ".", "state", "state/vault", "backup/sub"])
+def test_config_check_refuses_a_watched_folder_overlapping_the_agents_own(tmp_path, watched):
+    from agent.config import check_paths, load_config
+    from agent.defaults import DEFAULT_CONFIG
+
+    text = DEFAULT_CONFIG.replace('path = "inbox/scanner"', f'path = "{watched}"', 1)
+    assert text != DEFAULT_CONFIG
+    (tmp_path / "c.toml").write_text(text, encoding="utf-8")
+    for rel in ("inbox/email", "outbox", "backup/sub", "state/vault"):
+        (tmp_path / rel).mkdir(parents=True)
+    problems = check_paths(load_config(tmp_path / "c.toml", env={}))
+    assert any(p.startswith("watch[0].path:") and "overlaps" in p for p in problems), problems
+    assert not any(p.startswith("watch[1].path:") for p in problems)
