@@ -30,6 +30,7 @@ from agent.errors import CaptureError, ExtractError, IllegalTransition
 from agent.ledger import Ledger
 from agent.mail import MailLimits, maildir_cur_path, parse_message
 from agent.vault import Vault
+from service.watch import TEMP_GRACE_S, system_name, temporary_name
 
 log = logging.getLogger("fapiao.intake")
 # processed/ holds originals: the vault's modes, whatever the umask.
@@ -111,6 +112,14 @@ class Intake:
             # device (a tape rewinds, /dev/watchdog starts its timer).
             kind = "character" if stat.S_ISCHR(st.st_mode) else "block"
             return self._refuse(path, watch, st, f"{path}: is a {kind} device, not a regular file", now=now)
+        if system_name(path.name):
+            return self._refuse(path, watch, st, f"{path}: an operating-system file ({path.name}), not an "
+                                "invoice; left where it is", now=now)
+        if temporary_name(path.name):
+            # The watcher hands such a name over only once it stayed unchanged
+            # for TEMP_GRACE_S: a download or save that was never finished.
+            return self._refuse(path, watch, st, f"{path}: temporary-looking name left unchanged for "
+                                f"{TEMP_GRACE_S / 60:g} minutes; rename it to have it taken", now=now)
         if st is not None and stat.S_ISREG(st.st_mode) and st.st_size == 0:
             # Junk known from lstat alone: nothing to open, hash or store.
             return self._refuse(path, watch, st, f"{path}: empty: the file has no bytes (left where it is; "
@@ -166,6 +175,13 @@ class Intake:
             raise CaptureError(f"{path}: larger than the limit of {self.max_bytes // (1024 * 1024)} MB "
                                "(agent.max_file_mb)")
         stored = self.vault.put_bytes(data)
+        if path.parent.name == "cur" and self.ledger.mail_seen(stored.sha256):
+            # An IMAP client re-flags a message by renaming it within cur/
+            # (or it predates the remembered new/ -> cur/ move): the very
+            # bytes already taken, whose documents already name them.
+            log.info("e-mail already taken: the same message, renamed within the Maildir",
+                     extra={"path": _storable(str(path)), "sha256": stored.sha256})
+            return []
         try:
             mail = parse_message(data, self.mail_limits)
         except ExtractError as e:
@@ -221,8 +237,10 @@ class Intake:
                 return
             if path.parent.name == "new":  # Maildir: new/ -> cur/ once taken
                 cur = maildir_cur_path(path)
+                moved: list[Path] = []
                 self._log_act(path, *_act(watch.path, path, Identity.of(st), "move", cur.parent, name=cur.name,
-                                          dir_mode=None))
+                                          dir_mode=None, moved_to=moved))
+                self._remember_moved(watch, moved, now=now)
             elif watch.after == "keep":
                 self.ledger.remember_file(key, st.st_size, st.st_mtime_ns, ino=st.st_ino, ctime_ns=st.st_ctime_ns,
                                           outcome="captured", now=now)
@@ -246,6 +264,18 @@ class Intake:
                                       seen_key=key, identity=ident, now=now)
         # The same bytes may have been read already (a second copy).
         self.finish_sources([watch], now=now, today=today, doc_ids=[got.document_id])
+
+    def _remember_moved(self, watch: WatchConfig, moved: list[Path], *, now: str) -> None:
+        # cur/ is watched (an IMAP client moves seen mail there): the message
+        # we just moved is known by its new name and identity (a rename
+        # changes ctime), so it is not taken a second time.
+        for dest in moved:
+            try:
+                st = beneath.lstat_beneath(watch.path, dest)
+            except (OSError, Escapes):
+                continue  # gone or swapped meanwhile: taken (or refused) like any other file
+            self.ledger.remember_file(_storable(str(dest)), st.st_size, st.st_mtime_ns, ino=st.st_ino,
+                                      ctime_ns=st.st_ctime_ns, outcome="captured", now=now)
 
     def finish_sources(self, watches: list[WatchConfig], *, now: str, today: dt.date,
                        doc_ids: list[int] | None = None) -> int:
@@ -337,7 +367,7 @@ def _processed(path: Path, today: dt.date) -> Path:
 
 
 def _act(root: Path, path: Path, identity: Identity, after: str, target: Path, *, name: str | None = None,
-         dir_mode: int | None = PROCESSED_DIR_MODE) -> tuple[str, str]:
+         dir_mode: int | None = PROCESSED_DIR_MODE, moved_to: list[Path] | None = None) -> tuple[str, str]:
     """Move (into `target`) or delete `path` beneath `root` if it is still
     the file `identity`: ("done" | "gone" | "kept" | "wait", what happened;
     "wait": the watched folder was replaced, nothing was done)."""
@@ -347,6 +377,8 @@ def _act(root: Path, path: Path, identity: Identity, after: str, target: Path, *
             return "done", "deleted"
         dest = beneath.move_if_same(root, path, identity, target, name=name, dir_mode=dir_mode,
                                     file_mode=PROCESSED_FILE_MODE if dir_mode else None)
+        if moved_to is not None:
+            moved_to.append(dest)
         return "done", f"moved to {dest}"
     except FileNotFoundError:
         return "gone", "no longer there (moved or deleted by someone else, or by a run killed right after)"
