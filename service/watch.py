@@ -30,6 +30,7 @@ from watchdog.observers.polling import PollingObserver
 
 from agent import beneath
 from agent.config import WatchConfig
+from agent.watched import agent_owned, dated
 
 log = logging.getLogger("fapiao.watch")
 
@@ -43,7 +44,6 @@ log = logging.getLogger("fapiao.watch")
 TEMPORARY_NAMES = ("~$*", ".~lock*", "*.part", "*.tmp", "*.crdownload", ".*")
 SYSTEM_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
 TEMP_GRACE_S = 600.0
-_DATED = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 NETWORK_FS = ("cifs", "smb3", "smbfs", "nfs", "nfs4", "fuse.sshfs", "sshfs", "9p", "ceph",
               "glusterfs", "fuse.glusterfs", "davfs", "fuse.davfs2", "afs", "fuse.rclone")
 POLL_INTERVAL_S = 2.0
@@ -77,14 +77,6 @@ def temporary_name(name: str) -> bool:
 def system_name(name: str) -> bool:
     """True for an operating-system file (.DS_Store, Thumbs.db, desktop.ini)."""
     return name.lower() in SYSTEM_NAMES
-
-
-def agent_owned(watch: WatchConfig, folders: list[str]) -> bool:
-    """True when the folders below the watched folder lead into one the agent
-    made itself: processed/DATE of an after = "move" watch."""
-    if watch.after != "move":
-        return False
-    return any(f == "processed" and _DATED.match(nxt) for f, nxt in zip(folders, folders[1:]))
 
 
 def waits_long(watch: WatchConfig, path: Path) -> bool:
@@ -258,7 +250,7 @@ class FolderWatcher:
         for folder, dirs, files in os.walk(root):
             here = Path(folder)
             if watch is not None and watch.after == "move" and here.name == "processed":
-                dirs[:] = [d for d in dirs if not _DATED.match(d)]
+                dirs[:] = [d for d in dirs if not dated(d)]
             links = [d for d in dirs if os.path.islink(here / d)]
             dirs[:] = sorted(d for d in dirs if d not in links)
             for name in sorted(files + links):
@@ -277,7 +269,7 @@ class FolderWatcher:
             # Maildir's cur/ is taken (an IMAP client moves seen mail there;
             # our own new/ -> cur/ move is remembered as seen) and tmp/ waits
             # (`waits_long`); only the agent's processed/DATE is skipped.
-            if not agent_owned(w, folders):
+            if not agent_owned(w.after, folders):
                 return w
         return None
 

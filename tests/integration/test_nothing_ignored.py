@@ -136,3 +136,24 @@ def test_maildir_cur_is_taken_and_our_own_move_is_not_taken_twice(tmp_path, inta
     moved.rename(flagged)
     assert intake.take(flagged, watch, now=NOW, today=TODAY).documents == []
     assert len(intake.ledger.list_documents(limit=0)) == 2
+
+
+def test_the_audit_reports_a_file_never_taken_but_not_one_still_settling(tmp_path, intake, samples_dir):
+    from agent.audit import AuditSettings, audit_ledger
+
+    scan = tmp_path / "scan"
+    plant(scan, ["taken.xml", "dept/never.xml", "processed/2026-01-01/moved.xml"], (samples_dir / SAMPLE).read_bytes())
+    watch = WatchConfig(path=scan, after="move")
+    intake.take(scan / "taken.xml", watch, now=NOW, today=TODAY)
+    settings = AuditSettings(watched=((str(scan), "move"),), unhandled_after_s=1200, hash_objects=False)
+
+    def not_taken(now):
+        return [v.message for v in audit_ledger(intake.ledger, intake.vault.root, settings, now=now)
+                if v.code == "file-not-taken"]
+
+    real_now = dt.datetime.now(dt.timezone.utc)
+    assert not_taken(real_now) == [], "a file that just landed may still be settling"
+    later = real_now + dt.timedelta(seconds=1300)
+    assert not_taken(later) == [f"{scan / 'dept/never.xml'}: in a watched folder, never taken nor refused"]
+    intake.take(scan / "dept/never.xml", watch, now=NOW, today=TODAY)
+    assert not_taken(later) == []
