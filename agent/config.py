@@ -266,6 +266,13 @@ def _overlaps(cfg: Config) -> list[str]:
     return problems
 
 
+def watch_overlaps(cfg: Config, watch: WatchConfig) -> bool:
+    """True when `watch` (now, symlinks followed) holds or lies inside one of
+    the agent's own folders: the daemon does not watch it (see `check_paths`)."""
+    i = cfg.watches.index(watch)
+    return any(p.startswith(f"watch[{i}].path:") for p in _overlaps(cfg))
+
+
 def _real(path: Path) -> Path:
     try:
         return Path(os.path.realpath(path))

@@ -151,7 +151,7 @@ def test_a_root_swapped_between_capture_and_after_action_waits(site_factory, sam
 
 @pytest.mark.parametrize("watched", ["outbox", ".", "state", "state/vault", "backup/sub"])
 def test_config_check_refuses_a_watched_folder_overlapping_the_agents_own(tmp_path, watched):
-    from agent.config import check_paths, load_config
+    from agent.config import check_paths, load_config, watch_overlaps
     from agent.defaults import DEFAULT_CONFIG
 
     text = DEFAULT_CONFIG.replace('path = "inbox/scanner"', f'path = "{watched}"', 1)
@@ -159,6 +159,8 @@ def test_config_check_refuses_a_watched_folder_overlapping_the_agents_own(tmp_pa
     (tmp_path / "c.toml").write_text(text, encoding="utf-8")
     for rel in ("inbox/email", "outbox", "backup/sub", "state/vault"):
         (tmp_path / rel).mkdir(parents=True)
-    problems = check_paths(load_config(tmp_path / "c.toml", env={}))
+    cfg = load_config(tmp_path / "c.toml", env={})
+    problems = check_paths(cfg)
     assert any(p.startswith("watch[0].path:") and "overlaps" in p for p in problems), problems
     assert not any(p.startswith("watch[1].path:") for p in problems)
+    assert watch_overlaps(cfg, cfg.watches[0]) and not watch_overlaps(cfg, cfg.watches[1])
