@@ -29,6 +29,7 @@ from agent.ledger.audit import LedgerAudit
 from agent.ledger.deliveries import ACTIVE_DOCUMENT_STATES, summary_state
 from agent.ledger.documents import NOT_COUNTED
 from agent.model import TRANSITIONS, State
+from agent.watched import unhandled_files
 
 CHECKS = {
     1: "every source file the ledger has seen became a document or a refusal",
@@ -43,6 +44,8 @@ CHECKS = {
 RULES: dict[str, tuple[int, str]] = {
     "seen-not-recorded": (1, "a watched file marked handled has no arrival (source row) and no refusal"),
     "mail-not-recorded": (1, "an e-mail marked taken (Message-ID) gave no document and no refusal"),
+    "file-not-taken": (1, "a file in a watched folder, unchanged for longer than a rescan and the grace of a "
+                          "temporary name, that was never taken nor refused"),
     "source-orphan": (1, "an arrival (source row) names a document that does not exist"),
     "object-unreferenced": (2, "a vault object no document, e-mail arrival or refusal names"),
     "object-corrupt": (2, "a vault object whose content does not hash to its name"),
@@ -98,6 +101,8 @@ class AuditSettings:
     mail_roots: tuple[str, ...] = ()     # e-mail watch folders: their files map to message objects
     sla_hours: float = 24.0
     hash_objects: bool = True
+    watched: tuple[tuple[str, str], ...] = ()  # (folder, after) of every watch: walked for files never taken
+    unhandled_after_s: float = 1200.0          # younger files may still be settling or waiting out their grace
 
 
 Progress = Callable[[str, int, int | None], None]
@@ -170,6 +175,8 @@ def audit_ledger(ledger: Ledger, vault_root: str | Path, settings: AuditSettings
             if not (objects_dir / sha[:2] / sha[2:4] / sha).is_file():
                 yield _v("object-missing", "the original is not in the vault", document=by_document.get(sha),
                          object=sha)
+    for path in unhandled_files(ledger, list(settings.watched), now=now, older_than_s=settings.unhandled_after_s):
+        yield _v("file-not-taken", f"{path}: in a watched folder, never taken nor refused")
 
 
 def _v(code: str, message: str, *, document: int | None = None, object: str | None = None) -> Violation:

@@ -8,6 +8,12 @@ below it with O_NOFOLLOW|O_DIRECTORY, then acts on the last name relative to
 the fd reached: whatever happens to the names meanwhile, that fd is a real
 folder beneath the root. Moves and deletes also check that the name still
 holds the very file (inode, size, mtime, ctime) that was captured.
+
+The root itself is pinned (`pin_root`, when the daemon starts watching it):
+its (st_dev, st_ino) then, checked on the fd every walk starts from. A root
+exchanged for a symlink to the outbox or the state folder raises
+RootReplaced, so nothing outside the watched folder is read, moved or
+deleted until it is back or the daemon is reloaded.
 """
 
 from __future__ import annotations
@@ -28,6 +34,48 @@ _RENAME_NOREPLACE = 1
 
 class Escapes(Exception):
     """The path does not lead to a place beneath the root without a symlink."""
+
+
+class RootReplaced(Escapes):
+    """The watched folder's name now leads to another folder than the one pinned."""
+
+
+# Watched folder (as configured) -> (st_dev, st_ino) of the folder it led to when pinned.
+_PINS: dict[str, tuple[int, int]] = {}
+
+
+def pin_root(root: Path) -> tuple[int, int]:
+    """Remember which folder `root` leads to now (following a configured
+    symlink once); from now on every walk from `root` must reach that very
+    folder. Re-pinning (a reload) accepts the folder found then."""
+    st = os.stat(root)
+    _PINS[os.fspath(root)] = (st.st_dev, st.st_ino)
+    return _PINS[os.fspath(root)]
+
+
+def pinned(root: Path) -> tuple[int, int] | None:
+    """The pinned identity of `root`, or None when it was never pinned."""
+    return _PINS.get(os.fspath(root))
+
+
+def root_problem(root: Path) -> str | None:
+    """Why `root` may not be used now (it leads to another folder than the
+    one pinned, or is gone), or None when it is fine or was never pinned."""
+    pin = pinned(root)
+    if pin is None:
+        return None
+    try:
+        st = os.stat(root)
+    except OSError as e:
+        return f"watched folder {root} cannot be reached ({e.strerror})"
+    return _replaced(root, st, pin)
+
+
+def _replaced(root: Path, st: os.stat_result, pin: tuple[int, int]) -> str | None:
+    if (st.st_dev, st.st_ino) == pin:
+        return None
+    return (f"watched folder {root} was replaced (it now leads to another folder); nothing taken, "
+            f"moved or deleted there until it is back or the daemon is reloaded")
 
 
 @dataclass(frozen=True)
@@ -80,10 +128,16 @@ def folder_of(root: Path, path: Path, *, create_mode: int | None = None) -> Iter
     `root` without following any symlink. With `create_mode`, missing
     folders are created with exactly that mode. Raises Escapes when a folder
     on the way is a symlink or not a folder, FileNotFoundError when one is
-    missing. The root itself is opened as configured (it may be a symlink)."""
+    missing. The root itself is opened as configured (it may be a symlink),
+    but when pinned it must be the pinned folder, else RootReplaced."""
     parts = relative_parts(root, path)
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
     try:
+        pin = pinned(root)
+        if pin is not None:
+            why = _replaced(root, os.fstat(fd), pin)
+            if why:
+                raise RootReplaced(why)
         for part in parts[:-1]:
             nfd = _open_dir(fd, part, create_mode)
             os.close(fd)
@@ -134,13 +188,17 @@ def move_if_same(root: Path, path: Path, identity: Identity, target_dir: Path, *
     """Move `path` beneath `root` into `target_dir` (also beneath `root`;
     created with `dir_mode` where missing, unless None) as `name` (default:
     its own), or a free variant of it, never replacing a file; only if it is
-    still the captured file. Chmods it to `file_mode` when we may. Returns
+    still the captured file and has no other name (a hard link). Chmods it
+    to `file_mode` when we may and it has one name only. Returns
     where it went. Raises like `unlink_if_same`."""
     new_base = name
     with folder_of(root, path) as (dirfd, name):
         fd = os.open(name, FILE_FLAGS, dir_fd=dirfd)  # ELOOP for a symlink: an OSError, not acted on
         try:
-            changed = identity.differences(os.fstat(fd))
+            st = os.fstat(fd)
+            changed = identity.differences(st)
+            if st.st_nlink > 1:
+                changed.append(f"it has {st.st_nlink - 1} other name(s) (a hard link)")
             if changed:
                 raise Changed(", ".join(changed))
             with folder_of(root, target_dir / "x", create_mode=dir_mode) as (target_fd, _):
@@ -150,7 +208,9 @@ def move_if_same(root: Path, path: Path, identity: Identity, target_dir: Path, *
                     # Swapped between the check and the rename: put it back.
                     os.rename(new_name, name, src_dir_fd=target_fd, dst_dir_fd=dirfd)
                     raise Changed("another file (inode) took its name while it was moved")
-            if file_mode is not None:
+            if file_mode is not None and os.fstat(fd).st_nlink == 1:
+                # Never with another name: a chmod acts on the inode, whose
+                # other name may lie outside the watched folder.
                 try:
                     os.fchmod(fd, file_mode)
                 except PermissionError:
@@ -165,7 +225,10 @@ class Changed(Exception):
 
 
 def _check(dirfd: int, name: str, identity: Identity) -> None:
-    changed = identity.differences(os.stat(name, dir_fd=dirfd, follow_symlinks=False))
+    st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+    changed = identity.differences(st)
+    if st.st_nlink > 1:
+        changed.append(f"it has {st.st_nlink - 1} other name(s) (a hard link)")
     if changed:
         raise Changed(", ".join(changed))
 

@@ -48,8 +48,10 @@ def open_source(path: Path, *, max_bytes: int, follow_symlinks: bool = False,
     regular file within `max_bytes`. Never blocks on a FIFO, never follows
     a symlink unless asked. With `root`, the file must lie beneath it: the
     folders on the way are walked from `root` by fd, none may be a symlink
-    (see agent/beneath.py). Raises CaptureError with a message naming the
-    path and saying what is wrong, fit for an operator."""
+    (see agent/beneath.py), and it must have no other name: a hard link
+    may lead to a file outside the folder (a config holding a token), so
+    one with st_nlink > 1 is refused. Raises CaptureError with a message
+    naming the path and saying what is wrong, fit for an operator."""
     with _opened(path, max_bytes=max_bytes, follow_symlinks=follow_symlinks, root=root) as (stream, _):
         yield stream
 
@@ -64,6 +66,8 @@ def _opened(path: Path, *, max_bytes: int, follow_symlinks: bool,
                 fd = _open_at(path, name, flags, dirfd=dirfd, follow_symlinks=False)
         else:
             fd = _open_at(path, path, flags, dirfd=None, follow_symlinks=follow_symlinks)
+    except beneath.RootReplaced:
+        raise  # not this file's fault: the caller waits for the folder to come back
     except beneath.Escapes as e:
         raise CaptureError(f"{path}: {e}; not taken (it may lead outside the watched folder)") from None
     except FileNotFoundError:
@@ -77,6 +81,9 @@ def _opened(path: Path, *, max_bytes: int, follow_symlinks: bool,
         kind = stat.S_IFMT(st.st_mode)
         if kind != stat.S_IFREG:
             raise CaptureError(f"{path}: is {_KINDS.get(kind, 'not a regular file')}, not a regular file")
+        if root is not None and st.st_nlink > 1:
+            raise CaptureError(f"{path}: has {st.st_nlink - 1} other name(s) (a hard link), which may lie "
+                               "outside the watched folder; not taken (copy the file in instead of linking it)")
         if st.st_size > max_bytes:
             raise CaptureError(f"{path}: {st.st_size // (1024 * 1024)} MB is larger than the limit "
                                f"of {max_bytes // (1024 * 1024)} MB (agent.max_file_mb)")

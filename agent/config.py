@@ -253,7 +253,41 @@ def check_paths(cfg: Config) -> list[str]:
                 problems.append(f"{kind}[{i}].url: folder {local} does not exist")
             elif not os.access(local, os.W_OK):
                 problems.append(f"{kind}[{i}].url: folder {local} is not writable")
+    problems += _overlaps(cfg)
     return problems
+
+
+def _overlaps(cfg: Config) -> list[str]:
+    """A watched folder holding (or lying inside) the state folder, the vault,
+    a folder:// outbox or a backup folder would take the agent's own files
+    as invoices, and move or delete them with after = move/delete."""
+    owned = [("agent.state_dir", cfg.state_dir), ("agent.vault_dir", cfg.vault_dir)]
+    for kind, entries in (("destination", cfg.destinations), ("backup", cfg.backups)):
+        owned += [(f"{kind}[{i}].url", local) for i, e in enumerate(entries)
+                  if (local := local_folder(e)) is not None]
+    problems = []
+    for i, w in enumerate(cfg.watches):
+        watched = _real(w.path)
+        for key, folder in owned:
+            mine = _real(folder)
+            if watched == mine or mine.is_relative_to(watched) or watched.is_relative_to(mine):
+                problems.append(f"watch[{i}].path: folder {w.path} overlaps {key} ({folder}); a watched folder "
+                                "must neither hold nor lie inside the agent's own folders")
+    return problems
+
+
+def watch_overlaps(cfg: Config, watch: WatchConfig) -> bool:
+    """True when `watch` (now, symlinks followed) holds or lies inside one of
+    the agent's own folders: the daemon does not watch it (see `check_paths`)."""
+    i = cfg.watches.index(watch)
+    return any(p.startswith(f"watch[{i}].path:") for p in _overlaps(cfg))
+
+
+def _real(path: Path) -> Path:
+    try:
+        return Path(os.path.realpath(path))
+    except OSError:
+        return Path(os.path.abspath(path))
 
 
 def local_folder(entry: dict[str, Any]) -> Path | None:

@@ -21,7 +21,7 @@ import time
 import schedule
 
 from agent import pipeline
-from agent.config import Config, check_paths, load_config
+from agent.config import Config, check_paths, load_config, watch_overlaps
 from agent.errors import AgentError, ConfigError
 from agent.ledger import Ledger
 from agent.mail import MailLimits
@@ -173,7 +173,15 @@ class Daemon:
         signal.signal(signal.SIGHUP, hup)
 
     def _start_watcher(self) -> FolderWatcher:
-        usable = [w for w in self.cfg.watches if w.path.is_dir()]
+        # Never a folder overlapping our own (after a reload too: its name may
+        # have been swapped for a symlink to the outbox); check_paths says why.
+        usable = []
+        for w in self.cfg.watches:
+            if w.path.is_dir() and watch_overlaps(self.cfg, w):
+                log.error("not watched: the folder holds or lies inside the agent's own folders",
+                          extra={"watch": str(w.path), "real": os.path.realpath(w.path)})
+            elif w.path.is_dir():
+                usable.append(w)
         watcher = FolderWatcher(usable, wake=self.wake.set)
         for line in watcher.start():
             log.info(line)

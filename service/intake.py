@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Iterator
 
 from agent import beneath
-from agent.beneath import Changed, Escapes, Identity
+from agent.beneath import Changed, Escapes, Identity, RootReplaced
 from agent.capture import Captured, capture_bytes, capture_file, open_source
 from agent.config import WatchConfig
 from agent.errors import CaptureError, ExtractError, IllegalTransition
 from agent.ledger import Ledger
 from agent.mail import MailLimits, maildir_cur_path, parse_message
 from agent.vault import Vault
+from service.watch import TEMP_GRACE_S, system_name, temporary_name
 
 log = logging.getLogger("fapiao.intake")
 # processed/ holds originals: the vault's modes, whatever the umask.
@@ -79,11 +80,23 @@ class Intake:
     def take(self, path: Path, watch: WatchConfig, *, now: str, today: dt.date) -> IntakeResult:
         """Capture `path` from `watch`; never raises for a bad file. Only a
         file beneath the watched folder is read (no symlinked folder on the
-        way, even one swapped in after the path was noticed)."""
+        way, even one swapped in after the path was noticed, nor a watched
+        folder exchanged for another: that file is skipped with a loud
+        warning, taken again once the folder is back)."""
+        try:
+            return self._take(path, watch, now=now, today=today)
+        except RootReplaced as e:
+            log.error("watched folder replaced; file not taken", extra={"path": _storable(str(path)),
+                                                                         "reason": _storable(str(e))})
+            return IntakeResult([], skipped=True)
+
+    def _take(self, path: Path, watch: WatchConfig, *, now: str, today: dt.date) -> IntakeResult:
         try:
             st = beneath.lstat_beneath(watch.path, path)
         except FileNotFoundError:
             return IntakeResult([], skipped=True)
+        except RootReplaced:
+            raise
         except Escapes as e:
             return self._refuse(path, watch, None, f"{path}: {e}; not taken (it may lead outside the "
                                 f"watched folder)", now=now)
@@ -99,6 +112,14 @@ class Intake:
             # device (a tape rewinds, /dev/watchdog starts its timer).
             kind = "character" if stat.S_ISCHR(st.st_mode) else "block"
             return self._refuse(path, watch, st, f"{path}: is a {kind} device, not a regular file", now=now)
+        if system_name(path.name):
+            return self._refuse(path, watch, st, f"{path}: an operating-system file ({path.name}), not an "
+                                "invoice; left where it is", now=now)
+        if temporary_name(path.name):
+            # The watcher hands such a name over only once it stayed unchanged
+            # for TEMP_GRACE_S: a download or save that was never finished.
+            return self._refuse(path, watch, st, f"{path}: temporary-looking name left unchanged for "
+                                f"{TEMP_GRACE_S / 60:g} minutes; rename it to have it taken", now=now)
         if st is not None and stat.S_ISREG(st.st_mode) and st.st_size == 0:
             # Junk known from lstat alone: nothing to open, hash or store.
             return self._refuse(path, watch, st, f"{path}: empty: the file has no bytes (left where it is; "
@@ -154,6 +175,13 @@ class Intake:
             raise CaptureError(f"{path}: larger than the limit of {self.max_bytes // (1024 * 1024)} MB "
                                "(agent.max_file_mb)")
         stored = self.vault.put_bytes(data)
+        if path.parent.name == "cur" and self.ledger.mail_seen(stored.sha256):
+            # An IMAP client re-flags a message by renaming it within cur/
+            # (or it predates the remembered new/ -> cur/ move): the very
+            # bytes already taken, whose documents already name them.
+            log.info("e-mail already taken: the same message, renamed within the Maildir",
+                     extra={"path": _storable(str(path)), "sha256": stored.sha256})
+            return []
         try:
             mail = parse_message(data, self.mail_limits)
         except ExtractError as e:
@@ -209,8 +237,10 @@ class Intake:
                 return
             if path.parent.name == "new":  # Maildir: new/ -> cur/ once taken
                 cur = maildir_cur_path(path)
+                moved: list[Path] = []
                 self._log_act(path, *_act(watch.path, path, Identity.of(st), "move", cur.parent, name=cur.name,
-                                          dir_mode=None))
+                                          dir_mode=None, moved_to=moved))
+                self._remember_moved(watch, moved, now=now)
             elif watch.after == "keep":
                 self.ledger.remember_file(key, st.st_size, st.st_mtime_ns, ino=st.st_ino, ctime_ns=st.st_ctime_ns,
                                           outcome="captured", now=now)
@@ -235,6 +265,18 @@ class Intake:
         # The same bytes may have been read already (a second copy).
         self.finish_sources([watch], now=now, today=today, doc_ids=[got.document_id])
 
+    def _remember_moved(self, watch: WatchConfig, moved: list[Path], *, now: str) -> None:
+        # cur/ is watched (an IMAP client moves seen mail there): the message
+        # we just moved is known by its new name and identity (a rename
+        # changes ctime), so it is not taken a second time.
+        for dest in moved:
+            try:
+                st = beneath.lstat_beneath(watch.path, dest)
+            except (OSError, Escapes):
+                continue  # gone or swapped meanwhile: taken (or refused) like any other file
+            self.ledger.remember_file(_storable(str(dest)), st.st_size, st.st_mtime_ns, ino=st.st_ino,
+                                      ctime_ns=st.st_ctime_ns, outcome="captured", now=now)
+
     def finish_sources(self, watches: list[WatchConfig], *, now: str, today: dt.date,
                        doc_ids: list[int] | None = None) -> int:
         """Carry out the waiting moves and deletes of source files whose
@@ -255,6 +297,12 @@ class Intake:
                 watch = by_root.get(a["root"])
                 if watch is not None and watch.after != "keep" and not watch.path.is_dir():
                     continue  # its share is not mounted: the step waits for it
+                replaced = beneath.root_problem(root) if watch is not None and watch.after != "keep" else None
+                if replaced:
+                    # Never acted on through another folder; waits until it is back.
+                    log.error("source step waits: " + replaced, extra={"path": _storable(str(path)),
+                                                                        "document": a["document_id"]})
+                    continue
                 if a["verdict"] == "superseded":
                     state, outcome = "kept", "its capture was superseded"
                 elif a["verdict"] == "unread":
@@ -264,6 +312,8 @@ class Intake:
                     state, outcome = "kept", "its folder is no longer watched with after = move or delete"
                 else:
                     state, outcome = _act(root, path, a["identity"], watch.after, _processed(path, today))
+                    if state == "wait":
+                        continue  # replaced between the look above and the act
                 self.ledger.finish_source_action(a["id"], state=state, outcome=_storable(outcome), now=now,
                                                  actor=self.actor)
                 self._log_act(path, state, outcome, document=a["document_id"])
@@ -275,7 +325,7 @@ class Intake:
         extra = {"path": _storable(str(path)), "outcome": _storable(outcome)}
         if document is not None:
             extra["document"] = document
-        if state == "kept":
+        if state in ("kept", "wait"):
             log.warning("source left in place", extra=extra)
         else:
             log.info("source " + ("moved or deleted" if state == "done" else "already gone"), extra=extra)
@@ -317,18 +367,24 @@ def _processed(path: Path, today: dt.date) -> Path:
 
 
 def _act(root: Path, path: Path, identity: Identity, after: str, target: Path, *, name: str | None = None,
-         dir_mode: int | None = PROCESSED_DIR_MODE) -> tuple[str, str]:
+         dir_mode: int | None = PROCESSED_DIR_MODE, moved_to: list[Path] | None = None) -> tuple[str, str]:
     """Move (into `target`) or delete `path` beneath `root` if it is still
-    the file `identity`: ("done" | "gone" | "kept", what happened)."""
+    the file `identity`: ("done" | "gone" | "kept" | "wait", what happened;
+    "wait": the watched folder was replaced, nothing was done)."""
     try:
         if after == "delete":
             beneath.unlink_if_same(root, path, identity)
             return "done", "deleted"
         dest = beneath.move_if_same(root, path, identity, target, name=name, dir_mode=dir_mode,
                                     file_mode=PROCESSED_FILE_MODE if dir_mode else None)
+        if moved_to is not None:
+            moved_to.append(dest)
         return "done", f"moved to {dest}"
     except FileNotFoundError:
         return "gone", "no longer there (moved or deleted by someone else, or by a run killed right after)"
+    except RootReplaced as e:
+        log.error("source step waits: %s", e, extra={"path": _storable(str(path))})
+        return "wait", str(e)
     except Escapes as e:
         return "kept", f"{e}; not touched"
     except Changed as e:

@@ -28,13 +28,22 @@ from watchdog.events import (FileClosedEvent, FileCreatedEvent, FileModifiedEven
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
+from agent import beneath
 from agent.config import WatchConfig
+from agent.watched import agent_owned, dated
 
 log = logging.getLogger("fapiao.watch")
 
-IGNORED_NAMES = ("~$*", ".~lock*", "*.part", "*.tmp", "*.crdownload", ".DS_Store", "Thumbs.db",
-                 "desktop.ini", ".*")
-IGNORED_DIRS = ("@eaDir", ".stversions", "processed", "tmp", "cur")
+# Nothing that lands is passed over in silence. Names that look like a file
+# still being written (a browser's download, an editor's lock, a dotfile a
+# sync tool renames when complete) wait TEMP_GRACE_S without a change, then
+# go to intake, which refuses them with the reason; a Maildir's tmp/ holds
+# deliveries in progress and waits as long, then is taken. Operating-system
+# files are refused at once. Only the agent's own folders are skipped: the
+# dated processed/ folders of an after = "move" watch.
+TEMPORARY_NAMES = ("~$*", ".~lock*", "*.part", "*.tmp", "*.crdownload", ".*")
+SYSTEM_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
+TEMP_GRACE_S = 600.0
 NETWORK_FS = ("cifs", "smb3", "smbfs", "nfs", "nfs4", "fuse.sshfs", "sshfs", "9p", "ceph",
               "glusterfs", "fuse.glusterfs", "davfs", "fuse.davfs2", "afs", "fuse.rclone")
 POLL_INTERVAL_S = 2.0
@@ -56,12 +65,24 @@ INVOICE_SUFFIXES = frozenset({".pdf", ".ofd", ".xml", ".jpg", ".jpeg", ".png", "
 LIKELY, OTHER, JUNK = 0, 1, 2
 
 
-_IGNORED = re.compile("|".join(fnmatch.translate(pat) for pat in IGNORED_NAMES))
+_TEMPORARY = re.compile("|".join(fnmatch.translate(pat) for pat in TEMPORARY_NAMES))
 
 
-def ignored(name: str) -> bool:
-    """True for temporary and system files that are never invoices."""
-    return _IGNORED.match(name) is not None
+def temporary_name(name: str) -> bool:
+    """True for a name that looks like a file still being written (not
+    an operating-system file: see `system_name`)."""
+    return _TEMPORARY.match(name) is not None and not system_name(name)
+
+
+def system_name(name: str) -> bool:
+    """True for an operating-system file (.DS_Store, Thumbs.db, desktop.ini)."""
+    return name.lower() in SYSTEM_NAMES
+
+
+def waits_long(watch: WatchConfig, path: Path) -> bool:
+    """True for a file given TEMP_GRACE_S without change before it is taken:
+    a temporary-looking name, or a message in a Maildir's tmp/."""
+    return temporary_name(path.name) or (watch.kind == "email" and path.parent.name == "tmp")
 
 
 def mount_fs_type(path: Path, mountinfo: str | None = None) -> str | None:
@@ -115,6 +136,7 @@ class _Pending:
     token: int = 0          # bumped whenever it is scheduled again: older heap and lane items are stale
     queued: bool = False    # ready: in an intake lane, or handed out and not yet done
     rank: int = JUNK
+    slow: bool = False      # waits TEMP_GRACE_S unchanged, whatever the events say (`waits_long`)
 
 
 class FolderWatcher:
@@ -125,8 +147,9 @@ class FolderWatcher:
     """
 
     def __init__(self, watches: list[WatchConfig], wake: Callable[[], None],
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, temp_grace_s: float = TEMP_GRACE_S):
         self.watches = watches
+        self.temp_grace_s = temp_grace_s
         self.wake = wake
         self.clock = clock
         self._pending: dict[Path, _Pending] = {}
@@ -152,6 +175,9 @@ class FolderWatcher:
         lines = []
         handler = _Handler(self)
         for w in self.watches:
+            # Which folder each watched path leads to now: intake acts only
+            # there, never in a folder swapped in for it later (agent/beneath.py).
+            beneath.pin_root(w.path)
             poll, why = should_poll(w)
             observer = PollingObserver(timeout=POLL_INTERVAL_S) if poll else Observer()
             observer.schedule(handler, str(w.path), recursive=True)
@@ -177,14 +203,14 @@ class FolderWatcher:
     def note(self, path: Path, closed: bool = False, *, changed: bool = True) -> None:
         """Something happened to `path` (`changed`: an event, not a rescan
         merely finding it); remember it for settling and look at it soon."""
-        watch = None if ignored(path.name) else self.watch_of(path)
+        watch = self.watch_of(path)
         if watch is None:
             return
         now = self.clock()
         with self._lock:
             p = self._pending.get(path)
             if p is None:
-                p = self._pending[path] = _Pending(closed, now, watch)
+                p = self._pending[path] = _Pending(closed, now, watch, slow=waits_long(watch, path))
             elif changed or closed:
                 p.closed = p.closed or closed
                 p.queued = False  # look again: a queued file that changes settles anew
@@ -207,20 +233,28 @@ class FolderWatcher:
         Returns how many files were seen."""
         n = 0
         for w in self.watches:
-            for path in self.files_under(w.path):
+            replaced = beneath.root_problem(w.path)
+            if replaced:
+                log.error(replaced, extra={"watch": str(w.path)})
+                continue
+            for path in self.files_under(w.path, w):
                 self.note(path, changed=False)
                 n += 1
         return n
 
     @staticmethod
-    def files_under(root: Path) -> Iterator[Path]:
-        """Every non-ignored entry below `root` (special files included, so
-        they are refused with a reason), not following symlinked folders."""
+    def files_under(root: Path, watch: WatchConfig | None = None) -> Iterator[Path]:
+        """Every entry below `root` but those in the agent's own folders
+        (`agent_owned`): special files and symlinks to folders included, so
+        they are refused with a reason; symlinked folders are not followed."""
         for folder, dirs, files in os.walk(root):
-            dirs[:] = sorted(d for d in dirs if d not in IGNORED_DIRS and not ignored(d))
-            for name in sorted(files):
-                if not ignored(name):
-                    yield Path(folder) / name
+            here = Path(folder)
+            if watch is not None and watch.after == "move" and here.name == "processed":
+                dirs[:] = [d for d in dirs if not dated(d)]
+            links = [d for d in dirs if os.path.islink(here / d)]
+            dirs[:] = sorted(d for d in dirs if d not in links)
+            for name in sorted(files + links):
+                yield here / name
 
     def watch_of(self, path: Path) -> WatchConfig | None:
         """The watched folder `path` lies in, or None."""
@@ -232,10 +266,10 @@ class FolderWatcher:
             if not text.startswith(root):
                 continue
             folders = text[len(root):].split("/")[:-1]
-            # No exception for e-mail folders: Maildir's tmp/ holds messages
-            # still being written, and cur/ and processed/ hold the ones we
-            # took (taking them again would record each a second time).
-            if not any(part in IGNORED_DIRS for part in folders):
+            # Maildir's cur/ is taken (an IMAP client moves seen mail there;
+            # our own new/ -> cur/ move is remembered as seen) and tmp/ waits
+            # (`waits_long`); only the agent's processed/DATE is skipped.
+            if not agent_owned(w.after, folders):
                 return w
         return None
 
@@ -273,14 +307,15 @@ class FolderWatcher:
             p = self._pending.get(path)
             if p is None or p.token != token:
                 return  # done, or noted again since: a newer look is scheduled
-            settle = p.watch.settle_seconds
+            settle = self.temp_grace_s if p.slow else p.watch.settle_seconds
+            closed = p.closed and not p.slow  # a temporary file is closed between its writes
             if st is not None and stat.S_ISREG(st.st_mode):
                 if (st.st_size, st.st_mtime_ns) != (p.size, p.mtime_ns):
                     p.size, p.mtime_ns, p.stable_since = st.st_size, st.st_mtime_ns, now
-                    if not p.closed:
+                    if not closed:
                         self._schedule(path, p, now + settle * LOOK_FRACTION)
                         return
-                if not p.closed and now - p.stable_since < settle:
+                if not closed and now - p.stable_since < settle:
                     self._schedule(path, p, min(p.stable_since + settle, now + settle * LOOK_FRACTION))
                     return
             # Ready; a FIFO or a symlink too, to be refused at once with its reason.

@@ -22,6 +22,7 @@ from agent.trail import BREAKS, Walked, verify_chain
 from agent.model import State
 from service.context import echo_json, fail, load, now_dt
 from service.csv_safe import write_csv
+from service.watch import TEMP_GRACE_S
 
 
 WAITING = [s.value for s in State if s not in END_STATES and s not in GOAL_STATES]
@@ -80,7 +81,10 @@ def ledger_command(ctx: click.Context, as_json: bool, no_hash: bool) -> None:
     settings = AuditSettings(
         destinations=tuple(d["name"] for d in cfg.destinations),
         mail_roots=tuple(str(w.path) for w in cfg.watches if w.kind == "email"),
-        sla_hours=float(cfg.delivery.get("sla_hours") or 24), hash_objects=not no_hash)
+        sla_hours=float(cfg.delivery.get("sla_hours") or 24), hash_objects=not no_hash,
+        watched=tuple((str(w.path), w.after) for w in cfg.watches if w.path.is_dir()),
+        # A file is found by the next rescan, then may wait out a temporary name's grace.
+        unhandled_after_s=cfg.agent["rescan_interval_s"] + TEMP_GRACE_S + 60)
     found = []
     with ledger:
         try:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import WatchConfig
-from service.watch import FolderWatcher, ignored, mount_fs_type, should_poll
+from service.watch import FolderWatcher, mount_fs_type, should_poll, system_name, temporary_name
 
 MOUNTINFO = """\
 22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
@@ -19,14 +19,19 @@ MOUNTINFO = """\
 
 
 @pytest.mark.parametrize("name", ["~$report.pdf", ".~lock.a.pdf#", "a.part", "a.tmp", "a.crdownload",
-                                  ".DS_Store", "Thumbs.db", "desktop.ini", ".hidden.pdf"])
-def test_temporary_and_system_files_are_ignored(name):
-    assert ignored(name)
+                                  ".hidden.pdf"])
+def test_temporary_looking_names_are_recognised(name):
+    assert temporary_name(name) and not system_name(name)
+
+
+@pytest.mark.parametrize("name", [".DS_Store", "Thumbs.db", "desktop.ini"])
+def test_system_files_are_recognised(name):
+    assert system_name(name) and not temporary_name(name)
 
 
 @pytest.mark.parametrize("name", ["发票.pdf", "scan 001.PDF", "a.ofd", "invoice.xml", "IMG_1.jpg"])
-def test_invoice_files_are_not_ignored(name):
-    assert not ignored(name)
+def test_invoice_files_are_neither(name):
+    assert not temporary_name(name) and not system_name(name)
 
 
 def test_mount_type_uses_the_longest_matching_mount_point():
@@ -75,13 +80,17 @@ def test_a_file_is_ready_only_after_settling_or_closing(tmp_path):
     assert w.ready() == [g]          # closed after writing: ready at once
 
 
-def test_scan_skips_ignored_folders_and_files(tmp_path):
-    for rel in ("a.pdf", "dept/b.pdf", "@eaDir/c.pdf", ".stversions/d.pdf", "processed/2026-01-01/e.pdf",
-                "f.tmp", "dept/.g.pdf"):
+def test_scan_skips_only_the_agents_own_processed_folders(tmp_path):
+    rels = ["a.pdf", "dept/b.pdf", "@eaDir/c.pdf", ".stversions/d.pdf", "processed/2026-01-01/e.pdf",
+            "processed/f.pdf", "tmp/g.pdf", "cur/h.pdf", "i.tmp", "dept/.j.pdf"]
+    for rel in rels:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
-    names = sorted(p.relative_to(tmp_path).as_posix() for p in FolderWatcher.files_under(tmp_path))
-    assert names == ["a.pdf", "dept/b.pdf"]
+    (tmp_path / "link").symlink_to(tmp_path / "dept", target_is_directory=True)
+    for after, skipped in (("keep", []), ("delete", []), ("move", ["processed/2026-01-01/e.pdf"])):
+        watch = WatchConfig(path=tmp_path, after=after)
+        names = sorted(p.relative_to(tmp_path).as_posix() for p in FolderWatcher.files_under(tmp_path, watch))
+        assert names == sorted(set(rels) - set(skipped) | {"link"}), after
 
 
 def test_likely_invoices_come_before_junk_and_folders_take_turns(tmp_path):

@@ -1,0 +1,166 @@
+"""The watched folder ITSELF exchanged for a symlink (renameat2
+RENAME_EXCHANGE, or rename + symlink) to the outbox, the state folder or any
+other folder: its identity is pinned when watching starts, so nothing there
+is listed, read, moved or deleted until the folder is back."""
+
+from __future__ import annotations
+
+import ctypes
+import datetime as dt
+import errno
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from agent.config import WatchConfig
+from agent.ledger import Ledger
+from agent.mail import MailLimits
+from agent.pipeline import process_captured
+from agent.validate import ValidationSettings
+from agent.vault import Vault
+from service.intake import Intake
+from service.watch import FolderWatcher
+
+SAMPLE = "renoyuan__easyofd/original_invoice.xml"
+TODAY = dt.date(2026, 12, 3)
+NOW = "2026-12-03T10:00:00.000000Z"
+
+
+def exchange(a: Path, b: Path) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.renameat2(-100, os.fsencode(a), -100, os.fsencode(b), 2) != 0:  # AT_FDCWD, RENAME_EXCHANGE
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def swap_root(root: Path, target: Path, how: str) -> Path:
+    """Make `root` a symlink to `target`; returns where the real folder is now."""
+    real = root.with_name(root.name + ".real")
+    if how == "exchange":
+        real.symlink_to(target, target_is_directory=True)
+        try:
+            exchange(root, real)
+        except OSError as e:
+            if e.errno in (errno.EINVAL, errno.ENOSYS):
+                pytest.skip("this filesystem has no RENAME_EXCHANGE")
+            raise
+    else:
+        root.rename(real)
+        root.symlink_to(target, target_is_directory=True)
+    return real
+
+
+def swap_back(root: Path, real: Path) -> None:
+    root.unlink()
+    real.rename(root)
+
+
+class Site:
+    def __init__(self, tmp: Path, after: str):
+        self.tmp = tmp
+        self.scan = tmp / "scan"
+        self.scan.mkdir()
+        self.state = tmp / "state"
+        self.ledger = Ledger(self.state / "ledger.sqlite3")
+        self.vault = Vault(self.state / "vault")
+        self.outbox = tmp / "outbox"
+        self.outbox.mkdir()
+        self.delivered = {f"{i}.xml": f"delivered invoice {i}".encode() * 40 for i in range(3)}
+        for name, data in self.delivered.items():
+            (self.outbox / name).write_bytes(data)
+        self.watch = WatchConfig(path=self.scan, kind="scanner", after=after)
+        self.intake = Intake(self.ledger, self.vault, max_bytes=10 << 20, mail_limits=MailLimits(), actor="t")
+        self.watcher = FolderWatcher([self.watch], wake=lambda: None)
+        self.watcher.start()  # pins the watched folder, as the daemon does
+
+    def take(self, path: Path):
+        return self.intake.take(path, self.watch, now=NOW, today=TODAY)
+
+    def read_all(self) -> None:
+        for doc_id in self.ledger.ids_in_state("captured"):
+            process_captured(self.ledger, self.vault, doc_id, settings=ValidationSettings(max_age_days=100000),
+                             destinations=[], today=TODAY, now=NOW, actor="t", ocr=False)
+
+    def assert_outbox_untouched(self) -> None:
+        assert sorted(p.name for p in self.outbox.iterdir()) == sorted(self.delivered)
+        vault = set(self.vault.iter_objects())
+        for name, data in self.delivered.items():
+            assert (self.outbox / name).read_bytes() == data
+            assert hashlib.sha256(data).hexdigest() not in vault, "a file outside the watched folder was read"
+        assert self.ledger.refusals() == [], "names outside the watched folder are not even recorded"
+
+
+@pytest.fixture
+def site_factory(tmp_path):
+    sites = []
+
+    def make(after):
+        sites.append(Site(tmp_path, after))
+        return sites[-1]
+    yield make
+    for s in sites:
+        s.watcher.stop()
+
+
+@pytest.mark.parametrize("how", ["exchange", "rename"])
+@pytest.mark.parametrize("after", ["keep", "move", "delete"])
+def test_a_root_swapped_for_the_outbox_is_neither_listed_nor_read(site_factory, how, after):
+    site = site_factory(after)
+    for name in site.delivered:  # decoys so the names are noticed
+        (site.scan / name).write_bytes(b"decoy")
+    real = swap_root(site.scan, site.outbox, how)
+
+    assert site.watcher.scan() == 0, "a replaced folder is not listed"
+    for name in site.delivered:
+        result = site.take(site.scan / name)
+        assert result.documents == [] and not result.retry
+    site.intake.finish_sources([site.watch], now=NOW, today=TODAY)
+    site.assert_outbox_untouched()
+    assert site.ledger.list_documents(limit=0) == []
+
+    swap_back(site.scan, real)
+    assert site.watcher.scan() == len(site.delivered), "taken once the folder is back"
+    assert site.take(site.scan / "0.xml").documents
+
+
+@pytest.mark.parametrize("how", ["exchange", "rename"])
+@pytest.mark.parametrize("after", ["move", "delete"])
+def test_a_root_swapped_between_capture_and_after_action_waits(site_factory, samples_dir, how, after):
+    site = site_factory(after)
+    invoice = (samples_dir / SAMPLE).read_bytes()
+    (site.scan / "0.xml").write_bytes(invoice)  # the same name as an outbox file
+    (doc_id,) = site.take(site.scan / "0.xml").documents
+    real = swap_root(site.scan, site.outbox, how)
+    site.read_all()
+    site.intake.finish_sources([site.watch], now=NOW, today=TODAY)
+
+    site.assert_outbox_untouched()
+    assert not list(site.outbox.glob("processed"))
+    (action,) = site.ledger.source_actions(doc_id)
+    assert action["state"] == "waiting", "not acted on, and not given up: the folder may come back"
+    assert (real / "0.xml").read_bytes() == invoice
+
+    swap_back(site.scan, real)
+    site.intake.finish_sources([site.watch], now=NOW, today=TODAY)
+    (action,) = site.ledger.source_actions(doc_id)
+    assert action["state"] == "done"
+    assert not (site.scan / "0.xml").exists()
+
+
+@pytest.mark.parametrize("watched", ["outbox", ".", "state", "state/vault", "backup/sub"])
+def test_config_check_refuses_a_watched_folder_overlapping_the_agents_own(tmp_path, watched):
+    from agent.config import check_paths, load_config, watch_overlaps
+    from agent.defaults import DEFAULT_CONFIG
+
+    text = DEFAULT_CONFIG.replace('path = "inbox/scanner"', f'path = "{watched}"', 1)
+    assert text != DEFAULT_CONFIG
+    (tmp_path / "c.toml").write_text(text, encoding="utf-8")
+    for rel in ("inbox/email", "outbox", "backup/sub", "state/vault"):
+        (tmp_path / rel).mkdir(parents=True)
+    cfg = load_config(tmp_path / "c.toml", env={})
+    problems = check_paths(cfg)
+    assert any(p.startswith("watch[0].path:") and "overlaps" in p for p in problems), problems
+    assert not any(p.startswith("watch[1].path:") for p in problems)
+    assert watch_overlaps(cfg, cfg.watches[0]) and not watch_overlaps(cfg, cfg.watches[1])
