@@ -13,6 +13,7 @@ from agent.ledger import Ledger
 from agent.ledger.audit import AUDIT_SCHEMA
 from agent.model import State
 from service.context import echo_json, fail, load, now_dt
+from service.textsafe import echo
 
 
 WAITING = [s.value for s in State if s not in END_STATES and s not in GOAL_STATES]
@@ -78,7 +79,7 @@ def ledger_command(ctx: click.Context, as_json: bool, no_hash: bool) -> None:
             for v in audit_ledger(ledger, cfg.vault_dir, settings, now=now_dt(), progress=_Progress()):
                 found.append(v)
                 if not as_json:
-                    click.echo(v.line())
+                    echo(v.line())
         except Exception as e:  # a ledger that is not ours, or damaged
             fail(f"cannot audit ledger {cfg.ledger_path}: {e}", code=2)
     counts: dict[str, int] = {}
@@ -88,10 +89,10 @@ def ledger_command(ctx: click.Context, as_json: bool, no_hash: bool) -> None:
         echo_json({"ledger": str(cfg.ledger_path), "vault": str(cfg.vault_dir),
                    "violations": [v.to_dict() for v in found], "counts": counts})
     elif found:
-        click.echo(f"{len(found)} violations: " + ", ".join(f"{c} {n}" for c, n in sorted(counts.items())),
+        echo(f"{len(found)} violations: " + ", ".join(f"{c} {n}" for c, n in sorted(counts.items())),
                    err=True)
     else:
-        click.echo("ledger sound: no violations", err=True)
+        echo("ledger sound: no violations", err=True)
     sys.exit(1 if found else 0)
 
 
@@ -105,4 +106,4 @@ class _Progress:
         t = time.monotonic()
         if t - self.last >= 2.0:
             self.last = t
-            click.echo(f"audit: {done}" + (f"/{total}" if total else "") + f" {stage} checked", err=True)
+            echo(f"audit: {done}" + (f"/{total}" if total else "") + f" {stage} checked", err=True)
