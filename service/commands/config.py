@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from agent.config import check_paths, load_config
+from agent.config import adapter_problems, check_paths, load_config
 from agent.defaults import DEFAULT_CONFIG, DEFAULT_FOLDERS
 from agent.errors import ConfigError
 from service.context import fail
@@ -45,7 +45,7 @@ def check(ctx: click.Context) -> None:
         cfg = load_config(ctx.obj.get("config_path"))
     except ConfigError as e:
         fail(str(e), code=2)
-    problems = check_paths(cfg)
+    problems = check_paths(cfg) + adapter_problems(cfg)   # what `run` would refuse, by the same calls
     if problems:
         fail("\n".join(problems), code=2)
     echo(f"{cfg.path}: ok ({len(cfg.watches)} watched folders, {len(cfg.destinations)} "
