@@ -60,6 +60,7 @@ RULES: dict[str, tuple[int, str]] = {
     "duplicate-of-dead": (4, "a duplicate of a document that is not live (rejected, duplicate ...)"),
     "duplicate-key-differs": (4, "a duplicate whose invoice key is not its original's"),
     "key-twice": (4, "two live documents carry the same invoice key (one would be delivered twice)"),
+    "key-delivered-twice": (4, "two documents hold delivered/confirmed rows under one key at one destination"),
     "valid-not-queued": (5, "a valid document not queued although destinations are configured"),
     "unknown-destination": (5, "a delivery waiting for a destination that is not configured"),
     "failed-without-error": (5, "a failed delivery without its last error"),
@@ -155,6 +156,7 @@ def audit_ledger(ledger: Ledger, vault_root: str | Path, settings: AuditSettings
         yield from _sources(q, settings)
         yield from _documents(q, settings, now, progress)
         yield from _keys(q)
+        yield from _keys_delivered_twice(q)
         referenced = q.referenced_objects()
     found: set[str] = set()
     unreferenced: list[Violation] = []
@@ -400,3 +402,11 @@ def _keys(q: LedgerAudit) -> Iterator[Violation]:
         ids = sorted(int(i) for i in k["ids"].split(","))
         yield _v("key-twice", f"invoice {k['invoice_key']} is carried by live documents "
                  f"{', '.join(map(str, ids))}", document=ids[0])
+
+
+def _keys_delivered_twice(q: LedgerAudit) -> Iterator[Violation]:
+    for k in q.keys_delivered_twice():
+        ids = sorted(int(i) for i in k["ids"].split(","))
+        yield _v("key-delivered-twice", f"{k['destination']} holds invoice {k['key']} for documents "
+                 f"{', '.join(map(str, ids))}, but only one file can be there under that key",
+                 document=ids[0])

@@ -290,6 +290,33 @@ def _real(path: Path) -> Path:
         return Path(os.path.abspath(path))
 
 
+def adapter_problems(cfg: Config) -> list[str]:
+    """What `run` would refuse to start, one line each naming the entry:
+    every destination opened with its retry policy, and every backup target,
+    by the same calls the daemon makes (so `config check` cannot say ok to a
+    destination the daemon refuses). Opening makes no network call and
+    touches no file; the lines never hold a secret (the adapters' errors
+    show urls without credentials or query)."""
+    from agent.backup.base import open_target
+    from agent.deliver.base import open_destination
+    from agent.deliver.retry import DeliveryPolicy
+    from agent.errors import AgentError
+
+    problems = []
+    for i, entry in enumerate(cfg.destinations):
+        try:
+            open_destination(entry)
+            DeliveryPolicy.from_config(entry)
+        except AgentError as e:
+            problems.append(f"destination[{i}]: {e}")
+    for i, entry in enumerate(cfg.backups):
+        try:
+            open_target(entry)
+        except AgentError as e:
+            problems.append(f"backup[{i}]: {e}")
+    return problems
+
+
 def local_folder(entry: dict[str, Any]) -> Path | None:
     """The folder behind a folder:// or file:// URL (relative to the config), else None."""
     parts = urlsplit(entry["url"])
@@ -371,14 +398,20 @@ def _check_adapters(kind: str, entries: list[dict[str, Any]], errors: list[str])
             errors.append(f"{kind}[{i}].url: scheme must be one of "
                           f"{', '.join(s + '://' for s in sorted(_SCHEMES[kind]))}, not {got}")
         elif parts.scheme in ("http", "https", "s3") and not parts.netloc:
-            errors.append(f"{kind}[{i}].url: {url!r} has no host or bucket")
+            errors.append(f"{kind}[{i}].url: {_no_query(url)!r} has no host or bucket")
         elif parts.scheme == "s3" and len(parts.netloc) < 3:
             errors.append(f"{kind}[{i}].url: bucket name {parts.netloc!r} is too short (3 characters at least)")
         elif parts.scheme in ("folder", "file") and not (parts.netloc or parts.path):
-            errors.append(f"{kind}[{i}].url: {url!r} has no path")
+            errors.append(f"{kind}[{i}].url: {_no_query(url)!r} has no path")
     if kind == "destination":
         for i, e in enumerate(entries):
             _check_maintenance(f"{kind}[{i}].", e, errors)
+
+
+def _no_query(url: str) -> str:
+    """`url` safe to print: no credentials, and no query or fragment (where a
+    token would be)."""
+    return shown_url(url).split("?", 1)[0].split("#", 1)[0]
 
 
 def _check_maintenance(prefix: str, entry: dict[str, Any], errors: list[str]) -> None:

@@ -10,9 +10,13 @@ place a remote's words become our error, so no path can forget it. The log
 formatters redact once more, for tracebacks of vendor exceptions.
 
 A secret is recognised in the forms a server may echo it in: as it is,
-percent-encoded, JSON-escaped, base64 (alone, or inside a longer base64
-string such as the Basic header's `user:password`), with whitespace inside
-it (a folded or wrapped header), and cut short at the end of a message.
+percent-encoded, JSON-escaped, HTML-escaped or as numeric character
+references (`&#83;`, `&#x53;`), in hex, reversed, base64 (alone, or inside a
+longer base64 string such as the Basic header's `user:password`), with
+whitespace inside it (a folded or wrapped header), in any letter case (a
+server that lower-cases what it quotes), by a long enough leading part (a
+server that prints the first N characters), and cut short at the end of a
+message.
 Credentials written into any URL (`https://user:pw@host`) are masked too;
 `has_credentials` and `shown_url` let the config refuse such URLs without
 printing them.
@@ -25,6 +29,7 @@ a test) leave nothing behind.
 from __future__ import annotations
 
 import base64
+import html
 import itertools
 import json
 import re
@@ -36,6 +41,7 @@ from urllib.parse import quote, quote_plus
 MASK = "***"
 _MIN_B64_CORE = 8      # a shorter run of base64 letters would match ordinary words
 _MIN_CUT_TAIL = 6      # a message ending in 6+ leading characters of a secret was cut inside it
+_MIN_PREFIX = 8        # a leading part this long (and at least half the secret) is the secret
 
 _lock = threading.Lock()
 _held: dict[int, frozenset[str]] = {}
@@ -49,12 +55,40 @@ class _Matcher:
     def __init__(self, version: int, forms: frozenset[str]):
         self.version = version
         ordered = sorted(forms, key=lambda f: (-len(f), f))
-        # Whitespace may sit anywhere inside an echoed secret (a folded header, a
-        # wrapped line); longest forms first, so a whole form wins over its parts.
-        self.pattern = re.compile("|".join(r"\s*".join(re.escape(ch) for ch in f) for f in ordered)) \
-            if ordered else None
-        self.cut = {f[:n] for f in ordered for n in range(_MIN_CUT_TAIL, len(f))}
-        self.longest_cut = max((len(c) for c in self.cut), default=0)
+        # Any letter case: a server may lower- or upper-case what it quotes
+        # (over-matching a base64 form in another case costs nothing). One
+        # trie-shaped pattern, so each position of a message tries only the
+        # forms that start with its character, not every form in turn.
+        trie = _trie_pattern({f.lower() for f in ordered}) if ordered else ""
+        self.pattern = re.compile(trie) if ordered else None              # on lower-cased text
+        self.any_case = re.compile(trie, re.IGNORECASE) if ordered else None
+        # A message ending in a leading part of a form: one anchored trie again.
+        cut = {f[:n].lower() for f in ordered for n in range(_MIN_CUT_TAIL, len(f))}
+        self.cut = re.compile("(?:" + _trie_pattern(cut, gap="") + r")\Z") if cut else None
+        self.longest_cut = max((len(c) for c in cut), default=0)
+
+
+def _trie_pattern(forms: set[str], gap: str = r"\s*") -> str:
+    """A regex matching the longest of `forms` at a position, with `gap`
+    (by default any whitespace: a folded header, a wrapped line) allowed
+    between any two characters."""
+    root: dict = {}
+    for form in forms:
+        node = root
+        for ch in form:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def build(node: dict, first: bool) -> str:
+        branches = [("" if first else gap) + re.escape(ch) + build(child, False)
+                    for ch, child in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        # Longer first: a whole form wins over a shorter form it starts with.
+        return "(?:" + body + ")?" if "" in node else body
+
+    return build(root, True)
 
 
 _matcher = _Matcher(0, frozenset())
@@ -62,16 +96,23 @@ _URL_USERINFO_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#@]+@")
 
 
 def secret_forms(secret: str) -> set[str]:
-    """The spellings of `secret` a remote may echo back, besides itself:
-    percent-encoded (either hex case, `+` for space), JSON-escaped, and
-    base64 (standard and URL-safe) at each of the three byte alignments, so it
-    is found inside a longer base64 string too."""
+    """The spellings of `secret` a remote may echo back, besides itself (each
+    matched in any letter case by `redact`): percent-encoded (`+` for space),
+    JSON-escaped, HTML-escaped, as decimal and hex numeric character
+    references, the hex of its UTF-8 bytes, reversed, every leading part of
+    at least max(8, half its length) characters, and base64 (standard and
+    URL-safe) at each of the three byte alignments, so it is found inside a
+    longer base64 string too."""
     if not secret:
         return set()
-    forms = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret),
-             json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
-    forms |= {re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), f) for f in list(forms)}
     raw = secret.encode("utf-8")
+    forms = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret),
+             json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
+             html.escape(secret), secret[::-1], raw.hex(),
+             "".join(f"&#{ord(ch)};" for ch in secret),
+             "".join(f"&#x{ord(ch):x};" for ch in secret)}
+    shortest = max(_MIN_PREFIX, (len(secret) + 1) // 2)
+    forms |= {secret[:n] for n in range(shortest, len(secret))}
     for offset in range(3):
         for encode in (base64.b64encode, base64.urlsafe_b64encode):
             text = encode(b"\0" * offset + raw).decode("ascii").rstrip("=")
@@ -144,10 +185,21 @@ def redact(text: Any) -> str:
     matcher = _current()
     if matcher.pattern is None or not text:
         return text
-    text = matcher.pattern.sub(MASK, text)
-    for n in range(min(matcher.longest_cut, len(text)), _MIN_CUT_TAIL - 1, -1):
-        if text[-n:] in matcher.cut:
-            return text[:-n] + MASK
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        # Match on the lower-cased text (much faster than IGNORECASE) and cut
+        # the same spans out of the original.
+        spans = [m.span() for m in matcher.pattern.finditer(lowered) if m.end() > m.start()]
+        for start, end in reversed(spans):
+            text = text[:start] + MASK + text[end:]
+    else:                          # a character whose lower case is longer
+        text = matcher.any_case.sub(MASK, text)
+    if matcher.cut is not None:
+        lowered = text.lower()
+        if len(lowered) == len(text):
+            cut = matcher.cut.search(lowered, max(0, len(text) - matcher.longest_cut))
+            if cut:
+                return text[:cut.start()] + MASK
     return text
 
 

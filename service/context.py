@@ -18,6 +18,7 @@ from agent.ledger import Ledger, utc
 from agent.validate import ValidationSettings
 from agent.vault import Vault
 from service import access
+from service.textsafe import echo, json_text
 
 
 def now_dt() -> dt.datetime:
@@ -120,13 +121,14 @@ def destination_names(cfg: Config) -> list[str]:
 def fail(message: str, code: int = 1) -> None:
     """Print `message` as an error line (or lines) and exit with `code`."""
     for line in message.splitlines() or [message]:
-        click.echo(f"error: {line}", err=True)
+        echo(f"error: {line}", err=True)
     sys.exit(code)
 
 
 def echo_json(obj: Any) -> None:
-    """One JSON document on stdout (UTF-8, not ASCII-escaped)."""
-    click.echo(json.dumps(obj, ensure_ascii=False, default=str))
+    """One JSON document on stdout (UTF-8, not ASCII-escaped; DEL, C1 and
+    bidi controls as \\uXXXX, see `service.textsafe.json_text`)."""
+    click.echo(json_text(json.dumps(obj, ensure_ascii=False, default=str)))
 
 
 def age_seconds(timestamp: str | None, at: dt.datetime) -> float | None:

@@ -4,8 +4,10 @@ File names, attachment names and invoice numbers come from strangers. A cell
 that begins with `=`, `+`, `-` or `@` (or a tab, CR or LF, which some
 spreadsheets skip before looking) is read by Excel and LibreOffice as a
 formula: `=HYPERLINK(...)` leaks data, `=1+2+cmd|...` runs a program
-(CWE-1236). Such a cell is written with a leading `'`, which spreadsheets
-show as text and drop. A plain number (`-12.50`, the total of a 红字 credit
+(CWE-1236). Spreadsheets skip leading blanks before looking, so the trigger
+counts after any leading whitespace (a space, U+3000, a vertical tab...) and
+control or invisible format characters. Such a cell is written with a
+leading `'`, which spreadsheets show as text and drop. A plain number (`-12.50`, the total of a 红字 credit
 note) cannot be a formula and is written as it is, so it stays a number.
 """
 
@@ -14,16 +16,32 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 from typing import Any, Iterable, Mapping, Sequence, TextIO
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+_FORMULA_START = ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20", "\ufe62", "\ufe63", "\ufe66")
 _PLAIN_NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?")
 
 
+def _skipped(ch: str) -> bool:
+    """A character a spreadsheet may pass over before it looks for `=`:
+    any Unicode whitespace, a control or an invisible format character."""
+    return ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zs", "Zl", "Zp")
+
+
 def safe_cell(value: Any) -> Any:
-    """`value` as it may go into a CSV cell: a string that a spreadsheet would
-    take as a formula gets a leading `'`; anything else is unchanged."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(value):
+    """`value` as it may go into a CSV cell: a string whose first character
+    after leading whitespace and control/format characters is a formula
+    trigger (`= + - @`, also full-width), or that begins with a tab, CR or
+    LF, gets a leading `'`; a plain number and anything else is unchanged."""
+    if not isinstance(value, str) or not value:
+        return value
+    i = 0
+    while i < len(value) and _skipped(value[i]):
+        i += 1
+    rest = value[i:]
+    if value.startswith(("\t", "\r", "\n")) or (rest.startswith(_FORMULA_START)
+                                                  and not _PLAIN_NUMBER.fullmatch(rest)):
         return "'" + value
     return value
 

@@ -2,7 +2,8 @@
 
 Repeated identical errors are rate-limited, so a target that stays down
 logs once a minute, not once per attempt. Every line is redacted of the
-configured secrets (`agent.redact`), tracebacks of vendor exceptions included.
+configured secrets (`agent.redact`), tracebacks of vendor exceptions included,
+and holds no raw control character (`service.textsafe.json_text`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 import time
 
 from agent.redact import redact, redact_data
+from service.textsafe import json_text
 
 _RESERVED = set(vars(logging.makeLogRecord({})))
 
@@ -38,7 +40,7 @@ class JsonFormatter(logging.Formatter):
                **redact_data(_extras(record))}
         if record.exc_info:
             obj["exc"] = redact(self.formatException(record.exc_info))
-        return json.dumps(obj, ensure_ascii=False, default=str)
+        return json_text(json.dumps(obj, ensure_ascii=False, default=str))
 
 
 class RateLimit(logging.Filter):
@@ -85,6 +87,9 @@ def _extras(record: logging.LogRecord) -> dict:
 
 
 def _quote(text: str) -> str:
+    """`text` bare when it is one plain word, else as a JSON string with every
+    control character escaped (a file name cannot break or forge a line, or
+    send the terminal tailing the log an escape sequence)."""
     if text and all(c.isalnum() or c in "-_./:@+" for c in text):
         return text
-    return json.dumps(text, ensure_ascii=False)
+    return json_text(json.dumps(text, ensure_ascii=False))

@@ -7,6 +7,11 @@ tests/integration/test_destination_contract.py check each of them):
   destination already holds is a success that returns the receipt of what is
   there; it never creates a second copy. A remote's 409 / "already exists" /
   precondition-failed answer is therefore success, not an error.
+- Every receipt (of a put, fresh or "already there", and of a lookup) names
+  in `raw["sha256"]` the sha256 of the file the destination holds under the
+  key, not of the one just sent. The loop counts an "already there" as
+  delivered only when that is the parcel's own sha256; another is a
+  `delivery-conflict` (two documents cannot share one key there).
 - `put` returns only once the destination has durably accepted the parcel.
   If it raises, the parcel may or may not be there: the caller looks it up
   (or simply puts again, which is safe) before deciding.

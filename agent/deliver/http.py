@@ -24,7 +24,7 @@ from agent.deliver.base import (
     read_parcel_file, where,
 )
 from agent.errors import ConfigError, Permanent, Transient
-from agent.redact import redact, redact_data, remember
+from agent.redact import redact, redact_data, remember, shown_url
 
 _MAX_BODY = 1 << 20          # a receipt is small; a larger answer is cut, not buffered
 _MAX_MESSAGE = 300           # server messages go into the ledger and `show`
@@ -68,7 +68,8 @@ class HttpDestination:
         if "@" in parts.netloc:
             raise ConfigError(f"{where(cfg)}url: put credentials in token or username/password, not in the url")
         if not parts.hostname:
-            raise ConfigError(f"{where(cfg)}url: no host in {url!r}")
+            # Shown without its query: that is where a token would be.
+            raise ConfigError(f"{where(cfg)}url: no host in {shown_url(url).split('?', 1)[0]!r}")
         if parts.query or parts.fragment:
             raise ConfigError(f"{where(cfg)}url: the base url takes no query or fragment")
         token = config_str(cfg, "token")

@@ -26,6 +26,7 @@ from agent.model import Invoice, Problem
 from agent.vault import Vault
 
 DELIVERY_REJECTED = "delivery-rejected"
+DELIVERY_CONFLICT = "delivery-conflict"
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,8 @@ class Claim:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one attempt came to: delivered, found (already there), transient,
+    """What one attempt came to: delivered, found (already there), conflict
+    (the destination holds other content under the key), transient,
     permanent or misconfigured; with the receipt or the error."""
 
     kind: str
@@ -115,8 +117,8 @@ def send(dest: Destination, c: Claim, vault: Vault) -> Outcome:
         if c.recovering:
             found = dest.lookup(parcel.key)
             if found is not None:
-                return Outcome("found", receipt=found)
-        return Outcome("delivered", receipt=dest.put(parcel))
+                return _held_as_sent(dest, parcel, Outcome("found", receipt=found))
+        return _held_as_sent(dest, parcel, Outcome("delivered", receipt=dest.put(parcel)))
     except Misconfigured as e:
         return Outcome("misconfigured", error=str(e))
     except Transient as e:
@@ -125,6 +127,20 @@ def send(dest: Destination, c: Claim, vault: Vault) -> Outcome:
         return Outcome("permanent", error=str(e))
     except AdapterError as e:  # NotFound from a put: the remote lost track mid-request
         return Outcome("transient", error=str(e))
+
+
+def _held_as_sent(dest: Destination, parcel: Parcel, outcome: Outcome) -> Outcome:
+    """`outcome` when what the destination holds under the key is this
+    parcel's content; a `conflict` when its receipt names another sha256 (an
+    idempotent "already there" answered for a different file under the same
+    key: counting it delivered would let two documents claim one key)."""
+    held = outcome.receipt.raw.get("sha256") if outcome.receipt and isinstance(outcome.receipt.raw, dict) else None
+    if held and str(held).lower() != parcel.sha256.lower():
+        name = getattr(dest, "name", "the destination")
+        return Outcome("conflict", receipt=outcome.receipt,
+                       error=f"{name} already holds another file under key {parcel.key} "
+                             f"(sha256 {str(held)[:16]}..., not {parcel.sha256[:16]}...)")
+    return outcome
 
 
 def record(ledger: Ledger, c: Claim, outcome: Outcome, policy: DeliveryPolicy, *, now: dt.datetime,
@@ -136,7 +152,9 @@ def record(ledger: Ledger, c: Claim, outcome: Outcome, policy: DeliveryPolicy, *
     maintenance window read in `tz`, default the host's zone), or `failed`
     once `max_attempts` is reached or the waits the schedule set add up to
     `max_age_s`. Age is never read off the wall clock: a jump of the clock
-    neither fails a row with attempts left nor keeps one alive. permanent: `quarantined`,
+    neither fails a row with attempts left nor keeps one alive. conflict:
+    `quarantined`, the document with a "delivery-conflict" problem naming the
+    document that holds the key there (never `delivered`). permanent: `quarantined`,
     the document with a "delivery-rejected" problem carrying the server's
     message. misconfigured: `queued` again without counting the attempt
     (the destination, not the invoice, needs a person).
@@ -148,6 +166,18 @@ def record(ledger: Ledger, c: Claim, outcome: Outcome, policy: DeliveryPolicy, *
         ok = ledger.finish_delivery(c.delivery_id, c.token, state="delivered", now=at, actor=actor,
                                     outcome=outcome.kind, receipt=outcome.receipt.to_dict())
         return Result(**base, row_state="delivered", recorded=ok)
+    if outcome.kind == "conflict":
+        holder = ledger.delivered_holder(c.destination, outcome.receipt.key if outcome.receipt else "",
+                                   other_than=c.document_id)
+        key = outcome.receipt.key if outcome.receipt else "?"
+        error = (f"delivery-conflict: {c.destination} already holds another file under key {key}"
+                 + (f" (document {holder})" if holder is not None else "")
+                 + "; this document's content was not delivered")
+        problem = Problem(code=DELIVERY_CONFLICT, severity="error", field=None, message=error,
+                          message_zh="目标处已存有同一发票号码的另一份文件，本文件未交付")
+        ok = ledger.finish_delivery(c.delivery_id, c.token, state="quarantined", now=at, actor=actor,
+                                    outcome="conflict", error=error, problem=problem)
+        return Result(**{**base, "error": error}, row_state="quarantined", recorded=ok)
     if outcome.kind == "permanent":
         problem = Problem(code=DELIVERY_REJECTED, severity="error", field=None,
                           message=f"delivery refused: {outcome.error}",

@@ -84,7 +84,9 @@ class S3Destination:
         return f"S3Destination(name={self.name!r}, bucket={self.bucket!r}, prefix={self.prefix!r}, endpoint={self.endpoint_url!r})"
 
     def put(self, parcel: Parcel) -> Receipt:
-        """Put the file, then the sidecar, each only if absent; either already present is success."""
+        """Put the file, then the sidecar, each only if absent; either already
+        present is success with the receipt of what is there (the sidecar's
+        sha256, which the caller compares with the parcel's)."""
         folder = self._folder(parcel.key)
         object_key = f"{folder}/{_object_name(parcel)}"
         try:
@@ -92,12 +94,15 @@ class S3Destination:
         except ValueError:
             raise Permanent(f"{self.name}: sha256 {parcel.sha256!r} of {parcel.key} is not hex") from None
         data = read_parcel_file(parcel)
-        self._put_if_absent(object_key, data, parcel.media_type, checksum,
-                            {"invoice-key": quote(parcel.key, safe="")})
+        created = self._put_if_absent(object_key, data, parcel.media_type, checksum,
+                                      {"invoice-key": quote(parcel.key, safe="")})
+        if not created and (there := self.lookup(parcel.key)) is not None:
+            return there
         side = sidecar_bytes(parcel)
         side_sum = base64.b64encode(_sha256(side)).decode()
-        self._put_if_absent(f"{folder}/{SIDECAR}", side, "application/json", side_sum,
-                            {"object": quote(object_key, safe=""), "sha256": parcel.sha256})
+        if not self._put_if_absent(f"{folder}/{SIDECAR}", side, "application/json", side_sum,
+                                   {"object": quote(object_key, safe=""), "sha256": parcel.sha256}):
+            return self.lookup(parcel.key) or self._receipt(parcel.key, object_key, parcel.sha256)
         return self._receipt(parcel.key, object_key, parcel.sha256)
 
     def lookup(self, key: str) -> Receipt | None:
@@ -138,14 +143,16 @@ class S3Destination:
         safe_name_part(key, "invoice key")
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _put_if_absent(self, key: str, body: bytes, content_type: str, checksum: str, meta: dict) -> None:
+    def _put_if_absent(self, key: str, body: bytes, content_type: str, checksum: str, meta: dict) -> bool:
+        """True when this put created the object, False when it was already there."""
         try:
             self._client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type,
                                     IfNoneMatch="*", ChecksumAlgorithm="SHA256", ChecksumSHA256=checksum,
                                     Metadata=meta)
+            return True
         except bx.ClientError as e:
             if _code(e) in _ALREADY_THERE:
-                return
+                return False
             raise self._error(e, f"PUT {key}") from None
         except bx.BotoCoreError as e:
             raise self._error(e, f"PUT {key}") from None

@@ -84,6 +84,17 @@ class LedgerAudit:
             f"WHERE invoice_key IS NOT NULL AND state NOT IN ({marks}) "
             "GROUP BY invoice_key HAVING count(*) > 1 ORDER BY min(id)", tuple(not_counted))
 
+    def keys_delivered_twice(self) -> Iterator[dict[str, Any]]:
+        """(destination, key, ids) where more than one document has a
+        delivered or confirmed row under the same key (its delivered_key, else
+        its invoice key) at the same destination."""
+        return self._stream(
+            "SELECT r.destination, COALESCE(r.delivered_key, doc.invoice_key) AS key, "
+            "group_concat(DISTINCT r.document_id) AS ids FROM deliveries r "
+            "JOIN documents doc ON doc.id = r.document_id "
+            "WHERE r.state IN ('delivered', 'confirmed') AND COALESCE(r.delivered_key, doc.invoice_key) IS NOT NULL "
+            "GROUP BY r.destination, key HAVING count(DISTINCT r.document_id) > 1 ORDER BY min(r.document_id)")
+
     def late_in_status(self, *, queued_before: str) -> set[int]:
         """Ids of the documents `status` counts as late (its SLA line): a
         delivery row still undelivered and queued before `queued_before`."""

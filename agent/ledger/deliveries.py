@@ -165,6 +165,17 @@ class DeliveriesMixin(DeliveryReportsMixin, ReconcileRowsMixin):
                 claimed.append(d)
             return claimed
 
+    def delivered_holder(self, destination: str, key: str, *, other_than: int) -> int | None:
+        """The id of another document whose row at `destination` is delivered
+        or confirmed under `key` (its delivered_key, else its invoice key), or
+        None when there is none."""
+        row = self.conn.execute(
+            "SELECT d.document_id FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
+            "WHERE d.destination = ? AND d.state IN ('delivered', 'confirmed') AND d.document_id != ? "
+            "AND COALESCE(d.delivered_key, doc.invoice_key) = ? ORDER BY d.id LIMIT 1",
+            (destination, other_than, key)).fetchone()
+        return row[0] if row else None
+
     def finish_delivery(self, delivery_id: int, token: str, *, state: str, now: str, actor: str,
                         outcome: str, error: str | None = None, next_attempt_at: str | None = None,
                         receipt: dict | None = None, problem: Problem | None = None,

@@ -23,6 +23,7 @@ from agent.model import State
 from service.context import echo_json, fail, load, now_dt
 from service.csv_safe import write_csv
 from service.watch import TEMP_GRACE_S
+from service.textsafe import echo
 
 
 WAITING = [s.value for s in State if s not in END_STATES and s not in GOAL_STATES]
@@ -91,7 +92,7 @@ def ledger_command(ctx: click.Context, as_json: bool, no_hash: bool) -> None:
             for v in audit_ledger(ledger, cfg.vault_dir, settings, now=now_dt(), progress=_Progress()):
                 found.append(v)
                 if not as_json:
-                    click.echo(v.line())
+                    echo(v.line())
         except Exception as e:  # a ledger that is not ours, or damaged
             fail(f"cannot audit ledger {cfg.ledger_path}: {e}", code=2)
     counts: dict[str, int] = {}
@@ -101,10 +102,10 @@ def ledger_command(ctx: click.Context, as_json: bool, no_hash: bool) -> None:
         echo_json({"ledger": str(cfg.ledger_path), "vault": str(cfg.vault_dir),
                    "violations": [v.to_dict() for v in found], "counts": counts})
     elif found:
-        click.echo(f"{len(found)} violations: " + ", ".join(f"{c} {n}" for c, n in sorted(counts.items())),
+        echo(f"{len(found)} violations: " + ", ".join(f"{c} {n}" for c, n in sorted(counts.items())),
                    err=True)
     else:
-        click.echo("ledger sound: no violations", err=True)
+        echo("ledger sound: no violations", err=True)
     sys.exit(1 if found else 0)
 
 
@@ -118,7 +119,7 @@ class _Progress:
         t = time.monotonic()
         if t - self.last >= 2.0:
             self.last = t
-            click.echo(f"audit: {done}" + (f"/{total}" if total else "") + f" {stage} checked", err=True)
+            echo(f"audit: {done}" + (f"/{total}" if total else "") + f" {stage} checked", err=True)
 
 
 def _open_trail(ctx: click.Context) -> tuple[str, Ledger]:
@@ -189,7 +190,7 @@ def verify_command(ctx: click.Context, anchor: dict[int, str], as_json: bool) ->
                 for b in verify_chain(reader.chain(), reader.head(), anchor, walked):
                     found.append(b)
                     if not as_json:
-                        click.echo(b.line())
+                        echo(b.line())
         except Exception as e:  # a ledger that is not ours, or damaged
             fail(f"cannot verify ledger {path}: {e}", code=2)
     head = {"event": walked.last_id, "hash": walked.last_hash}
@@ -197,9 +198,9 @@ def verify_command(ctx: click.Context, anchor: dict[int, str], as_json: bool) ->
         echo_json({"ledger": path, "events": walked.events, "head": head,
                    "breaks": [b.to_dict() for b in found]})
     elif found:
-        click.echo(f"{len(found)} breaks in a trail of {walked.events} events", err=True)
+        echo(f"{len(found)} breaks in a trail of {walked.events} events", err=True)
     else:
-        click.echo(f"trail whole: {walked.events} events, last {walked.last_id}:{walked.last_hash}", err=True)
+        echo(f"trail whole: {walked.events} events, last {walked.last_id}:{walked.last_hash}", err=True)
     sys.exit(1 if found else 0)
 
 

@@ -19,6 +19,7 @@ from agent.errors import AgentError
 from agent.ledger import Ledger
 from service.context import (actor, age_seconds, echo_json, fail, human_age, load, now_dt,
                              open_ledger, open_vault)
+from service.textsafe import echo
 
 
 def backup_report(ledger: Ledger, cfg: Config) -> dict:
@@ -58,25 +59,25 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
         echo_json(report)
         return
     if not report["targets"]:
-        click.echo("no [[backup]] target is configured")
+        echo("no [[backup]] target is configured")
         return
-    click.echo(f"backed up: {report['backed_up']} of {report['objects']} objects on at least "
+    echo(f"backed up: {report['backed_up']} of {report['objects']} objects on at least "
                f"{report['min_copies']} target(s)")
     for t in report["targets"]:
-        click.echo(f"{t['name']}  ({t['url']})" + (f"  PAUSED: {t['paused_error']}" if t["paused_error"] else ""))
-        click.echo(f"  objects:       {t['objects']} ({t['bytes']:,} bytes)")
-        click.echo(f"  backlog:       {t['backlog']}" + (f", oldest {human_age(t['backlog_oldest_age_s'])}"
+        echo(f"{t['name']}  ({t['url']})" + (f"  PAUSED: {t['paused_error']}" if t["paused_error"] else ""))
+        echo(f"  objects:       {t['objects']} ({t['bytes']:,} bytes)")
+        echo(f"  backlog:       {t['backlog']}" + (f", oldest {human_age(t['backlog_oldest_age_s'])}"
                                                         if t["backlog"] else "")
                    + (f"; {t['failed']} failed" if t["failed"] else ""))
-        click.echo(f"  last put:      {t['last_put_at'] or 'never'}")
+        echo(f"  last put:      {t['last_put_at'] or 'never'}")
         v = t["last_verify"]
-        click.echo(f"  last verify:   {t['last_verify_at'] or 'never'}"
+        echo(f"  last verify:   {t['last_verify_at'] or 'never'}"
                    + (f" ({v['checked']} checked, {v['missing']} missing, {v['mismatch']} mismatched, "
                       f"{v['repaired']} repaired)" if v else ""))
-        click.echo(f"  last snapshot: {t['last_snapshot_at'] or 'never'}"
+        echo(f"  last snapshot: {t['last_snapshot_at'] or 'never'}"
                    + (f" ({t['last_snapshot']})" if t["last_snapshot"] else ""))
         if t["last_error"] and not t["paused_error"]:
-            click.echo(f"  last error:    {t['last_error']} (at {t['last_error_at']})")
+            echo(f"  last error:    {t['last_error']} (at {t['last_error_at']})")
 
 
 @command.command("verify")
@@ -107,10 +108,10 @@ def verify_command(ctx: click.Context, target_name: str | None, full: bool, as_j
             if as_json:
                 echo_json({"target": target.name, **report.to_dict()})
                 continue
-            click.echo(f"{target.name}: {report.checked} checked, {report.ok} ok, {report.missing} missing, "
+            echo(f"{target.name}: {report.checked} checked, {report.ok} ok, {report.missing} missing, "
                        f"{report.mismatch} mismatched, {report.repaired} repaired")
             for sha, verdict, action in report.problems:
-                click.echo(f"  {verdict}: {sha}: {action}")
+                echo(f"  {verdict}: {sha}: {action}")
     if unrepaired:
         sys.exit(1)
 
@@ -139,14 +140,14 @@ def restore_command(ctx: click.Context, source: str, dest: Path, at_text: str | 
         if not config_path.exists() and _never_run_restore(state / LEDGER_NAME):
             # Killed between the last rename and writing the config: the state is whole.
             _write_config(config_path, entry)
-            click.echo(f"{state} was already restored completely; wrote {config_path}")
+            echo(f"{state} was already restored completely; wrote {config_path}")
             return
         unfinished = work_folder(state)
         fail(f"{state / LEDGER_NAME} already exists; restore into an empty folder"
              + (f" (an unfinished restore waits in {unfinished}: move {state} away and run the "
                 "restore again to finish it)" if unfinished.is_dir() else ""))
     if work_folder(state).is_dir():
-        click.echo(f"resuming the unfinished restore in {work_folder(state)}", err=True)
+        echo(f"resuming the unfinished restore in {work_folder(state)}", err=True)
     with _Progress(f"restoring from {target.name}") as bar:
         try:
             report = restore(target, state, now=now_dt(), actor=actor(), at=at, progress=bar.update)
@@ -156,13 +157,13 @@ def restore_command(ctx: click.Context, source: str, dest: Path, at_text: str | 
     if as_json:
         echo_json({**report.to_dict(), "config": str(config_path)})
         return
-    click.echo(f"restored {report.objects} objects ({report.bytes:,} bytes), {report.sidecars} sidecars, "
+    echo(f"restored {report.objects} objects ({report.bytes:,} bytes), {report.sidecars} sidecars, "
                f"ledger snapshot {report.snapshot or 'none'}; {report.recovered_documents} documents "
                f"recovered from sidecars" + (f"; resumed, {report.reused} objects kept from the "
                                               "unfinished run" if report.resumed else ""))
     for line in report.problems:
-        click.echo(f"  problem: {line}")
-    click.echo(f"config: {config_path}")
+        echo(f"  problem: {line}")
+    echo(f"config: {config_path}")
 
 
 def _never_run_restore(ledger_path: Path) -> bool:

@@ -14,10 +14,12 @@ from typing import Any
 
 import click
 
+
 from agent.config import find_config_path
 from agent.errors import ConfigError
 from agent.model import FIELD_NAMES
 from agent.validate import RULES, ValidationSettings, has_errors, validate
+from service.textsafe import echo, json_text
 
 
 def _settings(ctx: click.Context) -> ValidationSettings:
@@ -39,22 +41,22 @@ def _print_human(file: str, index: int, rec: dict[str, Any]) -> None:
     if rec.get("page"):
         head += f" page {rec['page']}"
     if not rec["is_invoice"]:
-        click.echo(f"{head}: NOT AN INVOICE: {rec.get('not_invoice_reason') or 'no reason given'}")
+        echo(f"{head}: NOT AN INVOICE: {rec.get('not_invoice_reason') or 'no reason given'}")
         return
     problems = rec["problems"]
     verdict = ("QUARANTINE" if any(p["severity"] == "error" for p in problems)
                else "VALID" + (" with warnings" if problems else ""))
-    click.echo(f"{head}: {verdict}")
+    echo(f"{head}: {verdict}")
     for name in FIELD_NAMES:
         if rec.get(name) is not None:
-            click.echo(f"    {name:<15} {rec[name]}  [{rec['sources'].get(name, '?')}]")
+            echo(f"    {name:<15} {rec[name]}  [{rec['sources'].get(name, '?')}]")
     if rec.get("region"):
-        click.echo(f"    {'region':<15} {' '.join(rec['region'])}")
+        echo(f"    {'region':<15} {' '.join(rec['region'])}")
     for p in problems:
         where = f" ({p['field']})" if p.get("field") else ""
-        click.echo(f"  {p['severity'].upper():<7} {p['code']}{where}: {p['message']}")
+        echo(f"  {p['severity'].upper():<7} {p['code']}{where}: {p['message']}")
         if p.get("message_zh"):
-            click.echo(f"          {p['message_zh']}")
+            echo(f"          {p['message_zh']}")
 
 
 def _rules_help() -> str:
@@ -104,17 +106,17 @@ def command(ctx: click.Context, files: tuple[str, ...], as_json: bool, max_age_d
             invoices = extract_path(file)
         except ExtractError as e:
             bad += 1
-            click.echo(f"{file}: FAILED {e.reason}: {e.message}", err=True)
+            echo(f"{file}: FAILED {e.reason}: {e.message}", err=True)
             continue
         for index, invoice in enumerate(invoices, 1):
             invoice.problems = validate(invoice, settings, today=today)
             bad += has_errors(invoice.problems)
             rec = invoice_record(invoice, file)
             if as_json:
-                click.echo(json.dumps(rec, ensure_ascii=False))
+                click.echo(json_text(json.dumps(rec, ensure_ascii=False)))
             else:
                 _print_human(file, index, rec)
     if bad:
         if not as_json:
-            click.echo(f"{bad} invoice(s) or file(s) with errors", err=True)
+            echo(f"{bad} invoice(s) or file(s) with errors", err=True)
         sys.exit(1)

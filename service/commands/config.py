@@ -6,10 +6,11 @@ from pathlib import Path
 
 import click
 
-from agent.config import check_paths, load_config
+from agent.config import adapter_problems, check_paths, load_config
 from agent.defaults import DEFAULT_CONFIG, DEFAULT_FOLDERS
 from agent.errors import ConfigError
 from service.context import fail
+from service.textsafe import echo
 
 
 @click.group("config")
@@ -32,7 +33,7 @@ def init(path: Path, force: bool) -> None:
     path.chmod(0o640)
     for rel in DEFAULT_FOLDERS:
         (path.parent / rel).mkdir(mode=0o750, parents=True, exist_ok=True)
-    click.echo(f"wrote {path}; folders under {path.parent}: {', '.join(DEFAULT_FOLDERS)}")
+    echo(f"wrote {path}; folders under {path.parent}: {', '.join(DEFAULT_FOLDERS)}")
 
 
 @command.command("check")
@@ -44,14 +45,14 @@ def check(ctx: click.Context) -> None:
         cfg = load_config(ctx.obj.get("config_path"))
     except ConfigError as e:
         fail(str(e), code=2)
-    problems = check_paths(cfg)
+    problems = check_paths(cfg) + adapter_problems(cfg)   # what `run` would refuse, by the same calls
     if problems:
         fail("\n".join(problems), code=2)
-    click.echo(f"{cfg.path}: ok ({len(cfg.watches)} watched folders, {len(cfg.destinations)} "
+    echo(f"{cfg.path}: ok ({len(cfg.watches)} watched folders, {len(cfg.destinations)} "
                f"destinations, {len(cfg.backups)} backup targets)")
     if cfg.ocr:
         # A note, not a problem: without OCR scans still work, through their QR code.
         from agent.extract.ocr import unavailable_reason
 
         reason = unavailable_reason()
-        click.echo(f"ocr: {'ready' if reason is None else 'unavailable: ' + reason}")
+        echo(f"ocr: {'ready' if reason is None else 'unavailable: ' + reason}")

@@ -17,6 +17,7 @@ from agent.ledger.deliveries import ACTIVE_DOCUMENT_STATES
 from agent.reconcile import ALL_STATES, Check, reconcile
 from service.csv_safe import csv_text
 from service.context import actor, age_seconds, echo_json, fail, human_age, load, now, now_dt, open_ledger
+from service.textsafe import echo
 
 RECONCILE_COLUMNS = ("document_id", "destination", "invoice_number", "invoice_date", "total",
                      "delivered_at", "result", "remote_id", "error")
@@ -69,14 +70,14 @@ def command(ctx: click.Context, ref: str | None, all_failed: bool, destination: 
             if not done:
                 fail(f"document {doc.id} ({doc.state}) has no failed or waiting delivery"
                      + (f" to {destination}" if destination else "") + "; use `requeue` to deliver it again")
-            click.echo(f"document {doc.id}: queued again for {', '.join(done)}")
+            echo(f"document {doc.id}: queued again for {', '.join(done)}")
             return
         ids = ledger.documents_with_rows("failed", destination=destination)
         n = 0
         for doc_id in ids:
             n += bool(ledger.requeue_deliveries(doc_id, from_states=("failed",), destination=destination,
                                                 now=at, actor=who, reason="retry --all-failed"))
-        click.echo(f"{n} documents queued again" + (f" for {destination}" if destination else ""))
+        echo(f"{n} documents queued again" + (f" for {destination}" if destination else ""))
 
 
 @click.command("requeue", epilog="""\b
@@ -102,7 +103,7 @@ def requeue_command(ctx: click.Context, ref: str, destination: str | None) -> No
         named = rows.get(destination) if destination else None
         for d in rows.values():
             if d["state"] == "superseded" and d is not named:
-                click.echo(f"note: {d['destination']} holds document {doc.id} under its old invoice key "
+                echo(f"note: {d['destination']} holds document {doc.id} under its old invoice key "
                            f"{d['delivered_key']} (superseded by an amend); only `requeue {doc.id} --destination "
                            f"{d['destination']}` sends it there again", err=True)
         if doc.state == "confirmed" and not (named and named["state"] == "superseded"):
@@ -116,9 +117,9 @@ def requeue_command(ctx: click.Context, ref: str, destination: str | None) -> No
             fail(f"document {doc.id} ({doc.state}) has nothing to requeue"
                  + (f" for {destination}" if destination else ""))
         if named and named["state"] == "superseded":
-            click.echo(f"warning: {destination} holds document {doc.id} under invoice key {named['delivered_key']}; "
+            echo(f"warning: {destination} holds document {doc.id} under invoice key {named['delivered_key']}; "
                        f"it now gets it under {doc.invoice_key} too: remove the old copy there by hand", err=True)
-        click.echo(f"document {doc.id}: queued again for {', '.join(done)}")
+        echo(f"document {doc.id}: queued again for {', '.join(done)}")
 
 
 @click.command("reconcile", epilog="""\b
@@ -162,13 +163,13 @@ def reconcile_command(ctx, since, destination, sort, as_json, as_csv) -> None:
         echo_json({"checks": [c.to_dict() for c in checks], "summary": summary})
     elif as_csv:
         click.echo(csv_text((c.to_dict() for c in checks), RECONCILE_COLUMNS), nl=False)
-        click.echo(line, err=True)
+        echo(line, err=True)
     else:
         for c in checks:
-            click.echo(f"{c.document_id:>7}  {c.destination:<12} {c.invoice_number or '-':<20} "
+            echo(f"{c.document_id:>7}  {c.destination:<12} {c.invoice_number or '-':<20} "
                        f"{c.invoice_date or '-':<10} {c.total or '-':>12}  {c.result:<9}"
                        + (f"  {c.remote_id}" if c.remote_id else "") + (f"  {c.error}" if c.error else ""))
-        click.echo(line)
+        echo(line)
     if summary["errors"]:
         sys.exit(1)
 
@@ -204,9 +205,9 @@ def _callable_destinations(ledger: Ledger, cfg, names: list[str]) -> dict:
             fail(str(e), code=2)
         end = gate.maintenance_until(at)
         if end is not None:
-            click.echo(f"note: {entry['name']} is in maintenance until {_local(end)}; not checked", err=True)
+            echo(f"note: {entry['name']} is in maintenance until {_local(end)}; not checked", err=True)
         elif gate.paused_error:
-            click.echo(f"note: {entry['name']} is paused ({gate.paused_error}); not checked", err=True)
+            echo(f"note: {entry['name']} is paused ({gate.paused_error}); not checked", err=True)
         else:
             out[entry["name"]] = dest
     return out
@@ -261,7 +262,7 @@ def print_delivery(report: dict) -> None:
     if not report["destinations"]:
         return
     late = report["sla_breaches"]
-    click.echo(f"delivery:          SLA {report['sla_hours']:g} h"
+    echo(f"delivery:          SLA {report['sla_hours']:g} h"
                + (f", {late} LATE (not delivered within it)" if late else ", none late"))
     for d in report["destinations"]:
         c = d["counts"]
@@ -278,7 +279,7 @@ def print_delivery(report: dict) -> None:
             line += f" (next probe {_local(dt.datetime.fromisoformat(d['breaker']['next_probe_at']))})"
         if d["sla_breaches"]:
             line += f"; {d['sla_breaches']} late"
-        click.echo(line)
+        echo(line)
 
 
 extra_commands = (requeue_command, reconcile_command)

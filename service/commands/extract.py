@@ -14,9 +14,11 @@ from typing import Any
 
 import click
 
+
 from agent.errors import ExtractError
 from agent.extract import extract_path
 from agent.model import FIELD_NAMES, KIND_NAMES, Invoice
+from service.textsafe import echo, json_text
 
 
 def _region(code: str | None, number: str | None) -> Any:
@@ -62,34 +64,34 @@ def invoice_record(invoice: Invoice, file: str) -> dict[str, Any]:
 
 def _print_human(file: str, records: list[dict[str, Any]], elapsed_ms: float) -> None:
     plural = "invoice" if len(records) == 1 else "invoices"
-    click.echo(f"== {file}  ({len(records)} {plural}, {elapsed_ms:.1f} ms)")
+    echo(f"== {file}  ({len(records)} {plural}, {elapsed_ms:.1f} ms)")
     for i, rec in enumerate(records, 1):
         head = f"  [{i}]"
         if rec.get("page") is not None:
             head += f" page {rec['page']}"
         if not rec["is_invoice"]:
-            click.echo(f"{head} NOT AN INVOICE: {rec.get('not_invoice_reason') or 'no reason given'}")
+            echo(f"{head} NOT AN INVOICE: {rec.get('not_invoice_reason') or 'no reason given'}")
             continue
         kind = rec.get("kind")
-        click.echo(f"{head} {rec.get('kind_name') or 'unknown type'}" + (f" (kind {kind})" if kind else ""))
+        echo(f"{head} {rec.get('kind_name') or 'unknown type'}" + (f" (kind {kind})" if kind else ""))
         sources = rec["sources"]
         for name in FIELD_NAMES:
             if rec.get(name) is not None:
-                click.echo(f"      {name:<15} {rec[name]}  [{sources.get(name, '?')}]")
+                echo(f"      {name:<15} {rec[name]}  [{sources.get(name, '?')}]")
         if rec.get("region"):
-            click.echo(f"      {'region':<15} {rec['region']}")
+            echo(f"      {'region':<15} {rec['region']}")
         if rec["items"]:
-            click.echo(f"      items           {len(rec['items'])} line(s)")
+            echo(f"      items           {len(rec['items'])} line(s)")
             for item in rec["items"][:5]:
-                click.echo(f"        - {item['name']}  {item.get('amount')}  {item.get('rate_text') or ''}"
+                echo(f"        - {item['name']}  {item.get('amount')}  {item.get('rate_text') or ''}"
                            f"  tax {item.get('tax')}")
             if len(rec["items"]) > 5:
-                click.echo(f"        ... {len(rec['items']) - 5} more")
+                echo(f"        ... {len(rec['items']) - 5} more")
         for c in rec["conflicts"]:
             values = ", ".join(f"{s}={v}" for s, v in c["values"].items())
-            click.echo(f"      CONFLICT {c['field']}: {values}")
+            echo(f"      CONFLICT {c['field']}: {values}")
         for p in rec["problems"]:
-            click.echo(f"      {p['severity'].upper()} {p['code']}: {p['message']}")
+            echo(f"      {p['severity'].upper()} {p['code']}: {p['message']}")
 
 
 @click.command("extract")
@@ -127,14 +129,14 @@ def command(files: tuple[str, ...], as_json: bool, ocr: bool) -> None:
             invoices = extract_path(file, ocr=ocr)
         except ExtractError as e:
             failed += 1
-            click.echo(f"{file}: FAILED {e.reason}: {e.message}", err=True)
+            echo(f"{file}: FAILED {e.reason}: {e.message}", err=True)
             continue
         elapsed_ms = (time.perf_counter() - started) * 1000
         records = [invoice_record(inv, file) for inv in invoices]
         qr_only |= any(r["is_invoice"] and set(r["sources"].values()) == {"qr"} for r in records)
         if as_json:
             for rec in records:
-                click.echo(json.dumps(rec, ensure_ascii=False, sort_keys=False))
+                click.echo(json_text(json.dumps(rec, ensure_ascii=False, sort_keys=False)))
         else:
             _print_human(file, records, elapsed_ms)
     if ocr and qr_only:
@@ -142,8 +144,8 @@ def command(files: tuple[str, ...], as_json: bool, ocr: bool) -> None:
 
         reason = unavailable_reason()
         if reason:
-            click.echo(f"note: scans were read through their QR code only: {reason}", err=True)
+            echo(f"note: scans were read through their QR code only: {reason}", err=True)
     if failed:
         if not as_json:
-            click.echo(f"{failed} of {len(files)} file(s) failed", err=True)
+            echo(f"{failed} of {len(files)} file(s) failed", err=True)
         sys.exit(1)

@@ -15,6 +15,7 @@ from agent.pipeline import process_captured
 from agent.model import State
 from service.context import (actor, destination_names, load, now, open_ledger, open_vault, today,
                              validation_settings)
+from service.textsafe import echo
 
 
 @click.command("ingest")
@@ -46,7 +47,7 @@ def command(ctx: click.Context, paths: tuple[Path, ...], no_process: bool, quiet
                                    now=now(), actor=who, max_bytes=max_bytes, follow_symlinks=explicit)
             except CaptureError as e:
                 failures.append(str(e))
-                click.echo(f"FAIL {e}", err=True)
+                echo(f"FAIL {e}", err=True)
                 continue
             new += got.created
             known += not got.created
@@ -54,7 +55,7 @@ def command(ctx: click.Context, paths: tuple[Path, ...], no_process: bool, quiet
                 to_process.append(got.document_id)
             if not quiet and len(candidates) <= 50:
                 what = "new" if got.created else "already known; source recorded"
-                click.echo(f"ok   {path} -> document {got.document_id} ({what})")
+                echo(f"ok   {path} -> document {got.document_id} ({what})")
     states: dict[str, int] = {}
     if not no_process:
         for doc_id in to_process:
@@ -65,17 +66,17 @@ def command(ctx: click.Context, paths: tuple[Path, ...], no_process: bool, quiet
                 # The daemon (or another ingest) read it first: report what it made of it.
                 states[outcome.already] = states.get(outcome.already, 0) + 1
                 if not quiet and len(candidates) <= 50:
-                    click.echo(f"ok   document {doc_id} was read meanwhile by another process: {outcome.already}")
+                    echo(f"ok   document {doc_id} was read meanwhile by another process: {outcome.already}")
                 continue
             if outcome.failed:
                 then = f"tried again after {outcome.retry_at}" if outcome.retry_at else "quarantined (extract-failed)"
                 failures.append(f"document {doc_id}: {outcome.failed}")
-                click.echo(f"FAIL document {doc_id}: reading failed, {then}: {outcome.failed}", err=True)
+                echo(f"FAIL document {doc_id}: reading failed, {then}: {outcome.failed}", err=True)
             for touched in outcome.touched:
                 state = ledger.get(touched).state
                 states[state] = states.get(state, 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
-    click.echo(f"{new} new, {known} already known, {len(failures)} failed"
+    echo(f"{new} new, {known} already known, {len(failures)} failed"
                + (f"; {summary}" if summary else ""))
     ctx.exit(1 if failures else 0)
 
@@ -87,7 +88,7 @@ def _walk(paths: tuple[Path, ...], failures: list[str]) -> Iterator[tuple[Path, 
             def onerror(err: OSError) -> None:
                 msg = f"{err.filename}: {err.strerror} (folder skipped)"
                 failures.append(msg)
-                click.echo(f"FAIL {msg}", err=True)
+                echo(f"FAIL {msg}", err=True)
             for folder, dirs, files in os.walk(root, onerror=onerror):
                 dirs.sort()
                 for name in sorted(files):
@@ -96,5 +97,5 @@ def _walk(paths: tuple[Path, ...], failures: list[str]) -> Iterator[tuple[Path, 
             yield root, True
         else:
             failures.append(f"{root}: no such file or folder")
-            click.echo(f"FAIL {root}: no such file or folder", err=True)
+            echo(f"FAIL {root}: no such file or folder", err=True)
 

@@ -11,6 +11,7 @@ from agent.errors import AgentError, NotFoundInLedger
 from agent.ledger import Document, Ledger
 from service.context import (actor, destination_names, echo_json, fail, load, now, open_ledger, today,
                              validation_settings)
+from service.textsafe import echo
 
 
 def _problem_lines(problems: list[dict], indent: str = "  ") -> list[str]:
@@ -61,12 +62,12 @@ def command(ctx: click.Context, sort: str, limit: int, as_json: bool) -> None:
         if as_json:
             echo_json(row)
             continue
-        click.echo(f"document {row['id']}  {row['invoice_number'] or '-'}  {row['invoice_date'] or '-'}  "
+        echo(f"document {row['id']}  {row['invoice_number'] or '-'}  {row['invoice_date'] or '-'}  "
                    f"{row['total'] or '-'}  {row['original_name'] or ''}  (received {row['received_at'][:19]})")
         for line in _problem_lines(doc.problems) or ["  (no reason recorded)"]:
-            click.echo(line)
+            echo(line)
     if not docs and not as_json:
-        click.echo("nothing is quarantined", err=True)
+        echo("nothing is quarantined", err=True)
 
 
 @click.command("amend", epilog="""\b
@@ -176,7 +177,7 @@ def _act(ledger: Ledger, ref: str, action: Callable[[int, str], object]) -> None
     after = ledger.get(doc.id)
     for row in lib.superseded_by_amend(ledger, doc.id):
         if row not in superseded:
-            click.echo(f"warning: document {doc.id} was already delivered to {row['destination']} under invoice "
+            echo(f"warning: document {doc.id} was already delivered to {row['destination']} under invoice "
                        f"key {row['key']}; that delivery is now superseded and it is not sent there again "
                        f"under {after.invoice_key or 'its new key'}. To deliver it there again: "
                        f"fapiao-agent requeue {doc.id} --destination {row['destination']} "
@@ -185,16 +186,16 @@ def _act(ledger: Ledger, ref: str, action: Callable[[int, str], object]) -> None
     # the intermediate `extracted` is how amend re-enters validation, not news.
     path = [doc.state] + [e.to_state for e in ledger.events(doc.id)[seen:]
                           if e.actor == who and e.to_state and e.to_state != "extracted"]
-    click.echo(f"document {doc.id}: {' -> '.join(path)}{_note(after)}")
+    echo(f"document {doc.id}: {' -> '.join(path)}{_note(after)}")
     # Other copies of the invoice judged again because of this act.
     for other in ledger.documents_with_key(doc.invoice_key) + ledger.documents_with_key(
             after.invoice_key if after.invoice_key != doc.invoice_key else None):
         if other.id != doc.id and other.state != copies.get(other.id, other.state):
-            click.echo(f"document {other.id} (a copy of invoice {other.invoice_key}): "
+            echo(f"document {other.id} (a copy of invoice {other.invoice_key}): "
                        f"{copies[other.id]} -> {other.state}{_note(other)}")
     if after.state == "quarantined":
         for line in _problem_lines([p for p in after.problems if p.get("severity") == "error"]):
-            click.echo(line)
+            echo(line)
         raise SystemExit(1)
 
 

@@ -15,6 +15,7 @@ from service.commands.backup import backup_report
 from service.commands.deliver import delivery_report, print_delivery
 from service.csv_safe import csv_text
 from service.context import age_seconds, echo_json, fail, human_age, load, now_dt, open_ledger
+from service.textsafe import echo
 
 
 def status_report(ledger: Ledger, cfg) -> dict:
@@ -81,13 +82,13 @@ def command(ctx: click.Context, as_json: bool) -> None:
         return
     for state, n in report["states"].items():
         if n or state in ("captured", "quarantined", "queued", "failed", "missing"):
-            click.echo(f"{state:>12}  {n}")
+            echo(f"{state:>12}  {n}")
     refused = report["refused"]
-    click.echo(f"{'refused':>12}  {refused['count']}" + (f"  (files and attachments not taken, each "
+    echo(f"{'refused':>12}  {refused['count']}" + (f"  (files and attachments not taken, each "
                f"with its reason; the last at {refused['last_at']})" if refused["count"] else ""))
-    click.echo(f"oldest unfinished: {human_age(report['oldest_unfinished_age_s'])}"
+    echo(f"oldest unfinished: {human_age(report['oldest_unfinished_age_s'])}"
                + (f" (since {report['oldest_unfinished']})" if report["oldest_unfinished"] else ""))
-    click.echo(f"last activity:     {report['last_activity'] or 'never'}")
+    echo(f"last activity:     {report['last_activity'] or 'never'}")
     d = report["daemon"]
     if not d:
         daemon_line = "never ran"
@@ -102,17 +103,17 @@ def command(ctx: click.Context, as_json: bool) -> None:
                    if d["age_s"] is None or d["age_s"] >= ALIVE_WITHIN_S else "NOT RUNNING (no such pid here)")
         daemon_line = (f"{verdict} (pid {d['pid']}, "
                        f"{d['activity']}, last seen {human_age(d['age_s'])} ago)")
-    click.echo(f"daemon:            {daemon_line}")
-    click.echo(f"ledger:            {report['ledger']}")
-    click.echo(f"vault:             {report['vault']}")
+    echo(f"daemon:            {daemon_line}")
+    echo(f"ledger:            {report['ledger']}")
+    echo(f"vault:             {report['vault']}")
     print_delivery(report["delivery"])
     b = report["backup"]
     if b["targets"]:
-        click.echo(f"backed up:         {b['backed_up']}/{b['objects']} objects on at least "
+        echo(f"backed up:         {b['backed_up']}/{b['objects']} objects on at least "
                    f"{b['min_copies']} target(s)")
         for t in b["targets"]:
             state = f"PAUSED: {t['paused_error']}" if t.get("paused_error") else "ok"
-            click.echo(f"  {t['name']:<12} backlog {t['backlog']}, failed {t.get('failed', 0)}, "
+            echo(f"  {t['name']:<12} backlog {t['backlog']}, failed {t.get('failed', 0)}, "
                        f"last snapshot {t.get('last_snapshot_at') or 'never'}, {state}")
 
 
@@ -167,12 +168,12 @@ def list_command(ctx, state, since, sort, limit, as_json, as_csv) -> None:
         click.echo(csv_text(rows, LIST_COLUMNS), nl=False)
     else:
         for r in rows:
-            click.echo(f"{r['id']:>7}  {r['state']:<11} {r['received_at'][:19]}  "
+            echo(f"{r['id']:>7}  {r['state']:<11} {r['received_at'][:19]}  "
                        f"{r['invoice_number'] or '-':<20} {r['invoice_date'] or '-':<10} "
                        f"{r['total'] or '-':>12}  {r['original_name'] or ''}"
                        + (f"  [{r['problems']}]" if r["problems"] else ""))
         if not rows:
-            click.echo("no documents match", err=True)
+            echo("no documents match", err=True)
 
 
 @click.command("show")
@@ -199,38 +200,38 @@ def show_command(ctx, ref: str, as_json: bool) -> None:
 
 
 def _print_detail(d: dict) -> None:
-    click.echo(f"document {d['id']}  {d['state']}  sha256 {d['sha256']}  ({d['size']} bytes, {d['media_type']})")
+    echo(f"document {d['id']}  {d['state']}  sha256 {d['sha256']}  ({d['size']} bytes, {d['media_type']})")
     if d["duplicate_of"]:
         t = d["duplicate_target"]
-        click.echo(f"  duplicate of document {d['duplicate_of']} ({t['state']}, invoice key {t['invoice_key']})")
+        echo(f"  duplicate of document {d['duplicate_of']} ({t['state']}, invoice key {t['invoice_key']})")
     if d.get("rejudged"):
-        click.echo(f"  re-judged: {d['rejudged']}")
+        echo(f"  re-judged: {d['rejudged']}")
     fields = d["fields"] or {}
     sources = fields.get("sources", {})
     for name, value in fields.items():
         if name in ("sources", "problems", "items", "conflicts") or value in (None, [], {}):
             continue
-        click.echo(f"  {name:<15} {value}" + (f"   [{sources[name]}]" if name in sources else ""))
+        echo(f"  {name:<15} {value}" + (f"   [{sources[name]}]" if name in sources else ""))
     for p in d["problems"]:
-        click.echo(f"  {p['severity'].upper():<8} {p['code']}: {p['message']}")
-    click.echo("  arrivals:")
+        echo(f"  {p['severity'].upper():<8} {p['code']}: {p['message']}")
+    echo("  arrivals:")
     for s in d["sources"]:
-        click.echo(f"    {s['at']}  {s['source_kind']}  {s['original_path'] or s['original_name']}")
+        echo(f"    {s['at']}  {s['source_kind']}  {s['original_path'] or s['original_name']}")
     if d["deliveries"]:
-        click.echo("  deliveries:")
+        echo("  deliveries:")
         for dl in d["deliveries"]:
-            click.echo(f"    {dl['destination']}: {dl['state']}"
+            echo(f"    {dl['destination']}: {dl['state']}"
                        + (f" under key {dl['delivered_key']}" if dl.get("delivered_key") else "")
                        + f", {dl['attempts']} attempts"
                        + (f", next {dl['next_attempt_at']}" if dl.get("next_attempt_at") else "")
                        + (f", last error: {dl['last_error']}" if dl.get("last_error") else ""))
             for a in dl.get("attempts_log", []):
-                click.echo(f"      {a['at']}  {a['outcome']}" + (f"  {a['error']}" if a["error"] else "")
+                echo(f"      {a['at']}  {a['outcome']}" + (f"  {a['error']}" if a["error"] else "")
                            + (f"  (next attempt {a['next_attempt_at']})" if a.get("next_attempt_at") else ""))
-    click.echo("  history:")
+    echo("  history:")
     for e in d["events"]:
         move = f"{e['from_state'] or ''} -> {e['to_state']}" if e["to_state"] else "note"
-        click.echo(f"    {e['at']}  {e['actor']:<18} {move:<26} {e['reason'] or ''}")
+        echo(f"    {e['at']}  {e['actor']:<18} {move:<26} {e['reason'] or ''}")
 
 
 def _duplicate_detail(ledger, doc) -> dict:

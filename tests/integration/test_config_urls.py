@@ -101,3 +101,38 @@ def test_a_local_folder_url_with_a_password_is_refused_but_an_at_sign_is_not(tmp
     with pytest.raises(ConfigError) as err:
         parse_config(bad, base_dir=tmp_path)
     assert "holds credentials" in str(err.value) and PASSWORD not in str(err.value)
+
+
+TOKEN_IN_QUERY = "QryTok-8d1e77c0a5"
+REFUSED_BY_ADAPTERS = [
+    f'[[destination]]\nname = "erp"\nurl = "https://erp.example/api?token={TOKEN_IN_QUERY}"\n',
+    f'[[destination]]\nname = "erp"\nurl = "https://erp.example/api#{TOKEN_IN_QUERY}"\n',
+    f'[[destination]]\nname = "erp"\nurl = "https:///api?token={TOKEN_IN_QUERY}"\n',
+    f'[[destination]]\nname = "erp"\nurl = "https://erp.example/api"\ntoken = "x"\nusername = "u"\n',
+]
+
+
+@pytest.mark.parametrize("text", REFUSED_BY_ADAPTERS)
+def test_config_check_refuses_what_run_would_not_start_without_printing_the_token(tmp_path, text):
+    import tomllib
+
+    config = tmp_path / "agent.toml"
+    config.write_text(text, encoding="utf-8")
+    config.chmod(0o600)
+    r = subprocess.run([sys.executable, "-m", "service", "--config", str(config), "config", "check"],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert r.returncode == 2 and "destination[0]" in r.stderr and ": ok" not in r.stdout, (r.stdout, r.stderr)
+    assert TOKEN_IN_QUERY not in r.stdout + r.stderr
+    # One validation: the lines are the refusals of the calls the daemon makes.
+    from agent.config import adapter_problems
+    from agent.deliver.base import open_destination
+
+    try:
+        cfg = parse_config(tomllib.loads(text), base_dir=tmp_path)
+    except ConfigError as e:                                  # refused before any adapter opens
+        assert TOKEN_IN_QUERY not in str(e)
+        return
+    with pytest.raises(ConfigError) as daemon_refusal:       # what `run` does with the entry
+        open_destination(cfg.destinations[0])
+    assert adapter_problems(cfg) == [f"destination[0]: {daemon_refusal.value}"]
+    assert TOKEN_IN_QUERY not in str(daemon_refusal.value)

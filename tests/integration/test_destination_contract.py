@@ -140,6 +140,22 @@ def test_same_invoice_with_other_bytes_is_already_delivered(remote, parcels, tmp
     assert remote.copies(p.key) == 1
 
 
+def test_every_receipt_names_the_sha256_of_what_the_destination_holds(remote, parcels, tmp_path):
+    # The loop counts "already there" as delivered only when what is there is
+    # this document's content: every adapter's receipt, fresh or idempotent,
+    # names the sha256 of the file it holds under the key, not of the one sent.
+    dest = remote.open()
+    p = parcels[1]
+    assert dest.put(p).raw["sha256"] == p.sha256
+    other = tmp_path / "damaged.pdf"
+    other.write_bytes(p.path.read_bytes()[:2500])
+    again = dataclasses.replace(p, path=other, sha256=hashlib.sha256(other.read_bytes()).hexdigest())
+    for d in (dest, remote.open()):
+        assert d.put(again).raw["sha256"] == p.sha256
+        assert d.lookup(p.key).raw["sha256"] == p.sha256
+    assert remote.copies(p.key) == 1
+
+
 def test_lookup_of_an_unknown_key_is_none(remote):
     assert remote.open().lookup("99999999999999999999") is None
 

@@ -38,3 +38,14 @@ def test_every_csv_the_project_writes_goes_through_the_one_helper():
     direct = [str(p.relative_to(root)) for folder in ("agent", "service") for p in (root / folder).rglob("*.py")
               if p.name != "csv_safe.py" and re.search(r"^\s*(import csv|from csv import)", p.read_text(), re.M)]
     assert direct == [], f"these write CSV without service/csv_safe.py: {direct}"
+
+
+@pytest.mark.parametrize("cell", [" =1+1", "\u3000=1+1", "\x0b=1+1", "\x0c@SUM(1)", "\u00a0+1+2", "  -2+3",
+                                  "\u200b=1+1", "\ufeff=1+1", "\x1f=1", " \t \uff1d1", "\u2029-1+1"])
+def test_a_trigger_after_leading_whitespace_or_invisible_characters_is_quoted(cell):
+    assert safe_cell(cell) == "'" + cell
+
+
+@pytest.mark.parametrize("cell", [" -12.50", "\u3000发票", " invoice.pdf"])
+def test_leading_blanks_before_plain_text_or_a_number_are_left_alone(cell):
+    assert safe_cell(cell) == cell

@@ -100,3 +100,27 @@ def test_credentials_in_any_url_are_masked_even_if_never_remembered():
     assert "Pw-NEVERSEEN-1" not in out and "k:s@" not in out
     assert "https://***@erp.example/api" in out and "s3://***@b/x" in out
     assert redact("mail me at a@b.example, see https://h/x@y") == "mail me at a@b.example, see https://h/x@y"
+
+
+def test_a_secret_is_masked_in_any_case_hex_entities_reversed_and_by_its_leading_part():
+    owner = Owner()
+    token = "SeKrEtToKeN4242xyz"
+    remember(owner, token)
+    raw = token.encode()
+    disguises = [token.lower(), token.upper(), raw.hex(), raw.hex().upper(),
+                 "".join(f"&#{ord(c)};" for c in token), "".join(f"&#x{ord(c):x};" for c in token),
+                 "".join(f"&#X{ord(c):X};" for c in token), token[::-1], token[::-1].upper(),
+                 " ".join(token), token[:9], token[:12].lower()]
+    for text in disguises:
+        out = redact(f"bad auth: {text} (refused)")
+        assert out == f"bad auth: {MASK} (refused)", (text, out)
+    # Shorter pieces and ordinary words stay: a wrong mask hides the real error.
+    assert redact(f"bad auth {token[:5]} nokens") == f"bad auth {token[:5]} nokens"
+    assert redact("SECRET TOKEN expired") == "SECRET TOKEN expired"
+
+
+def test_a_short_secret_is_not_masked_by_a_prefix_shorter_than_eight():
+    owner = Owner()
+    remember(owner, "abcdefghij")
+    assert redact("abcdefg is fine") == "abcdefg is fine"
+    assert redact("abcdefgh was not") == f"{MASK} was not"
