@@ -119,10 +119,25 @@ def _is_link(name: str, dirfd: int) -> bool:
         return False
 
 
+# Formats no invoice comes in, told from a file's first bytes: its reading
+# could only fail with "unsupported-format" (agent/extract). A zip is not
+# among them: from its head alone an OFD cannot always be told from a zip.
+UNREADABLE_FORMATS = frozenset({"unknown", "empty"})
+
+
+class UnsupportedFormat(CaptureError):
+    """The file's bytes are in the vault (`sha256`) but are of no format an
+    invoice comes in: refused, never a document for a worker to read."""
+
+    def __init__(self, message: str, *, sha256: str, size: int, fmt: str):
+        super().__init__(message)
+        self.sha256, self.size, self.fmt = sha256, size, fmt
+
+
 def capture_file(ledger: Ledger, vault: Vault, path: str | os.PathLike, *, source_kind: str,
                  source: str | None, now: str, actor: str, max_bytes: int,
                  follow_symlinks: bool = False, root: Path | None = None,
-                 details: dict[str, Any] | None = None) -> Captured:
+                 details: dict[str, Any] | None = None, refuse_unreadable: bool = False) -> Captured:
     """Take one file into vault and ledger, idempotently.
 
     Guarantees: on return the bytes are fsynced in the vault and the ledger
@@ -130,13 +145,25 @@ def capture_file(ledger: Ledger, vault: Vault, path: str | os.PathLike, *, sourc
     `open_source`). The result says which file was read (`source`, its
     fstat before reading) and whether it stayed unchanged while it was
     read (`steady`). Raises CaptureError (see `open_source`; `transient`
-    set for disk errors) and leaves nothing behind in that case."""
+    set for disk errors) and leaves nothing behind in that case. With
+    `refuse_unreadable`, a file whose first bytes are of no format an
+    invoice comes in (UNREADABLE_FORMATS, judged by content, never size) is
+    still stored in the vault but gets no document: UnsupportedFormat is
+    raised naming its sha256, for the caller to record as a refusal."""
     path = Path(path)
     with _opened(path, max_bytes=max_bytes, follow_symlinks=follow_symlinks, root=root) as (stream, before):
         head = stream.read(4096)
         stream.seek(0)
         stored = vault.put_stream(stream, max_bytes=max_bytes)
         after = os.fstat(stream.fileno())
+    fmt = sniff(head) if head else "empty"
+    if refuse_unreadable and fmt in UNREADABLE_FORMATS:
+        # The rule codes are the ones reading the file would give (agent/extract).
+        what = ("empty: only blank bytes" if fmt == "empty"
+                else "unsupported-format: not a PDF, OFD, invoice XML, image or zip")
+        raise UnsupportedFormat(f"{what}: {path} ({stored.size} bytes, kept in the vault "
+                                f"as {stored.sha256[:12]}); left where it is, taken again when it changes",
+                                sha256=stored.sha256, size=stored.size, fmt=fmt)
     read_from = Identity.of(before)
     steady = stored.size == before.st_size and not read_from.differences(after)
     got = _record(ledger, stored.sha256, stored.size, head, source_kind=source_kind, source=source,
