@@ -20,7 +20,7 @@ from agent.beneath import Identity
 from agent.errors import CaptureError
 from agent.extract.sniff import sniff
 from agent.ledger import Ledger
-from agent.vault import Vault
+from agent.vault import Staged, Vault
 
 _KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
           stat.S_IFBLK: "a block device", stat.S_IFDIR: "a directory", stat.S_IFLNK: "a symlink"}
@@ -129,9 +129,10 @@ class UnsupportedFormat(CaptureError):
     """The file's bytes are in the vault (`sha256`) but are of no format an
     invoice comes in: refused, never a document for a worker to read."""
 
-    def __init__(self, message: str, *, sha256: str, size: int, fmt: str):
+    def __init__(self, message: str, *, staged: Staged, fmt: str):
         super().__init__(message)
-        self.sha256, self.size, self.fmt = sha256, size, fmt
+        self.staged, self.fmt = staged, fmt
+        self.sha256, self.size = staged.sha256, staged.size
 
 
 def capture_file(ledger: Ledger, vault: Vault, path: str | os.PathLike, *, source_kind: str,
@@ -147,23 +148,26 @@ def capture_file(ledger: Ledger, vault: Vault, path: str | os.PathLike, *, sourc
     read (`steady`). Raises CaptureError (see `open_source`; `transient`
     set for disk errors) and leaves nothing behind in that case. With
     `refuse_unreadable`, a file whose first bytes are of no format an
-    invoice comes in (UNREADABLE_FORMATS, judged by content, never size) is
-    still stored in the vault but gets no document: UnsupportedFormat is
-    raised naming its sha256, for the caller to record as a refusal."""
+    invoice comes in (UNREADABLE_FORMATS, judged by content, never size) gets
+    no document: its bytes are staged in the vault (`Vault.stage_stream`)
+    and UnsupportedFormat is raised carrying them; the caller records the
+    refusal naming their sha256 once `Vault.commit_staged` made them durable
+    (many at once: a flood of junk costs no fsync per file)."""
     path = Path(path)
     with _opened(path, max_bytes=max_bytes, follow_symlinks=follow_symlinks, root=root) as (stream, before):
         head = stream.read(4096)
         stream.seek(0)
+        fmt = sniff(head) if head else "empty"
+        if refuse_unreadable and fmt in UNREADABLE_FORMATS:
+            staged = vault.stage_stream(stream, max_bytes=max_bytes)
+            # The rule codes are the ones reading the file would give (agent/extract).
+            what = ("empty: only blank bytes" if fmt == "empty"
+                    else "unsupported-format: not a PDF, OFD, invoice XML, image or zip")
+            raise UnsupportedFormat(f"{what}: {path} ({staged.size} bytes, kept in the vault as "
+                                    f"{staged.sha256[:12]}); left where it is, taken again when it changes",
+                                    staged=staged, fmt=fmt)
         stored = vault.put_stream(stream, max_bytes=max_bytes)
         after = os.fstat(stream.fileno())
-    fmt = sniff(head) if head else "empty"
-    if refuse_unreadable and fmt in UNREADABLE_FORMATS:
-        # The rule codes are the ones reading the file would give (agent/extract).
-        what = ("empty: only blank bytes" if fmt == "empty"
-                else "unsupported-format: not a PDF, OFD, invoice XML, image or zip")
-        raise UnsupportedFormat(f"{what}: {path} ({stored.size} bytes, kept in the vault "
-                                f"as {stored.sha256[:12]}); left where it is, taken again when it changes",
-                                sha256=stored.sha256, size=stored.size, fmt=fmt)
     read_from = Identity.of(before)
     steady = stored.size == before.st_size and not read_from.differences(after)
     got = _record(ledger, stored.sha256, stored.size, head, source_kind=source_kind, source=source,

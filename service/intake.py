@@ -29,7 +29,7 @@ from agent.config import WatchConfig
 from agent.errors import CaptureError, ExtractError, IllegalTransition
 from agent.ledger import Ledger
 from agent.mail import MailLimits, maildir_cur_path, parse_message
-from agent.vault import Vault
+from agent.vault import Staged, Vault
 
 log = logging.getLogger("fapiao.intake")
 # processed/ holds originals: the vault's modes, whatever the umask.
@@ -69,9 +69,15 @@ class Intake:
         try:
             yield
             held = self._held
+        except BaseException:
+            self.vault.discard_staged([r.staged for r in self._held if r.staged is not None])
+            raise
         finally:
             self._held = None
         if held:
+            # The refused originals' bytes first, all durable at once: a
+            # refusal row never names bytes the vault may lose.
+            self.vault.commit_staged([r.staged for r in held if r.staged is not None])
             with self.ledger.transaction():
                 for r in held:
                     self._write_refusal(r)
@@ -121,7 +127,7 @@ class Intake:
             # Junk by its content (text, random bytes): refused as cheaply as an
             # empty file, but its bytes are an original all the same: the
             # refusal names them, so they are kept, backed up and explained.
-            return self._refuse(path, watch, st, str(e), now=now, sha256=e.sha256)
+            return self._refuse(path, watch, st, str(e), now=now, staged=e.staged)
         except CaptureError as e:
             if e.transient:
                 log.error("capture failed; will retry", extra={"path": key, "error": str(e)})
@@ -131,22 +137,26 @@ class Intake:
         return IntakeResult(docs)
 
     def _refuse(self, path: Path, watch: WatchConfig, st: os.stat_result | None, reason: str, *,
-                now: str, sha256: str | None = None) -> IntakeResult:
+                now: str, staged: Staged | None = None) -> IntakeResult:
         # The file stays where it is; the seen-file row keeps rescans from
         # refusing it again until it changes. (The log line is rate-limited:
         # a flood gives one line a minute with a count; every file has its row.)
         refusal = _Refusal(_storable(str(path)), _storable(str(watch.path)), _shown(path), _storable(reason), st, now,
-                           sha256)
-        log.warning("refused", extra={"path": refusal.key, "reason": refusal.reason, "sha256": sha256 or ""})
+                           staged)
+        log.warning("refused", extra={"path": refusal.key, "reason": refusal.reason,
+                                      "sha256": staged.sha256 if staged else ""})
         if self._held is not None:
             self._held.append(refusal)
             return IntakeResult([], refused=True)
+        if staged is not None:
+            self.vault.commit_staged([staged])
         with self.ledger.transaction():
             self._write_refusal(refusal)
         return IntakeResult([])
 
     def _write_refusal(self, r: "_Refusal") -> None:
-        self.ledger.record_refusal(source=r.source, name=r.name, reason=r.reason, now=r.now, sha256=r.sha256)
+        self.ledger.record_refusal(source=r.source, name=r.name, reason=r.reason, now=r.now,
+                                   sha256=r.staged.sha256 if r.staged else None)
         if r.st is not None:
             self.ledger.remember_file(r.key, r.st.st_size, r.st.st_mtime_ns, ino=r.st.st_ino,
                                       ctime_ns=r.st.st_ctime_ns, outcome="refused", now=r.now)
@@ -374,4 +384,4 @@ class _Refusal:
     reason: str
     st: os.stat_result | None   # for the seen-file row
     now: str
-    sha256: str | None = None   # its bytes in the vault, when they were stored
+    staged: Staged | None = None  # its bytes, committed to the vault before the row is written
