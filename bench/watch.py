@@ -3,6 +3,7 @@
     .venv/bin/python bench/watch.py [--files 200] [--burst 10000] [--idle 60]
     .venv/bin/python bench/watch.py --junk 100000      # only the junk flood (empty files)
     .venv/bin/python bench/watch.py --junk 15000 --junk-kind tiny   # tiny non-empty junk
+    .venv/bin/python bench/watch.py --junk 15000 --junk-kind unreadable   # only refused by content
 
 Prints drop-to-captured latency p50/p95 (target p95 <= settle_seconds + 0.5 s),
 a burst of files dropped at once (time, peak RSS <= 200 MB, all captured),
@@ -15,6 +16,7 @@ floods with files of a few bytes instead: three in four of no readable
 format (random bytes, text: refused at intake, their bytes kept in the
 vault), one in four a cut-off PDF/PNG/JPEG/XML header (a document,
 quarantined when read); the cost per junk file then covers both.
+`--junk-kind unreadable` leaves out the cut-off headers: refusals only.
 """
 
 from __future__ import annotations
@@ -48,10 +50,11 @@ def junk(i: int) -> bytes:
 CUT_HEADERS = (b"%PDF-1.4 x", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"<?xml version='1.0'?><a>")
 
 
-def tiny_junk(i: int) -> bytes:
-    """A few distinct bytes: random, text, or a cut-off header of an invoice format."""
+def tiny_junk(i: int, cut_headers: bool = True) -> bytes:
+    """A few distinct bytes: random, text, or (one in four, unless not
+    `cut_headers`) a cut-off header of an invoice format."""
     tag = b"%d" % i
-    kind = i % 4
+    kind = i % 4 if cut_headers else i % 3
     if kind == 0:
         return b"\x00\x01" + hashlib.sha256(tag).digest()[:12] + tag
     if kind in (1, 2):
@@ -170,8 +173,8 @@ def junk_flood(root: Path, n: int, kind: str = "empty") -> None:
     staging = root / "staging"
     staging.mkdir()
     for i in range(n):
-        if kind == "tiny":
-            (staging / f"scan_{i:06d}.pdf").write_bytes(tiny_junk(i))
+        if kind in ("tiny", "unreadable"):
+            (staging / f"scan_{i:06d}.pdf").write_bytes(tiny_junk(i, cut_headers=kind == "tiny"))
         else:
             (staging / f"scan_{i:06d}.pdf").touch()
     floor = floor_per_file_ms(staging)
@@ -232,8 +235,9 @@ def main() -> None:
     ap.add_argument("--burst", type=int, default=10_000)
     ap.add_argument("--idle", type=int, default=60)
     ap.add_argument("--junk", type=int, default=0, help="only the junk flood, of this many files")
-    ap.add_argument("--junk-kind", choices=("empty", "tiny"), default="empty",
-                    help="empty files, or files of a few bytes (random, text, cut-off headers)")
+    ap.add_argument("--junk-kind", choices=("empty", "tiny", "unreadable"), default="empty",
+                    help="empty files, files of a few bytes (random, text, cut-off headers), or only "
+                         "those of no readable format (all refused by content)")
     args = ap.parse_args()
     runs = [(junk_flood, args.junk, args.junk_kind)] if args.junk else [
         (latency, args.files), (burst, args.burst), (idle, args.idle), (junk_flood, 100_000, "empty"),
