@@ -50,6 +50,8 @@ INTAKE_BATCH = 200
 # rest stay first in line): each step must also feed the extraction pool, or
 # a long backlog of files to capture starves the reading of those captured.
 INTAKE_STEP_S = 0.25
+# Within an intake step, results are collected and the pool fed this often.
+POOL_SERVICE_S = 0.05
 
 
 class AlreadyRunning(AgentError):
@@ -256,9 +258,7 @@ class Daemon:
         started = self._feed_pool()
         took = self._intake()
         started += self._feed_pool()
-        finished = self.pool.collect(timeout=0.05) if self.pool.in_flight else []
-        for doc_id, analysis in finished:
-            self._apply(doc_id, analysis)
+        finished = self._collect(timeout=0.05)
         schedule.run_pending()
         self._beat()
         return bool(took or started or finished or self.pool.in_flight)
@@ -271,11 +271,19 @@ class Daemon:
             return 0
         handled = 0
         refused = []  # done only once their refusals are written, in one transaction
-        until = time.monotonic() + INTAKE_STEP_S
+        start = time.monotonic()
+        serviced = start
         with self.intake.refusal_batch():
             for path in self.watcher.ready(INTAKE_BATCH):
-                if handled and time.monotonic() >= until:
+                clock = time.monotonic()
+                if handled and clock - start >= INTAKE_STEP_S:
                     break  # not done(): handed out again first by the next ready()
+                if clock - serviced >= POOL_SERVICE_S:
+                    # Results in, new documents out, without waiting: the
+                    # workers stay busy while a long batch is captured.
+                    serviced = clock
+                    self._collect(timeout=0)
+                    self._feed_pool()
                 watch = self.watcher.watch_of(path)
                 result = None
                 try:
@@ -318,6 +326,13 @@ class Daemon:
         self.intake_paused = None
         self._last_beat = 0.0
         self.watcher.rescan_requested.set()  # anything noted while paused is looked at again
+
+    def _collect(self, timeout: float) -> list:
+        """Apply the results the workers have ready (waiting up to `timeout`)."""
+        finished = self.pool.collect(timeout=timeout) if self.pool.in_flight else []
+        for doc_id, analysis in finished:
+            self._apply(doc_id, analysis)
+        return finished
 
     def _feed_pool(self) -> int:
         if not self.pool.has_room():
