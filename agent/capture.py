@@ -20,7 +20,7 @@ from agent.beneath import Identity
 from agent.errors import CaptureError
 from agent.extract.sniff import sniff
 from agent.ledger import Ledger
-from agent.vault import Vault
+from agent.vault import Staged, Vault
 
 _KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
           stat.S_IFBLK: "a block device", stat.S_IFDIR: "a directory", stat.S_IFLNK: "a symlink"}
@@ -126,10 +126,26 @@ def _is_link(name: str, dirfd: int) -> bool:
         return False
 
 
+# Formats no invoice comes in, told from a file's first bytes: its reading
+# could only fail with "unsupported-format" (agent/extract). A zip is not
+# among them: from its head alone an OFD cannot always be told from a zip.
+UNREADABLE_FORMATS = frozenset({"unknown", "empty"})
+
+
+class UnsupportedFormat(CaptureError):
+    """The file's bytes are in the vault (`sha256`) but are of no format an
+    invoice comes in: refused, never a document for a worker to read."""
+
+    def __init__(self, message: str, *, staged: Staged, fmt: str):
+        super().__init__(message)
+        self.staged, self.fmt = staged, fmt
+        self.sha256, self.size = staged.sha256, staged.size
+
+
 def capture_file(ledger: Ledger, vault: Vault, path: str | os.PathLike, *, source_kind: str,
                  source: str | None, now: str, actor: str, max_bytes: int,
                  follow_symlinks: bool = False, root: Path | None = None,
-                 details: dict[str, Any] | None = None) -> Captured:
+                 details: dict[str, Any] | None = None, refuse_unreadable: bool = False) -> Captured:
     """Take one file into vault and ledger, idempotently.
 
     Guarantees: on return the bytes are fsynced in the vault and the ledger
@@ -137,11 +153,26 @@ def capture_file(ledger: Ledger, vault: Vault, path: str | os.PathLike, *, sourc
     `open_source`). The result says which file was read (`source`, its
     fstat before reading) and whether it stayed unchanged while it was
     read (`steady`). Raises CaptureError (see `open_source`; `transient`
-    set for disk errors) and leaves nothing behind in that case."""
+    set for disk errors) and leaves nothing behind in that case. With
+    `refuse_unreadable`, a file whose first bytes are of no format an
+    invoice comes in (UNREADABLE_FORMATS, judged by content, never size) gets
+    no document: its bytes are staged in the vault (`Vault.stage_stream`)
+    and UnsupportedFormat is raised carrying them; the caller records the
+    refusal naming their sha256 once `Vault.commit_staged` made them durable
+    (many at once: a flood of junk costs no fsync per file)."""
     path = Path(path)
     with _opened(path, max_bytes=max_bytes, follow_symlinks=follow_symlinks, root=root) as (stream, before):
         head = stream.read(4096)
         stream.seek(0)
+        fmt = sniff(head) if head else "empty"
+        if refuse_unreadable and fmt in UNREADABLE_FORMATS:
+            staged = vault.stage_stream(stream, max_bytes=max_bytes)
+            # The rule codes are the ones reading the file would give (agent/extract).
+            what = ("empty: only blank bytes" if fmt == "empty"
+                    else "unsupported-format: not a PDF, OFD, invoice XML, image or zip")
+            raise UnsupportedFormat(f"{what}: {path} ({staged.size} bytes, kept in the vault as "
+                                    f"{staged.sha256[:12]}); left where it is, taken again when it changes",
+                                    staged=staged, fmt=fmt)
         stored = vault.put_stream(stream, max_bytes=max_bytes)
         after = os.fstat(stream.fileno())
     read_from = Identity.of(before)

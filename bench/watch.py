@@ -1,7 +1,9 @@
 """Watched-folder figures for a real daemon process.
 
     .venv/bin/python bench/watch.py [--files 200] [--burst 10000] [--idle 60]
-    .venv/bin/python bench/watch.py --junk 100000      # only the junk flood
+    .venv/bin/python bench/watch.py --junk 100000      # only the junk flood (empty files)
+    .venv/bin/python bench/watch.py --junk 15000 --junk-kind tiny   # tiny non-empty junk
+    .venv/bin/python bench/watch.py --junk 15000 --junk-kind unreadable   # only refused by content
 
 Prints drop-to-captured latency p50/p95 (target p95 <= settle_seconds + 0.5 s),
 a burst of files dropped at once (time, peak RSS <= 200 MB, all captured),
@@ -9,7 +11,12 @@ idle CPU with 10 watched folders (target < 0.2 %), and a flood of empty
 files with a real invoice dropped behind it: the daemon's cost per refused
 file (target <= 1 ms) beside a floor loop in the same run (lstat and one
 committed row per file, batched like the daemon), and how long the invoice
-waited to be captured and delivered (target <= 60 s).
+waited to be captured and delivered (target <= 60 s). `--junk-kind tiny`
+floods with files of a few bytes instead: three in four of no readable
+format (random bytes, text: refused at intake, their bytes kept in the
+vault), one in four a cut-off PDF/PNG/JPEG/XML header (a document,
+quarantined when read); the cost per junk file then covers both.
+`--junk-kind unreadable` leaves out the cut-off headers: refusals only.
 """
 
 from __future__ import annotations
@@ -38,6 +45,21 @@ INVOICE = SAMPLES / "renoyuan__easyofd" / "original_invoice.xml"  # passes valid
 
 def junk(i: int) -> bytes:
     return b"%PDF-1.4\n%" + hashlib.sha256(str(i).encode()).hexdigest().encode() * 30 + b"\n%%EOF\n"
+
+
+CUT_HEADERS = (b"%PDF-1.4 x", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"<?xml version='1.0'?><a>")
+
+
+def tiny_junk(i: int, cut_headers: bool = True) -> bytes:
+    """A few distinct bytes: random, text, or (one in four, unless not
+    `cut_headers`) a cut-off header of an invoice format."""
+    tag = b"%d" % i
+    kind = i % 4 if cut_headers else i % 3
+    if kind == 0:
+        return b"\x00\x01" + hashlib.sha256(tag).digest()[:12] + tag
+    if kind in (1, 2):
+        return b"scan failed " + tag + b"\n"
+    return CUT_HEADERS[(i // 4) % len(CUT_HEADERS)] + tag
 
 
 def rss_mb(pid: int) -> float:
@@ -144,23 +166,31 @@ def floor_per_file_ms(folder: Path) -> float:
     return 1000 * took / len(names)
 
 
-def junk_flood(root: Path, n: int) -> None:
+def junk_flood(root: Path, n: int, kind: str = "empty") -> None:
     out = root / "erp"
     out.mkdir()
     d = DaemonUnderTest(root, settle=SETTLE, extra=f'[[destination]]\nname = "drop"\nurl = "folder://{out}"\n')
     staging = root / "staging"
     staging.mkdir()
     for i in range(n):
-        (staging / f"scan_{i:06d}.pdf").touch()
+        if kind in ("tiny", "unreadable"):
+            (staging / f"scan_{i:06d}.pdf").write_bytes(tiny_junk(i, cut_headers=kind == "tiny"))
+        else:
+            (staging / f"scan_{i:06d}.pdf").touch()
     floor = floor_per_file_ms(staging)
     d.start()
     flood = root / "scan" / "copier"
     os.rename(staging, flood)  # the whole flood at once, in the invoice's folder
     t0 = time.monotonic()
 
+    def handled_sql() -> str:
+        # Every junk file handled: a refusal, or (a cut-off header) a document.
+        return ("SELECT (SELECT count(*) FROM refusals) + (SELECT count(*) FROM documents "
+                "WHERE original_name LIKE 'scan\\_%' ESCAPE '\\')")
+
     def refused() -> int:
         with d.ledger() as led:
-            return led.conn.execute("SELECT coalesce(max(id), 0) FROM refusals").fetchone()[0]
+            return led.conn.execute(handled_sql()).fetchone()[0]
 
     while refused() == 0 and time.monotonic() - t0 < 600:
         time.sleep(0.02)
@@ -175,17 +205,23 @@ def junk_flood(root: Path, n: int) -> None:
             if captured is not None and delivered is None:
                 row = led.conn.execute("SELECT min(delivered_at) FROM deliveries").fetchone()
                 delivered = parse_utc(row[0]) if row[0] else None
-            count = led.conn.execute("SELECT coalesce(max(id), 0) FROM refusals").fetchone()[0]
+            count = led.conn.execute(handled_sql()).fetchone()[0]
         if count >= n and delivered is not None:
             break
         time.sleep(0.5)
     with d.ledger() as led:
-        count, first, last = led.conn.execute("SELECT count(*), min(at), max(at) FROM refusals").fetchone()
-    per_file = 1000 * (parse_utc(last) - parse_utc(first)).total_seconds() / max(1, count - 1)
+        refusals, first, last = led.conn.execute("SELECT count(*), min(at), max(at) FROM refusals").fetchone()
+        docs, dfirst, dlast, left = led.conn.execute(
+            "SELECT count(*), min(received_at), max(received_at), sum(state = 'captured') FROM documents "
+            "WHERE original_name LIKE 'scan\\_%' ESCAPE '\\'").fetchone()
+    first, last = min(x for x in (first, dfirst) if x), max(x for x in (last, dlast) if x)
+    count = refusals + docs
+    span = (parse_utc(last) - parse_utc(first)).total_seconds()
+    per_file = 1000 * span / max(1, count - 1)
     wait = (captured - dropped).total_seconds() if captured else float("nan")
     to_delivery = (delivered - dropped).total_seconds() if delivered else float("nan")
-    print(f"junk flood of {n} empty files: refused {count}/{n} in "
-          f"{(parse_utc(last) - parse_utc(first)).total_seconds():.1f} s, {per_file:.3f} ms a file "
+    print(f"junk flood of {n} {kind} files: handled {count}/{n} ({refusals} refused, {docs} documents, "
+          f"{left or 0} of them still to read) in {span:.1f} s, {per_file:.3f} ms a file "
           f"(floor loop {floor:.3f} ms a file; target <= 1 ms: {'ok' if per_file <= 1 else 'MISSED'})")
     print(f"invoice dropped behind the flood: captured after {wait:.2f} s, delivered after {to_delivery:.2f} s "
           f"(target <= 60 s: {'ok' if to_delivery <= 60 else 'MISSED'}), "
@@ -198,13 +234,17 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=200)
     ap.add_argument("--burst", type=int, default=10_000)
     ap.add_argument("--idle", type=int, default=60)
-    ap.add_argument("--junk", type=int, default=0, help="only the junk flood, of this many empty files")
+    ap.add_argument("--junk", type=int, default=0, help="only the junk flood, of this many files")
+    ap.add_argument("--junk-kind", choices=("empty", "tiny", "unreadable"), default="empty",
+                    help="empty files, files of a few bytes (random, text, cut-off headers), or only "
+                         "those of no readable format (all refused by content)")
     args = ap.parse_args()
-    runs = [(junk_flood, args.junk)] if args.junk else [
-        (latency, args.files), (burst, args.burst), (idle, args.idle), (junk_flood, 100_000)]
-    for fn, arg in runs:
+    runs = [(junk_flood, args.junk, args.junk_kind)] if args.junk else [
+        (latency, args.files), (burst, args.burst), (idle, args.idle), (junk_flood, 100_000, "empty"),
+        (junk_flood, 15_000, "tiny")]
+    for fn, *arg in runs:
         with tempfile.TemporaryDirectory() as tmp:
-            fn(Path(tmp), arg)
+            fn(Path(tmp), *arg)
 
 
 if __name__ == "__main__":

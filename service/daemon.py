@@ -47,6 +47,12 @@ PAUSE_MAX_RETRY_S = 30.0
 MAX_BACKOFF_S = 60.0
 # Files taken per main-loop step; their refusals are written in one transaction.
 INTAKE_BATCH = 200
+# Intake stops taking files after this long in one step, even mid-batch (the
+# rest stay first in line): each step must also feed the extraction pool, or
+# a long backlog of files to capture starves the reading of those captured.
+INTAKE_STEP_S = 0.25
+# Within an intake step, results are collected and the pool fed this often.
+POOL_SERVICE_S = 0.05
 
 
 class AlreadyRunning(AgentError):
@@ -255,24 +261,38 @@ class Daemon:
             n = self.watcher.scan()
             log.info("rescan", extra={"files": n})
             self._finish_sources()
-        took = self._intake()
+        # The pool is fed before and after intake: a step spent capturing a
+        # flood must not leave the workers idle (the invoice already captured
+        # would wait behind every file still to capture).
         started = self._feed_pool()
-        finished = self.pool.collect(timeout=0.05) if self.pool.in_flight else []
-        for doc_id, analysis in finished:
-            self._apply(doc_id, analysis)
+        took = self._intake()
+        started += self._feed_pool()
+        finished = self._collect(timeout=0.05)
         schedule.run_pending()
         self._beat()
         return bool(took or started or finished or self.pool.in_flight)
 
     def _intake(self) -> int:
-        """Take up to INTAKE_BATCH ready files (the watcher's fair order puts
-        likely invoices ahead of junk); returns how many were handled."""
+        """Take up to INTAKE_BATCH ready files, for at most INTAKE_STEP_S (the
+        watcher's fair order puts likely invoices ahead of junk; files not
+        reached stay first in line); returns how many were handled."""
         if self.intake_paused and time.monotonic() < self._intake_retry_at:
             return 0
         handled = 0
         refused = []  # done only once their refusals are written, in one transaction
+        start = time.monotonic()
+        serviced = start
         with self.intake.refusal_batch():
             for path in self.watcher.ready(INTAKE_BATCH):
+                clock = time.monotonic()
+                if handled and clock - start >= INTAKE_STEP_S:
+                    break  # not done(): handed out again first by the next ready()
+                if clock - serviced >= POOL_SERVICE_S:
+                    # Results in, new documents out, without waiting: the
+                    # workers stay busy while a long batch is captured.
+                    serviced = clock
+                    self._collect(timeout=0)
+                    self._feed_pool()
                 watch = self.watcher.watch_of(path)
                 result = None
                 try:
@@ -315,6 +335,13 @@ class Daemon:
         self.intake_paused = None
         self._last_beat = 0.0
         self.watcher.rescan_requested.set()  # anything noted while paused is looked at again
+
+    def _collect(self, timeout: float) -> list:
+        """Apply the results the workers have ready (waiting up to `timeout`)."""
+        finished = self.pool.collect(timeout=timeout) if self.pool.in_flight else []
+        for doc_id, analysis in finished:
+            self._apply(doc_id, analysis)
+        return finished
 
     def _feed_pool(self) -> int:
         if not self.pool.has_room():

@@ -24,12 +24,12 @@ from typing import Iterator
 
 from agent import beneath
 from agent.beneath import Changed, Escapes, Identity, RootReplaced
-from agent.capture import Captured, capture_bytes, capture_file, open_source
+from agent.capture import Captured, UnsupportedFormat, capture_bytes, capture_file, open_source
 from agent.config import WatchConfig
 from agent.errors import CaptureError, ExtractError, IllegalTransition
 from agent.ledger import Ledger
 from agent.mail import MailLimits, maildir_cur_path, parse_message
-from agent.vault import Vault
+from agent.vault import Staged, Vault
 from service.watch import TEMP_GRACE_S, system_name, temporary_name
 
 log = logging.getLogger("fapiao.intake")
@@ -70,9 +70,15 @@ class Intake:
         try:
             yield
             held = self._held
+        except BaseException:
+            self.vault.discard_staged([r.staged for r in self._held if r.staged is not None])
+            raise
         finally:
             self._held = None
         if held:
+            # The refused originals' bytes first, all durable at once: a
+            # refusal row never names bytes the vault may lose.
+            self.vault.commit_staged([r.staged for r in held if r.staged is not None])
             with self.ledger.transaction():
                 for r in held:
                     self._write_refusal(r)
@@ -132,12 +138,17 @@ class Intake:
             else:
                 got = capture_file(self.ledger, self.vault, path, source_kind="scanner", source=str(watch.path),
                                    now=now, actor=self.actor, max_bytes=self.max_bytes, root=watch.path,
-                                   details={"label": label} if label else None)
+                                   details={"label": label} if label else None, refuse_unreadable=True)
                 docs = [got.document_id] if got.created else []
                 log.info("captured", extra={"path": key, "document": got.document_id,
                                             "new": got.created, "label": label or ""})
                 if got.created:
                     self._supersede_partials(path, got, now=now)
+        except UnsupportedFormat as e:
+            # Junk by its content (text, random bytes): refused as cheaply as an
+            # empty file, but its bytes are an original all the same: the
+            # refusal names them, so they are kept, backed up and explained.
+            return self._refuse(path, watch, st, str(e), now=now, staged=e.staged)
         except CaptureError as e:
             if e.transient:
                 log.error("capture failed; will retry", extra={"path": key, "error": str(e)})
@@ -147,21 +158,26 @@ class Intake:
         return IntakeResult(docs)
 
     def _refuse(self, path: Path, watch: WatchConfig, st: os.stat_result | None, reason: str, *,
-                now: str) -> IntakeResult:
+                now: str, staged: Staged | None = None) -> IntakeResult:
         # The file stays where it is; the seen-file row keeps rescans from
         # refusing it again until it changes. (The log line is rate-limited:
         # a flood gives one line a minute with a count; every file has its row.)
-        refusal = _Refusal(_storable(str(path)), _storable(str(watch.path)), _shown(path), _storable(reason), st, now)
-        log.warning("refused", extra={"path": refusal.key, "reason": refusal.reason})
+        refusal = _Refusal(_storable(str(path)), _storable(str(watch.path)), _shown(path), _storable(reason), st, now,
+                           staged)
+        log.warning("refused", extra={"path": refusal.key, "reason": refusal.reason,
+                                      "sha256": staged.sha256 if staged else ""})
         if self._held is not None:
             self._held.append(refusal)
             return IntakeResult([], refused=True)
+        if staged is not None:
+            self.vault.commit_staged([staged])
         with self.ledger.transaction():
             self._write_refusal(refusal)
         return IntakeResult([])
 
     def _write_refusal(self, r: "_Refusal") -> None:
-        self.ledger.record_refusal(source=r.source, name=r.name, reason=r.reason, now=r.now)
+        self.ledger.record_refusal(source=r.source, name=r.name, reason=r.reason, now=r.now,
+                                   sha256=r.staged.sha256 if r.staged else None)
         if r.st is not None:
             self.ledger.remember_file(r.key, r.st.st_size, r.st.st_mtime_ns, ino=r.st.st_ino,
                                       ctime_ns=r.st.st_ctime_ns, outcome="refused", now=r.now)
@@ -424,3 +440,4 @@ class _Refusal:
     reason: str
     st: os.stat_result | None   # for the seen-file row
     now: str
+    staged: Staged | None = None  # its bytes, committed to the vault before the row is written

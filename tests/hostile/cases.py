@@ -4,6 +4,8 @@ Expectations:
 - "quarantined": a document with the file's sha256 exists, in state
   quarantined or not_invoice, and its problems / last event match `reason`;
 - "refused": a row in `refusals` naming the case matches `reason`;
+- "refused-kept": refused as above (by its content, at intake, with no
+  document), and the refusal names the file's bytes, kept in the vault;
 - "mail": the message is in the vault, and the refusals and attachment
   documents it produced match `reason`;
 - "absent": the content must never be captured (a symlinked folder's file).
@@ -61,10 +63,10 @@ CASES: list[Case] = [
     _c("h15-pdf-lying-count", "quarantined", _UNREADABLE + "|limit", pdfs.lying_page_count),
     # plain files
     _c("h16-zero-bytes", "refused", "empty: the file has no bytes", lambda t: b""),
-    _c("h17-whitespace", "quarantined", "empty", lambda t: b" \n\t " * 1000 + b"\n" * len(t)),
-    _c("h18-random-binary", "quarantined", "unsupported-format",
+    _c("h17-whitespace", "refused-kept", "empty: only blank bytes", lambda t: b" \n\t " * 1000 + b"\n" * len(t)),
+    _c("h18-random-binary", "refused-kept", "unsupported-format",
        lambda t: bytes((i * 7919 + len(t)) % 251 for i in range(5000))),
-    _c("h19-windows-exe", "quarantined", "unsupported-format", lambda t: b"MZ\x90\x00" + t.encode() * 100,
+    _c("h19-windows-exe", "refused-kept", "unsupported-format", lambda t: b"MZ\x90\x00" + t.encode() * 100,
        ext="exe"),
     _c("h20-html", "quarantined", "unsupported-format|not an invoice",
        lambda t: f"<html><body><script>alert('{t}')</script></body></html>".encode(), ext="html"),

@@ -29,6 +29,7 @@ class Outcome:
     documents: list = field(default_factory=list)
     evidence: list[str] = field(default_factory=list)
     refusals: int = 0
+    refused_sha256: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -77,6 +78,8 @@ def observe(d: DaemonUnderTest, made: dict[str, bytes | None]) -> dict[str, Outc
             text = f"{r['source']} {r['name']} {r['reason']}"
             if case.id in text:
                 o.refusals += 1
+                if r.get("sha256"):
+                    o.refused_sha256.append(r["sha256"])
                 o.evidence.append(f"{r['reason']}" if case.folder == "scan" else f"{r['name']}: {r['reason']}")
         out[case.id] = o
     return out
@@ -144,6 +147,11 @@ def test_case_is_refused_or_quarantined_with_a_clear_reason(run: Run, case: Case
         assert run.vault.verify(hashlib.sha256(data).hexdigest())
     elif case.expect == "refused":
         assert o.refusals and not o.documents
+    elif case.expect == "refused-kept":
+        digest = hashlib.sha256(data).hexdigest()
+        assert o.refusals and not o.documents, f"{case.id}: refused by content at intake, never a document"
+        assert digest in o.refused_sha256, f"{case.id}: the refusal does not name the file's bytes"
+        assert run.vault.verify(digest), f"{case.id}: the refused original is not kept in the vault"
     elif case.expect == "mail":
         assert run.vault.verify(hashlib.sha256(data).hexdigest()), f"{case.id}: the message itself is not kept"
 
