@@ -109,7 +109,7 @@ def site_factory(tmp_path):
 def test_a_root_swapped_for_the_outbox_is_neither_listed_nor_read(site_factory, how, after):
     site = site_factory(after)
     for name in site.delivered:  # decoys so the names are noticed
-        (site.scan / name).write_bytes(b"decoy")
+        (site.scan / name).write_bytes(b"<?xml version=\"1.0\"?><decoy/>")  # a readable format: taken, not refused as junk
     real = swap_root(site.scan, site.outbox, how)
 
     assert site.watcher.scan() == 0, "a replaced folder is not listed"
