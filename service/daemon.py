@@ -20,7 +20,6 @@ import time
 
 import schedule
 
-from agent import pipeline
 from agent.config import Config, check_paths, load_config, watch_overlaps
 from agent.errors import AgentError, ConfigError
 from agent.ledger import Ledger
@@ -34,6 +33,7 @@ from service.access import service_actor
 from service.context import now, today
 from service.intake import Intake
 from service.loops import start_loops
+from service.reading import Reading, resume_stranded
 from service.watch import FolderWatcher
 from service.workers import ExtractionPool
 
@@ -105,6 +105,8 @@ class Daemon:
                                    timeout_s=self.cfg.extract["timeout_s"])
         self.intake = Intake(self.ledger, self.vault, max_bytes=self.cfg.agent["max_file_mb"] * 1024 * 1024,
                              mail_limits=self.mail_limits, actor=self.actor)
+        self.reading = Reading(self.ledger, self.pool, actor=self.actor, on_read=self._read)
+        self.reading.configure(self.settings, self.destinations)
         self.watcher = self._start_watcher()
         self._finish_sources()  # moves/deletes a killed run left waiting on documents read since
         self.loops = start_loops(self.cfg, wake=self.wake)
@@ -200,8 +202,7 @@ class Daemon:
         deadline = time.monotonic() + timeout
         for loop in self.loops:
             loop.stop()
-        for doc_id, analysis in self.pool.shutdown(max(0.0, deadline - time.monotonic())):
-            self._apply(doc_id, analysis)
+        self.reading.drain(max(0.0, deadline - time.monotonic()))
         for loop in self.loops:
             loop.join(max(0.0, deadline - time.monotonic()))
         left = self.ledger.counts()[State.CAPTURED.value]
@@ -264,10 +265,10 @@ class Daemon:
         # The pool is fed before and after intake: a step spent capturing a
         # flood must not leave the workers idle (the invoice already captured
         # would wait behind every file still to capture).
-        started = self._feed_pool()
+        started = self.reading.feed()
         took = self._intake()
-        started += self._feed_pool()
-        finished = self._collect(timeout=0.05)
+        started += self.reading.feed()
+        finished = self.reading.collect(timeout=0.05)
         schedule.run_pending()
         self._beat()
         return bool(took or started or finished or self.pool.in_flight)
@@ -291,8 +292,8 @@ class Daemon:
                     # Results in, new documents out, without waiting: the
                     # workers stay busy while a long batch is captured.
                     serviced = clock
-                    self._collect(timeout=0)
-                    self._feed_pool()
+                    self.reading.collect(timeout=0)
+                    self.reading.feed()
                 watch = self.watcher.watch_of(path)
                 result = None
                 try:
@@ -336,71 +337,21 @@ class Daemon:
         self._last_beat = 0.0
         self.watcher.rescan_requested.set()  # anything noted while paused is looked at again
 
-    def _collect(self, timeout: float) -> list:
-        """Apply the results the workers have ready (waiting up to `timeout`)."""
-        finished = self.pool.collect(timeout=timeout) if self.pool.in_flight else []
-        for doc_id, analysis in finished:
-            self._apply(doc_id, analysis)
-        return finished
-
-    def _feed_pool(self) -> int:
-        if not self.pool.has_room():
-            return 0
-        busy = self.pool.in_flight_ids()
-        started = 0
-        # Only documents due: one whose reading failed waits out its backoff
-        # (ledger columns) instead of being handed out again at once.
-        for doc_id in pipeline.due_for_extraction(self.ledger, now=now(),
-                                                  limit=self.pool.capacity + len(busy)):
-            if doc_id in busy:
-                continue
-            if not self.pool.submit(doc_id, self.ledger.get(doc_id).sha256):
-                break
-            started += 1
-        return started
-
-    def _apply(self, doc_id: int, analysis: pipeline.Analysis) -> None:
-        # Every outcome is recorded in the ledger by `record`; only the
-        # ledger's own disk failing raises (the main loop backs off).
-        outcome = pipeline.record(self.ledger, doc_id, analysis, settings=self.settings,
-                                  destinations=self.destinations, today=today(), now=now(),
-                                  actor=self.actor)
-        if outcome.already:
-            log.info("document was already read elsewhere; result dropped",
-                     extra={"document": doc_id, "state": outcome.already})
-            return
-        if outcome.failed:
-            if outcome.retry_at:
-                log.warning("reading or recording a document failed; it is tried again later",
-                            extra={"document": doc_id, "retry_at": outcome.retry_at, "error": outcome.failed})
-            else:
-                log.error("reading or recording a document failed too often; quarantined (extract-failed)",
-                          extra={"document": doc_id, "error": outcome.failed})
-        self._finish_sources([doc_id])
-        for d in outcome.touched:
-            doc = self.ledger.get(d)
-            log.info("processed", extra={"document": d, "state": doc.state,
-                                         "number": doc.invoice_number or "",
-                                         "problems": ",".join(p["code"] for p in doc.problems)})
-        for loop in self.loops:
-            loop.kick()
-
     def _finish_sources(self, doc_ids: list[int] | None = None) -> None:
         # A scanner file's move/delete waits until its capture was read
         # (service/intake.py): after each result, at start and at each rescan.
         self.intake.finish_sources(self.cfg.watches, now=now(), today=today(), doc_ids=doc_ids)
 
+    def _read(self, doc_ids: list[int]) -> None:
+        # After each recorded result: its source's waiting step, and the
+        # delivery loops told there may be work.
+        self._finish_sources(doc_ids)
+        for loop in self.loops:
+            loop.kick()
+
     def _resume_stranded(self) -> None:
-        # Documents an older version left between stages, or valid ones a new
-        # destination should now receive.
-        failures: list[tuple[int, str]] = []
-        moved = pipeline.resume_stranded(self.ledger, settings=self.settings, destinations=self.destinations,
-                                         today=today(), now=now(), actor=self.actor, failures=failures)
-        if moved:
-            log.info("resumed documents left between stages", extra={"documents": moved})
-        for doc_id, error in failures:
-            log.error("could not judge a document left extracted; it stays there (amend or reject it)",
-                      extra={"document": doc_id, "error": error})
+        resume_stranded(self.ledger, settings=self.settings, destinations=self.destinations,
+                        actor=self.actor)
 
     def _reload(self) -> None:
         try:
@@ -410,6 +361,7 @@ class Daemon:
             log.error("config reload failed; keeping the old config", extra={"error": str(e)})
             return
         self._apply_config(cfg)
+        self.reading.configure(self.settings, self.destinations)
         self.watcher.stop()
         self.watcher = self._start_watcher()
         self.watcher.scan()

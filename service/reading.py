@@ -1,0 +1,107 @@
+"""The daemon's reading stage: captured documents out to the extraction
+pool, their results recorded in the ledger, documents an older run left
+between stages carried on.
+
+Apart from service/daemon.py because it is the one place the pool and the
+ledger meet: the main loop only says when (feed, collect), this says how.
+Main thread only; every ledger write goes through `agent.pipeline`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Sequence
+
+from agent import pipeline
+from agent.ledger import Ledger
+from agent.validate import ValidationSettings
+from service.context import now, today
+from service.workers import ExtractionPool
+
+log = logging.getLogger("fapiao.daemon")
+
+
+class Reading:
+    """Feeds `pool` from `ledger` and records what comes back. After each
+    recorded result, `on_read(doc_ids)` runs (the waiting move/delete of the
+    sources, a kick of the delivery loops)."""
+
+    def __init__(self, ledger: Ledger, pool: ExtractionPool, *, actor: str,
+                 on_read: Callable[[list[int]], None]):
+        self.ledger, self.pool, self.actor, self.on_read = ledger, pool, actor, on_read
+        self.settings: ValidationSettings | None = None
+        self.destinations: Sequence[str] = ()
+
+    def configure(self, settings: ValidationSettings, destinations: Sequence[str]) -> None:
+        """Judge results from now on with `settings`, queueing for `destinations` (a reload)."""
+        self.settings, self.destinations = settings, list(destinations)
+
+    def feed(self) -> int:
+        """Hand due documents to idle workers; returns how many started.
+        Only documents due: one whose reading failed waits out its backoff
+        (ledger columns) instead of being handed out again at once."""
+        if not self.pool.has_room():
+            return 0
+        busy = self.pool.in_flight_ids()
+        started = 0
+        for doc_id in pipeline.due_for_extraction(self.ledger, now=now(),
+                                                  limit=self.pool.capacity + len(busy)):
+            if doc_id in busy:
+                continue
+            if not self.pool.submit(doc_id, self.ledger.get(doc_id).sha256):
+                break
+            started += 1
+        return started
+
+    def collect(self, timeout: float) -> list:
+        """Record the results the workers have ready (waiting up to `timeout`)."""
+        finished = self.pool.collect(timeout=timeout) if self.pool.in_flight else []
+        for doc_id, analysis in finished:
+            self.record(doc_id, analysis)
+        return finished
+
+    def record(self, doc_id: int, analysis: pipeline.Analysis) -> None:
+        """Record one result. Every outcome lands in the ledger through
+        `pipeline.record` (a failure is retried with backoff, then
+        quarantined); only the ledger's own disk failing raises, so the main
+        loop backs off instead of reading again in a spin."""
+        outcome = pipeline.record(self.ledger, doc_id, analysis, settings=self.settings,
+                                  destinations=self.destinations, today=today(), now=now(),
+                                  actor=self.actor)
+        if outcome.already:
+            log.info("document was already read elsewhere; result dropped",
+                     extra={"document": doc_id, "state": outcome.already})
+            return
+        if outcome.failed:
+            if outcome.retry_at:
+                log.warning("reading or recording a document failed; it is tried again later",
+                            extra={"document": doc_id, "retry_at": outcome.retry_at, "error": outcome.failed})
+            else:
+                log.error("reading or recording a document failed too often; quarantined (extract-failed)",
+                          extra={"document": doc_id, "error": outcome.failed})
+        for d in outcome.touched:
+            doc = self.ledger.get(d)
+            log.info("processed", extra={"document": d, "state": doc.state,
+                                         "number": doc.invoice_number or "",
+                                         "problems": ",".join(p["code"] for p in doc.problems)})
+        self.on_read([doc_id])
+
+    def drain(self, timeout: float) -> None:
+        """Stop the pool within `timeout`, recording every result that comes in."""
+        for doc_id, analysis in self.pool.shutdown(timeout):
+            self.record(doc_id, analysis)
+
+
+def resume_stranded(ledger: Ledger, *, settings: ValidationSettings, destinations: Sequence[str],
+                    actor: str) -> None:
+    """Carry on documents an older version left between stages, or valid
+    ones a new destination should now receive; one that cannot be judged
+    stays where it is with an error line, and never stops the others."""
+    failures: list[tuple[int, str]] = []
+    moved = pipeline.resume_stranded(ledger, settings=settings, destinations=destinations,
+                                     today=today(), now=now(), actor=actor, failures=failures)
+    if moved:
+        log.info("resumed documents left between stages", extra={"documents": moved})
+    for doc_id, error in failures:
+        log.error("could not judge a document left extracted; it stays there (amend or reject it)",
+                  extra={"document": doc_id, "error": error})
