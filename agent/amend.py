@@ -15,9 +15,10 @@ from decimal import Decimal
 from typing import Any, Iterable, Sequence
 
 from agent.errors import AgentError, IllegalTransition
+from agent.judgement import judge, settle_key
 from agent.ledger import Document, Ledger
 from agent.model import FIELD_NAMES, KIND_NAMES, MONEY_FIELDS, TRANSITIONS, Invoice, State
-from agent.pipeline import invoice_columns, judge, settle_key
+from agent.pipeline import invoice_columns
 from agent.validate import ValidationSettings
 
 QUARANTINE_SORTS = ("received", "date", "amount")

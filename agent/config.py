@@ -13,10 +13,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from agent.config_adapters import SECRET_KEYS, URL_KEYS, check_adapter_entries, local_folder
 from agent.errors import ConfigError
-from agent.redact import has_credentials, has_password, shown_url
 
 ENV_PREFIX = "FAPIAO_AGENT__"
 SEARCH_PATHS = (Path("var/fapiao-agent.toml"), Path("/etc/fapiao-agent/config.toml"))
@@ -74,10 +73,7 @@ _ENUMS = {("watch", "kind"): {"scanner", "email"}, ("watch", "after"): {"keep", 
           ("destination", "addressing_style"): {"path", "virtual", "auto"},
           ("backup", "addressing_style"): {"path", "virtual", "auto"},
           ("backup", "sse"): {"AES256", "aws:kms"}}
-_SCHEMES = {"destination": {"folder", "http", "https", "s3"}, "backup": {"file", "s3"}}
 _ACCOUNT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
-SECRET_KEYS = frozenset({"token", "password", "secret_access_key"})
-_URL_KEYS = frozenset({"url", "endpoint_url"})
 ACCESS_DEFAULTS = {k: v for k, (_, v) in _SCALAR_SCHEMAS["access"].items()}
 
 
@@ -197,7 +193,7 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path, path: Path | None = Non
         lists[name] = [_check_table(f"{name}[{i}]", t, schema, errors, enum_section=name)
                        for i, t in enumerate(value) if _is_table(f"{name}[{i}]", t, errors)]
     for name in ("destination", "backup"):
-        _check_adapters(name, lists[name], errors)
+        check_adapter_entries(name, lists[name], errors)
     if sections["extract"].get("timeout_s") == 0:
         errors.append("extract.timeout_s: must be more than 0 seconds (a document needs time to be read)")
     for key in ("read_group", "amend_group", "approve_group", "service_user"):
@@ -290,48 +286,6 @@ def _real(path: Path) -> Path:
         return Path(os.path.abspath(path))
 
 
-def adapter_problems(cfg: Config) -> list[str]:
-    """What `run` would refuse to start, one line each naming the entry:
-    every destination opened with its retry policy, and every backup target,
-    by the same calls the daemon makes (so `config check` cannot say ok to a
-    destination the daemon refuses). Opening makes no network call and
-    touches no file; the lines never hold a secret (the adapters' errors
-    show urls without credentials or query)."""
-    from agent.backup.base import open_target
-    from agent.deliver.base import open_destination
-    from agent.deliver.retry import DeliveryPolicy
-    from agent.errors import AgentError
-
-    problems = []
-    for i, entry in enumerate(cfg.destinations):
-        try:
-            open_destination(entry)
-            DeliveryPolicy.from_config(entry)
-        except AgentError as e:
-            problems.append(f"destination[{i}]: {e}")
-    for i, entry in enumerate(cfg.backups):
-        try:
-            open_target(entry)
-        except AgentError as e:
-            problems.append(f"backup[{i}]: {e}")
-    return problems
-
-
-def local_folder(entry: dict[str, Any]) -> Path | None:
-    """The folder behind a folder:// or file:// URL (relative to the config), else None."""
-    parts = urlsplit(entry["url"])
-    if parts.scheme not in ("folder", "file"):
-        return None
-    rel = (parts.netloc + parts.path) if parts.netloc else parts.path
-    return Path(entry.get("base_dir", ".")) / rel
-
-
-def redacted(entry: dict[str, Any]) -> dict[str, Any]:
-    """A copy of an adapter entry with secrets replaced, safe to log or print."""
-    return {k: ("***" if k in SECRET_KEYS and v else shown_url(v) if k in _URL_KEYS and isinstance(v, str)
-                else v) for k, v in entry.items()}
-
-
 def _is_table(where: str, value: Any, errors: list[str]) -> bool:
     if isinstance(value, dict):
         return True
@@ -352,7 +306,7 @@ def _check_table(where: str, table: dict[str, Any], schema: dict, errors: list[s
             value = float(value)
         if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
             shown = ("the value is not shown: it is a secret" if key in SECRET_KEYS
-                     else "the value is not shown: it may hold credentials" if key in _URL_KEYS else repr(value))
+                     else "the value is not shown: it may hold credentials" if key in URL_KEYS else repr(value))
             errors.append(f"{where}.{key}: must be {_type_name(typ)}, not {type(value).__name__} ({shown})")
             continue
         allowed = _ENUMS.get((section, key))
@@ -370,63 +324,6 @@ def _check_table(where: str, table: dict[str, Any], schema: dict, errors: list[s
             elif default is not ...:
                 out[key] = default
     return out
-
-
-def _check_adapters(kind: str, entries: list[dict[str, Any]], errors: list[str]) -> None:
-    seen: set[str] = set()
-    for i, e in enumerate(entries):
-        name, url = e.get("name"), e.get("url")
-        if name in seen:
-            errors.append(f"{kind}[{i}].name: duplicate name {name!r}")
-        seen.add(name)
-        endpoint = e.get("endpoint_url")
-        if isinstance(endpoint, str) and has_credentials(endpoint):
-            errors.append(f"{kind}[{i}].endpoint_url: holds credentials (user:password@), which would end up "
-                          "in logs; remove them and set access_key_id and secret_access_key instead")
-        if not isinstance(url, str):
-            continue
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if has_credentials(url) and (scheme not in ("folder", "file") or has_password(url)):
-            # Checked before the scheme: a typo'd scheme must not print them either.
-            keys = "access_key_id and secret_access_key" if scheme == "s3" else "username and password (or token)"
-            errors.append(f"{kind}[{i}].url: {shown_url(url)!r} holds credentials, which would end up in "
-                          f"logs; remove them from the url and set {keys} instead")
-        elif parts.scheme not in _SCHEMES[kind]:
-            # Only the scheme is shown: a mistyped url may hold anything after it.
-            got = f"{parts.scheme}://" if parts.scheme else "a url without one"
-            errors.append(f"{kind}[{i}].url: scheme must be one of "
-                          f"{', '.join(s + '://' for s in sorted(_SCHEMES[kind]))}, not {got}")
-        elif parts.scheme in ("http", "https", "s3") and not parts.netloc:
-            errors.append(f"{kind}[{i}].url: {_no_query(url)!r} has no host or bucket")
-        elif parts.scheme == "s3" and len(parts.netloc) < 3:
-            errors.append(f"{kind}[{i}].url: bucket name {parts.netloc!r} is too short (3 characters at least)")
-        elif parts.scheme in ("folder", "file") and not (parts.netloc or parts.path):
-            errors.append(f"{kind}[{i}].url: {_no_query(url)!r} has no path")
-    if kind == "destination":
-        for i, e in enumerate(entries):
-            _check_maintenance(f"{kind}[{i}].", e, errors)
-
-
-def _no_query(url: str) -> str:
-    """`url` safe to print: no credentials, and no query or fragment (where a
-    token would be)."""
-    return shown_url(url).split("?", 1)[0].split("#", 1)[0]
-
-
-def _check_maintenance(prefix: str, entry: dict[str, Any], errors: list[str]) -> None:
-    # Found at config check, not when the delivery thread starts at 3 a.m.
-    from agent.deliver.retry import parse_timezone, parse_window
-
-    for window in entry.get("maintenance") or []:
-        try:
-            parse_window(window)
-        except ConfigError as e:
-            errors.append(f"{prefix}{e}")
-    try:
-        parse_timezone(entry.get("maintenance_tz"))
-    except ConfigError as e:
-        errors.append(f"{prefix}{e}")
 
 
 def _type_name(typ: type | tuple) -> str:

@@ -15,10 +15,11 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Sequence
 
 from agent.errors import AgentError, ExtractError
+from agent.judgement import judge, settle_duplicates
 from agent.ledger import Ledger
 from agent.ledger.rows import parse_utc, utc
 from agent.model import Invoice, Problem, State
-from agent.validate import ValidationSettings, has_errors, validate
+from agent.validate import ValidationSettings
 from agent.vault import Vault
 
 
@@ -191,130 +192,6 @@ def _describe(e: BaseException) -> str:
     last = traceback.extract_tb(e.__traceback__)[-1:]
     where = f" at {last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno}" if last else ""
     return f"{type(e).__name__}: {e}{where}"
-
-
-def judge(ledger: Ledger, doc_id: int, invoice: Invoice, *, settings: ValidationSettings,
-          destinations: Sequence[str], today: dt.date, now: str, actor: str,
-          reason_prefix: str = "") -> State:
-    """Validate an `extracted` document and move it on: duplicate, quarantined,
-    or valid and (when there are destinations) queued, in one transaction.
-
-    The duplicate rule compares against every live document with the same
-    invoice key, whatever its id (`Ledger.key_holder`). A copy that passes
-    validation takes the place of a live copy that is quarantined (or not
-    yet judged) and was never sent: that one becomes its duplicate. Then the
-    key is settled (`settle_key`): every duplicate of it points at the one
-    live copy. Returns the document's state at the end."""
-    with ledger.transaction():
-        _judge(ledger, doc_id, invoice, settings=settings, destinations=destinations,
-               today=today, now=now, actor=actor, reason_prefix=reason_prefix)
-        if invoice.key:
-            settle_key(ledger, invoice.key, settings=settings, destinations=destinations,
-                       today=today, now=now, actor=actor)
-        return State(ledger.get(doc_id).state)
-
-
-def _judge(ledger: Ledger, doc_id: int, invoice: Invoice, *, settings: ValidationSettings,
-           destinations: Sequence[str], today: dt.date, now: str, actor: str, reason_prefix: str) -> State:
-    key = invoice.key
-    holder = ledger.key_holder(key, exclude_id=doc_id) if key else None
-    if holder is not None and holder.replaceable and not has_errors(validate(invoice, settings, today=today)):
-        _demote(ledger, holder.id, to=doc_id, key=key, settings=settings, today=today, now=now, actor=actor)
-        reason_prefix += f"in place of document {holder.id} ({holder.state}): "
-        holder = None
-    duplicate_of = holder.id if holder else None
-    problems = validate(invoice, settings, today=today, duplicate_of=duplicate_of)
-    stored = [p.to_dict() for p in problems]
-    if duplicate_of is not None:
-        ledger.transition(doc_id, State.DUPLICATE, now=now, actor=actor, problems=stored,
-                          duplicate_of=duplicate_of,
-                          reason=f"{reason_prefix}same invoice {key} as document {duplicate_of} ({holder.state})")
-        return State.DUPLICATE
-    if has_errors(problems):
-        codes = ", ".join(sorted({p.code for p in problems if p.severity == "error"}))
-        ledger.transition(doc_id, State.QUARANTINED, now=now, actor=actor, problems=stored,
-                          reason=f"{reason_prefix}{codes}")
-        return State.QUARANTINED
-    ledger.transition(doc_id, State.VALID, now=now, actor=actor, problems=stored,
-                      reason=f"{reason_prefix}valid" + (f" ({len(stored)} warnings)" if stored else ""))
-    if destinations:
-        ledger.queue_deliveries(doc_id, destinations, now=now, actor=actor)
-        return State.QUEUED
-    return State.VALID
-
-
-def _demote(ledger: Ledger, holder_id: int, *, to: int, key: str, settings: ValidationSettings,
-            today: dt.date, now: str, actor: str) -> None:
-    # The held copy steps aside for one that passes; its own problems stay
-    # on it, with the duplicate finding, so `show` says why it lost.
-    held = ledger.get(holder_id)
-    problems = validate(Invoice.from_dict(held.fields or {}), settings, today=today, duplicate_of=to)
-    why = f"document {to}, a copy of the same invoice that passes validation, takes its place"
-    ledger.transition(holder_id, State.DUPLICATE, now=now, actor=actor, problems=[p.to_dict() for p in problems],
-                      duplicate_of=to, reason=f"re-judged: same invoice {key} as document {to}: {why}",
-                      details={"rejudged": why, "was": held.state})
-
-
-def settle_key(ledger: Ledger, key: str, *, settings: ValidationSettings, destinations: Sequence[str],
-               today: dt.date, now: str, actor: str) -> list[int]:
-    """Make every duplicate of `key` point at the key's one live copy, in one transaction.
-
-    A duplicate whose document is no longer that copy (rejected, amended to
-    another key, a duplicate itself) is judged again: back to `extracted`
-    with an event saying why, then `judge`. When no live copy is left, the
-    best candidate goes first (one that passes validation, then the oldest),
-    so it becomes the copy, queued or quarantined, and the others point at
-    it. Duplicates already pointing at the live copy are not looked at, so a
-    key with many copies costs one indexed query. Returns the ids judged again."""
-    rejudged: list[int] = []
-    with ledger.transaction():
-        for _ in range(_SETTLE_PASSES):
-            holder = ledger.key_holder(key)
-            wrong = ledger.duplicates_with_key(key, not_of=holder.id if holder else None)
-            if not wrong:
-                break
-            if holder is None:
-                wrong = [min(wrong, key=lambda d: (
-                    has_errors(validate(Invoice.from_dict(d.fields or {}), settings, today=today)), d.id))]
-            for dup in wrong:
-                why = _why_rejudged(ledger, dup, key)
-                ledger.transition(dup.id, State.EXTRACTED, now=now, actor=actor, expect=State.DUPLICATE,
-                                  duplicate_of=None, reason=f"re-judged: {why}",
-                                  details={"rejudged": why, "was_duplicate_of": dup.duplicate_of})
-                _judge(ledger, dup.id, Invoice.from_dict(dup.fields or {}), settings=settings,
-                       destinations=destinations, today=today, now=now, actor=actor,
-                       reason_prefix="re-judged: ")
-                rejudged.append(dup.id)
-    return rejudged
-
-
-# Passes of settle_key: one to elect a copy when none is left, one to point
-# the rest at it, one more after a copy that passes took the place of a
-# held one mid-way; a spare.
-_SETTLE_PASSES = 4
-
-
-def settle_duplicates(ledger: Ledger, *, settings: ValidationSettings, destinations: Sequence[str],
-                      today: dt.date, now: str, actor: str) -> int:
-    """`settle_key` for every key with a duplicate pointing at no live copy
-    of it (left by an older version). Returns how many were judged again."""
-    return sum(len(settle_key(ledger, key, settings=settings, destinations=destinations, today=today,
-                              now=now, actor=actor))
-               for key in ledger.stray_duplicate_keys())
-
-
-def _why_rejudged(ledger: Ledger, dup, key: str) -> str:
-    target = ledger.get(dup.duplicate_of) if dup.duplicate_of is not None else None
-    if target is None:
-        return "it pointed at no document"
-    if target.state == State.REJECTED:
-        return f"document {target.id}, which it duplicated, was rejected"
-    if target.invoice_key != key:
-        return (f"document {target.id}, which it duplicated, was amended to another invoice key "
-                f"({target.invoice_key or 'none'})")
-    if target.state == State.DUPLICATE:
-        return f"document {target.id}, which it duplicated, is now a duplicate of document {target.duplicate_of}"
-    return f"document {target.id}, which it duplicated, is {target.state}, not the live copy of {key}"
 
 
 def resume_stranded(ledger: Ledger, *, settings: ValidationSettings, destinations: Sequence[str],

@@ -14,12 +14,12 @@ disagreements become conflicts):
 6. with OCR, a first page drawn only as paths (no text at all) is rendered
    (`ofd_render`) and OCRed under the same checks as a scan.
 The QR image is often JBIG2 (unreadable here); PNG/JPEG/BMP ones are decoded
-when no QR text was found elsewhere.
+when no QR text was found elsewhere. The package's parts, pages and tag files
+are reached through `ofd_package`.
 """
 
 from __future__ import annotations
 
-import html
 import posixpath
 import re
 from xml.etree.ElementTree import Element
@@ -27,12 +27,14 @@ from xml.etree.ElementTree import Element
 from agent.errors import ExtractError
 from agent.extract.labels import strip_words_marks
 from agent.extract.ofd_geometry import FACE_FIELDS, offer_by_position, read_by_position
+from agent.extract.ofd_package import (OfdPackage, OfdPage, document_pages, file_locs, first_page_parts,
+                                       parse_part, tag_files, tag_refs)
 from agent.extract.qr import apply_qr, decode_qr_bytes, parse_qr
 from agent.extract.sniff import sniff
 from agent.extract.xml import (local_name, parse_date, parse_decimal, parse_money, parse_rate,
                                parse_xml, read_fp_invoice, read_shudian, text_of)
 from agent.model import MONEY_FIELDS, Invoice, LineItem, Problem, values_differ
-from agent.safezip import SafeZip, ZipLimits, open_zip
+from agent.safezip import ZipLimits, open_zip
 
 # An invoice OFD is tens of KiB; a 5-page one with a 400-line list is under
 # 1 MiB inflated. These limits leave wide room and still stop a bomb early.
@@ -65,67 +67,6 @@ _TITLE_RE = re.compile(
     r"|[\u4e00-\u9fff]{0,8}(?:机动车|二手车)销售统一发票)$")
 _WORDS_RE = re.compile(r"^[零壹贰叁肆伍陆柒捌玖拾佰仟万亿圆元角分整正负]+$")
 _INVOICE_LABELS = ("发票号码", "发票代码", "价税合计", "开票日期")
-# Fallback for tag files that are not well-formed XML: an element (any or no
-# prefix) whose content is one or more ObjectRefs.
-_TAG_REF_RE = re.compile(
-    r"<(?:[\w.-]*:)?([\w.-]+)(?:\s[^>]*)?>\s*((?:<(?:[\w.-]*:)?ObjectRef\b[^>]*>\s*\d+\s*</(?:[\w.-]*:)?ObjectRef>\s*)+)<")
-_REF_RE = re.compile(r"<(?:[\w.-]*:)?ObjectRef\b([^>]*)>\s*(\d+)\s*<")
-_PAGE_REF_RE = re.compile(r"PageRef\s*=\s*[\"'](\d+)[\"']")
-_TEXT_OBJECT_RE = re.compile(
-    r"<(?:[\w.-]*:)?TextObject\b[^>]*?\bID\s*=\s*[\"'](\d+)[\"'][^>]*>(.*?)</(?:[\w.-]*:)?TextObject>", re.S)
-_TEXT_CODE_RE = re.compile(r"<(?:[\w.-]*:)?TextCode\b[^>]*>(.*?)</(?:[\w.-]*:)?TextCode>", re.S)
-
-
-class _Page:
-    """A page or template; its Content.xml is parsed on first use, since a
-    5-page invoice with a goods list only needs the face page."""
-
-    def __init__(self, pkg: "_Package", id: str, path: str):
-        self.id = id
-        self.path = path
-        self._pkg = pkg
-        self._texts: dict[str, str] | None = None
-        self._template_ids: list[str] = []
-
-    @property
-    def texts(self) -> dict[str, str]:
-        """TextObject ID -> its text (TextCodes stripped and joined)."""
-        if self._texts is None:
-            self._texts = {}
-            _load_page(self._pkg, self)
-        return self._texts
-
-    @property
-    def template_ids(self) -> list[str]:
-        self.texts  # noqa: B018 - loading fills the template list too
-        return self._template_ids
-
-
-class _Package:
-    """Case-insensitive, path-resolving access to the zip members."""
-
-    def __init__(self, zf: SafeZip):
-        self.zf = zf
-        self.names = zf.names()
-        self._by_lower = {n.lower(): n for n in self.names}
-
-    def find(self, path: str | None) -> str | None:
-        if not path:
-            return None
-        norm = posixpath.normpath(path.strip().replace("\\", "/")).lstrip("/")
-        return self._by_lower.get(norm.lower())
-
-    def read(self, name: str) -> bytes:
-        return self.zf.read(name)
-
-    def resolve(self, base_dir: str, loc: str | None) -> str | None:
-        """A member for `loc`, relative to `base_dir` or to the package root."""
-        if not loc:
-            return None
-        loc = loc.strip()
-        if loc.startswith("/"):
-            return self.find(loc)
-        return self.find(posixpath.join(base_dir, loc)) or self.find(loc)
 
 
 def read_ofd(data: bytes, *, ocr: bool = False) -> list[Invoice]:
@@ -137,7 +78,7 @@ def read_ofd(data: bytes, *, ocr: bool = False) -> list[Invoice]:
     (not a readable zip or no OFD.xml), "limit-exceeded" (zip limits),
     "encrypted", "unsafe-xml" (a part declares entities or a DTD).
     """
-    pkg = _Package(open_zip(data, OFD_LIMITS))
+    pkg = OfdPackage(open_zip(data, OFD_LIMITS))
     ofd_name = pkg.find("OFD.xml")
     if ofd_name is None:
         raise ExtractError("corrupt", "zip has no OFD.xml: not an OFD package")
@@ -148,20 +89,20 @@ def read_ofd(data: bytes, *, ocr: bool = False) -> list[Invoice]:
     return [_read_document(pkg, body, ocr) for body in bodies]
 
 
-def _read_document(pkg: _Package, body: Element, ocr: bool = False) -> Invoice:
+def _read_document(pkg: OfdPackage, body: Element, ocr: bool = False) -> Invoice:
     inv = Invoice()
     _offer_custom_datas(inv, body)
     doc_name = pkg.resolve("", text_of(body, "DocRoot")) or pkg.find("Doc_0/Document.xml")
     doc_dir = posixpath.dirname(doc_name) if doc_name else "Doc_0"
-    doc = _parse_part(pkg, doc_name) if doc_name else None
+    doc = parse_part(pkg, doc_name) if doc_name else None
     _offer_attachment(inv, pkg, doc, doc_dir)
-    pages, templates = _pages(pkg, doc, doc_dir)
+    pages, templates = document_pages(pkg, doc, doc_dir)
     _offer_tags(inv, pkg, doc, doc_dir, pages)
-    first_texts = [t for page in _first_page_parts(pages, templates) for t in page.texts.values()]
+    first_texts = [t for page in first_page_parts(pages, templates) for t in page.texts.values()]
     _offer_page_text(inv, first_texts)
     if pages and (not inv.items or any(inv.get(name) is None for name in FACE_FIELDS)):
         # Printed but in no data part: read the face by position.
-        parts = (_parse_part(pkg, page.path) for page in _first_page_parts(pages, templates))
+        parts = (parse_part(pkg, page.path) for page in first_page_parts(pages, templates))
         offer_by_position(inv, read_by_position([p for p in parts if p is not None]), "ofd")
     if inv.get("qr") is None:
         _offer_qr_images(inv, pkg, doc_dir)
@@ -169,27 +110,16 @@ def _read_document(pkg: _Package, body: Element, ocr: bool = False) -> Invoice:
         # No title text (an OFD drawn as paths): the QR implies it, as for a PDF.
         from agent.extract.image import title_from_qr
         inv.offer("title", title_from_qr(inv.get("kind"), inv.get("code")), "qr")
-    if ocr and pages and not first_texts and (first := _parse_part(pkg, pages[0].path)) is not None:
+    if ocr and pages and not first_texts and (first := parse_part(pkg, pages[0].path)) is not None:
         from agent.extract.ofd_render import read_drawn_page
         res = (pkg.resolve(doc_dir, text_of(doc, n)) if doc is not None else None for n in ("DocumentRes", "PublicRes"))
-        read_drawn_page(inv, first, [r for r in (_parse_part(pkg, n) for n in res if n) if r is not None])
+        read_drawn_page(inv, first, [r for r in (parse_part(pkg, n) for n in res if n) if r is not None])
     if inv.get("number") is None and inv.get("qr") is None:
         if not any(label in t for t in first_texts for label in _INVOICE_LABELS):
             return Invoice(is_invoice=False, not_invoice_reason=(
                 "OFD document has no invoice data: no CustomDatas, original_invoice.xml, "
                 "tags, QR or invoice labels"))
     return inv
-
-
-def _parse_part(pkg: _Package, name: str) -> Element | None:
-    """A package part as XML; None when malformed (callers fall back), but an
-    unsafe part (entities, DTD) is refused for the whole file."""
-    try:
-        return parse_xml(pkg.read(name))
-    except ExtractError as e:
-        if e.reason == "corrupt":
-            return None
-        raise
 
 
 def _offer_checked(inv: Invoice, name: str, value: object, source: str) -> None:
@@ -231,13 +161,13 @@ def _offer_custom_datas(inv: Invoice, body: Element) -> None:
             _offer_value(inv, field_name, "".join(el.itertext()).strip() or None, "ofd")
 
 
-def _offer_attachment(inv: Invoice, pkg: _Package, doc: Element | None, doc_dir: str) -> None:
+def _offer_attachment(inv: Invoice, pkg: OfdPackage, doc: Element | None, doc_dir: str) -> None:
     attachments_name = pkg.resolve(doc_dir, text_of(doc, "Attachments")) if doc is not None else None
-    candidates = [n for n in _file_locs(pkg, attachments_name) if n.lower().endswith(".xml")]
+    candidates = [n for n in file_locs(pkg, attachments_name) if n.lower().endswith(".xml")]
     prefix = doc_dir.lower() + "/"
     candidates += [n for n in pkg.names if n.lower().startswith(prefix) and n.lower().endswith("original_invoice.xml")]
     for name in dict.fromkeys(candidates):
-        root = _parse_part(pkg, name)
+        root = parse_part(pkg, name)
         if root is None:
             inv.problems.append(Problem(code="ofd-attachment-corrupt", severity="warning",
                                         message=f"{name} is not well-formed XML; skipped"))
@@ -260,94 +190,7 @@ def _merge(inv: Invoice, other: Invoice) -> None:
         inv.items.extend(other.items)
 
 
-def _pages(pkg: _Package, doc: Element | None, doc_dir: str) -> tuple[list[_Page], dict[str, _Page]]:
-    pages: list[_Page] = []
-    templates: dict[str, _Page] = {}
-    if doc is not None:
-        for el in doc.iter():
-            tag = local_name(el.tag)
-            if tag in ("Page", "TemplatePage"):
-                path = pkg.resolve(doc_dir, el.get("BaseLoc"))
-                if path is None:
-                    continue
-                page = _Page(pkg, id=el.get("ID") or path, path=path)
-                if tag == "Page":
-                    pages.append(page)
-                else:
-                    templates[page.id] = page
-    if not pages:  # Document.xml missing or unreadable: take page-like parts in name order
-        pages = [_Page(pkg, id=n, path=n) for n in sorted(pkg.names)
-                 if n.lower().startswith(doc_dir.lower() + "/") and re.search(r"(?i)pages?/.*content\.xml$", n)]
-    return pages, templates
-
-
-def _load_page(pkg: _Package, page: _Page) -> None:
-    data = pkg.read(page.path)
-    try:
-        root = parse_xml(data)
-    except ExtractError as e:
-        if e.reason != "corrupt":
-            raise
-        # Malformed page XML: read the text objects with a regex.
-        text = data.decode("utf-8", "replace")
-        for obj_id, body in _TEXT_OBJECT_RE.findall(text):
-            codes = _TEXT_CODE_RE.findall(body)
-            page._texts.setdefault(obj_id, "".join(html.unescape(c).strip() for c in codes))
-        return
-    for el in root.iter():
-        tag = local_name(el.tag)
-        if tag == "Template" and el.get("TemplateID"):
-            page._template_ids.append(el.get("TemplateID"))
-        elif tag == "TextObject" and el.get("ID"):
-            codes = [c for c in el.iter() if local_name(c.tag) == "TextCode"]
-            page._texts.setdefault(el.get("ID"), "".join("".join(c.itertext()).strip() for c in codes))
-
-
-def _file_locs(pkg: _Package, listing_name: str | None) -> list[str]:
-    """The package members an index part (Attachments.xml, CustomTags.xml)
-    names in its FileLoc elements, resolved against the index's folder;
-    [] when there is no readable index."""
-    listing = _parse_part(pkg, listing_name) if listing_name else None
-    if listing is None:
-        return []
-    base = posixpath.dirname(listing_name)
-    found = (pkg.resolve(base, "".join(el.itertext())) for el in listing.iter() if local_name(el.tag) == "FileLoc")
-    return [name for name in found if name]
-
-
-def _tag_files(pkg: _Package, doc: Element | None, doc_dir: str) -> list[str]:
-    index_name = pkg.resolve(doc_dir, text_of(doc, "CustomTags")) if doc is not None else None
-    index_name = index_name or pkg.find(posixpath.join(doc_dir, "Tags/CustomTags.xml"))
-    files = _file_locs(pkg, index_name)
-    tags_dir = (doc_dir + "/tags/").lower()
-    files += [n for n in pkg.names if n.lower().startswith(tags_dir) and n.lower().endswith(".xml")
-              and posixpath.basename(n).lower() != "customtags.xml"]
-    return list(dict.fromkeys(files))
-
-
-def _tag_refs(pkg: _Package, name: str) -> list[tuple[str, list[tuple[str | None, str]]]]:
-    """(element local name, [(page id, object id)...]) for each element holding ObjectRefs."""
-    root = _parse_part(pkg, name)
-    out: list[tuple[str, list[tuple[str | None, str]]]] = []
-    if root is None:
-        text = pkg.read(name).decode("utf-8", "replace")
-        for tag, refs in _TAG_REF_RE.findall(text):
-            pairs = [(_first_group(_PAGE_REF_RE, attrs), obj) for attrs, obj in _REF_RE.findall(refs + "<")]
-            out.append((tag, pairs))
-        return out
-    for el in root.iter():
-        refs = [c for c in el if local_name(c.tag) == "ObjectRef"]
-        if refs:
-            out.append((local_name(el.tag), [(c.get("PageRef"), "".join(c.itertext()).strip()) for c in refs]))
-    return out
-
-
-def _first_group(pattern: re.Pattern[str], text: str) -> str | None:
-    m = pattern.search(text)
-    return m.group(1) if m else None
-
-
-def _offer_tags(inv: Invoice, pkg: _Package, doc: Element | None, doc_dir: str, pages: list[_Page]) -> None:
+def _offer_tags(inv: Invoice, pkg: OfdPackage, doc: Element | None, doc_dir: str, pages: list[OfdPage]) -> None:
     by_id = {p.id: p for p in pages}
 
     def resolve(refs: list[tuple[str | None, str]]) -> str | None:
@@ -362,8 +205,8 @@ def _offer_tags(inv: Invoice, pkg: _Package, doc: Element | None, doc_dir: str, 
         return "".join(parts) if parts else None
 
     item_columns: dict[str, list[str | None]] = {t: [] for t in ITEM_TAGS}
-    for tag_file in _tag_files(pkg, doc, doc_dir):
-        for tag, refs in _tag_refs(pkg, tag_file):
+    for tag_file in tag_files(pkg, doc, doc_dir):
+        for tag, refs in tag_refs(pkg, tag_file):
             if tag in TAG_FIELDS:
                 _offer_value(inv, TAG_FIELDS[tag], resolve(refs), "ofd")
             elif tag in item_columns and not inv.items:  # lines from XML are better; skip the lookups
@@ -389,14 +232,6 @@ def _items_from_columns(columns: dict[str, list[str | None]]) -> list[LineItem]:
     return items
 
 
-def _first_page_parts(pages: list[_Page], templates: dict[str, _Page]) -> list[_Page]:
-    """The first page and the templates it draws on (the first template when it names none)."""
-    if not pages:
-        return []
-    first = pages[0]
-    return [first] + [templates[t] for t in first.template_ids or list(templates)[:1] if t in templates]
-
-
 def _offer_page_text(inv: Invoice, texts: list[str]) -> None:
     title = next((t for t in texts if _TITLE_RE.match(t)), None)
     inv.offer("title", title, "ofd")
@@ -405,7 +240,7 @@ def _offer_page_text(inv: Invoice, texts: list[str]) -> None:
     inv.offer("total_in_words", words, "ofd")
 
 
-def _offer_qr_images(inv: Invoice, pkg: _Package, doc_dir: str) -> None:
+def _offer_qr_images(inv: Invoice, pkg: OfdPackage, doc_dir: str) -> None:
     # JBIG2 (.jb2) QR images are common and unreadable here, so only the
     # formats Pillow decodes are tried, a bounded number of them.
     prefix = doc_dir.lower() + "/"

@@ -255,7 +255,7 @@ class DocumentsMixin:
     def stray_duplicate_keys(self, limit: int = 1000) -> list[str]:
         """Keys of duplicates that point at no live document with their key
         (it was rejected, amended to another key, or is a duplicate itself):
-        the work `pipeline.settle_duplicates` does."""
+        the work `judgement.settle_duplicates` does."""
         dead = [s.value for s in (*NOT_COUNTED, State.CAPTURED)]
         marks = ",".join("?" * len(dead))
         rows = self.conn.execute(

@@ -2,8 +2,9 @@
 
 Codes are an interface: ops grep logs and quarantine lists for them, and
 `[validation] rules = { code = "off" | "warning" | "error" }` refers to them.
-A check yields `Finding`s; `agent.validate.validator` turns them into
-`Problem`s with the severity that applies.
+A check yields `Finding`s (`agent.validate.context`); `agent.validate.validator`
+turns them into `Problem`s with the severity that applies. The money rules are
+in `agent.validate.totals`.
 """
 
 from __future__ import annotations
@@ -13,52 +14,16 @@ import functools
 import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
-from agent.model import FIELD_NAMES, MONEY_FIELDS, Invoice
-from agent.validate.amounts import WordsError, parse_words
+from agent.model import Invoice
 from agent.validate.codes import (
     CODED_KINDS, LOCAL_CODE_LEADS, NUMBER_ONLY_KINDS, QR_KINDS_OF_TYPE, code_defects, code_type, is_digits,
     region_matches, region_of, shudian_number_defects,
 )
-from agent.validate.ranges import number_of, out_of_range
-from agent.validate.settings import ValidationSettings
+from agent.validate.context import Check, Context, Finding
+from agent.validate.totals import amount_range, amount_sum, line_sum, tax_rate, words_mismatch
 from agent.validate.uscc import ALPHABET, check_char, classify_tax_id
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One thing a rule found: the field it concerns and what to tell people."""
-
-    field: str | None
-    message: str
-    message_zh: str
-
-
-@dataclass(frozen=True)
-class Context:
-    """What a check may consult besides the invoice, and the invoice's values
-    read once: `text` (stripped strings or None for every field), `money`
-    (finite Decimal, None, or the raw text when unreadable) and `date`."""
-
-    settings: ValidationSettings
-    today: dt.date
-    duplicate_of: int | None
-    text: dict[str, str | None]
-    money: dict[str, Decimal | None | str]
-    date: dt.date | None
-
-    @classmethod
-    def of(cls, inv: Invoice, settings: ValidationSettings, today: dt.date,
-           duplicate_of: int | None = None) -> "Context":
-        """The context for judging `inv`."""
-        return cls(settings, today, duplicate_of,
-                   text={name: _text(inv.get(name)) for name in FIELD_NAMES},
-                   money={name: _money(inv, name) for name in MONEY_FIELDS},
-                   date=_date(inv))
-
-
-Check = Callable[[Invoice, Context], Iterator[Finding]]
 
 
 @dataclass(frozen=True)
@@ -70,49 +35,6 @@ class Rule:
     severity: str
     description: str
     check: Check | None
-
-
-CENT = Decimal("0.01")
-# Rates in force (percent). 0.5 is the 二手车经销 reduced rate since 2020.
-RATES = frozenset(Decimal(r) for r in ("13", "9", "6", "5", "3", "1.5", "1", "0.5", "0"))
-# Rates abolished on 2019-04-01 (17/11 until 2018-05-01, then 16/10).
-OLD_RATES = frozenset(Decimal(r) for r in ("17", "16", "11", "10"))
-OLD_RATES_UNTIL = dt.date(2019, 4, 1)
-# Printed in place of a rate: exemptions, zero-rating, and *** for 差额征税.
-RATE_MARKERS = frozenset({"免税", "不征税", "出口零税率", "普通零税率", "零税率", "***"})
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value).strip() or None
-
-
-def _decimal(value: Any) -> Decimal | None:
-    # A finite Decimal, or None for absent and unreadable values alike.
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = value if isinstance(value, Decimal) else Decimal(str(value).replace(",", "").strip())
-    except InvalidOperation:
-        return None
-    # Beyond 10^15 is no invoice amount, and arithmetic on it could overflow.
-    return number if number.is_finite() and number.adjusted() < 16 else None
-
-
-def _money(inv: Invoice, name: str) -> Decimal | None | str:
-    # A finite Decimal, None when absent, or the raw text when it is not a number.
-    value = inv.get(name)
-    # 免税 invoices print the tax as ***: no tax, not an unreadable one.
-    if value is None or isinstance(value, str) and not value.strip().strip("*"):
-        return None
-    number = _decimal(value)
-    return number if number is not None else str(value)
-
-
-def _date(inv: Invoice) -> dt.date | None:
-    value = inv.get("date")
-    if isinstance(value, dt.datetime):
-        return value.date()
-    return value if isinstance(value, dt.date) else None
 
 
 def _number_format(inv: Invoice, ctx: Context) -> Iterator[Finding]:
@@ -225,101 +147,6 @@ def _tax_id_legacy(inv: Invoice, ctx: Context) -> Iterator[Finding]:
                       f"{zh} 为旧式税号，非统一社会信用代码")
 
 
-def _amount_sum(inv: Invoice, ctx: Context) -> Iterator[Finding]:
-    amount, tax, total = ctx.money["amount"], ctx.money["tax"], ctx.money["total"]
-    for name, label, value in (("amount", "金额", amount), ("tax", "税额", tax), ("total", "价税合计", total)):
-        if isinstance(value, str):
-            if number_of(value) is None:  # a number out of range is amount-range's
-                yield Finding(name, f"{label} {value!r} is not a number", f"{label} {value} 不是有效金额")
-            return
-    if total is None:
-        # A scan read through its QR alone carries what 查验 needs (code,
-        # number, date, amount, check code); the rest is printed only on
-        # paper, so its absence is not an error to quarantine for.
-        if inv.fields and all(f.source == "qr" for f in inv.fields.values()):
-            return
-        yield Finding("total", "no 价税合计 was read", "未读到价税合计")
-        return
-    if amount is None:
-        return  # tickets (type 51) print no 金额/税额 split
-    expected = amount + (tax or Decimal(0))
-    if expected != total:
-        yield Finding("total", f"金额 {amount} + 税额 {tax or 0} = {expected}, but 价税合计 is {total}",
-                      f"金额 {amount} + 税额 {tax or 0} = {expected}，与价税合计 {total} 不符")
-
-
-def _amount_range(inv: Invoice, ctx: Context) -> Iterator[Finding]:
-    for name, en, zh in out_of_range(inv):
-        yield Finding(name, en, zh)
-
-
-def _line_sum(inv: Invoice, ctx: Context) -> Iterator[Finding]:
-    items = inv.items
-    if not items:
-        return
-    tolerance = CENT * len(items)
-    for name, label in (("amount", "金额"), ("tax", "税额")):
-        raw = [getattr(i, name) for i in items]
-        values = [_decimal(v) for v in raw]
-        if any(v is None and r is not None for v, r in zip(values, raw)):
-            continue  # an unreadable line amount: nothing sound to add up
-        total = ctx.money[name]
-        if name == "amount" and (any(v is None for v in values) or not isinstance(total, Decimal)):
-            continue
-        if name == "tax":
-            if all(v is None for v in values) or isinstance(total, str):
-                continue
-            total = total or Decimal(0)  # 免税: no tax anywhere
-        line_total = sum((v for v in values if v is not None), Decimal(0))
-        if abs(line_total - total) > tolerance:
-            yield Finding(name, f"the {len(items)} lines' {label} add up to {line_total}, "
-                                f"but the invoice total is {total}",
-                          f"{len(items)} 行明细{label}合计 {line_total}，与发票合计 {total} 不符")
-
-
-def _rate_ok(text: Any, rate: Any, date: dt.date | None) -> bool:
-    allowed = RATES | OLD_RATES if date is not None and date < OLD_RATES_UNTIL else RATES
-    text = "".join(unicodedata.normalize("NFKC", str(text)).split()) if text is not None else ""
-    if text:
-        if text in RATE_MARKERS:
-            return True
-        value = _decimal(text.rstrip("%"))
-        if value is None:
-            return False
-        # "13%", "13" and "0.13" all mean 13 %; XML writes the fraction.
-        percent = value if text.endswith("%") or value >= 1 else value * 100
-        return percent in allowed
-    if rate is None:
-        return True
-    value = _decimal(rate)
-    return value is not None and value * 100 in allowed
-
-
-def _tax_rate(inv: Invoice, ctx: Context) -> Iterator[Finding]:
-    date = ctx.date
-    bad = [(n, it) for n, it in enumerate(inv.items, 1) if not _rate_ok(it.rate_text, it.rate, date)]
-    if bad:
-        shown = sorted({str(it.rate_text or "").strip() or f"rate {it.rate}" for _, it in bad})
-        lines = ", ".join(str(n) for n, _ in bad[:10]) + (" …" if len(bad) > 10 else "")
-        yield Finding("items", f"tax rate {', '.join(shown)} on line {lines} is not a VAT rate",
-                      f"第 {lines} 行税率 {', '.join(shown)} 不是有效的增值税税率")
-
-
-def _words_mismatch(inv: Invoice, ctx: Context) -> Iterator[Finding]:
-    words, total = ctx.text["total_in_words"], ctx.money["total"]
-    if words is None or not isinstance(total, Decimal):
-        return
-    try:
-        value = parse_words(words)
-    except WordsError:
-        yield Finding("total_in_words", f"价税合计大写 {words} cannot be read as an amount",
-                      f"价税合计大写 {words} 无法识别为金额")
-        return
-    if value != total:
-        yield Finding("total_in_words", f"价税合计大写 {words} says {value}, but 小写 is {total}",
-                      f"价税合计大写 {words}（{value}）与小写 {total} 不符")
-
-
 def _same(field: str, value: Any) -> Any:
     # Sources differ in layout, not content: width, spaces, date punctuation.
     if isinstance(value, dt.date):
@@ -403,11 +230,11 @@ RULES: dict[str, Rule] = dict([
     _rule("check-code-format", "error", "校验码, when present, has 20 digits", _check_code_format),
     _rule("tax-id-check-digit", "error", "buyer and seller ids pass the 统一社会信用代码 check", _tax_id_check_digit),
     _rule("tax-id-legacy", "warning", "buyer or seller id is an old 15/17/18/20-character form", _tax_id_legacy),
-    _rule("amount-range", "error", "amounts and quantities are finite, below 10^12 yuan (10^15 units), one sign", _amount_range),
-    _rule("amount-sum", "error", "金额 + 税额 = 价税合计 to the cent", _amount_sum),
-    _rule("line-sum", "error", "line items add up to the totals, ±0.01 per line", _line_sum),
-    _rule("tax-rate", "error", "line rates are VAT rates (13/9/6/5/3/1.5/1/0 %) or 免税/不征税/出口零税率", _tax_rate),
-    _rule("words-mismatch", "error", "价税合计大写 read back equals the 小写", _words_mismatch),
+    _rule("amount-range", "error", "amounts and quantities are finite, below 10^12 yuan (10^15 units), one sign", amount_range),
+    _rule("amount-sum", "error", "金额 + 税额 = 价税合计 to the cent", amount_sum),
+    _rule("line-sum", "error", "line items add up to the totals, ±0.01 per line", line_sum),
+    _rule("tax-rate", "error", "line rates are VAT rates (13/9/6/5/3/1.5/1/0 %) or 免税/不征税/出口零税率", tax_rate),
+    _rule("words-mismatch", "error", "价税合计大写 read back equals the 小写", words_mismatch),
     _rule("qr-mismatch", "error", "QR, XML, OFD and text sources agree on every field", _qr_mismatch),
     _rule("qr-crc", "warning", "the QR's CRC matches its fields (reported by extraction)", None),
     _rule("buyer-not-company", "error", "the buyer is in company.tax_ids / company.names (off while both are empty)", _buyer_not_company),

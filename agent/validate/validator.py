@@ -6,7 +6,8 @@ import datetime as dt
 from typing import Iterable
 
 from agent.model import Invoice, Problem
-from agent.validate.rules import RULES, Context
+from agent.validate.context import Context
+from agent.validate.rules import RULES
 from agent.validate.settings import ValidationSettings
 
 

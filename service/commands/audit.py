@@ -14,7 +14,8 @@ import time
 
 import click
 
-from agent.audit import CHECKS, END_STATES, GOAL_STATES, RULES, AuditSettings, audit_ledger
+from agent.audit import END_STATES, GOAL_STATES, audit_ledger
+from agent.audit_rules import CHECKS, RULES, AuditSettings
 from agent.ledger import Ledger, utc
 from agent.ledger.audit import AUDIT_SCHEMA
 from agent.ledger.trail import TRAIL_SCHEMA, TrailReader

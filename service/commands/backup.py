@@ -14,7 +14,8 @@ import click
 from agent.backup.base import open_target
 from agent.backup.mirror import verify_step
 from agent.backup.restore import LEDGER_NAME, RESTORED_ACTIVITY, restore, work_folder
-from agent.config import SECRET_KEYS, Config, local_folder
+from agent.config import Config
+from agent.config_adapters import SECRET_KEYS, local_folder
 from agent.errors import AgentError
 from agent.ledger import Ledger
 from service.context import (actor, age_seconds, echo_json, fail, human_age, load, now_dt,

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.audit import END_STATES, RULES, AuditSettings, audit_ledger
+from agent.audit import END_STATES, audit_ledger
+from agent.audit_rules import RULES, AuditSettings
 from agent.capture import capture_bytes, capture_file
 from agent.ledger import Ledger, utc
 from agent.model import State

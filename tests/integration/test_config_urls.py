@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from agent.config import parse_config, redacted
+from agent.config import parse_config
+from agent.config_adapters import redacted
 from agent.errors import ConfigError
 
 USER, PASSWORD = "apclerk", "Pw-INURL-5e0f9a"
@@ -124,7 +125,7 @@ def test_config_check_refuses_what_run_would_not_start_without_printing_the_toke
     assert r.returncode == 2 and "destination[0]" in r.stderr and ": ok" not in r.stdout, (r.stdout, r.stderr)
     assert TOKEN_IN_QUERY not in r.stdout + r.stderr
     # One validation: the lines are the refusals of the calls the daemon makes.
-    from agent.config import adapter_problems
+    from agent.config_adapters import adapter_problems
     from agent.deliver.base import open_destination
 
     try:

@@ -11,7 +11,8 @@ import random
 
 import pytest
 
-from agent.audit import AuditSettings, audit_ledger
+from agent.audit import audit_ledger
+from agent.audit_rules import AuditSettings
 from agent.deliver import open_destination
 from agent.deliver.base import Receipt
 from agent.deliver.loop import Gate, Outcome, claim, deliver_step, record

@@ -139,7 +139,8 @@ def test_maildir_cur_is_taken_and_our_own_move_is_not_taken_twice(tmp_path, inta
 
 
 def test_the_audit_reports_a_file_never_taken_but_not_one_still_settling(tmp_path, intake, samples_dir):
-    from agent.audit import AuditSettings, audit_ledger
+    from agent.audit import audit_ledger
+    from agent.audit_rules import AuditSettings
 
     scan = tmp_path / "scan"
     plant(scan, ["taken.xml", "dept/never.xml", "processed/2026-01-01/moved.xml"], (samples_dir / SAMPLE).read_bytes())

@@ -1,7 +1,7 @@
 """Documents put through the real pipeline's judgement, for tests of duplicates and amends.
 
 Each document is captured with its own bytes in a real vault (so the delivery
-loop can send it), read as the given invoice and judged by `pipeline.judge`,
+loop can send it), read as the given invoice and judged by `judgement.judge`,
 exactly as `pipeline.apply` does after extraction.
 """
 
@@ -11,9 +11,10 @@ import datetime as dt
 from decimal import Decimal
 from typing import Sequence
 
+from agent.judgement import judge
 from agent.ledger import Ledger
 from agent.model import Invoice, State
-from agent.pipeline import invoice_columns, judge
+from agent.pipeline import invoice_columns
 from agent.validate import ValidationSettings
 from agent.vault import Vault
 

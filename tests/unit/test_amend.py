@@ -11,9 +11,10 @@ from hypothesis import given, settings, strategies as st
 from agent.amend import (AMENDABLE, AmbiguousReference, AmendError, accept, amend, parse_assignments,
                          parse_value, quarantined, reject, resolve)
 from agent.errors import IllegalTransition, NotFoundInLedger
+from agent.judgement import judge
 from agent.ledger import Ledger
 from agent.model import FIELD_NAMES, MONEY_FIELDS, Invoice, State
-from agent.pipeline import invoice_columns, judge
+from agent.pipeline import invoice_columns
 from agent.validate import ValidationSettings
 
 T0 = "2024-06-01T00:00:00.000000Z"
