@@ -99,34 +99,28 @@ class Vault:
         Raises CaptureError when the stream exceeds `max_bytes` or the disk
         fails; no partial object is ever left under a final name.
         """
-        digest = hashlib.sha256()
-        size = 0
-        fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="in-")
+        staged = self._copy_to_tmp(stream, max_bytes, prefix="in-", sync=True)
         try:
-            with os.fdopen(fd, "wb") as out:
-                while chunk := stream.read(CHUNK):
-                    size += len(chunk)
-                    if max_bytes is not None and size > max_bytes:
-                        raise CaptureError(f"larger than the limit of {max_bytes // (1024 * 1024)} MB")
-                    digest.update(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            return self._commit(tmp_name, digest.hexdigest(), size)
+            return self._commit(staged.tmp_name, staged.sha256, staged.size)
         except OSError as e:
             raise CaptureError(f"vault write failed: {e.strerror or e}", transient=True) from None
         finally:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
+            if os.path.exists(staged.tmp_name):
+                os.unlink(staged.tmp_name)
 
     def stage_stream(self, stream: BinaryIO, max_bytes: int | None = None) -> "Staged":
         """Copy a stream into `tmp/` without flushing it: NOT in the vault yet.
         For many small objects at once (a junk flood's refusals): one
         `commit_staged` then makes them all durable with two filesystem
         syncs instead of two fsyncs each. Raises CaptureError like `put_stream`."""
+        return self._copy_to_tmp(stream, max_bytes, prefix="st-", sync=False)
+
+    def _copy_to_tmp(self, stream: BinaryIO, max_bytes: int | None, *, prefix: str, sync: bool) -> "Staged":
+        # The one copy loop: hashed as it is written, refused past max_bytes,
+        # fsynced when asked; the temp file is gone again on any failure.
         digest = hashlib.sha256()
         size = 0
-        fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="st-")
+        fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix=prefix)
         try:
             with os.fdopen(fd, "wb") as out:
                 while chunk := stream.read(CHUNK):
@@ -135,6 +129,9 @@ class Vault:
                         raise CaptureError(f"larger than the limit of {max_bytes // (1024 * 1024)} MB")
                     digest.update(chunk)
                     out.write(chunk)
+                if sync:
+                    out.flush()
+                    os.fsync(out.fileno())
             return Staged(tmp_name, digest.hexdigest(), size)
         except BaseException as e:
             if os.path.exists(tmp_name):

@@ -9,12 +9,11 @@ even while a daemon is writing.
 
 from __future__ import annotations
 
-import sqlite3
-from contextlib import contextmanager
 from typing import Any, Iterator
 
 from agent.ledger.delivery_reports import _ACTIVE, UNDELIVERED_ROW_STATES
 from agent.ledger.schema import LATEST
+from agent.ledger.rows import SnapshotReader
 
 # The audit reads tables and columns of the latest schema (mail_taken,
 # deliveries.delivered_key); older files are refused, never migrated.
@@ -22,20 +21,8 @@ AUDIT_SCHEMA = LATEST
 _FETCH = 2000
 
 
-class LedgerAudit:
+class LedgerAudit(SnapshotReader):
     """Read-only queries over one open Ledger connection."""
-
-    def __init__(self, ledger):
-        self.conn: sqlite3.Connection = ledger.conn
-
-    @contextmanager
-    def snapshot(self) -> Iterator[None]:
-        """One read transaction: every query inside sees the same commit."""
-        self.conn.execute("BEGIN")
-        try:
-            yield
-        finally:
-            self.conn.execute("ROLLBACK")
 
     def _stream(self, sql: str, params: tuple = ()) -> Iterator[dict[str, Any]]:
         cur = self.conn.execute(sql, params)

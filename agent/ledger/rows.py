@@ -4,8 +4,27 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
+
+
+class SnapshotReader:
+    """Read-only queries over one open Ledger connection; inside
+    `snapshot()` every query sees the same commit, even beside a writer."""
+
+    def __init__(self, ledger):
+        self.conn: sqlite3.Connection = ledger.conn
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction: every query inside sees the same commit."""
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("ROLLBACK")
 
 
 def utc(moment: dt.datetime) -> str:

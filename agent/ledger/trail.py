@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from contextlib import contextmanager
 from typing import Any, Iterator
 
 from agent.trail import CONTENT_COLUMNS, GENESIS, event_hash
+from agent.ledger.rows import SnapshotReader
 
 TRAIL_SCHEMA = 16          # the migration that added prev_hash, hash and trail_head
 _FETCH = 2000
@@ -89,22 +89,10 @@ class TrailMixin:
                                   machine_actor_prefix)).fetchone()[0]
 
 
-class TrailReader:
+class TrailReader(SnapshotReader):
     """Read-only streams over one open Ledger connection, for `audit
     verify` and `audit export`. Use inside `snapshot()` so the head and the
     events come from the same commit, even beside a writing daemon."""
-
-    def __init__(self, ledger):
-        self.conn: sqlite3.Connection = ledger.conn
-
-    @contextmanager
-    def snapshot(self) -> Iterator[None]:
-        """One read transaction: every query inside sees the same commit."""
-        self.conn.execute("BEGIN")
-        try:
-            yield
-        finally:
-            self.conn.execute("ROLLBACK")
 
     def head(self) -> dict[str, Any] | None:
         """The trail head (event_id, hash, updated_at), or None."""

@@ -21,7 +21,7 @@ from agent.ledger.audit import AUDIT_SCHEMA
 from agent.ledger.trail import TRAIL_SCHEMA, TrailReader
 from agent.trail import BREAKS, Walked, verify_chain
 from agent.model import State
-from service.context import echo_json, fail, load, now_dt
+from service.context import echo_json, fail, load, now_dt, open_ledger_readonly
 from service.csv_safe import write_csv
 from service.watch import TEMP_GRACE_S
 from service.textsafe import echo
@@ -70,13 +70,8 @@ def ledger_command(ctx: click.Context, as_json: bool, no_hash: bool) -> None:
     ledger read-only and never creates one; safe beside a running daemon.
     Progress goes to stderr on a big ledger or vault."""
     cfg = load(ctx)
-    if not cfg.ledger_path.is_file():
-        fail(f"no ledger at {cfg.ledger_path} (nothing was ever captured with this config?)", code=2)
-    try:
-        ledger = Ledger(cfg.ledger_path, readonly=True)
-        version = ledger.schema_version
-    except Exception as e:  # sqlite3 errors: not a database, unreadable
-        fail(f"cannot open ledger {cfg.ledger_path}: {e}", code=2)
+    ledger = open_ledger_readonly(cfg)
+    version = ledger.schema_version
     if version < AUDIT_SCHEMA:
         fail(f"ledger {cfg.ledger_path} has schema {version}; the audit needs {AUDIT_SCHEMA} or later "
              "(start the daemon of this version once to migrate it)", code=2)
@@ -126,13 +121,8 @@ class _Progress:
 def _open_trail(ctx: click.Context) -> tuple[str, Ledger]:
     """The config's ledger opened read-only (never created), or exit 2."""
     cfg = load(ctx)
-    if not cfg.ledger_path.is_file():
-        fail(f"no ledger at {cfg.ledger_path} (nothing was ever captured with this config?)", code=2)
-    try:
-        ledger = Ledger(cfg.ledger_path, readonly=True)
-        version = ledger.schema_version
-    except Exception as e:  # sqlite3 errors: not a database, unreadable
-        fail(f"cannot open ledger {cfg.ledger_path}: {e}", code=2)
+    ledger = open_ledger_readonly(cfg)
+    version = ledger.schema_version
     if version < TRAIL_SCHEMA:
         ledger.close()
         fail(f"ledger {cfg.ledger_path} has schema {version}: its events are not chained yet (schema "
