@@ -51,8 +51,8 @@ COMMAND_ROLES: dict[str, str] = {
     # Operational writes: the people who fix deliveries and intake.
     "retry": OPERATE, "requeue": OPERATE, "reconcile": OPERATE, "ingest": OPERATE, "deliver": OPERATE,
     "backup verify": OPERATE, "backup restore": OPERATE,
-    # The daemon itself.
-    "run": SERVICE,
+    # The daemon itself, and accepting a replaced watched folder.
+    "run": SERVICE, "config repin": SERVICE,
 }
 
 # Set in the click context by `enforce` for the command being run:

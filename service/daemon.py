@@ -20,7 +20,7 @@ import time
 
 import schedule
 
-from agent.config import Config, check_paths, load_config, watch_overlaps
+from agent.config import Config, check_paths, load_config
 from agent.errors import AgentError, ConfigError
 from agent.ledger import Ledger
 from agent.mail import MailLimits
@@ -34,6 +34,7 @@ from service.context import now, today
 from service.intake import Intake
 from service.loops import start_loops
 from service.reading import Reading, resume_stranded
+from service.roots import usable_watches
 from service.watch import FolderWatcher
 from service.workers import ExtractionPool
 
@@ -72,6 +73,7 @@ class Daemon:
         self._lock_fd: int | None = None
         self._last_beat = 0.0
         self.intake_paused: str | None = None  # why, while the vault cannot take files
+        self.refused_roots: list = []  # configured folders not watched, with why (status shows them)
         self._pause_wait = PAUSE_FIRST_RETRY_S
         self._intake_retry_at = 0.0
         self._paused_since = 0.0
@@ -181,15 +183,12 @@ class Daemon:
         signal.signal(signal.SIGHUP, hup)
 
     def _start_watcher(self) -> FolderWatcher:
-        # Never a folder overlapping our own (after a reload too: its name may
-        # have been swapped for a symlink to the outbox); check_paths says why.
-        usable = []
-        for w in self.cfg.watches:
-            if w.path.is_dir() and watch_overlaps(self.cfg, w):
-                log.error("not watched: the folder holds or lies inside the agent's own folders",
-                          extra={"watch": str(w.path), "real": os.path.realpath(w.path)})
-            elif w.path.is_dir():
-                usable.append(w)
+        # Only folders that are still the ones first watched (after a reload
+        # or restart too: a name swapped for a symlink to the outbox while we
+        # were down must not be pinned afresh), and never one overlapping our own.
+        usable, self.refused_roots = usable_watches(self.cfg, self.ledger, now=now())
+        for r in self.refused_roots:
+            log.error("not watched", extra={"watch": r.path, "reason": r.reason})
         watcher = FolderWatcher(usable, wake=self.wake.set)
         for line in watcher.start():
             log.info(line)
@@ -206,7 +205,9 @@ class Daemon:
         for loop in self.loops:
             loop.join(max(0.0, deadline - time.monotonic()))
         left = self.ledger.counts()[State.CAPTURED.value]
-        self.ledger.beat(pid=os.getpid(), now=now(), activity="stopped")
+        not_watched = {r.path: r.reason for r in self.refused_roots}
+        self.ledger.beat(pid=os.getpid(), now=now(), activity="stopped",
+                         details=json.dumps({"folders_not_watched": not_watched}) if not_watched else None)
         self.ledger.close()
         log.info("stopped", extra={"left_captured": left})
         if self._lock_fd is not None:
@@ -364,6 +365,7 @@ class Daemon:
         self.reading.configure(self.settings, self.destinations)
         self.watcher.stop()
         self.watcher = self._start_watcher()
+        self._last_beat = 0.0  # a folder refused now shows in status at once
         self.watcher.scan()
         for loop in self.loops:
             loop.stop()
@@ -388,6 +390,8 @@ class Daemon:
         if self.intake_paused:
             activity = "intake paused"
             details["intake_paused"] = self.intake_paused
+        if self.refused_roots:
+            details["folders_not_watched"] = {r.path: r.reason for r in self.refused_roots}
         systemd.status(self._status_text())
         self.ledger.beat(pid=os.getpid(), now=now(), activity=activity, details=json.dumps(details))
 

@@ -129,6 +129,26 @@ class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin, 
                       "activity=excluded.activity, details=excluded.details",
                       (pid, now, activity, details))
 
+    def root_pin(self, path: str) -> dict | None:
+        """The identity (dev, ino, real, pinned_at) recorded for the watched
+        folder `path`, or None when it was never watched."""
+        row = self.conn.execute("SELECT dev, ino, real, pinned_at FROM watched_roots WHERE path = ?",
+                                (path,)).fetchone()
+        return dict(row) if row else None
+
+    def pin_root(self, path: str, *, dev: int, ino: int, real: str, now: str) -> None:
+        """Record which folder the watched `path` leads to; durable on return."""
+        with self.transaction() as c:
+            c.execute("INSERT INTO watched_roots (path, dev, ino, real, pinned_at) VALUES (?, ?, ?, ?, ?) "
+                      "ON CONFLICT(path) DO UPDATE SET dev=excluded.dev, ino=excluded.ino, "
+                      "real=excluded.real, pinned_at=excluded.pinned_at", (path, dev, ino, real, now))
+
+    def unpin_root(self, path: str) -> bool:
+        """Forget the watched folder `path`'s identity (the next start or
+        reload pins what it leads to then); False when none was recorded."""
+        with self.transaction() as c:
+            return c.execute("DELETE FROM watched_roots WHERE path = ?", (path,)).rowcount > 0
+
     def heartbeat(self) -> dict | None:
         """The last heartbeat (pid, at, activity, details), or None."""
         row = self.conn.execute("SELECT pid, at, activity, details FROM heartbeat WHERE id = 1").fetchone()

@@ -320,6 +320,20 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX documents_extract_order ON documents(state, (CASE WHEN media_type IN ('pdf', 'ofd', 'xml', 'png', 'jpeg', 'tiff', 'bmp', 'gif', 'webp') AND size >= 128 THEN 0 ELSE 1 END), received_at, id, extract_next_at);
     """,
+    # 18: each watched folder's identity (st_dev, st_ino of the folder its
+    # configured path leads to), kept across reloads and restarts: a folder
+    # swapped for another (a symlink to the outbox, the state folder, /etc)
+    # while the daemon was down or before a SIGHUP is refused, not re-pinned,
+    # until an operator says it was meant (`config repin`).
+    """
+    CREATE TABLE watched_roots (
+        path TEXT PRIMARY KEY,                -- the configured path
+        dev INTEGER NOT NULL,
+        ino INTEGER NOT NULL,
+        real TEXT,                            -- where it led when pinned (for the message)
+        pinned_at TEXT NOT NULL
+    );
+    """,
 ]
 
 # Python steps run after a migration's SQL, inside its transaction, keyed by

@@ -10,7 +10,7 @@ from agent.config import check_paths, load_config
 from agent.config_adapters import adapter_problems
 from agent.defaults import DEFAULT_CONFIG, DEFAULT_FOLDERS
 from agent.errors import ConfigError
-from service.context import fail
+from service.context import fail, load, open_ledger
 from service.textsafe import echo
 
 
@@ -57,3 +57,25 @@ def check(ctx: click.Context) -> None:
 
         reason = unavailable_reason()
         echo(f"ocr: {'ready' if reason is None else 'unavailable: ' + reason}")
+
+
+@command.command("repin")
+@click.argument("path")
+@click.pass_context
+def repin(ctx: click.Context, path: str) -> None:
+    """Accept that the watched folder PATH now leads to another folder than
+    the one first watched (it was replaced on purpose: a new share, a
+    remount). The daemon refuses such a folder until this is run, because a
+    folder swapped for a symlink to the outbox or /etc must never be read or
+    emptied. Then reload the daemon (systemctl reload fapiao-agent) to watch it.
+
+    \b
+    Example:
+      fapiao-agent config repin /srv/scans/finance"""
+    cfg = load(ctx)
+    if path not in {str(w.path) for w in cfg.watches}:
+        fail(f"{path} is not a watched folder of {cfg.path} (give it exactly as the config does)", code=2)
+    with open_ledger(cfg) as ledger:
+        forgot = ledger.unpin_root(path)
+    echo(f"{path}: " + ("forgotten; the next start or reload pins the folder it leads to then"
+                        if forgot else "was not pinned; the next start or reload pins it"))

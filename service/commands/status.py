@@ -104,6 +104,8 @@ def command(ctx: click.Context, as_json: bool) -> None:
         daemon_line = (f"{verdict} (pid {d['pid']}, "
                        f"{d['activity']}, last seen {human_age(d['age_s'])} ago)")
     echo(f"daemon:            {daemon_line}")
+    for path, reason in (_details(d).get("folders_not_watched") or {}).items() if d else ():
+        echo(f"NOT WATCHED:       {path}: {reason}")
     echo(f"ledger:            {report['ledger']}")
     echo(f"vault:             {report['vault']}")
     print_delivery(report["delivery"])
