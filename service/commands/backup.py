@@ -187,16 +187,21 @@ def _write_config(path: Path, entry: dict) -> None:
 
 def restored_config(entry: dict) -> str:
     """A config for the restored folder: state in ./state, and the target it
-    came from (secrets left out: they come from the environment or the
+    came from only as a comment. A copy restored for inspection that ran as
+    a daemon would otherwise mirror into the original site's target, and its
+    hourly snapshot retention would prune the original's snapshots. Secrets
+    are left out either way (they come from the environment or the
     standard AWS chain)."""
     lines = ["# Written by `fapiao-agent backup restore`.", "[agent]", 'state_dir = "state"', "",
-             "[[backup]]"]
+             "# The target this copy came from. Left commented out so that this copy never",
+             "# writes into the original site's backups; uncomment it only when this copy",
+             "# replaces the original site for good.", "# [[backup]]"]
     for key, value in entry.items():
         if key in SECRET_KEYS or key == "base_dir" or value is None:
             continue
         if key == "url" and (folder := local_folder(entry)) is not None:
             value = "file://" + str(folder.resolve())
-        lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
+        lines.append(f"# {key} = {json.dumps(value, ensure_ascii=False)}")
     return "\n".join(lines) + "\n"
 
 
