@@ -3,7 +3,6 @@ skipped, captured again, moved or deleted, and when."""
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import time
 from pathlib import Path
@@ -13,17 +12,14 @@ import pytest
 from agent.config import WatchConfig
 from agent.ledger import Ledger
 from agent.mail import MailLimits
-from agent.pipeline import process_captured
-from agent.validate import ValidationSettings
 from agent.vault import Vault
 from service.intake import Intake
+from tests.support.intake_site import NOW, TODAY, IntakeSite
 
 SAMPLE = "renoyuan__easyofd/original_invoice.xml"
-TODAY = dt.date(2026, 12, 3)
-NOW = "2026-12-03T10:00:00.000000Z"
 
 
-class Site:
+class Site(IntakeSite):
     def __init__(self, tmp: Path, after: str):
         self.tmp = tmp
         self.scan = tmp / "scan"
@@ -36,14 +32,6 @@ class Site:
         self.ledger = Ledger(self.tmp / "state" / "ledger.sqlite3")
         self.vault = Vault(self.tmp / "state" / "vault")
         self.intake = Intake(self.ledger, self.vault, max_bytes=10 << 20, mail_limits=MailLimits(), actor="t")
-
-    def take(self, path: Path):
-        return self.intake.take(path, self.watch, now=NOW, today=TODAY)
-
-    def read_all(self) -> None:
-        for doc_id in self.ledger.ids_in_state("captured"):
-            process_captured(self.ledger, self.vault, doc_id, settings=ValidationSettings(max_age_days=100000),
-                             destinations=[], today=TODAY, now=NOW, actor="t", ocr=False)
 
     def finish(self, watch: WatchConfig | None = None) -> int:
         return self.intake.finish_sources([watch or self.watch], now=NOW, today=TODAY)

@@ -6,7 +6,6 @@ is listed, read, moved or deleted until the folder is back."""
 from __future__ import annotations
 
 import ctypes
-import datetime as dt
 import errno
 import hashlib
 import os
@@ -17,15 +16,12 @@ import pytest
 from agent.config import WatchConfig
 from agent.ledger import Ledger
 from agent.mail import MailLimits
-from agent.pipeline import process_captured
-from agent.validate import ValidationSettings
 from agent.vault import Vault
 from service.intake import Intake
+from tests.support.intake_site import NOW, TODAY, IntakeSite
 from service.watch import FolderWatcher
 
 SAMPLE = "renoyuan__easyofd/original_invoice.xml"
-TODAY = dt.date(2026, 12, 3)
-NOW = "2026-12-03T10:00:00.000000Z"
 
 
 def exchange(a: Path, b: Path) -> None:
@@ -57,7 +53,7 @@ def swap_back(root: Path, real: Path) -> None:
     real.rename(root)
 
 
-class Site:
+class Site(IntakeSite):
     def __init__(self, tmp: Path, after: str):
         self.tmp = tmp
         self.scan = tmp / "scan"
@@ -74,14 +70,6 @@ class Site:
         self.intake = Intake(self.ledger, self.vault, max_bytes=10 << 20, mail_limits=MailLimits(), actor="t")
         self.watcher = FolderWatcher([self.watch], wake=lambda: None)
         self.watcher.start()  # pins the watched folder, as the daemon does
-
-    def take(self, path: Path):
-        return self.intake.take(path, self.watch, now=NOW, today=TODAY)
-
-    def read_all(self) -> None:
-        for doc_id in self.ledger.ids_in_state("captured"):
-            process_captured(self.ledger, self.vault, doc_id, settings=ValidationSettings(max_age_days=100000),
-                             destinations=[], today=TODAY, now=NOW, actor="t", ocr=False)
 
     def assert_outbox_untouched(self) -> None:
         assert sorted(p.name for p in self.outbox.iterdir()) == sorted(self.delivered)

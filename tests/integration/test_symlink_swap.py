@@ -6,7 +6,6 @@ the watched folder is read, moved or deleted, and the live ledger stays."""
 from __future__ import annotations
 
 import ctypes
-import datetime as dt
 import errno
 import hashlib
 import os
@@ -17,14 +16,11 @@ import pytest
 from agent.config import WatchConfig
 from agent.ledger import Ledger
 from agent.mail import MailLimits
-from agent.pipeline import process_captured
-from agent.validate import ValidationSettings
 from agent.vault import Vault
 from service.intake import Intake
+from tests.support.intake_site import NOW, TODAY, IntakeSite
 
 SAMPLE = "renoyuan__easyofd/original_invoice.xml"
-TODAY = dt.date(2026, 12, 3)
-NOW = "2026-12-03T10:00:00.000000Z"
 AT_FDCWD = -100
 RENAME_EXCHANGE = 2
 
@@ -66,7 +62,7 @@ def swap_for_symlink(folder: Path, target: Path, how: str) -> Path:
     return real
 
 
-class Site:
+class Site(IntakeSite):
     """A server: a watched folder, the live state folder (ledger, vault) and
     a config.toml with tokens beside them."""
 
@@ -85,14 +81,6 @@ class Site:
         self.watch = WatchConfig(path=self.scan, kind="scanner", after=after)
         self.intake = Intake(self.ledger, self.vault, max_bytes=10 << 20, mail_limits=MailLimits(), actor="t")
         self.ledger_bytes_before = (self.state / "ledger.sqlite3").stat().st_size
-
-    def take(self, path: Path):
-        return self.intake.take(path, self.watch, now=NOW, today=TODAY)
-
-    def read_all(self) -> None:
-        for doc_id in self.ledger.ids_in_state("captured"):
-            process_captured(self.ledger, self.vault, doc_id, settings=ValidationSettings(max_age_days=100000),
-                             destinations=[], today=TODAY, now=NOW, actor="t", ocr=False)
 
     def assert_outside_untouched(self) -> None:
         assert (self.state / "ledger.sqlite3").is_file()
