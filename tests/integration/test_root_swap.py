@@ -5,10 +5,8 @@ is listed, read, moved or deleted until the folder is back."""
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import hashlib
-import os
 from pathlib import Path
 
 import pytest
@@ -18,17 +16,11 @@ from agent.ledger import Ledger
 from agent.mail import MailLimits
 from agent.vault import Vault
 from service.intake import Intake
+from tests.integration.test_symlink_swap import exchange
 from tests.support.intake_site import NOW, TODAY, IntakeSite
 from service.watch import FolderWatcher
 
 SAMPLE = "renoyuan__easyofd/original_invoice.xml"
-
-
-def exchange(a: Path, b: Path) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.renameat2(-100, os.fsencode(a), -100, os.fsencode(b), 2) != 0:  # AT_FDCWD, RENAME_EXCHANGE
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
 
 
 def swap_root(root: Path, target: Path, how: str) -> Path:
