@@ -40,7 +40,10 @@ _SCALAR_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
                       "verify_interval_s": (int, 86400), "retry_max_s": (float, 3600.0),
                       "probe_interval_s": (float, 60.0), "keep_hourly_days": (int, 2),
                       "keep_daily_days": (int, 60), "keep_monthly_years": (int, 2),
-                      "workers": (int, 4)},
+                      "workers": (int, 4),
+                      # SIGTERM: at most this long for the last ledger snapshot to every
+                      # target, after stop_timeout_s (both within the unit's TimeoutStopSec).
+                      "shutdown_snapshot_s": (float, 8.0)},
     "mail": {"min_inline_image_kb": (int, 20), "max_attachments": (int, 50),
              "max_message_mb": (int, 50)},
     # timeout_s: a document still being read after this is stopped and

@@ -3,6 +3,9 @@ agent/backup/mirror.py: mirror due objects continuously, put a ledger
 snapshot every snapshot_interval_s (with retention), and one within a
 minute of an operator's action (amend, accept, reject...: any event the
 daemon did not write itself), and verify a sample every verify_interval_s.
+At a clean stop, `final_snapshot` puts one last snapshot on every target
+whose last one misses an event, within shutdown_snapshot_s: the last
+actions are never only on this disk, and a dead target cannot hold the stop.
 
 A target that is down is probed with a growing wait (at most
 probe_interval_s); each object tried meanwhile backs off (at most
@@ -19,9 +22,11 @@ import datetime as dt
 import logging
 import random
 import threading
+import time
 
 from agent.backup.base import BackupTarget, open_target
-from agent.backup.mirror import TARGET_ERRORS, mirror_step, snapshot_step, verify_step
+from agent.backup.mirror import (TARGET_ERRORS, mirror_step, put_snapshot, snapshot_step, take_snapshot,
+                                 verify_step)
 from agent.config import Config
 from agent.errors import AgentError, Transient
 from agent.ledger import Ledger, utc
@@ -177,3 +182,80 @@ class BackupService(RunnerGroup):
         if self.runners:
             log.info("backup started", extra={"targets": ",".join(r.name for r in self.runners)})
         return self
+
+    def finish(self, timeout: float) -> dict[str, str]:
+        """The last ledger snapshot, at a clean stop (after `stop` and
+        `join`): one consistent copy, put on every target whose last snapshot
+        misses an event, all targets at once; then, in what is left of
+        `timeout`, the objects still waiting for each target. Returns within
+        `timeout` seconds whatever the targets do (a put still running then
+        is left behind; its thread dies with the process). Every target's
+        outcome is logged, an error line for each whose snapshot failed or
+        did not finish, and returned by name: "stored KEY", "up to date", or
+        what went wrong."""
+        outcome: dict[str, str] = {}
+        if not self.runners:
+            return outcome
+        if timeout <= 0:
+            log.warning("no ledger snapshot at shutdown ([backup_policy] shutdown_snapshot_s = 0): "
+                        "actions since the last one are only on this disk")
+            return outcome
+        deadline = time.monotonic() + timeout
+        done = threading.Event()
+        puts: list[threading.Thread] = []
+        threading.Thread(target=self._final, args=(outcome, puts, done, deadline), name="backup-final",
+                         daemon=True).start()
+        done.wait(timeout)
+        for t in list(puts):  # the targets run side by side: wait for what is left of the budget
+            t.join(max(0.0, deadline - time.monotonic()))
+        for r in self.runners:
+            result = outcome.setdefault(r.name, f"not finished within shutdown_snapshot_s = {timeout:g} s")
+            if result.startswith("stored "):
+                log.info("ledger snapshot stored at shutdown", extra={"target": r.name, "key": result[7:]})
+            elif result != "up to date":
+                log.error("no ledger snapshot at shutdown: the last actions are only on this disk until "
+                          "the next start", extra={"target": r.name, "error": result})
+        return dict(outcome)
+
+    def _final(self, outcome: dict[str, str], puts: list[threading.Thread], done: threading.Event,
+               deadline: float) -> None:
+        # In a thread: a huge ledger, or a put on a dead mount, must not
+        # hold the stop; `finish` stops waiting at its deadline.
+        try:
+            with Ledger(self.cfg.ledger_path) as ledger:
+                behind = {r.name for r in self.runners if ledger.snapshot_behind(r.name)}
+                held, data = take_snapshot(ledger) if behind else (0, b"")
+            now = now_dt()
+            for r in self.runners:
+                t = threading.Thread(target=self._last_puts, name=f"backup-final-{r.name}", daemon=True,
+                                     args=(r.target, (held, data) if r.name in behind else None, now,
+                                           outcome, deadline))
+                t.start()
+                puts.append(t)
+        except Exception as e:  # the snapshot itself: every target misses it
+            for r in self.runners:
+                outcome.setdefault(r.name, f"cannot snapshot the ledger: {type(e).__name__}: {e}")
+        finally:
+            done.set()
+
+    def _last_puts(self, target: BackupTarget, snapshot: tuple[int, bytes] | None, now: dt.datetime,
+                   outcome: dict[str, str], deadline: float) -> None:
+        # The snapshot first: it holds the operators' actions. No retention
+        # here (listing and deleting wait for the next scheduled snapshot).
+        # Then the objects still due, batch by batch until the deadline, so
+        # the snapshot's documents are there too when it is restored.
+        try:
+            with Ledger(self.cfg.ledger_path) as ledger:
+                if snapshot is None:
+                    outcome[target.name] = "up to date"
+                else:
+                    outcome[target.name] = "stored " + put_snapshot(ledger, target, *snapshot, now=now,
+                                                                    prune=False)
+                vault, rng = Vault(self.cfg.vault_dir), random.Random()
+                while time.monotonic() < deadline:
+                    out = mirror_step(ledger, vault, target, now=now_dt(), rng=rng,
+                                      retry_max_s=float(self.cfg.backup_policy["retry_max_s"]))
+                    if not out.more or out.unavailable or out.paused:
+                        break
+        except Exception as e:  # noqa: BLE001  reported by `finish`, never raised at shutdown
+            outcome.setdefault(target.name, f"{type(e).__name__}: {e}")

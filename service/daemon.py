@@ -204,6 +204,11 @@ class Daemon:
         self.reading.drain(max(0.0, deadline - time.monotonic()))
         for loop in self.loops:
             loop.join(max(0.0, deadline - time.monotonic()))
+        # After the drain, so the last results are in it too; its own budget,
+        # so a slow drain cannot leave the operators' last actions only here.
+        systemd.status("stopping: last ledger snapshot to the backup targets")
+        for loop in self.loops:
+            loop.finish(float(self.cfg.backup_policy["shutdown_snapshot_s"]))
         left = self.ledger.counts()[State.CAPTURED.value]
         not_watched = {r.path: r.reason for r in self.refused_roots}
         self.ledger.beat(pid=os.getpid(), now=now(), activity="stopped",

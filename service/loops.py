@@ -19,6 +19,7 @@ class Loop(Protocol):
     def kick(self) -> None: ...
     def stop(self) -> None: ...
     def join(self, timeout: float) -> None: ...
+    def finish(self, timeout: float) -> dict[str, str]: ...
 
 
 class Runner:
@@ -78,6 +79,12 @@ class RunnerGroup:
         for t in self.threads():
             if t.ident is not None:
                 t.join(max(0.0, deadline - time.monotonic()))
+
+    def finish(self, timeout: float) -> dict[str, str]:
+        """Last work at a clean stop of the daemon (not at a reload), after
+        `stop` and `join`, within `timeout` seconds; outcomes by runner name.
+        Nothing by default."""
+        return {}
 
 
 def start_loops(cfg: Config, wake: threading.Event) -> list[Loop]:

@@ -213,21 +213,41 @@ def write_manifests(ledger: Ledger, target: BackupTarget, *, now: dt.datetime) -
     return [manifest_key(dt.date.fromisoformat(d)) for d in written]
 
 
+def take_snapshot(ledger: Ledger) -> tuple[int, bytes]:
+    """(the newest event id it holds at least, gzip bytes of a consistent
+    copy of the ledger): the event id is read first, so an event written
+    meanwhile is counted for the next snapshot, never lost. Snapshot errors
+    propagate (`Transient`, `SnapshotError`)."""
+    held = ledger.last_event_id()
+    return held, snapshot_sqlite(ledger.path)
+
+
+def put_snapshot(ledger: Ledger, target: BackupTarget, held: int, data: bytes, *, now: dt.datetime,
+                 retention: dict | None = None, prune: bool = True) -> str:
+    """Put `data` (from `take_snapshot`) under `ledger/` on `target`, then,
+    with `prune`, delete the snapshots retention no longer needs
+    (`retention`: hourly_days, daily_days, monthly_years); record it as the
+    target's last snapshot, holding events up to `held`. Returns the key
+    put. Target errors propagate (`Transient`, `Permanent`); nothing is
+    recorded then."""
+    key = snapshot_key(snapshot_name(now))
+    target.put(key, data, hashlib.sha256(data).hexdigest())
+    if prune:
+        names = [info.key for info in target.list(LEDGER_PREFIX)]
+        for old in snapshots_to_delete(names, now, **(retention or {})):
+            target.delete(old)
+    ledger.record_backup_snapshot(target.name, key, now=utc(now), event_id=held)
+    return key
+
+
 def snapshot_step(ledger: Ledger, target: BackupTarget, *, now: dt.datetime,
                   retention: dict | None = None) -> str:
     """Put a consistent gzip snapshot of the ledger under `ledger/`, then delete
     the snapshots retention no longer needs (`retention`: hourly_days,
     daily_days, monthly_years). Returns the key put. Target and snapshot
     errors propagate (`Transient`, `Permanent`)."""
-    held = ledger.last_event_id()   # read first: an event written meanwhile waits for the next one
-    data = snapshot_sqlite(ledger.path)
-    key = snapshot_key(snapshot_name(now))
-    target.put(key, data, hashlib.sha256(data).hexdigest())
-    names = [info.key for info in target.list(LEDGER_PREFIX)]
-    for old in snapshots_to_delete(names, now, **(retention or {})):
-        target.delete(old)
-    ledger.record_backup_snapshot(target.name, key, now=utc(now), event_id=held)
-    return key
+    held, data = take_snapshot(ledger)   # an event written meanwhile waits for the next one
+    return put_snapshot(ledger, target, held, data, now=now, retention=retention)
 
 
 def verify_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.datetime,

@@ -78,6 +78,14 @@ class TrailMixin:
         """The id of the newest event (0: none)."""
         return self.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
 
+    def snapshot_behind(self, target: str) -> bool:
+        """Whether any event (the machine's or an operator's) is newer than
+        `target`'s last ledger snapshot: False once that snapshot holds the
+        whole trail."""
+        row = self.conn.execute("SELECT snapshot_event_id FROM backup_targets WHERE name = ?", (target,)).fetchone()
+        return bool(self.conn.execute("SELECT EXISTS (SELECT 1 FROM events WHERE id > ?)",
+                                      (row[0] if row else 0,)).fetchone()[0])
+
     def actions_since_snapshot(self, target: str, *, machine_actor_prefix: str) -> int:
         """How many events not written by the machine (actor not starting
         with `machine_actor_prefix`: an operator's amend, accept, reject,

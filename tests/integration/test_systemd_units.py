@@ -87,6 +87,19 @@ def test_unit_has_the_required_shape():
     assert re.search(r"^WatchdogSec=\d+", text, re.MULTILINE)
 
 
+def test_a_clean_stop_fits_in_timeout_stop_sec_with_the_default_config():
+    # SIGTERM: in-flight work gets stop_timeout_s, then the last ledger
+    # snapshot gets shutdown_snapshot_s; systemd SIGKILLs after TimeoutStopSec.
+    from agent.config import _SCALAR_SCHEMAS
+    from agent.defaults import DEFAULT_CONFIG
+
+    stop_s = int(re.search(r"^TimeoutStopSec=(\d+)$", SERVICE.read_text(encoding="utf-8"), re.MULTILINE).group(1))
+    drain = int(re.search(r"^stop_timeout_s = (\d+)", DEFAULT_CONFIG, re.MULTILINE).group(1))
+    assert drain == _SCALAR_SCHEMAS["agent"]["stop_timeout_s"][1]
+    snapshot = _SCALAR_SCHEMAS["backup_policy"]["shutdown_snapshot_s"][1]
+    assert 0 < snapshot and drain + snapshot + 1 < stop_s, (drain, snapshot, stop_s)
+
+
 def test_security_exposure_is_at_most_3(tmp_path):
     result = run("systemd-analyze", "security", "--offline=true", "--no-pager", str(SERVICE))
     match = re.search(r"Overall exposure level for fapiao-agent\.service: (\d+(?:\.\d+)?)", result.stdout)
