@@ -1,8 +1,10 @@
-"""Operators' actions survive a restore: a real daemon backs up to a
-file:// target with hourly snapshots; an amend and a reject made through the
-CLI reach the target in a snapshot of their own within a minute; after the
-state is lost and restored, `audit export` is what it was, byte for byte,
-and the chain verifies."""
+"""Operators' actions survive a restore, from each kind of backup target: a
+real daemon backs up to a file:// folder or to SeaweedFS (s3://) with
+hourly snapshots; every action in ACTIONS, made through the CLI, reaches the
+target in a snapshot of its own within a minute; after the state is lost
+and restored, `audit export` (JSON and CSV) is what it was, byte for byte,
+every document keeps its id, state, reasons and actors, and the restored
+ledger passes `audit verify` and `audit ledger`."""
 
 from __future__ import annotations
 
@@ -12,67 +14,105 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from agent.ledger import Ledger, utc
 from service.context import now_dt
 from tests.e2e.daemon_harness import DaemonUnderTest
+from tests.support.audit import assert_ledger_sound
+from tests.support.seaweed import seaweed  # noqa: F401  (fixture, for the s3 case)
 
 SAMPLE = "renoyuan__easyofd/original_invoice.xml"
-REPO = Path(__file__).resolve().parent.parent.parent
+
+# One operator action per quarantined document, in this order: `{doc}` is
+# that document's id. To cover another action (e.g. approving a 补录
+# application), append its argv here; each entry gets a document of its own.
+ACTIONS: list[list[str]] = [
+    ["amend", "{doc}", "--set", "number=00000101", "--reason", "补录：号码见纸质发票"],
+    ["accept", "{doc}", "--reason", "号码缺失，已与供应商核对"],
+    ["reject", "{doc}", "--reason", "作废发票，供应商已重开"],
+]
 
 
 def cli(config: Path, *args: str) -> subprocess.CompletedProcess:
     r = subprocess.run([sys.executable, "-m", "service", "--config", str(config), *args], capture_output=True,
-                       text=True, timeout=120, cwd=config.parent)
-    assert r.returncode == 0, (args, r.stdout, r.stderr)
+                       timeout=120, cwd=config.parent)
+    assert r.returncode == 0, (args, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace"))
     return r
 
 
-def test_amend_and_reject_survive_a_restore_from_a_file_target(tmp_path, samples_dir):
-    nas = tmp_path / "nas"
-    nas.mkdir()
-    site = tmp_path / "site"
-    d = DaemonUnderTest(site, extra=f"""
-[backup_policy]
-snapshot_interval_s = 3600
-probe_interval_s = 1.0
+def target_entry(kind: str, tmp_path: Path, request) -> dict:
+    if kind == "file":
+        (tmp_path / "nas").mkdir()
+        return {"name": "copy", "url": f"file://{tmp_path / 'nas'}"}
+    seaweed = request.getfixturevalue("seaweed")
+    return seaweed.target_config(seaweed.make_bucket(), prefix="agent", name="copy")
 
-[[backup]]
-name = "nas"
-url = "file://{nas}"
-""")
+
+def the_trail(config: Path, held: list[int]) -> dict:
+    """Everything a restore must keep, as the CLI shows it: the audit
+    export, the documents (ids, states, values) and the whole story of each
+    document an operator acted on."""
+    return {"json": cli(config, "audit", "export", "--since", "2000-01-01", "--json").stdout,
+            "csv": cli(config, "audit", "export", "--since", "2000-01-01", "--csv").stdout,
+            "documents": cli(config, "list", "--limit", "0", "--sort", "received", "--json").stdout,
+            "shown": [cli(config, "show", str(doc), "--json").stdout for doc in held]}
+
+
+@pytest.mark.parametrize("kind", ["file", "s3"])
+def test_operator_actions_survive_a_restore(kind, tmp_path, samples_dir, request):
+    entry = target_entry(kind, tmp_path, request)
+    site = tmp_path / "site"
+    d = DaemonUnderTest(site, extra="\n[backup_policy]\nsnapshot_interval_s = 3600\nprobe_interval_s = 1.0\n\n"
+                        "[[backup]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in entry.items()))
+    d.config.chmod(0o600)
     xml = (samples_dir / SAMPLE).read_bytes()
+    ledger_path = site / "state" / "ledger.sqlite3"
     d.start()
     try:
-        for n, variant in enumerate(("first", "second", "third")):
-            # No invoice number: quarantined, for a person to amend or reject.
-            data = (xml.replace(b"00008006", b"") if n < 2 else xml) + f"<!-- {variant} -->".encode()
-            tmp = site / f".{variant}.xml"
-            tmp.write_bytes(data)
-            tmp.rename(site / "scan" / f"{variant}.xml")
-        docs = d.wait_documents(3, timeout=60, settled=True)
+        for n in range(len(ACTIONS) + 1):
+            # No invoice number: quarantined, for a person to act on; the last one is valid.
+            data = (xml.replace(b"00008006", b"") if n < len(ACTIONS) else xml) + f"<!-- {n} -->".encode()
+            (site / f".{n}.xml").write_bytes(data)
+            (site / f".{n}.xml").rename(site / "scan" / f"{n}.xml")
+        docs = d.wait_documents(len(ACTIONS) + 1, timeout=60, settled=True)
         held = sorted(doc.id for doc in docs if doc.state == "quarantined")
-        assert len(held) == 2, [(doc.id, doc.state, doc.problems) for doc in docs]
-
-        cli(d.config, "amend", str(held[0]), "--set", "number=00008006", "--reason", "补录：号码见纸质发票")
-        cli(d.config, "reject", str(held[1]), "--reason", "作废发票，供应商已重开")
+        assert len(held) == len(ACTIONS), [(doc.id, doc.state, doc.problems) for doc in docs]
+        for argv, doc in zip(ACTIONS, held):
+            cli(d.config, *[a.format(doc=doc) for a in argv])
         acted = utc(now_dt())
+        with Ledger(ledger_path) as ledger:
+            last_event = ledger.last_event_id()
 
-        def snapshot_after_the_actions():
-            with Ledger(site / "state" / "ledger.sqlite3") as ledger:
-                return (ledger.backup_target("nas")["last_snapshot_at"] or "") > acted
+        def all_on_the_target():
+            with Ledger(ledger_path) as ledger:
+                t = ledger.backup_target("copy")
+                # The snapshot that follows the actions (not the one at stop).
+                return ((t["last_snapshot_at"] or "") > acted and t["backlog"] == 0
+                        and t["stale_sidecars"] == 0 and not ledger.actions_since_snapshot("copy",
+                                                                                          machine_actor_prefix="daemon:"))
 
-        d.wait_until(snapshot_after_the_actions, 90, "a snapshot holding the operators' actions")
+        d.wait_until(all_on_the_target, 90, "a snapshot holding the operators' actions, and every object")
     finally:
-        d.stop()
-    before = cli(d.config, "audit", "export", "--since", "2000-01-01", "--json").stdout
-    events = json.loads(before)["events"]
-    assert any(e["to_state"] == "rejected" and "作废发票" in (e["reason"] or "") for e in events)
-    assert any("补录" in (e["reason"] or "") for e in events)
+        assert d.stop() == 0
+    before = the_trail(d.config, held)
+    events = json.loads(before["json"])["events"]
+    assert events[-1]["event"] >= last_event
+    for argv, doc in zip(ACTIONS, held):
+        reason = argv[argv.index("--reason") + 1]
+        acts = [e for e in events if e["document"] == doc and reason in (e["reason"] or "")]
+        assert acts and all(e["actor"].startswith("cli:") for e in acts), (argv, doc, acts)
     shutil.rmtree(site / "state")
 
     dest = tmp_path / "restored"
-    cli(d.config, "backup", "restore", "--from", "nas", "--to", str(dest), "--json")
+    report = json.loads(cli(d.config, "backup", "restore", "--from", "copy", "--to", str(dest), "--json").stdout)
+    assert not report["problems"], report
     restored = dest / "restored.toml"
-    after = cli(restored, "audit", "export", "--since", "2000-01-01", "--json").stdout
-    assert after == before
+    after = the_trail(restored, held)
+    assert len(before["documents"].splitlines()) == len(ACTIONS) + 1
+    assert after["documents"] == before["documents"]
+    assert after["shown"] == before["shown"]
+    assert after["json"] == before["json"]
+    assert after["csv"] == before["csv"]
     assert json.loads(cli(restored, "audit", "verify", "--json").stdout)["breaks"] == []
+    assert_ledger_sound(restored)
