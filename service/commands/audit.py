@@ -6,6 +6,7 @@ the trail as CSV or JSON."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import re
 import sqlite3
@@ -240,7 +241,19 @@ def export_command(ctx: click.Context, since: str, until: str | None, as_csv: bo
         fail("choose one of --csv and --json", code=2)
     start, end = _moment(since, end=False), _moment(until, end=True)
     path, ledger = _open_trail(ctx)
-    out = click.get_text_stream("stdout")
+    # UTF-8 whatever the locale says: under zh_CN.GB18030 the "BOM" came out
+    # as GB18030 bytes (Excel then garbles the Chinese), under latin-1 the
+    # export died. newline="": the bytes are exactly what is written here.
+    out = io.TextIOWrapper(click.get_binary_stream("stdout"), encoding="utf-8", newline="")
+    try:
+        _export(out, ledger, path, start, end, as_csv)
+    finally:
+        out.flush()
+        out.detach()  # stdout itself stays open
+
+
+def _export(out: io.TextIOWrapper, ledger: Ledger, path: str, start: str | None, end: str | None,
+            as_csv: bool) -> None:
     with ledger:
         reader = TrailReader(ledger)
         try:
@@ -255,8 +268,8 @@ def export_command(ctx: click.Context, since: str, until: str | None, as_csv: bo
                         out.write(("," if i else "") + "\n" + json.dumps(row, ensure_ascii=False))
                     out.write("\n]}\n")
         except sqlite3.Error as e:  # damaged mid-way: the output is cut, and says so by the exit status
+            out.flush()
             fail(f"cannot export from ledger {path}: {e}", code=2)
-    out.flush()
 
 
 def _export_row(r: dict) -> dict:

@@ -32,6 +32,14 @@ def cli(cfg: Path, *args: str) -> subprocess.CompletedProcess:
                           timeout=120, env=env, cwd=cfg.parent)
 
 
+def cli_env(cfg: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    """`cli` with `env` added to the environment."""
+    full = {**os.environ, **env,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, "-m", "service", "--config", str(cfg), *args], capture_output=True,
+                          timeout=120, env=full, cwd=cfg.parent)
+
+
 def verify(cfg: Path, *extra: str) -> tuple[int, dict]:
     r = cli(cfg, "audit", "verify", "--json", *extra)
     assert r.returncode in (0, 1), r.stderr.decode()
@@ -250,6 +258,21 @@ def test_export_csv_for_excel(built):
     assert [x["reason"].endswith("重复报销，已线下处理") for x in rejected] == [True]
     assert rejected[0]["invoice_number"] and rejected[0]["document"] == "1"
     assert all(len(x["hash"]) == 64 and len(x["prev_hash"]) == 64 for x in rows)
+
+
+@pytest.mark.parametrize("terminal", ["gb18030", "latin-1", "ascii"])
+def test_export_is_utf8_whatever_the_terminal_encoding(built, terminal):
+    # A zh_CN.GB18030 (or an old latin-1) login: stdout's encoding is not
+    # UTF-8, yet the file an auditor opens must be, BOM first, Chinese intact.
+    env = {"PYTHONIOENCODING": terminal}
+    r = cli_env(built, env, "audit", "export", "--since", "2020-01-01", "--csv")
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
+    assert r.stdout == cli(built, "audit", "export", "--since", "2020-01-01", "--csv").stdout
+    assert r.stdout.startswith(b"\xef\xbb\xbf") and "重复报销，已线下处理" in r.stdout.decode("utf-8-sig")
+    j = cli_env(built, env, "audit", "export", "--since", "2020-01-01", "--json")
+    assert j.returncode == 0, j.stderr.decode(errors="replace")
+    assert j.stdout == cli(built, "audit", "export", "--since", "2020-01-01", "--json").stdout
+    assert any("重复报销" in (e["reason"] or "") for e in json.loads(j.stdout.decode("utf-8"))["events"])
 
 
 def test_export_since_and_until_filter_by_utc_day(cfg):
