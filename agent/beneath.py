@@ -126,7 +126,8 @@ def relative_parts(root: Path, path: Path) -> list[str]:
 def folder_of(root: Path, path: Path, *, create_mode: int | None = None) -> Iterator[tuple[int, str]]:
     """(fd of the folder holding `path`, last name), the folder reached from
     `root` without following any symlink. With `create_mode`, missing
-    folders are created with exactly that mode. Raises Escapes when a folder
+    folders are created with exactly that mode and the process's own
+    (effective) group, never one a setgid folder hands down. Raises Escapes when a folder
     on the way is a symlink or not a folder, FileNotFoundError when one is
     missing. The root itself is opened as configured (it may be a symlink),
     but when pinned it must be the pinned folder, else RootReplaced."""
@@ -159,6 +160,10 @@ def _open_dir(dirfd: int, name: str, create_mode: int | None) -> int:
             pass  # made meanwhile by someone else: opened (and checked) below
         else:
             fd = os.open(name, _DIR_FLAGS, dir_fd=dirfd)
+            # Our own group, not the one a setgid watched folder hands down
+            # (the drop group): whoever may drop files there must not read
+            # what the agent moved aside, as they cannot read the vault.
+            os.fchown(fd, -1, os.getegid())
             os.fchmod(fd, create_mode)  # exactly, whatever the umask
             return fd
         return _open_dir(dirfd, name, None)
