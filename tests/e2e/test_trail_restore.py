@@ -24,14 +24,17 @@ from tests.support.seaweed import seaweed  # noqa: F401  (fixture, for the s3 ca
 
 SAMPLE = "renoyuan__easyofd/original_invoice.xml"
 
-# One operator action per quarantined document, in this order: `{doc}` is
-# that document's id. To cover another action (e.g. approving a 补录
-# application), append its argv here; each entry gets a document of its own.
-ACTIONS: list[list[str]] = [
-    ["amend", "{doc}", "--set", "number=00000101", "--reason", "补录：号码见纸质发票"],
-    ["accept", "{doc}", "--reason", "号码缺失，已与供应商核对"],
-    ["reject", "{doc}", "--reason", "作废发票，供应商已重开"],
+# Operator actions, in this order, each on a quarantined document: (slot,
+# argv). Actions with the same slot act on the same document, whose id
+# replaces `{doc}`; `{application}` is replaced by the newest 补录
+# application number the trail holds for it. Adding an action, e.g. approving
+# the amendment, is one more line: (0, ["approve", "{application}", ...]).
+ACTIONS: list[tuple[int, list[str]]] = [
+    (0, ["amend", "{doc}", "--set", "number=00000101", "--reason", "补录：号码见纸质发票"]),
+    (1, ["accept", "{doc}", "--reason", "号码缺失，已与供应商核对"]),
+    (2, ["reject", "{doc}", "--reason", "作废发票，供应商已重开"]),
 ]
+SLOTS = len({slot for slot, _ in ACTIONS})
 
 
 def cli(config: Path, *args: str) -> subprocess.CompletedProcess:
@@ -59,6 +62,16 @@ def the_trail(config: Path, held: list[int]) -> dict:
             "shown": [cli(config, "show", str(doc), "--json").stdout for doc in held]}
 
 
+def argv_for(config: Path, argv: list[str], doc: int) -> list[str]:
+    def application() -> str:
+        events = json.loads(cli(config, "audit", "export", "--since", "2000-01-01", "--json").stdout)["events"]
+        numbers = [e["application"] for e in events if e["document"] == doc and e["application"]]
+        assert numbers, f"no application for document {doc}"
+        return numbers[-1]
+
+    return [a.format(doc=doc, application=application() if "{application}" in a else "") for a in argv]
+
+
 @pytest.mark.parametrize("kind", ["file", "s3"])
 def test_operator_actions_survive_a_restore(kind, tmp_path, samples_dir, request):
     entry = target_entry(kind, tmp_path, request)
@@ -70,16 +83,16 @@ def test_operator_actions_survive_a_restore(kind, tmp_path, samples_dir, request
     ledger_path = site / "state" / "ledger.sqlite3"
     d.start()
     try:
-        for n in range(len(ACTIONS) + 1):
+        for n in range(SLOTS + 1):
             # No invoice number: quarantined, for a person to act on; the last one is valid.
-            data = (xml.replace(b"00008006", b"") if n < len(ACTIONS) else xml) + f"<!-- {n} -->".encode()
+            data = (xml.replace(b"00008006", b"") if n < SLOTS else xml) + f"<!-- {n} -->".encode()
             (site / f".{n}.xml").write_bytes(data)
             (site / f".{n}.xml").rename(site / "scan" / f"{n}.xml")
-        docs = d.wait_documents(len(ACTIONS) + 1, timeout=60, settled=True)
+        docs = d.wait_documents(SLOTS + 1, timeout=60, settled=True)
         held = sorted(doc.id for doc in docs if doc.state == "quarantined")
-        assert len(held) == len(ACTIONS), [(doc.id, doc.state, doc.problems) for doc in docs]
-        for argv, doc in zip(ACTIONS, held):
-            cli(d.config, *[a.format(doc=doc) for a in argv])
+        assert len(held) == SLOTS, [(doc.id, doc.state, doc.problems) for doc in docs]
+        for slot, argv in ACTIONS:
+            cli(d.config, *argv_for(d.config, argv, held[slot]))
         acted = utc(now_dt())
         with Ledger(ledger_path) as ledger:
             last_event = ledger.last_event_id()
@@ -98,10 +111,10 @@ def test_operator_actions_survive_a_restore(kind, tmp_path, samples_dir, request
     before = the_trail(d.config, held)
     events = json.loads(before["json"])["events"]
     assert events[-1]["event"] >= last_event
-    for argv, doc in zip(ACTIONS, held):
+    for slot, argv in ACTIONS:
         reason = argv[argv.index("--reason") + 1]
-        acts = [e for e in events if e["document"] == doc and reason in (e["reason"] or "")]
-        assert acts and all(e["actor"].startswith("cli:") for e in acts), (argv, doc, acts)
+        acts = [e for e in events if e["document"] == held[slot] and reason in (e["reason"] or "")]
+        assert acts and all(e["actor"].startswith("cli:") for e in acts), (argv, held[slot], acts)
     shutil.rmtree(site / "state")
 
     dest = tmp_path / "restored"
@@ -109,7 +122,7 @@ def test_operator_actions_survive_a_restore(kind, tmp_path, samples_dir, request
     assert not report["problems"], report
     restored = dest / "restored.toml"
     after = the_trail(restored, held)
-    assert len(before["documents"].splitlines()) == len(ACTIONS) + 1
+    assert len(before["documents"].splitlines()) == SLOTS + 1
     assert after["documents"] == before["documents"]
     assert after["shown"] == before["shown"]
     assert after["json"] == before["json"]
