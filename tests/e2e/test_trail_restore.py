@@ -48,8 +48,8 @@ def target_entry(kind: str, tmp_path: Path, request) -> dict:
     if kind == "file":
         (tmp_path / "nas").mkdir()
         return {"name": "copy", "url": f"file://{tmp_path / 'nas'}"}
-    seaweed = request.getfixturevalue("seaweed")
-    return seaweed.target_config(seaweed.make_bucket(), prefix="agent", name="copy")
+    server = request.getfixturevalue("seaweed")
+    return server.target_config(server.make_bucket(), prefix="agent", name="copy")
 
 
 def the_trail(config: Path, held: list[int]) -> dict:
