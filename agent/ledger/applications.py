@@ -18,6 +18,7 @@ from typing import Any
 from agent.errors import AgentError
 
 PENDING, APPROVED, DECLINED = "pending", "approved", "declined"
+APPLICATIONS_SCHEMA = 19   # the migration that added the table; read-only ledgers may be older
 APPLICATION_STATES = (PENDING, APPROVED, DECLINED)
 _JSON_COLUMNS = ("changes", "held_problems")
 
@@ -82,12 +83,16 @@ class ApplicationsMixin:
 
     def applications_of(self, doc_id: int) -> list[dict[str, Any]]:
         """Every application about the document, oldest first."""
+        if self.schema_version < APPLICATIONS_SCHEMA:
+            return []
         rows = self.conn.execute("SELECT * FROM applications WHERE document_id = ? ORDER BY id", (doc_id,))
         return [_row(r) for r in rows]
 
     def list_applications(self, *, state: str | None = None, limit: int | None = 50) -> list[dict[str, Any]]:
         """Applications, newest first, with the document's invoice number and
         state; only `state` when given; at most `limit` (None: all)."""
+        if self.schema_version < APPLICATIONS_SCHEMA:
+            return []
         where, params = ("WHERE a.state = ?", [state]) if state else ("", [])
         sql = ("SELECT a.*, d.invoice_number, d.state AS doc_state_now FROM applications a "
                f"JOIN documents d ON d.id = a.document_id {where} ORDER BY a.id DESC")
@@ -106,6 +111,8 @@ class ApplicationsMixin:
 
     def pending_summary(self) -> dict[str, Any]:
         """How many applications are pending and when the oldest was filed."""
+        if self.schema_version < APPLICATIONS_SCHEMA:
+            return {"pending": 0, "oldest_filed_at": None}
         n, oldest = self.conn.execute("SELECT count(*), min(filed_at) FROM applications WHERE state = ?",
                                       (PENDING,)).fetchone()
         return {"pending": n, "oldest_filed_at": oldest}
