@@ -54,7 +54,7 @@ url = "file://{nas}"
         assert len(held) == 2, [(doc.id, doc.state, doc.problems) for doc in docs]
 
         cli(d.config, "amend", str(held[0]), "--set", "number=00008006", "--reason", "补录：号码见纸质发票")
-        cli(d.config, "reject", str(held[1]), "--reason", "作废发票，供应商已重开")
+        cli(d.config, "reject", str(held[1]), "--reason", "作废发票，供应商已重开", "--yes")
         acted = utc(now_dt())
 
         def snapshot_after_the_actions():
