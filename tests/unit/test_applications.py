@@ -244,3 +244,28 @@ def test_the_trail_of_all_this_verifies(ledger):
     with reader.snapshot():
         assert list(verify_chain(reader.chain(), reader.head())) == []
     assert T0 < T1
+
+
+def test_audit_ledger_finds_a_pending_application_whose_document_moved_on(ledger, tmp_path):
+    from agent.audit import audit_ledger
+    from agent.audit_rules import AuditSettings
+
+    def not_held():
+        return [v for v in audit_ledger(ledger, tmp_path / "vault", AuditSettings(destinations=DESTS),
+                                        now=dt.datetime(2024, 6, 1, 2, tzinfo=dt.timezone.utc))
+                if v.code == "application-not-held"]
+
+    doc_id = add_doc(ledger, invoice(), "a")
+    out = file_amend(ledger, doc_id, {"date": "2024-05-20"})
+    assert not_held() == []
+    # Moved on around the application (a hand-edited ledger, an older version).
+    ledger.transition(doc_id, State.VALID, now=T1, actor="x", reason="around it")
+    [found] = not_held()
+    assert found.document == doc_id and out.number in found.message
+
+
+def test_the_applications_migration_is_the_one_the_ledger_checks_for():
+    from agent.ledger.applications import APPLICATIONS_SCHEMA
+    from agent.ledger.schema import MIGRATIONS
+
+    assert "CREATE TABLE applications" in MIGRATIONS[APPLICATIONS_SCHEMA - 1]
