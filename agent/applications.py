@@ -141,7 +141,9 @@ def classify(invoice: Invoice, parsed: dict[str, Any], problem_codes: frozenset[
         if any(new is None or values_differ(v, new) for v in authority.values()):
             kind = CONFLICT
         elif old is None:
-            kind = SAME if new is None else FILL
+            # Empty, but read once and replaced since (cleared by an earlier
+            # 补录): filling it again replaces that reading.
+            kind = SAME if new is None else CORRECTION if invoice.replaced.get(name) else FILL
         elif new is not None and not values_differ(old, new):
             kind = SAME
         else:
@@ -304,11 +306,22 @@ def decline(ledger: Ledger, number: str, *, reason: str, settings: ValidationSet
         state = doc.state
         if doc.state in HELD_STATES and fields_digest(doc.fields) == app["fields_sha256"]:
             invoice = Invoice.from_dict(doc.fields or {})
+            details = {"application": app["number"]}
             ledger.transition(doc.id, State.EXTRACTED, now=now, actor=decider.actor, expect=doc.state,
-                              duplicate_of=None, details={"application": app["number"]},
+                              duplicate_of=None, details=details,
                               reason=f"{app['number']} declined: judged again with the values it has")
-            state = judge(ledger, doc.id, invoice, settings=settings, destinations=destinations, today=today,
-                          now=now, actor=decider.actor, reason_prefix="after decline: ").value
+            if invoice.is_invoice:
+                state = judge(ledger, doc.id, invoice, settings=settings, destinations=destinations, today=today,
+                              now=now, actor=decider.actor, reason_prefix="after decline: ").value
+            else:   # it was not_invoice, which nothing but reading makes it: a person decides again
+                why = invoice.not_invoice_reason or "not an invoice"
+                ledger.transition(doc.id, State.QUARANTINED, now=now, actor=decider.actor, details=details,
+                                  reason=f"after decline: not-invoice: {why}", problems=[{
+                                      "code": "not-invoice", "severity": "error", "field": None,
+                                      "message": f"read as no invoice ({why}); {app['number']} to make it one was "
+                                                 "declined: amend it again or reject it",
+                                      "message_zh": f"识别为非发票（{why}）；补录申请 {app['number']} 已被驳回"}])
+                state = State.QUARANTINED.value
         ledger.set_application_outcome(app["number"], state)
         return Outcome(app["number"], app["kind"], DECLINED, app["approval"], doc.id, state, app["changes"] or {})
 

@@ -269,3 +269,27 @@ def test_the_applications_migration_is_the_one_the_ledger_checks_for():
     from agent.ledger.schema import MIGRATIONS
 
     assert "CREATE TABLE applications" in MIGRATIONS[APPLICATIONS_SCHEMA - 1]
+
+
+def test_filling_a_field_an_earlier_bl_cleared_is_no_fill(ledger):
+    inv = invoice()
+    inv.fields["buyer_name"] = inv.fields["buyer_name"].__class__("上海某某有限公", "ocr")
+    doc_id = add_doc(ledger, inv, "a")
+    approve(ledger, file_amend(ledger, doc_id, {"buyer_name": ""}).number)
+    assert ledger.get(doc_id).fields["buyer_name"] is None
+    again = file_amend(ledger, doc_id, {"buyer_name": "随便一家公司"})
+    assert (again.changes["buyer_name"]["kind"], again.state) == ("correction", "pending")
+
+
+def test_a_declined_amend_of_a_not_invoice_leaves_it_for_a_person_never_queued(ledger):
+    doc_id, _ = ledger.add_document(sha256="n" * 64, size=10, media_type="pdf", source_kind="ingest", source="/in",
+                                    original_name="trip.pdf", original_path="/in/trip.pdf", now=T0, actor="daemon:1")
+    full = invoice()
+    full.is_invoice, full.not_invoice_reason = False, "a trip list"
+    from agent.pipeline import invoice_columns
+    ledger.transition(doc_id, State.NOT_INVOICE, now=T0, actor="daemon:1", reason="a trip list",
+                      **invoice_columns(full))
+    out = file_amend(ledger, doc_id, {"total": "114.00"})
+    assert out.state == "pending" and ledger.get(doc_id).state == "quarantined"
+    assert decline(ledger, out.number).document_state == "quarantined"
+    assert [p["code"] for p in ledger.get(doc_id).problems] == ["not-invoice"]
