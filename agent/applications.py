@@ -10,21 +10,8 @@ service/access.py), the fields before and after, and the decision. Every
 filing and decision is an event carrying the actor, the reason and the
 number, written in the same transaction as the state change it causes.
 
-Which values are authoritative. A field's value counts as *carried* by the
-document when one of these sources read it (its current value, a reading in
-conflict with it, or a reading an earlier 补录 replaced, `Invoice.replaced`):
-- `qr`: the invoice QR payload (kind, code, number, date, check code,
-  amount; the raw text; the title implied by kind and code), unless the
-  document carries `qr-crc` (the payload's check field does not match: a
-  doubtful reading, so correcting it is an ordinary correction). A payload
-  with no check field still counts: it is the issuer's structured data.
-- `xml`: the 数电 / e-invoice XML (a file, or the one attached in an OFD).
-- `ofd`: anything read from the OFD package's own data (CustomDatas, tags,
-  the text objects of its pages): the content its signature covers. The
-  reading by position is ours, but of signed text: a false conflict costs a
-  second pair of eyes, a missed one lets one person overrule signed data.
-Not carried: `pdf-text`, `ocr`, `image` (readings of a picture of the
-invoice) and `manual` (an operator's own earlier value).
+Which values are authoritative, and how each change is classified:
+`agent/application_rules.py`.
 
 Each changed field is a `fill` (no value), `same` (the value it has), a
 `correction` (replaces a reading that is not carried) or a `conflict`
@@ -51,22 +38,18 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any, Sequence
+from typing import Sequence
 
 from agent import amend as hand
+from agent.application_rules import FILL, SAME, classify, held_problems, needs_why, shown
 from agent.errors import AgentError, IllegalTransition
 from agent.judgement import judge, settle_key
 from agent.ledger import Ledger
 from agent.ledger.applications import APPROVED, DECLINED, PENDING
 from agent.ledger.rows import parse_utc
-from agent.model import Invoice, State, values_differ
+from agent.model import Invoice, State
 from agent.validate import ValidationSettings, validate
 
-AUTHORITATIVE_SOURCES = frozenset({"qr", "xml", "ofd"})
-SOURCE_NAMES = {"qr": "the QR code", "xml": "the 数电 XML", "ofd": "the OFD's signed data"}
-SOURCE_NAMES_ZH = {"qr": "二维码", "xml": "数电XML", "ofd": "OFD签名数据"}
-FILL, SAME, CORRECTION, CONFLICT = "fill", "same", "correction", "conflict"
 SELF, OTHER = "self", "other"
 # Where a pending application keeps its document: never valid or queued.
 HELD_STATES = (State.QUARANTINED.value, State.DUPLICATE.value)
@@ -107,50 +90,6 @@ class Outcome:
 def filing_day(now: str) -> str:
     """`YYYYMMDD` of the ledger timestamp `now` in China (UTC+8)."""
     return (parse_utc(now) + FILING_OFFSET).strftime("%Y%m%d")
-
-
-def carried(invoice: Invoice, name: str, problem_codes: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """source -> value of every authoritative reading of field `name` (see
-    the module docstring): the field's value, its conflicting readings and
-    those an earlier 补录 replaced. The QR's count only without `qr-crc` in
-    the invoice's or `problem_codes`."""
-    crc_failed = "qr-crc" in problem_codes or any(p.code == "qr-crc" for p in invoice.problems)
-    readings: dict[str, Any] = {}
-    field = invoice.fields.get(name)
-    if field is not None:
-        readings.setdefault(field.source, field.value)
-    for c in invoice.conflicts:
-        if c.field == name:
-            for source, value in c.values.items():
-                readings.setdefault(source, value)
-    for source, value in invoice.replaced.get(name, {}).items():
-        readings.setdefault(source, value)
-    return {s: v for s, v in readings.items()
-            if s in AUTHORITATIVE_SOURCES and v is not None and not (s == "qr" and crc_failed)}
-
-
-def classify(invoice: Invoice, parsed: dict[str, Any], problem_codes: frozenset[str] = frozenset()) -> dict:
-    """{field: {old, old_source, new, kind, carried}} for operator values
-    `parsed` (typed, as `amend.parse_value` gives them) against `invoice`;
-    kind is fill, same, correction or conflict (module docstring)."""
-    out = {}
-    for name, new in parsed.items():
-        field = invoice.fields.get(name)
-        old = invoice.get(name)
-        authority = carried(invoice, name, problem_codes)
-        if any(new is None or values_differ(v, new) for v in authority.values()):
-            kind = CONFLICT
-        elif old is None:
-            # Empty, but read once and replaced since (cleared by an earlier
-            # 补录): filling it again replaces that reading.
-            kind = SAME if new is None else CORRECTION if invoice.replaced.get(name) else FILL
-        elif new is not None and not values_differ(old, new):
-            kind = SAME
-        else:
-            kind = CORRECTION
-        out[name] = {"old": _plain(old), "old_source": field.source if field and old is not None else None,
-                     "new": _plain(new), "kind": kind, "carried": {s: _plain(v) for s, v in authority.items()}}
-    return out
 
 
 def file_amend(ledger: Ledger, doc_id: int, values: dict[str, str], *, reason: str | None,
@@ -201,9 +140,7 @@ def file_accept(ledger: Ledger, doc_id: int, *, reason: str, destinations: Seque
     reason = hand.required_reason(reason, "accept")
     with ledger.transaction():
         doc = ledger.get(doc_id)
-        number = _file(ledger, doc, "accept", SELF, reason=reason, now=now, filer=filer)
-        _decide(ledger, number, doc_id, APPROVED, decider=filer, now=now,
-                reason="accept is the approver's own decision")
+        number = _self_decided(ledger, doc, "accept", reason, now, filer, "accept is the approver's own decision")
         state = hand.accept(ledger, doc_id, reason=reason, destinations=destinations, now=now,
                             actor=filer.actor, application=number)
         ledger.set_application_outcome(number, State(state).value)
@@ -218,9 +155,8 @@ def file_reject(ledger: Ledger, doc_id: int, *, reason: str, settings: Validatio
     reason = hand.required_reason(reason, "reject")
     with ledger.transaction():
         doc = ledger.get(doc_id)
-        number = _file(ledger, doc, "reject", SELF, reason=reason, now=now, filer=filer)
-        _decide(ledger, number, doc_id, APPROVED, decider=filer, now=now,
-                reason="a rejection delivers nothing; `reopen` undoes it")
+        number = _self_decided(ledger, doc, "reject", reason, now, filer,
+                               "a rejection delivers nothing; `reopen` undoes it")
         state = hand.reject(ledger, doc_id, reason=reason, settings=settings, destinations=destinations,
                             today=today, now=now, actor=filer.actor, application=number)
         ledger.set_application_outcome(number, State(state).value)
@@ -240,9 +176,8 @@ def file_reopen(ledger: Ledger, doc_id: int, *, reason: str, settings: Validatio
         doc = ledger.get(doc_id)
         if doc.state != State.REJECTED.value:
             raise IllegalTransition(f"document {doc_id} is {doc.state}; only rejected documents can be reopened")
-        number = _file(ledger, doc, "reopen", SELF, reason=reason, now=now, filer=filer)
-        _decide(ledger, number, doc_id, APPROVED, decider=filer, now=now,
-                reason="a reopened document waits in quarantine for a decision")
+        number = _self_decided(ledger, doc, "reopen", reason, now, filer,
+                               "a reopened document waits in quarantine for a decision")
         mark = {"code": "reopened", "severity": "error", "field": None,
                 "message": f"rejected, then reopened by {filer.person} ({number}): {reason}; "
                            "amend, accept or reject it",
@@ -326,19 +261,6 @@ def decline(ledger: Ledger, number: str, *, reason: str, settings: ValidationSet
         return Outcome(app["number"], app["kind"], DECLINED, app["approval"], doc.id, state, app["changes"] or {})
 
 
-def needs_why(app: dict) -> str:
-    """Why an application needs a second person, in one clause."""
-    changes = app.get("changes") or {}
-    conflicts = {n: c for n, c in changes.items() if c["kind"] == CONFLICT}
-    if conflicts:
-        said = "; ".join(f"{n} ({', '.join(SOURCE_NAMES.get(s, s) + ': ' + str(v) for s, v in c['carried'].items())})"
-                         for n, c in conflicts.items())
-        return f"it changes what the invoice itself carries: {said} (four eyes)"
-    if any(c["kind"] == CORRECTION for c in changes.values()):
-        return "it replaces values read from the document (four eyes)"
-    return "[access] self_approve_empty_fields is off, so filled fields need four eyes too"
-
-
 def fields_digest(fields: dict | None) -> str:
     """SHA-256 of a document's fields as stored (key order ignored): an
     application is stale once its document's digest differs."""
@@ -366,7 +288,7 @@ def _decided(app: dict) -> str:
 
 def _file(ledger: Ledger, doc, kind: str, approval: str, *, reason: str, now: str, filer: Operator,
           changes: dict | None = None) -> str:
-    held = _held_problems(changes or {}, filer) if approval == OTHER else None
+    held = held_problems(changes or {}, filer.person) if approval == OTHER else None
     number = ledger.file_application(day=filing_day(now), document_id=doc.id, kind=kind, approval=approval,
                                      filed_at=now, filed_by=filer.actor, filer=filer.person, reason=reason,
                                      doc_state=doc.state, fields_sha256=fields_digest(doc.fields),
@@ -375,11 +297,17 @@ def _file(ledger: Ledger, doc, kind: str, approval: str, *, reason: str, now: st
         ledger.set_held_problems(number, [{**p, "message": p["message"].replace("{number}", number),
                                            "message_zh": p["message_zh"].replace("{number}", number)}
                                           for p in held])
-    said = "; ".join(f"{n} {_shown(c['old'])} -> {_shown(c['new'])} ({c['kind']})" for n, c in (changes or {}).items())
+    said = "; ".join(f"{n} {shown(c['old'])} -> {shown(c['new'])} ({c['kind']})" for n, c in (changes or {}).items())
     ledger.note(doc.id, now=now, actor=filer.actor,
                 reason=f"{number} filed: {kind}{' ' + said if said else ''}: {reason}",
                 details={"application": number, "action": "filed", "kind": kind, "reason": reason,
                          "filer": filer.person, "approval": approval, **({"changes": changes} if changes else {})})
+    return number
+
+
+def _self_decided(ledger: Ledger, doc, kind: str, reason: str, now: str, filer: Operator, why: str) -> str:
+    number = _file(ledger, doc, kind, SELF, reason=reason, now=now, filer=filer)
+    _decide(ledger, number, doc.id, APPROVED, decider=filer, reason=why, now=now)
     return number
 
 
@@ -394,37 +322,5 @@ def _decide(ledger: Ledger, number: str, doc_id: int, state: str, *, decider: Op
                          **({"reason": reason} if reason else {})})
 
 
-def _held_problems(changes: dict, filer: Operator) -> list[dict]:
-    out = []
-    for name, c in changes.items():
-        if c["kind"] == SAME:
-            continue
-        sources = [s for s in c["carried"] if values_differ(c["carried"][s], c["new"]) or c["new"] is None]
-        clash = ", ".join(SOURCE_NAMES.get(s, s) for s in sources)
-        clash_zh = "、".join(SOURCE_NAMES_ZH.get(s, s) for s in sources)
-        out.append({
-            "code": "application-pending", "severity": "error", "field": name,
-            "message": (f"{{number}} would change {name} from {_shown(c['old'])} to {_shown(c['new'])}"
-                        + (f", against {clash} ({c['kind']})" if c["kind"] == CONFLICT else f" ({c['kind']})")
-                        + f"; it waits for an approver other than {filer.person}"),
-            "message_zh": (f"补录申请 {{number}} 拟将 {name} 由 {_shown(c['old'])} 改为 {_shown(c['new'])}"
-                           + (f"，与{clash_zh}所载不符" if c["kind"] == CONFLICT else "")
-                           + f"；待 {filer.person} 以外的审批人审批"),
-        })
-    return out
-
-
 def _clean(reason: str | None) -> str | None:
     return reason.strip() if reason and reason.strip() else None
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return f"{value:.2f}"
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return value
-
-
-def _shown(value: Any) -> str:
-    return "(none)" if value is None else str(value)

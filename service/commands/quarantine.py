@@ -10,6 +10,7 @@ import click
 import sys
 
 from agent import amend as lib
+from agent import application_rules as rules
 from agent import applications as apps
 from agent.errors import AgentError, NotFoundInLedger
 from agent.ledger import Document, Ledger
@@ -286,15 +287,15 @@ def application_line(out: apps.Outcome, who: apps.Operator) -> str:
     what = f"{out.kind} of document {out.document_id}"
     if out.state == "pending":
         return (f"{out.number} filed: {what}, waiting for an approver other than {who.person} "
-                f"(`fapiao-agent approve {out.number}`): " + apps.needs_why({"changes": out.changes}))
+                f"(`fapiao-agent approve {out.number}`): " + rules.needs_why({"changes": out.changes}))
     if out.approval == "self" and out.state == "approved":
         return f"{out.number} filed and approved by {who.person}: {what}"
     return f"{out.number} {out.state} by {who.person}: {what}"
 
 
 def _kind(c: dict) -> str:
-    if c["kind"] == apps.CONFLICT:
-        return "conflict: " + ", ".join(f"{apps.SOURCE_NAMES.get(s, s)} says {v}" for s, v in c["carried"].items())
+    if c["kind"] == rules.CONFLICT:
+        return "conflict: " + ", ".join(f"{rules.SOURCE_NAMES.get(s, s)} says {v}" for s, v in c["carried"].items())
     return {"fill": "fills an empty field", "same": "no change", "correction": "replaces a reading"}[c["kind"]]
 
 

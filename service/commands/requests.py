@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from agent import application_rules as rules
 from agent import applications as apps
 from agent.errors import AgentError
 from agent.ledger import Ledger
@@ -111,12 +112,12 @@ def show_command(ctx: click.Context, number: str, as_json: bool) -> None:
     echo(f"filed     {story['filed_at']} by {story['filed_by']} ({human_age(story['age_s'])} ago)")
     echo(f"reason    {story['reason']}")
     for name, c in (story["changes"] or {}).items():
-        carried = "".join(f"; {apps.SOURCE_NAMES.get(s, s)} says {v}" for s, v in c["carried"].items())
+        carried = "".join(f"; {rules.SOURCE_NAMES.get(s, s)} says {v}" for s, v in c["carried"].items())
         echo(f"change    {name}: {c['old'] if c['old'] is not None else '(none)'}"
              + (f" [{c['old_source']}]" if c["old_source"] else "")
              + f" -> {c['new'] if c['new'] is not None else '(none)'}  ({c['kind']}{carried})")
     if story["state"] == "pending":
-        needs = apps.needs_why(app) if app["approval"] == apps.OTHER else "its filer"
+        needs = rules.needs_why(app) if app["approval"] == apps.OTHER else "its filer"
         echo(f"decision  pending: an approver other than {story['filer']} decides ({needs})")
     else:
         echo(f"decision  {story['state']} by {story['decided_by']} at {story['decided_at']}"

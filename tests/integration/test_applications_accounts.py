@@ -93,7 +93,7 @@ def test_four_eyes_self_approval_and_the_trail_with_real_accounts(site, accounts
     listed = cli(accounts.reader, cfg, "requests", "--state", "pending", "--json")
     assert listed.returncode == 0 and [json.loads(x)["number"] for x in listed.stdout.splitlines()] == [number]
     assert number in cli(accounts.reader, cfg, "quarantine").stdout
-    assert f"applications  1 pending" in cli(accounts.reader, cfg, "status").stdout
+    assert "applications  1 pending" in cli(accounts.reader, cfg, "status").stdout
 
     # The filer, an approver too, cannot approve their own conflict.
     own = as_person(accounts, both, cfg, "approve", number)

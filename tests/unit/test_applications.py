@@ -7,6 +7,7 @@ import datetime as dt
 
 import pytest
 
+from agent import application_rules as rules
 from agent import applications as apps
 from agent.amend import AmendError
 from agent.errors import IllegalTransition
@@ -116,10 +117,10 @@ def test_a_correction_of_an_ocr_reading_needs_a_second_person_too(ledger):
 def test_a_qr_that_failed_its_crc_is_not_authoritative():
     inv = Invoice()
     inv.offer("date", dt.date(2020, 8, 5), "qr")
-    assert apps.classify(inv, {"date": dt.date(2026, 11, 1)})["date"]["kind"] == "conflict"
-    assert apps.classify(inv, {"date": dt.date(2026, 11, 1)}, frozenset({"qr-crc"}))["date"]["kind"] == "correction"
-    assert apps.classify(inv, {"date": None})["date"]["kind"] == "conflict"   # clearing it too
-    assert apps.classify(inv, {"date": dt.date(2020, 8, 5)})["date"]["kind"] == "same"
+    assert rules.classify(inv, {"date": dt.date(2026, 11, 1)})["date"]["kind"] == "conflict"
+    assert rules.classify(inv, {"date": dt.date(2026, 11, 1)}, frozenset({"qr-crc"}))["date"]["kind"] == "correction"
+    assert rules.classify(inv, {"date": None})["date"]["kind"] == "conflict"   # clearing it too
+    assert rules.classify(inv, {"date": dt.date(2020, 8, 5)})["date"]["kind"] == "same"
 
 
 def test_an_approved_override_stays_a_conflict_for_the_next_amend(ledger):
