@@ -126,7 +126,7 @@ def parse_value(name: str, raw: str) -> Any:
 
 def amend(ledger: Ledger, doc_id: int, values: dict[str, str], *, reason: str | None,
           settings: ValidationSettings, destinations: Sequence[str], today: dt.date,
-          now: str, actor: str) -> State:
+          now: str, actor: str, application: str | None = None) -> State:
     """Record operator values (source `manual`) on a document and judge it again.
 
     Every value is parsed before anything is written; a bad one raises
@@ -141,16 +141,16 @@ def amend(ledger: Ledger, doc_id: int, values: dict[str, str], *, reason: str | 
     become `superseded` (never repeated under the new key without an
     explicit `requeue --destination`; `superseded_by_amend` lists them),
     and every duplicate of the old key is judged again (`settle_key`).
+    `application` (a 补录 number) goes into the event; a document that a
+    pending application holds is refused (IllegalTransition).
     """
     if not values:
         raise AmendError("nothing to amend: give at least one --set name=value")
     parsed = {_field_name(name): parse_value(name, raw) for name, raw in values.items()}
     with ledger.transaction():
         doc = ledger.get(doc_id)
-        if State(doc.state) not in AMENDABLE:
-            raise IllegalTransition(
-                f"document {doc_id} is {doc.state}; amend works on "
-                f"{', '.join(s.value for s in AMENDABLE)} documents")
+        refuse_if_held(ledger, doc_id)
+        check_amendable(doc)
         invoice = Invoice.from_dict(doc.fields or {})
         old = doc.fields or {}
         changes = {}
@@ -159,6 +159,8 @@ def amend(ledger: Ledger, doc_id: int, values: dict[str, str], *, reason: str | 
             changes[name] = {"old": old.get(name), "old_source": (old.get("sources") or {}).get(name),
                              "new": invoice.to_dict()[name]}
         details: dict[str, Any] = {"source": "manual", "fields": changes}
+        if application:
+            details["application"] = application
         if reason and reason.strip():
             details["reason"] = reason.strip()
         if not invoice.is_invoice:
@@ -166,7 +168,8 @@ def amend(ledger: Ledger, doc_id: int, values: dict[str, str], *, reason: str | 
             details["was_not_invoice"] = invoice.not_invoice_reason or "not an invoice"
             invoice.is_invoice, invoice.not_invoice_reason = True, None
         said = "; ".join(f"{n} {_shown(c['old'])} -> {_shown(c['new'])}" for n, c in changes.items())
-        text = f"amended {said} (manual)" + (f": {details['reason']}" if "reason" in details else "")
+        text = (f"{application + ' ' if application else ''}amended {said} (manual)"
+                + (f": {details['reason']}" if "reason" in details else ""))
         ledger.transition(doc_id, State.EXTRACTED, now=now, actor=actor, expect=doc.state,
                           reason=text, details=details, duplicate_of=None, **invoice_columns(invoice))
         if invoice.key != doc.invoice_key:
@@ -180,6 +183,25 @@ def amend(ledger: Ledger, doc_id: int, values: dict[str, str], *, reason: str | 
         return state
 
 
+def field_name(name: str) -> str:
+    """The FIELD_NAMES name an operator's `name` stands for (`-` for `_`,
+    any case); raises AmendError for an unknown one."""
+    return _field_name(name)
+
+
+def required_reason(reason: str | None, what: str) -> str:
+    """The stripped reason; raises AmendError naming `what` when there is none."""
+    return _required(reason, what)
+
+
+def check_amendable(doc: Document) -> None:
+    """Raise IllegalTransition unless `amend` works from the document's state (AMENDABLE)."""
+    if State(doc.state) not in AMENDABLE:
+        raise IllegalTransition(
+            f"document {doc.id} is {doc.state}; amend works on "
+            f"{', '.join(s.value for s in AMENDABLE)} documents")
+
+
 def superseded_by_amend(ledger: Ledger, doc_id: int) -> list[dict]:
     """The document's deliveries held under another key than its own
     (`superseded`): [{destination, key}], for the warning an amend prints."""
@@ -188,18 +210,20 @@ def superseded_by_amend(ledger: Ledger, doc_id: int) -> list[dict]:
 
 
 def accept(ledger: Ledger, doc_id: int, *, reason: str, destinations: Sequence[str],
-           now: str, actor: str) -> State:
+           now: str, actor: str, application: str | None = None) -> State:
     """Let a quarantined document through despite its errors: quarantined ->
     valid, then queued when there are destinations, in one transaction. The
     event names `actor`, the reason and every overridden error; the problems
     stay on the document. Raises AmendError without a reason or for a
     document with no fields (unreadable: amend it first), IllegalTransition
     when the document is not quarantined or another live document is
-    already the copy of its invoice key (it would be delivered twice).
+    already the copy of its invoice key (it would be delivered twice), or
+    a pending application holds it. `application` goes into the event.
     Returns the new state."""
     reason = _required(reason, "accept")
     with ledger.transaction():
         doc = ledger.get(doc_id)
+        refuse_if_held(ledger, doc_id)
         if doc.state != State.QUARANTINED.value:
             raise IllegalTransition(f"document {doc_id} is {doc.state}; only quarantined documents can be accepted")
         if not doc.fields:
@@ -214,8 +238,9 @@ def accept(ledger: Ledger, doc_id: int, *, reason: str, destinations: Sequence[s
         overridden = [p for p in doc.problems if p.get("severity") == "error"]
         codes = ", ".join(sorted({p["code"] for p in overridden})) or "no errors"
         ledger.transition(doc_id, State.VALID, now=now, actor=actor, expect=State.QUARANTINED,
-                          reason=f"accepted over {codes}: {reason}",
-                          details={"reason": reason, "overridden": overridden})
+                          reason=f"{application + ' ' if application else ''}accepted over {codes}: {reason}",
+                          details={"reason": reason, "overridden": overridden,
+                                   **({"application": application} if application else {})})
         if destinations:
             ledger.queue_deliveries(doc_id, destinations, now=now, actor=actor)
             return State.QUEUED
@@ -223,24 +248,39 @@ def accept(ledger: Ledger, doc_id: int, *, reason: str, destinations: Sequence[s
 
 
 def reject(ledger: Ledger, doc_id: int, *, reason: str, settings: ValidationSettings,
-           destinations: Sequence[str], today: dt.date, now: str, actor: str) -> State:
+           destinations: Sequence[str], today: dt.date, now: str, actor: str,
+           application: str | None = None) -> State:
     """End a document for good (-> rejected) with the operator's reason in
     the event, and judge again every duplicate that pointed at it, in one
     transaction (`settle_key`: one of them may now be the invoice's copy).
     Raises AmendError without a reason, IllegalTransition from a state that
-    cannot be rejected (the document is then unchanged)."""
+    cannot be rejected or when a pending application holds the document
+    (it is then unchanged). `application` goes into the event."""
     reason = _required(reason, "reject")
     with ledger.transaction():
         doc = ledger.get(doc_id)
+        refuse_if_held(ledger, doc_id)
         if State.REJECTED not in TRANSITIONS[State(doc.state)]:
             allowed = ", ".join(s.value for s in State if State.REJECTED in TRANSITIONS[s])
             raise IllegalTransition(f"document {doc_id} is {doc.state}; only {allowed} documents can be rejected")
         ledger.transition(doc_id, State.REJECTED, now=now, actor=actor, expect=doc.state,
-                          reason=f"rejected: {reason}", details={"reason": reason})
+                          reason=f"{application + ' ' if application else ''}rejected: {reason}",
+                          details={"reason": reason, **({"application": application} if application else {})})
         if doc.invoice_key:
             settle_key(ledger, doc.invoice_key, settings=settings, destinations=destinations,
                        today=today, now=now, actor=actor)
     return State.REJECTED
+
+
+def refuse_if_held(ledger: Ledger, doc_id: int) -> None:
+    """Raise IllegalTransition when a pending 补录 application holds the
+    document: it is decided first (`approve` / `decline`)."""
+    held = ledger.pending_application(doc_id)
+    if held is not None:
+        raise IllegalTransition(
+            f"document {doc_id} is held by the pending application {held['number']} (filed by {held['filer']}); "
+            f"an approver decides it first: fapiao-agent approve {held['number']} "
+            f"or fapiao-agent decline {held['number']} --reason TEXT")
 
 
 def quarantined(ledger: Ledger, *, sort: str = "received", limit: int | None = 50) -> list[Document]:

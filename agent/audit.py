@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from agent.amend import AMENDABLE
+from agent.applications import HELD_STATES
 from agent.audit_files import source_violations, walk_vault
 from agent.audit_rules import AuditSettings, Progress, Violation, violation
 from agent.ledger import Ledger, utc
@@ -34,9 +35,10 @@ from agent.watched import unhandled_files
 
 
 # The operator's commands (docs/states.md, "Moving documents by hand"): reject,
-# amend (back to extracted), accept, retry / requeue. They are no way forward.
+# reopen, amend (back to extracted), accept, retry / requeue. They are no way forward.
 def _operator_move(old: State, new: State) -> bool:
     return (new == State.REJECTED or (new == State.EXTRACTED and old in AMENDABLE)
+            or (old == State.REJECTED and new == State.QUARANTINED)      # reopen
             or (old == State.QUARANTINED and new == State.VALID)
             or (new == State.QUEUED and old in (State.FAILED, State.MISSING, State.DELIVERED,
                                                 State.CONFIRMED)))
@@ -80,6 +82,7 @@ def audit_ledger(ledger: Ledger, vault_root: str | Path, settings: AuditSettings
         yield from source_violations(q, settings)
         yield from _documents(q, settings, now, progress)
         yield from _keys(q)
+        yield from _applications_not_held(q)
         yield from _keys_delivered_twice(q)
         referenced = q.referenced_objects()
     found: set[str] = set()
@@ -217,6 +220,12 @@ def _keys(q: LedgerAudit) -> Iterator[Violation]:
         ids = sorted(int(i) for i in k["ids"].split(","))
         yield violation("key-twice", f"invoice {k['invoice_key']} is carried by live documents "
                  f"{', '.join(map(str, ids))}", document=ids[0])
+
+
+def _applications_not_held(q: LedgerAudit) -> Iterator[Violation]:
+    for a in q.pending_not_held(HELD_STATES):
+        yield violation("application-not-held", f"{a['number']} is pending, but the document is {a['state']}: "
+                        "it could move on before the application is decided", document=a["document_id"])
 
 
 def _keys_delivered_twice(q: LedgerAudit) -> Iterator[Violation]:

@@ -33,6 +33,8 @@ RULES: dict[str, tuple[int, str]] = {
     "unknown-state": (3, "a document in a state the model does not know"),
     "end-without-reason": (3, "a document in an end state without an event giving the reason"),
     "quarantined-without-problem": (3, "a quarantined document whose problems are empty"),
+    "application-not-held": (3, "a document with a pending 补录 application that is neither quarantined nor a "
+                                "duplicate (it could be delivered before the decision)"),
     "no-delivery-rows": (3, "a document in a delivery state without any delivery row"),
     "rows-disagree": (3, "a document whose state is not what its delivery rows add up to"),
     "duplicate-without-original": (4, "a duplicate that names no document, or one that does not exist"),

@@ -41,6 +41,10 @@ def judge(ledger: Ledger, doc_id: int, invoice: Invoice, *, settings: Validation
 
 def _judge(ledger: Ledger, doc_id: int, invoice: Invoice, *, settings: ValidationSettings,
            destinations: Sequence[str], today: dt.date, now: str, actor: str, reason_prefix: str) -> State:
+    held = ledger.pending_application(doc_id)
+    if held is not None:
+        return _hold(ledger, doc_id, invoice, held, settings=settings, today=today, now=now, actor=actor,
+                     reason_prefix=reason_prefix)
     key = invoice.key
     holder = ledger.key_holder(key, exclude_id=doc_id) if key else None
     if holder is not None and holder.replaceable and not has_errors(validate(invoice, settings, today=today)):
@@ -66,6 +70,28 @@ def _judge(ledger: Ledger, doc_id: int, invoice: Invoice, *, settings: Validatio
         ledger.queue_deliveries(doc_id, destinations, now=now, actor=actor)
         return State.QUEUED
     return State.VALID
+
+
+def _hold(ledger: Ledger, doc_id: int, invoice: Invoice, held: dict, *, settings: ValidationSettings,
+          today: dt.date, now: str, actor: str, reason_prefix: str) -> State:
+    # A document a pending 补录 application holds is never made valid or
+    # queued: it waits in quarantine with the application's problems first,
+    # or, when another document is its key's live copy, as that one's
+    # duplicate (two live copies of one key would both be delivered).
+    key = invoice.key
+    holder = ledger.key_holder(key, exclude_id=doc_id) if key else None
+    own = validate(invoice, settings, today=today, duplicate_of=holder.id if holder else None)
+    problems = list(held.get("held_problems") or []) + [p.to_dict() for p in own]
+    why = f"{reason_prefix}held: {held['number']} waits for a decision"
+    details = {"application": held["number"], "held": True}
+    if holder is not None:
+        ledger.transition(doc_id, State.DUPLICATE, now=now, actor=actor, problems=problems, duplicate_of=holder.id,
+                          reason=f"{why}; same invoice {key} as document {holder.id} ({holder.state})",
+                          details=details)
+        return State.DUPLICATE
+    ledger.transition(doc_id, State.QUARANTINED, now=now, actor=actor, problems=problems, reason=why,
+                      details=details)
+    return State.QUARANTINED
 
 
 def _demote(ledger: Ledger, holder_id: int, *, to: int, key: str, settings: ValidationSettings,

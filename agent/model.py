@@ -51,7 +51,7 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.FAILED: frozenset({State.QUEUED, State.REJECTED, State.QUARANTINED, State.EXTRACTED}),
     State.DUPLICATE: frozenset({State.EXTRACTED, State.REJECTED}),
     State.NOT_INVOICE: frozenset({State.EXTRACTED, State.REJECTED}),
-    State.REJECTED: frozenset(),
+    State.REJECTED: frozenset({State.QUARANTINED}),   # `reopen` (an operator's application)
     State.SUPERSEDED: frozenset(),
 }
 
@@ -162,6 +162,10 @@ class Invoice:
     problems: list[Problem] = dataclasses.field(default_factory=list)
     page: int | None = None          # 1-based page in a multi-invoice file
     not_invoice_reason: str | None = None
+    # field -> {source: value}: what sources read before an operator's value
+    # replaced it (the first reading of each source is kept), so a later
+    # 补录 still knows what the QR, XML or OFD carried (agent/applications.py).
+    replaced: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def get(self, name: str, default: Any = None) -> Any:
         """The field's value, or `default` when nobody gave it."""
@@ -191,9 +195,22 @@ class Invoice:
             self.conflicts.append(Conflict(name, {existing.source: existing.value, source: value}))
 
     def set_manual(self, name: str, value: Any) -> None:
-        """Overwrite a field with an operator's value (source `manual`)."""
+        """Overwrite a field with an operator's value (source `manual`). What
+        other sources had read for it (its value and its conflicts) is kept
+        in `replaced`, each source's first reading only."""
         if name not in FIELD_NAMES:
             raise ValueError(f"unknown invoice field {name!r}")
+        kept = self.replaced.setdefault(name, {})
+        old = self.fields.get(name)
+        if old is not None and old.source != "manual" and old.value is not None:
+            kept.setdefault(old.source, old.value)
+        for c in self.conflicts:
+            if c.field == name:
+                for source, v in c.values.items():
+                    if source != "manual" and v is not None:
+                        kept.setdefault(source, v)
+        if not kept:
+            del self.replaced[name]
         self.fields[name] = Field(value, "manual")
         self.conflicts = [c for c in self.conflicts if c.field != name]
 
@@ -229,6 +246,8 @@ class Invoice:
             out["page"] = self.page
         if self.not_invoice_reason:
             out["not_invoice_reason"] = self.not_invoice_reason
+        if self.replaced:
+            out["replaced"] = {n: {s: _jsonable(n, v) for s, v in by.items()} for n, by in self.replaced.items()}
         return out
 
     @classmethod
@@ -243,6 +262,7 @@ class Invoice:
         inv.conflicts = [Conflict(c["field"], {s: _parse(c["field"], v) for s, v in c["values"].items()})
                          for c in d.get("conflicts", [])]
         inv.problems = [Problem.from_dict(p) for p in d.get("problems", [])]
+        inv.replaced = {n: {s: _parse(n, v) for s, v in by.items()} for n, by in (d.get("replaced") or {}).items()}
         for it in d.get("items", []):
             inv.items.append(LineItem(**{k: (Decimal(v) if k in {"amount", "tax", "rate", "quantity", "unit_price"} and v is not None else v)
                                          for k, v in it.items()}))

@@ -51,7 +51,9 @@ def _accept_config_anywhere(cmd: click.Command) -> None:
     if isinstance(cmd, click.Group):
         for sub in cmd.commands.values():
             _accept_config_anywhere(sub)
-    elif not any("--config" in p.opts for p in cmd.params):
+        if not cmd.invoke_without_command:   # a group that also runs alone (`requests`) takes it too
+            return
+    if not any("--config" in p.opts for p in cmd.params):
         cmd.params.append(click.Option(["--config"], type=click.Path(dir_okay=False), expose_value=False,
                                        callback=_late_config, is_eager=True,
                                        help="Config file (same as the global --config)."))

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from agent.applications import Operator
 from agent.config import Config, load_config
 from agent.errors import AgentError, ConfigError
 from agent.ledger import Ledger, utc
@@ -42,6 +43,19 @@ def actor(prefix: str = "cli", service_user: str | None = None) -> str:
     (see service/access.py). `service_user` defaults to the running
     command's [access] service_user."""
     return access.actor(prefix, service_user or _service_user())
+
+
+def operator(prefix: str = "cli") -> Operator:
+    """Who is acting, for 补录 applications: the trail's actor (as `actor`)
+    and the person four eyes compares (the account behind a trusted sudo,
+    else the effective account; never LOGNAME/USER)."""
+    who = access.identity(_service_user())
+    return Operator(actor=f"{prefix}:{who.label()}", person=who.invoker or who.name)
+
+
+def self_approve_empty_fields(cfg: Config) -> bool:
+    """[access] self_approve_empty_fields (default true)."""
+    return bool(cfg.access.get("self_approve_empty_fields", True))
 
 
 def _service_user() -> str:

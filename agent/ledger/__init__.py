@@ -29,6 +29,7 @@ from agent.ledger.deliveries import DeliveriesMixin
 from agent.ledger.backups import BackupsMixin
 from agent.ledger.source_actions import SourceActionsMixin
 from agent.ledger.trail import TrailMixin
+from agent.ledger.applications import ApplicationsMixin
 from agent.ledger.rows import Document, Event, Source, utc
 
 __all__ = ["Ledger", "Document", "Event", "Source", "utc"]
@@ -36,7 +37,7 @@ __all__ = ["Ledger", "Document", "Event", "Source", "utc"]
 BUSY_TIMEOUT_MS = 30_000
 
 
-class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin, TrailMixin):
+class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin, TrailMixin, ApplicationsMixin):
     """One connection to the ledger file. Not shared between threads: open
     one Ledger per thread or process (they coordinate through SQLite)."""
 

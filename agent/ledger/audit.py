@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from agent.ledger.delivery_reports import _ACTIVE, UNDELIVERED_ROW_STATES
+from agent.ledger.applications import APPLICATIONS_SCHEMA
 from agent.ledger.schema import LATEST
 from agent.ledger.rows import SnapshotReader
 
@@ -70,6 +71,16 @@ class LedgerAudit(SnapshotReader):
             "SELECT invoice_key, group_concat(id) AS ids FROM documents "
             f"WHERE invoice_key IS NOT NULL AND state NOT IN ({marks}) "
             "GROUP BY invoice_key HAVING count(*) > 1 ORDER BY min(id)", tuple(not_counted))
+
+    def pending_not_held(self, held_states: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+        """Pending applications whose document is in none of `held_states`
+        (number, document_id, state); none on a ledger older than them."""
+        if self.conn.execute("PRAGMA user_version").fetchone()[0] < APPLICATIONS_SCHEMA:
+            return iter(())
+        marks = ",".join("?" * len(held_states))
+        return self._stream(
+            "SELECT a.number, a.document_id, d.state FROM applications a JOIN documents d ON d.id = a.document_id "
+            f"WHERE a.state = 'pending' AND d.state NOT IN ({marks}) ORDER BY a.id", tuple(held_states))
 
     def keys_delivered_twice(self) -> Iterator[dict[str, Any]]:
         """(destination, key, ids) where more than one document has a

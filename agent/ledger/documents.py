@@ -23,6 +23,8 @@ SORTS = {"received": "received_at DESC, id DESC", "date": "invoice_date DESC, id
 _SENT = ("(doc.state IN ('delivering', 'delivered', 'confirmed', 'missing') OR EXISTS (SELECT 1 FROM deliveries d "
          "WHERE d.document_id = doc.id AND (d.state IN ('delivering', 'delivered', 'confirmed', 'missing') "
          "OR d.delivered_key = doc.invoice_key)))")
+# A document a pending 补录 application holds (agent/applications.py).
+_HELD = "EXISTS (SELECT 1 FROM applications a WHERE a.document_id = doc.id AND a.state = 'pending')"
 # The order documents are read in (0 first): of a format invoices come in and
 # at least 128 bytes, or not. The very text of the index of migration 19.
 EXTRACT_RANK = ("(CASE WHEN media_type IN ('pdf', 'ofd', 'xml', 'png', 'jpeg', 'tiff', 'bmp', 'gif', 'webp') "
@@ -32,18 +34,21 @@ _UPDATABLE = frozenset({"fields", "problems", "invoice_key", "invoice_number", "
 
 
 class KeyHolder(NamedTuple):
-    """The live copy of an invoice key: its id, state, and whether any of
-    its deliveries may have reached a destination."""
+    """The live copy of an invoice key: its id, state, whether any of its
+    deliveries may have reached a destination, and whether a pending 补录
+    application holds it."""
 
     id: int
     state: str
     sent: bool
+    held: bool = False
 
     @property
     def replaceable(self) -> bool:
         """True when a copy that passes validation should take its place:
-        it is held (quarantined) or unjudged, and nothing of it was sent."""
-        return self.state in (State.QUARANTINED.value, State.EXTRACTED.value) and not self.sent
+        it is quarantined or unjudged, nothing of it was sent, and no pending
+        application holds it (the application decides about it first)."""
+        return self.state in (State.QUARANTINED.value, State.EXTRACTED.value) and not self.sent and not self.held
 
 
 class DocumentsMixin:
@@ -232,12 +237,12 @@ class DocumentsMixin:
         live = [s.value for s in State if s not in (*NOT_COUNTED, State.CAPTURED)]
         marks = ",".join("?" * len(live))
         row = self.conn.execute(
-            f"SELECT id, state, {_SENT} AS sent, CASE WHEN {_SENT} THEN 4 "
+            f"SELECT id, state, {_SENT} AS sent, {_HELD} AS held, CASE WHEN {_SENT} THEN 4 "
             "WHEN state IN ('valid', 'queued', 'failed') THEN 3 WHEN state = 'quarantined' THEN 2 "
             "ELSE 1 END AS rank "
             f"FROM documents doc WHERE invoice_key = ? AND state IN ({marks}) AND id IS NOT ? "
             "ORDER BY rank DESC, id LIMIT 1", (invoice_key, *live, exclude_id)).fetchone()
-        return KeyHolder(row["id"], row["state"], bool(row["sent"])) if row else None
+        return KeyHolder(row["id"], row["state"], bool(row["sent"]), bool(row["held"])) if row else None
 
     def documents_with_key(self, invoice_key: str | None) -> list[Document]:
         """Every document carrying `invoice_key` (none for None), in id order."""

@@ -334,6 +334,41 @@ MIGRATIONS: list[str] = [
         pinned_at TEXT NOT NULL
     );
     """,
+    # 19: 补录 applications (agent/applications.py): every amend, accept,
+    # reject and reopen is an application with a number BL-YYYYMMDD-NNNN,
+    # the sequence per filing day taken from these rows in the filing
+    # transaction, so numbers stay unique and in order across processes and
+    # a restored ledger goes on from its own rows. A pending one holds its
+    # document (quarantined, or a duplicate of its key's live copy) until an
+    # approver other than its filer decides it where four eyes are needed.
+    """
+    CREATE TABLE applications (
+        id INTEGER PRIMARY KEY,
+        number TEXT NOT NULL UNIQUE,          -- BL-YYYYMMDD-NNNN
+        day TEXT NOT NULL,                    -- YYYYMMDD, the filing date (UTC+8)
+        seq INTEGER NOT NULL,                 -- 1, 2, ... per day
+        document_id INTEGER NOT NULL REFERENCES documents(id),
+        kind TEXT NOT NULL,                   -- amend | accept | reject | reopen
+        state TEXT NOT NULL,                  -- pending | approved | declined
+        approval TEXT NOT NULL,               -- self (the filer decides) | other (four eyes)
+        filed_at TEXT NOT NULL,
+        filed_by TEXT NOT NULL,               -- the actor, as in events
+        filer TEXT NOT NULL,                  -- the person (compared for four eyes)
+        reason TEXT NOT NULL,
+        doc_state TEXT NOT NULL,              -- the document's state when filed
+        fields_sha256 TEXT NOT NULL,          -- its fields when filed: a change makes it stale
+        changes TEXT,                         -- JSON {field: {old, old_source, new, kind, carried}}
+        held_problems TEXT,                   -- JSON problems shown while it is pending
+        decided_at TEXT,
+        decided_by TEXT,
+        decider TEXT,
+        decision_reason TEXT,
+        outcome TEXT,                         -- the document's state after the decision
+        UNIQUE (day, seq)
+    );
+    CREATE INDEX applications_state ON applications(state, filed_at);
+    CREATE INDEX applications_document ON applications(document_id, state);
+    """,
 ]
 
 # Python steps run after a migration's SQL, inside its transaction, keyed by

@@ -1,4 +1,5 @@
-"""`fapiao-agent quarantine`, `amend`, `accept`, `reject`: what needs a person, and the person's hand."""
+"""`fapiao-agent quarantine`, `amend`, `accept`, `reject`, `reopen`: what needs a
+person, and the person's hand. Each hand is a 补录 application (agent/applications.py)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,15 @@ from typing import Callable
 
 import click
 
+import sys
+
 from agent import amend as lib
+from agent import application_rules as rules
+from agent import applications as apps
 from agent.errors import AgentError, NotFoundInLedger
 from agent.ledger import Document, Ledger
-from service.context import (actor, destination_names, echo_json, fail, load, now, open_ledger, today,
-                             validation_settings)
+from service.context import (destination_names, echo_json, fail, load, now, open_ledger, operator,
+                             self_approve_empty_fields, today, validation_settings)
 from service.textsafe import echo
 
 
@@ -38,7 +43,9 @@ Examples:
   fapiao-agent quarantine --json | jq -r '.problems[].code' | sort | uniq -c
 \b
 Then, for each document: fix what was misread with `amend`, let it through
-as it is with `accept`, or end it with `reject`.""")
+as it is with `accept`, or end it with `reject`. A document held by a
+pending 补录 application shows `application-pending` first: an approver
+decides it with `approve BL-...` or `decline BL-...` (see `requests`).""")
 @click.option("--sort", type=click.Choice(lib.QUARANTINE_SORTS), default="received", show_default=True,
               help="Newest received, newest invoice date, or largest amount first.")
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
@@ -72,29 +79,43 @@ def command(ctx: click.Context, sort: str, limit: int, as_json: bool) -> None:
 
 @click.command("amend", epilog="""\b
 Examples:
-  fapiao-agent amend 12 --set number=12345678 --set date=2024-03-15
-  fapiao-agent amend 25379266878000000370 --set total=6.50 --reason "QR unreadable"
+  fapiao-agent amend 12 --set number=12345678 --set date=2024-03-15 --reason "scan: QR unreadable"
+  fapiao-agent amend 25379266878000000370 --set total=6.50 --reason "纸质发票金额"
   fapiao-agent amend 3 --set seller_tax_id=915001025636387295 --reason "typo on the scan"
 \b
 Fields: kind title code number date check_code amount tax total
 total_in_words buyer_name buyer_tax_id seller_name seller_tax_id qr.
 Money is yuan with at most 2 decimals (1234.50); dates are YYYY-MM-DD;
-an empty value (--set code=) clears a field.""")
+an empty value (--set code=) clears a field.
+\b
+Who decides:
+  filling fields no source read     you, at once ([access] self_approve_empty_fields,
+                                    default true)
+  changing what the QR code, the    a member of approve_group other than you
+  数电 XML or the OFD's data carried  (four eyes); until then the document is
+  (a conflict), or any other value  held in quarantine, the change shown first
+\b
+Exit status: 0 done; 1 the document is still quarantined (held, or still
+failing); 2 bad input; 3 not allowed.""")
 @click.argument("ref", metavar="ID")
 @click.option("--set", "assignments", multiple=True, required=True, metavar="NAME=VALUE",
               help="A field's correct value; repeat for several fields.")
-@click.option("--reason", default=None, help="Why, for the audit log (recommended).")
+@click.option("--reason", required=True, help="Why (the paper copy, the vendor's mail...): kept with the "
+              "application and in the audit trail.")
 @click.pass_context
-def amend_command(ctx: click.Context, ref: str, assignments: tuple[str, ...], reason: str | None) -> None:
-    """Correct (补录) fields of a document and validate it again.
+def amend_command(ctx: click.Context, ref: str, assignments: tuple[str, ...], reason: str) -> None:
+    """File a 补录 application correcting fields of a document.
 
-    The values are recorded with source `manual`, and the event log keeps
-    your OS user, the time, and each old and new value. The document then
-    goes through validation again: when it passes it is queued for delivery;
-    when it still fails it stays quarantined (exit status 1) with the
-    remaining reasons printed. The original file in the vault is never
-    changed. ID is a document id, a SHA-256 prefix or an invoice number.
-    Works on quarantined, valid, duplicate and not_invoice documents.
+    The application gets a number (BL-YYYYMMDD-NNNN) and records the fields
+    before and after, you (your real account, also behind sudo) and the
+    reason. When it may be approved at once, the values are recorded with
+    source `manual` and the document is validated again: queued when it
+    passes, still quarantined (exit 1) with the remaining reasons when not.
+    Otherwise it waits for an approver (`requests`, `approve`, `decline`)
+    and the document is held in quarantine meanwhile. The original file in
+    the vault is never changed. ID is a document id, a SHA-256 prefix or an
+    invoice number. Works on quarantined, valid, queued, failed, duplicate
+    and not_invoice documents.
 
     A new number that another document already holds makes this one its
     duplicate. Changing the number of an invoice already delivered somewhere
@@ -105,9 +126,12 @@ def amend_command(ctx: click.Context, ref: str, assignments: tuple[str, ...], re
     settings = validation_settings(cfg)
     values = _call(lambda: lib.parse_assignments(assignments))
     with open_ledger(cfg) as ledger:
-        _act(ledger, ref, lambda doc_id, who: lib.amend(
-            ledger, doc_id, values, reason=reason, settings=settings,
-            destinations=destination_names(cfg), today=today(), now=now(), actor=who))
+        doc = resolve(ledger, ref)
+        _, after = act(ledger, doc, lambda who: apps.file_amend(
+            ledger, doc.id, values, reason=reason, settings=settings, destinations=destination_names(cfg),
+            today=today(), now=now(), filer=who, self_approve_empty=self_approve_empty_fields(cfg)))
+    if after.state == "quarantined" or is_held(after):
+        raise SystemExit(1)
 
 
 @click.command("accept", epilog="""\b
@@ -118,39 +142,81 @@ Example:
 @click.option("--reason", required=True, help="Why the errors may be overridden; kept in the audit log.")
 @click.pass_context
 def accept_command(ctx: click.Context, ref: str, reason: str) -> None:
-    """Let a quarantined document through despite its errors.
+    """Let a quarantined document through despite its errors (approvers only).
 
-    The document becomes valid and is queued for delivery. The event log
-    records your OS user, the reason and every error overridden; the
+    Filed as a 补录 application (BL-...) that is your own decision as an
+    approver. The document becomes valid and is queued for delivery. The
+    trail records your account, the reason and every error overridden; the
     problems stay visible on the document (`show ID`). A document that could
-    not be read at all has nothing to deliver: `amend` it first.
+    not be read at all has nothing to deliver: `amend` it first. A document
+    held by a pending application is decided with `approve`/`decline` first.
     """
     cfg = load(ctx)
     with open_ledger(cfg) as ledger:
-        _act(ledger, ref, lambda doc_id, who: lib.accept(
-            ledger, doc_id, reason=reason, destinations=destination_names(cfg), now=now(), actor=who))
+        doc = resolve(ledger, ref)
+        _, after = act(ledger, doc, lambda who: apps.file_accept(
+            ledger, doc.id, reason=reason, destinations=destination_names(cfg), now=now(), filer=who))
+    if after.state == "quarantined":
+        raise SystemExit(1)
 
 
 @click.command("reject", epilog="""\b
-Example:
+Examples:
   fapiao-agent reject 12 --reason "test invoice from the vendor's demo"
-""")
+  fapiao-agent reject 12 --reason "作废发票" --yes        no question (scripts)
+\b
+On a terminal it asks first; without a terminal (a script, a pipe) it
+refuses unless --yes is given. `reopen ID --reason` brings it back.""")
 @click.argument("ref", metavar="ID")
 @click.option("--reason", required=True, help="Why the document ends here; kept in the audit log.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
-def reject_command(ctx: click.Context, ref: str, reason: str) -> None:
-    """End a document for good: it is never delivered.
+def reject_command(ctx: click.Context, ref: str, reason: str, yes: bool) -> None:
+    """Take a document out of delivery: it is never delivered unless reopened.
 
-    Works on quarantined, queued, failed, duplicate and not_invoice
-    documents. The original stays in the vault and the event log records
-    your OS user and the reason. Its duplicates (other copies of the same
-    invoice) are judged again at once: one of them may be delivered instead.
+    Filed as a 补录 application (BL-...) decided by you. Works on
+    quarantined, queued, failed, duplicate and not_invoice documents. The
+    original stays in the vault and the trail records your account and the
+    reason. Its duplicates (other copies of the same invoice) are judged
+    again at once: one of them may be delivered instead.
     """
     cfg = load(ctx)
     with open_ledger(cfg) as ledger:
-        _act(ledger, ref, lambda doc_id, who: lib.reject(
-            ledger, doc_id, reason=reason, settings=validation_settings(cfg),
-            destinations=destination_names(cfg), today=today(), now=now(), actor=who))
+        doc = resolve(ledger, ref)
+        if not yes:
+            what = f"document {doc.id} ({doc.state}, invoice {doc.invoice_number or '-'}, {doc.original_name or '-'})"
+            if not sys.stdin.isatty():
+                fail(f"reject asks before it ends {what}, and there is no terminal to ask on: "
+                     "add --yes to reject it", code=2)
+            if not click.confirm(f"Reject {what}? It will not be delivered (`reopen` brings it back)",
+                                 default=False):
+                fail(f"document {doc.id} was not rejected")
+        act(ledger, doc, lambda who: apps.file_reject(
+            ledger, doc.id, reason=reason, settings=validation_settings(cfg),
+            destinations=destination_names(cfg), today=today(), now=now(), filer=who))
+
+
+@click.command("reopen", epilog="""\b
+Example:
+  fapiao-agent reopen 12 --reason "rejected by mistake: it is the March invoice, not a copy"
+""")
+@click.argument("ref", metavar="ID")
+@click.option("--reason", required=True, help="Why it comes back; kept in the audit log.")
+@click.pass_context
+def reopen_command(ctx: click.Context, ref: str, reason: str) -> None:
+    """Bring a rejected document back to quarantine.
+
+    Filed as a 补录 application (BL-...) decided by you. The document is
+    quarantined with a `reopened` error naming you and the reason, so it is
+    decided again with `amend`, `accept` or `reject`. When another copy of
+    the same invoice is live meanwhile, it comes back as that copy's duplicate.
+    """
+    cfg = load(ctx)
+    with open_ledger(cfg) as ledger:
+        doc = resolve(ledger, ref)
+        act(ledger, doc, lambda who: apps.file_reopen(
+            ledger, doc.id, reason=reason, settings=validation_settings(cfg),
+            destinations=destination_names(cfg), today=today(), now=now(), filer=who))
 
 
 def _call(fn: Callable):
@@ -160,46 +226,86 @@ def _call(fn: Callable):
         fail(str(e), code=2)
 
 
-def _act(ledger: Ledger, ref: str, action: Callable[[int, str], object]) -> None:
-    """Resolve ID, run `action(doc_id, actor)`, print one outcome line; exit 1 if still quarantined."""
-    who = actor()
+def resolve(ledger: Ledger, ref: str) -> Document:
+    """The one document ID names, or exit 1 with the reason."""
     try:
-        doc = lib.resolve(ledger, ref)
+        return lib.resolve(ledger, ref)
     except (NotFoundInLedger, lib.AmbiguousReference) as e:
         fail(str(e))
+
+
+def is_held(doc: Document) -> bool:
+    """True when the document is held by a pending application (it says so in its problems)."""
+    return any(p.get("code") == "application-pending" for p in doc.problems)
+
+
+def act(ledger: Ledger, doc: Document, action: Callable[[apps.Operator], apps.Outcome]):
+    """Run `action(operator)`, print the application line and one outcome
+    line per document it moved; returns (Outcome, the document after).
+    Exits 3 when four eyes refuse, 2 for bad input, 1 for other refusals."""
+    who = operator()
     seen = len(ledger.events(doc.id))
     superseded = lib.superseded_by_amend(ledger, doc.id)
     copies = {d.id: d.state for d in ledger.documents_with_key(doc.invoice_key) if d.id != doc.id}
     try:
-        _call(lambda: action(doc.id, who))
+        out = _call(lambda: action(who))
+    except apps.NeedsAnotherPerson as e:
+        fail(str(e), code=3)
     except AgentError as e:
         fail(str(e))
     after = ledger.get(doc.id)
+    echo(application_line(out, who))
+    for name, c in out.changes.items():
+        echo(f"  {name} {_shown(c['old'])}" + (f" [{c['old_source']}]" if c["old_source"] else "")
+             + f" -> {_shown(c['new'])}  ({_kind(c)})")
     for row in lib.superseded_by_amend(ledger, doc.id):
         if row not in superseded:
             echo(f"warning: document {doc.id} was already delivered to {row['destination']} under invoice "
-                       f"key {row['key']}; that delivery is now superseded and it is not sent there again "
-                       f"under {after.invoice_key or 'its new key'}. To deliver it there again: "
-                       f"fapiao-agent requeue {doc.id} --destination {row['destination']} "
-                       f"(and remove the copy under {row['key']} there by hand)", err=True)
+                 f"key {row['key']}; that delivery is now superseded and it is not sent there again "
+                 f"under {after.invoice_key or 'its new key'}. To deliver it there again: "
+                 f"fapiao-agent requeue {doc.id} --destination {row['destination']} "
+                 f"(and remove the copy under {row['key']} there by hand)", err=True)
     # Only our own moves (a daemon may act on the document meanwhile);
     # the intermediate `extracted` is how amend re-enters validation, not news.
     path = [doc.state] + [e.to_state for e in ledger.events(doc.id)[seen:]
-                          if e.actor == who and e.to_state and e.to_state != "extracted"]
-    echo(f"document {doc.id}: {' -> '.join(path)}{_note(after)}")
+                          if e.actor == who.actor and e.to_state and e.to_state != "extracted"]
+    echo(f"document {doc.id}: {' -> '.join(path)}{_note(after, out)}")
     # Other copies of the invoice judged again because of this act.
     for other in ledger.documents_with_key(doc.invoice_key) + ledger.documents_with_key(
             after.invoice_key if after.invoice_key != doc.invoice_key else None):
         if other.id != doc.id and other.state != copies.get(other.id, other.state):
             echo(f"document {other.id} (a copy of invoice {other.invoice_key}): "
-                       f"{copies[other.id]} -> {other.state}{_note(other)}")
+                 f"{copies[other.id]} -> {other.state}{_note(other)}")
     if after.state == "quarantined":
         for line in _problem_lines([p for p in after.problems if p.get("severity") == "error"]):
             echo(line)
-        raise SystemExit(1)
+    return out, after
 
 
-def _note(doc: Document) -> str:
+def application_line(out: apps.Outcome, who: apps.Operator) -> str:
+    """`BL-... filed ...`: what became of the application, in one line."""
+    what = f"{out.kind} of document {out.document_id}"
+    if out.state == "pending":
+        return (f"{out.number} filed: {what}, waiting for an approver other than {who.person} "
+                f"(`fapiao-agent approve {out.number}`): " + rules.needs_why({"changes": out.changes}))
+    if out.approval == "self" and out.state == "approved":
+        return f"{out.number} filed and approved by {who.person}: {what}"
+    return f"{out.number} {out.state} by {who.person}: {what}"
+
+
+def _kind(c: dict) -> str:
+    if c["kind"] == rules.CONFLICT:
+        return "conflict: " + ", ".join(f"{rules.SOURCE_NAMES.get(s, s)} says {v}" for s, v in c["carried"].items())
+    return {"fill": "fills an empty field", "same": "no change", "correction": "replaces a reading"}[c["kind"]]
+
+
+def _shown(value) -> str:
+    return "(none)" if value is None else str(value)
+
+
+def _note(doc: Document, out: apps.Outcome | None = None) -> str:
+    if out is not None and out.state == "pending":
+        return f" (held until {out.number} is decided)"
     warnings = sum(1 for p in doc.problems if p.get("severity") == "warning")
     errors = sorted({p["code"] for p in doc.problems if p.get("severity") == "error"})
     if doc.state == "duplicate":
@@ -213,4 +319,4 @@ def _note(doc: Document) -> str:
     return ""
 
 
-extra_commands = (amend_command, accept_command, reject_command)
+extra_commands = (amend_command, accept_command, reject_command, reopen_command)

@@ -25,6 +25,7 @@ def status_report(ledger: Ledger, cfg) -> dict:
     return {
         "states": ledger.counts(),
         "refused": ledger.refusal_summary(),
+        "applications": ledger.pending_summary(),
         "oldest_unfinished": oldest,
         "oldest_unfinished_age_s": age_seconds(oldest, at),
         "last_activity": ledger.last_activity(),
@@ -67,7 +68,7 @@ def _pid_exists(pid) -> bool:
 
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: states (every state, zeros "
-              "included), refused (count, last_at), oldest_unfinished, last_activity, daemon, ledger, vault, delivery "
+              "included), refused (count, last_at), applications (pending, oldest_filed_at), oldest_unfinished, last_activity, daemon, ledger, vault, delivery "
               "(sla_breaches, and per destination backlog, health, breaker, maintenance_until), "
               "backup (per target backlog, pause, last put, verify and snapshot; see `backup status`).")
 @click.pass_context
@@ -86,6 +87,10 @@ def command(ctx: click.Context, as_json: bool) -> None:
     refused = report["refused"]
     echo(f"{'refused':>12}  {refused['count']}" + (f"  (files and attachments not taken, each "
                f"with its reason; the last at {refused['last_at']})" if refused["count"] else ""))
+    pending = report["applications"]
+    if pending["pending"]:
+        echo(f"{'applications':>12}  {pending['pending']} pending  (补录 waiting for an approver, the oldest "
+             f"filed {pending['oldest_filed_at']}: `fapiao-agent requests --state pending`)")
     echo(f"oldest unfinished: {human_age(report['oldest_unfinished_age_s'])}"
                + (f" (since {report['oldest_unfinished']})" if report["oldest_unfinished"] else ""))
     echo(f"last activity:     {report['last_activity'] or 'never'}")
@@ -194,7 +199,10 @@ def show_command(ctx, ref: str, as_json: bool) -> None:
         for doc in docs:
             detail = {**doc.to_dict(), "sources": [vars(s) for s in ledger.sources(doc.id)],
                       "events": [vars(e) for e in ledger.events(doc.id)],
-                      "deliveries": ledger.deliveries_of(doc.id), **_duplicate_detail(ledger, doc)}
+                      "deliveries": ledger.deliveries_of(doc.id), **_duplicate_detail(ledger, doc),
+                      "applications": [{k: a[k] for k in ("number", "kind", "state", "filer", "filed_at", "reason",
+                                                          "decider", "decided_at", "decision_reason")}
+                                       for a in ledger.applications_of(doc.id)]}
             if as_json:
                 echo_json(detail)
             else:
@@ -230,6 +238,11 @@ def _print_detail(d: dict) -> None:
             for a in dl.get("attempts_log", []):
                 echo(f"      {a['at']}  {a['outcome']}" + (f"  {a['error']}" if a["error"] else "")
                            + (f"  (next attempt {a['next_attempt_at']})" if a.get("next_attempt_at") else ""))
+    if d.get("applications"):
+        echo("  补录 applications (`requests show NUMBER`):")
+        for a in d["applications"]:
+            echo(f"    {a['number']}  {a['kind']:<7} {a['state']:<9} filed by {a['filer']}: {a['reason']}"
+                 + (f"; {a['state']} by {a['decider']}" if a["decider"] else ""))
     echo("  history:")
     for e in d["events"]:
         move = f"{e['from_state'] or ''} -> {e['to_state']}" if e["to_state"] else "note"

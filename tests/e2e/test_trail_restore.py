@@ -9,6 +9,7 @@ ledger passes `audit verify` and `audit ledger`."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -32,14 +33,21 @@ SAMPLE = "renoyuan__easyofd/original_invoice.xml"
 ACTIONS: list[tuple[int, list[str]]] = [
     (0, ["amend", "{doc}", "--set", "number=00000101", "--reason", "补录：号码见纸质发票"]),
     (1, ["accept", "{doc}", "--reason", "号码缺失，已与供应商核对"]),
-    (2, ["reject", "{doc}", "--reason", "作废发票，供应商已重开"]),
+    (2, ["reject", "{doc}", "--reason", "作废发票，供应商已重开", "--yes"]),
+    # A change to a value the XML carried waits for a second person (four
+    # eyes); as root, a trusted SUDO_UID names that person.
+    (3, ["amend", "{doc}", "--set", "buyer_name=北京某某科技有限公司", "--reason", "购买方名称以合同为准"]),
+    (3, ["approve", "{application}", "--reason", "已核对合同", "@SUDO_UID=65534"]),
 ]
 SLOTS = len({slot for slot, _ in ACTIONS})
 
 
 def cli(config: Path, *args: str) -> subprocess.CompletedProcess:
+    """The CLI run with ARGS; an argument `@NAME=VALUE` sets NAME in its environment instead."""
+    env = dict(os.environ) | dict(a[1:].split("=", 1) for a in args if a.startswith("@"))
+    args = tuple(a for a in args if not a.startswith("@"))
     r = subprocess.run([sys.executable, "-m", "service", "--config", str(config), *args], capture_output=True,
-                       timeout=120, cwd=config.parent)
+                       timeout=120, cwd=config.parent, env=env)
     assert r.returncode == 0, (args, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace"))
     return r
 

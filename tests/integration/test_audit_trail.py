@@ -66,7 +66,7 @@ def built(cfg: Path, tmp_path: Path, samples_dir: Path) -> Path:
     for i, name in enumerate(SAMPLES):
         (src / f"{i}-{Path(name).name}").write_bytes((samples_dir / name).read_bytes())
     assert cli(cfg, "ingest", str(src)).returncode == 0
-    r = cli(cfg, "reject", "1", "--reason", "重复报销，已线下处理")
+    r = cli(cfg, "reject", "1", "--reason", "重复报销，已线下处理", "--yes")
     assert r.returncode == 0, r.stderr.decode()
     code, report = verify(cfg)
     assert (code, report["breaks"]) == (0, [])

@@ -118,12 +118,27 @@ class Site:
         return add_judged(self.ledger, self.vault, inv, label, destinations=self.names, today=dt.date.today(),
                           now=_now())
 
-    def cli(self, *args: str):
+    def cli(self, *args: str, env: dict | None = None):
         from click.testing import CliRunner
 
         from service.cli import main
 
-        return CliRunner().invoke(main, ["--config", str(self.config_path), *args], catch_exceptions=False)
+        return CliRunner().invoke(main, ["--config", str(self.config_path), *args], env=env,
+                                  catch_exceptions=False)
+
+    def amend_approved(self, *args: str):
+        """`amend ARGS` (a reason added when none is given); when it waits for
+        four eyes, `approve` it as another person (as root, a trusted SUDO_UID
+        names `nobody`) and return that result instead."""
+        import re
+
+        if "--reason" not in args:
+            args = (*args, "--reason", "typed from the paper copy")
+        filed = self.cli("amend", *args)
+        pending = re.match(r"(BL-\d{8}-\d{4}) filed: ", filed.stdout)
+        if pending is None:
+            return filed
+        return self.cli("approve", pending[1], env={"SUDO_UID": "65534"})
 
     def deliver(self) -> list:
         """Every due delivery of every destination, each step's Result in order."""
