@@ -36,19 +36,22 @@ ACTIONS: list[tuple[int, list[str]]] = [
     (2, ["reject", "{doc}", "--reason", "作废发票，供应商已重开", "--yes"]),
     # A change to a value the XML carried waits for a second person (four
     # eyes); as root, a trusted SUDO_UID names that person.
-    (3, ["amend", "{doc}", "--set", "buyer_name=北京某某科技有限公司", "--reason", "购买方名称以合同为准"]),
+    (3, ["amend", "{doc}", "--set", "number=00000103", "--set", "buyer_name=北京某某科技有限公司", "--reason", "购买方名称以合同为准",
+         "@exit=1"]),  # filed, not yet in force: the document stays quarantined
     (3, ["approve", "{application}", "--reason", "已核对合同", "@SUDO_UID=65534"]),
 ]
 SLOTS = len({slot for slot, _ in ACTIONS})
 
 
 def cli(config: Path, *args: str) -> subprocess.CompletedProcess:
-    """The CLI run with ARGS; an argument `@NAME=VALUE` sets NAME in its environment instead."""
+    """The CLI run with ARGS, asserting exit status 0; an argument `@NAME=VALUE`
+    sets NAME in its environment instead, and `@exit=N` expects status N."""
     env = dict(os.environ) | dict(a[1:].split("=", 1) for a in args if a.startswith("@"))
+    expected = int(env.pop("exit", "0"))
     args = tuple(a for a in args if not a.startswith("@"))
     r = subprocess.run([sys.executable, "-m", "service", "--config", str(config), *args], capture_output=True,
                        timeout=120, cwd=config.parent, env=env)
-    assert r.returncode == 0, (args, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace"))
+    assert r.returncode == expected, (args, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace"))
     return r
 
 
