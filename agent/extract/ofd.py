@@ -9,8 +9,8 @@ disagreements become conflicts):
    IDs on the pages (source "ofd"); some issuers write these malformed
    (`<:eInvoice xmlns:="">`), so a regex reads them when XML parsing fails;
 4. the page text itself, for the title and the 大写 total that no tag names;
-5. the first page laid out by position (`ofd_geometry`), only for what 1–4
-   left empty: a face field, or goods lines that add up to the totals;
+5. the first page laid out by position (`ofd_geometry`, source "ofd-text"), only
+   for what 1–4 left empty: a face field, or goods lines that add up to the totals;
 6. with OCR, a first page drawn only as paths (no text at all) is rendered
    (`ofd_render`) and OCRed under the same checks as a scan.
 The QR image is often JBIG2 (unreadable here); PNG/JPEG/BMP ones are decoded
@@ -103,7 +103,7 @@ def _read_document(pkg: OfdPackage, body: Element, ocr: bool = False) -> Invoice
     if pages and (not inv.items or any(inv.get(name) is None for name in FACE_FIELDS)):
         # Printed but in no data part: read the face by position.
         parts = (parse_part(pkg, page.path) for page in first_page_parts(pages, templates))
-        offer_by_position(inv, read_by_position([p for p in parts if p is not None]), "ofd")
+        offer_by_position(inv, read_by_position([p for p in parts if p is not None]), "ofd-text")
     if inv.get("qr") is None:
         _offer_qr_images(inv, pkg, doc_dir)
     if inv.get("title") is None and inv.get("kind") is not None:
