@@ -71,7 +71,8 @@ FIELD_NAMES: tuple[str, ...] = (
     "buyer_name", "buyer_tax_id", "seller_name", "seller_tax_id", "qr",
 )
 MONEY_FIELDS = frozenset({"amount", "tax", "total"})
-SOURCES = frozenset({"qr", "xml", "ofd", "pdf-text", "ocr", "image", "manual"})
+# "ofd-text": an OFD page read by position (no data part names the value).
+SOURCES = frozenset({"qr", "xml", "ofd", "ofd-text", "pdf-text", "ocr", "image", "manual"})
 
 KIND_NAMES = {
     "01": "增值税专用发票",

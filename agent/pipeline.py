@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Sequence
 
 from agent.errors import AgentError, ExtractError
+from agent.extract.plausible import drop_dates_after
 from agent.judgement import judge, settle_duplicates
 from agent.ledger import Ledger
 from agent.ledger.rows import parse_utc, utc
@@ -107,9 +108,12 @@ def _apply(ledger: Ledger, doc_id: int, analysis: Analysis, *, settings: Validat
                           reason=problem.message, problems=[problem.to_dict()])
         return [doc_id]
     touched = []
+    arrived = arrival_day(ledger.get(doc_id).received_at)
     for i, inv_dict in enumerate(analysis.invoices):
         target = doc_id if i == 0 else ledger.add_part(doc_id, i + 1, now=now, actor=actor)
         invoice = Invoice.from_dict(inv_dict)
+        if invoice.is_invoice and arrived is not None:
+            drop_dates_after(invoice, arrived)
         if not invoice.is_invoice:
             ledger.transition(target, State.NOT_INVOICE, now=now, actor=actor, expect=State.CAPTURED,
                               reason=invoice.not_invoice_reason or "not an invoice",
@@ -121,6 +125,16 @@ def _apply(ledger: Ledger, doc_id: int, analysis: Analysis, *, settings: Validat
                   today=today, now=now, actor=actor)
         touched.append(target)
     return touched
+
+
+def arrival_day(received_at: str) -> dt.date | None:
+    """The day a document's file arrived, in China (UTC+8), where invoice
+    dates are written: a date read from the page may not be later. None
+    when the stored moment is not in the ledger's format."""
+    try:
+        return (parse_utc(received_at) + dt.timedelta(hours=8)).date()
+    except (TypeError, ValueError):
+        return None
 
 
 def record(ledger: Ledger, doc_id: int, analysis: Analysis, *, settings: ValidationSettings,

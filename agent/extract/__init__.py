@@ -12,6 +12,7 @@ import stat
 from pathlib import Path
 
 from agent.errors import AgentError, ExtractError
+from agent.extract.plausible import reconcile
 from agent.extract.sniff import sniff
 from agent.model import Invoice
 
@@ -31,6 +32,9 @@ def extract_bytes(data: bytes, *, name: str | None = None, ocr: bool = True) -> 
     `name` is used in messages only: the format comes from the content. A
     readable file that is not an invoice (a trip list whose QR is a URL) is
     returned as Invoice(is_invoice=False, not_invoice_reason=...).
+    Every invoice's QR amount is cross-checked with the print and values
+    read by position that fail a plausibility check are left empty
+    (`plausible.reconcile`).
     Raises only ExtractError: "empty", "unsupported-format", "limit-exceeded",
     and whatever the reader reports ("corrupt", "encrypted", "unsafe-xml",
     "no-qr" ...). A reader's unexpected exception becomes "corrupt".
@@ -50,6 +54,9 @@ def extract_bytes(data: bytes, *, name: str | None = None, ocr: bool = True) -> 
         raise ExtractError("unsupported-format", f"{label}not a PDF, OFD, invoice XML or image")
     try:
         invoices = _read(fmt, data, ocr)
+        for invoice in invoices:
+            # Every reader's sources, reconciled and checked in one place.
+            reconcile(invoice)
     except AgentError:
         raise
     except Exception as e:  # a reader bug or a parser choking: the file is what we can blame

@@ -4,13 +4,14 @@ Four places hold invoice data, read in this order (first value wins, later
 disagreements become conflicts):
 1. `OFD.xml` DocBody/DocInfo/CustomDatas: 发票号码, 开票日期, 合计金额 ... (source "ofd");
 2. the attached `original_invoice.xml` in the e-invoice 2019 schema (source "xml"),
-   whose fp:GraphCode is the QR text (source "qr");
+   whose fp:GraphCode is the QR text (source "qr"), and any attached XBRL
+   电子会计凭证 (`inv_ord_issuer_*.xml`: CodeOfInvoice, NumberOfInvoice ...);
 3. `Tags/CustomTag.xml` or `Tag_*.xml`, mapping field names to TextObject
    IDs on the pages (source "ofd"); some issuers write these malformed
    (`<:eInvoice xmlns:="">`), so a regex reads them when XML parsing fails;
 4. the page text itself, for the title and the 大写 total that no tag names;
-5. the first page laid out by position (`ofd_geometry`), only for what 1–4
-   left empty: a face field, or goods lines that add up to the totals;
+5. the first page laid out by position (`ofd_geometry`, source "ofd-text"), only
+   for what 1–4 left empty: a face field, or goods lines that add up to the totals;
 6. with OCR, a first page drawn only as paths (no text at all) is rendered
    (`ofd_render`) and OCRed under the same checks as a scan.
 The QR image is often JBIG2 (unreadable here); PNG/JPEG/BMP ones are decoded
@@ -58,6 +59,18 @@ TAG_FIELDS = {
     "BuyerName": "buyer_name", "BuyerTaxID": "buyer_tax_id",
     "SellerName": "seller_name", "SellerTaxID": "seller_tax_id",
 }
+# 电子会计凭证 XBRL (财政部 standard) element names. UniqueCodeOfInvoice is left
+# out on purpose: on older invoices it is 代码+号码 run together, 20 digits
+# that look like a 数电 number.
+XBRL_FIELDS = {
+    "CodeOfInvoice": "code", "NumberOfInvoice": "number", "DateOfIssue": "date",
+    "IdentifyingCode": "check_code", "TotalAmountExcludingTax": "amount", "TotalTaxAmount": "tax",
+    "TaxIncludedAmountInFigures": "total", "TaxIncludedAmountInWords": "total_in_words",
+    "NameOfPurchaser": "buyer_name", "NameOfSeller": "seller_name",
+    "TaxpayerIdentificationNumberUnifiedSocialCreditCodeOfPurchaser": "buyer_tax_id",
+    "TaxpayerIdentificationNumberUnifiedSocialCreditCodeOfSeller": "seller_tax_id",
+}
+_ATTACHMENT_SUFFIXES = (".xml", ".xbrl")
 ITEM_TAGS = ("Item", "TaxScheme", "Amount", "TaxAmount", "Price", "Quantity")
 _ID_FIELDS = {"code", "number", "check_code", "buyer_tax_id", "seller_tax_id"}
 
@@ -103,7 +116,7 @@ def _read_document(pkg: OfdPackage, body: Element, ocr: bool = False) -> Invoice
     if pages and (not inv.items or any(inv.get(name) is None for name in FACE_FIELDS)):
         # Printed but in no data part: read the face by position.
         parts = (parse_part(pkg, page.path) for page in first_page_parts(pages, templates))
-        offer_by_position(inv, read_by_position([p for p in parts if p is not None]), "ofd")
+        offer_by_position(inv, read_by_position([p for p in parts if p is not None]), "ofd-text")
     if inv.get("qr") is None:
         _offer_qr_images(inv, pkg, doc_dir)
     if inv.get("title") is None and inv.get("kind") is not None:
@@ -147,6 +160,8 @@ def _offer_value(inv: Invoice, name: str, text: str | None, source: str) -> None
         value = parse_date(text)
     elif name in _ID_FIELDS:
         value = re.sub(r"\s+", "", text)
+    elif name == "total_in_words":
+        value = strip_words_marks(text)
     else:
         value = text.strip()
     _offer_checked(inv, name, value, source)
@@ -162,10 +177,15 @@ def _offer_custom_datas(inv: Invoice, body: Element) -> None:
 
 
 def _offer_attachment(inv: Invoice, pkg: OfdPackage, doc: Element | None, doc_dir: str) -> None:
+    # Every XML attachment that carries invoice fields is read: the e-invoice
+    # 2019 or 数电 XML, and the 电子会计凭证 XBRL (inv_ord_issuer_*.xml ...).
     attachments_name = pkg.resolve(doc_dir, text_of(doc, "Attachments")) if doc is not None else None
-    candidates = [n for n in file_locs(pkg, attachments_name) if n.lower().endswith(".xml")]
+    candidates = [n for n in file_locs(pkg, attachments_name) if n.lower().endswith(_ATTACHMENT_SUFFIXES)]
     prefix = doc_dir.lower() + "/"
-    candidates += [n for n in pkg.names if n.lower().startswith(prefix) and n.lower().endswith("original_invoice.xml")]
+    candidates += [n for n in pkg.names if n.lower().startswith(prefix) and (
+        n.lower().endswith("original_invoice.xml")
+        or "/attachs/" in n.lower() and n.lower().endswith(_ATTACHMENT_SUFFIXES))]
+    structured = False
     for name in dict.fromkeys(candidates):
         root = parse_part(pkg, name)
         if root is None:
@@ -173,12 +193,21 @@ def _offer_attachment(inv: Invoice, pkg: OfdPackage, doc: Element | None, doc_di
                                         message=f"{name} is not well-formed XML; skipped"))
             continue
         kind = local_name(root.tag)
-        if kind in ("eInvoice", "e-invoice"):
+        if kind in ("eInvoice", "e-invoice") and not structured:
             _merge(inv, read_fp_invoice(root, "xml"))
-            return
-        if kind == "EInvoice":
+            structured = True
+        elif kind == "EInvoice" and not structured:
             _merge(inv, read_shudian(root, "xml"))
-            return
+            structured = True
+        elif kind == "xbrl":
+            _offer_xbrl(inv, root)
+
+
+def _offer_xbrl(inv: Invoice, root: Element) -> None:
+    for el in root.iter():
+        field_name = XBRL_FIELDS.get(local_name(el.tag))
+        if field_name:
+            _offer_value(inv, field_name, "".join(el.itertext()).strip() or None, "xml")
 
 
 def _merge(inv: Invoice, other: Invoice) -> None:

@@ -23,8 +23,8 @@ _TAG_REF_RE = re.compile(
     r"<(?:[\w.-]*:)?([\w.-]+)(?:\s[^>]*)?>\s*((?:<(?:[\w.-]*:)?ObjectRef\b[^>]*>\s*\d+\s*</(?:[\w.-]*:)?ObjectRef>\s*)+)<")
 _REF_RE = re.compile(r"<(?:[\w.-]*:)?ObjectRef\b([^>]*)>\s*(\d+)\s*<")
 _PAGE_REF_RE = re.compile(r"PageRef\s*=\s*[\"'](\d+)[\"']")
-_TEXT_OBJECT_RE = re.compile(
-    r"<(?:[\w.-]*:)?TextObject\b[^>]*?\bID\s*=\s*[\"'](\d+)[\"'][^>]*>(.*?)</(?:[\w.-]*:)?TextObject>", re.S)
+_TEXT_OBJECT_RE = re.compile(r"<(?:[\w.-]*:)?TextObject\b([^>]*)>(.*?)</(?:[\w.-]*:)?TextObject>", re.S)
+_ID_RE = re.compile(r"\bID\s*=\s*[\"'](\d+)[\"']")
 _TEXT_CODE_RE = re.compile(r"<(?:[\w.-]*:)?TextCode\b[^>]*>(.*?)</(?:[\w.-]*:)?TextCode>", re.S)
 
 
@@ -41,7 +41,8 @@ class OfdPage:
 
     @property
     def texts(self) -> dict[str, str]:
-        """TextObject ID -> its text (TextCodes stripped and joined)."""
+        """TextObject ID -> its text (TextCodes stripped and joined); objects
+        without an ID under "#n" keys, which no tag reference names."""
         if self._texts is None:
             self._texts = {}
             _load_page(self._pkg, self)
@@ -123,17 +124,25 @@ def _load_page(pkg: OfdPackage, page: OfdPage) -> None:
             raise
         # Malformed page XML: read the text objects with a regex.
         text = data.decode("utf-8", "replace")
-        for obj_id, body in _TEXT_OBJECT_RE.findall(text):
+        for attrs, body in _TEXT_OBJECT_RE.findall(text):
             codes = _TEXT_CODE_RE.findall(body)
+            obj_id = _first_group(_ID_RE, attrs) or _unnamed(page)
             page._texts.setdefault(obj_id, "".join(html.unescape(c).strip() for c in codes))
         return
     for el in root.iter():
         tag = local_name(el.tag)
         if tag == "Template" and el.get("TemplateID"):
             page._template_ids.append(el.get("TemplateID"))
-        elif tag == "TextObject" and el.get("ID"):
+        elif tag == "TextObject":
             codes = [c for c in el.iter() if local_name(c.tag) == "TextCode"]
-            page._texts.setdefault(el.get("ID"), "".join("".join(c.itertext()).strip() for c in codes))
+            obj_id = (el.get("ID") or "").strip() or _unnamed(page)
+            page._texts.setdefault(obj_id, "".join("".join(c.itertext()).strip() for c in codes))
+
+
+def _unnamed(page: OfdPage) -> str:
+    # A TextObject without an ID is still printed text (the title, the 大写):
+    # kept under a key no ObjectRef (digits) can name.
+    return f"#{len(page._texts)}"
 
 
 def file_locs(pkg: OfdPackage, listing_name: str | None) -> list[str]:

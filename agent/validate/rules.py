@@ -245,4 +245,15 @@ RULES: dict[str, Rule] = dict([
     _rule("ocr-disagrees", "warning", "a scan's print, read by OCR, agrees with its QR code", None),
     _rule("ocr-unverified", "warning", "every value OCR read passed its check (else it is left for 补录)", None),
     _rule("ocr-failed", "warning", "OCR could read the scanned page", None),
+    # Values read by position (PDF text, OFD page text, OCR) that fail a
+    # plausibility check are not stored (reported by extraction, see
+    # agent/extract/plausible.py): the field is empty, the read value named.
+    _rule("qr-amount-other", "warning", "the QR amount is the field its type says (else the print's is kept)", None),
+    _rule("implausible-name", "error", "a name read from the page holds no 密码区 characters or digit runs", None),
+    _rule("implausible-tax-id", "error", "a tax id read from the page is of a valid form", None),
+    _rule("implausible-code", "error", "a 发票代码 read from the page has a 代码's structure", None),
+    _rule("implausible-number", "error", "a 发票号码 read from the page has a 号码's structure", None),
+    _rule("implausible-check-code", "error", "a 校验码 read from the page has 20 digits", None),
+    _rule("implausible-sum", "error", "money read from the page adds up: 金额 + 税额 = 价税合计", None),
+    _rule("implausible-date", "error", "a date read from the page is not after the file arrived", None),
 ])
