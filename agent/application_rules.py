@@ -10,8 +10,9 @@ conflict with it, or a reading an earlier 补录 replaced, `Invoice.replaced`):
   with no check field still counts: it is the issuer's structured data.
 - `xml`: the 数电 / e-invoice XML (a file, or the one attached in an OFD).
 - `ofd`: anything read from the OFD package's own data (CustomDatas, tags,
-  the text objects of its pages): the content its signature covers. The
-  reading by position is ours, but of signed text: a false conflict costs a
+  attachments), and `ofd-text`, the text objects of its pages read by
+  position: the content its signature covers. The reading by position is
+  ours, but of signed text: a false conflict costs a
   second pair of eyes, a missed one lets one person overrule signed data.
 Not carried: `pdf-text`, `ocr`, `image` (readings of a picture of the
 invoice) and `manual` (an operator's own earlier value).
@@ -30,9 +31,10 @@ from typing import Any
 
 from agent.model import Invoice, values_differ
 
-AUTHORITATIVE_SOURCES = frozenset({"qr", "xml", "ofd"})
-SOURCE_NAMES = {"qr": "the QR code", "xml": "the 数电 XML", "ofd": "the OFD's signed data"}
-SOURCE_NAMES_ZH = {"qr": "二维码", "xml": "数电XML", "ofd": "OFD签名数据"}
+AUTHORITATIVE_SOURCES = frozenset({"qr", "xml", "ofd", "ofd-text"})
+SOURCE_NAMES = {"qr": "the QR code", "xml": "the 数电 XML", "ofd": "the OFD's signed data",
+                "ofd-text": "the OFD's signed page text"}
+SOURCE_NAMES_ZH = {"qr": "二维码", "xml": "数电XML", "ofd": "OFD签名数据", "ofd-text": "OFD签名版面文字"}
 FILL, SAME, CORRECTION, CONFLICT = "fill", "same", "correction", "conflict"
 
 
