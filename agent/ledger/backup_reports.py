@@ -56,17 +56,21 @@ class BackupReportsMixin:
         exceeds its total (an e-mail is never counted against documents)."""
         need = len(targets) if min_copies <= 0 else min(min_copies, len(targets))
         marks = ",".join("?" * len(targets)) or "NULL"
-        row = self.conn.execute(
-            "WITH originals(sha256, document) AS ("
-            "  SELECT sha256, 1 FROM documents"
-            "  UNION SELECT json_extract(details, '$.message_sha256'), 0 FROM sources"
-            "    WHERE source_kind = 'email' AND json_valid(details)"
-            "    AND json_extract(details, '$.message_sha256') IS NOT NULL"
-            "  UNION SELECT sha256, 0 FROM refusals WHERE sha256 IS NOT NULL), "
-            "per_object AS (SELECT o.sha256, max(o.document) AS document, "
-            f"  (SELECT count(*) FROM backups b WHERE b.sha256 = o.sha256 AND b.state = 'done' "
-            f"   AND b.target IN ({marks})) >= ? AS held FROM originals o GROUP BY o.sha256) "
-            "SELECT count(*), coalesce(sum(held), 0), coalesce(sum(document), 0), "
-            "coalesce(sum(held AND document), 0) FROM per_object",
+        documents = self.conn.execute("SELECT count(DISTINCT sha256) FROM documents").fetchone()[0]
+        # Raw e-mails and refused files kept that are no document's file (few),
+        # and how many of them are held: looked up one by one.
+        others, others_held = self.conn.execute(
+            "SELECT count(*), coalesce(sum((SELECT count(*) FROM backups b WHERE b.sha256 = o.sha256 "
+            f"AND b.state = 'done' AND b.target IN ({marks})) >= ?), 0) FROM ("
+            "SELECT json_extract(details, '$.message_sha256') AS sha256 FROM sources "
+            "WHERE source_kind = 'email' AND json_valid(details) UNION SELECT sha256 FROM refusals) o "
+            "WHERE o.sha256 IS NOT NULL AND NOT EXISTS (SELECT 1 FROM documents d WHERE d.sha256 = o.sha256)",
             (*targets, need if targets else 1)).fetchone()
-        return {"objects": row[0], "backed_up": row[1], "documents": row[2], "documents_backed_up": row[3]}
+        if not targets:
+            return {"objects": documents + others, "backed_up": 0, "documents": documents, "documents_backed_up": 0}
+        # Rows exist only for originals (enqueue_backups, requeue_backup, restore_documents).
+        held = self.conn.execute(f"SELECT count(*) FROM (SELECT sha256 FROM backups WHERE state = 'done' "
+                                 f"AND target IN ({marks}) GROUP BY sha256 HAVING count(*) >= ?)",
+                                 (*targets, need)).fetchone()[0]
+        return {"objects": documents + others, "backed_up": held, "documents": documents,
+                "documents_backed_up": held - others_held}
