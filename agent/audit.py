@@ -113,7 +113,7 @@ def audit_ledger(ledger: Ledger, vault_root: str | Path, settings: AuditSettings
 def _documents(q: LedgerAudit, settings: AuditSettings, now: dt.datetime,
                progress: Progress | None) -> Iterator[Violation]:
     cutoff = utc(now - dt.timedelta(hours=settings.sla_hours))
-    late = q.late_in_status(queued_before=cutoff)
+    late = q.late_in_status(arrived_before=cutoff)
     total = q.count_documents() if progress else None
     rows = itertools.groupby(q.deliveries(), key=lambda r: r["document_id"])
     pending: tuple[int, list] | None = None

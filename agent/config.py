@@ -33,7 +33,8 @@ _SCALAR_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
     },
     "company": {"tax_ids": (list, []), "names": (list, [])},
     "validation": {"max_age_days": (int, 360), "expected_region": (str, None), "rules": (dict, {})},
-    "delivery": {"sla_hours": (int, 24), "reconcile_interval_s": (int, 3600),
+    # sla_hours: counted from a document's arrival (its capture), whatever it waits for.
+    "delivery": {"sla_hours": (float, 24.0), "reconcile_interval_s": (int, 3600),
                  "requeue_missing": (bool, True), "lease_s": (int, 300)},
     "backup_policy": {"min_copies": (int, 0), "snapshot_interval_s": (int, 3600),
                       "verify_fraction": (float, 0.01), "verify_minimum": (int, 20),
@@ -49,6 +50,11 @@ _SCALAR_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
     # timeout_s: a document still being read after this is stopped and
     # quarantined (extract-timeout), so a hostile file holds a worker no longer.
     "extract": {"ocr": (str, "auto"), "ocr_workers": (int, 1), "timeout_s": (float, 60.0)},
+    # `status --check` thresholds (agent/health.py); a count threshold of 0 is off.
+    "health": {"sla_warn_fraction": (float, 0.8), "backup_unreachable_warn_minutes": (float, 30.0),
+               "backup_unreachable_crit_minutes": (float, 120.0), "heartbeat_stale_s": (float, 120.0),
+               "failed_warn": (int, 1), "failed_crit": (int, 10), "quarantined_warn": (int, 1),
+               "quarantined_crit": (int, 0)},
     # Roles by Unix group (service/access.py); root and service_user pass every check.
     "access": {"read_group": (str, "fapiao-read"), "amend_group": (str, "fapiao-amend"),
                "approve_group": (str, "fapiao-approve"), "service_user": (str, "fapiao"),
@@ -78,6 +84,7 @@ _ENUMS = {("watch", "kind"): {"scanner", "email"}, ("watch", "after"): {"keep", 
           ("backup", "sse"): {"AES256", "aws:kms"}}
 _ACCOUNT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
 ACCESS_DEFAULTS = {k: v for k, (_, v) in _SCALAR_SCHEMAS["access"].items()}
+HEALTH_DEFAULTS = {k: v for k, (_, v) in _SCALAR_SCHEMAS["health"].items()}
 
 
 @dataclass
@@ -107,6 +114,7 @@ class Config:
     mail: dict[str, Any]
     extract: dict[str, Any] = field(default_factory=lambda: {"ocr": "auto", "ocr_workers": 1, "timeout_s": 60.0})
     access: dict[str, Any] = field(default_factory=lambda: dict(ACCESS_DEFAULTS))
+    health: dict[str, Any] = field(default_factory=lambda: dict(HEALTH_DEFAULTS))
     watches: list[WatchConfig] = field(default_factory=list)
     destinations: list[dict[str, Any]] = field(default_factory=list)
     backups: list[dict[str, Any]] = field(default_factory=list)
@@ -197,6 +205,7 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path, path: Path | None = Non
                        for i, t in enumerate(value) if _is_table(f"{name}[{i}]", t, errors)]
     for name in ("destination", "backup"):
         check_adapter_entries(name, lists[name], errors)
+    errors += _health_problems(sections["health"])
     if sections["extract"].get("timeout_s") == 0:
         errors.append("extract.timeout_s: must be more than 0 seconds (a document needs time to be read)")
     for key in ("read_group", "amend_group", "approve_group", "service_user"):
@@ -211,6 +220,21 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path, path: Path | None = Non
     return Config(path=path, base_dir=base_dir, **sections,
                   watches=[WatchConfig(**{**w, "path": Path(w["path"])}) for w in lists["watch"]],
                   destinations=lists["destination"], backups=lists["backup"])
+
+
+def _health_problems(health: dict[str, Any]) -> list[str]:
+    # Thresholds that would make `status --check` say nonsense.
+    out = []
+    if not 0 < health.get("sla_warn_fraction", 0.8) <= 1:
+        out.append(f"health.sla_warn_fraction: must be more than 0 and at most 1 (a share of "
+                   f"[delivery] sla_hours), not {health['sla_warn_fraction']!r}")
+    if health.get("heartbeat_stale_s", 120.0) == 0:
+        out.append("health.heartbeat_stale_s: must be more than 0 (the daemon beats every 5 s)")
+    for warn, crit in (("backup_unreachable_warn_minutes", "backup_unreachable_crit_minutes"),
+                       ("failed_warn", "failed_crit"), ("quarantined_warn", "quarantined_crit")):
+        if health.get(warn) and health.get(crit) and health[crit] < health[warn]:
+            out.append(f"health.{crit}: must not be below health.{warn} ({health[crit]} < {health[warn]})")
+    return out
 
 
 def _refuse_readable_secrets(p: Path, raw: dict[str, Any], mode: int) -> None:

@@ -30,8 +30,23 @@ timeout_s = 60                 # a document still being read after this is stopp
                                # quarantined (extract-timeout); raise it for long scan batches
 
 [delivery]
-sla_hours = 24                 # flag valid invoices not delivered within this
+sla_hours = 24                 # flag invoices not delivered within this after arrival
+                               # (quarantined ones count: the clock starts at capture)
 reconcile_interval_s = 3600    # how often to check delivered invoices are still there
+
+[health]
+# `fapiao-agent status --check` (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
+# CRITICAL always: the daemon not running or its heartbeat older than
+# heartbeat_stale_s, intake paused, a watched folder not watched, an invoice
+# past sla_hours, a destination paused, a backup object that cannot be backed up.
+sla_warn_fraction = 0.8                 # WARNING once an invoice waited this share of sla_hours
+backup_unreachable_warn_minutes = 30    # a backup target not answering this long: WARNING
+backup_unreachable_crit_minutes = 120   # ... and this long: CRITICAL
+heartbeat_stale_s = 120
+failed_warn = 1                         # invoices whose delivery failed (retries exhausted)
+failed_crit = 10                        # 0: never CRITICAL for this
+quarantined_warn = 1                    # invoices waiting for a person
+quarantined_crit = 0
 
 [access]
 # Who may do what, by Unix group (docs/install.md: which groups, who joins which).

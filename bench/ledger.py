@@ -34,7 +34,7 @@ def fill(ledger: Ledger, n: int) -> None:
     batch = []
     with ledger.transaction() as c:
         for i in range(n):
-            state = rng.choices(STATES, weights=[1, 1, 1, 3, 2, 1, 5, 80, 1, 2, 2, 1, 1])[0]
+            state = rng.choices(STATES, weights=[1, 1, 1, 3, 2, 1, 5, 80, 1, 2, 2, 1, 1, 1])[0]
             ts = f"2026-{1 + i * 11 // n:02d}-{1 + i % 28:02d}T00:00:00.{i % 1000000:06d}Z"
             batch.append((f"{i:064x}", 1000, "pdf", "scanner", ts, ts, state, f"{i:020d}", i % 100000))
             if len(batch) == 20000:

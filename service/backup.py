@@ -146,6 +146,7 @@ class TargetRunner(Runner):
             if ledger.pause_backup_target(self.name, str(e), now=utc(now)):
                 log.error(f"backup paused: {e}", extra={"target": self.name})
         except Transient as e:
+            ledger.backup_unreachable(self.name, str(e), now=utc(now))  # `status`: UNREACHABLE since
             log.warning("backup snapshot or verify postponed", extra={"target": self.name, "error": str(e)})
         except AgentError as e:
             log.error("backup snapshot or verify failed", extra={"target": self.name, "error": str(e)})

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sys
 from typing import Any
 
 import click
@@ -132,11 +131,20 @@ def destination_names(cfg: Config) -> list[str]:
     return [d["name"] for d in cfg.destinations]
 
 
+class CommandFailed(SystemExit):
+    """The exit `fail` raises: a SystemExit with `code` that keeps its
+    `message` (so `status --check` can name why it is UNKNOWN)."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(code)
+        self.message = message
+
+
 def fail(message: str, code: int = 1) -> None:
     """Print `message` as an error line (or lines) and exit with `code`."""
     for line in message.splitlines() or [message]:
         echo(f"error: {line}", err=True)
-    sys.exit(code)
+    raise CommandFailed(code, message)
 
 
 def echo_json(obj: Any) -> None:

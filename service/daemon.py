@@ -35,6 +35,7 @@ from service.intake import Intake
 from service.loops import start_loops
 from service.reading import Reading, resume_stranded
 from service.roots import usable_watches
+from service.state import EXTEND_MARGIN_S, StateUnavailable, worth_waiting
 from service.watch import FolderWatcher
 from service.workers import ExtractionPool
 
@@ -56,7 +57,7 @@ INTAKE_STEP_S = 0.25
 POOL_SERVICE_S = 0.05
 
 
-class AlreadyRunning(AgentError):
+class AlreadyRunning(StateUnavailable):
     """Another daemon holds the lock on this ledger."""
 
 
@@ -131,10 +132,15 @@ class Daemon:
         return 0
 
     def _open_state(self) -> bool:
-        """Lock and open the ledger and vault, waiting (with backoff) while the
-        state disk is read-only or full: exiting would make systemd restart us
-        over and over, and give up for good after StartLimitBurst. False when
-        asked to stop while waiting."""
+        """Lock and open the ledger and vault; READY=1 is sent only after this
+        succeeded. A state disk that is read-only or full is waited for (with
+        backoff, systemd told the start takes longer: EXTEND_TIMEOUT_USEC, the
+        unit stays `activating`): exiting would make systemd restart us over
+        and over and give up for good after StartLimitBurst, while the disk
+        comes back by itself. Anything retrying cannot fix (the lock held, a
+        ledger that is not a database or cannot be written, a state folder
+        that cannot be created) raises `StateUnavailable`. False when asked to
+        stop while waiting."""
         failures = 0
         while not self.stopping:
             try:
@@ -144,16 +150,25 @@ class Daemon:
                 self.vault = Vault(self.cfg.vault_dir)
                 return True
             except (OSError, sqlite3.Error) as e:
-                if self._lock_fd is not None:
-                    os.close(self._lock_fd)
-                    self._lock_fd = None
+                self._release_state()
+                if not worth_waiting(e, self.cfg.ledger_path.parent):
+                    raise StateUnavailable(f"cannot open the state folder {self.cfg.state_dir}: "
+                                           f"{type(e).__name__}: {e}", os_errno=getattr(e, "errno", None)) from e
                 failures += 1
                 wait = min(MAX_BACKOFF_S, 2.0 ** failures)
-                if failures == 1:
-                    systemd.ready(f"ERROR: cannot open the state folder: {e}")  # no start-timeout kill loop
+                systemd.notify(EXTEND_TIMEOUT_USEC=int((wait + EXTEND_MARGIN_S) * 1_000_000))
                 self._log_step_failure(e, failures, wait)
                 self._backoff(wait)
         return False
+
+    def _release_state(self) -> None:
+        # What a failed _open_state had opened, so the next try starts clean.
+        if getattr(self, "ledger", None) is not None:
+            self.ledger.close()
+            self.ledger = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _take_lock(self) -> None:
         path = self.cfg.state_dir / "daemon.lock"
@@ -408,15 +423,17 @@ class Daemon:
         return "on" if engine_installed() else "not-installed"
 
     def _status_text(self) -> str:
-        c = self.ledger.counts() if hasattr(self, "ledger") else {}
+        c = self.ledger.counts() if getattr(self, "ledger", None) is not None else {}
         paused = f"INTAKE PAUSED ({self.intake_paused}); " if self.intake_paused else ""
         return (f"{paused}captured {c.get('captured', 0)}, queued {c.get('queued', 0)}, "
                 f"quarantined {c.get('quarantined', 0)}, failed {c.get('failed', 0)}")
 
 
 def run_daemon(config_path: str | None, log_format: str | None = None) -> int:
-    """Run until SIGTERM/SIGINT; returns the exit status (0 on a clean stop,
-    2 for an invalid config, 1 when another daemon holds the ledger)."""
+    """Run until SIGTERM/SIGINT; returns the exit status: 0 on a clean stop,
+    2 for an invalid config, 1 when the state cannot be opened (another
+    daemon holds the lock, the ledger is not a database or cannot be written,
+    the state folder cannot be created), without READY=1."""
     logsetup.setup(log_format or "kv")
     try:
         daemon = Daemon(config_path)
@@ -428,6 +445,12 @@ def run_daemon(config_path: str | None, log_format: str | None = None) -> int:
         logsetup.setup(daemon.cfg.agent["log_format"])
     try:
         return daemon.run()
-    except AlreadyRunning as e:
-        log.error(str(e))
+    except StateUnavailable as e:
+        # Never READY=1: systemd shows the unit failed with this status line.
+        log.error(f"{e}; not started", extra={"state_dir": str(daemon.cfg.state_dir)})
+        fields: dict[str, object] = {"STATUS": f"FAILED: {e}"}
+        if e.errno:
+            fields["ERRNO"] = e.errno
+        systemd.notify(**fields)
         return 1
+

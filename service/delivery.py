@@ -37,6 +37,8 @@ SLA_CHECK_S = 60.0
 CLOCK_CHECK_S = 1.0         # how often the housekeeper compares the wall clock with the monotonic one
 CLOCK_JUMP_S = 60.0         # a difference this large is logged as a jump of the wall clock
 SLA_LOG_LINES = 20          # one line per late invoice up to this many per pass, then a count
+# Document states before any delivery row: their lateness is counted, not per row.
+HELD_BEFORE_DELIVERY = ("captured", "extracted", "valid", "quarantined")
 # A worker claims up to this many rows at once when a backlog builds up (doubling
 # from 1 while claims come back full), and records their outcomes in one commit.
 MAX_BATCH = 8
@@ -270,6 +272,7 @@ class DeliveryService(RunnerGroup):
         super().__init__()
         self.cfg = cfg
         self.actor = actor_name("daemon") + ":reconcile"
+        self._held_late = 0  # late documents held before delivery, as last logged
         for entry in cfg.destinations:
             try:
                 dest = open_destination(entry)
@@ -346,20 +349,31 @@ class DeliveryService(RunnerGroup):
             self.kick()
 
     def warn_sla(self, ledger: Ledger) -> None:
-        """Log each newly late invoice once (at warning) and remember it was logged."""
+        """Log each newly late delivery once (at warning) and remember it was
+        logged; late is counted from the document's ARRIVAL. Documents late
+        before any delivery row (quarantined, still being read) are one
+        warning with their count whenever that count grows."""
         hours = float(self.cfg.delivery.get("sla_hours") or 24)
         cutoff = utc(now_dt() - dt.timedelta(hours=hours))
-        late = [r for r in ledger.sla_breaches(queued_before=cutoff) if not r["sla_warned_at"]]
+        late = [r for r in ledger.sla_breaches(arrived_before=cutoff) if not r["sla_warned_at"]]
         for r in late[:SLA_LOG_LINES]:
             log.warning(f"SLA: document {r['document_id']} ({r['invoice_number']}) not delivered to "
-                        f"{r['destination']} within {hours:g} h", extra={"state": r["state"],
-                                                                         "queued_at": r["queued_at"],
-                                                                         "error": r["last_error"] or ""})
+                        f"{r['destination']} within {hours:g} h of its arrival",
+                        extra={"state": r["state"], "received_at": r["received_at"],
+                               "queued_at": r["queued_at"], "error": r["last_error"] or ""})
         if len(late) > SLA_LOG_LINES:
             log.warning(f"SLA: {len(late) - SLA_LOG_LINES} more invoices not delivered within {hours:g} h "
                         "(see `fapiao-agent status`)")
         if late:
             ledger.mark_sla_warned([r["delivery_id"] for r in late], now=utc(now_dt()))
+        held = {s: n for s, n in ledger.late_documents(arrived_before=cutoff).items()
+                if n and s in HELD_BEFORE_DELIVERY}
+        total = sum(held.values())
+        if total > self._held_late:
+            log.warning(f"SLA: {total} documents not delivered within {hours:g} h of their arrival are "
+                        "held before delivery (" + ", ".join(f"{n} {s}" for s, n in held.items())
+                        + "); see `fapiao-agent list --state quarantined`", extra=held)
+        self._held_late = total
 
 
 def log_clock_jump(seconds: float) -> None:

@@ -4,14 +4,23 @@ Repeated identical errors are rate-limited, so a target that stays down
 logs once a minute, not once per attempt. Every line is redacted of the
 configured secrets (`agent.redact`), tracebacks of vendor exceptions included,
 and holds no raw control character (`service.textsafe.json_text`).
+
+When stderr is the journal (systemd sets `JOURNAL_STREAM` to the device
+and inode of the stream it connected, systemd.exec(5)), each line starts
+with its syslog priority, `<3>` for an error ... `<7>` for debug
+(sd-daemon(3)), so `journalctl -p warning` finds the errors and warnings.
+Anywhere else (a terminal, a file, a pipe) the lines stay plain text.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
 import sys
 import time
+from collections.abc import Mapping
 
 from agent.redact import redact, redact_data
 from service.textsafe import json_text
@@ -69,10 +78,53 @@ class RateLimit(logging.Filter):
         return True
 
 
+def syslog_priority(levelno: int) -> int:
+    """The syslog priority of a logging level: 2 critical, 3 error,
+    4 warning, 6 info, 7 debug (levels between round down to the lower one)."""
+    if levelno >= logging.CRITICAL:
+        return 2
+    if levelno >= logging.ERROR:
+        return 3
+    if levelno >= logging.WARNING:
+        return 4
+    if levelno >= logging.INFO:
+        return 6
+    return 7
+
+
+class JournalPrefix(logging.Formatter):
+    """Another formatter's line with its `<N>` priority prefix, which journald
+    strips and keeps as the entry's PRIORITY. Lines are one line each (the
+    formatters escape newlines), so every line carries its own prefix."""
+
+    def __init__(self, inner: logging.Formatter):
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{syslog_priority(record.levelno)}>{self.inner.format(record)}"
+
+
+def stderr_is_journal(stream=None, env: Mapping[str, str] | None = None) -> bool:
+    """True only when `stream` (default stderr) is the journal's own stream:
+    `JOURNAL_STREAM` is `DEVICE:INODE` and they are the stream's (fstat). A
+    variable inherited by a process whose stderr was redirected elsewhere
+    (a shell, `2>file`) names another file, so that process writes plain text."""
+    value = (os.environ if env is None else env).get("JOURNAL_STREAM", "")
+    try:
+        dev, ino = (int(part) for part in value.split(":"))
+        st = os.fstat((sys.stderr if stream is None else stream).fileno())
+    except (ValueError, OSError, AttributeError, io.UnsupportedOperation):
+        return False
+    return (st.st_dev, st.st_ino) == (dev, ino)
+
+
 def setup(fmt: str = "kv", level: int = logging.INFO) -> None:
-    """Route all logging to stderr in the chosen format, rate-limited."""
+    """Route all logging to stderr in the chosen format, rate-limited, with
+    syslog priority prefixes when stderr is the journal (`stderr_is_journal`)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter())
+    formatter: logging.Formatter = JsonFormatter() if fmt == "json" else KeyValueFormatter()
+    handler.setFormatter(JournalPrefix(formatter) if stderr_is_journal(sys.stderr) else formatter)
     handler.addFilter(RateLimit())
     root = logging.getLogger()
     root.handlers[:] = [handler]

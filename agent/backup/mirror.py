@@ -102,7 +102,8 @@ def mirror_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.d
     Rows already `done` whose documents changed since get their sidecar put
     again. Guarantees: a row becomes `done` only after both puts returned; an object
     missing from or corrupt in the vault becomes `failed`; a `Transient`
-    error reschedules that one object and ends the step (`unavailable`);
+    error reschedules that one object, starts the target's outage
+    (`unreachable_since`, cleared by the next success) and ends the step (`unavailable`);
     `AccessDenied`/`BucketMissing` pause the target without counting an
     attempt (`paused`); the first success afterwards resumes it. When the
     due rows are all done, stale daily manifests are rewritten (by shard 0).
@@ -145,7 +146,7 @@ def mirror_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.d
             except Transient as e:
                 delay = retry_delay(row["attempts"] + 1, rng, retry_max_s)
                 ledger.backup_retry(target.name, sha, now=stamp, error=str(e),
-                                    next_attempt_at=utc(now + dt.timedelta(seconds=delay)))
+                                    next_attempt_at=utc(now + dt.timedelta(seconds=delay)), unreachable=True)
                 out.unavailable = str(e)
                 return out
             except AgentError as e:
@@ -183,6 +184,7 @@ def _refresh_sidecar(ledger: Ledger, vault: Vault, target: BackupTarget, sha: st
         later = now + dt.timedelta(seconds=retry_delay(1, rng, retry_max_s))
         ledger.sidecar_retry(target.name, sha, next_attempt_at=utc(later))
         if isinstance(e, Transient):
+            ledger.backup_unreachable(target.name, str(e), now=utc(now))
             out.unavailable = str(e)
             return False
         return True

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from agent.ledger.delivery_reports import _ACTIVE, UNDELIVERED_ROW_STATES
 from agent.ledger.applications import APPLICATIONS_SCHEMA
+from agent.ledger.delivery_reports import LATE_DOCUMENT_STATES
 from agent.ledger.schema import LATEST
 from agent.ledger.rows import SnapshotReader
 
@@ -93,15 +93,13 @@ class LedgerAudit(SnapshotReader):
             "WHERE r.state IN ('delivered', 'confirmed') AND COALESCE(r.delivered_key, doc.invoice_key) IS NOT NULL "
             "GROUP BY r.destination, key HAVING count(DISTINCT r.document_id) > 1 ORDER BY min(r.document_id)")
 
-    def late_in_status(self, *, queued_before: str) -> set[int]:
-        """Ids of the documents `status` counts as late (its SLA line): a
-        delivery row still undelivered and queued before `queued_before`."""
-        states = ",".join("?" * len(UNDELIVERED_ROW_STATES))
-        active = ",".join("?" * len(_ACTIVE))
+    def late_in_status(self, *, arrived_before: str) -> set[int]:
+        """Ids of the documents `status` counts as late (its SLA line): not
+        yet delivered nor ended, and arrived before `arrived_before`."""
+        marks = ",".join("?" * len(LATE_DOCUMENT_STATES))
         return {r[0] for r in self.conn.execute(
-            "SELECT DISTINCT d.document_id FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
-            f"WHERE d.state IN ({states}) AND d.queued_at < ? AND doc.state IN ({active})",
-            (*UNDELIVERED_ROW_STATES, queued_before, *_ACTIVE))}
+            f"SELECT id FROM documents WHERE state IN ({marks}) AND received_at < ?",
+            (*LATE_DOCUMENT_STATES, arrived_before))}
 
     def referenced_objects(self) -> set[str]:
         """Every vault hash the ledger names: documents' originals, the raw

@@ -14,6 +14,7 @@ import datetime as dt
 import json
 from typing import Any, Iterator, Sequence
 
+from agent.ledger.backup_reports import BackupReportsMixin
 from agent.ledger.rows import parse_utc, utc
 
 # The document columns a sidecar carries, enough to rebuild the row.
@@ -28,7 +29,7 @@ _SOURCE_COLUMNS = ("at", "source_kind", "source", "original_name", "original_pat
 _CLOCK_SLACK_S = 1.0
 
 
-class BackupsMixin:
+class BackupsMixin(BackupReportsMixin):
     """Part of `Ledger`: backup state per object per target."""
 
     # -- the mirror step ---------------------------------------------------------
@@ -118,6 +119,8 @@ class BackupsMixin:
         with self.transaction() as c:
             c.execute("UPDATE backups SET next_attempt_at = ? WHERE target = ? AND sha256 = ? AND state = 'done'",
                       (next_attempt_at, target, sha256))
+            if next_attempt_at is None:  # the target answered
+                c.execute("UPDATE backup_targets SET unreachable_since = NULL WHERE name = ?", (target,))
 
     def backups_done(self, target: str, done: Sequence[tuple[str, int]], *, now: str, day: str) -> None:
         """Mark each (sha256, size) of `done` as held by `target`, in one
@@ -134,22 +137,34 @@ class BackupsMixin:
             days = set(json.loads(c.execute("SELECT coalesce(manifest_days, '[]') FROM backup_targets "
                                             "WHERE name = ?", (target,)).fetchone()[0]))
             days.add(day)
-            c.execute("UPDATE backup_targets SET last_put_at = ?, manifest_days = ?, updated_at = ? "
-                      "WHERE name = ?", (now, json.dumps(sorted(days)), now, target))
+            c.execute("UPDATE backup_targets SET last_put_at = ?, manifest_days = ?, updated_at = ?, "
+                      "unreachable_since = NULL WHERE name = ?", (now, json.dumps(sorted(days)), now, target))
 
     def backup_retry(self, target: str, sha256: str, *, now: str, error: str,
-                     next_attempt_at: str | None, failed: bool = False) -> None:
+                     next_attempt_at: str | None, failed: bool = False, unreachable: bool = False) -> None:
         """Count a failed attempt: the row stays `pending`, due at
         `next_attempt_at`, or becomes `failed` when `failed`; the error is
-        also the target's last error."""
+        also the target's last error. `unreachable` (the target did not
+        answer) also starts the target's outage unless one is running."""
         with self.transaction() as c:
             self._target_row(target, now)
             c.execute("UPDATE backups SET state = ?, attempts = attempts + 1, last_error = ?, "
                       "next_attempt_at = ?, updated_at = ? WHERE target = ? AND sha256 = ?",
                       ("failed" if failed else "pending", error, None if failed else next_attempt_at,
                        now, target, sha256))
-            c.execute("UPDATE backup_targets SET last_error = ?, last_error_at = ?, updated_at = ? "
-                      "WHERE name = ?", (error, now, now, target))
+            c.execute("UPDATE backup_targets SET last_error = ?, last_error_at = ?, updated_at = ?, "
+                      "unreachable_since = CASE WHEN ? THEN coalesce(unreachable_since, ?) "
+                      "ELSE unreachable_since END WHERE name = ?", (error, now, now, unreachable, now, target))
+
+    def backup_unreachable(self, target: str, error: str, *, now: str) -> None:
+        """`target` did not answer (a sidecar, snapshot or verify met a
+        `Transient`): `error` is its last error, and its outage starts at
+        `now` unless one is already running (see `unreachable_since`)."""
+        with self.transaction() as c:
+            self._target_row(target, now)
+            c.execute("UPDATE backup_targets SET last_error = ?, last_error_at = ?, updated_at = ?, "
+                      "unreachable_since = coalesce(unreachable_since, ?) WHERE name = ?",
+                      (error, now, now, now, target))
 
     def retry_backups_now(self, target: str, *, now: str) -> int:
         """Make every pending row of `target` waiting out a retry delay due now
@@ -227,8 +242,9 @@ class BackupsMixin:
         """Remember the last verification of `target` and its counts."""
         with self.transaction() as c:
             self._target_row(target, now)
-            c.execute("UPDATE backup_targets SET last_verify_at = ?, last_verify = ?, updated_at = ? "
-                      "WHERE name = ?", (now, json.dumps(result, sort_keys=True), now, target))
+            c.execute("UPDATE backup_targets SET last_verify_at = ?, last_verify = ?, updated_at = ?, "
+                      "unreachable_since = NULL WHERE name = ?",
+                      (now, json.dumps(result, sort_keys=True), now, target))
 
     def record_backup_snapshot(self, target: str, key: str, *, now: str, event_id: int | None = None) -> None:
         """Remember the last ledger snapshot put on `target`, and the last
@@ -236,54 +252,9 @@ class BackupsMixin:
         with self.transaction() as c:
             self._target_row(target, now)
             c.execute("UPDATE backup_targets SET last_snapshot_at = ?, last_snapshot = ?, updated_at = ?, "
-                      "snapshot_event_id = coalesce(?, snapshot_event_id) WHERE name = ?",
+                      "snapshot_event_id = coalesce(?, snapshot_event_id), unreachable_since = NULL "
+                      "WHERE name = ?",
                       (now, key, now, event_id, target))
-
-    def backup_target(self, target: str) -> dict:
-        """`target`'s health row (all None before its first use) plus its rows:
-        objects and bytes held, backlog count and oldest, failed count."""
-        row = self.conn.execute("SELECT * FROM backup_targets WHERE name = ?", (target,)).fetchone()
-        out: dict[str, Any] = dict(row) if row else {"name": target}
-        for key in ("paused_error", "paused_at", "last_put_at", "last_error", "last_error_at",
-                    "last_verify_at", "last_snapshot_at", "last_snapshot"):
-            out.setdefault(key, None)
-        out["last_verify"] = json.loads(out["last_verify"]) if out.get("last_verify") else None
-        out.pop("manifest_days", None)
-        out.pop("enqueued_event_id", None)
-        out.pop("snapshot_event_id", None)
-        out.pop("updated_at", None)
-        held = self.conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM backups "
-                                 "WHERE target = ? AND state = 'done'", (target,)).fetchone()
-        backlog = self.conn.execute("SELECT count(*), min(queued_at) FROM backups "
-                                    "WHERE target = ? AND state = 'pending'", (target,)).fetchone()
-        failed = self.conn.execute("SELECT count(*) FROM backups WHERE target = ? AND state = 'failed'",
-                                   (target,)).fetchone()[0]
-        stale = self.conn.execute("SELECT count(*) FROM backups WHERE target = ? AND state = 'done' "
-                                  "AND next_attempt_at IS NOT NULL", (target,)).fetchone()[0]
-        # Documents the backup thread has not queued yet (never ran, or is
-        # behind) are backlog too.
-        waiting = self.conn.execute("SELECT count(DISTINCT sha256), min(received_at) FROM documents "
-                                    "WHERE id > ? AND sha256 NOT IN (SELECT sha256 FROM backups "
-                                    "WHERE target = ?)", (out.get("enqueued_doc_id") or 0, target)).fetchone()
-        oldest = min((t for t in (backlog[1], waiting[1]) if t), default=None)
-        out.update(objects=held[0], bytes=held[1], backlog=backlog[0] + waiting[0], backlog_oldest=oldest,
-                   failed=failed, stale_sidecars=stale)
-        out.pop("enqueued_doc_id", None)
-        out.pop("enqueued_source_id", None)
-        return out
-
-    def backed_up_count(self, targets: Sequence[str], min_copies: int) -> tuple[int, int]:
-        """(objects held by at least `min_copies` of `targets` (0: all of
-        them), objects that have documents)."""
-        total = self.conn.execute("SELECT count(DISTINCT sha256) FROM documents").fetchone()[0]
-        if not targets:
-            return 0, total
-        need = len(targets) if min_copies <= 0 else min(min_copies, len(targets))
-        marks = ",".join("?" * len(targets))
-        held = self.conn.execute(f"SELECT count(*) FROM (SELECT sha256 FROM backups WHERE state = 'done' "
-                                 f"AND target IN ({marks}) GROUP BY sha256 HAVING count(*) >= ?)",
-                                 (*targets, need)).fetchone()[0]
-        return held, total
 
     # -- sidecars and restore ------------------------------------------------------
 

@@ -1,15 +1,24 @@
-"""What `status` says about delivery: backlog, health, SLA breaches."""
+"""What `status` says about delivery: backlog, health, SLA breaches.
+
+The SLA is counted from a document's ARRIVAL (`received_at`, its capture),
+whatever it waits for since: a person (quarantined), reading, or delivery.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any, Sequence
 
+from agent.ledger.documents import UNFINISHED
+
 # Rows of documents a person holds (quarantined, rejected, back in
 # extraction for 补录) are neither backlog nor late.
 _ACTIVE = ("queued", "delivering", "failed", "missing", "delivered", "confirmed")
 # A valid invoice is late while one of its rows is in one of these states.
 UNDELIVERED_ROW_STATES = ("queued", "delivering", "failed", "missing")
+# A document arrived more than the SLA ago is late while in one of these
+# states (held by a person, still being read, or not yet delivered).
+LATE_DOCUMENT_STATES = tuple(s.value for s in UNFINISHED)
 _HEALTH_COLUMNS = frozenset({"breaker", "paused_error", "paused_at", "last_ok_at", "last_error",
                              "last_error_at"})
 
@@ -56,36 +65,46 @@ class DeliveryReportsMixin:
             (destination, *_ACTIVE)).fetchone()[0]
         return {"counts": counts, "oldest_waiting": oldest}
 
-    def sla_breaches(self, *, queued_before: str, destinations: Sequence[str] | None = None,
+    def sla_breaches(self, *, arrived_before: str, destinations: Sequence[str] | None = None,
                      limit: int = 1000) -> list[dict]:
-        """Rows of valid invoices queued before `queued_before` and still not
-        delivered (queued, delivering, failed or missing), oldest first, with
-        `sla_warned_at` so a caller can warn once."""
+        """Rows of valid invoices that arrived before `arrived_before` and are
+        still not delivered (queued, delivering, failed or missing), oldest
+        arrival first, with `sla_warned_at` so a caller can warn once."""
         states = ",".join("?" * len(UNDELIVERED_ROW_STATES))
         active = ",".join("?" * len(_ACTIVE))
         sql = ("SELECT d.id AS delivery_id, d.document_id, d.destination, d.state, d.queued_at, "
-               "d.last_error, d.sla_warned_at, doc.invoice_number FROM deliveries d "
+               "doc.received_at, d.last_error, d.sla_warned_at, doc.invoice_number FROM deliveries d "
                "JOIN documents doc ON doc.id = d.document_id "
-               f"WHERE d.state IN ({states}) AND d.queued_at < ? AND doc.state IN ({active})")
-        params: list[Any] = [*UNDELIVERED_ROW_STATES, queued_before, *_ACTIVE]
+               f"WHERE d.state IN ({states}) AND doc.received_at < ? AND doc.state IN ({active})")
+        params: list[Any] = [*UNDELIVERED_ROW_STATES, arrived_before, *_ACTIVE]
         if destinations is not None:
             sql += f" AND d.destination IN ({','.join('?' * len(destinations))})"
             params += list(destinations)
-        sql += f" ORDER BY d.queued_at LIMIT {int(limit)}"
+        sql += f" ORDER BY doc.received_at, d.id LIMIT {int(limit)}"
         return [dict(r) for r in self.conn.execute(sql, params)]
 
-    def count_sla_breaches(self, *, queued_before: str) -> tuple[dict[str, int], int]:
-        """Late rows (as in `sla_breaches`) per destination, and how many
-        distinct documents they belong to (an invoice late at two destinations counts once)."""
+    def count_sla_breaches(self, *, arrived_before: str) -> dict[str, int]:
+        """Per destination, its undelivered rows (as in `sla_breaches`) of
+        documents that arrived before `arrived_before`."""
         states = ",".join("?" * len(UNDELIVERED_ROW_STATES))
         active = ",".join("?" * len(_ACTIVE))
-        where = (f"FROM deliveries d JOIN documents doc ON doc.id = d.document_id WHERE d.state IN ({states}) "
-                 f"AND d.queued_at < ? AND doc.state IN ({active})")
-        params = (*UNDELIVERED_ROW_STATES, queued_before, *_ACTIVE)
-        per = {name: n for name, n in self.conn.execute(f"SELECT d.destination, count(*) {where} "
-                                                        "GROUP BY d.destination", params)}
-        documents = self.conn.execute(f"SELECT count(DISTINCT d.document_id) {where}", params).fetchone()[0]
-        return per, documents
+        return {name: n for name, n in self.conn.execute(
+            "SELECT d.destination, count(*) FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
+            f"WHERE d.state IN ({states}) AND doc.received_at < ? AND doc.state IN ({active}) "
+            "GROUP BY d.destination", (*UNDELIVERED_ROW_STATES, arrived_before, *_ACTIVE))}
+
+    def late_documents(self, *, arrived_before: str) -> dict[str, int]:
+        """Documents that arrived before `arrived_before` and are not yet
+        delivered nor ended, per state (every LATE_DOCUMENT_STATES present):
+        quarantined ones count, as do ones still being read. Uses the
+        (state, received_at) index: O(states) lookups, not a scan."""
+        out = {s: 0 for s in LATE_DOCUMENT_STATES}
+        marks = ",".join("?" * len(LATE_DOCUMENT_STATES))
+        for state, n in self.conn.execute(f"SELECT state, count(*) FROM documents WHERE state IN ({marks}) "
+                                          "AND received_at < ? GROUP BY state",
+                                          (*LATE_DOCUMENT_STATES, arrived_before)):
+            out[state] = n
+        return out
 
     def mark_sla_warned(self, delivery_ids: Sequence[int], *, now: str) -> None:
         """Remember that these rows' SLA breach was logged."""

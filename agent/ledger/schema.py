@@ -369,6 +369,14 @@ MIGRATIONS: list[str] = [
     CREATE INDEX applications_state ON applications(state, filed_at);
     CREATE INDEX applications_document ON applications(document_id, state);
     """,
+    # 20: when a backup target stopped answering: the first failure to reach
+    # it (a put, sidecar, snapshot or verify that met `Transient`) since it
+    # last answered, cleared by the next success. `status` shows it as
+    # UNREACHABLE since then and `status --check` measures the outage from it;
+    # last_error_at (the latest error, of any kind) cannot say either.
+    """
+    ALTER TABLE backup_targets ADD COLUMN unreachable_since TEXT;
+    """,
 ]
 
 # Python steps run after a migration's SQL, inside its transaction, keyed by

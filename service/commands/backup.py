@@ -25,8 +25,13 @@ from service.textsafe import echo
 
 def backup_report(ledger: Ledger, cfg: Config) -> dict:
     """Per target: objects and bytes held, backlog (count, oldest), failed,
-    pause, last put, last verify and its result, last ledger snapshot; and
-    how many objects meet min_copies."""
+    pause, last put, last verify and its result, last ledger snapshot, and
+    `reachable`: "ok", "unreachable" (since `unreachable_since`, for
+    `unreachable_for_s`: no put, snapshot or verify has answered since),
+    "paused" (a person must fix it) or "never used". Then how many
+    originals meet min_copies, counted apart: `backed_up`/`objects` over every
+    original the vault keeps (documents' files, raw e-mails, refused files
+    kept), `documents_backed_up`/`documents` over documents' files."""
     at = now_dt()
     names = [b["name"] for b in cfg.backups]
     targets = []
@@ -34,11 +39,35 @@ def backup_report(ledger: Ledger, cfg: Config) -> dict:
         t = ledger.backup_target(name)
         t["backlog_oldest_age_s"] = age_seconds(t["backlog_oldest"], at)
         t["url"] = next(b["url"] for b in cfg.backups if b["name"] == name)
+        t["unreachable_for_s"] = age_seconds(t["unreachable_since"], at)
+        t["reachable"] = ("paused" if t["paused_error"] else "unreachable" if t["unreachable_since"]
+                          else "ok" if t["last_put_at"] or t["last_snapshot_at"] or t["last_verify_at"]
+                          else "never used")
         targets.append(t)
     min_copies = int(cfg.backup_policy["min_copies"])
-    held, total = ledger.backed_up_count(names, min_copies)
     return {"targets": targets, "min_copies": min_copies or len(names),
-            "backed_up": held, "objects": total}
+            **ledger.backed_up_count(names, min_copies)}
+
+
+def target_state(t: dict) -> str:
+    """A target's reachability as `status` and `backup status` print it."""
+    if t["reachable"] == "paused":
+        return f"PAUSED since {t['paused_at']}: {t['paused_error']}"
+    if t["reachable"] == "unreachable":
+        return (f"UNREACHABLE since {t['unreachable_since']} ({human_age(t['unreachable_for_s'])})"
+                + (f": {t['last_error']}" if t["last_error"] else ""))
+    return t["reachable"]
+
+
+def backed_up_line(report: dict) -> str:
+    """`14/14 originals on at least 1 target(s) (documents' files 13/13, raw
+    e-mails and refused files 1/1)`: held of total, each part apart, so an
+    e-mail is never counted against documents."""
+    other, other_held = (report["objects"] - report["documents"],
+                         report["backed_up"] - report["documents_backed_up"])
+    return (f"{report['backed_up']}/{report['objects']} originals on at least {report['min_copies']} "
+            f"target(s) (documents' files {report['documents_backed_up']}/{report['documents']}, "
+            f"raw e-mails and refused files {other_held}/{other})")
 
 
 @click.group("backup")
@@ -49,7 +78,8 @@ def command() -> None:
 @command.command("status")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: targets (objects, bytes, backlog, "
               "backlog_oldest, failed, paused_error, last_put_at, last_verify_at, last_verify, "
-              "last_snapshot_at), min_copies, backed_up, objects.")
+              "last_snapshot_at, reachable, unreachable_since), min_copies, backed_up and objects "
+              "(every original), documents_backed_up and documents (documents' files).")
 @click.pass_context
 def status_command(ctx: click.Context, as_json: bool) -> None:
     """What each backup target holds and what it still owes."""
@@ -62,10 +92,9 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
     if not report["targets"]:
         echo("no [[backup]] target is configured")
         return
-    echo(f"backed up: {report['backed_up']} of {report['objects']} objects on at least "
-               f"{report['min_copies']} target(s)")
+    echo(f"backed up: {backed_up_line(report)}")
     for t in report["targets"]:
-        echo(f"{t['name']}  ({t['url']})" + (f"  PAUSED: {t['paused_error']}" if t["paused_error"] else ""))
+        echo(f"{t['name']}  ({t['url']})  {target_state(t)}")
         echo(f"  objects:       {t['objects']} ({t['bytes']:,} bytes)")
         echo(f"  backlog:       {t['backlog']}" + (f", oldest {human_age(t['backlog_oldest_age_s'])}"
                                                         if t["backlog"] else "")

@@ -12,6 +12,7 @@ from agent.deliver import open_destination
 from agent.deliver.loop import Gate
 from agent.deliver.retry import DeliveryPolicy
 from agent.errors import AgentError
+from agent.health import Thresholds
 from agent.ledger import Ledger, utc
 from agent.ledger.deliveries import ACTIVE_DOCUMENT_STATES
 from agent.reconcile import ALL_STATES, Check, reconcile
@@ -222,10 +223,23 @@ def _local(moment: dt.datetime) -> str:
 
 def delivery_report(ledger: Ledger, cfg, at: dt.datetime) -> dict:
     """Per destination: backlog, oldest waiting age, health, breaker, maintenance
-    and SLA breaches (late = queued more than [delivery] sla_hours ago and not
-    delivered); plus `sla_breaches`, the number of late invoices. JSON-ready."""
-    hours = float(cfg.delivery.get("sla_hours") or 24)
-    late, late_documents = ledger.count_sla_breaches(queued_before=utc(at - dt.timedelta(hours=hours)))
+    and SLA breaches (its rows not delivered, of documents that arrived more
+    than [delivery] sla_hours ago); plus `sla_breaches`, the number of late
+    documents counted from ARRIVAL (quarantined and unread ones too),
+    `late_by_state`, and `near_sla`, those waiting longer than
+    [health] sla_warn_fraction of it, not yet late. JSON-ready. Without
+    destinations there is no delivery, so no SLA: the counts are 0."""
+    limits = Thresholds.from_config(cfg)
+    hours = limits.sla_hours
+    late_by_state: dict[str, int] = {}
+    late = near = 0
+    per_destination: dict[str, int] = {}
+    if cfg.destinations:
+        late_by_state = ledger.late_documents(arrived_before=utc(at - dt.timedelta(hours=hours)))
+        late = sum(late_by_state.values())
+        waiting = ledger.late_documents(arrived_before=utc(at - dt.timedelta(hours=limits.sla_warn_hours)))
+        near = sum(waiting.values()) - late
+        per_destination = ledger.count_sla_breaches(arrived_before=utc(at - dt.timedelta(hours=hours)))
     out = []
     for entry in cfg.destinations:
         name = entry["name"]
@@ -252,18 +266,22 @@ def delivery_report(ledger: Ledger, cfg, at: dt.datetime) -> dict:
                         "failures": breaker.failures if breaker else None,
                         "next_probe_at": next_probe.isoformat() if next_probe else None},
             "last_ok_at": health.get("last_ok_at"), "last_error": health.get("last_error"),
-            "last_error_at": health.get("last_error_at"), "sla_breaches": late.get(name, 0),
+            "last_error_at": health.get("last_error_at"), "sla_breaches": per_destination.get(name, 0),
         })
-    return {"sla_hours": hours, "sla_breaches": late_documents, "destinations": out}
+    return {"sla_hours": hours, "sla_counted_from": "arrival", "sla_breaches": late,
+            "late_by_state": {k: v for k, v in late_by_state.items() if v}, "near_sla": near,
+            "sla_warn_hours": limits.sla_warn_hours, "destinations": out}
 
 
 def print_delivery(report: dict) -> None:
     """The human lines of `status` for delivery (nothing when no destination is configured)."""
     if not report["destinations"]:
         return
-    late = report["sla_breaches"]
-    echo(f"delivery:          SLA {report['sla_hours']:g} h"
-               + (f", {late} LATE (not delivered within it)" if late else ", none late"))
+    late, near = report["sla_breaches"], report.get("near_sla") or 0
+    held = ", ".join(f"{n} {state}" for state, n in (report.get("late_by_state") or {}).items())
+    echo(f"delivery:          SLA {report['sla_hours']:g} h from arrival"
+         + (f", {late} LATE (not delivered within it: {held})" if late else ", none late")
+         + (f", {near} near it (waiting over {report['sla_warn_hours']:g} h)" if near else ""))
     for d in report["destinations"]:
         c = d["counts"]
         line = (f"  {d['name']:<14} backlog {d['backlog']}"

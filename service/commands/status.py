@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 
 import click
 
 from agent.backup.restore import RESTORED_ACTIVITY
 from agent.errors import NotFoundInLedger
+from agent.health import UNKNOWN, Thresholds, evaluate
 from agent.ledger import Ledger
 from agent.model import State
-from service.commands.backup import backup_report
+from service.commands.backup import backed_up_line, backup_report, target_state
 from service.commands.deliver import delivery_report, print_delivery
 from service.csv_safe import csv_text
 from service.context import age_seconds, echo_json, fail, human_age, load, now_dt, open_ledger
@@ -19,37 +21,42 @@ from service.textsafe import echo
 
 
 def status_report(ledger: Ledger, cfg) -> dict:
-    """Everything `status` shows, as one JSON-ready dict."""
+    """Everything `status` shows, as one JSON-ready dict, with `health`: the
+    verdict of `status --check` (agent/health.py) on the rest."""
     at = now_dt()
+    limits = Thresholds.from_config(cfg)
     oldest = ledger.oldest_unfinished()
-    return {
+    report = {
         "states": ledger.counts(),
         "refused": ledger.refusal_summary(),
         "applications": ledger.pending_summary(),
         "oldest_unfinished": oldest,
         "oldest_unfinished_age_s": age_seconds(oldest, at),
         "last_activity": ledger.last_activity(),
-        "daemon": daemon_state(ledger.heartbeat(), at),
+        "daemon": daemon_state(ledger.heartbeat(), at, stale_s=limits.heartbeat_stale_s),
         "ledger": str(cfg.ledger_path),
         "vault": str(cfg.vault_dir),
         "delivery": delivery_report(ledger, cfg, at),
         "backup": backup_report(ledger, cfg),
     }
+    report["health"] = evaluate(report, limits, now=at).to_dict()
+    return report
 
 
-ALIVE_WITHIN_S = 120
+ALIVE_WITHIN_S = 120  # the default of [health] heartbeat_stale_s
 
 
-def daemon_state(beat: dict | None, at) -> dict | None:
-    """The heartbeat with `age_s` and `alive`. Alive only when it is fresh,
-    says the daemon is working (not `stopped`, not `restored`: a restored
-    ledger carries the old agent's last beat), and its pid exists here."""
+def daemon_state(beat: dict | None, at, stale_s: float = ALIVE_WITHIN_S) -> dict | None:
+    """The heartbeat with `age_s` and `alive`. Alive only when it is fresh
+    (younger than `stale_s`), says the daemon is working (not `stopped`, not
+    `restored`: a restored ledger carries the old agent's last beat), and its
+    pid exists here."""
     if not beat:
         return None
     age = age_seconds(beat["at"], at)
-    alive = (age is not None and age < ALIVE_WITHIN_S and beat["activity"] not in ("stopped", RESTORED_ACTIVITY)
+    alive = (age is not None and age < stale_s and beat["activity"] not in ("stopped", RESTORED_ACTIVITY)
              and _pid_exists(beat["pid"]))
-    return {**beat, "age_s": age, "alive": alive}
+    return {**beat, "age_s": age, "alive": alive, "stale_after_s": stale_s}
 
 
 def _pid_exists(pid) -> bool:
@@ -66,21 +73,74 @@ def _pid_exists(pid) -> bool:
     return True
 
 
-@click.command("status")
+class _Verdict(SystemExit):
+    """`status --check`'s own exit: its level, already printed."""
+
+
+class _CheckCommand(click.Command):
+    # With --check every way out is a plugin status: whatever ends the
+    # command before a verdict (config invalid, access denied, ledger
+    # unreadable) is UNKNOWN (3), said on stdout where the monitor reads.
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except _Verdict:
+            raise
+        except SystemExit as e:
+            if not ctx.params.get("check") or e.code in (0, None):
+                raise
+            why = getattr(e, "message", None) or "see the error on stderr"
+            click.echo(f"UNKNOWN: fapiao-agent status could not read its state: {why.splitlines()[0]}")
+            raise SystemExit(UNKNOWN) from None
+
+
+@click.command("status", cls=_CheckCommand, epilog="""\b
+Exit status:
+  without --check   0, or 2 when the config or the ledger cannot be read
+  with --check      the monitoring-plugin convention (Nagios, Icinga, Zabbix):
+                    0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (ledger or config unreadable)
+  thresholds: [health] in the config (sla_warn_fraction, backup_unreachable_warn_minutes,
+  backup_unreachable_crit_minutes, heartbeat_stale_s, failed_warn/crit, quarantined_warn/crit)
+  and [delivery] sla_hours, counted from each invoice's arrival.
+
+\b
+Examples:
+  fapiao-agent status --check      CRITICAL: backup target s3 unreachable for 2 h; 3 invoices past the 24 h SLA
+  fapiao-agent status --json | jq .health""")
+@click.option("--check", is_flag=True, help="Judge the figures against [health]: print one line "
+              "`OK|WARNING|CRITICAL|UNKNOWN: reason; reason`, then one line per reason, and exit 0, 1, 2 "
+              "or 3 (monitoring-plugin convention).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: states (every state, zeros "
               "included), refused (count, last_at), applications (pending, oldest_filed_at), oldest_unfinished, last_activity, daemon, ledger, vault, delivery "
-              "(sla_breaches, and per destination backlog, health, breaker, maintenance_until), "
-              "backup (per target backlog, pause, last put, verify and snapshot; see `backup status`).")
+              "(sla_breaches and late_by_state counted from arrival, near_sla, and per destination backlog, "
+              "health, breaker, maintenance_until), backup (per target backlog, pause, reachable, "
+              "unreachable_since, last put, verify and snapshot; originals and documents backed up, apart), "
+              "health (status, code, summary, reasons). With --check the exit status is the verdict's.")
 @click.pass_context
-def command(ctx: click.Context, as_json: bool) -> None:
+def command(ctx: click.Context, check: bool, as_json: bool) -> None:
     """How many documents are in each state, how old the oldest unfinished one
-    is, when anything last happened, and whether the daemon is alive."""
+    is, when anything last happened, whether the daemon is alive, whether
+    every backup target answers; with --check, a verdict for monitoring."""
     cfg = load(ctx)
     with open_ledger(cfg) as ledger:
-        report = status_report(ledger, cfg)
+        try:
+            report = status_report(ledger, cfg)
+        except sqlite3.Error as e:  # a ledger that opened but cannot be read through
+            fail(f"cannot read ledger {cfg.ledger_path}: {e}", code=2)
+    health = report["health"]
     if as_json:
         echo_json(report)
-        return
+    elif check:
+        echo(health["summary"])
+        for r in health["reasons"]:
+            echo(f"  {r['level']}: {r['text']}")
+    else:
+        _print_status(report)
+    if check:
+        raise _Verdict(health["code"])
+
+
+def _print_status(report: dict) -> None:
     for state, n in report["states"].items():
         if n or state in ("captured", "quarantined", "queued", "failed", "missing"):
             echo(f"{state:>12}  {n}")
@@ -105,7 +165,7 @@ def command(ctx: click.Context, as_json: bool) -> None:
         daemon_line = f"stopped cleanly {human_age(d['age_s'])} ago (pid {d['pid']})"
     else:
         verdict = ("alive" if d["alive"] else "NOT RUNNING (no heartbeat)"
-                   if d["age_s"] is None or d["age_s"] >= ALIVE_WITHIN_S else "NOT RUNNING (no such pid here)")
+                   if d["age_s"] is None or d["age_s"] >= d["stale_after_s"] else "NOT RUNNING (no such pid here)")
         daemon_line = (f"{verdict} (pid {d['pid']}, "
                        f"{d['activity']}, last seen {human_age(d['age_s'])} ago)")
     echo(f"daemon:            {daemon_line}")
@@ -116,12 +176,11 @@ def command(ctx: click.Context, as_json: bool) -> None:
     print_delivery(report["delivery"])
     b = report["backup"]
     if b["targets"]:
-        echo(f"backed up:         {b['backed_up']}/{b['objects']} objects on at least "
-                   f"{b['min_copies']} target(s)")
+        echo(f"backed up:         {backed_up_line(b)}")
         for t in b["targets"]:
-            state = f"PAUSED: {t['paused_error']}" if t.get("paused_error") else "ok"
             echo(f"  {t['name']:<12} backlog {t['backlog']}, failed {t.get('failed', 0)}, "
-                       f"last snapshot {t.get('last_snapshot_at') or 'never'}, {state}")
+                       f"last snapshot {t.get('last_snapshot_at') or 'never'}, {target_state(t)}")
+    echo(f"health:            {report['health']['summary']}")
 
 
 def _details(d: dict) -> dict:

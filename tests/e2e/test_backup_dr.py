@@ -154,6 +154,9 @@ def test_outage_builds_a_backlog_that_drains_when_seaweed_returns(tmp_path, seaw
             assert during["s3"]["failed"] == 0 and during["s3"]["paused_error"] is None
             shown = cli(d.config, "backup", "status").stdout
             assert "backlog:       50" in shown
+            # Not "ok": unreachable since its first failure, the file target fine.
+            assert during["s3"]["unreachable_since"] and during["nas"]["unreachable_since"] is None
+            assert f"UNREACHABLE since {during['s3']['unreachable_since']}" in cli(d.config, "status").stdout
         finally:
             seaweed.start()
 
@@ -163,7 +166,8 @@ def test_outage_builds_a_backlog_that_drains_when_seaweed_returns(tmp_path, seaw
 
         # Objects tried during the outage were put off for up to 600 s; they
         # are due again as soon as the target answers, so this takes seconds.
-        wait_until(drained, 30, "the S3 backlog drained", d)
+        after = wait_until(drained, 30, "the S3 backlog drained", d)
+        assert after["unreachable_since"] is None
     finally:
         d.stop()
     shas = list(Vault(site / "state" / "vault").iter_objects())

@@ -90,9 +90,11 @@ def test_both_targets_hold_every_object_and_sidecar_and_the_day_manifest(setup, 
         assert all(t["backlog_oldest"] for t in status["targets"])
         drain(ledger, vault, targets[0])
         # min_copies defaults to every target: one of two is not enough.
-        assert ledger.backed_up_count(["s3a", "nas"], 0) == (0, 5)
+        assert ledger.backed_up_count(["s3a", "nas"], 0) == {"objects": 5, "backed_up": 0, "documents": 5,
+                                                              "documents_backed_up": 0}
         drain(ledger, vault, targets[1])
-        assert ledger.backed_up_count(["s3a", "nas"], 0) == (5, 5)
+        assert ledger.backed_up_count(["s3a", "nas"], 0) == {"objects": 5, "backed_up": 5, "documents": 5,
+                                                              "documents_backed_up": 5}
     for sha in shas:  # the vault describes its objects too
         assert vault.read_sidecar(sha)["documents"][0]["state"] == "valid"
     for target in targets:

@@ -379,7 +379,7 @@ def test_sla_breach_is_logged_once(tmp_path, http_destination, caplog):
         service.warn_sla(env.ledger)
         service.warn_sla(env.ledger)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("SLA")]
-    assert lines == [f"SLA: document {doc} ({number_of(60)}) not delivered to erp within 2 h"]
+    assert lines == [f"SLA: document {doc} ({number_of(60)}) not delivered to erp within 2 h of its arrival"]
 
 
 def test_status_says_in_maintenance_until_and_reconcile_skips_it(tmp_path, http_destination):

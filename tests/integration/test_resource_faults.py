@@ -9,13 +9,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from agent.vault import Vault
 from tests.e2e.daemon_harness import DaemonUnderTest
+from tests.e2e.test_state_not_ready import NotifyListener
 
 
 def _mount(*args: str) -> None:
@@ -86,7 +86,7 @@ def test_full_vault_disk_pauses_intake_leaves_nothing_partial_and_resumes(tmp_pa
         d.stop()
 
 
-def test_read_only_ledger_disk_is_a_clear_error_and_no_crash_loop(tmp_path, tmpfs):
+def test_read_only_ledger_disk_is_a_clear_error_and_no_crash_loop(tmp_path, tmpfs, monkeypatch):
     # A tmpfs cannot be remounted read-only while SQLite holds files open for
     # writing ("mount point is busy"), so the daemon is started on a state
     # disk that is already read-only, as after an ext4 errors=remount-ro and
@@ -101,11 +101,15 @@ def test_read_only_ledger_disk_is_a_clear_error_and_no_crash_loop(tmp_path, tmpf
     for i in range(3):
         (tmp_path / "scan" / f"during{i}.pdf").write_bytes(f"%PDF-1.4\n% during {i}\n%%EOF\n".encode())
     mark = len(d.lines)
+    notify = NotifyListener(tmp_path / "notify.sock")  # as systemd's Type=notify
+    monkeypatch.setenv("NOTIFY_SOCKET", str(notify.path))
     d.start(wait_ready=False)
     try:
         d.wait_for_line("read-only", start=mark, timeout=30)
-        time.sleep(10)  # long enough for a spinning or crash-looping daemon to show it
+        fields = [f for m in notify.drain(10) for f in m.splitlines()]  # long enough for a spin or crash loop
         assert d.proc.poll() is None, "the daemon exited on a read-only ledger disk"
+        assert "READY=1" not in fields, "READY=1 while the state cannot be opened"
+        assert any(f.startswith("EXTEND_TIMEOUT_USEC=") for f in fields), fields
         window = d.lines[mark:]
         failures = [l for l in window if "the ledger's disk is read-only" in l]
         assert failures and all("remount the state folder read-write" in l for l in failures)
@@ -114,6 +118,7 @@ def test_read_only_ledger_disk_is_a_clear_error_and_no_crash_loop(tmp_path, tmpf
         assert not any("Traceback" in l for l in window)
 
         _mount("-o", "remount,rw", str(state))
+        notify.wait_for("READY=1", timeout=90)
         docs = d.wait_documents(4, timeout=90, settled=True)
         assert sorted(doc.original_name for doc in docs) == ["before.pdf", "during0.pdf", "during1.pdf",
                                                             "during2.pdf"]
@@ -121,3 +126,4 @@ def test_read_only_ledger_disk_is_a_clear_error_and_no_crash_loop(tmp_path, tmpf
             assert led.integrity_check() == "ok"
     finally:
         d.stop()
+        notify.close()

@@ -1,0 +1,203 @@
+"""`status --check`: the status figures judged against [health] thresholds.
+
+The monitoring-plugin convention (Nagios, Icinga, Sensu, Zabbix agents):
+exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, and one summary line naming
+every reason, worst first, e.g. `CRITICAL: backup target s3 unreachable
+for 2 h; 3 invoices past the 24 h SLA`. Pure: the figures (the JSON-ready
+dict `status --json` prints) and `now` come in; nothing is read here.
+UNKNOWN (the ledger cannot be read) is the caller's, since then there are
+no figures to judge.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+
+from agent.backup.restore import RESTORED_ACTIVITY
+from agent.ledger.rows import parse_utc
+
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+LEVELS = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One finding: its level (WARNING or CRITICAL) and a short phrase."""
+
+    level: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """[health] (with [delivery] sla_hours): when a figure is a WARNING or
+    CRITICAL. A count threshold of 0 never fires."""
+
+    sla_hours: float = 24.0
+    sla_warn_fraction: float = 0.8
+    backup_unreachable_warn_minutes: float = 30.0
+    backup_unreachable_crit_minutes: float = 120.0
+    heartbeat_stale_s: float = 120.0
+    failed_warn: int = 1
+    failed_crit: int = 10
+    quarantined_warn: int = 1
+    quarantined_crit: int = 0
+
+    @classmethod
+    def from_config(cls, cfg) -> "Thresholds":
+        """The thresholds of a loaded Config (types already checked there)."""
+        return cls(sla_hours=float(cfg.delivery.get("sla_hours") or 24), **cfg.health)
+
+    @property
+    def sla_warn_hours(self) -> float:
+        """Hours since arrival after which an undelivered invoice is near the SLA."""
+        return self.sla_hours * self.sla_warn_fraction
+
+
+@dataclass
+class Health:
+    """The verdict: the worst level of the reasons (OK when none)."""
+
+    reasons: list[Reason] = field(default_factory=list)
+    ok_text: str = "all well"
+
+    @property
+    def level(self) -> int:
+        """0 OK, 1 WARNING, 2 CRITICAL: the exit status of `status --check`."""
+        return max((r.level for r in self.reasons), default=OK)
+
+    @property
+    def summary(self) -> str:
+        """`LEVEL: reason; reason` (worst first), or `OK: ...`: the one line a
+        monitoring system shows."""
+        if not self.reasons:
+            return f"OK: {self.ok_text}"
+        ordered = sorted(self.reasons, key=lambda r: -r.level)
+        return f"{LEVELS[self.level]}: " + "; ".join(r.text for r in ordered)
+
+    def to_dict(self) -> dict:
+        """JSON-ready: status (name), code (exit status), summary, reasons."""
+        return {"status": LEVELS[self.level], "code": self.level, "summary": self.summary,
+                "reasons": [{"level": LEVELS[r.level], "text": r.text}
+                            for r in sorted(self.reasons, key=lambda r: -r.level)]}
+
+
+def evaluate(report: dict, limits: Thresholds, *, now: dt.datetime) -> Health:
+    """Judge `report` (`status --json`'s dict: daemon, states, delivery,
+    backup) by `limits` at `now`. Guarantees: every fault it can see is one
+    reason; the daemon not running, intake paused, a folder not watched, an
+    invoice past the SLA, a paused destination and a backup object that
+    cannot be backed up are CRITICAL whatever the thresholds."""
+    reasons: list[Reason] = []
+    reasons += _daemon(report.get("daemon"), limits)
+    reasons += _delivery(report.get("delivery") or {}, report.get("states") or {}, limits)
+    reasons += _backups((report.get("backup") or {}).get("targets") or [], limits, now)
+    states = report.get("states") or {}
+    unfinished = sum(states.get(s, 0) for s in ("captured", "extracted", "valid", "queued", "delivering"))
+    return Health(reasons, ok_text=f"daemon alive, {unfinished} documents on their way, none late")
+
+
+def _daemon(d: dict | None, limits: Thresholds) -> list[Reason]:
+    if not d:
+        return [Reason(CRITICAL, "the daemon never ran on this ledger")]
+    if d.get("activity") == RESTORED_ACTIVITY:
+        return [Reason(CRITICAL, "the daemon has not run since this ledger was restored")]
+    if d.get("activity") == "stopped":
+        return [Reason(CRITICAL, f"the daemon is stopped (for {span(d.get('age_s'))})")]
+    age = d.get("age_s")
+    if age is None or age >= limits.heartbeat_stale_s:
+        return [Reason(CRITICAL, f"the daemon's heartbeat is stale (last {span(age)} ago)")]
+    if not d.get("alive"):
+        return [Reason(CRITICAL, f"the daemon is not running (pid {d.get('pid')} is gone)")]
+    out = []
+    details = _details(d)
+    if details.get("intake_paused"):
+        out.append(Reason(CRITICAL, f"intake paused: {details['intake_paused']}"))
+    for path, why in (details.get("folders_not_watched") or {}).items():
+        out.append(Reason(CRITICAL, f"folder {path} not watched: {why}"))
+    return out
+
+
+def _delivery(delivery: dict, states: dict, limits: Thresholds) -> list[Reason]:
+    out = []
+    hours = f"{limits.sla_hours:g} h"
+    late = delivery.get("sla_breaches") or 0
+    if late:
+        held = {s: n for s, n in (delivery.get("late_by_state") or {}).items() if n}
+        out.append(Reason(CRITICAL, f"{_n(late, 'invoice')} past the {hours} SLA" + _parts(held)))
+    near = delivery.get("near_sla") or 0
+    if near:
+        out.append(Reason(WARNING, f"{_n(near, 'invoice')} near the {hours} SLA "
+                                   f"(waiting over {limits.sla_warn_hours:g} h)"))
+    out += _count(states.get("failed", 0), limits.failed_warn, limits.failed_crit,
+                  "whose delivery failed (retries exhausted)")
+    out += _count(states.get("quarantined", 0), limits.quarantined_warn, limits.quarantined_crit,
+                  "quarantined (waiting for a person)")
+    for dest in delivery.get("destinations") or []:
+        if dest.get("paused_error"):
+            out.append(Reason(CRITICAL, f"destination {dest['name']} paused: {dest['paused_error']}"))
+        elif (dest.get("breaker") or {}).get("state") not in (None, "closed"):
+            out.append(Reason(WARNING, f"destination {dest['name']} not answering (breaker "
+                                       f"{dest['breaker']['state']})"))
+    return out
+
+
+def _count(n: int, warn: int, crit: int, what: str) -> list[Reason]:
+    if crit and n >= crit:
+        return [Reason(CRITICAL, f"{_n(n, 'invoice')} {what}")]
+    if warn and n >= warn:
+        return [Reason(WARNING, f"{_n(n, 'invoice')} {what}")]
+    return []
+
+
+def _backups(targets: list[dict], limits: Thresholds, now: dt.datetime) -> list[Reason]:
+    out = []
+    for t in targets:
+        name = t["name"]
+        if t.get("failed"):
+            out.append(Reason(CRITICAL, f"backup target {name}: {_n(t['failed'], 'object')} cannot be "
+                                        "backed up (the vault copy is missing or corrupt)"))
+        since = t.get("paused_at") if t.get("paused_error") else t.get("unreachable_since")
+        if not since:
+            continue
+        minutes = (now - parse_utc(since)).total_seconds() / 60
+        what = (f"backup target {name} paused for {span(minutes * 60)}: {t['paused_error']}" if t.get("paused_error")
+                else f"backup target {name} unreachable for {span(minutes * 60)}")
+        if limits.backup_unreachable_crit_minutes and minutes >= limits.backup_unreachable_crit_minutes:
+            out.append(Reason(CRITICAL, what))
+        elif t.get("paused_error") or minutes >= limits.backup_unreachable_warn_minutes:
+            out.append(Reason(WARNING, what))  # paused: a person must act, so at once
+    return out
+
+
+def span(seconds: float | None) -> str:
+    """A duration as people say it in an alert: `40 s`, `25 min`, `2 h`, `2.5 h`, `3 d`."""
+    if seconds is None:
+        return "never"
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{int(seconds)} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f}".removesuffix(".0") + " h"
+    return f"{seconds / 86400:.1f}".removesuffix(".0") + " d"
+
+
+def _n(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _parts(counts: dict[str, int]) -> str:
+    return f" ({', '.join(f'{n} {state}' for state, n in counts.items())})" if counts else ""
+
+
+def _details(d: dict) -> dict:
+    try:
+        details = json.loads(d.get("details") or "{}")
+    except ValueError:
+        return {}
+    return details if isinstance(details, dict) else {}
+
