@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import time
 from typing import Any
 
 import zxingcpp
@@ -54,9 +55,11 @@ _QR = zxingcpp.BarcodeFormat.QRCode
 # mapped into the Private Use Area 60-100 %.
 _FOREIGN_SHARE = 0.1
 
-# Pages rendered by this process; tests and bench/extract.py read it to see
-# that a good text PDF never renders.
+# Pages this process rendered (once or twice: the QR region, the whole page)
+# and the seconds PDFium took: tests read the count to see that a good text
+# PDF never renders, bench/extract.py both.
 renders = 0
+render_seconds = 0.0
 
 
 def text_is_garbled(text: str) -> bool:
@@ -90,6 +93,7 @@ class PageRenderer:
         self._data = data
         self._doc: Any = None
         self._failed = False
+        self._rendered = False
 
     def complete(self, page: Any, index: int, text: str, scanned: bool, ocr: bool) -> None:
         """Complete `page` (a `pdf._Page` of page `index`, read from its
@@ -137,7 +141,11 @@ class PageRenderer:
         finally:
             if image is not None:
                 image.close()
-            _give_back_memory()
+            if self._rendered:
+                global renders
+                renders += 1
+                self._rendered = False
+                _give_back_memory()
 
     def _find_qr(self, page: Any, index: int, scanned: bool) -> Image.Image | None:
         """Set `page.payload` from the rendered page's QR; returns the whole
@@ -171,7 +179,7 @@ class PageRenderer:
         """Page `index` (or its top-left `region`, as shares of width and
         height) as a grey image at RENDER_DPI, fewer pixels when the page is
         too big for MAX_RENDER_PIXELS; None when PDFium cannot draw it."""
-        global renders
+        global render_seconds
         doc = self._open()
         if doc is None:
             return None
@@ -188,7 +196,8 @@ class PageRenderer:
             crop = (0, 0, 0, 0)
             if region is not None:
                 crop = (0, height * (1 - region[1]), width * (1 - region[0]), 0)
-            renders += 1
+            self._rendered = True
+            started = time.perf_counter()
             bitmap = pdf_page.render(scale=scale, crop=crop, grayscale=True,
                                      fill_color=(255, 255, 255, 255), may_draw_forms=True)
             try:
@@ -197,6 +206,7 @@ class PageRenderer:
                 return image.convert("L") if image.mode != "L" else image.copy()
             finally:
                 bitmap.close()
+                render_seconds += time.perf_counter() - started
         except Exception:  # noqa: BLE001 - a page PDFium cannot draw is read as if not rendered
             return None
         finally:
