@@ -22,6 +22,8 @@ drawn by `render_pdf.face_pdf`), then the PDF is rewritten with pypdf:
   that looks like Chinese), "none" drops the map. The page shows the
   invoice; its text layer says nothing an invoice says. The QR stays a
   good PNG, so its fields are read; the print is OCR's.
+- "scan-jbig2": what a black-and-white desk scanner writes: no text, the
+  whole page one bi-level JBIG2 image (200 or 300 dpi).
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ from tests.corpus.face import SONG, Face, Qr, Text
 from tests.corpus.layouts import Variant, cipher_rows, digital_face, legacy_face
 from tests.corpus.render_pdf import face_pdf
 
-VARIANTS = ("qr-1bit", "qr-mask", "qr-inline", "qr-ccitt", "qr-jbig2", "qr-vector", "text-garbled")
+VARIANTS = ("qr-1bit", "qr-mask", "qr-inline", "qr-ccitt", "qr-jbig2", "qr-vector", "text-garbled",
+            "scan-jbig2")
 GARBLINGS = ("pua", "shuffled", "none")
 _CJK_TTF = ("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
             "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
@@ -68,6 +71,8 @@ def make_variant(rng: random.Random, variant: str, today: dt.date | None = None,
     face = digital_face(content, v) if content.is_digital else legacy_face(content, v, cipher_rows(rng))
     truth = expected_fields(content)
     qr = next(op for op in face.ops if isinstance(op, Qr))
+    if variant == "scan-jbig2":
+        return scan_jbig2_pdf(face, rng), qr_only_fields(content), truth
     if variant == "text-garbled":
         data = garbled_text_pdf(face, garbling or rng.choice(GARBLINGS), rng)
         # A garbled page's QR is a good image, or one that only the render reads.
@@ -156,6 +161,33 @@ def _vector_modules(payload: str) -> bytes:
     return b"\n".join(rects) + b" f"
 
 
+def scan_jbig2_pdf(face: Face, rng: random.Random) -> bytes:
+    """`face` rasterised at 200 or 300 dpi, thresholded to one bit, as the
+    only content of an image-only page, coded JBIG2 (generic region, MMR)."""
+    from tests.corpus.render_pdf import image_pdf
+    from tests.corpus.scan import rasterise
+
+    dpi = rng.choice((200, 300))
+    page = rasterise(face, dpi, mode="L").point(lambda v: 255 if v > 150 else 0).convert("1")
+    buf = io.BytesIO()
+    Image.new("L", (8, 8), 255).save(buf, "JPEG")
+    writer = pypdf.PdfWriter(clone_from=pypdf.PdfReader(io.BytesIO(
+        image_pdf([(buf.getvalue(), page.width, page.height, dpi)]))))
+    images = writer.pages[0]["/Resources"]["/XObject"]
+    (name,) = list(images)
+    stream = DecodedStreamObject()
+    stream.update({NameObject("/Type"): NameObject("/XObject"), NameObject("/Subtype"): NameObject("/Image"),
+                   NameObject("/Width"): NumberObject(page.width), NameObject("/Height"): NumberObject(page.height),
+                   NameObject("/BitsPerComponent"): NumberObject(1),
+                   NameObject("/ColorSpace"): NameObject("/DeviceGray"),
+                   NameObject("/Filter"): NameObject("/JBIG2Decode")})
+    stream._data = jbig2_generic_mmr(page)
+    writer._replace_object(images.raw_get(name), stream)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
 def _qr_image(writer: pypdf.PdfWriter):
     """(the QR image's XObject name, its reference): the page's square
     image without a soft mask."""
@@ -175,7 +207,8 @@ def group4(img: Image.Image) -> bytes:
     # black (which is what a fax reader does with them).
     inverted = img.point(lambda v: 255 - v, "1")
     buf = io.BytesIO()
-    inverted.save(buf, "TIFF", compression="group4")
+    # One strip: the whole image is one T.6 code stream.
+    inverted.save(buf, "TIFF", compression="group4", strip_size=2**30)
     tiff = Image.open(io.BytesIO(buf.getvalue()))
     assert isinstance(tiff, TiffImagePlugin.TiffImageFile)
     offsets, counts = tiff.tag_v2[273], tiff.tag_v2[279]
