@@ -101,9 +101,10 @@ class PageRenderer:
         under the rules in the module docstring: set `payload` (or add to
         `other_codes`) from a QR found in the pixels; for a page whose text
         has no invoice labels, drop the text's fields (`parsed` keeps only
-        its label count and items) and, with `ocr`, set `ocr` (a QR was
-        found) or `printed` (`ocr.invoice_from_print`) from an OCR reading
-        of the render."""
+        its label count and items; a garbled text layer is dropped whole:
+        `parsed` None, the page is a scan) and, with `ocr`, set `ocr` (a QR
+        was found) or `printed` (`ocr.invoice_from_print`) from an OCR
+        reading of the render."""
         labelled = page.parsed is not None and page.parsed.is_invoice_like
         if labelled and page.payload is not None:
             return
@@ -113,6 +114,7 @@ class PageRenderer:
             # number or an amount by shape, and a wrong value is worse than none.
             page.parsed.fields.clear()
             if garbled:
+                page.parsed = None
                 page.problems.append(Problem(
                     "text-layer-garbled", "warning", field=None,
                     message=(f"the text layer of page {page.number} is not readable text (fonts without a "
@@ -142,9 +144,8 @@ class PageRenderer:
             if image is not None:
                 image.close()
             if self._rendered:
-                global renders
-                renders += 1
                 self._rendered = False
+                _count_render()
                 _give_back_memory()
 
     def _find_qr(self, page: Any, index: int, scanned: bool) -> Image.Image | None:
@@ -226,6 +227,11 @@ class PageRenderer:
             except Exception:  # noqa: BLE001 - encrypted or broken for PDFium: read without rendering
                 self._failed = True
         return self._doc
+
+
+def _count_render() -> None:
+    global renders
+    renders += 1
 
 
 def _read_qr(img: Image.Image) -> list[str]:

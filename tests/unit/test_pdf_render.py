@@ -98,6 +98,22 @@ def test_a_garbled_page_whose_qr_only_renders_was_not_an_invoice_before():
         assert "pdf-text" not in {f.source for f in invoice.fields.values()}
 
 
+def test_a_garbled_page_with_no_qr_is_a_scan_without_one_not_a_non_invoice():
+    # Nothing on it can be read without OCR: that is "no-qr" (quarantined for
+    # a person), not "not an invoice" (rejected).
+    from tests.corpus.pdf_variants import garbled_text_pdf
+    from tests.corpus.content import make_content
+    from tests.corpus.face import Face, Qr
+    from tests.corpus.layouts import Variant, digital_face
+
+    rng = random.Random(21)
+    face = digital_face(make_content(rng, "32", TODAY), Variant.pick(rng, False, True))
+    face = Face(face.width, face.height, [op for op in face.ops if not isinstance(op, Qr)])
+    with pytest.raises(ExtractError) as e:
+        extract_bytes(garbled_text_pdf(face, "pua", rng), ocr=False)
+    assert e.value.reason == "no-qr"
+
+
 def _garbled_with(rng: random.Random, storage: str):
     from tests.corpus.pdf_variants import bilevel_qr_pdf, garbled_text_pdf
     from tests.corpus.content import expected_fields, make_content, qr_only_fields
