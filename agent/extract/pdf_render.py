@@ -31,6 +31,7 @@ from typing import Any
 import zxingcpp
 from PIL import Image
 
+from agent.errors import ExtractError
 from agent.extract.image import MAX_PIXELS, decode_qr_image
 from agent.extract.ocr import invoice_from_print, read_page_if_available
 from agent.extract.qr import parse_qr
@@ -47,6 +48,7 @@ MAX_RENDER_PIXELS = min(MAX_PIXELS, 16_000_000)
 # (数电 and old layouts at ~3 % x 3 %, 代开 within the top third).
 _QR_REGION = (0.5, 0.45)
 _QR = zxingcpp.BarcodeFormat.QRCode
+_MAX_FORM_DEPTH = 4  # as pdf_images: forms nested deeper hold no invoice QR
 # A text layer is garbage when more than this share of its characters are
 # none an invoice prints: not ASCII, not GB 2312 (control characters,
 # Private Use Area, other scripts, rare hanzi of a wrong map). Real text
@@ -86,8 +88,9 @@ def _printable(c: str) -> bool:
 
 class PageRenderer:
     """Renders pages of one PDF with PDFium, opened on first use. `close`
-    releases it; nothing here raises for a page PDFium cannot draw (the
-    page is then read as if it had not been rendered)."""
+    releases it. A page PDFium cannot draw is read as if it had not been
+    rendered; the one error raised is ExtractError "limit-exceeded" for an
+    image too big to decode (see `_check_images`)."""
 
     def __init__(self, data: bytes):
         self._data = data
@@ -189,6 +192,7 @@ class PageRenderer:
         except Exception:  # noqa: BLE001 - PDFium could not load the page
             return None
         try:
+            _check_images(pdf_page)
             width, height = pdf_page.get_size()
             if not (width > 1 and height > 1):
                 return None
@@ -208,6 +212,8 @@ class PageRenderer:
             finally:
                 bitmap.close()
                 render_seconds += time.perf_counter() - started
+        except ExtractError:
+            raise
         except Exception:  # noqa: BLE001 - a page PDFium cannot draw is read as if not rendered
             return None
         finally:
@@ -227,6 +233,22 @@ class PageRenderer:
             except Exception:  # noqa: BLE001 - encrypted or broken for PDFium: read without rendering
                 self._failed = True
         return self._doc
+
+
+def _check_images(pdf_page: Any) -> None:
+    """Raise "limit-exceeded" for an image on the page (inline, or in a
+    form) of more than MAX_PIXELS: PDFium would decode it whole to draw it.
+    pdf_images checks the XObjects pypdf sees; this is every image."""
+    import pypdfium2.raw as pdfium_c
+
+    for obj in pdf_page.get_objects(filter=(pdfium_c.FPDF_PAGEOBJ_IMAGE,), max_depth=_MAX_FORM_DEPTH):
+        try:
+            width, height = obj.get_px_size()
+        except Exception:  # noqa: BLE001 - no size known: PDFium draws nothing for it
+            continue
+        if width * height > MAX_PIXELS:
+            raise ExtractError("limit-exceeded",
+                               f"an image on the page is {width}x{height} pixels, limit {MAX_PIXELS}")
 
 
 def _count_render() -> None:
