@@ -9,16 +9,15 @@ hanzi). PDFium, Chrome's renderer, draws the page as printed; the QR is
 decoded from that, and OCR reads the print as it does a scan.
 
 Rendering costs tens of milliseconds a page, so it runs only when needed:
-- a page with no invoice QR among its images (`pdf._page_qr_texts`) is
+- a page whose images hold no QR at all (`pdf._page_qr_texts`) is
   rendered for the QR: the top-left region first (where invoices print
-  it), then the whole page;
+  it), then the whole page. A page whose images gave a QR that is no
+  invoice QR (深圳's blockchain invoices print a URL, trip lists too) is
+  not: a page carries one QR, and rendering finds the same one again;
 - a page whose text carries no invoice labels is a scan: its text gives
   no field, and with OCR on the rendered page is read by OCR (with a QR,
   `ocr.apply_reading`; without, `ocr.invoice_from_print`).
 A text page with invoice labels and a QR image that decodes never renders.
-A page whose text reads as ordinary language with no invoice label (a trip
-list, a contract) and whose images already gave a QR that is no invoice
-QR is not rendered either: its own words say what it is.
 """
 
 from __future__ import annotations
@@ -127,7 +126,7 @@ class PageRenderer:
         embedded_qr = page.payload is not None
         image = None
         try:
-            if page.payload is None and not (legible and page.other_codes):
+            if page.payload is None and not page.other_codes:
                 image = self._find_qr(page, index, scanned)
             if not ocr or labelled:
                 return
