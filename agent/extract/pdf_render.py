@@ -14,9 +14,14 @@ Rendering costs tens of milliseconds a page, so it runs only when needed:
   it), then the whole page. A page whose images gave a QR that is no
   invoice QR (深圳's blockchain invoices print a URL, trip lists too) is
   not: a page carries one QR, and rendering finds the same one again;
-- a page whose text carries no invoice labels is a scan: its text gives
-  no field, and with OCR on the rendered page is read by OCR (with a QR,
-  `ocr.apply_reading`; without, `ocr.invoice_from_print`).
+- a page whose text carries no invoice labels gives no field from its
+  text (mojibake can spell a number or an amount by shape). With OCR on,
+  its render is read by OCR as a scan's page is: with a QR through
+  `ocr.apply_reading`, without one through `ocr.invoice_from_print`. With
+  no QR, only a garbled text layer (`text_is_garbled`) or none (a scan
+  whose image no decoder here reads) is OCR'd: ordinary text with no
+  invoice label and no QR (a letter, a 清单 page) says what it is, and
+  OCR costs seconds a page.
 A text page with invoice labels and a QR image that decodes never renders.
 """
 
