@@ -15,7 +15,10 @@ Prints, using a process pool of --workers (default 2, both cores):
 - OCR (the ocr extra): seconds per page and pages per second on the pool,
   a worker's peak RSS, the real image samples' fields, and, over --ocr-count
   generated scans, how many printed-only fields (names, tax ids, 税额, 大写)
-  OCR reads right, gets wrong, or leaves empty with a warning.
+  OCR reads right, gets wrong, or leaves empty with a warning;
+- the render fallback (PDFium, for QR codes no image decoder reads and
+  garbled text layers): renders per page and ms per render on the real
+  sample PDFs and on tests/corpus/pdf_variants.py (`--render-only`).
 
 Usage: .venv/bin/python bench/extract.py [--count 1000] [--seed 1] [--workers 2] [--ocr-count 60]
 """
@@ -224,6 +227,49 @@ def _warm(pool: ProcessPoolExecutor, jobs: list, workers: int) -> None:
     list(pool.map(_extract, jobs[: 2 * workers] * 2, chunksize=1))
 
 
+def _render_section(args, today: dt.date) -> None:
+    """How often the render fallback (agent/extract/pdf_render.py) runs on
+    the real sample PDFs and on the bi-level-QR / garbled-text variants,
+    and what it costs: PDFium ms per render, extraction ms per file. One
+    process (the counters are per process), scans by QR only."""
+    import random
+
+    from agent.extract import pdf_render
+    from tests.corpus.pdf_variants import VARIANTS, make_variant
+
+    def run(title: str, files: list[tuple[str, bytes]], ocr: bool = False) -> None:
+        by_group: dict[str, list] = defaultdict(lambda: [0, 0, 0, 0.0, 0.0])
+        for group, data in files:
+            pages = len(PdfReader(io.BytesIO(data)).pages)
+            n0, s0, t0 = pdf_render.renders, pdf_render.render_seconds, time.perf_counter()
+            try:
+                extract_bytes(data, ocr=ocr)
+            except ExtractError:
+                pass
+            row = by_group[group]
+            row[0] += 1
+            row[1] += pages
+            row[2] += pdf_render.renders - n0
+            row[3] += pdf_render.render_seconds - s0
+            row[4] += time.perf_counter() - t0
+        print(f"\n== render fallback: {title}")
+        for group, (files_n, pages, renders, seconds, wall) in sorted(by_group.items()):
+            per = f"{1000 * seconds / renders:.1f} ms of PDFium per page rendered" if renders else "no render"
+            print(f"{group:24s} {files_n:4d} files {pages:4d} pages: {renders:4d} pages rendered "
+                  f"({renders / pages:.2f} per page), {per}; {1000 * wall / files_n:.1f} ms per file")
+
+    samples = [("real sample PDF", (SAMPLES / n).read_bytes()) for n in sorted(
+        json.loads((SAMPLES / "expected.json").read_text("utf-8"))) if n.endswith(".pdf")]
+    extract_bytes(samples[0][1], ocr=False)  # imports and PDFium loaded outside the figures
+    run("../shared/samples PDFs", samples)
+    rng = random.Random(args.seed)
+    n = max(1, args.render_count)
+    files = [(v, make_variant(rng, v, today)[0]) for v in VARIANTS for _ in range(n)]
+    run(f"{n} generated PDFs per variant (tests/corpus/pdf_variants.py)", files)
+    plain = [(s, g.data) for s in ("digital", "legacy") for g in make_corpus(args.seed, n, today, {s: 1})]
+    run(f"{n} plain text PDFs per layout (never rendered)", plain)
+
+
 def main() -> int:
     """Run the three benchmarks and print their figures."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -233,6 +279,8 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=20, help="passes over the few real samples")
     p.add_argument("--ocr-count", type=int, default=60, help="generated scans read with OCR")
     p.add_argument("--ocr-only", action="store_true", help="run the OCR section alone")
+    p.add_argument("--render-only", action="store_true", help="run the render-fallback section alone")
+    p.add_argument("--render-count", type=int, default=20, help="generated PDFs per render variant")
     p.add_argument("--ocr-workers", type=int, default=1,
                    help="workers that may OCR at once, as [extract] ocr_workers (0: all)")
     args = p.parse_args()
@@ -241,6 +289,9 @@ def main() -> int:
     print(f"process pool of {args.workers} workers on {os.cpu_count()} CPUs; load average before: {load}")
     if args.ocr_only:
         _ocr_section(args, today)
+        return 0
+    if args.render_only:
+        _render_section(args, today)
         return 0
     with ProcessPoolExecutor(args.workers) as pool:
         # 1. Real samples.
@@ -284,7 +335,10 @@ def main() -> int:
             print(f"-- generated QR-only images (200-300 dpi scans): {1000 * sum(images) / len(images):.1f} ms each "
                   f"(target < 50 ms)")
 
-        # 4. OCR of scans.
+        # 4. The render fallback.
+        _render_section(args, today)
+
+        # 5. OCR of scans.
         if args.ocr_count:
             _ocr_section(args, today)
     return 0

@@ -26,6 +26,7 @@ from agent.extract.image import MAX_PIXELS, decode_qr_image, title_from_qr
 from agent.extract.ocr import OcrReading, apply_reading, read_page_if_available
 from agent.extract.pdf_geometry import GeometryReader
 from agent.extract.pdf_images import decode_pdf_image, image_candidates, last_filter
+from agent.extract.pdf_render import PageRenderer
 from agent.extract.qr import QrPayload, apply_qr, parse_qr, verification_url_of
 from agent.extract.text import ParsedText, normalize_text, offer_parsed, parse_text
 from agent.model import Invoice, LineItem, Problem
@@ -47,11 +48,14 @@ class _Page:
     other_codes: list[str] = field(default_factory=list)
     ocr: OcrReading | None = None
     problems: list[Problem] = field(default_factory=list)
+    printed: Invoice | None = None  # a page with no QR read by OCR alone (pdf_render)
 
     @property
     def key(self) -> str | None:
         if self.payload is not None:
             return f"{self.payload.code or ''}-{self.payload.number}"
+        if self.printed is not None:
+            return f"{self.printed.get('code') or ''}-{self.printed.get('number')}"
         # A number read by shape alone (an order id on a trip sheet) is no
         # identity: only a page that reads as an invoice has one.
         if self.parsed is not None and self.parsed.is_invoice_like and "number" in self.parsed.fields:
@@ -87,12 +91,15 @@ def read_pdf(data: bytes, *, ocr: bool = False) -> list[Invoice]:
     if count > MAX_PAGES:
         raise ExtractError("limit-exceeded", f"the PDF has {count} pages, limit {MAX_PAGES}")
     geometry = GeometryReader(data)
+    renderer = PageRenderer(data)
     try:
-        pages = [_read_page(reader, i, data, ocr, geometry) for i in range(count)]
+        pages = [_read_page(reader, i, data, ocr, geometry, renderer) for i in range(count)]
     finally:
         geometry.close()
+        renderer.close()
     groups = _group(pages)
-    if not any(g.face.payload or (g.face.parsed and g.face.parsed.is_invoice_like) for g in groups):
+    if not any(g.face.payload or g.face.printed or (g.face.parsed and g.face.parsed.is_invoice_like)
+               for g in groups):
         return [_not_invoice(pages)]
     invoices = [_build(g) for g in groups]
     if len(invoices) > 1:
@@ -133,7 +140,7 @@ def _unreadable(data: bytes, error: Exception) -> ExtractError:
 
 
 def _read_page(reader: pypdf.PdfReader, index: int, data: bytes, ocr: bool,
-               geometry: GeometryReader) -> _Page:
+               geometry: GeometryReader, renderer: PageRenderer) -> _Page:
     try:
         page = reader.pages[index]
         raw = page.extract_text(extraction_mode="layout")
@@ -150,7 +157,8 @@ def _read_page(reader: pypdf.PdfReader, index: int, data: bytes, ocr: bool,
             result.payload = payload
             break
         result.other_codes.append(text)
-    if ocr and scanned and result.payload is not None:
+    renderer.complete(result, index, norm, scanned, ocr)
+    if ocr and scanned and result.payload is not None and result.ocr is None:
         result.ocr = _ocr_scan(page)
     return result
 
@@ -225,8 +233,8 @@ def _group(pages: list[_Page]) -> list[_Group]:
 
 
 def _build(group: _Group) -> Invoice:
-    invoice = Invoice()
     face = group.face
+    invoice = face.printed if face.payload is None and face.printed is not None else Invoice()
     if face.payload is not None:
         apply_qr(invoice, face.payload)
     if face.parsed is not None:
