@@ -63,7 +63,7 @@ url = "file://{nas}"
         held = d.wait_documents(1, timeout=60, settled=True)[0]
         assert held.state == "quarantined", (held.state, held.problems)
         first = d.wait_until(lambda: last_snapshot_at(ledger_path, "nas"), 30, "the snapshot taken at start")
-        cli(d.config, "reject", str(held.id), "--reason", REASON)
+        cli(d.config, "reject", str(held.id), "--reason", REASON, "--yes")
         # The premise: the snapshot that follows an action is not due yet.
         assert (now_dt() - parse_utc(first)).total_seconds() < ACTION_SNAPSHOT_GAP_S - 5
         assert last_snapshot_at(ledger_path, "nas") == first
@@ -115,7 +115,7 @@ secret_access_key = "not-a-real-secret"
             held = d.wait_documents(1, timeout=60, settled=True)[0]
             d.wait_until(lambda: last_snapshot_at(site / "state" / "ledger.sqlite3", "nas"), 30,
                          "the file target's first snapshot")
-            cli(d.config, "reject", str(held.id), "--reason", REASON)
+            cli(d.config, "reject", str(held.id), "--reason", REASON, "--yes")
             d.signal(15)
             # stop_timeout_s (10: the harness) for the threads stuck on the
             # black hole, then at most shutdown_snapshot_s (3): the exit comes

@@ -111,7 +111,7 @@ def test_status_check_names_each_fault_and_recovers(tmp_path, samples_dir):
         # The faults removed: the disk mounted, the quarantined file rejected by a person.
         (tmp_path / "nas").mkdir()
         half_id = next(doc.id for doc in d.documents() if doc.original_name == "half.xml")
-        assert cli(d, "reject", str(half_id), "--reason", "half a file from a broken scanner").returncode == 0
+        assert cli(d, "reject", str(half_id), "--reason", "half a file from a broken scanner", "--yes").returncode == 0
 
         def ok():
             r = cli(d, "status", "--check")
