@@ -183,6 +183,10 @@ def test_oversized_image_in_pdf_is_refused_before_decoding():
                 NameObject("/BitsPerComponent"): NumberObject(8)})
     page[NameObject("/Resources")] = DictionaryObject({NameObject("/XObject"): DictionaryObject(
         {NameObject("/Im0"): writer._add_object(img)})})
+    # Drawn on the page: an image no page draws is never decoded at all.
+    content = DecodedStreamObject()
+    content.set_data(b"q 100 0 0 100 0 0 cm /Im0 Do Q")
+    page[NameObject("/Contents")] = writer._add_object(content)
     buf = io.BytesIO()
     writer.write(buf)
     with pytest.raises(ExtractError) as e:
