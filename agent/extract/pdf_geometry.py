@@ -26,6 +26,14 @@ _ROW_OF_HEIGHT = 0.5    # centres closer than this share of the height share a r
 _COLUMN_OF_HEIGHT = 0.8
 _SAME_HEIGHT = 0.06     # loose-box heights closer than this share: the same font and size
 _OVERPRINT_HEIGHT = 0.5  # a glyph this much smaller, over another, is a seal's or a stamp's
+# The 密码区: rows of ~27 characters of 0-9 + - * / < >. A run this long
+# with this many operator signs is ciphertext, whatever the stream order put
+# before it; the block's left edge is a column break on each of its rows.
+_CIPHER_SYMBOL_CHARS = frozenset("+-*/<>")
+_CIPHER_ALPHABET = frozenset("0123456789") | _CIPHER_SYMBOL_CHARS
+_CIPHER_RUN = 16
+_CIPHER_SYMBOLS = 3
+_CIPHER_ALIGN = 3.0     # points: the block's rows start this close together
 _UPRIGHT = 0.001        # radians: glyphs turned further (seal lettering) are not read
 # Printed on every invoice face (OFD: one missing calls for the reading by position).
 FACE_FIELDS = ("number", "date", "total", "buyer_name", "seller_name", "seller_tax_id")
@@ -113,18 +121,23 @@ def layout_glyphs(glyphs: list[_Glyph]) -> str:
                 row[3].append(g)
                 continue
         rows.append([g.centre * weight, weight, g.height, [g]])
+    ordered = [_drop_overprinted(sorted(members, key=lambda g: g.left)) for _, _, _, members in rows]
+    edge = _cipher_edge(ordered)
     lines = []
-    for _, _, _, members in rows:
-        members = _drop_overprinted(sorted(members, key=lambda g: g.left))
+    for members in ordered:
         parts = [" " * min(_MAX_RUN, max(0, int(members[0].left / _COLUMN_POINTS)))]
+        # The first glyph of the 密码区 on a row that prints some of it.
+        cipher_at = None
+        if edge is not None and _cipher_run_start(members) is not None:
+            cipher_at = next((g for g in members if g.left >= edge - g.height / 2), None)
         previous = None
         for g in members:
             if previous is not None:
                 gap = g.left - previous.right
                 height = min(g.height, previous.height)
-                if gap > height * _GAP_OF_HEIGHT:
+                if gap > height * _GAP_OF_HEIGHT or g is cipher_at:
                     spaces = min(_MAX_RUN, max(1, round(gap / _COLUMN_POINTS)))
-                    if gap > height * _COLUMN_OF_HEIGHT \
+                    if gap > height * _COLUMN_OF_HEIGHT or g is cipher_at \
                             or abs(g.height - previous.height) > _SAME_HEIGHT * max(g.height, previous.height):
                         spaces = max(2, spaces)
                     parts.append(" " * spaces)
@@ -132,6 +145,40 @@ def layout_glyphs(glyphs: list[_Glyph]) -> str:
             previous = g
         lines.append("".join(parts))
     return "\n".join(lines)
+
+
+def _cipher_run_start(members: list[_Glyph]) -> float | None:
+    """Where the row's 密码区 ciphertext starts (the left of its first glyph),
+    or None: a run of at least _CIPHER_RUN characters of the cipher alphabet
+    with at least _CIPHER_SYMBOLS of + - * / < > (which no amount, date,
+    account or tax id has) and no column gap inside."""
+    start, chars, symbols, previous = None, 0, 0, None
+    for g in members:
+        in_alphabet = all(c in _CIPHER_ALPHABET for c in g.text)
+        joined = previous is not None and g.left - previous.right <= min(g.height, previous.height) * _COLUMN_OF_HEIGHT
+        if not in_alphabet or not joined:
+            if chars >= _CIPHER_RUN and symbols >= _CIPHER_SYMBOLS:
+                return start
+            start, chars, symbols = (g.left, 0, 0) if in_alphabet else (None, 0, 0)
+        if in_alphabet:
+            start = g.left if start is None else start
+            chars += len(g.text)
+            symbols += sum(1 for c in g.text if c in _CIPHER_SYMBOL_CHARS)
+        previous = g
+    return start if chars >= _CIPHER_RUN and symbols >= _CIPHER_SYMBOLS else None
+
+
+def _cipher_edge(rows: list[list[_Glyph]]) -> float | None:
+    """The left edge of the 密码区 block: where at least two rows' ciphertext
+    runs start together (its rows are printed left-aligned), or None. A run
+    that starts elsewhere (glued to a value ending in digits) does not move it."""
+    starts = sorted(x for x in (_cipher_run_start(r) for r in rows) if x is not None)
+    best, count = None, 1
+    for i, x in enumerate(starts):
+        n = sum(1 for y in starts[i:] if y - x <= _CIPHER_ALIGN)
+        if n > count:
+            best, count = x, n
+    return best
 
 
 def _drop_overprinted(members: list[_Glyph]) -> list[_Glyph]:

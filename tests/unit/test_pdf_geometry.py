@@ -4,10 +4,13 @@ seal lettering left out, whatever order the content stream has."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 from decimal import Decimal
 
 import pypdf
+import pytest
 
+from agent.extract.pdf import read_pdf
 from agent.extract.pdf_geometry import _Glyph, layout_glyphs, page_text
 from agent.extract.qr import verification_url_of
 from agent.extract.text import ParsedText, normalize_text, parse_text
@@ -98,3 +101,69 @@ def test_a_url_is_the_invoices_qr_only_when_it_names_its_number():
     assert verification_url_of([url], "09826097") is None
     assert verification_url_of([url], None) is None
     assert verification_url_of(["09826096"], "09826096") is None  # not a URL
+
+
+# --- the 密码区 written right after the buyer's name ------------------------------
+
+_CIPHER = ["0*3152067<+0*1>15/++*-86*2>", "<+>/34/-66*>/-9>40+34->7100", "77+69<115-605/<18*74//3*5-8",
+           "0392>*59*-8<9/38-*600093><*"]
+_CIPHER_X = 372.0
+
+
+def _hex(text: str) -> str:
+    return "<" + text.encode("utf-16-be").hex() + ">"
+
+
+def cipher_after_name_pdf(name: str, tax_id: str, gap: float) -> bytes:
+    """An old-layout buyer block whose content stream writes each party row
+    and the 密码区 row beside it in one TJ (value, jump, ciphertext), as some
+    issuers' software does. The name is sized to end `gap` points before the
+    密码区; the four cipher rows are left-aligned at x=372 as printed."""
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.pdfgen import canvas
+
+    pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
+    song = "STSong-Light"
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, pagesize=(609, 394), invariant=1)
+    c.setFont(song, 9)
+    c.drawString(428, 362, "发票号码:05286503")
+    c.drawString(428, 348, "开票日期:2026年06月01日")
+    rows = [("名称:", name, song), ("纳税人识别号:", tax_id, "Courier"), ("地址、电话:", "", song),
+            ("开户行及账号:", "", song)]
+    for i, (label, value, font) in enumerate(rows):
+        y = 300 - 14 * i
+        x = 34 + pdfmetrics.stringWidth(label, song, 9)
+        size = (_CIPHER_X - gap - x) / pdfmetrics.stringWidth(value, font, 1) if font == song and value else 9
+        text = c.beginText(34, y)
+        text.setFont(song, 9)
+        text.textOut(label)
+        text.setFont(font, size)
+        enc = _hex if font == song else (lambda v: f"({v})")
+        if value:
+            jump = (_CIPHER_X - x - pdfmetrics.stringWidth(value, font, size)) * 1000 / size
+            text._code.append(f"[{enc(value)} {-jump:.1f} {enc(_CIPHER[i])}] TJ")
+        else:
+            text._code.append(f"{_CIPHER_X - 34:.2f} 0 Td {_hex(_CIPHER[i])} Tj")
+        c.drawText(text)
+    c.setFont(song, 9)
+    c.drawString(34, 194, "价税合计(大写) 贰仟玖佰伍拾玖圆壹角整   (小写)¥2959.10")
+    c.drawString(34, 134, "名称:深圳市某某科技有限公司")
+    c.drawString(34, 120, "纳税人识别号:91440300MA5FPRG28K")
+    c.showPage()
+    c.save()
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("gap", [0.5, 2.0, 4.0])
+@pytest.mark.parametrize("name", ["中国石化销售股份有限公司湖北武汉石油分公司江汉区加油站",
+                                  "中国石化销售股份有限公司湖北武汉石油分公司加油站第3站"])
+def test_a_name_written_just_before_the_cipher_area_is_never_glued_to_it(name, gap):
+    # Stream order glued the ciphertext onto the name ("…加油站0*3152067<+0*1>…").
+    tax_id = "91520000MA6DKWDM90"
+    (inv,) = read_pdf(cipher_after_name_pdf(name, tax_id, gap))
+    assert inv.get("buyer_name") in (name, None)
+    assert inv.get("buyer_tax_id") in (tax_id, None)
+    assert (inv.get("buyer_name"), inv.get("buyer_tax_id")) == (name, tax_id)
+    assert (inv.get("seller_name"), inv.get("seller_tax_id")) == ("深圳市某某科技有限公司", "91440300MA5FPRG28K")
