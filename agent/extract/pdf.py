@@ -182,7 +182,7 @@ def _read_page(doc, index: int, data: bytes, ocr: bool) -> _Page:
         except Exception as e:  # noqa: BLE001
             raise _unreadable(data, e) from None
         norm = normalize_text(raw)
-        scanned = sum(1 for c in norm if not c.isspace()) < _MIN_TEXT_CHARS
+        scanned = len("".join(norm.split())) < _MIN_TEXT_CHARS
         result = _Page(number=index + 1, parsed=None if scanned else parse_text(norm))
         for text in _page_qr_texts(page, scanned):
             payload = parse_qr(text)
@@ -240,7 +240,13 @@ def _page_qr_texts(page, scanned: bool):
 
 def _read_qr(img: Image.Image) -> list[str]:
     gray = img if img.mode == "L" else img.convert("L")
-    return [r.text for r in zxingcpp.read_barcodes(gray, formats=_QR) if r.text]
+    # An embedded QR image is the symbol alone, axis-aligned: the "pure"
+    # reader samples it directly (3x faster than locating it; its
+    # Reed-Solomon check still rejects a misread). Anything else gets the
+    # full search.
+    found = zxingcpp.read_barcodes(gray, formats=_QR, is_pure=True) \
+        or zxingcpp.read_barcodes(gray, formats=_QR)
+    return [r.text for r in found if r.text]
 
 
 def _scan_qr_texts(image, width: int, height: int) -> list[str]:

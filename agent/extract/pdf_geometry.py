@@ -13,7 +13,7 @@ columns stay apart. The result is plain text for `text.parse_text`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import re
 
 # PDFium reads text from PDFs it did not write: it is Chrome's engine,
 # fuzzed for that. Imported lazily so that XML/OFD readers do not need it.
@@ -33,6 +33,7 @@ _CIPHER_SYMBOL_CHARS = frozenset("+-*/<>")
 _CIPHER_ALPHABET = frozenset("0123456789") | _CIPHER_SYMBOL_CHARS
 _CIPHER_RUN = 16
 _CIPHER_SYMBOLS = 3
+_CIPHER_PREFILTER_RE = re.compile(r"[0-9+\-*/<>]{%d,}" % _CIPHER_RUN)
 _CIPHER_ALIGN = 3.0     # points: the block's rows start this close together
 _UPRIGHT = 0.001        # radians: glyphs turned further (seal lettering) are not read
 # Printed on every invoice face (OFD: one missing calls for the reading by position).
@@ -41,21 +42,18 @@ MAX_CHARS = 20_000      # an invoice face has ~1,000; beyond this it is not one
 _MAX_RUN = 400          # spaces: a glyph placed far off the page adds no more
 
 
-@dataclass
 class _Glyph:
-    text: str
-    left: float
-    bottom: float
-    right: float
-    top: float
+    """A character (or an OFD text run) and its box, PDF points with y up."""
 
-    @property
-    def centre(self) -> float:
-        return (self.bottom + self.top) / 2
+    __slots__ = ("text", "left", "bottom", "right", "top", "centre", "height")
 
-    @property
-    def height(self) -> float:
-        return max(self.top - self.bottom, 1.0)
+    def __init__(self, text: str, left: float, bottom: float, right: float, top: float):
+        self.text, self.left, self.bottom, self.right, self.top = text, left, bottom, right, top
+        self.centre = (bottom + top) / 2
+        self.height = max(top - bottom, 1.0)
+
+    def __repr__(self) -> str:
+        return f"_Glyph({self.text!r}, {self.left:.1f}, {self.bottom:.1f}, {self.right:.1f}, {self.top:.1f})"
 
 
 def page_text(textpage) -> str:
@@ -81,17 +79,20 @@ def page_glyphs(textpage) -> list[_Glyph]:
         text = "".join(_unit(pdfium_c.FPDFText_GetUnicode(raw, i)) for i in range(count))
     box = pdfium_c.FS_RECTF()
     loose_box, angle_of = pdfium_c.FPDFText_GetLooseCharBox, pdfium_c.FPDFText_GetCharAngle
+    low, high = _UPRIGHT, 2 * math.pi - _UPRIGHT
     out = []
+    append = out.append
     for i, ch in enumerate(text):
-        if ch.isspace() or ch == "\0" or "\ud800" <= ch <= "\udfff":
+        if ch <= " " or ch.isspace() or "\ud800" <= ch <= "\udfff":
             continue
-        angle = angle_of(raw, i)
-        if _UPRIGHT < angle < 2 * math.pi - _UPRIGHT:
+        # Seals letter their text around an arc (全国统一发票监制, 税务局
+        # names): CJK only, so only CJK glyphs pay for the angle.
+        if ch >= "\u2e80" and low < angle_of(raw, i) < high:
             continue
         # Loose boxes span the font's ascent and descent, so a "." and a "9"
         # of one line share a centre.
         if loose_box(raw, i, box):
-            out.append(_Glyph(ch, box.left, box.bottom, box.right, box.top))
+            append(_Glyph(ch, box.left, box.bottom, box.right, box.top))
     return out
 
 
@@ -104,62 +105,69 @@ def layout_glyphs(glyphs: list[_Glyph]) -> str:
     """Rows of `glyphs` top to bottom, each left to right, indented and
     spaced in proportion to the page distances (PDF points, y up). Glyphs
     share a row when their centre is near the row's mean centre. A wide gap,
-    or a gap between glyphs of different fonts or sizes, becomes at least
-    two spaces (a column break), so that two columns printed close together
-    (a name and the 密码区 beside it) are never read as one value."""
+    a gap between glyphs of different fonts or sizes, and the left edge of
+    the 密码区 become at least two spaces (a column break), so that two
+    columns printed close together (a name and the ciphertext beside it)
+    are never read as one value."""
     # A row's centre is the mean of its characters' centres (a run of text
     # counts once per character), so the lone letters of a vertical label
     # (购买方, 备注) between two rows cannot drag a row away from its text.
-    rows: list[list] = []  # [sum of centres, characters, height, glyphs]
+    rows: list[list[_Glyph]] = []
+    total = weight = limit = 0.0
+    members: list[_Glyph] = []
     for g in sorted(glyphs, key=lambda g: -g.centre):
-        weight = max(1, len(g.text))
-        if rows:
-            row = rows[-1]
-            if abs(row[0] / row[1] - g.centre) <= min(row[2], g.height) * _ROW_OF_HEIGHT:
-                row[0] += g.centre * weight
-                row[1] += weight
-                row[3].append(g)
-                continue
-        rows.append([g.centre * weight, weight, g.height, [g]])
-    ordered = [_drop_overprinted(sorted(members, key=lambda g: g.left)) for _, _, _, members in rows]
-    edge = _cipher_edge(ordered)
+        n = len(g.text) or 1
+        if members and abs(total / weight - g.centre) <= min(limit, g.height) * _ROW_OF_HEIGHT:
+            total += g.centre * n
+            weight += n
+            members.append(g)
+            continue
+        members = [g]
+        rows.append(members)
+        total, weight, limit = g.centre * n, n, g.height
+    ordered = [_drop_overprinted(sorted(row, key=lambda g: g.left)) for row in rows]
+    starts = [_cipher_run_start(row) for row in ordered]
+    edge = _cipher_edge(starts)
     lines = []
-    for members in ordered:
-        parts = [" " * min(_MAX_RUN, max(0, int(members[0].left / _COLUMN_POINTS)))]
+    for row, start in zip(ordered, starts):
+        first = row[0]
+        parts = [" " * min(_MAX_RUN, max(0, int(first.left / _COLUMN_POINTS))), first.text]
         # The first glyph of the 密码区 on a row that prints some of it.
         cipher_at = None
-        if edge is not None and _cipher_run_start(members) is not None:
-            cipher_at = next((g for g in members if g.left >= edge - g.height / 2), None)
-        previous = None
-        for g in members:
-            if previous is not None:
-                gap = g.left - previous.right
-                height = min(g.height, previous.height)
-                if gap > height * _GAP_OF_HEIGHT or g is cipher_at:
-                    spaces = min(_MAX_RUN, max(1, round(gap / _COLUMN_POINTS)))
-                    if gap > height * _COLUMN_OF_HEIGHT or g is cipher_at \
-                            or abs(g.height - previous.height) > _SAME_HEIGHT * max(g.height, previous.height):
-                        spaces = max(2, spaces)
-                    parts.append(" " * spaces)
+        if edge is not None and start is not None:
+            cipher_at = next((g for g in row if g.left >= edge - g.height / 2), None)
+        previous = first
+        for g in row[1:]:
+            gap = g.left - previous.right
+            h, ph = g.height, previous.height
+            height = h if h < ph else ph
+            if gap > height * _GAP_OF_HEIGHT or g is cipher_at:
+                spaces = min(_MAX_RUN, max(1, round(gap / _COLUMN_POINTS)))
+                if spaces < 2 and (gap > height * _COLUMN_OF_HEIGHT or g is cipher_at
+                                   or abs(h - ph) > _SAME_HEIGHT * (h if h > ph else ph)):
+                    spaces = 2
+                parts.append(" " * spaces)
             parts.append(g.text)
             previous = g
         lines.append("".join(parts))
     return "\n".join(lines)
 
 
-def _cipher_run_start(members: list[_Glyph]) -> float | None:
+def _cipher_run_start(row: list[_Glyph]) -> float | None:
     """Where the row's 密码区 ciphertext starts (the left of its first glyph),
     or None: a run of at least _CIPHER_RUN characters of the cipher alphabet
     with at least _CIPHER_SYMBOLS of + - * / < > (which no amount, date,
     account or tax id has) and no column gap inside."""
+    if not _CIPHER_PREFILTER_RE.search("".join(g.text for g in row)):
+        return None
     start, chars, symbols, previous = None, 0, 0, None
-    for g in members:
+    for g in row:
         in_alphabet = all(c in _CIPHER_ALPHABET for c in g.text)
         joined = previous is not None and g.left - previous.right <= min(g.height, previous.height) * _COLUMN_OF_HEIGHT
         if not in_alphabet or not joined:
             if chars >= _CIPHER_RUN and symbols >= _CIPHER_SYMBOLS:
                 return start
-            start, chars, symbols = (g.left, 0, 0) if in_alphabet else (None, 0, 0)
+            start, chars, symbols = None, 0, 0
         if in_alphabet:
             start = g.left if start is None else start
             chars += len(g.text)
@@ -168,14 +176,14 @@ def _cipher_run_start(members: list[_Glyph]) -> float | None:
     return start if chars >= _CIPHER_RUN and symbols >= _CIPHER_SYMBOLS else None
 
 
-def _cipher_edge(rows: list[list[_Glyph]]) -> float | None:
+def _cipher_edge(starts: list[float | None]) -> float | None:
     """The left edge of the 密码区 block: where at least two rows' ciphertext
     runs start together (its rows are printed left-aligned), or None. A run
     that starts elsewhere (glued to a value ending in digits) does not move it."""
-    starts = sorted(x for x in (_cipher_run_start(r) for r in rows) if x is not None)
+    found = sorted(x for x in starts if x is not None)
     best, count = None, 1
-    for i, x in enumerate(starts):
-        n = sum(1 for y in starts[i:] if y - x <= _CIPHER_ALIGN)
+    for i, x in enumerate(found):
+        n = sum(1 for y in found[i:] if y - x <= _CIPHER_ALIGN)
         if n > count:
             best, count = x, n
     return best
@@ -187,13 +195,14 @@ def _drop_overprinted(members: list[_Glyph]) -> list[_Glyph]:
     overlapping by more than half the narrower one, the smaller is dropped
     when they are the same character or one is much smaller. (A value may
     start inside a full-width colon's box: that is no overprint.)"""
-    kept: list[_Glyph] = []
-    for g in members:
-        if kept:
-            last = kept[-1]
+    kept: list[_Glyph] = [members[0]]
+    for g in members[1:]:
+        last = kept[-1]
+        overlap = last.right - g.left
+        if overlap > 0:
             narrower = min(g.right - g.left, last.right - last.left)
-            small, big = sorted((g.height, last.height))
-            if narrower > 0 and last.right - g.left > narrower / 2 \
+            small, big = (g.height, last.height) if g.height < last.height else (last.height, g.height)
+            if narrower > 0 and overlap > narrower / 2 \
                     and (g.text == last.text or small < _OVERPRINT_HEIGHT * big):
                 if g.height > last.height:
                     kept[-1] = g

@@ -22,20 +22,36 @@ _MAX_FORM_DEPTH = 4
 
 
 def image_candidates(page: Any) -> list[tuple[Any, int, int]]:
-    """(pypdfium2 PdfImage, width, height) of the page's images at least a
-    QR's size, including those inside forms, ordered square first, then by
-    area. Never raises: broken objects are skipped."""
+    """(pypdfium2 PdfImage, width, height) of the images the page draws that
+    are at least a QR's size, including those inside forms (up to
+    _MAX_FORM_DEPTH deep), ordered square first, then by area. Never
+    raises: broken objects are skipped."""
+    import ctypes
+
+    import pypdfium2
     import pypdfium2.raw as pdfium_c
 
     found: list[tuple[Any, int, int]] = []
-    try:
-        for obj in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=_MAX_FORM_DEPTH):
-            try:
-                w, h = obj.get_px_size()
-            except Exception:  # noqa: BLE001 - an image without a readable size: skip it
+    w, h = ctypes.c_uint(), ctypes.c_uint()
+    get_type, image_type, form_type = pdfium_c.FPDFPageObj_GetType, pdfium_c.FPDF_PAGEOBJ_IMAGE, pdfium_c.FPDF_PAGEOBJ_FORM
+
+    def walk(count: int, get, parent, depth: int) -> None:
+        # Raw calls: a page draws ~100 objects (paths, text), and only its
+        # few images need a wrapper.
+        for i in range(count):
+            raw = get(parent, i)
+            if not raw:
                 continue
-            if min(w, h) >= _MIN_QR_SIDE:
-                found.append((obj, int(w), int(h)))
+            kind = get_type(raw)
+            if kind == image_type:
+                if pdfium_c.FPDFImageObj_GetImagePixelSize(raw, w, h) and min(w.value, h.value) >= _MIN_QR_SIDE:
+                    image = pypdfium2.PdfObject(raw, page=page, pdf=page.pdf, level=depth)
+                    found.append((image, int(w.value), int(h.value)))
+            elif kind == form_type and depth + 1 < _MAX_FORM_DEPTH:
+                walk(pdfium_c.FPDFFormObj_CountObjects(raw), pdfium_c.FPDFFormObj_GetObject, raw, depth + 1)
+
+    try:
+        walk(pdfium_c.FPDFPage_CountObjects(page.raw), pdfium_c.FPDFPage_GetObject, page.raw, 0)
     except Exception:  # noqa: BLE001 - broken resources: decode what was found
         pass
     return sorted(found, key=lambda c: (not 0.8 <= c[1] / c[2] <= 1.25, c[1] * c[2]))
@@ -63,7 +79,9 @@ def decode_pdf_image(image: Any, width: int, height: int, half: bool = False) ->
         return img.convert("L")
     bitmap = image.get_bitmap(render=False)
     try:
+        # The PIL image shares PDFium's buffer: copied before it is freed.
         pil = bitmap.to_pil()
-        return pil if pil.mode == "L" else pil.convert("L")
+        return pil.copy() if pil.mode == "L" else pil.convert("L")
     finally:
+        bitmap.warn_on_close = False  # freeing it here, after the copy, is the point
         bitmap.close()
