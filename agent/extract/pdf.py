@@ -17,6 +17,8 @@ pages, which repeat or omit the face's 代码/号码, stays one.
 from __future__ import annotations
 
 import io
+import re
+import zlib
 from dataclasses import dataclass, field
 
 import zxingcpp
@@ -36,6 +38,14 @@ MAX_PAGES = 300
 _MIN_TEXT_CHARS = 20
 _QR = zxingcpp.BarcodeFormat.QRCode
 _LIST_MARKERS = ("详见销货清单", "详见清单")
+# Any stream (content, font, image, object stream) inflating past this is a
+# bomb: PDFium would inflate it whole. pypdf, which read PDFs before, had
+# the same limit.
+MAX_INFLATED_BYTES = 75_000_000
+_STREAM_RE = re.compile(rb"stream\r?\n")  # (a look-behind for "end" makes it 100x slower)
+# A stream whose first KB inflates past this ratio is inflated (bounded) to
+# measure it; honest content streams compress ~5-20x.
+_PROBE_IN, _PROBE_OUT = 1024, 64 * 1024
 _HALF_SCALE_MIN_SIDE = 1600
 _PAGE_IMAGE_MIN_SIDE = 800
 
@@ -80,6 +90,7 @@ def read_pdf(data: bytes, *, ocr: bool = False) -> list[Invoice]:
     (too many pages or an oversized image), "no-qr" (a scan with no QR on
     any page).
     """
+    _check_inflation(data)
     doc = _open(data)
     try:
         count = len(doc)
@@ -99,6 +110,48 @@ def read_pdf(data: bytes, *, ocr: bool = False) -> list[Invoice]:
         for invoice, group in zip(invoices, groups):
             invoice.page = group.face.number
     return invoices
+
+
+def _check_inflation(data: bytes) -> None:
+    """Raise "limit-exceeded" when a Flate stream of the file (other than an
+    image) inflates past MAX_INFLATED_BYTES. Each stream's first KB is inflated to see its ratio;
+    only a stream that compresses like a bomb (or a blank image) is inflated
+    further, in bounded chunks, never held whole. Encrypted streams do not
+    inflate as they are and are not measured."""
+    for m in _STREAM_RE.finditer(data):
+        if data[m.start() - 3:m.start()] == b"end":
+            continue
+        head = data[max(0, m.start() - 1024):m.start()]
+        if b"/Image" in head[head.rfind(b"obj") + 1:]:
+            # An image is decoded only after its pixel size is checked, and
+            # PDFium inflates it no further than its pixels: big blank scans
+            # compress like bombs and need not be measured.
+            continue
+        probe = zlib.decompressobj()
+        try:
+            if len(probe.decompress(data[m.end():m.end() + _PROBE_IN], _PROBE_OUT)) < _PROBE_OUT:
+                continue
+            size = _inflated_size(data, m.end())
+        except zlib.error:
+            continue
+        if size > MAX_INFLATED_BYTES:
+            raise ExtractError("limit-exceeded",
+                               f"a stream of the PDF inflates to over {MAX_INFLATED_BYTES} bytes (a bomb)")
+
+
+def _inflated_size(data: bytes, start: int) -> int:
+    """Bytes the zlib stream at `start` inflates to, counted up to just past
+    MAX_INFLATED_BYTES, 1 MB at a time."""
+    inflater = zlib.decompressobj()
+    size, pos = 0, start
+    while pos < len(data) and not inflater.eof:
+        chunk, pos = data[pos:pos + 65536], pos + 65536
+        while chunk and not inflater.eof:
+            size += len(inflater.decompress(chunk, 1 << 20))
+            if size > MAX_INFLATED_BYTES:
+                return size
+            chunk = inflater.unconsumed_tail
+    return size
 
 
 def _open(data: bytes):
@@ -244,9 +297,8 @@ def _read_qr(img: Image.Image) -> list[str]:
     # reader samples it directly (3x faster than locating it; its
     # Reed-Solomon check still rejects a misread). Anything else gets the
     # full search.
-    found = zxingcpp.read_barcodes(gray, formats=_QR, is_pure=True) \
-        or zxingcpp.read_barcodes(gray, formats=_QR)
-    return [r.text for r in found if r.text]
+    texts = [r.text for r in zxingcpp.read_barcodes(gray, formats=_QR, is_pure=True) if r.valid and r.text]
+    return texts or [r.text for r in zxingcpp.read_barcodes(gray, formats=_QR) if r.valid and r.text]
 
 
 def _scan_qr_texts(image, width: int, height: int) -> list[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+from operator import attrgetter
 
 # PDFium reads text from PDFs it did not write: it is Chrome's engine,
 # fuzzed for that. Imported lazily so that XML/OFD readers do not need it.
@@ -35,6 +36,8 @@ _CIPHER_RUN = 16
 _CIPHER_SYMBOLS = 3
 _CIPHER_PREFILTER_RE = re.compile(r"[0-9+\-*/<>]{%d,}" % _CIPHER_RUN)
 _CIPHER_ALIGN = 3.0     # points: the block's rows start this close together
+_BLANKS = frozenset("\0\t\n\v\f\r \x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004"
+                    "\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 _UPRIGHT = 0.001        # radians: glyphs turned further (seal lettering) are not read
 # Printed on every invoice face (OFD: one missing calls for the reading by position).
 FACE_FIELDS = ("number", "date", "total", "buyer_name", "seller_name", "seller_tax_id")
@@ -54,6 +57,10 @@ class _Glyph:
 
     def __repr__(self) -> str:
         return f"_Glyph({self.text!r}, {self.left:.1f}, {self.bottom:.1f}, {self.right:.1f}, {self.top:.1f})"
+
+
+_CENTRE = attrgetter("centre")
+_LEFT = attrgetter("left")
 
 
 def page_text(textpage) -> str:
@@ -83,12 +90,16 @@ def page_glyphs(textpage) -> list[_Glyph]:
     out = []
     append = out.append
     for i, ch in enumerate(text):
-        if ch <= " " or ch.isspace() or "\ud800" <= ch <= "\udfff":
+        if ch in _BLANKS:
             continue
-        # Seals letter their text around an arc (全国统一发票监制, 税务局
-        # names): CJK only, so only CJK glyphs pay for the angle.
-        if ch >= "\u2e80" and low < angle_of(raw, i) < high:
-            continue
+        if ch >= "\u2e80":
+            # Half a surrogate pair is no glyph an invoice label or value uses.
+            if "\ud800" <= ch <= "\udfff":
+                continue
+            # Seals letter their text around an arc (全国统一发票监制, 税务局
+            # names): CJK only, so only CJK glyphs pay for the angle.
+            if low < angle_of(raw, i) < high:
+                continue
         # Loose boxes span the font's ascent and descent, so a "." and a "9"
         # of one line share a centre.
         if loose_box(raw, i, box):
@@ -115,7 +126,7 @@ def layout_glyphs(glyphs: list[_Glyph]) -> str:
     rows: list[list[_Glyph]] = []
     total = weight = limit = 0.0
     members: list[_Glyph] = []
-    for g in sorted(glyphs, key=lambda g: -g.centre):
+    for g in sorted(glyphs, key=_CENTRE, reverse=True):
         n = len(g.text) or 1
         if members and abs(total / weight - g.centre) <= min(limit, g.height) * _ROW_OF_HEIGHT:
             total += g.centre * n
@@ -125,7 +136,7 @@ def layout_glyphs(glyphs: list[_Glyph]) -> str:
         members = [g]
         rows.append(members)
         total, weight, limit = g.centre * n, n, g.height
-    ordered = [_drop_overprinted(sorted(row, key=lambda g: g.left)) for row in rows]
+    ordered = [_drop_overprinted(sorted(row, key=_LEFT)) for row in rows]
     starts = [_cipher_run_start(row) for row in ordered]
     edge = _cipher_edge(starts)
     lines = []

@@ -386,3 +386,19 @@ def test_multi_frame_tiff_batch():
 ])
 def test_title_from_qr(kind, code, title):
     assert title_from_qr(kind, code) == title
+
+
+def test_a_content_stream_that_inflates_like_a_bomb_is_refused_before_pdfium_reads_it():
+    # PDFium inflates a page's content whole (300 MB here would take 600 MB);
+    # the file is measured first, 1 MB at a time.
+    import resource
+
+    from tests.hostile.pdfs import flate_bomb_content
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ExtractError) as e:
+        read_pdf(flate_bomb_content("unit", 300))
+    assert e.value.reason == "limit-exceeded"
+    assert "inflates" in e.value.message
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 150, grown_mb
