@@ -1,10 +1,13 @@
-"""Invoices from PDF files: the embedded QR first, then the text layer.
+"""Invoices from PDF files: the embedded QR first, then the text by position.
 
-One pass per page: the layout text is extracted once and the page's images
-are decoded lazily, the QR-looking ones (square, opaque) first, stopping at
-the first invoice QR. Pages without a text layer (scans) go through the
-image decoder with its retries. The images are found and decoded by
-`pdf_images`.
+One PDFium document per file and one pass per page: the page's characters
+and their boxes give its text laid out by position (`pdf_geometry`: a label
+and its value on one row as printed, whatever order the issuer's software
+wrote them in), and the page's images are decoded lazily, the QR-looking
+ones (square) first, stopping at the first invoice QR (`pdf_images`).
+Pages without a text layer (scans) go through the image decoder with its
+retries. pypdf is used only to say why a file PDFium cannot open, or
+cannot decrypt, is unreadable.
 
 A file becomes one Invoice per invoice it holds: a scanner batch of several
 invoices gives several (with `page` set), while a face followed by 销货清单
@@ -14,17 +17,17 @@ pages, which repeat or omit the face's 代码/号码, stays one.
 from __future__ import annotations
 
 import io
+import re
+import zlib
 from dataclasses import dataclass, field
 
-import pypdf
 import zxingcpp
 from PIL import Image
-from pypdf.generic import StreamObject
 
 from agent.errors import ExtractError
 from agent.extract.image import MAX_PIXELS, decode_qr_image, title_from_qr
-from agent.extract.ocr import OcrReading, apply_reading, read_page_if_available
-from agent.extract.pdf_geometry import GeometryReader
+from agent.extract.ocr import OcrReading, _give_back_memory, apply_reading, read_page_if_available
+from agent.extract.pdf_geometry import page_text
 from agent.extract.pdf_images import decode_pdf_image, image_candidates, last_filter
 from agent.extract.pdf_render import PageRenderer
 from agent.extract.qr import QrPayload, apply_qr, parse_qr, verification_url_of
@@ -36,6 +39,14 @@ MAX_PAGES = 300
 _MIN_TEXT_CHARS = 20
 _QR = zxingcpp.BarcodeFormat.QRCode
 _LIST_MARKERS = ("详见销货清单", "详见清单")
+# Any stream (content, font, image, object stream) inflating past this is a
+# bomb: PDFium would inflate it whole. pypdf, which read PDFs before, had
+# the same limit.
+MAX_INFLATED_BYTES = 75_000_000
+_STREAM_RE = re.compile(rb"stream\r?\n")  # (a look-behind for "end" makes it 100x slower)
+# A stream whose first KB inflates past this ratio is inflated (bounded) to
+# measure it; honest content streams compress ~5-20x.
+_PROBE_IN, _PROBE_OUT = 1024, 64 * 1024
 _HALF_SCALE_MIN_SIDE = 1600
 _PAGE_IMAGE_MIN_SIDE = 800
 
@@ -76,31 +87,30 @@ def read_pdf(data: bytes, *, ocr: bool = False) -> list[Invoice]:
     Conflicts. With `ocr`, a scanned page with an invoice QR is also read by
     OCR (source "ocr", see `ocr.apply_reading`). A PDF with no invoice QR and
     no invoice labels gives one Invoice with is_invoice False and the reason.
+    Every PDFium object it opens is closed before it returns or raises.
 
-    Raises ExtractError: "encrypted" (a user password is needed),
-    "truncated" or "corrupt" (unreadable), "limit-exceeded" (too many pages
-    or an oversized image), "no-qr" (a scan with no QR on any page).
+    Raises ExtractError: "encrypted" (a user password is needed, or nothing
+    in it decrypts), "truncated" or "corrupt" (unreadable), "limit-exceeded"
+    (too many pages or an oversized image), "no-qr" (a scan with no QR on
+    any page).
     """
-    reader = _open(data)
+    _check_inflation(data)
+    doc = _open(data)
     try:
-        count = len(reader.pages)
-    except Exception as e:  # noqa: BLE001 - pypdf fails in many ways on broken files
-        raise _unreadable(data, e) from None
-    if count == 0:
-        raise ExtractError("corrupt", "the PDF has no pages")
-    if count > MAX_PAGES:
-        raise ExtractError("limit-exceeded", f"the PDF has {count} pages, limit {MAX_PAGES}")
-    geometry = GeometryReader(data)
-    renderer = PageRenderer(data)
-    try:
-        pages = [_read_page(reader, i, data, ocr, geometry, renderer) for i in range(count)]
+        count = len(doc)
+        if count == 0:
+            raise ExtractError("corrupt", "the PDF has no pages")
+        if count > MAX_PAGES:
+            raise ExtractError("limit-exceeded", f"the PDF has {count} pages, limit {MAX_PAGES}")
+        renderer = PageRenderer(doc)
+        pages = [_read_page(doc, i, data, ocr, renderer) for i in range(count)]
+        encrypted = _is_encrypted(doc)
     finally:
-        geometry.close()
-        renderer.close()
+        doc.close()
     groups = _group(pages)
     if not any(g.face.payload or g.face.printed or (g.face.parsed and g.face.parsed.is_invoice_like)
                for g in groups):
-        return [_not_invoice(pages)]
+        return [_not_invoice(pages, data if encrypted else None)]
     invoices = [_build(g) for g in groups]
     if len(invoices) > 1:
         for invoice, group in zip(invoices, groups):
@@ -108,79 +118,167 @@ def read_pdf(data: bytes, *, ocr: bool = False) -> list[Invoice]:
     return invoices
 
 
-def _open(data: bytes) -> pypdf.PdfReader:
-    try:
-        reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
-    except Exception as e:  # noqa: BLE001 - see above
-        raise _unreadable(data, e) from None
-    if reader.is_encrypted:
+def _check_inflation(data: bytes) -> None:
+    """Raise "limit-exceeded" when a Flate stream of the file (other than an
+    image) inflates past MAX_INFLATED_BYTES. Each stream's first KB is inflated to see its ratio;
+    only a stream that compresses like a bomb (or a blank image) is inflated
+    further, in bounded chunks, never held whole. Encrypted streams do not
+    inflate as they are and are not measured."""
+    for m in _STREAM_RE.finditer(data):
+        if data[m.start() - 3:m.start()] == b"end":
+            continue
+        head = data[max(0, m.start() - 1024):m.start()]
+        if b"/Image" in head[head.rfind(b"obj") + 1:]:
+            # An image is decoded only after its pixel size is checked, and
+            # PDFium inflates it no further than its pixels: big blank scans
+            # compress like bombs and need not be measured.
+            continue
+        probe = zlib.decompressobj()
         try:
-            # An owner password alone (print/copy restrictions) still opens
-            # with the empty user password, as every PDF viewer does.
-            opened = reader.decrypt("")
-        except pypdf.errors.DependencyError as e:
-            raise ExtractError("encrypted", f"AES-encrypted PDF cannot be opened here: {e}") from None
-        except Exception as e:  # noqa: BLE001
-            raise ExtractError("encrypted", f"encrypted PDF could not be opened: {e}") from None
-        if not opened:
-            raise ExtractError("encrypted", "the PDF is encrypted with a user password")
-    return reader
+            if len(probe.decompress(data[m.end():m.end() + _PROBE_IN], _PROBE_OUT)) < _PROBE_OUT:
+                continue
+            size = _inflated_size(data, m.end())
+        except zlib.error:
+            continue
+        if size > MAX_INFLATED_BYTES:
+            raise ExtractError("limit-exceeded",
+                               f"a stream of the PDF inflates to over {MAX_INFLATED_BYTES} bytes (a bomb)")
+
+
+def _inflated_size(data: bytes, start: int) -> int:
+    """Bytes the zlib stream at `start` inflates to, counted up to just past
+    MAX_INFLATED_BYTES, 1 MB at a time."""
+    inflater = zlib.decompressobj()
+    size, pos = 0, start
+    while pos < len(data) and not inflater.eof:
+        chunk, pos = data[pos:pos + 65536], pos + 65536
+        while chunk and not inflater.eof:
+            size += len(inflater.decompress(chunk, 1 << 20))
+            if size > MAX_INFLATED_BYTES:
+                return size
+            chunk = inflater.unconsumed_tail
+    return size
+
+
+def _open(data: bytes):
+    import pypdfium2
+    import pypdfium2.raw as pdfium_c
+
+    try:
+        # An owner password alone (print/copy restrictions) opens with the
+        # empty user password, as every PDF viewer does; PDFium decrypts
+        # RC4 and AES itself.
+        return pypdfium2.PdfDocument(data)
+    except pypdfium2.PdfiumError as e:
+        code = getattr(e, "err_code", None)
+        if code == pdfium_c.FPDF_ERR_PASSWORD:
+            raise ExtractError("encrypted", "the PDF is encrypted with a user password") from None
+        if code == pdfium_c.FPDF_ERR_SECURITY:
+            raise ExtractError("encrypted", f"the PDF's security handler is not supported: {e}") from None
+        raise _unreadable(data, e) from None
+    except Exception as e:  # noqa: BLE001 - a native parser fails in many ways on broken files
+        raise _unreadable(data, e) from None
+
+
+def _is_encrypted(doc) -> bool:
+    import pypdfium2.raw as pdfium_c
+
+    return pdfium_c.FPDF_GetSecurityHandlerRevision(doc) != -1
 
 
 def _unreadable(data: bytes, error: Exception) -> ExtractError:
-    if isinstance(error, pypdf.errors.DependencyError):
-        # AES streams (an owner-password-only PDF opens, then every string
-        # needs AES): pypdf decrypts them only with the cryptography package.
-        return ExtractError("encrypted", f"AES-encrypted PDF cannot be decrypted here: {error}")
     # A file cut short (still being written, a broken download) lacks the
     # %%EOF marker its writer always puts at the end.
     if b"%%EOF" not in data[-1024:]:
         return ExtractError("truncated", f"the PDF is truncated: {error}")
+    if _pages_by_pypdf(data) == 0:
+        return ExtractError("corrupt", "the PDF has no pages")
     return ExtractError("corrupt", f"the PDF cannot be parsed: {error}")
 
 
-def _read_page(reader: pypdf.PdfReader, index: int, data: bytes, ocr: bool,
-               geometry: GeometryReader, renderer: PageRenderer) -> _Page:
+def _pages_by_pypdf(data: bytes) -> int | None:
+    """Pages pypdf counts in a file PDFium refused (a second opinion for the
+    message only); None when pypdf cannot read it either."""
+    import pypdf
+
     try:
-        page = reader.pages[index]
-        raw = page.extract_text(extraction_mode="layout")
+        return len(pypdf.PdfReader(io.BytesIO(data), strict=False).pages)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _encryption_of(data: bytes) -> str:
+    """The cipher named in the /Encrypt dictionary ("AESV2", "RC4" ...), for messages."""
+    import pypdf
+
+    try:
+        encrypt = pypdf.PdfReader(io.BytesIO(data), strict=False).trailer["/Encrypt"].get_object()
+        if int(encrypt.get("/V", 0)) >= 4:
+            filters = encrypt["/CF"].get_object()
+            return str(filters[encrypt.get("/StmF", "/StdCF")].get_object().get("/CFM", "?")).lstrip("/")
+        return "RC4"
+    except Exception:  # noqa: BLE001 - the message only
+        return "unknown cipher"
+
+
+def _read_page(doc, index: int, data: bytes, ocr: bool, renderer: PageRenderer) -> _Page:
+    """Page `index` of `doc`: its text parsed by position (None for a page
+    without a text layer), its invoice QR or the other codes its images
+    carry, and its OCR reading when asked for on a scan. The page and its
+    text page are closed before it returns or raises."""
+    try:
+        page = doc[index]
     except Exception as e:  # noqa: BLE001
         raise _unreadable(data, e) from None
-    norm = normalize_text(raw)
-    scanned = sum(1 for c in norm if not c.isspace()) < _MIN_TEXT_CHARS
-    result = _Page(number=index + 1, parsed=None if scanned else parse_text(norm))
-    if result.parsed is not None:
-        result.parsed = geometry.complete(result.parsed, index, result.problems)
-    for text in _page_qr_texts(page, scanned):
-        payload = parse_qr(text)
-        if payload is not None:
-            result.payload = payload
-            break
-        result.other_codes.append(text)
-    renderer.complete(result, index, norm, scanned, ocr)
-    if ocr and scanned and result.payload is not None and result.ocr is None:
-        result.ocr = _ocr_scan(page)
-    return result
+    scanned = True
+    try:
+        try:
+            textpage = page.get_textpage()
+            try:
+                raw = page_text(textpage)
+            finally:
+                textpage.close()
+        except Exception as e:  # noqa: BLE001
+            raise _unreadable(data, e) from None
+        norm = normalize_text(raw)
+        scanned = len("".join(norm.split())) < _MIN_TEXT_CHARS
+        result = _Page(number=index + 1, parsed=None if scanned else parse_text(norm))
+        for text in _page_qr_texts(page, scanned):
+            payload = parse_qr(text)
+            if payload is not None:
+                result.payload = payload
+                break
+            result.other_codes.append(text)
+        renderer.complete(result, index, norm, scanned, ocr)
+        if ocr and scanned and result.payload is not None and result.ocr is None:
+            result.ocr = _ocr_scan(page)
+        return result
+    finally:
+        page.close()
+        if scanned:
+            # A scan's decoded pixels (tens of MB) are freed but kept by
+            # malloc: hand them back before the next page.
+            _give_back_memory()
 
 
-def _ocr_scan(page: pypdf.PageObject) -> OcrReading | None:
+def _ocr_scan(page) -> OcrReading | None:
     """OCR of the page's biggest image (the scan itself); None when OCR is
     not installed or the image cannot be decoded."""
     candidates = image_candidates(page)
     if not candidates:
         return None
-    xobj, width, height = max(candidates, key=lambda c: c[1] * c[2])
+    image, width, height = max(candidates, key=lambda c: c[1] * c[2])
     try:
-        img = decode_pdf_image(xobj, width, height)
+        img = decode_pdf_image(image, width, height)
     except Exception:  # noqa: BLE001 - the QR was read; an undecodable scan just gets no OCR
         return None
     return read_page_if_available(img) if img is not None else None
 
 
-def _page_qr_texts(page: pypdf.PageObject, scanned: bool):
+def _page_qr_texts(page, scanned: bool):
     """QR texts of the page's images, most QR-like image first; lazy, so the
     caller stops decoding at the first invoice QR."""
-    for xobj, width, height in image_candidates(page):
+    for image, width, height in image_candidates(page):
         if width * height > MAX_PIXELS:
             raise ExtractError("limit-exceeded",
                                f"an image on the page is {width}x{height} pixels, limit {MAX_PIXELS}")
@@ -188,31 +286,36 @@ def _page_qr_texts(page: pypdf.PageObject, scanned: bool):
             # A page image (a scan, or a searchable scan with an OCR text
             # layer) gets the photo treatment with retries.
             if scanned or min(width, height) >= _PAGE_IMAGE_MIN_SIDE:
-                texts = _scan_qr_texts(xobj, width, height)
+                texts = _scan_qr_texts(image, width, height)
             else:
                 # Generated QR images are pristine: one decode is enough.
-                img = decode_pdf_image(xobj, width, height)
+                img = decode_pdf_image(image, width, height)
                 texts = _read_qr(img) if img is not None else []
         except ExtractError:
             raise
-        except Exception:  # noqa: BLE001 - undecodable image (JBIG2, broken stream): skip it
+        except Exception:  # noqa: BLE001 - undecodable image (broken stream): skip it
             continue
         yield from texts
 
 
 def _read_qr(img: Image.Image) -> list[str]:
     gray = img if img.mode == "L" else img.convert("L")
-    return [r.text for r in zxingcpp.read_barcodes(gray, formats=_QR) if r.text]
+    # An embedded QR image is the symbol alone, axis-aligned: the "pure"
+    # reader samples it directly (3x faster than locating it; its
+    # Reed-Solomon check still rejects a misread). Anything else gets the
+    # full search.
+    texts = [r.text for r in zxingcpp.read_barcodes(gray, formats=_QR, is_pure=True) if r.valid and r.text]
+    return texts or [r.text for r in zxingcpp.read_barcodes(gray, formats=_QR) if r.valid and r.text]
 
 
-def _scan_qr_texts(xobj: StreamObject, width: int, height: int) -> list[str]:
+def _scan_qr_texts(image, width: int, height: int) -> list[str]:
     # A big JPEG scan is tried at half scale first (see image.py); full
     # scale with the retries is the fallback.
-    if last_filter(xobj) == "/DCTDecode" and min(width, height) >= _HALF_SCALE_MIN_SIDE:
-        texts = _read_qr(decode_pdf_image(xobj, width, height, half=True))
+    if last_filter(image) == "DCTDecode" and min(width, height) >= _HALF_SCALE_MIN_SIDE:
+        texts = _read_qr(decode_pdf_image(image, width, height, half=True))
         if texts:
             return texts
-    img = decode_pdf_image(xobj, width, height)
+    img = decode_pdf_image(image, width, height)
     return decode_qr_image(img) if img is not None else []
 
 
@@ -268,7 +371,7 @@ def _group_items(group: _Group) -> list[LineItem]:
     return items
 
 
-def _not_invoice(pages: list[_Page]) -> Invoice:
+def _not_invoice(pages: list[_Page], encrypted_data: bytes | None = None) -> Invoice:
     codes = [c for p in pages for c in p.other_codes]
     if codes:
         invoice = Invoice(is_invoice=False, not_invoice_reason=(
@@ -276,6 +379,11 @@ def _not_invoice(pages: list[_Page]) -> Invoice:
         invoice.offer("qr", codes[0], "qr")
         return invoice
     if all(p.parsed is None for p in pages):
+        if encrypted_data is not None:
+            # An encrypted file that opened but gave no text and no image
+            # on any page: its content did not decrypt.
+            raise ExtractError("encrypted", f"the PDF is encrypted ({_encryption_of(encrypted_data)}) "
+                                            "and none of its pages could be decrypted")
         raise ExtractError("no-qr", "scanned PDF with no invoice QR code on any page")
     return Invoice(is_invoice=False,
                    not_invoice_reason="no invoice QR code and no invoice labels in its text")

@@ -1,167 +1,222 @@
 """A PDF page's text laid out by where its glyphs are, not by stream order.
 
-pypdf's layout text follows the content stream. Some issuers write every
-label first and every value after (深圳's blockchain invoices: pypdf keeps
-the labels and loses the values), or a value before its label ("南京…公司销
-名称:"). PDFium gives each character's box; rows are the characters whose
-vertical centres line up, sorted left to right, with spaces for the gaps
-between them, so a label and its value end up on one line as printed.
-The result is plain text for `text.parse_text`.
+Stream order is whatever the issuer's software wrote: some write every
+label first and every value after (深圳's blockchain invoices), a value
+before its label ("南京…公司销 名称:"), or the 密码区 ciphertext right after
+the buyer's name, so that a reader following the stream glues the two.
+PDFium gives each character's box; rows are the characters whose vertical
+centres line up, sorted left to right, with spaces for the gaps between
+them, so a label and its value end up on one line as printed and two
+columns stay apart. The result is plain text for `text.parse_text`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import re
+from operator import attrgetter
 
-from agent.extract.text import ParsedText, normalize_text, parse_text
-from agent.model import Problem, values_differ
-
-# PDFium renders and reads text from PDFs it did not write: it is Chrome's
-# engine, fuzzed for that. Imported lazily so that XML/OFD readers do not
-# need it.
+# PDFium reads text from PDFs it did not write: it is Chrome's engine,
+# fuzzed for that. Imported lazily so that XML/OFD readers do not need it.
 _COLUMN_POINTS = 4.0    # page points per space of indentation or gap
 _GAP_OF_HEIGHT = 0.3    # a gap wider than this share of the glyph height is a space
-_ROW_OF_HEIGHT = 0.4    # centres closer than this share of the height share a row
-# Printed on every invoice face: one missing from the stream-order reading
-# calls for the reading by position (which costs a PDFium text page).
+_ROW_OF_HEIGHT = 0.5    # centres closer than this share of the height share a row
+# A gap this wide (share of the glyph height), or any gap between glyphs of
+# different sizes or fonts (their loose boxes differ), separates two columns:
+# it becomes at least two spaces, which ends a value for the parser.
+_COLUMN_OF_HEIGHT = 0.8
+_SAME_HEIGHT = 0.06     # loose-box heights closer than this share: the same font and size
+_OVERPRINT_HEIGHT = 0.5  # a glyph this much smaller, over another, is a seal's or a stamp's
+# The 密码区: rows of ~27 characters of 0-9 + - * / < >. A run this long
+# with this many operator signs is ciphertext, whatever the stream order put
+# before it; the block's left edge is a column break on each of its rows.
+_CIPHER_SYMBOL_CHARS = frozenset("+-*/<>")
+_CIPHER_ALPHABET = frozenset("0123456789") | _CIPHER_SYMBOL_CHARS
+_CIPHER_RUN = 16
+_CIPHER_SYMBOLS = 3
+_CIPHER_PREFILTER_RE = re.compile(r"[0-9+\-*/<>]{%d,}" % _CIPHER_RUN)
+_CIPHER_ALIGN = 3.0     # points: the block's rows start this close together
+_BLANKS = frozenset("\0\t\n\v\f\r \x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004"
+                    "\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+_UPRIGHT = 0.001        # radians: glyphs turned further (seal lettering) are not read
+# Printed on every invoice face (OFD: one missing calls for the reading by position).
 FACE_FIELDS = ("number", "date", "total", "buyer_name", "seller_name", "seller_tax_id")
 MAX_CHARS = 20_000      # an invoice face has ~1,000; beyond this it is not one
 _MAX_RUN = 400          # spaces: a glyph placed far off the page adds no more
 
 
-@dataclass
 class _Glyph:
-    text: str
-    left: float
-    bottom: float
-    right: float
-    top: float
+    """A character (or an OFD text run) and its box, PDF points with y up."""
 
-    @property
-    def centre(self) -> float:
-        return (self.bottom + self.top) / 2
+    __slots__ = ("text", "left", "bottom", "right", "top", "centre", "height")
 
-    @property
-    def height(self) -> float:
-        return max(self.top - self.bottom, 1.0)
+    def __init__(self, text: str, left: float, bottom: float, right: float, top: float):
+        self.text, self.left, self.bottom, self.right, self.top = text, left, bottom, right, top
+        self.centre = (bottom + top) / 2
+        self.height = max(top - bottom, 1.0)
+
+    def __repr__(self) -> str:
+        return f"_Glyph({self.text!r}, {self.left:.1f}, {self.bottom:.1f}, {self.right:.1f}, {self.top:.1f})"
 
 
-class GeometryReader:
-    """Opens the PDF with PDFium once and gives each page's geometric text.
-
-    `page_text` never raises: a page PDFium cannot read gives "". Call
-    `close` when done (the document holds native memory).
-    """
-
-    def __init__(self, data: bytes):
-        self._data = data
-        self._doc = None
-        self._failed = False
-
-    def complete(self, first: ParsedText, index: int, problems: list[Problem]) -> ParsedText:
-        """`first` (the stream-order reading of page `index`), completed by
-        the reading by position when it is an invoice face missing one of
-        FACE_FIELDS; see `merge_readings`. Returns `first` itself otherwise."""
-        if not first.is_invoice_like or all(name in first.fields for name in FACE_FIELDS):
-            return first
-        second = parse_text(normalize_text(self.page_text(index)))
-        return merge_readings(first, second, problems)
-
-    def page_text(self, index: int) -> str:
-        doc = self._open()
-        if doc is None:
-            return ""
-        try:
-            page = doc[index]
-            try:
-                textpage = page.get_textpage()
-                try:
-                    return layout_glyphs(_glyphs(textpage))
-                finally:
-                    textpage.close()
-            finally:
-                page.close()
-        except Exception:  # noqa: BLE001 - a second reading; the first one stands without it
-            return ""
-
-    def close(self) -> None:
-        if self._doc is not None:
-            self._doc.close()
-            self._doc = None
-
-    def _open(self):
-        if self._doc is None and not self._failed:
-            try:
-                import pypdfium2
-                self._doc = pypdfium2.PdfDocument(self._data)
-            except Exception:  # noqa: BLE001 - not installed, encrypted or broken: no second reading
-                self._failed = True
-        return self._doc
+_CENTRE = attrgetter("centre")
+_LEFT = attrgetter("left")
 
 
-def _glyphs(textpage) -> list[_Glyph]:
+def page_text(textpage) -> str:
+    """The text of a PDFium text page (pypdfium2 PdfTextPage) laid out by
+    position (see `layout_glyphs`); "" for a page of more than MAX_CHARS
+    characters. Rotated glyphs (a seal's lettering) are left out."""
+    return layout_glyphs(page_glyphs(textpage))
+
+
+def page_glyphs(textpage) -> list[_Glyph]:
+    """The upright, non-blank characters of a PDFium text page with their
+    loose boxes (PDF points, y up); [] beyond MAX_CHARS characters."""
     import pypdfium2.raw as pdfium_c
 
     count = textpage.count_chars()
-    if count > MAX_CHARS:
+    if count <= 0 or count > MAX_CHARS:
         return []
+    raw = textpage.raw
+    # One call for every character's text; PDFium puts one character per
+    # index (its generated spaces and line breaks included).
+    text = textpage.get_text_range(0, count)
+    if len(text) != count:
+        text = "".join(_unit(pdfium_c.FPDFText_GetUnicode(raw, i)) for i in range(count))
+    box = pdfium_c.FS_RECTF()
+    loose_box, angle_of = pdfium_c.FPDFText_GetLooseCharBox, pdfium_c.FPDFText_GetCharAngle
+    low, high = _UPRIGHT, 2 * math.pi - _UPRIGHT
     out = []
-    for i in range(count):
-        # One code unit per char index (7x faster than a text range each);
-        # half a surrogate pair is no glyph an invoice label or value uses.
-        unit = pdfium_c.FPDFText_GetUnicode(textpage, i)
-        if 0xD800 <= unit <= 0xDFFF:
+    append = out.append
+    for i, ch in enumerate(text):
+        if ch in _BLANKS:
             continue
-        ch = chr(unit)
-        if not ch or ch.isspace() or unit == 0:
-            continue
+        if ch >= "\u2e80":
+            # Half a surrogate pair is no glyph an invoice label or value uses.
+            if "\ud800" <= ch <= "\udfff":
+                continue
+            # Seals letter their text around an arc (全国统一发票监制, 税务局
+            # names): CJK only, so only CJK glyphs pay for the angle.
+            if low < angle_of(raw, i) < high:
+                continue
         # Loose boxes span the font's ascent and descent, so a "." and a "9"
         # of one line share a centre.
-        left, bottom, right, top = textpage.get_charbox(i, loose=True)
-        out.append(_Glyph(ch, left, bottom, right, top))
+        if loose_box(raw, i, box):
+            append(_Glyph(ch, box.left, box.bottom, box.right, box.top))
     return out
+
+
+def _unit(unit: int) -> str:
+    # Half a surrogate pair is no glyph an invoice label or value uses.
+    return "\0" if unit == 0 or 0xD800 <= unit <= 0xDFFF else chr(unit)
 
 
 def layout_glyphs(glyphs: list[_Glyph]) -> str:
     """Rows of `glyphs` top to bottom, each left to right, indented and
-    spaced in proportion to the page distances (PDF points, y up)."""
-    rows: list[tuple[float, float, list[_Glyph]]] = []
-    for g in sorted(glyphs, key=lambda g: (-g.centre, g.left)):
-        if rows:
-            centre, height, members = rows[-1]
-            if abs(centre - g.centre) <= min(height, g.height) * _ROW_OF_HEIGHT:
-                members.append(g)
-                continue
-        rows.append((g.centre, g.height, [g]))
+    spaced in proportion to the page distances (PDF points, y up). Glyphs
+    share a row when their centre is near the row's mean centre. A wide gap,
+    a gap between glyphs of different fonts or sizes, and the left edge of
+    the 密码区 become at least two spaces (a column break), so that two
+    columns printed close together (a name and the ciphertext beside it)
+    are never read as one value."""
+    # A row's centre is the mean of its characters' centres (a run of text
+    # counts once per character), so the lone letters of a vertical label
+    # (购买方, 备注) between two rows cannot drag a row away from its text.
+    rows: list[list[_Glyph]] = []
+    total = weight = limit = 0.0
+    members: list[_Glyph] = []
+    for g in sorted(glyphs, key=_CENTRE, reverse=True):
+        n = len(g.text) or 1
+        if members and abs(total / weight - g.centre) <= min(limit, g.height) * _ROW_OF_HEIGHT:
+            total += g.centre * n
+            weight += n
+            members.append(g)
+            continue
+        members = [g]
+        rows.append(members)
+        total, weight, limit = g.centre * n, n, g.height
+    ordered = [_drop_overprinted(sorted(row, key=_LEFT)) for row in rows]
+    starts = [_cipher_run_start(row) for row in ordered]
+    edge = _cipher_edge(starts)
     lines = []
-    for _, height, members in rows:
-        members.sort(key=lambda g: g.left)
-        line = " " * min(_MAX_RUN, max(0, int(members[0].left / _COLUMN_POINTS)))
-        previous = None
-        for g in members:
-            if previous is not None:
-                gap = g.left - previous.right
-                if gap > height * _GAP_OF_HEIGHT:
-                    line += " " * min(_MAX_RUN, max(1, round(gap / _COLUMN_POINTS)))
-            line += g.text
+    for row, start in zip(ordered, starts):
+        first = row[0]
+        parts = [" " * min(_MAX_RUN, max(0, int(first.left / _COLUMN_POINTS))), first.text]
+        # The first glyph of the 密码区 on a row that prints some of it.
+        cipher_at = None
+        if edge is not None and start is not None:
+            cipher_at = next((g for g in row if g.left >= edge - g.height / 2), None)
+        previous = first
+        for g in row[1:]:
+            gap = g.left - previous.right
+            h, ph = g.height, previous.height
+            height = h if h < ph else ph
+            if gap > height * _GAP_OF_HEIGHT or g is cipher_at:
+                spaces = min(_MAX_RUN, max(1, round(gap / _COLUMN_POINTS)))
+                if spaces < 2 and (gap > height * _COLUMN_OF_HEIGHT or g is cipher_at
+                                   or abs(h - ph) > _SAME_HEIGHT * (h if h > ph else ph)):
+                    spaces = 2
+                parts.append(" " * spaces)
+            parts.append(g.text)
             previous = g
-        lines.append(line)
+        lines.append("".join(parts))
     return "\n".join(lines)
 
 
-def merge_readings(first: ParsedText, second: ParsedText, problems: list[Problem]) -> ParsedText:
-    """One reading of a page from two: a field either one alone gives is
-    kept; a field they give differently is left empty, with a
-    "text-readings-differ" warning in `problems`, since nothing says which
-    one misread. Items come from `first` unless it has none."""
-    fields = dict(first.fields)
-    for name, value in second.fields.items():
-        if name not in fields:
-            fields[name] = value
-        elif values_differ(fields[name], value):
-            problems.append(Problem(
-                code="text-readings-differ", severity="warning", field=name,
-                message=(f"the text layer gives {name} as {fields.pop(name)!r} in stream order and "
-                         f"{value!r} by position; left empty for 补录"),
-                message_zh=f"文本层按顺序与按位置读出的 {name} 不一致，留待补录"))
-    return ParsedText(fields=fields, items=first.items or second.items, label_count=first.label_count)
+def _cipher_run_start(row: list[_Glyph]) -> float | None:
+    """Where the row's 密码区 ciphertext starts (the left of its first glyph),
+    or None: a run of at least _CIPHER_RUN characters of the cipher alphabet
+    with at least _CIPHER_SYMBOLS of + - * / < > (which no amount, date,
+    account or tax id has) and no column gap inside."""
+    if not _CIPHER_PREFILTER_RE.search("".join(g.text for g in row)):
+        return None
+    start, chars, symbols, previous = None, 0, 0, None
+    for g in row:
+        in_alphabet = all(c in _CIPHER_ALPHABET for c in g.text)
+        joined = previous is not None and g.left - previous.right <= min(g.height, previous.height) * _COLUMN_OF_HEIGHT
+        if not in_alphabet or not joined:
+            if chars >= _CIPHER_RUN and symbols >= _CIPHER_SYMBOLS:
+                return start
+            start, chars, symbols = None, 0, 0
+        if in_alphabet:
+            start = g.left if start is None else start
+            chars += len(g.text)
+            symbols += sum(1 for c in g.text if c in _CIPHER_SYMBOL_CHARS)
+        previous = g
+    return start if chars >= _CIPHER_RUN and symbols >= _CIPHER_SYMBOLS else None
+
+
+def _cipher_edge(starts: list[float | None]) -> float | None:
+    """The left edge of the 密码区 block: where at least two rows' ciphertext
+    runs start together (its rows are printed left-aligned), or None. A run
+    that starts elsewhere (glued to a value ending in digits) does not move it."""
+    found = sorted(x for x in starts if x is not None)
+    best, count = None, 1
+    for i, x in enumerate(found):
+        n = sum(1 for y in found[i:] if y - x <= _CIPHER_ALIGN)
+        if n > count:
+            best, count = x, n
+    return best
+
+
+def _drop_overprinted(members: list[_Glyph]) -> list[_Glyph]:
+    """A row without the glyphs printed over another one (the upright top
+    letter of a seal across the title, a fake-bold double): of two glyphs
+    overlapping by more than half the narrower one, the smaller is dropped
+    when they are the same character or one is much smaller. (A value may
+    start inside a full-width colon's box: that is no overprint.)"""
+    kept: list[_Glyph] = [members[0]]
+    for g in members[1:]:
+        last = kept[-1]
+        overlap = last.right - g.left
+        if overlap > 0:
+            narrower = min(g.right - g.left, last.right - last.left)
+            small, big = (g.height, last.height) if g.height < last.height else (last.height, g.height)
+            if narrower > 0 and overlap > narrower / 2 \
+                    and (g.text == last.text or small < _OVERPRINT_HEIGHT * big):
+                if g.height > last.height:
+                    kept[-1] = g
+                continue
+        kept.append(g)
+    return kept

@@ -1,168 +1,87 @@
-"""A PDF page's images: found (inside forms too), ordered most QR-like
-first, and decoded to PIL images straight from their streams.
+"""A PDF page's images, through PDFium: found (inside forms too), ordered
+most QR-like first, and decoded to PIL images.
 
-Apart from `pdf` (which reads invoices from pages) because this is PDF image
-plumbing on pypdf objects: XObject walks, colour spaces, filters and a fast
-ASCII85+Flate path, with bounds against bombs. It reads no QR and no text.
+Apart from `pdf` (which reads invoices from pages) because this is image
+plumbing: which image objects a page draws, their pixel sizes, and their
+decoding, bounded against bombs by the caller's size check (the pixel size
+is read from the image dictionary before anything is decoded). PDFium
+decodes every filter a PDF viewer does (Flate, ASCII85, JPEG, JBIG2, CCITT,
+1-bit and indexed colour). It reads no QR and no text.
 """
 
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 from typing import Any
 
-import pypdf
 from PIL import Image
-from pypdf.generic import DictionaryObject, StreamObject
 
 # Smallest image that can hold a version-1 QR code at one pixel per module.
 _MIN_QR_SIDE = 21
 _MAX_FORM_DEPTH = 4
 
 
-def image_candidates(page: pypdf.PageObject) -> list[tuple[StreamObject, int, int]]:
-    """(image XObject, width, height) of the page's images, including those
-    inside forms, ordered square and opaque first."""
-    found: list[tuple[StreamObject, int, int, bool]] = []
-    seen: set[int] = set()
+def image_candidates(page: Any) -> list[tuple[Any, int, int]]:
+    """(pypdfium2 PdfImage, width, height) of the images the page draws that
+    are at least a QR's size, including those inside forms (up to
+    _MAX_FORM_DEPTH deep), ordered square first, then by area. Never
+    raises: broken objects are skipped."""
+    import ctypes
 
-    def walk(holder: DictionaryObject, depth: int) -> None:
-        resources = holder.get("/Resources")
-        resources = resources.get_object() if resources is not None else None
-        if not isinstance(resources, DictionaryObject):
-            return
-        xobjects = resources.get("/XObject")
-        xobjects = xobjects.get_object() if xobjects is not None else None
-        if not isinstance(xobjects, DictionaryObject):
-            return
-        for name in xobjects:
-            obj = xobjects[name].get_object()
-            if not isinstance(obj, StreamObject) or id(obj) in seen:
+    import pypdfium2
+    import pypdfium2.raw as pdfium_c
+
+    found: list[tuple[Any, int, int]] = []
+    w, h = ctypes.c_uint(), ctypes.c_uint()
+    get_type, image_type, form_type = pdfium_c.FPDFPageObj_GetType, pdfium_c.FPDF_PAGEOBJ_IMAGE, pdfium_c.FPDF_PAGEOBJ_FORM
+
+    def walk(count: int, get, parent, depth: int) -> None:
+        # Raw calls: a page draws ~100 objects (paths, text), and only its
+        # few images need a wrapper.
+        for i in range(count):
+            raw = get(parent, i)
+            if not raw:
                 continue
-            seen.add(id(obj))
-            if obj.get("/Subtype") == "/Image":
-                w, h = _int(obj.get("/Width")), _int(obj.get("/Height"))
-                if min(w, h) >= _MIN_QR_SIDE:
-                    found.append((obj, w, h, "/SMask" in obj or "/Mask" in obj))
-            elif obj.get("/Subtype") == "/Form" and depth < _MAX_FORM_DEPTH:
-                walk(obj, depth + 1)
+            kind = get_type(raw)
+            if kind == image_type:
+                if pdfium_c.FPDFImageObj_GetImagePixelSize(raw, w, h) and min(w.value, h.value) >= _MIN_QR_SIDE:
+                    image = pypdfium2.PdfObject(raw, page=page, pdf=page.pdf, level=depth)
+                    found.append((image, int(w.value), int(h.value)))
+            elif kind == form_type and depth + 1 < _MAX_FORM_DEPTH:
+                walk(pdfium_c.FPDFFormObj_CountObjects(raw), pdfium_c.FPDFFormObj_GetObject, raw, depth + 1)
 
     try:
-        walk(page, 0)
+        walk(pdfium_c.FPDFPage_CountObjects(page.raw), pdfium_c.FPDFPage_GetObject, page.raw, 0)
     except Exception:  # noqa: BLE001 - broken resources: decode what was found
         pass
-
-    def order(item: tuple[StreamObject, int, int, bool]) -> tuple[bool, bool, int]:
-        _, w, h, masked = item
-        square = 0.8 <= w / h <= 1.25
-        return (not square, masked, w * h)
-
-    return [(obj, w, h) for obj, w, h, _ in sorted(found, key=order)]
+    return sorted(found, key=lambda c: (not 0.8 <= c[1] / c[2] <= 1.25, c[1] * c[2]))
 
 
-def last_filter(xobj: StreamObject) -> Any:
-    """The stream's last (outermost-decoded) filter name, or None."""
-    filters = xobj.get("/Filter")
-    filters = filters.get_object() if filters is not None else None
-    return filters[-1] if isinstance(filters, list) and filters else filters
+def last_filter(image: Any) -> str | None:
+    """The image stream's last (outermost-decoded) filter name, or None."""
+    try:
+        filters = image.get_filters()
+    except Exception:  # noqa: BLE001
+        return None
+    return filters[-1] if filters else None
 
 
-def decode_pdf_image(xobj: StreamObject, width: int, height: int,
-                     half: bool = False) -> Image.Image | None:
-    """The image XObject as a PIL image, grayscale where that is cheap
-    (JPEG at half scale when `half`).
+def decode_pdf_image(image: Any, width: int, height: int, half: bool = False) -> Image.Image | None:
+    """The image as a grayscale PIL image (a JPEG at half scale when `half`).
 
-    The usual QR encodings (8-bit gray or RGB, 1-bit, indexed, JPEG) are
-    built straight from the stream; pypdf's own decoder, which re-encodes
-    every image to PNG and reads it back, is the fallback for the rest.
+    A JPEG is handed to Pillow as stored (its draft mode decodes straight to
+    gray, at half scale if asked); everything else is decoded by PDFium.
+    The caller has checked `width` x `height` against its pixel limit.
     """
-    filters = xobj.get("/Filter")
-    filters = filters.get_object() if filters is not None else None
-    last = last_filter(xobj)
-    if last == "/DCTDecode":
-        img = Image.open(io.BytesIO(xobj.get_data()))
-        img.draft("L", (img.width // 2, img.height // 2) if half else img.size)
+    if last_filter(image) == "DCTDecode" and len(image.get_filters()) == 1:
+        img = Image.open(io.BytesIO(image.get_data(decode_simple=True)))
+        img.draft("L", (width // 2, height // 2) if half else img.size)
         return img.convert("L")
-    if last not in (None, "/FlateDecode", "/ASCII85Decode", "/ASCIIHexDecode"):
-        return xobj.decode_as_image()
-    bits = _int(xobj.get("/BitsPerComponent", 8))
-    space = xobj.get("/ColorSpace")
-    space = space.get_object() if space is not None else None
-    if xobj.get("/ImageMask"):
-        space, bits = "/DeviceGray", 1
-    palette = None
-    if isinstance(space, list) and len(space) == 4 and space[0] == "/Indexed" \
-            and space[1].get_object() == "/DeviceRGB":
-        lookup = space[3].get_object()
-        palette = (lookup.get_data() if isinstance(lookup, StreamObject)
-                   else getattr(lookup, "original_bytes", None))
-        if not isinstance(palette, bytes):
-            return xobj.decode_as_image()
-        space = "/Indexed"
-    mode = {("/DeviceGray", 8): "L", ("/DeviceGray", 1): "1", ("/DeviceRGB", 8): "RGB",
-            ("/Indexed", 8): "P", ("/Indexed", 1): "P;1"}.get((space, bits))
-    if mode is None:
-        return xobj.decode_as_image()
-    channels = 3 if mode == "RGB" else 1
-    row = (width * channels * bits + 7) // 8
-    data = _fast_a85_flate(xobj, filters, row * height) or xobj.get_data()
-    if len(data) < row * height:
-        return xobj.decode_as_image()
-    if mode == "P;1":
-        img = Image.frombytes("P", (width, height), data, "raw", "P;1")
-    else:
-        img = Image.frombytes(mode, (width, height), data)
-    if palette is not None:
-        img.putpalette(palette[:768].ljust(768, b"\0"))
-    return img
-
-
-_A85_DIGITS = bytes((c - 33) % 256 for c in range(256))
-_A85_SPACE = b" \t\r\n\x00\x0c"
-
-
-_A85_DIGITS = bytes((c - 33) % 256 for c in range(256))
-_A85_SPACE = b" \t\r\n\x00\x0c"
-_A85_SPACE = b" \t\r\n\x00\x0c"
-
-
-def _fast_a85_flate(xobj: StreamObject, filters: Any, size: int) -> bytes | None:
-    """Decoded bytes of an ASCII85+Flate image without predictor, or None to
-    let pypdf do it. ReportLab wraps every image in ASCII85, and the standard
-    library decoder is pure Python: 20 ms for one QR image."""
-    if not (isinstance(filters, list) and list(filters) == ["/ASCII85Decode", "/FlateDecode"]) \
-            or xobj.get("/DecodeParms") is not None:
-        return None
-    encoded = getattr(xobj, "_data", None)  # the raw stream; pypdf has no public name for it
-    if not isinstance(encoded, bytes):
-        return None
-    body = encoded.translate(None, _A85_SPACE)
-    if body.startswith(b"<~"):
-        body = body[2:]
-    end = body.find(b"~>")
-    body = (body if end < 0 else body[:end]).replace(b"z", b"!!!!!")
-    if any(c < 33 or c > 117 for c in set(body)):
-        return None
-    pad = -len(body) % 5
-    digits = (body + b"u" * pad).translate(_A85_DIGITS)
+    bitmap = image.get_bitmap(render=False)
     try:
-        values = [digits[i] * 52200625 + digits[i + 1] * 614125 + digits[i + 2] * 7225
-                  + digits[i + 3] * 85 + digits[i + 4] for i in range(0, len(digits), 5)]
-        packed = struct.pack(f">{len(values)}I", *values)
-    except struct.error:  # a group over 2**32: not valid ASCII85
-        return None
-    compressed = packed[:len(packed) - pad] if pad else packed
-    try:
-        # Never inflate past what the image needs: a bomb stops here.
-        return zlib.decompressobj().decompress(compressed, size + 1024)
-    except zlib.error:
-        return None
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
+        # The PIL image shares PDFium's buffer: copied before it is freed.
+        pil = bitmap.to_pil()
+        return pil.copy() if pil.mode == "L" else pil.convert("L")
+    finally:
+        bitmap.warn_on_close = False  # freeing it here, after the copy, is the point
+        bitmap.close()

@@ -91,15 +91,13 @@ def _printable(c: str) -> bool:
 
 
 class PageRenderer:
-    """Renders pages of one PDF with PDFium, opened on first use. `close`
-    releases it. A page PDFium cannot draw is read as if it had not been
-    rendered; the one error raised is ExtractError "limit-exceeded" for an
-    image too big to decode (see `_check_images`)."""
+    """Renders pages of one PDF's open PDFium document (the reader's own:
+    it opens and closes it). A page PDFium cannot draw is read as if it had
+    not been rendered; the one error raised is ExtractError
+    "limit-exceeded" for an image too big to decode (see `_check_images`)."""
 
-    def __init__(self, data: bytes):
-        self._data = data
-        self._doc: Any = None
-        self._failed = False
+    def __init__(self, doc: Any):
+        self._doc = doc
         self._rendered = False
 
     def complete(self, page: Any, index: int, text: str, scanned: bool, ocr: bool) -> None:
@@ -188,11 +186,8 @@ class PageRenderer:
         height) as a grey image at RENDER_DPI, fewer pixels when the page is
         too big for MAX_RENDER_PIXELS; None when PDFium cannot draw it."""
         global render_seconds
-        doc = self._open()
-        if doc is None:
-            return None
         try:
-            pdf_page = doc[index]
+            pdf_page = self._doc[index]
         except Exception:  # noqa: BLE001 - PDFium could not load the page
             return None
         try:
@@ -222,21 +217,6 @@ class PageRenderer:
             return None
         finally:
             pdf_page.close()
-
-    def close(self) -> None:
-        """Release the PDFium document (native memory)."""
-        if self._doc is not None:
-            self._doc.close()
-            self._doc = None
-
-    def _open(self) -> Any:
-        if self._doc is None and not self._failed:
-            try:
-                import pypdfium2
-                self._doc = pypdfium2.PdfDocument(self._data)
-            except Exception:  # noqa: BLE001 - encrypted or broken for PDFium: read without rendering
-                self._failed = True
-        return self._doc
 
 
 def _check_images(pdf_page: Any) -> None:

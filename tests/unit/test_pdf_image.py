@@ -183,6 +183,10 @@ def test_oversized_image_in_pdf_is_refused_before_decoding():
                 NameObject("/BitsPerComponent"): NumberObject(8)})
     page[NameObject("/Resources")] = DictionaryObject({NameObject("/XObject"): DictionaryObject(
         {NameObject("/Im0"): writer._add_object(img)})})
+    # Drawn on the page: an image no page draws is never decoded at all.
+    content = DecodedStreamObject()
+    content.set_data(b"q 100 0 0 100 0 0 cm /Im0 Do Q")
+    page[NameObject("/Contents")] = writer._add_object(content)
     buf = io.BytesIO()
     writer.write(buf)
     with pytest.raises(ExtractError) as e:
@@ -382,3 +386,19 @@ def test_multi_frame_tiff_batch():
 ])
 def test_title_from_qr(kind, code, title):
     assert title_from_qr(kind, code) == title
+
+
+def test_a_content_stream_that_inflates_like_a_bomb_is_refused_before_pdfium_reads_it():
+    # PDFium inflates a page's content whole (300 MB here would take 600 MB);
+    # the file is measured first, 1 MB at a time.
+    import resource
+
+    from tests.hostile.pdfs import flate_bomb_content
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ExtractError) as e:
+        read_pdf(flate_bomb_content("unit", 300))
+    assert e.value.reason == "limit-exceeded"
+    assert "inflates" in e.value.message
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 150, grown_mb
