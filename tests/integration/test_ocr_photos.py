@@ -30,7 +30,7 @@ FIELDS = ("title", "code", "number", "date", "check_code", "amount", "tax", "tot
           "buyer_name", "buyer_tax_id", "seller_name", "seller_tax_id")
 # The identity and the money a clerk would key in from the print.
 FROM_PRINT = ("code", "number", "date", "amount", "tax", "total")
-DAMAGED = 16
+DAMAGED = 12
 WORN = 24
 
 
@@ -61,7 +61,7 @@ def test_a_damaged_qr_photo_is_read_from_its_print_and_never_wrong():
             assert record[key] is None or record["sources"][key] == "ocr"
         assert any(p.code == "ocr-only" for p in invoice.problems)
     assert not wrong, "\n".join(wrong)
-    # Measured: 96 of 96 on this corpus; the floor leaves room for OCR's
+    # Measured: 72 of 72 on this corpus; the floor leaves room for OCR's
     # wobble between engine builds, never for a wrong value.
     assert read >= 0.85 * asked, f"read {read} of {asked} identity and money fields from the print"
 
@@ -92,7 +92,7 @@ def test_a_worn_qr_is_located_cut_out_and_decoded():
     assert len(refused) <= 1, refused
 
 
-@pytest.mark.parametrize("seed", [900, 901, 902, 903])
+@pytest.mark.parametrize("seed", [900, 901])
 def test_a_whole_qr_photo_at_an_angle_gains_only_true_values(seed):
     photo = make_photo(random.Random(seed), TODAY)
     (invoice,) = extract_bytes(photo.data)
