@@ -28,6 +28,9 @@ _QR = zxingcpp.BarcodeFormat.QRCode
 # 8-12 % of the page's width, ~100-200 px here.
 _SEARCH_SIDE = 1600
 _MAX_REGIONS = 4
+# Marks paired and tripled (cubic in their number): a page shows a few, a
+# hostile image of tiled finder patterns thousands; the largest are kept.
+_MAX_MARKS = 24
 # A cut-out symbol is scaled so its side is this many pixels (~6-8 px per
 # module for the version 3-6 symbols invoices carry).
 _CROP_SIDE = 320
@@ -60,13 +63,17 @@ def _regions(small, cv2, numpy) -> list[list[tuple[float, float]]]:
     """Quadrilaterals (corners clockwise from top left) that may hold a QR:
     OpenCV's detection first, then groups of finder patterns."""
     out = []
-    try:
-        ok, points = cv2.QRCodeDetector().detect(small)
-    except cv2.error:
-        ok, points = False, None
-    if ok and points is not None:
-        out.append([tuple(p) for p in points.reshape(-1, 2)])
-    marks = _finders(small, cv2, numpy)
+    marks, seen = _finders(small, cv2, numpy)
+    # OpenCV's detector pairs every candidate it sees: on a page tiled with
+    # finder-like marks (no invoice) it runs for seconds, so it is asked
+    # only where a few marks stand out.
+    if seen <= 4 * _MAX_MARKS:
+        try:
+            ok, points = cv2.QRCodeDetector().detect(small)
+        except cv2.error:
+            ok, points = False, None
+        if ok and points is not None:
+            out.append([tuple(p) for p in points.reshape(-1, 2)])
     out += _finder_triples(marks)
     out += _finder_groups(marks)
     return out
@@ -104,21 +111,25 @@ def _finder_triples(marks: list[tuple[float, float, float]]) -> list[list[tuple[
     return out
 
 
-def _finders(small, cv2, numpy) -> list[tuple[float, float, float]]:
+def _finders(small, cv2, numpy) -> tuple[list[tuple[float, float, float]], int]:
     """(x, y, side) of each finder-pattern-like mark: a roughly square dark
     contour holding a light one holding a dark one, the core about 3/7 of
-    the outer side."""
+    the outer side. Returns the largest `_MAX_MARKS` of each threshold's
+    (one mark per finder) and how many were seen in all."""
     marks: list[tuple[float, float, float]] = []
+    seen = 0
     # A fine and a coarse local threshold: blur closes a finder's light
     # ring under the one and a shadow swallows it under the other.
     for block, offset in ((15, 4), (41, 8)):
         binary = cv2.adaptiveThreshold(small, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV,
                                        block, offset)
-        for mark in _nested_squares(binary, cv2):
+        found = _nested_squares(binary, cv2)
+        seen += len(found)
+        for mark in sorted(found, key=lambda m: -m[2])[:_MAX_MARKS]:
             # The same finder found under both thresholds counts once.
             if all(math.hypot(mark[0] - m[0], mark[1] - m[1]) > m[2] / 2 for m in marks):
                 marks.append(mark)
-    return marks
+    return sorted(marks, key=lambda m: -m[2])[:_MAX_MARKS], seen
 
 
 def _nested_squares(binary, cv2) -> list[tuple[float, float, float]]:
