@@ -3,7 +3,8 @@
 The QR carries kind, 代码, 号码, date, 校验码 and one amount, which is what a
 scan is matched on. Scans at 200-300 dpi decode on the first try; photos and
 small renders may need upscaling, binarising or a turn, which are tried only
-when the plain decode finds nothing. When asked, OCR (`ocr.py`) then reads
+when the plain decode finds nothing; failing those, the symbol is located on
+the page, cut out, straightened and cleaned (`qr_locate.py`). When asked, OCR (`ocr.py`) then reads
 what only the print carries: names, tax ids, 税额, 价税合计 and 大写.
 """
 
@@ -19,6 +20,7 @@ from agent.errors import ExtractError
 from agent.extract.labels import CITY_REGIONS, REGIONS
 from agent.extract.ocr import apply_reading, invoice_from_print, read_page_if_available
 from agent.extract.qr import apply_qr, parse_qr
+from agent.extract.qr_locate import relocate_qr
 from agent.model import KIND_NAMES, Invoice
 
 # An A3 page at 600 dpi is 70 Mpx; anything beyond is not a scan of an invoice.
@@ -160,7 +162,10 @@ def _frame_qr_texts(frame: Image.Image, data: bytes, frames: int) -> list[str]:
             texts = [r.text for r in found if r.text]
             if texts:
                 return texts
-    return decode_qr_image(_load_gray(frame))
+    gray = _load_gray(frame)
+    # A photo's QR lost to blur, shadow or angle: found, cut out and
+    # cleaned, it often still reads (bounded: see qr_locate).
+    return decode_qr_image(gray) or relocate_qr(gray)
 
 
 def _png_top_rows(data: bytes, fraction: float) -> Image.Image | None:

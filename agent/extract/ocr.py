@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import datetime as dt
 import re
 import threading
 from dataclasses import dataclass, field
@@ -225,6 +226,7 @@ def invoice_from_print(reading: OcrReading) -> Invoice | None:
     invoice = Invoice()
     for name in ("code", "number", "date"):
         invoice.offer(name, fields.get(name), SOURCE)
+    _drop_date_before_stock(invoice)
     if is_digits(fields.get("check_code"), 20):
         invoice.offer("check_code", fields["check_code"], SOURCE)
     apply_reading(invoice, reading)
@@ -234,6 +236,26 @@ def invoice_from_print(reading: OcrReading) -> Invoice | None:
         message="no QR code could be read: 代码, 号码 and 日期 come from OCR of the print alone",
         message_zh="未能识别二维码：发票代码、号码和日期仅由 OCR 从印刷内容读出"))
     return invoice
+
+
+def _drop_date_before_stock(invoice: Invoice) -> None:
+    # An old-style 代码 carries the year its blank stock was printed (digits
+    # 5-6 of 10, 6-7 of a 0-led 12): no invoice is issued on paper not yet
+    # printed, so an earlier date is a misread. (A date after the file's
+    # arrival is the validator's date-future rule: extract has no clock.)
+    code, date = invoice.get("code"), invoice.get("date")
+    if not isinstance(date, dt.date) or not isinstance(code, str):
+        return
+    digits = code[5:7] if len(code) == 12 and code[0] == "0" else code[4:6] if len(code) == 10 else None
+    if digits is None or not digits.isdigit():
+        return
+    stock_year = 2000 + int(digits) if int(digits) < 90 else 1900 + int(digits)
+    if date.year < stock_year:
+        invoice.problems.append(Problem(
+            "ocr-unverified", "warning", field="date",
+            message=f"OCR read date as {date} but the 代码 {code} is of {stock_year} stock; left empty for 补录",
+            message_zh=f"OCR 识别的开票日期 {date} 早于发票代码所示的 {stock_year} 年，留待补录"))
+        del invoice.fields["date"]
 
 
 def _drop_unconfirmed_money(invoice: Invoice) -> None:
