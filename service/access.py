@@ -224,16 +224,20 @@ def _run_as_module() -> bool:
 
 
 def trusted_config(config_path: os.PathLike | None, who: Identity, service_user: str) -> None:
-    """Raise AccessDenied when a person behind sudo brings their own config:
-    its [access] section would grant them any role. Under sudo only a file
-    owned by root or the service user, writable by nobody else, counts."""
-    if who.invoker_uid in (None, 0) or config_path is None:
+    """Raise AccessDenied when the config could have been written by someone
+    other than root or the account running: its [access] section decides
+    every role (and which service user is trusted), so a file of one's own
+    brought to `sudo -u fapiao` would grant any role. Guarantee: a config
+    that counts is owned by root or the effective user and writable by no
+    group or other; this never depends on anything the file itself says."""
+    if config_path is None:
         return
     st = os.stat(config_path)
-    if st.st_uid not in (0, service_uid(service_user)) or st.st_mode & 0o022:
-        raise AccessDenied(f"under sudo the config must be owned by root or {service_user} and writable by "
-                           f"nobody else; {config_path} is owned by {user_name(st.st_uid)} "
-                           f"(mode {st.st_mode & 0o777:o})")
+    euid = os.geteuid()
+    if st.st_uid not in (0, euid) or st.st_mode & 0o022:
+        owners = "root" if euid == 0 else f"root or {user_name(euid)}"
+        raise AccessDenied(f"the config must be owned by {owners} and writable by nobody else; "
+                           f"{config_path} is owned by {user_name(st.st_uid)} (mode {st.st_mode & 0o777:o})")
 
 
 def enforce(path: str, access: dict, config_path: os.PathLike | None = None) -> None:
