@@ -244,6 +244,21 @@ def trusted_config(config, who: Identity, service_user: str) -> None:
                            f"{config.path} is owned by {user_name(uid)} (mode {mode & 0o777:o})")
 
 
+ENV_SETTINGS_PREFIX = "FAPIAO_AGENT__"   # agent/config.py ENV_PREFIX
+
+
+def env_settings(who: Identity, env: dict[str, str] | None = None) -> None:
+    """Raise AccessDenied when a person behind sudo brings settings in the
+    environment (FAPIAO_AGENT__...): they override the trusted config, its
+    [access] groups, state_dir or a destination's URL included. sudo's
+    env_reset drops them; this holds when a sudo rule keeps them too."""
+    if who.invoker_uid in (None, 0):
+        return
+    found = sorted(k for k in (os.environ if env is None else env) if k.startswith(ENV_SETTINGS_PREFIX))
+    if found:
+        raise AccessDenied(f"under sudo no setting may come from the environment; unset {', '.join(found)}")
+
+
 def enforce(path: str, access: dict, config=None) -> None:
     """The check made before every command: the config's trust under sudo,
     the role, then for a write either become the service user (root) or tell
@@ -256,6 +271,7 @@ def enforce(path: str, access: dict, config=None) -> None:
     who = identity(service_user)
     try:
         trusted_config(config, who, service_user)
+        env_settings(who)
         check(role, access, who)
         if role in WRITE_ROLES:
             svc = service_uid(service_user)
