@@ -118,6 +118,10 @@ class Config:
     watches: list[WatchConfig] = field(default_factory=list)
     destinations: list[dict[str, Any]] = field(default_factory=list)
     backups: list[dict[str, Any]] = field(default_factory=list)
+    # The owner and mode of the very file that was read (load_config), for
+    # service/access.py's trust check; None when not read from a file.
+    file_owner: int | None = None
+    file_mode: int | None = None
 
     @property
     def ocr(self) -> bool:
@@ -168,15 +172,21 @@ def load_config(path: str | os.PathLike | None = None, env: dict[str, str] | Non
     """
     p = find_config_path(path)
     try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-        mode = p.stat().st_mode
+        # One open file for the bytes and their owner/mode: a path checked
+        # after reading could be a different file by then (a swapped symlink).
+        with open(p, "rb") as f:
+            read = os.fstat(f.fileno())
+            raw = tomllib.loads(f.read().decode("utf-8"))
+        mode = read.st_mode
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
     except OSError as e:
         raise ConfigError(f"{p}: cannot read: {e.strerror}") from None
     _refuse_readable_secrets(p, raw, mode)
-    return parse_config(raw, base_dir=p.resolve().parent, path=p.resolve(),
-                        env=os.environ if env is None else env)
+    cfg = parse_config(raw, base_dir=p.resolve().parent, path=p.resolve(),
+                       env=os.environ if env is None else env)
+    cfg.file_owner, cfg.file_mode = read.st_uid, read.st_mode
+    return cfg
 
 
 def parse_config(raw: dict[str, Any], *, base_dir: Path, path: Path | None = None,

@@ -38,6 +38,7 @@ BREAKS = {
     "unchained": "the event carries no hash: it was written around the ledger (e.g. with sqlite3)",
     "head": "the last event is not the one the trail head records: the tail was cut or events were appended",
     "anchor": "the event's hash differs from the one kept elsewhere: the trail was rewritten",
+    "untraced": "a document or 补录 application has no event at all: its history was deleted",
 }
 
 
@@ -64,7 +65,8 @@ class Break:
 
     def line(self) -> str:
         """One line for the terminal: `event 12  edited  ...`."""
-        where = f"event {self.event_id}" if self.event_id is not None else "trail head"
+        where = (f"event {self.event_id}" if self.event_id is not None
+                 else "ledger" if self.code == "untraced" else "trail head")
         return f"{where}  {self.code}  {self.message}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,6 +118,19 @@ def verify_chain(events: Iterable[Mapping[str, Any]], head: Mapping[str, Any] | 
     for eid in sorted(anchors):
         yield Break(eid, "anchor", "the anchored event is gone")
     yield from _check_head(head, walked)
+
+
+def untraced_breaks(documents: Iterable[int], applications: Iterable[str]) -> Iterator[Break]:
+    """One `untraced` Break per document id and application number given
+    (those no event names). Every document is created with its `captured`
+    event and every application with its `filed` event, so one without any
+    is history deleted: catches emptying the whole trail (events and head),
+    which leaves a chain with nothing to break, and a cut tail whose head
+    was moved back, when the tail held a document's or application's events."""
+    for doc_id in documents:
+        yield Break(None, "untraced", f"document {doc_id} has no event: {BREAKS['untraced']}")
+    for number in applications:
+        yield Break(None, "untraced", f"application {number} has no event: {BREAKS['untraced']}")
 
 
 def _check_head(head: Mapping[str, Any] | None, walked: Walked) -> Iterator[Break]:

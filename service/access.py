@@ -223,20 +223,43 @@ def _run_as_module() -> bool:
     return getattr(main, "__package__", None) == "service" or sys.argv[0].endswith("__main__.py")
 
 
-def trusted_config(config_path: os.PathLike | None, who: Identity, service_user: str) -> None:
-    """Raise AccessDenied when a person behind sudo brings their own config:
-    its [access] section would grant them any role. Under sudo only a file
-    owned by root or the service user, writable by nobody else, counts."""
-    if who.invoker_uid in (None, 0) or config_path is None:
+def trusted_config(config, who: Identity, service_user: str) -> None:
+    """Raise AccessDenied when the config (a loaded Config) could have been
+    written by someone other than root or the account running: its [access]
+    section decides every role (and which service user is trusted), so a
+    file of one's own brought to `sudo -u fapiao` would grant any role.
+    Guarantee: a config that counts is owned by root or the effective user
+    and writable by no group or other, judged on the file that was read
+    (not the path afterwards), never on anything the file itself says."""
+    if config is None or config.path is None:
         return
-    st = os.stat(config_path)
-    if st.st_uid not in (0, service_uid(service_user)) or st.st_mode & 0o022:
-        raise AccessDenied(f"under sudo the config must be owned by root or {service_user} and writable by "
-                           f"nobody else; {config_path} is owned by {user_name(st.st_uid)} "
-                           f"(mode {st.st_mode & 0o777:o})")
+    uid, mode = config.file_owner, config.file_mode
+    if uid is None or mode is None:   # not read by load_config: judge the path
+        st = os.stat(config.path)
+        uid, mode = st.st_uid, st.st_mode
+    euid = os.geteuid()
+    if uid not in (0, euid) or mode & 0o022:
+        owners = "root" if euid == 0 else f"root or {user_name(euid)}"
+        raise AccessDenied(f"the config must be owned by {owners} and writable by nobody else; "
+                           f"{config.path} is owned by {user_name(uid)} (mode {mode & 0o777:o})")
 
 
-def enforce(path: str, access: dict, config_path: os.PathLike | None = None) -> None:
+ENV_SETTINGS_PREFIX = "FAPIAO_AGENT__"   # agent/config.py ENV_PREFIX
+
+
+def env_settings(who: Identity, env: dict[str, str] | None = None) -> None:
+    """Raise AccessDenied when a person behind sudo brings settings in the
+    environment (FAPIAO_AGENT__...): they override the trusted config, its
+    [access] groups, state_dir or a destination's URL included. sudo's
+    env_reset drops them; this holds when a sudo rule keeps them too."""
+    if who.invoker_uid in (None, 0):
+        return
+    found = sorted(k for k in (os.environ if env is None else env) if k.startswith(ENV_SETTINGS_PREFIX))
+    if found:
+        raise AccessDenied(f"under sudo no setting may come from the environment; unset {', '.join(found)}")
+
+
+def enforce(path: str, access: dict, config=None) -> None:
     """The check made before every command: the config's trust under sudo,
     the role, then for a write either become the service user (root) or tell
     a person the `sudo -u` line. Exits 3 with one line when denied."""
@@ -247,7 +270,8 @@ def enforce(path: str, access: dict, config_path: os.PathLike | None = None) -> 
     service_user = access["service_user"]
     who = identity(service_user)
     try:
-        trusted_config(config_path, who, service_user)
+        trusted_config(config, who, service_user)
+        env_settings(who)
         check(role, access, who)
         if role in WRITE_ROLES:
             svc = service_uid(service_user)

@@ -78,7 +78,7 @@ def _guard(cmd: click.Command, path: str = "") -> None:
             from service.context import load  # context imports access; keep the import graph flat
 
             cfg = load(click.get_current_context())
-            access.enforce(path, cfg.access, cfg.path)
+            access.enforce(path, cfg.access, cfg)
         return callback(*args, **kwargs)
 
     guarded.__guarded__ = True

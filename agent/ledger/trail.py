@@ -111,6 +111,21 @@ class TrailReader(SnapshotReader):
         """Every event in id order with its content columns and hashes."""
         return self._stream(f"SELECT {_COLUMNS}, prev_hash, hash FROM events ORDER BY id")
 
+    def untraced_documents(self) -> Iterator[int]:
+        """Ids of documents that no event names (every document is created
+        with one), in id order."""
+        return (r["id"] for r in self._stream(
+            "SELECT d.id FROM documents d WHERE NOT EXISTS "
+            "(SELECT 1 FROM events e WHERE e.document_id = d.id) ORDER BY d.id"))
+
+    def untraced_applications(self) -> Iterator[str]:
+        """Numbers of 补录 applications that no event's details name (each
+        is filed with one), in filing order."""
+        return (r["number"] for r in self._stream(
+            "SELECT a.number FROM applications a WHERE a.number NOT IN "
+            "(SELECT json_extract(e.details, '$.application') FROM events e "
+            "WHERE json_valid(e.details) AND json_extract(e.details, '$.application') IS NOT NULL) ORDER BY a.id"))
+
     def export(self, *, since: str | None, until: str | None) -> Iterator[dict[str, Any]]:
         """The events with `since <= at < until` (ledger timestamp text;
         None: open) in id order, each with the document's invoice number and

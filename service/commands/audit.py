@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import itertools
 import json
 import re
 import sqlite3
@@ -20,7 +21,7 @@ from agent.audit_rules import CHECKS, RULES, AuditSettings
 from agent.ledger import Ledger, utc
 from agent.ledger.audit import AUDIT_SCHEMA
 from agent.ledger.trail import TRAIL_SCHEMA, TrailReader
-from agent.trail import BREAKS, Walked, verify_chain
+from agent.trail import BREAKS, Walked, untraced_breaks, verify_chain
 from agent.model import State
 from service.context import echo_json, fail, load, now_dt, open_ledger_readonly
 from service.csv_safe import write_csv
@@ -179,7 +180,9 @@ def verify_command(ctx: click.Context, anchor: dict[int, str], as_json: bool) ->
         reader = TrailReader(ledger)
         try:
             with reader.snapshot():
-                for b in verify_chain(reader.chain(), reader.head(), anchor, walked):
+                for b in itertools.chain(verify_chain(reader.chain(), reader.head(), anchor, walked),
+                                         untraced_breaks(reader.untraced_documents(),
+                                                         reader.untraced_applications())):
                     found.append(b)
                     if not as_json:
                         echo(b.line())

@@ -191,3 +191,33 @@ def test_two_filers_at_once_get_unique_sequential_numbers(site, accounts, team):
     day = got[0][3:11]
     assert got == [f"BL-{day}-0001", f"BL-{day}-0002"]
     assert_ledger_sound(cfg)
+
+
+def test_a_config_of_ones_own_under_sudo_cannot_approve_ones_own_conflict(site, accounts, team):
+    """Attack: the filer brings a config of their own to `sudo -u <service>`,
+    naming the real ledger but a service user this host lacks and the
+    service's own group as approve_group. The config's [access] must not be
+    what decides whether that config is trusted."""
+    import grp
+    import pwd
+    import shutil
+
+    cfg = _config_with_outbox(site, accounts)
+    assert cli(None, cfg, "ingest", str(site / "drop")).returncode == 0
+    doc, name = next((d, n) for d in documents(accounts, cfg) if d["state"] == "queued"
+                     for n in ("buyer_name", "seller_name") if (d["fields"] or {}).get("sources", {}).get(n) in AUTHORITY)
+    both = team["both"]
+    number = number_of(as_person(accounts, both, cfg, "amend", str(doc["id"]), "--set", f"{name}=自己批准公司",
+                                 "--reason", "attack"))
+    svc_group = grp.getgrgid(pwd.getpwnam(accounts.svc).pw_gid).gr_name
+    own = site / "own.toml"
+    own.write_text(f'[agent]\nstate_dir = "{site / "state"}"\n[validation]\nmax_age_days = 100000\n'
+                   f'[access]\nread_group = "{svc_group}"\namend_group = "{svc_group}"\n'
+                   f'approve_group = "{svc_group}"\nservice_user = "nosuchuser{secrets.token_hex(3)}"\n'
+                   '[[destination]]\nname = "outbox"\nurl = "folder://outbox"\n', encoding="utf-8")
+    shutil.chown(own, both)
+    own.chmod(0o644)
+    stolen = as_person(accounts, both, own, "approve", number, "--reason", "myself")
+    assert stolen.returncode == 3, (stolen.stdout, stolen.stderr)
+    shown = json.loads(cli(accounts.reader, cfg, "show", str(doc["id"]), "--json").stdout)
+    assert shown["state"] == "quarantined" and shown["fields"][name] == doc["fields"][name]

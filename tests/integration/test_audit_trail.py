@@ -191,6 +191,32 @@ def test_a_cut_tail_is_found_and_stays_found_after_new_events(built, samples_dir
     assert code == 1 and breaks(report) == {(last + 1, "gap"), (last + 1, "unlinked")}
 
 
+def test_an_emptied_trail_is_found_by_the_documents_and_applications_left(built):
+    # No hash to recompute: delete every event and the head. The chain is
+    # then empty and whole, but the documents and the reject's application
+    # (filed in `built`) are still there, and each was created with an event.
+    docs = [r[0] for r in sqlite3.connect(ledger_file(built)).execute("SELECT id FROM documents ORDER BY id")]
+    number = sqlite3.connect(ledger_file(built)).execute("SELECT number FROM applications").fetchone()[0]
+    sql(built, "DELETE FROM events")
+    sql(built, "DELETE FROM trail_head")
+    code, report = verify(built)
+    assert code == 1, report
+    untraced = [b["message"] for b in report["breaks"] if b["code"] == "untraced"]
+    assert [m.split(" has")[0] for m in untraced] == [f"document {d}" for d in docs] + [f"application {number}"]
+
+
+def test_a_cut_tail_with_its_head_moved_back_is_found_when_it_held_an_application(built):
+    # The reject (its application filed, the document moved) is the tail; cut
+    # it and move the head back onto the event before: the chain verifies,
+    # the application left without its events does not.
+    rows = event_rows(built)
+    first = min(r["id"] for r in rows if json.loads(r["details"] or "{}").get("application"))
+    sql(built, "DELETE FROM events WHERE id >= ?", (first,))
+    sql(built, "UPDATE trail_head SET event_id = ?, hash = ?", (first - 1, rows[first - 2]["hash"]))
+    code, report = verify(built)
+    assert code == 1 and {b["code"] for b in report["breaks"]} == {"untraced"}, report
+
+
 def test_a_rewritten_chain_is_found_only_against_an_anchor(built):
     """The limit said in `--help`: the hash is not keyed. A full rewrite
     (every later hash and the head) verifies, unless an anchor kept

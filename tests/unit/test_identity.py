@@ -112,3 +112,41 @@ def test_a_writer_leaves_wal_files_for_readers(tmp_path):
     ledger = Ledger(path)
     del ledger   # never closed, as a CLI command's: the files are kept at exit too
     assert (tmp_path / "ledger.sqlite3-shm").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs a file owned by another account (chown)")
+def test_the_config_is_trusted_by_the_file_that_was_read_not_the_path_afterwards(tmp_path):
+    # Race: a person's own config is read, then swapped for a symlink to a
+    # root-owned file before the ownership check. The check must judge the
+    # bytes that were read.
+    from agent.config import load_config
+
+    own = tmp_path / "own.toml"
+    own.write_text('[access]\napprove_group = "users"\n', encoding="utf-8")
+    os.chown(own, 65534, 65534)
+    cfg = load_config(own, env={})
+    trusted_root_file = tmp_path / "root.toml"
+    trusted_root_file.write_text("", encoding="utf-8")
+    own.unlink()
+    own.symlink_to(trusted_root_file)
+    with pytest.raises(access.AccessDenied, match="owned by nobody"):
+        access.trusted_config(cfg, access.identity("fapiao", env={}), "fapiao")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="SUDO_UID is trusted only for root or the service user")
+def test_under_sudo_no_setting_comes_from_the_persons_environment(tmp_path, monkeypatch, capsys):
+    # A sudo rule that keeps the environment (SETENV, `sudo -E`, !env_reset)
+    # would let the person behind sudo override [access] or a destination's
+    # URL of the service's own config. Such a run is refused, not obeyed.
+    from agent.config import load_config
+
+    cfg_file = tmp_path / "agent.toml"
+    cfg_file.write_text("", encoding="utf-8")
+    monkeypatch.setenv("SUDO_UID", "65534")
+    monkeypatch.setenv("FAPIAO_AGENT__ACCESS__APPROVE_GROUP", "nogroup")
+    cfg = load_config(cfg_file)
+    assert cfg.access["approve_group"] == "nogroup"
+    with pytest.raises(SystemExit) as stop:
+        access.enforce("status", cfg.access, cfg)
+    assert stop.value.code == access.DENIED_EXIT
+    assert "FAPIAO_AGENT__ACCESS__APPROVE_GROUP" in capsys.readouterr().err
