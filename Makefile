@@ -47,8 +47,12 @@ test-deps: $(VENV)/.installed-test
 	  apt-get update -qq && apt-get install -y -qq systemd >/dev/null; } || \
 	  echo "note: systemd-analyze unavailable; unit tests for systemd/ will skip"
 
+# Two workers, one test file each at a time (--dist loadfile): a module's
+# fixtures (the hostile corpus's daemon run) and caches (extracted samples)
+# are built once, and a file's tests never race each other. Each worker has
+# its own SeaweedFS, temp folders and process check (tests/conftest.py).
 test: test-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: $(VENV)/.installed-test
 	for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
