@@ -51,7 +51,13 @@ test-deps: $(VENV)/.installed-test
 # fixtures (the hostile corpus's daemon run) and caches (extracted samples)
 # are built once, and a file's tests never race each other. Each worker has
 # its own SeaweedFS, temp folders and process check (tests/conftest.py).
+#
+# The suite starts the CLI and the daemon in their own processes hundreds of
+# times; with PYTHONDONTWRITEBYTECODE set (this machine sets it) each of them
+# would compile agent/ and service/ again (~0.1 s CPU a start), so they are
+# compiled once here.
 test: test-deps
+	$(BIN)/python -m compileall -q agent service
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: $(VENV)/.installed-test
