@@ -47,8 +47,18 @@ test-deps: $(VENV)/.installed-test
 	  apt-get update -qq && apt-get install -y -qq systemd >/dev/null; } || \
 	  echo "note: systemd-analyze unavailable; unit tests for systemd/ will skip"
 
+# Two workers, one test file each at a time (--dist loadfile): a module's
+# fixtures (the hostile corpus's daemon run) and caches (extracted samples)
+# are built once, and a file's tests never race each other. Each worker has
+# its own SeaweedFS, temp folders and process check (tests/conftest.py).
+#
+# The suite starts the CLI and the daemon in their own processes hundreds of
+# times; with PYTHONDONTWRITEBYTECODE set (this machine sets it) each of them
+# would compile agent/ and service/ again (~0.1 s CPU a start), so they are
+# compiled once here.
 test: test-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m compileall -q agent service
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: $(VENV)/.installed-test
 	for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

@@ -33,25 +33,62 @@ def expected_fields(samples_dir: Path) -> dict:
 # workers, weed, sleeps. The guard notes what lives before the run and marks
 # the run's environment; at the end, whatever of this run is still alive after
 # a grace period is listed, killed (by pid, only ours) and fails the session.
+#
+# Under pytest-xdist (`make test` runs `-n 2`) each worker is a run of its own:
+# its own token, its own basetemp, its own descendants, so one worker never
+# lists (let alone kills) what the other is still running. A worker hands what
+# it found to the controller in `workeroutput`, and the controller, which runs
+# no test itself, lists and fails the session as a plain run does.
 LEFTOVER_GRACE_S = float(os.environ.get("FAPIAO_LEFTOVER_GRACE_S", "5"))
+_LEFTOVERS_KEY = "fapiao_leftovers"
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    return config.pluginmanager.get_plugin("dsession") is not None
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
+    if _is_xdist_controller(session.config):
+        session.config.stash[_WORKER_LEFTOVERS] = []
+        return
     session.config.stash[_GUARD] = RunGuard()
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """In the xdist controller: keep what a finished worker left behind."""
+    found = getattr(node, "workeroutput", {}).get(_LEFTOVERS_KEY) or []
+    node.config.stash.setdefault(_WORKER_LEFTOVERS, []).extend(
+        f"{node.gateway.id}: {line}" for line in found)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    guard = session.config.stash.get(_GUARD, None)
+    config = session.config
+    if _is_xdist_controller(config):
+        lines = config.stash.get(_WORKER_LEFTOVERS, [])
+        if lines:
+            _fail_with(session, [f"{len(lines)} processes started by this test run's workers were still "
+                                 f"running {LEFTOVER_GRACE_S:g} s after their tests ended (now killed):"]
+                       + [f"  {line}" for line in lines])
+        return
+    guard = config.stash.get(_GUARD, None)
     if guard is None:
         return
-    factory = getattr(session.config, "_tmp_path_factory", None)
+    factory = getattr(config, "_tmp_path_factory", None)
     guard.basetemp = getattr(factory, "_basetemp", None)
     left = guard.wait_for_none(LEFTOVER_GRACE_S)
     if not left:
         return
     guard.kill(left)
-    lines = [f"{len(left)} processes started by this test run were still running "
-             f"{LEFTOVER_GRACE_S:g} s after it ended (now killed):"] + [f"  {p.line()}" for p in left]
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller reports it
+        workeroutput[_LEFTOVERS_KEY] = [p.line() for p in left]
+        return
+    _fail_with(session, [f"{len(left)} processes started by this test run were still running "
+                         f"{LEFTOVER_GRACE_S:g} s after it ended (now killed):"] + [f"  {p.line()}" for p in left])
+
+
+def _fail_with(session: pytest.Session, lines: list[str]) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_sep("=", "processes left behind", red=True)
@@ -63,3 +100,4 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 _GUARD = pytest.StashKey[RunGuard]()
+_WORKER_LEFTOVERS = pytest.StashKey[list]()

@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -57,11 +58,15 @@ def cfg(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def built(cfg: Path, tmp_path: Path, samples_dir: Path) -> Path:
+@pytest.fixture(scope="module")
+def built_once(tmp_path_factory, samples_dir: Path) -> Path:
     """A ledger made by the real CLI: real samples ingested, one rejected
-    with a Chinese reason; its chain verifies clean. Returns the config."""
-    src = tmp_path / "drop"
+    with a Chinese reason; its chain verifies clean. Returns its folder.
+    Built once per module (three CLI runs); each test damages a copy."""
+    site = tmp_path_factory.mktemp("built")
+    cfg = site / "agent.toml"
+    cfg.write_text(DEFAULT_CONFIG, encoding="utf-8")
+    src = site / "drop"
     src.mkdir()
     for i, name in enumerate(SAMPLES):
         (src / f"{i}-{Path(name).name}").write_bytes((samples_dir / name).read_bytes())
@@ -71,7 +76,16 @@ def built(cfg: Path, tmp_path: Path, samples_dir: Path) -> Path:
     code, report = verify(cfg)
     assert (code, report["breaks"]) == (0, [])
     assert report["events"] >= 6
-    return cfg
+    return site
+
+
+@pytest.fixture
+def built(built_once: Path, tmp_path: Path) -> Path:
+    """A fresh copy of `built_once` (config, state and drop folder, the
+    state relative to the config) in this test's tmp_path. Returns the config."""
+    site = tmp_path / "site"
+    shutil.copytree(built_once, site, symlinks=True)
+    return site / "agent.toml"
 
 
 def ledger_file(cfg: Path) -> Path:
