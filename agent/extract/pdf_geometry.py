@@ -137,16 +137,14 @@ def layout_glyphs(glyphs: list[_Glyph]) -> str:
         rows.append(members)
         total, weight, limit = g.centre * n, n, g.height
     ordered = [_drop_overprinted(sorted(row, key=_LEFT)) for row in rows]
-    starts = [_cipher_run_start(row) for row in ordered]
-    edge = _cipher_edge(starts)
+    runs = [_cipher_run(row) for row in ordered]
+    edge = _cipher_edge([row[run[0]].left if run else None for row, run in zip(ordered, runs)])
+    width = _cipher_row_length(ordered, runs, edge)
     lines = []
-    for row, start in zip(ordered, starts):
+    for row, run in zip(ordered, runs):
         first = row[0]
         parts = [" " * min(_MAX_RUN, max(0, int(first.left / _COLUMN_POINTS))), first.text]
-        # The first glyph of the 密码区 on a row that prints some of it.
-        cipher_at = None
-        if edge is not None and start is not None:
-            cipher_at = next((g for g in row if g.left >= edge - g.height / 2), None)
+        cipher_at = _cipher_glyph(row, run, edge, width)
         previous = first
         for g in row[1:]:
             gap = g.left - previous.right
@@ -164,27 +162,85 @@ def layout_glyphs(glyphs: list[_Glyph]) -> str:
     return "\n".join(lines)
 
 
-def _cipher_run_start(row: list[_Glyph]) -> float | None:
-    """Where the row's 密码区 ciphertext starts (the left of its first glyph),
+def _cipher_run(row: list[_Glyph]) -> tuple[int, int, int] | None:
+    """The row's 密码区 ciphertext run as (first glyph, end glyph, characters),
     or None: a run of at least _CIPHER_RUN characters of the cipher alphabet
     with at least _CIPHER_SYMBOLS of + - * / < > (which no amount, date,
-    account or tax id has) and no column gap inside."""
+    account or tax id has) and no column gap inside. A value printed right
+    before the ciphertext and ending in digits starts the run early."""
     if not _CIPHER_PREFILTER_RE.search("".join(g.text for g in row)):
         return None
     start, chars, symbols, previous = None, 0, 0, None
-    for g in row:
+    for i, g in enumerate(row):
         in_alphabet = all(c in _CIPHER_ALPHABET for c in g.text)
+        if not in_alphabet and start is not None and _overprints(g, previous, row[i + 1] if i + 1 < len(row) else None):
+            continue  # a label printed across the ciphertext (the 密 of 密码区) does not end it
         joined = previous is not None and g.left - previous.right <= min(g.height, previous.height) * _COLUMN_OF_HEIGHT
         if not in_alphabet or not joined:
-            if chars >= _CIPHER_RUN and symbols >= _CIPHER_SYMBOLS:
-                return start
+            if start is not None and chars >= _CIPHER_RUN and symbols >= _CIPHER_SYMBOLS:
+                return start, i, chars
             start, chars, symbols = None, 0, 0
         if in_alphabet:
-            start = g.left if start is None else start
+            start = i if start is None else start
             chars += len(g.text)
             symbols += sum(1 for c in g.text if c in _CIPHER_SYMBOL_CHARS)
         previous = g
-    return start if chars >= _CIPHER_RUN and symbols >= _CIPHER_SYMBOLS else None
+    if start is not None and chars >= _CIPHER_RUN and symbols >= _CIPHER_SYMBOLS:
+        return start, len(row), chars
+    return None
+
+
+def _overprints(g: _Glyph, previous: _Glyph | None, following: _Glyph | None) -> bool:
+    """True when `g` overlaps a neighbour by more than a quarter of the narrower box."""
+    for other in (previous, following):
+        if other is None:
+            continue
+        overlap = min(g.right, other.right) - max(g.left, other.left)
+        if overlap > min(g.right - g.left, other.right - other.left) / 4:
+            return True
+    return False
+
+
+def _cipher_row_length(rows: list[list[_Glyph]], runs: list[tuple[int, int, int] | None],
+                       edge: float | None) -> int | None:
+    """How many characters each row of the 密码区 block prints (its rows are
+    of one length), or None: the length that at least two of the runs
+    starting at the block's edge share (the longest such, when several do)."""
+    if edge is None:
+        return None
+    lengths = [run[2] for row, run in zip(rows, runs)
+               if run is not None and abs(row[run[0]].left - edge) <= _CIPHER_ALIGN]
+    shared = [n for n in set(lengths) if lengths.count(n) >= 2]
+    return max(shared) if shared else None
+
+
+def _cipher_glyph(row: list[_Glyph], run: tuple[int, int, int] | None, edge: float | None,
+                  width: int | None) -> _Glyph | None:
+    """The row's first glyph of the 密码区, where a column break goes, or None.
+    On a row whose ciphertext run starts at the block's edge (or that prints
+    only part of the block), the first glyph at the edge. On a row whose run
+    starts left of the edge (the ciphertext printed right after the buyer's
+    name or tax id, no gap between), the run's last `width` characters are
+    the ciphertext, so a value ending in digits keeps them; without a known
+    `width`, or a run shorter than it, only the break at the edge: the
+    glued value stays glued (and fails its plausibility check) rather than
+    be cut at a guess."""
+    if edge is None or run is None:
+        return None
+    first, end, chars = run
+    at_edge = next((g for g in row if g.left >= edge - g.height / 2), None)
+    if row[first].left >= edge - _CIPHER_ALIGN or width is None or chars < width:
+        return at_edge
+    skip = chars - width
+    for g in row[first:end]:
+        if not all(c in _CIPHER_ALPHABET for c in g.text):
+            continue  # a label printed across it
+        if skip == 0:
+            return g
+        if skip < len(g.text):
+            break  # the block's edge falls inside one text run (OFD)
+        skip -= len(g.text)
+    return at_edge
 
 
 def _cipher_edge(starts: list[float | None]) -> float | None:

@@ -220,12 +220,29 @@ def _read_money(lines: list[str], f: dict[str, Any]) -> None:
             f["tax"] = tax
 
 
+def _bare_money(text: str) -> list[Decimal]:
+    """The amounts of `text` printed without a ¥ (or with one that did not
+    extract): numbers with exactly two decimals standing alone (no rate, no
+    longer number around them)."""
+    out = []
+    for m in _BARE_MONEY_RE.finditer(text):
+        try:
+            out.append(Decimal(m.group(1).replace(",", "")))
+        except InvalidOperation:
+            return []
+    return out
+
+
 def _read_total(lines: list[str], words_at: int | None) -> Decimal | None:
     for line in lines:
         pos = line.find("小写")
         if pos >= 0:
             values = _line_money(line[pos:])
             if values:
+                return values[0]
+            # No ¥: the amount printed right after (小写) on its row, alone there.
+            values = _bare_money(line[pos:])
+            if len(values) == 1:
                 return values[0]
     for line in lines:
         if "价税合计" in line:
@@ -251,6 +268,14 @@ def _read_sum_line(lines: list[str], total: Decimal | None) -> tuple[Decimal, De
                 return values[0], values[1]
             if len(values) == 1 and "*" in row[row.find("¥"):]:
                 return values[0], None
+        # No ¥ on the row (left out, or drawn as strokes): its own two bare
+        # amounts, 金额 then 税额, only when they add up to the 价税合计 read
+        # from its own row, so a quantity or price is never taken for them.
+        values = _bare_money(line.replace("价税合计", ""))
+        if total is not None and len(values) == 2 and values[0] + values[1] == total:
+            return values[0], values[1]
+        if total is not None and len(values) == 1 and values[0] == total and "***" in line:
+            return values[0], None
         break
     if total is None:
         return None
@@ -302,6 +327,7 @@ def _read_parties(norm: str, f: dict[str, Any]) -> None:
             f[f"{role}_tax_id"] = ids[i]
 
 
+_BARE_MONEY_RE = re.compile(r"(?<![\d.,/\-\w])(-?\d[\d,]*\.\d{2})(?![\d.,%\w])")
 _ITEM_TAIL_RE = re.compile(
     r"(?P<amount>-?\d[\d,]*\.\d{2})[ ]*(?P<rate>" + L.RATE_RE.pattern + r")[ ]+"
     r"(?P<tax>-?\d[\d,]*\.\d{2}|\*{3})[ ]*$"

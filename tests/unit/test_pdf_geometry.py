@@ -167,3 +167,46 @@ def test_a_name_written_just_before_the_cipher_area_is_never_glued_to_it(name, g
     assert inv.get("buyer_tax_id") in (tax_id, None)
     assert (inv.get("buyer_name"), inv.get("buyer_tax_id")) == (name, tax_id)
     assert (inv.get("seller_name"), inv.get("seller_tax_id")) == ("深圳市某某科技有限公司", "91440300MA5FPRG28K")
+
+
+# --- the 密码区 printed right after a value, no gap -----------------------------
+
+def _cipher_block(first_rows: list[tuple[float, float]]) -> list[_Glyph]:
+    """A 27-character-a-row 密码区: the first rows at the given (left,
+    baseline), two more left-aligned at x=372."""
+    rows = ["0/494+35-2/4<+<2>/3/95*7379", "0/22+*61*3-8/7-527*/99+>->>",
+            "*16/44+<<47*6104/17-4>45>>3", "<<09164+9/79>+4+-5-02014-63"]
+    out: list[_Glyph] = []
+    for i, row in enumerate(rows):
+        left, baseline = first_rows[i] if i < len(first_rows) else (372, 260 - 14 * i)
+        out += glyphs(row, left, baseline, size=6.3)
+    return out
+
+
+def test_ciphertext_glued_to_a_tax_id_ending_in_digits_is_cut_at_the_blocks_row_length():
+    # The run of cipher-alphabet characters starts at the tax id's last
+    # digits; the block's rows are 27 characters, so the last 27 are cipher.
+    name = glyphs("名称:某某有限公司", 40, 300, size=6.3)
+    tax_id = glyphs("纳税人识别号:91440304MA5M0PUM55", 40, 286, size=6.3)
+    block = _cipher_block([(40 + 6.3 * 9, 300), (40 + 6.3 * 25, 286)])
+    lines = layout_glyphs(name + tax_id + block).split("\n")
+    fields = parse_text(normalize_text("\n".join(lines))).fields
+    assert (fields.get("buyer_name"), fields.get("buyer_tax_id")) == ("某某有限公司", "91440304MA5M0PUM55"), lines
+
+
+def test_a_label_printed_across_glued_ciphertext_does_not_hide_where_it_starts():
+    name = glyphs("名称:某某有限公司", 40, 300, size=6.3)
+    block = _cipher_block([(40 + 6.3 * 9, 300)])
+    mi = _Glyph("密", 40 + 6.3 * 30 + 3, 300 - 2, 40 + 6.3 * 30 + 12, 300 + 8)  # over the cipher
+    lines = layout_glyphs(name + block + [mi]).split("\n")
+    fields = parse_text(normalize_text("\n".join(lines))).fields
+    assert fields.get("buyer_name") == "某某有限公司", lines
+
+
+def test_glued_ciphertext_without_an_aligned_block_is_not_cut_at_a_guess():
+    # Only one row at the block's edge: its row length is unknown, the glued
+    # run stays whole (and the name fails its plausibility check: empty).
+    name = glyphs("名称:某某有限公司", 40, 300, size=6.3)
+    row = glyphs("1*><3*04-51<*64/7*0/54+4-65", 40 + 6.3 * 9, 300, size=6.3)
+    lines = layout_glyphs(name + row + glyphs("0/22+*61*3-8/7-527*/99+>->>", 372, 260, size=6.3)).split("\n")
+    assert "某某有限公司1*><3*04" in lines[0]

@@ -231,3 +231,29 @@ def test_blockchain_title_and_five_hex_check_code_only_under_a_local_code():
     assert "check_code" not in parse_text(normalize_text(vat)).fields
     spaced = "发票代码:144032309110\n校验码:05660 23597 9008\n"
     assert "check_code" not in parse_text(normalize_text(spaced)).fields
+
+
+# --- amounts printed without a ¥ (or with one drawn as strokes) ------------------
+
+_NO_YEN_FACE = """\
+        货物或应税劳务、服务名称        规格型号    单位     数量           单价              金额        税率                税额
+    *住宿服务*住宿费         大床房              天      3       210.04         630.13       6%                       37.81
+    *餐饮服务*餐费                                                                 1326.41       6%                       79.58
+                 合   计                                                          1956.54                              117.39
+             价税合计(大写)                   贰仟零柒拾叁圆玖角叁分                                (小写)  2073.93
+"""
+
+
+def test_amounts_without_a_yen_are_read_from_the_sum_row_and_the_small_letters():
+    fields = parse_text(normalize_text(_NO_YEN_FACE)).fields
+    assert (fields["amount"], fields["tax"], fields["total"]) == (
+        Decimal("1956.54"), Decimal("117.39"), Decimal("2073.93"))
+
+
+def test_a_sum_row_without_a_yen_that_does_not_add_up_is_not_read():
+    # Two bare numbers on the 合计 row that do not make the 价税合计: not its
+    # 金额 and 税额 (a column of another box, a quantity): left empty.
+    face = _NO_YEN_FACE.replace("1956.54", "1956.45")
+    fields = parse_text(normalize_text(face)).fields
+    assert fields["total"] == Decimal("2073.93")
+    assert "amount" not in fields and "tax" not in fields
