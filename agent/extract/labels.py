@@ -99,6 +99,8 @@ MONEY_RE = re.compile(
     r"(-?)[ ]*¥[ ]*(-?\d[\d,]*(?:\.\d{1,2})?)(?![\d.])"
     r"|(?<![\d.])(-?\d[\d,]*\.\d{2})[ ]*¥"
 )
+# An amount without its ¥: exactly two decimals, no rate, date or longer number around it.
+BARE_MONEY_RE = re.compile(r"(?<![\d.,/\-\w])(-?\d[\d,]*\.\d{2})(?![\d.,%\w])")
 _WORD_DIGIT = "零壹贰叁肆伍陆柒捌玖"
 # Issuers print a ⊗ (U+2297) or ⓧ (U+24E7) before the 大写: a mark, not part
 # of the value, so it is matched and left out of group 1.

@@ -204,14 +204,14 @@ def _overprints(g: _Glyph, previous: _Glyph | None, following: _Glyph | None) ->
 def _cipher_row_length(rows: list[list[_Glyph]], runs: list[tuple[int, int, int] | None],
                        edge: float | None) -> int | None:
     """How many characters each row of the 密码区 block prints (its rows are
-    of one length), or None: the length that at least two of the runs
-    starting at the block's edge share (the longest such, when several do)."""
+    of one length), or None: the length that the runs starting at the
+    block's edge all print, when at least two do; rows of
+    different lengths give no length to cut a glued run by."""
     if edge is None:
         return None
-    lengths = [run[2] for row, run in zip(rows, runs)
-               if run is not None and abs(row[run[0]].left - edge) <= _CIPHER_ALIGN]
-    shared = [n for n in set(lengths) if lengths.count(n) >= 2]
-    return max(shared) if shared else None
+    lengths = {run[2] for row, run in zip(rows, runs)
+               if run is not None and abs(row[run[0]].left - edge) <= _CIPHER_ALIGN}
+    return lengths.pop() if len(lengths) == 1 else None
 
 
 def _cipher_glyph(row: list[_Glyph], run: tuple[int, int, int] | None, edge: float | None,

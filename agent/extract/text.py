@@ -221,16 +221,8 @@ def _read_money(lines: list[str], f: dict[str, Any]) -> None:
 
 
 def _bare_money(text: str) -> list[Decimal]:
-    """The amounts of `text` printed without a ¥ (or with one that did not
-    extract): numbers with exactly two decimals standing alone (no rate, no
-    longer number around them)."""
-    out = []
-    for m in _BARE_MONEY_RE.finditer(text):
-        try:
-            out.append(Decimal(m.group(1).replace(",", "")))
-        except InvalidOperation:
-            return []
-    return out
+    """The amounts of `text` printed without a ¥ (labels.BARE_MONEY_RE)."""
+    return [Decimal(m.group(1).replace(",", "")) for m in L.BARE_MONEY_RE.finditer(text)]
 
 
 def _read_total(lines: list[str], words_at: int | None) -> Decimal | None:
@@ -239,10 +231,6 @@ def _read_total(lines: list[str], words_at: int | None) -> Decimal | None:
         if pos >= 0:
             values = _line_money(line[pos:])
             if values:
-                return values[0]
-            # No ¥: the amount printed right after (小写) on its row, alone there.
-            values = _bare_money(line[pos:])
-            if len(values) == 1:
                 return values[0]
     for line in lines:
         if "价税合计" in line:
@@ -253,6 +241,12 @@ def _read_total(lines: list[str], words_at: int | None) -> Decimal | None:
         values = _line_money(lines[words_at])
         if values:
             return values[-1]
+    # No ¥ anywhere (left out, or drawn as strokes): the amount printed after
+    # (小写) on its row, when it is the only one there.
+    for line in lines:
+        pos = line.find("小写")
+        if pos >= 0 and len(values := _bare_money(line[pos:])) == 1:
+            return values[0]
     return None
 
 
@@ -327,7 +321,6 @@ def _read_parties(norm: str, f: dict[str, Any]) -> None:
             f[f"{role}_tax_id"] = ids[i]
 
 
-_BARE_MONEY_RE = re.compile(r"(?<![\d.,/\-\w])(-?\d[\d,]*\.\d{2})(?![\d.,%\w])")
 _ITEM_TAIL_RE = re.compile(
     r"(?P<amount>-?\d[\d,]*\.\d{2})[ ]*(?P<rate>" + L.RATE_RE.pattern + r")[ ]+"
     r"(?P<tax>-?\d[\d,]*\.\d{2}|\*{3})[ ]*$"
