@@ -58,7 +58,7 @@ test-deps: $(VENV)/.installed-test
 # compiled once here.
 test: test-deps
 	$(BIN)/python -m compileall -q agent service
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25
 
 bench: $(VENV)/.installed-test
 	for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
