@@ -112,7 +112,7 @@ def _daemon(d: dict | None, limits: Thresholds) -> list[Reason]:
     if not d.get("alive"):
         return [Reason(CRITICAL, f"the daemon is not running (pid {d.get('pid')} is gone)")]
     out = []
-    details = _details(d)
+    details = heartbeat_details(d)
     if details.get("intake_paused"):
         out.append(Reason(CRITICAL, f"intake paused: {details['intake_paused']}"))
     for path, why in (details.get("folders_not_watched") or {}).items():
@@ -194,7 +194,9 @@ def _parts(counts: dict[str, int]) -> str:
     return f" ({', '.join(f'{n} {state}' for state, n in counts.items())})" if counts else ""
 
 
-def _details(d: dict) -> dict:
+def heartbeat_details(d: dict) -> dict:
+    """The daemon heartbeat's JSON `details` as a dict; {} when absent,
+    unparsable or not an object (never raises)."""
     try:
         details = json.loads(d.get("details") or "{}")
     except ValueError:

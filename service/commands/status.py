@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 
@@ -10,7 +9,7 @@ import click
 
 from agent.backup.restore import RESTORED_ACTIVITY
 from agent.errors import NotFoundInLedger
-from agent.health import UNKNOWN, Thresholds, evaluate
+from agent.health import UNKNOWN, Thresholds, evaluate, heartbeat_details
 from agent.ledger import Ledger
 from agent.model import State
 from service.commands.backup import backed_up_line, backup_report, target_state
@@ -158,7 +157,7 @@ def _print_status(report: dict) -> None:
     if not d:
         daemon_line = "never ran"
     elif d["activity"] == RESTORED_ACTIVITY:
-        details = _details(d)
+        details = heartbeat_details(d)
         daemon_line = (f"not run here since restored from {details.get('from') or 'a backup'} at {d['at']}"
                        + (f" ({details['snapshot']})" if details.get("snapshot") else ""))
     elif d["activity"] == "stopped":
@@ -169,7 +168,7 @@ def _print_status(report: dict) -> None:
         daemon_line = (f"{verdict} (pid {d['pid']}, "
                        f"{d['activity']}, last seen {human_age(d['age_s'])} ago)")
     echo(f"daemon:            {daemon_line}")
-    for path, reason in (_details(d).get("folders_not_watched") or {}).items() if d else ():
+    for path, reason in (heartbeat_details(d).get("folders_not_watched") or {}).items() if d else ():
         echo(f"NOT WATCHED:       {path}: {reason}")
     echo(f"ledger:            {report['ledger']}")
     echo(f"vault:             {report['vault']}")
@@ -181,14 +180,6 @@ def _print_status(report: dict) -> None:
             echo(f"  {t['name']:<12} backlog {t['backlog']}, failed {t.get('failed', 0)}, "
                        f"last snapshot {t.get('last_snapshot_at') or 'never'}, {target_state(t)}")
     echo(f"health:            {report['health']['summary']}")
-
-
-def _details(d: dict) -> dict:
-    try:
-        details = json.loads(d.get("details") or "{}")
-    except ValueError:
-        return {}
-    return details if isinstance(details, dict) else {}
 
 
 LIST_COLUMNS = ("id", "state", "received_at", "invoice_number", "invoice_date", "total",
