@@ -161,7 +161,12 @@ def _path_ops(tokens: list[str]) -> list[str]:
 
 
 def _pdf(width: float, height: float, content: bytes) -> bytes:
-    w, h = width * _POINTS_PER_MM, height * _POINTS_PER_MM
+    return one_page_pdf(width * _POINTS_PER_MM, height * _POINTS_PER_MM, content)
+
+
+def one_page_pdf(w: float, h: float, content: bytes) -> bytes:
+    """A minimal, well-formed one-page PDF of `w` x `h` points whose page
+    draws the content stream `content` (uncompressed, no resources)."""
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",

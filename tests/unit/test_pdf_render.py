@@ -224,18 +224,9 @@ def _inline_image_pdf(side: int) -> bytes:
     packed = zlib.compress(b"\0" * (side * side), 9)
     content = (b"q 500 0 0 500 0 0 cm BI /W %d /H %d /BPC 8 /CS /G /F /Fl ID " % (side, side)
                + packed + b" EI Q")
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 600 800] /Contents 4 0 R >>",
-               b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream"]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 5\n0000000000 65535 f \n" + b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size 5 /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % xref
-    return bytes(out)
+    from agent.extract.ofd_render import one_page_pdf
+
+    return one_page_pdf(600, 800, content)
 
 
 def test_an_inline_image_bomb_is_refused_before_pdfium_decodes_it():
