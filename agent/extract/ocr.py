@@ -155,15 +155,19 @@ def read_page(img: Image.Image) -> OcrReading:
     except Exception as e:  # noqa: BLE001 - OCR is an extra; the QR reading must survive it
         return OcrReading({}, error=str(e) or type(e).__name__)
     finally:
-        _give_back_memory()
+        give_back_memory()
     parsed = parse_text(norm)
     return OcrReading(parsed.fields, parsed.items, says_invoice=parsed.is_invoice_like or "发票" in norm)
 
 
-def _give_back_memory() -> None:
-    # A page's working memory (~300 MB) is freed but kept by malloc; a pool
-    # worker would hold it between pages. Trimming hands it back to the
-    # system (470 -> 177 MB resident after a page), and costs ~1 ms.
+def give_back_memory() -> None:
+    """Hand memory malloc keeps after a big page back to the system (glibc;
+    elsewhere nothing happens). Never raises.
+
+    A page's working memory (an OCR pass ~300 MB, a scan's or a render's
+    pixels several MB) is freed but kept by malloc; a pool worker would hold
+    it between pages and files. Trimming hands it back (470 -> 177 MB
+    resident after an OCR page) and costs ~1 ms."""
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: the memory stays with the process

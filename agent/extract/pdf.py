@@ -26,7 +26,7 @@ from PIL import Image
 
 from agent.errors import ExtractError
 from agent.extract.image import MAX_PIXELS, decode_qr_image, title_from_qr
-from agent.extract.ocr import OcrReading, _give_back_memory, apply_reading, read_page_if_available
+from agent.extract.ocr import OcrReading, apply_reading, give_back_memory, read_page_if_available
 from agent.extract.pdf_geometry import page_text
 from agent.extract.pdf_images import decode_pdf_image, image_candidates, last_filter
 from agent.extract.pdf_render import PageRenderer
@@ -258,7 +258,7 @@ def _read_page(doc, index: int, data: bytes, ocr: bool, renderer: PageRenderer) 
         if scanned:
             # A scan's decoded pixels (tens of MB) are freed but kept by
             # malloc: hand them back before the next page.
-            _give_back_memory()
+            give_back_memory()
 
 
 def _ocr_scan(page) -> OcrReading | None:

@@ -27,7 +27,6 @@ A text page with invoice labels and a QR image that decodes never renders.
 
 from __future__ import annotations
 
-import ctypes
 import math
 import time
 from typing import Any
@@ -37,7 +36,7 @@ from PIL import Image
 
 from agent.errors import ExtractError
 from agent.extract.image import MAX_PIXELS, decode_qr_image
-from agent.extract.ocr import invoice_from_print, read_page_if_available
+from agent.extract.ocr import give_back_memory, invoice_from_print, read_page_if_available
 from agent.extract.qr import parse_qr
 from agent.model import Problem
 
@@ -151,7 +150,7 @@ class PageRenderer:
             if self._rendered:
                 self._rendered = False
                 _count_render()
-                _give_back_memory()
+                give_back_memory()
 
     def _find_qr(self, page: Any, index: int, scanned: bool) -> Image.Image | None:
         """Set `page.payload` from the rendered page's QR; returns the whole
@@ -242,12 +241,3 @@ def _count_render() -> None:
 
 def _read_qr(img: Image.Image) -> list[str]:
     return [r.text for r in zxingcpp.read_barcodes(img, formats=_QR) if r.text]
-
-
-def _give_back_memory() -> None:
-    # A rendered page is a few MB of bitmap that malloc keeps; a pool worker
-    # would hold it between files.
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
