@@ -24,28 +24,25 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	  echo "note: OCR unavailable (OpenCV cannot load); scans will be read through their QR code only"
 	touch $@
 
-# The generated scans draw their Chinese with a real CJK font, so OCR tests
-# read them as they would a scanner's output.
+# Debian packages only the tests need, installed in one apt-get run when any
+# is missing (one `apt-get update`, the slow part on a clean machine):
+# - fonts-wqy-microhei: the generated scans draw their Chinese with a real
+#   CJK font, so OCR tests read them as they would a scanner's output;
+# - systemd: systemd-analyze checks the unit files.
+# A package that cannot be installed leaves its tests skipped, with the reason.
+DEBIAN_TEST_PKGS := fonts-wqy-microhei systemd
+
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[ocr,test]'
-	@test -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || { \
-	  apt-get update -qq && apt-get install -y -qq fonts-wqy-microhei >/dev/null; } || \
-	  echo "note: no CJK font; generated scans will carry stroke glyphs"
 	touch $@
 
-venv: $(VENV)/.installed
-
-$(CONFIG): | $(VENV)/.installed
-	$(BIN)/fapiao-agent config init $(CONFIG)
-
-run: $(VENV)/.installed $(CONFIG)
-	$(BIN)/fapiao-agent --config $(CONFIG) run
-
-# systemd-analyze checks the unit files; Debian ships it in the systemd package.
 test-deps: $(VENV)/.installed-test
-	@command -v systemd-analyze >/dev/null || { \
-	  apt-get update -qq && apt-get install -y -qq systemd >/dev/null; } || \
-	  echo "note: systemd-analyze unavailable; unit tests for systemd/ will skip"
+	@missing=$$(for p in $(DEBIAN_TEST_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages for the tests: $$missing"; \
+	    { apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; } || \
+	      echo "note: could not install $$missing; the tests that need them will skip"; \
+	  fi
 
 # Two workers, one test file each at a time (--dist loadfile): a module's
 # fixtures (the hostile corpus's daemon run) and caches (extracted samples)
