@@ -60,7 +60,7 @@ def _print_human(file: str, index: int, rec: dict[str, Any]) -> None:
 
 
 def _rules_help() -> str:
-    return "\n".join(f"  {r.code:<19} {r.severity:<8} {r.description}" for r in RULES.values())
+    return "\n".join(f"  {r.code:<22} {r.severity:<8} {r.description}" for r in RULES.values())
 
 
 @click.command("check", epilog="\b\nRules (code, default severity, what it checks):\n" + _rules_help())
