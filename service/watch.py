@@ -350,13 +350,6 @@ class FolderWatcher:
                 lanes.move_to_end(path.parent, last=False)
         self._offered.clear()
 
-    def next_due_in(self) -> float | None:
-        """Seconds until a pending file may settle, for the main loop's sleep."""
-        with self._lock:
-            if not self._pending:
-                return None
-        return 0.25
-
     def done(self, path: Path) -> None:
         """The main loop has handled `path` (captured or refused)."""
         self._forget(path)
