@@ -25,7 +25,6 @@ import secrets
 import shutil
 import sqlite3
 import tempfile
-import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,16 +124,18 @@ def restore_drill(ledger: Ledger, target: BackupTarget, *, now: Callable[[], dt.
     """
     seed = secrets.randbits(63) if seed is None else int(seed)
     report = DrillReport(target=target.name, started_at=utc(now()), seed=seed)
-    _sweep_stale(Path(work_parent), time.time())
-    work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=work_parent))
+    work = None
     try:
+        _sweep_stale(Path(work_parent), now().timestamp())
+        work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=work_parent))   # 0700: originals are private
         _drill(ledger, target, work, sample, report, progress, cancelled or (lambda: False))
     except DrillCancelled:
         raise
     except Exception as e:  # noqa: BLE001  a bug or a local fault still ends as a recorded, failed drill
         report.reasons.append(f"the drill itself failed: {type(e).__name__}: {e}")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
     report.finished_at = utc(now())
     ledger.record_restore_drill(report.to_row(), actor=actor)
     return report
@@ -315,6 +316,8 @@ def _size(path: Path) -> int:
 
 def _sweep_stale(parent: Path, now_s: float) -> None:
     # Folders of drills killed half-way (a drill running now is younger).
+    if not parent.is_dir():
+        raise FileNotFoundError(f"no folder {parent} for the drill's temporary files")
     for p in parent.glob(WORK_PREFIX + "*"):
         try:
             if p.is_dir() and not p.is_symlink() and now_s - p.stat().st_mtime > STALE_WORK_S:

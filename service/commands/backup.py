@@ -131,7 +131,7 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
 @click.option("--target", "target_name", metavar="NAME", help="Only this target (default: all).")
 @click.option("--sample", type=click.IntRange(min=0), help="Originals per target (default: [backup_policy] "
               "drill_sample).")
-@click.option("--seed", type=click.IntRange(min=0), help="Draw the sample of an earlier drill again (its seed).")
+@click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), help="Draw the sample of an earlier drill again (its seed).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per target: ok, sampled, failed, "
               "mismatch, seed, snapshot, snapshot_ok, reason, reasons, objects (the failed ones), snapshot checks.")
 @click.pass_context
