@@ -191,7 +191,7 @@ def _check_original(ledger: Ledger, target: BackupTarget, work: Path, sha: str,
     finally:
         dest.unlink(missing_ok=True)
     if got != sha:
-        return "mismatch", f"came back as {got_size} bytes hashing to {got}, not to its name"
+        return "mismatch", f"came back as {got_size} bytes hashing to {got[:16]}…, not to its name"
     if size is not None and got_size != size:
         return "mismatch", f"came back as {got_size} bytes, {size} were stored"
     if ledger.sidecar(sha) is None:

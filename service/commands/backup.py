@@ -94,7 +94,8 @@ def command() -> None:
 @command.command("status")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: targets (objects, bytes, backlog, "
               "backlog_oldest, failed, paused_error, last_put_at, last_verify_at, last_verify, "
-              "last_snapshot_at, reachable, unreachable_since), min_copies, backed_up and objects "
+              "last_snapshot_at, reachable, unreachable_since, last_drill, first_backup_at), min_copies, "
+              "backed_up and objects "
               "(every original), documents_backed_up and documents (documents' files).")
 @click.pass_context
 def status_command(ctx: click.Context, as_json: bool) -> None:
