@@ -10,6 +10,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -17,12 +19,13 @@ from pathlib import Path
 import pytest
 
 from agent.backup.base import object_key, open_target, sidecar_key
-from agent.backup.drill import WORK_PREFIX, restore_drill
+from agent.backup.drill import WORK_PREFIX, DrillCancelled, restore_drill
 from agent.backup.mirror import snapshot_step
 from agent.config import load_config
 from agent.ledger import Ledger
 from agent.vault import Vault
 from service.backup import BackupService
+from service.context import now_dt
 from tests.integration.test_backup_ledger import T0, cli, drain, ingest, write_config
 from tests.support.audit import assert_ledger_sound
 from tests.support.seaweed import seaweed  # noqa: F401  (fixture)
@@ -245,3 +248,25 @@ def test_an_unreachable_target_records_a_failed_drill_and_the_loop_lives(site, t
         service.stop()
         service.join(10)
     assert not any(t.is_alive() for t in service.threads())
+
+
+def test_a_cancelled_drill_records_nothing_and_old_leftovers_are_swept(site):
+    state = site["cfg"].state_dir
+    stale, fresh = state / (WORK_PREFIX + "killed"), state / (WORK_PREFIX + "running")
+    for folder in (stale, fresh):
+        folder.mkdir()
+        (folder / "object").write_bytes(b"x")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(stale, (two_days_ago, two_days_ago))
+    try:
+        with Ledger(site["cfg"].ledger_path) as ledger:
+            before = ledger.last_restore_drills(["nas"])
+            with pytest.raises(DrillCancelled):
+                restore_drill(ledger, site["targets"]["nas"], now=now_dt, work_parent=state,
+                              cancelled=lambda: True)
+            assert ledger.last_restore_drills(["nas"]) == before   # stopping: due again at the next start
+        assert not stale.exists() and fresh.is_dir()   # a drill running beside it is left alone
+        assert [p.name for p in state.glob(WORK_PREFIX + "*")] == [fresh.name]
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
+        shutil.rmtree(stale, ignore_errors=True)
