@@ -44,7 +44,12 @@ _SCALAR_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
                       "workers": (int, 4),
                       # SIGTERM: at most this long for the last ledger snapshot to every
                       # target, after stop_timeout_s (both within the unit's TimeoutStopSec).
-                      "shutdown_snapshot_s": (float, 8.0)},
+                      "shutdown_snapshot_s": (float, 8.0),
+                      # The weekly restore drill (agent/backup/drill.py): weekday mon..sun
+                      # or off, HH:MM in the host's local time, originals sampled, and
+                      # the age after which `status --check` warns (0: never).
+                      "drill_weekday": (str, "mon"), "drill_time": (str, "03:30"),
+                      "drill_sample": (int, 20), "drill_max_age_days": (float, 8.0)},
     "mail": {"min_inline_image_kb": (int, 20), "max_attachments": (int, 50),
              "max_message_mb": (int, 50)},
     # timeout_s: a document still being read after this is stopped and
@@ -216,6 +221,7 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path, path: Path | None = Non
     for name in ("destination", "backup"):
         check_adapter_entries(name, lists[name], errors)
     errors += _health_problems(sections["health"])
+    errors += _drill_problems(sections["backup_policy"])
     if sections["extract"].get("timeout_s") == 0:
         errors.append("extract.timeout_s: must be more than 0 seconds (a document needs time to be read)")
     for key in ("read_group", "amend_group", "approve_group", "service_user"):
@@ -245,6 +251,16 @@ def _health_problems(health: dict[str, Any]) -> list[str]:
         if health.get(warn) and health.get(crit) and health[crit] < health[warn]:
             out.append(f"health.{crit}: must not be below health.{warn} ({health[crit]} < {health[warn]})")
     return out
+
+
+def _drill_problems(policy: dict[str, Any]) -> list[str]:
+    # A schedule the backup loop could not follow is refused at load, not met at 03:30.
+    from agent.backup.drill import check_schedule
+
+    if "drill_weekday" not in policy or "drill_time" not in policy:
+        return []   # a wrong type, already reported
+    return [f"backup_policy.{key}: {problem}"
+            for key, problem in check_schedule(policy["drill_weekday"], policy["drill_time"]).items()]
 
 
 def _refuse_readable_secrets(p: Path, raw: dict[str, Any], mode: int) -> None:

@@ -48,6 +48,17 @@ failed_crit = 10                        # 0: never CRITICAL for this
 quarantined_warn = 1                    # invoices waiting for a person
 quarantined_crit = 0
 
+[backup_policy]
+# Every week the daemon proves each [[backup]] target restores: it fetches
+# drill_sample random originals (with their sidecars) and the newest ledger
+# snapshot into a temporary folder, checks every hash, opens the snapshot
+# read-only and runs PRAGMA integrity_check, then deletes the folder. The
+# result is in `status` and the metrics; `fapiao-agent backup drill` runs one now.
+drill_weekday = "mon"          # mon .. sun, or "off" (then only by hand)
+drill_time = "03:30"           # HH:MM, this host's local time; a failed drill runs again hourly
+drill_sample = 20              # originals per target and drill (drawn with a recorded seed)
+drill_max_age_days = 8         # `status --check` warns when no drill passed for this long (0: never)
+
 [access]
 # Who may do what, by Unix group (docs/install.md: which groups, who joins which).
 # root and service_user pass every check; commands that change state run as

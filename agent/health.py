@@ -44,11 +44,13 @@ class Thresholds:
     failed_crit: int = 10
     quarantined_warn: int = 1
     quarantined_crit: int = 0
+    drill_max_age_days: float = 8.0      # [backup_policy]: no passed restore drill this long is a WARNING
 
     @classmethod
     def from_config(cls, cfg) -> "Thresholds":
         """The thresholds of a loaded Config (types already checked there)."""
-        return cls(sla_hours=float(cfg.delivery.get("sla_hours") or 24), **cfg.health)
+        return cls(sla_hours=float(cfg.delivery.get("sla_hours") or 24), **cfg.health,
+                   drill_max_age_days=float(cfg.backup_policy.get("drill_max_age_days", 8.0)))
 
     @property
     def sla_warn_hours(self) -> float:
@@ -94,6 +96,7 @@ def evaluate(report: dict, limits: Thresholds, *, now: dt.datetime) -> Health:
     reasons += _daemon(report.get("daemon"), limits)
     reasons += _delivery(report.get("delivery") or {}, report.get("states") or {}, limits)
     reasons += _backups((report.get("backup") or {}).get("targets") or [], limits, now)
+    reasons += _drills((report.get("backup") or {}).get("targets") or [], limits, now)
     states = report.get("states") or {}
     unfinished = sum(states.get(s, 0) for s in ("captured", "extracted", "valid", "queued", "delivering"))
     return Health(reasons, ok_text=f"daemon alive, {unfinished} documents on their way, none late")
@@ -169,6 +172,32 @@ def _backups(targets: list[dict], limits: Thresholds, now: dt.datetime) -> list[
             out.append(Reason(CRITICAL, what))
         elif t.get("paused_error") or minutes >= limits.backup_unreachable_warn_minutes:
             out.append(Reason(WARNING, what))  # paused: a person must act, so at once
+    return out
+
+
+def _drills(targets: list[dict], limits: Thresholds, now: dt.datetime) -> list[Reason]:
+    # The restore drill (agent/backup/drill.py): the latest one failed, or none passed lately.
+    out = []
+    for t in targets:
+        name, d = t["name"], t.get("last_drill")
+        if d and not d.get("ok"):
+            ago = span((now - parse_utc(d["finished_at"])).total_seconds())
+            why = (d.get("reason") or "")[:200]
+            if d.get("mismatch"):
+                out.append(Reason(CRITICAL, f"backup target {name}: restore drill {ago} ago got back bytes "
+                                            f"that are not what we stored: {why}"))
+            else:
+                out.append(Reason(WARNING, f"backup target {name}: restore drill failed {ago} ago: {why}"))
+            continue
+        if not limits.drill_max_age_days:
+            continue
+        since = d["finished_at"] if d else t.get("first_backup_at")
+        if not since:
+            continue   # never drilled and holding nothing: nothing to prove yet
+        age = (now - parse_utc(since)).total_seconds()
+        if age >= limits.drill_max_age_days * 86400:
+            out.append(Reason(WARNING, f"backup target {name}: last passed restore drill {span(age)} ago" if d
+                              else f"backup target {name}: never restore-drilled, holding backups for {span(age)}"))
     return out
 
 

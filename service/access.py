@@ -50,7 +50,7 @@ COMMAND_ROLES: dict[str, str] = {
     "accept": APPROVE, "approve": APPROVE, "decline": APPROVE,
     # Operational writes: the people who fix deliveries and intake.
     "retry": OPERATE, "requeue": OPERATE, "reconcile": OPERATE, "ingest": OPERATE, "deliver": OPERATE,
-    "backup verify": OPERATE, "backup restore": OPERATE,
+    "backup verify": OPERATE, "backup restore": OPERATE, "backup drill": OPERATE,
     # The daemon itself, and accepting a replaced watched folder.
     "run": SERVICE, "config repin": SERVICE,
 }

@@ -2,7 +2,8 @@
 agent/backup/mirror.py: mirror due objects continuously, put a ledger
 snapshot every snapshot_interval_s (with retention), and one within a
 minute of an operator's action (amend, accept, reject...: any event the
-daemon did not write itself), and verify a sample every verify_interval_s.
+daemon did not write itself), verify a sample every verify_interval_s, and
+run the weekly restore drill (drill_weekday, drill_time: agent/backup/drill.py).
 At a clean stop, `final_snapshot` puts one last snapshot on every target
 whose last one misses an event, within shutdown_snapshot_s: the last
 actions are never only on this disk, and a dead target cannot hold the stop.
@@ -25,6 +26,7 @@ import threading
 import time
 
 from agent.backup.base import BackupTarget, open_target
+from agent.backup.drill import DrillCancelled, drill_due, restore_drill
 from agent.backup.mirror import (TARGET_ERRORS, mirror_step, put_snapshot, snapshot_step, take_snapshot,
                                  verify_step)
 from agent.config import Config
@@ -32,6 +34,7 @@ from agent.errors import AgentError, Transient
 from agent.ledger import Ledger, utc
 from agent.ledger.rows import parse_utc
 from agent.vault import Vault
+from service.access import service_actor
 from service.loops import Runner, RunnerGroup
 from service.context import now_dt
 
@@ -150,6 +153,26 @@ class TargetRunner(Runner):
             log.warning("backup snapshot or verify postponed", extra={"target": self.name, "error": str(e)})
         except AgentError as e:
             log.error("backup snapshot or verify failed", extra={"target": self.name, "error": str(e)})
+        self._drill(ledger, now)
+
+    def _drill(self, ledger: Ledger, now: dt.datetime) -> None:
+        # The weekly restore drill, in this target's thread 0 (never the
+        # intake loop): it records its own outcome, failed or not.
+        p = self.policy
+        last = next(iter(ledger.last_restore_drills([self.name])), None)
+        if not drill_due(last, ledger.first_backup_at(self.name), now=now, weekday=p["drill_weekday"],
+                         at=p["drill_time"]):
+            return
+        try:
+            report = restore_drill(ledger, self.target, now=now_dt, work_parent=self.cfg.state_dir,
+                                   sample=int(p["drill_sample"]), cancelled=self.stopping.is_set,
+                                   actor=service_actor())
+        except DrillCancelled:
+            return   # stopping: no record, so it is due again at the next start
+        level = logging.INFO if report.ok else logging.ERROR if report.mismatch else logging.WARNING
+        log.log(level, "restore drill passed" if report.ok else f"restore drill failed: {report.reasons[0]}",
+                extra={"target": self.name, "sampled": report.sampled, "failed": report.failed,
+                       "snapshot": report.snapshot, "seed": report.seed})
 
 
 def _due(last: str | None, interval_s: float, now: dt.datetime) -> bool:

@@ -233,12 +233,13 @@ def put_snapshot(ledger: Ledger, target: BackupTarget, held: int, data: bytes, *
     put. Target errors propagate (`Transient`, `Permanent`); nothing is
     recorded then."""
     key = snapshot_key(snapshot_name(now))
-    target.put(key, data, hashlib.sha256(data).hexdigest())
+    sha256 = hashlib.sha256(data).hexdigest()
+    target.put(key, data, sha256)
     if prune:
         names = [info.key for info in target.list(LEDGER_PREFIX)]
         for old in snapshots_to_delete(names, now, **(retention or {})):
             target.delete(old)
-    ledger.record_backup_snapshot(target.name, key, now=utc(now), event_id=held)
+    ledger.record_backup_snapshot(target.name, key, now=utc(now), event_id=held, sha256=sha256)
     return key
 
 

@@ -20,7 +20,8 @@ class BackupReportsMixin:
         row = self.conn.execute("SELECT * FROM backup_targets WHERE name = ?", (target,)).fetchone()
         out: dict[str, Any] = dict(row) if row else {"name": target}
         for key in ("paused_error", "paused_at", "last_put_at", "last_error", "last_error_at",
-                    "last_verify_at", "last_snapshot_at", "last_snapshot", "unreachable_since"):
+                    "last_verify_at", "last_snapshot_at", "last_snapshot", "last_snapshot_sha256",
+                    "unreachable_since"):
             out.setdefault(key, None)
         out["last_verify"] = json.loads(out["last_verify"]) if out.get("last_verify") else None
         out.pop("manifest_days", None)

@@ -15,6 +15,7 @@ import json
 from typing import Any, Iterator, Sequence
 
 from agent.ledger.backup_reports import BackupReportsMixin
+from agent.ledger.drills import RestoreDrillsMixin
 from agent.ledger.rows import parse_utc, utc
 
 # The document columns a sidecar carries, enough to rebuild the row.
@@ -29,7 +30,7 @@ _SOURCE_COLUMNS = ("at", "source_kind", "source", "original_name", "original_pat
 _CLOCK_SLACK_S = 1.0
 
 
-class BackupsMixin(BackupReportsMixin):
+class BackupsMixin(BackupReportsMixin, RestoreDrillsMixin):
     """Part of `Ledger`: backup state per object per target."""
 
     # -- the mirror step ---------------------------------------------------------
@@ -246,15 +247,17 @@ class BackupsMixin(BackupReportsMixin):
                       "unreachable_since = NULL WHERE name = ?",
                       (now, json.dumps(result, sort_keys=True), now, target))
 
-    def record_backup_snapshot(self, target: str, key: str, *, now: str, event_id: int | None = None) -> None:
-        """Remember the last ledger snapshot put on `target`, and the last
+    def record_backup_snapshot(self, target: str, key: str, *, now: str, event_id: int | None = None,
+                               sha256: str | None = None) -> None:
+        """Remember the last ledger snapshot put on `target`, its SHA-256 (the
+        restore drill compares what it gets back with it), and the last
         event it holds (`event_id`, read before the snapshot was taken)."""
         with self.transaction() as c:
             self._target_row(target, now)
             c.execute("UPDATE backup_targets SET last_snapshot_at = ?, last_snapshot = ?, updated_at = ?, "
-                      "snapshot_event_id = coalesce(?, snapshot_event_id), unreachable_since = NULL "
-                      "WHERE name = ?",
-                      (now, key, now, event_id, target))
+                      "snapshot_event_id = coalesce(?, snapshot_event_id), unreachable_since = NULL, "
+                      "last_snapshot_sha256 = ? WHERE name = ?",
+                      (now, key, now, event_id, sha256, target))
 
     # -- sidecars and restore ------------------------------------------------------
 

@@ -377,6 +377,33 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE backup_targets ADD COLUMN unreachable_since TEXT;
     """,
+    # 22: restore drills (agent/backup/drill.py): each time a sample of a
+    # target's objects and its newest ledger snapshot were brought back into
+    # a temporary folder and checked, with the seed that drew the sample, so
+    # `status`, the metrics and the weekly report say when the backups last
+    # proved they restore, and a drill can be repeated exactly. A snapshot's
+    # SHA-256 is remembered when it is put: the drill compares the bytes it
+    # gets back with what we stored, not with what the target claims.
+    """
+    CREATE TABLE restore_drills (
+        id INTEGER PRIMARY KEY,
+        target TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT NOT NULL,
+        ok INTEGER NOT NULL,                  -- 1: every check passed
+        sampled INTEGER NOT NULL,             -- originals drawn from what the ledger says the target holds
+        failed INTEGER NOT NULL,              -- of them, missing, mismatching or unreadable
+        mismatch INTEGER NOT NULL,            -- 1: bytes came back that are not what we stored
+        seed INTEGER NOT NULL,                -- random.Random(seed) redraws the same sample
+        snapshot TEXT,                        -- the snapshot key checked (None: none found)
+        snapshot_ok INTEGER,                  -- 1: hash, gzip, integrity_check and tables all good
+        actor TEXT NOT NULL,
+        reason TEXT,                          -- the first failure, one line (None when ok)
+        detail TEXT NOT NULL                  -- JSON: every failure, the snapshot's checks
+    );
+    CREATE INDEX restore_drills_target ON restore_drills(target, id);
+    ALTER TABLE backup_targets ADD COLUMN last_snapshot_sha256 TEXT;
+    """,
 ]
 
 # Python steps run after a migration's SQL, inside its transaction, keyed by

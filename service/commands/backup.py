@@ -1,4 +1,4 @@
-"""`fapiao-agent backup status | verify | restore`."""
+"""`fapiao-agent backup status | verify | restore | drill`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from agent.backup.base import open_target
+from agent.backup.drill import restore_drill
 from agent.backup.mirror import verify_step
 from agent.backup.restore import LEDGER_NAME, RESTORED_ACTIVITY, restore, work_folder
 from agent.config import Config
@@ -44,6 +45,10 @@ def backup_report(ledger: Ledger, cfg: Config) -> dict:
                           else "ok" if t["last_put_at"] or t["last_snapshot_at"] or t["last_verify_at"]
                           else "never used")
         targets.append(t)
+    drills = {d["target"]: d for d in ledger.last_restore_drills(names)}
+    for t in targets:
+        t["last_drill"] = drills.get(t["name"])   # the restore drill: agent/backup/drill.py
+        t["first_backup_at"] = ledger.first_backup_at(t["name"])
     min_copies = int(cfg.backup_policy["min_copies"])
     return {"targets": targets, "min_copies": min_copies or len(names),
             **ledger.backed_up_count(names, min_copies)}
@@ -57,6 +62,17 @@ def target_state(t: dict) -> str:
         return (f"UNREACHABLE since {t['unreachable_since']} ({human_age(t['unreachable_for_s'])})"
                 + (f": {t['last_error']}" if t["last_error"] else ""))
     return t["reachable"]
+
+
+def drill_line(d: dict | None) -> str:
+    """A restore drill (`last_restore_drills` or `backup drill --json`) in one
+    line: when, OK or FAILED, the sample, the snapshot, the first reason."""
+    if not d:
+        return "never"
+    snap = ("no snapshot" if d["snapshot"] is None else
+            f"snapshot {'ok' if d['snapshot_ok'] else 'FAILED'}")
+    return (f"{d['finished_at']} {'OK' if d['ok'] else 'FAILED'}: {d['sampled'] - d['failed']}/{d['sampled']} "
+            f"objects, {snap} (seed {d['seed']})" + (f"; {d['reason']}" if d["reason"] else ""))
 
 
 def backed_up_line(report: dict) -> str:
@@ -78,7 +94,8 @@ def command() -> None:
 @command.command("status")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: targets (objects, bytes, backlog, "
               "backlog_oldest, failed, paused_error, last_put_at, last_verify_at, last_verify, "
-              "last_snapshot_at, reachable, unreachable_since), min_copies, backed_up and objects "
+              "last_snapshot_at, reachable, unreachable_since, last_drill, first_backup_at), min_copies, "
+              "backed_up and objects "
               "(every original), documents_backed_up and documents (documents' files).")
 @click.pass_context
 def status_command(ctx: click.Context, as_json: bool) -> None:
@@ -106,8 +123,44 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
                       f"{v['repaired']} repaired)" if v else ""))
         echo(f"  last snapshot: {t['last_snapshot_at'] or 'never'}"
                    + (f" ({t['last_snapshot']})" if t["last_snapshot"] else ""))
+        echo(f"  last drill:    {drill_line(t['last_drill'])}")
         if t["last_error"] and not t["paused_error"]:
             echo(f"  last error:    {t['last_error']} (at {t['last_error_at']})")
+
+
+@command.command("drill")
+@click.option("--target", "target_name", metavar="NAME", help="Only this target (default: all).")
+@click.option("--sample", type=click.IntRange(min=0), help="Originals per target (default: [backup_policy] "
+              "drill_sample).")
+@click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), help="Draw the sample of an earlier drill again (its seed).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per target: ok, sampled, failed, "
+              "mismatch, seed, snapshot, snapshot_ok, reason, reasons, objects (the failed ones), snapshot checks.")
+@click.pass_context
+def drill_command(ctx: click.Context, target_name: str | None, sample: int | None, seed: int | None,
+                  as_json: bool) -> None:
+    """Prove each target restores: fetch a random sample of originals with
+    their sidecars and the newest ledger snapshot into a temporary folder,
+    check every hash, open the snapshot read-only and run integrity_check,
+    then delete the folder. Recorded for `status`. Changes nothing on the
+    target (`backup verify --full` repairs). Exits 1 when a drill failed."""
+    cfg = load(ctx)
+    failed = 0
+    with open_ledger(cfg) as ledger:
+        for entry in _entries(cfg, target_name):
+            target = _open(entry)
+            with _Progress(f"drilling {target.name}") as bar:
+                report = restore_drill(ledger, target, now=now_dt, work_parent=cfg.state_dir, seed=seed,
+                                       sample=cfg.backup_policy["drill_sample"] if sample is None else sample,
+                                       progress=bar.update, actor=actor())
+            failed += not report.ok
+            if as_json:
+                echo_json(report.to_dict())
+                continue
+            echo(f"{target.name}: restore drill {drill_line(report.to_dict())}")
+            for line in report.reasons[1:]:
+                echo(f"  {line}")
+    if failed:
+        sys.exit(1)
 
 
 @command.command("verify")

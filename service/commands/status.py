@@ -12,7 +12,7 @@ from agent.errors import NotFoundInLedger
 from agent.health import UNKNOWN, Thresholds, evaluate, heartbeat_details
 from agent.ledger import Ledger
 from agent.model import State
-from service.commands.backup import backed_up_line, backup_report, target_state
+from service.commands.backup import backed_up_line, backup_report, drill_line, target_state
 from service.commands.deliver import delivery_report, print_delivery
 from service.csv_safe import csv_text
 from service.context import age_seconds, echo_json, fail, human_age, load, now_dt, open_ledger
@@ -179,6 +179,7 @@ def _print_status(report: dict) -> None:
         for t in b["targets"]:
             echo(f"  {t['name']:<12} backlog {t['backlog']}, failed {t.get('failed', 0)}, "
                        f"last snapshot {t.get('last_snapshot_at') or 'never'}, {target_state(t)}")
+            echo(f"  {'':<12} restore drill {drill_line(t.get('last_drill'))}")
     echo(f"health:            {report['health']['summary']}")
 
 
