@@ -125,6 +125,13 @@ def last_slot(now: dt.datetime, weekday: str, at: str, tz: str) -> dt.datetime:
     return dt.datetime.combine(upcoming.date() - WEEK, upcoming.timetz())
 
 
+def week_before(slot: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The seven whole days (midnight to midnight on `slot`'s clocks) before
+    the day of `slot`: what the report written at `slot` covers."""
+    until = dt.datetime.combine(slot.date(), dt.time(), tzinfo=slot.tzinfo)
+    return dt.datetime.combine(slot.date() - WEEK, dt.time(), tzinfo=slot.tzinfo), until
+
+
 def on_local_clock(moment: dt.datetime, local: dt.tzinfo | None = None) -> tuple[str, str]:
     """`moment` as the daemon's clock (`local`; default: this system's zone
     at that moment, DST included) shows it: (weekday name, "HH:MM:SS"), what
@@ -184,18 +191,19 @@ class WeeklyReport:
         return schedule.CancelJob
 
     def run_due(self) -> bool:
-        """Write the report of the week ending at the latest slot (unless its
-        page exists), prune old ones, call `on_report`. False (logged) when
+        """Write the report of the seven days before the latest slot's day
+        (unless its page exists), prune old ones, call `on_report`. False (logged) when
         it could not be built or written; the daemon goes on."""
         now = self.clock()
         r = self.cfg.report
         slot = last_slot(now, r["weekday"], r["time"], r["time_zone"])
+        since, until = week_before(slot)
         folder = report_dir(self.cfg)
         stem = f"fapiao-report-{slot.date().isoformat()}"
         if (folder / f"{stem}.html").exists():
             return True
         try:
-            report = build_report(self.ledger, self.cfg, since=slot - WEEK, until=slot, now=now,
+            report = build_report(self.ledger, self.cfg, since=since, until=until, now=now,
                                   drills=self.drills(self.ledger))
             write_report(report, folder, stem)
             prune(folder, keep_weeks=r["keep_weeks"], today=slot.date())

@@ -48,14 +48,12 @@ class ReportRowsMixin:
 
     def arrival_to_delivery(self, *, since: str, until: str) -> list[dict]:
         """For each document that arrived in the window and is delivered or
-        confirmed now: seconds from arrival to its last destination's
-        acceptance (`delivered_s`) and, when confirmed, to its last
-        confirmation (`confirmed_s`, else None)."""
+        confirmed now: its `received_at`, `delivered_at` (its last
+        destination's acceptance) and, when confirmed, `confirmed_at` (its
+        last confirmation; else None)."""
         rows = self.conn.execute(
-            "SELECT doc.id, doc.state, "
-            "(julianday(max(d.delivered_at)) - julianday(doc.received_at)) * 86400.0 AS delivered_s, "
-            "CASE WHEN doc.state = 'confirmed' THEN "
-            "(julianday(max(d.confirmed_at)) - julianday(doc.received_at)) * 86400.0 END AS confirmed_s "
+            "SELECT doc.id, doc.state, doc.received_at, max(d.delivered_at) AS delivered_at, "
+            "CASE WHEN doc.state = 'confirmed' THEN max(d.confirmed_at) END AS confirmed_at "
             "FROM documents doc JOIN deliveries d ON d.document_id = doc.id "
             "WHERE doc.received_at >= ? AND doc.received_at < ? AND doc.state IN ('delivered', 'confirmed') "
             "AND d.state IN ('delivered', 'confirmed') GROUP BY doc.id ORDER BY doc.id", (since, until))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
-from agent.ledger.rows import utc
+from agent.ledger.rows import parse_utc, utc
 
 # The invoices' own calendar: the expired rule counts days in China (UTC+8).
 CHINA = dt.timezone(dt.timedelta(hours=8))
@@ -154,7 +154,8 @@ def _count(by_day: dict, totals: dict, day: dt.date, key: str, n: int) -> None:
 def _timing(rows: list[dict]) -> dict[str, Any]:
     out = {}
     for what in ("delivered", "confirmed"):
-        values = [r[f"{what}_s"] for r in rows if r[f"{what}_s"] is not None]
+        values = [(parse_utc(r[f"{what}_at"]) - parse_utc(r["received_at"])).total_seconds()
+                  for r in rows if r[f"{what}_at"]]
         out[what] = {"count": len(values), "p50_s": percentile(values, 0.5), "p95_s": percentile(values, 0.95)}
     return out
 

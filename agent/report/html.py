@@ -26,10 +26,11 @@ h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:0 0 12px;border-bottom
 padding-bottom:6px}.en{color:#616e7c;font-weight:normal;font-size:.85em}
 .period{color:#52606d;margin-bottom:20px}
 section{background:#fff;border-radius:8px;padding:16px 20px;margin:0 0 18px;box-shadow:0 1px 3px #0002}
-.tiles{display:grid;grid-template-columns:repeat(4,1fr);gap:12px;margin-bottom:18px}
+.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(190px,1fr));gap:12px;margin-bottom:18px}
 .tile{background:#fff;border-radius:8px;padding:12px 14px;box-shadow:0 1px 3px #0002;border-top:4px solid #1e88e5}
-.tile .n{font-size:28px;font-weight:bold}.tile .l{color:#52606d;font-size:13px}
-.tile.warn{border-top-color:#f9a825}.tile.bad{border-top-color:#c62828}.tile.good{border-top-color:#2e7d32}
+.tile .n{font-size:26px;font-weight:bold;white-space:nowrap}.tile .l{color:#52606d;font-size:13px}
+.tile.t-warn{border-top-color:#f9a825}.tile.t-bad{border-top-color:#c62828}.tile.t-good{border-top-color:#2e7d32}
+.t-warn .n{color:#b7791f}.t-bad .n{color:#c62828}
 table{border-collapse:collapse;width:100%;margin-top:6px}
 td.t{white-space:nowrap}th,td{text-align:left;padding:6px 8px;border-bottom:1px solid #e4e7eb;vertical-align:top}
 th{background:#f0f4f8;font-weight:600}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
@@ -117,10 +118,12 @@ def _tiles(fig: Figures) -> str:
         ("到确认 p50 / p95 to confirmed",
          f"{duration_text(conf['p50_s'])} / {duration_text(conf['p95_s'])}", ""),
     ]
-    if bad_targets:
-        tiles[-1] = ("备份目标异常 backup targets failing", bad_targets, "bad")
+    targets = fig.backup.get("targets", [])
+    ok = sum(1 for x in targets if x.get("reachable") == "ok")
+    tiles.append(("备份目标正常 backup targets ok", f"{ok}/{len(targets)}",
+                  "bad" if bad_targets else "good" if ok == len(targets) else "warn"))
     return "<div class=\"tiles\">" + "".join(
-        f"<div class=\"tile {cls}\"><div class=\"n\">{e(n)}</div><div class=\"l\">{e(label)}</div></div>"
+        f"<div class=\"tile t-{cls or 'plain'}\"><div class=\"n\">{e(n)}</div><div class=\"l\">{e(label)}</div></div>"
         for label, n, cls in tiles) + "</div>"
 
 
@@ -302,8 +305,8 @@ def _backups(fig: Figures) -> str:
                   f"{v.get('mismatch', 0)} mismatched)" if t.get("last_verify_at") else "never")
         rows.append(f"<tr><td>{e(t['name'])}</td><td class=\"{cls}\">{e(state)}</td>"
                     f"<td class=\"num\">{e(t.get('objects'))}</td><td class=\"num\">{e(t.get('backlog'))}</td>"
-                    f"<td class=\"num\">{e(t.get('failed'))}</td><td>{e(_when(t.get('last_put_at'), fig) or 'never')}</td>"
-                    f"<td>{e(verify)}</td><td>{e(_when(t.get('last_snapshot_at'), fig) or 'never')}</td>"
+                    f"<td class=\"num\">{e(t.get('failed'))}</td><td class=\"t\">{e(_when(t.get('last_put_at'), fig) or 'never')}</td>"
+                    f"<td>{e(verify)}</td><td class=\"t\">{e(_when(t.get('last_snapshot_at'), fig) or 'never')}</td>"
                     f"<td class=\"{dcls}\">{e(drill)}</td></tr>")
     held = (f"<p>至少 {e(b.get('min_copies'))} 份副本的原件 originals on at least {e(b.get('min_copies'))} target(s): "
             f"<b>{e(b.get('backed_up'))}/{e(b.get('objects'))}</b> (发票文件 documents' files "

@@ -42,8 +42,8 @@ def csv_rows(fig: Figures) -> Iterator[dict[str, Any]]:
     for code, n in q["by_code"].items():
         yield {"section": "quarantine_code", "key": code, "value": n}
     for r in q["oldest"]:
-        yield {"section": "quarantine_oldest", "key": r["id"], "item": r["received_at"], "value": r["codes"],
-               "detail": _join(r["invoice_number"], r["seller_name"], r["original_name"])}
+        yield {"section": "quarantine_oldest", "key": r["id"], "item": r["original_name"], "value": r["codes"],
+               "detail": _join(r["received_at"], r["invoice_number"], r["seller_name"])}
     yield {"section": "duplicates", "key": "count", "value": fig.duplicates["count"]}
     for r in fig.duplicates["examples"]:
         yield {"section": "duplicate", "key": r["id"], "item": r["invoice_number"], "value": r["duplicate_of"],
