@@ -48,6 +48,17 @@ failed_crit = 10                        # 0: never CRITICAL for this
 quarantined_warn = 1                    # invoices waiting for a person
 quarantined_crit = 0
 
+[report]
+# The weekly check (每周发票状态检查): an HTML page and a CSV (for Excel) of the
+# week before, written by the daemon at this moment (`fapiao-agent report`
+# makes one on demand). docs/monitoring.md#weekly-report.
+weekday = "monday"
+time = "08:00"
+time_zone = "Asia/Shanghai"    # the clock `time` is read on; the daemon converts to its own
+keep_weeks = 52                # older reports in dir are deleted
+expiry_warn_days = 30          # list undelivered invoices this close to max_age_days
+# dir = "/srv/finance/reports" # default: <state_dir>/reports
+
 [access]
 # Who may do what, by Unix group (docs/install.md: which groups, who joins which).
 # root and service_user pass every check; commands that change state run as
