@@ -315,12 +315,14 @@ def check_paths(cfg: Config) -> list[str]:
 
 def _overlaps(cfg: Config) -> list[str]:
     """A watched folder holding (or lying inside) the state folder, the vault,
-    a folder:// outbox or a backup folder would take the agent's own files
+    a folder:// outbox, a backup folder or the weekly reports' folder would take the agent's own files
     as invoices, and move or delete them with after = move/delete."""
     owned = [("agent.state_dir", cfg.state_dir), ("agent.vault_dir", cfg.vault_dir)]
     for kind, entries in (("destination", cfg.destinations), ("backup", cfg.backups)):
         owned += [(f"{kind}[{i}].url", local) for i, e in enumerate(entries)
                   if (local := local_folder(e)) is not None]
+    if cfg.report.get("dir"):   # the weekly reports would come back in as junk every week
+        owned.append(("report.dir", cfg.base_dir / cfg.report["dir"]))
     problems = []
     for i, w in enumerate(cfg.watches):
         watched = _real(w.path)

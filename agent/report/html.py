@@ -218,14 +218,16 @@ def _quarantine(fig: Figures) -> str:
                      ("销售方 seller", ""), ("文件 file", ""), ("原因 codes", "")],
                     ([r["id"], _when(r["received_at"], fig), r["invoice_number"], r["seller_name"],
                       r["original_name"], r["codes"]] for r in q["oldest"]), "")
-    return (f"<section id=\"quarantine\">{_title('隔离原因', 'Quarantine reasons (open now: ' + str(q['total']) + ')')}"
+    title = _title("隔离原因", f"Quarantine reasons (open now: {q['total']})")
+    return (f"<section id=\"quarantine\">{title}"
             f"{chart}{codes}" + (f"<h3>最早的待处理 oldest open cases</h3>{oldest}" if q["oldest"] else "")
             + "</section>")
 
 
 def _duplicates(fig: Figures) -> str:
     d = fig.duplicates
-    rows = ([r["id"], _when(r["received_at"], fig), r["invoice_number"], r["seller_name"], r["original_name"], r["duplicate_of"]]
+    rows = ([r["id"], _when(r["received_at"], fig), r["invoice_number"], r["seller_name"], r["original_name"],
+             r["duplicate_of"]]
             for r in d["examples"])
     return (f"<section id=\"duplicates\">{_title('拦截的重复发票', 'Duplicates caught')}"
             f"<p>本期到达、判定为重复（未再次送达）arrived this period and held as duplicates: <b>{d['count']}</b></p>"
@@ -257,7 +259,7 @@ def _expiry(fig: Figures) -> str:
     rows = ([r["id"], r["state"], r["invoice_number"], r["invoice_date"], left(r["days_left"]), r["seller_name"],
              r["original_name"]] for r in x["rows"])
     return (f"<section id=\"expiry\">{_title('过期提醒', 'Close to max_age_days and not delivered')}"
-            f"<p>开票日期超过 {x['max_age_days']} 天即过期；以下发票距期限不足 {x['warn_days']} 天且尚未送达 "
+            f"<p>开票日期超过 {x['max_age_days']} 天即过期；以下发票距期限不超过 {x['warn_days']} 天且尚未送达 "
             f"(invoices expire {x['max_age_days']} days after issue; these have {x['warn_days']} days or less "
             f"left, as of {e(x['today'])}): <b>{x['count']}</b></p>"
             + _table([("编号 id", "num"), ("状态 state", ""), ("发票号码 number", "t"), ("开票日期 issued", "t"),
@@ -301,11 +303,13 @@ def _backups(fig: Figures) -> str:
         cls, state = _target_state(t, fig)
         dcls, drill = _drill(fig.drills.get(t["name"]), fig)
         v = t.get("last_verify") or {}
-        verify = (f"{_when(t.get('last_verify_at'), fig)} ({v.get('checked', 0)} checked, {v.get('missing', 0)} missing, "
+        verify = (f"{_when(t.get('last_verify_at'), fig)} ({v.get('checked', 0)} checked, "
+                  f"{v.get('missing', 0)} missing, "
                   f"{v.get('mismatch', 0)} mismatched)" if t.get("last_verify_at") else "never")
         rows.append(f"<tr><td>{e(t['name'])}</td><td class=\"{cls}\">{e(state)}</td>"
                     f"<td class=\"num\">{e(t.get('objects'))}</td><td class=\"num\">{e(t.get('backlog'))}</td>"
-                    f"<td class=\"num\">{e(t.get('failed'))}</td><td class=\"t\">{e(_when(t.get('last_put_at'), fig) or 'never')}</td>"
+                    f"<td class=\"num\">{e(t.get('failed'))}</td>"
+                    f"<td class=\"t\">{e(_when(t.get('last_put_at'), fig) or 'never')}</td>"
                     f"<td>{e(verify)}</td><td class=\"t\">{e(_when(t.get('last_snapshot_at'), fig) or 'never')}</td>"
                     f"<td class=\"{dcls}\">{e(drill)}</td></tr>")
     held = (f"<p>至少 {e(b.get('min_copies'))} 份副本的原件 originals on at least {e(b.get('min_copies'))} target(s): "

@@ -220,6 +220,16 @@ def test_config_refuses_a_report_that_could_not_run(tmp_path):
             parse_config({"report": bad}, base_dir=tmp_path)
 
 
+def test_a_watched_folder_may_not_hold_the_reports(tmp_path):
+    from agent.config import check_paths, load_config
+
+    (tmp_path / "scans" / "reports").mkdir(parents=True)
+    path = tmp_path / "c.toml"
+    path.write_text('[report]\ndir = "scans/reports"\n[[watch]]\npath = "scans"\n')
+    problems = check_paths(load_config(path, env={}))
+    assert any(p.startswith("watch[0].path:") and "report.dir" in p for p in problems), problems
+
+
 def test_daemon_side_writes_once_and_hands_the_report_on(tmp_path):
     cfg = week_config(tmp_path)
     ledger = Ledger(cfg.ledger_path)
