@@ -256,13 +256,13 @@ def _health_problems(health: dict[str, Any]) -> list[str]:
 
 def _report_problems(report: dict[str, Any]) -> list[str]:
     # A weekly report that would never run, or at a moment no clock has.
-    from zoneinfo import ZoneInfo
+    from agent.report.figures import zone_of
 
     out = []
     if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", report.get("time", "08:00")):
         out.append(f"report.time: must be HH:MM (24 h), not {report['time']!r}")
     try:
-        ZoneInfo(report.get("time_zone", "Asia/Shanghai"))
+        zone_of(report.get("time_zone", "Asia/Shanghai"))
     except (ValueError, KeyError, OSError):
         out.append(f"report.time_zone: {report['time_zone']!r} is not a time zone (e.g. \"Asia/Shanghai\")")
     if report.get("keep_weeks", 1) < 1:

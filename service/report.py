@@ -19,13 +19,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
-from zoneinfo import ZoneInfo
 
 import schedule
 
 from agent.config import Config
 from agent.ledger import Ledger
-from agent.report.figures import Figures, gather
+from agent.report.figures import Figures, gather, zone_of
 from agent.report.html import render_html
 from agent.report.text import CSV_COLUMNS, csv_rows, summary
 from service.commands.backup import backup_report
@@ -109,7 +108,7 @@ def report_dir(cfg: Config) -> Path:
 def next_slot(now: dt.datetime, weekday: str, at: str, tz: str) -> dt.datetime:
     """The first moment after `now` that is `weekday` at `at` ("HH:MM") on
     the clocks of time zone `tz`; aware, in `tz`."""
-    zone = ZoneInfo(tz)
+    zone = zone_of(tz)
     here = now.astimezone(zone)
     hour, minute = (int(x) for x in at.split(":"))
     day = here.date() + dt.timedelta(days=(WEEKDAYS.index(weekday) - here.weekday()) % 7)
@@ -264,9 +263,9 @@ def parse_moment(text: str, *, now: dt.datetime, tz: str) -> dt.datetime:
         return now - {"d": dt.timedelta(days=n), "h": dt.timedelta(hours=n), "w": dt.timedelta(weeks=n)}[unit]
     try:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), tzinfo=ZoneInfo(tz))
+            return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), tzinfo=zone_of(tz))
         moment = dt.datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"{text!r} is not a moment: use 7d, 36h, 2w, a day (2026-11-23) or "
                          "an ISO date-time (2026-11-23T08:00+08:00)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=ZoneInfo(tz))
+    return moment if moment.tzinfo else moment.replace(tzinfo=zone_of(tz))

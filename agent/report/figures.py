@@ -12,12 +12,25 @@ import datetime as dt
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agent.ledger.rows import parse_utc, utc
 
 # The invoices' own calendar: the expired rule counts days in China (UTC+8).
 CHINA = dt.timezone(dt.timedelta(hours=8))
+DEFAULT_ZONE = "Asia/Shanghai"
+
+
+def zone_of(name: str) -> dt.tzinfo:
+    """The IANA zone `name`. A host without the zone database (a slim image
+    with no tzdata) still gets the default zone as the fixed UTC+8 it has
+    been since 1991; any other missing zone raises ZoneInfoNotFoundError."""
+    try:
+        return ZoneInfo(name)
+    except ZoneInfoNotFoundError:
+        if name == DEFAULT_ZONE:
+            return CHINA
+        raise
 
 
 @dataclass(frozen=True)
@@ -93,7 +106,7 @@ def gather(ledger, *, since: dt.datetime, until: dt.datetime, now: dt.datetime, 
     (within `warn_days`, undelivered) as of `now`. `backup` is what
     `status` computes for the targets; `drills` the latest restore drill per
     target (absent: none yet)."""
-    zone = ZoneInfo(tz)
+    zone = zone_of(tz)
     s, u = utc(since), utc(until)
     today = now.astimezone(CHINA).date()
     own = not ledger.conn.in_transaction   # one snapshot: every figure sees the same commit
@@ -130,7 +143,7 @@ def gather(ledger, *, since: dt.datetime, until: dt.datetime, now: dt.datetime, 
                    backup=dict(backup), drills={k: dict(v) for k, v in (drills or {}).items()})
 
 
-def _days(since: dt.datetime, until: dt.datetime, zone: ZoneInfo) -> list[dict[str, Any]]:
+def _days(since: dt.datetime, until: dt.datetime, zone: dt.tzinfo) -> list[dict[str, Any]]:
     first, last = since.astimezone(zone).date(), (until - dt.timedelta(microseconds=1)).astimezone(zone).date()
     out, day = [], first
     while day <= last:
@@ -139,7 +152,7 @@ def _days(since: dt.datetime, until: dt.datetime, zone: ZoneInfo) -> list[dict[s
     return out
 
 
-def _local_day(minute: str, zone: ZoneInfo) -> dt.date:
+def _local_day(minute: str, zone: dt.tzinfo) -> dt.date:
     at = dt.datetime.strptime(minute, "%Y-%m-%dT%H:%M").replace(tzinfo=dt.timezone.utc)
     return at.astimezone(zone).date()
 

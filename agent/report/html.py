@@ -14,7 +14,7 @@ import datetime as dt
 import html
 from typing import Any, Iterable, Sequence
 
-from agent.report.figures import OUTCOMES, Figures, duration_text
+from agent.report.figures import OUTCOMES, Figures, duration_text, zone_of
 
 _WEEKDAYS_ZH = "一二三四五六日"
 
@@ -67,9 +67,7 @@ def render_html(fig: Figures) -> str:
 
 
 def _stamp(moment: dt.datetime, fig: Figures) -> str:
-    from zoneinfo import ZoneInfo
-
-    return moment.astimezone(ZoneInfo(fig.tz)).strftime("%Y-%m-%d %H:%M")
+    return moment.astimezone(zone_of(fig.tz)).strftime("%Y-%m-%d %H:%M")
 
 
 def _when(stamp: str | None, fig: Figures) -> str | None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import click
 
+from agent.report.figures import zone_of
 from service.context import echo_json, fail, load, now_dt, open_ledger
 from service.report import build_report, figures_json, parse_moment, write_report
 from service.textsafe import echo
@@ -45,7 +45,7 @@ def command(ctx: click.Context, since: str, until: str | None, out_dir: str, as_
         echo("reading the ledger ...", err=True)
     with open_ledger(cfg) as ledger:
         report = build_report(ledger, cfg, since=start, until=end, now=at)
-    zone = ZoneInfo(tz)
+    zone = zone_of(tz)
     stem = f"fapiao-report-{start.astimezone(zone):%Y%m%d-%H%M}-to-{end.astimezone(zone):%Y%m%d-%H%M}"
     try:
         write_report(report, Path(out_dir), stem)

@@ -201,6 +201,30 @@ def test_report_time_zone_slot_across_its_own_dst():
     assert after.astimezone(ZoneInfo("Europe/Berlin")).hour == 8
 
 
+def test_a_host_without_the_zone_database_keeps_the_default_zone(tmp_path):
+    import importlib.util
+    import zoneinfo
+
+    from agent.config import parse_config
+    from agent.report.figures import CHINA, zone_of
+
+    if importlib.util.find_spec("tzdata"):
+        pytest.skip("the tzdata package supplies the zones here")
+    zoneinfo.reset_tzpath(to=[])
+    zoneinfo.ZoneInfo.clear_cache()
+    try:
+        assert zone_of("Asia/Shanghai") is CHINA
+        with pytest.raises(zoneinfo.ZoneInfoNotFoundError):
+            zone_of("Europe/Berlin")
+        assert parse_config({}, base_dir=tmp_path).report["time_zone"] == "Asia/Shanghai"
+        with pytest.raises(ConfigError, match="report.time_zone"):
+            parse_config({"report": {"time_zone": "Europe/Berlin"}}, base_dir=tmp_path)
+    finally:
+        zoneinfo.reset_tzpath()
+        zoneinfo.ZoneInfo.clear_cache()
+    assert zone_of("Asia/Shanghai") == ZoneInfo("Asia/Shanghai")
+
+
 def test_parse_moment():
     now = dt.datetime(2026, 11, 30, 0, 0, tzinfo=dt.timezone.utc)
     assert parse_moment("7d", now=now, tz="Asia/Shanghai") == now - dt.timedelta(days=7)
