@@ -28,9 +28,11 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 # is missing (one `apt-get update`, the slow part on a clean machine):
 # - fonts-wqy-microhei: the generated scans draw their Chinese with a real
 #   CJK font, so OCR tests read them as they would a scanner's output;
-# - systemd: systemd-analyze checks the unit files.
+# - systemd: systemd-analyze checks the unit files;
+# - chromium: the weekly report's page is rendered headless, screenshot and
+#   its DOM read back (tests/integration/test_report_browser.py).
 # A package that cannot be installed leaves its tests skipped, with the reason.
-DEBIAN_TEST_PKGS := fonts-wqy-microhei systemd
+DEBIAN_TEST_PKGS := fonts-wqy-microhei systemd chromium
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[ocr,test]'

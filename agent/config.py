@@ -64,6 +64,10 @@ _SCALAR_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
     "access": {"read_group": (str, "fapiao-read"), "amend_group": (str, "fapiao-amend"),
                "approve_group": (str, "fapiao-approve"), "service_user": (str, "fapiao"),
                "self_approve_empty_fields": (bool, True)},
+    # The weekly check (service/report.py): when, where (dir: default <state_dir>/reports), how long kept.
+    "report": {"enabled": (bool, True), "weekday": (str, "monday"), "time": (str, "08:00"),
+               "time_zone": (str, "Asia/Shanghai"), "dir": (str, None), "keep_weeks": (int, 52),
+               "expiry_warn_days": (int, 30)},
 }
 
 _S3_KEYS = {"endpoint_url": (str, None), "region": (str, None), "addressing_style": (str, None),
@@ -86,10 +90,12 @@ _ENUMS = {("watch", "kind"): {"scanner", "email"}, ("watch", "after"): {"keep", 
           ("agent", "log_format"): {"kv", "json"}, ("extract", "ocr"): {"auto", "off"},
           ("destination", "addressing_style"): {"path", "virtual", "auto"},
           ("backup", "addressing_style"): {"path", "virtual", "auto"},
-          ("backup", "sse"): {"AES256", "aws:kms"}}
+          ("backup", "sse"): {"AES256", "aws:kms"},
+          ("report", "weekday"): {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}}
 _ACCOUNT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
 ACCESS_DEFAULTS = {k: v for k, (_, v) in _SCALAR_SCHEMAS["access"].items()}
 HEALTH_DEFAULTS = {k: v for k, (_, v) in _SCALAR_SCHEMAS["health"].items()}
+REPORT_DEFAULTS = {k: v for k, (_, v) in _SCALAR_SCHEMAS["report"].items()}
 
 
 @dataclass
@@ -120,6 +126,7 @@ class Config:
     extract: dict[str, Any] = field(default_factory=lambda: {"ocr": "auto", "ocr_workers": 1, "timeout_s": 60.0})
     access: dict[str, Any] = field(default_factory=lambda: dict(ACCESS_DEFAULTS))
     health: dict[str, Any] = field(default_factory=lambda: dict(HEALTH_DEFAULTS))
+    report: dict[str, Any] = field(default_factory=lambda: dict(REPORT_DEFAULTS))
     watches: list[WatchConfig] = field(default_factory=list)
     destinations: list[dict[str, Any]] = field(default_factory=list)
     backups: list[dict[str, Any]] = field(default_factory=list)
@@ -220,7 +227,7 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path, path: Path | None = Non
                        for i, t in enumerate(value) if _is_table(f"{name}[{i}]", t, errors)]
     for name in ("destination", "backup"):
         check_adapter_entries(name, lists[name], errors)
-    errors += _health_problems(sections["health"])
+    errors += _health_problems(sections["health"]) + _report_problems(sections["report"])
     errors += _drill_problems(sections["backup_policy"])
     if sections["extract"].get("timeout_s") == 0:
         errors.append("extract.timeout_s: must be more than 0 seconds (a document needs time to be read)")
@@ -261,6 +268,22 @@ def _drill_problems(policy: dict[str, Any]) -> list[str]:
         return []   # a wrong type, already reported
     return [f"backup_policy.{key}: {problem}"
             for key, problem in check_schedule(policy["drill_weekday"], policy["drill_time"]).items()]
+
+
+def _report_problems(report: dict[str, Any]) -> list[str]:
+    # A weekly report that would never run, or at a moment no clock has.
+    from agent.report.figures import zone_of
+
+    out = []
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", report.get("time", "08:00")):
+        out.append(f"report.time: must be HH:MM (24 h), not {report['time']!r}")
+    try:
+        zone_of(report.get("time_zone", "Asia/Shanghai"))
+    except (ValueError, KeyError, OSError):
+        out.append(f"report.time_zone: {report['time_zone']!r} is not a time zone (e.g. \"Asia/Shanghai\")")
+    if report.get("keep_weeks", 1) < 1:
+        out.append("report.keep_weeks: must be at least 1")
+    return out
 
 
 def _refuse_readable_secrets(p: Path, raw: dict[str, Any], mode: int) -> None:
@@ -308,12 +331,14 @@ def check_paths(cfg: Config) -> list[str]:
 
 def _overlaps(cfg: Config) -> list[str]:
     """A watched folder holding (or lying inside) the state folder, the vault,
-    a folder:// outbox or a backup folder would take the agent's own files
+    a folder:// outbox, a backup folder or the weekly reports' folder would take the agent's own files
     as invoices, and move or delete them with after = move/delete."""
     owned = [("agent.state_dir", cfg.state_dir), ("agent.vault_dir", cfg.vault_dir)]
     for kind, entries in (("destination", cfg.destinations), ("backup", cfg.backups)):
         owned += [(f"{kind}[{i}].url", local) for i, e in enumerate(entries)
                   if (local := local_folder(e)) is not None]
+    if cfg.report.get("dir"):   # the weekly reports would come back in as junk every week
+        owned.append(("report.dir", cfg.base_dir / cfg.report["dir"]))
     problems = []
     for i, w in enumerate(cfg.watches):
         watched = _real(w.path)

@@ -59,6 +59,17 @@ drill_time = "03:30"           # HH:MM, this host's local time; a failed drill r
 drill_sample = 20              # originals per target and drill (drawn with a recorded seed)
 drill_max_age_days = 8         # `status --check` warns when no drill passed for this long (0: never)
 
+[report]
+# The weekly check (每周发票状态检查): an HTML page and a CSV (for Excel) of the
+# week before, written by the daemon at this moment (`fapiao-agent report`
+# makes one on demand). docs/monitoring.md#weekly-report.
+weekday = "monday"
+time = "08:00"
+time_zone = "Asia/Shanghai"    # the clock `time` is read on; the daemon converts to its own
+keep_weeks = 52                # older reports in dir are deleted
+expiry_warn_days = 30          # list undelivered invoices this close to max_age_days
+# dir = "/srv/finance/reports" # default: <state_dir>/reports
+
 [access]
 # Who may do what, by Unix group (docs/install.md: which groups, who joins which).
 # root and service_user pass every check; commands that change state run as

@@ -34,6 +34,7 @@ from service.context import now, today
 from service.intake import Intake
 from service.loops import start_loops
 from service.reading import Reading, resume_stranded
+from service.report import WeeklyReport
 from service.roots import usable_watches
 from service.state import EXTEND_MARGIN_S, StateUnavailable, worth_waiting
 from service.watch import FolderWatcher
@@ -116,6 +117,7 @@ class Daemon:
         schedule.clear("daemon")
         schedule.every(self.cfg.agent["rescan_interval_s"]).seconds.do(
             self.watcher.rescan_requested.set).tag("daemon")
+        self.weekly = WeeklyReport.start(self.cfg, self.ledger, on_report=None)  # on_report: the notify outbox
         seen = self.watcher.scan()  # files that arrived while we were down
         ocr = self._ocr_status()
         log.info("started", extra={"pid": os.getpid(), "ledger": str(self.cfg.ledger_path),
@@ -383,6 +385,7 @@ class Daemon:
             return
         self._apply_config(cfg)
         self.reading.configure(self.settings, self.destinations)
+        self.weekly.configure(cfg)
         self.watcher.stop()
         self.watcher = self._start_watcher()
         self._last_beat = 0.0  # a folder refused now shows in status at once

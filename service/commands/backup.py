@@ -24,7 +24,7 @@ from service.context import (actor, age_seconds, echo_json, fail, human_age, loa
 from service.textsafe import echo
 
 
-def backup_report(ledger: Ledger, cfg: Config) -> dict:
+def backup_report(ledger: Ledger, cfg: Config, at: dt.datetime | None = None) -> dict:
     """Per target: objects and bytes held, backlog (count, oldest), failed,
     pause, last put, last verify and its result, last ledger snapshot, and
     `reachable`: "ok", "unreachable" (since `unreachable_since`, for
@@ -32,8 +32,9 @@ def backup_report(ledger: Ledger, cfg: Config) -> dict:
     "paused" (a person must fix it) or "never used". Then how many
     originals meet min_copies, counted apart: `backed_up`/`objects` over every
     original the vault keeps (documents' files, raw e-mails, refused files
-    kept), `documents_backed_up`/`documents` over documents' files."""
-    at = now_dt()
+    kept), `documents_backed_up`/`documents` over documents' files. Ages
+    are counted to `at` (default: now)."""
+    at = at or now_dt()
     names = [b["name"] for b in cfg.backups]
     targets = []
     for name in names:
