@@ -56,12 +56,15 @@ def build_report(ledger: Ledger, cfg: Config, *, since: dt.datetime, until: dt.d
                  drills: Mapping[str, Mapping[str, Any]] | None = None) -> Report:
     """The weekly check of [since, until) as of `now`, every figure from
     `ledger` in one read snapshot; backup targets as `status` computes
-    them, with `drills` (target -> latest restore drill: at, ok, detail)."""
+    them, with `drills` (target -> latest restore drill: at, ok, detail;
+    default: each target's latest drill in the ledger)."""
     own = not ledger.conn.in_transaction
     if own:
         ledger.conn.execute("BEGIN")
     try:
         backup = backup_report(ledger, cfg, at=now)
+        if drills is None:
+            drills = latest_drills(ledger)
         fig = gather(ledger, since=since, until=until, now=now, tz=cfg.report["time_zone"],
                      max_age_days=cfg.validation["max_age_days"], warn_days=cfg.report["expiry_warn_days"],
                      backup=backup, drills=drills)
@@ -70,6 +73,15 @@ def build_report(ledger: Ledger, cfg: Config, *, since: dt.datetime, until: dt.d
             ledger.conn.execute("ROLLBACK")
     csv_bytes = ("\ufeff" + csv_text(csv_rows(fig), CSV_COLUMNS)).encode("utf-8")
     return Report(figures=fig, html=render_html(fig), csv=csv_bytes, summary=summary(fig))
+
+
+def latest_drills(ledger: Ledger) -> dict[str, dict[str, Any]]:
+    """Each target's latest restore drill (agent/backup/drill.py) as the
+    report shows it: at (when it finished), ok, detail (why it failed, or
+    what it checked)."""
+    return {d["target"]: {"at": d["finished_at"], "ok": d["ok"],
+                          "detail": d["reason"] or f"{d['sampled']} objects and the ledger snapshot restored and checked"}
+            for d in ledger.last_restore_drills()}
 
 
 def write_report(report: Report, folder: Path, stem: str) -> Report:
@@ -150,7 +162,7 @@ class WeeklyReport:
                  clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)):
         self.cfg, self.ledger, self.clock = cfg, ledger, clock
         self.on_report = on_report or (lambda report: None)
-        self.drills = drills or (lambda ledger: {})
+        self.drills = drills or latest_drills
         self.job: schedule.Job | None = None
 
     @classmethod

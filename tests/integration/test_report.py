@@ -329,3 +329,25 @@ def test_cli_report_writes_the_pair_and_json(tmp_path):
     assert doc["csv_path"].endswith(".csv")
     bad = CliRunner().invoke(main, ["--config", str(cfg.path), "report", "--since", "whenever", "--out", str(out)])
     assert bad.exit_code == 2 and "not a moment" in bad.output
+
+
+def test_the_report_shows_the_restore_drills_the_ledger_recorded(tmp_path):
+    # Without drills= the report reads each target's latest drill from the
+    # ledger (agent/backup/drill.py records them): a failed one with its reason.
+    cfg = week_config(tmp_path)
+    ledger = Ledger(cfg.ledger_path)
+    try:
+        build_week(ledger)
+        for finished, ok, reason in (("2026-11-29T01:00:00+00:00", True, None),
+                                     ("2026-11-30T01:00:00+00:00", False, "object ab12… differs from its hash")):
+            ledger.record_restore_drill({"target": "nas", "started_at": finished, "finished_at": finished,
+                                         "ok": ok, "sampled": 20, "failed": 0 if ok else 1, "mismatch": not ok,
+                                         "seed": 7, "snapshot": "s.db.gz", "snapshot_ok": True,
+                                         "reason": reason, "detail": {}}, actor="test")
+        report = build_report(ledger, cfg, since=SINCE, until=UNTIL, now=NOW)
+    finally:
+        ledger.close()
+    rows = _csv(report)
+    assert _cell(rows, "backup", "nas", "restore_drill") == "FAILED"
+    assert _cell(rows, "backup", "offsite", "restore_drill") == "none yet"
+    assert "object ab12… differs from its hash" in report.html
