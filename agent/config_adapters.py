@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from agent.config import Config
 
 SCHEMES = {"destination": {"folder", "http", "https", "s3"}, "backup": {"file", "s3"}}
-SECRET_KEYS = frozenset({"token", "password", "secret_access_key"})
+SECRET_KEYS = frozenset({"token", "password", "secret_access_key", "secret"})
 URL_KEYS = frozenset({"url", "endpoint_url"})
 
 
