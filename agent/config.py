@@ -264,7 +264,8 @@ def _refuse_readable_secrets(p: Path, raw: dict[str, Any], mode: int) -> None:
     if held:
         raise ConfigError(f"{p}: holds secrets ({', '.join(held)}) but is readable by every user "
                           f"(mode {mode & 0o777:o}); run `chmod 640 {p}` (or 600), or pass the secrets "
-                          "as FAPIAO_AGENT__DESTINATION__<NAME>__TOKEN-style environment variables")
+                          "as FAPIAO_AGENT__DESTINATION__<NAME>__TOKEN-style environment variables "
+                          "(FAPIAO_AGENT__NOTIFY__<NAME>__URL for a webhook)")
 
 
 def check_paths(cfg: Config) -> list[str]:

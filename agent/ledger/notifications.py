@@ -18,6 +18,7 @@ from typing import Any, Iterable, Sequence
 
 from agent.ledger.trail import append_event
 
+NOTIFY_SCHEMA = 21           # the migration that added these tables
 _MESSAGE_COLUMNS = ("entry", "event", "key", "kind", "subject", "body", "html", "attachments")
 
 
@@ -117,7 +118,11 @@ class NotificationsMixin:
     def notify_summary(self, entries: Sequence[str]) -> list[dict]:
         """Per entry: pending, sent and failed counts, the last success, the
         last error and when, and `failing` (its latest try failed and nothing
-        was sent since)."""
+        was sent since). On a ledger the daemon has not yet brought to
+        NOTIFY_SCHEMA (read-only), every count is None."""
+        if self.schema_version < NOTIFY_SCHEMA:
+            return [{"name": n, "pending": None, "sent": None, "failed": None, "last_sent_at": None,
+                     "last_error": None, "last_error_at": None, "failing": False} for n in entries]
         out = []
         for name in entries:
             counts = dict(self.conn.execute("SELECT state, count(*) FROM notifications WHERE entry = ? "

@@ -194,3 +194,29 @@ def send_due(ledger, channels: dict[str, tuple[Notifier, dict[str, Any]]], *, no
             ledger.notification_sent(row["id"], now=at, actor=actor)
             out.append(Outcome(row["id"], name, row["kind"], row["key"], "sent"))
     return out
+
+
+def send_test(ledger, entries: Sequence[dict[str, Any]], *, now: dt.datetime, actor: str,
+              host: str = "") -> list[dict]:
+    """Send one test message to each of `entries` now (not through the
+    outbox: the operator waits for the answer) and record each as a sent or
+    failed row, so `status` shows it. Returns per entry: name, ok, error
+    (redacted). Never raises for a channel's trouble."""
+    from agent.errors import AgentError
+    from agent.notify.base import open_notifier
+
+    out = []
+    for entry in entries:
+        message = _message(entry["name"], "weekly-report", "test", "test", f"测试通知 test notification {host}".strip(),
+                           f"这是一条来自 fapiao-agent 的测试通知 ({utc(now)}).\n"
+                           f"A test notification from fapiao-agent to [[notify]] {entry['name']}; "
+                           "if you read this, the channel works.")
+        message["event"] = "test"
+        error = None
+        try:
+            open_notifier(entry).send(as_message(message))
+        except AgentError as e:
+            error = str(e)
+        ledger.record_notification(message, sent=error is None, error=error, now=utc(now), actor=actor)
+        out.append({"name": entry["name"], "ok": error is None, "error": error})
+    return out
