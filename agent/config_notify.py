@@ -28,6 +28,8 @@ NOTIFY_SCHEMA: dict[str, tuple[type | tuple[type, ...], Any]] = {
     # when to tell (agent/notify/faults.py, agent/notify/outbox.py)
     "digest_minutes": (float, 15.0), "repeat_hours": (float, 24.0), "resolve_after_minutes": (float, 10.0),
     "backup_failing_minutes": (float, 30.0), "disk_free_percent": (float, 5.0), "give_up_hours": (float, 24.0),
+    # how often the faults are looked for (the notify thread uses the smallest of all entries')
+    "check_interval_s": (float, 30.0),
 }
 NOTIFY_ENUMS = {("notify", "preset"): set(PRESETS)}
 _SMTP_KEYS = ("host", "port", "starttls", "ssl", "username", "password", "password_file", "sender")
@@ -75,7 +77,7 @@ def check_notify_entries(entries: list[dict[str, Any]], errors: list[str]) -> No
             errors.append(f"{where}.name: duplicate name {name!r}")
         seen.add(name)
         _check_events(where, e, errors)
-        for key in ("digest_minutes", "timeout_s"):
+        for key in ("digest_minutes", "timeout_s", "check_interval_s"):
             if e.get(key) == 0:
                 errors.append(f"{where}.{key}: must be more than 0")
         if not isinstance(url, str):

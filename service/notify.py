@@ -28,7 +28,7 @@ from service.context import actor, now_dt
 from service.loops import Runner, RunnerGroup
 
 log = logging.getLogger("fapiao.notify")
-CHECK_INTERVAL_S = 30.0      # how often faults are looked for (status_report's queries)
+CHECK_INTERVAL_S = 30.0      # how often faults are looked for (status_report's queries); [[notify]] check_interval_s
 SEND_POLL_S = 5.0            # how often the outbox is looked at for rows others queued
 
 
@@ -58,10 +58,14 @@ def disk_figures(cfg: Config) -> dict[str, dict]:
 class NotifyRunner(Runner):
     """The one notify thread."""
 
-    def __init__(self, cfg: Config, stopping: threading.Event, check_interval_s: float = CHECK_INTERVAL_S,
+    def __init__(self, cfg: Config, stopping: threading.Event, check_interval_s: float | None = None,
                  send_poll_s: float = SEND_POLL_S):
         super().__init__(stopping)
-        self.cfg, self.check_interval_s, self.send_poll_s = cfg, check_interval_s, send_poll_s
+        if check_interval_s is None:
+            check_interval_s = min((float(e.get("check_interval_s") or CHECK_INTERVAL_S) for e in cfg.notify),
+                                   default=CHECK_INTERVAL_S)
+        self.cfg, self.check_interval_s = cfg, check_interval_s
+        self.send_poll_s = min(send_poll_s, check_interval_s)
         self.name = "notify"
         self.channels = {}
         for entry in cfg.notify:
