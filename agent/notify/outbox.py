@@ -160,7 +160,9 @@ def send_due(ledger, channels: dict[str, tuple[Notifier, dict[str, Any]]], *, no
     rows of that entry left for the next round (one dead server costs one
     timeout per round); failed after a NotifyPermanent, once the row is
     older than the entry's give_up_hours, or when its entry is gone from
-    the config. Returns the outcomes, for the loop to log once each."""
+    the config. An unexpected exception from a notifier (a bug) counts as a
+    retryable failure of that row, so no row can stall the others. Returns
+    the outcomes, for the loop to log once each."""
     rng = rng or random.Random()
     at, out, resting = utc(now), [], set()
     for row in ledger.due_notifications(now=at, limit=limit):
@@ -174,7 +176,12 @@ def send_due(ledger, channels: dict[str, tuple[Notifier, dict[str, Any]]], *, no
             continue
         notifier, entry = channels[name]
         try:
-            notifier.send(as_message(row))
+            try:
+                notifier.send(as_message(row))
+            except (NotifyRetryable, NotifyPermanent):
+                raise
+            except Exception as bug:   # one odd row must not stall every later one: counted as a failed try
+                raise NotifyRetryable(f"notify {name}: unexpected {type(bug).__name__}: {bug}") from bug
         except NotifyRetryable as e:
             age_s = (now - parse_utc(row["created_at"])).total_seconds()
             if age_s >= float(entry.get("give_up_hours") or 24) * 3600:

@@ -46,3 +46,13 @@ def test_notify_test_sends_records_and_status_shows_each_entry(tmp_path):
     assert by_name["wx"]["sent"] == 1 and by_name["wx"]["failed"] == 1 and not by_name["wx"]["failing"]
     text = cli(config, "status").output
     assert "notify mail" in text and "notify wx" in text
+
+
+def test_config_check_reads_the_password_file_as_the_daemon_would(tmp_path):
+    config = write_config(tmp_path, [{"name": "mail", "url": "mailto:finance@example.com", "host": "127.0.0.1",
+                                      "username": "u", "password_file": "missing-pw"}])
+    result = cli(config, "config", "check")
+    assert result.exit_code == 2 and "notify[0]: notify mail: password_file" in result.output
+    (tmp_path / "missing-pw").write_text("hunter2-secret\n")
+    result = cli(config, "config", "check")
+    assert result.exit_code == 0 and "1 notify entries" in result.output and "hunter2" not in result.output

@@ -283,3 +283,23 @@ def test_a_hanging_robot_holds_no_ledger_lock(tmp_path):
             svc.stop()
             svc.join(5)
         assert not any(t.is_alive() for t in svc.threads())
+
+
+class _Broken:
+    name = "wx"
+
+    def send(self, message):
+        raise UnicodeEncodeError("ascii", "发", 0, 1, "a bug in a channel")
+
+
+def test_a_channel_bug_counts_as_a_failed_try_and_stalls_no_other_entry(tmp_path):
+    with RobotServer() as robot:
+        cfg = config(tmp_path, robot_entry(robot), {**robot_entry(robot), "name": "ops"})
+        ledger = Ledger(cfg.ledger_path)
+        break_backup(ledger)
+        round_at(ledger, cfg, T0)
+        chans = channels(cfg)
+        chans["wx"] = (_Broken(), chans["wx"][1])
+        out = {o.entry: o for o in send_due(ledger, chans, now=T0, actor=ACTOR)}
+        assert out["wx"].result == "retry" and "UnicodeEncodeError" in out["wx"].error
+        assert out["ops"].result == "sent" and len(robot.requests) == 1
