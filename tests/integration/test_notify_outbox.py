@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
-import threading
 import time
 
 import pytest
