@@ -45,6 +45,12 @@ def test_a_daemon_sends_one_message_per_fault_and_one_when_it_is_resolved(tmp_pa
         d.config.chmod(0o600)                 # the webhook url is the robot's key
         d.start()
         try:
+            # A new entry's digests start from the present: wait until its first round has run.
+            def cursor_set():
+                with d.ledger() as ledger:
+                    return ledger.notify_cursor("wx")
+
+            d.wait_until(cursor_set, 30, "the notify thread's first round")
             good = good_invoice(samples_dir, 7101)
             drop(tmp_path / "scan", "half.xml", good[: len(good) // 2])    # unreadable: quarantined
 

@@ -96,7 +96,7 @@ def test_a_temporary_refusal_is_retryable_and_a_lasting_one_permanent(channel):
         channel.notifier.send(Message(subject=SUBJECT, text=TEXT))
 
 
-@pytest.mark.parametrize("kind", PRESETS)
+@pytest.mark.parametrize("kind", ("smtp", "wecom"))   # the robots share one HTTP client: one stands for all
 def test_no_server_and_a_silent_server_are_retryable_within_the_timeout(kind):
     dead = f"127.0.0.1:{free_port()}"
     url = "mailto:a@example.com" if kind == "smtp" else f"http://{dead}/hook/0123456789abcdef0123"
@@ -112,7 +112,7 @@ def test_no_server_and_a_silent_server_are_retryable_within_the_timeout(kind):
         extra = {"host": "127.0.0.1", "port": port} if kind == "smtp" else {}
         started = time.monotonic()
         with pytest.raises(NotifyRetryable):
-            open_notifier(_entry(kind, url, timeout_s=0.5, **extra)).send(Message(subject="s", text="t"))
+            open_notifier(_entry(kind, url, timeout_s=0.3, **extra)).send(Message(subject="s", text="t"))
         assert time.monotonic() - started < 5
 
 
