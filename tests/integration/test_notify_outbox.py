@@ -302,3 +302,22 @@ def test_a_channel_bug_counts_as_a_failed_try_and_stalls_no_other_entry(tmp_path
         out = {o.entry: o for o in send_due(ledger, chans, now=T0, actor=ACTOR)}
         assert out["wx"].result == "retry" and "UnicodeEncodeError" in out["wx"].error
         assert out["ops"].result == "sent" and len(robot.requests) == 1
+
+
+def test_sla_at_risk_breached_and_a_verify_mismatch_are_faults_with_their_numbers(tmp_path):
+    with RobotServer() as robot:
+        cfg = config(tmp_path, robot_entry(robot))
+        ledger = Ledger(cfg.ledger_path)
+        for i, hours in ((1, 25), (2, 20), (3, 21)):         # sla_hours 24, at risk after 19.2 h
+            ledger.add_document(sha256=f"{i:064x}", size=100, media_type="pdf", source_kind="scanner", source="/in",
+                                original_name=f"late-{i}.pdf", original_path=None, actor=ACTOR,
+                                now=utc(T0 - dt.timedelta(hours=hours)))
+        ledger.record_backup_verify("s3main", {"checked": 20, "ok": 18, "missing": 0, "mismatch": 2, "repaired": 1,
+                                               "full": False, "problems": []}, now=utc(T0))
+        round_at(ledger, cfg, T0)
+        by_key = {n["key"]: n for n in ledger.notifications()}
+        assert set(by_key) == {"sla-breached", "sla-at-risk", "verify-mismatch:s3main"}
+        assert "1 张发票超过 24 小时未送达" in by_key["sla-breached"]["subject"]
+        assert "captured 1" in by_key["sla-breached"]["body"]
+        assert "2 invoice(s) waiting over 19.2 h of the 24 h SLA" in by_key["sla-at-risk"]["body"]
+        assert "2 mismatching object(s) of 20 checked, 1 repaired" in by_key["verify-mismatch:s3main"]["body"]
