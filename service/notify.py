@@ -18,12 +18,13 @@ import os
 import random
 import threading
 import time
+from typing import Any, Callable
 
 from agent.config import Config
 from agent.config_adapters import local_folder
 from agent.errors import AgentError
 from agent.ledger import Ledger
-from agent.notify import open_faults, open_notifier, run_round, send_due
+from agent.notify import enqueue, open_faults, open_notifier, run_round, send_due
 from service.context import actor, now_dt
 from service.loops import Runner, RunnerGroup
 
@@ -53,6 +54,23 @@ def disk_figures(cfg: Config) -> dict[str, dict]:
         devices[st.st_dev] = label
         out[label] = {"path": str(path), "free": vfs.f_bavail * vfs.f_frsize, "total": vfs.f_blocks * vfs.f_frsize}
     return out
+
+
+def weekly_report_hook(cfg: Config, ledger: Ledger) -> Callable[[Any], None]:
+    """The `on_report` for the weekly check (service/report.py WeeklyReport):
+    each built report (its html, csv with BOM, summary, html_path) queued on
+    `ledger` for every [[notify]] entry that wants `weekly-report`: e-mail
+    gets the page and the CSV attached, robots the summary. Guarantee as
+    agent.notify.enqueue's: committed when it returns, sent by the notify
+    thread, never raising for a channel's trouble."""
+    def on_report(report: Any) -> None:
+        stem = report.html_path.stem if getattr(report, "html_path", None) else "fapiao-report"
+        enqueue(ledger, cfg.notify, event="weekly-report", key=f"weekly-report:{stem}",
+                subject=f"每周发票检查 / weekly invoice check ({stem.removeprefix('fapiao-report-')})",
+                text=report.summary, html=report.html, now=now_dt(),
+                attachments=[(f"{stem}.html", report.html.encode("utf-8"), "text/html"),
+                             (f"{stem}.csv", report.csv, "text/csv")])
+    return on_report
 
 
 class NotifyRunner(Runner):

@@ -321,3 +321,26 @@ def test_sla_at_risk_breached_and_a_verify_mismatch_are_faults_with_their_number
         assert "captured 1" in by_key["sla-breached"]["body"]
         assert "2 invoice(s) waiting over 19.2 h of the 24 h SLA" in by_key["sla-at-risk"]["body"]
         assert "2 mismatching object(s) of 20 checked, 1 repaired" in by_key["verify-mismatch:s3main"]["body"]
+
+
+def test_the_weekly_report_hook_queues_page_and_csv_for_mail_and_the_summary_for_robots(tmp_path):
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from service.notify import weekly_report_hook
+
+    with SmtpSink() as sink, RobotServer() as robot:
+        cfg = config(tmp_path, {"name": "mail", "url": "mailto:finance@example.com", "host": "127.0.0.1",
+                                "port": sink.port, "events": ["weekly-report"]},
+                     {**robot_entry(robot), "events": ["weekly-report"]})
+        ledger = Ledger(cfg.ledger_path)
+        csv = "\ufeff日期,到达\n".encode()
+        report = SimpleNamespace(html="<h1>每周</h1>", csv=csv, summary="本周到达 42 张, 已确认 40 张",
+                                 html_path=Path("/r/fapiao-report-2026-12-07.html"))
+        weekly_report_hook(cfg, ledger)(report)
+        send_due(ledger, channels(cfg), now=dt.datetime.now(dt.timezone.utc), actor=ACTOR)
+        msg = sink.messages[0]["message"]
+        assert "weekly invoice check (2026-12-07)" in msg["Subject"]
+        assert {a.get_filename() for a in msg.iter_attachments()} == {"fapiao-report-2026-12-07.html",
+                                                                      "fapiao-report-2026-12-07.csv"}
+        assert "本周到达 42 张" in robot.requests[0]["json"]["markdown"]["content"]
