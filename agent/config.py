@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config_adapters import SECRET_KEYS, URL_KEYS, check_adapter_entries, local_folder
+from agent.config_notify import NOTIFY_ENUMS, NOTIFY_SCHEMA, check_notify_entries, notify_secrets_held
 from agent.errors import ConfigError
 
 ENV_PREFIX = "FAPIAO_AGENT__"
@@ -85,13 +86,16 @@ _LIST_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
                     "ca_file": (str, None), "rate_per_s": (float, None), **_S3_KEYS},
     "backup": {"name": (str, ...), "url": (str, ...), "sse": (str, None),
                "storage_class": (str, None), **_S3_KEYS},
+    # [[notify]]: mailto: (SMTP) or http(s):// (a robot's webhook); agent/config_notify.py checks them.
+    "notify": NOTIFY_SCHEMA,
 }
 _ENUMS = {("watch", "kind"): {"scanner", "email"}, ("watch", "after"): {"keep", "move", "delete"},
           ("agent", "log_format"): {"kv", "json"}, ("extract", "ocr"): {"auto", "off"},
           ("destination", "addressing_style"): {"path", "virtual", "auto"},
           ("backup", "addressing_style"): {"path", "virtual", "auto"},
           ("backup", "sse"): {"AES256", "aws:kms"},
-          ("report", "weekday"): {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}}
+          ("report", "weekday"): {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"},
+           **NOTIFY_ENUMS}
 _ACCOUNT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
 ACCESS_DEFAULTS = {k: v for k, (_, v) in _SCALAR_SCHEMAS["access"].items()}
 HEALTH_DEFAULTS = {k: v for k, (_, v) in _SCALAR_SCHEMAS["health"].items()}
@@ -130,6 +134,7 @@ class Config:
     watches: list[WatchConfig] = field(default_factory=list)
     destinations: list[dict[str, Any]] = field(default_factory=list)
     backups: list[dict[str, Any]] = field(default_factory=list)
+    notify: list[dict[str, Any]] = field(default_factory=list)
     # The owner and mode of the very file that was read (load_config), for
     # service/access.py's trust check; None when not read from a file.
     file_owner: int | None = None
@@ -227,6 +232,7 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path, path: Path | None = Non
                        for i, t in enumerate(value) if _is_table(f"{name}[{i}]", t, errors)]
     for name in ("destination", "backup"):
         check_adapter_entries(name, lists[name], errors)
+    check_notify_entries(lists["notify"], errors)
     errors += _health_problems(sections["health"]) + _report_problems(sections["report"])
     errors += _drill_problems(sections["backup_policy"])
     if sections["extract"].get("timeout_s") == 0:
@@ -238,11 +244,11 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path, path: Path | None = Non
         w["path"] = str(base_dir / w["path"]) if w.get("path") else w.get("path")
     if errors:
         raise ConfigError("\n".join(errors))
-    for entry in lists["destination"] + lists["backup"]:
+    for entry in lists["destination"] + lists["backup"] + lists["notify"]:
         entry["base_dir"] = str(base_dir)
     return Config(path=path, base_dir=base_dir, **sections,
                   watches=[WatchConfig(**{**w, "path": Path(w["path"])}) for w in lists["watch"]],
-                  destinations=lists["destination"], backups=lists["backup"])
+                  destinations=lists["destination"], backups=lists["backup"], notify=lists["notify"])
 
 
 def _health_problems(health: dict[str, Any]) -> list[str]:
@@ -294,10 +300,12 @@ def _refuse_readable_secrets(p: Path, raw: dict[str, Any], mode: int) -> None:
     held = [f"{kind}[{i}].{key}" for kind in ("destination", "backup")
             for i, entry in enumerate(raw.get(kind) if isinstance(raw.get(kind), list) else [])
             if isinstance(entry, dict) for key in sorted(SECRET_KEYS) if entry.get(key)]
+    held += notify_secrets_held(raw.get("notify"))
     if held:
         raise ConfigError(f"{p}: holds secrets ({', '.join(held)}) but is readable by every user "
                           f"(mode {mode & 0o777:o}); run `chmod 640 {p}` (or 600), or pass the secrets "
-                          "as FAPIAO_AGENT__DESTINATION__<NAME>__TOKEN-style environment variables")
+                          "as FAPIAO_AGENT__DESTINATION__<NAME>__TOKEN-style environment variables "
+                          "(FAPIAO_AGENT__NOTIFY__<NAME>__URL for a webhook)")
 
 
 def check_paths(cfg: Config) -> list[str]:
@@ -426,7 +434,7 @@ def _apply_env(raw: dict[str, Any], env: dict[str, str], errors: list[str]) -> d
             raw.setdefault(parts[0], {})
             if isinstance(raw[parts[0]], dict):
                 raw[parts[0]] = {**raw[parts[0]], parts[1]: value}
-        elif len(parts) == 3 and parts[0] in ("destination", "backup"):
+        elif len(parts) == 3 and parts[0] in ("destination", "backup", "notify"):
             entries = raw.get(parts[0], [])
             entries = entries if isinstance(entries, list) else []  # the bad type is reported later
             match = [e for e in entries if isinstance(e, dict)
@@ -437,7 +445,7 @@ def _apply_env(raw: dict[str, Any], env: dict[str, str], errors: list[str]) -> d
             match[0][parts[2]] = value
         else:
             errors.append(f"{var}: not a known setting (use FAPIAO_AGENT__SECTION__KEY, "
-                          "or FAPIAO_AGENT__DESTINATION__NAME__KEY)")
+                          "or FAPIAO_AGENT__DESTINATION__NAME__KEY, FAPIAO_AGENT__NOTIFY__NAME__KEY)")
     return raw
 
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from agent.config import Config
 
 SCHEMES = {"destination": {"folder", "http", "https", "s3"}, "backup": {"file", "s3"}}
-SECRET_KEYS = frozenset({"token", "password", "secret_access_key"})
+SECRET_KEYS = frozenset({"token", "password", "secret_access_key", "secret"})
 URL_KEYS = frozenset({"url", "endpoint_url"})
 
 
@@ -103,7 +103,8 @@ def local_folder(entry: dict[str, Any]) -> Path | None:
 
 def adapter_problems(cfg: Config) -> list[str]:
     """What `run` would refuse to start, one line each naming the entry:
-    every destination opened with its retry policy, and every backup target,
+    every destination opened with its retry policy, every backup target and
+    every [[notify]] entry (its password_file read),
     by the same calls the daemon makes (so `config check` cannot say ok to a
     destination the daemon refuses). Opening makes no network call and
     touches no file; the lines never hold a secret (the adapters' errors
@@ -125,4 +126,11 @@ def adapter_problems(cfg: Config) -> list[str]:
             open_target(entry)
         except AgentError as e:
             problems.append(f"backup[{i}]: {e}")
+    from agent.notify import open_notifier   # reads password_file, as the daemon does
+
+    for i, entry in enumerate(cfg.notify):
+        try:
+            open_notifier(entry)
+        except AgentError as e:
+            problems.append(f"notify[{i}]: {e}")
     return problems

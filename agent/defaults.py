@@ -96,6 +96,42 @@ url = "folder://outbox"        # later also http(s)://... and s3://bucket/prefix
 [[backup]]
 name = "local"
 url = "file://backup"          # or s3://bucket/prefix with endpoint_url = ...
+
+# Notifications (docs/monitoring.md "Notifications"): each [[notify]] entry is told
+# about the events it lists, once when a fault opens and once when it is resolved.
+# events: quarantined (one digest per digest_minutes), sla-at-risk, sla-breached,
+#   destination-paused, backup-failing (longer than backup_failing_minutes),
+#   verify-mismatch, disk-full (below disk_free_percent), weekly-report. Default: all.
+# Secrets (password, secret, a webhook url: it holds the robot's key) may come from
+# the environment instead: FAPIAO_AGENT__NOTIFY__<NAME>__URL / __PASSWORD / __SECRET.
+#
+# [[notify]]
+# name = "finance-mail"
+# url = "mailto:finance@example.com,ops@example.com"
+# host = "smtp.example.com"
+# port = 587
+# starttls = true              # or ssl = true (port 465)
+# username = "fapiao-agent@example.com"
+# password_file = "/etc/fapiao-agent/smtp-password"   # or password = "..." (chmod 640 this file)
+# sender = "fapiao-agent@example.com"
+# events = ["quarantined", "sla-breached", "backup-failing", "weekly-report"]
+#
+# [[notify]]
+# name = "wecom-ops"           # 企业微信群机器人; preset inferred from the host
+# url = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=..."
+# events = ["sla-at-risk", "sla-breached", "destination-paused", "backup-failing",
+#           "verify-mismatch", "disk-full"]
+# digest_minutes = 15          # quarantine digests at most this often
+# repeat_hours = 24            # remind of a fault still open (0: never)
+# resolve_after_minutes = 10   # "resolved" only after this long clear: a flap sends one message
+# backup_failing_minutes = 30
+# disk_free_percent = 5
+# give_up_hours = 24           # a message not sent by then is given up (status shows it)
+#
+# [[notify]]
+# name = "dingtalk"            # 钉钉; preset = "dingtalk" | "feishu" | "wecom" | "generic"
+# url = "https://oapi.dingtalk.com/robot/send?access_token=..."
+# secret = "SEC..."            # 加签 (DingTalk) / 签名校验 (Feishu), optional
 '''
 
 # Folders the default config refers to, created by `config init`.

@@ -83,3 +83,22 @@ class Permanent(AdapterError):
 
 class NotFound(AdapterError):
     """The object or invoice is not at the remote."""
+
+
+# Notification adapters (agent/notify/): SMTP and webhooks turn every
+# vendor error into one of these, so the outbox decides retry or give-up in
+# one place. Messages are redacted like every AdapterError's.
+
+
+class NotifyError(AdapterError):
+    """A notification could not be sent."""
+
+
+class NotifyRetryable(NotifyError):
+    """Worth trying again later: a timeout, a refused connection, a 5xx or
+    429, an SMTP 4xx reply, a robot's rate limit."""
+
+
+class NotifyPermanent(NotifyError):
+    """The same message cannot succeed: bad credentials, a refused
+    recipient, a 4xx, a robot's non-zero errcode other than a rate limit."""

@@ -51,6 +51,7 @@ COMMAND_ROLES: dict[str, str] = {
     # Operational writes: the people who fix deliveries and intake.
     "retry": OPERATE, "requeue": OPERATE, "reconcile": OPERATE, "ingest": OPERATE, "deliver": OPERATE,
     "backup verify": OPERATE, "backup restore": OPERATE, "backup drill": OPERATE,
+    "notify test": OPERATE,   # sends a message and records it in the ledger
     # The daemon itself, and accepting a replaced watched folder.
     "run": SERVICE, "config repin": SERVICE,
 }

@@ -34,6 +34,7 @@ from service.context import now, today
 from service.intake import Intake
 from service.loops import start_loops
 from service.reading import Reading, resume_stranded
+from service.notify import weekly_report_hook
 from service.report import WeeklyReport
 from service.roots import usable_watches
 from service.state import EXTEND_MARGIN_S, StateUnavailable, worth_waiting
@@ -117,7 +118,9 @@ class Daemon:
         schedule.clear("daemon")
         schedule.every(self.cfg.agent["rescan_interval_s"]).seconds.do(
             self.watcher.rescan_requested.set).tag("daemon")
-        self.weekly = WeeklyReport.start(self.cfg, self.ledger, on_report=None)  # on_report: the notify outbox
+        # To the [[notify]] entries of the config in force when it is built (reloads included).
+        self.weekly = WeeklyReport.start(self.cfg, self.ledger,
+                                         on_report=lambda r: weekly_report_hook(self.cfg, self.ledger)(r))
         seen = self.watcher.scan()  # files that arrived while we were down
         ocr = self._ocr_status()
         log.info("started", extra={"pid": os.getpid(), "ledger": str(self.cfg.ledger_path),

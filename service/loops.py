@@ -1,4 +1,4 @@
-"""Background loops beside the main one: delivery and backup.
+"""Background loops beside the main one: delivery, backup and notify.
 
 Each loop runs in its own thread(s) with its own ledger connection, and is
 controlled through `kick()` (work may be waiting), `stop()` and `join()`.
@@ -90,7 +90,7 @@ class RunnerGroup:
 def start_loops(cfg: Config, wake: threading.Event) -> list[Loop]:
     """Start the loops the config asks for; returns them running.
     Delivery runs when at least one [[destination]] is configured, backup
-    when at least one [[backup]] is."""
+    when at least one [[backup]] is, notify when a [[notify]] entry is."""
     loops: list[Loop] = []
     if cfg.destinations:
         from service.delivery import DeliveryService
@@ -100,4 +100,8 @@ def start_loops(cfg: Config, wake: threading.Event) -> list[Loop]:
         from service.backup import BackupService
 
         loops.append(BackupService(cfg).start())
+    if cfg.notify:
+        from service.notify import NotifyService
+
+        loops.append(NotifyService(cfg).start())
     return loops

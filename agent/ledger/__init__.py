@@ -31,6 +31,7 @@ from agent.ledger.source_actions import SourceActionsMixin
 from agent.ledger.trail import TrailMixin
 from agent.ledger.applications import ApplicationsMixin
 from agent.ledger.report_rows import ReportRowsMixin
+from agent.ledger.notifications import NotificationsMixin
 from agent.ledger.rows import Document, Event, Source, utc
 
 __all__ = ["Ledger", "Document", "Event", "Source", "utc"]
@@ -39,7 +40,7 @@ BUSY_TIMEOUT_MS = 30_000
 
 
 class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin, TrailMixin, ApplicationsMixin,
-             ReportRowsMixin):
+             ReportRowsMixin, NotificationsMixin):
     """One connection to the ledger file. Not shared between threads: open
     one Ledger per thread or process (they coordinate through SQLite)."""
 

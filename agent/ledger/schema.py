@@ -377,6 +377,50 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE backup_targets ADD COLUMN unreachable_since TEXT;
     """,
+    # 21: notifications ([[notify]], agent/notify/): a durable outbox, one row
+    # per message and entry, its retry state in columns (the sender thread
+    # may die, the daemon restart: the row is still due); the faults each
+    # entry was told about, so a fault sends one message when it opens and one
+    # when it has stayed clear (kept across restarts: no repeat after one); and
+    # each entry's quarantine digest cursor (the last event it reported).
+    """
+    CREATE TABLE notifications (
+        id INTEGER PRIMARY KEY,
+        entry TEXT NOT NULL,                  -- [[notify]] name
+        event TEXT NOT NULL,                  -- quarantined | sla-breached | ... | weekly-report | test
+        key TEXT NOT NULL,                    -- the fault or report it is about
+        kind TEXT NOT NULL,                   -- opened | reminder | resolved | digest | report | test
+        subject TEXT NOT NULL,
+        body TEXT NOT NULL,                   -- plain text / markdown
+        html TEXT,
+        attachments TEXT,                     -- JSON [{filename, mimetype, data (base64)}]
+        state TEXT NOT NULL,                  -- pending | sent | failed (given up)
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        last_error TEXT,
+        last_error_at TEXT,
+        created_at TEXT NOT NULL,
+        sent_at TEXT,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX notifications_due ON notifications(state, next_attempt_at);
+    CREATE INDEX notifications_entry ON notifications(entry, id);
+    CREATE TABLE notify_faults (
+        entry TEXT NOT NULL,
+        key TEXT NOT NULL,                    -- e.g. backup-failing:s3main
+        event TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        opened_at TEXT NOT NULL,
+        notified_at TEXT NOT NULL,            -- the opening message or the last reminder
+        clear_since TEXT,                     -- not seen since; resolved once clear long enough
+        PRIMARY KEY (entry, key)
+    );
+    CREATE TABLE notify_cursors (
+        entry TEXT PRIMARY KEY,
+        quarantine_event_id INTEGER NOT NULL, -- the last quarantine event a digest counted
+        digest_at TEXT NOT NULL               -- the last digest (or when the entry was first seen)
+    );
+    """,
     # 22: restore drills (agent/backup/drill.py): each time a sample of a
     # target's objects and its newest ledger snapshot were brought back into
     # a temporary folder and checked, with the seed that drew the sample, so

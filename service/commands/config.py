@@ -50,7 +50,7 @@ def check(ctx: click.Context) -> None:
     if problems:
         fail("\n".join(problems), code=2)
     echo(f"{cfg.path}: ok ({len(cfg.watches)} watched folders, {len(cfg.destinations)} "
-               f"destinations, {len(cfg.backups)} backup targets)")
+               f"destinations, {len(cfg.backups)} backup targets, {len(cfg.notify)} notify entries)")
     if cfg.ocr:
         # A note, not a problem: without OCR scans still work, through their QR code.
         from agent.extract.ocr import unavailable_reason

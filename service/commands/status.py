@@ -37,6 +37,8 @@ def status_report(ledger: Ledger, cfg) -> dict:
         "vault": str(cfg.vault_dir),
         "delivery": delivery_report(ledger, cfg, at),
         "backup": backup_report(ledger, cfg),
+        # [[notify]] entries: counts, last success, last error, failing.
+        "notify": ledger.notify_summary([e["name"] for e in cfg.notify]),
     }
     report["health"] = evaluate(report, limits, now=at).to_dict()
     return report
@@ -114,6 +116,7 @@ Examples:
               "(sla_breaches and late_by_state counted from arrival, near_sla, and per destination backlog, "
               "health, breaker, maintenance_until), backup (per target backlog, pause, reachable, "
               "unreachable_since, last put, verify and snapshot; originals and documents backed up, apart), "
+              "notify (per [[notify]] entry: pending, sent, failed, last_sent_at, last_error, failing), "
               "health (status, code, summary, reasons). With --check the exit status is the verdict's.")
 @click.pass_context
 def command(ctx: click.Context, check: bool, as_json: bool) -> None:
@@ -180,6 +183,10 @@ def _print_status(report: dict) -> None:
             echo(f"  {t['name']:<12} backlog {t['backlog']}, failed {t.get('failed', 0)}, "
                        f"last snapshot {t.get('last_snapshot_at') or 'never'}, {target_state(t)}")
             echo(f"  {'':<12} restore drill {drill_line(t.get('last_drill'))}")
+    for n in report.get("notify") or []:
+        echo(f"notify {n['name']:<11} " + ("FAILING" if n["failing"] else "ok")
+             + f": last sent {n['last_sent_at'] or 'never'}, {n['pending']} pending, {n['failed']} given up"
+             + (f"; last error {n['last_error_at']}: {n['last_error']}" if n["failing"] else ""))
     echo(f"health:            {report['health']['summary']}")
 
 

@@ -1,0 +1,68 @@
+"""The one interface of a notification channel, and opening one by url scheme.
+
+    notifier = open_notifier(entry)   # from a [[notify]] entry
+    notifier.send(message)            # returns, or raises NotifyRetryable / NotifyPermanent
+
+`mailto:` is SMTP (agent/notify/smtp.py); `http(s)://` a JSON webhook in
+the robot's documented format (agent/notify/webhook.py). A notifier holds
+its secrets (`agent.redact.remember`), so no error it raises, and nothing
+logged or stored from one, holds a password, a signing secret or the
+robot's key; its `str()` is the entry's name and the url's host only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from agent.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file sent with an e-mail (webhooks get the text summary only)."""
+
+    filename: str
+    data: bytes
+    mimetype: str = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class Message:
+    """What a notifier sends: `subject`, `text` (plain text that reads as
+    markdown too: webhooks send it as markdown), optional `html` (e-mail's
+    alternative part) and attachments."""
+
+    subject: str
+    text: str
+    html: str | None = None
+    attachments: tuple[Attachment, ...] = field(default_factory=tuple)
+    event: str = "test"
+    key: str = ""
+
+
+class Notifier(Protocol):
+    """A channel: SMTP or a webhook."""
+
+    name: str
+
+    def send(self, message: Message) -> None:
+        """Deliver `message` once, within the entry's timeout_s; raise
+        NotifyRetryable (try later) or NotifyPermanent (this cannot work)."""
+
+
+def open_notifier(entry: dict[str, Any]) -> Notifier:
+    """The notifier for a checked [[notify]] entry, chosen by url scheme.
+    Reads password_file here (ConfigError naming the key when it cannot);
+    makes no network call."""
+    scheme = urlsplit(entry["url"]).scheme.lower()
+    if scheme == "mailto":
+        from agent.notify.smtp import SmtpNotifier
+
+        return SmtpNotifier.from_config(entry)
+    if scheme in ("http", "https"):
+        from agent.notify.webhook import WebhookNotifier
+
+        return WebhookNotifier.from_config(entry)
+    raise ConfigError(f"notify {entry.get('name')}: url scheme {scheme!r} is not mailto: or https://")

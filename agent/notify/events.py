@@ -1,0 +1,17 @@
+"""The events a [[notify]] entry may ask for, and the robot presets.
+
+Kept apart (no imports) so the config can check names without loading the
+adapters."""
+
+from __future__ import annotations
+
+EVENTS = ("quarantined", "sla-at-risk", "sla-breached", "destination-paused", "backup-failing",
+          "verify-mismatch", "disk-full", "weekly-report")
+# Level-triggered: open while the ledger shows them (agent/notify/faults.py).
+FAULT_EVENTS = ("sla-at-risk", "sla-breached", "destination-paused", "backup-failing", "verify-mismatch",
+                "disk-full")
+PRESETS = ("wecom", "dingtalk", "feishu", "generic")
+# A robot's host names its preset when `preset` is not given.
+PRESET_HOSTS = {"qyapi.weixin.qq.com": "wecom", "oapi.dingtalk.com": "dingtalk",
+                "open.feishu.cn": "feishu", "open.larksuite.com": "feishu"}
+SIGNED_PRESETS = ("dingtalk", "feishu")   # the robots that take a `secret` to sign with

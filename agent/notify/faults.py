@@ -1,0 +1,93 @@
+"""Which faults are open now: read from the figures `status` shows (its
+JSON-ready report) and the free space of the agent's folders. Pure: the
+report, the disk figures, the entry's thresholds and `now` come in.
+
+Each fault has a stable key (`backup-failing:s3main`), so the outbox can
+tell one when it opens and once when it is resolved, however often it is
+seen in between. The texts are Chinese first (the office reads them), then
+English, and carry the numbers and names a person needs to act.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from agent.health import span
+from agent.ledger.rows import parse_utc
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One open fault: `key` stable while it lasts, its event, a subject and the detail text."""
+
+    key: str
+    event: str
+    subject: str
+    text: str
+
+
+def open_faults(report: dict, entry: dict[str, Any], *, now: dt.datetime,
+                disk: dict[str, dict] | None = None, sla_warn_fraction: float = 0.8) -> dict[str, Fault]:
+    """The faults of the events `entry` asks for that `report` (status's
+    dict: delivery, backup) and `disk` ({label: {path, free, total}} in
+    bytes) show at `now`, by key. An event the entry does not want is never
+    a fault here."""
+    wanted = set(entry.get("events") or ())
+    found: list[Fault] = []
+    delivery = report.get("delivery") or {}
+    hours = _hours(delivery, report)
+    if "sla-breached" in wanted and delivery.get("sla_breaches"):
+        n = delivery["sla_breaches"]
+        held = ", ".join(f"{k} {v}" for k, v in (delivery.get("late_by_state") or {}).items() if v)
+        found.append(Fault("sla-breached", "sla-breached", f"{n} 张发票超过 {hours} 小时未送达 / {n} invoices past the {hours} h SLA",
+                           f"{n} 张发票自到达起已超过 {hours} 小时仍未送达财务系统 ({held or '-'}).\n"
+                           f"{n} invoice(s) not delivered {hours} h after arrival ({held or '-'}).\n"
+                           "See `fapiao-agent status` and `fapiao-agent list --state quarantined`."))
+    if "sla-at-risk" in wanted and delivery.get("near_sla"):
+        n = delivery["near_sla"]
+        warn = f"{float(hours) * sla_warn_fraction:g}"
+        found.append(Fault("sla-at-risk", "sla-at-risk", f"{n} 张发票即将超时 / {n} invoices near the {hours} h SLA",
+                           f"{n} 张发票已等待超过 {warn} 小时 (时限 {hours} 小时).\n"
+                           f"{n} invoice(s) waiting over {warn} h of the {hours} h SLA."))
+    for dest in delivery.get("destinations") or []:
+        if "destination-paused" in wanted and dest.get("paused_error"):
+            name = dest["name"]
+            found.append(Fault(f"destination-paused:{name}", "destination-paused",
+                               f"投递目标 {name} 已暂停 / destination {name} paused",
+                               f"投递目标 {name} 已暂停 (since {dest.get('paused_at') or '?'}): {dest['paused_error']}\n"
+                               f"backlog {dest.get('backlog', 0)}; fix it, then `fapiao-agent retry`."))
+    for t in (report.get("backup") or {}).get("targets") or []:
+        name = t["name"]
+        since = t.get("paused_at") if t.get("paused_error") else t.get("unreachable_since")
+        if "backup-failing" in wanted and since:
+            minutes = (now - parse_utc(since)).total_seconds() / 60
+            if minutes >= float(entry.get("backup_failing_minutes") or 0):
+                why = t.get("paused_error") or t.get("last_error") or "not answering"
+                found.append(Fault(f"backup-failing:{name}", "backup-failing",
+                                   f"备份目标 {name} 故障 {span(minutes * 60)} / backup target {name} failing",
+                                   f"备份目标 {name} 自 {since} 起无法备份 ({span(minutes * 60)}): {why}\n"
+                                   f"backup target {name} failing since {since}; backlog {t.get('backlog', 0)} objects."))
+        last = t.get("last_verify") or {}
+        if "verify-mismatch" in wanted and (last.get("mismatch") or 0) > 0:
+            found.append(Fault(f"verify-mismatch:{name}", "verify-mismatch",
+                               f"备份校验不一致: {name} / backup verify mismatch on {name}",
+                               f"备份目标 {name} 的校验 ({t.get('last_verify_at')}) 发现 {last['mismatch']} 个对象与金库不一致, "
+                               f"已修复 {last.get('repaired', 0)} 个.\n"
+                               f"verify of {name} found {last['mismatch']} mismatching object(s) of "
+                               f"{last.get('checked', 0)} checked, {last.get('repaired', 0)} repaired."))
+    for label, d in (disk or {}).items() if "disk-full" in wanted else ():
+        total, free = d.get("total") or 0, d.get("free") or 0
+        if total and free * 100.0 / total < float(entry.get("disk_free_percent") or 0):
+            pct = free * 100.0 / total
+            found.append(Fault(f"disk-full:{label}", "disk-full",
+                               f"磁盘空间不足: {label} / disk nearly full: {label}",
+                               f"{label} ({d.get('path')}) 仅剩 {free / 2**20:.0f} MiB ({pct:.1f}%).\n"
+                               f"{label} ({d.get('path')}) has {free / 2**20:.0f} MiB free ({pct:.1f} %)."))
+    return {f.key: f for f in found}
+
+
+def _hours(delivery: dict, report: dict) -> str:
+    hours = delivery.get("sla_hours") or report.get("sla_hours") or 24
+    return f"{float(hours):g}"

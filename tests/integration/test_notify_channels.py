@@ -1,0 +1,204 @@
+"""One contract for every notification channel (SMTP and each webhook
+preset), against real servers on 127.0.0.1: what arrives, and which failures
+are retryable or permanent; then what only one channel does (AUTH and
+STARTTLS, attachments, the robots' signatures and error codes)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import socket
+import time
+
+import pytest
+
+from agent.errors import NotifyPermanent, NotifyRetryable
+from agent.notify import Attachment, Message, open_notifier
+from agent.notify.smtp import SmtpNotifier
+from tests.support.notify_servers import RobotServer, SmtpSink, free_port, self_signed
+
+SUBJECT = "[fapiao-agent] 备份目标 s3main 故障 / backup target s3main failing"
+TEXT = "备份目标 s3main 自 2026-12-03 起无法备份 (45 min): 连接超时\nbacklog 17 objects."
+PRESETS = ("smtp", "wecom", "dingtalk", "feishu", "generic")
+
+
+class Channel:
+    """A notifier wired to its real server, and how to read / break that server."""
+
+    def __init__(self, kind, server, notifier):
+        self.kind, self.server, self.notifier = kind, server, notifier
+
+    def received(self) -> list[str]:
+        """Each message as the server got it: one text holding subject and body."""
+        if self.kind == "smtp":
+            return [m["message"]["Subject"] + "\n" + m["message"].get_body(("plain",)).get_content()
+                    for m in self.server.messages]
+        out = []
+        for r in self.server.requests:
+            j = r["json"]
+            if self.kind == "wecom":
+                out.append(j["markdown"]["content"])
+            elif self.kind == "dingtalk":
+                out.append(j["markdown"]["title"] + "\n" + j["markdown"]["text"])
+            elif self.kind == "feishu":
+                post = j["content"]["post"]["zh_cn"]
+                out.append(post["title"] + "\n" + "\n".join(seg["text"] for line in post["content"] for seg in line))
+            else:
+                out.append(j["subject"] + "\n" + j["text"])
+        return out
+
+    def fail(self, permanent: bool) -> None:
+        if self.kind == "smtp":
+            self.server.fail_with = "554 5.7.1 rejected" if permanent else "451 4.3.0 try again later"
+        elif self.kind == "generic":
+            self.server.replies.append((400, {"error": "bad"}) if permanent else (503, {"error": "busy"}))
+        else:
+            # A robot refuses with HTTP 200 and a non-zero code.
+            code = {"wecom": (93000, 45009), "dingtalk": (310000, 130101), "feishu": (19021, 11232)}[self.kind]
+            key = "code" if self.kind == "feishu" else "errcode"
+            self.server.replies.append((200, {key: code[0] if permanent else code[1], "errmsg": "refused"}))
+
+
+def _entry(kind: str, url: str, **extra) -> dict:
+    entry = {"name": f"n-{kind}", "url": url, "timeout_s": 2.0, **extra}
+    if kind not in ("smtp",):
+        entry["preset"] = kind
+    return entry
+
+
+@pytest.fixture(params=PRESETS)
+def channel(request):
+    kind = request.param
+    if kind == "smtp":
+        with SmtpSink() as sink:
+            yield Channel(kind, sink, open_notifier(_entry(kind, "mailto:finance@example.com,ops@example.com",
+                                                           host="127.0.0.1", port=sink.port,
+                                                           sender="agent@example.com")))
+    else:
+        with RobotServer() as robot:
+            yield Channel(kind, robot, open_notifier(_entry(kind, robot.url)))
+
+
+def test_a_message_arrives_with_its_subject_numbers_and_chinese_text(channel):
+    channel.notifier.send(Message(subject=SUBJECT, text=TEXT, event="backup-failing", key="backup-failing:s3main"))
+    (got,) = channel.received()
+    assert "备份目标 s3main 故障" in got and "backup target s3main failing" in got
+    assert "连接超时" in got and "45 min" in got and "backlog 17 objects" in got
+
+
+def test_a_temporary_refusal_is_retryable_and_a_lasting_one_permanent(channel):
+    channel.fail(permanent=False)
+    with pytest.raises(NotifyRetryable):
+        channel.notifier.send(Message(subject=SUBJECT, text=TEXT))
+    channel.fail(permanent=True)       # SMTP: fail_with replaced; webhooks: the next scripted reply
+    with pytest.raises(NotifyPermanent):
+        channel.notifier.send(Message(subject=SUBJECT, text=TEXT))
+
+
+@pytest.mark.parametrize("kind", ("smtp", "wecom"))   # the robots share one HTTP client: one stands for all
+def test_no_server_and_a_silent_server_are_retryable_within_the_timeout(kind):
+    dead = f"127.0.0.1:{free_port()}"
+    url = "mailto:a@example.com" if kind == "smtp" else f"http://{dead}/hook/0123456789abcdef0123"
+    host_port = {"host": "127.0.0.1", "port": int(dead.split(":")[1])} if kind == "smtp" else {}
+    with pytest.raises(NotifyRetryable):
+        open_notifier(_entry(kind, url, **host_port)).send(Message(subject="s", text="t"))
+    # A server that takes the connection and never says a word.
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(8)
+        port = hole.getsockname()[1]
+        url = "mailto:a@example.com" if kind == "smtp" else f"http://127.0.0.1:{port}/hook/0123456789abcdef0123"
+        extra = {"host": "127.0.0.1", "port": port} if kind == "smtp" else {}
+        started = time.monotonic()
+        with pytest.raises(NotifyRetryable):
+            open_notifier(_entry(kind, url, timeout_s=0.3, **extra)).send(Message(subject="s", text="t"))
+        assert time.monotonic() - started < 5
+
+
+# -- SMTP only ---------------------------------------------------------------------------
+
+
+def test_smtp_starttls_and_auth_and_a_wrong_password_that_is_never_shown(tmp_path):
+    cert, key = self_signed(tmp_path)
+    with SmtpSink(username="fapiao", password="s3cret-Pa55word!", starttls_cert=(cert, key)) as sink:
+        base = {"name": "mail", "url": "mailto:finance@example.com", "host": "127.0.0.1", "port": sink.port,
+                "starttls": True, "ca_file": cert, "username": "fapiao", "timeout_s": 5.0}
+        (tmp_path / "pw").write_text("s3cret-Pa55word!\n")
+        open_notifier({**base, "password_file": "pw", "base_dir": str(tmp_path)}).send(
+            Message(subject="测试 test", text="第一行\nline two"))
+        (m,) = sink.messages
+        assert m["tls"] and m["login"] == "fapiao" and m["to"] == ["finance@example.com"]
+        assert m["message"]["Subject"] == "测试 test"
+        assert m["message"].get_body(("plain",)).get_content().replace("\r\n", "\n").strip() == "第一行\nline two"
+        with pytest.raises(NotifyPermanent) as e:
+            open_notifier({**base, "password": "wrong-Pa55word!"}).send(Message(subject="s", text="t"))
+        assert "wrong-Pa55word" not in str(e.value) and "login refused" in str(e.value)
+        assert sink.logins[-1] == ("fapiao", False)
+        # A server whose certificate is not trusted is a configuration fault, not a retry.
+        with pytest.raises(NotifyPermanent):
+            open_notifier({**base, "password": "s3cret-Pa55word!", "ca_file": None}).send(Message(subject="s", text="t"))
+
+
+def test_smtp_sends_the_html_and_the_attachments_byte_for_byte():
+    csv = "\ufeff发票号码,金额\n26110000000012345678,1234.50\n".encode("utf-8")
+    html = "<html><body><h1>每周发票检查</h1><p>42 invoices</p></body></html>"
+    with SmtpSink() as sink:
+        SmtpNotifier("mail", ["finance@example.com"], host="127.0.0.1", port=sink.port).send(Message(
+            subject="每周报告 weekly", text="42 invoices", html=html,
+            attachments=(Attachment("report.html", html.encode(), "text/html"),
+                         Attachment("发票.csv", csv, "text/csv"))))
+        msg = sink.messages[0]["message"]
+    assert "每周发票检查" in msg.get_body(("html",)).get_content()
+    files = {a.get_filename(): a.get_payload(decode=True) for a in msg.iter_attachments()}
+    assert files == {"report.html": html.encode(), "发票.csv": csv}
+    assert msg["Auto-Submitted"] == "auto-generated"
+
+
+# -- robots only --------------------------------------------------------------------------
+
+
+def test_dingtalk_signs_the_query_as_documented():
+    with RobotServer(path="/robot/send?access_token=t0ken-0f-the-r0b0t") as robot:
+        notifier = open_notifier({"name": "ding", "url": robot.url, "preset": "dingtalk", "secret": "SECabc123xyz",
+                                  "timeout_s": 2.0})
+        notifier.send(Message(subject="主题", text="正文 12"))
+        (req,) = robot.requests
+    ts, sign = req["query"]["timestamp"][0], req["query"]["sign"][0]
+    assert req["query"]["access_token"] == ["t0ken-0f-the-r0b0t"]
+    expected = base64.b64encode(hmac.new(b"SECabc123xyz", f"{ts}\nSECabc123xyz".encode(), hashlib.sha256).digest())
+    assert sign.encode() == expected                   # parse_qs already url-decoded it once
+    assert abs(int(ts) / 1000 - time.time()) < 60
+    assert req["json"] == {"msgtype": "markdown", "markdown": {"title": "主题", "text": "### 主题\n\n正文 12"}}
+
+
+def test_feishu_signs_the_body_as_documented_and_sends_a_post():
+    with RobotServer(path="/open-apis/bot/v2/hook/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+                     default=(200, {"code": 0, "msg": "success"})) as robot:
+        open_notifier({"name": "fs", "url": robot.url, "preset": "feishu", "secret": "feishu-secret",
+                       "timeout_s": 2.0}).send(Message(subject="标题", text="一\n二"))
+        body = robot.requests[0]["json"]
+    key = f"{body['timestamp']}\nfeishu-secret".encode()
+    assert body["sign"] == base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
+    assert body["msg_type"] == "post"
+    assert body["content"]["post"]["zh_cn"]["content"] == [[{"tag": "text", "text": "一"}], [{"tag": "text", "text": "二"}]]
+
+
+def test_wecom_markdown_is_cut_to_its_limit_at_a_character_boundary():
+    with RobotServer() as robot:
+        open_notifier({"name": "wx", "url": robot.url, "preset": "wecom", "timeout_s": 2.0}).send(
+            Message(subject="长", text="发票" * 3000))
+        content = robot.requests[0]["json"]["markdown"]["content"]
+        raw = robot.requests[0]["raw"]
+    assert len(content.encode("utf-8")) <= 4096 and content.endswith("已截断)")
+    raw.decode("utf-8")   # valid UTF-8 on the wire
+
+
+def test_a_robot_that_echoes_its_key_in_an_error_does_not_leak_it():
+    with RobotServer(path="/cgi-bin/webhook/send?key=693a91f6-7aaa-4bc4-97a0-0ec2sifa5aaa") as robot:
+        robot.replies.append((200, {"errcode": 93000, "errmsg": "invalid webhook url, key=693a91f6-7aaa-4bc4-97a0-0ec2sifa5aaa"}))
+        notifier = open_notifier({"name": "wx", "url": robot.url, "preset": "wecom", "timeout_s": 2.0})
+        with pytest.raises(NotifyPermanent) as e:
+            notifier.send(Message(subject="s", text="t"))
+    assert "93000" in str(e.value) and "693a91f6-7aaa" not in str(e.value)
+    assert "693a91f6" not in repr(notifier)
