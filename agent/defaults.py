@@ -48,6 +48,15 @@ failed_crit = 10                        # 0: never CRITICAL for this
 quarantined_warn = 1                    # invoices waiting for a person
 quarantined_crit = 0
 
+[metrics]
+# Prometheus series (fapiao_*; docs/monitoring.md lists them, docs/monitoring/
+# has alert rules and a Grafana dashboard). Both forms are off while empty.
+listen = ""                    # e.g. "127.0.0.1:9464": Prometheus scrapes http://127.0.0.1:9464/metrics
+                               # (keep it on loopback or a private address: no login protects it)
+textfile = ""                  # e.g. "/var/lib/node_exporter/fapiao.prom": node_exporter's textfile
+                               # collector folder; written whole every interval_s, then renamed in
+interval_s = 15                # how often the textfile is rewritten (the endpoint reads at each scrape)
+
 [access]
 # Who may do what, by Unix group (docs/install.md: which groups, who joins which).
 # root and service_user pass every check; commands that change state run as
