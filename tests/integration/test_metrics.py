@@ -158,7 +158,7 @@ def test_port_in_use_is_said_at_start_and_taken_once_free(tmp_path, caplog):
         try:
             errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
             assert len(errors) == 1 and f"cannot listen on 127.0.0.1:{port}" in errors[0], errors
-            time.sleep(2.2)   # two retries: not logged again
+            time.sleep(1.3)   # a retry (every interval_s): not logged again
             assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1
             blocker.close()
             deadline = time.monotonic() + 10
