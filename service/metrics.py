@@ -70,14 +70,15 @@ class _Process:
         return PROCESS.collect()
 
 
-def registry_for(cfg) -> CollectorRegistry:
+def registry_for(cfg, ledger_collector=None) -> CollectorRegistry:
     """A registry holding every series: the process's instruments and the
-    ledger's figures (read with their own connection at each collection)."""
+    ledger's figures (read with their own connection at each collection;
+    `ledger_collector`, or a new one for `cfg`)."""
     from service.metrics_collector import LedgerCollector
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Process())
-    registry.register(LedgerCollector(cfg))
+    registry.register(ledger_collector or LedgerCollector(cfg))
     return registry
 
 
@@ -90,7 +91,10 @@ class MetricsService:
         self.listen: str = cfg.metrics["listen"]
         self.textfile = Path(cfg.metrics["textfile"]) if cfg.metrics["textfile"] else None
         self.interval = float(cfg.metrics["interval_s"])
-        self.registry = registry_for(cfg)
+        from service.metrics_collector import LedgerCollector
+
+        self.collector = LedgerCollector(cfg)
+        self.registry = registry_for(cfg, self.collector)
         self.stopping = threading.Event()
         self.server = None
         self._problems: dict[str, str] = {}  # part -> the error last logged
@@ -158,13 +162,15 @@ class MetricsService:
         self.stopping.set()
 
     def join(self, timeout: float) -> None:
-        """Close the endpoint and wait for the writer (up to `timeout` s)."""
+        """Close the endpoint, wait for the writer (up to `timeout` s), and
+        close the collector's connection (a reload starts a new service)."""
         self.stopping.set()
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
             self.server = None
         self._thread.join(timeout)
+        self.collector.close()
 
     def finish(self, timeout: float) -> dict[str, str]:
         """Nothing is owed at a clean stop."""

@@ -72,7 +72,7 @@ class LedgerCollector:
                 yield readable
                 return
             self._failing = False
-            attempts = self._attempts
+            attempts = self._attempts.copy()   # the next collection grows the original
         readable.add_metric([], 1)
         yield readable
         yield from _documents(report)
@@ -84,6 +84,11 @@ class LedgerCollector:
                                       "writing it.")
         collected.add_metric([], time.time())
         yield collected
+
+    def close(self) -> None:
+        """Close the collector's own connection (a later collection opens it again)."""
+        with self._lock:
+            self._close()
 
     def _close(self) -> None:
         if self._ledger is not None:

@@ -25,6 +25,10 @@ class AttemptTotals:
     by_outcome: dict[tuple[str, str], int] = field(default_factory=dict)
     retries: dict[str, int] = field(default_factory=dict)
 
+    def copy(self) -> "AttemptTotals":
+        """A copy that later additions to this one leave alone."""
+        return AttemptTotals(self.last_id, dict(self.by_outcome), dict(self.retries))
+
     def failures(self, destination: str) -> int:
         """Tries at `destination` whose outcome was a failure (FAILED_OUTCOMES)."""
         return sum(n for (d, o), n in self.by_outcome.items() if d == destination and o in FAILED_OUTCOMES)

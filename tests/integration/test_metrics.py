@@ -215,3 +215,44 @@ def test_textfile_folder_missing_is_a_path_problem(tmp_path):
                for p in check_paths(cfg))
     (tmp_path / "collector").mkdir()
     assert not any(p.startswith("metrics.") for p in check_paths(cfg))
+
+
+def test_reading_and_ocr_times_are_the_workers_own_without_slot_waits(tmp_path):
+    # Two workers, one OCR slot, two documents whose reader holds the OCR
+    # gate for HOLD_S: the second waits HOLD_S for the slot. Each worker
+    # reports its own time, the wait left out: 2 x HOLD_S in all, not 3 x.
+    from service import metrics
+    from service.workers import ExtractionPool
+    from tests.integration.test_ocr_slots import HOLD_S, gated_reader
+
+    def sample(name, **labels):
+        return metrics.PROCESS.get_sample_value(name, labels) or 0.0
+
+    before = {k: sample(k, **labels) for k, labels in (
+        ("fapiao_ocr_duration_seconds_count", {}), ("fapiao_ocr_duration_seconds_sum", {}),
+        ("fapiao_extraction_duration_seconds_count", {"outcome": "failed"}),
+        ("fapiao_extraction_duration_seconds_sum", {"outcome": "failed"}))}
+    pool = ExtractionPool(str(tmp_path), workers=2, reader=gated_reader, ocr_slots=1, slot_dir=str(tmp_path))
+    try:
+        assert sample("fapiao_workers") == 2
+        deadline = time.monotonic() + 20
+        while pool.alive_count() < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sample("fapiao_workers_alive") == 2
+        assert pool.submit(1, "a") and pool.submit(2, "b")
+        done = []
+        while len(done) < 2 and time.monotonic() < deadline:
+            done += pool.collect(0.5)
+        assert len(done) == 2
+    finally:
+        pool.shutdown(5)
+    assert sample("fapiao_workers_alive") == 0   # shut down: no process left
+
+    def grew(name, **labels):
+        return sample(name, **labels) - before[name]
+
+    assert grew("fapiao_ocr_duration_seconds_count") == 2
+    assert 2 * HOLD_S <= grew("fapiao_ocr_duration_seconds_sum") < 2 * HOLD_S + 0.3
+    assert grew("fapiao_extraction_duration_seconds_count", outcome="failed") == 2   # the reader's error
+    read = grew("fapiao_extraction_duration_seconds_sum", outcome="failed")
+    assert 2 * HOLD_S <= read < 3 * HOLD_S - 0.2, read   # 3 x HOLD_S had the wait been counted
