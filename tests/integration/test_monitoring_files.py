@@ -45,6 +45,18 @@ def test_promtool_accepts_the_alert_rules():
     assert f"SUCCESS: {len(alert_rules())} rules found" in r.stdout
 
 
+def test_each_fault_fires_its_alert_in_promtool_unit_tests():
+    # docs/monitoring/alerts.test.yml and alerts-days.test.yml: synthetic
+    # series for each fault, the alerts expected at given times (not before
+    # their `for:`), with labels and rendered texts.
+    tool = promtool()
+    if tool is None:
+        pytest.skip("promtool not found (`make test-deps` unpacks Debian's prometheus package under .venv/prometheus)")
+    r = subprocess.run([tool, "test", "rules", "alerts.test.yml", "alerts-days.test.yml"], capture_output=True,
+                       text=True, timeout=120, cwd=ALERTS.parent)
+    assert r.returncode == 0 and r.stdout.count("SUCCESS") == 2, r.stdout + r.stderr
+
+
 def test_each_rule_says_how_bad_and_what_to_do():
     rules = alert_rules()
     assert len({r["alert"] for r in rules}) == len(rules) >= 20
