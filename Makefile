@@ -45,6 +45,19 @@ test-deps: $(VENV)/.installed-test
 	    { apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; } || \
 	      echo "note: could not install $$missing; the tests that need them will skip"; \
 	  fi
+	@$(MAKE) -s $(PROMTOOL) || echo "note: promtool unavailable; the alert rules are checked without it"
+
+# promtool checks docs/monitoring/alerts.yml. It comes only in Debian's
+# prometheus package, whose install would start a Prometheus server: the
+# package is downloaded and unpacked under the venv instead, nothing started.
+PROMTOOL := $(VENV)/prometheus/usr/bin/promtool
+$(PROMTOOL):
+	@command -v promtool >/dev/null && exit 0; \
+	  tmp=$$(mktemp -d) && cd $$tmp && \
+	  { apt-get download prometheus >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get download prometheus >/dev/null; }; } && \
+	  mkdir -p $(CURDIR)/$(VENV)/prometheus && dpkg-deb -x prometheus_*.deb $(CURDIR)/$(VENV)/prometheus; \
+	  status=$$?; rm -rf $$tmp; exit $$status
 
 # Two workers, one test file each at a time (--dist loadfile): a module's
 # fixtures (the hostile corpus's daemon run) and caches (extracted samples)

@@ -16,6 +16,7 @@ from typing import Any
 
 from agent.config_adapters import SECRET_KEYS, URL_KEYS, check_adapter_entries, local_folder
 from agent.config_notify import NOTIFY_ENUMS, NOTIFY_SCHEMA, check_notify_entries, notify_secrets_held
+from agent.config_metrics import METRICS_SCHEMA, metrics_problems, textfile_problems
 from agent.errors import ConfigError
 
 ENV_PREFIX = "FAPIAO_AGENT__"
@@ -61,6 +62,7 @@ _SCALAR_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
                "backup_unreachable_crit_minutes": (float, 120.0), "heartbeat_stale_s": (float, 120.0),
                "failed_warn": (int, 1), "failed_crit": (int, 10), "quarantined_warn": (int, 1),
                "quarantined_crit": (int, 0)},
+    "metrics": METRICS_SCHEMA,  # Prometheus (service/metrics.py); agent/config_metrics.py checks it
     # Roles by Unix group (service/access.py); root and service_user pass every check.
     "access": {"read_group": (str, "fapiao-read"), "amend_group": (str, "fapiao-amend"),
                "approve_group": (str, "fapiao-approve"), "service_user": (str, "fapiao"),
@@ -129,6 +131,7 @@ class Config:
     mail: dict[str, Any]
     extract: dict[str, Any] = field(default_factory=lambda: {"ocr": "auto", "ocr_workers": 1, "timeout_s": 60.0})
     access: dict[str, Any] = field(default_factory=lambda: dict(ACCESS_DEFAULTS))
+    metrics: dict[str, Any] = field(default_factory=lambda: {k: v for k, (_, v) in METRICS_SCHEMA.items()})
     health: dict[str, Any] = field(default_factory=lambda: dict(HEALTH_DEFAULTS))
     report: dict[str, Any] = field(default_factory=lambda: dict(REPORT_DEFAULTS))
     watches: list[WatchConfig] = field(default_factory=list)
@@ -235,6 +238,7 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path, path: Path | None = Non
     check_notify_entries(lists["notify"], errors)
     errors += _health_problems(sections["health"]) + _report_problems(sections["report"])
     errors += _drill_problems(sections["backup_policy"])
+    errors += metrics_problems(sections["metrics"], base_dir)
     if sections["extract"].get("timeout_s") == 0:
         errors.append("extract.timeout_s: must be more than 0 seconds (a document needs time to be read)")
     for key in ("read_group", "amend_group", "approve_group", "service_user"):
@@ -311,7 +315,8 @@ def _refuse_readable_secrets(p: Path, raw: dict[str, Any], mode: int) -> None:
 def check_paths(cfg: Config) -> list[str]:
     """Filesystem problems, one line each naming the key: missing or
     unwritable watched folders, an unwritable state folder, a missing local
-    destination or backup folder. Empty when all is well."""
+    destination or backup folder, a [metrics] textfile folder that cannot
+    take it. Empty when all is well."""
     problems = []
     state = cfg.state_dir
     existing = next((p for p in (state, *state.parents) if p.exists()), None)
@@ -333,6 +338,7 @@ def check_paths(cfg: Config) -> list[str]:
                 problems.append(f"{kind}[{i}].url: folder {local} does not exist")
             elif not os.access(local, os.W_OK):
                 problems.append(f"{kind}[{i}].url: folder {local} is not writable")
+    problems += textfile_problems(cfg.metrics)
     problems += _overlaps(cfg)
     return problems
 

@@ -70,6 +70,15 @@ keep_weeks = 52                # older reports in dir are deleted
 expiry_warn_days = 30          # list undelivered invoices this close to max_age_days
 # dir = "/srv/finance/reports" # default: <state_dir>/reports
 
+[metrics]
+# Prometheus series (fapiao_*; docs/monitoring.md lists them, docs/monitoring/
+# has alert rules and a Grafana dashboard). Both forms are off while empty.
+listen = ""                    # e.g. "127.0.0.1:9464": Prometheus scrapes http://127.0.0.1:9464/metrics
+                               # (keep it on loopback or a private address: no login protects it)
+textfile = ""                  # e.g. "/var/lib/node_exporter/fapiao.prom": node_exporter's textfile
+                               # collector folder; written whole every interval_s, then renamed in
+interval_s = 15                # how often the textfile is rewritten (the endpoint reads at each scrape)
+
 [access]
 # Who may do what, by Unix group (docs/install.md: which groups, who joins which).
 # root and service_user pass every check; commands that change state run as

@@ -90,7 +90,9 @@ class RunnerGroup:
 def start_loops(cfg: Config, wake: threading.Event) -> list[Loop]:
     """Start the loops the config asks for; returns them running.
     Delivery runs when at least one [[destination]] is configured, backup
-    when at least one [[backup]] is, notify when a [[notify]] entry is."""
+    when at least one [[backup]] is, notify when a [[notify]] entry is,
+    metrics when [metrics] listen or textfile is set (a failure there is
+    logged and never stops the rest)."""
     loops: list[Loop] = []
     if cfg.destinations:
         from service.delivery import DeliveryService
@@ -104,4 +106,8 @@ def start_loops(cfg: Config, wake: threading.Event) -> list[Loop]:
         from service.notify import NotifyService
 
         loops.append(NotifyService(cfg).start())
+    if cfg.metrics["listen"] or cfg.metrics["textfile"]:
+        from service.metrics import MetricsService
+
+        loops.append(MetricsService(cfg).start())
     return loops

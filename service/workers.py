@@ -33,6 +33,7 @@ from multiprocessing.connection import Connection, wait
 
 from agent.pipeline import Analysis, analyse
 from agent.vault import Vault
+from service import metrics
 
 log = logging.getLogger("fapiao.workers")
 
@@ -43,15 +44,31 @@ def _analyse_object(vault_root: str, sha256: str, ocr: bool = True) -> Analysis:
     return analyse(Vault(vault_root).read(sha256), ocr=ocr)
 
 
-def _init_worker(slot_dir: str | None = None, slots: int = 0, threads: int = 1, waiting=None) -> None:
+def _init_worker(slot_dir: str | None = None, slots: int = 0, threads: int = 1, waiting=None,
+                 ocr_pages: list[float] | None = None) -> None:
     # The pool runs one page per core; OCR using every core in every worker
     # would only make them fight (0.53 vs 0.84 pages/s on two cores). With
     # fewer OCR slots than workers, a slot's holder gets the waiting ones' cores.
+    # Each page's OCR time (once its slot is held) is added to `ocr_pages`.
     from agent.extract.ocr import set_gate, set_threads
 
     set_threads(threads)
-    if slot_dir and slots > 0:
-        set_gate(functools.partial(ocr_slot, slot_dir, slots, waiting))
+    gate = functools.partial(ocr_slot, slot_dir, slots, waiting) if slot_dir and slots > 0 else None
+    if ocr_pages is not None:
+        gate = functools.partial(_timed, gate or contextlib.nullcontext, ocr_pages)
+    if gate is not None:
+        set_gate(gate)
+
+
+@contextlib.contextmanager
+def _timed(gate, spent: list[float]):
+    # Inside `gate` (the OCR slot): only the engine's own time is counted.
+    with gate():
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            spent.append(time.perf_counter() - start)
 
 
 @contextlib.contextmanager
@@ -117,33 +134,46 @@ def die_with_parent() -> None:
 
 
 def _worker_main(conn: Connection, vault_root: str, reader, init_args: tuple) -> None:
-    # One document at a time: receive (doc_id, sha256), send (doc_id, Analysis).
+    # One document at a time: receive (doc_id, sha256), send (doc_id,
+    # Analysis, timing): the worker's own clock, for the metrics' histograms.
     # EOF on the pipe (the daemon closed it or died) ends the worker.
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the daemon, which stops us
+    ocr_pages: list[float] = []
+    slot_wait = {"since": 0.0, "total": 0.0}
 
     def waiting(flag: bool) -> None:
         # Time spent queueing for an OCR slot is another document's, not
-        # this one's: the pool stops this document's clock meanwhile.
+        # this one's: the pool stops this document's clock meanwhile, and
+        # the reading time sent back leaves it out.
+        if flag:
+            slot_wait["since"] = time.perf_counter()
+        else:
+            slot_wait["total"] += time.perf_counter() - slot_wait["since"]
         conn.send((_SLOT_NOTE, flag))
 
-    _init_worker(*init_args, waiting)
+    _init_worker(*init_args, waiting, ocr_pages)
     while True:
         try:
             doc_id, sha256 = conn.recv()
         except (EOFError, OSError):
             return
+        ocr_pages.clear()
+        slot_wait["total"] = 0.0
+        start = time.perf_counter()
         try:
             result = reader(vault_root, sha256)
         except Exception as e:  # a reader that raises instead of returning an Analysis
             result = Analysis(error_reason="internal", error_message=f"{type(e).__name__}: {e}")
+        timing = {"read_s": time.perf_counter() - start - slot_wait["total"], "ocr_s": list(ocr_pages)}
         try:
-            conn.send((doc_id, result))
+            conn.send((doc_id, result, timing))
         except (EOFError, OSError):
             return
         except Exception as e:  # the result does not pickle
             conn.send((doc_id, Analysis(error_reason="internal",
-                                        error_message=f"result not transferable: {type(e).__name__}: {e}")))
+                                        error_message=f"result not transferable: {type(e).__name__}: {e}"),
+                       timing))
 
 
 class _Worker:
@@ -157,6 +187,7 @@ class _Worker:
         child.close()
         self.conn = parent
         self.job: _Job | None = None
+        self.timing: dict | None = None  # what the worker said of its last document
         self.started = 0.0
         self.paused_at: float | None = None  # while queueing for an OCR slot
 
@@ -216,6 +247,7 @@ class ExtractionPool:
         self._ctx.set_forkserver_preload(_PRELOAD)
         self._pool: list[_Worker] = [self._spawn() for _ in range(self.workers)]
         self._waiting: deque[_Job] = deque()
+        metrics.watch_pool(self)
 
     def _spawn(self) -> _Worker:
         return _Worker(self._ctx, self.vault_root, self.reader, self._init_args)
@@ -236,6 +268,26 @@ class ExtractionPool:
     def worker_pids(self) -> list[int]:
         """The worker processes' ids (for status and tests)."""
         return [w.proc.pid for w in self._pool]
+
+    def alive_count(self) -> int:
+        """Worker processes that exist now. Safe from any thread (the
+        metrics endpoint's): it signals pids (0: a probe, nothing is sent)
+        and never touches the Process objects, which the main thread reaps."""
+        alive = 0
+        for w in list(self._pool):
+            try:
+                pid = w.proc.pid
+            except ValueError:  # closed: being replaced right now
+                continue
+            try:
+                if pid:
+                    os.kill(pid, 0)
+                    alive += 1
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                alive += 1
+        return alive
 
     def submit(self, doc_id: int, sha256: str) -> bool:
         """Start reading a document; False when the pool is full."""
@@ -275,16 +327,21 @@ class ExtractionPool:
             result = self._receive(w) if w.conn in ready or w.proc.sentinel in ready else True
             if isinstance(result, Analysis):
                 w.job = None
+                timing = w.timing or {}
+                metrics.observe_reading("failed" if result.error_reason else "ok", timing.get("read_s"),
+                                        timing.get("ocr_s") or ())
                 out.append((job.doc_id, result))
                 continue
             if result is None:
                 code = w.proc.exitcode
+                metrics.observe_reading("crashed", w.elapsed(now))
                 w.kill()
                 log.error("a worker died reading this document", extra={"document": job.doc_id, "exit": code})
                 out.append((job.doc_id, Analysis(
                     error_reason="internal",
                     error_message=f"the reader process crashed on this file (exit status {code})")))
             elif w.elapsed(now) >= self.timeout_s:
+                metrics.observe_reading("timeout", w.elapsed(now))
                 w.kill()
                 log.error("reading a document took too long; its worker was stopped",
                           extra={"document": job.doc_id, "timeout_s": self.timeout_s})
@@ -303,7 +360,7 @@ class ExtractionPool:
         # (it only noted an OCR slot wait); None when it died without one.
         try:
             while w.conn.poll():
-                doc_id, result = w.conn.recv()
+                doc_id, result, *timing = w.conn.recv()
                 if doc_id == _SLOT_NOTE:
                     now = time.monotonic()
                     if result:
@@ -314,6 +371,7 @@ class ExtractionPool:
                     continue
                 if doc_id != w.job.doc_id:  # cannot happen: one job at a time
                     return Analysis(error_reason="internal", error_message="a worker answered for another document")
+                w.timing = timing[0] if timing else None
                 return result
         except (EOFError, OSError):
             return None
