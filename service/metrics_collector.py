@@ -198,6 +198,13 @@ def _backups(backup: dict):
     yield per_target("fapiao_backup_last_verify_bad_objects", "Objects the last verification found "
                      "missing or different on the target (repaired ones included).",
                      lambda t: (t["last_verify"] or {}).get("missing", 0) + (t["last_verify"] or {}).get("mismatch", 0))
+    yield per_target("fapiao_backup_last_restore_drill_timestamp_seconds", "Last restore drill that passed "
+                     "(unix time; 0: none yet): a sample and the ledger snapshot restored and checked.",
+                     lambda t: _stamp((t.get("last_drill") or {}).get("last_ok_at")))
+    drilled = [t for t in targets if t.get("last_drill")]
+    yield _gauge("fapiao_backup_last_restore_drill_ok", "1 when a target's latest restore drill passed, 0 when "
+                 "it failed (targets never drilled have no sample).", ["target"],
+                 [((t["name"],), 1 if t["last_drill"].get("ok") else 0) for t in drilled])
     other, other_held = backup["objects"] - backup["documents"], backup["backed_up"] - backup["documents_backed_up"]
     yield _gauge("fapiao_originals", "Originals the vault keeps, counted apart: documents' files, and raw "
                  "e-mails and refused files.", ["kind"], [(("documents",), backup["documents"]), (("other",), other)])

@@ -128,6 +128,18 @@ def test_collector_shows_each_fault_as_status_does(tmp_path):
     assert value(again, "fapiao_documents", state="delivered") == 2
     assert value(again, "fapiao_backup_unreachable", target="nas") == 0
     assert abs(value(again, "fapiao_backup_last_put_timestamp_seconds", target="nas") - now.timestamp()) < 1
+    assert value(again, "fapiao_backup_last_restore_drill_timestamp_seconds", target="nas") == 0   # never
+    assert ("fapiao_backup_last_restore_drill_ok", (("target", "nas"),)) not in again
+    # A drill that passed, then one that failed: the time of the good one, ok 0.
+    for at, ok in ((now - dt.timedelta(days=2), True), (now, False)):
+        ledger.record_restore_drill({"target": "nas", "started_at": utc(at), "finished_at": utc(at), "ok": ok,
+                                     "sampled": 5, "failed": 0 if ok else 1, "mismatch": False, "seed": 1,
+                                     "snapshot": None, "snapshot_ok": None,
+                                     "reason": None if ok else "object missing", "detail": {}}, actor="test")
+    drilled = samples(generate_latest(registry).decode())
+    assert abs(value(drilled, "fapiao_backup_last_restore_drill_timestamp_seconds", target="nas")
+               - (now - dt.timedelta(days=2)).timestamp()) < 1
+    assert value(drilled, "fapiao_backup_last_restore_drill_ok", target="nas") == 0
     ledger.close()
 
 
