@@ -83,3 +83,8 @@ class Permanent(AdapterError):
 
 class NotFound(AdapterError):
     """The object or invoice is not at the remote."""
+
+
+class Conflict(AdapterError):
+    """A conditional write lost: the object exists (If-None-Match) or has
+    changed since it was read (If-Match). Someone else wrote first."""
