@@ -60,7 +60,7 @@ _SCALAR_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
     # and nothing changes. lease_s: how long a claim holds a key before another
     # site may take it over (its holder renews it while it lives).
     "fleet": {"url": (str, None), "site": (str, None), "lease_s": (float, 300.0),
-              "on_unreachable": (str, "hold"), "endpoint_url": (str, None), "region": (str, None),
+              "on_unreachable": (str, "hold"), "status_interval_s": (float, 60.0), "endpoint_url": (str, None), "region": (str, None),
               "addressing_style": (str, None), "access_key_id": (str, None),
               "secret_access_key": (str, None)},
     # Roles by Unix group (service/access.py); root and service_user pass every check.
@@ -251,7 +251,7 @@ def fleet_problems(fleet: dict[str, Any]) -> list[str]:
     without a url: no fleet). The site must be a short [a-z0-9-] name: it is
     a key in the shared store and every other site shows it."""
     if not fleet.get("url"):
-        extra = sorted(k for k, v in fleet.items() if v is not None and k not in ("lease_s", "on_unreachable"))
+        extra = sorted(k for k, v in fleet.items() if v is not None and k not in ("lease_s", "on_unreachable", "status_interval_s"))
         return [f"fleet.{extra[0]}: set fleet.url too (without it there is no fleet)"] if extra else []
     out = []
     site = fleet.get("site")

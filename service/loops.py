@@ -1,4 +1,4 @@
-"""Background loops beside the main one: delivery and backup.
+"""Background loops beside the main one: delivery, fleet and backup.
 
 Each loop runs in its own thread(s) with its own ledger connection, and is
 controlled through `kick()` (work may be waiting), `stop()` and `join()`.
@@ -90,12 +90,16 @@ class RunnerGroup:
 def start_loops(cfg: Config, wake: threading.Event) -> list[Loop]:
     """Start the loops the config asks for; returns them running.
     Delivery runs when at least one [[destination]] is configured, backup
-    when at least one [[backup]] is."""
+    when at least one [[backup]] is, the fleet loop when [fleet] has a url."""
     loops: list[Loop] = []
     if cfg.destinations:
         from service.delivery import DeliveryService
 
         loops.append(DeliveryService(cfg).start())
+    if cfg.fleet.get("url"):
+        from service.fleet import FleetService
+
+        loops.append(FleetService(cfg).start())
     if cfg.backups:
         from service.backup import BackupService
 

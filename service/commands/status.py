@@ -38,6 +38,8 @@ def status_report(ledger: Ledger, cfg) -> dict:
         "delivery": delivery_report(ledger, cfg, at),
         "backup": backup_report(ledger, cfg),
     }
+    if cfg.fleet.get("url"):
+        report["fleet"] = {"site": cfg.fleet["site"], "url": cfg.fleet["url"], **ledger.fleet_summary()}
     report["health"] = evaluate(report, limits, now=at).to_dict()
     return report
 
@@ -179,6 +181,12 @@ def _print_status(report: dict) -> None:
         for t in b["targets"]:
             echo(f"  {t['name']:<12} backlog {t['backlog']}, failed {t.get('failed', 0)}, "
                        f"last snapshot {t.get('last_snapshot_at') or 'never'}, {target_state(t)}")
+    if report.get("fleet"):
+        f = report["fleet"]
+        counts = ", ".join(f"{n} {s}" for s, n in f["claims"].items() if n) or "no claims yet"
+        echo(f"fleet:             site {f['site']} at {f['url']}: {counts}")
+        if f["held_reason"]:
+            echo(f"  HELD since {f['held_since']}: {f['held_reason']}")
     echo(f"health:            {report['health']['summary']}")
 
 
@@ -250,6 +258,7 @@ def show_command(ctx, ref: str, as_json: bool) -> None:
             detail = {**doc.to_dict(), "sources": [vars(s) for s in ledger.sources(doc.id)],
                       "events": [vars(e) for e in ledger.events(doc.id)],
                       "deliveries": ledger.deliveries_of(doc.id), **_duplicate_detail(ledger, doc),
+                      "fleet_claim": ledger.fleet_claim(doc.id),
                       "applications": [{k: a[k] for k in ("number", "kind", "state", "filer", "filed_at", "reason",
                                                           "decider", "decided_at", "decision_reason")}
                                        for a in ledger.applications_of(doc.id)]}
@@ -261,6 +270,11 @@ def show_command(ctx, ref: str, as_json: bool) -> None:
 
 def _print_detail(d: dict) -> None:
     echo(f"document {d['id']}  {d['state']}  sha256 {d['sha256']}  ({d['size']} bytes, {d['media_type']})")
+    if d.get("fleet_claim"):
+        f = d["fleet_claim"]
+        echo(f"  fleet claim on {f['invoice_key']}: {f['state']}"
+             + (f": held by site {f['remote_site']} since {f['remote_at']}" if f["remote_site"] else "")
+             + (f" ({f['reason']})" if f["reason"] else ""))
     if d["duplicate_of"]:
         t = d["duplicate_target"]
         echo(f"  duplicate of document {d['duplicate_of']} ({t['state']}, invoice key {t['invoice_key']})")
