@@ -184,7 +184,9 @@ def _fleet_duplicate(doc: dict, rows: list[dict]) -> Iterable[Violation]:
         yield violation("fleet-lost-live", f"site {doc['fleet_site']} holds its invoice key, but it is "
                         f"{doc['state']}, not a duplicate", document=doc_id)
     for r in rows:
-        if r["state"] not in ("superseded",):
+        # Delivered rows may stand: this site put it before its lease ran out
+        # and another site took over (and found it there). Open rows may not.
+        if r["state"] in ("queued", "delivering", "failed", "missing", "quarantined"):
             yield violation("fleet-lost-live", f"site {doc['fleet_site']} holds its invoice key, but its "
                             f"delivery to {r['destination']} is {r['state']}", document=doc_id)
 

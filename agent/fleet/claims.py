@@ -98,6 +98,9 @@ class Verdict:
     kind: str
     record: ClaimRecord | None = None
     error: str | None = None
+    # Won from another site whose lease ran out: its put may have landed
+    # before it died, so every destination is looked up before a put.
+    took_over_from: ClaimRecord | None = None
 
 
 def head(store: FleetStore, invoice_key: str) -> ClaimRecord | None:
@@ -146,7 +149,8 @@ def acquire(store: FleetStore, invoice_key: str, *, site: str, sha256: str, docu
             else:
                 return Verdict("lost", current)
             if _next(store, invoice_key, mine):
-                return Verdict("won", mine)
+                taken = current if current is not None and current.site != site and current.state == "claimed" else None
+                return Verdict("won", mine, took_over_from=taken)
         return Verdict("unreachable", error=f"fleet store: claim on {invoice_key} still contended after "
                                             f"{_RACE_TRIES} tries")
     except (Transient, Permanent) as e:

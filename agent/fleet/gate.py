@@ -9,7 +9,7 @@ the ledger with its event in one transaction before anything is sent.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agent.deliver.loop import Claim
 from agent.fleet.claims import Verdict, acquire, parse_stamp, settle
@@ -79,14 +79,24 @@ def check(ledger: Ledger, store: FleetStore, settings: FleetSettings, c: Claim, 
     key = invoice_key_of(c)
     if key is None:
         return Verdict("won")   # no key: the put refuses it (Permanent), nothing to claim
-    if _ours(ledger.fleet_claim(c.document_id), key, now, settings):
+    local = ledger.fleet_claim(c.document_id)
+    if _ours(local, key, now, settings):
         return Verdict("won")
     v = acquire(store, key, site=settings.site, sha256=c.sha256, document_id=c.document_id, now=now,
                 lease_s=settings.lease_s)
     at = utc(now)
     if v.kind == "won":
+        # remote_site on a won claim: taken over from that site (kept across renewals).
+        if v.took_over_from is not None:
+            remote = (v.took_over_from.site, v.took_over_from.at)
+        elif local and local["state"] == "won" and local["invoice_key"] == key:
+            remote = (local["remote_site"], local["remote_at"])
+        else:
+            remote = (None, None)
         ledger.set_fleet_claim(c.document_id, invoice_key=key, state="won", now=at, actor=actor,
-                               generation=v.record.generation, lease_until=utc(parse_stamp(v.record.lease_until)))
+                               generation=v.record.generation, lease_until=utc(parse_stamp(v.record.lease_until)),
+                               remote_site=remote[0], remote_at=remote[1],
+                               reason=f"taken over from site {remote[0]} (its lease ran out)" if remote[0] else None)
         return v
     if v.kind == "lost" and v.record.state == "claimed":
         # Its holder has not delivered yet: wait for its delivery (then this
@@ -106,6 +116,13 @@ def check(ledger: Ledger, store: FleetStore, settings: FleetSettings, c: Claim, 
     return v
 
 
+def taken_over(ledger: Ledger, doc_id: int) -> bool:
+    """True when this site holds the document's key because another site's
+    lease ran out: that site may have put it before it died."""
+    local = ledger.fleet_claim(doc_id)
+    return bool(local and local["state"] == "won" and local["remote_site"])
+
+
 def screen(ledger: Ledger, store: FleetStore, settings: FleetSettings, claims: list[Claim], *,
            now: dt.datetime, actor: str) -> list[Screened]:
     """Each claimed row judged before its put: `go` rows are still leased for
@@ -120,7 +137,11 @@ def screen(ledger: Ledger, store: FleetStore, settings: FleetSettings, claims: l
     for c in claims:
         v = verdicts.get(c.document_id) or check(ledger, store, settings, c, now=now, actor=actor)
         verdicts[c.document_id] = v
-        if v.kind == "won":
+        if v.kind == "won" and taken_over(ledger, c.document_id):
+            # The site whose lease ran out may have put it before it died: look up first.
+            out.append(Screened(replace(c, recovering=True), "go",
+                                "claim taken over from a site whose lease ran out; looked up before any put"))
+        elif v.kind == "won":
             out.append(Screened(c, "go", f"delivering without a claim: {v.error}" if v.error else ""))
         elif v.kind == "lost":
             r = v.record

@@ -197,6 +197,25 @@ def test_lease_takeover_delivers_exactly_once(shared):
     assert bj.audit(at(201)) == [] and sh.audit(at(201)) == []
 
 
+def test_a_site_that_took_over_looks_up_before_putting(shared):
+    make, out, store = shared
+    bj, sh = make("beijing", lease_s=100), make("shanghai", lease_s=100)
+    a, b = bj.add(12, T0), sh.add(12, T0)
+    claims = claim(bj.ledger, "erp", now=at(1), lease_s=60, token="dead", actor="bj")
+    (s,) = screen(bj.ledger, store, bj.settings, claims, now=at(1), actor="bj")
+    assert send(bj.dest, s.claim, bj.vault).kind == "delivered"
+    # SIGKILLed after the put landed, before it was recorded; away longer than the lease.
+    assert sh.step(at(60)) == ["wait"]
+    assert sh.step(at(102)) == ["go"]
+    (row,) = sh.ledger.deliveries_of(b)
+    assert row["state"] == "delivered" and [x["outcome"] for x in row["attempts_log"]][-1] == "found", row
+    assert sh.ledger.fleet_claim(b)["remote_site"] == "beijing"
+    assert len(delivered_files(out)) == 1
+    settle_claims(sh.ledger, store, sh.settings, now=at(103), actor="t")
+    assert bj.step(at(200)) == ["lost"]
+    assert bj.audit(at(201)) == [] and sh.audit(at(201)) == []
+
+
 def test_hold_delivers_nothing_while_the_store_is_unreachable_and_flows_once_it_returns(tmp_path):
     (tmp_path / "out").mkdir()
     store = FileStore(tmp_path / "nas")                     # not mounted yet
