@@ -13,11 +13,13 @@ import time
 from agent.config import Config
 from agent.deliver.loop import Claim
 from agent.errors import AdapterError
-from agent.fleet.gate import FleetSettings, screen, settle_claims
+from agent.fleet.gate import FleetSettings, recheck_lost, screen, settle_claims
+from agent.judgement import judge
+from agent.model import Invoice
 from agent.fleet.status import site_status, status_key
 from agent.fleet.store import FleetStore, open_store
 from agent.ledger import Ledger
-from service.context import actor as actor_name, now_dt
+from service.context import actor as actor_name, destination_names, now, now_dt, today, validation_settings
 from service.loops import RunnerGroup
 
 log = logging.getLogger("fapiao.fleet")
@@ -59,6 +61,7 @@ class FleetService(RunnerGroup):
         self.store = open_store(cfg.fleet)
         self.interval_s = float(cfg.fleet.get("status_interval_s") or 60.0)
         self.actor = actor_name("daemon") + ":fleet"
+        self.validation = validation_settings(cfg)
         self.thread = threading.Thread(target=self._run, name="fleet", daemon=True)
 
     def start(self) -> "FleetService":
@@ -77,6 +80,7 @@ class FleetService(RunnerGroup):
                 try:
                     for line in settle_claims(ledger, self.store, self.settings, now=now_dt(), actor=self.actor):
                         (log.warning if line.startswith("!") else log.info)(line.lstrip("!"))
+                    self.reopen(ledger)
                     if time.monotonic() >= next_status:
                         next_status = time.monotonic() + self.interval_s
                         self.publish(ledger)
@@ -85,6 +89,18 @@ class FleetService(RunnerGroup):
                 except Exception:
                     log.exception("fleet loop step failed; trying again later")
                 self.stopping.wait(SETTLE_S)
+
+    def reopen(self, ledger: Ledger) -> None:
+        """Judge again the fleet duplicates whose original let the key go (a
+        copy queued here is picked up by the delivery workers' next poll)."""
+        for doc_id, why in recheck_lost(ledger, self.store, now=now_dt()):
+            at = now()
+            with ledger.transaction():
+                ledger.fleet_reopen(doc_id, now=at, actor=self.actor, reason=why)
+                state = judge(ledger, doc_id, Invoice.from_dict(ledger.get(doc_id).fields or {}),
+                              settings=self.validation, destinations=destination_names(self.cfg),
+                              today=today(), now=at, actor=self.actor)
+            log.info(f"{why}: document {doc_id} judged again here ({state.value})", extra={"document": doc_id})
 
     def publish(self, ledger: Ledger) -> None:
         """Write this site's status.json (raises AdapterError when the store does not answer)."""

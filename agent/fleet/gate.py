@@ -12,7 +12,8 @@ import datetime as dt
 from dataclasses import dataclass, replace
 
 from agent.deliver.loop import Claim
-from agent.fleet.claims import Verdict, acquire, parse_stamp, settle
+from agent.errors import AdapterError
+from agent.fleet.claims import Verdict, acquire, head, parse_stamp, settle
 from agent.fleet.store import FleetStore
 from agent.ledger import Ledger
 from agent.ledger.rows import parse_utc, utc
@@ -217,3 +218,30 @@ def settle_claims(ledger: Ledger, store: FleetStore, settings: FleetSettings, *,
                                    f" under key {row['doc_key']}" if row["doc_key"] != key else ""))
         lines.append(f"released {key} (document {doc_id} is {doc_state})")
     return lines
+
+
+# A fleet duplicate's remote claim is looked at again this often.
+RECHECK_LOST_S = 60.0
+
+
+def recheck_lost(ledger: Ledger, store: FleetStore, *, now: dt.datetime) -> list[tuple[int, str]]:
+    """Fleet duplicates whose original let the key go (released: rejected or
+    re-keyed there; or a claim whose holder died before delivering), as
+    (document id, why) for the caller to reopen and judge again
+    (`Ledger.fleet_reopen`, then `judgement.judge`, in one transaction). The
+    others are noted as looked at; a store that does not answer leaves the
+    rest for the next pass."""
+    out: list[tuple[int, str]] = []
+    at = utc(now)
+    for row in ledger.fleet_lost_to_recheck(checked_before=utc(now - dt.timedelta(seconds=RECHECK_LOST_S))):
+        try:
+            current = head(store, row["invoice_key"])
+        except AdapterError:
+            break
+        if current is None or current.state == "released" or current.expired(now):
+            out.append((row["document_id"], "nobody holds it any more" if current is None else
+                        f"site {current.site} released invoice {row['invoice_key']}" if current.state == "released"
+                        else f"site {current.site}'s lease on {row['invoice_key']} ran out before it delivered"))
+        else:
+            ledger.touch_fleet_claim(row["document_id"], now=at)
+    return out

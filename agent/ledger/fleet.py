@@ -8,7 +8,7 @@ from typing import Any
 
 from agent.model import State
 
-FLEET_CLAIM_STATES = ("won", "waiting", "lost", "held", "unclaimed", "delivered", "released")
+FLEET_CLAIM_STATES = ("won", "waiting", "lost", "held", "unclaimed", "delivered", "released", "reopened")
 # Rows a lost key must never deliver: everything not already at a destination.
 _OPEN_ROW_STATES = ("queued", "delivering", "failed", "missing", "quarantined")
 
@@ -81,16 +81,44 @@ class FleetMixin:
                             duplicate_of=None)
             return True
 
+    def fleet_lost_to_recheck(self, *, checked_before: str, limit: int = 20) -> list[dict[str, Any]]:
+        """`lost` claims (fleet duplicates) last looked at before `checked_before`, oldest first."""
+        rows = self.conn.execute("SELECT * FROM fleet_claims WHERE state = 'lost' AND updated_at < ? "
+                                 "ORDER BY updated_at LIMIT ?", (checked_before, limit))
+        return [dict(r) for r in rows]
+
+    def touch_fleet_claim(self, doc_id: int, *, now: str) -> None:
+        """Note that the claim was looked at `now` (no event: nothing changed)."""
+        with self.transaction() as c:
+            c.execute("UPDATE fleet_claims SET updated_at = ? WHERE document_id = ?", (now, doc_id))
+
+    def fleet_reopen(self, doc_id: int, *, now: str, actor: str, reason: str) -> None:
+        """The other site let the key go: the claim row `reopened`, the rows
+        `fleet_lose` superseded queued again, and the document back to
+        `extracted` for `judgement.judge` (call it in the same transaction),
+        with events saying why."""
+        with self.transaction() as c:
+            row = self.fleet_claim(doc_id)
+            self.set_fleet_claim(doc_id, invoice_key=row["invoice_key"], state="reopened", now=now, actor=actor,
+                                 reason=reason)
+            c.execute("UPDATE deliveries SET state = 'queued', next_attempt_at = ?, updated_at = ? "
+                      "WHERE document_id = ? AND state = 'superseded' AND delivered_key IS NULL "
+                      "AND last_error LIKE 'fleet-duplicate:%'", (now, now, doc_id))
+            self.transition(doc_id, State.EXTRACTED, now=now, actor=actor, expect=State.DUPLICATE,
+                            reason=f"re-judged: {reason}", details={"rejudged": reason})
+
     def fleet_claims_to_settle(self, limit: int = 200) -> list[dict[str, Any]]:
         """Claims whose store object lags the ledger, with the document's
-        state, key and sha256: won/unclaimed ones of documents now delivered,
+        state, key and sha256: won ones of documents now delivered,
         confirmed, rejected, re-keyed or duplicate (to mark delivered or
-        release), and unclaimed ones (to claim after the fact)."""
+        release), delivered ones of documents amended to another key (to
+        release the old key), and unclaimed ones (to claim after the fact)."""
         rows = self.conn.execute(
             "SELECT f.*, d.state AS doc_state, d.invoice_key AS doc_key, d.sha256 FROM fleet_claims f "
-            "JOIN documents d ON d.id = f.document_id WHERE f.state IN ('won', 'unclaimed') "
-            "AND (f.state = 'unclaimed' OR d.state IN ('delivered', 'confirmed', 'rejected', 'duplicate', "
-            "'superseded', 'not_invoice', 'quarantined', 'extracted') OR d.invoice_key IS NOT f.invoice_key) "
+            "JOIN documents d ON d.id = f.document_id WHERE f.state = 'unclaimed' "
+            "OR (f.state = 'won' AND (d.state IN ('delivered', 'confirmed', 'rejected', 'duplicate', "
+            "'superseded', 'not_invoice', 'quarantined', 'extracted') OR d.invoice_key IS NOT f.invoice_key)) "
+            "OR (f.state = 'delivered' AND d.invoice_key IS NOT f.invoice_key) "
             "ORDER BY f.updated_at LIMIT ?", (limit,))
         return [dict(r) for r in rows]
 

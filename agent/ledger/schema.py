@@ -384,12 +384,13 @@ MIGRATIONS: list[str] = [
     # held (the store did not answer: deliveries wait, `reason` says why),
     # waiting (another site holds a live claim: for its delivery or its lease),
     # unclaimed (delivered while the store was down; claimed afterwards),
-    # delivered (recorded on the claim), released (rejected or re-keyed).
+    # delivered (recorded on the claim), released (rejected or re-keyed),
+    # reopened (a fleet duplicate judged again: the other site let it go).
     """
     CREATE TABLE fleet_claims (
         document_id INTEGER PRIMARY KEY REFERENCES documents(id),
         invoice_key TEXT NOT NULL,            -- the key claimed (claims/<key>/ in the store)
-        state TEXT NOT NULL,                  -- won | waiting | lost | held | unclaimed | delivered | released
+        state TEXT NOT NULL,                  -- won | waiting | lost | held | unclaimed | delivered | released | reopened
         generation INTEGER,                   -- the claim object this state is about
         lease_until TEXT,                     -- won: when another site may take it over
         remote_site TEXT,                     -- lost: the site holding the key

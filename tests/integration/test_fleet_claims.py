@@ -270,3 +270,38 @@ def test_a_rejected_document_releases_its_claim_so_the_other_sites_copy_goes(sha
     assert sh.step(at(4)) == ["go"]
     assert len(delivered_files(out)) == 1
     assert bj.audit(at(5)) == [] and sh.audit(at(5)) == []
+
+
+def test_a_fleet_duplicate_is_judged_again_when_the_other_site_lets_the_key_go(shared):
+    from agent.fleet.gate import recheck_lost
+    from agent.judgement import judge
+    from agent.model import Invoice
+    from agent.validate import ValidationSettings
+
+    make, out, store = shared
+    bj, sh = make("beijing"), make("shanghai")
+    a, b = bj.add(13, T0), sh.add(13, T0)
+    assert bj.step(at(1)) == ["go"]
+    settle_claims(bj.ledger, store, bj.settings, now=at(2), actor="t")
+    assert sh.step(at(3)) == ["lost"]
+    assert recheck_lost(sh.ledger, store, now=at(100)) == []     # still Beijing's
+    assert recheck_lost(sh.ledger, store, now=at(150)) == []     # looked at 50 s ago
+    # Beijing's operator amends its invoice to another number (the first was a typo):
+    # (the ledger side of `amend`: the document carries another key and goes again)
+    bj.ledger.transition(a, State.QUEUED, now=utc(at(200)), actor="op", reason="amended: typo",
+                         invoice_key=number_of(14), invoice_number=number_of(14))
+    assert any("released" in line for line in settle_claims(bj.ledger, store, bj.settings, now=at(201), actor="t"))
+    ((doc_id, why),) = recheck_lost(sh.ledger, store, now=at(300))
+    assert doc_id == b and "site beijing released" in why
+    settings = ValidationSettings.from_config({"max_age_days": 100000, "rules": {"number-format": "off"}},
+                                              {"tax_ids": [], "names": []})   # synthetic numbers
+    with sh.ledger.transaction():     # as service/fleet.py does
+        sh.ledger.fleet_reopen(b, now=utc(at(301)), actor="t", reason=why)
+        state = judge(sh.ledger, b, Invoice.from_dict(sh.ledger.get(b).fields), settings=settings,
+                      destinations=["erp"], today=T0.date(), now=utc(at(301)), actor="t")
+    assert state == State.QUEUED, sh.ledger.get(b).problems
+    assert sh.step(at(302)) == ["go"]
+    assert sh.ledger.get(b).state == State.DELIVERED.value
+    assert head(store, number_of(13)).site == "shanghai"
+    assert delivered_files(out) == [f"{number_of(13)}.pdf"]   # the amended 14 is not sent in this test
+    assert sh.audit(at(303)) == []
