@@ -151,8 +151,10 @@ def _document(doc: dict, rows: list[dict], settings: AuditSettings, cutoff: str,
     if state == State.QUARANTINED and not doc["has_problems"]:
         yield violation("quarantined-without-problem", "quarantined with no problem for `quarantine` to show",
                  document=doc_id)
-    if state == State.DUPLICATE:
+    if state == State.DUPLICATE and doc["fleet_site"] is None:
         yield from _duplicate(doc)
+    if doc["fleet_site"] is not None:
+        yield from _fleet_duplicate(doc, rows)
     if state.value in ACTIVE_DOCUMENT_STATES:
         summary = summary_state(r["state"] for r in rows)
         if summary is None:
@@ -172,6 +174,21 @@ def _document(doc: dict, rows: list[dict], settings: AuditSettings, cutoff: str,
             and doc_id not in late):
         yield violation("late-silent", f"{state.value} since {doc['updated_at']}, past the SLA of "
                  f"{settings.sla_hours:g} h, and `status` does not count it late", document=doc_id)
+
+
+def _fleet_duplicate(doc: dict, rows: list[dict]) -> Iterable[Violation]:
+    # Another site of the fleet holds the key: its original is there, and
+    # nothing of this copy may be (or be on its way to) a destination.
+    doc_id = doc["id"]
+    if doc["state"] != State.DUPLICATE.value:
+        yield violation("fleet-lost-live", f"site {doc['fleet_site']} holds its invoice key, but it is "
+                        f"{doc['state']}, not a duplicate", document=doc_id)
+    for r in rows:
+        # Delivered rows may stand: this site put it before its lease ran out
+        # and another site took over (and found it there). Open rows may not.
+        if r["state"] in ("queued", "delivering", "failed", "missing", "quarantined"):
+            yield violation("fleet-lost-live", f"site {doc['fleet_site']} holds its invoice key, but its "
+                            f"delivery to {r['destination']} is {r['state']}", document=doc_id)
 
 
 def _duplicate(doc: dict) -> Iterable[Violation]:

@@ -18,6 +18,7 @@ from agent.config_adapters import SECRET_KEYS, URL_KEYS, check_adapter_entries, 
 from agent.config_notify import NOTIFY_ENUMS, NOTIFY_SCHEMA, check_notify_entries, notify_secrets_held
 from agent.config_metrics import METRICS_SCHEMA, metrics_problems, textfile_problems
 from agent.errors import ConfigError
+from agent.redact import has_credentials
 
 ENV_PREFIX = "FAPIAO_AGENT__"
 SEARCH_PATHS = (Path("var/fapiao-agent.toml"), Path("/etc/fapiao-agent/config.toml"))
@@ -63,6 +64,13 @@ _SCALAR_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
                "failed_warn": (int, 1), "failed_crit": (int, 10), "quarantined_warn": (int, 1),
                "quarantined_crit": (int, 0)},
     "metrics": METRICS_SCHEMA,  # Prometheus (service/metrics.py); agent/config_metrics.py checks it
+    # Several sites, one shared store (agent/fleet/, docs/fleet.md). No url: no fleet,
+    # and nothing changes. lease_s: how long a claim holds a key before another
+    # site may take it over (its holder renews it while it lives).
+    "fleet": {"url": (str, None), "site": (str, None), "lease_s": (float, 300.0),
+              "on_unreachable": (str, "hold"), "status_interval_s": (float, 60.0), "endpoint_url": (str, None), "region": (str, None),
+              "addressing_style": (str, None), "access_key_id": (str, None),
+              "secret_access_key": (str, None)},
     # Roles by Unix group (service/access.py); root and service_user pass every check.
     "access": {"read_group": (str, "fapiao-read"), "amend_group": (str, "fapiao-amend"),
                "approve_group": (str, "fapiao-approve"), "service_user": (str, "fapiao"),
@@ -92,7 +100,8 @@ _LIST_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
     "notify": NOTIFY_SCHEMA,
 }
 _ENUMS = {("watch", "kind"): {"scanner", "email"}, ("watch", "after"): {"keep", "move", "delete"},
-          ("agent", "log_format"): {"kv", "json"}, ("extract", "ocr"): {"auto", "off"},
+          ("agent", "log_format"): {"kv", "json"}, ("fleet", "on_unreachable"): {"hold", "deliver"},
+          ("fleet", "addressing_style"): {"path", "virtual", "auto"}, ("extract", "ocr"): {"auto", "off"},
           ("destination", "addressing_style"): {"path", "virtual", "auto"},
           ("backup", "addressing_style"): {"path", "virtual", "auto"},
           ("backup", "sse"): {"AES256", "aws:kms"},
@@ -134,6 +143,7 @@ class Config:
     metrics: dict[str, Any] = field(default_factory=lambda: {k: v for k, (_, v) in METRICS_SCHEMA.items()})
     health: dict[str, Any] = field(default_factory=lambda: dict(HEALTH_DEFAULTS))
     report: dict[str, Any] = field(default_factory=lambda: dict(REPORT_DEFAULTS))
+    fleet: dict[str, Any] = field(default_factory=dict)
     watches: list[WatchConfig] = field(default_factory=list)
     destinations: list[dict[str, Any]] = field(default_factory=list)
     backups: list[dict[str, Any]] = field(default_factory=list)
@@ -239,6 +249,7 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path, path: Path | None = Non
     errors += _health_problems(sections["health"]) + _report_problems(sections["report"])
     errors += _drill_problems(sections["backup_policy"])
     errors += metrics_problems(sections["metrics"], base_dir)
+    errors += fleet_problems(sections["fleet"])
     if sections["extract"].get("timeout_s") == 0:
         errors.append("extract.timeout_s: must be more than 0 seconds (a document needs time to be read)")
     for key in ("read_group", "amend_group", "approve_group", "service_user"):
@@ -253,6 +264,45 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path, path: Path | None = Non
     return Config(path=path, base_dir=base_dir, **sections,
                   watches=[WatchConfig(**{**w, "path": Path(w["path"])}) for w in lists["watch"]],
                   destinations=lists["destination"], backups=lists["backup"], notify=lists["notify"])
+
+
+_SITE = re.compile(r"[a-z0-9-]{1,63}")
+
+
+def fleet_problems(fleet: dict[str, Any]) -> list[str]:
+    """One line per problem of the [fleet] section, naming the key (empty
+    without a url: no fleet). The site must be a short [a-z0-9-] name: it is
+    a key in the shared store and every other site shows it."""
+    if not fleet.get("url"):
+        extra = sorted(k for k, v in fleet.items() if v is not None and k not in ("lease_s", "on_unreachable", "status_interval_s"))
+        return [f"fleet.{extra[0]}: set fleet.url too (without it there is no fleet)"] if extra else []
+    out = []
+    site = fleet.get("site")
+    if not site:
+        out.append("fleet.site: required with fleet.url (a name unique in the fleet, e.g. \"beijing\")")
+    elif not _SITE.fullmatch(site):
+        out.append(f"fleet.site: {site!r} must be 1-63 characters of a-z, 0-9 and -")
+    url = fleet["url"]
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if has_credentials(url):
+        out.append("fleet.url: holds credentials, which would end up in logs; set access_key_id and "
+                   "secret_access_key instead")
+    elif scheme not in ("s3", "file"):
+        out.append(f"fleet.url: must start with s3:// or file://, not {scheme + '://' if scheme else 'a url without one'}")
+    elif scheme == "s3" and len(url[5:].split("/", 1)[0]) < 3:
+        out.append("fleet.url: names no bucket (s3://bucket/prefix)")
+    elif scheme == "file" and not url[7:].startswith("/"):
+        out.append("fleet.url: a file:// store must be absolute (file:///path)")
+    if scheme == "file":
+        extra = [k for k in ("endpoint_url", "region", "addressing_style", "access_key_id",
+                             "secret_access_key") if fleet.get(k) is not None]
+        if extra:
+            out.append(f"fleet.{extra[0]}: applies only to an s3:// fleet url")
+    if (fleet.get("access_key_id") is None) != (fleet.get("secret_access_key") is None):
+        out.append("fleet.access_key_id: set both access_key_id and secret_access_key, or neither")
+    if not fleet.get("lease_s") or fleet["lease_s"] < 10:
+        out.append("fleet.lease_s: must be at least 10 seconds (a claim must outlive one delivery)")
+    return out
 
 
 def _health_problems(health: dict[str, Any]) -> list[str]:
@@ -305,6 +355,8 @@ def _refuse_readable_secrets(p: Path, raw: dict[str, Any], mode: int) -> None:
             for i, entry in enumerate(raw.get(kind) if isinstance(raw.get(kind), list) else [])
             if isinstance(entry, dict) for key in sorted(SECRET_KEYS) if entry.get(key)]
     held += notify_secrets_held(raw.get("notify"))
+    if isinstance(raw.get("fleet"), dict) and raw["fleet"].get("secret_access_key"):
+        held.append("fleet.secret_access_key")
     if held:
         raise ConfigError(f"{p}: holds secrets ({', '.join(held)}) but is readable by every user "
                           f"(mode {mode & 0o777:o}); run `chmod 640 {p}` (or 600), or pass the secrets "

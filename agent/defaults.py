@@ -79,6 +79,22 @@ textfile = ""                  # e.g. "/var/lib/node_exporter/fapiao.prom": node
                                # collector folder; written whole every interval_s, then renamed in
 interval_s = 15                # how often the textfile is rewritten (the endpoint reads at each scrape)
 
+# [fleet]
+# Several sites sharing one S3-compatible store (docs/fleet.md): each invoice is
+# delivered once across the fleet, and `fapiao-agent fleet status` shows every site.
+# Without this section nothing changes.
+# url = "s3://shared-bucket/fapiao-fleet"   # or file:///mnt/shared/fleet on one host
+# site = "beijing"                 # unique in the fleet: a-z, 0-9 and -
+# lease_s = 300                    # a dead site's claim is taken over after this
+# on_unreachable = "hold"          # store down: "hold" deliveries, or "deliver" and
+#                                  # reconcile the claim later (the destination's own
+#                                  # idempotency is then the last guard)
+# endpoint_url = "https://minio.example.cn:9000"
+# region = "us-east-1"
+# addressing_style = "path"
+# access_key_id = "..."            # or FAPIAO_AGENT__FLEET__ACCESS_KEY_ID
+# secret_access_key = "..."        # or FAPIAO_AGENT__FLEET__SECRET_ACCESS_KEY
+
 [access]
 # Who may do what, by Unix group (docs/install.md: which groups, who joins which).
 # root and service_user pass every check; commands that change state run as

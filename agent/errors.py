@@ -102,3 +102,8 @@ class NotifyRetryable(NotifyError):
 class NotifyPermanent(NotifyError):
     """The same message cannot succeed: bad credentials, a refused
     recipient, a 4xx, a robot's non-zero errcode other than a rate limit."""
+
+
+class Conflict(AdapterError):
+    """A conditional write lost: the object exists (If-None-Match) or has
+    changed since it was read (If-Match). Someone else wrote first."""

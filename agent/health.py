@@ -97,9 +97,19 @@ def evaluate(report: dict, limits: Thresholds, *, now: dt.datetime) -> Health:
     reasons += _delivery(report.get("delivery") or {}, report.get("states") or {}, limits)
     reasons += _backups((report.get("backup") or {}).get("targets") or [], limits, now)
     reasons += _drills((report.get("backup") or {}).get("targets") or [], limits, now)
+    reasons += _fleet(report.get("fleet"))
     states = report.get("states") or {}
     unfinished = sum(states.get(s, 0) for s in ("captured", "extracted", "valid", "queued", "delivering"))
     return Health(reasons, ok_text=f"daemon alive, {unfinished} documents on their way, none late")
+
+
+def _fleet(fleet: dict | None) -> list[Reason]:
+    # Deliveries held because the shared store does not answer (on_unreachable = hold).
+    if not fleet or not fleet.get("claims", {}).get("held"):
+        return []
+    n = fleet["claims"]["held"]
+    return [Reason(WARNING, f"{_n(n, 'invoice')} held since {fleet.get('held_since')}: "
+                            f"{fleet.get('held_reason')}")]
 
 
 def _daemon(d: dict | None, limits: Thresholds) -> list[Reason]:

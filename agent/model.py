@@ -41,14 +41,17 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.QUARANTINED: frozenset(
         {State.EXTRACTED, State.VALID, State.REJECTED, State.DUPLICATE, State.SUPERSEDED}
     ),
-    State.QUEUED: frozenset({State.DELIVERING, State.QUARANTINED, State.REJECTED, State.EXTRACTED}),
+    # -> DUPLICATE from queued/delivering/failed: another site of the fleet
+    # claimed the invoice key first (agent/fleet/claims.py), checked right before a put.
+    State.QUEUED: frozenset({State.DELIVERING, State.QUARANTINED, State.REJECTED, State.EXTRACTED,
+                             State.DUPLICATE}),
     State.DELIVERING: frozenset(
-        {State.DELIVERED, State.QUEUED, State.FAILED, State.QUARANTINED, State.DELIVERING}
+        {State.DELIVERED, State.QUEUED, State.FAILED, State.QUARANTINED, State.DELIVERING, State.DUPLICATE}
     ),
     State.DELIVERED: frozenset({State.CONFIRMED, State.MISSING, State.QUEUED}),
     State.CONFIRMED: frozenset({State.MISSING, State.CONFIRMED}),
     State.MISSING: frozenset({State.QUEUED, State.CONFIRMED, State.FAILED}),
-    State.FAILED: frozenset({State.QUEUED, State.REJECTED, State.QUARANTINED, State.EXTRACTED}),
+    State.FAILED: frozenset({State.QUEUED, State.REJECTED, State.QUARANTINED, State.EXTRACTED, State.DUPLICATE}),
     State.DUPLICATE: frozenset({State.EXTRACTED, State.REJECTED}),
     State.NOT_INVOICE: frozenset({State.EXTRACTED, State.REJECTED}),
     State.REJECTED: frozenset({State.QUARANTINED}),   # `reopen` (an operator's application)

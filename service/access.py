@@ -45,6 +45,7 @@ COMMAND_ROLES: dict[str, str] = {
     "status": READ, "list": READ, "show": READ, "quarantine": READ, "search": READ, "report": READ,
     "requests": READ, "requests show": READ, "requests list": READ,
     "audit ledger": READ, "audit verify": READ, "audit export": READ, "backup status": READ,
+    "fleet status": READ, "fleet find": READ,
     # 补录: file, decide.
     "amend": AMEND, "reject": AMEND, "reopen": AMEND,
     "accept": APPROVE, "approve": APPROVE, "decline": APPROVE,

@@ -87,8 +87,9 @@ class DestinationRunner(Runner):
     """The workers of one destination and the gate they share."""
 
     def __init__(self, cfg: Config, entry: dict, dest: Destination, policy: DeliveryPolicy,
-                 stopping: threading.Event):
+                 stopping: threading.Event, fleet=None):
         super().__init__(stopping)
+        self.fleet = fleet  # service.fleet.FleetGate: may this site deliver the key? (None: no fleet)
         self.cfg, self.entry, self.dest, self.policy = cfg, entry, dest, policy
         self.name = dest.name
         timeout = float(entry.get("timeout_s") or 30.0)
@@ -158,6 +159,8 @@ class DestinationRunner(Runner):
                                   lease_until=utc(now + dt.timedelta(seconds=self.lease_s)))
             self._sleep(kicks, (parse_utc(due) - now_dt()).total_seconds() if due else IDLE_POLL_S)
             return 1
+        if self.fleet is not None:  # rows whose key another site holds, or held, are recorded there
+            claims = self.fleet.screen(ledger, claims, self.actor)
         done: list[tuple] = []
         for c in claims:
             if self.stopping.is_set() or (done and self.blocked(now_dt())):
@@ -273,6 +276,11 @@ class DeliveryService(RunnerGroup):
         self.cfg = cfg
         self.actor = actor_name("daemon") + ":reconcile"
         self._held_late = 0  # late documents held before delivery, as last logged
+        fleet = None
+        if cfg.fleet.get("url"):
+            from service.fleet import FleetGate
+
+            fleet = FleetGate(cfg)
         for entry in cfg.destinations:
             try:
                 dest = open_destination(entry)
@@ -281,7 +289,7 @@ class DeliveryService(RunnerGroup):
                 log.error(f"destination {entry.get('name')!r} is not started: {e}",
                           extra={"destination": entry.get("name")})
                 continue
-            self.runners.append(DestinationRunner(cfg, entry, dest, policy, self.stopping))
+            self.runners.append(DestinationRunner(cfg, entry, dest, policy, self.stopping, fleet))
         self.housekeeper = threading.Thread(target=self._housekeeping, name="deliver-housekeeping", daemon=True)
 
     def start(self) -> "DeliveryService":

@@ -1,4 +1,5 @@
-"""Background loops beside the main one: delivery, backup and notify.
+"""Background loops beside the main one: delivery, fleet, backup, notify
+and metrics.
 
 Each loop runs in its own thread(s) with its own ledger connection, and is
 controlled through `kick()` (work may be waiting), `stop()` and `join()`.
@@ -90,7 +91,8 @@ class RunnerGroup:
 def start_loops(cfg: Config, wake: threading.Event) -> list[Loop]:
     """Start the loops the config asks for; returns them running.
     Delivery runs when at least one [[destination]] is configured, backup
-    when at least one [[backup]] is, notify when a [[notify]] entry is,
+    when at least one [[backup]] is, the fleet loop when [fleet] has a url,
+    notify when a [[notify]] entry is,
     metrics when [metrics] listen or textfile is set (a failure there is
     logged and never stops the rest)."""
     loops: list[Loop] = []
@@ -98,6 +100,10 @@ def start_loops(cfg: Config, wake: threading.Event) -> list[Loop]:
         from service.delivery import DeliveryService
 
         loops.append(DeliveryService(cfg).start())
+    if cfg.fleet.get("url"):
+        from service.fleet import FleetService
+
+        loops.append(FleetService(cfg).start())
     if cfg.backups:
         from service.backup import BackupService
 

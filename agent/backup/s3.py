@@ -120,6 +120,11 @@ class S3Target:
                    secret_access_key=cfg.get("secret_access_key"),
                    sse=cfg.get("sse"), storage_class=cfg.get("storage_class"))
 
+    @property
+    def client(self):
+        """The boto3 client built from this entry's keys (shared: fleet/s3.py reuses it)."""
+        return self._client
+
     def __repr__(self) -> str:
         return f"S3Target({self.name!r}, {self.url!r}, endpoint={self.endpoint_url!r})"
 

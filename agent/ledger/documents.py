@@ -252,8 +252,11 @@ class DocumentsMixin:
     def duplicates_with_key(self, invoice_key: str, *, not_of: int | None = None) -> list[Document]:
         """The `duplicate` documents carrying `invoice_key`, in id order; with
         `not_of`, only those pointing elsewhere than that document (None: all)."""
+        # A fleet duplicate (its key claimed by another site) has its
+        # original elsewhere: never one of these (agent/ledger/fleet.py).
         rows = self.conn.execute("SELECT * FROM documents WHERE invoice_key = ? AND state = ? "
-                                 "AND duplicate_of IS NOT ? ORDER BY id",
+                                 "AND duplicate_of IS NOT ? AND id NOT IN "
+                                 "(SELECT document_id FROM fleet_claims WHERE state = 'lost') ORDER BY id",
                                  (invoice_key, State.DUPLICATE.value, not_of))
         return [Document.from_row(r) for r in rows]
 
@@ -266,7 +269,8 @@ class DocumentsMixin:
         rows = self.conn.execute(
             "SELECT DISTINCT d.invoice_key FROM documents d LEFT JOIN documents t ON t.id = d.duplicate_of "
             f"WHERE d.state = ? AND d.invoice_key IS NOT NULL AND (t.id IS NULL OR t.state IN ({marks}) "
-            "OR t.invoice_key IS NOT d.invoice_key) LIMIT ?", (State.DUPLICATE.value, *dead, limit))
+            "OR t.invoice_key IS NOT d.invoice_key) "
+            "AND d.id NOT IN (SELECT document_id FROM fleet_claims WHERE state = 'lost') LIMIT ?", (State.DUPLICATE.value, *dead, limit))
         return [r[0] for r in rows]
 
     # -- extraction attempts ----------------------------------------------------

@@ -448,6 +448,29 @@ MIGRATIONS: list[str] = [
     CREATE INDEX restore_drills_target ON restore_drills(target, id);
     ALTER TABLE backup_targets ADD COLUMN last_snapshot_sha256 TEXT;
     """,
+    # 23: the fleet (agent/fleet/, docs/fleet.md): per document, its claim on
+    # its invoice key in the store several sites share. won (with the
+    # generation and lease this site holds), lost (another site's claim:
+    # the document is a duplicate of it; remote_site/remote_at say whose),
+    # held (the store did not answer: deliveries wait, `reason` says why),
+    # waiting (another site holds a live claim: for its delivery or its lease),
+    # unclaimed (delivered while the store was down; claimed afterwards),
+    # delivered (recorded on the claim), released (rejected or re-keyed),
+    # reopened (a fleet duplicate judged again: the other site let it go).
+    """
+    CREATE TABLE fleet_claims (
+        document_id INTEGER PRIMARY KEY REFERENCES documents(id),
+        invoice_key TEXT NOT NULL,            -- the key claimed (claims/<key>/ in the store)
+        state TEXT NOT NULL,                  -- won | waiting | lost | held | unclaimed | delivered | released | reopened
+        generation INTEGER,                   -- the claim object this state is about
+        lease_until TEXT,                     -- won: when another site may take it over
+        remote_site TEXT,                     -- lost: the site holding the key
+        remote_at TEXT,                       -- lost: when it claimed it
+        reason TEXT,                          -- held/unclaimed: the store's error; else a note
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX fleet_claims_state ON fleet_claims(state, updated_at);
+    """,
 ]
 
 # Python steps run after a migration's SQL, inside its transaction, keyed by

@@ -40,6 +40,8 @@ def status_report(ledger: Ledger, cfg) -> dict:
         # [[notify]] entries: counts, last success, last error, failing.
         "notify": ledger.notify_summary([e["name"] for e in cfg.notify]),
     }
+    if cfg.fleet.get("url"):
+        report["fleet"] = {"site": cfg.fleet["site"], "url": cfg.fleet["url"], **ledger.fleet_summary()}
     report["health"] = evaluate(report, limits, now=at).to_dict()
     return report
 
@@ -187,6 +189,12 @@ def _print_status(report: dict) -> None:
         echo(f"notify {n['name']:<11} " + ("FAILING" if n["failing"] else "ok")
              + f": last sent {n['last_sent_at'] or 'never'}, {n['pending']} pending, {n['failed']} given up"
              + (f"; last error {n['last_error_at']}: {n['last_error']}" if n["failing"] else ""))
+    if report.get("fleet"):
+        f = report["fleet"]
+        counts = ", ".join(f"{n} {s}" for s, n in f["claims"].items() if n) or "no claims yet"
+        echo(f"fleet:             site {f['site']} at {f['url']}: {counts}")
+        if f["held_reason"]:
+            echo(f"  HELD since {f['held_since']}: {f['held_reason']}")
     echo(f"health:            {report['health']['summary']}")
 
 
@@ -258,6 +266,7 @@ def show_command(ctx, ref: str, as_json: bool) -> None:
             detail = {**doc.to_dict(), "sources": [vars(s) for s in ledger.sources(doc.id)],
                       "events": [vars(e) for e in ledger.events(doc.id)],
                       "deliveries": ledger.deliveries_of(doc.id), **_duplicate_detail(ledger, doc),
+                      "fleet_claim": ledger.fleet_claim(doc.id),
                       "applications": [{k: a[k] for k in ("number", "kind", "state", "filer", "filed_at", "reason",
                                                           "decider", "decided_at", "decision_reason")}
                                        for a in ledger.applications_of(doc.id)]}
@@ -269,6 +278,11 @@ def show_command(ctx, ref: str, as_json: bool) -> None:
 
 def _print_detail(d: dict) -> None:
     echo(f"document {d['id']}  {d['state']}  sha256 {d['sha256']}  ({d['size']} bytes, {d['media_type']})")
+    if d.get("fleet_claim"):
+        f = d["fleet_claim"]
+        echo(f"  fleet claim on {f['invoice_key']}: {f['state']}"
+             + (f": held by site {f['remote_site']} since {f['remote_at']}" if f["remote_site"] else "")
+             + (f" ({f['reason']})" if f["reason"] else ""))
     if d["duplicate_of"]:
         t = d["duplicate_target"]
         echo(f"  duplicate of document {d['duplicate_of']} ({t['state']}, invoice key {t['invoice_key']})")

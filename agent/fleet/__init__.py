@@ -1,0 +1,6 @@
+"""Several sites, one shared object store: cross-site exactly once and one view.
+
+store.py (the small interface, chosen by URL scheme; file:// here), s3.py
+(the only boto3 importer of the package), claims.py (the claim chain and its
+decisions, pure: `now` passed in), status.py (each site's status.json).
+"""

@@ -1,0 +1,247 @@
+"""The fleet in the delivery loop: before a put, is this site the one that
+delivers the invoice key? And afterwards, the claim brought up to date.
+
+Pure: a FleetStore, a Ledger and `now` come from the caller (service/fleet.py,
+service/delivery.py); no threads, no sleeps. Every decision is written to
+the ledger with its event in one transaction before anything is sent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, replace
+
+from agent.deliver.loop import Claim
+from agent.errors import AdapterError
+from agent.fleet.claims import Verdict, acquire, head, parse_stamp, settle
+from agent.fleet.store import FleetStore
+from agent.ledger import Ledger
+from agent.ledger.rows import parse_utc, utc
+from agent.model import Invoice
+
+# A held row is tried again this often (uncounted: the store, not the invoice, is the problem).
+HOLD_RETRY_S = 15.0
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    """[fleet] as the loops use it."""
+
+    site: str
+    lease_s: float = 300.0
+    on_unreachable: str = "hold"
+    hold_retry_s: float = HOLD_RETRY_S
+
+    @classmethod
+    def from_config(cls, fleet: dict) -> "FleetSettings | None":
+        """None without a fleet url (no fleet: nothing changes)."""
+        if not fleet or not fleet.get("url"):
+            return None
+        return cls(site=fleet["site"], lease_s=float(fleet.get("lease_s") or 300.0),
+                   on_unreachable=fleet.get("on_unreachable") or "hold")
+
+
+@dataclass(frozen=True)
+class Screened:
+    """What `screen` did to one claimed row: `go` (send it), `lost` (another
+    site delivered the key: the document is now its duplicate), `wait`
+    (another site holds a live claim: the row waits for its delivery or its
+    lease to end) or `held` (the store did not answer; the row waits), with
+    a line for the log."""
+
+    claim: Claim
+    kind: str
+    note: str = ""
+
+
+def invoice_key_of(c: Claim) -> str | None:
+    """The invoice key a claimed row is delivered under (None: no key)."""
+    return Invoice.from_dict(c.fields or {}).key
+
+
+def _ours(local: dict | None, key: str, now: dt.datetime, settings: FleetSettings) -> bool:
+    # The ledger already knows this site holds the key with time to spare:
+    # no round trip to the store before every put.
+    if not local or local["invoice_key"] != key:
+        return False
+    if local["state"] == "delivered":
+        return True
+    return (local["state"] == "won" and local["lease_until"] is not None
+            and (parse_utc(local["lease_until"]) - now).total_seconds() > settings.lease_s / 2)
+
+
+def check(ledger: Ledger, store: FleetStore, settings: FleetSettings, c: Claim, *,
+          now: dt.datetime, actor: str) -> Verdict:
+    """Whether this site delivers the row's invoice key, with the ledger's
+    claim row brought up to date: won (or unclaimed in `deliver` mode) gives
+    `won`; another site's delivered (or delivered-and-kept) claim gives
+    `lost`; another site's live claim gives `wait`; a store that does not
+    answer gives `unreachable` in `hold` mode."""
+    key = invoice_key_of(c)
+    if key is None:
+        return Verdict("won")   # no key: the put refuses it (Permanent), nothing to claim
+    local = ledger.fleet_claim(c.document_id)
+    if _ours(local, key, now, settings):
+        return Verdict("won")
+    v = acquire(store, key, site=settings.site, sha256=c.sha256, document_id=c.document_id, now=now,
+                lease_s=settings.lease_s)
+    at = utc(now)
+    if v.kind == "won":
+        # remote_site on a won claim: taken over from that site (kept across renewals).
+        if v.took_over_from is not None:
+            remote = (v.took_over_from.site, v.took_over_from.at)
+        elif local and local["state"] == "won" and local["invoice_key"] == key:
+            remote = (local["remote_site"], local["remote_at"])
+        else:
+            remote = (None, None)
+        ledger.set_fleet_claim(c.document_id, invoice_key=key, state="won", now=at, actor=actor,
+                               generation=v.record.generation, lease_until=utc(parse_stamp(v.record.lease_until)),
+                               remote_site=remote[0], remote_at=remote[1],
+                               reason=f"taken over from site {remote[0]} (its lease ran out)" if remote[0] else None)
+        return v
+    if v.kind == "lost" and v.record.state == "claimed":
+        # Its holder has not delivered yet: wait for its delivery (then this
+        # copy is a duplicate) or its lease to run out (then this site takes over).
+        ledger.set_fleet_claim(c.document_id, invoice_key=key, state="waiting", now=at, actor=actor,
+                               generation=v.record.generation, remote_site=v.record.site,
+                               remote_at=v.record.at, lease_until=utc(parse_stamp(v.record.lease_until)))
+        return Verdict("wait", v.record)
+    if v.kind == "lost":
+        return v
+    if settings.on_unreachable == "deliver":
+        ledger.set_fleet_claim(c.document_id, invoice_key=key, state="unclaimed", now=at, actor=actor,
+                               reason=f"delivered without a claim (on_unreachable = deliver): {v.error}")
+        return Verdict("won", error=v.error)
+    ledger.set_fleet_claim(c.document_id, invoice_key=key, state="held", now=at, actor=actor,
+                           reason=f"fleet store unreachable: {v.error}")
+    return v
+
+
+def taken_over(ledger: Ledger, doc_id: int) -> bool:
+    """True when this site holds the document's key because another site's
+    lease ran out: that site may have put it before it died."""
+    local = ledger.fleet_claim(doc_id)
+    return bool(local and local["state"] == "won" and local["remote_site"])
+
+
+def screen(ledger: Ledger, store: FleetStore, settings: FleetSettings, claims: list[Claim], *,
+           now: dt.datetime, actor: str) -> list[Screened]:
+    """Each claimed row judged before its put: `go` rows are still leased for
+    the caller to send; a `lost` row's document became a duplicate of the
+    other site's claim (every open row superseded, one transaction); a
+    `wait` or `held` row is queued again, uncounted, due in `hold_retry_s`
+    (a `wait` sooner when the other site's lease ends first). Rows of one
+    document share one verdict."""
+    out: list[Screened] = []
+    verdicts: dict[int, Verdict] = {}
+    at = utc(now)
+    for c in claims:
+        v = verdicts.get(c.document_id) or check(ledger, store, settings, c, now=now, actor=actor)
+        verdicts[c.document_id] = v
+        if v.kind == "won" and taken_over(ledger, c.document_id):
+            # The site whose lease ran out may have put it before it died: look up first.
+            out.append(Screened(replace(c, recovering=True), "go",
+                                "claim taken over from a site whose lease ran out; looked up before any put"))
+        elif v.kind == "won":
+            out.append(Screened(c, "go", f"delivering without a claim: {v.error}" if v.error else ""))
+        elif v.kind == "lost":
+            r = v.record
+            ledger.fleet_lose(c.document_id, invoice_key=invoice_key_of(c) or "", remote_site=r.site,
+                              remote_at=r.at, generation=r.generation, now=at, actor=actor)
+            out.append(Screened(c, "lost", f"site {r.site} claimed this invoice at {r.at}; a duplicate here"))
+        elif v.kind == "wait":
+            r = v.record
+            due = min(now + dt.timedelta(seconds=settings.hold_retry_s),
+                      parse_stamp(r.lease_until) + dt.timedelta(seconds=1))
+            ledger.finish_delivery(c.delivery_id, c.token, state="queued", now=at, actor=actor,
+                                   outcome="fleet-wait", next_attempt_at=utc(max(due, now)), uncount_attempt=True,
+                                   error=f"site {r.site} claimed this invoice at {r.at} and has not delivered "
+                                         f"it yet; this copy waits (its lease ends {r.lease_until})")
+            out.append(Screened(c, "wait", f"site {r.site} holds the claim until {r.lease_until}; waiting"))
+        else:
+            retry = utc(now + dt.timedelta(seconds=settings.hold_retry_s))
+            ledger.finish_delivery(c.delivery_id, c.token, state="queued", now=at, actor=actor,
+                                   outcome="fleet-held", error=f"fleet store unreachable: {v.error}",
+                                   next_attempt_at=retry, uncount_attempt=True)
+            out.append(Screened(c, "held", f"held (on_unreachable = hold): {v.error}"))
+    return out
+
+
+def settle_claims(ledger: Ledger, store: FleetStore, settings: FleetSettings, *, now: dt.datetime,
+                  actor: str) -> list[str]:
+    """Bring the store's claims up to the ledger: `delivered` on the claims of
+    delivered documents, `released` for rejected or re-keyed ones, and
+    claims made after the fact for documents sent while the store was down.
+    Returns one line per change worth a log line (warnings start with "!")."""
+    lines: list[str] = []
+    at = utc(now)
+    for row in ledger.fleet_claims_to_settle():
+        doc_id, key, doc_state = row["document_id"], row["invoice_key"], row["doc_state"]
+        sent = doc_state in ("delivered", "confirmed")
+        if row["state"] == "unclaimed":
+            v = acquire(store, key, site=settings.site, sha256=row["sha256"], document_id=doc_id, now=now,
+                        lease_s=settings.lease_s)
+            if v.kind == "unreachable":
+                continue
+            if v.kind == "lost":
+                note = (f"site {v.record.site} claimed {key} at {v.record.at}, and this site delivered it "
+                        "while the store was unreachable: the destination's idempotency is the last guard")
+                ledger.set_fleet_claim(doc_id, invoice_key=key, state="delivered" if sent else "lost", now=at,
+                                       actor=actor, generation=v.record.generation, remote_site=v.record.site,
+                                       remote_at=v.record.at, reason=note)
+                lines.append("!" + note)
+                continue
+            ledger.set_fleet_claim(doc_id, invoice_key=key, state="won", now=at, actor=actor,
+                                   generation=v.record.generation,
+                                   lease_until=utc(parse_stamp(v.record.lease_until)))
+            lines.append(f"claimed {key} after the fact")
+            if not sent:
+                continue
+        if sent and row["doc_key"] == key:
+            v = settle(store, key, site=settings.site, state="delivered", now=now)
+            if v.kind == "unreachable":
+                continue
+            reason = None
+            if v.kind == "lost":
+                who = v.record.site if v.record else "nobody"
+                reason = f"the claim is {who}'s now (its lease ran out before the delivery was recorded)"
+                lines.append(f"!{key}: {reason}")
+            ledger.set_fleet_claim(doc_id, invoice_key=key, state="delivered", now=at, actor=actor,
+                                   generation=v.record.generation if v.record else None, reason=reason)
+            continue
+        v = settle(store, key, site=settings.site, state="released", now=now)
+        if v.kind == "unreachable":
+            continue
+        ledger.set_fleet_claim(doc_id, invoice_key=key, state="released", now=at, actor=actor,
+                               generation=v.record.generation if v.record else None,
+                               reason=f"document is {doc_state}" + (
+                                   f" under key {row['doc_key']}" if row["doc_key"] != key else ""))
+        lines.append(f"released {key} (document {doc_id} is {doc_state})")
+    return lines
+
+
+# A fleet duplicate's remote claim is looked at again this often.
+RECHECK_LOST_S = 60.0
+
+
+def recheck_lost(ledger: Ledger, store: FleetStore, *, now: dt.datetime) -> list[tuple[int, str]]:
+    """Fleet duplicates whose original let the key go (released: rejected or
+    re-keyed there; or a claim whose holder died before delivering), as
+    (document id, why) for the caller to reopen and judge again
+    (`Ledger.fleet_reopen`, then `judgement.judge`, in one transaction). The
+    others are noted as looked at; a store that does not answer leaves the
+    rest for the next pass."""
+    out: list[tuple[int, str]] = []
+    at = utc(now)
+    for row in ledger.fleet_lost_to_recheck(checked_before=utc(now - dt.timedelta(seconds=RECHECK_LOST_S))):
+        try:
+            current = head(store, row["invoice_key"])
+        except AdapterError:
+            break
+        if current is None or current.state == "released" or current.expired(now):
+            out.append((row["document_id"], "nobody holds it any more" if current is None else
+                        f"site {current.site} released invoice {row['invoice_key']}" if current.state == "released"
+                        else f"site {current.site}'s lease on {row['invoice_key']} ran out before it delivered"))
+        else:
+            ledger.touch_fleet_claim(row["document_id"], now=at)
+    return out

@@ -1,0 +1,120 @@
+"""The fleet store in an S3-compatible bucket (AWS, MinIO, Ceph RGW, SeaweedFS).
+
+The client is the S3 backup target's (agent/backup/s3.py: the same keys,
+validation, secret redaction); this module adds conditional writes:
+If-None-Match: * for `create`, If-Match for `replace`.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import botocore.exceptions as bx
+
+from agent.backup.s3 import S3Target
+from agent.errors import AdapterError, Conflict, Permanent, Transient
+from agent.fleet.store import check_key
+
+_AUTH = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}
+
+
+class S3Store:
+    """Keys under `prefix` of one bucket; see FleetStore for each guarantee."""
+
+    def __init__(self, target: S3Target):
+        self._target = target
+        self._client = target.client
+        self.bucket, self.prefix, self.url = target.bucket, target.prefix, target.url
+        self._where = f"bucket {self.bucket!r} at {target.endpoint_url or 'AWS S3'}"
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "S3Store":
+        """An S3Store from a [fleet] section whose url is s3://bucket/prefix."""
+        parts = urlsplit(cfg["url"])
+        # Short timeouts: a claim waits on this store; unreachable must be
+        # known in seconds so `hold` or `deliver` can decide.
+        return cls(S3Target(parts.netloc, parts.path, name="fleet", url=cfg["url"],
+                            endpoint_url=cfg.get("endpoint_url"), region=cfg.get("region"),
+                            addressing_style=cfg.get("addressing_style"),
+                            access_key_id=cfg.get("access_key_id"),
+                            secret_access_key=cfg.get("secret_access_key"),
+                            max_attempts=1, connect_timeout=3.0, read_timeout=10.0))
+
+    def _key(self, key: str) -> str:
+        return self.prefix + check_key(key)
+
+    def create(self, key: str, data: bytes) -> str:
+        """See FleetStore.create (PutObject with If-None-Match: *)."""
+        try:
+            return self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data,
+                                           IfNoneMatch="*")["ETag"]
+        except (bx.BotoCoreError, bx.ClientError, OSError) as e:
+            raise self._translate(e, "create", key) from e
+
+    def read(self, key: str) -> tuple[bytes, str] | None:
+        """See FleetStore.read."""
+        try:
+            r = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+            return r["Body"].read(), r["ETag"]
+        except (bx.BotoCoreError, bx.ClientError, OSError) as e:
+            err = self._translate(e, "read", key)
+            if isinstance(err, _Absent):
+                return None
+            raise err from e
+
+    def replace(self, key: str, data: bytes, etag: str) -> str:
+        """See FleetStore.replace (PutObject with If-Match)."""
+        try:
+            return self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data,
+                                           IfMatch=etag)["ETag"]
+        except (bx.BotoCoreError, bx.ClientError, OSError) as e:
+            err = self._translate(e, "replace", key)
+            raise (Conflict(f"fleet store: {key!r} is absent") if isinstance(err, _Absent) else err) from e
+
+    def put(self, key: str, data: bytes) -> str:
+        """See FleetStore.put."""
+        try:
+            return self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)["ETag"]
+        except (bx.BotoCoreError, bx.ClientError, OSError) as e:
+            raise self._translate(e, "put", key) from e
+
+    def list(self, prefix: str) -> list[str]:
+        """See FleetStore.list."""
+        out = []
+        try:
+            for page in self._client.get_paginator("list_objects_v2").paginate(
+                    Bucket=self.bucket, Prefix=self.prefix + prefix):
+                out += [o["Key"][len(self.prefix):] for o in page.get("Contents", [])]
+        except (bx.BotoCoreError, bx.ClientError, OSError) as e:
+            raise self._translate(e, "list", prefix) from e
+        return sorted(out)
+
+    def _translate(self, e: BaseException, action: str, key: str) -> AdapterError:
+        head = f"fleet store: {action} {key!r}"
+        if isinstance(e, bx.ClientError):
+            code = str(e.response.get("Error", {}).get("Code", ""))
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
+                return Conflict(f"{head}: written by someone else first ({code or status})")
+            if code in ("NoSuchKey", "404", "NotFound") or (status == 404 and code != "NoSuchBucket"):
+                return _Absent(head)
+            if code in _AUTH or status == 403:
+                return Permanent(f"{head}: access denied to {self._where} ({code or status}); "
+                                 "check access_key_id and secret_access_key")
+            if code == "NoSuchBucket":
+                return Permanent(f"{head}: {self._where} does not exist")
+            if code == "NotImplemented" or status == 501:
+                return Permanent(f"{head}: {self._where} does not support conditional writes "
+                                 "(see docs/fleet.md for the stores that do)")
+            if status == 429 or status >= 500:
+                return Transient(f"{head}: {code or status} from {self._where}")
+            return Permanent(f"{head}: {code or status} from {self._where}")
+        if isinstance(e, (bx.NoCredentialsError, bx.PartialCredentialsError)):
+            return Permanent(f"{head}: no credentials for {self._where}")
+        if isinstance(e, (bx.ConnectionError, bx.HTTPClientError, bx.IncompleteReadError, OSError)):
+            return Transient(f"{head}: cannot reach {self._where} ({type(e).__name__})")
+        return Transient(f"{head}: {type(e).__name__} with {self._where}")
+
+
+class _Absent(AdapterError):
+    """Internal: a 404, which `read` answers as None."""

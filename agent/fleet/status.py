@@ -1,0 +1,83 @@
+"""One view of the fleet: each site's `sites/<site>/status.json`, read back
+by any site (`fleet status`), and which site holds an invoice (`fleet find`).
+Pure: the store and `now` come from the caller."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from agent.errors import Permanent
+from agent.fleet.claims import CLAIMS, _GEN, ClaimRecord, claim_prefix, head
+from agent.fleet.store import FleetStore
+
+SITES = "sites/"
+STATUS_NAME = "status.json"
+# A site whose status is older than this many of its intervals is marked stale.
+STALE_INTERVALS = 3
+
+
+def status_key(site: str) -> str:
+    """Where a site's status lives in the store."""
+    return f"{SITES}{site}/{STATUS_NAME}"
+
+
+def site_status(site: str, report: dict[str, Any], *, now: dt.datetime, interval_s: float) -> bytes:
+    """The JSON a site publishes: `status --json`'s figures (counts by state,
+    oldest unfinished, SLA, backup backlog, heartbeat, health) with the site,
+    the time written and the interval the next one is due in."""
+    body = {"site": site, "written_at": now.astimezone(dt.timezone.utc).isoformat(timespec="seconds"),
+            "interval_s": interval_s, **{k: report.get(k) for k in (
+                "states", "oldest_unfinished", "oldest_unfinished_age_s", "last_activity", "daemon",
+                "delivery", "backup", "fleet", "health")}}
+    return json.dumps(body, ensure_ascii=False, default=str, sort_keys=True).encode()
+
+
+def read_sites(store: FleetStore, *, now: dt.datetime) -> list[dict[str, Any]]:
+    """Every site's last status, by site name, each with `age_s` and `stale`
+    (older than STALE_INTERVALS intervals); an unreadable one says so in
+    `error`. Raises Transient/Permanent when the store does not answer."""
+    out = []
+    for key in store.list(SITES):
+        parts = key.split("/")
+        if len(parts) != 3 or parts[2] != STATUS_NAME:
+            continue
+        got = store.read(key)
+        if got is None:
+            continue
+        try:
+            body = json.loads(got[0])
+            written = dt.datetime.fromisoformat(body["written_at"])
+            age = (now - written).total_seconds()
+            body.update(age_s=round(age, 1),
+                        stale=age > STALE_INTERVALS * float(body.get("interval_s") or 60))
+        except (ValueError, KeyError, TypeError) as e:
+            body = {"site": parts[1], "error": f"unreadable status.json ({e})", "stale": True}
+        body["site"] = parts[1]
+        out.append(body)
+    return sorted(out, key=lambda b: b["site"])
+
+
+def find(store: FleetStore, number: str) -> list[dict[str, Any]]:
+    """The claims whose invoice key is `number` or ends in `-number` (代码-号码):
+    key, site, state, when claimed, lease, document id there. Raises
+    Transient/Permanent when the store does not answer."""
+    keys = {claim_prefix(number)}
+    for k in store.list(CLAIMS):
+        parts = k.split("/")
+        if len(parts) == 3 and _GEN.search(parts[2]) and parts[1].endswith("-" + number):
+            keys.add(f"{CLAIMS}{parts[1]}/")
+    out = []
+    for prefix in sorted(keys):
+        key = prefix[len(CLAIMS):-1]
+        try:
+            rec: ClaimRecord | None = head(store, key)
+        except Permanent as e:
+            out.append({"invoice_key": key, "error": str(e)})
+            continue
+        if rec is not None:
+            out.append({"invoice_key": key, "site": rec.site, "state": rec.state, "claimed_at": rec.at,
+                        "lease_until": rec.lease_until, "document_id": rec.document_id,
+                        "generation": rec.generation, "sha256": rec.sha256})
+    return out

@@ -1,0 +1,186 @@
+"""The fleet store: one small key -> bytes interface with conditional writes.
+
+Chosen by URL scheme: `s3://bucket/prefix` (agent/fleet/s3.py, the same keys
+as an S3 backup target) or `file:///path` (here: one host, tests). Every
+vendor error leaves a store as `Transient` (unreachable: worth waiting for),
+`Permanent` (credentials, bucket) or `Conflict` (a conditional write lost).
+
+ETags are opaque strings: compare them only with each other.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+from urllib.parse import urlsplit
+
+from agent.errors import ConfigError, Conflict, Permanent, Transient
+
+_KEY_RE = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+
+
+def check_key(key: str) -> str:
+    """`key` when it is a relative path of safe parts (no '..', no empty part); else Permanent."""
+    if not isinstance(key, str) or not _KEY_RE.fullmatch(key) or any(p in (".", "..") for p in key.split("/")):
+        raise Permanent(f"fleet store: invalid key {key!r}")
+    return key
+
+
+@runtime_checkable
+class FleetStore(Protocol):
+    """What claims and status need from the shared store."""
+
+    url: str
+
+    def create(self, key: str, data: bytes) -> str:
+        """Write `data` under `key` only if nothing is there; returns the new ETag.
+        Raises Conflict when the key exists (an If-None-Match: * put)."""
+
+    def read(self, key: str) -> tuple[bytes, str] | None:
+        """The bytes under `key` and their ETag, or None when absent."""
+
+    def replace(self, key: str, data: bytes, etag: str) -> str:
+        """Overwrite `key` only while its ETag is still `etag`; returns the new ETag.
+        Raises Conflict when it changed or is absent (an If-Match put). See
+        docs/fleet.md: SeaweedFS checks If-Match but not atomically, so claims
+        never rely on this call."""
+
+    def put(self, key: str, data: bytes) -> str:
+        """Write `key` whatever is there (last writer wins); returns the new ETag."""
+
+    def list(self, prefix: str) -> list[str]:
+        """Every key under `prefix` (relative to the store), sorted."""
+
+
+def _etag(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+class FileStore:
+    """A folder as a fleet store for one host: create is O_EXCL, replace holds
+    an flock on `.lock` and renames a complete temp file into place, so
+    readers never see half an object and two writers never both win."""
+
+    def __init__(self, root: str | os.PathLike, url: str | None = None):
+        self.root = Path(root)
+        self.url = url or f"file://{self.root}"
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def _io(self, action: str, key: str, e: OSError) -> Exception:
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return Permanent(f"fleet store {self.url}: {action} {key!r}: {e.strerror}")
+        return Transient(f"fleet store {self.url}: {action} {key!r}: {e.strerror or e}")
+
+    def _root_ready(self, action: str, key: str) -> None:
+        # An absent root is a NAS not mounted: unreachable, never created here.
+        if not self.root.is_dir():
+            raise Transient(f"fleet store {self.url}: {action} {key!r}: folder {self.root} is missing")
+
+    def _write_tmp(self, path: Path, data: bytes) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".tmp-{path.name}.{secrets.token_hex(4)}")
+        with open(tmp, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return tmp
+
+    def create(self, key: str, data: bytes) -> str:
+        """See FleetStore.create: a hard link of a complete temp file (link
+        fails with EEXIST when the name is taken: O_EXCL semantics, never a
+        half-written object visible)."""
+        path = self._path(key)
+        self._root_ready("create", key)
+        tmp = None
+        try:
+            tmp = self._write_tmp(path, data)
+            os.link(tmp, path)
+        except FileExistsError as e:
+            raise Conflict(f"fleet store {self.url}: {key!r} exists") from e
+        except OSError as e:
+            raise self._io("create", key, e) from e
+        finally:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+        return _etag(data)
+
+    def read(self, key: str) -> tuple[bytes, str] | None:
+        """See FleetStore.read."""
+        path = self._path(key)
+        self._root_ready("read", key)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise self._io("read", key, e) from e
+        return data, _etag(data)
+
+    def replace(self, key: str, data: bytes, etag: str) -> str:
+        """See FleetStore.replace: compare and rename under one flock."""
+        path = self._path(key)
+        self._root_ready("replace", key)
+        try:
+            with open(self.root / ".lock", "a+b") as lock:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+                try:
+                    current = path.read_bytes()
+                except FileNotFoundError:
+                    raise Conflict(f"fleet store {self.url}: {key!r} is absent") from None
+                if _etag(current) != etag:
+                    raise Conflict(f"fleet store {self.url}: {key!r} changed since it was read")
+                os.replace(self._write_tmp(path, data), path)
+        except OSError as e:
+            raise self._io("replace", key, e) from e
+        return _etag(data)
+
+    def put(self, key: str, data: bytes) -> str:
+        """See FleetStore.put."""
+        path = self._path(key)
+        self._root_ready("put", key)
+        try:
+            os.replace(self._write_tmp(path, data), path)
+        except OSError as e:
+            raise self._io("put", key, e) from e
+        return _etag(data)
+
+    def list(self, prefix: str) -> list[str]:
+        """See FleetStore.list (temp files and the lock are not keys)."""
+        self._root_ready("list", prefix)
+        out = []
+        try:
+            for dirpath, _dirs, files in os.walk(self.root):
+                for name in files:
+                    if name.startswith("."):
+                        continue
+                    key = os.path.relpath(os.path.join(dirpath, name), self.root)
+                    if key.startswith(prefix):
+                        out.append(key)
+        except OSError as e:
+            raise self._io("list", prefix, e) from e
+        return sorted(out)
+
+
+def open_store(cfg: dict) -> FleetStore:
+    """The store a [fleet] section describes, chosen by its url (no I/O).
+    Raises ConfigError naming the key on a bad entry."""
+    url = cfg.get("url") or ""
+    scheme = urlsplit(url).scheme
+    if scheme == "s3":
+        from agent.fleet.s3 import S3Store
+
+        return S3Store.from_config(cfg)
+    if scheme == "file":
+        rest = url[len("file://"):]
+        if not rest.startswith("/"):
+            raise ConfigError(f"fleet.url: {url!r} must be an absolute file:///path")
+        return FileStore(rest, url=url)
+    raise ConfigError(f"fleet.url: must start with s3:// or file://, not {scheme + '://' if scheme else 'nothing'}")

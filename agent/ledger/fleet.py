@@ -1,0 +1,140 @@
+"""Fleet claims in the ledger: what this site knows of each document's claim
+on its invoice key in the shared store (agent/fleet/claims.py decides; here
+the rows, written with the document's move and its event in one transaction)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.model import State
+
+FLEET_CLAIM_STATES = ("won", "waiting", "lost", "held", "unclaimed", "delivered", "released", "reopened")
+# Rows a lost key must never deliver: everything not already at a destination.
+_OPEN_ROW_STATES = ("queued", "delivering", "failed", "missing", "quarantined")
+
+
+class FleetMixin:
+    """Part of `Ledger`: the fleet_claims table."""
+
+    def fleet_claim(self, doc_id: int) -> dict[str, Any] | None:
+        """The document's claim row as a dict, or None when it never met the fleet."""
+        row = self.conn.execute("SELECT * FROM fleet_claims WHERE document_id = ?", (doc_id,)).fetchone()
+        return dict(row) if row else None
+
+    def set_fleet_claim(self, doc_id: int, *, invoice_key: str, state: str, now: str, actor: str,
+                        generation: int | None = None, lease_until: str | None = None,
+                        remote_site: str | None = None, remote_at: str | None = None,
+                        reason: str | None = None) -> None:
+        """Write the document's claim row; when its state changes, an event
+        saying so, in the same transaction (a renewed lease writes no event)."""
+        if state not in FLEET_CLAIM_STATES:
+            raise ValueError(f"unknown fleet claim state {state!r}")
+        with self.transaction() as c:
+            old = self.fleet_claim(doc_id)
+            c.execute("INSERT INTO fleet_claims (document_id, invoice_key, state, generation, lease_until, "
+                      "remote_site, remote_at, reason, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                      "ON CONFLICT(document_id) DO UPDATE SET invoice_key = excluded.invoice_key, "
+                      "state = excluded.state, generation = excluded.generation, "
+                      "lease_until = excluded.lease_until, remote_site = excluded.remote_site, "
+                      "remote_at = excluded.remote_at, reason = excluded.reason, updated_at = excluded.updated_at",
+                      (doc_id, invoice_key, state, generation, lease_until, remote_site, remote_at, reason, now))
+            if old is None or old["state"] != state or old["invoice_key"] != invoice_key:
+                self._event(doc_id, now=now, actor=actor, from_state=None, to_state=None,
+                            reason=f"fleet claim on {invoice_key}: {state}" + (f" ({reason})" if reason else ""),
+                            details={"fleet_claim": state, "invoice_key": invoice_key, "generation": generation,
+                                     "remote_site": remote_site, "remote_at": remote_at})
+
+    def fleet_lose(self, doc_id: int, *, invoice_key: str, remote_site: str, remote_at: str,
+                   generation: int, now: str, actor: str) -> bool:
+        """Another site holds the key: in one transaction, the claim row
+        `lost`, every open delivery row of the document `superseded` (an
+        attempts line names the site; no loop sends it), and the document a
+        `duplicate` of the remote claim (duplicate_of stays NULL: its
+        original is at `remote_site`). False, changing nothing, when the
+        document is no longer queued, delivering or failed (a person moved it)."""
+        why = f"site {remote_site} claimed invoice {invoice_key} at {remote_at}; delivered from there, never from here"
+        marks = ",".join("?" * len(_OPEN_ROW_STATES))
+        with self.transaction() as c:
+            doc = self.get(doc_id)
+            if doc.state not in (State.QUEUED.value, State.DELIVERING.value, State.FAILED.value):
+                return False
+            self.set_fleet_claim(doc_id, invoice_key=invoice_key, state="lost", now=now, actor=actor,
+                                 generation=generation, remote_site=remote_site, remote_at=remote_at)
+            rows = c.execute(f"SELECT id FROM deliveries WHERE document_id = ? AND state IN ({marks})",
+                             (doc_id, *_OPEN_ROW_STATES)).fetchall()
+            for r in rows:
+                c.execute("UPDATE deliveries SET state = 'superseded', lease_until = NULL, lease_token = NULL, "
+                          "next_attempt_at = NULL, last_error = ?, updated_at = ? WHERE id = ?",
+                          (f"fleet-duplicate: {why}", now, r["id"]))
+                self._attempt(r["id"], now=now, outcome="fleet-duplicate", error=why, next_attempt_at=None)
+            # Local duplicates of this copy follow it: their original is now remote too.
+            for d in c.execute("SELECT id FROM documents WHERE duplicate_of = ? AND state = 'duplicate'",
+                               (doc_id,)).fetchall():
+                c.execute("UPDATE documents SET duplicate_of = NULL, updated_at = ? WHERE id = ?", (now, d["id"]))
+                self.set_fleet_claim(d["id"], invoice_key=invoice_key, state="lost", now=now, actor=actor,
+                                     generation=generation, remote_site=remote_site, remote_at=remote_at,
+                                     reason=f"its copy, document {doc_id}, lost the key")
+            self.transition(doc_id, State.DUPLICATE, now=now, actor=actor,
+                            reason=f"duplicate of the copy at site {remote_site} (claimed {remote_at})",
+                            details={"fleet_duplicate": {"site": remote_site, "at": remote_at,
+                                                         "invoice_key": invoice_key, "generation": generation}},
+                            duplicate_of=None)
+            return True
+
+    def fleet_lost_to_recheck(self, *, checked_before: str, limit: int = 20) -> list[dict[str, Any]]:
+        """`lost` claims (fleet duplicates) last looked at before `checked_before`, oldest first."""
+        rows = self.conn.execute("SELECT * FROM fleet_claims WHERE state = 'lost' AND updated_at < ? "
+                                 "ORDER BY updated_at LIMIT ?", (checked_before, limit))
+        return [dict(r) for r in rows]
+
+    def touch_fleet_claim(self, doc_id: int, *, now: str) -> None:
+        """Note that the claim was looked at `now` (no event: nothing changed)."""
+        with self.transaction() as c:
+            c.execute("UPDATE fleet_claims SET updated_at = ? WHERE document_id = ?", (now, doc_id))
+
+    def fleet_reopen(self, doc_id: int, *, now: str, actor: str, reason: str) -> None:
+        """The other site let the key go: the claim row `reopened`, the rows
+        `fleet_lose` superseded queued again, and the document back to
+        `extracted` for `judgement.judge` (call it in the same transaction),
+        with events saying why."""
+        with self.transaction() as c:
+            row = self.fleet_claim(doc_id)
+            self.set_fleet_claim(doc_id, invoice_key=row["invoice_key"], state="reopened", now=now, actor=actor,
+                                 reason=reason)
+            c.execute("UPDATE deliveries SET state = 'queued', next_attempt_at = ?, updated_at = ? "
+                      "WHERE document_id = ? AND state = 'superseded' AND delivered_key IS NULL "
+                      "AND last_error LIKE 'fleet-duplicate:%'", (now, now, doc_id))
+            self.transition(doc_id, State.EXTRACTED, now=now, actor=actor, expect=State.DUPLICATE,
+                            reason=f"re-judged: {reason}", details={"rejudged": reason})
+
+    def fleet_claims_to_settle(self, limit: int = 200) -> list[dict[str, Any]]:
+        """Claims whose store object lags the ledger, with the document's
+        state, key and sha256: won ones of documents now delivered,
+        confirmed, rejected, re-keyed or duplicate (to mark delivered or
+        release), delivered ones of documents amended to another key (to
+        release the old key), and unclaimed ones (to claim after the fact)."""
+        rows = self.conn.execute(
+            "SELECT f.*, d.state AS doc_state, d.invoice_key AS doc_key, d.sha256 FROM fleet_claims f "
+            "JOIN documents d ON d.id = f.document_id WHERE f.state = 'unclaimed' "
+            "OR (f.state = 'won' AND (d.state IN ('delivered', 'confirmed', 'rejected', 'duplicate', "
+            "'superseded', 'not_invoice', 'quarantined', 'extracted') OR d.invoice_key IS NOT f.invoice_key)) "
+            "OR (f.state = 'delivered' AND d.invoice_key IS NOT f.invoice_key) "
+            "ORDER BY f.updated_at LIMIT ?", (limit,))
+        return [dict(r) for r in rows]
+
+    def fleet_summary(self) -> dict[str, Any]:
+        """Claim rows by state, and the latest reason a delivery is held (None when none is)."""
+        counts = {s: 0 for s in FLEET_CLAIM_STATES}
+        for state, n in self.conn.execute("SELECT state, count(*) FROM fleet_claims GROUP BY state"):
+            counts[state] = n
+        held = self.conn.execute("SELECT reason, updated_at FROM fleet_claims WHERE state = 'held' "
+                                 "ORDER BY updated_at DESC LIMIT 1").fetchone()
+        since = self.conn.execute("SELECT min(updated_at) FROM fleet_claims WHERE state = 'held'").fetchone()[0]
+        return {"claims": counts, "held_reason": held["reason"] if held else None, "held_since": since}
+
+    def find_by_number(self, number: str) -> list[dict[str, Any]]:
+        """Documents whose invoice number (or key) is `number`: id, state, key, received_at."""
+        rows = self.conn.execute(
+            "SELECT id, state, invoice_key, invoice_number, received_at, updated_at FROM documents "
+            "WHERE invoice_number = ? OR invoice_key = ? ORDER BY id", (number, number))
+        return [dict(r) for r in rows]

@@ -1,0 +1,84 @@
+"""`fleet status` and `fleet find`: every site of the fleet, read from the shared store."""
+
+from __future__ import annotations
+
+import click
+
+from agent.errors import AdapterError
+from agent.fleet.status import find, read_sites
+from agent.fleet.store import open_store
+from service.context import echo_json, fail, human_age, load, now_dt
+from service.textsafe import echo
+
+
+def _store(ctx: click.Context):
+    cfg = load(ctx)
+    if not cfg.fleet.get("url"):
+        fail("no [fleet] url is configured: this agent is not part of a fleet", code=2)
+    return cfg, open_store(cfg.fleet)
+
+
+@click.group("fleet")
+def command() -> None:
+    """Several sites sharing one store: every site's status, and who holds an invoice."""
+
+
+@command.command("status")
+@click.option("--json", "as_json", is_flag=True, help="One JSON list: each site's status.json with age_s and stale.")
+@click.pass_context
+def status_command(ctx: click.Context, as_json: bool) -> None:
+    """One line per site from its last status.json; STALE when it is older
+    than three of its intervals (the site is down or cannot reach the store)."""
+    cfg, store = _store(ctx)
+    try:
+        sites = read_sites(store, now=now_dt())
+    except AdapterError as e:
+        fail(f"cannot read the fleet store: {e}", code=2)
+    if as_json:
+        echo_json(sites)
+        return
+    if not sites:
+        echo("no site has published its status yet")
+        return
+    echo(f"{'site':<16} {'seen':>9}  {'health':<9} {'queued':>6} {'failed':>6} {'quarant.':>8} "
+         f"{'delivered':>9} {'oldest unfinished':<18} backup backlog")
+    for s in sites:
+        if s.get("error"):
+            echo(f"{s['site']:<16} STALE      {s['error']}")
+            continue
+        st = s.get("states") or {}
+        health = ((s.get("health") or {}).get("summary") or "?").split(":")[0].split(" ")[0]
+        backlog = sum(t.get("backlog") or 0 for t in (s.get("backup") or {}).get("targets") or [])
+        seen = human_age(s["age_s"]) + (" STALE" if s["stale"] else "")
+        echo(f"{s['site'] + (' (here)' if s['site'] == cfg.fleet['site'] else ''):<16} {seen:>9}  {health:<9} "
+             f"{st.get('queued', 0) + st.get('delivering', 0):>6} {st.get('failed', 0):>6} "
+             f"{st.get('quarantined', 0):>8} {st.get('delivered', 0) + st.get('confirmed', 0):>9} "
+             f"{human_age(s.get('oldest_unfinished_age_s')):<18} {backlog}")
+        held = (s.get("fleet") or {}).get("held_reason")
+        if held:
+            echo(f"  HELD: {held}")
+
+
+@command.command("find")
+@click.argument("number")
+@click.option("--json", "as_json", is_flag=True, help="One JSON list of claims.")
+@click.pass_context
+def find_command(ctx: click.Context, number: str, as_json: bool) -> None:
+    """Which site holds invoice NUMBER (号码, 代码-号码 or 数电 number) and in what state."""
+    _cfg, store = _store(ctx)
+    try:
+        found = find(store, number.strip())
+    except AdapterError as e:
+        fail(f"cannot read the fleet store: {e}", code=2)
+    if as_json:
+        echo_json(found)
+        return
+    if not found:
+        fail(f"no site of the fleet has claimed invoice {number}", code=1)
+    for f in found:
+        if f.get("error"):
+            echo(f"{f['invoice_key']}: {f['error']}")
+            continue
+        echo(f"{f['invoice_key']}: site {f['site']}, {f['state']} (claimed {f['claimed_at']}, "
+             f"document {f['document_id']} there" + (f", lease until {f['lease_until']}"
+                                                   if f["state"] == "claimed" else "") + ")")

@@ -1,0 +1,111 @@
+"""The fleet in the daemon: one thread that brings the shared store's claims
+up to the ledger (delivered, released, claimed after the fact) every few
+seconds and publishes this site's status.json every `status_interval_s`;
+and the gate the delivery workers call before each put (agent/fleet/gate.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from agent.config import Config
+from agent.deliver.loop import Claim
+from agent.errors import AdapterError
+from agent.fleet.gate import FleetSettings, recheck_lost, screen, settle_claims
+from agent.judgement import judge
+from agent.model import Invoice
+from agent.fleet.status import site_status, status_key
+from agent.fleet.store import FleetStore, open_store
+from agent.ledger import Ledger
+from service.context import actor as actor_name, destination_names, now, now_dt, today, validation_settings
+from service.loops import RunnerGroup
+
+log = logging.getLogger("fapiao.fleet")
+SETTLE_S = 5.0
+
+
+class FleetGate:
+    """What a delivery worker asks before a put (thread-safe: the store's
+    client is, and each worker passes its own ledger)."""
+
+    def __init__(self, cfg: Config):
+        self.settings = FleetSettings.from_config(cfg.fleet)
+        self.store: FleetStore = open_store(cfg.fleet)
+
+    def screen(self, ledger: Ledger, claims: list[Claim], actor: str) -> list[Claim]:
+        """The claimed rows this site may send now; the others are recorded
+        (a duplicate of another site's claim, or held) and logged here."""
+        out = []
+        for s in screen(ledger, self.store, self.settings, claims, now=now_dt(), actor=actor):
+            extra = {"document": s.claim.document_id, "destination": s.claim.destination}
+            if s.kind == "go":
+                out.append(s.claim)
+                if s.note:
+                    log.warning(s.note, extra=extra)
+            elif s.kind == "lost":
+                log.info(s.note, extra=extra)
+            else:
+                log.warning(s.note, extra=extra)
+        return out
+
+
+class FleetService(RunnerGroup):
+    """The fleet's background loop, started by `start_loops` when [fleet] has a url."""
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        self.settings = FleetSettings.from_config(cfg.fleet)
+        self.store = open_store(cfg.fleet)
+        self.interval_s = float(cfg.fleet.get("status_interval_s") or 60.0)
+        self.actor = actor_name("daemon") + ":fleet"
+        self.validation = validation_settings(cfg)
+        self.thread = threading.Thread(target=self._run, name="fleet", daemon=True)
+
+    def start(self) -> "FleetService":
+        """Start the thread; the first status is published at once."""
+        self.thread.start()
+        return self
+
+    def threads(self) -> list[threading.Thread]:
+        """The one fleet thread."""
+        return [self.thread]
+
+    def _run(self) -> None:
+        next_status = time.monotonic()
+        with Ledger(self.cfg.ledger_path) as ledger:
+            while not self.stopping.is_set():
+                try:
+                    for line in settle_claims(ledger, self.store, self.settings, now=now_dt(), actor=self.actor):
+                        (log.warning if line.startswith("!") else log.info)(line.lstrip("!"))
+                    self.reopen(ledger)
+                    if time.monotonic() >= next_status:
+                        next_status = time.monotonic() + self.interval_s
+                        self.publish(ledger)
+                except AdapterError as e:
+                    log.warning(f"fleet store: {e}; trying again in {SETTLE_S:g} s")
+                except Exception:
+                    log.exception("fleet loop step failed; trying again later")
+                self.stopping.wait(SETTLE_S)
+
+    def reopen(self, ledger: Ledger) -> None:
+        """Judge again the fleet duplicates whose original let the key go (a
+        copy queued here is picked up by the delivery workers' next poll)."""
+        for doc_id, why in recheck_lost(ledger, self.store, now=now_dt()):
+            at = now()
+            with ledger.transaction():
+                ledger.fleet_reopen(doc_id, now=at, actor=self.actor, reason=why)
+                state = judge(ledger, doc_id, Invoice.from_dict(ledger.get(doc_id).fields or {}),
+                              settings=self.validation, destinations=destination_names(self.cfg),
+                              today=today(), now=at, actor=self.actor)
+            log.info(f"{why}: document {doc_id} judged again here ({state.value})", extra={"document": doc_id})
+
+    def publish(self, ledger: Ledger) -> None:
+        """Write this site's status.json (raises AdapterError when the store does not answer)."""
+        from service.commands.status import status_report
+
+        data = site_status(self.settings.site, status_report(ledger, self.cfg), now=now_dt(),
+                           interval_s=self.interval_s)
+        self.store.put(status_key(self.settings.site), data)
