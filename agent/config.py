@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.config_adapters import SECRET_KEYS, URL_KEYS, check_adapter_entries, local_folder
+from agent.config_adapters import SECRET_KEYS, URL_KEYS, check_adapter_entries
 from agent.config_notify import NOTIFY_ENUMS, NOTIFY_SCHEMA, check_notify_entries, notify_secrets_held
-from agent.config_metrics import METRICS_SCHEMA, metrics_problems, textfile_problems
+from agent.config_metrics import METRICS_SCHEMA, metrics_problems
+from agent.config_sections import drill_problems, fleet_problems, health_problems, report_problems
 from agent.errors import ConfigError
-from agent.redact import has_credentials
 
 ENV_PREFIX = "FAPIAO_AGENT__"
 SEARCH_PATHS = (Path("var/fapiao-agent.toml"), Path("/etc/fapiao-agent/config.toml"))
@@ -246,8 +246,8 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path, path: Path | None = Non
     for name in ("destination", "backup"):
         check_adapter_entries(name, lists[name], errors)
     check_notify_entries(lists["notify"], errors)
-    errors += _health_problems(sections["health"]) + _report_problems(sections["report"])
-    errors += _drill_problems(sections["backup_policy"])
+    errors += health_problems(sections["health"]) + report_problems(sections["report"])
+    errors += drill_problems(sections["backup_policy"])
     errors += metrics_problems(sections["metrics"], base_dir)
     errors += fleet_problems(sections["fleet"])
     if sections["extract"].get("timeout_s") == 0:
@@ -266,86 +266,6 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path, path: Path | None = Non
                   destinations=lists["destination"], backups=lists["backup"], notify=lists["notify"])
 
 
-_SITE = re.compile(r"[a-z0-9-]{1,63}")
-
-
-def fleet_problems(fleet: dict[str, Any]) -> list[str]:
-    """One line per problem of the [fleet] section, naming the key (empty
-    without a url: no fleet). The site must be a short [a-z0-9-] name: it is
-    a key in the shared store and every other site shows it."""
-    if not fleet.get("url"):
-        extra = sorted(k for k, v in fleet.items() if v is not None and k not in ("lease_s", "on_unreachable", "status_interval_s"))
-        return [f"fleet.{extra[0]}: set fleet.url too (without it there is no fleet)"] if extra else []
-    out = []
-    site = fleet.get("site")
-    if not site:
-        out.append("fleet.site: required with fleet.url (a name unique in the fleet, e.g. \"beijing\")")
-    elif not _SITE.fullmatch(site):
-        out.append(f"fleet.site: {site!r} must be 1-63 characters of a-z, 0-9 and -")
-    url = fleet["url"]
-    scheme = url.split("://", 1)[0] if "://" in url else ""
-    if has_credentials(url):
-        out.append("fleet.url: holds credentials, which would end up in logs; set access_key_id and "
-                   "secret_access_key instead")
-    elif scheme not in ("s3", "file"):
-        out.append(f"fleet.url: must start with s3:// or file://, not {scheme + '://' if scheme else 'a url without one'}")
-    elif scheme == "s3" and len(url[5:].split("/", 1)[0]) < 3:
-        out.append("fleet.url: names no bucket (s3://bucket/prefix)")
-    elif scheme == "file" and not url[7:].startswith("/"):
-        out.append("fleet.url: a file:// store must be absolute (file:///path)")
-    if scheme == "file":
-        extra = [k for k in ("endpoint_url", "region", "addressing_style", "access_key_id",
-                             "secret_access_key") if fleet.get(k) is not None]
-        if extra:
-            out.append(f"fleet.{extra[0]}: applies only to an s3:// fleet url")
-    if (fleet.get("access_key_id") is None) != (fleet.get("secret_access_key") is None):
-        out.append("fleet.access_key_id: set both access_key_id and secret_access_key, or neither")
-    if not fleet.get("lease_s") or fleet["lease_s"] < 10:
-        out.append("fleet.lease_s: must be at least 10 seconds (a claim must outlive one delivery)")
-    return out
-
-
-def _health_problems(health: dict[str, Any]) -> list[str]:
-    # Thresholds that would make `status --check` say nonsense.
-    out = []
-    if not 0 < health.get("sla_warn_fraction", 0.8) <= 1:
-        out.append(f"health.sla_warn_fraction: must be more than 0 and at most 1 (a share of "
-                   f"[delivery] sla_hours), not {health['sla_warn_fraction']!r}")
-    if health.get("heartbeat_stale_s", 120.0) == 0:
-        out.append("health.heartbeat_stale_s: must be more than 0 (the daemon beats every 5 s)")
-    for warn, crit in (("backup_unreachable_warn_minutes", "backup_unreachable_crit_minutes"),
-                       ("failed_warn", "failed_crit"), ("quarantined_warn", "quarantined_crit")):
-        if health.get(warn) and health.get(crit) and health[crit] < health[warn]:
-            out.append(f"health.{crit}: must not be below health.{warn} ({health[crit]} < {health[warn]})")
-    return out
-
-
-def _drill_problems(policy: dict[str, Any]) -> list[str]:
-    # A schedule the backup loop could not follow is refused at load, not met at 03:30.
-    from agent.backup.drill import check_schedule
-
-    if "drill_weekday" not in policy or "drill_time" not in policy:
-        return []   # a wrong type, already reported
-    return [f"backup_policy.{key}: {problem}"
-            for key, problem in check_schedule(policy["drill_weekday"], policy["drill_time"]).items()]
-
-
-def _report_problems(report: dict[str, Any]) -> list[str]:
-    # A weekly report that would never run, or at a moment no clock has.
-    from agent.report.figures import zone_of
-
-    out = []
-    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", report.get("time", "08:00")):
-        out.append(f"report.time: must be HH:MM (24 h), not {report['time']!r}")
-    try:
-        zone_of(report.get("time_zone", "Asia/Shanghai"))
-    except (ValueError, KeyError, OSError):
-        out.append(f"report.time_zone: {report['time_zone']!r} is not a time zone (e.g. \"Asia/Shanghai\")")
-    if report.get("keep_weeks", 1) < 1:
-        out.append("report.keep_weeks: must be at least 1")
-    return out
-
-
 def _refuse_readable_secrets(p: Path, raw: dict[str, Any], mode: int) -> None:
     # A token in a file every local user can read is a leaked token. Secrets
     # given by environment variables are not in the file, so they do not count.
@@ -362,72 +282,6 @@ def _refuse_readable_secrets(p: Path, raw: dict[str, Any], mode: int) -> None:
                           f"(mode {mode & 0o777:o}); run `chmod 640 {p}` (or 600), or pass the secrets "
                           "as FAPIAO_AGENT__DESTINATION__<NAME>__TOKEN-style environment variables "
                           "(FAPIAO_AGENT__NOTIFY__<NAME>__URL for a webhook)")
-
-
-def check_paths(cfg: Config) -> list[str]:
-    """Filesystem problems, one line each naming the key: missing or
-    unwritable watched folders, an unwritable state folder, a missing local
-    destination or backup folder, a [metrics] textfile folder that cannot
-    take it. Empty when all is well."""
-    problems = []
-    state = cfg.state_dir
-    existing = next((p for p in (state, *state.parents) if p.exists()), None)
-    if existing is None or not os.access(existing, os.W_OK):
-        problems.append(f"agent.state_dir: {state} is not writable")
-    for i, w in enumerate(cfg.watches):
-        if not w.path.is_dir():
-            problems.append(f"watch[{i}].path: folder {w.path} does not exist")
-        elif not os.access(w.path, os.R_OK | os.X_OK):
-            problems.append(f"watch[{i}].path: folder {w.path} is not readable")
-        elif w.after != "keep" and not os.access(w.path, os.W_OK):
-            problems.append(f"watch[{i}].path: folder {w.path} is not writable (after = \"{w.after}\")")
-    for kind, entries in (("destination", cfg.destinations), ("backup", cfg.backups)):
-        for i, e in enumerate(entries):
-            local = local_folder(e)
-            if local is None:
-                continue
-            if not local.is_dir():
-                problems.append(f"{kind}[{i}].url: folder {local} does not exist")
-            elif not os.access(local, os.W_OK):
-                problems.append(f"{kind}[{i}].url: folder {local} is not writable")
-    problems += textfile_problems(cfg.metrics)
-    problems += _overlaps(cfg)
-    return problems
-
-
-def _overlaps(cfg: Config) -> list[str]:
-    """A watched folder holding (or lying inside) the state folder, the vault,
-    a folder:// outbox, a backup folder or the weekly reports' folder would take the agent's own files
-    as invoices, and move or delete them with after = move/delete."""
-    owned = [("agent.state_dir", cfg.state_dir), ("agent.vault_dir", cfg.vault_dir)]
-    for kind, entries in (("destination", cfg.destinations), ("backup", cfg.backups)):
-        owned += [(f"{kind}[{i}].url", local) for i, e in enumerate(entries)
-                  if (local := local_folder(e)) is not None]
-    if cfg.report.get("dir"):   # the weekly reports would come back in as junk every week
-        owned.append(("report.dir", cfg.base_dir / cfg.report["dir"]))
-    problems = []
-    for i, w in enumerate(cfg.watches):
-        watched = _real(w.path)
-        for key, folder in owned:
-            mine = _real(folder)
-            if watched == mine or mine.is_relative_to(watched) or watched.is_relative_to(mine):
-                problems.append(f"watch[{i}].path: folder {w.path} overlaps {key} ({folder}); a watched folder "
-                                "must neither hold nor lie inside the agent's own folders")
-    return problems
-
-
-def watch_overlaps(cfg: Config, watch: WatchConfig) -> bool:
-    """True when `watch` (now, symlinks followed) holds or lies inside one of
-    the agent's own folders: the daemon does not watch it (see `check_paths`)."""
-    i = cfg.watches.index(watch)
-    return any(p.startswith(f"watch[{i}].path:") for p in _overlaps(cfg))
-
-
-def _real(path: Path) -> Path:
-    try:
-        return Path(os.path.realpath(path))
-    except OSError:
-        return Path(os.path.abspath(path))
 
 
 def _is_table(where: str, value: Any, errors: list[str]) -> bool:

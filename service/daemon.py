@@ -20,7 +20,8 @@ import time
 
 import schedule
 
-from agent.config import Config, check_paths, load_config
+from agent.config import Config, load_config
+from agent.config_paths import check_paths
 from agent.errors import AgentError, ConfigError
 from agent.ledger import Ledger
 from agent.mail import MailLimits

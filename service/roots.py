@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from agent.config import Config, WatchConfig, watch_overlaps
+from agent.config import Config, WatchConfig
+from agent.config_paths import watch_overlaps
 from agent.ledger import Ledger
 
 

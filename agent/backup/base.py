@@ -48,7 +48,7 @@ class FolderMissing(Transient):
     """A file target's root folder is absent: usually a disk or NAS not mounted.
 
     Transient, so the backlog drains by itself once the disk is back;
-    `config.check_paths` reports a folder that was never there at start-up.
+    `config_paths.check_paths` reports a folder that was never there at start-up.
     """
 
 

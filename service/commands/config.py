@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from agent.config import check_paths, load_config
+from agent.config import load_config
+from agent.config_paths import check_paths
 from agent.config_adapters import adapter_problems
 from agent.defaults import DEFAULT_CONFIG, DEFAULT_FOLDERS
 from agent.errors import ConfigError

@@ -20,7 +20,8 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.config import check_paths, parse_config
+from agent.config import parse_config
+from agent.config_paths import check_paths
 from agent.errors import ConfigError
 from agent.ledger import Ledger, utc
 from agent.model import State

@@ -245,7 +245,8 @@ def test_config_refuses_a_report_that_could_not_run(tmp_path):
 
 
 def test_a_watched_folder_may_not_hold_the_reports(tmp_path):
-    from agent.config import check_paths, load_config
+    from agent.config import load_config
+    from agent.config_paths import check_paths
 
     (tmp_path / "scans" / "reports").mkdir(parents=True)
     path = tmp_path / "c.toml"

@@ -131,7 +131,8 @@ def test_a_root_swapped_between_capture_and_after_action_waits(site_factory, sam
 
 @pytest.mark.parametrize("watched", ["outbox", ".", "state", "state/vault", "backup/sub"])
 def test_config_check_refuses_a_watched_folder_overlapping_the_agents_own(tmp_path, watched):
-    from agent.config import check_paths, load_config, watch_overlaps
+    from agent.config import load_config
+    from agent.config_paths import check_paths, watch_overlaps
     from agent.defaults import DEFAULT_CONFIG
 
     text = DEFAULT_CONFIG.replace('path = "inbox/scanner"', f'path = "{watched}"', 1)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import check_paths, load_config, parse_config
+from agent.config import load_config, parse_config
+from agent.config_paths import check_paths
 from agent.config_adapters import redacted
 from agent.defaults import DEFAULT_CONFIG
 from agent.errors import ConfigError

@@ -1,0 +1,78 @@
+"""What the filesystem says of a loaded config: folders missing or not
+writable, and watched folders that overlap the agent's own (`config check`
+and the daemon's start both ask, by the same calls).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from agent.config import Config, WatchConfig
+from agent.config_adapters import local_folder
+from agent.config_metrics import textfile_problems
+
+def check_paths(cfg: Config) -> list[str]:
+    """Filesystem problems, one line each naming the key: missing or
+    unwritable watched folders, an unwritable state folder, a missing local
+    destination or backup folder, a [metrics] textfile folder that cannot
+    take it. Empty when all is well."""
+    problems = []
+    state = cfg.state_dir
+    existing = next((p for p in (state, *state.parents) if p.exists()), None)
+    if existing is None or not os.access(existing, os.W_OK):
+        problems.append(f"agent.state_dir: {state} is not writable")
+    for i, w in enumerate(cfg.watches):
+        if not w.path.is_dir():
+            problems.append(f"watch[{i}].path: folder {w.path} does not exist")
+        elif not os.access(w.path, os.R_OK | os.X_OK):
+            problems.append(f"watch[{i}].path: folder {w.path} is not readable")
+        elif w.after != "keep" and not os.access(w.path, os.W_OK):
+            problems.append(f"watch[{i}].path: folder {w.path} is not writable (after = \"{w.after}\")")
+    for kind, entries in (("destination", cfg.destinations), ("backup", cfg.backups)):
+        for i, e in enumerate(entries):
+            local = local_folder(e)
+            if local is None:
+                continue
+            if not local.is_dir():
+                problems.append(f"{kind}[{i}].url: folder {local} does not exist")
+            elif not os.access(local, os.W_OK):
+                problems.append(f"{kind}[{i}].url: folder {local} is not writable")
+    problems += textfile_problems(cfg.metrics)
+    problems += _overlaps(cfg)
+    return problems
+
+
+def _overlaps(cfg: Config) -> list[str]:
+    """A watched folder holding (or lying inside) the state folder, the vault,
+    a folder:// outbox, a backup folder or the weekly reports' folder would take the agent's own files
+    as invoices, and move or delete them with after = move/delete."""
+    owned = [("agent.state_dir", cfg.state_dir), ("agent.vault_dir", cfg.vault_dir)]
+    for kind, entries in (("destination", cfg.destinations), ("backup", cfg.backups)):
+        owned += [(f"{kind}[{i}].url", local) for i, e in enumerate(entries)
+                  if (local := local_folder(e)) is not None]
+    if cfg.report.get("dir"):   # the weekly reports would come back in as junk every week
+        owned.append(("report.dir", cfg.base_dir / cfg.report["dir"]))
+    problems = []
+    for i, w in enumerate(cfg.watches):
+        watched = _real(w.path)
+        for key, folder in owned:
+            mine = _real(folder)
+            if watched == mine or mine.is_relative_to(watched) or watched.is_relative_to(mine):
+                problems.append(f"watch[{i}].path: folder {w.path} overlaps {key} ({folder}); a watched folder "
+                                "must neither hold nor lie inside the agent's own folders")
+    return problems
+
+
+def watch_overlaps(cfg: Config, watch: WatchConfig) -> bool:
+    """True when `watch` (now, symlinks followed) holds or lies inside one of
+    the agent's own folders: the daemon does not watch it (see `check_paths`)."""
+    i = cfg.watches.index(watch)
+    return any(p.startswith(f"watch[{i}].path:") for p in _overlaps(cfg))
+
+
+def _real(path: Path) -> Path:
+    try:
+        return Path(os.path.realpath(path))
+    except OSError:
+        return Path(os.path.abspath(path))
