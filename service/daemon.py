@@ -9,7 +9,6 @@ ledger connections. Signals only set flags that the main loop reads.
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import logging
 import os
@@ -38,7 +37,7 @@ from service.reading import Reading, resume_stranded
 from service.notify import weekly_report_hook
 from service.report import WeeklyReport
 from service.roots import usable_watches
-from service.state import EXTEND_MARGIN_S, StateUnavailable, worth_waiting
+from service.state import EXTEND_MARGIN_S, StateUnavailable, take_daemon_lock, worth_waiting
 from service.watch import FolderWatcher
 from service.workers import ExtractionPool
 
@@ -58,10 +57,6 @@ INTAKE_BATCH = 200
 INTAKE_STEP_S = 0.25
 # Within an intake step, results are collected and the pool fed this often.
 POOL_SERVICE_S = 0.05
-
-
-class AlreadyRunning(StateUnavailable):
-    """Another daemon holds the lock on this ledger."""
 
 
 class Daemon:
@@ -151,7 +146,7 @@ class Daemon:
         while not self.stopping:
             try:
                 self.cfg.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
-                self._take_lock()
+                self._lock_fd = take_daemon_lock(self.cfg.state_dir, self.cfg.ledger_path)
                 self.ledger = Ledger(self.cfg.ledger_path)
                 self.vault = Vault(self.cfg.vault_dir)
                 return True
@@ -175,20 +170,6 @@ class Daemon:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
-
-    def _take_lock(self) -> None:
-        path = self.cfg.state_dir / "daemon.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise AlreadyRunning(f"another fapiao-agent daemon (pid {other}) is already running on "
-                                 f"{self.cfg.ledger_path}; stop it first (only one may run per ledger)") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._lock_fd = fd
 
     def _install_signals(self) -> None:
         def stop(signum, frame):

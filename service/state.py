@@ -10,7 +10,9 @@ needs a person: the daemon exits non-zero, and systemd shows it failed.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
+from pathlib import Path
 
 from agent.errors import AgentError
 
@@ -52,3 +54,25 @@ def worth_waiting(e: BaseException, folder) -> bool:
         return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
     except OSError:
         return False
+
+
+class AlreadyRunning(StateUnavailable):
+    """Another daemon holds the lock on this ledger."""
+
+
+def take_daemon_lock(state_dir: Path, ledger_path: Path) -> int:
+    """The daemon's exclusive lock on `state_dir`/daemon.lock, holding our
+    pid; returns its fd (the lock lasts while it is open). Raises
+    AlreadyRunning, naming the other daemon's pid, when one holds it: only
+    one daemon may write a ledger."""
+    fd = os.open(state_dir / "daemon.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise AlreadyRunning(f"another fapiao-agent daemon (pid {other}) is already running on "
+                             f"{ledger_path}; stop it first (only one may run per ledger)") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
