@@ -174,10 +174,11 @@ def _read_identity(norm: str, header: str, f: dict[str, Any]) -> None:
 
 
 def _read_date(norm: str) -> dt.date | None:
-    m = L.LABEL_VALUE_RE["date"].search(norm)
-    candidates = [m] if m else []
-    candidates += [L.DATE_CN_RE.search(norm), L.DATE_BARE_RE.search(norm)]
-    for c in candidates:
+    # The shapes are searched one by one, each only when the ones before it
+    # gave no date (the labelled one almost always does).
+    searches = (L.LABEL_VALUE_RE["date"].search, L.DATE_CN_RE.search, L.DATE_BARE_RE.search)
+    for search in searches:
+        c = search(norm)
         if c is None:
             continue
         y, mo, d = (g for g in c.groups() if g is not None)
@@ -206,6 +207,8 @@ def _line_money(line: str) -> list[Decimal]:
 def _read_money(lines: list[str], f: dict[str, Any]) -> None:
     words_at = None
     for i, line in enumerate(lines):
+        if not L.WORD_DIGIT_RE.search(line):
+            continue
         for m in L.WORDS_RE.finditer(line):
             if L.WORDS_UNIT_RE.search(m.group(1)):
                 words_at = i
@@ -357,7 +360,8 @@ def parse_items(lines: list[str]) -> list[LineItem]:
         if "数量" in line and "单价" in line:
             price_first = line.find("单价") < line.find("数量")
             continue
-        m = _ITEM_TAIL_RE.search(line)
+        # An item row's amount has a decimal point: other lines need no regex.
+        m = _ITEM_TAIL_RE.search(line) if "." in line else None
         if not m:
             if last is not None and line.strip() and not re.search(r"\d\.\d", line) \
                     and len(line) - len(line.lstrip()) < 8 and len(line.split()) == 1 \
