@@ -106,6 +106,9 @@ _WORD_DIGIT = "零壹贰叁肆伍陆柒捌玖"
 # of the value, so it is matched and left out of group 1.
 WORDS_MARKS = "⊗ⓧ"
 WORDS_RE = re.compile(rf"(?:[{WORDS_MARKS}][ ]*)?(负?[{_WORD_DIGIT}][{_WORD_DIGIT}拾佰仟万亿圆元角分整正]+)")
+# Every WORDS_RE match holds one of these: a line without one is skipped by
+# a plain character search (WORDS_RE's optional mark makes it try every position).
+WORD_DIGIT_RE = re.compile(f"[{_WORD_DIGIT}]")
 
 
 def strip_words_marks(text: str) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from operator import attrgetter
+from operator import itemgetter
 
 # PDFium reads text from PDFs it did not write: it is Chrome's engine,
 # fuzzed for that. Imported lazily so that XML/OFD readers do not need it.
@@ -59,20 +59,25 @@ class _Glyph:
         return f"_Glyph({self.text!r}, {self.left:.1f}, {self.bottom:.1f}, {self.right:.1f}, {self.top:.1f})"
 
 
-_CENTRE = attrgetter("centre")
-_LEFT = attrgetter("left")
+# The layout works on plain tuples, g = (text, left, bottom, right, top,
+# centre, height), read as g[0] ... g[6]: a page has ~500 glyphs, and
+# building a tuple costs a fifth of building an object (_Glyph is the
+# readable form, for OFD runs and tests).
+_BY_CENTRE = itemgetter(5)
+_BY_LEFT = itemgetter(1)
 
 
 def page_text(textpage) -> str:
     """The text of a PDFium text page (pypdfium2 PdfTextPage) laid out by
     position (see `layout_glyphs`); "" for a page of more than MAX_CHARS
     characters. Rotated glyphs (a seal's lettering) are left out."""
-    return layout_glyphs(page_glyphs(textpage))
+    return _layout(page_glyphs(textpage))
 
 
-def page_glyphs(textpage) -> list[_Glyph]:
+def page_glyphs(textpage) -> list[tuple]:
     """The upright, non-blank characters of a PDFium text page with their
-    loose boxes (PDF points, y up); [] beyond MAX_CHARS characters."""
+    loose boxes (PDF points, y up) as layout tuples (text, left, bottom,
+    right, top, centre, height); [] beyond MAX_CHARS characters."""
     import pypdfium2.raw as pdfium_c
 
     count = textpage.count_chars()
@@ -87,10 +92,11 @@ def page_glyphs(textpage) -> list[_Glyph]:
     box = pdfium_c.FS_RECTF()
     loose_box, angle_of = pdfium_c.FPDFText_GetLooseCharBox, pdfium_c.FPDFText_GetCharAngle
     low, high = _UPRIGHT, 2 * math.pi - _UPRIGHT
+    blanks = _BLANKS
     out = []
     append = out.append
     for i, ch in enumerate(text):
-        if ch in _BLANKS:
+        if ch in blanks:
             continue
         if ch >= "\u2e80":
             # Half a surrogate pair is no glyph an invoice label or value uses.
@@ -103,7 +109,10 @@ def page_glyphs(textpage) -> list[_Glyph]:
         # Loose boxes span the font's ascent and descent, so a "." and a "9"
         # of one line share a centre.
         if loose_box(raw, i, box):
-            append(_Glyph(ch, box.left, box.bottom, box.right, box.top))
+            bottom, top = box.bottom, box.top
+            height = top - bottom
+            # centre and height exactly as _Glyph computes them (max(h, 1.0)).
+            append((ch, box.left, bottom, box.right, top, (bottom + top) / 2, 1.0 if 1.0 > height else height))
     return out
 
 
@@ -120,35 +129,42 @@ def layout_glyphs(glyphs: list[_Glyph]) -> str:
     the 密码区 become at least two spaces (a column break), so that two
     columns printed close together (a name and the ciphertext beside it)
     are never read as one value."""
+    return _layout([(g.text, g.left, g.bottom, g.right, g.top, g.centre, g.height) for g in glyphs])
+
+
+def _layout(glyphs: list[tuple]) -> str:
+    """`layout_glyphs` on layout tuples (see page_glyphs)."""
     # A row's centre is the mean of its characters' centres (a run of text
     # counts once per character), so the lone letters of a vertical label
     # (购买方, 备注) between two rows cannot drag a row away from its text.
-    rows: list[list[_Glyph]] = []
+    rows: list[list[tuple]] = []
     total = weight = limit = 0.0
-    members: list[_Glyph] = []
-    for g in sorted(glyphs, key=_CENTRE, reverse=True):
-        n = len(g.text) or 1
-        if members and abs(total / weight - g.centre) <= min(limit, g.height) * _ROW_OF_HEIGHT:
-            total += g.centre * n
+    members: list[tuple] = []
+    for g in sorted(glyphs, key=_BY_CENTRE, reverse=True):
+        n = len(g[0]) or 1
+        centre, height = g[5], g[6]
+        # min(limit, height) spelled out: same value, no call per glyph.
+        if members and abs(total / weight - centre) <= (height if height < limit else limit) * _ROW_OF_HEIGHT:
+            total += centre * n
             weight += n
             members.append(g)
             continue
         members = [g]
         rows.append(members)
-        total, weight, limit = g.centre * n, n, g.height
-    ordered = [_drop_overprinted(sorted(row, key=_LEFT)) for row in rows]
+        total, weight, limit = centre * n, n, height
+    ordered = [_drop_overprinted(sorted(row, key=_BY_LEFT)) for row in rows]
     runs = [_cipher_run(row) for row in ordered]
-    edge = _cipher_edge([row[run[0]].left if run else None for row, run in zip(ordered, runs)])
+    edge = _cipher_edge([row[run[0]][1] if run else None for row, run in zip(ordered, runs)])
     width = _cipher_row_length(ordered, runs, edge)
     lines = []
     for row, run in zip(ordered, runs):
         first = row[0]
-        parts = [" " * min(_MAX_RUN, max(0, int(first.left / _COLUMN_POINTS))), first.text]
+        parts = [" " * min(_MAX_RUN, max(0, int(first[1] / _COLUMN_POINTS))), first[0]]
         cipher_at = _cipher_glyph(row, run, edge, width)
-        previous = first
+        previous_right, ph = first[3], first[6]
         for g in row[1:]:
-            gap = g.left - previous.right
-            h, ph = g.height, previous.height
+            text, left, _, right, _, _, h = g
+            gap = left - previous_right
             height = h if h < ph else ph
             if gap > height * _GAP_OF_HEIGHT or g is cipher_at:
                 spaces = min(_MAX_RUN, max(1, round(gap / _COLUMN_POINTS)))
@@ -156,52 +172,52 @@ def layout_glyphs(glyphs: list[_Glyph]) -> str:
                                    or abs(h - ph) > _SAME_HEIGHT * (h if h > ph else ph)):
                     spaces = 2
                 parts.append(" " * spaces)
-            parts.append(g.text)
-            previous = g
+            parts.append(text)
+            previous_right, ph = right, h
         lines.append("".join(parts))
     return "\n".join(lines)
 
 
-def _cipher_run(row: list[_Glyph]) -> tuple[int, int, int] | None:
+def _cipher_run(row: list[tuple]) -> tuple[int, int, int] | None:
     """The row's 密码区 ciphertext run as (first glyph, end glyph, characters),
     or None: a run of at least _CIPHER_RUN characters of the cipher alphabet
     with at least _CIPHER_SYMBOLS of + - * / < > (which no amount, date,
     account or tax id has) and no column gap inside. A value printed right
     before the ciphertext and ending in digits starts the run early."""
-    if not _CIPHER_PREFILTER_RE.search("".join(g.text for g in row)):
+    if not _CIPHER_PREFILTER_RE.search("".join([g[0] for g in row])):
         return None
     start, chars, symbols, previous = None, 0, 0, None
     for i, g in enumerate(row):
-        in_alphabet = all(c in _CIPHER_ALPHABET for c in g.text)
+        in_alphabet = all(c in _CIPHER_ALPHABET for c in g[0])
         if not in_alphabet and start is not None and _overprints(g, previous, row[i + 1] if i + 1 < len(row) else None):
             continue  # a label printed across the ciphertext (the 密 of 密码区) does not end it
-        joined = previous is not None and g.left - previous.right <= min(g.height, previous.height) * _COLUMN_OF_HEIGHT
+        joined = previous is not None and g[1] - previous[3] <= min(g[6], previous[6]) * _COLUMN_OF_HEIGHT
         if not in_alphabet or not joined:
             if start is not None and chars >= _CIPHER_RUN and symbols >= _CIPHER_SYMBOLS:
                 return start, i, chars
             start, chars, symbols = None, 0, 0
         if in_alphabet:
             start = i if start is None else start
-            chars += len(g.text)
-            symbols += sum(1 for c in g.text if c in _CIPHER_SYMBOL_CHARS)
+            chars += len(g[0])
+            symbols += sum(1 for c in g[0] if c in _CIPHER_SYMBOL_CHARS)
         previous = g
     if start is not None and chars >= _CIPHER_RUN and symbols >= _CIPHER_SYMBOLS:
         return start, len(row), chars
     return None
 
 
-def _overprints(g: _Glyph, previous: _Glyph | None, following: _Glyph | None) -> bool:
+def _overprints(g: tuple, previous: tuple | None, following: tuple | None) -> bool:
     """True when `g` overlaps a neighbour by more than a quarter of the narrower box."""
     for other in (previous, following):
         if other is None:
             continue
-        overlap = min(g.right, other.right) - max(g.left, other.left)
-        if overlap > min(g.right - g.left, other.right - other.left) / 4:
+        overlap = min(g[3], other[3]) - max(g[1], other[1])
+        if overlap > min(g[3] - g[1], other[3] - other[1]) / 4:
             return True
     return False
 
 
-def _cipher_row_length(rows: list[list[_Glyph]], runs: list[tuple[int, int, int] | None],
+def _cipher_row_length(rows: list[list[tuple]], runs: list[tuple[int, int, int] | None],
                        edge: float | None) -> int | None:
     """How many characters each row of the 密码区 block prints (its rows are
     of one length), or None: the length that the runs starting at the
@@ -210,12 +226,12 @@ def _cipher_row_length(rows: list[list[_Glyph]], runs: list[tuple[int, int, int]
     if edge is None:
         return None
     lengths = {run[2] for row, run in zip(rows, runs)
-               if run is not None and abs(row[run[0]].left - edge) <= _CIPHER_ALIGN}
+               if run is not None and abs(row[run[0]][1] - edge) <= _CIPHER_ALIGN}
     return lengths.pop() if len(lengths) == 1 else None
 
 
-def _cipher_glyph(row: list[_Glyph], run: tuple[int, int, int] | None, edge: float | None,
-                  width: int | None) -> _Glyph | None:
+def _cipher_glyph(row: list[tuple], run: tuple[int, int, int] | None, edge: float | None,
+                  width: int | None) -> tuple | None:
     """The row's first glyph of the 密码区, where a column break goes, or None.
     On a row whose ciphertext run starts at the block's edge (or that prints
     only part of the block), the first glyph at the edge. On a row whose run
@@ -228,18 +244,18 @@ def _cipher_glyph(row: list[_Glyph], run: tuple[int, int, int] | None, edge: flo
     if edge is None or run is None:
         return None
     first, end, chars = run
-    at_edge = next((g for g in row if g.left >= edge - g.height / 2), None)
-    if row[first].left >= edge - _CIPHER_ALIGN or width is None or chars < width:
+    at_edge = next((g for g in row if g[1] >= edge - g[6] / 2), None)
+    if row[first][1] >= edge - _CIPHER_ALIGN or width is None or chars < width:
         return at_edge
     skip = chars - width
     for g in row[first:end]:
-        if not all(c in _CIPHER_ALPHABET for c in g.text):
+        if not all(c in _CIPHER_ALPHABET for c in g[0]):
             continue  # a label printed across it
         if skip == 0:
             return g
-        if skip < len(g.text):
+        if skip < len(g[0]):
             break  # the block's edge falls inside one text run (OFD)
-        skip -= len(g.text)
+        skip -= len(g[0])
     return at_edge
 
 
@@ -256,23 +272,24 @@ def _cipher_edge(starts: list[float | None]) -> float | None:
     return best
 
 
-def _drop_overprinted(members: list[_Glyph]) -> list[_Glyph]:
+def _drop_overprinted(members: list[tuple]) -> list[tuple]:
     """A row without the glyphs printed over another one (the upright top
     letter of a seal across the title, a fake-bold double): of two glyphs
     overlapping by more than half the narrower one, the smaller is dropped
     when they are the same character or one is much smaller. (A value may
     start inside a full-width colon's box: that is no overprint.)"""
-    kept: list[_Glyph] = [members[0]]
+    kept: list[tuple] = [members[0]]
+    last = members[0]
     for g in members[1:]:
-        last = kept[-1]
-        overlap = last.right - g.left
+        overlap = last[3] - g[1]
         if overlap > 0:
-            narrower = min(g.right - g.left, last.right - last.left)
-            small, big = (g.height, last.height) if g.height < last.height else (last.height, g.height)
+            narrower = min(g[3] - g[1], last[3] - last[1])
+            small, big = (g[6], last[6]) if g[6] < last[6] else (last[6], g[6])
             if narrower > 0 and overlap > narrower / 2 \
-                    and (g.text == last.text or small < _OVERPRINT_HEIGHT * big):
-                if g.height > last.height:
-                    kept[-1] = g
+                    and (g[0] == last[0] or small < _OVERPRINT_HEIGHT * big):
+                if g[6] > last[6]:
+                    kept[-1] = last = g
                 continue
         kept.append(g)
+        last = g
     return kept
