@@ -27,7 +27,7 @@ from typing import Any, Iterable, Sequence
 
 from agent.errors import NotifyPermanent, NotifyRetryable
 from agent.ledger.rows import parse_utc, utc
-from agent.notify.base import Attachment, Message, Notifier
+from agent.notify.base import Attachment, Message, Notifier, code_span, one_line
 from agent.notify.events import EVENTS
 from agent.notify.faults import Fault
 
@@ -116,7 +116,9 @@ def _digest(ledger, entry: dict[str, Any], now: dt.datetime, messages: list[dict
     if not rows:
         return None
     n = len(rows)
-    lines = [f"- #{r['document_id']} {r['original_name'] or '?'}: {', '.join(c for c in r['codes'] if c) or r['reason'] or '?'}"
+    # File names and reasons come from strangers: one line each, names as code.
+    lines = [f"- #{r['document_id']} {code_span(r['original_name']) if r['original_name'] else '?'}: "
+             f"{one_line(', '.join(c for c in r['codes'] if c) or r['reason'] or '?')}"
              f" ({r['at'][:19]}Z, now {r['state']})" for r in rows[:_DIGEST_LIST]]
     if n > _DIGEST_LIST:
         lines.append(f"- … {n - _DIGEST_LIST} more / 另有 {n - _DIGEST_LIST} 张")
