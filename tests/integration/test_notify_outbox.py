@@ -370,3 +370,24 @@ def test_a_file_name_or_a_server_error_cannot_forge_lines_markup_or_escapes_in_a
         assert "`evil.pdf\\n\\n## ALL RESOLVED <@all> [click](http://evil.example)\\n- #99 fake.pdf`" in digest
         assert "`a\\x1b]0;owned\\x07\\u202e.pdf`: tax-id-invalid" in digest
         assert "HTTP 500: oops\\n## 已恢复 RESOLVED" in next(t for t in texts if "finance" in t)
+
+
+def test_a_clock_set_back_silences_no_digest_and_no_resolved_message(tmp_path):
+    # NTP correcting a clock that ran a day ahead: the windows counted from
+    # the last digest and from "clear since" lie in the future.
+    cfg = config(tmp_path, {"name": "wx", "url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k-0123456789",
+                            "events": ["quarantined", "destination-paused"], "digest_minutes": 15.0,
+                            "resolve_after_minutes": 10.0})
+    ledger = Ledger(cfg.ledger_path)
+    round_at(ledger, cfg, T0)
+    ledger.save_destination_health("finance", now=utc(T0), paused_error="HTTP 401", paused_at=utc(T0))
+    _quarantine(ledger, 2, "a.pdf", T0)
+    round_at(ledger, cfg, T0 + dt.timedelta(minutes=16))          # opened + digest of a.pdf
+    ledger.save_destination_health("finance", now=utc(T0), paused_error=None, paused_at=None)
+    round_at(ledger, cfg, T0 + dt.timedelta(minutes=17))          # clear since T0+17
+    back = T0 - dt.timedelta(days=1)
+    _quarantine(ledger, 3, "b.pdf", back)
+    round_at(ledger, cfg, back + dt.timedelta(minutes=20))
+    kinds = [(n["kind"], n["body"]) for n in ledger.notifications()]
+    assert [k for k, _ in kinds].count("resolved") == 1, kinds
+    assert any(k == "digest" and "b.pdf" in body for k, body in kinds), kinds
