@@ -30,7 +30,7 @@ import hmac
 import json
 import time
 from typing import Any, Callable
-from urllib.parse import parse_qsl, quote_plus, urlsplit
+from urllib.parse import parse_qsl, quote_plus, unquote_plus, urlsplit
 
 import urllib3
 from urllib3.exceptions import HTTPError, SSLError
@@ -81,6 +81,12 @@ class WebhookNotifier:
         # The url's key (a query value, a hook path segment) is a credential too.
         url_secrets = [v for _, v in parse_qsl(parts.query) if len(v) >= 8]
         url_secrets += [s for s in parts.path.split("/") if len(s) >= 16]
+        # A value too short to mask alone (it would match ordinary words) is
+        # still masked where a server quotes it as a query does: `=value`
+        # (an echoed request line, "unknown query: token=…").
+        for pair in parts.query.split("&"):
+            raw = pair.partition("=")[2]
+            url_secrets += [f"={v}" for v in {raw, unquote_plus(raw)} if 4 <= len(v) < 8]
         remember(self, secret, *url_secrets)
         kwargs: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED" if tls_verify else "CERT_NONE"}
         if ca_file:

@@ -202,3 +202,17 @@ def test_a_robot_that_echoes_its_key_in_an_error_does_not_leak_it():
             notifier.send(Message(subject="s", text="t"))
     assert "93000" in str(e.value) and "693a91f6-7aaa" not in str(e.value)
     assert "693a91f6" not in repr(notifier)
+
+
+def test_a_server_that_echoes_the_request_line_does_not_leak_a_short_token():
+    # A generic hook's or DingTalk's access token may be short (under the
+    # 8 characters a lone value needs to be masked); a server quoting the
+    # request line or the query still gives it away as `name=value`.
+    with RobotServer(path="/robot/send?access_token=tok123") as robot:
+        robot.replies.append((400, {"error": "bad request POST /robot/send?access_token=tok123&timestamp=1"}))
+        robot.replies.append((400, {"error": "unknown query: access_token=tok123"}))
+        notifier = open_notifier({"name": "ding", "url": robot.url, "preset": "dingtalk", "timeout_s": 2.0})
+        for _ in range(2):
+            with pytest.raises(NotifyPermanent) as e:
+                notifier.send(Message(subject="s", text="t"))
+            assert "HTTP 400" in str(e.value) and "tok123" not in str(e.value), str(e.value)
