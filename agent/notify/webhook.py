@@ -140,9 +140,12 @@ class WebhookNotifier:
                                       headers={"Content-Type": "application/json; charset=utf-8"},
                                       timeout=self._timeout, redirect=False, preload_content=False)
             try:
-                reply = resp.read(_MAX_REPLY, decode_content=True)
+                reply = _read_reply(resp, deadline=time.monotonic() + self._timeout.read_timeout)
             finally:
                 resp.release_conn()
+        except _TooSlow:
+            raise NotifyRetryable(f"{where}: the answer did not finish within {self._timeout.read_timeout:g} s "
+                                  "(timeout_s)") from None
         except SSLError as e:
             raise NotifyPermanent(f"{where}: TLS failed ({type(e).__name__}); set ca_file or fix the "
                                   "server's certificate") from None
@@ -168,3 +171,23 @@ class WebhookNotifier:
         kind = NotifyRetryable if code in RETRYABLE_CODES[self.preset] else NotifyPermanent
         msg = answer.get("errmsg") or answer.get("msg") or answer.get("StatusMessage") or ""
         raise kind(f"{where}: the robot refused the message: code {code} {str(msg)[:200]}")
+
+
+class _TooSlow(Exception):
+    """The reply kept coming past the send's deadline."""
+
+
+def _read_reply(resp, *, deadline: float) -> bytes:
+    # At most _MAX_REPLY bytes, all of them by `deadline`: urllib3's read
+    # timeout bounds each recv, not the reply, so a robot trickling a byte a
+    # second would hold the one notify thread (every entry's alerts) for hours.
+    parts, got = [], 0
+    while got < _MAX_REPLY:
+        if time.monotonic() > deadline:
+            raise _TooSlow()
+        chunk = resp.read1(min(16384, _MAX_REPLY - got))
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
