@@ -269,15 +269,34 @@ def parse_moment(text: str, *, now: dt.datetime, tz: str) -> dt.datetime:
     "2026-11-23" (its midnight in `tz`); or an ISO date-time (an offset
     given, else read in `tz`). ValueError saying what is accepted."""
     text = text.strip()
-    m = _SPAN.fullmatch(text)
-    if m:
-        n, unit = int(m.group(1)), m.group(2)
-        return now - {"d": dt.timedelta(days=n), "h": dt.timedelta(hours=n), "w": dt.timedelta(weeks=n)}[unit]
     try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), tzinfo=zone_of(tz))
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
+        m = _SPAN.fullmatch(text)
+        if m:
+            n, unit = int(m.group(1)), m.group(2)
+            moment = now - {"d": dt.timedelta(days=n), "h": dt.timedelta(hours=n), "w": dt.timedelta(weeks=n)}[unit]
+        elif re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            moment = dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), tzinfo=zone_of(tz))
+        else:
+            moment = dt.datetime.fromisoformat(text)
+        # As UTC too (the ledger's clock): year 1 in +08:00 is before year 1 there.
+        (moment if moment.tzinfo else moment.replace(tzinfo=zone_of(tz))).astimezone(dt.timezone.utc)
+    except (ValueError, OverflowError):
         raise ValueError(f"{text!r} is not a moment: use 7d, 36h, 2w, a day (2026-11-23) or "
                          "an ISO date-time (2026-11-23T08:00+08:00)") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=zone_of(tz))
+
+
+MAX_REPORT_DAYS = 3 * 366   # a row and a bar per day: a century would be a 16 MB page of zeros
+
+
+def report_window(since: str, until: str | None, *, now: dt.datetime, tz: str) -> tuple[dt.datetime, dt.datetime]:
+    """`--since`/`--until` (None: `now`) as (start, end), start before end
+    and at most MAX_REPORT_DAYS apart; ValueError saying what is wrong."""
+    start = parse_moment(since, now=now, tz=tz)
+    end = parse_moment(until, now=now, tz=tz) if until else now
+    if start >= end:
+        raise ValueError(f"--since ({start.isoformat()}) must be before --until ({end.isoformat()})")
+    if end - start > dt.timedelta(days=MAX_REPORT_DAYS):
+        raise ValueError(f"--since {since} to --until {until or 'now'} spans {(end - start).days} days; a report "
+                         f"covers at most {MAX_REPORT_DAYS} (write one per year for longer)")
+    return start, end

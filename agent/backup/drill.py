@@ -177,6 +177,17 @@ def _drill(ledger: Ledger, target: BackupTarget, work: Path, sample: int, report
 def _check_original(ledger: Ledger, target: BackupTarget, work: Path, sha: str,
                     size: int | None) -> tuple[str, str] | None:
     """None when the original and its sidecar came back right, else (verdict, reason)."""
+    # Sizes as the target lists them (one cheap listing of the object's own
+    # prefix, its sidecar included): an object grown far past what was
+    # stored is judged without fetching it, so a target cannot fill the
+    # local disk through the drill.
+    listed = {info.key: info.size for info in target.list(object_key(sha))}
+    got_listed = listed.get(object_key(sha))
+    if size is not None and got_listed is not None and got_listed != size:
+        return "mismatch", f"listed as {got_listed} bytes, {size} were stored (not fetched)"
+    side_listed = listed.get(sidecar_key(sha))
+    if side_listed is not None and side_listed > MAX_SIDECAR_BYTES:
+        return "unreadable", f"its sidecar is listed as {side_listed} bytes, not a sidecar (not fetched)"
     dest = work / "object"
     try:
         target.get(object_key(sha), dest=dest)
@@ -220,7 +231,8 @@ def _check_original(ledger: Ledger, target: BackupTarget, work: Path, sha: str,
 def _check_snapshot(ledger: Ledger, target: BackupTarget, work: Path, report: DrillReport) -> None:
     state = ledger.backup_target(target.name)
     recorded, recorded_sha = state.get("last_snapshot"), state.get("last_snapshot_sha256")
-    names = [info.key for info in target.list(LEDGER_PREFIX)]
+    sizes = {info.key: info.size for info in target.list(LEDGER_PREFIX)}
+    names = list(sizes)
     chosen = snapshot_at(names)   # what a restore would take
     checks: dict = report.snapshot_checks
     checks["recorded"] = recorded
@@ -234,6 +246,12 @@ def _check_snapshot(ledger: Ledger, target: BackupTarget, work: Path, report: Dr
                               "from sidecars alone")
         return
     report.snapshot = chosen
+    limit = _inflate_limit(ledger.path)
+    if (sizes.get(chosen) or 0) > limit:   # compressed past what it may inflate to: not a ledger
+        report.snapshot_ok = False
+        report.reasons.append(f"ledger snapshot {chosen} is listed as {sizes[chosen]} bytes, more than a "
+                              f"snapshot of this ledger can be ({limit}); not fetched")
+        return
     gz = work / "snapshot.gz"
     try:
         target.get(chosen, dest=gz)
@@ -263,7 +281,7 @@ def _snapshot_problems(gz: Path, db: Path, live: Path, checks: dict, expected_sh
     problems = []
     if expected_sha and got != expected_sha:
         problems.append(f"hash {got} is not the {expected_sha} recorded when it was put")
-    limit = max(SNAPSHOT_MIN_LIMIT, SNAPSHOT_GROWTH_LIMIT * _size(live))
+    limit = _inflate_limit(live)
     try:
         written = _gunzip(gz, db, limit)
     except (OSError, EOFError, zlib.error) as e:
@@ -305,6 +323,11 @@ def _gunzip(src: Path, dest: Path, limit: int) -> int:
                                  "not a snapshot of it")
             out.write(chunk)
     return written
+
+
+def _inflate_limit(live: Path) -> int:
+    # The most bytes a snapshot of the live ledger may inflate to.
+    return max(SNAPSHOT_MIN_LIMIT, SNAPSHOT_GROWTH_LIMIT * _size(live))
 
 
 def _size(path: Path) -> int:

@@ -12,11 +12,36 @@ robot's key; its `str()` is the entry's name and the url's host only.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from agent.errors import ConfigError
+
+
+# C0, DEL, C1, bidi controls and the Unicode line separators (as service/textsafe.py).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def one_line(text: object) -> str:
+    """A stranger's text (a server's error, a file name) fit to sit inside
+    one line of a message: every control character, bidi control and line
+    separator shown as an escape (`\\n`, `\\x1b`, `\\u202e`), so it can neither
+    start a line of its own (a forged heading or list entry) nor act on the
+    terminal or mail client that shows it."""
+    def escape(m: re.Match) -> str:
+        ch = m.group(0)
+        return _NAMED.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+    return _UNSAFE.sub(escape, text if isinstance(text, str) else str(text))
+
+
+def code_span(text: object) -> str:
+    """`one_line(text)` as a markdown code span: the robots show it as it
+    is, never as a link, a mention (`<@all>`) or emphasis. A backtick inside
+    becomes `'` (a span cannot hold its own delimiter portably)."""
+    return "`" + one_line(text).replace("`", "'") + "`"
 
 
 @dataclass(frozen=True)

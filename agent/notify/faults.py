@@ -16,6 +16,7 @@ from typing import Any
 
 from agent.health import span
 from agent.ledger.rows import parse_utc
+from agent.notify.base import one_line
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def open_faults(report: dict, entry: dict[str, Any], *, now: dt.datetime,
             name = dest["name"]
             found.append(Fault(f"destination-paused:{name}", "destination-paused",
                                f"投递目标 {name} 已暂停 / destination {name} paused",
-                               f"投递目标 {name} 已暂停 (since {dest.get('paused_at') or '?'}): {dest['paused_error']}\n"
+                               f"投递目标 {name} 已暂停 (since {dest.get('paused_at') or '?'}): {one_line(dest['paused_error'])}\n"
                                f"backlog {dest.get('backlog', 0)}; fix it, then `fapiao-agent retry`."))
     for t in (report.get("backup") or {}).get("targets") or []:
         name = t["name"]
@@ -64,7 +65,7 @@ def open_faults(report: dict, entry: dict[str, Any], *, now: dt.datetime,
         if "backup-failing" in wanted and since:
             minutes = (now - parse_utc(since)).total_seconds() / 60
             if minutes >= float(entry.get("backup_failing_minutes") or 0):
-                why = t.get("paused_error") or t.get("last_error") or "not answering"
+                why = one_line(t.get("paused_error") or t.get("last_error") or "not answering")
                 found.append(Fault(f"backup-failing:{name}", "backup-failing",
                                    f"备份目标 {name} 故障 {span(minutes * 60)} / backup target {name} failing",
                                    f"备份目标 {name} 自 {since} 起无法备份 ({span(minutes * 60)}): {why}\n"

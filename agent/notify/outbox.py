@@ -27,7 +27,7 @@ from typing import Any, Iterable, Sequence
 
 from agent.errors import NotifyPermanent, NotifyRetryable
 from agent.ledger.rows import parse_utc, utc
-from agent.notify.base import Attachment, Message, Notifier
+from agent.notify.base import Attachment, Message, Notifier, code_span, one_line
 from agent.notify.events import EVENTS
 from agent.notify.faults import Fault
 
@@ -77,7 +77,7 @@ def run_round(ledger, entry: dict[str, Any], faults: dict[str, Fault], *, now: d
             continue
         if row["clear_since"]:
             seen_again.append(key)
-        elif repeat_s and (now - parse_utc(row["notified_at"])).total_seconds() >= repeat_s:
+        elif repeat_s and not _within(now, row["notified_at"], repeat_s):
             reminded.append(key)
             messages.append(_message(name, f.event, key, "reminder", "仍未解决 STILL OPEN: " + f.subject,
                                      f"{f.text}\n\n自 {row['opened_at']} 起 / open since {row['opened_at']}"))
@@ -89,7 +89,7 @@ def run_round(ledger, entry: dict[str, Any], faults: dict[str, Fault], *, now: d
             clearing.append(key)
             if hold_s:
                 continue
-        elif (now - parse_utc(row["clear_since"])).total_seconds() < hold_s:
+        elif _within(now, row["clear_since"], hold_s):
             continue
         resolved.append(key)
         messages.append(_message(name, row["event"], key, "resolved", "已恢复 RESOLVED: " + row["subject"],
@@ -110,13 +110,15 @@ def _digest(ledger, entry: dict[str, Any], now: dt.datetime, messages: list[dict
     cursor = ledger.notify_cursor(entry["name"])
     if cursor is None:
         return ledger.last_event_id(), utc(now)
-    if (now - parse_utc(cursor["digest_at"])).total_seconds() < float(entry.get("digest_minutes") or 0) * 60:
+    if _within(now, cursor["digest_at"], float(entry.get("digest_minutes") or 0) * 60):
         return None
     rows = ledger.quarantines_after(cursor["quarantine_event_id"], limit=1000)
     if not rows:
         return None
     n = len(rows)
-    lines = [f"- #{r['document_id']} {r['original_name'] or '?'}: {', '.join(c for c in r['codes'] if c) or r['reason'] or '?'}"
+    # File names and reasons come from strangers: one line each, names as code.
+    lines = [f"- #{r['document_id']} {code_span(r['original_name']) if r['original_name'] else '?'}: "
+             f"{one_line(', '.join(c for c in r['codes'] if c) or r['reason'] or '?')}"
              f" ({r['at'][:19]}Z, now {r['state']})" for r in rows[:_DIGEST_LIST]]
     if n > _DIGEST_LIST:
         lines.append(f"- … {n - _DIGEST_LIST} more / 另有 {n - _DIGEST_LIST} 张")
@@ -125,6 +127,14 @@ def _digest(ledger, entry: dict[str, Any], now: dt.datetime, messages: list[dict
     messages.append(_message(entry["name"], "quarantined", f"quarantined:{rows[-1]['event_id']}", "digest",
                              f"{n} 张发票被隔离 / {n} invoices quarantined", text))
     return rows[-1]["event_id"], utc(now)
+
+
+def _within(now: dt.datetime, since: str, window_s: float) -> bool:
+    # True while `now` is less than `window_s` after `since`. A `since` in the
+    # future (the clock was set back after it was written) counts as the
+    # window over: at worst one message early, never a day of silence.
+    elapsed = (now - parse_utc(since)).total_seconds()
+    return 0 <= elapsed < window_s
 
 
 def _message(entry: str, event: str, key: str, kind: str, subject: str, text: str) -> dict:

@@ -30,7 +30,7 @@ import hmac
 import json
 import time
 from typing import Any, Callable
-from urllib.parse import parse_qsl, quote_plus, urlsplit
+from urllib.parse import parse_qsl, quote_plus, unquote_plus, urlsplit
 
 import urllib3
 from urllib3.exceptions import HTTPError, SSLError
@@ -81,6 +81,12 @@ class WebhookNotifier:
         # The url's key (a query value, a hook path segment) is a credential too.
         url_secrets = [v for _, v in parse_qsl(parts.query) if len(v) >= 8]
         url_secrets += [s for s in parts.path.split("/") if len(s) >= 16]
+        # A value too short to mask alone (it would match ordinary words) is
+        # still masked where a server quotes it as a query does: `=value`
+        # (an echoed request line, "unknown query: token=…").
+        for pair in parts.query.split("&"):
+            raw = pair.partition("=")[2]
+            url_secrets += [f"={v}" for v in {raw, unquote_plus(raw)} if 4 <= len(v) < 8]
         remember(self, secret, *url_secrets)
         kwargs: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED" if tls_verify else "CERT_NONE"}
         if ca_file:
@@ -134,9 +140,12 @@ class WebhookNotifier:
                                       headers={"Content-Type": "application/json; charset=utf-8"},
                                       timeout=self._timeout, redirect=False, preload_content=False)
             try:
-                reply = resp.read(_MAX_REPLY, decode_content=True)
+                reply = _read_reply(resp, deadline=time.monotonic() + self._timeout.read_timeout)
             finally:
                 resp.release_conn()
+        except _TooSlow:
+            raise NotifyRetryable(f"{where}: the answer did not finish within {self._timeout.read_timeout:g} s "
+                                  "(timeout_s)") from None
         except SSLError as e:
             raise NotifyPermanent(f"{where}: TLS failed ({type(e).__name__}); set ca_file or fix the "
                                   "server's certificate") from None
@@ -162,3 +171,23 @@ class WebhookNotifier:
         kind = NotifyRetryable if code in RETRYABLE_CODES[self.preset] else NotifyPermanent
         msg = answer.get("errmsg") or answer.get("msg") or answer.get("StatusMessage") or ""
         raise kind(f"{where}: the robot refused the message: code {code} {str(msg)[:200]}")
+
+
+class _TooSlow(Exception):
+    """The reply kept coming past the send's deadline."""
+
+
+def _read_reply(resp, *, deadline: float) -> bytes:
+    # At most _MAX_REPLY bytes, all of them by `deadline`: urllib3's read
+    # timeout bounds each recv, not the reply, so a robot trickling a byte a
+    # second would hold the one notify thread (every entry's alerts) for hours.
+    parts, got = [], 0
+    while got < _MAX_REPLY:
+        if time.monotonic() > deadline:
+            raise _TooSlow()
+        chunk = resp.read1(min(16384, _MAX_REPLY - got))
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)

@@ -8,7 +8,7 @@ import click
 
 from agent.report.figures import zone_of
 from service.context import echo_json, fail, load, now_dt, open_ledger
-from service.report import build_report, figures_json, parse_moment, write_report
+from service.report import build_report, figures_json, report_window, write_report
 from service.textsafe import echo
 
 
@@ -35,12 +35,9 @@ def command(ctx: click.Context, since: str, until: str | None, out_dir: str, as_
     at = now_dt()
     tz = cfg.report["time_zone"]
     try:
-        start = parse_moment(since, now=at, tz=tz)
-        end = parse_moment(until, now=at, tz=tz) if until else at
+        start, end = report_window(since, until, now=at, tz=tz)
     except ValueError as e:
         fail(str(e), code=2)
-    if start >= end:
-        fail(f"--since ({start.isoformat()}) must be before --until ({end.isoformat()})", code=2)
     if not as_json:
         echo("reading the ledger ...", err=True)
     with open_ledger(cfg) as ledger:

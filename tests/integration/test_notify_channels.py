@@ -202,3 +202,51 @@ def test_a_robot_that_echoes_its_key_in_an_error_does_not_leak_it():
             notifier.send(Message(subject="s", text="t"))
     assert "93000" in str(e.value) and "693a91f6-7aaa" not in str(e.value)
     assert "693a91f6" not in repr(notifier)
+
+
+def test_a_server_that_echoes_the_request_line_does_not_leak_a_short_token():
+    # A generic hook's or DingTalk's access token may be short (under the
+    # 8 characters a lone value needs to be masked); a server quoting the
+    # request line or the query still gives it away as `name=value`.
+    with RobotServer(path="/robot/send?access_token=tok123") as robot:
+        robot.replies.append((400, {"error": "bad request POST /robot/send?access_token=tok123&timestamp=1"}))
+        robot.replies.append((400, {"error": "unknown query: access_token=tok123"}))
+        notifier = open_notifier({"name": "ding", "url": robot.url, "preset": "dingtalk", "timeout_s": 2.0})
+        for _ in range(2):
+            with pytest.raises(NotifyPermanent) as e:
+                notifier.send(Message(subject="s", text="t"))
+            assert "HTTP 400" in str(e.value) and "tok123" not in str(e.value), str(e.value)
+
+
+def test_a_robot_trickling_its_answer_is_cut_at_timeout_s_not_held_for_hours():
+    # urllib3's read timeout bounds each recv: a byte every 0.3 s kept the
+    # one notify thread (every entry's alerts) for 64 KiB x 0.3 s per try.
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    stop = threading.Event()
+
+    def trickle():
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 65536\r\n\r\n{")
+            for _ in range(20):              # gives up after ~6 s, closing early
+                if stop.wait(0.3):
+                    break
+                conn.sendall(b" ")
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/cgi-bin/webhook/send?key=k3y-0f-the-r0b0t"
+        notifier = open_notifier({"name": "wx", "url": url, "preset": "wecom", "timeout_s": 1.0})
+        with pytest.raises(NotifyRetryable) as e:
+            notifier.send(Message(subject="s", text="t"))
+        assert "did not finish within 1 s" in str(e.value), str(e.value)
+    finally:
+        stop.set()
+        thread.join(10)
+        server.close()

@@ -189,7 +189,7 @@ def test_quarantines_arrive_as_one_digest_per_digest_minutes(tmp_path):
         send_due(ledger, channels(cfg), now=T0 + dt.timedelta(minutes=20), actor=ACTOR)
         (req,) = robot.requests
         text = req["json"]["markdown"]["content"]
-        assert "2 张发票被隔离" in text and "发票-A.pdf: tax-id-invalid" in text and "发票-B.pdf" in text
+        assert "2 张发票被隔离" in text and "`发票-A.pdf`: tax-id-invalid" in text and "发票-B.pdf" in text
         assert "old.pdf" not in text and "发票-C.pdf" not in text
         round_at(ledger, cfg, T0 + dt.timedelta(minutes=32))
         assert "发票-C.pdf" in ledger.notifications()[0]["body"] and "1 张" in ledger.notifications()[0]["body"]
@@ -344,3 +344,50 @@ def test_the_weekly_report_hook_queues_page_and_csv_for_mail_and_the_summary_for
         assert {a.get_filename() for a in msg.iter_attachments()} == {"fapiao-report-2026-12-07.html",
                                                                       "fapiao-report-2026-12-07.csv"}
         assert "本周到达 42 张" in robot.requests[0]["json"]["markdown"]["content"]
+
+
+def test_a_file_name_or_a_server_error_cannot_forge_lines_markup_or_escapes_in_a_message(tmp_path):
+    # Names and error texts come from strangers: a newline would forge a
+    # heading or a document line, markdown a mention or a link in the
+    # robot, ESC/BEL act on a terminal reading the mail.
+    with RobotServer() as robot:
+        cfg = config(tmp_path, robot_entry(robot, events=["quarantined", "destination-paused"], digest_minutes=1.0))
+        ledger = Ledger(cfg.ledger_path)
+        round_at(ledger, cfg, T0)
+        _quarantine(ledger, 2, "evil.pdf\n\n## ALL RESOLVED <@all> [click](http://evil.example)\n- #99 fake.pdf", T0)
+        _quarantine(ledger, 3, "a\x1b]0;owned\x07\u202e.pdf", T0)
+        ledger.save_destination_health("finance", now=utc(T0), paused_error="HTTP 500: oops\n## 已恢复 RESOLVED",
+                                       paused_at=utc(T0))
+        round_at(ledger, cfg, T0 + dt.timedelta(minutes=2))
+        send_due(ledger, channels(cfg), now=T0 + dt.timedelta(minutes=2), actor=ACTOR)
+        texts = [r["json"]["markdown"]["content"] for r in robot.requests]
+        assert len(texts) == 2
+        for text in texts:
+            lines = text.splitlines()
+            assert not any(line.startswith(("## ALL", "## 已恢复", "- #99")) for line in lines), text
+            assert not any(ch in text for ch in "\x1b\x07\u202e"), text
+        digest = next(t for t in texts if "隔离" in t)
+        assert "`evil.pdf\\n\\n## ALL RESOLVED <@all> [click](http://evil.example)\\n- #99 fake.pdf`" in digest
+        assert "`a\\x1b]0;owned\\x07\\u202e.pdf`: tax-id-invalid" in digest
+        assert "HTTP 500: oops\\n## 已恢复 RESOLVED" in next(t for t in texts if "finance" in t)
+
+
+def test_a_clock_set_back_silences_no_digest_and_no_resolved_message(tmp_path):
+    # NTP correcting a clock that ran a day ahead: the windows counted from
+    # the last digest and from "clear since" lie in the future.
+    cfg = config(tmp_path, {"name": "wx", "url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k-0123456789",
+                            "events": ["quarantined", "destination-paused"], "digest_minutes": 15.0,
+                            "resolve_after_minutes": 10.0})
+    ledger = Ledger(cfg.ledger_path)
+    round_at(ledger, cfg, T0)
+    ledger.save_destination_health("finance", now=utc(T0), paused_error="HTTP 401", paused_at=utc(T0))
+    _quarantine(ledger, 2, "a.pdf", T0)
+    round_at(ledger, cfg, T0 + dt.timedelta(minutes=16))          # opened + digest of a.pdf
+    ledger.save_destination_health("finance", now=utc(T0), paused_error=None, paused_at=None)
+    round_at(ledger, cfg, T0 + dt.timedelta(minutes=17))          # clear since T0+17
+    back = T0 - dt.timedelta(days=1)
+    _quarantine(ledger, 3, "b.pdf", back)
+    round_at(ledger, cfg, back + dt.timedelta(minutes=20))
+    kinds = [(n["kind"], n["body"]) for n in ledger.notifications()]
+    assert [k for k, _ in kinds].count("resolved") == 1, kinds
+    assert any(k == "digest" and "b.pdf" in body for k, body in kinds), kinds

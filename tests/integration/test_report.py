@@ -352,3 +352,20 @@ def test_the_report_shows_the_restore_drills_the_ledger_recorded(tmp_path):
     assert _cell(rows, "backup", "nas", "restore_drill") == "FAILED"
     assert _cell(rows, "backup", "offsite", "restore_drill") == "none yet"
     assert "object ab12… differs from its hash" in report.html
+
+
+def test_cli_report_refuses_an_overflowing_or_century_long_window_clearly(tmp_path):
+    # 99999999999d overflowed into a traceback; 1900-01-01 wrote a 16 MB page
+    # and a 12 MB CSV of empty days.
+    from click.testing import CliRunner
+
+    from service.cli import main
+
+    cfg = week_config(tmp_path)
+    Ledger(cfg.ledger_path).close()
+    out = tmp_path / "out"
+    for since, said in (("99999999999d", "not a moment"), ("9999999w", "not a moment"),
+                        ("0001-01-01", "not a moment"), ("1900-01-01", "a report covers at most")):
+        r = CliRunner().invoke(main, ["--config", str(cfg.path), "report", "--since", since, "--out", str(out)])
+        assert r.exit_code == 2 and said in r.output, (since, r.exit_code, r.output, r.exception)
+    assert not out.exists()

@@ -116,7 +116,10 @@ def test_a_tampered_object_fails_the_drill_naming_it_and_is_critical(site, seawe
             d = drills[name]
             assert not d["ok"] and d["mismatch"] and d["failed"] == 1, d
             assert d["objects"] == [{"sha256": sha, "verdict": "mismatch", "reason": d["objects"][0]["reason"]}]
-            assert d["reason"].startswith(f"object {sha}: came back as ") and "not to its name" in d["reason"]
+            if name == "nas":   # same size, other bytes: fetched and hashed
+                assert d["reason"].startswith(f"object {sha}: came back as ") and "not to its name" in d["reason"]
+            else:               # grown: judged by its listed size, not fetched
+                assert d["reason"].startswith(f"object {sha}: listed as ") and "not fetched" in d["reason"]
             assert d["snapshot_ok"] is True   # the snapshot is not to blame
         critical = [r for r in health_reasons(site) if "restore drill" in r["text"]]
         assert {r["level"] for r in critical} == {"CRITICAL"} and len(critical) == 2, critical
@@ -270,3 +273,29 @@ def test_a_cancelled_drill_records_nothing_and_old_leftovers_are_swept(site):
     finally:
         shutil.rmtree(fresh, ignore_errors=True)
         shutil.rmtree(stale, ignore_errors=True)
+
+
+def test_a_giant_object_or_snapshot_on_the_target_is_judged_without_fetching_it(site):
+    # Nothing from the target is trusted, its sizes neither: an object or a
+    # snapshot grown huge (sparse here: 512 MiB / 257 MiB listed, nothing on
+    # disk) must fail the drill without being copied into the local work folder.
+    sha = site["shas"][0]
+    nas = site["root"] / "nas"
+    obj = nas / object_key(sha)
+    good = obj.read_bytes()
+    newer = nas / "ledger" / "ledger-20260509T080000Z.sqlite.gz"
+    try:
+        os.truncate(obj, 512 << 20)
+        newer.touch()
+        os.truncate(newer, (257 << 20))
+        code, drills = drill_json(site, "--target", "nas", "--sample", "5")
+        d = drills["nas"]
+        assert code == 1 and not d["ok"] and d["failed"] == 1, d
+        (bad,) = [o for o in d["objects"] if o["verdict"] != "ok"] or [None]
+        assert bad["sha256"] == sha and bad["verdict"] == "mismatch" and "not fetched" in bad["reason"], d
+        assert d["snapshot_ok"] is False and any("not fetched" in r for r in d["reasons"]), d["reasons"]
+    finally:
+        obj.write_bytes(good)
+        newer.unlink(missing_ok=True)
+    code, drills = drill_json(site, "--target", "nas", "--sample", "5")
+    assert code == 0, drills
