@@ -171,6 +171,14 @@ class NotificationsMixin:
             out.append(d)
         return out
 
+    def quarantines_count_after(self, event_id: int) -> tuple[int, int | None]:
+        """How many moves to quarantined came after `event_id`, and the id of
+        the last of them (None: none): a digest counts them all, however
+        many it lists by name."""
+        n, last = self.conn.execute("SELECT count(*), max(id) FROM events WHERE id > ? AND to_state = 'quarantined'",
+                                    (event_id,)).fetchone()
+        return n, last
+
     def save_notify_round(self, entry: str, *, opened: Sequence[dict], reminded: Sequence[str],
                           seen_again: Sequence[str], clearing: Sequence[str], resolved: Sequence[str],
                           cursor: tuple[int, str] | None, messages: Sequence[dict], now: str, actor: str) -> None:

@@ -112,21 +112,24 @@ def _digest(ledger, entry: dict[str, Any], now: dt.datetime, messages: list[dict
         return ledger.last_event_id(), utc(now)
     if _within(now, cursor["digest_at"], float(entry.get("digest_minutes") or 0) * 60):
         return None
-    rows = ledger.quarantines_after(cursor["quarantine_event_id"], limit=1000)
+    # Named: the first _DIGEST_LIST; counted: every one since the cursor (a
+    # storm of thousands is one digest that says how many, not a low count).
+    rows = ledger.quarantines_after(cursor["quarantine_event_id"], limit=_DIGEST_LIST)
     if not rows:
         return None
-    n = len(rows)
+    n, last_id = ledger.quarantines_count_after(cursor["quarantine_event_id"])
+    n, last_id = max(n, len(rows)), max(last_id or 0, rows[-1]["event_id"])
     # File names and reasons come from strangers: one line each, names as code.
     lines = [f"- #{r['document_id']} {code_span(r['original_name']) if r['original_name'] else '?'}: "
              f"{one_line(', '.join(c for c in r['codes'] if c) or r['reason'] or '?')}"
-             f" ({r['at'][:19]}Z, now {r['state']})" for r in rows[:_DIGEST_LIST]]
-    if n > _DIGEST_LIST:
-        lines.append(f"- … {n - _DIGEST_LIST} more / 另有 {n - _DIGEST_LIST} 张")
+             f" ({r['at'][:19]}Z, now {r['state']})" for r in rows]
+    if n > len(rows):
+        lines.append(f"- … {n - len(rows)} more / 另有 {n - len(rows)} 张")
     text = (f"{n} 张发票被隔离, 等待人工处理 / {n} invoice(s) quarantined, waiting for a person:\n"
             + "\n".join(lines) + "\n\n`fapiao-agent quarantine` shows them; `fapiao-agent show ID` each one.")
-    messages.append(_message(entry["name"], "quarantined", f"quarantined:{rows[-1]['event_id']}", "digest",
+    messages.append(_message(entry["name"], "quarantined", f"quarantined:{last_id}", "digest",
                              f"{n} 张发票被隔离 / {n} invoices quarantined", text))
-    return rows[-1]["event_id"], utc(now)
+    return last_id, utc(now)
 
 
 def _within(now: dt.datetime, since: str, window_s: float) -> bool:

@@ -391,3 +391,21 @@ def test_a_clock_set_back_silences_no_digest_and_no_resolved_message(tmp_path):
     kinds = [(n["kind"], n["body"]) for n in ledger.notifications()]
     assert [k for k, _ in kinds].count("resolved") == 1, kinds
     assert any(k == "digest" and "b.pdf" in body for k, body in kinds), kinds
+
+
+def test_a_storm_of_quarantines_is_one_digest_that_counts_them_all(tmp_path):
+    # More than the digest ever listed or fetched (it once read 1000 rows
+    # and said "1000" for 1,001): the count is every one since the cursor.
+    with RobotServer() as robot:
+        cfg = config(tmp_path, robot_entry(robot, events=["quarantined"], digest_minutes=15.0))
+        ledger = Ledger(cfg.ledger_path)
+        round_at(ledger, cfg, T0)
+        with ledger.transaction():
+            for i in range(1, 1002):
+                _quarantine(ledger, i, f"storm-{i}.pdf", T0)
+        round_at(ledger, cfg, T0 + dt.timedelta(minutes=16))
+        (row,) = ledger.notifications()
+        assert "1001 张发票被隔离" in row["body"] and "storm-1.pdf" in row["body"]
+        assert "另有 971 张" in row["body"] and "storm-1001.pdf" not in row["body"]
+        round_at(ledger, cfg, T0 + dt.timedelta(minutes=32))
+        assert len(ledger.notifications()) == 1              # all of them told: nothing left for a second
