@@ -29,6 +29,7 @@ from agent.backup.base import BackupTarget, open_target
 from agent.backup.drill import DrillCancelled, drill_due, restore_drill
 from agent.backup.mirror import (TARGET_ERRORS, mirror_step, put_snapshot, snapshot_step, take_snapshot,
                                  verify_step)
+from agent.backup.sites import site_target
 from agent.config import Config
 from agent.errors import AgentError, Transient
 from agent.ledger import Ledger, utc
@@ -175,6 +176,19 @@ class TargetRunner(Runner):
                        "snapshot": report.snapshot, "seed": report.seed})
 
 
+def fleet_site(cfg: Config) -> str | None:
+    """This site's name when [fleet] is on (its backups then live under
+    sites/<site>/ of each target), else None (the layout of a lone agent)."""
+    return cfg.fleet.get("site") if cfg.fleet and cfg.fleet.get("url") else None
+
+
+def open_backup(cfg: Config, entry: dict) -> BackupTarget:
+    """The target of a [[backup]] entry as this agent uses it: as its site of
+    a shared target when [fleet] is on (agent/backup/sites.py), else as it is.
+    Raises ConfigError like `open_target`."""
+    return site_target(open_target(entry), fleet_site(cfg))
+
+
 def _due(last: str | None, interval_s: float, now: dt.datetime) -> bool:
     # A last run in the future means the wall clock went back since: run now,
     # rather than skip snapshots and verification for the length of the jump.
@@ -192,7 +206,7 @@ class BackupService(RunnerGroup):
         self.cfg = cfg
         for entry in cfg.backups:
             try:
-                target = open_target(entry)
+                target = open_backup(cfg, entry)
             except AgentError as e:
                 log.error(f"backup target {entry.get('name')!r} is not started: {e}",
                           extra={"target": entry.get("name")})
