@@ -29,7 +29,7 @@ from agent.backup.base import BackupTarget, open_target
 from agent.backup.drill import DrillCancelled, drill_due, restore_drill
 from agent.backup.mirror import (TARGET_ERRORS, mirror_step, put_snapshot, snapshot_step, take_snapshot,
                                  verify_step)
-from agent.backup.sites import site_target
+from agent.backup.sites import layout_of, site_target
 from agent.config import Config
 from agent.errors import AgentError, Transient
 from agent.ledger import Ledger, utc
@@ -64,6 +64,10 @@ class TargetRunner(Runner):
         # Read before any thread runs: read in a thread, a pause another
         # thread had just made was reported twice, as new and as left over.
         with Ledger(cfg.ledger_path) as ledger:
+            if ledger.adopt_backup_layout(self.name, layout_of(target), now=utc(now_dt())):
+                log.warning(f"backup layout of {self.name} is now {layout_of(target)}: sidecars, manifests "
+                            "and a ledger snapshot are put again under it (originals stay)",
+                            extra={"target": self.name})
             if paused := ledger.backup_target(self.name)["paused_error"]:
                 log.error(f"backup still paused: {paused}; it resumes by itself "
                           "once a probe succeeds", extra={"target": self.name})

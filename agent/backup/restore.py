@@ -28,6 +28,7 @@ from typing import Callable
 
 from agent.backup.base import (LEDGER_PREFIX, MANIFESTS_PREFIX, OBJECTS_PREFIX, BackupTarget, object_key,
                                sha256_of_object_key, sidecar_key)
+from agent.backup.sites import SITES_PREFIX
 from agent.backup.snapshot import restore_sqlite, snapshot_at
 from agent.errors import NotFound, Permanent
 from agent.fsutil import fsync_dir
@@ -91,7 +92,8 @@ def restore(target: BackupTarget, state_dir: str | Path, *, now: dt.datetime, ac
     follows the objects. When `target` is one site of a shared target
     (`sites.SiteTarget`), only that site's originals come back: those its
     snapshot knows, or that its own sidecars or manifests name; the other
-    sites' are counted in `other_sites`. Raises `RestoreRefused` when `state_dir` already
+    sites' are counted in `other_sites`. The same holds for a target used as
+    it is that also holds sites' backups (the pre-fleet agent's part of it). Raises `RestoreRefused` when `state_dir` already
     holds a ledger or anything else, and the target's own errors
     (`Transient`, `Permanent`).
     """
@@ -130,12 +132,14 @@ def restore(target: BackupTarget, state_dir: str | Path, *, now: dt.datetime, ac
         else:
             originals[sha] = info.size
     site = getattr(target, "site", None)
+    shared = site is not None or any(True for _ in target.list(SITES_PREFIX))
     with Ledger(ledger_path) as ledger:
         ledger.beat(pid=0, now=utc(now), activity=RESTORED_ACTIVITY,
                     details=json.dumps({"from": target.name, "snapshot": chosen, "by": actor,
                                         **({"site": site} if site else {})}))
-        if site:
-            # A shared target holds every site's originals: only this site's come back.
+        if shared:
+            # A shared target holds every site's originals: only this site's
+            # (or, restored as it is, the pre-fleet agent's) come back.
             mine = sidecars | _manifested(target, report)
             report.other_sites = sum(1 for sha in originals if sha not in mine and not ledger.has_object(sha))
             originals = {sha: n for sha, n in originals.items() if sha in mine or ledger.has_object(sha)}

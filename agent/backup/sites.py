@@ -106,6 +106,12 @@ def site_target(target: BackupTarget, site: str | None) -> BackupTarget:
     return target if not site else SiteTarget(target, site)
 
 
+def layout_of(target: BackupTarget) -> str:
+    """"site:<name>" for a site of a shared target, "flat" for a target used as
+    it is (as `Ledger.adopt_backup_layout` records it)."""
+    return f"site:{target.site}" if isinstance(target, SiteTarget) else "flat"
+
+
 def sites_on(target: BackupTarget) -> list[str]:
     """The sites that have at least one ledger snapshot on `target`, sorted."""
     found = set()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from agent.config import load_config
 from agent.errors import ConfigError
 from agent.ledger import Ledger
 from agent.vault import Vault
-from service.backup import open_backup
+from service.backup import TargetRunner, open_backup
 from tests.integration.test_backup_ledger import T0, cli, drain, invoice_xml, write_config
 from tests.support.audit import assert_ledger_sound
 from tests.support.seaweed import seaweed  # noqa: F401  (fixture)
@@ -210,3 +211,49 @@ def test_an_original_already_there_with_other_bytes_is_replaced_not_trusted(seaw
     assert target.get(object_key(sha)) == data
     SiteTarget(target, "sh").put(object_key(sha), data, sha)   # the other site: kept, not put twice
     assert keys(seaweed, bucket, "fleet/") == [object_key(sha)]
+
+
+def test_a_site_joining_the_fleet_puts_its_backup_again_under_its_prefix(tmp_path, samples_dir):
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    backups = [{"name": "nas", "url": f"file://{nas}"}]
+    (tmp_path / "gz").mkdir()
+    config = site_config(tmp_path / "gz", None, backups)
+    ingest(config, samples_dir, range(1, 4), tmp_path / "gz" / "in")
+    cfg = load_config(config)
+    runner_target = open_backup(cfg, cfg.backups[0])
+    TargetRunner(cfg, runner_target, threading.Event())       # a lone agent: "flat"
+    with Ledger(cfg.ledger_path) as ledger:
+        drain(ledger, Vault(cfg.vault_dir), runner_target)
+        snapshot_step(ledger, runner_target, now=T0)
+    docs = numbers(cfg.ledger_path)
+    # The same agent (same state) joins the fleet as site gz.
+    config = site_config(tmp_path / "gz", "gz", backups)
+    cfg = load_config(config)
+    target = open_backup(cfg, cfg.backups[0])
+    TargetRunner(cfg, target, threading.Event())
+    with Ledger(cfg.ledger_path) as ledger:
+        assert ledger.backup_target("nas")["last_snapshot"] is None   # a snapshot is due at once
+        drain(ledger, Vault(cfg.vault_dir), target, now=T0 + dt.timedelta(hours=1))
+        snapshot_step(ledger, target, now=T0 + dt.timedelta(hours=1))
+    mine = sorted(str(p.relative_to(nas / "sites" / "gz")) for p in (nas / "sites" / "gz").rglob("*") if p.is_file())
+    assert sorted(k for k in mine if k.endswith(".json") and k.startswith("objects/")) == sorted(
+        sidecar_key(s) for s in docs)
+    assert [k for k in mine if k.startswith(("ledger/", "manifests/"))] == [
+        "ledger/ledger-20260501T090000Z.sqlite.gz", "manifests/2026-05-01.json"]
+    r = cli(config, "backup", "drill", "--json")
+    assert r.exit_code == 0 and json.loads(r.output.splitlines()[-1])["ok"], r.output
+    # A second site shares the folder; the pre-fleet backup, restored as it is
+    # by a config without [fleet], brings back gz's documents only.
+    (tmp_path / "sz").mkdir()
+    other = site_config(tmp_path / "sz", "sz", backups)
+    ingest(other, samples_dir, range(3, 6), tmp_path / "sz" / "in")
+    ocfg = load_config(other)
+    with Ledger(ocfg.ledger_path) as ledger:
+        drain(ledger, Vault(ocfg.vault_dir), open_backup(ocfg, ocfg.backups[0]))
+    (tmp_path / "flat").mkdir()
+    r = cli(site_config(tmp_path / "flat", None, backups), "backup", "restore", "--from", "nas",
+            "--to", str(tmp_path / "out"), "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output.splitlines()[-1])["other_sites"] == 2
+    assert numbers(tmp_path / "out" / "state" / "ledger.sqlite3") == docs
