@@ -228,7 +228,8 @@ def renew_leases(ledger: Ledger, store: FleetStore, settings: FleetSettings, *, 
     The ledger's row follows (no event: the state does not change). A claim
     another site took over meanwhile is left to the gate's next check; a
     store that does not answer ends the pass (the leases run on; a taker
-    looks up before it puts). Returns one line per claim not renewed (warnings start with "!")."""
+    looks up before it puts). Returns a warning line (starting with "!")
+    per claim another site holds now."""
     lines: list[str] = []
     at = utc(now)
     due = utc(now + dt.timedelta(seconds=settings.lease_s / 2))
@@ -237,8 +238,7 @@ def renew_leases(ledger: Ledger, store: FleetStore, settings: FleetSettings, *, 
         v = acquire(store, key, site=settings.site, sha256=row["sha256"], document_id=doc_id, now=now,
                     lease_s=settings.lease_s)
         if v.kind == "unreachable":
-            lines.append(f"!lease on {key} not renewed: {v.error}")
-            break
+            break   # said once by the gate and `status` (held), not again every pass
         if v.kind != "won":
             lines.append(f"!the claim on {key} is site {v.record.site}'s now (this site's lease ran out)")
             continue
