@@ -266,14 +266,18 @@ class BackupsMixin(BackupReportsMixin, RestoreDrillsMixin):
         again, every day's manifest stale, and the last snapshot forgotten
         (one is due at once and none is recorded as held), so the new layout
         soon holds all the target needs; the originals are not put again
-        (their keys are the same in every layout). True when it changed."""
+        (their keys are the same in every layout). True when it changed and
+        the target held something under the old layout."""
         with self.transaction() as c:
             self._target_row(target, now)
             old = c.execute("SELECT coalesce(layout, 'flat') FROM backup_targets WHERE name = ?",
                             (target,)).fetchone()[0]
             c.execute("UPDATE backup_targets SET layout = ? WHERE name = ?", (layout, target))
-            if old == layout:
-                return False
+            held = c.execute("SELECT EXISTS (SELECT 1 FROM backups WHERE target = ? AND state = 'done') "
+                             "OR EXISTS (SELECT 1 FROM backup_targets WHERE name = ? AND last_snapshot IS NOT NULL)",
+                             (target, target)).fetchone()[0]
+            if old == layout or not held:
+                return False   # the same layout, or nothing put yet under the old one
             c.execute("UPDATE backups SET next_attempt_at = ? WHERE target = ? AND state = 'done'",
                       (now, target))
             days = [r[0] for r in c.execute("SELECT DISTINCT substr(done_at, 1, 10) FROM backups "

@@ -249,7 +249,8 @@ def test_a_site_joining_the_fleet_puts_its_backup_again_under_its_prefix(tmp_pat
     other = site_config(tmp_path / "sz", "sz", backups)
     ingest(other, samples_dir, range(3, 6), tmp_path / "sz" / "in")
     ocfg = load_config(other)
-    with Ledger(ocfg.ledger_path) as ledger:
+    with Ledger(ocfg.ledger_path) as ledger:   # a new site has nothing to move
+        assert not ledger.adopt_backup_layout("nas", "site:sz", now="2026-05-01T08:00:00Z")
         drain(ledger, Vault(ocfg.vault_dir), open_backup(ocfg, ocfg.backups[0]))
     (tmp_path / "flat").mkdir()
     r = cli(site_config(tmp_path / "flat", None, backups), "backup", "restore", "--from", "nas",
