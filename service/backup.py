@@ -29,6 +29,7 @@ from agent.backup.base import BackupTarget, open_target
 from agent.backup.drill import DrillCancelled, drill_due, restore_drill
 from agent.backup.mirror import (TARGET_ERRORS, mirror_step, put_snapshot, snapshot_step, take_snapshot,
                                  verify_step)
+from agent.backup.sites import layout_of, site_target
 from agent.config import Config
 from agent.errors import AgentError, Transient
 from agent.ledger import Ledger, utc
@@ -63,6 +64,10 @@ class TargetRunner(Runner):
         # Read before any thread runs: read in a thread, a pause another
         # thread had just made was reported twice, as new and as left over.
         with Ledger(cfg.ledger_path) as ledger:
+            if ledger.adopt_backup_layout(self.name, layout_of(target), now=utc(now_dt())):
+                log.warning(f"backup layout of {self.name} is now {layout_of(target)}: sidecars, manifests "
+                            "and a ledger snapshot are put again under it (originals stay)",
+                            extra={"target": self.name})
             if paused := ledger.backup_target(self.name)["paused_error"]:
                 log.error(f"backup still paused: {paused}; it resumes by itself "
                           "once a probe succeeds", extra={"target": self.name})
@@ -175,6 +180,19 @@ class TargetRunner(Runner):
                        "snapshot": report.snapshot, "seed": report.seed})
 
 
+def fleet_site(cfg: Config) -> str | None:
+    """This site's name when [fleet] is on (its backups then live under
+    sites/<site>/ of each target), else None (the layout of a lone agent)."""
+    return cfg.fleet.get("site") if cfg.fleet and cfg.fleet.get("url") else None
+
+
+def open_backup(cfg: Config, entry: dict) -> BackupTarget:
+    """The target of a [[backup]] entry as this agent uses it: as its site of
+    a shared target when [fleet] is on (agent/backup/sites.py), else as it is.
+    Raises ConfigError like `open_target`."""
+    return site_target(open_target(entry), fleet_site(cfg))
+
+
 def _due(last: str | None, interval_s: float, now: dt.datetime) -> bool:
     # A last run in the future means the wall clock went back since: run now,
     # rather than skip snapshots and verification for the length of the jump.
@@ -192,7 +210,7 @@ class BackupService(RunnerGroup):
         self.cfg = cfg
         for entry in cfg.backups:
             try:
-                target = open_target(entry)
+                target = open_backup(cfg, entry)
             except AgentError as e:
                 log.error(f"backup target {entry.get('name')!r} is not started: {e}",
                           extra={"target": entry.get("name")})

@@ -1,6 +1,6 @@
 """The fleet in the daemon: one thread that brings the shared store's claims
-up to the ledger (delivered, released, claimed after the fact) every few
-seconds and publishes this site's status.json every `status_interval_s`;
+up to the ledger (delivered, released, claimed after the fact) and renews
+the leases of documents still on their way every few seconds, and publishes this site's status.json every `status_interval_s`;
 and the gate the delivery workers call before each put (agent/fleet/gate.py).
 """
 
@@ -13,7 +13,7 @@ import time
 from agent.config import Config
 from agent.deliver.loop import Claim
 from agent.errors import AdapterError
-from agent.fleet.gate import FleetSettings, recheck_lost, screen, settle_claims
+from agent.fleet.gate import FleetSettings, recheck_lost, renew_leases, screen, settle_claims
 from agent.judgement import judge
 from agent.model import Invoice
 from agent.fleet.status import site_status, status_key
@@ -62,6 +62,7 @@ class FleetService(RunnerGroup):
         self.interval_s = float(cfg.fleet.get("status_interval_s") or 60.0)
         self.actor = actor_name("daemon") + ":fleet"
         self.validation = validation_settings(cfg)
+        self._next_status = time.monotonic()
         self.thread = threading.Thread(target=self._run, name="fleet", daemon=True)
 
     def start(self) -> "FleetService":
@@ -74,21 +75,29 @@ class FleetService(RunnerGroup):
         return [self.thread]
 
     def _run(self) -> None:
-        next_status = time.monotonic()
+        self._next_status = time.monotonic()
+        # Several passes per half lease, so a claim is renewed well before it runs out.
+        pause = min(SETTLE_S, self.settings.lease_s / 4)
         with Ledger(self.cfg.ledger_path) as ledger:
             while not self.stopping.is_set():
-                try:
-                    for line in settle_claims(ledger, self.store, self.settings, now=now_dt(), actor=self.actor):
-                        (log.warning if line.startswith("!") else log.info)(line.lstrip("!"))
-                    self.reopen(ledger)
-                    if time.monotonic() >= next_status:
-                        next_status = time.monotonic() + self.interval_s
-                        self.publish(ledger)
-                except AdapterError as e:
-                    log.warning(f"fleet store: {e}; trying again in {SETTLE_S:g} s")
-                except Exception:
-                    log.exception("fleet loop step failed; trying again later")
-                self.stopping.wait(SETTLE_S)
+                self.step(ledger)
+                self.stopping.wait(pause)
+
+    def step(self, ledger: Ledger) -> None:
+        """One pass: claims settled, live leases renewed, fleet duplicates
+        rechecked, status published when due. Logs every failure; raises nothing."""
+        try:
+            for line in [*settle_claims(ledger, self.store, self.settings, now=now_dt(), actor=self.actor),
+                         *renew_leases(ledger, self.store, self.settings, now=now_dt(), actor=self.actor)]:
+                (log.warning if line.startswith("!") else log.info)(line.lstrip("!"))
+            self.reopen(ledger)
+            if time.monotonic() >= self._next_status:
+                self._next_status = time.monotonic() + self.interval_s
+                self.publish(ledger)
+        except AdapterError as e:
+            log.warning(f"fleet store: {e}; trying again in {SETTLE_S:g} s")
+        except Exception:
+            log.exception("fleet loop step failed; trying again later")
 
     def reopen(self, ledger: Ledger) -> None:
         """Judge again the fleet duplicates whose original let the key go (a

@@ -12,6 +12,9 @@ Key layout (scripts and restores depend on it; never change it):
     objects/ab/cd/<sha256>.json     its JSON sidecar
     ledger/<snapshot name>          gzip-compressed SQLite ledger snapshots
     manifests/YYYY-MM-DD.json       what was added that day
+
+With [fleet] site set, all but the originals live under `sites/<site>/`
+(agent/backup/sites.py maps the keys; code here and above never sees it).
 """
 
 from __future__ import annotations

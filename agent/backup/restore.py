@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from agent.backup.base import (LEDGER_PREFIX, OBJECTS_PREFIX, BackupTarget, object_key,
+from agent.backup.base import (LEDGER_PREFIX, MANIFESTS_PREFIX, OBJECTS_PREFIX, BackupTarget, object_key,
                                sha256_of_object_key, sidecar_key)
+from agent.backup.sites import SITES_PREFIX
 from agent.backup.snapshot import restore_sqlite, snapshot_at
 from agent.errors import NotFound, Permanent
 from agent.fsutil import fsync_dir
@@ -58,6 +59,8 @@ class RestoreReport:
     sidecars: int = 0
     recovered_documents: int = 0
     skipped_after_at: int = 0
+    site: str | None = None
+    other_sites: int = 0      # originals in a shared target that belong to other sites: left out
     problems: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -86,7 +89,11 @@ def restore(target: BackupTarget, state_dir: str | Path, *, now: dt.datetime, ac
     a running daemon. `state_dir` appears only once all of this is done (it
     is built in `work_folder(state_dir)`, which a new run resumes); folders
     are 0750 and files 0640 whatever the umask. `progress(done, total)`
-    follows the objects. Raises `RestoreRefused` when `state_dir` already
+    follows the objects. When `target` is one site of a shared target
+    (`sites.SiteTarget`), only that site's originals come back: those its
+    snapshot knows, or that its own sidecars or manifests name; the other
+    sites' are counted in `other_sites`. The same holds for a target used as
+    it is that also holds sites' backups (the pre-fleet agent's part of it). Raises `RestoreRefused` when `state_dir` already
     holds a ledger or anything else, and the target's own errors
     (`Transient`, `Permanent`).
     """
@@ -98,7 +105,7 @@ def restore(target: BackupTarget, state_dir: str | Path, *, now: dt.datetime, ac
         raise RestoreRefused(f"{state / LEDGER_NAME} already exists; restore into an empty folder{unfinished}")
     if state.exists() and (not state.is_dir() or any(state.iterdir())):
         raise RestoreRefused(f"{state} is not empty; restore into an empty folder{unfinished}")
-    report = RestoreReport(resumed=work.is_dir())
+    report = RestoreReport(resumed=work.is_dir(), site=getattr(target, "site", None))
     _make_dir(work)
     _sweep_temp(work)
     ledger_path = work / LEDGER_NAME
@@ -124,9 +131,18 @@ def restore(target: BackupTarget, state_dir: str | Path, *, now: dt.datetime, ac
             sidecars.add(sha)
         else:
             originals[sha] = info.size
+    site = getattr(target, "site", None)
+    shared = site is not None or any(True for _ in target.list(SITES_PREFIX))
     with Ledger(ledger_path) as ledger:
         ledger.beat(pid=0, now=utc(now), activity=RESTORED_ACTIVITY,
-                    details=json.dumps({"from": target.name, "snapshot": chosen, "by": actor}))
+                    details=json.dumps({"from": target.name, "snapshot": chosen, "by": actor,
+                                        **({"site": site} if site else {})}))
+        if shared:
+            # A shared target holds every site's originals: only this site's
+            # (or, restored as it is, the pre-fleet agent's) come back.
+            mine = sidecars | _manifested(target, report)
+            report.other_sites = sum(1 for sha in originals if sha not in mine and not ledger.has_object(sha))
+            originals = {sha: n for sha, n in originals.items() if sha in mine or ledger.has_object(sha)}
         for i, sha in enumerate(sorted(originals), 1):
             _restore_object(ledger, vault, target, sha, originals[sha], sha in sidecars,
                             report=report, now=now, at=at, actor=actor)
@@ -138,6 +154,20 @@ def restore(target: BackupTarget, state_dir: str | Path, *, now: dt.datetime, ac
     os.rename(work, state)
     fsync_dir(state.parent)
     return report
+
+
+def _manifested(target: BackupTarget, report: RestoreReport) -> set[str]:
+    """The originals a site's own daily manifests list (objects it put that
+    carry no sidecar, e.g. a refused file kept, and were put after its snapshot)."""
+    out: set[str] = set()
+    for info in target.list(MANIFESTS_PREFIX):
+        try:
+            body = json.loads(target.get(info.key))
+            out.update(o["sha256"] for o in body["objects"] if isinstance(o.get("sha256"), str))
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
+            report.problems.append(f"{info.key}: unreadable manifest ({e}); its objects count only "
+                                   "when the snapshot or a sidecar knows them")
+    return out
 
 
 def _make_dir(path: Path) -> None:

@@ -25,7 +25,7 @@ from botocore.config import Config
 
 from agent.backup.base import (AccessDenied, BucketMissing, ChecksumMismatch, CorruptObject,
                                ObjectInfo, Source, check_dest, check_key, check_prefix,
-                               check_sha256, object_key, source_path)
+                               check_sha256, source_path)
 from agent.errors import AdapterError, ConfigError, NotFound, Permanent, Transient
 from agent.redact import redact, remember
 
@@ -185,8 +185,9 @@ class S3Target:
                         self.conditional_puts = False  # an older store: head, then put
                     elif not _precondition_failed(e):
                         raise
-                    elif key == object_key(sha256):
-                        return  # content-addressed: the name vouches; verify checks the bytes
+                    # Something is there (in a shared fleet bucket, usually
+                    # another site's copy of the same original): the head
+                    # below keeps it only when its recorded SHA-256 is ours.
             existing = self.head(key)
             if existing is not None and existing.sha256 == sha256:
                 return

@@ -220,6 +220,36 @@ def settle_claims(ledger: Ledger, store: FleetStore, settings: FleetSettings, *,
     return lines
 
 
+def renew_leases(ledger: Ledger, store: FleetStore, settings: FleetSettings, *, now: dt.datetime,
+                 actor: str) -> list[str]:
+    """Renew this site's claims of documents still on their way once less
+    than half their lease is left (a new generation, as before a put), so a
+    site whose destination is down longer than `lease_s` keeps its keys.
+    The ledger's row follows (no event: the state does not change). A claim
+    another site took over meanwhile is left to the gate's next check; a
+    store that does not answer ends the pass (the leases run on; a taker
+    looks up before it puts). Returns a warning line (starting with "!")
+    per claim another site holds now."""
+    lines: list[str] = []
+    at = utc(now)
+    due = utc(now + dt.timedelta(seconds=settings.lease_s / 2))
+    for row in ledger.fleet_claims_to_renew(lease_before=due):
+        doc_id, key = row["document_id"], row["invoice_key"]
+        v = acquire(store, key, site=settings.site, sha256=row["sha256"], document_id=doc_id, now=now,
+                    lease_s=settings.lease_s)
+        if v.kind == "unreachable":
+            break   # said once by the gate and `status` (held), not again every pass
+        if v.kind != "won":
+            lines.append(f"!the claim on {key} is site {v.record.site}'s now (this site's lease ran out)")
+            continue
+        remote = ((v.took_over_from.site, v.took_over_from.at) if v.took_over_from is not None
+                  else (row["remote_site"], row["remote_at"]))
+        ledger.set_fleet_claim(doc_id, invoice_key=key, state="won", now=at, actor=actor,
+                               generation=v.record.generation, lease_until=utc(parse_stamp(v.record.lease_until)),
+                               remote_site=remote[0], remote_at=remote[1], reason=row["reason"])
+    return lines
+
+
 # A fleet duplicate's remote claim is looked at again this often.
 RECHECK_LOST_S = 60.0
 

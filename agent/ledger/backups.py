@@ -259,6 +259,35 @@ class BackupsMixin(BackupReportsMixin, RestoreDrillsMixin):
                       "last_snapshot_sha256 = ? WHERE name = ?",
                       (now, key, now, event_id, sha256, target))
 
+    def adopt_backup_layout(self, target: str, layout: str, *, now: str) -> bool:
+        """Record `layout` ("flat" or "site:<name>") as the key layout of
+        `target`. When the rows were put under another one (NULL counts as
+        "flat"), in the same transaction: every done row's sidecar is due
+        again, every day's manifest stale, and the last snapshot forgotten
+        (one is due at once and none is recorded as held), so the new layout
+        soon holds all the target needs; the originals are not put again
+        (their keys are the same in every layout). True when it changed and
+        the target held something under the old layout."""
+        with self.transaction() as c:
+            self._target_row(target, now)
+            old = c.execute("SELECT coalesce(layout, 'flat') FROM backup_targets WHERE name = ?",
+                            (target,)).fetchone()[0]
+            c.execute("UPDATE backup_targets SET layout = ? WHERE name = ?", (layout, target))
+            held = c.execute("SELECT EXISTS (SELECT 1 FROM backups WHERE target = ? AND state = 'done') "
+                             "OR EXISTS (SELECT 1 FROM backup_targets WHERE name = ? AND last_snapshot IS NOT NULL)",
+                             (target, target)).fetchone()[0]
+            if old == layout or not held:
+                return False   # the same layout, or nothing put yet under the old one
+            c.execute("UPDATE backups SET next_attempt_at = ? WHERE target = ? AND state = 'done'",
+                      (now, target))
+            days = [r[0] for r in c.execute("SELECT DISTINCT substr(done_at, 1, 10) FROM backups "
+                                            "WHERE target = ? AND state = 'done' AND done_at IS NOT NULL",
+                                            (target,))]
+            c.execute("UPDATE backup_targets SET manifest_days = ?, last_snapshot_at = NULL, "
+                      "last_snapshot = NULL, last_snapshot_sha256 = NULL, snapshot_event_id = 0, "
+                      "updated_at = ? WHERE name = ?", (json.dumps(sorted(days)) if days else None, now, target))
+            return True
+
     # -- sidecars and restore ------------------------------------------------------
 
     def sidecar(self, sha256: str) -> dict | None:

@@ -122,6 +122,19 @@ class FleetMixin:
             "ORDER BY f.updated_at LIMIT ?", (limit,))
         return [dict(r) for r in rows]
 
+    def fleet_claims_to_renew(self, *, lease_before: str, limit: int = 200) -> list[dict[str, Any]]:
+        """This site's live claims (`won`, lease ending before `lease_before`)
+        of documents still on their way (queued or delivering, under the
+        claimed key), with the document's sha256, soonest lease first. A
+        failed document's claim is not listed: a person must act on it, and
+        meanwhile another site's copy may go."""
+        rows = self.conn.execute(
+            "SELECT f.*, d.sha256 FROM fleet_claims f JOIN documents d ON d.id = f.document_id "
+            "WHERE f.state = 'won' AND f.lease_until IS NOT NULL AND f.lease_until < ? "
+            "AND d.state IN ('queued', 'delivering') AND d.invoice_key = f.invoice_key "
+            "ORDER BY f.lease_until LIMIT ?", (lease_before, limit))
+        return [dict(r) for r in rows]
+
     def fleet_summary(self) -> dict[str, Any]:
         """Claim rows by state, and the latest reason a delivery is held (None when none is)."""
         counts = {s: 0 for s in FLEET_CLAIM_STATES}

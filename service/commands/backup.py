@@ -11,16 +11,18 @@ from pathlib import Path
 
 import click
 
-from agent.backup.base import open_target
+from agent.backup.base import LEDGER_PREFIX, open_target
 from agent.backup.drill import restore_drill
 from agent.backup.mirror import verify_step
 from agent.backup.restore import LEDGER_NAME, RESTORED_ACTIVITY, restore, work_folder
+from agent.backup.sites import SiteTarget, check_site, sites_on
 from agent.config import Config
 from agent.config_adapters import SECRET_KEYS, local_folder
-from agent.errors import AgentError
+from agent.errors import AgentError, ConfigError
 from agent.ledger import Ledger
 from service.context import (actor, age_seconds, echo_json, fail, human_age, load, now_dt,
                              open_ledger, open_vault)
+from service.backup import fleet_site, open_backup
 from service.textsafe import echo
 
 
@@ -148,7 +150,7 @@ def drill_command(ctx: click.Context, target_name: str | None, sample: int | Non
     failed = 0
     with open_ledger(cfg) as ledger:
         for entry in _entries(cfg, target_name):
-            target = _open(entry)
+            target = _open(entry, cfg)
             with _Progress(f"drilling {target.name}") as bar:
                 report = restore_drill(ledger, target, now=now_dt, work_parent=cfg.state_dir, seed=seed,
                                        sample=cfg.backup_policy["drill_sample"] if sample is None else sample,
@@ -180,7 +182,7 @@ def verify_command(ctx: click.Context, target_name: str | None, full: bool, as_j
     with open_ledger(cfg) as ledger:
         vault = open_vault(cfg)
         for entry in entries:
-            target = _open(entry)
+            target = _open(entry, cfg)
             with _Progress(f"verifying {target.name}") as bar:
                 try:
                     report = verify_step(ledger, vault, target, now=now_dt(), rng=random.Random(), full=full,
@@ -206,9 +208,12 @@ def verify_command(ctx: click.Context, target_name: str | None, full: bool, as_j
               help="An empty folder: gets state/ (vault and ledger) and restored.toml.")
 @click.option("--at", "at_text", metavar="TIME", help="Use the newest ledger snapshot at or before TIME "
               "(ISO 8601, UTC unless an offset is given).")
+@click.option("--site", "site", metavar="NAME", help="On a target shared by a fleet: rebuild site NAME "
+              "(its newest snapshot under sites/NAME/ and its originals). Default: this agent's [fleet] site.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object with what was restored.")
 @click.pass_context
-def restore_command(ctx: click.Context, source: str, dest: Path, at_text: str | None, as_json: bool) -> None:
+def restore_command(ctx: click.Context, source: str, dest: Path, at_text: str | None, site: str | None,
+                    as_json: bool) -> None:
     """Rebuild a vault and a ledger from one backup target into DIR, then
     `fapiao-agent --config DIR/restored.toml status` shows them. DIR/state
     appears only when the restore is complete; a restore that was
@@ -216,14 +221,14 @@ def restore_command(ctx: click.Context, source: str, dest: Path, at_text: str | 
     cfg = load(ctx)
     entry = _entries(cfg, source)[0]
     at = _parse_at(at_text)
-    target = _open(entry)
+    target = _restore_source(_open(entry), site if site is not None else fleet_site(cfg))
     dest = dest.resolve()
     state = dest / "state"
     config_path = dest / "restored.toml"
     if (state / LEDGER_NAME).exists():
         if not config_path.exists() and _never_run_restore(state / LEDGER_NAME):
             # Killed between the last rename and writing the config: the state is whole.
-            _write_config(config_path, entry)
+            _write_config(config_path, entry, getattr(target, "site", None))
             echo(f"{state} was already restored completely; wrote {config_path}")
             return
         unfinished = work_folder(state)
@@ -237,10 +242,12 @@ def restore_command(ctx: click.Context, source: str, dest: Path, at_text: str | 
             report = restore(target, state, now=now_dt(), actor=actor(), at=at, progress=bar.update)
         except AgentError as e:
             fail(f"restore from {target.name}: {e}")
-    _write_config(config_path, entry)
+    _write_config(config_path, entry, report.site)
     if as_json:
         echo_json({**report.to_dict(), "config": str(config_path)})
         return
+    if report.site:
+        echo(f"site {report.site}: {report.other_sites} originals of other sites on {target.name} left out")
     echo(f"restored {report.objects} objects ({report.bytes:,} bytes), {report.sidecars} sidecars, "
                f"ledger snapshot {report.snapshot or 'none'}; {report.recovered_documents} documents "
                f"recovered from sidecars" + (f"; resumed, {report.reused} objects kept from the "
@@ -260,15 +267,40 @@ def _never_run_restore(ledger_path: Path) -> bool:
     return bool(beat) and beat["activity"] == RESTORED_ACTIVITY
 
 
-def _write_config(path: Path, entry: dict) -> None:
+def _restore_source(target, site: str | None):
+    """The target as site `site` of a shared target (refused, listing the sites
+    found, when it holds no snapshot of that site), or as it is when None
+    (refused when it holds only sites' backups: which one is then a guess)."""
+    try:
+        if site is not None:
+            try:
+                check_site(site)
+            except ConfigError as e:
+                fail(f"--site: {e}", code=2)
+            found = sites_on(target)
+            if site not in found:
+                legacy = any(True for _ in target.list(LEDGER_PREFIX))
+                fail(f"{target.name} holds no ledger snapshot of site {site!r} (under sites/{site}/ledger/); "
+                     f"sites found: {', '.join(found) or 'none'}"
+                     + ("; it also holds a pre-fleet backup (ledger/ at its top): restore that with a "
+                        "config without [fleet]" if legacy else ""))
+            return SiteTarget(target, site)
+        if not any(True for _ in target.list(LEDGER_PREFIX)) and (found := sites_on(target)):
+            fail(f"{target.name} is shared by the sites {', '.join(found)}: name the one to rebuild with --site")
+    except AgentError as e:
+        fail(f"restore from {target.name}: {e}")
+    return target
+
+
+def _write_config(path: Path, entry: dict, site: str | None = None) -> None:
     """restored.toml, atomically and 0640 (it names the target, not its secrets)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(restored_config(entry), encoding="utf-8")
+    tmp.write_text(restored_config(entry, site), encoding="utf-8")
     os.chmod(tmp, 0o640)
     os.replace(tmp, path)
 
 
-def restored_config(entry: dict) -> str:
+def restored_config(entry: dict, site: str | None = None) -> str:
     """A config for the restored folder: state in ./state, and the target it
     came from only as a comment. A copy restored for inspection that ran as
     a daemon would otherwise mirror into the original site's target, and its
@@ -285,6 +317,10 @@ def restored_config(entry: dict) -> str:
         if key == "url" and (folder := local_folder(entry)) is not None:
             value = "file://" + str(folder.resolve())
         lines.append(f"# {key} = {json.dumps(value, ensure_ascii=False)}")
+    if site:
+        lines += ["", f"# Restored as site {site!r} of that shared target. Before uncommenting it,",
+                  f"# add that site's [fleet] section (site = {json.dumps(site)}): without it this copy",
+                  "# would write a lone agent's layout into the fleet's shared target."]
     return "\n".join(lines) + "\n"
 
 
@@ -299,9 +335,10 @@ def _entries(cfg: Config, name: str | None) -> list[dict]:
     return found
 
 
-def _open(entry: dict):
+def _open(entry: dict, cfg: Config | None = None):
+    # With cfg: as this agent's site of a shared target (service/backup.py).
     try:
-        return open_target(entry)
+        return open_target(entry) if cfg is None else open_backup(cfg, entry)
     except AgentError as e:
         fail(f"backup target {entry.get('name')!r}: {e}", code=2)
 
