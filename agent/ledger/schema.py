@@ -471,7 +471,7 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX fleet_claims_state ON fleet_claims(state, updated_at);
     """,
-    # 25: shared backups (agent/backup/sites.py): the key layout each target's
+    # 24: shared backups (agent/backup/sites.py): the key layout each target's
     # rows were put under, "flat" (a lone agent's) or "site:<name>" (under
     # sites/<name>/ of a target the fleet shares). NULL: before this
     # migration, which only knew "flat". When [fleet] site changes, the
