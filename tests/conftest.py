@@ -47,6 +47,17 @@ def _is_xdist_controller(config: pytest.Config) -> bool:
     return config.pluginmanager.get_plugin("dsession") is not None
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under xdist, OCR in each worker on one core, as the daemon's pool
+    does (service/workers.py): `make test` runs two workers on two cores,
+    and two OCR engines each spinning a thread on every core fight (0.53
+    pages/s against 0.84 on one core each). What OCR reads is the same."""
+    if hasattr(config, "workerinput"):
+        from agent.extract.ocr import set_threads
+
+        set_threads(1)
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     if _is_xdist_controller(session.config):
         session.config.stash[_WORKER_LEFTOVERS] = []
