@@ -96,6 +96,7 @@ def test_by_default_an_action_reaches_the_targets_within_a_minute():
     assert gap + IDLE_POLL_S <= 60, (gap, IDLE_POLL_S)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["file", "s3"])
 def test_operator_actions_survive_a_restore(kind, tmp_path, samples_dir, request):
     entry = target_entry(kind, tmp_path, request)
