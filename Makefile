@@ -63,6 +63,9 @@ $(PROMTOOL):
 # fixtures (the hostile corpus's daemon run) and caches (extracted samples)
 # are built once, and a file's tests never race each other. Each worker has
 # its own SeaweedFS, temp folders and process check (tests/conftest.py).
+# Files go out in collection order (--no-loadscope-reorder), which puts the
+# files with a test marked `slow` first (tests/conftest.py): the long ones
+# run side by side from the start instead of one alone at the end.
 #
 # The suite starts the CLI and the daemon in their own processes hundreds of
 # times; with PYTHONDONTWRITEBYTECODE set (this machine sets it) each of them
@@ -70,7 +73,7 @@ $(PROMTOOL):
 # compiled once here.
 test: test-deps
 	$(BIN)/python -m compileall -q agent service
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=25
 
 bench: $(VENV)/.installed-test
 	for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

@@ -45,6 +45,9 @@ _SCALAR_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
                       "probe_interval_s": (float, 60.0), "keep_hourly_days": (int, 2),
                       "keep_daily_days": (int, 60), "keep_monthly_years": (int, 2),
                       "workers": (int, 4),
+                      # A snapshot for operators' actions (amend, accept, reject...)
+                      # at most this often after the last one: within a minute.
+                      "action_snapshot_gap_s": (float, 30.0),
                       # SIGTERM: at most this long for the last ledger snapshot to every
                       # target, after stop_timeout_s (both within the unit's TimeoutStopSec).
                       "shutdown_snapshot_s": (float, 8.0),

@@ -2,8 +2,9 @@
 agent/backup/mirror.py: mirror due objects continuously, put a ledger
 snapshot every snapshot_interval_s (with retention), and one within a
 minute of an operator's action (amend, accept, reject...: any event the
-daemon did not write itself), verify a sample every verify_interval_s, and
-run the weekly restore drill (drill_weekday, drill_time: agent/backup/drill.py).
+daemon did not write itself; at most one per action_snapshot_gap_s, 30 s),
+verify a sample every verify_interval_s, and run the weekly restore drill
+(drill_weekday, drill_time: agent/backup/drill.py).
 At a clean stop, `final_snapshot` puts one last snapshot on every target
 whose last one misses an event, within shutdown_snapshot_s: the last
 actions are never only on this disk, and a dead target cannot hold the stop.
@@ -43,7 +44,6 @@ log = logging.getLogger("fapiao.backup")
 IDLE_POLL_S = 5.0
 DEFAULT_WORKERS = 4          # puts in flight per target; S3 latency, not CPU, bounds a put
 DAEMON_ACTOR_PREFIX = "daemon:"   # events the daemon writes itself (context.actor("daemon")); all others are actions
-ACTION_SNAPSHOT_GAP_S = 30.0     # snapshots for operators' actions at most this often: within a minute
 CLOCK_SLACK_S = 1.0          # a last run this far ahead of now is only threads' clocks disagreeing
 
 
@@ -134,7 +134,7 @@ class TargetRunner(Runner):
         p = self.policy
         try:
             if (_due(state["last_snapshot_at"], p["snapshot_interval_s"], now)
-                    or (_due(state["last_snapshot_at"], ACTION_SNAPSHOT_GAP_S, now)
+                    or (_due(state["last_snapshot_at"], p["action_snapshot_gap_s"], now)
                         and ledger.actions_since_snapshot(self.name, machine_actor_prefix=DAEMON_ACTOR_PREFIX))):
                 # An operator's action (amend, accept, reject...) reaches the
                 # target with the next round (IDLE_POLL_S), not the next hour.

@@ -10,6 +10,7 @@ import shutil
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from agent.backup.base import object_key
@@ -66,6 +67,7 @@ def wait_until(check, timeout: float, what: str, daemon: DaemonUnderTest):
     raise AssertionError(f"{what} not reached within {timeout}s: {last}\n" + "\n".join(daemon.lines[-20:]))
 
 
+@pytest.mark.slow
 def test_disaster_recovery_from_each_target(tmp_path, seaweed, samples_dir):
     buckets = [seaweed.make_bucket(), seaweed.make_bucket()]
     nas = tmp_path / "nas"

@@ -1,7 +1,7 @@
 """A clean stop puts a last ledger snapshot on every backup target: an
 operator's action made moments before SIGTERM (too soon for the snapshot
-that follows an action, which waits out ACTION_SNAPSHOT_GAP_S after the
-last one) is in what `backup restore` brings back. A target that hangs
+that follows an action, which waits out [backup_policy]
+action_snapshot_gap_s after the last one) is in what `backup restore` brings back. A target that hangs
 cannot hold the stop beyond [backup_policy] shutdown_snapshot_s, and says
 so in an error line; the other targets get their snapshot all the same."""
 
@@ -13,9 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from agent.config import load_config
 from agent.ledger import Ledger
 from agent.ledger.rows import parse_utc
-from service.backup import ACTION_SNAPSHOT_GAP_S
 from service.context import now_dt
 from tests.e2e.daemon_harness import DaemonUnderTest
 from tests.support.audit import assert_ledger_sound
@@ -65,7 +65,8 @@ url = "file://{nas}"
         first = d.wait_until(lambda: last_snapshot_at(ledger_path, "nas"), 30, "the snapshot taken at start")
         cli(d.config, "reject", str(held.id), "--reason", REASON, "--yes")
         # The premise: the snapshot that follows an action is not due yet.
-        assert (now_dt() - parse_utc(first)).total_seconds() < ACTION_SNAPSHOT_GAP_S - 5
+        gap = load_config(d.config).backup_policy["action_snapshot_gap_s"]  # the default, 30 s
+        assert (now_dt() - parse_utc(first)).total_seconds() < gap - 5
         assert last_snapshot_at(ledger_path, "nas") == first
     finally:
         assert d.stop() == 0

@@ -10,6 +10,8 @@ import os
 import random
 import shutil
 
+import pytest
+
 from agent.ledger import Ledger
 from agent.model import State
 from agent.vault import Vault
@@ -44,6 +46,7 @@ def explained(led: Ledger, names: dict[str, bytes]) -> tuple[set[str], set[str]]
     return refused, settled
 
 
+@pytest.mark.slow
 def test_an_invoice_overtakes_a_flood_of_tiny_junk(tmp_path, samples_dir):
     out = tmp_path / "erp"
     out.mkdir()

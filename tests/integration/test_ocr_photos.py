@@ -50,6 +50,7 @@ def _wrong(record: dict, truth: dict) -> list[str]:
 
 # The photos are read once (cached) by whichever test comes first: a dozen
 # whole-page OCRs, ~1 min on an idle 2-core machine, far more on a loaded one.
+@pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_a_damaged_qr_photo_is_read_from_its_print_and_never_wrong():
     wrong, read, asked = [], 0, 0

@@ -36,6 +36,7 @@ def scans():
 
 # The first test reads all the scans (cached for the others): ~150 s of OCR
 # on an idle 2-core machine, twice that beside another pytest worker.
+@pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_no_field_ocr_adds_is_ever_wrong_and_nearly_all_are_read():
     wrong, read, by_ocr, printed_only = [], 0, 0, 0
