@@ -30,6 +30,7 @@ from agent.ledger.backups import BackupsMixin
 from agent.ledger.source_actions import SourceActionsMixin
 from agent.ledger.trail import TrailMixin
 from agent.ledger.applications import ApplicationsMixin
+from agent.ledger.search import SearchMixin
 from agent.ledger.rows import Document, Event, Source, utc
 
 __all__ = ["Ledger", "Document", "Event", "Source", "utc"]
@@ -37,7 +38,8 @@ __all__ = ["Ledger", "Document", "Event", "Source", "utc"]
 BUSY_TIMEOUT_MS = 30_000
 
 
-class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin, TrailMixin, ApplicationsMixin):
+class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin, TrailMixin, ApplicationsMixin,
+             SearchMixin):
     """One connection to the ledger file. Not shared between threads: open
     one Ledger per thread or process (they coordinate through SQLite)."""
 
