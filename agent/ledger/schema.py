@@ -453,7 +453,9 @@ MIGRATIONS: list[str] = [
       INSERT INTO search_text_fts (search_text_fts, rowid, parties, items, files, mail)
         VALUES ('delete', old.rowid, old.parties, old.items, old.files, old.mail);
     END;
-    CREATE TRIGGER search_text_au AFTER UPDATE ON search_text BEGIN
+    CREATE TRIGGER search_text_au AFTER UPDATE ON search_text
+        WHEN old.parties IS NOT new.parties OR old.items IS NOT new.items OR old.files IS NOT new.files
+             OR old.mail IS NOT new.mail BEGIN
       INSERT INTO search_text_fts (search_text_fts, rowid, parties, items, files, mail)
         VALUES ('delete', old.rowid, old.parties, old.items, old.files, old.mail);
       INSERT INTO search_text_fts (rowid, parties, items, files, mail)
@@ -480,7 +482,8 @@ MIGRATIONS: list[str] = [
         DELETE FROM search_text WHERE id = OLD.id;
     END;
     CREATE TRIGGER sources_search_insert AFTER INSERT ON sources
-        WHEN NEW.original_name IS NOT NULL OR NEW.source_kind = 'email' BEGIN
+        WHEN NEW.source_kind = 'email' OR NEW.original_name IS NOT (SELECT original_name FROM documents
+             WHERE id = NEW.document_id) BEGIN
         UPDATE search_text SET
             files = (SELECT (SELECT group_concat(n, ' ') FROM (SELECT d.original_name AS n UNION SELECT s.original_name FROM sources s
                  WHERE s.document_id = NEW.document_id AND s.original_name IS NOT NULL)) FROM documents d WHERE d.id = NEW.document_id),
