@@ -442,7 +442,7 @@ MIGRATIONS: list[str] = [
     CREATE VIRTUAL TABLE search_text_fts USING FTS5 (
         parties, items, files, mail,
         tokenize='trigram',
-        content=search_text
+        content="search_text"
     );
     INSERT INTO search_text_fts (search_text_fts) VALUES ('rebuild');
     CREATE TRIGGER search_text_ai AFTER INSERT ON search_text BEGIN
