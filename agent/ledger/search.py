@@ -41,6 +41,9 @@ _ORDER = {
     "amount": "d.total_cents IS NULL, d.total_cents DESC, d.id DESC",
 }
 SEARCH_TABLES = ("search_text", "search_text_fts")
+# Candidates beyond which a limited search walks the documents in order
+# instead of sorting every candidate (see `search`).
+BROAD = 5000
 
 
 @dataclass(frozen=True)
@@ -75,10 +78,15 @@ class SearchHit:
 
 @dataclass(frozen=True)
 class SearchResult:
-    """The hits in the order asked for, and whether more matched than the limit."""
+    """The hits in the order asked for, whether more matched than the limit,
+    and whether they are in that order: False when relevance was asked but
+    cannot be ranked (only words under 3 characters, which the trigram
+    index cannot score, or a word in more than BROAD documents): then they
+    are newest first."""
 
     hits: list[SearchHit]
     more: bool
+    ranked: bool = True
 
 
 def fts_phrase(word: str) -> str:
@@ -119,31 +127,39 @@ class SearchMixin:
         where: list[str] = []
         words = query.terms
         fts_words = [w for w in words if len(w) >= 3 and not _ID_LIKE.fullmatch(w)]
+        candidates = counted = None
         if fts_words:
             # The index finds the documents holding every long word; the
             # other words are checked on those rows.
             params["match"] = " ".join(fts_phrase(w) for w in fts_words)
-            source = (f"(SELECT rowid AS id, bm25(search_text_fts, {_WEIGHTS}) AS score FROM search_text_fts "
-                      "WHERE search_text_fts MATCH :match) hits JOIN documents d ON d.id = hits.id")
+            candidates = counted = (f"SELECT rowid AS id, bm25(search_text_fts, {_WEIGHTS}) AS score "
+                                    "FROM search_text_fts WHERE search_text_fts MATCH :match")
             rest = [w for w in words if w not in fts_words]
         elif any(_ID_LIKE.fullmatch(w) for w in words):
             # A word that may be a number: its prefix hits and its text hits.
             at = max((i for i, w in enumerate(words) if _ID_LIKE.fullmatch(w)), key=lambda i: len(words[i]))
-            source = f"({self._either(words[at], params)}) hits JOIN documents d ON d.id = hits.id"
+            candidates, counted = self._either(words[at], params)
             rest = words[:at] + words[at + 1:]
         else:
-            source = "documents d"
             rest = words
-            params["no_score"] = 0.0
-        score = "hits.score" if source != "documents d" else ":no_score"
+        if candidates is not None and query.limit and self._at_least(counted, params, BROAD):
+            # A word in thousands of documents (有限公司): walk the documents
+            # in the order asked for and check every word on each, stopping
+            # at the limit, instead of sorting all of them. bm25 among so
+            # many says little; such a list is newest first, and says so.
+            candidates, rest = None, words
+        if candidates is not None:
+            source, score = f"({candidates}) hits JOIN documents d ON d.id = hits.id", "hits.score"
+        else:
+            source, score = "documents d", "0.0"
         for i, word in enumerate(rest):
             where.append(self._word_condition(word, f"w{i}", params))
         self._filters(query, where, params)
+        order = _ORDER[query.sort] if candidates is not None or query.sort != "relevance" else _ORDER["date"]
         sql = (f"SELECT d.id, d.state, d.invoice_number, d.invoice_date, d.total_cents, d.original_name, "
                f"d.received_at, {_JSON.format('seller_name').replace('fields', 'd.fields')} AS seller, "
                f"{_JSON.format('buyer_name').replace('fields', 'd.fields')} AS buyer, {score} AS score "
-               f"FROM {source}" + (" WHERE " + " AND ".join(where) if where else "")
-               + f" ORDER BY {_ORDER[query.sort] if query.terms or query.sort != 'relevance' else _ORDER['date']}")
+               f"FROM {source}" + (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY {order}")
         if query.limit:
             sql += f" LIMIT {int(query.limit) + 1}"
         rows = self.conn.execute(sql, params).fetchall()
@@ -153,12 +169,18 @@ class SearchMixin:
                           total_cents=r["total_cents"], original_name=r["original_name"],
                           received_at=r["received_at"], score=r["score"])
                 for r in rows[:query.limit or None]]
-        return SearchResult(hits, more)
+        return SearchResult(hits, more, candidates is not None or query.sort != "relevance")
+
+    def _at_least(self, candidates: str, params: dict[str, Any], n: int) -> bool:
+        # Whether `candidates` yields n rows or more; stops counting at n.
+        sql = f"SELECT count(*) FROM (SELECT 1 FROM ({candidates}) LIMIT {int(n)})"
+        return self.conn.execute(sql, params).fetchone()[0] >= n
 
     @staticmethod
-    def _either(word: str, params: dict[str, Any]) -> str:
+    def _either(word: str, params: dict[str, Any]) -> tuple[str, str]:
         # Ids (with their best score) of documents whose number, code or a
-        # tax id begins with `word`, or whose text holds it.
+        # tax id begins with `word`, or whose text holds it; and the same
+        # ungrouped (a document may come twice), cheap to count.
         params["lo"], params["hi"] = _prefix_bounds(word)
         parts = [f"SELECT id, {_PREFIX_SCORE} AS score FROM documents WHERE {c} >= :lo AND {c} < :hi"
                  for c in _PREFIX_COLUMNS]
@@ -170,7 +192,8 @@ class SearchMixin:
             params["either_like"] = like_pattern(word)
             parts.append("SELECT id, 0.0 FROM search_text WHERE "
                          + " OR ".join(f"{c} LIKE :either_like ESCAPE '\\'" for c in _TEXT_COLUMNS))
-        return "SELECT id, min(score) AS score FROM (" + " UNION ALL ".join(parts) + ") GROUP BY id"
+        union = " UNION ALL ".join(parts)
+        return f"SELECT id, min(score) AS score FROM ({union}) GROUP BY id", union
 
     @staticmethod
     def _word_condition(word: str, key: str, params: dict[str, Any]) -> str:

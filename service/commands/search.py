@@ -9,6 +9,7 @@ import unicodedata
 
 import click
 
+from agent.ledger.search import BROAD
 from agent.model import State
 from agent.search import SORTS, BadSearch, SearchQuery, parse_amount_range, parse_date_range
 from service.csv_safe import write_csv
@@ -94,6 +95,10 @@ def command(ctx, text, amount, date_range, states, sort, limit, as_json, as_csv)
             out.detach()
     else:
         _print_table(rows)
+    if not result.ranked and query.sort == "relevance":
+        echo(f"shown newest first, not by relevance: words under 3 characters are not scored, and a word "
+             f"in more than {BROAD:,} documents is not ranked (more words, --date, --amount or --state "
+             "narrow it)", err=True)
     if result.more:
         echo(f"{len(rows)} shown, more match; --limit 0 for all", err=True)
     elif not rows and not as_json and not as_csv:

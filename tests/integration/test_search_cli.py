@@ -270,3 +270,25 @@ def test_an_upgraded_ledger_is_searchable_at_once(tmp_path):
         r = CliRunner().invoke(main, ["--config", str(config), "search", word, "--json"], catch_exceptions=False)
         assert r.exit_code == 0, r.output
         assert [json.loads(line)["id"] for line in r.stdout.splitlines()] == [doc], word
+
+
+def test_a_word_in_very_many_documents_is_walked_in_order_with_the_same_results(site, monkeypatch):
+    import agent.ledger.search as search_sql
+    from agent.search import SearchQuery
+
+    ids = _docs(site)
+    for sort in ("relevance", "date", "amount"):
+        for text in ("有限公司", "公司", "26110", "有限公司 科技"):
+            whole = site.ledger.search(SearchQuery(text=text, sort=sort, limit=None))
+            monkeypatch.setattr(search_sql, "BROAD", 2)
+            walked = site.ledger.search(SearchQuery(text=text, sort=sort, limit=2))
+            monkeypatch.setattr(search_sql, "BROAD", 5000)
+            assert {h.id for h in walked.hits} <= {h.id for h in whole.hits}, text
+            assert walked.more == (len(whole.hits) > 2), text
+            if sort != "relevance":
+                assert [h.id for h in walked.hits] == [h.id for h in whole.hits][:2], (text, sort)
+            if sort != "relevance":
+                assert walked.ranked, text
+            elif " " not in text:   # one word in 3 documents: over BROAD (2), or too short to score
+                assert not walked.ranked, text
+    assert ids
