@@ -25,7 +25,7 @@ from tests.support.http_destination import http_destination  # noqa: F401
 from tests.support.judged import BAD_SELLER, BUYER, SELLER, Site, invoice, number
 
 REPO = Path(__file__).resolve().parents[2]
-BEFORE_SEARCH = next(i for i, m in enumerate(MIGRATIONS) if "CREATE TABLE search_text" in m)
+BEFORE_SEARCH = next((i for i, m in enumerate(MIGRATIONS) if "CREATE TABLE search_text" in m), len(MIGRATIONS))
 NOW = "2026-11-20T08:00:00.000000Z"
 
 
