@@ -37,8 +37,9 @@ _PREFIX_SCORE = -1.0e9
 _ID_LIKE = re.compile(r"[0-9A-Za-z]+")
 _ORDER = {
     "relevance": "score, d.invoice_date DESC, d.id DESC",
-    "date": "d.invoice_date IS NULL, d.invoice_date DESC, d.id DESC",
-    "amount": "d.total_cents IS NULL, d.total_cents DESC, d.id DESC",
+    # DESC puts NULL (unknown) last by itself, and keeps the (x, id) index usable for the walk.
+    "date": "d.invoice_date DESC, d.id DESC",
+    "amount": "d.total_cents DESC, d.id DESC",
 }
 SEARCH_TABLES = ("search_text", "search_text_fts")
 # Candidates beyond which a limited search walks the documents in order
