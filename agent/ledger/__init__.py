@@ -33,6 +33,7 @@ from agent.ledger.applications import ApplicationsMixin
 from agent.ledger.report_rows import ReportRowsMixin
 from agent.ledger.notifications import NotificationsMixin
 from agent.ledger.fleet import FleetMixin
+from agent.ledger.search import SearchMixin
 from agent.ledger.rows import Document, Event, Source, utc
 
 __all__ = ["Ledger", "Document", "Event", "Source", "utc"]
@@ -41,7 +42,7 @@ BUSY_TIMEOUT_MS = 30_000
 
 
 class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin, TrailMixin, ApplicationsMixin,
-             ReportRowsMixin, NotificationsMixin, FleetMixin):
+             ReportRowsMixin, NotificationsMixin, FleetMixin, SearchMixin):
     """One connection to the ledger file. Not shared between threads: open
     one Ledger per thread or process (they coordinate through SQLite)."""
 

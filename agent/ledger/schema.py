@@ -479,6 +479,100 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE backup_targets ADD COLUMN layout TEXT;
     """,
+    # 25: `search` (agent/ledger/search.py) finds an invoice by any part of a
+    # name, line item, file name, e-mail subject or sender, and by the
+    # beginning of its number, 发票代码 or a tax id, at a million documents.
+    # search_text holds each document's searchable text (one row per
+    # document, rowid = its id), kept by triggers on documents and sources,
+    # so every writer keeps it in step without knowing of it. search_text_fts
+    # indexes it with the trigram tokenizer (Chinese has no spaces: unicode61
+    # makes 北京某某科技有限公司 one token, and 公司 would not find it), kept by
+    # triggers of sqlite-utils' enable_fts shape (_ai, _ad, _au), so
+    # `sqlite-utils rebuild-fts` works on it. Written out here, not made by
+    # enable_fts: that runs executescript(), which COMMITs the migration's
+    # open transaction. The code and tax ids get expression indexes (guarded
+    # by json_valid, so a malformed row can never fail a write) for prefix
+    # lookups (the number has its own since 2), the invoice date and total
+    # indexes for range filters and sorts. Documents already in the ledger
+    # are indexed here, so an upgraded ledger is searchable at once.
+    """
+    CREATE TABLE search_text (
+        id INTEGER PRIMARY KEY REFERENCES documents(id),
+        parties TEXT,                         -- buyer and seller names
+        items TEXT,                           -- line item names
+        files TEXT,                           -- file names of every arrival
+        mail TEXT                             -- subject and sender of every e-mail arrival
+    );
+    INSERT INTO search_text (id, parties, items, files, mail)
+        SELECT d.id,
+            CASE WHEN json_valid(d.fields) THEN coalesce(json_extract(d.fields, '$.buyer_name'), '') || ' ' || coalesce(json_extract(d.fields, '$.seller_name'), '') END,
+            (SELECT group_concat(json_extract(i.value, '$.name'), ' ') FROM json_each(CASE WHEN json_valid(d.fields)
+                 AND json_type(d.fields, '$.items') = 'array' THEN d.fields END, '$.items') i WHERE i.type = 'object'),
+            (SELECT group_concat(n, ' ') FROM (SELECT d.original_name AS n UNION SELECT s.original_name FROM sources s
+                 WHERE s.document_id = d.id AND s.original_name IS NOT NULL)),
+            (SELECT group_concat(m, ' ') FROM (SELECT DISTINCT coalesce(json_extract(s.details, '$.subject'), '') || ' ' ||
+                 coalesce(json_extract(s.details, '$.from'), '') AS m FROM sources s WHERE s.document_id = d.id
+                 AND s.source_kind = 'email' AND json_valid(s.details)))
+        FROM documents d;
+    CREATE VIRTUAL TABLE search_text_fts USING FTS5 (
+        parties, items, files, mail,
+        tokenize='trigram',
+        content="search_text"
+    );
+    INSERT INTO search_text_fts (search_text_fts) VALUES ('rebuild');
+    CREATE TRIGGER search_text_ai AFTER INSERT ON search_text BEGIN
+      INSERT INTO search_text_fts (rowid, parties, items, files, mail)
+        VALUES (new.rowid, new.parties, new.items, new.files, new.mail);
+    END;
+    CREATE TRIGGER search_text_ad AFTER DELETE ON search_text BEGIN
+      INSERT INTO search_text_fts (search_text_fts, rowid, parties, items, files, mail)
+        VALUES ('delete', old.rowid, old.parties, old.items, old.files, old.mail);
+    END;
+    CREATE TRIGGER search_text_au AFTER UPDATE ON search_text
+        WHEN old.parties IS NOT new.parties OR old.items IS NOT new.items OR old.files IS NOT new.files
+             OR old.mail IS NOT new.mail BEGIN
+      INSERT INTO search_text_fts (search_text_fts, rowid, parties, items, files, mail)
+        VALUES ('delete', old.rowid, old.parties, old.items, old.files, old.mail);
+      INSERT INTO search_text_fts (rowid, parties, items, files, mail)
+        VALUES (new.rowid, new.parties, new.items, new.files, new.mail);
+    END;
+    CREATE TRIGGER documents_search_insert AFTER INSERT ON documents BEGIN
+        INSERT INTO search_text (id, parties, items, files, mail) VALUES (NEW.id,
+            CASE WHEN json_valid(NEW.fields) THEN coalesce(json_extract(NEW.fields, '$.buyer_name'), '') || ' ' || coalesce(json_extract(NEW.fields, '$.seller_name'), '') END,
+            (SELECT group_concat(json_extract(i.value, '$.name'), ' ') FROM json_each(CASE WHEN json_valid(NEW.fields)
+                 AND json_type(NEW.fields, '$.items') = 'array' THEN NEW.fields END, '$.items') i WHERE i.type = 'object'),
+            NEW.original_name, NULL);
+    END;
+    CREATE TRIGGER documents_search_update AFTER UPDATE OF fields, original_name ON documents
+        WHEN OLD.fields IS NOT NEW.fields OR OLD.original_name IS NOT NEW.original_name BEGIN
+        UPDATE search_text SET
+            parties = CASE WHEN json_valid(NEW.fields) THEN coalesce(json_extract(NEW.fields, '$.buyer_name'), '') || ' ' || coalesce(json_extract(NEW.fields, '$.seller_name'), '') END,
+            items = (SELECT group_concat(json_extract(i.value, '$.name'), ' ') FROM json_each(CASE WHEN json_valid(NEW.fields)
+                 AND json_type(NEW.fields, '$.items') = 'array' THEN NEW.fields END, '$.items') i WHERE i.type = 'object'),
+            files = (SELECT group_concat(n, ' ') FROM (SELECT NEW.original_name AS n UNION SELECT s.original_name FROM sources s
+                 WHERE s.document_id = NEW.id AND s.original_name IS NOT NULL))
+        WHERE id = NEW.id;
+    END;
+    CREATE TRIGGER documents_search_delete AFTER DELETE ON documents BEGIN
+        DELETE FROM search_text WHERE id = OLD.id;
+    END;
+    CREATE TRIGGER sources_search_insert AFTER INSERT ON sources
+        WHEN NEW.source_kind = 'email' OR NEW.original_name IS NOT (SELECT original_name FROM documents
+             WHERE id = NEW.document_id) BEGIN
+        UPDATE search_text SET
+            files = (SELECT (SELECT group_concat(n, ' ') FROM (SELECT d.original_name AS n UNION SELECT s.original_name FROM sources s
+                 WHERE s.document_id = NEW.document_id AND s.original_name IS NOT NULL)) FROM documents d WHERE d.id = NEW.document_id),
+            mail = (SELECT group_concat(m, ' ') FROM (SELECT DISTINCT coalesce(json_extract(s.details, '$.subject'), '') || ' ' ||
+                 coalesce(json_extract(s.details, '$.from'), '') AS m FROM sources s WHERE s.document_id = NEW.document_id
+                 AND s.source_kind = 'email' AND json_valid(s.details)))
+        WHERE id = NEW.document_id;
+    END;
+    CREATE INDEX documents_search_code ON documents((CASE WHEN json_valid(fields) THEN json_extract(fields, '$.code') END));
+    CREATE INDEX documents_search_buyer_tax_id ON documents((CASE WHEN json_valid(fields) THEN json_extract(fields, '$.buyer_tax_id') END));
+    CREATE INDEX documents_search_seller_tax_id ON documents((CASE WHEN json_valid(fields) THEN json_extract(fields, '$.seller_tax_id') END));
+    CREATE INDEX documents_search_date ON documents(invoice_date, id);
+    CREATE INDEX documents_search_total ON documents(total_cents, id);
+    """,
 ]
 
 # Python steps run after a migration's SQL, inside its transaction, keyed by

@@ -139,9 +139,12 @@ def test_root_ingest_runs_as_the_service_user_and_a_reader_reads_but_cannot_amen
     assert _root_owned(site / "state") == []          # root re-ran itself as the service user
     assert f"cli:root (sudo → {accounts.svc})" in _actors(cfg)
 
-    for args in (["status"], ["status", "--json"], ["show", "1"], ["list"], ["quarantine"]):
+    for args in (["status"], ["status", "--json"], ["show", "1"], ["list"], ["quarantine"],
+                 ["search", "--date", "..2100-01-01", "--json"]):
         r = cli(accounts.reader, cfg, *args)
         assert r.returncode == 0, (args, r.stderr)
+    found = cli(accounts.reader, cfg, "search", ".", "--json")    # every file name holds a dot
+    assert found.returncode == 0 and found.stdout.count("\n") == 4, (found.stdout, found.stderr)
     denied = cli(accounts.reader, cfg, "amend", "1", "--set", "date=2026-01-01", "--reason", "try")
     assert denied.returncode == 3
     assert denied.stderr.count("\n") == 1 and accounts.amend_group in denied.stderr, denied.stderr
@@ -183,7 +186,7 @@ def test_sudo_uid_counts_only_for_root_and_the_service_user(site, accounts):
 def test_a_read_command_never_creates_a_ledger(site, accounts):
     cfg = _config(site, accounts)
     for user in (accounts.reader, None):
-        for args in (["status"], ["list"], ["show", "1"], ["quarantine"], ["audit", "ledger"]):
+        for args in (["status"], ["list"], ["show", "1"], ["quarantine"], ["audit", "ledger"], ["search", "x"]):
             r = cli(user, cfg, *args)
             assert r.returncode == 2, (user, args, r.stdout, r.stderr)
             assert r.stderr.count("\n") == 1 and "no ledger at" in r.stderr, r.stderr

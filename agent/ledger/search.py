@@ -1,0 +1,239 @@
+"""`search`: documents found by text, number or tax-id prefix, amount and
+date ranges and state, over the index of migration 26 (search_text and its
+trigram FTS5 table search_text_fts, kept in step by triggers).
+
+How a word is matched:
+- every word must be found; a word is found in a document when it is a
+  substring of a buyer or seller name, a line item, a file name, an e-mail
+  subject or sender (case folded for Latin letters), or, for a word of
+  letters and digits only, when the invoice number, 发票代码 or a tax id
+  begins with it;
+- a word of 3 characters or more is looked up in the trigram index; a
+  shorter one (公司, 油) cannot be (a trigram needs 3) and is matched with
+  LIKE on search_text. SQLite 3.40's trigram LIKE returns no rows for such
+  patterns, so the LIKE runs on the plain table, never on the FTS table;
+- user text never reaches FTS5 as syntax: each word is one quoted string
+  with its `"` doubled, so `"`, `*`, `NEAR(`, `-`, `:` and `^` are plain
+  characters; LIKE's `%`, `_` and `\\` are escaped the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from agent.search import SearchQuery
+
+# Indexed expressions of migration 26: the very text, or the index is not used.
+_JSON = "CASE WHEN json_valid(fields) THEN json_extract(fields, '$.{}') END"
+_PREFIX_COLUMNS = ("invoice_number", _JSON.format("code"), _JSON.format("buyer_tax_id"),
+                   _JSON.format("seller_tax_id"))
+_TEXT_COLUMNS = ("parties", "items", "files", "mail")
+# bm25 weights per FTS column: a name says more than a subject line.
+_WEIGHTS = "4.0, 2.0, 1.0, 1.0"
+# Score of a number/tax-id prefix hit: ahead of any bm25 score (negative, small).
+_PREFIX_SCORE = -1.0e9
+_ID_LIKE = re.compile(r"[0-9A-Za-z]+")
+_ORDER = {
+    "relevance": "score, d.invoice_date DESC, d.id DESC",
+    # DESC puts NULL (unknown) last by itself, and keeps the (x, id) index usable for the walk.
+    "date": "d.invoice_date DESC, d.id DESC",
+    "amount": "d.total_cents DESC, d.id DESC",
+}
+SEARCH_TABLES = ("search_text", "search_text_fts")
+# Candidates beyond which a limited search walks the documents in order
+# instead of sorting every candidate (see `search`).
+BROAD = 5000
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One document found: what a person needs to tell it from the others."""
+
+    id: int
+    state: str
+    invoice_number: str | None
+    invoice_date: str | None
+    seller: str | None
+    buyer: str | None
+    total_cents: int | None
+    original_name: str | None
+    received_at: str
+    score: float
+
+    @property
+    def total(self) -> str | None:
+        """The total as yuan text ("113.00"), or None."""
+        if self.total_cents is None:
+            return None
+        sign = "-" if self.total_cents < 0 else ""
+        return f"{sign}{abs(self.total_cents) // 100}.{abs(self.total_cents) % 100:02d}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for `--json` and `--csv`."""
+        return {"id": self.id, "state": self.state, "invoice_number": self.invoice_number,
+                "invoice_date": self.invoice_date, "seller": self.seller, "buyer": self.buyer,
+                "total": self.total, "original_name": self.original_name, "received_at": self.received_at}
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The hits in the order asked for, whether more matched than the limit,
+    and whether they are in that order: False when relevance was asked but
+    cannot be ranked (only words under 3 characters, which the trigram
+    index cannot score, or a word in more than BROAD documents): then they
+    are newest first."""
+
+    hits: list[SearchHit]
+    more: bool
+    ranked: bool = True
+
+
+def fts_phrase(word: str) -> str:
+    """`word` as one FTS5 string: quoted, its `"` doubled. Nothing inside
+    a quoted string is FTS5 syntax."""
+    return '"' + word.replace('"', '""') + '"'
+
+
+def like_pattern(word: str) -> str:
+    """`%word%` for LIKE ... ESCAPE '\\', with `\\`, `%` and `_` taken literally."""
+    return "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _prefix_bounds(word: str) -> tuple[str, str]:
+    # [word, word with its last character bumped): the keys beginning with word.
+    word = word.upper()
+    return word, word[:-1] + chr(ord(word[-1]) + 1)
+
+
+class SearchMixin:
+    """Part of `Ledger`: expects `self.conn`."""
+
+    def search_ready(self) -> bool:
+        """True when this ledger has the search index (migration 26 applied).
+        A read-only reader of a ledger no writer has upgraded yet gets False."""
+        names = {r[0] for r in self.conn.execute(
+            "SELECT name FROM sqlite_master WHERE name IN (?, ?)", SEARCH_TABLES)}
+        return names == set(SEARCH_TABLES)
+
+    def search(self, query: SearchQuery) -> SearchResult:
+        """Documents matching every word of `query` and all its filters,
+        sorted by relevance (bm25; prefix hits on a number or tax id first),
+        invoice date or total (newest/largest first, unknown last), at most
+        `query.limit` of them; complete: nothing that matches is left out
+        except beyond the limit, which `more` reports. Read-only."""
+        query = query.checked()
+        params: dict[str, Any] = {}
+        where: list[str] = []
+        words = query.terms
+        fts_words = [w for w in words if len(w) >= 3 and not _ID_LIKE.fullmatch(w)]
+        candidates = counted = None
+        if fts_words:
+            # The index finds the documents holding every long word; the
+            # other words are checked on those rows.
+            params["match"] = " ".join(fts_phrase(w) for w in fts_words)
+            candidates = counted = (f"SELECT rowid AS id, bm25(search_text_fts, {_WEIGHTS}) AS score "
+                                    "FROM search_text_fts WHERE search_text_fts MATCH :match")
+            rest = [w for w in words if w not in fts_words]
+        elif any(_ID_LIKE.fullmatch(w) for w in words):
+            # A word that may be a number: its prefix hits and its text hits.
+            at = max((i for i, w in enumerate(words) if _ID_LIKE.fullmatch(w)), key=lambda i: len(words[i]))
+            candidates, counted = self._either(words[at], params)
+            rest = words[:at] + words[at + 1:]
+        else:
+            rest = words
+        if candidates is not None and query.limit and self._at_least(counted, params, BROAD):
+            # A word in thousands of documents (有限公司): walk the documents
+            # in the order asked for and check every word on each, stopping
+            # at the limit, instead of sorting all of them. bm25 among so
+            # many says little; such a list is newest first, and says so.
+            candidates, rest = None, words
+        if candidates is not None:
+            source, score = f"({candidates}) hits JOIN documents d ON d.id = hits.id", "hits.score"
+        else:
+            source, score = "documents d", "0.0"
+        for i, word in enumerate(rest):
+            where.append(self._word_condition(word, f"w{i}", params))
+        self._filters(query, where, params)
+        order = _ORDER[query.sort] if candidates is not None or query.sort != "relevance" else _ORDER["date"]
+        sql = (f"SELECT d.id, d.state, d.invoice_number, d.invoice_date, d.total_cents, d.original_name, "
+               f"d.received_at, {_JSON.format('seller_name').replace('fields', 'd.fields')} AS seller, "
+               f"{_JSON.format('buyer_name').replace('fields', 'd.fields')} AS buyer, {score} AS score "
+               f"FROM {source}" + (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY {order}")
+        if query.limit:
+            sql += f" LIMIT {int(query.limit) + 1}"
+        rows = self.conn.execute(sql, params).fetchall()
+        more = bool(query.limit) and len(rows) > query.limit
+        hits = [SearchHit(id=r["id"], state=r["state"], invoice_number=r["invoice_number"],
+                          invoice_date=r["invoice_date"], seller=_text(r["seller"]), buyer=_text(r["buyer"]),
+                          total_cents=r["total_cents"], original_name=r["original_name"],
+                          received_at=r["received_at"], score=r["score"])
+                for r in rows[:query.limit or None]]
+        return SearchResult(hits, more, candidates is not None or query.sort != "relevance")
+
+    def _at_least(self, candidates: str, params: dict[str, Any], n: int) -> bool:
+        # Whether `candidates` yields n rows or more; stops counting at n.
+        sql = f"SELECT count(*) FROM (SELECT 1 FROM ({candidates}) LIMIT {int(n)})"
+        return self.conn.execute(sql, params).fetchone()[0] >= n
+
+    @staticmethod
+    def _either(word: str, params: dict[str, Any]) -> tuple[str, str]:
+        # Ids (with their best score) of documents whose number, code or a
+        # tax id begins with `word`, or whose text holds it; and the same
+        # ungrouped (a document may come twice), cheap to count.
+        params["lo"], params["hi"] = _prefix_bounds(word)
+        parts = [f"SELECT id, {_PREFIX_SCORE} AS score FROM documents WHERE {c} >= :lo AND {c} < :hi"
+                 for c in _PREFIX_COLUMNS]
+        if len(word) >= 3:
+            params["either"] = fts_phrase(word)
+            parts.append(f"SELECT rowid, bm25(search_text_fts, {_WEIGHTS}) FROM search_text_fts "
+                         "WHERE search_text_fts MATCH :either")
+        else:
+            params["either_like"] = like_pattern(word)
+            parts.append("SELECT id, 0.0 FROM search_text WHERE "
+                         + " OR ".join(f"{c} LIKE :either_like ESCAPE '\\'" for c in _TEXT_COLUMNS))
+        union = " UNION ALL ".join(parts)
+        return f"SELECT id, min(score) AS score FROM ({union}) GROUP BY id", union
+
+    @staticmethod
+    def _word_condition(word: str, key: str, params: dict[str, Any]) -> str:
+        # One word checked on one candidate row: in its text, or (a word of
+        # letters and digits) at the start of its number, code or a tax id.
+        params[key] = like_pattern(word)
+        found = [f"st.{c} LIKE :{key} ESCAPE '\\'" for c in _TEXT_COLUMNS]
+        text = f"EXISTS (SELECT 1 FROM search_text st WHERE st.id = d.id AND ({' OR '.join(found)}))"
+        if not _ID_LIKE.fullmatch(word):
+            return text
+        params[key + "lo"], params[key + "hi"] = _prefix_bounds(word)
+        prefix = [f"(d.{c} >= :{key}lo AND d.{c} < :{key}hi)" if c == "invoice_number"
+                  else f"({c.replace('fields', 'd.fields')} >= :{key}lo AND {c.replace('fields', 'd.fields')} "
+                       f"< :{key}hi)" for c in _PREFIX_COLUMNS]
+        return f"({text} OR {' OR '.join(prefix)})"
+
+    @staticmethod
+    def _filters(query: SearchQuery, where: list[str], params: dict[str, Any]) -> None:
+        if query.amount is not None:
+            low, high = query.amount
+            if low is not None:
+                where.append("d.total_cents >= :amount_lo")
+                params["amount_lo"] = low
+            if high is not None:
+                where.append("d.total_cents <= :amount_hi")
+                params["amount_hi"] = high
+        if query.date is not None:
+            low, high = query.date
+            if low is not None:
+                where.append("d.invoice_date >= :date_lo")
+                params["date_lo"] = low
+            if high is not None:
+                where.append("d.invoice_date <= :date_hi")
+                params["date_hi"] = high
+        if query.states:
+            marks = ", ".join(f":state{i}" for i in range(len(query.states)))
+            where.append(f"d.state IN ({marks})")
+            params.update({f"state{i}": s for i, s in enumerate(query.states)})
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)

@@ -1,0 +1,129 @@
+"""What `search` asks the ledger: the text, its ranges and order, read from
+what a person typed. The SQL is in agent/ledger/search.py.
+
+A range is `LOW..HIGH`, `..HIGH`, `LOW..` or one value (that value alone),
+both ends included. A range that cannot be read is refused with
+`BadSearch`, never ignored: a search that silently drops a filter shows
+invoices the person asked not to see.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from agent.errors import AgentError
+
+SORTS = ("relevance", "date", "amount")
+_MONEY = re.compile(r"[+-]?(?:\d+(?:\.\d{1,2})?|\.\d{1,2})")
+_MAX_CENTS = 2 ** 63 - 1
+
+
+class BadSearch(AgentError):
+    """A search that cannot be read (a range, a sort, no criterion at all):
+    the message says what was typed and what is expected."""
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """One search: words that must all be found (in a name, line item, file
+    name, e-mail subject or sender, or as the beginning of the invoice
+    number, 发票代码 or a tax id), total in cents and invoice date ranges
+    (None: open), states (empty: any), order, and at most `limit` results
+    (None: all)."""
+
+    text: str = ""
+    amount: tuple[int | None, int | None] | None = None
+    date: tuple[str | None, str | None] | None = None
+    states: tuple[str, ...] = ()
+    sort: str = "relevance"
+    limit: int | None = 50
+
+    @property
+    def terms(self) -> list[str]:
+        """The words of `text`, split on whitespace; each is matched as typed
+        (quotes, `*`, `NEAR(`, `-`, `:` are plain characters)."""
+        return self.text.split()
+
+    def checked(self) -> "SearchQuery":
+        """This query, or BadSearch when it asks for nothing or sorts by an
+        unknown key."""
+        if self.sort not in SORTS:
+            raise BadSearch(f"sort must be one of {', '.join(SORTS)}, not {self.sort!r}")
+        if not self.terms and self.amount is None and self.date is None and not self.states:
+            raise BadSearch("say what to search for: TEXT, or --amount, --date or --state")
+        if self.limit is not None and self.limit < 0:
+            raise BadSearch(f"--limit must be 0 (all) or more, not {self.limit}")
+        return self
+
+
+def _split(text: str, what: str, example: str) -> tuple[str, str]:
+    text = text.strip()
+    if text.count("..") > 1:
+        raise BadSearch(f"cannot read {what} range {text!r}: one `..` at most (e.g. {example})")
+    low, sep, high = text.partition("..")
+    if not sep:
+        high = low
+    low, high = low.strip(), high.strip()
+    if not low and not high:
+        raise BadSearch(f"cannot read {what} range {text!r}: give at least one end (e.g. {example})")
+    return low, high
+
+
+def parse_amount_range(text: str) -> tuple[int | None, int | None]:
+    """`100..200`, `..200`, `100..`, `99.5` (yuan, at most 2 decimals, a
+    sign allowed for 红字 totals) as inclusive (low, high) in cents; raises
+    BadSearch for anything else, or a low end above the high one."""
+    example = "100..200, ..200, 100.50.."
+    low, high = _split(text, "amount", example)
+
+    def cents(part: str) -> int | None:
+        if not part:
+            return None
+        if not _MONEY.fullmatch(part):
+            raise BadSearch(f"cannot read amount {part!r} in {text!r}: yuan with at most two decimals "
+                            f"(e.g. {example})")
+        try:
+            value = int(Decimal(part) * 100)
+        except InvalidOperation:  # pragma: no cover - the pattern admits only numbers
+            raise BadSearch(f"cannot read amount {part!r} in {text!r}") from None
+        if abs(value) > _MAX_CENTS:
+            raise BadSearch(f"amount {part!r} in {text!r} is beyond any invoice")
+        return value
+
+    lo, hi = cents(low), cents(high)
+    if lo is not None and hi is not None and lo > hi:
+        raise BadSearch(f"amount range {text!r} is empty: its low end is above its high end")
+    return lo, hi
+
+
+def parse_date_range(text: str) -> tuple[str | None, str | None]:
+    """`2026-11-01..2026-11-30`, `..2026-11-30`, `2026-11-01..`, one day
+    `2026-11-05` or one month `2026-11` (each end may be a month: its first
+    or last day) as inclusive ISO (low, high) invoice dates; raises
+    BadSearch for a date that does not exist or cannot be read."""
+    example = "2026-11-01..2026-11-30, 2026-11, ..2026-11-30"
+    low, high = _split(text, "date", example)
+
+    def day(part: str, last: bool) -> str | None:
+        if not part:
+            return None
+        try:
+            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", part):
+                return dt.date.fromisoformat(part).isoformat()
+            if re.fullmatch(r"\d{4}-\d{2}", part):
+                first = dt.date.fromisoformat(part + "-01")
+                if not last:
+                    return first.isoformat()
+                following = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+                return (following - dt.timedelta(days=1)).isoformat()
+        except ValueError:
+            raise BadSearch(f"cannot read date {part!r} in {text!r}: no such date") from None
+        raise BadSearch(f"cannot read date {part!r} in {text!r}: YYYY-MM-DD or YYYY-MM (e.g. {example})")
+
+    lo, hi = day(low, last=False), day(high, last=True)
+    if lo is not None and hi is not None and lo > hi:
+        raise BadSearch(f"date range {text!r} is empty: its first day is after its last")
+    return lo, hi
