@@ -37,15 +37,16 @@ from agent.extract.ocr_layout import TextBox
 # Text lines of images in, their readings out (same order).
 Recognise = Callable[[list[Image.Image]], list[str]]
 
-_DATE_LABEL_RE = re.compile(r"(?:开票|填开|乘车|交易)?日[ ]*期[ ]*[:：]?|^[ ]*date\b[ ]*[:：]?", re.I)
+# 日期 itself, or 开票?期 with its 日 misread ("开票0期"), or Date.
+_DATE_LABEL_RE = re.compile(r"(?:(?:开票|填开|乘车|交易)?日[ ]*期|开票.?期)[ ]*[:：]?|^[ ]*date\b[ ]*[:：]?", re.I)
 # A window's edges cut glyphs of the label or the page edge, which the
-# recogniser reads as stray digits ("F2021-12-0470"): the date is the
-# year's four digits before its separator and two-digit month and day (one
-# digit only before 月 / 日), whatever touches it; the windows' vote, not
-# the boundaries, is what guards against a misread.
-_DATE_RE = re.compile(r"(20\d{2})[-./年](?:(\d{2})[-./]|(\d{1,2})月)(?:(\d{2})|(\d{1,2})日)")
-# A first-pass line shaped like a date that did not parse ("2O21-l2-O4").
-_DATEISH_RE = re.compile(r"[\dOoIl]{4}[ ]*[-./年][ ]*[\dOoIl]{1,2}[ ]*[-./月][ ]*[\dOoIl]{1,2}")
+# recogniser reads as stray digits ("F2021-12-0470"): a date is the four
+# digits before its first separator and two-digit month and day, whatever
+# touches them; with 年月日 the 日 fences the day ("年05月209日" is none).
+# The windows' vote, not the boundaries, is what guards against a misread.
+_DATE_RE = re.compile(r"(20\d{2})(?:[-./](\d{2})[-./](\d{2})|年(\d{1,2})月(\d{1,2})日)")
+# A first-pass line that starts a date but did not parse ("2026年090170").
+_DATEISH_RE = re.compile(r"20\d{2}[ ]*[-./年]")
 # Windows beside a label: centres this many label heights off its middle,
 # nearest first; two heights each (one line, or one line and its leading).
 _DATE_OFFSETS = (0.0, -0.3, 0.3, -0.6, 0.6, -0.9, 0.9)
