@@ -15,6 +15,8 @@ OCR misreads, so nothing it reads is taken on trust:
   wrong length), money where 金额 + 税额 != 价税合计, a 大写 that does not
   spell the 小写.
 A missing value sends the invoice to 补录; a wrong one could go unseen.
+A date or title the page pass missed gets a second, closer look
+(`ocr_regions`), kept only when its readings agree.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any, Callable, ContextManager
 from PIL import Image
 
 from agent.extract.ocr_layout import EngineLine, TextBox, layout_text, page_boxes, upright
-from agent.extract.ocr_regions import second_look
+from agent.extract.ocr_regions import SecondLook, second_look
 from agent.extract.text import normalize_text, parse_text
 from agent.model import MONEY_FIELDS, Invoice, LineItem, Problem, values_differ
 from agent.validate.amounts import WordsError, parse_words
@@ -174,7 +176,10 @@ def read_page(img: Image.Image, known: frozenset[str] | set[str] = frozenset()) 
             boxes = read_boxes(page)
             norm = _fix_words(normalize_text(layout_text(boxes)))
             parsed = parse_text(norm)
-            look = second_look(page, boxes, parsed.fields, recognise_lines, skip=known)
+            try:
+                look = second_look(page, boxes, parsed.fields, recognise_lines, skip=known)
+            except Exception:  # noqa: BLE001 - a closer look is an extra; the page's reading stands
+                look = SecondLook()
     except Exception as e:  # noqa: BLE001 - OCR is an extra; the QR reading must survive it
         return OcrReading({}, error=str(e) or type(e).__name__)
     finally:

@@ -37,8 +37,10 @@ from agent.extract.ocr_layout import TextBox
 # Text lines of images in, their readings out (same order).
 Recognise = Callable[[list[Image.Image]], list[str]]
 
-# 日期 itself, or 开票?期 with its 日 misread ("开票0期"), or Date.
-_DATE_LABEL_RE = re.compile(r"(?:(?:开票|填开|乘车|交易)?日[ ]*期|开票.?期)[ ]*[:：]?|^[ ]*date\b[ ]*[:：]?", re.I)
+# 日期 itself, or 开票?期 with its 日 misread ("开票0期"), or Date; never
+# another date's label (有效日期, 出生日期): no other word before 日期.
+_DATE_LABEL_RE = re.compile(r"(?<![\u4e00-\u9fff])(?:(?:开票|填开|乘车|交易)?日[ ]*期|开票.?期)[ ]*[:：]?"
+                            r"|^[ ]*date\b[ ]*[:：]?", re.I)
 # A window's edges cut glyphs of the label or the page edge, which the
 # recogniser reads as stray digits ("F2021-12-0470"): a date is the four
 # digits before its first separator and two-digit month and day, whatever
