@@ -24,13 +24,17 @@ _BRACKETS = {c: pair for pair in (("（", "("), ("）", ")")) for c in pair}
 
 @dataclass(frozen=True)
 class TextBox:
-    """One line of text the engine found: its box and its words."""
+    """One line of text the engine found: its box and its words. `quad`
+    is the line's corners (clockwise from top left) in the pixels of the
+    image the caller passed, before any downscaling or straightening: where
+    a second, closer look at the page goes (`ocr_regions`)."""
 
     text: str
     left: float
     top: float
     right: float
     bottom: float
+    quad: tuple[tuple[float, float], ...] = ()
 
     @property
     def middle(self) -> float:
@@ -67,17 +71,19 @@ def upright(img: Image.Image) -> Image.Image:
     return img.transpose(turn[quarter]) if quarter else img
 
 
-def page_boxes(gray: Image.Image, lines: list[EngineLine]) -> list[TextBox]:
+def page_boxes(gray: Image.Image, lines: list[EngineLine], scale: float = 1.0) -> list[TextBox]:
     """The lines as boxes on the page turned straight (see `skew`), their
     brackets as printed (see `brackets_as_printed`). `gray` is the page the
-    engine read, in the same pixels."""
+    engine read, in the same pixels; `scale` is its size over the caller's
+    image, so each box's `quad` is in the caller's pixels."""
     turn = skew([line.corners for line in lines])
     boxes = []
     for line in lines:
         points = [rotate(p, turn) for p in line.corners]
         xs = [p[0] for p in points]
         ys = [p[1] for p in points]
-        boxes.append(TextBox(brackets_as_printed(gray, line), min(xs), min(ys), max(xs), max(ys)))
+        quad = tuple((float(x) / scale, float(y) / scale) for x, y in line.corners[:4])
+        boxes.append(TextBox(brackets_as_printed(gray, line), min(xs), min(ys), max(xs), max(ys), quad))
     return boxes
 
 

@@ -6,11 +6,14 @@ to ~15 degrees off the page's normal, so the page is a trapezoid, not a
 turned rectangle), a shadow or light gradient across the page, lens blur
 and JPEG compression; and, when asked, a QR too damaged to decode
 (scratched through a finder pattern and partly covered, as a folded or
-stamped paper invoice is). Deterministic for the caller's rng.
+stamped paper invoice is), a faded date (the worn print of a dot-matrix
+or thermal printer: light grey) or a title printed red under a heavier
+red seal. Deterministic for the caller's rng.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import random
 from dataclasses import dataclass
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageDraw, ImageFilter
 
 from tests.corpus.content import PAPER_KINDS, expected_fields, make_content, true_items
-from tests.corpus.face import Face, Qr
+from tests.corpus.face import MONO, Face, Qr, Stamp, Text
 from tests.corpus.layouts import Variant, cipher_rows, legacy_face
 from tests.corpus.scan import rasterise
 
@@ -144,12 +147,49 @@ def photograph(rng: random.Random, face: Face, *, damage_qr: bool, dim: bool = F
     return buf.getvalue(), tilt
 
 
+def _fade_date(face: Face, date_text: tuple[str, ...], rng: random.Random, grey: float | None) -> None:
+    """The date's digits printed faint: a worn ribbon or thermal print,
+    light grey (`grey`, or a random faint one) where the rest of the values
+    are blue-black; 1.0 wears them away."""
+    grey = rng.uniform(0.85, 0.89) if grey is None else grey
+    face.ops = [Text(op.x, op.y, op.text, op.size, op.role, (grey, grey, grey), op.anchor, op.font)
+                if isinstance(op, Text) and op.font == MONO and op.text in date_text and op.x > 420 else op
+                for op in face.ops]
+
+
+def _red_title(face: Face, title: str, rng: random.Random) -> None:
+    """The title printed red, the 监制 seal over it drawn twice as heavy
+    (paper invoices print both in red, one over the other)."""
+    red = (rng.uniform(0.85, 0.95), rng.uniform(0.4, 0.5), rng.uniform(0.4, 0.5))
+    ops = []
+    for op in face.ops:
+        if isinstance(op, Text) and op.text == title:
+            op = Text(op.x, op.y, op.text, op.size, op.role, red, op.anchor, op.font)
+        ops.append(op)
+        if isinstance(op, Stamp):
+            ops.append(Stamp(op.cx, op.cy, op.rx - 1.5, op.ry - 1.5))
+    face.ops = ops
+
+
 def make_photo(rng: random.Random, today, *, damage_qr: bool = False, dim: bool = False,
-               kind: str | None = None) -> Photo:
+               kind: str | None = None, faint_date: bool | float = False, red_title: bool = False) -> Photo:
     """A paper invoice (专票 01 or 普票 04; `kind` to choose) dated within
-    the 300 days up to `today`, photographed (see `photograph`)."""
+    the 300 days up to `today`, photographed (see `photograph`); with
+    `faint_date` its date's digits faded (a float: to that grey level),
+    with `red_title` its title red under a heavy red seal."""
     kind = kind or rng.choice(PAPER_KINDS)
     content = make_content(rng, kind, today)
-    face = legacy_face(content, Variant.pick(rng, rng.random() < 0.3, False), cipher_rows(rng))
+    variant = Variant.pick(rng, rng.random() < 0.3, False)
+    if faint_date or red_title:
+        # Kangxi code points are a text layer's quirk: on paper they are the
+        # same ink as 日 and 月, which the raster font here lacks (tofu).
+        variant = dataclasses.replace(variant, kangxi=False)
+    face = legacy_face(content, variant, cipher_rows(rng))
+    if faint_date:
+        d = content.date
+        grey = None if faint_date is True else float(faint_date)
+        _fade_date(face, (f"{d.year}", f"{d.month:02d}", f"{d.day:02d}"), rng, grey)
+    if red_title:
+        _red_title(face, content.title, rng)
     data, tilt = photograph(rng, face, damage_qr=damage_qr, dim=dim)
     return Photo(data, expected_fields(content), true_items(content), damage_qr, tilt)
