@@ -66,6 +66,10 @@ class ClaimRecord:
     at: str                 # when this site first claimed the key (kept across renewals)
     lease_until: str
     state: str              # claimed | delivered | released
+    # Which agent (ledger) wrote it: two agents misconfigured with the same
+    # site name must not take each other's claims for their own. Empty in
+    # claims written before it was recorded (then the site name decides).
+    holder: str = ""
 
     def expired(self, now: dt.datetime) -> bool:
         """True when the lease ended before `now` (a `claimed` holder that stopped renewing)."""
@@ -75,7 +79,7 @@ class ClaimRecord:
         """The object's content (JSON)."""
         return json.dumps({"site": self.site, "sha256": self.sha256, "document_id": self.document_id,
                            "at": self.at, "lease_until": self.lease_until, "state": self.state,
-                           "generation": self.generation}, sort_keys=True).encode()
+                           "generation": self.generation, "holder": self.holder}, sort_keys=True).encode()
 
     @classmethod
     def from_bytes(cls, generation: int, data: bytes) -> "ClaimRecord":
@@ -84,7 +88,8 @@ class ClaimRecord:
             d = json.loads(data)
             return cls(generation=generation, site=str(d["site"]), sha256=str(d["sha256"]),
                        document_id=int(d["document_id"]), at=str(d["at"]),
-                       lease_until=str(d["lease_until"]), state=str(d["state"]))
+                       lease_until=str(d["lease_until"]), state=str(d["state"]),
+                       holder=str(d.get("holder") or ""))
         except (ValueError, KeyError, TypeError) as e:
             raise Permanent(f"fleet store: claim generation {generation} is not a claim ({e})") from e
 
@@ -115,6 +120,12 @@ def head(store: FleetStore, invoice_key: str) -> ClaimRecord | None:
     return None
 
 
+def is_mine(record: ClaimRecord, site: str, holder: str) -> bool:
+    """True when `record` was written by this agent: its site, and its holder
+    when both are known (another agent under the same site name is another site)."""
+    return record.site == site and (not holder or not record.holder or record.holder == holder)
+
+
 def _next(store: FleetStore, invoice_key: str, record: ClaimRecord) -> bool:
     """Create `record`'s generation; False when another writer created it first."""
     try:
@@ -125,7 +136,7 @@ def _next(store: FleetStore, invoice_key: str, record: ClaimRecord) -> bool:
 
 
 def acquire(store: FleetStore, invoice_key: str, *, site: str, sha256: str, document_id: int,
-            now: dt.datetime, lease_s: float) -> Verdict:
+            now: dt.datetime, lease_s: float, holder: str = "") -> Verdict:
     """Claim `invoice_key` for `site` at `now`, or learn who holds it.
 
     Won: the head is this site's (renewed when less than half its lease is
@@ -133,23 +144,27 @@ def acquire(store: FleetStore, invoice_key: str, *, site: str, sha256: str, docu
     whose lease expired (taken over with the next generation). Lost: another
     site holds it (claimed with a live lease, or delivered). Unreachable:
     the store failed (never raises an AdapterError). A race for the same
-    generation is lost by all but one writer, who read the new head again."""
+    generation is lost by all but one writer, who read the new head again.
+    `holder` tells this agent from another one using the same site name."""
     lease = _stamp(now + dt.timedelta(seconds=lease_s))
     try:
         for _ in range(_RACE_TRIES):
             current = head(store, invoice_key)
             if current is None:
-                mine = ClaimRecord(1, site, sha256, document_id, _stamp(now), lease, "claimed")
-            elif current.site == site and current.state != "released":
+                mine = ClaimRecord(1, site, sha256, document_id, _stamp(now), lease, "claimed", holder)
+            elif is_mine(current, site, holder) and current.state != "released":
                 if current.state == "delivered" or (parse_stamp(current.lease_until) - now).total_seconds() > lease_s / 2:
                     return Verdict("won", current)
-                mine = ClaimRecord(current.generation + 1, site, sha256, document_id, current.at, lease, "claimed")
+                mine = ClaimRecord(current.generation + 1, site, sha256, document_id, current.at, lease, "claimed",
+                                   holder or current.holder)
             elif current.state == "released" or current.expired(now):
-                mine = ClaimRecord(current.generation + 1, site, sha256, document_id, _stamp(now), lease, "claimed")
+                mine = ClaimRecord(current.generation + 1, site, sha256, document_id, _stamp(now), lease, "claimed",
+                                   holder)
             else:
                 return Verdict("lost", current)
             if _next(store, invoice_key, mine):
-                taken = current if current is not None and current.site != site and current.state == "claimed" else None
+                taken = (current if current is not None and not is_mine(current, site, holder)
+                         and current.state == "claimed" else None)
                 return Verdict("won", mine, took_over_from=taken)
         return Verdict("unreachable", error=f"fleet store: claim on {invoice_key} still contended after "
                                             f"{_RACE_TRIES} tries")
@@ -159,7 +174,8 @@ def acquire(store: FleetStore, invoice_key: str, *, site: str, sha256: str, docu
         return Verdict("unreachable", error=str(e))
 
 
-def settle(store: FleetStore, invoice_key: str, *, site: str, state: str, now: dt.datetime) -> Verdict:
+def settle(store: FleetStore, invoice_key: str, *, site: str, state: str, now: dt.datetime,
+           holder: str = "") -> Verdict:
     """Record `state` ("delivered" or "released") on this site's claim.
 
     Won: written (or already so). Lost: the head is another site's (it took
@@ -170,14 +186,14 @@ def settle(store: FleetStore, invoice_key: str, *, site: str, state: str, now: d
             current = head(store, invoice_key)
             if current is None:
                 return Verdict("lost", None) if state == "delivered" else Verdict("won", None)
-            if current.site != site:
+            if not is_mine(current, site, holder):
                 return Verdict("lost", current) if state == "delivered" else Verdict("won", current)
             if current.state == state:
                 return Verdict("won", current)
             if current.state == "released" and state == "delivered":
                 return Verdict("lost", current)
             mine = ClaimRecord(current.generation + 1, site, current.sha256, current.document_id, current.at,
-                               _stamp(now), state)
+                               _stamp(now), state, holder or current.holder)
             if _next(store, invoice_key, mine):
                 return Verdict("won", mine)
         return Verdict("unreachable", error=f"fleet store: {state} on {invoice_key} still contended")

@@ -59,6 +59,14 @@ def invoice_key_of(c: Claim) -> str | None:
     return Invoice.from_dict(c.fields or {}).key
 
 
+def _same_name(record, settings: FleetSettings) -> str | None:
+    # Another agent's claim under this site's own name: a copied config.
+    if record is None or record.site != settings.site:
+        return None
+    return (f"another agent uses the same site name {settings.site!r} and holds it "
+            "(two sites configured with one [fleet] site: give each its own)")
+
+
 def _ours(local: dict | None, key: str, now: dt.datetime, settings: FleetSettings) -> bool:
     # The ledger already knows this site holds the key with time to spare:
     # no round trip to the store before every put.
@@ -84,7 +92,7 @@ def check(ledger: Ledger, store: FleetStore, settings: FleetSettings, c: Claim, 
     if _ours(local, key, now, settings):
         return Verdict("won")
     v = acquire(store, key, site=settings.site, sha256=c.sha256, document_id=c.document_id, now=now,
-                lease_s=settings.lease_s)
+                lease_s=settings.lease_s, holder=ledger.fleet_holder(now=utc(now)))
     at = utc(now)
     if v.kind == "won":
         # remote_site on a won claim: taken over from that site (kept across renewals).
@@ -104,7 +112,8 @@ def check(ledger: Ledger, store: FleetStore, settings: FleetSettings, c: Claim, 
         # copy is a duplicate) or its lease to run out (then this site takes over).
         ledger.set_fleet_claim(c.document_id, invoice_key=key, state="waiting", now=at, actor=actor,
                                generation=v.record.generation, remote_site=v.record.site,
-                               remote_at=v.record.at, lease_until=utc(parse_stamp(v.record.lease_until)))
+                               remote_at=v.record.at, lease_until=utc(parse_stamp(v.record.lease_until)),
+                               reason=_same_name(v.record, settings))
         return Verdict("wait", v.record)
     if v.kind == "lost":
         return v
@@ -147,7 +156,8 @@ def screen(ledger: Ledger, store: FleetStore, settings: FleetSettings, claims: l
         elif v.kind == "lost":
             r = v.record
             ledger.fleet_lose(c.document_id, invoice_key=invoice_key_of(c) or "", remote_site=r.site,
-                              remote_at=r.at, generation=r.generation, now=at, actor=actor)
+                              remote_at=r.at, generation=r.generation, now=at, actor=actor,
+                              reason=_same_name(r, settings))
             out.append(Screened(c, "lost", f"site {r.site} claimed this invoice at {r.at}; a duplicate here"))
         elif v.kind == "wait":
             r = v.record
@@ -180,7 +190,7 @@ def settle_claims(ledger: Ledger, store: FleetStore, settings: FleetSettings, *,
         sent = doc_state in ("delivered", "confirmed")
         if row["state"] == "unclaimed":
             v = acquire(store, key, site=settings.site, sha256=row["sha256"], document_id=doc_id, now=now,
-                        lease_s=settings.lease_s)
+                        lease_s=settings.lease_s, holder=ledger.fleet_holder(now=at))
             if v.kind == "unreachable":
                 continue
             if v.kind == "lost":
@@ -198,7 +208,8 @@ def settle_claims(ledger: Ledger, store: FleetStore, settings: FleetSettings, *,
             if not sent:
                 continue
         if sent and row["doc_key"] == key:
-            v = settle(store, key, site=settings.site, state="delivered", now=now)
+            v = settle(store, key, site=settings.site, state="delivered", now=now,
+                       holder=ledger.fleet_holder(now=at))
             if v.kind == "unreachable":
                 continue
             reason = None
@@ -209,7 +220,8 @@ def settle_claims(ledger: Ledger, store: FleetStore, settings: FleetSettings, *,
             ledger.set_fleet_claim(doc_id, invoice_key=key, state="delivered", now=at, actor=actor,
                                    generation=v.record.generation if v.record else None, reason=reason)
             continue
-        v = settle(store, key, site=settings.site, state="released", now=now)
+        v = settle(store, key, site=settings.site, state="released", now=now,
+                   holder=ledger.fleet_holder(now=at))
         if v.kind == "unreachable":
             continue
         ledger.set_fleet_claim(doc_id, invoice_key=key, state="released", now=at, actor=actor,
@@ -236,7 +248,7 @@ def renew_leases(ledger: Ledger, store: FleetStore, settings: FleetSettings, *, 
     for row in ledger.fleet_claims_to_renew(lease_before=due):
         doc_id, key = row["document_id"], row["invoice_key"]
         v = acquire(store, key, site=settings.site, sha256=row["sha256"], document_id=doc_id, now=now,
-                    lease_s=settings.lease_s)
+                    lease_s=settings.lease_s, holder=ledger.fleet_holder(now=at))
         if v.kind == "unreachable":
             break   # said once by the gate and `status` (held), not again every pass
         if v.kind != "won":

@@ -305,3 +305,25 @@ def test_a_fleet_duplicate_is_judged_again_when_the_other_site_lets_the_key_go(s
     assert head(store, number_of(13)).site == "shanghai"
     assert delivered_files(out) == [f"{number_of(13)}.pdf"]   # the amended 14 is not sent in this test
     assert sh.audit(at(303)) == []
+
+
+def test_two_agents_misconfigured_with_the_same_site_name_deliver_an_invoice_once(tmp_path):
+    # Two offices both set [fleet] site = "beijing" (a copied config): each
+    # took the other's claim for its own and both delivered (2 files).
+    (tmp_path / "store").mkdir()
+    (tmp_path / "out").mkdir()
+    store = open_store({"url": f"file://{tmp_path / 'store'}"})
+    one = Site(tmp_path / "office1", "beijing", store, tmp_path / "out")
+    two = Site(tmp_path / "office2", "beijing", store, tmp_path / "out")
+    try:
+        one.add(9, T0), two.add(9, T0)
+        assert one.step(at(1)) == ["go"]
+        assert two.step(at(2)) == ["wait"]
+        settle_claims(one.ledger, store, one.settings, now=at(3), actor="t")
+        assert two.step(at(20)) == ["lost"]
+        assert len(delivered_files(tmp_path / "out")) == 1
+        (d,) = two.ledger.deliveries_of(two.ledger.fleet_claim(1)["document_id"])
+        assert d["state"] == "superseded"
+        assert "same site name" in (two.ledger.fleet_claim(1)["reason"] or "")
+    finally:
+        one.ledger.close(), two.ledger.close()
