@@ -106,6 +106,9 @@ class Verdict:
     # Won from another site whose lease ran out: its put may have landed
     # before it died, so every destination is looked up before a put.
     took_over_from: ClaimRecord | None = None
+    # Unreachable because this site's clock is off the store's: hold even in
+    # `deliver` mode (the store answers; this site cannot judge leases).
+    clock: bool = False
 
 
 def head(store: FleetStore, invoice_key: str) -> ClaimRecord | None:
@@ -118,6 +121,23 @@ def head(store: FleetStore, invoice_key: str) -> ClaimRecord | None:
         if got is not None:
             return ClaimRecord.from_bytes(g, got[0])
     return None
+
+
+def clock_error(store: FleetStore, now: dt.datetime, lease_s: float) -> str | None:
+    """Why this site may not judge leases, or None: its clock (`now`) is
+    more than a quarter lease off the store's at its last answer. Each site
+    within a quarter of the store keeps any two sites within half a lease,
+    the margin the ledger's cached lease relies on; a site further off would
+    see live leases as expired (and take them over) or keep a lapsed one."""
+    server = store.server_time()
+    if server is None:
+        return None
+    skew = (now - server).total_seconds()
+    if abs(skew) <= lease_s / 4:
+        return None
+    return (f"this site's clock is {abs(skew):.0f} s {'ahead of' if skew > 0 else 'behind'} the fleet "
+            f"store's (at most {lease_s / 4:.0f} s allowed, a quarter of lease_s): leases cannot be "
+            "judged; fix its time (NTP)")
 
 
 def is_mine(record: ClaimRecord, site: str, holder: str) -> bool:
@@ -136,7 +156,7 @@ def _next(store: FleetStore, invoice_key: str, record: ClaimRecord) -> bool:
 
 
 def acquire(store: FleetStore, invoice_key: str, *, site: str, sha256: str, document_id: int,
-            now: dt.datetime, lease_s: float, holder: str = "") -> Verdict:
+            now: dt.datetime, lease_s: float, holder: str = "", judge_clock: bool = False) -> Verdict:
     """Claim `invoice_key` for `site` at `now`, or learn who holds it.
 
     Won: the head is this site's (renewed when less than half its lease is
@@ -145,11 +165,15 @@ def acquire(store: FleetStore, invoice_key: str, *, site: str, sha256: str, docu
     site holds it (claimed with a live lease, or delivered). Unreachable:
     the store failed (never raises an AdapterError). A race for the same
     generation is lost by all but one writer, who read the new head again.
-    `holder` tells this agent from another one using the same site name."""
+    `holder` tells this agent from another one using the same site name.
+    With `judge_clock`, a `now` more than a quarter lease off the store's
+    clock is `unreachable` (`clock` set) before anything is written."""
     lease = _stamp(now + dt.timedelta(seconds=lease_s))
     try:
         for _ in range(_RACE_TRIES):
             current = head(store, invoice_key)
+            if judge_clock and (off := clock_error(store, now, lease_s)) is not None:
+                return Verdict("unreachable", error=off, clock=True)
             if current is None:
                 mine = ClaimRecord(1, site, sha256, document_id, _stamp(now), lease, "claimed", holder)
             elif is_mine(current, site, holder) and current.state != "released":

@@ -92,7 +92,7 @@ def check(ledger: Ledger, store: FleetStore, settings: FleetSettings, c: Claim, 
     if _ours(local, key, now, settings):
         return Verdict("won")
     v = acquire(store, key, site=settings.site, sha256=c.sha256, document_id=c.document_id, now=now,
-                lease_s=settings.lease_s, holder=ledger.fleet_holder(now=utc(now)))
+                lease_s=settings.lease_s, holder=ledger.fleet_holder(now=utc(now)), judge_clock=True)
     at = utc(now)
     if v.kind == "won":
         # remote_site on a won claim: taken over from that site (kept across renewals).
@@ -117,7 +117,7 @@ def check(ledger: Ledger, store: FleetStore, settings: FleetSettings, c: Claim, 
         return Verdict("wait", v.record)
     if v.kind == "lost":
         return v
-    if settings.on_unreachable == "deliver":
+    if settings.on_unreachable == "deliver" and not v.clock:
         ledger.set_fleet_claim(c.document_id, invoice_key=key, state="unclaimed", now=at, actor=actor,
                                reason=f"delivered without a claim (on_unreachable = deliver): {v.error}")
         return Verdict("won", error=v.error)
@@ -190,7 +190,8 @@ def settle_claims(ledger: Ledger, store: FleetStore, settings: FleetSettings, *,
         sent = doc_state in ("delivered", "confirmed")
         if row["state"] == "unclaimed":
             v = acquire(store, key, site=settings.site, sha256=row["sha256"], document_id=doc_id, now=now,
-                        lease_s=settings.lease_s, holder=ledger.fleet_holder(now=at))
+                        lease_s=settings.lease_s, holder=ledger.fleet_holder(now=at),
+                        judge_clock=True)
             if v.kind == "unreachable":
                 continue
             if v.kind == "lost":
@@ -248,7 +249,8 @@ def renew_leases(ledger: Ledger, store: FleetStore, settings: FleetSettings, *, 
     for row in ledger.fleet_claims_to_renew(lease_before=due):
         doc_id, key = row["document_id"], row["invoice_key"]
         v = acquire(store, key, site=settings.site, sha256=row["sha256"], document_id=doc_id, now=now,
-                    lease_s=settings.lease_s, holder=ledger.fleet_holder(now=at))
+                    lease_s=settings.lease_s, holder=ledger.fleet_holder(now=at),
+                        judge_clock=True)
         if v.kind == "unreachable":
             break   # said once by the gate and `status` (held), not again every pass
         if v.kind != "won":

@@ -327,3 +327,33 @@ def test_two_agents_misconfigured_with_the_same_site_name_deliver_an_invoice_onc
         assert "same site name" in (two.ledger.fleet_claim(1)["reason"] or "")
     finally:
         one.ledger.close(), two.ledger.close()
+
+
+def test_a_site_whose_clock_runs_ten_minutes_ahead_holds_instead_of_taking_a_live_claim(tmp_path, seaweed):
+    # Shanghai's clock is 600 s ahead: every live 300 s lease looked expired
+    # to it, so it took Beijing's fresh claim over and both sites delivered.
+    cfg = seaweed.target_config(seaweed.make_bucket(), prefix="fleet")
+    cfg.pop("name")
+    store = open_store(cfg)
+    (tmp_path / "out").mkdir()
+    bj, sh = (Site(tmp_path, n, store, tmp_path / "out") for n in ("beijing", "shanghai"))
+    try:
+        real = dt.datetime.now(UTC)
+        bj.add(11, real), sh.add(11, real)
+        bj_claims = claim(bj.ledger, "erp", now=real, lease_s=60, token="bj", actor="bj")
+        assert [s.kind for s in screen(bj.ledger, store, bj.settings, bj_claims, now=real, actor="bj")] == ["go"]
+        ahead = real + dt.timedelta(seconds=600)
+        assert sh.step(ahead) == ["held"]
+        (row,) = sh.ledger.deliveries_of(1)
+        assert "clock" in row["last_error"] and row["attempts"] == 0
+        assert head(store, number_of(11)).site == "beijing"
+        # Beijing's put (it was slow) goes on; one delivery in all.
+        record(bj.ledger, bj_claims[0], send(bj.dest, bj_claims[0], bj.vault), bj.policy, now=real,
+               rng=random.Random(1), actor="bj", tz=UTC)
+        assert len(delivered_files(tmp_path / "out")) == 1
+        # A clock within a quarter lease of the store's is fine.
+        near = acquire(store, number_of(11), site="shanghai", sha256="b" * 64, document_id=1,
+                       now=real + dt.timedelta(seconds=30), lease_s=300, judge_clock=True)
+        assert near.kind == "lost" and near.record.site == "beijing"
+    finally:
+        bj.ledger.close(), sh.ledger.close()
