@@ -103,8 +103,9 @@ class Verdict:
     kind: str
     record: ClaimRecord | None = None
     error: str | None = None
-    # Won from another site whose lease ran out: its put may have landed
-    # before it died, so every destination is looked up before a put.
+    # Won from another site whose lease ran out or that released the key:
+    # its put may have landed before it died or let go, so every destination
+    # is looked up before a put.
     took_over_from: ClaimRecord | None = None
     # Unreachable because this site's clock is off the store's: hold even in
     # `deliver` mode (the store answers; this site cannot judge leases).
@@ -187,8 +188,10 @@ def acquire(store: FleetStore, invoice_key: str, *, site: str, sha256: str, docu
             else:
                 return Verdict("lost", current)
             if _next(store, invoice_key, mine):
+                # Released too: its holder may have put it to some destinations
+                # before it let the key go (rejected or re-keyed after a partial delivery).
                 taken = (current if current is not None and not is_mine(current, site, holder)
-                         and current.state == "claimed" else None)
+                         and current.state in ("claimed", "released") else None)
                 return Verdict("won", mine, took_over_from=taken)
         return Verdict("unreachable", error=f"fleet store: claim on {invoice_key} still contended after "
                                             f"{_RACE_TRIES} tries")

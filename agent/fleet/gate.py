@@ -96,8 +96,11 @@ def check(ledger: Ledger, store: FleetStore, settings: FleetSettings, c: Claim, 
     at = utc(now)
     if v.kind == "won":
         # remote_site on a won claim: taken over from that site (kept across renewals).
+        why = None
         if v.took_over_from is not None:
             remote = (v.took_over_from.site, v.took_over_from.at)
+            why = f"taken over from site {remote[0]} " + (
+                "(it released the key)" if v.took_over_from.state == "released" else "(its lease ran out)")
         elif local and local["state"] == "won" and local["invoice_key"] == key:
             remote = (local["remote_site"], local["remote_at"])
         else:
@@ -105,7 +108,7 @@ def check(ledger: Ledger, store: FleetStore, settings: FleetSettings, c: Claim, 
         ledger.set_fleet_claim(c.document_id, invoice_key=key, state="won", now=at, actor=actor,
                                generation=v.record.generation, lease_until=utc(parse_stamp(v.record.lease_until)),
                                remote_site=remote[0], remote_at=remote[1],
-                               reason=f"taken over from site {remote[0]} (its lease ran out)" if remote[0] else None)
+                               reason=why or (local["reason"] if remote[0] and local else None))
         return v
     if v.kind == "lost" and v.record.state == "claimed":
         # Its holder has not delivered yet: wait for its delivery (then this
@@ -150,7 +153,7 @@ def screen(ledger: Ledger, store: FleetStore, settings: FleetSettings, claims: l
         if v.kind == "won" and taken_over(ledger, c.document_id):
             # The site whose lease ran out may have put it before it died: look up first.
             out.append(Screened(replace(c, recovering=True), "go",
-                                "claim taken over from a site whose lease ran out; looked up before any put"))
+                                "claim taken over from a site whose lease ran out or that released it; looked up before any put"))
         elif v.kind == "won":
             out.append(Screened(c, "go", f"delivering without a claim: {v.error}" if v.error else ""))
         elif v.kind == "lost":

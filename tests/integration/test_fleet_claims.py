@@ -357,3 +357,24 @@ def test_a_site_whose_clock_runs_ten_minutes_ahead_holds_instead_of_taking_a_liv
         assert near.kind == "lost" and near.record.site == "beijing"
     finally:
         bj.ledger.close(), sh.ledger.close()
+
+
+def test_a_key_released_after_a_partial_delivery_is_looked_up_before_the_other_site_puts_it(shared):
+    # Beijing delivered to erp, its second destination was still pending when
+    # its operator rejected the document: the release let Shanghai put the
+    # invoice to erp blind, a second delivery where erp has no idempotency.
+    make, out, store = shared
+    bj, sh = make("beijing"), make("shanghai")
+    a = queue_invoice(bj.ledger, bj.vault, 15, destinations=["erp", "erp2"], now=utc(T0))
+    b = sh.add(15, T0)
+    assert bj.step(at(1)) == ["go"]                               # erp has it; erp2 not yet
+    assert sh.step(at(2)) == ["wait"]
+    bj.ledger.transition(a, State.REJECTED, now=utc(at(3)), actor="op", reason="wrong buyer")
+    settle_claims(bj.ledger, store, bj.settings, now=at(4), actor="t")
+    assert head(store, number_of(15)).state == "released"
+    assert sh.step(at(20)) == ["go"]
+    (row,) = sh.ledger.deliveries_of(b)
+    outcomes = [r[0] for r in sh.ledger.conn.execute("SELECT outcome FROM attempts WHERE delivery_id = ?",
+                                                     (row["id"],))]
+    assert outcomes[-1] == "found", outcomes                  # looked up, not put again
+    assert "released" in (sh.ledger.fleet_claim(b)["reason"] or "")
