@@ -378,3 +378,22 @@ def test_a_key_released_after_a_partial_delivery_is_looked_up_before_the_other_s
                                                      (row["id"],))]
     assert outcomes[-1] == "found", outcomes                  # looked up, not put again
     assert "released" in (sh.ledger.fleet_claim(b)["reason"] or "")
+
+
+def test_two_agents_publishing_as_one_site_are_named_in_fleet_status(tmp_path):
+    # Two agents with one site name overwrote each other's status.json every
+    # minute: `fleet status` showed one healthy site and hid the other agent.
+    from agent.fleet.status import publish_status, read_sites
+
+    store = FileStore(tmp_path)
+    report = {"states": {"queued": 1}}
+    assert publish_status(store, "beijing", "aaaa", report, now=T0, interval_s=60) is None
+    assert publish_status(store, "beijing", "aaaa", report, now=at(60), interval_s=60) is None
+    warning = publish_status(store, "beijing", "bbbb", report, now=at(70), interval_s=60)
+    assert warning and "another agent" in warning
+    (site,) = read_sites(store, now=at(71))
+    assert "another agent" in site["same_name"]
+    # The first one, publishing next, says so too; a long-gone agent is not a conflict.
+    assert publish_status(store, "beijing", "aaaa", report, now=at(120), interval_s=60)
+    assert publish_status(store, "beijing", "cccc", report, now=at(10_000), interval_s=60) is None
+    assert "same_name" not in read_sites(store, now=at(10_001))[0]
