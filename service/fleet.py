@@ -16,7 +16,7 @@ from agent.errors import AdapterError
 from agent.fleet.gate import FleetSettings, recheck_lost, renew_leases, screen, settle_claims
 from agent.judgement import judge
 from agent.model import Invoice
-from agent.fleet.status import site_status, status_key
+from agent.fleet.status import publish_status
 from agent.fleet.store import FleetStore, open_store
 from agent.ledger import Ledger
 from service.context import actor as actor_name, destination_names, now, now_dt, today, validation_settings
@@ -115,6 +115,7 @@ class FleetService(RunnerGroup):
         """Write this site's status.json (raises AdapterError when the store does not answer)."""
         from service.commands.status import status_report
 
-        data = site_status(self.settings.site, status_report(ledger, self.cfg), now=now_dt(),
-                           interval_s=self.interval_s)
-        self.store.put(status_key(self.settings.site), data)
+        warning = publish_status(self.store, self.settings.site, ledger.fleet_holder(now=now()),
+                                 status_report(ledger, self.cfg), now=now_dt(), interval_s=self.interval_s)
+        if warning:
+            log.warning(warning)

@@ -66,6 +66,10 @@ class ClaimRecord:
     at: str                 # when this site first claimed the key (kept across renewals)
     lease_until: str
     state: str              # claimed | delivered | released
+    # Which agent (ledger) wrote it: two agents misconfigured with the same
+    # site name must not take each other's claims for their own. Empty in
+    # claims written before it was recorded (then the site name decides).
+    holder: str = ""
 
     def expired(self, now: dt.datetime) -> bool:
         """True when the lease ended before `now` (a `claimed` holder that stopped renewing)."""
@@ -75,7 +79,7 @@ class ClaimRecord:
         """The object's content (JSON)."""
         return json.dumps({"site": self.site, "sha256": self.sha256, "document_id": self.document_id,
                            "at": self.at, "lease_until": self.lease_until, "state": self.state,
-                           "generation": self.generation}, sort_keys=True).encode()
+                           "generation": self.generation, "holder": self.holder}, sort_keys=True).encode()
 
     @classmethod
     def from_bytes(cls, generation: int, data: bytes) -> "ClaimRecord":
@@ -84,7 +88,8 @@ class ClaimRecord:
             d = json.loads(data)
             return cls(generation=generation, site=str(d["site"]), sha256=str(d["sha256"]),
                        document_id=int(d["document_id"]), at=str(d["at"]),
-                       lease_until=str(d["lease_until"]), state=str(d["state"]))
+                       lease_until=str(d["lease_until"]), state=str(d["state"]),
+                       holder=str(d.get("holder") or ""))
         except (ValueError, KeyError, TypeError) as e:
             raise Permanent(f"fleet store: claim generation {generation} is not a claim ({e})") from e
 
@@ -98,9 +103,13 @@ class Verdict:
     kind: str
     record: ClaimRecord | None = None
     error: str | None = None
-    # Won from another site whose lease ran out: its put may have landed
-    # before it died, so every destination is looked up before a put.
+    # Won from another site whose lease ran out or that released the key:
+    # its put may have landed before it died or let go, so every destination
+    # is looked up before a put.
     took_over_from: ClaimRecord | None = None
+    # Unreachable because this site's clock is off the store's: hold even in
+    # `deliver` mode (the store answers; this site cannot judge leases).
+    clock: bool = False
 
 
 def head(store: FleetStore, invoice_key: str) -> ClaimRecord | None:
@@ -115,6 +124,29 @@ def head(store: FleetStore, invoice_key: str) -> ClaimRecord | None:
     return None
 
 
+def clock_error(store: FleetStore, now: dt.datetime, lease_s: float) -> str | None:
+    """Why this site may not judge leases, or None: its clock (`now`) is
+    more than a quarter lease off the store's at its last answer. Each site
+    within a quarter of the store keeps any two sites within half a lease,
+    the margin the ledger's cached lease relies on; a site further off would
+    see live leases as expired (and take them over) or keep a lapsed one."""
+    server = store.server_time()
+    if server is None:
+        return None
+    skew = (now - server).total_seconds()
+    if abs(skew) <= lease_s / 4:
+        return None
+    return (f"this site's clock is {abs(skew):.0f} s {'ahead of' if skew > 0 else 'behind'} the fleet "
+            f"store's (at most {lease_s / 4:.0f} s allowed, a quarter of lease_s): leases cannot be "
+            "judged; fix its time (NTP)")
+
+
+def is_mine(record: ClaimRecord, site: str, holder: str) -> bool:
+    """True when `record` was written by this agent: its site, and its holder
+    when both are known (another agent under the same site name is another site)."""
+    return record.site == site and (not holder or not record.holder or record.holder == holder)
+
+
 def _next(store: FleetStore, invoice_key: str, record: ClaimRecord) -> bool:
     """Create `record`'s generation; False when another writer created it first."""
     try:
@@ -125,7 +157,7 @@ def _next(store: FleetStore, invoice_key: str, record: ClaimRecord) -> bool:
 
 
 def acquire(store: FleetStore, invoice_key: str, *, site: str, sha256: str, document_id: int,
-            now: dt.datetime, lease_s: float) -> Verdict:
+            now: dt.datetime, lease_s: float, holder: str = "", judge_clock: bool = False) -> Verdict:
     """Claim `invoice_key` for `site` at `now`, or learn who holds it.
 
     Won: the head is this site's (renewed when less than half its lease is
@@ -133,23 +165,33 @@ def acquire(store: FleetStore, invoice_key: str, *, site: str, sha256: str, docu
     whose lease expired (taken over with the next generation). Lost: another
     site holds it (claimed with a live lease, or delivered). Unreachable:
     the store failed (never raises an AdapterError). A race for the same
-    generation is lost by all but one writer, who read the new head again."""
+    generation is lost by all but one writer, who read the new head again.
+    `holder` tells this agent from another one using the same site name.
+    With `judge_clock`, a `now` more than a quarter lease off the store's
+    clock is `unreachable` (`clock` set) before anything is written."""
     lease = _stamp(now + dt.timedelta(seconds=lease_s))
     try:
         for _ in range(_RACE_TRIES):
             current = head(store, invoice_key)
+            if judge_clock and (off := clock_error(store, now, lease_s)) is not None:
+                return Verdict("unreachable", error=off, clock=True)
             if current is None:
-                mine = ClaimRecord(1, site, sha256, document_id, _stamp(now), lease, "claimed")
-            elif current.site == site and current.state != "released":
+                mine = ClaimRecord(1, site, sha256, document_id, _stamp(now), lease, "claimed", holder)
+            elif is_mine(current, site, holder) and current.state != "released":
                 if current.state == "delivered" or (parse_stamp(current.lease_until) - now).total_seconds() > lease_s / 2:
                     return Verdict("won", current)
-                mine = ClaimRecord(current.generation + 1, site, sha256, document_id, current.at, lease, "claimed")
+                mine = ClaimRecord(current.generation + 1, site, sha256, document_id, current.at, lease, "claimed",
+                                   holder or current.holder)
             elif current.state == "released" or current.expired(now):
-                mine = ClaimRecord(current.generation + 1, site, sha256, document_id, _stamp(now), lease, "claimed")
+                mine = ClaimRecord(current.generation + 1, site, sha256, document_id, _stamp(now), lease, "claimed",
+                                   holder)
             else:
                 return Verdict("lost", current)
             if _next(store, invoice_key, mine):
-                taken = current if current is not None and current.site != site and current.state == "claimed" else None
+                # Released too: its holder may have put it to some destinations
+                # before it let the key go (rejected or re-keyed after a partial delivery).
+                taken = (current if current is not None and not is_mine(current, site, holder)
+                         and current.state in ("claimed", "released") else None)
                 return Verdict("won", mine, took_over_from=taken)
         return Verdict("unreachable", error=f"fleet store: claim on {invoice_key} still contended after "
                                             f"{_RACE_TRIES} tries")
@@ -159,7 +201,8 @@ def acquire(store: FleetStore, invoice_key: str, *, site: str, sha256: str, docu
         return Verdict("unreachable", error=str(e))
 
 
-def settle(store: FleetStore, invoice_key: str, *, site: str, state: str, now: dt.datetime) -> Verdict:
+def settle(store: FleetStore, invoice_key: str, *, site: str, state: str, now: dt.datetime,
+           holder: str = "") -> Verdict:
     """Record `state` ("delivered" or "released") on this site's claim.
 
     Won: written (or already so). Lost: the head is another site's (it took
@@ -170,14 +213,14 @@ def settle(store: FleetStore, invoice_key: str, *, site: str, state: str, now: d
             current = head(store, invoice_key)
             if current is None:
                 return Verdict("lost", None) if state == "delivered" else Verdict("won", None)
-            if current.site != site:
+            if not is_mine(current, site, holder):
                 return Verdict("lost", current) if state == "delivered" else Verdict("won", current)
             if current.state == state:
                 return Verdict("won", current)
             if current.state == "released" and state == "delivered":
                 return Verdict("lost", current)
             mine = ClaimRecord(current.generation + 1, site, current.sha256, current.document_id, current.at,
-                               _stamp(now), state)
+                               _stamp(now), state, holder or current.holder)
             if _next(store, invoice_key, mine):
                 return Verdict("won", mine)
         return Verdict("unreachable", error=f"fleet store: {state} on {invoice_key} still contended")

@@ -59,6 +59,14 @@ def invoice_key_of(c: Claim) -> str | None:
     return Invoice.from_dict(c.fields or {}).key
 
 
+def _same_name(record, settings: FleetSettings) -> str | None:
+    # Another agent's claim under this site's own name: a copied config.
+    if record is None or record.site != settings.site:
+        return None
+    return (f"another agent uses the same site name {settings.site!r} and holds it "
+            "(two sites configured with one [fleet] site: give each its own)")
+
+
 def _ours(local: dict | None, key: str, now: dt.datetime, settings: FleetSettings) -> bool:
     # The ledger already knows this site holds the key with time to spare:
     # no round trip to the store before every put.
@@ -84,12 +92,15 @@ def check(ledger: Ledger, store: FleetStore, settings: FleetSettings, c: Claim, 
     if _ours(local, key, now, settings):
         return Verdict("won")
     v = acquire(store, key, site=settings.site, sha256=c.sha256, document_id=c.document_id, now=now,
-                lease_s=settings.lease_s)
+                lease_s=settings.lease_s, holder=ledger.fleet_holder(now=utc(now)), judge_clock=True)
     at = utc(now)
     if v.kind == "won":
         # remote_site on a won claim: taken over from that site (kept across renewals).
+        why = None
         if v.took_over_from is not None:
             remote = (v.took_over_from.site, v.took_over_from.at)
+            why = f"taken over from site {remote[0]} " + (
+                "(it released the key)" if v.took_over_from.state == "released" else "(its lease ran out)")
         elif local and local["state"] == "won" and local["invoice_key"] == key:
             remote = (local["remote_site"], local["remote_at"])
         else:
@@ -97,18 +108,19 @@ def check(ledger: Ledger, store: FleetStore, settings: FleetSettings, c: Claim, 
         ledger.set_fleet_claim(c.document_id, invoice_key=key, state="won", now=at, actor=actor,
                                generation=v.record.generation, lease_until=utc(parse_stamp(v.record.lease_until)),
                                remote_site=remote[0], remote_at=remote[1],
-                               reason=f"taken over from site {remote[0]} (its lease ran out)" if remote[0] else None)
+                               reason=why or (local["reason"] if remote[0] and local else None))
         return v
     if v.kind == "lost" and v.record.state == "claimed":
         # Its holder has not delivered yet: wait for its delivery (then this
         # copy is a duplicate) or its lease to run out (then this site takes over).
         ledger.set_fleet_claim(c.document_id, invoice_key=key, state="waiting", now=at, actor=actor,
                                generation=v.record.generation, remote_site=v.record.site,
-                               remote_at=v.record.at, lease_until=utc(parse_stamp(v.record.lease_until)))
+                               remote_at=v.record.at, lease_until=utc(parse_stamp(v.record.lease_until)),
+                               reason=_same_name(v.record, settings))
         return Verdict("wait", v.record)
     if v.kind == "lost":
         return v
-    if settings.on_unreachable == "deliver":
+    if settings.on_unreachable == "deliver" and not v.clock:
         ledger.set_fleet_claim(c.document_id, invoice_key=key, state="unclaimed", now=at, actor=actor,
                                reason=f"delivered without a claim (on_unreachable = deliver): {v.error}")
         return Verdict("won", error=v.error)
@@ -141,13 +153,14 @@ def screen(ledger: Ledger, store: FleetStore, settings: FleetSettings, claims: l
         if v.kind == "won" and taken_over(ledger, c.document_id):
             # The site whose lease ran out may have put it before it died: look up first.
             out.append(Screened(replace(c, recovering=True), "go",
-                                "claim taken over from a site whose lease ran out; looked up before any put"))
+                                "claim taken over from a site whose lease ran out or that released it; looked up before any put"))
         elif v.kind == "won":
             out.append(Screened(c, "go", f"delivering without a claim: {v.error}" if v.error else ""))
         elif v.kind == "lost":
             r = v.record
             ledger.fleet_lose(c.document_id, invoice_key=invoice_key_of(c) or "", remote_site=r.site,
-                              remote_at=r.at, generation=r.generation, now=at, actor=actor)
+                              remote_at=r.at, generation=r.generation, now=at, actor=actor,
+                              reason=_same_name(r, settings))
             out.append(Screened(c, "lost", f"site {r.site} claimed this invoice at {r.at}; a duplicate here"))
         elif v.kind == "wait":
             r = v.record
@@ -180,7 +193,8 @@ def settle_claims(ledger: Ledger, store: FleetStore, settings: FleetSettings, *,
         sent = doc_state in ("delivered", "confirmed")
         if row["state"] == "unclaimed":
             v = acquire(store, key, site=settings.site, sha256=row["sha256"], document_id=doc_id, now=now,
-                        lease_s=settings.lease_s)
+                        lease_s=settings.lease_s, holder=ledger.fleet_holder(now=at),
+                        judge_clock=True)
             if v.kind == "unreachable":
                 continue
             if v.kind == "lost":
@@ -198,7 +212,8 @@ def settle_claims(ledger: Ledger, store: FleetStore, settings: FleetSettings, *,
             if not sent:
                 continue
         if sent and row["doc_key"] == key:
-            v = settle(store, key, site=settings.site, state="delivered", now=now)
+            v = settle(store, key, site=settings.site, state="delivered", now=now,
+                       holder=ledger.fleet_holder(now=at))
             if v.kind == "unreachable":
                 continue
             reason = None
@@ -209,7 +224,8 @@ def settle_claims(ledger: Ledger, store: FleetStore, settings: FleetSettings, *,
             ledger.set_fleet_claim(doc_id, invoice_key=key, state="delivered", now=at, actor=actor,
                                    generation=v.record.generation if v.record else None, reason=reason)
             continue
-        v = settle(store, key, site=settings.site, state="released", now=now)
+        v = settle(store, key, site=settings.site, state="released", now=now,
+                   holder=ledger.fleet_holder(now=at))
         if v.kind == "unreachable":
             continue
         ledger.set_fleet_claim(doc_id, invoice_key=key, state="released", now=at, actor=actor,
@@ -236,7 +252,8 @@ def renew_leases(ledger: Ledger, store: FleetStore, settings: FleetSettings, *, 
     for row in ledger.fleet_claims_to_renew(lease_before=due):
         doc_id, key = row["document_id"], row["invoice_key"]
         v = acquire(store, key, site=settings.site, sha256=row["sha256"], document_id=doc_id, now=now,
-                    lease_s=settings.lease_s)
+                    lease_s=settings.lease_s, holder=ledger.fleet_holder(now=at),
+                        judge_clock=True)
         if v.kind == "unreachable":
             break   # said once by the gate and `status` (held), not again every pass
         if v.kind != "won":

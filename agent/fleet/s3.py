@@ -7,6 +7,8 @@ If-None-Match: * for `create`, If-Match for `replace`.
 
 from __future__ import annotations
 
+import datetime as dt
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import botocore.exceptions as bx
@@ -26,6 +28,7 @@ class S3Store:
         self._client = target.client
         self.bucket, self.prefix, self.url = target.bucket, target.prefix, target.url
         self._where = f"bucket {self.bucket!r} at {target.endpoint_url or 'AWS S3'}"
+        self._server_time: dt.datetime | None = None
 
     @classmethod
     def from_config(cls, cfg: dict) -> "S3Store":
@@ -40,21 +43,34 @@ class S3Store:
                             secret_access_key=cfg.get("secret_access_key"),
                             max_attempts=1, connect_timeout=3.0, read_timeout=10.0))
 
+    def server_time(self) -> dt.datetime | None:
+        """See FleetStore.server_time: the Date header of the store's last answer."""
+        return self._server_time
+
+    def _saw(self, response: dict) -> dict:
+        # The store's clock, from the Date header of any answer (errors too).
+        date = ((response or {}).get("ResponseMetadata") or {}).get("HTTPHeaders", {}).get("date")
+        try:
+            self._server_time = parsedate_to_datetime(date).astimezone(dt.timezone.utc) if date else None
+        except (TypeError, ValueError):
+            self._server_time = None
+        return response
+
     def _key(self, key: str) -> str:
         return self.prefix + check_key(key)
 
     def create(self, key: str, data: bytes) -> str:
         """See FleetStore.create (PutObject with If-None-Match: *)."""
         try:
-            return self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data,
-                                           IfNoneMatch="*")["ETag"]
+            return self._saw(self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data,
+                                                     IfNoneMatch="*"))["ETag"]
         except (bx.BotoCoreError, bx.ClientError, OSError) as e:
             raise self._translate(e, "create", key) from e
 
     def read(self, key: str) -> tuple[bytes, str] | None:
         """See FleetStore.read."""
         try:
-            r = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+            r = self._saw(self._client.get_object(Bucket=self.bucket, Key=self._key(key)))
             return r["Body"].read(), r["ETag"]
         except (bx.BotoCoreError, bx.ClientError, OSError) as e:
             err = self._translate(e, "read", key)
@@ -84,6 +100,7 @@ class S3Store:
         try:
             for page in self._client.get_paginator("list_objects_v2").paginate(
                     Bucket=self.bucket, Prefix=self.prefix + prefix):
+                self._saw(page)
                 out += [o["Key"][len(self.prefix):] for o in page.get("Contents", [])]
         except (bx.BotoCoreError, bx.ClientError, OSError) as e:
             raise self._translate(e, "list", prefix) from e
@@ -92,6 +109,7 @@ class S3Store:
     def _translate(self, e: BaseException, action: str, key: str) -> AdapterError:
         head = f"fleet store: {action} {key!r}"
         if isinstance(e, bx.ClientError):
+            self._saw(e.response)
             code = str(e.response.get("Error", {}).get("Code", ""))
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):

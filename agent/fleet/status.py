@@ -34,6 +34,34 @@ def site_status(site: str, report: dict[str, Any], *, now: dt.datetime, interval
     return json.dumps(body, ensure_ascii=False, default=str, sort_keys=True).encode()
 
 
+def publish_status(store: FleetStore, site: str, holder: str, report: dict[str, Any], *, now: dt.datetime,
+                   interval_s: float) -> str | None:
+    """Write `site`'s status.json (`site_status`, with this agent's `holder`).
+    When the status it replaces was written by another agent (another
+    holder) less than STALE_INTERVALS of its intervals ago, two agents use
+    one site name: the status says so in `same_name` (read by `fleet status`)
+    and the warning is returned for the log; else None. Raises
+    Transient/Permanent when the store does not answer."""
+    body = json.loads(site_status(site, report, now=now, interval_s=interval_s))
+    body["holder"] = holder
+    warning = None
+    got = store.read(status_key(site))
+    if got is not None:
+        try:
+            old = json.loads(got[0])
+            age = (now - dt.datetime.fromisoformat(old["written_at"])).total_seconds()
+            fresh = age <= STALE_INTERVALS * float(old.get("interval_s") or 60)
+            if fresh and old.get("holder") and old["holder"] != holder:
+                warning = (f"another agent also publishes as site {site!r} (its status was written "
+                           f"{age:.0f} s ago from another ledger): give each site its own [fleet] site")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            pass   # a stranger's or a broken status: replaced
+    if warning:
+        body["same_name"] = warning
+    store.put(status_key(site), json.dumps(body, ensure_ascii=False, default=str, sort_keys=True).encode())
+    return warning
+
+
 def read_sites(store: FleetStore, *, now: dt.datetime) -> list[dict[str, Any]]:
     """Every site's last status, by site name, each with `age_s` and `stale`
     (older than STALE_INTERVALS intervals); an unreadable one says so in

@@ -10,6 +10,7 @@ ETags are opaque strings: compare them only with each other.
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import fcntl
 import hashlib
@@ -56,6 +57,10 @@ class FleetStore(Protocol):
 
     def list(self, prefix: str) -> list[str]:
         """Every key under `prefix` (relative to the store), sorted."""
+
+    def server_time(self) -> dt.datetime | None:
+        """The store's own clock at its last answer (UTC), or None when it
+        gives none: the reference every site's leases are judged against."""
 
 
 def _etag(data: bytes) -> str:
@@ -151,6 +156,10 @@ class FileStore:
         except OSError as e:
             raise self._io("put", key, e) from e
         return _etag(data)
+
+    def server_time(self) -> dt.datetime | None:
+        """None: a folder on this host shares this host's clock."""
+        return None
 
     def list(self, prefix: str) -> list[str]:
         """See FleetStore.list (temp files and the lock are not keys)."""

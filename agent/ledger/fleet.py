@@ -4,6 +4,7 @@ the rows, written with the document's move and its event in one transaction)."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from agent.model import State
@@ -15,6 +16,19 @@ _OPEN_ROW_STATES = ("queued", "delivering", "failed", "missing", "quarantined")
 
 class FleetMixin:
     """Part of `Ledger`: the fleet_claims table."""
+
+    def fleet_holder(self, *, now: str) -> str:
+        """This ledger's fleet identity, written into every claim it makes:
+        made once at random and kept (a restored ledger keeps it), so an
+        agent never takes a claim of another agent configured with the same
+        site name for its own. Concurrent first calls agree on one value."""
+        known = self.get_value("fleet.holder")
+        if known:
+            return known
+        with self.transaction() as c:
+            c.execute("INSERT OR IGNORE INTO kv (key, value, updated_at) VALUES ('fleet.holder', ?, ?)",
+                      (secrets.token_hex(8), now))
+            return c.execute("SELECT value FROM kv WHERE key = 'fleet.holder'").fetchone()[0]
 
     def fleet_claim(self, doc_id: int) -> dict[str, Any] | None:
         """The document's claim row as a dict, or None when it never met the fleet."""
@@ -45,7 +59,7 @@ class FleetMixin:
                                      "remote_site": remote_site, "remote_at": remote_at})
 
     def fleet_lose(self, doc_id: int, *, invoice_key: str, remote_site: str, remote_at: str,
-                   generation: int, now: str, actor: str) -> bool:
+                   generation: int, now: str, actor: str, reason: str | None = None) -> bool:
         """Another site holds the key: in one transaction, the claim row
         `lost`, every open delivery row of the document `superseded` (an
         attempts line names the site; no loop sends it), and the document a
@@ -59,7 +73,8 @@ class FleetMixin:
             if doc.state not in (State.QUEUED.value, State.DELIVERING.value, State.FAILED.value):
                 return False
             self.set_fleet_claim(doc_id, invoice_key=invoice_key, state="lost", now=now, actor=actor,
-                                 generation=generation, remote_site=remote_site, remote_at=remote_at)
+                                 generation=generation, remote_site=remote_site, remote_at=remote_at,
+                                 reason=reason)
             rows = c.execute(f"SELECT id FROM deliveries WHERE document_id = ? AND state IN ({marks})",
                              (doc_id, *_OPEN_ROW_STATES)).fetchall()
             for r in rows:

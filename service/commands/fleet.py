@@ -54,6 +54,8 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
              f"{st.get('queued', 0) + st.get('delivering', 0):>6} {st.get('failed', 0):>6} "
              f"{st.get('quarantined', 0):>8} {st.get('delivered', 0) + st.get('confirmed', 0):>9} "
              f"{human_age(s.get('oldest_unfinished_age_s')):<18} {backlog}")
+        if s.get("same_name"):
+            echo(f"  SAME NAME: {s['same_name']}")
         held = (s.get("fleet") or {}).get("held_reason")
         if held:
             echo(f"  HELD: {held}")

@@ -305,3 +305,95 @@ def test_a_fleet_duplicate_is_judged_again_when_the_other_site_lets_the_key_go(s
     assert head(store, number_of(13)).site == "shanghai"
     assert delivered_files(out) == [f"{number_of(13)}.pdf"]   # the amended 14 is not sent in this test
     assert sh.audit(at(303)) == []
+
+
+def test_two_agents_misconfigured_with_the_same_site_name_deliver_an_invoice_once(tmp_path):
+    # Two offices both set [fleet] site = "beijing" (a copied config): each
+    # took the other's claim for its own and both delivered (2 files).
+    (tmp_path / "store").mkdir()
+    (tmp_path / "out").mkdir()
+    store = open_store({"url": f"file://{tmp_path / 'store'}"})
+    one = Site(tmp_path / "office1", "beijing", store, tmp_path / "out")
+    two = Site(tmp_path / "office2", "beijing", store, tmp_path / "out")
+    try:
+        one.add(9, T0), two.add(9, T0)
+        assert one.step(at(1)) == ["go"]
+        assert two.step(at(2)) == ["wait"]
+        settle_claims(one.ledger, store, one.settings, now=at(3), actor="t")
+        assert two.step(at(20)) == ["lost"]
+        assert len(delivered_files(tmp_path / "out")) == 1
+        (d,) = two.ledger.deliveries_of(two.ledger.fleet_claim(1)["document_id"])
+        assert d["state"] == "superseded"
+        assert "same site name" in (two.ledger.fleet_claim(1)["reason"] or "")
+    finally:
+        one.ledger.close(), two.ledger.close()
+
+
+def test_a_site_whose_clock_runs_ten_minutes_ahead_holds_instead_of_taking_a_live_claim(tmp_path, seaweed):
+    # Shanghai's clock is 600 s ahead: every live 300 s lease looked expired
+    # to it, so it took Beijing's fresh claim over and both sites delivered.
+    cfg = seaweed.target_config(seaweed.make_bucket(), prefix="fleet")
+    cfg.pop("name")
+    store = open_store(cfg)
+    (tmp_path / "out").mkdir()
+    bj, sh = (Site(tmp_path, n, store, tmp_path / "out") for n in ("beijing", "shanghai"))
+    try:
+        real = dt.datetime.now(UTC)
+        bj.add(11, real), sh.add(11, real)
+        bj_claims = claim(bj.ledger, "erp", now=real, lease_s=60, token="bj", actor="bj")
+        assert [s.kind for s in screen(bj.ledger, store, bj.settings, bj_claims, now=real, actor="bj")] == ["go"]
+        ahead = real + dt.timedelta(seconds=600)
+        assert sh.step(ahead) == ["held"]
+        (row,) = sh.ledger.deliveries_of(1)
+        assert "clock" in row["last_error"] and row["attempts"] == 0
+        assert head(store, number_of(11)).site == "beijing"
+        # Beijing's put (it was slow) goes on; one delivery in all.
+        record(bj.ledger, bj_claims[0], send(bj.dest, bj_claims[0], bj.vault), bj.policy, now=real,
+               rng=random.Random(1), actor="bj", tz=UTC)
+        assert len(delivered_files(tmp_path / "out")) == 1
+        # A clock within a quarter lease of the store's is fine.
+        near = acquire(store, number_of(11), site="shanghai", sha256="b" * 64, document_id=1,
+                       now=real + dt.timedelta(seconds=30), lease_s=300, judge_clock=True)
+        assert near.kind == "lost" and near.record.site == "beijing"
+    finally:
+        bj.ledger.close(), sh.ledger.close()
+
+
+def test_a_key_released_after_a_partial_delivery_is_looked_up_before_the_other_site_puts_it(shared):
+    # Beijing delivered to erp, its second destination was still pending when
+    # its operator rejected the document: the release let Shanghai put the
+    # invoice to erp blind, a second delivery where erp has no idempotency.
+    make, out, store = shared
+    bj, sh = make("beijing"), make("shanghai")
+    a = queue_invoice(bj.ledger, bj.vault, 15, destinations=["erp", "erp2"], now=utc(T0))
+    b = sh.add(15, T0)
+    assert bj.step(at(1)) == ["go"]                               # erp has it; erp2 not yet
+    assert sh.step(at(2)) == ["wait"]
+    bj.ledger.transition(a, State.REJECTED, now=utc(at(3)), actor="op", reason="wrong buyer")
+    settle_claims(bj.ledger, store, bj.settings, now=at(4), actor="t")
+    assert head(store, number_of(15)).state == "released"
+    assert sh.step(at(20)) == ["go"]
+    (row,) = sh.ledger.deliveries_of(b)
+    outcomes = [r[0] for r in sh.ledger.conn.execute("SELECT outcome FROM attempts WHERE delivery_id = ?",
+                                                     (row["id"],))]
+    assert outcomes[-1] == "found", outcomes                  # looked up, not put again
+    assert "released" in (sh.ledger.fleet_claim(b)["reason"] or "")
+
+
+def test_two_agents_publishing_as_one_site_are_named_in_fleet_status(tmp_path):
+    # Two agents with one site name overwrote each other's status.json every
+    # minute: `fleet status` showed one healthy site and hid the other agent.
+    from agent.fleet.status import publish_status, read_sites
+
+    store = FileStore(tmp_path)
+    report = {"states": {"queued": 1}}
+    assert publish_status(store, "beijing", "aaaa", report, now=T0, interval_s=60) is None
+    assert publish_status(store, "beijing", "aaaa", report, now=at(60), interval_s=60) is None
+    warning = publish_status(store, "beijing", "bbbb", report, now=at(70), interval_s=60)
+    assert warning and "another agent" in warning
+    (site,) = read_sites(store, now=at(71))
+    assert "another agent" in site["same_name"]
+    # The first one, publishing next, says so too; a long-gone agent is not a conflict.
+    assert publish_status(store, "beijing", "aaaa", report, now=at(120), interval_s=60)
+    assert publish_status(store, "beijing", "cccc", report, now=at(10_000), interval_s=60) is None
+    assert "same_name" not in read_sites(store, now=at(10_001))[0]
