@@ -30,7 +30,7 @@ FIELDS = ("title", "code", "number", "date", "check_code", "amount", "tax", "tot
           "buyer_name", "buyer_tax_id", "seller_name", "seller_tax_id")
 # The identity and the money a clerk would key in from the print.
 FROM_PRINT = ("code", "number", "date", "amount", "tax", "total")
-DAMAGED = 12
+DAMAGED = 8
 WORN = 24
 
 
