@@ -59,7 +59,9 @@ $(PROMTOOL):
 	  mkdir -p $(CURDIR)/$(VENV)/prometheus && dpkg-deb -x prometheus_*.deb $(CURDIR)/$(VENV)/prometheus; \
 	  status=$$?; rm -rf $$tmp; exit $$status
 
-# Two workers, one test file each at a time (--dist loadfile): a module's
+# Three workers on a 2-core machine, one test file each at a time (--dist
+# loadfile): many end-to-end tests wait on real timers (SLAs, leases,
+# back-offs) with a core idle, and a third worker fills that wait. A module's
 # fixtures (the hostile corpus's daemon run) and caches (extracted samples)
 # are built once, and a file's tests never race each other. Each worker has
 # its own SeaweedFS, temp folders and process check (tests/conftest.py).
@@ -73,7 +75,7 @@ $(PROMTOOL):
 # compiled once here.
 test: test-deps
 	$(BIN)/python -m compileall -q agent service
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=25
+	$(BIN)/python -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder --durations=25
 
 bench: $(VENV)/.installed-test
 	for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

@@ -46,7 +46,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # the run's environment; at the end, whatever of this run is still alive after
 # a grace period is listed, killed (by pid, only ours) and fails the session.
 #
-# Under pytest-xdist (`make test` runs `-n 2`) each worker is a run of its own:
+# Under pytest-xdist (`make test` runs `-n 3`) each worker is a run of its own:
 # its own token, its own basetemp, its own descendants, so one worker never
 # lists (let alone kills) what the other is still running. A worker hands what
 # it found to the controller in `workeroutput`, and the controller, which runs

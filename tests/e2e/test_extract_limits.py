@@ -4,6 +4,8 @@ SIGKILL of the daemon while its workers are busy."""
 
 from __future__ import annotations
 
+import pytest
+
 import email.message
 import os
 import signal
@@ -15,6 +17,9 @@ from agent.ledger import Ledger
 from agent.ledger.rows import parse_utc
 from tests.e2e.daemon_harness import DaemonUnderTest
 from tests.hostile.pdfs import _raw_pdf, _stream
+
+# Long (back-offs in real time, ~35 s): started first, so it never runs alone at the end (tests/conftest.py).
+pytestmark = pytest.mark.slow
 
 GOOD_SAMPLE = "renoyuan__easyofd/original_invoice.xml"      # passes every rule
 SHUDIAN_SAMPLE = "kaihu8766-netizen__invoice-precheck/official-gd-special.xml"

@@ -26,6 +26,9 @@ from tests.support.audit import assert_ledger_sound
 from tests.support.http_destination import FaultyFinanceServer
 from tests.support.seaweed import seaweed  # noqa: F401  (fixture)
 
+# Long (three daemons and SeaweedFS, ~30 s): started first, so it never runs alone at the end (tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 XML_SAMPLE = "renoyuan__easyofd/original_invoice.xml"
 INVOICES = 30
 SITES = ("beijing", "shanghai", "shenzhen")

@@ -10,6 +10,8 @@ invoices are quarantined and the SLA (18 s here) lapses. Then:
 
 from __future__ import annotations
 
+import pytest
+
 import time
 import urllib.request
 from collections import Counter
@@ -21,6 +23,9 @@ from tests.e2e.test_status_check import cli
 from tests.support.audit import assert_ledger_sound
 from tests.support.http_destination import FaultyFinanceServer
 from tests.support.notify_servers import RobotServer, SmtpSink, free_port
+
+# Long (an 18 s SLA lapses and recovers, ~30 s): started first, so it never runs alone at the end (tests/conftest.py).
+pytestmark = pytest.mark.slow
 
 # The SLA is 18 s, near it after 40 % of that; the backup target is CRITICAL
 # after 6 s without an answer. Every notify round is 0.3 s apart and a fault

@@ -22,6 +22,9 @@ import pytest
 from agent.extract import extract_bytes
 from tests.corpus.photo import make_photo
 
+# Long (OCR of 8 photos, ~70 s): started first, so it never runs alone at the end (tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 TODAY = dt.date(2026, 11, 29)
 FIELDS = ("title", "code", "number", "date", "check_code", "amount", "tax", "total", "total_in_words",
           "buyer_name", "buyer_tax_id", "seller_name", "seller_tax_id")

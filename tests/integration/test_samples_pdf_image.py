@@ -12,6 +12,9 @@ import pytest
 from agent.extract import extract_bytes
 from tests.conftest import SAMPLES
 
+# Long (every sample, OCR included, ~60 s): started first, so it never runs alone at the end (tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 EXPECTED = json.loads((SAMPLES / "expected.json").read_text(encoding="utf-8"))
 # Every sample that is not structured data (XML/OFD: test_samples_structured.py).
 KEYS = sorted(k for k in EXPECTED if not k.endswith((".xml", ".ofd")))
