@@ -36,6 +36,24 @@ settle_seconds = {settle}
 """
 
 
+# A folder destination "out" (tmp_path/out) and a backup target "nas"
+# (tmp_path/nas) probed every second: a test that leaves tmp_path/nas out has
+# its backup disk "not mounted".
+OUT_AND_NAS = """
+[backup_policy]
+probe_interval_s = 1
+retry_max_s = 1
+
+[[destination]]
+name = "out"
+url = "folder://out"
+
+[[backup]]
+name = "nas"
+url = "file://nas"
+"""
+
+
 class DaemonUnderTest:
     """Writes a config under `root`, starts/stops the daemon, reads its ledger."""
 

@@ -14,7 +14,7 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.daemon_harness import DaemonUnderTest
+from tests.e2e.daemon_harness import OUT_AND_NAS, DaemonUnderTest
 from tests.e2e.test_extract_limits import drop, good_invoice
 from tests.support.audit import assert_ledger_sound
 from tests.support.monitoring import unexported
@@ -42,19 +42,7 @@ def test_daemon_metrics_follow_files_and_faults(tmp_path, samples_dir):
 listen = "127.0.0.1:{port}"
 textfile = "collector/fapiao.prom"
 interval_s = 1
-
-[backup_policy]
-probe_interval_s = 1
-retry_max_s = 1
-
-[[destination]]
-name = "out"
-url = "folder://out"
-
-[[backup]]
-name = "nas"
-url = "file://nas"
-""")   # no tmp_path/nas: the backup disk is "not mounted"
+""" + OUT_AND_NAS)   # no tmp_path/nas: the backup disk is "not mounted"
     url = f"http://127.0.0.1:{port}/metrics"
 
     def scrape() -> dict:

@@ -19,7 +19,7 @@ from collections import Counter
 from tests.e2e.daemon_harness import DaemonUnderTest
 from tests.e2e.test_extract_limits import drop, good_invoice
 from tests.e2e.test_metrics_daemon import get, values
-from tests.e2e.test_status_check import cli
+from tests.e2e.test_status_check import FAST_FAULTS, cli
 from tests.support.audit import assert_ledger_sound
 from tests.support.http_destination import FaultyFinanceServer
 from tests.support.notify_servers import RobotServer, SmtpSink, free_port
@@ -27,24 +27,10 @@ from tests.support.notify_servers import RobotServer, SmtpSink, free_port
 # Long (an 18 s SLA lapses and recovers, ~30 s): started first, so it never runs alone at the end (tests/conftest.py).
 pytestmark = pytest.mark.slow
 
-# The SLA is 18 s, near it after 40 % of that; the backup target is CRITICAL
-# after 6 s without an answer. Every notify round is 0.3 s apart and a fault
-# is "resolved" as soon as it is clear (resolve_after_minutes = 0).
-EXTRA = """
-[delivery]
-reconcile_interval_s = 0
-sla_hours = 0.005
-
-[health]
-sla_warn_fraction = 0.4
-backup_unreachable_warn_minutes = 0
-backup_unreachable_crit_minutes = 0.1
-
-[backup_policy]
-probe_interval_s = 1
-retry_max_s = 1
-snapshot_interval_s = 3600
-
+# FAST_FAULTS: the SLA is 18 s, near it after 40 % of that; the backup target
+# is CRITICAL after 6 s without an answer. Every notify round is 0.3 s apart
+# and a fault is "resolved" as soon as it is clear (resolve_after_minutes = 0).
+EXTRA = FAST_FAULTS + """
 [metrics]
 listen = "127.0.0.1:{metrics_port}"
 

@@ -7,24 +7,12 @@ from __future__ import annotations
 
 import time
 
-from tests.e2e.daemon_harness import DaemonUnderTest
+from tests.e2e.daemon_harness import OUT_AND_NAS, DaemonUnderTest
 from tests.e2e.test_extract_limits import drop, good_invoice
 from tests.support.audit import assert_ledger_sound
 from tests.support.notify_servers import RobotServer
 
-EXTRA = """
-[backup_policy]
-probe_interval_s = 1
-retry_max_s = 1
-
-[[destination]]
-name = "out"
-url = "folder://out"
-
-[[backup]]
-name = "nas"
-url = "file://nas"
-
+EXTRA = OUT_AND_NAS + """
 [[notify]]
 name = "wx"
 url = "{url}"
