@@ -213,22 +213,16 @@ class SearchMixin:
 
     @staticmethod
     def _filters(query: SearchQuery, where: list[str], params: dict[str, Any]) -> None:
-        if query.amount is not None:
-            low, high = query.amount
+        # Ranges: either end may be open (None); both ends are inclusive.
+        for column, name, bounds in (("d.total_cents", "amount", query.amount),
+                                     ("d.invoice_date", "date", query.date)):
+            low, high = bounds if bounds is not None else (None, None)
             if low is not None:
-                where.append("d.total_cents >= :amount_lo")
-                params["amount_lo"] = low
+                where.append(f"{column} >= :{name}_lo")
+                params[f"{name}_lo"] = low
             if high is not None:
-                where.append("d.total_cents <= :amount_hi")
-                params["amount_hi"] = high
-        if query.date is not None:
-            low, high = query.date
-            if low is not None:
-                where.append("d.invoice_date >= :date_lo")
-                params["date_lo"] = low
-            if high is not None:
-                where.append("d.invoice_date <= :date_hi")
-                params["date_hi"] = high
+                where.append(f"{column} <= :{name}_hi")
+                params[f"{name}_hi"] = high
         if query.states:
             marks = ", ".join(f":state{i}" for i in range(len(query.states)))
             where.append(f"d.state IN ({marks})")
