@@ -31,6 +31,10 @@ pytestmark = pytest.mark.slow
 # is CRITICAL after 6 s without an answer. Every notify round is 0.3 s apart
 # and a fault is "resolved" as soon as it is clear (resolve_after_minutes = 0).
 EXTRA = FAST_FAULTS + """
+[backup_policy]
+probe_interval_s = 1
+retry_max_s = 1
+
 [metrics]
 listen = "127.0.0.1:{metrics_port}"
 

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 
-from tests.e2e.daemon_harness import DaemonUnderTest
+from tests.e2e.daemon_harness import OUT_AND_NAS, DaemonUnderTest
 from tests.e2e.test_extract_limits import drop, good_invoice
 from tests.support.audit import assert_ledger_sound
 
@@ -28,21 +28,8 @@ sla_hours = 0.005
 sla_warn_fraction = 0.4
 backup_unreachable_warn_minutes = 0
 backup_unreachable_crit_minutes = 0.1
-
-[backup_policy]
-probe_interval_s = 1
-retry_max_s = 1
-snapshot_interval_s = 3600
 """
-EXTRA = FAST_FAULTS + """
-[[destination]]
-name = "out"
-url = "folder://out"
-
-[[backup]]
-name = "nas"
-url = "file://nas"
-"""
+EXTRA = FAST_FAULTS + OUT_AND_NAS
 
 
 def cli(d: DaemonUnderTest, *args: str) -> subprocess.CompletedProcess:
