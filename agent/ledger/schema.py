@@ -573,6 +573,17 @@ MIGRATIONS: list[str] = [
     CREATE INDEX documents_search_date ON documents(invoice_date, id);
     CREATE INDEX documents_search_total ON documents(total_cents, id);
     """,
+    # 26: `search --state` walks one state's documents in the order asked
+    # for. With only documents_state(state, received_at) SQLite read and
+    # sorted every document of the state: 150-200 ms for a common word in
+    # `confirmed` (80 % of a million-document ledger); the date/total walk
+    # instead read rows of every state. (state, date|total, id) gives the
+    # walk only rows of that state, already in order, and it stops at the
+    # limit: 5-20 ms whatever the state's share.
+    """
+    CREATE INDEX documents_search_state_date ON documents(state, invoice_date, id);
+    CREATE INDEX documents_search_state_total ON documents(state, total_cents, id);
+    """,
 ]
 
 # Python steps run after a migration's SQL, inside its transaction, keyed by

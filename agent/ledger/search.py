@@ -1,5 +1,5 @@
 """`search`: documents found by text, number or tax-id prefix, amount and
-date ranges and state, over the index of migration 26 (search_text and its
+date ranges and state, over the index of migration 25 (search_text and its
 trigram FTS5 table search_text_fts, kept in step by triggers).
 
 How a word is matched:
@@ -25,7 +25,7 @@ from typing import Any
 
 from agent.search import SearchQuery
 
-# Indexed expressions of migration 26: the very text, or the index is not used.
+# Indexed expressions of migration 25: the very text, or the index is not used.
 _JSON = "CASE WHEN json_valid(fields) THEN json_extract(fields, '$.{}') END"
 _PREFIX_COLUMNS = ("invoice_number", _JSON.format("code"), _JSON.format("buyer_tax_id"),
                    _JSON.format("seller_tax_id"))
@@ -111,7 +111,7 @@ class SearchMixin:
     """Part of `Ledger`: expects `self.conn`."""
 
     def search_ready(self) -> bool:
-        """True when this ledger has the search index (migration 26 applied).
+        """True when this ledger has the search index (migration 25 applied).
         A read-only reader of a ledger no writer has upgraded yet gets False."""
         names = {r[0] for r in self.conn.execute(
             "SELECT name FROM sqlite_master WHERE name IN (?, ?)", SEARCH_TABLES)}
@@ -157,12 +157,25 @@ class SearchMixin:
             where.append(self._word_condition(word, f"w{i}", params))
         self._filters(query, where, params)
         order = _ORDER[query.sort] if candidates is not None or query.sort != "relevance" else _ORDER["date"]
-        sql = (f"SELECT d.id, d.state, d.invoice_number, d.invoice_date, d.total_cents, d.original_name, "
-               f"d.received_at, {_JSON.format('seller_name').replace('fields', 'd.fields')} AS seller, "
-               f"{_JSON.format('buyer_name').replace('fields', 'd.fields')} AS buyer, {score} AS score "
-               f"FROM {source}" + (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY {order}")
-        if query.limit:
-            sql += f" LIMIT {int(query.limit) + 1}"
+        select = (f"SELECT d.id, d.state, d.invoice_number, d.invoice_date, d.total_cents, d.original_name, "
+                  f"d.received_at, {_JSON.format('seller_name').replace('fields', 'd.fields')} AS seller, "
+                  f"{_JSON.format('buyer_name').replace('fields', 'd.fields')} AS buyer, {score} AS score "
+                  f"FROM {source}")
+        limit = f" LIMIT {int(query.limit) + 1}" if query.limit else ""
+        states = self._states(query.states, params)
+        if states and candidates is None and query.limit:
+            # A walk in one state runs down the (state, date|total, id)
+            # index of migration 26 in the order asked for, and stops at the
+            # limit: it reads rows of that state only, rare or common. With
+            # several states the index cannot give one order, so each state
+            # is walked on its own and the heads are merged.
+            parts = [f"SELECT * FROM ({select} WHERE " + " AND ".join([f"d.state = {mark}", *where])
+                     + f" ORDER BY {order}{limit})" for mark in states]
+            sql = " UNION ALL ".join(parts) + f" ORDER BY {order.replace('d.', '')}{limit}"
+        else:
+            if states:
+                where.append(f"d.state IN ({', '.join(states)})")
+            sql = select + (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY {order}{limit}"
         rows = self.conn.execute(sql, params).fetchall()
         more = bool(query.limit) and len(rows) > query.limit
         hits = [SearchHit(id=r["id"], state=r["state"], invoice_number=r["invoice_number"],
@@ -223,10 +236,12 @@ class SearchMixin:
             if high is not None:
                 where.append(f"{column} <= :{name}_hi")
                 params[f"{name}_hi"] = high
-        if query.states:
-            marks = ", ".join(f":state{i}" for i in range(len(query.states)))
-            where.append(f"d.state IN ({marks})")
-            params.update({f"state{i}": s for i, s in enumerate(query.states)})
+
+    @staticmethod
+    def _states(states: tuple[str, ...], params: dict[str, Any]) -> list[str]:
+        # One named parameter per state asked for.
+        params.update({f"state{i}": s for i, s in enumerate(states)})
+        return [f":state{i}" for i in range(len(states))]
 
 
 def _text(value: Any) -> str | None:

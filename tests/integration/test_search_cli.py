@@ -292,3 +292,28 @@ def test_a_word_in_very_many_documents_is_walked_in_order_with_the_same_results(
             elif " " not in text:   # one word in 3 documents: over BROAD (2), or too short to score
                 assert not walked.ranked, text
     assert ids
+
+
+def test_a_walk_in_one_or_several_states_gives_the_head_of_the_whole_list(site, monkeypatch):
+    # A state filter on a walked search runs down the (state, date|total)
+    # index, one state at a time, the heads merged: the same first hits, in
+    # the same order, as the whole list filtered by state.
+    import agent.ledger.search as search_sql
+    from agent.search import SearchQuery
+
+    ids = _docs(site)
+    by_state: dict[str, list[int]] = {}
+    for doc in ids.values():
+        by_state.setdefault(site.ledger.get(doc).state, []).append(doc)
+    assert len(by_state) >= 3, by_state
+    names = sorted(by_state)
+    monkeypatch.setattr(search_sql, "BROAD", 1)
+    for states in [(names[0],), (names[0], names[1]), tuple(names)]:
+        for sort in ("date", "amount"):
+            for text in ("", "公司", "有限公司"):
+                whole = site.ledger.search(SearchQuery(text=text, sort=sort, states=states, limit=None))
+                for limit in (1, 2):
+                    walked = site.ledger.search(SearchQuery(text=text, sort=sort, states=states, limit=limit))
+                    assert [h.id for h in walked.hits] == [h.id for h in whole.hits][:limit], (states, sort, text)
+                    assert walked.more == (len(whole.hits) > limit), (states, sort, text)
+                    assert {h.state for h in walked.hits} <= set(states)
