@@ -19,8 +19,6 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from wcwidth import wcswidth, wcwidth
-
 from service.textsafe import shown
 
 _LEDGER_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -62,6 +60,10 @@ def _offset(moment: dt.datetime) -> str:
 def width(text: str) -> int:
     """Columns `text` takes on a terminal (a CJK character 2, a combining
     mark 0); a character wcwidth cannot place counts 1, never negative."""
+    # Imported here: the package loads all its Unicode tables, and commands
+    # that print no table (status, --version) should not pay for them.
+    from wcwidth import wcswidth, wcwidth
+
     total = wcswidth(text)
     if total >= 0:
         return total
