@@ -24,6 +24,22 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	  echo "note: OCR unavailable (OpenCV cannot load); scans will be read through their QR code only"
 	touch $@
 
+venv: $(VENV)/.installed
+
+$(CONFIG): | $(VENV)/.installed
+	$(BIN)/fapiao-agent config init $(CONFIG)
+
+# The CLI lives in the venv, not on PATH: say how to reach it before the
+# daemon takes this terminal. Without --config it finds $(CONFIG) from this
+# folder or any folder below it.
+run: $(VENV)/.installed $(CONFIG)
+	@echo "fapiao-agent is installed in $(BIN)/. In another terminal, in $(CURDIR) or a folder below it:"
+	@echo "  $(BIN)/fapiao-agent status              the CLI by its path, or"
+	@echo "  source $(BIN)/activate                  then simply: fapiao-agent status"
+	@echo "  eval \"\$$(_FAPIAO_AGENT_COMPLETE=bash_source fapiao-agent)\"   tab completion (after activate)"
+	@echo "Starting the agent in the foreground (Ctrl-C stops it):"
+	$(BIN)/fapiao-agent --config $(CONFIG) run
+
 # Debian packages only the tests need, installed in one apt-get run when any
 # is missing (one `apt-get update`, the slow part on a clean machine):
 # - fonts-wqy-microhei: the generated scans draw their Chinese with a real

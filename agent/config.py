@@ -21,7 +21,9 @@ from agent.config_sections import drill_problems, fleet_problems, health_problem
 from agent.errors import ConfigError
 
 ENV_PREFIX = "FAPIAO_AGENT__"
-SEARCH_PATHS = (Path("var/fapiao-agent.toml"), Path("/etc/fapiao-agent/config.toml"))
+LOCAL_CONFIG = Path("var/fapiao-agent.toml")   # where `make run` and `config init` write it
+SYSTEM_CONFIG = Path("/etc/fapiao-agent/config.toml")
+SEARCH_PATHS = (LOCAL_CONFIG, SYSTEM_CONFIG)
 
 # section -> key -> (type, default). `None` default means optional.
 # Tables in a list (watch, destination, backup) use LIST_SCHEMAS.
@@ -177,20 +179,40 @@ class Config:
         return self.state_dir / "vault"
 
 
+def config_candidates(start: str | os.PathLike | None = None) -> list[Path]:
+    """Where a config is looked for without --config, in order:
+    var/fapiao-agent.toml in `start` (default: the current folder), then in
+    each folder above it up to /, then /etc/fapiao-agent/config.toml. So
+    `fapiao-agent status` works from any subfolder of a checkout that ran
+    `make run`, as git finds its repository."""
+    here = Path(start if start is not None else os.getcwd()).absolute()
+    return [folder / LOCAL_CONFIG for folder in (here, *here.parents)] + [SYSTEM_CONFIG]
+
+
 def find_config_path(explicit: str | os.PathLike | None = None) -> Path:
     """The config to use: `explicit` (from --config or FAPIAO_AGENT_CONFIG),
-    else ./var/fapiao-agent.toml, else /etc/fapiao-agent/config.toml.
+    else the first of `config_candidates` that is a file. One found above
+    the current folder must belong to you or root: a file someone else put
+    in a parent folder (/tmp/var/...) is refused, naming it, never used.
     Raises ConfigError saying where it looked."""
     if explicit:
         p = Path(explicit)
         if not p.is_file():
             raise ConfigError(f"config file {p} does not exist (run `fapiao-agent config init {p}`)")
         return p
-    for p in SEARCH_PATHS:
-        if p.is_file():
-            return p
-    raise ConfigError("no config file: pass --config, set FAPIAO_AGENT_CONFIG, or create "
-                      + " or ".join(str(p) for p in SEARCH_PATHS) + " with `fapiao-agent config init`")
+    candidates = config_candidates()
+    for i, p in enumerate(candidates):
+        if not p.is_file():
+            continue
+        if 0 < i < len(candidates) - 1:
+            owner = p.stat().st_uid
+            if owner not in (os.geteuid(), 0):
+                raise ConfigError(f"found {p} in a folder above this one, but it belongs to uid {owner}, not to "
+                                  f"you or root; pass --config {p} if it is the one to use")
+        return p
+    raise ConfigError(f"no config file: pass --config, set FAPIAO_AGENT_CONFIG, or create {LOCAL_CONFIG} "
+                      f"(looked in {candidates[0].parent.parent} and every folder above it) or {SYSTEM_CONFIG} "
+                      "with `fapiao-agent config init`")
 
 
 def load_config(path: str | os.PathLike | None = None, env: dict[str, str] | None = None) -> Config:

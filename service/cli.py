@@ -18,8 +18,8 @@ from service import access
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="FAPIAO_AGENT_CONFIG",
-              help="Config file. Default: $FAPIAO_AGENT_CONFIG, ./var/fapiao-agent.toml, "
-                   "then /etc/fapiao-agent/config.toml.")
+              help="Config file. Default, the first found: $FAPIAO_AGENT_CONFIG, var/fapiao-agent.toml "
+                   "in this folder or any folder above it, then /etc/fapiao-agent/config.toml.")
 @click.version_option(package_name="fapiao-agent")
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None) -> None:
@@ -36,6 +36,10 @@ def main(ctx: click.Context, config_path: str | None) -> None:
       fapiao-agent status                              counts per state
       fapiao-agent list --state quarantined            what needs a person
       fapiao-agent show 12                             one document, all events
+
+    \b
+    Shell completion (bash; zsh and fish alike, with zsh_source / fish_source):
+      eval "$(_FAPIAO_AGENT_COMPLETE=bash_source fapiao-agent)"   in ~/.bashrc
     """
     ctx.obj = {"config_path": config_path}
 

@@ -9,6 +9,11 @@ counts after any leading whitespace (a space, U+3000, a vertical tab...) and
 control or invisible format characters. Such a cell is written with a
 leading `'`, which spreadsheets show as text and drop. A plain number (`-12.50`, the total of a 红字 credit
 note) cannot be a formula and is written as it is, so it stays a number.
+
+Every CSV starts with a UTF-8 byte-order mark: without it Excel reads the
+file in the machine's ANSI code page and the Chinese comes out garbled.
+`echo_csv` writes UTF-8 bytes to stdout whatever the locale (under
+zh_CN.GB18030 the BOM would otherwise come out as GB18030 bytes).
 """
 
 from __future__ import annotations
@@ -46,9 +51,12 @@ def safe_cell(value: Any) -> Any:
     return value
 
 
+BOM = "\ufeff"
+
+
 def csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """A header row and one row per mapping (only `columns`, in order), every
-    cell passed through `safe_cell`. The one CSV writer of the CLI."""
+    """A BOM, a header row and one row per mapping (only `columns`, in order),
+    every cell passed through `safe_cell`. The one CSV writer of the CLI."""
     buf = io.StringIO()
     write_csv(buf, rows, columns)
     return buf.getvalue()
@@ -56,8 +64,22 @@ def csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> str:
 
 def write_csv(out: TextIO, rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> None:
     """`csv_text` written to `out` row by row as `rows` yields them, so an
-    export of any size holds one row at a time."""
+    export of any size holds one row at a time. Starts with the BOM."""
+    out.write(BOM)
     writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: safe_cell(row.get(k)) for k in columns})
+
+
+def echo_csv(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    """`write_csv` to stdout as UTF-8 bytes (BOM first), whatever the locale's
+    encoding; stdout itself stays open."""
+    import click   # only the commands that print CSV need it here
+
+    out = io.TextIOWrapper(click.get_binary_stream("stdout"), encoding="utf-8", newline="")
+    try:
+        write_csv(out, rows, columns)
+    finally:
+        out.flush()
+        out.detach()

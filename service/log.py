@@ -14,6 +14,7 @@ Anywhere else (a terminal, a file, a pipe) the lines stay plain text.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import logging
@@ -28,11 +29,18 @@ from service.textsafe import json_text
 _RESERVED = set(vars(logging.makeLogRecord({})))
 
 
+def local_stamp(created: float) -> str:
+    """A log line's time: local (TZ) with its offset, to the millisecond,
+    `2026-12-04T06:05:06.123+08:00`. Without the offset a line read in
+    another zone (or after a DST change) names the wrong moment."""
+    return dt.datetime.fromtimestamp(created).astimezone().isoformat(timespec="milliseconds")
+
+
 class KeyValueFormatter(logging.Formatter):
     """`ts=... level=info logger=fapiao.daemon msg="..." key=value ...`"""
 
     def format(self, record: logging.LogRecord) -> str:
-        parts = [f"ts={self.formatTime(record, '%Y-%m-%dT%H:%M:%S')}", f"level={record.levelname.lower()}",
+        parts = [f"ts={local_stamp(record.created)}", f"level={record.levelname.lower()}",
                  f"logger={record.name}", f"msg={_quote(redact(record.getMessage()))}"]
         parts += [f"{k}={_quote(redact(str(v)))}" for k, v in _extras(record).items()]
         if record.exc_info:
@@ -44,7 +52,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line with ts, level, logger, msg and the extras."""
 
     def format(self, record: logging.LogRecord) -> str:
-        obj = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname.lower(),
+        obj = {"ts": local_stamp(record.created), "level": record.levelname.lower(),
                "logger": record.name, "msg": redact(record.getMessage()),
                **redact_data(_extras(record))}
         if record.exc_info:

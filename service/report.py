@@ -71,7 +71,7 @@ def build_report(ledger: Ledger, cfg: Config, *, since: dt.datetime, until: dt.d
     finally:
         if own:
             ledger.conn.execute("ROLLBACK")
-    csv_bytes = ("\ufeff" + csv_text(csv_rows(fig), CSV_COLUMNS)).encode("utf-8")
+    csv_bytes = csv_text(csv_rows(fig), CSV_COLUMNS).encode("utf-8")   # the BOM is csv_text's
     return Report(figures=fig, html=render_html(fig), csv=csv_bytes, summary=summary(fig))
 
 

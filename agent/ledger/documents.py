@@ -206,18 +206,31 @@ class DocumentsMixin:
         received time, invoice date or amount (newest/largest first)."""
         if sort not in SORTS:
             raise AgentError(f"sort must be one of {', '.join(SORTS)}")
-        where, params = [], []
-        if state:
-            where.append("state = ?")
-            params.append(State(state).value)
-        if since:
-            where.append("received_at >= ?")
-            params.append(since)
-        sql = "SELECT * FROM documents" + (" WHERE " + " AND ".join(where) if where else "")
-        sql += f" ORDER BY {SORTS[sort]}"
+        where, params = _document_filter(state, since)
+        sql = f"SELECT * FROM documents{where} ORDER BY {SORTS[sort]}"
         if limit:
             sql += f" LIMIT {int(limit)}"
         return [Document.from_row(r) for r in self.conn.execute(sql, params)]
+
+    def count_documents(self, *, state: str | None = None, since: str | None = None) -> int:
+        """How many documents `list_documents` would return without a limit."""
+        where, params = _document_filter(state, since)
+        return self.conn.execute(f"SELECT count(*) FROM documents{where}", params).fetchone()[0]
+
+    def labels_of(self, ids: list[int]) -> dict[int, str]:
+        """The label (department subfolder or watched folder's label) of each
+        document in `ids` that has one: its first arrival's that carries one."""
+        out: dict[int, str] = {}
+        for start in range(0, len(ids), 500):   # SQLite's bound-parameter limit
+            chunk = ids[start:start + 500]
+            rows = self.conn.execute(
+                "SELECT document_id, json_extract(details, '$.label') FROM sources WHERE document_id IN "
+                f"({','.join('?' * len(chunk))}) AND json_valid(details) "
+                "AND json_extract(details, '$.label') IS NOT NULL ORDER BY id", chunk)
+            for doc_id, label in rows:
+                if label:
+                    out.setdefault(doc_id, label)
+        return out
 
     def ids_in_state(self, state: State | str, limit: int = 1000) -> list[int]:
         """Oldest-first ids of documents in `state` (work for a stage)."""
@@ -315,3 +328,16 @@ class DocumentsMixin:
             self._event(doc_id, now=now, actor=actor, from_state=None, to_state=None,
                         reason=f"reading failed (attempt {attempt} of {max_attempts}; {then}): {error[:500]}",
                         details={"attempt": attempt, "retry_at": retry_at})
+
+
+def _document_filter(state: str | None, since: str | None) -> tuple[str, list]:
+    """The WHERE clause (with its leading space, or empty) and parameters of
+    `list_documents` and `count_documents`."""
+    where, params = [], []
+    if state:
+        where.append("state = ?")
+        params.append(State(state).value)
+    if since:
+        where.append("received_at >= ?")
+        params.append(since)
+    return (" WHERE " + " AND ".join(where) if where else ""), params

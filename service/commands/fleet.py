@@ -8,6 +8,7 @@ from agent.errors import AdapterError
 from agent.fleet.status import find, read_sites
 from agent.fleet.store import open_store
 from service.context import echo_json, fail, human_age, load, now_dt
+from service.display import Column, local_time, table
 from service.textsafe import echo
 
 
@@ -40,25 +41,37 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
     if not sites:
         echo("no site has published its status yet")
         return
-    echo(f"{'site':<16} {'seen':>9}  {'health':<9} {'queued':>6} {'failed':>6} {'quarant.':>8} "
-         f"{'delivered':>9} {'oldest unfinished':<18} backup backlog")
+    rows, notes = [], []
     for s in sites:
         if s.get("error"):
-            echo(f"{s['site']:<16} STALE      {s['error']}")
+            rows.append({"site": s["site"], "seen": "STALE", "health": s["error"]})
+            notes.append([])
             continue
         st = s.get("states") or {}
         health = ((s.get("health") or {}).get("summary") or "?").split(":")[0].split(" ")[0]
-        backlog = sum(t.get("backlog") or 0 for t in (s.get("backup") or {}).get("targets") or [])
-        seen = human_age(s["age_s"]) + (" STALE" if s["stale"] else "")
-        echo(f"{s['site'] + (' (here)' if s['site'] == cfg.fleet['site'] else ''):<16} {seen:>9}  {health:<9} "
-             f"{st.get('queued', 0) + st.get('delivering', 0):>6} {st.get('failed', 0):>6} "
-             f"{st.get('quarantined', 0):>8} {st.get('delivered', 0) + st.get('confirmed', 0):>9} "
-             f"{human_age(s.get('oldest_unfinished_age_s')):<18} {backlog}")
-        if s.get("same_name"):
-            echo(f"  SAME NAME: {s['same_name']}")
+        rows.append({
+            "site": s["site"] + (" (here)" if s["site"] == cfg.fleet["site"] else ""),
+            "seen": human_age(s["age_s"]) + (" STALE" if s["stale"] else ""),
+            "written": local_time(s.get("written_at"), seconds=False), "health": health,
+            "queued": st.get("queued", 0) + st.get("delivering", 0), "failed": st.get("failed", 0),
+            "quarantined": st.get("quarantined", 0), "delivered": st.get("delivered", 0) + st.get("confirmed", 0),
+            "oldest": human_age(s.get("oldest_unfinished_age_s")),
+            "backlog": sum(t.get("backlog") or 0 for t in (s.get("backup") or {}).get("targets") or [])})
         held = (s.get("fleet") or {}).get("held_reason")
-        if held:
-            echo(f"  HELD: {held}")
+        notes.append(([f"  SAME NAME: {s['same_name']}"] if s.get("same_name") else [])
+                     + ([f"  HELD: {held}"] if held else []))
+    lines = table(rows, _TABLE)
+    echo(lines[0])
+    for line, extra in zip(lines[1:], notes):
+        echo(line)
+        for note in extra:
+            echo(note)
+
+
+_TABLE = (Column("site", "site"), Column("seen", "seen", ">"), Column("written", "written (local)"),
+          Column("health", "health"), Column("queued", "queued", ">"), Column("failed", "failed", ">"),
+          Column("quarantined", "quarant.", ">"), Column("delivered", "delivered", ">"),
+          Column("oldest", "oldest unfinished"), Column("backlog", "backup backlog", ">"))
 
 
 @command.command("find")
@@ -81,6 +94,6 @@ def find_command(ctx: click.Context, number: str, as_json: bool) -> None:
         if f.get("error"):
             echo(f"{f['invoice_key']}: {f['error']}")
             continue
-        echo(f"{f['invoice_key']}: site {f['site']}, {f['state']} (claimed {f['claimed_at']}, "
-             f"document {f['document_id']} there" + (f", lease until {f['lease_until']}"
+        echo(f"{f['invoice_key']}: site {f['site']}, {f['state']} (claimed {local_time(f['claimed_at'])}, "
+             f"document {f['document_id']} there" + (f", lease until {local_time(f['lease_until'])}"
                                                    if f["state"] == "claimed" else "") + ")")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Iterator
 
@@ -15,6 +14,8 @@ from agent.pipeline import process_captured
 from agent.model import State
 from service.context import (actor, destination_names, load, now, open_ledger, open_vault, today,
                              validation_settings)
+from service.display import local_time
+from service.progress import Progress
 from service.textsafe import echo
 
 
@@ -39,9 +40,10 @@ def command(ctx: click.Context, paths: tuple[Path, ...], no_process: bool, quiet
     failures, new, known = [], 0, 0
     to_process: list[int] = []
     candidates = list(_walk(paths, failures))
-    with click.progressbar(candidates, label="capturing", file=click.get_text_stream("stderr"),
-                           show_pos=True) if len(candidates) > 50 and not quiet else nullcontext(candidates) as bar:
-        for path, explicit in bar:
+    # One line per file for a few; a bar on a terminal for many (each stage's, see service/progress.py).
+    with Progress("capturing", length=len(candidates), quiet=quiet or len(candidates) <= 50) as bar:
+        for done, (path, explicit) in enumerate(candidates):
+            bar.update(done, len(candidates))   # shows what is done, not what has begun
             try:
                 got = capture_file(ledger, vault, path, source_kind="ingest", source=str(path.parent),
                                    now=now(), actor=who, max_bytes=max_bytes, follow_symlinks=explicit)
@@ -56,9 +58,11 @@ def command(ctx: click.Context, paths: tuple[Path, ...], no_process: bool, quiet
             if not quiet and len(candidates) <= 50:
                 what = "new" if got.created else "already known; source recorded"
                 echo(f"ok   {path} -> document {got.document_id} ({what})")
+        bar.update(len(candidates), len(candidates))
     states: dict[str, int] = {}
-    if not no_process:
-        for doc_id in to_process:
+    with Progress("processing", length=len(to_process), quiet=quiet or no_process) as bar:
+        for done, doc_id in enumerate([] if no_process else to_process):
+            bar.update(done, len(to_process))
             outcome = process_captured(ledger, vault, doc_id, settings=settings,
                                        destinations=destination_names(cfg), today=today(),
                                        now=now(), actor=who, ocr=cfg.ocr)
@@ -69,12 +73,13 @@ def command(ctx: click.Context, paths: tuple[Path, ...], no_process: bool, quiet
                     echo(f"ok   document {doc_id} was read meanwhile by another process: {outcome.already}")
                 continue
             if outcome.failed:
-                then = f"tried again after {outcome.retry_at}" if outcome.retry_at else "quarantined (extract-failed)"
+                then = f"tried again after {local_time(outcome.retry_at)}" if outcome.retry_at else "quarantined (extract-failed)"
                 failures.append(f"document {doc_id}: {outcome.failed}")
                 echo(f"FAIL document {doc_id}: reading failed, {then}: {outcome.failed}", err=True)
             for touched in outcome.touched:
                 state = ledger.get(touched).state
                 states[state] = states.get(state, 0) + 1
+        bar.update(len(to_process), len(to_process))
     summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
     echo(f"{new} new, {known} already known, {len(failures)} failed"
                + (f"; {summary}" if summary else ""))

@@ -16,17 +16,9 @@ from agent.errors import AgentError, NotFoundInLedger
 from agent.ledger import Document, Ledger
 from service.context import (destination_names, echo_json, fail, load, now, open_ledger, operator,
                              self_approve_empty_fields, today, validation_settings)
+from service.display import local_time
+from service.display import problem_lines as _problem_lines
 from service.textsafe import echo
-
-
-def _problem_lines(problems: list[dict], indent: str = "  ") -> list[str]:
-    lines = []
-    for p in problems:
-        where = f" ({p['field']})" if p.get("field") else ""
-        lines.append(f"{indent}{p['severity'].upper():<7} {p['code']}{where}: {p['message']}")
-        if p.get("message_zh"):
-            lines.append(f"{indent}        {p['message_zh']}")
-    return lines
 
 
 def _summary(doc: Document) -> dict:
@@ -70,7 +62,7 @@ def command(ctx: click.Context, sort: str, limit: int, as_json: bool) -> None:
             echo_json(row)
             continue
         echo(f"document {row['id']}  {row['invoice_number'] or '-'}  {row['invoice_date'] or '-'}  "
-                   f"{row['total'] or '-'}  {row['original_name'] or ''}  (received {row['received_at'][:19]})")
+                   f"{row['total'] or '-'}  {row['original_name'] or ''}  (received {local_time(row['received_at'])})")
         for line in _problem_lines(doc.problems) or ["  (no reason recorded)"]:
             echo(line)
     if not docs and not as_json:

@@ -12,6 +12,7 @@ from agent.ledger.applications import APPLICATION_STATES
 from service.commands.quarantine import act
 from service.context import (age_seconds, destination_names, echo_json, fail, human_age, load, now, now_dt,
                              open_ledger, today, validation_settings)
+from service.display import Column, local_time, table
 from service.textsafe import echo
 
 _STATE_CHOICE = click.Choice([*APPLICATION_STATES, "all"])
@@ -24,19 +25,27 @@ def summary(app: dict, at) -> dict:
     return {**{k: app.get(k) for k in keys}, "age_s": age_seconds(app["filed_at"], at)}
 
 
+_TABLE = (Column("state", "state"), Column("number", "number"), Column("document_id", "document", ">"),
+          Column("kind", "kind"), Column("filer", "filer"), Column("age", "age", ">"),
+          Column("what", "changes or reason"))
+
+
 def _listing(state: str, limit: int, as_json: bool) -> None:
     cfg = load(click.get_current_context())
     with open_ledger(cfg) as ledger:
         rows = ledger.list_applications(state=None if state == "all" else state, limit=limit or None)
     at = now_dt()
+    shown = []
     for app in rows:
         row = summary(app, at)
         if as_json:
             echo_json(row)
             continue
         changed = ", ".join(f"{n} ({c['kind']})" for n, c in (row["changes"] or {}).items())
-        echo(f"{row['state']:<9} {row['number']}  document {row['document_id']:<6} {row['kind']:<7} "
-             f"{row['filer']:<12} {human_age(row['age_s']):>7}  {changed or row['reason']}")
+        shown.append({**row, "age": human_age(row["age_s"]), "what": changed or row["reason"]})
+    if shown:
+        for line in table(shown, _TABLE):
+            echo(line)
     if not rows and not as_json:
         echo(f"no {'' if state == 'all' else state + ' '}applications", err=True)
 
@@ -109,7 +118,7 @@ def show_command(ctx: click.Context, number: str, as_json: bool) -> None:
         return
     echo(f"{story['number']}  {story['kind']}  {story['state'].upper()}")
     echo(f"document  {doc.id} (invoice {doc.invoice_number or '-'}, now {doc.state})")
-    echo(f"filed     {story['filed_at']} by {story['filed_by']} ({human_age(story['age_s'])} ago)")
+    echo(f"filed     {local_time(story['filed_at'])} by {story['filed_by']} ({human_age(story['age_s'])} ago)")
     echo(f"reason    {story['reason']}")
     for name, c in (story["changes"] or {}).items():
         carried = "".join(f"; {rules.SOURCE_NAMES.get(s, s)} says {v}" for s, v in c["carried"].items())
@@ -120,13 +129,13 @@ def show_command(ctx: click.Context, number: str, as_json: bool) -> None:
         needs = rules.needs_why(app) if app["approval"] == apps.OTHER else "its filer"
         echo(f"decision  pending: an approver other than {story['filer']} decides ({needs})")
     else:
-        echo(f"decision  {story['state']} by {story['decided_by']} at {story['decided_at']}"
+        echo(f"decision  {story['state']} by {story['decided_by']} at {local_time(story['decided_at'])}"
              + (f": {story['decision_reason']}" if story["decision_reason"] else ""))
         echo(f"outcome   document {doc.id} {story['outcome'] or '-'}")
     echo("events:")
     for e in events:
         move = f"{e['from_state'] or ''} -> {e['to_state']}" if e["to_state"] else "note"
-        echo(f"  {e['at']}  {e['actor']:<18} {move:<26} {e['reason'] or ''}")
+        echo(f"  {local_time(e['at'])}  {e['actor']:<18} {move:<26} {e['reason'] or ''}")
 
 
 @click.command("approve", epilog="""\b

@@ -3,18 +3,17 @@ e-mail subject or sender, number or tax-id prefix, amount, date and state."""
 
 from __future__ import annotations
 
-import io
 import sqlite3
-import unicodedata
 
 import click
 
 from agent.ledger.search import BROAD
 from agent.model import State
 from agent.search import SORTS, BadSearch, SearchQuery, parse_amount_range, parse_date_range
-from service.csv_safe import write_csv
+from service.csv_safe import echo_csv
 from service.context import echo_json, fail, load, open_ledger
-from service.textsafe import echo, shown
+from service.display import Column, table
+from service.textsafe import echo
 
 SEARCH_COLUMNS = ("id", "state", "invoice_number", "invoice_date", "seller", "buyer", "total", "original_name",
                   "received_at")
@@ -85,14 +84,7 @@ def command(ctx, text, amount, date_range, states, sort, limit, as_json, as_csv)
         for r in rows:
             echo_json(r)
     elif as_csv:
-        # UTF-8 with a BOM whatever the locale: Excel then shows the Chinese.
-        out = io.TextIOWrapper(click.get_binary_stream("stdout"), encoding="utf-8", newline="")
-        try:
-            out.write("\ufeff")
-            write_csv(out, rows, SEARCH_COLUMNS)
-        finally:
-            out.flush()
-            out.detach()
+        echo_csv(rows, SEARCH_COLUMNS)   # UTF-8 with a BOM whatever the locale: Excel shows the Chinese
     else:
         _print_table(rows)
     if not result.ranked and query.sort == "relevance":
@@ -105,39 +97,14 @@ def command(ctx, text, amount, date_range, states, sort, limit, as_json, as_csv)
         echo("no documents match", err=True)
 
 
-_HEADER = {"id": "id", "state": "state", "invoice_number": "number", "invoice_date": "date",
-           "seller": "seller", "buyer": "buyer", "total": "total", "original_name": "file"}
-_WIDTHS = {"id": 7, "state": 11, "invoice_number": 20, "invoice_date": 10, "seller": 24, "buyer": 24, "total": 12}
+SEARCH_TABLE = (Column("id", "id", ">"), Column("state", "state"), Column("invoice_number", "number"),
+                Column("invoice_date", "date"), Column("seller", "seller", max_width=24),
+                Column("buyer", "buyer", max_width=24), Column("total", "total", ">"),
+                Column("original_name", "file"))
 
 
 def _print_table(rows: list[dict]) -> None:
-    if not rows:
-        return
-    echo("  ".join(_cell(_HEADER[k], k) for k in _HEADER))
-    for r in rows:
-        echo("  ".join(_cell(r[k] if r[k] is not None else "-", k) for k in _HEADER))
-
-
-def _cell(value, key: str) -> str:
     # Padded and cut by display width: a Chinese character takes two columns.
-    text = shown(value)
-    width = _WIDTHS.get(key)
-    if width is None:
-        return text
-    used = sum(_width(ch) for ch in text)
-    if used > width:
-        cut, used = "", 0
-        for ch in text:
-            if used + _width(ch) > width - 1:
-                break
-            cut += ch
-            used += _width(ch)
-        text, used = cut + "…", used + 1
-    pad = " " * (width - used)
-    return pad + text if key in ("id", "total") else text + pad
-
-
-def _width(ch: str) -> int:
-    if unicodedata.combining(ch):
-        return 0
-    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+    if rows:
+        for line in table(rows, SEARCH_TABLE):
+            echo(line)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sqlite3
 
@@ -10,12 +11,13 @@ import click
 from agent.backup.restore import RESTORED_ACTIVITY
 from agent.errors import NotFoundInLedger
 from agent.health import UNKNOWN, Thresholds, evaluate, heartbeat_details
-from agent.ledger import Ledger
+from agent.ledger import Ledger, utc
 from agent.model import State
 from service.commands.backup import backed_up_line, backup_report, drill_line, target_state
 from service.commands.deliver import delivery_report, print_delivery
-from service.csv_safe import csv_text
+from service.csv_safe import echo_csv
 from service.context import age_seconds, echo_json, fail, human_age, load, now_dt, open_ledger
+from service.display import Column, arrival_lines, local_time, problem_lines, table
 from service.textsafe import echo
 
 
@@ -150,20 +152,20 @@ def _print_status(report: dict) -> None:
             echo(f"{state:>12}  {n}")
     refused = report["refused"]
     echo(f"{'refused':>12}  {refused['count']}" + (f"  (files and attachments not taken, each "
-               f"with its reason; the last at {refused['last_at']})" if refused["count"] else ""))
+               f"with its reason; the last at {local_time(refused['last_at'])})" if refused["count"] else ""))
     pending = report["applications"]
     if pending["pending"]:
         echo(f"{'applications':>12}  {pending['pending']} pending  (补录 waiting for an approver, the oldest "
-             f"filed {pending['oldest_filed_at']}: `fapiao-agent requests --state pending`)")
+             f"filed {local_time(pending['oldest_filed_at'])}: `fapiao-agent requests --state pending`)")
     echo(f"oldest unfinished: {human_age(report['oldest_unfinished_age_s'])}"
-               + (f" (since {report['oldest_unfinished']})" if report["oldest_unfinished"] else ""))
-    echo(f"last activity:     {report['last_activity'] or 'never'}")
+               + (f" (since {local_time(report['oldest_unfinished'])})" if report["oldest_unfinished"] else ""))
+    echo(f"last activity:     {local_time(report['last_activity']) or 'never'}")
     d = report["daemon"]
     if not d:
         daemon_line = "never ran"
     elif d["activity"] == RESTORED_ACTIVITY:
         details = heartbeat_details(d)
-        daemon_line = (f"not run here since restored from {details.get('from') or 'a backup'} at {d['at']}"
+        daemon_line = (f"not run here since restored from {details.get('from') or 'a backup'} at {local_time(d['at'])}"
                        + (f" ({details['snapshot']})" if details.get("snapshot") else ""))
     elif d["activity"] == "stopped":
         daemon_line = f"stopped cleanly {human_age(d['age_s'])} ago (pid {d['pid']})"
@@ -183,46 +185,66 @@ def _print_status(report: dict) -> None:
         echo(f"backed up:         {backed_up_line(b)}")
         for t in b["targets"]:
             echo(f"  {t['name']:<12} backlog {t['backlog']}, failed {t.get('failed', 0)}, "
-                       f"last snapshot {t.get('last_snapshot_at') or 'never'}, {target_state(t)}")
+                       f"last snapshot {local_time(t.get('last_snapshot_at')) or 'never'}, {target_state(t)}")
             echo(f"  {'':<12} restore drill {drill_line(t.get('last_drill'))}")
     for n in report.get("notify") or []:
         echo(f"notify {n['name']:<11} " + ("FAILING" if n["failing"] else "ok")
-             + f": last sent {n['last_sent_at'] or 'never'}, {n['pending']} pending, {n['failed']} given up"
-             + (f"; last error {n['last_error_at']}: {n['last_error']}" if n["failing"] else ""))
+             + f": last sent {local_time(n['last_sent_at']) or 'never'}, {n['pending']} pending, {n['failed']} given up"
+             + (f"; last error {local_time(n['last_error_at'])}: {n['last_error']}" if n["failing"] else ""))
     if report.get("fleet"):
         f = report["fleet"]
         counts = ", ".join(f"{n} {s}" for s, n in f["claims"].items() if n) or "no claims yet"
         echo(f"fleet:             site {f['site']} at {f['url']}: {counts}")
         if f["held_reason"]:
-            echo(f"  HELD since {f['held_since']}: {f['held_reason']}")
+            echo(f"  HELD since {local_time(f['held_since'])}: {f['held_reason']}")
     echo(f"health:            {report['health']['summary']}")
 
 
-LIST_COLUMNS = ("id", "state", "received_at", "invoice_number", "invoice_date", "total",
-                "original_name", "problems")
+LIST_COLUMNS = ("id", "state", "received_at", "invoice_number", "invoice_date", "total", "buyer", "seller",
+                "label", "original_name", "problems")
+LIST_TABLE = (Column("id", "id", ">"), Column("state", "state"), Column("received", "received (local)"),
+              Column("invoice_number", "number"), Column("invoice_date", "date"), Column("total", "total", ">"),
+              Column("buyer", "buyer", max_width=20), Column("seller", "seller", max_width=20),
+              Column("label", "label", max_width=12), Column("errors", "problems"),
+              Column("original_name", "file"))   # last and whole: a file name is how people tell files apart
 
 
-def _row(doc) -> dict:
+def _row(doc, label: str | None) -> dict:
+    fields = doc.fields or {}
     return {
         "id": doc.id, "state": doc.state, "received_at": doc.received_at,
         "invoice_number": doc.invoice_number, "invoice_date": doc.invoice_date,
         "total": None if doc.total_cents is None else f"{doc.total_cents / 100:.2f}",
+        "buyer": fields.get("buyer_name"), "seller": fields.get("seller_name"), "label": label,
         "original_name": doc.original_name,
-        "problems": ";".join(p["code"] for p in doc.problems if p.get("severity") == "error"),
+        # As `quarantine --json`: every problem with its code, severity, field and both messages.
+        "problems": doc.problems,
     }
+
+
+def _error_codes(row: dict) -> str:
+    return ";".join(p["code"] for p in row["problems"] if p.get("severity") == "error")
 
 
 @click.command("list")
 @click.option("--state", type=click.Choice([s.value for s in State]), help="Only this state.")
-@click.option("--since", metavar="DATE", help="Only documents received on or after DATE (YYYY-MM-DD).")
+@click.option("--since", metavar="DATE", help="Only documents received on or after DATE (YYYY-MM-DD, "
+              "from midnight local time).")
 @click.option("--sort", type=click.Choice(["received", "date", "amount"]), default="received",
               show_default=True, help="Newest received, newest invoice date, or largest amount first.")
-@click.option("--limit", type=int, default=50, show_default=True, help="At most this many (0: all).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row.")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
+              help="At most this many (0: all). When more match, a last line on stderr says how many.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line: id, state, received_at (UTC), "
+              "invoice_number, invoice_date, total, buyer, seller, label, original_name, problems [{code, "
+              "severity, field, message, message_zh}].")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV (UTF-8 with a BOM, for Excel) with a header row; "
+              "problems as the error codes joined by `;`.")
 @click.pass_context
 def list_command(ctx, state, since, sort, limit, as_json, as_csv) -> None:
     """List documents, filtered by state and date and sorted by arrival, invoice date or amount.
+
+    Times are shown in local time with their offset; --json and --csv keep
+    the ledger's UTC.
 
     \b
     Examples:
@@ -230,23 +252,38 @@ def list_command(ctx, state, since, sort, limit, as_json, as_csv) -> None:
       fapiao-agent list --state failed --json
       fapiao-agent list --since 2026-11-01 --csv > november.csv
     """
+    since_utc = _since_local_midnight(since)
     cfg = load(ctx)
     with open_ledger(cfg) as ledger:
-        docs = ledger.list_documents(state=state, since=since, sort=sort, limit=limit)
-    rows = [_row(d) for d in docs]
+        docs = ledger.list_documents(state=state, since=since_utc, sort=sort, limit=limit)
+        labels = ledger.labels_of([d.id for d in docs])
+        matching = ledger.count_documents(state=state, since=since_utc) if limit and len(docs) >= limit else len(docs)
+    rows = [_row(d, labels.get(d.id)) for d in docs]
     if as_json:
         for r in rows:
             echo_json(r)
     elif as_csv:
-        click.echo(csv_text(rows, LIST_COLUMNS), nl=False)
+        echo_csv(({**r, "problems": _error_codes(r)} for r in rows), LIST_COLUMNS)
+    elif rows:
+        for line in table(({**r, "received": local_time(r["received_at"]), "errors": _error_codes(r)}
+                           for r in rows), LIST_TABLE):
+            echo(line)
     else:
-        for r in rows:
-            echo(f"{r['id']:>7}  {r['state']:<11} {r['received_at'][:19]}  "
-                       f"{r['invoice_number'] or '-':<20} {r['invoice_date'] or '-':<10} "
-                       f"{r['total'] or '-':>12}  {r['original_name'] or ''}"
-                       + (f"  [{r['problems']}]" if r["problems"] else ""))
-        if not rows:
-            echo("no documents match", err=True)
+        echo("no documents match", err=True)
+    if matching > len(rows):
+        echo(f"{len(rows):,} of {matching:,} shown; --limit 0 for all", err=True)
+
+
+def _since_local_midnight(text: str | None) -> str | None:
+    """--since DATE as the ledger's UTC text of that day's local midnight;
+    exits 2 on anything that is not a date (as `reconcile` does)."""
+    if not text:
+        return None
+    try:
+        day = dt.date.fromisoformat(text.strip())
+    except ValueError:
+        fail(f"--since: expected a date like 2026-03-01, got {text!r}", code=2)
+    return utc(dt.datetime.combine(day, dt.time()).astimezone())
 
 
 @click.command("show")
@@ -281,7 +318,7 @@ def _print_detail(d: dict) -> None:
     if d.get("fleet_claim"):
         f = d["fleet_claim"]
         echo(f"  fleet claim on {f['invoice_key']}: {f['state']}"
-             + (f": held by site {f['remote_site']} since {f['remote_at']}" if f["remote_site"] else "")
+             + (f": held by site {f['remote_site']} since {local_time(f['remote_at'])}" if f["remote_site"] else "")
              + (f" ({f['reason']})" if f["reason"] else ""))
     if d["duplicate_of"]:
         t = d["duplicate_target"]
@@ -294,22 +331,24 @@ def _print_detail(d: dict) -> None:
         if name in ("sources", "problems", "items", "conflicts") or value in (None, [], {}):
             continue
         echo(f"  {name:<15} {value}" + (f"   [{sources[name]}]" if name in sources else ""))
-    for p in d["problems"]:
-        echo(f"  {p['severity'].upper():<8} {p['code']}: {p['message']}")
+    for line in problem_lines(d["problems"]):
+        echo(line)
     echo("  arrivals:")
     for s in d["sources"]:
-        echo(f"    {s['at']}  {s['source_kind']}  {s['original_path'] or s['original_name']}")
+        echo(f"    {local_time(s['at'])}  {s['source_kind']}  {s['original_path'] or s['original_name']}")
+        for line in arrival_lines(s.get("details")):
+            echo(f"      {line}")
     if d["deliveries"]:
         echo("  deliveries:")
         for dl in d["deliveries"]:
             echo(f"    {dl['destination']}: {dl['state']}"
                        + (f" under key {dl['delivered_key']}" if dl.get("delivered_key") else "")
                        + f", {dl['attempts']} attempts"
-                       + (f", next {dl['next_attempt_at']}" if dl.get("next_attempt_at") else "")
+                       + (f", next {local_time(dl['next_attempt_at'])}" if dl.get("next_attempt_at") else "")
                        + (f", last error: {dl['last_error']}" if dl.get("last_error") else ""))
             for a in dl.get("attempts_log", []):
-                echo(f"      {a['at']}  {a['outcome']}" + (f"  {a['error']}" if a["error"] else "")
-                           + (f"  (next attempt {a['next_attempt_at']})" if a.get("next_attempt_at") else ""))
+                echo(f"      {local_time(a['at'])}  {a['outcome']}" + (f"  {a['error']}" if a["error"] else "")
+                           + (f"  (next attempt {local_time(a['next_attempt_at'])})" if a.get("next_attempt_at") else ""))
     if d.get("applications"):
         echo("  补录 applications (`requests show NUMBER`):")
         for a in d["applications"]:
@@ -318,7 +357,7 @@ def _print_detail(d: dict) -> None:
     echo("  history:")
     for e in d["events"]:
         move = f"{e['from_state'] or ''} -> {e['to_state']}" if e["to_state"] else "note"
-        echo(f"    {e['at']}  {e['actor']:<18} {move:<26} {e['reason'] or ''}")
+        echo(f"    {local_time(e['at'])}  {e['actor']:<18} {move:<26} {e['reason'] or ''}")
 
 
 def _duplicate_detail(ledger, doc) -> dict:

@@ -158,7 +158,9 @@ def test_outage_builds_a_backlog_that_drains_when_seaweed_returns(tmp_path, seaw
             assert "backlog:       50" in shown
             # Not "ok": unreachable since its first failure, the file target fine.
             assert during["s3"]["unreachable_since"] and during["nas"]["unreachable_since"] is None
-            assert f"UNREACHABLE since {during['s3']['unreachable_since']}" in cli(d.config, "status").stdout
+            from service.display import local_time   # shown local, with its offset; --json keeps UTC
+
+            assert f"UNREACHABLE since {local_time(during['s3']['unreachable_since'])}" in cli(d.config, "status").stdout
         finally:
             seaweed.start()
 

@@ -74,7 +74,9 @@ def test_status_check_names_each_fault_and_recovers(tmp_path, samples_dir):
         assert nas["reachable"] == "unreachable" and "does not exist" in nas["last_error"]
         human = cli(d, "status")
         assert human.returncode == 0, "status without --check exits 0 whatever it shows"
-        assert f"UNREACHABLE since {nas['unreachable_since']}" in human.stdout, human.stdout
+        from service.display import local_time   # shown local, with its offset; --json keeps UTC
+
+        assert f"UNREACHABLE since {local_time(nas['unreachable_since'])}" in human.stdout, human.stdout
         assert "UNREACHABLE since" in cli(d, "backup", "status").stdout
 
         # Past the SLA (from arrival) with the target down for longer than 6 s: CRITICAL.

