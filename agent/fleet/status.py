@@ -70,7 +70,7 @@ def publish_status(store: FleetStore, site: str, holder: str, report: dict[str, 
     return warning
 
 
-def _site_status(key: str, data: bytes, now: dt.datetime) -> dict[str, Any]:
+def _site_status(data: bytes, now: dt.datetime) -> dict[str, Any]:
     # One site's status.json, checked: a JSON object whose printed fields have
     # their types, a time zone on written_at, a finite interval. Raises
     # ValueError/TypeError/KeyError (and RecursionError) on anything else.
@@ -114,7 +114,7 @@ def read_sites(store: FleetStore, *, now: dt.datetime) -> list[dict[str, Any]]:
             got = store.read(key, max_bytes=STATUS_MAX_BYTES)
             if got is None:
                 continue
-            body = _site_status(key, got[0], now)
+            body = _site_status(got[0], now)
         except AdapterError as e:
             body = {"error": f"status.json not read: {e}", "stale": True}
         except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as e:

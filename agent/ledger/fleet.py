@@ -151,14 +151,19 @@ class FleetMixin:
         return [dict(r) for r in rows]
 
     def fleet_summary(self) -> dict[str, Any]:
-        """Claim rows by state, and the latest reason a delivery is held (None when none is)."""
+        """Claim rows by state, how many of the held ones are held because
+        their key's claim is invalid (`invalid`), and the latest reason a
+        delivery is held (None when none is)."""
         counts = {s: 0 for s in FLEET_CLAIM_STATES}
         for state, n in self.conn.execute("SELECT state, count(*) FROM fleet_claims GROUP BY state"):
             counts[state] = n
         held = self.conn.execute("SELECT reason, updated_at FROM fleet_claims WHERE state = 'held' "
                                  "ORDER BY updated_at DESC LIMIT 1").fetchone()
         since = self.conn.execute("SELECT min(updated_at) FROM fleet_claims WHERE state = 'held'").fetchone()[0]
-        return {"claims": counts, "held_reason": held["reason"] if held else None, "held_since": since}
+        invalid = self.conn.execute("SELECT count(*) FROM fleet_claims WHERE state = 'held' "
+                                    "AND reason LIKE 'fleet claim invalid%'").fetchone()[0]
+        return {"claims": counts, "invalid": invalid, "held_reason": held["reason"] if held else None,
+                "held_since": since}
 
     def find_by_number(self, number: str) -> list[dict[str, Any]]:
         """Documents whose invoice number (or key) is `number`: id, state, key, received_at."""

@@ -126,7 +126,7 @@ def test_an_invalid_claim_holds_the_key_with_its_reason_even_in_deliver_mode(cas
     assert claim_row["state"] == "held" and "fleet claim invalid" in claim_row["reason"], claim_row
     assert f"fleet repair {number_of(1)}" in claim_row["reason"]
     summary = shanghai.ledger.fleet_summary()          # what `status` and `status --check` print
-    assert summary["claims"]["held"] == 1 and "invalid" in summary["held_reason"]
+    assert summary["claims"]["held"] == summary["invalid"] == 1 and "invalid" in summary["held_reason"]
     (row,) = shanghai.ledger.deliveries_of(doc)
     assert row["state"] == "queued" and row["attempts"] == 0 and "invalid" in row["last_error"]
     # The operator's way out: repair writes `released` above it (the object
