@@ -99,6 +99,7 @@ def shanghai(tmp_path, bucket):
 # out of the gate (a time stamp without a zone) and retried the row for ever.
 HOSTILE = {
     "not-json": {"gen-00000001": b"\x00\xff this is not a claim"},
+    "empty-object": {"gen-00000001": b""},
     "json-list": {"gen-00000001": [1, 2, 3]},
     "missing-fields": {"gen-00000001": {"site": "beijing"}},
     "lease-in-year-9999": {"gen-00000001": good_claim(1, lease_until="9999-12-31T23:59:59+00:00")},
@@ -236,3 +237,23 @@ def test_one_sites_garbage_or_huge_status_is_marked_and_the_others_are_shown(tmp
                          env=env, cwd=tmp_path)
     assert rep.returncode == 0 and json.loads(rep.stdout)["repaired"], (rep.stdout, rep.stderr)
     assert head(store, "24442000000000000077", now=now).state == "released"
+
+
+def test_a_folder_store_reads_no_further_than_its_bound(tmp_path):
+    # The file:// store (one host) bounds its reads too: 8 MiB where a claim
+    # should be is refused from its size, and the key is held as invalid.
+    from agent.fleet.store import FileStore
+
+    store = FileStore(tmp_path)
+    path = tmp_path / claim_prefix("24442000000000000055") / "gen-00000001"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"[" + b"0," * (4 << 20) + b"0]")
+    tracemalloc.start()
+    try:
+        v = acquire(store, "24442000000000000055", site="shanghai", sha256="b" * 64, document_id=1,
+                    now=dt.datetime.now(UTC), lease_s=300)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, f"{peak} bytes taken to judge an 8 MiB claim"
+    assert v.kind == "unreachable" and v.invalid and "limit" in v.error, v
