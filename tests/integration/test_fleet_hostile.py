@@ -23,7 +23,7 @@ from agent.deliver.loop import claim, record, send
 from agent.deliver.retry import DeliveryPolicy
 from agent.fleet.claims import CLAIM_MAX_BYTES, acquire, claim_prefix, head, repair
 from agent.fleet.gate import FleetSettings, renew_leases, screen
-from agent.fleet.status import publish_status, read_sites
+from agent.fleet.status import find, publish_status, read_sites
 from agent.fleet.store import TooLarge, open_store
 from agent.ledger import Ledger, utc
 from agent.vault import Vault
@@ -232,6 +232,8 @@ def test_one_sites_garbage_or_huge_status_is_marked_and_the_others_are_shown(tmp
     assert "STALE" not in lines["beijing"] and all("STALE" in lines[s] for s in ("shanghai", "shenzhen", "wuhan"))
     # Repair from the command line, as an operator would.
     put(client, name, "claims/24442000000000000077/gen-00000001", b"garbage")
+    (found,) = find(store, "24442000000000000077", now=now)              # `fleet find` says why
+    assert "not a claim any site writes" in found["error"], found
     rep = subprocess.run([sys.executable, "-m", "service", "--config", str(config), "fleet", "repair",
                           "24442000000000000077", "--json"], capture_output=True, text=True, timeout=60,
                          env=env, cwd=tmp_path)
