@@ -40,11 +40,18 @@ class FleetMixin:
                         remote_site: str | None = None, remote_at: str | None = None,
                         reason: str | None = None) -> None:
         """Write the document's claim row; when its state changes, an event
-        saying so, in the same transaction (a renewed lease writes no event)."""
+        saying so, in the same transaction (a renewed lease writes no event).
+        A `lost` row of a document that is a duplicate changes only to
+        `reopened` (fleet_reopen): another destination's worker that judged
+        the key a moment before it was lost (waiting on the other site's live
+        claim) must not write its older verdict over it."""
         if state not in FLEET_CLAIM_STATES:
             raise ValueError(f"unknown fleet claim state {state!r}")
         with self.transaction() as c:
             old = self.fleet_claim(doc_id)
+            if (old is not None and old["state"] == "lost" and state not in ("lost", "reopened")
+                    and self.get(doc_id).state == State.DUPLICATE.value):
+                return
             c.execute("INSERT INTO fleet_claims (document_id, invoice_key, state, generation, lease_until, "
                       "remote_site, remote_at, reason, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                       "ON CONFLICT(document_id) DO UPDATE SET invoice_key = excluded.invoice_key, "
