@@ -3,10 +3,11 @@ state folder, deliver to one real HTTP finance server and one shared folder.
 The same 100 invoices are dropped into every site at once under different
 names and containers: a 数电 XML at one site is the same invoice as an OFD
 (its number rewritten in every XML part) at another, or an e-mail attachment
-at the third; ten real PDF and OFD samples go to every site as they are. One
-agent is SIGKILLed while it claims and is restarted. Each invoice must reach
-the HTTP server once and the folder once, `fleet status` must show the three
-sites, and `audit ledger` must pass on every site.
+at the third; ten real PDF and OFD samples go to every site as they are.
+Shanghai is SIGKILLed at its first claim and Beijing in mid-stream, each
+restarted at once. Each invoice must reach the HTTP server once and the folder
+once (one put per key and destination across the three ledgers), `fleet
+status` must show the three sites, and `audit ledger` must pass on every site.
 
 The test waits on the pipeline, never on fixed sleeps: the fleet's pace is set
 short for it (a waiting copy asks the store again every second, the fleet
