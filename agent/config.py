@@ -71,9 +71,12 @@ _SCALAR_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
     "metrics": METRICS_SCHEMA,  # Prometheus (service/metrics.py); agent/config_metrics.py checks it
     # Several sites, one shared store (agent/fleet/, docs/fleet.md). No url: no fleet,
     # and nothing changes. lease_s: how long a claim holds a key before another
-    # site may take it over (its holder renews it while it lives).
+    # site may take it over (its holder renews it while it lives). retry_s: how
+    # often a copy waiting on another site's claim (or held) asks again;
+    # settle_s: the fleet loop's pass (also run at once after a delivery).
     "fleet": {"url": (str, None), "site": (str, None), "lease_s": (float, 300.0),
-              "on_unreachable": (str, "hold"), "status_interval_s": (float, 60.0), "endpoint_url": (str, None), "region": (str, None),
+              "on_unreachable": (str, "hold"), "status_interval_s": (float, 60.0), "retry_s": (float, 15.0),
+              "settle_s": (float, 5.0), "endpoint_url": (str, None), "region": (str, None),
               "addressing_style": (str, None), "access_key_id": (str, None),
               "secret_access_key": (str, None)},
     # Roles by Unix group (service/access.py); root and service_user pass every check.

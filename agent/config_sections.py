@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from agent.fleet.claims import MAX_LEASE_S
 from agent.redact import has_credentials
 
 _SITE = re.compile(r"[a-z0-9-]{1,63}")
@@ -18,7 +19,7 @@ def fleet_problems(fleet: dict[str, Any]) -> list[str]:
     without a url: no fleet). The site must be a short [a-z0-9-] name: it is
     a key in the shared store and every other site shows it."""
     if not fleet.get("url"):
-        extra = sorted(k for k, v in fleet.items() if v is not None and k not in ("lease_s", "on_unreachable", "status_interval_s"))
+        extra = sorted(k for k, v in fleet.items() if v is not None and k not in ("lease_s", "on_unreachable", "status_interval_s", "retry_s", "settle_s"))
         return [f"fleet.{extra[0]}: set fleet.url too (without it there is no fleet)"] if extra else []
     out = []
     site = fleet.get("site")
@@ -46,6 +47,12 @@ def fleet_problems(fleet: dict[str, Any]) -> list[str]:
         out.append("fleet.access_key_id: set both access_key_id and secret_access_key, or neither")
     if not fleet.get("lease_s") or fleet["lease_s"] < 10:
         out.append("fleet.lease_s: must be at least 10 seconds (a claim must outlive one delivery)")
+    elif fleet["lease_s"] > MAX_LEASE_S:
+        out.append(f"fleet.lease_s: must be at most {MAX_LEASE_S:.0f} seconds (a day: a claim whose lease "
+                   "ends later is taken for a broken one, docs/fleet.md)")
+    for key in ("retry_s", "settle_s"):
+        if fleet.get(key) is not None and not 0.2 <= fleet[key] <= 3600:
+            out.append(f"fleet.{key}: must be between 0.2 and 3600 seconds")
     return out
 
 

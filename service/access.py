@@ -53,6 +53,7 @@ COMMAND_ROLES: dict[str, str] = {
     "retry": OPERATE, "requeue": OPERATE, "reconcile": OPERATE, "ingest": OPERATE, "deliver": OPERATE,
     "backup verify": OPERATE, "backup restore": OPERATE, "backup drill": OPERATE,
     "notify test": OPERATE,   # sends a message and records it in the ledger
+    "fleet repair": OPERATE,  # writes a released generation over an invalid claim in the shared store
     # The daemon itself, and accepting a replaced watched folder.
     "run": SERVICE, "config repin": SERVICE,
 }

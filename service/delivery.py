@@ -225,6 +225,8 @@ class DestinationRunner(Runner):
         elif outcome.kind in ("delivered", "found"):
             log.info("delivered", extra={**extra, "outcome": outcome.kind,
                                          "receipt": outcome.receipt.remote_id or ""})
+            if self.fleet is not None:
+                self.fleet.delivered()
         elif result.row_state == "queued" and outcome.kind == "transient":
             log.info("delivery will be retried", extra={**extra, "error": outcome.error,
                                                         "next_attempt_at": result.next_attempt_at})

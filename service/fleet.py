@@ -24,6 +24,12 @@ from service.loops import RunnerGroup
 
 log = logging.getLogger("fapiao.fleet")
 SETTLE_S = 5.0
+# Set by a delivery worker after a put: the fleet loop records `delivered` on
+# the claim at once (other sites' waiting copies then become duplicates at
+# their next ask), not at its next timed pass.
+SETTLE_NOW = threading.Event()
+# The same warning (an invalid claim that cannot be settled) is logged again after this long.
+REPEAT_S = 600.0
 
 
 class FleetGate:
@@ -50,6 +56,11 @@ class FleetGate:
                 log.warning(s.note, extra=extra)
         return out
 
+    @staticmethod
+    def delivered() -> None:
+        """A put succeeded: ask the fleet loop to settle the claims now."""
+        SETTLE_NOW.set()
+
 
 class FleetService(RunnerGroup):
     """The fleet's background loop, started by `start_loops` when [fleet] has a url."""
@@ -60,9 +71,11 @@ class FleetService(RunnerGroup):
         self.settings = FleetSettings.from_config(cfg.fleet)
         self.store = open_store(cfg.fleet)
         self.interval_s = float(cfg.fleet.get("status_interval_s") or 60.0)
+        self.settle_s = float(cfg.fleet.get("settle_s") or SETTLE_S)
         self.actor = actor_name("daemon") + ":fleet"
         self.validation = validation_settings(cfg)
         self._next_status = time.monotonic()
+        self._said: dict[str, float] = {}
         self.thread = threading.Thread(target=self._run, name="fleet", daemon=True)
 
     def start(self) -> "FleetService":
@@ -77,11 +90,17 @@ class FleetService(RunnerGroup):
     def _run(self) -> None:
         self._next_status = time.monotonic()
         # Several passes per half lease, so a claim is renewed well before it runs out.
-        pause = min(SETTLE_S, self.settings.lease_s / 4)
+        pause = min(self.settle_s, self.settings.lease_s / 4)
         with Ledger(self.cfg.ledger_path) as ledger:
             while not self.stopping.is_set():
+                SETTLE_NOW.clear()
                 self.step(ledger)
-                self.stopping.wait(pause)
+                SETTLE_NOW.wait(pause)
+
+    def stop(self) -> None:
+        """Ask the thread to end (woken from its pause)."""
+        super().stop()
+        SETTLE_NOW.set()
 
     def step(self, ledger: Ledger) -> None:
         """One pass: claims settled, live leases renewed, fleet duplicates
@@ -89,13 +108,17 @@ class FleetService(RunnerGroup):
         try:
             for line in [*settle_claims(ledger, self.store, self.settings, now=now_dt(), actor=self.actor),
                          *renew_leases(ledger, self.store, self.settings, now=now_dt(), actor=self.actor)]:
-                (log.warning if line.startswith("!") else log.info)(line.lstrip("!"))
+                if not line.startswith("!"):
+                    log.info(line)
+                elif self._said.get(line, -REPEAT_S) <= time.monotonic() - REPEAT_S:
+                    self._said[line] = time.monotonic()   # a standing problem: said every REPEAT_S, not every pass
+                    log.warning(line[1:])
             self.reopen(ledger)
             if time.monotonic() >= self._next_status:
                 self._next_status = time.monotonic() + self.interval_s
                 self.publish(ledger)
         except AdapterError as e:
-            log.warning(f"fleet store: {e}; trying again in {SETTLE_S:g} s")
+            log.warning(f"fleet store: {e}; trying again in {self.settle_s:g} s")
         except Exception:
             log.exception("fleet loop step failed; trying again later")
 

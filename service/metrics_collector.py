@@ -79,6 +79,7 @@ class LedgerCollector:
         yield from _daemon(report)
         yield from _destinations(report["delivery"], attempts)
         yield from _backups(report["backup"])
+        yield from _fleet(report.get("fleet"))
         collected = GaugeMetricFamily("fapiao_collection_timestamp_seconds", "When these series were read "
                                       "(unix time): with the textfile, an old value means the daemon stopped "
                                       "writing it.")
@@ -211,3 +212,14 @@ def _backups(backup: dict):
     yield _gauge("fapiao_originals_backed_up", "Originals held by at least [backup_policy] min_copies "
                  "targets, counted apart as fapiao_originals.", ["kind"],
                  [(("documents",), backup["documents_backed_up"]), (("other",), other_held)])
+
+
+def _fleet(fleet: dict | None):
+    # Only with [fleet]: this site's claim rows, and the held ones' cause.
+    if not fleet:
+        return
+    yield _gauge("fapiao_fleet_claims", "This site's fleet claim rows by state (held: the fleet store does not "
+                 "answer, or the key's claim is invalid).", ["state"],
+                 [((state,), n) for state, n in sorted(fleet["claims"].items())])
+    yield _gauge("fapiao_fleet_invalid_claims", "Deliveries held because their key's claim in the fleet store is "
+                 "not one a site writes (docs/fleet.md: `fleet repair`).", rows=[((), fleet.get("invalid", 0))])

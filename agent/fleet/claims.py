@@ -17,6 +17,14 @@ scheme, safe on every store that enforces If-None-Match, is used everywhere.
 A site owns a key while the head is its own and `claimed` (lease renewed
 while it lives) or `delivered`. Another site may take the key over only
 when the head is `released`, or `claimed` with its lease expired.
+
+Anyone who can write to the bucket can put anything there, so a head is
+trusted only when it is a claim a site could have written (`InvalidClaim`
+otherwise: bigger than CLAIM_MAX_BYTES, not JSON, the wrong shape, a lease
+ending more than MAX_LEASE_S ahead, a generation that does not follow the
+one below it). A key whose head is invalid is held at every site, in either
+`on_unreachable` mode (the object may hide another site's delivery), until
+an operator runs `fapiao-agent fleet repair KEY` (`repair` here).
 """
 
 from __future__ import annotations
@@ -28,11 +36,25 @@ import re
 from dataclasses import dataclass
 
 from agent.errors import AdapterError, Conflict, Permanent, Transient
-from agent.fleet.store import FleetStore
+from agent.fleet.store import FleetStore, TooLarge
 
 CLAIMS = "claims/"
 _GEN = re.compile(r"gen-(\d{8})$")
+# Claims are read no further than this (one is under 1 KiB).
+CLAIM_MAX_BYTES = 16 * 1024
+# Generations are 1 .. MAX_GENERATION ("gen-" and 8 digits): a key renewed
+# every 150 s for 40 years stays below it. A name above it is no site's: not
+# part of the chain, and nothing is written above it.
+MAX_GENERATION = 10_000_000
+STATES = ("claimed", "delivered", "released")
+_SITE_NAME = re.compile(r"[a-z0-9-]{1,63}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+# Who writes a `released` generation for an operator (`repair`).
+OPERATOR = "operator"
 _SAFE_KEY = re.compile(r"[A-Za-z0-9-]{1,100}")
+# A claim whose lease ends more than this after `now` is not a site's (the
+# longest lease_s a config accepts): taken for a broken claim, never trusted.
+MAX_LEASE_S = 86_400.0
 # Racing sites retry a lost create this many times before calling it a draw
 # (each retry reads the new head, so a draw is a storm, not a bug).
 _RACE_TRIES = 6
@@ -53,6 +75,20 @@ def _stamp(t: dt.datetime) -> str:
 def parse_stamp(s: str) -> dt.datetime:
     """A claim's time stamp (ISO 8601, Z) as an aware datetime."""
     return dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+
+class InvalidClaim(Permanent):
+    """The head of a key's claim is not a claim any site writes (see the
+    module docstring): the key is held until an operator repairs it."""
+
+
+def _aware_stamp(d: dict, name: str) -> str:
+    value = d[name]
+    if not isinstance(value, str) or len(value) > 40:
+        raise TypeError(f"{name} is not a time stamp")
+    if parse_stamp(value).tzinfo is None:
+        raise ValueError(f"{name} {value!r} has no time zone")
+    return value
 
 
 @dataclass(frozen=True)
@@ -82,16 +118,41 @@ class ClaimRecord:
                            "generation": self.generation, "holder": self.holder}, sort_keys=True).encode()
 
     @classmethod
-    def from_bytes(cls, generation: int, data: bytes) -> "ClaimRecord":
-        """Parse a stored generation; Permanent when it is not a claim."""
+    def from_bytes(cls, generation: int, data: bytes, *, now: dt.datetime | None = None) -> "ClaimRecord":
+        """Parse a stored generation; InvalidClaim when it is not one a site
+        writes: not a JSON object; a site that is no site name; a sha256
+        that is neither empty nor 64 hex digits; a document id that is not a
+        whole number >= 0; a state other than claimed, delivered, released;
+        a time stamp without a time zone; a `generation` other than its
+        name's; with `now`, a lease ending more than MAX_LEASE_S after it."""
         try:
             d = json.loads(data)
-            return cls(generation=generation, site=str(d["site"]), sha256=str(d["sha256"]),
-                       document_id=int(d["document_id"]), at=str(d["at"]),
-                       lease_until=str(d["lease_until"]), state=str(d["state"]),
-                       holder=str(d.get("holder") or ""))
-        except (ValueError, KeyError, TypeError) as e:
-            raise Permanent(f"fleet store: claim generation {generation} is not a claim ({e})") from e
+            if not isinstance(d, dict):
+                raise TypeError(f"a JSON {type(d).__name__}, not an object")
+            site, sha, doc, state, holder = (d["site"], d["sha256"], d["document_id"], d["state"],
+                                             d.get("holder") or "")
+            if not isinstance(site, str) or not _SITE_NAME.fullmatch(site):
+                raise ValueError("site is not a site name")
+            if not isinstance(sha, str) or (sha and not _SHA256.fullmatch(sha)):
+                raise ValueError("sha256 is not a SHA-256")
+            if isinstance(doc, bool) or not isinstance(doc, int) or not 0 <= doc < 2 ** 63:
+                raise ValueError(f"document_id {doc!r} is not a document id")
+            if state not in STATES:
+                raise ValueError(f"state {str(state)[:40]!r} is none of {', '.join(STATES)}")
+            if not isinstance(holder, str) or len(holder) > 100:
+                raise ValueError("holder is not an agent id")
+            if d.get("generation", generation) != generation:
+                raise ValueError(f"it says generation {str(d.get('generation'))[:20]}")
+            at, lease = _aware_stamp(d, "at"), _aware_stamp(d, "lease_until")
+            if now is not None and state == "claimed" and (
+                    parse_stamp(lease) - now).total_seconds() > MAX_LEASE_S:
+                raise ValueError(f"its lease ends {lease}, more than {MAX_LEASE_S / 3600:.0f} h from now "
+                                 "(no site's lease is that long)")
+            return cls(generation=generation, site=site, sha256=sha, document_id=doc, at=at,
+                       lease_until=lease, state=state, holder=holder)
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as e:
+            raise InvalidClaim(f"claim generation {generation} is not a claim any site writes "
+                               f"({type(e).__name__}: {str(e)[:120]})") from e
 
 
 @dataclass(frozen=True)
@@ -110,17 +171,50 @@ class Verdict:
     # Unreachable because this site's clock is off the store's: hold even in
     # `deliver` mode (the store answers; this site cannot judge leases).
     clock: bool = False
+    # Unreachable because the key's claim is invalid (InvalidClaim): hold even
+    # in `deliver` mode (it may hide another site's delivery) until repaired.
+    invalid: bool = False
+
+    @property
+    def must_hold(self) -> bool:
+        """True when even `on_unreachable = "deliver"` must not deliver: the
+        store answered, but the claim cannot be judged."""
+        return self.clock or self.invalid
 
 
-def head(store: FleetStore, invoice_key: str) -> ClaimRecord | None:
-    """The key's current claim (its highest generation), or None when unclaimed.
-    Raises Transient/Permanent when the store does not answer."""
+def generations(store: FleetStore, invoice_key: str) -> list[int]:
+    """The key's generation numbers (1 .. MAX_GENERATION), sorted; other
+    names under its prefix are not part of the chain."""
     prefix = claim_prefix(invoice_key)
-    gens = sorted(int(m.group(1)) for k in store.list(prefix) if (m := _GEN.search(k)))
-    for g in reversed(gens):
-        got = store.read(f"{prefix}gen-{g:08d}")
-        if got is not None:
-            return ClaimRecord.from_bytes(g, got[0])
+    return sorted(g for k in store.list(prefix)
+                  if k.count("/") == 2 and (m := _GEN.search(k)) and 1 <= (g := int(m.group(1))) <= MAX_GENERATION)
+
+
+def head(store: FleetStore, invoice_key: str, *, now: dt.datetime | None = None) -> ClaimRecord | None:
+    """The key's current claim (its highest generation), or None when unclaimed.
+    Raises InvalidClaim when that generation is not a claim a site writes
+    (ClaimRecord.from_bytes, with `now`), is bigger than CLAIM_MAX_BYTES
+    (never read further), or does not follow the generation below it (a
+    lone generation above 1, or a gap: no site skips one); Transient or
+    Permanent when the store does not answer."""
+    prefix = claim_prefix(invoice_key)
+    gens = generations(store, invoice_key)
+    for i in range(len(gens) - 1, -1, -1):
+        g = gens[i]
+        try:
+            got = store.read(f"{prefix}gen-{g:08d}", max_bytes=CLAIM_MAX_BYTES)
+        except TooLarge as e:
+            raise InvalidClaim(f"claim generation {g} of {invoice_key}: {e}") from e
+        if got is None:
+            continue    # listed, then gone: the one below is the head
+        below = gens[i - 1] if i else 0
+        if g != below + 1:
+            raise InvalidClaim(f"claim generation {g} of {invoice_key} does not follow "
+                               + (f"generation {below}" if below else "any generation") + " (no site skips one)")
+        try:
+            return ClaimRecord.from_bytes(g, got[0], now=now)
+        except InvalidClaim as e:
+            raise InvalidClaim(f"{invoice_key}: {e}") from e
     return None
 
 
@@ -148,7 +242,10 @@ def is_mine(record: ClaimRecord, site: str, holder: str) -> bool:
 
 
 def _next(store: FleetStore, invoice_key: str, record: ClaimRecord) -> bool:
-    """Create `record`'s generation; False when another writer created it first."""
+    """Create `record`'s generation; False when another writer created it first.
+    InvalidClaim above MAX_GENERATION (the chain is used up: never written)."""
+    if record.generation > MAX_GENERATION:
+        raise InvalidClaim(f"the claim of {invoice_key} is at generation {MAX_GENERATION}, the last one")
     try:
         store.create(f"{claim_prefix(invoice_key)}gen-{record.generation:08d}", record.to_bytes())
         return True
@@ -172,7 +269,7 @@ def acquire(store: FleetStore, invoice_key: str, *, site: str, sha256: str, docu
     lease = _stamp(now + dt.timedelta(seconds=lease_s))
     try:
         for _ in range(_RACE_TRIES):
-            current = head(store, invoice_key)
+            current = head(store, invoice_key, now=now)
             if judge_clock and (off := clock_error(store, now, lease_s)) is not None:
                 return Verdict("unreachable", error=off, clock=True)
             if current is None:
@@ -195,6 +292,8 @@ def acquire(store: FleetStore, invoice_key: str, *, site: str, sha256: str, docu
                 return Verdict("won", mine, took_over_from=taken)
         return Verdict("unreachable", error=f"fleet store: claim on {invoice_key} still contended after "
                                             f"{_RACE_TRIES} tries")
+    except InvalidClaim as e:
+        return Verdict("unreachable", error=str(e), invalid=True)
     except (Transient, Permanent) as e:
         return Verdict("unreachable", error=str(e))
     except AdapterError as e:
@@ -210,7 +309,7 @@ def settle(store: FleetStore, invoice_key: str, *, site: str, state: str, now: d
     have gone twice; the caller says so). Unreachable: try again later."""
     try:
         for _ in range(_RACE_TRIES):
-            current = head(store, invoice_key)
+            current = head(store, invoice_key, now=now)
             if current is None:
                 return Verdict("lost", None) if state == "delivered" else Verdict("won", None)
             if not is_mine(current, site, holder):
@@ -224,5 +323,34 @@ def settle(store: FleetStore, invoice_key: str, *, site: str, state: str, now: d
             if _next(store, invoice_key, mine):
                 return Verdict("won", mine)
         return Verdict("unreachable", error=f"fleet store: {state} on {invoice_key} still contended")
+    except InvalidClaim as e:
+        return Verdict("unreachable", error=str(e), invalid=True)
     except AdapterError as e:
         return Verdict("unreachable", error=str(e))
+
+
+def repair(store: FleetStore, invoice_key: str, *, site: str, now: dt.datetime) -> dict:
+    """What `fleet repair KEY` does, by the documented rule: when the key's
+    head is invalid, create the next generation as `released` by the
+    operator at `site`, leaving the invalid object where it is (evidence).
+    The next site to claim the key then takes it over as it would from a
+    site that let it go: looking every destination up before any put, so
+    an invoice the invalid object hid as delivered is found, not sent twice.
+    A valid head is left alone. Returns {"invoice_key", "repaired", "why",
+    "generation"}; raises InvalidClaim when no generation is left above the
+    invalid one (delete it by hand), Conflict when a site wrote the next
+    generation meanwhile (run it again), Transient/Permanent when the store
+    does not answer."""
+    try:
+        current = head(store, invoice_key, now=now)
+    except InvalidClaim as e:
+        why = str(e)
+    else:
+        return {"invoice_key": invoice_key, "repaired": False, "generation": current.generation if current else None,
+                "why": f"its claim is valid ({current.state} by site {current.site})" if current else "it is not claimed"}
+    gens = generations(store, invoice_key)
+    record = ClaimRecord((gens[-1] if gens else 0) + 1, site, "", 0, _stamp(now), _stamp(now), "released", OPERATOR)
+    if not _next(store, invoice_key, record):
+        raise Conflict(f"fleet store: generation {record.generation} of {invoice_key} was written meanwhile; "
+                       "run the repair again")
+    return {"invoice_key": invoice_key, "repaired": True, "generation": record.generation, "why": why}

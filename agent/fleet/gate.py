@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from agent.deliver.loop import Claim
 from agent.errors import AdapterError
-from agent.fleet.claims import Verdict, acquire, head, parse_stamp, settle
+from agent.fleet.claims import InvalidClaim, Verdict, acquire, head, parse_stamp, settle
 from agent.fleet.store import FleetStore
 from agent.ledger import Ledger
 from agent.ledger.rows import parse_utc, utc
@@ -38,7 +38,8 @@ class FleetSettings:
         if not fleet or not fleet.get("url"):
             return None
         return cls(site=fleet["site"], lease_s=float(fleet.get("lease_s") or 300.0),
-                   on_unreachable=fleet.get("on_unreachable") or "hold")
+                   on_unreachable=fleet.get("on_unreachable") or "hold",
+                   hold_retry_s=float(fleet.get("retry_s") or HOLD_RETRY_S))
 
 
 @dataclass(frozen=True)
@@ -120,13 +121,21 @@ def check(ledger: Ledger, store: FleetStore, settings: FleetSettings, c: Claim, 
         return Verdict("wait", v.record)
     if v.kind == "lost":
         return v
-    if settings.on_unreachable == "deliver" and not v.clock:
+    if settings.on_unreachable == "deliver" and not v.must_hold:
         ledger.set_fleet_claim(c.document_id, invoice_key=key, state="unclaimed", now=at, actor=actor,
                                reason=f"delivered without a claim (on_unreachable = deliver): {v.error}")
         return Verdict("won", error=v.error)
     ledger.set_fleet_claim(c.document_id, invoice_key=key, state="held", now=at, actor=actor,
-                           reason=f"fleet store unreachable: {v.error}")
+                           reason=held_reason(v, key))
     return v
+
+
+def held_reason(v: Verdict, key: str) -> str:
+    """Why a row is held, as `status` and the row's last error say it."""
+    if v.invalid:
+        return (f"fleet claim invalid, held at every site: {v.error}; once understood, "
+                f"`fapiao-agent fleet repair {key}` lets it go (looked up before any put)")
+    return f"fleet store unreachable: {v.error}"
 
 
 def taken_over(ledger: Ledger, doc_id: int) -> bool:
@@ -173,10 +182,10 @@ def screen(ledger: Ledger, store: FleetStore, settings: FleetSettings, claims: l
             out.append(Screened(c, "wait", f"site {r.site} holds the claim until {r.lease_until}; waiting"))
         else:
             retry = utc(now + dt.timedelta(seconds=settings.hold_retry_s))
+            why = held_reason(v, invoice_key_of(c) or "")
             ledger.finish_delivery(c.delivery_id, c.token, state="queued", now=at, actor=actor,
-                                   outcome="fleet-held", error=f"fleet store unreachable: {v.error}",
-                                   next_attempt_at=retry, uncount_attempt=True)
-            out.append(Screened(c, "held", f"held (on_unreachable = hold): {v.error}"))
+                                   outcome="fleet-held", error=why, next_attempt_at=retry, uncount_attempt=True)
+            out.append(Screened(c, "held", why if v.invalid else f"held (on_unreachable = hold): {v.error}"))
     return out
 
 
@@ -196,6 +205,9 @@ def settle_claims(ledger: Ledger, store: FleetStore, settings: FleetSettings, *,
                         lease_s=settings.lease_s, holder=ledger.fleet_holder(now=at),
                         judge_clock=True)
             if v.kind == "unreachable":
+                if v.invalid:
+                    lines.append(f"!{key}: sent while the store was unreachable, and cannot be claimed now: "
+                                 f"{held_reason(v, key)}")
                 continue
             if v.kind == "lost":
                 note = (f"site {v.record.site} claimed {key} at {v.record.at}, and this site delivered it "
@@ -215,6 +227,9 @@ def settle_claims(ledger: Ledger, store: FleetStore, settings: FleetSettings, *,
             v = settle(store, key, site=settings.site, state="delivered", now=now,
                        holder=ledger.fleet_holder(now=at))
             if v.kind == "unreachable":
+                if v.invalid:
+                    lines.append(f"!{key}: delivered here, but `delivered` cannot be recorded on its claim: "
+                                 f"{held_reason(v, key)}")
                 continue
             reason = None
             if v.kind == "lost":
@@ -227,6 +242,9 @@ def settle_claims(ledger: Ledger, store: FleetStore, settings: FleetSettings, *,
         v = settle(store, key, site=settings.site, state="released", now=now,
                    holder=ledger.fleet_holder(now=at))
         if v.kind == "unreachable":
+            if v.invalid:
+                lines.append(f"!{key}: cannot be released (document {doc_id} is {doc_state}): "
+                             f"{held_reason(v, key)}")
             continue
         ledger.set_fleet_claim(doc_id, invoice_key=key, state="released", now=at, actor=actor,
                                generation=v.record.generation if v.record else None,
@@ -254,6 +272,9 @@ def renew_leases(ledger: Ledger, store: FleetStore, settings: FleetSettings, *, 
         v = acquire(store, key, site=settings.site, sha256=row["sha256"], document_id=doc_id, now=now,
                     lease_s=settings.lease_s, holder=ledger.fleet_holder(now=at),
                         judge_clock=True)
+        if v.invalid:
+            lines.append(f"!the claim on {key} cannot be renewed: {held_reason(v, key)}")
+            continue
         if v.kind == "unreachable":
             break   # said once by the gate and `status` (held), not again every pass
         if v.kind != "won":
@@ -282,7 +303,10 @@ def recheck_lost(ledger: Ledger, store: FleetStore, *, now: dt.datetime) -> list
     at = utc(now)
     for row in ledger.fleet_lost_to_recheck(checked_before=utc(now - dt.timedelta(seconds=RECHECK_LOST_S))):
         try:
-            current = head(store, row["invoice_key"])
+            current = head(store, row["invoice_key"], now=now)
+        except InvalidClaim:
+            ledger.touch_fleet_claim(row["document_id"], now=at)   # stays a duplicate until repaired
+            continue
         except AdapterError:
             break
         if current is None or current.state == "released" or current.expired(now):

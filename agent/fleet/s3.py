@@ -15,7 +15,7 @@ import botocore.exceptions as bx
 
 from agent.backup.s3 import S3Target
 from agent.errors import AdapterError, Conflict, Permanent, Transient
-from agent.fleet.store import check_key
+from agent.fleet.store import MAX_OBJECT_BYTES, check_key, too_large
 
 _AUTH = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}
 
@@ -67,12 +67,30 @@ class S3Store:
         except (bx.BotoCoreError, bx.ClientError, OSError) as e:
             raise self._translate(e, "create", key) from e
 
-    def read(self, key: str) -> tuple[bytes, str] | None:
-        """See FleetStore.read."""
+    def read(self, key: str, *, max_bytes: int = MAX_OBJECT_BYTES) -> tuple[bytes, str] | None:
+        """See FleetStore.read: a ranged GET of the first `max_bytes` + 1
+        bytes; the object's size (Content-Range) decides TooLarge before the
+        body is read, and the body is read no further than the range even
+        from a store that ignores Range."""
         try:
-            r = self._saw(self._client.get_object(Bucket=self.bucket, Key=self._key(key)))
-            return r["Body"].read(), r["ETag"]
+            r = self._saw(self._client.get_object(Bucket=self.bucket, Key=self._key(key),
+                                                  Range=f"bytes=0-{max_bytes}"))
+            body = r["Body"]
+            try:
+                total = _total_size(r)
+                if total is not None and total > max_bytes:
+                    raise too_large(self.url, key, total, max_bytes)
+                data = body.read(max_bytes + 1)
+            finally:
+                body.close()
+            if len(data) > max_bytes:
+                raise too_large(self.url, key, None, max_bytes)
+            return data, r["ETag"]
         except (bx.BotoCoreError, bx.ClientError, OSError) as e:
+            if isinstance(e, bx.ClientError) and (
+                    e.response.get("Error", {}).get("Code") == "InvalidRange"
+                    or e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 416):
+                return b"", ""      # a zero-byte object: no byte 0 to range over
             err = self._translate(e, "read", key)
             if isinstance(err, _Absent):
                 return None
@@ -132,6 +150,16 @@ class S3Store:
         if isinstance(e, (bx.ConnectionError, bx.HTTPClientError, bx.IncompleteReadError, OSError)):
             return Transient(f"{head}: cannot reach {self._where} ({type(e).__name__})")
         return Transient(f"{head}: {type(e).__name__} with {self._where}")
+
+
+def _total_size(response: dict) -> int | None:
+    # "bytes 0-1023/1048576": the object's whole size; a store that ignored
+    # the Range answers the whole object with its ContentLength.
+    rng = response.get("ContentRange") or ""
+    if "/" in rng and rng.rsplit("/", 1)[1].isdigit():
+        return int(rng.rsplit("/", 1)[1])
+    length = response.get("ContentLength")
+    return int(length) if isinstance(length, int) and not rng else None
 
 
 class _Absent(AdapterError):

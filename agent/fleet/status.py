@@ -8,7 +8,7 @@ import datetime as dt
 import json
 from typing import Any
 
-from agent.errors import Permanent
+from agent.errors import AdapterError, Permanent
 from agent.fleet.claims import CLAIMS, _GEN, ClaimRecord, claim_prefix, head
 from agent.fleet.store import FleetStore
 
@@ -16,6 +16,11 @@ SITES = "sites/"
 STATUS_NAME = "status.json"
 # A site whose status is older than this many of its intervals is marked stale.
 STALE_INTERVALS = 3
+# A status.json is read no further than this (one is a few KiB).
+STATUS_MAX_BYTES = 1 << 20
+# What `fleet status` prints of a site's status, and the JSON types it must have.
+_SHAPE = {"states": dict, "health": dict, "backup": dict, "fleet": dict, "same_name": str,
+          "oldest_unfinished_age_s": (int, float), "interval_s": (int, float), "written_at": str}
 
 
 def status_key(site: str) -> str:
@@ -45,7 +50,10 @@ def publish_status(store: FleetStore, site: str, holder: str, report: dict[str, 
     body = json.loads(site_status(site, report, now=now, interval_s=interval_s))
     body["holder"] = holder
     warning = None
-    got = store.read(status_key(site))
+    try:
+        got = store.read(status_key(site), max_bytes=STATUS_MAX_BYTES)
+    except Permanent:
+        got = None   # too large or not an object: replaced below
     if got is not None:
         try:
             old = json.loads(got[0])
@@ -62,32 +70,61 @@ def publish_status(store: FleetStore, site: str, holder: str, report: dict[str, 
     return warning
 
 
+def _site_status(data: bytes, now: dt.datetime) -> dict[str, Any]:
+    # One site's status.json, checked: a JSON object whose printed fields have
+    # their types, a time zone on written_at, a finite interval. Raises
+    # ValueError/TypeError/KeyError (and RecursionError) on anything else.
+    body = json.loads(data)
+    if not isinstance(body, dict):
+        raise TypeError(f"a JSON {type(body).__name__}, not an object")
+    for name, kind in _SHAPE.items():
+        if body.get(name) is not None and (not isinstance(body[name], kind) or isinstance(body[name], bool)):
+            raise TypeError(f"{name} is a JSON {type(body[name]).__name__}")
+    if any(not isinstance(n, int) or isinstance(n, bool) for n in body.get("states", {}).values()):
+        raise TypeError("states holds something other than counts")
+    targets = (body.get("backup") or {}).get("targets") or []
+    if not isinstance(targets, list) or any(not isinstance(t, dict) or not isinstance(t.get("backlog") or 0, int)
+                                            for t in targets):
+        raise TypeError("backup targets are not objects with a backlog count")
+    for section, name in (("health", "summary"), ("fleet", "held_reason")):
+        if not isinstance((body.get(section) or {}).get(name) or "", str):
+            raise TypeError(f"{section}.{name} is not text")
+    written = dt.datetime.fromisoformat(body["written_at"])
+    interval = float(body.get("interval_s") or 60)
+    if written.tzinfo is None or not 0 < interval < 1e9:
+        raise ValueError("written_at has no time zone" if written.tzinfo is None else f"interval_s {interval}")
+    age = (now - written).total_seconds()
+    body.update(age_s=round(age, 1), stale=age > STALE_INTERVALS * interval)
+    return body
+
+
 def read_sites(store: FleetStore, *, now: dt.datetime) -> list[dict[str, Any]]:
     """Every site's last status, by site name, each with `age_s` and `stale`
-    (older than STALE_INTERVALS intervals); an unreadable one says so in
-    `error`. Raises Transient/Permanent when the store does not answer."""
+    (older than STALE_INTERVALS intervals). One site's status that cannot be
+    shown (not JSON, the wrong shape, bigger than STATUS_MAX_BYTES: never
+    read further, or a read that fails) is listed with `error` saying why and
+    `stale` set; the other sites are shown as usual. Raises
+    Transient/Permanent when the store cannot be listed."""
     out = []
     for key in store.list(SITES):
         parts = key.split("/")
         if len(parts) != 3 or parts[2] != STATUS_NAME:
             continue
-        got = store.read(key)
-        if got is None:
-            continue
         try:
-            body = json.loads(got[0])
-            written = dt.datetime.fromisoformat(body["written_at"])
-            age = (now - written).total_seconds()
-            body.update(age_s=round(age, 1),
-                        stale=age > STALE_INTERVALS * float(body.get("interval_s") or 60))
-        except (ValueError, KeyError, TypeError) as e:
-            body = {"site": parts[1], "error": f"unreadable status.json ({e})", "stale": True}
+            got = store.read(key, max_bytes=STATUS_MAX_BYTES)
+            if got is None:
+                continue
+            body = _site_status(got[0], now)
+        except AdapterError as e:
+            body = {"error": f"status.json not read: {e}", "stale": True}
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as e:
+            body = {"error": f"unreadable status.json ({type(e).__name__}: {str(e)[:160]})", "stale": True}
         body["site"] = parts[1]
         out.append(body)
     return sorted(out, key=lambda b: b["site"])
 
 
-def find(store: FleetStore, number: str) -> list[dict[str, Any]]:
+def find(store: FleetStore, number: str, *, now: dt.datetime | None = None) -> list[dict[str, Any]]:
     """The claims whose invoice key is `number` or ends in `-number` (代码-号码):
     key, site, state, when claimed, lease, document id there. Raises
     Transient/Permanent when the store does not answer."""
@@ -100,7 +137,7 @@ def find(store: FleetStore, number: str) -> list[dict[str, Any]]:
     for prefix in sorted(keys):
         key = prefix[len(CLAIMS):-1]
         try:
-            rec: ClaimRecord | None = head(store, key)
+            rec: ClaimRecord | None = head(store, key, now=now)
         except Permanent as e:
             out.append({"invoice_key": key, "error": str(e)})
             continue

@@ -6,6 +6,10 @@ vendor error leaves a store as `Transient` (unreachable: worth waiting for),
 `Permanent` (credentials, bucket) or `Conflict` (a conditional write lost).
 
 ETags are opaque strings: compare them only with each other.
+
+Every read is bounded: `read` never takes more than `max_bytes` + 1 bytes of
+an object into memory, and answers TooLarge for a bigger one (anyone with
+write access to the bucket can put a 1 GB object where a claim should be).
 """
 
 from __future__ import annotations
@@ -22,6 +26,27 @@ from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from agent.errors import ConfigError, Conflict, Permanent, Transient
+
+# The default bound of a read: far above any object the fleet writes (a claim
+# is under 1 KiB, a status.json some KiB).
+MAX_OBJECT_BYTES = 1 << 20
+
+
+class TooLarge(Permanent):
+    """An object bigger than the reader's bound: not read (`size` is its size
+    in bytes when the store said it, else None)."""
+
+    def __init__(self, message: str, size: int | None = None):
+        super().__init__(message)
+        self.size = size
+
+
+def too_large(url: str, key: str, size: int | None, max_bytes: int) -> TooLarge:
+    """The TooLarge for `key` (one wording for every store)."""
+    what = f"{size} bytes" if size is not None else "larger"
+    return TooLarge(f"fleet store {url}: {key!r} is {what}, over the {max_bytes}-byte limit of "
+                    "what the fleet reads (not a claim or status any site writes)", size)
+
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
 
@@ -43,8 +68,10 @@ class FleetStore(Protocol):
         """Write `data` under `key` only if nothing is there; returns the new ETag.
         Raises Conflict when the key exists (an If-None-Match: * put)."""
 
-    def read(self, key: str) -> tuple[bytes, str] | None:
-        """The bytes under `key` and their ETag, or None when absent."""
+    def read(self, key: str, *, max_bytes: int = MAX_OBJECT_BYTES) -> tuple[bytes, str] | None:
+        """The bytes under `key` and their ETag, or None when absent. Takes
+        at most `max_bytes` + 1 bytes of the object into memory; raises
+        TooLarge when it is bigger than `max_bytes`."""
 
     def replace(self, key: str, data: bytes, etag: str) -> str:
         """Overwrite `key` only while its ETag is still `etag`; returns the new ETag.
@@ -117,16 +144,25 @@ class FileStore:
                 tmp.unlink(missing_ok=True)
         return _etag(data)
 
-    def read(self, key: str) -> tuple[bytes, str] | None:
-        """See FleetStore.read."""
+    def read(self, key: str, *, max_bytes: int = MAX_OBJECT_BYTES) -> tuple[bytes, str] | None:
+        """See FleetStore.read: the size is checked on the open file, then
+        at most `max_bytes` + 1 bytes are read (a file growing meanwhile too)."""
         path = self._path(key)
         self._root_ready("read", key)
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size > max_bytes:
+                    raise too_large(self.url, key, size, max_bytes)
+                data = f.read(max_bytes + 1)
         except FileNotFoundError:
             return None
+        except IsADirectoryError:
+            raise Permanent(f"fleet store {self.url}: {key!r} is a folder, not an object") from None
         except OSError as e:
             raise self._io("read", key, e) from e
+        if len(data) > max_bytes:
+            raise too_large(self.url, key, None, max_bytes)
         return data, _etag(data)
 
     def replace(self, key: str, data: bytes, etag: str) -> str:

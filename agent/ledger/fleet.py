@@ -40,11 +40,18 @@ class FleetMixin:
                         remote_site: str | None = None, remote_at: str | None = None,
                         reason: str | None = None) -> None:
         """Write the document's claim row; when its state changes, an event
-        saying so, in the same transaction (a renewed lease writes no event)."""
+        saying so, in the same transaction (a renewed lease writes no event).
+        A `lost` row of a document that is a duplicate changes only to
+        `reopened` (fleet_reopen): another destination's worker that judged
+        the key a moment before it was lost (waiting on the other site's live
+        claim) must not write its older verdict over it."""
         if state not in FLEET_CLAIM_STATES:
             raise ValueError(f"unknown fleet claim state {state!r}")
         with self.transaction() as c:
             old = self.fleet_claim(doc_id)
+            if (old is not None and old["state"] == "lost" and state not in ("lost", "reopened")
+                    and self.get(doc_id).state == State.DUPLICATE.value):
+                return
             c.execute("INSERT INTO fleet_claims (document_id, invoice_key, state, generation, lease_until, "
                       "remote_site, remote_at, reason, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                       "ON CONFLICT(document_id) DO UPDATE SET invoice_key = excluded.invoice_key, "
@@ -151,14 +158,19 @@ class FleetMixin:
         return [dict(r) for r in rows]
 
     def fleet_summary(self) -> dict[str, Any]:
-        """Claim rows by state, and the latest reason a delivery is held (None when none is)."""
+        """Claim rows by state, how many of the held ones are held because
+        their key's claim is invalid (`invalid`), and the latest reason a
+        delivery is held (None when none is)."""
         counts = {s: 0 for s in FLEET_CLAIM_STATES}
         for state, n in self.conn.execute("SELECT state, count(*) FROM fleet_claims GROUP BY state"):
             counts[state] = n
         held = self.conn.execute("SELECT reason, updated_at FROM fleet_claims WHERE state = 'held' "
                                  "ORDER BY updated_at DESC LIMIT 1").fetchone()
         since = self.conn.execute("SELECT min(updated_at) FROM fleet_claims WHERE state = 'held'").fetchone()[0]
-        return {"claims": counts, "held_reason": held["reason"] if held else None, "held_since": since}
+        invalid = self.conn.execute("SELECT count(*) FROM fleet_claims WHERE state = 'held' "
+                                    "AND reason LIKE 'fleet claim invalid%'").fetchone()[0]
+        return {"claims": counts, "invalid": invalid, "held_reason": held["reason"] if held else None,
+                "held_since": since}
 
     def find_by_number(self, number: str) -> list[dict[str, Any]]:
         """Documents whose invoice number (or key) is `number`: id, state, key, received_at."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from agent.errors import AdapterError
+from agent.fleet.claims import repair
 from agent.fleet.status import find, read_sites
 from agent.fleet.store import open_store
 from service.context import echo_json, fail, human_age, load, now_dt
@@ -82,7 +83,7 @@ def find_command(ctx: click.Context, number: str, as_json: bool) -> None:
     """Which site holds invoice NUMBER (号码, 代码-号码 or 数电 number) and in what state."""
     _cfg, store = _store(ctx)
     try:
-        found = find(store, number.strip())
+        found = find(store, number.strip(), now=now_dt())
     except AdapterError as e:
         fail(f"cannot read the fleet store: {e}", code=2)
     if as_json:
@@ -97,3 +98,29 @@ def find_command(ctx: click.Context, number: str, as_json: bool) -> None:
         echo(f"{f['invoice_key']}: site {f['site']}, {f['state']} (claimed {local_time(f['claimed_at'])}, "
              f"document {f['document_id']} there" + (f", lease until {local_time(f['lease_until'])}"
                                                    if f["state"] == "claimed" else "") + ")")
+
+
+@command.command("repair")
+@click.argument("invoice_key")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: what was done.")
+@click.pass_context
+def repair_command(ctx: click.Context, invoice_key: str, as_json: bool) -> None:
+    """Let an invoice whose fleet claim is invalid go again (docs/fleet.md,
+    "Invalid claims"): the invalid object stays as evidence, the next
+    generation says `released`, and the next site to claim the key looks
+    every destination up before any put. Exits 0 when repaired, 1 when the
+    claim was valid (nothing done), 2 when the store refused."""
+    cfg, store = _store(ctx)
+    try:
+        done = repair(store, invoice_key.strip(), site=cfg.fleet["site"], now=now_dt())
+    except AdapterError as e:
+        fail(f"cannot repair the claim on {invoice_key}: {e}", code=2)
+    if as_json:
+        echo_json(done)
+    elif done["repaired"]:
+        echo(f"{done['invoice_key']}: generation {done['generation']} written as released by the operator "
+             f"(was: {done['why']}); the next site to claim it looks every destination up first")
+    else:
+        echo(f"{done['invoice_key']}: nothing to repair: {done['why']}")
+    if not done["repaired"]:
+        ctx.exit(1)

@@ -397,3 +397,25 @@ def test_two_agents_publishing_as_one_site_are_named_in_fleet_status(tmp_path):
     assert publish_status(store, "beijing", "aaaa", report, now=at(120), interval_s=60)
     assert publish_status(store, "beijing", "cccc", report, now=at(10_000), interval_s=60) is None
     assert "same_name" not in read_sites(store, now=at(10_001))[0]
+
+
+def test_a_workers_late_wait_verdict_does_not_undo_the_other_destinations_duplicate(shared):
+    # Seen in the 100-invoice e2e test: Shenzhen's erp worker read Beijing's
+    # live claim (wait) and, before it could write that, its outbox worker read
+    # Beijing's `delivered` and made the document a fleet duplicate; the erp
+    # worker's `waiting` then landed on the claim row of a duplicate, which
+    # `audit ledger` reported as a duplicate of no document.
+    make, out, store = shared
+    bj, sz = make("beijing"), make("shenzhen")
+    bj.add(31, T0)
+    doc = queue_invoice(sz.ledger, sz.vault, 31, destinations=["erp", "outbox"], now=utc(T0))
+    assert bj.step(at(1)) == ["go"]
+    late = head(store, number_of(31))                        # what the erp worker read: still claimed
+    settle_claims(bj.ledger, store, bj.settings, now=at(2), actor="t")
+    assert late.state == "claimed" and head(store, number_of(31)).state == "delivered"
+    assert sz.ledger.fleet_lose(doc, invoice_key=number_of(31), remote_site="beijing", remote_at=late.at,
+                                generation=late.generation + 1, now=utc(at(3)), actor="outbox")
+    sz.ledger.set_fleet_claim(doc, invoice_key=number_of(31), state="waiting", now=utc(at(3)), actor="erp",
+                              generation=late.generation, remote_site="beijing", remote_at=late.at)
+    assert sz.ledger.fleet_claim(doc)["state"] == "lost"
+    assert sz.audit(at(4)) == []

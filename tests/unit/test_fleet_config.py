@@ -26,6 +26,8 @@ def test_a_valid_fleet_section():
     assert cfg.fleet["site"] == "bei-jing-2" and cfg.fleet["lease_s"] == 300.0
     assert cfg.fleet["on_unreachable"] == "deliver"
     assert parse({"fleet": {"url": "file:///mnt/fleet", "site": "x"}}).fleet["on_unreachable"] == "hold"
+    paced = parse({"fleet": {"url": "file:///mnt/fleet", "site": "x", "retry_s": 1, "settle_s": 0.5}}).fleet
+    assert (paced["retry_s"], paced["settle_s"]) == (1.0, 0.5)
 
 
 @pytest.mark.parametrize("fleet, key", [
@@ -43,6 +45,11 @@ def test_a_valid_fleet_section():
     ({"url": "s3://shared/f", "site": "a", "access_key_id": "k"}, "fleet.access_key_id"),
     ({"url": "s3://shared/f", "site": "a", "on_unreachable": "drop"}, "fleet.on_unreachable"),
     ({"url": "s3://shared/f", "site": "a", "lease_s": 1}, "fleet.lease_s"),
+    # A lease over a day would read as a broken claim at every other site.
+    ({"url": "s3://shared/f", "site": "a", "lease_s": 86_401}, "fleet.lease_s"),
+    ({"url": "s3://shared/f", "site": "a", "retry_s": 0}, "fleet.retry_s"),
+    ({"url": "s3://shared/f", "site": "a", "settle_s": 0.01}, "fleet.settle_s"),
+    ({"url": "s3://shared/f", "site": "a", "settle_s": 7200}, "fleet.settle_s"),
     ({"site": "a"}, "fleet.site"),
 ])
 def test_bad_fleet_sections_name_the_key(fleet, key):
