@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from agent.extract import labels as L
-from agent.model import Invoice, LineItem
+from agent.model import Invoice, LineItem, Problem
 
 # Full-width brackets are kept as printed: names are compared as printed
 # (道达尔能源销售（湖北）有限公司), so NFKC must not turn them half-width.
@@ -95,6 +95,7 @@ class ParsedText:
     fields: dict[str, Any] = field(default_factory=dict)
     items: list[LineItem] = field(default_factory=list)
     label_count: int = 0
+    problems: list[Problem] = field(default_factory=list)
 
     @property
     def is_invoice_like(self) -> bool:
@@ -115,11 +116,13 @@ def parse_invoice_text(text: str, invoice: Invoice, source: str = "pdf-text") ->
 
 
 def offer_parsed(parsed: ParsedText, invoice: Invoice, source: str) -> None:
-    """Offer `parsed` fields to `invoice`; items only if it has none yet."""
+    """Offer `parsed` fields to `invoice`; items only if it has none yet;
+    the reading's problems (several faces on one page) are added."""
     for name, value in parsed.fields.items():
         invoice.offer(name, value, source)
     if parsed.items and not invoice.items:
         invoice.items.extend(parsed.items)
+    invoice.problems.extend(p for p in parsed.problems if p not in invoice.problems)
 
 
 def parse_text(norm: str) -> ParsedText:
@@ -146,7 +149,38 @@ def parse_text(norm: str) -> ParsedText:
     _read_money(lines, f)
     _read_parties(norm, f)
     out.items = parse_items(lines)
+    numbers = _face_numbers(norm)
+    if len(numbers) > 1:
+        # Two invoice faces on one page (two invoices printed on one sheet,
+        # a scan of two slips): every value read here could be either
+        # face's, and which box belongs to which face is not known. None is
+        # offered: a person splits the page (补录), nothing is stored wrong.
+        out.fields = {k: v for k, v in f.items() if k == "title"}
+        out.items = []
+        out.problems.append(Problem(
+            "several-invoices-on-page", "error", field=None,
+            message=(f"one page prints {len(numbers)} invoice faces (发票号码 {', '.join(numbers)}); "
+                     "its printed values are not read, as none can be told to belong to one invoice"),
+            message_zh=f"一页上印有{len(numbers)}张发票（发票号码 {'、'.join(numbers)}），页面文字未读取，请拆分后补录"))
     return out
+
+
+# A face prints its 发票号码 once and its 价税合计 once; a 红字 invoice's 备注
+# names the blue invoice's number too ("蓝字发票号码", "对应正数发票…号码"),
+# so only a page with as many 价税合计 labels as distinct labelled numbers
+# counts as several faces.
+_REFERENCE_BEFORE_NUMBER = ("蓝字", "原", "正数", "对应", "红冲", "被")
+
+
+def _face_numbers(norm: str) -> list[str]:
+    """The distinct 发票号码 of the invoice faces on a normalised page."""
+    found: list[str] = []
+    for m in L.LABEL_VALUE_RE["number"].finditer(norm):
+        before = norm[max(0, m.start() - 6):m.start()]
+        if any(w in before for w in _REFERENCE_BEFORE_NUMBER) or m.group(1) in found:
+            continue
+        found.append(m.group(1))
+    return found if len(found) > 1 and norm.count("价税合计") >= len(found) else found[:1]
 
 
 def _read_identity(norm: str, header: str, f: dict[str, Any]) -> None:
