@@ -38,15 +38,20 @@ def read_by_position(parts: list[Element]) -> ParsedText:
         runs.extend(_runs(root))
         if len(runs) > _MAX_RUNS:
             return ParsedText()
-    runs, clashes = _without_overprints(runs)
-    reading = parse_text(normalize_text(layout_glyphs(runs)))
+    kept, clashes = _without_overprints(runs)
+    reading = parse_text(normalize_text(layout_glyphs(kept)))
     if clashes:
+        # The fields the clashing texts would have given (glued into one
+        # value): each is reported, and left to the other sources.
+        glued = parse_text(normalize_text(layout_glyphs(runs))).fields
         shown = "; ".join(f"{a.text!r} over {b.text!r}" for a, b in clashes[:3])
-        reading.problems.append(Problem(
-            code="ofd-inconsistent", severity="error", field=None,
-            message=(f"the OFD page prints {len(clashes)} text(s) over other text ({shown}); "
-                     "neither of each pair is read, as which one shows cannot be told from the text"),
-            message_zh=f"OFD 页面有 {len(clashes)} 处文字重叠印刷，均不读取"))
+        for name in (n for n, v in glued.items() if n != "title" and reading.fields.get(n) != v):
+            reading.fields.pop(name, None)
+            reading.problems.append(Problem(
+                code="ofd-inconsistent", severity="error", field=name,
+                message=(f"the OFD page prints text over other text where {name} is ({shown}); "
+                         "it is not read, as which text shows cannot be told"),
+                message_zh=f"OFD 页面在 {name} 处有文字重叠印刷，不读取，留待补录"))
     return reading
 
 
@@ -90,11 +95,10 @@ def offer_by_position(invoice: Invoice, reading: ParsedText, source: str) -> Non
         if invoice.get(name) is None and not any(
                 p.code == "ofd-inconsistent" and p.field == name for p in invoice.problems):
             invoice.offer(name, value, source)
-    if any(invoice.get(name) is None for name in FACE_FIELDS):
-        # Why a face field is still empty (text printed over text), when
-        # the page was its last chance; an invoice whose data parts gave
-        # every field is not held up by its page's drawing.
-        invoice.problems.extend(p for p in reading.problems if p not in invoice.problems)
+    # Why a field is still empty (text printed over text), when the page
+    # was its last chance; a field the data parts gave is not held up.
+    invoice.problems.extend(p for p in reading.problems
+                            if p not in invoice.problems and (p.field is None or invoice.get(p.field) is None))
     items = [i for i in reading.items if not any(m in i.name for m in _LIST_MARKERS)]
     if not invoice.items and items and _add_up(items, invoice):
         invoice.items.extend(items)
