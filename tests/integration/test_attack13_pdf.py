@@ -142,3 +142,31 @@ def test_a_wrapped_name_is_read_whole_or_not_at_all():
     _wrap_buyer_name(face, name)
     [invoice] = extract_bytes(face_pdf(face), ocr=False)
     assert invoice.get("buyer_name") in (name, None)
+
+
+@pytest.mark.parametrize("remark", ["项目名称：办公用品采购", "收款方名称：张三", "购买方名称：某某集团有限公司",
+                                    "代开企业名称：某某代开有限公司"])
+def test_a_remark_naming_something_never_becomes_the_seller(remark):
+    # The old layout's 备注 box sits beside the seller's rows; its first
+    # line prints above the seller's 名称 row, and a "…名称：" in it was read
+    # as the seller's name label (a WRONG seller name).
+    def add_remark(face: Face) -> None:
+        face.text(372, 282, remark, 8.5)
+    for seed in (0, 1):
+        content, face = _face(seed, False, qr=False)
+        add_remark(face)
+        [invoice] = extract_bytes(face_pdf(face), ocr=False)
+        got, truth = invoice.to_dict(), expected_fields(content)
+        assert {n: got[n] for n in CHECKED} == {n: truth[n] for n in CHECKED}, remark
+
+
+def test_a_ticket_naming_its_buyer_inline_is_still_read():
+    # 铁路电子客票 and 行程单 print "购买方名称：" with no box: a label naming
+    # its party is used when no bare box label is printed.
+    content, face = _face(5, True, qr=False)
+    for op in list(face.ops):
+        if isinstance(op, Text) and op.role == "label" and op.text.startswith("名"):
+            face.ops[face.ops.index(op)] = dataclasses.replace(
+                op, text=("购买方" if op.x < 297 else "销售方") + op.text, x=op.x - 27)
+    [invoice] = extract_bytes(face_pdf(face), ocr=False)
+    assert (invoice.get("buyer_name"), invoice.get("seller_name")) == (content.buyer.name, content.seller.name)
