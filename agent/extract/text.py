@@ -147,7 +147,7 @@ def parse_text(norm: str) -> ParsedText:
     elif str(f.get("code", "")).startswith(("1", "2")) and (m := L.LABEL_VALUE_RE["check_code_hex"].search(norm)):
         f["check_code"] = m.group(1)
     _read_money(lines, f)
-    _read_parties(norm, f)
+    _read_parties(norm, f, out.problems)
     out.items = parse_items(lines)
     numbers = _face_numbers(norm)
     if len(numbers) > 1:
@@ -157,11 +157,11 @@ def parse_text(norm: str) -> ParsedText:
         # offered: a person splits the page (补录), nothing is stored wrong.
         out.fields = {k: v for k, v in f.items() if k == "title"}
         out.items = []
-        out.problems.append(Problem(
+        out.problems = [Problem(
             "several-invoices-on-page", "error", field=None,
             message=(f"one page prints {len(numbers)} invoice faces (发票号码 {', '.join(numbers)}); "
                      "its printed values are not read, as none can be told to belong to one invoice"),
-            message_zh=f"一页上印有{len(numbers)}张发票（发票号码 {'、'.join(numbers)}），页面文字未读取，请拆分后补录"))
+            message_zh=f"一页上印有{len(numbers)}张发票（发票号码 {'、'.join(numbers)}），页面文字未读取，请拆分后补录")]
     return out
 
 
@@ -349,13 +349,13 @@ def _labelled_values(norm: str, label_re: re.Pattern, value_re: re.Pattern,
 
 
 # What may print right before a party box's 名称 / 纳税人识别号 label: nothing,
-# one letter of the box's vertical label (购买方信息, 销售方), or the party
+# a letter or two of the boxes' vertical labels (购买方信息, 销售方), or the party
 # itself (铁路电子客票: 购买方名称). Any other word makes it another label:
 # 项目名称, 收款方名称, 代开企业名称 or 纳税人识别号 in a 备注, which on old
 # layouts prints above the seller's rows.
 _BOX_LETTERS = frozenset("购买方信息销售")
 _PARTY_PREFIXES = {"购买方": "buyer", "购方": "buyer", "销售方": "seller", "销方": "seller"}
-_IDEOGRAPHS_BEFORE_RE = re.compile(r"[\u4e00-\u9fff]+$")
+_IDEOGRAPHS_BEFORE_RE = re.compile(r"[\u4e00-\u9fff]+\Z")
 
 
 def _party_values(norm: str, label_re: re.Pattern, value_re: re.Pattern) -> list[str | None]:
@@ -369,7 +369,8 @@ def _party_values(norm: str, label_re: re.Pattern, value_re: re.Pattern) -> list
     for start, value in zip(starts, values):
         m = _IDEOGRAPHS_BEFORE_RE.search(norm, max(0, start - 8), start)
         word = m.group() if m else ""
-        if not word or (len(word) == 1 and word in _BOX_LETTERS):
+        # Two vertical labels side by side glue their letters ("买售").
+        if not word or (len(word) <= 2 and all(c in _BOX_LETTERS for c in word) and word not in _PARTY_PREFIXES):
             bare.append(value)
         elif word[-3:] in _PARTY_PREFIXES or word[-2:] in _PARTY_PREFIXES:
             named[_PARTY_PREFIXES.get(word[-3:]) or _PARTY_PREFIXES[word[-2:]]].append(value)
@@ -378,7 +379,7 @@ def _party_values(norm: str, label_re: re.Pattern, value_re: re.Pattern) -> list
     return [(named["buyer"] or [None])[0], (named["seller"] or [None])[0]]
 
 
-def _read_parties(norm: str, f: dict[str, Any]) -> None:
+def _read_parties(norm: str, f: dict[str, Any], problems: list[Problem]) -> None:
     # Buyer comes first in every layout: left column (数电) or top block
     # (old). Values are paired with their label occurrence, so a buyer
     # without a tax id (个人) does not shift the seller's id to the buyer.
@@ -392,6 +393,18 @@ def _read_parties(norm: str, f: dict[str, Any]) -> None:
             f[f"{role}_name"] = names[i]
         if len(ids) > i and ids[i]:
             f[f"{role}_tax_id"] = ids[i]
+    # A face has two boxes. A third bare label (a 备注 line "纳税人识别号：…"
+    # above the old layout's seller rows) leaves the seller's unknown: the
+    # buyer's box comes first in every layout, which later one is the
+    # seller's is not known.
+    for field, values, code, zh in (("seller_name", names, "implausible-name", "名称"),
+                                    ("seller_tax_id", ids, "implausible-tax-id", "纳税人识别号")):
+        if len([v for v in values if v]) > 2 and f.pop(field, None) is not None:
+            problems.append(Problem(
+                code, "error", field=field,
+                message=(f"the page prints {len(values)} {zh} labels for two party boxes "
+                         f"({', '.join(repr(v) for v in values if v)}); {field} is left empty for 补录"),
+                message_zh=f"页面有{len(values)}个{zh}标签，无法确定销售方的值，留待补录"))
 
 
 _ITEM_TAIL_RE = re.compile(

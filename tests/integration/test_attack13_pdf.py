@@ -170,3 +170,23 @@ def test_a_ticket_naming_its_buyer_inline_is_still_read():
                 op, text=("购买方" if op.x < 297 else "销售方") + op.text, x=op.x - 27)
     [invoice] = extract_bytes(face_pdf(face), ocr=False)
     assert (invoice.get("buyer_name"), invoice.get("seller_name")) == (content.buyer.name, content.seller.name)
+
+
+@pytest.mark.parametrize("digital", [True, False], ids=["shudian", "legacy"])
+def test_a_remark_printing_a_tax_id_label_never_gives_the_seller_another_id(digital):
+    # "纳税人识别号：<the buyer's id>" in the 备注: on the old layout it prints
+    # above the seller's rows and was stored as the seller's id (a valid
+    # id, so no check caught it). Three labels for two boxes: the seller's
+    # is left empty with a problem, never taken from the wrong one.
+    for seed in (0, 2):
+        content, face = _face(seed, digital, qr=False)
+        if not content.buyer.tax_id:
+            continue
+        remark = "纳税人识别号：" + content.buyer.tax_id
+        face.text(31, 312, remark, 9) if digital else face.text(372, 282, remark, 8.5)
+        [invoice] = extract_bytes(face_pdf(face), ocr=False)
+        got = invoice.to_dict()
+        assert got["seller_tax_id"] in (content.seller.tax_id, None), got["seller_tax_id"]
+        assert got["buyer_tax_id"] == content.buyer.tax_id
+        if got["seller_tax_id"] is None:
+            assert any(p["code"] == "implausible-tax-id" and p["field"] == "seller_tax_id" for p in got["problems"])
