@@ -136,19 +136,36 @@ def _read_document(pkg: OfdPackage, body: Element, ocr: bool = False) -> Invoice
 
 
 def _offer_checked(inv: Invoice, name: str, value: object, source: str) -> None:
-    """`inv.offer`, except that two different values from the same source are
-    kept as a warning: a Conflict keyed by source would lose one of them."""
+    """`inv.offer`, except that two different values from the same source
+    (CustomDatas against a tag's text, two CustomDatas, two objects under
+    one ID) leave the field empty with an `ofd-inconsistent` error naming
+    both: a Conflict keyed by source would lose one of them, and the first
+    is not truer than the second. Once disputed, the field takes no more
+    values from the OFD's own parts."""
     if isinstance(value, str) and not value.strip():
         value = None  # nothing read: `offer` ignores it, and it disagrees with nothing
+    if value is None or disputed(inv, name):
+        return
     existing = inv.fields.get(name)
-    if existing is not None and existing.source == source and value is not None:
+    if existing is not None and existing.source == source:
         if values_differ(existing.value, value):
-            inv.problems.append(Problem(
-                code="ofd-inconsistent", severity="warning", field=name,
-                message=f"the OFD gives {name} as both {existing.value!r} and {value!r}",
-                message_zh="OFD 内部字段不一致"))
+            report_inconsistent(inv, name, f"both {existing.value!r} and {value!r}")
+            del inv.fields[name]
         return
     inv.offer(name, value, source)
+
+
+def disputed(inv: Invoice, name: str) -> bool:
+    """True when the OFD gave `name` two different values (`_offer_checked`)."""
+    return any(p.code == "ofd-inconsistent" and p.field == name for p in inv.problems)
+
+
+def report_inconsistent(inv: Invoice, name: str, what: str) -> None:
+    """Add the `ofd-inconsistent` error: `name` is left empty for 补录."""
+    inv.problems.append(Problem(
+        code="ofd-inconsistent", severity="error", field=name,
+        message=f"the OFD gives {name} as {what}; left empty for 补录",
+        message_zh="OFD 内部字段不一致，留待补录"))
 
 
 def _offer_value(inv: Invoice, name: str, text: str | None, source: str) -> None:
@@ -226,22 +243,44 @@ def _offer_tags(inv: Invoice, pkg: OfdPackage, doc: Element | None, doc_dir: str
         parts = []
         for page_id, obj_id in refs:
             page = by_id.get(page_id or "")
-            text = page.texts.get(obj_id) if page else None
-            if text is None:  # PageRef missing or wrong: object IDs are document-unique
-                text = next((p.texts[obj_id] for p in pages if obj_id in p.texts), None)
-            if text is not None:
-                parts.append(text)
+            if page is None or obj_id not in page.texts:
+                # PageRef missing or wrong: object IDs are document-unique
+                page = next((p for p in pages if obj_id in p.texts), None)
+            if page is None:
+                continue
+            if obj_id in page.ambiguous:
+                raise _Ambiguous(obj_id, page.ambiguous[obj_id])
+            parts.append(page.texts[obj_id])
         return "".join(parts) if parts else None
 
     item_columns: dict[str, list[str | None]] = {t: [] for t in ITEM_TAGS}
+    items_ambiguous = False  # a goods cell under a shared ID: no line is rebuilt from tags
     for tag_file in tag_files(pkg, doc, doc_dir):
         for tag, refs in tag_refs(pkg, tag_file):
-            if tag in TAG_FIELDS:
-                _offer_value(inv, TAG_FIELDS[tag], resolve(refs), "ofd")
-            elif tag in item_columns and not inv.items:  # lines from XML are better; skip the lookups
-                item_columns[tag].append(resolve(refs))
-    if not inv.items:
+            try:
+                if tag in TAG_FIELDS:
+                    _offer_value(inv, TAG_FIELDS[tag], resolve(refs), "ofd")
+                elif tag in item_columns and not inv.items:  # lines from XML are better; skip the lookups
+                    item_columns[tag].append(resolve(refs))
+            except _Ambiguous as e:
+                # Two objects under one ID: the tag names neither for sure.
+                name = TAG_FIELDS.get(tag)
+                if name is not None and not disputed(inv, name):
+                    report_inconsistent(inv, name, f"two texts under object ID {e.obj_id} ({' / '.join(e.texts)})")
+                    if inv.fields.get(name) is not None and inv.fields[name].source == "ofd":
+                        del inv.fields[name]
+                elif name is None:
+                    items_ambiguous = True
+    if not inv.items and not items_ambiguous:
         inv.items.extend(_items_from_columns(item_columns))
+
+
+class _Ambiguous(Exception):
+    """A tag's ObjectRef names an ID that two text objects of a page carry."""
+
+    def __init__(self, obj_id: str, texts: list[str]):
+        super().__init__(obj_id)
+        self.obj_id, self.texts = obj_id, texts
 
 
 def _items_from_columns(columns: dict[str, list[str | None]]) -> list[LineItem]:

@@ -17,7 +17,7 @@ from xml.etree.ElementTree import Element
 from agent.extract.pdf_geometry import FACE_FIELDS, _Glyph, layout_glyphs
 from agent.extract.text import ParsedText, normalize_text, parse_text
 from agent.extract.xml import local_name
-from agent.model import Invoice, LineItem
+from agent.model import Invoice, LineItem, Problem
 
 _POINTS_PER_MM = 72 / 25.4
 _DEFAULT_SIZE_MM = 3.5
@@ -38,7 +38,50 @@ def read_by_position(parts: list[Element]) -> ParsedText:
         runs.extend(_runs(root))
         if len(runs) > _MAX_RUNS:
             return ParsedText()
-    return parse_text(normalize_text(layout_glyphs(runs)))
+    kept, clashes = _without_overprints(runs)
+    reading = parse_text(normalize_text(layout_glyphs(kept)))
+    if clashes:
+        # The fields the clashing texts would have given (glued into one
+        # value): each is reported, and left to the other sources.
+        glued = parse_text(normalize_text(layout_glyphs(runs))).fields
+        shown = "; ".join(f"{a.text!r} over {b.text!r}" for a, b in clashes[:3])
+        for name in (n for n, v in glued.items() if n != "title" and reading.fields.get(n) != v):
+            reading.fields.pop(name, None)
+            reading.problems.append(Problem(
+                code="ofd-inconsistent", severity="error", field=name,
+                message=(f"the OFD page prints text over other text where {name} is ({shown}); "
+                         "it is not read, as which text shows cannot be told"),
+                message_zh=f"OFD 页面在 {name} 处有文字重叠印刷，不读取，留待补录"))
+    return reading
+
+
+# Two runs of different text drawn over each other: this share of the
+# narrower run's width covered, on one row. A fake-bold double prints the
+# same text twice and is no clash; one-character runs (vertical labels,
+# a ¥ beside its number) are left to the layout.
+_OVERPRINT_SHARE = 0.8
+
+
+def _without_overprints(runs: list[_Glyph]) -> tuple[list[_Glyph], list[tuple[_Glyph, _Glyph]]]:
+    """`runs` without the pairs of different texts printed on the same spot
+    (one over the other, so one is hidden or both are garbled: the layout
+    would glue them into one value), and those pairs."""
+    ordered = sorted(runs, key=lambda g: g.centre)
+    clashing: set[int] = set()
+    clashes: list[tuple[_Glyph, _Glyph]] = []
+    for i, a in enumerate(ordered):
+        for b in ordered[i + 1:]:
+            if b.centre - a.centre > min(a.height, b.height) * 0.3:
+                break
+            if len(a.text) < 2 or len(b.text) < 2 or "".join(a.text.split()) == "".join(b.text.split()):
+                continue
+            overlap = min(a.right, b.right) - max(a.left, b.left)
+            if overlap > _OVERPRINT_SHARE * min(a.right - a.left, b.right - b.left) > 0:
+                clashing.update((id(a), id(b)))
+                clashes.append((a, b))
+    if not clashes:
+        return runs, []
+    return [g for g in runs if id(g) not in clashing], clashes
 
 
 def offer_by_position(invoice: Invoice, reading: ParsedText, source: str) -> None:
@@ -47,8 +90,15 @@ def offer_by_position(invoice: Invoice, reading: ParsedText, source: str) -> Non
     the goods lines only when it has none and their 金额 and 税额 add up to
     its totals, so that one misplaced number is not stored as a line."""
     for name, value in reading.fields.items():
-        if invoice.get(name) is None:
+        # A field the OFD's own parts disagree on stays empty (ofd.py's
+        # `ofd-inconsistent`): the page prints one of the two.
+        if invoice.get(name) is None and not any(
+                p.code == "ofd-inconsistent" and p.field == name for p in invoice.problems):
             invoice.offer(name, value, source)
+    # Why a field is still empty (text printed over text), when the page
+    # was its last chance; a field the data parts gave is not held up.
+    invoice.problems.extend(p for p in reading.problems
+                            if p not in invoice.problems and (p.field is None or invoice.get(p.field) is None))
     items = [i for i in reading.items if not any(m in i.name for m in _LIST_MARKERS)]
     if not invoice.items and items and _add_up(items, invoice):
         invoice.items.extend(items)

@@ -38,6 +38,7 @@ class OfdPage:
         self._pkg = pkg
         self._texts: dict[str, str] | None = None
         self._template_ids: list[str] = []
+        self._ambiguous: dict[str, list[str]] = {}
 
     @property
     def texts(self) -> dict[str, str]:
@@ -47,6 +48,14 @@ class OfdPage:
             self._texts = {}
             _load_page(self._pkg, self)
         return self._texts
+
+    @property
+    def ambiguous(self) -> dict[str, list[str]]:
+        """IDs that two or more TextObjects of the page carry with different
+        texts -> those texts (`texts` holds the first): a tag naming one
+        of them names no text for sure."""
+        self.texts  # noqa: B018 - loading fills it
+        return self._ambiguous
 
     @property
     def template_ids(self) -> list[str]:
@@ -127,7 +136,7 @@ def _load_page(pkg: OfdPackage, page: OfdPage) -> None:
         for attrs, body in _TEXT_OBJECT_RE.findall(text):
             codes = _TEXT_CODE_RE.findall(body)
             obj_id = _first_group(_ID_RE, attrs) or _unnamed(page)
-            page._texts.setdefault(obj_id, "".join(html.unescape(c).strip() for c in codes))
+            _keep(page, obj_id, "".join(html.unescape(c).strip() for c in codes))
         return
     for el in root.iter():
         tag = local_name(el.tag)
@@ -136,7 +145,15 @@ def _load_page(pkg: OfdPackage, page: OfdPage) -> None:
         elif tag == "TextObject":
             codes = [c for c in el.iter() if local_name(c.tag) == "TextCode"]
             obj_id = (el.get("ID") or "").strip() or _unnamed(page)
-            page._texts.setdefault(obj_id, "".join("".join(c.itertext()).strip() for c in codes))
+            _keep(page, obj_id, "".join("".join(c.itertext()).strip() for c in codes))
+
+
+def _keep(page: OfdPage, obj_id: str, text: str) -> None:
+    known = page._texts.setdefault(obj_id, text)
+    if known != text:
+        seen = page._ambiguous.setdefault(obj_id, [known])
+        if text not in seen:
+            seen.append(text)
 
 
 def _unnamed(page: OfdPage) -> str:

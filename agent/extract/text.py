@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from agent.extract import labels as L
-from agent.model import Invoice, LineItem
+from agent.model import Invoice, LineItem, Problem
 
 # Full-width brackets are kept as printed: names are compared as printed
 # (道达尔能源销售（湖北）有限公司), so NFKC must not turn them half-width.
@@ -95,6 +95,7 @@ class ParsedText:
     fields: dict[str, Any] = field(default_factory=dict)
     items: list[LineItem] = field(default_factory=list)
     label_count: int = 0
+    problems: list[Problem] = field(default_factory=list)
 
     @property
     def is_invoice_like(self) -> bool:
@@ -115,11 +116,13 @@ def parse_invoice_text(text: str, invoice: Invoice, source: str = "pdf-text") ->
 
 
 def offer_parsed(parsed: ParsedText, invoice: Invoice, source: str) -> None:
-    """Offer `parsed` fields to `invoice`; items only if it has none yet."""
+    """Offer `parsed` fields to `invoice`; items only if it has none yet;
+    the reading's problems (several faces on one page) are added."""
     for name, value in parsed.fields.items():
         invoice.offer(name, value, source)
     if parsed.items and not invoice.items:
         invoice.items.extend(parsed.items)
+    invoice.problems.extend(p for p in parsed.problems if p not in invoice.problems)
 
 
 def parse_text(norm: str) -> ParsedText:
@@ -144,9 +147,40 @@ def parse_text(norm: str) -> ParsedText:
     elif str(f.get("code", "")).startswith(("1", "2")) and (m := L.LABEL_VALUE_RE["check_code_hex"].search(norm)):
         f["check_code"] = m.group(1)
     _read_money(lines, f)
-    _read_parties(norm, f)
+    _read_parties(norm, f, out.problems)
     out.items = parse_items(lines)
+    numbers = _face_numbers(norm)
+    if len(numbers) > 1:
+        # Two invoice faces on one page (two invoices printed on one sheet,
+        # a scan of two slips): every value read here could be either
+        # face's, and which box belongs to which face is not known. None is
+        # offered: a person splits the page (补录), nothing is stored wrong.
+        out.fields = {k: v for k, v in f.items() if k == "title"}
+        out.items = []
+        out.problems = [Problem(
+            "several-invoices-on-page", "error", field=None,
+            message=(f"one page prints {len(numbers)} invoice faces (发票号码 {', '.join(numbers)}); "
+                     "its printed values are not read, as none can be told to belong to one invoice"),
+            message_zh=f"一页上印有{len(numbers)}张发票（发票号码 {'、'.join(numbers)}），页面文字未读取，请拆分后补录")]
     return out
+
+
+# A face prints its 发票号码 once and its 价税合计 once; a 红字 invoice's 备注
+# names the blue invoice's number too ("蓝字发票号码", "对应正数发票…号码"),
+# so only a page with as many 价税合计 labels as distinct labelled numbers
+# counts as several faces.
+_REFERENCE_BEFORE_NUMBER = ("蓝字", "原", "正数", "对应", "红冲", "被")
+
+
+def _face_numbers(norm: str) -> list[str]:
+    """The distinct 发票号码 of the invoice faces on a normalised page."""
+    found: list[str] = []
+    for m in L.LABEL_VALUE_RE["number"].finditer(norm):
+        before = norm[max(0, m.start() - 6):m.start()]
+        if any(w in before for w in _REFERENCE_BEFORE_NUMBER) or m.group(1) in found:
+            continue
+        found.append(m.group(1))
+    return found if len(found) > 1 and norm.count("价税合计") >= len(found) else found[:1]
 
 
 def _read_identity(norm: str, header: str, f: dict[str, Any]) -> None:
@@ -295,11 +329,15 @@ def _clean_name(value: str) -> str | None:
     return value
 
 
-def _labelled_values(norm: str, label_re: re.Pattern, value_re: re.Pattern) -> list[str | None]:
+def _labelled_values(norm: str, label_re: re.Pattern, value_re: re.Pattern,
+                     starts_out: list[int] | None = None) -> list[str | None]:
     """The value after each occurrence of a label, or None where the label's
-    line has no value of the right shape before the next label."""
+    line has no value of the right shape before the next label. The
+    occurrences' start offsets are appended to `starts_out` when given."""
     values: list[str | None] = []
     starts = [m for m in label_re.finditer(norm)]
+    if starts_out is not None:
+        starts_out.extend(m.start() for m in starts)
     for i, m in enumerate(starts):
         end = norm.find("\n", m.end())
         end = len(norm) if end < 0 else end
@@ -310,13 +348,43 @@ def _labelled_values(norm: str, label_re: re.Pattern, value_re: re.Pattern) -> l
     return values
 
 
-def _read_parties(norm: str, f: dict[str, Any]) -> None:
+# What may print right before a party box's 名称 / 纳税人识别号 label: nothing,
+# a letter or two of the boxes' vertical labels (购买方信息, 销售方), or the party
+# itself (铁路电子客票: 购买方名称). Any other word makes it another label:
+# 项目名称, 收款方名称, 代开企业名称 or 纳税人识别号 in a 备注, which on old
+# layouts prints above the seller's rows.
+_BOX_LETTERS = frozenset("购买方信息销售")
+_PARTY_PREFIXES = {"购买方": "buyer", "购方": "buyer", "销售方": "seller", "销方": "seller"}
+_IDEOGRAPHS_BEFORE_RE = re.compile(r"[\u4e00-\u9fff]+\Z")
+
+
+def _party_values(norm: str, label_re: re.Pattern, value_re: re.Pattern) -> list[str | None]:
+    """`_labelled_values` of the party boxes' labels only: buyer first, then
+    seller. Labels naming their party (购买方名称) are used only when no
+    bare box label is printed, so a 备注 line naming a party cannot take a
+    box's place."""
+    starts: list[int] = []
+    values = _labelled_values(norm, label_re, value_re, starts)
+    bare, named = [], {"buyer": [], "seller": []}
+    for start, value in zip(starts, values):
+        m = _IDEOGRAPHS_BEFORE_RE.search(norm, max(0, start - 8), start)
+        word = m.group() if m else ""
+        # Two vertical labels side by side glue their letters ("买售").
+        if not word or (len(word) <= 2 and all(c in _BOX_LETTERS for c in word) and word not in _PARTY_PREFIXES):
+            bare.append(value)
+        elif word[-3:] in _PARTY_PREFIXES or word[-2:] in _PARTY_PREFIXES:
+            named[_PARTY_PREFIXES.get(word[-3:]) or _PARTY_PREFIXES[word[-2:]]].append(value)
+    if bare:
+        return bare
+    return [(named["buyer"] or [None])[0], (named["seller"] or [None])[0]]
+
+
+def _read_parties(norm: str, f: dict[str, Any], problems: list[Problem]) -> None:
     # Buyer comes first in every layout: left column (数电) or top block
     # (old). Values are paired with their label occurrence, so a buyer
     # without a tax id (个人) does not shift the seller's id to the buyer.
-    names = [_clean_name(v) if v else None
-             for v in _labelled_values(norm, L.NAME_LABEL_RE, L.NAME_VALUE_RE)]
-    ids = _labelled_values(norm, L.TAX_ID_LABEL_RE, L.TAX_ID_VALUE_RE)
+    names = [_clean_name(v) if v else None for v in _party_values(norm, L.NAME_LABEL_RE, L.NAME_VALUE_RE)]
+    ids = _party_values(norm, L.TAX_ID_LABEL_RE, L.TAX_ID_VALUE_RE)
     if not any(ids):
         # Labels unreadable or printed away from their values: the shape decides.
         ids = [m.group() for m in L.USCC_RE.finditer(norm)]
@@ -325,6 +393,18 @@ def _read_parties(norm: str, f: dict[str, Any]) -> None:
             f[f"{role}_name"] = names[i]
         if len(ids) > i and ids[i]:
             f[f"{role}_tax_id"] = ids[i]
+    # A face has two boxes. A third bare label (a 备注 line "纳税人识别号：…"
+    # above the old layout's seller rows) leaves the seller's unknown: the
+    # buyer's box comes first in every layout, which later one is the
+    # seller's is not known.
+    for field, values, code, zh in (("seller_name", names, "implausible-name", "名称"),
+                                    ("seller_tax_id", ids, "implausible-tax-id", "纳税人识别号")):
+        if len([v for v in values if v]) > 2 and f.pop(field, None) is not None:
+            problems.append(Problem(
+                code, "error", field=field,
+                message=(f"the page prints {len(values)} {zh} labels for two party boxes "
+                         f"({', '.join(repr(v) for v in values if v)}); {field} is left empty for 补录"),
+                message_zh=f"页面有{len(values)}个{zh}标签，无法确定销售方的值，留待补录"))
 
 
 _ITEM_TAIL_RE = re.compile(

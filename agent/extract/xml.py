@@ -17,6 +17,7 @@ import binascii
 import datetime as dt
 import functools
 import re
+import unicodedata
 from decimal import Decimal, InvalidOperation
 from typing import Iterable
 from xml.etree.ElementTree import Element, ParseError
@@ -143,7 +144,40 @@ def parse_rate(text: str | None) -> tuple[Decimal | None, str | None]:
 
 
 def _digits(text: str | None) -> str | None:
-    return re.sub(r"\s+", "", text) if text else None
+    # Full-width digits and letters (２３４４…) are the same id: NFKC makes
+    # them the ASCII the invoice key, duplicate checks and validation use.
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text)) if text else None
+
+
+_CJK_WIDE = r"[\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef]"
+
+
+def _name(text: str | None) -> str | None:
+    """A name as printed: a pretty-printer's line break (and its indent)
+    inside it is removed between CJK characters and one space elsewhere."""
+    if not text:
+        return None
+    return re.sub(rf"(?<={_CJK_WIDE})\s*\n\s*(?={_CJK_WIDE})", "", text).replace("\r", "") \
+        if "\n" in text else text
+
+
+def _sole_text(inv: Invoice, root: Element, field: str, *names: str) -> str | None:
+    """The text of the elements named one of `names` anywhere under `root`,
+    when every non-empty one says the same (ignoring whitespace); None, with
+    an `xml-conflicting-elements` error, when two say different things. A
+    repeated or conflicting element (a second SellerInformation, an EIid
+    that is not the InvoiceNumber) is no reading to store: the first is not
+    more true than the second."""
+    texts = [t for t in ("".join(el.itertext()).strip() for el in root.iter() if local_name(el.tag) in names) if t]
+    distinct = list(dict.fromkeys(texts))
+    if len({re.sub(r"\s+", "", unicodedata.normalize("NFKC", t)) for t in distinct}) > 1:
+        shown = ", ".join(repr(t) for t in distinct[:4])
+        inv.problems.append(Problem(
+            code="xml-conflicting-elements", severity="error", field=field,
+            message=f"the XML gives {field} in {len(texts)} elements ({'/'.join(names)}) that differ: {shown}; left empty for 补录",
+            message_zh=f"XML 中 {field} 出现多次且不一致，留待补录"))
+        return None
+    return distinct[0] if distinct else None
 
 
 def offer_qr_text(invoice: Invoice, text: str | None) -> bool:
@@ -192,28 +226,24 @@ def _uses_fp_namespace(root: Element) -> bool:
 
 
 def read_shudian(root: Element, source: str = "xml") -> Invoice:
-    """Fields of a 数电 `EInvoice` tree (see module docstring)."""
+    """Fields of a 数电 `EInvoice` tree (see module docstring). A field
+    whose elements repeat with different values is left empty
+    (`_sole_text`)."""
     inv = Invoice()
-    supervision = find_first(root, "TaxSupervisionInfo")
-    number = text_of(supervision, "InvoiceNumber") if supervision is not None else None
-    inv.offer("number", _digits(number or text_of(root, "EIid")), source)
-    issue = text_of(supervision, "IssueTime") if supervision is not None else None
-    inv.offer("date", parse_date(issue) or parse_date(text_of(root, "RequestTime")), source)
+    inv.offer("number", _digits(_sole_text(inv, root, "number", "InvoiceNumber", "EIid")), source)
+    issue = _sole_text(inv, root, "date", "IssueTime")
+    # The request time is the date only when no issue time is printed: an
+    # unreadable one leaves the date empty rather than take another day.
+    inv.offer("date", parse_date(issue) if issue else parse_date(_sole_text(inv, root, "date", "RequestTime")), source)
     inv.offer("kind", _shudian_kind(root), source)
-    basic = find_first(root, "BasicInformation")
-    if basic is not None:
-        _offer_money(inv, "amount", text_of(basic, "TotalAmWithoutTax"), source)
-        _offer_money(inv, "tax", text_of(basic, "TotalTaxAm"), source)
-        _offer_money(inv, "total", text_of(basic, "TotalTax-includedAmount"), source)
-        inv.offer("total_in_words", text_of(basic, "TotalTax-includedAmountInChinese"), source)
-    seller = find_first(root, "SellerInformation")
-    if seller is not None:
-        inv.offer("seller_name", text_of(seller, "SellerName"), source)
-        inv.offer("seller_tax_id", _digits(text_of(seller, "SellerIdNum")), source)
-    buyer = find_first(root, "BuyerInformation")
-    if buyer is not None:
-        inv.offer("buyer_name", text_of(buyer, "BuyerName"), source)
-        inv.offer("buyer_tax_id", _digits(text_of(buyer, "BuyerIdNum")), source)
+    _offer_money(inv, "amount", _sole_text(inv, root, "amount", "TotalAmWithoutTax"), source)
+    _offer_money(inv, "tax", _sole_text(inv, root, "tax", "TotalTaxAm"), source)
+    _offer_money(inv, "total", _sole_text(inv, root, "total", "TotalTax-includedAmount"), source)
+    inv.offer("total_in_words", _sole_text(inv, root, "total_in_words", "TotalTax-includedAmountInChinese"), source)
+    inv.offer("seller_name", _name(_sole_text(inv, root, "seller_name", "SellerName")), source)
+    inv.offer("seller_tax_id", _digits(_sole_text(inv, root, "seller_tax_id", "SellerIdNum")), source)
+    inv.offer("buyer_name", _name(_sole_text(inv, root, "buyer_name", "BuyerName")), source)
+    inv.offer("buyer_tax_id", _digits(_sole_text(inv, root, "buyer_tax_id", "BuyerIdNum")), source)
     inv.items.extend(_line_items(root, "IssuItemInformation", name="ItemName", tax="ComTaxAm",
                                  rate="TaxRate", price="UnPrice"))
     offer_qr_text(inv, text_of(root, "GraphCode", "QRCode"))
@@ -256,20 +286,16 @@ def _shudian_kind(root: Element) -> str | None:
 def read_fp_invoice(root: Element, source: str = "xml") -> Invoice:
     """Fields of an e-invoice 2019 (`fp:`) `eInvoice` tree, as in original_invoice.xml."""
     inv = Invoice()
-    inv.offer("code", _digits(text_of(root, "InvoiceCode")), source)
-    inv.offer("number", _digits(text_of(root, "InvoiceNo")), source)
-    inv.offer("date", parse_date(text_of(root, "IssueDate")), source)
-    inv.offer("check_code", _digits(text_of(root, "InvoiceCheckCode")), source)
-    _offer_money(inv, "amount", text_of(root, "TaxExclusiveTotalAmount"), source)
-    _offer_money(inv, "tax", text_of(root, "TaxTotalAmount"), source)
-    _offer_money(inv, "total", text_of(root, "TaxInclusiveTotalAmount"), source)
-    inv.offer("total_in_words", text_of(root, "TaxInclusiveTotalAmountWithWords"), source)
-    buyer = find_first(root, "Buyer")
-    seller = find_first(root, "Seller")
-    inv.offer("buyer_name", text_of(buyer if buyer is not None else root, "BuyerName"), source)
-    inv.offer("buyer_tax_id", _digits(text_of(buyer if buyer is not None else root, "BuyerTaxID")), source)
-    inv.offer("seller_name", text_of(seller if seller is not None else root, "SellerName"), source)
-    inv.offer("seller_tax_id", _digits(text_of(seller if seller is not None else root, "SellerTaxID")), source)
+    for field, tag in (("code", "InvoiceCode"), ("number", "InvoiceNo"), ("check_code", "InvoiceCheckCode"),
+                       ("buyer_tax_id", "BuyerTaxID"), ("seller_tax_id", "SellerTaxID")):
+        inv.offer(field, _digits(_sole_text(inv, root, field, tag)), source)
+    inv.offer("date", parse_date(_sole_text(inv, root, "date", "IssueDate")), source)
+    _offer_money(inv, "amount", _sole_text(inv, root, "amount", "TaxExclusiveTotalAmount"), source)
+    _offer_money(inv, "tax", _sole_text(inv, root, "tax", "TaxTotalAmount"), source)
+    _offer_money(inv, "total", _sole_text(inv, root, "total", "TaxInclusiveTotalAmount"), source)
+    inv.offer("total_in_words", _sole_text(inv, root, "total_in_words", "TaxInclusiveTotalAmountWithWords"), source)
+    inv.offer("buyer_name", _name(_sole_text(inv, root, "buyer_name", "BuyerName")), source)
+    inv.offer("seller_name", _name(_sole_text(inv, root, "seller_name", "SellerName")), source)
     inv.items.extend(_line_items(root, "GoodsInfo", name="Item", tax="TaxAmount", rate="TaxScheme",
                                  price="Price"))
     graph = text_of(root, "GraphCode")

@@ -250,12 +250,14 @@ RULES: dict[str, Rule] = dict([
     # agent/extract/plausible.py): the field is empty, the read value named.
     # PDF pages (reported by extraction, agent/extract/pdf.py and pdf_render.py).
     _rule("text-layer-garbled", "warning", "a PDF's text layer decodes to readable text (else the page is rendered and read as a scan)", None),
+    _rule("several-invoices-on-page", "error", "a page prints one invoice face (else its printed values are left for 补录)", None),
     _rule("page-unread", "warning", "every page of a PDF could be read (else the fields it holds are left for 补录)", None),
     _rule("ocr-only", "warning", "a scan's 代码, 号码 and 日期 come from a QR code, not from OCR of the print alone", None),
     # XML and OFD (reported by extraction, agent/extract/xml.py and ofd.py).
     _rule("qr-unreadable", "warning", "a 数电 XML's fp:GraphCode holds a readable invoice QR", None),
     _rule("unreadable-amount", "warning", "every amount in a 数电 XML is a number (else the field is left empty)", None),
-    _rule("ofd-inconsistent", "warning", "an OFD gives each field one value across its data files", None),
+    _rule("xml-conflicting-elements", "error", "an invoice XML gives each field once, or the same value each time (else the field is left empty)", None),
+    _rule("ofd-inconsistent", "error", "an OFD gives each field one value across its data files and object IDs, and prints no text over other text (else the field is left empty)", None),
     _rule("ofd-attachment-corrupt", "warning", "every XML attachment of an OFD is well-formed", None),
     _rule("qr-amount-other", "warning", "the QR amount is the field its type says (else the print's is kept)", None),
     _rule("implausible-name", "error", "a name read from the page holds no 密码区 characters or digit runs", None),
