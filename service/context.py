@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from agent.applications import Operator
 from agent.config import Config, load_config
 from agent.errors import AgentError, ConfigError
 from agent.ledger import Ledger, utc
-from agent.validate import ValidationSettings
-from agent.vault import Vault
 from service import access
 from service.textsafe import echo, json_text
+
+if TYPE_CHECKING:
+    # Imported where used: every command loads this module, and the read
+    # commands need none of the 补录, validation or vault code behind them.
+    from agent.applications import Operator
+    from agent.validate import ValidationSettings
+    from agent.vault import Vault
 
 
 def now_dt() -> dt.datetime:
@@ -48,6 +52,8 @@ def operator(prefix: str = "cli") -> Operator:
     """Who is acting, for 补录 applications: the trail's actor (as `actor`)
     and the person four eyes compares (the account behind a trusted sudo,
     else the effective account; never LOGNAME/USER)."""
+    from agent.applications import Operator
+
     who = access.identity(_service_user())
     return Operator(actor=f"{prefix}:{who.label()}", person=who.invoker or who.name)
 
@@ -112,6 +118,8 @@ def open_ledger_readonly(cfg: Config) -> Ledger:
 
 def open_vault(cfg: Config) -> Vault:
     """The vault of this config (created on first use)."""
+    from agent.vault import Vault
+
     try:
         return Vault(cfg.vault_dir)
     except OSError as e:
@@ -120,6 +128,8 @@ def open_vault(cfg: Config) -> Vault:
 
 def validation_settings(cfg: Config) -> ValidationSettings:
     """The validation rules as configured; exits on a bad [validation] section."""
+    from agent.validate import ValidationSettings
+
     try:
         return ValidationSettings.from_config(cfg.validation, cfg.company)
     except AgentError as e:

@@ -9,6 +9,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+# The heartbeat activity of a restored, never-run ledger (written by
+# agent/backup/restore.py). Here, not there, so `status` and agent/health.py
+# can name it without importing the restore machinery.
+RESTORED_ACTIVITY = "restored"
+
 
 class SnapshotReader:
     """Read-only queries over one open Ledger connection; inside
