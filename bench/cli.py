@@ -7,7 +7,8 @@ Builds a ledger in a temporary folder: `--documents` invoices with buyer,
 seller, line items and a mix of states (quarantined ones included), plus
 300 that went through the ledger's own transitions and were delivered or
 failed (events and delivery attempts for `show`), with a destination and a
-file backup target in the config. Then runs, in interleaved rounds (the
+file backup target in the config, which holds all but 20 of the originals
+(as a running daemon's backup thread leaves it). Then runs, in interleaved rounds (the
 machine is shared: each command sees the same load), the anchor and
 `--version`, `status`, `list`, `show ID` and `quarantine`, each as its own
 process the way an operator runs it, and prints the median wall time of each,
@@ -89,6 +90,12 @@ def build(folder: Path, documents: int) -> int:
                 ledger.finish_delivery(c["delivery_id"], "t", state="failed" if failed else "delivered",
                                        now=utc(now), actor="bench", outcome="transient" if failed else "delivered",
                                        error="HTTP 503" if failed else None)
+        # What a running daemon's backup thread leaves: every original queued
+        # for the target, all but the newest 20 held there.
+        ledger.enqueue_backups("nas", now=utc(now))
+        due = ledger.due_backups("nas", now=utc(now), limit=10**9)
+        ledger.backups_done("nas", [(d["sha256"], d["size"] or 0) for d in due[:-20]], now=utc(now),
+                            day=utc(now)[:10])
         return ids[1]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -71,13 +72,29 @@ def _service_user() -> str:
 
 def load(ctx: click.Context) -> Config:
     """The config named by --config / FAPIAO_AGENT_CONFIG / the search path;
-    exits with status 2 and one line per problem when it is invalid."""
+    exits with status 2 and one line per problem when it is invalid. Read
+    once per command: the access check's reading is used again by the
+    command, unless the file changed in between (then it is read again)."""
+    obj = ctx.ensure_object(dict)
+    wanted = obj.get("config_path")
+    held = obj.get("config")
+    if held is not None and (seen := _identity(held.path)) is not None and obj.get("config_read") == (wanted, seen):
+        return held
     try:
-        cfg = load_config(ctx.obj.get("config_path") if ctx.obj else None)
+        cfg = load_config(wanted)
     except ConfigError as e:
         fail(str(e), code=2)
-    ctx.ensure_object(dict)["config"] = cfg
+    obj["config"] = cfg
+    obj["config_read"] = (wanted, _identity(cfg.path))
     return cfg
+
+
+def _identity(path) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except (OSError, TypeError):
+        return None   # unknown: read it again
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def open_ledger(cfg: Config) -> Ledger:
