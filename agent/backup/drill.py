@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Callable
 
 from agent.backup.base import LEDGER_PREFIX, BackupTarget, CorruptObject, object_key, sidecar_key
+from agent.backup.mirror import _reservoir
+from agent.backup.snapshot import snapshot_at
 from agent.config_sections import WEEKDAYS, drill_clock as _clock
 from agent.errors import AgentError, NotFound
 from agent.ledger import Ledger, utc
@@ -141,10 +143,6 @@ def restore_drill(ledger: Ledger, target: BackupTarget, *, now: Callable[[], dt.
 
 def _drill(ledger: Ledger, target: BackupTarget, work: Path, sample: int, report: DrillReport,
            progress: Callable[[int, int], None] | None, cancelled: Callable[[], bool]) -> None:
-    # mirror and snapshot are imported here, not at the top: loading a config
-    # imports this module for check_schedule, and `status` must not pay for them.
-    from agent.backup.mirror import _reservoir
-
     shas = _reservoir(ledger.done_backups(target.name), max(0, sample), random.Random(report.seed))
     sizes = ledger.backup_sizes(target.name, shas)
     report.sampled, report.sample = len(shas), list(shas)
@@ -231,8 +229,6 @@ def _check_original(ledger: Ledger, target: BackupTarget, work: Path, sha: str,
 
 
 def _check_snapshot(ledger: Ledger, target: BackupTarget, work: Path, report: DrillReport) -> None:
-    from agent.backup.snapshot import snapshot_at
-
     state = ledger.backup_target(target.name)
     recorded, recorded_sha = state.get("last_snapshot"), state.get("last_snapshot_sha256")
     sizes = {info.key: info.size for info in target.list(LEDGER_PREFIX)}
@@ -357,6 +353,7 @@ def _sweep_stale(parent: Path, now_s: float) -> None:
 
 # WEEKDAYS and the HH:MM reading are agent/config_sections.py's, which checks
 # the schedule at config load without importing this module.
+
 
 def last_scheduled(now: dt.datetime, weekday: str, at: str, tz: dt.tzinfo | None = None) -> dt.datetime:
     """The latest moment at or before `now` that is `weekday` `at` o'clock

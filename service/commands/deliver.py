@@ -7,7 +7,6 @@ import sys
 
 import click
 
-from agent.amend import resolve
 from agent.deliver import open_destination
 from agent.deliver.loop import Gate
 from agent.deliver.retry import DeliveryPolicy
@@ -32,6 +31,8 @@ def _names(cfg, destination: str | None) -> list[str]:
 
 
 def _document(ledger: Ledger, ref: str):
+    from agent.amend import resolve   # here: `status` imports this module for its delivery report
+
     try:
         doc = resolve(ledger, ref)
     except AgentError as e:

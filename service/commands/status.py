@@ -7,10 +7,10 @@ import sqlite3
 
 import click
 
+from agent.ledger.rows import RESTORED_ACTIVITY
 from agent.errors import NotFoundInLedger
 from agent.health import UNKNOWN, Thresholds, evaluate, heartbeat_details
 from agent.ledger import Ledger
-from agent.ledger.rows import RESTORED_ACTIVITY
 from agent.model import State
 from service.commands.backup import backed_up_line, backup_report, drill_line, target_state
 from service.commands.deliver import delivery_report, print_delivery
