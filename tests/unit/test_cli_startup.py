@@ -107,6 +107,14 @@ def test_read_commands_load_no_heavy_library(agent_config, tmp_path, args):
     assert loaded(modules, UNUSED) == []
 
 
+@pytest.mark.parametrize("args", [("list",), ("show", "1"), ("quarantine",)])
+def test_listing_commands_load_no_delivery_code(agent_config, tmp_path, args):
+    # Only `status` judges the destinations (breaker, maintenance): the
+    # delivery machinery is not loaded to list or show documents.
+    modules = run_cli(agent_config, tmp_path, *args)
+    assert loaded(modules, ("agent.deliver", "agent.reconcile")) == []
+
+
 def test_version_loads_no_command(agent_config, tmp_path):
     modules = run_cli(agent_config, tmp_path, "--version")
     assert sorted(m for m in modules if m.startswith("service.commands.")) == []
