@@ -12,14 +12,18 @@ from __future__ import annotations
 import datetime as dt
 import re
 from decimal import Decimal
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from agent.errors import AgentError, IllegalTransition
-from agent.judgement import judge, settle_key
 from agent.ledger import Document, Ledger
 from agent.model import FIELD_NAMES, KIND_NAMES, MONEY_FIELDS, TRANSITIONS, Invoice, State
-from agent.pipeline import invoice_columns
-from agent.validate import ValidationSettings
+
+if TYPE_CHECKING:
+    from agent.validate import ValidationSettings
+
+# Judging (agent.judgement, agent.pipeline and the validation rules behind
+# them) is imported by the functions that judge: `quarantine` and `retry`
+# use this module only to list and resolve documents.
 
 QUARANTINE_SORTS = ("received", "date", "amount")
 # States from which amend can send a document back to validation. Captured
@@ -144,6 +148,9 @@ def amend(ledger: Ledger, doc_id: int, values: dict[str, str], *, reason: str | 
     `application` (a 补录 number) goes into the event; a document that a
     pending application holds is refused (IllegalTransition).
     """
+    from agent.judgement import judge, settle_key
+    from agent.pipeline import invoice_columns
+
     if not values:
         raise AmendError("nothing to amend: give at least one --set name=value")
     parsed = {_field_name(name): parse_value(name, raw) for name, raw in values.items()}
@@ -256,6 +263,8 @@ def reject(ledger: Ledger, doc_id: int, *, reason: str, settings: ValidationSett
     Raises AmendError without a reason, IllegalTransition from a state that
     cannot be rejected or when a pending application holds the document
     (it is then unchanged). `application` goes into the event."""
+    from agent.judgement import settle_key
+
     reason = _required(reason, "reject")
     with ledger.transaction():
         doc = ledger.get(doc_id)

@@ -38,17 +38,21 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from agent import amend as hand
 from agent.application_rules import FILL, SAME, classify, held_problems, needs_why, shown
 from agent.errors import AgentError, IllegalTransition
-from agent.judgement import judge, settle_key
 from agent.ledger import Ledger
 from agent.ledger.applications import APPROVED, DECLINED, PENDING
 from agent.ledger.rows import parse_utc
 from agent.model import Invoice, State
-from agent.validate import ValidationSettings, validate
+
+if TYPE_CHECKING:
+    from agent.validate import ValidationSettings
+
+# Judging and validation are imported by the functions that judge (as in
+# agent/amend.py): `quarantine` and `requests` load this module to list.
 
 SELF, OTHER = "self", "other"
 # Where a pending application keeps its document: never valid or queued.
@@ -103,6 +107,8 @@ def file_amend(ledger: Ledger, doc_id: int, values: dict[str, str], *, reason: s
     nothing; otherwise pending, the document held until decided. Raises
     AmendError without a reason, IllegalTransition from a state amend does
     not work on or while another application holds the document."""
+    from agent.judgement import judge
+
     reason = hand.required_reason(reason, "amend")
     if not values:
         raise hand.AmendError("nothing to amend: give at least one --set name=value")
@@ -171,6 +177,9 @@ def file_reopen(ledger: Ledger, doc_id: int, *, reason: str, settings: Validatio
     or `reject` decides it again; when another document is its key's live
     copy meanwhile it becomes that one's duplicate (a key has one live
     copy). Raises IllegalTransition for a document that is not rejected."""
+    from agent.judgement import settle_key
+    from agent.validate import validate
+
     reason = hand.required_reason(reason, "reopen")
     with ledger.transaction():
         doc = ledger.get(doc_id)
@@ -231,6 +240,8 @@ def decline(ledger: Ledger, number: str, *, reason: str, settings: ValidationSet
     values are not applied, and the document is judged again with the values
     it has (re-validated, queued when valid), in one transaction. Raises
     AmendError without a reason, StaleApplication when it was decided."""
+    from agent.judgement import judge
+
     reason = hand.required_reason(reason, "decline")
     with ledger.transaction():
         app = ledger.application(number)

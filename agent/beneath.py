@@ -18,7 +18,6 @@ deleted until it is back or the daemon is reloaded.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import stat
@@ -258,6 +257,8 @@ _libc = None
 
 def _rename_noreplace(src_fd: int, src: str, dst_fd: int, dst: str) -> None:
     global _libc
+    import ctypes   # here: the ledger imports this module, and reading it needs no libc
+
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)
     fn = getattr(_libc, "renameat2", None)

@@ -73,6 +73,8 @@ def _no_query(url: str) -> str:
 
 def _check_maintenance(prefix: str, entry: dict[str, Any], errors: list[str]) -> None:
     # Found at config check, not when the delivery thread starts at 3 a.m.
+    if not entry.get("maintenance") and entry.get("maintenance_tz") is None:
+        return   # nothing to check, and every command loads a config: no import of the delivery code
     from agent.deliver.retry import parse_timezone, parse_window
 
     for window in entry.get("maintenance") or []:

@@ -5,6 +5,7 @@ line per problem, naming the key; agent/config.py reports them all at once.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
@@ -73,12 +74,36 @@ def health_problems(health: dict[str, Any]) -> list[str]:
 
 def drill_problems(policy: dict[str, Any]) -> list[str]:
     # A schedule the backup loop could not follow is refused at load, not met at 03:30.
-    from agent.backup.drill import check_schedule
-
     if "drill_weekday" not in policy or "drill_time" not in policy:
         return []   # a wrong type, already reported
     return [f"backup_policy.{key}: {problem}"
             for key, problem in check_schedule(policy["drill_weekday"], policy["drill_time"]).items()]
+
+
+# The restore drill's schedule (agent/backup/drill.py follows it), here so
+# that loading a config does not import the drill and the backup code behind it.
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def check_schedule(weekday: str, at: str) -> dict[str, str]:
+    """The problem with each of `weekday` (mon..sun, or off) and `at` (HH:MM), by
+    their [backup_policy] key; empty when they make a schedule."""
+    out = {}
+    if weekday not in (*WEEKDAYS, "off"):
+        out["drill_weekday"] = f"must be one of {', '.join(WEEKDAYS)} or off, not {weekday!r}"
+    try:
+        drill_clock(at)
+    except ValueError:
+        out["drill_time"] = f"must be a time of day HH:MM such as 03:30, not {at!r}"
+    return out
+
+
+def drill_clock(at: str) -> dt.time:
+    """`at` (HH:MM, two digits each) as a time of day; ValueError otherwise."""
+    hh, sep, mm = at.partition(":")
+    if sep != ":" or len(hh) != 2 or len(mm) != 2 or not (hh + mm).isdigit():
+        raise ValueError(at)
+    return dt.time(int(hh), int(mm))
 
 
 def report_problems(report: dict[str, Any]) -> list[str]:

@@ -15,8 +15,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 
-from agent.backup.restore import RESTORED_ACTIVITY
-from agent.ledger.rows import parse_utc
+from agent.ledger.rows import RESTORED_ACTIVITY, parse_utc
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 LEVELS = ("OK", "WARNING", "CRITICAL", "UNKNOWN")

@@ -28,8 +28,6 @@ a test) leave nothing behind.
 
 from __future__ import annotations
 
-import base64
-import html
 import itertools
 import json
 import re
@@ -105,6 +103,11 @@ def secret_forms(secret: str) -> set[str]:
     longer base64 string too."""
     if not secret:
         return set()
+    # base64 and html here, not at the top: agent.errors imports this module
+    # for every command, and only a config holding secrets comes here.
+    import base64
+    import html
+
     raw = secret.encode("utf-8")
     forms = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret),
              json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
@@ -130,6 +133,8 @@ def secret_forms(secret: str) -> set[str]:
 def basic_forms(username: str, password: str) -> set[str]:
     """What a Basic `Authorization` header gives away: `user:password`, its
     base64 (the header's value) and the whole header line's value."""
+    import base64
+
     pair = f"{username}:{password}"
     token = base64.b64encode(pair.encode("utf-8")).decode("ascii")
     return secret_forms(pair) | {token, f"Basic {token}"}

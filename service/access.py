@@ -28,7 +28,6 @@ import grp
 import os
 import pwd
 import shlex
-import shutil
 import sys
 from dataclasses import dataclass
 
@@ -210,6 +209,8 @@ def become_service(service_user: str, who: Identity) -> None:
         return
     env = dict(os.environ, SUDO_UID=str(who.invoker_uid if who.invoker_uid is not None else 0),
                SUDO_USER=who.invoker or "root", HOME=entry.pw_dir, USER=entry.pw_name, LOGNAME=entry.pw_name)
+    import shutil   # here: it imports zlib, bz2 and lzma, which every other command can do without
+
     argv = [sys.executable, *(["-m", "service"] if _run_as_module() else [sys.argv[0]]), *sys.argv[1:]]
     setpriv = shutil.which("setpriv")
     if setpriv:

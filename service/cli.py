@@ -2,21 +2,83 @@
 
 Each command lives in `service/commands/<name>.py` and stays thin: load the
 config, make one library call into `agent/`, format the result.
+
+Commands are loaded lazily: COMMANDS names the module and attribute of each,
+and only the module of the command being run is imported (click's "Lazily
+Loading Subcommands"), so `status` does not pay for boto3, OCR or PDF
+readers, and `--version` pays for none of them. `--help` and shell
+completion still see every command (they load them all).
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
-import pkgutil
 
 import click
 
-import service.commands
 from service import access
 
+# name -> "module:attribute" under service.commands. A new command is one
+# line here next to its module; tests/unit/test_cli_startup.py checks that
+# this names every command the modules define (`command`, `extra_commands`).
+COMMANDS: dict[str, str] = {
+    "audit": "audit:command",
+    "backup": "backup:command",
+    "check": "check:command",
+    "config": "config:command",
+    "retry": "deliver:command",
+    "requeue": "deliver:requeue_command",
+    "reconcile": "deliver:reconcile_command",
+    "extract": "extract:command",
+    "fleet": "fleet:command",
+    "ingest": "ingest:command",
+    "notify": "notify:command",
+    "quarantine": "quarantine:command",
+    "amend": "quarantine:amend_command",
+    "accept": "quarantine:accept_command",
+    "reject": "quarantine:reject_command",
+    "reopen": "quarantine:reopen_command",
+    "report": "report:command",
+    "requests": "requests:command",
+    "approve": "requests:approve_command",
+    "decline": "requests:decline_command",
+    "run": "run:command",
+    "search": "search:command",
+    "status": "status:command",
+    "list": "status:list_command",
+    "show": "status:show_command",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class LazyGroup(click.Group):
+    """A group whose subcommands in `COMMANDS` are imported when first asked
+    for by name; each is given the global `--config` and the access guard
+    once, as it loads, exactly as when all were registered at start-up."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            self.add_command(load_command(cmd_name), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+def load_command(name: str) -> click.Command:
+    """Import the module of command `name` (a key of COMMANDS) and return its
+    click command, with `--config` accepted anywhere and access enforced.
+    Raises LookupError when the module does not define what COMMANDS says."""
+    module_name, attribute = COMMANDS[name].split(":")
+    cmd = getattr(importlib.import_module(f"service.commands.{module_name}"), attribute, None)
+    if not isinstance(cmd, click.Command) or cmd.name != name:
+        raise LookupError(f"service.commands.{module_name}.{attribute} is not the command {name!r}")
+    _accept_config_anywhere(cmd)
+    _guard(cmd)
+    return cmd
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="FAPIAO_AGENT_CONFIG",
               help="Config file. Default, the first found: $FAPIAO_AGENT_CONFIG, var/fapiao-agent.toml "
                    "in this folder or any folder above it, then /etc/fapiao-agent/config.toml.")
@@ -87,19 +149,3 @@ def _guard(cmd: click.Command, path: str = "") -> None:
 
     guarded.__guarded__ = True
     cmd.callback = guarded
-
-
-def _register_commands() -> None:
-    # Every module in service/commands that defines `command` (a click
-    # command or group), and optionally `extra_commands`, is added: a new
-    # command is a new module, not an edit here.
-    for info in sorted(pkgutil.iter_modules(service.commands.__path__), key=lambda i: i.name):
-        module = importlib.import_module(f"service.commands.{info.name}")
-        for cmd in (getattr(module, "command", None), *getattr(module, "extra_commands", ())):
-            if isinstance(cmd, click.Command):
-                _accept_config_anywhere(cmd)
-                _guard(cmd)
-                main.add_command(cmd)
-
-
-_register_commands()

@@ -7,18 +7,23 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+import os
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from agent.applications import Operator
 from agent.config import Config, load_config
 from agent.errors import AgentError, ConfigError
 from agent.ledger import Ledger, utc
-from agent.validate import ValidationSettings
-from agent.vault import Vault
 from service import access
 from service.textsafe import echo, json_text
+
+if TYPE_CHECKING:
+    # Imported where used: every command loads this module, and the read
+    # commands need none of the 补录, validation or vault code behind them.
+    from agent.applications import Operator
+    from agent.validate import ValidationSettings
+    from agent.vault import Vault
 
 
 def now_dt() -> dt.datetime:
@@ -48,6 +53,8 @@ def operator(prefix: str = "cli") -> Operator:
     """Who is acting, for 补录 applications: the trail's actor (as `actor`)
     and the person four eyes compares (the account behind a trusted sudo,
     else the effective account; never LOGNAME/USER)."""
+    from agent.applications import Operator
+
     who = access.identity(_service_user())
     return Operator(actor=f"{prefix}:{who.label()}", person=who.invoker or who.name)
 
@@ -65,13 +72,29 @@ def _service_user() -> str:
 
 def load(ctx: click.Context) -> Config:
     """The config named by --config / FAPIAO_AGENT_CONFIG / the search path;
-    exits with status 2 and one line per problem when it is invalid."""
+    exits with status 2 and one line per problem when it is invalid. Read
+    once per command: the access check's reading is used again by the
+    command, unless the file changed in between (then it is read again)."""
+    obj = ctx.ensure_object(dict)
+    wanted = obj.get("config_path")
+    held = obj.get("config")
+    if held is not None and (seen := _identity(held.path)) is not None and obj.get("config_read") == (wanted, seen):
+        return held
     try:
-        cfg = load_config(ctx.obj.get("config_path") if ctx.obj else None)
+        cfg = load_config(wanted)
     except ConfigError as e:
         fail(str(e), code=2)
-    ctx.ensure_object(dict)["config"] = cfg
+    obj["config"] = cfg
+    obj["config_read"] = (wanted, _identity(cfg.path))
     return cfg
+
+
+def _identity(path) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except (OSError, TypeError):
+        return None   # unknown: read it again
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def open_ledger(cfg: Config) -> Ledger:
@@ -112,6 +135,8 @@ def open_ledger_readonly(cfg: Config) -> Ledger:
 
 def open_vault(cfg: Config) -> Vault:
     """The vault of this config (created on first use)."""
+    from agent.vault import Vault
+
     try:
         return Vault(cfg.vault_dir)
     except OSError as e:
@@ -120,6 +145,8 @@ def open_vault(cfg: Config) -> Vault:
 
 def validation_settings(cfg: Config) -> ValidationSettings:
     """The validation rules as configured; exits on a bad [validation] section."""
+    from agent.validate import ValidationSettings
+
     try:
         return ValidationSettings.from_config(cfg.validation, cfg.company)
     except AgentError as e:

@@ -33,6 +33,7 @@ from typing import Callable
 from agent.backup.base import LEDGER_PREFIX, BackupTarget, CorruptObject, object_key, sidecar_key
 from agent.backup.mirror import _reservoir
 from agent.backup.snapshot import snapshot_at
+from agent.config_sections import WEEKDAYS, drill_clock as _clock
 from agent.errors import AgentError, NotFound
 from agent.ledger import Ledger, utc
 from agent.ledger.rows import parse_utc
@@ -48,7 +49,6 @@ MAX_SIDECAR_BYTES = 16 << 20        # a sidecar is a few KB; a target's giant on
 # the live file (plus room for a young ledger) is a bomb, not a ledger.
 SNAPSHOT_GROWTH_LIMIT = 4
 SNAPSHOT_MIN_LIMIT = 256 << 20
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 RETRY_FAILED_S = 3600.0             # a failed drill runs again after an hour, not a week
 CLOCK_SLACK_S = 1.0
 
@@ -351,24 +351,8 @@ def _sweep_stale(parent: Path, now_s: float) -> None:
 
 # -- the schedule ---------------------------------------------------------------------------------
 
-def check_schedule(weekday: str, at: str) -> dict[str, str]:
-    """The problem with each of `weekday` (mon..sun, or off) and `at` (HH:MM), by
-    their [backup_policy] key; empty when they make a schedule."""
-    out = {}
-    if weekday not in (*WEEKDAYS, "off"):
-        out["drill_weekday"] = f"must be one of {', '.join(WEEKDAYS)} or off, not {weekday!r}"
-    try:
-        _clock(at)
-    except ValueError:
-        out["drill_time"] = f"must be a time of day HH:MM such as 03:30, not {at!r}"
-    return out
-
-
-def _clock(at: str) -> dt.time:
-    hh, sep, mm = at.partition(":")
-    if sep != ":" or len(hh) != 2 or len(mm) != 2 or not (hh + mm).isdigit():
-        raise ValueError(at)
-    return dt.time(int(hh), int(mm))
+# WEEKDAYS and the HH:MM reading are agent/config_sections.py's, which checks
+# the schedule at config load without importing this module.
 
 
 def last_scheduled(now: dt.datetime, weekday: str, at: str, tz: dt.tzinfo | None = None) -> dt.datetime:

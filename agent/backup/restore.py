@@ -33,12 +33,11 @@ from agent.backup.snapshot import restore_sqlite, snapshot_at
 from agent.errors import NotFound, Permanent
 from agent.fsutil import fsync_dir
 from agent.ledger import Ledger, utc
-from agent.ledger.rows import parse_utc
+from agent.ledger.rows import RESTORED_ACTIVITY, parse_utc
 from agent.vault import DIR_MODE, FILE_MODE, Vault
 
 LEDGER_NAME = "ledger.sqlite3"
 VAULT_NAME = "vault"
-RESTORED_ACTIVITY = "restored"     # the heartbeat activity of a restored, never-run ledger
 
 
 class RestoreRefused(Permanent):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from agent.deliver.base import Destination, Misconfigured, Parcel, Receipt, parcel_for
 from agent.deliver.retry import CLOSED, Breaker, DeliveryPolicy, in_maintenance, is_due, next_attempt_at
@@ -23,7 +24,9 @@ from agent.errors import AdapterError, Permanent, Transient
 from agent.ledger import Ledger
 from agent.ledger.rows import parse_utc, utc
 from agent.model import Invoice, Problem
-from agent.vault import Vault
+
+if TYPE_CHECKING:   # `status` reads Gate and needs no vault
+    from agent.vault import Vault
 
 DELIVERY_REJECTED = "delivery-rejected"
 DELIVERY_CONFLICT = "delivery-conflict"

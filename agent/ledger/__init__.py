@@ -12,6 +12,7 @@ methods. Guarantees:
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import stat
@@ -19,9 +20,7 @@ import threading
 import weakref
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Iterator
 
 from agent.ledger.schema import LATEST, MIGRATIONS, STEPS
 from agent.ledger.documents import DocumentsMixin
@@ -35,6 +34,9 @@ from agent.ledger.notifications import NotificationsMixin
 from agent.ledger.fleet import FleetMixin
 from agent.ledger.search import SearchMixin
 from agent.ledger.rows import Document, Event, Source, utc
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 __all__ = ["Ledger", "Document", "Event", "Source", "utc"]
 
@@ -57,9 +59,12 @@ class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin, 
         self.conn = sqlite3.connect(uri, uri=True, isolation_level=None,
                                     timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
         self.conn.row_factory = sqlite3.Row
-        self.db = sqlite_utils.Database(self.conn)
         self._lock = threading.RLock()
         self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        # What sqlite_utils.Database() set on this connection when every
+        # ledger was wrapped at open (it still is, on first use of `db`):
+        # with it, a REPLACE that deletes a row fires that row's delete triggers.
+        self.conn.execute("PRAGMA recursive_triggers = ON")
         if not readonly:
             self.conn.execute("PRAGMA journal_mode = WAL")
             self.path.chmod(0o640)
@@ -69,6 +74,19 @@ class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin, 
             self.migrate()
             # Also at exit for a ledger never closed (a CLI command's).
             self._closer = weakref.finalize(self, _close_writer, self.conn, self.path)
+
+    @functools.cached_property
+    def db(self) -> "sqlite_utils.Database":
+        """This ledger's connection wrapped in sqlite_utils.Database (the
+        same connection, so the same transactions), made on first use.
+
+        Not at open: importing sqlite_utils.db imports numpy when installed
+        (~90 ms) and Database() loads its plugins by scanning every installed
+        distribution (~50 ms), which every CLI command paid before it read a
+        row. No plugin hook runs on the connection before this is used."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
 
     def close(self) -> None:
         """Close the connection; the ledger stays consistent on disk, and a

@@ -4,7 +4,6 @@ the rows, written with the document's move and its event in one transaction)."""
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from agent.model import State
@@ -25,6 +24,8 @@ class FleetMixin:
         known = self.get_value("fleet.holder")
         if known:
             return known
+        import secrets   # here: it loads OpenSSL (through hmac), which reading the ledger never needs
+
         with self.transaction() as c:
             c.execute("INSERT OR IGNORE INTO kv (key, value, updated_at) VALUES ('fleet.holder', ?, ?)",
                       (secrets.token_hex(8), now))

@@ -9,6 +9,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+# The heartbeat activity of a restored, never-run ledger (written by
+# agent/backup/restore.py). Here, not there, so `status` and agent/health.py
+# can name it without importing the restore machinery.
+RESTORED_ACTIVITY = "restored"
+
 
 class SnapshotReader:
     """Read-only queries over one open Ledger connection; inside
@@ -36,7 +41,16 @@ def utc(moment: dt.datetime) -> str:
 
 
 def parse_utc(text: str) -> dt.datetime:
-    """Inverse of `utc`."""
+    """Inverse of `utc`; raises ValueError for text strptime's
+    "%Y-%m-%dT%H:%M:%S.%fZ" does not accept."""
+    # `utc`'s own fixed-width form is read by slicing: strptime's first call
+    # imports _strptime and compiles its patterns, ~5 ms of every CLI command.
+    # Any other text takes strptime, so what is accepted is unchanged.
+    if len(text) == 27 and text[4] + text[7] + text[10] + text[13] + text[16] + text[19] + text[26] == "--T::.Z":
+        digits = text[:4] + text[5:7] + text[8:10] + text[11:13] + text[14:16] + text[17:19] + text[20:26]
+        if digits.isascii() and digits.isdigit():
+            return dt.datetime(int(text[:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]),
+                               int(text[17:19]), int(text[20:26]), tzinfo=dt.timezone.utc)
     return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
 
 

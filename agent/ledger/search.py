@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.search import SearchQuery
+if TYPE_CHECKING:   # every command opens a Ledger; only `search` builds a query
+    from agent.search import SearchQuery
 
 # Indexed expressions of migration 25: the very text, or the index is not used.
 _JSON = "CASE WHEN json_valid(fields) THEN json_extract(fields, '$.{}') END"

@@ -11,21 +11,20 @@ from pathlib import Path
 
 import click
 
-from agent.backup.base import LEDGER_PREFIX, open_target
-from agent.backup.drill import restore_drill
-from agent.backup.mirror import verify_step
-from agent.backup.restore import LEDGER_NAME, RESTORED_ACTIVITY, restore, work_folder
-from agent.backup.sites import SiteTarget, check_site, sites_on
 from agent.config import Config
 from agent.config_adapters import SECRET_KEYS, local_folder
 from agent.errors import AgentError, ConfigError
 from agent.ledger import Ledger
+from agent.ledger.rows import RESTORED_ACTIVITY
 from service.context import (actor, age_seconds, echo_json, fail, human_age, load, now_dt,
                              open_ledger, open_vault)
-from service.backup import fleet_site, open_backup
 from service.display import local_time
 from service.progress import Progress
 from service.textsafe import echo
+
+# The backup machinery (agent.backup.*, service.backup) is imported inside
+# the commands that drive it: `status` imports this module for its report
+# helpers and must not pay for it.
 
 
 def backup_report(ledger: Ledger, cfg: Config, at: dt.datetime | None = None) -> dict:
@@ -148,6 +147,8 @@ def drill_command(ctx: click.Context, target_name: str | None, sample: int | Non
     check every hash, open the snapshot read-only and run integrity_check,
     then delete the folder. Recorded for `status`. Changes nothing on the
     target (`backup verify --full` repairs). Exits 1 when a drill failed."""
+    from agent.backup.drill import restore_drill
+
     cfg = load(ctx)
     failed = 0
     with open_ledger(cfg) as ledger:
@@ -177,6 +178,8 @@ def verify_command(ctx: click.Context, target_name: str | None, full: bool, as_j
     """Re-read backed-up objects and compare SHA-256 values; a missing or
     corrupt object is re-uploaded from the vault and reported. Exits 1 when
     something could not be repaired."""
+    from agent.backup.mirror import verify_step
+
     cfg = load(ctx)
     entries = _entries(cfg, target_name)
     policy = cfg.backup_policy
@@ -220,6 +223,9 @@ def restore_command(ctx: click.Context, source: str, dest: Path, at_text: str | 
     `fapiao-agent --config DIR/restored.toml status` shows them. DIR/state
     appears only when the restore is complete; a restore that was
     interrupted resumes when run again, keeping the objects it had copied."""
+    from agent.backup.restore import LEDGER_NAME, restore, work_folder
+    from service.backup import fleet_site
+
     cfg = load(ctx)
     entry = _entries(cfg, source)[0]
     at = _parse_at(at_text)
@@ -273,6 +279,9 @@ def _restore_source(target, site: str | None):
     """The target as site `site` of a shared target (refused, listing the sites
     found, when it holds no snapshot of that site), or as it is when None
     (refused when it holds only sites' backups: which one is then a guess)."""
+    from agent.backup.base import LEDGER_PREFIX
+    from agent.backup.sites import SiteTarget, check_site, sites_on
+
     try:
         if site is not None:
             try:
@@ -339,6 +348,9 @@ def _entries(cfg: Config, name: str | None) -> list[dict]:
 
 def _open(entry: dict, cfg: Config | None = None):
     # With cfg: as this agent's site of a shared target (service/backup.py).
+    from agent.backup.base import open_target
+    from service.backup import open_backup
+
     try:
         return open_target(entry) if cfg is None else open_backup(cfg, entry)
     except AgentError as e:

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from agent.amend import resolve
-from agent.deliver import open_destination
-from agent.deliver.loop import Gate
-from agent.deliver.retry import DeliveryPolicy
 from agent.errors import AgentError
 from agent.health import Thresholds
 from agent.ledger import Ledger, utc
 from agent.ledger.deliveries import ACTIVE_DOCUMENT_STATES
-from agent.reconcile import ALL_STATES, Check, reconcile
 from service.csv_safe import echo_csv
 from service.display import Column, local_time, table
 from service.progress import Progress
 from service.context import actor, age_seconds, echo_json, fail, human_age, load, now, now_dt, open_ledger
 from service.textsafe import echo
+
+if TYPE_CHECKING:
+    from agent.reconcile import Check
+
+# The delivery machinery (agent.deliver.*, agent.reconcile) is imported by the
+# functions that use it: `list` and `show` import this module through
+# service/commands/status.py and use none of it.
 
 RECONCILE_COLUMNS = ("document_id", "destination", "invoice_number", "invoice_date", "total",
                      "delivered_at", "result", "remote_id", "error")
@@ -38,6 +41,8 @@ def _names(cfg, destination: str | None) -> list[str]:
 
 
 def _document(ledger: Ledger, ref: str):
+    from agent.amend import resolve   # here: `status` imports this module for its delivery report
+
     try:
         doc = resolve(ledger, ref)
     except AgentError as e:
@@ -149,6 +154,8 @@ def reconcile_command(ctx, since, destination, sort, as_json, as_csv) -> None:
     [delivery] requeue_missing is on. Ends with checked/confirmed/missing/requeued.
     Destinations in maintenance or paused are left out (with a note). Exits 1
     when a lookup failed (the row is left as it was)."""
+    from agent.reconcile import ALL_STATES, reconcile
+
     cfg = load(ctx)
     since_dt = _since(since)
     names = _names(cfg, destination)
@@ -198,6 +205,10 @@ def _sorted(checks: list[Check], sort: str) -> list[Check]:
 
 def _callable_destinations(ledger: Ledger, cfg, names: list[str]) -> dict:
     """Adapters for `names`, leaving out (with a note) any in maintenance or paused."""
+    from agent.deliver import open_destination
+    from agent.deliver.loop import Gate
+    from agent.deliver.retry import DeliveryPolicy
+
     out = {}
     at = now_dt()
     for entry in cfg.destinations:
@@ -233,6 +244,9 @@ def delivery_report(ledger: Ledger, cfg, at: dt.datetime) -> dict:
     `late_by_state`, and `near_sla`, those waiting longer than
     [health] sla_warn_fraction of it, not yet late. JSON-ready. Without
     destinations there is no delivery, so no SLA: the counts are 0."""
+    from agent.deliver.loop import Gate
+    from agent.deliver.retry import DeliveryPolicy
+
     limits = Thresholds.from_config(cfg)
     hours = limits.sla_hours
     late_by_state: dict[str, int] = {}

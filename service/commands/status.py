@@ -8,7 +8,7 @@ import sqlite3
 
 import click
 
-from agent.backup.restore import RESTORED_ACTIVITY
+from agent.ledger.rows import RESTORED_ACTIVITY
 from agent.errors import NotFoundInLedger
 from agent.health import UNKNOWN, Thresholds, evaluate, heartbeat_details
 from agent.ledger import Ledger, utc
