@@ -22,6 +22,12 @@ from agent.extract.sniff import sniff
 from agent.ledger import Ledger
 from agent.vault import Staged, Vault
 
+# Files stored one by one (`store_file`) are recorded in groups, one
+# transaction (one fsync of the ledger) for all of them, closed after this
+# long or this many files (service/intake.py, `ingest`): each file's rows are
+# durable within a few tens of ms of its vault object.
+GROUP_S = 0.02
+GROUP_MAX = 200
 _KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
           stat.S_IFBLK: "a block device", stat.S_IFDIR: "a directory", stat.S_IFLNK: "a symlink"}
 
@@ -154,6 +160,7 @@ class StoredFile:
     path: str
     source: Identity   # the file as it was opened (fstat before reading)
     steady: bool       # unchanged while it was read: only then may it be moved or deleted later
+    staged: Staged | None = None  # `stage`: in the vault's tmp/, durable once `Vault.commit_staged` returned
 
 
 def capture_file(ledger: Ledger, vault: Vault, path: str | os.PathLike, *, source_kind: str,
@@ -173,10 +180,13 @@ def capture_file(ledger: Ledger, vault: Vault, path: str | os.PathLike, *, sourc
 
 
 def store_file(vault: Vault, path: str | os.PathLike, *, max_bytes: int, follow_symlinks: bool = False,
-               root: Path | None = None, refuse_unreadable: bool = False) -> StoredFile:
+               root: Path | None = None, refuse_unreadable: bool = False, stage: bool = False) -> StoredFile:
     """Copy one file's bytes into the vault, fsynced on return; nothing is
     written to the ledger (a group of files gets its rows in one commit,
-    service/intake.py).
+    service/intake.py). With `stage`, the bytes are only staged
+    (`StoredFile.staged`, `Vault.stage_stream`): the caller makes a whole
+    group durable with one `Vault.commit_staged` (two filesystem syncs for
+    all of them instead of two fsyncs each) before writing its rows.
 
     With `root`, only a file beneath it is read (see `open_source`). The
     result says which file was read (`source`, its fstat before reading)
@@ -202,11 +212,13 @@ def store_file(vault: Vault, path: str | os.PathLike, *, max_bytes: int, follow_
             raise UnsupportedFormat(f"{what}: {path} ({staged.size} bytes, kept in the vault as "
                                     f"{staged.sha256[:12]}); left where it is, taken again when it changes",
                                     staged=staged, fmt=fmt)
-        stored = vault.put_stream(stream, max_bytes=max_bytes)
+        stored = vault.stage_stream(stream, max_bytes=max_bytes) if stage else vault.put_stream(stream,
+                                                                                               max_bytes=max_bytes)
         after = os.fstat(stream.fileno())
     read_from = Identity.of(before)
     steady = stored.size == before.st_size and not read_from.differences(after)
-    return StoredFile(stored.sha256, stored.size, head, path.name, str(path), read_from, steady)
+    return StoredFile(stored.sha256, stored.size, head, path.name, str(path), read_from, steady,
+                      staged=stored if stage else None)
 
 
 def record_file(ledger: Ledger, stored: StoredFile, *, source_kind: str, source: str | None, now: str,

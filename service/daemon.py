@@ -19,6 +19,7 @@ import time
 
 import schedule
 
+from agent.capture import GROUP_MAX, GROUP_S
 from agent.config import Config, load_config
 from agent.config_paths import check_paths
 from agent.errors import AgentError, ConfigError
@@ -51,12 +52,6 @@ PAUSE_MAX_RETRY_S = 30.0
 MAX_BACKOFF_S = 60.0
 # Files handed out per main-loop step.
 INTAKE_BATCH = 200
-# A group of files taken is committed at once (one fsync of the ledger for
-# all of them) after this long or this many files: each file's rows are
-# durable within a few tens of ms of its vault object, and other writers (delivery,
-# backup) wait for the ledger's lock no longer than that.
-GROUP_S = 0.02
-GROUP_MAX = 200
 # Intake stops taking files after this long in one step, even mid-batch (the
 # rest stay first in line): each step must also feed the extraction pool, or
 # a long backlog of files to capture starves the reading of those captured.

@@ -2,11 +2,12 @@
 
 Every file is reached from its watched folder by directory fd, never
 through a symlink (agent/beneath.py). Files are taken in groups (`group`):
-each file's bytes are fsynced into the vault as it is taken, its ledger rows
-(document, arrival, seen-file row, waiting source step, refusal) are written
-in the group's one transaction, and the group is committed within a few
-milliseconds: one commit for many files. A source is touched only after its
-group is durable. A scanner file is moved or deleted only once extraction
+each file's bytes are staged in the vault as it is taken; at the group's end
+(after GROUP_S or GROUP_MAX files, agent/capture.py) all are made durable at
+once, then their ledger rows (document, arrival, seen-file row, waiting
+source step, refusal) are written in one transaction: one vault sync and
+one ledger commit for many files. A source is touched only after its group
+is durable. A scanner file is moved or deleted only once extraction
 has read its capture: the step waits in the ledger (`source_actions`) and is
 carried out by `finish_sources` (service/source_steps.py), after a restart
 too, and only while the name still holds the very file that was captured. A
@@ -80,18 +81,18 @@ class Intake:
     @contextmanager
     def group(self, *, now: str, today: dt.date) -> Iterator[None]:
         """Take the files taken inside as one group. While it is open, each
-        file's bytes are fsynced into the vault as it is taken, and no ledger
-        lock is held; at its end the group's rows are written in ONE
-        transaction (the lock held only for them) and committed.
-        Guarantees: every vault object is durable before the rows naming it
-        are committed (refused junk's staged bytes are made durable in one
-        go, `Vault.commit_staged`, before the transaction); no source is
-        moved or deleted before the COMMIT returned; one file's rows are
-        written all or none (a savepoint); the results of `take` are
-        complete (`documents`) once the group is committed. On an error the
-        whole group is rolled back, its files are still where they were
-        (taken again later), and the error propagates. Nested use joins the
-        outer group."""
+        file's bytes are staged in the vault's tmp/ as it is taken (read,
+        hashed, written: no fsync each), and no ledger lock is held; at its
+        end all of them are made durable at once (`Vault.commit_staged`: two
+        filesystem syncs for the whole group), then the group's rows are
+        written in ONE transaction (the lock held only for them) and
+        committed. Guarantees: every vault object is durable before the rows
+        naming it are committed; no source is moved or deleted before the
+        COMMIT returned; one file's rows are written all or none (a
+        savepoint); the results of `take` are complete (`documents`) once
+        the group is committed. On an error the whole group is rolled back,
+        its files are still where they were (taken again later), and the
+        error propagates. Nested use joins the outer group."""
         if self._group is not None:
             yield
             return
@@ -210,7 +211,7 @@ class Intake:
                     return docs
                 return self._later(write)
             stored = store_file(self.vault, path, max_bytes=self.max_bytes, root=watch.path,
-                                refuse_unreadable=True)
+                                refuse_unreadable=True, stage=True)
         except UnsupportedFormat as e:
             # Junk by its content (text, random bytes): refused as cheaply as an
             # empty file, but its bytes are an original all the same: the
@@ -221,6 +222,8 @@ class Intake:
                 log.error("capture failed; will retry", extra={"path": key, "error": str(e)})
                 return IntakeResult([], retry=True, error=storable(str(e)))
             return self._refuse(path, watch, st, str(e), now=now)
+
+        self._group.staged.append(stored.staged)
 
         def write_scan() -> list[int]:
             got = record_file(self.ledger, stored, source_kind="scanner", source=str(watch.path), now=now,
