@@ -110,7 +110,7 @@ def latency(root: Path, n: int) -> None:
     d.stop()
 
 
-BURST_CONFIG = f"""
+BURST_CONFIG = """
 [[destination]]
 name = "out"
 url = "folder://out"
@@ -219,7 +219,8 @@ def burst(root: Path, n: int, rounds: int = 2, pdf_share: float = 0.2) -> None:
         with tempfile.TemporaryDirectory(dir=root) as tmp:
             res = burst_round(Path(tmp), files)
         results.append(res)
-        kinds = ", ".join(f"{k} {got}/{total} at {rate:.0f}/s" for k, (total, got, rate) in sorted(res["kinds"].items()))
+        kinds = ", ".join(f"{k} {got}/{total} at {rate:.0f}/s"
+                          for k, (total, got, rate) in sorted(res["kinds"].items()))
         print(f"burst round {r + 1}: {res['captured']}/{n} captured at {res['daemon']:.0f} files/s, floor loop "
               f"{res['floor']:.0f} files/s: {res['daemon'] / res['floor']:.2f} of the floor; {res['queued']} queued "
               f"at {res['to_queued']:.0f} files/s ({kinds}); peak RSS {res['peak']:.0f} MB daemon+workers")
@@ -347,8 +348,8 @@ def main() -> None:
     args = ap.parse_args()
     runs = [(junk_flood, args.junk, args.junk_kind)] if args.junk else [
         (burst, args.burst, args.rounds, args.pdf_share)] if args.only_burst else [
-        (latency, args.files), (burst, args.burst, args.rounds, args.pdf_share), (idle, args.idle), (junk_flood, 100_000, "empty"),
-        (junk_flood, 15_000, "tiny")]
+        (latency, args.files), (burst, args.burst, args.rounds, args.pdf_share), (idle, args.idle),
+        (junk_flood, 100_000, "empty"), (junk_flood, 15_000, "tiny")]
     for fn, *arg in runs:
         with tempfile.TemporaryDirectory() as tmp:
             fn(Path(tmp), *arg)

@@ -4,7 +4,8 @@ All SQL of the project lives in this package. Everything else calls its
 methods. Guarantees:
 - WAL mode with a busy timeout: readers never block the writer and never
   see "database is locked"; `synchronous=FULL` makes every state change
-  durable when its method returns.
+  durable when its method returns (inside a caller's `transaction()`,
+  when that one commits).
 - A state change and its audit event are written in one transaction; the
   event is hash-chained there (agent/ledger/trail.py).
 - Illegal transitions raise `IllegalTransition` and change nothing.
