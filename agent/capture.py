@@ -22,6 +22,12 @@ from agent.extract.sniff import sniff
 from agent.ledger import Ledger
 from agent.vault import Staged, Vault
 
+# Files stored one by one (`store_file`) are recorded in groups, one
+# transaction (one fsync of the ledger) for all of them, closed after this
+# long or this many files (service/intake.py, `ingest`): each file's rows are
+# durable within a few tens of ms of its vault object.
+GROUP_S = 0.02
+GROUP_MAX = 200
 _KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
           stat.S_IFBLK: "a block device", stat.S_IFDIR: "a directory", stat.S_IFLNK: "a symlink"}
 
@@ -142,22 +148,55 @@ class UnsupportedFormat(CaptureError):
         self.sha256, self.size = staged.sha256, staged.size
 
 
+@dataclass(frozen=True)
+class StoredFile:
+    """A source file's bytes durable in the vault, not yet in the ledger
+    (`store_file`; `record_file` writes its rows)."""
+
+    sha256: str
+    size: int
+    head: bytes
+    name: str
+    path: str
+    source: Identity   # the file as it was opened (fstat before reading)
+    steady: bool       # unchanged while it was read: only then may it be moved or deleted later
+    staged: Staged | None = None  # `stage`: in the vault's tmp/, durable once `Vault.commit_staged` returned
+
+
 def capture_file(ledger: Ledger, vault: Vault, path: str | os.PathLike, *, source_kind: str,
                  source: str | None, now: str, actor: str, max_bytes: int,
                  follow_symlinks: bool = False, root: Path | None = None,
                  details: dict[str, Any] | None = None, refuse_unreadable: bool = False) -> Captured:
-    """Take one file into vault and ledger, idempotently.
+    """Take one file into vault and ledger, idempotently: `store_file`, then
+    `record_file`.
 
     Guarantees: on return the bytes are fsynced in the vault and the ledger
-    row is committed. With `root`, only a file beneath it is read (see
-    `open_source`). The result says which file was read (`source`, its
-    fstat before reading) and whether it stayed unchanged while it was
-    read (`steady`). Raises CaptureError (see `open_source`; `transient`
-    set for disk errors) and leaves nothing behind in that case. With
-    `refuse_unreadable`, a file whose first bytes are of no format an
-    invoice comes in (UNREADABLE_FORMATS, judged by content, never size) gets
-    no document: its bytes are staged in the vault (`Vault.stage_stream`)
-    and UnsupportedFormat is raised carrying them; the caller records the
+    row is committed (or written in the caller's open transaction: durable
+    with its COMMIT). See `store_file` for what is read and refused."""
+    stored = store_file(vault, path, max_bytes=max_bytes, follow_symlinks=follow_symlinks, root=root,
+                        refuse_unreadable=refuse_unreadable)
+    return record_file(ledger, stored, source_kind=source_kind, source=source, now=now, actor=actor,
+                       details=details)
+
+
+def store_file(vault: Vault, path: str | os.PathLike, *, max_bytes: int, follow_symlinks: bool = False,
+               root: Path | None = None, refuse_unreadable: bool = False, stage: bool = False) -> StoredFile:
+    """Copy one file's bytes into the vault, fsynced on return; nothing is
+    written to the ledger (a group of files gets its rows in one commit,
+    service/intake.py). With `stage`, the bytes are only staged
+    (`StoredFile.staged`, `Vault.stage_stream`): the caller makes a whole
+    group durable with one `Vault.commit_staged` (two filesystem syncs for
+    all of them instead of two fsyncs each) before writing its rows.
+
+    With `root`, only a file beneath it is read (see `open_source`). The
+    result says which file was read (`source`, its fstat before reading)
+    and whether it stayed unchanged while it was read (`steady`). Raises
+    CaptureError (see `open_source`; `transient` set for disk errors) and
+    leaves nothing behind in that case. With `refuse_unreadable`, a file
+    whose first bytes are of no format an invoice comes in
+    (UNREADABLE_FORMATS, judged by content, never size) is not stored: its
+    bytes are staged in the vault (`Vault.stage_stream`) and
+    UnsupportedFormat is raised carrying them; the caller records the
     refusal naming their sha256 once `Vault.commit_staged` made them durable
     (many at once: a flood of junk costs no fsync per file)."""
     path = Path(path)
@@ -173,13 +212,24 @@ def capture_file(ledger: Ledger, vault: Vault, path: str | os.PathLike, *, sourc
             raise UnsupportedFormat(f"{what}: {path} ({staged.size} bytes, kept in the vault as "
                                     f"{staged.sha256[:12]}); left where it is, taken again when it changes",
                                     staged=staged, fmt=fmt)
-        stored = vault.put_stream(stream, max_bytes=max_bytes)
+        stored = vault.stage_stream(stream, max_bytes=max_bytes) if stage else vault.put_stream(stream,
+                                                                                               max_bytes=max_bytes)
         after = os.fstat(stream.fileno())
     read_from = Identity.of(before)
     steady = stored.size == before.st_size and not read_from.differences(after)
-    got = _record(ledger, stored.sha256, stored.size, head, source_kind=source_kind, source=source,
-                  name=path.name, original_path=str(path), now=now, actor=actor, details=details)
-    return Captured(got.document_id, got.sha256, got.size, got.created, source=read_from, steady=steady)
+    return StoredFile(stored.sha256, stored.size, head, path.name, str(path), read_from, steady,
+                      staged=stored if stage else None)
+
+
+def record_file(ledger: Ledger, stored: StoredFile, *, source_kind: str, source: str | None, now: str,
+                actor: str, details: dict[str, Any] | None = None) -> Captured:
+    """Record a stored file's arrival in the ledger, idempotently (a new
+    `captured` document, or another source row of the known one); one
+    transaction, or part of the caller's."""
+    got = _record(ledger, stored.sha256, stored.size, stored.head, source_kind=source_kind, source=source,
+                  name=stored.name, original_path=stored.path, now=now, actor=actor, details=details)
+    return Captured(got.document_id, got.sha256, got.size, got.created, source=stored.source,
+                    steady=stored.steady)
 
 
 def _describe(path: Path, name, dirfd: int | None, e: OSError) -> CaptureError:
@@ -211,8 +261,17 @@ def capture_bytes(ledger: Ledger, vault: Vault, data: bytes, *, name: str, sourc
     """Take bytes that have no file of their own (an e-mail attachment) into
     vault and ledger, idempotently; same guarantees as `capture_file`."""
     stored = vault.put_bytes(data)
-    return _record(ledger, stored.sha256, stored.size, data[:4096], source_kind=source_kind,
-                   source=source, name=name, original_path=None, now=now, actor=actor, details=details)
+    return record_bytes(ledger, stored.sha256, stored.size, data[:4096], name=name, source_kind=source_kind,
+                        source=source, now=now, actor=actor, details=details)
+
+
+def record_bytes(ledger: Ledger, sha256: str, size: int, head: bytes, *, name: str, source_kind: str,
+                 source: str | None, now: str, actor: str, details: dict[str, Any] | None = None) -> Captured:
+    """Record the arrival of bytes already durable in the vault (`sha256`,
+    starting with `head`) that have no file of their own, idempotently; one
+    transaction, or part of the caller's."""
+    return _record(ledger, sha256, size, head, source_kind=source_kind, source=source, name=name,
+                   original_path=None, now=now, actor=actor, details=details)
 
 
 def _record(ledger: Ledger, sha256: str, size: int, head: bytes, *, source_kind: str,

@@ -19,6 +19,7 @@ import time
 
 import schedule
 
+from agent.capture import GROUP_MAX, GROUP_S
 from agent.config import Config, load_config
 from agent.config_paths import check_paths
 from agent.errors import AgentError, ConfigError
@@ -49,14 +50,12 @@ IDLE_WAIT_S = 1.0
 PAUSE_FIRST_RETRY_S = 2.0
 PAUSE_MAX_RETRY_S = 30.0
 MAX_BACKOFF_S = 60.0
-# Files taken per main-loop step; their refusals are written in one transaction.
+# Files handed out per main-loop step.
 INTAKE_BATCH = 200
 # Intake stops taking files after this long in one step, even mid-batch (the
 # rest stay first in line): each step must also feed the extraction pool, or
 # a long backlog of files to capture starves the reading of those captured.
 INTAKE_STEP_S = 0.25
-# Within an intake step, results are collected and the pool fed this often.
-POOL_SERVICE_S = 0.05
 
 
 class Daemon:
@@ -284,47 +283,59 @@ class Daemon:
     def _intake(self) -> int:
         """Take up to INTAKE_BATCH ready files, for at most INTAKE_STEP_S (the
         watcher's fair order puts likely invoices ahead of junk; files not
-        reached stay first in line); returns how many were handled."""
+        reached stay first in line), in groups committed at once
+        (`Intake.group`): a file is done only once its group is durable.
+        Returns how many were handled."""
         if self.intake_paused and time.monotonic() < self._intake_retry_at:
             return 0
-        handled = 0
-        refused = []  # done only once their refusals are written, in one transaction
+        paths = self.watcher.ready(INTAKE_BATCH)
+        handled, at = 0, 0
         start = time.monotonic()
-        serviced = start
-        with self.intake.refusal_batch():
-            for path in self.watcher.ready(INTAKE_BATCH):
-                clock = time.monotonic()
-                if handled and clock - start >= INTAKE_STEP_S:
-                    break  # not done(): handed out again first by the next ready()
-                if clock - serviced >= POOL_SERVICE_S:
-                    # Results in, new documents out, without waiting: the
-                    # workers stay busy while a long batch is captured.
-                    serviced = clock
-                    self.reading.collect(timeout=0)
-                    self.reading.feed()
+        while at < len(paths) and not self.stopping:
+            if handled and time.monotonic() - start >= INTAKE_STEP_S:
+                break  # not done(): handed out again first by the next ready()
+            # Between groups, never inside one: results in (their own batch),
+            # new documents out, so the workers stay busy while a long batch
+            # is captured, and no reading's result rides in a group of files.
+            self.reading.collect(timeout=0)
+            self.reading.feed()
+            taken, at, paused = self._intake_group(paths, at)
+            for path in taken:
+                self.watcher.done(path)
+            handled += len(taken)
+            if paused:
+                break  # the file stays pending; the others wait too rather than hammer the disk
+        return handled
+
+    def _intake_group(self, paths: list, at: int) -> tuple[list, int, bool]:
+        # One group from paths[at:]: (files handled, where the next group
+        # starts, whether intake paused). Closed after GROUP_S or GROUP_MAX
+        # files, so a file's rows are committed within a few milliseconds.
+        taken: list = []
+        end = time.monotonic() + GROUP_S
+        with self.intake.group(now=now(), today=today()):
+            while at < len(paths):
+                path = paths[at]
                 watch = self.watcher.watch_of(path)
                 result = None
                 try:
                     if watch is not None:
                         result = self.intake.take(path, watch, now=now(), today=today())
                 except sqlite3.Error:
-                    raise  # the ledger's disk: the main loop backs off; the file stays pending
+                    raise  # the ledger's disk: the group is undone, the main loop backs off; files stay pending
                 except Exception:
                     log.exception("unexpected error taking a file; it stays where it is",
                                   extra={"path": str(path)})
                 if result is not None and result.retry:
                     self._pause_intake(result.error or "the vault cannot take files")
-                    break  # the file stays pending; the others wait too rather than hammer the disk
-                handled += 1
-                if result is not None and result.refused:
-                    refused.append(path)
-                else:
-                    self.watcher.done(path)
+                    return taken, at, True
+                at += 1
+                taken.append(path)
                 if self.intake_paused and result is not None:
                     self._resume_intake()
-        for path in refused:
-            self.watcher.done(path)
-        return handled
+                if len(taken) >= GROUP_MAX or time.monotonic() >= end:
+                    break
+        return taken, at, False
 
     def _pause_intake(self, reason: str) -> None:
         if self.intake_paused is None:

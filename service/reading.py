@@ -54,20 +54,43 @@ class Reading:
         return started
 
     def collect(self, timeout: float) -> list:
-        """Record the results the workers have ready (waiting up to `timeout`)."""
+        """Record the results the workers have ready (waiting up to `timeout`),
+        all in one transaction (`record_all`)."""
         finished = self.pool.collect(timeout=timeout) if self.pool.in_flight else []
-        for doc_id, analysis in finished:
-            self.record(doc_id, analysis)
+        self.record_all(finished)
         return finished
 
+    def record_all(self, finished: list) -> None:
+        """Record (doc_id, analysis) results in ONE transaction: one commit
+        for all of them, each document's writes still undone alone when its
+        recording fails (a savepoint, `pipeline.record`). Every outcome lands
+        in the ledger (a failure is retried with backoff, then quarantined);
+        only the ledger's own disk failing raises (nothing of the batch is
+        kept, the documents are read again), so the main loop backs off
+        instead of reading again in a spin. After the COMMIT: the log lines,
+        then `on_read` (a source is moved or deleted only once its reading is
+        durable)."""
+        if not finished:
+            return
+        outcomes = []
+        with self.ledger.transaction():
+            for doc_id, analysis in finished:
+                outcomes.append((doc_id, pipeline.record(
+                    self.ledger, doc_id, analysis, settings=self.settings, destinations=self.destinations,
+                    today=today(), now=now(), actor=self.actor)))
+        read = []
+        for doc_id, outcome in outcomes:
+            self._log(doc_id, outcome)
+            if not outcome.already:
+                read.append(doc_id)
+        if read:
+            self.on_read(read)
+
     def record(self, doc_id: int, analysis: pipeline.Analysis) -> None:
-        """Record one result. Every outcome lands in the ledger through
-        `pipeline.record` (a failure is retried with backoff, then
-        quarantined); only the ledger's own disk failing raises, so the main
-        loop backs off instead of reading again in a spin."""
-        outcome = pipeline.record(self.ledger, doc_id, analysis, settings=self.settings,
-                                  destinations=self.destinations, today=today(), now=now(),
-                                  actor=self.actor)
+        """Record one result (`record_all` of one)."""
+        self.record_all([(doc_id, analysis)])
+
+    def _log(self, doc_id: int, outcome: pipeline.Outcome) -> None:
         if outcome.already:
             log.info("document was already read elsewhere; result dropped",
                      extra={"document": doc_id, "state": outcome.already})
@@ -84,12 +107,10 @@ class Reading:
             log.info("processed", extra={"document": d, "state": doc.state,
                                          "number": doc.invoice_number or "",
                                          "problems": ",".join(p["code"] for p in doc.problems)})
-        self.on_read([doc_id])
 
     def drain(self, timeout: float) -> None:
         """Stop the pool within `timeout`, recording every result that comes in."""
-        for doc_id, analysis in self.pool.shutdown(timeout):
-            self.record(doc_id, analysis)
+        self.record_all(self.pool.shutdown(timeout))
 
 
 def resume_stranded(ledger: Ledger, *, settings: ValidationSettings, destinations: Sequence[str],

@@ -282,15 +282,27 @@ class FolderWatcher:
         now = self.clock()
         with self._lock:
             self._requeue_offered()
+            # Only looks still current cost an lstat: a file written in
+            # several events was noted (and queued to look at) once per
+            # event, and only its latest note counts; files not yet due
+            # stay in the heap, untouched, however many are pending.
             due = []
             while self._fresh and len(due) < LOOK_BUDGET:
-                due.append(self._fresh.popleft())
+                path, token = self._fresh.popleft()
+                if self._current(path, token):
+                    due.append((path, token))
             while self._looks and self._looks[0][0] <= now and len(due) < LOOK_BUDGET:
                 _, _, path, token = heapq.heappop(self._looks)
-                due.append((path, token))
+                if self._current(path, token):
+                    due.append((path, token))
         for path, token in due:
             self._look(path, token, now)
         return self._serve(limit)
+
+    def _current(self, path: Path, token: int) -> bool:
+        # Under the lock: the latest note of a path still pending.
+        p = self._pending.get(path)
+        return p is not None and p.token == token
 
     def _look(self, path: Path, token: int, now: float) -> None:
         try:

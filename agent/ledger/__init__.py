@@ -4,7 +4,8 @@ All SQL of the project lives in this package. Everything else calls its
 methods. Guarantees:
 - WAL mode with a busy timeout: readers never block the writer and never
   see "database is locked"; `synchronous=FULL` makes every state change
-  durable when its method returns.
+  durable when its method returns (inside a caller's `transaction()`,
+  when that one commits).
 - A state change and its audit event are written in one transaction; the
   event is hash-chained there (agent/ledger/trail.py).
 - Illegal transitions raise `IllegalTransition` and change nothing.
@@ -60,6 +61,7 @@ class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin, 
                                     timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
         self.conn.row_factory = sqlite3.Row
         self._lock = threading.RLock()
+        self._depth = 0  # savepoints open inside the current transaction
         self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         # What sqlite_utils.Database() set on this connection when every
         # ledger was wrapped at open (it still is, on first use of `db`):
@@ -124,18 +126,32 @@ class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin, 
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error). Nested use joins the
-        outer transaction. IMMEDIATE takes the write lock up front, so two
-        writers queue on the busy timeout instead of deadlocking."""
+        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error). IMMEDIATE takes the
+        write lock up front, so two writers queue on the busy timeout instead
+        of deadlocking. Nested use is a SAVEPOINT of the outer transaction:
+        durable only with the outer COMMIT, and undone alone on an error (the
+        error propagates), so a group of many files' writes committed at once
+        (`service/intake.py`) never keeps half of one file's writes."""
         with self._lock:
             if self.conn.in_transaction:
-                yield self.conn
+                name = f"nested{self._depth}"
+                self._depth += 1
+                try:
+                    self.conn.execute(f"SAVEPOINT {name}")
+                    try:
+                        yield self.conn
+                    except BaseException:
+                        _quietly(self.conn, f"ROLLBACK TO {name}", f"RELEASE {name}")
+                        raise
+                    self.conn.execute(f"RELEASE {name}")
+                finally:
+                    self._depth -= 1
                 return
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.conn
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                _quietly(self.conn, "ROLLBACK")
                 raise
             self.conn.execute("COMMIT")
 
@@ -245,6 +261,19 @@ class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin, 
             c.execute("INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT(key) "
                       "DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at",
                       (key, value, now))
+
+
+def _quietly(conn: sqlite3.Connection, *statements: str) -> None:
+    # Undo after an error, keeping that error: SQLite may have rolled the
+    # transaction back itself (disk full, I/O error), and then there is
+    # nothing left to undo.
+    for statement in statements:
+        if not conn.in_transaction:
+            return
+        try:
+            conn.execute(statement)
+        except sqlite3.Error:
+            return
 
 
 def _close_writer(conn: sqlite3.Connection, path: Path) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Iterator
 
 import click
 
-from agent.capture import capture_file
+from agent.capture import GROUP_MAX, GROUP_S, StoredFile, record_file, store_file
 from agent.errors import CaptureError
 from agent.pipeline import process_captured
 from agent.model import State
@@ -40,24 +41,45 @@ def command(ctx: click.Context, paths: tuple[Path, ...], no_process: bool, quiet
     failures, new, known = [], 0, 0
     to_process: list[int] = []
     candidates = list(_walk(paths, failures))
+    group: list[tuple[Path, StoredFile]] = []  # stored in the vault, rows not yet written
+    started = 0.0
+
+    def commit_group() -> None:
+        # The group's bytes made durable at once (two filesystem syncs), then
+        # one transaction for its rows (agent/capture.py: GROUP_S, GROUP_MAX).
+        nonlocal new, known
+        vault.commit_staged([stored.staged for _, stored in group if stored.staged])
+        with ledger.transaction():
+            got = [(path, record_file(ledger, stored, source_kind="ingest", source=str(path.parent), now=now(),
+                                      actor=who)) for path, stored in group]
+            states = {doc_id: ledger.get(doc_id).state for doc_id in {g.document_id for _, g in got}}
+        group.clear()
+        for path, g in got:
+            new += g.created
+            known += not g.created
+            if states[g.document_id] == State.CAPTURED.value and g.document_id not in to_process:
+                to_process.append(g.document_id)
+            if not quiet and len(candidates) <= 50:
+                what = "new" if g.created else "already known; source recorded"
+                echo(f"ok   {path} -> document {g.document_id} ({what})")
+
     # One line per file for a few; a bar on a terminal for many (each stage's, see service/progress.py).
     with Progress("capturing", length=len(candidates), quiet=quiet or len(candidates) <= 50) as bar:
         for done, (path, explicit) in enumerate(candidates):
             bar.update(done, len(candidates))   # shows what is done, not what has begun
             try:
-                got = capture_file(ledger, vault, path, source_kind="ingest", source=str(path.parent),
-                                   now=now(), actor=who, max_bytes=max_bytes, follow_symlinks=explicit)
+                stored = store_file(vault, path, max_bytes=max_bytes, follow_symlinks=explicit, stage=True)
             except CaptureError as e:
                 failures.append(str(e))
                 echo(f"FAIL {e}", err=True)
                 continue
-            new += got.created
-            known += not got.created
-            if ledger.get(got.document_id).state == State.CAPTURED.value and got.document_id not in to_process:
-                to_process.append(got.document_id)
-            if not quiet and len(candidates) <= 50:
-                what = "new" if got.created else "already known; source recorded"
-                echo(f"ok   {path} -> document {got.document_id} ({what})")
+            if not group:
+                started = time.monotonic()
+            group.append((path, stored))
+            if len(group) >= GROUP_MAX or time.monotonic() - started >= GROUP_S:
+                commit_group()
+        if group:
+            commit_group()
         bar.update(len(candidates), len(candidates))
     states: dict[str, int] = {}
     with Progress("processing", length=len(to_process), quiet=quiet or no_process) as bar:

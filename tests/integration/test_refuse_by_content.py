@@ -48,7 +48,7 @@ def test_junk_is_refused_by_content_with_its_bytes_kept_and_tiny_invoices_are_ta
              "tiny.xml": b"<a/>", "tiny.png": tiny_png(), "cut.pdf": b"%PDF-1.4 x"}
     for name, data in {**junk, **taken}.items():
         (watch.path / name).write_bytes(data)
-    with intake.refusal_batch():
+    with intake.group(now=NOW, today=TODAY):
         results = {name: intake.take(watch.path / name, watch, now=NOW, today=TODAY) for name in junk}
     for name, data in taken.items():
         assert intake.take(watch.path / name, watch, now=NOW, today=TODAY).documents, name
@@ -65,17 +65,17 @@ def test_junk_is_refused_by_content_with_its_bytes_kept_and_tiny_invoices_are_ta
     assert names == set(taken)
     assert not list((vault.root / "tmp").iterdir()), "staged bytes left behind"
     # Taken again (a rescan): refused no second time.
-    with intake.refusal_batch():
+    with intake.group(now=NOW, today=TODAY):
         for name in junk:
             assert intake.take(watch.path / name, watch, now=NOW, today=TODAY).skipped
     assert len(ledger.refusals()) == len(junk)
 
 
-def test_an_error_in_a_refusal_batch_leaves_no_staged_bytes_and_no_refusal(tmp_path):
+def test_an_error_in_a_group_leaves_no_staged_bytes_and_no_refusal(tmp_path):
     intake, ledger, vault, watch = setup(tmp_path)
     (watch.path / "junk.pdf").write_bytes(b"\x00junk")
     try:
-        with intake.refusal_batch():
+        with intake.group(now=NOW, today=TODAY):
             assert intake.take(watch.path / "junk.pdf", watch, now=NOW, today=TODAY).refused
             raise RuntimeError("the ledger's disk went away")
     except RuntimeError:

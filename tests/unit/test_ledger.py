@@ -129,3 +129,19 @@ def test_reopening_is_idempotent(tmp_path):
     with Ledger(tmp_path / "l.sqlite3") as ledger:
         assert ledger.schema_version == LATEST
         assert ledger.integrity_check() == "ok"
+
+
+def test_a_nested_transaction_that_fails_is_undone_alone(ledger):
+    # A group of files commits at once (service/intake.py): one file's
+    # failed writes must not ride along with the others'.
+    with ledger.transaction():
+        first = add(ledger, "a" * 64, "a.pdf")
+        with pytest.raises(RuntimeError):
+            with ledger.transaction():
+                add(ledger, "b" * 64, "b.pdf")
+                raise RuntimeError("this file's recording failed")
+        third = add(ledger, "c" * 64, "c.pdf")
+    names = sorted(d.original_name for d in ledger.list_documents())
+    assert names == ["a.pdf", "c.pdf"]
+    assert [e.reason for e in ledger.events(first)] == ["captured"]
+    assert [e.reason for e in ledger.events(third)] == ["captured"]

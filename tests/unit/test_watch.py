@@ -133,3 +133,23 @@ def test_a_rescan_does_not_push_a_waiting_file_back(tmp_path):
     clock.t = 1.1
     w.scan()  # the files are known: nothing restarts
     assert sorted(w.ready()) == [a, b]
+
+
+def test_a_file_noted_by_many_events_is_looked_at_once(tmp_path, monkeypatch):
+    # A file written in many chunks raises an event for each: only its
+    # latest note is looked at (one lstat), not every stale one.
+    w = FolderWatcher([WatchConfig(path=tmp_path)], wake=lambda: None, clock=FakeClock())
+    f = tmp_path / "a.pdf"
+    f.write_bytes(b"%PDF-1.4 " + b"x" * 200)
+    looked: list[Path] = []
+    real_lstat = os.lstat
+
+    def counting_lstat(path, *args, **kwargs):
+        looked.append(Path(path))
+        return real_lstat(path, *args, **kwargs)
+    monkeypatch.setattr(os, "lstat", counting_lstat)
+    for _ in range(100):
+        w.note(f)
+    w.note(f, closed=True)
+    assert w.ready() == [f]
+    assert looked.count(f) == 1

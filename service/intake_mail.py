@@ -1,0 +1,102 @@
+"""Taking one e-mail file (an .eml, a Maildir message): the message into the
+vault, each invoice attachment a document, the rest refusals naming it.
+
+Apart from service/intake.py, which calls it in two halves: `store_mail`
+while the group is gathered (every byte fsynced into the vault, no ledger
+lock held), its `write` when the group is committed (the rows)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Callable
+
+from agent.capture import open_source, record_bytes
+from agent.config import WatchConfig
+from agent.errors import CaptureError, ExtractError
+from agent.ledger import Ledger
+from agent.mail import MailLimits, parse_message
+from agent.vault import Vault
+from service.source_steps import storable
+
+log = logging.getLogger("fapiao.intake")
+
+
+def store_mail(ledger: Ledger, vault: Vault, path: Path, watch: WatchConfig, *, now: str, label: str | None,
+               max_bytes: int, limits: MailLimits, actor: str) -> Callable[[], list[int]]:
+    """Put the message at `path` and its attachments into the vault (fsynced
+    on return) and return the write of its rows: attachments captured,
+    refusals recorded, the message marked taken; the write returns the new
+    documents' ids. Raises CaptureError."""
+    # The message itself goes into the vault (so nothing is lost), but only
+    # its invoice attachments become documents.
+    with open_source(path, max_bytes=max_bytes, root=watch.path) as f:
+        data = f.read(max_bytes + 1)  # read once: stored, then parsed
+    if len(data) > max_bytes:  # grew after open_source's size check
+        raise CaptureError(f"{path}: larger than the limit of {max_bytes // (1024 * 1024)} MB "
+                           "(agent.max_file_mb)")
+    stored = vault.put_bytes(data)
+    if path.parent.name == "cur" and ledger.mail_seen(stored.sha256):
+        # An IMAP client re-flags a message by renaming it within cur/
+        # (or it predates the remembered new/ -> cur/ move): the very
+        # bytes already taken, whose documents already name them.
+        log.info("e-mail already taken: the same message, renamed within the Maildir",
+                 extra={"path": storable(str(path)), "sha256": stored.sha256})
+        return lambda: []
+    try:
+        mail = parse_message(data, limits)
+    except ExtractError as e:
+        # Refused whole, but already an original in the vault: the refusal
+        # names its hash, so it is referenced, explained and backed up.
+        reason = storable(f"{e.reason}: e-mail refused: {e.message}")
+
+        def refuse() -> list[int]:
+            ledger.record_refusal(source=storable(f"e-mail {path.name}"), name=shown(path),
+                                  sha256=stored.sha256, reason=reason, now=now)
+            ledger.mark_mail_seen(stored.sha256, message_id=None, now=now, document_count=0)
+            log.warning("refused", extra={"path": storable(str(path)), "reason": reason, "sha256": stored.sha256})
+            return []
+        return refuse
+    attachments = [(att, vault.put_bytes(att.data)) for att in mail.attachments]
+
+    def write() -> list[int]:
+        # Only the bytes make two messages the same: a copier that restarted
+        # its counter, or a resent mail, reuses the Message-ID of another
+        # message, and that one is taken in full like any other. The same
+        # bytes again (a copy of the .eml, a Maildir redelivery) are taken
+        # too: each attachment gets another source row, never a silent skip.
+        details = {"message_id": mail.message_id, "from": mail.from_, "subject": mail.subject,
+                   "date": mail.date, "message_sha256": stored.sha256, "label": label}
+        docs = []
+        for att, put in attachments:
+            got = record_bytes(ledger, put.sha256, put.size, att.data[:4096], name=att.filename,
+                               source_kind="email", source=str(watch.path), now=now, actor=actor,
+                               details={**details, "from_zip": att.from_zip})
+            if got.created:
+                docs.append(got.document_id)
+        source = storable(f"e-mail {mail.message_id or path.name}")
+        for r in mail.refusals:
+            ledger.record_refusal(source=source, name=r.filename, sha256=stored.sha256,
+                                  reason=f"{r.reason}: {r.detail}" if r.detail else r.reason, now=now)
+        if not mail.attachments and not mail.refusals:
+            # Nothing to read, but the message is an original all the same:
+            # the refusal says so to the operator and gets it backed up.
+            ledger.record_refusal(source=source, name=shown(path), sha256=stored.sha256,
+                                  reason="no-attachment: the e-mail carries no invoice file", now=now)
+        times = ledger.mark_mail_seen(stored.sha256, message_id=mail.message_id, now=now,
+                                      document_count=len(mail.attachments))
+        extra = {"path": storable(str(path)), "attachments": len(mail.attachments),
+                 "refused": len(mail.refusals), "message_id": mail.message_id or "", "sha256": stored.sha256}
+        if times > 1:
+            log.info("e-mail taken again: the same bytes as before, recorded as another source of each "
+                     "of its documents", extra={**extra, "times": times})
+        else:
+            log.info("e-mail taken", extra=extra)
+        return docs
+    return write
+
+
+def shown(path: Path) -> str:
+    """The file's name as the operator reads it (undecodable bytes replaced)."""
+    return os.fsencode(path.name).decode("utf-8", "replace")

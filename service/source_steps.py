@@ -1,0 +1,120 @@
+"""A scanner file's move or delete after its capture, and an e-mail file's.
+
+A source is moved or deleted only once its capture is durable (vault object
+fsynced, ledger rows committed: `service/intake.py` runs these steps after
+its group's COMMIT) and, for a scanner file, only once extraction has read
+the capture: the step waits in the ledger (`source_actions`) and is carried
+out by `finish_sources`, after a restart too, and only while the name still
+holds the very file that was captured.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from pathlib import Path
+
+from agent import beneath
+from agent.beneath import Changed, Escapes, Identity, RootReplaced
+from agent.config import WatchConfig
+from agent.ledger import Ledger
+
+log = logging.getLogger("fapiao.intake")
+# processed/ holds originals: the vault's modes, whatever the umask.
+PROCESSED_DIR_MODE = 0o750
+PROCESSED_FILE_MODE = 0o640
+
+
+def finish_sources(ledger: Ledger, watches: list[WatchConfig], *, now: str, today: dt.date, actor: str,
+                   doc_ids: list[int] | None = None) -> int:
+    """Carry out the waiting moves and deletes of source files whose
+    capture has left `captured` (only those of `doc_ids` when given).
+    Guarantees: a file is moved or deleted only when its capture was read
+    (not unreadable, failed or superseded), its folder is still watched
+    with after = move/delete, it is still beneath the folder, and it is
+    still the file captured (inode, size, mtime, ctime), checked right
+    before the act. Otherwise it stays and the reason is recorded on the
+    document. Never raises for a file. Returns how many actions closed."""
+    by_root = {os.fsencode(w.path): w for w in watches}
+    closed = 0
+    while True:
+        due = ledger.due_source_actions(doc_ids, limit=500)
+        before = closed
+        for a in due:
+            root, path = Path(os.fsdecode(a["root"])), Path(os.fsdecode(a["path"]))
+            watch = by_root.get(a["root"])
+            if watch is not None and watch.after != "keep" and not watch.path.is_dir():
+                continue  # its share is not mounted: the step waits for it
+            replaced = beneath.root_problem(root) if watch is not None and watch.after != "keep" else None
+            if replaced:
+                # Never acted on through another folder; waits until it is back.
+                log.error("source step waits: " + replaced, extra={"path": storable(str(path)),
+                                                                    "document": a["document_id"]})
+                continue
+            if a["verdict"] == "superseded":
+                state, outcome = "kept", "its capture was superseded"
+            elif a["verdict"] == "unread":
+                state, outcome = "kept", ("its capture could not be read (a partial file from a slow "
+                                          "writer?); left in place, captured again when it changes")
+            elif watch is None or watch.after == "keep":
+                state, outcome = "kept", "its folder is no longer watched with after = move or delete"
+            else:
+                state, outcome = act(root, path, a["identity"], watch.after, processed_folder(path, today))
+                if state == "wait":
+                    continue  # replaced between the look above and the act
+            ledger.finish_source_action(a["id"], state=state, outcome=storable(outcome), now=now, actor=actor)
+            log_act(path, state, outcome, document=a["document_id"])
+            closed += 1
+        if len(due) < 500 or closed == before:
+            return closed
+
+
+def log_act(path: Path, state: str, outcome: str, document: int | None = None) -> None:
+    """One log line for what became of a source file."""
+    extra = {"path": storable(str(path)), "outcome": storable(outcome)}
+    if document is not None:
+        extra["document"] = document
+    if state in ("kept", "wait"):
+        log.warning("source left in place", extra=extra)
+    else:
+        log.info("source " + ("moved or deleted" if state == "done" else "already gone"), extra=extra)
+
+
+def processed_folder(path: Path, today: dt.date) -> Path:
+    """Where `after = "move"` puts a file: processed/DATE beside it."""
+    return path.parent / "processed" / today.isoformat()
+
+
+def act(root: Path, path: Path, identity: Identity, after: str, target: Path, *, name: str | None = None,
+        dir_mode: int | None = PROCESSED_DIR_MODE, moved_to: list[Path] | None = None) -> tuple[str, str]:
+    """Move (into `target`) or delete `path` beneath `root` if it is still
+    the file `identity`: ("done" | "gone" | "kept" | "wait", what happened;
+    "wait": the watched folder was replaced, nothing was done). Never raises
+    for the file."""
+    try:
+        if after == "delete":
+            beneath.unlink_if_same(root, path, identity)
+            return "done", "deleted"
+        dest = beneath.move_if_same(root, path, identity, target, name=name, dir_mode=dir_mode,
+                                    file_mode=PROCESSED_FILE_MODE if dir_mode else None)
+        if moved_to is not None:
+            moved_to.append(dest)
+        return "done", f"moved to {dest}"
+    except FileNotFoundError:
+        return "gone", "no longer there (moved or deleted by someone else, or by a run killed right after)"
+    except RootReplaced as e:
+        log.error("source step waits: %s", e, extra={"path": storable(str(path))})
+        return "wait", str(e)
+    except Escapes as e:
+        return "kept", f"{e}; not touched"
+    except Changed as e:
+        return "kept", f"changed since its capture ({e}); not touched"
+    except OSError as e:
+        return "kept", f"could not {after} it: {e.strerror or e}"
+
+
+def storable(text: str) -> str:
+    """`text` with the surrogate escapes of a non-UTF-8 file name turned into
+    \\xNN, so SQLite (which stores UTF-8 only) takes it; stable per name."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
