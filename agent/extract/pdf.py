@@ -102,7 +102,7 @@ def read_pdf(data: bytes, *, ocr: bool = False) -> list[Invoice]:
             raise ExtractError("corrupt", "the PDF has no pages")
         if count > MAX_PAGES:
             raise ExtractError("limit-exceeded", f"the PDF has {count} pages, limit {MAX_PAGES}")
-        renderer = PageRenderer(doc)
+        renderer = PageRenderer()
         pages = [_read_page(doc, i, data, ocr, renderer) for i in range(count)]
         encrypted = _is_encrypted(doc)
     finally:
@@ -249,7 +249,7 @@ def _read_page(doc, index: int, data: bytes, ocr: bool, renderer: PageRenderer) 
                 result.payload = payload
                 break
             result.other_codes.append(text)
-        renderer.complete(result, index, norm, scanned, ocr)
+        renderer.complete(result, page, norm, scanned, ocr)
         if ocr and scanned and result.payload is not None and result.ocr is None:
             result.ocr = _ocr_scan(page)
         return result
