@@ -30,7 +30,8 @@ _OVERPRINT_HEIGHT = 0.5  # a glyph this much smaller, over another, is a seal's 
 # The 密码区: rows of ~27 characters of 0-9 + - * / < >. A run this long
 # with this many operator signs is ciphertext, whatever the stream order put
 # before it; the block's left edge is a column break on each of its rows.
-_CIPHER_SYMBOL_CHARS = frozenset("+-*/<>")
+_CIPHER_SYMBOL_LIST = "+-*/<>"
+_CIPHER_SYMBOL_CHARS = frozenset(_CIPHER_SYMBOL_LIST)
 _CIPHER_ALPHABET = frozenset("0123456789") | _CIPHER_SYMBOL_CHARS
 _CIPHER_RUN = 16
 _CIPHER_SYMBOLS = 3
@@ -184,11 +185,17 @@ def _cipher_run(row: list[tuple]) -> tuple[int, int, int] | None:
     with at least _CIPHER_SYMBOLS of + - * / < > (which no amount, date,
     account or tax id has) and no column gap inside. A value printed right
     before the ciphertext and ending in digits starts the run early."""
-    if not _CIPHER_PREFILTER_RE.search("".join([g[0] for g in row])):
+    joined = "".join([g[0] for g in row])
+    # Most rows (and every row of a 数电 face) have no run: no 16 characters
+    # of the alphabet in a row, or fewer symbols in the whole row than a run needs.
+    if not _CIPHER_PREFILTER_RE.search(joined) or sum(map(joined.count, _CIPHER_SYMBOL_LIST)) < _CIPHER_SYMBOLS:
         return None
+    alphabet, symbol_chars = _CIPHER_ALPHABET, _CIPHER_SYMBOL_CHARS
     start, chars, symbols, previous = None, 0, 0, None
     for i, g in enumerate(row):
-        in_alphabet = all(c in _CIPHER_ALPHABET for c in g[0])
+        text = g[0]
+        # A PDF glyph is one character; an OFD run is several.
+        in_alphabet = text in alphabet if len(text) == 1 else all(c in alphabet for c in text)
         if not in_alphabet and start is not None and _overprints(g, previous, row[i + 1] if i + 1 < len(row) else None):
             continue  # a label printed across the ciphertext (the 密 of 密码区) does not end it
         joined = previous is not None and g[1] - previous[3] <= min(g[6], previous[6]) * _COLUMN_OF_HEIGHT
@@ -198,8 +205,8 @@ def _cipher_run(row: list[tuple]) -> tuple[int, int, int] | None:
             start, chars, symbols = None, 0, 0
         if in_alphabet:
             start = i if start is None else start
-            chars += len(g[0])
-            symbols += sum(1 for c in g[0] if c in _CIPHER_SYMBOL_CHARS)
+            chars += len(text)
+            symbols += (text in symbol_chars) if len(text) == 1 else sum(1 for c in text if c in symbol_chars)
         previous = g
     if start is not None and chars >= _CIPHER_RUN and symbols >= _CIPHER_SYMBOLS:
         return start, len(row), chars
