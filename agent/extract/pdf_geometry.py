@@ -12,6 +12,8 @@ columns stay apart. The result is plain text for `text.parse_text`.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
 import re
 from operator import itemgetter
@@ -91,7 +93,8 @@ def page_glyphs(textpage) -> list[tuple]:
     if len(text) != count:
         text = "".join(_unit(pdfium_c.FPDFText_GetUnicode(raw, i)) for i in range(count))
     box = pdfium_c.FS_RECTF()
-    loose_box, angle_of = pdfium_c.FPDFText_GetLooseCharBox, pdfium_c.FPDFText_GetCharAngle
+    loose_box, angle_of = _plain_calls()
+    raw, box_at = ctypes.cast(raw, ctypes.c_void_p).value, ctypes.addressof(box)
     low, high = _UPRIGHT, 2 * math.pi - _UPRIGHT
     blanks = _BLANKS
     out = []
@@ -109,12 +112,26 @@ def page_glyphs(textpage) -> list[tuple]:
                 continue
         # Loose boxes span the font's ascent and descent, so a "." and a "9"
         # of one line share a centre.
-        if loose_box(raw, i, box):
+        if loose_box(raw, i, box_at):
             bottom, top = box.bottom, box.top
             height = top - bottom
             # centre and height exactly as _Glyph computes them (max(h, 1.0)).
             append((ch, box.left, bottom, box.right, top, (bottom + top) / 2, 1.0 if 1.0 > height else height))
     return out
+
+
+@functools.cache
+def _plain_calls() -> tuple:
+    """FPDFText_GetLooseCharBox and FPDFText_GetCharAngle taking plain
+    addresses: pypdfium2's declared argument types cost ~40 % of a call in
+    conversions, and a page makes ~800 of them. Same functions, same results."""
+    import pypdfium2.raw as pdfium_c
+
+    def plain(func, restype, *argtypes):
+        return ctypes.CFUNCTYPE(restype, *argtypes)(ctypes.cast(func, ctypes.c_void_p).value)
+
+    return (plain(pdfium_c.FPDFText_GetLooseCharBox, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p),
+            plain(pdfium_c.FPDFText_GetCharAngle, ctypes.c_float, ctypes.c_void_p, ctypes.c_int))
 
 
 def _unit(unit: int) -> str:
@@ -141,11 +158,12 @@ def _layout(glyphs: list[tuple]) -> str:
     rows: list[list[tuple]] = []
     total = weight = limit = 0.0
     members: list[tuple] = []
+    row_share = _ROW_OF_HEIGHT
     for g in sorted(glyphs, key=_BY_CENTRE, reverse=True):
         n = len(g[0]) or 1
         centre, height = g[5], g[6]
         # min(limit, height) spelled out: same value, no call per glyph.
-        if members and abs(total / weight - centre) <= (height if height < limit else limit) * _ROW_OF_HEIGHT:
+        if members and abs(total / weight - centre) <= (height if height < limit else limit) * row_share:
             total += centre * n
             weight += n
             members.append(g)
@@ -158,22 +176,25 @@ def _layout(glyphs: list[tuple]) -> str:
     edge = _cipher_edge([row[run[0]][1] if run else None for row, run in zip(ordered, runs)])
     width = _cipher_row_length(ordered, runs, edge)
     lines = []
+    # The constants as locals: this loop runs once per glyph.
+    gap_share, column_share, same_share, column_points = _GAP_OF_HEIGHT, _COLUMN_OF_HEIGHT, _SAME_HEIGHT, _COLUMN_POINTS
     for row, run in zip(ordered, runs):
         first = row[0]
-        parts = [" " * min(_MAX_RUN, max(0, int(first[1] / _COLUMN_POINTS))), first[0]]
+        parts = [" " * min(_MAX_RUN, max(0, int(first[1] / column_points))), first[0]]
+        append = parts.append
         cipher_at = _cipher_glyph(row, run, edge, width)
         previous_right, ph = first[3], first[6]
         for g in row[1:]:
             text, left, _, right, _, _, h = g
             gap = left - previous_right
             height = h if h < ph else ph
-            if gap > height * _GAP_OF_HEIGHT or g is cipher_at:
-                spaces = min(_MAX_RUN, max(1, round(gap / _COLUMN_POINTS)))
-                if spaces < 2 and (gap > height * _COLUMN_OF_HEIGHT or g is cipher_at
-                                   or abs(h - ph) > _SAME_HEIGHT * (h if h > ph else ph)):
+            if gap > height * gap_share or g is cipher_at:
+                spaces = min(_MAX_RUN, max(1, round(gap / column_points)))
+                if spaces < 2 and (gap > height * column_share or g is cipher_at
+                                   or abs(h - ph) > same_share * (h if h > ph else ph)):
                     spaces = 2
-                parts.append(" " * spaces)
-            parts.append(text)
+                append(" " * spaces)
+            append(text)
             previous_right, ph = right, h
         lines.append("".join(parts))
     return "\n".join(lines)
