@@ -306,9 +306,19 @@ def _drop_overprinted(members: list[tuple]) -> list[tuple]:
     overlapping by more than half the narrower one, the smaller is dropped
     when they are the same character or one is much smaller. (A value may
     start inside a full-width colon's box: that is no overprint.)"""
-    kept: list[tuple] = [members[0]]
-    last = members[0]
-    for g in members[1:]:
+    # Most rows have no glyph starting before its left neighbour ends: they
+    # are kept whole, without copying them glyph by glyph.
+    right = members[0][3]
+    for first in range(1, len(members)):
+        g = members[first]
+        if right - g[1] > 0:
+            break
+        right = g[3]
+    else:
+        return members
+    kept: list[tuple] = members[:first]
+    last = members[first - 1]
+    for g in members[first:]:
         overlap = last[3] - g[1]
         if overlap > 0:
             narrower = min(g[3] - g[1], last[3] - last[1])
