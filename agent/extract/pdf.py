@@ -47,6 +47,13 @@ _STREAM_RE = re.compile(rb"stream\r?\n")  # (a look-behind for "end" makes it 10
 # A stream whose first KB inflates past this ratio is inflated (bounded) to
 # measure it; honest content streams compress ~5-20x.
 _PROBE_IN, _PROBE_OUT = 1024, 64 * 1024
+# Deflate codes at most 258 bytes in 2 bits (a one-bit length code and a
+# one-bit distance code), so no zlib stream inflates to more than 1,032
+# times the compressed bytes it reads (1,100 here, for headers and the first
+# literal). A stream with fewer bytes than MAX_INFLATED_BYTES / 1,100
+# between it and the end of the file cannot be a bomb and is not measured:
+# most invoice PDFs are smaller than that whole.
+_DEFLATE_MAX_RATIO = 1100
 _HALF_SCALE_MIN_SIDE = 1600
 _PAGE_IMAGE_MIN_SIDE = 800
 
@@ -102,7 +109,7 @@ def read_pdf(data: bytes, *, ocr: bool = False) -> list[Invoice]:
             raise ExtractError("corrupt", "the PDF has no pages")
         if count > MAX_PAGES:
             raise ExtractError("limit-exceeded", f"the PDF has {count} pages, limit {MAX_PAGES}")
-        renderer = PageRenderer(doc)
+        renderer = PageRenderer()
         pages = [_read_page(doc, i, data, ocr, renderer) for i in range(count)]
         encrypted = _is_encrypted(doc)
     finally:
@@ -123,8 +130,12 @@ def _check_inflation(data: bytes) -> None:
     image) inflates past MAX_INFLATED_BYTES. Each stream's first KB is inflated to see its ratio;
     only a stream that compresses like a bomb (or a blank image) is inflated
     further, in bounded chunks, never held whole. Encrypted streams do not
-    inflate as they are and are not measured."""
-    for m in _STREAM_RE.finditer(data):
+    inflate as they are and are not measured. Neither is a stream too close
+    to the end of the file to hold a bomb (see _DEFLATE_MAX_RATIO)."""
+    bomb_room = len(data) - MAX_INFLATED_BYTES // _DEFLATE_MAX_RATIO
+    if bomb_room <= 0:
+        return
+    for m in _STREAM_RE.finditer(data, 0, bomb_room):
         if data[m.start() - 3:m.start()] == b"end":
             continue
         head = data[max(0, m.start() - 1024):m.start()]
@@ -249,7 +260,7 @@ def _read_page(doc, index: int, data: bytes, ocr: bool, renderer: PageRenderer) 
                 result.payload = payload
                 break
             result.other_codes.append(text)
-        renderer.complete(result, index, norm, scanned, ocr)
+        renderer.complete(result, page, norm, scanned, ocr)
         if ocr and scanned and result.payload is not None and result.ocr is None:
             result.ocr = _ocr_scan(page)
         return result

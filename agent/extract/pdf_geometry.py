@@ -12,6 +12,8 @@ columns stay apart. The result is plain text for `text.parse_text`.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
 import re
 from operator import itemgetter
@@ -30,7 +32,8 @@ _OVERPRINT_HEIGHT = 0.5  # a glyph this much smaller, over another, is a seal's 
 # The 密码区: rows of ~27 characters of 0-9 + - * / < >. A run this long
 # with this many operator signs is ciphertext, whatever the stream order put
 # before it; the block's left edge is a column break on each of its rows.
-_CIPHER_SYMBOL_CHARS = frozenset("+-*/<>")
+_CIPHER_SYMBOL_LIST = "+-*/<>"
+_CIPHER_SYMBOL_CHARS = frozenset(_CIPHER_SYMBOL_LIST)
 _CIPHER_ALPHABET = frozenset("0123456789") | _CIPHER_SYMBOL_CHARS
 _CIPHER_RUN = 16
 _CIPHER_SYMBOLS = 3
@@ -90,7 +93,8 @@ def page_glyphs(textpage) -> list[tuple]:
     if len(text) != count:
         text = "".join(_unit(pdfium_c.FPDFText_GetUnicode(raw, i)) for i in range(count))
     box = pdfium_c.FS_RECTF()
-    loose_box, angle_of = pdfium_c.FPDFText_GetLooseCharBox, pdfium_c.FPDFText_GetCharAngle
+    loose_box, angle_of = _plain_calls()
+    raw, box_at = ctypes.cast(raw, ctypes.c_void_p).value, ctypes.addressof(box)
     low, high = _UPRIGHT, 2 * math.pi - _UPRIGHT
     blanks = _BLANKS
     out = []
@@ -108,12 +112,26 @@ def page_glyphs(textpage) -> list[tuple]:
                 continue
         # Loose boxes span the font's ascent and descent, so a "." and a "9"
         # of one line share a centre.
-        if loose_box(raw, i, box):
+        if loose_box(raw, i, box_at):
             bottom, top = box.bottom, box.top
             height = top - bottom
             # centre and height exactly as _Glyph computes them (max(h, 1.0)).
             append((ch, box.left, bottom, box.right, top, (bottom + top) / 2, 1.0 if 1.0 > height else height))
     return out
+
+
+@functools.cache
+def _plain_calls() -> tuple:
+    """FPDFText_GetLooseCharBox and FPDFText_GetCharAngle taking plain
+    addresses: pypdfium2's declared argument types cost ~40 % of a call in
+    conversions, and a page makes ~800 of them. Same functions, same results."""
+    import pypdfium2.raw as pdfium_c
+
+    def plain(func, restype, *argtypes):
+        return ctypes.CFUNCTYPE(restype, *argtypes)(ctypes.cast(func, ctypes.c_void_p).value)
+
+    return (plain(pdfium_c.FPDFText_GetLooseCharBox, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p),
+            plain(pdfium_c.FPDFText_GetCharAngle, ctypes.c_float, ctypes.c_void_p, ctypes.c_int))
 
 
 def _unit(unit: int) -> str:
@@ -140,11 +158,12 @@ def _layout(glyphs: list[tuple]) -> str:
     rows: list[list[tuple]] = []
     total = weight = limit = 0.0
     members: list[tuple] = []
+    row_share = _ROW_OF_HEIGHT
     for g in sorted(glyphs, key=_BY_CENTRE, reverse=True):
         n = len(g[0]) or 1
         centre, height = g[5], g[6]
         # min(limit, height) spelled out: same value, no call per glyph.
-        if members and abs(total / weight - centre) <= (height if height < limit else limit) * _ROW_OF_HEIGHT:
+        if members and abs(total / weight - centre) <= (height if height < limit else limit) * row_share:
             total += centre * n
             weight += n
             members.append(g)
@@ -157,22 +176,25 @@ def _layout(glyphs: list[tuple]) -> str:
     edge = _cipher_edge([row[run[0]][1] if run else None for row, run in zip(ordered, runs)])
     width = _cipher_row_length(ordered, runs, edge)
     lines = []
+    # The constants as locals: this loop runs once per glyph.
+    gap_share, column_share, same_share, column_points = _GAP_OF_HEIGHT, _COLUMN_OF_HEIGHT, _SAME_HEIGHT, _COLUMN_POINTS
     for row, run in zip(ordered, runs):
         first = row[0]
-        parts = [" " * min(_MAX_RUN, max(0, int(first[1] / _COLUMN_POINTS))), first[0]]
+        parts = [" " * min(_MAX_RUN, max(0, int(first[1] / column_points))), first[0]]
+        append = parts.append
         cipher_at = _cipher_glyph(row, run, edge, width)
         previous_right, ph = first[3], first[6]
         for g in row[1:]:
             text, left, _, right, _, _, h = g
             gap = left - previous_right
             height = h if h < ph else ph
-            if gap > height * _GAP_OF_HEIGHT or g is cipher_at:
-                spaces = min(_MAX_RUN, max(1, round(gap / _COLUMN_POINTS)))
-                if spaces < 2 and (gap > height * _COLUMN_OF_HEIGHT or g is cipher_at
-                                   or abs(h - ph) > _SAME_HEIGHT * (h if h > ph else ph)):
+            if gap > height * gap_share or g is cipher_at:
+                spaces = min(_MAX_RUN, max(1, round(gap / column_points)))
+                if spaces < 2 and (gap > height * column_share or g is cipher_at
+                                   or abs(h - ph) > same_share * (h if h > ph else ph)):
                     spaces = 2
-                parts.append(" " * spaces)
-            parts.append(text)
+                append(" " * spaces)
+            append(text)
             previous_right, ph = right, h
         lines.append("".join(parts))
     return "\n".join(lines)
@@ -184,11 +206,17 @@ def _cipher_run(row: list[tuple]) -> tuple[int, int, int] | None:
     with at least _CIPHER_SYMBOLS of + - * / < > (which no amount, date,
     account or tax id has) and no column gap inside. A value printed right
     before the ciphertext and ending in digits starts the run early."""
-    if not _CIPHER_PREFILTER_RE.search("".join([g[0] for g in row])):
+    joined = "".join([g[0] for g in row])
+    # Most rows (and every row of a 数电 face) have no run: no 16 characters
+    # of the alphabet in a row, or fewer symbols in the whole row than a run needs.
+    if not _CIPHER_PREFILTER_RE.search(joined) or sum(map(joined.count, _CIPHER_SYMBOL_LIST)) < _CIPHER_SYMBOLS:
         return None
+    alphabet, symbol_chars = _CIPHER_ALPHABET, _CIPHER_SYMBOL_CHARS
     start, chars, symbols, previous = None, 0, 0, None
     for i, g in enumerate(row):
-        in_alphabet = all(c in _CIPHER_ALPHABET for c in g[0])
+        text = g[0]
+        # A PDF glyph is one character; an OFD run is several.
+        in_alphabet = text in alphabet if len(text) == 1 else all(c in alphabet for c in text)
         if not in_alphabet and start is not None and _overprints(g, previous, row[i + 1] if i + 1 < len(row) else None):
             continue  # a label printed across the ciphertext (the 密 of 密码区) does not end it
         joined = previous is not None and g[1] - previous[3] <= min(g[6], previous[6]) * _COLUMN_OF_HEIGHT
@@ -198,8 +226,8 @@ def _cipher_run(row: list[tuple]) -> tuple[int, int, int] | None:
             start, chars, symbols = None, 0, 0
         if in_alphabet:
             start = i if start is None else start
-            chars += len(g[0])
-            symbols += sum(1 for c in g[0] if c in _CIPHER_SYMBOL_CHARS)
+            chars += len(text)
+            symbols += (text in symbol_chars) if len(text) == 1 else sum(1 for c in text if c in symbol_chars)
         previous = g
     if start is not None and chars >= _CIPHER_RUN and symbols >= _CIPHER_SYMBOLS:
         return start, len(row), chars
@@ -278,9 +306,19 @@ def _drop_overprinted(members: list[tuple]) -> list[tuple]:
     overlapping by more than half the narrower one, the smaller is dropped
     when they are the same character or one is much smaller. (A value may
     start inside a full-width colon's box: that is no overprint.)"""
-    kept: list[tuple] = [members[0]]
-    last = members[0]
-    for g in members[1:]:
+    # Most rows have no glyph starting before its left neighbour ends: they
+    # are kept whole, without copying them glyph by glyph.
+    right = members[0][3]
+    for first in range(1, len(members)):
+        g = members[first]
+        if right - g[1] > 0:
+            break
+        right = g[3]
+    else:
+        return members
+    kept: list[tuple] = members[:first]
+    last = members[first - 1]
+    for g in members[first:]:
         overlap = last[3] - g[1]
         if overlap > 0:
             narrower = min(g[3] - g[1], last[3] - last[1])

@@ -10,8 +10,8 @@ decoded from that, and OCR reads the print as it does a scan.
 
 Rendering costs tens of milliseconds a page, so it runs only when needed:
 - a page whose images hold no QR at all (`pdf._page_qr_texts`) is
-  rendered for the QR: the top-left region first (where invoices print
-  it), then the whole page. A page whose images gave a QR that is no
+  rendered for the QR, once: the top-left region of the render is read
+  first (where invoices print it), then the whole of it. A page whose images gave a QR that is no
   invoice QR (深圳's blockchain invoices print a URL, trip lists too) is
   not: a page carries one QR, and rendering finds the same one again;
 - a page whose text carries no invoice labels gives no field from its
@@ -60,7 +60,7 @@ _MAX_FORM_DEPTH = 4  # as pdf_images: forms nested deeper hold no invoice QR
 # mapped into the Private Use Area 60-100 %.
 _FOREIGN_SHARE = 0.1
 
-# Pages this process rendered (once or twice: the QR region, the whole page)
+# Pages this process rendered (each at most once)
 # and the seconds PDFium took: tests read the count to see that a good text
 # PDF never renders, bench/extract.py both.
 renders = 0
@@ -90,25 +90,24 @@ def _printable(c: str) -> bool:
 
 
 class PageRenderer:
-    """Renders pages of one PDF's open PDFium document (the reader's own:
-    it opens and closes it). A page PDFium cannot draw is read as if it had
-    not been rendered; the one error raised is ExtractError
-    "limit-exceeded" for an image too big to decode (see `_check_images`)."""
+    """Renders pages of one PDF (the reader's open PDFium pages: it opens
+    and closes them). A page PDFium cannot draw is read as if it had not
+    been rendered; the one error raised is ExtractError "limit-exceeded"
+    for an image too big to decode (see `_check_images`)."""
 
-    def __init__(self, doc: Any):
-        self._doc = doc
+    def __init__(self) -> None:
         self._rendered = False
 
-    def complete(self, page: Any, index: int, text: str, scanned: bool, ocr: bool) -> None:
-        """Complete `page` (a `pdf._Page` of page `index`, read from its
-        objects; `text` its normalised text layer) from the rendered page,
-        under the rules in the module docstring: set `payload` (or add to
-        `other_codes`) from a QR found in the pixels; for a page whose text
-        has no invoice labels, drop the text's fields (`parsed` keeps only
-        its label count and items; a garbled text layer is dropped whole:
-        `parsed` None, the page is a scan) and, with `ocr`, set `ocr` (a QR
-        was found) or `printed` (`ocr.invoice_from_print`) from an OCR
-        reading of the render."""
+    def complete(self, page: Any, pdf_page: Any, text: str, scanned: bool, ocr: bool) -> None:
+        """Complete `page` (a `pdf._Page` read from the objects of
+        `pdf_page`, a pypdfium2 PdfPage; `text` its normalised text layer)
+        from the rendered page, under the rules in the module docstring: set
+        `payload` (or add to `other_codes`) from a QR found in the pixels;
+        for a page whose text has no invoice labels, drop the text's fields
+        (`parsed` keeps only its label count and items; a garbled text layer
+        is dropped whole: `parsed` None, the page is a scan) and, with `ocr`,
+        set `ocr` (a QR was found) or `printed` (`ocr.invoice_from_print`)
+        from an OCR reading of the render. The page is rendered at most once."""
         labelled = page.parsed is not None and page.parsed.is_invoice_like
         if labelled and page.payload is not None:
             return
@@ -126,18 +125,23 @@ class PageRenderer:
                     message_zh=f"第{page.number}页文本层无法识别（字体缺少 Unicode 映射），已按渲染图像识别"))
         legible = not scanned and not labelled and not garbled
         embedded_qr = page.payload is not None
-        image = None
+        bitmap = None
         try:
             if page.payload is None and not page.other_codes:
-                image = self._find_qr(page, index, scanned)
+                bitmap = self._find_qr(page, pdf_page, scanned)
             if not ocr or labelled:
                 return
             if scanned and embedded_qr:
                 return  # pdf._ocr_scan reads the scan image at its own resolution
             if page.payload is None and legible:
                 return  # ordinary text, no invoice label, no invoice QR: not an invoice
-            image = image or self._render(index)
-            reading = read_page_if_available(image) if image is not None else None
+            bitmap = bitmap or self._render(pdf_page)
+            image = _to_image(bitmap) if bitmap is not None else None
+            try:
+                reading = read_page_if_available(image) if image is not None else None
+            finally:
+                if image is not None:
+                    image.close()
             if reading is None:
                 return
             if page.payload is not None:
@@ -145,29 +149,36 @@ class PageRenderer:
             else:
                 page.printed = invoice_from_print(reading)
         finally:
-            if image is not None:
-                image.close()
+            if bitmap is not None:
+                bitmap.close()
             if self._rendered:
                 self._rendered = False
                 _count_render()
                 give_back_memory()
 
-    def _find_qr(self, page: Any, index: int, scanned: bool) -> Image.Image | None:
-        """Set `page.payload` from the rendered page's QR; returns the whole
-        page's render when one was made (for OCR), else None."""
-        region = self._render(index, _QR_REGION)
-        if region is not None:
-            texts = _read_qr(region)
-            region.close()
-            if self._take(page, texts):
-                return None
-        image = self._render(index)
-        if image is None:
+    def _find_qr(self, page: Any, pdf_page: Any, scanned: bool) -> Any:
+        """Set `page.payload` from the rendered page's QR: the top-left
+        region (_QR_REGION) is read first, then the whole page. Returns the
+        page's render (a pypdfium2 PdfBitmap, the caller closes it), or None
+        when PDFium cannot draw the page. The page is rendered once: the
+        region is a view of the whole render, the same pixels a render
+        cropped to it gives."""
+        bitmap = self._render(pdf_page)
+        if bitmap is None:
             return None
-        # A scan keeps its noise through the render: it gets the retries.
-        texts = decode_qr_image(image) if scanned else _read_qr(image)
+        pixels = memoryview(bitmap.buffer).cast("B")
+        width, height = _region_size(pdf_page, bitmap.width, bitmap.height)
+        if width >= 1 and height >= 1 and self._take(page, _read_qr(pixels, width, height, bitmap.stride)):
+            return bitmap
+        if scanned:
+            # A scan keeps its noise through the render: it gets the retries.
+            image = _to_image(bitmap)
+            texts = decode_qr_image(image)
+            image.close()
+        else:
+            texts = _read_qr(pixels, bitmap.width, bitmap.height, bitmap.stride)
         self._take(page, texts)
-        return image
+        return bitmap
 
     @staticmethod
     def _take(page: Any, texts: list[str]) -> bool:
@@ -180,42 +191,47 @@ class PageRenderer:
                 page.other_codes.append(text)
         return False
 
-    def _render(self, index: int, region: tuple[float, float] | None = None) -> Image.Image | None:
-        """Page `index` (or its top-left `region`, as shares of width and
-        height) as a grey image at RENDER_DPI, fewer pixels when the page is
-        too big for MAX_RENDER_PIXELS; None when PDFium cannot draw it."""
+    def _render(self, pdf_page: Any) -> Any:
+        """The page as a grey pypdfium2 PdfBitmap at RENDER_DPI, fewer
+        pixels when the page is too big for MAX_RENDER_PIXELS; None when
+        PDFium cannot draw it. The caller closes it."""
         global render_seconds
-        try:
-            pdf_page = self._doc[index]
-        except Exception:  # noqa: BLE001 - PDFium could not load the page
-            return None
         try:
             _check_images(pdf_page)
             width, height = pdf_page.get_size()
             if not (width > 1 and height > 1):
                 return None
-            scale = RENDER_DPI / 72
-            scale = min(scale, math.sqrt(MAX_RENDER_PIXELS / (width * height)))
-            crop = (0, 0, 0, 0)
-            if region is not None:
-                crop = (0, height * (1 - region[1]), width * (1 - region[0]), 0)
             self._rendered = True
             started = time.perf_counter()
-            bitmap = pdf_page.render(scale=scale, crop=crop, grayscale=True,
-                                     fill_color=(255, 255, 255, 255), may_draw_forms=True)
             try:
-                image = bitmap.to_pil()
-                # The bitmap's buffer dies with it: keep a copy of its own.
-                return image.convert("L") if image.mode != "L" else image.copy()
+                return pdf_page.render(scale=_scale(width, height), grayscale=True,
+                                       fill_color=(255, 255, 255, 255), may_draw_forms=True)
             finally:
-                bitmap.close()
                 render_seconds += time.perf_counter() - started
         except ExtractError:
             raise
         except Exception:  # noqa: BLE001 - a page PDFium cannot draw is read as if not rendered
             return None
-        finally:
-            pdf_page.close()
+
+
+def _scale(width: float, height: float) -> float:
+    return min(RENDER_DPI / 72, math.sqrt(MAX_RENDER_PIXELS / (width * height)))
+
+
+def _region_size(pdf_page: Any, bitmap_width: int, bitmap_height: int) -> tuple[int, int]:
+    """Pixels (width, height) of the _QR_REGION corner of the page's render:
+    what pypdfium2 gives when it renders the page cropped to that region
+    (the crop rounded up to whole pixels at the render's scale)."""
+    width, height = pdf_page.get_size()
+    scale = _scale(width, height)
+    right, bottom = width * (1 - _QR_REGION[0]), height * (1 - _QR_REGION[1])
+    return bitmap_width - math.ceil(right * scale), bitmap_height - math.ceil(bottom * scale)
+
+
+def _to_image(bitmap: Any) -> Image.Image:
+    """A grey PIL image of its own (the bitmap's buffer dies with it)."""
+    image = bitmap.to_pil()
+    return image.convert("L") if image.mode != "L" else image.copy()
 
 
 def _check_images(pdf_page: Any) -> None:
@@ -239,5 +255,8 @@ def _count_render() -> None:
     renders += 1
 
 
-def _read_qr(img: Image.Image) -> list[str]:
-    return [r.text for r in zxingcpp.read_barcodes(img, formats=_QR) if r.text]
+def _read_qr(pixels: memoryview, width: int, height: int, stride: int) -> list[str]:
+    """QR texts in the `width` x `height` top-left corner of a grey bitmap's
+    bytes (`stride` bytes a row), read in place: no copy of the pixels."""
+    view = zxingcpp.ImageView(pixels, width, height, zxingcpp.ImageFormat.Lum, stride)
+    return [r.text for r in zxingcpp.read_barcodes(view, formats=_QR) if r.text]

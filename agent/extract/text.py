@@ -46,17 +46,18 @@ def normalize_text(text: str) -> str:
         text = text.replace(stand_in, bracket)
     text = text.replace("\t", "  ")
     lines = [line.rstrip() for line in text.splitlines()]
-    if _letter_spaced(lines):
+    if _letter_spaced(text):
         lines = [_join_letters(line) for line in lines]
     text = "\n".join(lines)
     return L.LABEL_SPACING_RE.sub(lambda m: m.group().replace(" ", ""), text)
 
 
-def _letter_spaced(lines: list[str]) -> bool:
+def _letter_spaced(text: str) -> bool:
     # Renderers that place every glyph separately (ReportLab re-renders of
     # OFDs) split numbers into one-digit tokens. Spaced labels alone
     # ("项 目 名 称") do not count: joining would glue number columns.
-    numeric = [t for line in lines for t in line.split() if any(c.isdigit() for c in t)]
+    # (Every line break is whitespace to str.split: the tokens are the lines'.)
+    numeric = [t for t in text.split() if any(map(str.isdigit, t))]
     if len(numeric) < 20:
         return False
     return sum(1 for t in numeric if len(t) == 1) / len(numeric) > 0.6

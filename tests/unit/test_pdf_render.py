@@ -198,6 +198,25 @@ def test_a_plain_text_document_is_still_not_an_invoice():
     assert _renders() - before <= 2
 
 
+def test_a_page_with_no_qr_is_drawn_once_for_the_region_and_the_whole_page(monkeypatch):
+    # The QR region is read from the whole page's render, not drawn again:
+    # a page with no QR (a 销货清单, a letter) cost two PDFium renders.
+    import pypdfium2
+
+    calls = []
+    draw = pypdfium2.PdfPage.render
+
+    def counted(self, *args, **kwargs):
+        calls.append(kwargs.get("crop"))
+        return draw(self, *args, **kwargs)
+
+    monkeypatch.setattr(pypdfium2.PdfPage, "render", counted)
+    data = _plain_document(["关于召开年度工作会议的通知", "各部门：", "定于下周一上午九点在三楼会议室召开年度工作会议。"])
+    (record,) = extract_bytes(data, ocr=False)
+    assert record.is_invoice is False
+    assert len(calls) == 1 and calls[0] is None
+
+
 def test_a_scan_with_no_text_and_no_qr_still_raises_no_qr_without_ocr():
     data = _plain_document([])
     with pytest.raises(ExtractError) as e:

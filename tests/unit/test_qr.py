@@ -164,3 +164,28 @@ def test_decode_qr_bytes_reads_a_png_and_refuses_junk_and_giants():
     Image.new("1", (6000, 5000), 1).save(giant, format="PNG")
     assert 6000 * 5000 > MAX_QR_IMAGE_PIXELS
     assert decode_qr_bytes(giant.getvalue()) == []
+
+
+def test_table_crcs_agree_with_the_bitwise_definition_on_every_byte_value():
+    # The CRCs are table-driven (one lookup a byte); the definitions are bit by bit.
+    def umts(data: bytes) -> int:
+        crc = 0
+        for byte in data:
+            crc ^= byte << 8
+            for _ in range(8):
+                crc = ((crc << 1) ^ 0x8005) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+        return crc
+
+    def modbus(data: bytes) -> int:
+        crc = 0xFFFF
+        for byte in data:
+            crc ^= byte
+            for _ in range(8):
+                crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+        return crc
+
+    samples = [bytes(range(256)), bytes(range(255, -1, -1)), b"01,32,,26514667869819846346,7.08,20251201,,A1B2"]
+    samples += [bytes([b]) for b in range(256)]
+    for data in samples:
+        assert crc16_umts(data) == umts(data)
+        assert crc16_modbus(data) == modbus(data)
