@@ -55,6 +55,8 @@ _SAFE_KEY = re.compile(r"[A-Za-z0-9-]{1,100}")
 # A claim whose lease ends more than this after `now` is not a site's (the
 # longest lease_s a config accepts): taken for a broken claim, never trusted.
 MAX_LEASE_S = 86_400.0
+# The UTC years a claim's or a status's time stamps may fall in.
+STAMP_YEARS = range(2000, 9000)
 # Racing sites retry a lost create this many times before calling it a draw
 # (each retry reads the new head, so a draw is a storm, not a bug).
 _RACE_TRIES = 6
@@ -86,9 +88,23 @@ def _aware_stamp(d: dict, name: str) -> str:
     value = d[name]
     if not isinstance(value, str) or len(value) > 40:
         raise TypeError(f"{name} is not a time stamp")
-    if parse_stamp(value).tzinfo is None:
+    moment = parse_stamp(value)
+    if moment.tzinfo is None:
         raise ValueError(f"{name} {value!r} has no time zone")
+    check_calendar(moment, name)
     return value
+
+
+def check_calendar(moment: dt.datetime, name: str) -> None:
+    """ValueError unless the aware `moment` is in years STAMP_YEARS once in UTC:
+    no site writes another, and year 1 at +01:00 or 9999 at -01:00 parse but
+    overflow when moved to UTC or a local zone (every display and ledger row)."""
+    try:
+        year = moment.astimezone(dt.timezone.utc).year
+    except OverflowError:
+        year = 0
+    if year not in STAMP_YEARS:
+        raise ValueError(f"{name} {moment.isoformat()[:40]!r} is off the calendar any site writes")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from agent.errors import AdapterError, Permanent
-from agent.fleet.claims import CLAIMS, _GEN, ClaimRecord, claim_prefix, head
+from agent.fleet.claims import CLAIMS, _GEN, ClaimRecord, check_calendar, claim_prefix, head
 from agent.fleet.store import FleetStore
 
 SITES = "sites/"
@@ -93,6 +93,7 @@ def _site_status(data: bytes, now: dt.datetime) -> dict[str, Any]:
     interval = float(body.get("interval_s") or 60)
     if written.tzinfo is None or not 0 < interval < 1e9:
         raise ValueError("written_at has no time zone" if written.tzinfo is None else f"interval_s {interval}")
+    check_calendar(written, "written_at")
     age = (now - written).total_seconds()
     body.update(age_s=round(age, 1), stale=age > STALE_INTERVALS * interval)
     return body
