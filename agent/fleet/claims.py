@@ -33,7 +33,7 @@ import datetime as dt
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agent.errors import AdapterError, Conflict, Permanent, Transient
 from agent.fleet.store import FleetStore, TooLarge
@@ -345,15 +345,34 @@ def settle(store: FleetStore, invoice_key: str, *, site: str, state: str, now: d
         return Verdict("unreachable", error=str(e))
 
 
+def _last_valid(store: FleetStore, invoice_key: str, gens: list[int], *, now: dt.datetime) -> ClaimRecord | None:
+    # The highest generation below the invalid head that is a claim a site
+    # writes (what the garbage hides), or None.
+    prefix = claim_prefix(invoice_key)
+    for g in reversed(gens[:-1]):
+        try:
+            got = store.read(f"{prefix}gen-{g:08d}", max_bytes=CLAIM_MAX_BYTES)
+            if got is not None:
+                return ClaimRecord.from_bytes(g, got[0], now=now)
+        except (InvalidClaim, TooLarge):
+            continue
+    return None
+
+
 def repair(store: FleetStore, invoice_key: str, *, site: str, now: dt.datetime) -> dict:
     """What `fleet repair KEY` does, by the documented rule: when the key's
-    head is invalid, create the next generation as `released` by the
-    operator at `site`, leaving the invalid object where it is (evidence).
-    The next site to claim the key then takes it over as it would from a
-    site that let it go: looking every destination up before any put, so
-    an invoice the invalid object hid as delivered is found, not sent twice.
+    head is invalid, create the next generation, leaving the invalid object
+    where it is (evidence). When the highest valid generation below it is a
+    live claim (`claimed`, lease not run out) or `delivered`, the next
+    generation restores it as it was (same site, holder, lease, state): its
+    holder may be putting the invoice right now, or has put it, and a
+    `released` would let another site put it again before that put lands.
+    Otherwise the next generation is `released` by the operator at `site`,
+    and the next site to claim the key takes it over as it would from a
+    site that let it go: looking every destination up before any put.
     A valid head is left alone. Returns {"invoice_key", "repaired", "why",
-    "generation"}; raises InvalidClaim when no generation is left above the
+    "generation", "restored"} (`restored`: the site whose claim was put
+    back, or None); raises InvalidClaim when no generation is left above the
     invalid one (delete it by hand), Conflict when a site wrote the next
     generation meanwhile (run it again), Transient/Permanent when the store
     does not answer."""
@@ -363,10 +382,18 @@ def repair(store: FleetStore, invoice_key: str, *, site: str, now: dt.datetime) 
         why = str(e)
     else:
         return {"invoice_key": invoice_key, "repaired": False, "generation": current.generation if current else None,
+                "restored": None,
                 "why": f"its claim is valid ({current.state} by site {current.site})" if current else "it is not claimed"}
     gens = generations(store, invoice_key)
-    record = ClaimRecord((gens[-1] if gens else 0) + 1, site, "", 0, _stamp(now), _stamp(now), "released", OPERATOR)
+    top = (gens[-1] if gens else 0) + 1
+    below = _last_valid(store, invoice_key, gens, now=now)
+    if below is not None and (below.state == "delivered" or (below.state == "claimed" and not below.expired(now))):
+        record = replace(below, generation=top)
+    else:
+        below = None
+        record = ClaimRecord(top, site, "", 0, _stamp(now), _stamp(now), "released", OPERATOR)
     if not _next(store, invoice_key, record):
         raise Conflict(f"fleet store: generation {record.generation} of {invoice_key} was written meanwhile; "
                        "run the repair again")
-    return {"invoice_key": invoice_key, "repaired": True, "generation": record.generation, "why": why}
+    return {"invoice_key": invoice_key, "repaired": True, "generation": record.generation, "why": why,
+            "restored": below.site if below else None}

@@ -106,9 +106,10 @@ def find_command(ctx: click.Context, number: str, as_json: bool) -> None:
 @click.pass_context
 def repair_command(ctx: click.Context, invoice_key: str, as_json: bool) -> None:
     """Let an invoice whose fleet claim is invalid go again (docs/fleet.md,
-    "Invalid claims"): the invalid object stays as evidence, the next
-    generation says `released`, and the next site to claim the key looks
-    every destination up before any put. Exits 0 when repaired, 1 when the
+    "Invalid claims"): the invalid object stays as evidence; the next
+    generation restores a live or delivered claim hidden under it, else says
+    `released`, and the next site to claim the key looks every destination
+    up before any put. Exits 0 when repaired, 1 when the
     claim was valid (nothing done), 2 when the store refused."""
     cfg, store = _store(ctx)
     try:
@@ -117,6 +118,9 @@ def repair_command(ctx: click.Context, invoice_key: str, as_json: bool) -> None:
         fail(f"cannot repair the claim on {invoice_key}: {e}", code=2)
     if as_json:
         echo_json(done)
+    elif done["repaired"] and done.get("restored"):
+        echo(f"{done['invoice_key']}: generation {done['generation']} restores site {done['restored']}'s claim "
+             f"hidden under it (was: {done['why']}); that site goes on, the others wait for it")
     elif done["repaired"]:
         echo(f"{done['invoice_key']}: generation {done['generation']} written as released by the operator "
              f"(was: {done['why']}); the next site to claim it looks every destination up first")
