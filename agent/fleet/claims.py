@@ -359,7 +359,7 @@ def _last_valid(store: FleetStore, invoice_key: str, gens: list[int], *, now: dt
     return None
 
 
-def repair(store: FleetStore, invoice_key: str, *, site: str, now: dt.datetime) -> dict:
+def repair(store: FleetStore, invoice_key: str, *, site: str, now: dt.datetime, force: bool = False) -> dict:
     """What `fleet repair KEY` does, by the documented rule: when the key's
     head is invalid, create the next generation, leaving the invalid object
     where it is (evidence). When the highest valid generation below it is a
@@ -370,7 +370,12 @@ def repair(store: FleetStore, invoice_key: str, *, site: str, now: dt.datetime) 
     Otherwise the next generation is `released` by the operator at `site`,
     and the next site to claim the key takes it over as it would from a
     site that let it go: looking every destination up before any put.
-    A valid head is left alone. Returns {"invoice_key", "repaired", "why",
+    A valid head is left alone, but with `force` a valid `delivered` head
+    is released by the operator the same way (a forged "delivered" in a
+    valid shape, or a site that never did deliver, otherwise leaves every
+    copy a duplicate for ever; the taker's look-up finds a real delivery);
+    a live `claimed` head is never forced (its holder may be putting it:
+    its lease ends within MAX_LEASE_S). Returns {"invoice_key", "repaired", "why",
     "generation", "restored"} (`restored`: the site whose claim was put
     back, or None); raises InvalidClaim when no generation is left above the
     invalid one (delete it by hand), Conflict when a site wrote the next
@@ -381,9 +386,19 @@ def repair(store: FleetStore, invoice_key: str, *, site: str, now: dt.datetime) 
     except InvalidClaim as e:
         why = str(e)
     else:
-        return {"invoice_key": invoice_key, "repaired": False, "generation": current.generation if current else None,
-                "restored": None,
-                "why": f"its claim is valid ({current.state} by site {current.site})" if current else "it is not claimed"}
+        if not (force and current is not None and current.state == "delivered"):
+            return {"invoice_key": invoice_key, "repaired": False,
+                    "generation": current.generation if current else None, "restored": None,
+                    "why": f"its claim is valid ({current.state} by site {current.site}"
+                           + (f", lease until {current.lease_until}: never forced while it lives"
+                              if force and current.state == "claimed" else "") + ")"
+                    if current else "it is not claimed"}
+        record = ClaimRecord(current.generation + 1, site, "", 0, _stamp(now), _stamp(now), "released", OPERATOR)
+        if not _next(store, invoice_key, record):
+            raise Conflict(f"fleet store: generation {record.generation} of {invoice_key} was written meanwhile; "
+                           "run the repair again")
+        return {"invoice_key": invoice_key, "repaired": True, "generation": record.generation, "restored": None,
+                "why": f"forced over site {current.site}'s delivered claim of {current.at}"}
     gens = generations(store, invoice_key)
     top = (gens[-1] if gens else 0) + 1
     below = _last_valid(store, invoice_key, gens, now=now)

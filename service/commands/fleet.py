@@ -103,8 +103,11 @@ def find_command(ctx: click.Context, number: str, as_json: bool) -> None:
 @command.command("repair")
 @click.argument("invoice_key")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: what was done.")
+@click.option("--force", is_flag=True,
+              help="Also release a valid `delivered` claim (a forged one, or a site that never delivered): "
+                   "the next claimer looks every destination up first. Never a live claim.")
 @click.pass_context
-def repair_command(ctx: click.Context, invoice_key: str, as_json: bool) -> None:
+def repair_command(ctx: click.Context, invoice_key: str, as_json: bool, force: bool) -> None:
     """Let an invoice whose fleet claim is invalid go again (docs/fleet.md,
     "Invalid claims"): the invalid object stays as evidence; the next
     generation restores a live or delivered claim hidden under it, else says
@@ -113,7 +116,7 @@ def repair_command(ctx: click.Context, invoice_key: str, as_json: bool) -> None:
     claim was valid (nothing done), 2 when the store refused."""
     cfg, store = _store(ctx)
     try:
-        done = repair(store, invoice_key.strip(), site=cfg.fleet["site"], now=now_dt())
+        done = repair(store, invoice_key.strip(), site=cfg.fleet["site"], now=now_dt(), force=force)
     except AdapterError as e:
         fail(f"cannot repair the claim on {invoice_key}: {e}", code=2)
     if as_json:

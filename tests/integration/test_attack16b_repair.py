@@ -10,6 +10,7 @@ put too. The invoice went twice."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 
 from agent.deliver.loop import claim, record, send
@@ -60,4 +61,49 @@ def test_repair_over_a_live_claim_never_lets_a_second_site_deliver(tmp_path, buc
         assert shanghai.ledger.get(doc).state == "duplicate", shanghai.ledger.get(doc).state
     finally:
         beijing.ledger.close()
+        shanghai.ledger.close()
+
+
+def test_a_forged_delivered_claim_of_a_site_nobody_runs_can_be_forced_away(tmp_path, bucket):
+    # A well-formed `delivered` claim of site "ghost" (no such site): every
+    # copy became its duplicate, and `fleet repair` answered "its claim is
+    # valid": the invoice was delivered nowhere, with no way out but deleting
+    # objects in the bucket by hand.
+    from agent.fleet.gate import recheck_lost
+    from agent.judgement import judge
+    from agent.model import Invoice
+    from agent.validate import ValidationSettings
+    from tests.integration.test_attack16b_stamps import cli
+    from tests.integration.test_fleet_hostile import good_claim
+
+    store, client, name, cfg = bucket
+    now = dt.datetime.now(UTC)
+    shanghai = Site(tmp_path, "shanghai", store, lease_s=3600)   # t + 120 s within a quarter lease of the store clock
+    try:
+        key = number_of(3)
+        doc = queue_invoice(shanghai.ledger, shanghai.vault, 3, destinations=["erp"], now=utc(now))
+        put(client, name, f"{claim_prefix(key)}gen-00000001", good_claim(1, site="ghost", state="delivered"))
+        assert shanghai.step(now) == ["lost"]
+        r = cli(tmp_path, cfg, "fleet", "repair", key)
+        assert r.returncode == 1 and "valid" in r.stdout, (r.stdout, r.stderr)
+        r = cli(tmp_path, cfg, "fleet", "repair", key, "--force", "--json")
+        assert r.returncode == 0 and json.loads(r.stdout)["repaired"], (r.stdout, r.stderr)  # was: no such option
+        assert head(store, key, now=now).state == "released"
+        # A live claim is never forced (its holder may be putting it).
+        put(client, name, f"{claim_prefix(number_of(4))}gen-00000001", good_claim(1, site="ghost"))
+        r = cli(tmp_path, cfg, "fleet", "repair", number_of(4), "--force")
+        assert r.returncode == 1 and "never forced" in r.stdout, (r.stdout, r.stderr)
+        # Shanghai's duplicate is judged again and delivered (looked up first).
+        t = now + dt.timedelta(seconds=120)
+        ((doc_id, why),) = recheck_lost(shanghai.ledger, store, now=t)
+        settings = ValidationSettings.from_config({"max_age_days": 100000, "rules": {"number-format": "off"}},
+                                                  {"tax_ids": [], "names": []})
+        with shanghai.ledger.transaction():
+            shanghai.ledger.fleet_reopen(doc, now=utc(t), actor="t", reason=why)
+            judge(shanghai.ledger, doc, Invoice.from_dict(shanghai.ledger.get(doc).fields), settings=settings,
+                  destinations=["erp"], today=t.date(), now=utc(t), actor="t")
+        assert shanghai.step(t + dt.timedelta(seconds=1)) == ["go"]
+        assert shanghai.delivered() == [f"{key}.pdf"]
+        assert shanghai.ledger.get(doc).state == "delivered"
+    finally:
         shanghai.ledger.close()
