@@ -252,9 +252,14 @@ def clock_error(store: FleetStore, now: dt.datetime, lease_s: float) -> str | No
 
 
 def is_mine(record: ClaimRecord, site: str, holder: str) -> bool:
-    """True when `record` was written by this agent: its site, and its holder
-    when both are known (another agent under the same site name is another site)."""
-    return record.site == site and (not holder or not record.holder or record.holder == holder)
+    """True when `record` was written by this agent: its holder when both are
+    known (another agent under the same site name is another site; this
+    agent under a site name changed in its config is still this agent, so
+    its claims are renewed and settled under the new name, not left to lapse
+    as a stranger's), else its site name."""
+    if holder and record.holder:
+        return record.holder == holder
+    return record.site == site
 
 
 def _next(store: FleetStore, invoice_key: str, record: ClaimRecord) -> bool:

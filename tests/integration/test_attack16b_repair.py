@@ -107,3 +107,30 @@ def test_a_forged_delivered_claim_of_a_site_nobody_runs_can_be_forced_away(tmp_p
         assert shanghai.ledger.get(doc).state == "delivered"
     finally:
         shanghai.ledger.close()
+
+
+def test_a_site_renamed_in_config_settles_its_own_claims(tmp_path, bucket):
+    # Beijing delivers, then its operator renames the site to "peking" before
+    # the claim records `delivered`. The old code took its own claim for a
+    # stranger's: `delivered` was never recorded ("the claim is beijing's
+    # now"), the claim stayed `claimed` and lapsed, and Shanghai took the key
+    # over and sent its copy again wherever a look-up cannot see it.
+    from agent.fleet.gate import FleetSettings, settle_claims
+
+    store, _client, _name, _cfg = bucket
+    now = dt.datetime.now(UTC)
+    beijing, shanghai = Site(tmp_path, "beijing", store), Site(tmp_path, "shanghai", store)
+    try:
+        key = number_of(5)
+        queue_invoice(beijing.ledger, beijing.vault, 5, destinations=["erp"], now=utc(now))
+        doc = queue_invoice(shanghai.ledger, shanghai.vault, 5, destinations=["erp"], now=utc(now))
+        assert beijing.step(now) == ["go"]
+        beijing.settings = FleetSettings(site="peking")        # renamed in config, same ledger
+        lines = settle_claims(beijing.ledger, store, beijing.settings, now=now, actor="peking")
+        assert not [line for line in lines if line.startswith("!")], lines
+        assert head(store, key, now=now).state == "delivered"         # was: still beijing's `claimed`
+        assert shanghai.step(now + dt.timedelta(seconds=2)) == ["lost"]
+        assert shanghai.ledger.get(doc).state == "duplicate"
+    finally:
+        beijing.ledger.close()
+        shanghai.ledger.close()
