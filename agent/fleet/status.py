@@ -103,7 +103,8 @@ def read_sites(store: FleetStore, *, now: dt.datetime) -> list[dict[str, Any]]:
     """Every site's last status, by site name, each with `age_s` and `stale`
     (older than STALE_INTERVALS intervals). One site's status that cannot be
     shown (not JSON, the wrong shape, bigger than STATUS_MAX_BYTES: never
-    read further, or a read that fails) is listed with `error` saying why and
+    read further, deleted between list and read, or a read that fails) is
+    listed with `error` saying why and
     `stale` set; the other sites are shown as usual. Raises
     Transient/Permanent when the store cannot be listed."""
     out = []
@@ -114,7 +115,8 @@ def read_sites(store: FleetStore, *, now: dt.datetime) -> list[dict[str, Any]]:
         try:
             got = store.read(key, max_bytes=STATUS_MAX_BYTES)
             if got is None:
-                continue
+                # Listed, then gone: a site must never drop out of the view unsaid.
+                raise ValueError("status.json was deleted between listing and reading it")
             body = _site_status(got[0], now)
         except AdapterError as e:
             body = {"error": f"status.json not read: {e}", "stale": True}

@@ -72,3 +72,25 @@ def test_a_status_written_off_the_calendar_is_marked_not_a_crash(stamp, tmp_path
     r = cli(tmp_path, cfg, "fleet", "status")
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert r.stdout.splitlines()[1].split()[0] == "ghost" and "STALE" in r.stdout, r.stdout
+
+
+def test_a_status_deleted_between_list_and_read_is_listed_not_dropped(bucket):
+    # The old read_sites skipped a status.json listed and then gone: the site
+    # vanished from `fleet status` without a word.
+    store, client, name, _cfg = bucket
+    now = dt.datetime.now(UTC)
+    for site in ("beijing", "shanghai"):
+        put(client, name, f"sites/{site}/status.json", {"written_at": now.isoformat(), "states": {}})
+
+    class Racing:          # the real store; another hand deletes Shanghai's status right after the listing
+        def __getattr__(self, attr):
+            return getattr(store, attr)
+
+        def list(self, prefix):
+            keys = store.list(prefix)
+            client.delete_object(Bucket=name, Key="fleet/sites/shanghai/status.json")
+            return keys
+
+    sites = {s["site"]: s for s in read_sites(Racing(), now=now)}
+    assert sorted(sites) == ["beijing", "shanghai"], sites
+    assert sites["shanghai"]["stale"] and "deleted" in sites["shanghai"]["error"]
