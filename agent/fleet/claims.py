@@ -385,7 +385,10 @@ def repair(store: FleetStore, invoice_key: str, *, site: str, now: dt.datetime, 
     back, or None); raises InvalidClaim when no generation is left above the
     invalid one (delete it by hand), Conflict when a site wrote the next
     generation meanwhile (run it again), Transient/Permanent when the store
-    does not answer."""
+    does not answer. Leases are judged by the store's clock when it gives
+    one (the operator's host may be off: a live lease must not look run out)."""
+    generations(store, invoice_key)
+    now = store.server_time() or now
     try:
         current = head(store, invoice_key, now=now)
     except InvalidClaim as e:

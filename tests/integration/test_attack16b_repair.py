@@ -134,3 +134,23 @@ def test_a_site_renamed_in_config_settles_its_own_claims(tmp_path, bucket):
     finally:
         beijing.ledger.close()
         shanghai.ledger.close()
+
+
+def test_repair_from_a_host_whose_clock_is_ahead_judges_leases_by_the_store(tmp_path, bucket):
+    # The operator's laptop is an hour ahead: the old repair saw Beijing's
+    # live lease as run out and released the key under its in-flight put.
+    store, client, name, _cfg = bucket
+    now = dt.datetime.now(UTC)
+    beijing = Site(tmp_path, "beijing", store)
+    try:
+        key = number_of(6)
+        queue_invoice(beijing.ledger, beijing.vault, 6, destinations=["erp"], now=utc(now))
+        rows = claim(beijing.ledger, "erp", now=now, lease_s=60, token="w", actor="beijing", limit=8)
+        assert [s.kind for s in screen(beijing.ledger, store, beijing.settings, rows, now=now, actor="b")] == ["go"]
+        put(client, name, f"{claim_prefix(key)}gen-00000002", b"garbage")
+        done = repair(store, key, site="shanghai", now=now + dt.timedelta(hours=1))
+        assert done["restored"] == "beijing", done
+        current = head(store, key, now=now)
+        assert current.site == "beijing" and current.state == "claimed" and not current.expired(now)
+    finally:
+        beijing.ledger.close()
