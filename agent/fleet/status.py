@@ -95,13 +95,17 @@ def _site_status(data: bytes, now: dt.datetime) -> dict[str, Any]:
         raise ValueError("written_at has no time zone" if written.tzinfo is None else f"interval_s {interval}")
     check_calendar(written, "written_at")
     age = (now - written).total_seconds()
-    body.update(age_s=round(age, 1), stale=age > STALE_INTERVALS * interval)
+    # Written more than an interval in the future: that site's clock is ahead
+    # (or the stamp forged), and its heartbeat would look fresh for that long
+    # after it died: stale until its clock is right.
+    body.update(age_s=round(age, 1), stale=age > STALE_INTERVALS * interval or age < -interval)
     return body
 
 
 def read_sites(store: FleetStore, *, now: dt.datetime) -> list[dict[str, Any]]:
     """Every site's last status, by site name, each with `age_s` and `stale`
-    (older than STALE_INTERVALS intervals). One site's status that cannot be
+    (older than STALE_INTERVALS intervals, or written more than one interval
+    in the future: a clock ahead would keep a dead site looking fresh). One site's status that cannot be
     shown (not JSON, the wrong shape, bigger than STATUS_MAX_BYTES: never
     read further, deleted between list and read, or a read that fails) is
     listed with `error` saying why and

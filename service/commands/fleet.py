@@ -52,7 +52,8 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
         health = ((s.get("health") or {}).get("summary") or "?").split(":")[0].split(" ")[0]
         rows.append({
             "site": s["site"] + (" (here)" if s["site"] == cfg.fleet["site"] else ""),
-            "seen": human_age(s["age_s"]) + (" STALE" if s["stale"] else ""),
+            "seen": (human_age(s["age_s"]) if s["age_s"] >= 0 else f"{human_age(-s['age_s'])} ahead")
+                    + (" STALE" if s["stale"] else ""),
             "written": local_time(s.get("written_at"), seconds=False), "health": health,
             "queued": st.get("queued", 0) + st.get("delivering", 0), "failed": st.get("failed", 0),
             "quarantined": st.get("quarantined", 0), "delivered": st.get("delivered", 0) + st.get("confirmed", 0),

@@ -94,3 +94,20 @@ def test_a_status_deleted_between_list_and_read_is_listed_not_dropped(bucket):
     sites = {s["site"]: s for s in read_sites(Racing(), now=now)}
     assert sorted(sites) == ["beijing", "shanghai"], sites
     assert sites["shanghai"]["stale"] and "deleted" in sites["shanghai"]["error"]
+
+
+def test_a_status_written_in_the_future_is_stale_not_fresh(tmp_path, bucket):
+    # A site whose clock is two hours ahead (or a forged stamp) published,
+    # then died: the old view showed it fresh ("seen -1h 59m ...") until its
+    # stamp plus three intervals had passed, two hours of a dead site shown alive.
+    store, client, name, cfg = bucket
+    now = dt.datetime.now(UTC)
+    put(client, name, "sites/ahead/status.json", {"written_at": (now + dt.timedelta(hours=2)).isoformat(),
+                                                  "interval_s": 60, "states": {"queued": 1}})
+    put(client, name, "sites/fine/status.json", {"written_at": now.isoformat(), "interval_s": 60, "states": {}})
+    sites = {s["site"]: s for s in read_sites(store, now=now)}
+    assert sites["ahead"]["stale"] and not sites["fine"]["stale"], sites
+    r = cli(tmp_path, cfg, "fleet", "status")
+    assert r.returncode == 0, r.stderr
+    (line,) = [x for x in r.stdout.splitlines() if x.startswith("ahead")]
+    assert "ahead STALE" in line, r.stdout
