@@ -33,7 +33,7 @@ import datetime as dt
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agent.errors import AdapterError, Conflict, Permanent, Transient
 from agent.fleet.store import FleetStore, TooLarge
@@ -55,6 +55,8 @@ _SAFE_KEY = re.compile(r"[A-Za-z0-9-]{1,100}")
 # A claim whose lease ends more than this after `now` is not a site's (the
 # longest lease_s a config accepts): taken for a broken claim, never trusted.
 MAX_LEASE_S = 86_400.0
+# The UTC years a claim's or a status's time stamps may fall in.
+STAMP_YEARS = range(2000, 9000)
 # Racing sites retry a lost create this many times before calling it a draw
 # (each retry reads the new head, so a draw is a storm, not a bug).
 _RACE_TRIES = 6
@@ -86,9 +88,23 @@ def _aware_stamp(d: dict, name: str) -> str:
     value = d[name]
     if not isinstance(value, str) or len(value) > 40:
         raise TypeError(f"{name} is not a time stamp")
-    if parse_stamp(value).tzinfo is None:
+    moment = parse_stamp(value)
+    if moment.tzinfo is None:
         raise ValueError(f"{name} {value!r} has no time zone")
+    check_calendar(moment, name)
     return value
+
+
+def check_calendar(moment: dt.datetime, name: str) -> None:
+    """ValueError unless the aware `moment` is in years STAMP_YEARS once in UTC:
+    no site writes another, and year 1 at +01:00 or 9999 at -01:00 parse but
+    overflow when moved to UTC or a local zone (every display and ledger row)."""
+    try:
+        year = moment.astimezone(dt.timezone.utc).year
+    except OverflowError:
+        year = 0
+    if year not in STAMP_YEARS:
+        raise ValueError(f"{name} {moment.isoformat()[:40]!r} is off the calendar any site writes")
 
 
 @dataclass(frozen=True)
@@ -236,9 +252,14 @@ def clock_error(store: FleetStore, now: dt.datetime, lease_s: float) -> str | No
 
 
 def is_mine(record: ClaimRecord, site: str, holder: str) -> bool:
-    """True when `record` was written by this agent: its site, and its holder
-    when both are known (another agent under the same site name is another site)."""
-    return record.site == site and (not holder or not record.holder or record.holder == holder)
+    """True when `record` was written by this agent: its holder when both are
+    known (another agent under the same site name is another site; this
+    agent under a site name changed in its config is still this agent, so
+    its claims are renewed and settled under the new name, not left to lapse
+    as a stranger's), else its site name."""
+    if holder and record.holder:
+        return record.holder == holder
+    return record.site == site
 
 
 def _next(store: FleetStore, invoice_key: str, record: ClaimRecord) -> bool:
@@ -329,28 +350,73 @@ def settle(store: FleetStore, invoice_key: str, *, site: str, state: str, now: d
         return Verdict("unreachable", error=str(e))
 
 
-def repair(store: FleetStore, invoice_key: str, *, site: str, now: dt.datetime) -> dict:
+def _last_valid(store: FleetStore, invoice_key: str, gens: list[int], *, now: dt.datetime) -> ClaimRecord | None:
+    # The highest generation below the invalid head that is a claim a site
+    # writes (what the garbage hides), or None.
+    prefix = claim_prefix(invoice_key)
+    for g in reversed(gens[:-1]):
+        try:
+            got = store.read(f"{prefix}gen-{g:08d}", max_bytes=CLAIM_MAX_BYTES)
+            if got is not None:
+                return ClaimRecord.from_bytes(g, got[0], now=now)
+        except (InvalidClaim, TooLarge):
+            continue
+    return None
+
+
+def repair(store: FleetStore, invoice_key: str, *, site: str, now: dt.datetime, force: bool = False) -> dict:
     """What `fleet repair KEY` does, by the documented rule: when the key's
-    head is invalid, create the next generation as `released` by the
-    operator at `site`, leaving the invalid object where it is (evidence).
-    The next site to claim the key then takes it over as it would from a
-    site that let it go: looking every destination up before any put, so
-    an invoice the invalid object hid as delivered is found, not sent twice.
-    A valid head is left alone. Returns {"invoice_key", "repaired", "why",
-    "generation"}; raises InvalidClaim when no generation is left above the
+    head is invalid, create the next generation, leaving the invalid object
+    where it is (evidence). When the highest valid generation below it is a
+    live claim (`claimed`, lease not run out) or `delivered`, the next
+    generation restores it as it was (same site, holder, lease, state): its
+    holder may be putting the invoice right now, or has put it, and a
+    `released` would let another site put it again before that put lands.
+    Otherwise the next generation is `released` by the operator at `site`,
+    and the next site to claim the key takes it over as it would from a
+    site that let it go: looking every destination up before any put.
+    A valid head is left alone, but with `force` a valid `delivered` head
+    is released by the operator the same way (a forged "delivered" in a
+    valid shape, or a site that never did deliver, otherwise leaves every
+    copy a duplicate for ever; the taker's look-up finds a real delivery);
+    a live `claimed` head is never forced (its holder may be putting it:
+    its lease ends within MAX_LEASE_S). Returns {"invoice_key", "repaired", "why",
+    "generation", "restored"} (`restored`: the site whose claim was put
+    back, or None); raises InvalidClaim when no generation is left above the
     invalid one (delete it by hand), Conflict when a site wrote the next
     generation meanwhile (run it again), Transient/Permanent when the store
-    does not answer."""
+    does not answer. Leases are judged by the store's clock when it gives
+    one (the operator's host may be off: a live lease must not look run out)."""
+    generations(store, invoice_key)
+    now = store.server_time() or now
     try:
         current = head(store, invoice_key, now=now)
     except InvalidClaim as e:
         why = str(e)
     else:
-        return {"invoice_key": invoice_key, "repaired": False, "generation": current.generation if current else None,
-                "why": f"its claim is valid ({current.state} by site {current.site})" if current else "it is not claimed"}
+        if not (force and current is not None and current.state == "delivered"):
+            return {"invoice_key": invoice_key, "repaired": False,
+                    "generation": current.generation if current else None, "restored": None,
+                    "why": f"its claim is valid ({current.state} by site {current.site}"
+                           + (f", lease until {current.lease_until}: never forced while it lives"
+                              if force and current.state == "claimed" else "") + ")"
+                    if current else "it is not claimed"}
+        record = ClaimRecord(current.generation + 1, site, "", 0, _stamp(now), _stamp(now), "released", OPERATOR)
+        if not _next(store, invoice_key, record):
+            raise Conflict(f"fleet store: generation {record.generation} of {invoice_key} was written meanwhile; "
+                           "run the repair again")
+        return {"invoice_key": invoice_key, "repaired": True, "generation": record.generation, "restored": None,
+                "why": f"forced over site {current.site}'s delivered claim of {current.at}"}
     gens = generations(store, invoice_key)
-    record = ClaimRecord((gens[-1] if gens else 0) + 1, site, "", 0, _stamp(now), _stamp(now), "released", OPERATOR)
+    top = (gens[-1] if gens else 0) + 1
+    below = _last_valid(store, invoice_key, gens, now=now)
+    if below is not None and (below.state == "delivered" or (below.state == "claimed" and not below.expired(now))):
+        record = replace(below, generation=top)
+    else:
+        below = None
+        record = ClaimRecord(top, site, "", 0, _stamp(now), _stamp(now), "released", OPERATOR)
     if not _next(store, invoice_key, record):
         raise Conflict(f"fleet store: generation {record.generation} of {invoice_key} was written meanwhile; "
                        "run the repair again")
-    return {"invoice_key": invoice_key, "repaired": True, "generation": record.generation, "why": why}
+    return {"invoice_key": invoice_key, "repaired": True, "generation": record.generation, "why": why,
+            "restored": below.site if below else None}

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from agent.errors import AdapterError, Permanent
-from agent.fleet.claims import CLAIMS, _GEN, ClaimRecord, claim_prefix, head
+from agent.fleet.claims import CLAIMS, _GEN, ClaimRecord, check_calendar, claim_prefix, head
 from agent.fleet.store import FleetStore
 
 SITES = "sites/"
@@ -93,16 +93,22 @@ def _site_status(data: bytes, now: dt.datetime) -> dict[str, Any]:
     interval = float(body.get("interval_s") or 60)
     if written.tzinfo is None or not 0 < interval < 1e9:
         raise ValueError("written_at has no time zone" if written.tzinfo is None else f"interval_s {interval}")
+    check_calendar(written, "written_at")
     age = (now - written).total_seconds()
-    body.update(age_s=round(age, 1), stale=age > STALE_INTERVALS * interval)
+    # Written more than an interval in the future: that site's clock is ahead
+    # (or the stamp forged), and its heartbeat would look fresh for that long
+    # after it died: stale until its clock is right.
+    body.update(age_s=round(age, 1), stale=age > STALE_INTERVALS * interval or age < -interval)
     return body
 
 
 def read_sites(store: FleetStore, *, now: dt.datetime) -> list[dict[str, Any]]:
     """Every site's last status, by site name, each with `age_s` and `stale`
-    (older than STALE_INTERVALS intervals). One site's status that cannot be
+    (older than STALE_INTERVALS intervals, or written more than one interval
+    in the future: a clock ahead would keep a dead site looking fresh). One site's status that cannot be
     shown (not JSON, the wrong shape, bigger than STATUS_MAX_BYTES: never
-    read further, or a read that fails) is listed with `error` saying why and
+    read further, deleted between list and read, or a read that fails) is
+    listed with `error` saying why and
     `stale` set; the other sites are shown as usual. Raises
     Transient/Permanent when the store cannot be listed."""
     out = []
@@ -113,7 +119,8 @@ def read_sites(store: FleetStore, *, now: dt.datetime) -> list[dict[str, Any]]:
         try:
             got = store.read(key, max_bytes=STATUS_MAX_BYTES)
             if got is None:
-                continue
+                # Listed, then gone: a site must never drop out of the view unsaid.
+                raise ValueError("status.json was deleted between listing and reading it")
             body = _site_status(got[0], now)
         except AdapterError as e:
             body = {"error": f"status.json not read: {e}", "stale": True}

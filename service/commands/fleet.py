@@ -52,7 +52,8 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
         health = ((s.get("health") or {}).get("summary") or "?").split(":")[0].split(" ")[0]
         rows.append({
             "site": s["site"] + (" (here)" if s["site"] == cfg.fleet["site"] else ""),
-            "seen": human_age(s["age_s"]) + (" STALE" if s["stale"] else ""),
+            "seen": (human_age(s["age_s"]) if s["age_s"] >= 0 else f"{human_age(-s['age_s'])} ahead")
+                    + (" STALE" if s["stale"] else ""),
             "written": local_time(s.get("written_at"), seconds=False), "health": health,
             "queued": st.get("queued", 0) + st.get("delivering", 0), "failed": st.get("failed", 0),
             "quarantined": st.get("quarantined", 0), "delivered": st.get("delivered", 0) + st.get("confirmed", 0),
@@ -103,20 +104,27 @@ def find_command(ctx: click.Context, number: str, as_json: bool) -> None:
 @command.command("repair")
 @click.argument("invoice_key")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: what was done.")
+@click.option("--force", is_flag=True,
+              help="Also release a valid `delivered` claim (a forged one, or a site that never delivered): "
+                   "the next claimer looks every destination up first. Never a live claim.")
 @click.pass_context
-def repair_command(ctx: click.Context, invoice_key: str, as_json: bool) -> None:
+def repair_command(ctx: click.Context, invoice_key: str, as_json: bool, force: bool) -> None:
     """Let an invoice whose fleet claim is invalid go again (docs/fleet.md,
-    "Invalid claims"): the invalid object stays as evidence, the next
-    generation says `released`, and the next site to claim the key looks
-    every destination up before any put. Exits 0 when repaired, 1 when the
+    "Invalid claims"): the invalid object stays as evidence; the next
+    generation restores a live or delivered claim hidden under it, else says
+    `released`, and the next site to claim the key looks every destination
+    up before any put. Exits 0 when repaired, 1 when the
     claim was valid (nothing done), 2 when the store refused."""
     cfg, store = _store(ctx)
     try:
-        done = repair(store, invoice_key.strip(), site=cfg.fleet["site"], now=now_dt())
+        done = repair(store, invoice_key.strip(), site=cfg.fleet["site"], now=now_dt(), force=force)
     except AdapterError as e:
         fail(f"cannot repair the claim on {invoice_key}: {e}", code=2)
     if as_json:
         echo_json(done)
+    elif done["repaired"] and done.get("restored"):
+        echo(f"{done['invoice_key']}: generation {done['generation']} restores site {done['restored']}'s claim "
+             f"hidden under it (was: {done['why']}); that site goes on, the others wait for it")
     elif done["repaired"]:
         echo(f"{done['invoice_key']}: generation {done['generation']} written as released by the operator "
              f"(was: {done['why']}); the next site to claim it looks every destination up first")

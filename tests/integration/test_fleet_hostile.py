@@ -109,7 +109,10 @@ HOSTILE = {
     "document-id-not-a-number": {"gen-00000001": good_claim(1, document_id="1; DROP TABLE")},
     "site-not-a-site-name": {"gen-00000001": good_claim(1, site="../../etc")},
     "lone-generation-far-up": {"gen-00000500": good_claim(500, state="delivered")},
-    "gap-below-the-head": {"gen-00000001": good_claim(1), "gen-00000007": good_claim(7, state="delivered")},
+    # gen 1's lease has run out: a live claim under the gap would be restored
+    # by `repair` (its holder may be putting it: test_attack16b_repair.py).
+    "gap-below-the-head": {"gen-00000001": good_claim(1, lease_until="2020-01-01T00:00:00+00:00"),
+                           "gen-00000007": good_claim(7, state="delivered")},
     "claim-shaped-but-4-mib": {"gen-00000001": json.dumps(good_claim(1, pad="x" * (4 << 20))).encode()},
 }
 
