@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from agent.errors import AdapterError
-from agent.fleet.claims import repair
+from agent.fleet.repair import repair
 from agent.fleet.status import find, read_sites
 from agent.fleet.store import open_store
 from service.context import echo_json, fail, human_age, load, now_dt

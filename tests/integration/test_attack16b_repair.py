@@ -14,7 +14,8 @@ import json
 import random
 
 from agent.deliver.loop import claim, record, send
-from agent.fleet.claims import claim_prefix, head, repair
+from agent.fleet.claims import claim_prefix, head
+from agent.fleet.repair import repair
 from agent.fleet.gate import screen
 from agent.ledger import utc
 from tests.integration.test_fleet_hostile import Site, bucket, put  # noqa: F401

@@ -21,7 +21,8 @@ import pytest
 from agent.deliver import open_destination
 from agent.deliver.loop import claim, record, send
 from agent.deliver.retry import DeliveryPolicy
-from agent.fleet.claims import CLAIM_MAX_BYTES, acquire, claim_prefix, head, repair
+from agent.fleet.claims import CLAIM_MAX_BYTES, acquire, claim_prefix, head
+from agent.fleet.repair import repair
 from agent.fleet.gate import FleetSettings, renew_leases, screen
 from agent.fleet.status import find, publish_status, read_sites
 from agent.fleet.store import TooLarge, open_store
