@@ -45,7 +45,7 @@ from service.context import now_dt
 
 log = logging.getLogger("fapiao.backup")
 IDLE_POLL_S = 5.0
-DEFAULT_WORKERS = 4          # puts in flight per target; S3 latency, not CPU, bounds a put
+DEFAULT_WORKERS = 16         # puts in flight per target ([backup_policy] workers); S3 latency, not CPU, bounds a put
 BATCH_PER_WORKER = 32        # a mirror step puts this many originals per worker, then one sidecar batch
 DAEMON_ACTOR_PREFIX = "daemon:"   # events the daemon writes itself (context.actor("daemon")); all others are actions
 CLOCK_SLACK_S = 1.0          # a last run this far ahead of now is only threads' clocks disagreeing
