@@ -39,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.backup import object_key, open_target  # noqa: E402
+from agent.backup import open_target  # noqa: E402
 from agent.capture import capture_bytes  # noqa: E402
 from agent.config import load_config  # noqa: E402
 from agent.ledger import Ledger  # noqa: E402
@@ -77,7 +77,7 @@ def agent_round(cfg, vault: Vault, server: SeaweedServer, bucket: str, name: str
         runner.start()
         while watch.conn.execute("SELECT count(*) FROM backups WHERE target = ? AND state = 'done'",
                                  (name,)).fetchone()[0] < files:
-            time.sleep(0.005)
+            time.sleep(0.05)
         seconds = time.perf_counter() - t0
     stopping.set()
     runner.kick()

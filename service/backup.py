@@ -333,10 +333,16 @@ class BackupService(RunnerGroup):
                     outcome[target.name] = "stored " + put_snapshot(ledger, target, *snapshot, now=now,
                                                                     prune=False)
                 vault, rng = Vault(self.cfg.vault_dir), random.Random()
-                while time.monotonic() < deadline:
-                    out = mirror_step(ledger, vault, target, now=now_dt(), rng=rng,
-                                      retry_max_s=float(self.cfg.backup_policy["retry_max_s"]))
-                    if not out.more or out.unavailable or out.paused:
-                        break
+                workers = max(1, int(self.cfg.backup_policy.get("workers") or DEFAULT_WORKERS))
+                pool = PutPool(workers, f"backup-final-{target.name}")
+                try:
+                    while time.monotonic() < deadline:
+                        out = mirror_step(ledger, vault, target, now=now_dt(), rng=rng, transfer=pool.map,
+                                          limit=BATCH_PER_WORKER * workers,
+                                          retry_max_s=float(self.cfg.backup_policy["retry_max_s"]))
+                        if not out.more or out.unavailable or out.paused:
+                            break
+                finally:
+                    pool.close()
         except Exception as e:  # noqa: BLE001  reported by `finish`, never raised at shutdown
             outcome.setdefault(target.name, f"{type(e).__name__}: {e}")

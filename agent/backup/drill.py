@@ -32,7 +32,7 @@ from typing import Callable
 
 from agent.backup.base import LEDGER_PREFIX, BackupTarget, CorruptObject, object_key, sidecar_key
 from agent.backup.mirror import _reservoir
-from agent.backup.sidecars import BatchUnreadable, read_batch
+from agent.backup.sidecars import batch_problem
 from agent.backup.snapshot import snapshot_at
 from agent.errors import AgentError, NotFound
 from agent.ledger import Ledger, utc
@@ -155,7 +155,7 @@ def _drill(ledger: Ledger, target: BackupTarget, work: Path, sample: int, report
             if cancelled():
                 raise DrillCancelled(f"drill of {target.name} cancelled")
             problem = (_check_original(ledger, target, work, sha, sizes.get(sha), batches.get(sha) is None)
-                       or _check_batch(ledger, target, sha, batches.get(sha), fetched))
+                       or batch_problem(target, sha, batches.get(sha), fetched, lambda s=sha: ledger.sidecar(s)))
             if problem:
                 verdict, reason = problem
                 report.failed += 1
@@ -176,31 +176,6 @@ def _drill(ledger: Ledger, target: BackupTarget, work: Path, sample: int, report
     if report.failed:
         report.reasons.append(f"{report.failed} of {report.sampled} sampled objects failed; "
                               f"`fapiao-agent backup verify --full --target {target.name}` re-uploads them")
-
-
-def _check_batch(ledger: Ledger, target: BackupTarget, sha: str, key: str | None,
-                 fetched: dict[str, dict | tuple]) -> tuple[str, str] | None:
-    """None when the sidecar batch the ledger says describes `sha` (if any)
-    came back and does; else (verdict, reason). Each batch is fetched once."""
-    if key is None:
-        return None
-    if key not in fetched:
-        try:
-            fetched[key] = read_batch(target, key)
-        except NotFound:
-            fetched[key] = ("missing", "is missing on the target")
-        except CorruptObject as e:
-            fetched[key] = ("mismatch", f"fails the store's own checksum: {e}")
-        except BatchUnreadable as e:
-            fetched[key] = ("unreadable", f"cannot be read: {str(e)[:160]}")
-    got = fetched[key]
-    if isinstance(got, tuple):
-        return got[0], f"its sidecar batch {key} {got[1]}"
-    if sha not in got:
-        return "missing", f"its sidecar batch {key} does not describe it"
-    if got[sha]["sidecar"] is None and ledger.sidecar(sha) is not None:
-        return "missing", f"its sidecar batch {key} describes it with no documents"
-    return None
 
 
 def _check_original(ledger: Ledger, target: BackupTarget, work: Path, sha: str,

@@ -74,26 +74,34 @@ def retry_delay(attempts: int, rng: random.Random, max_s: float = 3600.0) -> flo
     return min(max_s, BASE_DELAY_S * 2 ** min(max(attempts - 1, 0), 20) * rng.uniform(0.8, 1.2))
 
 
-def local_sidecar(vault: Vault, sha256: str, data: dict | None) -> None:
-    """Bring the vault's own sidecar of `sha256` up to `data` (only when it
-    differs), so the vault alone still says what each object is. A local
+def sidecar_body(data: dict) -> bytes:
+    """A sidecar as the vault stores it (as `Vault.write_sidecar` writes it)."""
+    return json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True, default=str).encode("utf-8")
+
+
+def local_sidecars(vault: Vault, sidecars: dict[str, dict | None]) -> None:
+    """Bring the vault's own sidecars up to `sidecars` ({sha256: data}; None:
+    none to write), rewriting only those that differ, all made durable at
+    once: the vault alone still says what each object is. A local
     convenience copy: an error here is ignored (the target's copy matters)."""
-    if data is None:
-        return
-    body = json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True, default=str).encode("utf-8")
-    path = vault.sidecar_path(sha256)
+    changed = {}
     try:
-        if not path.is_file() or path.read_bytes() != body:
-            vault.write_sidecar(sha256, data)
+        for sha, data in sidecars.items():
+            if data is None:
+                continue
+            body, path = sidecar_body(data), vault.sidecar_path(sha)
+            if not path.is_file() or path.read_bytes() != body:
+                changed[sha] = body
+        vault.write_sidecars(changed)
     except OSError:
         pass
 
 
 @dataclass
 class _Job:
-    sha: str
+    sha: str                         # "": the job that writes the vault's own sidecars
     row: dict
-    sidecar: dict | None
+    sidecar: dict | None             # for that job: {sha256: sidecar} of every row
     put: bool                        # False: a `done` row whose sidecar alone is stale
     size: int | None = None
     error: AgentError | None = None
@@ -103,24 +111,22 @@ class _Job:
 
 def _transfer(vault: Vault, target: BackupTarget, job: _Job, stop: list) -> _Job:
     # One object: safe to run in the caller's threads side by side (it
-    # touches the target and the vault, never the ledger).
-    if stop:
+    # reads the vault and puts to the target, never touches the ledger).
+    if not job.sha:
+        local_sidecars(vault, job.sidecar)
+    elif stop:
         job.skipped = True   # the target is down or refused us: not tried, not counted
-        return job
-    if job.put:
+    elif job.put:
         path = vault.path(job.sha)
         try:
             job.size = path.stat().st_size
             target.put(object_key(job.sha), path, job.sha)
         except FileNotFoundError:
             job.missing = True
-            return job
         except AgentError as e:
             job.error = e
             if isinstance(e, (Transient, *TARGET_ERRORS)):
                 stop.append(e)
-            return job
-    local_sidecar(vault, job.sha, job.sidecar)
     return job
 
 
@@ -155,8 +161,11 @@ def mirror_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.d
     out = MirrorOutcome(enqueued=ledger.enqueue_backups(target.name, now=stamp))
     rows = ledger.due_backups(target.name, now=stamp, limit=limit, shard=shard, max_wait_s=retry_max_s)
     jobs = [_Job(r["sha256"], r, ledger.sidecar(r["sha256"]), r["state"] != "done") for r in rows]
+    # The vault's own sidecars are one more job, the first: written (two
+    # filesystem syncs for all) while the originals are in flight.
+    local = _Job("", {}, {j.sha: j.sidecar for j in jobs}, put=False)
     stop: list = []
-    finished = list(transfer(lambda job: _transfer(vault, target, job, stop), jobs))
+    finished = list(transfer(lambda job: _transfer(vault, target, job, stop), [local, *jobs]))[1:]
     described = [j for j in finished if not (j.skipped or j.missing or j.error)]
     for job in finished:
         if job.missing or isinstance(job.error, ChecksumMismatch):
@@ -336,7 +345,7 @@ def describe(ledger: Ledger, vault: Vault, target: BackupTarget, shas: list[str]
     entries = []
     for sha in shas:
         side = ledger.sidecar(sha)
-        local_sidecar(vault, sha, side)
+        local_sidecars(vault, {sha: side})
         entries.append((sha, ledger.backup_sizes(target.name, [sha]).get(sha), side))
     key = put_batch(target, entries, now=now)
     ledger.backups_done(target.name, [], now=utc(now), batch=key, refreshed=shas,

@@ -25,9 +25,9 @@ import hashlib
 import json
 import re
 import secrets
-from typing import Iterable
+from typing import Callable, Iterable
 
-from agent.backup.base import (OBJECTS_PREFIX, BackupTarget, check_sha256, sha256_of_object_key,
+from agent.backup.base import (OBJECTS_PREFIX, BackupTarget, CorruptObject, check_sha256, sha256_of_object_key,
                                sidecar_key)
 from agent.errors import NotFound
 
@@ -134,3 +134,30 @@ def sidecars_on(target: BackupTarget) -> dict[str, dict | None]:
         for sha, entry in read_batch(target, key).items():
             out[sha] = entry["sidecar"]
     return out
+
+
+def batch_problem(target: BackupTarget, sha: str, key: str | None, fetched: dict,
+                  known: Callable[[], dict | None]) -> tuple[str, str] | None:
+    """For the restore drill: None when batch `key` (the one the ledger says
+    describes `sha`; None: none does) came back and describes it, with a
+    sidecar when `known()` (the ledger's) has one; else (verdict, reason).
+    `fetched` caches each batch read (its entries, or (verdict, why not))."""
+    if key is None:
+        return None
+    if key not in fetched:
+        try:
+            fetched[key] = read_batch(target, key)
+        except NotFound:
+            fetched[key] = ("missing", "is missing on the target")
+        except CorruptObject as e:
+            fetched[key] = ("mismatch", f"fails the store's own checksum: {e}")
+        except BatchUnreadable as e:
+            fetched[key] = ("unreadable", f"cannot be read: {str(e)[:160]}")
+    got = fetched[key]
+    if isinstance(got, tuple):
+        return got[0], f"its sidecar batch {key} {got[1]}"
+    if sha not in got:
+        return "missing", f"its sidecar batch {key} does not describe it"
+    if got[sha]["sidecar"] is None and known() is not None:
+        return "missing", f"its sidecar batch {key} describes it with no documents"
+    return None
