@@ -46,7 +46,9 @@ _SCALAR_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
                       "verify_interval_s": (int, 86400), "retry_max_s": (float, 3600.0),
                       "probe_interval_s": (float, 60.0), "keep_hourly_days": (int, 2),
                       "keep_daily_days": (int, 60), "keep_monthly_years": (int, 2),
-                      "workers": (int, 4),
+                      # Puts in flight per target (a pool: S3 latency, not CPU, bounds a put;
+                      # the ledger is written by one thread per target, however many).
+                      "workers": (int, 16),
                       # A snapshot for operators' actions (amend, accept, reject...)
                       # at most this often after the last one: within a minute.
                       "action_snapshot_gap_s": (float, 30.0),

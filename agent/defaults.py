@@ -50,7 +50,7 @@ quarantined_crit = 0
 
 [backup_policy]
 # Every week the daemon proves each [[backup]] target restores: it fetches
-# drill_sample random originals (with their sidecars) and the newest ledger
+# drill_sample random originals (with the sidecars describing them) and the newest ledger
 # snapshot into a temporary folder, checks every hash, opens the snapshot
 # read-only and runs PRAGMA integrity_check, then deletes the folder. The
 # result is in `status` and the metrics; `fapiao-agent backup drill` runs one now.

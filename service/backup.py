@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import queue
 import random
 import threading
 import time
+from concurrent.futures import Future
+from typing import Callable, Iterable
 
 from agent.backup.base import BackupTarget, open_target
 from agent.backup.drill import DrillCancelled, drill_due, restore_drill
@@ -42,15 +45,51 @@ from service.context import now_dt
 
 log = logging.getLogger("fapiao.backup")
 IDLE_POLL_S = 5.0
-DEFAULT_WORKERS = 4          # puts in flight per target; S3 latency, not CPU, bounds a put
+DEFAULT_WORKERS = 16         # puts in flight per target ([backup_policy] workers); S3 latency, not CPU, bounds a put
+BATCH_PER_WORKER = 32        # a mirror step puts this many originals per worker, then one sidecar batch
 DAEMON_ACTOR_PREFIX = "daemon:"   # events the daemon writes itself (context.actor("daemon")); all others are actions
 CLOCK_SLACK_S = 1.0          # a last run this far ahead of now is only threads' clocks disagreeing
 
 
+class PutPool:
+    """`workers` daemon threads that run one target's transfers: `map` is the
+    builtin's, with that many calls in flight. Daemon threads, so a put hung
+    on a dead mount never holds the process at exit."""
+
+    def __init__(self, workers: int, name: str):
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.threads = [threading.Thread(target=self._work, name=f"{name}-put-{i}", daemon=True)
+                        for i in range(workers)]
+        for t in self.threads:
+            t.start()
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            fn, arg, future = job
+            try:
+                future.set_result(fn(arg))
+            except BaseException as e:  # noqa: BLE001  handed to the caller of map
+                future.set_exception(e)
+
+    def map(self, fn: Callable, items: Iterable) -> list:
+        """[fn(item) for item in items], run in the pool; the first exception is raised."""
+        futures = []
+        for item in items:
+            future: Future = Future()
+            self._jobs.put((fn, item, future))
+            futures.append(future)
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        """Let every thread end once the queued work is done."""
+        for _ in self.threads:
+            self._jobs.put(None)
+
+
 class TargetRunner(Runner):
-    """The `workers` threads of one backup target; each takes its own share
-    of the objects (a shard of the hash space), thread 0 also snapshots and
-    verifies."""
+    """One thread per backup target: it mirrors (its `workers` puts in
+    flight through a PutPool, the ledger written by it alone, once per
+    batch), and when the backlog is drained snapshots, verifies and drills."""
 
     def __init__(self, cfg: Config, target: BackupTarget, stopping: threading.Event):
         super().__init__(stopping)
@@ -58,9 +97,8 @@ class TargetRunner(Runner):
         self.name = target.name
         self.policy = cfg.backup_policy
         self._down = False
-        count = max(1, int(self.policy.get("workers") or DEFAULT_WORKERS))
-        self.threads = [threading.Thread(target=self._run, args=(i, count), name=f"backup-{self.name}-{i}",
-                                         daemon=True) for i in range(count)]
+        self.workers = max(1, int(self.policy.get("workers") or DEFAULT_WORKERS))
+        self.threads = [threading.Thread(target=self._run, name=f"backup-{self.name}", daemon=True)]
         # Read before any thread runs: read in a thread, a pause another
         # thread had just made was reported twice, as new and as left over.
         with Ledger(cfg.ledger_path) as ledger:
@@ -72,16 +110,17 @@ class TargetRunner(Runner):
                 log.error(f"backup still paused: {paused}; it resumes by itself "
                           "once a probe succeeds", extra={"target": self.name})
 
-    def _run(self, index: int, count: int) -> None:
+    def _run(self) -> None:
         rng = random.Random()
         ledger = Ledger(self.cfg.ledger_path)
         vault = Vault(self.cfg.vault_dir)
+        pool = PutPool(self.workers, f"backup-{self.name}")
         failures = [0]
         try:
             while not self.stopping.is_set():
                 kicks = self._kicks
                 try:
-                    wait = self._once(ledger, vault, rng, (index, count), failures)
+                    wait = self._once(ledger, vault, rng, pool, failures)
                 except Exception:  # a bug must not end the thread; back off and go on
                     failures[0] += 1
                     log.exception("backup step failed; backing off", extra={"target": self.name})
@@ -89,14 +128,15 @@ class TargetRunner(Runner):
                 if wait:
                     self._sleep(kicks, wait)
         finally:
+            pool.close()
             ledger.close()
 
-    def _once(self, ledger: Ledger, vault: Vault, rng: random.Random, shard: tuple[int, int],
+    def _once(self, ledger: Ledger, vault: Vault, rng: random.Random, pool: PutPool,
               failures: list[int]) -> float:
         """One round; returns how long to wait before the next (0: go on now)."""
         now = now_dt()
-        out = mirror_step(ledger, vault, self.target, now=now, rng=rng, shard=shard,
-                          retry_max_s=float(self.policy["retry_max_s"]))
+        out = mirror_step(ledger, vault, self.target, now=now, rng=rng, transfer=pool.map,
+                          limit=BATCH_PER_WORKER * self.workers, retry_max_s=float(self.policy["retry_max_s"]))
         if out.paused:
             if out.newly_paused:
                 log.error(f"backup paused: {out.paused}; objects stay queued "
@@ -125,8 +165,7 @@ class TargetRunner(Runner):
             log.info("backed up", extra={"target": self.name, "put": out.put, "failed": out.failed})
         if out.more:
             return 0.0
-        if shard[0] == 0:
-            self._scheduled(ledger, vault, rng, now)
+        self._scheduled(ledger, vault, rng, now)
         return IDLE_POLL_S
 
     def _scheduled(self, ledger: Ledger, vault: Vault, rng: random.Random, now: dt.datetime) -> None:
@@ -294,10 +333,16 @@ class BackupService(RunnerGroup):
                     outcome[target.name] = "stored " + put_snapshot(ledger, target, *snapshot, now=now,
                                                                     prune=False)
                 vault, rng = Vault(self.cfg.vault_dir), random.Random()
-                while time.monotonic() < deadline:
-                    out = mirror_step(ledger, vault, target, now=now_dt(), rng=rng,
-                                      retry_max_s=float(self.cfg.backup_policy["retry_max_s"]))
-                    if not out.more or out.unavailable or out.paused:
-                        break
+                workers = max(1, int(self.cfg.backup_policy.get("workers") or DEFAULT_WORKERS))
+                pool = PutPool(workers, f"backup-final-{target.name}")
+                try:
+                    while time.monotonic() < deadline:
+                        out = mirror_step(ledger, vault, target, now=now_dt(), rng=rng, transfer=pool.map,
+                                          limit=BATCH_PER_WORKER * workers,
+                                          retry_max_s=float(self.cfg.backup_policy["retry_max_s"]))
+                        if not out.more or out.unavailable or out.paused:
+                            break
+                finally:
+                    pool.close()
         except Exception as e:  # noqa: BLE001  reported by `finish`, never raised at shutdown
             outcome.setdefault(target.name, f"{type(e).__name__}: {e}")

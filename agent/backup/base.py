@@ -9,7 +9,8 @@ subclass below), so the loop retries or gives up in one place.
 Key layout (scripts and restores depend on it; never change it):
 
     objects/ab/cd/<sha256>          a vault original, keyed by its SHA-256
-    objects/ab/cd/<sha256>.json     its JSON sidecar
+    objects/ab/cd/<sha256>.json     its JSON sidecar (written before sidecar batches; still read)
+    sidecars/<time>-<random>.json   one batch of sidecars per mirror step (agent/backup/sidecars.py)
     ledger/<snapshot name>          gzip-compressed SQLite ledger snapshots
     manifests/YYYY-MM-DD.json       what was added that day
 

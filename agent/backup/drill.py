@@ -2,8 +2,8 @@
 
 `backup verify` re-reads objects to repair them; a drill does what a
 restore would do, without touching the target or the live state: a random
-sample of the originals the ledger says the target holds (with their JSON
-sidecars) and the newest ledger snapshot are fetched into a temporary
+sample of the originals the ledger says the target holds (with the sidecar
+batches that describe them, or their own JSON sidecars in the older layout) and the newest ledger snapshot are fetched into a temporary
 folder, each original is hashed against its content address, each sidecar
 must be a JSON object naming that address, and the snapshot must hash to
 the SHA-256 recorded when it was put, decompress, pass SQLite's
@@ -32,6 +32,7 @@ from typing import Callable
 
 from agent.backup.base import LEDGER_PREFIX, BackupTarget, CorruptObject, object_key, sidecar_key
 from agent.backup.mirror import _reservoir
+from agent.backup.sidecars import batch_problem
 from agent.backup.snapshot import snapshot_at
 from agent.config_sections import WEEKDAYS, drill_clock as _clock
 from agent.errors import AgentError, NotFound
@@ -145,13 +146,16 @@ def _drill(ledger: Ledger, target: BackupTarget, work: Path, sample: int, report
            progress: Callable[[int, int], None] | None, cancelled: Callable[[], bool]) -> None:
     shas = _reservoir(ledger.done_backups(target.name), max(0, sample), random.Random(report.seed))
     sizes = ledger.backup_sizes(target.name, shas)
+    batches = ledger.sidecar_batches(target.name, shas)
+    fetched: dict[str, dict | tuple] = {}   # batch key -> its entries, or (verdict, why not)
     report.sampled, report.sample = len(shas), list(shas)
     total = len(shas) + 1
     try:
         for i, sha in enumerate(shas, 1):
             if cancelled():
                 raise DrillCancelled(f"drill of {target.name} cancelled")
-            problem = _check_original(ledger, target, work, sha, sizes.get(sha))
+            problem = (_check_original(ledger, target, work, sha, sizes.get(sha), batches.get(sha) is None)
+                       or batch_problem(target, sha, batches.get(sha), fetched, lambda s=sha: ledger.sidecar(s)))
             if problem:
                 verdict, reason = problem
                 report.failed += 1
@@ -175,8 +179,9 @@ def _drill(ledger: Ledger, target: BackupTarget, work: Path, sample: int, report
 
 
 def _check_original(ledger: Ledger, target: BackupTarget, work: Path, sha: str,
-                    size: int | None) -> tuple[str, str] | None:
-    """None when the original and its sidecar came back right, else (verdict, reason)."""
+                    size: int | None, own_sidecar: bool = True) -> tuple[str, str] | None:
+    """None when the original (and, with `own_sidecar`, its `.json` sidecar
+    of the layout before batches) came back right, else (verdict, reason)."""
     # Sizes as the target lists them (one cheap listing of the object's own
     # prefix, its sidecar included): an object grown far past what was
     # stored is judged without fetching it, so a target cannot fill the
@@ -205,8 +210,8 @@ def _check_original(ledger: Ledger, target: BackupTarget, work: Path, sha: str,
         return "mismatch", f"came back as {got_size} bytes hashing to {got[:16]}…, not to its name"
     if size is not None and got_size != size:
         return "mismatch", f"came back as {got_size} bytes, {size} were stored"
-    if ledger.sidecar(sha) is None:
-        return None  # nothing to describe it was ever put
+    if not own_sidecar or ledger.sidecar(sha) is None:
+        return None  # described by a batch (checked apart), or nothing to describe it was ever put
     side_path = work / "sidecar.json"
     try:
         target.get(sidecar_key(sha), dest=side_path)

@@ -15,10 +15,11 @@ import json
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from agent.backup.base import (AccessDenied, BackupTarget, BucketMissing, ChecksumMismatch,
-                               LEDGER_PREFIX, manifest_key, object_key, sidecar_key, snapshot_key)
+                               LEDGER_PREFIX, manifest_key, object_key, snapshot_key)
+from agent.backup.sidecars import put_batch
 from agent.backup.snapshot import snapshot_name, snapshot_sqlite, snapshots_to_delete
 from agent.backup.verify import repair_object, sample_keys, verify_object
 from agent.errors import AgentError, Transient
@@ -73,123 +74,140 @@ def retry_delay(attempts: int, rng: random.Random, max_s: float = 3600.0) -> flo
     return min(max_s, BASE_DELAY_S * 2 ** min(max(attempts - 1, 0), 20) * rng.uniform(0.8, 1.2))
 
 
-def sidecar_bytes(ledger: Ledger, sha256: str, vault: Vault | None = None) -> bytes | None:
-    """The JSON sidecar of an object as the ledger knows it now, or None.
+def sidecar_body(data: dict) -> bytes:
+    """A sidecar as the vault stores it (as `Vault.write_sidecar` writes it)."""
+    return json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True, default=str).encode("utf-8")
 
-    With `vault`, the vault's own sidecar is brought up to date too (only
-    when it differs), so the vault alone still says what each object is.
-    """
-    data = ledger.sidecar(sha256)
-    if data is None:
-        return None
-    body = json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True, default=str).encode("utf-8")
-    if vault is not None:
-        path = vault.sidecar_path(sha256)
-        try:
+
+def local_sidecars(vault: Vault, sidecars: dict[str, dict | None]) -> None:
+    """Bring the vault's own sidecars up to `sidecars` ({sha256: data}; None:
+    none to write), rewriting only those that differ, all made durable at
+    once: the vault alone still says what each object is. A local
+    convenience copy: an error here is ignored (the target's copy matters)."""
+    changed = {}
+    try:
+        for sha, data in sidecars.items():
+            if data is None:
+                continue
+            body, path = sidecar_body(data), vault.sidecar_path(sha)
             if not path.is_file() or path.read_bytes() != body:
-                vault.write_sidecar(sha256, data)
-        except OSError:
-            pass  # a local convenience copy: the backup's sidecar matters, and it is still put
-    return body
+                changed[sha] = body
+        vault.write_sidecars(changed)
+    except OSError:
+        pass
+
+
+@dataclass
+class _Job:
+    sha: str                         # "": the job that writes the vault's own sidecars
+    row: dict
+    sidecar: dict | None             # for that job: {sha256: sidecar} of every row
+    put: bool                        # False: a `done` row whose sidecar alone is stale
+    size: int | None = None
+    error: AgentError | None = None
+    missing: bool = False
+    skipped: bool = False
+
+
+def _transfer(vault: Vault, target: BackupTarget, job: _Job, stop: list) -> _Job:
+    # One object: safe to run in the caller's threads side by side (it
+    # reads the vault and puts to the target, never touches the ledger).
+    if not job.sha:
+        local_sidecars(vault, job.sidecar)
+    elif stop:
+        job.skipped = True   # the target is down or refused us: not tried, not counted
+    elif job.put:
+        path = vault.path(job.sha)
+        try:
+            job.size = path.stat().st_size
+            target.put(object_key(job.sha), path, job.sha)
+        except FileNotFoundError:
+            job.missing = True
+        except AgentError as e:
+            job.error = e
+            if isinstance(e, (Transient, *TARGET_ERRORS)):
+                stop.append(e)
+    return job
 
 
 def mirror_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.datetime,
                 rng: random.Random, limit: int = BATCH, retry_max_s: float = 3600.0,
-                shard: tuple[int, int] = (0, 1)) -> MirrorOutcome:
-    """Queue new objects for `target`, then put up to `limit` due ones (the
-    original and its sidecar) and record each outcome in the ledger.
+                shard: tuple[int, int] = (0, 1),
+                transfer: Callable[[Callable, Iterable], Iterable] = map) -> MirrorOutcome:
+    """Queue new objects for `target`, put up to `limit` due originals, then
+    ONE sidecar batch describing them all (agent/backup/sidecars.py), and
+    record every outcome in the ledger in one transaction.
 
-    Rows already `done` whose documents changed since get their sidecar put
-    again. Guarantees: a row becomes `done` only after both puts returned; an object
-    missing from or corrupt in the vault becomes `failed`; a `Transient`
-    error reschedules that one object, starts the target's outage
-    (`unreachable_since`, cleared by the next success) and ends the step (`unavailable`);
-    `AccessDenied`/`BucketMissing` pause the target without counting an
-    attempt (`paused`); the first success afterwards resumes it. When the
-    due rows are all done, stale daily manifests are rewritten (by shard 0).
-    With `shard` = (index, count), only that share of the objects is worked
-    on, so `count` callers can run side by side. A jump of the wall clock
-    stalls nothing: a row due more than `retry_max_s` ahead is due now.
-    Raises nothing but bugs.
+    `transfer` is a `map` (the default: one at a time); the daemon passes
+    its put pool's, so several originals are in flight. Rows already `done`
+    whose documents changed since are described again in the batch (their
+    original is not put again). Guarantees: a row becomes `done` only after
+    its original's put and then the batch's put returned, so the target
+    alone always says what every object the ledger counts as held is; the
+    ledger also records which batch describes it. An object missing from or
+    corrupt in the vault becomes `failed`; a `Transient` error reschedules
+    that object (puts not yet started are skipped, uncounted), starts the
+    target's outage (`unreachable_since`, cleared by the next success) and
+    ends the step (`unavailable`); `AccessDenied`/`BucketMissing` pause the
+    target without counting an attempt (`paused`); the first success
+    afterwards resumes it. Originals put whose batch could not be put stay
+    due (puts are idempotent, so the next step only describes them). When
+    the due rows are all done, stale daily manifests are rewritten (by
+    shard 0). With `shard` = (index, count), only that share of the objects
+    is worked on. A jump of the wall clock stalls nothing: a row due more
+    than `retry_max_s` ahead is due now. Raises nothing but bugs.
     """
     stamp = utc(now)
     out = MirrorOutcome(enqueued=ledger.enqueue_backups(target.name, now=stamp))
     rows = ledger.due_backups(target.name, now=stamp, limit=limit, shard=shard, max_wait_s=retry_max_s)
-    done: list[tuple[str, int]] = []
-    try:
-        for row in rows:
-            sha = row["sha256"]
-            if row["state"] == "done":
-                if not _refresh_sidecar(ledger, vault, target, sha, now, rng, retry_max_s, out):
-                    return out
-                continue
-            path = vault.path(sha)
-            if not path.is_file():
-                ledger.backup_retry(target.name, sha, now=stamp, error="not in the vault",
-                                    next_attempt_at=None, failed=True)
+    jobs = [_Job(r["sha256"], r, ledger.sidecar(r["sha256"]), r["state"] != "done") for r in rows]
+    # The vault's own sidecars are one more job, the first: written (two
+    # filesystem syncs for all) while the originals are in flight.
+    local = _Job("", {}, {j.sha: j.sidecar for j in jobs}, put=False)
+    stop: list = []
+    finished = list(transfer(lambda job: _transfer(vault, target, job, stop), [local, *jobs]))[1:]
+    described = [j for j in finished if not (j.skipped or j.missing or j.error)]
+    for job in finished:
+        if job.missing or isinstance(job.error, ChecksumMismatch):
+            why = "not in the vault" if job.missing else f"vault copy is corrupt: {job.error}"
+            ledger.backup_retry(target.name, job.sha, now=stamp, error=why, next_attempt_at=None, failed=True)
+            out.failed += 1
+        elif isinstance(job.error, TARGET_ERRORS):
+            out.paused = out.paused or str(job.error)
+        elif job.error is not None:
+            delay = retry_delay(job.row["attempts"] + 1, rng, retry_max_s)
+            down = isinstance(job.error, Transient)
+            ledger.backup_retry(target.name, job.sha, now=stamp, error=str(job.error), unreachable=down,
+                                next_attempt_at=utc(now + dt.timedelta(seconds=delay)))
+            if down:
+                out.unavailable = out.unavailable or str(job.error)
+            else:
                 out.failed += 1
-                continue
-            try:
-                target.put(object_key(sha), path, sha)
-                side = sidecar_bytes(ledger, sha, vault)
-                if side is not None:
-                    target.put(sidecar_key(sha), side, hashlib.sha256(side).hexdigest())
-            except ChecksumMismatch as e:
-                ledger.backup_retry(target.name, sha, now=stamp, error=f"vault copy is corrupt: {e}",
-                                    next_attempt_at=None, failed=True)
-                out.failed += 1
-                continue
-            except TARGET_ERRORS as e:
-                out.paused = str(e)
-                out.newly_paused = ledger.pause_backup_target(target.name, str(e), now=stamp)
-                return out
-            except Transient as e:
-                delay = retry_delay(row["attempts"] + 1, rng, retry_max_s)
-                ledger.backup_retry(target.name, sha, now=stamp, error=str(e),
-                                    next_attempt_at=utc(now + dt.timedelta(seconds=delay)), unreachable=True)
-                out.unavailable = str(e)
-                return out
-            except AgentError as e:
-                delay = retry_delay(row["attempts"] + 1, rng, retry_max_s)
-                ledger.backup_retry(target.name, sha, now=stamp, error=str(e),
-                                    next_attempt_at=utc(now + dt.timedelta(seconds=delay)))
-                out.failed += 1
-                continue
-            done.append((sha, path.stat().st_size))
-    finally:
-        # Recorded even when the batch ends early, so no finished put is redone.
-        ledger.backups_done(target.name, done, now=stamp, day=now.astimezone(dt.timezone.utc).date().isoformat())
-        out.put = len(done)
-        if done:
-            out.resumed = ledger.resume_backup_target(target.name, now=stamp)
+    if described:
+        try:
+            key = put_batch(target, [(j.sha, j.size if j.put else j.row["size"], j.sidecar)
+                                     for j in described], now=now)
+        except TARGET_ERRORS as e:
+            out.paused = out.paused or str(e)
+        except AgentError as e:
+            # Not described, so not held: the rows stay due as they were.
+            ledger.backup_unreachable(target.name, str(e), now=stamp)
+            out.unavailable = out.unavailable or str(e)
+        else:
+            done = [(j.sha, j.size) for j in described if j.put]
+            out.resumed = ledger.backups_done(target.name, done, now=stamp, batch=key,
+                                              refreshed=[j.sha for j in described if not j.put],
+                                              day=now.astimezone(dt.timezone.utc).date().isoformat())
+            out.put = len(done)
+    if out.paused:   # after any resume above: a pause met in this step stands
+        out.newly_paused = ledger.pause_backup_target(target.name, out.paused, now=stamp)
+        out.resumed = False
+    if out.paused or out.unavailable:
+        return out
     out.more = len(rows) == limit
     if not out.more and shard[0] == 0:
         write_manifests(ledger, target, now=now)
     return out
-
-
-def _refresh_sidecar(ledger: Ledger, vault: Vault, target: BackupTarget, sha: str, now: dt.datetime,
-                     rng: random.Random, retry_max_s: float, out: MirrorOutcome) -> bool:
-    # The object is already there; only what the ledger says about it changed.
-    # False ends the step, as for an object put.
-    try:
-        side = sidecar_bytes(ledger, sha, vault)
-        if side is not None:
-            target.put(sidecar_key(sha), side, hashlib.sha256(side).hexdigest())
-    except TARGET_ERRORS as e:
-        out.paused = str(e)
-        out.newly_paused = ledger.pause_backup_target(target.name, str(e), now=utc(now))
-        return False
-    except AgentError as e:
-        later = now + dt.timedelta(seconds=retry_delay(1, rng, retry_max_s))
-        ledger.sidecar_retry(target.name, sha, next_attempt_at=utc(later))
-        if isinstance(e, Transient):
-            ledger.backup_unreachable(target.name, str(e), now=utc(now))
-            out.unavailable = str(e)
-            return False
-        return True
-    ledger.sidecar_retry(target.name, sha, next_attempt_at=None)
-    return True
 
 
 def write_manifests(ledger: Ledger, target: BackupTarget, *, now: dt.datetime) -> list[str]:
@@ -315,8 +333,21 @@ def _repair(ledger: Ledger, vault: Vault, target: BackupTarget, sha: str, now: d
     if repair_object(target, object_key(sha), vault.path(sha), sha) != "ok":
         ledger.requeue_backup(target.name, sha, now=utc(now))
         return "re-uploaded but still wrong; requeued"
-    side = sidecar_bytes(ledger, sha, vault)
-    if side is not None:
-        target.put(sidecar_key(sha), side, hashlib.sha256(side).hexdigest())
+    describe(ledger, vault, target, [sha], now=now)
     return "repaired"
 
+
+def describe(ledger: Ledger, vault: Vault, target: BackupTarget, shas: list[str], *,
+             now: dt.datetime) -> str:
+    """Put one sidecar batch describing `shas` (held by `target`) as the
+    ledger knows them now, and record it as theirs; returns its key. Target
+    errors propagate; nothing is recorded then."""
+    entries = []
+    for sha in shas:
+        side = ledger.sidecar(sha)
+        local_sidecars(vault, {sha: side})
+        entries.append((sha, ledger.backup_sizes(target.name, [sha]).get(sha), side))
+    key = put_batch(target, entries, now=now)
+    ledger.backups_done(target.name, [], now=utc(now), batch=key, refreshed=shas,
+                        day=now.astimezone(dt.timezone.utc).date().isoformat())
+    return key

@@ -1,8 +1,9 @@
 """Rebuild a vault and a ledger from one backup target.
 
 Order: the ledger snapshot first (the newest, or the newest at or before
-`at`), then every original with its sidecar, each checked against the
-SHA-256 it is named after. Objects the snapshot does not know (captured
+`at`), then every original with its sidecar (from the newest sidecar batch
+naming it, agent/backup/sidecars.py, else from its own `.json` of the older
+layout), each checked against the SHA-256 it is named after. Objects the snapshot does not know (captured
 after it was taken) get their documents back from their sidecars, so a
 restore loses nothing the target holds. Pure: `now` comes in, progress is a
 callback, and nothing is written outside `state_dir` and its hidden work
@@ -28,6 +29,7 @@ from typing import Callable
 
 from agent.backup.base import (LEDGER_PREFIX, MANIFESTS_PREFIX, OBJECTS_PREFIX, BackupTarget, object_key,
                                sha256_of_object_key, sidecar_key)
+from agent.backup.sidecars import BatchUnreadable, read_batch, sidecar_index
 from agent.backup.sites import SITES_PREFIX
 from agent.backup.snapshot import restore_sqlite, snapshot_at
 from agent.errors import NotFound, Permanent
@@ -130,6 +132,7 @@ def restore(target: BackupTarget, state_dir: str | Path, *, now: dt.datetime, ac
             sidecars.add(sha)
         else:
             originals[sha] = info.size
+    batches = sidecar_index(target, report.problems)   # sha256 -> the newest batch describing it
     site = getattr(target, "site", None)
     shared = site is not None or any(True for _ in target.list(SITES_PREFIX))
     with Ledger(ledger_path) as ledger:
@@ -139,14 +142,27 @@ def restore(target: BackupTarget, state_dir: str | Path, *, now: dt.datetime, ac
         if shared:
             # A shared target holds every site's originals: only this site's
             # (or, restored as it is, the pre-fleet agent's) come back.
-            mine = sidecars | _manifested(target, report)
+            mine = sidecars | set(batches) | _manifested(target, report)
             report.other_sites = sum(1 for sha in originals if sha not in mine and not ledger.has_object(sha))
             originals = {sha: n for sha, n in originals.items() if sha in mine or ledger.has_object(sha)}
-        for i, sha in enumerate(sorted(originals), 1):
-            _restore_object(ledger, vault, target, sha, originals[sha], sha in sidecars,
-                            report=report, now=now, at=at, actor=actor)
-            if progress:
-                progress(i, len(originals))
+        # Batch by batch (each fetched once), then those described by their
+        # own older sidecar or not at all.
+        by_batch: dict[str, list[str]] = {}
+        for sha in sorted(originals):
+            by_batch.setdefault(batches.get(sha, ""), []).append(sha)
+        done = 0
+        for key in sorted(by_batch, key=lambda k: (k == "", k)):
+            entries = _batch_entries(target, key, report) if key else {}
+            for sha in by_batch[key]:
+                if sha in entries:
+                    side = entries[sha]["sidecar"]
+                else:
+                    side = _legacy_sidecar(target, sha, report) if sha in sidecars else None
+                _restore_object(ledger, vault, target, sha, originals[sha], side, report=report, now=now,
+                                at=at, actor=actor, batch=key if sha in entries else None)
+                done += 1
+                if progress:
+                    progress(done, len(originals))
     _sweep_temp(work)
     if state.is_dir():
         state.rmdir()  # empty (checked above); rename cannot replace it otherwise on every system
@@ -189,9 +205,31 @@ def _sweep_temp(work: Path) -> None:
             p.unlink(missing_ok=True)
 
 
+def _batch_entries(target: BackupTarget, key: str, report: RestoreReport) -> dict[str, dict]:
+    """The entries of batch `key` ({} when it cannot be read: named in `problems`)."""
+    try:
+        return read_batch(target, key)
+    except (BatchUnreadable, NotFound) as e:
+        report.problems.append(f"{key}: unreadable sidecar batch ({e}); its objects' documents are read again")
+        return {}
+
+
+def _legacy_sidecar(target: BackupTarget, sha: str, report: RestoreReport) -> dict | None:
+    """The sidecar at `objects/ab/cd/<sha>.json` (the layout before batches);
+    None when it cannot be read (named in `problems`)."""
+    try:
+        sidecar = json.loads(target.get(sidecar_key(sha)))
+        if not isinstance(sidecar, dict):
+            raise ValueError("not a JSON object")
+        return sidecar
+    except (ValueError, UnicodeDecodeError) as e:
+        report.problems.append(f"{sha}: unreadable sidecar ({e}); its document is read again")
+        return None
+
+
 def _restore_object(ledger: Ledger, vault: Vault, target: BackupTarget, sha: str, size: int,
-                    has_sidecar: bool, *, report: RestoreReport, now: dt.datetime,
-                    at: dt.datetime | None, actor: str) -> None:
+                    sidecar: dict | None, *, report: RestoreReport, now: dt.datetime,
+                    at: dt.datetime | None, actor: str, batch: str | None) -> None:
     dest = vault.path(sha)
     kept = dest.exists() and vault.verify(sha)   # from the run this one resumes
     if kept:
@@ -206,24 +244,16 @@ def _restore_object(ledger: Ledger, vault: Vault, target: BackupTarget, sha: str
         return
     report.objects += 1
     report.bytes += dest.stat().st_size
-    sidecar = None
-    if has_sidecar:
-        try:
-            sidecar = json.loads(target.get(sidecar_key(sha)))
-            if not isinstance(sidecar, dict):
-                raise ValueError("not a JSON object")
-            vault.write_sidecar(sha, sidecar)
-            report.sidecars += 1
-        except (ValueError, UnicodeDecodeError) as e:
-            report.problems.append(f"{sha}: unreadable sidecar ({e}); its document is read again")
-            sidecar = None
+    if sidecar is not None:
+        vault.write_sidecar(sha, sidecar)
+        report.sidecars += 1
     if ledger.has_object(sha):
         return
     if at is not None and sidecar and _arrived_after(sidecar, at):
         report.skipped_after_at += 1
         return
     report.recovered_documents += ledger.restore_documents(sha, size, sidecar, target=target.name,
-                                                           now=utc(now), actor=actor)
+                                                           now=utc(now), actor=actor, batch=batch)
 
 
 def _arrived_after(sidecar: dict, at: dt.datetime) -> bool:

@@ -5,7 +5,8 @@ describes ONE site's ledger goes under `sites/<site>/`, and the
 content-addressed originals stay where they are, shared by every site:
 
     objects/ab/cd/<sha256>                      an original, stored once for the fleet
-    sites/<site>/objects/ab/cd/<sha256>.json    its sidecar as this site's ledger knows it
+    sites/<site>/sidecars/<time>-<random>.json  sidecar batches as this site's ledger knows them
+    sites/<site>/objects/ab/cd/<sha256>.json    its sidecar, as written before sidecar batches
     sites/<site>/ledger/<snapshot name>         this site's ledger snapshots
     sites/<site>/manifests/YYYY-MM-DD.json      what this site added that day
 

@@ -1,7 +1,7 @@
 """Backup rows: one per vault object and backup target, and each target's health.
 
-A row is `pending` until the object and its sidecar are on the target
-(`done`), or `failed` when retrying cannot help (the vault copy is gone or
+A row is `pending` until the object and a sidecar batch describing it
+are on the target (`done`, `sidecar_batch` naming the batch), or `failed` when retrying cannot help (the vault copy is gone or
 corrupt). One thread works on a target at a time, so rows need no lease:
 a row caught mid-put by a crash is simply still `pending`, and puts are
 idempotent. Documents reach the table through `enqueue_backups`, which
@@ -115,31 +115,37 @@ class BackupsMixin(BackupReportsMixin, RestoreDrillsMixin):
                 (target, far, max(count, 1), index, limit - len(rows)))]
         return rows
 
-    def sidecar_retry(self, target: str, sha256: str, *, next_attempt_at: str | None) -> None:
-        """A `done` row's sidecar was put (None) or must be tried again at `next_attempt_at`."""
-        with self.transaction() as c:
-            c.execute("UPDATE backups SET next_attempt_at = ? WHERE target = ? AND sha256 = ? AND state = 'done'",
-                      (next_attempt_at, target, sha256))
-            if next_attempt_at is None:  # the target answered
-                c.execute("UPDATE backup_targets SET unreachable_since = NULL WHERE name = ?", (target,))
-
-    def backups_done(self, target: str, done: Sequence[tuple[str, int]], *, now: str, day: str) -> None:
-        """Mark each (sha256, size) of `done` as held by `target`, in one
-        commit; note `now` as the last successful put and `day` (YYYY-MM-DD)
-        as a day whose manifest must be rewritten."""
-        if not done:
-            return
+    def backups_done(self, target: str, done: Sequence[tuple[str, int]], *, now: str, day: str,
+                     batch: str | None = None, refreshed: Sequence[str] = ()) -> bool:
+        """Mark each (sha256, size) of `done` as held by `target`, and each
+        `done` row of `refreshed` as described again, all in one commit;
+        `batch` is the key of the sidecar batch that describes them (the
+        caller put it first). Note `now` as the last successful put, `day`
+        (YYYY-MM-DD) as a day whose manifest must be rewritten, and the
+        target as answering (outage over, pause lifted). True when the
+        target was paused until now."""
+        if not done and not refreshed:
+            return False
         with self.transaction() as c:
             self._target_row(target, now)
             c.executemany("UPDATE backups SET state = 'done', attempts = attempts + 1, size = ?, "
-                          "last_error = NULL, next_attempt_at = NULL, done_at = ?, updated_at = ? "
-                          "WHERE target = ? AND sha256 = ?",
-                          [(size, now, now, target, sha) for sha, size in done])
+                          "last_error = NULL, next_attempt_at = NULL, done_at = ?, updated_at = ?, "
+                          "sidecar_batch = ? WHERE target = ? AND sha256 = ?",
+                          [(size, now, now, batch, target, sha) for sha, size in done])
+            c.executemany("UPDATE backups SET next_attempt_at = NULL, sidecar_batch = coalesce(?, sidecar_batch) "
+                          "WHERE target = ? AND sha256 = ? AND state = 'done'",
+                          [(batch, target, sha) for sha in refreshed])
             days = set(json.loads(c.execute("SELECT coalesce(manifest_days, '[]') FROM backup_targets "
                                             "WHERE name = ?", (target,)).fetchone()[0]))
-            days.add(day)
-            c.execute("UPDATE backup_targets SET last_put_at = ?, manifest_days = ?, updated_at = ?, "
-                      "unreachable_since = NULL WHERE name = ?", (now, json.dumps(sorted(days)), now, target))
+            if done:
+                days.add(day)
+            paused = c.execute("SELECT paused_error IS NOT NULL FROM backup_targets WHERE name = ?",
+                               (target,)).fetchone()[0]
+            c.execute("UPDATE backup_targets SET last_put_at = CASE WHEN ? THEN ? ELSE last_put_at END, "
+                      "manifest_days = ?, updated_at = ?, unreachable_since = NULL, paused_error = NULL, "
+                      "paused_at = NULL WHERE name = ?",
+                      (bool(done), now, json.dumps(sorted(days)) if days else None, now, target))
+            return bool(paused)
 
     def backup_retry(self, target: str, sha256: str, *, now: str, error: str,
                      next_attempt_at: str | None, failed: bool = False, unreachable: bool = False) -> None:
@@ -231,13 +237,6 @@ class BackupsMixin(BackupReportsMixin, RestoreDrillsMixin):
                       "last_error = ?, last_error_at = ?, updated_at = ? WHERE name = ?",
                       (error, now, error, now, now, target))
             return was is None
-
-    def resume_backup_target(self, target: str, *, now: str) -> bool:
-        """Clear `target`'s pause. True when it was paused."""
-        with self.transaction() as c:
-            n = c.execute("UPDATE backup_targets SET paused_error = NULL, paused_at = NULL, updated_at = ? "
-                          "WHERE name = ? AND paused_error IS NOT NULL", (now, target)).rowcount
-            return n > 0
 
     def record_backup_verify(self, target: str, result: dict, *, now: str) -> None:
         """Remember the last verification of `target` and its counts."""
@@ -331,7 +330,7 @@ class BackupsMixin(BackupReportsMixin, RestoreDrillsMixin):
                                  (sha256,)).fetchone() is not None
 
     def restore_documents(self, sha256: str, size: int, sidecar: dict | None, *, target: str,
-                          now: str, actor: str) -> int:
+                          now: str, actor: str, batch: str | None = None) -> int:
         """Recreate the documents of an object found on a backup target but
         not in this ledger, from its `sidecar` (state, fields, problems,
         sources as recorded; a document past validation comes back `valid`,
@@ -340,7 +339,7 @@ class BackupsMixin(BackupReportsMixin, RestoreDrillsMixin):
         daemon reads again. Each document gets back the id its sidecar names
         when that id is free. The object counts as held by
         `target`. Returns how many documents were added (0 when the ledger
-        already has the object)."""
+        already has the object). `batch`: the sidecar batch it came from."""
         docs = [d for d in (sidecar or {}).get("documents") or [] if isinstance(d, dict)]
         with self.transaction() as c:
             if self.has_object(sha256):
@@ -382,9 +381,10 @@ class BackupsMixin(BackupReportsMixin, RestoreDrillsMixin):
                               (doc_id, s.get("at") or now, s.get("source_kind") or "restore", s.get("source"),
                                s.get("original_name"), s.get("original_path"), _json(s.get("details"))))
                 self._event(doc_id, now=now, actor=actor, from_state=None, to_state=state, reason=reason)
-            c.execute("INSERT INTO backups (sha256, target, state, updated_at, size, queued_at, done_at) "
-                      "VALUES (?, ?, 'done', ?, ?, ?, ?) ON CONFLICT(sha256, target) DO UPDATE SET "
-                      "state = 'done', done_at = excluded.done_at", (sha256, target, now, size, now, now))
+            c.execute("INSERT INTO backups (sha256, target, state, updated_at, size, queued_at, done_at, "
+                      "sidecar_batch) VALUES (?, ?, 'done', ?, ?, ?, ?, ?) ON CONFLICT(sha256, target) DO UPDATE "
+                      "SET state = 'done', done_at = excluded.done_at, sidecar_batch = excluded.sidecar_batch",
+                      (sha256, target, now, size, now, now, batch))
             return len(docs)
 
     def _target_row(self, target: str, now: str) -> None:

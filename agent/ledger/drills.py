@@ -63,6 +63,17 @@ class RestoreDrillsMixin:
         return self.conn.execute("SELECT min(done_at) FROM backups WHERE target = ? AND state = 'done'",
                                  (target,)).fetchone()[0]
 
+    def sidecar_batches(self, target: str, shas: Sequence[str]) -> dict[str, str | None]:
+        """The key of the sidecar batch describing each of `shas` that `target`
+        holds (`done`); None for one described by its own `.json` sidecar."""
+        out: dict[str, str | None] = {}
+        for sha in shas:
+            row = self.conn.execute("SELECT sidecar_batch FROM backups WHERE target = ? AND sha256 = ? "
+                                    "AND state = 'done'", (target, sha)).fetchone()
+            if row:
+                out[sha] = row[0]
+        return out
+
     def backup_sizes(self, target: str, shas: Sequence[str]) -> dict[str, int]:
         """The recorded size of each of `shas` that `target` holds (`done`), by SHA-256."""
         out: dict[str, int] = {}

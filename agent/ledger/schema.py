@@ -584,6 +584,14 @@ MIGRATIONS: list[str] = [
     CREATE INDEX documents_search_state_date ON documents(state, invoice_date, id);
     CREATE INDEX documents_search_state_total ON documents(state, total_cents, id);
     """,
+    # 27: sidecar batches (agent/backup/sidecars.py): an original's sidecar
+    # is no longer its own object beside it (two PUTs a file) but an entry
+    # of one batch object per mirror step. Each row remembers the batch that
+    # describes it, so the restore drill fetches that one and not every
+    # batch. NULL: described the older way, by objects/ab/cd/<sha256>.json.
+    """
+    ALTER TABLE backups ADD COLUMN sidecar_batch TEXT;
+    """,
 ]
 
 # Python steps run after a migration's SQL, inside its transaction, keyed by

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agent.backup.base import manifest_key, object_key, open_target, sidecar_key
+from agent.backup.base import manifest_key, object_key, open_target
+from agent.backup.sidecars import sidecars_on
 from agent.backup.mirror import mirror_step, snapshot_step, verify_step
 from agent.backup.restore import RestoreRefused, restore
 from agent.config import load_config
@@ -100,7 +101,7 @@ def test_both_targets_hold_every_object_and_sidecar_and_the_day_manifest(setup, 
     for target in targets:
         for sha in shas:
             assert target.head(object_key(sha)).sha256 == sha
-            side = json.loads(target.get(sidecar_key(sha)))
+            side = sidecars_on(target)[sha]
             assert side["documents"][0]["state"] == "valid"
             assert side["documents"][0]["fields"]["number"].lstrip("0")
             assert side["documents"][0]["sources"][0]["original_name"].startswith("inv-")
@@ -243,7 +244,7 @@ def test_a_document_that_changes_after_backup_gets_its_sidecar_put_again(setup, 
         assert out.put == 0 and out.failed == 0
         assert ledger.backup_target("nas")["stale_sidecars"] == 0
         assert ledger.backup_target("nas")["objects"] == 2
-    side = json.loads(nas.get(sidecar_key(doc.sha256)))
+    side = sidecars_on(nas)[doc.sha256]
     assert side["documents"][0]["state"] == "quarantined"
     assert vault.read_sidecar(doc.sha256) == side
 
@@ -340,7 +341,7 @@ def test_raw_emails_are_backed_up_and_restored_without_becoming_documents(tmp_pa
                                                         "message_sha256": message_sha})
         drain(ledger, vault, target)
         assert target.head(object_key(message_sha)).size == len(raw)
-        side = json.loads(target.get(sidecar_key(message_sha)))
+        side = sidecars_on(target)[message_sha]
         assert side["kind"] == "email-message" and side["message_id"] == "<raw-1@example.cn>"
         docs_before = len(ledger.list_documents(limit=0))
     restored = tmp_path / "restored"
@@ -386,7 +387,7 @@ def test_an_email_that_gave_no_document_is_backed_up_all_the_same(tmp_path, atta
         assert ("no-attachment" in refusal["reason"]) == (attachment == "none")
         drain(ledger, vault, target)
         assert target.head(object_key(sha)).size == len(raw)
-        side = json.loads(target.get(sidecar_key(sha)))
+        side = sidecars_on(target)[sha]
         assert side["kind"] == "email-message" and side["document_ids"] == []
         assert side["refusals"][0]["reason"] == refusal["reason"]
     restore(target, tmp_path / "restored" / "state", now=T0, actor="t")

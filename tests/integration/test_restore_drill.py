@@ -135,16 +135,32 @@ def test_a_tampered_object_fails_the_drill_naming_it_and_is_critical(site, seawe
     assert not [r for r in health_reasons(site) if "restore drill" in r["text"]]
 
 
+def _batch_of(site, target: str, sha: str) -> str:
+    with Ledger(site["cfg"].ledger_path, readonly=True) as ledger:
+        return ledger.sidecar_batches(target, [sha])[sha]
+
+
+def _without(target, key: str, sha: str) -> bytes:
+    """Rewrite batch `key` on `target` without `sha`'s entry; returns the old body."""
+    body = target.get(key)
+    data = json.loads(body)
+    data["objects"] = [o for o in data["objects"] if o["sha256"] != sha]
+    new = json.dumps(data).encode()
+    target.delete(key)
+    target.put(key, new, hashlib.sha256(new).hexdigest())
+    return body
+
+
 def test_a_deleted_object_or_sidecar_fails_as_missing_with_a_warning(site):
     sha, other = site["shas"][2], site["shas"][3]
-    nas = site["root"] / "nas"
-    s3 = site["targets"]["s3a"]
-    kept = {p: p.read_bytes() for p in (nas / object_key(sha), nas / sidecar_key(other))}
-    s3_sidecar = s3.get(sidecar_key(sha))
+    nas_root = site["root"] / "nas"
+    s3, nas = site["targets"]["s3a"], site["targets"]["nas"]
+    kept_object = (nas_root / object_key(sha)).read_bytes()
+    # Their sidecars: the batch that describes each, rewritten without it.
+    nas_key, s3_key = _batch_of(site, "nas", other), _batch_of(site, "s3a", sha)
+    kept = {(nas, nas_key): _without(nas, nas_key, other), (s3, s3_key): _without(s3, s3_key, sha)}
     try:
-        for p in kept:
-            p.unlink()
-        s3.delete(sidecar_key(sha))
+        (nas_root / object_key(sha)).unlink()
         code, drills = drill_json(site)
         assert code == 1
         nas_d, s3_d = drills["nas"], drills["s3a"]
@@ -158,9 +174,33 @@ def test_a_deleted_object_or_sidecar_fails_as_missing_with_a_warning(site):
         assert {r["level"] for r in drill_reasons} == {"WARNING"} and len(drill_reasons) == 2
         assert any("restore drill failed" in r["text"] and sha in r["text"] for r in drill_reasons)
     finally:
-        for p, data in kept.items():
-            p.write_bytes(data)
-        s3.put(sidecar_key(sha), s3_sidecar, hashlib.sha256(s3_sidecar).hexdigest())
+        (nas_root / object_key(sha)).write_bytes(kept_object)
+        for (target, key), body in kept.items():
+            target.delete(key)
+            target.put(key, body, hashlib.sha256(body).hexdigest())
+
+
+def test_a_deleted_sidecar_of_the_older_layout_fails_as_missing(site, tmp_path):
+    # A row described by its own .json (put before batches): the drill still
+    # fetches and checks that one.
+    sha = site["shas"][1]
+    nas = site["targets"]["nas"]
+    with Ledger(site["cfg"].ledger_path) as ledger:
+        side = json.dumps(ledger.sidecar(sha), default=str).encode()
+        ledger.conn.execute("UPDATE backups SET sidecar_batch = NULL WHERE target = 'nas' AND sha256 = ?", (sha,))
+    try:
+        code, drills = drill_json(site, "--target", "nas")
+        assert code == 1 and drills["nas"]["objects"][0]["sha256"] == sha
+        assert "its sidecar (what the documents were) is missing" in drills["nas"]["reason"]
+        nas.put(sidecar_key(sha), side, hashlib.sha256(side).hexdigest())
+        code, drills = drill_json(site, "--target", "nas")
+        assert code == 0 and drills["nas"]["ok"], drills
+    finally:
+        nas.delete(sidecar_key(sha))
+        with Ledger(site["cfg"].ledger_path) as ledger:
+            ledger.conn.execute("UPDATE backups SET sidecar_batch = (SELECT sidecar_batch FROM backups b "
+                                "WHERE b.target = 'nas' AND b.sha256 != backups.sha256 LIMIT 1) "
+                                "WHERE target = 'nas' AND sha256 = ?", (sha,))
 
 
 def test_a_truncated_or_corrupt_snapshot_fails_with_its_reason(site):

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.backup.base import object_key, open_target, sidecar_key
+from agent.backup.base import object_key, open_target
+from agent.backup.sidecars import sidecars_on
 from agent.backup.mirror import snapshot_step
 from agent.backup.sites import SiteTarget, check_site, sites_on
 from agent.config import load_config
@@ -92,8 +93,11 @@ def test_originals_are_stored_once_and_each_site_keeps_its_own_ledger_and_sideca
         assert sorted(originals) == sorted(object_key(s) for s in every)   # 6, not 8: stored once
         for name, docs in (("bj", bj), ("sh", sh)):
             mine = [k for k in listing if k.startswith(f"sites/{name}/")]
-            assert sorted(k for k in mine if k.endswith(".json") and "/objects/" in k) == sorted(
-                f"sites/{name}/{sidecar_key(s)}" for s in docs)
+            # Its sidecars: in batches under its own prefix, none beside the originals.
+            assert not [k for k in mine if "/objects/" in k]
+            assert [k for k in mine if k.startswith(f"sites/{name}/sidecars/")]
+            nas_site = SiteTarget(open_target({"name": "nas", "url": f"file://{nas}"}), name)
+            assert sorted(sidecars_on(nas_site)) == sorted(docs)
             assert len([k for k in mine if k.startswith(f"sites/{name}/ledger/")]) == 1
             assert [k for k in mine if "/manifests/" in k] == [f"sites/{name}/manifests/2026-05-01.json"]
         assert not [k for k in listing if k.startswith(("ledger/", "manifests/"))]
@@ -101,7 +105,7 @@ def test_originals_are_stored_once_and_each_site_keeps_its_own_ledger_and_sideca
     assert sites_on(nas_target) == ["bj", "sh"]
     # The shared sidecar of invoice 3 is two files: each describes its own site's document.
     shared = sorted(set(bj) & set(sh))[0]
-    side = {n: json.loads((nas / "sites" / n / sidecar_key(shared)).read_bytes()) for n in ("bj", "sh")}
+    side = {n: sidecars_on(SiteTarget(nas_target, n))[shared] for n in ("bj", "sh")}
     for n in ("bj", "sh"):
         with Ledger(fleet["sites"][n]["cfg"].ledger_path, readonly=True) as ledger:
             assert side[n] == json.loads(json.dumps(ledger.sidecar(shared), default=str))
@@ -189,8 +193,9 @@ def test_without_fleet_the_layout_is_unchanged_and_restores(tmp_path, samples_di
         snapshot_step(ledger, target, now=T0)
     docs = numbers(cfg.ledger_path)
     nas = tmp_path / "nas"
-    assert sorted(p.name for p in nas.iterdir()) == ["ledger", "manifests", "objects"]
-    assert len(list((nas / "objects").rglob("*.json"))) == 3
+    assert sorted(p.name for p in nas.iterdir()) == ["ledger", "manifests", "objects", "sidecars"]
+    assert not list((nas / "objects").rglob("*.json"))
+    assert sorted(sidecars_on(target)) == sorted(docs)
     r = cli(config, "backup", "restore", "--from", "nas", "--to", str(tmp_path / "out"), "--json")
     assert r.exit_code == 0, r.output
     assert numbers(tmp_path / "out" / "state" / "ledger.sqlite3") == docs
@@ -237,8 +242,8 @@ def test_a_site_joining_the_fleet_puts_its_backup_again_under_its_prefix(tmp_pat
         drain(ledger, Vault(cfg.vault_dir), target, now=T0 + dt.timedelta(hours=1))
         snapshot_step(ledger, target, now=T0 + dt.timedelta(hours=1))
     mine = sorted(str(p.relative_to(nas / "sites" / "gz")) for p in (nas / "sites" / "gz").rglob("*") if p.is_file())
-    assert sorted(k for k in mine if k.endswith(".json") and k.startswith("objects/")) == sorted(
-        sidecar_key(s) for s in docs)
+    assert sorted(sidecars_on(target)) == sorted(docs)   # described again under sites/gz/
+    assert [k for k in mine if k.startswith("sidecars/")]
     assert [k for k in mine if k.startswith(("ledger/", "manifests/"))] == [
         "ledger/ledger-20260501T090000Z.sqlite.gz", "manifests/2026-05-01.json"]
     r = cli(config, "backup", "drill", "--json")
