@@ -398,13 +398,13 @@ def _read_parties(norm: str, f: dict[str, Any], problems: list[Problem]) -> None
     # above the old layout's seller rows) leaves the seller's unknown: the
     # buyer's box comes first in every layout, which later one is the
     # seller's is not known.
-    for field, values, code, zh in (("seller_name", names, "implausible-name", "名称"),
+    for name, values, code, zh in (("seller_name", names, "implausible-name", "名称"),
                                     ("seller_tax_id", ids, "implausible-tax-id", "纳税人识别号")):
-        if len([v for v in values if v]) > 2 and f.pop(field, None) is not None:
+        if len([v for v in values if v]) > 2 and f.pop(name, None) is not None:
             problems.append(Problem(
-                code, "error", field=field,
+                code, "error", field=name,
                 message=(f"the page prints {len(values)} {zh} labels for two party boxes "
-                         f"({', '.join(repr(v) for v in values if v)}); {field} is left empty for 补录"),
+                         f"({', '.join(repr(v) for v in values if v)}); {name} is left empty for 补录"),
                 message_zh=f"页面有{len(values)}个{zh}标签，无法确定销售方的值，留待补录"))
 
 
