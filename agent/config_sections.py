@@ -9,7 +9,7 @@ import datetime as dt
 import re
 from typing import Any
 
-from agent.fleet.claims import MAX_LEASE_S
+from agent.fleet import MAX_LEASE_S
 from agent.redact import has_credentials
 
 _SITE = re.compile(r"[a-z0-9-]{1,63}")
@@ -108,13 +108,15 @@ def drill_clock(at: str) -> dt.time:
 
 def report_problems(report: dict[str, Any]) -> list[str]:
     # A weekly report that would never run, or at a moment no clock has.
-    from agent.report.figures import zone_of
-
     out = []
     if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", report.get("time", "08:00")):
         out.append(f"report.time: must be HH:MM (24 h), not {report['time']!r}")
     try:
-        zone_of(report.get("time_zone", "Asia/Shanghai"))
+        # The default always is one (figures.DEFAULT_ZONE, UTC+8 without
+        # tzdata); anything else is looked up, which loads zoneinfo.
+        if report.get("time_zone", "Asia/Shanghai") != "Asia/Shanghai":
+            from agent.report.figures import zone_of
+            zone_of(report["time_zone"])
     except (ValueError, KeyError, OSError):
         out.append(f"report.time_zone: {report['time_zone']!r} is not a time zone (e.g. \"Asia/Shanghai\")")
     if report.get("keep_weeks", 1) < 1:

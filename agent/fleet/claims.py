@@ -36,6 +36,7 @@ import re
 from dataclasses import dataclass
 
 from agent.errors import AdapterError, Conflict, Permanent, Transient
+from agent.fleet import MAX_LEASE_S
 from agent.fleet.store import FleetStore, TooLarge
 
 CLAIMS = "claims/"
@@ -52,9 +53,6 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 # Who writes a `released` generation for an operator (`repair`).
 OPERATOR = "operator"
 _SAFE_KEY = re.compile(r"[A-Za-z0-9-]{1,100}")
-# A claim whose lease ends more than this after `now` is not a site's (the
-# longest lease_s a config accepts): taken for a broken claim, never trusted.
-MAX_LEASE_S = 86_400.0
 # The UTC years a claim's or a status's time stamps may fall in.
 STAMP_YEARS = range(2000, 9000)
 # Racing sites retry a lost create this many times before calling it a draw

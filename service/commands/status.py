@@ -13,8 +13,6 @@ from agent.errors import NotFoundInLedger
 from agent.health import UNKNOWN, Thresholds, evaluate, heartbeat_details
 from agent.ledger import Ledger, utc
 from agent.model import State
-from service.commands.backup import backed_up_line, backup_report, drill_line, target_state
-from service.commands.deliver import delivery_report, print_delivery
 from service.csv_safe import echo_csv
 from service.context import age_seconds, echo_json, fail, human_age, load, now_dt, open_ledger
 from service.display import Column, arrival_lines, local_time, problem_lines, table
@@ -24,6 +22,11 @@ from service.textsafe import echo
 def status_report(ledger: Ledger, cfg) -> dict:
     """Everything `status` shows, as one JSON-ready dict, with `health`: the
     verdict of `status --check` (agent/health.py) on the rest."""
+    # Here, not at the top: `list`, `show` and `quarantine` live in this
+    # module too and report no delivery or backup (issue 17: start-up).
+    from service.commands.backup import backup_report
+    from service.commands.deliver import delivery_report
+
     at = now_dt()
     limits = Thresholds.from_config(cfg)
     oldest = ledger.oldest_unfinished()
@@ -147,6 +150,9 @@ def command(ctx: click.Context, check: bool, as_json: bool) -> None:
 
 
 def _print_status(report: dict) -> None:
+    from service.commands.backup import backed_up_line, drill_line, target_state
+    from service.commands.deliver import print_delivery
+
     for state, n in report["states"].items():
         if n or state in ("captured", "quarantined", "queued", "failed", "missing"):
             echo(f"{state:>12}  {n}")

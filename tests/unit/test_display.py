@@ -41,3 +41,22 @@ def test_a_ledger_time_is_shown_local_with_its_offset():
     assert local_time(shanghai.isoformat()) == local_time(stamp)          # the same moment
     assert local_time(None) is None and local_time("not a time") == "not a time"
     assert local_time("2026-11-30T17:30:00") == "2026-11-30T17:30:00"   # no zone: never guessed
+
+
+def test_the_quick_width_agrees_with_wcwidth_on_every_code_point_it_decides():
+    # display.width answers table text without importing wcwidth; where it
+    # does, it must give wcwidth's answer (a Unicode upgrade of either side
+    # that made them differ fails here, not in a misaligned table).
+    import wcwidth
+
+    from service.display import _quick_width
+    decided = 0
+    for point in range(0x110000):
+        ch = chr(point)
+        quick = _quick_width(ch)
+        if quick is None:
+            continue
+        decided += 1
+        expected = wcwidth.wcwidth(ch)
+        assert quick == (expected if expected >= 0 else 1), hex(point)
+    assert decided > 100_000   # Han, kana, Hangul, full-width forms and ASCII all go the quick way
