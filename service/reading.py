@@ -55,7 +55,8 @@ class Reading:
 
     def collect(self, timeout: float) -> list:
         """Record the results the workers have ready (waiting up to `timeout`)."""
-        finished = self.pool.collect(timeout=timeout) if self.pool.in_flight else []
+        # Called idle too: the pool replaces workers idle with OCR loaded.
+        finished = self.pool.collect(timeout=timeout)
         for doc_id, analysis in finished:
             self.record(doc_id, analysis)
         return finished

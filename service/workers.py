@@ -137,6 +137,8 @@ def _worker_main(conn: Connection, vault_root: str, reader, init_args: tuple) ->
     # One document at a time: receive (doc_id, sha256), send (doc_id,
     # Analysis, timing): the worker's own clock, for the metrics' histograms.
     # EOF on the pipe (the daemon closed it or died) ends the worker.
+    from agent.extract.ocr_engine import engine_loaded
+
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the daemon, which stops us
     ocr_pages: list[float] = []
@@ -165,7 +167,8 @@ def _worker_main(conn: Connection, vault_root: str, reader, init_args: tuple) ->
             result = reader(vault_root, sha256)
         except Exception as e:  # a reader that raises instead of returning an Analysis
             result = Analysis(error_reason="internal", error_message=f"{type(e).__name__}: {e}")
-        timing = {"read_s": time.perf_counter() - start - slot_wait["total"], "ocr_s": list(ocr_pages)}
+        timing = {"read_s": time.perf_counter() - start - slot_wait["total"], "ocr_s": list(ocr_pages),
+                  "ocr_loaded": engine_loaded()}
         try:
             conn.send((doc_id, result, timing))
         except (EOFError, OSError):
@@ -190,6 +193,8 @@ class _Worker:
         self.timing: dict | None = None  # what the worker said of its last document
         self.started = 0.0
         self.paused_at: float | None = None  # while queueing for an OCR slot
+        self.idle_since = time.monotonic()
+        self.ocr_loaded = False  # it said its OCR engine is loaded (after its last document)
 
     def elapsed(self, now: float) -> float:
         """Seconds this worker has spent on its job, waits for an OCR slot excluded."""
@@ -229,8 +234,14 @@ class ExtractionPool:
     read for at most `timeout_s` seconds of a worker's time."""
 
     def __init__(self, vault_root: str, workers: int = 0, reader=None, ocr: bool = True,
-                 ocr_slots: int = 0, slot_dir: str | None = None, timeout_s: float = 60.0):
+                 ocr_slots: int = 0, slot_dir: str | None = None, timeout_s: float = 60.0,
+                 ocr_idle_unload_s: float = 0.0):
         self.vault_root = vault_root
+        # A worker idle this long with its OCR engine loaded is replaced by a
+        # fresh one (0: never). Dropping the engine alone hands back ~20 of
+        # the ~150 MB an OCR page leaves resident: the rest is onnxruntime's
+        # and OpenCV's code and heap, which only leave with the process.
+        self.ocr_idle_unload_s = float(ocr_idle_unload_s)
         # `reader(vault_root, sha256) -> Analysis` runs in the worker; tests
         # pass one that crashes on purpose to exercise crash isolation.
         self.reader = reader or functools.partial(_analyse_object, ocr=ocr)
@@ -309,7 +320,9 @@ class ExtractionPool:
     def collect(self, timeout: float) -> list[tuple[int, Analysis]]:
         """Wait up to `timeout` s for results; returns (doc_id, analysis)
         pairs, including "internal" for a worker that died on its document
-        and "timeout" for one stopped after `timeout_s`."""
+        and "timeout" for one stopped after `timeout_s`. Workers idle with
+        their OCR engine loaded for `ocr_idle_unload_s` are replaced first."""
+        self._unload_idle(time.monotonic())
         self._dispatch()
         busy = [w for w in self._pool if w.job]
         if not busy:
@@ -328,6 +341,7 @@ class ExtractionPool:
             if isinstance(result, Analysis):
                 w.job = None
                 timing = w.timing or {}
+                w.idle_since, w.ocr_loaded = now, bool(timing.get("ocr_loaded"))
                 metrics.observe_reading("failed" if result.error_reason else "ok", timing.get("read_s"),
                                         timing.get("ocr_s") or ())
                 out.append((job.doc_id, result))
@@ -354,6 +368,19 @@ class ExtractionPool:
             self._pool[i] = self._spawn()
         self._dispatch()
         return out
+
+    def _unload_idle(self, now: float) -> None:
+        # An idle worker holds no job and no OCR slot (a slot is held for
+        # one page): SIGKILL loses nothing, and its replacement starts from
+        # the forkserver in milliseconds, without the engine.
+        if self.ocr_idle_unload_s <= 0:
+            return
+        for i, w in enumerate(self._pool):
+            if w.job is None and w.ocr_loaded and now - w.idle_since >= self.ocr_idle_unload_s:
+                w.kill()
+                self._pool[i] = self._spawn()
+                log.info("an idle worker was replaced to hand back its OCR engine's memory",
+                         extra={"idle_s": round(now - w.idle_since, 1)})
 
     def _receive(self, w: _Worker) -> Analysis | bool | None:
         # The worker's answer for its job; True while it is still at work

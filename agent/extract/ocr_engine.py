@@ -1,24 +1,23 @@
 """The OCR engine: RapidOCR (PaddleOCR's PP-OCRv4 models on onnxruntime,
-shipped inside its wheel, no download at run time), loaded on first use and
-unloaded on request, and the three ways `ocr.py` calls it: a whole page,
-a mosaic of cut-out regions, and single lines.
+shipped inside its wheel, no download at run time), loaded on first use,
+and the three ways `ocr.py` calls it: a whole page, a mosaic of cut-out
+regions, and single lines.
 
 It is an optional extra (`pip install 'fapiao-agent[ocr]'`): this is the
 only module that imports it, and without it scans are read through their
 QR code alone.
 
-Memory: the loaded engine keeps ~140-200 MB resident in a worker after
-one page (models, onnxruntime's buffers). `unload_engine` drops it and
-hands the memory back; the daemon's workers call it after
-`[extract] ocr_idle_unload_s` without work, and the next scan loads it
-again (~0.3 s).
+Memory: a process that has loaded the engine keeps ~150 MB more resident
+after a page, ~20 MB of it the engine's sessions and the rest onnxruntime's
+and OpenCV's code and heap, which only leave with the process: the daemon
+replaces a worker idle `[extract] ocr_idle_unload_s` with it loaded
+(`engine_loaded`, `service/workers.py`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import gc
 import threading
 from typing import Any, Callable, Sequence
 
@@ -60,8 +59,7 @@ def engine_installed() -> bool:
 
 def unavailable_reason() -> str | None:
     """None when OCR can run here, else why not (one line, with the fix).
-    Loads the engine when it is not loaded (~0.3 s, ~50 MB); later calls
-    are free until `unload_engine`."""
+    Loads the engine on first call (~0.3 s); later calls are free."""
     load_engine()
     return _engine_error
 
@@ -72,7 +70,7 @@ def engine_loaded() -> bool:
 
 
 def load_engine() -> Any:
-    """The engine, loaded on first call (and after `unload_engine`); None
+    """The engine, loaded on first call; None
     when it cannot load (`unavailable_reason` says why, and a failure is
     remembered: a broken install is not retried on every page)."""
     global _engine, _engine_error
@@ -92,19 +90,6 @@ def load_engine() -> Any:
                 except Exception as e:  # noqa: BLE001 - a broken model or runtime: say so, read QR only
                     _engine_error = f"the OCR engine failed to load ({type(e).__name__}: {e})"
         return _engine
-
-
-def unload_engine() -> bool:
-    """Drop the loaded engine and hand its memory back to the system; the
-    next page loads it again. True when an engine was loaded. Never raises."""
-    global _engine
-    with _engine_lock:
-        if _engine is None:
-            return False
-        _engine = None
-    gc.collect()  # the sessions may sit in reference cycles
-    give_back_memory()
-    return True
 
 
 def give_back_memory() -> None:
