@@ -149,9 +149,18 @@ def read_regions(img: Image.Image, qr: Any = None) -> OcrReading | None:
     cut = mosaic(img, frame, layout, MAX_SIDE) if frame is not None else None
     if cut is None:
         return None
-    norm = _fix_words(normalize_text(layout_text(read_mosaic(cut.image, cut.keeps))))
+    boxes = read_mosaic(cut.image, cut.keeps)
     wanted = _REGION_FIELDS["digital" if layout is DIGITAL else "legacy"]
-    read = {k: v for k, v in parse_text(norm).fields.items() if k in wanted or k in ("amount", "total")}
+    read: dict[str, Any] = {}
+    for role in ("buyer", "seller", "totals"):
+        # Each band parsed alone: a party's fields are its band's, whatever
+        # another band reads or misses.
+        norm = _fix_words(normalize_text(layout_text([b for b in boxes if cut.role_of(b.quad) == role])))
+        fields = parse_text(norm).fields
+        if role == "totals":
+            read |= {k: fields[k] for k in ("amount", "tax", "total", "total_in_words") if k in fields}
+        else:
+            read |= {f"{role}_{k}": fields[f"buyer_{k}"] for k in ("name", "tax_id") if f"buyer_{k}" in fields}
     probe = Invoice()
     apply_qr(probe, payload)
     kept = _checked(probe, read)

@@ -39,8 +39,10 @@ _GAP_PX = 16  # white between stacked bands
 
 @dataclass(frozen=True)
 class Band:
-    """A rectangle of a face in pt: left, top, right, bottom."""
+    """A rectangle of a face in pt (left, top, right, bottom) and what it
+    prints: "buyer" or "seller" (that party's 名称 and tax id), "totals"."""
 
+    role: str
     left: float
     top: float
     right: float
@@ -61,12 +63,14 @@ class Layout:
 # between the 购买方 column (x 12-30) and the 密码区 (x 350); 合计 at 250 and
 # 价税合计 at 270 across the page; seller rows at 288 and 302 between the
 # 销售方 column and 备注.
-LEGACY = Layout(18.2, 11.2, (Band(28, 84, 348, 111.5), Band(12, 239, 597, 275.5), Band(28, 278, 348, 305.5)))
+LEGACY = Layout(18.2, 11.2, (Band("buyer", 28, 84, 348, 111.5), Band("totals", 12, 239, 597, 275.5),
+                             Band("seller", 28, 278, 348, 305.5)))
 # The 数电 face: Qr(18, 12, 58); the buyer's 名称 at 94 and id at 120 right
 # of its 购买方信息 column (x 12-27), the seller's beside them right of its
 # own (x 297-312); 合计 at 258 and 价税合计 at 278. Buyer above seller in
 # the mosaic, as in reading order.
-DIGITAL = Layout(21.3, 15.3, (Band(29, 80, 295, 125), Band(314, 80, 583, 125), Band(12, 247, 583, 283)))
+DIGITAL = Layout(21.3, 15.3, (Band("buyer", 29, 80, 295, 125), Band("seller", 314, 80, 583, 125),
+                              Band("totals", 12, 247, 583, 283)))
 LAYOUTS = {"01": LEGACY, "04": LEGACY, "10": LEGACY, "20": LEGACY, "31": DIGITAL, "32": DIGITAL}
 
 
@@ -104,18 +108,24 @@ class QrFrame:
 
 @dataclass(frozen=True)
 class Mosaic:
-    """The bands of one page stacked: the image, and for each band the rows
-    of pixels its proper part (margins excluded) spans."""
+    """The bands of one page stacked: the image, and for each band its role
+    and the rectangle its proper part (margins excluded) spans in the image."""
 
     image: Image.Image
-    rows: tuple[tuple[float, float, float, float], ...]  # left, top, right, bottom in mosaic pixels
+    rows: tuple[tuple[str, tuple[float, float, float, float]], ...]  # role, (left, top, right, bottom)
 
-    def keeps(self, corners: Sequence[Sequence[float]]) -> bool:
-        """Whether a line with these corners lies (by its middle) in a band
-        proper, not only in a margin."""
+    def role_of(self, corners: Sequence[Sequence[float]]) -> str | None:
+        """The role of the band whose proper part holds the middle of a line
+        with these corners (mosaic pixels); None for a line only in a margin."""
         mx = sum(p[0] for p in corners[:4]) / 4
         my = sum(p[1] for p in corners[:4]) / 4
-        return any(left <= mx <= right and top <= my <= bottom for left, top, right, bottom in self.rows)
+        return next((role for role, (left, top, right, bottom) in self.rows
+                     if left <= mx <= right and top <= my <= bottom), None)
+
+    def keeps(self, corners: Sequence[Sequence[float]]) -> bool:
+        """Whether a line with these corners lies in a band proper: a line
+        of the next row caught in a margin is not read."""
+        return self.role_of(corners) is not None
 
 
 def mosaic(page: Image.Image, frame: QrFrame, layout: Layout, max_side: int) -> Mosaic | None:
@@ -135,7 +145,7 @@ def mosaic(page: Image.Image, frame: QrFrame, layout: Layout, max_side: int) -> 
         size = (max(1, round((right - left) * out_per_pt)), max(1, round((bottom - top) * out_per_pt)))
         strips.append(_straightened(page, corners, size, scale))
         margin = _MARGIN_PT * out_per_pt
-        rows.append((margin, y + margin, size[0] - margin, y + size[1] - margin))
+        rows.append((band.role, (margin, y + margin, size[0] - margin, y + size[1] - margin)))
         y += size[1] + _GAP_PX
     image = Image.new("RGB", (max(s.width for s in strips), y - _GAP_PX), (255, 255, 255))
     at = 0
