@@ -3,7 +3,8 @@ vs a bare RapidOCR call, and what a worker's memory does.
 
 Prints, on --count generated scans (jpg, png and image-only PDF in turn, the
 seeds of tests/integration/test_ocr_scans.py):
-- seconds per page, median over the pages, each page read three ways back
+- seconds per page (wall and CPU: other processes on the machine slow the
+  wall clock, not the CPU seconds), median over the pages, each page read three ways back
   to back in one process on --threads threads (the daemon's one OCR slot on
   2 cores gets 2), the order turned page by page so all three see the
   same load:
@@ -25,6 +26,7 @@ import argparse
 import datetime as dt
 import io
 import multiprocessing
+import os
 import random
 import resource
 import statistics
@@ -88,23 +90,28 @@ def _times(args) -> None:
     def rapid(img):
         bare(numpy.asarray(img.convert("RGB"))[:, :, ::-1].copy())
 
+    load = os.getloadavg()[0]
     ways = {"read_page": ours, "whole page": whole, "bare RapidOCR": rapid}
     for fn in ways.values():  # warm each once, outside the figures
         fn(pages[0])
     spent: dict[str, list[float]] = {name: [] for name in ways}
+    cpu: dict[str, list[float]] = {name: [] for name in ways}
     paths = []
     for i, img in enumerate(pages):
         order = list(ways)[i % 3:] + list(ways)[:i % 3]
         for name in order:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             result = ways[name](img)
             spent[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
             if name == "read_page":
                 paths.append(result)
     median = {name: statistics.median(v) for name, v in spent.items()}
-    print(f"seconds a page, median of {len(pages)} scans with a read QR, {args.threads} threads:")
+    print(f"seconds a page, median of {len(pages)} scans with a read QR, {args.threads} threads "
+          f"load average {load:.1f} before, {os.getloadavg()[0]:.1f} after):")
     for name, value in median.items():
-        print(f"  {name:14s} {value:5.2f} s  (min {min(spent[name]):.2f}, max {max(spent[name]):.2f})")
+        print(f"  {name:14s} {value:5.2f} s wall (min {min(spent[name]):.2f}, max {max(spent[name]):.2f}), "
+              f"{statistics.median(cpu[name]):5.2f} s CPU")
     print(f"  read_page / whole page   {median['read_page'] / median['whole page']:.2f}x")
     print(f"  read_page / bare RapidOCR {median['read_page'] / median['bare RapidOCR']:.2f}x   (target: <= 1.2 s a page)")
     print(f"  pages read by their bands {paths.count('regions')}, read whole {paths.count('page')}")
