@@ -13,11 +13,12 @@ seeds of tests/integration/test_ocr_scans.py):
     whole page    the whole-page pass alone (upright, every line, second looks);
     bare RapidOCR RapidOCR() with its defaults on the decoded page;
   and read_page's ratio to each (target: <= 1.2 s a page on 2 cores);
-- a worker's peak RSS reading every page by read_page, and by the whole
-  page (each in a fresh process; target <= 400 MB), and its RSS after;
+- a worker's peak RSS reading --memory-count pages by read_page, and by
+  the whole page (each in a fresh process; target <= 400 MB), and its RSS
+  after;
 - a pool worker's RSS after one OCR page, and its successor's after it sat
   idle [extract] ocr_idle_unload_s (1 s here).
-Usage: .venv/bin/python bench/ocr.py [--count 12] [--threads 2]
+Usage: .venv/bin/python bench/ocr.py [--count 12] [--memory-count 3] [--threads 2]
 """
 
 from __future__ import annotations
@@ -135,14 +136,14 @@ def _peak(mode: str, files: list, threads: int, out) -> None:
 
 def _memory(args) -> None:
     ctx = multiprocessing.get_context("spawn")
-    files = _scans(args.count)
+    files = _scans(args.memory_count)
     for mode in ("read_page", "whole page"):
         here, there = ctx.Pipe()
         proc = ctx.Process(target=_peak, args=(mode, files, args.threads, there))
         proc.start()
         peak, after = here.recv()
         proc.join()
-        print(f"  {mode:10s}: worker peak RSS {peak:.0f} MB over {args.count} pages, {after:.0f} MB resident after")
+        print(f"  {mode:10s}: worker peak RSS {peak:.0f} MB over {len(files)} pages, {after:.0f} MB resident after")
 
 
 def _idle(args) -> None:
@@ -175,6 +176,7 @@ def _idle(args) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--count", type=int, default=12, help="generated scans")
+    p.add_argument("--memory-count", type=int, default=3, help="scans read in each fresh process for peak RSS")
     p.add_argument("--threads", type=int, default=2, help="onnxruntime threads, as one OCR slot on 2 cores")
     args = p.parse_args()
     _times(args)
