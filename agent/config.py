@@ -64,7 +64,10 @@ _SCALAR_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
              "max_message_mb": (int, 50)},
     # timeout_s: a document still being read after this is stopped and
     # quarantined (extract-timeout), so a hostile file holds a worker no longer.
-    "extract": {"ocr": (str, "auto"), "ocr_workers": (int, 1), "timeout_s": (float, 60.0)},
+    # ocr_idle_unload_s: a worker idle this long after OCR is replaced by a
+    # fresh one, handing back what the engine keeps resident (0: never).
+    "extract": {"ocr": (str, "auto"), "ocr_workers": (int, 1), "timeout_s": (float, 60.0),
+                "ocr_idle_unload_s": (float, 120.0)},
     # `status --check` thresholds (agent/health.py); a count threshold of 0 is off.
     "health": {"sla_warn_fraction": (float, 0.8), "backup_unreachable_warn_minutes": (float, 30.0),
                "backup_unreachable_crit_minutes": (float, 120.0), "heartbeat_stale_s": (float, 120.0),
@@ -148,7 +151,8 @@ class Config:
     delivery: dict[str, Any]
     backup_policy: dict[str, Any]
     mail: dict[str, Any]
-    extract: dict[str, Any] = field(default_factory=lambda: {"ocr": "auto", "ocr_workers": 1, "timeout_s": 60.0})
+    extract: dict[str, Any] = field(default_factory=lambda: {"ocr": "auto", "ocr_workers": 1, "timeout_s": 60.0,
+                                                             "ocr_idle_unload_s": 120.0})
     access: dict[str, Any] = field(default_factory=lambda: dict(ACCESS_DEFAULTS))
     metrics: dict[str, Any] = field(default_factory=lambda: {k: v for k, (_, v) in METRICS_SCHEMA.items()})
     health: dict[str, Any] = field(default_factory=lambda: dict(HEALTH_DEFAULTS))

@@ -26,6 +26,8 @@ max_age_days = 360             # older invoices are "expired"
 ocr = "auto"                   # scans: read names, tax ids, 税额, 大写 by OCR when the
                                # ocr extra is installed (~1-3 s a page); "off": QR only
 ocr_workers = 1                # workers that may OCR at once (each needs ~600 MB); 0: all
+ocr_idle_unload_s = 120        # a worker idle this long after OCR is replaced, handing back
+                               # the ~150 MB its engine keeps (~0.3 s to load again); 0: never
 timeout_s = 60                 # a document still being read after this is stopped and
                                # quarantined (extract-timeout); raise it for long scan batches
 

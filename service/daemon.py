@@ -102,7 +102,8 @@ class Daemon:
         self._resume_stranded()
         self.pool = ExtractionPool(str(self.vault.root), self.cfg.agent["workers"], ocr=self.cfg.ocr,
                                    ocr_slots=self.cfg.extract["ocr_workers"], slot_dir=str(self.cfg.state_dir),
-                                   timeout_s=self.cfg.extract["timeout_s"])
+                                   timeout_s=self.cfg.extract["timeout_s"],
+                                   ocr_idle_unload_s=self.cfg.extract["ocr_idle_unload_s"])
         self.intake = Intake(self.ledger, self.vault, max_bytes=self.cfg.agent["max_file_mb"] * 1024 * 1024,
                              mail_limits=self.mail_limits, actor=self.actor)
         self.reading = Reading(self.ledger, self.pool, actor=self.actor, on_read=self._read)

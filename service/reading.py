@@ -56,7 +56,8 @@ class Reading:
     def collect(self, timeout: float) -> list:
         """Record the results the workers have ready (waiting up to `timeout`),
         all in one transaction (`record_all`)."""
-        finished = self.pool.collect(timeout=timeout) if self.pool.in_flight else []
+        # Called idle too: the pool replaces workers idle with OCR loaded.
+        finished = self.pool.collect(timeout=timeout)
         self.record_all(finished)
         return finished
 

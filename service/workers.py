@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import fcntl
 import functools
 import logging
 import multiprocessing
@@ -34,6 +33,8 @@ from multiprocessing.connection import Connection, wait
 from agent.pipeline import Analysis, analyse
 from agent.vault import Vault
 from service import metrics
+from service.worker_ocr import init_worker as _init_worker  # bench/extract.py's pools use it too
+from service.worker_ocr import ocr_slot  # noqa: F401 - part of this module's interface (tests, bench)
 
 log = logging.getLogger("fapiao.workers")
 
@@ -42,63 +43,6 @@ def _analyse_object(vault_root: str, sha256: str, ocr: bool = True) -> Analysis:
     # Runs in the worker: read from the vault there, so only a hash and a
     # small result cross the process boundary.
     return analyse(Vault(vault_root).read(sha256), ocr=ocr)
-
-
-def _init_worker(slot_dir: str | None = None, slots: int = 0, threads: int = 1, waiting=None,
-                 ocr_pages: list[float] | None = None) -> None:
-    # The pool runs one page per core; OCR using every core in every worker
-    # would only make them fight (0.53 vs 0.84 pages/s on two cores). With
-    # fewer OCR slots than workers, a slot's holder gets the waiting ones' cores.
-    # Each page's OCR time (once its slot is held) is added to `ocr_pages`.
-    from agent.extract.ocr import set_gate, set_threads
-
-    set_threads(threads)
-    gate = functools.partial(ocr_slot, slot_dir, slots, waiting) if slot_dir and slots > 0 else None
-    if ocr_pages is not None:
-        gate = functools.partial(_timed, gate or contextlib.nullcontext, ocr_pages)
-    if gate is not None:
-        set_gate(gate)
-
-
-@contextlib.contextmanager
-def _timed(gate, spent: list[float]):
-    # Inside `gate` (the OCR slot): only the engine's own time is counted.
-    with gate():
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            spent.append(time.perf_counter() - start)
-
-
-@contextlib.contextmanager
-def ocr_slot(slot_dir: str, slots: int, waiting=None):
-    """Hold one of `slots` OCR slots for the duration: an flock on one of the
-    files ocr-slot-N.lock in `slot_dir`, waiting for one when all are taken
-    (`waiting(True)` before such a wait, `waiting(False)` after it). The
-    kernel drops a dead process's lock, so a worker killed mid-page never
-    leaks its slot."""
-    fds = []
-    try:
-        for n in range(slots):
-            fd = os.open(os.path.join(slot_dir, f"ocr-slot-{n}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            fds.append(fd)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue
-            yield
-            return
-        # All taken: queue on one, spread by pid so waiters do not pile on slot 0.
-        if waiting:
-            waiting(True)
-        fcntl.flock(fds[os.getpid() % slots], fcntl.LOCK_EX)
-        if waiting:
-            waiting(False)
-        yield
-    finally:
-        for fd in fds:
-            os.close(fd)
 
 
 @dataclass
@@ -137,6 +81,8 @@ def _worker_main(conn: Connection, vault_root: str, reader, init_args: tuple) ->
     # One document at a time: receive (doc_id, sha256), send (doc_id,
     # Analysis, timing): the worker's own clock, for the metrics' histograms.
     # EOF on the pipe (the daemon closed it or died) ends the worker.
+    from agent.extract.ocr_engine import engine_loaded
+
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the daemon, which stops us
     ocr_pages: list[float] = []
@@ -165,7 +111,8 @@ def _worker_main(conn: Connection, vault_root: str, reader, init_args: tuple) ->
             result = reader(vault_root, sha256)
         except Exception as e:  # a reader that raises instead of returning an Analysis
             result = Analysis(error_reason="internal", error_message=f"{type(e).__name__}: {e}")
-        timing = {"read_s": time.perf_counter() - start - slot_wait["total"], "ocr_s": list(ocr_pages)}
+        timing = {"read_s": time.perf_counter() - start - slot_wait["total"], "ocr_s": list(ocr_pages),
+                  "ocr_loaded": engine_loaded()}
         try:
             conn.send((doc_id, result, timing))
         except (EOFError, OSError):
@@ -190,6 +137,8 @@ class _Worker:
         self.timing: dict | None = None  # what the worker said of its last document
         self.started = 0.0
         self.paused_at: float | None = None  # while queueing for an OCR slot
+        self.idle_since = time.monotonic()
+        self.ocr_loaded = False  # it said its OCR engine is loaded (after its last document)
 
     def elapsed(self, now: float) -> float:
         """Seconds this worker has spent on its job, waits for an OCR slot excluded."""
@@ -229,8 +178,14 @@ class ExtractionPool:
     read for at most `timeout_s` seconds of a worker's time."""
 
     def __init__(self, vault_root: str, workers: int = 0, reader=None, ocr: bool = True,
-                 ocr_slots: int = 0, slot_dir: str | None = None, timeout_s: float = 60.0):
+                 ocr_slots: int = 0, slot_dir: str | None = None, timeout_s: float = 60.0,
+                 ocr_idle_unload_s: float = 0.0):
         self.vault_root = vault_root
+        # A worker idle this long with its OCR engine loaded is replaced by a
+        # fresh one (0: never). Dropping the engine alone hands back ~20 of
+        # the ~150 MB an OCR page leaves resident: the rest is onnxruntime's
+        # and OpenCV's code and heap, which only leave with the process.
+        self.ocr_idle_unload_s = float(ocr_idle_unload_s)
         # `reader(vault_root, sha256) -> Analysis` runs in the worker; tests
         # pass one that crashes on purpose to exercise crash isolation.
         self.reader = reader or functools.partial(_analyse_object, ocr=ocr)
@@ -309,7 +264,9 @@ class ExtractionPool:
     def collect(self, timeout: float) -> list[tuple[int, Analysis]]:
         """Wait up to `timeout` s for results; returns (doc_id, analysis)
         pairs, including "internal" for a worker that died on its document
-        and "timeout" for one stopped after `timeout_s`."""
+        and "timeout" for one stopped after `timeout_s`. Workers idle with
+        their OCR engine loaded for `ocr_idle_unload_s` are replaced first."""
+        self._unload_idle(time.monotonic())
         self._dispatch()
         busy = [w for w in self._pool if w.job]
         if not busy:
@@ -328,6 +285,7 @@ class ExtractionPool:
             if isinstance(result, Analysis):
                 w.job = None
                 timing = w.timing or {}
+                w.idle_since, w.ocr_loaded = now, bool(timing.get("ocr_loaded"))
                 metrics.observe_reading("failed" if result.error_reason else "ok", timing.get("read_s"),
                                         timing.get("ocr_s") or ())
                 out.append((job.doc_id, result))
@@ -354,6 +312,19 @@ class ExtractionPool:
             self._pool[i] = self._spawn()
         self._dispatch()
         return out
+
+    def _unload_idle(self, now: float) -> None:
+        # An idle worker holds no job and no OCR slot (a slot is held for
+        # one page): SIGKILL loses nothing, and its replacement starts from
+        # the forkserver in milliseconds, without the engine.
+        if self.ocr_idle_unload_s <= 0:
+            return
+        for i, w in enumerate(self._pool):
+            if w.job is None and w.ocr_loaded and now - w.idle_since >= self.ocr_idle_unload_s:
+                w.kill()
+                self._pool[i] = self._spawn()
+                log.info("an idle worker was replaced to hand back its OCR engine's memory",
+                         extra={"idle_s": round(now - w.idle_since, 1)})
 
     def _receive(self, w: _Worker) -> Analysis | bool | None:
         # The worker's answer for its job; True while it is still at work

@@ -1,10 +1,14 @@
 """OCR of scans: the fields a QR code does not carry (names, tax ids, 税额,
 价税合计 and its 大写), read from the printed page.
 
-The engine is RapidOCR (PaddleOCR's PP-OCRv4 models on onnxruntime, shipped
-inside its wheel, no download at run time). It is an optional extra
-(`pip install 'fapiao-agent[ocr]'`): this is the only module that imports it,
-and without it scans are read through their QR code alone.
+The engine (RapidOCR, an optional extra) is loaded and called in
+`ocr_engine`; without it scans are read through their QR code alone.
+
+A scan whose QR decodes has only the bands printing those fields read,
+found from the QR's place and size on the page (`ocr_frame`): ~1/5 of
+the page's lines. When the bands do not give every such field, each
+passing the checks below, the whole page is read, as a page without a
+QR always is.
 
 OCR misreads, so nothing it reads is taken on trust:
 - the QR (CRC-checked) stays the authority for the fields it carries; an OCR
@@ -22,133 +26,54 @@ A date or title the page pass missed gets a second, closer look
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import datetime as dt
 import re
-import threading
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Callable, ContextManager
 
 from PIL import Image
 
-from agent.extract.ocr_layout import EngineLine, TextBox, layout_text, page_boxes, upright
+from agent.extract.ocr_engine import (MAX_SIDE, engine_installed, give_back_memory, read_boxes, read_mosaic,
+                                      recognise_lines, set_threads, unavailable_reason)
+from agent.extract.ocr_frame import DIGITAL, LAYOUTS, QrFrame, mosaic
+from agent.extract.ocr_layout import find_qr, layout_text, upright
 from agent.extract.ocr_regions import SecondLook, second_look
+from agent.extract.qr import apply_qr, parse_qr
 from agent.extract.text import normalize_text, parse_text
 from agent.model import MONEY_FIELDS, Invoice, LineItem, Problem, values_differ
 from agent.validate.amounts import WordsError, parse_words
 from agent.validate.codes import code_defects, is_digits, shudian_number_defects
 from agent.validate.uscc import classify_tax_id
 
+__all__ = ["OcrReading", "apply_reading", "engine_installed", "give_back_memory", "invoice_from_print",
+           "read_page", "read_page_if_available", "read_regions", "read_whole_page", "set_gate", "set_threads",
+           "unavailable_reason"]
+
 SOURCE = "ocr"
-# Text on an invoice scan stays legible well below 300 dpi: at 1280 px on
-# the long side (~130 dpi) 99.3 % of generated scans' printed fields still
-# read, and a page costs ~30 % less time and ~100 MB less peak memory than
-# at 1600 (a full 2646x1764 page peaks near 800 MB).
-_MAX_SIDE = 1280
 # Fields OCR may add; the QR's own fields are only compared.
 _OCR_FIELDS = ("title", "tax", "total", "total_in_words", "amount",
                "buyer_name", "buyer_tax_id", "seller_name", "seller_tax_id")
 # What the QR carries (CRC-checked): compared with the print, never replaced.
 _COMPARED = ("code", "number", "date", "check_code", "amount", "total")
+# What a page's regions must give, each passing its checks, for the page
+# not to be read whole: the printed-only fields (the QR carries the rest).
+_PARTIES = ("buyer_name", "buyer_tax_id", "seller_name", "seller_tax_id")
+_REGION_FIELDS = {"legacy": _PARTIES + ("tax", "total", "total_in_words"),
+                  "digital": _PARTIES + ("amount", "tax", "total_in_words")}
 _SAN_RE = re.compile("参(?=[拾佰仟万亿圆元角分])")
 _USCC_LOOKALIKES = str.maketrans({"O": "0", "I": "1", "S": "5", "Z": "2"})
 
-_engine: Any = None
-_engine_error: str | None = None
-_engine_lock = threading.Lock()
-_threads = 0  # 0: onnxruntime's default, every core
 _gate: Callable[[], ContextManager[Any]] = contextlib.nullcontext
-
-
-def set_threads(threads: int) -> None:
-    """Use `threads` CPU threads per page (0: every core), from the next
-    engine load on. Pool workers use 1: two workers each running on every
-    core read 0.53 pages/s, on one core each 0.84."""
-    global _threads
-    _threads = threads
 
 
 def set_gate(gate: Callable[[], ContextManager[Any]] | None) -> None:
     """Run every page's OCR inside `gate()` (None: no gate). The daemon
     passes one that takes an OCR slot, so at most N processes hold OCR's
-    ~600 MB working memory at once; waiting for it is the caller's business,
+    working memory at once; waiting for it is the caller's business,
     this module only asks."""
     global _gate
     _gate = gate or contextlib.nullcontext
-
-
-def engine_installed() -> bool:
-    """True when the OCR extra's package is installed; cheap (nothing is
-    imported or loaded), for status lines. `unavailable_reason` is the
-    real test."""
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec("rapidocr_onnxruntime") is not None
-    except ValueError:  # imported already, without a spec
-        return True
-
-
-def unavailable_reason() -> str | None:
-    """None when OCR can run here, else why not (one line, with the fix).
-    Loads the engine on first call (~0.2 s, ~50 MB); later calls are free."""
-    _load_engine()
-    return _engine_error
-
-
-def _load_engine() -> Any:
-    global _engine, _engine_error
-    with _engine_lock:
-        if _engine is None and _engine_error is None:
-            try:
-                from rapidocr_onnxruntime import RapidOCR
-            except ImportError as e:
-                hint = ("apt-get install libgl1 libglib2.0-0" if "lib" in str(e) and ".so" in str(e)
-                        else "pip install 'fapiao-agent[ocr]'")
-                _engine_error = f"the OCR engine is not installed ({e}); {hint}"
-            else:
-                try:
-                    # Text on invoices is upright once the QR says which way is
-                    # up; the angle classifier only costs time.
-                    _engine = RapidOCR(use_cls=False, **({"intra_op_num_threads": _threads} if _threads else {}))
-                except Exception as e:  # noqa: BLE001 - a broken model or runtime: say so, read QR only
-                    _engine_error = f"the OCR engine failed to load ({type(e).__name__}: {e})"
-        return _engine
-
-
-def read_boxes(img: Image.Image) -> list[TextBox]:
-    """Every line of text OCR finds in `img`, as boxes on the page turned
-    straight, in pixels of the (possibly downscaled) image. Raises
-    RuntimeError when OCR is unavailable (see `unavailable_reason`)."""
-    engine = _load_engine()
-    if engine is None:
-        raise RuntimeError(_engine_error)
-    import numpy
-
-    rgb = img.convert("RGB")
-    scale = min(1.0, _MAX_SIDE / max(rgb.size))
-    if scale < 1:
-        rgb = rgb.resize((round(rgb.width * scale), round(rgb.height * scale)), Image.Resampling.LANCZOS)
-    pixels = numpy.asarray(rgb)[:, :, ::-1].copy()  # the engine wants BGR, as OpenCV reads files
-    found, _ = engine(pixels, return_word_box=True)
-    lines = [EngineLine(corners, text, *chars[:2]) for corners, text, _score, *chars in found or ()]
-    return page_boxes(rgb.convert("L"), lines, scale)
-
-
-def recognise_lines(strips: list[Image.Image]) -> list[str]:
-    """The text of each image in `strips`, each read as one line by the
-    recogniser alone (no detection; ~0.1 s a strip): "" where it reads
-    nothing it trusts. Raises RuntimeError when OCR is unavailable."""
-    engine = _load_engine()
-    if engine is None:
-        raise RuntimeError(_engine_error)
-    if not strips:
-        return []
-    import numpy
-
-    found, _ = engine.text_rec([numpy.asarray(s.convert("RGB"))[:, :, ::-1].copy() for s in strips])
-    return [text if score >= engine.text_score else "" for text, score in found]
 
 
 @dataclass
@@ -163,43 +88,85 @@ class OcrReading:
     says_invoice: bool = False
     # Fields a second look (ocr_regions) sought and left empty, and why.
     unread: dict[str, str] = field(default_factory=dict)
+    # "regions": only the bands the QR's fields leave open were read
+    # (`read_regions`); "page": the whole page was.
+    path: str = "page"
 
 
 def read_page(img: Image.Image, known: frozenset[str] | set[str] = frozenset()) -> OcrReading:
-    """OCR `img` and parse it as an invoice face; the date and title the
-    whole-page pass misses are looked for again, closely, unless in
-    `known` (the caller has them already: a QR). Never raises: an engine
-    that is missing or fails gives a reading with `error` set."""
+    """OCR `img` and parse it as an invoice face. A page whose QR decodes
+    and fixes its layout has only the regions holding the fields its QR
+    lacks read (`read_regions`); when they do not give every one of them,
+    each passing its checks, or the page has no such QR, the whole page is
+    read (`read_whole_page`). Never raises: an engine that is missing or
+    fails gives a reading with `error` set."""
     try:
         with _gate():
-            page = upright(img)
-            boxes = read_boxes(page)
-            norm = _fix_words(normalize_text(layout_text(boxes)))
-            parsed = parse_text(norm)
-            try:
-                look = second_look(page, boxes, parsed.fields, recognise_lines, skip=known)
-            except Exception:  # noqa: BLE001 - a closer look is an extra; the page's reading stands
-                look = SecondLook()
+            qr = find_qr(img)
+            reading = read_regions(img, qr) if qr is not None else None
+            if reading is None:
+                reading = read_whole_page(upright(img, qr) if qr is not None else img, known)
     except Exception as e:  # noqa: BLE001 - OCR is an extra; the QR reading must survive it
         return OcrReading({}, error=str(e) or type(e).__name__)
     finally:
         give_back_memory()
+    return reading
+
+
+def read_whole_page(page: Image.Image, known: frozenset[str] | set[str] = frozenset()) -> OcrReading:
+    """Every line of `page` (already upright) read and parsed as an invoice
+    face; the date and title this misses are looked for again, closely,
+    unless in `known` (the caller has them already: a QR). Raises
+    RuntimeError when OCR is unavailable."""
+    boxes = read_boxes(page)
+    norm = _fix_words(normalize_text(layout_text(boxes)))
+    parsed = parse_text(norm)
+    try:
+        look = second_look(page, boxes, parsed.fields, recognise_lines, skip=known)
+    except Exception:  # noqa: BLE001 - a closer look is an extra; the page's reading stands
+        look = SecondLook()
     return OcrReading(parsed.fields | look.fields, parsed.items,
                       says_invoice=parsed.is_invoice_like or "发票" in norm, unread=look.notes)
 
 
-def give_back_memory() -> None:
-    """Hand memory malloc keeps after a big page back to the system (glibc;
-    elsewhere nothing happens). Never raises.
+def read_regions(img: Image.Image, qr: Any = None) -> OcrReading | None:
+    """The fields `img`'s invoice QR (`qr`, from `find_qr(img)`, or decoded
+    here) lacks, read from only the bands of the page that print them
+    (`ocr_frame`): None when the QR is no invoice QR of a known layout or
+    does not give the title, when a band lies off the page, or when the
+    bands do not give every field the QR lacks with each passing its
+    checks. The caller then reads the whole page: this never gives less
+    than that, only sooner. Raises RuntimeError when OCR is unavailable."""
+    from agent.extract.image import title_from_qr  # image imports this module
 
-    A page's working memory (an OCR pass ~300 MB, a scan's or a render's
-    pixels several MB) is freed but kept by malloc; a pool worker would hold
-    it between pages and files. Trimming hands it back (470 -> 177 MB
-    resident after an OCR page) and costs ~1 ms."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: the memory stays with the process
-        pass
+    qr = qr if qr is not None else find_qr(img)
+    payload = parse_qr(qr.text) if qr is not None else None
+    layout = LAYOUTS.get(payload.kind) if payload is not None else None
+    if layout is None or title_from_qr(payload.kind, payload.code) is None:
+        return None
+    corners = qr.position
+    frame = QrFrame.of(*((p.x, p.y) for p in (corners.top_left, corners.top_right, corners.bottom_left)))
+    cut = mosaic(img, frame, layout, MAX_SIDE) if frame is not None else None
+    if cut is None:
+        return None
+    boxes = read_mosaic(cut.image, cut.keeps)
+    wanted = _REGION_FIELDS["digital" if layout is DIGITAL else "legacy"]
+    read: dict[str, Any] = {}
+    for role in ("buyer", "seller", "totals"):
+        # Each band parsed alone: a party's fields are its band's, whatever
+        # another band reads or misses.
+        norm = _fix_words(normalize_text(layout_text([b for b in boxes if cut.role_of(b.quad) == role])))
+        fields = parse_text(norm).fields
+        if role == "totals":
+            read |= {k: fields[k] for k in ("amount", "tax", "total", "total_in_words") if k in fields}
+        else:
+            read |= {f"{role}_{k}": fields[f"buyer_{k}"] for k in ("name", "tax_id") if f"buyer_{k}" in fields}
+    probe = Invoice()
+    apply_qr(probe, payload)
+    kept = _checked(probe, read)
+    if any(kept.get(name) is None for name in wanted):
+        return None
+    return OcrReading(read, says_invoice=True, path="regions")
 
 
 def read_page_if_available(img: Image.Image, known: frozenset[str] | set[str] = frozenset()) -> OcrReading | None:

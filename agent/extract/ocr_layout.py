@@ -58,15 +58,22 @@ class EngineLine:
     chars: Sequence[str] = ()
 
 
-def upright(img: Image.Image) -> Image.Image:
-    """`img` turned by the quarter turns that make its QR code upright. The
-    QR is printed square to the text, so this turns a page fed sideways or
-    upside down (the recogniser reads upright lines only). Unchanged when no
-    QR decodes."""
+def find_qr(img: Image.Image) -> Any:
+    """The first QR code zxing decodes in `img` (its text, corners and
+    orientation), or None."""
     found = zxingcpp.read_barcodes(img.convert("L"), formats=zxingcpp.BarcodeFormat.QRCode)
-    if not found:
+    return found[0] if found else None
+
+
+def upright(img: Image.Image, qr: Any = None) -> Image.Image:
+    """`img` turned by the quarter turns that make its QR code upright
+    (`qr`, from `find_qr(img)`, or decoded here). The QR is printed square
+    to the text, so this turns a page fed sideways or upside down (the
+    recogniser reads upright lines only). Unchanged when no QR decodes."""
+    qr = qr if qr is not None else find_qr(img)
+    if qr is None:
         return img
-    quarter = round(found[0].orientation / 90) % 4
+    quarter = round(qr.orientation / 90) % 4
     turn = {1: Image.Transpose.ROTATE_90, 2: Image.Transpose.ROTATE_180, 3: Image.Transpose.ROTATE_270}
     return img.transpose(turn[quarter]) if quarter else img
 

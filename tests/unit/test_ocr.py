@@ -12,7 +12,7 @@ import pytest
 import segno
 from PIL import Image
 
-from agent.extract import ocr, ocr_layout
+from agent.extract import ocr, ocr_engine, ocr_layout
 from agent.extract.ocr import OcrReading, apply_reading
 from agent.extract.ocr_layout import EngineLine, TextBox, brackets_as_printed, layout_text
 from agent.model import Invoice
@@ -364,8 +364,8 @@ def test_an_engine_that_fails_to_load_is_reported_not_raised(monkeypatch):
             raise RuntimeError("model file is corrupt")
 
     monkeypatch.setitem(sys.modules, "rapidocr_onnxruntime", types.SimpleNamespace(RapidOCR=Broken))
-    monkeypatch.setattr(ocr, "_engine", None)
-    monkeypatch.setattr(ocr, "_engine_error", None)
+    monkeypatch.setattr(ocr_engine, "_engine", None)
+    monkeypatch.setattr(ocr_engine, "_engine_error", None)
     assert "model file is corrupt" in ocr.unavailable_reason()
     # Installed but broken: each scan says so (not installed at all: None, QR only).
     reading = ocr.read_page_if_available(Image.new("L", (40, 40), 255))
