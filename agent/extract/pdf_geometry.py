@@ -18,6 +18,8 @@ import math
 import re
 from operator import itemgetter
 
+from agent.extract.pdf_wrapped import join_wrapped
+
 # PDFium reads text from PDFs it did not write: it is Chrome's engine,
 # fuzzed for that. Imported lazily so that XML/OFD readers do not need it.
 _COLUMN_POINTS = 4.0    # page points per space of indentation or gap
@@ -41,6 +43,7 @@ _CIPHER_PREFILTER_RE = re.compile(r"[0-9+\-*/<>]{%d,}" % _CIPHER_RUN)
 _CIPHER_ALIGN = 3.0     # points: the block's rows start this close together
 _BLANKS = frozenset("\0\t\n\v\f\r \x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004"
                     "\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+_SPACES = frozenset(" \xa0\u3000")  # typed spaces: a word break in a Latin name
 _UPRIGHT = 0.001        # radians: glyphs turned further (seal lettering) are not read
 # Printed on every invoice face (OFD: one missing calls for the reading by position).
 FACE_FIELDS = ("number", "date", "total", "buyer_name", "seller_name", "seller_tax_id")
@@ -63,7 +66,7 @@ class _Glyph:
 
 
 # The layout works on plain tuples, g = (text, left, bottom, right, top,
-# centre, height), read as g[0] ... g[6]: a page has ~500 glyphs, and
+# centre, height, index, spaced_after), read as g[0] ... g[8] (see page_glyphs): a page has ~500 glyphs, and
 # building a tuple costs a fifth of building an object (_Glyph is the
 # readable form, for OFD runs and tests).
 _BY_CENTRE = itemgetter(5)
@@ -80,7 +83,10 @@ def page_text(textpage) -> str:
 def page_glyphs(textpage) -> list[tuple]:
     """The upright, non-blank characters of a PDFium text page with their
     loose boxes (PDF points, y up) as layout tuples (text, left, bottom,
-    right, top, centre, height); [] beyond MAX_CHARS characters."""
+    right, top, centre, height, index, spaced_after): index is the
+    character's place in PDFium's text and spaced_after the index of the
+    character before it when the stream has a space between them (else -2);
+    [] beyond MAX_CHARS characters."""
     import pypdfium2.raw as pdfium_c
 
     count = textpage.count_chars()
@@ -93,15 +99,23 @@ def page_glyphs(textpage) -> list[tuple]:
     if len(text) != count:
         text = "".join(_unit(pdfium_c.FPDFText_GetUnicode(raw, i)) for i in range(count))
     box = pdfium_c.FS_RECTF()
-    loose_box, angle_of = _plain_calls()
+    loose_box, angle_of, is_generated = _plain_calls()
     raw, box_at = ctypes.cast(raw, ctypes.c_void_p).value, ctypes.addressof(box)
     low, high = _UPRIGHT, 2 * math.pi - _UPRIGHT
-    blanks = _BLANKS
+    blanks, spaces = _BLANKS, _SPACES
     out = []
     append = out.append
+    # A space the stream has (not one PDFium made up for a gap) between two
+    # characters: the second glyph carries the first's index, so that the
+    # layout keeps one space where the two end up neighbours on a row (a
+    # space's advance is narrower than the gap that makes one).
+    last, spaced_after = -1, -2
     for i, ch in enumerate(text):
         if ch in blanks:
+            if spaced_after != last and ch in spaces and not is_generated(raw, i):
+                spaced_after = last
             continue
+        after, last = (spaced_after if spaced_after == last else -2), i
         if ch >= "\u2e80":
             # Half a surrogate pair is no glyph an invoice label or value uses.
             if "\ud800" <= ch <= "\udfff":
@@ -116,13 +130,14 @@ def page_glyphs(textpage) -> list[tuple]:
             bottom, top = box.bottom, box.top
             height = top - bottom
             # centre and height exactly as _Glyph computes them (max(h, 1.0)).
-            append((ch, box.left, bottom, box.right, top, (bottom + top) / 2, 1.0 if 1.0 > height else height))
+            append((ch, box.left, bottom, box.right, top, (bottom + top) / 2, 1.0 if 1.0 > height else height,
+                    i, after))
     return out
 
 
 @functools.cache
 def _plain_calls() -> tuple:
-    """FPDFText_GetLooseCharBox and FPDFText_GetCharAngle taking plain
+    """FPDFText_GetLooseCharBox, FPDFText_GetCharAngle and FPDFText_IsGenerated taking plain
     addresses: pypdfium2's declared argument types cost ~40 % of a call in
     conversions, and a page makes ~800 of them. Same functions, same results."""
     import pypdfium2.raw as pdfium_c
@@ -131,7 +146,8 @@ def _plain_calls() -> tuple:
         return ctypes.CFUNCTYPE(restype, *argtypes)(ctypes.cast(func, ctypes.c_void_p).value)
 
     return (plain(pdfium_c.FPDFText_GetLooseCharBox, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p),
-            plain(pdfium_c.FPDFText_GetCharAngle, ctypes.c_float, ctypes.c_void_p, ctypes.c_int))
+            plain(pdfium_c.FPDFText_GetCharAngle, ctypes.c_float, ctypes.c_void_p, ctypes.c_int),
+            plain(pdfium_c.FPDFText_IsGenerated, ctypes.c_int, ctypes.c_void_p, ctypes.c_int))
 
 
 def _unit(unit: int) -> str:
@@ -147,7 +163,7 @@ def layout_glyphs(glyphs: list[_Glyph]) -> str:
     the 密码区 become at least two spaces (a column break), so that two
     columns printed close together (a name and the ciphertext beside it)
     are never read as one value."""
-    return _layout([(g.text, g.left, g.bottom, g.right, g.top, g.centre, g.height) for g in glyphs])
+    return _layout([(g.text, g.left, g.bottom, g.right, g.top, g.centre, g.height, -1, -2) for g in glyphs])
 
 
 def _layout(glyphs: list[tuple]) -> str:
@@ -175,17 +191,18 @@ def _layout(glyphs: list[tuple]) -> str:
     runs = [_cipher_run(row) for row in ordered]
     edge = _cipher_edge([row[run[0]][1] if run else None for row, run in zip(ordered, runs)])
     width = _cipher_row_length(ordered, runs, edge)
-    lines = []
+    rows_parts, rows_breaks = [], []
     # The constants as locals: this loop runs once per glyph.
     gap_share, column_share, same_share, column_points = _GAP_OF_HEIGHT, _COLUMN_OF_HEIGHT, _SAME_HEIGHT, _COLUMN_POINTS
     for row, run in zip(ordered, runs):
         first = row[0]
         parts = [" " * min(_MAX_RUN, max(0, int(first[1] / column_points))), first[0]]
+        breaks = [(first, 1)]  # each column's first glyph and the index of its text in parts
         append = parts.append
         cipher_at = _cipher_glyph(row, run, edge, width)
-        previous_right, ph = first[3], first[6]
+        previous_right, ph, previous_index = first[3], first[6], first[7]
         for g in row[1:]:
-            text, left, _, right, _, _, h = g
+            text, left, _, right, _, _, h, index, spaced_after = g
             gap = left - previous_right
             height = h if h < ph else ph
             if gap > height * gap_share or g is cipher_at:
@@ -193,10 +210,17 @@ def _layout(glyphs: list[tuple]) -> str:
                 if spaces < 2 and (gap > height * column_share or g is cipher_at
                                    or abs(h - ph) > same_share * (h if h > ph else ph)):
                     spaces = 2
+                if spaces > 1:
+                    breaks.append((g, len(parts) + 1))
                 append(" " * spaces)
+            elif spaced_after == previous_index:
+                append(" ")  # the stream's space between these two neighbours
             append(text)
-            previous_right, ph = right, h
-        lines.append("".join(parts))
+            previous_right, ph, previous_index = right, h, index
+        rows_parts.append(parts)
+        rows_breaks.append(breaks)
+    lines = ["".join(parts) for parts in rows_parts]
+    join_wrapped(ordered, runs, rows_parts, rows_breaks, lines, _CIPHER_ALIGN)
     return "\n".join(lines)
 
 

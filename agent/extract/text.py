@@ -432,8 +432,9 @@ def _rate(text: str) -> Decimal | None:
 
 def parse_items(lines: list[str]) -> list[LineItem]:
     """Line items from rows ending in 金额 税率 税额; a name wrapped onto the
-    next line is joined. Quantity and unit price are kept only when both are
-    separate numbers (some layouts glue them together)."""
+    next line (one column: a name may have spaces) is joined. Quantity and
+    unit price are kept only when both are separate numbers right before
+    the amount (some layouts glue them together)."""
     items: list[LineItem] = []
     price_first = False
     last: LineItem | None = None
@@ -445,7 +446,7 @@ def parse_items(lines: list[str]) -> list[LineItem]:
         m = _ITEM_TAIL_RE.search(line) if "." in line else None
         if not m:
             if last is not None and line.strip() and not re.search(r"\d\.\d", line) \
-                    and len(line) - len(line.lstrip()) < 8 and len(line.split()) == 1 \
+                    and len(line) - len(line.lstrip()) < 8 and "  " not in line.strip() \
                     and "合计" not in line:
                 last.name += line.strip()
             last = None
@@ -455,7 +456,13 @@ def parse_items(lines: list[str]) -> list[LineItem]:
         if not parts or not parts[0] or parts[0][0].isdigit():
             last = None
             continue
-        numbers = [t for t in " ".join(parts[1:]).split() if _NUMBER_TOKEN_RE.fullmatch(t)]
+        # 数量 and 单价 print right before 金额: the number tokens there,
+        # after the last other token (a spec like "MateBook 14" ends in one).
+        numbers: list[str] = []
+        for token in reversed(" ".join(parts[1:]).split()):
+            if not _NUMBER_TOKEN_RE.fullmatch(token):
+                break
+            numbers.insert(0, token)
         qty = price = None
         if len(numbers) == 2:
             qty, price = (numbers[1], numbers[0]) if price_first else (numbers[0], numbers[1])
@@ -465,10 +472,14 @@ def parse_items(lines: list[str]) -> list[LineItem]:
             # the digits alone cannot say where one ends, so only the tax
             # can; a guess would be a wrong amount.
             amount = _unglue_amount(line[:m.end("amount")], _rate(m.group("rate")), _decimal(m.group("tax")))
+        quantity, unit_price = _decimal(qty), _decimal(price)
+        if quantity is not None and unit_price is not None and amount is not None \
+                and abs(quantity * unit_price - amount) > Decimal("0.01") + abs(quantity) * Decimal("0.005"):
+            quantity = unit_price = None  # not the pair the amount is made of (a spec's number)
         last = LineItem(
             name=parts[0], amount=amount, tax=_decimal(m.group("tax")),
             rate=_rate(m.group("rate")), rate_text=m.group("rate"),
-            quantity=_decimal(qty), unit_price=_decimal(price),
+            quantity=quantity, unit_price=unit_price,
         )
         items.append(last)
     return items

@@ -6,8 +6,8 @@
   error, while a 红字 invoice whose 备注 names its blue invoice's 号码 is
   still one face;
 - a company name with spaces (a foreign buyer) and a long name wrapped onto
-  a second line in its box: stored without its spaces / cut in half
-  (xfail: the fix is in pdf_geometry's layout, see the reasons).
+  a second line in its box: were stored without its spaces / cut in half;
+  now the layout keeps the stream's spaces and joins the wrapped line.
 """
 
 from __future__ import annotations
@@ -107,11 +107,6 @@ def _with_buyer_name(name: str):
     return change
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "attack13: the spaces of a Latin name (Apple Computer Trading (Shanghai) Co., Ltd.) are lost: "
-    "pdf_geometry drops blank chars and re-inserts a space only for gaps > 0.3 x glyph height, "
-    "and a space glyph's advance is narrower; fix belongs in pdf_geometry.py (keep a space where "
-    "PDFium's text has a blank between two glyphs of one row)"))
 @pytest.mark.parametrize("digital", [True, False], ids=["shudian", "legacy"])
 def test_a_latin_name_keeps_its_spaces(digital):
     name = "Apple Computer Trading (Shanghai) Co., Ltd."
@@ -131,11 +126,6 @@ def _wrap_buyer_name(face: Face, name: str) -> None:
     face.ops = out
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "attack13: a long buyer name wrapped onto a second line of the 数电 name box is stored cut "
-    "in half (a WRONG name); fix belongs in pdf_geometry.py: a row whose glyphs start within "
-    "_CIPHER_ALIGN of the x where the value of the row above started, lying between that row "
-    "and the next label row, is the value's continuation and is appended to it"))
 def test_a_wrapped_name_is_read_whole_or_not_at_all():
     name = "中国石油天然气股份有限公司江苏南京销售分公司第十二加油站管理处"
     content, face = _face(0, True, qr=False, change=_with_buyer_name(name))
