@@ -18,6 +18,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from agent.extract import labels as L
+from agent.extract.text_items import parse_items
+from agent.extract.text_parties import read_parties
 from agent.model import Invoice, LineItem, Problem
 
 # Full-width brackets are kept as printed: names are compared as printed
@@ -148,7 +150,7 @@ def parse_text(norm: str) -> ParsedText:
     elif str(f.get("code", "")).startswith(("1", "2")) and (m := L.LABEL_VALUE_RE["check_code_hex"].search(norm)):
         f["check_code"] = m.group(1)
     _read_money(lines, f)
-    _read_parties(norm, f, out.problems)
+    read_parties(norm, f, out.problems)
     out.items = parse_items(lines)
     numbers = _face_numbers(norm)
     if len(numbers) > 1:
@@ -320,188 +322,3 @@ def _read_sum_line(lines: list[str], total: Decimal | None) -> tuple[Decimal, De
         if len(values) == 2 and values[0] + values[1] == total:
             return values[0], values[1]
     return None
-
-
-def _clean_name(value: str) -> str | None:
-    value = value.strip()
-    # One character is a neighbouring column's marker (密, 备, 销), not a name.
-    if len(value) < 2 or ":" in value or any(value.startswith(l) for l in L.LABELS):
-        return None
-    return value
-
-
-def _labelled_values(norm: str, label_re: re.Pattern, value_re: re.Pattern,
-                     starts_out: list[int] | None = None) -> list[str | None]:
-    """The value after each occurrence of a label, or None where the label's
-    line has no value of the right shape before the next label. The
-    occurrences' start offsets are appended to `starts_out` when given."""
-    values: list[str | None] = []
-    starts = [m for m in label_re.finditer(norm)]
-    if starts_out is not None:
-        starts_out.extend(m.start() for m in starts)
-    for i, m in enumerate(starts):
-        end = norm.find("\n", m.end())
-        end = len(norm) if end < 0 else end
-        if i + 1 < len(starts) and starts[i + 1].start() < end:
-            end = starts[i + 1].start()
-        v = value_re.match(norm, m.end(), end)
-        values.append(v.group(1) if v else None)
-    return values
-
-
-# What may print right before a party box's 名称 / 纳税人识别号 label: nothing,
-# a letter or two of the boxes' vertical labels (购买方信息, 销售方), or the party
-# itself (铁路电子客票: 购买方名称). Any other word makes it another label:
-# 项目名称, 收款方名称, 代开企业名称 or 纳税人识别号 in a 备注, which on old
-# layouts prints above the seller's rows.
-_BOX_LETTERS = frozenset("购买方信息销售")
-_PARTY_PREFIXES = {"购买方": "buyer", "购方": "buyer", "销售方": "seller", "销方": "seller"}
-_IDEOGRAPHS_BEFORE_RE = re.compile(r"[\u4e00-\u9fff]+\Z")
-
-
-def _party_values(norm: str, label_re: re.Pattern, value_re: re.Pattern) -> list[str | None]:
-    """`_labelled_values` of the party boxes' labels only: buyer first, then
-    seller. Labels naming their party (购买方名称) are used only when no
-    bare box label is printed, so a 备注 line naming a party cannot take a
-    box's place."""
-    starts: list[int] = []
-    values = _labelled_values(norm, label_re, value_re, starts)
-    bare, named = [], {"buyer": [], "seller": []}
-    for start, value in zip(starts, values):
-        m = _IDEOGRAPHS_BEFORE_RE.search(norm, max(0, start - 8), start)
-        word = m.group() if m else ""
-        # Two vertical labels side by side glue their letters ("买售").
-        if not word or (len(word) <= 2 and all(c in _BOX_LETTERS for c in word) and word not in _PARTY_PREFIXES):
-            bare.append(value)
-        elif word[-3:] in _PARTY_PREFIXES or word[-2:] in _PARTY_PREFIXES:
-            named[_PARTY_PREFIXES.get(word[-3:]) or _PARTY_PREFIXES[word[-2:]]].append(value)
-    if bare:
-        return bare
-    return [(named["buyer"] or [None])[0], (named["seller"] or [None])[0]]
-
-
-def _read_parties(norm: str, f: dict[str, Any], problems: list[Problem]) -> None:
-    # Buyer comes first in every layout: left column (数电) or top block
-    # (old). Values are paired with their label occurrence, so a buyer
-    # without a tax id (个人) does not shift the seller's id to the buyer.
-    names = [_clean_name(v) if v else None for v in _party_values(norm, L.NAME_LABEL_RE, L.NAME_VALUE_RE)]
-    ids = _party_values(norm, L.TAX_ID_LABEL_RE, L.TAX_ID_VALUE_RE)
-    if not any(ids):
-        # Labels unreadable or printed away from their values: the shape decides.
-        ids = [m.group() for m in L.USCC_RE.finditer(norm)]
-    for role, i in (("buyer", 0), ("seller", 1)):
-        if len(names) > i and names[i]:
-            f[f"{role}_name"] = names[i]
-        if len(ids) > i and ids[i]:
-            f[f"{role}_tax_id"] = ids[i]
-    # A face has two boxes. A third bare label (a 备注 line "纳税人识别号：…"
-    # above the old layout's seller rows) leaves the seller's unknown: the
-    # buyer's box comes first in every layout, which later one is the
-    # seller's is not known.
-    for name, values, code, zh in (("seller_name", names, "implausible-name", "名称"),
-                                    ("seller_tax_id", ids, "implausible-tax-id", "纳税人识别号")):
-        if len([v for v in values if v]) > 2 and f.pop(name, None) is not None:
-            problems.append(Problem(
-                code, "error", field=name,
-                message=(f"the page prints {len(values)} {zh} labels for two party boxes "
-                         f"({', '.join(repr(v) for v in values if v)}); {name} is left empty for 补录"),
-                message_zh=f"页面有{len(values)}个{zh}标签，无法确定销售方的值，留待补录"))
-
-
-_ITEM_TAIL_RE = re.compile(
-    r"(?P<amount>-?\d[\d,]*\.\d{2})[ ]*(?P<rate>" + L.RATE_RE.pattern + r")[ ]+"
-    r"(?P<tax>-?\d[\d,]*\.\d{2}|\*{3})[ ]*$"
-)
-_NUMBER_TOKEN_RE = re.compile(r"-?\d+(?:\.\d+)?")
-
-
-def _decimal(text: str | None) -> Decimal | None:
-    if text is None or "*" in text:
-        return None
-    try:
-        return Decimal(text.replace(",", ""))
-    except InvalidOperation:
-        return None
-
-
-def _rate(text: str) -> Decimal | None:
-    if text.endswith("%"):
-        return (Decimal(text[:-1]) / 100).normalize()
-    return None
-
-
-def parse_items(lines: list[str]) -> list[LineItem]:
-    """Line items from rows ending in 金额 税率 税额; a name wrapped onto the
-    next line (one column: a name may have spaces) is joined. Quantity and
-    unit price are kept only when both are separate numbers right before
-    the amount (some layouts glue them together)."""
-    items: list[LineItem] = []
-    price_first = False
-    last: LineItem | None = None
-    for line in lines:
-        if "数量" in line and "单价" in line:
-            price_first = line.find("单价") < line.find("数量")
-            continue
-        # An item row's amount has a decimal point: other lines need no regex.
-        m = _ITEM_TAIL_RE.search(line) if "." in line else None
-        if not m:
-            if last is not None and line.strip() and not re.search(r"\d\.\d", line) \
-                    and len(line) - len(line.lstrip()) < 8 and "  " not in line.strip() \
-                    and "合计" not in line:
-                last.name += line.strip()
-            last = None
-            continue
-        head = line[:m.start()]
-        parts = re.split(r"[ ]{2,}", head.strip())
-        if not parts or not parts[0] or parts[0][0].isdigit():
-            last = None
-            continue
-        # 数量 and 单价 print right before 金额: the number tokens there,
-        # after the last other token (a spec like "MateBook 14" ends in one).
-        numbers: list[str] = []
-        for token in reversed(" ".join(parts[1:]).split()):
-            if not _NUMBER_TOKEN_RE.fullmatch(token):
-                break
-            numbers.insert(0, token)
-        qty = price = None
-        if len(numbers) == 2:
-            qty, price = (numbers[1], numbers[0]) if price_first else (numbers[0], numbers[1])
-        amount = _decimal(m.group("amount"))
-        if m.start("amount") > 0 and line[m.start("amount") - 1] in "0123456789.,":
-            # The unit price runs into the amount ("907.54716981907.55"):
-            # the digits alone cannot say where one ends, so only the tax
-            # can; a guess would be a wrong amount.
-            amount = _unglue_amount(line[:m.end("amount")], _rate(m.group("rate")), _decimal(m.group("tax")))
-        quantity, unit_price = _decimal(qty), _decimal(price)
-        if quantity is not None and unit_price is not None and amount is not None \
-                and abs(quantity * unit_price - amount) > Decimal("0.01") + abs(quantity) * Decimal("0.005"):
-            quantity = unit_price = None  # not the pair the amount is made of (a spec's number)
-        last = LineItem(
-            name=parts[0], amount=amount, tax=_decimal(m.group("tax")),
-            rate=_rate(m.group("rate")), rate_text=m.group("rate"),
-            quantity=quantity, unit_price=unit_price,
-        )
-        items.append(last)
-    return items
-
-
-def _unglue_amount(glued: str, rate: Decimal | None, tax: Decimal | None) -> Decimal | None:
-    """The amount at the end of `glued` (a unit price and an amount printed
-    without a gap), when exactly one way to split it gives amount × rate =
-    tax to the cent; None when the rate or tax is not a number or the split
-    is not unique."""
-    if rate is None or tax is None:
-        return None
-    m = re.search(r"(-?)([\d,]*)(\.\d{2})$", glued)
-    if m is None:
-        return None
-    sign, whole, cents = -1 if m.group(1) else 1, m.group(2).replace(",", ""), m.group(3)
-    fits = []
-    for start in range(len(whole) - 1, -1, -1):
-        digits = whole[start:]
-        if len(digits) > 1 and digits[0] == "0":
-            continue
-        amount = sign * Decimal(digits + cents)
-        if abs((amount * rate).quantize(Decimal("0.01")) - tax) <= Decimal("0.01"):
-            fits.append(amount)
-    return fits[0] if len(fits) == 1 else None
