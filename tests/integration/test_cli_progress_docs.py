@@ -159,7 +159,7 @@ def test_a_config_above_that_belongs_to_someone_else_is_refused_by_name(tmp_path
 
 
 def test_make_run_readme_and_help_say_how_to_reach_the_cli_and_complete_it():
-    r = subprocess.run(["make", "-n", "run"], capture_output=True, text=True, timeout=60, cwd=REPO)
+    r = subprocess.run(["make", "--no-print-directory", "-n", "run"], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert r.returncode == 0, r.stderr
     said = r.stdout
     assert ".venv/bin/fapiao-agent status" in said and "source .venv/bin/activate" in said, said
