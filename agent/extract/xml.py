@@ -236,10 +236,8 @@ def read_shudian(root: Element, source: str = "xml") -> Invoice:
     # unreadable one leaves the date empty rather than take another day.
     inv.offer("date", parse_date(issue) if issue else parse_date(_sole_text(inv, root, "date", "RequestTime")), source)
     inv.offer("kind", _shudian_kind(root), source)
-    _offer_money(inv, "amount", _sole_text(inv, root, "amount", "TotalAmWithoutTax"), source)
-    _offer_money(inv, "tax", _sole_text(inv, root, "tax", "TotalTaxAm"), source)
-    _offer_money(inv, "total", _sole_text(inv, root, "total", "TotalTax-includedAmount"), source)
-    inv.offer("total_in_words", _sole_text(inv, root, "total_in_words", "TotalTax-includedAmountInChinese"), source)
+    _offer_sums(inv, root, source, ("TotalAmWithoutTax", "TotalTaxAm", "TotalTax-includedAmount",
+                                    "TotalTax-includedAmountInChinese"))
     inv.offer("seller_name", _name(_sole_text(inv, root, "seller_name", "SellerName")), source)
     inv.offer("seller_tax_id", _digits(_sole_text(inv, root, "seller_tax_id", "SellerIdNum")), source)
     inv.offer("buyer_name", _name(_sole_text(inv, root, "buyer_name", "BuyerName")), source)
@@ -290,10 +288,8 @@ def read_fp_invoice(root: Element, source: str = "xml") -> Invoice:
                        ("buyer_tax_id", "BuyerTaxID"), ("seller_tax_id", "SellerTaxID")):
         inv.offer(field, _digits(_sole_text(inv, root, field, tag)), source)
     inv.offer("date", parse_date(_sole_text(inv, root, "date", "IssueDate")), source)
-    _offer_money(inv, "amount", _sole_text(inv, root, "amount", "TaxExclusiveTotalAmount"), source)
-    _offer_money(inv, "tax", _sole_text(inv, root, "tax", "TaxTotalAmount"), source)
-    _offer_money(inv, "total", _sole_text(inv, root, "total", "TaxInclusiveTotalAmount"), source)
-    inv.offer("total_in_words", _sole_text(inv, root, "total_in_words", "TaxInclusiveTotalAmountWithWords"), source)
+    _offer_sums(inv, root, source, ("TaxExclusiveTotalAmount", "TaxTotalAmount", "TaxInclusiveTotalAmount",
+                                    "TaxInclusiveTotalAmountWithWords"))
     inv.offer("buyer_name", _name(_sole_text(inv, root, "buyer_name", "BuyerName")), source)
     inv.offer("seller_name", _name(_sole_text(inv, root, "seller_name", "SellerName")), source)
     inv.items.extend(_line_items(root, "GoodsInfo", name="Item", tax="TaxAmount", rate="TaxScheme",
@@ -320,6 +316,14 @@ def parse_decimal(text: str | None) -> Decimal | None:
     except InvalidOperation:
         return None
     return value if value.is_finite() else None
+
+
+def _offer_sums(inv: Invoice, root, source: str, tags: tuple[str, str, str, str]) -> None:
+    # 金额, 税额, 价税合计 and its 大写 under this layout's tag names, each
+    # the one element of its name (a second, conflicting one empties it).
+    for field, tag in zip(("amount", "tax", "total"), tags):
+        _offer_money(inv, field, _sole_text(inv, root, field, tag), source)
+    inv.offer("total_in_words", _sole_text(inv, root, "total_in_words", tags[3]), source)
 
 
 def _offer_money(inv: Invoice, name: str, text: str | None, source: str) -> None:
