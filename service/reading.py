@@ -87,10 +87,6 @@ class Reading:
         if read:
             self.on_read(read)
 
-    def record(self, doc_id: int, analysis: pipeline.Analysis) -> None:
-        """Record one result (`record_all` of one)."""
-        self.record_all([(doc_id, analysis)])
-
     def _log(self, doc_id: int, outcome: pipeline.Outcome) -> None:
         if outcome.already:
             log.info("document was already read elsewhere; result dropped",
