@@ -181,6 +181,7 @@ def burst_round(root: Path, files: list[tuple[str, bytes]]) -> dict:
     floor = floor_files_per_s(staging, root / "floor")
     shutil.rmtree(root / "floor")
     (root / "nas").mkdir()
+    (root / "out").mkdir()
     d = DaemonUnderTest(root, settle=SETTLE, extra=BURST_CONFIG)
     d.start()
     t0 = dt.datetime.now(dt.timezone.utc)

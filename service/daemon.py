@@ -276,10 +276,12 @@ class Daemon:
         started = self.reading.feed()
         took = self._intake()
         started += self.reading.feed()
-        finished = self.reading.collect(timeout=0.05)
+        # While files wait to be captured, recording results keeps only its
+        # share of this thread (service/reading.py): capture goes first.
+        finished = self.reading.collect(timeout=0 if took else 0.05, intake_busy=bool(took))
         schedule.run_pending()
         self._beat()
-        return bool(took or started or finished or self.pool.in_flight)
+        return bool(took or started or finished or self.pool.in_flight or self.reading.unrecorded)
 
     def _intake(self) -> int:
         """Take up to INTAKE_BATCH ready files, for at most INTAKE_STEP_S (the
@@ -298,7 +300,7 @@ class Daemon:
             # Between groups, never inside one: results in (their own batch),
             # new documents out, so the workers stay busy while a long batch
             # is captured, and no reading's result rides in a group of files.
-            self.reading.collect(timeout=0)
+            self.reading.collect(timeout=0, intake_busy=True)
             self.reading.feed()
             taken, at, paused = self._intake_group(paths, at)
             for path in taken:

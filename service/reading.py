@@ -10,7 +10,8 @@ Main thread only; every ledger write goes through `agent.pipeline`.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Sequence
+import time
+from typing import Any, Callable, Sequence
 
 from agent import pipeline
 from agent.ledger import Ledger
@@ -21,28 +22,54 @@ from service.workers import ExtractionPool
 log = logging.getLogger("fapiao.daemon")
 
 
+# While intake has files waiting, recording results may take at most this
+# share of the main thread: capture is what makes a file safe, a result
+# waiting in memory is only a reading done again if the daemon dies. The
+# rest of the time the backlog is recorded as fast as it comes.
+RECORD_SHARE = 0.25
+# Results recorded in one transaction at most: one COMMIT (one WAL fsync)
+# for many documents, while the write lock the delivery and backup threads
+# also need is never held for long.
+RECORD_CHUNK = 64
+# Results waiting unrecorded at most: beyond it no document is handed out,
+# so the workers pause instead of reading ahead of what can be recorded.
+BUFFER_MAX = 4 * RECORD_CHUNK
+
+
 class Reading:
     """Feeds `pool` from `ledger` and records what comes back. After each
-    recorded result, `on_read(doc_ids)` runs (the waiting move/delete of the
+    recorded batch, `on_read(doc_ids)` runs (the waiting move/delete of the
     sources, a kick of the delivery loops)."""
 
     def __init__(self, ledger: Ledger, pool: ExtractionPool, *, actor: str,
-                 on_read: Callable[[list[int]], None]):
+                 on_read: Callable[[list[int]], None], clock: Callable[[], float] = time.monotonic):
         self.ledger, self.pool, self.actor, self.on_read = ledger, pool, actor, on_read
         self.settings: ValidationSettings | None = None
         self.destinations: Sequence[str] = ()
+        self.clock = clock
+        # Results in from the workers, not recorded yet: their documents are
+        # still `captured` in the ledger, and are not handed out again.
+        self._results: list[tuple[int, Any]] = []
+        self._record_after = 0.0  # while intake is busy: when the next chunk may be recorded
 
     def configure(self, settings: ValidationSettings, destinations: Sequence[str]) -> None:
         """Judge results from now on with `settings`, queueing for `destinations` (a reload)."""
         self.settings, self.destinations = settings, list(destinations)
 
+    @property
+    def unrecorded(self) -> int:
+        """Results received and not recorded yet (kept in memory)."""
+        return len(self._results)
+
     def feed(self) -> int:
         """Hand due documents to idle workers; returns how many started.
         Only documents due: one whose reading failed waits out its backoff
-        (ledger columns) instead of being handed out again at once."""
-        if not self.pool.has_room():
+        (ledger columns) instead of being handed out again at once. Never a
+        document whose result waits to be recorded, and none while
+        BUFFER_MAX results wait."""
+        if not self.pool.has_room() or len(self._results) >= BUFFER_MAX:
             return 0
-        busy = self.pool.in_flight_ids()
+        busy = self.pool.in_flight_ids() | {doc_id for doc_id, _ in self._results}
         started = 0
         for doc_id in pipeline.due_for_extraction(self.ledger, now=now(),
                                                   limit=self.pool.capacity + len(busy)):
@@ -53,13 +80,29 @@ class Reading:
             started += 1
         return started
 
-    def collect(self, timeout: float) -> list:
-        """Record the results the workers have ready (waiting up to `timeout`),
-        all in one transaction (`record_all`)."""
+    def collect(self, timeout: float, *, intake_busy: bool = False) -> list:
+        """Take the results the workers have ready (waiting up to `timeout`)
+        and record them, RECORD_CHUNK to a transaction (`record_all`). While
+        `intake_busy`, at most one chunk, and only once the last chunk's
+        time is paid back (recording keeps RECORD_SHARE of the main thread);
+        the others wait in memory, each recorded exactly once later (or read
+        again after a crash: its document is still `captured`). Returns the
+        results recorded now."""
         # Called idle too: the pool replaces workers idle with OCR loaded.
-        finished = self.pool.collect(timeout=timeout)
-        self.record_all(finished)
-        return finished
+        self._results += self.pool.collect(timeout=timeout)
+        done: list = []
+        while self._results:
+            if intake_busy and self.clock() < self._record_after:
+                break
+            chunk, self._results = self._results[:RECORD_CHUNK], self._results[RECORD_CHUNK:]
+            start = self.clock()
+            self.record_all(chunk)
+            done += chunk
+            if intake_busy:
+                took = self.clock() - start
+                self._record_after = self.clock() + took * (1 - RECORD_SHARE) / RECORD_SHARE
+                break
+        return done
 
     def record_all(self, finished: list) -> None:
         """Record (doc_id, analysis) results in ONE transaction: one commit
@@ -106,8 +149,11 @@ class Reading:
                                          "problems": ",".join(p["code"] for p in doc.problems)})
 
     def drain(self, timeout: float) -> None:
-        """Stop the pool within `timeout`, recording every result that comes in."""
-        self.record_all(self.pool.shutdown(timeout))
+        """Stop the pool within `timeout`, recording every result that comes
+        in and every one still waiting, a chunk to a transaction."""
+        results, self._results = self._results + self.pool.shutdown(timeout), []
+        for i in range(0, len(results), RECORD_CHUNK):
+            self.record_all(results[i:i + RECORD_CHUNK])
 
 
 def resume_stranded(ledger: Ledger, *, settings: ValidationSettings, destinations: Sequence[str],

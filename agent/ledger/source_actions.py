@@ -97,9 +97,13 @@ class SourceActionsMixin:
         still `captured` or `quarantined`: candidates a fuller capture of the
         same path may supersede. Oldest first."""
         states = ",".join("?" * len(SUPERSEDABLE))
+        # `+state`: the path's few sources drive the query. Without the
+        # unary plus the planner seeks the (state, ...) search index and
+        # reads every `captured` document, which a burst makes thousands:
+        # each capture cost grew with the burst (quadratic).
         rows = self.conn.execute(
             f"SELECT * FROM documents WHERE id IN (SELECT document_id FROM sources WHERE original_path = ? "
-            f"AND source_kind = 'scanner') AND id != ? AND part = 1 AND state IN ({states}) ORDER BY id",
+            f"AND source_kind = 'scanner') AND id != ? AND part = 1 AND +state IN ({states}) ORDER BY id",
             (original_path, exclude_id, *[s.value for s in SUPERSEDABLE]))
         return [Document.from_row(r) for r in rows]
 
