@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
+import re
+import sys
 
 import click
 
@@ -82,7 +85,8 @@ def load_command(name: str) -> click.Command:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="FAPIAO_AGENT_CONFIG",
               help="Config file. Default, the first found: $FAPIAO_AGENT_CONFIG, var/fapiao-agent.toml "
                    "in this folder or any folder above it, then /etc/fapiao-agent/config.toml.")
-@click.version_option(package_name="fapiao-agent")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, help="Show the version and exit.",
+              callback=lambda ctx, param, value: _print_version(ctx, value))
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None) -> None:
     """fapiao-agent: no invoice (发票) gets lost between the scanner and the finance system.
@@ -104,6 +108,67 @@ def main(ctx: click.Context, config_path: str | None) -> None:
       eval "$(_FAPIAO_AGENT_COMPLETE=bash_source fapiao-agent)"   in ~/.bashrc
     """
     ctx.obj = {"config_path": config_path}
+
+
+def _print_version(ctx: click.Context, wanted: bool) -> None:
+    # click.version_option's message, without its importlib.metadata.
+    if wanted and not ctx.resilient_parsing:
+        click.echo(f"{ctx.find_root().info_name}, version {installed_version('fapiao-agent')}", color=ctx.color)
+        ctx.exit()
+
+
+def installed_version(distribution: str) -> str:
+    """The version of the installed `distribution`, the one
+    importlib.metadata.version names: that of the first entry of sys.path
+    holding a `.dist-info` or `.egg-info` of it. A `.dist-info` folder's
+    METADATA is read here; anything else (an egg, a zip, none found) is left
+    to importlib.metadata, whose import alone (email, zipfile, csv...) costs
+    `--version` more than all the rest of it (issue 17)."""
+    wanted = _normalized(distribution)
+    for entry in sys.path:
+        try:
+            children = os.listdir(entry or ".")
+        except OSError:
+            continue   # a zip or a missing folder: importlib.metadata reads those
+        for child in children:
+            stem, dot, suffix = child.rpartition(".")
+            if suffix not in ("dist-info", "egg-info") or _normalized(stem.partition("-")[0]) != wanted:
+                continue
+            if suffix == "dist-info":
+                version = _metadata_version(os.path.join(entry or ".", child, "METADATA"))
+                if version is not None:
+                    return version
+            return _version_by_importlib(distribution)
+    return _version_by_importlib(distribution)
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def _metadata_version(path: str) -> str | None:
+    # The `Version:` header of a METADATA file (RFC 822 headers end at the
+    # first empty line).
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    return None
+                key, _, value = line.partition(":")
+                if key.strip().lower() == "version":
+                    return value.strip()
+    except OSError:
+        return None
+    return None
+
+
+def _version_by_importlib(distribution: str) -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        raise RuntimeError(f"{distribution!r} is not installed.") from None
 
 
 def _late_config(ctx: click.Context, param: click.Parameter, value: str | None) -> None:

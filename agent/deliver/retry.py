@@ -13,14 +13,15 @@ went back, and is due now instead of after the jump.
 from __future__ import annotations
 
 import datetime as dt
-import random
 import re
-import zoneinfo
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from agent.deliver.base import config_number, where
+from agent.deliver.settings import config_number, where
 from agent.errors import ConfigError
+
+if TYPE_CHECKING:   # the caller brings its rng; `status` reads policies and draws none
+    import random
 
 _DAY_NAMES_FULL = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 # 2**62 already exceeds any sane cap; stopping here keeps float maths finite.
@@ -150,6 +151,10 @@ def parse_timezone(name: str | None, where: str = "") -> dt.tzinfo | None:
     Raises ConfigError naming maintenance_tz for an unknown zone."""
     if name is None:
         return None
+    # Here, not at the top: zoneinfo loads sysconfig to find the zone files,
+    # which `status` pays for nothing when no maintenance_tz is set.
+    import zoneinfo
+
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):

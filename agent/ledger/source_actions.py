@@ -8,7 +8,7 @@ from typing import Any, Iterable
 
 from agent.beneath import Identity
 from agent.ledger.rows import Document
-from agent.model import State
+from agent.states import State
 
 # A document may be superseded only while nothing downstream has used it.
 SUPERSEDABLE = (State.CAPTURED, State.QUARANTINED)

@@ -206,7 +206,7 @@ def _sorted(checks: list[Check], sort: str) -> list[Check]:
 def _callable_destinations(ledger: Ledger, cfg, names: list[str]) -> dict:
     """Adapters for `names`, leaving out (with a note) any in maintenance or paused."""
     from agent.deliver import open_destination
-    from agent.deliver.loop import Gate
+    from agent.deliver.gate import Gate
     from agent.deliver.retry import DeliveryPolicy
 
     out = {}
@@ -244,7 +244,7 @@ def delivery_report(ledger: Ledger, cfg, at: dt.datetime) -> dict:
     `late_by_state`, and `near_sla`, those waiting longer than
     [health] sla_warn_fraction of it, not yet late. JSON-ready. Without
     destinations there is no delivery, so no SLA: the counts are 0."""
-    from agent.deliver.loop import Gate
+    from agent.deliver.gate import Gate
     from agent.deliver.retry import DeliveryPolicy
 
     limits = Thresholds.from_config(cfg)

@@ -12,7 +12,7 @@ from agent.ledger.rows import RESTORED_ACTIVITY
 from agent.errors import NotFoundInLedger
 from agent.health import UNKNOWN, Thresholds, evaluate, heartbeat_details
 from agent.ledger import Ledger, utc
-from agent.model import State
+from agent.states import State
 from service.csv_safe import echo_csv
 from service.context import age_seconds, echo_json, fail, human_age, load, now_dt, open_ledger
 from service.display import Column, arrival_lines, local_time, problem_lines, table
