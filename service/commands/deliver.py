@@ -12,7 +12,6 @@ from agent.errors import AgentError
 from agent.health import Thresholds
 from agent.ledger import Ledger, utc
 from agent.ledger.deliveries import ACTIVE_DOCUMENT_STATES
-from service.csv_safe import echo_csv
 from service.display import Column, local_time, table
 from service.progress import Progress
 from service.context import actor, age_seconds, echo_json, fail, human_age, load, now, now_dt, open_ledger
@@ -175,6 +174,8 @@ def reconcile_command(ctx, since, destination, sort, as_json, as_csv) -> None:
     if as_json:
         echo_json({"checks": [c.to_dict() for c in checks], "summary": summary})
     elif as_csv:
+        from service.csv_safe import echo_csv   # only for --csv: `status` loads this module and writes none
+
         echo_csv((c.to_dict() for c in checks), RECONCILE_COLUMNS)
         echo(line, err=True)
     else:
