@@ -89,7 +89,9 @@ class Window:
         return self.text or f"{sorted(self.days)} {self.start}+{self.minutes}"
 
 
-_WINDOW_RE = re.compile(r"^\s*(?P<days>\S+)\s+(?P<start>\d{1,2}:\d{2})\s*-\s*(?P<end>\d{1,2}:\d{2})\s*$")
+# A pattern, not compiled here: re compiles and caches it on the first window
+# read, and `status` without maintenance windows reads none.
+_WINDOW_RE = r"^\s*(?P<days>\S+)\s+(?P<start>\d{1,2}:\d{2})\s*-\s*(?P<end>\d{1,2}:\d{2})\s*$"
 
 
 def parse_window(text: str) -> Window:
@@ -100,7 +102,7 @@ def parse_window(text: str) -> Window:
     """
     if not isinstance(text, str):
         raise ConfigError(f"maintenance: window must be a string like 'Sun 00:00-06:00', got {text!r}")
-    m = _WINDOW_RE.match(text)
+    m = re.match(_WINDOW_RE, text)
     if not m:
         raise ConfigError(f"maintenance: cannot read window {text!r}; expected e.g. 'Sun 00:00-06:00'")
     days = _parse_days(m["days"], text)
