@@ -1,5 +1,6 @@
 """What `search` asks the ledger: the text, its ranges and order, read from
-what a person typed. The SQL is in agent/ledger/search.py.
+what a person typed; and what it answers (SearchHit, SearchResult). The SQL
+is in agent/ledger/search.py.
 
 A range is `LOW..HIGH`, `..HIGH`, `LOW..` or one value (that value alone),
 both ends included. A range that cannot be read is refused with
@@ -13,6 +14,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from agent.errors import AgentError
 
@@ -127,3 +129,48 @@ def parse_date_range(text: str) -> tuple[str | None, str | None]:
     if lo is not None and hi is not None and lo > hi:
         raise BadSearch(f"date range {text!r} is empty: its first day is after its last")
     return lo, hi
+
+
+# What the ledger answers (agent/ledger/search.py): here, not beside its SQL,
+# because every command imports the ledger and only `search` makes hits.
+@dataclass(frozen=True)
+class SearchHit:
+    """One document found: what a person needs to tell it from the others."""
+
+    id: int
+    state: str
+    invoice_number: str | None
+    invoice_date: str | None
+    seller: str | None
+    buyer: str | None
+    total_cents: int | None
+    original_name: str | None
+    received_at: str
+    score: float
+
+    @property
+    def total(self) -> str | None:
+        """The total as yuan text ("113.00"), or None."""
+        if self.total_cents is None:
+            return None
+        sign = "-" if self.total_cents < 0 else ""
+        return f"{sign}{abs(self.total_cents) // 100}.{abs(self.total_cents) % 100:02d}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for `--json` and `--csv`."""
+        return {"id": self.id, "state": self.state, "invoice_number": self.invoice_number,
+                "invoice_date": self.invoice_date, "seller": self.seller, "buyer": self.buyer,
+                "total": self.total, "original_name": self.original_name, "received_at": self.received_at}
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The hits in the order asked for, whether more matched than the limit,
+    and whether they are in that order: False when relevance was asked but
+    cannot be ranked (only words under 3 characters, which the trigram
+    index cannot score, or a word in more than BROAD documents): then they
+    are newest first."""
+
+    hits: list[SearchHit]
+    more: bool
+    ranked: bool = True

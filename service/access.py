@@ -27,7 +27,6 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-import shlex
 import sys
 from dataclasses import dataclass
 
@@ -195,6 +194,8 @@ def sudo_line(service_user: str, argv: list[str] | None = None) -> str:
     prog = os.path.basename(argv[0]) if argv else "fapiao-agent"
     if prog in ("__main__.py", "-m") or prog.startswith("python"):
         prog = "fapiao-agent"
+    import shlex   # here: only a refusal prints a sudo line
+
     return shlex.join(["sudo", "-u", service_user, prog, *argv[1:]])
 
 

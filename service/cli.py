@@ -12,10 +12,35 @@ completion still see every command (they load them all).
 
 from __future__ import annotations
 
-import functools
-import importlib
+import gc
+import os
+import sys
 
-import click
+
+def _started_as_the_command() -> bool:
+    # `python -m service` or the installed `fapiao-agent` script, as opposed
+    # to a test or another program importing this module.
+    main_module = sys.modules.get("__main__")
+    spec = getattr(main_module, "__spec__", None)
+    return (getattr(spec, "name", None) == "service.__main__"
+            or os.path.basename(getattr(main_module, "__file__", None) or "") == "fapiao-agent")
+
+
+# Start-up (click, then the command's modules) allocates tens of thousands of
+# objects that live until the command ends; the collector walked them some
+# twenty times while they were imported (~7 ms of `status`, issue 17). It is
+# paused from here until the command is loaded, then they are frozen out of
+# every later collection and collecting resumes (`_resume_collection`), so a
+# long command (`run`, `ingest`) collects as always.
+_COLLECTION_PAUSED = _started_as_the_command() and gc.isenabled()
+if _COLLECTION_PAUSED:
+    gc.disable()
+
+import functools  # noqa: E402
+import importlib  # noqa: E402
+import re  # noqa: E402
+
+import click  # noqa: E402
 
 from service import access
 
@@ -71,6 +96,7 @@ def load_command(name: str) -> click.Command:
     Raises LookupError when the module does not define what COMMANDS says."""
     module_name, attribute = COMMANDS[name].split(":")
     cmd = getattr(importlib.import_module(f"service.commands.{module_name}"), attribute, None)
+    _resume_collection()
     if not isinstance(cmd, click.Command) or cmd.name != name:
         raise LookupError(f"service.commands.{module_name}.{attribute} is not the command {name!r}")
     _accept_config_anywhere(cmd)
@@ -82,7 +108,8 @@ def load_command(name: str) -> click.Command:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="FAPIAO_AGENT_CONFIG",
               help="Config file. Default, the first found: $FAPIAO_AGENT_CONFIG, var/fapiao-agent.toml "
                    "in this folder or any folder above it, then /etc/fapiao-agent/config.toml.")
-@click.version_option(package_name="fapiao-agent")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, help="Show the version and exit.",
+              callback=lambda ctx, param, value: _print_version(ctx, value))
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None) -> None:
     """fapiao-agent: no invoice (发票) gets lost between the scanner and the finance system.
@@ -103,7 +130,77 @@ def main(ctx: click.Context, config_path: str | None) -> None:
     Shell completion (bash; zsh and fish alike, with zsh_source / fish_source):
       eval "$(_FAPIAO_AGENT_COMPLETE=bash_source fapiao-agent)"   in ~/.bashrc
     """
+    _resume_collection()   # a command not in COMMANDS, if one is ever added with add_command
     ctx.obj = {"config_path": config_path}
+
+
+def _resume_collection() -> None:
+    global _COLLECTION_PAUSED
+    if _COLLECTION_PAUSED:
+        _COLLECTION_PAUSED = False
+        gc.freeze()   # what start-up made lives as long as the command: no collection walks it again
+        gc.enable()
+
+
+def _print_version(ctx: click.Context, wanted: bool) -> None:
+    # click.version_option's message, without its importlib.metadata.
+    if wanted and not ctx.resilient_parsing:
+        click.echo(f"{ctx.find_root().info_name}, version {installed_version('fapiao-agent')}", color=ctx.color)
+        ctx.exit()
+
+
+def installed_version(distribution: str) -> str:
+    """The version of the installed `distribution`, the one
+    importlib.metadata.version names: that of the first entry of sys.path
+    holding a `.dist-info` or `.egg-info` of it. A `.dist-info` folder's
+    METADATA is read here; anything else (an egg, a zip, none found) is left
+    to importlib.metadata, whose import alone (email, zipfile, csv...) costs
+    `--version` more than all the rest of it (issue 17)."""
+    wanted = _normalized(distribution)
+    for entry in sys.path:
+        try:
+            children = os.listdir(entry or ".")
+        except OSError:
+            continue   # a zip or a missing folder: importlib.metadata reads those
+        for child in children:
+            stem, dot, suffix = child.rpartition(".")
+            if suffix not in ("dist-info", "egg-info") or _normalized(stem.partition("-")[0]) != wanted:
+                continue
+            if suffix == "dist-info":
+                version = _metadata_version(os.path.join(entry or ".", child, "METADATA"))
+                if version is not None:
+                    return version
+            return _version_by_importlib(distribution)
+    return _version_by_importlib(distribution)
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def _metadata_version(path: str) -> str | None:
+    # The `Version:` header of a METADATA file (RFC 822 headers end at the
+    # first empty line).
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    return None
+                key, _, value = line.partition(":")
+                if key.strip().lower() == "version":
+                    return value.strip()
+    except OSError:
+        return None
+    return None
+
+
+def _version_by_importlib(distribution: str) -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        raise RuntimeError(f"{distribution!r} is not installed.") from None
 
 
 def _late_config(ctx: click.Context, param: click.Parameter, value: str | None) -> None:

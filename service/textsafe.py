@@ -17,9 +17,13 @@ import re
 import click
 
 # C0, DEL, C1; the bidi embeddings, overrides and isolates and the implicit
-# marks; the Unicode line and paragraph separators.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
-_JSON_RAW = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+# marks; the Unicode line and paragraph separators. Every one of them is
+# non-printable (str.isprintable), so a printable text, nearly every line,
+# needs no search at all; the patterns are compiled (and cached by re) when
+# a text first has some other: compiling the two Unicode classes cost every
+# command more than the rest of printing (issue 17: start-up).
+_UNSAFE = "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]"
+_JSON_RAW = "[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]"
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -33,7 +37,8 @@ def shown(text: object) -> str:
     """`text` (made a str) with every control character, bidi control and
     line separator replaced by a visible escape; the result holds no
     character a terminal acts on, and no line break."""
-    return _UNSAFE.sub(_escape, text if isinstance(text, str) else str(text))
+    text = text if isinstance(text, str) else str(text)
+    return text if text.isprintable() else re.sub(_UNSAFE, _escape, text)
 
 
 def echo(message: object = "", err: bool = False, nl: bool = True) -> None:
@@ -45,4 +50,4 @@ def json_text(dumped: str) -> str:
     """A `json.dumps(..., ensure_ascii=False)` result with DEL, C1 and bidi
     controls (which JSON leaves raw) written as `\\uXXXX`: the same JSON
     value, nothing a terminal acts on. (json.dumps escapes C0 itself.)"""
-    return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group(0)):04x}", dumped)
+    return dumped if dumped.isprintable() else re.sub(_JSON_RAW, lambda m: f"\\u{ord(m.group(0)):04x}", dumped)

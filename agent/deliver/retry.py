@@ -13,14 +13,15 @@ went back, and is due now instead of after the jump.
 from __future__ import annotations
 
 import datetime as dt
-import random
 import re
-import zoneinfo
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from agent.deliver.base import config_number, where
+from agent.deliver.settings import config_number, where
 from agent.errors import ConfigError
+
+if TYPE_CHECKING:   # the caller brings its rng; `status` reads policies and draws none
+    import random
 
 _DAY_NAMES_FULL = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 # 2**62 already exceeds any sane cap; stopping here keeps float maths finite.
@@ -88,7 +89,9 @@ class Window:
         return self.text or f"{sorted(self.days)} {self.start}+{self.minutes}"
 
 
-_WINDOW_RE = re.compile(r"^\s*(?P<days>\S+)\s+(?P<start>\d{1,2}:\d{2})\s*-\s*(?P<end>\d{1,2}:\d{2})\s*$")
+# A pattern, not compiled here: re compiles and caches it on the first window
+# read, and `status` without maintenance windows reads none.
+_WINDOW_RE = r"^\s*(?P<days>\S+)\s+(?P<start>\d{1,2}:\d{2})\s*-\s*(?P<end>\d{1,2}:\d{2})\s*$"
 
 
 def parse_window(text: str) -> Window:
@@ -99,7 +102,7 @@ def parse_window(text: str) -> Window:
     """
     if not isinstance(text, str):
         raise ConfigError(f"maintenance: window must be a string like 'Sun 00:00-06:00', got {text!r}")
-    m = _WINDOW_RE.match(text)
+    m = re.match(_WINDOW_RE, text)
     if not m:
         raise ConfigError(f"maintenance: cannot read window {text!r}; expected e.g. 'Sun 00:00-06:00'")
     days = _parse_days(m["days"], text)
@@ -150,6 +153,10 @@ def parse_timezone(name: str | None, where: str = "") -> dt.tzinfo | None:
     Raises ConfigError naming maintenance_tz for an unknown zone."""
     if name is None:
         return None
+    # Here, not at the top: zoneinfo loads sysconfig to find the zone files,
+    # which `status` pays for nothing when no maintenance_tz is set.
+    import zoneinfo
+
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):

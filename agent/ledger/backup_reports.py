@@ -70,8 +70,15 @@ class BackupReportsMixin:
         if not targets:
             return {"objects": documents + others, "backed_up": 0, "documents": documents, "documents_backed_up": 0}
         # Rows exist only for originals (enqueue_backups, requeue_backup, restore_documents).
-        held = self.conn.execute(f"SELECT count(*) FROM (SELECT sha256 FROM backups WHERE state = 'done' "
-                                 f"AND target IN ({marks}) GROUP BY sha256 HAVING count(*) >= ?)",
-                                 (*targets, need)).fetchone()[0]
+        if len(targets) == 1:
+            # One row per original and target (UNIQUE (sha256, target)): its
+            # done rows are the originals it holds, counted on the backups_done
+            # index without grouping every row by sha256.
+            held = self.conn.execute("SELECT count(*) FROM backups WHERE target = ? AND state = 'done'",
+                                     (targets[0],)).fetchone()[0]
+        else:
+            held = self.conn.execute(f"SELECT count(*) FROM (SELECT sha256 FROM backups WHERE state = 'done' "
+                                     f"AND target IN ({marks}) GROUP BY sha256 HAVING count(*) >= ?)",
+                                     (*targets, need)).fetchone()[0]
         return {"objects": documents + others, "backed_up": held, "documents": documents,
                 "documents_backed_up": held - others_held}

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from agent.ledger.delivery_reports import DeliveryReportsMixin
 from agent.ledger.reconcile_rows import ReconcileRowsMixin
 from agent.ledger.rows import parse_utc, utc
-from agent.model import Problem, State, TRANSITIONS
+from agent.states import TRANSITIONS, State
+
+if TYPE_CHECKING:
+    from agent.model import Problem
 
 ROW_STATES = ("queued", "delivering", "delivered", "confirmed", "missing", "failed", "quarantined",
               "superseded")

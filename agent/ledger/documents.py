@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 from agent.errors import AgentError, IllegalTransition, NotFoundInLedger
 from agent.ledger.rows import Document, Event, Source
 from agent.ledger.trail import append_event
-from agent.model import State, check_transition
+from agent.states import State, check_transition
 
 # States in which a document still owes work before it is in the finance system.
 UNFINISHED = (State.CAPTURED, State.EXTRACTED, State.VALID, State.QUARANTINED, State.QUEUED,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.model import State
+from agent.states import State
 
 FLEET_CLAIM_STATES = ("won", "waiting", "lost", "held", "unclaimed", "delivered", "released", "reopened")
 # Rows a lost key must never deliver: everything not already at a destination.

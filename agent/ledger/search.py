@@ -20,11 +20,10 @@ How a word is matched:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:   # every command opens a Ledger; only `search` builds a query
-    from agent.search import SearchQuery
+if TYPE_CHECKING:   # every command opens a Ledger; only `search` builds a query and its hits
+    from agent.search import SearchQuery, SearchResult
 
 # Indexed expressions of migration 25: the very text, or the index is not used.
 _JSON = "CASE WHEN json_valid(fields) THEN json_extract(fields, '$.{}') END"
@@ -46,49 +45,6 @@ SEARCH_TABLES = ("search_text", "search_text_fts")
 # Candidates beyond which a limited search walks the documents in order
 # instead of sorting every candidate (see `search`).
 BROAD = 5000
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    """One document found: what a person needs to tell it from the others."""
-
-    id: int
-    state: str
-    invoice_number: str | None
-    invoice_date: str | None
-    seller: str | None
-    buyer: str | None
-    total_cents: int | None
-    original_name: str | None
-    received_at: str
-    score: float
-
-    @property
-    def total(self) -> str | None:
-        """The total as yuan text ("113.00"), or None."""
-        if self.total_cents is None:
-            return None
-        sign = "-" if self.total_cents < 0 else ""
-        return f"{sign}{abs(self.total_cents) // 100}.{abs(self.total_cents) % 100:02d}"
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form for `--json` and `--csv`."""
-        return {"id": self.id, "state": self.state, "invoice_number": self.invoice_number,
-                "invoice_date": self.invoice_date, "seller": self.seller, "buyer": self.buyer,
-                "total": self.total, "original_name": self.original_name, "received_at": self.received_at}
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    """The hits in the order asked for, whether more matched than the limit,
-    and whether they are in that order: False when relevance was asked but
-    cannot be ranked (only words under 3 characters, which the trigram
-    index cannot score, or a word in more than BROAD documents): then they
-    are newest first."""
-
-    hits: list[SearchHit]
-    more: bool
-    ranked: bool = True
 
 
 def fts_phrase(word: str) -> str:
@@ -124,6 +80,8 @@ class SearchMixin:
         invoice date or total (newest/largest first, unknown last), at most
         `query.limit` of them; complete: nothing that matches is left out
         except beyond the limit, which `more` reports. Read-only."""
+        from agent.search import SearchHit, SearchResult
+
         query = query.checked()
         params: dict[str, Any] = {}
         where: list[str] = []

@@ -4,11 +4,13 @@ later, fuller capture of the same path supersedes."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-from agent.beneath import Identity
 from agent.ledger.rows import Document
-from agent.model import State
+from agent.states import State
+
+if TYPE_CHECKING:   # every command opens a Ledger; only the daemon's intake builds identities
+    from agent.beneath import Identity
 
 # A document may be superseded only while nothing downstream has used it.
 SUPERSEDABLE = (State.CAPTURED, State.QUARANTINED)
@@ -50,6 +52,8 @@ class SourceActionsMixin:
             sql += f" AND a.document_id IN ({','.join('?' * len(ids))})"
             params += ids
         sql += " ORDER BY a.id LIMIT ?"
+        from agent.beneath import Identity
+
         out = []
         for row in self.conn.execute(sql, (*params, limit)):
             d = dict(row)

@@ -16,12 +16,20 @@ import json
 import sqlite3
 from typing import Any, Iterator
 
-from agent.trail import CONTENT_COLUMNS, GENESIS, event_hash
 from agent.ledger.rows import SnapshotReader
+
+# agent.trail (the chain's form, and its check with dataclasses) is imported
+# by the functions that write or read the chain: every command imports the
+# ledger, and the read commands touch no event hash (issue 17: start-up).
 
 TRAIL_SCHEMA = 16          # the migration that added prev_hash, hash and trail_head
 _FETCH = 2000
-_COLUMNS = ", ".join(CONTENT_COLUMNS)
+
+
+def _columns() -> str:
+    from agent.trail import CONTENT_COLUMNS
+
+    return ", ".join(CONTENT_COLUMNS)
 
 
 def append_event(conn: sqlite3.Connection, doc_id: int | None, *, now: str, actor: str,
@@ -32,6 +40,8 @@ def append_event(conn: sqlite3.Connection, doc_id: int | None, *, now: str, acto
     The id is one past both the highest id and the head's, so a deleted
     tail's ids are never reused, and the new event links to the head's
     hash: a cut tail stays visible to `audit verify` after new writes."""
+    from agent.trail import CONTENT_COLUMNS, GENESIS, event_hash
+
     if not conn.in_transaction:
         raise RuntimeError("an event is written only inside the ledger's transaction")
     head = conn.execute("SELECT event_id, hash FROM trail_head WHERE id = 1").fetchone()
@@ -41,7 +51,7 @@ def append_event(conn: sqlite3.Connection, doc_id: int | None, *, now: str, acto
            "from_state": from_state, "to_state": to_state, "reason": reason,
            "details": json.dumps(details, ensure_ascii=False, default=str) if details else None}
     digest = event_hash(prev, row)
-    conn.execute(f"INSERT INTO events ({_COLUMNS}, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    conn.execute(f"INSERT INTO events ({_columns()}, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                  (*(row[k] for k in CONTENT_COLUMNS), prev, digest))
     _move_head(conn, row["id"], digest, now)
     return row["id"]
@@ -51,8 +61,10 @@ def chain_existing_events(conn: sqlite3.Connection) -> None:
     """Migration 17's step: chain every event written before the chain, in
     id order, and set the head, inside the migration's transaction; an
     upgraded ledger then verifies clean. Streams: one row at a time."""
+    from agent.trail import CONTENT_COLUMNS, GENESIS, event_hash
+
     prev, last, at = GENESIS, 0, None
-    while batch := conn.execute(f"SELECT {_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?",
+    while batch := conn.execute(f"SELECT {_columns()} FROM events WHERE id > ? ORDER BY id LIMIT ?",
                                 (last, _FETCH)).fetchall():
         updates = []
         for r in batch:
@@ -109,7 +121,7 @@ class TrailReader(SnapshotReader):
 
     def chain(self) -> Iterator[dict[str, Any]]:
         """Every event in id order with its content columns and hashes."""
-        return self._stream(f"SELECT {_COLUMNS}, prev_hash, hash FROM events ORDER BY id")
+        return self._stream(f"SELECT {_columns()}, prev_hash, hash FROM events ORDER BY id")
 
     def untraced_documents(self) -> Iterator[int]:
         """Ids of documents that no event names (every document is created

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import random
 import sys
 from pathlib import Path
 
@@ -178,6 +177,8 @@ def verify_command(ctx: click.Context, target_name: str | None, full: bool, as_j
     """Re-read backed-up objects and compare SHA-256 values; a missing or
     corrupt object is re-uploaded from the vault and reported. Exits 1 when
     something could not be repaired."""
+    import random   # here, not at the top: `status` loads this module and draws no sample
+
     from agent.backup.mirror import verify_step
 
     cfg = load(ctx)

@@ -12,7 +12,6 @@ from agent.errors import AgentError
 from agent.health import Thresholds
 from agent.ledger import Ledger, utc
 from agent.ledger.deliveries import ACTIVE_DOCUMENT_STATES
-from service.csv_safe import echo_csv
 from service.display import Column, local_time, table
 from service.progress import Progress
 from service.context import actor, age_seconds, echo_json, fail, human_age, load, now, now_dt, open_ledger
@@ -175,6 +174,8 @@ def reconcile_command(ctx, since, destination, sort, as_json, as_csv) -> None:
     if as_json:
         echo_json({"checks": [c.to_dict() for c in checks], "summary": summary})
     elif as_csv:
+        from service.csv_safe import echo_csv   # only for --csv: `status` loads this module and writes none
+
         echo_csv((c.to_dict() for c in checks), RECONCILE_COLUMNS)
         echo(line, err=True)
     else:
@@ -206,7 +207,7 @@ def _sorted(checks: list[Check], sort: str) -> list[Check]:
 def _callable_destinations(ledger: Ledger, cfg, names: list[str]) -> dict:
     """Adapters for `names`, leaving out (with a note) any in maintenance or paused."""
     from agent.deliver import open_destination
-    from agent.deliver.loop import Gate
+    from agent.deliver.gate import Gate
     from agent.deliver.retry import DeliveryPolicy
 
     out = {}
@@ -244,7 +245,7 @@ def delivery_report(ledger: Ledger, cfg, at: dt.datetime) -> dict:
     `late_by_state`, and `near_sla`, those waiting longer than
     [health] sla_warn_fraction of it, not yet late. JSON-ready. Without
     destinations there is no delivery, so no SLA: the counts are 0."""
-    from agent.deliver.loop import Gate
+    from agent.deliver.gate import Gate
     from agent.deliver.retry import DeliveryPolicy
 
     limits = Thresholds.from_config(cfg)

@@ -3,15 +3,13 @@ person, and the person's hand. Each hand is a 补录 application (agent/applicat
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import click
 
 import sys
 
 from agent import amend as lib
-from agent import application_rules as rules
-from agent import applications as apps
 from agent.errors import AgentError, NotFoundInLedger
 from agent.ledger import Document, Ledger
 from service.context import (destination_names, echo_json, fail, load, now, open_ledger, operator,
@@ -19,6 +17,13 @@ from service.context import (destination_names, echo_json, fail, load, now, open
 from service.display import local_time
 from service.display import problem_lines as _problem_lines
 from service.textsafe import echo
+
+if TYPE_CHECKING:
+    from agent import applications as apps
+
+# The 补录 machinery (agent.applications, agent.application_rules: hashlib,
+# the rules' tables) is imported by the hands that file an application: the
+# `quarantine` listing reads the ledger only (issue 17: start-up).
 
 
 def _summary(doc: Document) -> dict:
@@ -114,6 +119,8 @@ def amend_command(ctx: click.Context, ref: str, assignments: tuple[str, ...], re
     prints a warning: that delivery is marked superseded and not repeated
     under the new number unless you run `requeue ID --destination NAME`.
     """
+    from agent import applications as apps
+
     cfg = load(ctx)
     settings = validation_settings(cfg)
     values = _call(lambda: lib.parse_assignments(assignments))
@@ -143,6 +150,8 @@ def accept_command(ctx: click.Context, ref: str, reason: str) -> None:
     not be read at all has nothing to deliver: `amend` it first. A document
     held by a pending application is decided with `approve`/`decline` first.
     """
+    from agent import applications as apps
+
     cfg = load(ctx)
     with open_ledger(cfg) as ledger:
         doc = resolve(ledger, ref)
@@ -172,6 +181,8 @@ def reject_command(ctx: click.Context, ref: str, reason: str, yes: bool) -> None
     reason. Its duplicates (other copies of the same invoice) are judged
     again at once: one of them may be delivered instead.
     """
+    from agent import applications as apps
+
     cfg = load(ctx)
     with open_ledger(cfg) as ledger:
         doc = resolve(ledger, ref)
@@ -203,6 +214,8 @@ def reopen_command(ctx: click.Context, ref: str, reason: str) -> None:
     decided again with `amend`, `accept` or `reject`. When another copy of
     the same invoice is live meanwhile, it comes back as that copy's duplicate.
     """
+    from agent import applications as apps
+
     cfg = load(ctx)
     with open_ledger(cfg) as ledger:
         doc = resolve(ledger, ref)
@@ -235,6 +248,8 @@ def act(ledger: Ledger, doc: Document, action: Callable[[apps.Operator], apps.Ou
     """Run `action(operator)`, print the application line and one outcome
     line per document it moved; returns (Outcome, the document after).
     Exits 3 when four eyes refuse, 2 for bad input, 1 for other refusals."""
+    from agent import applications as apps
+
     who = operator()
     seen = len(ledger.events(doc.id))
     superseded = lib.superseded_by_amend(ledger, doc.id)
@@ -276,6 +291,8 @@ def act(ledger: Ledger, doc: Document, action: Callable[[apps.Operator], apps.Ou
 
 def application_line(out: apps.Outcome, who: apps.Operator) -> str:
     """`BL-... filed ...`: what became of the application, in one line."""
+    from agent import application_rules as rules
+
     what = f"{out.kind} of document {out.document_id}"
     if out.state == "pending":
         return (f"{out.number} filed: {what}, waiting for an approver other than {who.person} "
@@ -286,6 +303,8 @@ def application_line(out: apps.Outcome, who: apps.Operator) -> str:
 
 
 def _kind(c: dict) -> str:
+    from agent import application_rules as rules
+
     if c["kind"] == rules.CONFLICT:
         return "conflict: " + ", ".join(f"{rules.SOURCE_NAMES.get(s, s)} says {v}" for s, v in c["carried"].items())
     return {"fill": "fills an empty field", "same": "no change", "correction": "replaces a reading"}[c["kind"]]

@@ -10,10 +10,8 @@ import click
 
 from agent.ledger.rows import RESTORED_ACTIVITY
 from agent.errors import NotFoundInLedger
-from agent.health import UNKNOWN, Thresholds, evaluate, heartbeat_details
 from agent.ledger import Ledger, utc
-from agent.model import State
-from service.csv_safe import echo_csv
+from agent.states import State
 from service.context import age_seconds, echo_json, fail, human_age, load, now_dt, open_ledger
 from service.display import Column, arrival_lines, local_time, problem_lines, table
 from service.textsafe import echo
@@ -22,8 +20,9 @@ from service.textsafe import echo
 def status_report(ledger: Ledger, cfg) -> dict:
     """Everything `status` shows, as one JSON-ready dict, with `health`: the
     verdict of `status --check` (agent/health.py) on the rest."""
-    # Here, not at the top: `list`, `show` and `quarantine` live in this
-    # module too and report no delivery or backup (issue 17: start-up).
+    # Here, not at the top: `list` and `show` live in this module too and
+    # report no delivery, backup or health (issue 17: start-up).
+    from agent.health import Thresholds, evaluate
     from service.commands.backup import backup_report
     from service.commands.deliver import delivery_report
 
@@ -97,6 +96,8 @@ class _CheckCommand(click.Command):
         except SystemExit as e:
             if not ctx.params.get("check") or e.code in (0, None):
                 raise
+            from agent.health import UNKNOWN
+
             why = getattr(e, "message", None) or "see the error on stderr"
             click.echo(f"UNKNOWN: fapiao-agent status could not read its state: {why.splitlines()[0]}")
             raise SystemExit(UNKNOWN) from None
@@ -150,6 +151,7 @@ def command(ctx: click.Context, check: bool, as_json: bool) -> None:
 
 
 def _print_status(report: dict) -> None:
+    from agent.health import heartbeat_details
     from service.commands.backup import backed_up_line, drill_line, target_state
     from service.commands.deliver import print_delivery
 
@@ -269,6 +271,8 @@ def list_command(ctx, state, since, sort, limit, as_json, as_csv) -> None:
         for r in rows:
             echo_json(r)
     elif as_csv:
+        from service.csv_safe import echo_csv   # only for --csv: it loads csv and unicodedata
+
         echo_csv(({**r, "problems": _error_codes(r)} for r in rows), LIST_COLUMNS)
     elif rows:
         for line in table(({**r, "received": local_time(r["received_at"]), "errors": _error_codes(r)}

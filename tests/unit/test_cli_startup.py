@@ -187,3 +187,99 @@ def test_the_ledger_wraps_sqlite_utils_only_when_asked(tmp_path):
         assert ledger.db is ledger.db
     with Ledger(tmp_path / "l.sqlite3", readonly=True) as ledger:
         assert ledger.conn.execute("PRAGMA recursive_triggers").fetchone()[0] == 1
+
+
+# Modules a command need not load (issue 17, start-up): the delivery loop,
+# the adapters' base, the invoice model's dataclasses and Decimal, the
+# trail's check, the watcher's identities, zoneinfo without a
+# maintenance_tz; for the listings also the health verdict and csv; for
+# `quarantine` the 补录 machinery (hashlib); for `--version` the package
+# metadata reader (email, zipfile...).
+NOT_FOR_READING = ("agent.deliver.loop", "agent.deliver.base", "agent.model", "agent.trail", "agent.beneath",
+                   "zoneinfo", "shlex", "random")
+NOT_FOR = {
+    ("status",): NOT_FOR_READING + ("csv",),
+    ("status", "--json"): NOT_FOR_READING + ("csv",),
+    ("list",): NOT_FOR_READING + ("agent.health", "csv"),
+    ("show", "1"): NOT_FOR_READING + ("agent.health", "csv"),
+    ("quarantine",): tuple(n for n in NOT_FOR_READING if n != "agent.model") + (
+        "agent.applications", "agent.application_rules", "hashlib", "agent.health", "csv"),
+    ("--version",): ("importlib.metadata", "email", "csv", "zipfile"),
+}
+
+
+@pytest.mark.parametrize("args", list(NOT_FOR))
+def test_read_commands_load_only_what_they_print(agent_config, tmp_path, args):
+    modules = run_cli(agent_config, tmp_path, *args)
+    assert "service.cli" in modules
+    assert loaded(modules, NOT_FOR[args]) == []
+
+
+def test_status_still_reports_each_destination_breaker_and_maintenance(agent_config, tmp_path):
+    # The gate status rebuilds (agent/deliver/gate.py) is the one the loop keeps.
+    from agent.deliver import gate, loop
+
+    assert loop.Gate is gate.Gate and loop.Decision is gate.Decision
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-m", "service", "--config", str(agent_config), "status", "--json"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    (erp,) = json.loads(done.stdout)["delivery"]["destinations"]
+    assert erp["name"] == "erp" and erp["health"] == "ok" and erp["breaker"]["state"] == "closed"
+    assert erp["maintenance_until"] is None
+
+
+def test_version_is_the_installed_distributions():
+    import importlib.metadata
+
+    from service.cli import installed_version
+
+    for name in ("fapiao-agent", "fapiao_agent", "click", "pytest", "sqlite-utils"):
+        assert installed_version(name) == importlib.metadata.version(name)
+    result = CliRunner().invoke(main, ["--version"], prog_name="fapiao-agent")
+    assert result.exit_code == 0
+    assert result.output == f"fapiao-agent, version {importlib.metadata.version('fapiao-agent')}\n"
+
+
+def test_version_of_a_distribution_not_installed_is_an_error():
+    from service.cli import installed_version
+
+    with pytest.raises(RuntimeError, match="not installed"):
+        installed_version("no-such-distribution-fapiao")
+
+
+# Runs `python -m service ARGS` as the wrapper above does and writes whether
+# the collector is enabled at exit and how many objects start-up froze.
+GC_WRAPPER = """
+import gc, json, runpy, sys
+out = sys.argv[1]
+sys.argv = ["fapiao-agent", *sys.argv[2:]]
+try:
+    runpy.run_module("service", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+finally:
+    with open(out, "w") as f:
+        json.dump({"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}, f)
+"""
+
+
+def test_the_collector_pauses_for_start_up_and_collects_while_the_command_runs(agent_config, tmp_path):
+    # `run` and `ingest` are long: whatever start-up paused must be collecting
+    # again when the command runs, with start-up's own objects set aside.
+    out = tmp_path / "gc.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", GC_WRAPPER, str(out), "--config", str(agent_config), "list"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert out.exists(), done.stderr
+    state = json.loads(out.read_text())
+    assert state["enabled"] is True
+    assert state["frozen"] > 1000
+
+
+def test_importing_the_cli_leaves_the_collector_alone():
+    # Only the program pauses it: a test or a tool importing service.cli does not.
+    code = "import gc, service.cli; print(gc.isenabled(), gc.get_freeze_count())"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["True", "0"], done.stderr

@@ -145,3 +145,24 @@ def test_a_nested_transaction_that_fails_is_undone_alone(ledger):
     assert names == ["a.pdf", "c.pdf"]
     assert [e.reason for e in ledger.events(first)] == ["captured"]
     assert [e.reason for e in ledger.events(third)] == ["captured"]
+
+
+def test_backed_up_count_one_target_or_several_counts_each_original_once(ledger):
+    # One target's held count is read from its done rows (one per original:
+    # UNIQUE (sha256, target)); several targets' from the originals held by
+    # at least min_copies of them. Pending rows and other targets' rows never count.
+    shas = [c * 64 for c in "abcde"]
+    for i, sha in enumerate(shas):
+        add(ledger, sha, f"{i}.pdf")
+    now = "2026-12-04T00:00:00.000000Z"
+    for target in ("nas", "s3"):
+        ledger.enqueue_backups(target, now=now)
+    ledger.backups_done("nas", [(s, 1) for s in shas[:3]], now=now, day="2026-12-04")
+    ledger.backups_done("s3", [(s, 1) for s in shas[2:4]], now=now, day="2026-12-04")
+    counts = {(tuple(t), n): ledger.backed_up_count(t, n)["backed_up"]
+              for t, n in ((["nas"], 1), (["nas"], 0), (["s3"], 1), (["nas", "s3"], 1), (["nas", "s3"], 0),
+                           (["nas", "s3"], 2))}
+    assert counts == {(("nas",), 1): 3, (("nas",), 0): 3, (("s3",), 1): 2, (("nas", "s3"), 1): 4,
+                      (("nas", "s3"), 0): 1, (("nas", "s3"), 2): 1}
+    assert ledger.backed_up_count(["nas"], 1) == {"objects": 5, "backed_up": 3, "documents": 5,
+                                                  "documents_backed_up": 3}

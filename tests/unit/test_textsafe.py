@@ -68,3 +68,21 @@ def test_cli_text_output_shows_a_hostile_file_name_escaped_on_one_line(tmp_path,
     r = run("list", "--json", "--limit", "0")
     names = {json.loads(line)["original_name"] for line in r.stdout.splitlines()}
     assert name in names and not _RAW.search(r.stdout)
+
+
+def test_every_code_point_is_kept_or_escaped_exactly_as_the_rule_says():
+    # shown() skips the search for printable text (issue 17: start-up); this
+    # walks every code point, printable or not, through both functions.
+    unsafe = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    for code in range(0x110000):
+        if 0xD800 <= code < 0xE000:
+            continue
+        ch = chr(code)
+        if unsafe.fullmatch(ch):
+            escaped = named.get(ch) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+            assert shown(f"a{ch}b") == f"a{escaped}b"
+            assert json_text(ch) == (ch if code < 0x20 else f"\\u{code:04x}")
+        else:
+            assert shown(f"a{ch}b") == f"a{ch}b" and json_text(ch) == ch
+    assert shown(12) == "12" and shown("发票\u3000\u202e") == "发票\u3000\\u202e"
