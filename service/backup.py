@@ -39,6 +39,7 @@ from agent.errors import AgentError, Transient
 from agent.ledger import Ledger, utc
 from agent.ledger.rows import parse_utc
 from agent.vault import Vault
+from service import pace
 from service.access import service_actor
 from service.loops import Runner, RunnerGroup
 from service.context import now_dt
@@ -118,6 +119,7 @@ class TargetRunner(Runner):
         failures = [0]
         try:
             while not self.stopping.is_set():
+                pace.yield_to_intake(self.stopping)  # capture goes first
                 kicks = self._kicks
                 try:
                     wait = self._once(ledger, vault, rng, pool, failures)

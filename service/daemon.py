@@ -33,6 +33,7 @@ from service import systemd
 from service.access import service_actor
 from service.context import now, today
 from service.intake import Intake
+from service import pace
 from service.loops import start_loops
 from service.reading import Reading, resume_stranded
 from service.notify import weekly_report_hook
@@ -275,6 +276,8 @@ class Daemon:
         # would wait behind every file still to capture).
         started = self.reading.feed()
         took = self._intake()
+        if took:
+            pace.intake_busy()  # backup rounds wait (service/pace.py)
         started += self.reading.feed()
         # While files wait to be captured, recording results keeps only its
         # share of this thread (service/reading.py): capture goes first.

@@ -1,0 +1,45 @@
+"""Capture first: background loops step aside while a burst is taken in.
+
+The main thread capturing files is what makes them safe; a backup round
+copying originals at the same moment competes for the same cores, the GIL
+and the same disk flushes (a group's `syncfs` waits for every dirty page on
+the filesystem, the backup's copies included), and a burst was captured at
+a third of the pace it reached without a backup target. The main loop marks
+intake busy after each step that took files; a backup round first waits
+until intake has been quiet for QUIET_S, or at most MAX_YIELD_S, so a flood
+that never stops still leaves the backup a round every MAX_YIELD_S.
+Nothing waits in memory: the backlog is rows in the ledger.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+QUIET_S = 1.0
+MAX_YIELD_S = 30.0
+_POLL_S = 0.2
+
+_busy_until = 0.0
+_lock = threading.Lock()
+
+
+def intake_busy() -> None:
+    """Intake took files just now (main thread, after each such step)."""
+    global _busy_until
+    with _lock:
+        _busy_until = time.monotonic() + QUIET_S
+
+
+def yield_to_intake(stopping: threading.Event, *, max_s: float = MAX_YIELD_S) -> float:
+    """Wait while intake is busy, at most `max_s` seconds, returning early
+    when `stopping` is set. Returns the seconds waited (0 when intake was quiet)."""
+    start = time.monotonic()
+    while not stopping.is_set():
+        with _lock:
+            left = _busy_until - time.monotonic()
+        waited = time.monotonic() - start
+        if left <= 0 or waited >= max_s:
+            return waited
+        stopping.wait(min(_POLL_S, left, max_s - waited))
+    return time.monotonic() - start
