@@ -49,6 +49,10 @@ DEFAULT_WORKERS = 16         # puts in flight per target ([backup_policy] worker
 BATCH_PER_WORKER = 32        # a mirror step puts this many originals per worker, then one sidecar batch
 DAEMON_ACTOR_PREFIX = "daemon:"   # events the daemon writes itself (context.actor("daemon")); all others are actions
 CLOCK_SLACK_S = 1.0          # a last run this far ahead of now is only threads' clocks disagreeing
+# Each rewrite of a day's manifest lists the whole day, so in a burst they
+# are spaced out (the sidecar batches already name every object held, and a
+# clean stop writes what is left): at most this late after the ledger.
+MANIFEST_GAP_S = 300.0
 
 
 class PutPool:
@@ -97,6 +101,8 @@ class TargetRunner(Runner):
         self.name = target.name
         self.policy = cfg.backup_policy
         self._down = False
+        self._manifests_at: dt.datetime | None = None   # when this thread last rewrote a manifest
+        self._quiet_through = 0      # events up to this id were looked at: no operator's action among them
         self.workers = max(1, int(self.policy.get("workers") or DEFAULT_WORKERS))
         self.threads = [threading.Thread(target=self._run, name=f"backup-{self.name}", daemon=True)]
         # Read before any thread runs: read in a thread, a pause another
@@ -135,8 +141,12 @@ class TargetRunner(Runner):
               failures: list[int]) -> float:
         """One round; returns how long to wait before the next (0: go on now)."""
         now = now_dt()
-        out = mirror_step(ledger, vault, self.target, now=now, rng=rng, transfer=pool.map,
+        since = None if self._manifests_at is None else (now - self._manifests_at).total_seconds()
+        manifests = since is None or not 0 <= since < MANIFEST_GAP_S   # < 0: the clock went back
+        out = mirror_step(ledger, vault, self.target, now=now, rng=rng, transfer=pool.map, manifests=manifests,
                           limit=BATCH_PER_WORKER * self.workers, retry_max_s=float(self.policy["retry_max_s"]))
+        if out.manifests:
+            self._manifests_at = now
         if out.paused:
             if out.newly_paused:
                 log.error(f"backup paused: {out.paused}; objects stay queued "
@@ -173,8 +183,7 @@ class TargetRunner(Runner):
         p = self.policy
         try:
             if (_due(state["last_snapshot_at"], p["snapshot_interval_s"], now)
-                    or (_due(state["last_snapshot_at"], p["action_snapshot_gap_s"], now)
-                        and ledger.actions_since_snapshot(self.name, machine_actor_prefix=DAEMON_ACTOR_PREFIX))):
+                    or (_due(state["last_snapshot_at"], p["action_snapshot_gap_s"], now) and self._acted(ledger))):
                 # An operator's action (amend, accept, reject...) reaches the
                 # target with the next round (IDLE_POLL_S), not the next hour.
                 key = snapshot_step(ledger, self.target, now=now, retention={
@@ -198,6 +207,16 @@ class TargetRunner(Runner):
         except AgentError as e:
             log.error("backup snapshot or verify failed", extra={"target": self.name, "error": str(e)})
         self._drill(ledger, now)
+
+    def _acted(self, ledger: Ledger) -> bool:
+        # Whether an operator acted since the last snapshot, reading each
+        # event once: those up to `_quiet_through` held no action.
+        top = ledger.last_event_id()
+        if ledger.actions_since_snapshot(self.name, machine_actor_prefix=DAEMON_ACTOR_PREFIX,
+                                         after=self._quiet_through):
+            return True
+        self._quiet_through = top
+        return False
 
     def _drill(self, ledger: Ledger, now: dt.datetime) -> None:
         # The weekly restore drill, in this target's thread 0 (never the

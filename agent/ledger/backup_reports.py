@@ -28,19 +28,23 @@ class BackupReportsMixin:
         out.pop("enqueued_event_id", None)
         out.pop("snapshot_event_id", None)
         out.pop("updated_at", None)
-        held = self.conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM backups "
-                                 "WHERE target = ? AND state = 'done'", (target,)).fetchone()
-        backlog = self.conn.execute("SELECT count(*), min(queued_at) FROM backups "
-                                    "WHERE target = ? AND state = 'pending'", (target,)).fetchone()
-        failed = self.conn.execute("SELECT count(*) FROM backups WHERE target = ? AND state = 'failed'",
-                                   (target,)).fetchone()[0]
+        # Counts and bytes per state are kept by triggers (migration 28): O(1)
+        # however many rows; the rest reads only the backlog and new documents.
+        counts = {r[0]: (r[1], r[2]) for r in self.conn.execute(
+            "SELECT state, n, bytes FROM backup_counts WHERE target = ?", (target,))}
+        held = counts.get("done", (0, 0))
+        backlog = (counts.get("pending", (0, 0))[0], self.conn.execute(
+            "SELECT min(queued_at) FROM backups WHERE target = ? AND state = 'pending'", (target,)).fetchone()[0])
+        failed = counts.get("failed", (0, 0))[0]
         stale = self.conn.execute("SELECT count(*) FROM backups WHERE target = ? AND state = 'done' "
                                   "AND next_attempt_at IS NOT NULL", (target,)).fetchone()[0]
         # Documents the backup thread has not queued yet (never ran, or is
-        # behind) are backlog too.
-        waiting = self.conn.execute("SELECT count(DISTINCT sha256), min(received_at) FROM documents "
-                                    "WHERE id > ? AND sha256 NOT IN (SELECT sha256 FROM backups "
-                                    "WHERE target = ?)", (out.get("enqueued_doc_id") or 0, target)).fetchone()
+        # behind) are backlog too: looked up one by one by their hash (NOT IN
+        # would list every row of the target first).
+        waiting = self.conn.execute("SELECT count(DISTINCT d.sha256), min(d.received_at) FROM documents d "
+                                    "WHERE d.id > ? AND NOT EXISTS (SELECT 1 FROM backups b "
+                                    "WHERE b.sha256 = d.sha256 AND b.target = ?)",
+                                    (out.get("enqueued_doc_id") or 0, target)).fetchone()
         oldest = min((t for t in (backlog[1], waiting[1]) if t), default=None)
         out.update(objects=held[0], bytes=held[1], backlog=backlog[0] + waiting[0], backlog_oldest=oldest,
                    failed=failed, stale_sidecars=stale)
@@ -69,7 +73,15 @@ class BackupReportsMixin:
             (*targets, need if targets else 1)).fetchone()
         if not targets:
             return {"objects": documents + others, "backed_up": 0, "documents": documents, "documents_backed_up": 0}
-        # Rows exist only for originals (enqueue_backups, requeue_backup, restore_documents).
+        # Rows exist only for originals (enqueue_backups, requeue_backup,
+        # restore_documents), one per original and target: with one target,
+        # its count of `done` rows (kept by triggers) is the answer.
+        if len(targets) == 1:
+            row = self.conn.execute("SELECT n FROM backup_counts WHERE target = ? AND state = 'done'",
+                                    tuple(targets)).fetchone()
+            held = row[0] if row else 0
+            return {"objects": documents + others, "backed_up": held, "documents": documents,
+                    "documents_backed_up": held - others_held}
         held = self.conn.execute(f"SELECT count(*) FROM (SELECT sha256 FROM backups WHERE state = 'done' "
                                  f"AND target IN ({marks}) GROUP BY sha256 HAVING count(*) >= ?)",
                                  (*targets, need)).fetchone()[0]

@@ -592,6 +592,36 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE backups ADD COLUMN sidecar_batch TEXT;
     """,
+    # 28: backup rows counted per target and state (and their bytes) by
+    # triggers, as state_counts does for documents: the backup thread's
+    # round and `backup status` read what a target holds without counting
+    # a million rows each time.
+    """
+    CREATE TABLE backup_counts (
+        target TEXT NOT NULL,
+        state TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        PRIMARY KEY (target, state)
+    );
+    INSERT INTO backup_counts (target, state, n, bytes)
+        SELECT target, state, count(*), coalesce(sum(size), 0) FROM backups GROUP BY target, state;
+    CREATE TRIGGER backups_count_insert AFTER INSERT ON backups BEGIN
+        INSERT INTO backup_counts (target, state, n, bytes) VALUES (NEW.target, NEW.state, 1, coalesce(NEW.size, 0))
+            ON CONFLICT(target, state) DO UPDATE SET n = n + 1, bytes = bytes + excluded.bytes;
+    END;
+    CREATE TRIGGER backups_count_update AFTER UPDATE OF target, state, size ON backups
+        WHEN OLD.target IS NOT NEW.target OR OLD.state IS NOT NEW.state OR OLD.size IS NOT NEW.size BEGIN
+        UPDATE backup_counts SET n = n - 1, bytes = bytes - coalesce(OLD.size, 0)
+            WHERE target = OLD.target AND state = OLD.state;
+        INSERT INTO backup_counts (target, state, n, bytes) VALUES (NEW.target, NEW.state, 1, coalesce(NEW.size, 0))
+            ON CONFLICT(target, state) DO UPDATE SET n = n + 1, bytes = bytes + excluded.bytes;
+    END;
+    CREATE TRIGGER backups_count_delete AFTER DELETE ON backups BEGIN
+        UPDATE backup_counts SET n = n - 1, bytes = bytes - coalesce(OLD.size, 0)
+            WHERE target = OLD.target AND state = OLD.state;
+    END;
+    """,
 ]
 
 # Python steps run after a migration's SQL, inside its transaction, keyed by
