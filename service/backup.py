@@ -53,6 +53,10 @@ CLOCK_SLACK_S = 1.0          # a last run this far ahead of now is only threads'
 # are spaced out (the sidecar batches already name every object held, and a
 # clean stop writes what is left): at most this late after the ledger.
 MANIFEST_GAP_S = 300.0
+# The daemon kicks every loop after each reading result: in a burst, a round
+# per kick would put a sidecar batch (and write the ledger twice) for every
+# few files. Kicks within this long of a round's start wait for the next.
+ROUND_GAP_S = 1.0
 
 
 class PutPool:
@@ -124,7 +128,7 @@ class TargetRunner(Runner):
         failures = [0]
         try:
             while not self.stopping.is_set():
-                kicks = self._kicks
+                kicks, began = self._kicks, time.monotonic()
                 try:
                     wait = self._once(ledger, vault, rng, pool, failures)
                 except Exception:  # a bug must not end the thread; back off and go on
@@ -132,7 +136,10 @@ class TargetRunner(Runner):
                     log.exception("backup step failed; backing off", extra={"target": self.name})
                     wait = min(60.0, 2.0 ** failures[0])
                 if wait:
-                    self._sleep(kicks, wait)
+                    gap = min(wait, ROUND_GAP_S - (time.monotonic() - began))
+                    if gap > 0 and self.stopping.wait(gap):
+                        break
+                    self._sleep(kicks, wait - max(gap, 0.0))
         finally:
             pool.close()
             ledger.close()

@@ -19,6 +19,7 @@ import json
 import os
 import random
 import threading
+import time
 
 from agent.backup.base import manifest_key
 from agent.capture import capture_bytes
@@ -176,3 +177,30 @@ def test_counts_kept_by_triggers_match_the_rows_through_every_change(tmp_path):
         ledger.restore_documents("e" * 64, 42, None, target="nas", now=now, actor="test")
         check(ledger)
         assert ledger.backup_target("other")["objects"] == 0
+
+
+def test_kicks_in_a_burst_coalesce_into_few_rounds(tmp_path):
+    # The daemon kicks the backup thread after every reading result: a round
+    # (and a sidecar batch, and two ledger commits) per kick made a burst
+    # of 5,000 files thousands of tiny batches. Rounds now start at most
+    # every ROUND_GAP_S: these 20 files, kicked one by one, take a few.
+    cfg = held_site(tmp_path, 0)
+    service = BackupService(cfg)
+    runner = service.runners[0]
+    service.start()
+    try:
+        for i in range(20):
+            burst(cfg, i, 1)
+            runner.kick()
+            time.sleep(0.02)
+        deadline = time.monotonic() + 60
+        with Ledger(cfg.ledger_path) as ledger:
+            while ledger.backup_target("nas")["objects"] < 20 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert ledger.backup_target("nas")["objects"] == 20
+    finally:
+        service.stop()
+        service.join(30)
+    assert not any(t.is_alive() for t in service.threads())
+    batches = [o.key for o in runner.target.list("sidecars/")]
+    assert 1 <= len(batches) <= 4, batches
