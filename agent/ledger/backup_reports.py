@@ -61,7 +61,7 @@ class BackupReportsMixin:
         exceeds its total (an e-mail is never counted against documents)."""
         need = len(targets) if min_copies <= 0 else min(min_copies, len(targets))
         marks = ",".join("?" * len(targets)) or "NULL"
-        documents = self.conn.execute("SELECT count(DISTINCT sha256) FROM documents").fetchone()[0]
+        documents = self.conn.execute("SELECT n FROM ledger_counts WHERE name = 'originals'").fetchone()[0]
         # Raw e-mails and refused files kept that are no document's file (few),
         # and how many of them are held: looked up one by one.
         others, others_held = self.conn.execute(
@@ -74,12 +74,14 @@ class BackupReportsMixin:
         if not targets:
             return {"objects": documents + others, "backed_up": 0, "documents": documents, "documents_backed_up": 0}
         # Rows exist only for originals (enqueue_backups, requeue_backup,
-        # restore_documents), one per original and target: with one target,
-        # its count of `done` rows (kept by triggers) is the answer.
-        if len(targets) == 1:
-            row = self.conn.execute("SELECT n FROM backup_counts WHERE target = ? AND state = 'done'",
-                                    tuple(targets)).fetchone()
-            held = row[0] if row else 0
+        # restore_documents). When every copy held is on one of `targets`
+        # (no rows of a target since removed from the config), the copies
+        # per original kept by triggers answer in O(1).
+        holding = {r[0] for r in self.conn.execute("SELECT target FROM backup_counts WHERE state = 'done' "
+                                                   "AND n > 0")}
+        if holding <= set(targets):
+            held = self.conn.execute("SELECT coalesce(sum(n), 0) FROM backup_copies_count WHERE copies >= ?",
+                                     (need,)).fetchone()[0]
             return {"objects": documents + others, "backed_up": held, "documents": documents,
                     "documents_backed_up": held - others_held}
         held = self.conn.execute(f"SELECT count(*) FROM (SELECT sha256 FROM backups WHERE state = 'done' "

@@ -154,11 +154,23 @@ def test_counts_kept_by_triggers_match_the_rows_through_every_change(tmp_path):
         return {"done": (t["objects"], t["bytes"])} | {s: (n, None) for s, n in
                                                        (("pending", t["backlog"]), ("failed", t["failed"])) if n}
 
+    def copies(ledger, targets: list[str], need: int) -> int:
+        marks = ",".join("?" * len(targets))
+        return ledger.conn.execute(f"SELECT count(*) FROM (SELECT sha256 FROM backups WHERE state = 'done' AND "
+                                   f"target IN ({marks}) GROUP BY sha256 HAVING count(*) >= ?)",
+                                   (*targets, need)).fetchone()[0]
+
     def check(ledger) -> None:
         real = counted(ledger)
         assert reported(ledger) == {s: (n, b if s == "done" else None) for s, (n, b) in real.items()
                                     if s == "done" or n}
-        assert ledger.backed_up_count(["nas"], 0)["backed_up"] == real.get("done", (0, 0))[0]
+        originals = ledger.conn.execute("SELECT count(DISTINCT sha256) FROM documents").fetchone()[0]
+        for targets, min_copies in ((["nas"], 0), (["nas", "s3"], 0), (["nas", "s3"], 1), (["s3", "nas"], 2),
+                                    (["s3"], 0)):
+            got = ledger.backed_up_count(targets, min_copies)
+            need = min_copies or len(targets)
+            assert got["backed_up"] == copies(ledger, targets, need), (targets, min_copies)
+            assert got["documents"] == originals
 
     with Ledger(cfg.ledger_path) as ledger:
         check(ledger)
@@ -175,6 +187,23 @@ def test_counts_kept_by_triggers_match_the_rows_through_every_change(tmp_path):
         check(ledger)
         ledger.backups_done("nas", [(shas[0], 900)], now=now, day=now[:10], batch="c")
         ledger.restore_documents("e" * 64, 42, None, target="nas", now=now, actor="test")
+        check(ledger)
+        # A second target holding some of the same originals, and one more.
+        ledger.enqueue_backups("s3", now=now)
+        ledger.backups_done("s3", [(shas[0], 900), (shas[3], 10), (f"{1:064x}", 1000)], now=now, day=now[:10])
+        check(ledger)
+        ledger.requeue_backup("s3", shas[3], now=now)
+        burst(cfg, 4, 2)   # a new document whose original is a known one counts once
+        with Ledger(cfg.ledger_path) as other:
+            doc = other.conn.execute("SELECT * FROM documents ORDER BY id DESC LIMIT 1").fetchone()
+        capture_bytes(ledger, Vault(cfg.vault_dir), Vault(cfg.vault_dir).path(doc["sha256"]).read_bytes(),
+                      name="again.pdf", source_kind="email", source="mail", now=now, actor="test")
+        ledger.enqueue_backups("nas", now=now)   # else the new ones are backlog not yet in rows
+        check(ledger)
+        # Rows of a target no longer configured: counted from the rows themselves.
+        ledger.backups_done("gone", [(shas[1], 5)], now=now, day=now[:10])
+        ledger.enqueue_backups("gone", now=now)
+        ledger.backups_done("gone", [(shas[1], 5)], now=now, day=now[:10])
         check(ledger)
         assert ledger.backup_target("other")["objects"] == 0
 
