@@ -233,3 +233,20 @@ def test_kicks_in_a_burst_coalesce_into_few_rounds(tmp_path):
     assert not any(t.is_alive() for t in service.threads())
     batches = [o.key for o in runner.target.list("sidecars/")]
     assert 1 <= len(batches) <= 4, batches
+
+
+def test_status_counts_cost_the_same_whatever_the_targets_hold(tmp_path):
+    # `status` and the metrics ask how many originals meet min_copies and what
+    # each target holds: counted from every row, that was seconds at 1M.
+    def cost(root, held: int) -> int:
+        cfg = held_site(root, held)
+        steps = [0]
+        with Ledger(cfg.ledger_path) as ledger:
+            ledger.conn.set_progress_handler(lambda: steps.__setitem__(0, steps[0] + 1), 1000)
+            assert ledger.backed_up_count(["nas"], 0)["backed_up"] == held
+            assert ledger.backed_up_count(["nas"], 0)["documents"] == held
+            assert ledger.backup_target("nas")["objects"] == held
+        return steps[0]
+
+    small, large = cost(tmp_path / "small", 1_000), cost(tmp_path / "large", 10_000)
+    assert large < small * 1.5 + 20, (small, large)
