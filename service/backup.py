@@ -9,6 +9,11 @@ At a clean stop, `final_snapshot` puts one last snapshot on every target
 whose last one misses an event, within shutdown_snapshot_s: the last
 actions are never only on this disk, and a dead target cannot hold the stop.
 
+A round costs what changed since the last, not what the target holds; in
+an intake burst rounds start at most every ROUND_GAP_S (each sidecar batch
+then carries many files), and a day's manifest, which lists the whole day,
+is rewritten at most every MANIFEST_GAP_S (and at a clean stop).
+
 A target that is down is probed with a growing wait (at most
 probe_interval_s); each object tried meanwhile backs off (at most
 retry_max_s), and the whole backlog is due again as soon as a put
