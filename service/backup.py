@@ -9,6 +9,11 @@ At a clean stop, `final_snapshot` puts one last snapshot on every target
 whose last one misses an event, within shutdown_snapshot_s: the last
 actions are never only on this disk, and a dead target cannot hold the stop.
 
+A round costs what changed since the last, not what the target holds; in
+an intake burst rounds start at most every ROUND_GAP_S (each sidecar batch
+then carries many files), and a day's manifest, which lists the whole day,
+is rewritten at most every MANIFEST_GAP_S (and at a clean stop).
+
 A target that is down is probed with a growing wait (at most
 probe_interval_s); each object tried meanwhile backs off (at most
 retry_max_s), and the whole backlog is due again as soon as a put
@@ -50,6 +55,14 @@ DEFAULT_WORKERS = 16         # puts in flight per target ([backup_policy] worker
 BATCH_PER_WORKER = 32        # a mirror step puts this many originals per worker, then one sidecar batch
 DAEMON_ACTOR_PREFIX = "daemon:"   # events the daemon writes itself (context.actor("daemon")); all others are actions
 CLOCK_SLACK_S = 1.0          # a last run this far ahead of now is only threads' clocks disagreeing
+# Each rewrite of a day's manifest lists the whole day, so in a burst they
+# are spaced out (the sidecar batches already name every object held, and a
+# clean stop writes what is left): at most this late after the ledger.
+MANIFEST_GAP_S = 300.0
+# The daemon kicks every loop after each reading result: in a burst, a round
+# per kick would put a sidecar batch (and write the ledger twice) for every
+# few files. Kicks within this long of a round's start wait for the next.
+ROUND_GAP_S = 1.0
 
 
 class PutPool:
@@ -98,6 +111,8 @@ class TargetRunner(Runner):
         self.name = target.name
         self.policy = cfg.backup_policy
         self._down = False
+        self._manifests_at: dt.datetime | None = None   # when this thread last rewrote a manifest
+        self._quiet_through = 0      # events up to this id were looked at: no operator's action among them
         self.workers = max(1, int(self.policy.get("workers") or DEFAULT_WORKERS))
         self.threads = [threading.Thread(target=self._run, name=f"backup-{self.name}", daemon=True)]
         # Read before any thread runs: read in a thread, a pause another
@@ -120,7 +135,7 @@ class TargetRunner(Runner):
         try:
             while not self.stopping.is_set():
                 pace.yield_to_intake(self.stopping)  # capture goes first
-                kicks = self._kicks
+                kicks, began = self._kicks, time.monotonic()
                 try:
                     wait = self._once(ledger, vault, rng, pool, failures)
                 except Exception:  # a bug must not end the thread; back off and go on
@@ -128,7 +143,10 @@ class TargetRunner(Runner):
                     log.exception("backup step failed; backing off", extra={"target": self.name})
                     wait = min(60.0, 2.0 ** failures[0])
                 if wait:
-                    self._sleep(kicks, wait)
+                    gap = min(wait, ROUND_GAP_S - (time.monotonic() - began))
+                    if gap > 0 and self.stopping.wait(gap):
+                        break
+                    self._sleep(kicks, wait - max(gap, 0.0))
         finally:
             pool.close()
             ledger.close()
@@ -137,8 +155,12 @@ class TargetRunner(Runner):
               failures: list[int]) -> float:
         """One round; returns how long to wait before the next (0: go on now)."""
         now = now_dt()
-        out = mirror_step(ledger, vault, self.target, now=now, rng=rng, transfer=pool.map,
+        since = None if self._manifests_at is None else (now - self._manifests_at).total_seconds()
+        manifests = since is None or not 0 <= since < MANIFEST_GAP_S   # < 0: the clock went back
+        out = mirror_step(ledger, vault, self.target, now=now, rng=rng, transfer=pool.map, manifests=manifests,
                           limit=BATCH_PER_WORKER * self.workers, retry_max_s=float(self.policy["retry_max_s"]))
+        if out.manifests:
+            self._manifests_at = now
         if out.paused:
             if out.newly_paused:
                 log.error(f"backup paused: {out.paused}; objects stay queued "
@@ -175,8 +197,7 @@ class TargetRunner(Runner):
         p = self.policy
         try:
             if (_due(state["last_snapshot_at"], p["snapshot_interval_s"], now)
-                    or (_due(state["last_snapshot_at"], p["action_snapshot_gap_s"], now)
-                        and ledger.actions_since_snapshot(self.name, machine_actor_prefix=DAEMON_ACTOR_PREFIX))):
+                    or (_due(state["last_snapshot_at"], p["action_snapshot_gap_s"], now) and self._acted(ledger))):
                 # An operator's action (amend, accept, reject...) reaches the
                 # target with the next round (IDLE_POLL_S), not the next hour.
                 key = snapshot_step(ledger, self.target, now=now, retention={
@@ -200,6 +221,16 @@ class TargetRunner(Runner):
         except AgentError as e:
             log.error("backup snapshot or verify failed", extra={"target": self.name, "error": str(e)})
         self._drill(ledger, now)
+
+    def _acted(self, ledger: Ledger) -> bool:
+        # Whether an operator acted since the last snapshot, reading each
+        # event once: those up to `_quiet_through` held no action.
+        top = ledger.last_event_id()
+        if ledger.actions_since_snapshot(self.name, machine_actor_prefix=DAEMON_ACTOR_PREFIX,
+                                         after=self._quiet_through):
+            return True
+        self._quiet_through = top
+        return False
 
     def _drill(self, ledger: Ledger, now: dt.datetime) -> None:
         # The weekly restore drill, in this target's thread 0 (never the

@@ -45,6 +45,7 @@ class MirrorOutcome:
     paused: str | None = None
     newly_paused: bool = False
     resumed: bool = False
+    manifests: list[str] = field(default_factory=list)   # keys of the daily manifests rewritten
 
 
 @dataclass
@@ -132,7 +133,7 @@ def _transfer(vault: Vault, target: BackupTarget, job: _Job, stop: list) -> _Job
 
 def mirror_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.datetime,
                 rng: random.Random, limit: int = BATCH, retry_max_s: float = 3600.0,
-                shard: tuple[int, int] = (0, 1),
+                shard: tuple[int, int] = (0, 1), manifests: bool = True,
                 transfer: Callable[[Callable, Iterable], Iterable] = map) -> MirrorOutcome:
     """Queue new objects for `target`, put up to `limit` due originals, then
     ONE sidecar batch describing them all (agent/backup/sidecars.py), and
@@ -152,8 +153,9 @@ def mirror_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.d
     target without counting an attempt (`paused`); the first success
     afterwards resumes it. Originals put whose batch could not be put stay
     due (puts are idempotent, so the next step only describes them). When
-    the due rows are all done, stale daily manifests are rewritten (by
-    shard 0). With `shard` = (index, count), only that share of the objects
+    the due rows are all done and `manifests`, stale daily manifests are
+    rewritten (by shard 0; the daemon spaces them out, as each rewrite
+    lists the whole day: the batches already name every object). With `shard` = (index, count), only that share of the objects
     is worked on. A jump of the wall clock stalls nothing: a row due more
     than `retry_max_s` ahead is due now. Raises nothing but bugs.
     """
@@ -205,8 +207,8 @@ def mirror_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.d
     if out.paused or out.unavailable:
         return out
     out.more = len(rows) == limit
-    if not out.more and shard[0] == 0:
-        write_manifests(ledger, target, now=now)
+    if manifests and not out.more and shard[0] == 0:
+        out.manifests = write_manifests(ledger, target, now=now)
     return out
 
 
@@ -219,10 +221,7 @@ def write_manifests(ledger: Ledger, target: BackupTarget, *, now: dt.datetime) -
     days = ledger.manifest_days(target.name)
     written = []
     for day in days:
-        entries = ledger.backups_done_on(target.name, day)
-        body = json.dumps({"day": day, "target": target.name, "objects": [
-            {"sha256": e["sha256"], "size": e["size"], "at": e["done_at"]} for e in entries]},
-            ensure_ascii=False, indent=1).encode("utf-8")
+        body = ledger.manifest_json(target.name, day)
         key = manifest_key(dt.date.fromisoformat(day))
         try:
             target.put(key, body, hashlib.sha256(body).hexdigest())

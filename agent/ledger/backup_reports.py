@@ -28,19 +28,23 @@ class BackupReportsMixin:
         out.pop("enqueued_event_id", None)
         out.pop("snapshot_event_id", None)
         out.pop("updated_at", None)
-        held = self.conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM backups "
-                                 "WHERE target = ? AND state = 'done'", (target,)).fetchone()
-        backlog = self.conn.execute("SELECT count(*), min(queued_at) FROM backups "
-                                    "WHERE target = ? AND state = 'pending'", (target,)).fetchone()
-        failed = self.conn.execute("SELECT count(*) FROM backups WHERE target = ? AND state = 'failed'",
-                                   (target,)).fetchone()[0]
+        # Counts and bytes per state are kept by triggers (migration 28): O(1)
+        # however many rows; the rest reads only the backlog and new documents.
+        counts = {r[0]: (r[1], r[2]) for r in self.conn.execute(
+            "SELECT state, n, bytes FROM backup_counts WHERE target = ?", (target,))}
+        held = counts.get("done", (0, 0))
+        backlog = (counts.get("pending", (0, 0))[0], self.conn.execute(
+            "SELECT min(queued_at) FROM backups WHERE target = ? AND state = 'pending'", (target,)).fetchone()[0])
+        failed = counts.get("failed", (0, 0))[0]
         stale = self.conn.execute("SELECT count(*) FROM backups WHERE target = ? AND state = 'done' "
                                   "AND next_attempt_at IS NOT NULL", (target,)).fetchone()[0]
         # Documents the backup thread has not queued yet (never ran, or is
-        # behind) are backlog too.
-        waiting = self.conn.execute("SELECT count(DISTINCT sha256), min(received_at) FROM documents "
-                                    "WHERE id > ? AND sha256 NOT IN (SELECT sha256 FROM backups "
-                                    "WHERE target = ?)", (out.get("enqueued_doc_id") or 0, target)).fetchone()
+        # behind) are backlog too: looked up one by one by their hash (NOT IN
+        # would list every row of the target first).
+        waiting = self.conn.execute("SELECT count(DISTINCT d.sha256), min(d.received_at) FROM documents d "
+                                    "WHERE d.id > ? AND NOT EXISTS (SELECT 1 FROM backups b "
+                                    "WHERE b.sha256 = d.sha256 AND b.target = ?)",
+                                    (out.get("enqueued_doc_id") or 0, target)).fetchone()
         oldest = min((t for t in (backlog[1], waiting[1]) if t), default=None)
         out.update(objects=held[0], bytes=held[1], backlog=backlog[0] + waiting[0], backlog_oldest=oldest,
                    failed=failed, stale_sidecars=stale)
@@ -57,7 +61,7 @@ class BackupReportsMixin:
         exceeds its total (an e-mail is never counted against documents)."""
         need = len(targets) if min_copies <= 0 else min(min_copies, len(targets))
         marks = ",".join("?" * len(targets)) or "NULL"
-        documents = self.conn.execute("SELECT count(DISTINCT sha256) FROM documents").fetchone()[0]
+        documents = self.conn.execute("SELECT n FROM ledger_counts WHERE name = 'originals'").fetchone()[0]
         # Raw e-mails and refused files kept that are no document's file (few),
         # and how many of them are held: looked up one by one.
         others, others_held = self.conn.execute(
@@ -69,16 +73,19 @@ class BackupReportsMixin:
             (*targets, need if targets else 1)).fetchone()
         if not targets:
             return {"objects": documents + others, "backed_up": 0, "documents": documents, "documents_backed_up": 0}
-        # Rows exist only for originals (enqueue_backups, requeue_backup, restore_documents).
-        if len(targets) == 1:
-            # One row per original and target (UNIQUE (sha256, target)): its
-            # done rows are the originals it holds, counted on the backups_done
-            # index without grouping every row by sha256.
-            held = self.conn.execute("SELECT count(*) FROM backups WHERE target = ? AND state = 'done'",
-                                     (targets[0],)).fetchone()[0]
-        else:
-            held = self.conn.execute(f"SELECT count(*) FROM (SELECT sha256 FROM backups WHERE state = 'done' "
-                                     f"AND target IN ({marks}) GROUP BY sha256 HAVING count(*) >= ?)",
-                                     (*targets, need)).fetchone()[0]
+        # Rows exist only for originals (enqueue_backups, requeue_backup,
+        # restore_documents). When every copy held is on one of `targets`
+        # (no rows of a target since removed from the config), the copies
+        # per original kept by triggers answer in O(1).
+        holding = {r[0] for r in self.conn.execute("SELECT target FROM backup_counts WHERE state = 'done' "
+                                                   "AND n > 0")}
+        if holding <= set(targets):
+            held = self.conn.execute("SELECT coalesce(sum(n), 0) FROM backup_copies_count WHERE copies >= ?",
+                                     (need,)).fetchone()[0]
+            return {"objects": documents + others, "backed_up": held, "documents": documents,
+                    "documents_backed_up": held - others_held}
+        held = self.conn.execute(f"SELECT count(*) FROM (SELECT sha256 FROM backups WHERE state = 'done' "
+                                 f"AND target IN ({marks}) GROUP BY sha256 HAVING count(*) >= ?)",
+                                 (*targets, need)).fetchone()[0]
         return {"objects": documents + others, "backed_up": held, "documents": documents,
                 "documents_backed_up": held - others_held}

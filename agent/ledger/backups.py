@@ -86,10 +86,13 @@ class BackupsMixin(BackupReportsMixin, RestoreDrillsMixin):
         top = self.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
         if top <= seen:
             return
-        self.conn.execute("UPDATE backups SET next_attempt_at = ? WHERE target = ? AND state = 'done' "
-                          "AND next_attempt_at IS NULL AND sha256 IN (SELECT d.sha256 FROM events e "
-                          "JOIN documents d ON d.id = e.document_id WHERE e.id > ? AND e.id <= ?)",
-                          (now, target, seen, top))
+        # Driven from the new events, each row found through its unique
+        # (sha256, target) key (CROSS JOIN fixes that order: starting from the
+        # target's done rows, as the planner would, reads all it holds).
+        self.conn.execute("UPDATE backups SET next_attempt_at = ? WHERE id IN (SELECT b.id FROM events e "
+                          "CROSS JOIN documents d ON d.id = e.document_id CROSS JOIN backups b ON b.sha256 = d.sha256 "
+                          "AND b.target = ? WHERE e.id > ? AND e.id <= ? AND b.state = 'done' "
+                          "AND b.next_attempt_at IS NULL)", (now, target, seen, top))
         self.conn.execute("UPDATE backup_targets SET enqueued_event_id = ? WHERE name = ?", (top, target))
 
     def due_backups(self, target: str, *, now: str, limit: int = 32,
@@ -203,12 +206,18 @@ class BackupsMixin(BackupReportsMixin, RestoreDrillsMixin):
             c.execute("UPDATE backup_targets SET manifest_days = ?, updated_at = ? WHERE name = ?",
                       (json.dumps(left) if left else None, now, target))
 
-    def backups_done_on(self, target: str, day: str) -> list[dict]:
-        """The objects `target` received on `day` (YYYY-MM-DD, UTC): sha256, size, done_at."""
-        rows = self.conn.execute("SELECT sha256, size, done_at FROM backups WHERE target = ? AND state = 'done' "
-                                 "AND done_at >= ? AND done_at < ? ORDER BY done_at, sha256",
-                                 (target, day, day + "T99"))
-        return [dict(r) for r in rows]
+    def manifest_json(self, target: str, day: str) -> bytes:
+        """The manifest of `day` (YYYY-MM-DD, UTC) for `target` as UTF-8 JSON:
+        {"day", "target", "objects": [{"sha256", "size", "at"}, ...]}, every
+        object it received that day in the order received. Built by SQLite
+        (its JSON functions, which hold no Python lock) from the day's range
+        of the (target, state, done_at) index."""
+        row = self.conn.execute(
+            "SELECT json_object('day', ?, 'target', ?, 'objects', json_group_array("
+            "json_object('sha256', sha256, 'size', size, 'at', done_at))) FROM (SELECT sha256, size, "
+            "done_at FROM backups WHERE target = ? AND state = 'done' AND done_at >= ? AND done_at < ? "
+            "ORDER BY done_at, sha256)", (day, target, target, day, day + "T99")).fetchone()
+        return row[0].encode("utf-8")
 
     def done_backups(self, target: str, *, page: int = 1000) -> Iterator[str]:
         """The SHA-256 of every object the ledger believes `target` holds, in

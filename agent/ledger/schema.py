@@ -592,6 +592,75 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE backups ADD COLUMN sidecar_batch TEXT;
     """,
+    # 28: backup rows counted per target and state (and their bytes) by
+    # triggers, as state_counts does for documents: the backup thread's
+    # round and `backup status` read what a target holds without counting
+    # a million rows each time. Likewise for min_copies: each original's
+    # number of `done` copies (backup_copies), how many originals have each
+    # number (backup_copies_count), and how many distinct originals the
+    # documents have (ledger_counts 'originals').
+    """
+    CREATE TABLE backup_counts (
+        target TEXT NOT NULL,
+        state TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        PRIMARY KEY (target, state)
+    );
+    INSERT INTO backup_counts (target, state, n, bytes)
+        SELECT target, state, count(*), coalesce(sum(size), 0) FROM backups GROUP BY target, state;
+    CREATE TRIGGER backups_count_insert AFTER INSERT ON backups BEGIN
+        INSERT INTO backup_counts (target, state, n, bytes) VALUES (NEW.target, NEW.state, 1, coalesce(NEW.size, 0))
+            ON CONFLICT(target, state) DO UPDATE SET n = n + 1, bytes = bytes + excluded.bytes;
+    END;
+    CREATE TRIGGER backups_count_update AFTER UPDATE OF target, state, size ON backups
+        WHEN OLD.target IS NOT NEW.target OR OLD.state IS NOT NEW.state OR OLD.size IS NOT NEW.size BEGIN
+        UPDATE backup_counts SET n = n - 1, bytes = bytes - coalesce(OLD.size, 0)
+            WHERE target = OLD.target AND state = OLD.state;
+        INSERT INTO backup_counts (target, state, n, bytes) VALUES (NEW.target, NEW.state, 1, coalesce(NEW.size, 0))
+            ON CONFLICT(target, state) DO UPDATE SET n = n + 1, bytes = bytes + excluded.bytes;
+    END;
+    CREATE TRIGGER backups_count_delete AFTER DELETE ON backups BEGIN
+        UPDATE backup_counts SET n = n - 1, bytes = bytes - coalesce(OLD.size, 0)
+            WHERE target = OLD.target AND state = OLD.state;
+    END;
+    CREATE TABLE backup_copies (sha256 TEXT PRIMARY KEY, copies INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TABLE backup_copies_count (copies INTEGER PRIMARY KEY, n INTEGER NOT NULL);
+    CREATE TRIGGER backup_copies_insert AFTER INSERT ON backup_copies BEGIN
+        INSERT INTO backup_copies_count (copies, n) VALUES (NEW.copies, 1)
+            ON CONFLICT(copies) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER backup_copies_update AFTER UPDATE OF copies ON backup_copies
+        WHEN OLD.copies IS NOT NEW.copies BEGIN
+        UPDATE backup_copies_count SET n = n - 1 WHERE copies = OLD.copies;
+        INSERT INTO backup_copies_count (copies, n) VALUES (NEW.copies, 1)
+            ON CONFLICT(copies) DO UPDATE SET n = n + 1;
+    END;
+    INSERT INTO backup_copies (sha256, copies)
+        SELECT sha256, count(*) FROM backups WHERE state = 'done' GROUP BY sha256;
+    CREATE TRIGGER backups_copy_insert AFTER INSERT ON backups WHEN NEW.state = 'done' BEGIN
+        INSERT INTO backup_copies (sha256, copies) VALUES (NEW.sha256, 1)
+            ON CONFLICT(sha256) DO UPDATE SET copies = copies + 1;
+    END;
+    CREATE TRIGGER backups_copy_lost AFTER UPDATE OF state, sha256 ON backups
+        WHEN OLD.state = 'done' AND (NEW.state IS NOT 'done' OR NEW.sha256 IS NOT OLD.sha256) BEGIN
+        UPDATE backup_copies SET copies = copies - 1 WHERE sha256 = OLD.sha256;
+    END;
+    CREATE TRIGGER backups_copy_gained AFTER UPDATE OF state, sha256 ON backups
+        WHEN NEW.state = 'done' AND (OLD.state IS NOT 'done' OR NEW.sha256 IS NOT OLD.sha256) BEGIN
+        INSERT INTO backup_copies (sha256, copies) VALUES (NEW.sha256, 1)
+            ON CONFLICT(sha256) DO UPDATE SET copies = copies + 1;
+    END;
+    CREATE TRIGGER backups_copy_delete AFTER DELETE ON backups WHEN OLD.state = 'done' BEGIN
+        UPDATE backup_copies SET copies = copies - 1 WHERE sha256 = OLD.sha256;
+    END;
+    CREATE TABLE ledger_counts (name TEXT PRIMARY KEY, n INTEGER NOT NULL);
+    INSERT INTO ledger_counts (name, n) SELECT 'originals', count(DISTINCT sha256) FROM documents;
+    CREATE TRIGGER documents_original_insert AFTER INSERT ON documents
+        WHEN NOT EXISTS (SELECT 1 FROM documents WHERE sha256 = NEW.sha256 AND id != NEW.id) BEGIN
+        UPDATE ledger_counts SET n = n + 1 WHERE name = 'originals';
+    END;
+    """,
 ]
 
 # Python steps run after a migration's SQL, inside its transaction, keyed by

@@ -98,14 +98,15 @@ class TrailMixin:
         return bool(self.conn.execute("SELECT EXISTS (SELECT 1 FROM events WHERE id > ?)",
                                       (row[0] if row else 0,)).fetchone()[0])
 
-    def actions_since_snapshot(self, target: str, *, machine_actor_prefix: str) -> int:
+    def actions_since_snapshot(self, target: str, *, machine_actor_prefix: str, after: int = 0) -> int:
         """How many events not written by the machine (actor not starting
         with `machine_actor_prefix`: an operator's amend, accept, reject,
-        ingest...) are newer than `target`'s last ledger snapshot. Reads only
-        the events after it, by id."""
+        ingest...) are newer than `target`'s last ledger snapshot and than
+        event `after` (those up to it the caller has already looked at).
+        Reads only the events after both, by id."""
         row = self.conn.execute("SELECT snapshot_event_id FROM backup_targets WHERE name = ?", (target,)).fetchone()
         return self.conn.execute("SELECT count(*) FROM events WHERE id > ? AND substr(actor, 1, ?) != ?",
-                                 (row[0] if row else 0, len(machine_actor_prefix),
+                                 (max(row[0] if row else 0, after), len(machine_actor_prefix),
                                   machine_actor_prefix)).fetchone()[0]
 
 
