@@ -153,7 +153,8 @@ def installed_version(distribution: str) -> str:
     """The version of the installed `distribution`, the one
     importlib.metadata.version names: that of the first entry of sys.path
     holding a `.dist-info` or `.egg-info` of it. A `.dist-info` folder's
-    METADATA is read here; anything else (an egg, a zip, none found) is left
+    METADATA or an `.egg-info` folder's PKG-INFO is read here; anything
+    else (an egg file, a zip, none found, no Version header) is left
     to importlib.metadata, whose import alone (email, zipfile, csv...) costs
     `--version` more than all the rest of it (issue 17)."""
     wanted = _normalized(distribution)
@@ -166,10 +167,12 @@ def installed_version(distribution: str) -> str:
             stem, dot, suffix = child.rpartition(".")
             if suffix not in ("dist-info", "egg-info") or _normalized(stem.partition("-")[0]) != wanted:
                 continue
-            if suffix == "dist-info":
-                version = _metadata_version(os.path.join(entry or ".", child, "METADATA"))
-                if version is not None:
-                    return version
+            # A folder's headers: METADATA in a .dist-info, PKG-INFO in the
+            # .egg-info `pip install -e` leaves in a source tree.
+            headers = "METADATA" if suffix == "dist-info" else "PKG-INFO"
+            version = _metadata_version(os.path.join(entry or ".", child, headers))
+            if version is not None:
+                return version
             return _version_by_importlib(distribution)
     return _version_by_importlib(distribution)
 
