@@ -1,0 +1,149 @@
+"""The daemon's reading stage while intake is busy (service/reading.py):
+results wait in memory and are recorded a chunk at a time, keeping a share
+of the main thread for capture; none is handed out twice, lost or recorded
+twice, and a stop records every one that waits."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from agent.capture import capture_bytes
+from agent.ledger import Ledger
+from agent.pipeline import Analysis
+from agent.validate import ValidationSettings
+from agent.vault import Vault
+from service import reading as reading_mod
+from service.reading import Reading
+from service.workers import ExtractionPool
+
+NOW = "2026-12-01T08:00:00.000000Z"
+
+
+def counting_reader(vault_root: str, sha256: str) -> Analysis:
+    # In the worker: note each reading (one line a call), then say "not an invoice".
+    with open(Path(vault_root).parent / "calls.log", "a") as f:
+        f.write(sha256 + "\n")
+    return Analysis(invoices=[{"is_invoice": False, "not_invoice_reason": "test"}])
+
+
+class Clock:
+    """Stands still but for `on_read`, called inside each recorded chunk:
+    every chunk takes one second to record."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+        self.read: list[int] = []
+
+    def __call__(self) -> float:
+        return self.t
+
+    def on_read(self, ids: list[int]) -> None:
+        self.read += ids
+        self.t += 1.0
+
+
+@pytest.fixture
+def site(tmp_path):
+    vault = Vault(tmp_path / "vault")
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    ids = [capture_bytes(ledger, vault, b"%PDF-1.4\n" + os.urandom(400), name=f"f{i}.pdf", source_kind="email",
+                         source="test", now=NOW, actor="test").document_id for i in range(150)]
+    pool = ExtractionPool(str(vault.root), workers=2, reader=counting_reader)
+    yield tmp_path, ledger, pool, ids
+    pool.shutdown(2)
+    ledger.close()
+
+
+def until_unrecorded(reading: Reading, n: int, *, intake_busy: bool) -> list:
+    # Feed and collect (real workers) until `n` results wait unrecorded.
+    done: list = []
+    deadline = time.monotonic() + 60
+    while reading.unrecorded < n and time.monotonic() < deadline:
+        reading.feed()
+        done += reading.collect(0.1, intake_busy=intake_busy)
+    assert reading.unrecorded >= n, "the workers did not answer"
+    return done
+
+
+def states(ledger: Ledger, ids: list[int]) -> Counter:
+    marks = ",".join("?" * len(ids))
+    return Counter(r[0] for r in ledger.conn.execute(f"SELECT state FROM documents WHERE id IN ({marks})", ids))
+
+
+def test_while_intake_is_busy_results_wait_and_are_recorded_a_chunk_per_paid_back_share(site, monkeypatch):
+    tmp, ledger, pool, ids = site
+    monkeypatch.setattr(reading_mod, "RECORD_CHUNK", 10)
+    monkeypatch.setattr(reading_mod, "BUFFER_MAX", 40)
+    clock = Clock()
+    reading = Reading(ledger, pool, actor="test", on_read=clock.on_read, clock=clock)
+    reading.configure(ValidationSettings(), ["out"])
+
+    # The first chunk is recorded at once; then nothing until its time is
+    # paid back three times over (the clock moves only while recording).
+    first = until_unrecorded(reading, 15, intake_busy=True)
+    assert 1 <= len(first) <= 10
+    assert states(ledger, ids)["not_invoice"] == len(first)
+    held = reading.unrecorded
+    assert reading.collect(0, intake_busy=True) == []
+    assert states(ledger, ids)["not_invoice"] == len(first)
+
+    # Never more than BUFFER_MAX wait: the workers are no longer fed.
+    until_unrecorded(reading, 40, intake_busy=True)
+    assert reading.feed() == 0
+    waiting = {doc_id for doc_id, _ in reading._results}
+    assert not waiting & pool.in_flight_ids()
+    assert held <= reading.unrecorded <= 40 + pool.capacity
+
+    # Once the share is paid back: one more chunk, and only one.
+    clock.t += 3600
+    assert len(reading.collect(0, intake_busy=True)) == 10
+    assert states(ledger, ids)["not_invoice"] == len(first) + 10
+
+    # Intake quiet: everything waiting is recorded, a chunk to a transaction.
+    left = reading.unrecorded
+    assert len(reading.collect(0)) >= left
+    assert reading.unrecorded == 0
+    assert len(clock.read) == len(set(clock.read)) == states(ledger, ids)["not_invoice"]  # each reported once
+
+
+def test_a_stop_records_every_waiting_result_and_no_document_is_read_or_recorded_twice(site):
+    tmp, ledger, pool, ids = site
+    clock = Clock()
+    reading = Reading(ledger, pool, actor="test", on_read=clock.on_read, clock=clock)
+    reading.configure(ValidationSettings(), ["out"])
+    until_unrecorded(reading, 30, intake_busy=True)
+    deadline = time.monotonic() + 120
+    while (states(ledger, ids)["captured"] > reading.unrecorded or pool.in_flight) and time.monotonic() < deadline:
+        reading.feed()
+        reading.collect(0.1, intake_busy=True)  # the clock stands still: only the first chunk is recorded
+    assert reading.unrecorded == states(ledger, ids)["captured"] > 30  # all read, waiting
+    reading.drain(30)
+    assert reading.unrecorded == 0
+    assert states(ledger, ids) == Counter({"not_invoice": len(ids)})
+    calls = Counter((tmp / "calls.log").read_text().split())
+    assert len(calls) == len(ids) and set(calls.values()) == {1}
+    events = Counter(r[0] for r in ledger.conn.execute(
+        "SELECT document_id FROM events WHERE from_state = 'captured' AND to_state = 'not_invoice'"))
+    assert set(events) == set(ids) and set(events.values()) == {1}
+
+
+def test_workers_yield_the_cpu_to_capture(site):
+    # A worker runs at WORKER_NICE above the daemon: on as many workers as
+    # cores, the main thread capturing a burst keeps a core.
+    tmp, ledger, pool, ids = site
+    from service.workers import WORKER_NICE
+
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    want = {pid: min(19, mine + WORKER_NICE) for pid in pool.worker_pids()}
+    deadline = time.monotonic() + 30  # each worker sets it once it has started
+    while time.monotonic() < deadline:
+        seen = {pid: os.getpriority(os.PRIO_PROCESS, pid) for pid in want}
+        if seen == want:
+            break
+        time.sleep(0.1)
+    assert seen == want
