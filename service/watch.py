@@ -389,7 +389,13 @@ class _Handler(FileSystemEventHandler):
                 self.watcher.wake()
             return
         if isinstance(event, FileMovedEvent):
-            self.watcher.note(Path(os.fsdecode(event.dest_path)))
+            # A name renamed into place is the writer saying the file is
+            # done (write under a temporary name, then rename; a copy tool
+            # moving a batch in): ready without waiting settle_seconds. A
+            # writer still at it afterwards raises modify and close events
+            # of its own: the file is taken again, and the first capture,
+            # a prefix of the second, ends `superseded` (service/intake.py).
+            self.watcher.note(Path(os.fsdecode(event.dest_path)), closed=True)
         elif isinstance(event, FileClosedEvent):
             self.watcher.note(Path(os.fsdecode(event.src_path)), closed=True)
         elif isinstance(event, (FileCreatedEvent, FileModifiedEvent)):

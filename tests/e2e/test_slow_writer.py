@@ -7,6 +7,7 @@ is moved or deleted only after that, and nothing else is."""
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import time
 
@@ -22,7 +23,7 @@ def by_sha(daemon: DaemonUnderTest, data: bytes):
     return next((d for d in daemon.documents() if d.sha256 == sha), None)
 
 
-@pytest.mark.parametrize("writer", ["holds-open", "reopens"])
+@pytest.mark.parametrize("writer", ["holds-open", "reopens", "renamed-in"])
 @pytest.mark.parametrize("after", ["move", "delete"])
 def test_a_writer_pausing_past_settle_loses_nothing(tmp_path, samples_dir, after, writer):
     invoice = (samples_dir / SAMPLE).read_bytes()
@@ -31,9 +32,18 @@ def test_a_writer_pausing_past_settle_loses_nothing(tmp_path, samples_dir, after
     d.start()
     try:
         path = tmp_path / "scan" / "inv.xml"
-        f = open(path, "wb")
-        f.write(half)
-        f.flush()
+        if writer == "renamed-in":
+            # Renamed into place half written, then written on through the
+            # same descriptor: a rename is taken at once (no settle), so
+            # the half file is captured; it must end superseded all the same.
+            f = open(tmp_path / "scan" / "inv.xml.part", "wb")
+            f.write(half)
+            f.flush()
+            os.rename(tmp_path / "scan" / "inv.xml.part", path)
+        else:
+            f = open(path, "wb")
+            f.write(half)
+            f.flush()
         if writer == "reopens":
             f.close()
         partial = d.wait_until(lambda: (doc := by_sha(d, half)) and doc.state != "captured" and doc, 20,
@@ -92,5 +102,28 @@ def test_sigkill_between_capture_and_after_action_loses_nothing(tmp_path, sample
             for doc in docs:
                 assert [a["state"] for a in led.source_actions(doc.id)].count("done") <= 1
             assert led.integrity_check() == "ok"
+    finally:
+        d.stop()
+
+
+def test_a_file_renamed_into_place_is_taken_without_waiting_settle_seconds(tmp_path, samples_dir):
+    """Write under a temporary name in the folder, then rename (a scanner's
+    usual way): the rename says the file is done, so it is captured at once
+    even with a long settle_seconds, while a file still open for writing
+    waits for it."""
+    invoice = (samples_dir / SAMPLE).read_bytes()
+    d = DaemonUnderTest(tmp_path, settle=60)
+    d.start()
+    try:
+        in_place = invoice.replace(b"</", b" </", 1)  # other bytes: a document of its own
+        still_open = open(tmp_path / "scan" / "in-place.xml", "wb")
+        still_open.write(in_place)
+        still_open.flush()
+        (tmp_path / "scan" / "renamed.xml.tmp").write_bytes(invoice)
+        os.rename(tmp_path / "scan" / "renamed.xml.tmp", tmp_path / "scan" / "renamed.xml")
+        d.wait_until(lambda: by_sha(d, invoice), 20, "the renamed file captured well before settle_seconds")
+        assert by_sha(d, in_place) is None, "a file still being written was taken before it settled"
+        still_open.close()
+        d.wait_until(lambda: by_sha(d, in_place), 20, "the file captured once closed")
     finally:
         d.stop()
