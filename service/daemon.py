@@ -19,7 +19,6 @@ import time
 
 import schedule
 
-from agent.capture import GROUP_MAX, GROUP_S
 from agent.config import Config, load_config
 from agent.config_paths import check_paths
 from agent.errors import AgentError, ConfigError
@@ -33,6 +32,7 @@ from service import systemd
 from service.access import service_actor
 from service.context import now, today
 from service.intake import Intake
+from service.intake_step import IntakeStep
 from service import pace
 from service.loops import start_loops
 from service.reading import Reading, resume_stranded
@@ -46,17 +46,7 @@ from service.workers import ExtractionPool
 log = logging.getLogger("fapiao.daemon")
 HEARTBEAT_S = 5.0
 IDLE_WAIT_S = 1.0
-# While intake is paused (vault disk full or failing), the files stay where
-# they are and one is retried after this long, doubling up to the cap.
-PAUSE_FIRST_RETRY_S = 2.0
-PAUSE_MAX_RETRY_S = 30.0
 MAX_BACKOFF_S = 60.0
-# Files handed out per main-loop step.
-INTAKE_BATCH = 200
-# Intake stops taking files after this long in one step, even mid-batch (the
-# rest stay first in line): each step must also feed the extraction pool, or
-# a long backlog of files to capture starves the reading of those captured.
-INTAKE_STEP_S = 0.25
 
 
 class Daemon:
@@ -71,11 +61,7 @@ class Daemon:
         self.reload_requested = False
         self._lock_fd: int | None = None
         self._last_beat = 0.0
-        self.intake_paused: str | None = None  # why, while the vault cannot take files
         self.refused_roots: list = []  # configured folders not watched, with why (status shows them)
-        self._pause_wait = PAUSE_FIRST_RETRY_S
-        self._intake_retry_at = 0.0
-        self._paused_since = 0.0
         self._apply_config(self.cfg)
 
     def _apply_config(self, cfg: Config) -> None:
@@ -85,6 +71,15 @@ class Daemon:
         self.mail_limits = MailLimits(min_image_bytes=cfg.mail["min_inline_image_kb"] * 1024,
                                       max_attachments=cfg.mail["max_attachments"],
                                       max_message_bytes=cfg.mail["max_message_mb"] * 1024 * 1024)
+
+    @property
+    def intake_paused(self) -> str | None:
+        """Why intake is paused (the vault cannot take files), or None."""
+        step = getattr(self, "intake_step", None)
+        return step.paused if step is not None else None
+
+    def _show_now(self) -> None:
+        self._last_beat = 0.0  # the heartbeat and status line say it at the next step
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -110,6 +105,8 @@ class Daemon:
         self.reading = Reading(self.ledger, self.pool, actor=self.actor, on_read=self._read)
         self.reading.configure(self.settings, self.destinations)
         self.watcher = self._start_watcher()
+        self.intake_step = IntakeStep(self.intake, self.watcher, self.reading, self.vault,
+                                      stopping=lambda: self.stopping, on_pause_change=self._show_now)
         self._finish_sources()  # moves/deletes a killed run left waiting on documents read since
         self.loops = start_loops(self.cfg, wake=self.wake)
         schedule.clear("daemon")
@@ -275,7 +272,7 @@ class Daemon:
         # flood must not leave the workers idle (the invoice already captured
         # would wait behind every file still to capture).
         started = self.reading.feed()
-        took = self._intake()
+        took = self.intake_step.run()
         if took:
             pace.intake_busy()  # backup rounds wait (service/pace.py)
         started += self.reading.feed()
@@ -285,82 +282,6 @@ class Daemon:
         schedule.run_pending()
         self._beat()
         return bool(took or started or finished or self.pool.in_flight or self.reading.unrecorded)
-
-    def _intake(self) -> int:
-        """Take up to INTAKE_BATCH ready files, for at most INTAKE_STEP_S (the
-        watcher's fair order puts likely invoices ahead of junk; files not
-        reached stay first in line), in groups committed at once
-        (`Intake.group`): a file is done only once its group is durable.
-        Returns how many were handled."""
-        if self.intake_paused and time.monotonic() < self._intake_retry_at:
-            return 0
-        paths = self.watcher.ready(INTAKE_BATCH)
-        handled, at = 0, 0
-        start = time.monotonic()
-        while at < len(paths) and not self.stopping:
-            if handled and time.monotonic() - start >= INTAKE_STEP_S:
-                break  # not done(): handed out again first by the next ready()
-            # Between groups, never inside one: results in (their own batch),
-            # new documents out, so the workers stay busy while a long batch
-            # is captured, and no reading's result rides in a group of files.
-            self.reading.collect(timeout=0, intake_busy=True)
-            self.reading.feed()
-            taken, at, paused = self._intake_group(paths, at)
-            for path in taken:
-                self.watcher.done(path)
-            handled += len(taken)
-            if paused:
-                break  # the file stays pending; the others wait too rather than hammer the disk
-        return handled
-
-    def _intake_group(self, paths: list, at: int) -> tuple[list, int, bool]:
-        # One group from paths[at:]: (files handled, where the next group
-        # starts, whether intake paused). Closed after GROUP_S or GROUP_MAX
-        # files, so a file's rows are committed within a few milliseconds.
-        taken: list = []
-        end = time.monotonic() + GROUP_S
-        with self.intake.group(now=now(), today=today()):
-            while at < len(paths):
-                path = paths[at]
-                watch = self.watcher.watch_of(path)
-                result = None
-                try:
-                    if watch is not None:
-                        result = self.intake.take(path, watch, now=now(), today=today())
-                except sqlite3.Error:
-                    raise  # the ledger's disk: the group is undone, the main loop backs off; files stay pending
-                except Exception:
-                    log.exception("unexpected error taking a file; it stays where it is",
-                                  extra={"path": str(path)})
-                if result is not None and result.retry:
-                    self._pause_intake(result.error or "the vault cannot take files")
-                    return taken, at, True
-                at += 1
-                taken.append(path)
-                if self.intake_paused and result is not None:
-                    self._resume_intake()
-                if len(taken) >= GROUP_MAX or time.monotonic() >= end:
-                    break
-        return taken, at, False
-
-    def _pause_intake(self, reason: str) -> None:
-        if self.intake_paused is None:
-            self._paused_since = time.monotonic()
-            self._pause_wait = PAUSE_FIRST_RETRY_S
-            log.error("intake paused: the vault cannot take files; sources stay where they are and "
-                      "are retried (free space on the vault disk)",
-                      extra={"reason": reason, "vault": str(self.vault.root)})
-        else:
-            self._pause_wait = min(PAUSE_MAX_RETRY_S, self._pause_wait * 2)
-        self.intake_paused = reason
-        self._intake_retry_at = time.monotonic() + self._pause_wait
-        self._last_beat = 0.0  # show the pause in the heartbeat now
-
-    def _resume_intake(self) -> None:
-        log.info("intake resumed", extra={"paused_s": round(time.monotonic() - self._paused_since, 1)})
-        self.intake_paused = None
-        self._last_beat = 0.0
-        self.watcher.rescan_requested.set()  # anything noted while paused is looked at again
 
     def _finish_sources(self, doc_ids: list[int] | None = None) -> None:
         # A scanner file's move/delete waits until its capture was read
@@ -389,7 +310,7 @@ class Daemon:
         self.reading.configure(self.settings, self.destinations)
         self.weekly.configure(cfg)
         self.watcher.stop()
-        self.watcher = self._start_watcher()
+        self.watcher = self.intake_step.watcher = self._start_watcher()
         self._last_beat = 0.0  # a folder refused now shows in status at once
         self.watcher.scan()
         for loop in self.loops:
