@@ -293,6 +293,11 @@ def _since_local_midnight(text: str | None) -> str | None:
         day = dt.date.fromisoformat(text.strip())
     except ValueError:
         fail(f"--since: expected a date like 2026-03-01, got {text!r}", code=2)
+    # The calendar's first and last days are moved one day in: a naive
+    # datetime's local conversion probes a day either side and raised
+    # (0001-01-01: "year 0 is out of range"). No document was received on
+    # them, so the listing is the same.
+    day = min(max(day, dt.date.min + dt.timedelta(days=1)), dt.date.max - dt.timedelta(days=1))
     return utc(dt.datetime.combine(day, dt.time()).astimezone())
 
 
