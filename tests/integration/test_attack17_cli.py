@@ -69,3 +69,13 @@ def test_since_the_first_day_of_the_calendar_lists_every_document(site):
     assert since.returncode == 0, since.stderr
     assert since.stdout == every.stdout and len(every.stdout.splitlines()) == 4
     assert _cli(site, "list", "--json", "--since", "9999-12-31").stdout == ""
+
+
+@pytest.mark.parametrize("command", [("list",), ("quarantine",), ("search", "科技")])
+def test_a_limit_beyond_sqlites_integers_is_refused_as_usage_not_a_traceback(site, command):
+    # "as many as possible" typed as a big number: 2**64 did not fit SQLite's
+    # integer, and the command died with "datatype mismatch" and a traceback.
+    r = _cli(site, *command, "--limit", str(2 ** 64))
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 2 and "--limit" in r.stderr, r.stderr
+    assert _cli(site, *command, "--limit", str(2 ** 40)).returncode in (0, 1), command   # big but sane: runs
