@@ -216,7 +216,9 @@ class S3Target:
             raise err from e
 
     def head(self, key: str) -> ObjectInfo | None:
-        """See BackupTarget.head: size, and the SHA-256 recorded at upload."""
+        """See BackupTarget.head: size, and the SHA-256 of the bytes held: the
+        server's full-object checksum when it has one, else the SHA-256
+        recorded at upload (x-amz-meta-sha256)."""
         full = self._key(key)
         try:
             r = self._client.head_object(Bucket=self.bucket, Key=full, ChecksumMode="ENABLED")
@@ -225,7 +227,11 @@ class S3Target:
             if isinstance(err, NotFound):
                 return None
             raise err from e
-        sha = (r.get("Metadata") or {}).get(SHA256_META) or _hex_checksum(r.get("ChecksumSHA256"))
+        # The server's checksum of the bytes it holds first; the metadata is
+        # only a label the writer set (a hand-seeded or faulty copy can carry
+        # ours over other bytes, and a put's 412 + head then took it as
+        # backed up). A multipart object has no full-object one: the label.
+        sha = _hex_checksum(r.get("ChecksumSHA256")) or (r.get("Metadata") or {}).get(SHA256_META)
         return ObjectInfo(key, r["ContentLength"], sha, r.get("LastModified"))
 
     def get(self, key: str, dest: str | os.PathLike | None = None) -> bytes | None:
