@@ -158,7 +158,7 @@ class S3Target:
             if path.stat().st_size < self._threshold:
                 return self._put_small(key, full, path.read_bytes(), sha256)
             existing = self.head(key)
-            if existing is not None and existing.sha256 == sha256:
+            if _holds(existing, sha256, path.stat().st_size):
                 return
             # S3 offers no full-object SHA-256 for multipart uploads, so the
             # whole file is checked here; the parts' checksums guard transit.
@@ -203,7 +203,7 @@ class S3Target:
                     # another site's copy of the same original): the head
                     # below keeps it only when its recorded SHA-256 is ours.
             existing = self.head(key)
-            if existing is not None and existing.sha256 == sha256:
+            if _holds(existing, sha256, len(data)):
                 return
             self._client.put_object(**args)
         except (bx.BotoCoreError, bx.ClientError, OSError) as e:
@@ -330,6 +330,13 @@ def _precondition_failed(e: bx.ClientError) -> bool:
     """True for the 412 an If-None-Match: * put gets when the key exists."""
     return (e.response.get("Error", {}).get("Code") == "PreconditionFailed"
             or e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412)
+
+
+def _holds(existing: ObjectInfo | None, sha256: str, size: int) -> bool:
+    """True when the object found is the original: its SHA-256 (the server's,
+    or the label when the server has none) and its size both ours. A label
+    over bytes of another size is not (a truncated or hand-seeded copy)."""
+    return existing is not None and existing.sha256 == sha256 and existing.size == size
 
 
 def _hex_checksum(b64: str | None) -> str | None:

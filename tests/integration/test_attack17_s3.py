@@ -48,3 +48,17 @@ def test_an_object_there_with_other_bytes_under_our_sha256_metadata_is_replaced_
     assert target.head(object_key(sha)).sha256 != sha        # the head tells the bytes, not the label
     target.put(object_key(sha), ours, sha)
     assert target.get(object_key(sha)) == ours
+
+
+def test_an_object_without_a_server_checksum_is_ours_only_when_its_size_is_too(seaweed):
+    # Seeded without a SHA-256 checksum (an older tool, or one defaulting to
+    # CRC): only the label is left to read, and a label over bytes of
+    # another size is certainly not our original.
+    from agent.backup.base import object_key
+    bucket = seaweed.make_bucket()
+    target = open_target(seaweed.target_config(bucket))
+    ours = b"%PDF-1.7 the original" * 100
+    sha = hashlib.sha256(ours).hexdigest()
+    seaweed.client().put_object(Bucket=bucket, Key=object_key(sha), Body=b"truncated", Metadata={"sha256": sha})
+    target.put(object_key(sha), ours, sha)
+    assert target.get(object_key(sha)) == ours
