@@ -5,6 +5,7 @@ was typed (exit 2), never a traceback and never an error blamed on the ledger.""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -79,3 +80,18 @@ def test_a_limit_beyond_sqlites_integers_is_refused_as_usage_not_a_traceback(sit
     assert "Traceback" not in r.stderr, r.stderr
     assert r.returncode == 2 and "--limit" in r.stderr, r.stderr
     assert _cli(site, *command, "--limit", str(2 ** 40)).returncode in (0, 1), command   # big but sane: runs
+
+
+@pytest.mark.parametrize("extra", [(), ("--limit", "0"), ("--sort", "amount")])
+def test_a_state_named_twice_lists_each_document_once(site, extra):
+    # A script building `--state X` per wanted state, or a person repeating
+    # one: each state's walk was UNION ALL'ed once per mention, and every
+    # document came out twice (a CSV summed in Excel doubles the total).
+    states = [json.loads(line)["state"] for line in _cli(site, "list", "--json", "--limit", "0").stdout.splitlines()]
+    for state in sorted(set(states)):
+        once = _cli(site, "search", "--json", "--state", state, *extra)
+        twice = _cli(site, "search", "--json", "--state", state, "--state", state, *extra)
+        assert once.returncode == twice.returncode == 0, twice.stderr
+        ids = [json.loads(line)["id"] for line in twice.stdout.splitlines()]
+        assert len(ids) == len(set(ids)) == states.count(state), (state, ids)
+        assert twice.stdout == once.stdout
