@@ -95,3 +95,21 @@ def test_a_state_named_twice_lists_each_document_once(site, extra):
         ids = [json.loads(line)["id"] for line in twice.stdout.splitlines()]
         assert len(ids) == len(set(ids)) == states.count(state), (state, ids)
         assert twice.stdout == once.stdout
+
+
+def test_a_file_name_that_is_not_utf8_is_printed_escaped_never_as_raw_bytes(site, tmp_path):
+    # Linux names are bytes. Python holds a byte that is no UTF-8 as a lone
+    # surrogate and prints it back as the raw byte: 0x9b is CSI on a terminal
+    # that takes 8-bit controls, and a raw 0xff makes the output no UTF-8 at
+    # all (a pipe into a UTF-8 reader fails). Shown as \x9b, like `ls -b`.
+    inbox = tmp_path / "drop"
+    inbox.mkdir()
+    for raw in (b"c1\x9b31m.pdf", b"latin1-\xe9t\xe9.pdf"):
+        with open(bytes(inbox) + b"/" + raw, "wb") as f:
+            f.write(b"%PDF-1.4 " + raw)
+    r = subprocess.run([sys.executable, "-m", "service", "--config", str(site.config_path), "ingest",
+                        "--no-process", str(inbox)], capture_output=True, timeout=120, cwd=REPO)
+    out = r.stdout + r.stderr
+    text = out.decode("utf-8")    # strict: raised on the raw byte
+    assert not any("\x80" <= ch <= "\x9f" for ch in text)
+    assert "c1\\x9b31m.pdf" in text and "latin1-\\xe9t\\xe9.pdf" in text, text
