@@ -10,6 +10,7 @@ invoices the person asked not to see.
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import re
 from dataclasses import dataclass
@@ -21,6 +22,10 @@ from agent.errors import AgentError
 SORTS = ("relevance", "date", "amount")
 _MONEY = re.compile(r"[+-]?(?:\d+(?:\.\d{1,2})?|\.\d{1,2})")
 _MAX_CENTS = 2 ** 63 - 1
+# Words one search may hold: each is one condition of the SQL, and SQLite
+# refuses an expression deeper than 1,000 ("Expression tree is too large"),
+# which the CLI could only report as the ledger failing. No one types more.
+MAX_WORDS = 100
 
 
 class BadSearch(AgentError):
@@ -50,12 +55,15 @@ class SearchQuery:
         return self.text.split()
 
     def checked(self) -> "SearchQuery":
-        """This query, or BadSearch when it asks for nothing or sorts by an
-        unknown key."""
+        """This query, or BadSearch when it asks for nothing, holds more than
+        MAX_WORDS words or sorts by an unknown key."""
         if self.sort not in SORTS:
             raise BadSearch(f"sort must be one of {', '.join(SORTS)}, not {self.sort!r}")
         if not self.terms and self.amount is None and self.date is None and not self.states:
             raise BadSearch("say what to search for: TEXT, or --amount, --date or --state")
+        if len(self.terms) > MAX_WORDS:
+            raise BadSearch(f"too many words: {len(self.terms):,} (at most {MAX_WORDS}); "
+                            "every word must be found, so a few distinctive ones find the invoice")
         if self.limit is not None and self.limit < 0:
             raise BadSearch(f"--limit must be 0 (all) or more, not {self.limit}")
         return self
@@ -119,8 +127,9 @@ def parse_date_range(text: str) -> tuple[str | None, str | None]:
                 first = dt.date.fromisoformat(part + "-01")
                 if not last:
                     return first.isoformat()
-                following = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-                return (following - dt.timedelta(days=1)).isoformat()
+                # The month's own length: no step into the next month, which
+                # for December 9999 is beyond what a date can hold.
+                return first.replace(day=calendar.monthrange(first.year, first.month)[1]).isoformat()
         except ValueError:
             raise BadSearch(f"cannot read date {part!r} in {text!r}: no such date") from None
         raise BadSearch(f"cannot read date {part!r} in {text!r}: YYYY-MM-DD or YYYY-MM (e.g. {example})")

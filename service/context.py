@@ -18,6 +18,12 @@ from agent.ledger import Ledger, utc
 from service import access
 from service.textsafe import echo, json_text
 
+# Every listing's --limit (0: all). Bounded so that the count, and search's
+# one more to tell "more matched", stay within SQLite's 64-bit integers: 2**64
+# was taken and every such command died with "datatype mismatch".
+MAX_LIMIT = 2 ** 62
+LIMIT = click.IntRange(min=0, max=MAX_LIMIT)
+
 if TYPE_CHECKING:
     # Imported where used: every command loads this module, and the read
     # commands need none of the 补录, validation or vault code behind them.

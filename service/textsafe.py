@@ -22,14 +22,20 @@ import click
 # needs no search at all; the patterns are compiled (and cached by re) when
 # a text first has some other: compiling the two Unicode classes cost every
 # command more than the rest of printing (issue 17: start-up).
-_UNSAFE = "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]"
-_JSON_RAW = "[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]"
+# And the lone surrogates U+DC80-U+DCFF: a file name's byte that is no
+# UTF-8 (Linux names are bytes), which stdout's surrogateescape writes back
+# raw: 0x9b is CSI on a terminal taking 8-bit controls, and any such byte
+# makes the output no UTF-8. Shown as the byte, `\x9b`, as `ls -b` does.
+_UNSAFE = "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\udc80-\udcff]"
+_JSON_RAW = "[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\udc80-\udcff]"
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def _escape(m: re.Match) -> str:
     ch = m.group(0)
     code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - 0xDC00:02x}"   # the file name's own byte
     return _NAMED.get(ch) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
 
 

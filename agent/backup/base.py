@@ -126,7 +126,8 @@ class BackupTarget(Protocol):
     def head(self, key: str) -> ObjectInfo | None:
         """The object's size and SHA-256, or None when there is no object at `key`.
 
-        The SHA-256 is the one recorded at upload time (S3) or computed now by
+        The SHA-256 is the server's checksum of the bytes (S3; the one recorded at
+        upload for a multipart object) or computed now by
         reading the file (file target); `verify.verify_object` re-reads the
         bytes when the stored content itself must be checked.
         """

@@ -158,7 +158,7 @@ class S3Target:
             if path.stat().st_size < self._threshold:
                 return self._put_small(key, full, path.read_bytes(), sha256)
             existing = self.head(key)
-            if existing is not None and existing.sha256 == sha256:
+            if _holds(existing, sha256, path.stat().st_size):
                 return
             # S3 offers no full-object SHA-256 for multipart uploads, so the
             # whole file is checked here; the parts' checksums guard transit.
@@ -203,7 +203,7 @@ class S3Target:
                     # another site's copy of the same original): the head
                     # below keeps it only when its recorded SHA-256 is ours.
             existing = self.head(key)
-            if existing is not None and existing.sha256 == sha256:
+            if _holds(existing, sha256, len(data)):
                 return
             self._client.put_object(**args)
         except (bx.BotoCoreError, bx.ClientError, OSError) as e:
@@ -216,7 +216,9 @@ class S3Target:
             raise err from e
 
     def head(self, key: str) -> ObjectInfo | None:
-        """See BackupTarget.head: size, and the SHA-256 recorded at upload."""
+        """See BackupTarget.head: size, and the SHA-256 of the bytes held: the
+        server's full-object checksum when it has one, else the SHA-256
+        recorded at upload (x-amz-meta-sha256)."""
         full = self._key(key)
         try:
             r = self._client.head_object(Bucket=self.bucket, Key=full, ChecksumMode="ENABLED")
@@ -225,7 +227,11 @@ class S3Target:
             if isinstance(err, NotFound):
                 return None
             raise err from e
-        sha = (r.get("Metadata") or {}).get(SHA256_META) or _hex_checksum(r.get("ChecksumSHA256"))
+        # The server's checksum of the bytes it holds first; the metadata is
+        # only a label the writer set (a hand-seeded or faulty copy can carry
+        # ours over other bytes, and a put's 412 + head then took it as
+        # backed up). A multipart object has no full-object one: the label.
+        sha = _hex_checksum(r.get("ChecksumSHA256")) or (r.get("Metadata") or {}).get(SHA256_META)
         return ObjectInfo(key, r["ContentLength"], sha, r.get("LastModified"))
 
     def get(self, key: str, dest: str | os.PathLike | None = None) -> bytes | None:
@@ -324,6 +330,13 @@ def _precondition_failed(e: bx.ClientError) -> bool:
     """True for the 412 an If-None-Match: * put gets when the key exists."""
     return (e.response.get("Error", {}).get("Code") == "PreconditionFailed"
             or e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412)
+
+
+def _holds(existing: ObjectInfo | None, sha256: str, size: int) -> bool:
+    """True when the object found is the original: its SHA-256 (the server's,
+    or the label when the server has none) and its size both ours. A label
+    over bytes of another size is not (a truncated or hand-seeded copy)."""
+    return existing is not None and existing.sha256 == sha256 and existing.size == size
 
 
 def _hex_checksum(b64: str | None) -> str | None:

@@ -40,6 +40,24 @@ def utc(moment: dt.datetime) -> str:
     return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# The first and last ledger texts: every timestamp sorts between them.
+UTC_FIRST = "0001-01-01T00:00:00.000000Z"
+UTC_LAST = "9999-12-31T23:59:59.999999Z"
+
+
+def utc_bound(moment: dt.datetime) -> str:
+    """`utc(moment)`, or UTC_FIRST / UTC_LAST when the moment in UTC falls
+    before year 1 or after year 9999 (0001-01-01T00:00+08:00, a day after
+    9999-12-31): a bound typed by a person compares as "before / after
+    everything" instead of raising."""
+    try:
+        return utc(moment)
+    except (OverflowError, ValueError):
+        if moment.tzinfo is None:
+            raise
+        return UTC_FIRST if moment.year < 5000 else UTC_LAST
+
+
 def parse_utc(text: str) -> dt.datetime:
     """Inverse of `utc`; raises ValueError for text strptime's
     "%Y-%m-%dT%H:%M:%S.%fZ" does not accept."""

@@ -198,7 +198,9 @@ class SearchMixin:
 
     @staticmethod
     def _states(states: tuple[str, ...], params: dict[str, Any]) -> list[str]:
-        # One named parameter per state asked for.
+        # One named parameter per state asked for, each once: a state named
+        # twice was walked twice in the UNION ALL, every hit listed twice.
+        states = tuple(dict.fromkeys(states))
         params.update({f"state{i}": s for i, s in enumerate(states)})
         return [f":state{i}" for i in range(len(states))]
 

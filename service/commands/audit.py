@@ -19,6 +19,7 @@ import click
 from agent.audit import END_STATES, GOAL_STATES, audit_ledger
 from agent.audit_rules import CHECKS, RULES, AuditSettings
 from agent.ledger import Ledger, utc
+from agent.ledger.rows import UTC_LAST, utc_bound
 from agent.ledger.audit import AUDIT_SCHEMA
 from agent.ledger.trail import TRAIL_SCHEMA, TrailReader
 from agent.trail import BREAKS, Walked, untraced_breaks, verify_chain
@@ -211,11 +212,14 @@ def _moment(text: str | None, *, end: bool) -> str | None:
     try:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
             day = dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.timezone.utc)
+            if end and day.date() == dt.date.max:
+                return UTC_LAST       # the day after is beyond the calendar
             return utc(day + dt.timedelta(days=1) if end else day)
         moment = dt.datetime.fromisoformat(text)
     except ValueError:
         fail(f"expected a date like 2026-12-01 or a time like 2026-12-01T08:00+08:00, got {text!r}", code=2)
-    return utc(moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc))
+    # 0001-01-01T00:00+08:00 is before year 1 in UTC: before everything, not a traceback.
+    return utc_bound(moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc))
 
 
 @command.command("export", epilog="""\b

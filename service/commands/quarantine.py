@@ -12,7 +12,7 @@ import sys
 from agent import amend as lib
 from agent.errors import AgentError, NotFoundInLedger
 from agent.ledger import Document, Ledger
-from service.context import (destination_names, echo_json, fail, load, now, open_ledger, operator,
+from service.context import (LIMIT, destination_names, echo_json, fail, load, now, open_ledger, operator,
                              self_approve_empty_fields, today, validation_settings)
 from service.display import local_time
 from service.display import problem_lines as _problem_lines
@@ -45,7 +45,7 @@ pending 补录 application shows `application-pending` first: an approver
 decides it with `approve BL-...` or `decline BL-...` (see `requests`).""")
 @click.option("--sort", type=click.Choice(lib.QUARANTINE_SORTS), default="received", show_default=True,
               help="Newest received, newest invoice date, or largest amount first.")
-@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
+@click.option("--limit", type=LIMIT, default=50, show_default=True,
               help="At most this many (0: all).")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per document per line: id, received_at, invoice_number, "

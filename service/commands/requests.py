@@ -10,7 +10,7 @@ from agent.errors import AgentError
 from agent.ledger import Ledger
 from agent.ledger.applications import APPLICATION_STATES
 from service.commands.quarantine import act
-from service.context import (age_seconds, destination_names, echo_json, fail, human_age, load, now, now_dt,
+from service.context import (LIMIT, age_seconds, destination_names, echo_json, fail, human_age, load, now, now_dt,
                              open_ledger, today, validation_settings)
 from service.display import Column, local_time, table
 from service.textsafe import echo
@@ -53,7 +53,7 @@ def _listing(state: str, limit: int, as_json: bool) -> None:
 _LIST_OPTIONS = (
     click.option("--state", type=_STATE_CHOICE, default="all", show_default=True,
                  help="Only applications in this state."),
-    click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
+    click.option("--limit", type=LIMIT, default=50, show_default=True,
                  help="At most this many, newest first (0: all)."),
     click.option("--json", "as_json", is_flag=True,
                  help="One JSON object per application per line: number, state, kind, document_id, "

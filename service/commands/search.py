@@ -11,7 +11,7 @@ from agent.ledger.search import BROAD
 from agent.model import State
 from agent.search import SORTS, BadSearch, SearchQuery, parse_amount_range, parse_date_range
 from service.csv_safe import echo_csv
-from service.context import echo_json, fail, load, open_ledger
+from service.context import LIMIT, echo_json, fail, load, open_ledger
 from service.display import Column, table
 from service.textsafe import echo
 
@@ -53,7 +53,7 @@ A negative bound needs `=`: --amount=-100..0 (红字 invoices).""")
 @click.option("--sort", type=click.Choice(SORTS), default=None,
               help="relevance (the default with TEXT), date (the default without) or amount; newest or "
                    "largest first.")
-@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True, help="At most this many (0: all).")
+@click.option("--limit", type=LIMIT, default=50, show_default=True, help="At most this many (0: all).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV (UTF-8 with a BOM, for Excel) with a header row.")
 @click.pass_context

@@ -12,7 +12,7 @@ from agent.ledger.rows import RESTORED_ACTIVITY
 from agent.errors import NotFoundInLedger
 from agent.ledger import Ledger, utc
 from agent.states import State
-from service.context import age_seconds, echo_json, fail, human_age, load, now_dt, open_ledger
+from service.context import LIMIT, age_seconds, echo_json, fail, human_age, load, now_dt, open_ledger
 from service.display import Column, arrival_lines, local_time, problem_lines, table
 from service.textsafe import echo
 
@@ -240,7 +240,7 @@ def _error_codes(row: dict) -> str:
               "from midnight local time).")
 @click.option("--sort", type=click.Choice(["received", "date", "amount"]), default="received",
               show_default=True, help="Newest received, newest invoice date, or largest amount first.")
-@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
+@click.option("--limit", type=LIMIT, default=50, show_default=True,
               help="At most this many (0: all). When more match, a last line on stderr says how many.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line: id, state, received_at (UTC), "
               "invoice_number, invoice_date, total, buyer, seller, label, original_name, problems [{code, "
@@ -293,6 +293,11 @@ def _since_local_midnight(text: str | None) -> str | None:
         day = dt.date.fromisoformat(text.strip())
     except ValueError:
         fail(f"--since: expected a date like 2026-03-01, got {text!r}", code=2)
+    # The calendar's first and last days are moved one day in: a naive
+    # datetime's local conversion probes a day either side and raised
+    # (0001-01-01: "year 0 is out of range"). No document was received on
+    # them, so the listing is the same.
+    day = min(max(day, dt.date.min + dt.timedelta(days=1)), dt.date.max - dt.timedelta(days=1))
     return utc(dt.datetime.combine(day, dt.time()).astimezone())
 
 
