@@ -179,7 +179,7 @@ class FolderWatcher:
             # there, never in a folder swapped in for it later (agent/beneath.py).
             beneath.pin_root(w.path)
             poll, why = should_poll(w)
-            observer = PollingObserver(timeout=POLL_INTERVAL_S) if poll else Observer()
+            observer = PollingObserver(timeout=POLL_INTERVAL_S) if poll else _event_observer()
             observer.schedule(handler, str(w.path), recursive=True)
             observer.daemon = True
             observer.start()
@@ -377,6 +377,17 @@ class FolderWatcher:
             return len(self._pending)
 
 
+def _event_observer():
+    # On Linux, inotify with unmatched moves reported as moves: a file moved
+    # in from outside the watched folders comes as a move (ready at once,
+    # see _Handler), not as a "created" file left to settle. Elsewhere the
+    # platform's observer, whose moves in settle like any new file.
+    try:
+        return Observer(generate_full_events=True)
+    except TypeError:
+        return Observer()
+
+
 class _Handler(FileSystemEventHandler):
     def __init__(self, watcher: FolderWatcher):
         self.watcher = watcher
@@ -391,11 +402,13 @@ class _Handler(FileSystemEventHandler):
         if isinstance(event, FileMovedEvent):
             # A name renamed into place is the writer saying the file is
             # done (write under a temporary name, then rename; a copy tool
-            # moving a batch in): ready without waiting settle_seconds. A
-            # writer still at it afterwards raises modify and close events
-            # of its own: the file is taken again, and the first capture,
-            # a prefix of the second, ends `superseded` (service/intake.py).
-            self.watcher.note(Path(os.fsdecode(event.dest_path)), closed=True)
+            # moving a batch in from another folder): ready without waiting
+            # settle_seconds. A writer still at it afterwards raises modify
+            # and close events of its own: the file is taken again, and the
+            # first capture, a prefix of the second, ends `superseded`
+            # (service/intake.py). No destination: moved out, nothing to take.
+            if event.dest_path:
+                self.watcher.note(Path(os.fsdecode(event.dest_path)), closed=True)
         elif isinstance(event, FileClosedEvent):
             self.watcher.note(Path(os.fsdecode(event.src_path)), closed=True)
         elif isinstance(event, (FileCreatedEvent, FileModifiedEvent)):

@@ -23,7 +23,7 @@ def by_sha(daemon: DaemonUnderTest, data: bytes):
     return next((d for d in daemon.documents() if d.sha256 == sha), None)
 
 
-@pytest.mark.parametrize("writer", ["holds-open", "reopens", "renamed-in"])
+@pytest.mark.parametrize("writer", ["holds-open", "reopens", "renamed-in", "moved-in"])
 @pytest.mark.parametrize("after", ["move", "delete"])
 def test_a_writer_pausing_past_settle_loses_nothing(tmp_path, samples_dir, after, writer):
     invoice = (samples_dir / SAMPLE).read_bytes()
@@ -32,14 +32,17 @@ def test_a_writer_pausing_past_settle_loses_nothing(tmp_path, samples_dir, after
     d.start()
     try:
         path = tmp_path / "scan" / "inv.xml"
-        if writer == "renamed-in":
-            # Renamed into place half written, then written on through the
-            # same descriptor: a rename is taken at once (no settle), so
-            # the half file is captured; it must end superseded all the same.
-            f = open(tmp_path / "scan" / "inv.xml.part", "wb")
+        if writer in ("renamed-in", "moved-in"):
+            # Renamed into place half written (in the folder, or moved in
+            # from one not watched), then written on through the same
+            # descriptor: a rename is taken at once (no settle), so the half
+            # file is captured; it must end superseded all the same.
+            staging = tmp_path / "scan" if writer == "renamed-in" else tmp_path / "staging"
+            staging.mkdir(exist_ok=True)
+            f = open(staging / "inv.xml.part", "wb")
             f.write(half)
             f.flush()
-            os.rename(tmp_path / "scan" / "inv.xml.part", path)
+            os.rename(staging / "inv.xml.part", path)
         else:
             f = open(path, "wb")
             f.write(half)
@@ -122,6 +125,11 @@ def test_a_file_renamed_into_place_is_taken_without_waiting_settle_seconds(tmp_p
         (tmp_path / "scan" / "renamed.xml.tmp").write_bytes(invoice)
         os.rename(tmp_path / "scan" / "renamed.xml.tmp", tmp_path / "scan" / "renamed.xml")
         d.wait_until(lambda: by_sha(d, invoice), 20, "the renamed file captured well before settle_seconds")
+        moved = invoice.replace(b"</", b"  </", 1)
+        (tmp_path / "staging").mkdir()
+        (tmp_path / "staging" / "moved.xml").write_bytes(moved)
+        os.rename(tmp_path / "staging" / "moved.xml", tmp_path / "scan" / "moved.xml")
+        d.wait_until(lambda: by_sha(d, moved), 20, "a file moved in from another folder captured before settling")
         assert by_sha(d, in_place) is None, "a file still being written was taken before it settled"
         still_open.close()
         d.wait_until(lambda: by_sha(d, in_place), 20, "the file captured once closed")
