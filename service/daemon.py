@@ -33,7 +33,6 @@ from service.access import service_actor
 from service.context import now, today
 from service.intake import Intake
 from service.intake_step import IntakeStep
-from service import pace
 from service.loops import start_loops
 from service.reading import Reading, resume_stranded
 from service.notify import weekly_report_hook
@@ -273,8 +272,6 @@ class Daemon:
         # would wait behind every file still to capture).
         started = self.reading.feed()
         took = self.intake_step.run()
-        if took:
-            pace.intake_busy()  # backup rounds wait (service/pace.py)
         started += self.reading.feed()
         # While files wait to be captured, recording results keeps only its
         # share of this thread (service/reading.py): capture goes first.

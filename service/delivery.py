@@ -27,6 +27,7 @@ from agent.ledger import Ledger, utc
 from agent.ledger.rows import parse_utc
 from agent.reconcile import reconcile
 from agent.vault import Vault
+from service import pace
 from service.loops import Runner, RunnerGroup
 from service.context import actor as actor_name, now_dt
 
@@ -142,6 +143,7 @@ class DestinationRunner(Runner):
 
     def _once(self, ledger: Ledger, token: str, rng: random.Random, batch: int) -> int:
         """One pass of a worker; returns how many rows to claim next time."""
+        pace.yield_to_intake(self.stopping)  # capture goes first
         with self.cond:
             kicks = self._kicks
             decision = self.gate.decide(now_dt())

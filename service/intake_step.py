@@ -16,6 +16,7 @@ from typing import Callable
 
 from agent.capture import GROUP_MAX, GROUP_S
 from agent.vault import Vault
+from service import pace
 from service.context import now, today
 from service.intake import Intake
 from service.reading import Reading
@@ -52,7 +53,8 @@ class IntakeStep:
         watcher's fair order puts likely invoices ahead of junk; files not
         reached stay first in line), in groups committed at once
         (`Intake.group`): a file is done only once its group is durable.
-        Returns how many were handled."""
+        While files are left waiting after the step, marks intake busy
+        (`pace.intake_busy`). Returns how many were handled."""
         if self.paused and time.monotonic() < self._retry_at:
             return 0
         paths = self.watcher.ready(INTAKE_BATCH)
@@ -72,6 +74,11 @@ class IntakeStep:
             handled += len(taken)
             if paused:
                 break  # the file stays pending; the others wait too rather than hammer the disk
+        if handled and self.watcher.pending_count:
+            # A backlog: backup rounds and delivery wait until it is taken
+            # (service/pace.py). A file or two taken at once is no backlog, and
+            # delays nothing.
+            pace.intake_busy()
         return handled
 
     def _group(self, paths: list, at: int) -> tuple[list, int, bool]:

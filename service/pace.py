@@ -1,13 +1,16 @@
-"""Capture first: background loops step aside while a burst is taken in.
+"""Capture first: background loops step aside while a backlog is taken in.
 
 The main thread capturing files is what makes them safe; a backup round
-copying originals at the same moment competes for the same cores, the GIL
-and the same disk flushes (a group's `syncfs` waits for every dirty page on
-the filesystem, the backup's copies included), and a burst was captured at
-a third of the pace it reached without a backup target. The main loop marks
-intake busy after each step that took files; a backup round first waits
-until intake has been quiet for QUIET_S, or at most MAX_YIELD_S, so a flood
-that never stops still leaves the backup a round every MAX_YIELD_S.
+copying originals, or a delivery thread writing invoices out, at the same
+moment competes for the same cores, the GIL and the same disk flushes (a
+group's `syncfs` waits for every dirty page on the filesystem, the other
+loops' copies included). A burst was captured at a third of the pace it
+reached without a backup target, and the two delivery threads of a folder
+destination still took a quarter of the main thread's time. The intake step
+marks intake busy after each step that left files waiting (a file or two
+taken at once is no backlog); a backup round, and each delivery pass, first
+waits until intake has been quiet for QUIET_S, or at most MAX_YIELD_S, so a
+flood that never stops still leaves them a turn every MAX_YIELD_S.
 Nothing waits in memory: the backlog is rows in the ledger.
 """
 
@@ -25,7 +28,7 @@ _lock = threading.Lock()
 
 
 def intake_busy() -> None:
-    """Intake took files just now (main thread, after each such step)."""
+    """Intake took files just now and more are waiting (main thread, after each such step)."""
     global _busy_until
     with _lock:
         _busy_until = time.monotonic() + QUIET_S
