@@ -182,6 +182,13 @@ def _open(data: bytes):
         return pypdfium2.PdfDocument(data)
     except pypdfium2.PdfiumError as e:
         code = getattr(e, "err_code", None)
+        # PDFium's last error is per thread and not reset by every failed
+        # load: a file that fails otherwise, read after an encrypted one in
+        # the same worker, reports that file's password error. Only a file
+        # that declares encryption (its trailer's /Encrypt, never inside a
+        # compressed stream) is said to be encrypted.
+        if code in (pdfium_c.FPDF_ERR_PASSWORD, pdfium_c.FPDF_ERR_SECURITY) and b"/Encrypt" not in data:
+            code = None
         if code == pdfium_c.FPDF_ERR_PASSWORD:
             raise ExtractError("encrypted", "the PDF is encrypted with a user password") from None
         if code == pdfium_c.FPDF_ERR_SECURITY:
