@@ -89,6 +89,34 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def family_cpu_seconds(pid: int) -> float:
+    """CPU seconds of the daemon and its current children (the workers)."""
+    total = 0.0
+    try:
+        kids = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        kids = []
+    for p in [pid, *kids]:
+        try:
+            total += cpu_seconds(p)
+        except OSError:
+            pass
+    return total
+
+
+def wait_quiet(pid: int, timeout: float = 20.0) -> None:
+    """Until the daemon and its workers are done starting (their forkserver
+    preloads the extraction modules): a burst meets a running daemon."""
+    end = time.monotonic() + timeout
+    last = family_cpu_seconds(pid)
+    while time.monotonic() < end:
+        time.sleep(0.5)
+        now = family_cpu_seconds(pid)
+        if now - last < 0.05:
+            return
+        last = now
+
+
 def latency(root: Path, n: int) -> None:
     d = DaemonUnderTest(root, settle=SETTLE)
     d.start()
@@ -178,12 +206,18 @@ def burst_round(root: Path, files: list[tuple[str, bytes]]) -> dict:
     staging.mkdir()
     for name, data in files:
         (staging / name).write_bytes(data)
+    # Each side starts from a quiet disk: neither pays for the other's
+    # writeback (the staging files, the floor's deleted copies, the last
+    # round's deleted vault), which the daemon's syncfs would otherwise wait on.
+    os.sync()
     floor = floor_files_per_s(staging, root / "floor")
     shutil.rmtree(root / "floor")
+    os.sync()
     (root / "nas").mkdir()
     (root / "out").mkdir()
     d = DaemonUnderTest(root, settle=SETTLE, extra=BURST_CONFIG)
     d.start()
+    wait_quiet(d.proc.pid)
     t0 = dt.datetime.now(dt.timezone.utc)
     for name, _ in files:
         os.rename(staging / name, root / "scan" / name)  # moved in at once, as a copy tool would
@@ -219,6 +253,7 @@ def burst(root: Path, n: int, rounds: int = 2, pdf_share: float = 0.2) -> None:
     for r in range(rounds):
         with tempfile.TemporaryDirectory(dir=root) as tmp:
             res = burst_round(Path(tmp), files)
+        os.sync()  # the round's 20,000 deleted files flushed before the next one
         results.append(res)
         kinds = ", ".join(f"{k} {got}/{total} at {rate:.0f}/s"
                           for k, (total, got, rate) in sorted(res["kinds"].items()))
