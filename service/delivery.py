@@ -143,7 +143,6 @@ class DestinationRunner(Runner):
 
     def _once(self, ledger: Ledger, token: str, rng: random.Random, batch: int) -> int:
         """One pass of a worker; returns how many rows to claim next time."""
-        pace.yield_to_intake(self.stopping)  # capture goes first
         with self.cond:
             kicks = self._kicks
             decision = self.gate.decide(now_dt())
@@ -153,7 +152,7 @@ class DestinationRunner(Runner):
         if decision.kind == "probe":
             self._probe(ledger)
             return 1
-        now = now_dt()
+        now, began = now_dt(), time.monotonic()
         claims = claim(ledger, self.name, now=now, lease_s=self.lease_s, token=token, actor=self.actor,
                        limit=batch, max_delay_s=self.policy.max_delay_s)
         if not claims:
@@ -184,6 +183,9 @@ class DestinationRunner(Runner):
                 release(ledger, c, now=at, actor=self.actor)
         for (c, outcome, change), result in zip(done, results):
             self._after(ledger, outcome, change, result)
+        # While intake works through a backlog, delivery keeps only its
+        # share of the time (service/pace.py): capture goes first.
+        pace.step_aside(self.stopping, time.monotonic() - began)
         # Grow while claims come back full. Failures do not shrink it: batching
         # only saves commits; keeping a failing destination from being hammered
         # is the breaker's job, checked before every put.

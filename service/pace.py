@@ -6,11 +6,17 @@ moment competes for the same cores, the GIL and the same disk flushes (a
 group's `syncfs` waits for every dirty page on the filesystem, the other
 loops' copies included). A burst was captured at a third of the pace it
 reached without a backup target, and the two delivery threads of a folder
-destination still took a quarter of the main thread's time. The intake step
-marks intake busy after each step that left files waiting (a file or two
-taken at once is no backlog); a backup round, and each delivery pass, first
-waits until intake has been quiet for QUIET_S, or at most MAX_YIELD_S, so a
-flood that never stops still leaves them a turn every MAX_YIELD_S.
+destination still took a quarter of the main thread's time.
+
+The intake step marks intake busy after each step that left files waiting
+(a file or two taken at once is no backlog). Then:
+- a backup round first waits until intake has been quiet for QUIET_S, or at
+  most MAX_YIELD_S, so a flood that never stops still leaves it a round
+  every MAX_YIELD_S (`yield_to_intake`);
+- delivery goes on, at a share: after each pass it rests so that its passes
+  take at most DELIVERY_SHARE of its time (`step_aside`). An invoice read
+  while a flood of junk is refused is still delivered at once, not after
+  the flood; a burst's deliveries no longer crowd out its capture.
 Nothing waits in memory: the backlog is rows in the ledger.
 """
 
@@ -21,6 +27,8 @@ import time
 
 QUIET_S = 1.0
 MAX_YIELD_S = 30.0
+DELIVERY_SHARE = 0.1
+MAX_STEP_ASIDE_S = 5.0
 _POLL_S = 0.2
 
 _busy_until = 0.0
@@ -45,4 +53,23 @@ def yield_to_intake(stopping: threading.Event, *, max_s: float = MAX_YIELD_S) ->
         if left <= 0 or waited >= max_s:
             return waited
         stopping.wait(min(_POLL_S, left, max_s - waited))
+    return time.monotonic() - start
+
+
+def busy() -> bool:
+    """Intake has a backlog now (marked within the last QUIET_S)."""
+    with _lock:
+        return _busy_until > time.monotonic()
+
+
+def step_aside(stopping: threading.Event, took: float, *, share: float = DELIVERY_SHARE,
+               max_s: float = MAX_STEP_ASIDE_S) -> float:
+    """After a pass of background work that took `took` seconds: while
+    intake is busy, wait `took * (1 - share) / share` seconds (at most
+    `max_s`), so the work keeps at most `share` of the time; returns at once
+    when intake is quiet or `stopping` is set. Returns the seconds waited."""
+    if took <= 0 or not busy():
+        return 0.0
+    start = time.monotonic()
+    stopping.wait(min(max_s, took * (1 - share) / share))
     return time.monotonic() - start
