@@ -1,5 +1,6 @@
-"""Extraction in worker processes, one per core, each running one document
-at a time.
+"""Extraction in worker processes, one per core, each holding up to
+PIPELINE_DEPTH documents and reading them one at a time, in order (the
+process's side is service/worker_process.py).
 
 Each worker is its own process with its own pipe, so the pool always knows
 which document a worker holds:
@@ -19,30 +20,22 @@ The daemon never dies of a bad file.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import logging
 import multiprocessing
 import os
-import signal
 import time
 from collections import deque
 from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import wait
 
-from agent.pipeline import Analysis, analyse
-from agent.vault import Vault
+from agent.pipeline import Analysis
 from service import metrics
-from service.worker_ocr import init_worker as _init_worker  # bench/extract.py's pools use it too
+from service.worker_ocr import init_worker as _init_worker  # noqa: F401 - bench/extract.py's pools use it too
 from service.worker_ocr import ocr_slot  # noqa: F401 - part of this module's interface (tests, bench)
+from service.worker_process import SLOT_NOTE, WORKER_NICE, analyse_object, worker_main  # noqa: F401 - WORKER_NICE: tests
 
 log = logging.getLogger("fapiao.workers")
-
-
-def _analyse_object(vault_root: str, sha256: str, ocr: bool = True) -> Analysis:
-    # Runs in the worker: read from the vault there, so only a hash and a
-    # small result cross the process boundary.
-    return analyse(Vault(vault_root).read(sha256), ocr=ocr)
 
 
 @dataclass
@@ -51,120 +44,70 @@ class _Job:
     sha256: str
 
 
-PR_SET_PDEATHSIG = 1
-WORKER_NICE = 10
-_SLOT_NOTE = "ocr-slot-wait"
+# Documents a worker holds at once (service/workers.py ExtractionPool), and
+# how long it may be at one before no more are handed to it.
+PIPELINE_DEPTH = 8
+PIPELINE_STALL_S = 0.5
 # The modules every worker needs, imported once in the forkserver so a
 # replacement worker (after a timeout or a crash) starts in milliseconds.
-_PRELOAD = ["agent.pipeline", "agent.extract", "service.workers"]
-
-
-def die_with_parent() -> None:
-    """Make the kernel SIGKILL this process when its parent exits, and stop
-    holding the forkserver's "alive" pipe, so the forkserver (our parent)
-    exits as soon as the daemon does. Linux only; elsewhere a no-op."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-    from multiprocessing import forkserver
-
-    server = getattr(forkserver, "_forkserver", None)
-    fd = getattr(server, "_forkserver_alive_fd", None)
-    if fd is not None:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-        server._forkserver_alive_fd = None
-
-
-def _worker_main(conn: Connection, vault_root: str, reader, init_args: tuple) -> None:
-    # One document at a time: receive (doc_id, sha256), send (doc_id,
-    # Analysis, timing): the worker's own clock, for the metrics' histograms.
-    # EOF on the pipe (the daemon closed it or died) ends the worker.
-    from agent.extract.ocr_engine import engine_loaded
-
-    die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the daemon, which stops us
-    # Reading yields the CPU to capture: the daemon's main thread takes
-    # files in (the step that makes them safe) and records what workers
-    # read; on a machine with as many workers as cores, at equal priority
-    # the workers would take the cores from it and a burst would be
-    # captured at a fraction of the disk's pace. Idle cores still go to
-    # the workers in full.
-    with contextlib.suppress(OSError):
-        os.nice(WORKER_NICE)
-    ocr_pages: list[float] = []
-    slot_wait = {"since": 0.0, "total": 0.0}
-
-    def waiting(flag: bool) -> None:
-        # Time spent queueing for an OCR slot is another document's, not
-        # this one's: the pool stops this document's clock meanwhile, and
-        # the reading time sent back leaves it out.
-        if flag:
-            slot_wait["since"] = time.perf_counter()
-        else:
-            slot_wait["total"] += time.perf_counter() - slot_wait["since"]
-        conn.send((_SLOT_NOTE, flag))
-
-    _init_worker(*init_args, waiting, ocr_pages)
-    while True:
-        try:
-            doc_id, sha256 = conn.recv()
-        except (EOFError, OSError):
-            return
-        ocr_pages.clear()
-        slot_wait["total"] = 0.0
-        start = time.perf_counter()
-        try:
-            result = reader(vault_root, sha256)
-        except Exception as e:  # a reader that raises instead of returning an Analysis
-            result = Analysis(error_reason="internal", error_message=f"{type(e).__name__}: {e}")
-        timing = {"read_s": time.perf_counter() - start - slot_wait["total"], "ocr_s": list(ocr_pages),
-                  "ocr_loaded": engine_loaded()}
-        try:
-            conn.send((doc_id, result, timing))
-        except (EOFError, OSError):
-            return
-        except Exception as e:  # the result does not pickle
-            conn.send((doc_id, Analysis(error_reason="internal",
-                                        error_message=f"result not transferable: {type(e).__name__}: {e}"),
-                       timing))
+_PRELOAD = ["agent.pipeline", "agent.extract", "service.worker_process", "service.workers"]
 
 
 class _Worker:
-    """One worker process, its end of the pipe, and the job it holds."""
+    """One worker process, its end of the pipe, and the jobs handed to it
+    (read in order: the first is the one it is at)."""
 
     def __init__(self, ctx, vault_root: str, reader, init_args: tuple):
         parent, child = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=_worker_main, args=(child, vault_root, reader, init_args),
+        self.proc = ctx.Process(target=worker_main, args=(child, vault_root, reader, init_args),
                                 name="fapiao-extract", daemon=True)
         self.proc.start()
         child.close()
         self.conn = parent
-        self.job: _Job | None = None
+        self.jobs: deque[_Job] = deque()
+        self.killed = False
         self.timing: dict | None = None  # what the worker said of its last document
         self.started = 0.0
         self.paused_at: float | None = None  # while queueing for an OCR slot
         self.idle_since = time.monotonic()
         self.ocr_loaded = False  # it said its OCR engine is loaded (after its last document)
 
+    @property
+    def job(self) -> _Job | None:
+        """The job the worker is at, or None when it has none."""
+        return self.jobs[0] if self.jobs else None
+
     def elapsed(self, now: float) -> float:
-        """Seconds this worker has spent on its job, waits for an OCR slot excluded."""
+        """Seconds this worker has spent on its current job, waits for an OCR slot excluded."""
         return (self.paused_at if self.paused_at is not None else now) - self.started
 
     def give(self, job: _Job) -> bool:
-        """Hand `job` over; False when the worker is gone."""
+        """Hand `job` over, behind the ones it holds; False when the worker is gone."""
         try:
             self.conn.send((job.doc_id, job.sha256))
         except (OSError, EOFError, ValueError):
             return False
-        self.job, self.started, self.paused_at = job, time.monotonic(), None
+        if not self.jobs:
+            self.started, self.paused_at = time.monotonic(), None
+        self.jobs.append(job)
         return True
+
+    def finished(self, now: float) -> _Job:
+        """The current job's answer came: the next one (already in the
+        worker's pipe) is started now."""
+        job = self.jobs.popleft()
+        self.started, self.paused_at = now, None
+        if not self.jobs:
+            self.idle_since = now
+        return job
 
     def kill(self) -> None:
         """SIGKILL the process and reap it; the pipe and the process's own
-        descriptors are closed (a daemon replaces workers for months)."""
+        descriptors are closed (a daemon replaces workers for months).
+        Once only: a second call does nothing."""
+        if self.killed:
+            return
+        self.killed = True
         # The forkserver reaps its children, so only signal a pid not known dead.
         with contextlib.suppress(OSError, ValueError):
             if self.proc.exitcode is None:
@@ -197,14 +140,19 @@ class ExtractionPool:
         self.ocr_idle_unload_s = float(ocr_idle_unload_s)
         # `reader(vault_root, sha256) -> Analysis` runs in the worker; tests
         # pass one that crashes on purpose to exercise crash isolation.
-        self.reader = reader or functools.partial(_analyse_object, ocr=ocr)
+        self.reader = reader or functools.partial(analyse_object, ocr=ocr)
         self.workers = workers or os.cpu_count() or 1
         self.timeout_s = float(timeout_s)
         # At most `ocr_slots` workers OCR at once (0: no limit); the slots are
         # lock files in `slot_dir`.
         threads = self.workers // ocr_slots if 0 < ocr_slots < self.workers else 1
         self._init_args = (slot_dir, ocr_slots, threads)
-        self.capacity = self.workers * 2
+        # Each worker holds up to PIPELINE_DEPTH documents in its pipe: it
+        # starts the next the moment it sent a result, instead of idling until
+        # the main thread (busy capturing a burst) collects and hands out
+        # another; with one at a time a 0.6 ms XML cost a whole main-loop
+        # step, and reading ran at a tenth of what two cores do.
+        self.capacity = self.workers * PIPELINE_DEPTH
         # forkserver, not fork: workers must not inherit the daemon's lock
         # file or sockets, and forking a threaded daemon is unsafe.
         self._ctx = multiprocessing.get_context("forkserver")
@@ -219,7 +167,7 @@ class ExtractionPool:
     @property
     def in_flight(self) -> int:
         """Documents submitted and not yet returned by `collect`."""
-        return len(self._waiting) + sum(1 for w in self._pool if w.job)
+        return len(self._waiting) + sum(len(w.jobs) for w in self._pool)
 
     def has_room(self) -> bool:
         """True when another document may be submitted."""
@@ -227,7 +175,7 @@ class ExtractionPool:
 
     def in_flight_ids(self) -> set[int]:
         """Documents submitted and not yet returned by `collect`."""
-        return {j.doc_id for j in self._waiting} | {w.job.doc_id for w in self._pool if w.job}
+        return {j.doc_id for j in self._waiting} | {j.doc_id for w in self._pool for j in w.jobs}
 
     def worker_pids(self) -> list[int]:
         """The worker processes' ids (for status and tests)."""
@@ -262,13 +210,21 @@ class ExtractionPool:
         return True
 
     def _dispatch(self) -> None:
-        for i, w in enumerate(self._pool):
-            while not w.job and self._waiting:
-                if w.give(self._waiting[0]):
-                    self._waiting.popleft()
-                else:  # died while idle: replace it and hand the job to the new one
-                    w.kill()
-                    w = self._pool[i] = self._spawn()
+        # One job at a time to the worker holding the fewest, so both get
+        # work; never more to one still at a job after PIPELINE_STALL_S (an
+        # OCR page): what waits behind it goes to the other worker.
+        now = time.monotonic()
+        while self._waiting:
+            open_ = [i for i, w in enumerate(self._pool) if len(w.jobs) < PIPELINE_DEPTH and (
+                not w.jobs or w.elapsed(now) < PIPELINE_STALL_S)]
+            if not open_:
+                return
+            i = min(open_, key=lambda k: len(self._pool[k].jobs))
+            w = self._pool[i]
+            if w.give(self._waiting[0]):
+                self._waiting.popleft()
+            else:  # gone: its jobs go first in line again, to its replacement
+                self._replace(i)
 
     def collect(self, timeout: float) -> list[tuple[int, Analysis]]:
         """Wait up to `timeout` s for results; returns (doc_id, analysis)
@@ -277,7 +233,7 @@ class ExtractionPool:
         their OCR engine loaded for `ocr_idle_unload_s` are replaced first."""
         self._unload_idle(time.monotonic())
         self._dispatch()
-        busy = [w for w in self._pool if w.job]
+        busy = [w for w in self._pool if w.jobs]
         if not busy:
             return []
         now = time.monotonic()
@@ -287,40 +243,42 @@ class ExtractionPool:
         out = []
         now = time.monotonic()
         for i, w in enumerate(self._pool):
-            if not w.job:
+            if not w.jobs:
                 continue
+            result = self._receive(w, now, out) if w.conn in ready or w.proc.sentinel in ready else True
+            if not w.jobs:
+                continue  # every job it held is answered
             job = w.job
-            result = self._receive(w) if w.conn in ready or w.proc.sentinel in ready else True
-            if isinstance(result, Analysis):
-                w.job = None
-                timing = w.timing or {}
-                w.idle_since, w.ocr_loaded = now, bool(timing.get("ocr_loaded"))
-                metrics.observe_reading("failed" if result.error_reason else "ok", timing.get("read_s"),
-                                        timing.get("ocr_s") or ())
-                out.append((job.doc_id, result))
+            if result is True and w.elapsed(now) < self.timeout_s:
                 continue
             if result is None:
                 code = w.proc.exitcode
                 metrics.observe_reading("crashed", w.elapsed(now))
-                w.kill()
                 log.error("a worker died reading this document", extra={"document": job.doc_id, "exit": code})
                 out.append((job.doc_id, Analysis(
                     error_reason="internal",
                     error_message=f"the reader process crashed on this file (exit status {code})")))
-            elif w.elapsed(now) >= self.timeout_s:
+            else:
                 metrics.observe_reading("timeout", w.elapsed(now))
-                w.kill()
                 log.error("reading a document took too long; its worker was stopped",
                           extra={"document": job.doc_id, "timeout_s": self.timeout_s})
                 out.append((job.doc_id, Analysis(
                     error_reason="timeout",
                     error_message=f"reading took longer than {self.timeout_s:g} s ([extract] timeout_s); "
                                   "the reader was stopped")))
-            else:
-                continue
-            self._pool[i] = self._spawn()
+            w.jobs.popleft()  # the job that crashed or hung the worker is answered above
+            self._replace(i)  # kills it (a hung one)
         self._dispatch()
         return out
+
+    def _replace(self, i: int) -> None:
+        # A new worker in slot i; the jobs the old one held and never
+        # started go first in line again, in their order.
+        old = self._pool[i]
+        old.kill()
+        self._waiting.extendleft(reversed(old.jobs))
+        old.jobs.clear()
+        self._pool[i] = self._spawn()
 
     def _unload_idle(self, now: float) -> None:
         # An idle worker holds no job and no OCR slot (a slot is held for
@@ -329,33 +287,38 @@ class ExtractionPool:
         if self.ocr_idle_unload_s <= 0:
             return
         for i, w in enumerate(self._pool):
-            if w.job is None and w.ocr_loaded and now - w.idle_since >= self.ocr_idle_unload_s:
+            if not w.jobs and w.ocr_loaded and now - w.idle_since >= self.ocr_idle_unload_s:
                 w.kill()
                 self._pool[i] = self._spawn()
                 log.info("an idle worker was replaced to hand back its OCR engine's memory",
                          extra={"idle_s": round(now - w.idle_since, 1)})
 
-    def _receive(self, w: _Worker) -> Analysis | bool | None:
-        # The worker's answer for its job; True while it is still at work
-        # (it only noted an OCR slot wait); None when it died without one.
+    def _receive(self, w: _Worker, now: float, out: list) -> bool | None:
+        # Every answer the worker has sent, in order, each for the job it is
+        # at, added to `out`; True while it is still at work (or only noted an
+        # OCR slot wait), None when it died (at the job it is at now).
         try:
-            while w.conn.poll():
+            while w.jobs and w.conn.poll():
                 doc_id, result, *timing = w.conn.recv()
-                if doc_id == _SLOT_NOTE:
-                    now = time.monotonic()
+                if doc_id == SLOT_NOTE:
                     if result:
-                        w.paused_at = now
+                        w.paused_at = time.monotonic()
                     elif w.paused_at is not None:
-                        w.started += now - w.paused_at
+                        w.started += time.monotonic() - w.paused_at
                         w.paused_at = None
                     continue
-                if doc_id != w.job.doc_id:  # cannot happen: one job at a time
-                    return Analysis(error_reason="internal", error_message="a worker answered for another document")
+                if doc_id != w.job.doc_id:  # cannot happen: a worker reads its jobs in order
+                    result = Analysis(error_reason="internal", error_message="a worker answered for another document")
                 w.timing = timing[0] if timing else None
-                return result
+                job = w.finished(now)
+                t = w.timing or {}
+                w.ocr_loaded = bool(t.get("ocr_loaded"))
+                metrics.observe_reading("failed" if result.error_reason else "ok", t.get("read_s"),
+                                        t.get("ocr_s") or ())
+                out.append((job.doc_id, result))
         except (EOFError, OSError):
             return None
-        return None if w.proc.exitcode is not None else True
+        return None if w.jobs and w.proc.exitcode is not None else True
 
     def shutdown(self, wait_s: float) -> list[tuple[int, Analysis]]:
         """Finish in-flight work within `wait_s` seconds and stop every
@@ -364,15 +327,16 @@ class ExtractionPool:
         self._waiting.clear()
         finished = []
         deadline = time.monotonic() + wait_s
-        while any(w.job for w in self._pool) and time.monotonic() < deadline:
+        while any(w.jobs for w in self._pool) and time.monotonic() < deadline:
             finished += self.collect(min(0.5, max(0.0, deadline - time.monotonic())))
         for w in self._pool:
-            if w.job:
+            if w.jobs:
                 w.kill()
             else:
                 w.stop()
         for w in self._pool:
-            w.proc.join(2)
+            with contextlib.suppress(ValueError):  # killed above: already reaped and closed
+                w.proc.join(2)
             w.kill()  # reaps and closes; SIGKILL only reaches one still running
         self._pool = []
         return finished

@@ -1,0 +1,85 @@
+"""A worker holds several documents at once (service/workers.py,
+PIPELINE_DEPTH): it reads the next the moment it sent a result, so reading
+goes on while the main thread is busy capturing a burst and does not
+collect. What a crashed or stopped worker held and never started is read by
+its replacement, never failed."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from agent.pipeline import Analysis
+from agent.vault import Vault
+from service.workers import PIPELINE_DEPTH, ExtractionPool
+
+
+def slow_reader(vault_root: str, sha256: str) -> Analysis:
+    data = Vault(vault_root).read(sha256)
+    if data.startswith(b"HANG"):
+        time.sleep(600)
+    if data.startswith(b"CRASH"):
+        os._exit(139)
+    time.sleep(0.02)
+    return Analysis(invoices=[{"is_invoice": True, "number": data.decode()}])
+
+
+def _collect_all(pool: ExtractionPool, n: int, timeout: float = 60) -> dict[int, Analysis]:
+    got: dict[int, Analysis] = {}
+    deadline = time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        got.update(pool.collect(0.2))
+    return got
+
+
+def test_a_worker_reads_on_while_nobody_collects(tmp_path):
+    vault = Vault(tmp_path / "vault")
+    shas = [vault.put_bytes(f"{i:08d}".encode()).sha256 for i in range(PIPELINE_DEPTH)]
+    pool = ExtractionPool(str(vault.root), workers=1, reader=slow_reader)
+    try:
+        for i, sha in enumerate(shas):
+            assert pool.submit(i, sha), "one worker takes PIPELINE_DEPTH documents"
+        assert not pool.has_room()
+        time.sleep(1.5)  # the main thread capturing a burst: nobody collects
+        got = dict(pool.collect(0))
+        # One document at a time gave exactly one result here.
+        assert len(got) >= PIPELINE_DEPTH - 2, f"only {len(got)} read while nobody collected"
+        got.update(_collect_all(pool, PIPELINE_DEPTH - len(got)))
+        assert {i: a.invoices[0]["number"] for i, a in got.items()} == {i: f"{i:08d}" for i in range(len(shas))}
+    finally:
+        pool.shutdown(1)
+
+
+def test_what_a_hung_worker_held_is_read_by_its_replacement(tmp_path):
+    vault = Vault(tmp_path / "vault")
+    first = vault.put_bytes(b"00000001").sha256
+    hang = vault.put_bytes(b"HANG here").sha256
+    behind = [vault.put_bytes(f"{i:08d}".encode()).sha256 for i in (2, 3, 4)]
+    pool = ExtractionPool(str(vault.root), workers=1, reader=slow_reader, timeout_s=2)
+    try:
+        for doc_id, sha in [(1, first), (99, hang), (2, behind[0]), (3, behind[1]), (4, behind[2])]:
+            assert pool.submit(doc_id, sha)
+        got = _collect_all(pool, 5)
+        assert set(got) == {1, 2, 3, 4, 99}
+        assert got[99].error_reason == "timeout"
+        for i in (1, 2, 3, 4):
+            assert got[i].error_reason is None and got[i].invoices[0]["number"] == f"{i:08d}"
+    finally:
+        pool.shutdown(1)
+
+
+def test_what_a_crashed_worker_held_is_read_by_its_replacement(tmp_path):
+    vault = Vault(tmp_path / "vault")
+    crash = vault.put_bytes(b"CRASH now").sha256
+    behind = {i: vault.put_bytes(f"{i:08d}".encode()).sha256 for i in range(1, 5)}
+    pool = ExtractionPool(str(vault.root), workers=1, reader=slow_reader)
+    try:
+        assert pool.submit(99, crash)
+        for i, sha in behind.items():
+            assert pool.submit(i, sha)
+        got = _collect_all(pool, 5)
+        assert got[99].error_reason == "internal" and "crashed" in got[99].error_message
+        assert {i: got[i].invoices[0]["number"] for i in behind} == {i: f"{i:08d}" for i in behind}
+        assert pool.alive_count() == 1
+    finally:
+        pool.shutdown(1)
