@@ -53,7 +53,7 @@ class IntakeStep:
         watcher's fair order puts likely invoices ahead of junk; files not
         reached stay first in line), in groups committed at once
         (`Intake.group`): a file is done only once its group is durable.
-        While files are left waiting after the step, marks intake busy
+        While ready files are left for the next step, marks intake busy
         (`pace.intake_busy`). Returns how many were handled."""
         if self.paused and time.monotonic() < self._retry_at:
             return 0
@@ -74,10 +74,12 @@ class IntakeStep:
             handled += len(taken)
             if paused:
                 break  # the file stays pending; the others wait too rather than hammer the disk
-        if handled and self.watcher.pending_count:
-            # A backlog: backup rounds and delivery wait until it is taken
-            # (service/pace.py). A file or two taken at once is no backlog, and
-            # delays nothing.
+        if handled and (at < len(paths) or len(paths) >= INTAKE_BATCH):
+            # A backlog: ready files were left for the next step (its time
+            # was up) or more may be ready (a full batch). Capture is then
+            # the bottleneck, and backup and delivery step aside
+            # (service/pace.py). Files still settling are no backlog: they
+            # need no CPU, and a steady trickle of arrivals delays nothing.
             pace.intake_busy()
         return handled
 
