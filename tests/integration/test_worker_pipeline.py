@@ -12,6 +12,7 @@ import time
 from agent.pipeline import Analysis
 from agent.vault import Vault
 from service.workers import PIPELINE_DEPTH, ExtractionPool
+from tests.integration.test_worker_crash import collect_all
 
 
 def slow_reader(vault_root: str, sha256: str) -> Analysis:
@@ -22,14 +23,6 @@ def slow_reader(vault_root: str, sha256: str) -> Analysis:
         os._exit(139)
     time.sleep(0.02)
     return Analysis(invoices=[{"is_invoice": True, "number": data.decode()}])
-
-
-def _collect_all(pool: ExtractionPool, n: int, timeout: float = 60) -> dict[int, Analysis]:
-    got: dict[int, Analysis] = {}
-    deadline = time.monotonic() + timeout
-    while len(got) < n and time.monotonic() < deadline:
-        got.update(pool.collect(0.2))
-    return got
 
 
 def test_a_worker_reads_on_while_nobody_collects(tmp_path):
@@ -44,7 +37,7 @@ def test_a_worker_reads_on_while_nobody_collects(tmp_path):
         got = dict(pool.collect(0))
         # One document at a time gave exactly one result here.
         assert len(got) >= PIPELINE_DEPTH - 2, f"only {len(got)} read while nobody collected"
-        got.update(_collect_all(pool, PIPELINE_DEPTH - len(got)))
+        got.update(collect_all(pool, PIPELINE_DEPTH - len(got)))
         assert {i: a.invoices[0]["number"] for i, a in got.items()} == {i: f"{i:08d}" for i in range(len(shas))}
     finally:
         pool.shutdown(1)
@@ -59,7 +52,7 @@ def test_what_a_hung_worker_held_is_read_by_its_replacement(tmp_path):
     try:
         for doc_id, sha in [(1, first), (99, hang), (2, behind[0]), (3, behind[1]), (4, behind[2])]:
             assert pool.submit(doc_id, sha)
-        got = _collect_all(pool, 5)
+        got = collect_all(pool, 5)
         assert set(got) == {1, 2, 3, 4, 99}
         assert got[99].error_reason == "timeout"
         for i in (1, 2, 3, 4):
@@ -77,7 +70,7 @@ def test_what_a_crashed_worker_held_is_read_by_its_replacement(tmp_path):
         assert pool.submit(99, crash)
         for i, sha in behind.items():
             assert pool.submit(i, sha)
-        got = _collect_all(pool, 5)
+        got = collect_all(pool, 5)
         assert got[99].error_reason == "internal" and "crashed" in got[99].error_message
         assert {i: got[i].invoices[0]["number"] for i in behind} == {i: f"{i:08d}" for i in behind}
         assert pool.alive_count() == 1
