@@ -8,8 +8,9 @@ loops' copies included). A burst was captured at a third of the pace it
 reached without a backup target, and the two delivery threads of a folder
 destination still took a quarter of the main thread's time.
 
-The intake step marks intake busy after each step that left files waiting
-(a file or two taken at once is no backlog). Then:
+The intake step marks intake busy after each step that left ready files
+for the next one (files still settling, or a few taken at once, are no
+backlog: capture is not what holds them up). Then:
 - a backup round first waits until intake has been quiet for QUIET_S, or at
   most MAX_YIELD_S, so a flood that never stops still leaves it a round
   every MAX_YIELD_S (`yield_to_intake`);
@@ -36,7 +37,7 @@ _lock = threading.Lock()
 
 
 def intake_busy() -> None:
-    """Intake took files just now and more are waiting (main thread, after each such step)."""
+    """Intake took files just now and left ready ones for its next step (main thread)."""
     global _busy_until
     with _lock:
         _busy_until = time.monotonic() + QUIET_S
