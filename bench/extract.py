@@ -54,7 +54,7 @@ from pypdf import PdfReader  # noqa: E402
 from agent.errors import ExtractError  # noqa: E402
 from agent.extract import extract_bytes  # noqa: E402
 from agent.extract.sniff import sniff  # noqa: E402
-from service.workers import _init_worker  # noqa: E402
+from service.worker_ocr import init_worker as _init_worker  # noqa: E402
 from tests.corpus import PDF_TEXT_STYLES, make_corpus  # noqa: E402
 from tests.corpus.compare import field_counts, item_mismatches, mismatches  # noqa: E402
 

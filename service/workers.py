@@ -31,9 +31,8 @@ from multiprocessing.connection import wait
 
 from agent.pipeline import Analysis
 from service import metrics
-from service.worker_ocr import init_worker as _init_worker  # noqa: F401 - bench/extract.py's pools use it too
 from service.worker_ocr import ocr_slot  # noqa: F401 - part of this module's interface (tests, bench)
-from service.worker_process import SLOT_NOTE, WORKER_NICE, analyse_object, worker_main  # noqa: F401 - WORKER_NICE: tests
+from service.worker_process import SLOT_NOTE, analyse_object, worker_main
 
 log = logging.getLogger("fapiao.workers")
 
@@ -44,8 +43,8 @@ class _Job:
     sha256: str
 
 
-# Documents a worker holds at once (service/workers.py ExtractionPool), and
-# how long it may be at one before no more are handed to it.
+# Documents a worker holds at once, and how long it may be at one before
+# no more are handed to it.
 PIPELINE_DEPTH = 8
 PIPELINE_STALL_S = 0.5
 # The modules every worker needs, imported once in the forkserver so a
@@ -66,7 +65,6 @@ class _Worker:
         self.conn = parent
         self.jobs: deque[_Job] = deque()
         self.killed = False
-        self.timing: dict | None = None  # what the worker said of its last document
         self.started = 0.0
         self.paused_at: float | None = None  # while queueing for an OCR slot
         self.idle_since = time.monotonic()
@@ -288,8 +286,7 @@ class ExtractionPool:
             return
         for i, w in enumerate(self._pool):
             if not w.jobs and w.ocr_loaded and now - w.idle_since >= self.ocr_idle_unload_s:
-                w.kill()
-                self._pool[i] = self._spawn()
+                self._replace(i)
                 log.info("an idle worker was replaced to hand back its OCR engine's memory",
                          extra={"idle_s": round(now - w.idle_since, 1)})
 
@@ -309,9 +306,8 @@ class ExtractionPool:
                     continue
                 if doc_id != w.job.doc_id:  # cannot happen: a worker reads its jobs in order
                     result = Analysis(error_reason="internal", error_message="a worker answered for another document")
-                w.timing = timing[0] if timing else None
                 job = w.finished(now)
-                t = w.timing or {}
+                t = timing[0] if timing else {}
                 w.ocr_loaded = bool(t.get("ocr_loaded"))
                 metrics.observe_reading("failed" if result.error_reason else "ok", t.get("read_s"),
                                         t.get("ocr_s") or ())

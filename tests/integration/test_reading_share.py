@@ -136,7 +136,7 @@ def test_workers_yield_the_cpu_to_capture(site):
     # A worker runs at WORKER_NICE above the daemon: on as many workers as
     # cores, the main thread capturing a burst keeps a core.
     tmp, ledger, pool, ids = site
-    from service.workers import WORKER_NICE
+    from service.worker_process import WORKER_NICE
 
     mine = os.getpriority(os.PRIO_PROCESS, 0)
     want = {pid: min(19, mine + WORKER_NICE) for pid in pool.worker_pids()}
