@@ -18,6 +18,7 @@ from agent.errors import AgentError, ExtractError
 from agent.extract.plausible import drop_dates_after
 from agent.judgement import judge, settle_duplicates
 from agent.ledger import Ledger
+from agent.ledger.documents import Due
 from agent.ledger.rows import parse_utc, utc
 from agent.model import Invoice, Problem, State
 from agent.validate import ValidationSettings
@@ -186,9 +187,9 @@ def record_failure(ledger: Ledger, doc_id: int, error: str, *, now: str, actor: 
         return Outcome(touched=[doc_id] if retry_at is None else [], failed=error, retry_at=retry_at)
 
 
-def due_for_extraction(ledger: Ledger, *, now: str, limit: int) -> list[int]:
-    """Oldest-first `captured` documents to read now: never tried, or past
-    their retry time. A retry time further ahead than the longest delay
+def due_for_extraction(ledger: Ledger, *, now: str, limit: int) -> list[Due]:
+    """`captured` documents to read now, likely invoices first, then oldest
+    first: never tried, or past their retry time. A retry time further ahead than the longest delay
     means the clock went back: due now rather than stalled."""
     latest = utc(parse_utc(now) + dt.timedelta(seconds=EXTRACT_MAX_DELAY_S))
     return ledger.due_for_extraction(now=now, latest=latest, limit=limit)

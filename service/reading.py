@@ -53,6 +53,9 @@ class Reading:
         # Results in from the workers, not recorded yet: their documents are
         # still `captured` in the ledger, and are not handed out again.
         self._results: list[tuple[int, Any]] = []
+        # Documents handed out as likely invoices, until recorded: their
+        # results are recorded ahead of the others waiting.
+        self._urgent: set[int] = set()
         self._record_after = 0.0  # while intake is busy: when the next chunk may be recorded
 
     def configure(self, settings: ValidationSettings, destinations: Sequence[str]) -> None:
@@ -68,37 +71,54 @@ class Reading:
         """Hand due documents to idle workers; returns how many started.
         Only documents due: one whose reading failed waits out its backoff
         (ledger columns) instead of being handed out again at once. Never a
-        document whose result waits to be recorded, and none while
-        BUFFER_MAX results wait."""
-        if not self.pool.has_room() or len(self._results) >= BUFFER_MAX:
+        document whose result waits to be recorded. Likely invoices go
+        first and ahead of what waits for a worker; other documents only
+        while fewer than BUFFER_MAX results wait, likely invoices while fewer
+        than BUFFER_MAX of their own do: a backlog of junk read ahead never
+        holds an invoice back."""
+        if not self.pool.has_room():
             return 0
+        waiting_urgent = sum(1 for doc_id, _ in self._results if doc_id in self._urgent)
+        if waiting_urgent >= BUFFER_MAX:
+            return 0
+        full = len(self._results) >= BUFFER_MAX
         busy = self.pool.in_flight_ids() | {doc_id for doc_id, _ in self._results}
         started = 0
-        for doc_id in pipeline.due_for_extraction(self.ledger, now=now(),
-                                                  limit=self.pool.capacity + len(busy)):
-            if doc_id in busy:
+        for due in pipeline.due_for_extraction(self.ledger, now=now(), limit=self.pool.capacity + len(busy)):
+            if full and not due.likely_invoice:
+                break  # likely invoices come first: none is left
+            if due.id in busy:
                 continue
-            if not self.pool.submit(doc_id, self.ledger.get(doc_id).sha256):
+            if not self.pool.submit(due.id, due.sha256, urgent=due.likely_invoice):
                 break
+            if due.likely_invoice:
+                self._urgent.add(due.id)
             started += 1
         return started
 
     def collect(self, timeout: float, *, intake_busy: bool = False) -> list:
         """Take the results the workers have ready (waiting up to `timeout`)
-        and record them, RECORD_CHUNK to a transaction (`record_all`). While
+        and record them, likely invoices first, RECORD_CHUNK to a
+        transaction (`record_all`). While
         `intake_busy`, at most one chunk, and only once the last chunk's
         time is paid back (recording keeps RECORD_SHARE of the main thread);
         the others wait in memory, each recorded exactly once later (or read
         again after a crash: its document is still `captured`). Returns the
         results recorded now."""
         # Called idle too: the pool replaces workers idle with OCR loaded.
-        self._results += self.pool.collect(timeout=timeout)
+        got = self.pool.collect(timeout=timeout)
+        if got:
+            # Likely invoices first (stable: otherwise in the order read), so
+            # an invoice is never recorded behind a backlog of junk results.
+            self._results += got
+            self._results.sort(key=lambda r: r[0] not in self._urgent)
         done: list = []
         while self._results:
             if intake_busy and self.clock() < self._record_after:
                 break
             chunk, self._results = self._results[:RECORD_CHUNK], self._results[RECORD_CHUNK:]
             start = self.clock()
+            self._urgent.difference_update(doc_id for doc_id, _ in chunk)
             self.record_all(chunk)
             done += chunk
             if intake_busy:
@@ -155,6 +175,7 @@ class Reading:
         """Stop the pool within `timeout`, recording every result that comes
         in and every one still waiting, a chunk to a transaction."""
         results, self._results = self._results + self.pool.shutdown(timeout), []
+        self._urgent.clear()
         for i in range(0, len(results), RECORD_CHUNK):
             self.record_all(results[i:i + RECORD_CHUNK])
 

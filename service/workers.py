@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import multiprocessing
 import os
@@ -41,12 +42,21 @@ log = logging.getLogger("fapiao.workers")
 class _Job:
     doc_id: int
     sha256: str
+    urgent: bool = False  # a likely invoice: handed out ahead of the others waiting
 
 
-# Documents a worker holds at once, and how long it may be at one before
-# no more are handed to it.
+# Documents a worker holds at once at most, and how long it may be at one
+# before no more are handed to it.
 PIPELINE_DEPTH = 8
 PIPELINE_STALL_S = 0.5
+# The reading a worker may hold ahead of a document handed to it, at its
+# recent pace: a worker reading slow documents holds fewer, so an invoice
+# handed out behind them (a likely invoice is handed out ahead of all that
+# waits for a worker, not of what a worker already holds) waits ~this long
+# at most; a worker of 6 ms PDFs holds PIPELINE_DEPTH, one of OCR pages
+# (~0.8 s) one. Until a worker's first answer its pace is unknown: it holds two.
+PIPELINE_AHEAD_S = 0.25
+_FIRST_DEPTH = 2
 # The modules every worker needs, imported once in the forkserver so a
 # replacement worker (after a timeout or a crash) starts in milliseconds.
 _PRELOAD = ["agent.pipeline", "agent.extract", "service.worker_process", "service.workers"]
@@ -69,6 +79,7 @@ class _Worker:
         self.paused_at: float | None = None  # while queueing for an OCR slot
         self.idle_since = time.monotonic()
         self.ocr_loaded = False  # it said its OCR engine is loaded (after its last document)
+        self.pace_s: float | None = None  # its recent seconds a document (a moving average)
 
     @property
     def job(self) -> _Job | None:
@@ -78,6 +89,17 @@ class _Worker:
     def elapsed(self, now: float) -> float:
         """Seconds this worker has spent on its current job, waits for an OCR slot excluded."""
         return (self.paused_at if self.paused_at is not None else now) - self.started
+
+    def depth(self) -> int:
+        """Documents this worker may hold now: PIPELINE_AHEAD_S of reading
+        at its recent pace, between 1 and PIPELINE_DEPTH."""
+        if self.pace_s is None:
+            return _FIRST_DEPTH
+        return max(1, min(PIPELINE_DEPTH, int(PIPELINE_AHEAD_S / max(self.pace_s, 1e-6))))
+
+    def paced(self, read_s: float) -> None:
+        """Note one document's reading time in the worker's pace."""
+        self.pace_s = read_s if self.pace_s is None else 0.7 * self.pace_s + 0.3 * read_s
 
     def give(self, job: _Job) -> bool:
         """Hand `job` over, behind the ones it holds; False when the worker is gone."""
@@ -199,21 +221,30 @@ class ExtractionPool:
                 alive += 1
         return alive
 
-    def submit(self, doc_id: int, sha256: str) -> bool:
-        """Start reading a document; False when the pool is full."""
+    def submit(self, doc_id: int, sha256: str, *, urgent: bool = False) -> bool:
+        """Start reading a document; False when the pool is full. An
+        `urgent` one (a likely invoice) is handed out ahead of every
+        non-urgent one still waiting for a worker, and to the worker with
+        the least ahead of it; urgent ones keep their order among
+        themselves."""
         if not self.has_room():
             return False
-        self._waiting.append(_Job(doc_id, sha256))
+        job = _Job(doc_id, sha256, urgent)
+        if urgent:
+            self._waiting.insert(sum(1 for _ in itertools.takewhile(lambda j: j.urgent, self._waiting)), job)
+        else:
+            self._waiting.append(job)
         self._dispatch()
         return True
 
     def _dispatch(self) -> None:
         # One job at a time to the worker holding the fewest, so both get
-        # work; never more to one still at a job after PIPELINE_STALL_S (an
-        # OCR page): what waits behind it goes to the other worker.
+        # work, up to its depth; never more to one still at a job after
+        # PIPELINE_STALL_S (an OCR page): what waits behind it goes to the
+        # other worker.
         now = time.monotonic()
         while self._waiting:
-            open_ = [i for i, w in enumerate(self._pool) if len(w.jobs) < PIPELINE_DEPTH and (
+            open_ = [i for i, w in enumerate(self._pool) if len(w.jobs) < w.depth() and (
                 not w.jobs or w.elapsed(now) < PIPELINE_STALL_S)]
             if not open_:
                 return
@@ -309,6 +340,8 @@ class ExtractionPool:
                 job = w.finished(now)
                 t = timing[0] if timing else {}
                 w.ocr_loaded = bool(t.get("ocr_loaded"))
+                if t.get("read_s") is not None:
+                    w.paced(t["read_s"])
                 metrics.observe_reading("failed" if result.error_reason else "ok", t.get("read_s"),
                                         t.get("ocr_s") or ())
                 out.append((job.doc_id, result))

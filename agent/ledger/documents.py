@@ -33,6 +33,15 @@ _UPDATABLE = frozenset({"fields", "problems", "invoice_key", "invoice_number", "
                         "total_cents", "duplicate_of", "media_type"})
 
 
+class Due(NamedTuple):
+    """A `captured` document due for reading: its id, its object in the
+    vault, and whether it is likely an invoice (EXTRACT_RANK 0)."""
+
+    id: int
+    sha256: str
+    likely_invoice: bool
+
+
 class KeyHolder(NamedTuple):
     """The live copy of an invoice key: its id, state, whether any of its
     deliveries may have reached a destination, and whether a pending 补录
@@ -288,17 +297,17 @@ class DocumentsMixin:
 
     # -- extraction attempts ----------------------------------------------------
 
-    def due_for_extraction(self, *, now: str, latest: str, limit: int) -> list[int]:
-        """Ids of `captured` documents due for reading: never failed, or retry
-        time at or before `now`, or after `latest` (a retry time that far
-        ahead means the clock went back). Likely invoices (EXTRACT_RANK 0)
-        come first, then oldest first: a flood of junk captured earlier never
+    def due_for_extraction(self, *, now: str, latest: str, limit: int) -> list[Due]:
+        """`captured` documents due for reading: never failed, or retry time
+        at or before `now`, or after `latest` (a retry time that far ahead
+        means the clock went back). Likely invoices (EXTRACT_RANK 0) come
+        first, then oldest first: a flood of junk captured earlier never
         delays an invoice. Served by the index documents_extract_order."""
         rows = self.conn.execute(
-            f"SELECT id FROM documents WHERE state = ? AND (extract_next_at IS NULL OR extract_next_at <= ? "
-            f"OR extract_next_at > ?) ORDER BY {EXTRACT_RANK}, received_at, id LIMIT ?",
+            f"SELECT id, sha256, {EXTRACT_RANK} = 0 FROM documents WHERE state = ? AND (extract_next_at IS NULL "
+            f"OR extract_next_at <= ? OR extract_next_at > ?) ORDER BY {EXTRACT_RANK}, received_at, id LIMIT ?",
             (State.CAPTURED.value, now, latest, limit))
-        return [r[0] for r in rows]
+        return [Due(r[0], r[1], bool(r[2])) for r in rows]
 
     def extraction_attempts(self, doc_id: int) -> tuple[str, int]:
         """(state, failed extraction attempts so far) of a document; raises

@@ -1,7 +1,11 @@
 """A flood of tiny junk files (a few bytes each, not empty) through a real
 daemon, then one real invoice: the invoice is read and delivered ahead of
-junk captured before it, and every junk file ends explained (a refusal that
-names its bytes in the vault, or a quarantined document)."""
+junk captured before it and still unread, and every junk file ends explained
+(a refusal that names its bytes in the vault, or a quarantined document).
+
+Tiny junk is read in a millisecond, so reading may keep up with the flood and
+leave nothing for the invoice to overtake: the test holds the workers
+(SIGSTOP, a CPU too slow for the flood) until a pile of junk waits unread."""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ import hashlib
 import os
 import random
 import shutil
+import signal
+from contextlib import suppress
 
 import pytest
 
@@ -16,8 +22,10 @@ from agent.ledger import Ledger
 from agent.model import State
 from agent.vault import Vault
 from tests.e2e.daemon_harness import DaemonUnderTest
+from tests.support.processes import extraction_workers
 
 FLOOD = 4_000   # 2,000 of them cut headers taken as documents: a backlog the invoice must overtake
+PILE = 300      # junk documents waiting unread when the invoice comes
 INVOICE = "renoyuan__easyofd/original_invoice.xml"  # a real 数电 XML that passes validation
 # Headers of formats invoices come in, cut short: these are taken as
 # documents (their format is one the agent reads) and fail when read.
@@ -63,13 +71,29 @@ def test_an_invoice_overtakes_a_flood_of_tiny_junk(tmp_path, samples_dir):
         flood = d.root / "scan" / "copier"
         os.rename(staging, flood)  # the whole flood at once, in the invoice's folder
 
-        def junk_documents():
+        def junk_documents(state: str | None = None) -> int:
             with d.ledger() as led:
-                n = led.conn.execute("SELECT count(*) FROM documents WHERE original_name LIKE 'junk\\_%' "
-                                     "ESCAPE '\\'").fetchone()[0]
-            return n >= 300
-        d.wait_until(junk_documents, 120, "the flood's first documents")
-        shutil.copy(samples_dir / INVOICE, flood / "invoice.xml")
+                return led.conn.execute(
+                    "SELECT count(*) FROM documents WHERE original_name LIKE 'junk\\_%' ESCAPE '\\' "
+                    "AND state = coalesce(?, state)", (state,)).fetchone()[0]
+
+        def invoice_captured() -> bool:
+            with d.ledger() as led:
+                return led.conn.execute("SELECT 1 FROM documents WHERE original_name = 'invoice.xml'").fetchone()
+
+        d.wait_until(lambda: junk_documents() >= 100, 120, "the flood's first documents")
+        workers = extraction_workers(d.proc.pid)
+        assert workers, "no extraction worker found below the daemon"
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            d.wait_until(lambda: junk_documents(State.CAPTURED.value) >= PILE, 120, "a pile of unread junk")
+            shutil.copy(samples_dir / INVOICE, flood / "invoice.xml")
+            d.wait_until(invoice_captured, 60, "the invoice captured")
+        finally:
+            for pid in workers:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
 
         def delivered():
             with d.ledger() as led:
@@ -97,7 +121,8 @@ def test_an_invoice_overtakes_a_flood_of_tiny_junk(tmp_path, samples_dir):
                                                    row["received_at"])).fetchone()[0]
                 return row["id"], behind, waiting
         doc_id, overtaken, waiting = d.wait_until(delivered, 300, "the invoice to be delivered")
-        assert overtaken > 0 or waiting == 0, (
+        assert waiting >= PILE, waiting
+        assert overtaken > 0, (
             f"the invoice was read only after every junk document captured before it (document {doc_id}; "
             f"{waiting} were still unread when it arrived): it waited its turn behind the flood")
         assert list(out.iterdir()), "nothing reached the destination"

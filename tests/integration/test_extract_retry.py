@@ -32,6 +32,10 @@ def capture(ledger: Ledger, vault: Vault, data: bytes, name: str = "f.xml") -> i
     return doc_id
 
 
+def due_ids(ledger: Ledger, now: str) -> list[int]:
+    return [d.id for d in due_for_extraction(ledger, now=now, limit=10)]
+
+
 def run(ledger: Ledger, vault: Vault, doc_id: int):
     return process_captured(ledger, vault, doc_id, settings=SETTINGS, destinations=[], today=T0.date(),
                             now=NOW, actor="test", ocr=False)
@@ -82,14 +86,14 @@ def test_failures_back_off_doubling_then_quarantine_extract_failed(tmp_path):
     clock = T0
     delays = []
     for attempt in range(1, 6):
-        assert doc_id in due_for_extraction(ledger, now=utc(clock), limit=10)
+        assert doc_id in due_ids(ledger, utc(clock))
         out = record_failure(ledger, doc_id, f"boom {attempt}", now=utc(clock), actor="test")
         assert out.failed == f"boom {attempt}"
         if attempt < 5:
             retry_at = parse_utc(out.retry_at)
             delays.append((retry_at - clock).total_seconds())
             # Not due before its time (no spin), due at it; others unaffected.
-            assert due_for_extraction(ledger, now=utc(retry_at - dt.timedelta(seconds=0.5)), limit=10) == [other]
+            assert due_ids(ledger, utc(retry_at - dt.timedelta(seconds=0.5))) == [other]
             assert ledger.get(doc_id).state == "captured"
             clock = retry_at
     assert delays == [2.0, 4.0, 8.0, 16.0]
@@ -106,9 +110,9 @@ def test_a_retry_time_far_ahead_after_the_clock_went_back_is_due_now(tmp_path):
     doc_id = capture(ledger, vault, b"%PDF-1.4 clock")
     record_failure(ledger, doc_id, "boom", now=NOW, actor="test")
     back = T0 - dt.timedelta(days=2)
-    assert due_for_extraction(ledger, now=utc(back), limit=10) == [doc_id]
+    assert due_ids(ledger, utc(back)) == [doc_id]
     soon = T0 + dt.timedelta(seconds=1)
-    assert due_for_extraction(ledger, now=utc(soon), limit=10) == []
+    assert due_ids(ledger, utc(soon)) == []
     assert EXTRACT_MAX_DELAY_S < 2 * 86400
 
 

@@ -147,3 +147,50 @@ def test_workers_yield_the_cpu_to_capture(site):
             break
         time.sleep(0.1)
     assert seen == want
+
+
+def test_an_invoice_is_handed_out_and_recorded_ahead_of_a_backlog_of_junk_results(tmp_path, monkeypatch):
+    # Junk read ahead fills the buffer while intake is busy; an invoice that
+    # arrives then is still handed out, and is recorded in the next chunk,
+    # first, ahead of every junk result that waited before it.
+    monkeypatch.setattr(reading_mod, "RECORD_CHUNK", 10)
+    monkeypatch.setattr(reading_mod, "BUFFER_MAX", 40)
+    vault, ledger = Vault(tmp_path / "vault"), Ledger(tmp_path / "ledger.sqlite3")
+    pool = ExtractionPool(str(vault.root), workers=2, reader=counting_reader)
+    try:
+        junk = [capture_bytes(ledger, vault, b"%%PDF-1.4 cut %d" % i, name=f"j{i}.pdf", source_kind="scan",
+                              source="test", now=NOW, actor="test").document_id for i in range(120)]
+        clock = Clock()
+        reading = Reading(ledger, pool, actor="test", on_read=clock.on_read, clock=clock)
+        reading.configure(ValidationSettings(), ["out"])
+        until_unrecorded(reading, 40, intake_busy=True)
+        assert reading.feed() == 0, "junk is not read further ahead than BUFFER_MAX"
+        recorded_junk = set(clock.read)
+
+        invoice = capture_bytes(ledger, vault, b"%PDF-1.4\n" + os.urandom(400), name="invoice.pdf",
+                                source_kind="scan", source="test", now=NOW, actor="test").document_id
+        assert reading.feed() == 1, "the invoice waits for no junk result to be recorded"
+        deadline = time.monotonic() + 60
+        while invoice not in {d for d, _ in reading._results} and time.monotonic() < deadline:
+            reading.collect(0.1, intake_busy=True)  # the clock stands still: nothing more is recorded
+        assert invoice in {d for d, _ in reading._results}
+        assert set(clock.read) == recorded_junk
+        junk_waiting = [d for d, _ in reading._results if d != invoice]
+        assert len(junk_waiting) >= 40
+
+        clock.t += 3600  # the share is paid back: one chunk, the invoice first
+        chunk = [d for d, _ in reading.collect(0, intake_busy=True)]
+        assert chunk[0] == invoice and len(chunk) == 10
+        assert ledger.get(invoice).state == "not_invoice"
+        assert all(ledger.get(d).state == "captured" for d in junk_waiting[9:])
+        # Nothing is lost or recorded twice on the way.
+        deadline = time.monotonic() + 60
+        while states(ledger, junk)["captured"] and time.monotonic() < deadline:
+            reading.feed()
+            reading.collect(0.1)
+        reading.drain(30)
+        assert states(ledger, junk + [invoice]) == Counter({"not_invoice": len(junk) + 1})
+        assert len(clock.read) == len(set(clock.read)) == len(junk) + 1
+    finally:
+        pool.shutdown(2)
+        ledger.close()

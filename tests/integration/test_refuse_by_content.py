@@ -92,7 +92,7 @@ def test_likely_invoices_are_read_before_junk_captured_ahead_of_them(tmp_path, s
         intake.take(watch.path / f"cut{i:02d}.pdf", watch, now=NOW, today=TODAY)
     shutil.copy(samples_dir / "renoyuan__easyofd/original_invoice.xml", watch.path / "invoice.xml")
     (doc_id,) = intake.take(watch.path / "invoice.xml", watch, now=NOW, today=TODAY).documents
-    assert pipeline.due_for_extraction(ledger, now=NOW, limit=2)[0] == doc_id
+    assert pipeline.due_for_extraction(ledger, now=NOW, limit=2)[0].id == doc_id
     assert len(pipeline.due_for_extraction(ledger, now=NOW, limit=100)) == 51
 
 
@@ -105,10 +105,11 @@ def test_the_extraction_order_is_served_by_an_index(tmp_path):
                         "captured" if i % 5 else "delivered", f"2026-12-03T{i // 3600 % 24:02d}:00:00Z", NOW)
                        for i in range(100_000)])
     plan = " ".join(r[3] for r in ledger.conn.execute(
-        "EXPLAIN QUERY PLAN SELECT id FROM documents WHERE state = ? AND (extract_next_at IS NULL OR "
+        f"EXPLAIN QUERY PLAN SELECT id, sha256, {EXTRACT_RANK} = 0 FROM documents WHERE state = ? AND (extract_next_at IS NULL OR "
         f"extract_next_at <= ? OR extract_next_at > ?) ORDER BY {EXTRACT_RANK}, received_at, id LIMIT ?",
         ("captured", NOW, NOW, 4)))
     assert "documents_extract_order" in plan and "TEMP B-TREE" not in plan, plan
     first = pipeline.due_for_extraction(ledger, now=NOW, limit=4)
-    sizes = [ledger.get(i).size for i in first]
-    assert sizes == [5000] * 4 and all(ledger.get(i).media_type == "pdf" for i in first)
+    sizes = [ledger.get(d.id).size for d in first]
+    assert sizes == [5000] * 4 and all(ledger.get(d.id).media_type == "pdf" and d.likely_invoice for d in first)
+    assert all(d.sha256 == ledger.get(d.id).sha256 for d in first)

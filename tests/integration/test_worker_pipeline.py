@@ -1,8 +1,9 @@
 """A worker holds several documents at once (service/workers.py,
-PIPELINE_DEPTH): it reads the next the moment it sent a result, so reading
-goes on while the main thread is busy capturing a burst and does not
-collect. What a crashed or stopped worker held and never started is read by
-its replacement, never failed."""
+PIPELINE_DEPTH, fewer at a slow pace): it reads the next the moment it sent
+a result, so reading goes on while the main thread is busy capturing a burst
+and does not collect. What a crashed or stopped worker held and never
+started is read by its replacement, never failed. A likely invoice is handed
+out ahead of what waits for a worker."""
 
 from __future__ import annotations
 
@@ -21,8 +22,14 @@ def slow_reader(vault_root: str, sha256: str) -> Analysis:
         time.sleep(600)
     if data.startswith(b"CRASH"):
         os._exit(139)
-    time.sleep(0.02)
+    time.sleep(0.1 if data.startswith(b"SLOW") else 0.005)
     return Analysis(invoices=[{"is_invoice": True, "number": data.decode()}])
+
+
+def warmed_up(pool: ExtractionPool, vault: Vault, data: bytes = b"warm-up") -> None:
+    # One document read and collected: the worker's pace is known.
+    assert pool.submit(10_000, vault.put_bytes(data).sha256)
+    assert set(collect_all(pool, 1)) == {10_000}
 
 
 def test_a_worker_reads_on_while_nobody_collects(tmp_path):
@@ -30,6 +37,7 @@ def test_a_worker_reads_on_while_nobody_collects(tmp_path):
     shas = [vault.put_bytes(f"{i:08d}".encode()).sha256 for i in range(PIPELINE_DEPTH)]
     pool = ExtractionPool(str(vault.root), workers=1, reader=slow_reader)
     try:
+        warmed_up(pool, vault)
         for i, sha in enumerate(shas):
             assert pool.submit(i, sha), "one worker takes PIPELINE_DEPTH documents"
         assert not pool.has_room()
@@ -74,5 +82,42 @@ def test_what_a_crashed_worker_held_is_read_by_its_replacement(tmp_path):
         assert got[99].error_reason == "internal" and "crashed" in got[99].error_message
         assert {i: got[i].invoices[0]["number"] for i in behind} == {i: f"{i:08d}" for i in behind}
         assert pool.alive_count() == 1
+    finally:
+        pool.shutdown(1)
+
+
+def test_an_urgent_document_is_handed_out_ahead_of_those_waiting_for_a_worker(tmp_path):
+    vault = Vault(tmp_path / "vault")
+    pool = ExtractionPool(str(vault.root), workers=1, reader=slow_reader)
+    pool.capacity = PIPELINE_DEPTH + 8  # room for jobs that wait for the worker
+    try:
+        warmed_up(pool, vault)  # 5 ms a document: it holds PIPELINE_DEPTH
+        for i in range(PIPELINE_DEPTH + 4):  # the worker's pipe is full, four wait
+            assert pool.submit(i, vault.put_bytes(f"{i:08d}".encode()).sha256)
+        for i in (100, 101):
+            assert pool.submit(i, vault.put_bytes(f"{i:08d}".encode()).sha256, urgent=True)
+        order: list[int] = []
+        deadline = time.monotonic() + 60
+        while len(order) < PIPELINE_DEPTH + 6 and time.monotonic() < deadline:
+            order += [doc_id for doc_id, _ in pool.collect(0.2)]
+        held = list(range(PIPELINE_DEPTH))  # already in the pipe: read first, in order
+        assert order == held + [100, 101] + [PIPELINE_DEPTH + k for k in range(4)]
+    finally:
+        pool.shutdown(1)
+
+
+def test_a_worker_at_a_slow_pace_holds_one_and_an_urgent_document_waits_for_that_one_only(tmp_path):
+    vault = Vault(tmp_path / "vault")
+    pool = ExtractionPool(str(vault.root), workers=1, reader=slow_reader)
+    try:
+        warmed_up(pool, vault, b"SLOW warm-up")  # 100 ms a document: it holds one
+        for i in range(5):
+            assert pool.submit(i, vault.put_bytes(b"SLOW %d" % i).sha256)
+        assert pool.submit(100, vault.put_bytes(b"invoice").sha256, urgent=True)
+        order: list[int] = []
+        deadline = time.monotonic() + 60
+        while len(order) < 6 and time.monotonic() < deadline:
+            order += [doc_id for doc_id, _ in pool.collect(0.2)]
+        assert order == [0, 100, 1, 2, 3, 4], "the urgent document waited behind more than the one being read"
     finally:
         pool.shutdown(1)

@@ -127,3 +127,12 @@ class RunGuard:
                     os.kill(p.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+
+
+def extraction_workers(daemon_pid: int) -> list[int]:
+    """The daemon's extraction workers now: the children of its
+    multiprocessing forkserver (service/workers.py)."""
+    procs = processes()
+    servers = {p.pid for p in procs.values()
+               if p.ppid == daemon_pid and "from multiprocessing.forkserver import main" in p.cmdline}
+    return sorted(p.pid for p in procs.values() if p.ppid in servers and p.state not in ("Z", "X"))
