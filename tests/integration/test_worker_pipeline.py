@@ -22,7 +22,7 @@ def slow_reader(vault_root: str, sha256: str) -> Analysis:
         time.sleep(600)
     if data.startswith(b"CRASH"):
         os._exit(139)
-    time.sleep(0.1 if data.startswith(b"SLOW") else 0.005)
+    time.sleep(0.3 if data.startswith(b"SLOW") else 0.005)
     return Analysis(invoices=[{"is_invoice": True, "number": data.decode()}])
 
 
@@ -110,7 +110,7 @@ def test_a_worker_at_a_slow_pace_holds_one_and_an_urgent_document_waits_for_that
     vault = Vault(tmp_path / "vault")
     pool = ExtractionPool(str(vault.root), workers=1, reader=slow_reader)
     try:
-        warmed_up(pool, vault, b"SLOW warm-up")  # 100 ms a document: it holds one
+        warmed_up(pool, vault, b"SLOW warm-up")  # 300 ms a document: it holds one
         for i in range(5):
             assert pool.submit(i, vault.put_bytes(b"SLOW %d" % i).sha256)
         assert pool.submit(100, vault.put_bytes(b"invoice").sha256, urgent=True)

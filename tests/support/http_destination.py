@@ -11,6 +11,10 @@ matching requests in order:
   503          answer 503 with Retry-After (opts: retry_after=seconds, default 1)
   429          answer 429 with Retry-After (same opts)
   slow         store, then answer after `delay` seconds (default 2.0)
+  hold         (post only) keep the request, storing nothing, until `release()`
+               (or the server stops), then serve it as usual: a put that
+               arrives late, at the moment the test chooses; `released_served`
+               counts those served
   reset        reset the TCP connection (RST) without answering, store nothing
   400          answer 400 with {"message": opts message}
   409          store if absent, then answer 409 "already exists" with no receipt
@@ -46,7 +50,7 @@ from urllib.parse import unquote
 
 import pytest
 
-FAULTS = ("500", "500-after-store", "503", "429", "slow", "reset", "400", "409", "lose")
+FAULTS = ("500", "500-after-store", "503", "429", "slow", "hold", "reset", "400", "409", "lose")
 RANDOM_FAULTS = ("500", "503", "429", "reset", "500-after-store")
 
 
@@ -65,6 +69,8 @@ class FaultyFinanceServer:
         self._lock = threading.Lock()
         self._faults: collections.deque = collections.deque()
         self._stopping = threading.Event()
+        self._released = threading.Event()
+        self.released_served = 0   # held requests served after `release()`
         self.accepted: collections.Counter = collections.Counter()   # key -> times newly stored
         self.held: dict[str, dict] = {}                              # key -> receipt
         self.keep_files = keep_files  # off by default: 5,000 PDFs would dwarf a bench's own RSS
@@ -111,9 +117,15 @@ class FaultyFinanceServer:
             raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
         if on not in ("post", "get", "health", "any"):
             raise ValueError(f"on must be post, get, health or any, not {on!r}")
+        if fault == "hold" and on != "post":
+            raise ValueError("hold holds puts only (on='post')")
         with self._lock:
             for _ in range(times):
                 self._faults.append((fault, on, opts))
+
+    def release(self) -> None:
+        """Let every request held by a `hold` fault go on (now and later)."""
+        self._released.set()
 
     def clear(self) -> None:
         """Forget queued faults and stop random failures (stored invoices stay)."""
@@ -156,6 +168,10 @@ class FaultyFinanceServer:
                 self.files[key] = data
             self.fields[key] = fields
             return receipt, True
+
+    def _hold(self) -> None:
+        while not (self._released.wait(0.1) or self._stopping.is_set()):
+            pass
 
     def _forget(self, key: str) -> None:
         with self._lock:
@@ -226,6 +242,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault and fault[0] == "reset":
             return self._reset()
         body = self._body()
+        if fault and fault[0] == "hold":
+            srv._hold()
         if not self._authorised():
             return
         if fault and fault[0] in ("500", "503", "429", "400"):
@@ -249,6 +267,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(400, {"message": "sha256 does not match the file"})
         receipt, new = srv._store(key, fields, data, sha, filename or "")
         kind = fault[0] if fault else None
+        if kind == "hold":
+            with srv._lock:
+                srv.released_served += 1
         if kind == "500-after-store":
             return self._json(500, {"message": "internal error after commit"})
         if kind == "slow":
@@ -271,6 +292,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif name == "slow":
             self.server.owner._stopping.wait(float(opts.get("delay", 2.0)))
             return False
+
         elif name in ("500", "500-after-store", "503", "429", "400"):
             self._fail(name.split("-")[0], opts)
         else:
