@@ -36,7 +36,7 @@ def judge(ledger: Ledger, doc_id: int, invoice: Invoice, *, settings: Validation
         if invoice.key:
             settle_key(ledger, invoice.key, settings=settings, destinations=destinations,
                        today=today, now=now, actor=actor)
-        return State(ledger.get(doc_id).state)
+        return State(ledger.state_of(doc_id))
 
 
 def _judge(ledger: Ledger, doc_id: int, invoice: Invoice, *, settings: ValidationSettings,
@@ -120,6 +120,8 @@ def settle_key(ledger: Ledger, key: str, *, settings: ValidationSettings, destin
     rejudged: list[int] = []
     with ledger.transaction():
         for _ in range(_SETTLE_PASSES):
+            if not ledger.has_duplicates(key):
+                break  # the common case, a key read once: nothing to settle
             holder = ledger.key_holder(key)
             wrong = ledger.duplicates_with_key(key, not_of=holder.id if holder else None)
             if not wrong:

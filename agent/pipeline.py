@@ -92,7 +92,7 @@ def apply(ledger: Ledger, doc_id: int, analysis: Analysis, *, settings: Validati
     # document stranded half way (extracted but not judged, valid but not
     # queued), where no loop would pick it up again.
     with ledger.transaction():
-        if ledger.get(doc_id).state != State.CAPTURED.value:
+        if ledger.state_of(doc_id) != State.CAPTURED.value:
             return []
         return _apply(ledger, doc_id, analysis, settings=settings, destinations=destinations,
                       today=today, now=now, actor=actor)
@@ -156,7 +156,7 @@ def record(ledger: Ledger, doc_id: int, analysis: Analysis, *, settings: Validat
             raise
         return record_failure(ledger, doc_id, _describe(e), now=now, actor=actor)
     if not touched:
-        return Outcome(already=ledger.get(doc_id).state)
+        return Outcome(already=ledger.state_of(doc_id))
     return Outcome(touched=touched)
 
 

@@ -115,16 +115,17 @@ class DocumentsMixin:
 
     def transition(self, doc_id: int, to: State | str, *, now: str, actor: str,
                    reason: str | None = None, details: dict[str, Any] | None = None,
-                   expect: State | str | None = None, **columns: Any) -> Document:
+                   expect: State | str | None = None, **columns: Any) -> None:
         """Move a document to state `to`, updating `columns`, and log the event,
         all in one transaction. Raises IllegalTransition (changing nothing)
-        when the machine forbids it or the state is no longer `expect`."""
+        when the machine forbids it or the state is no longer `expect`, and
+        NotFoundInLedger for no such document."""
         bad = set(columns) - _UPDATABLE
         if bad:
             raise ValueError(f"not updatable: {sorted(bad)}")
         to = State(to)
         with self.transaction() as c:
-            current = self.get(doc_id).state
+            current = self.state_of(doc_id)
             if expect is not None and current != State(expect).value:
                 raise IllegalTransition(f"document {doc_id} is {current}, not {State(expect).value}")
             check_transition(current, to)
@@ -136,7 +137,6 @@ class DocumentsMixin:
                       {**values, "state": to.value, "now": now, "id": doc_id})
             self._event(doc_id, now=now, actor=actor, from_state=current, to_state=to.value,
                         reason=reason, details=details)
-        return self.get(doc_id)
 
     def note(self, doc_id: int | None, *, now: str, actor: str, reason: str,
              details: dict[str, Any] | None = None) -> None:
@@ -152,6 +152,13 @@ class DocumentsMixin:
                      reason=reason, details=details)
 
     # -- reading ------------------------------------------------------------------
+
+    def state_of(self, doc_id: int) -> str:
+        """The document's state alone (no columns decoded); raises NotFoundInLedger."""
+        row = self.conn.execute("SELECT state FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        if row is None:
+            raise NotFoundInLedger(f"no document {doc_id}")
+        return row[0]
 
     def get(self, doc_id: int) -> Document:
         """The document with this id; raises NotFoundInLedger."""
@@ -270,6 +277,12 @@ class DocumentsMixin:
         """Every document carrying `invoice_key` (none for None), in id order."""
         rows = self.conn.execute("SELECT * FROM documents WHERE invoice_key = ? ORDER BY id", (invoice_key,))
         return [Document.from_row(r) for r in rows]
+
+    def has_duplicates(self, invoice_key: str) -> bool:
+        """True when any `duplicate` document carries `invoice_key` (one
+        indexed probe: most keys have none)."""
+        return self.conn.execute("SELECT 1 FROM documents WHERE invoice_key = ? AND state = ? LIMIT 1",
+                                 (invoice_key, State.DUPLICATE.value)).fetchone() is not None
 
     def duplicates_with_key(self, invoice_key: str, *, not_of: int | None = None) -> list[Document]:
         """The `duplicate` documents carrying `invoice_key`, in id order; with
