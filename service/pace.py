@@ -10,7 +10,11 @@ destination still took a quarter of the main thread's time.
 
 The intake step marks intake busy after each step that left ready files
 for the next one (files still settling, or a few taken at once, are no
-backlog: capture is not what holds them up). Then:
+backlog: capture is not what holds them up); the reading stage does too
+while the workers are full and documents wait: reading and recording a
+burst to `queued` shares the main thread and the GIL with the same loops,
+and backup copies and deliveries meanwhile left a burst's last files
+waiting twice as long to be queued. Then:
 - a backup round first waits until intake has been quiet for QUIET_S, or at
   most MAX_YIELD_S, so a flood that never stops still leaves it a round
   every MAX_YIELD_S (`yield_to_intake`);
@@ -38,6 +42,16 @@ _lock = threading.Lock()
 
 def intake_busy() -> None:
     """Intake took files just now and left ready ones for its next step (main thread)."""
+    _mark()
+
+
+def reading_busy() -> None:
+    """The workers hold all they may and more documents wait to be read
+    (main thread): the burst just captured is still on its way to `queued`."""
+    _mark()
+
+
+def _mark() -> None:
     global _busy_until
     with _lock:
         _busy_until = time.monotonic() + QUIET_S
@@ -58,7 +72,7 @@ def yield_to_intake(stopping: threading.Event, *, max_s: float = MAX_YIELD_S) ->
 
 
 def busy() -> bool:
-    """Intake has a backlog now (marked within the last QUIET_S)."""
+    """Intake or reading has a backlog now (marked within the last QUIET_S)."""
     with _lock:
         return _busy_until > time.monotonic()
 

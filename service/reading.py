@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 from agent import pipeline
 from agent.ledger import Ledger
 from agent.validate import ValidationSettings
+from service import pace
 from service.context import now, today
 from service.workers import ExtractionPool
 
@@ -77,6 +78,7 @@ class Reading:
         than BUFFER_MAX of their own do: a backlog of junk read ahead never
         holds an invoice back."""
         if not self.pool.has_room():
+            pace.reading_busy()  # a backlog: backup and delivery step aside (service/pace.py)
             return 0
         waiting_urgent = sum(1 for doc_id, _ in self._results if doc_id in self._urgent)
         if waiting_urgent >= BUFFER_MAX:

@@ -194,3 +194,38 @@ def test_an_invoice_is_handed_out_and_recorded_ahead_of_a_backlog_of_junk_result
     finally:
         pool.shutdown(2)
         ledger.close()
+
+
+def test_a_full_pool_with_documents_waiting_is_a_backlog_the_other_loops_step_aside_for(site, monkeypatch):
+    # service/pace.py: backup and delivery yield while a burst is on its way
+    # to `queued`, not only while it is captured.
+    from service import pace
+
+    tmp, ledger, pool, ids = site
+    monkeypatch.setattr(pace, "_busy_until", 0.0)
+    reading = Reading(ledger, pool, actor="test", on_read=lambda ids: None)
+    reading.configure(ValidationSettings(), ["out"])
+    assert reading.feed() == pool.capacity < len(ids)
+    assert not pace.busy(), "handing out work is no backlog"
+    assert reading.feed() == 0
+    assert pace.busy(), "a full pool with 150 documents due is a backlog"
+
+
+def test_a_few_documents_are_no_backlog(tmp_path, monkeypatch):
+    from service import pace
+
+    monkeypatch.setattr(pace, "_busy_until", 0.0)
+    vault, ledger = Vault(tmp_path / "vault"), Ledger(tmp_path / "ledger.sqlite3")
+    pool = ExtractionPool(str(vault.root), workers=2, reader=counting_reader)
+    try:
+        for i in range(3):
+            capture_bytes(ledger, vault, b"%PDF-1.4\n" + os.urandom(400), name=f"f{i}.pdf", source_kind="scan",
+                          source="test", now=NOW, actor="test")
+        reading = Reading(ledger, pool, actor="test", on_read=lambda ids: None)
+        reading.configure(ValidationSettings(), ["out"])
+        assert reading.feed() == 3
+        reading.feed()
+        assert not pace.busy()
+    finally:
+        pool.shutdown(2)
+        ledger.close()
