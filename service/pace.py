@@ -10,14 +10,13 @@ destination still took a quarter of the main thread's time.
 
 The intake step marks intake busy after each step that left ready files
 for the next one (files still settling, or a few taken at once, are no
-backlog: capture is not what holds them up); the reading stage does too
-while the workers are full and documents wait: reading and recording a
-burst to `queued` shares the main thread and the GIL with the same loops,
-and backup copies and deliveries meanwhile left a burst's last files
-waiting twice as long to be queued. Then:
-- a backup round first waits until intake has been quiet for QUIET_S, or at
-  most MAX_YIELD_S, so a flood that never stops still leaves it a round
-  every MAX_YIELD_S (`yield_to_intake`);
+backlog: capture is not what holds them up); the reading stage marks
+reading busy while the workers are full and documents wait (reading and
+recording a burst to `queued` shares the main thread and the GIL with the
+same loops). Then:
+- a backup round first waits until intake and reading have been quiet for
+  QUIET_S, or at most MAX_YIELD_S, so a flood that never stops still leaves
+  it a round every MAX_YIELD_S (`yield_to_intake`);
 - delivery goes on, at a share: after each pass it rests so that its passes
   take at most DELIVERY_SHARE of its time (`step_aside`). An invoice read
   while a flood of junk is refused is still delivered at once, not after
@@ -36,34 +35,36 @@ DELIVERY_SHARE = 0.1
 MAX_STEP_ASIDE_S = 5.0
 _POLL_S = 0.2
 
-_busy_until = 0.0
+_busy_until = 0.0      # intake has a backlog until then
+_reading_until = 0.0   # reading has a backlog until then
 _lock = threading.Lock()
 
 
 def intake_busy() -> None:
     """Intake took files just now and left ready ones for its next step (main thread)."""
-    _mark()
-
-
-def reading_busy() -> None:
-    """The workers hold all they may and more documents wait to be read
-    (main thread): the burst just captured is still on its way to `queued`."""
-    _mark()
-
-
-def _mark() -> None:
     global _busy_until
     with _lock:
         _busy_until = time.monotonic() + QUIET_S
 
 
+def reading_busy() -> None:
+    """The workers hold all they may and more documents wait to be read
+    (main thread): the burst just captured is still on its way to `queued`.
+    Backup rounds wait for it; delivery does not (delivering the first
+    invoices of a burst while the rest are read is what a burst is for)."""
+    global _reading_until
+    with _lock:
+        _reading_until = time.monotonic() + QUIET_S
+
+
 def yield_to_intake(stopping: threading.Event, *, max_s: float = MAX_YIELD_S) -> float:
-    """Wait while intake is busy, at most `max_s` seconds, returning early
-    when `stopping` is set. Returns the seconds waited (0 when intake was quiet)."""
+    """Wait while intake or reading is busy, at most `max_s` seconds,
+    returning early when `stopping` is set. Returns the seconds waited (0
+    when both were quiet)."""
     start = time.monotonic()
     while not stopping.is_set():
         with _lock:
-            left = _busy_until - time.monotonic()
+            left = max(_busy_until, _reading_until) - time.monotonic()
         waited = time.monotonic() - start
         if left <= 0 or waited >= max_s:
             return waited
@@ -72,7 +73,7 @@ def yield_to_intake(stopping: threading.Event, *, max_s: float = MAX_YIELD_S) ->
 
 
 def busy() -> bool:
-    """Intake or reading has a backlog now (marked within the last QUIET_S)."""
+    """Intake has a backlog now (marked within the last QUIET_S)."""
     with _lock:
         return _busy_until > time.monotonic()
 
