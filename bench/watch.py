@@ -9,8 +9,9 @@
 Prints drop-to-captured latency p50/p95 (target p95 <= settle_seconds + 0.5 s),
 a burst of invoices (XML and text PDFs) moved in at once: files/s captured by
 the daemon beside the floor loop over the same files in the same round (read,
-sha256, write, fsync, rename, folder fsync, one WAL FULL commit a file; target:
-the daemon >= 0.5 of the floor), files/s to `queued`, peak RSS (<= 200 MB),
+sha256, write, fsync, rename, folder fsync, one WAL FULL commit a file), run
+before and after the daemon and averaged, because this disk's pace swings
+2x from minute to minute (target: the daemon >= 0.5 of the floor), files/s to `queued`, peak RSS (<= 200 MB),
 idle CPU with 10 watched folders (target < 0.2 %), and a flood of empty
 files with a real invoice dropped behind it: the daemon's cost per refused
 file (target <= 1 ms) beside a floor loop in the same run (lstat and one
@@ -197,22 +198,35 @@ def floor_files_per_s(staging: Path, out: Path) -> float:
     return len(names) / took
 
 
-def burst_round(root: Path, files: list[tuple[str, bytes]]) -> dict:
-    """One round: the floor loop over the burst's files, then the daemon
-    given the same files at once; files/s captured (from the rename of the
-    first file to the last source row), and files/s to `queued`."""
-    n = len(files)
+def stage(root: Path, files: list[tuple[str, bytes]]) -> Path:
+    """The burst's files written to `root`/staging, flushed."""
     staging = root / "staging"
     staging.mkdir()
     for name, data in files:
         (staging / name).write_bytes(data)
-    # Each side starts from a quiet disk: neither pays for the other's
-    # writeback (the staging files, the floor's deleted copies, the last
-    # round's deleted vault), which the daemon's syncfs would otherwise wait on.
     os.sync()
+    return staging
+
+
+def floor_round(root: Path, staging: Path) -> float:
+    """The floor loop over the staged files, its copies removed and flushed after."""
     floor = floor_files_per_s(staging, root / "floor")
     shutil.rmtree(root / "floor")
     os.sync()
+    return floor
+
+
+def burst_round(root: Path, files: list[tuple[str, bytes]]) -> dict:
+    """One round: the floor loop over the burst's files, the daemon given
+    the same files at once, and the floor loop again; files/s captured (from
+    the rename of the first file to the last source row) against the mean of
+    the two floor passes around it, and files/s to `queued`."""
+    n = len(files)
+    # Each side starts from a quiet disk: neither pays for the other's
+    # writeback (the staging files, the floor's deleted copies, the last
+    # round's deleted vault), which the daemon's syncfs would otherwise wait on.
+    staging = stage(root, files)
+    before = floor_round(root, staging)
     (root / "nas").mkdir()
     (root / "out").mkdir()
     d = DaemonUnderTest(root, settle=SETTLE, extra=BURST_CONFIG)
@@ -238,10 +252,14 @@ def burst_round(root: Path, files: list[tuple[str, bytes]]) -> dict:
             "ON d.id = e.document_id WHERE e.to_state = 'queued' GROUP BY d.media_type")}
         kinds = dict(led.conn.execute("SELECT media_type, count(*) FROM documents GROUP BY media_type"))
     d.stop(timeout=120)
+    os.sync()
+    shutil.rmtree(staging)
+    after = floor_round(root, stage(root, files))
+    floor = (before + after) / 2
     span = (parse_utc(last_capture) - t0).total_seconds()
     q_all = sum(c for c, _ in queued.values())
     q_last = max((at for _, at in queued.values() if at), default=None)
-    return {"n": n, "captured": captured, "floor": floor, "daemon": captured / span, "peak": peak,
+    return {"n": n, "captured": captured, "floor": floor, "before": before, "after": after, "daemon": captured / span, "peak": peak,
             "queued": q_all, "to_queued": q_all / (q_last - t0).total_seconds() if q_last else 0.0,
             "kinds": {k: (kinds.get(k, 0), c, c / (at - t0).total_seconds() if at else 0.0)
                       for k, (c, at) in queued.items()}}
@@ -258,7 +276,7 @@ def burst(root: Path, n: int, rounds: int = 2, pdf_share: float = 0.2) -> None:
         kinds = ", ".join(f"{k} {got}/{total} at {rate:.0f}/s"
                           for k, (total, got, rate) in sorted(res["kinds"].items()))
         print(f"burst round {r + 1}: {res['captured']}/{n} captured at {res['daemon']:.0f} files/s, floor loop "
-              f"{res['floor']:.0f} files/s: {res['daemon'] / res['floor']:.2f} of the floor; {res['queued']} queued "
+              f"{res['floor']:.0f} files/s ({res['before']:.0f} before, {res['after']:.0f} after): {res['daemon'] / res['floor']:.2f} of the floor; {res['queued']} queued "
               f"at {res['to_queued']:.0f} files/s ({kinds}); peak RSS {res['peak']:.0f} MB daemon+workers")
     daemon = statistics.median(r["daemon"] for r in results)
     floor = statistics.median(r["floor"] for r in results)
