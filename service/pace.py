@@ -11,9 +11,10 @@ destination still took a quarter of the main thread's time.
 The intake step marks intake busy after each step that left ready files
 for the next one (files still settling, or a few taken at once, are no
 backlog: capture is not what holds them up); the reading stage marks
-reading busy while the workers are full and documents wait (reading and
-recording a burst to `queued` shares the main thread and the GIL with the
-same loops). Then:
+reading busy while recording results takes most of the main thread (a
+burst on its way to `queued`, sharing the main thread and the GIL with the
+same loops; slow scans, which leave the main thread waiting, are no such
+backlog). Then:
 - a backup round first waits until intake and reading have been quiet for
   QUIET_S, or at most MAX_YIELD_S, so a flood that never stops still leaves
   it a round every MAX_YIELD_S (`yield_to_intake`);
@@ -48,10 +49,10 @@ def intake_busy() -> None:
 
 
 def reading_busy() -> None:
-    """The workers hold all they may and more documents wait to be read
-    (main thread): the burst just captured is still on its way to `queued`.
-    Backup rounds wait for it; delivery does not (delivering the first
-    invoices of a burst while the rest are read is what a burst is for)."""
+    """Recording results took most of the main thread just now (main
+    thread): a burst just captured is on its way to `queued`. Backup rounds
+    wait for it; delivery does not (delivering the first invoices of a burst
+    while the rest are read is what a pipeline is for)."""
     global _reading_until
     with _lock:
         _reading_until = time.monotonic() + QUIET_S

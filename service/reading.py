@@ -35,6 +35,11 @@ RECORD_SHARE = 0.15
 # for many documents, while the write lock the delivery and backup threads
 # also need is never held for long.
 RECORD_CHUNK = 64
+# Recording is the main thread's bottleneck (pace.reading_busy) when one
+# collect recorded at least BUSY_RECORDED results and took BUSY_SHARE of the
+# time since the one before.
+BUSY_RECORDED = 8
+BUSY_SHARE = 0.5
 # Results waiting unrecorded at most: beyond it no document is handed out,
 # so the workers pause instead of reading ahead of what can be recorded.
 BUFFER_MAX = 4 * RECORD_CHUNK
@@ -58,6 +63,7 @@ class Reading:
         # results are recorded ahead of the others waiting.
         self._urgent: set[int] = set()
         self._record_after = 0.0  # while intake is busy: when the next chunk may be recorded
+        self._last_collect = clock()
 
     def configure(self, settings: ValidationSettings, destinations: Sequence[str]) -> None:
         """Judge results from now on with `settings`, queueing for `destinations` (a reload)."""
@@ -75,10 +81,10 @@ class Reading:
         document whose result waits to be recorded. Likely invoices go
         first and ahead of what waits for a worker; other documents only
         while fewer than BUFFER_MAX results wait, likely invoices while fewer
-        than BUFFER_MAX of their own do: a backlog of junk read ahead never
-        holds an invoice back."""
+        than BUFFER_MAX of their own do: a backlog of junk (not of a format
+        invoices come in, or under 128 bytes) never holds an invoice back.
+        Among likely invoices it is oldest first: slow ones ahead delay it."""
         if not self.pool.has_room():
-            pace.reading_busy()  # a backlog: backup and delivery step aside (service/pace.py)
             return 0
         waiting_urgent = sum(1 for doc_id, _ in self._results if doc_id in self._urgent)
         if waiting_urgent >= BUFFER_MAX:
@@ -101,12 +107,11 @@ class Reading:
     def collect(self, timeout: float, *, intake_busy: bool = False) -> list:
         """Take the results the workers have ready (waiting up to `timeout`)
         and record them, likely invoices first, RECORD_CHUNK to a
-        transaction (`record_all`). While
-        `intake_busy`, at most one chunk, and only once the last chunk's
-        time is paid back (recording keeps RECORD_SHARE of the main thread);
-        the others wait in memory, each recorded exactly once later (or read
-        again after a crash: its document is still `captured`). Returns the
-        results recorded now."""
+        transaction (`record_all`). While `intake_busy`, at most one chunk,
+        and only once the last chunk's time is paid back (recording keeps
+        RECORD_SHARE of the main thread); the others wait in memory, each
+        recorded exactly once later (or read again after a crash: its
+        document is still `captured`). Returns the results recorded now."""
         # Called idle too: the pool replaces workers idle with OCR loaded.
         got = self.pool.collect(timeout=timeout)
         if got:
@@ -115,6 +120,7 @@ class Reading:
             self._results += got
             self._results.sort(key=lambda r: r[0] not in self._urgent)
         done: list = []
+        recording = 0.0
         while self._results:
             if intake_busy and self.clock() < self._record_after:
                 break
@@ -123,11 +129,23 @@ class Reading:
             self._urgent.difference_update(doc_id for doc_id, _ in chunk)
             self.record_all(chunk)
             done += chunk
+            took = self.clock() - start
+            recording += took
             if intake_busy:
-                took = self.clock() - start
                 self._record_after = self.clock() + took * (1 - RECORD_SHARE) / RECORD_SHARE
                 break
+        self._note_load(len(done), recording)
         return done
+
+    def _note_load(self, recorded: int, took: float) -> None:
+        # Recording a burst's results to `queued` is the main thread's
+        # bottleneck when it took most of the time since the last call, for
+        # more than a handful: backup rounds then wait (service/pace.py). A
+        # backlog of slow scans leaves the main thread idle: no mark.
+        now = self.clock()
+        since, self._last_collect = now - self._last_collect, now
+        if recorded >= BUSY_RECORDED and took >= BUSY_SHARE * since:
+            pace.reading_busy()
 
     def record_all(self, finished: list) -> None:
         """Record (doc_id, analysis) results in ONE transaction: one commit

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import logging
 import multiprocessing
 import os
@@ -178,6 +177,9 @@ class ExtractionPool:
         self._ctx = multiprocessing.get_context("forkserver")
         self._ctx.set_forkserver_preload(_PRELOAD)
         self._pool: list[_Worker] = [self._spawn() for _ in range(self.workers)]
+        # Jobs waiting for a worker: urgent ones (likely invoices) are handed
+        # out before any other, each line in its own order.
+        self._urgent: deque[_Job] = deque()
         self._waiting: deque[_Job] = deque()
         metrics.watch_pool(self)
 
@@ -187,7 +189,7 @@ class ExtractionPool:
     @property
     def in_flight(self) -> int:
         """Documents submitted and not yet returned by `collect`."""
-        return len(self._waiting) + sum(len(w.jobs) for w in self._pool)
+        return len(self._urgent) + len(self._waiting) + sum(len(w.jobs) for w in self._pool)
 
     def has_room(self) -> bool:
         """True when another document may be submitted."""
@@ -195,7 +197,8 @@ class ExtractionPool:
 
     def in_flight_ids(self) -> set[int]:
         """Documents submitted and not yet returned by `collect`."""
-        return {j.doc_id for j in self._waiting} | {j.doc_id for w in self._pool for j in w.jobs}
+        return ({j.doc_id for j in self._urgent} | {j.doc_id for j in self._waiting}
+                | {j.doc_id for w in self._pool for j in w.jobs})
 
     def worker_pids(self) -> list[int]:
         """The worker processes' ids (for status and tests)."""
@@ -229,11 +232,7 @@ class ExtractionPool:
         themselves."""
         if not self.has_room():
             return False
-        job = _Job(doc_id, sha256, urgent)
-        if urgent:
-            self._waiting.insert(sum(1 for _ in itertools.takewhile(lambda j: j.urgent, self._waiting)), job)
-        else:
-            self._waiting.append(job)
+        (self._urgent if urgent else self._waiting).append(_Job(doc_id, sha256, urgent))
         self._dispatch()
         return True
 
@@ -243,15 +242,15 @@ class ExtractionPool:
         # PIPELINE_STALL_S (an OCR page): what waits behind it goes to the
         # other worker.
         now = time.monotonic()
-        while self._waiting:
+        while line := (self._urgent or self._waiting):
             open_ = [i for i, w in enumerate(self._pool) if len(w.jobs) < w.depth() and (
                 not w.jobs or w.elapsed(now) < PIPELINE_STALL_S)]
             if not open_:
                 return
             i = min(open_, key=lambda k: len(self._pool[k].jobs))
             w = self._pool[i]
-            if w.give(self._waiting[0]):
-                self._waiting.popleft()
+            if w.give(line[0]):
+                line.popleft()
             else:  # gone: its jobs go first in line again, to its replacement
                 self._replace(i)
 
@@ -302,10 +301,11 @@ class ExtractionPool:
 
     def _replace(self, i: int) -> None:
         # A new worker in slot i; the jobs the old one held and never
-        # started go first in line again, in their order.
+        # started go first in their line again (urgent or not), in their order.
         old = self._pool[i]
         old.kill()
-        self._waiting.extendleft(reversed(old.jobs))
+        self._urgent.extendleft(reversed([j for j in old.jobs if j.urgent]))
+        self._waiting.extendleft(reversed([j for j in old.jobs if not j.urgent]))
         old.jobs.clear()
         self._pool[i] = self._spawn()
 
@@ -353,6 +353,7 @@ class ExtractionPool:
         """Finish in-flight work within `wait_s` seconds and stop every
         worker. Returns what finished; unfinished documents stay `captured`
         for the next run."""
+        self._urgent.clear()
         self._waiting.clear()
         finished = []
         deadline = time.monotonic() + wait_s

@@ -203,21 +203,40 @@ def reading_backlog(pace) -> bool:
     return pace.yield_to_intake(threading.Event(), max_s=0.2) >= 0.15
 
 
-def test_a_full_pool_with_documents_waiting_is_a_backlog_backup_waits_for(site, monkeypatch):
-    # service/pace.py: a backup round waits while a burst is on its way to
-    # `queued`, not only while it is captured; delivery does not.
+def test_recording_that_takes_the_main_thread_is_a_backlog_backup_waits_for(site, monkeypatch):
+    # service/pace.py: a backup round waits while a burst's results take the
+    # main thread on their way to `queued`, not only while it is captured;
+    # delivery does not. (The clock: each recorded chunk takes a second.)
     from service import pace
 
     tmp, ledger, pool, ids = site
+    clock = Clock()
+    reading = Reading(ledger, pool, actor="test", on_read=clock.on_read, clock=clock)
+    reading.configure(ValidationSettings(), ["out"])
+    until_unrecorded(reading, 2 * reading_mod.BUSY_RECORDED, intake_busy=True)
     monkeypatch.setattr(pace, "_busy_until", 0.0)
     monkeypatch.setattr(pace, "_reading_until", 0.0)
-    reading = Reading(ledger, pool, actor="test", on_read=lambda ids: None)
-    reading.configure(ValidationSettings(), ["out"])
-    assert reading.feed() == pool.capacity < len(ids)
-    assert not reading_backlog(pace), "handing out work is no backlog"
-    assert reading.feed() == 0
-    assert reading_backlog(pace), "a full pool with 150 documents due is a backlog"
+    clock.t += 0.5  # the step before: half a second
+    assert len(reading.collect(0)) >= 2 * reading_mod.BUSY_RECORDED
+    assert reading_backlog(pace), "recording took the main thread: backup waits"
     assert not pace.busy(), "delivery goes on while a burst is read"
+
+
+def test_results_trickling_in_are_no_backlog(site, monkeypatch):
+    # Slow scans: the main thread mostly waits for the workers, recording a
+    # few results now and then.
+    from service import pace
+
+    tmp, ledger, pool, ids = site
+    clock = Clock()
+    reading = Reading(ledger, pool, actor="test", on_read=clock.on_read, clock=clock)
+    reading.configure(ValidationSettings(), ["out"])
+    until_unrecorded(reading, 2 * reading_mod.BUSY_RECORDED, intake_busy=True)
+    monkeypatch.setattr(pace, "_busy_until", 0.0)
+    monkeypatch.setattr(pace, "_reading_until", 0.0)
+    clock.t += 3600  # an hour of waiting since the last call
+    assert len(reading.collect(0)) >= 2 * reading_mod.BUSY_RECORDED
+    assert not reading_backlog(pace)
 
 
 def test_a_few_documents_are_no_backlog(tmp_path, monkeypatch):
@@ -231,10 +250,14 @@ def test_a_few_documents_are_no_backlog(tmp_path, monkeypatch):
         for i in range(3):
             capture_bytes(ledger, vault, b"%PDF-1.4\n" + os.urandom(400), name=f"f{i}.pdf", source_kind="scan",
                           source="test", now=NOW, actor="test")
-        reading = Reading(ledger, pool, actor="test", on_read=lambda ids: None)
+        clock = Clock()
+        reading = Reading(ledger, pool, actor="test", on_read=clock.on_read, clock=clock)
         reading.configure(ValidationSettings(), ["out"])
         assert reading.feed() == 3
-        reading.feed()
+        deadline = time.monotonic() + 60
+        while states(ledger, [1, 2, 3])["captured"] and time.monotonic() < deadline:
+            reading.collect(0.1)  # each takes a second of the clock: all of the time
+        assert states(ledger, [1, 2, 3]) == Counter({"not_invoice": 3})
         assert not reading_backlog(pace)
     finally:
         pool.shutdown(2)

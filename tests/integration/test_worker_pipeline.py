@@ -121,3 +121,29 @@ def test_a_worker_at_a_slow_pace_holds_one_and_an_urgent_document_waits_for_that
         assert order == [0, 100, 1, 2, 3, 4], "the urgent document waited behind more than the one being read"
     finally:
         pool.shutdown(1)
+
+
+def test_urgent_documents_stay_ahead_and_in_order_after_a_worker_holding_others_is_replaced(tmp_path):
+    # A hung worker's unstarted documents go back in line, but not ahead of
+    # urgent ones already waiting; a later urgent one queues behind those.
+    vault = Vault(tmp_path / "vault")
+    pool = ExtractionPool(str(vault.root), workers=1, reader=slow_reader, timeout_s=2)
+    pool.capacity = 32
+    try:
+        warmed_up(pool, vault)  # 5 ms a document: it holds PIPELINE_DEPTH
+        assert pool.submit(1, vault.put_bytes(b"HANG").sha256)
+        for i in range(2, PIPELINE_DEPTH + 1):  # in the pipe behind the hang
+            assert pool.submit(i, vault.put_bytes(b"%08d" % i).sha256)
+        for i in (11, 12):
+            assert pool.submit(i, vault.put_bytes(b"%08d" % i).sha256, urgent=True)
+        order: list[int] = []
+        deadline = time.monotonic() + 60
+        while not order and time.monotonic() < deadline:
+            order += [doc_id for doc_id, _ in pool.collect(0.2)]
+        assert order == [1], "the hang times out first"
+        assert pool.submit(13, vault.put_bytes(b"%08d" % 13).sha256, urgent=True)
+        while len(order) < PIPELINE_DEPTH + 3 and time.monotonic() < deadline:
+            order += [doc_id for doc_id, _ in pool.collect(0.2)]
+        assert order == [1, 11, 12, 13] + list(range(2, PIPELINE_DEPTH + 1))
+    finally:
+        pool.shutdown(1)
