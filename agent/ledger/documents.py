@@ -26,9 +26,11 @@ _SENT = ("(doc.state IN ('delivering', 'delivered', 'confirmed', 'missing') OR E
 # A document a pending 补录 application holds (agent/applications.py).
 _HELD = "EXISTS (SELECT 1 FROM applications a WHERE a.document_id = doc.id AND a.state = 'pending')"
 # The order documents are read in (0 first): of a format invoices come in and
-# at least 128 bytes, or not. The very text of the index of migration 19.
-EXTRACT_RANK = ("(CASE WHEN media_type IN ('pdf', 'ofd', 'xml', 'png', 'jpeg', 'tiff', 'bmp', 'gif', 'webp') "
-                "AND size >= 128 THEN 0 ELSE 1 END)")
+# at least 128 bytes, or not. A zip counts: an OFD whose first member is not
+# OFD.xml and whose directory lies past the 4 KiB capture sniffs is stored as
+# one. The very text of the index of migration 29.
+EXTRACT_RANK = ("(CASE WHEN media_type IN ('pdf', 'ofd', 'xml', 'zip', 'png', 'jpeg', 'tiff', 'bmp', 'gif', "
+                "'webp') AND size >= 128 THEN 0 ELSE 1 END)")
 _UPDATABLE = frozenset({"fields", "problems", "invoice_key", "invoice_number", "invoice_date",
                         "total_cents", "duplicate_of", "media_type"})
 

@@ -113,3 +113,61 @@ def test_the_extraction_order_is_served_by_an_index(tmp_path):
     sizes = [ledger.get(d.id).size for d in first]
     assert sizes == [5000] * 4 and all(ledger.get(d.id).media_type == "pdf" and d.likely_invoice for d in first)
     assert all(d.sha256 == ledger.get(d.id).sha256 for d in first)
+
+
+def test_an_ofd_stored_as_a_zip_is_read_among_the_likely_invoices(tmp_path, samples_dir):
+    # An OFD whose first member is not OFD.xml, with that member's header past
+    # the 4 KiB capture sniffs: its head says only "zip". It must not wait
+    # behind every likely invoice of a flood captured before it.
+    import zipfile
+
+    intake, ledger, vault, watch = setup(tmp_path)
+    out = io.BytesIO()
+    with zipfile.ZipFile(samples_dir / "renoyuan__easyofd/增值税电子专票5.ofd") as src, \
+            zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
+        dst.writestr("Doc_0/Res/padding.bin", os.urandom(8192))
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+    for i in range(20):  # likely invoices captured first
+        (watch.path / f"p{i:02d}.pdf").write_bytes(b"%PDF-1.4\n" + os.urandom(400))
+        intake.take(watch.path / f"p{i:02d}.pdf", watch, now=NOW, today=TODAY)
+    for i in range(20):  # tiny junk of an invoice format, captured before the OFD too
+        (watch.path / f"cut{i:02d}.pdf").write_bytes(b"%%PDF-1.4 x%d" % i)
+        intake.take(watch.path / f"cut{i:02d}.pdf", watch, now=NOW, today=TODAY)
+    (watch.path / "invoice.ofd").write_bytes(out.getvalue())
+    (doc_id,) = intake.take(watch.path / "invoice.ofd", watch, now=NOW, today=TODAY).documents
+    assert ledger.get(doc_id).media_type == "zip"
+    due = pipeline.due_for_extraction(ledger, now=NOW, limit=100)
+    assert [d.id for d in due].index(doc_id) == 20, "read with the likely invoices, before the tiny junk"
+    assert next(d for d in due if d.id == doc_id).likely_invoice
+
+
+def test_an_upgraded_ledger_reads_its_zips_among_the_likely_invoices_by_the_index(tmp_path):
+    # Migration 29 rebuilds the extraction-order index with the zip in it.
+    import sqlite3
+
+    from agent.ledger import _statements
+    from agent.ledger.schema import MIGRATIONS, STEPS
+
+    before = next(i for i, m in enumerate(MIGRATIONS) if "'zip'" in m and "documents_extract_order" in m)
+    path = tmp_path / "ledger.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN")
+    for version in range(before):
+        for statement in _statements(MIGRATIONS[version]):
+            conn.execute(statement)
+        if version + 1 in STEPS:
+            STEPS[version + 1](conn)
+    conn.execute(f"PRAGMA user_version = {before}")
+    for i, (media, size) in enumerate([("pdf", 50), ("zip", 5000), ("pdf", 5000)]):
+        conn.execute("INSERT INTO documents (sha256, size, media_type, source_kind, received_at, updated_at, state) "
+                     "VALUES (?, ?, ?, 'scanner', ?, ?, 'captured')", (f"{i:064x}", size, media, NOW, NOW))
+    conn.execute("COMMIT")
+    conn.close()
+    with Ledger(path) as ledger:
+        assert [d.id for d in pipeline.due_for_extraction(ledger, now=NOW, limit=10)] == [2, 3, 1]
+        plan = " ".join(r[3] for r in ledger.conn.execute(
+            f"EXPLAIN QUERY PLAN SELECT id, sha256, {EXTRACT_RANK} = 0 FROM documents WHERE state = ? AND "
+            f"(extract_next_at IS NULL OR extract_next_at <= ? OR extract_next_at > ?) "
+            f"ORDER BY {EXTRACT_RANK}, received_at, id LIMIT ?", ("captured", NOW, NOW, 4)))
+        assert "documents_extract_order" in plan and "TEMP B-TREE" not in plan, plan
