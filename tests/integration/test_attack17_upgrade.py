@@ -5,24 +5,16 @@ counts, so the backfill must give what the rows say."""
 
 from __future__ import annotations
 
-import sqlite3
-
-from agent.ledger import Ledger, _statements
-from agent.ledger.schema import MIGRATIONS, STEPS
+from agent.ledger import Ledger
+from agent.ledger.schema import MIGRATIONS
+from tests.support.old_ledger import ledger_before
 
 BEFORE_COUNTS = next(i for i, m in enumerate(MIGRATIONS) if "CREATE TABLE backup_counts" in m)
 T = "2026-11-01T00:00:00.000000Z"
 
 
 def _old_ledger(path) -> None:
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("BEGIN")
-    for version in range(BEFORE_COUNTS):
-        for statement in _statements(MIGRATIONS[version]):
-            conn.execute(statement)
-        if version + 1 in STEPS:
-            STEPS[version + 1](conn)
-    conn.execute(f"PRAGMA user_version = {BEFORE_COUNTS}")
+    conn = ledger_before(path, BEFORE_COUNTS)
     shas = [f"{i:064x}" for i in range(1, 8)]
     # 7 originals, one of them in two documents (a file of two invoices).
     for i, sha in enumerate(shas + [shas[0]]):

@@ -5,6 +5,7 @@ twice, and a stop records every one that waits."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections import Counter
@@ -73,6 +74,22 @@ def until_unrecorded(reading: Reading, n: int, *, intake_busy: bool) -> list:
 def states(ledger: Ledger, ids: list[int]) -> Counter:
     marks = ",".join("?" * len(ids))
     return Counter(r[0] for r in ledger.conn.execute(f"SELECT state FROM documents WHERE id IN ({marks})", ids))
+
+
+@contextlib.contextmanager
+def own_reading(tmp_path: Path):
+    """A fresh ledger, vault and pool of two real workers, and a Reading on
+    them with the test Clock: (ledger, vault, reading, clock)."""
+    vault, ledger = Vault(tmp_path / "vault"), Ledger(tmp_path / "ledger.sqlite3")
+    pool = ExtractionPool(str(vault.root), workers=2, reader=counting_reader)
+    try:
+        clock = Clock()
+        reading = Reading(ledger, pool, actor="test", on_read=clock.on_read, clock=clock)
+        reading.configure(ValidationSettings(), ["out"])
+        yield ledger, vault, reading, clock
+    finally:
+        pool.shutdown(2)
+        ledger.close()
 
 
 def test_while_intake_is_busy_results_wait_and_are_recorded_a_chunk_per_paid_back_share(site, monkeypatch):
@@ -155,14 +172,9 @@ def test_an_invoice_is_handed_out_and_recorded_ahead_of_a_backlog_of_junk_result
     # first, ahead of every junk result that waited before it.
     monkeypatch.setattr(reading_mod, "RECORD_CHUNK", 10)
     monkeypatch.setattr(reading_mod, "BUFFER_MAX", 40)
-    vault, ledger = Vault(tmp_path / "vault"), Ledger(tmp_path / "ledger.sqlite3")
-    pool = ExtractionPool(str(vault.root), workers=2, reader=counting_reader)
-    try:
+    with own_reading(tmp_path) as (ledger, vault, reading, clock):
         junk = [capture_bytes(ledger, vault, b"%%PDF-1.4 cut %d" % i, name=f"j{i}.pdf", source_kind="scan",
                               source="test", now=NOW, actor="test").document_id for i in range(120)]
-        clock = Clock()
-        reading = Reading(ledger, pool, actor="test", on_read=clock.on_read, clock=clock)
-        reading.configure(ValidationSettings(), ["out"])
         until_unrecorded(reading, 40, intake_busy=True)
         assert reading.feed() == 0, "junk is not read further ahead than BUFFER_MAX"
         recorded_junk = set(clock.read)
@@ -191,9 +203,6 @@ def test_an_invoice_is_handed_out_and_recorded_ahead_of_a_backlog_of_junk_result
         reading.drain(30)
         assert states(ledger, junk + [invoice]) == Counter({"not_invoice": len(junk) + 1})
         assert len(clock.read) == len(set(clock.read)) == len(junk) + 1
-    finally:
-        pool.shutdown(2)
-        ledger.close()
 
 
 def reading_backlog(pace) -> bool:
@@ -203,10 +212,10 @@ def reading_backlog(pace) -> bool:
     return pace.yield_to_intake(threading.Event(), max_s=0.2) >= 0.15
 
 
-def test_recording_that_takes_the_main_thread_is_a_backlog_backup_waits_for(site, monkeypatch):
-    # service/pace.py: a backup round waits while a burst's results take the
-    # main thread on their way to `queued`, not only while it is captured;
-    # delivery does not. (The clock: each recorded chunk takes a second.)
+def collect_a_burst_after(site, monkeypatch, idle_s: float):
+    """Results of a burst waiting in memory, the backlog marks cleared,
+    `idle_s` seconds since the last collect, then one collect recording them
+    all (each chunk takes a second of the clock). Returns service.pace."""
     from service import pace
 
     tmp, ledger, pool, ids = site
@@ -216,26 +225,24 @@ def test_recording_that_takes_the_main_thread_is_a_backlog_backup_waits_for(site
     until_unrecorded(reading, 2 * reading_mod.BUSY_RECORDED, intake_busy=True)
     monkeypatch.setattr(pace, "_busy_until", 0.0)
     monkeypatch.setattr(pace, "_reading_until", 0.0)
-    clock.t += 0.5  # the step before: half a second
+    clock.t += idle_s
     assert len(reading.collect(0)) >= 2 * reading_mod.BUSY_RECORDED
+    return pace
+
+
+def test_recording_that_takes_the_main_thread_is_a_backlog_backup_waits_for(site, monkeypatch):
+    # service/pace.py: a backup round waits while a burst's results take the
+    # main thread on their way to `queued`, not only while it is captured;
+    # delivery does not.
+    pace = collect_a_burst_after(site, monkeypatch, idle_s=0.5)
     assert reading_backlog(pace), "recording took the main thread: backup waits"
     assert not pace.busy(), "delivery goes on while a burst is read"
 
 
 def test_results_trickling_in_are_no_backlog(site, monkeypatch):
-    # Slow scans: the main thread mostly waits for the workers, recording a
-    # few results now and then.
-    from service import pace
-
-    tmp, ledger, pool, ids = site
-    clock = Clock()
-    reading = Reading(ledger, pool, actor="test", on_read=clock.on_read, clock=clock)
-    reading.configure(ValidationSettings(), ["out"])
-    until_unrecorded(reading, 2 * reading_mod.BUSY_RECORDED, intake_busy=True)
-    monkeypatch.setattr(pace, "_busy_until", 0.0)
-    monkeypatch.setattr(pace, "_reading_until", 0.0)
-    clock.t += 3600  # an hour of waiting since the last call
-    assert len(reading.collect(0)) >= 2 * reading_mod.BUSY_RECORDED
+    # Slow scans: the main thread mostly waits for the workers (an hour
+    # since the last call here), recording now and then.
+    pace = collect_a_burst_after(site, monkeypatch, idle_s=3600)
     assert not reading_backlog(pace)
 
 
@@ -244,21 +251,13 @@ def test_a_few_documents_are_no_backlog(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pace, "_busy_until", 0.0)
     monkeypatch.setattr(pace, "_reading_until", 0.0)
-    vault, ledger = Vault(tmp_path / "vault"), Ledger(tmp_path / "ledger.sqlite3")
-    pool = ExtractionPool(str(vault.root), workers=2, reader=counting_reader)
-    try:
+    with own_reading(tmp_path) as (ledger, vault, reading, clock):
         for i in range(3):
             capture_bytes(ledger, vault, b"%PDF-1.4\n" + os.urandom(400), name=f"f{i}.pdf", source_kind="scan",
                           source="test", now=NOW, actor="test")
-        clock = Clock()
-        reading = Reading(ledger, pool, actor="test", on_read=clock.on_read, clock=clock)
-        reading.configure(ValidationSettings(), ["out"])
         assert reading.feed() == 3
         deadline = time.monotonic() + 60
         while states(ledger, [1, 2, 3])["captured"] and time.monotonic() < deadline:
             reading.collect(0.1)  # each takes a second of the clock: all of the time
         assert states(ledger, [1, 2, 3]) == Counter({"not_invoice": 3})
         assert not reading_backlog(pace)
-    finally:
-        pool.shutdown(2)
-        ledger.close()

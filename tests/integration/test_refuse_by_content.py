@@ -144,21 +144,12 @@ def test_an_ofd_stored_as_a_zip_is_read_among_the_likely_invoices(tmp_path, samp
 
 def test_an_upgraded_ledger_reads_its_zips_among_the_likely_invoices_by_the_index(tmp_path):
     # Migration 29 rebuilds the extraction-order index with the zip in it.
-    import sqlite3
-
-    from agent.ledger import _statements
-    from agent.ledger.schema import MIGRATIONS, STEPS
+    from agent.ledger.schema import MIGRATIONS
+    from tests.support.old_ledger import ledger_before
 
     before = next(i for i, m in enumerate(MIGRATIONS) if "'zip'" in m and "documents_extract_order" in m)
     path = tmp_path / "ledger.sqlite3"
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("BEGIN")
-    for version in range(before):
-        for statement in _statements(MIGRATIONS[version]):
-            conn.execute(statement)
-        if version + 1 in STEPS:
-            STEPS[version + 1](conn)
-    conn.execute(f"PRAGMA user_version = {before}")
+    conn = ledger_before(path, before)
     for i, (media, size) in enumerate([("pdf", 50), ("zip", 5000), ("pdf", 5000)]):
         conn.execute("INSERT INTO documents (sha256, size, media_type, source_kind, received_at, updated_at, state) "
                      "VALUES (?, ?, ?, 'scanner', ?, ?, 'captured')", (f"{i:064x}", size, media, NOW, NOW))
