@@ -189,8 +189,9 @@ def record_failure(ledger: Ledger, doc_id: int, error: str, *, now: str, actor: 
 
 def due_for_extraction(ledger: Ledger, *, now: str, limit: int) -> list[Due]:
     """`captured` documents to read now, likely invoices first, then oldest
-    first: never tried, or past their retry time. A retry time further ahead than the longest delay
-    means the clock went back: due now rather than stalled."""
+    first: never tried, or past their retry time. A retry time further
+    ahead than the longest delay means the clock went back: due now rather
+    than stalled."""
     latest = utc(parse_utc(now) + dt.timedelta(seconds=EXTRACT_MAX_DELAY_S))
     return ledger.due_for_extraction(now=now, latest=latest, limit=limit)
 
