@@ -11,8 +11,8 @@ a burst of invoices (XML and text PDFs) moved in at once: files/s captured by
 the daemon beside the floor loop over the same files in the same round (read,
 sha256, write, fsync, rename, folder fsync, one WAL FULL commit a file), run
 before and after the daemon and averaged, because this disk's pace swings
-2x from minute to minute (target: the daemon >= 0.5 of the floor), files/s to `queued`, peak RSS (<= 200 MB),
-idle CPU with 10 watched folders (target < 0.2 %), and a flood of empty
+2x from minute to minute (target: the daemon >= 0.5 of the floor), files/s
+to `queued`, peak RSS (<= 200 MB), idle CPU with 10 watched folders (target < 0.2 %), and a flood of empty
 files with a real invoice dropped behind it: the daemon's cost per refused
 file (target <= 1 ms) beside a floor loop in the same run (lstat and one
 committed row per file, batched like the daemon), and how long the invoice
@@ -91,17 +91,16 @@ def cpu_seconds(pid: int) -> float:
 
 
 def family_cpu_seconds(pid: int) -> float:
-    """CPU seconds of the daemon and its current children (the workers)."""
-    total = 0.0
-    try:
-        kids = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        kids = []
-    for p in [pid, *kids]:
+    """CPU seconds of the daemon and every process below it now (its
+    forkserver, and the workers that are the forkserver's children)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
         try:
             total += cpu_seconds(p)
+            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
         except OSError:
-            pass
+            pass  # gone meanwhile
     return total
 
 
@@ -259,7 +258,8 @@ def burst_round(root: Path, files: list[tuple[str, bytes]]) -> dict:
     span = (parse_utc(last_capture) - t0).total_seconds()
     q_all = sum(c for c, _ in queued.values())
     q_last = max((at for _, at in queued.values() if at), default=None)
-    return {"n": n, "captured": captured, "floor": floor, "before": before, "after": after, "daemon": captured / span, "peak": peak,
+    return {"n": n, "captured": captured, "floor": floor, "before": before, "after": after,
+            "daemon": captured / span, "peak": peak,
             "queued": q_all, "to_queued": q_all / (q_last - t0).total_seconds() if q_last else 0.0,
             "kinds": {k: (kinds.get(k, 0), c, c / (at - t0).total_seconds() if at else 0.0)
                       for k, (c, at) in queued.items()}}
@@ -276,7 +276,8 @@ def burst(root: Path, n: int, rounds: int = 2, pdf_share: float = 0.2) -> None:
         kinds = ", ".join(f"{k} {got}/{total} at {rate:.0f}/s"
                           for k, (total, got, rate) in sorted(res["kinds"].items()))
         print(f"burst round {r + 1}: {res['captured']}/{n} captured at {res['daemon']:.0f} files/s, floor loop "
-              f"{res['floor']:.0f} files/s ({res['before']:.0f} before, {res['after']:.0f} after): {res['daemon'] / res['floor']:.2f} of the floor; {res['queued']} queued "
+              f"{res['floor']:.0f} files/s ({res['before']:.0f} before, {res['after']:.0f} after): "
+              f"{res['daemon'] / res['floor']:.2f} of the floor; {res['queued']} queued "
               f"at {res['to_queued']:.0f} files/s ({kinds}); peak RSS {res['peak']:.0f} MB daemon+workers")
     daemon = statistics.median(r["daemon"] for r in results)
     floor = statistics.median(r["floor"] for r in results)
