@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from watchdog.events import (FileClosedEvent, FileCreatedEvent, FileModifiedEvent, FileMovedEvent,
-                             FileSystemEvent, FileSystemEventHandler)
+import watchdog.events
+from watchdog.events import (DirCreatedEvent, DirMovedEvent, FileClosedEvent, FileCreatedEvent,
+                             FileModifiedEvent, FileMovedEvent, FileSystemEvent, FileSystemEventHandler)
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
@@ -53,6 +54,16 @@ LOOK_FRACTION = 0.5
 # Looks (one lstat each) per `ready()` call: a flood noted at once is
 # looked at over a few calls, and one call stays short.
 LOOK_BUDGET = 20_000
+# The events `_Handler` acts on; the observers ask the kernel for these
+# alone. Every other event went through watchdog's three threads for nothing,
+# each holding the GIL the main loop needs: reading a file raises an open and
+# a close-without-write, so capture's own read of each file in a burst
+# (and every backup tool, indexer or Samba client reading the share)
+# tripled the events per file. An inotify overflow is subscribed too
+# (watchdog >= 7 reports it as EventsLostEvent): a rescan, see _Handler.
+_EVENTS_LOST = getattr(watchdog.events, "EventsLostEvent", None)
+HANDLED_EVENTS = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileClosedEvent, DirCreatedEvent,
+                  DirMovedEvent, *([_EVENTS_LOST] if _EVENTS_LOST else [])]
 # Below this size no invoice format fits (the smallest real PDF or 数电 XML
 # is several hundred bytes): such a file is junk until intake proves otherwise.
 JUNK_MAX_BYTES = 64
@@ -180,7 +191,7 @@ class FolderWatcher:
             beneath.pin_root(w.path)
             poll, why = should_poll(w)
             observer = PollingObserver(timeout=POLL_INTERVAL_S) if poll else _event_observer()
-            observer.schedule(handler, str(w.path), recursive=True)
+            observer.schedule(handler, str(w.path), recursive=True, event_filter=HANDLED_EVENTS)
             observer.daemon = True
             observer.start()
             self._observers.append(observer)
@@ -393,6 +404,11 @@ class _Handler(FileSystemEventHandler):
         self.watcher = watcher
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        if _EVENTS_LOST is not None and isinstance(event, _EVENTS_LOST):
+            # The kernel's queue overflowed: what changed meanwhile is unknown.
+            self.watcher.rescan_requested.set()
+            self.watcher.wake()
+            return
         if event.is_directory:
             if isinstance(event, (FileMovedEvent,)) or event.event_type in ("moved", "created"):
                 # A folder moved in brings files that raise no events of their own.
