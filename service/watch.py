@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import watchdog.events
-from watchdog.events import (DirCreatedEvent, DirMovedEvent, FileClosedEvent, FileCreatedEvent,
-                             FileModifiedEvent, FileMovedEvent, FileSystemEvent, FileSystemEventHandler)
+from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, FileClosedEvent,
+                             FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileSystemEvent,
+                             FileSystemEventHandler)
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
@@ -61,9 +62,14 @@ LOOK_BUDGET = 20_000
 # (and every backup tool, indexer or Samba client reading the share)
 # tripled the events per file. An inotify overflow is subscribed too
 # (watchdog >= 7 reports it as EventsLostEvent): a rescan, see _Handler.
+# Deleted folders too, though the handler ignores them: without IN_DELETE
+# watchdog forgets a removed subfolder only once the kernel drops its watch,
+# which waits while anything still holds it (a shell sitting in it), and a
+# folder made again under that name meanwhile was never watched: its files
+# waited for the periodic rescan.
 _EVENTS_LOST = getattr(watchdog.events, "EventsLostEvent", None)
 HANDLED_EVENTS = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileClosedEvent, DirCreatedEvent,
-                  DirMovedEvent, *([_EVENTS_LOST] if _EVENTS_LOST else [])]
+                  DirMovedEvent, DirDeletedEvent, *([_EVENTS_LOST] if _EVENTS_LOST else [])]
 # Below this size no invoice format fits (the smallest real PDF or 数电 XML
 # is several hundred bytes): such a file is junk until intake proves otherwise.
 JUNK_MAX_BYTES = 64

@@ -7,6 +7,7 @@ is still noted; an inotify overflow asks for a rescan."""
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -86,6 +87,34 @@ def test_reading_files_raises_no_event_and_new_files_are_still_noted(observed, t
     assert extra == [], f"reading raised events: {extra[:5]}"
     assert {type(e).__name__ for e in seen[:before]} <= {
         "FileCreatedEvent", "FileModifiedEvent", "FileClosedEvent", "FileMovedEvent", "DirModifiedEvent"}
+
+
+@pytest.mark.parametrize("hold", ["fd", "cwd"])
+def test_a_subfolder_made_again_while_the_old_one_is_held_is_watched(observed, hold):
+    # Removed while something still holds it (an open descriptor, a shell
+    # sitting in it), then made again under the same name: a file written
+    # there later is noted at once, not left to the periodic rescan.
+    scan, _, start = observed
+    sub = scan / "dept"
+    sub.mkdir()
+    watcher = start(poll=False)
+    holder = None
+    fd = os.open(sub, os.O_RDONLY | os.O_DIRECTORY)
+    if hold == "cwd":
+        os.close(fd)
+        holder = subprocess.Popen(["sleep", "30"], cwd=sub)
+    try:
+        os.rmdir(sub)
+        sub.mkdir()
+        time.sleep(1.0)  # after the folder's own events: only a watch on it sees the file
+        (sub / "late.xml").write_bytes(b"<a/>")
+        wait_ready(watcher, {sub / "late.xml"}, timeout=5)
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+        else:
+            os.close(fd)
 
 
 def test_a_polled_folder_still_notes_new_files(observed):
