@@ -387,6 +387,12 @@ class FolderWatcher:
         with self._lock:
             self._pending.pop(path, None)
 
+    def ask_rescan(self) -> None:
+        """Have the main loop scan every watched folder again at its next
+        step (events cannot tell what changed), waking it now."""
+        self.rescan_requested.set()
+        self.wake()
+
     @property
     def pending_count(self) -> int:
         """Paths noted and not yet handled (settling or waiting for the main loop)."""
@@ -411,15 +417,12 @@ class _Handler(FileSystemEventHandler):
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if _EVENTS_LOST is not None and isinstance(event, _EVENTS_LOST):
-            # The kernel's queue overflowed: what changed meanwhile is unknown.
-            self.watcher.rescan_requested.set()
-            self.watcher.wake()
+            self.watcher.ask_rescan()  # the kernel's queue overflowed: what changed is unknown
             return
         if event.is_directory:
             if isinstance(event, (FileMovedEvent,)) or event.event_type in ("moved", "created"):
                 # A folder moved in brings files that raise no events of their own.
-                self.watcher.rescan_requested.set()
-                self.watcher.wake()
+                self.watcher.ask_rescan()
             return
         if isinstance(event, FileMovedEvent):
             # A name renamed into place is the writer saying the file is
@@ -447,8 +450,7 @@ class _OverflowAlarm(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if "overflow" in record.getMessage().lower():
             for w in list(self._watchers):
-                w.rescan_requested.set()
-                w.wake()
+                w.ask_rescan()
 
     @classmethod
     def install(cls, watcher: FolderWatcher) -> None:

@@ -6,6 +6,7 @@ is still noted; an inotify overflow asks for a rescan."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import time
@@ -135,3 +136,17 @@ def test_lost_events_ask_for_a_rescan(tmp_path):
     assert not watcher.rescan_requested.is_set()
     watch_mod._Handler(watcher).on_any_event(watchdog.events.EventsLostEvent(str(scan)))
     assert watcher.rescan_requested.is_set() and woken
+
+
+def test_watchdogs_overflow_warning_asks_for_a_rescan(tmp_path):
+    # The other report of an overflow: watchdog's log warning, turned into
+    # a rescan by the alarm the watcher installs at start.
+    scan = tmp_path / "scan"
+    scan.mkdir()
+    watcher = FolderWatcher([WatchConfig(path=scan, kind="scanner")], wake=lambda: None)
+    watch_mod._OverflowAlarm.install(watcher)
+    try:
+        logging.getLogger("watchdog.observers.inotify").warning("Inotify queue overflowed; reconciling")
+        assert watcher.rescan_requested.is_set()
+    finally:
+        watch_mod._OverflowAlarm.remove(watcher)
