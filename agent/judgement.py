@@ -14,15 +14,20 @@ import datetime as dt
 from typing import Sequence
 
 from agent.ledger import Ledger
+from agent.ledger.documents import Step
 from agent.model import Invoice, State
 from agent.validate import ValidationSettings, has_errors, validate
 
 
 def judge(ledger: Ledger, doc_id: int, invoice: Invoice, *, settings: ValidationSettings,
           destinations: Sequence[str], today: dt.date, now: str, actor: str,
-          reason_prefix: str = "") -> State:
+          reason_prefix: str = "", before: Sequence[Step] = (), expect: State | None = None) -> State:
     """Validate an `extracted` document and move it on: duplicate, quarantined,
     or valid and (when there are destinations) queued, in one transaction.
+    `before`: the moves that lead the document to `extracted`, not written
+    yet: they are written with the judgement's own, by one update
+    (`Ledger.advance`), from the state `expect` when given (the pipeline's
+    reading of a `captured` document).
 
     The duplicate rule compares against every live document with the same
     invoice key, whatever its id (`Ledger.key_holder`). A copy that passes
@@ -32,7 +37,7 @@ def judge(ledger: Ledger, doc_id: int, invoice: Invoice, *, settings: Validation
     live copy. Returns the document's state at the end."""
     with ledger.transaction():
         _judge(ledger, doc_id, invoice, settings=settings, destinations=destinations,
-               today=today, now=now, actor=actor, reason_prefix=reason_prefix)
+               today=today, now=now, actor=actor, reason_prefix=reason_prefix, before=before, expect=expect)
         if invoice.key:
             settle_key(ledger, invoice.key, settings=settings, destinations=destinations,
                        today=today, now=now, actor=actor)
@@ -40,11 +45,12 @@ def judge(ledger: Ledger, doc_id: int, invoice: Invoice, *, settings: Validation
 
 
 def _judge(ledger: Ledger, doc_id: int, invoice: Invoice, *, settings: ValidationSettings,
-           destinations: Sequence[str], today: dt.date, now: str, actor: str, reason_prefix: str) -> State:
+           destinations: Sequence[str], today: dt.date, now: str, actor: str, reason_prefix: str,
+           before: Sequence[Step] = (), expect: State | None = None) -> State:
     held = ledger.pending_application(doc_id)
     if held is not None:
         return _hold(ledger, doc_id, invoice, held, settings=settings, today=today, now=now, actor=actor,
-                     reason_prefix=reason_prefix)
+                     reason_prefix=reason_prefix, before=before, expect=expect)
     key = invoice.key
     holder = ledger.key_holder(key, exclude_id=doc_id) if key else None
     if holder is not None and holder.replaceable and not has_errors(validate(invoice, settings, today=today)):
@@ -55,25 +61,25 @@ def _judge(ledger: Ledger, doc_id: int, invoice: Invoice, *, settings: Validatio
     problems = validate(invoice, settings, today=today, duplicate_of=duplicate_of)
     stored = [p.to_dict() for p in problems]
     if duplicate_of is not None:
-        ledger.transition(doc_id, State.DUPLICATE, now=now, actor=actor, problems=stored,
-                          duplicate_of=duplicate_of,
-                          reason=f"{reason_prefix}same invoice {key} as document {duplicate_of} ({holder.state})")
-        return State.DUPLICATE
-    if has_errors(problems):
+        step = Step(State.DUPLICATE, f"{reason_prefix}same invoice {key} as document {duplicate_of} ({holder.state})",
+                    columns={"problems": stored, "duplicate_of": duplicate_of})
+    elif has_errors(problems):
         codes = ", ".join(sorted({p.code for p in problems if p.severity == "error"}))
-        ledger.transition(doc_id, State.QUARANTINED, now=now, actor=actor, problems=stored,
-                          reason=f"{reason_prefix}{codes}")
-        return State.QUARANTINED
-    ledger.transition(doc_id, State.VALID, now=now, actor=actor, problems=stored,
-                      reason=f"{reason_prefix}valid" + (f" ({len(stored)} warnings)" if stored else ""))
-    if destinations:
-        ledger.queue_deliveries(doc_id, destinations, now=now, actor=actor)
-        return State.QUEUED
-    return State.VALID
+        step = Step(State.QUARANTINED, f"{reason_prefix}{codes}", columns={"problems": stored})
+    else:
+        step = Step(State.VALID, f"{reason_prefix}valid" + (f" ({len(stored)} warnings)" if stored else ""),
+                    columns={"problems": stored})
+        if destinations:
+            ledger.queue_deliveries(doc_id, destinations, now=now, actor=actor, before=[*before, step],
+                                    expect=expect)
+            return State.QUEUED
+    ledger.advance(doc_id, [*before, step], now=now, actor=actor, expect=expect)
+    return step.to
 
 
 def _hold(ledger: Ledger, doc_id: int, invoice: Invoice, held: dict, *, settings: ValidationSettings,
-          today: dt.date, now: str, actor: str, reason_prefix: str) -> State:
+          today: dt.date, now: str, actor: str, reason_prefix: str, before: Sequence[Step],
+          expect: State | None) -> State:
     # A document a pending 补录 application holds is never made valid or
     # queued: it waits in quarantine with the application's problems first,
     # or, when another document is its key's live copy, as that one's
@@ -85,13 +91,12 @@ def _hold(ledger: Ledger, doc_id: int, invoice: Invoice, held: dict, *, settings
     why = f"{reason_prefix}held: {held['number']} waits for a decision"
     details = {"application": held["number"], "held": True}
     if holder is not None:
-        ledger.transition(doc_id, State.DUPLICATE, now=now, actor=actor, problems=problems, duplicate_of=holder.id,
-                          reason=f"{why}; same invoice {key} as document {holder.id} ({holder.state})",
-                          details=details)
-        return State.DUPLICATE
-    ledger.transition(doc_id, State.QUARANTINED, now=now, actor=actor, problems=problems, reason=why,
-                      details=details)
-    return State.QUARANTINED
+        step = Step(State.DUPLICATE, f"{why}; same invoice {key} as document {holder.id} ({holder.state})",
+                    details, {"problems": problems, "duplicate_of": holder.id})
+    else:
+        step = Step(State.QUARANTINED, why, details, {"problems": problems})
+    ledger.advance(doc_id, [*before, step], now=now, actor=actor, expect=expect)
+    return step.to
 
 
 def _demote(ledger: Ledger, holder_id: int, *, to: int, key: str, settings: ValidationSettings,

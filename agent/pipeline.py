@@ -18,7 +18,7 @@ from agent.errors import AgentError, ExtractError
 from agent.extract.plausible import drop_dates_after
 from agent.judgement import judge, settle_duplicates
 from agent.ledger import Ledger
-from agent.ledger.documents import Due
+from agent.ledger.documents import Due, Step
 from agent.ledger.rows import parse_utc, utc
 from agent.model import Invoice, Problem, State
 from agent.validate import ValidationSettings
@@ -92,14 +92,15 @@ def apply(ledger: Ledger, doc_id: int, analysis: Analysis, *, settings: Validati
     # document stranded half way (extracted but not judged, valid but not
     # queued), where no loop would pick it up again.
     with ledger.transaction():
-        if ledger.state_of(doc_id) != State.CAPTURED.value:
+        doc = ledger.get(doc_id)
+        if doc.state != State.CAPTURED.value:
             return []
         return _apply(ledger, doc_id, analysis, settings=settings, destinations=destinations,
-                      today=today, now=now, actor=actor)
+                      today=today, now=now, actor=actor, received_at=doc.received_at)
 
 
 def _apply(ledger: Ledger, doc_id: int, analysis: Analysis, *, settings: ValidationSettings,
-           destinations: Sequence[str], today: dt.date, now: str, actor: str) -> list[int]:
+           destinations: Sequence[str], today: dt.date, now: str, actor: str, received_at: str) -> list[int]:
     if analysis.error_reason:
         code = _ERROR_CODES.get(analysis.error_reason, "unreadable")
         problem = Problem(code=code, severity="error", field=None,
@@ -109,7 +110,7 @@ def _apply(ledger: Ledger, doc_id: int, analysis: Analysis, *, settings: Validat
                           reason=problem.message, problems=[problem.to_dict()])
         return [doc_id]
     touched = []
-    arrived = arrival_day(ledger.get(doc_id).received_at)
+    arrived = arrival_day(received_at)
     for i, inv_dict in enumerate(analysis.invoices):
         target = doc_id if i == 0 else ledger.add_part(doc_id, i + 1, now=now, actor=actor)
         invoice = Invoice.from_dict(inv_dict)
@@ -120,10 +121,12 @@ def _apply(ledger: Ledger, doc_id: int, analysis: Analysis, *, settings: Validat
                               reason=invoice.not_invoice_reason or "not an invoice",
                               fields=invoice.to_dict(), problems=[])
         else:
-            ledger.transition(target, State.EXTRACTED, now=now, actor=actor,
-                              expect=State.CAPTURED, reason=f"read {len(invoice.fields)} fields", **invoice_columns(invoice))
+            # Read, judged and queued by one update of the row (`before`):
+            # the trail still has one event for each of the three moves.
+            extracted = Step(State.EXTRACTED, f"read {len(invoice.fields)} fields",
+                             columns=invoice_columns(invoice))
             judge(ledger, target, invoice, settings=settings, destinations=destinations,
-                  today=today, now=now, actor=actor)
+                  today=today, now=now, actor=actor, before=[extracted], expect=State.CAPTURED)
         touched.append(target)
     return touched
 

@@ -166,14 +166,15 @@ class Reading:
                     self.ledger, doc_id, analysis, settings=self.settings, destinations=self.destinations,
                     today=today(), now=now(), actor=self.actor)))
         read = []
+        briefs = self.ledger.briefs([d for _, outcome in outcomes for d in outcome.touched])
         for doc_id, outcome in outcomes:
-            self._log(doc_id, outcome)
+            self._log(doc_id, outcome, briefs)
             if not outcome.already:
                 read.append(doc_id)
         if read:
             self.on_read(read)
 
-    def _log(self, doc_id: int, outcome: pipeline.Outcome) -> None:
+    def _log(self, doc_id: int, outcome: pipeline.Outcome, briefs: dict) -> None:
         if outcome.already:
             log.info("document was already read elsewhere; result dropped",
                      extra={"document": doc_id, "state": outcome.already})
@@ -186,10 +187,9 @@ class Reading:
                 log.error("reading or recording a document failed too often; quarantined (extract-failed)",
                           extra={"document": doc_id, "error": outcome.failed})
         for d in outcome.touched:
-            doc = self.ledger.get(d)
-            log.info("processed", extra={"document": d, "state": doc.state,
-                                         "number": doc.invoice_number or "",
-                                         "problems": ",".join(p["code"] for p in doc.problems)})
+            state, number, codes = briefs.get(d, ("?", None, []))
+            log.info("processed", extra={"document": d, "state": state, "number": number or "",
+                                         "problems": ",".join(codes)})
 
     def drain(self, timeout: float) -> None:
         """Stop the pool within `timeout`, recording every result that comes

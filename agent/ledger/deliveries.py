@@ -13,6 +13,7 @@ import json
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from agent.ledger.delivery_reports import DeliveryReportsMixin
+from agent.ledger.documents import Step
 from agent.ledger.reconcile_rows import ReconcileRowsMixin
 from agent.ledger.rows import parse_utc, utc
 from agent.states import TRANSITIONS, State
@@ -76,15 +77,18 @@ def summary_state(row_states: Iterable[str]) -> State | None:
 class DeliveriesMixin(DeliveryReportsMixin, ReconcileRowsMixin):
     """Part of `Ledger`: delivery rows, attempts and leases."""
 
-    def queue_deliveries(self, doc_id: int, destinations: Sequence[str], *, now: str, actor: str) -> None:
+    def queue_deliveries(self, doc_id: int, destinations: Sequence[str], *, now: str, actor: str,
+                         before: Sequence[Step] = (), expect: State | None = None) -> None:
         """Move a `valid` document to `queued` and create one delivery row per
         destination, in one transaction. Rows already delivered, confirmed or
         superseded (held under an old key: only `requeue --destination` sends
         those again) are left as they are; any other row starts afresh
-        (attempts 0, due now)."""
+        (attempts 0, due now). `before`: the moves that lead the document
+        to `valid`, not written yet (written with this one, `advance`), from
+        the state `expect` when given."""
         with self.transaction() as c:
-            self.transition(doc_id, State.QUEUED, now=now, actor=actor,
-                            reason="queued for " + ", ".join(destinations))
+            self.advance(doc_id, [*before, Step(State.QUEUED, "queued for " + ", ".join(destinations))],
+                         now=now, actor=actor, expect=expect)
             for name in destinations:
                 c.execute("INSERT INTO deliveries (document_id, destination, state, next_attempt_at, "
                           "queued_at, updated_at) VALUES (?, ?, 'queued', ?, ?, ?) "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
-from agent.ledger.documents import UNFINISHED
+from agent.ledger.document_lists import UNFINISHED
 
 # Rows of documents a person holds (quarantined, rejected, back in
 # extraction for 补录) are neither backlog nor late.

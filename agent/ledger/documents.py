@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
-from agent.errors import AgentError, IllegalTransition, NotFoundInLedger
+from agent.errors import IllegalTransition, NotFoundInLedger
+from agent.ledger.document_lists import DocumentListsMixin
 from agent.ledger.rows import Document, Event, Source
-from agent.ledger.trail import append_event
+from agent.ledger.trail import TrailEntry, append_event, append_events
 from agent.states import State, check_transition
 
-# States in which a document still owes work before it is in the finance system.
-UNFINISHED = (State.CAPTURED, State.EXTRACTED, State.VALID, State.QUARANTINED, State.QUEUED,
-              State.DELIVERING, State.MISSING, State.FAILED)
 # Documents in these states do not count as "the" copy of an invoice.
 NOT_COUNTED = (State.DUPLICATE, State.REJECTED, State.NOT_INVOICE, State.SUPERSEDED)
-SORTS = {"received": "received_at DESC, id DESC", "date": "invoice_date DESC, id DESC",
-         "amount": "total_cents DESC, id DESC", "id": "id"}
 # A document whose delivery may have reached a destination under its key
 # (a row requeued after delivery keeps the key it went under).
 _SENT = ("(doc.state IN ('delivering', 'delivered', 'confirmed', 'missing') OR EXISTS (SELECT 1 FROM deliveries d "
@@ -44,6 +40,17 @@ class Due(NamedTuple):
     likely_invoice: bool
 
 
+class Step(NamedTuple):
+    """One move of a document's state machine, as `Ledger.advance` takes
+    it: the state it goes to, the event's reason and details, and the
+    columns it sets (`_UPDATABLE` only)."""
+
+    to: State
+    reason: str | None = None
+    details: dict[str, Any] | None = None
+    columns: dict[str, Any] | None = None
+
+
 class KeyHolder(NamedTuple):
     """The live copy of an invoice key: its id, state, whether any of its
     deliveries may have reached a destination, and whether a pending 补录
@@ -62,7 +69,7 @@ class KeyHolder(NamedTuple):
         return self.state in (State.QUARANTINED.value, State.EXTRACTED.value) and not self.sent and not self.held
 
 
-class DocumentsMixin:
+class DocumentsMixin(DocumentListsMixin):
     """Part of `Ledger`: expects `self.conn` and `self.transaction()`."""
 
     def add_document(self, *, sha256: str, size: int, media_type: str | None, source_kind: str,
@@ -122,23 +129,44 @@ class DocumentsMixin:
         all in one transaction. Raises IllegalTransition (changing nothing)
         when the machine forbids it or the state is no longer `expect`, and
         NotFoundInLedger for no such document."""
-        bad = set(columns) - _UPDATABLE
+        self.advance(doc_id, [Step(State(to), reason, details, columns)], now=now, actor=actor, expect=expect)
+
+    def advance(self, doc_id: int, steps: Sequence[Step], *, now: str, actor: str,
+                expect: State | str | None = None) -> None:
+        """Move a document through `steps` in order, in one transaction: each
+        move checked against the state machine from the state before it, the
+        columns of all of them written by ONE update (a later step's value
+        of a column wins), and one event per step, chained in order: the
+        trail reads exactly as if each step had been its own `transition`.
+        (A document read, judged and queued costs one update of its many
+        indexes, not three.) Raises IllegalTransition (changing nothing)
+        when a move is forbidden or the state is no longer `expect`, and
+        NotFoundInLedger for no such document."""
+        if not steps:
+            raise ValueError("advance needs at least one step")
+        merged: dict[str, Any] = {}
+        for step in steps:
+            merged.update(step.columns or {})
+        bad = set(merged) - _UPDATABLE
         if bad:
             raise ValueError(f"not updatable: {sorted(bad)}")
-        to = State(to)
         with self.transaction() as c:
             current = self.state_of(doc_id)
             if expect is not None and current != State(expect).value:
                 raise IllegalTransition(f"document {doc_id} is {current}, not {State(expect).value}")
-            check_transition(current, to)
+            entries, state = [], current
+            for step in steps:
+                to = State(step.to)
+                check_transition(state, to)
+                entries.append(TrailEntry(doc_id, state, to.value, step.reason, step.details))
+                state = to.value
             values = {k: (json.dumps(v, ensure_ascii=False, default=str)
                           if k in ("fields", "problems") and v is not None else v)
-                      for k, v in columns.items()}
+                      for k, v in merged.items()}
             assignments = "".join(f", {k} = :{k}" for k in values)
             c.execute(f"UPDATE documents SET state = :state, updated_at = :now{assignments} WHERE id = :id",
-                      {**values, "state": to.value, "now": now, "id": doc_id})
-            self._event(doc_id, now=now, actor=actor, from_state=current, to_state=to.value,
-                        reason=reason, details=details)
+                      {**values, "state": state, "now": now, "id": doc_id})
+            append_events(c, entries, now=now, actor=actor)
 
     def note(self, doc_id: int | None, *, now: str, actor: str, reason: str,
              details: dict[str, Any] | None = None) -> None:
@@ -195,60 +223,6 @@ class DocumentsMixin:
         """Every arrival of the document's bytes, oldest first."""
         rows = self.conn.execute("SELECT * FROM sources WHERE document_id = ? ORDER BY id", (doc_id,))
         return [Source.from_row(r) for r in rows]
-
-    def counts(self) -> dict[str, int]:
-        """Documents per state, every state present (zeros included). O(states)."""
-        out = {s.value: 0 for s in State}
-        for state, n in self.conn.execute("SELECT state, n FROM state_counts"):
-            out[state] = n
-        return out
-
-    def oldest_unfinished(self) -> str | None:
-        """`received_at` of the oldest document not yet delivered or ended."""
-        oldest = None
-        for s in UNFINISHED:
-            row = self.conn.execute("SELECT min(received_at) FROM documents WHERE state = ?",
-                                    (s.value,)).fetchone()
-            if row[0] and (oldest is None or row[0] < oldest):
-                oldest = row[0]
-        return oldest
-
-    def last_activity(self) -> str | None:
-        """Time of the newest event, or None for an empty ledger."""
-        row = self.conn.execute("SELECT at FROM events ORDER BY id DESC LIMIT 1").fetchone()
-        return row[0] if row else None
-
-    def list_documents(self, *, state: str | None = None, since: str | None = None,
-                       sort: str = "received", limit: int | None = 50) -> list[Document]:
-        """Documents filtered by state and `received_at >= since`, sorted by
-        received time, invoice date or amount (newest/largest first)."""
-        if sort not in SORTS:
-            raise AgentError(f"sort must be one of {', '.join(SORTS)}")
-        where, params = _document_filter(state, since)
-        sql = f"SELECT * FROM documents{where} ORDER BY {SORTS[sort]}"
-        if limit:
-            sql += f" LIMIT {int(limit)}"
-        return [Document.from_row(r) for r in self.conn.execute(sql, params)]
-
-    def count_documents(self, *, state: str | None = None, since: str | None = None) -> int:
-        """How many documents `list_documents` would return without a limit."""
-        where, params = _document_filter(state, since)
-        return self.conn.execute(f"SELECT count(*) FROM documents{where}", params).fetchone()[0]
-
-    def labels_of(self, ids: list[int]) -> dict[int, str]:
-        """The label (department subfolder or watched folder's label) of each
-        document in `ids` that has one: its first arrival's that carries one."""
-        out: dict[int, str] = {}
-        for start in range(0, len(ids), 500):   # SQLite's bound-parameter limit
-            chunk = ids[start:start + 500]
-            rows = self.conn.execute(
-                "SELECT document_id, json_extract(details, '$.label') FROM sources WHERE document_id IN "
-                f"({','.join('?' * len(chunk))}) AND json_valid(details) "
-                "AND json_extract(details, '$.label') IS NOT NULL ORDER BY id", chunk)
-            for doc_id, label in rows:
-                if label:
-                    out.setdefault(doc_id, label)
-        return out
 
     def ids_in_state(self, state: State | str, limit: int = 1000) -> list[int]:
         """Oldest-first ids of documents in `state` (work for a stage)."""
@@ -354,14 +328,4 @@ class DocumentsMixin:
                         details={"attempt": attempt, "retry_at": retry_at})
 
 
-def _document_filter(state: str | None, since: str | None) -> tuple[str, list]:
-    """The WHERE clause (with its leading space, or empty) and parameters of
-    `list_documents` and `count_documents`."""
-    where, params = [], []
-    if state:
-        where.append("state = ?")
-        params.append(State(state).value)
-    if since:
-        where.append("received_at >= ?")
-        params.append(since)
-    return (" WHERE " + " AND ".join(where) if where else ""), params
+

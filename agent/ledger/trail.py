@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple, Sequence
 
 from agent.ledger.rows import SnapshotReader
 
@@ -40,21 +40,48 @@ def append_event(conn: sqlite3.Connection, doc_id: int | None, *, now: str, acto
     The id is one past both the highest id and the head's, so a deleted
     tail's ids are never reused, and the new event links to the head's
     hash: a cut tail stays visible to `audit verify` after new writes."""
+    return append_events(conn, [TrailEntry(doc_id, from_state, to_state, reason, details)],
+                         now=now, actor=actor)[-1]
+
+
+class TrailEntry(NamedTuple):
+    """What one event says, as `append_events` takes it."""
+
+    document_id: int | None
+    from_state: str | None
+    to_state: str | None
+    reason: str | None
+    details: dict[str, Any] | None = None
+
+
+def append_events(conn: sqlite3.Connection, entries: Sequence[TrailEntry], *, now: str,
+                  actor: str) -> list[int]:
+    """`append_event` for several events at once, in order: each chained
+    to the one before it exactly as if written one by one (same ids, same
+    hashes), with the head read and moved once. Returns their ids."""
     from agent.trail import CONTENT_COLUMNS, GENESIS, event_hash
 
     if not conn.in_transaction:
         raise RuntimeError("an event is written only inside the ledger's transaction")
+    if not entries:
+        return []
     head = conn.execute("SELECT event_id, hash FROM trail_head WHERE id = 1").fetchone()
     top = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
     prev = head[1] if head else GENESIS
-    row = {"id": max(top, head[0] if head else 0) + 1, "document_id": doc_id, "at": now, "actor": actor,
-           "from_state": from_state, "to_state": to_state, "reason": reason,
-           "details": json.dumps(details, ensure_ascii=False, default=str) if details else None}
-    digest = event_hash(prev, row)
-    conn.execute(f"INSERT INTO events ({_columns()}, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                 (*(row[k] for k in CONTENT_COLUMNS), prev, digest))
-    _move_head(conn, row["id"], digest, now)
-    return row["id"]
+    next_id = max(top, head[0] if head else 0) + 1
+    ids, rows = [], []
+    for e in entries:
+        row = {"id": next_id, "document_id": e.document_id, "at": now, "actor": actor,
+               "from_state": e.from_state, "to_state": e.to_state, "reason": e.reason,
+               "details": json.dumps(e.details, ensure_ascii=False, default=str) if e.details else None}
+        digest = event_hash(prev, row)
+        rows.append((*(row[k] for k in CONTENT_COLUMNS), prev, digest))
+        ids.append(next_id)
+        prev, next_id = digest, next_id + 1
+    conn.executemany(f"INSERT INTO events ({_columns()}, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     rows)
+    _move_head(conn, ids[-1], prev, now)
+    return ids
 
 
 def chain_existing_events(conn: sqlite3.Connection) -> None:

@@ -8,8 +8,11 @@ import pytest
 
 from agent.errors import IllegalTransition, NotFoundInLedger
 from agent.ledger import Ledger
+from agent.ledger.documents import Step
 from agent.ledger.schema import LATEST, MIGRATIONS
+from agent.ledger.trail import TrailReader
 from agent.model import TRANSITIONS, State
+from agent.trail import verify_chain
 
 T0 = "2026-01-01T00:00:00.000000Z"
 T1 = "2026-01-01T00:00:01.000000Z"
@@ -66,6 +69,43 @@ def test_expect_guards_against_a_concurrent_change(ledger):
     ledger.transition(doc, State.EXTRACTED, now=T1, actor="t")
     with pytest.raises(IllegalTransition, match="is extracted, not captured"):
         ledger.transition(doc, State.QUARANTINED, now=T1, actor="t", expect=State.CAPTURED)
+
+
+def test_advance_writes_each_step_as_its_own_event_and_the_row_once(ledger):
+    doc = add(ledger)
+    other = add(ledger, sha="c" * 64)
+    ledger.advance(doc, [Step(State.EXTRACTED, "read", columns={"fields": {"number": "1"}, "invoice_number": "1"}),
+                         Step(State.VALID, "valid", {"why": "ok"}, {"problems": [{"code": "w"}]}),
+                         Step(State.QUEUED, "queued", columns={"invoice_number": "2"})],
+                   now=T1, actor="worker", expect=State.CAPTURED)
+    ledger.transition(other, State.QUARANTINED, now=T1, actor="t")
+    got = ledger.get(doc)
+    # The later step's value of a column wins; the others are all written.
+    assert (got.state, got.fields, got.problems, got.invoice_number) == (
+        "queued", {"number": "1"}, [{"code": "w"}], "2")
+    assert [(e.from_state, e.to_state, e.reason, e.details) for e in ledger.events(doc)][1:] == [
+        ("captured", "extracted", "read", None), ("extracted", "valid", "valid", {"why": "ok"}),
+        ("valid", "queued", "queued", None)]
+    assert ledger.counts()["queued"] == 1 and ledger.counts()["captured"] == 0
+    # Chained as if written one by one: the trail verifies whole, the event
+    # written after the batch links onto its last one.
+    reader = TrailReader(ledger)
+    assert list(verify_chain(reader.chain(), reader.head())) == []
+
+
+def test_advance_with_one_forbidden_step_changes_nothing(ledger):
+    doc = add(ledger)
+    before = ledger.conn.execute("SELECT * FROM trail_head").fetchall()
+    with pytest.raises(IllegalTransition, match="extracted -> delivered"):
+        ledger.advance(doc, [Step(State.EXTRACTED, columns={"fields": {"number": "1"}}), Step(State.DELIVERED)],
+                       now=T1, actor="t")
+    with pytest.raises(IllegalTransition, match="is captured, not extracted"):
+        ledger.advance(doc, [Step(State.VALID)], now=T1, actor="t", expect=State.EXTRACTED)
+    with pytest.raises(ValueError, match="not updatable"):
+        ledger.advance(doc, [Step(State.EXTRACTED, columns={"state": "queued"})], now=T1, actor="t")
+    got = ledger.get(doc)
+    assert (got.state, got.fields, len(ledger.events(doc))) == ("captured", None, 1)
+    assert ledger.conn.execute("SELECT * FROM trail_head").fetchall() == before
 
 
 def test_failed_transaction_rolls_back_state_and_event(ledger):
