@@ -128,22 +128,22 @@ def test_urgent_documents_stay_ahead_and_in_order_after_a_worker_holding_others_
     # urgent ones already waiting; a later urgent one queues behind those.
     vault = Vault(tmp_path / "vault")
     pool = ExtractionPool(str(vault.root), workers=1, reader=slow_reader, timeout_s=2)
-    pool.capacity = 32
+    pool.capacity = PIPELINE_DEPTH + 8  # room for the urgent ones
     try:
         warmed_up(pool, vault)  # 5 ms a document: it holds PIPELINE_DEPTH
         assert pool.submit(1, vault.put_bytes(b"HANG").sha256)
         for i in range(2, PIPELINE_DEPTH + 1):  # in the pipe behind the hang
             assert pool.submit(i, vault.put_bytes(b"%08d" % i).sha256)
-        for i in (11, 12):
+        for i in (1001, 1002):
             assert pool.submit(i, vault.put_bytes(b"%08d" % i).sha256, urgent=True)
         order: list[int] = []
         deadline = time.monotonic() + 60
         while not order and time.monotonic() < deadline:
             order += [doc_id for doc_id, _ in pool.collect(0.2)]
         assert order == [1], "the hang times out first"
-        assert pool.submit(13, vault.put_bytes(b"%08d" % 13).sha256, urgent=True)
+        assert pool.submit(1003, vault.put_bytes(b"%08d" % 1003).sha256, urgent=True)
         while len(order) < PIPELINE_DEPTH + 3 and time.monotonic() < deadline:
             order += [doc_id for doc_id, _ in pool.collect(0.2)]
-        assert order == [1, 11, 12, 13] + list(range(2, PIPELINE_DEPTH + 1))
+        assert order == [1, 1001, 1002, 1003] + list(range(2, PIPELINE_DEPTH + 1))
     finally:
         pool.shutdown(1)
