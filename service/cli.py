@@ -72,7 +72,7 @@ COMMANDS: dict[str, str] = {
     "search": "search:command",
     "status": "status:command",
     "list": "status:list_command",
-    "show": "status:show_command",
+    "show": "show:command",
 }
 
 

@@ -9,11 +9,10 @@ import sqlite3
 import click
 
 from agent.ledger.rows import RESTORED_ACTIVITY
-from agent.errors import NotFoundInLedger
 from agent.ledger import Ledger, utc
 from agent.states import State
 from service.context import LIMIT, age_seconds, echo_json, fail, human_age, load, now_dt, open_ledger
-from service.display import Column, arrival_lines, local_time, problem_lines, table
+from service.display import Column, local_time, table
 from service.textsafe import echo
 
 
@@ -301,92 +300,4 @@ def _since_local_midnight(text: str | None) -> str | None:
     return utc(dt.datetime.combine(day, dt.time()).astimezone())
 
 
-@click.command("show")
-@click.argument("ref")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per matching document.")
-@click.pass_context
-def show_command(ctx, ref: str, as_json: bool) -> None:
-    """Every field and the full history of a document, found by id, SHA-256
-    prefix or invoice number."""
-    cfg = load(ctx)
-    with open_ledger(cfg) as ledger:
-        try:
-            docs = ledger.find(ref)
-        except NotFoundInLedger as e:
-            fail(str(e))
-        for doc in docs:
-            detail = {**doc.to_dict(), "sources": [vars(s) for s in ledger.sources(doc.id)],
-                      "events": [vars(e) for e in ledger.events(doc.id)],
-                      "deliveries": ledger.deliveries_of(doc.id), **_duplicate_detail(ledger, doc),
-                      "fleet_claim": ledger.fleet_claim(doc.id),
-                      "applications": [{k: a[k] for k in ("number", "kind", "state", "filer", "filed_at", "reason",
-                                                          "decider", "decided_at", "decision_reason")}
-                                       for a in ledger.applications_of(doc.id)]}
-            if as_json:
-                echo_json(detail)
-            else:
-                _print_detail(detail)
-
-
-def _print_detail(d: dict) -> None:
-    echo(f"document {d['id']}  {d['state']}  sha256 {d['sha256']}  ({d['size']} bytes, {d['media_type']})")
-    if d.get("fleet_claim"):
-        f = d["fleet_claim"]
-        echo(f"  fleet claim on {f['invoice_key']}: {f['state']}"
-             + (f": held by site {f['remote_site']} since {local_time(f['remote_at'])}" if f["remote_site"] else "")
-             + (f" ({f['reason']})" if f["reason"] else ""))
-    if d["duplicate_of"]:
-        t = d["duplicate_target"]
-        echo(f"  duplicate of document {d['duplicate_of']} ({t['state']}, invoice key {t['invoice_key']})")
-    if d.get("rejudged"):
-        echo(f"  re-judged: {d['rejudged']}")
-    fields = d["fields"] or {}
-    sources = fields.get("sources", {})
-    for name, value in fields.items():
-        if name in ("sources", "problems", "items", "conflicts") or value in (None, [], {}):
-            continue
-        echo(f"  {name:<15} {value}" + (f"   [{sources[name]}]" if name in sources else ""))
-    for line in problem_lines(d["problems"]):
-        echo(line)
-    echo("  arrivals:")
-    for s in d["sources"]:
-        echo(f"    {local_time(s['at'])}  {s['source_kind']}  {s['original_path'] or s['original_name']}")
-        for line in arrival_lines(s.get("details")):
-            echo(f"      {line}")
-    if d["deliveries"]:
-        echo("  deliveries:")
-        for dl in d["deliveries"]:
-            echo(f"    {dl['destination']}: {dl['state']}"
-                       + (f" under key {dl['delivered_key']}" if dl.get("delivered_key") else "")
-                       + f", {dl['attempts']} attempts"
-                       + (f", next {local_time(dl['next_attempt_at'])}" if dl.get("next_attempt_at") else "")
-                       + (f", last error: {dl['last_error']}" if dl.get("last_error") else ""))
-            for a in dl.get("attempts_log", []):
-                echo(f"      {local_time(a['at'])}  {a['outcome']}" + (f"  {a['error']}" if a["error"] else "")
-                           + (f"  (next attempt {local_time(a['next_attempt_at'])})" if a.get("next_attempt_at") else ""))
-    if d.get("applications"):
-        echo("  补录 applications (`requests show NUMBER`):")
-        for a in d["applications"]:
-            echo(f"    {a['number']}  {a['kind']:<7} {a['state']:<9} filed by {a['filer']}: {a['reason']}"
-                 + (f"; {a['state']} by {a['decider']}" if a["decider"] else ""))
-    echo("  history:")
-    for e in d["events"]:
-        move = f"{e['from_state'] or ''} -> {e['to_state']}" if e["to_state"] else "note"
-        echo(f"    {local_time(e['at'])}  {e['actor']:<18} {move:<26} {e['reason'] or ''}")
-
-
-def _duplicate_detail(ledger, doc) -> dict:
-    """What `show` adds for a duplicate's target and a re-judgement: the
-    target's id, state and key, and the reason of the last re-judgement."""
-    out: dict = {}
-    if doc.duplicate_of is not None:
-        target = ledger.get(doc.duplicate_of)
-        out["duplicate_target"] = {"id": target.id, "state": target.state, "invoice_key": target.invoice_key}
-    why = [e.details["rejudged"] for e in ledger.events(doc.id)
-           if isinstance(e.details, dict) and e.details.get("rejudged")]
-    if why:
-        out["rejudged"] = why[-1]
-    return out
-
-
-extra_commands = (list_command, show_command)
+extra_commands = (list_command,)

@@ -96,3 +96,32 @@ def test_the_fleet_loop_renews_a_lease_running_out(tmp_path):
         assert renewed.generation == 2 and renewed.site == "beijing"
         assert ledger.fleet_claim(doc)["generation"] == 2
         assert (dt.datetime.fromisoformat(renewed.lease_until.replace("Z", "+00:00")) - now).total_seconds() >= 9
+
+
+def test_show_names_the_other_sites_part_in_a_claim_by_its_state(tmp_path):
+    # remote_site on a claim this site won is the site it was taken over
+    # from, not one that holds it; on a lost one, the holder.
+    from click.testing import CliRunner
+
+    from service.cli import main
+
+    config = tmp_path / "agent.toml"
+    config.write_text('[agent]\nstate_dir = "state"\n', encoding="utf-8")
+    cfg = load_config(config)
+    now = dt.datetime.now(dt.timezone.utc)
+    with Ledger(cfg.ledger_path) as ledger:
+        vault = Vault(cfg.vault_dir)
+        won = queue_invoice(ledger, vault, 12, destinations=["erp"], now=utc(now))
+        lost = queue_invoice(ledger, vault, 13, destinations=["erp"], now=utc(now))
+        ledger.set_fleet_claim(won, invoice_key=number_of(12), state="won", now=utc(now), actor="t", generation=2,
+                               remote_site="beijing", remote_at=utc(now - dt.timedelta(minutes=5)),
+                               reason="taken over from site beijing (its lease ran out)")
+        ledger.set_fleet_claim(lost, invoice_key=number_of(13), state="waiting", now=utc(now), actor="t",
+                               generation=1, remote_site="shanghai", remote_at=utc(now))
+
+    def claim_line(doc: int) -> str:
+        out = CliRunner().invoke(main, ["--config", str(config), "show", str(doc)]).output
+        return next(line for line in out.splitlines() if "fleet claim" in line)
+    assert f"fleet claim on {number_of(12)}: won: taken over from site beijing (its claim of " in claim_line(won)
+    assert "held by" not in claim_line(won)
+    assert f"fleet claim on {number_of(13)}: waiting: held by site shanghai since " in claim_line(lost)
