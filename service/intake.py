@@ -40,7 +40,7 @@ from agent.vault import Staged, Vault
 from service import source_steps
 from service.intake_mail import shown, store_mail
 from service.source_steps import act, log_act, processed_folder, storable
-from service.watch import TEMP_GRACE_S, system_name, temporary_name
+from service.watch_names import TEMP_GRACE_S, system_name, temporary_name
 
 log = logging.getLogger("fapiao.intake")
 

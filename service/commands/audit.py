@@ -26,7 +26,7 @@ from agent.trail import BREAKS, Walked, untraced_breaks, verify_chain
 from agent.model import State
 from service.context import echo_json, fail, load, now_dt, open_ledger_readonly
 from service.csv_safe import write_csv
-from service.watch import TEMP_GRACE_S
+from service.watch_names import TEMP_GRACE_S
 from service.textsafe import echo
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from agent.config import WatchConfig
-from service.watch import FolderWatcher, mount_fs_type, should_poll, system_name, temporary_name
+from service.watch import FolderWatcher
+from service.watch_names import mount_fs_type, should_poll, system_name, temporary_name
 
 MOUNTINFO = """\
 22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
