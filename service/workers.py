@@ -45,19 +45,21 @@ class _Job:
 
 
 # Documents a worker holds at once at most, and how long it may be at one
-# before no more are handed to it. 32, not 8: after a burst is captured
-# the main thread hands out work once a step, and a step that records a
-# chunk, commits it and moves its sources outlasts 8 readings of ~1 ms;
-# with 8 the workers idled half of the drain (bench/watch.py --only-burst:
-# to queued 341/316 files/s with 8, 385/361 with 32, capture unchanged).
-# Results still wait for recording at most BUFFER_MAX (service/reading.py).
-PIPELINE_DEPTH = 32
+# before no more are handed to it. Not more: what sits in a worker's pipe
+# is never handed to the other worker, so when a worker that was reading
+# fast documents meets one that hangs (or a long OCR page), everything it
+# holds waits with it, up to [extract] timeout_s. 32 made a burst's drain
+# ~10 % faster before results lingered for company (service/reading.py),
+# and let 31 documents wait a minute behind one bad file; with the linger,
+# two rounds of each showed no clear gain (bench/watch.py: to queued
+# 361/307 files/s with 8, 285/359 with 32).
+PIPELINE_DEPTH = 8
 PIPELINE_STALL_S = 0.5
 # The reading a worker may hold ahead of a document handed to it, at its
 # recent pace: a worker reading slow documents holds fewer, so an invoice
 # handed out behind them (a likely invoice is handed out ahead of all that
 # waits for a worker, not of what a worker already holds) waits ~this long
-# at most; a worker of 8 ms PDFs holds PIPELINE_DEPTH, one of OCR pages
+# at most; a worker of 6 ms PDFs holds PIPELINE_DEPTH, one of OCR pages
 # (~0.8 s) one. Until a worker's first answer its pace is unknown: it holds two.
 PIPELINE_AHEAD_S = 0.25
 _FIRST_DEPTH = 2
