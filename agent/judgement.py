@@ -54,6 +54,12 @@ def _judge(ledger: Ledger, doc_id: int, invoice: Invoice, *, settings: Validatio
     key = invoice.key
     holder = ledger.key_holder(key, exclude_id=doc_id) if key else None
     if holder is not None and holder.replaceable and not has_errors(validate(invoice, settings, today=today)):
+        if before:
+            # The reading is written first, as it happened: the copy that
+            # steps aside then points at a document already read (the trail
+            # in event order says so), at the cost of a second update here.
+            ledger.advance(doc_id, before, now=now, actor=actor, expect=expect)
+            before, expect = (), None
         _demote(ledger, holder.id, to=doc_id, key=key, settings=settings, today=today, now=now, actor=actor)
         reason_prefix += f"in place of document {holder.id} ({holder.state}): "
         holder = None

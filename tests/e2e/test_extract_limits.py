@@ -114,14 +114,17 @@ def test_absurd_amounts_are_quarantined_and_nothing_behind_them_waits(tmp_path, 
 
 
 def test_a_recording_that_keeps_failing_backs_off_then_is_quarantined(tmp_path, samples_dir):
-    # A real SQLite trigger refuses to record one document as extracted (as
-    # a value the ledger cannot take would). It used to stay `captured` and
-    # be re-read in a spin; now it is tried 5 times, each no earlier than its
-    # retry time, across a SIGKILL of the daemon, then quarantined.
+    # A real SQLite trigger refuses to record one document's reading, its
+    # fields (as a value the ledger cannot take would). It used to stay
+    # `captured` and be re-read in a spin; now it is tried 5 times, each no
+    # earlier than its retry time, across a SIGKILL of the daemon, then
+    # quarantined. (On the fields, not on the state `extracted`: a reading
+    # is read, judged and queued by one update, Ledger.advance, so the row
+    # never holds that state.)
     d = delivering_daemon(tmp_path)
     with Ledger(d.root / "state" / "ledger.sqlite3") as led:
-        led.conn.execute("CREATE TRIGGER refuse_poison BEFORE UPDATE OF state ON documents "
-                         "WHEN NEW.state = 'extracted' AND NEW.original_name = 'poison.xml' "
+        led.conn.execute("CREATE TRIGGER refuse_poison BEFORE UPDATE OF fields ON documents "
+                         "WHEN NEW.fields IS NOT NULL AND NEW.original_name = 'poison.xml' "
                          "BEGIN SELECT RAISE(ABORT, 'injected: this value cannot be recorded'); END")
     d.start()
     try:

@@ -66,6 +66,11 @@ def test_a_copy_that_passes_takes_the_place_of_a_quarantined_one_and_its_duplica
     assert site.state(good) == "queued"
     valid = [e for e in site.ledger.events(good) if e.to_state == "valid"][0]
     assert valid.reason == f"in place of document {damaged} (quarantined): valid"
+    # In the trail's order, the good copy is read before the damaged one
+    # steps aside for it, and judged after.
+    extracted = [e for e in site.ledger.events(good) if e.to_state == "extracted"][0]
+    stepped_aside = [e for e in site.ledger.events(damaged) if e.to_state == "duplicate"][0]
+    assert extracted.id < stepped_aside.id < valid.id
     for doc_id in (damaged, other_scan):
         assert (site.state(doc_id), site.ledger.get(doc_id).duplicate_of) == ("duplicate", good)
     assert duplicate_violations(site.ledger) == []

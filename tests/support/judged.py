@@ -13,6 +13,7 @@ from typing import Sequence
 
 from agent.judgement import judge
 from agent.ledger import Ledger
+from agent.ledger.documents import Step
 from agent.model import Invoice, State
 from agent.pipeline import invoice_columns
 from agent.validate import ValidationSettings
@@ -57,10 +58,10 @@ def add_judged(ledger: Ledger, vault: Vault, inv: Invoice, label: str, *, destin
         doc_id, _ = ledger.add_document(sha256=stored.sha256, size=stored.size, media_type="application/pdf",
                                         source_kind="ingest", source="/in", original_name=f"{label}.pdf",
                                         original_path=f"/in/{label}.pdf", now=now, actor=actor)
-        ledger.transition(doc_id, State.EXTRACTED, now=now, actor=actor, expect=State.CAPTURED,
-                          **invoice_columns(inv))
+        # As agent/pipeline.py does: the reading written with its judgement.
         judge(ledger, doc_id, inv, settings=SETTINGS, destinations=destinations, today=today, now=now,
-              actor=actor)
+              actor=actor, before=[Step(State.EXTRACTED, f"read {len(inv.fields)} fields",
+                                        columns=invoice_columns(inv))], expect=State.CAPTURED)
     return doc_id
 
 
