@@ -137,7 +137,8 @@ class DocumentsMixin(DocumentListsMixin):
         move checked against the state machine from the state before it, the
         columns of all of them written by ONE update (a later step's value
         of a column wins), and one event per step, chained in order: the
-        trail reads exactly as if each step had been its own `transition`.
+        document's trail reads exactly as if each step had been its own
+        `transition`.
         (A document read, judged and queued costs one update of its many
         indexes, not three.) Raises IllegalTransition (changing nothing)
         when a move is forbidden or the state is no longer `expect`, and
