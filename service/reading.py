@@ -43,14 +43,6 @@ BUSY_SHARE = 0.5
 # Results waiting unrecorded at most: beyond it no document is handed out,
 # so the workers pause instead of reading ahead of what can be recorded.
 BUFFER_MAX = 4 * RECORD_CHUNK
-# While more readings are on their way, results wait this long at most for
-# others to share their transaction. Every COMMIT is a WAL fsync and a
-# write of the pages the batch touched (a dozen indexes, the trail head,
-# the counts): recorded as they trickled in after a burst, the batches
-# averaged 8 results, and the main thread spent a quarter of the drain
-# waiting on those commits. A result with nothing else in flight (one
-# invoice dropped alone) is recorded at once.
-LINGER_S = 0.03
 
 
 class Reading:
@@ -71,7 +63,6 @@ class Reading:
         # results are recorded ahead of the others waiting.
         self._urgent: set[int] = set()
         self._record_after = 0.0  # while intake is busy: when the next chunk may be recorded
-        self._waiting_since: float | None = None  # when the oldest unrecorded result came in
         self._last_collect = clock()
 
     def configure(self, settings: ValidationSettings, destinations: Sequence[str]) -> None:
@@ -124,9 +115,7 @@ class Reading:
         and only once the last chunk's time is paid back (recording keeps
         RECORD_SHARE of the main thread); the others wait in memory, each
         recorded exactly once later (or read again after a crash: its
-        document is still `captured`). Otherwise fewer than RECORD_CHUNK
-        wait up to LINGER_S for more while readings are in flight (one
-        commit for many). Returns the results recorded now."""
+        document is still `captured`). Returns the results recorded now."""
         # Called idle too: the pool replaces workers idle with OCR loaded.
         got = self.pool.collect(timeout=timeout)
         if got:
@@ -134,13 +123,8 @@ class Reading:
             # an invoice is never recorded behind a backlog of junk results.
             self._results += got
             self._results.sort(key=lambda r: r[0] not in self._urgent)
-            if self._waiting_since is None:
-                self._waiting_since = self.clock()
         done: list = []
         recording = 0.0
-        if not intake_busy and self._lingering():
-            self._note_load(0, 0.0)
-            return done
         while self._results:
             if intake_busy and self.clock() < self._record_after:
                 break
@@ -154,15 +138,8 @@ class Reading:
             if intake_busy:
                 self._record_after = self.clock() + took * (1 - RECORD_SHARE) / RECORD_SHARE
                 break
-        self._waiting_since = self.clock() if self._results else None
         self._note_load(len(done), recording)
         return done
-
-    def _lingering(self) -> bool:
-        # Results wait for company: fewer than a chunk, more on their way,
-        # and the oldest has waited less than LINGER_S.
-        return (0 < len(self._results) < RECORD_CHUNK and self.pool.in_flight > 0
-                and self._waiting_since is not None and self.clock() - self._waiting_since < LINGER_S)
 
     def _note_load(self, recorded: int, took: float) -> None:
         # Recording a burst's results to `queued` is the main thread's
@@ -222,7 +199,6 @@ class Reading:
         """Stop the pool within `timeout`, recording every result that comes
         in and every one still waiting, a chunk to a transaction."""
         results, self._results = self._results + self.pool.shutdown(timeout), []
-        self._waiting_since = None
         self._urgent.clear()
         for i in range(0, len(results), RECORD_CHUNK):
             self.record_all(results[i:i + RECORD_CHUNK])

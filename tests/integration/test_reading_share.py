@@ -32,13 +32,6 @@ def counting_reader(vault_root: str, sha256: str) -> Analysis:
     return Analysis(invoices=[{"is_invoice": False, "not_invoice_reason": "test"}])
 
 
-def slow_marked_reader(vault_root: str, sha256: str) -> Analysis:
-    # In the worker: a document whose bytes start with SLOW takes a second.
-    if Vault(vault_root).read(sha256).startswith(b"SLOW"):
-        time.sleep(1.0)
-    return Analysis(invoices=[{"is_invoice": False, "not_invoice_reason": "test"}])
-
-
 class Clock:
     """Stands still but for `on_read`, called inside each recorded chunk:
     every chunk takes one second to record."""
@@ -268,38 +261,3 @@ def test_a_few_documents_are_no_backlog(tmp_path, monkeypatch):
             reading.collect(0.1)  # each takes a second of the clock: all of the time
         assert states(ledger, [1, 2, 3]) == Counter({"not_invoice": 3})
         assert not reading_backlog(pace)
-
-
-def test_results_wait_briefly_for_more_in_flight_and_share_one_commit(tmp_path):
-    # After a burst: fewer than a chunk of results wait (up to LINGER_S)
-    # while readings are still in flight, then go in one transaction; the
-    # last one, with nothing left in flight, is recorded the moment it comes.
-    vault, ledger = Vault(tmp_path / "vault"), Ledger(tmp_path / "ledger.sqlite3")
-    pool = ExtractionPool(str(vault.root), workers=1, reader=slow_marked_reader)
-    clock = Clock()
-    batches: list[list[int]] = []
-    reading = Reading(ledger, pool, actor="test", on_read=batches.append, clock=clock)
-    reading.configure(ValidationSettings(), ["out"])
-    try:
-        fast = [capture_bytes(ledger, vault, b"%PDF-1.4\n" + os.urandom(400), name=f"f{i}.pdf", source_kind="scan",
-                              source="test", now=NOW, actor="test").document_id for i in range(6)]
-        slow = capture_bytes(ledger, vault, b"SLOW" + os.urandom(400), name="slow.png", source_kind="scan",
-                             source="test", now=NOW, actor="test").document_id
-        assert reading.feed() == 7  # within one worker's PIPELINE_DEPTH
-        deadline = time.monotonic() + 60
-        while reading.unrecorded < 6 and time.monotonic() < deadline:
-            assert reading.collect(0.1) == [], "recorded alone while others were in flight"
-        assert reading.unrecorded == 6 and pool.in_flight == 1 and batches == []
-        assert states(ledger, fast) == Counter({"captured": 6})
-        clock.t += reading_mod.LINGER_S + 0.001
-        assert len(reading.collect(0)) == 6
-        assert batches == [fast], "the waiting results share one transaction"
-        while not reading.unrecorded and pool.in_flight and time.monotonic() < deadline:
-            reading.collect(0.1)
-            if len(batches) > 1:
-                break
-        assert batches[1:] == [[slow]], "alone with nothing in flight: recorded at once, clock standing still"
-        assert states(ledger, fast + [slow]) == Counter({"not_invoice": 7})
-    finally:
-        pool.shutdown(2)
-        ledger.close()
