@@ -195,8 +195,8 @@ class Invoice:
             {"field": c.field, "values": {s: _jsonable(c.field, v) for s, v in c.values.items()}}
             for c in self.conflicts
         ]
-        # Not dataclasses.asdict: it deep-copies every value, a third of this
-        # call's time for an invoice of ten lines; a LineItem holds scalars.
+        # Not dataclasses.asdict: it deep-copies every value, through a
+        # recursive walk, and a LineItem holds only scalars.
         out["items"] = [
             {k: (str(v) if isinstance(v, Decimal) else v) for k, v in ((k, getattr(i, k)) for k in _ITEM_KEYS)}
             for i in self.items
