@@ -48,11 +48,10 @@ class _Job:
 # before no more are handed to it. Not more: what sits in a worker's pipe
 # is never handed to the other worker, so when a worker that was reading
 # fast documents meets one that hangs (or a long OCR page), everything it
-# holds waits with it, up to [extract] timeout_s. 32 made a burst's drain
-# ~10 % faster before results lingered for company (service/reading.py),
-# and let 31 documents wait a minute behind one bad file; with the linger,
-# two rounds of each showed no clear gain (bench/watch.py: to queued
-# 361/307 files/s with 8, 285/359 with 32).
+# holds waits with it, up to [extract] timeout_s. 32 drained a burst a
+# little faster at best (bench/watch.py --only-burst: 341/316 files/s to
+# queued with 8 against 385/361, then 361/307 against 285/359) and let 31
+# documents wait a minute behind one bad file.
 PIPELINE_DEPTH = 8
 PIPELINE_STALL_S = 0.5
 # The reading a worker may hold ahead of a document handed to it, at its

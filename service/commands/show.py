@@ -25,9 +25,10 @@ def command(ctx, ref: str, as_json: bool) -> None:
         except NotFoundInLedger as e:
             fail(str(e))
         for doc in docs:
+            events = ledger.events(doc.id)
             detail = {**doc.to_dict(), "sources": [vars(s) for s in ledger.sources(doc.id)],
-                      "events": [vars(e) for e in ledger.events(doc.id)],
-                      "deliveries": ledger.deliveries_of(doc.id), **_duplicate_detail(ledger, doc),
+                      "events": [vars(e) for e in events],
+                      "deliveries": ledger.deliveries_of(doc.id), **_duplicate_detail(ledger, doc, events),
                       "fleet_claim": ledger.fleet_claim(doc.id),
                       "applications": [{k: a[k] for k in ("number", "kind", "state", "filer", "filed_at", "reason",
                                                           "decider", "decided_at", "decision_reason")}
@@ -99,14 +100,15 @@ def _print_detail(d: dict) -> None:
         echo(f"    {local_time(e['at'])}  {e['actor']:<18} {move:<26} {e['reason'] or ''}")
 
 
-def _duplicate_detail(ledger, doc) -> dict:
+def _duplicate_detail(ledger, doc, events: list) -> dict:
     """What `show` adds for a duplicate's target and a re-judgement: the
-    target's id, state and key, and the reason of the last re-judgement."""
+    target's id, state and key, and the reason of the last re-judgement
+    (from `events`, the document's own, already read)."""
     out: dict = {}
     if doc.duplicate_of is not None:
         target = ledger.get(doc.duplicate_of)
         out["duplicate_target"] = {"id": target.id, "state": target.state, "invoice_key": target.invoice_key}
-    why = [e.details["rejudged"] for e in ledger.events(doc.id)
+    why = [e.details["rejudged"] for e in events
            if isinstance(e.details, dict) and e.details.get("rejudged")]
     if why:
         out["rejudged"] = why[-1]
