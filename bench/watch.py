@@ -15,11 +15,11 @@ before and after the daemon and averaged, because this disk's pace swings
 to `queued` and its share of the capture rate (target >= 1.0: processing
 keeps up), the CPU each file cost the daemon's main thread, its other
 threads and its workers until then, and the bound that puts on files/s to
-`queued` on this machine's cores, peak RSS (<= 200 MB), idle CPU with 10 watched folders (target < 0.2 %), and a flood of empty
-files with a real invoice dropped behind it: the daemon's cost per refused
-file (target <= 1 ms) beside a floor loop in the same run (lstat and one
-committed row per file, batched like the daemon), and how long the invoice
-waited to be captured and delivered (target <= 60 s). `--junk-kind tiny`
+`queued` on this machine's cores, peak RSS (<= 200 MB), idle CPU with 10
+watched folders (target < 0.2 %), and a flood of empty files with a real
+invoice dropped behind it: the daemon's cost per refused file (target <=
+1 ms) beside a floor loop in the same run (lstat and one committed row per
+file, batched like the daemon), and how long the invoice waited to be captured and delivered (target <= 60 s). `--junk-kind tiny`
 floods with files of a few bytes instead: three in four of no readable
 format (random bytes, text: refused at intake, their bytes kept in the
 vault), one in four a cut-off PDF/PNG/JPEG/XML header (a document,
@@ -88,8 +88,10 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User and system CPU seconds of process `pid` so far, or of its thread `tid`."""
+    stat = Path(f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat")
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -111,11 +113,8 @@ def family_cpu_parts(pid: int) -> dict[str, float]:
     """CPU seconds so far of the daemon's main thread (capture and
     recording), its other threads (watchdog, delivery, backup), and the
     processes below it (the extraction workers and their forkserver)."""
-    hz = os.sysconf("SC_CLK_TCK")
     try:
-        fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        main = (int(fields[11]) + int(fields[12])) / hz
-        own = cpu_seconds(pid)
+        main, own = cpu_seconds(pid, pid), cpu_seconds(pid)
     except OSError:
         return {"main": 0.0, "threads": 0.0, "workers": 0.0}
     return {"main": main, "threads": own - main, "workers": family_cpu_seconds(pid) - own}
@@ -324,9 +323,9 @@ def burst(root: Path, n: int, rounds: int = 2, pdf_share: float = 0.2) -> None:
           f"{daemon:.0f} files/s captured, floor {floor:.0f} files/s; ratio {ratio:.2f} of the floor "
           f"(rounds {', '.join(f'{x:.2f}' for x in ratios)}; target >= 0.50: {'ok' if ratio >= 0.5 else 'MISSED'}); "
           f"to queued {queued:.0f} files/s")
-    # Processing keeps up when the last file reaches `queued` no later than
-    # the last one is captured would allow: to-queued at the capture rate
-    # (each round's own, the disk's pace being that minute's).
+    # Processing keeps up when a burst reaches `queued` as fast as it was
+    # captured: files/s to queued over the same round's capture rate (the
+    # disk's pace is that minute's).
     keeps = sorted(r["to_queued"] / r["daemon"] for r in results)
     kept = statistics.median(keeps)
     # The cores bound both: every file costs this much CPU in all (capture,
