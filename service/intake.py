@@ -359,4 +359,3 @@ def _label(path: Path, watch: WatchConfig) -> str | None:
         return watch.label
     parts = [p for p in rel.parts[:-1] if p not in ("new", "cur", "tmp")]
     return parts[0] if parts else watch.label
-

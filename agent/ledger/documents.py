@@ -327,6 +327,3 @@ class DocumentsMixin(DocumentListsMixin):
             self._event(doc_id, now=now, actor=actor, from_state=None, to_state=None,
                         reason=f"reading failed (attempt {attempt} of {max_attempts}; {then}): {error[:500]}",
                         details={"attempt": attempt, "retry_at": retry_at})
-
-
-
