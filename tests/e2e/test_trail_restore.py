@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 
 from agent.config import parse_config
-from agent.ledger import Ledger, utc
+from agent.ledger import Ledger
 from service.backup import IDLE_POLL_S
-from service.context import now_dt
 from tests.e2e.daemon_harness import DaemonUnderTest
 from tests.support.audit import assert_ledger_sound
 from tests.support.seaweed import seaweed  # noqa: F401  (fixture, for the s3 case)
@@ -80,6 +79,11 @@ def the_trail(config: Path, held: list[int]) -> dict:
             "shown": [cli(config, "show", str(doc), "--json").stdout for doc in held]}
 
 
+def last_snapshot_at(ledger_path: Path) -> str | None:
+    with Ledger(ledger_path) as ledger:
+        return ledger.backup_target("copy")["last_snapshot_at"]
+
+
 def argv_for(config: Path, argv: list[str], doc: int) -> list[str]:
     def application() -> str:
         events = json.loads(cli(config, "audit", "export", "--since", "2000-01-01", "--json").stdout)["events"]
@@ -117,19 +121,23 @@ def test_operator_actions_survive_a_restore(kind, tmp_path, samples_dir, request
         docs = d.wait_documents(SLOTS + 1, timeout=60, settled=True)
         held = sorted(doc.id for doc in docs if doc.state == "quarantined")
         assert len(held) == SLOTS, [(doc.id, doc.state, doc.problems) for doc in docs]
+        # The first snapshot comes before any action, so the one that holds
+        # them can only be an action's (the hourly one is an hour away).
+        d.wait_until(lambda: last_snapshot_at(ledger_path), 60, "the first snapshot")
         for slot, argv in ACTIONS:
             cli(d.config, *argv_for(d.config, argv, held[slot]))
-        acted = utc(now_dt())
         with Ledger(ledger_path) as ledger:
             last_event = ledger.last_event_id()
 
         def all_on_the_target():
             with Ledger(ledger_path) as ledger:
                 t = ledger.backup_target("copy")
-                # The snapshot that follows the actions (not the one at stop).
-                return ((t["last_snapshot_at"] or "") > acted and t["backlog"] == 0
-                        and t["stale_sidecars"] == 0 and not ledger.actions_since_snapshot("copy",
-                                                                                          machine_actor_prefix="daemon:"))
+                # A snapshot holding every action (not the one at stop): no
+                # operator's event is newer than the events it holds. Its
+                # date is no test of that: a round that began before the
+                # last action can take a snapshot after it.
+                return (t["last_snapshot_at"] and t["backlog"] == 0 and t["stale_sidecars"] == 0
+                        and not ledger.actions_since_snapshot("copy", machine_actor_prefix="daemon:"))
 
         d.wait_until(all_on_the_target, 90, "a snapshot holding the operators' actions, and every object")
     finally:
