@@ -47,6 +47,7 @@ def capture_round(root: Path, files: list[Path]) -> tuple[tuple[float, float], L
     """Capture `files` as intake does (staged, then GROUP_MAX to a group:
     one syncfs and one commit); (wall, CPU) seconds, the ledger and the ids."""
     ledger, vault = Ledger(root / "ledger.sqlite3"), Vault(root / "vault")
+    ledger.hold_journals_in_memory()  # as the daemon's main thread does
     ids: list[int] = []
     start, cpu = time.perf_counter(), time.process_time()
     for at in range(0, len(files), GROUP_MAX):

@@ -161,6 +161,18 @@ class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin, 
                 raise
             self.conn.execute("COMMIT")
 
+    def hold_journals_in_memory(self) -> None:
+        """Keep this connection's savepoint and statement journals in memory
+        (PRAGMA temp_store = MEMORY), never in a temporary file. For the
+        connections whose transactions nest a savepoint a file (a capture
+        group, a chunk of readings): past 64 KiB SQLite moves those journals
+        to a file and writes each page it journals there, two pwrite calls
+        a page, ~80 pages a file in a burst. The journal is emptied when the
+        savepoint is released, so it holds one file's pages at most. Its
+        temporary tables and indexes (DISTINCT, IN over a subquery) live in
+        memory too, so not for a connection that runs whole-ledger queries."""
+        self.conn.execute("PRAGMA temp_store = MEMORY")
+
     def integrity_check(self) -> str:
         """SQLite's own verdict: "ok" when the file is sound."""
         return self.conn.execute("PRAGMA integrity_check").fetchone()[0]

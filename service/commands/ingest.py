@@ -37,6 +37,7 @@ def command(ctx: click.Context, paths: tuple[Path, ...], no_process: bool, quiet
     cfg = load(ctx)
     settings = validation_settings(cfg)
     ledger, vault = open_ledger(cfg), open_vault(cfg)
+    ledger.hold_journals_in_memory()  # a savepoint a file in each capture group
     who, max_bytes = actor(), cfg.agent["max_file_mb"] * 1024 * 1024
     failures, new, known = [], 0, 0
     to_process: list[int] = []
