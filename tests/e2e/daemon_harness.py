@@ -54,6 +54,12 @@ url = "file://nas"
 """
 
 
+
+def last_snapshot_at(ledger_path: Path, target: str) -> str | None:
+    """When backup target `target` last stored a ledger snapshot (None: never)."""
+    with Ledger(ledger_path) as ledger:
+        return ledger.backup_target(target)["last_snapshot_at"]
+
 class DaemonUnderTest:
     """Writes a config under `root`, starts/stops the daemon, reads its ledger."""
 

@@ -14,10 +14,9 @@ import sys
 from pathlib import Path
 
 from agent.config import load_config
-from agent.ledger import Ledger
 from agent.ledger.rows import parse_utc
 from service.context import now_dt
-from tests.e2e.daemon_harness import DaemonUnderTest
+from tests.e2e.daemon_harness import DaemonUnderTest, last_snapshot_at
 from tests.support.audit import assert_ledger_sound
 
 SAMPLE = "renoyuan__easyofd/original_invoice.xml"
@@ -29,11 +28,6 @@ def cli(config: Path, *args: str) -> subprocess.CompletedProcess:
                        text=True, timeout=120, cwd=config.parent)
     assert r.returncode == 0, (args, r.stdout, r.stderr)
     return r
-
-
-def last_snapshot_at(ledger_path: Path, target: str) -> str | None:
-    with Ledger(ledger_path) as ledger:
-        return ledger.backup_target(target)["last_snapshot_at"]
 
 
 def drop_unnumbered(samples_dir: Path, folder: Path) -> None:

@@ -20,7 +20,7 @@ import pytest
 from agent.config import parse_config
 from agent.ledger import Ledger
 from service.backup import IDLE_POLL_S
-from tests.e2e.daemon_harness import DaemonUnderTest
+from tests.e2e.daemon_harness import DaemonUnderTest, last_snapshot_at
 from tests.support.audit import assert_ledger_sound
 from tests.support.seaweed import seaweed  # noqa: F401  (fixture, for the s3 case)
 
@@ -79,11 +79,6 @@ def the_trail(config: Path, held: list[int]) -> dict:
             "shown": [cli(config, "show", str(doc), "--json").stdout for doc in held]}
 
 
-def last_snapshot_at(ledger_path: Path) -> str | None:
-    with Ledger(ledger_path) as ledger:
-        return ledger.backup_target("copy")["last_snapshot_at"]
-
-
 def argv_for(config: Path, argv: list[str], doc: int) -> list[str]:
     def application() -> str:
         events = json.loads(cli(config, "audit", "export", "--since", "2000-01-01", "--json").stdout)["events"]
@@ -123,7 +118,7 @@ def test_operator_actions_survive_a_restore(kind, tmp_path, samples_dir, request
         assert len(held) == SLOTS, [(doc.id, doc.state, doc.problems) for doc in docs]
         # The first snapshot comes before any action, so the one that holds
         # them can only be an action's (the hourly one is an hour away).
-        d.wait_until(lambda: last_snapshot_at(ledger_path), 60, "the first snapshot")
+        d.wait_until(lambda: last_snapshot_at(ledger_path, "copy"), 60, "the first snapshot")
         for slot, argv in ACTIONS:
             cli(d.config, *argv_for(d.config, argv, held[slot]))
         with Ledger(ledger_path) as ledger:
