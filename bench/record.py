@@ -47,13 +47,12 @@ def capture_round(root: Path, files: list[Path]) -> tuple[tuple[float, float], L
     """Capture `files` as intake does (staged, then GROUP_MAX to a group:
     one syncfs and one commit); (wall, CPU) seconds, the ledger and the ids."""
     ledger, vault = Ledger(root / "ledger.sqlite3"), Vault(root / "vault")
-    ledger.hold_journals_in_memory()  # as the daemon's main thread does
     ids: list[int] = []
     start, cpu = time.perf_counter(), time.process_time()
     for at in range(0, len(files), GROUP_MAX):
         group = [store_file(vault, f, max_bytes=1 << 20, root=f.parent, stage=True) for f in files[at:at + GROUP_MAX]]
         vault.commit_staged([g.staged for g in group])
-        with ledger.transaction():
+        with ledger.transaction(memory_journals=True):  # as Intake.group does
             for f, stored in zip(files[at:at + GROUP_MAX], group):
                 got = record_file(ledger, stored, source_kind="scanner", source=str(f.parent), now=stamp(),
                                   actor="bench")

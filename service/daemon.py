@@ -145,7 +145,6 @@ class Daemon:
                 self.cfg.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
                 self._lock_fd = take_daemon_lock(self.cfg.state_dir, self.cfg.ledger_path)
                 self.ledger = Ledger(self.cfg.ledger_path)
-                self.ledger.hold_journals_in_memory()  # a savepoint a file in each capture group
                 self.vault = Vault(self.cfg.vault_dir)
                 return True
             except (OSError, sqlite3.Error) as e:

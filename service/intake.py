@@ -102,7 +102,7 @@ class Intake:
             staged, grp.staged = grp.staged, []
             self.vault.commit_staged(staged)
             if grp.writes:
-                with self.ledger.transaction():
+                with self.ledger.transaction(memory_journals=True):
                     for result, write in grp.writes:
                         self._write(result, write, grp)
         except BaseException:

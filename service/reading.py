@@ -164,7 +164,7 @@ class Reading:
         if not finished:
             return
         outcomes = []
-        with self.ledger.transaction():
+        with self.ledger.transaction(memory_journals=True):
             for doc_id, analysis in finished:
                 outcomes.append((doc_id, pipeline.record(
                     self.ledger, doc_id, analysis, settings=self.settings, destinations=self.destinations,

@@ -131,13 +131,27 @@ class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin, 
                 self.conn.execute(f"PRAGMA user_version = {version + 1}")
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, *, memory_journals: bool = False) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error). IMMEDIATE takes the
         write lock up front, so two writers queue on the busy timeout instead
         of deadlocking. Nested use is a SAVEPOINT of the outer transaction:
         durable only with the outer COMMIT, and undone alone on an error (the
         error propagates), so a group of many files' writes committed at once
-        (`service/intake.py`) never keeps half of one file's writes."""
+        (`service/intake.py`) never keeps half of one file's writes. When
+        SQLite itself rolled the whole transaction back meanwhile (out of
+        memory, an I/O error), a nested part's error is raised as the
+        ledger's (sqlite3.OperationalError): what the outer transaction had
+        written is gone too, and no caller may go on as if only this part were.
+
+        `memory_journals` (outermost only): the savepoints' journals stay in
+        memory for this transaction (PRAGMA temp_store = MEMORY, back to the
+        default after it). For a transaction that nests a savepoint a file
+        (a capture group, a chunk of readings): past 64 KiB SQLite moves them
+        into a temporary file and writes every page it journals there, two
+        write calls a page, ~80 pages a file in a burst. A journal is
+        emptied when its savepoint is released, so it holds one file's
+        pages; only this transaction's temporary tables are held in memory
+        too, never those of a whole-ledger query (a report, an audit)."""
         with self._lock:
             if self.conn.in_transaction:
                 name = f"nested{self._depth}"
@@ -146,32 +160,29 @@ class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin, 
                     self.conn.execute(f"SAVEPOINT {name}")
                     try:
                         yield self.conn
-                    except BaseException:
+                    except BaseException as e:
+                        if not self.conn.in_transaction:
+                            raise sqlite3.OperationalError(
+                                f"the ledger rolled back the whole transaction: {type(e).__name__}: {e}") from e
                         _quietly(self.conn, f"ROLLBACK TO {name}", f"RELEASE {name}")
                         raise
                     self.conn.execute(f"RELEASE {name}")
                 finally:
                     self._depth -= 1
                 return
-            self.conn.execute("BEGIN IMMEDIATE")
+            if memory_journals:
+                self.conn.execute("PRAGMA temp_store = MEMORY")  # never inside a transaction
             try:
-                yield self.conn
-            except BaseException:
-                _quietly(self.conn, "ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
-
-    def hold_journals_in_memory(self) -> None:
-        """Keep this connection's savepoint and statement journals in memory
-        (PRAGMA temp_store = MEMORY), never in a temporary file. For the
-        connections whose transactions nest a savepoint a file (a capture
-        group, a chunk of readings): past 64 KiB SQLite moves those journals
-        to a file and writes each page it journals there, two pwrite calls
-        a page, ~80 pages a file in a burst. The journal is emptied when the
-        savepoint is released, so it holds one file's pages at most. Its
-        temporary tables and indexes (DISTINCT, IN over a subquery) live in
-        memory too, so not for a connection that runs whole-ledger queries."""
-        self.conn.execute("PRAGMA temp_store = MEMORY")
+                self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.conn
+                except BaseException:
+                    _quietly(self.conn, "ROLLBACK")
+                    raise
+                self.conn.execute("COMMIT")
+            finally:
+                if memory_journals and not self.conn.in_transaction:
+                    self.conn.execute("PRAGMA temp_store = DEFAULT")
 
     def integrity_check(self) -> str:
         """SQLite's own verdict: "ok" when the file is sound."""

@@ -37,7 +37,6 @@ def command(ctx: click.Context, paths: tuple[Path, ...], no_process: bool, quiet
     cfg = load(ctx)
     settings = validation_settings(cfg)
     ledger, vault = open_ledger(cfg), open_vault(cfg)
-    ledger.hold_journals_in_memory()  # a savepoint a file in each capture group
     who, max_bytes = actor(), cfg.agent["max_file_mb"] * 1024 * 1024
     failures, new, known = [], 0, 0
     to_process: list[int] = []
@@ -50,7 +49,7 @@ def command(ctx: click.Context, paths: tuple[Path, ...], no_process: bool, quiet
         # one transaction for its rows (agent/capture.py: GROUP_S, GROUP_MAX).
         nonlocal new, known
         vault.commit_staged([stored.staged for _, stored in group if stored.staged])
-        with ledger.transaction():
+        with ledger.transaction(memory_journals=True):
             got = [(path, record_file(ledger, stored, source_kind="ingest", source=str(path.parent), now=now(),
                                       actor=who)) for path, stored in group]
             states = {doc_id: ledger.get(doc_id).state for doc_id in {g.document_id for _, g in got}}

@@ -187,6 +187,39 @@ def test_a_nested_transaction_that_fails_is_undone_alone(ledger):
     assert [e.reason for e in ledger.events(third)] == ["captured"]
 
 
+def test_a_nested_failure_after_sqlite_undid_everything_is_the_ledgers(ledger):
+    # Out of memory or an I/O error inside a savepoint: SQLite may roll the
+    # whole transaction back itself. The group's earlier files are gone
+    # then, so the error must stop the group (the ledger's), not pass for
+    # one file's while the rest carries on outside any transaction.
+    with pytest.raises(sqlite3.OperationalError, match="rolled back the whole transaction: MemoryError"):
+        with ledger.transaction():
+            add(ledger, "a" * 64, "a.pdf")
+            with ledger.transaction():
+                add(ledger, "b" * 64, "b.pdf")
+                ledger.conn.execute("ROLLBACK")   # what SQLite does itself on SQLITE_NOMEM
+                raise MemoryError()
+    assert not ledger.conn.in_transaction
+    assert ledger.list_documents() == []
+
+
+def test_memory_journals_last_as_long_as_their_transaction(ledger):
+    def temp_store() -> int:
+        return ledger.conn.execute("PRAGMA temp_store").fetchone()[0]
+
+    default = temp_store()
+    with ledger.transaction(memory_journals=True):
+        assert temp_store() == 2   # MEMORY
+        with ledger.transaction():
+            add(ledger, "a" * 64, "a.pdf")
+    assert temp_store() == default
+    with pytest.raises(RuntimeError):
+        with ledger.transaction(memory_journals=True):
+            raise RuntimeError("a failed group")
+    assert temp_store() == default   # a whole-ledger query after it spills to disk again
+    assert [d.original_name for d in ledger.list_documents()] == ["a.pdf"]
+
+
 def test_backed_up_count_one_target_or_several_counts_each_original_once(ledger):
     # One target's held count is read from its done rows (one per original:
     # UNIQUE (sha256, target)); several targets' from the originals held by
