@@ -200,9 +200,9 @@ class TargetRunner(Runner):
                     or (_due(state["last_snapshot_at"], p["action_snapshot_gap_s"], now) and self._acted(ledger))):
                 # An operator's action (amend, accept, reject...) reaches the
                 # target with the next round (IDLE_POLL_S), not the next hour.
-                # Dated when it is taken, not when the round began: a round's
-                # puts can take seconds, and an action made meanwhile is in
-                # this snapshot, so it must not look older than the action.
+                # Dated when it is taken, not when the round began: the
+                # round's puts can take seconds, and an action made during
+                # them is in this snapshot, which must not look older.
                 key = snapshot_step(ledger, self.target, now=now_dt(), retention={
                     "hourly_days": p["keep_hourly_days"], "daily_days": p["keep_daily_days"],
                     "monthly_years": p["keep_monthly_years"]})

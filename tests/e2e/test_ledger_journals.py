@@ -1,9 +1,10 @@
-"""The daemon's main thread journals its savepoints in memory: a burst's
-capture groups and reading chunks nest a savepoint a file, and SQLite moves
-a savepoint journal past 64 KiB into a temporary file, where every page it
-journals is two more write calls (~80 pages a file in a burst). A real
-daemon, with SQLite's temporary folder (SQLITE_TMPDIR) watched by inotify,
-takes a burst in without creating a single temporary file there."""
+"""A burst's capture groups and reading chunks journal their savepoints in
+memory (`Ledger.transaction(memory_journals=True)`): each nests a savepoint
+a file, and SQLite moves a savepoint journal past 64 KiB into a temporary
+file, where every page it journals is two more write calls (~80 pages a
+file in a burst). A real daemon, with SQLite's temporary folder
+(SQLITE_TMPDIR) watched by inotify, takes a burst in without creating a
+single temporary file there."""
 
 from __future__ import annotations
 
