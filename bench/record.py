@@ -106,5 +106,6 @@ def main() -> None:
           f"{rec[0] / (cap[0] + rec[0]):.0%} of the main thread's wall time for a burst, which bounds "
           f"`queued` at {1000 / (cap[0] + rec[0]):.0f} files/s")
 
+
 if __name__ == "__main__":
     main()

@@ -19,8 +19,9 @@ threads and its workers until then, and the bound that puts on files/s to
 watched folders (target < 0.2 %), and a flood of empty files with a real
 invoice dropped behind it: the daemon's cost per refused file (target <=
 1 ms) beside a floor loop in the same run (lstat and one committed row per
-file, batched like the daemon), and how long the invoice waited to be captured and delivered (target <= 60 s). `--junk-kind tiny`
-floods with files of a few bytes instead: three in four of no readable
+file, batched like the daemon), and how long the invoice waited to be
+captured and delivered (target <= 60 s). `--junk-kind tiny` floods with
+files of a few bytes instead: three in four of no readable
 format (random bytes, text: refused at intake, their bytes kept in the
 vault), one in four a cut-off PDF/PNG/JPEG/XML header (a document,
 quarantined when read); the cost per junk file then covers both.
