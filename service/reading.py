@@ -138,6 +138,9 @@ class Reading:
             if intake_busy:
                 self._record_after = self.clock() + took * (1 - RECORD_SHARE) / RECORD_SHARE
                 break
+            # A chunk takes tens of milliseconds: the workers are handed
+            # more before the next, or they idle once what they hold is read.
+            self.feed()
         self._note_load(len(done), recording)
         return done
 

@@ -11,6 +11,7 @@ import functools
 import os
 import signal
 import time
+from collections import deque
 from multiprocessing.connection import Connection
 
 from agent.pipeline import Analysis, analyse
@@ -20,6 +21,9 @@ from service.worker_ocr import init_worker as _init_worker
 PR_SET_PDEATHSIG = 1
 WORKER_NICE = 10
 SLOT_NOTE = "ocr-slot-wait"
+# (TAKE_BACK, [token, ...]) from the daemon: jobs it handed over that are
+# given to another worker; skipped if not started yet.
+TAKE_BACK = "take-back"
 
 
 def analyse_object(vault_root: str, sha256: str, ocr: bool = True) -> Analysis:
@@ -56,8 +60,10 @@ def die_with_parent() -> None:
 
 def worker_main(conn: Connection, vault_root: str, reader, init_args: tuple) -> None:
     # The documents handed over, in order, one at a time: receive (doc_id,
-    # sha256), send (doc_id, Analysis, timing): the worker's own clock, for the metrics' histograms.
-    # EOF on the pipe (the daemon closed it or died) ends the worker.
+    # sha256, token), send (doc_id, Analysis, timing, token); timing is the
+    # worker's own clock, for the metrics' histograms. Every message waiting
+    # is read before a job starts, so a take-back reaches each job not
+    # started yet. EOF on the pipe (the daemon closed it or died) ends the worker.
     from agent.extract.ocr_engine import engine_loaded
 
     die_with_parent()
@@ -84,11 +90,19 @@ def worker_main(conn: Connection, vault_root: str, reader, init_args: tuple) -> 
         conn.send((SLOT_NOTE, flag))
 
     _init_worker(*init_args, waiting, ocr_pages)
+    inbox: deque = deque()
     while True:
         try:
-            doc_id, sha256 = conn.recv()
+            while not inbox or conn.poll():
+                message = conn.recv()
+                if message[0] == TAKE_BACK:
+                    skip = set(message[1])
+                    inbox = deque(job for job in inbox if job[2] not in skip)
+                else:
+                    inbox.append(message)
         except (EOFError, OSError):
             return
+        doc_id, sha256, token = inbox.popleft()
         ocr_pages.clear()
         slot_wait["total"] = 0.0
         start = time.perf_counter()
@@ -99,10 +113,10 @@ def worker_main(conn: Connection, vault_root: str, reader, init_args: tuple) -> 
         timing = {"read_s": time.perf_counter() - start - slot_wait["total"], "ocr_s": list(ocr_pages),
                   "ocr_loaded": engine_loaded()}
         try:
-            conn.send((doc_id, result, timing))
+            conn.send((doc_id, result, timing, token))
         except (EOFError, OSError):
             return
         except Exception as e:  # the result does not pickle
             conn.send((doc_id, Analysis(error_reason="internal",
                                         error_message=f"result not transferable: {type(e).__name__}: {e}"),
-                       timing))
+                       timing, token))

@@ -4,6 +4,9 @@ process's side is service/worker_process.py).
 
 Each worker is its own process with its own pipe, so the pool always knows
 which document a worker holds:
+- a worker still at one document after PIPELINE_STALL_S gives back the ones
+  it holds behind it, unstarted (`WorkerHandle.take_back`): they go to another
+  worker instead of waiting on a slow or hung file;
 - a file that kills its worker (a parser crash, the OOM killer) comes back
   as an "internal" failure for that document alone, and the worker is
   replaced (the pipeline retries it a bounded number of times);
@@ -21,132 +24,26 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import multiprocessing
 import os
 import time
 from collections import deque
-from dataclasses import dataclass
 from multiprocessing.connection import wait
 
 from agent.pipeline import Analysis
 from service import metrics
 from service.worker_ocr import ocr_slot  # noqa: F401 - part of this module's interface (tests, bench)
-from service.worker_process import SLOT_NOTE, analyse_object, worker_main
+from service.worker_handle import PIPELINE_DEPTH, PIPELINE_STALL_S, Job, WorkerHandle
+from service.worker_process import SLOT_NOTE, analyse_object
 
 log = logging.getLogger("fapiao.workers")
 
 
-@dataclass
-class _Job:
-    doc_id: int
-    sha256: str
-    urgent: bool = False  # a likely invoice: handed out ahead of the others waiting
-
-
-# Documents a worker holds at once at most, and how long it may be at one
-# before no more are handed to it. Not more: what sits in a worker's pipe
-# is never handed to the other worker, so when a worker that was reading
-# fast documents meets one that hangs (or a long OCR page), everything it
-# holds waits with it, up to [extract] timeout_s. 32 drained a burst a
-# little faster at best (bench/watch.py --only-burst: 341/316 files/s to
-# queued with 8 against 385/361, then 361/307 against 285/359) and let 31
-# documents wait a minute behind one bad file.
-PIPELINE_DEPTH = 8
-PIPELINE_STALL_S = 0.5
-# The reading a worker may hold ahead of a document handed to it, at its
-# recent pace: a worker reading slow documents holds fewer, so an invoice
-# handed out behind them (a likely invoice is handed out ahead of all that
-# waits for a worker, not of what a worker already holds) waits ~this long
-# at most; a worker of 6 ms PDFs holds PIPELINE_DEPTH, one of OCR pages
-# (~0.8 s) one. Until a worker's first answer its pace is unknown: it holds two.
-PIPELINE_AHEAD_S = 0.25
-_FIRST_DEPTH = 2
 # The modules every worker needs, imported once in the forkserver so a
 # replacement worker (after a timeout or a crash) starts in milliseconds.
-_PRELOAD = ["agent.pipeline", "agent.extract", "service.worker_process", "service.workers"]
-
-
-class _Worker:
-    """One worker process, its end of the pipe, and the jobs handed to it
-    (read in order: the first is the one it is at)."""
-
-    def __init__(self, ctx, vault_root: str, reader, init_args: tuple):
-        parent, child = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=worker_main, args=(child, vault_root, reader, init_args),
-                                name="fapiao-extract", daemon=True)
-        self.proc.start()
-        child.close()
-        self.conn = parent
-        self.jobs: deque[_Job] = deque()
-        self.killed = False
-        self.started = 0.0
-        self.paused_at: float | None = None  # while queueing for an OCR slot
-        self.idle_since = time.monotonic()
-        self.ocr_loaded = False  # it said its OCR engine is loaded (after its last document)
-        self.pace_s: float | None = None  # its recent seconds a document (a moving average)
-
-    @property
-    def job(self) -> _Job | None:
-        """The job the worker is at, or None when it has none."""
-        return self.jobs[0] if self.jobs else None
-
-    def elapsed(self, now: float) -> float:
-        """Seconds this worker has spent on its current job, waits for an OCR slot excluded."""
-        return (self.paused_at if self.paused_at is not None else now) - self.started
-
-    def depth(self) -> int:
-        """Documents this worker may hold now: PIPELINE_AHEAD_S of reading
-        at its recent pace, between 1 and PIPELINE_DEPTH."""
-        if self.pace_s is None:
-            return _FIRST_DEPTH
-        return max(1, min(PIPELINE_DEPTH, int(PIPELINE_AHEAD_S / max(self.pace_s, 1e-6))))
-
-    def paced(self, read_s: float) -> None:
-        """Note one document's reading time in the worker's pace."""
-        self.pace_s = read_s if self.pace_s is None else 0.7 * self.pace_s + 0.3 * read_s
-
-    def give(self, job: _Job) -> bool:
-        """Hand `job` over, behind the ones it holds; False when the worker is gone."""
-        try:
-            self.conn.send((job.doc_id, job.sha256))
-        except (OSError, EOFError, ValueError):
-            return False
-        if not self.jobs:
-            self.started, self.paused_at = time.monotonic(), None
-        self.jobs.append(job)
-        return True
-
-    def finished(self, now: float) -> _Job:
-        """The current job's answer came: the next one (already in the
-        worker's pipe) is started now."""
-        job = self.jobs.popleft()
-        self.started, self.paused_at = now, None
-        if not self.jobs:
-            self.idle_since = now
-        return job
-
-    def kill(self) -> None:
-        """SIGKILL the process and reap it; the pipe and the process's own
-        descriptors are closed (a daemon replaces workers for months).
-        Once only: a second call does nothing."""
-        if self.killed:
-            return
-        self.killed = True
-        # The forkserver reaps its children, so only signal a pid not known dead.
-        with contextlib.suppress(OSError, ValueError):
-            if self.proc.exitcode is None:
-                self.proc.kill()
-        self.proc.join(5)
-        with contextlib.suppress(OSError):
-            self.conn.close()
-        with contextlib.suppress(ValueError):  # still running: leave it to the finalizer
-            self.proc.close()
-
-    def stop(self) -> None:
-        """Close the pipe (an idle worker exits on EOF)."""
-        with contextlib.suppress(OSError):
-            self.conn.close()
+_PRELOAD = ["agent.pipeline", "agent.extract", "service.worker_process", "service.worker_handle", "service.workers"]
 
 
 class ExtractionPool:
@@ -156,7 +53,7 @@ class ExtractionPool:
 
     def __init__(self, vault_root: str, workers: int = 0, reader=None, ocr: bool = True,
                  ocr_slots: int = 0, slot_dir: str | None = None, timeout_s: float = 60.0,
-                 ocr_idle_unload_s: float = 0.0):
+                 ocr_idle_unload_s: float = 0.0, depth: int = PIPELINE_DEPTH):
         self.vault_root = vault_root
         # A worker idle this long with its OCR engine loaded is replaced by a
         # fresh one (0: never). Dropping the engine alone hands back ~20 of
@@ -172,25 +69,27 @@ class ExtractionPool:
         # lock files in `slot_dir`.
         threads = self.workers // ocr_slots if 0 < ocr_slots < self.workers else 1
         self._init_args = (slot_dir, ocr_slots, threads)
-        # Each worker holds up to PIPELINE_DEPTH documents in its pipe: it
+        # Each worker holds up to `depth` documents in its pipe: it
         # starts the next the moment it sent a result, instead of idling until
         # the main thread (busy capturing a burst) collects and hands out
         # another; with one at a time a 0.6 ms XML cost a whole main-loop
         # step, and reading ran at a tenth of what two cores do.
-        self.capacity = self.workers * PIPELINE_DEPTH
+        self.depth = depth
+        self.capacity = self.workers * depth
+        self._tokens = itertools.count(1)
         # forkserver, not fork: workers must not inherit the daemon's lock
         # file or sockets, and forking a threaded daemon is unsafe.
         self._ctx = multiprocessing.get_context("forkserver")
         self._ctx.set_forkserver_preload(_PRELOAD)
-        self._pool: list[_Worker] = [self._spawn() for _ in range(self.workers)]
+        self._pool: list[WorkerHandle] = [self._spawn() for _ in range(self.workers)]
         # Jobs waiting for a worker: urgent ones (likely invoices) are handed
         # out before any other, each line in its own order.
-        self._urgent: deque[_Job] = deque()
-        self._waiting: deque[_Job] = deque()
+        self._urgent: deque[Job] = deque()
+        self._waiting: deque[Job] = deque()
         metrics.watch_pool(self)
 
-    def _spawn(self) -> _Worker:
-        return _Worker(self._ctx, self.vault_root, self.reader, self._init_args)
+    def _spawn(self) -> WorkerHandle:
+        return WorkerHandle(self._ctx, self.vault_root, self.reader, self._init_args, self.depth)
 
     @property
     def in_flight(self) -> int:
@@ -238,15 +137,14 @@ class ExtractionPool:
         themselves."""
         if not self.has_room():
             return False
-        (self._urgent if urgent else self._waiting).append(_Job(doc_id, sha256, urgent))
+        (self._urgent if urgent else self._waiting).append(Job(doc_id, sha256, urgent))
         self._dispatch()
         return True
 
     def _dispatch(self) -> None:
         # One job at a time to the worker holding the fewest, so both get
         # work, up to its depth; never more to one still at a job after
-        # PIPELINE_STALL_S (an OCR page): what waits behind it goes to the
-        # other worker.
+        # PIPELINE_STALL_S (an OCR page, a hang): see `collect`.
         now = time.monotonic()
         while line := (self._urgent or self._waiting):
             open_ = [i for i, w in enumerate(self._pool) if len(w.jobs) < w.depth() and (
@@ -255,7 +153,7 @@ class ExtractionPool:
                 return
             i = min(open_, key=lambda k: len(self._pool[k].jobs))
             w = self._pool[i]
-            if w.give(line[0]):
+            if w.give(line[0], next(self._tokens)):
                 line.popleft()
             else:  # gone: its jobs go first in line again, to its replacement
                 self._replace(i)
@@ -284,6 +182,12 @@ class ExtractionPool:
                 continue  # every job it held is answered
             job = w.job
             if result is True and w.elapsed(now) < self.timeout_s:
+                # Stuck at one job (its answers were all just taken in, so
+                # this is no stale view): what it holds behind it goes first
+                # in line again, for the other worker, or for itself once it
+                # answered.
+                if len(w.jobs) > 1 and (w.paused_at is not None or w.elapsed(now) >= PIPELINE_STALL_S):
+                    self._requeue(w.take_back())
                 continue
             if result is None:
                 code = w.proc.exitcode
@@ -310,10 +214,15 @@ class ExtractionPool:
         # started go first in their line again (urgent or not), in their order.
         old = self._pool[i]
         old.kill()
-        self._urgent.extendleft(reversed([j for j in old.jobs if j.urgent]))
-        self._waiting.extendleft(reversed([j for j in old.jobs if not j.urgent]))
+        self._requeue(old.jobs)
         old.jobs.clear()
         self._pool[i] = self._spawn()
+
+    def _requeue(self, jobs) -> None:
+        # Jobs handed out and never started, first in their line (urgent or
+        # not) again, in their order.
+        self._urgent.extendleft(reversed([j for j in jobs if j.urgent]))
+        self._waiting.extendleft(reversed([j for j in jobs if not j.urgent]))
 
     def _unload_idle(self, now: float) -> None:
         # An idle worker holds no job and no OCR slot (a slot is held for
@@ -327,13 +236,13 @@ class ExtractionPool:
                 log.info("an idle worker was replaced to hand back its OCR engine's memory",
                          extra={"idle_s": round(now - w.idle_since, 1)})
 
-    def _receive(self, w: _Worker, now: float, out: list) -> bool | None:
+    def _receive(self, w: WorkerHandle, now: float, out: list) -> bool | None:
         # Every answer the worker has sent, in order, each for the job it is
         # at, added to `out`; True while it is still at work (or only noted an
         # OCR slot wait), None when it died (at the job it is at now).
         try:
             while w.jobs and w.conn.poll():
-                doc_id, result, *timing = w.conn.recv()
+                doc_id, result, *answer = w.conn.recv()
                 if doc_id == SLOT_NOTE:
                     if result:
                         w.paused_at = time.monotonic()
@@ -341,10 +250,12 @@ class ExtractionPool:
                         w.started += time.monotonic() - w.paused_at
                         w.paused_at = None
                     continue
-                if doc_id != w.job.doc_id:  # cannot happen: a worker reads its jobs in order
+                t, token = answer
+                if not w.answer_for(token):
+                    continue  # taken back after it was started: handed out again
+                if token != w.job.token:  # cannot happen: a worker reads its jobs in order
                     result = Analysis(error_reason="internal", error_message="a worker answered for another document")
                 job = w.finished(now)
-                t = timing[0] if timing else {}
                 w.ocr_loaded = bool(t.get("ocr_loaded"))
                 if t.get("read_s") is not None:
                     w.paced(t["read_s"])

@@ -12,8 +12,12 @@ import time
 
 from agent.pipeline import Analysis
 from agent.vault import Vault
-from service.workers import PIPELINE_DEPTH, ExtractionPool
+from service.workers import ExtractionPool
 from tests.integration.test_worker_crash import collect_all
+
+# The pools here hold at most this many documents a worker (the daemon's
+# PIPELINE_DEPTH is larger; the pace rule caps it at ~50 for 5 ms documents).
+PIPELINE_DEPTH = 8
 
 
 def slow_reader(vault_root: str, sha256: str) -> Analysis:
@@ -35,7 +39,7 @@ def warmed_up(pool: ExtractionPool, vault: Vault, data: bytes = b"warm-up") -> N
 def test_a_worker_reads_on_while_nobody_collects(tmp_path):
     vault = Vault(tmp_path / "vault")
     shas = [vault.put_bytes(f"{i:08d}".encode()).sha256 for i in range(PIPELINE_DEPTH)]
-    pool = ExtractionPool(str(vault.root), workers=1, reader=slow_reader)
+    pool = ExtractionPool(str(vault.root), workers=1, reader=slow_reader, depth=PIPELINE_DEPTH)
     try:
         warmed_up(pool, vault)
         for i, sha in enumerate(shas):
@@ -56,7 +60,7 @@ def test_what_a_hung_worker_held_is_read_by_its_replacement(tmp_path):
     first = vault.put_bytes(b"00000001").sha256
     hang = vault.put_bytes(b"HANG here").sha256
     behind = [vault.put_bytes(f"{i:08d}".encode()).sha256 for i in (2, 3, 4)]
-    pool = ExtractionPool(str(vault.root), workers=1, reader=slow_reader, timeout_s=2)
+    pool = ExtractionPool(str(vault.root), workers=1, reader=slow_reader, timeout_s=2, depth=PIPELINE_DEPTH)
     try:
         for doc_id, sha in [(1, first), (99, hang), (2, behind[0]), (3, behind[1]), (4, behind[2])]:
             assert pool.submit(doc_id, sha)
@@ -73,7 +77,7 @@ def test_what_a_crashed_worker_held_is_read_by_its_replacement(tmp_path):
     vault = Vault(tmp_path / "vault")
     crash = vault.put_bytes(b"CRASH now").sha256
     behind = {i: vault.put_bytes(f"{i:08d}".encode()).sha256 for i in range(1, 5)}
-    pool = ExtractionPool(str(vault.root), workers=1, reader=slow_reader)
+    pool = ExtractionPool(str(vault.root), workers=1, reader=slow_reader, depth=PIPELINE_DEPTH)
     try:
         assert pool.submit(99, crash)
         for i, sha in behind.items():
@@ -88,7 +92,7 @@ def test_what_a_crashed_worker_held_is_read_by_its_replacement(tmp_path):
 
 def test_an_urgent_document_is_handed_out_ahead_of_those_waiting_for_a_worker(tmp_path):
     vault = Vault(tmp_path / "vault")
-    pool = ExtractionPool(str(vault.root), workers=1, reader=slow_reader)
+    pool = ExtractionPool(str(vault.root), workers=1, reader=slow_reader, depth=PIPELINE_DEPTH)
     pool.capacity = PIPELINE_DEPTH + 8  # room for jobs that wait for the worker
     try:
         warmed_up(pool, vault)  # 5 ms a document: it holds PIPELINE_DEPTH
@@ -108,7 +112,7 @@ def test_an_urgent_document_is_handed_out_ahead_of_those_waiting_for_a_worker(tm
 
 def test_a_worker_at_a_slow_pace_holds_one_and_an_urgent_document_waits_for_that_one_only(tmp_path):
     vault = Vault(tmp_path / "vault")
-    pool = ExtractionPool(str(vault.root), workers=1, reader=slow_reader)
+    pool = ExtractionPool(str(vault.root), workers=1, reader=slow_reader, depth=PIPELINE_DEPTH)
     try:
         warmed_up(pool, vault, b"SLOW warm-up")  # 300 ms a document: it holds one
         for i in range(5):
@@ -127,7 +131,7 @@ def test_urgent_documents_stay_ahead_and_in_order_after_a_worker_holding_others_
     # A hung worker's unstarted documents go back in line, but not ahead of
     # urgent ones already waiting; a later urgent one queues behind those.
     vault = Vault(tmp_path / "vault")
-    pool = ExtractionPool(str(vault.root), workers=1, reader=slow_reader, timeout_s=2)
+    pool = ExtractionPool(str(vault.root), workers=1, reader=slow_reader, timeout_s=2, depth=PIPELINE_DEPTH)
     pool.capacity = PIPELINE_DEPTH + 8  # room for the urgent ones
     try:
         warmed_up(pool, vault)  # 5 ms a document: it holds PIPELINE_DEPTH
@@ -147,3 +151,47 @@ def test_urgent_documents_stay_ahead_and_in_order_after_a_worker_holding_others_
         assert order == [1, 1001, 1002, 1003] + list(range(2, PIPELINE_DEPTH + 1))
     finally:
         pool.shutdown(1)
+
+
+def test_what_a_stuck_worker_holds_behind_its_document_is_read_by_the_other_worker_at_once(tmp_path):
+    # Without the take-back, the documents in the stuck worker's pipe waited
+    # for the hang's [extract] timeout_s (a minute here).
+    vault = Vault(tmp_path / "vault")
+    pool = ExtractionPool(str(vault.root), workers=2, reader=slow_reader, timeout_s=60, depth=PIPELINE_DEPTH)
+    try:
+        for i in (10_000, 10_001):  # one each: both workers' pace is known (5 ms: they hold 8)
+            assert pool.submit(i, vault.put_bytes(b"warm %d" % i).sha256)
+        assert set(collect_all(pool, 2)) == {10_000, 10_001}
+        assert pool.submit(99, vault.put_bytes(b"HANG").sha256)
+        fast = {i: vault.put_bytes(b"%08d" % i).sha256 for i in range(1, 15)}
+        for i, sha in fast.items():
+            assert pool.submit(i, sha)
+        stuck = next(w for w in pool._pool if w.jobs and w.jobs[0].doc_id == 99)
+        assert len(stuck.jobs) > 1, "the hung worker holds documents behind the hang"
+        start = time.monotonic()
+        got: dict = {}
+        while len(got) < len(fast) and time.monotonic() - start < 20:
+            for doc_id, analysis in pool.collect(0.2):
+                assert doc_id not in got, f"document {doc_id} answered twice"
+                got[doc_id] = analysis
+        took = time.monotonic() - start
+        assert {i: a.invoices[0]["number"] for i, a in got.items()} == {i: "%08d" % i for i in fast}
+        assert took < 5, f"the documents behind the hang waited {took:.1f} s"
+        assert pool.in_flight_ids() == {99} and [j.doc_id for j in stuck.jobs] == [99]
+    finally:
+        pool.shutdown(0)
+
+
+def test_an_answer_for_a_job_taken_back_after_it_started_is_dropped_once():
+    # The worker may have started the first job taken back before the
+    # take-back reached it: that answer is dropped (the job was handed out
+    # again), and once a job handed out after the take-back is answered,
+    # no taken-back token is remembered any more.
+    from service.worker_handle import WorkerHandle
+
+    w = WorkerHandle.__new__(WorkerHandle)
+    w.taken_back = {5, 6, 7}
+    assert w.answer_for(4) and w.taken_back == {5, 6, 7}  # the job it was at: older than every one taken back
+    assert not w.answer_for(5) and w.taken_back == {6, 7}
+    assert w.answer_for(9) and w.taken_back == set()
+    assert w.answer_for(6), "a token forgotten is a job's own answer again"
