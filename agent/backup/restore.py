@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -186,11 +187,14 @@ def _manifested(target: BackupTarget, report: RestoreReport) -> set[str]:
 
 
 def _make_dir(path: Path) -> None:
-    """mkdir -p with DIR_MODE set on each folder made, whatever the umask."""
+    """mkdir -p with DIR_MODE set on each folder made, whatever the umask.
+    Each is made 0700 first: a run killed between the mkdir and the chmod
+    leaves it closed, never open to others (the next run's `_sweep_temp`
+    sets its mode)."""
     missing = [p for p in (path, *path.parents) if not p.exists()]
     for p in reversed(missing):
         try:
-            p.mkdir()
+            p.mkdir(mode=0o700)
         except FileExistsError:
             continue
         os.chmod(p, DIR_MODE)
@@ -199,10 +203,14 @@ def _make_dir(path: Path) -> None:
 def _sweep_temp(work: Path) -> None:
     """Remove the temp files a killed run left half-written: objects and the
     snapshot (`.tmp-*` beside their final names) and sidecars (in the vault's
-    own tmp folder, which nothing else writes to while the restore builds)."""
+    own tmp folder, which nothing else writes to while the restore builds);
+    every folder it made gets DIR_MODE (one it was killed making has 0700)."""
     for p in [*work.rglob(".tmp-*"), *(work / VAULT_NAME / "tmp").glob("*")]:
         if p.is_file():
             p.unlink(missing_ok=True)
+    for p in [work, *work.rglob("*")]:
+        if p.is_dir() and not p.is_symlink() and stat.S_IMODE(p.lstat().st_mode) != DIR_MODE:
+            os.chmod(p, DIR_MODE)
 
 
 def _batch_entries(target: BackupTarget, key: str, report: RestoreReport) -> dict[str, dict]:

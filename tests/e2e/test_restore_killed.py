@@ -169,3 +169,41 @@ def test_a_copied_heartbeat_whose_pid_is_gone_is_not_a_running_daemon(tmp_path):
     r = run(config, "status", "--json")
     assert json.loads(r.stdout)["daemon"]["alive"] is False
     assert "NOT RUNNING (no such pid here)" in run(config, "status").stdout
+
+
+def test_folders_a_killed_restore_was_making_get_their_mode_when_it_resumes(tmp_path, samples_dir):
+    """A restore killed between a folder's mkdir and its chmod left it with
+    the mkdir's mode (before the fix: 0755 under umask 022, open to all;
+    now 0700): the run that resumes sets every folder to 0750."""
+    from agent.backup.restore import work_folder
+
+    site, nas = tmp_path / "site", tmp_path / "nas"
+    (site / "in").mkdir(parents=True)
+    nas.mkdir()
+    config = site / "agent.toml"
+    config.write_text('[agent]\nstate_dir = "state"\n[validation]\nmax_age_days = 100000\n'
+                      f'[[backup]]\nname = "nas"\nurl = "file://{nas}"\n', encoding="utf-8")
+    (site / "in" / "a.xml").write_bytes((samples_dir / SAMPLE).read_bytes())
+    assert run(config, "ingest", "-q", str(site / "in")).returncode == 0
+    cfg = load_config(config)
+    now = dt.datetime.now(dt.timezone.utc)
+    with Ledger(cfg.ledger_path) as ledger:
+        vault = Vault(cfg.vault_dir)
+        while mirror_step(ledger, vault, open_target(cfg.backups[0]), now=now, rng=random.Random(1)).more:
+            pass
+        snapshot_step(ledger, open_target(cfg.backups[0]), now=now)
+        (sha,) = {d.sha256 for d in ledger.list_documents(limit=0)}
+    out = tmp_path / "out"
+    work = work_folder(out / "state")
+    left = [work / "vault" / "objects" / sha[:2], work / "vault" / "objects" / "00" / "11"]
+    for folder, mode in zip(left, (0o755, 0o700)):
+        folder.mkdir(parents=True)
+        os.chmod(folder, mode)
+    r = run(config, "backup", "restore", "--from", "nas", "--to", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["resumed"] is True
+    state = out / "state"
+    assert Vault(state / "vault").verify(sha)
+    modes = {p: stat.S_IMODE(p.lstat().st_mode) for p in [state, *state.rglob("*")] if p.is_dir()}
+    assert (state / "vault" / "objects" / sha[:2]) in modes and (state / "vault" / "objects" / "00") in modes
+    assert {p: m for p, m in modes.items() if m != 0o750} == {}
