@@ -69,6 +69,11 @@ class WorkerHandle:
         # Tokens of jobs taken back: an answer for one the worker had started
         # before the take-back reached it is dropped (it is read elsewhere).
         self.taken_back: set[int] = set()
+        # When a take-back was sent and not yet acknowledged: till then the
+        # worker may be at a job taken back, so it is handed nothing new
+        # (a new job's clock, a crash or a timeout would be charged to the
+        # wrong document).
+        self.awaiting_since: float | None = None
 
     @property
     def job(self) -> Job | None:
@@ -103,11 +108,12 @@ class WorkerHandle:
         self.jobs.append(job)
         return True
 
-    def take_back(self) -> list[Job]:
+    def take_back(self, now: float) -> list[Job]:
         """The jobs it holds behind the one it is at, taken back: it skips
-        them (it reads every message before starting a job), and an answer
-        for one it had already started is dropped (`answer_for`). [] when it
-        holds no other, or is gone (its jobs then go back with it)."""
+        those not started (it reads every message before starting a job)
+        and then acknowledges (`acknowledged`); an answer for one it had
+        already started is dropped (`answer_for`). [] when it holds no
+        other, or is gone (its jobs then go back with it)."""
         behind = list(self.jobs)[1:]
         if not behind:
             return []
@@ -116,21 +122,29 @@ class WorkerHandle:
         except (OSError, EOFError, ValueError):
             return []
         self.taken_back.update(j.token for j in behind)
+        self.awaiting_since = now
         current = self.jobs.popleft()
         self.jobs.clear()
         self.jobs.append(current)
         return behind
 
+    @property
+    def available(self) -> bool:
+        """Whether new jobs may be handed to it: not while a take-back is unacknowledged."""
+        return self.awaiting_since is None
+
     def answer_for(self, token: int) -> bool:
-        """Whether an answer with `token` is for the job the worker is at;
-        False for one taken back after it was started (drop it)."""
-        if token in self.taken_back:
-            self.taken_back.discard(token)
-            return False
-        # The worker read the take-back before starting any job handed out
-        # after it: once such a job is answered, no taken-back one can be.
-        self.taken_back = {t for t in self.taken_back if t > token}
-        return True
+        """Whether an answer with `token` is for a job it holds; False for
+        one taken back after the worker had started it (drop it)."""
+        return token not in self.taken_back
+
+    def acknowledged(self, now: float) -> None:
+        """The worker read the take-back: every job handed out before it is
+        answered or skipped, so no taken-back answer can follow and the
+        worker is at nothing."""
+        self.awaiting_since = None
+        self.taken_back.clear()
+        self.started, self.paused_at, self.idle_since = now, None, now
 
     def finished(self, now: float) -> Job:
         """The current job's answer came: the next one (already in the

@@ -22,7 +22,8 @@ PR_SET_PDEATHSIG = 1
 WORKER_NICE = 10
 SLOT_NOTE = "ocr-slot-wait"
 # (TAKE_BACK, [token, ...]) from the daemon: jobs it handed over that are
-# given to another worker; skipped if not started yet.
+# given to another worker; skipped if not started yet. (TAKE_BACK, None)
+# back: read, and every job before it answered or skipped.
 TAKE_BACK = "take-back"
 
 
@@ -98,6 +99,7 @@ def worker_main(conn: Connection, vault_root: str, reader, init_args: tuple) -> 
                 if message[0] == TAKE_BACK:
                     skip = set(message[1])
                     inbox = deque(job for job in inbox if job[2] not in skip)
+                    conn.send((TAKE_BACK, None))
                 else:
                     inbox.append(message)
         except (EOFError, OSError):

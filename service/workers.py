@@ -36,7 +36,7 @@ from agent.pipeline import Analysis
 from service import metrics
 from service.worker_ocr import ocr_slot  # noqa: F401 - part of this module's interface (tests, bench)
 from service.worker_handle import PIPELINE_DEPTH, PIPELINE_STALL_S, Job, WorkerHandle
-from service.worker_process import SLOT_NOTE, analyse_object
+from service.worker_process import SLOT_NOTE, TAKE_BACK, analyse_object
 
 log = logging.getLogger("fapiao.workers")
 
@@ -49,11 +49,13 @@ _PRELOAD = ["agent.pipeline", "agent.extract", "service.worker_process", "servic
 class ExtractionPool:
     """Bounded pool: `submit` refuses when full (the caller keeps the work
     queued in the ledger), which is the daemon's backpressure. A document is
-    read for at most `timeout_s` seconds of a worker's time."""
+    read for at most `timeout_s` seconds of a worker's time. A worker holds
+    up to `depth` documents; one `stall_s` at a document gives back the
+    ones it holds behind it."""
 
     def __init__(self, vault_root: str, workers: int = 0, reader=None, ocr: bool = True,
                  ocr_slots: int = 0, slot_dir: str | None = None, timeout_s: float = 60.0,
-                 ocr_idle_unload_s: float = 0.0, depth: int = PIPELINE_DEPTH):
+                 ocr_idle_unload_s: float = 0.0, depth: int = PIPELINE_DEPTH, stall_s: float = PIPELINE_STALL_S):
         self.vault_root = vault_root
         # A worker idle this long with its OCR engine loaded is replaced by a
         # fresh one (0: never). Dropping the engine alone hands back ~20 of
@@ -74,7 +76,7 @@ class ExtractionPool:
         # the main thread (busy capturing a burst) collects and hands out
         # another; with one at a time a 0.6 ms XML cost a whole main-loop
         # step, and reading ran at a tenth of what two cores do.
-        self.depth = depth
+        self.depth, self.stall_s = depth, float(stall_s)
         self.capacity = self.workers * depth
         self._tokens = itertools.count(1)
         # forkserver, not fork: workers must not inherit the daemon's lock
@@ -147,8 +149,8 @@ class ExtractionPool:
         # PIPELINE_STALL_S (an OCR page, a hang): see `collect`.
         now = time.monotonic()
         while line := (self._urgent or self._waiting):
-            open_ = [i for i, w in enumerate(self._pool) if len(w.jobs) < w.depth() and (
-                not w.jobs or w.elapsed(now) < PIPELINE_STALL_S)]
+            open_ = [i for i, w in enumerate(self._pool) if w.available and len(w.jobs) < w.depth() and (
+                not w.jobs or w.elapsed(now) < self.stall_s)]
             if not open_:
                 return
             i = min(open_, key=lambda k: len(self._pool[k].jobs))
@@ -165,7 +167,7 @@ class ExtractionPool:
         their OCR engine loaded for `ocr_idle_unload_s` are replaced first."""
         self._unload_idle(time.monotonic())
         self._dispatch()
-        busy = [w for w in self._pool if w.jobs]
+        busy = [w for w in self._pool if w.jobs or not w.available]
         if not busy:
             return []
         now = time.monotonic()
@@ -175,10 +177,16 @@ class ExtractionPool:
         out = []
         now = time.monotonic()
         for i, w in enumerate(self._pool):
-            if not w.jobs:
+            if not w.jobs and w.available:
                 continue
             result = self._receive(w, now, out) if w.conn in ready or w.proc.sentinel in ready else True
             if not w.jobs:
+                if not w.available and (result is None or now - w.awaiting_since >= self.timeout_s):
+                    # Dead or stuck at a job taken back (handed out again:
+                    # that reading answers for it): nothing of its own is lost.
+                    log.warning("a worker stuck at a document taken back from it was replaced",
+                                extra={"dead": result is None})
+                    self._replace(i)
                 continue  # every job it held is answered
             job = w.job
             if result is True and w.elapsed(now) < self.timeout_s:
@@ -186,8 +194,8 @@ class ExtractionPool:
                 # this is no stale view): what it holds behind it goes first
                 # in line again, for the other worker, or for itself once it
                 # answered.
-                if len(w.jobs) > 1 and (w.paused_at is not None or w.elapsed(now) >= PIPELINE_STALL_S):
-                    self._requeue(w.take_back())
+                if len(w.jobs) > 1 and (w.paused_at is not None or w.elapsed(now) >= self.stall_s):
+                    self._requeue(w.take_back(now))
                 continue
             if result is None:
                 code = w.proc.exitcode
@@ -231,7 +239,7 @@ class ExtractionPool:
         if self.ocr_idle_unload_s <= 0:
             return
         for i, w in enumerate(self._pool):
-            if not w.jobs and w.ocr_loaded and now - w.idle_since >= self.ocr_idle_unload_s:
+            if not w.jobs and w.available and w.ocr_loaded and now - w.idle_since >= self.ocr_idle_unload_s:
                 self._replace(i)
                 log.info("an idle worker was replaced to hand back its OCR engine's memory",
                          extra={"idle_s": round(now - w.idle_since, 1)})
@@ -241,8 +249,11 @@ class ExtractionPool:
         # at, added to `out`; True while it is still at work (or only noted an
         # OCR slot wait), None when it died (at the job it is at now).
         try:
-            while w.jobs and w.conn.poll():
+            while (w.jobs or not w.available) and w.conn.poll():
                 doc_id, result, *answer = w.conn.recv()
+                if doc_id == TAKE_BACK:
+                    w.acknowledged(time.monotonic())
+                    continue
                 if doc_id == SLOT_NOTE:
                     if result:
                         w.paused_at = time.monotonic()
@@ -253,6 +264,9 @@ class ExtractionPool:
                 t, token = answer
                 if not w.answer_for(token):
                     continue  # taken back after it was started: handed out again
+                if not w.jobs:  # cannot happen: every job it holds is answered; its document is still `captured`
+                    log.error("a worker answered when it held no job; answer dropped", extra={"document": doc_id})
+                    continue
                 if token != w.job.token:  # cannot happen: a worker reads its jobs in order
                     result = Analysis(error_reason="internal", error_message="a worker answered for another document")
                 job = w.finished(now)
@@ -264,7 +278,7 @@ class ExtractionPool:
                 out.append((job.doc_id, result))
         except (EOFError, OSError):
             return None
-        return None if w.jobs and w.proc.exitcode is not None else True
+        return None if (w.jobs or not w.available) and w.proc.exitcode is not None else True
 
     def shutdown(self, wait_s: float) -> list[tuple[int, Analysis]]:
         """Finish in-flight work within `wait_s` seconds and stop every
