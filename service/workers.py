@@ -181,7 +181,10 @@ class ExtractionPool:
                 continue
             result = self._receive(w, now, out) if w.conn in ready or w.proc.sentinel in ready else True
             if not w.jobs:
-                if not w.available and (result is None or now - w.awaiting_since >= self.timeout_s):
+                # Its clock runs from its last answer, when it may have
+                # started a job taken back (OCR slot waits left out, as for
+                # any job): a worker that reads on acknowledges at once.
+                if not w.available and (result is None or w.elapsed(now) >= self.timeout_s):
                     # Dead or stuck at a job taken back (handed out again:
                     # that reading answers for it): nothing of its own is lost.
                     log.warning("a worker stuck at a document taken back from it was replaced",
@@ -190,10 +193,10 @@ class ExtractionPool:
                 continue  # every job it held is answered
             job = w.job
             if result is True and w.elapsed(now) < self.timeout_s:
-                # Stuck at one job (its answers were all just taken in, so
-                # this is no stale view): what it holds behind it goes first
-                # in line again, for the other worker, or for itself once it
-                # answered.
+                # Stuck at one job (as far as the answers taken in tell: one
+                # may be on its way, hence the acknowledgement): what it
+                # holds behind it goes first in line again, for the other
+                # worker, or for itself once it acknowledged.
                 if len(w.jobs) > 1 and (w.paused_at is not None or w.elapsed(now) >= self.stall_s):
                     self._requeue(w.take_back(now))
                 continue
@@ -263,6 +266,7 @@ class ExtractionPool:
                     continue
                 t, token = answer
                 if not w.answer_for(token):
+                    w.ocr_loaded = bool(t.get("ocr_loaded"))  # the worker's engine, whatever the job
                     continue  # taken back after it was started: handed out again
                 if not w.jobs:  # cannot happen: every job it holds is answered; its document is still `captured`
                     log.error("a worker answered when it held no job; answer dropped", extra={"document": doc_id})
