@@ -38,15 +38,23 @@ def vault_files(root: Path) -> list[Path]:
             for name in names if not name.startswith(".") and not name.endswith(".json")]
 
 
-def build_backup(tmp_path: Path, samples_dir: Path) -> tuple[Path, set[str]]:
-    """A source agent with invoices and big unreadable files, all mirrored to a
-    file target with a snapshot taken while its daemon 'runs' (a fresh beat of a live pid)."""
+def site_config(tmp_path: Path) -> Path:
+    """A source agent's config (tmp_path/site/agent.toml, an empty in/ beside
+    it) with a file backup target "nas" (tmp_path/nas)."""
     site, nas = tmp_path / "site", tmp_path / "nas"
     (site / "in").mkdir(parents=True)
     nas.mkdir()
     config = site / "agent.toml"
     config.write_text('[agent]\nstate_dir = "state"\n[validation]\nmax_age_days = 100000\n'
                       f'[[backup]]\nname = "nas"\nurl = "file://{nas}"\n', encoding="utf-8")
+    return config
+
+
+def build_backup(tmp_path: Path, samples_dir: Path) -> tuple[Path, set[str]]:
+    """A source agent with invoices and big unreadable files, all mirrored to a
+    file target with a snapshot taken while its daemon 'runs' (a fresh beat of a live pid)."""
+    config = site_config(tmp_path)
+    site = config.parent
     xml = (samples_dir / SAMPLE).read_bytes()
     rng = random.Random(5)
     for n in range(INVOICES):
@@ -67,6 +75,16 @@ def build_backup(tmp_path: Path, samples_dir: Path) -> tuple[Path, set[str]]:
         shas = {d.sha256 for d in ledger.list_documents(limit=0)}
     assert len(shas) == INVOICES + BLOBS
     return config, shas
+
+
+def one_invoice_site(tmp_path: Path, samples_dir: Path) -> Path:
+    """A source agent (its config returned) that took in one invoice, with a
+    file backup target "nas" (tmp_path/nas) nothing was mirrored to yet."""
+    config = site_config(tmp_path)
+    site = config.parent
+    (site / "in" / "a.xml").write_bytes((samples_dir / SAMPLE).read_bytes())
+    assert run(config, "ingest", "-q", str(site / "in")).returncode == 0
+    return config
 
 
 def test_a_restore_killed_midway_is_never_taken_for_complete_and_resumes(tmp_path, samples_dir):
@@ -136,14 +154,7 @@ def test_a_restore_killed_midway_is_never_taken_for_complete_and_resumes(tmp_pat
 
 def test_a_restored_heartbeat_never_claims_a_running_daemon(tmp_path, samples_dir):
     """Small and quick: one invoice, a snapshot with a fresh beat of a live pid, a restore."""
-    site, nas = tmp_path / "site", tmp_path / "nas"
-    (site / "in").mkdir(parents=True)
-    nas.mkdir()
-    config = site / "agent.toml"
-    config.write_text('[agent]\nstate_dir = "state"\n[validation]\nmax_age_days = 100000\n'
-                      f'[[backup]]\nname = "nas"\nurl = "file://{nas}"\n', encoding="utf-8")
-    (site / "in" / "a.xml").write_bytes((samples_dir / SAMPLE).read_bytes())
-    assert run(config, "ingest", "-q", str(site / "in")).returncode == 0
+    config = one_invoice_site(tmp_path, samples_dir)
     cfg = load_config(config)
     now = dt.datetime.now(dt.timezone.utc)
     with Ledger(cfg.ledger_path) as ledger:
@@ -177,14 +188,7 @@ def test_folders_a_killed_restore_was_making_get_their_mode_when_it_resumes(tmp_
     now 0700): the run that resumes sets every folder to 0750."""
     from agent.backup.restore import work_folder
 
-    site, nas = tmp_path / "site", tmp_path / "nas"
-    (site / "in").mkdir(parents=True)
-    nas.mkdir()
-    config = site / "agent.toml"
-    config.write_text('[agent]\nstate_dir = "state"\n[validation]\nmax_age_days = 100000\n'
-                      f'[[backup]]\nname = "nas"\nurl = "file://{nas}"\n', encoding="utf-8")
-    (site / "in" / "a.xml").write_bytes((samples_dir / SAMPLE).read_bytes())
-    assert run(config, "ingest", "-q", str(site / "in")).returncode == 0
+    config = one_invoice_site(tmp_path, samples_dir)
     cfg = load_config(config)
     now = dt.datetime.now(dt.timezone.utc)
     with Ledger(cfg.ledger_path) as ledger:

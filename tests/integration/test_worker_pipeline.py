@@ -40,6 +40,25 @@ def warmed_up(pool: ExtractionPool, vault: Vault, data: bytes = b"warm-up") -> N
     assert set(collect_all(pool, 1)) == {10_000}
 
 
+def both_warmed_up(pool: ExtractionPool, vault: Vault) -> None:
+    # One document each, read and collected: both workers' pace is known
+    # (5 ms: they hold PIPELINE_DEPTH).
+    for i in (10_000, 10_001):
+        assert pool.submit(i, vault.put_bytes(b"warm %d" % i).sha256)
+    assert set(collect_all(pool, 2)) == {10_000, 10_001}
+
+
+def collect_each_once(pool: ExtractionPool, n: int, within_s: float) -> dict:
+    """Up to `n` answers within `within_s`, by document; none may come twice."""
+    got: dict = {}
+    deadline = time.monotonic() + within_s
+    while len(got) < n and time.monotonic() < deadline:
+        for doc_id, analysis in pool.collect(0.2):
+            assert doc_id not in got, f"document {doc_id} answered twice"
+            got[doc_id] = analysis
+    return got
+
+
 def test_a_worker_reads_on_while_nobody_collects(tmp_path):
     vault = Vault(tmp_path / "vault")
     shas = [vault.put_bytes(f"{i:08d}".encode()).sha256 for i in range(PIPELINE_DEPTH)]
@@ -163,9 +182,7 @@ def test_what_a_stuck_worker_holds_behind_its_document_is_read_by_the_other_work
     vault = Vault(tmp_path / "vault")
     pool = ExtractionPool(str(vault.root), workers=2, reader=slow_reader, timeout_s=60, depth=PIPELINE_DEPTH)
     try:
-        for i in (10_000, 10_001):  # one each: both workers' pace is known (5 ms: they hold 8)
-            assert pool.submit(i, vault.put_bytes(b"warm %d" % i).sha256)
-        assert set(collect_all(pool, 2)) == {10_000, 10_001}
+        both_warmed_up(pool, vault)
         assert pool.submit(99, vault.put_bytes(b"HANG").sha256)
         fast = {i: vault.put_bytes(b"%08d" % i).sha256 for i in range(1, 15)}
         for i, sha in fast.items():
@@ -173,11 +190,7 @@ def test_what_a_stuck_worker_holds_behind_its_document_is_read_by_the_other_work
         stuck = next(w for w in pool._pool if w.jobs and w.jobs[0].doc_id == 99)
         assert len(stuck.jobs) > 1, "the hung worker holds documents behind the hang"
         start = time.monotonic()
-        got: dict = {}
-        while len(got) < len(fast) and time.monotonic() - start < 20:
-            for doc_id, analysis in pool.collect(0.2):
-                assert doc_id not in got, f"document {doc_id} answered twice"
-                got[doc_id] = analysis
+        got = collect_each_once(pool, len(fast), 20)
         took = time.monotonic() - start
         assert {i: a.invoices[0]["number"] for i, a in got.items()} == {i: "%08d" % i for i in fast}
         assert took < 5, f"the documents behind the hang waited {took:.1f} s"
@@ -196,26 +209,20 @@ def test_a_worker_that_had_started_a_job_taken_back_is_handed_nothing_until_it_s
     vault = Vault(tmp_path / "vault")
     pool = ExtractionPool(str(vault.root), workers=2, reader=slow_reader, timeout_s=3, depth=PIPELINE_DEPTH)
     try:
-        for i in (10_000, 10_001):  # one each: both workers' pace is known
-            assert pool.submit(i, vault.put_bytes(b"warm %d" % i).sha256)
-        assert set(collect_all(pool, 2)) == {10_000, 10_001}
+        both_warmed_up(pool, vault)
         w = pool._pool[0]
         for doc_id, data in ((1, b"SLOW first"), (2, b"HANG")):  # both to worker 0
             assert w.give(Job(doc_id, vault.put_bytes(data).sha256), next(pool._tokens))
         time.sleep(0.6)  # it answered 1 (unread) and is at 2
         pool._requeue(w.take_back(time.monotonic()))  # what collect does on a stall
         assert pool.submit(3, vault.put_bytes(b"00000003").sha256)
-        got: dict = {}
-        deadline = time.monotonic() + 30
-        while len(got) < 3 and time.monotonic() < deadline:
-            for doc_id, analysis in pool.collect(0.2):
-                assert doc_id not in got, f"document {doc_id} answered twice"
-                got[doc_id] = analysis
+        got = collect_each_once(pool, 3, 30)
         assert got[3].error_reason is None and got[3].invoices[0]["number"] == "00000003"
         assert got[1].error_reason is None
         assert got[2].error_reason == "timeout", "the hang is answered once, by the worker it was handed to again"
         # The worker stuck at the hang it had given back is replaced once
         # timeout_s is up: no job of its own was lost with it.
+        deadline = time.monotonic() + 30
         while pool._pool[0] is w and time.monotonic() < deadline:
             pool.collect(0.2)
         assert pool._pool[0] is not w and pool.alive_count() == 2
