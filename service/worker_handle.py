@@ -140,8 +140,9 @@ class WorkerHandle:
 
     def acknowledged(self, now: float) -> None:
         """The worker read the take-back: every job handed out before it is
-        answered or skipped, so no taken-back answer can follow and the
-        worker is at nothing."""
+        answered or skipped, so no taken-back answer can follow. It is at
+        nothing, or at the job it still holds if it had not started that
+        one yet (slow to start): that job's clock starts now."""
         self.awaiting_since = None
         self.taken_back.clear()
         self.started, self.paused_at, self.idle_since = now, None, now
