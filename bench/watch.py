@@ -13,7 +13,8 @@ sha256, write, fsync, rename, folder fsync, one WAL FULL commit a file), run
 before and after the daemon and averaged, because this disk's pace swings
 2x from minute to minute (target: the daemon >= 0.5 of the floor), files/s
 to `queued` and its share of the capture rate (target >= 1.0: processing
-keeps up), the CPU each file cost the daemon's main thread, its other
+keeps up) and the pace of what was left once the last file was captured
+(processing alone), the CPU each file cost the daemon's main thread, its other
 threads and its workers until then, and the bound that puts on files/s to
 `queued` on this machine's cores, peak RSS (<= 200 MB), idle CPU with 10
 watched folders (target < 0.2 %), and a flood of empty files with a real
@@ -273,6 +274,10 @@ def burst_round(root: Path, files: list[tuple[str, bytes]]) -> dict:
             "SELECT d.media_type, count(DISTINCT d.id), max(e.at) FROM events e JOIN documents d "
             "ON d.id = e.document_id WHERE e.to_state = 'queued' GROUP BY d.media_type")}
         kinds = dict(led.conn.execute("SELECT media_type, count(*) FROM documents GROUP BY media_type"))
+        # Queued by the time the last file was captured: what is left after
+        # it is processing alone (capture no longer shares the cores).
+        queued_then = led.conn.execute("SELECT count(DISTINCT document_id) FROM events WHERE to_state = 'queued' "
+                                       "AND at <= ?", (last_capture,)).fetchone()[0]
     d.stop(timeout=120)
     os.sync()
     staging.rmdir()  # emptied by the move into the watched folder
@@ -281,9 +286,11 @@ def burst_round(root: Path, files: list[tuple[str, bytes]]) -> dict:
     span = (parse_utc(last_capture) - t0).total_seconds()
     q_all = sum(c for c, _ in queued.values())
     q_last = max((at for _, at in queued.values() if at), default=None)
+    tail_s = (q_last - parse_utc(last_capture)).total_seconds() if q_last else 0.0
     return {"n": n, "captured": captured, "floor": floor, "before": before, "after": after,
             "daemon": captured / span, "peak": peak,
             "queued": q_all, "to_queued": q_all / (q_last - t0).total_seconds() if q_last else 0.0,
+            "tail": (q_all - queued_then, (q_all - queued_then) / tail_s if tail_s > 0 else 0.0),
             "cpu_ms": {k: (cpu_after[k] - cpu_before[k]) / max(captured, 1) * 1000 for k in cpu_before},
             "kinds": {k: (kinds.get(k, 0), c, c / (at - t0).total_seconds() if at else 0.0)
                       for k, (c, at) in queued.items()}}
@@ -311,7 +318,9 @@ def burst(root: Path, n: int, rounds: int = 2, pdf_share: float = 0.2) -> None:
               f"{res['floor']:.0f} files/s ({res['before']:.0f} before, {res['after']:.0f} after): "
               f"{res['daemon'] / res['floor']:.2f} of the floor; {res['queued']} queued "
               f"at {res['to_queued']:.0f} files/s ({kinds}), {res['to_queued'] / res['daemon']:.2f} of the "
-              f"capture rate; CPU a file up to `queued`: main thread {cpu['main']:.2f} ms, other threads "
+              f"capture rate ({res['tail'][0]} left when the last was captured, queued at "
+              f"{res['tail'][1]:.0f} files/s); CPU a file up to `queued`: main thread {cpu['main']:.2f} ms, "
+              f"other threads "
               f"{cpu['threads']:.2f}, workers {cpu['workers']:.2f}; peak RSS {res['peak']:.0f} MB daemon+workers")
     daemon = statistics.median(r["daemon"] for r in results)
     floor = statistics.median(r["floor"] for r in results)
