@@ -69,11 +69,11 @@ class WorkerHandle:
         # Tokens of jobs taken back: an answer for one the worker had started
         # before the take-back reached it is dropped (it is read elsewhere).
         self.taken_back: set[int] = set()
-        # When a take-back was sent and not yet acknowledged: till then the
-        # worker may be at a job taken back, so it is handed nothing new
-        # (a new job's clock, a crash or a timeout would be charged to the
-        # wrong document).
-        self.awaiting_since: float | None = None
+        # A take-back was sent and not yet acknowledged: till then the worker
+        # may be at a job taken back, so it is handed nothing new (a new
+        # job's clock, a crash or a timeout would be charged to the wrong
+        # document).
+        self.awaiting_ack = False
 
     @property
     def job(self) -> Job | None:
@@ -108,7 +108,7 @@ class WorkerHandle:
         self.jobs.append(job)
         return True
 
-    def take_back(self, now: float) -> list[Job]:
+    def take_back(self) -> list[Job]:
         """The jobs it holds behind the one it is at, taken back: it skips
         those not started (it reads every message before starting a job)
         and then acknowledges (`acknowledged`); an answer for one it had
@@ -122,7 +122,7 @@ class WorkerHandle:
         except (OSError, EOFError, ValueError):
             return []
         self.taken_back.update(j.token for j in behind)
-        self.awaiting_since = now
+        self.awaiting_ack = True
         current = self.jobs.popleft()
         self.jobs.clear()
         self.jobs.append(current)
@@ -131,7 +131,7 @@ class WorkerHandle:
     @property
     def available(self) -> bool:
         """Whether new jobs may be handed to it: not while a take-back is unacknowledged."""
-        return self.awaiting_since is None
+        return not self.awaiting_ack
 
     def answer_for(self, token: int) -> bool:
         """Whether an answer with `token` is for a job it holds; False for
@@ -143,7 +143,7 @@ class WorkerHandle:
         answered or skipped, so no taken-back answer can follow. It is at
         nothing, or at the job it still holds if it had not started that
         one yet (slow to start): that job's clock starts now."""
-        self.awaiting_since = None
+        self.awaiting_ack = False
         self.taken_back.clear()
         self.started, self.paused_at, self.idle_since = now, None, now
 

@@ -198,7 +198,7 @@ class ExtractionPool:
                 # holds behind it goes first in line again, for the other
                 # worker, or for itself once it acknowledged.
                 if len(w.jobs) > 1 and (w.paused_at is not None or w.elapsed(now) >= self.stall_s):
-                    self._requeue(w.take_back(now))
+                    self._requeue(w.take_back())
                 continue
             if result is None:
                 code = w.proc.exitcode

@@ -214,7 +214,7 @@ def test_a_worker_that_had_started_a_job_taken_back_is_handed_nothing_until_it_s
         for doc_id, data in ((1, b"SLOW first"), (2, b"HANG")):  # both to worker 0
             assert w.give(Job(doc_id, vault.put_bytes(data).sha256), next(pool._tokens))
         time.sleep(0.6)  # it answered 1 (unread) and is at 2
-        pool._requeue(w.take_back(time.monotonic()))  # what collect does on a stall
+        pool._requeue(w.take_back())  # what collect does on a stall
         assert pool.submit(3, vault.put_bytes(b"00000003").sha256)
         got = collect_each_once(pool, 3, 30)
         assert got[3].error_reason is None and got[3].invoices[0]["number"] == "00000003"
