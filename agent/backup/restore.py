@@ -205,12 +205,13 @@ def _sweep_temp(work: Path) -> None:
     snapshot (`.tmp-*` beside their final names) and sidecars (in the vault's
     own tmp folder, which nothing else writes to while the restore builds);
     every folder it made gets DIR_MODE (one it was killed making has 0700)."""
-    for p in [*work.rglob(".tmp-*"), *(work / VAULT_NAME / "tmp").glob("*")]:
-        if p.is_file():
+    sidecars = work / VAULT_NAME / "tmp"
+    for p in [work, *work.rglob("*")]:  # one walk: a resumed vault can hold many thousand files
+        if p.is_dir() and not p.is_symlink():
+            if stat.S_IMODE(p.lstat().st_mode) != DIR_MODE:
+                os.chmod(p, DIR_MODE)
+        elif p.is_file() and (p.name.startswith(".tmp-") or p.parent == sidecars):
             p.unlink(missing_ok=True)
-    for p in [work, *work.rglob("*")]:
-        if p.is_dir() and not p.is_symlink() and stat.S_IMODE(p.lstat().st_mode) != DIR_MODE:
-            os.chmod(p, DIR_MODE)
 
 
 def _batch_entries(target: BackupTarget, key: str, report: RestoreReport) -> dict[str, dict]:
