@@ -76,12 +76,17 @@ class DaemonUnderTest:
         self.config.write_text(CONFIG.format(settle=settle, scan_extra=scan_extra, extra=extra), encoding="utf-8")
 
     def start(self, wait_ready: bool = True) -> subprocess.Popen:
+        """Start the daemon; with `wait_ready`, return once *this* run logged
+        `started` (its signal handlers are in place by then): a restart must
+        not be taken for ready on an earlier run's line, or a SIGTERM sent
+        next can land before the handlers and kill it with -15."""
+        first_line = len(self.lines)
         self.proc = subprocess.Popen([sys.executable, "-m", "service", "--config", str(self.config), "run"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                      cwd=self.root)
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
         if wait_ready:
-            self.wait_for_line("msg=started", timeout=30)
+            self.wait_for_line("msg=started", timeout=30, start=first_line)
         return self.proc
 
     def _read(self, proc: subprocess.Popen) -> None:
