@@ -19,7 +19,7 @@ from PIL import Image, ImageOps, ImageSequence
 from agent.errors import ExtractError
 from agent.extract.labels import CITY_REGIONS, REGIONS
 from agent.extract.ocr import apply_reading, invoice_from_print, read_page_if_available
-from agent.extract.qr import apply_qr, parse_qr
+from agent.extract.qr import apply_qr, malformed_problem, malformed_reason, several_invoices_problem, sort_codes
 from agent.extract.qr_locate import relocate_qr
 from agent.model import KIND_NAMES, Invoice
 
@@ -32,6 +32,7 @@ _QR = zxingcpp.BarcodeFormat.QRCode
 _HALF_SCALE_MIN_SIDE = 1600
 _TOP_FRACTION = 0.4
 _TOP_FIRST_MIN_PIXELS = 1_500_000
+_WHOLE_PAGE_SIDE = 3600
 
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
@@ -84,23 +85,43 @@ def title_from_qr(kind: str | None, code: str | None) -> str | None:
     return f"{region}{KIND_NAMES[kind]}" if region else None
 
 
-def invoice_from_qr_texts(texts: list[str]) -> Invoice | None:
-    """An Invoice from the first invoice QR among `texts` (source "qr"), a
+def invoice_from_qr_texts(texts: list[str], where: str = "the image",
+                          where_zh: str = "图像") -> Invoice | None:
+    """An Invoice from the invoice QR among `texts` (source "qr"), a
     not-invoice record when the only codes are something else (a URL), or
-    None when `texts` is empty."""
+    None when `texts` is empty. Never a value that may be another
+    invoice's: the QR codes of several invoices (two slips on one sheet)
+    give an Invoice with no field and a "several-invoices-on-page" error;
+    a code laid out as an invoice QR that does not parse gives one with a
+    "qr-malformed" error (`where` names the image or page in messages)."""
     if not texts:
         return None
-    for text in texts:
-        payload = parse_qr(text)
-        if payload is not None:
+    payloads, others = sort_codes(texts)
+    if len(payloads) > 1:
+        invoice = Invoice()
+        invoice.problems.append(several_invoices_problem(payloads, where, where_zh))
+        return invoice
+    if payloads:
+        invoice = Invoice()
+        apply_qr(invoice, payloads[0])
+        invoice.offer("title", title_from_qr(payloads[0].kind, payloads[0].code), "qr")
+        return invoice
+    for text in others:
+        reason = malformed_reason(text)
+        if reason is not None:
             invoice = Invoice()
-            apply_qr(invoice, payload)
-            invoice.offer("title", title_from_qr(payload.kind, payload.code), "qr")
+            invoice.problems.append(malformed_problem(text, reason))
             return invoice
     invoice = Invoice(is_invoice=False,
                       not_invoice_reason=f"its QR code is not an invoice QR: {texts[0][:80]!r}")
     invoice.offer("qr", texts[0], "qr")
     return invoice
+
+
+def several_invoices(invoice: Invoice) -> bool:
+    """True for an Invoice that stands for several (`invoice_from_qr_texts`):
+    nothing may be added to it by reading its print (OCR)."""
+    return any(p.code == "several-invoices-on-page" for p in invoice.problems)
 
 
 def open_image(data: bytes) -> Image.Image:
@@ -161,11 +182,24 @@ def _frame_qr_texts(frame: Image.Image, data: bytes, frames: int) -> list[str]:
             found = zxingcpp.read_barcodes(top, formats=_QR)
             texts = [r.text for r in found if r.text]
             if texts:
-                return texts
+                # The rest of the page too: a second slip scanned on the same
+                # sheet carries its own QR lower down, and must not be missed.
+                return texts + [t for t in _whole_page_texts(frame) if t not in texts]
     gray = _load_gray(frame)
     # A photo's QR lost to blur, shadow or angle: found, cut out and
     # cleaned, it often still reads (bounded: see qr_locate).
     return decode_qr_image(gray) or relocate_qr(gray)
+
+
+def _whole_page_texts(frame: Image.Image) -> list[str]:
+    """QR texts of the whole frame at no more than _WHOLE_PAGE_SIDE pixels a
+    side: a 300 dpi A4 page keeps ~2.5 px a module, and a huge image (a
+    bomb just under MAX_PIXELS) costs one bounded search, not minutes."""
+    gray = _load_gray(frame)
+    factor = -(-max(gray.size) // _WHOLE_PAGE_SIDE)
+    if factor > 1:
+        gray = gray.reduce(factor)
+    return [r.text for r in zxingcpp.read_barcodes(gray, formats=_QR) if r.text]
 
 
 def _in_colour(frame: Image.Image, data: bytes, frames: int) -> Image.Image:
@@ -220,8 +254,9 @@ def read_image(data: bytes, *, ocr: bool = False) -> list[Invoice]:
         for index, frame in enumerate(ImageSequence.Iterator(img), start=1):
             if index > 1:
                 _check_pixels(frame.size)
-            invoice = invoice_from_qr_texts(_frame_qr_texts(frame, data, frames))
-            if invoice is not None and invoice.is_invoice and ocr:
+            where = (f"frame {index}", f"第{index}帧") if frames > 1 else ("the image", "图像")
+            invoice = invoice_from_qr_texts(_frame_qr_texts(frame, data, frames), *where)
+            if invoice is not None and invoice.is_invoice and ocr and not several_invoices(invoice):
                 reading = read_page_if_available(_in_colour(frame, data, frames), known=set(invoice.fields))
                 if reading is not None:
                     apply_reading(invoice, reading)

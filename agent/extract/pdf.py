@@ -17,8 +17,6 @@ pages, which repeat or omit the face's 代码/号码, stays one.
 from __future__ import annotations
 
 import io
-import re
-import zlib
 from dataclasses import dataclass, field
 
 import zxingcpp
@@ -27,10 +25,14 @@ from PIL import Image
 from agent.errors import ExtractError
 from agent.extract.image import MAX_PIXELS, decode_qr_image, title_from_qr
 from agent.extract.ocr import OcrReading, apply_reading, give_back_memory, read_page_if_available
+from agent.extract.pdf_bombs import check_inflation
 from agent.extract.pdf_geometry import page_text
 from agent.extract.pdf_images import decode_pdf_image, image_candidates, last_filter
 from agent.extract.pdf_render import PageRenderer
-from agent.extract.qr import QrPayload, apply_qr, parse_qr, verification_url_of
+from agent.extract.qr import (
+    QrPayload, apply_qr, malformed_problem, malformed_reason, parse_qr, several_invoices_problem, sort_codes,
+    verification_url_of,
+)
 from agent.extract.text import ParsedText, normalize_text, offer_parsed, parse_text
 from agent.model import Invoice, LineItem, Problem
 
@@ -39,21 +41,6 @@ MAX_PAGES = 300
 _MIN_TEXT_CHARS = 20
 _QR = zxingcpp.BarcodeFormat.QRCode
 _LIST_MARKERS = ("详见销货清单", "详见清单")
-# Any stream (content, font, image, object stream) inflating past this is a
-# bomb: PDFium would inflate it whole. pypdf, which read PDFs before, had
-# the same limit.
-MAX_INFLATED_BYTES = 75_000_000
-_STREAM_RE = re.compile(rb"stream\r?\n")  # (a look-behind for "end" makes it 100x slower)
-# A stream whose first KB inflates past this ratio is inflated (bounded) to
-# measure it; honest content streams compress ~5-20x.
-_PROBE_IN, _PROBE_OUT = 1024, 64 * 1024
-# Deflate codes at most 258 bytes in 2 bits (a one-bit length code and a
-# one-bit distance code), so no zlib stream inflates to more than 1,032
-# times the compressed bytes it reads (1,100 here, for headers and the first
-# literal). A stream with fewer bytes than MAX_INFLATED_BYTES / 1,100
-# between it and the end of the file cannot be a bomb and is not measured:
-# most invoice PDFs are smaller than that whole.
-_DEFLATE_MAX_RATIO = 1100
 _HALF_SCALE_MIN_SIDE = 1600
 _PAGE_IMAGE_MIN_SIDE = 800
 
@@ -67,9 +54,12 @@ class _Page:
     ocr: OcrReading | None = None
     problems: list[Problem] = field(default_factory=list)
     printed: Invoice | None = None  # a page with no QR read by OCR alone (pdf_render)
+    several: list[str] = field(default_factory=list)  # the numbers, when it carries several invoices' QR codes
 
     @property
     def key(self) -> str | None:
+        if self.several:
+            return "several:" + ",".join(self.several)  # its own group: its error is never merged away
         if self.payload is not None:
             return f"{self.payload.code or ''}-{self.payload.number}"
         if self.printed is not None:
@@ -101,7 +91,7 @@ def read_pdf(data: bytes, *, ocr: bool = False) -> list[Invoice]:
     (too many pages or an oversized image), "no-qr" (a scan with no QR on
     any page).
     """
-    _check_inflation(data)
+    check_inflation(data)
     doc = _open(data)
     try:
         count = len(doc)
@@ -115,60 +105,14 @@ def read_pdf(data: bytes, *, ocr: bool = False) -> list[Invoice]:
     finally:
         doc.close()
     groups = _group(pages)
-    if not any(g.face.payload or g.face.printed or (g.face.parsed and g.face.parsed.is_invoice_like)
-               for g in groups):
+    if not any(g.face.payload or g.face.printed or g.face.several or (g.face.parsed and g.face.parsed.is_invoice_like)
+               or any(malformed_reason(c) for c in g.face.other_codes) for g in groups):
         return [_not_invoice(pages, data if encrypted else None)]
     invoices = [_build(g) for g in groups]
     if len(invoices) > 1:
         for invoice, group in zip(invoices, groups):
             invoice.page = group.face.number
     return invoices
-
-
-def _check_inflation(data: bytes) -> None:
-    """Raise "limit-exceeded" when a Flate stream of the file (other than an
-    image) inflates past MAX_INFLATED_BYTES. Each stream's first KB is inflated to see its ratio;
-    only a stream that compresses like a bomb (or a blank image) is inflated
-    further, in bounded chunks, never held whole. Encrypted streams do not
-    inflate as they are and are not measured. Neither is a stream too close
-    to the end of the file to hold a bomb (see _DEFLATE_MAX_RATIO)."""
-    bomb_room = len(data) - MAX_INFLATED_BYTES // _DEFLATE_MAX_RATIO
-    if bomb_room <= 0:
-        return
-    for m in _STREAM_RE.finditer(data, 0, bomb_room):
-        if data[m.start() - 3:m.start()] == b"end":
-            continue
-        head = data[max(0, m.start() - 1024):m.start()]
-        if b"/Image" in head[head.rfind(b"obj") + 1:]:
-            # An image is decoded only after its pixel size is checked, and
-            # PDFium inflates it no further than its pixels: big blank scans
-            # compress like bombs and need not be measured.
-            continue
-        probe = zlib.decompressobj()
-        try:
-            if len(probe.decompress(data[m.end():m.end() + _PROBE_IN], _PROBE_OUT)) < _PROBE_OUT:
-                continue
-            size = _inflated_size(data, m.end())
-        except zlib.error:
-            continue
-        if size > MAX_INFLATED_BYTES:
-            raise ExtractError("limit-exceeded",
-                               f"a stream of the PDF inflates to over {MAX_INFLATED_BYTES} bytes (a bomb)")
-
-
-def _inflated_size(data: bytes, start: int) -> int:
-    """Bytes the zlib stream at `start` inflates to, counted up to just past
-    MAX_INFLATED_BYTES, 1 MB at a time."""
-    inflater = zlib.decompressobj()
-    size, pos = 0, start
-    while pos < len(data) and not inflater.eof:
-        chunk, pos = data[pos:pos + 65536], pos + 65536
-        while chunk and not inflater.eof:
-            size += len(inflater.decompress(chunk, 1 << 20))
-            if size > MAX_INFLATED_BYTES:
-                return size
-            chunk = inflater.unconsumed_tail
-    return size
 
 
 def _open(data: bytes):
@@ -261,12 +205,11 @@ def _read_page(doc, index: int, data: bytes, ocr: bool, renderer: PageRenderer) 
         norm = normalize_text(raw)
         scanned = len("".join(norm.split())) < _MIN_TEXT_CHARS
         result = _Page(number=index + 1, parsed=None if scanned else parse_text(norm))
-        for text in _page_qr_texts(page, scanned):
-            payload = parse_qr(text)
-            if payload is not None:
-                result.payload = payload
-                break
-            result.other_codes.append(text)
+        payloads, result.other_codes = sort_codes(list(_page_qr_texts(page, scanned)))
+        if len(payloads) > 1:
+            _several(result, payloads)
+            return result
+        result.payload = payloads[0] if payloads else None
         renderer.complete(result, page, norm, scanned, ocr)
         if ocr and scanned and result.payload is not None and result.ocr is None:
             result.ocr = _ocr_scan(page)
@@ -277,6 +220,19 @@ def _read_page(doc, index: int, data: bytes, ocr: bool, renderer: PageRenderer) 
             # A scan's decoded pixels (tens of MB) are freed but kept by
             # malloc: hand them back before the next page.
             give_back_memory()
+
+
+def _several(page: _Page, payloads: list[QrPayload]) -> None:
+    # The QR codes of several invoices on one page (two slips on one scan, a
+    # ticket printed beside an invoice): which printed value belongs to
+    # which is not known, so none is kept (as for several printed faces,
+    # text.parse_text); the page is not rendered or read by OCR either.
+    page.several = [p.number for p in payloads]
+    if page.parsed is not None:
+        page.parsed.fields = {}  # the title too: it may be the other invoice's (a ticket's)
+        page.parsed.items = []
+        page.parsed.problems = []  # several printed faces: said by the problem below, with the numbers
+    page.problems.append(several_invoices_problem(payloads, f"page {page.number}", f"第{page.number}页"))
 
 
 def _ocr_scan(page) -> OcrReading | None:
@@ -294,16 +250,24 @@ def _ocr_scan(page) -> OcrReading | None:
 
 
 def _page_qr_texts(page, scanned: bool):
-    """QR texts of the page's images, most QR-like image first; lazy, so the
-    caller stops decoding at the first invoice QR."""
+    """QR texts of the page's images, most QR-like image first. Once an
+    invoice QR was found, the other square images get only the quick decode
+    of a pristine symbol (a second invoice's QR beside it is one: a ticket
+    printed next to an invoice), and the rest none."""
+    found_invoice = False
     for image, width, height in image_candidates(page):
         if width * height > MAX_PIXELS:
             raise ExtractError("limit-exceeded",
                                f"an image on the page is {width}x{height} pixels, limit {MAX_PIXELS}")
+        if found_invoice and not 0.8 <= width / height <= 1.25:
+            return  # candidates come square first: no other QR image is left
         try:
+            if found_invoice:
+                img = decode_pdf_image(image, width, height)
+                texts = _read_qr(img, pure_only=True) if img is not None else []
             # A page image (a scan, or a searchable scan with an OCR text
             # layer) gets the photo treatment with retries.
-            if scanned or min(width, height) >= _PAGE_IMAGE_MIN_SIDE:
+            elif scanned or min(width, height) >= _PAGE_IMAGE_MIN_SIDE:
                 texts = _scan_qr_texts(image, width, height)
             else:
                 # Generated QR images are pristine: one decode is enough.
@@ -313,17 +277,20 @@ def _page_qr_texts(page, scanned: bool):
             raise
         except Exception:  # noqa: BLE001 - undecodable image (broken stream): skip it
             continue
+        found_invoice = found_invoice or any(parse_qr(t) is not None for t in texts)
         yield from texts
 
 
-def _read_qr(img: Image.Image) -> list[str]:
+def _read_qr(img: Image.Image, pure_only: bool = False) -> list[str]:
     gray = img if img.mode == "L" else img.convert("L")
     # An embedded QR image is the symbol alone, axis-aligned: the "pure"
     # reader samples it directly (3x faster than locating it; its
     # Reed-Solomon check still rejects a misread). Anything else gets the
-    # full search.
+    # full search, unless `pure_only`.
     texts = [r.text for r in zxingcpp.read_barcodes(gray, formats=_QR, is_pure=True) if r.valid and r.text]
-    return texts or [r.text for r in zxingcpp.read_barcodes(gray, formats=_QR) if r.valid and r.text]
+    if texts or pure_only:
+        return texts
+    return [r.text for r in zxingcpp.read_barcodes(gray, formats=_QR) if r.valid and r.text]
 
 
 def _scan_qr_texts(image, width: int, height: int) -> list[str]:
@@ -364,6 +331,9 @@ def _build(group: _Group) -> Invoice:
     invoice.problems.extend(face.problems)
     if face.payload is None:
         invoice.offer("qr", verification_url_of(face.other_codes, invoice.get("number")), "qr")
+        for code in face.other_codes:
+            if (reason := malformed_reason(code)) is not None:
+                invoice.problems.append(malformed_problem(code, reason))
     if face.payload is not None and invoice.get("title") is None:
         # A scan, or a title the text layer garbled: the QR implies it.
         invoice.offer("title", title_from_qr(face.payload.kind, face.payload.code), "qr")

@@ -17,7 +17,8 @@ from agent.model import Invoice, Problem
 
 # QR amount is 合计金额 (tax-exclusive) for the older VAT family; the 数电
 # types (31/32), railway (51) and anything newer give 价税合计.
-TAX_EXCLUSIVE_KINDS = frozenset({"01", "02", "03", "04", "10", "11", "14", "20"})
+# 08 is the 查验 type of the 电子专票, which some QR codes carry instead of 20.
+TAX_EXCLUSIVE_KINDS = frozenset({"01", "02", "03", "04", "08", "10", "11", "14", "20"})
 MODBUS_KINDS = frozenset({"51"})
 # Types for which the UMTS variant has been seen to match; for anything not
 # listed here (new types) either algorithm is accepted.
@@ -132,35 +133,101 @@ def parse_qr(text: str) -> QrPayload | None:
     use a single space for an empty field. A wrong CRC does not make this
     return None: that is judged by `crc_ok` and reported as a warning.
     """
-    if not isinstance(text, str):
+    return _parse(text)[0]
+
+
+def malformed_reason(text: str) -> str | None:
+    """Why `text`, which is laid out as an invoice QR (a 1-3 digit version,
+    a two-digit type, seven or more comma-separated fields), does not parse
+    as one (a date that does not exist, an amount with three decimals, a
+    field too many); None when it parses or is no invoice QR at all (a URL,
+    a shop's code). Such a QR is not used, and is never silently dropped."""
+    payload, reason = _parse(text)
+    if payload is not None or not isinstance(text, str):
         return None
+    return reason if _INVOICE_LIKE_RE.match(text.strip()) else None
+
+
+# An invoice QR's opening: the version, the type, then five more fields.
+_INVOICE_LIKE_RE = re.compile(r"^[0-9]{1,3} *, *[0-9]{2} *,([^,]*,){4}")
+
+
+def _parse(text: str) -> tuple[QrPayload | None, str]:
+    """(the payload, "") or (None, why it is not one)."""
+    if not isinstance(text, str):
+        return None, "not text"
     fields = [f.strip() for f in text.strip().split(",")]
     if len(fields) < 7:
-        return None
+        return None, f"{len(fields)} fields, an invoice QR has 7 or 8"
     # A trailing comma leaves one empty field; anything beyond that is not ours.
     if len(fields) > 9 or (len(fields) == 9 and fields[8]):
-        return None
+        return None, f"{len(fields) - (not fields[-1])} fields, an invoice QR has 7 or 8"
     version, kind, code, number, amount_text, date_text, check_code = fields[:7]
     crc = fields[7] if len(fields) > 7 and fields[7] else None
-    if not (_VERSION_RE.match(version) and _KIND_RE.match(kind) and _NUMBER_RE.match(number)):
-        return None
+    if not _VERSION_RE.match(version):
+        return None, f"version {version!r} is not a number"
+    if not _KIND_RE.match(kind):
+        return None, f"type {kind!r} is not two digits"
+    if not _NUMBER_RE.match(number):
+        return None, f"发票号码 {number!r} is not 6-20 digits"
     if code and not _CODE_RE.match(code):
-        return None
+        return None, f"发票代码 {code!r} is not 10-12 digits"
     if check_code and not _CHECK_CODE_RE.match(check_code):
-        return None
+        return None, f"校验码 {check_code!r} is not 5-20 digits"
     amount: Decimal | None = None
     if amount_text:
         if not _AMOUNT_RE.match(amount_text):
-            return None
+            return None, f"amount {amount_text!r} is not yuan with at most two decimals"
         try:
             amount = Decimal(amount_text)
         except InvalidOperation:  # pragma: no cover - the regex admits only numbers
-            return None
+            return None, f"amount {amount_text!r} is not a number"
     date = _parse_date(date_text)
     if date is False:
-        return None
+        return None, f"date {date_text!r} is not a real date"
     return QrPayload(raw=text, version=version, kind=kind, code=code or None, number=number,
-                     amount=amount, date=date, check_code=check_code or None, crc=crc)
+                     amount=amount, date=date, check_code=check_code or None, crc=crc), ""
+
+
+def sort_codes(texts: list[str]) -> tuple[list[QrPayload], list[str]]:
+    """The invoice payloads among decoded QR `texts`, one per invoice (the
+    first of each 代码 + 号码, in order), and the other texts, each once."""
+    payloads: list[QrPayload] = []
+    others: list[str] = []
+    seen: set[tuple[str | None, str]] = set()
+    for text in texts:
+        payload = parse_qr(text)
+        if payload is None:
+            if text not in others:
+                others.append(text)
+        elif (payload.code, payload.number) not in seen:
+            seen.add((payload.code, payload.number))
+            payloads.append(payload)
+    return payloads, others
+
+
+def several_invoices_problem(payloads: list[QrPayload], where: str, where_zh: str) -> Problem:
+    """The error for one page or image holding the QR codes of several
+    invoices: which of its printed values belongs to which is not known, so
+    the caller stores none of them; a person splits it (补录)."""
+    numbers = [p.number for p in payloads]
+    return Problem(
+        "several-invoices-on-page", "error", field=None,
+        message=(f"{where} carries {len(numbers)} invoice QR codes (发票号码 {', '.join(numbers)}); "
+                 "no value is read from it, as none can be told to belong to one invoice: split it, one "
+                 "invoice a file"),
+        message_zh=(f"{where_zh}上有{len(numbers)}张发票的二维码（发票号码 {'、'.join(numbers)}），"
+                    "无法区分各字段属于哪张发票，未读取任何字段，请拆分为每张发票一个文件后补录"))
+
+
+def malformed_problem(text: str, reason: str) -> Problem:
+    """The error for an invoice QR that does not parse (`malformed_reason`):
+    a machine-written code that is wrong is a damaged or altered invoice, so
+    it is shown to a person, never passed over."""
+    return Problem(
+        "qr-malformed", "error", field="qr",
+        message=f"the invoice QR code does not read as one ({reason}): {text[:120]!r}; its fields are not used",
+        message_zh=f"发票二维码内容不合规范（{reason}），未采用其字段，请核对纸质发票")
 
 
 def verification_url_of(texts: list[str], number: str | None) -> str | None:

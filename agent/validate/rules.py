@@ -80,6 +80,28 @@ def _code_type_mismatch(inv: Invoice, ctx: Context) -> Iterator[Finding]:
                       f"发票代码 {code} 对应票种 {implied}，与二维码票种 {kind} 不符")
 
 
+# Which titles a type prints: only a 专用发票 carries deductible input VAT,
+# so a 普票 passed off as one (its title changed) is what an accountant
+# must catch. 查验 types from the 发票代码 count when the QR gave none.
+_SPECIAL_KINDS = frozenset({"01", "02", "08", "20", "31"})
+_NORMAL_KINDS = frozenset({"04", "10", "11", "14", "32"})
+
+
+def _title_kind_mismatch(inv: Invoice, ctx: Context) -> Iterator[Finding]:
+    title, kind = ctx.text["title"], ctx.text["kind"]
+    if title is None:
+        return
+    if kind is None and ctx.text["code"] is not None:
+        kind = code_type(ctx.text["code"])
+    if kind is None:
+        return
+    says = "专用发票" if "专用发票" in title else "普通发票" if "普通发票" in title else None
+    if (says == "专用发票" and kind in _NORMAL_KINDS) or (says == "普通发票" and kind in _SPECIAL_KINDS):
+        kind_says = "专用发票" if kind in _SPECIAL_KINDS else "普通发票"
+        yield Finding("title", f"the title {title} says {says}, but the invoice is type {kind}, a {kind_says}",
+                      f"发票名称「{title}」为{says}，但票种 {kind} 是{kind_says}")
+
+
 def _date_invalid(inv: Invoice, ctx: Context) -> Iterator[Finding]:
     value = inv.get("date")
     if value is None:
@@ -224,6 +246,7 @@ RULES: dict[str, Rule] = dict([
     _rule("number-format", "error", "发票号码: 8 digits with a 发票代码, or 20 digits (year, province) without", _number_format),
     _rule("code-format", "error", "发票代码: 10 or 12 digits, leading 0, known region", _code_format),
     _rule("code-type-mismatch", "error", "the type the 发票代码 implies agrees with the QR type", _code_type_mismatch),
+    _rule("title-kind-mismatch", "error", "a title saying 专用发票 or 普通发票 agrees with the type (QR, or the 发票代码's)", _title_kind_mismatch),
     _rule("date-invalid", "error", "开票日期 is present and a real date", _date_invalid),
     _rule("date-future", "error", "开票日期 is not after today", _date_future),
     _rule("expired", "error", "开票日期 is within validation.max_age_days (default 360)", _expired),
@@ -250,7 +273,8 @@ RULES: dict[str, Rule] = dict([
     # agent/extract/plausible.py): the field is empty, the read value named.
     # PDF pages (reported by extraction, agent/extract/pdf.py and pdf_render.py).
     _rule("text-layer-garbled", "warning", "a PDF's text layer decodes to readable text (else the page is rendered and read as a scan)", None),
-    _rule("several-invoices-on-page", "error", "a page prints one invoice face (else its printed values are left for 补录)", None),
+    _rule("several-invoices-on-page", "error", "a page or image holds one invoice: one face, one invoice QR (else its values are left for 补录)", None),
+    _rule("qr-malformed", "error", "a code laid out as an invoice QR parses as one (else it is not used, and shown)", None),
     _rule("page-unread", "warning", "every page of a PDF could be read (else the fields it holds are left for 补录)", None),
     _rule("ocr-only", "warning", "a scan's 代码, 号码 and 日期 come from a QR code, not from OCR of the print alone", None),
     # XML and OFD (reported by extraction, agent/extract/xml.py and ofd.py).

@@ -406,17 +406,17 @@ def test_a_content_stream_that_inflates_like_a_bomb_is_refused_before_pdfium_rea
 
 @pytest.mark.parametrize("strategy", ["default", "rle"])
 def test_no_zlib_stream_inflates_past_the_ratio_the_bomb_check_skips_by(strategy):
-    # _check_inflation skips a stream with too few bytes after it to inflate
+    # check_inflation skips a stream with too few bytes after it to inflate
     # past the limit: that rests on deflate's 1,032:1 ceiling, which the
     # densest input (one byte repeated) reaches with either strategy.
     import zlib
 
-    from agent.extract import pdf
+    from agent.extract import pdf_bombs
 
     plain = b"\0" * 20_000_000
     packer = zlib.compressobj(9, zlib.DEFLATED, 15, 9, zlib.Z_RLE if strategy == "rle" else zlib.Z_DEFAULT_STRATEGY)
     packed = packer.compress(plain) + packer.flush()
-    assert 1000 < len(plain) / len(packed) < pdf._DEFLATE_MAX_RATIO
+    assert 1000 < len(plain) / len(packed) < pdf_bombs._DEFLATE_MAX_RATIO
 
 
 def test_a_bomb_is_refused_wherever_it_sits_in_the_file():
@@ -424,11 +424,11 @@ def test_a_bomb_is_refused_wherever_it_sits_in_the_file():
     # starts before the tail the check skips, even as the file's last stream.
     import zlib
 
-    from agent.extract import pdf
+    from agent.extract import pdf_bombs
 
-    bomb = zlib.compress(b"\0" * (pdf.MAX_INFLATED_BYTES + 1_000_000), 9)
+    bomb = zlib.compress(b"\0" * (pdf_bombs.MAX_INFLATED_BYTES + 1_000_000), 9)
     data = (b"%PDF-1.4\n1 0 obj\n<< /Length " + str(len(bomb)).encode() + b" /Filter /FlateDecode >>\nstream\n"
             + bomb + b"\nendstream\nendobj\n%%EOF\n")
     with pytest.raises(ExtractError) as e:
-        pdf._check_inflation(data)
+        pdf_bombs.check_inflation(data)
     assert e.value.reason == "limit-exceeded"
