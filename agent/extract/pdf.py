@@ -339,7 +339,11 @@ def _build(group: _Group) -> Invoice:
         invoice.offer("title", title_from_qr(face.payload.kind, face.payload.code), "qr")
     if face.ocr is not None:
         apply_reading(invoice, face.ocr)
-    invoice.items.extend(_group_items(group))
+    text_items = _group_items(group)
+    if text_items:
+        # The text layer's lines, never beside OCR's reading of the same
+        # lines (a page whose labels are an image is both: counted twice).
+        invoice.items[:] = text_items
     for page in group.pages:
         if page is not face and page.parsed is None and page.payload is None:
             invoice.problems.append(Problem(
