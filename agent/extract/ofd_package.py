@@ -1,20 +1,21 @@
 """An OFD package as parts: members found case-insensitively, pages and
 templates with their text objects, index parts and tag files.
 
-Apart from `ofd` (which reads invoice data out of these parts) because this
-is the package's structure (GB/T 33190), with its own fallbacks for
-malformed XML (regexes over page and tag text); it knows no invoice field.
+Kept apart from `ofd` (which reads invoice data out of these parts) because
+this is the package's structure (GB/T 33190), with its own fallbacks for
+malformed XML: a page is walked tag by tag for the text a parser would give
+(or none), tag files are read with regexes. It knows no invoice field.
 """
 
 from __future__ import annotations
 
-import html
 import posixpath
 import re
 from xml.etree.ElementTree import Element
 
 from agent.errors import ExtractError
-from agent.extract.xml import local_name, parse_xml, text_of
+from agent.extract.xml import local_name, text_of
+from agent.extract.xml_parse import parse_xml, xml_text
 from agent.safezip import SafeZip
 
 # Fallback for tag files that are not well-formed XML: an element (any or no
@@ -23,9 +24,24 @@ _TAG_REF_RE = re.compile(
     r"<(?:[\w.-]*:)?([\w.-]+)(?:\s[^>]*)?>\s*((?:<(?:[\w.-]*:)?ObjectRef\b[^>]*>\s*\d+\s*</(?:[\w.-]*:)?ObjectRef>\s*)+)<")
 _REF_RE = re.compile(r"<(?:[\w.-]*:)?ObjectRef\b([^>]*)>\s*(\d+)\s*<")
 _PAGE_REF_RE = re.compile(r"PageRef\s*=\s*[\"'](\d+)[\"']")
-_TEXT_OBJECT_RE = re.compile(r"<(?:[\w.-]*:)?TextObject\b([^>]*)>(.*?)</(?:[\w.-]*:)?TextObject>", re.S)
-_ID_RE = re.compile(r"\bID\s*=\s*[\"'](\d+)[\"']")
-_TEXT_CODE_RE = re.compile(r"<(?:[\w.-]*:)?TextCode\b[^>]*>(.*?)</(?:[\w.-]*:)?TextCode>", re.S)
+# Reasons `parse_xml` gives for a part that other parts can do without: not
+# well formed, or in an encoding that cannot be decoded.
+_UNREADABLE = frozenset({"corrupt", "unsupported-format"})
+# For pages that do not parse: a tag with its quoted attributes (which hold
+# no '<' in XML, so a broken one ends at the next tag), an attribute, an
+# entity or character reference (after its '&'), what XML forbids in text.
+_TAG_RE = re.compile(r"<(/?)([^\s/<>\"'!?]+)((?:[^<>\"']|\"[^\"<]*\"|'[^'<]*')*)>")
+_ATTR_RE = re.compile(r"(?:^|\s)([^\s=/]+)\s*=\s*(?:\"([^\"<]*)\"|'([^'<]*)')")
+_ENTITY_RE = re.compile(r"#([0-9]{1,7});|#x([0-9A-Fa-f]{1,6});|(amp|lt|gt|quot|apos);")
+_NAMED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+_NOT_XML_RE = re.compile("[^\t\n\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]|]]>")
+# Outside a readable object only these matter: an object or template tag, or
+# markup that may hide one. Searched in one pass, so a page of stray '<' or
+# of tiny tags costs no Python step each.
+_SKIP_TO_RE = re.compile(r"<[!?]|</?(?:[^\s/<>\"'!?]*:)?(?:TextObject|Template)(?=[\s/>])")
+# A real TextObject holds a few elements (TextCode, CGTransform, colours);
+# one that takes more steps to walk than this is not read, but given no text.
+_MAX_OBJECT_STEPS = 1000
 
 
 class OfdPage:
@@ -91,12 +107,13 @@ class OfdPackage:
 
 
 def parse_part(pkg: OfdPackage, name: str) -> Element | None:
-    """A package part as XML; None when malformed (callers fall back), but an
-    unsafe part (entities, DTD) is refused for the whole file."""
+    """A package part as XML; None when malformed or in an encoding that
+    cannot be decoded (callers fall back), but an unsafe part (entities,
+    DTD) or one over the size limit is refused for the whole file."""
     try:
         return parse_xml(pkg.read(name))
     except ExtractError as e:
-        if e.reason == "corrupt":
+        if e.reason in _UNREADABLE:
             return None
         raise
 
@@ -129,14 +146,13 @@ def _load_page(pkg: OfdPackage, page: OfdPage) -> None:
     try:
         root = parse_xml(data)
     except ExtractError as e:
-        if e.reason != "corrupt":
+        if e.reason not in _UNREADABLE:
             raise
-        # Malformed page XML: read the text objects with a regex.
-        text = data.decode("utf-8", "replace")
-        for attrs, body in _TEXT_OBJECT_RE.findall(text):
-            codes = _TEXT_CODE_RE.findall(body)
-            obj_id = _first_group(_ID_RE, attrs) or _unnamed(page)
-            _keep(page, obj_id, "".join(html.unescape(c).strip() for c in codes))
+        try:
+            text = xml_text(data)
+        except ExtractError:
+            return  # not decodable in its own encoding: no text rather than garbled text
+        _walk_page(page, text)
         return
     for el in root.iter():
         tag = local_name(el.tag)
@@ -146,6 +162,128 @@ def _load_page(pkg: OfdPackage, page: OfdPage) -> None:
             codes = [c for c in el.iter() if local_name(c.tag) == "TextCode"]
             obj_id = (el.get("ID") or "").strip() or _unnamed(page)
             _keep(page, obj_id, "".join("".join(c.itertext()).strip() for c in codes))
+
+
+def _walk_page(page: OfdPage, text: str) -> None:
+    """Read a page that does not parse as `_load_page` reads one that does:
+    its Template references, and each TextObject's TextCodes stripped and
+    joined, with CDATA unwrapped and references decoded as a parser would.
+    An object holding what a parser would refuse (a bare '&', an HTML
+    entity, an unclosed CDATA, a '<' that opens no tag, a missing end tag)
+    gets no text: empty, never garbled. Comments and processing
+    instructions are skipped, as a parser skips them."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # XML 2.11: before anything is read
+    obj: _Object | None = None
+    pos = 0
+    while pos < len(text):
+        if obj is not None and obj.ok:
+            obj.steps += 1
+            obj.ok = obj.steps <= _MAX_OBJECT_STEPS
+        if obj is None or not obj.ok:  # nothing to read before the next object tag
+            skip = _SKIP_TO_RE.search(text, pos)
+            if skip is None:
+                break
+            pos = skip.start()
+        lt = text.find("<", pos)
+        if lt < 0 or lt > pos:  # character data up to the next markup
+            end = len(text) if lt < 0 else lt
+            if obj is not None and obj.code is not None:
+                obj.add(_unescape(text[pos:end]))
+            pos = end
+        elif text.startswith("<![CDATA[", lt):
+            close = text.find("]]>", lt)
+            if obj is not None and obj.code is not None:
+                piece = None if close < 0 else text[lt + 9:close]
+                obj.add(None if piece is None or _NOT_XML_RE.search(piece) else piece)
+            pos = len(text) if close < 0 else close + 3
+        elif text.startswith(("<!", "<?"), lt):  # a comment, processing instruction or declaration
+            opener, closer = next(pair for pair in (("<!--", "-->"), ("<?", "?>"), ("<!", ">"))
+                                  if text.startswith(pair[0], lt))
+            close = text.find(closer, lt + len(opener))
+            pos = len(text) if close < 0 else close + len(closer)
+        elif (m := _TAG_RE.match(text, lt)) is None:  # a '<' that opens no tag
+            if obj is not None:
+                obj.ok = False
+            pos = lt + 1
+        else:
+            pos = m.end()
+            closing, name, attrs = m[1] == "/", local_name(m[2]), m[3]
+            if name == "TextObject":
+                if obj is not None:
+                    obj.close(page, ended=closing)  # an object opening inside one: its end tag is missing
+                obj = None if closing else _Object(_attr(attrs, "ID"))
+                if obj is not None and attrs.endswith("/"):
+                    obj.close(page, ended=True)
+                    obj = None
+            elif name == "TextCode" and obj is not None:
+                obj.code_tag(closing, attrs.endswith("/"))
+            elif name == "Template" and not closing and (template := _attr(attrs, "TemplateID")):
+                page._template_ids.append(template)
+    if obj is not None:  # the page ends inside an object
+        obj.close(page, ended=False)
+
+
+class _Object:
+    """A TextObject being walked: its ID (False when unreadable), its
+    TextCodes' texts so far, the open TextCode's pieces (None when none is
+    open), whether every piece was read as a parser would, and the steps
+    the walk has taken inside it."""
+
+    def __init__(self, obj_id: str | None | bool):
+        self.id, self.codes, self.code, self.ok = obj_id, [], None, obj_id is not False
+        self.steps = 0
+
+    def add(self, piece: str | None) -> None:
+        if piece is None:
+            self.ok = False
+        else:
+            self.code.append(piece)
+
+    def code_tag(self, closing: bool, empty: bool) -> None:
+        if closing and self.code is not None:
+            self.codes.append("".join(self.code).strip())
+            self.code = None
+        elif not closing and self.code is not None:  # nested, or the last one never ended
+            self.ok = False
+        elif not closing and not empty:
+            self.code = []
+
+    def close(self, page: OfdPage, ended: bool) -> None:
+        ok = self.ok and ended and self.code is None
+        _keep(page, (self.id or "").strip() or _unnamed(page), "".join(self.codes) if ok else "")
+
+
+def _attr(attrs: str, name: str) -> str | None | bool:
+    """The value of attribute `name` with its references decoded; None when
+    absent, False when it holds one a parser would refuse."""
+    for m in _ATTR_RE.finditer(attrs):
+        if m[1] == name:
+            value = _unescape(m[2] if m[2] is not None else m[3])
+            return False if value is None else value
+    return None
+
+
+def _unescape(text: str) -> str | None:
+    """`text` with its entity and character references replaced as an XML
+    parser does; None when it holds what a parser refuses: a bare '&', an
+    entity XML does not predefine (&nbsp;), a character XML forbids."""
+    if _NOT_XML_RE.search(text):
+        return None
+    head, *rest = text.split("&")
+    out = [head]
+    for part in rest:
+        m = _ENTITY_RE.match(part)
+        if m is None:
+            return None
+        if m[3]:
+            out.append(_NAMED[m[3]])
+        else:
+            char = int(m[1]) if m[1] else int(m[2], 16)
+            if char > 0x10FFFF or _NOT_XML_RE.match(chr(char)) and chr(char) != "\r":
+                return None
+            out.append(chr(char))
+        out.append(part[m.end():])
+    return "".join(out)
 
 
 def _keep(page: OfdPage, obj_id: str, text: str) -> None:
@@ -191,7 +329,10 @@ def tag_refs(pkg: OfdPackage, name: str) -> list[tuple[str, list[tuple[str | Non
     root = parse_part(pkg, name)
     out: list[tuple[str, list[tuple[str | None, str]]]] = []
     if root is None:
-        text = pkg.read(name).decode("utf-8", "replace")
+        try:
+            text = xml_text(pkg.read(name))
+        except ExtractError:
+            return out  # not decodable in its own encoding: no reference is sure
         for tag, refs in _TAG_REF_RE.findall(text):
             pairs = [(_first_group(_PAGE_REF_RE, attrs), obj) for attrs, obj in _REF_RE.findall(refs + "<")]
             out.append((tag, pairs))

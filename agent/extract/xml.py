@@ -5,9 +5,9 @@ Two dialects reach us:
 - `original_invoice.xml` in the e-invoice 2019 schema (prefix `fp:`), as
   attached inside OFD files or sent on its own.
 
-The XML comes from strangers, so it is parsed with defusedxml and any DTD,
-entity declaration or external reference is refused outright: real invoice
-XML never carries one.
+The XML comes from strangers: `xml_parse` decodes it (its byte order mark
+or declared encoding: GBK, GB18030 ...) and parses it with defusedxml,
+refusing any DTD, entity declaration or external reference.
 """
 
 from __future__ import annotations
@@ -20,42 +20,17 @@ import re
 import unicodedata
 from decimal import Decimal, InvalidOperation
 from typing import Iterable
-from xml.etree.ElementTree import Element, ParseError
-
-import defusedxml.ElementTree as safe_et
-from defusedxml.common import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
+from xml.etree.ElementTree import Element
 
 from agent.errors import ExtractError
 from agent.extract.qr import apply_qr, decode_qr_bytes, parse_qr
+from agent.extract.xml_parse import parse_xml
 from agent.model import Invoice, LineItem, Problem
 
 FP_NAMESPACE = "http://www.edrm.org.cn/schema/e-invoice/2019"
-# A real invoice XML is a few KiB; a 5-page OFD attachment with 400 lines is
-# 60 KiB. Anything this size is not an invoice and is refused before parsing.
-MAX_XML_BYTES = 16 * 1024 * 1024
-
 _CENT = Decimal("0.01")
 _DATE_RE = re.compile(r"(\d{4})\s*[-年/.]\s*(\d{1,2})\s*[-月/.]\s*(\d{1,2})")
 _NO_TAX_MARKS = frozenset({"***", "**", "*", "免税", "不征税"})
-
-
-def parse_xml(data: bytes) -> Element:
-    """Parse untrusted XML; DTDs, entities and external references are refused.
-
-    Raises ExtractError("unsafe-xml") for those, ExtractError("corrupt") for
-    XML that is not well formed, ExtractError("limit-exceeded") when too big.
-    """
-    if len(data) > MAX_XML_BYTES:
-        raise ExtractError("limit-exceeded", f"XML of {len(data)} bytes is over {MAX_XML_BYTES}")
-    try:
-        return safe_et.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
-    except (DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden) as e:
-        raise ExtractError("unsafe-xml", f"XML declares a DTD or entities, refused: {type(e).__name__}") from e
-    except ParseError as e:
-        raise ExtractError("corrupt", f"XML is not well formed: {e}") from e
-    except (LookupError, ValueError, UnicodeError) as e:  # e.g. encoding="UTX-8"
-        raise ExtractError("corrupt", f"XML cannot be decoded: {e}") from e
-
 
 def local_name(tag: object) -> str:
     """The tag without namespace or prefix: `{ns}InvoiceNo` -> `InvoiceNo`."""
@@ -87,15 +62,33 @@ def text_of(root: Element, *names: str) -> str | None:
     return text or None
 
 
-def parse_money(text: str | None) -> Decimal | None:
+# A comma in an amount is read only as thousands grouping ("1,234.50"): 1-3
+# digits (not led by 0), then groups of exactly 3, decimals after a '.'. Any
+# other comma ("2,00", "0,060") may be a decimal comma: no reading is sure.
+_GROUPED_RE = re.compile(r"[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?")
+# The elements each layout reads as numbers (sums, line amounts, prices, rates).
+_SHUDIAN_NUMBERS = frozenset({"TotalAmWithoutTax", "TotalTaxAm", "TotalTax-includedAmount", "Amount",
+                              "ComTaxAm", "TaxRate", "UnPrice", "Quantity", "TotaltaxIncludedAmount"})
+_FP_NUMBERS = frozenset({"TaxExclusiveTotalAmount", "TaxTotalAmount", "TaxInclusiveTotalAmount", "Amount",
+                         "TaxAmount", "TaxScheme", "Price", "Quantity"})
+
+
+def parse_money(text: str | None, *, grouping: bool = True) -> Decimal | None:
     """A money amount as Decimal; None for empty, `***` (免税) or unreadable text.
 
-    Currency signs, thousands separators and spaces are ignored. Amounts that
-    are whole cents are quantized to two places so "0.120000" reads as 0.12.
+    Currency signs and spaces are ignored, and commas (, or ，) that group
+    thousands; a comma that does not, or any comma when not `grouping`
+    (the document writes decimal commas), makes the text unreadable: None,
+    never a guess. Amounts that are whole cents are quantized to two places
+    so "0.120000" reads as 0.12.
     """
     if text is None:
         return None
-    cleaned = re.sub(r"[\s¥￥,，]", "", text)
+    cleaned = re.sub(r"[\s¥￥]", "", text).replace("，", ",")
+    if "," in cleaned:
+        if not grouping or not _GROUPED_RE.fullmatch(cleaned):
+            return None
+        cleaned = cleaned.replace(",", "")
     if not cleaned or cleaned in _NO_TAX_MARKS:
         return None
     try:
@@ -109,6 +102,18 @@ def parse_money(text: str | None) -> Decimal | None:
     except InvalidOperation:  # more digits than the context holds
         return None
     return cents if cents == value else value
+
+
+def _decimal_comma(root: Element, tags: frozenset[str]) -> str | None:
+    """The first number under one of `tags` whose comma groups no thousands
+    ("0,060"), or None. Such a document writes decimal commas, so even its
+    "1,000" may be 1.000: none of its commas is read as grouping."""
+    for el in root.iter():
+        if local_name(el.tag) in tags and el.text and ("," in el.text or "，" in el.text):
+            text = re.sub(r"[\s¥￥]", "", el.text).replace("，", ",")
+            if re.fullmatch(r"[+-]?[\d,]*\d(?:\.\d+)?", text) and not _GROUPED_RE.fullmatch(text):
+                return el.text.strip()
+    return None
 
 
 def parse_date(text: str | None) -> dt.date | None:
@@ -209,7 +214,8 @@ def read_xml(data: bytes, source: str = "xml") -> Invoice:
 
     Every field is offered with `source`; the QR text in fp:GraphCode is
     offered with source "qr". Raises ExtractError: "unsafe-xml", "corrupt",
-    "limit-exceeded", or "unsupported-format" for XML that is neither dialect.
+    "limit-exceeded", or "unsupported-format" for XML that is neither dialect
+    or in an encoding that cannot be decoded (the message names it).
     """
     root = parse_xml(data)
     name = local_name(root.tag)
@@ -236,29 +242,31 @@ def read_shudian(root: Element, source: str = "xml") -> Invoice:
     # unreadable one leaves the date empty rather than take another day.
     inv.offer("date", parse_date(issue) if issue else parse_date(_sole_text(inv, root, "date", "RequestTime")), source)
     inv.offer("kind", _shudian_kind(root), source)
+    comma = _decimal_comma(root, _SHUDIAN_NUMBERS)
     _offer_sums(inv, root, source, ("TotalAmWithoutTax", "TotalTaxAm", "TotalTax-includedAmount",
-                                    "TotalTax-includedAmountInChinese"))
+                                    "TotalTax-includedAmountInChinese"), comma)
     inv.offer("seller_name", _name(_sole_text(inv, root, "seller_name", "SellerName")), source)
     inv.offer("seller_tax_id", _digits(_sole_text(inv, root, "seller_tax_id", "SellerIdNum")), source)
     inv.offer("buyer_name", _name(_sole_text(inv, root, "buyer_name", "BuyerName")), source)
     inv.offer("buyer_tax_id", _digits(_sole_text(inv, root, "buyer_tax_id", "BuyerIdNum")), source)
     inv.items.extend(_line_items(root, "IssuItemInformation", name="ItemName", tax="ComTaxAm",
-                                 rate="TaxRate", price="UnPrice"))
+                                 rate="TaxRate", price="UnPrice", grouping=comma is None))
     offer_qr_text(inv, text_of(root, "GraphCode", "QRCode"))
     return inv
 
 
-def _line_items(root: Element, element: str, *, name: str, tax: str, rate: str, price: str) -> list[LineItem]:
+def _line_items(root: Element, element: str, *, name: str, tax: str, rate: str, price: str,
+                grouping: bool) -> list[LineItem]:
     """One LineItem per `element` under `root`; the two XML layouts differ
     only in the tag names of the name, tax, rate and unit price (Amount and
-    Quantity are the same in both)."""
+    Quantity are the same in both). `grouping`: see `parse_money`."""
     items = []
     for el in _all(root, element):
         rate_value, rate_text = parse_rate(text_of(el, rate))
         items.append(LineItem(
             name=text_of(el, name) or "",
-            amount=parse_money(text_of(el, "Amount")),
-            tax=parse_money(text_of(el, tax)),
+            amount=parse_money(text_of(el, "Amount"), grouping=grouping),
+            tax=parse_money(text_of(el, tax), grouping=grouping),
             rate=rate_value, rate_text=rate_text,
             quantity=parse_decimal(text_of(el, "Quantity")),
             unit_price=parse_decimal(text_of(el, price)),
@@ -288,12 +296,13 @@ def read_fp_invoice(root: Element, source: str = "xml") -> Invoice:
                        ("buyer_tax_id", "BuyerTaxID"), ("seller_tax_id", "SellerTaxID")):
         inv.offer(field, _digits(_sole_text(inv, root, field, tag)), source)
     inv.offer("date", parse_date(_sole_text(inv, root, "date", "IssueDate")), source)
+    comma = _decimal_comma(root, _FP_NUMBERS)
     _offer_sums(inv, root, source, ("TaxExclusiveTotalAmount", "TaxTotalAmount", "TaxInclusiveTotalAmount",
-                                    "TaxInclusiveTotalAmountWithWords"))
+                                    "TaxInclusiveTotalAmountWithWords"), comma)
     inv.offer("buyer_name", _name(_sole_text(inv, root, "buyer_name", "BuyerName")), source)
     inv.offer("seller_name", _name(_sole_text(inv, root, "seller_name", "SellerName")), source)
     inv.items.extend(_line_items(root, "GoodsInfo", name="Item", tax="TaxAmount", rate="TaxScheme",
-                                 price="Price"))
+                                 price="Price", grouping=comma is None))
     graph = text_of(root, "GraphCode")
     if graph and not offer_qr_text(inv, graph):
         inv.problems.append(Problem(
@@ -318,20 +327,26 @@ def parse_decimal(text: str | None) -> Decimal | None:
     return value if value.is_finite() else None
 
 
-def _offer_sums(inv: Invoice, root, source: str, tags: tuple[str, str, str, str]) -> None:
+def _offer_sums(inv: Invoice, root, source: str, tags: tuple[str, str, str, str], comma: str | None) -> None:
     # 金额, 税额, 价税合计 and its 大写 under this layout's tag names, each
     # the one element of its name (a second, conflicting one empties it).
     for field, tag in zip(("amount", "tax", "total"), tags):
-        _offer_money(inv, field, _sole_text(inv, root, field, tag), source)
+        _offer_money(inv, field, _sole_text(inv, root, field, tag), source, comma)
     inv.offer("total_in_words", _sole_text(inv, root, "total_in_words", tags[3]), source)
 
 
-def _offer_money(inv: Invoice, name: str, text: str | None, source: str) -> None:
-    value = parse_money(text)
+def _offer_money(inv: Invoice, name: str, text: str | None, source: str, comma: str | None) -> None:
+    # `comma`: a number of the document whose comma is a decimal one, if any.
+    value = parse_money(text, grouping=comma is None)
     if value is None and text and text.strip() not in _NO_TAX_MARKS:
+        why, why_zh = "", ""
+        if "," in text or "，" in text:
+            why = (f": this XML also writes {comma!r}, a decimal comma, so none of its commas surely groups "
+                   "thousands" if parse_money(text) is not None else
+                   ": a comma is read only as thousands grouping (1,234.50)")
+            why_zh = "（逗号无法确定是千位分隔还是小数点）"
         inv.problems.append(Problem(
             code="unreadable-amount", severity="warning", field=name,
-            message=f"{name} {text!r} from {source} is not a number",
-            message_zh="金额无法识别"))
+            message=f"{name} {text!r} from {source} is not a number{why}", message_zh=f"金额无法识别{why_zh}"))
         return
     inv.offer(name, value, source)

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from agent.extract.ofd import read_ofd
 from agent.extract.ofd_geometry import _deltas, read_by_position
-from agent.extract.xml import parse_xml
+from agent.extract.xml_parse import parse_xml
 from tests.unit.test_xml_ofd import OFD_NS, make_ofd
 
 

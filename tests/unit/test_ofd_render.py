@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agent.extract.ofd_render import (_path_ops, fill_colours, has_paths_but_no_text, render_paths)
-from agent.extract.xml import parse_xml
+from agent.extract.xml_parse import parse_xml
 
 NS = "http://www.ofdspec.org/2016"
 

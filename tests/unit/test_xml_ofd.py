@@ -315,10 +315,10 @@ def test_plain_zip_is_unsupported():
     assert e.value.reason == "unsupported-format"
 
 
-def test_undecodable_xml_encoding_is_corrupt():
+def test_an_unknown_xml_encoding_is_named_not_called_corrupt():
     with pytest.raises(ExtractError) as e:
         read_xml(b'<?xml version="1.0" encoding="UTX-8"?><EInvoice/>')
-    assert e.value.reason == "corrupt"
+    assert e.value.reason == "unsupported-format" and "'UTX-8'" in str(e.value)
 
 
 def _mutate(rng, data: bytes) -> bytes:
