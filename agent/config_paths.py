@@ -12,6 +12,7 @@ from agent.config import Config, WatchConfig
 from agent.config_adapters import local_folder
 from agent.config_metrics import textfile_problems
 
+
 def check_paths(cfg: Config) -> list[str]:
     """Filesystem problems, one line each naming the key: missing or
     unwritable watched folders, an unwritable state folder, a missing local
@@ -76,3 +77,18 @@ def _real(path: Path) -> Path:
         return Path(os.path.realpath(path))
     except OSError:
         return Path(os.path.abspath(path))
+
+
+def reload_refusal(running: Config, new: Config) -> str | None:
+    """Why a running daemon must not take `new` on a reload (SIGHUP), or
+    None: its state folder differs (the ledger, vault and lock it holds
+    cannot move under it: restart to use another), or it watches no folder
+    while `running` does (an empty or cut-off file: everything would stop
+    being taken in, silently)."""
+    if new.state_dir.resolve() != running.state_dir.resolve():
+        return (f"agent.state_dir changed from {running.state_dir} to {new.state_dir}: a reload cannot move "
+                "the ledger and vault of a running daemon; restart it to use the new folder")
+    if running.watches and not new.watches:
+        return ("the new config watches no folder (an empty or cut-off file?); nothing would be taken in. "
+                "To stop watching on purpose, stop the daemon")
+    return None

@@ -20,7 +20,7 @@ import time
 import schedule
 
 from agent.config import Config, load_config
-from agent.config_paths import check_paths
+from agent.config_paths import check_paths, reload_refusal
 from agent.errors import AgentError, ConfigError
 from agent.ledger import Ledger
 from agent.mail import MailLimits
@@ -109,8 +109,10 @@ class Daemon:
         self._finish_sources()  # moves/deletes a killed run left waiting on documents read since
         self.loops = start_loops(self.cfg, wake=self.wake)
         schedule.clear("daemon")
+        # The watcher of the moment: a reload replaces it, and a job bound to
+        # the first one would rescan nothing ever after.
         schedule.every(self.cfg.agent["rescan_interval_s"]).seconds.do(
-            self.watcher.rescan_requested.set).tag("daemon")
+            lambda: self.watcher.rescan_requested.set()).tag("daemon")
         # To the [[notify]] entries of the config in force when it is built (reloads included).
         self.weekly = WeeklyReport.start(self.cfg, self.ledger,
                                          on_report=lambda r: weekly_report_hook(self.cfg, self.ledger)(r))
@@ -300,8 +302,13 @@ class Daemon:
         try:
             cfg = load_config(self.config_path)
             ValidationSettings.from_config(cfg.validation, cfg.company)
+            refusal = reload_refusal(self.cfg, cfg)
+            if refusal:
+                raise ConfigError(refusal)
         except (ConfigError, AgentError) as e:
-            log.error("config reload failed; keeping the old config", extra={"error": str(e)})
+            # Each failed reload is said, however soon after another: the
+            # operator who just sent SIGHUP waits for this line.
+            log.error("config reload failed; keeping the old config", extra={"error": str(e), "_unlimited": True})
             return
         self._apply_config(cfg)
         self.reading.configure(self.settings, self.destinations)

@@ -62,7 +62,9 @@ class JsonFormatter(logging.Formatter):
 
 class RateLimit(logging.Filter):
     """Let the same (logger, message) at warning or above through at most
-    once per `interval_s`, counting what was suppressed."""
+    once per `interval_s`, counting what was suppressed. A record logged
+    with extra `_unlimited` (an operator's one-off act, a failed reload)
+    always passes."""
 
     def __init__(self, interval_s: float = 60.0):
         super().__init__()
@@ -70,7 +72,7 @@ class RateLimit(logging.Filter):
         self._last: dict[tuple[str, str], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
+        if record.levelno < logging.WARNING or getattr(record, "_unlimited", False):
             return True
         key = (record.name, record.getMessage())
         now = time.monotonic()

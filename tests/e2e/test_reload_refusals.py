@@ -1,0 +1,60 @@
+"""A reload (SIGHUP) never leaves a silent path: the periodic rescan goes on
+with the new watcher, and a config the running daemon cannot take (its
+state folder moved, no folder watched: an empty or cut-off file) is
+refused, said each time, and the old one kept working."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+
+from tests.e2e.daemon_harness import DaemonUnderTest
+from tests.support.audit import assert_ledger_sound
+
+
+def junk(i: int) -> bytes:
+    return b"%PDF-1.4\n%" + hashlib.sha256(str(i).encode()).hexdigest().encode() * 20 + b"\n%%EOF\n"
+
+
+def reload(d: DaemonUnderTest, expect: str) -> str:
+    mark = len(d.lines)
+    d.signal(signal.SIGHUP)
+    return d.wait_for_line(expect, start=mark)
+
+
+def test_the_periodic_rescan_goes_on_after_a_reload(tmp_path):
+    d = DaemonUnderTest(tmp_path)
+    d.config.write_text(d.config.read_text().replace("rescan_interval_s = 300", "rescan_interval_s = 1"))
+    d.start()
+    try:
+        d.wait_for_line("msg=rescan", timeout=10)
+        reload(d, "config reloaded")
+        mark = len(d.lines)
+        d.wait_for_line("msg=rescan", timeout=10, start=mark)  # the job rescans with the new watcher
+        assert d.stop() == 0
+    finally:
+        d.stop()
+    assert_ledger_sound(d.config)
+
+
+def test_a_reload_that_moves_the_state_folder_or_watches_nothing_is_refused(tmp_path):
+    d = DaemonUnderTest(tmp_path)
+    good = d.config.read_text()
+    d.start()
+    try:
+        d.config.write_text(good.replace('state_dir = "state"', 'state_dir = "state2"'))
+        line = reload(d, "config reload failed; keeping the old config")
+        assert "state_dir changed" in line and "restart" in line
+        d.config.write_text("")  # an editor's save cut short
+        line = reload(d, "config reload failed; keeping the old config")  # said again, within the minute
+        assert "watches no folder" in line
+        (d.root / "scan" / "after.pdf").write_bytes(junk(1))
+        docs = d.wait_documents(1)
+        assert docs[0].original_name == "after.pdf"
+        assert not (d.root / "state2").exists()
+        d.config.write_text(good)
+        reload(d, "config reloaded")
+        assert d.stop() == 0
+    finally:
+        d.stop()
+    assert_ledger_sound(d.config)
