@@ -13,7 +13,7 @@ import stat
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 from agent import beneath
 from agent.beneath import Identity
@@ -63,8 +63,9 @@ def open_source(path: Path, *, max_bytes: int, follow_symlinks: bool = False,
 
 
 @contextmanager
-def _opened(path: Path, *, max_bytes: int, follow_symlinks: bool,
-            root: Path | None) -> Iterator[tuple[BinaryIO, os.stat_result]]:
+def _opened(path: Path, *, max_bytes: int, follow_symlinks: bool, root: Path | None,
+            admit: Callable[[os.stat_result], str | None] | None = None
+            ) -> Iterator[tuple[BinaryIO, os.stat_result]]:
     flags = beneath.FILE_FLAGS if not follow_symlinks else beneath.FILE_FLAGS & ~os.O_NOFOLLOW
     try:
         if root is not None:
@@ -93,6 +94,8 @@ def _opened(path: Path, *, max_bytes: int, follow_symlinks: bool,
         if st.st_size > max_bytes:
             raise CaptureError(f"{path}: {st.st_size // (1024 * 1024)} MB is larger than the limit "
                                f"of {max_bytes // (1024 * 1024)} MB (agent.max_file_mb)")
+        if admit is not None and (refusal := admit(st)):
+            raise CaptureError(f"{path}: {refusal}")
         os.set_blocking(fd, True)
         with os.fdopen(fd, "rb", closefd=False) as stream:
             yield stream, st
@@ -180,7 +183,8 @@ def capture_file(ledger: Ledger, vault: Vault, path: str | os.PathLike, *, sourc
 
 
 def store_file(vault: Vault, path: str | os.PathLike, *, max_bytes: int, follow_symlinks: bool = False,
-               root: Path | None = None, refuse_unreadable: bool = False, stage: bool = False) -> StoredFile:
+               root: Path | None = None, refuse_unreadable: bool = False, stage: bool = False,
+               admit: Callable[[os.stat_result], str | None] | None = None) -> StoredFile:
     """Copy one file's bytes into the vault, fsynced on return; nothing is
     written to the ledger (a group of files gets its rows in one commit,
     service/intake.py). With `stage`, the bytes are only staged
@@ -198,9 +202,12 @@ def store_file(vault: Vault, path: str | os.PathLike, *, max_bytes: int, follow_
     bytes are staged in the vault (`Vault.stage_stream`) and
     UnsupportedFormat is raised carrying them; the caller records the
     refusal naming their sha256 once `Vault.commit_staged` made them durable
-    (many at once: a flood of junk costs no fsync per file)."""
+    (many at once: a flood of junk costs no fsync per file). `admit`, given
+    the opened file's fstat (the file read, whatever its path led to by
+    then), returns why it must not be taken, raised as CaptureError."""
     path = Path(path)
-    with _opened(path, max_bytes=max_bytes, follow_symlinks=follow_symlinks, root=root) as (stream, before):
+    with _opened(path, max_bytes=max_bytes, follow_symlinks=follow_symlinks, root=root,
+                 admit=admit) as (stream, before):
         head = stream.read(4096)
         stream.seek(0)
         fmt = sniff(head) if head else "empty"

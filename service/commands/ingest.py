@@ -15,7 +15,9 @@ from agent.pipeline import process_captured
 from agent.model import State
 from service.context import (actor, destination_names, load, now, open_ledger, open_vault, today,
                              validation_settings)
+from service import access
 from service.display import local_time
+from service.ingest_guard import ingest_admission
 from service.progress import Progress
 from service.textsafe import echo
 
@@ -32,12 +34,16 @@ def command(ctx: click.Context, paths: tuple[Path, ...], no_process: bool, quiet
 
     Unreadable files, folders without permission and special files (FIFO,
     socket, device, broken symlink) each get one line; the batch goes on.
+    Run through sudo as the service user, it takes only files the person
+    behind sudo could read themselves; never the agent's config, nor
+    anything under /proc, /sys or /dev.
     Exit status 1 when anything failed.
     """
     cfg = load(ctx)
     settings = validation_settings(cfg)
     ledger, vault = open_ledger(cfg), open_vault(cfg)
     who, max_bytes = actor(), cfg.agent["max_file_mb"] * 1024 * 1024
+    admit = ingest_admission(cfg.path, access.identity(cfg.access["service_user"]))
     failures, new, known = [], 0, 0
     to_process: list[int] = []
     candidates = list(_walk(paths, failures))
@@ -68,7 +74,8 @@ def command(ctx: click.Context, paths: tuple[Path, ...], no_process: bool, quiet
         for done, (path, explicit) in enumerate(candidates):
             bar.update(done, len(candidates))   # shows what is done, not what has begun
             try:
-                stored = store_file(vault, path, max_bytes=max_bytes, follow_symlinks=explicit, stage=True)
+                stored = store_file(vault, path, max_bytes=max_bytes, follow_symlinks=explicit, stage=True,
+                                    admit=admit)
             except CaptureError as e:
                 failures.append(str(e))
                 echo(f"FAIL {e}", err=True)

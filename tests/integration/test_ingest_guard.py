@@ -1,0 +1,65 @@
+"""`ingest` takes only what the person running it could read: never a
+kernel file, never the agent's config (its tokens), and through sudo only
+files the person behind it may read by their own permissions."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from agent.defaults import DEFAULT_CONFIG
+from service.cli import main
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Path:
+    path = tmp_path / "agent.toml"
+    # No such account here: the command is not handed over to it, so a test
+    # run as root acts as root with SUDO_UID naming the person.
+    path.write_text(DEFAULT_CONFIG.replace('service_user = "fapiao"', 'service_user = "no-such-fapiao-user"', 1),
+                    encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+def run(cfg: Path, *args: str):
+    return CliRunner().invoke(main, ["--config", str(cfg), *args], catch_exceptions=False)
+
+
+def documents(cfg: Path) -> int:
+    return sum(json.loads(run(cfg, "status", "--json").output)["states"].values())
+
+
+def test_kernel_files_and_the_config_are_refused_even_through_a_symlink(cfg, tmp_path):
+    link = tmp_path / "harmless.xml"
+    link.symlink_to(cfg)
+    for path in ("/proc/self/environ", "/proc/self/status", str(cfg), str(link)):
+        r = run(cfg, "ingest", path)
+        assert r.exit_code == 1, r.output
+        assert "not taken" in r.output and ("kernel file" in r.output or "own config" in r.output), r.output
+    assert documents(cfg) == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="SUDO_UID names a person only when the command runs as root")
+def test_through_sudo_only_what_the_person_could_read_is_taken(cfg, tmp_path, samples_dir):
+    person = pwd.getpwnam("nobody")
+    invoice = (samples_dir / "renoyuan__easyofd/original_invoice.xml").read_bytes()
+    secret, shared = tmp_path / "secret.xml", tmp_path / "shared.xml"
+    secret.write_bytes(invoice)
+    secret.chmod(0o600)  # root's alone
+    shared.write_bytes(invoice.replace(b"00008006", b"00008007"))
+    shared.chmod(0o644)
+    env = dict(os.environ, SUDO_UID=str(person.pw_uid), SUDO_USER=person.pw_name)
+    r = subprocess.run([sys.executable, "-m", "service", "--config", str(cfg), "ingest", str(secret), str(shared)],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"{person.pw_name} cannot read this file" in r.stderr and str(secret) in r.stderr
+    assert "1 new, 0 already known, 1 failed" in r.stdout
+    assert documents(cfg) == 1
