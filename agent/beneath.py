@@ -13,7 +13,8 @@ The root itself is pinned (`pin_root`, when the daemon starts watching it):
 its (st_dev, st_ino) then, checked on the fd every walk starts from. A root
 exchanged for a symlink to the outbox or the state folder raises
 RootReplaced, so nothing outside the watched folder is read, moved or
-deleted until it is back or the daemon is reloaded.
+deleted until it is back, or an operator repins it (`config repin`) and
+reloads.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def _replaced(root: Path, st: os.stat_result, pin: tuple[int, int]) -> str | Non
     if (st.st_dev, st.st_ino) == pin:
         return None
     return (f"watched folder {root} was replaced (it now leads to another folder); nothing taken, "
-            f"moved or deleted there until it is back or the daemon is reloaded")
+            f"moved or deleted there until it is back (replaced on purpose: `fapiao-agent config repin "
+            f"{root}`, then reload)")
 
 
 @dataclass(frozen=True)

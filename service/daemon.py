@@ -340,8 +340,9 @@ class Daemon:
         if self.intake_paused:
             activity = "intake paused"
             details["intake_paused"] = self.intake_paused
-        if self.refused_roots:
-            details["folders_not_watched"] = {r.path: r.reason for r in self.refused_roots}
+        not_watched = {**{r.path: r.reason for r in self.refused_roots}, **self.watcher.replaced}
+        if not_watched:
+            details["folders_not_watched"] = not_watched  # status and metrics: a folder gone quiet is said
         systemd.status(self._status_text())
         self.ledger.beat(pid=os.getpid(), now=now(), activity=activity, details=json.dumps(details))
 

@@ -100,6 +100,9 @@ class FolderWatcher:
         self._offered: list[tuple[Path, int]] = []
         self._observers: list = []
         self.rescan_requested = threading.Event()
+        # Watched folders found replaced (or unreachable) at the last scan,
+        # with why: the heartbeat shows them until a scan finds them back.
+        self.replaced: dict[str, str] = {}
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -163,13 +166,17 @@ class FolderWatcher:
 
     def scan(self) -> int:
         """Note every file under every folder (start-up and periodic rescans).
-        Returns how many files were seen."""
+        Returns how many files were seen. A folder replaced since it was
+        pinned is skipped and kept in `replaced` until a scan finds it back."""
         n = 0
         for w in self.watches:
             replaced = beneath.root_problem(w.path)
             if replaced:
                 log.error(replaced, extra={"watch": str(w.path)})
+                self.replaced[str(w.path)] = replaced
                 continue
+            if self.replaced.pop(str(w.path), None) is not None:
+                log.info("watched folder is back; taking files there again", extra={"watch": str(w.path)})
             for path in self.files_under(w.path, w):
                 self.note(path, changed=False)
                 n += 1

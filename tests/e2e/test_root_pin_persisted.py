@@ -86,3 +86,30 @@ def test_a_root_swapped_while_the_daemon_is_down_is_refused_until_repinned(tmp_p
         d.wait_documents(1, timeout=30)
     finally:
         d.stop()
+
+
+def test_a_root_replaced_while_running_shows_in_status_until_it_is_back(tmp_path):
+    # Deleting and recreating the scan folder is an everyday act: the new
+    # folder is not the pinned one, so nothing is taken there, and status
+    # must say so without waiting for a reload; once it is back, it clears.
+    d = DaemonUnderTest(tmp_path)
+    d.config.write_text(d.config.read_text().replace("rescan_interval_s = 300", "rescan_interval_s = 1"))
+    d.start()
+    try:
+        (tmp_path / "scan").rename(tmp_path / "scan.away")
+        (tmp_path / "scan").mkdir()
+        d.wait_for_line("was replaced", timeout=30)
+        deadline = time.monotonic() + 30
+        while "NOT WATCHED" not in (shown := _status(d)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert "NOT WATCHED" in shown and "config repin" in shown, shown
+        (tmp_path / "scan").rmdir()
+        (tmp_path / "scan.away").rename(tmp_path / "scan")
+        d.wait_for_line("watched folder is back", timeout=30)
+        deadline = time.monotonic() + 30
+        while "NOT WATCHED" in (shown := _status(d)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert "NOT WATCHED" not in shown, shown
+        assert d.stop() == 0
+    finally:
+        d.stop()
