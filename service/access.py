@@ -40,7 +40,7 @@ COMMAND_ROLES: dict[str, str] = {
     # Touch no state: the config file and the files named on the command line.
     "config init": NONE, "config check": NONE, "extract": NONE, "check": NONE,
     # Read the ledger (read-only).
-    "status": READ, "list": READ, "show": READ, "quarantine": READ, "search": READ, "report": READ,
+    "status": READ, "list": READ, "show": READ, "quarantine": READ, "refused": READ, "search": READ, "report": READ,
     "requests": READ, "requests show": READ, "requests list": READ,
     "audit ledger": READ, "audit verify": READ, "audit export": READ, "backup status": READ,
     "fleet status": READ, "fleet find": READ,

@@ -64,6 +64,7 @@ COMMANDS: dict[str, str] = {
     "accept": "quarantine:accept_command",
     "reject": "quarantine:reject_command",
     "reopen": "quarantine:reopen_command",
+    "refused": "refused:command",
     "report": "report:command",
     "requests": "requests:command",
     "approve": "requests:approve_command",

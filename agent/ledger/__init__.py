@@ -233,7 +233,7 @@ class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin, 
                              (now, source, name, reason, sha256)).lastrowid
 
     def refusals(self, limit: int = 100) -> list[dict]:
-        """The most recent refusals, newest first."""
+        """The most recent refusals, newest first (`limit` -1: all)."""
         rows = self.conn.execute("SELECT * FROM refusals ORDER BY id DESC LIMIT ?", (limit,))
         return [dict(r) for r in rows]
 

@@ -159,7 +159,8 @@ def _print_status(report: dict) -> None:
             echo(f"{state:>12}  {n}")
     refused = report["refused"]
     echo(f"{'refused':>12}  {refused['count']}" + (f"  (files and attachments not taken, each "
-               f"with its reason; the last at {local_time(refused['last_at'])})" if refused["count"] else ""))
+               f"with its reason: `fapiao-agent refused`; the last at {local_time(refused['last_at'])})"
+               if refused["count"] else ""))
     pending = report["applications"]
     if pending["pending"]:
         echo(f"{'applications':>12}  {pending['pending']} pending  (补录 waiting for an approver, the oldest "
