@@ -187,11 +187,21 @@ class FolderWatcher:
         """Every entry below `root` but those in the agent's own folders
         (`agent_owned`): special files and symlinks to folders included, so
         they are refused with a reason; symlinked folders are not followed."""
-        for folder, dirs, files in os.walk(root):
+        # By folder fd (fwalk): a folder nested past PATH_MAX (4,096 bytes of
+        # path) cannot be listed by its name, and os.walk skips it without a
+        # word; its files are noted like any other (capture reaches them by
+        # fd from the root too). A folder that cannot be read is said.
+        def unreadable(err: OSError) -> None:
+            if isinstance(err, FileNotFoundError):
+                return  # removed since it was listed: nothing there to take
+            log.error("a folder in a watched folder cannot be read; its files are not taken",
+                      extra={"folder": str(err.filename), "error": err.strerror})
+
+        for folder, dirs, files, dirfd in os.fwalk(root, onerror=unreadable):
             here = Path(folder)
             if watch is not None and watch.after == "move" and here.name == "processed":
                 dirs[:] = [d for d in dirs if not dated(d)]
-            links = [d for d in dirs if os.path.islink(here / d)]
+            links = [d for d in dirs if _is_link(d, dirfd)]
             dirs[:] = sorted(d for d in dirs if d not in links)
             for name in sorted(files + links):
                 yield here / name
@@ -387,3 +397,10 @@ class _OverflowAlarm(logging.Handler):
     def remove(cls, watcher: FolderWatcher) -> None:
         """Stop telling `watcher` about overflows."""
         cls._watchers.discard(watcher)
+
+
+def _is_link(name: str, dirfd: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False  # gone since it was listed
