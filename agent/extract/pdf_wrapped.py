@@ -56,7 +56,8 @@ def join_wrapped(rows: list[list[tuple]], runs: list, rows_parts: list[list[str]
                 under = [i for i, g in enumerate(rows[j]) if g[3] > value[1] - align and g[1] < end[3]]
                 if not under:
                     continue
-                found = _continuation(rows[j], runs[j], rows_breaks[j], len(rows_parts[j]), under, value[1], align)
+                found = _continuation(rows[j], runs[j], rows_breaks[j], len(rows_parts[j]), under, value[1],
+                                      end[3], align)
                 if found is None:
                     break
                 cut_from, cut_to = found
@@ -70,15 +71,22 @@ def join_wrapped(rows: list[list[tuple]], runs: list, rows_parts: list[list[str]
 
 
 def _continuation(row: list[tuple], run, breaks: list[tuple], parts_count: int, under: list[int],
-                  value_left: float, align: float) -> tuple[int, int] | None:
+                  value_left: float, value_right: float, align: float) -> tuple[int, int] | None:
     """The parts range (from, to) of `row`'s column that continues a value
-    starting at `value_left`, when the glyphs `under` the value are exactly
-    that column and it qualifies (see join_wrapped); else None."""
+    spanning `value_left` to `value_right`, when the glyphs `under` the
+    value are exactly that column and it qualifies (see join_wrapped); else
+    None. The column starts where the value starts, or lies wholly inside
+    the value's span (a box that indents or centres its lines); one starting
+    further left, under the label, is never taken: a label printed without
+    its colon would be glued to the value."""
     for b, (start, text_at) in enumerate(breaks):
-        if abs(start[1] - value_left) > align:
-            continue
         first = row.index(start)
         last = row.index(breaks[b + 1][0]) if b + 1 < len(breaks) else len(row)
+        if not first <= under[0] < last:
+            continue
+        inside = start[1] >= value_left - align and row[last - 1][3] <= value_right + align
+        if abs(start[1] - value_left) > align and not inside:
+            return None
         glyphs = row[first:last]
         if (under[0] != first or under[-1] >= last or len(glyphs) < _WRAP_GLYPHS
                 or any(g[0] in _COLONS for g in glyphs)

@@ -64,3 +64,19 @@ def test_an_items_spec_ending_in_a_number_leaves_quantity_and_price_to_their_col
     # No unit printed: the spec's 14 is never taken for the quantity.
     [item] = parse_items([header, "   *计算机配套产品*笔记本   MateBook 14   5602.16   5602.16   13%   728.28"])
     assert (item.quantity, item.unit_price) == (None, None)
+
+
+def test_a_wrapped_name_whose_box_indents_its_second_line_is_joined():
+    # The outside review's W_indent: the second line starts a glyph to the
+    # right of the first; read row by row the name was cut, and VALID.
+    stream = glyphs("名称:中国建筑第八工程局有限公司华东分", 40, 300) + glyphs("公司第三项目经理部", 80, 289)
+    fields, lines = _fields(stream)
+    assert fields.get("buyer_name") == "中国建筑第八工程局有限公司华东分公司第三项目经理部", lines
+
+
+def test_text_under_the_label_is_never_joined_to_the_value():
+    # A label printed without its colon on the next row starts under the
+    # label, not under the value: joined, it would be glued to the name.
+    stream = glyphs("名称:某某建筑工程有限公司", 40, 300) + glyphs("纳税人识别号 91440304MA5M0PUM55", 40, 289)
+    fields, lines = _fields(stream)
+    assert fields.get("buyer_name") == "某某建筑工程有限公司", lines
