@@ -103,17 +103,53 @@ MONEY_RE = re.compile(
 BARE_MONEY_RE = re.compile(r"(?<![\d.,/\-\w])(-?\d[\d,]*\.\d{2})(?![\d.,%\w])")
 _WORD_DIGIT = "零壹贰叁肆伍陆柒捌玖"
 # Issuers print a ⊗ (U+2297) or ⓧ (U+24E7) before the 大写: a mark, not part
-# of the value, so it is matched and left out of group 1.
+# of the value, so it is matched and left out of `words_value`.
 WORDS_MARKS = "⊗ⓧ"
-WORDS_RE = re.compile(rf"(?:[{WORDS_MARKS}][ ]*)?(负?[{_WORD_DIGIT}][{_WORD_DIGIT}拾佰仟万亿圆元角分整正]+)")
+# A 红字 (negative) invoice prints its 大写 after a sign: "（负数）" as the tax
+# system and agent.validate.amounts.to_words write it, "(负数)", or 负数 / 负
+# alone. A bare 负 counts only where no other word runs into it (负责人 is no
+# sign), or right after the 大写 label. The sign is part of the value: a 大写
+# stored without it says the opposite amount.
+_WORDS_SIGN = (r"[(（][ ]*负数[ ]*[)）]"
+               r"|(?:(?<=大写)|(?<=价税合计)|(?<![\u3400-\u9fff]))负数?")
+# Group "words" holds the numerals; "sign" the sign, when only spaces or a
+# mark part it from them (a layout may set the two apart; left out, it
+# would turn the 大写 positive). Marks and spaces are in neither group.
+WORDS_RE = re.compile(
+    rf"(?:[{WORDS_MARKS}][ ]*)?(?:(?P<sign>{_WORDS_SIGN})[ ]*(?:[{WORDS_MARKS}][ ]*)?)?"
+    rf"(?P<words>[{_WORD_DIGIT}][{_WORD_DIGIT}拾佰仟万亿圆元角分整正]+)")
 # Every WORDS_RE match holds one of these: a line without one is skipped by
 # a plain character search (WORDS_RE's optional mark makes it try every position).
 WORD_DIGIT_RE = re.compile(f"[{_WORD_DIGIT}]")
+# What a whole printed 大写 ends with: 整/正 after 圆 or 角, or its 角 or 分.
+WORDS_END_RE = re.compile("[整正角分]$")
+# A character that makes a 大写-like run part of a longer word when it
+# touches the run: 杭州壹元优选, 伍拾元充值卡, VIP壹元. Digits do not: a
+# layout may glue the 小写 to its 大写 ("壹佰圆整100.00").
+WORD_CHAR_RE = re.compile(r"[\u3400-\u9fffA-Za-z]")
+
+
+def words_value(m: re.Match) -> str:
+    """The 大写 a WORDS_RE match stands for, as printed: its sign (without
+    inner spaces; mixed brackets as "（负数）"), then its numerals."""
+    sign = "".join((m.group("sign") or "").split())
+    if sign[:1] in ("(", "（") and sign not in ("（负数）", "(负数)"):
+        sign = "（负数）"
+    return sign + m.group("words")
+
+
+def words_alone(text: str) -> str | None:
+    """`words_value` of `text` when it is one 大写 amount and nothing else
+    (the ⊗/ⓧ marks, a 红字 sign and whitespace allowed around it), else None."""
+    m = WORDS_RE.fullmatch(" ".join(text.split()))
+    return words_value(m) if m else None
 
 
 def strip_words_marks(text: str) -> str:
     """`text` without surrounding whitespace and the ⊗/ⓧ marks printed before a 大写."""
     return text.strip().lstrip(WORDS_MARKS).strip()
+
+
 WORDS_UNIT_RE = re.compile("[圆元角分]")
 
 LABEL_VALUE_RE = {
@@ -130,7 +166,10 @@ LABEL_VALUE_RE = {
 }
 NAME_LABEL_RE = re.compile(r"名称[ ]*:")
 NAME_VALUE_RE = re.compile(r"[ ]*(\S+(?: \S+)*)")
-TAX_ID_LABEL_RE = re.compile(r"(?:纳税人识别号|统一社会信用代码)[ ]*:")
+# Some faces print the tax-id label without its colon ("纳税人识别号   9144…"):
+# the label then ends where a space, the line's end or the value follows
+# ("统一社会信用代码/" is the front half of the 数电 label, not a label).
+TAX_ID_LABEL_RE = re.compile(r"(?:纳税人识别号|统一社会信用代码)(?:[ ]*:|(?=[ \n0-9A-Z]|\Z))")
 TAX_ID_VALUE_RE = re.compile(r"[ ]*([0-9A-Z]{15,20})(?![0-9A-Z])")
 # Rates have at most one decimal (1.5%): that is what splits an amount glued
 # to its rate ("85.6213%" is 85.62 at 13%).

@@ -26,7 +26,7 @@ import re
 from xml.etree.ElementTree import Element
 
 from agent.errors import ExtractError
-from agent.extract.labels import strip_words_marks
+from agent.extract.labels import strip_words_marks, words_alone
 from agent.extract.ofd_geometry import FACE_FIELDS, offer_by_position, read_by_position
 from agent.extract.ofd_package import (OfdPackage, OfdPage, document_pages, file_locs, first_page_parts,
                                        parse_part, tag_files, tag_refs)
@@ -78,7 +78,8 @@ _TITLE_RE = re.compile(
     r"^(?:[\u4e00-\u9fff]{0,8}增值税(?:电子)?(?:普通|专用)发票(?:[（(][^）)]{1,12}[）)])?"  # 浙江增值税电子普通发票
     r"|电子发票[（(][^）)]{2,20}[）)]"                                                      # 电子发票（普通发票）
     r"|[\u4e00-\u9fff]{0,8}(?:机动车|二手车)销售统一发票)$")
-_WORDS_RE = re.compile(r"^[零壹贰叁肆伍陆柒捌玖拾佰仟万亿圆元角分整正负]+$")
+# A 红字 sign drawn as a text object of its own, apart from the 大写.
+_SIGN_ALONE_RE = re.compile(r"[(（]?负数?[)）]?")
 _INVOICE_LABELS = ("发票号码", "发票代码", "价税合计", "开票日期")
 
 
@@ -303,8 +304,14 @@ def _items_from_columns(columns: dict[str, list[str | None]]) -> list[LineItem]:
 def _offer_page_text(inv: Invoice, texts: list[str]) -> None:
     title = next((t for t in texts if _TITLE_RE.match(t)), None)
     inv.offer("title", title, "ofd")
-    marked = (strip_words_marks(t) for t in texts)
-    words = next((t for t in marked if _WORDS_RE.match(t) and ("圆" in t or "元" in t)), None)
+    # The 大写 is the text object that is that amount alone, its 红字 sign
+    # included (labels.words_alone). A sign drawn as an object of its own
+    # cannot be tied to an unsigned 大写 here, and without it the 大写 says
+    # the opposite amount: it is left to the page read by position, which
+    # lays the two out side by side.
+    words = next((w for w in map(words_alone, texts) if w and ("圆" in w or "元" in w)), None)
+    if words is not None and words[0] not in "负(（" and any(_SIGN_ALONE_RE.fullmatch(t.strip()) for t in texts):
+        words = None
     inv.offer("total_in_words", words, "ofd")
 
 

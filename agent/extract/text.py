@@ -111,9 +111,9 @@ def parse_invoice_text(text: str, invoice: Invoice, source: str = "pdf-text") ->
     """Offer every field readable in `text` to `invoice` with `source`.
 
     Fields: title, code, number, date, check_code (20 digits, no spaces),
-    amount, tax, total (Decimal), total_in_words, buyer/seller name and tax
-    id; line items are appended when the invoice has none yet. Never raises
-    on any input.
+    amount, tax, total (Decimal), total_in_words (with a 红字 invoice's
+    sign), buyer/seller name and tax id; line items are appended when the
+    invoice has none yet. Never raises on any input.
     """
     offer_parsed(parse_text(normalize_text(text)), invoice, source)
 
@@ -243,16 +243,8 @@ def _line_money(line: str) -> list[Decimal]:
 
 def _read_money(lines: list[str], f: dict[str, Any]) -> None:
     words_at = None
-    for i, line in enumerate(lines):
-        if not L.WORD_DIGIT_RE.search(line):
-            continue
-        for m in L.WORDS_RE.finditer(line):
-            if L.WORDS_UNIT_RE.search(m.group(1)):
-                words_at = i
-                f["total_in_words"] = m.group(1)
-                break
-        if words_at is not None:
-            break
+    if (words := _read_words(lines)) is not None:
+        f["total_in_words"], words_at = words
     total = _read_total(lines, words_at)
     if total is not None:
         f["total"] = total
@@ -261,6 +253,44 @@ def _read_money(lines: list[str], f: dict[str, Any]) -> None:
         f["amount"], tax = pair
         if tax is not None:
             f["tax"] = tax
+
+
+_WORDS_LABELS = ("大写", "价税合计")
+
+
+def _read_words(lines: list[str]) -> tuple[str, int] | None:
+    """The 价税合计大写 (with its 红字 sign) and the index of its line, or None.
+
+    Taken from the row that prints it: after the 价税合计 / (大写) label on
+    its line. Without one (label-first layouts, unreadable labels), a 大写
+    printed alone as a whole amount is taken when the page has one such
+    value: two could be the total and an item. A run touching other words
+    (杭州壹元优选商贸, *预付卡*伍拾元充值卡) is never a 大写."""
+    alone: dict[str, int] = {}
+    for i, line in enumerate(lines):
+        if not L.WORD_DIGIT_RE.search(line):
+            continue
+        for m in L.WORDS_RE.finditer(line):
+            if not L.WORDS_UNIT_RE.search(m.group("words")) or _inside_words(line, m):
+                continue
+            value = L.words_value(m)
+            if any(label in line[:m.start()] for label in _WORDS_LABELS):
+                return value, i
+            if L.WORDS_END_RE.search(value):
+                alone.setdefault(value, i)
+    return next(iter(alone.items())) if len(alone) == 1 else None
+
+
+def _inside_words(line: str, m: re.Match) -> bool:
+    """True when the 大写-like run `m` touches a letter or a CJK word on
+    its line, other than the 大写 / 小写 labels around it."""
+    after = line[m.end():m.end() + 2]
+    if L.WORD_CHAR_RE.match(after) and after != "小写":
+        return True
+    if m.group("sign"):
+        return False  # labels.WORDS_RE only takes a sign that starts a word
+    before = line[:m.start("words")].rstrip(L.WORDS_MARKS)
+    return bool(L.WORD_CHAR_RE.match(before[-1:])) and not before.endswith(_WORDS_LABELS)
 
 
 def _bare_money(text: str) -> list[Decimal]:
