@@ -12,25 +12,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from agent.defaults import DEFAULT_CONFIG
-from service.cli import main
+from tests.support.cli import default_config, run
 
 
 @pytest.fixture
 def cfg(tmp_path: Path) -> Path:
-    path = tmp_path / "agent.toml"
     # No such account here: the command is not handed over to it, so a test
     # run as root acts as root with SUDO_UID naming the person.
-    path.write_text(DEFAULT_CONFIG.replace('service_user = "fapiao"', 'service_user = "no-such-fapiao-user"', 1),
-                    encoding="utf-8")
+    path = default_config(tmp_path, **{'service_user = "fapiao"': 'service_user = "no-such-fapiao-user"'})
     path.chmod(0o600)
     return path
-
-
-def run(cfg: Path, *args: str):
-    return CliRunner().invoke(main, ["--config", str(cfg), *args], catch_exceptions=False)
 
 
 def documents(cfg: Path) -> int:

@@ -6,23 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from agent.config import load_config
-from agent.defaults import DEFAULT_CONFIG
 from agent.ledger import Ledger
-from service.cli import main
+from tests.support.cli import default_config, run
 
 
 @pytest.fixture
 def cfg(tmp_path: Path) -> Path:
-    path = tmp_path / "agent.toml"
-    path.write_text(DEFAULT_CONFIG, encoding="utf-8")
-    return path
-
-
-def run(cfg: Path, *args: str):
-    return CliRunner().invoke(main, ["--config", str(cfg), *args], catch_exceptions=False)
+    return default_config(tmp_path)
 
 
 def test_refused_lists_each_file_with_its_reason_newest_first(cfg):

@@ -15,22 +15,13 @@ import pytest
 from agent.extract.ofd import OFD_LIMITS, read_ofd
 from agent.extract.ofd_package import OfdPackage, document_pages, parse_part
 from agent.safezip import open_zip
+from tests.support.zips import rezip
 from tests.unit.test_xml_ofd import OFD_NS, make_ofd
 
 SUZHOU = "CoderWanFeng__poocr/suzhou.ofd"
 PAGE = "Doc_0/Pages/Page_0/Content.xml"
 FIELDS = ["title", "number", "date", "amount", "tax", "total", "total_in_words", "buyer_name", "buyer_tax_id",
           "seller_name", "seller_tax_id"]
-
-
-def _rezip(data: bytes, change: dict) -> bytes:
-    src = zipfile.ZipFile(io.BytesIO(data))
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as out:
-        for name in src.namelist():
-            body = src.read(name)
-            out.writestr(name, change[name](body) if name in change else body)
-    return buf.getvalue()
 
 
 def _stray_amp(body: bytes) -> bytes:
@@ -62,7 +53,7 @@ def _fields(inv) -> dict:
 def test_a_malformed_page_gives_the_fields_the_well_formed_one_does(samples_dir: Path):
     original = (samples_dir / SUZHOU).read_bytes()
     [expected] = read_ofd(original)
-    broken = _rezip(original, {PAGE: _stray_amp})
+    broken = rezip(original, {PAGE: _stray_amp})
     [inv] = read_ofd(broken)  # O4: was '<![CDATA[苏州交投物产有限公司]]>' and an ofd-inconsistent number
     assert _fields(inv) == _fields(expected)
     assert inv.get("buyer_name") == "苏州交投物产有限公司" and inv.get("number") == "24322000000400497801"
@@ -78,8 +69,8 @@ def test_a_malformed_page_alone_gives_unwrapped_ids_and_names(samples_dir: Path)
         return out
 
     original = (samples_dir / SUZHOU).read_bytes()
-    [expected] = read_ofd(_rezip(original, {"OFD.xml": no_custom}))
-    [inv] = read_ofd(_rezip(original, {"OFD.xml": no_custom, PAGE: _stray_amp}))
+    [expected] = read_ofd(rezip(original, {"OFD.xml": no_custom}))
+    [inv] = read_ofd(rezip(original, {"OFD.xml": no_custom, PAGE: _stray_amp}))
     assert _fields(inv) == _fields(expected)
     assert inv.get("buyer_tax_id") == "91320500762844701D" and inv.get("seller_tax_id") == "92320505MA1NYRYX5M"
     assert not [p for p in inv.problems if p.field in ("buyer_tax_id", "seller_tax_id")]
@@ -96,7 +87,7 @@ def test_every_real_page_walked_gives_what_the_parser_gives(samples_dir: Path):
         contents = [n for n in names if n.lower().endswith("content.xml")]
         parsed = _page_texts(data)
 
-        broken = _rezip(data, {n: _break_root for n in contents})
+        broken = rezip(data, {n: _break_root for n in contents})
         pkg = OfdPackage(open_zip(broken, OFD_LIMITS))
         assert all(parse_part(pkg, n) is None for n in contents), path.name  # the fallback is what reads them
         assert _page_texts(broken) == parsed, path.name

@@ -10,8 +10,6 @@ naming the raw text, never a guessed value.
 
 from __future__ import annotations
 
-import io
-import zipfile
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from agent.extract import extract_bytes
 from agent.extract.ofd import read_ofd
 from agent.extract.xml import parse_money, read_xml
 from agent.extract.xml_parse import MAX_XML_BYTES, xml_text
+from tests.support.zips import rezip
 
 SHUDIAN = "kaihu8766-netizen__invoice-precheck/official-gd-special.xml"
 FP = "renoyuan__easyofd/original_invoice.xml"
@@ -124,13 +123,7 @@ def test_an_undeclared_xml_is_utf8_and_says_so_when_it_is_not():
 # --- OFD parts in the GB family ----------------------------------------------
 
 def _ofd(samples_dir: Path, change: dict[str, callable]) -> bytes:
-    src = zipfile.ZipFile(samples_dir / OFD)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as out:
-        for name in src.namelist():
-            data = src.read(name)
-            out.writestr(name, change[name](data) if name in change else data)
-    return buf.getvalue()
+    return rezip((samples_dir / OFD).read_bytes(), change)
 
 
 def _regbk(declared: str):
