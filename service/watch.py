@@ -197,8 +197,23 @@ class FolderWatcher:
             log.error("a folder in a watched folder cannot be read; its files are not taken",
                       extra={"folder": str(err.filename), "error": err.strerror})
 
-        for folder, dirs, files, dirfd in os.fwalk(root, onerror=unreadable):
-            here = Path(folder)
+        try:
+            # The configured folder may itself be a symlink (to a NAS mount):
+            # followed here, once, as its pin follows it; nothing below is.
+            top = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as e:
+            unreadable(e)
+            return
+        try:
+            yield from FolderWatcher._walk_from(root, top, watch, unreadable)
+        finally:
+            os.close(top)
+
+    @staticmethod
+    def _walk_from(root: Path, top: int, watch: WatchConfig | None,
+                   unreadable: Callable[[OSError], None]) -> Iterator[Path]:
+        for folder, dirs, files, dirfd in os.fwalk(".", onerror=unreadable, dir_fd=top):
+            here = root / folder
             if watch is not None and watch.after == "move" and here.name == "processed":
                 dirs[:] = [d for d in dirs if not dated(d)]
             links = [d for d in dirs if _is_link(d, dirfd)]
