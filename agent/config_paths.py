@@ -79,16 +79,32 @@ def _real(path: Path) -> Path:
         return Path(os.path.abspath(path))
 
 
-def reload_refusal(running: Config, new: Config) -> str | None:
+def folder_identity(path: Path) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the folder `path` leads to now, None when it cannot be reached."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def reload_refusal(running: Config, new: Config, state_identity: tuple[int, int] | None = None) -> str | None:
     """Why a running daemon must not take `new` on a reload (SIGHUP), or
-    None: its state folder differs (the ledger, vault and lock it holds
-    cannot move under it: restart to use another), or it watches no folder
-    while `running` does (an empty or cut-off file: everything would stop
-    being taken in, silently)."""
-    if new.state_dir.resolve() != running.state_dir.resolve():
-        return (f"agent.state_dir changed from {running.state_dir} to {new.state_dir}: a reload cannot move "
-                "the ledger and vault of a running daemon; restart it to use the new folder")
-    if running.watches and not new.watches:
-        return ("the new config watches no folder (an empty or cut-off file?); nothing would be taken in. "
-                "To stop watching on purpose, stop the daemon")
+    None. Its state folder differs, by name or, when `state_identity` (the
+    folder the running daemon opened) is given, by what it leads to now (a
+    symlink re-pointed): the ledger, vault and lock it holds cannot move
+    under it; restart to use another. Or it drops every watched folder,
+    every destination or every backup target the running config has: an
+    empty or cut-off file, which would stop intake, delivery or backups in
+    silence; to do that on purpose, restart."""
+    if new.state_dir.resolve() != running.state_dir.resolve() or (
+            state_identity is not None and folder_identity(new.state_dir) != state_identity):
+        return (f"agent.state_dir {new.state_dir} is not the folder the daemon opened ({running.state_dir}): "
+                "a reload cannot move the ledger and vault of a running daemon; restart it to use the new folder")
+    for section, old, now in (("[[watch]] folder", running.watches, new.watches),
+                              ("[[destination]]", running.destinations, new.destinations),
+                              ("[[backup]] target", running.backups, new.backups)):
+        if old and not now:
+            return (f"the new config has no {section} where the running one has {len(old)} (an empty or "
+                    "cut-off file?); to drop them all on purpose, restart the daemon")
     return None

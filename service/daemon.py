@@ -20,7 +20,7 @@ import time
 import schedule
 
 from agent.config import Config, load_config
-from agent.config_paths import check_paths, reload_refusal
+from agent.config_paths import check_paths, folder_identity, reload_refusal
 from agent.errors import AgentError, ConfigError
 from agent.ledger import Ledger
 from agent.mail import MailLimits
@@ -59,6 +59,7 @@ class Daemon:
         self.stopping = False
         self.reload_requested = False
         self._lock_fd: int | None = None
+        self._state_identity: tuple[int, int] | None = None  # the state folder opened (dev, inode)
         self._last_beat = 0.0
         self.refused_roots: list = []  # configured folders not watched, with why (status shows them)
         self._apply_config(self.cfg)
@@ -146,6 +147,7 @@ class Daemon:
             try:
                 self.cfg.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
                 self._lock_fd = take_daemon_lock(self.cfg.state_dir, self.cfg.ledger_path)
+                self._state_identity = folder_identity(self.cfg.state_dir)  # what a reload may not move
                 self.ledger = Ledger(self.cfg.ledger_path)
                 self.vault = Vault(self.cfg.vault_dir)
                 return True
@@ -302,7 +304,7 @@ class Daemon:
         try:
             cfg = load_config(self.config_path)
             ValidationSettings.from_config(cfg.validation, cfg.company)
-            refusal = reload_refusal(self.cfg, cfg)
+            refusal = reload_refusal(self.cfg, cfg, self._state_identity)
             if refusal:
                 raise ConfigError(refusal)
         except (ConfigError, AgentError) as e:

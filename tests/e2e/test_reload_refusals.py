@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import signal
 
-from tests.e2e.daemon_harness import DaemonUnderTest
+from tests.e2e.daemon_harness import OUT_AND_NAS, DaemonUnderTest
 from tests.support.audit import assert_ledger_sound
 
 
@@ -44,16 +44,50 @@ def test_a_reload_that_moves_the_state_folder_or_watches_nothing_is_refused(tmp_
     try:
         d.config.write_text(good.replace('state_dir = "state"', 'state_dir = "state2"'))
         line = reload(d, "config reload failed; keeping the old config")
-        assert "state_dir changed" in line and "restart" in line
+        assert "not the folder the daemon opened" in line and "restart" in line
         d.config.write_text("")  # an editor's save cut short
         line = reload(d, "config reload failed; keeping the old config")  # said again, within the minute
-        assert "watches no folder" in line
+        assert "no [[watch]] folder" in line
         (d.root / "scan" / "after.pdf").write_bytes(junk(1))
         docs = d.wait_documents(1)
         assert docs[0].original_name == "after.pdf"
         assert not (d.root / "state2").exists()
         d.config.write_text(good)
         reload(d, "config reloaded")
+        assert d.stop() == 0
+    finally:
+        d.stop()
+    assert_ledger_sound(d.config)
+
+
+def test_a_reload_through_a_re_pointed_state_symlink_or_without_destinations_is_refused(tmp_path):
+    # state_dir is a symlink an admin re-points before the reload: the same
+    # name, another folder. And a cut-off file that kept its [[watch]]
+    # entries but lost the destinations and backups after them.
+    (tmp_path / "state-a").mkdir()
+    (tmp_path / "state-b").mkdir()
+    d = DaemonUnderTest(tmp_path, extra=OUT_AND_NAS)
+    (tmp_path / "state").rmdir()
+    (tmp_path / "state").symlink_to(tmp_path / "state-a")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "nas").mkdir()
+    good = d.config.read_text()
+    d.start()
+    try:
+        (tmp_path / "state").unlink()
+        (tmp_path / "state").symlink_to(tmp_path / "state-b")
+        line = reload(d, "config reload failed; keeping the old config")
+        assert "not the folder the daemon opened" in line
+        (tmp_path / "state").unlink()
+        (tmp_path / "state").symlink_to(tmp_path / "state-a")
+        d.config.write_text(good[:good.index("[[destination]]")])
+        line = reload(d, "config reload failed; keeping the old config")
+        assert "no [[destination]]" in line
+        d.config.write_text(good)
+        reload(d, "config reloaded")
+        (d.root / "scan" / "after.pdf").write_bytes(junk(2))
+        d.wait_documents(1)
+        assert not any((tmp_path / "state-b").iterdir()), "nothing may be opened in the other folder"
         assert d.stop() == 0
     finally:
         d.stop()
