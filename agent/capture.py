@@ -64,7 +64,7 @@ def open_source(path: Path, *, max_bytes: int, follow_symlinks: bool = False,
 
 @contextmanager
 def _opened(path: Path, *, max_bytes: int, follow_symlinks: bool, root: Path | None,
-            admit: Callable[[os.stat_result], str | None] | None = None
+            admit: Callable[[int, os.stat_result], str | None] | None = None
             ) -> Iterator[tuple[BinaryIO, os.stat_result]]:
     flags = beneath.FILE_FLAGS if not follow_symlinks else beneath.FILE_FLAGS & ~os.O_NOFOLLOW
     try:
@@ -94,7 +94,7 @@ def _opened(path: Path, *, max_bytes: int, follow_symlinks: bool, root: Path | N
         if st.st_size > max_bytes:
             raise CaptureError(f"{path}: {st.st_size // (1024 * 1024)} MB is larger than the limit "
                                f"of {max_bytes // (1024 * 1024)} MB (agent.max_file_mb)")
-        if admit is not None and (refusal := admit(st)):
+        if admit is not None and (refusal := admit(fd, st)):
             raise CaptureError(f"{path}: {refusal}")
         os.set_blocking(fd, True)
         with os.fdopen(fd, "rb", closefd=False) as stream:
@@ -184,7 +184,7 @@ def capture_file(ledger: Ledger, vault: Vault, path: str | os.PathLike, *, sourc
 
 def store_file(vault: Vault, path: str | os.PathLike, *, max_bytes: int, follow_symlinks: bool = False,
                root: Path | None = None, refuse_unreadable: bool = False, stage: bool = False,
-               admit: Callable[[os.stat_result], str | None] | None = None) -> StoredFile:
+               admit: Callable[[int, os.stat_result], str | None] | None = None) -> StoredFile:
     """Copy one file's bytes into the vault, fsynced on return; nothing is
     written to the ledger (a group of files gets its rows in one commit,
     service/intake.py). With `stage`, the bytes are only staged
@@ -203,8 +203,8 @@ def store_file(vault: Vault, path: str | os.PathLike, *, max_bytes: int, follow_
     UnsupportedFormat is raised carrying them; the caller records the
     refusal naming their sha256 once `Vault.commit_staged` made them durable
     (many at once: a flood of junk costs no fsync per file). `admit`, given
-    the opened file's fstat (the file read, whatever its path led to by
-    then), returns why it must not be taken, raised as CaptureError."""
+    the opened file's descriptor and fstat (the file read, whatever its path
+    led to by then), returns why it must not be taken, raised as CaptureError."""
     path = Path(path)
     with _opened(path, max_bytes=max_bytes, follow_symlinks=follow_symlinks, root=root,
                  admit=admit) as (stream, before):

@@ -4,10 +4,13 @@ In production `ingest` runs as the service user (`sudo -u fapiao`), which
 can read what its operators cannot: the config with its tokens, the
 daemon's environment under /proc. Taken into the vault, such a file would
 be readable by the whole read group and copied to every backup target.
-So a file is taken only when the person behind sudo could read it by its
-own permissions, never from /proc, /sys or /dev (no invoice lives there),
-and never the agent's config. Judged on the opened file's fstat, so a
-symlink swapped after the check changes nothing.
+So a file is taken only when the person behind sudo could reach and read it
+by its permissions (each folder on its way searchable, the file readable,
+by owner, group or other mode bits; ACLs are not consulted, so they can only
+refuse more), never from /proc, /sys or /dev or anything mounted below them
+(no invoice lives there), and never the agent's config. Judged on the
+opened file (its fstat, and the path the kernel gives for its descriptor),
+so a symlink swapped after a check changes nothing.
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ from service.access import Identity
 _KERNEL_FOLDERS = ("/proc", "/sys", "/dev")
 
 
-def ingest_admission(config_path: Path | None, who: Identity) -> Callable[[os.stat_result], str | None]:
-    """A check for `store_file(admit=...)`: given an opened file's fstat, why
-    `who` may not have it taken (None: taken). Refused: a file on the kernel's
-    own filesystems, the config file itself, and, when a person acts through
-    another account (sudo), a file that person's uid and groups could not read."""
+def ingest_admission(config_path: Path | None, who: Identity) -> Callable[[int, os.stat_result], str | None]:
+    """A check for `store_file(admit=...)`: given an opened file's descriptor
+    and fstat, why `who` may not have it taken (None: taken). Refused: a file
+    on or below /proc, /sys or /dev, the config file itself, and, when a
+    person acts through another account (sudo), a file that person's uid and
+    groups could not reach and read."""
     kernel = set()
     for folder in _KERNEL_FOLDERS:
         try:
@@ -43,12 +47,17 @@ def ingest_admission(config_path: Path | None, who: Identity) -> Callable[[os.st
             pass
     person = _person(who)
 
-    def admit(st: os.stat_result) -> str | None:
-        if st.st_dev in kernel:
-            return "is a kernel file (/proc, /sys, /dev), not an invoice; not taken"
+    def admit(fd: int, st: os.stat_result) -> str | None:
+        try:
+            where = Path(os.readlink(f"/proc/self/fd/{fd}"))  # the file opened, not the name asked for
+        except OSError:
+            where = None
+        if st.st_dev in kernel or where is None or any(
+                where.is_relative_to(folder) for folder in _KERNEL_FOLDERS):
+            return "is a kernel file (/proc, /sys, /dev) or cannot be told apart from one; not taken"
         if (st.st_dev, st.st_ino) == config:
             return "is the agent's own config; not taken"
-        if person is not None and not _readable(st, *person):
+        if person is not None and not (_reachable(where, *person) and _readable(st, *person, stat.S_IRUSR)):
             return (f"{who.invoker} cannot read this file by its own permissions; not taken for them "
                     "(ingest reads only what the person running it may read)")
         return None
@@ -70,10 +79,23 @@ def _person(who: Identity) -> tuple[int, set[int]] | None:
     return who.invoker_uid, set(os.getgrouplist(entry.pw_name, entry.pw_gid))
 
 
-def _readable(st: os.stat_result, uid: int, gids: set[int]) -> bool:
-    mode = st.st_mode
+def _reachable(path: Path, uid: int, gids: set[int]) -> bool:
+    # Every folder from / down to the file's is searchable by the person.
+    for folder in path.parents:
+        try:
+            st = os.stat(folder)
+        except OSError:
+            return False
+        if not _readable(st, uid, gids, stat.S_IXUSR):
+            return False
+    return True
+
+
+def _readable(st: os.stat_result, uid: int, gids: set[int], owner_bit: int) -> bool:
+    # The right `owner_bit` names (S_IRUSR read, S_IXUSR search) as the
+    # owner's, the group's or other's bit, whichever class the person is in.
     if st.st_uid == uid:
-        return bool(mode & stat.S_IRUSR)
+        return bool(st.st_mode & owner_bit)
     if st.st_gid in gids:
-        return bool(mode & stat.S_IRGRP)
-    return bool(mode & stat.S_IROTH)
+        return bool(st.st_mode & (owner_bit >> 3))
+    return bool(st.st_mode & (owner_bit >> 6))

@@ -9,6 +9,7 @@ import os
 import pwd
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,15 @@ def cfg(tmp_path: Path) -> Path:
     path = default_config(tmp_path, **{'service_user = "fapiao"': 'service_user = "no-such-fapiao-user"'})
     path.chmod(0o600)
     return path
+
+
+@pytest.fixture
+def public() -> Path:
+    # A folder every account can search (pytest's own is root's alone, 0700:
+    # nothing in it is reachable by another person).
+    with tempfile.TemporaryDirectory(dir="/tmp") as folder:
+        os.chmod(folder, 0o755)
+        yield Path(folder)
 
 
 def documents(cfg: Path) -> int:
@@ -40,10 +50,10 @@ def test_kernel_files_and_the_config_are_refused_even_through_a_symlink(cfg, tmp
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="SUDO_UID names a person only when the command runs as root")
-def test_through_sudo_only_what_the_person_could_read_is_taken(cfg, tmp_path, samples_dir):
+def test_through_sudo_only_what_the_person_could_read_is_taken(cfg, public, samples_dir):
     person = pwd.getpwnam("nobody")
     invoice = (samples_dir / "renoyuan__easyofd/original_invoice.xml").read_bytes()
-    secret, shared = tmp_path / "secret.xml", tmp_path / "shared.xml"
+    secret, shared = public / "secret.xml", public / "shared.xml"
     secret.write_bytes(invoice)
     secret.chmod(0o600)  # root's alone
     shared.write_bytes(invoice.replace(b"00008006", b"00008007"))
@@ -55,3 +65,32 @@ def test_through_sudo_only_what_the_person_could_read_is_taken(cfg, tmp_path, sa
     assert f"{person.pw_name} cannot read this file" in r.stderr and str(secret) in r.stderr
     assert "1 new, 0 already known, 1 failed" in r.stdout
     assert documents(cfg) == 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="SUDO_UID names a person only when the command runs as root")
+def test_through_sudo_a_readable_file_in_a_folder_the_person_cannot_enter_is_refused(cfg, public, samples_dir):
+    person = pwd.getpwnam("nobody")
+    private = public / "private"
+    private.mkdir(mode=0o700)  # root's: nobody cannot search it
+    inside = private / "inside.xml"
+    inside.write_bytes((samples_dir / "renoyuan__easyofd/original_invoice.xml").read_bytes())
+    inside.chmod(0o644)
+    env = dict(os.environ, SUDO_UID=str(person.pw_uid), SUDO_USER=person.pw_name)
+    r = subprocess.run([sys.executable, "-m", "service", "--config", str(cfg), "ingest", str(inside)],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 1 and f"{person.pw_name} cannot read this file" in r.stderr, r.stdout + r.stderr
+    assert documents(cfg) == 0
+
+
+def test_a_file_on_a_mount_below_dev_is_refused(cfg):
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or not os.access(shm, os.W_OK):
+        pytest.skip("no writable /dev/shm here")
+    path = shm / f"fapiao-test-{os.getpid()}.xml"
+    path.write_bytes(b"<?xml version='1.0'?><EInvoice/>")
+    try:
+        r = run(cfg, "ingest", str(path))
+        assert r.exit_code == 1 and "kernel file" in r.output, r.output
+    finally:
+        path.unlink()
+    assert documents(cfg) == 0
