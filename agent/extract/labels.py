@@ -94,13 +94,17 @@ DATE_CN_RE = re.compile(r"(?<!\d)(\d{4})[ ]*年[ ]*(\d{1,2})[ ]*月[ ]*(\d{1,2})
 DATE_ISO_RE = re.compile(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)")
 # A date whose 年/月/日 glyphs were placed elsewhere by the layout: "2023  04  05".
 DATE_BARE_RE = re.compile(r"(?<![\d.])(20\d{2})[ ]{1,6}(\d{2})[ ]{1,6}(\d{2})(?![\d.])")
+# The whole yuan of an amount: commas only as thousands grouping. "2,00"
+# (a decimal comma) or "1,2,3" is no amount: read as 200 or 123 it would be
+# a wrong value, so it is not read at all.
+YUAN = r"(?:\d{1,3}(?:,\d{3})+|\d+)"
 # ¥ before or after the number, an optional minus on either side of the ¥.
 MONEY_RE = re.compile(
-    r"(-?)[ ]*¥[ ]*(-?\d[\d,]*(?:\.\d{1,2})?)(?![\d.])"
-    r"|(?<![\d.])(-?\d[\d,]*\.\d{2})[ ]*¥"
+    r"(-?)[ ]*¥[ ]*(-?" + YUAN + r"(?:\.\d{1,2})?)(?!\.?\d|,\d)"
+    r"|(?<![\d.,])(-?" + YUAN + r"\.\d{2})[ ]*¥"
 )
 # An amount without its ¥: exactly two decimals, no rate, date or longer number around it.
-BARE_MONEY_RE = re.compile(r"(?<![\d.,/\-\w])(-?\d[\d,]*\.\d{2})(?![\d.,%\w])")
+BARE_MONEY_RE = re.compile(r"(?<![\d.,/\-\w])(-?" + YUAN + r"\.\d{2})(?![\d.,%\w])")
 _WORD_DIGIT = "零壹贰叁肆伍陆柒捌玖"
 # Issuers print a ⊗ (U+2297) or ⓧ (U+24E7) before the 大写: a mark, not part
 # of the value, so it is matched and left out of `words_value`.

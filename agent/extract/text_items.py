@@ -11,8 +11,8 @@ from agent.model import LineItem
 
 
 _ITEM_TAIL_RE = re.compile(
-    r"(?P<amount>-?\d[\d,]*\.\d{2})[ ]*(?P<rate>" + L.RATE_RE.pattern + r")[ ]+"
-    r"(?P<tax>-?\d[\d,]*\.\d{2}|\*{3})[ ]*$"
+    r"(?P<amount>-?" + L.YUAN + r"\.\d{2})[ ]*(?P<rate>" + L.RATE_RE.pattern + r")[ ]+"
+    r"(?P<tax>-?" + L.YUAN + r"\.\d{2}|\*{3})[ ]*$"
 )
 _NUMBER_TOKEN_RE = re.compile(r"-?\d+(?:\.\d+)?")
 

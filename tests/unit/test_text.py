@@ -257,3 +257,13 @@ def test_a_sum_row_without_a_yen_that_does_not_add_up_is_not_read():
     fields = parse_text(normalize_text(face)).fields
     assert fields["total"] == Decimal("2073.93")
     assert "amount" not in fields and "tax" not in fields
+
+
+def test_a_printed_amount_reads_commas_only_as_thousands_grouping():
+    # "¥2,00" (a decimal comma) read as 200.00 would be a wrong value: it is
+    # not read at all. "¥5,662.54" is grouping; "¥100," ends a phrase.
+    face = "发票号码:26427000000145889304\n价税合计（大写）伍仟陆佰陆拾贰圆伍角肆分  （小写）¥{}\n"
+    assert parse_text(normalize_text(face.format("5,662.54"))).fields["total"] == Decimal("5662.54")
+    assert "total" not in parse_text(normalize_text(face.format("2,00"))).fields
+    assert "total" not in parse_text(normalize_text(face.format("5,66,2.54"))).fields
+    assert parse_text(normalize_text(face.format("100,税额¥13"))).fields["total"] == Decimal("100.00")
