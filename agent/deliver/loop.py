@@ -187,7 +187,11 @@ def record(ledger: Ledger, c: Claim, outcome: Outcome, policy: DeliveryPolicy, *
     if outcome.kind == "permanent":
         problem = Problem(code=DELIVERY_REJECTED, severity="error", field=None,
                           message=f"delivery refused: {outcome.error}",
-                          message_zh="财务系统拒收，请更正后重新提交")
+                          # The destination's reason, not a guess at it: a
+                          # refusal that no 补录 can fix (a folder that
+                          # cannot hold two invoices sharing a 号码) is no
+                          # call to correct the invoice.
+                          message_zh=f"目标 {c.destination} 拒收此发票，原因：{outcome.error}")
         ok = ledger.finish_delivery(c.delivery_id, c.token, state="quarantined", now=at, actor=actor,
                                     outcome="permanent", error=outcome.error, problem=problem)
         return Result(**base, row_state="quarantined", recorded=ok)

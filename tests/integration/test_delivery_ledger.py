@@ -118,6 +118,7 @@ def test_400_quarantines_with_the_servers_message_and_accept_brings_it_back(env)
     assert d.state == "quarantined"
     [problem] = [p for p in d.problems if p["code"] == "delivery-rejected"]
     assert "购买方税号校验失败" in problem["message"] and problem["severity"] == "error"
+    assert "购买方税号校验失败" in problem["message_zh"] and "erp" in problem["message_zh"]  # its reason, not a guess
     assert "购买方税号校验失败" in env.row(doc)["last_error"]
     assert env.step(T0 + dt.timedelta(hours=1)) is None  # a held document is not retried
     amend.accept(env.ledger, doc, reason="checked with the buyer", destinations=["erp"],
