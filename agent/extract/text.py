@@ -20,6 +20,7 @@ from typing import Any
 from agent.extract import labels as L
 from agent.extract.text_items import parse_items
 from agent.extract.text_parties import read_parties
+from agent.extract.xml import impossible_date
 from agent.model import Invoice, LineItem, Problem
 
 # Full-width brackets are kept as printed: names are compared as printed
@@ -139,9 +140,11 @@ def parse_text(norm: str) -> ParsedText:
     if m:
         f["title"] = m.group()
     _read_identity(norm, header, f)
-    date = _read_date(norm)
+    date, impossible = _read_date(norm)
     if date:
         f["date"] = date
+    elif impossible:
+        out.problems.append(impossible_date(impossible))
     m = L.LABEL_VALUE_RE["check_code"].search(norm)
     if not m:
         m = next((c for c in L.CHECK_CODE_RE.finditer(norm) if " " in c.group()), None)
@@ -210,20 +213,23 @@ def _read_identity(norm: str, header: str, f: dict[str, Any]) -> None:
                 f["number"] = m.group()
 
 
-def _read_date(norm: str) -> dt.date | None:
+def _read_date(norm: str) -> tuple[dt.date | None, str | None]:
+    """(the page's 开票日期, None), or (None, the first date-shaped text that
+    is no real date, if any: 2026年02月30日 is named, not called missing)."""
     # The shapes are searched one by one, each only when the ones before it
     # gave no date (the labelled one almost always does).
     searches = (L.LABEL_VALUE_RE["date"].search, L.DATE_CN_RE.search, L.DATE_BARE_RE.search)
+    impossible = None
     for search in searches:
         c = search(norm)
         if c is None:
             continue
         y, mo, d = (g for g in c.groups() if g is not None)
         try:
-            return dt.date(int(y), int(mo), int(d))
+            return dt.date(int(y), int(mo), int(d)), None
         except ValueError:
-            continue
-    return None
+            impossible = impossible or f"{y}-{mo}-{d}"
+    return None, impossible
 
 
 def _money(m: re.Match) -> Decimal | None:

@@ -129,6 +129,22 @@ def parse_date(text: str | None) -> dt.date | None:
         return None
 
 
+def _offer_date(inv: Invoice, text: str | None, source: str) -> None:
+    # A date written but not a real one (30 February: a forgery's mark) is
+    # named, not reported as missing.
+    date = parse_date(text)
+    inv.offer("date", date, source)
+    if date is None and text and (m := _DATE_RE.search(text) or re.fullmatch(r"\s*(\d{4})(\d{2})(\d{2})\s*", text)):
+        inv.problems.append(impossible_date(m.group().strip()))
+
+
+def impossible_date(text: str) -> Problem:
+    """The error for a 开票日期 written in a date's shape that is no real date."""
+    return Problem("date-impossible", "error", field="date",
+                   message=f"开票日期 {text!r} is not a real date; left empty for 补录",
+                   message_zh=f"开票日期 {text} 不是真实存在的日期，留空待补录")
+
+
 def parse_rate(text: str | None) -> tuple[Decimal | None, str | None]:
     """(rate as a fraction, rate as printed) from `0.13`, `13%` or `免税`."""
     if text is None:
@@ -240,7 +256,7 @@ def read_shudian(root: Element, source: str = "xml") -> Invoice:
     issue = _sole_text(inv, root, "date", "IssueTime")
     # The request time is the date only when no issue time is printed: an
     # unreadable one leaves the date empty rather than take another day.
-    inv.offer("date", parse_date(issue) if issue else parse_date(_sole_text(inv, root, "date", "RequestTime")), source)
+    _offer_date(inv, issue if issue else _sole_text(inv, root, "date", "RequestTime"), source)
     inv.offer("kind", _shudian_kind(root), source)
     comma = _decimal_comma(root, _SHUDIAN_NUMBERS)
     _offer_sums(inv, root, source, ("TotalAmWithoutTax", "TotalTaxAm", "TotalTax-includedAmount",
@@ -295,7 +311,7 @@ def read_fp_invoice(root: Element, source: str = "xml") -> Invoice:
     for field, tag in (("code", "InvoiceCode"), ("number", "InvoiceNo"), ("check_code", "InvoiceCheckCode"),
                        ("buyer_tax_id", "BuyerTaxID"), ("seller_tax_id", "SellerTaxID")):
         inv.offer(field, _digits(_sole_text(inv, root, field, tag)), source)
-    inv.offer("date", parse_date(_sole_text(inv, root, "date", "IssueDate")), source)
+    _offer_date(inv, _sole_text(inv, root, "date", "IssueDate"), source)
     comma = _decimal_comma(root, _FP_NUMBERS)
     _offer_sums(inv, root, source, ("TaxExclusiveTotalAmount", "TaxTotalAmount", "TaxInclusiveTotalAmount",
                                     "TaxInclusiveTotalAmountWithWords"), comma)

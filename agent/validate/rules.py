@@ -290,5 +290,6 @@ RULES: dict[str, Rule] = dict([
     _rule("implausible-number", "error", "a 发票号码 read from the page has a 号码's structure", None),
     _rule("implausible-check-code", "error", "a 校验码 read from the page has 20 digits", None),
     _rule("implausible-sum", "error", "money read from the page adds up: 金额 + 税额 = 价税合计", None),
+    _rule("date-impossible", "error", "a 开票日期 written in a date's shape is a real date (else it is left empty, named)", None),
     _rule("implausible-date", "error", "a date read from the page is not after the file arrived", None),
 ])

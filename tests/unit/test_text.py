@@ -267,3 +267,12 @@ def test_a_printed_amount_reads_commas_only_as_thousands_grouping():
     assert "total" not in parse_text(normalize_text(face.format("2,00"))).fields
     assert "total" not in parse_text(normalize_text(face.format("5,66,2.54"))).fields
     assert parse_text(normalize_text(face.format("100,税额¥13"))).fields["total"] == Decimal("100.00")
+
+
+def test_an_impossible_printed_date_is_named_not_called_missing():
+    parsed = parse_text(normalize_text("发票号码:26427000000145889304\n开票日期:2026年02月30日\n"))
+    assert "date" not in parsed.fields
+    [problem] = [p for p in parsed.problems if p.code == "date-impossible"]
+    assert problem.severity == "error" and "2026-02-30" in problem.message
+    fine = parse_text(normalize_text("发票号码:26427000000145889304\n开票日期:2026年02月28日\n"))
+    assert fine.fields["date"] == dt.date(2026, 2, 28) and not fine.problems

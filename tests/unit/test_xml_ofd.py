@@ -382,3 +382,10 @@ def test_an_ofd_without_title_text_takes_the_title_its_qr_implies():
     segno.make(qr, error="m").save(buf, kind="png", scale=4)
     [inv] = read_ofd(make_ofd(tag=None, page_texts={}, extra={"Doc_0/Res/image_1.png": buf.getvalue()}))
     assert (inv.get("title"), inv.to_dict()["sources"]["title"]) == ("电子发票（普通发票）", "qr")
+
+
+def test_an_impossible_issue_date_in_xml_is_named_not_called_missing():
+    inv = read_xml(SHUDIAN_XML.replace(b"2025-11-08 09:10:11", b"2025-02-30 09:10:11"))
+    assert inv.get("date") is None
+    assert [p.message for p in inv.problems if p.code == "date-impossible"] == [
+        "开票日期 '2025-02-30' is not a real date; left empty for 补录"]
