@@ -214,13 +214,15 @@ def _read_identity(norm: str, header: str, f: dict[str, Any]) -> None:
 
 
 def _read_date(norm: str) -> tuple[dt.date | None, str | None]:
-    """(the page's 开票日期, None), or (None, the first date-shaped text that
-    is no real date, if any: 2026年02月30日 is named, not called missing)."""
+    """(the page's 开票日期, None), or (None, the date-shaped text that is no
+    real date: 2026年02月30日 is named, not called missing)."""
     # The shapes are searched one by one, each only when the ones before it
-    # gave no date (the labelled one almost always does).
-    searches = (L.LABEL_VALUE_RE["date"].search, L.DATE_CN_RE.search, L.DATE_BARE_RE.search)
-    impossible = None
-    for search in searches:
+    # found nothing (the labelled one almost always does). A labelled or
+    # 年月日 date that is no real date ends the search: another date on the
+    # page (a 备注's, a period's) is not the 开票日期. Bare digits are too
+    # weak a sign to name.
+    for search, named in ((L.LABEL_VALUE_RE["date"].search, True), (L.DATE_CN_RE.search, True),
+                          (L.DATE_BARE_RE.search, False)):
         c = search(norm)
         if c is None:
             continue
@@ -228,8 +230,9 @@ def _read_date(norm: str) -> tuple[dt.date | None, str | None]:
         try:
             return dt.date(int(y), int(mo), int(d)), None
         except ValueError:
-            impossible = impossible or f"{y}-{mo}-{d}"
-    return None, impossible
+            if named:
+                return None, f"{y}-{mo}-{d}"
+    return None, None
 
 
 def _money(m: re.Match) -> Decimal | None:

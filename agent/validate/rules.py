@@ -105,7 +105,8 @@ def _title_kind_mismatch(inv: Invoice, ctx: Context) -> Iterator[Finding]:
 def _date_invalid(inv: Invoice, ctx: Context) -> Iterator[Finding]:
     value = inv.get("date")
     if value is None:
-        yield Finding("date", "no 开票日期 was read", "未读到开票日期")
+        if not any(p.code == "date-impossible" for p in inv.problems):  # read, and named there
+            yield Finding("date", "no 开票日期 was read", "未读到开票日期")
     elif not isinstance(value, dt.date):
         yield Finding("date", f"开票日期 {value!r} is not a real date", f"开票日期 {value} 不是有效日期")
 

@@ -321,3 +321,10 @@ def test_every_code_extraction_reports_is_a_registered_rule():
     assert codes - set(RULES) == set()
     for code in codes:
         assert RULES[code].check is None, code  # reported by extraction, not re-checked
+
+
+def test_a_date_named_impossible_by_its_reader_is_not_also_called_missing():
+    inv = make(date=None)
+    assert "date-invalid" in codes(inv)
+    inv.problems.append(Problem("date-impossible", "error", field="date", message="开票日期 '2025-02-30' is not a real date"))
+    assert "date-invalid" not in codes(inv) and "date-impossible" in codes(inv)

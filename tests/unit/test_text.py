@@ -276,3 +276,8 @@ def test_an_impossible_printed_date_is_named_not_called_missing():
     assert problem.severity == "error" and "2026-02-30" in problem.message
     fine = parse_text(normalize_text("发票号码:26427000000145889304\n开票日期:2026年02月28日\n"))
     assert fine.fields["date"] == dt.date(2026, 2, 28) and not fine.problems
+    # Another date on the page (a 备注's period) is not taken in its place.
+    other = parse_text(normalize_text("开票日期:2026年02月30日\n备注: 服务期 2026年03月01日\n"))
+    assert "date" not in other.fields and [p.code for p in other.problems] == ["date-impossible"]
+    # Bare digits are too weak a sign to name.
+    assert not parse_text(normalize_text("编号 2023 13 45\n")).problems
