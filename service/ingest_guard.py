@@ -6,11 +6,13 @@ daemon's environment under /proc. Taken into the vault, such a file would
 be readable by the whole read group and copied to every backup target.
 So a file is taken only when the person behind sudo could reach and read it
 by its permissions (each folder on its way searchable, the file readable,
-by owner, group or other mode bits; ACLs are not consulted, so they can only
-refuse more), never from /proc, /sys or /dev or anything mounted below them
-(no invoice lives there), and never the agent's config. Judged on the
-opened file (its fstat, and the path the kernel gives for its descriptor),
-so a symlink swapped after a check changes nothing.
+by owner, group or other mode bits; a file or folder carrying an ACL, which
+mode bits do not tell, is refused rather than guessed at), never from a
+kernel filesystem (proc, sysfs, devtmpfs ..., wherever mounted) nor
+anything under /proc, /sys or /dev (no invoice lives there), and never the
+agent's config. Judged on the opened file (its fstat, and the path the
+kernel gives for its descriptor), so a symlink swapped after a check
+changes nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ from typing import Callable
 from service.access import Identity
 
 _KERNEL_FOLDERS = ("/proc", "/sys", "/dev")
+# Filesystems that are the kernel's, not files: wherever one is mounted.
+_KERNEL_FS = frozenset({"proc", "sysfs", "devtmpfs", "devpts", "debugfs", "tracefs", "securityfs", "cgroup",
+                        "cgroup2", "configfs", "bpf", "pstore", "efivarfs", "fusectl", "mqueue", "binfmt_misc",
+                        "autofs", "rpc_pipefs", "nsfs"})
+_ACL = "system.posix_acl_access"
 
 
 def ingest_admission(config_path: Path | None, who: Identity) -> Callable[[int, os.stat_result], str | None]:
@@ -32,7 +39,7 @@ def ingest_admission(config_path: Path | None, who: Identity) -> Callable[[int, 
     on or below /proc, /sys or /dev, the config file itself, and, when a
     person acts through another account (sudo), a file that person's uid and
     groups could not reach and read."""
-    kernel = set()
+    kernel = _kernel_devices()
     for folder in _KERNEL_FOLDERS:
         try:
             kernel.add(os.stat(folder).st_dev)
@@ -57,9 +64,13 @@ def ingest_admission(config_path: Path | None, who: Identity) -> Callable[[int, 
             return "is a kernel file (/proc, /sys, /dev) or cannot be told apart from one; not taken"
         if (st.st_dev, st.st_ino) == config:
             return "is the agent's own config; not taken"
-        if person is not None and not (_reachable(where, *person) and _readable(st, *person, stat.S_IRUSR)):
-            return (f"{who.invoker} cannot read this file by its own permissions; not taken for them "
-                    "(ingest reads only what the person running it may read)")
+        if person is not None:
+            if _has_acl(fd, where):
+                return (f"it or a folder on its way carries an ACL, so whether {who.invoker} may read it is "
+                        "not told by its mode; not taken for them (copy it to a plain folder)")
+            if not (_reachable(where, *person) and _readable(st, *person, stat.S_IRUSR)):
+                return (f"{who.invoker} cannot read this file by its own permissions; not taken for them "
+                        "(ingest reads only what the person running it may read)")
         return None
 
     return admit
@@ -77,6 +88,40 @@ def _person(who: Identity) -> tuple[int, set[int]] | None:
     except KeyError:
         return who.invoker_uid, set()
     return who.invoker_uid, set(os.getgrouplist(entry.pw_name, entry.pw_gid))
+
+
+def _kernel_devices() -> set[int]:
+    """The devices of every kernel filesystem mounted now (/proc/self/mountinfo)."""
+    found = set()
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                fields = line.split()
+                if " - " not in line or len(fields) < 3:
+                    continue
+                fstype = line.split(" - ", 1)[1].split()[0]
+                if fstype in _KERNEL_FS:
+                    major, minor = fields[2].split(":")
+                    found.add(os.makedev(int(major), int(minor)))
+    except (OSError, ValueError):
+        pass
+    return found
+
+
+def _has_acl(fd: int, path: Path) -> bool:
+    # The file (by its descriptor) or any folder on its way.
+    try:
+        if os.getxattr(fd, _ACL):
+            return True
+    except OSError:
+        pass
+    for folder in path.parents:
+        try:
+            if os.getxattr(folder, _ACL):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _reachable(path: Path, uid: int, gids: set[int]) -> bool:

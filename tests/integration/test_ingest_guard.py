@@ -94,3 +94,31 @@ def test_a_file_on_a_mount_below_dev_is_refused(cfg):
     finally:
         path.unlink()
     assert documents(cfg) == 0
+
+
+def _acl_denying(uid: int) -> bytes:
+    # A POSIX access ACL (the xattr's binary form, version 2): owner rw,
+    # `uid` nothing, group r, mask r, other r.
+    import struct
+
+    entries = [(0x01, 6, 0xFFFFFFFF), (0x02, 0, uid), (0x04, 4, 0xFFFFFFFF), (0x10, 4, 0xFFFFFFFF),
+               (0x20, 4, 0xFFFFFFFF)]
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="SUDO_UID names a person only when the command runs as root")
+def test_through_sudo_a_file_under_an_acl_is_refused_not_guessed_at(cfg, public, samples_dir):
+    # Mode bits say "other may read"; the ACL says this person may not.
+    person = pwd.getpwnam("nobody")
+    path = public / "acl.xml"
+    path.write_bytes((samples_dir / "renoyuan__easyofd/original_invoice.xml").read_bytes())
+    path.chmod(0o644)
+    try:
+        os.setxattr(path, "system.posix_acl_access", _acl_denying(person.pw_uid))
+    except OSError as e:
+        pytest.skip(f"this filesystem takes no POSIX ACL: {e.strerror}")
+    env = dict(os.environ, SUDO_UID=str(person.pw_uid), SUDO_USER=person.pw_name)
+    r = subprocess.run([sys.executable, "-m", "service", "--config", str(cfg), "ingest", str(path)],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 1 and "carries an ACL" in r.stderr, r.stdout + r.stderr
+    assert documents(cfg) == 0
