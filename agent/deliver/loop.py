@@ -191,7 +191,8 @@ def record(ledger: Ledger, c: Claim, outcome: Outcome, policy: DeliveryPolicy, *
                           # refusal that no 补录 can fix (a folder that
                           # cannot hold two invoices sharing a 号码) is no
                           # call to correct the invoice.
-                          message_zh=f"目标 {c.destination} 拒收此发票，原因：{outcome.error}")
+                          message_zh=(f"目标 {c.destination} 拒收此发票，原因："
+                                      f"{_reason(outcome.error, c.destination)}"))
         ok = ledger.finish_delivery(c.delivery_id, c.token, state="quarantined", now=at, actor=actor,
                                     outcome="permanent", error=outcome.error, problem=problem)
         return Result(**base, row_state="quarantined", recorded=ok)
@@ -239,3 +240,10 @@ def deliver_step(ledger: Ledger, dest: Destination, policy: DeliveryPolicy, gate
     outcome = send(dest, claims[0], vault)
     gate.observe(outcome, now)
     return record(ledger, claims[0], outcome, policy, now=now, rng=rng, actor=actor, tz=tz)
+
+
+def _reason(error: str | None, destination: str) -> str:
+    # The adapter's error without its own "<destination>: " lead, which the
+    # sentence around it already names.
+    text = error or "?"
+    return text[len(destination) + 2:] if text.startswith(f"{destination}: ") else text
