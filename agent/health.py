@@ -147,6 +147,10 @@ def _delivery(delivery: dict, states: dict, limits: Thresholds) -> list[Reason]:
                   "whose delivery failed (retries exhausted)")
     out += _count(states.get("quarantined", 0), limits.quarantined_warn, limits.quarantined_crit,
                   "quarantined (waiting for a person)")
+    for name, n in sorted((delivery.get("unknown_destinations") or {}).items()):
+        rows = "1 delivery waits" if n == 1 else f"{n} deliveries wait"
+        out.append(Reason(CRITICAL, f"{rows} for destination {name}, which the config no longer has "
+                                    "(renamed or removed?): put it back, or nothing delivers them"))
     for dest in delivery.get("destinations") or []:
         if dest.get("paused_error"):
             out.append(Reason(CRITICAL, f"destination {dest['name']} paused: {dest['paused_error']}"))

@@ -49,6 +49,12 @@ class DeliveryReportsMixin:
             c.execute(f"INSERT INTO destination_health ({names}) VALUES ({marks}) "
                       f"ON CONFLICT(name) DO UPDATE SET {updates}", (name, now, *values.values()))
 
+    def waiting_by_destination(self) -> dict[str, int]:
+        """Rows queued or being delivered, per destination name: every name
+        the ledger holds rows for, configured or not."""
+        return dict(self.conn.execute("SELECT destination, count(*) FROM deliveries "
+                                      "WHERE state IN ('queued', 'delivering') GROUP BY destination"))
+
     def delivery_backlog(self, destination: str) -> dict:
         """Row counts per state for `destination` (every row state present) and
         the `queued_at` of the oldest row still waiting (queued or delivering)

@@ -243,8 +243,9 @@ def delivery_report(ledger: Ledger, cfg, at: dt.datetime) -> dict:
     than [delivery] sla_hours ago); plus `sla_breaches`, the number of late
     documents counted from ARRIVAL (quarantined and unread ones too),
     `late_by_state`, and `near_sla`, those waiting longer than
-    [health] sla_warn_fraction of it, not yet late. JSON-ready. Without
-    destinations there is no delivery, so no SLA: the counts are 0."""
+    [health] sla_warn_fraction of it, not yet late; `unknown_destinations`,
+    rows waiting for a destination the config no longer has. JSON-ready.
+    Without destinations there is no delivery, so no SLA: the counts are 0."""
     from agent.deliver.gate import Gate
     from agent.deliver.retry import DeliveryPolicy
 
@@ -287,9 +288,13 @@ def delivery_report(ledger: Ledger, cfg, at: dt.datetime) -> dict:
             "last_ok_at": health.get("last_ok_at"), "last_error": health.get("last_error"),
             "last_error_at": health.get("last_error_at"), "sla_breaches": per_destination.get(name, 0),
         })
+    # Rows waiting for a destination the config no longer has (renamed or
+    # removed in a reload): no loop will ever deliver them.
+    names = {entry["name"] for entry in cfg.destinations}
+    unknown = {name: n for name, n in ledger.waiting_by_destination().items() if name not in names}
     return {"sla_hours": hours, "sla_counted_from": "arrival", "sla_breaches": late,
             "late_by_state": {k: v for k, v in late_by_state.items() if v}, "near_sla": near,
-            "sla_warn_hours": limits.sla_warn_hours, "destinations": out}
+            "sla_warn_hours": limits.sla_warn_hours, "destinations": out, "unknown_destinations": unknown}
 
 
 def print_delivery(report: dict) -> None:

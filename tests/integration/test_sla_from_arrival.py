@@ -76,3 +76,24 @@ def test_late_is_counted_from_arrival_and_quarantine_counts(tmp_path, caplog):
                      "SLA: 1 documents not delivered within 2 h of their arrival are held before delivery "
                      "(1 quarantined); see `fapiao-agent list --state quarantined`"]
     ledger.close()
+
+
+def test_deliveries_waiting_for_a_destination_the_config_dropped_are_critical_at_once(tmp_path):
+    # A destination renamed in a reload: its queued rows keep the old name,
+    # and no loop will ever deliver them. status --check says so now, not
+    # at the SLA a day later.
+    config = tmp_path / "agent.toml"
+    config.write_text('[agent]\nstate_dir = "state"\n[[destination]]\nname = "erp-new"\nurl = "folder://out"\n')
+    (tmp_path / "out").mkdir()
+    now = dt.datetime.now(UTC)
+    ledger, vault = Ledger(tmp_path / "state" / "ledger.sqlite3"), Vault(tmp_path / "state" / "vault")
+    for i in (1, 2):
+        queue_invoice(ledger, vault, i, destinations=["erp"], now=utc(now))
+    queue_invoice(ledger, vault, 3, destinations=["erp-new"], now=utc(now))
+    ledger.close()
+    run = CliRunner().invoke
+    delivery = json.loads(run(main, ["--config", str(config), "status", "--json"]).output)["delivery"]
+    assert delivery["unknown_destinations"] == {"erp": 2}
+    check = run(main, ["--config", str(config), "status", "--check"])
+    assert check.exit_code == 2
+    assert "2 deliveries wait for destination erp, which the config no longer has" in check.output
