@@ -99,8 +99,10 @@ DATE_BARE_RE = re.compile(r"(?<![\d.])(20\d{2})[ ]{1,6}(\d{2})[ ]{1,6}(\d{2})(?!
 # a wrong value, so it is not read at all.
 YUAN = r"(?:\d{1,3}(?:,\d{3})+|\d+)"
 # ¥ before or after the number, an optional minus on either side of the ¥.
+# Whole yuan with no decimals must not be followed by more digits across a
+# space or comma ("¥1, 234.56", "¥1 234.56"): read as 1.00 it is a wrong value.
 MONEY_RE = re.compile(
-    r"(-?)[ ]*¥[ ]*(-?" + YUAN + r"(?:\.\d{1,2})?)(?!\.?\d|,\d)"
+    r"(-?)[ ]*¥[ ]*(-?" + YUAN + r"(?:\.\d{1,2}(?!\.?\d|,\d)|(?![ ]*[,，.]?[ ]*\d)))"
     r"|(?<![\d.,])(-?" + YUAN + r"\.\d{2})[ ]*¥"
 )
 # An amount without its ¥: exactly two decimals, no rate, date or longer number around it.

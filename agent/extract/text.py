@@ -325,9 +325,11 @@ def _read_total(lines: list[str], words_at: int | None) -> Decimal | None:
             return values[-1]
     # No ¥ anywhere (left out, or drawn as strokes): the amount printed after
     # (小写) on its row, when it is the only one there.
+    # A ¥ there whose amount did not read ("¥1, 234.56") is no "no ¥":
+    # the digits after it are not taken for the amount.
     for line in lines:
         pos = line.find("小写")
-        if pos >= 0 and len(values := _bare_money(line[pos:])) == 1:
+        if pos >= 0 and "¥" not in line[pos:] and len(values := _bare_money(line[pos:])) == 1:
             return values[0]
     return None
 

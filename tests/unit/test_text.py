@@ -267,6 +267,9 @@ def test_a_printed_amount_reads_commas_only_as_thousands_grouping():
     assert "total" not in parse_text(normalize_text(face.format("2,00"))).fields
     assert "total" not in parse_text(normalize_text(face.format("5,66,2.54"))).fields
     assert parse_text(normalize_text(face.format("100,税额¥13"))).fields["total"] == Decimal("100.00")
+    # Digits split by a stray space are no "¥1" (a review's F7: read as 1.00).
+    assert "total" not in parse_text(normalize_text(face.format("1, 234.56"))).fields
+    assert "total" not in parse_text(normalize_text(face.format("1 234.56"))).fields
 
 
 def test_an_impossible_printed_date_is_named_not_called_missing():
