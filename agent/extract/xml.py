@@ -118,9 +118,7 @@ def _decimal_comma(root: Element, tags: frozenset[str]) -> str | None:
 
 def parse_date(text: str | None) -> dt.date | None:
     """A date from `2022年05月05日`, `2023-02-23 10:08:05`, `20200805` ...; None if unreadable."""
-    if not text:
-        return None
-    m = _DATE_RE.search(text) or re.fullmatch(r"\s*(\d{4})(\d{2})(\d{2})\s*", text)
+    m = _date_shape(text)
     if not m:
         return None
     try:
@@ -129,12 +127,19 @@ def parse_date(text: str | None) -> dt.date | None:
         return None
 
 
+def _date_shape(text: str | None) -> re.Match | None:
+    # Year, month and day in one of the shapes `parse_date` reads, real or not.
+    if not text:
+        return None
+    return _DATE_RE.search(text) or re.fullmatch(r"\s*(\d{4})(\d{2})(\d{2})\s*", text)
+
+
 def _offer_date(inv: Invoice, text: str | None, source: str) -> None:
     # A date written but not a real one (30 February: a forgery's mark) is
     # named, not reported as missing.
     date = parse_date(text)
     inv.offer("date", date, source)
-    if date is None and text and (m := _DATE_RE.search(text) or re.fullmatch(r"\s*(\d{4})(\d{2})(\d{2})\s*", text)):
+    if date is None and (m := _date_shape(text)):
         inv.problems.append(impossible_date(m.group().strip()))
 
 
