@@ -16,6 +16,7 @@ import signal
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import schedule
 
@@ -60,6 +61,8 @@ class Daemon:
         self.reload_requested = False
         self._lock_fd: int | None = None
         self._state_identity: tuple[int, int] | None = None  # the state folder opened (dev, inode)
+        self._state_named: Path | None = None  # agent.state_dir as configured, before _pin_state_dir
+        self._state_moved_said = False
         self._last_beat = 0.0
         self.refused_roots: list = []  # configured folders not watched, with why (status shows them)
         self._apply_config(self.cfg)
@@ -146,6 +149,7 @@ class Daemon:
         while not self.stopping:
             try:
                 self.cfg.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+                self._pin_state_dir(self.cfg)
                 self._lock_fd = take_daemon_lock(self.cfg.state_dir, self.cfg.ledger_path)
                 self._state_identity = folder_identity(self.cfg.state_dir)  # what a reload may not move
                 self.ledger = Ledger(self.cfg.ledger_path)
@@ -162,6 +166,18 @@ class Daemon:
                 self._log_step_failure(e, failures, wait)
                 self._backoff(wait)
         return False
+
+    def _pin_state_dir(self, cfg) -> None:
+        # The state folder by what it leads to now, for the daemon's whole
+        # life: every later open (delivery and backup threads, workers, the
+        # vault) goes to the folder the lock was taken in, even if the
+        # configured name is a symlink an admin re-points while we run, so
+        # one daemon never writes half its state to each folder.
+        if self._state_named is None:
+            self._state_named = cfg.state_dir
+            cfg.agent["state_dir"] = os.path.realpath(cfg.state_dir)
+        else:  # a reload: reload_refusal has checked it leads to the same folder
+            cfg.agent["state_dir"] = self.cfg.agent["state_dir"]
 
     def _release_state(self) -> None:
         # What a failed _open_state had opened, so the next try starts clean.
@@ -307,6 +323,7 @@ class Daemon:
             refusal = reload_refusal(self.cfg, cfg, self._state_identity)
             if refusal:
                 raise ConfigError(refusal)
+            self._pin_state_dir(cfg)
         except (ConfigError, AgentError) as e:
             # Each failed reload is said, however soon after another: the
             # operator who just sent SIGHUP waits for this line.
@@ -345,8 +362,24 @@ class Daemon:
         not_watched = {**{r.path: r.reason for r in self.refused_roots}, **self.watcher.replaced}
         if not_watched:
             details["folders_not_watched"] = not_watched  # status and metrics: a folder gone quiet is said
+        self._check_state_name(details)
         systemd.status(self._status_text())
         self.ledger.beat(pid=os.getpid(), now=now(), activity=activity, details=json.dumps(details))
+
+    def _check_state_name(self, details: dict) -> None:
+        # The configured state folder name now leads elsewhere (a symlink
+        # re-pointed, a folder swapped in): the daemon keeps its own, but
+        # the CLI, which opens the name, reads another ledger. Said once in
+        # the log and on every heartbeat, until a restart settles it.
+        if self._state_named is None or folder_identity(self._state_named) == self._state_identity:
+            self._state_moved_said = False
+            return
+        details["state_dir_moved"] = (f"{self._state_named} no longer leads to {self.cfg.state_dir}, "
+                                      "the folder this daemon holds; commands read another ledger: restart it")
+        if not self._state_moved_said:
+            self._state_moved_said = True
+            log.error("the state folder name leads elsewhere now; this daemon keeps its own until restarted",
+                      extra={"state_dir": str(self._state_named), "held": str(self.cfg.state_dir)})
 
     def _ocr_status(self) -> str:
         from agent.extract.ocr import engine_installed
@@ -358,6 +391,8 @@ class Daemon:
     def _status_text(self) -> str:
         c = self.ledger.counts() if getattr(self, "ledger", None) is not None else {}
         paused = f"INTAKE PAUSED ({self.intake_paused}); " if self.intake_paused else ""
+        if self._state_moved_said:
+            paused = f"STATE FOLDER NAME RE-POINTED (restart); {paused}"
         return (f"{paused}captured {c.get('captured', 0)}, queued {c.get('queued', 0)}, "
                 f"quarantined {c.get('quarantined', 0)}, failed {c.get('failed', 0)}")
 

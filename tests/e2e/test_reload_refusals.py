@@ -92,3 +92,33 @@ def test_a_reload_through_a_re_pointed_state_symlink_or_without_destinations_is_
     finally:
         d.stop()
     assert_ledger_sound(d.config)
+
+
+def test_a_state_symlink_re_pointed_while_running_splits_nothing_and_is_said(tmp_path):
+    # No reload at all: an admin re-points the state folder's symlink under
+    # a running daemon. It keeps the folder it locked (ledger, vault,
+    # delivery threads) and says, in its log, that the name leads elsewhere.
+    (tmp_path / "state-a").mkdir()
+    (tmp_path / "state-b").mkdir()
+    d = DaemonUnderTest(tmp_path, extra=OUT_AND_NAS)
+    (tmp_path / "state").rmdir()
+    (tmp_path / "state").symlink_to(tmp_path / "state-a")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "nas").mkdir()
+    d.start()
+    try:
+        (tmp_path / "state").unlink()
+        (tmp_path / "state").symlink_to(tmp_path / "state-b")
+        mark = len(d.lines)
+        (d.root / "scan" / "after.pdf").write_bytes(junk(3))
+        line = d.wait_for_line("the state folder name leads elsewhere now", start=mark, timeout=15)
+        assert "state-a" in line
+        (tmp_path / "state").unlink()
+        (tmp_path / "state").symlink_to(tmp_path / "state-a")
+        docs = d.wait_documents(1, settled=True)
+        assert [doc.original_name for doc in docs] == ["after.pdf"]
+        assert not any((tmp_path / "state-b").iterdir()), "the daemon wrote into the re-pointed folder"
+        assert d.stop() == 0
+    finally:
+        d.stop()
+    assert_ledger_sound(d.config)
