@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 from agent import beneath
 from agent.beneath import Identity
 from agent.errors import CaptureError
+from agent.filenames import readable_name, storable
 from agent.extract.sniff import sniff
 from agent.ledger import Ledger
 from agent.vault import Staged, Vault
@@ -286,14 +287,11 @@ def _record(ledger: Ledger, sha256: str, size: int, head: bytes, *, source_kind:
             details: dict[str, Any] | None) -> Captured:
     doc_id, created = ledger.add_document(
         sha256=sha256, size=size, media_type=sniff(head) if head else "empty", source_kind=source_kind,
-        source=source, original_name=_printable(name), original_path=_printable(original_path),
+        source=source, original_name=readable_name(name), original_path=_stored_path(original_path),
         now=now, actor=actor, details=details)
     return Captured(doc_id, sha256, size, created)
 
 
-def _printable(text: str | None) -> str | None:
-    # Names that are not UTF-8 arrive as surrogate escapes; keep them
-    # readable and storable rather than failing on them.
-    if text is None:
-        return None
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+def _stored_path(text: str | None) -> str | None:
+    # Exact, as arrivals and files seen are matched on (see agent/filenames.py).
+    return None if text is None else storable(text)

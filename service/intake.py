@@ -39,7 +39,8 @@ from agent.mail import MailLimits, maildir_cur_path
 from agent.vault import Staged, Vault
 from service import source_steps
 from service.intake_mail import shown, store_mail
-from service.source_steps import act, log_act, processed_folder, storable
+from agent.filenames import storable
+from service.source_steps import act, log_act, processed_folder
 from service.watch_names import TEMP_GRACE_S, system_name, temporary_name
 
 log = logging.getLogger("fapiao.intake")
@@ -324,7 +325,7 @@ class Intake:
         # holds more. An earlier capture of this path whose bytes are the
         # beginning of these is that partial file: it ends as `superseded`
         # by this one instead of waiting in quarantine.
-        shown_path = str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        shown_path = storable(str(path))  # as capture recorded it
         for doc in self.ledger.earlier_captures(shown_path, exclude_id=got.document_id):
             if doc.size >= got.size or not self._is_prefix(doc.sha256, doc.size, got.sha256):
                 continue

@@ -8,17 +8,16 @@ lock held), its `write` when the group is committed (the rows)."""
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Callable
 
 from agent.capture import open_source, record_bytes
 from agent.config import WatchConfig
 from agent.errors import CaptureError, ExtractError
+from agent.filenames import storable
 from agent.ledger import Ledger
 from agent.mail import MailLimits, parse_message
 from agent.vault import Vault
-from service.source_steps import storable
 
 log = logging.getLogger("fapiao.intake")
 
@@ -98,5 +97,6 @@ def store_mail(ledger: Ledger, vault: Vault, path: Path, watch: WatchConfig, *, 
 
 
 def shown(path: Path) -> str:
-    """The file's name as the operator reads it (undecodable bytes replaced)."""
-    return os.fsencode(path.name).decode("utf-8", "replace")
+    """The file's name as refusals record it: bytes that are not UTF-8 as
+    \\xNN (`storable`), so two such names never look alike."""
+    return storable(path.name)

@@ -18,6 +18,7 @@ from pathlib import Path
 from agent import beneath
 from agent.beneath import Changed, Escapes, Identity, RootReplaced
 from agent.config import WatchConfig
+from agent.filenames import storable
 from agent.ledger import Ledger
 
 log = logging.getLogger("fapiao.intake")
@@ -114,7 +115,3 @@ def act(root: Path, path: Path, identity: Identity, after: str, target: Path, *,
         return "kept", f"could not {after} it: {e.strerror or e}"
 
 
-def storable(text: str) -> str:
-    """`text` with the surrogate escapes of a non-UTF-8 file name turned into
-    \\xNN, so SQLite (which stores UTF-8 only) takes it; stable per name."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
