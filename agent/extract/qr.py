@@ -208,16 +208,23 @@ def sort_codes(texts: list[str]) -> tuple[list[QrPayload], list[str]]:
 
 def several_invoices_problem(payloads: list[QrPayload], where: str, where_zh: str) -> Problem:
     """The error for one page or image holding the QR codes of several
-    invoices: which of its printed values belongs to which is not known, so
-    the caller stores none of them; a person splits it (补录)."""
-    numbers = [p.number for p in payloads]
+    invoices (`several_faces_problem`)."""
+    n = len(payloads)
+    return several_faces_problem([p.number for p in payloads], f"{where} carries {n} invoice QR codes",
+                                 f"{where_zh}上有{n}张发票的二维码")
+
+
+def several_faces_problem(numbers: list[str], found: str, found_zh: str) -> Problem:
+    """The one error for a page or image holding several invoices (`found`
+    says how they were seen: QR codes, printed faces): which of its values
+    belongs to which is not known, so the caller stores none of them; a
+    person splits it (补录)."""
     return Problem(
         "several-invoices-on-page", "error", field=None,
-        message=(f"{where} carries {len(numbers)} invoice QR codes (发票号码 {', '.join(numbers)}); "
-                 "no value is read from it, as none can be told to belong to one invoice: split it, one "
-                 "invoice a file"),
-        message_zh=(f"{where_zh}上有{len(numbers)}张发票的二维码（发票号码 {'、'.join(numbers)}），"
-                    "无法区分各字段属于哪张发票，未读取任何字段，请拆分为每张发票一个文件后补录"))
+        message=(f"{found} (发票号码 {', '.join(numbers)}); no value is read from it, as none can be told "
+                 "to belong to one invoice: split it, one invoice a file"),
+        message_zh=(f"{found_zh}（发票号码 {'、'.join(numbers)}），无法区分各字段属于哪张发票，未读取任何字段，"
+                    "请拆分为每张发票一个文件后补录"))
 
 
 def malformed_problem(text: str, reason: str) -> Problem:

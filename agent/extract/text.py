@@ -18,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from agent.extract import labels as L
+from agent.extract.qr import several_faces_problem
 from agent.extract.text_items import parse_items
 from agent.extract.text_parties import read_parties
 from agent.extract.xml import impossible_date
@@ -163,11 +164,8 @@ def parse_text(norm: str) -> ParsedText:
         # offered: a person splits the page (补录), nothing is stored wrong.
         out.fields = {k: v for k, v in f.items() if k == "title"}
         out.items = []
-        out.problems = [Problem(
-            "several-invoices-on-page", "error", field=None,
-            message=(f"one page prints {len(numbers)} invoice faces (发票号码 {', '.join(numbers)}); "
-                     "its printed values are not read, as none can be told to belong to one invoice"),
-            message_zh=f"一页上印有{len(numbers)}张发票（发票号码 {'、'.join(numbers)}），页面文字未读取，请拆分后补录")]
+        out.problems = [several_faces_problem(numbers, f"one page prints {len(numbers)} invoice faces",
+                                              f"一页上印有{len(numbers)}张发票")]
     return out
 
 
