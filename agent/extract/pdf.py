@@ -26,6 +26,7 @@ from agent.errors import ExtractError
 from agent.extract.image import MAX_PIXELS, decode_qr_image, title_from_qr
 from agent.extract.ocr import OcrReading, apply_reading, give_back_memory, read_page_if_available
 from agent.extract.pdf_bombs import check_inflation
+from agent.extract.pdf_cut import check_complete
 from agent.extract.pdf_geometry import page_text
 from agent.extract.pdf_images import decode_pdf_image, image_candidates, last_filter
 from agent.extract.pdf_render import PageRenderer
@@ -87,10 +88,12 @@ def read_pdf(data: bytes, *, ocr: bool = False) -> list[Invoice]:
     Every PDFium object it opens is closed before it returns or raises.
 
     Raises ExtractError: "encrypted" (a user password is needed, or nothing
-    in it decrypts), "truncated" or "corrupt" (unreadable), "limit-exceeded"
+    in it decrypts), "truncated" (cut short, `pdf_cut`: never read) or
+    "corrupt" (unreadable), "limit-exceeded"
     (too many pages or an oversized image), "no-qr" (a scan with no QR on
     any page).
     """
+    check_complete(data)
     check_inflation(data)
     doc = _open(data)
     try:
@@ -149,10 +152,6 @@ def _is_encrypted(doc) -> bool:
 
 
 def _unreadable(data: bytes, error: Exception) -> ExtractError:
-    # A file cut short (still being written, a broken download) lacks the
-    # %%EOF marker its writer always puts at the end.
-    if b"%%EOF" not in data[-1024:]:
-        return ExtractError("truncated", f"the PDF is truncated: {error}")
     if _pages_by_pypdf(data) == 0:
         return ExtractError("corrupt", "the PDF has no pages")
     return ExtractError("corrupt", f"the PDF cannot be parsed: {error}")

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from tests.e2e.daemon_harness import DaemonUnderTest
+from tests.e2e.daemon_harness import OUT_AND_NAS, DaemonUnderTest
+from tests.support.audit import assert_ledger_sound
 
 SAMPLE = "renoyuan__easyofd/original_invoice.xml"
 
@@ -135,3 +136,64 @@ def test_a_file_renamed_into_place_is_taken_without_waiting_settle_seconds(tmp_p
         d.wait_until(lambda: by_sha(d, in_place), 20, "the file captured once closed")
     finally:
         d.stop()
+
+
+@pytest.mark.parametrize("writer", ["holds-open", "reopens"])
+def test_a_pdf_written_in_two_goes_is_never_read_from_its_first_part(tmp_path, writer):
+    # PDFium reads most of a PDF cut short (it rebuilds the cross-reference
+    # table), and all of it when the cut falls in a second save (an
+    # incremental update): read, that part would be judged valid and
+    # delivered, and the whole file, when it came, a duplicate of it.
+    import datetime as dt
+
+    from tests.corpus.generate import make_corpus
+
+    (first,) = [g.data for g in make_corpus(5, 1, today=dt.date.today(), styles={"digital": 1})]
+    invoice = saved_again(first)
+    cut = len(first) + 40  # inside the second save, after the first one's %%EOF
+    d = DaemonUnderTest(tmp_path, settle=0.5, extra=OUT_AND_NAS)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "nas").mkdir()
+    d.start()
+    try:
+        path = tmp_path / "scan" / "inv.pdf"
+        f = open(path, "wb")
+        f.write(invoice[:cut])
+        f.flush()
+        if writer == "reopens":
+            f.close()
+        partial = d.wait_until(lambda: (doc := by_sha(d, invoice[:cut])) and doc.state != "captured" and doc, 20,
+                               "the first part captured and read")
+        assert partial.state == "quarantined", partial.state
+        assert "cut short" in partial.problems[0]["message"], partial.problems
+        if writer == "reopens":
+            f = open(path, "ab")
+        f.write(invoice[cut:])
+        f.close()
+        whole = d.wait_until(lambda: (doc := by_sha(d, invoice)) and doc.state == "delivered" and doc, 30,
+                             "the whole file delivered")
+        with d.ledger() as led:
+            assert led.get(partial.id).state == "superseded"
+            assert led.counts().get("duplicate", 0) == 0
+        (delivered,) = [p for p in (tmp_path / "out").iterdir() if p.suffix == ".pdf"]
+        assert delivered.read_bytes() == invoice
+        assert d.stop() == 0
+    finally:
+        d.stop()
+    assert_ledger_sound(d.config)
+
+
+def saved_again(pdf: bytes) -> bytes:
+    """`pdf` with an incremental update appended, as a tool that saves a
+    file twice writes it: a new Info object, its cross-reference and trailer."""
+    import re
+
+    prev = int(re.findall(rb"startxref\s+(\d+)", pdf)[-1])
+    root = re.findall(rb"/Root\s+(\d+\s+\d+\s+R)", pdf)[-1]
+    size = int(re.findall(rb"/Size\s+(\d+)", pdf)[-1])
+    body = pdf if pdf.endswith(b"\n") else pdf + b"\n"
+    obj = b"%d 0 obj\n<< /Producer (scanner, second save) >>\nendobj\n" % size
+    xref_at = len(body) + len(obj)
+    tail = (b"xref\n%d 1\n%010d 00000 n \ntrailer\n<< /Size %d /Root %s /Info %d 0 R /Prev %d >>\n"
+            b"startxref\n%d\n%%%%EOF\n" % (size, len(body), size + 1, root, size, prev, xref_at))
+    return body + obj + tail
