@@ -34,11 +34,12 @@ from agent.capture import Captured, UnsupportedFormat, record_file, store_file
 from agent.config import WatchConfig
 from agent.errors import CaptureError, IllegalTransition
 from agent.ledger import Ledger
+from agent.ledger.rows import parse_utc
 from agent.pipeline import ledger_unavailable
 from agent.mail import MailLimits, maildir_cur_path
 from agent.vault import Staged, Vault
 from service import source_steps
-from service.intake_mail import shown, store_mail
+from service.intake_mail import MailUnfinished, NotAMessage, shown, store_mail
 from agent.filenames import storable
 from service.source_steps import act, log_act, processed_folder
 from service.watch_names import TEMP_GRACE_S, system_name, temporary_name
@@ -202,15 +203,9 @@ class Intake:
                                 "taken when it changes)", now=now)
         label = _label(path, watch)
         try:
-            if watch.kind == "email":
-                write_mail = store_mail(self.ledger, self.vault, path, watch, now=now, label=label,
-                                        max_bytes=self.max_bytes, limits=self.mail_limits, actor=self.actor)
-
-                def write() -> list[int]:
-                    docs = write_mail()
-                    self._after_mail(path, watch, st, now=now, today=today)
-                    return docs
-                return self._later(write)
+            if watch.kind == "email" and (mail := self._take_mail(path, watch, st, label, now=now,
+                                                                  today=today)) is not None:
+                return mail
             stored = store_file(self.vault, path, max_bytes=self.max_bytes, root=watch.path,
                                 refuse_unreadable=True, stage=True)
         except UnsupportedFormat as e:
@@ -236,6 +231,32 @@ class Intake:
             self._after_scan(path, watch, got, now=now)
             return [got.document_id] if got.created else []
         return self._later(write_scan)
+
+    def _take_mail(self, path: Path, watch: WatchConfig, st: os.stat_result | None, label: str | None, *,
+                   now: str, today: dt.date) -> IntakeResult | None:
+        # A message from an e-mail folder; None for an invoice file dropped
+        # there by hand (a PDF, OFD, XML, image): taken as the file it is.
+        try:
+            write_mail = store_mail(self.ledger, self.vault, path, watch, now=now, label=label,
+                                    max_bytes=self.max_bytes, limits=self.mail_limits, actor=self.actor,
+                                    young=_changed_within(st, now, TEMP_GRACE_S))
+        except MailUnfinished:
+            # Not remembered: taken when its writer is done (its events, or
+            # a rescan), or as it is once it has not changed for
+            # TEMP_GRACE_S (a message cut off for good).
+            log.info("e-mail still being written; taken once complete",
+                     extra={"path": storable(str(path)), "grace_minutes": TEMP_GRACE_S / 60})
+            return IntakeResult([], skipped=True)
+        except NotAMessage as e:
+            log.info("not an e-mail: an invoice file in the e-mail folder, taken as a file",
+                     extra={"path": storable(str(path)), "format": e.format})
+            return None
+
+        def write() -> list[int]:
+            docs = write_mail()
+            self._after_mail(path, watch, st, now=now, today=today)
+            return docs
+        return self._later(write)
 
     def _refuse(self, path: Path, watch: WatchConfig, st: os.stat_result | None, reason: str, *,
                 now: str, staged: Staged | None = None) -> IntakeResult:
@@ -349,6 +370,18 @@ class Intake:
                 return True
         except OSError:
             return False
+
+
+def _changed_within(st: os.stat_result | None, now: str, seconds: float) -> bool:
+    """Whether the file was modified less than `seconds` before `now`, or
+    less than that after it (a writer's clock a little ahead, on a share);
+    a time further ahead is no sign of a writer at work."""
+    if st is None:
+        return False
+    try:
+        return abs(parse_utc(now).timestamp() - st.st_mtime) < seconds
+    except (TypeError, ValueError):
+        return False
 
 
 def _label(path: Path, watch: WatchConfig) -> str | None:

@@ -8,6 +8,7 @@ lock held), its `write` when the group is committed (the rows)."""
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -17,17 +18,45 @@ from agent.errors import CaptureError, ExtractError
 from agent.filenames import storable
 from agent.ledger import Ledger
 from agent.mail import MailLimits, parse_message
+from agent.mail_complete import is_unfinished
+from agent.extract.sniff import sniff
 from agent.vault import Vault
 
 log = logging.getLogger("fapiao.intake")
 
 
+class MailUnfinished(Exception):
+    """The message is still being written: not taken yet (`store_mail`)."""
+
+
+class NotAMessage(Exception):
+    """The file in the e-mail folder is an invoice file, not a message (`store_mail`)."""
+
+    def __init__(self, format: str):
+        super().__init__(f"a {format} file, not an e-mail")
+        self.format = format
+
+
+# Formats a person drops in a mail folder by hand; a message is "unknown"
+# to sniff (its headers are text).
+_FILE_FORMATS = frozenset({"pdf", "ofd", "zip", "xml", "png", "jpeg", "tiff", "bmp", "gif", "webp"})
+# A message starts with a header field (or an mbox "From " line); one whose
+# first KB holds a PDF sent 8-bit is still a message.
+_MESSAGE_START_RE = re.compile(rb"(?:From |[!-9;-~]+:)")
+
+
 def store_mail(ledger: Ledger, vault: Vault, path: Path, watch: WatchConfig, *, now: str, label: str | None,
-               max_bytes: int, limits: MailLimits, actor: str) -> Callable[[], list[int]]:
+               max_bytes: int, limits: MailLimits, actor: str, young: bool = False) -> Callable[[], list[int]]:
     """Put the message at `path` and its attachments into the vault (fsynced
     on return) and return the write of its rows: attachments captured,
     refusals recorded, the message marked taken; the write returns the new
-    documents' ids. Raises CaptureError."""
+    documents' ids. Raises CaptureError; NotAMessage, storing nothing, for
+    an invoice file (`_FILE_FORMATS` by its bytes) dropped there by hand, to
+    be taken as a file; and MailUnfinished, storing
+    nothing, when the file is `young` (changed lately) and a multipart
+    message without its closing delimiter (`mail_complete`): its writer is
+    between two goes. An old one is taken as it is: its cut-off part is
+    quarantined, explained, never read."""
     # The message itself goes into the vault (so nothing is lost), but only
     # its invoice attachments become documents.
     with open_source(path, max_bytes=max_bytes, root=watch.path) as f:
@@ -35,6 +64,10 @@ def store_mail(ledger: Ledger, vault: Vault, path: Path, watch: WatchConfig, *, 
     if len(data) > max_bytes:  # grew after open_source's size check
         raise CaptureError(f"{path}: larger than the limit of {max_bytes // (1024 * 1024)} MB "
                            "(agent.max_file_mb)")
+    if not _MESSAGE_START_RE.match(data) and (kind := sniff(data[:4096])) in _FILE_FORMATS:
+        raise NotAMessage(kind)
+    if young and is_unfinished(data):
+        raise MailUnfinished(f"{path}: the message has no closing MIME delimiter yet (still being written)")
     stored = vault.put_bytes(data)
     if path.parent.name == "cur" and ledger.mail_seen(stored.sha256):
         # An IMAP client re-flags a message by renaming it within cur/
