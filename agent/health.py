@@ -129,6 +129,8 @@ def _daemon(d: dict | None, limits: Thresholds) -> list[Reason]:
         out.append(Reason(CRITICAL, f"intake paused: {details['intake_paused']}"))
     for path, why in (details.get("folders_not_watched") or {}).items():
         out.append(Reason(CRITICAL, f"folder {path} not watched: {why}"))
+    if details.get("state_dir_moved"):
+        out.append(Reason(CRITICAL, details["state_dir_moved"]))
     return out
 
 
@@ -152,6 +154,10 @@ def _delivery(delivery: dict, states: dict, limits: Thresholds) -> list[Reason]:
         out.append(Reason(CRITICAL, f"{rows} for destination {name}, which the config no longer has "
                                     "(renamed or removed?): put it back, or nothing delivers them"))
     for dest in delivery.get("destinations") or []:
+        if dest.get("overdue_leases"):
+            rows = "1 delivery" if dest["overdue_leases"] == 1 else f"{dest['overdue_leases']} deliveries"
+            out.append(Reason(WARNING, f"destination {dest['name']}: {rows} still being sent past the lease "
+                                       "(a worker hung on an answer that never ends, or died)"))
         if dest.get("paused_error"):
             out.append(Reason(CRITICAL, f"destination {dest['name']} paused: {dest['paused_error']}"))
         elif (dest.get("breaker") or {}).get("state") not in (None, "closed"):

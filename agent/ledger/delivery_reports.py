@@ -55,6 +55,14 @@ class DeliveryReportsMixin:
         return dict(self.conn.execute("SELECT destination, count(*) FROM deliveries "
                                       "WHERE state IN ('queued', 'delivering') GROUP BY destination"))
 
+    def overdue_leases(self, destination: str, *, now: str) -> int:
+        """Rows of `destination` still `delivering` after their lease ended:
+        a worker hung on the destination (an answer that never ends) or
+        died. Another worker takes such a row over; counted so a hang is
+        seen before the SLA runs out."""
+        return self.conn.execute("SELECT count(*) FROM deliveries WHERE destination = ? AND state = 'delivering' "
+                                 "AND lease_until < ?", (destination, now)).fetchone()[0]
+
     def delivery_backlog(self, destination: str) -> dict:
         """Row counts per state for `destination` (every row state present) and
         the `queued_at` of the oldest row still waiting (queued or delivering)

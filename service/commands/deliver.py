@@ -244,7 +244,8 @@ def delivery_report(ledger: Ledger, cfg, at: dt.datetime) -> dict:
     documents counted from ARRIVAL (quarantined and unread ones too),
     `late_by_state`, and `near_sla`, those waiting longer than
     [health] sla_warn_fraction of it, not yet late; `unknown_destinations`,
-    rows waiting for a destination the config no longer has. JSON-ready.
+    rows waiting for a destination the config no longer has; per destination
+    `overdue_leases`, rows still being delivered past their lease. JSON-ready.
     Without destinations there is no delivery, so no SLA: the counts are 0."""
     from agent.deliver.gate import Gate
     from agent.deliver.retry import DeliveryPolicy
@@ -287,6 +288,7 @@ def delivery_report(ledger: Ledger, cfg, at: dt.datetime) -> dict:
                         "next_probe_at": next_probe.isoformat() if next_probe else None},
             "last_ok_at": health.get("last_ok_at"), "last_error": health.get("last_error"),
             "last_error_at": health.get("last_error_at"), "sla_breaches": per_destination.get(name, 0),
+            "overdue_leases": ledger.overdue_leases(name, now=utc(at)),
         })
     # Rows waiting for a destination the config no longer has (renamed or
     # removed in a reload): no loop will ever deliver them.

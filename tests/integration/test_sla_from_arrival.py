@@ -97,3 +97,25 @@ def test_deliveries_waiting_for_a_destination_the_config_dropped_are_critical_at
     check = run(main, ["--config", str(config), "status", "--check"])
     assert check.exit_code == 2
     assert "2 deliveries wait for destination erp, which the config no longer has" in check.output
+
+
+def test_a_delivery_held_past_its_lease_is_a_warning_long_before_the_sla(tmp_path):
+    # A worker that hangs on an answer that never ends (or died) keeps its
+    # row `delivering`; the SLA would say so only a day later.
+    config = tmp_path / "agent.toml"
+    config.write_text('[agent]\nstate_dir = "state"\n[[destination]]\nname = "erp"\nurl = "folder://out"\n')
+    (tmp_path / "out").mkdir()
+    now = dt.datetime.now(UTC)
+    ledger, vault = Ledger(tmp_path / "state" / "ledger.sqlite3"), Vault(tmp_path / "state" / "vault")
+    for i in (1, 2, 3):
+        queue_invoice(ledger, vault, i, destinations=["erp"], now=utc(now - dt.timedelta(minutes=30)))
+    ago = now - dt.timedelta(minutes=20)
+    hung = ledger.claim_deliveries("erp", now=utc(ago), lease_until=utc(ago + dt.timedelta(minutes=5)),
+                                   token="hung", actor="test", limit=2)
+    assert len(hung) == 2
+    ledger.close()
+    run = CliRunner().invoke
+    delivery = json.loads(run(main, ["--config", str(config), "status", "--json"]).output)["delivery"]
+    assert delivery["destinations"][0]["overdue_leases"] == 2
+    check = run(main, ["--config", str(config), "status", "--check"])
+    assert "WARNING: destination erp: 2 deliveries still being sent past the lease" in check.output
