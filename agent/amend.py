@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
@@ -33,7 +34,10 @@ AMENDABLE = tuple(s for s in State if State.EXTRACTED in TRANSITIONS[s]
                   and s not in (State.CAPTURED, State.EXTRACTED))
 MAX_TEXT = 500
 
-_MONEY = re.compile(r"-?\d{1,13}(\.\d{1,2})?")
+# ASCII digits; commas (or spaces) only between groups of three, as
+# 1,234,567.80 is written: "12,50" is a decimal comma typed by mistake,
+# never 1250.00 (a wrong value is worse than a refusal).
+_MONEY = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d{1,3}(?: \d{3})+|\d{1,13})(?:\.\d{1,2})?", re.ASCII)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _DIGITS_FIELDS = {"number": "发票号码", "code": "发票代码", "check_code": "校验码"}
 _TAX_ID = re.compile(r"[0-9A-Z]{15,20}")
@@ -96,11 +100,11 @@ def parse_value(name: str, raw: str) -> Any:
     if any(ord(c) < 32 or ord(c) == 127 for c in text) or len(text) > MAX_TEXT:
         raise AmendError(f"--set {name}: value must be one line of at most {MAX_TEXT} characters", field=name)
     if name in MONEY_FIELDS:
-        plain = text.lstrip("¥￥").replace(",", "").replace(" ", "")
+        plain = unicodedata.normalize("NFKC", text).lstrip("¥").strip()
         if not _MONEY.fullmatch(plain):
-            raise AmendError(f"--set {name}={raw}: not an amount; write yuan with at most 2 decimals, "
-                             "e.g. 1234.50", field=name)
-        return Decimal(plain).quantize(Decimal("0.01"))
+            raise AmendError(f"--set {name}={raw}: not an amount; write yuan with at most 2 decimals and "
+                             "commas only between groups of three digits, e.g. 1234.50 or 1,234.50", field=name)
+        return Decimal(plain.replace(",", "").replace(" ", "")).quantize(Decimal("0.01"))
     if name == "date":
         try:
             if not _DATE.fullmatch(text):

@@ -103,8 +103,9 @@ def file_amend(ledger: Ledger, doc_id: int, values: dict[str, str], *, reason: s
     the document, in one transaction. Every value is parsed first (AmendError
     names a bad one; nothing is written). Approved by the filer at once and
     carried out (`amend.amend`: re-validated, queued when valid) when every
-    change fills an empty field and `self_approve_empty` is set, or changes
-    nothing; otherwise pending, the document held until decided. Raises
+    change fills an empty field and `self_approve_empty` is set (never on a
+    document read as not an invoice: that makes one), or changes nothing;
+    otherwise pending, the document held until decided. Raises
     AmendError without a reason, IllegalTransition from a state amend does
     not work on or while another application holds the document."""
     from agent.judgement import judge
@@ -120,7 +121,11 @@ def file_amend(ledger: Ledger, doc_id: int, values: dict[str, str], *, reason: s
         invoice = Invoice.from_dict(doc.fields or {})
         changes = classify(invoice, parsed, frozenset(p.get("code") for p in doc.problems))
         kinds = {c["kind"] for c in changes.values()}
-        approval = SELF if kinds <= {SAME} or (self_approve_empty and kinds <= {SAME, FILL}) else OTHER
+        # A document read as no invoice has every field empty: filling them
+        # makes an invoice (and money to pay) out of a trip list or a
+        # receipt, which is no 补录 of a scan's missing values. Four eyes.
+        fills_ok = self_approve_empty and doc.state != State.NOT_INVOICE.value
+        approval = SELF if kinds <= {SAME} or (fills_ok and kinds <= {SAME, FILL}) else OTHER
         number = _file(ledger, doc, "amend", approval, reason=reason, now=now, filer=filer, changes=changes)
         if approval == SELF:
             why = "it changes no value" if kinds <= {SAME} else \

@@ -23,6 +23,7 @@ from agent.errors import ConfigError
 ENV_PREFIX = "FAPIAO_AGENT__"
 LOCAL_CONFIG = Path("var/fapiao-agent.toml")   # where `make run` and `config init` write it
 SYSTEM_CONFIG = Path("/etc/fapiao-agent/config.toml")
+MAX_CONFIG_BYTES = 1024 * 1024   # a config is a few KB; a bound keeps a wrong file out of memory
 SEARCH_PATHS = (LOCAL_CONFIG, SYSTEM_CONFIG)
 
 # section -> key -> (type, default). `None` default means optional.
@@ -206,6 +207,8 @@ def find_config_path(explicit: str | os.PathLike | None = None) -> Path:
     Raises ConfigError saying where it looked."""
     if explicit:
         p = Path(explicit)
+        if p.exists() and not p.is_file():
+            raise ConfigError(f"config file {p} is not a regular file (a folder, device or pipe)")
         if not p.is_file():
             raise ConfigError(f"config file {p} does not exist (run `fapiao-agent config init {p}`)")
         return p
@@ -240,8 +243,15 @@ def load_config(path: str | os.PathLike | None = None, env: dict[str, str] | Non
         # after reading could be a different file by then (a swapped symlink).
         with open(p, "rb") as f:
             read = os.fstat(f.fileno())
-            raw = tomllib.loads(f.read().decode("utf-8"))
+            data = f.read(MAX_CONFIG_BYTES + 1)
+            if len(data) > MAX_CONFIG_BYTES:
+                raise ConfigError(f"{p}: larger than {MAX_CONFIG_BYTES // 1024} KB: no config is; wrong file?")
+            # utf-8-sig: Windows Notepad starts a UTF-8 file with a BOM.
+            raw = tomllib.loads(data.decode("utf-8-sig"))
         mode = read.st_mode
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 (byte {e.start} is 0x{e.object[e.start]:02x}): save it as UTF-8; "
+                          "an editor's 'ANSI' or GBK encoding cannot be read") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
     except OSError as e:

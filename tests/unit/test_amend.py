@@ -343,3 +343,17 @@ def test_resolve_refuses_ambiguous_references(ledger):
     assert [d.id for d in err.value.candidates] == [a, b]
     with pytest.raises(NotFoundInLedger):
         resolve(ledger, "99")
+
+
+@pytest.mark.parametrize("typed", ["12,50", "1,234,56", "2,12", "1,2,3.4", "٣٤.٥", "12 50", "1,2345.00"])
+def test_an_amount_whose_commas_are_no_thousands_groups_is_refused_never_multiplied(typed):
+    # "12,50" is a decimal comma typed by mistake: stored as 1250.00 it
+    # would be a wrong value a hundred times the paper's.
+    with pytest.raises(AmendError, match="commas only between groups of three"):
+        parse_value("total", typed)
+
+
+def test_grouped_and_full_width_amounts_are_read():
+    assert parse_value("total", "1,234,567.80") == Decimal("1234567.80")
+    assert parse_value("total", "1 234.50") == Decimal("1234.50")
+    assert parse_value("amount", "￥１２３.４") == Decimal("123.40")

@@ -294,3 +294,27 @@ def test_a_declined_amend_of_a_not_invoice_leaves_it_for_a_person_never_queued(l
     assert out.state == "pending" and ledger.get(doc_id).state == "quarantined"
     assert decline(ledger, out.number).document_state == "quarantined"
     assert [p["code"] for p in ledger.get(doc_id).problems] == ["not-invoice"]
+
+
+def test_filling_a_document_read_as_no_invoice_waits_for_a_second_person(ledger):
+    # A trip list or a receipt is read as not_invoice, every field empty.
+    # Filling them all is no 补录 of a scan's missing values: it makes an
+    # invoice, and money to pay, out of it. One amender alone must not.
+    from tests.unit.test_amend import GOOD
+
+    doc_id, _ = ledger.add_document(sha256="d" * 64, size=10, media_type="pdf", source_kind="ingest",
+                                    source="/in", original_name="trip.pdf", original_path="/in/trip.pdf",
+                                    now=T0, actor="daemon:1")
+    ledger.transition(doc_id, State.NOT_INVOICE, now=T0, actor="daemon:1", reason="not an invoice",
+                      fields=Invoice(is_invoice=False, not_invoice_reason="trip list").to_dict(), problems=[])
+    values = {name: str(value) for name, value in GOOD.items()}
+    out = file_amend(ledger, doc_id, values)
+    assert (out.state, out.approval) == ("pending", "other")
+    assert ledger.get(doc_id).state != "queued"
+    with pytest.raises(apps.NeedsAnotherPerson):
+        approve(ledger, out.number, who=ALICE)
+    done = approve(ledger, out.number)
+    assert done.document_state == "queued"
+    # A scan's empty fields filled by one person stay self-approved (the default).
+    scan = add_doc(ledger, invoice(number=None, total=None), "s")
+    assert file_amend(ledger, scan, {"number": "12345678"}).approval == "self"

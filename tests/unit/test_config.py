@@ -103,3 +103,28 @@ def test_missing_file_says_how_to_create_one(tmp_path):
 def test_parse_config_accepts_empty_document(tmp_path):
     cfg = parse_config({}, base_dir=tmp_path)
     assert cfg.watches == [] and cfg.destinations == [] and cfg.agent["state_dir"] == "state"
+
+
+def test_a_config_saved_as_gbk_or_with_a_bom_or_not_a_file_is_said_plainly(tmp_path):
+    # Windows Notepad saves "ANSI" (GBK on a Chinese system) or UTF-8 with
+    # a BOM; an operator may point --config at a folder or a device.
+    gbk = tmp_path / "gbk.toml"
+    gbk.write_bytes('[company]\nname = "北京某某科技有限公司"\n'.encode("gbk"))
+    with pytest.raises(ConfigError, match="not UTF-8 .*save it as UTF-8"):
+        load_config(gbk)
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbf" + DEFAULT_CONFIG.encode())
+    assert load_config(bom).agent == load_config(_written(tmp_path, DEFAULT_CONFIG)).agent
+    for odd in (tmp_path, Path("/dev/zero")):
+        with pytest.raises(ConfigError, match="not a regular file"):
+            load_config(odd)
+    big = tmp_path / "big.toml"
+    big.write_bytes(b"# " + b"x" * (2 * 1024 * 1024) + b"\n")
+    with pytest.raises(ConfigError, match="larger than"):
+        load_config(big)
+
+
+def _written(folder: Path, text: str) -> Path:
+    path = folder / "plain.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
