@@ -50,10 +50,15 @@ class DeliveryReportsMixin:
                       f"ON CONFLICT(name) DO UPDATE SET {updates}", (name, now, *values.values()))
 
     def waiting_by_destination(self) -> dict[str, int]:
-        """Rows queued or being delivered, per destination name: every name
-        the ledger holds rows for, configured or not."""
-        return dict(self.conn.execute("SELECT destination, count(*) FROM deliveries "
-                                      "WHERE state IN ('queued', 'delivering') GROUP BY destination"))
+        """Rows queued or being delivered of documents on their way (not
+        rejected, nor held for a 补录 application: no loop sends those), per
+        destination name: every name the ledger holds rows for, configured
+        or not."""
+        active = ",".join("?" * len(_ACTIVE))
+        return dict(self.conn.execute(
+            "SELECT d.destination, count(*) FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
+            f"WHERE d.state IN ('queued', 'delivering') AND doc.state IN ({active}) GROUP BY d.destination",
+            _ACTIVE))
 
     def overdue_leases(self, destination: str, *, now: str) -> int:
         """Rows of `destination` still `delivering` after their lease ended:
@@ -64,15 +69,24 @@ class DeliveryReportsMixin:
                                  "AND lease_until < ?", (destination, now)).fetchone()[0]
 
     def delivery_backlog(self, destination: str) -> dict:
-        """Row counts per state for `destination` (every row state present) and
-        the `queued_at` of the oldest row still waiting (queued or delivering)
-        of a document nobody holds."""
+        """Row counts per state for `destination` (every row state present),
+        where queued and delivering count only rows of documents on their way
+        and `on_hold` the others (their document rejected or held for a 补录
+        application: no loop sends them), and the `queued_at` of the oldest
+        row still waiting (queued or delivering) of a document nobody holds."""
         counts = {s: 0 for s in ("queued", "delivering", "delivered", "confirmed", "missing", "failed",
-                                 "quarantined")}
+                                 "quarantined", "on_hold")}
         for state, n in self.conn.execute("SELECT state, count(*) FROM deliveries WHERE destination = ? "
                                           "GROUP BY state", (destination,)):
             counts[state] = n
         active = ",".join("?" * len(_ACTIVE))
+        # Only the waiting rows (few) are joined to their documents.
+        for state, n in self.conn.execute(
+                "SELECT d.state, count(*) FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
+                f"WHERE d.destination = ? AND d.state IN ('queued', 'delivering') AND doc.state NOT IN ({active}) "
+                "GROUP BY d.state", (destination, *_ACTIVE)):
+            counts[state] -= n
+            counts["on_hold"] += n
         oldest = self.conn.execute(
             "SELECT min(d.queued_at) FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
             f"WHERE d.destination = ? AND d.state IN ('queued', 'delivering') AND doc.state IN ({active})",

@@ -435,7 +435,12 @@ def test_rows_of_a_rejected_document_are_neither_due_nor_backlog(env):
     amend.reject(env.ledger, doc, reason="not ours", settings=ValidationSettings(), destinations=["erp"],
                  today=T0.date(), now=utc(T0), actor="test")
     assert env.ledger.next_due("erp") == utc(T0 + dt.timedelta(minutes=1))
-    assert env.ledger.delivery_backlog("erp")["oldest_waiting"] == utc(T0 + dt.timedelta(minutes=1))
+    backlog = env.ledger.delivery_backlog("erp")
+    assert backlog["oldest_waiting"] == utc(T0 + dt.timedelta(minutes=1))
+    # Counted apart: the backlog (and status, metrics, the unknown-destination
+    # check) is what a loop will send, never a rejected document's row.
+    assert (backlog["counts"]["queued"], backlog["counts"]["on_hold"]) == (1, 1)
+    assert env.ledger.waiting_by_destination() == {"erp": 1}
     assert env.step(T0 + dt.timedelta(minutes=1)).document_id == other
     assert env.step(T0 + dt.timedelta(minutes=1)) is None and env.ledger.next_due("erp") is None
     assert env.server.posts == 1
