@@ -133,8 +133,12 @@ def open_ledger_readonly(cfg: Config) -> Ledger:
     except OSError as e:
         fail(f"cannot read ledger {path}: {e.strerror or e}", code=2)
     except Exception as e:  # sqlite3 errors: no -wal/-shm beside it, not a database
-        hint = ""
-        if not path.with_name(path.name + "-shm").exists():
+        from agent.ledger.damage import damage_phrase
+
+        # A damaged file first: "start the daemon" would not help, as it
+        # refuses such a ledger too.
+        hint = damage_phrase(path)
+        if not hint and not path.with_name(path.name + "-shm").exists():
             hint = " (its -wal/-shm files are missing: start the daemon, which keeps them for readers)"
         fail(f"cannot read ledger {path}: {e}{hint}", code=2)
 

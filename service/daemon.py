@@ -24,6 +24,7 @@ from agent.config import Config, load_config
 from agent.config_paths import check_paths, folder_identity, reload_refusal
 from agent.errors import AgentError, ConfigError
 from agent.ledger import Ledger
+from agent.ledger.damage import damage_phrase
 from agent.mail import MailLimits
 from agent.model import State
 from agent.validate import ValidationSettings
@@ -159,7 +160,8 @@ class Daemon:
                 self._release_state()
                 if not worth_waiting(e, self.cfg.ledger_path.parent):
                     raise StateUnavailable(f"cannot open the state folder {self.cfg.state_dir}: "
-                                           f"{type(e).__name__}: {e}", os_errno=getattr(e, "errno", None)) from e
+                                           f"{type(e).__name__}: {e}" + damage_phrase(self.cfg.ledger_path),
+                                           os_errno=getattr(e, "errno", None)) from e
                 failures += 1
                 wait = min(MAX_BACKOFF_S, 2.0 ** failures)
                 systemd.notify(EXTEND_TIMEOUT_USEC=int((wait + EXTEND_MARGIN_S) * 1_000_000))
