@@ -300,7 +300,9 @@ class DeliveriesMixin(DeliveryReportsMixin, ReconcileRowsMixin):
             sql += " AND destination = ?"
             params.append(destination)
         with self.transaction() as c:
-            rows = c.execute(sql + " ORDER BY id", params).fetchall()
+            rows = c.execute(sql.replace("SELECT id, destination", "SELECT id, destination, state, attempts")
+                             + " ORDER BY id", params).fetchall()
+            before = self.state_of(doc_id) if rows else None
             for r in rows:
                 c.execute("UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_at = ?, "
                           "queued_at = ?, lease_until = NULL, lease_token = NULL, sla_warned_at = NULL, "
@@ -309,6 +311,12 @@ class DeliveriesMixin(DeliveryReportsMixin, ReconcileRowsMixin):
                 self._attempt(r["id"], now=now, outcome="requeued", error=reason, next_attempt_at=now)
             if rows:
                 self._summarise(doc_id, now=now, actor=actor, reason=reason)
+                if self.state_of(doc_id) == before:
+                    # No move to show it (a queued row due now again, its
+                    # attempts reset): the trail says so all the same.
+                    said = ", ".join(f"{r['destination']} ({r['state']}, {r['attempts']} attempts)" for r in rows)
+                    self._event(doc_id, now=now, actor=actor, from_state=None, to_state=None,
+                                reason=f"{reason}: {said} due now, attempts reset")
             return [r["destination"] for r in rows]
 
     def documents_with_rows(self, state: str, *, destination: str | None = None,

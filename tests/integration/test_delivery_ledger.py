@@ -444,3 +444,17 @@ def test_rows_of_a_rejected_document_are_neither_due_nor_backlog(env):
     assert env.step(T0 + dt.timedelta(minutes=1)).document_id == other
     assert env.step(T0 + dt.timedelta(minutes=1)) is None and env.ledger.next_due("erp") is None
     assert env.server.posts == 1
+
+
+def test_requeue_of_a_row_still_queued_leaves_a_line_in_the_trail(env):
+    # Its attempts are reset and it is due now, but the document does not
+    # move: without a note, the operator's act would be in no trail.
+    doc = env.queue(97)
+    with env.ledger.transaction():
+        env.ledger.conn.execute("UPDATE deliveries SET attempts = 3 WHERE document_id = ?", (doc,))
+    events = len(env.ledger.events(doc))
+    assert env.ledger.requeue_deliveries(doc, from_states=("queued",), now=utc(T0), actor="cli:ops",
+                                         reason="requeued by an operator") == ["erp"]
+    (note,) = env.ledger.events(doc)[events:]
+    assert note.actor == "cli:ops" and note.to_state is None
+    assert "erp (queued, 3 attempts) due now, attempts reset" in note.reason
