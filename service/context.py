@@ -190,6 +190,23 @@ def echo_json(obj: Any) -> None:
     click.echo(json_text(json.dumps(obj, ensure_ascii=False, default=str)))
 
 
+_SPAN_UNITS = {"d": dt.timedelta(days=1), "h": dt.timedelta(hours=1), "w": dt.timedelta(weeks=1)}
+
+
+def span_of(text: str) -> dt.timedelta | None:
+    """A span an operator types for "that long before now" ("7d", "36h",
+    "2w"), or None when `text` is not one. Raises ValueError for a span too
+    long for a date (the caller says what is accepted)."""
+    text = text.strip()
+    if len(text) < 2 or text[-1] not in _SPAN_UNITS or not text[:-1].strip().isdecimal() \
+            or not text[:-1].strip().isascii():
+        return None
+    try:
+        return int(text[:-1]) * _SPAN_UNITS[text[-1]]
+    except OverflowError:
+        raise ValueError(f"{text!r} is too long a span") from None
+
+
 def age_seconds(timestamp: str | None, at: dt.datetime) -> float | None:
     """Seconds from a ledger timestamp to `at`, or None."""
     from agent.ledger.rows import parse_utc

@@ -28,6 +28,7 @@ from agent.report.figures import Figures, gather, zone_of
 from agent.report.html import render_html
 from agent.report.text import CSV_COLUMNS, csv_rows, summary
 from service.commands.backup import backup_report
+from service.context import span_of
 from service.csv_safe import csv_text
 
 log = logging.getLogger("fapiao.report")
@@ -261,7 +262,6 @@ def figures_json(report: Report) -> dict[str, Any]:
             "summary": report.summary, "figures": dataclasses.asdict(report.figures)}
 
 
-_SPAN = re.compile(r"(\d+)\s*([dhw])")
 
 
 def parse_moment(text: str, *, now: dt.datetime, tz: str) -> dt.datetime:
@@ -270,10 +270,9 @@ def parse_moment(text: str, *, now: dt.datetime, tz: str) -> dt.datetime:
     given, else read in `tz`). ValueError saying what is accepted."""
     text = text.strip()
     try:
-        m = _SPAN.fullmatch(text)
-        if m:
-            n, unit = int(m.group(1)), m.group(2)
-            moment = now - {"d": dt.timedelta(days=n), "h": dt.timedelta(hours=n), "w": dt.timedelta(weeks=n)}[unit]
+        span = span_of(text)
+        if span is not None:
+            moment = now - span
         elif re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
             moment = dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), tzinfo=zone_of(tz))
         else:

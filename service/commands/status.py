@@ -11,7 +11,7 @@ import click
 from agent.ledger.rows import RESTORED_ACTIVITY
 from agent.ledger import Ledger, utc
 from agent.states import State
-from service.context import LIMIT, age_seconds, echo_json, fail, human_age, load, now_dt, open_ledger
+from service.context import LIMIT, age_seconds, echo_json, fail, human_age, load, now_dt, open_ledger, span_of
 from service.display import Column, local_time, table
 from service.textsafe import echo
 
@@ -236,8 +236,8 @@ def _error_codes(row: dict) -> str:
 
 @click.command("list")
 @click.option("--state", type=click.Choice([s.value for s in State]), help="Only this state.")
-@click.option("--since", metavar="DATE", help="Only documents received on or after DATE (YYYY-MM-DD, "
-              "from midnight local time).")
+@click.option("--since", metavar="WHEN", help="Only documents received on or after WHEN: a day (YYYY-MM-DD, "
+              "from midnight local time) or a span before now (7d, 36h, 2w).")
 @click.option("--sort", type=click.Choice(["received", "date", "amount"]), default="received",
               show_default=True, help="Newest received, newest invoice date, or largest amount first.")
 @click.option("--limit", type=LIMIT, default=50, show_default=True,
@@ -285,14 +285,18 @@ def list_command(ctx, state, since, sort, limit, as_json, as_csv) -> None:
 
 
 def _since_local_midnight(text: str | None) -> str | None:
-    """--since DATE as the ledger's UTC text of that day's local midnight;
-    exits 2 on anything that is not a date (as `reconcile` does)."""
+    """--since DATE as the ledger's UTC text of that day's local midnight,
+    or a span before now (7d, 36h, 2w, as `report` takes); exits 2 on
+    anything else (as `reconcile` does)."""
     if not text:
         return None
     try:
+        span = span_of(text)
+        if span is not None:
+            return utc(now_dt() - span)
         day = dt.date.fromisoformat(text.strip())
-    except ValueError:
-        fail(f"--since: expected a date like 2026-03-01, got {text!r}", code=2)
+    except (ValueError, OverflowError):
+        fail(f"--since: expected a date like 2026-03-01 or a span like 7d, 36h, 2w; got {text!r}", code=2)
     # The calendar's first and last days are moved one day in: a naive
     # datetime's local conversion probes a day either side and raised
     # (0001-01-01: "year 0 is out of range"). No document was received on

@@ -126,6 +126,12 @@ def test_list_since_refuses_what_is_not_a_date_and_counts_from_local_midnight(si
     r = _run(site, "list", "--since", "2026-12-01", "--json", env=SHANGHAI)
     assert r.returncode == 0, r.stderr
     assert [json.loads(line)["id"] for line in r.stdout.decode().splitlines()] == [ids["late"]]
+    # A span before now, as `report --since` takes it.
+    assert site.cli("list", "--since", "1h", "--json").stdout == ""
+    every = site.cli("list", "--since", "5200w", "--json").stdout.splitlines()
+    assert sorted(json.loads(line)["id"] for line in every) == sorted(ids.values())
+    r = site.cli("list", "--since", "99999999999w")
+    assert r.exit_code == 2 and "span like 7d" in r.output
 
 
 def test_list_json_problems_are_an_array_as_in_quarantine(site):
