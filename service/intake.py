@@ -42,7 +42,7 @@ from service import source_steps
 from service.intake_mail import MailUnfinished, NotAMessage, shown, store_mail
 from agent.filenames import storable
 from service.source_steps import act, log_act, processed_folder
-from service.watch_names import TEMP_GRACE_S, system_name, temporary_name
+from service.watch_names import MAIL_UNFINISHED_GRACE_S, TEMP_GRACE_S, system_name, temporary_name
 
 log = logging.getLogger("fapiao.intake")
 
@@ -57,6 +57,7 @@ class IntakeResult:
     skipped: bool = False
     error: str | None = None  # why, when `retry` (the vault's disk is full or failing)
     refused: bool = False
+    hold_s: float | None = None  # not complete yet: look again once unchanged this long (FolderWatcher.hold)
 
 
 @dataclass
@@ -239,14 +240,14 @@ class Intake:
         try:
             write_mail = store_mail(self.ledger, self.vault, path, watch, now=now, label=label,
                                     max_bytes=self.max_bytes, limits=self.mail_limits, actor=self.actor,
-                                    young=_changed_within(st, now, TEMP_GRACE_S))
+                                    young=_changed_within(st, now, MAIL_UNFINISHED_GRACE_S))
         except MailUnfinished:
-            # Not remembered: taken when its writer is done (its events, or
-            # a rescan), or as it is once it has not changed for
-            # TEMP_GRACE_S (a message cut off for good).
-            log.info("e-mail still being written; taken once complete",
-                     extra={"path": storable(str(path)), "grace_minutes": TEMP_GRACE_S / 60})
-            return IntakeResult([], skipped=True)
+            # Held: taken when its writer is done (its events), or as it is
+            # once unchanged for the grace time (a message that never
+            # closes: malformed, its cut part quarantined).
+            log.info("e-mail still being written (no closing MIME delimiter yet); taken once complete",
+                     extra={"path": storable(str(path)), "grace_s": MAIL_UNFINISHED_GRACE_S})
+            return IntakeResult([], hold_s=MAIL_UNFINISHED_GRACE_S)
         except NotAMessage as e:
             log.info("not an e-mail: an invoice file in the e-mail folder, taken as a file",
                      extra={"path": storable(str(path)), "format": e.format})

@@ -106,6 +106,9 @@ class IntakeStep:
                     self._pause(result.error or "the vault cannot take files")
                     return taken, at, True
                 at += 1
+                if result is not None and result.hold_s:
+                    self.watcher.hold(path, result.hold_s)  # not done: looked at again later
+                    continue
                 taken.append(path)
                 if self.paused and result is not None:
                     self._resume()

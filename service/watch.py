@@ -70,6 +70,7 @@ class _Pending:
     queued: bool = False    # ready: in an intake lane, or handed out and not yet done
     rank: int = JUNK
     slow: bool = False      # waits TEMP_GRACE_S unchanged, whatever the events say (`waits_long`)
+    hold_s: float | None = None  # held by intake (`hold`): ready only this long unchanged, until it changes
 
 
 class FolderWatcher:
@@ -150,6 +151,7 @@ class FolderWatcher:
             elif changed or closed:
                 p.closed = p.closed or closed
                 p.queued = False  # look again: a queued file that changes settles anew
+                p.hold_s = None   # its writer is at it again: intake looks once it settles
             else:
                 return  # already known; a rescan changes nothing
             if changed or closed:
@@ -284,8 +286,9 @@ class FolderWatcher:
             p = self._pending.get(path)
             if p is None or p.token != token:
                 return  # done, or noted again since: a newer look is scheduled
-            settle = self.temp_grace_s if p.slow else p.watch.settle_seconds
-            closed = p.closed and not p.slow  # a temporary file is closed between its writes
+            settle = self.temp_grace_s if p.slow else p.hold_s or p.watch.settle_seconds
+            # A temporary or held file is closed between its writes.
+            closed = p.closed and not p.slow and not p.hold_s
             if st is not None and stat.S_ISREG(st.st_mode):
                 if (st.st_size, st.st_mtime_ns) != (p.size, p.mtime_ns):
                     p.size, p.mtime_ns, p.stable_since = st.st_size, st.st_mtime_ns, now
@@ -326,6 +329,25 @@ class FolderWatcher:
                 lanes.setdefault(path.parent, deque()).appendleft((path, token))
                 lanes.move_to_end(path.parent, last=False)
         self._offered.clear()
+
+    def hold(self, path: Path, seconds: float) -> None:
+        """Intake looked at `path` and it is not complete yet (an e-mail
+        still being written): it is handed out again once it stayed
+        unchanged for `seconds`, or settles anew when an event says it
+        changed. Stays pending (counted, never forgotten) meanwhile."""
+        now = self.clock()
+        try:
+            st = os.lstat(path)
+            seen = (st.st_size, st.st_mtime_ns)   # unchanged from now on counts
+        except OSError:
+            seen = (-1, -1)                       # the next look says what became of it
+        with self._lock:
+            p = self._pending.get(path)
+            if p is None:
+                return
+            p.queued, p.closed, p.hold_s = False, False, seconds
+            (p.size, p.mtime_ns), p.stable_since = seen, now
+            self._schedule(path, p, now + seconds * LOOK_FRACTION)
 
     def done(self, path: Path) -> None:
         """The main loop has handled `path` (captured or refused)."""

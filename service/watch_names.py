@@ -24,6 +24,10 @@ from agent.config import WatchConfig
 TEMPORARY_NAMES = ("~$*", ".~lock*", "*.part", "*.tmp", "*.crdownload", ".*")
 SYSTEM_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
 TEMP_GRACE_S = 600.0
+# A multipart e-mail without its closing delimiter is held this long
+# unchanged (its writer between two goes: they pause for seconds), then
+# taken as it is: a message that never closes is malformed, not unfinished.
+MAIL_UNFINISHED_GRACE_S = 30.0
 NETWORK_FS = ("cifs", "smb3", "smbfs", "nfs", "nfs4", "fuse.sshfs", "sshfs", "9p", "ceph",
               "glusterfs", "fuse.glusterfs", "davfs", "fuse.davfs2", "afs", "fuse.rclone")
 # Below this size no invoice format fits (the smallest real PDF or 数电 XML

@@ -154,3 +154,26 @@ def test_a_file_noted_by_many_events_is_looked_at_once(tmp_path, monkeypatch):
     w.note(f, closed=True)
     assert w.ready() == [f]
     assert looked.count(f) == 1
+
+
+def test_a_held_file_comes_back_once_unchanged_for_the_hold_or_settles_anew_when_it_changes(tmp_path):
+    clock = FakeClock()
+    w = FolderWatcher([WatchConfig(path=tmp_path, kind="email", settle_seconds=0.5)], wake=lambda: None,
+                      clock=clock)
+    f = tmp_path / "a.eml"
+    f.write_bytes(b"half")
+    w.note(f, closed=True)
+    assert w.ready() == [f]
+    w.hold(f, 30.0)                      # intake: not complete yet
+    assert w.pending_count == 1
+    clock.t = 1.0
+    assert w.ready() == []               # not handed out again at once, closed or not
+    clock.t = 29.0
+    assert w.ready() == []
+    clock.t = 31.0
+    assert w.ready() == [f]              # unchanged for the hold: taken as it is
+    w.hold(f, 30.0)
+    clock.t = 32.0
+    f.write_bytes(b"half and the rest")  # its writer is back: the hold ends, the file settles anew
+    w.note(f, closed=True)
+    assert w.ready() == [f]
