@@ -1,43 +1,37 @@
 """One e-mail (bytes) → the invoice attachments in it, each with a safe name.
 
-Mail from Chinese senders names files every way there is: RFC 2231
-(`filename*=gbk''…`, continuations split mid-character), RFC 2047
-(`=?gb18030?B?…?=`), or raw 8-bit GBK. The stdlib's default policy reads the
-well-formed cases; where it garbles, we decode the raw header ourselves with
-the compat32 tools (`decode_params`, `decode_header`). Formats are judged by
-content (`sniff`), never by name. Every part we do not take is returned as a
-`Refusal` with a stable reason code, so the ledger can say why.
+Names and header text are read by agent/mailnames.py (RFC 2231, RFC 2047,
+raw 8-bit GBK), bytes by agent/mime.py. Formats are judged by content
+(`sniff`), never by name. Every part we do not take, and anything the file
+holds outside its parts, is returned as a `Refusal` with a stable reason
+code, so the ledger can say why.
 """
 
 from __future__ import annotations
 
 import os
-import unicodedata
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from email.message import Message
 from pathlib import Path
 from typing import Any
 
 from agent.errors import CaptureError, ExtractError
 from agent.extract.sniff import sniff
-from agent.mailnames import date_text, filename_of, header_text, recover_8bit
-from agent.mime import (HeaderTooLarge, Part, Span, boundary_of, decode_body, decoded_size_bound,
-                        read_part, split_multipart, transfer_encoding, whole)
+from agent.mailnames import (MEDIA_TYPES, content_type, date_text, disposition, display_name, display_text,
+                             filename_of, header_text, sanitise_filename, sender_text)
+from agent.mime import (HeaderTooLarge, Multipart, Part, Span, boundary_of, decode_body, decoded_size_bound,
+                        looks_like_message, outside_parts, read_part, split_mbox,
+                        split_multipart, transfer_encoding, whole)
 from agent.safezip import DEFAULT_LIMITS, SafeZip, ZipLimits, open_zip
 
-MEDIA_TYPES = {
-    "pdf": "application/pdf", "ofd": "application/ofd", "xml": "application/xml",
-    "png": "image/png", "jpeg": "image/jpeg", "tiff": "image/tiff", "bmp": "image/bmp",
-    "gif": "image/gif", "webp": "image/webp",
-}
 _IMAGE_FORMATS = frozenset({"png", "jpeg", "tiff", "bmp", "gif", "webp"})
-_EXTENSIONS = {"jpeg": "jpg", "tiff": "tif"}
-_MAX_NAME_BYTES = 200
 _MAX_MULTIPART_DEPTH = 32
 # Unnamed leaves of these types are the message's text, not attachments.
 _BODY_TYPES = frozenset({"text/plain", "text/html", "text/enriched", "message/delivery-status"})
-_UNSAFE_NAME_CHARS = str.maketrans({c: "_" for c in '/\\:*?"<>|'})
+# A body this many bytes is sniffed for an invoice XML sent as the message's text.
+_SNIFF_BYTES = 8192
+_INVOICE_XML = re.compile(rb"<\s*(?:[\w.-]+:)?einvoice[\s>/]|edrm\.org\.cn/schema/e-invoice", re.IGNORECASE)
 
 
 # An archive's inflated bytes are held at once (plus one member's copy while
@@ -88,6 +82,17 @@ class Attachment:
     data: bytes
     media_type: str
     from_zip: str | None = None
+    mail: MailHeaders | None = None  # its own message's headers when the file holds several
+
+
+@dataclass(frozen=True)
+class MailHeaders:
+    """One message's headers, as ParsedMail records them."""
+
+    message_id: str | None
+    from_: str | None
+    subject: str | None
+    date: str | None
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,9 @@ class Refusal:
     Reasons: empty, small-image, unsupported-format, too-large,
     message-size-limit, too-many-attachments, too-many-parts,
     nested-too-deep, unsafe-name, duplicate-name, zip-corrupt,
-    zip-limit-exceeded, zip-encrypted, undecodable.
+    zip-limit-exceeded, zip-encrypted, undecodable, trailing-content
+    (text or parts after a multipart's close delimiter), preamble-content
+    (parts, or more than a short note, before its first delimiter).
     """
 
     filename: str
@@ -111,6 +118,9 @@ class ParsedMail:
 
     Header fields are decoded text with control characters removed, or
     None when absent. `date` is ISO 8601 when parseable, else the raw text.
+    A file holding several messages (`messages` > 1) keeps here only the
+    values all its messages share (one message's sender is never shown as
+    another's); each attachment's own are in `Attachment.mail`.
     """
 
     message_id: str | None
@@ -119,6 +129,7 @@ class ParsedMail:
     date: str | None
     attachments: list[Attachment] = field(default_factory=list)
     refusals: list[Refusal] = field(default_factory=list)
+    messages: int = 1
 
 
 def parse_message(data: bytes, limits: MailLimits = DEFAULT_MAIL_LIMITS) -> ParsedMail:
@@ -130,27 +141,70 @@ def parse_message(data: bytes, limits: MailLimits = DEFAULT_MAIL_LIMITS) -> Pars
     parts become refusals; the rest of the message is still read.
     Memory is bounded by a small multiple of the message's size, whatever
     its shape (agent/mime.py reads bodies as spans, never line by line).
+
+    Nothing in the file goes unaccounted: a file holding several messages
+    (an mbox, or messages written one after another) has each read, within
+    the one file's limits; text after a multipart's close delimiter that is
+    not a further message is refused (trailing-content), never dropped.
+    A message with bare CR line ends and no LF at all is read as if its
+    line ends were LF.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ExtractError("corrupt", "a message must be bytes")
     if len(data) > limits.max_message_bytes:
         raise ExtractError("limit-exceeded", f"message is {len(data)} bytes, "
                                              f"limit {limits.max_message_bytes}")
-    try:
-        root = read_part(whole(bytes(data) if not isinstance(data, bytes) else data))
-    except HeaderTooLarge as e:
-        raise ExtractError("limit-exceeded", f"the message's {e}") from None
+    data = bytes(data) if not isinstance(data, bytes) else data
+    if b"\n" not in data and b"\r" in data:
+        # Old Mac line ends: without this, the header block never ends (or
+        # ends at the first blank part) and every part is misread.
+        data = data.replace(b"\r", b"\n")
     collector = _Collector(limits)
-    collector.walk(root)
-    msg = root.headers
-    return ParsedMail(
-        message_id=header_text(msg, "Message-ID"),
-        from_=header_text(msg, "From"),
-        subject=header_text(msg, "Subject"),
-        date=date_text(msg),
-        attachments=collector.attachments,
-        refusals=collector.refusals,
-    )
+    pending = split_mbox(data)
+    messages: list[tuple[MailHeaders, slice, slice]] = []  # headers, its attachments, its refusals
+    while pending and collector.parts_seen <= limits.max_parts:
+        span = pending.pop(0)
+        try:
+            root = read_part(span)
+        except HeaderTooLarge as e:
+            if not messages:
+                raise ExtractError("limit-exceeded", f"the message's {e}") from None
+            collector.refuse(f"message-{len(messages) + 1}", "too-large", f"message {len(messages) + 1} "
+                             f"in the file: its {e}; it and what follows were not read")
+            break
+        a0, r0 = len(collector.attachments), len(collector.refusals)
+        following = collector.walk(root)
+        msg = root.headers
+        head = MailHeaders(header_text(msg, "Message-ID"), sender_text(msg), header_text(msg, "Subject"),
+                           date_text(msg))
+        messages.append((head, slice(a0, len(collector.attachments)), slice(r0, len(collector.refusals))))
+        if following is not None:
+            pending.insert(0, following)
+    if len(messages) == 1:
+        head = messages[0][0]
+        return ParsedMail(head.message_id, head.from_, head.subject, head.date,
+                          collector.attachments, collector.refusals)
+    return _several(messages, collector)
+
+
+def _several(messages: list[tuple[MailHeaders, slice, slice]], collector: _Collector) -> ParsedMail:
+    """A file of several messages: each attachment with its own message's
+    headers, each refusal saying which message, the file's headers only
+    those all messages share."""
+    attachments: list[Attachment] = []
+    refusals = list(collector.refusals)
+    for number, (head, atts, refs) in enumerate(messages, 1):
+        attachments += [replace(a, mail=head) for a in collector.attachments[atts]]
+        which = f"message {number} of {len(messages)} in the file ({head.message_id or 'no Message-ID'})"
+        refusals[refs] = [replace(r, detail=f"{which}: {r.detail}" if r.detail else which)
+                          for r in collector.refusals[refs]]
+    heads = [head for head, _, _ in messages]
+
+    def shared(name: str) -> str | None:
+        values = {getattr(h, name) for h in heads}
+        return values.pop() if len(values) == 1 else None
+    return ParsedMail(shared("message_id"), shared("from_"), shared("subject"), shared("date"),
+                      attachments, refusals, messages=len(messages))
 
 
 def iter_maildir(root: Path) -> Iterator[Path]:
@@ -178,37 +232,6 @@ def maildir_cur_path(path: Path) -> Path:
     return path.parent.parent / "cur" / name
 
 
-def sanitise_filename(name: str | None, fmt: str = "unknown", index: int = 0) -> str:
-    """Return `name` as one safe path component of at most 200 UTF-8 bytes.
-
-    Only the last path component is kept (so `../` and absolute paths cannot
-    escape); control characters and characters Windows shares reject are
-    replaced; leading dots and spaces go (no hidden files). An empty result
-    becomes `attachment-<index>.<ext>` with the extension of `fmt`.
-    """
-    text = unicodedata.normalize("NFC", recover_8bit(name or ""))
-    text = "".join("_" if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") else c
-                   for c in text)
-    text = text.replace("\\", "/").rsplit("/", 1)[-1]
-    text = text.strip(" \"").translate(_UNSAFE_NAME_CHARS).strip(" .")
-    if not text or set(text) <= {"_", " ", "."}:
-        ext = _EXTENSIONS.get(fmt, fmt if fmt in MEDIA_TYPES else "bin")
-        text = f"attachment-{index}.{ext}"
-    return _limit_bytes(text, _MAX_NAME_BYTES)
-
-
-def _limit_bytes(text: str, limit: int) -> str:
-    if len(text.encode("utf-8")) <= limit:
-        return text
-    stem, dot, ext = text.rpartition(".")
-    if not dot or not stem or len(ext.encode("utf-8")) > 16:
-        stem, ext = text, ""
-    suffix = f".{ext}" if ext else ""
-    room = limit - len(suffix.encode("utf-8"))
-    cut = stem.encode("utf-8")[:room].decode("utf-8", errors="ignore")
-    return cut + suffix
-
-
 class _Collector:
     """Walks one message tree, applying the limits in document order."""
 
@@ -219,11 +242,15 @@ class _Collector:
         self.total_bytes = 0
         self.parts_seen = 0
         self.index = 0
+        self.following: Span | None = None  # a message written after the one walked
 
     def refuse(self, filename: str, reason: str, detail: str = "") -> None:
         self.refusals.append(Refusal(filename, reason, detail))
 
-    def walk(self, root: Part) -> None:
+    def walk(self, root: Part) -> Span | None:
+        """Visit `root`'s parts; return a further message found after its
+        close delimiter (messages written one after another), else None."""
+        self.following = None
         # An explicit stack, not recursion: hostile mail nests thousands deep.
         # Entries are parts read already, or spans whose headers are read when popped.
         stack: list[tuple[Part | Span, int, int]] = [(root, 0, 0)]
@@ -233,7 +260,7 @@ class _Collector:
             if self.parts_seen > self.limits.max_parts:
                 self.refuse("(rest of message)", "too-many-parts",
                             f"more than {self.limits.max_parts} MIME parts; the rest were not read")
-                return
+                return None
             try:
                 part = item if isinstance(item, Part) else read_part(item)
             except HeaderTooLarge as e:
@@ -245,36 +272,67 @@ class _Collector:
                 stack.extend(reversed(children))
             else:
                 self._leaf(part)
+        return self.following
 
     def _children(self, part: Part, nested: int, depth: int) -> list | None:
         """The sub-parts to visit, or None when `part` is a leaf."""
-        ctype = _content_type(part.headers)
+        ctype = content_type(part.headers)
         is_message = ctype.startswith("message/") and ctype != "message/delivery-status"
         boundary = boundary_of(part.headers) if ctype.startswith("multipart/") else None
-        if boundary is None and not is_message:
+        attached = None if is_message or boundary is not None else self._attached_message(part)
+        if boundary is None and not is_message and attached is None:
             return None
+        is_message = is_message or attached is not None
         if depth + 1 > _MAX_MULTIPART_DEPTH or (is_message and nested + 1 > self.limits.max_nested_messages):
-            self.refuse(_display_name(part.headers), "nested-too-deep",
-                        f"{ctype} nested deeper than allowed; not read")
+            levels = f"attached messages are read {self.limits.max_nested_messages} deep" if is_message \
+                else f"parts are read {_MAX_MULTIPART_DEPTH} deep"
+            self.refuse(_message_name(part) if is_message else display_name(part.headers), "nested-too-deep",
+                        f"{ctype} nested deeper than allowed ({levels}); not read")
             return []
         if is_message:
             # RFC 2046 forbids base64/QP on message/rfc822, but senders do it:
             # decode first, then read the result as a message.
-            inner = part.body if transfer_encoding(part.headers) in ("", "7bit", "8bit", "binary") \
-                else decode_body(part)
+            inner = attached if attached is not None else part.body \
+                if transfer_encoding(part.headers) in ("", "7bit", "8bit", "binary") else decode_body(part)
             if inner is None:
-                self.refuse(_display_name(part.headers), "undecodable", "embedded message cannot be decoded")
+                self.refuse(display_name(part.headers), "undecodable", "embedded message cannot be decoded")
                 return []
             return [(inner if isinstance(inner, Span) else whole(inner), nested + 1, depth + 1)]
-        bodies = split_multipart(part.body, boundary, self.limits.max_parts - self.parts_seen + 1)
-        if bodies is None:
+        split = split_multipart(part.body, boundary, self.limits.max_parts - self.parts_seen + 1)
+        if split is None:
             return None  # no delimiter at all: the stdlib reads it as one part too
-        return [(body, nested, depth + 1) for body in bodies]
+        self._outside(split, ctype, boundary, depth)
+        return [(body, nested, depth + 1) for body in split.parts]
+
+    def _attached_message(self, part: Part) -> bytes | None:
+        """An e-mail attached as a file (`*.eml` sent as application/octet-stream
+        or text/plain): its decoded bytes when they read as a message, else None."""
+        name = filename_of(part.headers)
+        if not name or not name.rstrip(" .").lower().endswith(".eml") \
+                or decoded_size_bound(part) > self.limits.max_attachment_bytes:
+            return None
+        data = decode_body(part)
+        if data is None or sniff(data) != "unknown" or not looks_like_message(whole(data)):
+            return None
+        return data
+
+    def _outside(self, split: Multipart, ctype: str, boundary: bytes, depth: int) -> None:
+        """What a multipart holds outside its parts, accounted for: a further
+        message after the file's own is read next, the rest is refused."""
+        following, hidden = outside_parts(split, ctype, boundary, depth == 0)
+        if following is not None:
+            self.following = following
+        for name, is_part, code, detail in hidden:
+            if is_part:
+                self.index += 1
+                name = sanitise_filename(name, "unknown", self.index)
+            self.refuse(name or "", code, detail)
 
     def _leaf(self, part: Part) -> None:
         raw_name = filename_of(part.headers)
-        if raw_name is None and _disposition(part.headers) != "attachment" \
-                and _content_type(part.headers) in _BODY_TYPES:
+        ctype = content_type(part.headers)
+        if raw_name is None and disposition(part.headers) != "attachment" and ctype in _BODY_TYPES \
+                and not (ctype == "text/plain" and self._invoice_xml(part)):
             return  # the message body, not an attachment
         self.index += 1
         display = sanitise_filename(raw_name, "unknown", self.index)
@@ -289,6 +347,13 @@ class _Collector:
             self.refuse(display, "undecodable", "the part's content cannot be decoded")
             return
         self._take(data, raw_name, from_zip=None)
+
+    def _invoice_xml(self, part: Part) -> bool:
+        """Is this unnamed text body an invoice XML (sent as the message's text)?
+        Judged on the decoded start of the body, without decoding all of it."""
+        body = part.body
+        head = decode_body(Part(part.headers, Span(body.data, body.start, min(body.end, body.start + _SNIFF_BYTES))))
+        return head is not None and sniff(head) == "xml" and bool(_INVOICE_XML.search(head))
 
     def _take(self, data: bytes, raw_name: str | None, from_zip: str | None) -> None:
         fmt = sniff(data)
@@ -322,7 +387,7 @@ class _Collector:
             self.refuse(shown, f"zip-{exc.reason}", exc.message)
             return
         for skipped in archive.skipped:
-            self.refuse(f"{shown}/{_display(skipped.raw_name)}", skipped.reason, "zip member not read")
+            self.refuse(f"{shown}/{display_text(skipped.raw_name)}", skipped.reason, "zip member not read")
         for member_name in archive.names():
             member_shown = f"{shown}/{member_name}"
             if len(self.attachments) >= self.limits.max_attachments:
@@ -343,31 +408,19 @@ class _Collector:
                 self._take(content, member_name, from_zip=shown)
 
 
-# The stdlib's header parser has had assorted bugs on hostile headers
-# (IndexError, AttributeError...); these wrappers turn one into "unknown".
-
-def _content_type(part: Message) -> str:
-    try:
-        return part.get_content_type()
-    except Exception:  # noqa: BLE001 - see above
-        return "application/octet-stream"
-
-
-def _disposition(part: Message) -> str:
-    try:
-        return part.get_content_disposition() or ""
-    except Exception:  # noqa: BLE001 - see above
-        return ""
-
-
-def _display_name(part: Message) -> str:
-    name = filename_of(part)
-    return sanitise_filename(name, "unknown") if name else _content_type(part)
-
-
-def _display(text: str) -> str:
-    clean = "".join("_" if unicodedata.category(c).startswith("C") else c for c in text)
-    return _limit_bytes(clean, _MAX_NAME_BYTES)
+def _message_name(part: Part) -> str:
+    """An attached message's name: its file name, else its Subject (a forward
+    inside a forward rarely has a file name, and "message/rfc822" says nothing)."""
+    if filename_of(part.headers):
+        return display_name(part.headers)
+    subject = None
+    if transfer_encoding(part.headers) in ("", "7bit", "8bit", "binary"):
+        try:
+            subject = header_text(read_part(part.body).headers, "Subject")
+        except HeaderTooLarge:
+            pass
+    ctype = content_type(part.headers)
+    return display_text(f"{ctype} «{subject}»") if subject else ctype
 
 
 def _looks_like_html(data: bytes) -> bool:

@@ -13,7 +13,17 @@ import email.utils
 import unicodedata
 from email.message import Message
 
+MEDIA_TYPES = {
+    "pdf": "application/pdf", "ofd": "application/ofd", "xml": "application/xml",
+    "png": "image/png", "jpeg": "image/jpeg", "tiff": "image/tiff", "bmp": "image/bmp",
+    "gif": "image/gif", "webp": "image/webp",
+}
+_EXTENSIONS = {"jpeg": "jpg", "tiff": "tif"}
+_MAX_NAME_BYTES = 200
+_UNSAFE_NAME_CHARS = str.maketrans({c: "_" for c in '/\\:*?"<>|'})
 _MAX_HEADER_CHARS = 998  # RFC 5322 line limit; longer is abuse, not a subject
+# In a display name these would let it pass for an address or a second sender.
+_NAME_SPECIALS = frozenset('<>",;@\\')
 # GBK and GB2312 are subsets of GB18030; senders often declare the small one
 # and use characters only the big one has.
 _CHARSET_ALIASES = {"gb2312": "gb18030", "gbk": "gb18030", "cp936": "gb18030",
@@ -30,7 +40,7 @@ def filename_of(part: Message) -> str | None:
     whenever it decodes strictly.
     """
     try:
-        name = part.getfilename_of()
+        name = part.get_filename()
     except Exception:  # noqa: BLE001 - default-policy header parser bugs
         name = None
     name = name if isinstance(name, str) else None
@@ -116,8 +126,9 @@ def recover_8bit(text: str) -> str:
     return decode_bytes(text.encode("utf-8", errors="surrogateescape"), None)[0]
 
 
-def _decode_words(text: str) -> tuple[str, bool]:
-    """Decode RFC 2047 encoded-words, mapping GBK names to GB18030."""
+def _decode_words(text: str, quote: bool = False) -> tuple[str, bool]:
+    """Decode RFC 2047 encoded-words, mapping GBK names to GB18030; with
+    `quote`, a decoded word holding address punctuation is quoted."""
     if "=?" not in text:
         return text, "\ufffd" not in text
     try:
@@ -125,13 +136,17 @@ def _decode_words(text: str) -> tuple[str, bool]:
     except Exception:  # noqa: BLE001 - HeaderParseError and friends on bad base64
         return text, False
     out, strict = [], True
-    for chunk, charset in chunks:
+    for at, (chunk, charset) in enumerate(chunks):
         if isinstance(chunk, str):
             out.append(chunk)
         elif charset is None:
             out.append(chunk.decode("raw-unicode-escape", errors="replace"))
         else:
             piece, ok = decode_bytes(chunk, charset)
+            if quote:
+                after = chunks[at + 1][0] if at + 1 < len(chunks) else b""
+                inside = bool(out) and out[-1].endswith('"') and after[:1] in (b'"', '"')
+                piece = _quoted(piece, inside)
             out.append(piece)
             strict = strict and ok
     return "".join(out), strict
@@ -148,8 +163,35 @@ def header_text(msg: Message, name: str) -> str | None:
             text = str(msg[name])
         except Exception:  # noqa: BLE001 - header parser bugs on hostile input
             pass
-    text = " ".join("".join(" " if unicodedata.category(c).startswith("C") else c for c in text).split())
-    return text[:_MAX_HEADER_CHARS] or None
+    return _one_line(text)[:_MAX_HEADER_CHARS] or None
+
+
+def sender_text(msg: Message) -> str | None:
+    """The From header as header_text shows it, except that an encoded-word
+    decoding to `<`, `>`, `"`, `,`, `;`, `@` or `\\` is shown quoted, so the
+    real address is the one outside the quotes (`"Boss <ceo@corp>" <evil@x>`,
+    never `Boss <ceo@corp> <evil@x>`); None when absent.
+    """
+    raw = next((v for k, v in msg.raw_items() if k.lower() == "from" and isinstance(v, str)), None)
+    if raw is None:
+        return None
+    text, strict = _decode_words(recover_8bit(raw), quote=True)
+    if not strict:
+        return header_text(msg, "From")
+    return _one_line(text)[:_MAX_HEADER_CHARS] or None
+
+
+def _quoted(text: str, inside_quotes: bool) -> str:
+    """A decoded word as a quoted-string's content (RFC 5322 escapes), in quotes
+    unless the raw header already put it in some."""
+    if not any(c in text for c in _NAME_SPECIALS):
+        return text
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return escaped if inside_quotes else f'"{escaped}"'
+
+
+def _one_line(text: str) -> str:
+    return " ".join("".join(" " if unicodedata.category(c).startswith("C") else c for c in text).split())
 
 
 def date_text(msg: Message) -> str | None:
@@ -161,3 +203,66 @@ def date_text(msg: Message) -> str | None:
         return email.utils.parsedate_to_datetime(text).isoformat()
     except (TypeError, ValueError, IndexError, OverflowError):
         return text
+
+
+def sanitise_filename(name: str | None, fmt: str = "unknown", index: int = 0) -> str:
+    """Return `name` as one safe path component of at most 200 UTF-8 bytes.
+
+    Only the last path component is kept (so `../` and absolute paths cannot
+    escape); control characters and characters Windows shares reject are
+    replaced; leading dots and spaces go (no hidden files). An empty result
+    becomes `attachment-<index>.<ext>` with the extension of `fmt`.
+    """
+    text = unicodedata.normalize("NFC", recover_8bit(name or ""))
+    text = "".join("_" if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") else c
+                   for c in text)
+    text = text.replace("\\", "/").rsplit("/", 1)[-1]
+    text = text.strip(" \"").translate(_UNSAFE_NAME_CHARS).strip(" .")
+    if not text or set(text) <= {"_", " ", "."}:
+        ext = _EXTENSIONS.get(fmt, fmt if fmt in MEDIA_TYPES else "bin")
+        text = f"attachment-{index}.{ext}"
+    return limit_bytes(text, _MAX_NAME_BYTES)
+
+
+def limit_bytes(text: str, limit: int) -> str:
+    """`text` cut to `limit` UTF-8 bytes, keeping a short extension."""
+    if len(text.encode("utf-8")) <= limit:
+        return text
+    stem, dot, ext = text.rpartition(".")
+    if not dot or not stem or len(ext.encode("utf-8")) > 16:
+        stem, ext = text, ""
+    suffix = f".{ext}" if ext else ""
+    room = limit - len(suffix.encode("utf-8"))
+    cut = stem.encode("utf-8")[:room].decode("utf-8", errors="ignore")
+    return cut + suffix
+
+
+def display_text(text: str) -> str:
+    """`text` for a refusal's name: control characters as `_`, at most 200 UTF-8 bytes."""
+    clean = "".join("_" if unicodedata.category(c).startswith("C") else c for c in text)
+    return limit_bytes(clean, _MAX_NAME_BYTES)
+
+
+# The stdlib's header parser has had assorted bugs on hostile headers
+# (IndexError, AttributeError...); these wrappers turn one into "unknown".
+
+def content_type(part: Message) -> str:
+    """The part's content type, lower case; application/octet-stream when unreadable."""
+    try:
+        return part.get_content_type()
+    except Exception:  # noqa: BLE001 - see above
+        return "application/octet-stream"
+
+
+def disposition(part: Message) -> str:
+    """The part's Content-Disposition (inline, attachment), "" when absent or unreadable."""
+    try:
+        return part.get_content_disposition() or ""
+    except Exception:  # noqa: BLE001 - see above
+        return ""
+
+
+def display_name(part: Message) -> str:
+    """The part's file name made safe, else its content type (what a refusal names it by)."""
+    name = filename_of(part)
+    return sanitise_filename(name, "unknown") if name else content_type(part)

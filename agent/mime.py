@@ -18,9 +18,12 @@ from __future__ import annotations
 import binascii
 import email.parser
 import re
+import unicodedata
 from dataclasses import dataclass
 from email.message import Message
 from email.policy import default as default_policy
+
+from agent.mailnames import filename_of
 
 MAX_HEADER_BYTES = 256 * 1024
 # The stdlib's own test for "this line is still a header" (email.feedparser.headerRE).
@@ -29,6 +32,16 @@ _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789
 _B64_JUNK = bytes(b for b in range(256) if b not in _B64_ALPHABET)
 _CHUNK = 1 << 20
 _UU = ("x-uuencode", "uuencode", "uue", "x-uue")
+_NOT_BLANK = re.compile(rb"\S")
+# An mbox's next message: an empty line, then a `From ` envelope line.
+_MBOX_SEPARATOR = re.compile(rb"\r?\n\r?\n(From )")
+_FIELD_LINE = re.compile(rb"[\041-\071\073-\176]+:")
+# Fields that make a header block a message's (two of them, to tell it from a MIME part's).
+_MESSAGE_FIELDS = frozenset({"from", "to", "cc", "subject", "date", "message-id", "mime-version", "received"})
+# A preamble longer than a mailer's "This is a multi-part message" note is read as hiding something.
+_MAX_PREAMBLE_NOTE = 1024
+_PART_FIELD = re.compile(rb"(?:^|\n)content-(?:type|transfer-encoding|disposition)\s*:", re.IGNORECASE)
+_MAX_HIDDEN_NAMED = 20
 
 
 class HeaderTooLarge(Exception):
@@ -110,35 +123,138 @@ def boundary_of(headers: Message) -> bytes | None:
         return text.encode("utf-8", "surrogateescape")
 
 
-def split_multipart(body: Span, boundary: bytes, limit: int) -> list[Span] | None:
+@dataclass(frozen=True)
+class Multipart:
+    """A multipart body cut at its delimiter lines: the parts, and the text
+    outside them: the preamble (before the first delimiter) and the
+    epilogue (after the close delimiter; None when there is none)."""
+
+    parts: list[Span]
+    preamble: Span
+    epilogue: Span | None
+
+
+def split_multipart(body: Span, boundary: bytes, limit: int) -> Multipart | None:
     """The bodies between delimiter lines of `boundary`, at most `limit` of
     them; None when no delimiter line is found (the stdlib then reads the
-    part as a leaf). The line break before a delimiter belongs to it; the
-    preamble and the epilogue are dropped; a missing close delimiter ends
-    the last part at the end of `body`."""
+    part as a leaf). The line break before a delimiter belongs to it; a
+    missing close delimiter ends the last part at the end of `body`. The
+    preamble and the epilogue are returned apart, never read as parts: what
+    they hold is the caller's to judge (mail programs show neither)."""
     data, end = body.data, body.end
     sep = b"--" + boundary
     parts: list[Span] = []
     current: int | None = None  # where the part being read began
     pos = body.start
-    found = False
+    first_line: int | None = None
+    epilogue: Span | None = None
     while len(parts) < limit:
         hit = _next_delimiter(data, sep, pos, body.start, end)
         if hit is None:
             break
-        found = True
         line_start, after, closing = hit
+        if first_line is None:
+            first_line = line_start
         if current is not None:
             parts.append(Span(data, current, max(current, _strip_eol(data, current, line_start))))
         current = None if closing else after
         pos = after
         if closing:
+            epilogue = Span(data, after, end)
             break
-    if not found:
+    if first_line is None:
         return None
     if current is not None and len(parts) < limit:
         parts.append(Span(data, current, end))
-    return parts
+    preamble = Span(data, body.start, max(body.start, _strip_eol(data, body.start, first_line)))
+    return Multipart(parts, preamble, epilogue)
+
+
+def is_blank(span: Span) -> bool:
+    """True when `span` holds only whitespace (checked in place, no copy)."""
+    return _NOT_BLANK.search(span.data, span.start, span.end) is None
+
+
+def looks_like_message(span: Span) -> bool:
+    """Does `span` start with a message's header block (two of its usual fields)?"""
+    try:
+        headers = read_part(span).headers
+    except HeaderTooLarge:
+        return False
+    return len({k.lower() for k in headers.keys()} & _MESSAGE_FIELDS) >= 2
+
+
+# (name, is a part: the name is its file name (None if it has none), else says where; code; detail)
+Hidden = tuple[str | None, bool, str, str]
+
+
+def outside_parts(split: Multipart, ctype: str, boundary: bytes,
+                  outermost: bool) -> tuple[Span | None, list[Hidden]]:
+    """What `split` holds outside its parts, every byte accounted for: a
+    further message after the outermost multipart's close delimiter
+    (messages written one after another) is returned to be read; any other
+    text after it is `trailing-content`, and a preamble holding a part's
+    header or more than a short note is `preamble-content`. Parts written
+    there with the multipart's own delimiters are named one by one (up to
+    20), else the text's size and start are given. Mail programs show none
+    of this, so none of it is taken."""
+    following, hidden = None, []
+    epilogue = split.epilogue
+    if epilogue is not None and not is_blank(epilogue):
+        start = epilogue.start
+        while epilogue.data[start] in (10, 13):  # not blank: something else comes first
+            start += 1
+        rest = Span(epilogue.data, start, epilogue.end)
+        if outermost and looks_like_message(rest):
+            following = rest
+        else:
+            hidden += _hidden(rest, ctype, boundary, "trailing-content", "after the close delimiter of")
+    preamble = split.preamble
+    if len(preamble) > _MAX_PREAMBLE_NOTE and not is_blank(preamble) \
+            or _PART_FIELD.search(preamble.view()[:8192].tobytes()):
+        hidden += _hidden(preamble, ctype, boundary, "preamble-content", "before the first delimiter of")
+    return following, hidden
+
+
+def _hidden(span: Span, ctype: str, boundary: bytes, code: str, where: str) -> list[Hidden]:
+    inner = split_multipart(span, boundary, _MAX_HIDDEN_NAMED)
+    found: list[Hidden] = []
+    for body in inner.parts if inner is not None else []:
+        try:
+            name = filename_of(read_part(body).headers)
+        except HeaderTooLarge:
+            name = None
+        found.append((name, True, code, f"a part {where} {ctype}, which mail programs do not show; not read"))
+    label = f"({where.split()[0]} {ctype})"
+    if len(found) == _MAX_HIDDEN_NAMED:
+        found.append((label, False, code, f"more parts {where} {ctype} than the {_MAX_HIDDEN_NAMED} named; not read"))
+    if not found:
+        text = span.view()[:120].tobytes().decode("utf-8", "replace")
+        text = " ".join("".join(" " if unicodedata.category(c)[0] == "C" else c for c in text).split())
+        found.append((label, False, code, f"{len(span)} bytes {where} {ctype}, which mail programs do not show; "
+                                          f"not read: {text!r}"))
+    return found
+
+
+def split_mbox(data: bytes) -> list[Span]:
+    """An mbox's messages, or [all of `data`] when it is not one.
+
+    A file is an mbox when its first line is a `From ` envelope line; the
+    next message starts at a `From ` line after an empty line and followed
+    by a header line (mboxrd and mboxo quote body lines as `>From `; a
+    base64 body cannot hold one). Each span starts at its envelope line,
+    which the header reader takes as the stdlib does (a Unix "From" line).
+    """
+    if not data.startswith(b"From "):
+        return [whole(data)]
+    spans, start = [], 0
+    for hit in _MBOX_SEPARATOR.finditer(data):
+        line_end = data.find(b"\n", hit.end())
+        if line_end > 0 and _FIELD_LINE.match(data, line_end + 1):
+            spans.append(Span(data, start, hit.start()))
+            start = hit.start(1)
+    spans.append(Span(data, start, len(data)))
+    return spans
 
 
 def _next_delimiter(data: bytes, sep: bytes, pos: int, first: int, end: int) -> tuple[int, int, bool] | None:

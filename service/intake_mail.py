@@ -98,10 +98,12 @@ def store_mail(ledger: Ledger, vault: Vault, path: Path, watch: WatchConfig, *, 
         # message, and that one is taken in full like any other. The same
         # bytes again (a copy of the .eml, a Maildir redelivery) are taken
         # too: each attachment gets another source row, never a silent skip.
-        details = {"message_id": mail.message_id, "from": mail.from_, "subject": mail.subject,
-                   "date": mail.date, "message_sha256": stored.sha256, "label": label}
         docs = []
         for att, put in attachments:
+            # A file of several messages (an mbox): each attachment names its own.
+            own = att.mail or mail
+            details = {"message_id": own.message_id, "from": own.from_, "subject": own.subject,
+                       "date": own.date, "message_sha256": stored.sha256, "label": label}
             got = record_bytes(ledger, put.sha256, put.size, att.data[:4096], name=att.filename,
                                source_kind="email", source=str(watch.path), now=now, actor=actor,
                                details={**details, "from_zip": att.from_zip})
