@@ -76,6 +76,27 @@ def store_mail(ledger: Ledger, vault: Vault, path: Path, watch: WatchConfig, *, 
         log.info("e-mail already taken: the same message, renamed within the Maildir",
                  extra={"path": storable(str(path)), "sha256": stored.sha256})
         return lambda: []
+    return mail_rows(ledger, vault, data, stored.sha256, path=path, source=str(watch.path), label=label,
+                     limits=limits, now=now, actor=actor)
+
+
+def is_message(head: bytes) -> bool:
+    """Whether a file's first bytes are an e-mail's (a header block with two
+    of a message's usual fields), not an invoice file's or junk."""
+    from agent.mime import Span, looks_like_message
+
+    return bool(_MESSAGE_START_RE.match(head)) and sniff(head) not in _FILE_FORMATS \
+        and looks_like_message(Span(head, 0, len(head)))
+
+
+def mail_rows(ledger: Ledger, vault: Vault, data: bytes, sha256: str, *, path: Path, source: str,
+              label: str | None, limits: MailLimits, now: str, actor: str) -> Callable[[], list[int]]:
+    """Parse the message `data` (from `path`; its bytes already durable in
+    the vault as `sha256`), put its attachments into the vault (fsynced on
+    return) and return the write of its rows: attachments captured (source
+    `source`), refusals recorded, the message marked taken; the write
+    returns the new documents' ids. A message that cannot be read is
+    refused whole, its hash named."""
     try:
         mail = parse_message(data, limits)
     except ExtractError as e:
@@ -85,9 +106,9 @@ def store_mail(ledger: Ledger, vault: Vault, path: Path, watch: WatchConfig, *, 
 
         def refuse() -> list[int]:
             ledger.record_refusal(source=storable(f"e-mail {path.name}"), name=shown(path),
-                                  sha256=stored.sha256, reason=reason, now=now)
-            ledger.mark_mail_seen(stored.sha256, message_id=None, now=now, document_count=0)
-            log.warning("refused", extra={"path": storable(str(path)), "reason": reason, "sha256": stored.sha256})
+                                  sha256=sha256, reason=reason, now=now)
+            ledger.mark_mail_seen(sha256, message_id=None, now=now, document_count=0)
+            log.warning("refused", extra={"path": storable(str(path)), "reason": reason, "sha256": sha256})
             return []
         return refuse
     attachments = [(att, vault.put_bytes(att.data)) for att in mail.attachments]
@@ -103,25 +124,25 @@ def store_mail(ledger: Ledger, vault: Vault, path: Path, watch: WatchConfig, *, 
             # A file of several messages (an mbox): each attachment names its own.
             own = att.mail or mail
             details = {"message_id": own.message_id, "from": own.from_, "subject": own.subject,
-                       "date": own.date, "message_sha256": stored.sha256, "label": label}
+                       "date": own.date, "message_sha256": sha256, "label": label}
             got = record_bytes(ledger, put.sha256, put.size, att.data[:4096], name=att.filename,
-                               source_kind="email", source=str(watch.path), now=now, actor=actor,
+                               source_kind="email", source=source, now=now, actor=actor,
                                details={**details, "from_zip": att.from_zip})
             if got.created:
                 docs.append(got.document_id)
-        source = storable(f"e-mail {mail.message_id or path.name}")
+        refused_in = storable(f"e-mail {mail.message_id or path.name}")
         for r in mail.refusals:
-            ledger.record_refusal(source=source, name=r.filename, sha256=stored.sha256,
+            ledger.record_refusal(source=refused_in, name=r.filename, sha256=sha256,
                                   reason=f"{r.reason}: {r.detail}" if r.detail else r.reason, now=now)
         if not mail.attachments and not mail.refusals:
             # Nothing to read, but the message is an original all the same:
             # the refusal says so to the operator and gets it backed up.
-            ledger.record_refusal(source=source, name=shown(path), sha256=stored.sha256,
+            ledger.record_refusal(source=refused_in, name=shown(path), sha256=sha256,
                                   reason="no-attachment: the e-mail carries no invoice file", now=now)
-        times = ledger.mark_mail_seen(stored.sha256, message_id=mail.message_id, now=now,
+        times = ledger.mark_mail_seen(sha256, message_id=mail.message_id, now=now,
                                       document_count=len(mail.attachments))
         extra = {"path": storable(str(path)), "attachments": len(mail.attachments),
-                 "refused": len(mail.refusals), "message_id": mail.message_id or "", "sha256": stored.sha256}
+                 "refused": len(mail.refusals), "message_id": mail.message_id or "", "sha256": sha256}
         if times > 1:
             log.info("e-mail taken again: the same bytes as before, recorded as another source of each "
                      "of its documents", extra={**extra, "times": times})

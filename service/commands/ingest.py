@@ -18,6 +18,8 @@ from service.context import (actor, destination_names, load, now, open_ledger, o
 from service import access
 from service.display import local_time
 from service.ingest_guard import ingest_admission
+from service.intake_mail import is_message, mail_rows
+from agent.mail import MailLimits
 from service.progress import Progress
 from service.textsafe import echo
 
@@ -30,7 +32,9 @@ from service.textsafe import echo
 def command(ctx: click.Context, paths: tuple[Path, ...], no_process: bool, quiet: bool) -> None:
     """Capture files or folders (recursively) into the vault and ledger, then
     read and validate them. Idempotent: the same bytes twice give one
-    document, with the second source recorded on it.
+    document, with the second source recorded on it. A saved e-mail (.eml)
+    is read as in a watched mail folder: its invoice attachments become
+    documents, what it holds besides is listed by `refused`.
 
     Unreadable files, folders without permission and special files (FIFO,
     socket, device, broken symlink) each get one line; the batch goes on.
@@ -80,6 +84,17 @@ def command(ctx: click.Context, paths: tuple[Path, ...], no_process: bool, quiet
                 failures.append(str(e))
                 echo(f"FAIL {e}", err=True)
                 continue
+            if is_message(stored.head):
+                # A saved e-mail (.eml): its attachments become documents,
+                # as in a watched mail folder; the files before it first.
+                commit_group()
+                docs = _ingest_mail(ledger, vault, stored, path, limits=MailLimits.from_config(cfg.mail), actor=who)
+                new += len(docs)
+                to_process.extend(d for d in docs if d not in to_process)
+                if not quiet and len(candidates) <= 50:
+                    echo(f"ok   {path} -> e-mail: " + (f"documents {', '.join(map(str, docs))}" if docs else
+                                                      "no new document (see `fapiao-agent refused`)"))
+                continue
             if not group:
                 started = time.monotonic()
             group.append((path, stored))
@@ -113,6 +128,18 @@ def command(ctx: click.Context, paths: tuple[Path, ...], no_process: bool, quiet
     echo(f"{new} new, {known} already known, {len(failures)} failed"
                + (f"; {summary}" if summary else ""))
     ctx.exit(1 if failures else 0)
+
+
+def _ingest_mail(ledger, vault, stored: StoredFile, path: Path, *, limits, actor: str) -> list[int]:
+    # The message durable first (it is the original), then its attachments
+    # (fsynced by mail_rows), then their rows in one transaction.
+    if stored.staged is not None:
+        vault.commit_staged([stored.staged])
+    data = vault.path(stored.sha256).read_bytes()
+    write = mail_rows(ledger, vault, data, stored.sha256, path=path, source=str(path.parent), label=None,
+                      limits=limits, now=now(), actor=actor)
+    with ledger.transaction():
+        return write()
 
 
 def _walk(paths: tuple[Path, ...], failures: list[str]) -> Iterator[tuple[Path, bool]]:
