@@ -96,6 +96,13 @@ class SourceActionsMixin:
         rows = self.conn.execute("SELECT * FROM source_actions WHERE document_id = ? ORDER BY id", (doc_id,))
         return [dict(r) for r in rows]
 
+    def arrived_from(self, original_path: str, sha256: str) -> bool:
+        """Whether these bytes (`sha256`, a document's file) were recorded
+        arriving from this very path before."""
+        return self.conn.execute(
+            "SELECT 1 FROM sources s JOIN documents d ON d.id = s.document_id WHERE s.original_path = ? "
+            "AND d.sha256 = ? AND d.part = 1 LIMIT 1", (original_path, sha256)).fetchone() is not None
+
     def earlier_captures(self, original_path: str, *, exclude_id: int) -> list[Document]:
         """Documents once captured from this path (scanner sources) that are
         still `captured` or `quarantined`: candidates a fuller capture of the
