@@ -92,7 +92,8 @@ def needs_why(app: dict) -> str:
         return f"it changes what the invoice itself carries: {said} (four eyes)"
     if any(c["kind"] == CORRECTION for c in changes.values()):
         return "it replaces values read from the document (four eyes)"
-    return "[access] self_approve_empty_fields is off, so filled fields need four eyes too"
+    return ("filled fields need four eyes here: the document was read as not an invoice (filling it makes "
+            "one), or [access] self_approve_empty_fields is off")
 
 
 def held_problems(changes: dict, filer: str) -> list[dict]:

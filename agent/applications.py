@@ -104,7 +104,7 @@ def file_amend(ledger: Ledger, doc_id: int, values: dict[str, str], *, reason: s
     names a bad one; nothing is written). Approved by the filer at once and
     carried out (`amend.amend`: re-validated, queued when valid) when every
     change fills an empty field and `self_approve_empty` is set (never on a
-    document read as not an invoice: that makes one), or changes nothing;
+    document ever read as not an invoice: that makes one), or changes nothing;
     otherwise pending, the document held until decided. Raises
     AmendError without a reason, IllegalTransition from a state amend does
     not work on or while another application holds the document."""
@@ -124,7 +124,9 @@ def file_amend(ledger: Ledger, doc_id: int, values: dict[str, str], *, reason: s
         # A document read as no invoice has every field empty: filling them
         # makes an invoice (and money to pay) out of a trip list or a
         # receipt, which is no 补录 of a scan's missing values. Four eyes.
-        fills_ok = self_approve_empty and doc.state != State.NOT_INVOICE.value
+        # Its trail, not its state: a decline or a reject and reopen leaves
+        # it quarantined, the same trip list all the same.
+        fills_ok = self_approve_empty and not _ever_not_invoice(ledger, doc)
         approval = SELF if kinds <= {SAME} or (fills_ok and kinds <= {SAME, FILL}) else OTHER
         number = _file(ledger, doc, "amend", approval, reason=reason, now=now, filer=filer, changes=changes)
         if approval == SELF:
@@ -141,6 +143,12 @@ def file_amend(ledger: Ledger, doc_id: int, values: dict[str, str], *, reason: s
         state = judge(ledger, doc_id, invoice, settings=settings, destinations=destinations, today=today,
                       now=now, actor=filer.actor)
         return Outcome(number, "amend", PENDING, OTHER, doc_id, State(state).value, changes)
+
+
+def _ever_not_invoice(ledger: Ledger, doc) -> bool:
+    # Read as no invoice at some point of its life (the machine's verdict).
+    return doc.state == State.NOT_INVOICE.value or any(
+        e.to_state == State.NOT_INVOICE.value for e in ledger.events(doc.id))
 
 
 def file_accept(ledger: Ledger, doc_id: int, *, reason: str, destinations: Sequence[str], now: str,

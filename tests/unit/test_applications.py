@@ -311,6 +311,12 @@ def test_filling_a_document_read_as_no_invoice_waits_for_a_second_person(ledger)
     out = file_amend(ledger, doc_id, values)
     assert (out.state, out.approval) == ("pending", "other")
     assert ledger.get(doc_id).state != "queued"
+    # Declined by the filer (anyone may decline): the document is left
+    # quarantined, no longer in not_invoice. Filed again: still four eyes.
+    decline(ledger, out.number, who=ALICE)
+    assert ledger.get(doc_id).state == "quarantined"
+    out = file_amend(ledger, doc_id, values)
+    assert (out.state, out.approval) == ("pending", "other")
     with pytest.raises(apps.NeedsAnotherPerson):
         approve(ledger, out.number, who=ALICE)
     done = approve(ledger, out.number)
