@@ -130,6 +130,7 @@ class ParsedMail:
     attachments: list[Attachment] = field(default_factory=list)
     refusals: list[Refusal] = field(default_factory=list)
     messages: int = 1
+    unclosed: bool = False  # a multipart ended without its close delimiter (refused as `unclosed`)
 
 
 def parse_message(data: bytes, limits: MailLimits = DEFAULT_MAIL_LIMITS) -> ParsedMail:
@@ -183,7 +184,7 @@ def parse_message(data: bytes, limits: MailLimits = DEFAULT_MAIL_LIMITS) -> Pars
     if len(messages) == 1:
         head = messages[0][0]
         return ParsedMail(head.message_id, head.from_, head.subject, head.date,
-                          collector.attachments, collector.refusals)
+                          collector.attachments, collector.refusals, unclosed=collector.unclosed)
     return _several(messages, collector)
 
 
@@ -204,7 +205,7 @@ def _several(messages: list[tuple[MailHeaders, slice, slice]], collector: _Colle
         values = {getattr(h, name) for h in heads}
         return values.pop() if len(values) == 1 else None
     return ParsedMail(shared("message_id"), shared("from_"), shared("subject"), shared("date"),
-                      attachments, refusals, messages=len(messages))
+                      attachments, refusals, messages=len(messages), unclosed=collector.unclosed)
 
 
 def iter_maildir(root: Path) -> Iterator[Path]:
@@ -243,6 +244,7 @@ class _Collector:
         self.parts_seen = 0
         self.index = 0
         self.following: Span | None = None  # a message written after the one walked
+        self.unclosed = False  # a multipart of the file ended without its close delimiter
 
     def refuse(self, filename: str, reason: str, detail: str = "") -> None:
         self.refusals.append(Refusal(filename, reason, detail))
@@ -298,9 +300,17 @@ class _Collector:
                 self.refuse(display_name(part.headers), "undecodable", "embedded message cannot be decoded")
                 return []
             return [(inner if isinstance(inner, Span) else whole(inner), nested + 1, depth + 1)]
-        split = split_multipart(part.body, boundary, self.limits.max_parts - self.parts_seen + 1)
+        limit = self.limits.max_parts - self.parts_seen + 1
+        split = split_multipart(part.body, boundary, limit)
         if split is None:
             return None  # no delimiter at all: the stdlib reads it as one part too
+        if split.epilogue is None and len(split.parts) < limit and not self.unclosed:
+            # Cut off (or still being written): what came after the cut is
+            # not here, and nothing else would say so. Said once a file.
+            self.unclosed = True
+            self.refuse(display_name(part.headers), "unclosed",
+                        f"the {ctype} ends without its closing delimiter: the message is cut off, and "
+                        "parts after the cut may be missing")
         self._outside(split, ctype, boundary, depth)
         return [(body, nested, depth + 1) for body in split.parts]
 

@@ -263,8 +263,8 @@ class Intake:
             return None
 
         def write() -> list[int]:
-            docs = write_mail()
-            self._after_mail(path, watch, st, now=now, today=today)
+            docs = write_mail.write()
+            self._after_mail(path, watch, st, now=now, today=today, keep=write_mail.unclosed)
             return docs
         return self._later(write)
 
@@ -292,15 +292,17 @@ class Intake:
         return result
 
     def _after_mail(self, path: Path, watch: WatchConfig, st: os.stat_result | None, *, now: str,
-                    today: dt.date) -> None:
+                    today: dt.date, keep: bool = False) -> None:
         # A message is parsed in full when taken: its step is done at once
         # (once the group is durable), if it is still the file looked at.
+        # `keep`: cut off, so left in place (remembered: taken again only
+        # if it changes, when its writer comes back with the rest).
         if st is None:
             return
         ident = Identity.of(st)
-        if path.parent.name == "new":  # Maildir: new/ -> cur/ once taken
+        if path.parent.name == "new" and not keep:  # Maildir: new/ -> cur/ once taken
             self._group.acts.append(lambda: self._to_cur(path, watch, ident, now=now))
-        elif watch.after == "keep":
+        elif watch.after == "keep" or keep:
             self.ledger.remember_file(storable(str(path)), st.st_size, st.st_mtime_ns, ino=st.st_ino,
                                       ctime_ns=st.st_ctime_ns, outcome="captured", now=now)
         else:

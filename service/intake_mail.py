@@ -10,15 +10,14 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from agent.capture import open_source, record_bytes
 from agent.config import WatchConfig
 from agent.errors import CaptureError, ExtractError
 from agent.filenames import storable
 from agent.ledger import Ledger
-from agent.mail import MailLimits, parse_message
-from agent.mail_complete import is_unfinished
+from agent.mail import MailLimits, ParsedMail, parse_message
 from agent.extract.sniff import sniff
 from agent.vault import Vault
 
@@ -48,15 +47,15 @@ _MESSAGE_START_RE = re.compile(rb"(?:From |[!-9;-~]+:)")
 def store_mail(ledger: Ledger, vault: Vault, path: Path, watch: WatchConfig, *, now: str, label: str | None,
                max_bytes: int, limits: MailLimits, actor: str, young: bool = False) -> Callable[[], list[int]]:
     """Put the message at `path` and its attachments into the vault (fsynced
-    on return) and return the write of its rows: attachments captured,
-    refusals recorded, the message marked taken; the write returns the new
-    documents' ids. Raises CaptureError; NotAMessage, storing nothing, for
-    an invoice file (`_FILE_FORMATS` by its bytes) dropped there by hand, to
-    be taken as a file; and MailUnfinished, storing
-    nothing, when the file is `young` (changed lately) and a multipart
-    message without its closing delimiter (`mail_complete`): its writer is
-    between two goes. An old one is taken as it is: its cut-off part is
-    quarantined, explained, never read."""
+    on return) and return the write of its rows (`MailWrite`: attachments
+    captured, refusals recorded, the message marked taken; the write
+    returns the new documents' ids). Raises CaptureError; NotAMessage,
+    storing nothing, for an invoice file (`_FILE_FORMATS` by its bytes)
+    dropped there by hand, to be taken as a file; and MailUnfinished,
+    storing nothing, when the file is `young` (changed lately) and a
+    multipart of it (any message of an mbox, any level) lacks its closing
+    delimiter: its writer is between two goes. An old one is taken as it
+    is, refused as `unclosed` besides what it holds, and left in place."""
     # The message itself goes into the vault (so nothing is lost), but only
     # its invoice attachments become documents.
     with open_source(path, max_bytes=max_bytes, root=watch.path) as f:
@@ -66,7 +65,8 @@ def store_mail(ledger: Ledger, vault: Vault, path: Path, watch: WatchConfig, *, 
                            "(agent.max_file_mb)")
     if not _MESSAGE_START_RE.match(data) and (kind := sniff(data[:4096])) in _FILE_FORMATS:
         raise NotAMessage(kind)
-    if young and is_unfinished(data):
+    parsed = _parse(data, limits)
+    if young and isinstance(parsed, ParsedMail) and parsed.unclosed:
         raise MailUnfinished(f"{path}: the message has no closing MIME delimiter yet (still being written)")
     stored = vault.put_bytes(data)
     if path.parent.name == "cur" and ledger.mail_seen(stored.sha256):
@@ -75,9 +75,27 @@ def store_mail(ledger: Ledger, vault: Vault, path: Path, watch: WatchConfig, *, 
         # bytes already taken, whose documents already name them.
         log.info("e-mail already taken: the same message, renamed within the Maildir",
                  extra={"path": storable(str(path)), "sha256": stored.sha256})
-        return lambda: []
-    return mail_rows(ledger, vault, data, stored.sha256, path=path, source=str(watch.path), label=label,
-                     limits=limits, now=now, actor=actor)
+        return MailWrite(lambda: [], False)
+    return MailWrite(mail_rows(ledger, vault, data, stored.sha256, path=path, source=str(watch.path), label=label,
+                               limits=limits, now=now, actor=actor, parsed=parsed),
+                     isinstance(parsed, ParsedMail) and parsed.unclosed)
+
+
+class MailWrite(NamedTuple):
+    """`store_mail`'s answer: the write of the rows, and whether the message
+    was cut off (a multipart without its close delimiter, taken as it is):
+    its file is then left where it is, so that the rest, if its writer
+    comes back, is taken too."""
+
+    write: Callable[[], list[int]]
+    unclosed: bool
+
+
+def _parse(data: bytes, limits: MailLimits) -> ParsedMail | ExtractError:
+    try:
+        return parse_message(data, limits)
+    except ExtractError as e:
+        return e
 
 
 def is_message(head: bytes) -> bool:
@@ -90,16 +108,17 @@ def is_message(head: bytes) -> bool:
 
 
 def mail_rows(ledger: Ledger, vault: Vault, data: bytes, sha256: str, *, path: Path, source: str,
-              label: str | None, limits: MailLimits, now: str, actor: str) -> Callable[[], list[int]]:
+              label: str | None, limits: MailLimits, now: str, actor: str,
+              parsed: ParsedMail | ExtractError | None = None) -> Callable[[], list[int]]:
     """Parse the message `data` (from `path`; its bytes already durable in
     the vault as `sha256`), put its attachments into the vault (fsynced on
     return) and return the write of its rows: attachments captured (source
     `source`), refusals recorded, the message marked taken; the write
     returns the new documents' ids. A message that cannot be read is
-    refused whole, its hash named."""
-    try:
-        mail = parse_message(data, limits)
-    except ExtractError as e:
+    refused whole, its hash named. `parsed`: `data` already parsed."""
+    mail = _parse(data, limits) if parsed is None else parsed
+    if isinstance(mail, ExtractError):
+        e = mail
         # Refused whole, but already an original in the vault: the refusal
         # names its hash, so it is referenced, explained and backed up.
         reason = storable(f"{e.reason}: e-mail refused: {e.message}")

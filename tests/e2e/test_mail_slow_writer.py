@@ -108,3 +108,50 @@ def test_an_invoice_file_dropped_in_the_mail_folder_is_taken_as_a_file(tmp_path,
     finally:
         d.stop()
     assert_ledger_sound(d.config)
+
+
+def two_invoices(pdf_a: bytes, pdf_b: bytes) -> tuple[bytes, bytes]:
+    """A message with two PDF attachments, and where to cut it: right after
+    the first attachment, so that what was written parses without a cut part."""
+    def part(name: str, data: bytes) -> str:
+        body = base64.encodebytes(data).decode().replace("\n", "\r\n")
+        return ("--B\r\nContent-Type: application/pdf\r\n"
+                f'Content-Disposition: attachment; filename="{name}"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+                + body + "\r\n")
+    head = ("From: fin@example.cn\r\nTo: ap@example.cn\r\nMessage-ID: <two@example.cn>\r\nSubject: two\r\n"
+            'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="B"\r\n\r\n')
+    first = (head + part("a.pdf", pdf_a)).encode()
+    return first, (part("b.pdf", pdf_b) + "--B--\r\n").encode()
+
+
+def test_a_message_taken_cut_off_is_refused_so_left_in_place_and_the_rest_taken_later(tmp_path):
+    # Its writer paused past the hold (the file looks an hour old): taken as
+    # it is. Nothing in what was written says a part is missing, so the
+    # refusal must; and the file is left where it is (after = move), so the
+    # rest, when it comes, lands in the watched folder and is taken.
+    a, b = [g.data for g in make_corpus(11, 2, today=dt.date.today(), styles={"digital": 1})]
+    first, rest = two_invoices(a, b)
+    d = DaemonUnderTest(tmp_path, settle=0.5)
+    d.config.write_text(d.config.read_text().replace('path = "mail"\nkind = "email"',
+                                                     'path = "mail"\nkind = "email"\nafter = "move"'))
+    path = tmp_path / "mail" / "two.eml"
+    path.write_bytes(first)
+    old = time.time() - 3600
+    os.utime(path, (old, old))
+    d.start()
+    try:
+        d.wait_documents(1, settled=True)
+        with d.ledger() as led:
+            reasons = [r["reason"] for r in led.refusals()]
+        assert any(r.startswith("unclosed") for r in reasons), reasons
+        time.sleep(1.0)
+        assert path.exists(), "a cut-off message was moved away from its writer"
+        with open(path, "ab") as f:
+            f.write(rest)
+        docs = d.wait_documents(2, settled=True)
+        assert sorted(x.original_name for x in docs) == ["a.pdf", "b.pdf"]
+        d.wait_until(lambda: not path.exists(), 15, "the whole message moved once taken")
+        assert d.stop() == 0
+    finally:
+        d.stop()
+    assert_ledger_sound(d.config)

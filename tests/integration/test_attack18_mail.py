@@ -248,3 +248,15 @@ def test_a_mail_with_cr_only_line_ends_is_read(pdfs):
     assert (parsed.message_id, parsed.subject) == ("<cr@x>", "cr@x")
     assert [(a.filename, a.data) for a in parsed.attachments] == [("inv.pdf", pdfs["深圳_962_907.55.pdf"])]
     assert parsed.refusals == []
+
+
+def test_a_file_whose_later_message_is_cut_off_says_so(pdfs):
+    # An mbox being written: its first message whole, the second cut
+    # between parts. Nothing of the second says a part is missing.
+    whole = hand_message("m1@x", "A", "one.pdf", pdfs["发票.pdf"], True)
+    cut = hand_message("m2@x", "B", "two.pdf", pdfs["发票2.pdf"], True)
+    cut = cut[:cut.rindex(b"--")].rstrip(b"-\r\n") + b"\r\n"   # its close delimiter not written yet
+    parsed = parse_message(whole + cut)
+    assert parsed.messages == 2 and parsed.unclosed
+    assert [r.reason for r in parsed.refusals] == ["unclosed"]
+    assert not parse_message(whole).unclosed

@@ -414,7 +414,9 @@ def test_deeply_nested_multipart_is_bounded():
     raw += b"Content-Type: application/pdf\r\n\r\n" + PDF
     parsed = parse_message(raw)
     assert parsed.attachments == []
-    assert [r.reason for r in parsed.refusals] == ["nested-too-deep"]
+    # None of them closes: said once, with the depth refused.
+    assert [r.reason for r in parsed.refusals] == ["unclosed", "nested-too-deep"]
+    assert parsed.unclosed
 
 
 def test_non_bytes_input_is_a_typed_error():
