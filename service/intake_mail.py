@@ -98,13 +98,27 @@ def _parse(data: bytes, limits: MailLimits) -> ParsedMail | ExtractError:
         return e
 
 
-def is_message(head: bytes) -> bool:
-    """Whether a file's first bytes are an e-mail's (a header block with two
-    of a message's usual fields), not an invoice file's or junk."""
-    from agent.mime import Span, looks_like_message
+_HEADER_LINE_RE = re.compile(rb"(?:From |[!-9;-~]+:|[ \t])")
+_MESSAGE_FIELDS = frozenset({b"from", b"to", b"cc", b"subject", b"date", b"message-id", b"mime-version",
+                             b"received", b"return-path", b"delivered-to"})
 
-    return bool(_MESSAGE_START_RE.match(head)) and sniff(head) not in _FILE_FORMATS \
-        and looks_like_message(Span(head, 0, len(head)))
+
+def is_message(head: bytes) -> bool:
+    """Whether a file's first bytes are an e-mail's, not an invoice file's
+    or junk: every line up to the blank line that ends the header block is a
+    header line, and the block names two of a message's usual fields, or
+    runs past `head` (a server's trace headers, DKIM and ARC signatures, can
+    fill the first 4 KB before From and Subject)."""
+    if not _MESSAGE_START_RE.match(head) or sniff(head) in _FILE_FORMATS:
+        return False
+    block, *after = re.split(rb"\r?\n\r?\n", head, maxsplit=1)
+    lines = block.split(b"\n")
+    if not after:
+        lines = lines[:-1]  # the last line may be cut by the head's end
+    if not all(_HEADER_LINE_RE.match(line) for line in lines if line.strip()):
+        return False
+    names = {line.split(b":", 1)[0].strip().lower() for line in lines if b":" in line[:80]}
+    return not after or len(names & _MESSAGE_FIELDS) >= 2
 
 
 def mail_rows(ledger: Ledger, vault: Vault, data: bytes, sha256: str, *, path: Path, source: str,

@@ -41,3 +41,20 @@ def test_a_saved_eml_is_read_as_mail(tmp_path, samples_dir):
     shown = run(cfg, "show", str(next(d["id"] for d in docs if d["original_name"] == "invoice.xml"))).stdout
     assert "发票两张" in shown and "fp@example.cn" in shown
     assert_ledger_sound(cfg)
+
+
+def test_a_saved_eml_whose_first_4_kb_are_trace_headers_is_read_as_mail(tmp_path, samples_dir):
+    # Gmail, Exchange and QQ Mail save dozens of Received, ARC and DKIM
+    # lines before From and Subject.
+    cfg = default_config(tmp_path)
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    pdf = (samples_dir / "mxvc__invoice" / "发票.pdf").read_bytes()
+    xml = (samples_dir / "renoyuan__easyofd" / "original_invoice.xml").read_bytes()
+    trace = b"".join(b"Received: from mx%d.mail.qq.com (unknown [10.0.0.%d]) by smtp with ESMTPS id X%d;\r\n"
+                     b"\tThu, 3 Dec 2026 10:00:%02d +0800\r\n" % (i, i, i, i) for i in range(50))
+    (drop / "gmail.eml").write_bytes(trace + saved_mail(pdf, xml))
+    assert run(cfg, "ingest", str(drop)).exit_code == 0
+    docs = [json.loads(line) for line in run(cfg, "list", "--json").stdout.splitlines()]
+    assert sorted(d["original_name"] for d in docs) == ["invoice.xml", "发票.pdf"], docs
+    assert_ledger_sound(cfg)
