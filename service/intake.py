@@ -223,11 +223,12 @@ class Intake:
         self._group.staged.append(stored.staged)
 
         def write_scan() -> list[int]:
-            if watch.after == "keep" and stored.steady and self.ledger.arrived_from(key, stored.sha256):
-                # The same bytes at the same path, kept there: a touch, chmod
-                # or chown changed its times, nothing arrived. Remembered
-                # anew, so rescans let it be; no arrival is recorded.
-                ident = stored.source
+            ident = stored.source
+            if watch.after == "keep" and stored.steady and self.ledger.same_file_again(key, ident.ino,
+                                                                                        stored.sha256):
+                # The very file captured here before (same inode, same
+                # bytes), kept there: a touch, chmod or chown changed its
+                # times, nothing arrived. Remembered anew; no arrival.
                 self.ledger.remember_file(key, ident.size, ident.mtime_ns, ino=ident.ino, ctime_ns=ident.ctime_ns,
                                           outcome="captured", now=now)
                 log.info("file seen again unchanged (its times changed); no new arrival", extra={"path": key})

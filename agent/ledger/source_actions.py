@@ -96,12 +96,16 @@ class SourceActionsMixin:
         rows = self.conn.execute("SELECT * FROM source_actions WHERE document_id = ? ORDER BY id", (doc_id,))
         return [dict(r) for r in rows]
 
-    def arrived_from(self, original_path: str, sha256: str) -> bool:
-        """Whether these bytes (`sha256`, a document's file) were recorded
-        arriving from this very path before."""
+    def same_file_again(self, original_path: str, ino: int, sha256: str) -> bool:
+        """Whether the file at `original_path` is the very one captured there
+        before: the inode remembered for the path (seen_files) and bytes
+        (`sha256`) recorded arriving from it. A file deleted and dropped
+        again, or another file linked in, has another inode: not this."""
         return self.conn.execute(
-            "SELECT 1 FROM sources s JOIN documents d ON d.id = s.document_id WHERE s.original_path = ? "
-            "AND d.sha256 = ? AND d.part = 1 LIMIT 1", (original_path, sha256)).fetchone() is not None
+            "SELECT 1 FROM seen_files f JOIN sources s ON s.original_path = f.path "
+            "JOIN documents d ON d.id = s.document_id WHERE f.path = ? AND f.ino = ? "
+            "AND f.outcome = 'captured' AND d.sha256 = ? AND d.part = 1 LIMIT 1",
+            (original_path, ino, sha256)).fetchone() is not None
 
     def earlier_captures(self, original_path: str, *, exclude_id: int) -> list[Document]:
         """Documents once captured from this path (scanner sources) that are

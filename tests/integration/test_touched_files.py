@@ -1,7 +1,7 @@
 """With after = "keep" the files stay in the watched folder, where a
 touch, chmod or chown (a backup tool, an admin's chown -R) changes their
-times: that is no arrival. A changed file, or the same bytes under
-another name, still is."""
+times: that is no arrival. A changed file, the same bytes under another name,
+or a file deleted and dropped again (another inode) still is."""
 
 from __future__ import annotations
 
@@ -39,11 +39,21 @@ def test_a_touched_kept_file_records_no_second_arrival(tmp_path, samples_dir):
     assert len(ledger.sources(doc)) == 1 and len(ledger.events(doc)) == events
     st = f.stat()
     assert ledger.seen_file(str(f), st.st_size, st.st_mtime_ns, ino=st.st_ino, ctime_ns=st.st_ctime_ns)  # anew
+    # Deleted and dropped again (a second claim of the same download): a new
+    # inode, so an arrival, recorded.
+    data = f.read_bytes()
+    f.unlink()
+    keep_inode_busy = scan / ".other"
+    keep_inode_busy.write_bytes(b"x")     # so the new file cannot reuse the old inode number
+    f.write_bytes(data)
+    assert intake.take(f, watch, now=at(1), today=TODAY).documents == []
+    assert len(ledger.sources(doc)) == 2
+    keep_inode_busy.unlink()
     # The same bytes under another name are another arrival, recorded.
     g = scan / "copy.xml"
     g.write_bytes(f.read_bytes())
     assert intake.take(g, watch, now=at(2), today=TODAY).documents == []
-    assert len(ledger.sources(doc)) == 2
+    assert len(ledger.sources(doc)) == 3
     # Changed content at the same path is a new document.
     f.write_bytes(f.read_bytes().replace(b"00008006", b"00008007"))
     assert len(intake.take(f, watch, now=at(3), today=TODAY).documents) == 1
