@@ -18,7 +18,12 @@ from agent.errors import ExtractError
 # scanners pad to a block size). Anything else, if it is PDF syntax, is a
 # revision (an incremental update) that was cut off before its own %%EOF.
 _PAD = b"\0 \r\n\t\f"
-_PDF_SYNTAX_RE = re.compile(rb"\d+\s+\d+\s+obj\b|\bxref\b|\btrailer\b|\bstartxref\b|\bendobj\b")
+# PDF syntax as a writer puts it, not words a note may hold: an object's
+# header, a cross-reference section, a trailer dictionary, startxref.
+_PDF_SYNTAX_RE = re.compile(rb"\d+\s+\d+\s+obj\b|\bxref\s*[\r\n]+\s*\d+\s+\d+|\btrailer\s*<<|\bstartxref\s+\d+"
+                            rb"|\bendobj\b|\bendstream\b")
+# The first bytes of one: a cut a few bytes into the update ("12 0 ob").
+_PDF_START_RE = re.compile(rb"\d+(?:\s+\d*(?:\s+o?b?j?)?)?$|x(?:r(?:ef?)?)?$|t(?:r(?:a(?:i(?:l(?:er?)?)?)?)?)?$")
 
 
 def is_cut_short(data: bytes) -> bool:
@@ -31,7 +36,7 @@ def is_cut_short(data: bytes) -> bool:
     if end < 0:
         return True
     rest = data[end + 5:].strip(_PAD)
-    return bool(rest) and _PDF_SYNTAX_RE.search(rest) is not None
+    return bool(rest) and (_PDF_SYNTAX_RE.search(rest) is not None or _PDF_START_RE.match(rest) is not None)
 
 
 def check_complete(data: bytes) -> None:

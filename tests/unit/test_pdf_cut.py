@@ -36,3 +36,14 @@ def test_reading_a_real_invoice_cut_short_raises_truncated(samples_dir):
         with pytest.raises(ExtractError) as e:
             read_pdf(data[:int(len(data) * share)])
         assert e.value.reason == "truncated" and "cut short" in str(e.value)
+
+
+@pytest.mark.parametrize("cut", [b"1", b"12 0", b"12 0 ob", b"x", b"xre", b"trai"])
+def test_a_cut_a_few_bytes_into_a_second_save_is_cut_short(cut):
+    assert is_cut_short(WHOLE + cut)
+
+
+@pytest.mark.parametrize("note", [b"scanned: see trailer of the page", b"xref check passed by gateway",
+                                  b"2026-12-03 10:00 relayed by mail gateway, 3 objects"])
+def test_a_gateway_note_after_the_eof_with_pdf_words_is_no_cut(note):
+    assert not is_cut_short(WHOLE + b"\r\n" + note + b"\r\n")
