@@ -40,6 +40,7 @@ from service.reading import Reading, resume_stranded
 from service.notify import weekly_report_hook
 from service.report import WeeklyReport
 from service.roots import usable_watches
+from service.watch_names import MAIL_UNFINISHED_GRACE_S
 from service.state import EXTEND_MARGIN_S, StateUnavailable, take_daemon_lock, worth_waiting
 from service.watch import FolderWatcher
 from service.workers import ExtractionPool
@@ -365,6 +366,12 @@ class Daemon:
         if not_watched:
             details["folders_not_watched"] = not_watched  # status and metrics: a folder gone quiet is said
         self._check_state_name(details)
+        held = self.watcher.held
+        if held:  # status shows them: a file waiting is never out of sight
+            details["files_held"] = {str(p): "e-mail still being written (no closing MIME delimiter yet); "
+                                             f"taken as it is once unchanged for {MAIL_UNFINISHED_GRACE_S:g} s"
+                                   for p in held[:20]}
+            details["files_held_count"] = len(held)
         systemd.status(self._status_text())
         self.ledger.beat(pid=os.getpid(), now=now(), activity=activity, details=json.dumps(details))
 

@@ -364,6 +364,12 @@ class FolderWatcher:
         self.wake()
 
     @property
+    def held(self) -> list[Path]:
+        """Files intake looked at and holds (`hold`), still pending."""
+        with self._lock:
+            return [path for path, p in self._pending.items() if p.hold_s]
+
+    @property
     def pending_count(self) -> int:
         """Paths noted and not yet handled (settling or waiting for the main loop)."""
         with self._lock:

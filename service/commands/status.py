@@ -183,8 +183,15 @@ def _print_status(report: dict) -> None:
         daemon_line = (f"{verdict} (pid {d['pid']}, "
                        f"{d['activity']}, last seen {human_age(d['age_s'])} ago)")
     echo(f"daemon:            {daemon_line}")
-    for path, reason in (heartbeat_details(d).get("folders_not_watched") or {}).items() if d else ():
+    details = heartbeat_details(d) if d else {}
+    for path, reason in (details.get("folders_not_watched") or {}).items():
         echo(f"NOT WATCHED:       {path}: {reason}")
+    if details.get("state_dir_moved"):
+        echo(f"STATE FOLDER:      {details['state_dir_moved']}")
+    for path, reason in (details.get("files_held") or {}).items():
+        echo(f"held:              {path}: {reason}")
+    if (details.get("files_held_count") or 0) > len(details.get("files_held") or {}):
+        echo(f"held:              ... {details['files_held_count']} files in all")
     echo(f"ledger:            {report['ledger']}")
     echo(f"vault:             {report['vault']}")
     print_delivery(report["delivery"])

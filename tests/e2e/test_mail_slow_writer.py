@@ -29,6 +29,14 @@ def message(pdf: bytes) -> bytes:
             + body + "\r\n--B--\r\n").encode()
 
 
+def cli_status(d: DaemonUnderTest) -> str:
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "service", "--config", str(d.config), "status"],
+                          capture_output=True, text=True, timeout=60).stdout
+
+
 def invoice_pdf() -> bytes:
     (g,) = make_corpus(9, 1, today=dt.date.today(), styles={"digital": 1})
     return g.data
@@ -54,6 +62,10 @@ def test_a_message_written_in_two_goes_is_taken_once_whole(tmp_path, writer):
         d.wait_for_line("e-mail still being written", start=mark, timeout=15)
         time.sleep(1.0)  # past settle: it would have been taken by now
         assert d.documents() == [] and path.exists()
+        # Never out of sight: status names the file held, and why.
+        status = d.wait_until(lambda: (out if "held:" in (out := cli_status(d)) else None), 10,
+                              "status shows it held")
+        assert "slow.eml" in status and "still being written" in status
         if writer == "reopens":
             f = open(path, "ab")
         f.write(msg[cut:])
