@@ -380,14 +380,22 @@ class Daemon:
         # re-pointed, a folder swapped in): the daemon keeps its own, but
         # the CLI, which opens the name, reads another ledger. Said once in
         # the log and on every heartbeat, until a restart settles it.
+        # The folder itself moved or renamed (mv state state.old): the
+        # daemon's paths lead nowhere; its open ledger still works, its
+        # vault writes fail. Said the same way: only a restart mends it.
         if self._state_named is None or folder_identity(self._state_named) == self._state_identity:
             self._state_moved_said = False
             return
-        details["state_dir_moved"] = (f"{self._state_named} no longer leads to {self.cfg.state_dir}, "
-                                      "the folder this daemon holds; commands read another ledger: restart it")
+        if folder_identity(self.cfg.state_dir) == self._state_identity:
+            why = (f"{self._state_named} no longer leads to {self.cfg.state_dir}, the folder this daemon "
+                   "holds; commands read another ledger: restart it")
+        else:
+            why = (f"the state folder {self.cfg.state_dir} was moved, renamed or replaced while the daemon ran; "
+                   "intake cannot store files: put it back, or restart")
+        details["state_dir_moved"] = why
         if not self._state_moved_said:
             self._state_moved_said = True
-            log.error("the state folder name leads elsewhere now; this daemon keeps its own until restarted",
+            log.error("the state folder name leads elsewhere now: " + why,
                       extra={"state_dir": str(self._state_named), "held": str(self.cfg.state_dir)})
 
     def _ocr_status(self) -> str:

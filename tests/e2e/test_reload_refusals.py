@@ -122,3 +122,21 @@ def test_a_state_symlink_re_pointed_while_running_splits_nothing_and_is_said(tmp
     finally:
         d.stop()
     assert_ledger_sound(d.config)
+
+
+def test_a_state_folder_renamed_under_the_daemon_is_said_with_what_to_do(tmp_path):
+    d = DaemonUnderTest(tmp_path)
+    d.start()
+    try:
+        (tmp_path / "state").rename(tmp_path / "state.old")
+        (tmp_path / "state").mkdir()
+        line = d.wait_for_line("the state folder name leads elsewhere now", timeout=15)
+        assert "moved, renamed or replaced" in line and "put it back, or restart" in line
+        (tmp_path / "state").rmdir()
+        (tmp_path / "state.old").rename(tmp_path / "state")   # put back: intake goes on
+        (d.root / "scan" / "back.pdf").write_bytes(junk(5))
+        d.wait_documents(1)
+        assert d.stop() == 0
+    finally:
+        d.stop()
+    assert_ledger_sound(d.config)
