@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.header
 import email.utils
+import re
 import unicodedata
 from email.message import Message
 
@@ -176,9 +177,16 @@ def sender_text(msg: Message) -> str | None:
     if raw is None:
         return None
     text, strict = _decode_words(recover_8bit(raw), quote=True)
-    if not strict:
-        return header_text(msg, "From")
-    return _one_line(text)[:_MAX_HEADER_CHARS] or None
+    shown = header_text(msg, "From") if not strict else (_one_line(text)[:_MAX_HEADER_CHARS] or None)
+    # Two bare <address>es (`老板 <ceo@corp> <evil@x>`, raw 8-bit, no quotes
+    # to tell a name from an address): which one sent it cannot be told.
+    if shown and len(_ANGLE_ADDR_RE.findall(_UNQUOTED_RE.sub("", shown))) > 1:
+        shown += " (several addresses in From: the sender cannot be told)"
+    return shown
+
+
+_ANGLE_ADDR_RE = re.compile(r"<[^<>\s]*@[^<>\s]*>")
+_UNQUOTED_RE = re.compile(r'"(?:[^"\\]|\\.)*"')  # quoted display names, whose <...> is text
 
 
 def _quoted(text: str, inside_quotes: bool) -> str:

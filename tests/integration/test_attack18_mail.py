@@ -260,3 +260,12 @@ def test_a_file_whose_later_message_is_cut_off_says_so(pdfs):
     assert parsed.messages == 2 and parsed.unclosed
     assert [r.reason for r in parsed.refusals] == ["unclosed"]
     assert not parse_message(whole).unclosed
+
+
+def test_a_raw_from_with_two_bare_addresses_says_the_sender_cannot_be_told():
+    # Raw 8-bit, no quotes: "老板 <ceo@corp.cn>" reads as the sender to a person.
+    data = ("From: 老板 <ceo@corp.cn> <evil@x.cn>\r\nMessage-ID: <two@x>\r\nSubject: s\r\n\r\nhi\r\n").encode()
+    assert parse_message(data).from_ == ("老板 <ceo@corp.cn> <evil@x.cn> (several addresses in From: "
+                                         "the sender cannot be told)")
+    quoted = b'From: "Boss <ceo@corp>" <evil@x>\r\nMessage-ID: <q@x>\r\n\r\nhi\r\n'
+    assert parse_message(quoted).from_ == '"Boss <ceo@corp>" <evil@x>'
