@@ -36,6 +36,7 @@ _NOT_BLANK = re.compile(rb"\S")
 # An mbox's next message: an empty line, then a `From ` envelope line.
 _MBOX_SEPARATOR = re.compile(rb"\r?\n\r?\n(From )")
 _FIELD_LINE = re.compile(rb"[\041-\071\073-\176]+:")
+_ENVELOPE_TIME = re.compile(rb"\d{1,2}:\d{2}(?::\d{2})?\s.*\d{4}|\d{4}.*\d{1,2}:\d{2}")
 # Fields that make a header block a message's (two of them, to tell it from a MIME part's).
 _MESSAGE_FIELDS = frozenset({"from", "to", "cc", "subject", "date", "message-id", "mime-version", "received"})
 # A preamble longer than a mailer's "This is a multi-part message" note is read as hiding something.
@@ -240,9 +241,10 @@ def split_mbox(data: bytes) -> list[Span]:
     """An mbox's messages, or [all of `data`] when it is not one.
 
     A file is an mbox when its first line is a `From ` envelope line; the
-    next message starts at a `From ` line after an empty line and followed
-    by a header line (mboxrd and mboxo quote body lines as `>From `; a
-    base64 body cannot hold one). Each span starts at its envelope line,
+    next message starts at a `From ` envelope line (with its time) after an
+    empty line and followed by a header line (mboxrd and mboxo quote body
+    lines as `>From `; a base64 body cannot hold one; an unquoted "From now
+    on" in a text body has no time). Each span starts at its envelope line,
     which the header reader takes as the stdlib does (a Unix "From" line).
     """
     if not data.startswith(b"From "):
@@ -250,7 +252,10 @@ def split_mbox(data: bytes) -> list[Span]:
     spans, start = [], 0
     for hit in _MBOX_SEPARATOR.finditer(data):
         line_end = data.find(b"\n", hit.end())
-        if line_end > 0 and _FIELD_LINE.match(data, line_end + 1):
+        # An envelope line carries a time (RFC 4155: "From addr asctime"): a
+        # body's "From now on, ..." after a blank line is no new message.
+        if line_end > 0 and _ENVELOPE_TIME.search(data, hit.end(), line_end) \
+                and _FIELD_LINE.match(data, line_end + 1):
             spans.append(Span(data, start, hit.start()))
             start = hit.start(1)
     spans.append(Span(data, start, len(data)))

@@ -269,3 +269,17 @@ def test_a_raw_from_with_two_bare_addresses_says_the_sender_cannot_be_told():
                                          "the sender cannot be told)")
     quoted = b'From: "Boss <ceo@corp>" <evil@x>\r\nMessage-ID: <q@x>\r\n\r\nhi\r\n'
     assert parse_message(quoted).from_ == '"Boss <ceo@corp>" <evil@x>'
+
+
+def test_an_unquoted_from_line_in_a_text_body_does_not_split_the_message(pdfs):
+    # A client that does not quote body lines: "From now on ..." after a
+    # blank line, then a line that looks like a header ("https:..."). It is
+    # the text of the one message; its PDF must not become the "body" of a
+    # phantom second message.
+    body = b"hi\r\n\r\nFrom now on please use our new portal:\r\nhttps://portal.example.cn/upload\r\n"
+    data = (b"From sender@x Mon Nov  2 10:00:00 2026\r\nFrom: fin@example.cn\r\nMessage-ID: <one@x>\r\n"
+            b'Subject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="Q"\r\n\r\n'
+            b"--Q\r\nContent-Type: text/plain\r\n\r\n" + body + pdf_part("Q", "inv.pdf", pdfs["发票.pdf"])
+            + b"--Q--\r\n")
+    parsed = parse_message(data)
+    assert parsed.messages == 1 and [a.filename for a in parsed.attachments] == ["inv.pdf"]
