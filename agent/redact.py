@@ -16,7 +16,12 @@ longer base64 string such as the Basic header's `user:password`), with
 whitespace inside it (a folded or wrapped header), in any letter case (a
 server that lower-cases what it quotes), by a long enough leading part (a
 server that prints the first N characters), and cut short at the end of a
-message.
+message. Characters a reader does not see are skipped while matching: NUL
+and other control characters (UTF-16 or UTF-32 read as UTF-8 puts NULs
+between the letters), zero-width and other format characters, and the
+escapes of a NUL (backslash-x00, backslash-u0000, `%00`, `&#0;`); fullwidth letters
+(`ｔｏｋ`) match their ASCII ones. The text itself keeps them: only a matched
+span is replaced.
 Credentials written into any URL (`https://user:pw@host`) are masked too;
 `has_credentials` and `shown_url` let the config refuse such URLs without
 printing them.
@@ -90,6 +95,40 @@ def _trie_pattern(forms: set[str], gap: str = r"\s*") -> str:
 
 
 _matcher = _Matcher(0, frozenset())
+
+# What a reader does not see between a secret's letters, so matching skips
+# it: control characters but the whitespace the gap already allows (UTF-16
+# read as UTF-8 puts a NUL after every letter), format characters (zero-width
+# spaces and joiners, bidi marks, soft hyphen, BOM, variation selectors, tags),
+# and a NUL escaped the ways a JSON, C, URL or HTML writer escapes it.
+_INVISIBLE = re.compile(
+    "[\x00-\x08\x0e-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f"
+    "\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb"
+    "\U000e0000-\U000e007f]"
+    r"|\\(?:x0{1,2}|u0{4}|0(?![0-7]))|%00|&#0+;|&#x0+;", re.IGNORECASE)
+# Fullwidth ASCII (U+FF01-FF5E) and the ideographic space read as ASCII: one
+# character for one, so a match's span in the view is its span in the text.
+_WIDE = re.compile("[\uff01-\uff5e\u3000]")
+_NARROW = {**{cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)}, 0x3000: 0x20}
+
+
+def _view(text: str) -> tuple[str, list[int] | None]:
+    """`text` as matching reads it (invisible characters left out, fullwidth
+    letters narrowed), and for each of its characters the index in `text` it
+    came from; None when that is the identity."""
+    where = None
+    if _INVISIBLE.search(text):
+        parts, where, pos = [], [], 0
+        for m in _INVISIBLE.finditer(text):
+            parts.append(text[pos:m.start()])
+            where.extend(range(pos, m.start()))
+            pos = m.end()
+        parts.append(text[pos:])
+        where.extend(range(pos, len(text)))
+        text = "".join(parts)
+    if _WIDE.search(text):
+        text = text.translate(_NARROW)
+    return text, where
 _URL_USERINFO_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#@]+@")
 
 
@@ -181,30 +220,51 @@ def _current() -> _Matcher:
 
 def redact(text: Any) -> str:
     """`text` (made a str) with every remembered secret, in every form
-    `secret_forms` lists, replaced by `***`; also a message that ends in the
-    first 6 or more characters of one (a server message cut short), and the
-    `user:password@` of any URL in it, remembered or not."""
+    `secret_forms` lists, replaced by `***`, whatever invisible characters
+    are slipped between its letters (see the module's docstring); also a
+    message that ends in the first 6 or more characters of one (a server
+    message cut short), and the `user:password@` of any URL in it,
+    remembered or not. Text holding no secret comes back unchanged."""
     text = text if isinstance(text, str) else str(text)
     if "@" in text:
         text = _URL_USERINFO_RE.sub(r"\1" + MASK + "@", text)
+    return _mask(text, _current())
+
+
+def holds_secret(text: str) -> bool:
+    """True when `redact` would mask a remembered secret in `text` (URLs'
+    credentials aside): for a caller checking a text it cannot redact as
+    such, e.g. bytes read back in another encoding."""
     matcher = _current()
+    return matcher.pattern is not None and bool(text) and _mask(text, matcher) != text
+
+
+def _mask(text: str, matcher: _Matcher) -> str:
     if matcher.pattern is None or not text:
         return text
-    lowered = text.lower()
-    if len(lowered) == len(text):
+    view, where = _view(text)
+    lowered = view.lower()
+    if len(lowered) == len(view):
         # Match on the lower-cased text (much faster than IGNORECASE) and cut
         # the same spans out of the original.
         spans = [m.span() for m in matcher.pattern.finditer(lowered) if m.end() > m.start()]
-        for start, end in reversed(spans):
-            text = text[:start] + MASK + text[end:]
     else:                          # a character whose lower case is longer
-        text = matcher.any_case.sub(MASK, text)
+        spans = [m.span() for m in matcher.any_case.finditer(view) if m.end() > m.start()]
+    if where is not None:          # back to the text's own positions, invisible characters and all
+        spans = [(where[start], where[end - 1] + 1) for start, end in spans]
+    if spans:                      # one join, not a copy of the text per span
+        pieces, pos = [], 0
+        for start, end in spans:
+            pieces += [text[pos:start], MASK]
+            pos = end
+        text = "".join(pieces) + text[pos:]
     if matcher.cut is not None:
-        lowered = text.lower()
-        if len(lowered) == len(text):
-            cut = matcher.cut.search(lowered, max(0, len(text) - matcher.longest_cut))
+        view, where = _view(text)
+        lowered = view.lower()
+        if len(lowered) == len(view):
+            cut = matcher.cut.search(lowered, max(0, len(view) - matcher.longest_cut))
             if cut:
-                return text[:cut.start()] + MASK
+                return text[:where[cut.start()] if where is not None else cut.start()] + MASK
     return text
 
 

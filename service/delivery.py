@@ -20,8 +20,8 @@ import uuid
 
 from agent.config import Config
 from agent.deliver.base import Destination, open_destination
-from agent.deliver.loop import Gate, Outcome, claim, record, release, send
-from agent.deliver.retry import CLOSED, DeliveryPolicy
+from agent.deliver.loop import Gate, Outcome, claim, observe, record_safely, release, send
+from agent.deliver.retry import CLOSED, DeliveryPolicy, Refusals
 from agent.errors import AdapterError, AgentError
 from agent.ledger import Ledger, utc
 from agent.ledger.rows import parse_utc
@@ -102,6 +102,7 @@ class DestinationRunner(Runner):
         self.vault = Vault(cfg.vault_dir)
         with Ledger(cfg.ledger_path) as ledger:
             self.gate = Gate.from_health(ledger.destination_health(self.name), policy)
+        self.refusals = Refusals()  # a refusal of one invoice is not a bad token (agent/deliver/loop.py)
         if self.gate.paused_error:
             log.error(f"destination {self.name} is still paused: {self.gate.paused_error}; "
                       "it resumes by itself once a probe succeeds", extra={"destination": self.name})
@@ -171,13 +172,13 @@ class DestinationRunner(Runner):
                 break
             outcome = self._send(c)
             with self.cond:
-                change = self.gate.observe(outcome, now_dt())
+                outcome, change = observe(self.gate, outcome, now_dt(), self.refusals, row=c.delivery_id)
             done.append((c, outcome, change))
             if outcome.kind == "misconfigured":
                 break  # the rest would fail the same way
         with ledger.transaction():  # one commit (one fsync) for the whole batch
             at = now_dt()
-            results = [record(ledger, c, outcome, self.policy, now=at, rng=rng, actor=self.actor)
+            results = [record_safely(ledger, c, outcome, self.policy, now=at, rng=rng, actor=self.actor)
                        for c, outcome, _ in done]
             for c in claims[len(done):]:
                 release(ledger, c, now=at, actor=self.actor)
@@ -223,17 +224,24 @@ class DestinationRunner(Runner):
 
     def _after(self, ledger: Ledger, outcome: Outcome, change: str | None, result) -> None:
         extra = {"destination": self.name, "document": result.document_id}
-        if not result.recorded:
+        if result.outcome == "unrecorded":
+            log.error("a delivery outcome could not be recorded; the row is looked up again once its "
+                      "lease expires", extra={**extra, "error": result.error})
+        elif not result.recorded:
             log.warning("delivery lease was taken over; this outcome is dropped (the destination "
                         "deduplicates by invoice key)", extra={**extra, "outcome": outcome.kind})
         elif outcome.kind in ("delivered", "found"):
             log.info("delivered", extra={**extra, "outcome": outcome.kind,
                                          "receipt": outcome.receipt.remote_id or ""})
+            if outcome.receipt.warning:
+                log.warning(f"delivered, but {outcome.receipt.warning}", extra=extra)
             if self.fleet is not None:
                 self.fleet.delivered()
-        elif result.row_state == "queued" and outcome.kind == "transient":
-            log.info("delivery will be retried", extra={**extra, "error": outcome.error,
-                                                        "next_attempt_at": result.next_attempt_at})
+        elif result.row_state == "queued" and outcome.kind in ("transient", "refused"):
+            # refused: this invoice alone, while others are accepted (agent/deliver/loop.py `observe`)
+            (log.warning if outcome.kind == "refused" else log.info)(
+                "delivery will be retried", extra={**extra, "error": outcome.error,
+                                                   "next_attempt_at": result.next_attempt_at})
         elif result.row_state == "failed":
             log.error(f"delivery of document {result.document_id} to {self.name} failed for good",
                       extra={**extra, "error": result.error})

@@ -82,7 +82,9 @@ class Receipt:
 
     `remote_id` is the system's own id (e.g. 申请编号) when it gives one;
     `location` is where the invoice lives there (URL, path, object key);
-    `raw` is what the remote said, JSON-ready, for the ledger.
+    `raw` is what the remote said, JSON-ready, for the ledger. `warning`
+    is what the adapter found odd in an answer it still counts as a
+    delivery (an HTTP 2xx naming no id), logged and shown, never silent.
     """
 
     destination: str
@@ -90,17 +92,21 @@ class Receipt:
     remote_id: str | None
     location: str | None
     raw: dict = field(default_factory=dict, hash=False, compare=False)
+    warning: str | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form for a ledger column."""
-        return {"destination": self.destination, "key": self.key, "remote_id": self.remote_id,
-                "location": self.location, "raw": self.raw}
+        """JSON-ready form for a ledger column (`warning` only when set)."""
+        d = {"destination": self.destination, "key": self.key, "remote_id": self.remote_id,
+             "location": self.location, "raw": self.raw}
+        if self.warning:
+            d["warning"] = self.warning
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Receipt":
         """Inverse of `to_dict`."""
         return cls(destination=d["destination"], key=d["key"], remote_id=d.get("remote_id"),
-                   location=d.get("location"), raw=d.get("raw") or {})
+                   location=d.get("location"), raw=d.get("raw") or {}, warning=d.get("warning"))
 
 
 class Misconfigured(Permanent):

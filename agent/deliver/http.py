@@ -6,16 +6,24 @@ the destination's `concurrency` (5,000 invoices over one TLS handshake, not
 5,000), separate connect and read timeouts, multipart encoding and
 certificate verification on by default, without a new dependency.
 Its own retries and redirects are switched off: the ledger decides retries.
+
+An answer must arrive whole within `timeout_s` of the request being sent
+(status, headers and body, each read bounded by what is left): a server
+that trickles a byte at a time under the per-read timeout cannot hold a
+worker. Bodies are read in their declared charset (or by their BOM) and
+redacted before anything keeps them.
 """
 
 from __future__ import annotations
 
 import email.utils
 import json
+import math
+import re
 from urllib.parse import quote, urlsplit
 
 import urllib3
-from urllib3.exceptions import HTTPError, SSLError
+from urllib3.exceptions import HTTPError, ReadTimeoutError, SSLError
 from urllib3.fields import RequestField
 from urllib3.filepost import encode_multipart_formdata
 
@@ -23,8 +31,10 @@ from agent.deliver.base import (
     Misconfigured, Parcel, Receipt, config_bool, config_number, config_str, destination_name,
     read_parcel_file, where,
 )
+from agent.deliver.retry import RETRY_AFTER_MAX_S
 from agent.errors import ConfigError, Permanent, Transient
-from agent.redact import redact, redact_data, remember, shown_url
+from agent.deliver.http_wire import TimedPool, TimedTLSPool, body_text
+from agent.redact import redact_data, remember, shown_url
 
 _MAX_BODY = 1 << 20          # a receipt is small; a larger answer is cut, not buffered
 _MAX_MESSAGE = 300           # server messages go into the ledger and `show`
@@ -58,6 +68,8 @@ class HttpDestination:
         self._pool = urllib3.PoolManager(
             num_pools=2, maxsize=max(1, concurrency), block=False, retries=False,
             timeout=urllib3.Timeout(connect=min(timeout_s, _MAX_CONNECT_S), read=timeout_s), **pool_kw)
+        # Connections whose answers have a deadline (see _TimedConnection).
+        self._pool.pool_classes_by_scheme = {"http": TimedPool, "https": TimedTLSPool}
 
     @classmethod
     def from_config(cls, cfg: dict) -> "HttpDestination":
@@ -95,7 +107,10 @@ class HttpDestination:
 
     def put(self, parcel: Parcel) -> Receipt:
         """POST {base}/invoices, multipart (file, fields, sha256) with Idempotency-Key.
-        2xx and 409 are success; a 409 without a receipt body is looked up."""
+        2xx and 409 are success; a 409 without a receipt body is looked up.
+        Not a success: a 2xx whose JSON body says it failed (`_failure_in_body`:
+        Transient, or Permanent for a 4xx `code`), and a receipt naming
+        another invoice's key (Permanent)."""
         file_part = RequestField("file", read_parcel_file(parcel), filename=parcel.filename)
         file_part.make_multipart(content_type=parcel.media_type)
         fields_part = RequestField("fields", json.dumps(parcel.fields, ensure_ascii=False, default=str).encode())
@@ -105,8 +120,14 @@ class HttpDestination:
         body, content_type = encode_multipart_formdata([fields_part, sha_part, file_part])
         headers = dict(self._headers, **{"Content-Type": content_type, "Idempotency-Key": parcel.key})
         status, doc, text, resp = self._request("POST", "/invoices", body=body, headers=headers)
+        if 200 <= status < 300:
+            failed = _failure_in_body(doc)
+            if failed is not None:
+                where_ = f"{self.name}: POST {self.base_url}/invoices: {status}"
+                message = f"{where_}, but the body says it failed (code {failed[1]}): {_server_message(doc, text)}"
+                raise failed[0](message.rstrip())
         if 200 <= status < 300 or status == 409:
-            receipt = self._receipt(parcel.key, doc, status)
+            receipt = self._receipt(parcel.key, doc, status, f"POST {self.base_url}/invoices")
             if receipt.remote_id is None and status == 409:
                 found = self.lookup(parcel.key)
                 if found is not None:
@@ -115,11 +136,12 @@ class HttpDestination:
         raise self._failure("POST", "/invoices", status, doc, text, resp)
 
     def lookup(self, key: str) -> Receipt | None:
-        """GET {base}/invoices/{key}: the receipt on 200, None on 404."""
+        """GET {base}/invoices/{key}: the receipt on 200, None on 404;
+        Permanent when the receipt names another invoice's key."""
         path = "/invoices/" + quote(key, safe="")
         status, doc, text, resp = self._request("GET", path, headers=self._headers)
         if status == 200:
-            return self._receipt(key, doc, status)
+            return self._receipt(key, doc, status, f"GET {self.base_url}{path}")
         if status in (404, 410):
             return None
         raise self._failure("GET", path, status, doc, text, resp)
@@ -144,6 +166,9 @@ class HttpDestination:
             complete = len(data) <= _MAX_BODY
         except SSLError as e:
             raise Misconfigured(f"{self.name}: TLS failure on {method} {url}: {_reason(e)}") from None
+        except ReadTimeoutError:
+            raise Transient(f"{self.name}: {method} {url}: timed out: no complete answer within "
+                            f"{self.timeout_s:g} s") from None
         except (HTTPError, OSError) as e:
             raise Transient(f"{self.name}: {method} {url}: {_reason(e)}") from None
         finally:
@@ -154,7 +179,7 @@ class HttpDestination:
                 else:
                     resp.release_conn()
         # Redacted before anything reads, cuts or keeps it: a cut secret would escape.
-        text = redact(data[:_MAX_BODY].decode("utf-8", "replace"))
+        text = body_text(data[:_MAX_BODY], resp.headers.get("Content-Type"))
         doc = None
         if text.strip():
             try:
@@ -163,13 +188,24 @@ class HttpDestination:
                 doc = None
         return resp.status, doc, text, resp
 
-    def _receipt(self, key: str, doc, status: int) -> Receipt:
+    def _receipt(self, key: str, doc, status: int, request: str = "answer") -> Receipt:
         raw = redact_data(doc) if isinstance(doc, dict) else {"status": status}
+        if isinstance(doc, dict) and raw.get("key") not in (None, "") and not _same_key(raw["key"], key):
+            # A receipt for another invoice (a server mixing up answers) proves
+            # nothing about this one: counting it delivered would store the
+            # other invoice's id against this one and never send it.
+            raise Permanent(f"{self.name}: {request}: {status}, but the receipt names "
+                            f"another invoice ({str(raw['key'])[:60]!r}, not {key!r}); not counted as "
+                            "delivered")
         remote_id = raw.get("id") if isinstance(doc, dict) else None
         location = raw.get("location") if isinstance(doc, dict) else None
+        warning = None
+        if remote_id in (None, ""):
+            warning = (f"{self.name} answered {status} with no id in its receipt"
+                       + ("" if isinstance(doc, dict) else " (no JSON receipt at all)"))
         return Receipt(destination=self.name, key=key,
-                       remote_id=str(remote_id) if remote_id is not None else None,
-                       location=str(location) if location is not None else None, raw=raw)
+                       remote_id=str(remote_id) if remote_id not in (None, "") else None,
+                       location=str(location) if location is not None else None, raw=raw, warning=warning)
 
     def _failure(self, method: str, path: str, status: int, doc, text: str, resp) -> Exception:
         message = _server_message(doc, text)
@@ -190,9 +226,10 @@ def _reason(e: Exception) -> str:
 
 
 def _server_message(doc, text: str) -> str:
-    """The server's own words: a JSON message/error/detail field, else the body text."""
+    """The server's own words: a JSON message/error/detail/title/msg/errmsg
+    field (the first present), else the body text."""
     if isinstance(doc, dict):
-        for k in ("message", "error", "detail", "title"):
+        for k in ("message", "error", "detail", "title", "msg", "errmsg"):
             v = doc.get(k)
             if isinstance(v, str) and v.strip():
                 return " ".join(v.split())[:_MAX_MESSAGE]
@@ -203,20 +240,52 @@ def _server_message(doc, text: str) -> str:
 
 def _retry_after(headers) -> float | None:
     """Retry-After in seconds: a number, or an HTTP-date taken against the
-    server's own Date header (so no local clock is needed)."""
+    server's own Date header (so no local clock is needed). Never raises:
+    unreadable or NaN is None (no advice), negative is 0, and a wait beyond
+    RETRY_AFTER_MAX_S (1e12, inf, a date years ahead) is cut to it."""
     value = headers.get("Retry-After")
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        until = email.utils.parsedate_to_datetime(value)
-        said_at = email.utils.parsedate_to_datetime(headers.get("Date", ""))
-    except (TypeError, ValueError, IndexError):
+        try:
+            until = email.utils.parsedate_to_datetime(value)
+            said_at = email.utils.parsedate_to_datetime(headers.get("Date", ""))
+            seconds = (until - said_at).total_seconds()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    if math.isnan(seconds):
         return None
-    if until is None or said_at is None:
+    return min(max(0.0, seconds), RETRY_AFTER_MAX_S)
+
+
+def _same_key(named, key: str) -> bool:
+    # Letters and digits only, any case: "031002200311_78837327" names the
+    # same invoice as "031002200311-78837327"; any other digit does not.
+    same = re.sub(r"[^0-9A-Za-z]", "", str(named)).upper() == re.sub(r"[^0-9A-Za-z]", "", key).upper()
+    return isinstance(named, (str, int)) and not isinstance(named, bool) and same
+
+
+def _failure_in_body(doc) -> tuple[type, object] | None:
+    """A 2xx whose JSON body says the request failed (docs/destination-api.md):
+    `"success": false`, or, in a receipt with no `id`, a numeric `code` (a
+    number or 1-6 digits) other than 0, 200-299 or 409 (already there). Gives
+    (Permanent for a 4xx code, else Transient; the code), or None: any other
+    2xx, an empty body included, is a delivery."""
+    if not isinstance(doc, dict):
         return None
-    return max(0.0, (until - said_at).total_seconds())
+    code = doc.get("code")
+    number = None
+    if isinstance(code, int) and not isinstance(code, bool):
+        number = code
+    elif isinstance(code, str) and re.fullmatch(r"\d{1,6}", code.strip()):
+        number = int(code.strip())
+    failed = doc.get("success") is False or (
+        doc.get("id") in (None, "") and number is not None and number not in (0, 409)
+        and not 200 <= number < 300)
+    if not failed:
+        return None
+    shown = code if number is not None else "success: false"
+    return (Permanent if number is not None and 400 <= number < 500 else Transient), shown

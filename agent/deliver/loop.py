@@ -9,6 +9,12 @@ together for a caller with one `now`.
 Effectively once: the Idempotency-Key is the invoice key, and a row found
 `delivering` after its lease expired (its worker died mid-put) is looked up
 first and put again only if the destination does not hold it.
+
+One row never holds up the others: a row refused (401/403, a redirect) is
+put back behind the rest, and once other rows get through while it is
+still refused, the refusal is its own (`Refusals`) and counts as an
+attempt; a row whose outcome cannot be recorded is recorded as a failed
+attempt, so the rest of its batch is kept.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from agent.deliver.base import Destination, Misconfigured, Parcel, Receipt, parcel_for
 from agent.deliver.gate import Decision, Gate
-from agent.deliver.retry import DeliveryPolicy, next_attempt_at
+from agent.deliver.retry import DeliveryPolicy, Refusals, next_attempt_at
 from agent.errors import AdapterError, Permanent, Transient
 from agent.ledger import Ledger
 from agent.ledger.rows import utc
@@ -29,7 +35,8 @@ from agent.model import Invoice, Problem
 if TYPE_CHECKING:
     from agent.vault import Vault
 
-__all__ = ["Claim", "Decision", "Gate", "Outcome", "Result", "claim", "deliver_step", "record", "release", "send"]
+__all__ = ["Claim", "Decision", "Gate", "Outcome", "Refusals", "Result", "claim", "deliver_step", "observe",
+           "record", "record_safely", "release", "send"]
 
 DELIVERY_REJECTED = "delivery-rejected"
 DELIVERY_CONFLICT = "delivery-conflict"
@@ -61,7 +68,9 @@ class Claim:
 class Outcome:
     """What one attempt came to: delivered, found (already there), conflict
     (the destination holds other content under the key), transient,
-    permanent or misconfigured; with the receipt or the error."""
+    permanent, misconfigured (the destination refused it: bad credentials,
+    a redirect) or refused (such an answer judged this invoice's own by
+    `observe`); with the receipt or the error."""
 
     kind: str
     receipt: Receipt | None = None
@@ -139,7 +148,11 @@ def _held_as_sent(dest: Destination, parcel: Parcel, outcome: Outcome) -> Outcom
     """`outcome` when what the destination holds under the key is this
     parcel's content; a `conflict` when its receipt names another sha256 (an
     idempotent "already there" answered for a different file under the same
-    key: counting it delivered would let two documents claim one key)."""
+    key: counting it delivered would let two documents claim one key);
+    `permanent` when the receipt is for another key altogether."""
+    if outcome.receipt is not None and outcome.receipt.key != parcel.key:
+        return Outcome("permanent", error=f"{getattr(dest, 'name', 'the destination')} answered with a receipt "
+                                          f"for {outcome.receipt.key!r}, not {parcel.key!r}; not delivered")
     held = outcome.receipt.raw.get("sha256") if outcome.receipt and isinstance(outcome.receipt.raw, dict) else None
     if held and str(held).lower() != parcel.sha256.lower():
         name = getattr(dest, "name", "the destination")
@@ -163,7 +176,12 @@ def record(ledger: Ledger, c: Claim, outcome: Outcome, policy: DeliveryPolicy, *
     document that holds the key there (never `delivered`). permanent: `quarantined`,
     the document with a "delivery-rejected" problem carrying the server's
     message. misconfigured: `queued` again without counting the attempt
-    (the destination, not the invoice, needs a person).
+    (the destination, not the invoice, needs a person), due no sooner than
+    a probe interval and a backoff from now, so that once a probe resumes
+    the destination the other rows are tried before it. refused (a
+    refusal `observe` found to be this invoice's): retried like transient
+    (counted, backoff, `failed` in the end) with the destination's words,
+    its attempt lines marked misconfigured.
     """
     at = utc(now)
     base = dict(delivery_id=c.delivery_id, document_id=c.document_id, destination=c.destination,
@@ -196,33 +214,93 @@ def record(ledger: Ledger, c: Claim, outcome: Outcome, policy: DeliveryPolicy, *
         ok = ledger.finish_delivery(c.delivery_id, c.token, state="quarantined", now=at, actor=actor,
                                     outcome="permanent", error=outcome.error, problem=problem)
         return Result(**base, row_state="quarantined", recorded=ok)
+    local = now.astimezone(tz or policy.timezone)
     if outcome.kind == "misconfigured":
+        # Behind the rows already waiting: were it due again the moment a
+        # probe resumes the destination, it would be claimed first and pause
+        # it again, every time, and no other row would ever be tried.
+        when = next_attempt_at(local + dt.timedelta(seconds=policy.probe_interval_s), c.attempts, None,
+                               base_s=policy.base_delay_s, max_delay_s=policy.max_delay_s, rng=rng,
+                               windows=policy.maintenance).astimezone(dt.timezone.utc)
         ok = ledger.finish_delivery(c.delivery_id, c.token, state="queued", now=at, actor=actor,
-                                    outcome="misconfigured", error=outcome.error, next_attempt_at=at,
+                                    outcome="misconfigured", error=outcome.error, next_attempt_at=utc(when),
                                     uncount_attempt=True)
-        return Result(**base, row_state="queued", next_attempt_at=now, recorded=ok)
+        return Result(**base, row_state="queued", next_attempt_at=when, recorded=ok)
+    # A refused attempt's line says what the destination answered (metrics
+    # count it a failure); its error says it was counted.
+    kind = "misconfigured" if outcome.kind == "refused" else "transient"
     if c.attempts >= policy.max_attempts or c.waited_s >= policy.max_age_s:
         why = (f"{c.attempts} attempts" if c.attempts >= policy.max_attempts
                else f"still undelivered after {c.waited_s / 3600:.1f} h of retry waits")
         error = f"gave up ({why}): {outcome.error}"
         ok = ledger.finish_delivery(c.delivery_id, c.token, state="failed", now=at, actor=actor,
-                                    outcome="transient", error=error)
+                                    outcome=kind, error=error)
         return Result(**{**base, "error": error}, row_state="failed", recorded=ok)
-    local = now.astimezone(tz or policy.timezone)
     when = next_attempt_at(local, c.attempts, outcome.retry_after, base_s=policy.base_delay_s,
                            max_delay_s=policy.max_delay_s, rng=rng, windows=policy.maintenance)
     when = when.astimezone(dt.timezone.utc)
     ok = ledger.finish_delivery(c.delivery_id, c.token, state="queued", now=at, actor=actor,
-                                outcome="transient", error=outcome.error, next_attempt_at=utc(when),
+                                outcome=kind, error=outcome.error, next_attempt_at=utc(when),
                                 wait_s=max(0.0, (when - now).total_seconds()))
     return Result(**base, row_state="queued", next_attempt_at=when, recorded=ok)
 
 
+def record_safely(ledger: Ledger, c: Claim, outcome: Outcome, policy: DeliveryPolicy, *, now: dt.datetime,
+                  rng: random.Random, actor: str, tz: dt.tzinfo | None = None) -> Result:
+    """`record`, in a savepoint of the caller's transaction (or its own),
+    never raising for one row: when recording `outcome` fails (a bug, a value
+    the ledger refuses), that row is recorded instead as a transient failure
+    naming the error (counted, retried, `failed` in the end), so it is not
+    left `delivering` and the rest of a batch is still recorded. If even that
+    fails, a Result with recorded=False and outcome "unrecorded" says so
+    (the row's lease expires and it is looked up again). Raises only when
+    the ledger lost the caller's whole transaction (nothing of the batch is
+    written then)."""
+    outer = ledger.conn.in_transaction
+    try:
+        with ledger.transaction():
+            return record(ledger, c, outcome, policy, now=now, rng=rng, actor=actor, tz=tz)
+    except Exception as e:
+        if outer and not ledger.conn.in_transaction:
+            raise
+        error = str(AdapterError(f"internal error recording the {outcome.kind} outcome: "
+                                 f"{type(e).__name__}: {e}; retried"))
+    try:
+        with ledger.transaction():
+            return record(ledger, c, Outcome("transient", error=error), policy, now=now, rng=rng, actor=actor,
+                          tz=tz)
+    except Exception as e:
+        if outer and not ledger.conn.in_transaction:
+            raise
+        return Result(delivery_id=c.delivery_id, document_id=c.document_id, destination=c.destination,
+                      outcome="unrecorded", row_state="delivering", recorded=False,
+                      error=f"{error}; recording that failed too: {type(e).__name__}: {e}")
+
+
+def observe(gate: Gate, outcome: Outcome, now: dt.datetime, refusals: Refusals | None = None, *,
+            row: int | None = None) -> tuple[Outcome, str | None]:
+    """The gate learns from `outcome` of delivery `row`; returns the outcome
+    to record and the gate's change (as `Gate.observe`). With `refusals` (one
+    per destination, kept as long as its gate), a misconfigured outcome that
+    `Refusals` finds to be this invoice's (other rows were delivered while
+    it was refused) becomes `refused`: the destination is not paused, and
+    the row is retried and counted. Without it every refusal pauses the
+    destination."""
+    if refusals is not None:
+        if outcome.kind in ("delivered", "found"):
+            refusals.delivered(now)
+        elif outcome.kind == "misconfigured" and refusals.refused(row, now):
+            return Outcome("refused", error=f"{outcome.error} (refused for this invoice only: other invoices "
+                                            f"were delivered meanwhile; counted as an attempt)"), None
+    return outcome, gate.observe(outcome, now)
+
+
 def deliver_step(ledger: Ledger, dest: Destination, policy: DeliveryPolicy, gate: Gate, *, vault: Vault,
                  now: dt.datetime, rng: random.Random, lease_s: float, token: str, actor: str,
-                 tz: dt.tzinfo | None = None) -> Result | Decision | None:
+                 tz: dt.tzinfo | None = None, refusals: Refusals | None = None) -> Result | Decision | None:
     """One step for one destination at `now`: a Decision to wait (or the
-    probe made), the Result of one delivery, or None when nothing is due."""
+    probe made), the Result of one delivery, or None when nothing is due.
+    `refusals` as for `observe`."""
     decision = gate.decide(now)
     if decision.kind == "wait":
         return decision
@@ -237,9 +315,8 @@ def deliver_step(ledger: Ledger, dest: Destination, policy: DeliveryPolicy, gate
                    max_delay_s=policy.max_delay_s)
     if not claims:
         return None
-    outcome = send(dest, claims[0], vault)
-    gate.observe(outcome, now)
-    return record(ledger, claims[0], outcome, policy, now=now, rng=rng, actor=actor, tz=tz)
+    outcome, _ = observe(gate, send(dest, claims[0], vault), now, refusals, row=claims[0].delivery_id)
+    return record_safely(ledger, claims[0], outcome, policy, now=now, rng=rng, actor=actor, tz=tz)
 
 
 def _reason(error: str | None, destination: str) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable
 
 from agent.deliver.settings import config_number, where
@@ -29,6 +29,12 @@ _MAX_EXPONENT = 62
 # Moments written by one thread and read with a `now` taken a little earlier
 # by another may lie this far ahead without a jump of the clock.
 CLOCK_SLACK_S = 1.0
+# A server's Retry-After is honoured up to a day (above max_delay_s too): a
+# server asking for more (1e12, inf, a date years ahead) is not believed.
+RETRY_AFTER_MAX_S = 86400.0
+# No wait is longer, whatever the config or a server says: keeps the date
+# arithmetic in range (a datetime ends in year 9999).
+_LONGEST_WAIT_S = 366 * 86400.0
 
 
 def is_due(at: dt.datetime, now: dt.datetime, longest_wait_s: float) -> bool:
@@ -65,14 +71,24 @@ def next_attempt_at(
     """When the next attempt may start after failed attempt `attempt` at `now`.
 
     Jittered backoff, but never earlier than the remote's Retry-After (which
-    wins over `max_delay_s`: the server knows its own state). If that moment
-    falls inside a maintenance window, the answer is the window's end.
+    wins over `max_delay_s`: the server knows its own state) up to
+    RETRY_AFTER_MAX_S. If that moment falls inside a maintenance window, the
+    answer is the window's end. Never raises for any number given: a NaN or
+    negative Retry-After is no advice, an infinite one is capped, and no wait
+    exceeds a year.
     """
-    delay = backoff(attempt, base_s=base_s, max_delay_s=max_delay_s, rng=rng)
-    if retry_after is not None and retry_after > delay:
-        delay = retry_after
+    delay = _bounded(backoff(attempt, base_s=base_s, max_delay_s=max_delay_s, rng=rng), _LONGEST_WAIT_S)
+    if retry_after is not None and retry_after > delay:     # False for NaN
+        delay = _bounded(retry_after, max(min(max_delay_s, _LONGEST_WAIT_S), RETRY_AFTER_MAX_S))
     at = now + dt.timedelta(seconds=delay)
     return in_maintenance(windows, at) or at
+
+
+def _bounded(seconds: float, most: float) -> float:
+    # NaN fails every comparison: it becomes 0, as a negative does.
+    if seconds > most:
+        return most
+    return seconds if seconds >= 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -275,6 +291,49 @@ class Breaker:
         return cls(threshold=threshold, probe_interval_s=probe_interval_s,
                    failures=int(d.get("failures", 0)), state=state,
                    opened_at=when(d.get("opened_at")), trial_at=when(d.get("trial_at")))
+
+
+@dataclass
+class Refusals:
+    """Whose fault a refusal is (401/403 or a redirect: `Misconfigured`): the
+    destination's, or one invoice's. A bad token refuses every invoice, so
+    nothing is delivered between two refusals; a finance system that refuses
+    one invoice (a business permission answered 403) goes on accepting the
+    others. So a refusal is the invoice's when a delivery went through since
+    the previous refusal, or when this row was refused before and another
+    was delivered after that (it is singled out: refused again later, even
+    with nothing else to deliver, it is still its own). Otherwise it is the
+    destination's, and a destination's refusal forgets which rows were singled
+    out (a token revoked since then refuses them all alike). Plain data driven
+    by the caller's clock; not thread-safe (the service holds the gate's lock)."""
+
+    refused_at: dt.datetime | None = None
+    delivered_at: dt.datetime | None = None
+    pending: dict = field(default_factory=dict)      # row -> None: refused, not yet judged
+    singled: dict = field(default_factory=dict)      # row -> None: refused while others were not
+
+    def delivered(self, now: dt.datetime) -> None:
+        """A delivery (or an "already there") went through at `now`."""
+        self.delivered_at = now
+        self.singled.update(self.pending)
+        self.pending.clear()
+        while len(self.singled) > _MAX_REMEMBERED:   # oldest first: a dict keeps its order
+            del self.singled[next(iter(self.singled))]
+
+    def refused(self, row: object, now: dt.datetime) -> bool:
+        """Note that `row` was refused at `now`; True when the refusal is the
+        invoice's, not the destination's."""
+        invoices = row in self.singled or (self.delivered_at is not None and self.refused_at is not None
+                                           and self.delivered_at >= self.refused_at)
+        self.refused_at = now
+        if not invoices:
+            self.singled.clear()
+            if len(self.pending) < _MAX_REMEMBERED:
+                self.pending[row] = None
+        return invoices
+
+
+_MAX_REMEMBERED = 10_000
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@ a document, found by id, SHA-256 prefix or invoice number."""
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from agent.errors import NotFoundInLedger
@@ -83,6 +85,8 @@ def _print_detail(d: dict) -> None:
         for dl in d["deliveries"]:
             echo(f"    {dl['destination']}: {dl['state']}"
                        + (f" under key {dl['delivered_key']}" if dl.get("delivered_key") else "")
+                       + (f", receipt {json.loads(dl['receipt']).get('remote_id') or '(no id)'}"
+                          if dl.get("receipt") else "")
                        + f", {dl['attempts']} attempts"
                        + (f", next {local_time(dl['next_attempt_at'])}" if dl.get("next_attempt_at") else "")
                        + (f", last error: {dl['last_error']}" if dl.get("last_error") else ""))
