@@ -189,17 +189,26 @@ def safe_name_part(value: str, what: str) -> str:
 
 
 def extension_of(parcel: Parcel) -> str:
-    """The delivered file's extension: the original's, lower-cased, else from the media type."""
+    """The delivered file's extension, by what its bytes are: the original's
+    (lower-cased) when it is one of that format's (`.jpeg` stays), else the
+    format's own; a sender's name never makes a PDF `.exe` or an XML
+    `.html` in the import folder. A format not known here keeps a plain
+    original extension, else `bin`."""
     suffix = pathlib.PurePath(parcel.filename).suffix.lower().lstrip(".")
-    if suffix and re.fullmatch(r"[0-9a-z]{1,8}", suffix):
-        return suffix
-    return _EXT_BY_TYPE.get(parcel.media_type.split(";")[0].strip().lower(), "bin")
+    plain = suffix if suffix and re.fullmatch(r"[0-9a-z]{1,8}", suffix) else None
+    kind = parcel.media_type.split(";")[0].strip().lower()
+    kind = _FORMAT_OF_MIME.get(kind, kind)
+    if kind in _EXTENSIONS:
+        return plain if plain in _EXTENSIONS[kind] else _EXTENSIONS[kind][0]
+    return plain or "bin"
 
 
-_EXT_BY_TYPE = {
-    "application/pdf": "pdf", "application/ofd": "ofd", "application/xml": "xml", "text/xml": "xml",
-    "image/jpeg": "jpg", "image/png": "png", "image/tiff": "tif",
-}
+# The ledger's media types are sniffed formats (agent/extract/sniff.py); the
+# first extension of each is the one given when the original's is not one.
+_EXTENSIONS = {"pdf": ("pdf",), "ofd": ("ofd",), "xml": ("xml",), "png": ("png",), "jpeg": ("jpg", "jpeg", "jpe"),
+               "tiff": ("tif", "tiff"), "bmp": ("bmp",), "gif": ("gif",), "webp": ("webp",), "zip": ("zip",)}
+_FORMAT_OF_MIME = {"application/pdf": "pdf", "application/ofd": "ofd", "application/xml": "xml", "text/xml": "xml",
+                   "image/jpeg": "jpeg", "image/png": "png", "image/tiff": "tiff"}
 
 
 def sidecar_bytes(parcel: Parcel) -> bytes:
