@@ -22,6 +22,19 @@ def reload(d: DaemonUnderTest, expect: str) -> str:
     return d.wait_for_line(expect, start=mark)
 
 
+def daemon_on_state_symlink(tmp_path) -> DaemonUnderTest:
+    """A daemon (not started) whose state folder is a symlink to state-a,
+    state-b beside it, with a folder destination and a backup target."""
+    (tmp_path / "state-a").mkdir()
+    (tmp_path / "state-b").mkdir()
+    d = DaemonUnderTest(tmp_path, extra=OUT_AND_NAS)
+    (tmp_path / "state").rmdir()
+    (tmp_path / "state").symlink_to(tmp_path / "state-a")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "nas").mkdir()
+    return d
+
+
 def test_the_periodic_rescan_goes_on_after_a_reload(tmp_path):
     d = DaemonUnderTest(tmp_path)
     d.config.write_text(d.config.read_text().replace("rescan_interval_s = 300", "rescan_interval_s = 1"))
@@ -64,13 +77,7 @@ def test_a_reload_through_a_re_pointed_state_symlink_or_without_destinations_is_
     # state_dir is a symlink an admin re-points before the reload: the same
     # name, another folder. And a cut-off file that kept its [[watch]]
     # entries but lost the destinations and backups after them.
-    (tmp_path / "state-a").mkdir()
-    (tmp_path / "state-b").mkdir()
-    d = DaemonUnderTest(tmp_path, extra=OUT_AND_NAS)
-    (tmp_path / "state").rmdir()
-    (tmp_path / "state").symlink_to(tmp_path / "state-a")
-    (tmp_path / "out").mkdir()
-    (tmp_path / "nas").mkdir()
+    d = daemon_on_state_symlink(tmp_path)
     good = d.config.read_text()
     d.start()
     try:
@@ -98,13 +105,7 @@ def test_a_state_symlink_re_pointed_while_running_splits_nothing_and_is_said(tmp
     # No reload at all: an admin re-points the state folder's symlink under
     # a running daemon. It keeps the folder it locked (ledger, vault,
     # delivery threads) and says, in its log, that the name leads elsewhere.
-    (tmp_path / "state-a").mkdir()
-    (tmp_path / "state-b").mkdir()
-    d = DaemonUnderTest(tmp_path, extra=OUT_AND_NAS)
-    (tmp_path / "state").rmdir()
-    (tmp_path / "state").symlink_to(tmp_path / "state-a")
-    (tmp_path / "out").mkdir()
-    (tmp_path / "nas").mkdir()
+    d = daemon_on_state_symlink(tmp_path)
     d.start()
     try:
         (tmp_path / "state").unlink()
