@@ -253,8 +253,8 @@ class Intake:
                                     young=_changed_within(st, now, MAIL_UNFINISHED_GRACE_S))
         except MailUnfinished:
             # Held: taken when its writer is done (its events), or as it is
-            # once unchanged for the grace time (a message that never
-            # closes: malformed, its cut part quarantined).
+            # once unchanged for the grace time (cut off, or malformed:
+            # refused as `unclosed`, and the file left in place).
             log.info("e-mail still being written (no closing MIME delimiter yet); taken once complete",
                      extra={"path": storable(str(path)), "grace_s": MAIL_UNFINISHED_GRACE_S})
             return IntakeResult([], hold_s=MAIL_UNFINISHED_GRACE_S)
