@@ -105,7 +105,9 @@ _INVISIBLE = re.compile(
     "[\x00-\x08\x0e-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f"
     "\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb"
     "\U000e0000-\U000e007f]"
-    r"|\\(?:x0{1,2}|u0{4}|0(?![0-7]))|%00|&#0+;|&#x0+;", re.IGNORECASE)
+    r"|\\(?:x0{1,2}|u0{4}|0(?![0-7]))|%00|&#0+;|&#x0+;"
+    # JSON's escaped solidus: PHP's json_encode writes every "/" as "\/".
+    r"|\\(?=/)", re.IGNORECASE)
 # Fullwidth ASCII (U+FF01-FF5E) and the ideographic space read as ASCII: one
 # character for one, so a match's span in the view is its span in the text.
 _WIDE = re.compile("[\uff01-\uff5e\u3000]")
@@ -252,6 +254,11 @@ def _mask(text: str, matcher: _Matcher) -> str:
         spans = [m.span() for m in matcher.any_case.finditer(view) if m.end() > m.start()]
     if where is not None:          # back to the text's own positions, invisible characters and all
         spans = [(where[start], where[end - 1] + 1) for start, end in spans]
+    # A short secret (a 6-digit password) inside a longer run of letters or
+    # digits is another value that holds it (an amount, an invoice number):
+    # masked only standing alone, so no figure of an invoice is mangled.
+    spans = [(start, end) for start, end in spans if end - start >= _MIN_PREFIX
+             or not ((start > 0 and text[start - 1].isalnum()) or (end < len(text) and text[end].isalnum()))]
     if spans:                      # one join, not a copy of the text per span
         pieces, pos = [], 0
         for start, end in spans:

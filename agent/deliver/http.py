@@ -190,12 +190,15 @@ class HttpDestination:
 
     def _receipt(self, key: str, doc, status: int, request: str = "answer") -> Receipt:
         raw = redact_data(doc) if isinstance(doc, dict) else {"status": status}
-        if isinstance(doc, dict) and raw.get("key") not in (None, "") and not _same_key(raw["key"], key):
+        # Compared as the server wrote it: redaction (a short password that
+        # also appears in numbers) must never make our own key look foreign.
+        named = doc.get("key") if isinstance(doc, dict) else None
+        if isinstance(named, str) and named and not _same_key(named, key):
             # A receipt for another invoice (a server mixing up answers) proves
             # nothing about this one: counting it delivered would store the
             # other invoice's id against this one and never send it.
             raise Permanent(f"{self.name}: {request}: {status}, but the receipt names "
-                            f"another invoice ({str(raw['key'])[:60]!r}, not {key!r}); not counted as "
+                            f"another invoice ({str(raw.get('key'))[:60]!r}, not {key!r}); not counted as "
                             "delivered")
         remote_id = raw.get("id") if isinstance(doc, dict) else None
         location = raw.get("location") if isinstance(doc, dict) else None
@@ -261,19 +264,22 @@ def _retry_after(headers) -> float | None:
     return min(max(0.0, seconds), RETRY_AFTER_MAX_S)
 
 
-def _same_key(named, key: str) -> bool:
+def _same_key(named: str, key: str) -> bool:
     # Letters and digits only, any case: "031002200311_78837327" names the
-    # same invoice as "031002200311-78837327"; any other digit does not.
-    same = re.sub(r"[^0-9A-Za-z]", "", str(named)).upper() == re.sub(r"[^0-9A-Za-z]", "", key).upper()
-    return isinstance(named, (str, int)) and not isinstance(named, bool) and same
+    # same invoice as "031002200311-78837327"; any other digit does not. A
+    # key sent back as a JSON number (its leading zeros or last digits lost
+    # by a JavaScript server) is not compared: it proves nothing either way.
+    return re.sub(r"[^0-9A-Za-z]", "", named).upper() == re.sub(r"[^0-9A-Za-z]", "", key).upper()
 
 
 def _failure_in_body(doc) -> tuple[type, object] | None:
     """A 2xx whose JSON body says the request failed (docs/destination-api.md):
-    `"success": false`, or, in a receipt with no `id`, a numeric `code` (a
-    number or 1-6 digits) other than 0, 200-299 or 409 (already there). Gives
-    (Permanent for a 4xx code, else Transient; the code), or None: any other
-    2xx, an empty body included, is a delivery."""
+    `"success": false`, or, in a receipt with no `id` and no `"success":
+    true`, a numeric `code` (a number or 1-6 digits) of 400-599 or below 0,
+    the HTTP-like error codes. Other codes (1, 10000, "0000"...) mean success
+    in some systems and are not read. Gives (Permanent for a 4xx code, else
+    Transient; the code), or None: any other 2xx, an empty body included, is
+    a delivery."""
     if not isinstance(doc, dict):
         return None
     code = doc.get("code")
@@ -282,9 +288,12 @@ def _failure_in_body(doc) -> tuple[type, object] | None:
         number = code
     elif isinstance(code, str) and re.fullmatch(r"\d{1,6}", code.strip()):
         number = int(code.strip())
-    failed = doc.get("success") is False or (
-        doc.get("id") in (None, "") and number is not None and number not in (0, 409)
-        and not 200 <= number < 300)
+    success = doc.get("success")
+    said_ok = success is True or (isinstance(success, str) and success.strip().lower() == "true")
+    said_failed = success is False or (isinstance(success, str) and success.strip().lower() == "false")
+    failed = said_failed or (
+        not said_ok and doc.get("id") in (None, "") and number is not None
+        and (400 <= number < 600 or number < 0))
     if not failed:
         return None
     shown = code if number is not None else "success: false"
