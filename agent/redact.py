@@ -257,8 +257,10 @@ def _mask(text: str, matcher: _Matcher) -> str:
     # A short secret (a 6-digit password) inside a longer run of letters or
     # digits is another value that holds it (an amount, an invoice number):
     # masked only standing alone, so no figure of an invoice is mangled.
+    # (A form that brings its own edge, "=value" for a query's, has it.)
     spans = [(start, end) for start, end in spans if end - start >= _MIN_PREFIX
-             or not ((start > 0 and text[start - 1].isalnum()) or (end < len(text) and text[end].isalnum()))]
+             or not ((start > 0 and text[start].isalnum() and text[start - 1].isalnum())
+                     or (end < len(text) and text[end - 1].isalnum() and text[end].isalnum()))]
     if spans:                      # one join, not a copy of the text per span
         pieces, pos = [], 0
         for start, end in spans:
