@@ -294,14 +294,14 @@ class DeliveriesMixin(DeliveryReportsMixin, ReconcileRowsMixin):
         if not states:
             return []
         marks = ",".join("?" * len(states))
-        sql = f"SELECT id, destination FROM deliveries WHERE document_id = ? AND state IN ({marks})"
+        sql = (f"SELECT id, destination, state, attempts FROM deliveries WHERE document_id = ? "
+               f"AND state IN ({marks})")
         params: list[Any] = [doc_id, *states]
         if destination is not None:
             sql += " AND destination = ?"
             params.append(destination)
         with self.transaction() as c:
-            rows = c.execute(sql.replace("SELECT id, destination", "SELECT id, destination, state, attempts")
-                             + " ORDER BY id", params).fetchall()
+            rows = c.execute(sql + " ORDER BY id", params).fetchall()
             before = self.state_of(doc_id) if rows else None
             for r in rows:
                 c.execute("UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_at = ?, "
