@@ -73,9 +73,7 @@ class Daemon:
         self.cfg = cfg
         self.settings = ValidationSettings.from_config(cfg.validation, cfg.company)
         self.destinations = [d["name"] for d in cfg.destinations]
-        self.mail_limits = MailLimits(min_image_bytes=cfg.mail["min_inline_image_kb"] * 1024,
-                                      max_attachments=cfg.mail["max_attachments"],
-                                      max_message_bytes=cfg.mail["max_message_mb"] * 1024 * 1024)
+        self.mail_limits = MailLimits.from_config(cfg.mail)
 
     @property
     def intake_paused(self) -> str | None:

@@ -48,6 +48,7 @@ def command(ctx: click.Context, paths: tuple[Path, ...], no_process: bool, quiet
     ledger, vault = open_ledger(cfg), open_vault(cfg)
     who, max_bytes = actor(), cfg.agent["max_file_mb"] * 1024 * 1024
     admit = ingest_admission(cfg.path, access.identity(cfg.access["service_user"]))
+    mail_limits = MailLimits.from_config(cfg.mail)
     failures, new, known = [], 0, 0
     to_process: list[int] = []
     candidates = list(_walk(paths, failures))
@@ -88,7 +89,7 @@ def command(ctx: click.Context, paths: tuple[Path, ...], no_process: bool, quiet
                 # A saved e-mail (.eml): its attachments become documents,
                 # as in a watched mail folder; the files before it first.
                 commit_group()
-                docs = _ingest_mail(ledger, vault, stored, path, limits=MailLimits.from_config(cfg.mail), actor=who)
+                docs = _ingest_mail(ledger, vault, stored, path, limits=mail_limits, actor=who)
                 new += len(docs)
                 to_process.extend(d for d in docs if d not in to_process)
                 if not quiet and len(candidates) <= 50:
