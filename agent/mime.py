@@ -36,9 +36,16 @@ _NOT_BLANK = re.compile(rb"\S")
 # An mbox's next message: an empty line, then a `From ` envelope line.
 _MBOX_SEPARATOR = re.compile(rb"\r?\n\r?\n(From )")
 _FIELD_LINE = re.compile(rb"[\041-\071\073-\176]+:")
+# A message's first line: a header field, or an mbox's `From ` envelope.
+_MESSAGE_START = re.compile(rb"From |" + _FIELD_LINE.pattern)
+# A line of a header block: that, or a folded continuation.
+_BLOCK_LINE = re.compile(rb"From |" + _FIELD_LINE.pattern + rb"|[ \t]")
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
 _ENVELOPE_TIME = re.compile(rb"\d{1,2}:\d{2}(?::\d{2})?\s.*\d{4}|\d{4}.*\d{1,2}:\d{2}")
 # Fields that make a header block a message's (two of them, to tell it from a MIME part's).
 _MESSAGE_FIELDS = frozenset({"from", "to", "cc", "subject", "date", "message-id", "mime-version", "received"})
+# Trace fields a delivery agent puts first in a stored message.
+_TRACE_FIELDS = frozenset({"return-path", "delivered-to"})
 # A preamble longer than a mailer's "This is a multi-part message" note is read as hiding something.
 _MAX_PREAMBLE_NOTE = 1024
 _PART_FIELD = re.compile(rb"(?:^|\n)content-(?:type|transfer-encoding|disposition)\s*:", re.IGNORECASE)
@@ -183,6 +190,31 @@ def looks_like_message(span: Span) -> bool:
     except HeaderTooLarge:
         return False
     return len({k.lower() for k in headers.keys()} & _MESSAGE_FIELDS) >= 2
+
+
+def starts_like_message(data: bytes) -> bool:
+    """Does `data` begin as a message does: a header field, or an mbox's
+    `From ` envelope line? (An invoice file begins otherwise.)"""
+    return _MESSAGE_START.match(data) is not None
+
+
+def message_head(head: bytes) -> bool:
+    """Are a file's first bytes `head` a message's header block? Every line
+    up to the blank line that ends it is a header line, and it names two of
+    a message's usual fields, or runs past `head` (a server's trace headers,
+    DKIM and ARC signatures, can fill the first 4 KB before From and
+    Subject). Unlike `looks_like_message`, which reads a whole block, this
+    judges a head cut anywhere."""
+    if not starts_like_message(head):
+        return False
+    block, *after = _HEAD_END.split(head, maxsplit=1)
+    lines = block.split(b"\n")
+    if not after:
+        lines = lines[:-1]  # the last line may be cut by the head's end
+    if not all(_BLOCK_LINE.match(line) for line in lines if line.strip()):
+        return False
+    names = {line.split(b":", 1)[0].strip().lower().decode("latin-1") for line in lines if b":" in line[:80]}
+    return not after or len(names & (_MESSAGE_FIELDS | _TRACE_FIELDS)) >= 2
 
 
 # (name, is a part: the name is its file name (None if it has none), else says where; code; detail)

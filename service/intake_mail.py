@@ -8,7 +8,6 @@ lock held), its `write` when the group is committed (the rows)."""
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -18,6 +17,7 @@ from agent.errors import CaptureError, ExtractError
 from agent.filenames import storable
 from agent.ledger import Ledger
 from agent.mail import MailLimits, ParsedMail, parse_message
+from agent.mime import message_head, starts_like_message
 from agent.extract.sniff import sniff
 from agent.vault import Vault
 
@@ -37,11 +37,9 @@ class NotAMessage(Exception):
 
 
 # Formats a person drops in a mail folder by hand; a message is "unknown"
-# to sniff (its headers are text).
+# to sniff (its headers are text), and one starting as a message is one
+# even when its first KB holds a PDF sent 8-bit.
 _FILE_FORMATS = frozenset({"pdf", "ofd", "zip", "xml", "png", "jpeg", "tiff", "bmp", "gif", "webp"})
-# A message starts with a header field (or an mbox "From " line); one whose
-# first KB holds a PDF sent 8-bit is still a message.
-_MESSAGE_START_RE = re.compile(rb"(?:From |[!-9;-~]+:)")
 
 
 def store_mail(ledger: Ledger, vault: Vault, path: Path, watch: WatchConfig, *, now: str, label: str | None,
@@ -63,7 +61,7 @@ def store_mail(ledger: Ledger, vault: Vault, path: Path, watch: WatchConfig, *, 
     if len(data) > max_bytes:  # grew after open_source's size check
         raise CaptureError(f"{path}: larger than the limit of {max_bytes // (1024 * 1024)} MB "
                            "(agent.max_file_mb)")
-    if not _MESSAGE_START_RE.match(data) and (kind := sniff(data[:4096])) in _FILE_FORMATS:
+    if not starts_like_message(data) and (kind := sniff(data[:4096])) in _FILE_FORMATS:
         raise NotAMessage(kind)
     parsed = _parse(data, limits)
     if young and isinstance(parsed, ParsedMail) and parsed.unclosed:
@@ -98,27 +96,10 @@ def _parse(data: bytes, limits: MailLimits) -> ParsedMail | ExtractError:
         return e
 
 
-_HEADER_LINE_RE = re.compile(rb"(?:From |[!-9;-~]+:|[ \t])")
-_MESSAGE_FIELDS = frozenset({b"from", b"to", b"cc", b"subject", b"date", b"message-id", b"mime-version",
-                             b"received", b"return-path", b"delivered-to"})
-
-
 def is_message(head: bytes) -> bool:
-    """Whether a file's first bytes are an e-mail's, not an invoice file's
-    or junk: every line up to the blank line that ends the header block is a
-    header line, and the block names two of a message's usual fields, or
-    runs past `head` (a server's trace headers, DKIM and ARC signatures, can
-    fill the first 4 KB before From and Subject)."""
-    if not _MESSAGE_START_RE.match(head) or sniff(head) in _FILE_FORMATS:
-        return False
-    block, *after = re.split(rb"\r?\n\r?\n", head, maxsplit=1)
-    lines = block.split(b"\n")
-    if not after:
-        lines = lines[:-1]  # the last line may be cut by the head's end
-    if not all(_HEADER_LINE_RE.match(line) for line in lines if line.strip()):
-        return False
-    names = {line.split(b":", 1)[0].strip().lower() for line in lines if b":" in line[:80]}
-    return not after or len(names & _MESSAGE_FIELDS) >= 2
+    """Whether a file's first bytes are an e-mail's (`mime.message_head`),
+    not an invoice file's or junk."""
+    return sniff(head) not in _FILE_FORMATS and message_head(head)
 
 
 def mail_rows(ledger: Ledger, vault: Vault, data: bytes, sha256: str, *, path: Path, source: str,
