@@ -14,12 +14,8 @@ import re
 import unicodedata
 from email.message import Message
 
-MEDIA_TYPES = {
-    "pdf": "application/pdf", "ofd": "application/ofd", "xml": "application/xml",
-    "png": "image/png", "jpeg": "image/jpeg", "tiff": "image/tiff", "bmp": "image/bmp",
-    "gif": "image/gif", "webp": "image/webp",
-}
-_EXTENSIONS = {"jpeg": "jpg", "tiff": "tif"}
+from agent.extract.sniff import EXTENSIONS, MEDIA_TYPES  # noqa: F401 - MEDIA_TYPES re-exported to agent.mail
+
 _MAX_NAME_BYTES = 200
 _UNSAFE_NAME_CHARS = str.maketrans({c: "_" for c in '/\\:*?"<>|'})
 _MAX_HEADER_CHARS = 998  # RFC 5322 line limit; longer is abuse, not a subject
@@ -227,7 +223,7 @@ def sanitise_filename(name: str | None, fmt: str = "unknown", index: int = 0) ->
     text = text.replace("\\", "/").rsplit("/", 1)[-1]
     text = text.strip(" \"").translate(_UNSAFE_NAME_CHARS).strip(" .")
     if not text or set(text) <= {"_", " ", "."}:
-        ext = _EXTENSIONS.get(fmt, fmt if fmt in MEDIA_TYPES else "bin")
+        ext = EXTENSIONS[fmt][0] if fmt in MEDIA_TYPES else "bin"
         text = f"attachment-{index}.{ext}"
     return limit_bytes(text, _MAX_NAME_BYTES)
 

@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 # Re-exported: the adapters read their keys through base.
 from agent.deliver.settings import config_bool, config_number, config_str, where  # noqa: F401
 from agent.errors import ConfigError, Permanent
+from agent.extract.sniff import EXTENSIONS, MEDIA_TYPES
 from agent.model import Invoice
 
 
@@ -198,17 +199,14 @@ def extension_of(parcel: Parcel) -> str:
     plain = suffix if suffix and re.fullmatch(r"[0-9a-z]{1,8}", suffix) else None
     kind = parcel.media_type.split(";")[0].strip().lower()
     kind = _FORMAT_OF_MIME.get(kind, kind)
-    if kind in _EXTENSIONS:
-        return plain if plain in _EXTENSIONS[kind] else _EXTENSIONS[kind][0]
+    if kind in EXTENSIONS:
+        return plain if plain in EXTENSIONS[kind] else EXTENSIONS[kind][0]
     return plain or "bin"
 
 
-# The ledger's media types are sniffed formats (agent/extract/sniff.py); the
-# first extension of each is the one given when the original's is not one.
-_EXTENSIONS = {"pdf": ("pdf",), "ofd": ("ofd",), "xml": ("xml",), "png": ("png",), "jpeg": ("jpg", "jpeg", "jpe"),
-               "tiff": ("tif", "tiff"), "bmp": ("bmp",), "gif": ("gif",), "webp": ("webp",), "zip": ("zip",)}
-_FORMAT_OF_MIME = {"application/pdf": "pdf", "application/ofd": "ofd", "application/xml": "xml", "text/xml": "xml",
-                   "image/jpeg": "jpeg", "image/png": "png", "image/tiff": "tiff"}
+# The ledger's media types are sniffed formats; a parcel may carry one as a
+# MIME type instead.
+_FORMAT_OF_MIME = {**{mime: fmt for fmt, mime in MEDIA_TYPES.items()}, "text/xml": "xml"}
 
 
 def sidecar_bytes(parcel: Parcel) -> bytes:

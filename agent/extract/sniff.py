@@ -12,6 +12,16 @@ import zipfile
 
 FORMATS = ("pdf", "ofd", "zip", "xml", "png", "jpeg", "tiff", "bmp", "gif", "webp",
            "empty", "unknown")
+# The media type of each invoice format (what an attachment is sent and
+# stored as), and its file extensions, the usual one first (given to a file
+# whose own name has none of them).
+MEDIA_TYPES = {
+    "pdf": "application/pdf", "ofd": "application/ofd", "xml": "application/xml",
+    "png": "image/png", "jpeg": "image/jpeg", "tiff": "image/tiff", "bmp": "image/bmp",
+    "gif": "image/gif", "webp": "image/webp",
+}
+EXTENSIONS = {"pdf": ("pdf",), "ofd": ("ofd",), "xml": ("xml",), "png": ("png",), "jpeg": ("jpg", "jpeg", "jpe"),
+              "tiff": ("tif", "tiff"), "bmp": ("bmp",), "gif": ("gif",), "webp": ("webp",), "zip": ("zip",)}
 
 # PDF readers accept a header anywhere in the first KiB (some generators
 # write junk before it), so we look as far.
