@@ -192,6 +192,8 @@ class HttpDestination:
         raw = redact_data(doc) if isinstance(doc, dict) else {"status": status}
         # Compared as the server wrote it: redaction (a short password that
         # also appears in numbers) must never make our own key look foreign.
+        # A key sent back as a JSON number (its leading zeros or last digits
+        # lost by a JavaScript server) is not compared: it proves nothing.
         named = doc.get("key") if isinstance(doc, dict) else None
         if isinstance(named, str) and named and not _same_key(named, key):
             # A receipt for another invoice (a server mixing up answers) proves
@@ -266,9 +268,7 @@ def _retry_after(headers) -> float | None:
 
 def _same_key(named: str, key: str) -> bool:
     # Letters and digits only, any case: "031002200311_78837327" names the
-    # same invoice as "031002200311-78837327"; any other digit does not. A
-    # key sent back as a JSON number (its leading zeros or last digits lost
-    # by a JavaScript server) is not compared: it proves nothing either way.
+    # same invoice as "031002200311-78837327"; any other digit does not.
     return re.sub(r"[^0-9A-Za-z]", "", named).upper() == re.sub(r"[^0-9A-Za-z]", "", key).upper()
 
 
