@@ -22,17 +22,26 @@ def saved_mail(pdf: bytes, xml: bytes) -> bytes:
     return msg.as_bytes()
 
 
-def test_a_saved_eml_is_read_as_mail(tmp_path, samples_dir):
-    cfg = default_config(tmp_path)
+def site(tmp_path, samples_dir):
+    """(config, drop folder, a real invoice PDF, a real 数电 XML)."""
     drop = tmp_path / "drop"
     drop.mkdir()
-    pdf = (samples_dir / "mxvc__invoice" / "发票.pdf").read_bytes()
-    xml = (samples_dir / "renoyuan__easyofd" / "original_invoice.xml").read_bytes()
+    return (default_config(tmp_path), drop, (samples_dir / "mxvc__invoice" / "发票.pdf").read_bytes(),
+            (samples_dir / "renoyuan__easyofd" / "original_invoice.xml").read_bytes())
+
+
+def ingested(cfg) -> list[dict]:
+    """`ingest` of the drop folder, then `list --json` of what it made."""
+    r = run(cfg, "ingest", str(cfg.parent / "drop"))
+    assert r.exit_code == 0, r.output
+    return [json.loads(line) for line in run(cfg, "list", "--json").stdout.splitlines()]
+
+
+def test_a_saved_eml_is_read_as_mail(tmp_path, samples_dir):
+    cfg, drop, pdf, xml = site(tmp_path, samples_dir)
     (drop / "saved.eml").write_bytes(saved_mail(pdf, xml))
     (drop / "plain.pdf").write_bytes(pdf)          # also a file on its own: one document, two sources
-    r = run(cfg, "ingest", str(drop))
-    assert r.exit_code == 0, r.output
-    docs = [json.loads(line) for line in run(cfg, "list", "--json").stdout.splitlines()]
+    docs = ingested(cfg)
     # The PDF arrived twice (alone first, then in the mail): one document.
     assert sorted(d["original_name"] for d in docs) == ["invoice.xml", "plain.pdf"], docs
     assert all(d["state"] != "captured" for d in docs)
@@ -46,15 +55,10 @@ def test_a_saved_eml_is_read_as_mail(tmp_path, samples_dir):
 def test_a_saved_eml_whose_first_4_kb_are_trace_headers_is_read_as_mail(tmp_path, samples_dir):
     # Gmail, Exchange and QQ Mail save dozens of Received, ARC and DKIM
     # lines before From and Subject.
-    cfg = default_config(tmp_path)
-    drop = tmp_path / "drop"
-    drop.mkdir()
-    pdf = (samples_dir / "mxvc__invoice" / "发票.pdf").read_bytes()
-    xml = (samples_dir / "renoyuan__easyofd" / "original_invoice.xml").read_bytes()
+    cfg, drop, pdf, xml = site(tmp_path, samples_dir)
     trace = b"".join(b"Received: from mx%d.mail.qq.com (unknown [10.0.0.%d]) by smtp with ESMTPS id X%d;\r\n"
                      b"\tThu, 3 Dec 2026 10:00:%02d +0800\r\n" % (i, i, i, i) for i in range(50))
     (drop / "gmail.eml").write_bytes(trace + saved_mail(pdf, xml))
-    assert run(cfg, "ingest", str(drop)).exit_code == 0
-    docs = [json.loads(line) for line in run(cfg, "list", "--json").stdout.splitlines()]
+    docs = ingested(cfg)
     assert sorted(d["original_name"] for d in docs) == ["invoice.xml", "发票.pdf"], docs
     assert_ledger_sound(cfg)

@@ -78,15 +78,21 @@ def test_late_is_counted_from_arrival_and_quarantine_counts(tmp_path, caplog):
     ledger.close()
 
 
+def site(tmp_path, destination: str):
+    """(config with one folder destination, its ledger, its vault)."""
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[agent]\nstate_dir = "state"\n[[destination]]\nname = "{destination}"\n'
+                      'url = "folder://out"\n')
+    (tmp_path / "out").mkdir()
+    return config, Ledger(tmp_path / "state" / "ledger.sqlite3"), Vault(tmp_path / "state" / "vault")
+
+
 def test_deliveries_waiting_for_a_destination_the_config_dropped_are_critical_at_once(tmp_path):
     # A destination renamed in a reload: its queued rows keep the old name,
     # and no loop will ever deliver them. status --check says so now, not
     # at the SLA a day later.
-    config = tmp_path / "agent.toml"
-    config.write_text('[agent]\nstate_dir = "state"\n[[destination]]\nname = "erp-new"\nurl = "folder://out"\n')
-    (tmp_path / "out").mkdir()
+    config, ledger, vault = site(tmp_path, "erp-new")
     now = dt.datetime.now(UTC)
-    ledger, vault = Ledger(tmp_path / "state" / "ledger.sqlite3"), Vault(tmp_path / "state" / "vault")
     for i in (1, 2):
         queue_invoice(ledger, vault, i, destinations=["erp"], now=utc(now))
     queue_invoice(ledger, vault, 3, destinations=["erp-new"], now=utc(now))
@@ -102,11 +108,8 @@ def test_deliveries_waiting_for_a_destination_the_config_dropped_are_critical_at
 def test_a_delivery_held_past_its_lease_is_a_warning_long_before_the_sla(tmp_path):
     # A worker that hangs on an answer that never ends (or died) keeps its
     # row `delivering`; the SLA would say so only a day later.
-    config = tmp_path / "agent.toml"
-    config.write_text('[agent]\nstate_dir = "state"\n[[destination]]\nname = "erp"\nurl = "folder://out"\n')
-    (tmp_path / "out").mkdir()
+    config, ledger, vault = site(tmp_path, "erp")
     now = dt.datetime.now(UTC)
-    ledger, vault = Ledger(tmp_path / "state" / "ledger.sqlite3"), Vault(tmp_path / "state" / "vault")
     for i in (1, 2, 3):
         queue_invoice(ledger, vault, i, destinations=["erp"], now=utc(now - dt.timedelta(minutes=30)))
     ago = now - dt.timedelta(minutes=20)
