@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from xml.etree.ElementTree import Element, ParseError
+from xml.etree.ElementTree import Element, ParseError, XMLParser
 
 import defusedxml.ElementTree as safe_et
 from defusedxml.common import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
@@ -101,6 +101,16 @@ def parse_xml(data: bytes) -> Element:
     if declared is not None:  # now UTF-8, whatever it was
         text = f'{declared[1]}"UTF-8"{text[declared.end():]}'
     try:
+        if "<!DOCTYPE" not in text:
+            # No document type declaration, so no entity can be declared and
+            # none expanded: expat alone refuses any reference but the five
+            # predefined ones. Its C tree builder reads a 数电 XML in a third
+            # of the time of defusedxml's Python one, which guards only the
+            # declarations (refused below whenever "<!DOCTYPE" appears at
+            # all, in a comment too: the string test never lets one by).
+            parser = XMLParser()
+            parser.feed(text.encode("utf-8"))
+            return parser.close()
         return safe_et.fromstring(text.encode("utf-8"), forbid_dtd=True, forbid_entities=True,
                                   forbid_external=True)
     except (DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden) as e:
