@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Mapping
@@ -148,10 +149,14 @@ def _extras(record: logging.LogRecord) -> dict:
             and k not in ("message", "asctime")}
 
 
+# One plain word: letters and digits (str.isalnum, which \w adds "_" to) and -_./:@+.
+_BARE = re.compile(r"[\w\-./:@+]+")
+
+
 def _quote(text: str) -> str:
     """`text` bare when it is one plain word, else as a JSON string with every
     control character escaped (a file name cannot break or forge a line, or
     send the terminal tailing the log an escape sequence)."""
-    if text and all(c.isalnum() or c in "-_./:@+" for c in text):
+    if _BARE.fullmatch(text):
         return text
     return json_text(json.dumps(text, ensure_ascii=False))
