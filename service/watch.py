@@ -1,10 +1,10 @@
 """Watched folders → candidate files that are complete and safe to capture.
 
-The only module that imports watchdog. Observers run in watchdog's threads
-and only note paths; the daemon's main loop asks `ready()` for files that
-are complete: closed after writing, or unchanged in size and mtime for
-`settle_seconds`. Network shares deliver no inotify events, so their
-folders are polled instead.
+Observers (service/watch_events.py, the only module that imports watchdog)
+run in watchdog's threads and only note paths; the daemon's main loop asks
+`ready()` for files that are complete: closed after writing, or unchanged
+in size and mtime for `settle_seconds`. Network shares deliver no inotify
+events, so their folders are polled instead.
 """
 
 from __future__ import annotations
@@ -21,42 +21,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-import watchdog.events
-from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, FileClosedEvent,
-                             FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileSystemEvent,
-                             FileSystemEventHandler)
-from watchdog.observers import Observer
-from watchdog.observers.polling import PollingObserver
-
 from agent import beneath
 from agent.config import WatchConfig
 from agent.watched import agent_owned, dated
+from service.watch_events import HANDLED_EVENTS, _Handler, _OverflowAlarm, observer_for
 from service.watch_names import JUNK, TEMP_GRACE_S, intake_rank, should_poll, waits_long
 
 log = logging.getLogger("fapiao.watch")
 
-POLL_INTERVAL_S = 2.0
 # A settling file is looked at again after half its settle time (events
 # bring a look at once), so a change without an event restarts its clock.
 LOOK_FRACTION = 0.5
 # Looks (one lstat each) per `ready()` call: a flood noted at once is
 # looked at over a few calls, and one call stays short.
 LOOK_BUDGET = 20_000
-# The events `_Handler` acts on; the observers ask the kernel for these
-# alone. Every other event went through watchdog's three threads for nothing,
-# each holding the GIL the main loop needs: reading a file raises an open and
-# a close-without-write, so capture's own read of each file in a burst
-# (and every backup tool, indexer or Samba client reading the share)
-# tripled the events per file. An inotify overflow is subscribed too
-# (watchdog >= 7 reports it as EventsLostEvent): a rescan, see _Handler.
-# Deleted folders too, though the handler ignores them: without IN_DELETE
-# watchdog forgets a removed subfolder only once the kernel drops its watch,
-# which waits while anything still holds it (a shell sitting in it), and a
-# folder made again under that name meanwhile was never watched: its files
-# waited for the periodic rescan.
-_EVENTS_LOST = getattr(watchdog.events, "EventsLostEvent", None)
-HANDLED_EVENTS = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileClosedEvent, DirCreatedEvent,
-                  DirMovedEvent, DirDeletedEvent, *([_EVENTS_LOST] if _EVENTS_LOST else [])]
 
 
 @dataclass
@@ -116,7 +94,7 @@ class FolderWatcher:
             # there, never in a folder swapped in for it later (agent/beneath.py).
             beneath.pin_root(w.path)
             poll, why = should_poll(w)
-            observer = PollingObserver(timeout=POLL_INTERVAL_S) if poll else _event_observer()
+            observer = observer_for(poll)
             observer.schedule(handler, str(w.path), recursive=True, event_filter=HANDLED_EVENTS)
             observer.daemon = True
             observer.start()
@@ -374,72 +352,6 @@ class FolderWatcher:
         """Paths noted and not yet handled (settling or waiting for the main loop)."""
         with self._lock:
             return len(self._pending)
-
-
-def _event_observer():
-    # On Linux, inotify with unmatched moves reported as moves: a file moved
-    # in from outside the watched folders comes as a move (ready at once,
-    # see _Handler), not as a "created" file left to settle. Elsewhere the
-    # platform's observer, whose moves in settle like any new file.
-    try:
-        return Observer(generate_full_events=True)
-    except TypeError:
-        return Observer()
-
-
-class _Handler(FileSystemEventHandler):
-    def __init__(self, watcher: FolderWatcher):
-        self.watcher = watcher
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        if _EVENTS_LOST is not None and isinstance(event, _EVENTS_LOST):
-            self.watcher.ask_rescan()  # the kernel's queue overflowed: what changed is unknown
-            return
-        if event.is_directory:
-            if isinstance(event, (FileMovedEvent,)) or event.event_type in ("moved", "created"):
-                # A folder moved in brings files that raise no events of their own.
-                self.watcher.ask_rescan()
-            return
-        if isinstance(event, FileMovedEvent):
-            # A name renamed into place is the writer saying the file is
-            # done (write under a temporary name, then rename; a copy tool
-            # moving a batch in from another folder): ready without waiting
-            # settle_seconds. A writer still at it afterwards raises modify
-            # and close events of its own: the file is taken again, and the
-            # first capture, a prefix of the second, ends `superseded`
-            # (service/intake.py). No destination: moved out, nothing to take.
-            if event.dest_path:
-                self.watcher.note(Path(os.fsdecode(event.dest_path)), closed=True)
-        elif isinstance(event, FileClosedEvent):
-            self.watcher.note(Path(os.fsdecode(event.src_path)), closed=True)
-        elif isinstance(event, (FileCreatedEvent, FileModifiedEvent)):
-            self.watcher.note(Path(os.fsdecode(event.src_path)))
-
-
-class _OverflowAlarm(logging.Handler):
-    """watchdog reports a kernel inotify queue overflow only as a log
-    warning; turn that warning into an immediate rescan."""
-
-    _watchers: set = set()
-    _installed: "_OverflowAlarm | None" = None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "overflow" in record.getMessage().lower():
-            for w in list(self._watchers):
-                w.ask_rescan()
-
-    @classmethod
-    def install(cls, watcher: FolderWatcher) -> None:
-        """Have an inotify overflow ask `watcher` for a rescan."""
-        cls._watchers.add(watcher)
-        if cls._installed is None:
-            cls._installed = cls(level=logging.WARNING)
-            logging.getLogger("watchdog").addHandler(cls._installed)
-
-    @classmethod
-    def remove(cls, watcher: FolderWatcher) -> None:
-        """Stop telling `watcher` about overflows."""
-        cls._watchers.discard(watcher)
 
 
 def _is_link(name: str, dirfd: int) -> bool:

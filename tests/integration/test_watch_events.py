@@ -16,7 +16,7 @@ import pytest
 import watchdog.events
 
 from agent.config import WatchConfig
-from service import watch as watch_mod
+from service import watch_events
 from service.watch import FolderWatcher
 
 
@@ -25,12 +25,12 @@ def observed(tmp_path, monkeypatch):
     # A real FolderWatcher on a real folder (inotify, or polling), every
     # event its handler receives recorded.
     seen: list = []
-    handle = watch_mod._Handler.on_any_event
+    handle = watch_events._Handler.on_any_event
 
     def recording(self, event):
         seen.append(event)
         handle(self, event)
-    monkeypatch.setattr(watch_mod._Handler, "on_any_event", recording)
+    monkeypatch.setattr(watch_events._Handler, "on_any_event", recording)
     scan = tmp_path / "scan"
     scan.mkdir()
     started: list[FolderWatcher] = []
@@ -134,7 +134,7 @@ def test_lost_events_ask_for_a_rescan(tmp_path):
     woken: list[bool] = []
     watcher = FolderWatcher([WatchConfig(path=scan, kind="scanner")], wake=lambda: woken.append(True))
     assert not watcher.rescan_requested.is_set()
-    watch_mod._Handler(watcher).on_any_event(watchdog.events.EventsLostEvent(str(scan)))
+    watch_events._Handler(watcher).on_any_event(watchdog.events.EventsLostEvent(str(scan)))
     assert watcher.rescan_requested.is_set() and woken
 
 
@@ -144,9 +144,9 @@ def test_watchdogs_overflow_warning_asks_for_a_rescan(tmp_path):
     scan = tmp_path / "scan"
     scan.mkdir()
     watcher = FolderWatcher([WatchConfig(path=scan, kind="scanner")], wake=lambda: None)
-    watch_mod._OverflowAlarm.install(watcher)
+    watch_events._OverflowAlarm.install(watcher)
     try:
         logging.getLogger("watchdog.observers.inotify").warning("Inotify queue overflowed; reconciling")
         assert watcher.rescan_requested.is_set()
     finally:
-        watch_mod._OverflowAlarm.remove(watcher)
+        watch_events._OverflowAlarm.remove(watcher)
