@@ -8,27 +8,21 @@ ledger connections. Signals only set flags that the main loop reads.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
 import signal
-import sqlite3
 import threading
 import time
-from pathlib import Path
 
 import schedule
 
 from agent.config import Config, load_config
-from agent.config_paths import check_paths, folder_identity, reload_refusal
+from agent.config_paths import check_paths, reload_refusal
 from agent.errors import AgentError, ConfigError
-from agent.ledger import Ledger
-from agent.ledger.damage import damage_phrase
 from agent.mail import MailLimits
 from agent.model import State
 from agent.validate import ValidationSettings
-from agent.vault import Vault
 from service import log as logsetup
 from service import systemd
 from service.access import service_actor
@@ -41,14 +35,14 @@ from service.notify import weekly_report_hook
 from service.report import WeeklyReport
 from service.roots import usable_watches
 from service.watch_names import MAIL_UNFINISHED_GRACE_S
-from service.state import EXTEND_MARGIN_S, StateUnavailable, take_daemon_lock, worth_waiting
+from service.state import StateUnavailable
+from service.state_folder import MAX_BACKOFF_S, StateFolder
 from service.watch import FolderWatcher
 from service.workers import ExtractionPool
 
 log = logging.getLogger("fapiao.daemon")
 HEARTBEAT_S = 5.0
 IDLE_WAIT_S = 1.0
-MAX_BACKOFF_S = 60.0
 
 
 class Daemon:
@@ -61,10 +55,7 @@ class Daemon:
         self.wake = threading.Event()
         self.stopping = False
         self.reload_requested = False
-        self._lock_fd: int | None = None
-        self._state_identity: tuple[int, int] | None = None  # the state folder opened (dev, inode)
-        self._state_named: Path | None = None  # agent.state_dir as configured, before _pin_state_dir
-        self._state_moved_said = False
+        self.state_folder = StateFolder(self.cfg, stopping=lambda: self.stopping)
         self._last_beat = 0.0
         self.refused_roots: list = []  # configured folders not watched, with why (status shows them)
         self._apply_config(self.cfg)
@@ -96,8 +87,10 @@ class Daemon:
                             "anyone on the network path can read and alter deliveries",
                             extra={"destination": d["name"], "url": d["url"]})
         self._install_signals()
-        if not self._open_state():
+        opened = self.state_folder.open_state()
+        if opened is None:
             return 0
+        self.ledger, self.vault = opened
         self._resume_stranded()
         self.pool = ExtractionPool(str(self.vault.root), self.cfg.agent["workers"], ocr=self.cfg.ocr,
                                    ocr_slots=self.cfg.extract["ocr_workers"], slot_dir=str(self.cfg.state_dir),
@@ -134,60 +127,6 @@ class Daemon:
         finally:
             self._shutdown()
         return 0
-
-    def _open_state(self) -> bool:
-        """Lock and open the ledger and vault; READY=1 is sent only after this
-        succeeded. A state disk that is read-only or full is waited for (with
-        backoff, systemd told the start takes longer: EXTEND_TIMEOUT_USEC, the
-        unit stays `activating`): exiting would make systemd restart us over
-        and over and give up for good after StartLimitBurst, while the disk
-        comes back by itself. Anything retrying cannot fix (the lock held, a
-        ledger that is not a database or cannot be written, a state folder
-        that cannot be created) raises `StateUnavailable`. False when asked to
-        stop while waiting."""
-        failures = 0
-        while not self.stopping:
-            try:
-                self.cfg.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
-                self._pin_state_dir(self.cfg)
-                self._lock_fd = take_daemon_lock(self.cfg.state_dir, self.cfg.ledger_path)
-                self._state_identity = folder_identity(self.cfg.state_dir)  # what a reload may not move
-                self.ledger = Ledger(self.cfg.ledger_path)
-                self.vault = Vault(self.cfg.vault_dir)
-                return True
-            except (OSError, sqlite3.Error) as e:
-                self._release_state()
-                if not worth_waiting(e, self.cfg.ledger_path.parent):
-                    raise StateUnavailable(f"cannot open the state folder {self.cfg.state_dir}: "
-                                           f"{type(e).__name__}: {e}" + damage_phrase(self.cfg.ledger_path),
-                                           os_errno=getattr(e, "errno", None)) from e
-                failures += 1
-                wait = min(MAX_BACKOFF_S, 2.0 ** failures)
-                systemd.notify(EXTEND_TIMEOUT_USEC=int((wait + EXTEND_MARGIN_S) * 1_000_000))
-                self._log_step_failure(e, failures, wait)
-                self._backoff(wait)
-        return False
-
-    def _pin_state_dir(self, cfg) -> None:
-        # The state folder by what it leads to now, for the daemon's whole
-        # life: every later open (delivery and backup threads, workers, the
-        # vault) goes to the folder the lock was taken in, even if the
-        # configured name is a symlink an admin re-points while we run, so
-        # one daemon never writes half its state to each folder.
-        if self._state_named is None:
-            self._state_named = cfg.state_dir
-            cfg.agent["state_dir"] = os.path.realpath(cfg.state_dir)
-        else:  # a reload: reload_refusal has checked it leads to the same folder
-            cfg.agent["state_dir"] = self.cfg.agent["state_dir"]
-
-    def _release_state(self) -> None:
-        # What a failed _open_state had opened, so the next try starts clean.
-        if getattr(self, "ledger", None) is not None:
-            self.ledger.close()
-            self.ledger = None
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
 
     def _install_signals(self) -> None:
         def stop(signum, frame):
@@ -235,8 +174,8 @@ class Daemon:
                          details=json.dumps({"folders_not_watched": not_watched}) if not_watched else None)
         self.ledger.close()
         log.info("stopped", extra={"left_captured": left})
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
+        if self.state_folder.lock_fd is not None:
+            os.close(self.state_folder.lock_fd)
 
     # -- the main loop -------------------------------------------------------------
 
@@ -250,34 +189,11 @@ class Daemon:
             except Exception as e:  # a read-only or full disk: log, back off, never crash-loop
                 failures += 1
                 wait = min(MAX_BACKOFF_S, 2.0 ** failures)
-                self._log_step_failure(e, failures, wait)
+                self.state_folder.log_step_failure(e, failures, wait)
                 busy = False
-                self._backoff(wait)
+                self.state_folder.backoff(wait)
             if not busy and not self.stopping:
                 self.wake.wait(self._idle_wait())
-
-    def _log_step_failure(self, e: Exception, failures: int, wait: float) -> None:
-        extra = {"failures": failures, "retry_in_s": wait, "error": f"{type(e).__name__}: {e}",
-                 "state_dir": str(self.cfg.state_dir)}
-        text = str(e).lower()
-        if "readonly" in text or "read-only" in text or getattr(e, "errno", None) == errno.EROFS:
-            log.error("the ledger's disk is read-only: nothing can be recorded; waiting, not exiting "
-                      "(remount the state folder read-write)", extra=extra)
-        elif "disk is full" in text or getattr(e, "errno", None) == errno.ENOSPC:
-            log.error("the ledger's disk is full: nothing can be recorded; waiting, not exiting "
-                      "(free space in the state folder)", extra=extra)
-        else:
-            log.exception("main loop step failed; backing off", extra=extra)
-        systemd.status(f"ERROR (retry in {wait:.0f} s): {type(e).__name__}: {e}")
-
-    def _backoff(self, seconds: float) -> None:
-        # Not wake.wait(): file events set `wake`, and would cut every backoff
-        # short while the disk is broken. The watchdog is still fed, so a long
-        # backoff is not mistaken for a hang and restarted (a crash loop).
-        end = time.monotonic() + seconds
-        while not self.stopping and (left := end - time.monotonic()) > 0:
-            systemd.watchdog()
-            time.sleep(min(0.25, left))
 
     def _step(self) -> bool:
         if self.reload_requested:
@@ -321,10 +237,10 @@ class Daemon:
         try:
             cfg = load_config(self.config_path)
             ValidationSettings.from_config(cfg.validation, cfg.company)
-            refusal = reload_refusal(self.cfg, cfg, self._state_identity)
+            refusal = reload_refusal(self.cfg, cfg, self.state_folder.identity)
             if refusal:
                 raise ConfigError(refusal)
-            self._pin_state_dir(cfg)
+            self.state_folder.pin_state_dir(cfg)
         except (ConfigError, AgentError) as e:
             # Each failed reload is said, however soon after another: the
             # operator who just sent SIGHUP waits for this line.
@@ -363,7 +279,7 @@ class Daemon:
         not_watched = {**{r.path: r.reason for r in self.refused_roots}, **self.watcher.replaced}
         if not_watched:
             details["folders_not_watched"] = not_watched  # status and metrics: a folder gone quiet is said
-        self._check_state_name(details)
+        self.state_folder.check_state_name(details)
         held = self.watcher.held
         if held:  # status shows them: a file waiting is never out of sight
             details["files_held"] = {str(p): "e-mail still being written (no closing MIME delimiter yet); "
@@ -372,29 +288,6 @@ class Daemon:
             details["files_held_count"] = len(held)
         systemd.status(self._status_text())
         self.ledger.beat(pid=os.getpid(), now=now(), activity=activity, details=json.dumps(details))
-
-    def _check_state_name(self, details: dict) -> None:
-        # The configured state folder name now leads elsewhere (a symlink
-        # re-pointed, a folder swapped in): the daemon keeps its own, but
-        # the CLI, which opens the name, reads another ledger. Said once in
-        # the log and on every heartbeat, until a restart settles it.
-        # The folder itself moved or renamed (mv state state.old): the
-        # daemon's paths lead nowhere; its open ledger still works, its
-        # vault writes fail. Said the same way: only a restart mends it.
-        if self._state_named is None or folder_identity(self._state_named) == self._state_identity:
-            self._state_moved_said = False
-            return
-        if folder_identity(self.cfg.state_dir) == self._state_identity:
-            why = (f"{self._state_named} no longer leads to {self.cfg.state_dir}, the folder this daemon "
-                   "holds; commands read another ledger: restart it")
-        else:
-            why = (f"the state folder {self.cfg.state_dir} was moved, renamed or replaced while the daemon ran; "
-                   "intake cannot store files: put it back, or restart")
-        details["state_dir_moved"] = why
-        if not self._state_moved_said:
-            self._state_moved_said = True
-            log.error("the state folder name leads elsewhere now: " + why,
-                      extra={"state_dir": str(self._state_named), "held": str(self.cfg.state_dir)})
 
     def _ocr_status(self) -> str:
         from agent.extract.ocr import engine_installed
@@ -406,7 +299,7 @@ class Daemon:
     def _status_text(self) -> str:
         c = self.ledger.counts() if getattr(self, "ledger", None) is not None else {}
         paused = f"INTAKE PAUSED ({self.intake_paused}); " if self.intake_paused else ""
-        if self._state_moved_said:
+        if self.state_folder.moved_said:
             paused = f"STATE FOLDER NAME RE-POINTED (restart); {paused}"
         return (f"{paused}captured {c.get('captured', 0)}, queued {c.get('queued', 0)}, "
                 f"quarantined {c.get('quarantined', 0)}, failed {c.get('failed', 0)}")
