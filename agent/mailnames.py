@@ -14,7 +14,7 @@ import re
 import unicodedata
 from email.message import Message
 
-from agent.extract.sniff import EXTENSIONS, MEDIA_TYPES  # noqa: F401 - MEDIA_TYPES re-exported to agent.mail
+from agent.extract.sniff import EXTENSIONS, MEDIA_TYPES  # noqa: F401 - MEDIA_TYPES re-exported to agent.mail_parts
 
 _MAX_NAME_BYTES = 200
 _UNSAFE_NAME_CHARS = str.maketrans({c: "_" for c in '/\\:*?"<>|'})

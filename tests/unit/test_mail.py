@@ -21,8 +21,8 @@ from agent.mail import (
     iter_maildir,
     maildir_cur_path,
     parse_message,
-    sanitise_filename,
 )
+from agent.mailnames import sanitise_filename
 
 PDF = b"%PDF-1.7\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 XML = "<?xml version='1.0' encoding='UTF-8'?><EInvoice><Header/></EInvoice>".encode()

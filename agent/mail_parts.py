@@ -1,0 +1,234 @@
+"""The walk over one message's MIME parts (`_Collector`): which parts are
+the text, which are attachments, zip archives expanded, nested messages
+descended, and every part not taken refused with its reason.
+
+Apart from agent/mail.py, which splits a file into messages and gathers
+what this walk yields: the walk is most of the reading, and alone it
+keeps both modules short.
+"""
+
+from __future__ import annotations
+
+import re
+
+from agent.errors import ExtractError
+from agent.extract.sniff import sniff
+from agent.mail_types import Attachment, MailLimits, Refusal
+from agent.mailnames import (MEDIA_TYPES, content_type, disposition, display_name, display_text, filename_of,
+                             header_text, sanitise_filename)
+from agent.mime import (HeaderTooLarge, Multipart, Part, Span, boundary_of, decode_body, decoded_size_bound,
+                        looks_like_message, outside_parts, read_part, split_multipart, transfer_encoding, whole)
+from agent.safezip import SafeZip, open_zip
+
+_IMAGE_FORMATS = frozenset({"png", "jpeg", "tiff", "bmp", "gif", "webp"})
+_MAX_MULTIPART_DEPTH = 32
+# Unnamed leaves of these types are the message's text, not attachments.
+_BODY_TYPES = frozenset({"text/plain", "text/html", "text/enriched", "message/delivery-status"})
+# A body this many bytes is sniffed for an invoice XML sent as the message's text.
+_SNIFF_BYTES = 8192
+_INVOICE_XML = re.compile(rb"<\s*(?:[\w.-]+:)?einvoice[\s>/]|edrm\.org\.cn/schema/e-invoice", re.IGNORECASE)
+
+
+class _Collector:
+    """Walks one message tree, applying the limits in document order."""
+
+    def __init__(self, limits: MailLimits):
+        self.limits = limits
+        self.attachments: list[Attachment] = []
+        self.refusals: list[Refusal] = []
+        self.total_bytes = 0
+        self.parts_seen = 0
+        self.index = 0
+        self.following: Span | None = None  # a message written after the one walked
+        self.unclosed = False  # a multipart of the file ended without its close delimiter
+
+    def refuse(self, filename: str, reason: str, detail: str = "") -> None:
+        self.refusals.append(Refusal(filename, reason, detail))
+
+    def walk(self, root: Part) -> Span | None:
+        """Visit `root`'s parts; return a further message found after its
+        close delimiter (messages written one after another), else None."""
+        self.following = None
+        # An explicit stack, not recursion: hostile mail nests thousands deep.
+        # Entries are parts read already, or spans whose headers are read when popped.
+        stack: list[tuple[Part | Span, int, int]] = [(root, 0, 0)]
+        while stack:
+            item, nested, depth = stack.pop()
+            self.parts_seen += 1
+            if self.parts_seen > self.limits.max_parts:
+                self.refuse("(rest of message)", "too-many-parts",
+                            f"more than {self.limits.max_parts} MIME parts; the rest were not read")
+                return None
+            try:
+                part = item if isinstance(item, Part) else read_part(item)
+            except HeaderTooLarge as e:
+                self.index += 1
+                self.refuse(f"attachment-{self.index}", "too-large", f"the part's {e}; not read")
+                continue
+            children = self._children(part, nested, depth)
+            if children is not None:
+                stack.extend(reversed(children))
+            else:
+                self._leaf(part)
+        return self.following
+
+    def _children(self, part: Part, nested: int, depth: int) -> list | None:
+        """The sub-parts to visit, or None when `part` is a leaf."""
+        ctype = content_type(part.headers)
+        is_message = ctype.startswith("message/") and ctype != "message/delivery-status"
+        boundary = boundary_of(part.headers) if ctype.startswith("multipart/") else None
+        attached = None if is_message or boundary is not None else self._attached_message(part)
+        if boundary is None and not is_message and attached is None:
+            return None
+        is_message = is_message or attached is not None
+        if depth + 1 > _MAX_MULTIPART_DEPTH or (is_message and nested + 1 > self.limits.max_nested_messages):
+            levels = f"attached messages are read {self.limits.max_nested_messages} deep" if is_message \
+                else f"parts are read {_MAX_MULTIPART_DEPTH} deep"
+            self.refuse(_message_name(part) if is_message else display_name(part.headers), "nested-too-deep",
+                        f"{ctype} nested deeper than allowed ({levels}); not read")
+            return []
+        if is_message:
+            # RFC 2046 forbids base64/QP on message/rfc822, but senders do it:
+            # decode first, then read the result as a message.
+            inner = attached if attached is not None else part.body \
+                if transfer_encoding(part.headers) in ("", "7bit", "8bit", "binary") else decode_body(part)
+            if inner is None:
+                self.refuse(display_name(part.headers), "undecodable", "embedded message cannot be decoded")
+                return []
+            return [(inner if isinstance(inner, Span) else whole(inner), nested + 1, depth + 1)]
+        limit = self.limits.max_parts - self.parts_seen + 1
+        split = split_multipart(part.body, boundary, limit)
+        if split is None:
+            return None  # no delimiter at all: the stdlib reads it as one part too
+        if split.epilogue is None and len(split.parts) < limit and not self.unclosed:
+            # Cut off (or still being written): what came after the cut is
+            # not here, and nothing else would say so. Said once a file.
+            self.unclosed = True
+            self.refuse(display_name(part.headers), "unclosed",
+                        f"the {ctype} ends without its closing delimiter: the message is cut off, and "
+                        "parts after the cut may be missing")
+        self._outside(split, ctype, boundary, depth)
+        return [(body, nested, depth + 1) for body in split.parts]
+
+    def _attached_message(self, part: Part) -> bytes | None:
+        """An e-mail attached as a file (`*.eml` sent as application/octet-stream
+        or text/plain): its decoded bytes when they read as a message, else None."""
+        name = filename_of(part.headers)
+        if not name or not name.rstrip(" .").lower().endswith(".eml") \
+                or decoded_size_bound(part) > self.limits.max_attachment_bytes:
+            return None
+        data = decode_body(part)
+        if data is None or sniff(data) != "unknown" or not looks_like_message(whole(data)):
+            return None
+        return data
+
+    def _outside(self, split: Multipart, ctype: str, boundary: bytes, depth: int) -> None:
+        """What a multipart holds outside its parts, accounted for: a further
+        message after the file's own is read next, the rest is refused."""
+        following, hidden = outside_parts(split, ctype, boundary, depth == 0)
+        if following is not None:
+            self.following = following
+        for name, is_part, code, detail in hidden:
+            if is_part:
+                self.index += 1
+                name = sanitise_filename(name, "unknown", self.index)
+            self.refuse(name or "", code, detail)
+
+    def _leaf(self, part: Part) -> None:
+        raw_name = filename_of(part.headers)
+        ctype = content_type(part.headers)
+        if raw_name is None and disposition(part.headers) != "attachment" and ctype in _BODY_TYPES \
+                and not (ctype == "text/plain" and self._invoice_xml(part)):
+            return  # the message body, not an attachment
+        self.index += 1
+        display = sanitise_filename(raw_name, "unknown", self.index)
+        bound = decoded_size_bound(part)
+        if bound > self.limits.max_attachment_bytes:
+            # Refused before decoding: the decoded bytes would be refused anyway.
+            self.refuse(display, "too-large", f"up to {bound} bytes once decoded, "
+                                              f"limit {self.limits.max_attachment_bytes}")
+            return
+        data = decode_body(part)
+        if data is None:
+            self.refuse(display, "undecodable", "the part's content cannot be decoded")
+            return
+        self._take(data, raw_name, from_zip=None)
+
+    def _invoice_xml(self, part: Part) -> bool:
+        """Is this unnamed text body an invoice XML (sent as the message's text)?
+        Judged on the decoded start of the body, without decoding all of it."""
+        body = part.body
+        head = decode_body(Part(part.headers, Span(body.data, body.start, min(body.end, body.start + _SNIFF_BYTES))))
+        return head is not None and sniff(head) == "xml" and bool(_INVOICE_XML.search(head))
+
+    def _take(self, data: bytes, raw_name: str | None, from_zip: str | None) -> None:
+        fmt = sniff(data)
+        name = sanitise_filename(raw_name, fmt, self.index)
+        shown = f"{from_zip}/{name}" if from_zip else name
+        lim = self.limits
+        if len(self.attachments) >= lim.max_attachments:
+            self.refuse(shown, "too-many-attachments", f"limit is {lim.max_attachments} per message")
+        elif not data or fmt == "empty":
+            self.refuse(shown, "empty", "zero bytes or only whitespace")
+        elif len(data) > lim.max_attachment_bytes:
+            self.refuse(shown, "too-large", f"{len(data)} bytes, limit {lim.max_attachment_bytes}")
+        elif fmt == "zip":
+            self._expand_zip(data, shown)
+        elif fmt in _IMAGE_FORMATS and len(data) < lim.min_image_bytes:
+            self.refuse(shown, "small-image", f"{fmt} image of {len(data)} bytes is below "
+                                              f"{lim.min_image_bytes}: a logo or signature")
+        elif fmt not in MEDIA_TYPES or (fmt == "xml" and _looks_like_html(data)):
+            self.refuse(shown, "unsupported-format", f"content is {fmt}, not PDF, OFD, XML or an image")
+        elif self.total_bytes + len(data) > lim.max_total_bytes:
+            self.refuse(shown, "message-size-limit", f"attachments exceed {lim.max_total_bytes} bytes")
+        else:
+            self.total_bytes += len(data)
+            self.attachments.append(Attachment(name, data, MEDIA_TYPES[fmt], from_zip))
+
+    def _expand_zip(self, data: bytes, shown: str, parent: SafeZip | None = None,
+                    member: str | None = None) -> None:
+        try:
+            archive = parent.open_nested(member, data) if parent else open_zip(data, self.limits.zip_limits)
+        except ExtractError as exc:
+            self.refuse(shown, f"zip-{exc.reason}", exc.message)
+            return
+        for skipped in archive.skipped:
+            self.refuse(f"{shown}/{display_text(skipped.raw_name)}", skipped.reason, "zip member not read")
+        for member_name in archive.names():
+            member_shown = f"{shown}/{member_name}"
+            if len(self.attachments) >= self.limits.max_attachments:
+                self.refuse(member_shown, "too-many-attachments",
+                            f"limit is {self.limits.max_attachments} per message")
+                continue
+            try:
+                content = archive.read(member_name)
+            except ExtractError as exc:
+                self.refuse(member_shown, f"zip-{exc.reason}", exc.message)
+                if exc.reason == "limit-exceeded":
+                    return  # the shared budget is spent; the rest would fail too
+                continue
+            self.index += 1
+            if sniff(content) == "zip":
+                self._expand_zip(content, member_shown, archive, member_name)
+            else:
+                self._take(content, member_name, from_zip=shown)
+
+
+def _message_name(part: Part) -> str:
+    """An attached message's name: its file name, else its Subject (a forward
+    inside a forward rarely has a file name, and "message/rfc822" says nothing)."""
+    if filename_of(part.headers):
+        return display_name(part.headers)
+    subject = None
+    if transfer_encoding(part.headers) in ("", "7bit", "8bit", "binary"):
+        try:
+            subject = header_text(read_part(part.body).headers, "Subject")
+        except HeaderTooLarge:
+            pass
+    ctype = content_type(part.headers)
+    return display_text(f"{ctype} «{subject}»") if subject else ctype
+
+
+def _looks_like_html(data: bytes) -> bool:
+    head = data[:1024].lower()
+    return b"<html" in head or b"<!doctype html" in head
