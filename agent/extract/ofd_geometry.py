@@ -16,7 +16,7 @@ from xml.etree.ElementTree import Element
 
 from agent.extract.pdf_geometry import FACE_FIELDS, _Glyph, layout_glyphs
 from agent.extract.text import ParsedText, normalize_text, parse_text
-from agent.extract.xml import local_name
+from agent.extract.xml_parse import local_name
 from agent.model import Invoice, LineItem, Problem
 
 _POINTS_PER_MM = 72 / 25.4

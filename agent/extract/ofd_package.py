@@ -14,8 +14,7 @@ import re
 from xml.etree.ElementTree import Element
 
 from agent.errors import ExtractError
-from agent.extract.xml import local_name, text_of
-from agent.extract.xml_parse import parse_xml, xml_text
+from agent.extract.xml_parse import local_name, parse_xml, text_of, xml_text
 from agent.safezip import SafeZip
 
 # Fallback for tag files that are not well-formed XML: an element (any or no

@@ -16,7 +16,7 @@ from xml.etree.ElementTree import Element
 
 from PIL import Image
 
-from agent.extract.xml import local_name
+from agent.extract.xml_parse import local_name
 from agent.model import Invoice
 
 _POINTS_PER_MM = 72 / 25.4

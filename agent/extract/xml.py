@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import functools
 import re
 import unicodedata
 from decimal import Decimal, InvalidOperation
@@ -23,43 +22,13 @@ from xml.etree.ElementTree import Element
 
 from agent.errors import ExtractError
 from agent.extract.qr import apply_qr, decode_qr_bytes, parse_qr
-from agent.extract.xml_parse import parse_xml
+from agent.extract.xml_parse import Tags, local_name, parse_xml, text_of
 from agent.model import Invoice, LineItem, Problem
 
 FP_NAMESPACE = "http://www.edrm.org.cn/schema/e-invoice/2019"
 _CENT = Decimal("0.01")
 _DATE_RE = re.compile(r"(\d{4})\s*[-年/.]\s*(\d{1,2})\s*[-月/.]\s*(\d{1,2})")
 _NO_TAX_MARKS = frozenset({"***", "**", "*", "免税", "不征税"})
-
-def local_name(tag: object) -> str:
-    """The tag without namespace or prefix: `{ns}InvoiceNo` -> `InvoiceNo`."""
-    if not isinstance(tag, str):  # comments and processing instructions
-        return ""
-    return _local_name(tag)
-
-
-@functools.lru_cache(maxsize=4096)  # a few dozen distinct tags, looked up thousands of times
-def _local_name(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1].rsplit(":", 1)[-1]
-
-
-def find_first(root: Element, *names: str) -> Element | None:
-    """The first descendant (or `root`) whose local name is one of `names`."""
-    wanted = set(names)
-    for el in root.iter():
-        if local_name(el.tag) in wanted:
-            return el
-    return None
-
-
-def text_of(root: Element, *names: str) -> str | None:
-    """Stripped text of the first element named one of `names`; None if empty or absent."""
-    el = find_first(root, *names)
-    if el is None:
-        return None
-    text = "".join(el.itertext()).strip()
-    return text or None
-
 
 # A comma in an amount is read only as thousands grouping ("1,234.50"): 1-3
 # digits (not led by 0), then groups of exactly 3, decimals after a '.'. Any
@@ -70,6 +39,14 @@ _SHUDIAN_NUMBERS = frozenset({"TotalAmWithoutTax", "TotalTaxAm", "TotalTax-inclu
                               "ComTaxAm", "TaxRate", "UnPrice", "Quantity", "TotaltaxIncludedAmount"})
 _FP_NUMBERS = frozenset({"TaxExclusiveTotalAmount", "TaxTotalAmount", "TaxInclusiveTotalAmount", "Amount",
                          "TaxAmount", "TaxScheme", "Price", "Quantity"})
+# Every tag each layout's reader looks up in the whole tree (`Tags`).
+_SHUDIAN_TAGS = _SHUDIAN_NUMBERS | {
+    "InvoiceNumber", "EIid", "IssueTime", "RequestTime", "EInvoiceType", "GeneralOrSpecialVAT",
+    "TotalTax-includedAmountInChinese", "SellerName", "SellerIdNum", "BuyerName", "BuyerIdNum",
+    "IssuItemInformation", "GraphCode", "QRCode"}
+_FP_TAGS = _FP_NUMBERS | {
+    "InvoiceCode", "InvoiceNo", "InvoiceCheckCode", "BuyerTaxID", "SellerTaxID", "IssueDate",
+    "TaxInclusiveTotalAmountWithWords", "BuyerName", "SellerName", "GoodsInfo", "GraphCode"}
 
 
 def parse_money(text: str | None, *, grouping: bool = True) -> Decimal | None:
@@ -103,7 +80,7 @@ def parse_money(text: str | None, *, grouping: bool = True) -> Decimal | None:
     return cents if cents == value else value
 
 
-def _decimal_comma(tree: "_Tags", tags: frozenset[str]) -> str | None:
+def _decimal_comma(tree: "Tags", tags: frozenset[str]) -> str | None:
     """The first number under one of `tags` whose comma groups no thousands
     ("0,060"), or None. Such a document writes decimal commas, so even its
     "1,000" may be 1.000: none of its commas is read as grouping."""
@@ -186,31 +163,7 @@ def _name(text: str | None) -> str | None:
         if "\n" in text else text
 
 
-class _Tags:
-    """Every element of a tree by local name, in document order: one walk
-    of the tree serves all of a reading's lookups (a field a walk each cost
-    a 数电 XML 60 % of its reading)."""
-
-    def __init__(self, root: Element):
-        self._named: dict[str, list[tuple[int, Element]]] = {}
-        for i, el in enumerate(root.iter()):
-            self._named.setdefault(local_name(el.tag), []).append((i, el))
-
-    def named(self, *names: str) -> list[Element]:
-        """The elements named one of `names`, in document order."""
-        found = [pair for name in dict.fromkeys(names) for pair in self._named.get(name, ())]
-        if len(names) > 1:
-            found.sort(key=lambda pair: pair[0])
-        return [el for _, el in found]
-
-    def text_of(self, *names: str) -> str | None:
-        """As `text_of` over the whole tree."""
-        els = self.named(*names)
-        text = "".join(els[0].itertext()).strip() if els else ""
-        return text or None
-
-
-def _sole_text(inv: Invoice, tags: _Tags, field: str, *names: str) -> str | None:
+def _sole_text(inv: Invoice, tags: Tags, field: str, *names: str) -> str | None:
     """The text of the elements named one of `names` anywhere in the tree,
     when every non-empty one says the same (ignoring whitespace); None, with
     an `xml-conflicting-elements` error, when two say different things. A
@@ -279,7 +232,7 @@ def read_shudian(root: Element, source: str = "xml") -> Invoice:
     """Fields of a 数电 `EInvoice` tree (see module docstring). A field
     whose elements repeat with different values is left empty
     (`_sole_text`)."""
-    inv, tags = Invoice(), _Tags(root)
+    inv, tags = Invoice(), Tags(root, _SHUDIAN_TAGS)
     inv.offer("number", _digits(_sole_text(inv, tags, "number", "InvoiceNumber", "EIid")), source)
     issue = _sole_text(inv, tags, "date", "IssueTime")
     # The request time is the date only when no issue time is printed: an
@@ -299,7 +252,7 @@ def read_shudian(root: Element, source: str = "xml") -> Invoice:
     return inv
 
 
-def _line_items(tags: _Tags, element: str, *, name: str, tax: str, rate: str, price: str,
+def _line_items(tags: Tags, element: str, *, name: str, tax: str, rate: str, price: str,
                 grouping: bool) -> list[LineItem]:
     """One LineItem per `element` in the tree; the two XML layouts differ
     only in the tag names of the name, tax, rate and unit price (Amount and
@@ -318,7 +271,7 @@ def _line_items(tags: _Tags, element: str, *, name: str, tax: str, rate: str, pr
     return items
 
 
-def _shudian_kind(tags: _Tags) -> str | None:
+def _shudian_kind(tags: Tags) -> str | None:
     # 数电 XML names its type in labels, not in a QR: 电子发票 + 增值税专用发票
     # prints as 电子发票（增值税专用发票）, the QR type 31; 普通发票 is 32.
     etype = next(iter(tags.named("EInvoiceType")), None)
@@ -335,7 +288,7 @@ def _shudian_kind(tags: _Tags) -> str | None:
 
 def read_fp_invoice(root: Element, source: str = "xml") -> Invoice:
     """Fields of an e-invoice 2019 (`fp:`) `eInvoice` tree, as in original_invoice.xml."""
-    inv, tags = Invoice(), _Tags(root)
+    inv, tags = Invoice(), Tags(root, _FP_TAGS)
     for field, tag in (("code", "InvoiceCode"), ("number", "InvoiceNo"), ("check_code", "InvoiceCheckCode"),
                        ("buyer_tax_id", "BuyerTaxID"), ("seller_tax_id", "SellerTaxID")):
         inv.offer(field, _digits(_sole_text(inv, tags, field, tag)), source)
@@ -367,7 +320,7 @@ def parse_decimal(text: str | None) -> Decimal | None:
     return value if value.is_finite() else None
 
 
-def _offer_sums(inv: Invoice, tree: _Tags, source: str, tags: tuple[str, str, str, str], comma: str | None) -> None:
+def _offer_sums(inv: Invoice, tree: Tags, source: str, tags: tuple[str, str, str, str], comma: str | None) -> None:
     # 金额, 税额, 价税合计 and its 大写 under this layout's tag names, each
     # the one element of its name (a second, conflicting one empties it).
     for field, tag in zip(("amount", "tax", "total"), tags):
