@@ -37,7 +37,8 @@ def extract_bytes(data: bytes, *, name: str | None = None, ocr: bool = True) -> 
     (`plausible.reconcile`).
     Raises only ExtractError: "empty", "unsupported-format", "limit-exceeded",
     and whatever the reader reports ("corrupt", "encrypted", "unsafe-xml",
-    "no-qr" ...). A reader's unexpected exception becomes "corrupt".
+    "no-qr" ...). A reader's unexpected exception becomes "corrupt", except
+    MemoryError, which propagates.
     """
     label = f"{name}: " if name else ""
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -57,7 +58,11 @@ def extract_bytes(data: bytes, *, name: str | None = None, ocr: bool = True) -> 
         for invoice in invoices:
             # Every reader's sources, reconciled and checked in one place.
             reconcile(invoice)
-    except AgentError:
+    except (AgentError, MemoryError):
+        # Out of memory says as much about the other workers as about this
+        # file: not "corrupt" for good, but `analyse`'s "internal", read
+        # again after a backoff (a file that always exhausts memory ends
+        # extract-failed, with this error named).
         raise
     except Exception as e:  # a reader bug or a parser choking: the file is what we can blame
         raise ExtractError("corrupt", f"{label}{fmt} could not be read ({type(e).__name__}: {e})") from e
