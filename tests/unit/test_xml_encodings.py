@@ -72,6 +72,16 @@ def test_a_byte_order_mark_wins_over_the_declaration(shudian):
     assert _fields(read_xml(_declared(shudian, "UTF-16").encode("utf-16-le"))) == original  # no mark
 
 
+@pytest.mark.parametrize("declared", ["ISO-8859-1", "GBK"])
+def test_a_second_byte_order_mark_still_lets_the_first_win(shudian, declared):
+    # Saved twice with a mark: the second U+FEFF hid the declaration from the
+    # rewrite, and expat read the UTF-8 names as Latin-1 (outside attack).
+    original = _fields(read_xml(shudian.encode("utf-8")))
+    twice = b"\xef\xbb\xbf\xef\xbb\xbf" + _declared(shudian, declared).encode("utf-8")
+    assert _fields(read_xml(twice)) == original
+    assert read_xml(twice).get("seller_name") == "示例制造集团有限公司"
+
+
 def test_gb2312_labelled_text_written_in_gbk_reads_whole():
     # Issuers label GBK text GB2312: 镕 is not in GB2312, and its middle dot
     # is the U+00B7 a UTF-8 invoice prints in a foreign name.
@@ -220,3 +230,46 @@ def test_an_fp_invoice_with_decimal_commas_leaves_its_sums_empty(samples_dir):
     assert inv.get("total") is None and inv.get("tax") is None
     assert inv.get("amount") == Decimal("24519.05")  # no comma: nothing to doubt
     assert "'25254,62'" in _unreadable(inv)["total"]
+
+
+# --- the parser's two paths and its lookups ------------------------------------
+
+def test_entities_without_a_dtd_are_refused_and_a_doctype_anywhere_goes_to_defusedxml():
+    from agent.extract.xml_parse import parse_xml
+    assert parse_xml(b"<a>&#x41;&amp;&lt;</a>").text == "A&<"
+    with pytest.raises(ExtractError) as e:
+        parse_xml(b"<a>&ext;</a>")  # no DTD: expat knows no such entity
+    assert e.value.reason == "corrupt" and "undefined entity" in e.value.message
+    with pytest.raises(ExtractError) as e:
+        parse_xml(b'<!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/passwd">]><a>&x;</a>')
+    assert e.value.reason == "unsafe-xml"
+    # The text "<!DOCTYPE" where it declares nothing is read, as before.
+    assert parse_xml(b"<a><!-- <!DOCTYPE x> --><b>1</b></a>").find("b").text == "1"
+    assert parse_xml(b"<a><![CDATA[<!DOCTYPE]]></a>").text == "<!DOCTYPE"
+
+
+def test_long_tag_names_are_not_remembered_by_a_worker():
+    from agent.extract import xml_parse
+    before = xml_parse._local_name.cache_info().currsize
+    tag = "x" * 1_000_000
+    assert xml_parse.local_name("{urn:a}" + tag) == tag
+    assert xml_parse._local_name.cache_info().currsize == before
+
+
+def test_a_reader_asking_for_a_tag_it_did_not_declare_fails_loudly():
+    from agent.extract.xml_parse import Tags, parse_xml
+    tags = Tags(parse_xml(b"<r><A>1</A><B>2</B><A>3</A></r>"), frozenset({"A"}))
+    assert [el.text for el in tags.named("A")] == ["1", "3"]
+    with pytest.raises(LookupError):
+        tags.named("B")  # would read as absent: a field silently empty
+
+
+def test_out_of_memory_is_read_again_later_not_quarantined_as_corrupt(monkeypatch, shudian):
+    import agent.extract.xml as xml_reader
+    from agent.pipeline import RETRYABLE_REASONS, analyse
+
+    def exhausted(root, source="xml"):
+        raise MemoryError()
+    monkeypatch.setattr(xml_reader, "read_shudian", exhausted)
+    result = analyse(shudian.encode("utf-8"))
+    assert result.error_reason in RETRYABLE_REASONS and "MemoryError" in result.error_message
