@@ -96,9 +96,10 @@ class Receipt:
     warning: str | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form for a ledger column (`warning` only when set)."""
+        """JSON-ready form for a ledger column (`warning` only when set);
+        `raw` as `kept_raw` keeps it: at most RAW_KEPT_BYTES of JSON."""
         d = {"destination": self.destination, "key": self.key, "remote_id": self.remote_id,
-             "location": self.location, "raw": self.raw}
+             "location": self.location, "raw": kept_raw(self.raw)}
         if self.warning:
             d["warning"] = self.warning
         return d
@@ -234,3 +235,38 @@ def read_parcel_file(parcel: Parcel) -> bytes:
     if hashlib.sha256(data).hexdigest() != parcel.sha256.lower():
         raise Permanent(f"vault file {str(parcel.path)!r} for {parcel.key} does not match its recorded sha256")
     return data
+
+
+# What a receipt's `raw` keeps in the ledger at most. A chatty system that
+# answers with the whole invoice echoed back (its lines, the PDF in base64)
+# would otherwise put up to a megabyte into every delivery row: the ledger,
+# its snapshots and every `status` grow with it.
+RAW_KEPT_BYTES = 8 * 1024
+_RAW_FIRST = ("sha256", "id", "key", "location", "success", "code", "status", "message", "msg")
+_RAW_TEXT_KEPT = 200
+
+
+def kept_raw(raw: Any) -> Any:
+    """`raw` whole when its JSON is at most RAW_KEPT_BYTES; else a dict of
+    its top-level numbers, booleans and texts (each text cut to 200
+    characters), the proof fields first (sha256, id, key, location, ...),
+    within that size, with `_cut` saying how large the answer was."""
+    text = json.dumps(raw, ensure_ascii=False, default=str)
+    size = len(text.encode("utf-8"))
+    if size <= RAW_KEPT_BYTES or not isinstance(raw, dict):
+        return raw if size <= RAW_KEPT_BYTES else {"_cut": f"an answer of {size} bytes of JSON, not kept"}
+    kept: dict[str, Any] = {"_cut": f"an answer of {size} bytes of JSON: only its top-level values are kept"}
+    used = len(json.dumps(kept, ensure_ascii=False).encode("utf-8"))
+    order = [k for k in _RAW_FIRST if k in raw] + [k for k in raw if k not in _RAW_FIRST]
+    for k in order:
+        value = raw[k]
+        if isinstance(value, str) and len(value) > _RAW_TEXT_KEPT:
+            value = value[:_RAW_TEXT_KEPT] + "…"
+        elif not (value is None or isinstance(value, (bool, int, float, str))):
+            continue
+        cost = len(json.dumps({str(k)[:_RAW_TEXT_KEPT]: value}, ensure_ascii=False).encode("utf-8"))
+        if used + cost > RAW_KEPT_BYTES:
+            break
+        kept[str(k)[:_RAW_TEXT_KEPT]] = value
+        used += cost
+    return kept
