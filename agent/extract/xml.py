@@ -170,7 +170,16 @@ def _sole_text(inv: Invoice, tags: Tags, field: str, *names: str) -> str | None:
     repeated or conflicting element (a second SellerInformation, an EIid
     that is not the InvoiceNumber) is no reading to store: the first is not
     more true than the second."""
-    texts = [t for t in ("".join(el.itertext()).strip() for el in tags.named(*names)) if t]
+    els = tags.named(*names)
+    if _nested(els):
+        # One inside another: their texts overlap, none is the field's, and
+        # reading each whole would cost the square of the nesting's depth.
+        inv.problems.append(Problem(
+            code="xml-conflicting-elements", severity="error", field=field,
+            message=f"the XML nests {'/'.join(names)} elements inside one another; {field} left empty for 补录",
+            message_zh=f"XML 中 {field} 元素相互嵌套，留待补录"))
+        return None
+    texts = [t for t in ("".join(el.itertext()).strip() for el in els) if t]
     distinct = list(dict.fromkeys(texts))
     if len({re.sub(r"\s+", "", unicodedata.normalize("NFKC", t)) for t in distinct}) > 1:
         shown = ", ".join(repr(t) for t in distinct[:4])
@@ -180,6 +189,17 @@ def _sole_text(inv: Invoice, tags: Tags, field: str, *names: str) -> str | None:
             message_zh=f"XML 中 {field} 出现多次且不一致，留待补录"))
         return None
     return distinct[0] if distinct else None
+
+
+def _nested(els: list[Element]) -> bool:
+    """True when one of `els` (in document order) lies inside another. In
+    linear time: an element holding others holds the next one in document
+    order, which its own walk reaches within a few steps; elements side by
+    side cost their own subtrees once."""
+    for outer, following in zip(els, els[1:]):
+        if any(el is following for el in outer.iter()):
+            return True
+    return False
 
 
 def offer_qr_text(invoice: Invoice, text: str | None) -> bool:
@@ -246,19 +266,27 @@ def read_shudian(root: Element, source: str = "xml") -> Invoice:
     inv.offer("seller_tax_id", _digits(_sole_text(inv, tags, "seller_tax_id", "SellerIdNum")), source)
     inv.offer("buyer_name", _name(_sole_text(inv, tags, "buyer_name", "BuyerName")), source)
     inv.offer("buyer_tax_id", _digits(_sole_text(inv, tags, "buyer_tax_id", "BuyerIdNum")), source)
-    inv.items.extend(_line_items(tags, "IssuItemInformation", name="ItemName", tax="ComTaxAm",
+    inv.items.extend(_line_items(inv, tags, "IssuItemInformation", name="ItemName", tax="ComTaxAm",
                                  rate="TaxRate", price="UnPrice", grouping=comma is None))
     offer_qr_text(inv, tags.text_of("GraphCode", "QRCode"))
     return inv
 
 
-def _line_items(tags: Tags, element: str, *, name: str, tax: str, rate: str, price: str,
+def _line_items(inv: Invoice, tags: Tags, element: str, *, name: str, tax: str, rate: str, price: str,
                 grouping: bool) -> list[LineItem]:
     """One LineItem per `element` in the tree; the two XML layouts differ
     only in the tag names of the name, tax, rate and unit price (Amount and
-    Quantity are the same in both). `grouping`: see `parse_money`."""
+    Quantity are the same in both). `grouping`: see `parse_money`. Items
+    nested inside one another are no list: none, with an error on `inv`."""
     items = []
-    for el in tags.named(element):
+    found = tags.named(element)
+    if _nested(found):
+        inv.problems.append(Problem(
+            code="xml-conflicting-elements", severity="error", field="items",
+            message=f"the XML nests {element} elements inside one another; no line items are read",
+            message_zh="XML 中的货物明细相互嵌套，未读取明细"))
+        return []
+    for el in found:
         rate_value, rate_text = parse_rate(text_of(el, rate))
         items.append(LineItem(
             name=text_of(el, name) or "",
@@ -298,7 +326,7 @@ def read_fp_invoice(root: Element, source: str = "xml") -> Invoice:
                                     "TaxInclusiveTotalAmountWithWords"), comma)
     inv.offer("buyer_name", _name(_sole_text(inv, tags, "buyer_name", "BuyerName")), source)
     inv.offer("seller_name", _name(_sole_text(inv, tags, "seller_name", "SellerName")), source)
-    inv.items.extend(_line_items(tags, "GoodsInfo", name="Item", tax="TaxAmount", rate="TaxScheme",
+    inv.items.extend(_line_items(inv, tags, "GoodsInfo", name="Item", tax="TaxAmount", rate="TaxScheme",
                                  price="Price", grouping=comma is None))
     graph = tags.text_of("GraphCode")
     if graph and not offer_qr_text(inv, graph):

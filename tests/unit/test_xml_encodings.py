@@ -232,7 +232,7 @@ def test_an_fp_invoice_with_decimal_commas_leaves_its_sums_empty(samples_dir):
     assert "'25254,62'" in _unreadable(inv)["total"]
 
 
-# --- the parser's two paths and its lookups ------------------------------------
+# --- the parser's two paths, its lookups, and trees no invoice has -----------------
 
 def test_entities_without_a_dtd_are_refused_and_a_doctype_anywhere_goes_to_defusedxml():
     from agent.extract.xml_parse import parse_xml
@@ -273,3 +273,21 @@ def test_out_of_memory_is_read_again_later_not_quarantined_as_corrupt(monkeypatc
     monkeypatch.setattr(xml_reader, "read_shudian", exhausted)
     result = analyse(shudian.encode("utf-8"))
     assert result.error_reason in RETRYABLE_REASONS and "MemoryError" in result.error_message
+
+
+def test_fields_or_items_nested_inside_one_another_are_refused_not_read(shudian):
+    # Read whole, each nested element's text cost the square of the depth
+    # (minutes at this depth, holding a worker until its timeout).
+    deep = 20_000
+    sole = ("<EInvoice><InvoiceNumber>1</InvoiceNumber>" + "<SellerName>x" * deep + "</SellerName>" * deep
+            + "</EInvoice>").encode()
+    items = ("<EInvoice>" + "<IssuItemInformation><Amount>1</Amount>" * deep + "</IssuItemInformation>" * deep
+             + "</EInvoice>").encode()
+    inv = read_xml(sole)
+    assert inv.get("seller_name") is None and inv.get("number") == "1"
+    assert [(p.code, p.field) for p in inv.problems] == [("xml-conflicting-elements", "seller_name")]
+    inv = read_xml(items)
+    assert inv.items == [] and [(p.code, p.field) for p in inv.problems] == [("xml-conflicting-elements", "items")]
+    # Side by side, every item is still read.
+    original = read_xml(shudian.encode("utf-8"))
+    assert original.items and not [p for p in original.problems if p.code == "xml-conflicting-elements"]
