@@ -42,7 +42,13 @@ BUSY_RECORDED = 8
 BUSY_SHARE = 0.5
 # Results waiting unrecorded at most: beyond it no document is handed out,
 # so the workers pause instead of reading ahead of what can be recorded.
-BUFFER_MAX = 4 * RECORD_CHUNK
+# While a burst is captured the main thread records little (RECORD_SHARE)
+# and the other core is the workers': at 256 they stopped a tenth of the
+# way into a 3,000-file burst and that core idled until capture was done.
+# At 1,024 they read on (a result waiting is ~5 KB: 5 MB at most, and
+# if the daemon dies its document is only read again): in bench/watch.py,
+# bursts reached `queued` 10-18 % sooner (paired runs on a slow disk).
+BUFFER_MAX = 16 * RECORD_CHUNK
 
 
 class Reading:
