@@ -43,6 +43,7 @@ from agent.deliver.settings import config_bool, config_number, config_str, where
 from agent.errors import ConfigError, Permanent
 from agent.extract.sniff import EXTENSIONS, MEDIA_TYPES
 from agent.model import Invoice
+from agent.redact import redact
 
 
 @dataclass(frozen=True)
@@ -96,10 +97,17 @@ class Receipt:
     warning: str | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form for a ledger column (`warning` only when set);
-        `raw` as `kept_raw` keeps it: at most RAW_KEPT_BYTES of JSON."""
-        d = {"destination": self.destination, "key": self.key, "remote_id": self.remote_id,
-             "location": self.location, "raw": kept_raw(self.raw)}
+        """JSON-ready form for a ledger column (`warning` only when set),
+        every text storable: `raw` as `kept_raw` keeps it (at most
+        RAW_KEPT_BYTES of JSON; `raw_cut` says how it was cut, beside it, where
+        no answer can forge or hide it), the remote's id and location cut to
+        200 characters."""
+        raw, cut = kept_raw(self.raw)
+        d = {"destination": self.destination, "key": self.key,
+             "remote_id": None if self.remote_id is None else storable_text(self.remote_id, _TEXT_KEPT),
+             "location": None if self.location is None else storable_text(self.location, _TEXT_KEPT), "raw": raw}
+        if cut:
+            d["raw_cut"] = cut
         if self.warning:
             d["warning"] = self.warning
         return d
@@ -242,31 +250,80 @@ def read_parcel_file(parcel: Parcel) -> bytes:
 # would otherwise put up to a megabyte into every delivery row: the ledger,
 # its snapshots and every `status` grow with it.
 RAW_KEPT_BYTES = 8 * 1024
+# The fields that prove a delivery, kept first, at the top level and one
+# level down (`{"code": 0, "data": {"id": ...}}`, the shape of many Chinese
+# finance APIs).
 _RAW_FIRST = ("sha256", "id", "key", "location", "success", "code", "status", "message", "msg")
-_RAW_TEXT_KEPT = 200
+_TEXT_KEPT = 200
 
 
-def kept_raw(raw: Any) -> Any:
-    """`raw` whole when its JSON is at most RAW_KEPT_BYTES; else a dict of
-    its top-level numbers, booleans and texts (each text cut to 200
-    characters), the proof fields first (sha256, id, key, location, ...),
-    within that size, with `_cut` saying how large the answer was."""
-    text = json.dumps(raw, ensure_ascii=False, default=str)
-    size = len(text.encode("utf-8"))
-    if size <= RAW_KEPT_BYTES or not isinstance(raw, dict):
-        return raw if size <= RAW_KEPT_BYTES else {"_cut": f"an answer of {size} bytes of JSON, not kept"}
-    kept: dict[str, Any] = {"_cut": f"an answer of {size} bytes of JSON: only its top-level values are kept"}
-    used = len(json.dumps(kept, ensure_ascii=False).encode("utf-8"))
-    order = [k for k in _RAW_FIRST if k in raw] + [k for k in raw if k not in _RAW_FIRST]
-    for k in order:
-        value = raw[k]
-        if isinstance(value, str) and len(value) > _RAW_TEXT_KEPT:
-            value = value[:_RAW_TEXT_KEPT] + "…"
-        elif not (value is None or isinstance(value, (bool, int, float, str))):
-            continue
-        cost = len(json.dumps({str(k)[:_RAW_TEXT_KEPT]: value}, ensure_ascii=False).encode("utf-8"))
+def storable_text(text: str, limit: int | None = None) -> str:
+    """`text` as the ledger can hold it: a lone surrogate (half an emoji, as
+    a JavaScript server cuts one) written as its escape `\\ud83d`, and, with
+    `limit`, cut to that many characters and "…", redacted again after the
+    cut (a secret's head left at the end of the cut is masked)."""
+    if limit is not None and len(text) > limit:
+        text = redact(text[:limit]) + "…"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _storable(value: Any) -> Any:
+    # Every text in a JSON-like value storable (`storable_text`), keys too.
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, dict):
+        return {storable_text(str(k)): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
+
+
+def _size(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False, default=str).encode("utf-8", "backslashreplace"))
+
+
+def kept_raw(raw: Any) -> tuple[Any, str | None]:
+    """(`raw` as the ledger keeps it, a note when it was cut). Whole when its
+    JSON is at most RAW_KEPT_BYTES; else its top-level numbers, booleans and
+    texts (each text cut to 200 characters), the proof fields first, those
+    of a nested object too, within that size; keys longer than 200
+    characters are left out. Every text storable (`storable_text`)."""
+    size = _size(raw)
+    if size <= RAW_KEPT_BYTES:
+        return _storable(raw), None
+    note = f"an answer of {size} bytes of JSON: only its top-level values and proof fields are kept"
+    if not isinstance(raw, dict):
+        return {}, f"an answer of {size} bytes of JSON, not kept"
+    kept: dict[str, Any] = {}
+    used = 2
+
+    def scalar(value: Any) -> Any:
+        if isinstance(value, str):
+            return storable_text(value, _TEXT_KEPT)
+        return value if value is None or isinstance(value, (bool, int, float)) else _SKIP
+
+    def add(key: Any, value: Any) -> bool:
+        nonlocal used
+        if not isinstance(key, str) or len(key) > _TEXT_KEPT or key in kept:
+            return True
+        cost = _size({key: value})
         if used + cost > RAW_KEPT_BYTES:
-            break
-        kept[str(k)[:_RAW_TEXT_KEPT]] = value
+            return False
+        kept[storable_text(key)] = value
         used += cost
-    return kept
+        return True
+
+    # The proof fields, then objects holding some (only those fields of
+    # theirs), then every other top-level value, while there is room.
+    proofs = {k: {p: scalar(v[p]) for p in _RAW_FIRST if p in v and scalar(v[p]) is not _SKIP}
+              for k, v in raw.items() if isinstance(v, dict)}
+    order = ([(k, scalar(raw[k])) for k in _RAW_FIRST if k in raw]
+             + [(k, proof) for k, proof in proofs.items() if proof]
+             + [(k, scalar(v)) for k, v in raw.items() if k not in _RAW_FIRST and not isinstance(v, dict)])
+    for k, value in order:
+        if value is not _SKIP and not add(k, value):
+            break
+    return kept, note
+
+
+_SKIP = object()

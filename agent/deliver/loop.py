@@ -24,7 +24,7 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from agent.deliver.base import Destination, Misconfigured, Parcel, Receipt, parcel_for
+from agent.deliver.base import Destination, Misconfigured, Parcel, Receipt, parcel_for, storable_text
 from agent.deliver.gate import Decision, Gate
 from agent.deliver.retry import DeliveryPolicy, Refusals, next_attempt_at
 from agent.errors import AdapterError, Permanent, Transient
@@ -70,12 +70,18 @@ class Outcome:
     (the destination holds other content under the key), transient,
     permanent, misconfigured (the destination refused it: bad credentials,
     a redirect) or refused (such an answer judged this invoice's own by
-    `observe`); with the receipt or the error."""
+    `observe`); with the receipt or the error, which is made storable
+    (`storable_text`: a server's half emoji would fail the row's write and
+    turn a permanent refusal into a transient retry)."""
 
     kind: str
     receipt: Receipt | None = None
     error: str | None = None
     retry_after: float | None = None
+
+    def __post_init__(self):
+        if self.error is not None:
+            object.__setattr__(self, "error", storable_text(self.error))
 
 
 @dataclass(frozen=True)
