@@ -171,9 +171,10 @@ def _sole_text(inv: Invoice, tags: Tags, field: str, *names: str) -> str | None:
     that is not the InvoiceNumber) is no reading to store: the first is not
     more true than the second."""
     els = tags.named(*names)
-    if _nested(els):
-        # One inside another: their texts overlap, none is the field's, and
-        # reading each whole would cost the square of the nesting's depth.
+    if len(els) > _FEW_ELEMENTS and _nested(els):
+        # Many, one inside another: reading each whole would cost the square
+        # of the nesting's depth, and overlapping texts name no one value.
+        # A few are read as ever (a wrapper of the same name and text is X).
         inv.problems.append(Problem(
             code="xml-conflicting-elements", severity="error", field=field,
             message=f"the XML nests {'/'.join(names)} elements inside one another; {field} left empty for 补录",
@@ -189,6 +190,10 @@ def _sole_text(inv: Invoice, tags: Tags, field: str, *names: str) -> str | None:
             message_zh=f"XML 中 {field} 出现多次且不一致，留待补录"))
         return None
     return distinct[0] if distinct else None
+
+
+# A field given in more elements than this is checked for nesting first.
+_FEW_ELEMENTS = 8
 
 
 def _nested(els: list[Element]) -> bool:

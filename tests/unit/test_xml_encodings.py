@@ -288,6 +288,11 @@ def test_fields_or_items_nested_inside_one_another_are_refused_not_read(shudian)
     assert [(p.code, p.field) for p in inv.problems] == [("xml-conflicting-elements", "seller_name")]
     inv = read_xml(items)
     assert inv.items == [] and [(p.code, p.field) for p in inv.problems] == [("xml-conflicting-elements", "items")]
+    # A wrapper of the same name and text reads as before; differing texts conflict.
+    wrapped = "<EInvoice><SellerName><SellerName>{}</SellerName></SellerName></EInvoice>"
+    assert read_xml(wrapped.format("X").encode()).get("seller_name") == "X"
+    inv = read_xml(wrapped.replace("<SellerName><SellerName>", "<SellerName>Y<SellerName>").format("X").encode())
+    assert inv.get("seller_name") is None and inv.problems[0].code == "xml-conflicting-elements"
     # Side by side, every item is still read.
     original = read_xml(shudian.encode("utf-8"))
     assert original.items and not [p for p in original.problems if p.code == "xml-conflicting-elements"]
