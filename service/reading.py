@@ -49,6 +49,17 @@ BUSY_SHARE = 0.5
 # if the daemon dies its document is only read again): in bench/watch.py,
 # bursts reached `queued` 10-18 % sooner (paired runs on a slow disk).
 BUFFER_MAX = 16 * RECORD_CHUNK
+# ... and at most this many results' worth of line items (a result weighs
+# one plus its invoices' items): an invoice listing 1,000 lines is ~0.7 MB
+# in memory, and a burst of such would hold gigabytes at BUFFER_MAX alone.
+BUFFER_WEIGHT_MAX = 16_384
+
+
+def result_weight(result: Any) -> int:
+    """1 plus the line items of every invoice in an extraction result: what
+    holding it in memory costs, in units of a one-line invoice's result."""
+    return 1 + sum(len(inv.get("items") or ()) for inv in getattr(result, "invoices", None) or ()
+                   if isinstance(inv, dict))
 
 
 class Reading:
@@ -68,6 +79,7 @@ class Reading:
         # Documents handed out as likely invoices, until recorded: their
         # results are recorded ahead of the others waiting.
         self._urgent: set[int] = set()
+        self._weights: dict[int, int] = {}  # result_weight of each result waiting
         self._record_after = 0.0  # while intake is busy: when the next chunk may be recorded
         self._last_collect = clock()
 
@@ -92,10 +104,10 @@ class Reading:
         Among likely invoices it is oldest first: slow ones ahead delay it."""
         if not self.pool.has_room():
             return 0
-        waiting_urgent = sum(1 for doc_id, _ in self._results if doc_id in self._urgent)
-        if waiting_urgent >= BUFFER_MAX:
+        urgent = [w for doc_id, w in self._weights.items() if doc_id in self._urgent]
+        if len(urgent) >= BUFFER_MAX or sum(urgent) >= BUFFER_WEIGHT_MAX:
             return 0
-        full = len(self._results) >= BUFFER_MAX
+        full = len(self._results) >= BUFFER_MAX or sum(self._weights.values()) >= BUFFER_WEIGHT_MAX
         busy = self.pool.in_flight_ids() | {doc_id for doc_id, _ in self._results}
         room = self.pool.capacity - self.pool.in_flight
         started = 0
@@ -129,6 +141,7 @@ class Reading:
             # an invoice is never recorded behind a backlog of junk results.
             self._results += got
             self._results.sort(key=lambda r: r[0] not in self._urgent)
+            self._weights.update((doc_id, result_weight(result)) for doc_id, result in got)
         done: list = []
         recording = 0.0
         while self._results:
@@ -137,6 +150,8 @@ class Reading:
             chunk, self._results = self._results[:RECORD_CHUNK], self._results[RECORD_CHUNK:]
             start = self.clock()
             self._urgent.difference_update(doc_id for doc_id, _ in chunk)
+            for doc_id, _ in chunk:
+                self._weights.pop(doc_id, None)
             self.record_all(chunk)
             done += chunk
             took = self.clock() - start
@@ -209,6 +224,7 @@ class Reading:
         in and every one still waiting, a chunk to a transaction."""
         results, self._results = self._results + self.pool.shutdown(timeout), []
         self._urgent.clear()
+        self._weights.clear()
         for i in range(0, len(results), RECORD_CHUNK):
             self.record_all(results[i:i + RECORD_CHUNK])
 

@@ -32,6 +32,12 @@ def counting_reader(vault_root: str, sha256: str) -> Analysis:
     return Analysis(invoices=[{"is_invoice": False, "not_invoice_reason": "test"}])
 
 
+def long_list_reader(vault_root: str, sha256: str) -> Analysis:
+    # In the worker: a reading that lists 500 lines (what holding it costs).
+    return Analysis(invoices=[{"is_invoice": False, "not_invoice_reason": "test",
+                               "items": [{"name": f"line {i}"} for i in range(500)]}])
+
+
 class Clock:
     """Stands still but for `on_read`, called inside each recorded chunk:
     every chunk takes one second to record."""
@@ -261,3 +267,34 @@ def test_a_few_documents_are_no_backlog(tmp_path, monkeypatch):
             reading.collect(0.1)  # each takes a second of the clock: all of the time
         assert states(ledger, [1, 2, 3]) == Counter({"not_invoice": 3})
         assert not reading_backlog(pace)
+
+
+def test_results_listing_many_lines_fill_the_buffer_sooner(tmp_path, monkeypatch):
+    # A burst of invoices of 1,000 lines each is ~0.7 MB a result: counted
+    # by results alone, BUFFER_MAX of them would hold gigabytes.
+    monkeypatch.setattr(reading_mod, "RECORD_CHUNK", 2)
+    monkeypatch.setattr(reading_mod, "BUFFER_MAX", 1000)
+    monkeypatch.setattr(reading_mod, "BUFFER_WEIGHT_MAX", 2000)
+    vault, ledger = Vault(tmp_path / "vault"), Ledger(tmp_path / "ledger.sqlite3")
+    pool = ExtractionPool(str(vault.root), workers=2, reader=long_list_reader, depth=1)
+    try:
+        ids = [capture_bytes(ledger, vault, b"%PDF-1.4\n" + os.urandom(400), name=f"f{i}.pdf", source_kind="email",
+                             source="test", now=NOW, actor="test").document_id for i in range(40)]
+        clock = Clock()
+        reading = Reading(ledger, pool, actor="test", on_read=clock.on_read, clock=clock)
+        reading.configure(ValidationSettings(), ["out"])
+        until_unrecorded(reading, 4, intake_busy=True)
+        deadline = time.monotonic() + 30
+        while pool.in_flight and time.monotonic() < deadline:  # what the workers hold, answered
+            reading.collect(0.1, intake_busy=True)
+        # 501 each: once four wait (2,004) no more is handed out, room or not.
+        assert pool.has_room() and reading.feed() == 0
+        assert 4 <= reading.unrecorded <= 4 + pool.capacity
+        clock.t += 3600
+        while reading.unrecorded or pool.in_flight:  # intake quiet: all recorded, each once
+            reading.feed()
+            reading.collect(0.1)
+        assert states(ledger, ids) == Counter({"not_invoice": 40}) and sorted(clock.read) == sorted(ids)
+    finally:
+        pool.shutdown(2)
+        ledger.close()
