@@ -73,13 +73,17 @@ def tiny_junk(i: int, cut_headers: bool = True) -> bytes:
 
 
 def rss_mb(pid: int) -> float:
-    """Peak RSS (VmHWM) of the daemon plus its current children."""
+    """Peak RSS (VmHWM) of the daemon plus every process below it now: its
+    forkserver and the workers, which are the forkserver's children."""
     total = 0
-    pids = [pid]
-    try:
-        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        pass
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        try:
+            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except OSError:
+            pass  # gone meanwhile
     for p in pids:
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
