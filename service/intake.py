@@ -13,7 +13,8 @@ carried out by `finish_sources` (service/source_steps.py), after a restart
 too, and only while the name still holds the very file that was captured. A
 file that failed to capture, whose capture was unreadable, or that changed
 meanwhile is never moved or deleted; a transient failure (disk full) leaves
-it for the next rescan.
+it for the next rescan. How a group is committed: service/intake_group.py
+(`GroupedIntake`, Intake's base).
 """
 
 from __future__ import annotations
@@ -21,12 +22,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import sqlite3
 import stat
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 from agent import beneath
 from agent.beneath import Escapes, Identity, RootReplaced
@@ -35,10 +32,10 @@ from agent.config import WatchConfig
 from agent.errors import CaptureError, IllegalTransition
 from agent.ledger import Ledger
 from agent.ledger.rows import parse_utc
-from agent.pipeline import ledger_unavailable
 from agent.mail import MailLimits, maildir_cur_path
 from agent.vault import Staged, Vault
 from service import source_steps
+from service.intake_group import GroupedIntake, IntakeResult
 from service.intake_mail import MailUnfinished, NotAMessage, shown, store_mail
 from agent.filenames import storable
 from service.source_steps import act, log_act, processed_folder
@@ -47,102 +44,14 @@ from service.watch_names import MAIL_UNFINISHED_GRACE_S, TEMP_GRACE_S, system_na
 log = logging.getLogger("fapiao.intake")
 
 
-@dataclass
-class IntakeResult:
-    """What became of one file: new document ids, and whether to retry later.
-    Inside a `group`, durable only once the group is committed."""
-
-    documents: list[int]
-    retry: bool = False
-    skipped: bool = False
-    error: str | None = None  # why, when `retry` (the vault's disk is full or failing)
-    refused: bool = False
-    hold_s: float | None = None  # not complete yet: look again once unchanged this long (FolderWatcher.hold)
-
-
-@dataclass
-class _Group:
-    """An open group: the rows to write at its end (each with the result it
-    completes), staged bytes to make durable before them, source steps to
-    carry out after the COMMIT."""
-
-    writes: list[tuple[IntakeResult, Callable[[], None]]] = field(default_factory=list)
-    staged: list[Staged] = field(default_factory=list)
-    acts: list[Callable[[], None]] = field(default_factory=list)
-    finish: dict[int, WatchConfig] = field(default_factory=dict)  # document -> its folder
-
-
-class Intake:
+class Intake(GroupedIntake):
     """Captures files for the daemon (main thread only)."""
 
     def __init__(self, ledger: Ledger, vault: Vault, *, max_bytes: int, mail_limits: MailLimits,
                  actor: str):
         self.ledger, self.vault = ledger, vault
         self.max_bytes, self.mail_limits, self.actor = max_bytes, mail_limits, actor
-        self._group: _Group | None = None
-
-    @contextmanager
-    def group(self, *, now: str, today: dt.date) -> Iterator[None]:
-        """Take the files taken inside as one group. While it is open, each
-        file's bytes are staged in the vault's tmp/ as it is taken (read,
-        hashed, written: no fsync each), and no ledger lock is held; at its
-        end all of them are made durable at once (`Vault.commit_staged`: two
-        filesystem syncs for the whole group), then the group's rows are
-        written in ONE transaction (the lock held only for them) and
-        committed. Guarantees: every vault object is durable before the rows
-        naming it are committed; no source is moved or deleted before the
-        COMMIT returned; one file's rows are written all or none (a
-        savepoint); the results of `take` are complete (`documents`) once
-        the group is committed. On an error the whole group is rolled back,
-        its files are still where they were (taken again later), and the
-        error propagates. Nested use joins the outer group."""
-        if self._group is not None:
-            yield
-            return
-        grp = self._group = _Group()
-        try:
-            yield
-            staged, grp.staged = grp.staged, []
-            self.vault.commit_staged(staged)
-            if grp.writes:
-                with self.ledger.transaction(memory_journals=True):
-                    for result, write in grp.writes:
-                        self._write(result, write, grp)
-        except BaseException:
-            self.vault.discard_staged(grp.staged)
-            raise
-        finally:
-            self._group = None
-        for step in grp.acts:
-            step()
-        if grp.finish:
-            watches = list({id(w): w for w in grp.finish.values()}.values())
-            source_steps.finish_sources(self.ledger, watches, now=now, today=today, actor=self.actor,
-                                        doc_ids=list(grp.finish))
-
-    def _write(self, result: IntakeResult, write: Callable[[], None], grp: _Group) -> None:
-        # One file's rows in a savepoint of the group's transaction: an
-        # error of this file (not of the ledger's disk) leaves out its rows
-        # and its source steps, and the group goes on; the file stays where
-        # it is and is taken again when it changes or at the next start.
-        acts, finish = len(grp.acts), set(grp.finish)
-        try:
-            with self.ledger.transaction():
-                write()
-        except sqlite3.Error as e:
-            if ledger_unavailable(e):
-                raise
-            self._unwritten(result, e, grp, acts, finish)
-        except Exception as e:
-            self._unwritten(result, e, grp, acts, finish)
-
-    def _unwritten(self, result: IntakeResult, e: Exception, grp: _Group, acts: int, finish: set) -> None:
-        del grp.acts[acts:]
-        for doc in set(grp.finish) - finish:
-            del grp.finish[doc]
-        result.documents, result.error = [], storable(f"{type(e).__name__}: {e}")
-        log.error("could not record a file; it stays where it is", exc_info=e,
-                  extra={"error": result.error})
+        self._group = None
 
     def take(self, path: Path, watch: WatchConfig, *, now: str, today: dt.date) -> IntakeResult:
         """Capture `path` from `watch`; never raises for a bad file. Alone,
@@ -158,15 +67,6 @@ class Intake:
                 log.error("watched folder replaced; file not taken", extra={"path": storable(str(path)),
                                                                              "reason": storable(str(e))})
                 return IntakeResult([], skipped=True)
-
-    def _later(self, write: Callable[[], list[int]]) -> IntakeResult:
-        # The rows of a file stored now, written at the group's end.
-        result = IntakeResult([])
-
-        def run() -> None:
-            result.documents = write()
-        self._group.writes.append((result, run))
-        return result
 
     def _take(self, path: Path, watch: WatchConfig, *, now: str, today: dt.date) -> IntakeResult:
         try:
