@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Iterator
 from agent.ledger.schema import LATEST, MIGRATIONS, STEPS
 from agent.ledger.documents import DocumentsMixin
 from agent.ledger.deliveries import DeliveriesMixin
+from agent.ledger.delivery_operators import DeliveryOperatorsMixin
 from agent.ledger.backups import BackupsMixin
 from agent.ledger.source_actions import SourceActionsMixin
 from agent.ledger.trail import TrailMixin
@@ -45,8 +46,8 @@ BUSY_TIMEOUT_MS = 30_000
 CACHE_KIB = 8192  # per connection
 
 
-class Ledger(DocumentsMixin, DeliveriesMixin, BackupsMixin, SourceActionsMixin, TrailMixin, ApplicationsMixin,
-             ReportRowsMixin, NotificationsMixin, FleetMixin, SearchMixin):
+class Ledger(DocumentsMixin, DeliveriesMixin, DeliveryOperatorsMixin, BackupsMixin, SourceActionsMixin, TrailMixin,
+             ApplicationsMixin, ReportRowsMixin, NotificationsMixin, FleetMixin, SearchMixin):
     """One connection to the ledger file. Not shared between threads: open
     one Ledger per thread or process (they coordinate through SQLite)."""
 
