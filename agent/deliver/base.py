@@ -96,16 +96,23 @@ class Receipt:
     raw: dict = field(default_factory=dict, hash=False, compare=False)
     warning: str | None = field(default=None, compare=False)
 
+    def __post_init__(self):
+        # The remote's id and location as made, for every adapter: the log
+        # line, `show` and the ledger print them, so a megabyte-long id is
+        # cut here, once (`storable_text`, 200 characters).
+        for name in ("remote_id", "location"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, storable_text(value, _TEXT_KEPT))
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for a ledger column (`warning` only when set),
         every text storable: `raw` as `kept_raw` keeps it (at most
         RAW_KEPT_BYTES of JSON; `raw_cut` says how it was cut, beside it, where
-        no answer can forge or hide it), the remote's id and location cut to
-        200 characters."""
+        no answer can forge or hide it)."""
         raw, cut = kept_raw(self.raw)
-        d = {"destination": self.destination, "key": self.key,
-             "remote_id": None if self.remote_id is None else storable_text(self.remote_id, _TEXT_KEPT),
-             "location": None if self.location is None else storable_text(self.location, _TEXT_KEPT), "raw": raw}
+        d = {"destination": self.destination, "key": self.key, "remote_id": self.remote_id,
+             "location": self.location, "raw": raw}
         if cut:
             d["raw_cut"] = cut
         if self.warning:
@@ -278,6 +285,9 @@ def _storable(value: Any) -> Any:
     return value
 
 
+_SKIP = object()  # a value kept_raw leaves out (an object or a list)
+
+
 def _size(value: Any) -> int:
     return len(json.dumps(value, ensure_ascii=False, default=str).encode("utf-8", "backslashreplace"))
 
@@ -298,6 +308,7 @@ def kept_raw(raw: Any) -> tuple[Any, str | None]:
     used = 2
 
     def scalar(value: Any) -> Any:
+        # A text cut and storable, a number, bool or None as it is; else _SKIP.
         if isinstance(value, str):
             return storable_text(value, _TEXT_KEPT)
         return value if value is None or isinstance(value, (bool, int, float)) else _SKIP
@@ -315,7 +326,7 @@ def kept_raw(raw: Any) -> tuple[Any, str | None]:
 
     # The proof fields, then objects holding some (only those fields of
     # theirs), then every other top-level value, while there is room.
-    proofs = {k: {p: scalar(v[p]) for p in _RAW_FIRST if p in v and scalar(v[p]) is not _SKIP}
+    proofs = {k: {p: value for p in _RAW_FIRST if p in v and (value := scalar(v[p])) is not _SKIP}
               for k, v in raw.items() if isinstance(v, dict)}
     order = ([(k, scalar(raw[k])) for k in _RAW_FIRST if k in raw]
              + [(k, proof) for k, proof in proofs.items() if proof]
@@ -324,6 +335,3 @@ def kept_raw(raw: Any) -> tuple[Any, str | None]:
         if value is not _SKIP and not add(k, value):
             break
     return kept, note
-
-
-_SKIP = object()

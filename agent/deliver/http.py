@@ -29,7 +29,7 @@ from urllib3.filepost import encode_multipart_formdata
 
 from agent.deliver.base import (
     Misconfigured, Parcel, Receipt, config_bool, config_number, config_str, destination_name,
-    read_parcel_file, storable_text, where,
+    read_parcel_file, where,
 )
 from agent.deliver.retry import RETRY_AFTER_MAX_S
 from agent.errors import ConfigError, Permanent, Transient
@@ -38,7 +38,6 @@ from agent.redact import redact_data, remember, shown_url
 
 _MAX_BODY = 1 << 20          # a receipt is small; a larger answer is cut, not buffered
 _MAX_MESSAGE = 300           # server messages go into the ledger and `show`
-_MAX_ID = 200                # the remote's id and location likewise
 _MAX_CONNECT_S = 10.0        # a host that does not answer SYN in 10 s is down
 
 
@@ -209,11 +208,9 @@ class HttpDestination:
         if remote_id in (None, ""):
             warning = (f"{self.name} answered {status} with no id in its receipt"
                        + ("" if isinstance(doc, dict) else " (no JSON receipt at all)"))
-        # Cut where they are made: the log line and `show` print them too.
         return Receipt(destination=self.name, key=key,
-                       remote_id=storable_text(str(remote_id), _MAX_ID) if remote_id not in (None, "") else None,
-                       location=storable_text(str(location), _MAX_ID) if location is not None else None,
-                       raw=raw, warning=warning)
+                       remote_id=str(remote_id) if remote_id not in (None, "") else None,
+                       location=str(location) if location is not None else None, raw=raw, warning=warning)
 
     def _failure(self, method: str, path: str, status: int, doc, text: str, resp) -> Exception:
         message = _server_message(doc, text)
