@@ -72,10 +72,9 @@ def tiny_junk(i: int, cut_headers: bool = True) -> bytes:
     return CUT_HEADERS[(i // 4) % len(CUT_HEADERS)] + tag
 
 
-def rss_mb(pid: int) -> float:
-    """Peak RSS (VmHWM) of the daemon plus every process below it now: its
-    forkserver and the workers, which are the forkserver's children."""
-    total = 0
+def family(pid: int) -> list[int]:
+    """`pid` and every process below it now: the daemon, its forkserver, and
+    the workers, which are the forkserver's children."""
     pids, todo = [], [pid]
     while todo:
         p = todo.pop()
@@ -84,7 +83,13 @@ def rss_mb(pid: int) -> float:
             todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
         except OSError:
             pass  # gone meanwhile
-    for p in pids:
+    return pids
+
+
+def rss_mb(pid: int) -> float:
+    """Peak RSS (VmHWM) of the daemon plus every process below it now (`family`)."""
+    total = 0
+    for p in family(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
@@ -102,14 +107,11 @@ def cpu_seconds(pid: int, tid: int | None = None) -> float:
 
 
 def family_cpu_seconds(pid: int) -> float:
-    """CPU seconds of the daemon and every process below it now (its
-    forkserver, and the workers that are the forkserver's children)."""
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
+    """CPU seconds of the daemon and every process below it now (`family`)."""
+    total = 0.0
+    for p in family(pid):
         try:
             total += cpu_seconds(p)
-            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
         except OSError:
             pass  # gone meanwhile
     return total
