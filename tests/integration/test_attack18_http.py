@@ -248,24 +248,28 @@ def test_one_rows_recording_error_does_not_lose_the_rest_of_its_batch(env):
 
 # -- F5b: an answer trickled a byte at a time --------------------------------------------
 
+def trickle(server, h, head: bytes, body: bytes, pause_s: float) -> bool:
+    """Answer on handler `h`: `head` at once, then `body` a byte every
+    `pause_s`, until the server stops or the client hangs up; True (answered)."""
+    try:
+        h.wfile.write(head)
+        for i in range(len(body)):
+            if server.stopping.is_set():
+                break
+            h.wfile.write(body[i:i + 1])
+            h.wfile.flush()
+            time.sleep(pause_s)
+    except OSError:
+        pass
+    h.close_connection = True
+    return True
+
+
 def _trickle(server, headers_first: bool):
     def answer(key, h):
-        try:
-            if headers_first:
-                h.wfile.write(b"HTTP/1.1 201 Created\r\nContent-Length: 100000\r\n\r\n")
-                data = b" " * 100000
-            else:
-                data = b"HTTP/1.1 201 Created\r\nX-Slow: " + b"a" * 60000
-            for i in range(len(data)):
-                if server.stopping.is_set():
-                    break
-                h.wfile.write(data[i:i + 1])
-                h.wfile.flush()
-                time.sleep(0.1)
-        except OSError:
-            pass
-        h.close_connection = True
-        return True
+        if headers_first:
+            return trickle(server, h, b"HTTP/1.1 201 Created\r\nContent-Length: 100000\r\n\r\n", b" " * 100000, 0.1)
+        return trickle(server, h, b"", b"HTTP/1.1 201 Created\r\nX-Slow: " + b"a" * 60000, 0.1)
     return answer
 
 

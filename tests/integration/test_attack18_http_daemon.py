@@ -12,13 +12,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 from agent.ledger import Ledger, utc
 from agent.vault import Vault
 from service.context import now_dt
 from tests.e2e.daemon_harness import DaemonUnderTest
-from tests.integration.test_attack18_http import TOKEN, EvilServer
+from tests.integration.test_attack18_http import TOKEN, EvilServer, trickle
 from tests.support.queued import number_of, queue_invoice
 
 REFUSED, BUSY, TRICKLED, HEALTHY = 1, 2, 3, (4, 5, 6, 7)
@@ -31,18 +30,7 @@ def _answer(server):
         if key == number_of(BUSY):
             return h.send(503, b'{"message": "busy"}', [("Retry-After", "1e12")]) or True
         if key == number_of(TRICKLED):
-            try:
-                h.wfile.write(b"HTTP/1.1 201 Created\r\nContent-Length: 1000\r\n\r\n")
-                for _ in range(1000):
-                    if server.stopping.is_set():
-                        break
-                    h.wfile.write(b" ")
-                    h.wfile.flush()
-                    time.sleep(0.2)
-            except OSError:
-                pass
-            h.close_connection = True
-            return True
+            return trickle(server, h, b"HTTP/1.1 201 Created\r\nContent-Length: 1000\r\n\r\n", b" " * 1000, 0.2)
         return None
     return answer
 
