@@ -84,8 +84,15 @@ def _decimal_comma(tree: "Tags", tags: frozenset[str]) -> str | None:
     """The first number under one of `tags` whose comma groups no thousands
     ("0,060"), or None. Such a document writes decimal commas, so even its
     "1,000" may be 1.000: none of its commas is read as grouping."""
+    def has_comma(el: Element) -> bool:
+        return bool(el.text) and ("," in el.text or "，" in el.text)
+
+    # Most documents write no comma in a number: the index says so without
+    # the walk in document order that naming the first one needs.
+    if not any(has_comma(el) for tag in tags for el in tree.named(tag)):
+        return None
     for el in tree.named(*sorted(tags)):
-        if el.text and ("," in el.text or "，" in el.text):
+        if has_comma(el):
             text = re.sub(r"[\s¥￥]", "", el.text).replace("，", ",")
             if re.fullmatch(r"[+-]?[\d,]*\d(?:\.\d+)?", text) and not _GROUPED_RE.fullmatch(text):
                 return el.text.strip()
