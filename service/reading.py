@@ -98,8 +98,9 @@ class Reading:
         (ledger columns) instead of being handed out again at once. Never a
         document whose result waits to be recorded. Likely invoices go
         first and ahead of what waits for a worker; other documents only
-        while fewer than BUFFER_MAX results wait, likely invoices while fewer
-        than BUFFER_MAX of their own do: a backlog of junk (not of a format
+        while fewer than BUFFER_MAX results (weighing less than
+        BUFFER_WEIGHT_MAX, `result_weight`) wait, likely invoices while
+        their own do: a backlog of junk (not of a format
         invoices come in, or under 128 bytes) never holds an invoice back.
         Among likely invoices it is oldest first: slow ones ahead delay it."""
         if not self.pool.has_room():
