@@ -19,6 +19,7 @@ from agent import beneath
 from agent.beneath import Identity
 from agent.errors import CaptureError
 from agent.filenames import readable_name, storable
+from agent.fsutil import is_link_at
 from agent.extract.sniff import sniff
 from agent.ledger import Ledger
 from agent.vault import Staged, Vault
@@ -120,20 +121,13 @@ def _open_at(path: Path, name, flags: int, *, dirfd: int | None, follow_symlinks
             raise CaptureError(f"{path}: is {_KINDS[kind]}, not a regular file")
         return os.open(name, flags, dir_fd=dirfd)
     except FileNotFoundError:
-        if os.path.islink(name) if dirfd is None else _is_link(name, dirfd):
+        if os.path.islink(name) if dirfd is None else is_link_at(name, dirfd):
             raise CaptureError(f"{path}: broken symlink (its target does not exist)") from None
         raise
     except PermissionError:
         raise CaptureError(f"{path}: permission denied (the agent's user cannot read it)") from None
     except OSError as e:
         raise _describe(path, name, dirfd, e) from None
-
-
-def _is_link(name: str, dirfd: int) -> bool:
-    try:
-        return stat.S_ISLNK(os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_mode)
-    except OSError:
-        return False
 
 
 # Formats no invoice comes in, told from a file's first bytes: its reading

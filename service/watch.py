@@ -19,13 +19,14 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from agent import beneath
 from agent.config import WatchConfig
-from agent.watched import agent_owned, dated
+from agent.watched import agent_owned
 from service.watch_events import HANDLED_EVENTS, _Handler, _OverflowAlarm, observer_for
 from service.watch_names import JUNK, TEMP_GRACE_S, intake_rank, should_poll, waits_long
+from service.watch_walk import files_under
 
 log = logging.getLogger("fapiao.watch")
 
@@ -35,6 +36,13 @@ LOOK_FRACTION = 0.5
 # Looks (one lstat each) per `ready()` call: a flood noted at once is
 # looked at over a few calls, and one call stays short.
 LOOK_BUDGET = 20_000
+# A file first seen this long ago and still not ready to take (its writer
+# still at it) is named in the heartbeat (`waits`), so `status` shows it
+# and, past agent.health.WAITING_ALERT_S, the alerts do: a scan is written
+# in seconds, and a file that grows or is touched forever would otherwise
+# wait unseen. Files named in the heartbeat, of each kind, at most:
+WAITING_SAID_S = 300.0
+WAITS_NAMED = 20
 
 
 @dataclass
@@ -49,6 +57,7 @@ class _Pending:
     rank: int = JUNK
     slow: bool = False      # waits TEMP_GRACE_S unchanged, whatever the events say (`waits_long`)
     hold_s: float | None = None  # held by intake (`hold`): ready only this long unchanged, until it changes
+    noted_at: float = 0.0   # first noted (a change does not reset it): how long it has waited (`waiting_long`)
 
 
 class FolderWatcher:
@@ -125,7 +134,7 @@ class FolderWatcher:
         with self._lock:
             p = self._pending.get(path)
             if p is None:
-                p = self._pending[path] = _Pending(closed, now, watch, slow=waits_long(watch, path))
+                p = self._pending[path] = _Pending(closed, now, watch, slow=waits_long(watch, path), noted_at=now)
             elif changed or closed:
                 p.closed = p.closed or closed
                 p.queued = False  # look again: a queued file that changes settles anew
@@ -162,44 +171,9 @@ class FolderWatcher:
                 n += 1
         return n
 
-    @staticmethod
-    def files_under(root: Path, watch: WatchConfig | None = None) -> Iterator[Path]:
-        """Every entry below `root` but those in the agent's own folders
-        (`agent_owned`): special files and symlinks to folders included, so
-        they are refused with a reason; symlinked folders are not followed."""
-        # By folder fd (fwalk): a folder nested past PATH_MAX (4,096 bytes of
-        # path) cannot be listed by its name, and os.walk skips it without a
-        # word; its files are noted like any other (capture reaches them by
-        # fd from the root too). A folder that cannot be read is said.
-        def unreadable(err: OSError) -> None:
-            if isinstance(err, FileNotFoundError):
-                return  # removed since it was listed: nothing there to take
-            log.error("a folder in a watched folder cannot be read; its files are not taken",
-                      extra={"folder": str(err.filename), "error": err.strerror})
-
-        try:
-            # The configured folder may itself be a symlink (to a NAS mount):
-            # followed here, once, as its pin follows it; nothing below is.
-            top = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError as e:
-            unreadable(e)
-            return
-        try:
-            yield from FolderWatcher._walk_from(root, top, watch, unreadable)
-        finally:
-            os.close(top)
-
-    @staticmethod
-    def _walk_from(root: Path, top: int, watch: WatchConfig | None,
-                   unreadable: Callable[[OSError], None]) -> Iterator[Path]:
-        for folder, dirs, files, dirfd in os.fwalk(".", onerror=unreadable, dir_fd=top):
-            here = root / folder
-            if watch is not None and watch.after == "move" and here.name == "processed":
-                dirs[:] = [d for d in dirs if not dated(d)]
-            links = [d for d in dirs if _is_link(d, dirfd)]
-            dirs[:] = sorted(d for d in dirs if d not in links)
-            for name in sorted(files + links):
-                yield here / name
+    # The folder walk of `scan` (service/watch_walk.py), kept here by name
+    # for its callers.
+    files_under = staticmethod(files_under)
 
     def watch_of(self, path: Path) -> WatchConfig | None:
         """The watched folder `path` lies in, or None."""
@@ -341,11 +315,55 @@ class FolderWatcher:
         self.rescan_requested.set()
         self.wake()
 
+    def waits(self, said_after_s: float = WAITING_SAID_S) -> dict:
+        """The heartbeat's account of the files not taken yet, for `status`
+        and agent.health: `files_held` (intake holds them: an e-mail still
+        being written) and `files_waiting` (first seen over `said_after_s`
+        ago and not ready, `waiting_long`), up to WAITS_NAMED of each by
+        path with why, with `files_held_count`, `files_waiting_count` and
+        `files_waiting_oldest_s`. {} when there are none."""
+        out: dict = {}
+        with self._lock:
+            held = [(path, p.hold_s) for path, p in self._pending.items() if p.hold_s]
+        if held:
+            out["files_held"] = {str(path): "e-mail still being written (no closing MIME delimiter yet); taken as "
+                                            f"it is once unchanged for {seconds:g} s" for path, seconds in held[:WAITS_NAMED]}
+            out["files_held_count"] = len(held)
+        waiting = self.waiting_long(said_after_s)
+        if waiting:
+            out["files_waiting"] = {str(path): f"{why}; first seen {age / 60:.0f} min ago"
+                                    for path, age, why in waiting[:WAITS_NAMED]}
+            out["files_waiting_count"] = len(waiting)
+            out["files_waiting_oldest_s"] = round(waiting[0][1])
+        return out
+
     @property
     def held(self) -> list[Path]:
         """Files intake looked at and holds (`hold`), still pending."""
         with self._lock:
             return [path for path, p in self._pending.items() if p.hold_s]
+
+    def waiting_long(self, seconds: float) -> list[tuple[Path, float, str]]:
+        """Files noted more than `seconds` ago and still not ready to take,
+        oldest first, as (path, seconds since first noted, why): a writer
+        still at it (a file that grows or is touched forever never settles),
+        or a temporary name's grace. Files intake holds are `held`; ready
+        ones only wait for the main loop. The heartbeat puts these in
+        `status` and the alerts, so no file is waited on out of sight."""
+        now = self.clock()
+        with self._lock:
+            late = [(path, now - p.noted_at, p) for path, p in self._pending.items()
+                    if not p.queued and not p.hold_s and now - p.noted_at > seconds]
+            late.sort(key=lambda item: -item[1])
+            return [(path, age, self._why_waiting(p, now)) for path, age, p in late]
+
+    def _why_waiting(self, p: _Pending, now: float) -> str:
+        # Under the lock.
+        if p.slow:
+            return (f"a temporary name: taken once unchanged for {self.temp_grace_s / 60:g} min "
+                    "(or renamed to its final name)")
+        return (f"still being written (last changed {now - p.stable_since:.0f} s ago): taken once unchanged "
+                f"for {p.watch.settle_seconds:g} s")
 
     @property
     def pending_count(self) -> int:
@@ -353,9 +371,3 @@ class FolderWatcher:
         with self._lock:
             return len(self._pending)
 
-
-def _is_link(name: str, dirfd: int) -> bool:
-    try:
-        return stat.S_ISLNK(os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_mode)
-    except OSError:
-        return False  # gone since it was listed
