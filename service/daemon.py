@@ -34,7 +34,6 @@ from service.reading import Reading, resume_stranded
 from service.notify import weekly_report_hook
 from service.report import WeeklyReport
 from service.roots import usable_watches
-from service.watch_names import MAIL_UNFINISHED_GRACE_S
 from service.state import StateUnavailable
 from service.state_folder import MAX_BACKOFF_S, StateFolder
 from service.watch import FolderWatcher
@@ -280,12 +279,7 @@ class Daemon:
         if not_watched:
             details["folders_not_watched"] = not_watched  # status and metrics: a folder gone quiet is said
         self.state_folder.check_state_name(details)
-        held = self.watcher.held
-        if held:  # status shows them: a file waiting is never out of sight
-            details["files_held"] = {str(p): "e-mail still being written (no closing MIME delimiter yet); "
-                                             f"taken as it is once unchanged for {MAIL_UNFINISHED_GRACE_S:g} s"
-                                   for p in held[:20]}
-            details["files_held_count"] = len(held)
+        details.update(self.watcher.waits())  # status and alerts: a file not taken is never out of sight
         systemd.status(self._status_text())
         self.ledger.beat(pid=os.getpid(), now=now(), activity=activity, details=json.dumps(details))
 

@@ -20,20 +20,25 @@ from urllib.parse import urlsplit
 from agent.errors import ConfigError
 
 
-# C0, DEL, C1, bidi controls and the Unicode line separators (as service/textsafe.py).
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+# C0, DEL, C1, bidi controls, the Unicode line separators and the lone
+# surrogates a file name's non-UTF-8 bytes become (as service/textsafe.py):
+# a message holding one could not be encoded, so it would never be sent.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def one_line(text: object) -> str:
     """A stranger's text (a server's error, a file name) fit to sit inside
-    one line of a message: every control character, bidi control and line
-    separator shown as an escape (`\\n`, `\\x1b`, `\\u202e`), so it can neither
+    one line of a message: every control character, bidi control, line
+    separator and surrogate (a file name's non-UTF-8 byte: `\\xff`) shown
+    as an escape (`\\n`, `\\x1b`, `\\u202e`), so it can neither
     start a line of its own (a forged heading or list entry) nor act on the
     terminal or mail client that shows it."""
     def escape(m: re.Match) -> str:
-        ch = m.group(0)
-        return _NAMED.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+        ch, code = m.group(0), ord(m.group(0))
+        if 0xDC80 <= code <= 0xDCFF:
+            return f"\\x{code - 0xDC00:02x}"   # the file name's own byte
+        return _NAMED.get(ch) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
     return _UNSAFE.sub(escape, text if isinstance(text, str) else str(text))
 
 

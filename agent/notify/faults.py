@@ -14,7 +14,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from agent.health import span
+from agent.health import files_waiting_late, heartbeat_details, span
 from agent.ledger.rows import parse_utc
 from agent.notify.base import one_line
 
@@ -86,7 +86,34 @@ def open_faults(report: dict, entry: dict[str, Any], *, now: dt.datetime,
                                f"磁盘空间不足: {label} / disk nearly full: {label}",
                                f"{label} ({d.get('path')}) 仅剩 {free / 2**20:.0f} MiB ({pct:.1f}%).\n"
                                f"{label} ({d.get('path')}) has {free / 2**20:.0f} MiB free ({pct:.1f} %)."))
+    if "intake-stuck" in wanted:
+        found += _intake_stuck(heartbeat_details(report.get("daemon") or {}))
     return {f.key: f for f in found}
+
+
+def _intake_stuck(details: dict) -> list[Fault]:
+    # Files that land and are not taken in: intake paused (the vault cannot
+    # take them), a watched folder refused or replaced, a file that never
+    # settles. Each is a line of `status`; here it also reaches a person.
+    found = []
+    if details.get("intake_paused"):
+        why = one_line(str(details["intake_paused"]))
+        found.append(Fault("intake-stuck:paused", "intake-stuck", "收件已暂停 / intake paused",
+                           f"新文件暂不收取, 原文件留在原处: {why}\n"
+                           f"intake is paused; files stay where they landed: {why}"))
+    for path, why in (details.get("folders_not_watched") or {}).items():
+        found.append(Fault(f"intake-stuck:folder:{path}", "intake-stuck",
+                           f"文件夹未被监视: {one_line(path)} / folder not watched",
+                           f"监视文件夹 {one_line(path)} 未被监视, 其中的文件不会被收取: {one_line(str(why))}\n"
+                           f"watched folder {one_line(path)} is not watched; files there are not taken: "
+                           f"{one_line(str(why))}"))
+    if late := files_waiting_late(details):
+        n, oldest, first = late
+        found.append(Fault("intake-stuck:waiting", "intake-stuck", f"{n} 个文件迟迟未收取 / {n} file(s) not taken",
+                           f"{n} 个文件在监视文件夹中已 {span(oldest)} 仍在被写入, 尚未收取 (最早: {one_line(first)}).\n"
+                           f"{n} file(s) in a watched folder still being written {span(oldest)} after they were "
+                           f"first seen, not taken yet (oldest: {one_line(first)}). See `fapiao-agent status`."))
+    return found
 
 
 def _hours(delivery: dict, report: dict) -> str:

@@ -188,10 +188,14 @@ def _print_status(report: dict) -> None:
         echo(f"NOT WATCHED:       {path}: {reason}")
     if details.get("state_dir_moved"):
         echo(f"STATE FOLDER:      {details['state_dir_moved']}")
-    for path, reason in (details.get("files_held") or {}).items():
-        echo(f"held:              {path}: {reason}")
-    if (details.get("files_held_count") or 0) > len(details.get("files_held") or {}):
-        echo(f"held:              ... {details['files_held_count']} files in all")
+    # Files in a watched folder not taken yet, each with why: intake holds
+    # it (an e-mail still being written), or it has not settled in minutes.
+    for kind, label in (("files_held", "held:"), ("files_waiting", "waiting:")):
+        named = details.get(kind) or {}
+        for path, reason in named.items():
+            echo(f"{label:<19}{path}: {reason}")
+        if (details.get(f"{kind}_count") or 0) > len(named):
+            echo(f"{label:<19}... {details[f'{kind}_count']} files in all")
     echo(f"ledger:            {report['ledger']}")
     echo(f"vault:             {report['vault']}")
     print_delivery(report["delivery"])

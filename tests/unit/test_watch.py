@@ -177,3 +177,36 @@ def test_a_held_file_comes_back_once_unchanged_for_the_hold_or_settles_anew_when
     f.write_bytes(b"half and the rest")  # its writer is back: the hold ends, the file settles anew
     w.note(f, closed=True)
     assert w.ready() == [f]
+
+
+def test_a_file_that_never_settles_is_named_with_how_long_and_why(tmp_path):
+    # A writer that never stops (a file growing, or touched, forever) never
+    # makes its file ready: the watcher must be able to say so, and how long.
+    clock = FakeClock()
+    w = FolderWatcher([WatchConfig(path=tmp_path, settle_seconds=2.0)], wake=lambda: None, clock=clock,
+                      temp_grace_s=600.0)
+    growing, done, temporary = tmp_path / "growing.pdf", tmp_path / "done.pdf", tmp_path / "scan.pdf.part"
+    for f in (growing, done, temporary):
+        f.write_bytes(b"1")
+        w.note(f)
+    w.ready()
+    for t in range(1, 400):
+        clock.t = float(t)
+        with open(growing, "ab") as out:
+            out.write(b"2")
+        os.utime(growing, ns=(t * 10**9, t * 10**9))
+        for path in w.ready():
+            w.done(path)             # done.pdf settles and is taken on the way
+    assert w.waiting_long(300.0) == [
+        (growing, 399.0, "still being written (last changed 0 s ago): taken once unchanged for 2 s"),
+        (temporary, 399.0, "a temporary name: taken once unchanged for 10 min (or renamed to its final name)")]
+    assert w.waiting_long(400.0) == []          # only those waiting longer than asked
+    # A change restarts the settle clock, never the wait: the file is still
+    # the one that landed 399 s ago. Once it stops changing it is taken.
+    clock.t = 402.5
+    assert w.ready() == [growing]
+    w.done(growing)
+    assert [p for p, _, _ in w.waiting_long(300.0)] == [temporary]
+    # A file intake holds (an unfinished e-mail) is said as held, not here.
+    w.hold(temporary, 30.0)
+    assert w.waiting_long(300.0) == [] and w.held == [temporary]

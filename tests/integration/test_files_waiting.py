@@ -1,0 +1,148 @@
+"""A file in a watched folder that never settles (its writer grows or
+touches it forever) is never captured; it must not wait out of sight. The
+watcher's account of it (`FolderWatcher.waits`, real files, a clock moved
+by hand) goes into the heartbeat as the daemon writes it, and from there:
+a `waiting:` line of `status` from 5 min on, a WARNING of `status --check`
+and an `intake-stuck` alert from 30 min on, a resolved message once it is
+taken. Names are a stranger's text: non-UTF-8 bytes and a newline included."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from agent.config import load_config
+from agent.ledger import Ledger, utc
+from agent.notify import open_faults, open_notifier, run_round, send_due
+from service.commands.status import status_report
+from service.watch import FolderWatcher
+from tests.support.notify_servers import RobotServer
+
+T0 = dt.datetime.now(dt.timezone.utc)
+ACTOR = "daemon:test"
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def write_config(root: Path, robot_url: str) -> Path:
+    (root / "scan").mkdir()
+    (root / "out").mkdir()
+    path = root / "agent.toml"
+    path.write_text(f"""
+[agent]
+state_dir = "state"
+
+[[watch]]
+path = "scan"
+kind = "scanner"
+settle_seconds = 2
+
+[[destination]]
+name = "finance"
+url = "folder://out"
+
+[[notify]]
+name = "wx"
+url = "{robot_url}"
+preset = "wecom"
+events = ["intake-stuck"]
+timeout_s = 2.0
+resolve_after_minutes = 0
+""", encoding="utf-8")
+    path.chmod(0o600)   # it holds the robot's key
+    return path
+
+
+def cli(config: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "service", "--config", str(config), *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def beat(ledger: Ledger, watcher: FolderWatcher, at: dt.datetime) -> None:
+    # What Daemon._beat writes of the watcher.
+    ledger.beat(pid=os.getpid(), now=utc(at), activity="working", details=json.dumps(watcher.waits()))
+
+
+def alert_round(ledger: Ledger, cfg, at: dt.datetime) -> None:
+    report = status_report(ledger, cfg)
+    for e in cfg.notify:
+        run_round(ledger, e, open_faults(report, e, now=at), now=at, actor=ACTOR)
+    send_due(ledger, {e["name"]: (open_notifier(e), e) for e in cfg.notify}, now=at, actor=ACTOR)
+
+
+def test_a_file_being_written_forever_is_named_warned_of_and_alerted_until_taken(tmp_path):
+    with RobotServer() as robot:
+        config = write_config(tmp_path, robot.url)
+        cfg = load_config(str(config))
+        clock = Clock()
+        watcher = FolderWatcher(cfg.watches, wake=lambda: None, clock=clock)
+        scan = cfg.watches[0].path
+        growing = Path(os.fsdecode(bytes(scan) + b"/log\xff\nfake.pdf"))
+        growing.write_bytes(b"%PDF-1.4\n")
+        watcher.note(growing)
+        ledger = Ledger(cfg.ledger_path)
+
+        def grow_until(t: float) -> None:
+            while clock.t < t:
+                clock.t += 10.0
+                with open(growing, "ab") as out:
+                    out.write(b"more\n")
+                os.utime(growing, ns=(int(clock.t * 1e9), int(clock.t * 1e9)))
+                assert watcher.ready() == []        # never settles, so never taken
+
+        # Four minutes in: nothing said yet (a scan may take a while).
+        grow_until(240.0)
+        beat(ledger, watcher, T0)
+        r = cli(config, "status")
+        assert r.returncode == 0, r.stderr
+        assert "waiting:" not in r.stdout
+
+        # Six minutes in: `status` names it, escaped, with why; no WARNING yet.
+        grow_until(360.0)
+        beat(ledger, watcher, T0 + dt.timedelta(minutes=2))
+        r = cli(config, "status")
+        line = next(x for x in r.stdout.splitlines() if x.startswith("waiting:"))
+        assert "log\\xff\\nfake.pdf: still being written (last changed 0 s ago): taken once unchanged for 2 s; " \
+               "first seen 6 min ago" in line, r.stdout
+        assert cli(config, "status", "--check").returncode == 0
+        details = json.loads(json.loads(cli(config, "status", "--json").stdout)["daemon"]["details"])
+        assert details["files_waiting_count"] == 1 and details["files_waiting_oldest_s"] == 360
+        assert list(details["files_waiting"]) == [str(growing)]
+        alert_round(ledger, cfg, T0 + dt.timedelta(minutes=2))
+        assert robot.requests == []
+
+        # Half an hour in: a WARNING, and one alert naming the file.
+        grow_until(1810.0)
+        beat(ledger, watcher, T0 + dt.timedelta(minutes=26))
+        check = cli(config, "status", "--check")
+        assert check.returncode == 1, check.stdout
+        assert check.stdout.startswith("WARNING: 1 file in a watched folder not taken, the oldest seen 30 min ago "
+                                       "and still being written"), check.stdout
+        alert_round(ledger, cfg, T0 + dt.timedelta(minutes=26))
+        alert_round(ledger, cfg, T0 + dt.timedelta(minutes=27))   # still open: no second message
+        (opened,) = [r["json"]["markdown"]["content"] for r in robot.requests]
+        assert opened.startswith("## [fapiao-agent] 1 个文件迟迟未收取 / 1 file(s) not taken\n"), opened
+        assert "still being written 30 min after" in opened and "log\\xff\\nfake.pdf)" in opened
+
+        # The writer stops: the file settles and is taken; the alert is resolved.
+        clock.t += 3.0
+        assert watcher.ready() == [growing]
+        watcher.done(growing)
+        beat(ledger, watcher, T0 + dt.timedelta(minutes=28))
+        assert "waiting:" not in cli(config, "status").stdout
+        assert cli(config, "status", "--check").returncode == 0
+        alert_round(ledger, cfg, T0 + dt.timedelta(minutes=28))
+        assert len(robot.requests) == 2
+        assert robot.requests[1]["json"]["markdown"]["content"].startswith(
+            "## [fapiao-agent] 已恢复 RESOLVED: 1 个文件迟迟未收取 / 1 file(s) not taken")
+        ledger.close()
