@@ -18,6 +18,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Callable
 
@@ -43,6 +44,11 @@ LOOK_BUDGET = 20_000
 # wait unseen. Files named in the heartbeat, of each kind, at most:
 WAITING_SAID_S = 300.0
 WAITS_NAMED = 20
+# A file is still being written when a look saw it change within twice its
+# settle time plus this (a look comes every half settle time while it does);
+# a temporary name, within its grace.
+CHANGING_SLACK_S = 1.0
+_AGE = itemgetter(0)
 
 
 @dataclass
@@ -318,23 +324,22 @@ class FolderWatcher:
     def waits(self, said_after_s: float = WAITING_SAID_S) -> dict:
         """The heartbeat's account of the files not taken yet, for `status`
         and agent.health: `files_held` (intake holds them: an e-mail still
-        being written) and `files_waiting` (first seen over `said_after_s`
-        ago and not ready, `waiting_long`), up to WAITS_NAMED of each by
-        path with why, with `files_held_count`, `files_waiting_count` and
-        `files_waiting_oldest_s`. {} when there are none."""
+        being written) and `files_waiting` (`waiting_long(said_after_s)`),
+        up to WAITS_NAMED of each by path with why, with `files_held_count`,
+        `files_waiting_count` and `files_waiting_oldest_s`. {} when none."""
         out: dict = {}
         with self._lock:
             held = [(path, p.hold_s) for path, p in self._pending.items() if p.hold_s]
+            count, late = self._late(said_after_s, self.clock())
         if held:
             out["files_held"] = {str(path): "e-mail still being written (no closing MIME delimiter yet); taken as "
                                             f"it is once unchanged for {seconds:g} s" for path, seconds in held[:WAITS_NAMED]}
             out["files_held_count"] = len(held)
-        waiting = self.waiting_long(said_after_s)
-        if waiting:
+        if late:
             out["files_waiting"] = {str(path): f"{why}; first seen {age / 60:.0f} min ago"
-                                    for path, age, why in waiting[:WAITS_NAMED]}
-            out["files_waiting_count"] = len(waiting)
-            out["files_waiting_oldest_s"] = round(waiting[0][1])
+                                    for path, age, why in late[:WAITS_NAMED]}
+            out["files_waiting_count"] = count
+            out["files_waiting_oldest_s"] = round(late[0][1])
         return out
 
     @property
@@ -344,18 +349,27 @@ class FolderWatcher:
             return [path for path, p in self._pending.items() if p.hold_s]
 
     def waiting_long(self, seconds: float) -> list[tuple[Path, float, str]]:
-        """Files noted more than `seconds` ago and still not ready to take,
-        oldest first, as (path, seconds since first noted, why): a writer
-        still at it (a file that grows or is touched forever never settles),
-        or a temporary name's grace. Files intake holds are `held`; ready
-        ones only wait for the main loop. The heartbeat puts these in
-        `status` and the alerts, so no file is waited on out of sight."""
-        now = self.clock()
+        """Files first seen more than `seconds` ago and not ready to take
+        because their writer is still at it (a file that grows or is touched
+        forever never settles: its last look saw it change within about its
+        settle time), or because a temporary name waits out its grace;
+        oldest first, as (path, seconds since first seen, why). Not here:
+        files intake holds (`held`), ready ones waiting for the main loop,
+        and unchanged ones not looked at again yet (while intake is paused,
+        which is said on its own): none of those waits for its writer."""
         with self._lock:
-            late = [(path, now - p.noted_at, p) for path, p in self._pending.items()
-                    if not p.queued and not p.hold_s and now - p.noted_at > seconds]
-            late.sort(key=lambda item: -item[1])
-            return [(path, age, self._why_waiting(p, now)) for path, age, p in late]
+            return self._late(seconds, self.clock(), named=None)[1]
+
+    def _late(self, seconds: float, now: float,
+              named: int | None = WAITS_NAMED) -> tuple[int, list[tuple[Path, float, str]]]:
+        # Under the lock: how many, and the oldest `named` (None: all) with
+        # why. The heartbeat names 20, and a flood may leave 100,000 pending.
+        late = [(now - p.noted_at, path, p) for path, p in self._pending.items()
+                if not p.queued and not p.hold_s and now - p.noted_at > seconds
+                and now - p.stable_since < (self.temp_grace_s if p.slow else 2 * p.watch.settle_seconds)
+                + CHANGING_SLACK_S]
+        oldest = heapq.nlargest(len(late) if named is None else named, late, key=_AGE)
+        return len(late), [(path, age, self._why_waiting(p, now)) for age, path, p in oldest]
 
     def _why_waiting(self, p: _Pending, now: float) -> str:
         # Under the lock.

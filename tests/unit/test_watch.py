@@ -210,3 +210,28 @@ def test_a_file_that_never_settles_is_named_with_how_long_and_why(tmp_path):
     # A file intake holds (an unfinished e-mail) is said as held, not here.
     w.hold(temporary, 30.0)
     assert w.waiting_long(300.0) == [] and w.held == [temporary]
+
+
+def test_files_not_looked_at_again_are_not_said_to_be_written(tmp_path):
+    # While intake is paused (the vault's disk full) the main loop asks for
+    # no ready files, so nothing is looked at: those files wait for intake
+    # (said on its own), and "still being written" would be a wrong reason.
+    clock = FakeClock()
+    w = FolderWatcher([WatchConfig(path=tmp_path, settle_seconds=2.0)], wake=lambda: None, clock=clock)
+    files = [tmp_path / f"f{i}.pdf" for i in range(3)]
+    temporary = tmp_path / "scan.pdf.part"     # past its 10 min grace, so not waiting for it either
+    for f in (*files, temporary):
+        f.write_bytes(b"x")
+        w.note(f)
+    w.ready()                            # first looks only: sizes recorded
+    with open(files[0], "ab") as out:    # changes once more, then the loop stops asking
+        out.write(b"y")
+    w.note(files[0])
+    clock.t = 3600.0
+    assert w.waiting_long(300.0) == [] and w.waits() == {}
+    assert w.pending_count == 4          # still pending: taken once intake resumes
+    assert sorted(w.ready()) == sorted([*files[1:], temporary])   # f0's change is seen now: it settles anew
+    for f in (*files[1:], temporary):
+        w.done(f)
+    clock.t += 2.5
+    assert w.ready() == files[:1]
