@@ -129,7 +129,8 @@ url = "file://backup"          # or s3://bucket/prefix with endpoint_url = ...
 # events: quarantined (one digest per digest_minutes), sla-at-risk, sla-breached,
 #   destination-paused, backup-failing (longer than backup_failing_minutes),
 #   verify-mismatch, disk-full (below disk_free_percent), intake-stuck (intake paused, a
-#   folder not watched, a file still being written 30 min on), weekly-report. Default: all.
+#   folder not watched or not readable, a file still being written 30 min on), weekly-report.
+#   Default: all.
 # Secrets (password, secret, a webhook url: it holds the robot's key) may come from
 # the environment instead: FAPIAO_AGENT__NOTIFY__<NAME>__URL / __PASSWORD / __SECRET.
 #

@@ -92,7 +92,8 @@ class Health:
 def evaluate(report: dict, limits: Thresholds, *, now: dt.datetime) -> Health:
     """Judge `report` (`status --json`'s dict: daemon, states, delivery,
     backup) by `limits` at `now`. Guarantees: every fault it can see is one
-    reason; the daemon not running, intake paused, a folder not watched, an
+    reason; the daemon not running, intake paused, a folder not watched or
+    not readable, an
     invoice past the SLA, a paused destination and a backup object that
     cannot be backed up are CRITICAL whatever the thresholds."""
     reasons: list[Reason] = []
@@ -133,6 +134,11 @@ def _daemon(d: dict | None, limits: Thresholds) -> list[Reason]:
         out.append(Reason(CRITICAL, f"intake paused: {details['intake_paused']}"))
     for path, why in (details.get("folders_not_watched") or {}).items():
         out.append(Reason(CRITICAL, f"folder {path} not watched: {why}"))
+    if details.get("folders_unreadable"):
+        n = details.get("folders_unreadable_count") or len(details["folders_unreadable"])
+        path, why = next(iter(details["folders_unreadable"].items()))
+        out.append(Reason(CRITICAL, f"{_n(n, 'folder')} in a watched folder cannot be read, so "
+                                    f"{'its' if n == 1 else 'their'} files are not taken ({path}: {why})"))
     if details.get("state_dir_moved"):
         out.append(Reason(CRITICAL, details["state_dir_moved"]))
     if late := files_waiting_late(details):

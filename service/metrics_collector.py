@@ -136,6 +136,9 @@ def _daemon(report: dict):
                  "stay where they are), else 0.", rows=[((), 1 if details.get("intake_paused") else 0)])
     yield _gauge("fapiao_folders_not_watched", "Configured watched folders the daemon refused to watch "
                  "(see `status`).", rows=[((), len(details.get("folders_not_watched") or {}))])
+    yield _gauge("fapiao_folders_unreadable", "Folders below a watched folder the last scan could not list "
+                 "(no permission, an I/O error): their files are not taken (see `status`).",
+                 rows=[((), details.get("folders_unreadable_count") or 0)])
     yield _gauge("fapiao_files_waiting", "Files in watched folders first seen over 5 min ago and not taken "
                  "yet: still being written (`status` names them).", rows=[((), details.get("files_waiting_count") or 0)])
     yield _gauge("fapiao_files_waiting_oldest_seconds", "How long ago the oldest of them was first seen (0: "

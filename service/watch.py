@@ -18,7 +18,6 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from operator import itemgetter
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +25,7 @@ from agent import beneath
 from agent.config import WatchConfig
 from agent.watched import agent_owned
 from service.watch_events import HANDLED_EVENTS, _Handler, _OverflowAlarm, observer_for
+from service.watch_waits import WaitingAccount
 from service.watch_names import JUNK, TEMP_GRACE_S, intake_rank, should_poll, waits_long
 from service.watch_walk import files_under
 
@@ -37,20 +37,6 @@ LOOK_FRACTION = 0.5
 # Looks (one lstat each) per `ready()` call: a flood noted at once is
 # looked at over a few calls, and one call stays short.
 LOOK_BUDGET = 20_000
-# A file first seen this long ago and still not ready to take (its writer
-# still at it) is named in the heartbeat (`waits`), so `status` shows it
-# and, past agent.health.WAITING_ALERT_S, the alerts do: a scan is written
-# in seconds, and a file that grows or is touched forever would otherwise
-# wait unseen. Files named in the heartbeat, of each kind, at most:
-WAITING_SAID_S = 300.0
-WAITS_NAMED = 20
-# A file is still being written when a look saw it change within twice its
-# settle time plus this (a look comes every half settle time while it does);
-# a temporary name, within its grace.
-CHANGING_SLACK_S = 1.0
-_AGE = itemgetter(0)
-
-
 @dataclass
 class _Pending:
     closed: bool
@@ -66,7 +52,7 @@ class _Pending:
     noted_at: float = 0.0   # first noted (a change does not reset it): how long it has waited (`waiting_long`)
 
 
-class FolderWatcher:
+class FolderWatcher(WaitingAccount):
     """Watches a set of folders and reports files ready for capture.
 
     Thread-safe: observer threads call the handler; the main loop calls
@@ -97,6 +83,10 @@ class FolderWatcher:
         # Watched folders found replaced (or unreachable) at the last scan,
         # with why: the heartbeat shows them until a scan finds them back.
         self.replaced: dict[str, str] = {}
+        # Folders below a watched folder the last scan could not list (no
+        # permission, an I/O error), with why: their files are never taken,
+        # so the heartbeat shows them (status, alerts) until a scan can.
+        self.unreadable: dict[str, str] = {}
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -162,8 +152,18 @@ class FolderWatcher:
     def scan(self) -> int:
         """Note every file under every folder (start-up and periodic rescans).
         Returns how many files were seen. A folder replaced since it was
-        pinned is skipped and kept in `replaced` until a scan finds it back."""
+        pinned is skipped and kept in `replaced` until a scan finds it back;
+        a folder below one that cannot be listed is kept in `unreadable`
+        until a scan can."""
         n = 0
+        unreadable: dict[str, str] = {}
+
+        def cannot_list(folder: str, why: str) -> None:
+            if folder not in self.unreadable:   # once, not at every rescan
+                log.error("a folder in a watched folder cannot be read; its files are not taken",
+                          extra={"folder": folder, "error": why})
+            unreadable[folder] = why
+
         for w in self.watches:
             replaced = beneath.root_problem(w.path)
             if replaced:
@@ -172,9 +172,12 @@ class FolderWatcher:
                 continue
             if self.replaced.pop(str(w.path), None) is not None:
                 log.info("watched folder is back; taking files there again", extra={"watch": str(w.path)})
-            for path in self.files_under(w.path, w):
+            for path in self.files_under(w.path, w, cannot_list):
                 self.note(path, changed=False)
                 n += 1
+        for folder in self.unreadable.keys() - unreadable.keys():
+            log.info("a folder in a watched folder can be read again; taking its files", extra={"folder": folder})
+        self.unreadable = unreadable
         return n
 
     # The folder walk of `scan` (service/watch_walk.py), kept here by name
@@ -320,64 +323,6 @@ class FolderWatcher:
         step (events cannot tell what changed), waking it now."""
         self.rescan_requested.set()
         self.wake()
-
-    def waits(self, said_after_s: float = WAITING_SAID_S) -> dict:
-        """The heartbeat's account of the files not taken yet, for `status`
-        and agent.health: `files_held` (intake holds them: an e-mail still
-        being written) and `files_waiting` (`waiting_long(said_after_s)`),
-        up to WAITS_NAMED of each by path with why, with `files_held_count`,
-        `files_waiting_count` and `files_waiting_oldest_s`. {} when none."""
-        out: dict = {}
-        with self._lock:
-            held = [(path, p.hold_s) for path, p in self._pending.items() if p.hold_s]
-            count, late = self._late(said_after_s, self.clock())
-        if held:
-            out["files_held"] = {str(path): "e-mail still being written (no closing MIME delimiter yet); taken as "
-                                            f"it is once unchanged for {seconds:g} s" for path, seconds in held[:WAITS_NAMED]}
-            out["files_held_count"] = len(held)
-        if late:
-            out["files_waiting"] = {str(path): f"{why}; first seen {age / 60:.0f} min ago"
-                                    for path, age, why in late[:WAITS_NAMED]}
-            out["files_waiting_count"] = count
-            out["files_waiting_oldest_s"] = round(late[0][1])
-        return out
-
-    @property
-    def held(self) -> list[Path]:
-        """Files intake looked at and holds (`hold`), still pending."""
-        with self._lock:
-            return [path for path, p in self._pending.items() if p.hold_s]
-
-    def waiting_long(self, seconds: float) -> list[tuple[Path, float, str]]:
-        """Files first seen more than `seconds` ago and not ready to take
-        because their writer is still at it (a file that grows or is touched
-        forever never settles: its last look saw it change within about its
-        settle time), or because a temporary name waits out its grace;
-        oldest first, as (path, seconds since first seen, why). Not here:
-        files intake holds (`held`), ready ones waiting for the main loop,
-        and unchanged ones not looked at again yet (while intake is paused,
-        which is said on its own): none of those waits for its writer."""
-        with self._lock:
-            return self._late(seconds, self.clock(), named=None)[1]
-
-    def _late(self, seconds: float, now: float,
-              named: int | None = WAITS_NAMED) -> tuple[int, list[tuple[Path, float, str]]]:
-        # Under the lock: how many, and the oldest `named` (None: all) with
-        # why. The heartbeat names 20, and a flood may leave 100,000 pending.
-        late = [(now - p.noted_at, path, p) for path, p in self._pending.items()
-                if not p.queued and not p.hold_s and now - p.noted_at > seconds
-                and now - p.stable_since < (self.temp_grace_s if p.slow else 2 * p.watch.settle_seconds)
-                + CHANGING_SLACK_S]
-        oldest = heapq.nlargest(len(late) if named is None else named, late, key=_AGE)
-        return len(late), [(path, age, self._why_waiting(p, now)) for age, path, p in oldest]
-
-    def _why_waiting(self, p: _Pending, now: float) -> str:
-        # Under the lock.
-        if p.slow:
-            return (f"a temporary name: taken once unchanged for {self.temp_grace_s / 60:g} min "
-                    "(or renamed to its final name)")
-        return (f"still being written (last changed {now - p.stable_since:.0f} s ago): taken once unchanged "
-                f"for {p.watch.settle_seconds:g} s")
 
     @property
     def pending_count(self) -> int:

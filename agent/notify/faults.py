@@ -93,8 +93,8 @@ def open_faults(report: dict, entry: dict[str, Any], *, now: dt.datetime,
 
 def _intake_stuck(details: dict) -> list[Fault]:
     # Files that land and are not taken in: intake paused (the vault cannot
-    # take them), a watched folder refused or replaced, a file that never
-    # settles. Each is a line of `status`; here it also reaches a person.
+    # take them), a watched folder refused or replaced, a folder below one
+    # that cannot be listed, a file that never settles. Each is a line of `status`; here it also reaches a person.
     found = []
     if details.get("intake_paused"):
         why = one_line(str(details["intake_paused"]))
@@ -107,6 +107,12 @@ def _intake_stuck(details: dict) -> list[Fault]:
                            f"监视文件夹 {one_line(path)} 未被监视, 其中的文件不会被收取: {one_line(str(why))}\n"
                            f"watched folder {one_line(path)} is not watched; files there are not taken: "
                            f"{one_line(str(why))}"))
+    for path, why in (details.get("folders_unreadable") or {}).items():
+        found.append(Fault(f"intake-stuck:unreadable:{path}", "intake-stuck",
+                           f"文件夹无法读取: {one_line(path)} / folder cannot be read",
+                           f"监视文件夹中的 {one_line(path)} 无法读取, 其中的文件不会被收取: {one_line(str(why))}\n"
+                           f"{one_line(path)} in a watched folder cannot be read, so its files are not taken: "
+                           f"{one_line(str(why))}. Give the service's user read and search (x) permission."))
     if late := files_waiting_late(details):
         n, oldest, first = late
         found.append(Fault("intake-stuck:waiting", "intake-stuck", f"{n} 个文件迟迟未收取 / {n} file(s) not taken",

@@ -189,13 +189,15 @@ def _print_status(report: dict) -> None:
     if details.get("state_dir_moved"):
         echo(f"STATE FOLDER:      {details['state_dir_moved']}")
     # Files in a watched folder not taken yet, each with why: intake holds
-    # it (an e-mail still being written), or it has not settled in minutes.
-    for kind, label in (("files_held", "held:"), ("files_waiting", "waiting:")):
+    # it (an e-mail still being written), it has not settled in minutes, or
+    # a folder of them cannot be listed.
+    for kind, label, after, noun in (("files_held", "held:", "", "files"), ("files_waiting", "waiting:", "", "files"),
+                                     ("folders_unreadable", "UNREADABLE:", "; its files are not taken", "folders")):
         named = details.get(kind) or {}
         for path, reason in named.items():
-            echo(f"{label:<19}{path}: {reason}")
+            echo(f"{label:<19}{path}: {reason}{after}")
         if (details.get(f"{kind}_count") or 0) > len(named):
-            echo(f"{label:<19}... {details[f'{kind}_count']} files in all")
+            echo(f"{label:<19}... {details[f'{kind}_count']} {noun} in all")
     echo(f"ledger:            {report['ledger']}")
     echo(f"vault:             {report['vault']}")
     print_delivery(report["delivery"])

@@ -71,6 +71,9 @@ class DaemonUnderTest:
         self.write_config(settle=settle, scan_extra=scan_extra, extra=extra)
         self.proc: subprocess.Popen | None = None
         self.lines: list[str] = []
+        # Put before the daemon's command line (e.g. setpriv, to run it
+        # without some capability).
+        self.command_prefix: list[str] = []
 
     def write_config(self, *, settle: float = 0.5, scan_extra: str = "", extra: str = "") -> None:
         self.config.write_text(CONFIG.format(settle=settle, scan_extra=scan_extra, extra=extra), encoding="utf-8")
@@ -81,7 +84,8 @@ class DaemonUnderTest:
         not be taken for ready on an earlier run's line, or a SIGTERM sent
         next can land before the handlers and kill it with -15."""
         first_line = len(self.lines)
-        self.proc = subprocess.Popen([sys.executable, "-m", "service", "--config", str(self.config), "run"],
+        self.proc = subprocess.Popen([*self.command_prefix, sys.executable, "-m", "service", "--config",
+                                      str(self.config), "run"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                      cwd=self.root)
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()

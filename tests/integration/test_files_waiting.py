@@ -146,3 +146,24 @@ def test_a_file_being_written_forever_is_named_warned_of_and_alerted_until_taken
         assert robot.requests[1]["json"]["markdown"]["content"].startswith(
             "## [fapiao-agent] 已恢复 RESOLVED: 1 个文件迟迟未收取 / 1 file(s) not taken")
         ledger.close()
+
+
+def test_every_way_intake_can_be_stuck_is_its_own_alert():
+    details = {"intake_paused": "the vault cannot take files: No space left on device",
+               "folders_not_watched": {"/srv/mail": "the folder is gone"},
+               "folders_unreadable": {"/srv/scan/dept\n## RESOLVED": "Permission denied"},
+               "files_waiting": {"/srv/scan/big.pdf": "still being written"}, "files_waiting_count": 3,
+               "files_waiting_oldest_s": 1800}
+    report = {"daemon": {"details": json.dumps(details)}}
+    faults = open_faults(report, {"events": ["intake-stuck"]}, now=T0)
+    assert sorted(faults) == ["intake-stuck:folder:/srv/mail", "intake-stuck:paused",
+                              "intake-stuck:unreadable:/srv/scan/dept\n## RESOLVED", "intake-stuck:waiting"]
+    unreadable = faults["intake-stuck:unreadable:/srv/scan/dept\n## RESOLVED"]
+    assert "/srv/scan/dept\\n## RESOLVED in a watched folder cannot be read" in unreadable.text
+    assert "\n## RESOLVED" not in unreadable.text + unreadable.subject
+    assert "3 file(s) in a watched folder still being written 30 min" in faults["intake-stuck:waiting"].text
+    # Below 30 min, or for an entry that does not ask for it: nothing.
+    details["files_waiting_oldest_s"] = 1799
+    report = {"daemon": {"details": json.dumps(details)}}
+    assert "intake-stuck:waiting" not in open_faults(report, {"events": ["intake-stuck"]}, now=T0)
+    assert open_faults(report, {"events": ["disk-full"]}, now=T0) == {}

@@ -1,0 +1,91 @@
+"""The watcher's account of files not taken yet, for the heartbeat (so for
+`status`, `status --check` and the intake-stuck alert): files intake holds,
+files a writer still changes minutes after they landed, folders a scan
+could not list. Apart from service/watch.py, which it is a part of
+(`FolderWatcher` is a `WaitingAccount`), to keep each module readable."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from operator import itemgetter
+from pathlib import Path
+
+# A file first seen this long ago and still not ready to take (its writer
+# still at it) is named in the heartbeat (`waits`), so `status` shows it
+# and, past agent.health.WAITING_ALERT_S, the alerts do: a scan is written
+# in seconds, and a file that grows or is touched forever would otherwise
+# wait unseen. Files named in the heartbeat, of each kind, at most:
+WAITING_SAID_S = 300.0
+WAITS_NAMED = 20
+# A file is still being written when a look saw it change within twice its
+# settle time plus this (a look comes every half settle time while it does);
+# a temporary name, within its grace.
+CHANGING_SLACK_S = 1.0
+_AGE = itemgetter(0)
+
+
+class WaitingAccount:
+    """Part of `FolderWatcher`: reads its pending files (under its lock)."""
+
+    def waits(self, said_after_s: float = WAITING_SAID_S) -> dict:
+        """The heartbeat's account of the files not taken yet, for `status`
+        and agent.health: `files_held` (intake holds them: an e-mail still
+        being written), `files_waiting` (`waiting_long(said_after_s)`) and
+        `folders_unreadable` (the last scan's `unreadable`), up to
+        WAITS_NAMED of each by path with why, with their `_count`s and
+        `files_waiting_oldest_s`. {} when there is none."""
+        out: dict = {}
+        with self._lock:
+            held = [(path, p.hold_s) for path, p in self._pending.items() if p.hold_s]
+            count, late = self._late(said_after_s, self.clock())
+        if held:
+            out["files_held"] = {str(path): "e-mail still being written (no closing MIME delimiter yet); taken as "
+                                            f"it is once unchanged for {seconds:g} s" for path, seconds in held[:WAITS_NAMED]}
+            out["files_held_count"] = len(held)
+        if late:
+            out["files_waiting"] = {str(path): f"{why}; first seen {age / 60:.0f} min ago"
+                                    for path, age, why in late[:WAITS_NAMED]}
+            out["files_waiting_count"] = count
+            out["files_waiting_oldest_s"] = round(late[0][1])
+        if self.unreadable:
+            out["folders_unreadable"] = dict(itertools.islice(self.unreadable.items(), WAITS_NAMED))
+            out["folders_unreadable_count"] = len(self.unreadable)
+        return out
+
+    @property
+    def held(self) -> list[Path]:
+        """Files intake looked at and holds (`hold`), still pending."""
+        with self._lock:
+            return [path for path, p in self._pending.items() if p.hold_s]
+
+    def waiting_long(self, seconds: float) -> list[tuple[Path, float, str]]:
+        """Files first seen more than `seconds` ago and not ready to take
+        because their writer is still at it (a file that grows or is touched
+        forever never settles: its last look saw it change within about its
+        settle time), or because a temporary name waits out its grace;
+        oldest first, as (path, seconds since first seen, why). Not here:
+        files intake holds (`held`), ready ones waiting for the main loop,
+        and unchanged ones not looked at again yet (while intake is paused,
+        which is said on its own): none of those waits for its writer."""
+        with self._lock:
+            return self._late(seconds, self.clock(), named=None)[1]
+
+    def _late(self, seconds: float, now: float,
+              named: int | None = WAITS_NAMED) -> tuple[int, list[tuple[Path, float, str]]]:
+        # Under the lock: how many, and the oldest `named` (None: all) with
+        # why. The heartbeat names 20, and a flood may leave 100,000 pending.
+        late = [(now - p.noted_at, path, p) for path, p in self._pending.items()
+                if not p.queued and not p.hold_s and now - p.noted_at > seconds
+                and now - p.stable_since < (self.temp_grace_s if p.slow else 2 * p.watch.settle_seconds)
+                + CHANGING_SLACK_S]
+        oldest = heapq.nlargest(len(late) if named is None else named, late, key=_AGE)
+        return len(late), [(path, age, self._why_waiting(p, now)) for age, path, p in oldest]
+
+    def _why_waiting(self, p, now: float) -> str:
+        # Under the lock.
+        if p.slow:
+            return (f"a temporary name: taken once unchanged for {self.temp_grace_s / 60:g} min "
+                    "(or renamed to its final name)")
+        return (f"still being written (last changed {now - p.stable_since:.0f} s ago): taken once unchanged "
+                f"for {p.watch.settle_seconds:g} s")

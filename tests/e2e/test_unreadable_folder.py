@@ -1,0 +1,80 @@
+"""A folder below a watched folder that the service cannot list (its mode
+forbids it, as a scanner's share may): the files in it are never taken, so
+it must not stay a log line. A real daemon, run as root without the
+capabilities that ignore file modes (so modes decide, as for the service
+account), says it in `status`, `status --check` (CRITICAL) and its metrics;
+once the mode is fixed, the next rescan takes the invoice in and delivers it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from prometheus_client import generate_latest
+
+from agent.config import load_config
+from service.metrics import registry_for
+
+from tests.e2e.daemon_harness import OUT_AND_NAS, DaemonUnderTest
+from tests.e2e.test_extract_limits import drop, good_invoice
+from tests.support.audit import assert_ledger_sound
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv"),
+    reason="needs root and setpriv: the daemon runs as root without CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH, "
+           "so a folder's mode can refuse it")
+
+NO_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+def cli(d: DaemonUnderTest, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "service", "--config", str(d.config), *args],
+                          capture_output=True, text=True, timeout=60, cwd=d.root)
+
+
+def beat_details(d: DaemonUnderTest) -> dict:
+    r = cli(d, "status", "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(json.loads(r.stdout)["daemon"]["details"] or "{}")
+
+
+def test_an_unlistable_folder_is_critical_until_fixed_then_its_invoice_is_delivered(tmp_path, samples_dir):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "nas").mkdir()
+    d = DaemonUnderTest(tmp_path, extra=OUT_AND_NAS)
+    d.config.write_text(d.config.read_text().replace("rescan_interval_s = 300", "rescan_interval_s = 1"))
+    dept = tmp_path / "scan" / "dept"
+    dept.mkdir()
+    drop(dept, "a.xml", good_invoice(samples_dir, 7101))
+    dept.chmod(0)
+    d.command_prefix = NO_DAC
+    d.start()
+    try:
+        d.wait_until(lambda: beat_details(d).get("folders_unreadable"), 30, "the heartbeat naming the folder")
+        assert beat_details(d)["folders_unreadable"] == {str(dept): "Permission denied"}
+        status = cli(d, "status").stdout
+        assert f"UNREADABLE:        {dept}: Permission denied; its files are not taken" in status, status
+        check = cli(d, "status", "--check")
+        assert check.returncode == 2, check.stdout
+        assert "1 folder in a watched folder cannot be read, so its files are not taken" in check.stdout
+        metrics = generate_latest(registry_for(load_config(str(d.config)))).decode()
+        assert "fapiao_folders_unreadable 1.0" in metrics
+        assert d.documents() == []
+        # Said once in the log, not at every rescan.
+        d.wait_until(lambda: sum("cannot be read" in line for line in d.lines) >= 1, 10, "the log line")
+
+        dept.chmod(0o755)
+        docs = d.wait_documents(1, timeout=60, settled=True)
+        d.wait_until(lambda: list((tmp_path / "out").rglob("*.xml")), 30, "the invoice delivered")
+        assert docs[0].original_name == "a.xml"
+        d.wait_until(lambda: "folders_unreadable" not in beat_details(d), 30, "the heartbeat clear of it")
+        assert "UNREADABLE" not in cli(d, "status").stdout
+        assert sum("cannot be read" in line for line in d.lines) == 1, "\n".join(d.lines)
+        assert any("can be read again" in line for line in d.lines)
+    finally:
+        assert d.stop() == 0
+    assert_ledger_sound(d.config)
