@@ -49,6 +49,7 @@ class _Pending:
     rank: int = JUNK
     slow: bool = False      # waits TEMP_GRACE_S unchanged, whatever the events say (`waits_long`)
     hold_s: float | None = None  # held by intake (`hold`): ready only this long unchanged, until it changes
+    served: int = -1        # the token `ready` handed it out under: `done` forgets only that
     noted_at: float = 0.0   # first noted (a change does not reset it): how long it has waited (`waiting_long`)
 
 
@@ -278,6 +279,7 @@ class FolderWatcher(WaitingAccount):
                     if p is not None and p.token == token and p.queued:
                         out.append(path)
                         self._offered.append((path, token))
+                        p.served = token
         return out
 
     def _requeue_offered(self) -> None:
@@ -311,12 +313,16 @@ class FolderWatcher(WaitingAccount):
             self._schedule(path, p, now + seconds * LOOK_FRACTION)
 
     def done(self, path: Path) -> None:
-        """The main loop has handled `path` (captured or refused)."""
-        self._forget(path)
-
-    def _forget(self, path: Path) -> None:
+        """The main loop has handled `path` (captured or refused) as it was
+        when `ready` handed it out. Forgotten, unless an event said it
+        changed since (a writer that appends in several opens, its next
+        write landing while this one was captured): then it stays pending
+        and settles anew, so its final bytes are taken too, not left for
+        the next rescan minutes later."""
         with self._lock:
-            self._pending.pop(path, None)
+            p = self._pending.get(path)
+            if p is not None and p.token == p.served:
+                del self._pending[path]
 
     def ask_rescan(self) -> None:
         """Have the main loop scan every watched folder again at its next

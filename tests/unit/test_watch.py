@@ -235,3 +235,25 @@ def test_files_not_looked_at_again_are_not_said_to_be_written(tmp_path):
         w.done(f)
     clock.t += 2.5
     assert w.ready() == files[:1]
+
+
+def test_a_file_changed_while_it_was_taken_stays_pending_and_is_taken_again(tmp_path):
+    # A writer appending in several opens: its next write lands while the
+    # main loop captures the bytes it saw. `done` must not forget the
+    # change, or the final bytes wait for the next rescan, minutes away.
+    clock = FakeClock()
+    w = FolderWatcher([WatchConfig(path=tmp_path, settle_seconds=2.0)], wake=lambda: None, clock=clock)
+    f, g = tmp_path / "a.pdf", tmp_path / "b.pdf"
+    for path in (f, g):
+        path.write_bytes(b"part one")
+        w.note(path, closed=True)
+    assert sorted(w.ready()) == [f, g]
+    with open(f, "ab") as out:                 # while f is captured
+        out.write(b", part two")
+    w.note(f, closed=True)
+    w.done(f)
+    w.done(g)
+    assert w.pending_count == 1                # g is forgotten, f is not
+    assert w.ready() == [f]                    # closed again: taken again at once
+    w.done(f)
+    assert w.pending_count == 0
