@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 
 from agent import beneath
 from agent.beneath import Identity
-from agent.errors import CaptureError
+from agent.errors import CaptureError, SourceUnavailable
 from agent.filenames import readable_name, storable
 from agent.fsutil import is_link_at
 from agent.extract.sniff import sniff
@@ -84,7 +84,7 @@ def _opened(path: Path, *, max_bytes: int, follow_symlinks: bool, root: Path | N
     except PermissionError:
         raise CaptureError(f"{path}: permission denied on a folder of its path") from None
     except OSError as e:  # a folder on the way cannot be opened (EIO...): look again later
-        raise CaptureError(f"{path}: cannot open a folder of its path: {e.strerror}", transient=True) from None
+        raise SourceUnavailable(f"{path}: cannot open a folder of its path: {e.strerror}") from None
     try:
         st = os.fstat(fd)
         kind = stat.S_IFMT(st.st_mode)
@@ -103,10 +103,11 @@ def _opened(path: Path, *, max_bytes: int, follow_symlinks: bool, root: Path | N
             yield stream, st
     except CaptureError as e:
         if str(path) not in str(e):
-            raise CaptureError(f"{path}: {e}", transient=e.transient) from None
+            raise (SourceUnavailable(f"{path}: {e}") if isinstance(e, SourceUnavailable)
+                   else CaptureError(f"{path}: {e}", transient=e.transient)) from None
         raise
-    except OSError as e:
-        raise CaptureError(f"{path}: read failed: {e.strerror}", transient=True) from None
+    except OSError as e:  # reading the source (the vault's own errors are CaptureErrors)
+        raise SourceUnavailable(f"{path}: read failed: {e.strerror}") from None
     finally:
         os.close(fd)
 
@@ -246,7 +247,9 @@ def _describe(path: Path, name, dirfd: int | None, e: OSError) -> CaptureError:
         return CaptureError(f"{path}: is a symlink; symlinks in watched folders are not followed")
     if kind in _KINDS:
         return CaptureError(f"{path}: is {_KINDS[kind]}, not a regular file")
-    return CaptureError(f"{path}: cannot open: {e.strerror}", transient=True)
+    # EAGAIN (a lease or mandatory lock held by another program, as Samba's
+    # kernel oplocks take), EIO, ETXTBSY: this file, for now.
+    return SourceUnavailable(f"{path}: cannot open: {e.strerror}")
 
 
 def _dangling(name, dirfd: int | None) -> bool:

@@ -37,6 +37,16 @@ class CaptureError(AgentError):
         self.transient = transient
 
 
+class SourceUnavailable(CaptureError):
+    """The source file cannot be opened or read just now (another program
+    holds a lock or lease on it, an I/O error on its disk): this file only,
+    never the vault, so it is set back and tried again on its own while
+    every other file is taken."""
+
+    def __init__(self, message: str):
+        super().__init__(message, transient=True)
+
+
 class ExtractError(AgentError):
     """A file could not be read as an invoice. `reason` is a short stable code.
 

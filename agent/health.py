@@ -20,8 +20,9 @@ from agent.ledger.rows import RESTORED_ACTIVITY, parse_utc
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 LEVELS = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
 # A file in a watched folder not taken this long after it was first seen
-# (its writer never stops: it grows, or is touched, forever) is a WARNING
-# and an `intake-stuck` alert; `status` names it from 5 min on.
+# (its writer never stops: it grows, or is touched, forever; or it cannot be
+# read, held by another program) is a WARNING and an `intake-stuck` alert;
+# `status` names it sooner.
 WAITING_ALERT_S = 1800.0
 
 
@@ -142,23 +143,27 @@ def _daemon(d: dict | None, limits: Thresholds) -> list[Reason]:
     if details.get("state_dir_moved"):
         out.append(Reason(CRITICAL, details["state_dir_moved"]))
     if late := files_waiting_late(details):
-        n, oldest, first = late
-        out.append(Reason(WARNING, f"{_n(n, 'file')} in a watched folder not taken, the oldest seen "
-                                   f"{span(oldest)} ago and still being written ({first})"))
+        n, oldest, path, why = late
+        out.append(Reason(WARNING, f"{_n(n, 'file')} in a watched folder not taken ({path}: {why})"))
     return out
 
 
-def files_waiting_late(details: dict) -> tuple[int, float, str] | None:
-    """(files waiting, seconds the oldest has, its path) from a heartbeat's
-    details when the oldest file not yet taken was first seen at least
-    WAITING_ALERT_S ago; else None (also for details of an older version)."""
-    oldest = details.get("files_waiting_oldest_s")
-    if isinstance(oldest, bool) or not isinstance(oldest, (int, float)) or oldest < WAITING_ALERT_S:
-        return None
-    named = details.get("files_waiting")
-    first = next(iter(named), "?") if isinstance(named, dict) else "?"
-    count = details.get("files_waiting_count")
-    return (count if isinstance(count, int) and count > 0 else 1), float(oldest), first
+def files_waiting_late(details: dict) -> tuple[int, float, str, str] | None:
+    """(files, seconds since the oldest was first seen, its path, why) from
+    a heartbeat's details when a file in a watched folder has not been
+    taken WAITING_ALERT_S after it was first seen: its writer never stops
+    (`files_waiting`), or intake holds it (`files_held`: it cannot be read
+    just now, an e-mail never finished). None otherwise, also for details
+    of an older version."""
+    late = []
+    for kind in ("files_waiting", "files_held"):
+        oldest, named = details.get(f"{kind}_oldest_s"), details.get(kind)
+        if isinstance(oldest, bool) or not isinstance(oldest, (int, float)) or oldest < WAITING_ALERT_S:
+            continue
+        path, why = next(iter(named.items()), ("?", "?")) if isinstance(named, dict) else ("?", "?")
+        count = details.get(f"{kind}_count")
+        late.append(((count if isinstance(count, int) and count > 0 else 1), float(oldest), path, str(why)))
+    return max(late, key=lambda item: item[1]) if late else None
 
 
 def _delivery(delivery: dict, states: dict, limits: Thresholds) -> list[Reason]:

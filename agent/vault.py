@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
-from agent.errors import CaptureError
+from agent.errors import CaptureError, SourceUnavailable
 from agent.fsutil import fsync_dir
 
 CHUNK = 1024 * 1024
@@ -43,6 +43,15 @@ class Staged:
     tmp_name: str
     sha256: str
     size: int
+
+
+def _read(stream: BinaryIO) -> bytes:
+    # The stream copied in is the caller's (a source file): its read errors
+    # are that file's, not the vault's, and say so (SourceUnavailable).
+    try:
+        return stream.read(CHUNK)
+    except OSError as e:
+        raise SourceUnavailable(f"read failed: {e.strerror or e}") from None
 
 
 def _syncfs(path: Path) -> None:
@@ -120,10 +129,13 @@ class Vault:
         # fsynced when asked; the temp file is gone again on any failure.
         digest = hashlib.sha256()
         size = 0
-        fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix=prefix)
+        try:
+            fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix=prefix)
+        except OSError as e:  # the vault's own folder (gone, full, read-only): never the source's fault
+            raise CaptureError(f"vault write failed: {e.strerror or e}", transient=True) from None
         try:
             with os.fdopen(fd, "wb") as out:
-                while chunk := stream.read(CHUNK):
+                while chunk := _read(stream):
                     size += len(chunk)
                     if max_bytes is not None and size > max_bytes:
                         raise CaptureError(f"larger than the limit of {max_bytes // (1024 * 1024)} MB")

@@ -29,7 +29,7 @@ from agent import beneath
 from agent.beneath import Escapes, Identity, RootReplaced
 from agent.capture import Captured, UnsupportedFormat, record_file, store_file
 from agent.config import WatchConfig
-from agent.errors import CaptureError, IllegalTransition
+from agent.errors import CaptureError, IllegalTransition, SourceUnavailable
 from agent.ledger import Ledger
 from agent.ledger.rows import parse_utc
 from agent.mail import MailLimits, maildir_cur_path
@@ -42,6 +42,9 @@ from service.source_steps import act, log_act, processed_folder
 from service.watch_names import MAIL_UNFINISHED_GRACE_S, TEMP_GRACE_S, system_name, temporary_name
 
 log = logging.getLogger("fapiao.intake")
+# A file that cannot be read just now (SourceUnavailable) is tried again
+# after this, then twice as long each time (FolderWatcher.hold).
+SOURCE_RETRY_S = 30.0
 
 
 class Intake(GroupedIntake):
@@ -114,8 +117,15 @@ class Intake(GroupedIntake):
             # empty file, but its bytes are an original all the same: the
             # refusal names them, so they are kept, backed up and explained.
             return self._refuse(path, watch, st, str(e), now=now, staged=e.staged)
+        except SourceUnavailable as e:
+            # This file, not the vault (another program holds it locked, its
+            # disk fails): set back on its own, with backoff, while every
+            # other file is taken; status names it with the reason.
+            log.warning("a file cannot be read just now; tried again later", extra={"path": key, "error": str(e)})
+            return IntakeResult([], hold_s=SOURCE_RETRY_S, hold_backoff=True,
+                                hold_why=f"cannot be read just now: {_after_path(str(e), path)}")
         except CaptureError as e:
-            if e.transient:
+            if e.transient:  # the vault's disk: every file waits (IntakeStep pauses intake)
                 log.error("capture failed; will retry", extra={"path": key, "error": str(e)})
                 return IntakeResult([], retry=True, error=storable(str(e)))
             return self._refuse(path, watch, st, str(e), now=now)
@@ -306,3 +316,9 @@ def _label(path: Path, watch: WatchConfig) -> str | None:
         return watch.label
     parts = [p for p in rel.parts[:-1] if p not in ("new", "cur", "tmp")]
     return parts[0] if parts else watch.label
+
+
+def _after_path(message: str, path: Path) -> str:
+    # A capture error names its file first ("PATH: why"); status names it too.
+    prefix = f"{path}: "
+    return message[len(prefix):] if message.startswith(prefix) else message

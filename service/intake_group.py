@@ -35,6 +35,8 @@ class IntakeResult:
     error: str | None = None  # why, when `retry` (the vault's disk is full or failing)
     refused: bool = False
     hold_s: float | None = None  # not complete yet: look again once unchanged this long (FolderWatcher.hold)
+    hold_why: str | None = None  # what else than an unfinished e-mail holds it, for status
+    hold_backoff: bool = False   # each hold in a row waits twice as long
 
 
 @dataclass

@@ -107,7 +107,8 @@ class IntakeStep:
                     return taken, at, True
                 at += 1
                 if result is not None and result.hold_s:
-                    self.watcher.hold(path, result.hold_s)  # not done: looked at again later
+                    # Not done: looked at again later.
+                    self.watcher.hold(path, result.hold_s, why=result.hold_why, backoff=result.hold_backoff)
                     continue
                 taken.append(path)
                 if self.paused and result is not None:

@@ -34,6 +34,8 @@ log = logging.getLogger("fapiao.watch")
 # A settling file is looked at again after half its settle time (events
 # bring a look at once), so a change without an event restarts its clock.
 LOOK_FRACTION = 0.5
+# The longest a file intake holds with backoff waits between tries (`hold`).
+HOLD_MAX_S = 600.0
 # Looks (one lstat each) per `ready()` call: a flood noted at once is
 # looked at over a few calls, and one call stays short.
 LOOK_BUDGET = 20_000
@@ -49,6 +51,8 @@ class _Pending:
     rank: int = JUNK
     slow: bool = False      # waits TEMP_GRACE_S unchanged, whatever the events say (`waits_long`)
     hold_s: float | None = None  # held by intake (`hold`): ready only this long unchanged, until it changes
+    hold_why: str | None = None  # and why, for the heartbeat (None: an e-mail still being written)
+    holds: int = 0          # holds in a row (`hold` with backoff doubles the wait each time)
     served: int = -1        # the token `ready` handed it out under: `done` forgets only that
     noted_at: float = 0.0   # first noted (a change does not reset it): how long it has waited (`waiting_long`)
 
@@ -136,6 +140,7 @@ class FolderWatcher(WaitingAccount):
                 p.closed = p.closed or closed
                 p.queued = False  # look again: a queued file that changes settles anew
                 p.hold_s = None   # its writer is at it again: intake looks once it settles
+                p.holds = 0
             else:
                 return  # already known; a rescan changes nothing
             if changed or closed:
@@ -293,11 +298,14 @@ class FolderWatcher(WaitingAccount):
                 lanes.move_to_end(path.parent, last=False)
         self._offered.clear()
 
-    def hold(self, path: Path, seconds: float) -> None:
-        """Intake looked at `path` and it is not complete yet (an e-mail
-        still being written): it is handed out again once it stayed
-        unchanged for `seconds`, or settles anew when an event says it
-        changed. Stays pending (counted, never forgotten) meanwhile."""
+    def hold(self, path: Path, seconds: float, why: str | None = None, backoff: bool = False) -> None:
+        """Intake looked at `path` and cannot take it yet (an e-mail still
+        being written; with `why`, what else: a file another program holds
+        locked): it is handed out again once it stayed unchanged for
+        `seconds` (with `backoff`, doubled at each hold in a row, up to
+        HOLD_MAX_S), or settles anew when an event says it changed. Stays
+        pending (counted, never forgotten, and in the heartbeat with `why`:
+        `waits`) meanwhile."""
         now = self.clock()
         try:
             st = os.lstat(path)
@@ -308,7 +316,10 @@ class FolderWatcher(WaitingAccount):
             p = self._pending.get(path)
             if p is None:
                 return
-            p.queued, p.closed, p.hold_s = False, False, seconds
+            if backoff:
+                seconds = min(HOLD_MAX_S, seconds * 2 ** p.holds)
+            p.holds += 1
+            p.queued, p.closed, p.hold_s, p.hold_why = False, False, seconds, why
             (p.size, p.mtime_ns), p.stable_since = seen, now
             self._schedule(path, p, now + seconds * LOOK_FRACTION)
 

@@ -35,9 +35,17 @@ POLL_INTERVAL_S = 2.0
 # which waits while anything still holds it (a shell sitting in it), and a
 # folder made again under that name meanwhile was never watched: its files
 # waited for the periodic rescan.
+# A file's mode, owner or times changed (watchdog >= 5 says FileAttribEvent,
+# where older ones said modified; the kernel sends IN_ATTRIB for modified
+# anyway): a file refused as unreadable and then chmod-ed, or one touched
+# once another program let go of it, is looked at again now, not at the
+# next rescan minutes later.
 _EVENTS_LOST = getattr(watchdog.events, "EventsLostEvent", None)
+_ATTRIB = getattr(watchdog.events, "FileAttribEvent", None)
 HANDLED_EVENTS = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileClosedEvent, DirCreatedEvent,
-                  DirMovedEvent, DirDeletedEvent, *([_EVENTS_LOST] if _EVENTS_LOST else [])]
+                  DirMovedEvent, DirDeletedEvent, *([_EVENTS_LOST] if _EVENTS_LOST else []),
+                  *([_ATTRIB] if _ATTRIB else [])]
+_NOTED = tuple(c for c in (FileCreatedEvent, FileModifiedEvent, _ATTRIB) if c is not None)
 
 
 def observer_for(poll: bool):
@@ -83,7 +91,7 @@ class _Handler(FileSystemEventHandler):
                 self.watcher.note(Path(os.fsdecode(event.dest_path)), closed=True)
         elif isinstance(event, FileClosedEvent):
             self.watcher.note(Path(os.fsdecode(event.src_path)), closed=True)
-        elif isinstance(event, (FileCreatedEvent, FileModifiedEvent)):
+        elif isinstance(event, _NOTED):
             self.watcher.note(Path(os.fsdecode(event.src_path)))
 
 

@@ -33,16 +33,23 @@ class WaitingAccount:
         and agent.health: `files_held` (intake holds them: an e-mail still
         being written), `files_waiting` (`waiting_long(said_after_s)`) and
         `folders_unreadable` (the last scan's `unreadable`), up to
-        WAITS_NAMED of each by path with why, with their `_count`s and
-        `files_waiting_oldest_s`. {} when there is none."""
+        WAITS_NAMED of each by path with why (the oldest first), with their
+        `_count`s, `files_held_oldest_s` and `files_waiting_oldest_s`
+        (seconds since the oldest was first seen). {} when there is none."""
         out: dict = {}
         with self._lock:
-            held = [(path, p.hold_s) for path, p in self._pending.items() if p.hold_s]
-            count, late = self._late(said_after_s, self.clock())
+            now = self.clock()
+            held = sorted(((now - p.noted_at, path, p.hold_why, p.hold_s) for path, p in self._pending.items()
+                           if p.hold_s), key=_AGE, reverse=True)
+            count, late = self._late(said_after_s, now)
         if held:
-            out["files_held"] = {str(path): "e-mail still being written (no closing MIME delimiter yet); taken as "
-                                            f"it is once unchanged for {seconds:g} s" for path, seconds in held[:WAITS_NAMED]}
+            out["files_held"] = {
+                str(path): (f"{why}; tried again in {seconds:g} s" if why else
+                            "e-mail still being written (no closing MIME delimiter yet); taken as it is once "
+                            f"unchanged for {seconds:g} s") + f"; first seen {age / 60:.0f} min ago"
+                for age, path, why, seconds in held[:WAITS_NAMED]}
             out["files_held_count"] = len(held)
+            out["files_held_oldest_s"] = round(held[0][0])
         if late:
             out["files_waiting"] = {str(path): f"{why}; first seen {age / 60:.0f} min ago"
                                     for path, age, why in late[:WAITS_NAMED]}

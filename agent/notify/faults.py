@@ -114,11 +114,12 @@ def _intake_stuck(details: dict) -> list[Fault]:
                            f"{one_line(path)} in a watched folder cannot be read, so its files are not taken: "
                            f"{one_line(str(why))}. Give the service's user read and search (x) permission."))
     if late := files_waiting_late(details):
-        n, oldest, first = late
+        n, oldest, path, why = late
+        where = f"{one_line(path)}: {one_line(why)}"
         found.append(Fault("intake-stuck:waiting", "intake-stuck", f"{n} 个文件迟迟未收取 / {n} file(s) not taken",
-                           f"{n} 个文件在监视文件夹中已 {span(oldest)} 仍在被写入, 尚未收取 (最早: {one_line(first)}).\n"
-                           f"{n} file(s) in a watched folder still being written {span(oldest)} after they were "
-                           f"first seen, not taken yet (oldest: {one_line(first)}). See `fapiao-agent status`."))
+                           f"{n} 个文件在监视文件夹中超过 {span(oldest)} 仍未收取 (最早: {where}).\n"
+                           f"{n} file(s) in a watched folder not taken for over {span(oldest)} "
+                           f"(oldest: {where}). See `fapiao-agent status`."))
     return found
 
 

@@ -126,13 +126,14 @@ def test_a_file_being_written_forever_is_named_warned_of_and_alerted_until_taken
         beat(ledger, watcher, T0 + dt.timedelta(minutes=26))
         check = cli(config, "status", "--check")
         assert check.returncode == 1, check.stdout
-        assert check.stdout.startswith("WARNING: 1 file in a watched folder not taken, the oldest seen 30 min ago "
-                                       "and still being written"), check.stdout
+        assert check.stdout.startswith("WARNING: 1 file in a watched folder not taken (") and \
+            "log\\xff\\nfake.pdf: still being written (last changed 0 s ago): taken once unchanged for 2 s; first " \
+            "seen 30 min ago)" in check.stdout, check.stdout
         alert_round(ledger, cfg, T0 + dt.timedelta(minutes=26))
         alert_round(ledger, cfg, T0 + dt.timedelta(minutes=27))   # still open: no second message
         (opened,) = [r["json"]["markdown"]["content"] for r in robot.requests]
         assert opened.startswith("## [fapiao-agent] 1 个文件迟迟未收取 / 1 file(s) not taken\n"), opened
-        assert "still being written 30 min after" in opened and "log\\xff\\nfake.pdf)" in opened
+        assert "not taken for over 30 min (oldest: " in opened and "log\\xff\\nfake.pdf: still being written" in opened
 
         # The writer stops: the file settles and is taken; the alert is resolved.
         clock.t += 3.0
@@ -161,7 +162,8 @@ def test_every_way_intake_can_be_stuck_is_its_own_alert():
     unreadable = faults["intake-stuck:unreadable:/srv/scan/dept\n## RESOLVED"]
     assert "/srv/scan/dept\\n## RESOLVED in a watched folder cannot be read" in unreadable.text
     assert "\n## RESOLVED" not in unreadable.text + unreadable.subject
-    assert "3 file(s) in a watched folder still being written 30 min" in faults["intake-stuck:waiting"].text
+    assert "3 file(s) in a watched folder not taken for over 30 min (oldest: /srv/scan/big.pdf: still being written)" \
+        in faults["intake-stuck:waiting"].text
     # Below 30 min, or for an entry that does not ask for it: nothing.
     details["files_waiting_oldest_s"] = 1799
     report = {"daemon": {"details": json.dumps(details)}}

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+
+import pytest
 
 from agent.vault import Vault
 
@@ -57,3 +60,27 @@ def test_completed_write_is_whole_and_named_by_its_hash(tmp_path):
     assert list(vault.iter_objects()) == [stored.sha256]
     assert oct(vault.path(stored.sha256).stat().st_mode & 0o777) == "0o640"
     assert list(vault.tmp.iterdir()) == []
+
+
+def test_a_source_that_fails_to_read_is_its_own_error_not_the_vaults(tmp_path):
+    # An I/O error reading the file copied in (its disk, a share gone) is
+    # that file's: SourceUnavailable, which sets back only it; a failure
+    # writing the vault stays a transient CaptureError, which pauses intake.
+    import errno
+
+    from agent.errors import CaptureError, SourceUnavailable
+
+    class FailingSource(io.BytesIO):
+        def read(self, *args):
+            raise OSError(errno.EIO, "Input/output error")
+
+    vault = Vault(tmp_path / "vault")
+    for copy in (vault.stage_stream, vault.put_stream):
+        with pytest.raises(SourceUnavailable, match="read failed: Input/output error"):
+            copy(FailingSource())
+    assert list((tmp_path / "vault" / "tmp").iterdir()) == []   # nothing left behind
+    # The vault's own folder gone (its disk unmounted under it): the vault's error.
+    os.rmdir(tmp_path / "vault" / "tmp")
+    with pytest.raises(CaptureError, match="vault write failed") as failed:
+        vault.put_stream(io.BytesIO(b"bytes"))
+    assert failed.value.transient and not isinstance(failed.value, SourceUnavailable)

@@ -257,3 +257,31 @@ def test_a_file_changed_while_it_was_taken_stays_pending_and_is_taken_again(tmp_
     assert w.ready() == [f]                    # closed again: taken again at once
     w.done(f)
     assert w.pending_count == 0
+
+
+def test_a_file_held_with_backoff_waits_twice_as_long_each_time_until_it_changes(tmp_path):
+    clock = FakeClock()
+    w = FolderWatcher([WatchConfig(path=tmp_path, settle_seconds=2.0)], wake=lambda: None, clock=clock)
+    f = tmp_path / "locked.pdf"
+    f.write_bytes(b"x")
+    w.note(f, closed=True)
+    waits = []
+    assert w.ready() == [f]
+    for _ in range(7):
+        w.hold(f, 30.0, why="cannot be read just now: locked", backoff=True)
+        start = clock.t
+        while not (got := w.ready()):
+            clock.t += 1.0
+        assert got == [f]
+        waits.append(clock.t - start)
+    assert waits == [30.0, 60.0, 120.0, 240.0, 480.0, 600.0, 600.0]
+    w.hold(f, 30.0, why="cannot be read just now: locked", backoff=True)
+    assert w.waits()["files_held"][str(f)].startswith("cannot be read just now: locked; tried again in 600 s")
+    os.utime(f, ns=(10**9, 10**9))   # its owner let go and touched it: it settles anew
+    w.note(f)
+    clock.t += 2.5
+    w.ready()
+    clock.t += 2.5
+    assert w.ready() == [f]
+    w.hold(f, 30.0, why="cannot be read just now: locked", backoff=True)
+    assert "tried again in 30 s" in w.waits()["files_held"][str(f)]
