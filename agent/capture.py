@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 
 from agent import beneath
 from agent.beneath import Identity
-from agent.errors import CaptureError, SourceUnavailable
+from agent.errors import CaptureError, SourceGone, SourceUnavailable
 from agent.filenames import readable_name, storable
 from agent.fsutil import is_link_at
 from agent.extract.sniff import sniff
@@ -80,7 +80,7 @@ def _opened(path: Path, *, max_bytes: int, follow_symlinks: bool, root: Path | N
     except beneath.Escapes as e:
         raise CaptureError(f"{path}: {e}; not taken (it may lead outside the watched folder)") from None
     except FileNotFoundError:
-        raise CaptureError(f"{path}: no such file (moved or deleted before capture)") from None
+        raise SourceGone(f"{path}: no such file (moved or deleted before capture)") from None
     except PermissionError:
         raise CaptureError(f"{path}: permission denied on a folder of its path") from None
     except OSError as e:  # a folder on the way cannot be opened (EIO...): look again later

@@ -47,6 +47,12 @@ class SourceUnavailable(CaptureError):
         super().__init__(message, transient=True)
 
 
+class SourceGone(CaptureError):
+    """The source file was moved or deleted after it was noticed and before
+    it was opened (a writer renaming its temporary file into place): there
+    is nothing left to take or to explain under that name."""
+
+
 class ExtractError(AgentError):
     """A file could not be read as an invoice. `reason` is a short stable code.
 

@@ -29,7 +29,7 @@ from agent import beneath
 from agent.beneath import Escapes, Identity, RootReplaced
 from agent.capture import Captured, UnsupportedFormat, record_file, store_file
 from agent.config import WatchConfig
-from agent.errors import CaptureError, IllegalTransition, SourceUnavailable
+from agent.errors import CaptureError, IllegalTransition, SourceGone, SourceUnavailable
 from agent.ledger import Ledger
 from agent.ledger.rows import parse_utc
 from agent.mail import MailLimits, maildir_cur_path
@@ -81,6 +81,14 @@ class Intake(GroupedIntake):
         except Escapes as e:
             return self._refuse(path, watch, None, f"{path}: {e}; not taken (it may lead outside the "
                                 f"watched folder)", now=now)
+        except PermissionError:
+            # A folder on its path lets the service list it but not reach
+            # it (no x): the folder's mode, not the file. Held with backoff
+            # and named in status, not refused again at every rescan (no
+            # lstat, so no seen-file row could keep a refusal from repeating).
+            return IntakeResult([], hold_s=SOURCE_RETRY_S, hold_backoff=True,
+                                hold_why="cannot be reached: a folder of its path lets the agent's user list "
+                                         "it but not open it (no search (x) permission)")
         except OSError as e:
             st = None
             log.warning("cannot stat file", extra={"path": storable(str(path)), "error": e.strerror})
@@ -117,6 +125,8 @@ class Intake(GroupedIntake):
             # empty file, but its bytes are an original all the same: the
             # refusal names them, so they are kept, backed up and explained.
             return self._refuse(path, watch, st, str(e), now=now, staged=e.staged)
+        except SourceGone:
+            return IntakeResult([], skipped=True)   # renamed or deleted since noticed: nothing under this name
         except SourceUnavailable as e:
             # This file, not the vault (another program holds it locked, its
             # disk fails): set back on its own, with backoff, while every

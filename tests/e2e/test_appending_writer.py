@@ -51,3 +51,29 @@ def test_the_last_bytes_of_a_file_appended_in_many_opens_are_taken_at_once(tmp_p
     finally:
         assert d.stop() == 0
     assert_ledger_sound(d.config)
+
+
+def test_files_written_then_renamed_into_place_leave_no_refusal_behind(tmp_path, samples_dir):
+    # Each first name is noticed (created, written, closed) and may be
+    # handed out just as its writer renames it: that name is gone, which is
+    # no refusal to explain ("no such file"): its new name is what is taken.
+    template = (samples_dir / SAMPLE).read_bytes()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "nas").mkdir()
+    d = DaemonUnderTest(tmp_path, settle=0.5, extra=OUT_AND_NAS)
+    d.start()
+    try:
+        scan = tmp_path / "scan"
+        n = 150
+        for i in range(n):
+            tmp = scan / f"scan{i}.xml"   # a scanner naming its file, then renaming it
+            tmp.write_bytes(template.replace(b"00008006", b"%08d" % (7500 + i)))
+            time.sleep(random.Random(i).uniform(0, 0.004))
+            tmp.rename(scan / f"inv{i}.xml")
+        d.wait_until(lambda: len(list((tmp_path / "out").rglob("*.xml"))) >= n, 60, "every invoice delivered")
+        with d.ledger() as ledger:
+            refusals = ledger.conn.execute("SELECT name, reason FROM refusals").fetchall()
+        assert [tuple(r) for r in refusals] == []
+    finally:
+        assert d.stop() == 0
+    assert_ledger_sound(d.config)

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 from prometheus_client import generate_latest
@@ -75,6 +76,40 @@ def test_an_unlistable_folder_is_critical_until_fixed_then_its_invoice_is_delive
         assert "UNREADABLE" not in cli(d, "status").stdout
         assert sum("cannot be read" in line for line in d.lines) == 1, "\n".join(d.lines)
         assert any("can be read again" in line for line in d.lines)
+    finally:
+        assert d.stop() == 0
+    assert_ledger_sound(d.config)
+
+
+def held_details(d: DaemonUnderTest) -> dict:
+    return beat_details(d).get("files_held") or {}
+
+
+def test_a_folder_listable_but_not_searchable_holds_its_files_with_the_true_reason(tmp_path, samples_dir):
+    # Mode r-- on a folder: its names can be listed, its files cannot be
+    # reached. The folder's fault, not the file's: held with that reason,
+    # not refused again at every rescan (1 s here), taken once it is fixed.
+    (tmp_path / "out").mkdir()
+    (tmp_path / "nas").mkdir()
+    d = DaemonUnderTest(tmp_path, extra=OUT_AND_NAS)
+    d.config.write_text(d.config.read_text().replace("rescan_interval_s = 300", "rescan_interval_s = 1"))
+    dept = tmp_path / "scan" / "dept"
+    dept.mkdir()
+    drop(dept, "a.xml", good_invoice(samples_dir, 7102))
+    dept.chmod(0o644)
+    d.command_prefix = NO_DAC
+    d.start()
+    try:
+        why = d.wait_until(lambda: held_details(d).get(str(dept / "a.xml")), 30, "status naming the file")
+        assert why.startswith("cannot be reached: a folder of its path lets the agent's user list it but not "
+                              "open it (no search (x) permission); tried again in 30 s"), why
+        time.sleep(3)   # three rescans
+        refused = cli(d, "refused", "--json")
+        assert refused.returncode == 0 and refused.stdout.strip() == "", refused.stdout   # JSON lines: none
+        dept.chmod(0o755)
+        os.utime(dept / "a.xml")   # an event: looked at again now, not after the hold
+        d.wait_documents(1, timeout=30, settled=True)
+        d.wait_until(lambda: list((tmp_path / "out").rglob("*.xml")), 30, "the invoice delivered")
     finally:
         assert d.stop() == 0
     assert_ledger_sound(d.config)
