@@ -25,6 +25,8 @@ RULES: dict[str, tuple[int, str]] = {
     "mail-not-recorded": (1, "an e-mail marked taken (Message-ID) gave no document and no refusal"),
     "file-not-taken": (1, "a file in a watched folder, unchanged for longer than a rescan and the grace of a "
                           "temporary name, that was never taken nor refused"),
+    "folder-unreadable": (1, "a folder in a watched folder that the audit cannot list (its mode, an I/O "
+                             "error): the daemon cannot take its files either"),
     "source-orphan": (1, "an arrival (source row) names a document that does not exist"),
     "object-unreferenced": (2, "a vault object no document, e-mail arrival or refusal names"),
     "object-corrupt": (2, "a vault object whose content does not hash to its name"),

@@ -31,16 +31,20 @@ def dated(name: str) -> bool:
 
 
 def unhandled_files(ledger: Ledger, watched: list[tuple[str, str]], *, now: dt.datetime,
-                    older_than_s: float) -> Iterator[str]:
-    """Paths of files in the watched folders ((root, after) pairs) that have
-    been there unchanged (by ctime) for more than `older_than_s` and that
-    the ledger never noted as handled (no seen-file row for this very file:
-    path, size, mtime, inode, ctime). A file still settling, or waiting out
-    a temporary name's grace, is younger than that and not reported.
+                    older_than_s: float) -> Iterator[tuple[str, str | None]]:
+    """Files in the watched folders ((root, after) pairs) that have been
+    there unchanged (by ctime) for more than `older_than_s` and that the
+    ledger never noted as handled (no seen-file row for this very file:
+    path, size, mtime, inode, ctime), as (path, None); and each folder
+    there that cannot be listed (its files can be neither taken nor
+    checked), as (folder, why). A file still settling, or waiting out a
+    temporary name's grace, is younger than that and not reported.
     Reads the folders and the ledger; writes nothing."""
     cutoff_ns = int((now.timestamp() - older_than_s) * 1e9)
     for root, after in watched:
-        for folder, dirs, files in os.walk(root):
+        unreadable: list[OSError] = []
+        for folder, dirs, files in os.walk(root, onerror=unreadable.append):
+            yield from _unlisted(unreadable, folder)
             here = Path(folder)
             if after == "move" and here.name == "processed":
                 dirs[:] = [d for d in dirs if not dated(d)]
@@ -53,6 +57,21 @@ def unhandled_files(ledger: Ledger, watched: list[tuple[str, str]], *, now: dt.d
                     continue
                 if not stat.S_ISREG(st.st_mode) or st.st_ctime_ns > cutoff_ns:
                     continue
-                key = str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                key = _shown(path)
                 if ledger.seen_file(key, st.st_size, st.st_mtime_ns, ino=st.st_ino, ctime_ns=st.st_ctime_ns) is None:
-                    yield key
+                    yield key, None
+        yield from _unlisted(unreadable, root)
+
+
+def _unlisted(errors: list[OSError], where: str) -> Iterator[tuple[str, str]]:
+    # Folders os.walk could not list since the last call (one removed
+    # meanwhile is no finding), emptied as they are told.
+    for e in errors:
+        if not isinstance(e, FileNotFoundError):
+            yield _shown(e.filename or where), e.strerror or str(e)
+    errors.clear()
+
+
+def _shown(path) -> str:
+    # As the ledger keys files (a name's non-UTF-8 bytes as \xNN).
+    return os.fsencode(path).decode("utf-8", "backslashreplace")

@@ -65,6 +65,14 @@ def test_an_unlistable_folder_is_critical_until_fixed_then_its_invoice_is_delive
         metrics = generate_latest(registry_for(load_config(str(d.config)))).decode()
         assert "fapiao_folders_unreadable 1.0" in metrics
         assert d.documents() == []
+        # The audit, run as the service would run it, cannot check that
+        # folder either: it says so instead of passing it over.
+        audit = subprocess.run([*NO_DAC, sys.executable, "-m", "service", "--config", str(d.config), "audit",
+                                "ledger", "--json"], capture_output=True, text=True, timeout=120, cwd=d.root)
+        found = [(v["code"], v["message"]) for v in json.loads(audit.stdout)["violations"]]
+        assert audit.returncode == 1 and found == [
+            ("folder-unreadable", f"{dept}: in a watched folder, cannot be listed (Permission denied): its files "
+                                  "can be neither taken nor checked")], audit.stdout
         # Said once in the log, not at every rescan.
         d.wait_until(lambda: sum("cannot be read" in line for line in d.lines) >= 1, 10, "the log line")
 
