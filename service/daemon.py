@@ -79,7 +79,9 @@ class Daemon:
     def run(self) -> int:
         """Start everything, loop until SIGTERM/SIGINT, stop within stop_timeout_s; 0 on a clean stop."""
         for problem in check_paths(self.cfg):
-            log.error("config problem; that part is skipped", extra={"problem": problem})
+            # Said as it is: what it stops is said where it happens (a folder
+            # missing is NOT WATCHED, one unreadable is UNREADABLE in status).
+            log.error("config problem", extra={"problem": problem})
         for d in self.cfg.destinations:
             if not d.get("tls_verify", True) and str(d.get("url", "")).startswith("https:"):
                 log.warning("TLS certificate checks are OFF for this destination (tls_verify = false); "

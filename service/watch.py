@@ -98,20 +98,37 @@ class FolderWatcher(WaitingAccount):
     def start(self) -> list[str]:
         """Start one observer per folder; returns a log line per folder."""
         lines = []
-        handler = _Handler(self)
         for w in self.watches:
             # Which folder each watched path leads to now: intake acts only
             # there, never in a folder swapped in for it later (agent/beneath.py).
             beneath.pin_root(w.path)
-            poll, why = should_poll(w)
-            observer = observer_for(poll)
-            observer.schedule(handler, str(w.path), recursive=True, event_filter=HANDLED_EVENTS)
-            observer.daemon = True
-            observer.start()
+            observer, line = self._observe(w)
             self._observers.append(observer)
-            lines.append(f"watching {w.path} kind={w.kind} mode={'poll' if poll else 'inotify'} reason=\"{why}\"")
+            lines.append(line)
         _OverflowAlarm.install(self)
         return lines
+
+    def _observe(self, w: WatchConfig) -> tuple:
+        poll, why = should_poll(w)
+        observer = observer_for(poll)
+        observer.schedule(_Handler(self), str(w.path), recursive=True, event_filter=HANDLED_EVENTS)
+        observer.daemon = True
+        observer.start()
+        return observer, f"watching {w.path} kind={w.kind} mode={'poll' if poll else 'inotify'} reason=\"{why}\""
+
+    def _observe_again(self, readable: set[str]) -> None:
+        # Folders a scan can list again that it could not before: inotify
+        # could not watch them either (it needs the same permission), and
+        # does not retry, so their new files would wait for every rescan.
+        # Their watched folder's observer starts afresh (its recursive walk
+        # adds every watch again).
+        for i, w in enumerate(self.watches):
+            root = str(w.path).rstrip("/")
+            if i < len(self._observers) and any(f == root or f.startswith(root + "/") for f in readable):
+                self._observers[i].stop()
+                self._observers[i].join(timeout=5)
+                self._observers[i], line = self._observe(w)
+                log.info("watching again: " + line, extra={"watch": str(w.path)})
 
     def stop(self) -> None:
         """Stop every observer (intake stops; pending paths are forgotten and
@@ -181,9 +198,12 @@ class FolderWatcher(WaitingAccount):
             for path in self.files_under(w.path, w, cannot_list):
                 self.note(path, changed=False)
                 n += 1
-        for folder in self.unreadable.keys() - unreadable.keys():
+        readable = self.unreadable.keys() - unreadable.keys()
+        for folder in readable:
             log.info("a folder in a watched folder can be read again; taking its files", extra={"folder": folder})
         self.unreadable = unreadable
+        if readable:
+            self._observe_again(readable)
         return n
 
     # The folder walk of `scan` (service/watch_walk.py), kept here by name

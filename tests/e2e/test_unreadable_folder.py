@@ -121,3 +121,31 @@ def test_a_folder_listable_but_not_searchable_holds_its_files_with_the_true_reas
     finally:
         assert d.stop() == 0
     assert_ledger_sound(d.config)
+
+
+def test_a_watched_folder_unreadable_at_start_is_watched_by_events_once_readable(tmp_path, samples_dir):
+    # inotify cannot watch a folder it cannot read, and does not try again:
+    # once a scan can list the folder, its observer starts afresh, so new
+    # files come in by their events, not only at each rescan (3 s here).
+    (tmp_path / "out").mkdir()
+    (tmp_path / "nas").mkdir()
+    d = DaemonUnderTest(tmp_path, extra=OUT_AND_NAS)
+    d.config.write_text(d.config.read_text().replace("rescan_interval_s = 300", "rescan_interval_s = 3"))
+    scan = tmp_path / "scan"
+    scan.chmod(0)
+    d.command_prefix = NO_DAC
+    d.start()
+    try:
+        d.wait_until(lambda: str(scan) in (beat_details(d).get("folders_unreadable") or {}), 30,
+                     "the watched folder said to be unreadable")
+        assert "UNREADABLE:" in cli(d, "status").stdout
+        scan.chmod(0o755)
+        d.wait_for_line("watching again", timeout=10)
+        dropped = time.monotonic()
+        drop(scan, "after.xml", good_invoice(samples_dir, 7103))
+        d.wait_documents(1, timeout=10)
+        assert time.monotonic() - dropped < 2.0, "taken by the next rescan, not by its event"
+        d.wait_until(lambda: list((tmp_path / "out").rglob("*.xml")), 30, "the invoice delivered")
+    finally:
+        assert d.stop() == 0
+    assert_ledger_sound(d.config)
