@@ -41,6 +41,10 @@ def check_paths(cfg: Config) -> list[str]:
                 problems.append(f"{kind}[{i}].url: folder {local} is not writable")
     problems += textfile_problems(cfg.metrics)
     problems += _overlaps(cfg)
+    problems += [f"watch[{i}].path: folder {w.path} lies inside watch[{j}].path ({outer.path}), which takes its "
+                 "files with its own settings; give each watch its own folder"
+                 for i, w in enumerate(cfg.watches) if (j := _outer_index(cfg, w)) is not None
+                 and (outer := cfg.watches[j])]
     return problems
 
 
@@ -70,6 +74,20 @@ def watch_overlaps(cfg: Config, watch: WatchConfig) -> bool:
     the agent's own folders: the daemon does not watch it (see `check_paths`)."""
     i = cfg.watches.index(watch)
     return any(p.startswith(f"watch[{i}].path:") for p in _overlaps(cfg))
+
+
+def _outer_index(cfg: Config, watch: WatchConfig) -> int | None:
+    # The watch whose folder holds `watch`'s (symlinks followed; of two on
+    # one folder, the first holds the second). Every watch is recursive and
+    # a file belongs to the first watch it lies in: the inner one's kind,
+    # after and label would never apply, and its files would be seen twice.
+    i = cfg.watches.index(watch)
+    inner = _real(watch.path)
+    for j, other in enumerate(cfg.watches):
+        outer = _real(other.path)
+        if j != i and (inner.is_relative_to(outer) and (inner != outer or j < i)):
+            return j
+    return None
 
 
 def _real(path: Path) -> Path:

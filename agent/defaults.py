@@ -107,6 +107,8 @@ approve_group = "fapiao-approve" # accept (and, later, approve/decline 补录 ap
 service_user = "fapiao"          # the account the daemon runs as; owns every state file
 self_approve_empty_fields = true # a filer may approve filling a field no source carried
 
+# Each watch takes its folder and every folder below it; give each its own
+# folder (one inside another is a config error), apart from the agent's own.
 [[watch]]
 path = "inbox/scanner"
 kind = "scanner"               # or "email"

@@ -143,5 +143,32 @@ def test_config_check_refuses_a_watched_folder_overlapping_the_agents_own(tmp_pa
     cfg = load_config(tmp_path / "c.toml", env={})
     problems = check_paths(cfg)
     assert any(p.startswith("watch[0].path:") and "overlaps" in p for p in problems), problems
-    assert not any(p.startswith("watch[1].path:") for p in problems)
+    assert not any(p.startswith("watch[1].path:") and "overlaps" in p for p in problems)
     assert watch_overlaps(cfg, cfg.watches[0]) and not watch_overlaps(cfg, cfg.watches[1])
+    # "." also holds the other watch (inbox/email): said as such.
+    assert any(p.startswith("watch[1].path:") and "lies inside watch[0].path" in p for p in problems) == \
+        (watched == ".")
+
+
+@pytest.mark.parametrize("inner", ["inbox/scanner/dept", "inbox/scanner", "inbox/scanner-2"])
+def test_config_check_refuses_a_watched_folder_inside_another(tmp_path, inner):
+    # Every watch is recursive and a file is the first watch's it lies in:
+    # a watch inside another (or a second on the same folder) would never
+    # apply its own kind, after and label, and its files would be seen twice.
+    from agent.config import load_config
+    from agent.config_paths import check_paths
+    from agent.defaults import DEFAULT_CONFIG
+
+    text = DEFAULT_CONFIG.replace('path = "inbox/email"', f'path = "{inner}"', 1)
+    assert text != DEFAULT_CONFIG
+    (tmp_path / "c.toml").write_text(text, encoding="utf-8")
+    for rel in ("inbox/scanner/dept", "inbox/scanner-2", "outbox", "backup"):
+        (tmp_path / rel).mkdir(parents=True, exist_ok=True)
+    problems = check_paths(load_config(tmp_path / "c.toml", env={}))
+    nested = [p for p in problems if "lies inside" in p]
+    if inner == "inbox/scanner-2":   # a name that merely begins the same: its own folder
+        assert nested == [], problems
+    else:
+        assert nested == [f"watch[1].path: folder {tmp_path / inner} lies inside watch[0].path "
+                          f"({tmp_path / 'inbox/scanner'}), which takes its files with its own settings; give "
+                          "each watch its own folder"], problems
