@@ -278,26 +278,36 @@ class Intake(GroupedIntake):
         # A slow writer's first half settled and was captured; now the path
         # holds more. An earlier capture of this path whose bytes are the
         # beginning of these is that partial file: it ends as `superseded`
-        # by this one instead of waiting in quarantine.
+        # by this one instead of waiting in quarantine. So is one of the same
+        # size holding zeros where these bytes were written since: a writer
+        # that sized the file first (Explorer copying over SMB does).
         shown_path = storable(str(path))  # as capture recorded it
         for doc in self.ledger.earlier_captures(shown_path, exclude_id=got.document_id):
-            if doc.size >= got.size or not self._is_prefix(doc.sha256, doc.size, got.sha256):
+            if doc.size > got.size or not self._written_over(doc.sha256, doc.size, got.sha256):
                 continue
+            how = ("were the beginning" if doc.size < got.size
+                   else "were these with zeros where they were not written yet")
             try:
                 self.ledger.supersede(doc.id, got.document_id, now=now, actor=self.actor,
                                       why=f"{shown_path} settled again with {got.size} bytes, of which its "
-                                          f"{doc.size} bytes were the beginning (a partial file)")
+                                          f"{doc.size} bytes {how} (a partial file)")
             except IllegalTransition:
                 continue
             log.info("partial capture superseded", extra={"document": doc.id, "by": got.document_id,
                                                           "path": storable(str(path))})
 
-    def _is_prefix(self, sha256: str, size: int, of_sha256: str) -> bool:
+    def _written_over(self, sha256: str, size: int, of_sha256: str) -> bool:
+        # Each of the `size` bytes of `sha256` is the byte of `of_sha256` at
+        # its place, or zero (not written yet): what the file held before its
+        # writer was done. Read from the vault, a MiB at a time.
         try:
             with open(self.vault.path(sha256), "rb") as a, open(self.vault.path(of_sha256), "rb") as b:
                 while size > 0:
                     n = min(size, 1 << 20)
-                    if a.read(n) != b.read(n):
+                    old, new = a.read(n), b.read(n)
+                    if len(old) != n or len(new) != n:
+                        return False
+                    if old != new and not all(x == y or x == 0 for x, y in zip(old, new)):
                         return False
                     size -= n
                 return True

@@ -197,3 +197,36 @@ def saved_again(pdf: bytes) -> bytes:
     tail = (b"xref\n%d 1\n%010d 00000 n \ntrailer\n<< /Size %d /Root %s /Info %d 0 R /Prev %d >>\n"
             b"startxref\n%d\n%%%%EOF\n" % (size, len(body), size + 1, root, size, prev, xref_at))
     return body + obj + tail
+
+
+def test_a_writer_sizing_the_file_first_leaves_no_partial_in_quarantine(tmp_path, samples_dir):
+    # Explorer copying over SMB sets the full size first, then writes: a
+    # pause past settle_seconds gets the half-written file captured, same
+    # size, zeros where the rest will go. Once the rest is written, that
+    # capture is superseded: nothing is left in quarantine for a person.
+    invoice = (samples_dir / SAMPLE).read_bytes()
+    half = len(invoice) // 2
+    d = DaemonUnderTest(tmp_path, settle=0.5, scan_extra='after = "keep"')
+    d.start()
+    try:
+        path = tmp_path / "scan" / "sized.xml"
+        with open(path, "wb") as f:
+            f.truncate(len(invoice))
+            f.write(invoice[:half])
+            f.flush()
+            partial_bytes = invoice[:half] + bytes(len(invoice) - half)
+            partial = d.wait_until(lambda: (doc := by_sha(d, partial_bytes)) and doc.state != "captured" and doc,
+                                   20, "the half-written file captured and read")
+            assert partial.state == "quarantined"
+            f.write(invoice[half:])
+        whole = d.wait_until(lambda: (doc := by_sha(d, invoice)) and doc.state != "captured" and doc, 20,
+                             "the whole file captured and read")
+        assert whole.fields
+        with d.ledger() as led:
+            assert led.get(partial.id).state == "superseded"
+            assert any(f"superseded by document {whole.id}" in (e.reason or "") and "zeros" in (e.reason or "")
+                       for e in led.events(partial.id))
+            assert led.counts()["quarantined"] == 0
+    finally:
+        d.stop()
+    assert_ledger_sound(d.config)
