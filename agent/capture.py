@@ -8,6 +8,7 @@ caller move or delete the source.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from contextlib import contextmanager
@@ -241,8 +242,8 @@ def _describe(path: Path, name, dirfd: int | None, e: OSError) -> CaptureError:
         kind = stat.S_IFMT(os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_mode)
     except OSError:
         kind = None
-    if kind == stat.S_IFLNK and _dangling(name, dirfd):
-        return CaptureError(f"{path}: broken symlink (its target does not exist)")
+    if kind == stat.S_IFLNK and (why := _dangling(name, dirfd)):
+        return CaptureError(f"{path}: {why}")
     if kind == stat.S_IFLNK:
         return CaptureError(f"{path}: is a symlink; symlinks in watched folders are not followed")
     if kind in _KINDS:
@@ -252,12 +253,15 @@ def _describe(path: Path, name, dirfd: int | None, e: OSError) -> CaptureError:
     return SourceUnavailable(f"{path}: cannot open: {e.strerror}")
 
 
-def _dangling(name, dirfd: int | None) -> bool:
+def _dangling(name, dirfd: int | None) -> str | None:
+    # Why a symlink leads nowhere, or None when it leads to something.
     try:
         os.stat(name, dir_fd=dirfd, follow_symlinks=True)
-        return False
-    except OSError:
-        return True
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a symlink loop (it leads back to itself)"
+        return "broken symlink (its target does not exist)"
 
 
 def capture_bytes(ledger: Ledger, vault: Vault, data: bytes, *, name: str, source_kind: str,

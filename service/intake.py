@@ -27,9 +27,11 @@ from pathlib import Path
 
 from agent import beneath
 from agent.beneath import Escapes, Identity, RootReplaced
-from agent.capture import Captured, UnsupportedFormat, record_file, store_file
+from agent.capture import (UNREADABLE_FORMATS, Captured, UnsupportedFormat, open_source, record_file,
+                           store_file)
 from agent.config import WatchConfig
 from agent.errors import CaptureError, IllegalTransition, SourceGone, SourceUnavailable
+from agent.extract.sniff import sniff
 from agent.ledger import Ledger
 from agent.ledger.rows import parse_utc
 from agent.mail import MailLimits, maildir_cur_path
@@ -101,7 +103,7 @@ class Intake(GroupedIntake):
             # device (a tape rewinds, /dev/watchdog starts its timer).
             kind = "character" if stat.S_ISCHR(st.st_mode) else "block"
             return self._refuse(path, watch, st, f"{path}: is a {kind} device, not a regular file", now=now)
-        if system_name(path.name):
+        if system_name(path.name) and not self._holds_invoice_format(path, watch):
             return self._refuse(path, watch, st, f"{path}: an operating-system file ({path.name}), not an "
                                 "invoice; left where it is", now=now)
         if temporary_name(path.name):
@@ -295,6 +297,16 @@ class Intake(GroupedIntake):
                 continue
             log.info("partial capture superseded", extra={"document": doc.id, "by": got.document_id,
                                                           "path": storable(str(path))})
+
+    def _holds_invoice_format(self, path: Path, watch: WatchConfig) -> bool:
+        # A name is no proof: an invoice saved as "Thumbs.db" is taken like
+        # any other file. Only its first bytes are read (a real Thumbs.db,
+        # an OLE file, or a .DS_Store is no invoice format).
+        try:
+            with open_source(path, max_bytes=self.max_bytes, root=watch.path) as stream:
+                return sniff(stream.read(4096)) not in UNREADABLE_FORMATS
+        except CaptureError:
+            return False   # refused by its name, as before; what else is wrong shows when it is renamed
 
     def _written_over(self, sha256: str, size: int, of_sha256: str) -> bool:
         # Each of the `size` bytes of `sha256` is the byte of `of_sha256` at

@@ -62,6 +62,7 @@ def test_special_files_each_get_a_line_and_the_batch_goes_on(cfg, tmp_path, samp
     sock = socket.socket(socket.AF_UNIX)
     sock.bind(str(src / "sock"))
     (src / "dangling").symlink_to(tmp_path / "nowhere")
+    (src / "loop").symlink_to(src / "loop")
     (src / "good.xml").write_bytes((samples_dir / "renoyuan__easyofd/original_invoice.xml").read_bytes())
     try:
         result = run(cfg, "ingest", str(src), str(tmp_path / "absent.pdf"))
@@ -72,8 +73,9 @@ def test_special_files_each_get_a_line_and_the_batch_goes_on(cfg, tmp_path, samp
     assert "pipe: is a FIFO (named pipe), not a regular file" in out
     assert "sock: is a socket, not a regular file" in out
     assert "dangling: broken symlink" in out
+    assert "loop: a symlink loop (it leads back to itself)" in out
     assert "absent.pdf: no such file or folder" in out
-    assert "1 new, 0 already known, 4 failed" in out
+    assert "1 new, 0 already known, 5 failed" in out
     assert sum(status(cfg)["states"].values()) == 1
 
 

@@ -104,18 +104,30 @@ def intake(tmp_path):
                   actor="t")
 
 
+THUMBS_DB = bytes.fromhex("d0cf11e0a1b11ae1") + bytes(504)   # an OLE compound file, as Windows writes it
+
+
 @pytest.mark.parametrize("name,why", [(".inv3.pdf", "temporary-looking name left unchanged for 10 minutes"),
                                       ("inv4.pdf.tmp", "rename it to have it taken"),
                                       ("Thumbs.db", "operating-system file")])
 def test_a_temporary_or_system_name_is_refused_with_its_reason(tmp_path, intake, samples_dir, name, why):
     scan = tmp_path / "scan"
-    plant(scan, [name], (samples_dir / SAMPLE).read_bytes())
+    plant(scan, [name], THUMBS_DB if name == "Thumbs.db" else (samples_dir / SAMPLE).read_bytes())
     watch = WatchConfig(path=scan, after="move")
     result = intake.take(scan / name, watch, now=NOW, today=TODAY)
     assert result.documents == []
     (refusal,) = intake.ledger.refusals()
     assert why in refusal["reason"]
     assert (scan / name).exists(), "left where it is"
+
+
+@pytest.mark.parametrize("name", ["Thumbs.db", "desktop.ini", ".DS_Store"])
+def test_an_invoice_under_an_operating_system_files_name_is_taken(tmp_path, intake, samples_dir, name):
+    # A name is no proof of what a file holds: its first bytes decide.
+    scan = tmp_path / "scan"
+    plant(scan, [name], (samples_dir / SAMPLE).read_bytes())
+    result = intake.take(scan / name, WatchConfig(path=scan, after="keep"), now=NOW, today=TODAY)
+    assert len(result.documents) == 1 and intake.ledger.refusals() == []
 
 
 def test_maildir_cur_is_taken_and_our_own_move_is_not_taken_twice(tmp_path, intake, samples_dir):
