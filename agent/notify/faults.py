@@ -94,25 +94,27 @@ def open_faults(report: dict, entry: dict[str, Any], *, now: dt.datetime,
 def _intake_stuck(details: dict) -> list[Fault]:
     # Files that land and are not taken in: intake paused (the vault cannot
     # take them), a watched folder refused or replaced, a folder below one
-    # that cannot be listed, a file that never settles. Each is a line of `status`; here it also reaches a person.
+    # that cannot be listed, a file that never settles or cannot be read.
+    # Each is a line of `status`; here it also reaches a person.
     found = []
     if details.get("intake_paused"):
         why = one_line(str(details["intake_paused"]))
         found.append(Fault("intake-stuck:paused", "intake-stuck", "收件已暂停 / intake paused",
                            f"新文件暂不收取, 原文件留在原处: {why}\n"
                            f"intake is paused; files stay where they landed: {why}"))
-    for path, why in (details.get("folders_not_watched") or {}).items():
-        found.append(Fault(f"intake-stuck:folder:{path}", "intake-stuck",
-                           f"文件夹未被监视: {one_line(path)} / folder not watched",
-                           f"监视文件夹 {one_line(path)} 未被监视, 其中的文件不会被收取: {one_line(str(why))}\n"
-                           f"watched folder {one_line(path)} is not watched; files there are not taken: "
-                           f"{one_line(str(why))}"))
-    for path, why in (details.get("folders_unreadable") or {}).items():
-        found.append(Fault(f"intake-stuck:unreadable:{path}", "intake-stuck",
-                           f"文件夹无法读取: {one_line(path)} / folder cannot be read",
-                           f"监视文件夹中的 {one_line(path)} 无法读取, 其中的文件不会被收取: {one_line(str(why))}\n"
-                           f"{one_line(path)} in a watched folder cannot be read, so its files are not taken: "
-                           f"{one_line(str(why))}. Give the service's user read and search (x) permission."))
+    # Folders whose files are not taken: (details key, key part, subject, Chinese, English).
+    folders = (("folders_not_watched", "folder", "文件夹未被监视: {p} / folder not watched",
+                "监视文件夹 {p} 未被监视, 其中的文件不会被收取: {why}",
+                "watched folder {p} is not watched; files there are not taken: {why}"),
+               ("folders_unreadable", "unreadable", "文件夹无法读取: {p} / folder cannot be read",
+                "监视文件夹中的 {p} 无法读取, 其中的文件不会被收取: {why}",
+                "{p} in a watched folder cannot be read, so its files are not taken: {why}. Give the "
+                "service's user read and search (x) permission."))
+    for kind, part, subject, zh, en in folders:
+        for path, why in (details.get(kind) or {}).items():
+            said = {"p": one_line(path), "why": one_line(str(why))}
+            found.append(Fault(f"intake-stuck:{part}:{path}", "intake-stuck", subject.format(**said),
+                               zh.format(**said) + "\n" + en.format(**said)))
     if late := files_waiting_late(details):
         n, oldest, path, why = late
         where = f"{one_line(path)}: {one_line(why)}"

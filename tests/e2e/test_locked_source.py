@@ -10,19 +10,13 @@ import fcntl
 import json
 import os
 import signal
-import subprocess
-import sys
 
 from tests.e2e.daemon_harness import OUT_AND_NAS, DaemonUnderTest
 from tests.e2e.test_extract_limits import drop, good_invoice
+from tests.e2e.test_status_check import cli
 from tests.support.audit import assert_ledger_sound
 
 F_SETLEASE = getattr(fcntl, "F_SETLEASE", 1024)
-
-
-def cli(d: DaemonUnderTest, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "service", "--config", str(d.config), *args],
-                          capture_output=True, text=True, timeout=60, cwd=d.root)
 
 
 def held(d: DaemonUnderTest) -> dict:

@@ -22,6 +22,7 @@ from service.metrics import registry_for
 
 from tests.e2e.daemon_harness import OUT_AND_NAS, DaemonUnderTest
 from tests.e2e.test_extract_limits import drop, good_invoice
+from tests.e2e.test_status_check import cli
 from tests.support.audit import assert_ledger_sound
 
 pytestmark = pytest.mark.skipif(
@@ -32,9 +33,24 @@ pytestmark = pytest.mark.skipif(
 NO_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
 
 
-def cli(d: DaemonUnderTest, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "service", "--config", str(d.config), *args],
-                          capture_output=True, text=True, timeout=60, cwd=d.root)
+def daemon_without_dac(tmp_path, rescan_s: int) -> DaemonUnderTest:
+    """A daemon (not started) that file modes can refuse, rescanning every
+    `rescan_s` seconds, with the folder destination "out" and backup "nas"."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "nas").mkdir()
+    d = DaemonUnderTest(tmp_path, extra=OUT_AND_NAS)
+    d.config.write_text(d.config.read_text().replace("rescan_interval_s = 300", f"rescan_interval_s = {rescan_s}"))
+    d.command_prefix = NO_DAC
+    return d
+
+
+def dept_holding(tmp_path, samples_dir, number: int, mode: int):
+    """scan/dept holding invoice `number` as a.xml, then set to `mode`."""
+    dept = tmp_path / "scan" / "dept"
+    dept.mkdir()
+    drop(dept, "a.xml", good_invoice(samples_dir, number))
+    dept.chmod(mode)
+    return dept
 
 
 def beat_details(d: DaemonUnderTest) -> dict:
@@ -44,15 +60,8 @@ def beat_details(d: DaemonUnderTest) -> dict:
 
 
 def test_an_unlistable_folder_is_critical_until_fixed_then_its_invoice_is_delivered(tmp_path, samples_dir):
-    (tmp_path / "out").mkdir()
-    (tmp_path / "nas").mkdir()
-    d = DaemonUnderTest(tmp_path, extra=OUT_AND_NAS)
-    d.config.write_text(d.config.read_text().replace("rescan_interval_s = 300", "rescan_interval_s = 1"))
-    dept = tmp_path / "scan" / "dept"
-    dept.mkdir()
-    drop(dept, "a.xml", good_invoice(samples_dir, 7101))
-    dept.chmod(0)
-    d.command_prefix = NO_DAC
+    d = daemon_without_dac(tmp_path, rescan_s=1)
+    dept = dept_holding(tmp_path, samples_dir, 7101, 0)
     d.start()
     try:
         d.wait_until(lambda: beat_details(d).get("folders_unreadable"), 30, "the heartbeat naming the folder")
@@ -97,15 +106,8 @@ def test_a_folder_listable_but_not_searchable_holds_its_files_with_the_true_reas
     # Mode r-- on a folder: its names can be listed, its files cannot be
     # reached. The folder's fault, not the file's: held with that reason,
     # not refused again at every rescan (1 s here), taken once it is fixed.
-    (tmp_path / "out").mkdir()
-    (tmp_path / "nas").mkdir()
-    d = DaemonUnderTest(tmp_path, extra=OUT_AND_NAS)
-    d.config.write_text(d.config.read_text().replace("rescan_interval_s = 300", "rescan_interval_s = 1"))
-    dept = tmp_path / "scan" / "dept"
-    dept.mkdir()
-    drop(dept, "a.xml", good_invoice(samples_dir, 7102))
-    dept.chmod(0o644)
-    d.command_prefix = NO_DAC
+    d = daemon_without_dac(tmp_path, rescan_s=1)
+    dept = dept_holding(tmp_path, samples_dir, 7102, 0o644)
     d.start()
     try:
         why = d.wait_until(lambda: held_details(d).get(str(dept / "a.xml")), 30, "status naming the file")
@@ -127,13 +129,9 @@ def test_a_watched_folder_unreadable_at_start_is_watched_by_events_once_readable
     # inotify cannot watch a folder it cannot read, and does not try again:
     # once a scan can list the folder, its observer starts afresh, so new
     # files come in by their events, not only at each rescan (3 s here).
-    (tmp_path / "out").mkdir()
-    (tmp_path / "nas").mkdir()
-    d = DaemonUnderTest(tmp_path, extra=OUT_AND_NAS)
-    d.config.write_text(d.config.read_text().replace("rescan_interval_s = 300", "rescan_interval_s = 3"))
+    d = daemon_without_dac(tmp_path, rescan_s=3)
     scan = tmp_path / "scan"
     scan.chmod(0)
-    d.command_prefix = NO_DAC
     d.start()
     try:
         d.wait_until(lambda: str(scan) in (beat_details(d).get("folders_unreadable") or {}), 30,
