@@ -35,17 +35,17 @@ POLL_INTERVAL_S = 2.0
 # which waits while anything still holds it (a shell sitting in it), and a
 # folder made again under that name meanwhile was never watched: its files
 # waited for the periodic rescan.
-# A file's mode, owner or times changed (watchdog >= 5 says FileAttribEvent,
-# where older ones said modified; the kernel sends IN_ATTRIB for modified
-# anyway): a file refused as unreadable and then chmod-ed, or one touched
-# once another program let go of it, is looked at again now, not at the
-# next rescan minutes later.
+# Not FileAttribEvent (watchdog >= 5 says it for a chmod, chown or touch):
+# a file handled already would be looked at, read and hashed again at each
+# one, and an unreadable or junk one refused again (its ctime moved), so a
+# `chown -R` in a loop, or Samba storing DOS attributes, would flood the
+# ledger (an outside attack: 1,064 refusals in 20 s); a file held for a lock
+# would be opened at each touch, breaking the lock every time. Rescans and
+# the hold's own retry take such files again.
 _EVENTS_LOST = getattr(watchdog.events, "EventsLostEvent", None)
-_ATTRIB = getattr(watchdog.events, "FileAttribEvent", None)
 HANDLED_EVENTS = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileClosedEvent, DirCreatedEvent,
-                  DirMovedEvent, DirDeletedEvent, *([_EVENTS_LOST] if _EVENTS_LOST else []),
-                  *([_ATTRIB] if _ATTRIB else [])]
-_NOTED = tuple(c for c in (FileCreatedEvent, FileModifiedEvent, _ATTRIB) if c is not None)
+                  DirMovedEvent, DirDeletedEvent, *([_EVENTS_LOST] if _EVENTS_LOST else [])]
+_NOTED = (FileCreatedEvent, FileModifiedEvent)
 
 
 def observer_for(poll: bool):
