@@ -9,7 +9,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from agent.ledger import Ledger
 
@@ -42,36 +42,108 @@ def unhandled_files(ledger: Ledger, watched: list[tuple[str, str]], *, now: dt.d
     Reads the folders and the ledger; writes nothing."""
     cutoff_ns = int((now.timestamp() - older_than_s) * 1e9)
     for root, after in watched:
-        unreadable: list[OSError] = []
-        for folder, dirs, files in os.walk(root, onerror=unreadable.append):
-            yield from _unlisted(unreadable, folder)
-            here = Path(folder)
-            if after == "move" and here.name == "processed":
-                dirs[:] = [d for d in dirs if not dated(d)]
-            dirs.sort()
-            for name in sorted(files):
-                path = here / name
-                try:
-                    st = os.lstat(path)
-                except OSError:
-                    continue
-                if not stat.S_ISREG(st.st_mode) or st.st_ctime_ns > cutoff_ns:
-                    continue
-                key = _shown(path)
-                if ledger.seen_file(key, st.st_size, st.st_mtime_ns, ino=st.st_ino, ctime_ns=st.st_ctime_ns) is None:
-                    yield key, None
-        yield from _unlisted(unreadable, root)
+        unreadable: list[tuple[Path, OSError]] = []
+        for path, fd, name in entries_under(Path(root), after, lambda f, e: unreadable.append((f, e))):
+            yield from _unlisted(unreadable)
+            try:
+                st = os.lstat(name, dir_fd=fd)
+            except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode) or st.st_ctime_ns > cutoff_ns:
+                continue
+            key = _shown(path)
+            if ledger.seen_file(key, st.st_size, st.st_mtime_ns, ino=st.st_ino, ctime_ns=st.st_ctime_ns) is None:
+                yield key, None
+        yield from _unlisted(unreadable)
 
 
-def _unlisted(errors: list[OSError], where: str) -> Iterator[tuple[str, str]]:
-    # Folders os.walk could not list since the last call (one removed
-    # meanwhile is no finding), emptied as they are told.
-    for e in errors:
-        if not isinstance(e, FileNotFoundError):
-            yield _shown(e.filename or where), e.strerror or str(e)
+def _unlisted(errors: list[tuple[Path, OSError]]) -> Iterator[tuple[str, str]]:
+    # Folders the walk could not list since the last call, emptied as told.
+    for folder, e in errors:
+        yield _shown(folder), e.strerror or str(e)
     errors.clear()
 
 
 def _shown(path) -> str:
     # As the ledger keys files (a name's non-UTF-8 bytes as \xNN).
     return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def entries_under(root: Path, after: str | None, failed: Callable[[Path, OSError], None]
+                  ) -> Iterator[tuple[Path, int, str]]:
+    """Every entry below `root` but its folders and the agent's own (an
+    after = "move" watch's processed/DATE), as (path, fd of its folder, its
+    name): files, symlinks (to folders too: never followed) and special
+    files, each folder's sorted by name, depth first. The fd is open until
+    the next entry is asked for: `os.lstat(name, dir_fd=fd)` reaches an
+    entry past PATH_MAX (4,096 bytes of path), which its path cannot. Each
+    folder that cannot be listed (`root` too, but not one removed meanwhile)
+    is told by its full path to `failed(folder, error)`."""
+    # Not os.walk (it skips a folder past PATH_MAX without a word) nor
+    # os.fwalk (it tells a folder it cannot open by its last name alone, so
+    # two folders named "dec" in different places were one, named where
+    # neither is). One fd open per level.
+    def told(folder: Path, err: OSError) -> None:
+        if not isinstance(err, FileNotFoundError):
+            failed(folder, err)
+
+    try:
+        # The configured folder may itself be a symlink (to a NAS mount):
+        # followed here, once, as its pin follows it; nothing below is.
+        top = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        told(root, e)
+        return
+    stack: list[tuple[Path, int, Iterator[str]]] = []
+    try:
+        listed = _listed(root, top, after, told)
+        if listed is None:
+            os.close(top)
+            return
+        files, folders = listed
+        stack.append((root, top, iter(folders)))
+        yield from ((root / name, top, name) for name in files)
+        while stack:
+            here, fd, folders = stack[-1]
+            name = next(folders, None)
+            if name is None:
+                os.close(fd)
+                stack.pop()
+                continue
+            try:
+                sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as e:
+                told(here / name, e)
+                continue
+            listed = _listed(here / name, sub, after, told)
+            if listed is None:
+                os.close(sub)
+                continue
+            files, subfolders = listed
+            stack.append((here / name, sub, iter(subfolders)))
+            yield from ((here / name / f, sub, f) for f in files)
+    finally:
+        for _, fd, _ in stack:
+            os.close(fd)
+
+
+def _listed(here: Path, fd: int, after: str | None,
+            failed: Callable[[Path, OSError], None]) -> tuple[list[str], list[str]] | None:
+    # The folder open as `fd`: (names of its files, symlinks and special
+    # files; names of its folders to walk), each sorted; None when it
+    # cannot be listed (told to `failed`).
+    try:
+        with os.scandir(fd) as entries:
+            files, folders = [], []
+            for entry in entries:
+                try:
+                    is_folder = entry.is_dir(follow_symlinks=False)
+                except OSError:
+                    is_folder = False
+                (folders if is_folder else files).append(entry.name)
+    except OSError as e:
+        failed(here, e)
+        return None
+    if after == "move" and here.name == "processed":
+        folders = [f for f in folders if not dated(f)]
+    return sorted(files), sorted(folders)

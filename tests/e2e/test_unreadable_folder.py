@@ -44,10 +44,10 @@ def daemon_without_dac(tmp_path, rescan_s: int) -> DaemonUnderTest:
     return d
 
 
-def dept_holding(tmp_path, samples_dir, number: int, mode: int):
-    """scan/dept holding invoice `number` as a.xml, then set to `mode`."""
-    dept = tmp_path / "scan" / "dept"
-    dept.mkdir()
+def dept_holding(tmp_path, samples_dir, number: int, mode: int, where: str = "dept"):
+    """scan/`where` holding invoice `number` as a.xml, then set to `mode`."""
+    dept = tmp_path / "scan" / where
+    dept.mkdir(parents=True)
     drop(dept, "a.xml", good_invoice(samples_dir, number))
     dept.chmod(mode)
     return dept
@@ -61,7 +61,9 @@ def beat_details(d: DaemonUnderTest) -> dict:
 
 def test_an_unlistable_folder_is_critical_until_fixed_then_its_invoice_is_delivered(tmp_path, samples_dir):
     d = daemon_without_dac(tmp_path, rescan_s=1)
-    dept = dept_holding(tmp_path, samples_dir, 7101, 0)
+    # Deep, beside a readable folder of the same name: named by its full path.
+    (tmp_path / "scan" / "other" / "2026" / "dec").mkdir(parents=True)
+    dept = dept_holding(tmp_path, samples_dir, 7101, 0, where="dept/2026/dec")
     d.start()
     try:
         d.wait_until(lambda: beat_details(d).get("folders_unreadable"), 30, "the heartbeat naming the folder")
@@ -117,8 +119,7 @@ def test_a_folder_listable_but_not_searchable_holds_its_files_with_the_true_reas
         refused = cli(d, "refused", "--json")
         assert refused.returncode == 0 and refused.stdout.strip() == "", refused.stdout   # JSON lines: none
         dept.chmod(0o755)
-        os.utime(dept / "a.xml")   # an event: looked at again now, not after the hold
-        d.wait_documents(1, timeout=30, settled=True)
+        d.wait_documents(1, timeout=45, settled=True)   # at the hold's next try (30 s)
         d.wait_until(lambda: list((tmp_path / "out").rglob("*.xml")), 30, "the invoice delivered")
     finally:
         assert d.stop() == 0
