@@ -85,6 +85,8 @@ def _opened(path: Path, *, max_bytes: int, follow_symlinks: bool, root: Path | N
     except PermissionError:
         raise CaptureError(f"{path}: permission denied on a folder of its path") from None
     except OSError as e:  # a folder on the way cannot be opened (EIO...): look again later
+        if e.errno in _AGENTS_OWN:
+            raise CaptureError(f"{path}: {_agents_own(e)}", transient=True) from None
         raise SourceUnavailable(f"{path}: cannot open a folder of its path: {e.strerror}") from None
     try:
         st = os.fstat(fd)
@@ -248,9 +250,21 @@ def _describe(path: Path, name, dirfd: int | None, e: OSError) -> CaptureError:
         return CaptureError(f"{path}: is a symlink; symlinks in watched folders are not followed")
     if kind in _KINDS:
         return CaptureError(f"{path}: is {_KINDS[kind]}, not a regular file")
+    if e.errno in _AGENTS_OWN:
+        return CaptureError(f"{path}: {_agents_own(e)}", transient=True)
     # EAGAIN (a lease or mandatory lock held by another program, as Samba's
     # kernel oplocks take), EIO, ETXTBSY: this file, for now.
     return SourceUnavailable(f"{path}: cannot open: {e.strerror}")
+
+
+# Open errors that are the agent's own state, not the file's: every file
+# would fail alike, so intake pauses (a transient CaptureError) rather than
+# holding each file in turn as if it were locked.
+_AGENTS_OWN = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM})
+
+
+def _agents_own(e: OSError) -> str:
+    return f"the agent cannot open files just now ({e.strerror}); not this file's fault"
 
 
 def _dangling(name, dirfd: int | None) -> str | None:

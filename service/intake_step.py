@@ -15,6 +15,8 @@ import time
 from typing import Callable
 
 from agent.capture import GROUP_MAX, GROUP_S
+from agent.errors import CaptureError
+from agent.filenames import storable
 from agent.vault import Vault
 from service import pace
 from service.context import now, today
@@ -88,41 +90,52 @@ class IntakeStep:
         # starts, whether intake paused). Closed after GROUP_S or GROUP_MAX
         # files, so a file's rows are committed within a few milliseconds.
         taken: list = []
+        first, paused = at, False
         end = time.monotonic() + GROUP_S
-        with self.intake.group(now=now(), today=today()):
-            while at < len(paths):
-                path = paths[at]
-                watch = self.watcher.watch_of(path)
-                result = None
-                try:
-                    if watch is not None:
-                        result = self.intake.take(path, watch, now=now(), today=today())
-                except sqlite3.Error:
-                    raise  # the ledger's disk: the group is undone, the main loop backs off; files stay pending
-                except Exception:
-                    log.exception("unexpected error taking a file; it stays where it is",
-                                  extra={"path": str(path)})
-                if result is not None and result.retry:
-                    self._pause(result.error or "the vault cannot take files")
-                    return taken, at, True
-                at += 1
-                if result is not None and result.hold_s:
-                    # Not done: looked at again later.
-                    self.watcher.hold(path, result.hold_s, why=result.hold_why, backoff=result.hold_backoff)
-                    continue
-                taken.append(path)
-                if self.paused and result is not None:
-                    self._resume()
-                if len(taken) >= GROUP_MAX or time.monotonic() >= end:
-                    break
-        return taken, at, False
-
+        try:
+            with self.intake.group(now=now(), today=today()):
+                while at < len(paths):
+                    path = paths[at]
+                    watch = self.watcher.watch_of(path)
+                    result = None
+                    try:
+                        if watch is not None:
+                            result = self.intake.take(path, watch, now=now(), today=today())
+                    except sqlite3.Error:
+                        raise  # the ledger's disk: the group is undone, the main loop backs off; files stay pending
+                    except Exception:
+                        log.exception("unexpected error taking a file; it stays where it is",
+                                      extra={"path": str(path)})
+                    if result is not None and result.retry:
+                        self._pause(result.error or "the vault cannot take files")
+                        paused = True
+                        break
+                    at += 1
+                    if result is not None and result.hold_s:
+                        # Not done: looked at again later.
+                        self.watcher.hold(path, result.hold_s, why=result.hold_why, backoff=result.hold_backoff)
+                        continue
+                    taken.append(path)
+                    if len(taken) >= GROUP_MAX or time.monotonic() >= end:
+                        break
+        except CaptureError as e:
+            if not e.transient:
+                raise
+            # The group's commit failed on the vault's disk (a folder it
+            # cannot make, a sync that fails): nothing of the group was
+            # written, every file of it stays pending; intake pauses with the
+            # vault's reason, as for a write that fails.
+            self._pause(storable(str(e)))
+            return [], first, True
+        if taken and self.paused and not paused:
+            self._resume()  # only now: the group's files are in the vault and the ledger
+        return taken, at, paused
     def _pause(self, reason: str) -> None:
         if self.paused is None:
             self._paused_since = time.monotonic()
             self._pause_wait = PAUSE_FIRST_RETRY_S
-            log.error("intake paused: the vault cannot take files; sources stay where they are and "
-                      "are retried (free space on the vault disk)",
+            log.error("intake paused: files cannot be taken just now (the vault's disk, or the agent's "
+                      "own limits: the reason says which); sources stay where they are and are retried",
                       extra={"reason": reason, "vault": str(self.vault.root)})
         else:
             self._pause_wait = min(PAUSE_MAX_RETRY_S, self._pause_wait * 2)
