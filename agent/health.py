@@ -149,21 +149,24 @@ def _daemon(d: dict | None, limits: Thresholds) -> list[Reason]:
 
 
 def files_waiting_late(details: dict) -> tuple[int, float, str, str] | None:
-    """(files, seconds since the oldest was first seen, its path, why) from
-    a heartbeat's details when a file in a watched folder has not been
-    taken WAITING_ALERT_S after it was first seen: its writer never stops
-    (`files_waiting`), or intake holds it (`files_held`: it cannot be read
-    just now, an e-mail never finished). None otherwise, also for details
-    of an older version."""
-    late = []
+    """(files, seconds since the oldest was first seen, a path, its why)
+    from a heartbeat's details when files in a watched folder have not been
+    taken WAITING_ALERT_S after they were first seen (`files_stuck_count`):
+    their writer never stops (`files_waiting`), or intake holds them
+    (`files_held`: unreadable just now, an e-mail never finished). The path
+    named is the oldest of either kind. None otherwise, also for details of
+    an older version."""
+    count, oldest = details.get("files_stuck_count"), details.get("files_stuck_oldest_s")
+    if not isinstance(count, int) or isinstance(count, bool) or count <= 0 or \
+            not isinstance(oldest, (int, float)) or isinstance(oldest, bool):
+        return None
+    named = []
     for kind in ("files_waiting", "files_held"):
-        oldest, named = details.get(f"{kind}_oldest_s"), details.get(kind)
-        if isinstance(oldest, bool) or not isinstance(oldest, (int, float)) or oldest < WAITING_ALERT_S:
-            continue
-        path, why = next(iter(named.items()), ("?", "?")) if isinstance(named, dict) else ("?", "?")
-        count = details.get(f"{kind}_count")
-        late.append(((count if isinstance(count, int) and count > 0 else 1), float(oldest), path, str(why)))
-    return max(late, key=lambda item: item[1]) if late else None
+        first, listed = details.get(f"{kind}_oldest_s"), details.get(kind)
+        if isinstance(first, (int, float)) and isinstance(listed, dict) and listed:
+            named.append((first, *next(iter(listed.items()))))
+    _, path, why = max(named, key=lambda item: item[0]) if named else (0, "?", "?")
+    return count, float(oldest), str(path), str(why)
 
 
 def _delivery(delivery: dict, states: dict, limits: Thresholds) -> list[Reason]:

@@ -139,10 +139,13 @@ def _daemon(report: dict):
     yield _gauge("fapiao_folders_unreadable", "Folders below a watched folder the last scan could not list "
                  "(no permission, an I/O error): their files are not taken (see `status`).",
                  rows=[((), details.get("folders_unreadable_count") or 0)])
-    yield _gauge("fapiao_files_waiting", "Files in watched folders first seen over 5 min ago and not taken "
-                 "yet: still being written (`status` names them).", rows=[((), details.get("files_waiting_count") or 0)])
+    held_or_waiting = (details.get("files_waiting_count") or 0) + (details.get("files_held_count") or 0)
+    oldest = max(details.get("files_waiting_oldest_s") or 0, details.get("files_held_oldest_s") or 0)
+    yield _gauge("fapiao_files_waiting", "Files in watched folders not taken yet because they are held (cannot "
+                 "be read just now) or still being written 5 min after first seen (`status` names them).",
+                 rows=[((), held_or_waiting)])
     yield _gauge("fapiao_files_waiting_oldest_seconds", "How long ago the oldest of them was first seen (0: "
-                 "none); 30 min is an intake-stuck alert.", rows=[((), details.get("files_waiting_oldest_s") or 0)])
+                 "none); 30 min is an intake-stuck alert.", rows=[((), oldest)])
     yield _gauge("fapiao_health_level", "The verdict of `status --check`: 0 OK, 1 WARNING, 2 CRITICAL "
                  "(the reasons: `fapiao-agent status --check`).", rows=[((), report["health"]["code"])])
 

@@ -11,6 +11,8 @@ import itertools
 from operator import itemgetter
 from pathlib import Path
 
+from agent.health import WAITING_ALERT_S
+
 # A file first seen this long ago and still not ready to take (its writer
 # still at it) is named in the heartbeat (`waits`), so `status` shows it
 # and, past agent.health.WAITING_ALERT_S, the alerts do: a scan is written
@@ -35,26 +37,32 @@ class WaitingAccount:
         `folders_unreadable` (the last scan's `unreadable`), up to
         WAITS_NAMED of each by path with why (the oldest first), with their
         `_count`s, `files_held_oldest_s` and `files_waiting_oldest_s`
-        (seconds since the oldest was first seen). {} when there is none."""
+        (seconds since the oldest was first seen), and `files_stuck_count`
+        and `files_stuck_oldest_s` for the held and still-written files first
+        seen agent.health.WAITING_ALERT_S ago or more. {} when none."""
         out: dict = {}
         with self._lock:
             now = self.clock()
-            held = sorted(((now - p.noted_at, path, p.hold_why, p.hold_s) for path, p in self._pending.items()
-                           if p.hold_s), key=_AGE, reverse=True)
-            count, late = self._late(said_after_s, now)
+            held = [(now - p.noted_at, path, p.hold_why, p.hold_s) for path, p in self._pending.items() if p.hold_s]
+            count, late, _ = self._late(said_after_s, now)
+            stuck = [age for age, *_ in held if age >= WAITING_ALERT_S] + self._late(WAITING_ALERT_S, now, named=0)[2]
         if held:
             out["files_held"] = {
                 str(path): (f"{why}; tried again in {seconds:g} s" if why else
                             "e-mail still being written (no closing MIME delimiter yet); taken as it is once "
                             f"unchanged for {seconds:g} s") + f"; first seen {age / 60:.0f} min ago"
-                for age, path, why, seconds in held[:WAITS_NAMED]}
+                for age, path, why, seconds in heapq.nlargest(WAITS_NAMED, held, key=_AGE)}
             out["files_held_count"] = len(held)
-            out["files_held_oldest_s"] = round(held[0][0])
+            out["files_held_oldest_s"] = round(max(held, key=_AGE)[0])
         if late:
             out["files_waiting"] = {str(path): f"{why}; first seen {age / 60:.0f} min ago"
                                     for path, age, why in late[:WAITS_NAMED]}
             out["files_waiting_count"] = count
             out["files_waiting_oldest_s"] = round(late[0][1])
+        if stuck:
+            # Held or still written WAITING_ALERT_S on: a WARNING and an alert.
+            out["files_stuck_count"] = len(stuck)
+            out["files_stuck_oldest_s"] = round(max(stuck))
         if self.unreadable:
             out["folders_unreadable"] = dict(itertools.islice(self.unreadable.items(), WAITS_NAMED))
             out["folders_unreadable_count"] = len(self.unreadable)
@@ -79,20 +87,22 @@ class WaitingAccount:
             return self._late(seconds, self.clock(), named=None)[1]
 
     def _late(self, seconds: float, now: float,
-              named: int | None = WAITS_NAMED) -> tuple[int, list[tuple[Path, float, str]]]:
-        # Under the lock: how many, and the oldest `named` (None: all) with
-        # why. The heartbeat names 20, and a flood may leave 100,000 pending.
+              named: int | None = WAITS_NAMED) -> tuple[int, list[tuple[Path, float, str]], list[float]]:
+        # Under the lock: how many, the oldest `named` (None: all) with why,
+        # and every one's age. The heartbeat names 20, and a flood may leave
+        # 100,000 pending.
         late = [(now - p.noted_at, path, p) for path, p in self._pending.items()
                 if not p.queued and not p.hold_s and now - p.noted_at > seconds
                 and now - p.stable_since < (self.temp_grace_s if p.slow else 2 * p.watch.settle_seconds)
                 + CHANGING_SLACK_S]
         oldest = heapq.nlargest(len(late) if named is None else named, late, key=_AGE)
-        return len(late), [(path, age, self._why_waiting(p, now)) for age, path, p in oldest]
+        return (len(late), [(path, age, self._why_waiting(p, now)) for age, path, p in oldest],
+                [age for age, _, _ in late])
 
     def _why_waiting(self, p, now: float) -> str:
         # Under the lock.
         if p.slow:
             return (f"a temporary name: taken once unchanged for {self.temp_grace_s / 60:g} min "
                     "(or renamed to its final name)")
-        return (f"still being written (last changed {now - p.stable_since:.0f} s ago): taken once unchanged "
-                f"for {p.watch.settle_seconds:g} s")
+        return (f"still being written or changed (last changed {now - p.stable_since:.0f} s ago): taken once "
+                f"unchanged for {p.watch.settle_seconds:g} s")

@@ -16,7 +16,7 @@ from typing import Any
 
 from agent.health import files_waiting_late, heartbeat_details, span
 from agent.ledger.rows import parse_utc
-from agent.notify.base import one_line
+from agent.notify.base import code_span, one_line
 
 
 @dataclass(frozen=True)
@@ -93,36 +93,46 @@ def open_faults(report: dict, entry: dict[str, Any], *, now: dt.datetime,
 
 def _intake_stuck(details: dict) -> list[Fault]:
     # Files that land and are not taken in: intake paused (the vault cannot
-    # take them), a watched folder refused or replaced, a folder below one
+    # take them), a watched folder refused or replaced, folders below one
     # that cannot be listed, a file that never settles or cannot be read.
-    # Each is a line of `status`; here it also reaches a person.
+    # Each is a line of `status`; here it also reaches a person. Names are a
+    # stranger's text: code spans (no markdown, mention or link in a robot)
+    # and escaped (a non-UTF-8 byte as \xNN, also in the key the ledger keeps).
     found = []
     if details.get("intake_paused"):
         why = one_line(str(details["intake_paused"]))
         found.append(Fault("intake-stuck:paused", "intake-stuck", "收件已暂停 / intake paused",
                            f"新文件暂不收取, 原文件留在原处: {why}\n"
                            f"intake is paused; files stay where they landed: {why}"))
-    # Folders whose files are not taken: (details key, key part, subject, Chinese, English).
-    folders = (("folders_not_watched", "folder", "文件夹未被监视: {p} / folder not watched",
-                "监视文件夹 {p} 未被监视, 其中的文件不会被收取: {why}",
-                "watched folder {p} is not watched; files there are not taken: {why}"),
-               ("folders_unreadable", "unreadable", "文件夹无法读取: {p} / folder cannot be read",
-                "监视文件夹中的 {p} 无法读取, 其中的文件不会被收取: {why}",
-                "{p} in a watched folder cannot be read, so its files are not taken: {why}. Give the "
-                "service's user read and search (x) permission."))
-    for kind, part, subject, zh, en in folders:
-        for path, why in (details.get(kind) or {}).items():
-            said = {"p": one_line(path), "why": one_line(str(why))}
-            found.append(Fault(f"intake-stuck:{part}:{path}", "intake-stuck", subject.format(**said),
-                               zh.format(**said) + "\n" + en.format(**said)))
+    for path, why in (details.get("folders_not_watched") or {}).items():
+        p, why = code_span(path), one_line(str(why))
+        found.append(Fault(f"intake-stuck:folder:{one_line(path)}", "intake-stuck",
+                           f"文件夹未被监视 / folder not watched: {p}",
+                           f"监视文件夹 {p} 未被监视, 其中的文件不会被收取: {why}\n"
+                           f"watched folder {p} is not watched; files there are not taken: {why}"))
+    if unreadable := details.get("folders_unreadable") or {}:
+        # One fault for them all: a tree of unreadable folders is one fix,
+        # and a robot takes 20 messages a minute.
+        n = details.get("folders_unreadable_count") or len(unreadable)
+        listed = "; ".join(f"{code_span(p)}: {one_line(str(w))}" for p, w in list(unreadable.items())[:_LISTED])
+        more = f"; and {n - _LISTED} more (`fapiao-agent status`)" if n > _LISTED else ""
+        found.append(Fault("intake-stuck:unreadable", "intake-stuck",
+                           f"{n} 个文件夹无法读取 / {n} folder(s) cannot be read",
+                           f"监视文件夹中有 {n} 个文件夹无法读取, 其中的文件不会被收取: {listed}{more}\n"
+                           f"{n} folder(s) in a watched folder cannot be read, so their files are not taken: "
+                           f"{listed}{more}. Give the service's user read and search (x) permission."))
     if late := files_waiting_late(details):
         n, oldest, path, why = late
-        where = f"{one_line(path)}: {one_line(why)}"
+        where = f"{code_span(path)}: {one_line(why)}"
         found.append(Fault("intake-stuck:waiting", "intake-stuck", f"{n} 个文件迟迟未收取 / {n} file(s) not taken",
                            f"{n} 个文件在监视文件夹中超过 {span(oldest)} 仍未收取 (最早: {where}).\n"
                            f"{n} file(s) in a watched folder not taken for over {span(oldest)} "
                            f"(oldest: {where}). See `fapiao-agent status`."))
     return found
+
+
+# Unreadable folders named in their alert at most (status names 20).
+_LISTED = 5
 
 
 def _hours(delivery: dict, report: dict) -> str:

@@ -112,7 +112,7 @@ def test_a_file_being_written_forever_is_named_warned_of_and_alerted_until_taken
         beat(ledger, watcher, T0 + dt.timedelta(minutes=2))
         r = cli(config, "status")
         line = next(x for x in r.stdout.splitlines() if x.startswith("waiting:"))
-        assert "log\\xff\\nfake.pdf: still being written (last changed 0 s ago): taken once unchanged for 2 s; " \
+        assert "log\\xff\\nfake.pdf: still being written or changed (last changed 0 s ago): taken once unchanged for 2 s; " \
                "first seen 6 min ago" in line, r.stdout
         assert cli(config, "status", "--check").returncode == 0
         details = json.loads(json.loads(cli(config, "status", "--json").stdout)["daemon"]["details"])
@@ -127,13 +127,13 @@ def test_a_file_being_written_forever_is_named_warned_of_and_alerted_until_taken
         check = cli(config, "status", "--check")
         assert check.returncode == 1, check.stdout
         assert check.stdout.startswith("WARNING: 1 file in a watched folder not taken (") and \
-            "log\\xff\\nfake.pdf: still being written (last changed 0 s ago): taken once unchanged for 2 s; first " \
+            "log\\xff\\nfake.pdf: still being written or changed (last changed 0 s ago): taken once unchanged for 2 s; first " \
             "seen 30 min ago)" in check.stdout, check.stdout
         alert_round(ledger, cfg, T0 + dt.timedelta(minutes=26))
         alert_round(ledger, cfg, T0 + dt.timedelta(minutes=27))   # still open: no second message
         (opened,) = [r["json"]["markdown"]["content"] for r in robot.requests]
         assert opened.startswith("## [fapiao-agent] 1 个文件迟迟未收取 / 1 file(s) not taken\n"), opened
-        assert "not taken for over 30 min (oldest: " in opened and "log\\xff\\nfake.pdf: still being written" in opened
+        assert "not taken for over 30 min (oldest: `" in opened and "log\\xff\\nfake.pdf`: still being written" in opened
 
         # The writer stops: the file settles and is taken; the alert is resolved.
         clock.t += 3.0
@@ -151,21 +151,33 @@ def test_a_file_being_written_forever_is_named_warned_of_and_alerted_until_taken
 
 def test_every_way_intake_can_be_stuck_is_its_own_alert():
     details = {"intake_paused": "the vault cannot take files: No space left on device",
-               "folders_not_watched": {"/srv/mail": "the folder is gone"},
-               "folders_unreadable": {"/srv/scan/dept\n## RESOLVED": "Permission denied"},
-               "files_waiting": {"/srv/scan/big.pdf": "still being written"}, "files_waiting_count": 3,
-               "files_waiting_oldest_s": 1800}
+               "folders_not_watched": {"/srv/mail\udce4": "the folder is gone"},
+               "folders_unreadable": {f"/srv/scan/d{i}": "Permission denied" for i in range(19)}
+               | {"/srv/scan/x\n## RESOLVED <@all> [pay](http://evil.example)": "Permission denied"},
+               "folders_unreadable_count": 25,
+               "files_waiting": {"/srv/scan/big.pdf": "still being written or changed"}, "files_waiting_count": 2,
+               "files_waiting_oldest_s": 1700,
+               "files_held": {"/srv/scan/**urgent**.pdf": "cannot be read just now: locked"}, "files_held_count": 2,
+               "files_held_oldest_s": 2000, "files_stuck_count": 3, "files_stuck_oldest_s": 2000}
     report = {"daemon": {"details": json.dumps(details)}}
     faults = open_faults(report, {"events": ["intake-stuck"]}, now=T0)
-    assert sorted(faults) == ["intake-stuck:folder:/srv/mail", "intake-stuck:paused",
-                              "intake-stuck:unreadable:/srv/scan/dept\n## RESOLVED", "intake-stuck:waiting"]
-    unreadable = faults["intake-stuck:unreadable:/srv/scan/dept\n## RESOLVED"]
-    assert "/srv/scan/dept\\n## RESOLVED in a watched folder cannot be read" in unreadable.text
-    assert "\n## RESOLVED" not in unreadable.text + unreadable.subject
-    assert "3 file(s) in a watched folder not taken for over 30 min (oldest: /srv/scan/big.pdf: still being written)" \
-        in faults["intake-stuck:waiting"].text
+    # A non-UTF-8 byte is \xNN in the key the ledger keeps; 25 unreadable
+    # folders are one message, not 25 (a robot takes 20 a minute).
+    assert sorted(faults) == ["intake-stuck:folder:/srv/mail\\xe4", "intake-stuck:paused",
+                              "intake-stuck:unreadable", "intake-stuck:waiting"]
+    unreadable = faults["intake-stuck:unreadable"]
+    assert unreadable.subject == "25 个文件夹无法读取 / 25 folder(s) cannot be read"
+    assert "`/srv/scan/d0`: Permission denied; `/srv/scan/d1`" in unreadable.text
+    assert "; and 20 more (`fapiao-agent status`)" in unreadable.text
+    # The oldest stuck file is named (a held one here), the count is both kinds', in a code span.
+    waiting = faults["intake-stuck:waiting"]
+    assert "3 file(s) in a watched folder not taken for over 33 min (oldest: `/srv/scan/**urgent**.pdf`: cannot " \
+           "be read just now: locked)" in waiting.text, waiting.text
+    for fault in faults.values():
+        fault.key.encode("utf-8")   # storable as it is
+        assert "\n## RESOLVED" not in fault.text + fault.subject
     # Below 30 min, or for an entry that does not ask for it: nothing.
-    details["files_waiting_oldest_s"] = 1799
+    del details["files_stuck_count"], details["files_stuck_oldest_s"]
     report = {"daemon": {"details": json.dumps(details)}}
     assert "intake-stuck:waiting" not in open_faults(report, {"events": ["intake-stuck"]}, now=T0)
     assert open_faults(report, {"events": ["disk-full"]}, now=T0) == {}
