@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import errno
 import os
 from pathlib import Path
 
@@ -91,8 +92,9 @@ def act(root: Path, path: Path, identity: Identity, after: str, target: Path, *,
         dir_mode: int | None = PROCESSED_DIR_MODE, moved_to: list[Path] | None = None) -> tuple[str, str]:
     """Move (into `target`) or delete `path` beneath `root` if it is still
     the file `identity`: ("done" | "gone" | "kept" | "wait", what happened;
-    "wait": the watched folder was replaced, nothing was done). Never raises
-    for the file."""
+    "wait": the watched folder was replaced, or the file cannot be moved
+    or deleted just now (another program holds it): nothing was done, the
+    step is tried again later). Never raises for the file."""
     try:
         if after == "delete":
             beneath.unlink_if_same(root, path, identity)
@@ -112,6 +114,17 @@ def act(root: Path, path: Path, identity: Identity, after: str, target: Path, *,
     except Changed as e:
         return "kept", f"changed since its capture ({e}); not touched"
     except OSError as e:
+        if e.errno in _FOR_NOW:
+            # Another program holds it (a lease, as Samba's oplocks take),
+            # or its disk hiccups: tried again at the next rescan, not
+            # left where it is for good.
+            log.warning("source step waits: the file cannot be %s just now", "moved" if after == "move" else
+                        "deleted", extra={"path": storable(str(path)), "error": e.strerror})
+            return "wait", f"could not {after} it just now: {e.strerror or e}"
         return "kept", f"could not {after} it: {e.strerror or e}"
+
+
+# Errors of a move or delete that pass: the step waits for the next try.
+_FOR_NOW = frozenset({errno.EAGAIN, errno.EBUSY, errno.ETXTBSY, errno.EINTR})
 
 
