@@ -250,10 +250,12 @@ class Daemon:
         self._apply_config(cfg)
         self.reading.configure(self.settings, self.destinations)
         self.weekly.configure(cfg)
-        self.watcher.stop()
+        old = self.watcher
+        old.stop()
         self.watcher = self.intake_step.watcher = self._start_watcher()
         self._last_beat = 0.0  # a folder refused now shows in status at once
         self.watcher.scan()
+        self.watcher.keep_ages_of(old)
         for loop in self.loops:
             loop.stop()
         for loop in self.loops:

@@ -68,6 +68,19 @@ class WaitingAccount:
             out["folders_unreadable_count"] = len(self.unreadable)
         return out
 
+    def keep_ages_of(self, old: "WaitingAccount") -> None:
+        """After a reload (a new watcher for the new config): each file
+        pending here and in `old` keeps when `old` first saw it, so its age
+        in `status` and the alerts goes on, and an open intake-stuck alert
+        is not resolved and opened again 30 min later. (Both count on the
+        same process's monotonic clock.)"""
+        with old._lock:
+            first = {path: p.noted_at for path, p in old._pending.items()}
+        with self._lock:
+            for path, p in self._pending.items():
+                if path in first:
+                    p.noted_at = min(p.noted_at, first[path])
+
     @property
     def held(self) -> list[Path]:
         """Files intake looked at and holds (`hold`), still pending."""

@@ -286,3 +286,27 @@ def test_a_file_held_with_backoff_waits_twice_as_long_each_time_until_it_changes
     assert w.ready() == [f]
     w.hold(f, 30.0, why="cannot be read just now: locked", backoff=True)
     assert "tried again in 30 s" in w.waits()["files_held"][str(f)]
+
+
+def test_a_reload_keeps_how_long_a_file_has_waited(tmp_path):
+    # A reload builds a new watcher: a file still being written keeps the age
+    # the old one gave it, or an open alert would resolve and open again.
+    clock = FakeClock()
+    config = [WatchConfig(path=tmp_path, settle_seconds=2.0)]
+    old = FolderWatcher(config, wake=lambda: None, clock=clock)
+    f = tmp_path / "growing.pdf"
+    f.write_bytes(b"1")
+    old.note(f)
+    clock.t = 1900.0
+    new = FolderWatcher(config, wake=lambda: None, clock=clock)
+    new.scan()
+    for t in range(1901, 1905):
+        clock.t = float(t)
+        with open(f, "ab") as out:
+            out.write(b"2")
+        os.utime(f, ns=(t * 10**9, t * 10**9))
+        new.ready()
+    assert [round(age) for _, age, _ in new.waiting_long(300.0)] == []   # the new watcher's own age: 4 s
+    new.keep_ages_of(old)
+    assert [round(age) for _, age, _ in new.waiting_long(300.0)] == [1904]
+    assert new.waits()["files_stuck_oldest_s"] == 1904
