@@ -179,6 +179,18 @@ def test_a_held_file_comes_back_once_unchanged_for_the_hold_or_settles_anew_when
     assert w.ready() == [f]
 
 
+def grow(w: FolderWatcher, clock: FakeClock, path: Path, seconds) -> None:
+    """At each of `seconds`, append to `path` (its mtime that second) and
+    let `w` look; whatever it hands out meanwhile is done."""
+    for t in seconds:
+        clock.t = float(t)
+        with open(path, "ab") as out:
+            out.write(b"2")
+        os.utime(path, ns=(t * 10**9, t * 10**9))
+        for ready in w.ready():
+            w.done(ready)
+
+
 def test_a_file_that_never_settles_is_named_with_how_long_and_why(tmp_path):
     # A writer that never stops (a file growing, or touched, forever) never
     # makes its file ready: the watcher must be able to say so, and how long.
@@ -190,13 +202,7 @@ def test_a_file_that_never_settles_is_named_with_how_long_and_why(tmp_path):
         f.write_bytes(b"1")
         w.note(f)
     w.ready()
-    for t in range(1, 400):
-        clock.t = float(t)
-        with open(growing, "ab") as out:
-            out.write(b"2")
-        os.utime(growing, ns=(t * 10**9, t * 10**9))
-        for path in w.ready():
-            w.done(path)             # done.pdf settles and is taken on the way
+    grow(w, clock, growing, range(1, 400))   # done.pdf settles and is taken on the way
     assert w.waiting_long(300.0) == [
         (growing, 399.0, "still being written or changed (last changed 0 s ago): taken once unchanged for 2 s"),
         (temporary, 399.0, "a temporary name: taken once unchanged for 10 min (or renamed to its final name)")]
@@ -300,12 +306,7 @@ def test_a_reload_keeps_how_long_a_file_has_waited(tmp_path):
     clock.t = 1900.0
     new = FolderWatcher(config, wake=lambda: None, clock=clock)
     new.scan()
-    for t in range(1901, 1905):
-        clock.t = float(t)
-        with open(f, "ab") as out:
-            out.write(b"2")
-        os.utime(f, ns=(t * 10**9, t * 10**9))
-        new.ready()
+    grow(new, clock, f, range(1901, 1905))
     assert [round(age) for _, age, _ in new.waiting_long(300.0)] == []   # the new watcher's own age: 4 s
     new.keep_ages_of(old)
     assert [round(age) for _, age, _ in new.waiting_long(300.0)] == [1904]
