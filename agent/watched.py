@@ -11,6 +11,7 @@ import stat
 from pathlib import Path
 from typing import Callable, Iterator
 
+from agent.filenames import storable
 from agent.ledger import Ledger
 
 _DATED = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
@@ -51,7 +52,7 @@ def unhandled_files(ledger: Ledger, watched: list[tuple[str, str]], *, now: dt.d
                 continue
             if not stat.S_ISREG(st.st_mode) or st.st_ctime_ns > cutoff_ns:
                 continue
-            key = _shown(path)
+            key = storable(str(path))  # as intake keys the files it has seen
             if ledger.seen_file(key, st.st_size, st.st_mtime_ns, ino=st.st_ino, ctime_ns=st.st_ctime_ns) is None:
                 yield key, None
         yield from _unlisted(unreadable)
@@ -60,13 +61,8 @@ def unhandled_files(ledger: Ledger, watched: list[tuple[str, str]], *, now: dt.d
 def _unlisted(errors: list[tuple[Path, OSError]]) -> Iterator[tuple[str, str]]:
     # Folders the walk could not list since the last call, emptied as told.
     for folder, e in errors:
-        yield _shown(folder), e.strerror or str(e)
+        yield storable(str(folder)), e.strerror or str(e)
     errors.clear()
-
-
-def _shown(path) -> str:
-    # As the ledger keys files (a name's non-UTF-8 bytes as \xNN).
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def entries_under(root: Path, after: str | None, failed: Callable[[Path, OSError], None]
@@ -95,14 +91,20 @@ def entries_under(root: Path, after: str | None, failed: Callable[[Path, OSError
         told(root, e)
         return
     stack: list[tuple[Path, int, Iterator[str]]] = []
-    try:
-        listed = _listed(root, top, after, told)
+
+    def enter(here: Path, fd: int) -> Iterator[tuple[Path, int, str]]:
+        # List the folder open as `fd`: its folders wait on the stack (which
+        # closes `fd` once they are done), its files are yielded now.
+        listed = _listed(here, fd, after, told)
         if listed is None:
-            os.close(top)
+            os.close(fd)
             return
         files, folders = listed
-        stack.append((root, top, iter(folders)))
-        yield from ((root / name, top, name) for name in files)
+        stack.append((here, fd, iter(folders)))
+        yield from ((here / name, fd, name) for name in files)
+
+    try:
+        yield from enter(root, top)
         while stack:
             here, fd, folders = stack[-1]
             name = next(folders, None)
@@ -115,13 +117,7 @@ def entries_under(root: Path, after: str | None, failed: Callable[[Path, OSError
             except OSError as e:
                 told(here / name, e)
                 continue
-            listed = _listed(here / name, sub, after, told)
-            if listed is None:
-                os.close(sub)
-                continue
-            files, subfolders = listed
-            stack.append((here / name, sub, iter(subfolders)))
-            yield from ((here / name / f, sub, f) for f in files)
+            yield from enter(here / name, sub)
     finally:
         for _, fd, _ in stack:
             os.close(fd)
