@@ -39,6 +39,8 @@ HOLD_MAX_S = 600.0
 # Looks (one lstat each) per `ready()` call: a flood noted at once is
 # looked at over a few calls, and one call stays short.
 LOOK_BUDGET = 20_000
+
+
 @dataclass
 class _Pending:
     closed: bool

@@ -44,8 +44,12 @@ class WaitingAccount:
         with self._lock:
             now = self.clock()
             held = [(now - p.noted_at, path, p.hold_why, p.hold_s) for path, p in self._pending.items() if p.hold_s]
-            count, late, _ = self._late(said_after_s, now)
-            stuck = [age for age, *_ in held if age >= WAITING_ALERT_S] + self._late(WAITING_ALERT_S, now, named=0)[2]
+            # One pass over the pending files for both bounds: those said
+            # (past `said_after_s`) and those alerted on (WAITING_ALERT_S).
+            late, ages = self._late(min(said_after_s, WAITING_ALERT_S), now)
+        said = [age for age in ages if age > said_after_s]
+        late = [item for item in late if item[1] > said_after_s]   # the oldest first: still the oldest
+        stuck = [age for age, *_ in held if age >= WAITING_ALERT_S] + [age for age in ages if age >= WAITING_ALERT_S]
         if held:
             out["files_held"] = {
                 str(path): (f"{why}; tried again in {seconds:g} s" if why else
@@ -57,7 +61,7 @@ class WaitingAccount:
         if late:
             out["files_waiting"] = {str(path): f"{why}; first seen {age / 60:.0f} min ago"
                                     for path, age, why in late[:WAITS_NAMED]}
-            out["files_waiting_count"] = count
+            out["files_waiting_count"] = len(said)
             out["files_waiting_oldest_s"] = round(late[0][1])
         if stuck:
             # Held or still written WAITING_ALERT_S on: a WARNING and an alert.
@@ -81,35 +85,29 @@ class WaitingAccount:
                 if path in first:
                     p.noted_at = min(p.noted_at, first[path])
 
-    @property
-    def held(self) -> list[Path]:
-        """Files intake looked at and holds (`hold`), still pending."""
-        with self._lock:
-            return [path for path, p in self._pending.items() if p.hold_s]
-
     def waiting_long(self, seconds: float) -> list[tuple[Path, float, str]]:
         """Files first seen more than `seconds` ago and not ready to take
         because their writer is still at it (a file that grows or is touched
         forever never settles: its last look saw it change within about its
         settle time), or because a temporary name waits out its grace;
         oldest first, as (path, seconds since first seen, why). Not here:
-        files intake holds (`held`), ready ones waiting for the main loop,
+        files intake holds (`hold`), ready ones waiting for the main loop,
         and unchanged ones not looked at again yet (while intake is paused,
         which is said on its own): none of those waits for its writer."""
         with self._lock:
-            return self._late(seconds, self.clock(), named=None)[1]
+            return self._late(seconds, self.clock(), named=None)[0]
 
     def _late(self, seconds: float, now: float,
-              named: int | None = WAITS_NAMED) -> tuple[int, list[tuple[Path, float, str]], list[float]]:
-        # Under the lock: how many, the oldest `named` (None: all) with why,
-        # and every one's age. The heartbeat names 20, and a flood may leave
-        # 100,000 pending.
+              named: int | None = WAITS_NAMED) -> tuple[list[tuple[Path, float, str]], list[float]]:
+        # Under the lock: the oldest `named` (None: all) with why, and every
+        # one's age. The heartbeat names 20, and a flood may leave 100,000
+        # pending.
         late = [(now - p.noted_at, path, p) for path, p in self._pending.items()
                 if not p.queued and not p.hold_s and now - p.noted_at > seconds
                 and now - p.stable_since < (self.temp_grace_s if p.slow else 2 * p.watch.settle_seconds)
                 + CHANGING_SLACK_S]
         oldest = heapq.nlargest(len(late) if named is None else named, late, key=_AGE)
-        return (len(late), [(path, age, self._why_waiting(p, now)) for age, path, p in oldest],
+        return ([(path, age, self._why_waiting(p, now)) for age, path, p in oldest],
                 [age for age, _, _ in late])
 
     def _why_waiting(self, p, now: float) -> str:

@@ -215,7 +215,7 @@ def test_a_file_that_never_settles_is_named_with_how_long_and_why(tmp_path):
     assert [p for p, _, _ in w.waiting_long(300.0)] == [temporary]
     # A file intake holds (an unfinished e-mail) is said as held, not here.
     w.hold(temporary, 30.0)
-    assert w.waiting_long(300.0) == [] and w.held == [temporary]
+    assert w.waiting_long(300.0) == [] and list(w.waits()["files_held"]) == [str(temporary)]
 
 
 def test_files_not_looked_at_again_are_not_said_to_be_written(tmp_path):
