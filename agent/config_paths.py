@@ -41,10 +41,11 @@ def check_paths(cfg: Config) -> list[str]:
                 problems.append(f"{kind}[{i}].url: folder {local} is not writable")
     problems += textfile_problems(cfg.metrics)
     problems += _overlaps(cfg)
-    problems += [f"watch[{i}].path: folder {w.path} lies inside watch[{j}].path ({outer.path}), which takes its "
-                 "files with its own settings; give each watch its own folder"
-                 for i, w in enumerate(cfg.watches) if (j := _outer_index(cfg, w)) is not None
-                 and (outer := cfg.watches[j])]
+    for i, w in enumerate(cfg.watches):
+        j = _outer_index(cfg, i)
+        if j is not None:
+            problems.append(f"watch[{i}].path: folder {w.path} lies inside watch[{j}].path ({cfg.watches[j].path}), "
+                            "which takes its files with its own settings; give each watch its own folder")
     return problems
 
 
@@ -76,13 +77,14 @@ def watch_overlaps(cfg: Config, watch: WatchConfig) -> bool:
     return any(p.startswith(f"watch[{i}].path:") for p in _overlaps(cfg))
 
 
-def _outer_index(cfg: Config, watch: WatchConfig) -> int | None:
-    # The watch whose folder holds `watch`'s (symlinks followed; of two on
+def _outer_index(cfg: Config, i: int) -> int | None:
+    # The watch whose folder holds watch i's (symlinks followed; of two on
     # one folder, the first holds the second). Every watch is recursive and
     # a file belongs to the first watch it lies in: the inner one's kind,
     # after and label would never apply, and its files would be seen twice.
-    i = cfg.watches.index(watch)
-    inner = _real(watch.path)
+    # By index: two watches written alike are equal, and .index() would
+    # find the first for both.
+    inner = _real(cfg.watches[i].path)
     for j, other in enumerate(cfg.watches):
         outer = _real(other.path)
         if j != i and (inner.is_relative_to(outer) and (inner != outer or j < i)):

@@ -172,3 +172,22 @@ def test_config_check_refuses_a_watched_folder_inside_another(tmp_path, inner):
         assert nested == [f"watch[1].path: folder {tmp_path / inner} lies inside watch[0].path "
                           f"({tmp_path / 'inbox/scanner'}), which takes its files with its own settings; give "
                           "each watch its own folder"], problems
+
+
+def test_config_check_refuses_the_same_watch_written_twice(tmp_path):
+    # Two [[watch]] blocks alike are equal values: the second is still the one said.
+    from agent.config import load_config
+    from agent.config_paths import check_paths
+    from agent.defaults import DEFAULT_CONFIG
+
+    text = DEFAULT_CONFIG.replace('path = "inbox/email"\nkind = "email"', 'path = "inbox/scanner"\nkind = "scanner"\n'
+                                  'after = "keep"', 1)
+    assert text != DEFAULT_CONFIG
+    (tmp_path / "c.toml").write_text(text, encoding="utf-8")
+    for rel in ("inbox/scanner", "outbox", "backup"):
+        (tmp_path / rel).mkdir(parents=True, exist_ok=True)
+    cfg = load_config(tmp_path / "c.toml", env={})
+    assert cfg.watches[0] == cfg.watches[1]
+    assert [p for p in check_paths(cfg) if "lies inside" in p] == [
+        f"watch[1].path: folder {tmp_path / 'inbox/scanner'} lies inside watch[0].path "
+        f"({tmp_path / 'inbox/scanner'}), which takes its files with its own settings; give each watch its own folder"]
