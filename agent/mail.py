@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 from agent.errors import CaptureError, ExtractError
 from agent.mail_parts import _Collector
@@ -22,7 +23,7 @@ from agent.mailnames import date_text, header_text, sender_text
 from agent.mime import HeaderTooLarge, read_part, split_mbox
 
 __all__ = ["DEFAULT_MAIL_LIMITS", "Attachment", "MailHeaders", "MailLimits", "ParsedMail", "Refusal",
-           "iter_maildir", "maildir_cur_path", "parse_message"]
+           "ZipContents", "iter_maildir", "maildir_cur_path", "parse_message", "read_zip"]
 
 
 def parse_message(data: bytes, limits: MailLimits = DEFAULT_MAIL_LIMITS) -> ParsedMail:
@@ -98,6 +99,34 @@ def _several(messages: list[tuple[MailHeaders, slice, slice]], collector: _Colle
         return values.pop() if len(values) == 1 else None
     return ParsedMail(shared("message_id"), shared("from_"), shared("subject"), shared("date"),
                       attachments, refusals, messages=len(messages), unclosed=collector.unclosed)
+
+
+class ZipContents(NamedTuple):
+    """`read_zip`'s answer: the invoice files taken, the members refused
+    (and why), and whether the archive itself could be read (False: it is
+    refused whole, e.g. `zip-corrupt` for one cut short or still being
+    written, and nothing in it was taken)."""
+
+    attachments: list[Attachment]
+    refusals: list[Refusal]
+    opened: bool
+
+
+def read_zip(data: bytes, name: str, limits: MailLimits = DEFAULT_MAIL_LIMITS) -> ZipContents:
+    """The invoice files in a zip archive that came on its own (dropped in
+    a watched folder, given to `ingest`): read exactly as a zip attached to
+    an e-mail is (members judged by content, zips inside expanded, the
+    same zip limits), except that one archive may hold as many invoice
+    files as it may hold members (a bulk download from the tax platform
+    holds hundreds), within the same total of bytes. Every member not taken
+    is a Refusal; a member's `from_zip` names the archive (`name`,
+    sanitised). Never raises."""
+    zl = limits.zip_limits
+    collector = _Collector(replace(limits, max_attachments=max(limits.max_attachments, zl.max_members),
+                                   max_total_bytes=max(limits.max_total_bytes, zl.max_total_bytes)))
+    shown = collector.take_file(bytes(data), name)
+    opened = not any(r.filename == shown for r in collector.refusals)
+    return ZipContents(collector.attachments, collector.refusals, opened)
 
 
 def iter_maildir(root: Path) -> Iterator[Path]:

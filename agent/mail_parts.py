@@ -161,7 +161,12 @@ class _Collector:
         head = decode_body(Part(part.headers, Span(body.data, body.start, min(body.end, body.start + _SNIFF_BYTES))))
         return head is not None and sniff(head) == "xml" and bool(_INVOICE_XML.search(head))
 
-    def _take(self, data: bytes, raw_name: str | None, from_zip: str | None) -> None:
+    def take_file(self, data: bytes, raw_name: str | None) -> str:
+        """Take one file that came on its own (a zip dropped in a folder) as
+        an attachment is taken; returns the name it is shown by."""
+        return self._take(data, raw_name, from_zip=None)
+
+    def _take(self, data: bytes, raw_name: str | None, from_zip: str | None) -> str:
         fmt = sniff(data)
         name = sanitise_filename(raw_name, fmt, self.index)
         shown = f"{from_zip}/{name}" if from_zip else name
@@ -184,6 +189,7 @@ class _Collector:
         else:
             self.total_bytes += len(data)
             self.attachments.append(Attachment(name, data, MEDIA_TYPES[fmt], from_zip))
+        return shown
 
     def _expand_zip(self, data: bytes, shown: str, parent: SafeZip | None = None,
                     member: str | None = None) -> None:
@@ -191,6 +197,12 @@ class _Collector:
             archive = parent.open_nested(member, data) if parent else open_zip(data, self.limits.zip_limits)
         except ExtractError as exc:
             self.refuse(shown, f"zip-{exc.reason}", exc.message)
+            return
+        if kind := package_kind(archive.names()):
+            # A file of its own kind stored as a zip (a spreadsheet, a
+            # Word file): its parts are no files anybody sent, and reading
+            # its XML parts would make documents of them.
+            self.refuse(shown, "unsupported-format", f"{kind}, not an invoice; its parts are not read")
             return
         for skipped in archive.skipped:
             self.refuse(f"{shown}/{display_text(skipped.raw_name)}", skipped.reason, "zip member not read")
@@ -212,6 +224,21 @@ class _Collector:
                 self._expand_zip(content, member_shown, archive, member_name)
             else:
                 self._take(content, member_name, from_zip=shown)
+
+
+# Formats kept as a zip of parts, told by a member every such file has.
+_PACKAGES = (("[content_types].xml", "an Office document (Word, Excel, PowerPoint, XPS: Open XML parts)"),
+             ("mimetype", "an OpenDocument or EPUB file"),
+             ("meta-inf/manifest.mf", "a Java or Android package"),
+             ("androidmanifest.xml", "an Android package"))
+
+
+def package_kind(names: list[str]) -> str | None:
+    """What a zip whose members are `names` is when it is a file format of
+    its own (an .xlsx, .docx, .odt, .epub, .jar, .apk) rather than an
+    archive of files; None for an archive."""
+    lowered = {n.replace("\\", "/").lstrip("/").lower() for n in names}
+    return next((kind for member, kind in _PACKAGES if member in lowered), None)
 
 
 def _message_name(part: Part) -> str:

@@ -170,14 +170,18 @@ def problem_lines(problems: list[dict], indent: str = "  ") -> list[str]:
 
 def arrival_lines(details: object) -> list[str]:
     """What one arrival's recorded details tell a person, as `show` prints
-    them under the arrival: the e-mail's sender and subject, and the label
-    (the department subfolder or the watched folder's label)."""
+    them under the arrival: the e-mail's sender and subject, the zip
+    archive it came out of, and the label (the department subfolder or the
+    watched folder's label)."""
     if not isinstance(details, dict):
         return []
     lines = []
     if details.get("from") or details.get("subject"):
         lines.append(f"e-mail from {details.get('from') or '(no sender)'}, subject: "
                      f"{details.get('subject') or '(none)'}")
+    if details.get("from_zip"):
+        lines.append(f"out of zip archive {details['from_zip']}"
+                     + (f" ({details['archive_path']})" if details.get("archive_path") else ""))
     if details.get("label"):
         lines.append(f"label: {details['label']}")
     return lines

@@ -39,6 +39,7 @@ from agent.vault import Staged, Vault
 from service import source_steps
 from service.intake_group import GroupedIntake, IntakeResult
 from service.intake_mail import MailUnfinished, NotAMessage, shown, store_mail
+from service.intake_zip import ArchiveIntake, may_be_archive
 from agent.filenames import storable
 from service.source_steps import act, log_act, processed_folder
 from service.watch_names import MAIL_UNFINISHED_GRACE_S, TEMP_GRACE_S, system_name, temporary_name
@@ -49,7 +50,7 @@ log = logging.getLogger("fapiao.intake")
 SOURCE_RETRY_S = 30.0
 
 
-class Intake(GroupedIntake):
+class Intake(ArchiveIntake, GroupedIntake):
     """Captures files for the daemon (main thread only)."""
 
     def __init__(self, ledger: Ledger, vault: Vault, *, max_bytes: int, mail_limits: MailLimits,
@@ -122,6 +123,9 @@ class Intake(GroupedIntake):
                 return mail
             stored = store_file(self.vault, path, max_bytes=self.max_bytes, root=watch.path,
                                 refuse_unreadable=True, stage=True)
+            if may_be_archive(stored.head) and (archive := self._take_zip(path, watch, stored, label, now=now,
+                                                                          today=today)) is not None:
+                return archive
         except UnsupportedFormat as e:
             # Junk by its content (text, random bytes): refused as cheaply as an
             # empty file, but its bytes are an original all the same: the

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 from agent.ledger.applications import APPLICATIONS_SCHEMA
 from agent.ledger.delivery_reports import LATE_DOCUMENT_STATES
 from agent.ledger.schema import LATEST
-from agent.ledger.rows import SnapshotReader
+from agent.ledger.rows import CONTAINER_SHA256, CONTAINER_SOURCES, SnapshotReader
 
 # The audit reads tables and columns of the latest schema (mail_taken,
 # deliveries.delivered_key); older files are refused, never migrated.
@@ -105,11 +105,10 @@ class LedgerAudit(SnapshotReader):
 
     def referenced_objects(self) -> set[str]:
         """Every vault hash the ledger names: documents' originals, the raw
-        e-mails their attachments came from, and the objects of refusals."""
+        e-mails and zip archives they came out of, and the objects of refusals."""
         out: set[str] = set()
         for sql in ("SELECT DISTINCT sha256 FROM documents",
-                    "SELECT DISTINCT json_extract(details, '$.message_sha256') FROM sources "
-                    "WHERE source_kind = 'email' AND json_valid(details)",
+                    f"SELECT DISTINCT {CONTAINER_SHA256} FROM sources WHERE {CONTAINER_SOURCES}",
                     "SELECT DISTINCT sha256 FROM refusals"):
             out.update(r[0] for r in self.conn.execute(sql) if r[0])
         return out

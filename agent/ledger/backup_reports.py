@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
+from agent.ledger.rows import CONTAINER_SHA256, CONTAINER_SOURCES
+
 
 class BackupReportsMixin:
     """Part of `Ledger` (through BackupsMixin): the backup figures commands print."""
@@ -67,8 +69,8 @@ class BackupReportsMixin:
         others, others_held = self.conn.execute(
             "SELECT count(*), coalesce(sum((SELECT count(*) FROM backups b WHERE b.sha256 = o.sha256 "
             f"AND b.state = 'done' AND b.target IN ({marks})) >= ?), 0) FROM ("
-            "SELECT json_extract(details, '$.message_sha256') AS sha256 FROM sources "
-            "WHERE source_kind = 'email' AND json_valid(details) UNION SELECT sha256 FROM refusals) o "
+            f"SELECT {CONTAINER_SHA256} AS sha256 FROM sources "
+            f"WHERE {CONTAINER_SOURCES} UNION SELECT sha256 FROM refusals) o "
             "WHERE o.sha256 IS NOT NULL AND NOT EXISTS (SELECT 1 FROM documents d WHERE d.sha256 = o.sha256)",
             (*targets, need if targets else 1)).fetchone()
         if not targets:

@@ -16,21 +16,17 @@ from typing import Any, Iterator, Sequence
 
 from agent.ledger.backup_reports import BackupReportsMixin
 from agent.ledger.drills import RestoreDrillsMixin
-from agent.ledger.rows import parse_utc, utc
+from agent.ledger.sidecars import SidecarsMixin
+from agent.ledger.rows import CONTAINER_KINDS, CONTAINER_SHA256, CONTAINER_SOURCES, parse_utc, utc
 
-# The document columns a sidecar carries, enough to rebuild the row.
-_SIDECAR_COLUMNS = ("id", "part", "size", "media_type", "source_kind", "source", "original_name",
-                    "original_path", "received_at", "updated_at", "state", "fields", "problems",
-                    "invoice_key", "invoice_number", "invoice_date", "total_cents")
 # States whose meaning lives in delivery rows, which a sidecar does not carry.
 _DELIVERY_STATES = frozenset({"queued", "delivering", "delivered", "confirmed", "missing", "failed"})
-_SOURCE_COLUMNS = ("at", "source_kind", "source", "original_name", "original_path", "details")
 # Threads take `now` at slightly different moments; a row due this much past
 # the longest wait is not yet taken for one set before a jump of the clock.
 _CLOCK_SLACK_S = 1.0
 
 
-class BackupsMixin(BackupReportsMixin, RestoreDrillsMixin):
+class BackupsMixin(BackupReportsMixin, RestoreDrillsMixin, SidecarsMixin):
     """Part of `Ledger`: backup state per object per target."""
 
     # -- the mirror step ---------------------------------------------------------
@@ -57,11 +53,11 @@ class BackupsMixin(BackupReportsMixin, RestoreDrillsMixin):
             return added
 
     def _enqueue_messages(self, target: str, now: str) -> int:
-        # Inside enqueue's transaction: the raw e-mails (kept in the vault)
-        # named by source rows, or by refusals when no document came of them,
-        # added since the last look.
-        return (self._enqueue_since(target, now, "enqueued_source_id", "sources",
-                                    "json_extract(details, '$.message_sha256')", "source_kind = 'email'")
+        # Inside enqueue's transaction: the raw e-mails and zip archives
+        # (kept in the vault) named by source rows, or by refusals when no
+        # document came of them, added since the last look.
+        return (self._enqueue_since(target, now, "enqueued_source_id", "sources", CONTAINER_SHA256,
+                                    CONTAINER_SOURCES)
                 + self._enqueue_since(target, now, "enqueued_refusal_id", "refusals", "sha256", "1"))
 
     def _enqueue_since(self, target: str, now: str, cursor: str, table: str, sha256: str, where: str) -> int:
@@ -298,41 +294,6 @@ class BackupsMixin(BackupReportsMixin, RestoreDrillsMixin):
 
     # -- sidecars and restore ------------------------------------------------------
 
-    def sidecar(self, sha256: str) -> dict | None:
-        """What the ledger knows of the object `sha256`, as a JSON-ready dict
-        for its backup sidecar: each document made from it (id, fields,
-        problems, state, arrival), with its sources. None when no document has it."""
-        docs = self.conn.execute(f"SELECT {', '.join(_SIDECAR_COLUMNS)} FROM documents WHERE sha256 = ? "
-                                 "ORDER BY part, id", (sha256,)).fetchall()
-        if not docs:
-            return self._message_sidecar(sha256)
-        out = []
-        for d in docs:
-            doc = dict(d)
-            for key in ("fields", "problems"):
-                doc[key] = json.loads(doc[key]) if doc[key] else None
-            doc["sources"] = [
-                {**dict(s), "details": json.loads(s["details"]) if s["details"] else None}
-                for s in self.conn.execute(f"SELECT {', '.join(_SOURCE_COLUMNS)} FROM sources "
-                                           "WHERE document_id = ? ORDER BY id", (doc["id"],))]
-            out.append(doc)
-        return {"sha256": sha256, "size": out[0]["size"], "media_type": out[0]["media_type"],
-                "documents": out}
-
-    def _message_sidecar(self, sha256: str) -> dict | None:
-        # A raw e-mail: not a document itself, but the origin of some.
-        rows = self.conn.execute("SELECT document_id, details FROM sources WHERE source_kind = 'email' AND "
-                                 "json_extract(details, '$.message_sha256') = ? ORDER BY id", (sha256,)).fetchall()
-        refused = [dict(r) for r in self.conn.execute(
-            "SELECT at, source, name, reason FROM refusals WHERE sha256 = ? ORDER BY id", (sha256,))]
-        if not rows:
-            return {"sha256": sha256, "kind": "email-message", "document_ids": [], "refusals": refused} \
-                if refused else None
-        first = json.loads(rows[0]["details"])
-        return {"sha256": sha256, "kind": "email-message",
-                **{k: first.get(k) for k in ("message_id", "from", "subject", "date")},
-                "document_ids": sorted({r["document_id"] for r in rows}), "refusals": refused}
-
     def has_object(self, sha256: str) -> bool:
         """True when some document is made from the object `sha256`."""
         return self.conn.execute("SELECT 1 FROM documents WHERE sha256 = ? LIMIT 1",
@@ -353,8 +314,8 @@ class BackupsMixin(BackupReportsMixin, RestoreDrillsMixin):
         with self.transaction() as c:
             if self.has_object(sha256):
                 return 0
-            if (sidecar or {}).get("kind") == "email-message":
-                docs = []  # the raw message an attachment came from: an original, not a document
+            if (sidecar or {}).get("kind") in CONTAINER_KINDS:
+                docs = []  # the raw message or archive a document came out of: an original, not a document
             elif not docs:
                 docs = [{"part": 1, "size": size, "source_kind": "restore", "received_at": now,
                          "state": "captured", "sources": []}]

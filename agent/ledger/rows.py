@@ -14,6 +14,17 @@ from typing import Any, Iterator
 # can name it without importing the restore machinery.
 RESTORED_ACTIVITY = "restored"
 
+# The vault object an arrival came out of, in SQL over `sources`: the raw
+# e-mail of an attachment, or the zip archive of a member (service/
+# intake_zip.py). Neither is a document; each is an original all the same,
+# backed up, described in its sidecar and known to the audit. NULL for a
+# file that came as itself. Use with CONTAINER_SOURCES in the WHERE.
+CONTAINER_SHA256 = ("coalesce(json_extract(details, '$.message_sha256'), "
+                    "json_extract(details, '$.archive_sha256'))")
+CONTAINER_SOURCES = "details IS NOT NULL AND json_valid(details)"
+# Their backup sidecars' `kind`: restored as originals, never as documents.
+CONTAINER_KINDS = ("email-message", "zip-archive")
+
 
 class SnapshotReader:
     """Read-only queries over one open Ledger connection; inside

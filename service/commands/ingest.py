@@ -19,6 +19,8 @@ from service import access
 from service.display import local_time
 from service.ingest_guard import ingest_admission
 from service.intake_mail import is_message, mail_rows
+from agent.filenames import storable
+from service.intake_zip import is_archive, may_be_archive, zip_rows
 from agent.mail import MailLimits
 from service.progress import Progress
 from service.textsafe import echo
@@ -34,7 +36,8 @@ def command(ctx: click.Context, paths: tuple[Path, ...], no_process: bool, quiet
     read and validate them. Idempotent: the same bytes twice give one
     document, with the second source recorded on it. A saved e-mail (.eml)
     is read as in a watched mail folder: its invoice attachments become
-    documents, what it holds besides is listed by `refused`.
+    documents, what it holds besides is listed by `refused`. So is a zip
+    archive (not an OFD): each invoice file in it becomes a document.
 
     Unreadable files, folders without permission and special files (FIFO,
     socket, device, broken symlink) each get one line; the batch goes on.
@@ -96,6 +99,19 @@ def command(ctx: click.Context, paths: tuple[Path, ...], no_process: bool, quiet
                     echo(f"ok   {path} -> e-mail: " + (f"documents {', '.join(map(str, docs))}" if docs else
                                                       "no new document (see `fapiao-agent refused`)"))
                 continue
+            if may_be_archive(stored.head):
+                # A zip archive (an OFD is taken as a file): its invoice
+                # files become documents, as in a watched folder.
+                commit_group()
+                docs = _ingest_zip(ledger, vault, stored, path, limits=mail_limits, actor=who)
+                if docs is not None:
+                    new += len(docs)
+                    to_process.extend(d for d in docs if d not in to_process)
+                    if not quiet and len(candidates) <= 50:
+                        echo(f"ok   {path} -> zip archive: " + (
+                            f"documents {', '.join(map(str, docs))}" if docs else
+                            "no new document (see `fapiao-agent refused`)"))
+                    continue
             if not group:
                 started = time.monotonic()
             group.append((path, stored))
@@ -141,6 +157,22 @@ def _ingest_mail(ledger, vault, stored: StoredFile, path: Path, *, limits, actor
                       limits=limits, now=now(), actor=actor)
     with ledger.transaction():
         return write()
+
+
+def _ingest_zip(ledger, vault, stored: StoredFile, path: Path, *, limits, actor: str) -> list[int] | None:
+    # The archive durable first (it is the original), then its invoice
+    # files (fsynced by zip_rows), then their rows in one transaction.
+    # None for an OFD whose head looked like a zip: taken as a file.
+    data = Path(stored.staged.tmp_name).read_bytes() if stored.staged else vault.path(stored.sha256).read_bytes()
+    if not is_archive(data):
+        return None
+    if stored.staged is not None:
+        vault.commit_staged([stored.staged])
+    archive = zip_rows(ledger, vault, data, stored.sha256, name=path.name, shown_path=storable(str(path)),
+                       source_kind="ingest", source=str(path.parent), label=None, limits=limits, now=now(),
+                       actor=actor)
+    with ledger.transaction():
+        return archive.write()
 
 
 def _walk(paths: tuple[Path, ...], failures: list[str]) -> Iterator[tuple[Path, bool]]:

@@ -1,0 +1,157 @@
+"""Taking one zip archive that came on its own (dropped in a watched folder,
+given to `ingest`): the archive into the vault as the original, each
+invoice file in it a document, every other member a refusal naming the
+archive. Read as a zip attached to an e-mail is (`agent.mail.read_zip`).
+
+Like an e-mail (service/intake_mail.py), the archive itself is no
+document: its members are. Each member's arrival records the archive's
+hash (`archive_sha256`), so the archive is backed up, described in its
+backup sidecar and known to the audit, as a raw e-mail is.
+
+A zip whose head is a zip may still be an OFD (its `OFD.xml` is named in
+the central directory, at the end): `is_archive` looks at every byte."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+from pathlib import Path
+from typing import Callable
+
+from agent.capture import StoredFile, record_bytes
+from agent.config import WatchConfig
+from agent.errors import CaptureError
+from agent.extract.sniff import sniff
+from agent.filenames import storable
+from agent.ledger import Ledger
+from agent.mail import MailLimits, ZipContents, read_zip
+from agent.vault import Staged, Vault
+from service.intake_group import IntakeResult
+from service.source_steps import act, log_act, processed_folder
+
+log = logging.getLogger("fapiao.intake")
+
+
+def may_be_archive(head: bytes) -> bool:
+    """Whether a file starting with `head` may be a zip archive rather
+    than an invoice file (`is_archive` decides, on all of its bytes)."""
+    return sniff(head) == "zip"
+
+
+def is_archive(data: bytes) -> bool:
+    """Whether `data` is a zip archive, not an OFD (a zip with `OFD.xml`)."""
+    return sniff(data) == "zip"
+
+
+class ZipWrite:
+    """An archive read and its members' bytes in the vault (staged or
+    durable, see `zip_rows`); `write()` records their rows and returns the
+    new documents' ids. `opened` is False when the archive itself could not
+    be read (cut short, or still being written): it is then refused whole,
+    and its file must stay where it is."""
+
+    def __init__(self, write: Callable[[], list[int]], contents: ZipContents):
+        self.write, self.contents = write, contents
+
+    @property
+    def opened(self) -> bool:
+        """The archive could be read (see the class)."""
+        return self.contents.opened
+
+
+def zip_rows(ledger: Ledger, vault: Vault, data: bytes, sha256: str, *, name: str, shown_path: str,
+             source_kind: str, source: str, label: str | None, limits: MailLimits, now: str, actor: str,
+             staged: list[Staged] | None = None) -> ZipWrite:
+    """Read the archive `data` (its bytes already in the vault as `sha256`,
+    or staged with them), put its invoice files into the vault and return
+    their rows' write: each member captured (`source_kind`, `source`; its
+    details name the archive and `label`), each refusal recorded naming the
+    archive's hash, and, when the archive holds nothing to take, one refusal
+    saying so. With `staged`, the members' bytes are only staged and
+    appended there, for the caller to make durable with the archive's own
+    before the rows (`Vault.commit_staged`); else they are fsynced here."""
+    contents = read_zip(data, name, limits)
+    members = []
+    for att in contents.attachments:
+        if staged is None:
+            members.append((att, vault.put_bytes(att.data)))
+        else:
+            staged.append(vault.stage_stream(io.BytesIO(att.data)))
+            members.append((att, staged[-1]))
+    refused_in = storable(f"zip {shown_path}")
+
+    def write() -> list[int]:
+        docs = []
+        for att, put in members:
+            got = record_bytes(ledger, put.sha256, put.size, att.data[:4096], name=att.filename,
+                               source_kind=source_kind, source=source, now=now, actor=actor,
+                               details={"from_zip": att.from_zip, "archive_sha256": sha256,
+                                        "archive_path": shown_path, "label": label})
+            if got.created:
+                docs.append(got.document_id)
+        for r in contents.refusals:
+            ledger.record_refusal(source=refused_in, name=r.filename, sha256=sha256,
+                                  reason=f"{r.reason}: {r.detail}" if r.detail else r.reason, now=now)
+        if not contents.attachments and not contents.refusals:
+            # An empty archive is an original all the same: the refusal
+            # says so to the operator and gets it backed up.
+            ledger.record_refusal(source=refused_in, name=storable(name), sha256=sha256,
+                                  reason="no-invoice: the zip archive holds no file", now=now)
+        log.info("zip archive taken" if contents.opened else "refused", extra={
+            "path": shown_path, "files": len(contents.attachments), "refused": len(contents.refusals),
+            "new": len(docs), "sha256": sha256})
+        return docs
+    return ZipWrite(write, contents)
+
+
+class ArchiveIntake:
+    """Intake's handling of a zip archive in a watched folder (a mixin of
+    service/intake.py's Intake, which provides the ledger, vault, limits,
+    actor and the open group)."""
+
+    def _take_zip(self, path: Path, watch: WatchConfig, stored: StoredFile, label: str | None, *,
+                  now: str, today: dt.date) -> IntakeResult | None:
+        # A zip archive (not an OFD): its invoice files become documents, as
+        # a zip mailed in does; None for an OFD, taken as the file it is.
+        # Read back from the vault's copy: what was captured, whatever the
+        # file holds by now. Raises CaptureError (the vault's disk).
+        try:
+            data = Path(stored.staged.tmp_name).read_bytes()
+        except OSError as e:
+            raise CaptureError(f"vault read failed: {e.strerror or e}", transient=True) from None
+        if not is_archive(data):
+            return None
+        members: list[Staged] = []
+        try:
+            archive = zip_rows(self.ledger, self.vault, data, stored.sha256, name=path.name,
+                               shown_path=storable(str(path)), source_kind="scanner", source=str(watch.path),
+                               label=label, limits=self.mail_limits, now=now, actor=self.actor, staged=members)
+        except BaseException:
+            self.vault.discard_staged(members)
+            raise
+        self._group.staged += [stored.staged, *members]
+
+        def write() -> list[int]:
+            docs = archive.write()
+            self._after_zip(path, watch, stored, opened=archive.opened, now=now, today=today)
+            return docs
+        return self._later(write)
+
+    def _after_zip(self, path: Path, watch: WatchConfig, stored: StoredFile, *, opened: bool, now: str,
+                   today: dt.date) -> None:
+        # Read in full when taken, so its step is done at once (once the
+        # group is durable), as an e-mail's is; but an archive that could not
+        # be read (cut short: its writer may not be done) stays where it is,
+        # remembered as refused until it changes.
+        key = storable(str(path))
+        if not stored.steady:
+            log.info("source changed while it was read; left in place to settle again", extra={"path": key})
+            return
+        ident = stored.source
+        if watch.after == "keep" or not opened:
+            self.ledger.remember_file(key, ident.size, ident.mtime_ns, ino=ident.ino, ctime_ns=ident.ctime_ns,
+                                      outcome="captured" if opened else "refused", now=now)
+            return
+        self._group.acts.append(lambda: log_act(path, *act(watch.path, path, ident, watch.after,
+                                                           processed_folder(path, today))))

@@ -1,0 +1,205 @@
+"""A zip archive dropped in a watched folder (a bulk download from the tax
+platform, a colleague's batch) is read as a zip mailed in is: each invoice
+file in it a document, every other member refused naming the archive, the
+archive itself kept as the original, backed up, described and audited. An
+OFD (a zip with OFD.xml) stays one document. An archive that cannot be read
+(cut short, its writer not done) is refused and left where it is, and taken
+once it is whole."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import zipfile
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from agent.audit import AuditSettings, audit_ledger
+from agent.config import WatchConfig, load_config
+from agent.defaults import DEFAULT_CONFIG
+from agent.ledger import Ledger
+from agent.mail import MailLimits
+from agent.vault import Vault
+from service.cli import main
+from service.intake import Intake
+
+NOW = "2026-12-03T10:00:00.000000Z"
+TODAY = dt.date(2026, 12, 3)
+
+
+def setup(tmp: Path, after: str = "keep") -> tuple[Intake, Ledger, Vault, WatchConfig]:
+    (tmp / "scan").mkdir()
+    ledger, vault = Ledger(tmp / "ledger.sqlite3"), Vault(tmp / "vault")
+    intake = Intake(ledger, vault, max_bytes=10 << 20, mail_limits=MailLimits(), actor="t")
+    return intake, ledger, vault, WatchConfig(path=tmp / "scan", kind="scanner", after=after)
+
+
+def zip_of(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return out.getvalue()
+
+
+def invoices(samples_dir: Path) -> dict[str, bytes]:
+    xml = (samples_dir / "renoyuan__easyofd/original_invoice.xml").read_bytes()
+    return {"dzfp_1.xml": xml, "dzfp_2.xml": xml.replace(b"00008006", b"00008007"),
+            "票据/发票.pdf": next(samples_dir.rglob("*.pdf")).read_bytes(),
+            "专票.ofd": (samples_dir / "renoyuan__easyofd/增值税电子专票5.ofd").read_bytes()}
+
+
+def sources_of(ledger: Ledger, doc_id: int) -> list[dict]:
+    return [dict(r) for r in ledger.conn.execute("SELECT source_kind, original_name, details FROM sources "
+                                                 "WHERE document_id = ?", (doc_id,))]
+
+
+def test_each_invoice_in_a_dropped_zip_is_a_document_and_the_rest_is_refused_naming_the_archive(
+        tmp_path, samples_dir):
+    intake, ledger, vault, watch = setup(tmp_path)
+    files = invoices(samples_dir)
+    inner = zip_of({"inner.xml": files["dzfp_1.xml"].replace(b"00008006", b"00008099")})
+    archive = zip_of({**files, "说明.txt": "请查收".encode(), "more.zip": inner})
+    sha = hashlib.sha256(archive).hexdigest()
+    (watch.path / "发票批量下载.zip").write_bytes(archive)
+
+    result = intake.take(watch.path / "发票批量下载.zip", watch, now=NOW, today=TODAY)
+
+    assert len(result.documents) == 5 and not result.refused
+    names = {}
+    for doc_id in result.documents:
+        [src] = sources_of(ledger, doc_id)
+        details = json.loads(src["details"])
+        assert src["source_kind"] == "scanner"
+        assert details["archive_sha256"] == sha, "each document names the archive it came out of"
+        assert details["archive_path"] == str(watch.path / "发票批量下载.zip")
+        names[src["original_name"]] = (ledger.get(doc_id).media_type, details["from_zip"])
+    assert names == {"dzfp_1.xml": ("xml", "发票批量下载.zip"), "dzfp_2.xml": ("xml", "发票批量下载.zip"),
+                     "发票.pdf": ("pdf", "发票批量下载.zip"), "专票.ofd": ("ofd", "发票批量下载.zip"),
+                     "inner.xml": ("xml", "发票批量下载.zip/more.zip")}
+    [refusal] = ledger.refusals()
+    assert refusal["name"] == "发票批量下载.zip/说明.txt" and refusal["reason"].startswith("unsupported-format")
+    assert refusal["sha256"] == sha
+    # The archive is the original: in the vault, named by the ledger, backed up, described.
+    assert vault.path(sha).read_bytes() == archive
+    assert sha in ledger.sidecar(sha)["sha256"] and ledger.sidecar(sha)["kind"] == "zip-archive"
+    assert sorted(ledger.sidecar(sha)["document_ids"]) == sorted(result.documents)
+    ledger.enqueue_backups("nas", now=NOW)
+    queued = {r[0] for r in ledger.conn.execute("SELECT sha256 FROM backups WHERE target = 'nas'")}
+    assert sha in queued and all(ledger.get(d).sha256 in queued for d in result.documents)
+    # Kept in place and remembered: a rescan takes nothing again.
+    assert (watch.path / "发票批量下载.zip").exists()
+    again = intake.take(watch.path / "发票批量下载.zip", watch, now=NOW, today=TODAY)
+    assert again.skipped and not again.documents
+    # Every member's document is read as any capture is, and the audit finds nothing amiss.
+    violations = list(audit_ledger(ledger, vault.root, AuditSettings(destinations=()),
+                                   now=dt.datetime(2026, 12, 3, 10, 1, tzinfo=dt.timezone.utc)))
+    assert not [v for v in violations if v.code.startswith("object")], violations
+
+
+def test_an_archive_holding_only_junk_or_nothing_is_refused_with_its_bytes_kept(tmp_path):
+    intake, ledger, vault, watch = setup(tmp_path)
+    (watch.path / "empty.zip").write_bytes(zip_of({}))
+    (watch.path / "junk.zip").write_bytes(zip_of({"a.txt": b"hello", "b.bin": b"\x00\x01\x02"}))
+    for name in ("empty.zip", "junk.zip"):
+        assert not intake.take(watch.path / name, watch, now=NOW, today=TODAY).documents
+    refusals = {(r["name"], r["reason"].split(":")[0]) for r in ledger.refusals()}
+    assert refusals == {("empty.zip", "no-invoice"), ("junk.zip/a.txt", "unsupported-format"),
+                        ("junk.zip/b.bin", "unsupported-format")}
+    for r in ledger.refusals():
+        assert vault.exists(r["sha256"]), "every refusal names bytes the vault keeps"
+        assert ledger.sidecar(r["sha256"])["kind"] == "zip-archive"
+
+
+def test_an_ofd_whose_head_says_zip_is_one_document_not_an_archive(tmp_path, samples_dir):
+    # An OFD written with OFD.xml last: only the central directory tells it from a zip.
+    intake, ledger, vault, watch = setup(tmp_path)
+    out = io.BytesIO()
+    with zipfile.ZipFile(samples_dir / "renoyuan__easyofd/增值税电子专票5.ofd") as src, \
+            zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
+        for info in sorted(src.infolist(), key=lambda i: i.filename.lower() == "ofd.xml"):
+            dst.writestr(info.filename, src.read(info.filename))
+    (watch.path / "专票.ofd").write_bytes(out.getvalue())
+    result = intake.take(watch.path / "专票.ofd", watch, now=NOW, today=TODAY)
+    [doc_id] = result.documents
+    assert ledger.get(doc_id).sha256 == hashlib.sha256(out.getvalue()).hexdigest()
+    assert not ledger.refusals()
+
+
+def test_a_zip_cut_short_stays_in_place_refused_until_it_is_whole_then_is_moved(tmp_path, samples_dir):
+    intake, ledger, vault, watch = setup(tmp_path, after="move")
+    archive = zip_of(invoices(samples_dir))
+    path = watch.path / "batch.zip"
+    path.write_bytes(archive[: len(archive) // 2])   # its writer paused past the settle time
+
+    cut = intake.take(path, watch, now=NOW, today=TODAY)
+    assert not cut.documents
+    [refusal] = ledger.refusals()
+    assert refusal["reason"].startswith("zip-corrupt") and vault.exists(refusal["sha256"])
+    assert path.exists(), "an archive that could not be read is never moved away"
+    assert intake.take(path, watch, now=NOW, today=TODAY).skipped, "remembered until it changes"
+
+    path.write_bytes(archive)   # the writer came back with the rest
+    whole = intake.take(path, watch, now=NOW, today=TODAY)
+    assert len(whole.documents) == 4
+    assert not path.exists()
+    assert (watch.path / "processed" / TODAY.isoformat() / "batch.zip").read_bytes() == archive
+
+
+def test_ingest_reads_a_zip_as_the_watched_folder_does(tmp_path, samples_dir):
+    archive = zip_of({**invoices(samples_dir), "notes.txt": b"x"})
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "batch.zip").write_bytes(archive)
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(DEFAULT_CONFIG, encoding="utf-8")
+    r = CliRunner().invoke(main, ["--config", str(cfg), "ingest", "--no-process", str(tmp_path / "in")],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "4 new, 0 already known, 0 failed" in r.output
+    assert "batch.zip -> zip archive: documents" in r.output
+    with Ledger(load_config(cfg).ledger_path) as ledger:
+        assert ledger.conn.execute("SELECT count(*) FROM documents").fetchone()[0] == 4
+        [refusal] = ledger.refusals()
+        assert refusal["name"] == "batch.zip/notes.txt"
+        assert refusal["sha256"] == hashlib.sha256(archive).hexdigest()
+        first = ledger.conn.execute("SELECT min(id) FROM documents").fetchone()[0]
+    shown = CliRunner().invoke(main, ["--config", str(cfg), "show", str(first)], catch_exceptions=False)
+    assert f"out of zip archive batch.zip ({tmp_path / 'in' / 'batch.zip'})" in shown.output, shown.output
+
+
+def test_an_office_file_is_one_refusal_left_in_place_not_a_document_per_part(tmp_path):
+    # An .xlsx or .docx is a zip of XML parts: reading it as an archive
+    # made a quarantined document of every part (mailed in, too).
+    intake, ledger, vault, watch = setup(tmp_path, after="move")
+    parts = {"[Content_Types].xml": b'<?xml version="1.0"?><Types/>', "xl/workbook.xml": b"<workbook/>",
+             "xl/worksheets/sheet1.xml": b"<worksheet/>"}
+    (watch.path / "报销明细.xlsx").write_bytes(zip_of(parts))
+    (watch.path / "说明.odt").write_bytes(zip_of({"mimetype": b"application/vnd.oasis.opendocument.text",
+                                                "content.xml": b"<office:document-content/>"}))
+    for name in ("报销明细.xlsx", "说明.odt"):
+        result = intake.take(watch.path / name, watch, now=NOW, today=TODAY)
+        assert not result.documents
+        assert (watch.path / name).exists(), "a refused file stays where it is"
+    reasons = {r["name"]: r["reason"] for r in ledger.refusals()}
+    assert reasons["报销明细.xlsx"].startswith("unsupported-format: an Office document")
+    assert reasons["说明.odt"].startswith("unsupported-format: an OpenDocument")
+    assert len(reasons) == 2
+    assert ledger.conn.execute("SELECT count(*) FROM documents").fetchone()[0] == 0
+    assert intake.take(watch.path / "说明.odt", watch, now=NOW, today=TODAY).skipped
+
+
+def test_an_office_file_mailed_in_is_one_refusal():
+    from agent.mail import parse_message
+    import base64
+    xlsx = zip_of({"[Content_Types].xml": b"<Types/>", "xl/workbook.xml": b"<workbook/>"})
+    msg = (b"From: a@example.cn\r\nMessage-ID: <x@example.cn>\r\nMIME-Version: 1.0\r\n"
+           b'Content-Type: multipart/mixed; boundary="B"\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nhi\r\n'
+           b"--B\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; "
+           b'filename="list.xlsx"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+           + base64.b64encode(xlsx) + b"\r\n--B--\r\n")
+    parsed = parse_message(msg)
+    assert parsed.attachments == []
+    assert [(r.filename, r.reason) for r in parsed.refusals] == [("list.xlsx", "unsupported-format")]
