@@ -115,6 +115,7 @@ class Daemon:
         self.weekly = WeeklyReport.start(self.cfg, self.ledger,
                                          on_report=lambda r: weekly_report_hook(self.cfg, self.ledger)(r))
         seen = self.watcher.scan()  # files that arrived while we were down
+        self._carry_first_seen()
         ocr = self._ocr_status()
         log.info("started", extra={"pid": os.getpid(), "ledger": str(self.cfg.ledger_path),
                                    "files_found": seen, "workers": self.pool.workers,
@@ -141,6 +142,18 @@ class Daemon:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGHUP, hup)
+
+    def _carry_first_seen(self) -> None:
+        # Before this run's first heartbeat: files the last run named as
+        # waiting keep their age (`carry_first_seen`), so a restart does not
+        # resolve an open intake-stuck alert.
+        beat = self.ledger.heartbeat() or {}
+        try:
+            first_seen = json.loads(beat.get("details") or "{}").get("files_first_seen")
+        except (ValueError, AttributeError):
+            first_seen = None
+        if isinstance(first_seen, dict) and first_seen:
+            self.watcher.carry_first_seen(first_seen, time.time())
 
     def _start_watcher(self) -> FolderWatcher:
         # Only folders that are still the ones first watched (after a reload

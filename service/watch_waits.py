@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import time
 from operator import itemgetter
 from pathlib import Path
 
@@ -39,7 +40,9 @@ class WaitingAccount:
         `_count`s, `files_held_oldest_s` and `files_waiting_oldest_s`
         (seconds since the oldest was first seen), and `files_stuck_count`
         and `files_stuck_oldest_s` for the held and still-written files first
-        seen agent.health.WAITING_ALERT_S ago or more. {} when none."""
+        seen agent.health.WAITING_ALERT_S ago or more, and `files_first_seen`:
+        when each file named was first seen (Unix time), which the next run
+        starts from (`carry_first_seen`). {} when none."""
         out: dict = {}
         with self._lock:
             now = self.clock()
@@ -50,12 +53,13 @@ class WaitingAccount:
         said = [age for age in ages if age > said_after_s]
         late = [item for item in late if item[1] > said_after_s]   # the oldest first: still the oldest
         stuck = [age for age, *_ in held if age >= WAITING_ALERT_S] + [age for age in ages if age >= WAITING_ALERT_S]
+        named = heapq.nlargest(WAITS_NAMED, held, key=_AGE)
         if held:
             out["files_held"] = {
                 str(path): (f"{why}; tried again in {seconds:g} s" if why else
                             "e-mail still being written (no closing MIME delimiter yet); taken as it is once "
                             f"unchanged for {seconds:g} s") + f"; first seen {age / 60:.0f} min ago"
-                for age, path, why, seconds in heapq.nlargest(WAITS_NAMED, held, key=_AGE)}
+                for age, path, why, seconds in named}
             out["files_held_count"] = len(held)
             out["files_held_oldest_s"] = round(max(held, key=_AGE)[0])
         if late:
@@ -63,6 +67,10 @@ class WaitingAccount:
                                     for path, age, why in late[:WAITS_NAMED]}
             out["files_waiting_count"] = len(said)
             out["files_waiting_oldest_s"] = round(late[0][1])
+        if named or late:
+            wall = time.time()
+            out["files_first_seen"] = {str(path): round(wall - age, 1) for age, path, *_ in named} | {
+                str(path): round(wall - age, 1) for path, age, _ in late[:WAITS_NAMED]}
         if stuck:
             # Held or still written WAITING_ALERT_S on: a WARNING and an alert.
             out["files_stuck_count"] = len(stuck)
@@ -84,6 +92,23 @@ class WaitingAccount:
             for path, p in self._pending.items():
                 if path in first:
                     p.noted_at = min(p.noted_at, first[path])
+
+    def carry_first_seen(self, first_seen: dict, wall_now: float) -> int:
+        """After a restart: each file pending here that the last run's
+        heartbeat named (`files_first_seen`: path -> Unix time) keeps when
+        that run first saw it, so `status` and the alerts go on counting its
+        wait, and an open intake-stuck alert is not resolved by the restart
+        and opened again 30 min later. A time in the future (the clock set
+        back) counts as now. Returns how many files it applied to."""
+        carried = 0
+        with self._lock:
+            now = self.clock()
+            for path, p in self._pending.items():
+                at = first_seen.get(str(path))
+                if isinstance(at, (int, float)) and not isinstance(at, bool):
+                    p.noted_at = min(p.noted_at, now - max(0.0, wall_now - float(at)))
+                    carried += 1
+        return carried
 
     def waiting_long(self, seconds: float) -> list[tuple[Path, float, str]]:
         """Files first seen more than `seconds` ago and not ready to take

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -311,3 +313,32 @@ def test_a_reload_keeps_how_long_a_file_has_waited(tmp_path):
     new.keep_ages_of(old)
     assert [round(age) for _, age, _ in new.waiting_long(300.0)] == [1904]
     assert new.waits()["files_stuck_oldest_s"] == 1904
+
+
+def test_a_restart_keeps_how_long_a_file_has_waited_through_the_heartbeat(tmp_path):
+    # A restart starts a new process: only the last heartbeat carries when
+    # each waiting file was first seen. Without it, an open intake-stuck
+    # alert resolved at the restart and opened again 30 min later.
+    clock = FakeClock()
+    config = [WatchConfig(path=tmp_path, settle_seconds=2.0)]
+    old = FolderWatcher(config, wake=lambda: None, clock=clock)
+    f = tmp_path / "growing.pdf"
+    f.write_bytes(b"1")
+    old.note(f)
+    grow(old, clock, f, range(1890, 1900))
+    beat = json.loads(json.dumps(old.waits()))   # as the ledger stores it
+    assert beat["files_stuck_oldest_s"] == 1899
+    assert abs(time.time() - beat["files_first_seen"][str(f)] - 1899) < 5
+
+    restarted = FakeClock()   # another process: its own monotonic clock
+    new = FolderWatcher(config, wake=lambda: None, clock=restarted)
+    new.scan()
+    grow(new, restarted, f, range(1, 5))
+    assert "files_stuck_count" not in new.waits()
+    assert new.carry_first_seen(beat["files_first_seen"], time.time()) == 1
+    assert new.waits()["files_stuck_oldest_s"] >= 1899
+    # A first-seen time in the future (the clock set back) is now, never a negative wait.
+    later = FolderWatcher(config, wake=lambda: None, clock=FakeClock())
+    later.scan()
+    later.carry_first_seen({str(f): time.time() + 3600}, time.time())
+    assert [round(age) for _, age, _ in later.waiting_long(-1.0)] in ([], [0])
