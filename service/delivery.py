@@ -30,58 +30,19 @@ from agent.vault import Vault
 from service import pace
 from service.loops import Runner, RunnerGroup
 from service.context import actor as actor_name, now_dt
+from service.delivery_timing import ClockWatch, RateLimit, log_clock_jump
 
 log = logging.getLogger("fapiao.delivery")
 IDLE_POLL_S = 5.0           # longest sleep with nothing due; kicks wake workers sooner
 HEALTH_SAVE_S = 10.0        # last_ok_at / last_error are written at most this often
 SLA_CHECK_S = 60.0
 CLOCK_CHECK_S = 1.0         # how often the housekeeper compares the wall clock with the monotonic one
-CLOCK_JUMP_S = 60.0         # a difference this large is logged as a jump of the wall clock
 SLA_LOG_LINES = 20          # one line per late invoice up to this many per pass, then a count
 # Document states before any delivery row: their lateness is counted, not per row.
 HELD_BEFORE_DELIVERY = ("captured", "extracted", "valid", "quarantined")
 # A worker claims up to this many rows at once when a backlog builds up (doubling
 # from 1 while claims come back full), and records their outcomes in one commit.
 MAX_BATCH = 8
-
-
-class RateLimit:
-    """At most `per_s` call starts per second, shared by a destination's
-    workers. `reserve(t)` books the next slot at monotonic time `t` and
-    returns how long to wait for it (0 when unlimited)."""
-
-    def __init__(self, per_s: float | None):
-        self.interval = 1.0 / per_s if per_s else 0.0
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def reserve(self, t: float) -> float:
-        """Book a slot; the caller sleeps the returned seconds, then calls."""
-        if not self.interval:
-            return 0.0
-        with self._lock:
-            slot = max(t, self._next)
-            self._next = slot + self.interval
-            return slot - t
-
-
-class ClockWatch:
-    """Notices jumps of the wall clock (`now_dt`) against the monotonic clock,
-    so an operator reads in the log why times in `status` look odd."""
-
-    def __init__(self, threshold_s: float = CLOCK_JUMP_S):
-        self.threshold_s = threshold_s
-        self._base: tuple[dt.datetime, float] | None = None
-
-    def check(self) -> float | None:
-        """Seconds the wall clock jumped since the last call (+ forward,
-        - back), or None when it kept pace within `threshold_s`."""
-        wall, mono = now_dt(), time.monotonic()
-        base, self._base = self._base, (wall, mono)
-        if base is None:
-            return None
-        drift = (wall - base[0]).total_seconds() - (mono - base[1])
-        return drift if abs(drift) >= self.threshold_s else None
 
 
 class DestinationRunner(Runner):
@@ -330,7 +291,7 @@ class DeliveryService(RunnerGroup):
         interval = float(self.cfg.delivery.get("reconcile_interval_s") or 0)
         next_reconcile = time.monotonic() + interval if interval else None
         next_sla = time.monotonic()
-        clock = ClockWatch()
+        clock = ClockWatch(now_dt)
         with Ledger(self.cfg.ledger_path) as ledger:
             while not self.stopping.is_set():
                 try:
@@ -396,10 +357,3 @@ class DeliveryService(RunnerGroup):
                         "held before delivery (" + ", ".join(f"{n} {s}" for s, n in held.items())
                         + "); see `fapiao-agent list --state quarantined`", extra=held)
         self._held_late = total
-
-
-def log_clock_jump(seconds: float) -> None:
-    """One warning line for a jump of the wall clock, saying what it does to the schedules."""
-    log.warning(f"the wall clock jumped {'forward' if seconds > 0 else 'back'} by {abs(seconds) / 3600:.1f} h; "
-                "no delivery fails or stalls for it (retries keep their own waits), but ages and "
-                "SLA warnings read the wall clock and are off by as much", extra={"jump_s": round(seconds)})

@@ -26,7 +26,7 @@ from agent.model import State
 from agent.reconcile import reconcile
 from agent.validate import ValidationSettings
 from agent.vault import Vault
-from service.delivery import RateLimit
+from service.delivery_timing import RateLimit
 from tests.support.http_destination import FaultyFinanceServer, http_destination  # noqa: F401
 from tests.support.queued import number_of, queue_invoice
 
