@@ -289,12 +289,14 @@ def capture_bytes(ledger: Ledger, vault: Vault, data: bytes, *, name: str, sourc
 
 
 def record_bytes(ledger: Ledger, sha256: str, size: int, head: bytes, *, name: str, source_kind: str,
-                 source: str | None, now: str, actor: str, details: dict[str, Any] | None = None) -> Captured:
+                 source: str | None, now: str, actor: str, details: dict[str, Any] | None = None,
+                 original_path: str | None = None) -> Captured:
     """Record the arrival of bytes already durable in the vault (`sha256`,
     starting with `head`) that have no file of their own, idempotently; one
-    transaction, or part of the caller's."""
+    transaction, or part of the caller's. `original_path`: the file they
+    came out of (a zip archive's), if any."""
     return _record(ledger, sha256, size, head, source_kind=source_kind, source=source, name=name,
-                   original_path=None, now=now, actor=actor, details=details)
+                   original_path=original_path, now=now, actor=actor, details=details)
 
 
 def _record(ledger: Ledger, sha256: str, size: int, head: bytes, *, source_kind: str,

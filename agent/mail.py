@@ -110,6 +110,7 @@ class ZipContents(NamedTuple):
     attachments: list[Attachment]
     refusals: list[Refusal]
     opened: bool
+    shown: str   # the archive's name as its members' `from_zip` and refusals give it
 
 
 def read_zip(data: bytes, name: str, limits: MailLimits = DEFAULT_MAIL_LIMITS) -> ZipContents:
@@ -118,15 +119,16 @@ def read_zip(data: bytes, name: str, limits: MailLimits = DEFAULT_MAIL_LIMITS) -
     an e-mail is (members judged by content, zips inside expanded, the
     same zip limits), except that one archive may hold as many invoice
     files as it may hold members (a bulk download from the tax platform
-    holds hundreds), within the same total of bytes. Every member not taken
+    holds hundreds), and is not itself refused for its size (the agent's
+    max_file_mb took it in); its members are, past the same limits. Every member not taken
     is a Refusal; a member's `from_zip` names the archive (`name`,
     sanitised). Never raises."""
     zl = limits.zip_limits
     collector = _Collector(replace(limits, max_attachments=max(limits.max_attachments, zl.max_members),
                                    max_total_bytes=max(limits.max_total_bytes, zl.max_total_bytes)))
-    shown = collector.take_file(bytes(data), name)
+    shown = collector.take_archive(bytes(data), name)
     opened = not any(r.filename == shown for r in collector.refusals)
-    return ZipContents(collector.attachments, collector.refusals, opened)
+    return ZipContents(collector.attachments, collector.refusals, opened, shown)
 
 
 def iter_maildir(root: Path) -> Iterator[Path]:

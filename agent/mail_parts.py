@@ -161,12 +161,15 @@ class _Collector:
         head = decode_body(Part(part.headers, Span(body.data, body.start, min(body.end, body.start + _SNIFF_BYTES))))
         return head is not None and sniff(head) == "xml" and bool(_INVOICE_XML.search(head))
 
-    def take_file(self, data: bytes, raw_name: str | None) -> str:
-        """Take one file that came on its own (a zip dropped in a folder) as
-        an attachment is taken; returns the name it is shown by."""
-        return self._take(data, raw_name, from_zip=None)
+    def take_archive(self, data: bytes, raw_name: str | None) -> str:
+        """Expand a zip archive that came on its own (dropped in a folder)
+        as an attached one is expanded, whatever its own size; returns the
+        name it is shown by."""
+        name = sanitise_filename(raw_name, "zip", self.index)
+        self._expand_zip(data, name)
+        return name
 
-    def _take(self, data: bytes, raw_name: str | None, from_zip: str | None) -> str:
+    def _take(self, data: bytes, raw_name: str | None, from_zip: str | None) -> None:
         fmt = sniff(data)
         name = sanitise_filename(raw_name, fmt, self.index)
         shown = f"{from_zip}/{name}" if from_zip else name
@@ -189,7 +192,6 @@ class _Collector:
         else:
             self.total_bytes += len(data)
             self.attachments.append(Attachment(name, data, MEDIA_TYPES[fmt], from_zip))
-        return shown
 
     def _expand_zip(self, data: bytes, shown: str, parent: SafeZip | None = None,
                     member: str | None = None) -> None:
@@ -198,7 +200,14 @@ class _Collector:
         except ExtractError as exc:
             self.refuse(shown, f"zip-{exc.reason}", exc.message)
             return
-        if kind := package_kind(archive.names()):
+        names = archive.names()
+        mimetype = None
+        if names[:1] and names[0].lower() == "mimetype":
+            try:
+                mimetype = archive.read(names[0])[:128]
+            except ExtractError:
+                pass   # then no package: its members are read, and refused, one by one
+        if kind := package_kind(names, mimetype):
             # A file of its own kind stored as a zip (a spreadsheet, a
             # Word file): its parts are no files anybody sent, and reading
             # its XML parts would make documents of them.
@@ -226,19 +235,30 @@ class _Collector:
                 self._take(content, member_name, from_zip=shown)
 
 
-# Formats kept as a zip of parts, told by a member every such file has.
-_PACKAGES = (("[content_types].xml", "an Office document (Word, Excel, PowerPoint, XPS: Open XML parts)"),
-             ("mimetype", "an OpenDocument or EPUB file"),
-             ("meta-inf/manifest.mf", "a Java or Android package"),
-             ("androidmanifest.xml", "an Android package"))
+# Formats kept as a zip of parts, told by the members every such file has
+# (all of them: an archive of invoices that happens to hold one such name
+# is still an archive).
+_PACKAGES = (({"[content_types].xml", "_rels/.rels"},
+              "an Office document (Word, Excel, PowerPoint, XPS: Open XML parts)"),
+             ({"meta-inf/manifest.mf", "*.class"}, "a Java package"),
+             ({"androidmanifest.xml", "classes.dex"}, "an Android package"))
 
 
-def package_kind(names: list[str]) -> str | None:
-    """What a zip whose members are `names` is when it is a file format of
-    its own (an .xlsx, .docx, .odt, .epub, .jar, .apk) rather than an
-    archive of files; None for an archive."""
-    lowered = {n.replace("\\", "/").lstrip("/").lower() for n in names}
-    return next((kind for member, kind in _PACKAGES if member in lowered), None)
+def package_kind(names: list[str], mimetype: bytes | None = None) -> str | None:
+    """What a zip whose members are `names` (in archive order) is when it
+    is a file format of its own (an .xlsx, .docx, .odt, .epub, .jar, .apk)
+    rather than an archive of files; None for an archive. `mimetype`: the
+    content of a first member named so (OpenDocument and EPUB store their
+    media type there, first, by their specifications)."""
+    lowered = [n.replace("\\", "/").lstrip("/").lower() for n in names]
+    if lowered[:1] == ["mimetype"] and (mimetype or b"").strip().startswith(
+            (b"application/vnd.oasis.opendocument", b"application/epub+zip")):
+        return "an OpenDocument or EPUB file"
+    have = set(lowered)
+    for markers, kind in _PACKAGES:
+        if all(any(n.endswith(m[1:]) for n in have) if m.startswith("*") else m in have for m in markers):
+            return kind
+    return None
 
 
 def _message_name(part: Part) -> str:

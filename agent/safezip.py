@@ -62,7 +62,8 @@ class _Budget:
 
 @dataclass(frozen=True)
 class SkippedMember:
-    """A member that `names()` leaves out, and why (unsafe-name, duplicate-name)."""
+    """A member that `names()` leaves out, and why (unsafe-name, duplicate-name,
+    directory-with-data: a folder entry carrying bytes)."""
 
     raw_name: str
     reason: str
@@ -216,6 +217,13 @@ def _open(data: bytes, limits: ZipLimits, depth: int, budget: _Budget) -> SafeZi
         raise ExtractError("corrupt", f"not a readable zip: {exc}") from None
     if len(infos) > limits.max_members:
         raise ExtractError("limit-exceeded", f"zip has {len(infos)} members, limit {limits.max_members}")
+    if infos and (start := min(i.header_offset for i in infos)) != 0:
+        # The directory found describes a zip that starts further in: the
+        # file is cut short right after a zip stored inside it (whose end
+        # record zipfile took for the file's own), or has bytes before its
+        # archive. Either way it is not the archive its writer meant.
+        raise ExtractError("corrupt", f"not a whole zip: the archive found starts at byte {start}, not at the "
+                                      "start of the file (cut short while written, or not one archive)")
     members, skipped = _check_directory(infos, limits, budget)
     return SafeZip(zf, limits, depth, budget, members, skipped)
 
@@ -238,6 +246,8 @@ def _check_directory(infos: list[zipfile.ZipInfo], limits: ZipLimits,
         if safe is None:
             skipped.append(SkippedMember(info.filename, "unsafe-name"))
         elif safe.endswith("/"):
+            if info.file_size:  # a folder entry that carries bytes: said, never dropped unseen
+                skipped.append(SkippedMember(info.filename, "directory-with-data"))
             continue
         elif safe in members:
             skipped.append(SkippedMember(info.filename, "duplicate-name"))

@@ -47,30 +47,39 @@ def is_archive(data: bytes) -> bool:
 class ZipWrite:
     """An archive read and its members' bytes in the vault (staged or
     durable, see `zip_rows`); `write()` records their rows and returns the
-    new documents' ids. `opened` is False when the archive itself could not
-    be read (cut short, or still being written): it is then refused whole,
-    and its file must stay where it is."""
+    new documents' ids (`known` then counts the members already known).
+    `refused` is True when nothing in it was taken: it could not be read
+    (cut short, still being written, an Office file) or holds no invoice
+    file; it is then refused under its own name, and its file stays where
+    it is."""
 
     def __init__(self, write: Callable[[], list[int]], contents: ZipContents):
-        self.write, self.contents = write, contents
+        self._write, self.contents, self.known = write, contents, 0
+
+    def write(self) -> list[int]:
+        """The rows (see the class); the new documents' ids."""
+        docs, self.known = self._write()
+        return docs
 
     @property
-    def opened(self) -> bool:
-        """The archive could be read (see the class)."""
-        return self.contents.opened
+    def refused(self) -> bool:
+        """Nothing in the archive was taken (see the class)."""
+        return not self.contents.attachments
 
 
 def zip_rows(ledger: Ledger, vault: Vault, data: bytes, sha256: str, *, name: str, shown_path: str,
              source_kind: str, source: str, label: str | None, limits: MailLimits, now: str, actor: str,
              staged: list[Staged] | None = None) -> ZipWrite:
     """Read the archive `data` (its bytes already in the vault as `sha256`,
-    or staged with them), put its invoice files into the vault and return
-    their rows' write: each member captured (`source_kind`, `source`; its
-    details name the archive and `label`), each refusal recorded naming the
-    archive's hash, and, when the archive holds nothing to take, one refusal
-    saying so. With `staged`, the members' bytes are only staged and
-    appended there, for the caller to make durable with the archive's own
-    before the rows (`Vault.commit_staged`); else they are fsynced here."""
+    or staged with them; its file `shown_path`, named `name`), put its
+    invoice files into the vault and return their rows' write: each member
+    captured (`source_kind`, `source`; its arrival's path is the archive's,
+    its details name the archive and `label`), each refusal recorded naming
+    the archive's hash, and when nothing in it is taken, one refusal under
+    the archive's own name (as the file's refusal is named: `storable`) that
+    says why. With `staged`, the members' bytes are only staged and appended
+    there, for the caller to make durable with the archive's own before the
+    rows (`Vault.commit_staged`); else they are fsynced here."""
     contents = read_zip(data, name, limits)
     members = []
     for att in contents.attachments:
@@ -79,29 +88,39 @@ def zip_rows(ledger: Ledger, vault: Vault, data: bytes, sha256: str, *, name: st
         else:
             staged.append(vault.stage_stream(io.BytesIO(att.data)))
             members.append((att, staged[-1]))
-    refused_in = storable(f"zip {shown_path}")
+    refused_in, own_name = storable(f"zip {shown_path}"), storable(name)
 
-    def write() -> list[int]:
-        docs = []
+    def write() -> tuple[list[int], int]:
+        docs, known = [], 0
         for att, put in members:
             got = record_bytes(ledger, put.sha256, put.size, att.data[:4096], name=att.filename,
                                source_kind=source_kind, source=source, now=now, actor=actor,
+                               original_path=shown_path,
                                details={"from_zip": att.from_zip, "archive_sha256": sha256,
                                         "archive_path": shown_path, "label": label})
             if got.created:
                 docs.append(got.document_id)
+            else:
+                known += 1
+        whole = None   # the archive's own refusal, under the file's name
         for r in contents.refusals:
-            ledger.record_refusal(source=refused_in, name=r.filename, sha256=sha256,
-                                  reason=f"{r.reason}: {r.detail}" if r.detail else r.reason, now=now)
-        if not contents.attachments and not contents.refusals:
-            # An empty archive is an original all the same: the refusal
-            # says so to the operator and gets it backed up.
-            ledger.record_refusal(source=refused_in, name=storable(name), sha256=sha256,
-                                  reason="no-invoice: the zip archive holds no file", now=now)
-        log.info("zip archive taken" if contents.opened else "refused", extra={
+            reason = f"{r.reason}: {r.detail}" if r.detail else r.reason
+            if r.filename == contents.shown:
+                whole = reason
+            else:
+                ledger.record_refusal(source=refused_in, name=r.filename, sha256=sha256, reason=reason, now=now)
+        if not contents.attachments and whole is None:
+            whole = ("no-invoice: the zip archive holds no invoice file" + (
+                f"; its {len(contents.refusals)} other files are listed under {contents.shown}/"
+                if contents.refusals else " (it is empty)"))
+        if whole is not None:
+            # An original all the same: the refusal says so to the operator
+            # and gets it backed up.
+            ledger.record_refusal(source=refused_in, name=own_name, sha256=sha256, reason=whole, now=now)
+        log.info("zip archive taken" if contents.attachments else "refused", extra={
             "path": shown_path, "files": len(contents.attachments), "refused": len(contents.refusals),
-            "new": len(docs), "sha256": sha256})
-        return docs
+            "new": len(docs), "sha256": sha256, **({"reason": whole} if whole else {})})
+        return docs, known
     return ZipWrite(write, contents)
 
 
@@ -122,10 +141,24 @@ class ArchiveIntake:
             raise CaptureError(f"vault read failed: {e.strerror or e}", transient=True) from None
         if not is_archive(data):
             return None
+        key = storable(str(path))
+        if watch.after == "keep" and stored.steady and self.ledger.same_archive_again(key, stored.source.ino,
+                                                                                         stored.sha256):
+            # The very archive taken here before, kept there: a touch, chmod
+            # or chown changed its times. Remembered anew; no arrival.
+            self.vault.discard_staged([stored.staged])
+
+            def again() -> list[int]:
+                ident = stored.source
+                self.ledger.remember_file(key, ident.size, ident.mtime_ns, ino=ident.ino,
+                                          ctime_ns=ident.ctime_ns, outcome="captured", now=now)
+                log.info("file seen again unchanged (its times changed); no new arrival", extra={"path": key})
+                return []
+            return self._later(again)
         members: list[Staged] = []
         try:
             archive = zip_rows(self.ledger, self.vault, data, stored.sha256, name=path.name,
-                               shown_path=storable(str(path)), source_kind="scanner", source=str(watch.path),
+                               shown_path=key, source_kind="scanner", source=str(watch.path),
                                label=label, limits=self.mail_limits, now=now, actor=self.actor, staged=members)
         except BaseException:
             self.vault.discard_staged(members)
@@ -134,24 +167,24 @@ class ArchiveIntake:
 
         def write() -> list[int]:
             docs = archive.write()
-            self._after_zip(path, watch, stored, opened=archive.opened, now=now, today=today)
+            self._after_zip(path, watch, stored, refused=archive.refused, now=now, today=today)
             return docs
         return self._later(write)
 
-    def _after_zip(self, path: Path, watch: WatchConfig, stored: StoredFile, *, opened: bool, now: str,
+    def _after_zip(self, path: Path, watch: WatchConfig, stored: StoredFile, *, refused: bool, now: str,
                    today: dt.date) -> None:
         # Read in full when taken, so its step is done at once (once the
-        # group is durable), as an e-mail's is; but an archive that could not
-        # be read (cut short: its writer may not be done) stays where it is,
-        # remembered as refused until it changes.
+        # group is durable), as an e-mail's is; but an archive of which
+        # nothing was taken (cut short: its writer may not be done) stays
+        # where it is, remembered as refused until it changes.
         key = storable(str(path))
         if not stored.steady:
             log.info("source changed while it was read; left in place to settle again", extra={"path": key})
             return
         ident = stored.source
-        if watch.after == "keep" or not opened:
+        if watch.after == "keep" or refused:
             self.ledger.remember_file(key, ident.size, ident.mtime_ns, ino=ident.ino, ctime_ns=ident.ctime_ns,
-                                      outcome="captured" if opened else "refused", now=now)
+                                      outcome="refused" if refused else "captured", now=now)
             return
         self._group.acts.append(lambda: log_act(path, *act(watch.path, path, ident, watch.after,
                                                            processed_folder(path, today))))

@@ -70,22 +70,35 @@ def _zip_has_ofd_root(data: bytes) -> bool:
     # a zip bomb costs nothing at this stage.
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            names = zf.namelist()
+            infos = zf.infolist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
         # A truncated download loses the directory at the end; a local
         # header naming OFD.xml still says what the file meant to be.
         return _local_header_names_ofd(data)
-    return any(n.replace("\\", "/").lstrip("/").lower() == "ofd.xml" for n in names)
+    if infos and min(i.header_offset for i in infos) != 0:
+        # The directory found is of a zip stored further in (a zip of OFDs
+        # cut short right after one): not this file's, whose own is unread.
+        return False
+    return any(i.filename.replace("\\", "/").lstrip("/").lower() == "ofd.xml" for i in infos)
 
 
 def _local_header_names_ofd(data: bytes) -> bool:
-    pos = data.find(b"PK\x03\x04")
-    while 0 <= pos and pos + 30 <= len(data):
+    # The archive's own entries only, one after the other from byte 0 by
+    # their sizes: a zip of OFDs cut short holds OFD.xml headers of the OFDs
+    # stored in it, which are not its own. An entry whose sizes follow its
+    # data (bit 3) cannot be stepped over: not known to be an OFD.
+    pos = 0
+    while pos + 30 <= len(data) and data[pos:pos + 4] == b"PK\x03\x04":
+        flags = int.from_bytes(data[pos + 6:pos + 8], "little")
+        size = int.from_bytes(data[pos + 18:pos + 22], "little")
         name_len = int.from_bytes(data[pos + 26:pos + 28], "little")
+        extra_len = int.from_bytes(data[pos + 28:pos + 30], "little")
         name = data[pos + 30:pos + 30 + name_len].replace(b"\\", b"/").lstrip(b"/")
         if name.lower() == b"ofd.xml":
             return True
-        pos = data.find(b"PK\x03\x04", pos + 4)
+        if flags & 0x08:
+            return False
+        pos += 30 + name_len + extra_len + size
     return False
 
 

@@ -22,8 +22,9 @@ RESTORED_ACTIVITY = "restored"
 CONTAINER_SHA256 = ("coalesce(json_extract(details, '$.message_sha256'), "
                     "json_extract(details, '$.archive_sha256'))")
 CONTAINER_SOURCES = "details IS NOT NULL AND json_valid(details)"
-# Their backup sidecars' `kind`: restored as originals, never as documents.
-CONTAINER_KINDS = ("email-message", "zip-archive")
+# Backup sidecars' `kind` of objects that are no document (those, and a
+# refused file's bytes): restored as originals, never as documents.
+CONTAINER_KINDS = ("email-message", "zip-archive", "refused-file")
 
 
 class SnapshotReader:

@@ -47,10 +47,11 @@ class SidecarsMixin:
                                  f"{CONTAINER_SHA256} = ? ORDER BY id", (sha256,)).fetchall()
         refused = [dict(r) for r in self.conn.execute(
             "SELECT at, source, name, reason FROM refusals WHERE sha256 = ? ORDER BY id", (sha256,))]
-        archive = any(r["source"].startswith("zip ") for r in refused)
         if not rows:
-            return {"sha256": sha256, "kind": "zip-archive" if archive else "email-message", "document_ids": [],
-                    "refusals": refused} if refused else None
+            sources = [r["source"] or "" for r in refused]
+            kind = ("zip-archive" if any(s.startswith("zip ") for s in sources) else
+                    "email-message" if any(s.startswith("e-mail ") for s in sources) else "refused-file")
+            return {"sha256": sha256, "kind": kind, "document_ids": [], "refusals": refused} if refused else None
         first = json.loads(rows[0]["details"])
         if first.get("archive_sha256") == sha256:
             return {"sha256": sha256, "kind": "zip-archive", "path": first.get("archive_path"),

@@ -107,6 +107,16 @@ class SourceActionsMixin:
             "AND f.outcome = 'captured' AND d.sha256 = ? AND d.part = 1 LIMIT 1",
             (original_path, ino, sha256)).fetchone() is not None
 
+    def same_archive_again(self, original_path: str, ino: int, sha256: str) -> bool:
+        """Whether the zip archive at `original_path` is the very one taken
+        there before (service/intake_zip.py): the inode remembered for the
+        path, and an arrival from it out of the archive `sha256`."""
+        return self.conn.execute(
+            "SELECT 1 FROM seen_files f JOIN sources s ON s.original_path = f.path WHERE f.path = ? "
+            "AND f.ino = ? AND f.outcome = 'captured' AND json_valid(s.details) "
+            "AND json_extract(s.details, '$.archive_sha256') = ? LIMIT 1",
+            (original_path, ino, sha256)).fetchone() is not None
+
     def earlier_captures(self, original_path: str, *, exclude_id: int) -> list[Document]:
         """Documents once captured from this path (scanner sources) that are
         still `captured` or `quarantined`: candidates a fuller capture of the

@@ -86,7 +86,7 @@ def backed_up_line(report: dict) -> str:
                          report["backed_up"] - report["documents_backed_up"])
     return (f"{report['backed_up']}/{report['objects']} originals on at least {report['min_copies']} "
             f"target(s) (documents' files {report['documents_backed_up']}/{report['documents']}, "
-            f"raw e-mails and refused files {other_held}/{other})")
+            f"raw e-mails, zip archives and refused files {other_held}/{other})")
 
 
 @click.group("backup")

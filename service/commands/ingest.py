@@ -103,14 +103,18 @@ def command(ctx: click.Context, paths: tuple[Path, ...], no_process: bool, quiet
                 # A zip archive (an OFD is taken as a file): its invoice
                 # files become documents, as in a watched folder.
                 commit_group()
-                docs = _ingest_zip(ledger, vault, stored, path, limits=mail_limits, actor=who)
-                if docs is not None:
+                archive = _ingest_zip(ledger, vault, stored, path, limits=mail_limits, actor=who)
+                if archive is not None:
+                    docs, archive = archive
                     new += len(docs)
+                    known += archive.known
                     to_process.extend(d for d in docs if d not in to_process)
-                    if not quiet and len(candidates) <= 50:
+                    if archive.refused:
+                        echo(f"REFUSED {path}: nothing in it was taken (see `fapiao-agent refused`)", err=True)
+                    elif not quiet and len(candidates) <= 50:
                         echo(f"ok   {path} -> zip archive: " + (
-                            f"documents {', '.join(map(str, docs))}" if docs else
-                            "no new document (see `fapiao-agent refused`)"))
+                            f"documents {', '.join(map(str, docs))}" if docs else "no new document")
+                             + (f", {archive.known} already known" if archive.known else ""))
                     continue
             if not group:
                 started = time.monotonic()
@@ -159,10 +163,11 @@ def _ingest_mail(ledger, vault, stored: StoredFile, path: Path, *, limits, actor
         return write()
 
 
-def _ingest_zip(ledger, vault, stored: StoredFile, path: Path, *, limits, actor: str) -> list[int] | None:
+def _ingest_zip(ledger, vault, stored: StoredFile, path: Path, *, limits, actor: str):
     # The archive durable first (it is the original), then its invoice
-    # files (fsynced by zip_rows), then their rows in one transaction.
-    # None for an OFD whose head looked like a zip: taken as a file.
+    # files (fsynced by zip_rows), then their rows in one transaction:
+    # (new documents, the ZipWrite). None for an OFD whose head looked like
+    # a zip: taken as a file.
     data = Path(stored.staged.tmp_name).read_bytes() if stored.staged else vault.path(stored.sha256).read_bytes()
     if not is_archive(data):
         return None
@@ -172,7 +177,7 @@ def _ingest_zip(ledger, vault, stored: StoredFile, path: Path, *, limits, actor:
                        source_kind="ingest", source=str(path.parent), label=None, limits=limits, now=now(),
                        actor=actor)
     with ledger.transaction():
-        return archive.write()
+        return archive.write(), archive
 
 
 def _walk(paths: tuple[Path, ...], failures: list[str]) -> Iterator[tuple[Path, bool]]:

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -95,9 +96,20 @@ def test_each_invoice_in_a_dropped_zip_is_a_document_and_the_rest_is_refused_nam
     again = intake.take(watch.path / "发票批量下载.zip", watch, now=NOW, today=TODAY)
     assert again.skipped and not again.documents
     # Every member's document is read as any capture is, and the audit finds nothing amiss.
+    assert_sound(ledger, vault)
+    # A touch (or chmod, chown) of the kept archive is no new arrival.
+    os.utime(watch.path / "发票批量下载.zip", (1, 1))
+    touched = intake.take(watch.path / "发票批量下载.zip", watch, now=NOW, today=TODAY)
+    assert not touched.documents
+    assert ledger.conn.execute("SELECT count(*) FROM sources").fetchone()[0] == 5
+    assert len(ledger.refusals()) == 1
+    assert_sound(ledger, vault)
+
+
+def assert_sound(ledger: Ledger, vault: Vault) -> None:
     violations = list(audit_ledger(ledger, vault.root, AuditSettings(destinations=()),
                                    now=dt.datetime(2026, 12, 3, 10, 1, tzinfo=dt.timezone.utc)))
-    assert not [v for v in violations if v.code.startswith("object")], violations
+    assert violations == [], violations
 
 
 def test_an_archive_holding_only_junk_or_nothing_is_refused_with_its_bytes_kept(tmp_path):
@@ -107,8 +119,8 @@ def test_an_archive_holding_only_junk_or_nothing_is_refused_with_its_bytes_kept(
     for name in ("empty.zip", "junk.zip"):
         assert not intake.take(watch.path / name, watch, now=NOW, today=TODAY).documents
     refusals = {(r["name"], r["reason"].split(":")[0]) for r in ledger.refusals()}
-    assert refusals == {("empty.zip", "no-invoice"), ("junk.zip/a.txt", "unsupported-format"),
-                        ("junk.zip/b.bin", "unsupported-format")}
+    assert refusals == {("empty.zip", "no-invoice"), ("junk.zip", "no-invoice"),
+                        ("junk.zip/a.txt", "unsupported-format"), ("junk.zip/b.bin", "unsupported-format")}
     for r in ledger.refusals():
         assert vault.exists(r["sha256"]), "every refusal names bytes the vault keeps"
         assert ledger.sidecar(r["sha256"])["kind"] == "zip-archive"
@@ -174,7 +186,8 @@ def test_an_office_file_is_one_refusal_left_in_place_not_a_document_per_part(tmp
     # An .xlsx or .docx is a zip of XML parts: reading it as an archive
     # made a quarantined document of every part (mailed in, too).
     intake, ledger, vault, watch = setup(tmp_path, after="move")
-    parts = {"[Content_Types].xml": b'<?xml version="1.0"?><Types/>', "xl/workbook.xml": b"<workbook/>",
+    parts = {"[Content_Types].xml": b'<?xml version="1.0"?><Types/>', "_rels/.rels": b"<Relationships/>",
+             "xl/workbook.xml": b"<workbook/>",
              "xl/worksheets/sheet1.xml": b"<worksheet/>"}
     (watch.path / "报销明细.xlsx").write_bytes(zip_of(parts))
     (watch.path / "说明.odt").write_bytes(zip_of({"mimetype": b"application/vnd.oasis.opendocument.text",
@@ -194,7 +207,8 @@ def test_an_office_file_is_one_refusal_left_in_place_not_a_document_per_part(tmp
 def test_an_office_file_mailed_in_is_one_refusal():
     from agent.mail import parse_message
     import base64
-    xlsx = zip_of({"[Content_Types].xml": b"<Types/>", "xl/workbook.xml": b"<workbook/>"})
+    xlsx = zip_of({"[Content_Types].xml": b"<Types/>", "_rels/.rels": b"<Relationships/>",
+                   "xl/workbook.xml": b"<workbook/>"})
     msg = (b"From: a@example.cn\r\nMessage-ID: <x@example.cn>\r\nMIME-Version: 1.0\r\n"
            b'Content-Type: multipart/mixed; boundary="B"\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nhi\r\n'
            b"--B\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; "
@@ -203,3 +217,65 @@ def test_an_office_file_mailed_in_is_one_refusal():
     parsed = parse_message(msg)
     assert parsed.attachments == []
     assert [(r.filename, r.reason) for r in parsed.refusals] == [("list.xlsx", "unsupported-format")]
+
+
+def stored_zip(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return out.getvalue()
+
+
+def test_a_zip_of_zips_or_ofds_cut_right_after_one_is_not_taken_for_that_one(tmp_path, samples_dir):
+    # Stored (not compressed), a zip's members lie in it as they are: cut
+    # right after the first, the file ends with that member's own end record,
+    # which zipfile takes for the file's. It must not be read as that member,
+    # nor moved or deleted while its writer goes on.
+    intake, ledger, vault, watch = setup(tmp_path, after="delete")
+    xml = invoices(samples_dir)["dzfp_1.xml"]
+    ofd = invoices(samples_dir)["专票.ofd"]
+    inner = stored_zip({"m1.xml": xml})
+    for name, outer, first in (("zips.zip", stored_zip({"m1.zip": inner, "d1.xml": xml.replace(b"00008006", b"1")}),
+                                inner),
+                               ("ofds.zip", stored_zip({"a.ofd": ofd, "b.xml": xml}), ofd)):
+        cut = outer[: outer.index(first) + len(first)]
+        (watch.path / name).write_bytes(cut)
+        result = intake.take(watch.path / name, watch, now=NOW, today=TODAY)
+        assert not result.documents, name
+        assert (watch.path / name).exists(), f"{name}: never deleted while it may be written"
+    reasons = {r["name"]: r["reason"] for r in ledger.refusals()}
+    assert reasons["zips.zip"].startswith("zip-corrupt") and reasons["ofds.zip"].startswith("zip-corrupt")
+    assert ledger.conn.execute("SELECT count(*) FROM documents").fetchone()[0] == 0
+    assert_sound(ledger, vault)
+
+
+def test_an_archive_refused_under_a_name_with_odd_characters_is_named_as_the_file_is(tmp_path):
+    intake, ledger, vault, watch = setup(tmp_path)
+    for name, data in (("a|b?.zip", zip_of({"x.xml": b"<a/>"})[:40]), ("报销:明细\u202e.zip", zip_of({}))):
+        (watch.path / name).write_bytes(data)
+        assert not intake.take(watch.path / name, watch, now=NOW, today=TODAY).documents
+    assert {r["name"] for r in ledger.refusals()} == {"a|b?.zip", "报销:明细\u202e.zip"}
+    assert_sound(ledger, vault)
+
+
+def test_names_that_mark_a_package_only_make_one_when_all_are_there(tmp_path, samples_dir):
+    # An invoice archive may hold a stray [Content_Types].xml or mimetype
+    # file; only a whole package's members make an Office or OpenDocument file.
+    intake, ledger, vault, watch = setup(tmp_path)
+    xml = invoices(samples_dir)["dzfp_1.xml"]
+    (watch.path / "a.zip").write_bytes(zip_of({"[Content_Types].xml": b"stray", "inv.xml": xml}))
+    (watch.path / "b.zip").write_bytes(zip_of({"inv.xml": xml.replace(b"00008006", b"2"), "mimetype": b"x"}))
+    for name in ("a.zip", "b.zip"):
+        assert len(intake.take(watch.path / name, watch, now=NOW, today=TODAY).documents) == 1, name
+
+
+def test_a_folder_entry_that_carries_bytes_is_refused_not_dropped(tmp_path):
+    intake, ledger, vault, watch = setup(tmp_path)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr(zipfile.ZipInfo("发票.xml/"), b"<EInvoice>hidden</EInvoice>")
+    (watch.path / "dir.zip").write_bytes(out.getvalue())
+    intake.take(watch.path / "dir.zip", watch, now=NOW, today=TODAY)
+    reasons = {r["name"]: r["reason"] for r in ledger.refusals()}
+    assert any(r.startswith("directory-with-data") for r in reasons.values()), reasons
