@@ -38,9 +38,9 @@ def setup(tmp: Path, after: str = "keep") -> tuple[Intake, Ledger, Vault, WatchC
     return intake, ledger, vault, WatchConfig(path=tmp / "scan", kind="scanner", after=after)
 
 
-def zip_of(members: dict[str, bytes]) -> bytes:
+def zip_of(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
     out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+    with zipfile.ZipFile(out, "w", compression) as z:
         for name, data in members.items():
             z.writestr(name, data)
     return out.getvalue()
@@ -220,11 +220,7 @@ def test_an_office_file_mailed_in_is_one_refusal():
 
 
 def stored_zip(members: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return out.getvalue()
+    return zip_of(members, zipfile.ZIP_STORED)
 
 
 def test_a_zip_of_zips_or_ofds_cut_right_after_one_is_not_taken_for_that_one(tmp_path, samples_dir):

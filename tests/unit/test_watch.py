@@ -296,15 +296,21 @@ def test_a_file_held_with_backoff_waits_twice_as_long_each_time_until_it_changes
     assert "tried again in 30 s" in w.waits()["files_held"][str(f)]
 
 
+def watching_one_file(tmp_path):
+    """A fake clock, a config watching `tmp_path`, a watcher and the file it noted at 0."""
+    clock = FakeClock()
+    config = [WatchConfig(path=tmp_path, settle_seconds=2.0)]
+    w = FolderWatcher(config, wake=lambda: None, clock=clock)
+    f = tmp_path / "growing.pdf"
+    f.write_bytes(b"1")
+    w.note(f)
+    return clock, config, w, f
+
+
 def test_a_reload_keeps_how_long_a_file_has_waited(tmp_path):
     # A reload builds a new watcher: a file still being written keeps the age
     # the old one gave it, or an open alert would resolve and open again.
-    clock = FakeClock()
-    config = [WatchConfig(path=tmp_path, settle_seconds=2.0)]
-    old = FolderWatcher(config, wake=lambda: None, clock=clock)
-    f = tmp_path / "growing.pdf"
-    f.write_bytes(b"1")
-    old.note(f)
+    clock, config, old, f = watching_one_file(tmp_path)
     clock.t = 1900.0
     new = FolderWatcher(config, wake=lambda: None, clock=clock)
     new.scan()
@@ -319,12 +325,7 @@ def test_a_restart_keeps_how_long_a_file_has_waited_through_the_heartbeat(tmp_pa
     # A restart starts a new process: only the last heartbeat carries when
     # each waiting file was first seen. Without it, an open intake-stuck
     # alert resolved at the restart and opened again 30 min later.
-    clock = FakeClock()
-    config = [WatchConfig(path=tmp_path, settle_seconds=2.0)]
-    old = FolderWatcher(config, wake=lambda: None, clock=clock)
-    f = tmp_path / "growing.pdf"
-    f.write_bytes(b"1")
-    old.note(f)
+    clock, config, old, f = watching_one_file(tmp_path)
     grow(old, clock, f, range(1890, 1900))
     beat = json.loads(json.dumps(old.waits()))   # as the ledger stores it
     assert beat["files_stuck_oldest_s"] == 1899
