@@ -8,6 +8,8 @@ Expectations:
   document), and the refusal names the file's bytes, kept in the vault;
 - "mail": the message is in the vault, and the refusals and attachment
   documents it produced match `reason`;
+- "archive": a zip dropped in a folder: it is in the vault, and the
+  documents that came out of it (and its refusals) match `reason`;
 - "absent": the content must never be captured (a symlinked folder's file).
 """
 
@@ -94,8 +96,8 @@ CASES: list[Case] = [
     _c("h35-name-control-chars", "quarantined", _UNREADABLE, mails.junk_pdf,
        name=lambda cid: cid.encode() + b"\x1b[31m\x07\x7f\t.pdf"),
     # archives and OFD
-    _c("h36-zip-in-scanner", "quarantined", "unsupported-format: a zip archive", archives.plain_zip, ext="zip"),
-    _c("h37-zip-ratio-bomb", "quarantined", "unsupported-format: a zip archive", archives.ratio_bomb, ext="zip"),
+    _c("h36-zip-in-scanner", "archive", "corrupt", archives.plain_zip, ext="zip"),
+    _c("h37-zip-ratio-bomb", "refused-kept", "zip-limit-exceeded", archives.ratio_bomb, ext="zip"),
     _c("h38-ofd-ratio-bomb", "quarantined", "limit-exceeded|ratio", archives.ofd_ratio_bomb, ext="ofd"),
     _c("h39-ofd-nested", "quarantined", _UNREADABLE + "|limit|nest", archives.ofd_nested, ext="ofd"),
     _c("h40-ofd-traversal", "quarantined", _UNREADABLE + "|unsafe", archives.ofd_traversal, ext="ofd"),

@@ -68,6 +68,10 @@ def observe(d: DaemonUnderTest, made: dict[str, bytes | None]) -> dict[str, Outc
         o = Outcome()
         data = made.get(case.id)
         related = list(by_sha.get(hashlib.sha256(data).hexdigest(), [])) if data is not None else []
+        if case.expect == "archive" and data is not None:  # the documents that came out of it
+            digest = hashlib.sha256(data).hexdigest()
+            related += [doc for doc in docs if any((s.details or {}).get("archive_sha256") == digest
+                                                   for s in sources[doc.id])]
         if case.folder == "mail":
             related = [doc for doc in docs if any(case.id in str((s.details or {}).get("message_id"))
                                                   for s in sources[doc.id])]
@@ -152,6 +156,11 @@ def test_case_is_refused_or_quarantined_with_a_clear_reason(run: Run, case: Case
         assert o.refusals and not o.documents, f"{case.id}: refused by content at intake, never a document"
         assert digest in o.refused_sha256, f"{case.id}: the refusal does not name the file's bytes"
         assert run.vault.verify(digest), f"{case.id}: the refused original is not kept in the vault"
+    elif case.expect == "archive":
+        digest = hashlib.sha256(data).hexdigest()
+        assert o.documents and all(doc.sha256 != digest for doc in o.documents), \
+            f"{case.id}: its invoice files are documents, the archive itself is none"
+        assert run.vault.verify(digest), f"{case.id}: the archive itself is not kept"
     elif case.expect == "mail":
         assert run.vault.verify(hashlib.sha256(data).hexdigest()), f"{case.id}: the message itself is not kept"
 
