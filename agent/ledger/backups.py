@@ -316,6 +316,7 @@ class BackupsMixin(BackupReportsMixin, RestoreDrillsMixin, SidecarsMixin):
                 return 0
             if (sidecar or {}).get("kind") in CONTAINER_KINDS:
                 docs = []  # the raw message or archive a document came out of: an original, not a document
+                self._restore_refusals(sha256, sidecar)
             elif not docs:
                 docs = [{"part": 1, "size": size, "source_kind": "restore", "received_at": now,
                          "state": "captured", "sources": []}]
@@ -356,6 +357,20 @@ class BackupsMixin(BackupReportsMixin, RestoreDrillsMixin, SidecarsMixin):
                       "SET state = 'done', done_at = excluded.done_at, sidecar_batch = excluded.sidecar_batch",
                       (sha256, target, now, size, now, now, batch))
             return len(docs)
+
+    def _restore_refusals(self, sha256: str, sidecar: dict) -> None:
+        # Inside restore_documents' transaction: the refusals a no-document
+        # object's sidecar lists (what was refused in a raw e-mail or a zip,
+        # or the refused file itself), each once, so `refused` and the audit
+        # explain the object again after a restore from an older snapshot.
+        for r in sidecar.get("refusals") or []:
+            if not isinstance(r, dict) or not isinstance(r.get("reason"), str):
+                continue
+            row = (r.get("at"), r.get("source"), r.get("name"), r["reason"], sha256)
+            if not self.conn.execute("SELECT 1 FROM refusals WHERE at IS ? AND source IS ? AND name IS ? "
+                                     "AND reason = ? AND sha256 = ?", row).fetchone():
+                self.conn.execute("INSERT INTO refusals (at, source, name, reason, sha256) VALUES (?, ?, ?, ?, ?)",
+                                  row)
 
     def _target_row(self, target: str, now: str) -> None:
         self.conn.execute("INSERT OR IGNORE INTO backup_targets (name, updated_at) VALUES (?, ?)", (target, now))

@@ -394,6 +394,12 @@ def test_an_email_that_gave_no_document_is_backed_up_all_the_same(tmp_path, atta
     assert Vault(tmp_path / "restored" / "state" / "vault").verify(sha)
     with Ledger(tmp_path / "restored" / "state" / "ledger.sqlite3") as ledger:
         assert ledger.list_documents(limit=0) == []
+        # No snapshot was ever stored: the sidecar alone brings back why it
+        # was refused, so `refused` and the audit explain the object again.
+        restored = [(r["name"], r["reason"], r["sha256"]) for r in ledger.refusals()]
+        assert restored == [(refusal["name"], refusal["reason"], sha)]
+        ledger.restore_documents(sha, len(raw), side, target="nas", now=utc(T0), actor="t")
+        assert len(ledger.refusals()) == 1, "restored once, however often the sidecar is read"
 
 
 def test_a_pause_left_from_the_last_run_is_reported_once_at_start(tmp_path, samples_dir, caplog):
