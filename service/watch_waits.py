@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import os
 import time
 from operator import itemgetter
 from pathlib import Path
@@ -50,6 +51,10 @@ class WaitingAccount:
             # One pass over the pending files for both bounds: those said
             # (past `said_after_s`) and those alerted on (WAITING_ALERT_S).
             late, ages = self._late(min(said_after_s, WAITING_ALERT_S), now)
+        # A held file deleted meanwhile is not said to wait: its next look
+        # (up to HOLD_MAX_S / 2 away) would forget it, and status would name
+        # a file that is gone till then. Outside the lock: held files are few.
+        held = [h for h in held if os.path.lexists(h[1])]
         said = [age for age in ages if age > said_after_s]
         late = [item for item in late if item[1] > said_after_s]   # the oldest first: still the oldest
         stuck = [age for age, *_ in held if age >= WAITING_ALERT_S] + [age for age in ages if age >= WAITING_ALERT_S]

@@ -343,3 +343,19 @@ def test_a_restart_keeps_how_long_a_file_has_waited_through_the_heartbeat(tmp_pa
     later.scan()
     later.carry_first_seen({str(f): time.time() + 3600}, time.time())
     assert [round(age) for _, age, _ in later.waiting_long(-1.0)] in ([], [0])
+
+
+def test_a_held_file_deleted_meanwhile_is_no_longer_said_to_wait(tmp_path):
+    clock = FakeClock()
+    w = FolderWatcher([WatchConfig(path=tmp_path, settle_seconds=2.0)], wake=lambda: None, clock=clock)
+    f = tmp_path / "locked.pdf"
+    f.write_bytes(b"x")
+    w.note(f)
+    clock.t += 2.5
+    w.ready()
+    clock.t += 2.5
+    assert w.ready() == [f]
+    w.hold(f, 600.0, why="cannot be read just now: locked")
+    assert str(f) in w.waits()["files_held"]
+    f.unlink()   # its next look is 300 s away
+    assert "files_held" not in w.waits()
