@@ -54,7 +54,9 @@ class WaitingAccount:
         # A held file deleted meanwhile is not said to wait: its next look
         # (up to HOLD_MAX_S / 2 away) would forget it, and status would name
         # a file that is gone till then. Outside the lock: held files are few.
-        held = [h for h in held if os.path.lexists(h[1])]
+        # Only "no such file" is gone: one in a folder the agent may list but
+        # not search (a PermissionError) is held for that very reason.
+        held = [h for h in held if not _gone(h[1])]
         said = [age for age in ages if age > said_after_s]
         late = [item for item in late if item[1] > said_after_s]   # the oldest first: still the oldest
         stuck = [age for age, *_ in held if age >= WAITING_ALERT_S] + [age for age in ages if age >= WAITING_ALERT_S]
@@ -147,3 +149,13 @@ class WaitingAccount:
                     "(or renamed to its final name)")
         return (f"still being written or changed (last changed {now - p.stable_since:.0f} s ago): taken once "
                 f"unchanged for {p.watch.settle_seconds:g} s")
+
+
+def _gone(path: Path) -> bool:
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
