@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 
 from agent import beneath
 from agent.beneath import Identity
-from agent.errors import CaptureError, SourceGone, SourceUnavailable
+from agent.errors import CaptureError, SourceForbidden, SourceGone, SourceUnavailable
 from agent.filenames import readable_name, storable
 from agent.fsutil import is_link_at
 from agent.extract.sniff import sniff
@@ -129,7 +129,7 @@ def _open_at(path: Path, name, flags: int, *, dirfd: int | None, follow_symlinks
             raise CaptureError(f"{path}: broken symlink (its target does not exist)") from None
         raise
     except PermissionError:
-        raise CaptureError(f"{path}: permission denied (the agent's user cannot read it)") from None
+        raise SourceForbidden(f"{path}: permission denied (the agent's user cannot read it)") from None
     except OSError as e:
         raise _describe(path, name, dirfd, e) from None
 

@@ -53,6 +53,12 @@ class SourceGone(CaptureError):
     is nothing left to take or to explain under that name."""
 
 
+class SourceForbidden(CaptureError):
+    """The agent's user may not read the source file (its mode or owner):
+    refused, unless it is the very file captured there before and only its
+    mode changed since (service/intake.py)."""
+
+
 class ExtractError(AgentError):
     """A file could not be read as an invoice. `reason` is a short stable code.
 

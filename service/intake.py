@@ -30,7 +30,7 @@ from agent.beneath import Escapes, Identity, RootReplaced
 from agent.capture import (UNREADABLE_FORMATS, Captured, UnsupportedFormat, open_source, record_file,
                            store_file)
 from agent.config import WatchConfig
-from agent.errors import CaptureError, IllegalTransition, SourceGone, SourceUnavailable
+from agent.errors import CaptureError, IllegalTransition, SourceForbidden, SourceGone, SourceUnavailable
 from agent.extract.sniff import sniff
 from agent.ledger import Ledger
 from agent.ledger.rows import parse_utc
@@ -140,6 +140,20 @@ class Intake(ArchiveIntake, GroupedIntake):
             log.warning("a file cannot be read just now; tried again later", extra={"path": key, "error": str(e)})
             return IntakeResult([], hold_s=SOURCE_RETRY_S, hold_backoff=True,
                                 hold_why=f"cannot be read just now: {_after_path(str(e), path)}")
+        except SourceForbidden as e:
+            if st is not None and self.ledger.captured_here_before(key, ino=st.st_ino, size=st.st_size,
+                                                                   mtime_ns=st.st_mtime_ns):
+                # The very file captured here before (same inode, size and
+                # mtime), whose mode or owner changed since (chmod, chown):
+                # nothing arrived, and nothing is refused.
+                def again() -> list[int]:
+                    self.ledger.remember_file(key, st.st_size, st.st_mtime_ns, ino=st.st_ino,
+                                              ctime_ns=st.st_ctime_ns, outcome="captured", now=now)
+                    log.info("file seen again unchanged (its mode or owner changed: the agent's user cannot "
+                             "read it now); no new arrival", extra={"path": key})
+                    return []
+                return self._later(again)
+            return self._refuse(path, watch, st, str(e), now=now)
         except CaptureError as e:
             if e.transient:  # the vault's disk: every file waits (IntakeStep pauses intake)
                 log.error("capture failed; will retry", extra={"path": key, "error": str(e)})

@@ -148,3 +148,30 @@ def test_a_watched_folder_unreadable_at_start_is_watched_by_events_once_readable
     finally:
         assert d.stop() == 0
     assert_ledger_sound(d.config)
+
+
+def test_a_kept_file_made_unreadable_after_its_capture_is_not_refused(tmp_path, samples_dir):
+    # chmod 000 (or a chown) on a file already taken, kept in place: its
+    # ctime changed, so a rescan looks at it again and cannot open it. It
+    # is the very file captured (same inode, size, mtime): nothing arrived,
+    # and a refusal beside its delivered document would be false. A new
+    # file the service cannot read is still refused.
+    d = daemon_without_dac(tmp_path, rescan_s=1)
+    d.start()
+    try:
+        drop(tmp_path / "scan", "kept.xml", good_invoice(samples_dir, 8801))
+        d.wait_until(lambda: list((tmp_path / "out").rglob("*.xml")), 30, "the invoice delivered")
+        (tmp_path / "scan" / "kept.xml").chmod(0)
+        drop(tmp_path / "scan", "new.xml", good_invoice(samples_dir, 8802))
+        (tmp_path / "scan" / "new.xml").chmod(0)
+        d.wait_until(lambda: any("no new arrival" in line for line in d.lines), 15, "the kept file seen again")
+        d.wait_until(lambda: any("new.xml" in line and "refused" in line for line in d.lines), 15,
+                     "the new unreadable file refused")
+        with d.ledger() as ledger:
+            refused = [(r["name"], r["reason"]) for r in ledger.refusals()]
+        assert [name for name, _ in refused] == ["new.xml"], refused
+        assert "permission denied" in refused[0][1]
+    finally:
+        assert d.stop() == 0
+    (tmp_path / "scan" / "new.xml").chmod(0o644)
+    assert_ledger_sound(d.config)
