@@ -147,13 +147,16 @@ class Daemon:
         # Before this run's first heartbeat: files the last run named as
         # waiting keep their age (`carry_first_seen`), so a restart does not
         # resolve an open intake-stuck alert.
-        beat = self.ledger.heartbeat() or {}
+        # Never fatal: the heartbeat row is the agent's own, but a damaged
+        # one must cost the carry-over, not the start.
         try:
+            beat = self.ledger.heartbeat() or {}
             first_seen = json.loads(beat.get("details") or "{}").get("files_first_seen")
-        except (ValueError, AttributeError):
-            first_seen = None
-        if isinstance(first_seen, dict) and first_seen:
-            self.watcher.carry_first_seen(first_seen, time.time())
+            if isinstance(first_seen, dict) and first_seen:
+                self.watcher.carry_first_seen(first_seen, time.time())
+        except Exception as e:  # noqa: BLE001 - a bad row, whatever it holds
+            log.warning("the last run's waiting times could not be read; waits are counted from now",
+                        extra={"error": str(e)[:200]})
 
     def _start_watcher(self) -> FolderWatcher:
         # Only folders that are still the ones first watched (after a reload
@@ -183,9 +186,12 @@ class Daemon:
         for loop in self.loops:
             loop.finish(float(self.cfg.backup_policy["shutdown_snapshot_s"]))
         left = self.ledger.counts()[State.CAPTURED.value]
-        not_watched = {r.path: r.reason for r in self.refused_roots}
-        self.ledger.beat(pid=os.getpid(), now=now(), activity="stopped",
-                         details=json.dumps({"folders_not_watched": not_watched}) if not_watched else None)
+        last = {}
+        if not_watched := {r.path: r.reason for r in self.refused_roots}:
+            last["folders_not_watched"] = not_watched
+        if first_seen := self.watcher.waits().get("files_first_seen"):
+            last["files_first_seen"] = first_seen  # the next run goes on counting their wait
+        self.ledger.beat(pid=os.getpid(), now=now(), activity="stopped", details=json.dumps(last) if last else None)
         self.ledger.close()
         log.info("stopped", extra={"left_captured": left})
         if self.state_folder.lock_fd is not None:

@@ -75,9 +75,12 @@ class WaitingAccount:
             out["files_waiting_count"] = len(said)
             out["files_waiting_oldest_s"] = round(late[0][1])
         if named or late:
+            # [first seen (Unix time), inode]: the next run carries the time
+            # over only to this very file, not a new one under its name.
             wall = time.time()
-            out["files_first_seen"] = {str(path): round(wall - age, 1) for age, path, *_ in named} | {
-                str(path): round(wall - age, 1) for path, age, _ in late[:WAITS_NAMED]}
+            out["files_first_seen"] = {str(path): [round(wall - age, 1), ino] for age, path in
+                                       [(h[0], h[1]) for h in named] + [(w[1], w[0]) for w in late[:WAITS_NAMED]]
+                                       if (ino := _inode(path)) is not None}
         if stuck:
             # Held or still written WAITING_ALERT_S on: a WARNING and an alert.
             out["files_stuck_count"] = len(stuck)
@@ -102,20 +105,30 @@ class WaitingAccount:
 
     def carry_first_seen(self, first_seen: dict, wall_now: float) -> int:
         """After a restart: each file pending here that the last run's
-        heartbeat named (`files_first_seen`: path -> Unix time) keeps when
-        that run first saw it, so `status` and the alerts go on counting its
-        wait, and an open intake-stuck alert is not resolved by the restart
-        and opened again 30 min later. A time in the future (the clock set
-        back) counts as now. Returns how many files it applied to."""
-        carried = 0
+        heartbeat named (`files_first_seen`: path -> [Unix time, inode])
+        keeps when that run first saw it, so `status` and the alerts go on
+        counting its wait, and an open intake-stuck alert is not resolved by
+        the restart and opened again 30 min later. Only the very file named
+        (its inode) carries it; a time that is no finite number after 1970 is
+        ignored, and one in the future (the clock set back) counts as now.
+        Returns how many files it applied to."""
+        with self._lock:
+            pending = {str(path): path for path in self._pending}
+        ages = {}
+        for key, entry in first_seen.items():
+            path = pending.get(key) if isinstance(key, str) else None
+            if path is None or not isinstance(entry, list) or len(entry) != 2:
+                continue
+            at, ino = entry
+            if (isinstance(at, (int, float)) and not isinstance(at, bool) and isinstance(ino, int)
+                    and not isinstance(ino, bool) and 0 < at < 1e11 and _inode(path) == ino):
+                ages[path] = max(0.0, wall_now - float(at))
         with self._lock:
             now = self.clock()
-            for path, p in self._pending.items():
-                at = first_seen.get(str(path))
-                if isinstance(at, (int, float)) and not isinstance(at, bool):
-                    p.noted_at = min(p.noted_at, now - max(0.0, wall_now - float(at)))
-                    carried += 1
-        return carried
+            for path, age in ages.items():
+                if (p := self._pending.get(path)) is not None:
+                    p.noted_at = min(p.noted_at, now - age)
+        return len(ages)
 
     def waiting_long(self, seconds: float) -> list[tuple[Path, float, str]]:
         """Files first seen more than `seconds` ago and not ready to take
@@ -159,3 +172,10 @@ def _gone(path: Path) -> bool:
     except OSError:
         return False
     return False
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return os.lstat(path).st_ino
+    except OSError:
+        return None

@@ -1,5 +1,5 @@
-"""A restart keeps how long a file has waited: the new run starts from the
-last heartbeat's `files_first_seen`, so a file a writer never stops
+"""A restart, after a crash or a clean stop, keeps how long a file has
+waited: the new run starts from the last heartbeat's `files_first_seen`, so a file a writer never stops
 changing is still stuck (a WARNING, an open intake-stuck alert) right after
 the restart, not resolved and alerted again 30 min later."""
 
@@ -24,8 +24,9 @@ def test_a_file_stuck_before_a_restart_is_still_stuck_after_it(tmp_path):
     # The last run's heartbeat, as it left it when it was stopped.
     with Ledger(tmp_path / "state" / "ledger.sqlite3") as ledger:
         ledger.beat(pid=1, now="2026-12-03T10:00:00.000000Z", activity="working",
-                    details=json.dumps({"files_first_seen": {str(growing): forty_min_ago,
-                                                             str(tmp_path / "scan" / "gone.pdf"): forty_min_ago}}))
+                    details=json.dumps({"files_first_seen": {
+                        str(growing): [forty_min_ago, growing.stat().st_ino],
+                        str(tmp_path / "scan" / "gone.pdf"): [forty_min_ago, 1]}}))
     stop = threading.Event()
 
     def write_forever() -> None:
@@ -48,6 +49,13 @@ def test_a_file_stuck_before_a_restart_is_still_stuck_after_it(tmp_path):
                            30, "status --check WARNING naming the file stuck since before the restart")
         out = got.stdout + got.stderr
         assert "40 min" in out or "41 min" in out, out
+        # A clean restart (systemctl restart, an upgrade): the "stopped"
+        # heartbeat carries the waits over too.
+        assert d.stop() == 0
+        d.start()
+        again = d.wait_until(lambda: (r := check()).returncode == 1 and "endless.pdf" in r.stdout + r.stderr and r,
+                             30, "still stuck after a clean restart")
+        assert "40 min" in again.stdout + again.stderr or "41 min" in again.stdout + again.stderr
     finally:
         stop.set()
         writer.join()

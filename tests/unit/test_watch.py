@@ -329,7 +329,8 @@ def test_a_restart_keeps_how_long_a_file_has_waited_through_the_heartbeat(tmp_pa
     grow(old, clock, f, range(1890, 1900))
     beat = json.loads(json.dumps(old.waits()))   # as the ledger stores it
     assert beat["files_stuck_oldest_s"] == 1899
-    assert abs(time.time() - beat["files_first_seen"][str(f)] - 1899) < 5
+    at, ino = beat["files_first_seen"][str(f)]
+    assert abs(time.time() - at - 1899) < 5 and ino == f.stat().st_ino
 
     restarted = FakeClock()   # another process: its own monotonic clock
     new = FolderWatcher(config, wake=lambda: None, clock=restarted)
@@ -341,8 +342,15 @@ def test_a_restart_keeps_how_long_a_file_has_waited_through_the_heartbeat(tmp_pa
     # A first-seen time in the future (the clock set back) is now, never a negative wait.
     later = FolderWatcher(config, wake=lambda: None, clock=FakeClock())
     later.scan()
-    later.carry_first_seen({str(f): time.time() + 3600}, time.time())
+    later.carry_first_seen({str(f): [time.time() + 3600, ino]}, time.time())
     assert [round(age) for _, age, _ in later.waiting_long(-1.0)] in ([], [0])
+    # Only that very file: another one under its name, and times that are
+    # no number of seconds since 1970 (a damaged row), carry nothing.
+    for entry in ([at, ino + 1], [10 ** 400, ino], [float("-inf"), ino], [float("nan"), ino], [at], at, [True, ino]):
+        other = FolderWatcher(config, wake=lambda: None, clock=FakeClock())
+        other.scan()
+        assert other.carry_first_seen({str(f): entry}, time.time()) == 0, entry
+        assert "files_stuck_count" not in other.waits()
 
 
 def test_a_held_file_deleted_meanwhile_is_no_longer_said_to_wait(tmp_path):
