@@ -108,7 +108,8 @@ def zip_rows(ledger: Ledger, vault: Vault, data: bytes, sha256: str, *, name: st
             if r.filename == contents.shown:
                 whole = reason
             else:
-                ledger.record_refusal(source=refused_in, name=r.filename, sha256=sha256, reason=reason, now=now)
+                ledger.record_refusal(source=refused_in, name=r.filename, sha256=sha256, reason=reason, now=now,
+                                      once=True)
         if not contents.attachments and whole is None:
             whole = ("no-invoice: the zip archive holds no invoice file" + (
                 f"; its {len(contents.refusals)} other files are listed under {contents.shown}/"
@@ -116,7 +117,7 @@ def zip_rows(ledger: Ledger, vault: Vault, data: bytes, sha256: str, *, name: st
         if whole is not None:
             # An original all the same: the refusal says so to the operator
             # and gets it backed up.
-            ledger.record_refusal(source=refused_in, name=own_name, sha256=sha256, reason=whole, now=now)
+            ledger.record_refusal(source=refused_in, name=own_name, sha256=sha256, reason=whole, now=now, once=True)
         log.info("zip archive taken" if contents.attachments else "refused", extra={
             "path": shown_path, "files": len(contents.attachments), "refused": len(contents.refusals),
             "new": len(docs), "sha256": sha256, **({"reason": whole} if whole else {})})

@@ -225,11 +225,17 @@ class Ledger(DocumentsMixin, DeliveriesMixin, DeliveryOperatorsMixin, BackupsMix
         return dict(row) if row else None
 
     def record_refusal(self, *, source: str | None, name: str | None, reason: str, now: str,
-                       sha256: str | None = None) -> int:
+                       sha256: str | None = None, once: bool = False) -> int:
         """Remember a file or attachment that was refused, with its reason.
         `sha256` names the vault object it came in (an e-mail message), which
-        backups then mirror like any original."""
+        backups then mirror like any original. With `once`, a refusal of the
+        same object, source, name and reason already recorded is kept as it
+        is (its id is returned): the same bytes taken again."""
         with self.transaction() as c:
+            if once and sha256 is not None and (row := c.execute(
+                    "SELECT id FROM refusals WHERE sha256 = ? AND source IS ? AND name IS ? AND reason = ? LIMIT 1",
+                    (sha256, source, name, reason)).fetchone()):
+                return row[0]
             return c.execute("INSERT INTO refusals (at, source, name, reason, sha256) VALUES (?, ?, ?, ?, ?)",
                              (now, source, name, reason, sha256)).lastrowid
 

@@ -316,7 +316,7 @@ class BackupsMixin(BackupReportsMixin, RestoreDrillsMixin, SidecarsMixin):
                 return 0
             if (sidecar or {}).get("kind") in CONTAINER_KINDS:
                 docs = []  # the raw message or archive a document came out of: an original, not a document
-                self._restore_refusals(sha256, sidecar)
+                self._restore_refusals(sha256, sidecar, now)
             elif not docs:
                 docs = [{"part": 1, "size": size, "source_kind": "restore", "received_at": now,
                          "state": "captured", "sources": []}]
@@ -358,22 +358,33 @@ class BackupsMixin(BackupReportsMixin, RestoreDrillsMixin, SidecarsMixin):
                       (sha256, target, now, size, now, now, batch))
             return len(docs)
 
-    def _restore_refusals(self, sha256: str, sidecar: dict) -> None:
+    def _restore_refusals(self, sha256: str, sidecar: dict, now: str) -> None:
         # Inside restore_documents' transaction: the refusals a no-document
         # object's sidecar lists (what was refused in a raw e-mail or a zip,
         # or the refused file itself), each once, so `refused` and the audit
         # explain the object again after a restore from an older snapshot.
-        for r in sidecar.get("refusals") or []:
-            if not isinstance(r, dict) or not isinstance(r.get("reason"), str):
+        # A sidecar is a file on a backup target: a field of the wrong kind
+        # is taken as text (or the restore's time), never a failed restore.
+        refusals = sidecar.get("refusals")
+        for r in refusals if isinstance(refusals, list) else []:
+            if not isinstance(r, dict) or r.get("reason") is None:
                 continue
-            row = (r.get("at"), r.get("source"), r.get("name"), r["reason"], sha256)
-            if not self.conn.execute("SELECT 1 FROM refusals WHERE at IS ? AND source IS ? AND name IS ? "
-                                     "AND reason = ? AND sha256 = ?", row).fetchone():
+            row = (_text(r.get("at")) or now, _text(r.get("source")), _text(r.get("name")), _text(r["reason"]))
+            if not self.conn.execute("SELECT 1 FROM refusals WHERE sha256 = ? AND at = ? AND source IS ? "
+                                     "AND name IS ? AND reason = ?", (sha256, *row)).fetchone():
                 self.conn.execute("INSERT INTO refusals (at, source, name, reason, sha256) VALUES (?, ?, ?, ?, ?)",
-                                  row)
+                                  (*row, sha256))
 
     def _target_row(self, target: str, now: str) -> None:
         self.conn.execute("INSERT OR IGNORE INTO backup_targets (name, updated_at) VALUES (?, ?)", (target, now))
+
+
+def _text(value: Any) -> str | None:
+    # A sidecar's field as the ledger's TEXT column holds it: at most 1,000
+    # characters of its text, or its JSON when it is not text.
+    if value is None:
+        return None
+    return (value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str))[:1000]
 
 
 def _json(value: Any) -> str | None:

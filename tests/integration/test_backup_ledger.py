@@ -483,3 +483,26 @@ def test_documents_rebuilt_from_sidecars_keep_their_ids(tmp_path, samples_dir):
     assert restore(nas, out, now=T0, actor="test").recovered_documents == 8
     with Ledger(out / "ledger.sqlite3") as ledger:
         assert {d.id: d.sha256 for d in ledger.list_documents(limit=0)} == ids
+
+
+def test_a_sidecar_with_odd_refusals_restores_what_it_can_once(tmp_path):
+    # A sidecar is a file on a backup target (hand-edited, damaged, or
+    # tampered with): a field of the wrong kind must not fail the restore of
+    # the object, let alone of every object after it.
+    sha = "ab" * 32
+    sidecar = {"sha256": sha, "kind": "refused-file", "document_ids": [], "refusals": [
+        {"at": "2026-12-01T08:00:00.000000Z", "source": "/srv/scan", "name": "junk.bin",
+         "reason": "unsupported-format: not a PDF"},
+        {"reason": "no-invoice"},                                   # no time: the restore's
+        {"at": ["not", "text"], "source": {"a": 1}, "name": 5, "reason": "odd"},
+        {"at": "2026-12-01T08:00:00.000000Z", "reason": None},      # no reason: nothing to say
+        "not a refusal", None]}
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+        for _ in range(2):   # read again (a batch and its older sidecar): once
+            assert ledger.restore_documents(sha, 10, sidecar, target="nas", now=utc(T0), actor="t") == 0
+        rows = sorted(((r["name"] or ""), r["reason"], r["at"]) for r in ledger.refusals())
+        assert rows == [("", "no-invoice", utc(T0)), ("5", "odd", '["not", "text"]'),
+                        ("junk.bin", "unsupported-format: not a PDF", "2026-12-01T08:00:00.000000Z")]
+        assert all(r["sha256"] == sha for r in ledger.refusals())
+        ledger.restore_documents(sha, 10, {**sidecar, "refusals": "not a list"}, target="nas", now=utc(T0),
+                                 actor="t")
