@@ -110,7 +110,11 @@ def command(ctx: click.Context, paths: tuple[Path, ...], no_process: bool, quiet
                     known += archive.known
                     to_process.extend(d for d in docs if d not in to_process)
                     if archive.refused:
-                        echo(f"REFUSED {path}: nothing in it was taken (see `fapiao-agent refused`)", err=True)
+                        # Nothing of it is in the ledger but its refusal: a
+                        # failure for the exit status, so `ingest x.zip && rm
+                        # x.zip` stops here.
+                        failures.append(f"{path}: refused, nothing in it was taken")
+                        echo(f"FAIL {path}: refused, nothing in it was taken (see `fapiao-agent refused`)", err=True)
                     elif not quiet and len(candidates) <= 50:
                         echo(f"ok   {path} -> zip archive: " + (
                             f"documents {', '.join(map(str, docs))}" if docs else "no new document")

@@ -275,3 +275,21 @@ def test_a_folder_entry_that_carries_bytes_is_refused_not_dropped(tmp_path):
     intake.take(watch.path / "dir.zip", watch, now=NOW, today=TODAY)
     reasons = {r["name"]: r["reason"] for r in ledger.refusals()}
     assert any(r.startswith("directory-with-data") for r in reasons.values()), reasons
+
+
+def test_ingest_of_an_archive_nothing_is_taken_from_fails_and_records_its_refusals_once(tmp_path, samples_dir):
+    archive = zip_of(invoices(samples_dir))
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "cut.zip").write_bytes(archive[: len(archive) // 2])
+    (tmp_path / "in" / "junk.zip").write_bytes(zip_of({"a.txt": b"x"}))
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(DEFAULT_CONFIG, encoding="utf-8")
+    for _ in range(2):
+        r = CliRunner().invoke(main, ["--config", str(cfg), "ingest", "--no-process", str(tmp_path / "in")],
+                               catch_exceptions=False)
+        assert r.exit_code == 1, r.output   # `ingest x.zip && rm x.zip` must stop here
+        assert "FAIL" in r.output and "cut.zip: refused, nothing in it was taken" in r.output
+        assert "0 new, 0 already known, 2 failed" in r.output
+    with Ledger(load_config(cfg).ledger_path) as ledger:
+        names = sorted(r["name"] for r in ledger.refusals())
+    assert names == ["cut.zip", "junk.zip", "junk.zip/a.txt"], "each refusal once, however often taken"
