@@ -141,19 +141,17 @@ class Intake(ArchiveIntake, GroupedIntake):
             return IntakeResult([], hold_s=SOURCE_RETRY_S, hold_backoff=True,
                                 hold_why=f"cannot be read just now: {_after_path(str(e), path)}")
         except SourceForbidden as e:
-            if st is not None and self.ledger.captured_here_before(key, ino=st.st_ino, size=st.st_size,
-                                                                   mtime_ns=st.st_mtime_ns):
-                # The very file captured here before (same inode, size and
-                # mtime), whose mode or owner changed since (chmod, chown):
-                # nothing arrived, and nothing is refused.
-                def again() -> list[int]:
-                    self.ledger.remember_file(key, st.st_size, st.st_mtime_ns, ino=st.st_ino,
-                                              ctime_ns=st.st_ctime_ns, outcome="captured", now=now)
-                    log.info("file seen again unchanged (its mode or owner changed: the agent's user cannot "
-                             "read it now); no new arrival", extra={"path": key})
-                    return []
-                return self._later(again)
-            return self._refuse(path, watch, st, str(e), now=now)
+            # Refused, as the agent cannot know what it holds now. When the
+            # very file captured here before (same inode, size and mtime)
+            # became unreadable (a chmod or chown after its capture), the
+            # refusal says so: nothing is lost if only its mode changed, but
+            # bytes written over it with its mtime kept (cp -p) would be.
+            earlier = st is not None and self.ledger.captured_here_before(
+                key, ino=st.st_ino, size=st.st_size, mtime_ns=st.st_mtime_ns)
+            return self._refuse(path, watch, st, str(e) + (
+                f"; it looks like the file captured from here before (document {earlier}: same inode, size and "
+                "modification time): if only its mode or owner changed, that capture is current; if it was "
+                "written again, make it readable to have it taken" if earlier else ""), now=now)
         except CaptureError as e:
             if e.transient:  # the vault's disk: every file waits (IntakeStep pauses intake)
                 log.error("capture failed; will retry", extra={"path": key, "error": str(e)})

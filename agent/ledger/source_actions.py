@@ -107,14 +107,16 @@ class SourceActionsMixin:
             "AND f.outcome = 'captured' AND d.sha256 = ? AND d.part = 1 LIMIT 1",
             (original_path, ino, sha256)).fetchone() is not None
 
-    def captured_here_before(self, path: str, *, ino: int, size: int, mtime_ns: int) -> bool:
-        """Whether the file at `path` (this inode, size and mtime; its ctime
-        may have changed since: a chmod or chown) is the one captured there
-        last (seen_files) and has an arrival from that path."""
-        return self.conn.execute(
-            "SELECT 1 FROM seen_files f WHERE f.path = ? AND f.ino = ? AND f.size = ? AND f.mtime_ns = ? "
-            "AND f.outcome = 'captured' AND EXISTS (SELECT 1 FROM sources s WHERE s.original_path = f.path) "
-            "LIMIT 1", (path, ino, size, mtime_ns)).fetchone() is not None
+    def captured_here_before(self, path: str, *, ino: int, size: int, mtime_ns: int) -> int | None:
+        """The document last captured from `path` when the file there now
+        has the inode, size and mtime remembered for it (its ctime may
+        differ: a chmod, a chown, or bytes written over it with the mtime
+        kept); else None."""
+        row = self.conn.execute(
+            "SELECT s.document_id FROM seen_files f JOIN sources s ON s.original_path = f.path WHERE f.path = ? "
+            "AND f.ino = ? AND f.size = ? AND f.mtime_ns = ? AND f.outcome = 'captured' ORDER BY s.id DESC "
+            "LIMIT 1", (path, ino, size, mtime_ns)).fetchone()
+        return row[0] if row else None
 
     def same_archive_again(self, original_path: str, ino: int, sha256: str) -> bool:
         """Whether the zip archive at `original_path` is the very one taken
