@@ -354,11 +354,7 @@ def test_a_restart_keeps_how_long_a_file_has_waited_through_the_heartbeat(tmp_pa
 
 
 def test_a_held_file_deleted_meanwhile_is_no_longer_said_to_wait(tmp_path):
-    clock = FakeClock()
-    w = FolderWatcher([WatchConfig(path=tmp_path, settle_seconds=2.0)], wake=lambda: None, clock=clock)
-    f = tmp_path / "locked.pdf"
-    f.write_bytes(b"x")
-    w.note(f)
+    clock, _, w, f = watching_one_file(tmp_path)
     clock.t += 2.5
     w.ready()
     clock.t += 2.5
