@@ -266,7 +266,11 @@ def _restore_object(ledger: Ledger, vault: Vault, target: BackupTarget, sha: str
 
 
 def _arrived_after(sidecar: dict, at: dt.datetime) -> bool:
-    times = [d.get("received_at") for d in sidecar.get("documents") or [] if isinstance(d, dict)]
+    # When its first document arrived; for an object that is no document
+    # (a raw e-mail, a zip archive, a refused file), when it was first refused.
+    docs, refusals = sidecar.get("documents"), sidecar.get("refusals")
+    times = [d.get("received_at") for d in (docs if isinstance(docs, list) else []) if isinstance(d, dict)] or [
+        r.get("at") for r in (refusals if isinstance(refusals, list) else []) if isinstance(r, dict)]
     try:
         first = min(parse_utc(t) for t in times if isinstance(t, str))
     except ValueError:

@@ -506,3 +506,38 @@ def test_a_sidecar_with_odd_refusals_restores_what_it_can_once(tmp_path):
         assert all(r["sha256"] == sha for r in ledger.refusals())
         ledger.restore_documents(sha, 10, {**sidecar, "refusals": "not a list"}, target="nas", now=utc(T0),
                                  actor="t")
+
+
+def test_restore_at_a_time_leaves_out_refusals_made_after_it(tmp_path, samples_dir):
+    # `backup restore --at T` gives the ledger as it was at T: a file
+    # refused after T (its sidecar says when) is not brought back.
+    from agent.config import WatchConfig
+    from agent.mail import MailLimits
+    from service.intake import Intake
+
+    scan = tmp_path / "scan"
+    scan.mkdir()
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    target = open_target({"name": "nas", "url": f"file://{nas}"})
+    watch = WatchConfig(path=scan, kind="scanner")
+    with Ledger(tmp_path / "state" / "ledger.sqlite3") as ledger:
+        vault = Vault(tmp_path / "state" / "vault")
+        intake = Intake(ledger, vault, max_bytes=10 << 20, mail_limits=MailLimits(), actor="t")
+        (scan / "inv.xml").write_bytes(invoice_xml(samples_dir, 1))
+        assert intake.take(scan / "inv.xml", watch, now=utc(T0), today=T0.date()).documents
+        drain(ledger, vault, target)
+        snapshot_step(ledger, target, now=T0)
+        later = T0 + dt.timedelta(minutes=10)
+        (scan / "junk.bin").write_bytes(b"\x00\x01 not an invoice")
+        assert intake.take(scan / "junk.bin", watch, now=utc(later), today=later.date()).refused
+        drain(ledger, vault, target, now=later)
+    early = restore(target, tmp_path / "early" / "state", now=T0 + dt.timedelta(hours=1), actor="t",
+                    at=T0 + dt.timedelta(minutes=5))
+    assert early.skipped_after_at == 1
+    with Ledger(tmp_path / "early" / "state" / "ledger.sqlite3") as ledger:
+        assert ledger.refusals() == []
+    full = restore(target, tmp_path / "full" / "state", now=T0 + dt.timedelta(hours=1), actor="t")
+    assert full.skipped_after_at == 0
+    with Ledger(tmp_path / "full" / "state" / "ledger.sqlite3") as ledger:
+        assert [r["name"] for r in ledger.refusals()] == ["junk.bin"]
