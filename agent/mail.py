@@ -103,14 +103,13 @@ def _several(messages: list[tuple[MailHeaders, slice, slice]], collector: _Colle
 
 class ZipContents(NamedTuple):
     """`read_zip`'s answer: the invoice files taken, the members refused
-    (and why), and whether the archive itself could be read (False: it is
-    refused whole, e.g. `zip-corrupt` for one cut short or still being
-    written, and nothing in it was taken)."""
+    (and why), and the archive's name as they give it. A refusal named
+    `shown` itself refuses the archive whole (`zip-corrupt` for one cut
+    short or still being written, an Office file): nothing in it was taken."""
 
     attachments: list[Attachment]
     refusals: list[Refusal]
-    opened: bool
-    shown: str   # the archive's name as its members' `from_zip` and refusals give it
+    shown: str
 
 
 def read_zip(data: bytes, name: str, limits: MailLimits = DEFAULT_MAIL_LIMITS) -> ZipContents:
@@ -120,15 +119,14 @@ def read_zip(data: bytes, name: str, limits: MailLimits = DEFAULT_MAIL_LIMITS) -
     same zip limits), except that one archive may hold as many invoice
     files as it may hold members (a bulk download from the tax platform
     holds hundreds), and is not itself refused for its size (the agent's
-    max_file_mb took it in); its members are, past the same limits. Every member not taken
-    is a Refusal; a member's `from_zip` names the archive (`name`,
-    sanitised). Never raises."""
+    max_file_mb took it in); its members are, past the same limits. Every
+    member not taken is a Refusal; a member's `from_zip` names the archive
+    (`name`, sanitised). Never raises."""
     zl = limits.zip_limits
     collector = _Collector(replace(limits, max_attachments=max(limits.max_attachments, zl.max_members),
                                    max_total_bytes=max(limits.max_total_bytes, zl.max_total_bytes)))
     shown = collector.take_archive(bytes(data), name)
-    opened = not any(r.filename == shown for r in collector.refusals)
-    return ZipContents(collector.attachments, collector.refusals, opened, shown)
+    return ZipContents(collector.attachments, collector.refusals, shown)
 
 
 def iter_maildir(root: Path) -> Iterator[Path]:

@@ -53,7 +53,7 @@ class ZipWrite:
     file; it is then refused under its own name, and its file stays where
     it is."""
 
-    def __init__(self, write: Callable[[], list[int]], contents: ZipContents):
+    def __init__(self, write: Callable[[], tuple[list[int], int]], contents: ZipContents):
         self._write, self.contents, self.known = write, contents, 0
 
     def write(self) -> list[int]:
