@@ -146,9 +146,8 @@ class Daemon:
     def _carry_first_seen(self) -> None:
         # Before this run's first heartbeat: files the last run named as
         # waiting keep their age (`carry_first_seen`), so a restart does not
-        # resolve an open intake-stuck alert.
-        # Never fatal: the heartbeat row is the agent's own, but a damaged
-        # one must cost the carry-over, not the start.
+        # resolve an open intake-stuck alert. Never fatal: a damaged row
+        # costs the carry-over, not the start.
         try:
             beat = self.ledger.heartbeat() or {}
             first_seen = json.loads(beat.get("details") or "{}").get("files_first_seen")

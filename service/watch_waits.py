@@ -42,8 +42,9 @@ class WaitingAccount:
         (seconds since the oldest was first seen), and `files_stuck_count`
         and `files_stuck_oldest_s` for the held and still-written files first
         seen agent.health.WAITING_ALERT_S ago or more, and `files_first_seen`:
-        when each file named was first seen (Unix time), which the next run
-        starts from (`carry_first_seen`). {} when none."""
+        when each file named was first seen, and its inode ([Unix time,
+        inode]), which the next run starts from (`carry_first_seen`). {}
+        when none."""
         out: dict = {}
         with self._lock:
             now = self.clock()
