@@ -28,6 +28,7 @@ _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, Valu
                IndexError, KeyError, OverflowError, UnicodeDecodeError, RuntimeError)
 
 _EOCD_SIG = b"PK\x05\x06"
+_SPAN_MARKERS = (b"PK\x07\x08", b"PK00")
 _ZIP64_LOCATOR_SIG = b"PK\x06\x07"
 _ZIP64_EOCD_SIG = b"PK\x06\x06"
 _EOCD_SEARCH = 22 + 65535  # fixed record plus the longest possible comment
@@ -217,7 +218,8 @@ def _open(data: bytes, limits: ZipLimits, depth: int, budget: _Budget) -> SafeZi
         raise ExtractError("corrupt", f"not a readable zip: {exc}") from None
     if len(infos) > limits.max_members:
         raise ExtractError("limit-exceeded", f"zip has {len(infos)} members, limit {limits.max_members}")
-    if infos and (start := min(i.header_offset for i in infos)) != 0:
+    # (A single-segment "spanned" archive begins with a 4-byte marker.)
+    if infos and (start := min(i.header_offset for i in infos)) != 0 and data[:start] not in _SPAN_MARKERS:
         # The directory found describes a zip that starts further in: the
         # file is cut short right after a zip stored inside it (whose end
         # record zipfile took for the file's own), or has bytes before its

@@ -262,3 +262,26 @@ def test_fuzz_mutated_zips_raise_only_extract_errors(flips, cut):
                 pass
     except ExtractError:
         pass
+
+
+def test_an_archive_found_further_in_than_byte_0_is_corrupt_but_a_span_marker_is_not():
+    # A zip of zips, stored and cut short right after its first member, ends
+    # with that member's own end record: zipfile opens it as that member.
+    import io as _io
+    import zipfile as _zipfile
+
+    from agent.errors import ExtractError as _ExtractError
+    from agent.safezip import open_zip as _open_zip
+
+    def stored(members):
+        out = _io.BytesIO()
+        with _zipfile.ZipFile(out, "w", _zipfile.ZIP_STORED) as z:
+            for name, data in members.items():
+                z.writestr(name, data)
+        return out.getvalue()
+    inner = stored({"a.xml": b"<a/>"})
+    outer = stored({"inner.zip": inner, "b.xml": b"<b/>"})
+    cut = outer[: outer.index(inner) + len(inner)]
+    with pytest.raises(_ExtractError, match="not a whole zip"):
+        _open_zip(cut)
+    assert _open_zip(b"PK\x07\x08" + inner).names() == ["a.xml"]
