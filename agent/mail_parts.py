@@ -13,6 +13,7 @@ import re
 
 from agent.errors import ExtractError
 from agent.extract.sniff import sniff
+from agent.filenames import readable_name
 from agent.mail_types import Attachment, MailLimits, Refusal
 from agent.mailnames import (MEDIA_TYPES, content_type, disposition, display_name, display_text, filename_of,
                              header_text, sanitise_filename)
@@ -164,8 +165,10 @@ class _Collector:
     def take_archive(self, data: bytes, raw_name: str | None) -> str:
         """Expand a zip archive that came on its own (dropped in a folder)
         as an attached one is expanded, whatever its own size; returns the
-        name it is shown by."""
-        name = sanitise_filename(raw_name, "zip", self.index)
+        name it is shown by: its file's, as a document's name is shown
+        (`readable_name`: GBK read as such, other bytes as \\xNN, never
+        U+FFFD, which would make two names look alike)."""
+        name = readable_name(raw_name) if raw_name else "archive.zip"
         self._expand_zip(data, name)
         return name
 

@@ -293,3 +293,14 @@ def test_ingest_of_an_archive_nothing_is_taken_from_fails_and_records_its_refusa
     with Ledger(load_config(cfg).ledger_path) as ledger:
         names = sorted(r["name"] for r in ledger.refusals())
     assert names == ["cut.zip", "junk.zip", "junk.zip/a.txt"], "each refusal once, however often taken"
+
+
+def test_two_archives_whose_names_differ_in_bytes_that_are_not_text_are_told_apart(tmp_path):
+    intake, ledger, vault, watch = setup(tmp_path)
+    for raw in (b"caf\xe8.zip", b"caf\xe9.zip"):
+        name = os.fsdecode(raw)
+        (watch.path / name).write_bytes(zip_of({"a.txt": b"x"}))
+        intake.take(watch.path / name, watch, now=NOW, today=TODAY)
+    members = sorted(r["name"] for r in ledger.refusals() if r["name"].endswith("a.txt"))
+    assert members == ["caf\\xe8.zip/a.txt", "caf\\xe9.zip/a.txt"]
+    assert_sound(ledger, vault)
