@@ -369,11 +369,13 @@ class BackupsMixin(BackupReportsMixin, RestoreDrillsMixin, SidecarsMixin):
         for r in refusals if isinstance(refusals, list) else []:
             if not isinstance(r, dict) or r.get("reason") is None:
                 continue
-            row = (_text(r.get("at")) or now, _text(r.get("source")), _text(r.get("name")), _text(r["reason"]))
-            if not self.conn.execute("SELECT 1 FROM refusals WHERE sha256 = ? AND at = ? AND source IS ? "
-                                     "AND name IS ? AND reason = ?", (sha256, *row)).fetchone():
+            at, row = _text(r.get("at")), (_text(r.get("source")), _text(r.get("name")), _text(r["reason"]))
+            # Without a time of its own it is matched without one (a second
+            # restore gives it another `now`).
+            if not self.conn.execute("SELECT 1 FROM refusals WHERE sha256 = ? AND source IS ? AND name IS ? "
+                                     "AND reason = ? AND (? IS NULL OR at = ?)", (sha256, *row, at, at)).fetchone():
                 self.conn.execute("INSERT INTO refusals (at, source, name, reason, sha256) VALUES (?, ?, ?, ?, ?)",
-                                  (*row, sha256))
+                                  (at or now, *row, sha256))
 
     def _target_row(self, target: str, now: str) -> None:
         self.conn.execute("INSERT OR IGNORE INTO backup_targets (name, updated_at) VALUES (?, ?)", (target, now))

@@ -498,8 +498,9 @@ def test_a_sidecar_with_odd_refusals_restores_what_it_can_once(tmp_path):
         {"at": "2026-12-01T08:00:00.000000Z", "reason": None},      # no reason: nothing to say
         "not a refusal", None]}
     with Ledger(tmp_path / "ledger.sqlite3") as ledger:
-        for _ in range(2):   # read again (a batch and its older sidecar): once
-            assert ledger.restore_documents(sha, 10, sidecar, target="nas", now=utc(T0), actor="t") == 0
+        for hours in range(2):   # read again, later (a batch and its older sidecar, a resumed restore): once
+            assert ledger.restore_documents(sha, 10, sidecar, target="nas", now=utc(T0 + dt.timedelta(hours=hours)),
+                                            actor="t") == 0
         rows = sorted(((r["name"] or ""), r["reason"], r["at"]) for r in ledger.refusals())
         assert rows == [("", "no-invoice", utc(T0)), ("5", "odd", '["not", "text"]'),
                         ("junk.bin", "unsupported-format: not a PDF", "2026-12-01T08:00:00.000000Z")]

@@ -239,3 +239,26 @@ def test_backed_up_count_one_target_or_several_counts_each_original_once(ledger)
                       (("nas", "s3"), 0): 1, (("nas", "s3"), 2): 1}
     assert ledger.backed_up_count(["nas"], 1) == {"objects": 5, "backed_up": 3, "documents": 5,
                                                   "documents_backed_up": 3}
+
+
+def test_looking_up_a_refusal_of_an_object_does_not_read_all_its_refusals(tmp_path):
+    # A zip of 2,000 junk members dropped under 50 names leaves 100,000
+    # refusals naming one object; recording one more "once", or restoring
+    # one from a sidecar, must find its match by the index, not by reading
+    # them all (46 s a drop before the index covered name and source).
+    sha = "cd" * 32
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+        with ledger.transaction() as c:
+            c.executemany("INSERT INTO refusals (at, source, name, reason, sha256) VALUES (?, ?, ?, ?, ?)",
+                          [("2026-12-01T08:00:00.000000Z", "zip /scan/a.zip", f"a.zip/{i}.txt", "junk", sha)
+                           for i in range(5000)])
+        steps = []
+        ledger.conn.set_progress_handler(lambda: steps.append(1), 100)   # every 100 VM instructions
+        ledger.record_refusal(source="zip /scan/a.zip", name="a.zip/4999.txt", reason="junk", sha256=sha,
+                              now="2026-12-02T08:00:00.000000Z", once=True)
+        ledger.restore_documents(sha, 1, {"kind": "zip-archive", "refusals": [
+            {"source": "zip /scan/a.zip", "name": "a.zip/17.txt", "reason": "junk"}]},
+            target="nas", now="2026-12-02T08:00:00.000000Z", actor="t")
+        ledger.conn.set_progress_handler(None, 0)
+        assert len(steps) < 100, f"{len(steps) * 100} VM instructions for two lookups among 5,000 rows"
+        assert ledger.conn.execute("SELECT count(*) FROM refusals").fetchone()[0] == 5000
