@@ -8,6 +8,7 @@ ledger connections. Signals only set flags that the main loop reads.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -20,6 +21,8 @@ import schedule
 from agent.config import Config, load_config
 from agent.config_paths import check_paths, reload_refusal
 from agent.errors import AgentError, ConfigError
+from agent.filenames import storable
+from agent.ledger import utc
 from agent.mail import MailLimits
 from agent.model import State
 from agent.validate import ValidationSettings
@@ -152,10 +155,21 @@ class Daemon:
             beat = self.ledger.heartbeat() or {}
             first_seen = json.loads(beat.get("details") or "{}").get("files_first_seen")
             if isinstance(first_seen, dict) and first_seen:
-                self.watcher.carry_first_seen(first_seen, time.time())
+                self.watcher.carry_first_seen({path: entry for path, entry in first_seen.items()
+                                               if not self._handled_since(path, entry)}, time.time())
         except Exception as e:  # noqa: BLE001 - a bad row, whatever it holds
             log.warning("the last run's waiting times could not be read; waits are counted from now",
                         extra={"error": str(e)[:200]})
+
+    def _handled_since(self, path: str, entry) -> bool:
+        # A file under that name captured or refused since it was first seen
+        # was that file: one there now is new (ext4 may give it the very
+        # inode at once), and its wait starts now.
+        if not (isinstance(path, str) and isinstance(entry, list) and entry
+                and isinstance(entry[0], (int, float)) and 0 < entry[0] < 1e11):
+            return False   # carry_first_seen refuses it anyway
+        since = utc(dt.datetime.fromtimestamp(entry[0], dt.timezone.utc))
+        return self.ledger.handled_since(storable(path), since)
 
     def _start_watcher(self) -> FolderWatcher:
         # Only folders that are still the ones first watched (after a reload

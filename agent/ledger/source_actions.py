@@ -118,6 +118,13 @@ class SourceActionsMixin:
             "LIMIT 1", (path, ino, size, mtime_ns)).fetchone()
         return row[0] if row else None
 
+    def handled_since(self, path: str, at: str) -> bool:
+        """Whether a file at `path` was captured or refused at `at` or later
+        (an arrival from it, or the watcher's files-seen row)."""
+        return self.conn.execute(
+            "SELECT 1 FROM sources WHERE original_path = ? AND at >= ? UNION ALL "
+            "SELECT 1 FROM seen_files WHERE path = ? AND at >= ? LIMIT 1", (path, at, path, at)).fetchone() is not None
+
     def same_archive_again(self, original_path: str, ino: int, sha256: str) -> bool:
         """Whether the zip archive at `original_path` is the very one taken
         there before (service/intake_zip.py): the inode remembered for the

@@ -5,13 +5,14 @@ the restart, not resolved and alerted again 30 min later."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
 import threading
 import time
 
-from agent.ledger import Ledger
+from agent.ledger import Ledger, utc
 from tests.e2e.daemon_harness import DaemonUnderTest
 from tests.support.audit import assert_ledger_sound
 
@@ -61,3 +62,41 @@ def test_a_file_stuck_before_a_restart_is_still_stuck_after_it(tmp_path):
         writer.join()
         assert d.stop() == 0
     assert_ledger_sound(d.config)
+
+
+def test_a_new_file_under_a_name_taken_since_does_not_inherit_the_old_wait(tmp_path):
+    # The last run named scan.pdf as waiting since 40 min, then took it; the
+    # scanner wrote a new scan.pdf while the agent was down, and ext4 gave
+    # it the freed inode. The ledger says the name was taken after that
+    # first sight: the file there now is new, its wait starts now.
+    d = DaemonUnderTest(tmp_path, settle=1.0)
+    scan = tmp_path / "scan" / "scan.pdf"
+    scan.write_bytes(b"%PDF-1.4\n")
+    forty_min_ago = time.time() - 40 * 60
+    st = scan.stat()
+    with Ledger(tmp_path / "state" / "ledger.sqlite3") as ledger:
+        ledger.beat(pid=1, now="2026-12-03T10:00:00.000000Z", activity="working",
+                    details=json.dumps({"files_first_seen": {str(scan): [forty_min_ago, st.st_ino]}}))
+        taken = dt.datetime.fromtimestamp(forty_min_ago + 60, dt.timezone.utc)
+        ledger.remember_file(str(scan), 1, 1, ino=st.st_ino, ctime_ns=1, outcome="captured", now=utc(taken))
+    stop = threading.Event()
+
+    def write_forever() -> None:
+        with open(scan, "ab") as out:
+            while not stop.is_set():
+                out.write(b"% more\n")
+                out.flush()
+                time.sleep(0.2)
+    writer = threading.Thread(target=write_forever)
+    writer.start()
+    try:
+        d.start()
+        d.wait_until(lambda: any("heartbeat" in l or "started" in l for l in d.lines), 10, "started")
+        time.sleep(6)   # a heartbeat or two
+        r = subprocess.run([sys.executable, "-m", "service", "--config", str(d.config), "status", "--check"],
+                           capture_output=True, text=True, timeout=60, cwd=d.root)
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        stop.set()
+        writer.join()
+        assert d.stop() == 0
