@@ -5,6 +5,7 @@ the restart, not resolved and alerted again 30 min later."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import subprocess
@@ -12,13 +13,52 @@ import sys
 import threading
 import time
 
+import pytest
+
 from agent.ledger import Ledger, utc
 from tests.e2e.daemon_harness import DaemonUnderTest
 from tests.support.audit import assert_ledger_sound
 
 
-def test_a_file_stuck_before_a_restart_is_still_stuck_after_it(tmp_path):
+@contextlib.contextmanager
+def kept_growing(path):
+    """A writer appending to `path` every 0.2 s through one open, never
+    closed while it runs: no close event makes the file ready, and it never
+    stays unchanged for its settle time."""
+    stop = threading.Event()
+
+    def write_forever() -> None:
+        with open(path, "ab") as out:
+            while not stop.is_set():
+                out.write(b"% more\n")
+                out.flush()
+                time.sleep(0.2)
+    writer = threading.Thread(target=write_forever)
+    writer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        writer.join()
+
+
+@pytest.fixture
+def daemon_settling_in_1s(tmp_path):
+    """A DaemonUnderTest (settle 1 s) in tmp_path, killed if a test leaves it running."""
     d = DaemonUnderTest(tmp_path, settle=1.0)
+    yield d
+    if d.proc and d.proc.poll() is None:
+        d.proc.kill()
+        d.proc.wait()
+
+
+def check(d: DaemonUnderTest) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "service", "--config", str(d.config), "status", "--check"],
+                          capture_output=True, text=True, timeout=60, cwd=d.root)
+
+
+def test_a_file_stuck_before_a_restart_is_still_stuck_after_it(tmp_path, daemon_settling_in_1s):
+    d = daemon_settling_in_1s
     growing = tmp_path / "scan" / "endless.pdf"
     growing.write_bytes(b"%PDF-1.4\n")
     forty_min_ago = time.time() - 40 * 60
@@ -28,25 +68,9 @@ def test_a_file_stuck_before_a_restart_is_still_stuck_after_it(tmp_path):
                     details=json.dumps({"files_first_seen": {
                         str(growing): [forty_min_ago, growing.stat().st_ino],
                         str(tmp_path / "scan" / "gone.pdf"): [forty_min_ago, 1]}}))
-    stop = threading.Event()
-
-    def write_forever() -> None:
-        # One open, never closed while the test runs: no close event makes
-        # the file ready, and it never stays unchanged for its settle time.
-        with open(growing, "ab") as out:
-            while not stop.is_set():
-                out.write(b"% more\n")
-                out.flush()
-                time.sleep(0.2)
-    writer = threading.Thread(target=write_forever)
-    writer.start()
-    try:
+    with kept_growing(growing):
         d.start()
-
-        def check() -> subprocess.CompletedProcess:
-            return subprocess.run([sys.executable, "-m", "service", "--config", str(d.config), "status", "--check"],
-                                  capture_output=True, text=True, timeout=60, cwd=d.root)
-        got = d.wait_until(lambda: (r := check()).returncode == 1 and "endless.pdf" in r.stdout + r.stderr and r,
+        got = d.wait_until(lambda: (r := check(d)).returncode == 1 and "endless.pdf" in r.stdout + r.stderr and r,
                            30, "status --check WARNING naming the file stuck since before the restart")
         out = got.stdout + got.stderr
         assert "40 min" in out or "41 min" in out, out
@@ -54,22 +78,19 @@ def test_a_file_stuck_before_a_restart_is_still_stuck_after_it(tmp_path):
         # heartbeat carries the waits over too.
         assert d.stop() == 0
         d.start()
-        again = d.wait_until(lambda: (r := check()).returncode == 1 and "endless.pdf" in r.stdout + r.stderr and r,
+        again = d.wait_until(lambda: (r := check(d)).returncode == 1 and "endless.pdf" in r.stdout + r.stderr and r,
                              30, "still stuck after a clean restart")
         assert "40 min" in again.stdout + again.stderr or "41 min" in again.stdout + again.stderr
-    finally:
-        stop.set()
-        writer.join()
         assert d.stop() == 0
     assert_ledger_sound(d.config)
 
 
-def test_a_new_file_under_a_name_taken_since_does_not_inherit_the_old_wait(tmp_path):
+def test_a_new_file_under_a_name_taken_since_does_not_inherit_the_old_wait(tmp_path, daemon_settling_in_1s):
     # The last run named scan.pdf as waiting since 40 min, then took it; the
     # scanner wrote a new scan.pdf while the agent was down, and ext4 gave
     # it the freed inode. The ledger says the name was taken after that
     # first sight: the file there now is new, its wait starts now.
-    d = DaemonUnderTest(tmp_path, settle=1.0)
+    d = daemon_settling_in_1s
     scan = tmp_path / "scan" / "scan.pdf"
     scan.write_bytes(b"%PDF-1.4\n")
     forty_min_ago = time.time() - 40 * 60
@@ -79,24 +100,9 @@ def test_a_new_file_under_a_name_taken_since_does_not_inherit_the_old_wait(tmp_p
                     details=json.dumps({"files_first_seen": {str(scan): [forty_min_ago, st.st_ino]}}))
         taken = dt.datetime.fromtimestamp(forty_min_ago + 60, dt.timezone.utc)
         ledger.remember_file(str(scan), 1, 1, ino=st.st_ino, ctime_ns=1, outcome="captured", now=utc(taken))
-    stop = threading.Event()
-
-    def write_forever() -> None:
-        with open(scan, "ab") as out:
-            while not stop.is_set():
-                out.write(b"% more\n")
-                out.flush()
-                time.sleep(0.2)
-    writer = threading.Thread(target=write_forever)
-    writer.start()
-    try:
+    with kept_growing(scan):
         d.start()
-        d.wait_until(lambda: any("heartbeat" in l or "started" in l for l in d.lines), 10, "started")
         time.sleep(6)   # a heartbeat or two
-        r = subprocess.run([sys.executable, "-m", "service", "--config", str(d.config), "status", "--check"],
-                           capture_output=True, text=True, timeout=60, cwd=d.root)
+        r = check(d)
         assert r.returncode == 0, r.stdout + r.stderr
-    finally:
-        stop.set()
-        writer.join()
         assert d.stop() == 0
