@@ -105,9 +105,10 @@ def _opened(path: Path, *, max_bytes: int, follow_symlinks: bool, root: Path | N
         with os.fdopen(fd, "rb", closefd=False) as stream:
             yield stream, st
     except CaptureError as e:
+        # Named by its path, whatever it is (SourceUnavailable, a vault's
+        # error): the same error, its kind and fields kept, its text prefixed.
         if str(path) not in str(e):
-            raise (SourceUnavailable(f"{path}: {e}") if isinstance(e, SourceUnavailable)
-                   else CaptureError(f"{path}: {e}", transient=e.transient)) from None
+            e.args = (f"{path}: {e}", *e.args[1:])
         raise
     except OSError as e:  # reading the source (the vault's own errors are CaptureErrors)
         raise SourceUnavailable(f"{path}: read failed: {e.strerror}") from None
