@@ -155,21 +155,13 @@ class Daemon:
             beat = self.ledger.heartbeat() or {}
             first_seen = json.loads(beat.get("details") or "{}").get("files_first_seen")
             if isinstance(first_seen, dict) and first_seen:
-                self.watcher.carry_first_seen({path: entry for path, entry in first_seen.items()
-                                               if not self._handled_since(path, entry)}, time.time())
+                # A file under that name captured or refused since it was
+                # first seen was that file: one there now is new.
+                self.watcher.carry_first_seen(first_seen, time.time(), taken_since=lambda path, at: (
+                    self.ledger.handled_since(storable(path), utc(dt.datetime.fromtimestamp(at, dt.timezone.utc)))))
         except Exception as e:  # noqa: BLE001 - a bad row, whatever it holds
             log.warning("the last run's waiting times could not be read; waits are counted from now",
                         extra={"error": str(e)[:200]})
-
-    def _handled_since(self, path: str, entry) -> bool:
-        # A file under that name captured or refused since it was first seen
-        # was that file: one there now is new (ext4 may give it the very
-        # inode at once), and its wait starts now.
-        if not (isinstance(path, str) and isinstance(entry, list) and entry
-                and isinstance(entry[0], (int, float)) and 0 < entry[0] < 1e11):
-            return False   # carry_first_seen refuses it anyway
-        since = utc(dt.datetime.fromtimestamp(entry[0], dt.timezone.utc))
-        return self.ledger.handled_since(storable(path), since)
 
     def _start_watcher(self) -> FolderWatcher:
         # Only folders that are still the ones first watched (after a reload

@@ -12,6 +12,7 @@ import os
 import time
 from operator import itemgetter
 from pathlib import Path
+from typing import Callable
 
 from agent.health import WAITING_ALERT_S
 
@@ -104,15 +105,18 @@ class WaitingAccount:
                 if path in first:
                     p.noted_at = min(p.noted_at, first[path])
 
-    def carry_first_seen(self, first_seen: dict, wall_now: float) -> int:
+    def carry_first_seen(self, first_seen: dict, wall_now: float,
+                         taken_since: Callable[[str, float], bool] = lambda path, at: False) -> int:
         """After a restart: each file pending here that the last run's
         heartbeat named (`files_first_seen`: path -> [Unix time, inode])
         keeps when that run first saw it, so `status` and the alerts go on
         counting its wait, and an open intake-stuck alert is not resolved by
         the restart and opened again 30 min later. Only the very file named
-        (its inode) carries it; a time that is no finite number after 1970 is
-        ignored, and one in the future (the clock set back) counts as now.
-        Returns how many files it applied to."""
+        carries it: the same inode, and no file under its name taken since
+        (`taken_since(path, time)`: a new file may get a freed inode at
+        once). A time that is no finite number after 1970 is ignored, and
+        one in the future (the clock set back) counts as now. Returns how
+        many files it applied to."""
         with self._lock:
             pending = {str(path): path for path in self._pending}
         ages = {}
@@ -122,7 +126,8 @@ class WaitingAccount:
                 continue
             at, ino = entry
             if (isinstance(at, (int, float)) and not isinstance(at, bool) and isinstance(ino, int)
-                    and not isinstance(ino, bool) and 0 < at < 1e11 and _inode(path) == ino):
+                    and not isinstance(ino, bool) and 0 < at < 1e11 and _inode(path) == ino
+                    and not taken_since(key, float(at))):
                 ages[path] = max(0.0, wall_now - float(at))
         with self._lock:
             now = self.clock()
