@@ -39,7 +39,7 @@ from agent.vault import Staged, Vault
 from service import source_steps
 from service.intake_group import GroupedIntake, IntakeResult
 from service.intake_mail import MailUnfinished, NotAMessage, shown, store_mail
-from service.intake_zip import ArchiveIntake, may_be_archive
+from service.intake_zip import ArchiveIntake, is_archive
 from agent.filenames import storable
 from service.source_steps import act, log_act, processed_folder
 from service.watch_names import MAIL_UNFINISHED_GRACE_S, TEMP_GRACE_S, system_name, temporary_name
@@ -123,8 +123,8 @@ class Intake(ArchiveIntake, GroupedIntake):
                 return mail
             stored = store_file(self.vault, path, max_bytes=self.max_bytes, root=watch.path,
                                 refuse_unreadable=True, stage=True)
-            if may_be_archive(stored.head) and (archive := self._take_zip(path, watch, stored, label, now=now,
-                                                                          today=today)) is not None:
+            if is_archive(stored.head) and (archive := self._take_zip(path, watch, stored, label, now=now,
+                                                                      today=today)) is not None:
                 return archive
         except UnsupportedFormat as e:
             # Junk by its content (text, random bytes): refused as cheaply as an

@@ -9,7 +9,8 @@ hash (`archive_sha256`), so the archive is backed up, described in its
 backup sidecar and known to the audit, as a raw e-mail is.
 
 A zip whose head is a zip may still be an OFD (its `OFD.xml` is named in
-the central directory, at the end): `is_archive` looks at every byte."""
+the central directory, at the end): `is_archive` looks at every byte
+before an archive is unpacked."""
 
 from __future__ import annotations
 
@@ -33,14 +34,10 @@ from service.source_steps import act, log_act, processed_folder
 log = logging.getLogger("fapiao.intake")
 
 
-def may_be_archive(head: bytes) -> bool:
-    """Whether a file starting with `head` may be a zip archive rather
-    than an invoice file (`is_archive` decides, on all of its bytes)."""
-    return sniff(head) == "zip"
-
-
 def is_archive(data: bytes) -> bool:
-    """Whether `data` is a zip archive, not an OFD (a zip with `OFD.xml`)."""
+    """Whether `data` is a zip archive, not an OFD (a zip with `OFD.xml`).
+    On a file's first bytes, True only says it may be one: an OFD whose
+    OFD.xml is named last is told apart by all of its bytes."""
     return sniff(data) == "zip"
 
 

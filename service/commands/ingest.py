@@ -20,7 +20,7 @@ from service.display import local_time
 from service.ingest_guard import ingest_admission
 from service.intake_mail import is_message, mail_rows
 from agent.filenames import storable
-from service.intake_zip import is_archive, may_be_archive, zip_rows
+from service.intake_zip import is_archive, zip_rows
 from agent.mail import MailLimits
 from service.progress import Progress
 from service.textsafe import echo
@@ -99,7 +99,7 @@ def command(ctx: click.Context, paths: tuple[Path, ...], no_process: bool, quiet
                     echo(f"ok   {path} -> e-mail: " + (f"documents {', '.join(map(str, docs))}" if docs else
                                                       "no new document (see `fapiao-agent refused`)"))
                 continue
-            if may_be_archive(stored.head):
+            if is_archive(stored.head):
                 # A zip archive (an OFD is taken as a file): its invoice
                 # files become documents, as in a watched folder.
                 commit_group()
