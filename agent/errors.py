@@ -55,8 +55,8 @@ class SourceGone(CaptureError):
 
 class SourceForbidden(CaptureError):
     """The agent's user may not read the source file (its mode or owner):
-    refused, unless it is the very file captured there before and only its
-    mode changed since (service/intake.py)."""
+    refused; when it looks like the file captured there before (a chmod
+    after its capture), the refusal names that capture (service/intake.py)."""
 
 
 class ExtractError(AgentError):

@@ -130,6 +130,7 @@ class IntakeStep:
         if taken and self.paused and not paused:
             self._resume()  # only now: the group's files are in the vault and the ledger
         return taken, at, paused
+
     def _pause(self, reason: str) -> None:
         if self.paused is None:
             self._paused_since = time.monotonic()

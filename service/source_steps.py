@@ -11,8 +11,8 @@ holds the very file that was captured.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import errno
+import logging
 import os
 from pathlib import Path
 
