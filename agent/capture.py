@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 from agent import beneath
 from agent.beneath import Identity
 from agent.errors import CaptureError, SourceForbidden, SourceGone, SourceUnavailable
-from agent.filenames import readable_name, storable
+from agent.filenames import exact_path, readable_name
 from agent.fsutil import is_link_at
 from agent.extract.sniff import sniff
 from agent.ledger import Ledger
@@ -312,4 +312,4 @@ def _record(ledger: Ledger, sha256: str, size: int, head: bytes, *, source_kind:
 
 def _stored_path(text: str | None) -> str | None:
     # Exact, as arrivals and files seen are matched on (see agent/filenames.py).
-    return None if text is None else storable(text)
+    return None if text is None else exact_path(text)

@@ -3,9 +3,14 @@
 Linux file names are bytes; Python hands the ones that are not UTF-8 over
 with surrogate escapes, which SQLite (UTF-8 only) refuses. Two spellings,
 each for one use:
-- `storable`: the name exactly, the bytes that are not UTF-8 as \\xNN. Used
-  for paths the ledger matches on (arrivals, files seen, refusals), so two
-  different names never become one.
+- `storable`: the name exactly, the bytes that are not UTF-8 as \\xNN: what
+  logs, refusals and reasons show.
+- `exact_path`: `storable`, and a backslash the name itself has before
+  "x" and two hex digits written \\x5c. Used for the paths the ledger
+  matches on (arrivals, files seen), so two different names never become
+  one: a file literally named `inv\\xe8.xml` beside one whose name has the
+  byte 0xe8 would otherwise share one key, and each would be taken again
+  at every rescan as the other's row replaced its own.
 - `readable_name`: what a person reads. Chinese Windows shares and
   scanners often write GBK names, which a Samba share without charset
   conversion passes through as bytes; those read as the Chinese they are.
@@ -13,12 +18,37 @@ each for one use:
 
 from __future__ import annotations
 
+import re
+
 
 def storable(text: str) -> str:
     """`text` with the surrogate escapes of a non-UTF-8 file name turned into
-    \\xNN, so SQLite (which stores UTF-8 only) takes it; one spelling per
-    name, and different names stay different."""
+    \\xNN, so SQLite (which stores UTF-8 only) takes it, for people and
+    logs; never U+FFFD. A name literally holding "\\xe8" is spelled as the
+    byte 0xe8 is: match on `exact_path`, not on this."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+_ESCAPE_LOOKALIKE = re.compile(r"\\(?=x[0-9a-fA-F]{2})")
+
+
+def exact_path(text: str) -> str:
+    """`text` spelled for the ledger's lookups on a path: `storable`, with
+    every backslash of the name itself that starts what reads as an escape
+    (\\ before x and two hex digits) written \\x5c. Guarantees: two
+    different names never get one spelling; a name without such a
+    backslash is spelled as `storable` spells it (ledgers made before keep
+    their keys). Not idempotent: apply it to a name, never to its spelling."""
+    if "\\x" in text:
+        text = _ESCAPE_LOOKALIKE.sub(r"\\x5c", text)
+    return storable(text)
+
+
+def storable_from_exact(spelling: str) -> str:
+    """The `storable` spelling of a name given in its `exact_path` spelling
+    (every \\x5c there is a backslash of the name: `storable` never writes
+    one), to compare it with names kept as people read them (refusals)."""
+    return spelling.replace("\\x5c", "\\")
 
 
 def readable_name(text: str) -> str:

@@ -11,7 +11,7 @@ import stat
 from pathlib import Path
 from typing import Callable, Iterator
 
-from agent.filenames import storable
+from agent.filenames import exact_path, storable
 from agent.ledger import Ledger
 
 _DATED = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
@@ -52,7 +52,7 @@ def unhandled_files(ledger: Ledger, watched: list[tuple[str, str]], *, now: dt.d
                 continue
             if not stat.S_ISREG(st.st_mode) or st.st_ctime_ns > cutoff_ns:
                 continue
-            key = storable(str(path))  # as intake keys the files it has seen
+            key = exact_path(str(path))  # as intake keys the files it has seen
             if ledger.seen_file(key, st.st_size, st.st_mtime_ns, ino=st.st_ino, ctime_ns=st.st_ctime_ns) is None:
                 yield key, None
         yield from _unlisted(unreadable)

@@ -21,7 +21,7 @@ import schedule
 from agent.config import Config, load_config
 from agent.config_paths import check_paths, reload_refusal
 from agent.errors import AgentError, ConfigError
-from agent.filenames import storable
+from agent.filenames import exact_path
 from agent.ledger import utc
 from agent.mail import MailLimits
 from agent.model import State
@@ -158,7 +158,7 @@ class Daemon:
                 # A file under that name captured or refused since it was
                 # first seen was that file: one there now is new.
                 self.watcher.carry_first_seen(first_seen, time.time(), taken_since=lambda path, at: (
-                    self.ledger.handled_since(storable(path), utc(dt.datetime.fromtimestamp(at, dt.timezone.utc)))))
+                    self.ledger.handled_since(exact_path(path), utc(dt.datetime.fromtimestamp(at, dt.timezone.utc)))))
         except Exception as e:  # noqa: BLE001 - a bad row, whatever it holds
             log.warning("the last run's waiting times could not be read; waits are counted from now",
                         extra={"error": str(e)[:200]})

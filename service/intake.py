@@ -40,7 +40,7 @@ from service import source_steps
 from service.intake_group import GroupedIntake, IntakeResult
 from service.intake_mail import MailUnfinished, NotAMessage, shown, store_mail
 from service.intake_zip import ArchiveIntake, is_archive
-from agent.filenames import storable
+from agent.filenames import exact_path, storable
 from service.source_steps import act, log_act, processed_folder
 from service.watch_names import MAIL_UNFINISHED_GRACE_S, TEMP_GRACE_S, system_name, temporary_name
 
@@ -95,7 +95,7 @@ class Intake(ArchiveIntake, GroupedIntake):
         except OSError as e:
             st = None
             log.warning("cannot stat file", extra={"path": storable(str(path)), "error": e.strerror})
-        key = storable(str(path))
+        key = exact_path(str(path))
         if st is not None and self.ledger.seen_file(key, st.st_size, st.st_mtime_ns, ino=st.st_ino,
                                                     ctime_ns=st.st_ctime_ns):
             return IntakeResult([], skipped=True)
@@ -214,8 +214,8 @@ class Intake(ArchiveIntake, GroupedIntake):
         # a flood gives one line a minute with a count; every file has its row.)
         # The refused bytes are made durable with the group's others, before
         # its rows: a refusal row never names bytes the vault may lose.
-        key, reason = storable(str(path)), storable(reason)
-        log.warning("refused", extra={"path": key, "reason": reason, "sha256": staged.sha256 if staged else ""})
+        key, reason = exact_path(str(path)), storable(reason)
+        log.warning("refused", extra={"path": storable(str(path)), "reason": reason, "sha256": staged.sha256 if staged else ""})
         if staged is not None:
             self._group.staged.append(staged)
 
@@ -242,7 +242,7 @@ class Intake(ArchiveIntake, GroupedIntake):
         if path.parent.name == "new" and not keep:  # Maildir: new/ -> cur/ once taken
             self._group.acts.append(lambda: self._to_cur(path, watch, ident, now=now))
         elif watch.after == "keep" or keep:
-            self.ledger.remember_file(storable(str(path)), st.st_size, st.st_mtime_ns, ino=st.st_ino,
+            self.ledger.remember_file(exact_path(str(path)), st.st_size, st.st_mtime_ns, ino=st.st_ino,
                                       ctime_ns=st.st_ctime_ns, outcome="captured", now=now)
         else:
             self._group.acts.append(lambda: log_act(path, *act(watch.path, path, ident, watch.after,
@@ -251,12 +251,12 @@ class Intake(ArchiveIntake, GroupedIntake):
     def _after_scan(self, path: Path, watch: WatchConfig, got: Captured, *, now: str) -> None:
         # What a scanner file's capture owes its source: rows now, in the
         # group; its move or delete only after the COMMIT, once it was read.
-        key = storable(str(path))
+        key = exact_path(str(path))
         if not got.steady:
             # Written to while it was read: not remembered, so it is taken again
             # once it settles; the capture made now is never the reason to act.
             log.info("source changed while it was read; left in place to settle again",
-                     extra={"path": key, "document": got.document_id})
+                     extra={"path": storable(str(path)), "document": got.document_id})
             return
         ident = got.source
         if watch.after == "keep":
@@ -282,7 +282,7 @@ class Intake(ArchiveIntake, GroupedIntake):
                 st = beneath.lstat_beneath(watch.path, dest)
             except (OSError, Escapes):
                 continue  # gone or swapped meanwhile: taken (or refused) like any other file
-            self.ledger.remember_file(storable(str(dest)), st.st_size, st.st_mtime_ns, ino=st.st_ino,
+            self.ledger.remember_file(exact_path(str(dest)), st.st_size, st.st_mtime_ns, ino=st.st_ino,
                                       ctime_ns=st.st_ctime_ns, outcome="captured", now=now)
 
     def finish_sources(self, watches: list[WatchConfig], *, now: str, today: dt.date,
@@ -299,8 +299,8 @@ class Intake(ArchiveIntake, GroupedIntake):
         # by this one instead of waiting in quarantine. So is one of the same
         # size holding zeros where these bytes were written since: a writer
         # that sized the file first (Explorer copying over SMB does).
-        shown_path = storable(str(path))  # as capture recorded it
-        for doc in self.ledger.earlier_captures(shown_path, exclude_id=got.document_id):
+        shown_path = storable(str(path))
+        for doc in self.ledger.earlier_captures(exact_path(str(path)), exclude_id=got.document_id):
             if doc.size > got.size or not self._written_over(doc.sha256, doc.size, got.sha256):
                 continue
             how = ("were the beginning" if doc.size < got.size

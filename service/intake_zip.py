@@ -24,7 +24,7 @@ from agent.capture import StoredFile, record_bytes
 from agent.config import WatchConfig
 from agent.errors import CaptureError
 from agent.extract.sniff import sniff
-from agent.filenames import storable
+from agent.filenames import exact_path, storable
 from agent.ledger import Ledger
 from agent.mail import MailLimits, ZipContents, read_zip
 from agent.vault import Staged, Vault
@@ -64,11 +64,11 @@ class ZipWrite:
         return not self.contents.attachments
 
 
-def zip_rows(ledger: Ledger, vault: Vault, data: bytes, sha256: str, *, name: str, shown_path: str,
+def zip_rows(ledger: Ledger, vault: Vault, data: bytes, sha256: str, *, name: str, path: str,
              source_kind: str, source: str, label: str | None, limits: MailLimits, now: str, actor: str,
              staged: list[Staged] | None = None) -> ZipWrite:
     """Read the archive `data` (its bytes already in the vault as `sha256`,
-    or staged with them; its file `shown_path`, named `name`), put its
+    or staged with them; its file `path`, named `name`), put its
     invoice files into the vault and return their rows' write: each member
     captured (`source_kind`, `source`; its arrival's path is the archive's,
     its details name the archive and `label`), each refusal recorded naming
@@ -85,14 +85,15 @@ def zip_rows(ledger: Ledger, vault: Vault, data: bytes, sha256: str, *, name: st
         else:
             staged.append(vault.stage_stream(io.BytesIO(att.data)))
             members.append((att, staged[-1]))
-    refused_in, own_name = storable(f"zip {shown_path}"), storable(name)
+    shown_path = storable(path)
+    refused_in, own_name = f"zip {shown_path}", storable(name)
 
     def write() -> tuple[list[int], int]:
         docs, known = [], 0
         for att, put in members:
             got = record_bytes(ledger, put.sha256, put.size, att.data[:4096], name=att.filename,
                                source_kind=source_kind, source=source, now=now, actor=actor,
-                               original_path=shown_path,
+                               original_path=path,
                                details={"from_zip": att.from_zip, "archive_sha256": sha256,
                                         "archive_path": shown_path, "label": label})
             if got.created:
@@ -139,7 +140,7 @@ class ArchiveIntake:
             raise CaptureError(f"vault read failed: {e.strerror or e}", transient=True) from None
         if not is_archive(data):
             return None
-        key = storable(str(path))
+        key = exact_path(str(path))
         if watch.after == "keep" and stored.steady and self.ledger.same_archive_again(key, stored.source.ino,
                                                                                          stored.sha256):
             # The very archive taken here before, kept there: a touch, chmod
@@ -156,7 +157,7 @@ class ArchiveIntake:
         members: list[Staged] = []
         try:
             archive = zip_rows(self.ledger, self.vault, data, stored.sha256, name=path.name,
-                               shown_path=key, source_kind="scanner", source=str(watch.path),
+                               path=str(path), source_kind="scanner", source=str(watch.path),
                                label=label, limits=self.mail_limits, now=now, actor=self.actor, staged=members)
         except BaseException:
             self.vault.discard_staged(members)
@@ -175,7 +176,7 @@ class ArchiveIntake:
         # group is durable), as an e-mail's is; but an archive of which
         # nothing was taken (cut short: its writer may not be done) stays
         # where it is, remembered as refused until it changes.
-        key = storable(str(path))
+        key = exact_path(str(path))
         if not stored.steady:
             log.info("source changed while it was read; left in place to settle again", extra={"path": key})
             return

@@ -19,7 +19,6 @@ from service import access
 from service.display import local_time
 from service.ingest_guard import ingest_admission
 from service.intake_mail import is_message, mail_rows
-from agent.filenames import storable
 from service.intake_zip import is_archive, zip_rows
 from agent.mail import MailLimits
 from service.progress import Progress
@@ -177,7 +176,7 @@ def _ingest_zip(ledger, vault, stored: StoredFile, path: Path, *, limits, actor:
         return None
     if stored.staged is not None:
         vault.commit_staged([stored.staged])
-    archive = zip_rows(ledger, vault, data, stored.sha256, name=path.name, shown_path=storable(str(path)),
+    archive = zip_rows(ledger, vault, data, stored.sha256, name=path.name, path=str(path),
                        source_kind="ingest", source=str(path.parent), label=None, limits=limits, now=now(),
                        actor=actor)
     with ledger.transaction():

@@ -6,13 +6,24 @@ alike; the arrival keeps the exact path."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from agent.filenames import readable_name, storable
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.audit import audit_ledger
+from agent.audit_rules import AuditSettings
+from agent.config import WatchConfig
+from agent.filenames import exact_path, readable_name, storable, storable_from_exact
+from agent.ledger import Ledger
+from agent.mail import MailLimits
+from agent.vault import Vault
+from service.intake import Intake
 from tests.support.audit import assert_ledger_sound
 from tests.support.cli import default_config
 
@@ -58,3 +69,61 @@ def test_gbk_and_latin1_names_are_listed_readable_and_distinct(tmp_path):
     assert "/drop/\\xb7\\xa2Ʊ-һ\\xd4\\xc2.xml" in out, out  # the arrival's exact path
     assert "\ufffd" not in out
     assert_ledger_sound(cfg)
+
+
+def test_exact_path_never_spells_two_names_alike():
+    # A name literally holding "\xe8" and one holding the byte 0xe8 read
+    # alike as `storable` spells them; the ledger's keys must not.
+    literal, byte = "inv\\xe8.xml", os.fsdecode(b"inv\xe8.xml")
+    assert storable(literal) == storable(byte)
+    assert exact_path(literal) != exact_path(byte)
+    assert exact_path("发票.pdf") == "发票.pdf" and exact_path("a\\b.pdf") == "a\\b.pdf"
+    assert exact_path(byte) == storable(byte)  # keys of ledgers made before stay as they were
+    for name in (literal, byte, "a\\x5c", os.fsdecode(b"a\\\xe8"), "\\x5c\\x41"):
+        assert storable_from_exact(exact_path(name)) == storable(name)
+
+
+# Pieces of names: backslashes, "x", hex digits and the bytes they spell.
+_PIECES = (b"\\", b"x", b"e", b"8", b"5", b"c", b"\xe8", b"\xff", b".")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(_PIECES), min_size=1, max_size=8).map(b"".join),
+                min_size=2, max_size=8, unique=True))
+def test_exact_path_is_one_to_one_on_byte_names(names):
+    # Every name its own spelling, and the spelling people read recovered;
+    # each name beside the one whose bytes are its `storable` spelling.
+    names = list(dict.fromkeys(names + [storable(os.fsdecode(n)).encode() for n in names]))
+    spelled = [exact_path(os.fsdecode(n)) for n in names]
+    assert len(set(spelled)) == len(names), list(zip(names, spelled))
+    for n, s in zip(names, spelled):
+        assert storable_from_exact(s) == storable(os.fsdecode(n))
+
+
+def test_a_literal_escape_beside_the_byte_it_reads_as_is_taken_once_each(tmp_path):
+    # Both kept in a watched folder: each is captured once and remembered
+    # under its own key, so a rescan takes neither again (with one key, each
+    # capture replaced the other's row and both were taken at every rescan).
+    (tmp_path / "scan").mkdir()
+    ledger, vault = Ledger(tmp_path / "ledger.sqlite3"), Vault(tmp_path / "vault")
+    intake = Intake(ledger, vault, max_bytes=10 << 20, mail_limits=MailLimits(), actor="t")
+    watch = WatchConfig(path=tmp_path / "scan", kind="scanner", after="keep")
+    template = INVOICE.read_bytes()
+    scan = os.fsencode(tmp_path / "scan")
+    names = [b"inv\\xe8.xml", b"inv\xe8.xml"]
+    for i, raw in enumerate(names):
+        with open(scan + b"/" + raw, "wb") as f:
+            f.write(template.replace(b"00008006", b"%08d" % (31_000_000 + i)))
+    now, today = "2026-12-03T10:00:00.000000Z", dt.date(2026, 12, 3)
+    first = [intake.take(Path(os.fsdecode(scan + b"/" + raw)), watch, now=now, today=today) for raw in names]
+    assert [len(r.documents) for r in first] == [1, 1]
+    for rescan in range(3):
+        again = [intake.take(Path(os.fsdecode(scan + b"/" + raw)), watch, now=now, today=today) for raw in names]
+        assert all(r.skipped and not r.documents for r in again), (rescan, again)
+    arrivals = ledger.conn.execute("SELECT original_path FROM sources ORDER BY id").fetchall()
+    assert len(arrivals) == 2 and arrivals[0][0] != arrivals[1][0], [a[0] for a in arrivals]
+    # Neither is reported as never taken, nor as remembered without an arrival.
+    found = list(audit_ledger(ledger, vault.root, AuditSettings(watched=((str(watch.path), "keep"),),
+                                                                unhandled_after_s=0),
+                              now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=5)))
+    assert not found, found

@@ -42,13 +42,16 @@ def test_a_touched_kept_file_records_no_second_arrival(tmp_path, samples_dir):
     # Deleted and dropped again (a second claim of the same download): a new
     # inode, so an arrival, recorded.
     data = f.read_bytes()
+    # The old inode held by a second name outside the watched folder, so the
+    # new file cannot be given its number (a freed one can be, at once).
+    held = tmp_path / "held"
+    os.link(f, held)
     f.unlink()
-    keep_inode_busy = scan / ".other"
-    keep_inode_busy.write_bytes(b"x")     # so the new file cannot reuse the old inode number
     f.write_bytes(data)
+    assert f.stat().st_ino != held.stat().st_ino
     assert intake.take(f, watch, now=at(1), today=TODAY).documents == []
     assert len(ledger.sources(doc)) == 2
-    keep_inode_busy.unlink()
+    held.unlink()
     # The same bytes under another name are another arrival, recorded.
     g = scan / "copy.xml"
     g.write_bytes(f.read_bytes())
