@@ -104,13 +104,9 @@ def audit_ledger(ledger: Ledger, vault_root: str | Path, settings: AuditSettings
             if not (objects_dir / sha[:2] / sha[2:4] / sha).is_file():
                 yield violation("object-missing", "the original is not in the vault", document=by_document.get(sha),
                          object=sha)
-    for path, unreadable in unhandled_files(ledger, list(settings.watched), now=now,
-                                            older_than_s=settings.unhandled_after_s):
-        if unreadable:
-            yield violation("folder-unreadable", f"{path}: in a watched folder, cannot be listed ({unreadable}): "
-                                                 "its files can be neither taken nor checked")
-        else:
-            yield violation("file-not-taken", f"{path}: in a watched folder, never taken nor refused")
+    for found_there in unhandled_files(ledger, list(settings.watched), now=now,
+                                       older_than_s=settings.unhandled_after_s, known_objects=referenced):
+        yield violation(found_there.code, f"{found_there.path}: {found_there.why}")
 
 
 # -- checks 3 to 7, one document at a time ---------------------------------------------

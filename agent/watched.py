@@ -5,11 +5,12 @@ delivered or explained"."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import re
 import stat
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Collection, Iterator, NamedTuple
 
 from agent.filenames import exact_path, storable
 from agent.ledger import Ledger
@@ -31,20 +32,36 @@ def dated(name: str) -> bool:
     return _DATED.match(name) is not None
 
 
+class Unhandled(NamedTuple):
+    """A file or folder of a watched folder the audit reports: `code` is its
+    rule (file-not-taken, folder-unreadable), `why` says what is wrong."""
+
+    path: str
+    code: str
+    why: str
+
+
 def unhandled_files(ledger: Ledger, watched: list[tuple[str, str]], *, now: dt.datetime,
-                    older_than_s: float) -> Iterator[tuple[str, str | None]]:
-    """Files in the watched folders ((root, after) pairs) that have been
-    there unchanged (by ctime) for more than `older_than_s` and that the
-    ledger never noted as handled (no seen-file row for this very file:
-    path, size, mtime, inode, ctime), as (path, None); and each folder
-    there that cannot be listed (its files can be neither taken nor
-    checked), as (folder, why). A file still settling, or waiting out a
-    temporary name's grace, is younger than that and not reported.
-    Reads the folders and the ledger; writes nothing."""
+                    older_than_s: float, known_objects: Collection[str] = ()) -> Iterator[Unhandled]:
+    """What in the watched folders ((root, after) pairs) was never handled,
+    each as an `Unhandled`:
+    - a file there unchanged (by ctime) for more than `older_than_s` with no
+      seen-file row for this very file (path, size, mtime, inode, ctime);
+    - a file in an after = "move" watch's processed/DATE that the agent did
+      not move there (its inode, device and size are no move's) and whose
+      bytes are none of `known_objects` (the vault hashes the ledger names):
+      put there by hand, so never taken;
+    - a folder that cannot be listed (its files can be neither taken nor
+      checked).
+    A file still settling, or waiting out a temporary name's grace, is
+    younger than `older_than_s` and not reported. Reads the folders and the
+    ledger (and the bytes of processed files that are not the agent's
+    moves); writes nothing."""
     cutoff_ns = int((now.timestamp() - older_than_s) * 1e9)
     for root, after in watched:
         unreadable: list[tuple[Path, OSError]] = []
-        for path, fd, name in entries_under(Path(root), after, lambda f, e: unreadable.append((f, e))):
+        own: list[Path] = []
+        for path, fd, name in entries_under(Path(root), after, lambda f, e: unreadable.append((f, e)), own.append):
             yield from _unlisted(unreadable)
             try:
                 st = os.lstat(name, dir_fd=fd)
@@ -54,19 +71,61 @@ def unhandled_files(ledger: Ledger, watched: list[tuple[str, str]], *, now: dt.d
                 continue
             key = exact_path(str(path))  # as intake keys the files it has seen
             if ledger.seen_file(key, st.st_size, st.st_mtime_ns, ino=st.st_ino, ctime_ns=st.st_ctime_ns) is None:
-                yield key, None
+                yield Unhandled(key, "file-not-taken", "in a watched folder, never taken nor refused")
         yield from _unlisted(unreadable)
+        for folder in own:
+            yield from _put_by_hand(ledger, folder, cutoff_ns, known_objects)
 
 
-def _unlisted(errors: list[tuple[Path, OSError]]) -> Iterator[tuple[str, str]]:
+def _put_by_hand(ledger: Ledger, folder: Path, cutoff_ns: int, known: Collection[str]) -> Iterator[Unhandled]:
+    # The files of one processed/DATE folder (and below) that are not the
+    # agent's: the watcher never looks there, so nothing else would tell.
+    unreadable: list[tuple[Path, OSError]] = []
+    for path, fd, name in entries_under(folder, None, lambda f, e: unreadable.append((f, e))):
+        yield from _unlisted(unreadable)
+        try:
+            st = os.lstat(name, dir_fd=fd)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode) or st.st_ctime_ns > cutoff_ns:
+            continue
+        if ledger.moved_here(dev=st.st_dev, ino=st.st_ino, size=st.st_size):
+            continue
+        try:
+            sha256 = _hash_at(fd, name)
+        except OSError as e:
+            yield Unhandled(storable(str(path)), "file-not-taken",
+                            f"in the agent's processed folder, not moved there by it, and unreadable "
+                            f"({e.strerror or e}): never taken")
+            continue
+        if sha256 not in known:
+            yield Unhandled(storable(str(path)), "file-not-taken",
+                            "in the agent's processed folder, but the agent did not move it there and the "
+                            "ledger does not hold its bytes: put there by hand, it was never taken; move it "
+                            "into the watched folder to have it taken")
+    yield from _unlisted(unreadable)
+
+
+def _hash_at(fd: int, name: str) -> str:
+    h = hashlib.sha256()
+    f = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+    with os.fdopen(f, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _unlisted(errors: list[tuple[Path, OSError]]) -> Iterator[Unhandled]:
     # Folders the walk could not list since the last call, emptied as told.
     for folder, e in errors:
-        yield storable(str(folder)), e.strerror or str(e)
+        yield Unhandled(storable(str(folder)), "folder-unreadable",
+                        f"in a watched folder, cannot be listed ({e.strerror or e}): its files can be neither "
+                        "taken nor checked")
     errors.clear()
 
 
-def entries_under(root: Path, after: str | None, failed: Callable[[Path, OSError], None]
-                  ) -> Iterator[tuple[Path, int, str]]:
+def entries_under(root: Path, after: str | None, failed: Callable[[Path, OSError], None],
+                  own: Callable[[Path], None] | None = None) -> Iterator[tuple[Path, int, str]]:
     """Every entry below `root` but its folders and the agent's own (an
     after = "move" watch's processed/DATE), as (path, fd of its folder, its
     name): files, symlinks (to folders too: never followed) and special
@@ -74,7 +133,8 @@ def entries_under(root: Path, after: str | None, failed: Callable[[Path, OSError
     the next entry is asked for: `os.lstat(name, dir_fd=fd)` reaches an
     entry past PATH_MAX (4,096 bytes of path), which its path cannot. Each
     folder that cannot be listed (`root` too, but not one removed meanwhile)
-    is told by its full path to `failed(folder, error)`."""
+    is told by its full path to `failed(folder, error)`; each agent's own
+    folder left out, to `own(folder)` when given."""
     # Not os.walk (it skips a folder past PATH_MAX without a word) nor
     # os.fwalk (it tells a folder it cannot open by its last name alone, so
     # two folders named "dec" in different places were one, named where
@@ -99,7 +159,10 @@ def entries_under(root: Path, after: str | None, failed: Callable[[Path, OSError
         if listed is None:
             os.close(fd)
             return
-        files, folders = listed
+        files, folders, skipped = listed
+        if own is not None:
+            for name in skipped:
+                own(here / name)
         stack.append((here, fd, iter(folders)))
         yield from ((here / name, fd, name) for name in files)
 
@@ -124,10 +187,10 @@ def entries_under(root: Path, after: str | None, failed: Callable[[Path, OSError
 
 
 def _listed(here: Path, fd: int, after: str | None,
-            failed: Callable[[Path, OSError], None]) -> tuple[list[str], list[str]] | None:
+            failed: Callable[[Path, OSError], None]) -> tuple[list[str], list[str], list[str]] | None:
     # The folder open as `fd`: (names of its files, symlinks and special
-    # files; names of its folders to walk), each sorted; None when it
-    # cannot be listed (told to `failed`).
+    # files; names of its folders to walk; the agent's own folders left
+    # out), each sorted; None when it cannot be listed (told to `failed`).
     try:
         with os.scandir(fd) as entries:
             files, folders = [], []
@@ -140,6 +203,8 @@ def _listed(here: Path, fd: int, after: str | None,
     except OSError as e:
         failed(here, e)
         return None
+    skipped = []
     if after == "move" and here.name == "processed":
+        skipped = [f for f in folders if dated(f)]
         folders = [f for f in folders if not dated(f)]
-    return sorted(files), sorted(folders)
+    return sorted(files), sorted(folders), sorted(skipped)

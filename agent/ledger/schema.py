@@ -679,6 +679,12 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX refusals_object ON refusals(sha256, name, source);
     """,
+    # 31: files in processed/DATE by their inode: `audit ledger` tells the
+    # ones the agent moved there from ones put there by hand (never taken)
+    # without hashing every file of years of processed folders.
+    """
+    CREATE INDEX source_actions_inode ON source_actions(ino, dev);
+    """,
 ]
 
 # Python steps run after a migration's SQL, inside its transaction, keyed by

@@ -118,6 +118,14 @@ class SourceActionsMixin:
             "LIMIT 1", (path, ino, size, mtime_ns)).fetchone()
         return row[0] if row else None
 
+    def moved_here(self, *, dev: int, ino: int, size: int) -> bool:
+        """Whether a file with this device, inode and size is one the agent
+        moved into a processed/ folder (a source action done by a move: a
+        rename keeps all three). Read-only."""
+        return self.conn.execute(
+            "SELECT 1 FROM source_actions WHERE ino = ? AND dev = ? AND size = ? AND state = 'done' "
+            "AND outcome LIKE 'moved to %' LIMIT 1", (ino, dev, size)).fetchone() is not None
+
     def handled_since(self, path: str, at: str) -> bool:
         """Whether a file at `path` was captured or refused at `at` or later
         (an arrival from it, or the watcher's files-seen row)."""

@@ -210,3 +210,37 @@ def test_the_operator_switching_to_keep_stops_waiting_deletes(make_site, invoice
     (action,) = site.ledger.source_actions(doc)
     assert action["state"] == "kept" and "no longer watched" in action["outcome"]
     assert site.take(path).skipped
+
+
+def test_a_file_put_by_hand_into_processed_is_named_by_the_audit(make_site, invoice):
+    """processed/DATE is the agent's: the watcher never looks there. A file
+    someone files there by hand was never taken, and `audit ledger` says
+    so; the agent's own moves and copies of bytes it holds are not named."""
+    import datetime as dt
+
+    from agent.audit import audit_ledger
+    from agent.audit_rules import AuditSettings
+
+    site = make_site("move")
+    (site.scan / "inv.xml").write_bytes(invoice)
+    assert site.take(site.scan / "inv.xml").documents
+    site.read_all()
+    assert site.finish() == 1
+    dated = site.scan / "processed" / TODAY.isoformat()
+    assert (dated / "inv.xml").read_bytes() == invoice           # moved by the agent
+    (dated / "copy-of-inv.xml").write_bytes(invoice)              # bytes the ledger holds
+    (dated / "sub").mkdir()
+    (dated / "sub" / "filed-by-hand.xml").write_bytes(other_invoice(invoice, 41_000_001))
+    (dated / "filed-by-hand.pdf").write_bytes(b"%PDF-1.7 never taken")
+    (site.scan / "processed" / "2026-11-30").mkdir()               # another day's folder
+    (site.scan / "processed" / "2026-11-30" / "old.xml").write_bytes(other_invoice(invoice, 41_000_002))
+    settings = AuditSettings(watched=((str(site.scan), "move"),), unhandled_after_s=0)
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=5)
+    found = list(audit_ledger(site.ledger, site.vault.root, settings, now=later))
+    named = sorted(v.message.split(":")[0] for v in found)
+    assert named == sorted(str(p) for p in (dated / "sub" / "filed-by-hand.xml", dated / "filed-by-hand.pdf",
+                                             site.scan / "processed" / "2026-11-30" / "old.xml")), found
+    assert all(v.code == "file-not-taken" and "put there by hand" in v.message for v in found), found
+    # Moved into the watched folder, it is taken like any other file.
+    os.rename(dated / "sub" / "filed-by-hand.xml", site.scan / "filed-by-hand.xml")
+    assert len(site.take(site.scan / "filed-by-hand.xml").documents) == 1
