@@ -59,36 +59,44 @@ def unhandled_files(ledger: Ledger, watched: list[tuple[str, str]], *, now: dt.d
     moves); writes nothing."""
     cutoff_ns = int((now.timestamp() - older_than_s) * 1e9)
     for root, after in watched:
-        unreadable: list[tuple[Path, OSError]] = []
         own: list[Path] = []
-        for path, fd, name in entries_under(Path(root), after, lambda f, e: unreadable.append((f, e)), own.append):
-            yield from _unlisted(unreadable)
-            try:
-                st = os.lstat(name, dir_fd=fd)
-            except OSError:
+        for found in _settled_files(Path(root), after, cutoff_ns, own.append):
+            if isinstance(found, Unhandled):
+                yield found
                 continue
-            if not stat.S_ISREG(st.st_mode) or st.st_ctime_ns > cutoff_ns:
-                continue
+            path, _, _, st = found
             key = exact_path(str(path))  # as intake keys the files it has seen
             if ledger.seen_file(key, st.st_size, st.st_mtime_ns, ino=st.st_ino, ctime_ns=st.st_ctime_ns) is None:
                 yield Unhandled(key, "file-not-taken", "in a watched folder, never taken nor refused")
-        yield from _unlisted(unreadable)
         for folder in own:
             yield from _put_by_hand(ledger, folder, cutoff_ns, known_objects)
 
 
-def _put_by_hand(ledger: Ledger, folder: Path, cutoff_ns: int, known: Collection[str]) -> Iterator[Unhandled]:
-    # The files of one processed/DATE folder (and below) that are not the
-    # agent's: the watcher never looks there, so nothing else would tell.
+def _settled_files(root: Path, after: str | None, cutoff_ns: int, own: Callable[[Path], None] | None = None
+                   ) -> Iterator[Unhandled | tuple[Path, int, str, os.stat_result]]:
+    # The regular files below `root` unchanged since `cutoff_ns` (by ctime)
+    # as (path, fd of its folder, name, lstat), and between them each
+    # folder the walk cannot list, as an Unhandled (see `entries_under`).
     unreadable: list[tuple[Path, OSError]] = []
-    for path, fd, name in entries_under(folder, None, lambda f, e: unreadable.append((f, e))):
+    for path, fd, name in entries_under(root, after, lambda f, e: unreadable.append((f, e)), own):
         yield from _unlisted(unreadable)
         try:
             st = os.lstat(name, dir_fd=fd)
         except OSError:
             continue
-        if not stat.S_ISREG(st.st_mode) or st.st_ctime_ns > cutoff_ns:
+        if stat.S_ISREG(st.st_mode) and st.st_ctime_ns <= cutoff_ns:
+            yield path, fd, name, st
+    yield from _unlisted(unreadable)
+
+
+def _put_by_hand(ledger: Ledger, folder: Path, cutoff_ns: int, known: Collection[str]) -> Iterator[Unhandled]:
+    # The files of one processed/DATE folder (and below) that are not the
+    # agent's: the watcher never looks there, so nothing else would tell.
+    for found in _settled_files(folder, None, cutoff_ns):
+        if isinstance(found, Unhandled):
+            yield found
             continue
+        path, fd, name, st = found
         if ledger.moved_here(dev=st.st_dev, ino=st.st_ino, size=st.st_size):
             continue
         try:
@@ -103,7 +111,6 @@ def _put_by_hand(ledger: Ledger, folder: Path, cutoff_ns: int, known: Collection
                             "in the agent's processed folder, but the agent did not move it there and the "
                             "ledger does not hold its bytes: put there by hand, it was never taken; move it "
                             "into the watched folder to have it taken")
-    yield from _unlisted(unreadable)
 
 
 def _hash_at(fd: int, name: str) -> str:
