@@ -227,9 +227,10 @@ class _Collector:
             try:
                 content = archive.read(member_name)
             except ExtractError as exc:
+                # Once the shared budget is spent every member after this
+                # one fails at its first block: each is still refused by
+                # name, never dropped unnamed (here and in the archives above).
                 self.refuse(member_shown, f"zip-{exc.reason}", exc.message)
-                if exc.reason == "limit-exceeded":
-                    return  # the shared budget is spent; the rest would fail too
                 continue
             self.index += 1
             if sniff(content) == "zip":

@@ -245,8 +245,19 @@ class Intake(ArchiveIntake, GroupedIntake):
             self.ledger.remember_file(exact_path(str(path)), st.st_size, st.st_mtime_ns, ino=st.st_ino,
                                       ctime_ns=st.st_ctime_ns, outcome="captured", now=now)
         else:
-            self._group.acts.append(lambda: log_act(path, *act(watch.path, path, ident, watch.after,
-                                                               processed_folder(path, today))))
+            self._group.acts.append(lambda: self._act_once(path, watch, ident, processed_folder(path, today),
+                                                           now=now))
+
+    def _act_once(self, path: Path, watch: WatchConfig, ident: Identity, target: Path, *, now: str) -> None:
+        # The move or delete of a file read in full when taken (an e-mail, a
+        # zip archive). One that cannot be done (a folder the agent may not
+        # write, processed/ taken by a file) leaves the file remembered as
+        # kept, with the warning: without the row every rescan took it again.
+        state, outcome = act(watch.path, path, ident, watch.after, target)
+        log_act(path, state, outcome)
+        if state in ("kept", "wait"):
+            self.ledger.remember_file(exact_path(str(path)), ident.size, ident.mtime_ns, ino=ident.ino,
+                                      ctime_ns=ident.ctime_ns, outcome="kept", now=now)
 
     def _after_scan(self, path: Path, watch: WatchConfig, got: Captured, *, now: str) -> None:
         # What a scanner file's capture owes its source: rows now, in the

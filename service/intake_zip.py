@@ -29,7 +29,7 @@ from agent.ledger import Ledger
 from agent.mail import MailLimits, ZipContents, read_zip
 from agent.vault import Staged, Vault
 from service.intake_group import IntakeResult
-from service.source_steps import act, log_act, processed_folder
+from service.source_steps import processed_folder
 
 log = logging.getLogger("fapiao.intake")
 
@@ -185,5 +185,4 @@ class ArchiveIntake:
             self.ledger.remember_file(key, ident.size, ident.mtime_ns, ino=ident.ino, ctime_ns=ident.ctime_ns,
                                       outcome="refused" if refused else "captured", now=now)
             return
-        self._group.acts.append(lambda: log_act(path, *act(watch.path, path, ident, watch.after,
-                                                           processed_folder(path, today))))
+        self._group.acts.append(lambda: self._act_once(path, watch, ident, processed_folder(path, today), now=now))

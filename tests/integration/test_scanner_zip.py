@@ -304,3 +304,21 @@ def test_two_archives_whose_names_differ_in_bytes_that_are_not_text_are_told_apa
     members = sorted(r["name"] for r in ledger.refusals() if r["name"].endswith("a.txt"))
     assert members == ["caf\\xe8.zip/a.txt", "caf\\xe9.zip/a.txt"]
     assert_sound(ledger, vault)
+
+
+def test_an_archive_that_cannot_be_moved_is_kept_and_not_taken_again(tmp_path, samples_dir):
+    # processed/ is a file, so the move after the capture fails: the archive
+    # stays, remembered as kept. Without that row every rescan took it again,
+    # one more arrival per member each time.
+    intake, ledger, vault, watch = setup(tmp_path, after="move")
+    (watch.path / "processed").write_bytes(b"not a folder")
+    files = invoices(samples_dir)
+    (watch.path / "bulk.zip").write_bytes(zip_of({"a.xml": files["dzfp_1.xml"], "b.xml": files["dzfp_2.xml"]}))
+    assert len(intake.take(watch.path / "bulk.zip", watch, now=NOW, today=TODAY).documents) == 2
+    assert (watch.path / "bulk.zip").exists()
+    for _ in range(3):
+        again = intake.take(watch.path / "bulk.zip", watch, now=NOW, today=TODAY)
+        assert again.skipped and not again.documents
+    assert ledger.conn.execute("SELECT count(*) FROM sources").fetchone()[0] == 2
+    assert [tuple(r) for r in ledger.conn.execute("SELECT outcome FROM seen_files")] == [("kept",)]
+    assert not list(audit_ledger(ledger, vault.root, AuditSettings(), now=dt.datetime.now(dt.timezone.utc)))

@@ -285,3 +285,38 @@ def test_an_archive_found_further_in_than_byte_0_is_corrupt_but_a_span_marker_is
     with pytest.raises(_ExtractError, match="not a whole zip"):
         _open_zip(cut)
     assert _open_zip(b"PK\x07\x08" + inner).names() == ["a.xml"]
+
+
+def test_members_after_the_spent_budget_are_each_refused_by_name():
+    # An archive nested early spends the shared inflate budget; every member
+    # after it, in it and in the archives above it, is still named with the
+    # reason (once they were dropped unnamed, and with nothing taken the
+    # archive's refusal said it held no invoice file).
+    import dataclasses
+    from pathlib import Path
+
+    from agent.mail import read_zip
+    from agent.mail_types import MailLimits
+
+    xml = (Path(__file__).resolve().parents[2].parent / "shared" / "samples" / "renoyuan__easyofd" /
+           "original_invoice.xml").read_bytes()
+
+    def zip_of(members, method=zipfile.ZIP_DEFLATED):
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", method) as z:
+            for name, data in members:
+                z.writestr(name, data)
+        return out.getvalue()
+
+    # The nested archive fits the budget (read in full); C.bin crosses it.
+    inner = zip_of([(f"z{i}.bin", b"\0" * 100_000) for i in range(9)] + [("late.xml", xml)])
+    outer = zip_of([("first.xml", xml), ("A.zip", inner), ("C.bin", b"\0" * 200_000),
+                    ("D.xml", xml.replace(b"00008006", b"00008007")),
+                    ("E.xml", xml.replace(b"00008006", b"00008008"))], zipfile.ZIP_STORED)
+    base = MailLimits()
+    limits = dataclasses.replace(base, zip_limits=dataclasses.replace(base.zip_limits, max_total_bytes=1_000_000))
+    got = read_zip(outer, "bulk.zip", limits)
+    assert [a.filename for a in got.attachments] == ["first.xml", "late.xml"]
+    refused = {r.filename: r.reason for r in got.refusals}
+    for name in ("bulk.zip/C.bin", "bulk.zip/D.xml", "bulk.zip/E.xml"):
+        assert refused.get(name) == "zip-limit-exceeded", (name, refused)
