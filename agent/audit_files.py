@@ -15,7 +15,6 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from agent.audit_rules import AuditSettings, Progress, Violation, violation
-from agent.filenames import storable_from_exact
 from agent.ledger.audit import LedgerAudit
 
 
@@ -42,8 +41,8 @@ def source_violations(q: LedgerAudit, settings: AuditSettings) -> Iterator[Viola
     for f in q.seen_files():
         path = comparable(f["path"])
         if f["outcome"] == "refused":
-            # Refusals name the file as people read it (`storable`).
-            if comparable(PurePosixPath(storable_from_exact(f["path"])).name) not in refused:
+            # Refusals name the file in its exact spelling, as seen files do.
+            if PurePosixPath(path).name not in refused:
                 yield violation("seen-not-recorded", f"{f['path']}: marked refused, but no refusal names it")
         elif path not in arrived and not any(_under(path, root) for root in mail_roots):
             yield violation("seen-not-recorded", f"{f['path']}: marked captured, but no arrival has this path")

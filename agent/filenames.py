@@ -44,13 +44,6 @@ def exact_path(text: str) -> str:
     return storable(text)
 
 
-def storable_from_exact(spelling: str) -> str:
-    """The `storable` spelling of a name given in its `exact_path` spelling
-    (every \\x5c there is a backslash of the name: `storable` never writes
-    one), to compare it with names kept as people read them (refusals)."""
-    return spelling.replace("\\x5c", "\\")
-
-
 def readable_name(text: str) -> str:
     """A file name for people: unchanged when it is UTF-8; the GBK reading
     when its bytes are GBK throughout (a Chinese Windows name passed through

@@ -14,7 +14,7 @@ from typing import Callable, NamedTuple
 from agent.capture import open_source, record_bytes
 from agent.config import WatchConfig
 from agent.errors import CaptureError, ExtractError
-from agent.filenames import storable
+from agent.filenames import exact_path, storable
 from agent.ledger import Ledger
 from agent.mail import MailLimits, ParsedMail, parse_message
 from agent.mime import message_head, starts_like_message
@@ -167,6 +167,7 @@ def mail_rows(ledger: Ledger, vault: Vault, data: bytes, sha256: str, *, path: P
 
 
 def shown(path: Path) -> str:
-    """The file's name as refusals record it: bytes that are not UTF-8 as
-    \\xNN (`storable`), so two such names never look alike."""
-    return storable(path.name)
+    """The file's name as refusals record it: `exact_path`, so two names
+    never look alike (bytes that are not UTF-8 as \\xNN, a backslash of
+    the name that reads as such an escape as \\x5c)."""
+    return exact_path(path.name)

@@ -85,8 +85,10 @@ def zip_rows(ledger: Ledger, vault: Vault, data: bytes, sha256: str, *, name: st
         else:
             staged.append(vault.stage_stream(io.BytesIO(att.data)))
             members.append((att, staged[-1]))
+    # Refusals name the archive exactly (`exact_path`), as its seen-file row
+    # does: two archives whose names read alike are never folded into one.
     shown_path = storable(path)
-    refused_in, own_name = f"zip {shown_path}", storable(name)
+    refused_in, own_name = f"zip {exact_path(path)}", exact_path(name)
 
     def write() -> tuple[list[int], int]:
         docs, known = [], 0

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from agent.audit import audit_ledger
 from agent.audit_rules import AuditSettings
 from agent.config import WatchConfig
-from agent.filenames import exact_path, readable_name, storable, storable_from_exact
+from agent.filenames import exact_path, readable_name, storable
 from agent.ledger import Ledger
 from agent.mail import MailLimits
 from agent.vault import Vault
@@ -79,8 +79,7 @@ def test_exact_path_never_spells_two_names_alike():
     assert exact_path(literal) != exact_path(byte)
     assert exact_path("发票.pdf") == "发票.pdf" and exact_path("a\\b.pdf") == "a\\b.pdf"
     assert exact_path(byte) == storable(byte)  # keys of ledgers made before stay as they were
-    for name in (literal, byte, "a\\x5c", os.fsdecode(b"a\\\xe8"), "\\x5c\\x41"):
-        assert storable_from_exact(exact_path(name)) == storable(name)
+    assert exact_path(literal) == "inv\\x5cxe8.xml"
 
 
 # Pieces of names: backslashes, "x", hex digits and the bytes they spell.
@@ -91,13 +90,13 @@ _PIECES = (b"\\", b"x", b"e", b"8", b"5", b"c", b"\xe8", b"\xff", b".")
 @given(st.lists(st.lists(st.sampled_from(_PIECES), min_size=1, max_size=8).map(b"".join),
                 min_size=2, max_size=8, unique=True))
 def test_exact_path_is_one_to_one_on_byte_names(names):
-    # Every name its own spelling, and the spelling people read recovered;
-    # each name beside the one whose bytes are its `storable` spelling.
+    # Every name its own spelling, each beside the name whose bytes are its
+    # `storable` spelling; a name without a backslash spelled as `storable` does.
     names = list(dict.fromkeys(names + [storable(os.fsdecode(n)).encode() for n in names]))
     spelled = [exact_path(os.fsdecode(n)) for n in names]
     assert len(set(spelled)) == len(names), list(zip(names, spelled))
     for n, s in zip(names, spelled):
-        assert storable_from_exact(s) == storable(os.fsdecode(n))
+        assert b"\\" in n or s == storable(os.fsdecode(n))
 
 
 def test_a_literal_escape_beside_the_byte_it_reads_as_is_taken_once_each(tmp_path):
@@ -127,3 +126,39 @@ def test_a_literal_escape_beside_the_byte_it_reads_as_is_taken_once_each(tmp_pat
                                                                 unhandled_after_s=0),
                               now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=5)))
     assert not found, found
+
+
+def test_refusals_of_names_that_read_alike_are_each_their_own(tmp_path):
+    # Junk under a byte name and under the literal name its bytes read as:
+    # each refused under its own exact name, two zips of the same bytes
+    # never folded into one refusal, and the audit sees a missing one.
+    import io
+    import zipfile
+
+    (tmp_path / "scan").mkdir()
+    ledger, vault = Ledger(tmp_path / "ledger.sqlite3"), Vault(tmp_path / "vault")
+    intake = Intake(ledger, vault, max_bytes=10 << 20, mail_limits=MailLimits(), actor="t")
+    watch = WatchConfig(path=tmp_path / "scan", kind="scanner", after="keep")
+    junk_zip = io.BytesIO()
+    with zipfile.ZipFile(junk_zip, "w") as z:
+        z.writestr("junk.txt", "not an invoice")
+    scan = os.fsencode(tmp_path / "scan")
+    files = {b"r\xe8.txt": b"plain text, no invoice " * 10, b"r\\xe8.txt": b"plain text, no invoice " * 10,
+             b"z\xe8.zip": junk_zip.getvalue(), b"z\\xe8.zip": junk_zip.getvalue()}
+    now, today = "2026-12-03T10:00:00.000000Z", dt.date(2026, 12, 3)
+    for raw, data in files.items():
+        with open(scan + b"/" + raw, "wb") as f:
+            f.write(data)
+        assert not intake.take(Path(os.fsdecode(scan + b"/" + raw)), watch, now=now, today=today).documents
+    names = sorted(r[0] for r in ledger.conn.execute("SELECT name FROM refusals WHERE name NOT LIKE '%junk.txt'"))
+    assert names == sorted(exact_path(os.fsdecode(raw)) for raw in files), names
+    assert len(set(names)) == 4
+    zip_sources = {r[0] for r in ledger.conn.execute("SELECT source FROM refusals WHERE name LIKE '%/junk.txt'")}
+    assert len(zip_sources) == 2, zip_sources
+    settings = AuditSettings(watched=((str(watch.path), "keep"),), unhandled_after_s=0)
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=5)
+    assert not list(audit_ledger(ledger, vault.root, settings, now=later))
+    ledger.conn.execute("DELETE FROM refusals WHERE name = ?", (exact_path(os.fsdecode(b"z\\xe8.zip")),))
+    ledger.conn.commit()
+    found = list(audit_ledger(ledger, vault.root, settings, now=later))
+    assert [v.code for v in found] == ["seen-not-recorded"] and "z\\x5cxe8.zip" in found[0].message, found
