@@ -170,18 +170,40 @@ class WaitingAccount:
                 f"unchanged for {p.watch.settle_seconds:g} s")
 
 
+_GONE = -1
+
+
 def _gone(path: Path) -> bool:
-    try:
-        os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return True
-    except OSError:
-        return False
-    return False
+    """True only when there is no file at `path` (not when it cannot be told)."""
+    return _look(path) == _GONE
 
 
 def _inode(path: Path) -> int | None:
+    """The inode of the file at `path`; None when it is gone or cannot be told."""
+    ino = _look(path)
+    return None if ino == _GONE else ino
+
+
+def _look(path: Path) -> int | None:
+    # The file's inode, _GONE when no file has its name, None when neither
+    # can be told. In a folder the agent may list but not search (r, no x:
+    # a file held for that very reason) lstat fails, but the folder's
+    # listing still gives each name and its inode (d_ino, no stat): without
+    # it a restart lost such a file's wait, and one deleted there stayed
+    # named as held until its next try.
     try:
         return os.lstat(path).st_ino
+    except (FileNotFoundError, NotADirectoryError):
+        return _GONE
+    except PermissionError:
+        pass
     except OSError:
         return None
+    try:
+        with os.scandir(path.parent) as entries:
+            for entry in entries:
+                if entry.name == path.name:
+                    return entry.inode()
+    except OSError:
+        return None
+    return _GONE
