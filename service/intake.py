@@ -148,10 +148,14 @@ class Intake(ArchiveIntake, GroupedIntake):
             # bytes written over it with its mtime kept (cp -p) would be.
             earlier = st is not None and self.ledger.captured_here_before(
                 key, ino=st.st_ino, size=st.st_size, mtime_ns=st.st_mtime_ns)
-            return self._refuse(path, watch, st, str(e) + (
-                f"; it looks like the file captured from here before (document {earlier}: same inode, size and "
-                "modification time): if only its mode or owner changed, that capture is current; if it was "
-                "written again, make it readable to have it taken" if earlier else ""), now=now)
+            if not earlier:
+                return self._refuse(path, watch, st, str(e), now=now)
+            doc_id, was = earlier
+            where = "from here before" if was == key else f"as {was} before (renamed since)"
+            return self._refuse(path, watch, st, f"{e}; it looks like the file captured {where} (document "
+                                f"{doc_id}: same inode, size and modification time): if only its mode or owner "
+                                "changed, that capture is current; if it was written again, make it readable to "
+                                "have it taken", now=now)
         except CaptureError as e:
             if e.transient:  # the vault's disk: every file waits (IntakeStep pauses intake)
                 log.error("capture failed; will retry", extra={"path": key, "error": str(e)})

@@ -679,11 +679,14 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX refusals_object ON refusals(sha256, name, source);
     """,
-    # 31: files in processed/DATE by their inode: `audit ledger` tells the
-    # ones the agent moved there from ones put there by hand (never taken)
-    # without hashing every file of years of processed folders.
+    # 31: files by their inode: `audit ledger` tells the ones the agent
+    # moved into processed/DATE from ones put there by hand (never taken)
+    # without hashing every file of years of processed folders; a kept file
+    # renamed and then made unreadable is told to be the one captured
+    # under its old name.
     """
     CREATE INDEX source_actions_inode ON source_actions(ino, dev);
+    CREATE INDEX seen_files_inode ON seen_files(ino);
     """,
 ]
 

@@ -107,16 +107,17 @@ class SourceActionsMixin:
             "AND f.outcome = 'captured' AND d.sha256 = ? AND d.part = 1 LIMIT 1",
             (original_path, ino, sha256)).fetchone() is not None
 
-    def captured_here_before(self, path: str, *, ino: int, size: int, mtime_ns: int) -> int | None:
-        """The document last captured from `path` when the file there now
-        has the inode, size and mtime remembered for it (its ctime may
-        differ: a chmod, a chown, or bytes written over it with the mtime
-        kept); else None."""
+    def captured_here_before(self, path: str, *, ino: int, size: int, mtime_ns: int) -> tuple[int, str] | None:
+        """(document, the path it was captured from) last captured from a
+        file with the inode, size and mtime of the one at `path` now (its
+        ctime may differ: a chmod, a chown, a rename, or bytes written over
+        it with the mtime kept), under this path if there is one, else
+        under another (the file renamed since); None when none was."""
         row = self.conn.execute(
-            "SELECT s.document_id FROM seen_files f JOIN sources s ON s.original_path = f.path WHERE f.path = ? "
-            "AND f.ino = ? AND f.size = ? AND f.mtime_ns = ? AND f.outcome = 'captured' ORDER BY s.id DESC "
-            "LIMIT 1", (path, ino, size, mtime_ns)).fetchone()
-        return row[0] if row else None
+            "SELECT s.document_id, f.path FROM seen_files f JOIN sources s ON s.original_path = f.path "
+            "WHERE f.ino = ? AND f.size = ? AND f.mtime_ns = ? AND f.outcome = 'captured' "
+            "ORDER BY f.path = ? DESC, s.id DESC LIMIT 1", (ino, size, mtime_ns, path)).fetchone()
+        return (row[0], row[1]) if row else None
 
     def moved_here(self, *, dev: int, ino: int, size: int) -> bool:
         """Whether a file with this device, inode and size is one the agent

@@ -161,20 +161,26 @@ def test_a_kept_file_made_unreadable_after_its_capture_is_refused_saying_which_c
     d.start()
     try:
         drop(tmp_path / "scan", "kept.xml", good_invoice(samples_dir, 8801))
-        d.wait_until(lambda: list((tmp_path / "out").rglob("*.xml")), 30, "the invoice delivered")
+        drop(tmp_path / "scan", "before.xml", good_invoice(samples_dir, 8803))
+        d.wait_until(lambda: len(list((tmp_path / "out").rglob("*.xml"))) == 2, 30, "the invoices delivered")
         (tmp_path / "scan" / "kept.xml").chmod(0)
         drop(tmp_path / "scan", "new.xml", good_invoice(samples_dir, 8802))
         (tmp_path / "scan" / "new.xml").chmod(0)
+        # Renamed and made unreadable before the agent saw the new name.
+        os.rename(tmp_path / "scan" / "before.xml", tmp_path / "scan" / "after.xml")
+        (tmp_path / "scan" / "after.xml").chmod(0)
 
         def refusals():
             with d.ledger() as ledger:
                 return {r["name"]: r["reason"] for r in ledger.refusals()}
-        got = d.wait_until(lambda: len(r := refusals()) == 2 and r, 15, "both unreadable files refused")
+        got = d.wait_until(lambda: len(r := refusals()) == 3 and r, 15, "the unreadable files refused")
+        assert f"captured as {tmp_path / 'scan' / 'before.xml'} before (renamed since) (document " in \
+            got["after.xml"], got
         assert "permission denied" in got["new.xml"] and "captured from here before" not in got["new.xml"]
         assert "permission denied" in got["kept.xml"]
         assert "looks like the file captured from here before (document 1" in got["kept.xml"], got
     finally:
         assert d.stop() == 0
-    for name in ("kept.xml", "new.xml"):
+    for name in ("kept.xml", "new.xml", "after.xml"):
         (tmp_path / "scan" / name).chmod(0o644)
     assert_ledger_sound(d.config)
