@@ -257,9 +257,12 @@ class Intake(ArchiveIntake, GroupedIntake):
         # zip archive). One that cannot be done (a folder the agent may not
         # write, processed/ taken by a file) leaves the file remembered as
         # kept, with the warning: without the row every rescan took it again.
+        # One that waits (the file held by another program for now, the
+        # watched folder swapped) is not remembered: the next rescan takes
+        # it again and tries once more.
         state, outcome = act(watch.path, path, ident, watch.after, target)
         log_act(path, state, outcome)
-        if state in ("kept", "wait"):
+        if state == "kept":
             self.ledger.remember_file(exact_path(str(path)), ident.size, ident.mtime_ns, ino=ident.ino,
                                       ctime_ns=ident.ctime_ns, outcome="kept", now=now)
 

@@ -58,7 +58,8 @@ class WaitingAccount:
         # a file that is gone till then. Outside the lock: held files are few.
         # Only "no such file" is gone: one in a folder the agent may list but
         # not search (a PermissionError) is held for that very reason.
-        held = [h for h in held if not _gone(h[1])]
+        looks = _Looks()
+        held = [h for h in held if not looks.gone(h[1])]
         said = [age for age in ages if age > said_after_s]
         late = [item for item in late if item[1] > said_after_s]   # the oldest first: still the oldest
         stuck = [age for age, *_ in held if age >= WAITING_ALERT_S] + [age for age in ages if age >= WAITING_ALERT_S]
@@ -82,7 +83,7 @@ class WaitingAccount:
             wall = time.time()
             out["files_first_seen"] = {str(path): [round(wall - age, 1), ino] for age, path in
                                        [(h[0], h[1]) for h in named] + [(w[1], w[0]) for w in late[:WAITS_NAMED]]
-                                       if (ino := _inode(path)) is not None}
+                                       if (ino := looks.inode(path)) is not None}
         if stuck:
             # Held or still written WAITING_ALERT_S on: a WARNING and an alert.
             out["files_stuck_count"] = len(stuck)
@@ -120,13 +121,14 @@ class WaitingAccount:
         with self._lock:
             pending = {str(path): path for path in self._pending}
         ages = {}
+        looks = _Looks()
         for key, entry in first_seen.items():
             path = pending.get(key) if isinstance(key, str) else None
             if path is None or not isinstance(entry, list) or len(entry) != 2:
                 continue
             at, ino = entry
             if (isinstance(at, (int, float)) and not isinstance(at, bool) and isinstance(ino, int)
-                    and not isinstance(ino, bool) and 0 < at < 1e11 and _inode(path) == ino
+                    and not isinstance(ino, bool) and 0 < at < 1e11 and looks.inode(path) == ino
                     and not taken_since(key, float(at))):
                 ages[path] = max(0.0, wall_now - float(at))
         with self._lock:
@@ -173,37 +175,45 @@ class WaitingAccount:
 _GONE = -1
 
 
-def _gone(path: Path) -> bool:
-    """True only when there is no file at `path` (not when it cannot be told)."""
-    return _look(path) == _GONE
+class _Looks:
+    """Whether files are there, and their inodes, for one account (a
+    heartbeat's `waits`, a restart's carry-over). In a folder the agent
+    may list but not search (r, no x: a file held for that very reason)
+    lstat fails, but the folder's listing still gives each name and its
+    inode (d_ino, no stat): without it a restart lost such a file's wait,
+    and one deleted there stayed named as held until its next try. Each
+    such folder is listed once per account, not once per file (thousands
+    held there would make each heartbeat list it thousands of times)."""
 
+    def __init__(self) -> None:
+        self._listed: dict[Path, dict[str, int] | None] = {}
 
-def _inode(path: Path) -> int | None:
-    """The inode of the file at `path`; None when it is gone or cannot be told."""
-    ino = _look(path)
-    return None if ino == _GONE else ino
+    def gone(self, path: Path) -> bool:
+        """True only when there is no file at `path` (not when it cannot be told)."""
+        return self._look(path) == _GONE
 
+    def inode(self, path: Path) -> int | None:
+        """The inode of the file at `path`; None when it is gone or cannot be told."""
+        ino = self._look(path)
+        return None if ino == _GONE else ino
 
-def _look(path: Path) -> int | None:
-    # The file's inode, _GONE when no file has its name, None when neither
-    # can be told. In a folder the agent may list but not search (r, no x:
-    # a file held for that very reason) lstat fails, but the folder's
-    # listing still gives each name and its inode (d_ino, no stat): without
-    # it a restart lost such a file's wait, and one deleted there stayed
-    # named as held until its next try.
-    try:
-        return os.lstat(path).st_ino
-    except (FileNotFoundError, NotADirectoryError):
-        return _GONE
-    except PermissionError:
-        pass
-    except OSError:
-        return None
-    try:
-        with os.scandir(path.parent) as entries:
-            for entry in entries:
-                if entry.name == path.name:
-                    return entry.inode()
-    except OSError:
-        return None
-    return _GONE
+    def _look(self, path: Path) -> int | None:
+        try:
+            return os.lstat(path).st_ino
+        except (FileNotFoundError, NotADirectoryError):
+            return _GONE
+        except PermissionError:
+            pass
+        except OSError:
+            return None
+        folder = path.parent
+        if folder not in self._listed:
+            try:
+                with os.scandir(folder) as entries:
+                    self._listed[folder] = {entry.name: entry.inode() for entry in entries}
+            except OSError:
+                self._listed[folder] = None
+        names = self._listed[folder]
+        if names is None:
+            return None
+        return names.get(path.name, _GONE)

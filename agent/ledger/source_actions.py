@@ -119,13 +119,15 @@ class SourceActionsMixin:
             "ORDER BY f.path = ? DESC, s.id DESC LIMIT 1", (ino, size, mtime_ns, path)).fetchone()
         return (row[0], row[1]) if row else None
 
-    def moved_here(self, *, dev: int, ino: int, size: int) -> bool:
-        """Whether a file with this device, inode and size is one the agent
-        moved into a processed/ folder (a source action done by a move: a
-        rename keeps all three). Read-only."""
+    def moved_here(self, *, dev: int, ino: int, size: int, mtime_ns: int) -> bool:
+        """Whether a file with this device, inode, size and mtime is one the
+        agent moved into a processed/ folder (a source action done by a
+        move: a rename keeps all four; an inode freed and given to another
+        file of the same size keeps only three). Read-only."""
         return self.conn.execute(
-            "SELECT 1 FROM source_actions WHERE ino = ? AND dev = ? AND size = ? AND state = 'done' "
-            "AND outcome LIKE 'moved to %' LIMIT 1", (ino, dev, size)).fetchone() is not None
+            "SELECT 1 FROM source_actions WHERE ino = ? AND dev = ? AND size = ? AND mtime_ns = ? "
+            "AND state = 'done' AND outcome LIKE 'moved to %' LIMIT 1",
+            (ino, dev, size, mtime_ns)).fetchone() is not None
 
     def handled_since(self, path: str, at: str) -> bool:
         """Whether a file at `path` was captured or refused at `at` or later

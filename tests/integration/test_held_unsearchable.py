@@ -24,15 +24,22 @@ pytestmark = pytest.mark.skipif(
 PROBE = """
 import json, os, sys
 from pathlib import Path
-from service.watch_waits import _gone, _inode
+from service.watch_waits import _Looks
 folder = Path(sys.argv[1])
 try:
     os.lstat(folder / "held.xml")
     blocked = False
 except PermissionError:
     blocked = True
-print(json.dumps({"blocked": blocked, "inode": _inode(folder / "held.xml"), "held_gone": _gone(folder / "held.xml"),
-                  "deleted_gone": _gone(folder / "deleted.xml"), "deleted_inode": _inode(folder / "deleted.xml")}))
+listed = []
+scandir = os.scandir
+os.scandir = lambda p: listed.append(p) or scandir(p)
+looks = _Looks()
+print(json.dumps({"blocked": blocked, "inode": looks.inode(folder / "held.xml"),
+                  "held_gone": looks.gone(folder / "held.xml"), "deleted_gone": looks.gone(folder / "deleted.xml"),
+                  "deleted_inode": looks.inode(folder / "deleted.xml"),
+                  "others_there": sum(not looks.gone(folder / f"other-{i}.xml") for i in range(200)),
+                  "listings": len(listed)}))
 """
 
 
@@ -40,6 +47,8 @@ def test_a_file_in_a_folder_listable_not_searchable_keeps_its_inode_and_its_dele
     folder = tmp_path / "scan" / "listable-only"
     folder.mkdir(parents=True)
     (folder / "held.xml").write_bytes(b"<x/>")
+    for i in range(200):
+        (folder / f"other-{i}.xml").write_bytes(b"<x/>")
     ino = (folder / "held.xml").stat().st_ino
     folder.chmod(0o644)  # r, no x
     try:
@@ -51,4 +60,6 @@ def test_a_file_in_a_folder_listable_not_searchable_keeps_its_inode_and_its_dele
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
     assert got["blocked"], got  # the folder's mode does bind here
-    assert got == {"blocked": True, "inode": ino, "held_gone": False, "deleted_gone": True, "deleted_inode": None}
+    # Each answer from the folder's listing, listed once for all 203 asked.
+    assert got == {"blocked": True, "inode": ino, "held_gone": False, "deleted_gone": True, "deleted_inode": None,
+                   "others_there": 200, "listings": 1}

@@ -322,3 +322,26 @@ def test_an_archive_that_cannot_be_moved_is_kept_and_not_taken_again(tmp_path, s
     assert ledger.conn.execute("SELECT count(*) FROM sources").fetchone()[0] == 2
     assert [tuple(r) for r in ledger.conn.execute("SELECT outcome FROM seen_files")] == [("kept",)]
     assert not list(audit_ledger(ledger, vault.root, AuditSettings(), now=dt.datetime.now(dt.timezone.utc)))
+
+
+def test_an_archive_nothing_was_taken_from_past_its_limits_says_so_not_no_invoice(tmp_path, samples_dir):
+    # The budget spent on junk before the invoices: they are refused by name,
+    # and the archive's own refusal says they were not read, never "holds
+    # no invoice file".
+    import dataclasses
+
+    (tmp_path / "scan").mkdir()
+    base = MailLimits()
+    limits = dataclasses.replace(base, zip_limits=dataclasses.replace(base.zip_limits, max_total_bytes=1_000_000))
+    ledger, vault = Ledger(tmp_path / "ledger.sqlite3"), Vault(tmp_path / "vault")
+    intake = Intake(ledger, vault, max_bytes=10 << 20, mail_limits=limits, actor="t")
+    watch = WatchConfig(path=tmp_path / "scan", kind="scanner", after="keep")
+    xml = invoices(samples_dir)["dzfp_1.xml"]
+    inner = zip_of({f"z{i}.bin": b"\0" * 100_000 for i in range(9)})
+    (watch.path / "bulk.zip").write_bytes(zip_of({"A.zip": inner, "C.bin": b"\0" * 200_000, "D.xml": xml},
+                                                 zipfile.ZIP_STORED))
+    assert not intake.take(watch.path / "bulk.zip", watch, now=NOW, today=TODAY).documents
+    reasons = {r["name"]: r["reason"] for r in ledger.refusals()}
+    assert reasons["bulk.zip/D.xml"].startswith("zip-limit-exceeded"), reasons
+    assert reasons["bulk.zip"].startswith("zip-limit-exceeded: nothing was taken; 2 of its files were not read"), \
+        reasons["bulk.zip"]
