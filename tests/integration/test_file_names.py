@@ -99,14 +99,26 @@ def test_exact_path_is_one_to_one_on_byte_names(names):
         assert b"\\" in n or s == storable(os.fsdecode(n))
 
 
+def kept_site(tmp: Path) -> tuple[Intake, Ledger, Vault, WatchConfig]:
+    """An intake of tmp/scan, kept there (after = "keep"), with its ledger and vault."""
+    (tmp / "scan").mkdir()
+    ledger, vault = Ledger(tmp / "ledger.sqlite3"), Vault(tmp / "vault")
+    intake = Intake(ledger, vault, max_bytes=10 << 20, mail_limits=MailLimits(), actor="t")
+    return intake, ledger, vault, WatchConfig(path=tmp / "scan", kind="scanner", after="keep")
+
+
+def audit_now(ledger: Ledger, vault: Vault, watch: WatchConfig) -> list:
+    """`audit ledger`'s violations, the watched folder's files counted as settled."""
+    return list(audit_ledger(ledger, vault.root, AuditSettings(watched=((str(watch.path), "keep"),),
+                                                                unhandled_after_s=0),
+                             now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=5)))
+
+
 def test_a_literal_escape_beside_the_byte_it_reads_as_is_taken_once_each(tmp_path):
     # Both kept in a watched folder: each is captured once and remembered
     # under its own key, so a rescan takes neither again (with one key, each
     # capture replaced the other's row and both were taken at every rescan).
-    (tmp_path / "scan").mkdir()
-    ledger, vault = Ledger(tmp_path / "ledger.sqlite3"), Vault(tmp_path / "vault")
-    intake = Intake(ledger, vault, max_bytes=10 << 20, mail_limits=MailLimits(), actor="t")
-    watch = WatchConfig(path=tmp_path / "scan", kind="scanner", after="keep")
+    intake, ledger, vault, watch = kept_site(tmp_path)
     template = INVOICE.read_bytes()
     scan = os.fsencode(tmp_path / "scan")
     names = [b"inv\\xe8.xml", b"inv\xe8.xml"]
@@ -122,10 +134,7 @@ def test_a_literal_escape_beside_the_byte_it_reads_as_is_taken_once_each(tmp_pat
     arrivals = ledger.conn.execute("SELECT original_path FROM sources ORDER BY id").fetchall()
     assert len(arrivals) == 2 and arrivals[0][0] != arrivals[1][0], [a[0] for a in arrivals]
     # Neither is reported as never taken, nor as remembered without an arrival.
-    found = list(audit_ledger(ledger, vault.root, AuditSettings(watched=((str(watch.path), "keep"),),
-                                                                unhandled_after_s=0),
-                              now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=5)))
-    assert not found, found
+    assert not audit_now(ledger, vault, watch)
 
 
 def test_refusals_of_names_that_read_alike_are_each_their_own(tmp_path):
@@ -135,10 +144,7 @@ def test_refusals_of_names_that_read_alike_are_each_their_own(tmp_path):
     import io
     import zipfile
 
-    (tmp_path / "scan").mkdir()
-    ledger, vault = Ledger(tmp_path / "ledger.sqlite3"), Vault(tmp_path / "vault")
-    intake = Intake(ledger, vault, max_bytes=10 << 20, mail_limits=MailLimits(), actor="t")
-    watch = WatchConfig(path=tmp_path / "scan", kind="scanner", after="keep")
+    intake, ledger, vault, watch = kept_site(tmp_path)
     junk_zip = io.BytesIO()
     with zipfile.ZipFile(junk_zip, "w") as z:
         z.writestr("junk.txt", "not an invoice")
@@ -155,10 +161,8 @@ def test_refusals_of_names_that_read_alike_are_each_their_own(tmp_path):
     assert len(set(names)) == 4
     zip_sources = {r[0] for r in ledger.conn.execute("SELECT source FROM refusals WHERE name LIKE '%/junk.txt'")}
     assert len(zip_sources) == 2, zip_sources
-    settings = AuditSettings(watched=((str(watch.path), "keep"),), unhandled_after_s=0)
-    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=5)
-    assert not list(audit_ledger(ledger, vault.root, settings, now=later))
+    assert not audit_now(ledger, vault, watch)
     ledger.conn.execute("DELETE FROM refusals WHERE name = ?", (exact_path(os.fsdecode(b"z\\xe8.zip")),))
     ledger.conn.commit()
-    found = list(audit_ledger(ledger, vault.root, settings, now=later))
+    found = audit_now(ledger, vault, watch)
     assert [v.code for v in found] == ["seen-not-recorded"] and "z\\x5cxe8.zip" in found[0].message, found
