@@ -207,7 +207,7 @@ class Intake(ArchiveIntake, GroupedIntake):
 
         def write() -> list[int]:
             docs = write_mail.write()
-            self._after_mail(path, watch, st, now=now, today=today, keep=write_mail.unclosed)
+            self._after_mail(path, watch, st, docs, now=now, today=today, keep=write_mail.unclosed)
             return docs
         return self._later(write)
 
@@ -234,8 +234,8 @@ class Intake(ArchiveIntake, GroupedIntake):
         result.refused = True
         return result
 
-    def _after_mail(self, path: Path, watch: WatchConfig, st: os.stat_result | None, *, now: str,
-                    today: dt.date, keep: bool = False) -> None:
+    def _after_mail(self, path: Path, watch: WatchConfig, st: os.stat_result | None, docs: list[int], *,
+                    now: str, today: dt.date, keep: bool = False) -> None:
         # A message is parsed in full when taken: its step is done at once
         # (once the group is durable), if it is still the file looked at.
         # `keep`: cut off, so left in place (remembered: taken again only
@@ -249,22 +249,25 @@ class Intake(ArchiveIntake, GroupedIntake):
             self.ledger.remember_file(exact_path(str(path)), st.st_size, st.st_mtime_ns, ino=st.st_ino,
                                       ctime_ns=st.st_ctime_ns, outcome="captured", now=now)
         else:
-            self._group.acts.append(lambda: self._act_once(path, watch, ident, processed_folder(path, today),
+            self._group.acts.append(lambda: self._act_once(path, watch, ident, processed_folder(path, today), docs,
                                                            now=now))
 
-    def _act_once(self, path: Path, watch: WatchConfig, ident: Identity, target: Path, *, now: str) -> None:
+    def _act_once(self, path: Path, watch: WatchConfig, ident: Identity, target: Path, docs: list[int], *,
+                  now: str) -> None:
         # The move or delete of a file read in full when taken (an e-mail, a
         # zip archive). One that cannot be done (a folder the agent may not
         # write, processed/ taken by a file) leaves the file remembered as
-        # kept, with the warning: without the row every rescan took it again.
+        # kept, with the warning and, on each document it brought, an event
+        # saying why (as a plain file's step records): without the row
+        # every rescan took it again.
         # One that waits (the file held by another program for now, the
         # watched folder swapped) is not remembered: the next rescan takes
         # it again and tries once more.
         state, outcome = act(watch.path, path, ident, watch.after, target)
         log_act(path, state, outcome)
         if state == "kept":
-            self.ledger.remember_file(exact_path(str(path)), ident.size, ident.mtime_ns, ino=ident.ino,
-                                      ctime_ns=ident.ctime_ns, outcome="kept", now=now)
+            self.ledger.keep_source(exact_path(str(path)), ident, docs, outcome=storable(outcome), now=now,
+                                    actor=self.actor)
 
     def _after_scan(self, path: Path, watch: WatchConfig, got: Captured, *, now: str) -> None:
         # What a scanner file's capture owes its source: rows now, in the

@@ -173,12 +173,12 @@ class ArchiveIntake:
 
         def write() -> list[int]:
             docs = archive.write()
-            self._after_zip(path, watch, stored, refused=archive.refused, now=now, today=today)
+            self._after_zip(path, watch, stored, docs, refused=archive.refused, now=now, today=today)
             return docs
         return self._later(write)
 
-    def _after_zip(self, path: Path, watch: WatchConfig, stored: StoredFile, *, refused: bool, now: str,
-                   today: dt.date) -> None:
+    def _after_zip(self, path: Path, watch: WatchConfig, stored: StoredFile, docs: list[int], *, refused: bool,
+                   now: str, today: dt.date) -> None:
         # Read in full when taken, so its step is done at once (once the
         # group is durable), as an e-mail's is; but an archive of which
         # nothing was taken (cut short: its writer may not be done) stays
@@ -192,4 +192,5 @@ class ArchiveIntake:
             self.ledger.remember_file(key, ident.size, ident.mtime_ns, ino=ident.ino, ctime_ns=ident.ctime_ns,
                                       outcome="refused" if refused else "captured", now=now)
             return
-        self._group.acts.append(lambda: self._act_once(path, watch, ident, processed_folder(path, today), now=now))
+        self._group.acts.append(lambda: self._act_once(path, watch, ident, processed_folder(path, today), docs,
+                                                       now=now))

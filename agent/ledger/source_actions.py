@@ -35,6 +35,20 @@ class SourceActionsMixin:
                                ctime_ns=identity.ctime_ns, outcome="waiting", now=now)
             return action_id
 
+    def keep_source(self, seen_key: str, identity: Identity, doc_ids: Iterable[int], *, outcome: str,
+                    now: str, actor: str) -> None:
+        """A file read in full when taken (an e-mail, a zip archive) whose
+        move or delete could not be done: remembered as kept under
+        `seen_key` (not taken again until it changes) and a "source kept"
+        event, saying why (`outcome`), on each of `doc_ids` (the documents
+        it brought), in one transaction."""
+        with self.transaction():
+            self.remember_file(seen_key, identity.size, identity.mtime_ns, ino=identity.ino,
+                               ctime_ns=identity.ctime_ns, outcome="kept", now=now)
+            for doc_id in doc_ids:
+                self._event(doc_id, now=now, actor=actor, from_state=None, to_state=None,
+                            reason=f"source kept: {outcome}", details={"path": seen_key})
+
     def due_source_actions(self, doc_ids: Iterable[int] | None = None, limit: int = 500) -> list[dict[str, Any]]:
         """Waiting source actions whose document has left `captured`, oldest
         first, each with `verdict`: "read" (its bytes were read: the action

@@ -314,8 +314,11 @@ def test_an_archive_that_cannot_be_moved_is_kept_and_not_taken_again(tmp_path, s
     (watch.path / "processed").write_bytes(b"not a folder")
     files = invoices(samples_dir)
     (watch.path / "bulk.zip").write_bytes(zip_of({"a.xml": files["dzfp_1.xml"], "b.xml": files["dzfp_2.xml"]}))
-    assert len(intake.take(watch.path / "bulk.zip", watch, now=NOW, today=TODAY).documents) == 2
-    assert (watch.path / "bulk.zip").exists()
+    docs = intake.take(watch.path / "bulk.zip", watch, now=NOW, today=TODAY).documents
+    assert len(docs) == 2 and (watch.path / "bulk.zip").exists()
+    for doc_id in docs:  # each document it brought says why its source stayed, as a plain file's does
+        kept = [e.reason for e in ledger.events(doc_id) if (e.reason or "").startswith("source kept: ")]
+        assert kept and "not a folder; not touched" in kept[0], ledger.events(doc_id)
     for _ in range(3):
         again = intake.take(watch.path / "bulk.zip", watch, now=NOW, today=TODAY)
         assert again.skipped and not again.documents
