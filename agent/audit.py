@@ -105,8 +105,7 @@ def audit_ledger(ledger: Ledger, vault_root: str | Path, settings: AuditSettings
                 yield violation("object-missing", "the original is not in the vault", document=by_document.get(sha),
                          object=sha)
     for found_there in unhandled_files(ledger, list(settings.watched), now=now,
-                                       older_than_s=settings.unhandled_after_s, known_objects=referenced,
-                                       max_bytes=settings.max_file_bytes):
+                                       older_than_s=settings.unhandled_after_s, known_objects=referenced):
         yield violation(found_there.code, f"{found_there.path}: {found_there.why}")
 
 

@@ -89,7 +89,6 @@ class AuditSettings:
     hash_objects: bool = True
     watched: tuple[tuple[str, str], ...] = ()  # (folder, after) of every watch: walked for files never taken
     unhandled_after_s: float = 1200.0          # younger files may still be settling or waiting out their grace
-    max_file_bytes: int | None = None          # the most the agent takes (agent.max_file_mb): larger is never an object
 
 
 Progress = Callable[[str, int, int | None], None]

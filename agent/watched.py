@@ -42,8 +42,7 @@ class Unhandled(NamedTuple):
 
 
 def unhandled_files(ledger: Ledger, watched: list[tuple[str, str]], *, now: dt.datetime,
-                    older_than_s: float, known_objects: Collection[str] = (),
-                    max_bytes: int | None = None) -> Iterator[Unhandled]:
+                    older_than_s: float, known_objects: Collection[str] = ()) -> Iterator[Unhandled]:
     """What in the watched folders ((root, after) pairs) was never handled,
     each as an `Unhandled`:
     - a file there unchanged (by ctime) for more than `older_than_s` with no
@@ -51,8 +50,9 @@ def unhandled_files(ledger: Ledger, watched: list[tuple[str, str]], *, now: dt.d
     - a file in an after = "move" watch's processed/DATE that the agent did
       not move there (its inode, device, size and mtime are no move's) and
       whose bytes are none of `known_objects` (the vault hashes the ledger
-      names; a file over `max_bytes`, the most the agent takes, is not
-      hashed): put there by hand, so never taken;
+      names): put there by hand, so never taken. (Not by size alone: a
+      zip or e-mail the agent moved has no move row, and agent.max_file_mb
+      may have been larger when it was taken.)
     - a folder that cannot be listed (its files can be neither taken nor
       checked).
     A file still settling, or waiting out a temporary name's grace, is
@@ -71,7 +71,7 @@ def unhandled_files(ledger: Ledger, watched: list[tuple[str, str]], *, now: dt.d
             if ledger.seen_file(key, st.st_size, st.st_mtime_ns, ino=st.st_ino, ctime_ns=st.st_ctime_ns) is None:
                 yield Unhandled(key, "file-not-taken", "in a watched folder, never taken nor refused")
         for folder in own:
-            yield from _put_by_hand(ledger, folder, cutoff_ns, known_objects, max_bytes)
+            yield from _put_by_hand(ledger, folder, cutoff_ns, known_objects)
 
 
 def _settled_files(root: Path, after: str | None, cutoff_ns: int, own: Callable[[Path], None] | None = None
@@ -91,8 +91,7 @@ def _settled_files(root: Path, after: str | None, cutoff_ns: int, own: Callable[
     yield from _unlisted(unreadable)
 
 
-def _put_by_hand(ledger: Ledger, folder: Path, cutoff_ns: int, known: Collection[str],
-                 max_bytes: int | None) -> Iterator[Unhandled]:
+def _put_by_hand(ledger: Ledger, folder: Path, cutoff_ns: int, known: Collection[str]) -> Iterator[Unhandled]:
     # The files of one processed/DATE folder (and below) that are not the
     # agent's: the watcher never looks there, so nothing else would tell.
     for found in _settled_files(folder, None, cutoff_ns):
@@ -101,14 +100,6 @@ def _put_by_hand(ledger: Ledger, folder: Path, cutoff_ns: int, known: Collection
             continue
         path, fd, name, st = found
         if ledger.moved_here(dev=st.st_dev, ino=st.st_ino, size=st.st_size, mtime_ns=st.st_mtime_ns):
-            continue
-        if max_bytes is not None and st.st_size > max_bytes:
-            # Larger than any file the agent takes: its bytes cannot be a
-            # vault object, and hashing a disk image would take the audit hours.
-            yield Unhandled(storable(str(path)), "file-not-taken",
-                            f"in the agent's processed folder, not moved there by it, and larger ({st.st_size} "
-                            f"bytes) than any file the agent takes now ({max_bytes}, agent.max_file_mb): put there "
-                            "by hand, never taken")
             continue
         try:
             sha256 = _hash_at(fd, name)

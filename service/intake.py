@@ -259,13 +259,13 @@ class Intake(ArchiveIntake, GroupedIntake):
         # write, processed/ taken by a file) leaves the file remembered as
         # kept, with the warning and, on each document it brought, an event
         # saying why (as a plain file's step records): without the row
-        # every rescan took it again.
-        # One that waits (the file held by another program for now, the
-        # watched folder swapped) is not remembered: the next rescan takes
-        # it again and tries once more.
+        # every rescan took it again. One that only waits (another program
+        # holds it for now) is kept too: it has no waiting step to retry it
+        # (a plain file's source action), and not remembered it was taken
+        # again at every rescan; it is moved with its next change, or by hand.
         state, outcome = act(watch.path, path, ident, watch.after, target)
         log_act(path, state, outcome)
-        if state == "kept":
+        if state in ("kept", "wait"):
             self.ledger.keep_source(exact_path(str(path)), ident, docs, outcome=storable(outcome), now=now,
                                     actor=self.actor)
 

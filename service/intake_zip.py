@@ -113,8 +113,9 @@ def zip_rows(ledger: Ledger, vault: Vault, data: bytes, sha256: str, *, name: st
         unread = sum(r.reason == "zip-limit-exceeded" for r in contents.refusals)
         if not contents.attachments and whole is None and unread:
             # Not "holds no invoice": what it holds past its limits was never read.
-            whole = (f"zip-limit-exceeded: nothing was taken; {unread} of its files were not read (the archive "
-                     f"inflates past its limits); all {len(contents.refusals)} are listed under {contents.shown}/")
+            whole = (f"zip-limit-exceeded: nothing was taken; {unread} of its files were not read (past the "
+                     f"archive's limits: size, ratio or nesting depth); all {len(contents.refusals)} are listed "
+                     f"under {contents.shown}/")
         elif not contents.attachments and whole is None:
             whole = ("no-invoice: the zip archive holds no invoice file" + (
                 f"; its {len(contents.refusals)} other files are listed under {contents.shown}/"

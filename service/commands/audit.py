@@ -84,8 +84,7 @@ def ledger_command(ctx: click.Context, as_json: bool, no_hash: bool) -> None:
         sla_hours=float(cfg.delivery.get("sla_hours") or 24), hash_objects=not no_hash,
         watched=tuple((str(w.path), w.after) for w in cfg.watches if w.path.is_dir()),
         # A file is found by the next rescan, then may wait out a temporary name's grace.
-        unhandled_after_s=cfg.agent["rescan_interval_s"] + TEMP_GRACE_S + 60,
-        max_file_bytes=cfg.agent["max_file_mb"] * 1024 * 1024)
+        unhandled_after_s=cfg.agent["rescan_interval_s"] + TEMP_GRACE_S + 60)
     found = []
     with ledger:
         try:

@@ -234,26 +234,25 @@ def test_a_file_put_by_hand_into_processed_is_named_by_the_audit(make_site, invo
     (dated / "filed-by-hand.pdf").write_bytes(b"%PDF-1.7 never taken")
     (site.scan / "processed" / "2026-11-30").mkdir()               # another day's folder
     (site.scan / "processed" / "2026-11-30" / "old.xml").write_bytes(other_invoice(invoice, 41_000_002))
-    with open(dated / "huge.bin", "wb") as f:                      # sparse: never read to be named
-        f.truncate(3 << 20)
-    settings = AuditSettings(watched=((str(site.scan), "move"),), unhandled_after_s=0, max_file_bytes=1 << 20)
+    settings = AuditSettings(watched=((str(site.scan), "move"),), unhandled_after_s=0)
     later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=5)
     found = list(audit_ledger(site.ledger, site.vault.root, settings, now=later))
     named = sorted(v.message.split(":")[0] for v in found)
     assert named == sorted(str(p) for p in (dated / "sub" / "filed-by-hand.xml", dated / "filed-by-hand.pdf",
-                                             dated / "huge.bin",
                                              site.scan / "processed" / "2026-11-30" / "old.xml")), found
     assert all(v.code == "file-not-taken" and "put there by hand" in v.message for v in found), found
-    assert "larger (3145728 bytes) than any file the agent takes" in next(v.message for v in found if "huge" in
-                                                                          v.message)
-    # The agent's own file, its inode now holding other bytes of the same
-    # size (as an inode freed and given to a new file is): no longer its move.
+    # The agent's own file touched (no longer its move by mtime): its bytes
+    # are the ledger's, so it is not named.
     moved = dated / "inv.xml"
+    os.utime(moved, ns=(moved.stat().st_atime_ns, moved.stat().st_mtime_ns + 10**9))
+    assert str(moved) not in {v.message.split(":")[0] for v in
+                              audit_ledger(site.ledger, site.vault.root, settings, now=later)}
+    # Its inode now holding other bytes of the same size (as an inode freed
+    # and given to a new file is): no longer the agent's, and named.
     other = other_invoice(invoice, 41_000_003)
     assert len(other) == len(invoice)
     with open(moved, "r+b") as f:
         f.write(other)
-    os.utime(moved, ns=(moved.stat().st_atime_ns, moved.stat().st_mtime_ns + 10**9))
     found = list(audit_ledger(site.ledger, site.vault.root, settings, now=later))
     assert str(moved) in {v.message.split(":")[0] for v in found}, found
     # Moved into the watched folder, it is taken like any other file.
