@@ -207,7 +207,8 @@ class Intake(ArchiveIntake, GroupedIntake):
 
         def write() -> list[int]:
             docs = write_mail.write()
-            self._after_mail(path, watch, st, docs, now=now, today=today, keep=write_mail.unclosed)
+            self._after_mail(path, watch, st, list(write_mail.brought), now=now, today=today,
+                             keep=write_mail.unclosed)
             return docs
         return self._later(write)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Sequence
 
 from agent.capture import open_source, record_bytes
 from agent.config import WatchConfig
@@ -74,9 +74,10 @@ def store_mail(ledger: Ledger, vault: Vault, path: Path, watch: WatchConfig, *, 
         log.info("e-mail already taken: the same message, renamed within the Maildir",
                  extra={"path": storable(str(path)), "sha256": stored.sha256})
         return MailWrite(lambda: [], False)
+    brought: list[int] = []
     return MailWrite(mail_rows(ledger, vault, data, stored.sha256, path=path, source=str(watch.path), label=label,
-                               limits=limits, now=now, actor=actor, parsed=parsed),
-                     isinstance(parsed, ParsedMail) and parsed.unclosed)
+                               limits=limits, now=now, actor=actor, parsed=parsed, brought=brought),
+                     isinstance(parsed, ParsedMail) and parsed.unclosed, brought)
 
 
 class MailWrite(NamedTuple):
@@ -87,6 +88,9 @@ class MailWrite(NamedTuple):
 
     write: Callable[[], list[int]]
     unclosed: bool
+    # Every document the message brought, new or known, once `write` ran:
+    # a "source kept" event names the file on each (Intake._act_once).
+    brought: Sequence[int] = ()
 
 
 def _parse(data: bytes, limits: MailLimits) -> ParsedMail | ExtractError:
@@ -104,13 +108,15 @@ def is_message(head: bytes) -> bool:
 
 def mail_rows(ledger: Ledger, vault: Vault, data: bytes, sha256: str, *, path: Path, source: str,
               label: str | None, limits: MailLimits, now: str, actor: str,
-              parsed: ParsedMail | ExtractError | None = None) -> Callable[[], list[int]]:
+              parsed: ParsedMail | ExtractError | None = None,
+              brought: list[int] | None = None) -> Callable[[], list[int]]:
     """Parse the message `data` (from `path`; its bytes already durable in
     the vault as `sha256`), put its attachments into the vault (fsynced on
     return) and return the write of its rows: attachments captured (source
     `source`), refusals recorded, the message marked taken; the write
-    returns the new documents' ids. A message that cannot be read is
-    refused whole, its hash named. `parsed`: `data` already parsed."""
+    returns the new documents' ids, and appends every document it names,
+    new or known, to `brought` when given. A message that cannot be read
+    is refused whole, its hash named. `parsed`: `data` already parsed."""
     mail = _parse(data, limits) if parsed is None else parsed
     if isinstance(mail, ExtractError):
         e = mail
@@ -144,6 +150,8 @@ def mail_rows(ledger: Ledger, vault: Vault, data: bytes, sha256: str, *, path: P
                                details={**details, "from_zip": att.from_zip})
             if got.created:
                 docs.append(got.document_id)
+            if brought is not None and got.document_id not in brought:
+                brought.append(got.document_id)
         refused_in = storable(f"e-mail {mail.message_id or path.name}")
         for r in mail.refusals:
             ledger.record_refusal(source=refused_in, name=r.filename, sha256=sha256,

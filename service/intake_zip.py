@@ -50,8 +50,11 @@ class ZipWrite:
     file; it is then refused under its own name, and its file stays where
     it is."""
 
-    def __init__(self, write: Callable[[], tuple[list[int], int]], contents: ZipContents):
+    def __init__(self, write: Callable[[], tuple[list[int], int]], contents: ZipContents,
+                 brought: list[int] | None = None):
         self._write, self.contents, self.known = write, contents, 0
+        # Every document the archive brought, new or known, once written.
+        self.brought: list[int] = brought if brought is not None else []
 
     def write(self) -> list[int]:
         """The rows (see the class); the new documents' ids."""
@@ -89,6 +92,7 @@ def zip_rows(ledger: Ledger, vault: Vault, data: bytes, sha256: str, *, name: st
     # does: two archives whose names read alike are never folded into one.
     shown_path = storable(path)
     refused_in, own_name = f"zip {exact_path(path)}", exact_path(name)
+    brought: list[int] = []
 
     def write() -> tuple[list[int], int]:
         docs, known = [], 0
@@ -98,6 +102,8 @@ def zip_rows(ledger: Ledger, vault: Vault, data: bytes, sha256: str, *, name: st
                                original_path=path,
                                details={"from_zip": att.from_zip, "archive_sha256": sha256,
                                         "archive_path": shown_path, "label": label})
+            if got.document_id not in brought:
+                brought.append(got.document_id)
             if got.created:
                 docs.append(got.document_id)
             else:
@@ -128,7 +134,7 @@ def zip_rows(ledger: Ledger, vault: Vault, data: bytes, sha256: str, *, name: st
             "path": shown_path, "files": len(contents.attachments), "refused": len(contents.refusals),
             "new": len(docs), "sha256": sha256, **({"reason": whole} if whole else {})})
         return docs, known
-    return ZipWrite(write, contents)
+    return ZipWrite(write, contents, brought)
 
 
 class ArchiveIntake:
@@ -174,7 +180,7 @@ class ArchiveIntake:
 
         def write() -> list[int]:
             docs = archive.write()
-            self._after_zip(path, watch, stored, docs, refused=archive.refused, now=now, today=today)
+            self._after_zip(path, watch, stored, archive.brought, refused=archive.refused, now=now, today=today)
             return docs
         return self._later(write)
 

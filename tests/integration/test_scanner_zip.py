@@ -324,6 +324,12 @@ def test_an_archive_that_cannot_be_moved_is_kept_and_not_taken_again(tmp_path, s
         assert again.skipped and not again.documents
     assert ledger.conn.execute("SELECT count(*) FROM sources").fetchone()[0] == 2
     assert [tuple(r) for r in ledger.conn.execute("SELECT outcome FROM seen_files")] == [("kept",)]
+    # A copy bringing no new document: its documents say that it stayed too.
+    (watch.path / "copy.zip").write_bytes((watch.path / "bulk.zip").read_bytes())
+    assert not intake.take(watch.path / "copy.zip", watch, now=NOW, today=TODAY).documents
+    for doc_id in docs:
+        kept = [e.details["path"] for e in ledger.events(doc_id) if (e.reason or "").startswith("source kept: ")]
+        assert kept == [str(watch.path / "bulk.zip"), str(watch.path / "copy.zip")], kept
     assert not list(audit_ledger(ledger, vault.root, AuditSettings(), now=dt.datetime.now(dt.timezone.utc)))
 
 
@@ -348,3 +354,28 @@ def test_an_archive_nothing_was_taken_from_past_its_limits_says_so_not_no_invoic
     assert reasons["bulk.zip/D.xml"].startswith("zip-limit-exceeded"), reasons
     assert reasons["bulk.zip"].startswith("zip-limit-exceeded: nothing was taken; 2 of its files were not read"), \
         reasons["bulk.zip"]
+
+
+def test_an_email_that_cannot_be_moved_says_so_on_every_document_it_brought(tmp_path, samples_dir):
+    # The e-mail side of the above: kept, and each document it brought (a
+    # second copy brings no new one) says why its source stayed.
+    from email.message import EmailMessage
+
+    (tmp_path / "mail").mkdir()
+    ledger, vault = Ledger(tmp_path / "ledger.sqlite3"), Vault(tmp_path / "vault")
+    intake = Intake(ledger, vault, max_bytes=10 << 20, mail_limits=MailLimits(), actor="t")
+    watch = WatchConfig(path=tmp_path / "mail", kind="email", after="move")
+    (watch.path / "processed").write_bytes(b"not a folder")
+    m = EmailMessage()
+    m["From"], m["To"], m["Subject"], m["Message-ID"] = "a@b.example", "ap@c.example", "发票", "<1@b.example>"
+    m.set_content("see attached")
+    m.add_attachment(invoices(samples_dir)["dzfp_1.xml"], maintype="application", subtype="xml",
+                     filename="dzfp.xml")
+    for name in ("one.eml", "copy.eml"):
+        (watch.path / name).write_bytes(m.as_bytes())
+        intake.take(watch.path / name, watch, now=NOW, today=TODAY)
+        assert (watch.path / name).exists()
+    (doc_id,) = [r[0] for r in ledger.conn.execute("SELECT id FROM documents")]
+    kept = [e.details["path"] for e in ledger.events(doc_id) if (e.reason or "").startswith("source kept: ")]
+    assert kept == [str(watch.path / "one.eml"), str(watch.path / "copy.eml")], kept
+    assert [r[0] for r in ledger.conn.execute("SELECT outcome FROM seen_files")] == ["kept", "kept"]
