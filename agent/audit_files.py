@@ -114,11 +114,8 @@ def _entries(path) -> list:
 
 
 def _hash_matches(path: Path, sha: str) -> bool:
-    digest = hashlib.sha256()
     try:
         with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
+            return hashlib.file_digest(f, "sha256").hexdigest() == sha
     except OSError:
         return False
-    return digest.hexdigest() == sha

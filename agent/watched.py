@@ -116,12 +116,10 @@ def _put_by_hand(ledger: Ledger, folder: Path, cutoff_ns: int, known: Collection
 
 
 def _hash_at(fd: int, name: str) -> str:
-    h = hashlib.sha256()
+    # Never through a symlink, never blocking on a FIFO swapped in.
     f = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
     with os.fdopen(f, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 def _unlisted(errors: list[tuple[Path, OSError]]) -> Iterator[Unhandled]:

@@ -220,7 +220,8 @@ class Intake(ArchiveIntake, GroupedIntake):
         # The refused bytes are made durable with the group's others, before
         # its rows: a refusal row never names bytes the vault may lose.
         key, reason = exact_path(str(path)), storable(reason)
-        log.warning("refused", extra={"path": storable(str(path)), "reason": reason, "sha256": staged.sha256 if staged else ""})
+        log.warning("refused", extra={"path": storable(str(path)), "reason": reason,
+                                      "sha256": staged.sha256 if staged else ""})
         if staged is not None:
             self._group.staged.append(staged)
 

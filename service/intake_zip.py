@@ -50,11 +50,11 @@ class ZipWrite:
     file; it is then refused under its own name, and its file stays where
     it is."""
 
-    def __init__(self, write: Callable[[], tuple[list[int], int]], contents: ZipContents,
-                 brought: list[int] | None = None):
+    def __init__(self, write: Callable[[], tuple[list[int], int]], contents: ZipContents, brought: list[int]):
         self._write, self.contents, self.known = write, contents, 0
-        # Every document the archive brought, new or known, once written.
-        self.brought: list[int] = brought if brought is not None else []
+        # Every document the archive brought, new or known, once written
+        # (`write` fills it).
+        self.brought = brought
 
     def write(self) -> list[int]:
         """The rows (see the class); the new documents' ids."""
@@ -116,16 +116,17 @@ def zip_rows(ledger: Ledger, vault: Vault, data: bytes, sha256: str, *, name: st
             else:
                 ledger.record_refusal(source=refused_in, name=r.filename, sha256=sha256, reason=reason, now=now,
                                       once=True)
-        unread = sum(r.reason == "zip-limit-exceeded" for r in contents.refusals)
-        if not contents.attachments and whole is None and unread:
-            # Not "holds no invoice": what it holds past its limits was never read.
-            whole = (f"zip-limit-exceeded: nothing was taken; {unread} of its files were not read (past the "
-                     f"archive's limits: size, ratio or nesting depth); all {len(contents.refusals)} are listed "
-                     f"under {contents.shown}/")
-        elif not contents.attachments and whole is None:
-            whole = ("no-invoice: the zip archive holds no invoice file" + (
-                f"; its {len(contents.refusals)} other files are listed under {contents.shown}/"
-                if contents.refusals else " (it is empty)"))
+        if not contents.attachments and whole is None:
+            unread = sum(r.reason == "zip-limit-exceeded" for r in contents.refusals)
+            if unread:
+                # Not "holds no invoice": what it holds past its limits was never read.
+                whole = (f"zip-limit-exceeded: nothing was taken; {unread} of its files were not read (past the "
+                         f"archive's limits: size, ratio or nesting depth); all {len(contents.refusals)} are "
+                         f"listed under {contents.shown}/")
+            else:
+                whole = ("no-invoice: the zip archive holds no invoice file" + (
+                    f"; its {len(contents.refusals)} other files are listed under {contents.shown}/"
+                    if contents.refusals else " (it is empty)"))
         if whole is not None:
             # An original all the same: the refusal says so to the operator
             # and gets it backed up.
