@@ -99,11 +99,13 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
-def cpu_seconds(pid: int, tid: int | None = None) -> float:
-    """User and system CPU seconds of process `pid` so far, or of its thread `tid`."""
+def cpu_seconds(pid: int, tid: int | None = None, *, system_only: bool = False) -> float:
+    """User and system CPU seconds of process `pid` so far, or of its thread
+    `tid`; the system (kernel) part alone when `system_only`."""
     stat = Path(f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat")
     fields = stat.read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[12]) if system_only else int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def family_cpu_seconds(pid: int) -> float:
@@ -123,9 +125,11 @@ def family_cpu_parts(pid: int) -> dict[str, float]:
     processes below it (the extraction workers and their forkserver)."""
     try:
         main, own = cpu_seconds(pid, pid), cpu_seconds(pid)
+        main_system = cpu_seconds(pid, pid, system_only=True)
     except OSError:
-        return {"main": 0.0, "threads": 0.0, "workers": 0.0}
-    return {"main": main, "threads": own - main, "workers": family_cpu_seconds(pid) - own}
+        return {"main": 0.0, "main_system": 0.0, "threads": 0.0, "workers": 0.0}
+    return {"main": main, "main_system": main_system, "threads": own - main,
+            "workers": family_cpu_seconds(pid) - own}
 
 
 def wait_quiet(pid: int, timeout: float = 20.0) -> None:
@@ -188,10 +192,11 @@ def burst_files(n: int, pdf_share: float) -> list[tuple[str, bytes]]:
     return files
 
 
-def floor_files_per_s(staging: Path, out: Path) -> float:
+def floor_files_per_s(staging: Path, out: Path) -> tuple[float, float]:
     """The least any capture can do per file, in a plain loop: read, sha256,
     write a copy, fsync it, rename it into place, fsync the folder, and one
-    committed row (SQLite WAL, synchronous=FULL) per file."""
+    committed row (SQLite WAL, synchronous=FULL) per file. Returns files/s
+    and the loop's CPU milliseconds a file (user and system)."""
     out.mkdir()
     tmp, objects = out / "tmp", out / "objects"
     tmp.mkdir()
@@ -202,7 +207,7 @@ def floor_files_per_s(staging: Path, out: Path) -> float:
     db.execute("CREATE TABLE r (sha256 TEXT PRIMARY KEY, path TEXT, size INTEGER)")
     names = sorted(os.listdir(staging))
     dfd = os.open(objects, os.O_RDONLY | os.O_DIRECTORY)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.thread_time()
     for name in names:
         data = (staging / name).read_bytes()
         sha = hashlib.sha256(data).hexdigest()
@@ -215,10 +220,10 @@ def floor_files_per_s(staging: Path, out: Path) -> float:
         db.execute("BEGIN IMMEDIATE")
         db.execute("INSERT INTO r VALUES (?, ?, ?)", (sha, name, len(data)))
         db.execute("COMMIT")
-    took = time.perf_counter() - t
+    took, cpu = time.perf_counter() - t, time.thread_time() - cpu
     os.close(dfd)
     db.close()
-    return len(names) / took
+    return len(names) / took, cpu / max(len(names), 1) * 1000
 
 
 def stage(root: Path, files: list[tuple[str, bytes]]) -> Path:
@@ -231,10 +236,10 @@ def stage(root: Path, files: list[tuple[str, bytes]]) -> Path:
     return staging
 
 
-def floor_round(root: Path, staging: Path) -> float:
+def floor_round(root: Path, staging: Path) -> tuple[float, float]:
     """The floor loop over the staged files, its copies moved aside (not
     deleted, see `burst`) and flushed after."""
-    floor = floor_files_per_s(staging, root / "floor")
+    floor = floor_files_per_s(staging, root / "floor")  # files/s, CPU ms a file
     (root / "spent").mkdir(exist_ok=True)
     os.rename(root / "floor", root / "spent" / f"floor-{len(os.listdir(root / 'spent'))}")
     os.sync()
@@ -251,7 +256,7 @@ def burst_round(root: Path, files: list[tuple[str, bytes]]) -> dict:
     # writeback (the staging files, the floor's deleted copies, the last
     # round's deleted vault), which the daemon's syncfs would otherwise wait on.
     staging = stage(root, files)
-    before = floor_round(root, staging)
+    before, floor_cpu = floor_round(root, staging)
     (root / "nas").mkdir()
     (root / "out").mkdir()
     d = DaemonUnderTest(root, settle=SETTLE, extra=BURST_CONFIG)
@@ -287,13 +292,14 @@ def burst_round(root: Path, files: list[tuple[str, bytes]]) -> dict:
     d.stop(timeout=120)
     os.sync()
     staging.rmdir()  # emptied by the move into the watched folder
-    after = floor_round(root, stage(root, files))
+    after, floor_cpu_after = floor_round(root, stage(root, files))
     floor = (before + after) / 2
     span = (parse_utc(last_capture) - t0).total_seconds()
     q_all = sum(c for c, _ in queued.values())
     q_last = max((at for _, at in queued.values() if at), default=None)
     tail_s = (q_last - parse_utc(last_capture)).total_seconds() if q_last else 0.0
     return {"n": n, "captured": captured, "floor": floor, "before": before, "after": after,
+            "floor_cpu": (floor_cpu + floor_cpu_after) / 2,
             "daemon": captured / span, "peak": peak,
             "queued": q_all, "to_queued": q_all / (q_last - t0).total_seconds() if q_last else 0.0,
             "tail": (q_all - queued_then, (q_all - queued_then) / tail_s if tail_s > 0 else 0.0),
@@ -325,8 +331,8 @@ def burst(root: Path, n: int, rounds: int = 2, pdf_share: float = 0.2) -> None:
               f"{res['daemon'] / res['floor']:.2f} of the floor; {res['queued']} queued "
               f"at {res['to_queued']:.0f} files/s ({kinds}), {res['to_queued'] / res['daemon']:.2f} of the "
               f"capture rate ({res['tail'][0]} left when the last was captured, queued at "
-              f"{res['tail'][1]:.0f} files/s); CPU a file up to `queued`: main thread {cpu['main']:.2f} ms, "
-              f"other threads "
+              f"{res['tail'][1]:.0f} files/s); CPU a file up to `queued`: main thread {cpu['main']:.2f} ms "
+              f"({cpu['main_system']:.2f} in the kernel; the floor loop {res['floor_cpu']:.2f} ms), other threads "
               f"{cpu['threads']:.2f}, workers {cpu['workers']:.2f}; peak RSS {res['peak']:.0f} MB daemon+workers")
     daemon = statistics.median(r["daemon"] for r in results)
     floor = statistics.median(r["floor"] for r in results)
@@ -348,7 +354,7 @@ def burst(root: Path, n: int, rounds: int = 2, pdf_share: float = 0.2) -> None:
     # reading, recording and what else runs meanwhile), so no pipeline
     # reaches `queued` faster than cores / CPU a file, however its work is
     # spread over threads and processes.
-    per_file = statistics.median(sum(r["cpu_ms"].values()) for r in results)
+    per_file = statistics.median(sum(v for k, v in r["cpu_ms"].items() if k != "main_system") for r in results)
     cores = os.cpu_count() or 1
     print(f"processing, captured to queued: {kept:.2f} of the capture rate (rounds "
           f"{', '.join(f'{x:.2f}' for x in keeps)}; target >= 1.00: {'ok' if kept >= 1.0 else 'MISSED'}); "
