@@ -246,7 +246,7 @@ class Intake(ArchiveIntake, GroupedIntake):
             return
         ident = Identity.of(st)
         if path.parent.name == "new" and not keep:  # Maildir: new/ -> cur/ once taken
-            self._group.acts.append(lambda: self._to_cur(path, watch, ident, now=now))
+            self._group.acts.append(lambda: self._to_cur(path, watch, ident, docs, now=now))
         elif watch.after == "keep" or keep:
             self.ledger.remember_file(exact_path(str(path)), st.st_size, st.st_mtime_ns, ino=st.st_ino,
                                       ctime_ns=st.st_ctime_ns, outcome="captured", now=now)
@@ -266,10 +266,14 @@ class Intake(ArchiveIntake, GroupedIntake):
         # (a plain file's source action), and not remembered it was taken
         # again at every rescan; it is moved with its next change, or by hand.
         state, outcome = act(watch.path, path, ident, watch.after, target)
+        self._kept_if_not_done(path, watch, ident, docs, state, outcome, now=now)
+
+    def _kept_if_not_done(self, path: Path, watch: WatchConfig, ident: Identity, docs: list[int], state: str,
+                          outcome: str, *, now: str) -> None:
         log_act(path, state, outcome)
         if state in ("kept", "wait"):
             self.ledger.keep_source(exact_path(str(path)), ident, docs, outcome=storable(outcome), now=now,
-                                    actor=self.actor)
+                                    actor=self.actor, folder=storable(str(watch.path)), name=shown(path))
 
     def _after_scan(self, path: Path, watch: WatchConfig, got: Captured, *, now: str) -> None:
         # What a scanner file's capture owes its source: rows now, in the
@@ -292,11 +296,14 @@ class Intake(ArchiveIntake, GroupedIntake):
         # step may then go ahead, once the group is durable.
         self._group.finish[got.document_id] = watch
 
-    def _to_cur(self, path: Path, watch: WatchConfig, ident: Identity, *, now: str) -> None:
+    def _to_cur(self, path: Path, watch: WatchConfig, ident: Identity, docs: list[int], *, now: str) -> None:
+        # A message that cannot go to cur/ stays in new/ remembered as kept,
+        # as `_act_once` keeps one: not taken again at every rescan.
         cur = maildir_cur_path(path)
         moved: list[Path] = []
-        log_act(path, *act(watch.path, path, ident, "move", cur.parent, name=cur.name, dir_mode=None,
-                           moved_to=moved))
+        state, outcome = act(watch.path, path, ident, "move", cur.parent, name=cur.name, dir_mode=None,
+                             moved_to=moved)
+        self._kept_if_not_done(path, watch, ident, docs, state, outcome, now=now)
         # cur/ is watched (an IMAP client moves seen mail there): the message
         # we just moved is known by its new name and identity (a rename
         # changes ctime), so it is not taken a second time.

@@ -36,18 +36,24 @@ class SourceActionsMixin:
             return action_id
 
     def keep_source(self, seen_key: str, identity: Identity, doc_ids: Iterable[int], *, outcome: str,
-                    now: str, actor: str) -> None:
+                    now: str, actor: str, folder: str, name: str) -> None:
         """A file read in full when taken (an e-mail, a zip archive) whose
         move or delete could not be done: remembered as kept under
         `seen_key` (not taken again until it changes) and a "source kept"
         event, saying why (`outcome`), on each of `doc_ids` (the documents
-        it brought), in one transaction."""
+        it brought), in one transaction. One that brought no document
+        (every part refused) gets a refusal row instead (`folder`, `name`,
+        "source kept: why"), beside its parts' in `refused`: never only a
+        log line."""
         with self.transaction():
             self.remember_file(seen_key, identity.size, identity.mtime_ns, ino=identity.ino,
                                ctime_ns=identity.ctime_ns, outcome="kept", now=now)
-            for doc_id in doc_ids:
+            brought = list(doc_ids)
+            for doc_id in brought:
                 self._event(doc_id, now=now, actor=actor, from_state=None, to_state=None,
                             reason=f"source kept: {outcome}", details={"path": seen_key})
+            if not brought:
+                self.record_refusal(source=folder, name=name, reason=f"source kept: {outcome}", now=now)
 
     def due_source_actions(self, doc_ids: Iterable[int] | None = None, limit: int = 500) -> list[dict[str, Any]]:
         """Waiting source actions whose document has left `captured`, oldest

@@ -150,6 +150,25 @@ def test_maildir_cur_is_taken_and_our_own_move_is_not_taken_twice(tmp_path, inta
     assert len(intake.ledger.list_documents(limit=0)) == 2
 
 
+def test_a_maildir_message_that_cannot_go_to_cur_is_kept_not_taken_at_every_rescan(tmp_path, intake, samples_dir):
+    # cur/ is not a folder, so new/ -> cur/ fails: the message stays in
+    # new/, remembered as kept, with the reason on the document it brought.
+    # Not remembered, each rescan took it again: one more arrival each time.
+    box = tmp_path / "mail"
+    plant(box, ["new/1703.M3.host"], mail((samples_dir / SAMPLE).read_bytes(), 3))
+    (box / "cur").write_bytes(b"not a folder")
+    watch = WatchConfig(path=box, kind="email", after="keep")
+    (doc_id,) = intake.take(box / "new/1703.M3.host", watch, now=NOW, today=TODAY).documents
+    for _ in range(3):
+        again = intake.take(box / "new/1703.M3.host", watch, now=NOW, today=TODAY)
+        assert again.skipped and again.documents == []
+    assert (box / "new/1703.M3.host").exists()
+    assert intake.ledger.conn.execute("SELECT count(*) FROM sources").fetchone()[0] == 1
+    kept = [e.reason for e in intake.ledger.events(doc_id) if (e.reason or "").startswith("source kept: ")]
+    assert len(kept) == 1 and "'cur'" in kept[0], kept
+    assert [r[0] for r in intake.ledger.conn.execute("SELECT outcome FROM seen_files")] == ["kept"]
+
+
 def test_the_audit_reports_a_file_never_taken_but_not_one_still_settling(tmp_path, intake, samples_dir):
     from agent.audit import audit_ledger
     from agent.audit_rules import AuditSettings

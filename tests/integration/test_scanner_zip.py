@@ -379,3 +379,34 @@ def test_an_email_that_cannot_be_moved_says_so_on_every_document_it_brought(tmp_
     kept = [e.details["path"] for e in ledger.events(doc_id) if (e.reason or "").startswith("source kept: ")]
     assert kept == [str(watch.path / "one.eml"), str(watch.path / "copy.eml")], kept
     assert [r[0] for r in ledger.conn.execute("SELECT outcome FROM seen_files")] == ["kept", "kept"]
+
+
+def test_an_email_that_brought_nothing_and_cannot_be_moved_says_so_in_refused(tmp_path):
+    # Every part refused, so no document to carry a "source kept" event:
+    # the file's own refusal row says it stayed and why, beside its parts'
+    # refusals, never only in the log. (An archive bringing nothing is
+    # refused whole and never moved: its refusal already says why.)
+    from email.message import EmailMessage
+
+    (tmp_path / "mail").mkdir()
+    ledger, vault = Ledger(tmp_path / "ledger.sqlite3"), Vault(tmp_path / "vault")
+    intake = Intake(ledger, vault, max_bytes=10 << 20, mail_limits=MailLimits(), actor="t")
+    watch = WatchConfig(path=tmp_path / "mail", kind="email", after="move")
+    (watch.path / "processed").write_bytes(b"not a folder")
+    m = EmailMessage()
+    m["From"], m["To"], m["Subject"], m["Message-ID"] = "a@b.example", "ap@c.example", "合同", "<2@b.example>"
+    m.set_content("see attached")
+    m.add_attachment(b"\x00\x01 not an invoice at all", maintype="application", subtype="octet-stream",
+                     filename="scan.bin")
+    (watch.path / "junk.eml").write_bytes(m.as_bytes())
+    assert not intake.take(watch.path / "junk.eml", watch, now=NOW, today=TODAY).documents
+    assert (watch.path / "junk.eml").exists()
+    reasons = {r["name"]: (r["source"], r["reason"]) for r in ledger.refusals()}
+    assert reasons["scan.bin"][1].startswith("unsupported-format"), reasons
+    source, reason = reasons["junk.eml"]
+    assert source == str(watch.path) and reason.startswith("source kept: ") and "not a folder; not touched" in reason
+    again = intake.take(watch.path / "junk.eml", watch, now=NOW, today=TODAY)  # remembered: not taken again
+    assert again.skipped and not again.documents and len(ledger.refusals()) == 2
+    assert [r[0] for r in ledger.conn.execute("SELECT outcome FROM seen_files")] == ["kept"]
+    settings = AuditSettings(mail_roots=(str(watch.path),))  # as the daemon's audit knows its e-mail folders
+    assert not list(audit_ledger(ledger, vault.root, settings, now=dt.datetime.now(dt.timezone.utc)))
