@@ -16,6 +16,7 @@ from xml.etree.ElementTree import Element
 
 from PIL import Image
 
+from agent.extract.pdf_fonts import pdf_file
 from agent.extract.xml_parse import local_name
 from agent.model import Invoice
 
@@ -173,16 +174,7 @@ def one_page_pdf(w: float, h: float, content: bytes) -> bytes:
         f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {w:.2f} {h:.2f}] /Contents 4 0 R >>".encode(),
         b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
     ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return pdf_file(objects)
 
 
 def _render(pdf: bytes, width: float, height: float) -> Image.Image:

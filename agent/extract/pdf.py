@@ -27,6 +27,7 @@ from agent.extract.image import MAX_PIXELS, decode_qr_image, title_from_qr
 from agent.extract.ocr import OcrReading, apply_reading, give_back_memory, read_page_if_available
 from agent.extract.pdf_bombs import check_inflation
 from agent.extract.pdf_cut import check_complete
+from agent.extract.pdf_fonts import hold_substitute_fonts
 from agent.extract.pdf_geometry import page_text
 from agent.extract.pdf_images import decode_pdf_image, image_candidates, last_filter
 from agent.extract.pdf_render import PageRenderer
@@ -122,6 +123,7 @@ def _open(data: bytes):
     import pypdfium2
     import pypdfium2.raw as pdfium_c
 
+    hold_substitute_fonts()  # once a process: fonts invoices do not embed stay loaded
     try:
         # An owner password alone (print/copy restrictions) opens with the
         # empty user password, as every PDF viewer does; PDFium decrypts
