@@ -20,6 +20,8 @@ the time differs.
 
 from __future__ import annotations
 
+import atexit
+
 _FONTS = (  # (name, descriptor flags, CID font subtype, Adobe-GB1 supplement)
     ("STSong-Light", 6, "CIDFontType0", 4),
     ("SimSun", 32, "CIDFontType2", 2),
@@ -80,7 +82,17 @@ def hold_substitute_fonts() -> bool:
 
             doc = pypdfium2.PdfDocument(fonts_pdf())
             page = doc[0]
-            _held = (doc, page, page.get_textpage())
+            _held = (page.get_textpage(), page, doc)
+            # Closed before pypdfium2's own exit handler (atexit runs last
+            # registered first), which would warn of an object left open.
+            atexit.register(_release)
         except Exception:  # noqa: BLE001 - a speed-up only: PDFs are read the same without it
             _held = None
     return _held is not None
+
+
+def _release() -> None:
+    global _held
+    for obj in _held or ():
+        obj.close()
+    _held = None
