@@ -7,8 +7,9 @@ each file's bytes are staged in the vault as it is taken; at the group's end
 once, then their ledger rows (document, arrival, seen-file row, waiting
 source step, refusal) are written in one transaction: one vault sync and
 one ledger commit for many files. A source is touched only after its group
-is durable. A scanner file is moved or deleted only once extraction
-has read its capture: the step waits in the ledger (`source_actions`) and is
+is durable. A scanner file (an e-mail file: every document it brought) is
+moved or deleted only once extraction has read its capture: the step waits
+in the ledger (`source_actions`) and is
 carried out by `finish_sources` (service/source_steps.py), after a restart
 too, and only while the name still holds the very file that was captured. A
 file that failed to capture, whose capture was unreadable, or that changed
@@ -41,7 +42,7 @@ from service.intake_group import GroupedIntake, IntakeResult
 from service.intake_mail import MailUnfinished, NotAMessage, shown, store_mail
 from service.intake_zip import ArchiveIntake, is_archive
 from agent.filenames import exact_path, storable
-from service.source_steps import act, log_act, processed_folder
+from service.source_steps import act, log_act
 from service.watch_names import MAIL_UNFINISHED_GRACE_S, TEMP_GRACE_S, system_name, temporary_name
 
 log = logging.getLogger("fapiao.intake")
@@ -118,8 +119,7 @@ class Intake(ArchiveIntake, GroupedIntake):
                                 "taken when it changes)", now=now)
         label = _label(path, watch)
         try:
-            if watch.kind == "email" and (mail := self._take_mail(path, watch, st, label, now=now,
-                                                                  today=today)) is not None:
+            if watch.kind == "email" and (mail := self._take_mail(path, watch, st, label, now=now)) is not None:
                 return mail
             stored = store_file(self.vault, path, max_bytes=self.max_bytes, root=watch.path,
                                 refuse_unreadable=True, stage=True)
@@ -186,7 +186,7 @@ class Intake(ArchiveIntake, GroupedIntake):
         return self._later(write_scan)
 
     def _take_mail(self, path: Path, watch: WatchConfig, st: os.stat_result | None, label: str | None, *,
-                   now: str, today: dt.date) -> IntakeResult | None:
+                   now: str) -> IntakeResult | None:
         # A message from an e-mail folder; None for an invoice file dropped
         # there by hand (a PDF, OFD, XML, image): taken as the file it is.
         try:
@@ -207,7 +207,7 @@ class Intake(ArchiveIntake, GroupedIntake):
 
         def write() -> list[int]:
             docs = write_mail.write()
-            self._after_mail(path, watch, st, list(write_mail.brought), now=now, today=today,
+            self._after_mail(path, watch, st, list(write_mail.brought), now=now,
                              keep=write_mail.unclosed)
             return docs
         return self._later(write)
@@ -237,28 +237,36 @@ class Intake(ArchiveIntake, GroupedIntake):
         return result
 
     def _after_mail(self, path: Path, watch: WatchConfig, st: os.stat_result | None, docs: list[int], *,
-                    now: str, today: dt.date, keep: bool = False) -> None:
-        # A message is parsed in full when taken: its step is done at once
-        # (once the group is durable), if it is still the file looked at.
-        # `keep`: cut off, so left in place (remembered: taken again only
-        # if it changes, when its writer comes back with the rest).
+                    now: str, keep: bool = False) -> None:
+        # `docs`: every document the message brought. `keep`: cut off, so
+        # left in place (remembered: taken again only if it changes, when
+        # its writer comes back with the rest). A Maildir message goes from
+        # new/ to cur/ at once (once the group is durable): a rename, so
+        # bytes its writer adds still reach it, and cur/ is watched too.
+        # Moved away or deleted, though, a message still being written
+        # would lose the rest: that step waits, as a scanner file's does,
+        # until every document it brought was read, and keeps the file if
+        # one was unreadable (cut short). One that brought nothing (every
+        # part refused, or no attachment yet) stays where it is, as a
+        # refused scanner file does, until it changes.
         if st is None:
             return
-        ident = Identity.of(st)
-        if path.parent.name == "new" and not keep:  # Maildir: new/ -> cur/ once taken
+        ident, key = Identity.of(st), exact_path(str(path))
+        if path.parent.name == "new" and not keep:
             self._group.acts.append(lambda: self._to_cur(path, watch, ident, docs, now=now))
-        elif watch.after == "keep" or keep:
-            self.ledger.remember_file(exact_path(str(path)), st.st_size, st.st_mtime_ns, ino=st.st_ino,
-                                      ctime_ns=st.st_ctime_ns, outcome="captured", now=now)
+        elif watch.after == "keep" or keep or not docs:
+            self.ledger.remember_file(key, st.st_size, st.st_mtime_ns, ino=st.st_ino, ctime_ns=st.st_ctime_ns,
+                                      outcome="captured", now=now)
         else:
-            self._group.acts.append(lambda: self._act_once(path, watch, ident, processed_folder(path, today), docs,
-                                                           now=now))
+            self.ledger.add_source_action(docs[0], root=os.fsencode(watch.path), path=os.fsencode(path),
+                                          seen_key=key, identity=ident, now=now, with_documents=docs[1:])
+            self._group.finish[docs[0]] = watch
 
     def _act_once(self, path: Path, watch: WatchConfig, ident: Identity, target: Path, docs: list[int], *,
                   now: str) -> None:
-        # The move or delete of a file read in full when taken (an e-mail, a
-        # zip archive). One that cannot be done (a folder the agent may not
-        # write, processed/ taken by a file) leaves the file remembered as
+        # The move or delete of a zip archive, read in full when taken. One
+        # that cannot be done (a folder the agent may not write, processed/
+        # taken by a file) leaves the file remembered as
         # kept, with the warning and, on each document it brought, an event
         # saying why (as a plain file's step records): without the row
         # every rescan took it again. One that only waits (another program

@@ -105,6 +105,10 @@ def act(root: Path, path: Path, identity: Identity, after: str, target: Path, *,
             moved_to.append(dest)
         return "done", f"moved to {dest}"
     except FileNotFoundError:
+        if after == "move" and _still_there(root, path):
+            # The folder it was to go to is missing (a Maildir without
+            # cur/), not the file: kept, never "gone" and taken again.
+            return "kept", f"could not move it: the folder {target} is missing"
         return "gone", "no longer there (moved or deleted by someone else, or by a run killed right after)"
     except RootReplaced as e:
         log.error("source step waits: %s", e, extra={"path": storable(str(path))})
@@ -122,6 +126,14 @@ def act(root: Path, path: Path, identity: Identity, after: str, target: Path, *,
                         "deleted", extra={"path": storable(str(path)), "error": e.strerror})
             return "wait", f"could not {after} it just now: {e.strerror or e}"
         return "kept", f"could not {after} it: {e.strerror or e}"
+
+
+def _still_there(root: Path, path: Path) -> bool:
+    try:
+        beneath.lstat_beneath(root, path)
+        return True
+    except (OSError, Escapes):
+        return False
 
 
 # Errors of a move or delete that pass: the step waits for the next try.

@@ -688,6 +688,14 @@ MIGRATIONS: list[str] = [
     CREATE INDEX source_actions_inode ON source_actions(ino, dev);
     CREATE INDEX seen_files_inode ON seen_files(ino);
     """,
+    # 32: an e-mail's move or delete waits, as a scanner file's does, until
+    # the documents it brought were read: the action names the first, the
+    # others are listed here (a JSON array of ids). Moved at once, a message
+    # still being written lost the rest (after = delete) or left it unread
+    # in processed/ (after = move).
+    """
+    ALTER TABLE source_actions ADD COLUMN with_documents TEXT;
+    """,
 ]
 
 # Python steps run after a migration's SQL, inside its transaction, keyed by

@@ -4,7 +4,8 @@ later, fuller capture of the same path supersedes."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+import json
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from agent.ledger.rows import Document
 from agent.states import State
@@ -20,17 +21,21 @@ class SourceActionsMixin:
     """Part of `Ledger`: expects `self.conn`, `self.transaction()`, `self.transition()`, `self._event()`."""
 
     def add_source_action(self, doc_id: int, *, root: bytes, path: bytes, seen_key: str,
-                          identity: Identity, now: str) -> int:
+                          identity: Identity, now: str, with_documents: Sequence[int] = ()) -> int:
         """Record that the file at `path` (the capture of `doc_id`, with
         `identity`) is to be moved or deleted once the document was read,
-        and note it in seen_files as `waiting`, in one transaction: a restart
-        carries the step out, a rescan does not capture the file again."""
+        and the documents `with_documents` too (the other attachments of an
+        e-mail), and note it in seen_files as `waiting`, in one transaction:
+        a restart carries the step out, a rescan does not capture the file
+        again."""
+        others = json.dumps(list(with_documents)) if with_documents else None
         with self.transaction() as c:
             action_id = c.execute(
                 "INSERT INTO source_actions (document_id, root, path, seen_key, dev, ino, size, mtime_ns, "
-                "ctime_ns, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'waiting', ?, ?)",
+                "ctime_ns, state, created_at, updated_at, with_documents) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'waiting', ?, ?, ?)",
                 (doc_id, root, path, seen_key, identity.dev, identity.ino, identity.size, identity.mtime_ns,
-                 identity.ctime_ns, now, now)).lastrowid
+                 identity.ctime_ns, now, now, others)).lastrowid
             self.remember_file(seen_key, identity.size, identity.mtime_ns, ino=identity.ino,
                                ctime_ns=identity.ctime_ns, outcome="waiting", now=now)
             return action_id
@@ -56,33 +61,41 @@ class SourceActionsMixin:
                 self.record_refusal(source=folder, name=name, reason=f"source kept: {outcome}", now=now)
 
     def due_source_actions(self, doc_ids: Iterable[int] | None = None, limit: int = 500) -> list[dict[str, Any]]:
-        """Waiting source actions whose document has left `captured`, oldest
-        first, each with `verdict`: "read" (its bytes were read: the action
-        may go ahead), "unread" (the capture was unreadable, or failed to
-        be read: the source stays) or "superseded"."""
-        sql = ("SELECT a.*, d.state AS doc_state, (SELECT e.to_state FROM events e WHERE "
-               "e.document_id = a.document_id AND e.from_state = 'captured' ORDER BY e.id LIMIT 1) AS first_move "
+        """Waiting source actions whose documents (its own and
+        `with_documents`) have all left `captured`, oldest first, each with
+        `verdict`: "read" (their bytes were read: the action may go ahead),
+        "unread" (one capture was unreadable, or failed to be read: the
+        source stays) or "superseded". With `doc_ids`, only the actions
+        waiting on one of them."""
+        first_move = ("(SELECT e.to_state FROM events e WHERE e.document_id = d.id AND e.from_state = 'captured' "
+                      "ORDER BY e.id LIMIT 1)")
+        sql = (f"SELECT a.*, d.state AS doc_state, {first_move} AS first_move "
                "FROM source_actions a JOIN documents d ON d.id = a.document_id "
-               "WHERE a.state = 'waiting' AND d.state != 'captured'")
+               "WHERE a.state = 'waiting' AND d.state != 'captured' AND (a.with_documents IS NULL OR NOT EXISTS "
+               "(SELECT 1 FROM json_each(a.with_documents) j JOIN documents o ON o.id = j.value "
+               "WHERE o.state = 'captured'))")
         params: list[Any] = []
         if doc_ids is not None:
             ids = list(doc_ids)
             if not ids:
                 return []
-            sql += f" AND a.document_id IN ({','.join('?' * len(ids))})"
-            params += ids
+            marks = ",".join("?" * len(ids))
+            sql += (f" AND (a.document_id IN ({marks}) OR (a.with_documents IS NOT NULL AND EXISTS "
+                    f"(SELECT 1 FROM json_each(a.with_documents) j WHERE j.value IN ({marks}))))")
+            params += ids + ids
         sql += " ORDER BY a.id LIMIT ?"
         from agent.beneath import Identity
 
         out = []
         for row in self.conn.execute(sql, (*params, limit)):
             d = dict(row)
-            if d["doc_state"] == State.SUPERSEDED.value:
-                d["verdict"] = "superseded"
-            elif d["first_move"] in (State.EXTRACTED.value, State.NOT_INVOICE.value):
-                d["verdict"] = "read"
-            else:  # quarantined straight from captured: unreadable, failed or timed out
-                d["verdict"] = "unread"
+            verdicts = {_verdict(d["doc_state"], d["first_move"])}
+            if d["with_documents"]:
+                others = json.loads(d["with_documents"])
+                verdicts.update(_verdict(state, moved) for state, moved in self.conn.execute(
+                    f"SELECT d.state, {first_move} FROM documents d WHERE d.id IN ({','.join('?' * len(others))})",
+                    others))
+            d["verdict"] = next(v for v in ("unread", "superseded", "read") if v in verdicts)
             d["identity"] = Identity(d["dev"], d["ino"], d["size"], d["mtime_ns"], d["ctime_ns"])
             out.append(d)
         return out
@@ -108,8 +121,9 @@ class SourceActionsMixin:
             else:
                 c.execute(f"DELETE FROM seen_files WHERE {same}", key)
             verb = {"done": "source", "gone": "source gone", "kept": "source kept"}[state]
-            self._event(a["document_id"], now=now, actor=actor, from_state=None, to_state=None,
-                        reason=f"{verb}: {outcome}", details={"source_action": action_id})
+            for doc_id in [a["document_id"], *json.loads(a["with_documents"] or "[]")]:
+                self._event(doc_id, now=now, actor=actor, from_state=None, to_state=None,
+                            reason=f"{verb}: {outcome}", details={"source_action": action_id})
 
     def source_actions(self, doc_id: int) -> list[dict[str, Any]]:
         """Every after-action recorded for the document, oldest first."""
@@ -193,3 +207,12 @@ class SourceActionsMixin:
             for action_id in waiting:
                 self.finish_source_action(action_id, state="kept", now=now, actor=actor,
                                           outcome=f"its capture was superseded by document {by}")
+
+
+def _verdict(state: str, first_move: str | None) -> str:
+    # A capture read is one that left `captured` for extracted or
+    # not_invoice; quarantined straight from captured it was unreadable,
+    # failed or timed out.
+    if state == State.SUPERSEDED.value:
+        return "superseded"
+    return "read" if first_move in (State.EXTRACTED.value, State.NOT_INVOICE.value) else "unread"

@@ -169,6 +169,21 @@ def test_a_maildir_message_that_cannot_go_to_cur_is_kept_not_taken_at_every_resc
     assert [r[0] for r in intake.ledger.conn.execute("SELECT outcome FROM seen_files")] == ["kept"]
 
 
+def test_a_maildir_without_cur_keeps_its_message_and_says_the_folder_is_missing(tmp_path, intake, samples_dir):
+    # The move to a missing cur/ fails with "no such file": the file was
+    # there all along. Read as "gone", it was forgotten and taken again at
+    # every rescan, one more arrival each time.
+    box = tmp_path / "mail"
+    plant(box, ["new/1704.M4.host"], mail((samples_dir / SAMPLE).read_bytes(), 4))
+    watch = WatchConfig(path=box, kind="email", after="keep")
+    (doc_id,) = intake.take(box / "new/1704.M4.host", watch, now=NOW, today=TODAY).documents
+    again = intake.take(box / "new/1704.M4.host", watch, now=NOW, today=TODAY)
+    assert again.skipped and again.documents == [] and (box / "new/1704.M4.host").exists()
+    kept = [e.reason for e in intake.ledger.events(doc_id) if (e.reason or "").startswith("source kept: ")]
+    assert kept == [f"source kept: could not move it: the folder {box / 'cur'} is missing"], kept
+    assert intake.ledger.conn.execute("SELECT count(*) FROM sources").fetchone()[0] == 1
+
+
 def test_the_audit_reports_a_file_never_taken_but_not_one_still_settling(tmp_path, intake, samples_dir):
     from agent.audit import audit_ledger
     from agent.audit_rules import AuditSettings

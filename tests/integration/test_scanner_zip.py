@@ -357,9 +357,13 @@ def test_an_archive_nothing_was_taken_from_past_its_limits_says_so_not_no_invoic
 
 
 def test_an_email_that_cannot_be_moved_says_so_on_every_document_it_brought(tmp_path, samples_dir):
-    # The e-mail side of the above: kept, and each document it brought (a
-    # second copy brings no new one) says why its source stayed.
+    # The e-mail side of the above: its move waits until what it brought
+    # was read, then fails: kept, and each document it brought (a second
+    # copy brings no new one) says why its source stayed.
     from email.message import EmailMessage
+
+    from agent.pipeline import process_captured
+    from agent.validate import ValidationSettings
 
     (tmp_path / "mail").mkdir()
     ledger, vault = Ledger(tmp_path / "ledger.sqlite3"), Vault(tmp_path / "vault")
@@ -374,39 +378,70 @@ def test_an_email_that_cannot_be_moved_says_so_on_every_document_it_brought(tmp_
     for name in ("one.eml", "copy.eml"):
         (watch.path / name).write_bytes(m.as_bytes())
         intake.take(watch.path / name, watch, now=NOW, today=TODAY)
+        for doc_id in ledger.ids_in_state("captured"):
+            process_captured(ledger, vault, doc_id, settings=ValidationSettings(max_age_days=100000),
+                             destinations=[], today=TODAY, now=NOW, actor="t", ocr=False)
+        intake.finish_sources([watch], now=NOW, today=TODAY)
         assert (watch.path / name).exists()
     (doc_id,) = [r[0] for r in ledger.conn.execute("SELECT id FROM documents")]
-    kept = [e.details["path"] for e in ledger.events(doc_id) if (e.reason or "").startswith("source kept: ")]
-    assert kept == [str(watch.path / "one.eml"), str(watch.path / "copy.eml")], kept
+    kept = [e.reason for e in ledger.events(doc_id) if (e.reason or "").startswith("source kept: ")]
+    assert len(kept) == 2 and all("not a folder; not touched" in k for k in kept), kept
+    actions = [(os.fsdecode(a["path"]), a["state"]) for a in ledger.source_actions(doc_id)]
+    assert actions == [(str(watch.path / "one.eml"), "kept"), (str(watch.path / "copy.eml"), "kept")]
     assert [r[0] for r in ledger.conn.execute("SELECT outcome FROM seen_files")] == ["kept", "kept"]
 
 
-def test_an_email_that_brought_nothing_and_cannot_be_moved_says_so_in_refused(tmp_path):
-    # Every part refused, so no document to carry a "source kept" event:
-    # the file's own refusal row says it stayed and why, beside its parts'
-    # refusals, never only in the log. (An archive bringing nothing is
-    # refused whole and never moved: its refusal already says why.)
-    from email.message import EmailMessage
-
+def test_an_email_that_brought_nothing_stays_in_place_explained_by_its_refusals(tmp_path):
+    # Every part refused (or no attachment yet: a message still being
+    # written): nothing was taken from it, so it is not moved or deleted,
+    # as a refused scanner file is not; taken again only when it changes.
     (tmp_path / "mail").mkdir()
     ledger, vault = Ledger(tmp_path / "ledger.sqlite3"), Vault(tmp_path / "vault")
     intake = Intake(ledger, vault, max_bytes=10 << 20, mail_limits=MailLimits(), actor="t")
-    watch = WatchConfig(path=tmp_path / "mail", kind="email", after="move")
-    (watch.path / "processed").write_bytes(b"not a folder")
+    for after in ("move", "delete"):
+        watch = WatchConfig(path=tmp_path / "mail", kind="email", after=after)
+        path = watch.path / f"junk-{after}.eml"
+        path.write_bytes(junk_mail(f"<{after}@b.example>"))
+        assert not intake.take(path, watch, now=NOW, today=TODAY).documents
+        intake.finish_sources([watch], now=NOW, today=TODAY)
+        assert path.exists() and not (watch.path / "processed").exists()
+        again = intake.take(path, watch, now=NOW, today=TODAY)  # remembered: not taken again
+        assert again.skipped and not again.documents
+    reasons = sorted(r["reason"].split(":")[0] for r in ledger.refusals())
+    assert reasons == ["unsupported-format", "unsupported-format"], ledger.refusals()
+    settings = AuditSettings(mail_roots=(str(watch.path),))  # as the daemon's audit knows its e-mail folders
+    assert not list(audit_ledger(ledger, vault.root, settings, now=dt.datetime.now(dt.timezone.utc)))
+
+
+def test_a_maildir_message_that_brought_nothing_and_cannot_go_to_cur_says_so_in_refused(tmp_path):
+    # No document to carry a "source kept" event: the file's own refusal
+    # row says it stayed and why, beside its parts' refusals, never only in
+    # the log.
+    box = tmp_path / "Maildir"
+    (box / "new").mkdir(parents=True)
+    (box / "cur").write_bytes(b"not a folder")
+    ledger, vault = Ledger(tmp_path / "ledger.sqlite3"), Vault(tmp_path / "vault")
+    intake = Intake(ledger, vault, max_bytes=10 << 20, mail_limits=MailLimits(), actor="t")
+    watch = WatchConfig(path=box, kind="email", after="keep")
+    path = box / "new" / "1.M1.host"
+    path.write_bytes(junk_mail("<2@b.example>"))
+    assert not intake.take(path, watch, now=NOW, today=TODAY).documents
+    assert path.exists()
+    reasons = {r["name"]: (r["source"], r["reason"]) for r in ledger.refusals()}
+    assert reasons["scan.bin"][1].startswith("unsupported-format"), reasons
+    source, reason = reasons["1.M1.host"]
+    assert source == str(box) and reason.startswith("source kept: ") and "'cur'" in reason, reason
+    again = intake.take(path, watch, now=NOW, today=TODAY)
+    assert again.skipped and not again.documents and len(ledger.refusals()) == 2
+    assert [r[0] for r in ledger.conn.execute("SELECT outcome FROM seen_files")] == ["kept"]
+
+
+def junk_mail(message_id: str) -> bytes:
+    from email.message import EmailMessage
+
     m = EmailMessage()
-    m["From"], m["To"], m["Subject"], m["Message-ID"] = "a@b.example", "ap@c.example", "合同", "<2@b.example>"
+    m["From"], m["To"], m["Subject"], m["Message-ID"] = "a@b.example", "ap@c.example", "合同", message_id
     m.set_content("see attached")
     m.add_attachment(b"\x00\x01 not an invoice at all", maintype="application", subtype="octet-stream",
                      filename="scan.bin")
-    (watch.path / "junk.eml").write_bytes(m.as_bytes())
-    assert not intake.take(watch.path / "junk.eml", watch, now=NOW, today=TODAY).documents
-    assert (watch.path / "junk.eml").exists()
-    reasons = {r["name"]: (r["source"], r["reason"]) for r in ledger.refusals()}
-    assert reasons["scan.bin"][1].startswith("unsupported-format"), reasons
-    source, reason = reasons["junk.eml"]
-    assert source == str(watch.path) and reason.startswith("source kept: ") and "not a folder; not touched" in reason
-    again = intake.take(watch.path / "junk.eml", watch, now=NOW, today=TODAY)  # remembered: not taken again
-    assert again.skipped and not again.documents and len(ledger.refusals()) == 2
-    assert [r[0] for r in ledger.conn.execute("SELECT outcome FROM seen_files")] == ["kept"]
-    settings = AuditSettings(mail_roots=(str(watch.path),))  # as the daemon's audit knows its e-mail folders
-    assert not list(audit_ledger(ledger, vault.root, settings, now=dt.datetime.now(dt.timezone.utc)))
+    return m.as_bytes()

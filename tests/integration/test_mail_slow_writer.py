@@ -1,0 +1,101 @@
+"""An e-mail file taken while its writer was still at it (paused longer than
+the settle time, the file open): its move or delete waits until what it
+brought was read, so a cut-short attachment keeps the file in place, and a
+message that brought nothing yet stays; either is taken again, whole, once
+the writer is done, and only then moved or deleted. Moved or deleted at
+once, the rest of the message was lost (after = delete) or never read
+(after = move: its bytes only in processed/)."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import pytest
+
+from agent.config import WatchConfig
+from agent.ledger import Ledger
+from agent.mail import MailLimits
+from agent.vault import Vault
+from service.intake import Intake
+from tests.support.intake_site import NOW, TODAY, IntakeSite
+
+PDF = "mxvc__invoice/发票2.pdf"
+
+
+class Site(IntakeSite):
+    def __init__(self, tmp: Path, after: str):
+        (tmp / "mail").mkdir()
+        self.watch = WatchConfig(path=tmp / "mail", kind="email", after=after)
+        self.ledger, self.vault = Ledger(tmp / "ledger.sqlite3"), Vault(tmp / "vault")
+        self.intake = Intake(self.ledger, self.vault, max_bytes=10 << 20, mail_limits=MailLimits(), actor="t")
+
+    def step(self, path: Path):
+        """Take `path`, read what was captured, and carry out what is owed to sources."""
+        got = self.take(path)
+        self.read_all()
+        self.intake.finish_sources([self.watch], now=NOW, today=TODAY)
+        return got
+
+    def kept_reasons(self) -> list[str]:
+        return [e.reason for doc_id in self.ledger.ids_in_state("quarantined")
+                for e in self.ledger.events(doc_id) if (e.reason or "").startswith("source kept: ")]
+
+
+def single_part(pdf: bytes) -> bytes:
+    """A message whose whole body is the PDF, base64: no close delimiter
+    tells that it was cut short."""
+    return (b"From: a@example.cn\r\nTo: ap@example.cn\r\nSubject: inv\r\nMessage-ID: <s1@example.cn>\r\n"
+            b"MIME-Version: 1.0\r\nContent-Type: application/pdf; name=\"inv.pdf\"\r\n"
+            b"Content-Disposition: attachment; filename=\"inv.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            + base64.encodebytes(pdf))
+
+
+def multipart(pdf: bytes) -> bytes:
+    body = base64.encodebytes(pdf)
+    return (b"From: a@example.cn\r\nTo: ap@example.cn\r\nSubject: inv\r\nMessage-ID: <m1@example.cn>\r\n"
+            b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"B\"\r\n\r\n--B\r\n"
+            b"Content-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"inv.pdf\"\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\n" + body + b"\r\n--B--\r\n")
+
+
+@pytest.mark.parametrize("after", ["delete", "move"])
+def test_a_message_cut_short_in_its_attachment_is_kept_until_whole(tmp_path, samples_dir, after):
+    site = Site(tmp_path, after)
+    whole = single_part((samples_dir / PDF).read_bytes())
+    path = site.watch.path / "inv.eml"
+    path.write_bytes(whole[: len(whole) // 2])  # the writer pauses here, the file open
+    site.step(path)
+    assert path.exists(), "the source of an unreadable capture was moved or deleted"
+    assert any("could not be read" in r for r in site.kept_reasons()), site.kept_reasons()
+    with open(path, "ab") as f:  # the writer comes back with the rest
+        f.write(whole[len(whole) // 2:])
+    got = site.step(path)
+    assert len(got.documents) == 1
+    doc = site.ledger.get(got.documents[0])
+    assert doc.invoice_number == "78837327", doc  # read whole this time (expected.json's number)
+    assert not path.exists()  # whole and read: now moved or deleted
+    if after == "move":
+        (moved,) = (site.watch.path / "processed").rglob("inv.eml")
+        assert moved.read_bytes() == whole
+    assert site.vault.exists(__import__("hashlib").sha256(whole).hexdigest())
+
+
+@pytest.mark.parametrize("after", ["delete", "move"])
+def test_a_message_cut_before_its_attachments_stays_until_whole(tmp_path, samples_dir, after):
+    # Cut in its headers, it reads as a message with no attachment: nothing
+    # taken, so it stays (refused "no-attachment"), and is taken whole later.
+    site = Site(tmp_path, after)
+    whole = multipart((samples_dir / PDF).read_bytes())
+    path = site.watch.path / "inv.eml"
+    cut = whole.index(b"MIME-Version")
+    path.write_bytes(whole[:cut])
+    assert not site.step(path).documents
+    assert path.exists()
+    assert [r["reason"].split(":")[0] for r in site.ledger.refusals()] == ["no-attachment"]
+    with open(path, "ab") as f:
+        f.write(whole[cut:])
+    assert len(site.step(path).documents) == 1
+    assert not path.exists()
+    assert os.listdir(site.watch.path) == (["processed"] if after == "move" else [])
