@@ -58,7 +58,8 @@ class AmbiguousReference(AgentError):
 
     def __init__(self, ref: str, candidates: list[Document]):
         listed = "; ".join(f"{d.id} ({d.state}, {d.original_name or d.sha256[:12]})" for d in candidates)
-        super().__init__(f"{ref!r} matches {len(candidates)} documents: {listed}; give the document id")
+        super().__init__(f"{ref!r} matches {len(candidates)} documents: {listed}; give the one you mean "
+                         "as #ID (the id alone)")
         self.candidates = candidates
 
 

@@ -200,20 +200,27 @@ class DocumentsMixin(DocumentListsMixin):
 
     def find(self, ref: str) -> list[Document]:
         """Documents matching an id, a SHA-256 prefix (6+ hex chars) or an
-        invoice number, in id order. Raises NotFoundInLedger when none do."""
+        invoice number, in id order: every document `ref` names in any of
+        those readings (123456 may be an id and a hash's first characters),
+        so a caller wanting one (`amend.resolve`) sees the ambiguity, never
+        one reading picked over another. An id never has a leading zero;
+        "#123" is the id alone. Raises NotFoundInLedger when none match."""
         ref = ref.strip()
-        rows: list = []
-        if ref.isdigit() and len(ref) < 8:
-            rows = self.conn.execute("SELECT * FROM documents WHERE id = ?", (int(ref),)).fetchall()
-        if not rows and ref.isdigit():
-            rows = self.conn.execute("SELECT * FROM documents WHERE invoice_number = ? ORDER BY id",
-                                     (ref,)).fetchall()
-        if not rows and re.fullmatch(r"[0-9a-fA-F]{6,64}", ref):
-            rows = self.conn.execute("SELECT * FROM documents WHERE sha256 >= ? AND sha256 < ? ORDER BY id",
-                                     (ref.lower(), ref.lower() + "g")).fetchall()
+        one_id = ref.startswith("#") and ref[1:].isdigit()
+        rows: dict[int, Any] = {}
+        if one_id or ref.isdigit() and len(ref) < 8 and not ref.startswith("0"):
+            rows.update((r["id"], r) for r in self.conn.execute(
+                "SELECT * FROM documents WHERE id = ?", (int(ref.lstrip("#")),)))
+        if ref.isdigit():
+            rows.update((r["id"], r) for r in self.conn.execute(
+                "SELECT * FROM documents WHERE invoice_number = ?", (ref,)))
+        if re.fullmatch(r"[0-9a-fA-F]{6,64}", ref):
+            rows.update((r["id"], r) for r in self.conn.execute(
+                "SELECT * FROM documents WHERE sha256 >= ? AND sha256 < ?", (ref.lower(), ref.lower() + "g")))
         if not rows:
-            raise NotFoundInLedger(f"no document matches {ref!r} (an id, a SHA-256 prefix or an invoice number)")
-        return [Document.from_row(r) for r in rows]
+            raise NotFoundInLedger(f"no document matches {ref!r} (an id, #id, a SHA-256 prefix or an invoice "
+                                   "number)")
+        return [Document.from_row(rows[i]) for i in sorted(rows)]
 
     def events(self, doc_id: int) -> list[Event]:
         """The document's full history, oldest first."""

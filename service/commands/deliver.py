@@ -65,7 +65,8 @@ Examples:
 def command(ctx: click.Context, ref: str | None, all_failed: bool, destination: str | None) -> None:
     """Bring failed deliveries back: queued again, due now, attempts reset.
 
-    REF is a document id, SHA-256 prefix or invoice number. A delivery still
+    REF is a document id, SHA-256 prefix or invoice number (#ID: the id
+    alone). A delivery still
     waiting for its next attempt is also made due now.
     """
     if bool(ref) == all_failed:

@@ -111,7 +111,7 @@ def amend_command(ctx: click.Context, ref: str, assignments: tuple[str, ...], re
     Otherwise it waits for an approver (`requests`, `approve`, `decline`)
     and the document is held in quarantine meanwhile. The original file in
     the vault is never changed. ID is a document id, a SHA-256 prefix or an
-    invoice number. Works on quarantined, valid, queued, failed, duplicate
+    invoice number (#ID: the id alone, when it reads as the others too). Works on quarantined, valid, queued, failed, duplicate
     and not_invoice documents.
 
     A new number that another document already holds makes this one its

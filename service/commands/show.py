@@ -19,7 +19,8 @@ from service.textsafe import echo
 @click.pass_context
 def command(ctx, ref: str, as_json: bool) -> None:
     """Every field and the full history of a document, found by id, SHA-256
-    prefix or invoice number."""
+    prefix or invoice number: every document REF names in any of those
+    readings (#ID: the id alone)."""
     cfg = load(ctx)
     with open_ledger(cfg) as ledger:
         try:

@@ -205,7 +205,7 @@ def test_references_and_bad_input_are_refused_clearly(cfg, tmp_path, samples_dir
     ambiguous = run(cfg, "amend", "23440000000000100001", "--set", "total=2.12", "--reason", "x")
     assert ambiguous.exit_code == 1
     assert ("'23440000000000100001' matches 2 documents: 1 (quarantined, a.xml); "
-            "2 (duplicate, b.xml); give the document id") in ambiguous.stderr
+            "2 (duplicate, b.xml); give the one you mean as #ID (the id alone)") in ambiguous.stderr
     missing = run(cfg, "accept", "77", "--reason", "x")
     assert missing.exit_code == 1 and "no document matches '77'" in missing.stderr
 

@@ -262,3 +262,27 @@ def test_looking_up_a_refusal_of_an_object_does_not_read_all_its_refusals(tmp_pa
         ledger.conn.set_progress_handler(None, 0)
         assert len(steps) < 100, f"{len(steps) * 100} VM instructions for two lookups among 5,000 rows"
         assert ledger.conn.execute("SELECT count(*) FROM refusals").fetchone()[0] == 5000
+
+
+def test_a_reference_that_reads_as_an_id_and_as_a_hash_prefix_names_both(ledger):
+    # "123456" is document 123456's id and the first characters of another's
+    # hash: both are returned (amend.resolve then refuses, listing them),
+    # never one picked silently; "#123456" is the id alone. A leading zero
+    # is never an id: "012345" is a hash prefix only.
+    ledger.conn.execute("INSERT INTO documents (id, sha256, size, source_kind, received_at, updated_at, state) "
+                        "VALUES (123455, ?, 1, 'ingest', ?, ?, 'captured')", ("f" * 64, T0, T0))
+    by_id = add(ledger, sha="e" * 64)
+    assert by_id == 123456
+    by_hash = add(ledger, sha="123456" + "0" * 58)
+    zero = add(ledger, sha="012345" + "0" * 58)
+    assert [d.id for d in ledger.find("123456")] == [by_id, by_hash]
+    assert [d.id for d in ledger.find("#123456")] == [by_id]
+    assert [d.id for d in ledger.find("012345")] == [zero]
+    with pytest.raises(NotFoundInLedger):
+        ledger.find("#999999")
+
+    from agent.amend import AmbiguousReference, resolve
+
+    with pytest.raises(AmbiguousReference, match="as #ID"):
+        resolve(ledger, "123456")
+    assert resolve(ledger, "#123456").id == by_id
