@@ -34,7 +34,7 @@ from agent.ledger.applications import ApplicationsMixin
 from agent.ledger.report_rows import ReportRowsMixin
 from agent.ledger.notifications import NotificationsMixin
 from agent.ledger.fleet import FleetMixin
-from agent.ledger.search import SearchMixin
+from agent.ledger.search import SearchMixin, fold_case
 from agent.ledger.rows import Document, Event, Source, utc
 
 if TYPE_CHECKING:
@@ -62,6 +62,9 @@ class Ledger(DocumentsMixin, DeliveriesMixin, DeliveryOperatorsMixin, BackupsMix
         self.conn = sqlite3.connect(uri, uri=True, isolation_level=None,
                                     timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
         self.conn.row_factory = sqlite3.Row
+        # `search`'s LIKE folds case as its trigram index does (every cased
+        # letter, not ASCII alone) with this (agent/ledger/search.py).
+        self.conn.create_function("fold_case", 1, fold_case, deterministic=True)
         self._lock = threading.RLock()
         self._depth = 0  # savepoints open inside the current transaction
         self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")

@@ -5,7 +5,8 @@ trigram FTS5 table search_text_fts, kept in step by triggers).
 How a word is matched:
 - every word must be found; a word is found in a document when it is a
   substring of a buyer or seller name, a line item, a file name, an e-mail
-  subject or sender (case folded for Latin letters), or, for a word of
+  subject or sender (case folded for every cased letter: Latin, accented,
+  full-width, Greek; the index and the LIKE alike), or, for a word of
   letters and digits only, when the invoice number, 发票代码 or a tax id
   begins with it;
 - a word of 3 characters or more is looked up in the trigram index; a
@@ -51,6 +52,27 @@ def fts_phrase(word: str) -> str:
     """`word` as one FTS5 string: quoted, its `"` doubled. Nothing inside
     a quoted string is FTS5 syntax."""
     return '"' + word.replace('"', '""') + '"'
+
+
+def fold_case(text):
+    """`text` lower-cased as the trigram index folds it (accented,
+    full-width and Greek letters too); anything else as it is. SQL: fold_case()."""
+    return text.lower() if isinstance(text, str) else text
+
+
+def _cased_beyond_ascii(word: str) -> bool:
+    # SQLite's LIKE folds ASCII letters only: a word with other cased
+    # letters (é, Ａ, Ω) is compared lower-cased on both sides.
+    return any(ord(c) > 127 and c.lower() != c.upper() for c in word)
+
+
+def _like(column: str, key: str, word: str, params: dict[str, Any]) -> str:
+    """`column` LIKE %word% (ESCAPE '\\'), folding case as the index does; binds :key."""
+    if _cased_beyond_ascii(word):
+        params[key] = like_pattern(fold_case(word))
+        return f"fold_case({column}) LIKE :{key} ESCAPE '\\'"
+    params[key] = like_pattern(word)
+    return f"{column} LIKE :{key} ESCAPE '\\'"
 
 
 def like_pattern(word: str) -> str:
@@ -162,9 +184,8 @@ class SearchMixin:
             parts.append(f"SELECT rowid, bm25(search_text_fts, {_WEIGHTS}) FROM search_text_fts "
                          "WHERE search_text_fts MATCH :either")
         else:
-            params["either_like"] = like_pattern(word)
             parts.append("SELECT id, 0.0 FROM search_text WHERE "
-                         + " OR ".join(f"{c} LIKE :either_like ESCAPE '\\'" for c in _TEXT_COLUMNS))
+                         + " OR ".join(_like(c, "either_like", word, params) for c in _TEXT_COLUMNS))
         union = " UNION ALL ".join(parts)
         return f"SELECT id, min(score) AS score FROM ({union}) GROUP BY id", union
 
@@ -172,8 +193,7 @@ class SearchMixin:
     def _word_condition(word: str, key: str, params: dict[str, Any]) -> str:
         # One word checked on one candidate row: in its text, or (a word of
         # letters and digits) at the start of its number, code or a tax id.
-        params[key] = like_pattern(word)
-        found = [f"st.{c} LIKE :{key} ESCAPE '\\'" for c in _TEXT_COLUMNS]
+        found = [_like(f"st.{c}", key, word, params) for c in _TEXT_COLUMNS]
         text = f"EXISTS (SELECT 1 FROM search_text st WHERE st.id = d.id AND ({' OR '.join(found)}))"
         if not _ID_LIKE.fullmatch(word):
             return text
