@@ -10,6 +10,13 @@ control or invisible format characters. Such a cell is written with a
 leading `'`, which spreadsheets show as text and drop. A plain number (`-12.50`, the total of a 红字 credit
 note) cannot be a formula and is written as it is, so it stays a number.
 
+Excel also reads a cell of digits as a number: a 20-digit 数电 invoice
+number comes out as 2.6317E+19 with only 15 digits kept, a 发票代码 or tax id
+loses its leading zero. Such a cell (digits only, more than 15 of them or
+a leading zero) is written as `="…"`, a constant Excel, LibreOffice and
+Google Sheets show as the very text; shorter digit strings (an 8-digit
+number) stay numbers, exact in any spreadsheet.
+
 Every CSV starts with a UTF-8 byte-order mark: without it Excel reads the
 file in the machine's ANSI code page and the Chinese comes out garbled.
 `echo_csv` writes UTF-8 bytes to stdout whatever the locale (under
@@ -51,12 +58,26 @@ def safe_cell(value: Any) -> Any:
     return value
 
 
+_DIGITS = re.compile(r"\d+")
+
+
+def spreadsheet_text(value: Any) -> Any:
+    """`value` as a spreadsheet keeps it: a string of digits only that is
+    longer than 15 digits (past a double's precision) or starts with 0
+    becomes `="value"`, shown as that very text; anything else unchanged."""
+    if isinstance(value, str) and _DIGITS.fullmatch(value) and (len(value) > 15 or
+                                                                   value.startswith("0") and len(value) > 1):
+        return f'="{value}"'
+    return value
+
+
 BOM = "\ufeff"
 
 
 def csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> str:
     """A BOM, a header row and one row per mapping (only `columns`, in order),
-    every cell passed through `safe_cell`. The one CSV writer of the CLI."""
+    every cell passed through `safe_cell` and `spreadsheet_text`. The one
+    CSV writer of the CLI."""
     buf = io.StringIO()
     write_csv(buf, rows, columns)
     return buf.getvalue()
@@ -69,7 +90,7 @@ def write_csv(out: TextIO, rows: Iterable[Mapping[str, Any]], columns: Sequence[
     writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: safe_cell(row.get(k)) for k in columns})
+        writer.writerow({k: spreadsheet_text(safe_cell(row.get(k))) for k in columns})
 
 
 def echo_csv(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> None:

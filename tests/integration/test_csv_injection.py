@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,10 @@ DANGEROUS = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d")
 
 
 def _safe(value: str) -> bool:
-    return not value.startswith(DANGEROUS) or value.lstrip("+-").replace(".", "", 1).isdigit()
+    # A plain number, or the inert text constant ="digits" (a long invoice
+    # number kept as text in Excel, service/csv_safe.py): neither runs.
+    return (not value.startswith(DANGEROUS) or value.lstrip("+-").replace(".", "", 1).isdigit()
+            or re.fullmatch(r'="\d+"', value) is not None)
 
 
 def test_list_csv_from_the_cli_quotes_hostile_file_names(tmp_path, samples_dir):

@@ -50,3 +50,17 @@ def test_a_trigger_after_leading_whitespace_or_invisible_characters_is_quoted(ce
 @pytest.mark.parametrize("cell", [" -12.50", "\u3000发票", " invoice.pdf"])
 def test_leading_blanks_before_plain_text_or_a_number_are_left_alone(cell):
     assert safe_cell(cell) == cell
+
+
+@pytest.mark.parametrize("cell, written", [
+    ("26317000000000000000", '="26317000000000000000"'),   # 20-digit 数电 number: 2.6317E+19 otherwise
+    ("031002200311", '="031002200311"'),                   # 发票代码 with a leading zero
+    ("0123456789012345678", '="0123456789012345678"'),
+    ("915001025636387295", '="915001025636387295"'),       # an 18-digit tax id of digits only
+    ("78837327", "78837327"), ("1234567890123456"[:15], "123456789012345"), ("0", "0"),
+    ("-12.50", "-12.50"), ("0.50", "0.50"), ("91500102MA5U5XXX7Q", "91500102MA5U5XXX7Q"), (12, 12),
+])
+def test_digits_a_spreadsheet_would_round_or_strip_stay_text(cell, written):
+    text = csv_text([{"v": cell}], ["v"])
+    (row,) = list(csv.DictReader(io.StringIO(text.removeprefix("\ufeff"))))
+    assert row["v"] == str(written)
