@@ -58,7 +58,7 @@ def safe_cell(value: Any) -> Any:
     return value
 
 
-_DIGITS = re.compile(r"\d+")
+_DIGITS = re.compile(r"[0-9]+")  # ASCII digits only: \d also takes other scripts
 
 
 def spreadsheet_text(value: Any) -> Any:

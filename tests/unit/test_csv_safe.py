@@ -59,6 +59,7 @@ def test_leading_blanks_before_plain_text_or_a_number_are_left_alone(cell):
     ("915001025636387295", '="915001025636387295"'),       # an 18-digit tax id of digits only
     ("78837327", "78837327"), ("1234567890123456"[:15], "123456789012345"), ("0", "0"),
     ("-12.50", "-12.50"), ("0.50", "0.50"), ("91500102MA5U5XXX7Q", "91500102MA5U5XXX7Q"), (12, 12),
+    ("١" * 16, "١" * 16), ("０" * 16, "０" * 16),   # digits of other scripts: no spreadsheet number
 ])
 def test_digits_a_spreadsheet_would_round_or_strip_stay_text(cell, written):
     text = csv_text([{"v": cell}], ["v"])
