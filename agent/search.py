@@ -5,7 +5,12 @@ is in agent/ledger/search.py.
 A range is `LOW..HIGH`, `..HIGH`, `LOW..` or one value (that value alone),
 both ends included. A range that cannot be read is refused with
 `BadSearch`, never ignored: a search that silently drops a filter shows
-invoices the person asked not to see.
+invoices the person asked not to see. Nor is it guessed at: `0...50` is
+no range (the third dot would make `.50` of its high end), `.50` and `50.`
+are no amounts (a dot belongs between digits), and a character that is
+not ASCII is no digit or separator. Full-width forms an input method types
+(`１００．．２００`, `２０２６－１１`) are the ASCII ones they stand for and read
+as such; spaces around an end are ignored.
 """
 
 from __future__ import annotations
@@ -20,7 +25,14 @@ from typing import Any
 from agent.errors import AgentError
 
 SORTS = ("relevance", "date", "amount")
-_MONEY = re.compile(r"[+-]?(?:\d+(?:\.\d{1,2})?|\.\d{1,2})")
+# Digits on both sides of a point: `.50` (the tail of a mistyped `0...50`)
+# and `50.` are refused, not read as 0.50 and 50.
+_MONEY = re.compile(r"[+-]?[0-9]+(?:\.[0-9]{1,2})?")
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_MONTH = re.compile(r"[0-9]{4}-[0-9]{2}")
+# The full-width forms (U+FF01..U+FF5E: ０-９, －, ．, ＋) and the ideographic
+# space, as a Chinese input method types them, to the ASCII they stand for.
+_FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
 _MAX_CENTS = 2 ** 63 - 1
 # Words one search may hold: each is one condition of the SQL, and SQLite
 # refuses an expression deeper than 1,000 ("Expression tree is too large"),
@@ -70,10 +82,22 @@ class SearchQuery:
 
 
 def _split(text: str, what: str, example: str) -> tuple[str, str]:
-    text = text.strip()
-    if text.count("..") > 1:
+    # The two ends as typed (full-width forms folded, spaces around them
+    # dropped), or BadSearch for anything that is not one `..` between
+    # them: a run of three dots is refused, never split into `..` and a
+    # leading or trailing point of one end.
+    folded = text.translate(_FULL_WIDTH).strip()
+    odd = next((ch for ch in folded if not ch.isascii()), None)
+    if odd is not None:
+        raise BadSearch(f"cannot read {what} range {text!r}: {odd!r} (U+{ord(odd):04X}) is no digit, sign or "
+                        f"`..` (e.g. {example})")
+    dots = re.findall(r"\.{2,}", folded)
+    if any(len(run) > 2 for run in dots):
+        raise BadSearch(f"cannot read {what} range {text!r}: its ends are split by two dots, not "
+                        f"{max(len(run) for run in dots)} (e.g. {example})")
+    if len(dots) > 1:
         raise BadSearch(f"cannot read {what} range {text!r}: one `..` at most (e.g. {example})")
-    low, sep, high = text.partition("..")
+    low, sep, high = folded.partition("..")
     if not sep:
         high = low
     low, high = low.strip(), high.strip()
@@ -93,8 +117,8 @@ def parse_amount_range(text: str) -> tuple[int | None, int | None]:
         if not part:
             return None
         if not _MONEY.fullmatch(part):
-            raise BadSearch(f"cannot read amount {part!r} in {text!r}: yuan with at most two decimals "
-                            f"(e.g. {example})")
+            raise BadSearch(f"cannot read amount {part!r} in {text!r}: yuan with at most two decimals, "
+                            f"a digit on each side of the point (0.50, not .50) (e.g. {example})")
         try:
             value = int(Decimal(part) * 100)
         except InvalidOperation:  # pragma: no cover - the pattern admits only numbers
@@ -120,24 +144,42 @@ def parse_date_range(text: str) -> tuple[str | None, str | None]:
     def day(part: str, last: bool) -> str | None:
         if not part:
             return None
-        try:
-            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", part):
-                return dt.date.fromisoformat(part).isoformat()
-            if re.fullmatch(r"\d{4}-\d{2}", part):
-                first = dt.date.fromisoformat(part + "-01")
-                if not last:
-                    return first.isoformat()
-                # The month's own length: no step into the next month, which
-                # for December 9999 is beyond what a date can hold.
-                return first.replace(day=calendar.monthrange(first.year, first.month)[1]).isoformat()
-        except ValueError:
-            raise BadSearch(f"cannot read date {part!r} in {text!r}: no such date") from None
+        if _DAY.fullmatch(part):
+            return _date(part, text).isoformat()
+        if _MONTH.fullmatch(part):
+            first = _date(part + "-01", text, typed=part)
+            if not last:
+                return first.isoformat()
+            # The month's own length: no step into the next month, which
+            # for December 9999 is beyond what a date can hold.
+            return first.replace(day=calendar.monthrange(first.year, first.month)[1]).isoformat()
         raise BadSearch(f"cannot read date {part!r} in {text!r}: YYYY-MM-DD or YYYY-MM (e.g. {example})")
 
     lo, hi = day(low, last=False), day(high, last=True)
     if lo is not None and hi is not None and lo > hi:
         raise BadSearch(f"date range {text!r} is empty: its first day is after its last")
     return lo, hi
+
+
+def parse_day(text: str) -> dt.date:
+    """One day as `--date` reads a day: YYYY-MM-DD (full-width digits and
+    spaces around it as `_split` takes them), for every command that takes
+    a day (`list --since`, `reconcile --since`). Raises BadSearch for
+    anything else: an empty text, a month, a range, a week (2026-W49), a
+    compact form (20261205), a date that does not exist."""
+    example = "2026-11-05"
+    folded = text.translate(_FULL_WIDTH).strip()
+    if not _DAY.fullmatch(folded):
+        raise BadSearch(f"cannot read day {text!r}: YYYY-MM-DD (e.g. {example})")
+    return _date(folded, text)
+
+
+def _date(part: str, text: str, *, typed: str | None = None) -> dt.date:
+    # `part` is YYYY-MM-DD by its pattern; only the calendar can refuse it.
+    try:
+        return dt.date.fromisoformat(part)
+    except ValueError:
+        raise BadSearch(f"cannot read date {typed or part!r} in {text!r}: no such date") from None
 
 
 # What the ledger answers (agent/ledger/search.py): here, not beside its SQL,

@@ -159,12 +159,17 @@ def test_ranges_filter_and_an_unreadable_range_is_refused(site):
                               ("--amount", "1.234", "at most two decimals"),
                               ("--amount", "..", "give at least one end"),
                               ("--amount", "1..2..3", "one `..` at most"),
+                              ("--amount", "0...50", "two dots, not 3"),       # was read as 0 to 0.50
+                              ("--amount", "...5", "two dots, not 3"),         # was read as up to 0.50
+                              ("--amount", ".50", "not .50"),
+                              ("--date", "2026-11-01...2026-11-30", "two dots, not 3"),
                               ("--date", "2026-02-30", "no such date"),
                               ("--date", "2026-11-05..2026-11-01", "is empty"),
                               ("--date", "yesterday", "YYYY-MM-DD or YYYY-MM")):
         r = site.cli("search", "公司", option, bad)
         assert r.exit_code == 2, (option, bad, r.output)
         assert says in r.output and bad in r.output, r.output
+    assert _found(site, "公司", "--amount", "１００．．２００") == [a]          # full-width, as an input method types it
     real = _run(site, "公司", "--amount", "100-200")                   # a real process: exit 2, one reason
     assert real.returncode == 2 and b"cannot read amount '100-200'" in real.stderr, real.stderr
 
