@@ -189,12 +189,16 @@ def reconcile_command(ctx, since, destination, sort, as_json, as_csv) -> None:
 
 
 def _since(text: str | None) -> dt.datetime | None:
-    if not text:
+    # The day read exactly as `search --date` and `list --since` read one:
+    # fromisoformat also took '' (as no filter), 20261205 and 2026-W49.
+    from agent.search import BadSearch, parse_day
+
+    if text is None:
         return None
     try:
-        return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.timezone.utc)
-    except ValueError:
-        fail(f"--since: expected a date like 2026-03-01, got {text!r}", code=2)
+        return dt.datetime.combine(parse_day(text), dt.time(), dt.timezone.utc)
+    except BadSearch as e:
+        fail(f"--since: {e}", code=2)
 
 
 def _sorted(checks: list[Check], sort: str) -> list[Check]:

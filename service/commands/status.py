@@ -250,7 +250,7 @@ def _error_codes(row: dict) -> str:
 @click.command("list")
 @click.option("--state", type=click.Choice([s.value for s in State]), help="Only this state.")
 @click.option("--since", metavar="WHEN", help="Only documents received on or after WHEN: a day (YYYY-MM-DD, "
-              "from midnight local time) or a span before now (7d, 36h, 2w).")
+              "as search --date reads one; from midnight local time) or a span before now (7d, 36h, 2w).")
 @click.option("--sort", type=click.Choice(["received", "date", "amount"]), default="received",
               show_default=True, help="Newest received, newest invoice date, or largest amount first.")
 @click.option("--limit", type=LIMIT, default=50, show_default=True,
@@ -299,17 +299,27 @@ def list_command(ctx, state, since, sort, limit, as_json, as_csv) -> None:
 
 def _since_local_midnight(text: str | None) -> str | None:
     """--since DATE as the ledger's UTC text of that day's local midnight,
+    the day read exactly as `search --date` reads one (agent.search.parse_day),
     or a span before now (7d, 36h, 2w, as `report` takes); exits 2 on
-    anything else (as `reconcile` does)."""
-    if not text:
+    anything else, an empty value included: `--since ''` is a filter that
+    could not be read, never none at all."""
+    if text is None:
         return None
+    from agent.search import BadSearch, parse_day   # here: `status` loads this module and reads no day
+
+    if not text.strip():
+        fail("--since: empty; give a day (YYYY-MM-DD) or a span before now (7d, 36h, 2w), "
+             "or leave --since out for every document", code=2)
     try:
         span = span_of(text)
         if span is not None:
             return utc(now_dt() - span)
-        day = dt.date.fromisoformat(text.strip())
     except (ValueError, OverflowError):
         fail(f"--since: expected a date like 2026-03-01 or a span like 7d, 36h, 2w; got {text!r}", code=2)
+    try:
+        day = parse_day(text)
+    except BadSearch as e:
+        fail(f"--since: {e}; or a span before now like 7d, 36h, 2w", code=2)
     # The calendar's first and last days are moved one day in: a naive
     # datetime's local conversion probes a day either side and raised
     # (0001-01-01: "year 0 is out of range"). No document was received on

@@ -119,9 +119,23 @@ def _column_starts(line: str) -> set[int]:
 
 def test_list_since_refuses_what_is_not_a_date_and_counts_from_local_midnight(site):
     ids = _three(site)
-    for bad in ("yesterday", "2026-13-01", "01/12/2026"):
+    for bad in ("yesterday", "2026-13-01", "01/12/2026",
+                # fromisoformat took these (a week, the compact form); `search --date` refuses them
+                "2026-W49", "20261205", "2026-12-01T00:00"):
         r = site.cli("list", "--since", bad)
         assert r.exit_code == 2 and "--since" in r.output and bad in r.output, (bad, r.output)
+        # reconcile's --since reads a day the same way
+        r = site.cli("reconcile", "--since", bad)
+        assert r.exit_code == 2 and "--since" in r.output and bad in r.output, (bad, r.output)
+    # An empty value was taken as no filter at all: every document listed.
+    for empty in ("", " "):
+        r = site.cli("list", "--since", empty)
+        assert r.exit_code == 2 and "--since: empty" in r.output and r.stdout == "", r.output
+        r = site.cli("reconcile", "--since", empty)
+        assert r.exit_code == 2 and "--since" in r.output, r.output
+    # As `search --date` reads a day: full-width digits of an input method too.
+    r = _run(site, "list", "--since", "２０２６－１２－０１", "--json", env=SHANGHAI)
+    assert [json.loads(line)["id"] for line in r.stdout.decode().splitlines()] == [ids["late"]], r.stderr
     # 1 December in Shanghai begins at 2026-11-30 16:00 UTC: the late-November arrival is in it.
     r = _run(site, "list", "--since", "2026-12-01", "--json", env=SHANGHAI)
     assert r.returncode == 0, r.stderr
