@@ -156,6 +156,8 @@ def reconcile_command(ctx, since, destination, sort, as_json, as_csv) -> None:
     when a lookup failed (the row is left as it was)."""
     from agent.reconcile import ALL_STATES, reconcile
 
+    if as_json and as_csv:   # as `search` and `audit export`: never one of them silently dropped
+        fail("choose one of --json and --csv", code=2)
     cfg = load(ctx)
     since_dt = _since(since)
     names = _names(cfg, destination)

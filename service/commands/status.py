@@ -273,6 +273,8 @@ def list_command(ctx, state, since, sort, limit, as_json, as_csv) -> None:
       fapiao-agent list --state failed --json
       fapiao-agent list --since 2026-11-01 --csv > november.csv
     """
+    if as_json and as_csv:   # as `search` and `audit export`: never one of them silently dropped
+        fail("choose one of --json and --csv", code=2)
     since_utc = _since_local_midnight(since)
     cfg = load(ctx)
     with open_ledger(cfg) as ledger:

@@ -148,6 +148,15 @@ def test_list_since_refuses_what_is_not_a_date_and_counts_from_local_midnight(si
     assert r.exit_code == 2 and "span like 7d" in r.output
 
 
+def test_json_and_csv_together_are_refused_as_search_refuses_them(site):
+    # list and reconcile printed JSON and dropped --csv without a word.
+    _three(site)
+    for command in (("list",), ("reconcile",), ("search", "公司")):
+        r = site.cli(*command, "--json", "--csv")
+        assert r.exit_code == 2 and r.stdout == "", (command, r.output)
+        assert "choose one of --json and --csv" in r.stderr, (command, r.output)
+
+
 def test_list_json_problems_are_an_array_as_in_quarantine(site):
     ids = _three(site)
     r = site.cli("list", "--json", "--limit", "0")
