@@ -17,7 +17,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 from agent.deliver.base import Destination, Misconfigured
 from agent.errors import AdapterError
 from agent.ledger import Ledger
-from agent.ledger.rows import utc
+from agent.ledger.rows import utc, yuan
 
 # Consecutive failed lookups after which a destination is left for next time.
 GIVE_UP_AFTER = 5
@@ -80,7 +80,7 @@ def reconcile(ledger: Ledger, destinations: Mapping[str, Destination], *, now: d
         for row in _candidates(ledger, name, states, utc(since) if since else None):
             check = Check(document_id=row["document_id"], destination=name,
                           invoice_number=row["invoice_number"], invoice_date=row["invoice_date"],
-                          total=None if row["total_cents"] is None else f"{row['total_cents'] / 100:.2f}",
+                          total=yuan(row["total_cents"]),
                           delivered_at=row["delivered_at"], result="skipped", error=given_up)
             if given_up is None:
                 given_up, failures = _check(ledger, dest, row, check, failures, now=now, actor=actor,

@@ -23,6 +23,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from agent.errors import AgentError
+from agent.ledger.rows import yuan
 
 SORTS = ("relevance", "date", "amount")
 # Digits on both sides of a point: `.50` (the tail of a mistyped `0...50`)
@@ -202,10 +203,7 @@ class SearchHit:
     @property
     def total(self) -> str | None:
         """The total as yuan text ("113.00"), or None."""
-        if self.total_cents is None:
-            return None
-        sign = "-" if self.total_cents < 0 else ""
-        return f"{sign}{abs(self.total_cents) // 100}.{abs(self.total_cents) % 100:02d}"
+        return yuan(self.total_cents)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for `--json` and `--csv`."""

@@ -158,7 +158,7 @@ class NotificationsMixin:
     def quarantines_after(self, event_id: int, *, limit: int = 200) -> list[dict]:
         """Documents moved to quarantined by events after `event_id`, oldest
         first: event_id, at, document_id, original_name, received_at, the
-        error codes of its problems, and its state now."""
+        error codes of its problems (each once, in order), and its state now."""
         rows = self.conn.execute(
             "SELECT e.id AS event_id, e.at, e.reason, d.id AS document_id, d.original_name, d.received_at, "
             "d.state, d.problems FROM events e JOIN documents d ON d.id = e.document_id "
@@ -167,7 +167,8 @@ class NotificationsMixin:
         for r in rows:
             d = dict(r)
             problems = json.loads(d.pop("problems") or "[]")
-            d["codes"] = [p.get("code") for p in problems if p.get("severity") == "error"]
+            # Each code once, in order: amount-range on two fields is one reason.
+            d["codes"] = list(dict.fromkeys(p.get("code") for p in problems if p.get("severity") == "error"))
             out.append(d)
         return out
 

@@ -1,4 +1,5 @@
-"""Plain records read from the ledger, and the one timestamp format."""
+"""Plain records read from the ledger, the one timestamp format, and the
+one way a total in cents is written as yuan."""
 
 from __future__ import annotations
 
@@ -82,6 +83,17 @@ def parse_utc(text: str) -> dt.datetime:
             return dt.datetime(int(text[:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]),
                                int(text[17:19]), int(text[20:26]), tzinfo=dt.timezone.utc)
     return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
+
+
+def yuan(cents: int | None) -> str | None:
+    """A total in cents (the ledger's total_cents) as yuan text, exactly:
+    113.00, -5.30; None stays None. Integer arithmetic only: `cents / 100`
+    is a float, which past 2**53 cents is a different number
+    (9007199254740993 cents printed as ...409.94, not .93)."""
+    if cents is None:
+        return None
+    sign = "-" if cents < 0 else ""
+    return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
 
 
 @dataclass

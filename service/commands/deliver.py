@@ -207,7 +207,11 @@ def _sorted(checks: list[Check], sort: str) -> list[Check]:
     if sort == "date":
         return sorted(checks, key=lambda c: (c.invoice_date or "", c.document_id), reverse=True)
     if sort == "amount":
-        return sorted(checks, key=lambda c: (float(c.total) if c.total else -1.0, c.document_id), reverse=True)
+        # Decimal, not float: past 2**53 cents two totals a float cannot tell apart.
+        from decimal import Decimal
+
+        return sorted(checks, key=lambda c: (Decimal(c.total) if c.total else Decimal(-1), c.document_id),
+                      reverse=True)
     return checks
 
 

@@ -12,6 +12,7 @@ import sys
 from agent import amend as lib
 from agent.errors import AgentError, NotFoundInLedger
 from agent.ledger import Document, Ledger
+from agent.ledger.rows import yuan
 from service.context import (LIMIT, destination_names, echo_json, fail, load, now, open_ledger, operator,
                              self_approve_empty_fields, today, validation_settings)
 from service.display import local_time
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 def _summary(doc: Document) -> dict:
     return {"id": doc.id, "received_at": doc.received_at, "invoice_number": doc.invoice_number,
             "invoice_date": doc.invoice_date,
-            "total": None if doc.total_cents is None else f"{doc.total_cents / 100:.2f}",
+            "total": yuan(doc.total_cents),
             "original_name": doc.original_name, "sha256": doc.sha256, "problems": doc.problems}
 
 

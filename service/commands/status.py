@@ -8,7 +8,7 @@ import sqlite3
 
 import click
 
-from agent.ledger.rows import RESTORED_ACTIVITY
+from agent.ledger.rows import RESTORED_ACTIVITY, yuan
 from agent.ledger import Ledger, utc
 from agent.states import State
 from service.context import LIMIT, age_seconds, echo_json, fail, human_age, load, now_dt, open_ledger, span_of
@@ -235,7 +235,7 @@ def _row(doc, label: str | None) -> dict:
     return {
         "id": doc.id, "state": doc.state, "received_at": doc.received_at,
         "invoice_number": doc.invoice_number, "invoice_date": doc.invoice_date,
-        "total": None if doc.total_cents is None else f"{doc.total_cents / 100:.2f}",
+        "total": yuan(doc.total_cents),
         "buyer": fields.get("buyer_name"), "seller": fields.get("seller_name"), "label": label,
         "original_name": doc.original_name,
         # As `quarantine --json`: every problem with its code, severity, field and both messages.
@@ -244,7 +244,9 @@ def _row(doc, label: str | None) -> dict:
 
 
 def _error_codes(row: dict) -> str:
-    return ";".join(p["code"] for p in row["problems"] if p.get("severity") == "error")
+    # Each code once, in the order first found: a rule failing on several
+    # fields (amount-range on the total and the tax) is one reason to read.
+    return ";".join(dict.fromkeys(p["code"] for p in row["problems"] if p.get("severity") == "error"))
 
 
 @click.command("list")
@@ -259,7 +261,7 @@ def _error_codes(row: dict) -> str:
               "invoice_number, invoice_date, total, buyer, seller, label, original_name, problems [{code, "
               "severity, field, message, message_zh}].")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV (UTF-8 with a BOM, for Excel) with a header row; "
-              "problems as the error codes joined by `;`.")
+              "problems as the error codes joined by `;`, each once.")
 @click.pass_context
 def list_command(ctx, state, since, sort, limit, as_json, as_csv) -> None:
     """List documents, filtered by state and date and sorted by arrival, invoice date or amount.

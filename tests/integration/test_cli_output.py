@@ -157,6 +157,27 @@ def test_json_and_csv_together_are_refused_as_search_refuses_them(site):
         assert "choose one of --json and --csv" in r.stderr, (command, r.output)
 
 
+def test_a_total_past_a_floats_precision_reads_the_same_everywhere_and_each_code_once(site):
+    # 9007199254740993 cents is 2**53 + 1: `cents / 100` as a float printed
+    # ...409.94 in list (table, --json, --csv), quarantine and reconcile while
+    # show and search said .93. amount-range on 金额 and 价税合计 was listed twice.
+    from decimal import Decimal
+
+    huge = Decimal("90071992547409.93")
+    doc = _add(site, "huge.pdf", invoice(dt.date.today(), number=number("44"), amount=huge, tax=Decimal("0.00"),
+                                         total=huge, total_in_words=None), at="2026-11-20T02:00:00.000000Z")
+    assert site.ledger.get(doc).total_cents == 9007199254740993
+    assert [p["code"] for p in site.ledger.get(doc).problems] == ["amount-range", "amount-range"]
+    table = site.cli("list").stdout.splitlines()[1]
+    assert "90071992547409.93" in table and "409.94" not in table, table
+    assert re.search(r"\samount-range\s", table) and "amount-range;amount-range" not in table, table
+    assert json.loads(site.cli("list", "--json").stdout)["total"] == "90071992547409.93"
+    listed = site.cli("list", "--csv").stdout.splitlines()
+    assert "90071992547409.93" in listed[1] and listed[1].endswith(",huge.pdf,amount-range"), listed
+    assert json.loads(site.cli("quarantine", "--json").stdout.splitlines()[0])["total"] == "90071992547409.93"
+    assert json.loads(site.cli("search", "--amount", "1..", "--json").stdout)["total"] == "90071992547409.93"
+
+
 def test_list_json_problems_are_an_array_as_in_quarantine(site):
     ids = _three(site)
     r = site.cli("list", "--json", "--limit", "0")

@@ -173,6 +173,19 @@ def _quarantine(ledger, i, name, at):
     return doc
 
 
+def test_a_digest_names_each_code_of_a_document_once(tmp_path):
+    # amount-range on 金额 and on 价税合计 is one reason, as `list` shows it.
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    doc, _ = ledger.add_document(sha256="9" * 64, size=100, media_type="pdf", source_kind="scanner", source="/in",
+                                 original_name="huge.pdf", original_path=None, now=utc(T0), actor=ACTOR)
+    ledger.transition(doc, "quarantined", now=utc(T0), actor=ACTOR, reason="quarantined: amount-range",
+                      problems=[{"code": "amount-range", "severity": "error", "field": "amount", "message": "big"},
+                                {"code": "tax-id-invalid", "severity": "error", "message": "bad"},
+                                {"code": "amount-range", "severity": "error", "field": "total", "message": "big"}])
+    assert [q["codes"] for q in ledger.quarantines_after(0)] == [["amount-range", "tax-id-invalid"]]
+    ledger.close()
+
+
 def test_quarantines_arrive_as_one_digest_per_digest_minutes(tmp_path):
     with RobotServer() as robot:
         cfg = config(tmp_path, robot_entry(robot, events=["quarantined"], digest_minutes=15.0))
