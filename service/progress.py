@@ -1,5 +1,6 @@
 """Progress bars for the long commands (`ingest`, `backup restore`, `backup
-verify`, `backup drill`, `reconcile`): on a terminal only.
+verify`, `backup drill`, `reconcile`), and `wanted`, which also decides the
+progress lines of `audit ledger` and `report`: on a terminal only.
 
 A bar is for a person watching. When stderr is not a terminal (a pipe, a
 file, cron, systemd) click would still print the bar's label once, a stray

@@ -26,6 +26,7 @@ from agent.trail import BREAKS, Walked, untraced_breaks, verify_chain
 from agent.model import State
 from service.context import echo_json, fail, load, now_dt, open_ledger_readonly
 from service.csv_safe import write_csv
+from service.progress import wanted
 from service.watch_names import TEMP_GRACE_S
 from service.textsafe import echo
 
@@ -71,7 +72,7 @@ def ledger_command(ctx: click.Context, as_json: bool, no_hash: bool) -> None:
     every violation, one line each with its rule code. Exits 0 when there is
     none, 1 when there is any, 2 when the ledger cannot be read. Opens the
     ledger read-only and never creates one; safe beside a running daemon.
-    Progress goes to stderr on a big ledger or vault."""
+    Progress goes to stderr on a big ledger or vault, on a terminal only."""
     cfg = load(ctx)
     ledger = open_ledger_readonly(cfg)
     version = ledger.schema_version
@@ -88,7 +89,7 @@ def ledger_command(ctx: click.Context, as_json: bool, no_hash: bool) -> None:
     found = []
     with ledger:
         try:
-            for v in audit_ledger(ledger, cfg.vault_dir, settings, now=now_dt(), progress=_Progress()):
+            for v in audit_ledger(ledger, cfg.vault_dir, settings, now=now_dt(), progress=_Progress(as_json=as_json)):
                 found.append(v)
                 if not as_json:
                     echo(v.line())
@@ -109,12 +110,17 @@ def ledger_command(ctx: click.Context, as_json: bool, no_hash: bool) -> None:
 
 
 class _Progress:
-    """A line on stderr at most every 2 s, only once a check runs long."""
+    """A line on stderr at most every 2 s, only once a check runs long, and
+    only for a person at a terminal (progress.wanted): never into a pipe, a
+    file, cron's mail or beside --json."""
 
-    def __init__(self):
+    def __init__(self, *, as_json: bool):
+        self.shown = wanted(as_json=as_json)
         self.start = self.last = time.monotonic()
 
     def __call__(self, stage: str, done: int, total: int | None) -> None:
+        if not self.shown:
+            return
         t = time.monotonic()
         if t - self.last >= 2.0:
             self.last = t

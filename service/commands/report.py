@@ -8,6 +8,7 @@ import click
 
 from agent.report.figures import zone_of
 from service.context import echo_json, fail, load, now_dt, open_ledger
+from service.progress import wanted
 from service.report import build_report, figures_json, report_window, write_report
 from service.textsafe import echo
 
@@ -38,7 +39,7 @@ def command(ctx: click.Context, since: str, until: str | None, out_dir: str, as_
         start, end = report_window(since, until, now=at, tz=tz)
     except ValueError as e:
         fail(str(e), code=2)
-    if not as_json:
+    if wanted(as_json=as_json):   # for a person at a terminal; never into a log, a pipe or beside --json
         echo("reading the ledger ...", err=True)
     with open_ledger(cfg) as ledger:
         report = build_report(ledger, cfg, since=start, until=end, now=at)

@@ -182,3 +182,50 @@ def test_make_run_readme_and_help_say_how_to_reach_the_cli_and_complete_it():
     done = CliRunner().invoke(main, [], prog_name="fapiao-agent", env={
         "_FAPIAO_AGENT_COMPLETE": "bash_complete", "COMP_WORDS": "fapiao-agent quaran", "COMP_CWORD": "1"})
     assert "plain,quarantine" in done.output
+
+
+def _slow_clock(monkeypatch):
+    # Every reading of audit's clock 3 s after the last: each progress call
+    # is past its 2 s spacing, as on a ledger that takes minutes to check.
+    import types
+
+    import service.commands.audit as audit_command
+
+    ticks = iter(range(0, 10 ** 6, 3))
+    monkeypatch.setattr(audit_command, "time", types.SimpleNamespace(monotonic=lambda: float(next(ticks))))
+
+
+def test_audit_ledger_and_report_write_progress_on_a_terminal_only(tmp_path, samples_dir, monkeypatch):
+    # `audit ledger --json 2>err` wrote "audit: N vault objects checked" into
+    # the file, and `report ... 2>log` "reading the ledger ...": no isatty check.
+    from click.testing import CliRunner
+
+    import service.progress
+    from service.cli import main
+
+    config = _config(tmp_path)
+    assert _piped(_cli(config, "ingest", "-q", str(_invoices(samples_dir, tmp_path / "in", 3))),
+                  tmp_path).returncode == 0
+    _slow_clock(monkeypatch)
+    runner = CliRunner()
+    for args in (["audit", "ledger", "--json"], ["audit", "ledger"]):
+        r = runner.invoke(main, ["--config", str(config), *args])      # stderr is no terminal here
+        assert r.exit_code == 0, r.output
+        assert "checked" not in r.stderr and "audit:" not in r.stderr, (args, r.stderr)
+    for args in (["report", "--since", "7d", "--json"], ["report", "--since", "7d"]):
+        r = runner.invoke(main, ["--config", str(config), *args, "--out", str(tmp_path / "reports")])
+        assert r.exit_code == 0, r.output
+        assert "reading the ledger" not in r.stderr, (args, r.stderr)
+    piped = _piped(_cli(config, "report", "--since", "7d", "--out", str(tmp_path / "reports")), tmp_path)
+    assert piped.returncode == 0 and piped.stderr == "", piped.stderr                  # a real pipe
+    # On a terminal (stderr said to be one), a person still sees them; --json never.
+    import types
+
+    monkeypatch.setattr(service.progress, "sys", types.SimpleNamespace(stderr=types.SimpleNamespace(
+        isatty=lambda: True)))
+    r = runner.invoke(main, ["--config", str(config), "audit", "ledger"])
+    assert r.exit_code == 0 and "objects checked" in r.stderr, r.stderr
+    r = runner.invoke(main, ["--config", str(config), "audit", "ledger", "--json"])
+    assert r.exit_code == 0 and "checked" not in r.stderr, r.stderr
+    r = runner.invoke(main, ["--config", str(config), "report", "--since", "7d", "--out", str(tmp_path / "reports")])
+    assert r.exit_code == 0 and "reading the ledger ..." in r.stderr, r.stderr
