@@ -45,7 +45,7 @@ from agent.application_rules import FILL, SAME, classify, held_problems, needs_w
 from agent.errors import AgentError, IllegalTransition
 from agent.ledger import Ledger
 from agent.ledger.applications import APPROVED, DECLINED, PENDING
-from agent.ledger.rows import parse_utc
+from agent.ledger.rows import TimeText, as_stored, parse_utc
 from agent.model import Invoice, State
 
 if TYPE_CHECKING:
@@ -226,18 +226,21 @@ def file_reopen(ledger: Ledger, doc_id: int, *, reason: str, settings: Validatio
 
 
 def approve(ledger: Ledger, number: str, *, reason: str | None, settings: ValidationSettings,
-            destinations: Sequence[str], today: dt.date, now: str, decider: Operator) -> Outcome:
+            destinations: Sequence[str], today: dt.date, now: str, decider: Operator,
+            time_text: TimeText = as_stored) -> Outcome:
     """Approve a pending application and carry it out (re-validated, queued
     when valid), in one transaction. Raises StaleApplication when it was
-    decided already or its document changed since filing (fields, or no
-    longer held), NeedsAnotherPerson when four eyes apply and `decider` is
-    its filer; nothing is written then."""
+    decided already (saying when, as `time_text` writes a time) or its
+    document changed since filing (fields, or no longer held),
+    NeedsAnotherPerson when four eyes apply and `decider` is its filer;
+    nothing is written then."""
     with ledger.transaction():
-        app, doc = _pending(ledger, number, "approved")
+        app, doc = _pending(ledger, number, "approved", time_text)
         if app["approval"] == OTHER and decider.person == app["filer"]:
             raise NeedsAnotherPerson(f"{app['number']} needs an approver other than its filer {app['filer']}: "
                                      f"{needs_why(app)}")
-        _decide(ledger, app["number"], doc.id, APPROVED, decider=decider, reason=_clean(reason), now=now)
+        _decide(ledger, app["number"], doc.id, APPROVED, decider=decider, reason=_clean(reason), now=now,
+                time_text=time_text)
         values = {n: "" if c["new"] is None else str(c["new"]) for n, c in (app["changes"] or {}).items()}
         state = hand.amend(ledger, doc.id, values, reason=app["reason"], settings=settings,
                            destinations=destinations, today=today, now=now, actor=decider.actor,
@@ -248,20 +251,23 @@ def approve(ledger: Ledger, number: str, *, reason: str | None, settings: Valida
 
 
 def decline(ledger: Ledger, number: str, *, reason: str, settings: ValidationSettings,
-            destinations: Sequence[str], today: dt.date, now: str, decider: Operator) -> Outcome:
+            destinations: Sequence[str], today: dt.date, now: str, decider: Operator,
+            time_text: TimeText = as_stored) -> Outcome:
     """Decline a pending application (its filer may withdraw their own): its
     values are not applied, and the document is judged again with the values
     it has (re-validated, queued when valid), in one transaction. Raises
-    AmendError without a reason, StaleApplication when it was decided."""
+    AmendError without a reason, StaleApplication when it was decided
+    (saying when, as `time_text` writes a time)."""
     from agent.judgement import judge
 
     reason = hand.required_reason(reason, "decline")
     with ledger.transaction():
         app = ledger.application(number)
         if app["state"] != PENDING:
-            raise StaleApplication(_decided(app))
+            raise StaleApplication(_decided(app, time_text))
         doc = ledger.get(app["document_id"])
-        _decide(ledger, app["number"], doc.id, DECLINED, decider=decider, reason=reason, now=now)
+        _decide(ledger, app["number"], doc.id, DECLINED, decider=decider, reason=reason, now=now,
+                time_text=time_text)
         state = doc.state
         if doc.state in HELD_STATES and fields_digest(doc.fields) == app["fields_sha256"]:
             invoice = Invoice.from_dict(doc.fields or {})
@@ -292,10 +298,10 @@ def fields_digest(fields: dict | None) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _pending(ledger: Ledger, number: str, verb: str):
+def _pending(ledger: Ledger, number: str, verb: str, time_text: TimeText):
     app = ledger.application(number)
     if app["state"] != PENDING:
-        raise StaleApplication(_decided(app))
+        raise StaleApplication(_decided(app, time_text))
     doc = ledger.get(app["document_id"])
     if doc.state not in HELD_STATES or fields_digest(doc.fields) != app["fields_sha256"]:
         raise StaleApplication(
@@ -305,9 +311,9 @@ def _pending(ledger: Ledger, number: str, verb: str):
     return app, doc
 
 
-def _decided(app: dict) -> str:
-    return (f"{app['number']} was already {app['state']} by {app['decided_by']} at {app['decided_at']}; "
-            "nothing was changed")
+def _decided(app: dict, time_text: TimeText) -> str:
+    return (f"{app['number']} was already {app['state']} by {app['decided_by']} at "
+            f"{time_text(app['decided_at'])}; nothing was changed")
 
 
 def _file(ledger: Ledger, doc, kind: str, approval: str, *, reason: str, now: str, filer: Operator,
@@ -336,10 +342,12 @@ def _self_decided(ledger: Ledger, doc, kind: str, reason: str, now: str, filer: 
 
 
 def _decide(ledger: Ledger, number: str, doc_id: int, state: str, *, decider: Operator, reason: str | None,
-            now: str) -> None:
+            now: str, time_text: TimeText = as_stored) -> None:
+    # time_text: only approve and decline meet an application another
+    # person decided; one filed in this transaction cannot be.
     if not ledger.decide_application(number, state=state, at=now, by=decider.actor, decider=decider.person,
                                      reason=reason):
-        raise StaleApplication(_decided(ledger.application(number)))
+        raise StaleApplication(_decided(ledger.application(number), time_text))
     ledger.note(doc_id, now=now, actor=decider.actor,
                 reason=f"{number} {state} by {decider.person}" + (f": {reason}" if reason else ""),
                 details={"application": number, "action": state, "decider": decider.person,

@@ -30,6 +30,7 @@ from agent.ledger import Ledger, utc
 from agent.ledger.audit import LedgerAudit
 from agent.ledger.deliveries import ACTIVE_DOCUMENT_STATES, summary_state
 from agent.ledger.documents import NOT_COUNTED
+from agent.ledger.rows import TimeText
 from agent.model import TRANSITIONS, State
 from agent.watched import unhandled_files
 
@@ -167,13 +168,13 @@ def _document(doc: dict, rows: list[dict], settings: AuditSettings, cutoff: str,
         for r in rows:
             yield from _waiting_row(doc_id, r, settings)
     if state == State.VALID and settings.destinations:
-        yield violation("valid-not-queued", f"valid since {doc['updated_at']}, not queued for "
+        yield violation("valid-not-queued", f"valid since {settings.time_text(doc['updated_at'])}, not queued for "
                  + ", ".join(settings.destinations), document=doc_id)
     for r in rows:
-        yield from _delivered_row(doc, r)
+        yield from _delivered_row(doc, r, settings.time_text)
     if (state not in END_STATES and state not in GOAL_STATES and doc["updated_at"] < cutoff
             and doc_id not in late):
-        yield violation("late-silent", f"{state.value} since {doc['updated_at']}, past the SLA of "
+        yield violation("late-silent", f"{state.value} since {settings.time_text(doc['updated_at'])}, past the SLA of "
                  f"{settings.sla_hours:g} h, and `status` does not count it late", document=doc_id)
 
 
@@ -216,7 +217,7 @@ def _waiting_row(doc_id: int, r: dict, settings: AuditSettings) -> Iterable[Viol
                  document=doc_id)
 
 
-def _delivered_row(doc: dict, r: dict) -> Iterable[Violation]:
+def _delivered_row(doc: dict, r: dict, time_text: TimeText) -> Iterable[Violation]:
     doc_id, where = doc["id"], r["destination"]
     if r["state"] in ("delivered", "confirmed"):
         if r["delivered_key"] is not None and r["delivered_key"] != doc["invoice_key"]:
@@ -227,8 +228,8 @@ def _delivered_row(doc: dict, r: dict) -> Iterable[Violation]:
                      document=doc_id)
     if r["state"] == "confirmed" and (not r["confirmed_at"]
                                       or (r["delivered_at"] and r["confirmed_at"] < r["delivered_at"])):
-        yield violation("confirmed-stale", f"{where} confirmed at {r['confirmed_at']}, before its delivery at "
-                 f"{r['delivered_at']}", document=doc_id)
+        yield violation("confirmed-stale", f"{where} confirmed at {time_text(r['confirmed_at'])}, before its "
+                 f"delivery at {time_text(r['delivered_at'])}", document=doc_id)
     if r["state"] == "missing" and r["last_outcome"] == "found":
         yield violation("lookup-disagrees", f"{where} is missing, but its last lookup found it", document=doc_id)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from agent.ledger.rows import TimeText, as_stored
+
 CHECKS = {
     1: "every source file the ledger has seen became a document or a refusal",
     2: "every vault object is referenced, and its hash matches its name",
@@ -89,6 +91,7 @@ class AuditSettings:
     hash_objects: bool = True
     watched: tuple[tuple[str, str], ...] = ()  # (folder, after) of every watch: walked for files never taken
     unhandled_after_s: float = 1200.0          # younger files may still be settling or waiting out their grace
+    time_text: TimeText = as_stored            # a stored time in a message: `audit ledger` shows local time
 
 
 Progress = Callable[[str, int, int | None], None]

@@ -15,7 +15,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 
-from agent.ledger.rows import RESTORED_ACTIVITY, parse_utc
+from agent.ledger.rows import RESTORED_ACTIVITY, TimeText, as_stored, parse_utc
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 LEVELS = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
@@ -90,30 +90,32 @@ class Health:
                             for r in sorted(self.reasons, key=lambda r: -r.level)]}
 
 
-def evaluate(report: dict, limits: Thresholds, *, now: dt.datetime) -> Health:
+def evaluate(report: dict, limits: Thresholds, *, now: dt.datetime, time_text: TimeText = as_stored) -> Health:
     """Judge `report` (`status --json`'s dict: daemon, states, delivery,
     backup) by `limits` at `now`. Guarantees: every fault it can see is one
     reason; the daemon not running, intake paused, a folder not watched or
     not readable, an
     invoice past the SLA, a paused destination and a backup object that
-    cannot be backed up are CRITICAL whatever the thresholds."""
+    cannot be backed up are CRITICAL whatever the thresholds. A stored
+    time in a reason is written by `time_text` (`status` for a person: local
+    time; --json and the fleet's status.json: the ledger's UTC)."""
     reasons: list[Reason] = []
     reasons += _daemon(report.get("daemon"), limits)
     reasons += _delivery(report.get("delivery") or {}, report.get("states") or {}, limits)
     reasons += _backups((report.get("backup") or {}).get("targets") or [], limits, now)
     reasons += _drills((report.get("backup") or {}).get("targets") or [], limits, now)
-    reasons += _fleet(report.get("fleet"))
+    reasons += _fleet(report.get("fleet"), time_text)
     states = report.get("states") or {}
     unfinished = sum(states.get(s, 0) for s in ("captured", "extracted", "valid", "queued", "delivering"))
     return Health(reasons, ok_text=f"daemon alive, {unfinished} documents on their way, none late")
 
 
-def _fleet(fleet: dict | None) -> list[Reason]:
+def _fleet(fleet: dict | None, time_text: TimeText) -> list[Reason]:
     # Deliveries held because the shared store does not answer (on_unreachable = hold).
     if not fleet or not fleet.get("claims", {}).get("held"):
         return []
     n = fleet["claims"]["held"]
-    return [Reason(WARNING, f"{_n(n, 'invoice')} held since {fleet.get('held_since')}: "
+    return [Reason(WARNING, f"{_n(n, 'invoice')} held since {time_text(fleet.get('held_since'))}: "
                             f"{fleet.get('held_reason')}")]
 
 

@@ -20,6 +20,7 @@ from agent.fleet.status import publish_status
 from agent.fleet.store import FleetStore, open_store
 from agent.ledger import Ledger
 from service.context import actor as actor_name, destination_names, now, now_dt, today, validation_settings
+from service.display import local_time
 from service.loops import RunnerGroup
 
 log = logging.getLogger("fapiao.fleet")
@@ -44,7 +45,7 @@ class FleetGate:
         """The claimed rows this site may send now; the others are recorded
         (a duplicate of another site's claim, or held) and logged here."""
         out = []
-        for s in screen(ledger, self.store, self.settings, claims, now=now_dt(), actor=actor):
+        for s in screen(ledger, self.store, self.settings, claims, now=now_dt(), actor=actor, time_text=local_time):
             extra = {"document": s.claim.document_id, "destination": s.claim.destination}
             if s.kind == "go":
                 out.append(s.claim)

@@ -26,6 +26,7 @@ from agent.errors import AgentError
 from agent.ledger import Ledger
 from agent.notify import enqueue, open_faults, open_notifier, run_round, send_due
 from service.context import actor, now_dt
+from service.display import local_time
 from service.loops import Runner, RunnerGroup
 
 log = logging.getLogger("fapiao.notify")
@@ -122,9 +123,10 @@ class NotifyRunner(Runner):
         now = now_dt()
         queued = 0
         for entry in self.cfg.notify:
-            faults = open_faults(report, entry, now=now, disk=disk,
+            # The office reads these: local time with its offset, as `status` shows it.
+            faults = open_faults(report, entry, now=now, disk=disk, time_text=local_time,
                                  sla_warn_fraction=float(self.cfg.health.get("sla_warn_fraction") or 0.8))
-            queued += run_round(ledger, entry, faults, now=now, actor=who)
+            queued += run_round(ledger, entry, faults, now=now, actor=who, time_text=local_time)
         return queued
 
     def send(self, ledger: Ledger, who: str, rng: random.Random) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from agent.config import Config, WatchConfig
 from agent.config_paths import watch_overlaps
 from agent.ledger import Ledger
+from service.display import local_time
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def usable_watches(cfg: Config, ledger: Ledger, *, now: str) -> tuple[list[Watch
             ledger.pin_root(path, dev=st.st_dev, ino=st.st_ino, real=os.path.realpath(path), now=now)
         elif (pin["dev"], pin["ino"]) != (st.st_dev, st.st_ino):
             refused.append(RefusedRoot(path, (
-                f"is not the folder it was when first watched ({pin['real']}, {pin['pinned_at']}); it now "
+                f"is not the folder it was when first watched ({pin['real']}, {local_time(pin['pinned_at'])}); it now "
                 f"leads to {os.path.realpath(path)}. Nothing is taken, moved or deleted there. If it was "
                 f"replaced on purpose: fapiao-agent config repin {path}, then reload the daemon")))
             continue

@@ -15,8 +15,9 @@ from agent.deliver.loop import Claim
 from agent.errors import AdapterError
 from agent.fleet.claims import InvalidClaim, Verdict, acquire, head, parse_stamp, settle
 from agent.fleet.store import FleetStore
+from agent.health import span
 from agent.ledger import Ledger
-from agent.ledger.rows import parse_utc, utc
+from agent.ledger.rows import TimeText, as_stored, parse_utc, utc
 from agent.model import Invoice
 
 # A held row is tried again this often (uncounted: the store, not the invoice, is the problem).
@@ -146,13 +147,14 @@ def taken_over(ledger: Ledger, doc_id: int) -> bool:
 
 
 def screen(ledger: Ledger, store: FleetStore, settings: FleetSettings, claims: list[Claim], *,
-           now: dt.datetime, actor: str) -> list[Screened]:
+           now: dt.datetime, actor: str, time_text: TimeText = as_stored) -> list[Screened]:
     """Each claimed row judged before its put: `go` rows are still leased for
     the caller to send; a `lost` row's document became a duplicate of the
     other site's claim (every open row superseded, one transaction); a
     `wait` or `held` row is queued again, uncounted, due in `hold_retry_s`
     (a `wait` sooner when the other site's lease ends first). Rows of one
-    document share one verdict."""
+    document share one verdict. A claim's time in a note (logged by the
+    caller) is written by `time_text`."""
     out: list[Screened] = []
     verdicts: dict[int, Verdict] = {}
     at = utc(now)
@@ -170,16 +172,17 @@ def screen(ledger: Ledger, store: FleetStore, settings: FleetSettings, claims: l
             ledger.fleet_lose(c.document_id, invoice_key=invoice_key_of(c) or "", remote_site=r.site,
                               remote_at=r.at, generation=r.generation, now=at, actor=actor,
                               reason=_same_name(r, settings))
-            out.append(Screened(c, "lost", f"site {r.site} claimed this invoice at {r.at}; a duplicate here"))
+            out.append(Screened(c, "lost", f"site {r.site} claimed this invoice at {time_text(r.at)}; a duplicate here"))
         elif v.kind == "wait":
             r = v.record
-            due = min(now + dt.timedelta(seconds=settings.hold_retry_s),
-                      parse_stamp(r.lease_until) + dt.timedelta(seconds=1))
+            lease_end = parse_stamp(r.lease_until)
+            due = min(now + dt.timedelta(seconds=settings.hold_retry_s), lease_end + dt.timedelta(seconds=1))
             ledger.finish_delivery(c.delivery_id, c.token, state="queued", now=at, actor=actor,
                                    outcome="fleet-wait", next_attempt_at=utc(max(due, now)), uncount_attempt=True,
-                                   error=f"site {r.site} claimed this invoice at {r.at} and has not delivered "
-                                         f"it yet; this copy waits (its lease ends {r.lease_until})")
-            out.append(Screened(c, "wait", f"site {r.site} holds the claim until {r.lease_until}; waiting"))
+                                   # Spans, not stamps: stored, then shown by `show` beside its local time.
+                                   error=f"site {r.site} claimed this invoice and has not delivered it yet; this "
+                                         f"copy waits (its lease ends in {span((lease_end - now).total_seconds())})")
+            out.append(Screened(c, "wait", f"site {r.site} holds the claim until {time_text(r.lease_until)}; waiting"))
         else:
             retry = utc(now + dt.timedelta(seconds=settings.hold_retry_s))
             why = held_reason(v, invoice_key_of(c) or "")

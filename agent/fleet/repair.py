@@ -11,6 +11,7 @@ from agent.errors import Conflict
 from agent.fleet.claims import (CLAIM_MAX_BYTES, OPERATOR, ClaimRecord, InvalidClaim, _next, _stamp,
                                 claim_prefix, generations, head)
 from agent.fleet.store import FleetStore, TooLarge
+from agent.ledger.rows import TimeText, as_stored
 
 
 def _last_valid(store: FleetStore, invoice_key: str, gens: list[int], *, now: dt.datetime) -> ClaimRecord | None:
@@ -27,7 +28,8 @@ def _last_valid(store: FleetStore, invoice_key: str, gens: list[int], *, now: dt
     return None
 
 
-def repair(store: FleetStore, invoice_key: str, *, site: str, now: dt.datetime, force: bool = False) -> dict:
+def repair(store: FleetStore, invoice_key: str, *, site: str, now: dt.datetime, force: bool = False,
+           time_text: TimeText = as_stored) -> dict:
     """What `fleet repair KEY` does, by the documented rule: when the key's
     head is invalid, create the next generation, leaving the invalid object
     where it is (evidence). When the highest valid generation below it is a
@@ -49,7 +51,9 @@ def repair(store: FleetStore, invoice_key: str, *, site: str, now: dt.datetime, 
     invalid one (delete it by hand), Conflict when a site wrote the next
     generation meanwhile (run it again), Transient/Permanent when the store
     does not answer. Leases are judged by the store's clock when it gives
-    one (the operator's host may be off: a live lease must not look run out)."""
+    one (the operator's host may be off: a live lease must not look run out).
+    A claim's time in `why` is written by `time_text` (the command passes
+    local time for a person)."""
     generations(store, invoice_key)
     now = store.server_time() or now
     try:
@@ -61,7 +65,7 @@ def repair(store: FleetStore, invoice_key: str, *, site: str, now: dt.datetime, 
             return {"invoice_key": invoice_key, "repaired": False,
                     "generation": current.generation if current else None, "restored": None,
                     "why": f"its claim is valid ({current.state} by site {current.site}"
-                           + (f", lease until {current.lease_until}: never forced while it lives"
+                           + (f", lease until {time_text(current.lease_until)}: never forced while it lives"
                               if force and current.state == "claimed" else "") + ")"
                     if current else "it is not claimed"}
         record = ClaimRecord(current.generation + 1, site, "", 0, _stamp(now), _stamp(now), "released", OPERATOR)
@@ -69,7 +73,7 @@ def repair(store: FleetStore, invoice_key: str, *, site: str, now: dt.datetime, 
             raise Conflict(f"fleet store: generation {record.generation} of {invoice_key} was written meanwhile; "
                            "run the repair again")
         return {"invoice_key": invoice_key, "repaired": True, "generation": record.generation, "restored": None,
-                "why": f"forced over site {current.site}'s delivered claim of {current.at}"}
+                "why": f"forced over site {current.site}'s delivered claim of {time_text(current.at)}"}
     gens = generations(store, invoice_key)
     top = (gens[-1] if gens else 0) + 1
     below = _last_valid(store, invoice_key, gens, now=now)

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple, Sequence
 
 from agent.errors import IllegalTransition, NotFoundInLedger
 from agent.ledger.document_lists import DocumentListsMixin
-from agent.ledger.rows import Document, Event, Source
+from agent.ledger.rows import Document, Event, Source, parse_utc
 from agent.ledger.trail import TrailEntry, append_event, append_events
 from agent.states import State, check_transition
 
@@ -330,7 +330,10 @@ class DocumentsMixin(DocumentListsMixin):
         with self.transaction() as c:
             c.execute("UPDATE documents SET extract_attempts = ?, extract_next_at = ?, extract_error = ?, "
                       "updated_at = ? WHERE id = ?", (attempt, retry_at, error[:2000], now, doc_id))
-            then = f"retried after {retry_at}" if retry_at else "no more tries"
+            # The wait, not the moment: a stored stamp would read as raw UTC in
+            # `show`; the moment is extract_next_at and the event's details.
+            wait = (parse_utc(retry_at) - parse_utc(now)).total_seconds() if retry_at else 0
+            then = f"tried again in {wait:.0f} s" if retry_at else "no more tries"
             self._event(doc_id, now=now, actor=actor, from_state=None, to_state=None,
                         reason=f"reading failed (attempt {attempt} of {max_attempts}; {then}): {error[:500]}",
                         details={"attempt": attempt, "retry_at": retry_at})

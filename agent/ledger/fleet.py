@@ -74,7 +74,10 @@ class FleetMixin:
         `duplicate` of the remote claim (duplicate_of stays NULL: its
         original is at `remote_site`). False, changing nothing, when the
         document is no longer queued, delivering or failed (a person moved it)."""
-        why = f"site {remote_site} claimed invoice {invoice_key} at {remote_at}; delivered from there, never from here"
+        # No time in the stored text: the claim's time is remote_at (the claim
+        # row, the event's details), which `show` gives in local time and
+        # --json and `audit export` in UTC; a stamp here would be raw UTC.
+        why = f"site {remote_site} claimed invoice {invoice_key} first; delivered from there, never from here"
         marks = ",".join("?" * len(_OPEN_ROW_STATES))
         with self.transaction() as c:
             doc = self.get(doc_id)
@@ -98,7 +101,7 @@ class FleetMixin:
                                      generation=generation, remote_site=remote_site, remote_at=remote_at,
                                      reason=f"its copy, document {doc_id}, lost the key")
             self.transition(doc_id, State.DUPLICATE, now=now, actor=actor,
-                            reason=f"duplicate of the copy at site {remote_site} (claimed {remote_at})",
+                            reason=f"duplicate of the copy at site {remote_site}, which claimed it first",
                             details={"fleet_duplicate": {"site": remote_site, "at": remote_at,
                                                          "invoice_key": invoice_key, "generation": generation}},
                             duplicate_of=None)

@@ -8,7 +8,7 @@ import json
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 # The heartbeat activity of a restored, never-run ledger (written by
 # agent/backup/restore.py). Here, not there, so `status` and agent/health.py
@@ -51,6 +51,20 @@ def utc(moment: dt.datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("timestamps must be timezone-aware")
     return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# How agent/ writes a stored time into text a person reads (a refusal, an
+# audit violation, a health reason, a notification): the caller's choice.
+# A command passes service.display.local_time (local, with the offset: what
+# the project shows people); agent/ never reads the host's zone itself, and
+# without a caller's choice writes the stored UTC text (`as_stored`).
+TimeText = Callable[[str | None], str | None]
+
+
+def as_stored(stamp: str | None) -> str | None:
+    """`stamp` unchanged (the ledger's UTC text): the TimeText of a caller
+    that names no other."""
+    return stamp
 
 
 # The first and last ledger texts: every timestamp sorts between them.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.health import files_waiting_late, heartbeat_details, span
-from agent.ledger.rows import parse_utc
+from agent.ledger.rows import TimeText, as_stored, parse_utc
 from agent.notify.base import code_span, one_line
 
 
@@ -30,11 +30,13 @@ class Fault:
 
 
 def open_faults(report: dict, entry: dict[str, Any], *, now: dt.datetime,
-                disk: dict[str, dict] | None = None, sla_warn_fraction: float = 0.8) -> dict[str, Fault]:
+                disk: dict[str, dict] | None = None, sla_warn_fraction: float = 0.8,
+                time_text: TimeText = as_stored) -> dict[str, Fault]:
     """The faults of the events `entry` asks for that `report` (status's
     dict: delivery, backup) and `disk` ({label: {path, free, total}} in
-    bytes) show at `now`, by key. An event the entry does not want is never
-    a fault here."""
+    bytes) show at `now`, by key, a stored time in their texts written by
+    `time_text` (the daemon passes local time). An event the entry does not
+    want is never a fault here."""
     wanted = set(entry.get("events") or ())
     found: list[Fault] = []
     delivery = report.get("delivery") or {}
@@ -57,7 +59,7 @@ def open_faults(report: dict, entry: dict[str, Any], *, now: dt.datetime,
             name = dest["name"]
             found.append(Fault(f"destination-paused:{name}", "destination-paused",
                                f"投递目标 {name} 已暂停 / destination {name} paused",
-                               f"投递目标 {name} 已暂停 (since {dest.get('paused_at') or '?'}): {one_line(dest['paused_error'])}\n"
+                               f"投递目标 {name} 已暂停 (since {time_text(dest.get('paused_at')) or '?'}): {one_line(dest['paused_error'])}\n"
                                f"backlog {dest.get('backlog', 0)}; fix it, then `fapiao-agent retry`."))
     for t in (report.get("backup") or {}).get("targets") or []:
         name = t["name"]
@@ -68,13 +70,13 @@ def open_faults(report: dict, entry: dict[str, Any], *, now: dt.datetime,
                 why = one_line(t.get("paused_error") or t.get("last_error") or "not answering")
                 found.append(Fault(f"backup-failing:{name}", "backup-failing",
                                    f"备份目标 {name} 故障 {span(minutes * 60)} / backup target {name} failing",
-                                   f"备份目标 {name} 自 {since} 起无法备份 ({span(minutes * 60)}): {why}\n"
-                                   f"backup target {name} failing since {since}; backlog {t.get('backlog', 0)} objects."))
+                                   f"备份目标 {name} 自 {time_text(since)} 起无法备份 ({span(minutes * 60)}): {why}\n"
+                                   f"backup target {name} failing since {time_text(since)}; backlog {t.get('backlog', 0)} objects."))
         last = t.get("last_verify") or {}
         if "verify-mismatch" in wanted and (last.get("mismatch") or 0) > 0:
             found.append(Fault(f"verify-mismatch:{name}", "verify-mismatch",
                                f"备份校验不一致: {name} / backup verify mismatch on {name}",
-                               f"备份目标 {name} 的校验 ({t.get('last_verify_at')}) 发现 {last['mismatch']} 个对象与金库不一致, "
+                               f"备份目标 {name} 的校验 ({time_text(t.get('last_verify_at'))}) 发现 {last['mismatch']} 个对象与金库不一致, "
                                f"已修复 {last.get('repaired', 0)} 个.\n"
                                f"verify of {name} found {last['mismatch']} mismatching object(s) of "
                                f"{last.get('checked', 0)} checked, {last.get('repaired', 0)} repaired."))

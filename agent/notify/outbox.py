@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from agent.errors import NotifyPermanent, NotifyRetryable
-from agent.ledger.rows import parse_utc, utc
+from agent.ledger.rows import TimeText, as_stored, parse_utc, utc
 from agent.notify.base import Attachment, Message, Notifier, code_span, one_line
 from agent.notify.events import EVENTS
 from agent.notify.faults import Fault
@@ -61,10 +61,13 @@ def enqueue(ledger, entries: Sequence[dict[str, Any]], *, event: str, key: str, 
     return ledger.enqueue_notifications(messages, now=utc(now)) if messages else []
 
 
-def run_round(ledger, entry: dict[str, Any], faults: dict[str, Fault], *, now: dt.datetime, actor: str) -> int:
+def run_round(ledger, entry: dict[str, Any], faults: dict[str, Fault], *, now: dt.datetime, actor: str,
+              time_text: TimeText = as_stored) -> int:
     """One round for one entry: open, remind and resolve its faults against
     `faults` (what is open now), and its quarantine digest; written in one
-    transaction with the messages it queues. Returns how many it queued."""
+    transaction with the messages it queues, a stored time in their texts
+    written by `time_text` (the daemon passes local time). Returns how many
+    it queued."""
     name, at = entry["name"], utc(now)
     told = ledger.notify_faults(name)
     opened, reminded, seen_again, clearing, resolved, messages = [], [], [], [], [], []
@@ -80,7 +83,7 @@ def run_round(ledger, entry: dict[str, Any], faults: dict[str, Fault], *, now: d
         elif repeat_s and not _within(now, row["notified_at"], repeat_s):
             reminded.append(key)
             messages.append(_message(name, f.event, key, "reminder", "仍未解决 STILL OPEN: " + f.subject,
-                                     f"{f.text}\n\n自 {row['opened_at']} 起 / open since {row['opened_at']}"))
+                                     f"{f.text}\n\n自 {time_text(row['opened_at'])} 起 / open since {time_text(row['opened_at'])}"))
     hold_s = float(entry.get("resolve_after_minutes") or 0) * 60
     for key, row in told.items():
         if key in faults:
@@ -94,8 +97,8 @@ def run_round(ledger, entry: dict[str, Any], faults: dict[str, Fault], *, now: d
         resolved.append(key)
         messages.append(_message(name, row["event"], key, "resolved", "已恢复 RESOLVED: " + row["subject"],
                                  f"已恢复 / resolved: {row['subject']}\n"
-                                 f"open {row['opened_at']} → clear {row['clear_since'] or at}"))
-    cursor = _digest(ledger, entry, now, messages)
+                                 f"open {time_text(row['opened_at'])} → clear {time_text(row['clear_since'] or at)}"))
+    cursor = _digest(ledger, entry, now, messages, time_text)
     if opened or reminded or seen_again or clearing or resolved or cursor or messages:
         ledger.save_notify_round(name, opened=opened, reminded=reminded, seen_again=seen_again,
                                  clearing=[k for k in clearing if k not in resolved], resolved=resolved,
@@ -103,7 +106,8 @@ def run_round(ledger, entry: dict[str, Any], faults: dict[str, Fault], *, now: d
     return len(messages)
 
 
-def _digest(ledger, entry: dict[str, Any], now: dt.datetime, messages: list[dict]) -> tuple[int, str] | None:
+def _digest(ledger, entry: dict[str, Any], now: dt.datetime, messages: list[dict],
+            time_text: TimeText) -> tuple[int, str] | None:
     # The cursor to store (or None: unchanged); appends the digest to `messages`.
     if "quarantined" not in (entry.get("events") or ()):
         return None
@@ -122,7 +126,7 @@ def _digest(ledger, entry: dict[str, Any], now: dt.datetime, messages: list[dict
     # File names and reasons come from strangers: one line each, names as code.
     lines = [f"- #{r['document_id']} {code_span(r['original_name']) if r['original_name'] else '?'}: "
              f"{one_line(', '.join(c for c in r['codes'] if c) or r['reason'] or '?')}"
-             f" ({r['at'][:19]}Z, now {r['state']})" for r in rows]
+             f" ({time_text(r['at'])}, now {r['state']})" for r in rows]
     if n > len(rows):
         lines.append(f"- … {n - len(rows)} more / 另有 {n - len(rows)} 张")
     text = (f"{n} 张发票被隔离, 等待人工处理 / {n} invoice(s) quarantined, waiting for a person:\n"
@@ -217,18 +221,19 @@ def send_due(ledger, channels: dict[str, tuple[Notifier, dict[str, Any]]], *, no
 
 
 def send_test(ledger, entries: Sequence[dict[str, Any]], *, now: dt.datetime, actor: str,
-              host: str = "") -> list[dict]:
+              host: str = "", time_text: TimeText = as_stored) -> list[dict]:
     """Send one test message to each of `entries` now (not through the
-    outbox: the operator waits for the answer) and record each as a sent or
-    failed row, so `status` shows it. Returns per entry: name, ok, error
-    (redacted). Never raises for a channel's trouble."""
+    outbox: the operator waits for the answer), saying when as `time_text`
+    writes it, and record each as a sent or failed row, so `status` shows
+    it. Returns per entry: name, ok, error (redacted). Never raises for a
+    channel's trouble."""
     from agent.errors import AgentError
     from agent.notify.base import open_notifier
 
     out = []
     for entry in entries:
         message = _message(entry["name"], "weekly-report", "test", "test", f"测试通知 test notification {host}".strip(),
-                           f"这是一条来自 fapiao-agent 的测试通知 ({utc(now)}).\n"
+                           f"这是一条来自 fapiao-agent 的测试通知 ({time_text(utc(now))}).\n"
                            f"A test notification from fapiao-agent to [[notify]] {entry['name']}; "
                            "if you read this, the channel works.")
         message["event"] = "test"

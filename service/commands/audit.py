@@ -19,13 +19,14 @@ import click
 from agent.audit import END_STATES, GOAL_STATES, audit_ledger
 from agent.audit_rules import CHECKS, RULES, AuditSettings
 from agent.ledger import Ledger, utc
-from agent.ledger.rows import UTC_LAST, utc_bound
+from agent.ledger.rows import UTC_LAST, as_stored, utc_bound
 from agent.ledger.audit import AUDIT_SCHEMA
 from agent.ledger.trail import TRAIL_SCHEMA, TrailReader
 from agent.trail import BREAKS, Walked, untraced_breaks, verify_chain
 from agent.model import State
 from service.context import echo_json, fail, load, now_dt, open_ledger_readonly
 from service.csv_safe import write_csv
+from service.display import local_time
 from service.progress import wanted
 from service.watch_names import TEMP_GRACE_S
 from service.textsafe import echo
@@ -85,7 +86,9 @@ def ledger_command(ctx: click.Context, as_json: bool, no_hash: bool) -> None:
         sla_hours=float(cfg.delivery.get("sla_hours") or 24), hash_objects=not no_hash,
         watched=tuple((str(w.path), w.after) for w in cfg.watches if w.path.is_dir()),
         # A file is found by the next rescan, then may wait out a temporary name's grace.
-        unhandled_after_s=cfg.agent["rescan_interval_s"] + TEMP_GRACE_S + 60)
+        unhandled_after_s=cfg.agent["rescan_interval_s"] + TEMP_GRACE_S + 60,
+        # A person reads local time; --json keeps the ledger's UTC, as everywhere.
+        time_text=as_stored if as_json else local_time)
     found = []
     with ledger:
         try:

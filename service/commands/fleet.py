@@ -8,6 +8,7 @@ from agent.errors import AdapterError
 from agent.fleet.repair import repair
 from agent.fleet.status import find, read_sites
 from agent.fleet.store import open_store
+from agent.ledger.rows import as_stored
 from service.context import echo_json, fail, human_age, load, now_dt
 from service.display import Column, local_time, table
 from service.textsafe import echo
@@ -117,7 +118,8 @@ def repair_command(ctx: click.Context, invoice_key: str, as_json: bool, force: b
     claim was valid (nothing done), 2 when the store refused."""
     cfg, store = _store(ctx)
     try:
-        done = repair(store, invoice_key.strip(), site=cfg.fleet["site"], now=now_dt(), force=force)
+        done = repair(store, invoice_key.strip(), site=cfg.fleet["site"], now=now_dt(), force=force,
+                      time_text=as_stored if as_json else local_time)
     except AdapterError as e:
         fail(f"cannot repair the claim on {invoice_key}: {e}", code=2)
     if as_json:

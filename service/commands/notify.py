@@ -8,6 +8,7 @@ import click
 
 from agent.notify.outbox import send_test
 from service.context import actor, echo_json, fail, load, now_dt, open_ledger
+from service.display import local_time
 from service.textsafe import echo
 
 
@@ -33,7 +34,8 @@ def test_command(ctx: click.Context, name: str | None, as_json: bool) -> None:
     if not entries:
         fail(f"no [[notify]] entry named {name!r}" if name else "no [[notify]] entries in the config", code=2)
     with open_ledger(cfg) as ledger:
-        results = send_test(ledger, entries, now=now_dt(), actor=actor(), host=socket.gethostname())
+        results = send_test(ledger, entries, now=now_dt(), actor=actor(), host=socket.gethostname(),
+                            time_text=local_time)
     for r in results:
         if as_json:
             echo_json(r)

@@ -164,7 +164,7 @@ def approve_command(ctx: click.Context, number: str, reason: str | None) -> None
         app = _application(ledger, number)
         _, after = act(ledger, ledger.get(app["document_id"]), lambda who: apps.approve(
             ledger, app["number"], reason=reason, settings=validation_settings(cfg),
-            destinations=destination_names(cfg), today=today(), now=now(), decider=who))
+            destinations=destination_names(cfg), today=today(), now=now(), decider=who, time_text=local_time))
     if after.state == "quarantined":
         raise SystemExit(1)
 
@@ -188,7 +188,7 @@ def decline_command(ctx: click.Context, number: str, reason: str) -> None:
         app = _application(ledger, number)
         act(ledger, ledger.get(app["document_id"]), lambda who: apps.decline(
             ledger, app["number"], reason=reason, settings=validation_settings(cfg),
-            destinations=destination_names(cfg), today=today(), now=now(), decider=who))
+            destinations=destination_names(cfg), today=today(), now=now(), decider=who, time_text=local_time))
 
 
 def _application(ledger: Ledger, number: str) -> dict:

@@ -8,7 +8,7 @@ import sqlite3
 
 import click
 
-from agent.ledger.rows import RESTORED_ACTIVITY, yuan
+from agent.ledger.rows import RESTORED_ACTIVITY, TimeText, as_stored, yuan
 from agent.ledger import Ledger, utc
 from agent.states import State
 from service.context import LIMIT, age_seconds, echo_json, fail, human_age, load, now_dt, open_ledger, span_of
@@ -16,9 +16,11 @@ from service.display import Column, local_time, table
 from service.textsafe import echo
 
 
-def status_report(ledger: Ledger, cfg) -> dict:
+def status_report(ledger: Ledger, cfg, *, time_text: TimeText = as_stored) -> dict:
     """Everything `status` shows, as one JSON-ready dict, with `health`: the
-    verdict of `status --check` (agent/health.py) on the rest."""
+    verdict of `status --check` (agent/health.py) on the rest, a stored time
+    in its reasons written by `time_text` (the ledger's UTC unless a person
+    reads it)."""
     # Here, not at the top: `list` and `show` live in this module too and
     # report no delivery, backup or health (issue 17: start-up).
     from agent.health import Thresholds, evaluate
@@ -45,7 +47,7 @@ def status_report(ledger: Ledger, cfg) -> dict:
     }
     if cfg.fleet.get("url"):
         report["fleet"] = {"site": cfg.fleet["site"], "url": cfg.fleet["url"], **ledger.fleet_summary()}
-    report["health"] = evaluate(report, limits, now=at).to_dict()
+    report["health"] = evaluate(report, limits, now=at, time_text=time_text).to_dict()
     return report
 
 
@@ -133,7 +135,8 @@ def command(ctx: click.Context, check: bool, as_json: bool) -> None:
     cfg = load(ctx)
     with open_ledger(cfg) as ledger:
         try:
-            report = status_report(ledger, cfg)
+            # A person reads local time; --json keeps the ledger's UTC, as everywhere.
+            report = status_report(ledger, cfg, time_text=as_stored if as_json else local_time)
         except sqlite3.Error as e:  # a ledger that opened but cannot be read through
             fail(f"cannot read ledger {cfg.ledger_path}: {e}", code=2)
     health = report["health"]

@@ -276,3 +276,116 @@ def test_fleet_status_is_a_table_with_each_site_written_in_local_time(tmp_path):
     # quarant. is right-aligned: its numbers end where its header ends.
     end = header.index("quarant.") + len("quarant.")
     assert [row[:end].split()[-1] for row in rows] == ["3", "12345"]
+
+
+# -- stored times inside operator-facing text: local with their offset -------------------------
+
+_RAW_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+
+
+@pytest.fixture
+def shanghai_here(monkeypatch):
+    """This process in Asia/Shanghai (as TZ=Asia/Shanghai gives a subprocess)."""
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_approving_a_decided_application_says_when_in_local_time(site):
+    # "already approved by ... at 2026-12-05T17:57:26.661669Z" under TZ=Asia/Shanghai.
+    ids = _three(site)
+    site.amend_approved(str(ids["bad"]), "--set", f"seller_tax_id={BAD_SELLER[:-1]}H")
+    app = site.ledger.applications_of(ids["bad"])[0]
+    assert app["state"] == "approved", app
+    again = _run(site, "approve", app["number"], env=SHANGHAI)
+    said = again.stderr.decode()
+    assert again.returncode == 1 and f"already approved by {app['decided_by']} at " in said, said
+    assert f"at {_shanghai(app['decided_at'])}; nothing was changed" in said and not _RAW_UTC.search(said), said
+
+
+def test_audit_ledger_says_stored_times_in_local_time_and_its_json_keeps_utc(site):
+    at = "2026-11-20T02:00:00.000000Z"
+    stored = site.vault.put_bytes(b"%PDF-1.4\n% stranded\n" + b"0" * 500)
+    doc, _ = site.ledger.add_document(sha256=stored.sha256, size=stored.size, media_type="application/pdf",
+                                      source_kind="scanner", source="/in", original_name="stranded.pdf",
+                                      original_path=None, now=at, actor="test")
+    site.ledger.transition(doc, State.EXTRACTED, now=at, actor="test", expect=State.CAPTURED,
+                           **invoice_columns(invoice(dt.date.today(), number=number("55"))))
+    site.ledger.transition(doc, State.VALID, now=at, actor="test", expect=State.EXTRACTED, reason="valid")
+    lines = _run(site, "audit", "ledger", "--no-hash", env=SHANGHAI).stdout.decode().splitlines()
+    line = next(x for x in lines if x.startswith("valid-not-queued"))
+    assert f"valid since {_shanghai(at)}, not queued for erp" in line and not _RAW_UTC.search(line), line
+    report = json.loads(_run(site, "audit", "ledger", "--no-hash", "--json", env=SHANGHAI).stdout)
+    (found,) = [v for v in report["violations"] if v["code"] == "valid-not-queued"]
+    assert f"valid since {at}, not queued for erp" in found["message"]           # --json: the ledger's UTC
+
+
+def test_status_check_says_since_when_deliveries_are_held_in_local_time(tmp_path):
+    from agent.config import load_config
+    from agent.ledger import Ledger
+
+    (tmp_path / "shared").mkdir()
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[agent]\nstate_dir = "state"\n[fleet]\nsite = "beijing"\nurl = "file://{tmp_path / "shared"}"\n',
+                      encoding="utf-8")
+    at = "2026-12-05T17:57:26.661669Z"
+    with Ledger(load_config(config, env={}).ledger_path) as ledger:
+        doc, _ = ledger.add_document(sha256="7" * 64, size=100, media_type="pdf", source_kind="scanner",
+                                     source="/in", original_name="held.pdf", original_path=None, now=at, actor="t")
+        ledger.set_fleet_claim(doc, invoice_key="k1", state="held", now=at, actor="t",
+                               reason="fleet store unreachable")
+    env = {**os.environ, "PYTHONPATH": str(REPO), **SHANGHAI}
+    check = subprocess.run([sys.executable, "-m", "service", "--config", str(config), "status", "--check"],
+                           capture_output=True, text=True, timeout=60, cwd=REPO, env=env)
+    assert "1 invoice held since 2026-12-06 01:57:26 +08:00: fleet store unreachable" in check.stdout, check.stdout
+    assert not _RAW_UTC.search(check.stdout), check.stdout
+    as_json = subprocess.run([sys.executable, "-m", "service", "--config", str(config), "status", "--json"],
+                             capture_output=True, text=True, timeout=60, cwd=REPO, env=env)
+    reasons = [r["text"] for r in json.loads(as_json.stdout)["health"]["reasons"]]
+    assert f"1 invoice held since {at}: fleet store unreachable" in reasons, reasons   # --json: UTC
+
+
+def test_a_replaced_watched_folder_is_refused_naming_when_it_was_pinned_in_local_time(tmp_path, shanghai_here):
+    from agent.config import load_config
+    from agent.ledger import Ledger
+    from service.roots import usable_watches
+
+    (tmp_path / "scan").mkdir()
+    config = tmp_path / "agent.toml"
+    config.write_text('[agent]\nstate_dir = "state"\n[[watch]]\npath = "scan"\nkind = "scanner"\n', encoding="utf-8")
+    cfg = load_config(config, env={})
+    at = "2026-12-05T17:57:26.661669Z"
+    with Ledger(cfg.ledger_path) as ledger:
+        assert usable_watches(cfg, ledger, now=at)[1] == []              # first watched: pinned at `at`
+        (tmp_path / "scan").rename(tmp_path / "scan.old")
+        (tmp_path / "scan").mkdir()                                      # replaced by another folder
+        usable, [refused] = usable_watches(cfg, ledger, now=at)
+    assert usable == [] and "is not the folder it was when first watched" in refused.reason
+    assert "2026-12-06 01:57:26 +08:00" in refused.reason and not _RAW_UTC.search(refused.reason), refused.reason
+
+
+def test_fleet_repair_names_a_live_leases_end_in_local_time(tmp_path, shanghai_here):
+    from click.testing import CliRunner
+
+    from agent.fleet.claims import acquire
+    from agent.fleet.store import open_store
+    from service.cli import main
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[agent]\nstate_dir = "state"\n[fleet]\nsite = "beijing"\nurl = "file://{shared}"\n',
+                      encoding="utf-8")
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    live = acquire(open_store({"url": f"file://{shared}"}), "k-live", site="ghost", sha256="a" * 64, document_id=1,
+                   now=now, lease_s=300)
+    r = CliRunner().invoke(main, ["--config", str(config), "fleet", "repair", "k-live", "--force"])
+    assert r.exit_code == 1 and "never forced while it lives" in r.stdout, r.output
+    ends = (dt.datetime.fromisoformat(live.record.lease_until) + dt.timedelta(hours=8)).strftime("%Y-%m-%d %H:%M:%S")
+    assert f"lease until {ends} +08:00" in r.stdout and not _RAW_UTC.search(r.stdout), r.stdout
+    r = CliRunner().invoke(main, ["--config", str(config), "fleet", "repair", "k-live", "--force", "--json"])
+    assert f"lease until {live.record.lease_until}:" in json.loads(r.stdout)["why"]      # --json: as stored

@@ -97,6 +97,10 @@ def test_failures_back_off_doubling_then_quarantine_extract_failed(tmp_path):
             assert ledger.get(doc_id).state == "captured"
             clock = retry_at
     assert delays == [2.0, 4.0, 8.0, 16.0]
+    # Each failure's event says the wait, not a raw UTC moment (`show` prints it beside its local time).
+    said = [e.reason for e in ledger.events(doc_id) if e.reason and e.reason.startswith("reading failed")]
+    assert [r.split("; ")[1].split(")")[0] for r in said] == [
+        "tried again in 2 s", "tried again in 4 s", "tried again in 8 s", "tried again in 16 s", "no more tries"]
     doc = ledger.get(doc_id)
     assert doc.state == "quarantined" and [p["code"] for p in doc.problems] == ["extract-failed"]
     assert "failed 5 times" in doc.problems[0]["message"] and "boom 5" in doc.problems[0]["message"]

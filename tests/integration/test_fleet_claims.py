@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from tests.support.seaweed import seaweed  # noqa: F401  (fixture)
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 3, 4, 10, 0, tzinfo=UTC)
 KEY = "24442000000000000007"
+RAW_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")   # a UTC stamp as stored
 
 
 def at(s: float) -> dt.datetime:
@@ -155,6 +157,10 @@ def test_the_same_invoice_at_two_sites_is_delivered_once_and_the_other_is_a_dupl
     assert bj.step(at(1)) == ["go"]
     assert sh.step(at(2)) == ["wait"]             # delivered, but not yet recorded on the claim
     assert sh.ledger.fleet_claim(b)["state"] == "waiting"
+    # Stored for `show`, so a span, never the other site's raw UTC stamps.
+    waiting = sh.ledger.deliveries_of(b)[0]["last_error"]
+    assert "site beijing claimed this invoice" in waiting and "its lease ends in " in waiting, waiting
+    assert not RAW_STAMP.search(waiting), waiting
     settle_claims(bj.ledger, bj.store, bj.settings, now=at(3), actor="t")
     assert sh.step(at(10)) == []                  # not due again yet
     assert sh.step(at(20)) == ["lost"]
@@ -166,6 +172,9 @@ def test_the_same_invoice_at_two_sites_is_delivered_once_and_the_other_is_a_dupl
         "lost", "beijing", "2026-03-04T10:00:01Z")
     assert [r["state"] for r in sh.ledger.deliveries_of(b)] == ["superseded"]
     assert any("site beijing" in (e.reason or "") for e in sh.ledger.events(b))
+    # The claim's time is its row's remote_at (`show` gives it in local time): none in the stored texts.
+    stored = [r["last_error"] for r in sh.ledger.deliveries_of(b)] + [e.reason or "" for e in sh.ledger.events(b)]
+    assert not any(RAW_STAMP.search(t) for t in stored), stored
     assert sh.step(at(300)) == [] and len(delivered_files(out)) == 1      # never tried again
     assert bj.ledger.get(a).state == State.DELIVERED.value
     assert head(bj.store, number_of(7)).state == "delivered"

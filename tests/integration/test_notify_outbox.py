@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import threading
 import time
 
 import pytest
@@ -83,6 +84,41 @@ def test_one_message_when_a_fault_opens_none_while_it_stays_and_one_when_resolve
         reasons = [r[0] for r in ledger.conn.execute("SELECT reason FROM events WHERE document_id IS NULL")]
         assert "notify wx: backup-failing:s3main opened" in reasons
         assert "notify wx: backup-failing:s3main resolved" in reasons
+
+
+def test_the_daemons_messages_say_stored_times_in_local_time(tmp_path, monkeypatch):
+    # The office reads them as `status` shows times: local, with the offset,
+    # never the ledger's raw UTC ("since 2026-12-05T17:57:26.661669Z").
+    import re
+
+    from service.notify import NotifyRunner
+
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    try:
+        with RobotServer() as robot:
+            cfg = config(tmp_path, robot_entry(robot, events=["backup-failing", "destination-paused",
+                                                               "quarantined"], digest_minutes=0.0001))
+            ledger = Ledger(cfg.ledger_path)
+            runner = NotifyRunner(cfg, threading.Event())
+            runner.check(ledger, ACTOR)                       # the digest's cursor starts here
+            paused = T0 - dt.timedelta(minutes=50)
+            ledger.save_destination_health("finance", now=utc(T0), paused_error="HTTP 401: token refused",
+                                           paused_at=utc(paused))
+            break_backup(ledger)
+            _quarantine(ledger, 5, "发票-D.pdf", T0 - dt.timedelta(minutes=1))
+            time.sleep(0.05)                                  # past the digest's window (6 ms)
+            runner.check(ledger, ACTOR)
+            bodies = "\n".join(n["body"] for n in ledger.notifications())
+            shanghai = lambda moment: (moment + dt.timedelta(hours=8)).strftime("%Y-%m-%d %H:%M:%S +08:00")  # noqa: E731
+            assert f"已暂停 (since {shanghai(paused)})" in bodies, bodies
+            assert f"failing since {shanghai(T0 - dt.timedelta(minutes=45))}" in bodies, bodies
+            assert f"({shanghai(T0 - dt.timedelta(minutes=1))}, now quarantined)" in bodies, bodies
+            assert not re.search(r"\d\d:\d\d:\d\d(\.\d+)?Z", bodies), bodies
+            ledger.close()
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_the_ledger_remembers_told_faults_across_a_restart(tmp_path):
