@@ -260,7 +260,7 @@ class Intake(ArchiveIntake, GroupedIntake):
         else:
             self.ledger.add_source_action(docs[0], root=os.fsencode(watch.path), path=os.fsencode(path),
                                           seen_key=key, identity=ident, now=now, with_documents=docs[1:])
-            self._group.finish[docs[0]] = watch
+            self._group.finish.append((docs[0], watch))
 
     def _act_once(self, path: Path, watch: WatchConfig, ident: Identity, target: Path, docs: list[int], *,
                   now: str) -> None:
@@ -302,7 +302,7 @@ class Intake(ArchiveIntake, GroupedIntake):
                                       seen_key=key, identity=ident, now=now)
         # The same bytes may have been read already (a second copy): its
         # step may then go ahead, once the group is durable.
-        self._group.finish[got.document_id] = watch
+        self._group.finish.append((got.document_id, watch))
 
     def _to_cur(self, path: Path, watch: WatchConfig, ident: Identity, docs: list[int], *, now: str) -> None:
         # A message that cannot go to cur/ stays in new/ remembered as kept,

@@ -48,7 +48,10 @@ class _Group:
     writes: list[tuple[IntakeResult, Callable[[], None]]] = field(default_factory=list)
     staged: list[Staged] = field(default_factory=list)
     acts: list[Callable[[], None]] = field(default_factory=list)
-    finish: dict[int, WatchConfig] = field(default_factory=dict)  # document -> its folder
+    # (document, its folder) whose waiting source step may go ahead after
+    # the COMMIT. A list: one document may come from two folders in one
+    # group (an e-mail copied to two mailboxes), and each folder is needed.
+    finish: list[tuple[int, WatchConfig]] = field(default_factory=list)
 
 
 class GroupedIntake:
@@ -95,16 +98,16 @@ class GroupedIntake:
         for step in grp.acts:
             step()
         if grp.finish:
-            watches = list({id(w): w for w in grp.finish.values()}.values())
+            watches = list({id(w): w for _, w in grp.finish}.values())
             source_steps.finish_sources(self.ledger, watches, now=now, today=today, actor=self.actor,
-                                        doc_ids=list(grp.finish))
+                                        doc_ids=list(dict.fromkeys(d for d, _ in grp.finish)))
 
     def _write(self, result: IntakeResult, write: Callable[[], None], grp: _Group) -> None:
         # One file's rows in a savepoint of the group's transaction: an
         # error of this file (not of the ledger's disk) leaves out its rows
         # and its source steps, and the group goes on; the file stays where
         # it is and is taken again when it changes or at the next start.
-        acts, finish = len(grp.acts), set(grp.finish)
+        acts, finish = len(grp.acts), len(grp.finish)
         try:
             with self.ledger.transaction():
                 write()
@@ -115,10 +118,9 @@ class GroupedIntake:
         except Exception as e:
             self._unwritten(result, e, grp, acts, finish)
 
-    def _unwritten(self, result: IntakeResult, e: Exception, grp: _Group, acts: int, finish: set) -> None:
+    def _unwritten(self, result: IntakeResult, e: Exception, grp: _Group, acts: int, finish: int) -> None:
         del grp.acts[acts:]
-        for doc in set(grp.finish) - finish:
-            del grp.finish[doc]
+        del grp.finish[finish:]
         result.documents, result.error = [], storable(f"{type(e).__name__}: {e}")
         log.error("could not record a file; it stays where it is", exc_info=e,
                   extra={"error": result.error})

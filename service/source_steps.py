@@ -37,7 +37,10 @@ def finish_sources(ledger: Ledger, watches: list[WatchConfig], *, now: str, toda
     with after = move/delete, it is still beneath the folder, and it is
     still the file captured (inode, size, mtime, ctime), checked right
     before the act. Otherwise it stays and the reason is recorded on the
-    document. Never raises for a file. Returns how many actions closed."""
+    document. Only a call for every document (`doc_ids` None, every
+    watched folder in `watches`) closes an action of a folder `watches`
+    lacks as no longer watched. Never raises for a file. Returns how many
+    actions closed."""
     by_root = {os.fsencode(w.path): w for w in watches}
     closed = 0
     while True:
@@ -46,6 +49,8 @@ def finish_sources(ledger: Ledger, watches: list[WatchConfig], *, now: str, toda
         for a in due:
             root, path = Path(os.fsdecode(a["root"])), Path(os.fsdecode(a["path"]))
             watch = by_root.get(a["root"])
+            if watch is None and doc_ids is not None:
+                continue  # a call for some documents may not know every folder: the full pass decides
             if watch is not None and watch.after != "keep" and not watch.path.is_dir():
                 continue  # its share is not mounted: the step waits for it
             replaced = beneath.root_problem(root) if watch is not None and watch.after != "keep" else None

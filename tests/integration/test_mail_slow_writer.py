@@ -99,3 +99,25 @@ def test_a_message_cut_before_its_attachments_stays_until_whole(tmp_path, sample
     assert len(site.step(path).documents) == 1
     assert not path.exists()
     assert os.listdir(site.watch.path) == (["processed"] if after == "move" else [])
+
+
+def test_one_message_in_two_folders_of_one_group_is_deleted_from_both(tmp_path, samples_dir):
+    # The same e-mail CC'd to two mailboxes, both after = delete, taken in
+    # one group, its invoice known already: both files owe a delete to one
+    # document. Keyed by document, the second folder's step replaced the
+    # first's, which was then closed as "no longer watched": kept forever.
+    site = Site(tmp_path, "delete")
+    other = WatchConfig(path=tmp_path / "mail2", kind="email", after="delete")
+    other.path.mkdir()
+    message = multipart((samples_dir / PDF).read_bytes())
+    (site.watch.path / "known.eml").write_bytes(message.replace(b"<m1@", b"<m0@"))
+    site.step(site.watch.path / "known.eml")   # the invoice is known from an earlier e-mail
+    paths = [site.watch.path / "cc.eml", other.path / "cc.eml"]
+    for path in paths:
+        path.write_bytes(message)
+    with site.intake.group(now=NOW, today=TODAY):
+        for path, watch in zip(paths, (site.watch, other)):
+            site.intake.take(path, watch, now=NOW, today=TODAY)
+    assert [p.exists() for p in paths] == [False, False]
+    reasons = [e.reason for e in site.ledger.events(1) if (e.reason or "").startswith("source")]
+    assert len(reasons) == 3 and not any("no longer watched" in r for r in reasons), reasons
