@@ -31,6 +31,9 @@ _UPDATABLE = frozenset({"fields", "problems", "invoice_key", "invoice_number", "
                         "total_cents", "duplicate_of", "media_type"})
 
 
+# A document id as typed: ASCII digits, no leading zero, within SQLite's integers.
+_ID = re.compile(r"[1-9][0-9]{0,17}")
+
 class Due(NamedTuple):
     """A `captured` document due for reading: its id, its object in the
     vault, and whether it is likely an invoice (EXTRACT_RANK 0)."""
@@ -206,12 +209,16 @@ class DocumentsMixin(DocumentListsMixin):
         one reading picked over another. An id never has a leading zero;
         "#123" is the id alone. Raises NotFoundInLedger when none match."""
         ref = ref.strip()
-        one_id = ref.startswith("#") and ref[1:].isdigit()
+        # ASCII digits only: str.isdigit() and int() take full-width (０),
+        # Arabic-Indic and superscript digits too, which would make "０１"
+        # an id while "01" is a hash prefix.
+        digits = ref.isascii() and ref.isdigit()
+        one_id = ref.startswith("#") and _ID.fullmatch(ref[1:]) is not None
         rows: dict[int, Any] = {}
-        if one_id or ref.isdigit() and len(ref) < 8 and not ref.startswith("0"):
+        if one_id or _ID.fullmatch(ref) and len(ref) < 8:
             rows.update((r["id"], r) for r in self.conn.execute(
                 "SELECT * FROM documents WHERE id = ?", (int(ref.lstrip("#")),)))
-        if ref.isdigit():
+        if digits:
             rows.update((r["id"], r) for r in self.conn.execute(
                 "SELECT * FROM documents WHERE invoice_number = ?", (ref,)))
         if re.fullmatch(r"[0-9a-fA-F]{6,64}", ref):

@@ -286,3 +286,13 @@ def test_a_reference_that_reads_as_an_id_and_as_a_hash_prefix_names_both(ledger)
     with pytest.raises(AmbiguousReference, match="as #ID"):
         resolve(ledger, "123456")
     assert resolve(ledger, "#123456").id == by_id
+
+
+@pytest.mark.parametrize("ref", ["０１", "١", "²", "#²", "#01", "#99999999999999999999", "𝟙", "#"])
+def test_a_reference_in_digits_of_other_scripts_or_out_of_range_names_nothing(ledger, ref):
+    # int() reads full-width, Arabic-Indic and mathematical digits: "０１"
+    # named document 1 although "01" is never an id; "²" and a 20-digit id
+    # raised from inside the lookup (a traceback instead of a message).
+    add(ledger)
+    with pytest.raises(NotFoundInLedger):
+        ledger.find(ref)
