@@ -20,6 +20,7 @@ How a word is matched:
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -55,14 +56,33 @@ def fts_phrase(word: str) -> str:
 
 
 def fold_case(text):
-    """`text` lower-cased as the trigram index folds it (accented,
-    full-width and Greek letters too); anything else as it is. SQL: fold_case()."""
-    return text.lower() if isinstance(text, str) else text
+    """`text` case-folded as the trigram index folds it (accented,
+    full-width and Greek letters too, final sigma as sigma, long s as s);
+    anything else as it is. SQL: fold_case()."""
+    return text.lower().translate(_simple_folds()) if isinstance(text, str) else text
+
+
+@functools.cache
+def _simple_folds() -> dict[int, str]:
+    # Letters whose one-letter case fold is not their lower case (ς→σ,
+    # ſ→s, µ→μ): the index folds them so, lower() does not. Cherokee is
+    # left be, as the index leaves it (casefold() would make it upper case).
+    folds = {}
+    for cp in range(0x10000):
+        if 0x13A0 <= cp <= 0x13FF or 0xAB70 <= cp <= 0xABBF:
+            continue
+        fold = chr(cp).casefold()
+        if len(fold) == 1 and fold != chr(cp).lower():
+            folds[cp] = fold
+    return folds
 
 
 def _cased_beyond_ascii(word: str) -> bool:
     # SQLite's LIKE folds ASCII letters only: a word with other cased
-    # letters (é, Ａ, Ω) is compared lower-cased on both sides.
+    # letters (é, Ａ, Ω) is compared folded on both sides. An ASCII word
+    # keeps the plain LIKE (the common search stays fast); so "star" finds
+    # a text's "ſtar" (long s) through the index only, a price paid for
+    # letters no invoice prints.
     return any(ord(c) > 127 and c.lower() != c.upper() for c in word)
 
 

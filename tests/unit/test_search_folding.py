@@ -15,7 +15,7 @@ from agent.ledger import Ledger
 from agent.search import SearchQuery
 
 T0 = "2026-12-01T00:00:00.000000Z"
-SELLERS = ["Société ÀÉÎ Ltd", "ＡＢＣ贸易有限公司", "Straße Ωmega GmbH", "plain abc"]
+SELLERS = ["Société ÀÉÎ Ltd", "ＡＢＣ贸易有限公司", "Straße Ωmega GmbH", "plain abc", "ΟΔΟΣ Trading", "ſtar Co"]
 
 
 @pytest.fixture
@@ -42,6 +42,8 @@ def found(ledger: Ledger, text: str) -> list[str]:
     ("ａｂｃ", ["ＡＢＣ贸易有限公司"]), ("ａｂ", ["ＡＢＣ贸易有限公司"]),                   # full-width
     ("ωmega", ["Straße Ωmega GmbH"]), ("ΩM", ["Straße Ωmega GmbH"]),
     ("ABC", ["plain abc"]), ("有限", ["ＡＢＣ贸易有限公司"]),
+    ("οδοσ", ["ΟΔΟΣ Trading"]), ("οδος", ["ΟΔΟΣ Trading"]), ("δοσ", ["ΟΔΟΣ Trading"]),   # final sigma
+    ("ſtar", ["ſtar Co"]), ("ſt", ["Straße Ωmega GmbH", "ſtar Co"]),                          # long s
 ])
 def test_cased_letters_fold_alike_on_every_path(ledger, monkeypatch, broad, text, sellers):
     monkeypatch.setattr(search_sql, "BROAD", broad)
