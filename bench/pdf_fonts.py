@@ -30,7 +30,7 @@ READ = """
 import hashlib, json, pickle, resource, sys, time
 import agent.extract.pdf as pdf
 if sys.argv[1] == "without":
-    pdf.hold_substitute_fonts = lambda: False
+    pdf.hold_substitute_fonts = lambda data: False
 from agent.pipeline import analyse
 sets = pickle.load(open(sys.argv[2], "rb"))
 out = {}

@@ -123,7 +123,7 @@ def _open(data: bytes):
     import pypdfium2
     import pypdfium2.raw as pdfium_c
 
-    hold_substitute_fonts()  # once a process: fonts invoices do not embed stay loaded
+    hold_substitute_fonts(data)  # fonts tax-disk invoices do not embed stay loaded once one came
     try:
         # An owner password alone (print/copy restrictions) opens with the
         # empty user password, as every PDF viewer does; PDFium decrypts

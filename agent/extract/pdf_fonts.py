@@ -1,5 +1,6 @@
 """The system fonts PDFium puts in place of the Chinese fonts invoices name
-without embedding them, kept loaded for the life of the process.
+without embedding them, kept loaded for the life of the process once a PDF
+naming several of them was read.
 
 E-invoices from the tax-disk software (增值税电子普通发票 and 专用发票
 PDFs) print with STSong-Light, SimSun and KaiTi_GB2312, none embedded.
@@ -7,8 +8,14 @@ PDFium maps each to an installed CJK font (on Debian, fonts-wqy-microhei: a
 5 MB collection) and builds that font's face and caches; all of it is
 freed with the last open document that uses it, so every such PDF paid to
 build it again. Loading the page of one of them took 6.5 ms; with a small
-document naming the same fonts held open, 2.6 ms, and a worker's peak
-memory fell (34 MB against 39: no 5 MB buffers freed and taken again).
+document naming the same fonts held open, 2.6 ms.
+
+Held only once a PDF naming two of these fonts was read: such a PDF holds
+two copies of the font's bytes while it loads (PDFium reads the file again
+for each font it maps, before it finds the one it has), so holding one
+copy from then on raises no process's peak memory. A PDF naming one (most
+generated ones, STSong-Light alone) gains nothing from it (1.02x), and
+held from the start the copy added 5 MB to each worker's peak.
 
 The document is built here: one page, two characters in each font, the
 fonts described as invoices describe them (STSong-Light a CIDFontType0,
@@ -69,13 +76,22 @@ def pdf_file(objects: list[bytes]) -> bytes:
     return bytes(out)
 
 
-def hold_substitute_fonts() -> bool:
-    """Open fonts_pdf() once per process and keep it open, so PDFium keeps
-    the system fonts it maps those fonts to loaded between documents.
-    Returns whether it is held. Never raises: without it every PDF still
-    reads the same, only slower (each call after the first is a no-op)."""
+def names_several(data: bytes) -> bool:
+    """Whether the PDF `data` names two or more of the fonts held (a
+    tax-disk invoice names all three). Only names written plainly count:
+    one in a compressed object stream is not seen (the PDF is read the
+    same, only without the hold)."""
+    return sum(b"/" + name.encode() in data for name, *_ in _FONTS) >= 2
+
+
+def hold_substitute_fonts(data: bytes) -> bool:
+    """Once a PDF naming several of the fonts (`names_several(data)`) comes,
+    open fonts_pdf() and keep it open for the rest of the process, so
+    PDFium keeps the system fonts it maps those fonts to loaded between
+    documents. Returns whether it is held. Never raises: without it every
+    PDF still reads the same, only slower."""
     global _held, _tried
-    if not _tried:
+    if not _tried and names_several(data):
         _tried = True
         try:
             import pypdfium2
