@@ -96,7 +96,8 @@ _S3_KEYS = {"endpoint_url": (str, None), "region": (str, None), "addressing_styl
             "access_key_id": (str, None), "secret_access_key": (str, None)}
 _LIST_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
     "watch": {"path": (str, ...), "kind": (str, "scanner"), "poll": (bool, None),
-              "after": (str, "keep"), "settle_seconds": (float, 2.0), "label": (str, None)},
+              "after": (str, "keep"), "settle_seconds": (float, 2.0), "quiet_seconds": (float, 30.0),
+              "label": (str, None)},
     "destination": {"name": (str, ...), "url": (str, ...), "token": (str, None),
                     "username": (str, None), "password": (str, None), "timeout_s": (float, 30.0),
                     "max_attempts": (int, 20), "max_delay_s": (float, 3600.0),
@@ -133,6 +134,9 @@ class WatchConfig:
     poll: bool | None = None
     after: str = "keep"
     settle_seconds: float = 2.0
+    # A source is moved or deleted only once unchanged this long (the
+    # config's default is 30 s; 0 here, in code, acts as soon as it is read).
+    quiet_seconds: float = 0.0
     label: str | None = None
 
 

@@ -113,6 +113,8 @@ self_approve_empty_fields = true # a filer may approve filling a field no source
 path = "inbox/scanner"
 kind = "scanner"               # or "email"
 after = "keep"                 # keep | move (to processed/YYYY-MM-DD/) | delete
+# quiet_seconds = 30           # moved/deleted only once unchanged this long: a writer
+                               # pausing mid-file (the file open) loses nothing
 
 [[watch]]
 path = "inbox/email"

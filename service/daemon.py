@@ -45,6 +45,8 @@ from service.workers import ExtractionPool
 log = logging.getLogger("fapiao.daemon")
 HEARTBEAT_S = 5.0
 IDLE_WAIT_S = 1.0
+# How often source steps waiting out their folder's quiet_seconds are looked at.
+QUIET_PASS_S = 5
 
 
 class Daemon:
@@ -114,6 +116,9 @@ class Daemon:
         # the first one would rescan nothing ever after.
         schedule.every(self.cfg.agent["rescan_interval_s"]).seconds.do(
             lambda: self.watcher.rescan_requested.set()).tag("daemon")
+        # Source steps waiting for their file to be quiet ([[watch]]
+        # quiet_seconds) are looked at again.
+        schedule.every(QUIET_PASS_S).seconds.do(self._finish_sources).tag("daemon")
         # To the [[notify]] entries of the config in force when it is built (reloads included).
         self.weekly = WeeklyReport.start(self.cfg, self.ledger,
                                          on_report=lambda r: weekly_report_hook(self.cfg, self.ledger)(r))

@@ -21,6 +21,7 @@ from agent.beneath import Changed, Escapes, Identity, RootReplaced
 from agent.config import WatchConfig
 from agent.filenames import storable
 from agent.ledger import Ledger
+from agent.ledger.rows import parse_utc
 
 log = logging.getLogger("fapiao.intake")
 # processed/ holds originals: the vault's modes, whatever the umask.
@@ -36,7 +37,8 @@ def finish_sources(ledger: Ledger, watches: list[WatchConfig], *, now: str, toda
     (not unreadable, failed or superseded), its folder is still watched
     with after = move/delete, it is still beneath the folder, and it is
     still the file captured (inode, size, mtime, ctime), checked right
-    before the act. Otherwise it stays and the reason is recorded on the
+    before the act, unchanged for its folder's quiet_seconds before `now`
+    (until then the step waits). Otherwise it stays and the reason is recorded on the
     document. Only a call for every document (`doc_ids` None, every
     watched folder in `watches`) closes an action of a folder `watches`
     lacks as no longer watched. Never raises for a file. Returns how many
@@ -51,6 +53,14 @@ def finish_sources(ledger: Ledger, watches: list[WatchConfig], *, now: str, toda
             watch = by_root.get(a["root"])
             if watch is None and doc_ids is not None:
                 continue  # a call for some documents may not know every folder: the full pass decides
+            if (watch is not None and watch.after != "keep" and a["verdict"] == "read"
+                    and _changed_within(a["identity"], watch.quiet_seconds, now)):
+                # Read, but written to lately: a writer that paused with the
+                # file open (an mbox gaining its next message, a PDF its
+                # signed revision) may still come back, and its bytes would
+                # go into a file moved away or deleted. Waits; the next pass
+                # (the daemon's, every few seconds) looks again.
+                continue
             if watch is not None and watch.after != "keep" and not watch.path.is_dir():
                 continue  # its share is not mounted: the step waits for it
             replaced = beneath.root_problem(root) if watch is not None and watch.after != "keep" else None
@@ -131,6 +141,13 @@ def act(root: Path, path: Path, identity: Identity, after: str, target: Path, *,
                         "deleted", extra={"path": storable(str(path)), "error": e.strerror})
             return "wait", f"could not {after} it just now: {e.strerror or e}"
         return "kept", f"could not {after} it: {e.strerror or e}"
+
+
+def _changed_within(identity: Identity, seconds: float, now: str) -> bool:
+    # The file's last change (its mtime or ctime, as captured: act() checks
+    # it is still that file) is less than `seconds` before `now`.
+    last = max(identity.mtime_ns, identity.ctime_ns) / 1e9
+    return seconds > 0 and parse_utc(now).timestamp() - last < seconds
 
 
 def _still_there(root: Path, path: Path) -> bool:

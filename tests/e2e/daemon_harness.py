@@ -25,12 +25,14 @@ max_age_days = 100000
 path = "scan"
 kind = "scanner"
 settle_seconds = {settle}
+quiet_seconds = {quiet}
 {scan_extra}
 
 [[watch]]
 path = "mail"
 kind = "email"
 settle_seconds = {settle}
+quiet_seconds = {quiet}
 
 {extra}
 """
@@ -63,20 +65,23 @@ def last_snapshot_at(ledger_path: Path, target: str) -> str | None:
 class DaemonUnderTest:
     """Writes a config under `root`, starts/stops the daemon, reads its ledger."""
 
-    def __init__(self, root: Path, *, settle: float = 0.5, scan_extra: str = "", extra: str = ""):
+    def __init__(self, root: Path, *, settle: float = 0.5, scan_extra: str = "", extra: str = "",
+                 quiet: float = 0.0):
         self.root = root
         for d in ("scan", "mail", "state"):
             (root / d).mkdir(parents=True, exist_ok=True)
         self.config = root / "agent.toml"
-        self.write_config(settle=settle, scan_extra=scan_extra, extra=extra)
+        self.write_config(settle=settle, scan_extra=scan_extra, extra=extra, quiet=quiet)
         self.proc: subprocess.Popen | None = None
         self.lines: list[str] = []
         # Put before the daemon's command line (e.g. setpriv, to run it
         # without some capability).
         self.command_prefix: list[str] = []
 
-    def write_config(self, *, settle: float = 0.5, scan_extra: str = "", extra: str = "") -> None:
-        self.config.write_text(CONFIG.format(settle=settle, scan_extra=scan_extra, extra=extra), encoding="utf-8")
+    def write_config(self, *, settle: float = 0.5, scan_extra: str = "", extra: str = "", quiet: float = 0.0) -> None:
+        # quiet_seconds 0: a test's source is moved or deleted once read, not 30 s later (the default).
+        self.config.write_text(CONFIG.format(settle=settle, scan_extra=scan_extra, extra=extra, quiet=quiet),
+                               encoding="utf-8")
 
     def start(self, wait_ready: bool = True) -> subprocess.Popen:
         """Start the daemon; with `wait_ready`, return once *this* run logged

@@ -121,3 +121,45 @@ def test_one_message_in_two_folders_of_one_group_is_deleted_from_both(tmp_path, 
     assert [p.exists() for p in paths] == [False, False]
     reasons = [e.reason for e in site.ledger.events(1) if (e.reason or "").startswith("source")]
     assert len(reasons) == 3 and not any("no longer watched" in r for r in reasons), reasons
+
+
+def stamp(t: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@pytest.mark.parametrize("after", ["delete", "move"])
+def test_an_mbox_gaining_its_next_message_after_a_pause_loses_nothing(tmp_path, samples_dir, after):
+    # The first message is whole and read at once; its writer, the file
+    # open, comes back with the next one after a pause longer than the
+    # settle time. Deleted as soon as read, the file took the next message
+    # with it. The step now waits until the file was quiet for the folder's
+    # quiet_seconds, sees the change, keeps it; the file is taken again,
+    # whole, and only then, quiet, moved or deleted.
+    import time
+
+    site = Site(tmp_path, after)
+    site.watch = WatchConfig(path=site.watch.path, kind="email", after=after, quiet_seconds=30)
+    pdfs = [(samples_dir / p).read_bytes() for p in (PDF, "mxvc__invoice/发票.pdf")]
+    first = b"From a@example.cn Thu Dec  3 10:00:00 2026\n" + multipart(pdfs[0]) + b"\n"
+    second = b"From a@example.cn Thu Dec  3 10:00:09 2026\n" + multipart(pdfs[1]).replace(b"<m1@", b"<m2@")
+    path = site.watch.path / "inbox.mbox"
+    path.write_bytes(first)
+    assert len(site.take(path).documents) == 1
+    site.read_all()
+    now = time.time()
+    assert site.intake.finish_sources([site.watch], now=stamp(now + 5), today=TODAY) == 0
+    assert path.exists()  # read, but not quiet yet: waits
+    with open(path, "ab") as f:
+        f.write(second)
+    assert site.intake.finish_sources([site.watch], now=stamp(now + 40), today=TODAY) == 1
+    assert path.exists()  # changed since its capture: kept, taken again
+    again = site.take(path)
+    assert len(again.documents) == 1, again  # the second message's invoice; the first is known already
+    site.read_all()
+    assert site.intake.finish_sources([site.watch], now=stamp(time.time() + 5), today=TODAY) == 0
+    assert site.intake.finish_sources([site.watch], now=stamp(time.time() + 40), today=TODAY) == 1
+    assert not path.exists()
+    numbers = [r[0] for r in site.ledger.conn.execute("SELECT invoice_number FROM documents ORDER BY id")]
+    assert len(set(numbers)) == 2 and all(numbers), numbers
