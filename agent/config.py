@@ -134,8 +134,8 @@ class WatchConfig:
     poll: bool | None = None
     after: str = "keep"
     settle_seconds: float = 2.0
-    # A source is moved or deleted only once unchanged this long (the
-    # config's default is 30 s; 0 here, in code, acts as soon as it is read).
+    # A source is moved or deleted only once unchanged (its ctime) this long
+    # (the config's default is 30 s; 0 here, in code, acts as soon as it is read).
     quiet_seconds: float = 0.0
     label: str | None = None
 

@@ -144,10 +144,14 @@ def act(root: Path, path: Path, identity: Identity, after: str, target: Path, *,
 
 
 def _changed_within(identity: Identity, seconds: float, now: str) -> bool:
-    # The file's last change (its mtime or ctime, as captured: act() checks
-    # it is still that file) is less than `seconds` before `now`.
-    last = max(identity.mtime_ns, identity.ctime_ns) / 1e9
-    return seconds > 0 and parse_utc(now).timestamp() - last < seconds
+    # The file's last change as captured (act() checks it is still that
+    # file) is less than `seconds` before `now`. Its ctime, which the
+    # server's kernel sets at every write: an mtime is the writer's to set,
+    # and a scanner whose clock runs a year ahead would hold its files'
+    # moves for that year. A ctime ahead of `now` (the clock set back) is
+    # no reason to wait.
+    age = parse_utc(now).timestamp() - identity.ctime_ns / 1e9
+    return seconds > 0 and 0 <= age < seconds
 
 
 def _still_there(root: Path, path: Path) -> bool:

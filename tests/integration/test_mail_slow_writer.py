@@ -163,3 +163,20 @@ def test_an_mbox_gaining_its_next_message_after_a_pause_loses_nothing(tmp_path, 
     assert not path.exists()
     numbers = [r[0] for r in site.ledger.conn.execute("SELECT invoice_number FROM documents ORDER BY id")]
     assert len(set(numbers)) == 2 and all(numbers), numbers
+
+
+def test_a_file_whose_writer_set_its_mtime_ahead_is_not_held_for_it(tmp_path, samples_dir):
+    # A scanner whose clock runs a year ahead sets its files' mtimes there:
+    # the quiet time counts from the ctime, which the server sets.
+    import time
+
+    site = Site(tmp_path, "delete")
+    site.watch = WatchConfig(path=site.watch.path, kind="email", after="delete", quiet_seconds=30)
+    path = site.watch.path / "inv.eml"
+    path.write_bytes(multipart((samples_dir / PDF).read_bytes()))
+    ahead = time.time() + 365 * 86400
+    os.utime(path, (ahead, ahead))
+    assert len(site.take(path).documents) == 1
+    site.read_all()
+    assert site.intake.finish_sources([site.watch], now=stamp(time.time() + 40), today=TODAY) == 1
+    assert not path.exists()
