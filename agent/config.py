@@ -7,6 +7,7 @@ names the key, and all of them are reported at once.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -281,6 +282,11 @@ def _check_table(where: str, table: dict[str, Any], schema: dict, errors: list[s
         allowed = _ENUMS.get((section, key))
         if allowed and value not in allowed:
             errors.append(f"{where}.{key}: must be one of {', '.join(sorted(allowed))}, not {value!r}")
+            continue
+        if typ is float and not math.isfinite(value):
+            # nan compares false with everything (a wait of nan is none);
+            # inf waits forever: neither is a setting anyone means.
+            errors.append(f"{where}.{key}: must be a finite number ({value})")
             continue
         if typ in (int, float) and value < 0:
             errors.append(f"{where}.{key}: must not be negative ({value})")

@@ -110,9 +110,10 @@ def _put_by_hand(ledger: Ledger, folder: Path, cutoff_ns: int, known: Collection
             continue
         if sha256 not in known:
             yield Unhandled(storable(str(path)), "file-not-taken",
-                            "in the agent's processed folder, but the agent did not move it there and the "
-                            "ledger does not hold its bytes: put there by hand, it was never taken; move it "
-                            "into the watched folder to have it taken")
+                            "in the agent's processed folder, and the ledger does not hold its bytes: put "
+                            "there by hand, or written to after the agent moved it (a writer back after "
+                            "quiet_seconds); never taken as it is now; move it into the watched folder to "
+                            "have it taken")
 
 
 def _hash_at(fd: int, name: str) -> str:

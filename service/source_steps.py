@@ -27,6 +27,7 @@ log = logging.getLogger("fapiao.intake")
 # processed/ holds originals: the vault's modes, whatever the umask.
 PROCESSED_DIR_MODE = 0o750
 PROCESSED_FILE_MODE = 0o640
+PAGE = 500  # waiting steps read at once by finish_sources
 
 
 def finish_sources(ledger: Ledger, watches: list[WatchConfig], *, now: str, today: dt.date, actor: str,
@@ -44,11 +45,13 @@ def finish_sources(ledger: Ledger, watches: list[WatchConfig], *, now: str, toda
     lacks as no longer watched. Never raises for a file. Returns how many
     actions closed."""
     by_root = {os.fsencode(w.path): w for w in watches}
-    closed = 0
+    closed, after_id = 0, 0
     while True:
-        due = ledger.due_source_actions(doc_ids, limit=500)
-        before = closed
+        # Page by id: steps left waiting (not quiet yet, a share not
+        # mounted) never hide the ones behind them, in this folder or another.
+        due = ledger.due_source_actions(doc_ids, limit=PAGE, after_id=after_id)
         for a in due:
+            after_id = a["id"]
             root, path = Path(os.fsdecode(a["root"])), Path(os.fsdecode(a["path"]))
             watch = by_root.get(a["root"])
             if watch is None and doc_ids is not None:
@@ -83,7 +86,7 @@ def finish_sources(ledger: Ledger, watches: list[WatchConfig], *, now: str, toda
             ledger.finish_source_action(a["id"], state=state, outcome=storable(outcome), now=now, actor=actor)
             log_act(path, state, outcome, document=a["document_id"])
             closed += 1
-        if len(due) < 500 or closed == before:
+        if len(due) < PAGE:
             return closed
 
 

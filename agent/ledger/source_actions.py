@@ -60,21 +60,25 @@ class SourceActionsMixin:
             if not brought:
                 self.record_refusal(source=folder, name=name, reason=f"source kept: {outcome}", now=now)
 
-    def due_source_actions(self, doc_ids: Iterable[int] | None = None, limit: int = 500) -> list[dict[str, Any]]:
+    def due_source_actions(self, doc_ids: Iterable[int] | None = None, limit: int = 500,
+                           after_id: int = 0) -> list[dict[str, Any]]:
         """Waiting source actions whose documents (its own and
         `with_documents`) have all left `captured`, oldest first, each with
         `verdict`: "read" (their bytes were read: the action may go ahead),
         "unread" (one capture was unreadable, or failed to be read: the
         source stays) or "superseded". With `doc_ids`, only the actions
-        waiting on one of them."""
+        waiting on one of them; only actions numbered above `after_id` (the
+        last of the previous page: steps left waiting never hide the ones
+        behind them)."""
         first_move = ("(SELECT e.to_state FROM events e WHERE e.document_id = d.id AND e.from_state = 'captured' "
                       "ORDER BY e.id LIMIT 1)")
         sql = (f"SELECT a.*, d.state AS doc_state, {first_move} AS first_move "
                "FROM source_actions a JOIN documents d ON d.id = a.document_id "
-               "WHERE a.state = 'waiting' AND d.state != 'captured' AND (a.with_documents IS NULL OR NOT EXISTS "
+               "WHERE a.state = 'waiting' AND a.id > ? AND d.state != 'captured' "
+               "AND (a.with_documents IS NULL OR NOT EXISTS "
                "(SELECT 1 FROM json_each(a.with_documents) j JOIN documents o ON o.id = j.value "
                "WHERE o.state = 'captured'))")
-        params: list[Any] = []
+        params: list[Any] = [after_id]
         if doc_ids is not None:
             ids = list(doc_ids)
             if not ids:

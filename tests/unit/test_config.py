@@ -52,6 +52,8 @@ def test_missing_folders_are_reported_by_key(tmp_path):
     ("[agnet]\n", "[agnet]: unknown section"),
     ("[validation]\nmax_age_days = 'many'\n", "validation.max_age_days: must be an integer, not str ('many')"),
     ("[validation]\nmax_age_days = -1\n", "validation.max_age_days: must not be negative (-1)"),
+    ("[[watch]]\npath = 'in'\nquiet_seconds = nan\n", "watch[0].quiet_seconds: must be a finite number (nan)"),
+    ("[[watch]]\npath = 'in'\nquiet_seconds = inf\n", "watch[0].quiet_seconds: must be a finite number (inf)"),
     ("[company]\ntax_ids = '91110108690017781B'\n", "company.tax_ids: must be a list"),
     ("[[watch]]\nkind = 'scanner'\n", "watch[0].path: missing (required)"),
     ("[[watch]]\npath = 'in'\nkind = 'fax'\n", "watch[0].kind: must be one of email, scanner, not 'fax'"),

@@ -1,0 +1,47 @@
+"""Source steps that wait (their file not quiet for its folder's
+quiet_seconds yet) never hold back the steps behind them: the pass pages
+through every waiting step, in every folder, not only the oldest 500."""
+
+from __future__ import annotations
+
+import time
+
+from agent.config import WatchConfig
+from agent.ledger import Ledger
+from agent.mail import MailLimits
+from agent.vault import Vault
+from service.intake import Intake
+from tests.integration.test_mail_slow_writer import stamp
+from tests.support.intake_site import NOW, TODAY, IntakeSite
+
+SAMPLE = "renoyuan__easyofd/original_invoice.xml"
+
+
+class Site(IntakeSite):
+    def __init__(self, tmp):
+        self.ledger, self.vault = Ledger(tmp / "ledger.sqlite3"), Vault(tmp / "vault")
+        self.intake = Intake(self.ledger, self.vault, max_bytes=10 << 20, mail_limits=MailLimits(), actor="t")
+
+
+def test_a_page_of_steps_waiting_in_one_folder_does_not_hold_back_another(tmp_path, samples_dir, monkeypatch):
+    import service.source_steps
+
+    monkeypatch.setattr(service.source_steps, "PAGE", 5)   # 500 in the daemon: 12 waiting make two pages
+    site = Site(tmp_path)
+    slow = WatchConfig(path=tmp_path / "slow", after="delete", quiet_seconds=1e9)   # waits "forever"
+    quick = WatchConfig(path=tmp_path / "quick", after="delete", quiet_seconds=5)
+    xml = (samples_dir / SAMPLE).read_bytes()
+    for watch, n in ((slow, 12), (quick, 2)):
+        watch.path.mkdir()
+        with site.intake.group(now=NOW, today=TODAY):
+            for i in range(n):
+                path = watch.path / f"{i}.xml"
+                path.write_bytes(xml.replace(b"00008006", b"%08d" % (hash((watch.path.name, i)) % 10**8)))
+                site.intake.take(path, watch, now=NOW, today=TODAY)
+    site.read_all()
+    later = stamp(time.time() + 60)   # the quick folder's files are quiet by then, the slow ones never
+    assert site.intake.finish_sources([slow, quick], now=later, today=TODAY) == 2
+    assert sorted(p.name for p in quick.path.iterdir()) == []
+    assert len(list(slow.path.iterdir())) == 12
+    waiting = site.ledger.conn.execute("SELECT count(*) FROM source_actions WHERE state = 'waiting'").fetchone()[0]
+    assert waiting == 12
