@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from agent.fsutil import storable_ns
+
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 FILE_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _RENAME_NOREPLACE = 1
@@ -94,7 +96,7 @@ class Identity:
     @classmethod
     def of(cls, st: os.stat_result) -> "Identity":
         """The identity in a stat result."""
-        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        return cls(st.st_dev, st.st_ino, st.st_size, storable_ns(st.st_mtime_ns), storable_ns(st.st_ctime_ns))
 
     def differences(self, st: os.stat_result) -> list[str]:
         """What changed between this identity and `st` (empty: the same file, unchanged)."""

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+from agent.fsutil import storable_ns
 from agent.ledger.schema import LATEST, MIGRATIONS, STEPS
 from agent.ledger.documents import DocumentsMixin
 from agent.ledger.deliveries import DeliveriesMixin
@@ -276,7 +277,8 @@ class Ledger(DocumentsMixin, DeliveriesMixin, DeliveryOperatorsMixin, BackupsMix
         same size and mtime (`cp -p` rewrites in place: new ctime; `rsync -t`
         renames over: new inode) is not the one seen."""
         row = self.conn.execute("SELECT outcome FROM seen_files WHERE path = ? AND size = ? AND mtime_ns = ? "
-                                "AND ino = ? AND ctime_ns = ?", (path, size, mtime_ns, ino, ctime_ns)).fetchone()
+                                "AND ino = ? AND ctime_ns = ?",
+                                (path, size, storable_ns(mtime_ns), ino, storable_ns(ctime_ns))).fetchone()
         return row[0] if row else None
 
     def remember_file(self, path: str, size: int, mtime_ns: int, *, ino: int, ctime_ns: int, outcome: str,
@@ -287,7 +289,8 @@ class Ledger(DocumentsMixin, DeliveriesMixin, DeliveryOperatorsMixin, BackupsMix
             c.execute("INSERT INTO seen_files (path, size, mtime_ns, ino, ctime_ns, outcome, at) "
                       "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET size=excluded.size, "
                       "mtime_ns=excluded.mtime_ns, ino=excluded.ino, ctime_ns=excluded.ctime_ns, "
-                      "outcome=excluded.outcome, at=excluded.at", (path, size, mtime_ns, ino, ctime_ns, outcome, now))
+                      "outcome=excluded.outcome, at=excluded.at",
+                      (path, size, storable_ns(mtime_ns), ino, storable_ns(ctime_ns), outcome, now))
 
     def get_value(self, key: str) -> str | None:
         """A small persistent value (last snapshot time, last verify result...)."""

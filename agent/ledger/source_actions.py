@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from agent.fsutil import storable_ns
 from agent.ledger.rows import Document
 from agent.states import State
 
@@ -154,7 +155,7 @@ class SourceActionsMixin:
         row = self.conn.execute(
             "SELECT s.document_id, f.path FROM seen_files f JOIN sources s ON s.original_path = f.path "
             "WHERE f.ino = ? AND f.size = ? AND f.mtime_ns = ? AND f.outcome = 'captured' "
-            "ORDER BY f.path = ? DESC, s.id DESC LIMIT 1", (ino, size, mtime_ns, path)).fetchone()
+            "ORDER BY f.path = ? DESC, s.id DESC LIMIT 1", (ino, size, storable_ns(mtime_ns), path)).fetchone()
         return (row[0], row[1]) if row else None
 
     def moved_here(self, *, dev: int, ino: int, size: int, mtime_ns: int) -> bool:
@@ -165,7 +166,7 @@ class SourceActionsMixin:
         return self.conn.execute(
             "SELECT 1 FROM source_actions WHERE ino = ? AND dev = ? AND size = ? AND mtime_ns = ? "
             "AND state = 'done' AND outcome LIKE 'moved to %' LIMIT 1",
-            (ino, dev, size, mtime_ns)).fetchone() is not None
+            (ino, dev, size, storable_ns(mtime_ns))).fetchone() is not None
 
     def handled_since(self, path: str, at: str) -> bool:
         """Whether a file at `path` was captured or refused at `at` or later

@@ -45,3 +45,29 @@ def test_a_page_of_steps_waiting_in_one_folder_does_not_hold_back_another(tmp_pa
     assert len(list(slow.path.iterdir())) == 12
     waiting = site.ledger.conn.execute("SELECT count(*) FROM source_actions WHERE state = 'waiting'").fetchone()[0]
     assert waiting == 12
+
+
+def test_a_file_dated_past_2262_is_taken_moved_and_audited(tmp_path, samples_dir):
+    # Its mtime in nanoseconds does not fit SQLite's 64-bit integers: it was
+    # never taken (an OverflowError logged at each try), and `audit ledger`
+    # raised on it. Times are held at the largest SQLite can store.
+    import datetime as dt
+    import os
+
+    from agent.audit import AuditSettings, audit_ledger
+
+    site = Site(tmp_path)
+    watch = WatchConfig(path=tmp_path / "scan", after="move")
+    watch.path.mkdir()
+    path = watch.path / "far.xml"
+    path.write_bytes((samples_dir / SAMPLE).read_bytes())
+    far = dt.datetime(2300, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+    os.utime(path, (far, far))
+    assert len(site.intake.take(path, watch, now=NOW, today=TODAY).documents) == 1
+    assert site.intake.take(path, watch, now=NOW, today=TODAY).skipped   # remembered: not taken again
+    site.read_all()
+    assert site.intake.finish_sources([watch], now=NOW, today=TODAY) == 1
+    (moved,) = (watch.path / "processed").rglob("far.xml")
+    settings = AuditSettings(watched=((str(watch.path), "move"),), unhandled_after_s=0, hash_objects=False)
+    assert not [v.message for v in audit_ledger(site.ledger, site.vault.root, settings,
+                                                now=dt.datetime.now(dt.timezone.utc))]
