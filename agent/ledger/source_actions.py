@@ -130,6 +130,16 @@ class SourceActionsMixin:
                 self._event(doc_id, now=now, actor=actor, from_state=None, to_state=None,
                             reason=f"{verb}: {outcome}", details={"source_action": action_id})
 
+    def source_steps_summary(self) -> dict[str, Any]:
+        """How many sources wait to be moved or deleted (their capture not
+        read yet, or read and their file not quiet for its folder's
+        quiet_seconds, or their share not mounted), and since when the
+        oldest waits: for `status`, so a file left in place is never out
+        of sight. Read-only."""
+        n, oldest = self.conn.execute(
+            "SELECT count(*), min(created_at) FROM source_actions WHERE state = 'waiting'").fetchone()
+        return {"waiting": n, "oldest_at": oldest}
+
     def source_actions(self, doc_id: int) -> list[dict[str, Any]]:
         """Every after-action recorded for the document, oldest first."""
         rows = self.conn.execute("SELECT * FROM source_actions WHERE document_id = ? ORDER BY id", (doc_id,))

@@ -34,6 +34,7 @@ def status_report(ledger: Ledger, cfg, *, time_text: TimeText = as_stored) -> di
         "states": ledger.counts(),
         "refused": ledger.refusal_summary(),
         "applications": ledger.pending_summary(),
+        "source_steps": ledger.source_steps_summary(),
         "oldest_unfinished": oldest,
         "oldest_unfinished_age_s": age_seconds(oldest, at),
         "last_activity": ledger.last_activity(),
@@ -168,6 +169,10 @@ def _print_status(report: dict) -> None:
     if pending["pending"]:
         echo(f"{'applications':>12}  {pending['pending']} pending  (补录 waiting for an approver, the oldest "
              f"filed {local_time(pending['oldest_filed_at'])}: `fapiao-agent requests --state pending`)")
+    steps = report["source_steps"]
+    if steps["waiting"]:
+        echo(f"{'to move':>12}  {steps['waiting']}  (sources to be moved or deleted once read and unchanged for "
+             f"their folder's quiet_seconds; the oldest since {local_time(steps['oldest_at'])})")
     echo(f"oldest unfinished: {human_age(report['oldest_unfinished_age_s'])}"
                + (f" (since {local_time(report['oldest_unfinished'])})" if report["oldest_unfinished"] else ""))
     echo(f"last activity:     {local_time(report['last_activity']) or 'never'}")

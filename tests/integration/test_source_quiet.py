@@ -71,3 +71,31 @@ def test_a_file_dated_past_2262_is_taken_moved_and_audited(tmp_path, samples_dir
     settings = AuditSettings(watched=((str(watch.path), "move"),), unhandled_after_s=0, hash_objects=False)
     assert not [v.message for v in audit_ledger(site.ledger, site.vault.root, settings,
                                                 now=dt.datetime.now(dt.timezone.utc))]
+
+
+def test_status_shows_the_sources_waiting_to_be_moved(tmp_path, samples_dir):
+    # A source left in place for its quiet time (or its reading) is in
+    # sight: a line of `status`, and `source_steps` in `status --json`.
+    import json
+
+    from click.testing import CliRunner
+
+    from agent.config import load_config
+    from agent.defaults import DEFAULT_CONFIG
+    from service.cli import main
+
+    config = tmp_path / "agent.toml"
+    config.write_text(DEFAULT_CONFIG, encoding="utf-8")
+    cfg = load_config(config)
+    ledger, vault = Ledger(cfg.ledger_path), Vault(cfg.vault_dir)
+    intake = Intake(ledger, vault, max_bytes=10 << 20, mail_limits=MailLimits(), actor="t")
+    watch = WatchConfig(path=tmp_path / "scan", after="delete", quiet_seconds=1e9)
+    watch.path.mkdir()
+    (watch.path / "a.xml").write_bytes((samples_dir / SAMPLE).read_bytes())
+    intake.take(watch.path / "a.xml", watch, now=NOW, today=TODAY)
+    ledger.close()
+    shown = CliRunner().invoke(main, ["--config", str(config), "status"])
+    line = next(line for line in shown.output.splitlines() if line.strip().startswith("to move"))
+    assert line.split()[:3] == ["to", "move", "1"] and "quiet_seconds" in line, shown.output
+    report = json.loads(CliRunner().invoke(main, ["--config", str(config), "status", "--json"]).output)
+    assert report["source_steps"] == {"waiting": 1, "oldest_at": NOW}
