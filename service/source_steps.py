@@ -45,6 +45,7 @@ def finish_sources(ledger: Ledger, watches: list[WatchConfig], *, now: str, toda
     lacks as no longer watched. Never raises for a file. Returns how many
     actions closed."""
     by_root = {os.fsencode(w.path): w for w in watches}
+    now_s = parse_utc(now).timestamp()
     closed, after_id = 0, 0
     while True:
         # Page by id: steps left waiting (not quiet yet, a share not
@@ -56,17 +57,17 @@ def finish_sources(ledger: Ledger, watches: list[WatchConfig], *, now: str, toda
             watch = by_root.get(a["root"])
             if watch is None and doc_ids is not None:
                 continue  # a call for some documents may not know every folder: the full pass decides
-            if (watch is not None and watch.after != "keep" and a["verdict"] == "read"
-                    and _changed_within(a["identity"], watch.quiet_seconds, now)):
+            acting = watch is not None and watch.after != "keep"
+            if acting and a["verdict"] == "read" and _changed_within(a["identity"], watch.quiet_seconds, now_s):
                 # Read, but written to lately: a writer that paused with the
                 # file open (an mbox gaining its next message, a PDF its
                 # signed revision) may still come back, and its bytes would
                 # go into a file moved away or deleted. Waits; the next pass
                 # (the daemon's, every few seconds) looks again.
                 continue
-            if watch is not None and watch.after != "keep" and not watch.path.is_dir():
+            if acting and not watch.path.is_dir():
                 continue  # its share is not mounted: the step waits for it
-            replaced = beneath.root_problem(root) if watch is not None and watch.after != "keep" else None
+            replaced = beneath.root_problem(root) if acting else None
             if replaced:
                 # Never acted on through another folder; waits until it is back.
                 log.error("source step waits: " + replaced, extra={"path": storable(str(path)),
@@ -77,7 +78,7 @@ def finish_sources(ledger: Ledger, watches: list[WatchConfig], *, now: str, toda
             elif a["verdict"] == "unread":
                 state, outcome = "kept", ("its capture could not be read (a partial file from a slow "
                                           "writer?); left in place, captured again when it changes")
-            elif watch is None or watch.after == "keep":
+            elif not acting:
                 state, outcome = "kept", "its folder is no longer watched with after = move or delete"
             else:
                 state, outcome = act(root, path, a["identity"], watch.after, processed_folder(path, today))
@@ -146,14 +147,14 @@ def act(root: Path, path: Path, identity: Identity, after: str, target: Path, *,
         return "kept", f"could not {after} it: {e.strerror or e}"
 
 
-def _changed_within(identity: Identity, seconds: float, now: str) -> bool:
+def _changed_within(identity: Identity, seconds: float, now_s: float) -> bool:
     # The file's last change as captured (act() checks it is still that
-    # file) is less than `seconds` before `now`. Its ctime, which the
-    # server's kernel sets at every write: an mtime is the writer's to set,
-    # and a scanner whose clock runs a year ahead would hold its files'
-    # moves for that year. A ctime ahead of `now` (the clock set back) is
-    # no reason to wait.
-    age = parse_utc(now).timestamp() - identity.ctime_ns / 1e9
+    # file) is less than `seconds` before `now_s` (epoch seconds). Its
+    # ctime, which the server's kernel sets at every write: an mtime is the
+    # writer's to set, and a scanner whose clock runs a year ahead would
+    # hold its files' moves for that year. A ctime ahead of now (the clock
+    # set back) is no reason to wait.
+    age = now_s - identity.ctime_ns / 1e9
     return seconds > 0 and 0 <= age < seconds
 
 

@@ -34,6 +34,7 @@ _UPDATABLE = frozenset({"fields", "problems", "invoice_key", "invoice_number", "
 # A document id as typed: ASCII digits, no leading zero, within SQLite's integers.
 _ID = re.compile(r"[1-9][0-9]{0,17}")
 
+
 class Due(NamedTuple):
     """A `captured` document due for reading: its id, its object in the
     vault, and whether it is likely an invoice (EXTRACT_RANK 0)."""
