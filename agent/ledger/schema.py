@@ -696,6 +696,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE source_actions ADD COLUMN with_documents TEXT;
     """,
+    # 33: `show` finds the waiting step of an e-mail's other documents (listed
+    # in with_documents) without reading every action.
+    """
+    CREATE INDEX source_actions_shared ON source_actions(id) WHERE with_documents IS NOT NULL;
+    """,
 ]
 
 # Python steps run after a migration's SQL, inside its transaction, keyed by

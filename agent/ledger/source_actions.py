@@ -5,6 +5,7 @@ later, fuller capture of the same path supersedes."""
 from __future__ import annotations
 
 import json
+import os
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from agent.fsutil import storable_ns
@@ -141,9 +142,15 @@ class SourceActionsMixin:
         return {"waiting": n, "oldest_at": oldest}
 
     def source_actions(self, doc_id: int) -> list[dict[str, Any]]:
-        """Every after-action recorded for the document, oldest first."""
-        rows = self.conn.execute("SELECT * FROM source_actions WHERE document_id = ? ORDER BY id", (doc_id,))
-        return [dict(r) for r in rows]
+        """Every move or delete of a source that waits, or waited, on the
+        document: its own captures' and those of an e-mail that brought it
+        among others (`with_documents`), oldest first; `path` decoded
+        (os.fsdecode). Read-only."""
+        rows = self.conn.execute(
+            "SELECT * FROM source_actions WHERE document_id = ? UNION SELECT * FROM source_actions "
+            "WHERE with_documents IS NOT NULL AND EXISTS (SELECT 1 FROM json_each(with_documents) "
+            "WHERE value = ?) ORDER BY id", (doc_id, doc_id))
+        return [{**dict(r), "root": os.fsdecode(r["root"]), "path": os.fsdecode(r["path"])} for r in rows]
 
     def same_file_again(self, original_path: str, ino: int, sha256: str) -> bool:
         """Whether the file at `original_path` is the very one captured there

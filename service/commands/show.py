@@ -8,6 +8,7 @@ import json
 import click
 
 from agent.errors import NotFoundInLedger
+from agent.filenames import storable
 from service.context import echo_json, fail, load, open_ledger
 from service.display import arrival_lines, local_time, problem_lines
 from service.textsafe import echo
@@ -35,7 +36,9 @@ def command(ctx, ref: str, as_json: bool) -> None:
                       "fleet_claim": ledger.fleet_claim(doc.id),
                       "applications": [{k: a[k] for k in ("number", "kind", "state", "filer", "filed_at", "reason",
                                                           "decider", "decided_at", "decision_reason")}
-                                       for a in ledger.applications_of(doc.id)]}
+                                       for a in ledger.applications_of(doc.id)],
+                      "source_steps": [{k: a[k] for k in ("id", "path", "state", "outcome", "created_at", "updated_at")}
+                                       for a in ledger.source_actions(doc.id)]}
             if as_json:
                 echo_json(detail)
             else:
@@ -81,6 +84,15 @@ def _print_detail(d: dict) -> None:
         echo(f"    {local_time(s['at'])}  {s['source_kind']}  {s['original_path'] or s['original_name']}")
         for line in arrival_lines(s.get("details")):
             echo(f"      {line}")
+    if d.get("source_steps"):
+        echo("  source file, moved or deleted once read (the watch's `after`):")
+        for a in d["source_steps"]:
+            if a["state"] == "waiting":
+                echo(f"    waiting since {local_time(a['created_at'])}: {storable(a['path'])}"
+                     " (until every document it brought is read and the file is quiet)")
+            else:
+                echo(f"    {a['state']} {local_time(a['updated_at'])}: {storable(a['path'])}"
+                     + (f": {a['outcome']}" if a["outcome"] else ""))
     if d["deliveries"]:
         echo("  deliveries:")
         for dl in d["deliveries"]:

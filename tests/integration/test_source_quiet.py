@@ -99,3 +99,43 @@ def test_status_shows_the_sources_waiting_to_be_moved(tmp_path, samples_dir):
     assert line.split()[:3] == ["to", "move", "1"] and "quiet_seconds" in line, shown.output
     report = json.loads(CliRunner().invoke(main, ["--config", str(config), "status", "--json"]).output)
     assert report["source_steps"] == {"waiting": 1, "oldest_at": NOW}
+
+
+def test_show_names_the_waiting_step_of_every_document_an_email_brought(tmp_path, samples_dir):
+    # An e-mail with two invoices: its delete waits on both documents, and
+    # `show` of either one says so (the step is recorded on the first).
+    import base64
+    import json
+
+    from click.testing import CliRunner
+
+    from agent.config import load_config
+    from agent.defaults import DEFAULT_CONFIG
+    from service.cli import main
+
+    config = tmp_path / "agent.toml"
+    config.write_text(DEFAULT_CONFIG, encoding="utf-8")
+    cfg = load_config(config)
+    ledger, vault = Ledger(cfg.ledger_path), Vault(cfg.vault_dir)
+    intake = Intake(ledger, vault, max_bytes=10 << 20, mail_limits=MailLimits(), actor="t")
+    watch = WatchConfig(path=tmp_path / "mail", kind="email", after="delete", quiet_seconds=1e9)
+    watch.path.mkdir()
+    xml = (samples_dir / SAMPLE).read_bytes()
+    parts = b"".join(
+        b"--B\r\nContent-Type: text/xml\r\nContent-Disposition: attachment; filename=\"inv%d.xml\"\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" % n
+        + base64.encodebytes(xml.replace(b"00008006", b"%08d" % n)) + b"\r\n" for n in (1, 2))
+    (watch.path / "two.eml").write_bytes(
+        b"From: a@example.cn\r\nTo: ap@example.cn\r\nSubject: two\r\nMessage-ID: <two@example.cn>\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"B\"\r\n\r\n" + parts + b"--B--\r\n")
+    docs = intake.take(watch.path / "two.eml", watch, now=NOW, today=TODAY).documents
+    ledger.close()
+    assert len(docs) == 2
+    for doc in docs:
+        shown = CliRunner().invoke(main, ["--config", str(config), "show", f"#{doc}"])
+        assert shown.exit_code == 0, shown.output
+        line = next(x for x in shown.output.splitlines() if "waiting since" in x)
+        assert line.rstrip().endswith("(until every document it brought is read and the file is quiet)")
+        assert str(watch.path / "two.eml") in line
+        detail = json.loads(CliRunner().invoke(main, ["--config", str(config), "show", f"#{doc}", "--json"]).output)
+        assert [(s["state"], s["path"]) for s in detail["source_steps"]] == [("waiting", str(watch.path / "two.eml"))]
