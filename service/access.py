@@ -56,6 +56,13 @@ COMMAND_ROLES: dict[str, str] = {
     "run": SERVICE, "config repin": SERVICE,
 }
 
+# Commands that write files where their caller says (not the ledger): they
+# run as the caller. Lent the service user's rights by `sudo -u`, `config
+# init --force PATH` wrote over the live ledger, a vault original or a
+# delivered file, and `report --out` into the state or a watched folder.
+# Neither needs them: config init touches no state, report only reads.
+CALLER_WRITES = frozenset({"config init", "report"})
+
 # Set in the click context by `enforce` for the command being run:
 # `open_ledger` reads it to open read-only for READ commands.
 _ROLE_KEY = "fapiao_agent.role"
@@ -262,6 +269,22 @@ def env_settings(who: Identity, env: dict[str, str] | None = None) -> None:
     found = sorted(k for k in (os.environ if env is None else env) if k.startswith(ENV_SETTINGS_PREFIX))
     if found:
         raise AccessDenied(f"under sudo no setting may come from the environment; unset {', '.join(found)}")
+
+
+def refuse_lent_rights(path: str, env: dict[str, str] | None = None) -> None:
+    """Exit 3 with one line when `path` is one of CALLER_WRITES and runs as
+    another (non-root) account than the person's behind sudo (SUDO_UID names
+    someone else): its files would be written with that account's rights.
+    Judged without the config, which `config init` has not written yet."""
+    if path not in CALLER_WRITES:
+        return
+    raw = (os.environ if env is None else env).get("SUDO_UID", "")
+    euid = os.geteuid()
+    if euid != 0 and raw.isdigit() and int(raw) != euid:
+        click.echo(f"error: `{path}` writes its files as whoever runs it, here {user_name(euid)} with its "
+                   f"rights (over the ledger or the vault, for the service user): run it as yourself, "
+                   f"without sudo", err=True)
+        sys.exit(DENIED_EXIT)
 
 
 def enforce(path: str, access: dict, config=None) -> None:

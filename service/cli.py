@@ -241,6 +241,7 @@ def _guard(cmd: click.Command, path: str = "") -> None:
 
     @functools.wraps(callback)
     def guarded(*args, **kwargs):
+        access.refuse_lent_rights(path)
         if access.role_of(path) != access.NONE:
             from service.context import load  # context imports access; keep the import graph flat
 

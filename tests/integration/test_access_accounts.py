@@ -260,3 +260,27 @@ def test_under_sudo_a_config_of_ones_own_grants_nothing(site, accounts):
     ok_cfg = cli(accounts.svc, cfg, "accept", "1", "--reason", "self-granted",
                  env={"SUDO_UID": str(accounts.uid(accounts.amender))})
     assert ok_cfg.returncode == 3 and accounts.approve_group in ok_cfg.stderr, ok_cfg.stderr
+
+
+def test_under_sudo_nothing_writes_where_its_caller_says_with_the_services_rights(site, accounts):
+    # `sudo -u <service> fapiao-agent config init --force <ledger>` wrote a
+    # TOML template over the live ledger; `report --out` wrote into a folder
+    # only the service may write. Both now run only as the person.
+    cfg = _config(site, accounts)
+    assert cli(None, cfg, "ingest", str(site / "drop")).returncode == 0
+    ledger = site / "state" / "ledger.sqlite3"
+    before = ledger.read_bytes()
+    sudo = {"SUDO_UID": str(accounts.uid(accounts.amender))}
+    wiped = cli(accounts.svc, cfg, "config", "init", "--force", str(ledger), env=sudo)
+    assert wiped.returncode == 3 and "without sudo" in wiped.stderr, wiped.stderr
+    assert ledger.read_bytes() == before
+    report = cli(accounts.svc, cfg, "report", "--out", str(site / "state"), env=sudo)
+    assert report.returncode == 3 and "without sudo" in report.stderr, report.stderr
+    assert not list((site / "state").glob("fapiao-report-*"))
+    # As themselves, a reader writes the report into a folder of their own.
+    mine = site / "reports"
+    mine.mkdir()
+    shutil.chown(mine, accounts.reader)
+    own = cli(accounts.reader, cfg, "report", "--out", str(mine))
+    assert own.returncode == 0, own.stderr
+    assert len(list(mine.glob("fapiao-report-*"))) == 2
