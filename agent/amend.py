@@ -33,6 +33,12 @@ QUARANTINE_SORTS = ("received", "date", "amount")
 AMENDABLE = tuple(s for s in State if State.EXTRACTED in TRANSITIONS[s]
                   and s not in (State.CAPTURED, State.EXTRACTED))
 MAX_TEXT = 500
+# What an operator's value may not hold: C0 and C1 controls, line and
+# paragraph separators, text-direction marks and lone surrogates (as
+# service/textsafe.py escapes them). Stored, they break lines and reorder
+# text in every system that later shows the invoice.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029"
+                     "\ud800-\udfff\ufeff]")
 
 # ASCII digits; commas (or spaces) only between groups of three, as
 # 1,234,567.80 is written: "12,50" is a decimal comma typed by mistake,
@@ -98,8 +104,9 @@ def parse_value(name: str, raw: str) -> Any:
     text = raw.strip()
     if not text:
         return None
-    if any(ord(c) < 32 or ord(c) == 127 for c in text) or len(text) > MAX_TEXT:
-        raise AmendError(f"--set {name}: value must be one line of at most {MAX_TEXT} characters", field=name)
+    if _UNSAFE.search(text) or len(text) > MAX_TEXT:
+        raise AmendError(f"--set {name}: value must be one line of at most {MAX_TEXT} characters, without "
+                         "control, line or paragraph separator or text-direction characters", field=name)
     if name in MONEY_FIELDS:
         plain = unicodedata.normalize("NFKC", text).lstrip("¥").strip()
         if not _MONEY.fullmatch(plain):
@@ -167,6 +174,8 @@ def amend(ledger: Ledger, doc_id: int, values: dict[str, str], *, reason: str | 
         old = doc.fields or {}
         changes = {}
         for name, value in parsed.items():
+            if _already_held(invoice, name, value):
+                continue   # keeps its reading's source: typing a value in again is no reading of it
             invoice.set_manual(name, value)
             changes[name] = {"old": old.get(name), "old_source": (old.get("sources") or {}).get(name),
                              "new": invoice.to_dict()[name]}
@@ -193,6 +202,14 @@ def amend(ledger: Ledger, doc_id: int, values: dict[str, str], *, reason: str | 
             settle_key(ledger, doc.invoice_key, settings=settings, destinations=destinations,
                        today=today, now=now, actor=actor)
         return state
+
+
+def _already_held(invoice: Invoice, name: str, value: Any) -> bool:
+    # The field holds exactly this value (text to the last space, money of
+    # equal value) and no reading disagrees with it: nothing to confirm.
+    held = invoice.get(name)
+    return (value is not None and held is not None and type(held) is type(value) and held == value
+            and not any(c.field == name for c in invoice.conflicts))
 
 
 def field_name(name: str) -> str:

@@ -18,9 +18,10 @@ Not carried: `pdf-text`, `ocr`, `image` (readings of a picture of the
 invoice) and `manual` (an operator's own earlier value).
 
 A change is a `fill` (the field is empty and nothing replaced a reading of
-it), `same`, a `conflict` (differs from a carried value, clearing it
-included) or a `correction` (any other change of a value read from the
-document). Pure: no ledger, no clock.
+it), `same` (text exactly as held, money of equal value), a `conflict`
+(differs from a carried value, clearing it included, text by so much as a
+space) or a `correction` (any other change of a value read from the
+document, a space in text included). Pure: no ledger, no clock.
 """
 
 from __future__ import annotations
@@ -67,19 +68,28 @@ def classify(invoice: Invoice, parsed: dict[str, Any], problem_codes: frozenset[
         field = invoice.fields.get(name)
         old = invoice.get(name)
         authority = carried(invoice, name, problem_codes)
-        if any(new is None or values_differ(v, new) for v in authority.values()):
+        # Against what the invoice carries, text counts to the last space:
+        # stored as typed, a "same" name with an ideographic space or a line
+        # separator added would replace the signed reading unseen.
+        if any(new is None or values_differ(v, new) or _text_differs(v, new) for v in authority.values()):
             kind = CONFLICT
         elif old is None:
             # Empty, but read once and replaced since (cleared by an earlier
             # 补录): filling it again replaces that reading.
             kind = SAME if new is None else CORRECTION if invoice.replaced.get(name) else FILL
-        elif new is not None and not values_differ(old, new):
+        elif new is not None and not values_differ(old, new) and not _text_differs(old, new):
             kind = SAME
         else:
             kind = CORRECTION
         out[name] = {"old": _plain(old), "old_source": field.source if field and old is not None else None,
                      "new": _plain(new), "kind": kind, "carried": {s: _plain(v) for s, v in authority.items()}}
     return out
+
+
+def _text_differs(a: Any, b: Any) -> bool:
+    # Two texts that differ at all, whitespace included (values_differ
+    # folds it, as readings of one printed name may space it differently).
+    return isinstance(a, str) and isinstance(b, str) and a != b
 
 
 def needs_why(app: dict) -> str:
@@ -92,8 +102,9 @@ def needs_why(app: dict) -> str:
         return f"it changes what the invoice itself carries: {said} (four eyes)"
     if any(c["kind"] == CORRECTION for c in changes.values()):
         return "it replaces values read from the document (four eyes)"
-    return ("filled fields need four eyes here: the document was read as not an invoice (filling it makes "
-            "one), or [access] self_approve_empty_fields is off")
+    return ("filled fields need four eyes here: the document was read as not an invoice, or neither its "
+            "number nor an amount was read from it (filling it makes an invoice), or [access] "
+            "self_approve_empty_fields is off")
 
 
 def held_problems(changes: dict, filer: str) -> list[dict]:

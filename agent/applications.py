@@ -104,7 +104,8 @@ def file_amend(ledger: Ledger, doc_id: int, values: dict[str, str], *, reason: s
     names a bad one; nothing is written). Approved by the filer at once and
     carried out (`amend.amend`: re-validated, queued when valid) when every
     change fills an empty field and `self_approve_empty` is set (never on a
-    document ever read as not an invoice: that makes one), or changes nothing;
+    document ever read as not an invoice, nor on one from which neither its
+    number nor an amount was read: that makes one), or changes nothing;
     otherwise pending, the document held until decided. Raises
     AmendError without a reason, IllegalTransition from a state amend does
     not work on or while another application holds the document."""
@@ -126,7 +127,11 @@ def file_amend(ledger: Ledger, doc_id: int, values: dict[str, str], *, reason: s
         # receipt, which is no 补录 of a scan's missing values. Four eyes.
         # Its trail, not its state: a decline or a reject and reopen leaves
         # it quarantined, the same trip list all the same.
-        fills_ok = self_approve_empty and not _ever_not_invoice(ledger, doc)
+        # Nor one from which neither its number nor an amount was read (a
+        # blank page, an unreadable photo): filling every field of it makes
+        # an invoice out of nothing. 补录 of a scan fills what OCR missed
+        # beside what its QR code or text gave.
+        fills_ok = self_approve_empty and _identity_read(invoice) and not _ever_not_invoice(ledger, doc)
         approval = SELF if kinds <= {SAME} or (fills_ok and kinds <= {SAME, FILL}) else OTHER
         number = _file(ledger, doc, "amend", approval, reason=reason, now=now, filer=filer, changes=changes)
         if approval == SELF:
@@ -143,6 +148,13 @@ def file_amend(ledger: Ledger, doc_id: int, values: dict[str, str], *, reason: s
         state = judge(ledger, doc_id, invoice, settings=settings, destinations=destinations, today=today,
                       now=now, actor=filer.actor)
         return Outcome(number, "amend", PENDING, OTHER, doc_id, State(state).value, changes)
+
+
+def _identity_read(invoice: Invoice) -> bool:
+    # Its number, or an amount it is for, came from the file itself (a QR,
+    # XML, OFD, PDF text or OCR reading), not from an operator.
+    return any(f is not None and f.value is not None and f.source != "manual"
+               for f in (invoice.fields.get(n) for n in ("number", "amount", "total")))
 
 
 def _ever_not_invoice(ledger: Ledger, doc) -> bool:

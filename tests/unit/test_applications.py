@@ -324,3 +324,51 @@ def test_filling_a_document_read_as_no_invoice_waits_for_a_second_person(ledger)
     # A scan's empty fields filled by one person stay self-approved (the default).
     scan = add_doc(ledger, invoice(number=None, total=None), "s")
     assert file_amend(ledger, scan, {"number": "12345678"}).approval == "self"
+
+
+def test_filling_every_field_of_a_document_nothing_was_read_from_waits_for_a_second_person(ledger):
+    # A blank page, an unreadable photo: no number and no amount came from
+    # the file. One amender filling them all would make an invoice, and
+    # money to pay, out of nothing.
+    from tests.unit.test_amend import GOOD
+
+    for n, doc_id in enumerate((add_doc(ledger, None, "u"), add_doc(ledger, Invoice(), "e"))):
+        assert ledger.get(doc_id).state == "quarantined"
+        values = {name: str(value) for name, value in GOOD.items()}
+        out = file_amend(ledger, doc_id, {**values, "number": f"2411000000001234567{n}"})
+        assert (out.state, out.approval) == ("pending", "other"), doc_id
+        assert {c["kind"] for c in out.changes.values()} == {"fill"}
+        with pytest.raises(apps.NeedsAnotherPerson, match="neither its number nor an amount"):
+            approve(ledger, out.number, who=ALICE)
+        assert approve(ledger, out.number).document_state == "queued"
+    # Beside an amount the file gave, the missing number is filled by one person.
+    read = add_doc(ledger, invoice(number=None), "n")
+    assert file_amend(ledger, read, {"number": "24110000000012345679"}).approval == "self"
+
+
+def test_a_carried_text_changed_only_in_its_spaces_is_a_conflict_and_stored_text_is_never_respaced(ledger):
+    doc_id = add_doc(ledger, invoice(), "a")
+    out = file_amend(ledger, doc_id, {"buyer_name": "上海某某\u3000有限公司"})
+    assert out.changes["buyer_name"]["kind"] == "conflict" and (out.state, out.approval) == ("pending", "other")
+    decline(ledger, out.number)
+    # OCR's reading spaced differently: a correction, four eyes too.
+    ocr = invoice()
+    ocr.fields["seller_name"] = ocr.fields["seller_name"].__class__("北京某某科技有限公司", "ocr")
+    other = add_doc(ledger, ocr, "b")
+    assert file_amend(ledger, other, {"seller_name": "北京某某 科技有限公司"}).changes["seller_name"]["kind"] \
+        == "correction"
+    # The very value it holds, typed again: no change, and it keeps its source.
+    third = add_doc(ledger, invoice(), "c")
+    same = file_amend(ledger, third, {"buyer_name": "上海某某有限公司", "total": "113"})
+    assert (same.approval, {c["kind"] for c in same.changes.values()}) == ("self", {"same"})
+    fields = ledger.get(third).fields
+    assert fields["buyer_name"] == "上海某某有限公司" and fields["sources"]["buyer_name"] == "xml"
+    assert fields["sources"]["total"] == "xml" and "replaced" not in fields
+
+
+@pytest.mark.parametrize("bad", ["a\u2028b", "a\u2029b", "a\x85b", "a\u202eb", "a\u2066b", "a\ufeffb", "a\x1bb"])
+def test_an_operator_value_with_line_control_or_direction_characters_is_refused(ledger, bad):
+    doc_id = add_doc(ledger, invoice(buyer_name=None), "a")
+    with pytest.raises(AmendError, match="without control"):
+        file_amend(ledger, doc_id, {"buyer_name": bad})
+    assert ledger.applications_of(doc_id) == []
