@@ -71,7 +71,11 @@ _SCALAR_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
     "health": {"sla_warn_fraction": (float, 0.8), "backup_unreachable_warn_minutes": (float, 30.0),
                "backup_unreachable_crit_minutes": (float, 120.0), "heartbeat_stale_s": (float, 120.0),
                "failed_warn": (int, 1), "failed_crit": (int, 10), "quarantined_warn": (int, 1),
-               "quarantined_crit": (int, 0)},
+               "quarantined_crit": (int, 0),
+               # A 补录 application pending this long is a WARNING and an
+               # `application-pending` alert (0: never); its document waits
+               # for a person even when its state (duplicate) counts as finished.
+               "application_pending_hours": (float, 24.0)},
     "metrics": METRICS_SCHEMA,  # Prometheus (service/metrics.py); agent/config_metrics.py checks it
     # Several sites, one shared store (agent/fleet/, docs/fleet.md). No url: no fleet,
     # and nothing changes. lease_s: how long a claim holds a key before another

@@ -47,8 +47,10 @@ backup_unreachable_crit_minutes = 120   # ... and this long: CRITICAL
 heartbeat_stale_s = 120
 failed_warn = 1                         # invoices whose delivery failed (retries exhausted)
 failed_crit = 10                        # 0: never CRITICAL for this
-quarantined_warn = 1                    # invoices waiting for a person
-quarantined_crit = 0
+quarantined_warn = 1                    # invoices waiting for a person (quarantined, or held
+quarantined_crit = 0                    # by a pending 补录 application, a duplicate too)
+application_pending_hours = 24          # a 补录 application waiting this long for its approver:
+                                        # WARNING and an application-pending alert (0: never)
 
 [backup_policy]
 # Every week the daemon proves each [[backup]] target restores: it fetches

@@ -49,6 +49,7 @@ class Thresholds:
     quarantined_warn: int = 1
     quarantined_crit: int = 0
     drill_max_age_days: float = 8.0      # [backup_policy]: no passed restore drill this long is a WARNING
+    application_pending_hours: float = 24.0   # a 补录 application waiting this long for its approver (0: never)
 
     @classmethod
     def from_config(cls, cfg) -> "Thresholds":
@@ -105,6 +106,10 @@ def evaluate(report: dict, limits: Thresholds, *, now: dt.datetime, time_text: T
     reasons += _backups((report.get("backup") or {}).get("targets") or [], limits, now)
     reasons += _drills((report.get("backup") or {}).get("targets") or [], limits, now)
     reasons += _fleet(report.get("fleet"), time_text)
+    applications = report.get("applications") or {}
+    reasons += _waiting_for_a_person((report.get("states") or {}).get("quarantined", 0),
+                                     held_elsewhere(applications), limits)
+    reasons += _applications(applications, limits)
     states = report.get("states") or {}
     unfinished = sum(states.get(s, 0) for s in ("captured", "extracted", "valid", "queued", "delivering"))
     return Health(reasons, ok_text=f"daemon alive, {unfinished} documents on their way, none late")
@@ -184,8 +189,6 @@ def _delivery(delivery: dict, states: dict, limits: Thresholds) -> list[Reason]:
                                    f"(waiting over {limits.sla_warn_hours:g} h)"))
     out += _count(states.get("failed", 0), limits.failed_warn, limits.failed_crit,
                   "whose delivery failed (retries exhausted)")
-    out += _count(states.get("quarantined", 0), limits.quarantined_warn, limits.quarantined_crit,
-                  "quarantined (waiting for a person)")
     for name, n in sorted((delivery.get("unknown_destinations") or {}).items()):
         rows = "1 delivery waits" if n == 1 else f"{n} deliveries wait"
         out.append(Reason(CRITICAL, f"{rows} for destination {name}, which the config no longer has "
@@ -201,6 +204,38 @@ def _delivery(delivery: dict, states: dict, limits: Thresholds) -> list[Reason]:
             out.append(Reason(WARNING, f"destination {dest['name']} not answering (breaker "
                                        f"{dest['breaker']['state']})"))
     return out
+
+
+def held_elsewhere(applications: dict) -> dict[str, int]:
+    """Documents a pending 补录 application holds that are NOT quarantined,
+    by state (a duplicate the application says is another invoice): from
+    `status --json`'s `applications.held`. They wait for a person as a
+    quarantined one does, though no quarantine count or SLA sees them."""
+    return {s: n for s, n in (applications.get("held") or {}).items() if n and s != "quarantined"}
+
+
+def _waiting_for_a_person(quarantined: int, held: dict[str, int], limits: Thresholds) -> list[Reason]:
+    # One count of what needs a person, judged by quarantined_warn/crit: a
+    # held duplicate is no less waiting than a quarantined document.
+    if not held:
+        return _count(quarantined, limits.quarantined_warn, limits.quarantined_crit,
+                      "quarantined (waiting for a person)")
+    others = ", ".join(f"{n} {s}" for s, n in sorted(held.items()))
+    return _count(quarantined + sum(held.values()), limits.quarantined_warn, limits.quarantined_crit,
+                  f"waiting for a person ({quarantined} quarantined; held by a pending 补录 application: {others})")
+
+
+def _applications(applications: dict, limits: Thresholds) -> list[Reason]:
+    # 补录 applications past [health] application_pending_hours: someone
+    # filed a correction and no approver has looked at it since.
+    n = applications.get("overdue") or 0
+    if not n or not limits.application_pending_hours:
+        return []
+    oldest = (applications.get("overdue_applications") or [{}])[0]
+    named = (f" (the oldest {oldest['number']}, document {oldest['document_id']} ({oldest['doc_state_now']}), "
+             f"filed by {oldest['filer']} {span(applications.get('oldest_age_s'))} ago)" if oldest else "")
+    return [Reason(WARNING, f"{_n(n, '补录 application')} pending over {limits.application_pending_hours:g} h{named}: "
+                            "`fapiao-agent requests --state pending`, then approve or decline")]
 
 
 def _count(n: int, warn: int, crit: int, what: str) -> list[Reason]:

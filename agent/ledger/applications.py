@@ -109,14 +109,39 @@ class ApplicationsMixin:
             (doc_id, number))
         return [{**dict(r), "details": json.loads(r["details"])} for r in rows]
 
-    def pending_summary(self) -> dict[str, Any]:
-        """How many applications are pending and when the oldest was filed."""
+    def pending_summary(self, *, filed_before: str | None = None) -> dict[str, Any]:
+        """How many applications are pending (`pending`), when the oldest was
+        filed (`oldest_filed_at`), how many were filed before `filed_before`
+        (`overdue`; 0 without it) and the documents they hold by the state
+        each is in now (`held`, e.g. {"quarantined": 2, "duplicate": 1}: a
+        held duplicate is waiting for a person too, though its state counts
+        as finished). One read; zeros on a ledger older than the table."""
         if self.schema_version < APPLICATIONS_SCHEMA:
-            return {"pending": 0, "oldest_filed_at": None}
-        n, oldest = self.conn.execute("SELECT count(*), min(filed_at) FROM applications WHERE state = ?",
-                                      (PENDING,)).fetchone()
-        return {"pending": n, "oldest_filed_at": oldest}
+            return {"pending": 0, "oldest_filed_at": None, "overdue": 0, "held": {}}
+        n, oldest, overdue = self.conn.execute(
+            "SELECT count(*), min(filed_at), count(CASE WHEN filed_at < ? THEN 1 END) FROM applications "
+            "WHERE state = ?", (filed_before or "", PENDING)).fetchone()
+        held = {state: count for state, count in self.conn.execute(
+            "SELECT d.state, count(DISTINCT d.id) FROM applications a JOIN documents d ON d.id = a.document_id "
+            "WHERE a.state = ? GROUP BY d.state ORDER BY d.state", (PENDING,))}
+        return {"pending": n, "oldest_filed_at": oldest, "overdue": overdue, "held": held}
 
+    def pending_applications(self, *, filed_before: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The pending applications, OLDEST first (the longest wait leads),
+        only those filed before `filed_before` when given, at most `limit`:
+        number, document_id, kind, filer, filed_at, reason, the document's
+        state now (`doc_state_now`), invoice_number and original_name."""
+        if self.schema_version < APPLICATIONS_SCHEMA:
+            return []
+        where, params = "a.state = ?", [PENDING]
+        if filed_before:
+            where += " AND a.filed_at < ?"
+            params.append(filed_before)
+        rows = self.conn.execute(
+            "SELECT a.number, a.document_id, a.kind, a.filer, a.filed_at, a.reason, d.state AS doc_state_now, "
+            f"d.invoice_number, d.original_name FROM applications a JOIN documents d ON d.id = a.document_id "
+            f"WHERE {where} ORDER BY a.filed_at, a.id LIMIT ?", (*params, limit))
+        return [dict(r) for r in rows]
 
 def _dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)

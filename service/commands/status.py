@@ -33,7 +33,7 @@ def status_report(ledger: Ledger, cfg, *, time_text: TimeText = as_stored) -> di
     report = {
         "states": ledger.counts(),
         "refused": ledger.refusal_summary(),
-        "applications": ledger.pending_summary(),
+        "applications": _applications(ledger, at, limits.application_pending_hours),
         "source_steps": ledger.source_steps_summary(),
         "oldest_unfinished": oldest,
         "oldest_unfinished_age_s": age_seconds(oldest, at),
@@ -50,6 +50,24 @@ def status_report(ledger: Ledger, cfg, *, time_text: TimeText = as_stored) -> di
         report["fleet"] = {"site": cfg.fleet["site"], "url": cfg.fleet["url"], **ledger.fleet_summary()}
     report["health"] = evaluate(report, limits, now=at, time_text=time_text).to_dict()
     return report
+
+
+# Overdue applications named in the report (each an `application-pending`
+# alert, agent/notify/faults.py); more are counted, and named as the older
+# ones are decided.
+OVERDUE_LISTED = 20
+
+
+def _applications(ledger: Ledger, at: dt.datetime, hours: float) -> dict:
+    # Pending 补录 applications: counts, the documents they hold by state, and
+    # those waiting longer than [health] application_pending_hours (0: none is).
+    cutoff = utc(at - dt.timedelta(hours=hours)) if hours else None
+    out = ledger.pending_summary(filed_before=cutoff)
+    out["oldest_age_s"] = age_seconds(out["oldest_filed_at"], at)
+    out["overdue_hours"] = hours
+    out["overdue_applications"] = (ledger.pending_applications(filed_before=cutoff, limit=OVERDUE_LISTED)
+                                   if out["overdue"] else [])
+    return out
 
 
 ALIVE_WITHIN_S = 120  # the default of [health] heartbeat_stale_s
@@ -111,7 +129,8 @@ Exit status:
   with --check      the monitoring-plugin convention (Nagios, Icinga, Zabbix):
                     0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (ledger or config unreadable)
   thresholds: [health] in the config (sla_warn_fraction, backup_unreachable_warn_minutes,
-  backup_unreachable_crit_minutes, heartbeat_stale_s, failed_warn/crit, quarantined_warn/crit)
+  backup_unreachable_crit_minutes, heartbeat_stale_s, failed_warn/crit, quarantined_warn/crit
+  (documents held by a pending 补录 application count with the quarantined), application_pending_hours)
   and [delivery] sla_hours, counted from each invoice's arrival.
 
 \b
@@ -122,7 +141,9 @@ Examples:
               "`OK|WARNING|CRITICAL|UNKNOWN: reason; reason`, then one line per reason, and exit 0, 1, 2 "
               "or 3 (monitoring-plugin convention).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: states (every state, zeros "
-              "included), refused (count, last_at), applications (pending, oldest_filed_at), oldest_unfinished, last_activity, daemon, ledger, vault, delivery "
+              "included), refused (count, last_at), applications (pending, oldest_filed_at, oldest_age_s, held: the "
+              "documents they hold by state, overdue: pending over overdue_hours, overdue_applications: the "
+              "oldest of those), oldest_unfinished, last_activity, daemon, ledger, vault, delivery "
               "(sla_breaches and late_by_state counted from arrival, near_sla, and per destination backlog, "
               "health, breaker, maintenance_until), backup (per target backlog, pause, reachable, "
               "unreachable_since, last put, verify and snapshot; originals and documents backed up, apart), "
@@ -154,7 +175,7 @@ def command(ctx: click.Context, check: bool, as_json: bool) -> None:
 
 
 def _print_status(report: dict) -> None:
-    from agent.health import heartbeat_details
+    from agent.health import heartbeat_details, held_elsewhere
     from service.commands.backup import backed_up_line, drill_line, target_state
     from service.commands.deliver import print_delivery
 
@@ -167,7 +188,9 @@ def _print_status(report: dict) -> None:
                if refused["count"] else ""))
     pending = report["applications"]
     if pending["pending"]:
-        echo(f"{'applications':>12}  {pending['pending']} pending  (补录 waiting for an approver, the oldest "
+        # A held duplicate's state counts as finished: said here, or nothing would say it waits.
+        held = "".join(f", holding {n} {s}" for s, n in held_elsewhere(pending).items())
+        echo(f"{'applications':>12}  {pending['pending']} pending  (补录 waiting for an approver{held}; the oldest "
              f"filed {local_time(pending['oldest_filed_at'])}: `fapiao-agent requests --state pending`)")
     steps = report["source_steps"]
     if steps["waiting"]:
