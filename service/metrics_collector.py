@@ -121,6 +121,15 @@ def _documents(report: dict):
                  "0 without destinations.", ["state"], [((s,), late.get(s, 0)) for s in LATE_DOCUMENT_STATES])
     yield _gauge("fapiao_sla_near_invoices", "Documents waiting longer than [health] sla_warn_fraction of "
                  "sla_hours since arrival, not yet past it.", rows=[((), delivery.get("near_sla") or 0)])
+    # 补录 applications waiting for their second person: a held document may
+    # be a `duplicate`, which no state count or SLA series above shows waiting.
+    applications = report.get("applications") or {}
+    yield _gauge("fapiao_applications_pending", "补录 applications filed and not yet approved or declined "
+                 "(`fapiao-agent requests --state pending`); each holds its document (quarantined, or a "
+                 "duplicate) until decided.", rows=[((), applications.get("pending") or 0)])
+    yield _gauge("fapiao_applications_pending_oldest_age_seconds", "How long the oldest pending 补录 application "
+                 "has waited since it was filed (0 when none); [health] application_pending_hours is a WARNING.",
+                 rows=[((), applications.get("oldest_age_s") or 0)])
     refused = report.get("refused") or {}
     yield _gauge("fapiao_refused_files", "Files and attachments refused at intake (each with its reason; "
                  "`fapiao-agent audit ledger`).", rows=[((), refused.get("count") or 0)])
