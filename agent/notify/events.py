@@ -6,10 +6,10 @@ adapters."""
 from __future__ import annotations
 
 EVENTS = ("quarantined", "sla-at-risk", "sla-breached", "destination-paused", "backup-failing",
-          "verify-mismatch", "disk-full", "intake-stuck", "weekly-report")
+          "verify-mismatch", "disk-full", "intake-stuck", "application-pending", "weekly-report")
 # Level-triggered: open while the ledger shows them (agent/notify/faults.py).
 FAULT_EVENTS = ("sla-at-risk", "sla-breached", "destination-paused", "backup-failing", "verify-mismatch",
-                "disk-full", "intake-stuck")
+                "disk-full", "intake-stuck", "application-pending")
 PRESETS = ("wecom", "dingtalk", "feishu", "generic")
 # A robot's host names its preset when `preset` is not given.
 PRESET_HOSTS = {"qyapi.weixin.qq.com": "wecom", "oapi.dingtalk.com": "dingtalk",

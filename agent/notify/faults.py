@@ -90,7 +90,34 @@ def open_faults(report: dict, entry: dict[str, Any], *, now: dt.datetime,
                                f"{label} ({d.get('path')}) has {free / 2**20:.0f} MiB free ({pct:.1f} %)."))
     if "intake-stuck" in wanted:
         found += _intake_stuck(heartbeat_details(report.get("daemon") or {}))
+    if "application-pending" in wanted:
+        found += _applications_pending(report.get("applications") or {}, now, time_text)
     return {f.key: f for f in found}
+
+
+def _applications_pending(applications: dict, now: dt.datetime, time_text: TimeText) -> list[Fault]:
+    # Each 补录 application pending past [health] application_pending_hours,
+    # keyed by its number: told once when it crosses the threshold, resolved
+    # once it is approved or declined. Its document may be a `duplicate`,
+    # which no quarantine digest or SLA fault ever names. The filer's reason
+    # is a person's free text: one line, as a code span (no markdown, no
+    # mention in a robot).
+    hours = f"{float(applications.get('overdue_hours') or 0):g}"
+    found = []
+    for a in applications.get("overdue_applications") or ():
+        number, age = a["number"], span((now - parse_utc(a["filed_at"])).total_seconds())
+        doc = f"#{a['document_id']} ({a['doc_state_now']})"
+        who = one_line(str(a.get("filer") or "?"))
+        reason = code_span(a.get("reason") or "")
+        found.append(Fault(f"application-pending:{number}", "application-pending",
+                           f"补录申请 {number} 待审批已 {age} / 补录 application {number} pending {age}",
+                           f"补录申请 {number} ({a['kind']}, 发票 {doc}) 由 {who} 于 {time_text(a['filed_at'])} 提交, "
+                           f"已等待审批 {age} (超过 {hours} 小时): {reason}\n"
+                           f"补录 application {number} ({a['kind']}) for document {doc}, filed by {who} at "
+                           f"{time_text(a['filed_at'])}, has waited {age} for an approver (over {hours} h): "
+                           f"{reason}\nThe document waits until someone other than the filer runs "
+                           f"`fapiao-agent approve {number}` or `fapiao-agent decline {number}`."))
+    return found
 
 
 def _intake_stuck(details: dict) -> list[Fault]:
