@@ -19,6 +19,7 @@ from agent.ledger.rows import parse_utc, utc
 # The invoices' own calendar: the expired rule counts days in China (UTC+8).
 CHINA = dt.timezone(dt.timedelta(hours=8))
 DEFAULT_ZONE = "Asia/Shanghai"
+APPLICATIONS_LISTED = 50    # pending applications the page lists, oldest first; all are counted
 
 
 def zone_of(name: str) -> dt.tzinfo:
@@ -87,6 +88,10 @@ class Figures:
     expiry: dict[str, Any]                      # max_age_days, warn_days, today, count, rows
     backup: dict[str, Any]                      # as `status` computes it: targets, backed_up, objects...
     drills: dict[str, dict[str, Any]] = field(default_factory=dict)  # target -> latest restore drill
+    # pending 补录 applications now: pending, held (documents by state), held_elsewhere (those not
+    # quarantined: a duplicate waits for a person too), waiting (quarantined + held_elsewhere), rows
+    applications: dict[str, Any] = field(default_factory=lambda: {"pending": 0, "held": {}, "held_elsewhere": 0,
+                                                                  "waiting": 0, "rows": []})
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -102,8 +107,9 @@ def gather(ledger, *, since: dt.datetime, until: dt.datetime, now: dt.datetime, 
            max_age_days: int, warn_days: int, backup: Mapping[str, Any],
            drills: Mapping[str, Mapping[str, Any]] | None = None) -> Figures:
     """The figures of [since, until) from `ledger` (one read snapshot), days
-    cut in time zone `tz`; open quarantine and invoices near `max_age_days`
-    (within `warn_days`, undelivered) as of `now`. `backup` is what
+    cut in time zone `tz`; open quarantine, pending 补录 applications (the
+    APPLICATIONS_LISTED oldest listed, each with its age at `now`) and
+    invoices near `max_age_days` (within `warn_days`, undelivered) as of `now`. `backup` is what
     `status` computes for the targets; `drills` the latest restore drill per
     target (absent: none yet)."""
     zone = zone_of(tz)
@@ -122,6 +128,8 @@ def gather(ledger, *, since: dt.datetime, until: dt.datetime, now: dt.datetime, 
         missing = ledger.missing_at_reconciliation(since=s, until=u)
         cutoff = today - dt.timedelta(days=max_age_days - warn_days)
         expiry = ledger.undelivered_dated_by(dated_on_or_before=cutoff.isoformat())
+        pending = ledger.pending_summary()
+        pending_rows = ledger.pending_applications(limit=APPLICATIONS_LISTED)
     finally:
         if own:
             ledger.conn.execute("ROLLBACK")
@@ -140,7 +148,18 @@ def gather(ledger, *, since: dt.datetime, until: dt.datetime, now: dt.datetime, 
                    repeat_arrivals=repeats, timing=_timing(timing_rows), quarantine=quarantine,
                    duplicates=duplicates, missing=missing,
                    expiry={"max_age_days": max_age_days, "warn_days": warn_days, "today": today, **expiry},
-                   backup=dict(backup), drills={k: dict(v) for k, v in (drills or {}).items()})
+                   backup=dict(backup), drills={k: dict(v) for k, v in (drills or {}).items()},
+                   applications=_applications(pending, pending_rows, quarantine["total"], now))
+
+
+def _applications(pending: dict, rows: list[dict], quarantined: int, now: dt.datetime) -> dict[str, Any]:
+    # A document a pending application holds waits for a person whatever its
+    # state; a held duplicate is no quarantine, so it is added to that count.
+    elsewhere = sum(n for state, n in pending["held"].items() if state != "quarantined")
+    for r in rows:
+        r["age_s"] = (now - parse_utc(r["filed_at"])).total_seconds()
+    return {"pending": pending["pending"], "held": dict(pending["held"]), "held_elsewhere": elsewhere,
+            "waiting": quarantined + elsewhere, "rows": rows}
 
 
 def _days(since: dt.datetime, until: dt.datetime, zone: dt.tzinfo) -> list[dict[str, Any]]:

@@ -58,7 +58,8 @@ def render_html(fig: Figures) -> str:
         "<h1>发票每周检查 <span class=\"en\">Weekly invoice check</span></h1>",
         f"<div class=\"period\">{e(_stamp(fig.since, fig))} – {e(_stamp(fig.until, fig))} ({e(fig.tz)})"
         f" · 生成于 generated {e(_stamp(fig.now, fig))}</div>",
-        _tiles(fig), _arrivals(fig), _timing(fig), _quarantine(fig), _duplicates(fig), _missing(fig),
+        _tiles(fig), _arrivals(fig), _timing(fig), _quarantine(fig), _applications(fig), _duplicates(fig),
+        _missing(fig),
         _expiry(fig), _backups(fig),
         "<footer>fapiao-agent · 所有数字均来自账本 every figure is read from the ledger</footer>",
         "</main></body></html>\n",
@@ -108,11 +109,14 @@ def _table(headers: Sequence[tuple[str, str]], rows: Iterable[Sequence[Any]], em
 def _tiles(fig: Figures) -> str:
     t = fig.totals
     conf = fig.timing["confirmed"]
+    waiting, pending = fig.applications["waiting"], fig.applications["pending"]
     bad_targets = sum(1 for x in fig.backup.get("targets", []) if x.get("reachable") in ("unreachable", "paused"))
     tiles = [
         ("到达 arrivals", t["total"], ""),
         ("已送达 delivered", t["delivered"], "good"),
-        ("待人工处理（当前）open quarantine", fig.quarantine["total"], "warn" if fig.quarantine["total"] else "good"),
+        # Quarantined, and documents a pending 补录 application holds in another state (a duplicate).
+        ("待人工处理（当前）waiting for a person", waiting, "warn" if waiting else "good"),
+        ("待审批补录 applications pending", pending, "warn" if pending else "good"),
         ("发送失败 failed", t["failed"], "bad" if t["failed"] else "good"),
         ("拦截重复 duplicates caught", fig.duplicates["count"], ""),
         ("对账缺失 missing at reconciliation", fig.missing["count"], "warn" if fig.missing["count"] else "good"),
@@ -223,6 +227,22 @@ def _quarantine(fig: Figures) -> str:
     title = _title("隔离原因", f"Quarantine reasons (open now: {q['total']})")
     return (f"<section id=\"quarantine\">{title}"
             f"{chart}{codes}" + (f"<h3>最早的待处理 oldest open cases</h3>{oldest}" if q["oldest"] else "")
+            + "</section>")
+
+
+def _applications(fig: Figures) -> str:
+    a = fig.applications
+    rows = ([r["number"], r["document_id"], r["doc_state_now"], r["kind"], r["filer"], _when(r["filed_at"], fig),
+             duration_text(r["age_s"]), r["reason"]] for r in a["rows"])
+    held = "、".join(f"{n} {s}" for s, n in sorted(a["held"].items()))
+    more = len(a["rows"]) < a["pending"]
+    return (f"<section id=\"applications\">{_title('待审批的补录申请', 'Pending 补录 applications (oldest first)')}"
+            f"<p>等待第二人审批 waiting for an approver other than the filer: <b>{a['pending']}</b>"
+            + (f" · 所持发票 documents held: {e(held)}" if held else "")
+            + (f" · 仅列出最早的 {len(a['rows'])} 个 the {len(a['rows'])} oldest listed" if more else "") + "</p>"
+            + _table([("申请编号 number", "t"), ("编号 document", "num"), ("发票状态 state", ""), ("类型 kind", ""),
+                      ("提交人 filer", ""), ("提交于 filed", "t"), ("已等待 age", "num"), ("理由 reason", "")],
+                     rows, "没有待审批的补录申请 no application is pending")
             + "</section>")
 
 

@@ -19,7 +19,8 @@ def csv_rows(fig: Figures) -> Iterator[dict[str, Any]]:
     """One row per figure of the page, long format (section, key, item,
     value, detail), so a spreadsheet can filter by section: period,
     arrivals (per day and outcome, and totals), timing, quarantine codes
-    and oldest cases, duplicates, missing, expiry, backup targets."""
+    and oldest cases, pending 补录 applications (age in seconds), duplicates,
+    missing, expiry, backup targets."""
     yield {"section": "period", "key": "since", "value": fig.since.isoformat()}
     yield {"section": "period", "key": "until", "value": fig.until.isoformat()}
     yield {"section": "period", "key": "time_zone", "value": fig.tz}
@@ -44,6 +45,16 @@ def csv_rows(fig: Figures) -> Iterator[dict[str, Any]]:
     for r in q["oldest"]:
         yield {"section": "quarantine_oldest", "key": r["id"], "item": r["original_name"], "value": r["codes"],
                "detail": _join(r["received_at"], r["invoice_number"], r["seller_name"])}
+    a = fig.applications
+    yield {"section": "applications", "key": "pending", "value": a["pending"]}
+    yield {"section": "applications", "key": "waiting_for_a_person", "value": a["waiting"],
+           "detail": f"{q['total']} quarantined, {a['held_elsewhere']} held by a pending application in another state"}
+    for state, n in a["held"].items():
+        yield {"section": "applications_held", "key": state, "value": n}
+    for r in a["rows"]:
+        yield {"section": "application", "key": r["number"], "item": r["document_id"],
+               "value": round(r["age_s"], 1), "detail": _join(r["kind"], r["filer"], r["filed_at"],
+                                                              r["doc_state_now"], r["reason"])}
     yield {"section": "duplicates", "key": "count", "value": fig.duplicates["count"]}
     for r in fig.duplicates["examples"]:
         yield {"section": "duplicate", "key": r["id"], "item": r["invoice_number"], "value": r["duplicate_of"],
@@ -78,7 +89,7 @@ def _join(*parts: Any) -> str:
 def summary(fig: Figures) -> str:
     """One paragraph with the key numbers (markdown bold), the period first;
     names no invoice, file or seller (chat robots are not the place)."""
-    t, conf = fig.totals, fig.timing["confirmed"]
+    t, conf, a = fig.totals, fig.timing["confirmed"], fig.applications
     targets = fig.backup.get("targets", [])
     failing = [x["name"] for x in targets if x.get("reachable") in ("unreachable", "paused")]
     ok = [x["name"] for x in targets if x.get("reachable") == "ok"]
@@ -88,7 +99,9 @@ def summary(fig: Figures) -> str:
     text = (f"发票每周检查 Weekly invoice check {period} ({fig.tz}): "
             f"**{t['total']}** arrived (到达), **{t['delivered']}** delivered (已送达), "
             f"**{t['in_progress']}** in progress, **{t['failed']}** failed (失败), "
-            f"**{t['refused']}** refused; **{fig.quarantine['total']}** quarantined now (待人工处理); "
+            f"**{t['refused']}** refused; **{fig.quarantine['total']}** quarantined now (待人工处理)"
+            + (f", **{a['held_elsewhere']}** more held by a pending 补录 application" if a["held_elsewhere"] else "")
+            + (f", **{a['pending']}** 补录 applications pending (待审批)" if a["pending"] else "") + "; "
             f"**{fig.duplicates['count']}** duplicates caught (重复); "
             f"**{fig.missing['count']}** missing at reconciliation, **{fig.missing['resent']}** re-sent; "
             f"**{fig.expiry['count']}** undelivered within {fig.expiry['warn_days']} days of "

@@ -121,7 +121,8 @@ def test_html_shows_the_figures_and_escapes_strangers(week):
         r'<div class="n">([^<]*)</div><div class="l">([^<]*)</div>', page))
     assert tiles["到达 arrivals"] == str(EXPECTED["totals"]["total"])
     assert tiles["已送达 delivered"] == str(EXPECTED["totals"]["delivered"])
-    assert tiles["待人工处理（当前）open quarantine"] == str(EXPECTED["quarantine_total"])
+    assert tiles["待人工处理（当前）waiting for a person"] == str(EXPECTED["quarantine_total"])   # no application holds one
+    assert tiles["待审批补录 applications pending"] == "0"
     assert tiles["拦截重复 duplicates caught"] == str(EXPECTED["duplicates"])
     assert tiles["对账缺失 missing at reconciliation"] == str(EXPECTED["missing"])
     assert tiles["临近过期未送达 near expiry"] == str(EXPECTED["expiry"])

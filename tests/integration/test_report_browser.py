@@ -79,7 +79,7 @@ def test_dom_holds_the_key_numbers_and_no_request_left_the_page(page):
     dom = _chromium(tmp, f"--log-net-log={net_log}", "--dump-dom", report.html_path.as_uri())
     text = html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom)))
     for label, n in (("到达 arrivals", EXPECTED["totals"]["total"]), ("已送达 delivered", EXPECTED["totals"]["delivered"]),
-                     ("open quarantine", EXPECTED["quarantine_total"]),
+                     ("waiting for a person", EXPECTED["quarantine_total"]),
                      ("missing at reconciliation", EXPECTED["missing"]), ("near expiry", EXPECTED["expiry"])):
         assert re.search(rf"\b{n} [^0-9]*{re.escape(label)}", text), (label, n)
     assert "3.0 h / 4.0 d" in text
