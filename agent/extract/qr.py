@@ -190,18 +190,26 @@ def _parse(text: str) -> tuple[QrPayload | None, str]:
 
 
 def sort_codes(texts: list[str]) -> tuple[list[QrPayload], list[str]]:
-    """The invoice payloads among decoded QR `texts`, one per invoice (the
-    first of each 代码 + 号码, in order), and the other texts, each once."""
+    """The invoice payloads among decoded QR `texts`, each distinct reading
+    once (in order), and the other texts, each once. One code read twice
+    is one payload; two codes of one 代码 + 号码 that disagree on any field
+    (a date, an amount, a check code) are two: a pasted decoy beside the
+    genuine code, and which one is true cannot be told (the caller's
+    several-invoices rule then stores none of their values)."""
     payloads: list[QrPayload] = []
     others: list[str] = []
-    seen: set[tuple[str | None, str]] = set()
+    seen: set[tuple] = set()
     for text in texts:
         payload = parse_qr(text)
         if payload is None:
             if text not in others:
                 others.append(text)
-        elif (payload.code, payload.number) not in seen:
-            seen.add((payload.code, payload.number))
+            continue
+        # The fields, not the text: a decoder's spacing or the CRC's form
+        # makes no other invoice.
+        reading = (payload.kind, payload.code, payload.number, payload.amount, payload.date, payload.check_code)
+        if reading not in seen:
+            seen.add(reading)
             payloads.append(payload)
     return payloads, others
 
@@ -210,6 +218,14 @@ def several_invoices_problem(payloads: list[QrPayload], where: str, where_zh: st
     """The error for one page or image holding the QR codes of several
     invoices (`several_faces_problem`)."""
     n = len(payloads)
+    if len({(p.code, p.number) for p in payloads}) == 1:   # one invoice's codes that disagree
+        return Problem(
+            "several-invoices-on-page", "error", field=None,
+            message=(f"{where} carries {n} QR codes of invoice {payloads[0].number} that disagree (a date, an "
+                     "amount or a check code): one is not the issuer's, and which cannot be told; no value is "
+                     "read from it: check the paper invoice"),
+            message_zh=(f"{where_zh}上有{n}个发票号码 {payloads[0].number} 的二维码，但内容不一致，无法判断哪个为真，"
+                        "未读取任何字段，请核对纸质发票"))
     return several_faces_problem([p.number for p in payloads], f"{where} carries {n} invoice QR codes",
                                  f"{where_zh}上有{n}张发票的二维码")
 

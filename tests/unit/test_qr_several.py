@@ -95,6 +95,26 @@ def test_the_same_qr_twice_is_one_invoice():
     assert "several-invoices-on-page" not in problem_codes(inv)
 
 
+def test_two_codes_of_one_invoice_that_disagree_are_an_error_and_no_value_is_read():
+    # A decoy pasted beside the genuine code: the same 代码 + 号码, its CRC
+    # right, another date (an expired invoice made current) or amount.
+    # Whichever the decoder met first won; now neither does.
+    later = signed("01,10,044032599411,05286503,2959.10,20270601,14709567756825065566")
+    dearer = signed("01,10,044032599411,05286503,9959.10,20260601,14709567756825065566")
+    for decoy in (later, dearer):
+        for first, second in ((QR_B, decoy), (decoy, QR_B)):
+            (inv,) = read_image(png(two_slips(first, second)), ocr=False)
+            assert "several-invoices-on-page" in problem_codes(inv)
+            assert not inv.fields, (first, second)
+            message = next(p.message for p in inv.problems if p.code == "several-invoices-on-page")
+            assert "QR codes of invoice 05286503 that disagree" in message
+        (page,) = read_pdf(face_with_qr_images(QR_A, signed("01,32,,25317000002856140513,73.20,20261108,")))
+        assert "several-invoices-on-page" in problem_codes(page) and not page.fields
+    # The same code read with another spacing is one invoice still.
+    (inv,) = read_pdf(face_with_qr_images(QR_A, QR_A.replace(",,", ", ,", 1)))
+    assert inv.get("number") == "25317000002856140513"
+
+
 def test_an_invoice_qr_that_does_not_parse_is_named_and_not_used():
     for fields, why in (("01,32,,25317000002856140513,73.20,20260230,", "date"),
                         ("01,32,,25317000002856140513,73.205,20251108,", "amount"),
