@@ -9,6 +9,7 @@ malformed XML: a page is walked tag by tag for the text a parser would give
 
 from __future__ import annotations
 
+import math
 import posixpath
 import re
 from xml.etree.ElementTree import Element
@@ -158,9 +159,49 @@ def _load_page(pkg: OfdPackage, page: OfdPage) -> None:
         if tag == "Template" and el.get("TemplateID"):
             page._template_ids.append(el.get("TemplateID"))
         elif tag == "TextObject":
-            codes = [c for c in el.iter() if local_name(c.tag) == "TextCode"]
+            codes = [("".join(c.itertext()).strip(), c.get("X"), c.get("Y"))
+                     for c in el.iter() if local_name(c.tag) == "TextCode"]
             obj_id = (el.get("ID") or "").strip() or _unnamed(page)
-            _keep(page, obj_id, "".join("".join(c.itertext()).strip() for c in codes))
+            _keep(page, obj_id, drawn_order(codes, el.get("Size")))
+
+
+def drawn_order(codes: list[tuple[str, str | None, str | None]], size: str | None = None) -> str:
+    """The text of a TextObject's TextCodes (text, X, Y) as the page shows
+    it: lines top to bottom, each left to right. A code without X or Y is
+    placed where the one before it was (GB/T 33190), from 0. The file's
+    order is no proof: two codes written right-to-left in the file draw
+    "苏州交投" "物产有限公司" as one name all the same. "" when a position
+    does not read as a number: where it is drawn cannot be told, and no
+    text is better than text in the wrong order."""
+    if len(codes) < 2:
+        return "".join(text for text, _, _ in codes)
+    placed, x, y = [], 0.0, 0.0
+    for i, (text, raw_x, raw_y) in enumerate(codes):
+        try:
+            x = float(raw_x) if raw_x is not None else x
+            y = float(raw_y) if raw_y is not None else y
+        except ValueError:
+            return ""
+        if not (math.isfinite(x) and math.isfinite(y)):
+            return ""
+        placed.append((y, x, i, text))
+    try:
+        tolerance = max(float(size or 0) / 2, 0.5)
+    except ValueError:
+        tolerance = 0.5
+    tolerance = tolerance if math.isfinite(tolerance) else 0.5
+    # Lines by baseline (a code within half a glyph of the line's first is on
+    # it), then left to right; the file's order breaks ties.
+    placed.sort()
+    out, line, top = [], [], None
+    for entry in placed:
+        if top is not None and entry[0] - top > tolerance:
+            out += sorted(line, key=lambda e: (e[1], e[2]))
+            line, top = [], None
+        top = entry[0] if top is None else top
+        line.append(entry)
+    out += sorted(line, key=lambda e: (e[1], e[2]))
+    return "".join(e[3] for e in out)
 
 
 def _walk_page(page: OfdPage, text: str) -> None:
@@ -211,11 +252,13 @@ def _walk_page(page: OfdPage, text: str) -> None:
                 if obj is not None:
                     obj.close(page, ended=closing)  # an object opening inside one: its end tag is missing
                 obj = None if closing else _Object(_attr(attrs, "ID"))
+                if obj is not None and isinstance(size := _attr(attrs, "Size"), str):
+                    obj.size = size
                 if obj is not None and attrs.endswith("/"):
                     obj.close(page, ended=True)
                     obj = None
             elif name == "TextCode" and obj is not None:
-                obj.code_tag(closing, attrs.endswith("/"))
+                obj.code_tag(closing, attrs.endswith("/"), (_attr(attrs, "X"), _attr(attrs, "Y")))
             elif name == "Template" and not closing and (template := _attr(attrs, "TemplateID")):
                 page._template_ids.append(template)
     if obj is not None:  # the page ends inside an object
@@ -230,7 +273,7 @@ class _Object:
 
     def __init__(self, obj_id: str | None | bool):
         self.id, self.codes, self.code, self.ok = obj_id, [], None, obj_id is not False
-        self.steps = 0
+        self.steps, self.at, self.size = 0, (None, None), None
 
     def add(self, piece: str | None) -> None:
         if piece is None:
@@ -238,18 +281,20 @@ class _Object:
         else:
             self.code.append(piece)
 
-    def code_tag(self, closing: bool, empty: bool) -> None:
+    def code_tag(self, closing: bool, empty: bool, at: tuple = (None, None)) -> None:
         if closing and self.code is not None:
-            self.codes.append("".join(self.code).strip())
+            self.codes.append(("".join(self.code).strip(), *self.at))
             self.code = None
         elif not closing and self.code is not None:  # nested, or the last one never ended
             self.ok = False
         elif not closing and not empty:
-            self.code = []
+            self.code, self.at = [], at
+        if False in at:  # a position a parser would refuse
+            self.ok = False
 
     def close(self, page: OfdPage, ended: bool) -> None:
         ok = self.ok and ended and self.code is None
-        _keep(page, (self.id or "").strip() or _unnamed(page), "".join(self.codes) if ok else "")
+        _keep(page, (self.id or "").strip() or _unnamed(page), drawn_order(self.codes, self.size) if ok else "")
 
 
 def _attr(attrs: str, name: str) -> str | None | bool:

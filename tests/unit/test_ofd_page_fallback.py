@@ -174,3 +174,24 @@ NAME = "苏州交投物产有限公司"
 ])
 def test_a_page_that_cannot_be_decoded_gives_no_text_rather_than_garbled_text(page):
     assert _texts(page) == {}
+
+
+def _placed(obj_id: str, *codes: tuple[str, str]) -> str:
+    # TextCodes written in the file's order, each where the page draws it ("X Y").
+    return (f'<ofd:TextObject ID="{obj_id}" Boundary="0 0 80 10" Size="3.5">'
+            + "".join(f'<ofd:TextCode {at}>{c}</ofd:TextCode>' for c, at in codes) + "</ofd:TextObject>")
+
+
+@pytest.mark.parametrize("parses", [True, False])
+def test_text_codes_read_in_the_order_the_page_draws_them_not_the_files(parses):
+    # The page shows 苏州交投物产有限公司; the file lists its halves the other
+    # way round (an outside attack stored 物产有限公司苏州交投 as the buyer).
+    body = (_placed("1", ("物产有限公司", 'X="14" Y="3"'), ("苏州交投", 'X="0" Y="3"'))
+            + _placed("2", ("下行", 'X="0" Y="7.5"'), ("上右", 'X="9" Y="3.2"'), ("上左", 'X="0" Y="3"'))
+            + _placed("3", ("甲", 'X="5" Y="3"'), ("乙", ""))              # placed where the one before was
+            + _placed("4", ("¥45", 'X="4" Y="3"'), ("6.00", 'X="0" Y="3"'))
+            + _placed("5", ("a", 'X="1e400" Y="3"'), ("b", 'X="0" Y="3"'))  # where it is drawn is not known
+            + _placed("6", ("c", 'X="left" Y="3"'), ("d", 'X="0" Y="3"')))
+    texts = _texts(_page(body) if parses else _page(body.replace('Size="3.5">', 'Size="3.5" Note="R&D">', 1)))
+    assert texts == {"1": "苏州交投物产有限公司", "2": "上左上右下行", "3": "甲乙", "4": "6.00¥45", "5": "",
+                     "6": ""}
