@@ -106,4 +106,6 @@ def _looks_like_xml(data: bytes) -> bool:
     head = data[:512]
     if head.startswith((b"\xff\xfe<\x00", b"\xfe\xff\x00<")):  # UTF-16 with BOM
         return True
+    if head.startswith((b"<\x00?\x00", b"\x00<\x00?")):  # UTF-16 without one, as XML 1.0 F.1 tells it
+        return True
     return bool(_XML_START.match(head))

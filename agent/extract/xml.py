@@ -27,6 +27,10 @@ from agent.model import Invoice, LineItem, Problem
 
 FP_NAMESPACE = "http://www.edrm.org.cn/schema/e-invoice/2019"
 _CENT = Decimal("0.01")
+# A number as xs:decimal writes one (digits of any script, which Decimal
+# reads): Decimal alone also takes "2_0.00" as 20 and "2E0" as 2, which no
+# invoice writes; such text is unreadable, never a guess.
+_PLAIN_NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 _DATE_RE = re.compile(r"(\d{4})\s*[-年/.]\s*(\d{1,2})\s*[-月/.]\s*(\d{1,2})")
 _NO_TAX_MARKS = frozenset({"***", "**", "*", "免税", "不征税"})
 
@@ -65,7 +69,7 @@ def parse_money(text: str | None, *, grouping: bool = True) -> Decimal | None:
         if not grouping or not _GROUPED_RE.fullmatch(cleaned):
             return None
         cleaned = cleaned.replace(",", "")
-    if not cleaned or cleaned in _NO_TAX_MARKS:
+    if not cleaned or cleaned in _NO_TAX_MARKS or not _PLAIN_NUMBER_RE.fullmatch(cleaned):
         return None
     try:
         value = Decimal(cleaned)
@@ -99,8 +103,20 @@ def _decimal_comma(tree: "Tags", tags: frozenset[str]) -> str | None:
     return None
 
 
+_ZONED_RE = re.compile(r"\s*(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(Z|[+-]\d{2}:?\d{2})\s*")
+_CHINA = dt.timezone(dt.timedelta(hours=8))
+
+
 def parse_date(text: str | None) -> dt.date | None:
-    """A date from `2022年05月05日`, `2023-02-23 10:08:05`, `20200805` ...; None if unreadable."""
+    """A date from `2022年05月05日`, `2023-02-23 10:08:05`, `20200805` ...; None if unreadable.
+    A moment written with its UTC offset (`2023-02-22T23:30:00-08:00`) is
+    the day it was in China (UTC+8), where invoices are dated."""
+    if text and (zoned := _ZONED_RE.fullmatch(text)):
+        try:
+            moment = dt.datetime.fromisoformat(f"{zoned[1]}T{zoned[2]}{zoned[3].replace('Z', '+00:00')}")
+            return moment.astimezone(_CHINA).date()
+        except ValueError:
+            return None
     m = _date_shape(text)
     if not m:
         return None
@@ -351,7 +367,7 @@ def read_fp_invoice(root: Element, source: str = "xml") -> Invoice:
 
 def parse_decimal(text: str | None) -> Decimal | None:
     """A quantity or unit price as Decimal; None when empty or unreadable."""
-    if not text:
+    if not text or not _PLAIN_NUMBER_RE.fullmatch(text.strip()):
         return None
     try:
         value = Decimal(text.strip())

@@ -296,3 +296,26 @@ def test_fields_or_items_nested_inside_one_another_are_refused_not_read(shudian)
     # Side by side, every item is still read.
     original = read_xml(shudian.encode("utf-8"))
     assert original.items and not [p for p in original.problems if p.code == "xml-conflicting-elements"]
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_a_mark_is_taken_as_the_xml_it_is_not_refused_as_another_format(shudian, codec):
+    # The reader took it; the format sniffer alone refused it, with the
+    # wrong reason ("not a PDF, OFD, invoice XML or image").
+    data = _declared(shudian, "UTF-16").encode(codec)
+    assert _fields(extract_bytes(data)[0]) == _fields(read_xml(shudian.encode("utf-8")))
+
+
+@pytest.mark.parametrize("text", ["2_0.00", "1_000.00", "2E0", "212E-2", "1e2", "Infinity", "0x10"])
+def test_an_amount_decimal_reads_but_no_invoice_writes_is_unreadable(text):
+    assert parse_money(text) is None
+    assert parse_money("-20.00") == Decimal("-20.00") and parse_money("１２３.４５") == Decimal("123.45")
+
+
+def test_a_moment_written_with_its_offset_is_dated_as_in_china():
+    from agent.extract.xml import parse_date
+
+    assert str(parse_date("2023-02-22T23:30:00-08:00")) == "2023-02-23"
+    assert str(parse_date("2023-02-22T17:00:00Z")) == "2023-02-23"
+    assert str(parse_date("2023-02-23T01:00:00+08:00")) == "2023-02-23"
+    assert str(parse_date("2023-02-23 10:08:05")) == "2023-02-23"   # China's own time, as 数电 XML writes it
