@@ -146,7 +146,7 @@ class S3Target:
         Small objects go up in one request with If-None-Match: * (one round
         trip for a new object, the common case); a 412 means something is
         already there, and a head decides whether it is ours or must be
-        replaced. Files at or above the multipart threshold are checked with
+        replaced (`_holds_proven`). Files at or above the multipart threshold are checked with
         a head first and go up in parts, each with its own SHA-256.
         """
         check_sha256(sha256)
@@ -157,8 +157,7 @@ class S3Target:
         try:
             if path.stat().st_size < self._threshold:
                 return self._put_small(key, full, path.read_bytes(), sha256)
-            existing = self.head(key)
-            if _holds(existing, sha256, path.stat().st_size):
+            if self._holds_proven(key, full, sha256, path.stat().st_size):
                 return
             # S3 offers no full-object SHA-256 for multipart uploads, so the
             # whole file is checked here; the parts' checksums guard transit.
@@ -202,8 +201,7 @@ class S3Target:
                     # Something is there (in a shared fleet bucket, usually
                     # another site's copy of the same original): the head
                     # below keeps it only when its recorded SHA-256 is ours.
-            existing = self.head(key)
-            if _holds(existing, sha256, len(data)):
+            if self._holds_proven(key, full, sha256, len(data)):
                 return
             self._client.put_object(**args)
         except (bx.BotoCoreError, bx.ClientError, OSError) as e:
@@ -215,24 +213,57 @@ class S3Target:
                                            f"content hashes to {actual}, not {sha256}") from e
             raise err from e
 
+    def _holds_proven(self, key: str, full: str, sha256: str, size: int) -> bool:
+        """True when the object already at `key` is the original: its size
+        ours and its SHA-256 ours by the server's own full-object checksum,
+        or, when the server keeps none (SeaweedFS for an object put without
+        one, any multipart object), by reading it back and hashing it. The
+        x-amz-meta-sha256 label alone proves nothing: whoever wrote the
+        object chose it (a hand-seeded copy, another site of a shared
+        bucket), and a put taken as done over other bytes is an original
+        counted as backed up that is not. Only an object already there pays
+        the read, which is the rare path."""
+        r = self._head(key)
+        if r is None or r["ContentLength"] != size:
+            return False
+        server = _hex_checksum(r.get("ChecksumSHA256"))
+        if server is not None or (r.get("Metadata") or {}).get(SHA256_META) != sha256:
+            return server == sha256
+        digest = hashlib.sha256()
+        try:
+            got = self._client.get_object(Bucket=self.bucket, Key=full, ChecksumMode="ENABLED")
+            for chunk in got["Body"].iter_chunks(1 << 20):
+                digest.update(chunk)
+        except (bx.BotoCoreError, bx.ClientError, OSError) as e:
+            err = self._translate(e, "get", key)
+            if isinstance(err, (NotFound, CorruptObject)):
+                return False   # gone meanwhile, or not what the store itself stored: put ours
+            raise err from e
+        return digest.hexdigest() == sha256
+
     def head(self, key: str) -> ObjectInfo | None:
         """See BackupTarget.head: size, and the SHA-256 of the bytes held: the
         server's full-object checksum when it has one, else the SHA-256
         recorded at upload (x-amz-meta-sha256)."""
-        full = self._key(key)
-        try:
-            r = self._client.head_object(Bucket=self.bucket, Key=full, ChecksumMode="ENABLED")
-        except (bx.BotoCoreError, bx.ClientError, OSError) as e:
-            err = self._translate(e, "head", key)
-            if isinstance(err, NotFound):
-                return None
-            raise err from e
+        r = self._head(key)
+        if r is None:
+            return None
         # The server's checksum of the bytes it holds first; the metadata is
         # only a label the writer set (a hand-seeded or faulty copy can carry
         # ours over other bytes, and a put's 412 + head then took it as
         # backed up). A multipart object has no full-object one: the label.
         sha = _hex_checksum(r.get("ChecksumSHA256")) or (r.get("Metadata") or {}).get(SHA256_META)
         return ObjectInfo(key, r["ContentLength"], sha, r.get("LastModified"))
+
+    def _head(self, key: str) -> dict | None:
+        """The HEAD response for `key` (checksums asked for); None when there is no object."""
+        try:
+            return self._client.head_object(Bucket=self.bucket, Key=self._key(key), ChecksumMode="ENABLED")
+        except (bx.BotoCoreError, bx.ClientError, OSError) as e:
+            err = self._translate(e, "head", key)
+            if isinstance(err, NotFound):
+                return None
+            raise err from e
 
     def get(self, key: str, dest: str | os.PathLike | None = None) -> bytes | None:
         """See BackupTarget.get. The server's stored checksum is checked on the way in."""
@@ -330,13 +361,6 @@ def _precondition_failed(e: bx.ClientError) -> bool:
     """True for the 412 an If-None-Match: * put gets when the key exists."""
     return (e.response.get("Error", {}).get("Code") == "PreconditionFailed"
             or e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412)
-
-
-def _holds(existing: ObjectInfo | None, sha256: str, size: int) -> bool:
-    """True when the object found is the original: its SHA-256 (the server's,
-    or the label when the server has none) and its size both ours. A label
-    over bytes of another size is not (a truncated or hand-seeded copy)."""
-    return existing is not None and existing.sha256 == sha256 and existing.size == size
 
 
 def _hex_checksum(b64: str | None) -> str | None:
