@@ -33,7 +33,7 @@ from typing import Callable
 from agent.backup.base import LEDGER_PREFIX, BackupTarget, CorruptObject, object_key, sidecar_key
 from agent.backup.mirror import _reservoir
 from agent.backup.sidecars import batch_problem
-from agent.backup.snapshot import snapshot_at
+from agent.backup.snapshot import snapshot_for_restore
 from agent.config_sections import WEEKDAYS, drill_clock as _clock
 from agent.errors import AgentError, NotFound
 from agent.ledger import Ledger, utc
@@ -110,7 +110,8 @@ def restore_drill(ledger: Ledger, target: BackupTarget, *, now: Callable[[], dt.
     recorded either way, so the same seed over the same holdings draws the
     same sample); each is fetched, hashed against its name and its recorded
     size, and its sidecar checked when the ledger has one for it; the
-    newest snapshot the target lists is fetched, compared with the SHA-256
+    snapshot a restore would take (`snapshot_for_restore`; one dated after
+    now fails the drill, named) is fetched, compared with the SHA-256
     recorded when it was put (when it is that one), decompressed within a
     bound, opened read-only and checked (`integrity_check`, the ledger's
     tables, a schema this code knows). A snapshot this ledger recorded but
@@ -238,9 +239,16 @@ def _check_snapshot(ledger: Ledger, target: BackupTarget, work: Path, report: Dr
     recorded, recorded_sha = state.get("last_snapshot"), state.get("last_snapshot_sha256")
     sizes = {info.key: info.size for info in target.list(LEDGER_PREFIX)}
     names = list(sizes)
-    chosen = snapshot_at(names)   # what a restore would take
+    # What a restore would take: the drill started `now`, and so would it.
+    chosen, future = snapshot_for_restore(names, parse_utc(report.started_at))
     checks: dict = report.snapshot_checks
     checks["recorded"] = recorded
+    for name in future:
+        # Retention keeps it (it cannot tell a stale one from a genuine one
+        # when the clock is behind), so only a person can end it.
+        report.reasons.append(f"ledger snapshot {name} is dated after now (taken while a clock was ahead?): "
+                              "restores pass it over and retention never deletes it; delete it from the "
+                              "target if it is stale")
     if recorded and recorded not in names:
         report.snapshot_ok = False
         report.reasons.append(f"ledger snapshot {recorded}, recorded as stored, is missing on the target"

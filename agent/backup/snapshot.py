@@ -148,6 +148,41 @@ def snapshot_at(names: list[str], at: dt.datetime | None = None) -> str | None:
     return best[1] if best else None
 
 
+# A snapshot dated more than this after `now` was taken while some clock was
+# ahead (a bad RTC, an NTP step): restores pass it over. The slack covers a
+# restore host whose clock is a little behind the daemon's.
+FUTURE_SLACK = dt.timedelta(hours=1)
+
+
+def future_snapshots(names: list[str], now: dt.datetime,
+                     slack: dt.timedelta = FUTURE_SLACK) -> list[str]:
+    """The snapshot names dated more than `slack` after `now` (naive = UTC),
+    in their input order. Retention keeps them (`snapshots_to_delete`) and
+    `snapshot_for_restore` passes them over: callers name them to a person."""
+    limit = _utc(now) + slack
+    return [n for n in names if (t := parse_snapshot_time(n)) is not None and t > limit]
+
+
+def snapshot_for_restore(names: list[str], now: dt.datetime, at: dt.datetime | None = None,
+                         slack: dt.timedelta = FUTURE_SLACK) -> tuple[str | None, list[str]]:
+    """(the snapshot a restore takes, the future-dated ones it passed over).
+
+    With `at`: the newest at or before `at`, whatever `now` is (a person
+    asked for that time). Without: the newest, leaving out those
+    `future_snapshots` names whenever another one exists: a single
+    snapshot taken while the clock was years ahead would otherwise be
+    every later restore's source, older than all genuine ones. When only
+    future-dated ones exist, the newest is taken and none is reported
+    passed over (this host's clock may be the one behind)."""
+    if at is not None:
+        return snapshot_at(names, at), []
+    future = future_snapshots(names, now, slack)
+    chosen = snapshot_at([n for n in names if n not in future])
+    if chosen is None:
+        return snapshot_at(names), []
+    return chosen, future
+
+
 def snapshots_to_delete(names: list[str], now: dt.datetime, hourly_days: int = 2,
                         daily_days: int = 60, monthly_years: int = 2) -> list[str]:
     """The snapshot names retention no longer needs, in their input order.
@@ -156,7 +191,10 @@ def snapshots_to_delete(names: list[str], now: dt.datetime, hourly_days: int = 2
     `hourly_days`, the newest of each UTC hour; younger than `daily_days`,
     the newest of each UTC day; younger than `monthly_years` calendar years,
     the newest of each UTC month. Snapshots dated after `now` (clock skew)
-    and names that are not snapshot names are never returned. Because the
+    and names that are not snapshot names are never returned: whether such
+    a snapshot is genuine (this clock is behind) or stale (it was taken
+    while a clock was ahead) cannot be told from names; `future_snapshots`
+    names them for a person, and restores pass them over. Because the
     newest of a month is also the newest of its day and hour, a snapshot
     kept by a coarser rule is never deleted by an earlier run.
     Raises `ConfigError` for a negative period.
