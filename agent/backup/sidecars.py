@@ -104,12 +104,34 @@ def read_batch(target: BackupTarget, key: str) -> dict[str, dict]:
     return parse_batch(data)
 
 
-def sidecar_index(target: BackupTarget, problems: list[str] | None = None) -> dict[str, str]:
+def batch_time(key: str) -> dt.datetime | None:
+    """The UTC time a batch key (`batch_key`) carries; None for another key."""
+    if not is_batch_key(key):
+        return None
+    try:
+        return dt.datetime.strptime(key[len(SIDECARS_PREFIX):][:23], "%Y%m%dT%H%M%S.%fZ").replace(
+            tzinfo=dt.timezone.utc)
+    except ValueError:
+        return None
+
+
+def sidecar_index(target: BackupTarget, problems: list[str] | None = None, *,
+                  now: dt.datetime | None = None, slack: dt.timedelta = dt.timedelta(hours=1)) -> dict[str, str]:
     """{sha256: key of the newest batch describing it} over every batch on
     `target`. A batch that cannot be read is skipped and named in `problems`
-    (its objects then count as described only by an older batch or sidecar)."""
+    (its objects then count as described only by an older batch or sidecar).
+    With `now`, a batch whose key is dated more than `slack` after it is
+    skipped and named too: keys rank by their date, so one named for 2099
+    (a forged or clock-skewed write) would outrank every genuine batch."""
     index: dict[str, str] = {}
     keys = sorted(info.key for info in target.list(SIDECARS_PREFIX) if is_batch_key(info.key))
+    if now is not None:
+        limit = now.astimezone(dt.timezone.utc) + slack
+        future = [k for k in keys if (t := batch_time(k)) is None or t > limit]
+        if future and problems is not None:
+            problems += [f"{k}: sidecar batch dated after now; ignored (it would outrank every genuine "
+                         "batch)" for k in future]
+        keys = [k for k in keys if k not in future]
     for key in keys:
         try:
             for sha in read_batch(target, key):

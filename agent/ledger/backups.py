@@ -12,21 +12,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 from agent.ledger.backup_reports import BackupReportsMixin
 from agent.ledger.drills import RestoreDrillsMixin
+from agent.ledger.restores import RestoresMixin
 from agent.ledger.sidecars import SidecarsMixin
-from agent.ledger.rows import CONTAINER_KINDS, CONTAINER_SHA256, CONTAINER_SOURCES, parse_utc, utc
+from agent.ledger.rows import CONTAINER_SHA256, CONTAINER_SOURCES, parse_utc, utc
 
-# States whose meaning lives in delivery rows, which a sidecar does not carry.
-_DELIVERY_STATES = frozenset({"queued", "delivering", "delivered", "confirmed", "missing", "failed"})
 # Threads take `now` at slightly different moments; a row due this much past
 # the longest wait is not yet taken for one set before a jump of the clock.
 _CLOCK_SLACK_S = 1.0
 
 
-class BackupsMixin(BackupReportsMixin, RestoreDrillsMixin, SidecarsMixin):
+class BackupsMixin(BackupReportsMixin, RestoreDrillsMixin, RestoresMixin, SidecarsMixin):
     """Part of `Ledger`: backup state per object per target."""
 
     # -- the mirror step ---------------------------------------------------------
@@ -292,102 +291,6 @@ class BackupsMixin(BackupReportsMixin, RestoreDrillsMixin, SidecarsMixin):
                       "updated_at = ? WHERE name = ?", (json.dumps(sorted(days)) if days else None, now, target))
             return True
 
-    # -- sidecars and restore ------------------------------------------------------
-
-    def has_object(self, sha256: str) -> bool:
-        """True when some document is made from the object `sha256`."""
-        return self.conn.execute("SELECT 1 FROM documents WHERE sha256 = ? LIMIT 1",
-                                 (sha256,)).fetchone() is not None
-
-    def restore_documents(self, sha256: str, size: int, sidecar: dict | None, *, target: str,
-                          now: str, actor: str, batch: str | None = None) -> int:
-        """Recreate the documents of an object found on a backup target but
-        not in this ledger, from its `sidecar` (state, fields, problems,
-        sources as recorded; a document past validation comes back `valid`,
-        to be delivered again, since its delivery rows are not in the
-        sidecar); without a usable sidecar, one `captured` document that the
-        daemon reads again. Each document gets back the id its sidecar names
-        when that id is free. The object counts as held by
-        `target`. Returns how many documents were added (0 when the ledger
-        already has the object). `batch`: the sidecar batch it came from."""
-        docs = [d for d in (sidecar or {}).get("documents") or [] if isinstance(d, dict)]
-        with self.transaction() as c:
-            if self.has_object(sha256):
-                return 0
-            if (sidecar or {}).get("kind") in CONTAINER_KINDS:
-                docs = []  # the raw message or archive a document came out of: an original, not a document
-                self._restore_refusals(sha256, sidecar, now)
-            elif not docs:
-                docs = [{"part": 1, "size": size, "source_kind": "restore", "received_at": now,
-                         "state": "captured", "sources": []}]
-            parent_id = None
-            for d in sorted(docs, key=lambda d: d.get("part") or 1):
-                state = d.get("state") or "captured"
-                reason = f"restored from backup {target} (captured after its last ledger snapshot)"
-                if state in _DELIVERY_STATES:
-                    # Its delivery rows were in the ledger, not the sidecar:
-                    # back to `valid`, the daemon queues it again, and the
-                    # destination's idempotency turns a repeat into "found".
-                    reason += f"; was {state}, delivered again to rebuild its delivery record"
-                    state = "valid"
-                # The id it had, so references to it (applications, exports,
-                # people's notes) stay true; a new one only when that is taken.
-                old_id = d.get("id") if isinstance(d.get("id"), int) and d["id"] > 0 else None
-                if old_id is not None and c.execute("SELECT 1 FROM documents WHERE id = ?", (old_id,)).fetchone():
-                    old_id = None
-                doc_id = c.execute(
-                    "INSERT INTO documents (id, sha256, part, parent_id, size, media_type, source_kind, source, "
-                    "original_name, original_path, received_at, updated_at, state, fields, problems, "
-                    "invoice_key, invoice_number, invoice_date, total_cents) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (old_id, sha256, d.get("part") or 1, parent_id, d.get("size") or size, d.get("media_type"),
-                     d.get("source_kind") or "restore", d.get("source"), d.get("original_name"),
-                     d.get("original_path"), d.get("received_at") or now, now, state,
-                     _json(d.get("fields")), _json(d.get("problems")), d.get("invoice_key"),
-                     d.get("invoice_number"), d.get("invoice_date"), d.get("total_cents"))).lastrowid
-                parent_id = parent_id or doc_id
-                for s in d.get("sources") or []:
-                    c.execute("INSERT INTO sources (document_id, at, source_kind, source, original_name, "
-                              "original_path, details) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                              (doc_id, s.get("at") or now, s.get("source_kind") or "restore", s.get("source"),
-                               s.get("original_name"), s.get("original_path"), _json(s.get("details"))))
-                self._event(doc_id, now=now, actor=actor, from_state=None, to_state=state, reason=reason)
-            c.execute("INSERT INTO backups (sha256, target, state, updated_at, size, queued_at, done_at, "
-                      "sidecar_batch) VALUES (?, ?, 'done', ?, ?, ?, ?, ?) ON CONFLICT(sha256, target) DO UPDATE "
-                      "SET state = 'done', done_at = excluded.done_at, sidecar_batch = excluded.sidecar_batch",
-                      (sha256, target, now, size, now, now, batch))
-            return len(docs)
-
-    def _restore_refusals(self, sha256: str, sidecar: dict, now: str) -> None:
-        # Inside restore_documents' transaction: the refusals a no-document
-        # object's sidecar lists (what was refused in a raw e-mail or a zip,
-        # or the refused file itself), each once, so `refused` and the audit
-        # explain the object again after a restore from an older snapshot.
-        # A sidecar is a file on a backup target: a field of the wrong kind
-        # is taken as text (or the restore's time), never a failed restore.
-        refusals = sidecar.get("refusals")
-        for r in refusals if isinstance(refusals, list) else []:
-            if not isinstance(r, dict) or r.get("reason") is None:
-                continue
-            at, row = _text(r.get("at")), (_text(r.get("source")), _text(r.get("name")), _text(r["reason"]))
-            # Without a time of its own it is matched without one (a second
-            # restore gives it another `now`).
-            if not self.conn.execute("SELECT 1 FROM refusals WHERE sha256 = ? AND source IS ? AND name IS ? "
-                                     "AND reason = ? AND (? IS NULL OR at = ?)", (sha256, *row, at, at)).fetchone():
-                self.conn.execute("INSERT INTO refusals (at, source, name, reason, sha256) VALUES (?, ?, ?, ?, ?)",
-                                  (at or now, *row, sha256))
-
     def _target_row(self, target: str, now: str) -> None:
         self.conn.execute("INSERT OR IGNORE INTO backup_targets (name, updated_at) VALUES (?, ?)", (target, now))
 
-
-def _text(value: Any) -> str | None:
-    # A sidecar's field as the ledger's TEXT column holds it: at most 1,000
-    # characters of its text, or its JSON when it is not text.
-    if value is None:
-        return None
-    return (value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str))[:1000]
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
