@@ -1,13 +1,16 @@
 """Rebuild a vault and a ledger from one backup target.
 
-Order: the ledger snapshot first (the newest, or the newest at or before
-`at`), then every original with its sidecar (from the newest sidecar batch
-naming it, agent/backup/sidecars.py, else from its own `.json` of the older
-layout), each checked against the SHA-256 it is named after. Objects the snapshot does not know (captured
-after it was taken) get their documents back from their sidecars, so a
-restore loses nothing the target holds. Pure: `now` comes in, progress is a
-callback, and nothing is written outside `state_dir` and its hidden work
-folder beside it.
+Order: the ledger snapshot first (the newest not dated in the future, or
+the newest at or before `at`), then every original with its sidecar (from
+the newest sidecar batch naming it, agent/backup/sidecars.py, else from its
+own `.json` of the older layout), each checked against the SHA-256 it is
+named after. Objects the snapshot does not know (captured after it was
+taken) come back as documents the daemon reads again: a sidecar is a file
+anyone with the target's keys can write, so its states and fields are not
+ledger truth. What the snapshot, sidecars and manifests describe but the
+target does not give back whole is named, never dropped. Pure: `now` comes
+in, progress is a callback, and nothing is written outside `state_dir` and
+its hidden work folder beside it.
 
 A restore is built in `.<state>.restoring` beside `state_dir` and renamed
 into place only when complete, so a restore killed half-way never leaves a
@@ -23,23 +26,26 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from agent.backup.base import (LEDGER_PREFIX, MANIFESTS_PREFIX, OBJECTS_PREFIX, BackupTarget, object_key,
-                               sha256_of_object_key, sidecar_key)
+from agent.backup.base import (LEDGER_PREFIX, MANIFESTS_PREFIX, OBJECTS_PREFIX, BackupTarget, CorruptObject,
+                               object_key, sha256_of_object_key, sidecar_key)
 from agent.backup.sidecars import BatchUnreadable, read_batch, sidecar_index
 from agent.backup.sites import SITES_PREFIX
-from agent.backup.snapshot import restore_sqlite, snapshot_at
+from agent.backup.snapshot import restore_sqlite, snapshot_for_restore
 from agent.errors import NotFound, Permanent
+from agent.ledger.audit import LedgerAudit
 from agent.fsutil import fsync_dir
 from agent.ledger import Ledger, utc
 from agent.ledger.rows import RESTORED_ACTIVITY, parse_utc
 from agent.vault import DIR_MODE, FILE_MODE, Vault
 
 LEDGER_NAME = "ledger.sqlite3"
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 VAULT_NAME = "vault"
 
 
@@ -50,8 +56,9 @@ class RestoreRefused(Permanent):
 
 @dataclass
 class RestoreReport:
-    """What a restore did. `problems` are one line each (an object whose bytes
-    do not match its name, an unreadable sidecar)."""
+    """What a restore did. `problems` are one line each (an original
+    described but missing or corrupt, an unreadable sidecar, a sidecar the
+    restore would not believe); a restore with problems is not whole."""
 
     snapshot: str | None = None
     resumed: bool = False
@@ -63,6 +70,8 @@ class RestoreReport:
     skipped_after_at: int = 0
     site: str | None = None
     other_sites: int = 0      # originals in a shared target that belong to other sites: left out
+    missing: int = 0          # originals described (snapshot, sidecars, manifests) that did not come back
+    future_snapshots: list[str] = field(default_factory=list)   # dated after `now`: passed over
     problems: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -81,22 +90,29 @@ def restore(target: BackupTarget, state_dir: str | Path, *, now: dt.datetime, ac
             progress: Callable[[int, int], None] | None = None) -> RestoreReport:
     """Rebuild `state_dir/ledger.sqlite3` and `state_dir/vault` from `target`.
 
-    Guarantees: every original written to the vault hashes to its name (one
-    that does not is left out and reported); the ledger is the chosen
-    snapshot, migrated to the current schema, plus the documents of objects
-    it does not know, rebuilt from their sidecars (state, fields, problems,
-    sources), or as `captured` when the sidecar is missing, so the daemon
-    reads them again. With `at`, objects whose sidecar says they arrived
-    after `at` get no document. The ledger's heartbeat says `restored`, never
-    a running daemon. `state_dir` appears only once all of this is done (it
-    is built in `work_folder(state_dir)`, which a new run resumes); folders
-    are 0750 and files 0640 whatever the umask. `progress(done, total)`
-    follows the objects. When `target` is one site of a shared target
-    (`sites.SiteTarget`), only that site's originals come back: those its
-    snapshot knows, or that its own sidecars or manifests name; the other
-    sites' are counted in `other_sites`. The same holds for a target used as
-    it is that also holds sites' backups (the pre-fleet agent's part of it). Raises `RestoreRefused` when `state_dir` already
-    holds a ledger or anything else, and the target's own errors
+    Guarantees: every original written to the vault hashes to its name; the
+    ledger is the chosen snapshot (`snapshot_for_restore`: the newest, or
+    the newest at or before `at`, passing over snapshots dated after `now`,
+    listed in `future_snapshots`), migrated to the current schema, plus one
+    document for each object it does not know, rebuilt from its sidecar as
+    `captured`, so the daemon reads it again (`Ledger.restore_documents`:
+    a sidecar is not trusted; sidecar batches dated after `now` are ignored
+    and named). Every original the snapshot, a sidecar or a manifest
+    describes but that did not come back whole (missing, or bytes that do
+    not match) is named in `problems` and still has a document (the
+    snapshot's, or a quarantined one without its original), so `audit
+    ledger` on the copy reports it. With `at`, objects whose sidecar says
+    they arrived after `at` get no document. The ledger's heartbeat says
+    `restored`, never a running daemon. `state_dir` appears only once all
+    of this is done (it is built in `work_folder(state_dir)`, which a new
+    run resumes); folders are 0750 and files 0640 whatever the umask.
+    `progress(done, total)` follows the objects. When `target` is one site
+    of a shared target (`sites.SiteTarget`), only that site's originals
+    come back: those its snapshot knows, or that its own sidecars or
+    manifests name; the other sites' are counted in `other_sites`. The same
+    holds for a target used as it is that also holds sites' backups (the
+    pre-fleet agent's part of it). Raises `RestoreRefused` when `state_dir`
+    already holds a ledger or anything else, and the target's own errors
     (`Transient`, `Permanent`).
     """
     state = Path(state_dir)
@@ -114,7 +130,7 @@ def restore(target: BackupTarget, state_dir: str | Path, *, now: dt.datetime, ac
     for p in work.glob(LEDGER_NAME + "*"):
         p.unlink()  # a killed run's ledger is half-made: rebuilt from the snapshot below
     snapshots = [info.key for info in target.list(LEDGER_PREFIX)]
-    chosen = snapshot_at(snapshots, at)
+    chosen, report.future_snapshots = snapshot_for_restore(snapshots, now, at)
     if chosen is not None:
         restore_sqlite(target.get(chosen), ledger_path)
         report.snapshot = chosen
@@ -133,25 +149,31 @@ def restore(target: BackupTarget, state_dir: str | Path, *, now: dt.datetime, ac
             sidecars.add(sha)
         else:
             originals[sha] = info.size
-    batches = sidecar_index(target, report.problems)   # sha256 -> the newest batch describing it
+    batches = sidecar_index(target, report.problems, now=now)   # sha256 -> the newest batch describing it
+    manifested = _manifested(target, report)
     site = getattr(target, "site", None)
     shared = site is not None or any(True for _ in target.list(SITES_PREFIX))
     with Ledger(ledger_path) as ledger:
         ledger.beat(pid=0, now=utc(now), activity=RESTORED_ACTIVITY,
                     details=json.dumps({"from": target.name, "snapshot": chosen, "by": actor,
                                         **({"site": site} if site else {})}))
+        known = LedgerAudit(ledger).referenced_objects()   # every original the snapshot names
         if shared:
             # A shared target holds every site's originals: only this site's
             # (or, restored as it is, the pre-fleet agent's) come back.
-            mine = sidecars | set(batches) | _manifested(target, report)
-            report.other_sites = sum(1 for sha in originals if sha not in mine and not ledger.has_object(sha))
-            originals = {sha: n for sha, n in originals.items() if sha in mine or ledger.has_object(sha)}
+            mine = sidecars | set(batches) | set(manifested)
+            report.other_sites = sum(1 for sha in originals if sha not in mine and sha not in known)
+            originals = {sha: n for sha, n in originals.items() if sha in mine or sha in known}
+        # Every original something describes comes back or is named: one the
+        # target no longer holds would otherwise vanish without a trace.
+        described = known | set(batches) | sidecars | set(manifested)
+        absent = sorted(described - set(originals))
         # Batch by batch (each fetched once), then those described by their
         # own older sidecar or not at all.
         by_batch: dict[str, list[str]] = {}
-        for sha in sorted(originals):
+        for sha in sorted(originals) + absent:
             by_batch.setdefault(batches.get(sha, ""), []).append(sha)
-        done = 0
+        done, total = 0, len(originals) + len(absent)
         for key in sorted(by_batch, key=lambda k: (k == "", k)):
             entries = _batch_entries(target, key, report) if key else {}
             for sha in by_batch[key]:
@@ -159,11 +181,18 @@ def restore(target: BackupTarget, state_dir: str | Path, *, now: dt.datetime, ac
                     side = entries[sha]["sidecar"]
                 else:
                     side = _legacy_sidecar(target, sha, report) if sha in sidecars else None
-                _restore_object(ledger, vault, target, sha, originals[sha], side, report=report, now=now,
-                                at=at, actor=actor, batch=key if sha in entries else None)
+                if sha in originals:
+                    _restore_object(ledger, vault, target, sha, originals[sha], side, report=report, now=now,
+                                    at=at, actor=actor, batch=key if sha in entries else None,
+                                    known=sha in known)
+                else:
+                    size = entries.get(sha, {}).get("size") or manifested.get(sha, (0, None))[0]
+                    _restore_missing(ledger, target, sha, size if isinstance(size, int) else 0, side,
+                                     "not on the target", report=report, now=now, at=at, actor=actor,
+                                     known=sha in known, manifest_at=manifested.get(sha, (0, None))[1])
                 done += 1
                 if progress:
-                    progress(done, len(originals))
+                    progress(done, total)
     _sweep_temp(work)
     if state.is_dir():
         state.rmdir()  # empty (checked above); rename cannot replace it otherwise on every system
@@ -172,14 +201,19 @@ def restore(target: BackupTarget, state_dir: str | Path, *, now: dt.datetime, ac
     return report
 
 
-def _manifested(target: BackupTarget, report: RestoreReport) -> set[str]:
-    """The originals a site's own daily manifests list (objects it put that
-    carry no sidecar, e.g. a refused file kept, and were put after its snapshot)."""
-    out: set[str] = set()
+def _manifested(target: BackupTarget, report: RestoreReport) -> dict[str, tuple[int, str | None]]:
+    """{sha256: (size, when put)} of the originals the daily manifests list
+    (among them objects that carry no sidecar, e.g. a refused file kept, put
+    after the snapshot)."""
+    out: dict[str, tuple[int, str | None]] = {}
     for info in target.list(MANIFESTS_PREFIX):
         try:
             body = json.loads(target.get(info.key))
-            out.update(o["sha256"] for o in body["objects"] if isinstance(o.get("sha256"), str))
+            for o in body["objects"]:
+                sha = o.get("sha256")
+                if isinstance(sha, str) and _SHA256_RE.fullmatch(sha):
+                    size, at = o.get("size"), o.get("at")
+                    out[sha] = (size if isinstance(size, int) else 0, at if isinstance(at, str) else None)
         except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
             report.problems.append(f"{info.key}: unreadable manifest ({e}); its objects count only "
                                    "when the snapshot or a sidecar knows them")
@@ -238,19 +272,27 @@ def _legacy_sidecar(target: BackupTarget, sha: str, report: RestoreReport) -> di
 
 def _restore_object(ledger: Ledger, vault: Vault, target: BackupTarget, sha: str, size: int,
                     sidecar: dict | None, *, report: RestoreReport, now: dt.datetime,
-                    at: dt.datetime | None, actor: str, batch: str | None) -> None:
+                    at: dt.datetime | None, actor: str, batch: str | None, known: bool) -> None:
     dest = vault.path(sha)
     kept = dest.exists() and vault.verify(sha)   # from the run this one resumes
     if kept:
         report.reused += 1
     else:
         _make_dir(dest.parent)
-        target.get(object_key(sha), dest=dest)
-        os.chmod(dest, FILE_MODE)
+        try:
+            target.get(object_key(sha), dest=dest)
+            os.chmod(dest, FILE_MODE)
+        except NotFound:   # listed a moment ago, gone now
+            return _restore_missing(ledger, target, sha, size, sidecar, "gone from the target while restoring",
+                                    report=report, now=now, at=at, actor=actor, batch=batch,
+                                    known=known)
+        except CorruptObject:
+            pass   # the store's own checksum fails: as bytes that do not match, below
     if not kept and not vault.verify(sha):
         dest.unlink(missing_ok=True)
-        report.problems.append(f"{sha}: the bytes on {target.name} do not match their SHA-256; left out")
-        return
+        return _restore_missing(ledger, target, sha, size, sidecar, "its bytes on the target do not match "
+                                "their SHA-256", report=report, now=now, at=at, actor=actor, batch=batch,
+                                    known=known)
     report.objects += 1
     report.bytes += dest.stat().st_size
     if sidecar is not None:
@@ -262,7 +304,39 @@ def _restore_object(ledger: Ledger, vault: Vault, target: BackupTarget, sha: str
         report.skipped_after_at += 1
         return
     report.recovered_documents += ledger.restore_documents(sha, size, sidecar, target=target.name,
-                                                           now=utc(now), actor=actor, batch=batch)
+                                                           now=utc(now), actor=actor, batch=batch,
+                                                           notes=report.problems)
+
+
+def _restore_missing(ledger: Ledger, target: BackupTarget, sha: str, size: int, sidecar: dict | None,
+                     why: str, *, report: RestoreReport, now: dt.datetime, at: dt.datetime | None, actor: str,
+                     known: bool, batch: str | None = None, manifest_at: str | None = None) -> None:
+    # An original the snapshot, a sidecar or a manifest describes that did
+    # not come back whole: named, and kept as a quarantined document whose
+    # object is missing (unless the snapshot already has its documents),
+    # so `audit ledger` on the restored copy reports it too.
+    report.missing += 1
+    if known:
+        report.problems.append(f"{sha}: the ledger snapshot names this original, but it did not come back "
+                               f"from {target.name} ({why})")
+        return
+    if at is not None and ((sidecar and _arrived_after(sidecar, at))
+                           or (not sidecar and manifest_at and _after(manifest_at, at))):
+        report.missing -= 1
+        report.skipped_after_at += 1
+        return
+    report.problems.append(f"{sha}: described on {target.name} but did not come back ({why}); kept as a "
+                           "quarantined document without its original")
+    report.recovered_documents += ledger.restore_documents(sha, size, sidecar, target=target.name, now=utc(now),
+                                                           actor=actor, batch=batch, missing=why,
+                                                           notes=report.problems)
+
+
+def _after(stamp: str, at: dt.datetime) -> bool:
+    try:
+        return parse_utc(stamp) > (at if at.tzinfo else at.replace(tzinfo=dt.timezone.utc))
+    except ValueError:
+        return False
 
 
 def _arrived_after(sidecar: dict, at: dt.datetime) -> bool:

@@ -223,7 +223,12 @@ def restore_command(ctx: click.Context, source: str, dest: Path, at_text: str | 
     """Rebuild a vault and a ledger from one backup target into DIR, then
     `fapiao-agent --config DIR/restored.toml status` shows them. DIR/state
     appears only when the restore is complete; a restore that was
-    interrupted resumes when run again, keeping the objects it had copied."""
+    interrupted resumes when run again, keeping the objects it had copied.
+    Documents captured after the ledger snapshot are read again by the
+    daemon. Ledger snapshots dated after now (a clock that was ahead) are
+    passed over and named. Exits 1 when it printed a problem: an original
+    the backup describes that did not come back whole (it is kept as a
+    document `audit ledger` reports), or a sidecar it would not believe."""
     from agent.backup.restore import LEDGER_NAME, restore, work_folder
     from service.backup import fleet_site
 
@@ -254,16 +259,24 @@ def restore_command(ctx: click.Context, source: str, dest: Path, at_text: str | 
     _write_config(config_path, entry, report.site)
     if as_json:
         echo_json({**report.to_dict(), "config": str(config_path)})
-        return
+        # A script's `backup restore && start` must not start on a copy that is not whole.
+        sys.exit(1 if report.problems else 0)
     if report.site:
         echo(f"site {report.site}: {report.other_sites} originals of other sites on {target.name} left out")
     echo(f"restored {report.objects} objects ({report.bytes:,} bytes), {report.sidecars} sidecars, "
                f"ledger snapshot {report.snapshot or 'none'}; {report.recovered_documents} documents "
-               f"recovered from sidecars" + (f"; resumed, {report.reused} objects kept from the "
+               f"recovered from sidecars (read again)" + (f"; resumed, {report.reused} objects kept from the "
                                               "unfinished run" if report.resumed else ""))
+    for name in report.future_snapshots:
+        echo(f"  passed over ledger snapshot {name}: dated after now (taken while a clock was ahead?); "
+             "restore from it with --at, delete it from the target if it is stale")
     for line in report.problems:
         echo(f"  problem: {line}")
     echo(f"config: {config_path}")
+    if report.problems:
+        echo(f"{len(report.problems)} problem(s): this copy is not whole ({report.missing} original(s) "
+             "missing or corrupt); `audit ledger` on it names them", err=True)
+        sys.exit(1)
 
 
 def _never_run_restore(ledger_path: Path) -> bool:
