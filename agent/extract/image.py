@@ -26,6 +26,11 @@ from agent.model import KIND_NAMES, Invoice
 # An A3 page at 600 dpi is 70 Mpx; anything beyond is not a scan of an invoice.
 MAX_PIXELS = 80_000_000
 MAX_FRAMES = 200
+# All frames together: a QR search of a blank frame costs ~50 ns a pixel
+# through every retry (upscale, binarise, rotations, relocate), so a 388 KB
+# TIFF of 200 blank 36-megapixel group-4 frames held a reader ~3 minutes.
+# 600 megapixels is ~70 A4 pages at 300 dpi, more than a scanner batch.
+MAX_TOTAL_PIXELS = 600_000_000
 # Upscaling is for small renders and thumbnails; a big image only gets bigger.
 _UPSCALE_MAX_SIDE = 2000
 _QR = zxingcpp.BarcodeFormat.QRCode
@@ -250,10 +255,15 @@ def read_image(data: bytes, *, ocr: bool = False) -> list[Invoice]:
     frames = getattr(img, "n_frames", 1)
     if frames > MAX_FRAMES:
         raise ExtractError("limit-exceeded", f"image has {frames} frames, limit {MAX_FRAMES}")
+    total = 0
     try:
         for index, frame in enumerate(ImageSequence.Iterator(img), start=1):
             if index > 1:
                 _check_pixels(frame.size)
+            total += frame.size[0] * frame.size[1]
+            if total > MAX_TOTAL_PIXELS:
+                raise ExtractError("limit-exceeded", f"image frames 1 to {index} hold {total:,} pixels in all, "
+                                                     f"limit {MAX_TOTAL_PIXELS:,}")
             where = (f"frame {index}", f"第{index}帧") if frames > 1 else ("the image", "图像")
             invoice = invoice_from_qr_texts(_frame_qr_texts(frame, data, frames), *where)
             if invoice is not None and invoice.is_invoice and ocr and not several_invoices(invoice):

@@ -375,6 +375,22 @@ def test_multi_frame_tiff_batch():
         (1, "25317000002856140513"), (2, "24112000000048542163")]
 
 
+def test_a_tiff_of_many_frames_is_refused_past_its_pixels_in_all_not_read_for_minutes(monkeypatch):
+    # 200 blank 6000 x 6000 group-4 frames (388 KB) kept a reader ~3 minutes:
+    # each frame under the per-frame limit, every one searched in full.
+    import agent.extract.image as image
+
+    blank = Image.new("1", (400, 300), 1)
+    buf = io.BytesIO()
+    blank.save(buf, "TIFF", save_all=True, append_images=[blank] * 9, compression="group4")
+    with pytest.raises(ExtractError, match="no invoice QR"):
+        read_image(buf.getvalue())      # 1.2 million pixels in all: searched
+    monkeypatch.setattr(image, "MAX_TOTAL_PIXELS", 5 * 400 * 300)
+    with pytest.raises(ExtractError) as e:
+        read_image(buf.getvalue())
+    assert e.value.reason == "limit-exceeded" and "frames 1 to 6" in e.value.message
+
+
 @pytest.mark.parametrize("kind,code,title", [
     ("10", "044032599411", "深圳增值税电子普通发票"),
     ("20", "052002100113", "贵州增值税电子专用发票"),
