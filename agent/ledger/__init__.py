@@ -29,6 +29,7 @@ from agent.ledger.documents import DocumentsMixin
 from agent.ledger.deliveries import DeliveriesMixin
 from agent.ledger.delivery_operators import DeliveryOperatorsMixin
 from agent.ledger.backups import BackupsMixin
+from agent.ledger.backup_trust import BackupTrustMixin
 from agent.ledger.source_actions import SourceActionsMixin
 from agent.ledger.trail import TrailMixin
 from agent.ledger.applications import ApplicationsMixin
@@ -47,8 +48,9 @@ BUSY_TIMEOUT_MS = 30_000
 CACHE_KIB = 8192  # per connection
 
 
-class Ledger(DocumentsMixin, DeliveriesMixin, DeliveryOperatorsMixin, BackupsMixin, SourceActionsMixin, TrailMixin,
-             ApplicationsMixin, ReportRowsMixin, NotificationsMixin, FleetMixin, SearchMixin):
+class Ledger(DocumentsMixin, DeliveriesMixin, DeliveryOperatorsMixin, BackupsMixin, BackupTrustMixin,
+             SourceActionsMixin, TrailMixin, ApplicationsMixin, ReportRowsMixin, NotificationsMixin, FleetMixin,
+             SearchMixin):
     """One connection to the ledger file. Not shared between threads: open
     one Ledger per thread or process (they coordinate through SQLite)."""
 

@@ -701,6 +701,24 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX source_actions_shared ON source_actions(id) WHERE with_documents IS NOT NULL;
     """,
+    # 34: a backup target's identity and the objects a verification could
+    # not make whole. `identity` is the id in the marker object the agent
+    # wrote on the target at first use (agent/backup/identity.py): an empty
+    # mount point or another disk under the same path lacks it, so nothing is
+    # written there. `backup_unverified` holds each object a verification
+    # found missing or with other bytes and could not repair (a store that
+    # answers 200 and keeps nothing): status and `status --check` show the
+    # target as not ok until a read-back of it succeeds.
+    """
+    ALTER TABLE backup_targets ADD COLUMN identity TEXT;
+    CREATE TABLE backup_unverified (
+        target TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        verdict TEXT NOT NULL,                -- missing | mismatch
+        found_at TEXT NOT NULL,
+        PRIMARY KEY (target, sha256)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 # Python steps run after a migration's SQL, inside its transaction, keyed by
