@@ -119,6 +119,9 @@ class TargetRunner(Runner):
         # thread had just made was reported twice, as new and as left over.
         with Ledger(cfg.ledger_path) as ledger:
             if ledger.adopt_backup_layout(self.name, layout_of(target), now=utc(now_dt())):
+                # Its marker stayed under the old layout: the first check adopts
+                # the target again, as it holds our originals (agent/backup/identity.py).
+                ledger.forget_target_identity(self.name, now=utc(now_dt()))
                 log.warning(f"backup layout of {self.name} is now {layout_of(target)}: sidecars, manifests "
                             "and a ledger snapshot are put again under it (originals stay)",
                             extra={"target": self.name})

@@ -5,12 +5,12 @@ fix the key layout that restores and scripts depend on.
 """
 
 from agent.backup.base import (AccessDenied, BackupTarget, BucketMissing, ChecksumMismatch,
-                               CorruptObject, FolderMissing, InvalidKey, ObjectInfo,
+                               CorruptObject, FolderMissing, InvalidKey, ObjectInfo, TargetUnrecognised,
                                manifest_key, object_key, open_target, sha256_of_object_key,
                                sidecar_key, snapshot_key)
 
 __all__ = [
     "AccessDenied", "BackupTarget", "BucketMissing", "ChecksumMismatch", "CorruptObject",
     "FolderMissing", "InvalidKey", "ObjectInfo", "manifest_key", "object_key", "open_target",
-    "sha256_of_object_key", "sidecar_key", "snapshot_key",
+    "sha256_of_object_key", "sidecar_key", "snapshot_key", "TargetUnrecognised",
 ]

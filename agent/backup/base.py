@@ -13,6 +13,7 @@ Key layout (scripts and restores depend on it; never change it):
     sidecars/<time>-<random>.json   one batch of sidecars per mirror step (agent/backup/sidecars.py)
     ledger/<snapshot name>          gzip-compressed SQLite ledger snapshots
     manifests/YYYY-MM-DD.json       what was added that day
+    .fapiao-agent-target            the target's identity marker (agent/backup/identity.py)
 
 With [fleet] site set, all but the originals live under `sites/<site>/`
 (agent/backup/sites.py maps the keys; code here and above never sees it).
@@ -54,6 +55,15 @@ class FolderMissing(Transient):
     Transient, so the backlog drains by itself once the disk is back;
     `config_paths.check_paths` reports a folder that was never there at start-up.
     """
+
+
+class TargetUnrecognised(Permanent):
+    """The target does not carry the identity marker this agent wrote on it
+    (agent/backup/identity.py): an empty mount point, another disk or bucket
+    under the same name. Nothing is written to it until it is the right one
+    again, or an operator accepts it (`backup accept`).
+
+    Permanent, so the target is paused: retrying cannot mount the disk."""
 
 
 class ChecksumMismatch(Permanent):

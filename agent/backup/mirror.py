@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from agent.backup.base import (AccessDenied, BackupTarget, BucketMissing, ChecksumMismatch,
-                               LEDGER_PREFIX, manifest_key, object_key, snapshot_key)
+                               LEDGER_PREFIX, TargetUnrecognised, manifest_key, object_key, snapshot_key)
+from agent.backup.identity import check_identity
 from agent.backup.sidecars import put_batch
 from agent.backup.snapshot import snapshot_name, snapshot_sqlite, snapshots_to_delete
 from agent.backup.verify import repair_object, sample_keys, verify_object
@@ -29,7 +30,7 @@ from agent.vault import Vault
 BATCH = 32
 BASE_DELAY_S = 5.0
 # Errors that concern the whole target, not one object: a person must act.
-TARGET_ERRORS = (AccessDenied, BucketMissing)
+TARGET_ERRORS = (AccessDenied, BucketMissing, TargetUnrecognised)
 
 
 @dataclass
@@ -155,13 +156,36 @@ def mirror_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.d
     due (puts are idempotent, so the next step only describes them). When
     the due rows are all done and `manifests`, stale daily manifests are
     rewritten (by shard 0; the daemon spaces them out, as each rewrite
-    lists the whole day: the batches already name every object). With `shard` = (index, count), only that share of the objects
+    lists the whole day: the batches already name every object). Nothing is
+    put unless the target carries the identity marker the ledger remembers
+    (agent/backup/identity.py): else it is paused (`TargetUnrecognised`), so
+    an empty mount point is never filled. With `shard` = (index, count), only that share of the objects
     is worked on. A jump of the wall clock stalls nothing: a row due more
     than `retry_max_s` ahead is due now. Raises nothing but bugs.
     """
     stamp = utc(now)
     out = MirrorOutcome(enqueued=ledger.enqueue_backups(target.name, now=stamp))
     rows = ledger.due_backups(target.name, now=stamp, limit=limit, shard=shard, max_wait_s=retry_max_s)
+    if rows or ledger.target_identity(target.name)[1] or (manifests and ledger.manifest_days(target.name)):
+        # Only a round that writes, or may lift a pause, reads the marker:
+        # an idle round costs nothing on the target.
+        try:
+            out.resumed = check_identity(ledger, target, now=now)
+        except Transient as e:
+            # As if the first put had met it: that object waits, the outage starts.
+            first = next((r for r in rows if r["state"] != "done"), None)
+            if first is None:
+                ledger.backup_unreachable(target.name, str(e), now=stamp)
+            else:
+                delay = retry_delay(first["attempts"] + 1, rng, retry_max_s)
+                ledger.backup_retry(target.name, first["sha256"], now=stamp, error=str(e), unreachable=True,
+                                    next_attempt_at=utc(now + dt.timedelta(seconds=delay)))
+            out.unavailable = str(e)
+            return out
+        except TARGET_ERRORS as e:
+            out.paused = str(e)
+            out.newly_paused = ledger.pause_backup_target(target.name, out.paused, now=stamp)
+            return out
     jobs = [_Job(r["sha256"], r, ledger.sidecar(r["sha256"]), r["state"] != "done") for r in rows]
     # The vault's own sidecars are one more job, the first: written (two
     # filesystem syncs for all) while the originals are in flight.
@@ -197,7 +221,7 @@ def mirror_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.d
             out.unavailable = out.unavailable or str(e)
         else:
             done = [(j.sha, j.size) for j in described if j.put]
-            out.resumed = ledger.backups_done(target.name, done, now=stamp, batch=key,
+            out.resumed = out.resumed or ledger.backups_done(target.name, done, now=stamp, batch=key,
                                               refreshed=[j.sha for j in described if not j.put],
                                               day=now.astimezone(dt.timezone.utc).date().isoformat())
             out.put = len(done)
@@ -247,8 +271,10 @@ def put_snapshot(ledger: Ledger, target: BackupTarget, held: int, data: bytes, *
     with `prune`, delete the snapshots retention no longer needs
     (`retention`: hourly_days, daily_days, monthly_years); record it as the
     target's last snapshot, holding events up to `held`. Returns the key
-    put. Target errors propagate (`Transient`, `Permanent`); nothing is
-    recorded then."""
+    put. Target errors propagate (`Transient`, `Permanent`; `TargetUnrecognised`
+    when the target is not the one the ledger's rows describe, and nothing is
+    put); nothing is recorded then."""
+    check_identity(ledger, target, now=now)
     key = snapshot_key(snapshot_name(now))
     sha256 = hashlib.sha256(data).hexdigest()
     target.put(key, data, sha256)
@@ -279,9 +305,12 @@ def verify_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.d
     A missing or mismatching object is re-uploaded from the vault (with its
     sidecar) and re-read; one the vault cannot supply is requeued and
     reported. `progress(done, total)` is called after each object. The
-    result is recorded as the target's last verification. Target errors
-    (`Transient`, `Permanent`) propagate; nothing is recorded then.
+    result is recorded as the target's last verification. Nothing is checked or
+    repaired on a target without the identity marker the ledger remembers
+    (`TargetUnrecognised`: an empty mount point is not filled). Target
+    errors (`Transient`, `Permanent`) propagate; nothing is recorded then.
     """
+    check_identity(ledger, target, now=now)
     total = ledger.backup_target(target.name)["objects"]
     if full:
         keys, size = ledger.done_backups(target.name), total

@@ -52,6 +52,7 @@ class BackupReportsMixin:
                    failed=failed, stale_sidecars=stale)
         out.pop("enqueued_doc_id", None)
         out.pop("enqueued_source_id", None)
+        out.pop("identity", None)
         return out
 
     def backed_up_count(self, targets: Sequence[str], min_copies: int) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""`fapiao-agent backup status | verify | restore | drill`."""
+"""`fapiao-agent backup status | verify | restore | drill | accept`."""
 
 from __future__ import annotations
 
@@ -179,7 +179,9 @@ def verify_command(ctx: click.Context, target_name: str | None, full: bool, as_j
     something could not be repaired."""
     import random   # here, not at the top: `status` loads this module and draws no sample
 
+    from agent.backup.base import TargetUnrecognised
     from agent.backup.mirror import verify_step
+    from agent.ledger import utc
 
     cfg = load(ctx)
     entries = _entries(cfg, target_name)
@@ -194,6 +196,10 @@ def verify_command(ctx: click.Context, target_name: str | None, full: bool, as_j
                     report = verify_step(ledger, vault, target, now=now_dt(), rng=random.Random(), full=full,
                                          fraction=policy["verify_fraction"], minimum=policy["verify_minimum"],
                                          progress=bar.update)
+                except TargetUnrecognised as e:
+                    # Paused as the daemon would: status shows it until it is the right one again.
+                    ledger.pause_backup_target(target.name, str(e), now=utc(now_dt()))
+                    fail(f"backup target {target.name}: {e}")
                 except AgentError as e:
                     fail(f"backup target {target.name}: {e}")
             unrepaired += len(report.problems) - report.repaired
@@ -206,6 +212,35 @@ def verify_command(ctx: click.Context, target_name: str | None, full: bool, as_j
                 echo(f"  {verdict}: {sha}: {action}")
     if unrepaired:
         sys.exit(1)
+
+
+@command.command("accept")
+@click.option("--target", "target_name", required=True, metavar="NAME", help="The [[backup]] target to accept.")
+@click.pass_context
+def accept_command(ctx: click.Context, target_name: str) -> None:
+    """Accept what target NAME points at now as the backup target: after the
+    backup moved to a new, empty disk on purpose. A backup target whose
+    marker (.fapiao-agent-target) is missing or different is paused, so an
+    empty mount point is never filled; this writes a new marker and puts
+    everything the ledger counted as held there again (objects already
+    there are skipped), then a ledger snapshot. Never run it for a disk
+    that is simply not mounted: mount it, and the target resumes by itself."""
+    from agent.backup.identity import accept_target, read_marker
+
+    cfg = load(ctx)
+    entry = _entries(cfg, target_name)[0]
+    target = _open(entry, cfg)
+    with open_ledger(cfg) as ledger:
+        try:
+            known = ledger.target_identity(target.name)[0]
+            if known is not None and read_marker(target) == known:
+                echo(f"{target.name}: already recognised (its marker matches); nothing to do")
+                return
+            due = accept_target(ledger, target, now=now_dt())
+        except AgentError as e:
+            fail(f"backup target {target.name}: {e}")
+    echo(f"{target.name}: accepted as the backup target; {due} object(s) are put again by the daemon "
+         "(those already there are skipped), and a ledger snapshot")
 
 
 @command.command("restore")

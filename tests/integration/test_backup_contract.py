@@ -317,3 +317,38 @@ def test_file_target_leaves_no_temp_files(tmp_path):
         target.put(object_key(sha(data)), data, sha(data))
     names = [p.name for p in Path(tmp_path).rglob("*")]
     assert not [n for n in names if n.startswith(".tmp-")]
+
+
+def test_the_identity_marker_tells_our_target_from_an_empty_or_other_one(target, tmp_path):
+    # agent/backup/identity.py, through the interface alone: the same on every kind.
+    from agent.backup import TargetUnrecognised
+    from agent.backup.identity import MARKER_KEY, check_identity, read_marker
+    from agent.ledger import Ledger
+
+    now = __import__("datetime").datetime(2026, 5, 1, tzinfo=__import__("datetime").timezone.utc)
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        assert read_marker(target) is None
+        check_identity(ledger, target, now=now)            # first use, empty: the marker is written
+        known = ledger.target_identity(target.name)[0]
+        assert known and read_marker(target) == known
+        assert MARKER_KEY in {i.key for i in target.list("")}
+        check_identity(ledger, target, now=now)            # ours: passes, nothing changes
+        ledger.record_backup_snapshot(target.name, "ledger/x", now="2026-05-01T00:00:00Z")  # holds something now
+        target.delete(MARKER_KEY)                          # an empty mount point, a bucket not ours
+        with pytest.raises(TargetUnrecognised, match="marker .fapiao-agent-target is missing"):
+            check_identity(ledger, target, now=now)
+        assert read_marker(target) is None                 # nothing was written
+        target.put(MARKER_KEY, b"{}", sha(b"{}"))          # somebody else's marker
+        with pytest.raises(TargetUnrecognised, match="names another target"):
+            check_identity(ledger, target, now=now)
+        target.delete(MARKER_KEY)
+    # A ledger that remembers no id (an agent upgraded to markers) adopts a
+    # target holding our objects, but not an empty one it counts backups on.
+    with Ledger(tmp_path / "other.sqlite") as ledger:
+        ledger.record_backup_snapshot(target.name, "ledger/x", now="2026-05-01T00:00:00Z")
+        with pytest.raises(TargetUnrecognised):
+            check_identity(ledger, target, now=now)
+        data = b"an original"
+        target.put(object_key(sha(data)), data, sha(data))
+        check_identity(ledger, target, now=now)
+        assert read_marker(target) == ledger.target_identity(target.name)[0]

@@ -21,7 +21,8 @@ import random
 import threading
 import time
 
-from agent.backup.base import manifest_key
+from agent.backup.base import manifest_key, open_target
+from agent.backup.identity import write_marker
 from agent.capture import capture_bytes
 from agent.config import load_config
 from agent.ledger import Ledger, utc
@@ -54,6 +55,9 @@ def held_site(root, held: int):
         c.execute("INSERT INTO backup_targets (name, updated_at, enqueued_doc_id, enqueued_event_id, "
                   "snapshot_event_id, last_snapshot_at, last_verify_at) VALUES ('nas', ?, ?, ?, 0, ?, ?)",
                   (stamp, held, held, utc(now - dt.timedelta(seconds=60)), stamp))
+        c.execute("UPDATE backup_targets SET identity = 'held-site' WHERE name = 'nas'")
+    # The target those rows were put on carries its marker (agent/backup/identity.py).
+    write_marker(open_target(cfg.backups[0]), "held-site", now=now)
     return cfg
 
 

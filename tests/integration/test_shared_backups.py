@@ -193,7 +193,7 @@ def test_without_fleet_the_layout_is_unchanged_and_restores(tmp_path, samples_di
         snapshot_step(ledger, target, now=T0)
     docs = numbers(cfg.ledger_path)
     nas = tmp_path / "nas"
-    assert sorted(p.name for p in nas.iterdir()) == ["ledger", "manifests", "objects", "sidecars"]
+    assert sorted(p.name for p in nas.iterdir()) == [".fapiao-agent-target", "ledger", "manifests", "objects", "sidecars"]
     assert not list((nas / "objects").rglob("*.json"))
     assert sorted(sidecars_on(target)) == sorted(docs)
     r = cli(config, "backup", "restore", "--from", "nas", "--to", str(tmp_path / "out"), "--json")
