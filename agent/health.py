@@ -105,6 +105,7 @@ def evaluate(report: dict, limits: Thresholds, *, now: dt.datetime, time_text: T
     reasons += _delivery(report.get("delivery") or {}, report.get("states") or {}, limits)
     reasons += _backups((report.get("backup") or {}).get("targets") or [], limits, now)
     reasons += _drills((report.get("backup") or {}).get("targets") or [], limits, now)
+    reasons += _unkept((report.get("backup") or {}).get("targets") or [], now)
     reasons += _fleet(report.get("fleet"), time_text)
     applications = report.get("applications") or {}
     reasons += _waiting_for_a_person((report.get("states") or {}).get("quarantined", 0),
@@ -289,6 +290,27 @@ def _drills(targets: list[dict], limits: Thresholds, now: dt.datetime) -> list[R
         if age >= limits.drill_max_age_days * 86400:
             out.append(Reason(WARNING, f"backup target {name}: last passed restore drill {span(age)} ago" if d
                               else f"backup target {name}: never restore-drilled, holding backups for {span(age)}"))
+    return out
+
+
+def _unkept(targets: list[dict], now: dt.datetime) -> list[Reason]:
+    # Objects a verification found missing or changed and could not repair
+    # (Ledger.unverified_counts): a store that answers 200 and keeps nothing
+    # looks healthy otherwise, and the next verification is a day away.
+    # Other bytes than we stored are CRITICAL, as in a failed drill.
+    out = []
+    for t in targets:
+        u = t.get("unverified") or {}
+        missing, mismatch = u.get("missing") or 0, u.get("mismatch") or 0
+        if not (missing or mismatch):
+            continue
+        ago = f", found {span((now - parse_utc(u['since'])).total_seconds())} ago" if u.get("since") else ""
+        if mismatch:
+            out.append(Reason(CRITICAL, f"backup target {t['name']}: {_n(mismatch, 'object')} read back with "
+                                        f"other bytes than we stored after a repair{ago}"))
+        if missing:
+            out.append(Reason(WARNING, f"backup target {t['name']}: {_n(missing, 'object')} missing after a "
+                                       f"repair{ago} (the store accepts puts but does not keep them?)"))
     return out
 
 

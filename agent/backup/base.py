@@ -66,6 +66,12 @@ class TargetUnrecognised(Permanent):
     Permanent, so the target is paused: retrying cannot mount the disk."""
 
 
+class NotKept(Permanent):
+    """An object put again after a verification found it gone or changed
+    reads back gone or changed again: the store answers puts but does not
+    keep them (agent/backup/mirror.py), so it is not counted as held."""
+
+
 class ChecksumMismatch(Permanent):
     """The bytes given to `put` do not hash to the SHA-256 the caller claimed.
 

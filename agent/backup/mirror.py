@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from agent.backup.base import (AccessDenied, BackupTarget, BucketMissing, ChecksumMismatch,
-                               LEDGER_PREFIX, TargetUnrecognised, manifest_key, object_key, snapshot_key)
+                               LEDGER_PREFIX, NotKept, TargetUnrecognised, manifest_key, object_key, snapshot_key)
 from agent.backup.identity import check_identity
 from agent.backup.sidecars import put_batch
 from agent.backup.snapshot import snapshot_name, snapshot_sqlite, snapshots_to_delete
@@ -109,6 +109,7 @@ class _Job:
     error: AgentError | None = None
     missing: bool = False
     skipped: bool = False
+    read_back: bool = False          # a verification found it not kept: read it back after the put
 
 
 def _transfer(vault: Vault, target: BackupTarget, job: _Job, stop: list) -> _Job:
@@ -123,6 +124,12 @@ def _transfer(vault: Vault, target: BackupTarget, job: _Job, stop: list) -> _Job
         try:
             job.size = path.stat().st_size
             target.put(object_key(job.sha), path, job.sha)
+            if job.read_back:
+                # A 200 alone proved nothing the last time for this object.
+                verdict = verify_object(target, object_key(job.sha), job.sha)
+                if verdict != "ok":
+                    raise NotKept(f"backup target {target.name!r}: object {job.sha} put again reads back "
+                                  f"{verdict}: the store does not keep what it accepts")
         except FileNotFoundError:
             job.missing = True
         except AgentError as e:
@@ -186,7 +193,9 @@ def mirror_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.d
             out.paused = str(e)
             out.newly_paused = ledger.pause_backup_target(target.name, out.paused, now=stamp)
             return out
-    jobs = [_Job(r["sha256"], r, ledger.sidecar(r["sha256"]), r["state"] != "done") for r in rows]
+    unkept = ledger.unverified_among(target.name, [r["sha256"] for r in rows if r["state"] != "done"])
+    jobs = [_Job(r["sha256"], r, ledger.sidecar(r["sha256"]), r["state"] != "done", read_back=r["sha256"] in unkept)
+            for r in rows]
     # The vault's own sidecars are one more job, the first: written (two
     # filesystem syncs for all) while the originals are in flight.
     local = _Job("", {}, {j.sha: j.sidecar for j in jobs}, put=False)
@@ -221,6 +230,7 @@ def mirror_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.d
             out.unavailable = out.unavailable or str(e)
         else:
             done = [(j.sha, j.size) for j in described if j.put]
+            ledger.clear_unverified(target.name, [j.sha for j in described if j.read_back])
             out.resumed = out.resumed or ledger.backups_done(target.name, done, now=stamp, batch=key,
                                               refreshed=[j.sha for j in described if not j.put],
                                               day=now.astimezone(dt.timezone.utc).date().isoformat())
@@ -304,8 +314,11 @@ def verify_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.d
 
     A missing or mismatching object is re-uploaded from the vault (with its
     sidecar) and re-read; one the vault cannot supply is requeued and
-    reported. `progress(done, total)` is called after each object. The
-    result is recorded as the target's last verification. Nothing is checked or
+    reported. One that reads back wrong after the re-upload is requeued and
+    remembered as not kept (`Ledger.mark_unverified`): not counted as held,
+    and the target not ok in `status`, until a read-back of it succeeds.
+    `progress(done, total)` is called after each object. The result is
+    recorded as the target's last verification. Nothing is checked or
     repaired on a target without the identity marker the ledger remembers
     (`TargetUnrecognised`: an empty mount point is not filled). Target
     errors (`Transient`, `Permanent`) propagate; nothing is recorded then.
@@ -329,6 +342,8 @@ def verify_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.d
             report.problems.append((sha, verdict, _repair(ledger, vault, target, sha, now)))
             if report.problems[-1][2] == "repaired":
                 report.repaired += 1
+            elif report.problems[-1][2] == _NOT_KEPT:
+                ledger.mark_unverified(target.name, sha, verdict, now=utc(now))
         if progress:
             progress(i, max(size, i))
     ledger.record_backup_verify(target.name, report.to_dict(), now=utc(now))
@@ -354,13 +369,16 @@ def _reservoir(items: Iterator[str], k: int, rng: random.Random) -> list[str]:
     return chosen
 
 
+_NOT_KEPT = "re-uploaded but still wrong; requeued"
+
+
 def _repair(ledger: Ledger, vault: Vault, target: BackupTarget, sha: str, now: dt.datetime) -> str:
     if not vault.verify(sha):
         ledger.requeue_backup(target.name, sha, now=utc(now))
         return "vault copy missing or corrupt; requeued"
     if repair_object(target, object_key(sha), vault.path(sha), sha) != "ok":
         ledger.requeue_backup(target.name, sha, now=utc(now))
-        return "re-uploaded but still wrong; requeued"
+        return _NOT_KEPT
     describe(ledger, vault, target, [sha], now=now)
     return "repaired"
 

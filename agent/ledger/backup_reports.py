@@ -53,6 +53,9 @@ class BackupReportsMixin:
         out.pop("enqueued_doc_id", None)
         out.pop("enqueued_source_id", None)
         out.pop("identity", None)
+        # Objects a verification found not kept: not held (their rows are
+        # pending), and the target is not ok until each reads back whole.
+        out["unverified"] = self.unverified_counts(target)
         return out
 
     def backed_up_count(self, targets: Sequence[str], min_copies: int) -> dict[str, int]:

@@ -110,7 +110,8 @@ def _tiles(fig: Figures) -> str:
     t = fig.totals
     conf = fig.timing["confirmed"]
     waiting, pending = fig.applications["waiting"], fig.applications["pending"]
-    bad_targets = sum(1 for x in fig.backup.get("targets", []) if x.get("reachable") in ("unreachable", "paused"))
+    bad_targets = sum(1 for x in fig.backup.get("targets", [])
+                      if x.get("reachable") in ("unreachable", "paused", "not keeping"))
     tiles = [
         ("到达 arrivals", t["total"], ""),
         ("已送达 delivered", t["delivered"], "good"),

@@ -91,7 +91,7 @@ def summary(fig: Figures) -> str:
     names no invoice, file or seller (chat robots are not the place)."""
     t, conf, a = fig.totals, fig.timing["confirmed"], fig.applications
     targets = fig.backup.get("targets", [])
-    failing = [x["name"] for x in targets if x.get("reachable") in ("unreachable", "paused")]
+    failing = [x["name"] for x in targets if x.get("reachable") in ("unreachable", "paused", "not keeping")]
     ok = [x["name"] for x in targets if x.get("reachable") == "ok"]
     undrilled = [x["name"] for x in targets if x["name"] not in fig.drills]
     drill_failed = [n for n, d in fig.drills.items() if not d.get("ok")]

@@ -31,7 +31,8 @@ def backup_report(ledger: Ledger, cfg: Config, at: dt.datetime | None = None) ->
     pause, last put, last verify and its result, last ledger snapshot, and
     `reachable`: "ok", "unreachable" (since `unreachable_since`, for
     `unreachable_for_s`: no put, snapshot or verify has answered since),
-    "paused" (a person must fix it) or "never used". Then how many
+    "paused" (a person must fix it), "not keeping" (`unverified`: objects a
+    verification found missing or changed could not be repaired) or "never used". Then how many
     originals meet min_copies, counted apart: `backed_up`/`objects` over every
     original the vault keeps (documents' files, raw e-mails, refused files
     kept), `documents_backed_up`/`documents` over documents' files. Ages
@@ -44,7 +45,9 @@ def backup_report(ledger: Ledger, cfg: Config, at: dt.datetime | None = None) ->
         t["backlog_oldest_age_s"] = age_seconds(t["backlog_oldest"], at)
         t["url"] = next(b["url"] for b in cfg.backups if b["name"] == name)
         t["unreachable_for_s"] = age_seconds(t["unreachable_since"], at)
+        unkept = t["unverified"]["missing"] + t["unverified"]["mismatch"]
         t["reachable"] = ("paused" if t["paused_error"] else "unreachable" if t["unreachable_since"]
+                          else "not keeping" if unkept
                           else "ok" if t["last_put_at"] or t["last_snapshot_at"] or t["last_verify_at"]
                           else "never used")
         targets.append(t)
@@ -64,6 +67,10 @@ def target_state(t: dict) -> str:
     if t["reachable"] == "unreachable":
         return (f"UNREACHABLE since {local_time(t['unreachable_since'])} ({human_age(t['unreachable_for_s'])})"
                 + (f": {t['last_error']}" if t["last_error"] else ""))
+    if t["reachable"] == "not keeping":
+        u = t["unverified"]
+        return (f"NOT KEEPING since {local_time(u['since'])}: {u['missing']} missing, {u['mismatch']} with other "
+                "bytes after a verification's repair (not counted as held until they read back whole)")
     return t["reachable"]
 
 

@@ -28,7 +28,7 @@ import shutil
 import pytest
 
 from agent.backup.base import object_key, open_target
-from agent.backup.mirror import mirror_step
+from agent.backup.mirror import mirror_step, verify_step
 from agent.config import load_config
 from agent.ledger import Ledger, utc
 from agent.vault import Vault
@@ -59,6 +59,106 @@ def alive(cfg) -> None:
 
 def health(config) -> list[dict]:
     return json.loads(cli(config, "status", "--json").output)["health"]["reasons"]
+
+
+class Forgetful:
+    """A real S3 target behind a store that acknowledges every put of an
+    original and keeps nothing (`mode` "drop"), or hands back other bytes
+    for every original (`mode` "garble")."""
+
+    def __init__(self, inner, mode: str):
+        self.inner, self.mode = inner, mode
+        self.name, self.url = inner.name, inner.url
+
+    def put(self, key, data, sha256):
+        if self.mode == "drop" and key.startswith("objects/"):
+            return
+        self.inner.put(key, data, sha256)
+
+    def get(self, key, dest=None):
+        data = self.inner.get(key, dest)
+        if self.mode == "garble" and key.startswith("objects/") and data is not None:
+            return b"not what we stored " + data
+        return data
+
+    def head(self, key):
+        return self.inner.head(key)
+
+    def list(self, prefix=""):
+        return self.inner.list(prefix)
+
+    def delete(self, key):
+        self.inner.delete(key)
+
+
+@pytest.fixture
+def s3site(tmp_path, seaweed, samples_dir):
+    bucket = seaweed.make_bucket()
+    config = write_config(tmp_path, [seaweed.target_config(bucket, prefix="site", name="s3a")])
+    ingest(config, samples_dir, range(1, 4), tmp_path / "in")
+    cfg = load_config(config)
+    target = open_target(cfg.backups[0])
+    with Ledger(cfg.ledger_path) as ledger:
+        drain(ledger, Vault(cfg.vault_dir), target)
+    return config, cfg, target, bucket
+
+
+def test_a_store_that_keeps_nothing_is_not_ok_not_counted_and_warned_of(s3site, seaweed):
+    config, cfg, target, bucket = s3site
+    vault = Vault(cfg.vault_dir)
+    shas = sorted(vault.iter_objects())
+    for sha in shas:     # the store lost them, and from now on keeps nothing
+        seaweed.client().delete_object(Bucket=bucket, Key="site/" + object_key(sha))
+    liar = Forgetful(target, "drop")
+    with Ledger(cfg.ledger_path) as ledger:
+        report = verify_step(ledger, vault, liar, now=now(), rng=random.Random(1), full=True)
+        assert (report.checked, report.missing, report.repaired) == (3, 3, 0)
+        # The next mirror round gets a 200 for every put again: it reads
+        # them back, finds them missing, and counts none as held.
+        out = mirror_step(ledger, vault, liar, now=now() + dt.timedelta(seconds=1), rng=random.Random(2))
+        assert out.put == 0 and out.failed == 3, out
+        t = ledger.backup_target("s3a")
+        assert (t["objects"], t["backlog"]) == (0, 3)
+        assert t["unverified"]["missing"] == 3 and t["unverified"]["mismatch"] == 0
+        assert "reads back missing" in t["last_error"]
+        assert ledger.backed_up_count(["s3a"], 1)["backed_up"] == 0
+    alive(cfg)
+    check = cli(config, "status", "--check")
+    assert check.exit_code == 1, check.output
+    assert check.output.startswith("WARNING: backup target s3a: 3 objects missing after a repair, found ")
+    status = cli(config, "status").output
+    assert "backed up:         0/3 originals" in status and "NOT KEEPING since" in status, status
+    assert "s3a  (" in cli(config, "backup", "status").output and \
+        "NOT KEEPING since" in cli(config, "backup", "status").output
+    assert json.loads(cli(config, "backup", "status", "--json").output)["targets"][0]["reachable"] == "not keeping"
+
+    # The store keeps what it is given again: the read-back passes, the
+    # objects count as held, and the warning is gone.
+    with Ledger(cfg.ledger_path) as ledger:
+        ledger.retry_backups_now("s3a", now=utc(now() + dt.timedelta(hours=2)))
+        out = mirror_step(ledger, vault, target, now=now() + dt.timedelta(hours=2), rng=random.Random(3))
+        assert out.put == 3 and out.failed == 0, out
+        t = ledger.backup_target("s3a")
+        assert t["objects"] == 3 and t["unverified"] == {"missing": 0, "mismatch": 0, "since": None}
+    alive(cfg)
+    check = cli(config, "status", "--check")
+    assert check.exit_code == 0, check.output
+    assert json.loads(cli(config, "backup", "status", "--json").output)["targets"][0]["reachable"] == "ok"
+
+
+def test_a_store_that_hands_back_other_bytes_after_a_repair_is_critical(s3site):
+    config, cfg, target, _ = s3site
+    vault = Vault(cfg.vault_dir)
+    with Ledger(cfg.ledger_path) as ledger:
+        report = verify_step(ledger, vault, Forgetful(target, "garble"), now=now(), rng=random.Random(1),
+                             full=True)
+        assert (report.mismatch, report.repaired) == (3, 0)
+        assert ledger.backup_target("s3a")["unverified"]["mismatch"] == 3
+    alive(cfg)
+    check = cli(config, "status", "--check")
+    assert check.exit_code == 2, check.output
+    assert check.output.startswith("CRITICAL: backup target s3a: 3 objects read back with other bytes than "
+                                   "we stored after a repair, found ")
 
 
 # -- finding 2: an unmounted NAS --------------------------------------------------
