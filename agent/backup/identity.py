@@ -95,12 +95,17 @@ def check_identity(ledger: Ledger, target: BackupTarget, *, now: dt.datetime) ->
         ledger.resume_unrecognised_target(target.name, UNRECOGNISED, now=stamp)
 
 
-def accept_target(ledger: Ledger, target: BackupTarget, *, now: dt.datetime) -> int:
+def accept_target(ledger: Ledger, target: BackupTarget, *, now: dt.datetime) -> int | None:
     """An operator's word that `target` as it is now is the backup target
     (the backup moved to a new disk on purpose): a new marker is put, the
     ledger remembers it, and everything the ledger counted as held there is
     due again (puts skip objects already there). Returns how many objects
-    are due again. Target errors propagate; nothing is recorded then."""
+    are due again; None, changing nothing, when the target already carries
+    the marker the ledger remembers. Target errors propagate; nothing is
+    recorded then."""
+    known = ledger.target_identity(target.name)[0]
+    if known is not None and read_marker(target) == known:
+        return None
     identity = new_identity()
     write_marker(target, identity, now=now)
     return ledger.accept_target(target.name, identity, now=utc(now))

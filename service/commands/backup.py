@@ -225,27 +225,21 @@ def verify_command(ctx: click.Context, target_name: str | None, full: bool, as_j
 @click.option("--target", "target_name", required=True, metavar="NAME", help="The [[backup]] target to accept.")
 @click.pass_context
 def accept_command(ctx: click.Context, target_name: str) -> None:
-    """Accept what target NAME points at now as the backup target: after the
-    backup moved to a new, empty disk on purpose. A backup target whose
-    marker (.fapiao-agent-target) is missing or different is paused, so an
-    empty mount point is never filled; this writes a new marker and puts
-    everything the ledger counted as held there again (objects already
-    there are skipped), then a ledger snapshot. Never run it for a disk
-    that is simply not mounted: mount it, and the target resumes by itself."""
-    from agent.backup.identity import accept_target, read_marker
+    """Take what target NAME points at now as the backup target, after the
+    backup moved to a new, empty disk on purpose (docs/operations.md): a new
+    marker, and everything put again. Never for a disk merely not mounted."""
+    from agent.backup.identity import accept_target
 
     cfg = load(ctx)
-    entry = _entries(cfg, target_name)[0]
-    target = _open(entry, cfg)
+    target = _open(_entries(cfg, target_name)[0], cfg)
     with open_ledger(cfg) as ledger:
         try:
-            known = ledger.target_identity(target.name)[0]
-            if known is not None and read_marker(target) == known:
-                echo(f"{target.name}: already recognised (its marker matches); nothing to do")
-                return
             due = accept_target(ledger, target, now=now_dt())
         except AgentError as e:
             fail(f"backup target {target.name}: {e}")
+    if due is None:
+        echo(f"{target.name}: already recognised (its marker matches); nothing to do")
+        return
     echo(f"{target.name}: accepted as the backup target; {due} object(s) are put again by the daemon "
          "(those already there are skipped), and a ledger snapshot")
 
