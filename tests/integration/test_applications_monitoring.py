@@ -61,6 +61,14 @@ def _decide(ledger, number, how=apps.decline):
     how(ledger, number, settings=SETTINGS, destinations=DESTS, today=TODAY, now=utc(NOW), decider=BOB, **kwargs)
 
 
+@pytest.fixture(autouse=True)
+def _now_is_this_tests(monkeypatch):
+    # "Filed 30 h ago" is measured from the test's start, not the module's
+    # import: on a loaded machine a run reached these tests minutes later,
+    # and the age (30.2 h) no longer read as 30 h.
+    monkeypatch.setitem(globals(), "NOW", dt.datetime.now(dt.timezone.utc))
+
+
 @pytest.fixture
 def site(tmp_path):
     """A config, and a ledger holding: a live invoice; its duplicate with an
