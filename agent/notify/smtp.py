@@ -23,7 +23,20 @@ from typing import Any
 from agent.config_notify import mail_recipients
 from agent.errors import ConfigError, NotifyPermanent, NotifyRetryable
 from agent.notify.base import Message
+from agent.notify.deadline import open_connection, send_deadline, tls_context
 from agent.redact import remember
+
+
+class _SMTP(smtplib.SMTP):
+    # smtplib's socket is a DeadlineSocket: a server trickling "220-" lines
+    # (each within the timeout) would otherwise hold getreply for ever.
+    def _get_socket(self, host, port, timeout):
+        return open_connection(host, port, timeout=timeout, source_address=self.source_address)
+
+
+class _SMTPS(smtplib.SMTP_SSL, _SMTP):
+    # Implicit TLS: SMTP_SSL wraps the socket _SMTP opens (its super()).
+    pass
 
 
 class SmtpNotifier:
@@ -84,44 +97,60 @@ class SmtpNotifier:
 
     def send(self, message: Message) -> None:
         """One SMTP session: connect (TLS as configured), AUTH when a
-        username is set, send. 4xx replies, timeouts and refused connections
-        are NotifyRetryable; 5xx, bad credentials, a refused recipient or a
-        certificate that does not verify are NotifyPermanent."""
+        username is set, send; all of it within timeout_s, whatever the
+        server does (agent/notify/deadline.py). 4xx replies, timeouts, the
+        deadline and refused connections are NotifyRetryable; 5xx, bad
+        credentials, a refused recipient or a certificate that does not
+        verify are NotifyPermanent."""
         mail = self.compose(message)
         where = f"notify {self.name} (smtp {self.host}:{self.port})"
-        try:
-            context = self._tls_context()
-            if self.ssl:
-                smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout_s, context=context)
-            else:
-                smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout_s)
-            with smtp:
-                if self.starttls:
-                    smtp.starttls(context=context)
-                if self.username:
-                    smtp.login(self.username, self._password or "")
-                smtp.send_message(mail, from_addr=self.sender, to_addrs=self.recipients)
-        except smtplib.SMTPAuthenticationError as e:
-            raise NotifyPermanent(f"{where}: login refused ({e.smtp_code}); check username and password") from None
-        except smtplib.SMTPRecipientsRefused as e:
-            raise NotifyPermanent(f"{where}: recipients refused: {', '.join(e.recipients)}") from None
-        except smtplib.SMTPNotSupportedError as e:
-            raise NotifyPermanent(f"{where}: server does not support it: {e}") from None
-        except smtplib.SMTPResponseException as e:
-            text = e.smtp_error.decode("utf-8", "replace") if isinstance(e.smtp_error, bytes) else str(e.smtp_error)
-            kind = NotifyRetryable if 400 <= e.smtp_code < 500 else NotifyPermanent
-            raise kind(f"{where}: server said {e.smtp_code} {text[:200]}") from None
-        except ssl.SSLCertVerificationError as e:
-            raise NotifyPermanent(f"{where}: TLS certificate not trusted ({e.verify_message}); "
-                                  "set ca_file or fix the server's certificate") from None
-        except (smtplib.SMTPException, OSError) as e:   # disconnects, timeouts, refused, DNS
-            raise NotifyRetryable(f"{where}: {type(e).__name__}: {e}"[:300]) from None
+        with send_deadline(self.timeout_s) as deadline:
+            try:
+                self._session(mail)
+            except Exception as e:
+                if deadline.spent():     # whatever smtplib made of it, the server was too slow
+                    raise NotifyRetryable(f"{where}: the session did not finish within {self.timeout_s:g} s "
+                                          f"(timeout_s): {type(e).__name__}"[:300]) from None
+                failure = _failure(where, e)
+                if failure is None:     # not the server's doing: a bug, shown as it is
+                    raise
+                raise failure from None
+
+    def _session(self, mail: EmailMessage) -> None:
+        context = self._tls_context()
+        if self.ssl:
+            smtp = _SMTPS(self.host, self.port, timeout=self.timeout_s, context=context)
+        else:
+            smtp = _SMTP(self.host, self.port, timeout=self.timeout_s)
+        with smtp:
+            if self.starttls:
+                smtp.starttls(context=context)
+            if self.username:
+                smtp.login(self.username, self._password or "")
+            smtp.send_message(mail, from_addr=self.sender, to_addrs=self.recipients)
 
     def _tls_context(self) -> ssl.SSLContext | None:
         if not (self.ssl or self.starttls):
             return None
-        context = ssl.create_default_context(cafile=self.ca_file)
-        if not self.tls_verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
+        return tls_context(verify=self.tls_verify, ca_file=self.ca_file)
+
+
+def _failure(where: str, e: Exception) -> Exception | None:
+    # What a failed session (not the deadline) means: try later, or never;
+    # None for an exception no server causes.
+    if isinstance(e, smtplib.SMTPAuthenticationError):
+        return NotifyPermanent(f"{where}: login refused ({e.smtp_code}); check username and password")
+    if isinstance(e, smtplib.SMTPRecipientsRefused):
+        return NotifyPermanent(f"{where}: recipients refused: {', '.join(e.recipients)}")
+    if isinstance(e, smtplib.SMTPNotSupportedError):
+        return NotifyPermanent(f"{where}: server does not support it: {e}")
+    if isinstance(e, smtplib.SMTPResponseException):
+        text = e.smtp_error.decode("utf-8", "replace") if isinstance(e.smtp_error, bytes) else str(e.smtp_error)
+        kind = NotifyRetryable if 400 <= e.smtp_code < 500 else NotifyPermanent
+        return kind(f"{where}: server said {e.smtp_code} {text[:200]}")
+    if isinstance(e, ssl.SSLCertVerificationError):
+        return NotifyPermanent(f"{where}: TLS certificate not trusted ({e.verify_message}); "
+                               "set ca_file or fix the server's certificate")
+    if isinstance(e, (smtplib.SMTPException, OSError)):   # disconnects, timeouts, refused, DNS
+        return NotifyRetryable(f"{where}: {type(e).__name__}: {e}"[:300])
+    return None

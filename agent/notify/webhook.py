@@ -33,11 +33,14 @@ from typing import Any, Callable
 from urllib.parse import parse_qsl, quote_plus, unquote_plus, urlsplit
 
 import urllib3
-from urllib3.exceptions import HTTPError, SSLError
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import HTTPError, NewConnectionError, SSLError
 
 from agent.config_notify import shown_notify_url, webhook_preset
 from agent.errors import NotifyPermanent, NotifyRetryable
 from agent.notify.base import Message
+from agent.notify.deadline import open_connection, send_deadline, tls_context
 from agent.redact import remember
 
 # The most text each robot shows (bytes of UTF-8); longer text is cut with a note.
@@ -88,10 +91,12 @@ class WebhookNotifier:
             raw = pair.partition("=")[2]
             url_secrets += [f"={v}" for v in {raw, unquote_plus(raw)} if 4 <= len(v) < 8]
         remember(self, secret, *url_secrets)
-        kwargs: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED" if tls_verify else "CERT_NONE"}
-        if ca_file:
-            kwargs["ca_certs"] = ca_file
-        self._pool = urllib3.PoolManager(num_pools=1, maxsize=1, retries=False, **kwargs)
+        # Every socket keeps to the send's deadline (agent/notify/deadline.py):
+        # the status line and headers are read a byte at a time by http.client.
+        self._pool = urllib3.PoolManager(num_pools=1, maxsize=1, retries=False,
+                                         cert_reqs="CERT_REQUIRED" if tls_verify else "CERT_NONE",
+                                         ssl_context=tls_context(verify=tls_verify, ca_file=ca_file))
+        self._pool.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
         self._timeout = urllib3.Timeout(connect=min(_MAX_CONNECT_S, timeout_s), read=timeout_s)
 
     def __repr__(self) -> str:
@@ -130,27 +135,35 @@ class WebhookNotifier:
         return url, {"event": message.event, "key": message.key, "subject": message.subject, "text": text}
 
     def send(self, message: Message) -> None:
-        """One POST. 2xx with (for a robot) code 0 returns; connection
-        errors, timeouts, 5xx, 429 and a robot's rate-limit codes are
-        NotifyRetryable; other answers NotifyPermanent."""
+        """One POST, all of it (connect, TLS, request, status line, headers,
+        body) within timeout_s whatever the server does
+        (agent/notify/deadline.py). 2xx with (for a robot) code 0 returns;
+        connection errors, timeouts, the deadline, 5xx, 429 and a robot's
+        rate-limit codes are NotifyRetryable; other answers NotifyPermanent."""
         url, body = self.request(message)
         where = f"notify {self.name} ({self.preset} {self.shown})"
-        try:
-            resp = self._pool.request("POST", url, body=json.dumps(body, ensure_ascii=False).encode("utf-8"),
-                                      headers={"Content-Type": "application/json; charset=utf-8"},
-                                      timeout=self._timeout, redirect=False, preload_content=False)
+        with send_deadline(self._timeout.read_timeout) as deadline:
             try:
-                reply = _read_reply(resp, deadline=time.monotonic() + self._timeout.read_timeout)
-            finally:
-                resp.release_conn()
-        except _TooSlow:
-            raise NotifyRetryable(f"{where}: the answer did not finish within {self._timeout.read_timeout:g} s "
-                                  "(timeout_s)") from None
-        except SSLError as e:
-            raise NotifyPermanent(f"{where}: TLS failed ({type(e).__name__}); set ca_file or fix the "
-                                  "server's certificate") from None
-        except (HTTPError, OSError) as e:
-            raise NotifyRetryable(f"{where}: {type(e).__name__}") from None
+                resp = self._pool.request("POST", url, body=json.dumps(body, ensure_ascii=False).encode("utf-8"),
+                                          headers={"Content-Type": "application/json; charset=utf-8"},
+                                          timeout=self._timeout, redirect=False, preload_content=False)
+                try:
+                    reply = _read_reply(resp)
+                except BaseException:
+                    resp.close()      # half an answer: the connection must not serve the next send
+                    raise
+                finally:
+                    resp.release_conn()
+            except Exception as e:
+                if deadline.spent():
+                    raise NotifyRetryable(f"{where}: the answer did not finish within "
+                                          f"{self._timeout.read_timeout:g} s (timeout_s)") from None
+                if isinstance(e, SSLError):
+                    raise NotifyPermanent(f"{where}: TLS failed ({type(e).__name__}); set ca_file or fix the "
+                                          "server's certificate") from None
+                if isinstance(e, (HTTPError, OSError)):
+                    raise NotifyRetryable(f"{where}: {type(e).__name__}") from None
+                raise
         said = reply.decode("utf-8", "replace")[:200]
         if resp.status == 429 or resp.status >= 500:
             raise NotifyRetryable(f"{where}: HTTP {resp.status} {said}")
@@ -173,21 +186,37 @@ class WebhookNotifier:
         raise kind(f"{where}: the robot refused the message: code {code} {str(msg)[:200]}")
 
 
-class _TooSlow(Exception):
-    """The reply kept coming past the send's deadline."""
-
-
-def _read_reply(resp, *, deadline: float) -> bytes:
-    # At most _MAX_REPLY bytes, all of them by `deadline`: urllib3's read
-    # timeout bounds each recv, not the reply, so a robot trickling a byte a
-    # second would hold the one notify thread (every entry's alerts) for hours.
+def _read_reply(resp) -> bytes:
+    # At most _MAX_REPLY bytes; the time it may take is the send's deadline,
+    # kept by the socket.
     parts, got = [], 0
     while got < _MAX_REPLY:
-        if time.monotonic() > deadline:
-            raise _TooSlow()
         chunk = resp.read1(min(16384, _MAX_REPLY - got))
         if not chunk:
             break
         parts.append(chunk)
         got += len(chunk)
     return b"".join(parts)
+
+
+class _Connection(HTTPConnection):
+    # urllib3's connection on a DeadlineSocket (its TLS sockets come from the
+    # pool's tls_context); connect errors mapped as urllib3 maps its own.
+    def _new_conn(self):
+        try:
+            return open_connection(self._dns_host, self.port, timeout=self.timeout,
+                                   source_address=self.source_address, socket_options=self.socket_options)
+        except OSError as e:
+            raise NewConnectionError(self, f"Failed to establish a new connection: {type(e).__name__}: {e}") from e
+
+
+class _TLSConnection(_Connection, HTTPSConnection):
+    pass
+
+
+class _Pool(HTTPConnectionPool):
+    ConnectionCls = _Connection
+
+
+class _TLSPool(HTTPSConnectionPool):
+    ConnectionCls = _TLSConnection
