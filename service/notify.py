@@ -131,7 +131,7 @@ class NotifyRunner(Runner):
 
     def send(self, ledger: Ledger, who: str, rng: random.Random) -> None:
         """Send what is due; log each outcome once."""
-        for o in send_due(ledger, self.channels, now=now_dt(), actor=who, rng=rng):
+        for o in send_due(ledger, self.channels, now=now_dt(), actor=who, rng=rng, stopping=self.stopping.is_set):
             extra = {"notify": o.entry, "kind": o.kind, "key": o.key, "notification": o.id}
             if o.result == "sent":
                 log.info("notification sent", extra=extra)

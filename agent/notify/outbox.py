@@ -23,7 +23,7 @@ import base64
 import datetime as dt
 import random
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from agent.errors import NotifyPermanent, NotifyRetryable
 from agent.ledger.rows import TimeText, as_stored, parse_utc, utc
@@ -170,7 +170,8 @@ class Outcome:
 
 
 def send_due(ledger, channels: dict[str, tuple[Notifier, dict[str, Any]]], *, now: dt.datetime, actor: str,
-             rng: random.Random | None = None, limit: int = 20) -> list[Outcome]:
+             rng: random.Random | None = None, limit: int = 20,
+             stopping: Callable[[], bool] = lambda: False) -> list[Outcome]:
     """Try every due pending row once (`channels`: entry name → (notifier,
     entry)) and record each outcome: sent; retried later with exponential
     backoff (30 s doubling to 1 h, +-20 %) after a NotifyRetryable, other
@@ -178,11 +179,16 @@ def send_due(ledger, channels: dict[str, tuple[Notifier, dict[str, Any]]], *, no
     timeout per round); failed after a NotifyPermanent, once the row is
     older than the entry's give_up_hours, or when its entry is gone from
     the config. An unexpected exception from a notifier (a bug) counts as a
-    retryable failure of that row, so no row can stall the others. Returns
-    the outcomes, for the loop to log once each."""
+    retryable failure of that row, so no row can stall the others. Each
+    send takes at most its entry's timeout_s (the notifiers' guarantee), and
+    once `stopping()` is true no further row is tried (they stay due), so a
+    stop waits for one send at most, not one per stuck entry. Returns the
+    outcomes, for the loop to log once each."""
     rng = rng or random.Random()
     at, out, resting = utc(now), [], set()
     for row in ledger.due_notifications(now=at, limit=limit):
+        if stopping():
+            break
         name = row["entry"]
         if name in resting:
             continue
