@@ -9,6 +9,11 @@ keeps every message it accepted, parsed; optionally requires AUTH
 (WeCom, DingTalk, Feishu) or a generic webhook: records every POST (path,
 query, headers, JSON body) and answers from a queue of scripted replies
 (status, JSON, or "hang" for `delay` seconds), then `default`.
+
+`Tarpit`: a server that keeps every client waiting while never going
+silent long enough for a socket timeout: an SMTP greeting of endless "220-"
+lines, a status line and headers a byte at a time, a TLS handshake a byte
+at a time; or a listen queue that takes no more connections (a black hole).
 """
 
 from __future__ import annotations
@@ -147,3 +152,108 @@ class RobotServer:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+# -- servers that keep a client waiting --------------------------------------------------
+
+TRICKLE_S = 0.2          # a tarpit's pause between two pieces: far inside any socket timeout
+
+
+def greeting_trickle(conn, more) -> None:
+    """An SMTP greeting that never ends: a "220-" continuation line each TRICKLE_S."""
+    while more():
+        conn.sendall(b"220-still greeting\r\n")
+
+
+def header_trickle(conn, more) -> None:
+    """Reads the request, then a status line and a header line one byte each TRICKLE_S."""
+    conn.recv(65536)
+    conn.sendall(b"HTTP/1.1 200 OK\r\n")
+    while more():
+        conn.sendall(b"X")
+
+
+class Tarpit:
+    """A server on 127.0.0.1:`port` running `speak(conn, more)` for each
+    connection in a thread of its own; `more()` waits TRICKLE_S and says
+    whether to go on, false after `give_up_s` (so old code under test
+    fails on its clock, never hangs the suite) or once the tarpit stops.
+    `tls` (cert, key): the client talks TLS; with `handshake_trickle` the
+    server's handshake bytes go out one each TRICKLE_S, else the handshake
+    is done at once and `speak` talks inside TLS. `black_hole`: the listen
+    queue is full and nothing is accepted, so a connect waits for ever.
+    `connections` counts the clients that came."""
+
+    def __init__(self, speak=None, *, tls: tuple[str, str] | None = None, handshake_trickle: bool = False,
+                 black_hole: bool = False, give_up_s: float = 8.0):
+        self.speak, self.give_up_s, self.handshake_trickle = speak, give_up_s, handshake_trickle
+        self.connections = 0
+        self.stopping = threading.Event()
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.context = None
+        if tls:
+            self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self.context.load_cert_chain(*tls)
+        self.held: list[socket.socket] = []
+        if black_hole:
+            # A queue of one, filled: the kernel drops every later SYN.
+            self.listener.listen(0)
+            filler = socket.create_connection(("127.0.0.1", self.port), timeout=2)
+            self.held.append(filler)
+        else:
+            self.listener.listen(8)
+            threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn) -> None:
+        until = time.monotonic() + self.give_up_s
+
+        def more() -> bool:
+            return not self.stopping.wait(TRICKLE_S) and time.monotonic() < until
+        try:
+            with conn:
+                if self.context and self.handshake_trickle:
+                    self._trickle_handshake(conn, more)
+                    return
+                if self.context:
+                    conn = self.context.wrap_socket(conn, server_side=True)
+                self.speak(conn, more)
+        except OSError:
+            pass
+
+    def _trickle_handshake(self, conn, more) -> None:
+        # The server's half of a real handshake (ServerHello, certificate...),
+        # made in memory, sent one byte at a time.
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = self.context.wrap_bio(incoming, outgoing, server_side=True)
+        incoming.write(conn.recv(65536))
+        try:
+            tls.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        data = outgoing.read()
+        for i in range(len(data)):
+            if not more():
+                return
+            conn.sendall(data[i:i + 1])
+        while more():          # all sent (a fast give_up_s): wait, saying nothing more
+            pass
+
+    def __enter__(self) -> "Tarpit":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopping.set()
+        self.listener.close()
+        for s in self.held:
+            s.close()
