@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import ssl
 import time
 
 import pytest
 
 from agent.config import parse_config
-from agent.errors import NotifyRetryable
+from agent.errors import NotifyPermanent, NotifyRetryable
 from agent.ledger import Ledger, utc
 from agent.notify import Message, enqueue, open_notifier, send_due
 from service.commands.status import status_report
@@ -126,3 +127,21 @@ def test_a_stop_waits_for_one_stuck_send_not_for_every_stuck_entry(tmp_path, cap
         assert len(warned) == 1 and f"did not finish within {timeout_s:g} s" in warned[0], warned
         assert [n["failing"] for n in ledger.notify_summary(["mail", "mail2"])] == [True, False]
         ledger.close()
+
+
+def test_a_robot_over_https_is_sent_to_when_trusted_and_refused_for_good_when_not(tmp_path):
+    # Not a tarpit: a guard that the webhook's TLS, now the deadline's
+    # context, checks certificates as urllib3's own did.
+    cert, key = self_signed(tmp_path)
+    with RobotServer() as robot:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        robot.httpd.socket = context.wrap_socket(robot.httpd.socket, server_side=True)
+        url = robot.url.replace("http://", "https://")
+        entry = {"name": "wx", "url": url, "preset": "wecom", "timeout_s": 5.0}
+        open_notifier({**entry, "ca_file": cert}).send(Message(subject="s", text="trusted"))
+        open_notifier({**entry, "tls_verify": False}).send(Message(subject="s", text="unchecked"))
+        with pytest.raises(NotifyPermanent) as e:
+            open_notifier(entry).send(Message(subject="s", text="untrusted"))
+        assert "TLS failed" in str(e.value), str(e.value)
+        assert [r["json"]["markdown"]["content"].split("\n")[-1] for r in robot.requests] == ["trusted", "unchecked"]
