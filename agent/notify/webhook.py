@@ -156,7 +156,7 @@ class WebhookNotifier:
                     resp.release_conn()
             except Exception as e:
                 if deadline.spent():
-                    raise NotifyRetryable(f"{where}: the answer did not finish within "
+                    raise NotifyRetryable(f"{where}: the POST and its answer did not finish within "
                                           f"{self._timeout.read_timeout:g} s (timeout_s)") from None
                 if isinstance(e, SSLError):
                     raise NotifyPermanent(f"{where}: TLS failed ({type(e).__name__}); set ca_file or fix the "
