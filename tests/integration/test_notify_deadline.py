@@ -26,7 +26,7 @@ from service.notify import NotifyService
 from tests.support.notify_servers import RobotServer, Tarpit, greeting_trickle, header_trickle, self_signed
 
 TIMEOUT_S = 1.0
-MARGIN_S = 1.5           # closing the session, a loaded machine; the tarpits hold a client for 8 s
+MARGIN_S = 2.5           # closing the session, a loaded machine; the tarpits hold a client for 8 s
 ACTOR = "daemon:test"
 T0 = dt.datetime.now(dt.timezone.utc)
 
@@ -120,8 +120,8 @@ def test_a_stop_waits_for_one_stuck_send_not_for_every_stuck_entry(tmp_path, cap
             svc.join(20)
         waited = time.monotonic() - stop_at
         assert not any(t.is_alive() for t in svc.threads())
+        assert second.connections == 0, "a row was tried after the stop"    # left due for the next start
         assert waited < timeout_s + MARGIN_S, f"the stop waited {waited:.1f} s with timeout_s={timeout_s:g}"
-        assert second.connections == 0             # left due for the next start
         # The stuck send is a failed try, logged once, not a silent hang.
         warned = [r.getMessage() for r in caplog.records if r.name == "fapiao.notify"]
         assert len(warned) == 1 and f"did not finish within {timeout_s:g} s" in warned[0], warned
