@@ -5,7 +5,8 @@ and their boxes give its text laid out by position (`pdf_geometry`: a label
 and its value on one row as printed, whatever order the issuer's software
 wrote them in), and the page's images are decoded lazily, the QR-looking
 ones (square) first, stopping at the first invoice QR (`pdf_images`).
-Pages without a text layer (scans) go through the image decoder with its
+Pages without drawn text (scans, and searchable scans: their OCR layer is
+invisible, see `_read_page`) go through the image decoder with its
 retries. pypdf is used only to say why a file PDFium cannot open, or
 cannot decrypt, is unreadable.
 
@@ -204,6 +205,12 @@ def _read_page(doc, index: int, data: bytes, ocr: bool, renderer: PageRenderer) 
         except Exception as e:  # noqa: BLE001
             raise _unreadable(data, e) from None
         norm = normalize_text(raw)
+        # `raw` holds only text the page draws (pdf_geometry.page_glyphs): a
+        # searchable scan, whose text layer is invisible, is a scan here. Its
+        # layer is the scanner's OCR, misreads and all, and nothing checks
+        # it: read as print it would be stored as pdf-text, unverified. As a
+        # scan, its QR comes from its image and its printed-only fields from
+        # our OCR under OCR's checks, or, with OCR off, stay empty for 补录.
         scanned = len("".join(norm.split())) < _MIN_TEXT_CHARS
         result = _Page(number=index + 1, parsed=None if scanned else parse_text(norm))
         payloads, result.other_codes = sort_codes(list(_page_qr_texts(page, scanned)))

@@ -49,6 +49,7 @@ _UPRIGHT = 0.001        # radians: glyphs turned further (seal lettering) are no
 FACE_FIELDS = ("number", "date", "total", "buyer_name", "seller_name", "seller_tax_id")
 MAX_CHARS = 20_000      # an invoice face has ~1,000; beyond this it is not one
 _MAX_RUN = 400          # spaces: a glyph placed far off the page adds no more
+_NOT_DRAWN = frozenset((3, 7))  # text render modes that paint nothing: invisible, clip only
 
 
 class _Glyph:
@@ -76,17 +77,22 @@ _BY_LEFT = itemgetter(1)
 def page_text(textpage) -> str:
     """The text of a PDFium text page (pypdfium2 PdfTextPage) laid out by
     position (see `layout_glyphs`); "" for a page of more than MAX_CHARS
-    characters. Rotated glyphs (a seal's lettering) are left out."""
+    characters. Only drawn glyphs count (see `page_glyphs`); rotated glyphs
+    (a seal's lettering) are left out."""
     return _layout(page_glyphs(textpage))
 
 
 def page_glyphs(textpage) -> list[tuple]:
-    """The upright, non-blank characters of a PDFium text page with their
-    loose boxes (PDF points, y up) as layout tuples (text, left, bottom,
-    right, top, centre, height, index, spaced_after): index is the
+    """The upright, non-blank characters a PDFium text page draws, with
+    their loose boxes (PDF points, y up), as layout tuples (text, left,
+    bottom, right, top, centre, height, index, spaced_after): index is the
     character's place in PDFium's text and spaced_after the index of the
     character before it when the stream has a space between them (else -2);
-    [] beyond MAX_CHARS characters."""
+    [] beyond MAX_CHARS characters.
+
+    Text that is not printed is not in it: glyphs in an invisible or
+    clip-only render mode (a searchable scan's OCR layer, a forger's hidden
+    value)."""
     import pypdfium2.raw as pdfium_c
 
     count = textpage.count_chars()
@@ -99,7 +105,8 @@ def page_glyphs(textpage) -> list[tuple]:
     if len(text) != count:
         text = "".join(_unit(pdfium_c.FPDFText_GetUnicode(raw, i)) for i in range(count))
     box = pdfium_c.FS_RECTF()
-    loose_box, angle_of, is_generated = _plain_calls()
+    loose_box, angle_of, is_generated, text_object, render_mode = _plain_calls()
+    last_object, drawn = None, True
     raw, box_at = ctypes.cast(raw, ctypes.c_void_p).value, ctypes.addressof(box)
     low, high = _UPRIGHT, 2 * math.pi - _UPRIGHT
     blanks, spaces = _BLANKS, _SPACES
@@ -124,6 +131,16 @@ def page_glyphs(textpage) -> list[tuple]:
             # names): CJK only, so only CJK glyphs pay for the angle.
             if low < angle_of(raw, i) < high:
                 continue
+        # Why the render mode: a searchable scan's invisible (mode 3) text is
+        # a scanner's OCR, misreads and all, and text drawn nowhere may be a
+        # forger's; either would be read as print and trusted as such. The
+        # mode belongs to the text object, shared by a run of characters.
+        obj = text_object(raw, i)
+        if obj != last_object:
+            last_object = obj
+            drawn = not obj or render_mode(obj) not in _NOT_DRAWN
+        if not drawn:
+            continue
         # Loose boxes span the font's ascent and descent, so a "." and a "9"
         # of one line share a centre.
         if loose_box(raw, i, box_at):
@@ -137,7 +154,8 @@ def page_glyphs(textpage) -> list[tuple]:
 
 @functools.cache
 def _plain_calls() -> tuple:
-    """FPDFText_GetLooseCharBox, FPDFText_GetCharAngle and FPDFText_IsGenerated taking plain
+    """FPDFText_GetLooseCharBox, FPDFText_GetCharAngle, FPDFText_IsGenerated,
+    FPDFText_GetTextObject and FPDFTextObj_GetTextRenderMode taking plain
     addresses: pypdfium2's declared argument types cost ~40 % of a call in
     conversions, and a page makes ~800 of them. Same functions, same results."""
     import pypdfium2.raw as pdfium_c
@@ -147,7 +165,9 @@ def _plain_calls() -> tuple:
 
     return (plain(pdfium_c.FPDFText_GetLooseCharBox, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p),
             plain(pdfium_c.FPDFText_GetCharAngle, ctypes.c_float, ctypes.c_void_p, ctypes.c_int),
-            plain(pdfium_c.FPDFText_IsGenerated, ctypes.c_int, ctypes.c_void_p, ctypes.c_int))
+            plain(pdfium_c.FPDFText_IsGenerated, ctypes.c_int, ctypes.c_void_p, ctypes.c_int),
+            plain(pdfium_c.FPDFText_GetTextObject, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int),
+            plain(pdfium_c.FPDFTextObj_GetTextRenderMode, ctypes.c_int, ctypes.c_void_p))
 
 
 def _unit(unit: int) -> str:
