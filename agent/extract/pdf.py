@@ -32,6 +32,7 @@ from agent.extract.pdf_fonts import hold_substitute_fonts
 from agent.extract.pdf_geometry import page_text
 from agent.extract.pdf_images import decode_pdf_image, image_candidates, last_filter
 from agent.extract.pdf_render import PageRenderer
+from agent.extract.pdf_shown import shown_box
 from agent.extract.qr import (
     QrPayload, apply_qr, malformed_problem, malformed_reason, parse_qr, several_invoices_problem, sort_codes,
     verification_url_of,
@@ -199,7 +200,7 @@ def _read_page(doc, index: int, data: bytes, ocr: bool, renderer: PageRenderer) 
         try:
             textpage = page.get_textpage()
             try:
-                raw = page_text(textpage)
+                raw = page_text(textpage, shown_box(page))
             finally:
                 textpage.close()
         except Exception as e:  # noqa: BLE001

@@ -74,15 +74,15 @@ _BY_CENTRE = itemgetter(5)
 _BY_LEFT = itemgetter(1)
 
 
-def page_text(textpage) -> str:
+def page_text(textpage, shown: tuple[float, float, float, float] | None = None) -> str:
     """The text of a PDFium text page (pypdfium2 PdfTextPage) laid out by
     position (see `layout_glyphs`); "" for a page of more than MAX_CHARS
-    characters. Only drawn glyphs count (see `page_glyphs`); rotated glyphs
-    (a seal's lettering) are left out."""
-    return _layout(page_glyphs(textpage))
+    characters. Only drawn glyphs inside `shown` count (see `page_glyphs`);
+    rotated glyphs (a seal's lettering) are left out."""
+    return _layout(page_glyphs(textpage, shown))
 
 
-def page_glyphs(textpage) -> list[tuple]:
+def page_glyphs(textpage, shown: tuple[float, float, float, float] | None = None) -> list[tuple]:
     """The upright, non-blank characters a PDFium text page draws, with
     their loose boxes (PDF points, y up), as layout tuples (text, left,
     bottom, right, top, centre, height, index, spaced_after): index is the
@@ -92,7 +92,9 @@ def page_glyphs(textpage) -> list[tuple]:
 
     Text that is not printed is not in it: glyphs in an invisible or
     clip-only render mode (a searchable scan's OCR layer, a forger's hidden
-    value)."""
+    value) and, when `shown` (left, bottom, right, top) is given, glyphs
+    whose centre lies outside it (the page's CropBox: another page's half
+    of a 2-up sheet)."""
     import pypdfium2.raw as pdfium_c
 
     count = textpage.count_chars()
@@ -106,6 +108,8 @@ def page_glyphs(textpage) -> list[tuple]:
         text = "".join(_unit(pdfium_c.FPDFText_GetUnicode(raw, i)) for i in range(count))
     box = pdfium_c.FS_RECTF()
     loose_box, angle_of, is_generated, text_object, render_mode = _plain_calls()
+    # The whole plane when no box is given: every glyph is inside.
+    x0, y0, x1, y1 = shown if shown is not None else (-math.inf, -math.inf, math.inf, math.inf)
     last_object, drawn = None, True
     raw, box_at = ctypes.cast(raw, ctypes.c_void_p).value, ctypes.addressof(box)
     low, high = _UPRIGHT, 2 * math.pi - _UPRIGHT
@@ -145,6 +149,8 @@ def page_glyphs(textpage) -> list[tuple]:
         # of one line share a centre.
         if loose_box(raw, i, box_at):
             bottom, top = box.bottom, box.top
+            if not (x0 <= (box.left + box.right) / 2 <= x1 and y0 <= (bottom + top) / 2 <= y1):
+                continue  # outside the page as shown: not on this page
             height = top - bottom
             # centre and height exactly as _Glyph computes them (max(h, 1.0)).
             append((ch, box.left, bottom, box.right, top, (bottom + top) / 2, 1.0 if 1.0 > height else height,

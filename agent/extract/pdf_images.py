@@ -16,15 +16,24 @@ from typing import Any
 
 from PIL import Image
 
+from agent.extract.pdf_shown import IDENTITY, concat, form_matrix, shown_box, shown_share
+
 # Smallest image that can hold a version-1 QR code at one pixel per module.
 _MIN_QR_SIDE = 21
 _MAX_FORM_DEPTH = 4
+# Share of an image's area the page must show for the image to be read from
+# its object. A scan whose CropBox trims its margins shows nearly all of it;
+# one half of a 2-up sheet shows half, and its object would also give the
+# other half's QR: such a page is read from its render, which shows only
+# what the page does (pdf_render).
+_SHOWN_SHARE = 2 / 3
 
 
 def image_candidates(page: Any) -> list[tuple[Any, int, int]]:
     """(pypdfium2 PdfImage, width, height) of the images the page draws that
     are at least a QR's size, including those inside forms (up to
-    _MAX_FORM_DEPTH deep), ordered square first, then by area. Never
+    _MAX_FORM_DEPTH deep), ordered square first, then by area. An image the
+    page shows less than _SHOWN_SHARE of (`shown_box`) is left out. Never
     raises: broken objects are skipped."""
     import ctypes
 
@@ -34,8 +43,9 @@ def image_candidates(page: Any) -> list[tuple[Any, int, int]]:
     found: list[tuple[Any, int, int]] = []
     w, h = ctypes.c_uint(), ctypes.c_uint()
     get_type, image_type, form_type = pdfium_c.FPDFPageObj_GetType, pdfium_c.FPDF_PAGEOBJ_IMAGE, pdfium_c.FPDF_PAGEOBJ_FORM
+    shown = shown_box(page)
 
-    def walk(count: int, get, parent, depth: int) -> None:
+    def walk(count: int, get, parent, depth: int, matrix: tuple) -> None:
         # Raw calls: a page draws ~100 objects (paths, text), and only its
         # few images need a wrapper.
         for i in range(count):
@@ -44,14 +54,18 @@ def image_candidates(page: Any) -> list[tuple[Any, int, int]]:
                 continue
             kind = get_type(raw)
             if kind == image_type:
-                if pdfium_c.FPDFImageObj_GetImagePixelSize(raw, w, h) and min(w.value, h.value) >= _MIN_QR_SIDE:
+                if pdfium_c.FPDFImageObj_GetImagePixelSize(raw, w, h) and min(w.value, h.value) >= _MIN_QR_SIDE \
+                        and (shown is None or shown_share(raw, matrix, shown) >= _SHOWN_SHARE):
                     image = pypdfium2.PdfObject(raw, page=page, pdf=page.pdf, level=depth)
                     found.append((image, int(w.value), int(h.value)))
             elif kind == form_type and depth + 1 < _MAX_FORM_DEPTH:
-                walk(pdfium_c.FPDFFormObj_CountObjects(raw), pdfium_c.FPDFFormObj_GetObject, raw, depth + 1)
+                # A form's objects are placed in its own space: its matrix
+                # maps them into its parent's.
+                walk(pdfium_c.FPDFFormObj_CountObjects(raw), pdfium_c.FPDFFormObj_GetObject, raw, depth + 1,
+                     concat(form_matrix(raw), matrix))
 
     try:
-        walk(pdfium_c.FPDFPage_CountObjects(page.raw), pdfium_c.FPDFPage_GetObject, page.raw, 0)
+        walk(pdfium_c.FPDFPage_CountObjects(page.raw), pdfium_c.FPDFPage_GetObject, page.raw, 0, IDENTITY)
     except Exception:  # noqa: BLE001 - broken resources: decode what was found
         pass
     return sorted(found, key=lambda c: (not 0.8 <= c[1] / c[2] <= 1.25, c[1] * c[2]))

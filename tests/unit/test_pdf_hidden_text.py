@@ -1,4 +1,5 @@
-"""Text a PDF page does not draw is not printed text (attack R, finding 2).
+"""Text a PDF page does not draw is not printed text (attack R, finding 2),
+nor is what its CropBox leaves out (finding 4).
 
 A searchable scan is the page as an image with an invisible (render mode 3)
 text layer: the scanner's OCR, misreads and all. Read as print, its
@@ -11,13 +12,16 @@ from __future__ import annotations
 
 import io
 
+import pypdf
 import pypdfium2
+from PIL import Image
+from pypdf.generic import RectangleObject
 from reportlab.lib.utils import ImageReader
 from reportlab.pdfgen import canvas
 
 from agent.extract.pdf import read_pdf
 from agent.extract.pdf_geometry import page_glyphs
-from tests.unit.test_pdf_image import DIGITAL_PDF, QR_B, jpeg, scan
+from tests.unit.test_pdf_image import DIGITAL_PDF, QR_A, QR_B, jpeg, qr_image, scan
 
 # The misreads attack R put in the layer; the second tax id passes the check digit.
 MISREADS = {"食品": "食晶", "武汉": "武汊", "914201006791228986": "914201006891228988"}
@@ -121,3 +125,94 @@ def test_searchable_scan_with_misreads_is_read_from_its_image_by_ocr():
         assert inv.get(name) in (None, value), (name, inv.get(name))
         assert inv.get(name) is None or inv.fields[name].source == "ocr"
 
+
+# --- what a page's CropBox leaves out (attack R, finding 4) ----------------------
+
+OTHER_DIGITAL_PDF = DIGITAL_PDF.with_name("270a4c65_26427000000145891088.pdf")
+
+
+def _two_up(top: bytes, bottom: bytes) -> bytes:
+    """A 2-up sheet holding `top` above `bottom`, as two pages sharing its
+    content, each cropped to one of them (how some tools split a sheet)."""
+    a, b = (pypdf.PdfReader(io.BytesIO(d)).pages[0] for d in (top, bottom))
+    width = float(max(a.mediabox.width, b.mediabox.width))
+    split = float(b.mediabox.height)
+    writer = pypdf.PdfWriter()
+    sheet = writer.add_blank_page(width, split + float(a.mediabox.height))
+    sheet.merge_transformed_page(b, pypdf.Transformation().translate(-float(b.mediabox.left), -float(b.mediabox.bottom)))
+    sheet.merge_transformed_page(a, pypdf.Transformation().translate(-float(a.mediabox.left),
+                                                                     split - float(a.mediabox.bottom)))
+    buf = io.BytesIO()
+    writer.write(buf)
+    return _pages_cropped(buf.getvalue(), [[0, split, width, split + float(a.mediabox.height)], [0, 0, width, split]])
+
+
+def _pages_cropped(one_page: bytes, boxes: list[list[float]]) -> bytes:
+    """The page of `one_page` once per CropBox in `boxes`."""
+    writer = pypdf.PdfWriter()
+    for box in boxes:
+        writer.append(io.BytesIO(one_page))
+        writer.pages[-1].cropbox = RectangleObject(box)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_two_up_sheet_split_by_cropbox_reads_one_invoice_a_page():
+    data = _two_up(DIGITAL_PDF.read_bytes(), OTHER_DIGITAL_PDF.read_bytes())
+    invoices = read_pdf(data)
+    assert [(i.page, i.get("number"), str(i.get("total"))) for i in invoices] == [
+        (1, "26427000000145889304", "300.00"), (2, "26427000000145891088", "365.42")]
+    for inv in invoices:
+        assert not inv.conflicts and not inv.problems
+        assert inv.fields["amount"].source == "pdf-text"  # each page's own text, nothing of the other
+    assert [str(i.get("amount")) for i in invoices] == ["265.49", "323.38"]
+
+
+def test_two_up_scan_in_one_image_is_read_from_each_page_render():
+    # One image holds both scans: its object shows more than either page,
+    # so each page is read from what it shows.
+    a, b = scan(QR_A, angle=0.5), scan(QR_B, angle=0.5, seed=1)
+    sheet = Image.new("L", (max(a.width, b.width), a.height + b.height), 238)
+    sheet.paste(a, (0, 0))
+    sheet.paste(b, (0, a.height))
+    buf = io.BytesIO()
+    width, height = 680, 680 * sheet.height / sheet.width
+    c = canvas.Canvas(buf, pagesize=(width, height))
+    c.drawImage(ImageReader(io.BytesIO(jpeg(sheet, 90))), 0, 0, width, height)
+    c.save()
+    split = height * b.height / sheet.height
+    invoices = read_pdf(_pages_cropped(buf.getvalue(), [[0, split, width, height], [0, 0, width, split]]))
+    assert [(i.page, i.get("number")) for i in invoices] == [(1, "25317000002856140513"), (2, "05286503")]
+
+
+def test_glyphs_outside_the_shown_box_are_not_on_the_page():
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, pagesize=(600, 400))
+    c.setFont("STSong-Light", 12)
+    c.drawString(20, 300, "上半")
+    c.drawString(20, 100, "下半")
+    c.save()
+    textpage = pypdfium2.PdfDocument(buf.getvalue())[0].get_textpage()
+    assert "".join(g[0] for g in page_glyphs(textpage, (0, 200, 600, 400))) == "上半"
+    assert "".join(g[0] for g in page_glyphs(textpage, (0, 0, 600, 200))) == "下半"
+    assert "".join(g[0] for g in page_glyphs(textpage)) == "上半下半"
+
+
+def test_two_up_of_forms_places_each_form_image_by_its_matrix():
+    # n-up tools draw each source page as a form: its image's box is in the
+    # form's space, and only its matrix says which half of the sheet it is on.
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, pagesize=(680, 800))
+    for name, payload in (("a", QR_A), ("b", QR_B)):
+        c.beginForm(name, lowerx=0, lowery=0, upperx=680, uppery=400)
+        c.drawImage(ImageReader(qr_image(payload, 3)), 20, 290, 90, 90)
+        c.endForm()
+    for name, dy in (("a", 400), ("b", 0)):
+        c.saveState()
+        c.translate(0, dy)
+        c.doForm(name)
+        c.restoreState()
+    c.save()
+    invoices = read_pdf(_pages_cropped(buf.getvalue(), [[0, 400, 680, 800], [0, 0, 680, 400]]))
+    assert [(i.page, i.get("number")) for i in invoices] == [(1, "25317000002856140513"), (2, "05286503")]

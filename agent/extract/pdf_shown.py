@@ -1,0 +1,72 @@
+"""What a PDF page shows, as against what its objects hold.
+
+A page's objects can hold more than a viewer draws, and a reader that takes
+them all reads what no one sees:
+- text in a render mode that paints nothing (pdf_geometry.page_glyphs);
+- what lies outside the page's CropBox: a 2-up sheet split into two pages
+  by their CropBoxes shares one content stream, so each page's objects
+  hold the other invoice too (`shown_box`; pdf_geometry drops the glyphs
+  outside it, pdf_images the images it shows too little of: `shown_share`).
+Text drawn under an opaque image, white on white, or clipped away is still
+read: telling those apart from print needs the page's pixels.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+Box = tuple[float, float, float, float]  # left, bottom, right, top: PDF points, y up
+Matrix = tuple[float, float, float, float, float, float]  # a, b, c, d, e, f as in PDF
+IDENTITY: Matrix = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
+
+
+def shown_box(page: Any) -> Box | None:
+    """The part of the page (a pypdfium2 PdfPage) a viewer shows: its
+    CropBox within its MediaBox, in the space of the page's content; None
+    when PDFium cannot tell. What lies outside is not on the page."""
+    import pypdfium2.raw as pdfium_c
+
+    rect = pdfium_c.FS_RECTF()
+    if not pdfium_c.FPDF_GetPageBoundingBox(page.raw, rect):
+        return None
+    left, right = sorted((rect.left, rect.right))
+    bottom, top = sorted((rect.bottom, rect.top))
+    return (left, bottom, right, top) if right > left and top > bottom else None
+
+
+def concat(inner: Matrix, outer: Matrix) -> Matrix:
+    """The matrix of `inner` then `outer` (a form's object placed by the
+    form's matrix into its parent)."""
+    a, b, c, d, e, f = inner
+    oa, ob, oc, od, oe, of = outer
+    return (a * oa + b * oc, a * ob + b * od, c * oa + d * oc, c * ob + d * od,
+            e * oa + f * oc + oe, e * ob + f * od + of)
+
+
+def form_matrix(form: Any) -> Matrix:
+    """The matrix that places a form object's contents in its parent."""
+    import pypdfium2.raw as pdfium_c
+
+    m = pdfium_c.FS_MATRIX()
+    return (m.a, m.b, m.c, m.d, m.e, m.f) if pdfium_c.FPDFPageObj_GetMatrix(form, m) else IDENTITY
+
+
+def shown_share(obj: Any, matrix: Matrix, shown: Box) -> float:
+    """Share of the page object's box, mapped by `matrix` onto the page,
+    that lies inside `shown`; 1.0 when PDFium gives no box."""
+    import pypdfium2.raw as pdfium_c
+
+    sides = [ctypes.c_float() for _ in range(4)]
+    if not pdfium_c.FPDFPageObj_GetBounds(obj, *sides):
+        return 1.0
+    left, bottom, right, top = (s.value for s in sides)
+    a, b, c, d, e, f = matrix
+    xs = [a * x + c * y + e for x, y in ((left, bottom), (left, top), (right, bottom), (right, top))]
+    ys = [b * x + d * y + f for x, y in ((left, bottom), (left, top), (right, bottom), (right, top))]
+    area = (max(xs) - min(xs)) * (max(ys) - min(ys))
+    if area <= 0:
+        return 1.0
+    width = min(max(xs), shown[2]) - max(min(xs), shown[0])
+    height = min(max(ys), shown[3]) - max(min(ys), shown[1])
+    return max(width, 0.0) * max(height, 0.0) / area
