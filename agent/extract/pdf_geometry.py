@@ -18,6 +18,7 @@ import math
 import re
 from operator import itemgetter
 
+from agent.extract.pdf_shown import undrawn_text
 from agent.extract.pdf_wrapped import join_wrapped
 
 # PDFium reads text from PDFs it did not write: it is Chrome's engine,
@@ -49,7 +50,6 @@ _UPRIGHT = 0.001        # radians: glyphs turned further (seal lettering) are no
 FACE_FIELDS = ("number", "date", "total", "buyer_name", "seller_name", "seller_tax_id")
 MAX_CHARS = 20_000      # an invoice face has ~1,000; beyond this it is not one
 _MAX_RUN = 400          # spaces: a glyph placed far off the page adds no more
-_NOT_DRAWN = frozenset((3, 7))  # text render modes that paint nothing: invisible, clip only
 
 
 class _Glyph:
@@ -107,10 +107,15 @@ def page_glyphs(textpage, shown: tuple[float, float, float, float] | None = None
     if len(text) != count:
         text = "".join(_unit(pdfium_c.FPDFText_GetUnicode(raw, i)) for i in range(count))
     box = pdfium_c.FS_RECTF()
-    loose_box, angle_of, is_generated, text_object, render_mode = _plain_calls()
+    loose_box, angle_of, is_generated, text_object = _plain_calls()
     # The whole plane when no box is given: every glyph is inside.
     x0, y0, x1, y1 = shown if shown is not None else (-math.inf, -math.inf, math.inf, math.inf)
-    last_object, drawn = None, True
+    # Why: a searchable scan's invisible (mode 3) text is a scanner's OCR,
+    # misreads and all, and text drawn nowhere may be a forger's; either
+    # would be read as print and trusted as such. Found by one walk of the
+    # page's objects: almost every page has none, and then no character
+    # pays for a look-up.
+    undrawn = undrawn_text(textpage.page)
     raw, box_at = ctypes.cast(raw, ctypes.c_void_p).value, ctypes.addressof(box)
     low, high = _UPRIGHT, 2 * math.pi - _UPRIGHT
     blanks, spaces = _BLANKS, _SPACES
@@ -135,35 +140,27 @@ def page_glyphs(textpage, shown: tuple[float, float, float, float] | None = None
             # names): CJK only, so only CJK glyphs pay for the angle.
             if low < angle_of(raw, i) < high:
                 continue
-        # Why the render mode: a searchable scan's invisible (mode 3) text is
-        # a scanner's OCR, misreads and all, and text drawn nowhere may be a
-        # forger's; either would be read as print and trusted as such. The
-        # mode belongs to the text object, shared by a run of characters.
-        obj = text_object(raw, i)
-        if obj != last_object:
-            last_object = obj
-            drawn = not obj or render_mode(obj) not in _NOT_DRAWN
-        if not drawn:
+        if undrawn and text_object(raw, i) in undrawn:
             continue
         # Loose boxes span the font's ascent and descent, so a "." and a "9"
         # of one line share a centre.
         if loose_box(raw, i, box_at):
-            bottom, top = box.bottom, box.top
-            if not (x0 <= (box.left + box.right) / 2 <= x1 and y0 <= (bottom + top) / 2 <= y1):
+            left, bottom, right, top = box.left, box.bottom, box.right, box.top
+            centre = (bottom + top) / 2
+            if not (x0 <= (left + right) / 2 <= x1 and y0 <= centre <= y1):
                 continue  # outside the page as shown: not on this page
             height = top - bottom
             # centre and height exactly as _Glyph computes them (max(h, 1.0)).
-            append((ch, box.left, bottom, box.right, top, (bottom + top) / 2, 1.0 if 1.0 > height else height,
-                    i, after))
+            append((ch, left, bottom, right, top, centre, 1.0 if 1.0 > height else height, i, after))
     return out
 
 
 @functools.cache
 def _plain_calls() -> tuple:
-    """FPDFText_GetLooseCharBox, FPDFText_GetCharAngle, FPDFText_IsGenerated,
-    FPDFText_GetTextObject and FPDFTextObj_GetTextRenderMode taking plain
-    addresses: pypdfium2's declared argument types cost ~40 % of a call in
-    conversions, and a page makes ~800 of them. Same functions, same results."""
+    """FPDFText_GetLooseCharBox, FPDFText_GetCharAngle, FPDFText_IsGenerated
+    and FPDFText_GetTextObject taking plain addresses: pypdfium2's declared
+    argument types cost ~40 % of a call in conversions, and a page makes
+    ~800 of them. Same functions, same results."""
     import pypdfium2.raw as pdfium_c
 
     def plain(func, restype, *argtypes):
@@ -172,8 +169,7 @@ def _plain_calls() -> tuple:
     return (plain(pdfium_c.FPDFText_GetLooseCharBox, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p),
             plain(pdfium_c.FPDFText_GetCharAngle, ctypes.c_float, ctypes.c_void_p, ctypes.c_int),
             plain(pdfium_c.FPDFText_IsGenerated, ctypes.c_int, ctypes.c_void_p, ctypes.c_int),
-            plain(pdfium_c.FPDFText_GetTextObject, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int),
-            plain(pdfium_c.FPDFTextObj_GetTextRenderMode, ctypes.c_int, ctypes.c_void_p))
+            plain(pdfium_c.FPDFText_GetTextObject, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int))
 
 
 def _unit(unit: int) -> str:

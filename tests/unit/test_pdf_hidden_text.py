@@ -91,6 +91,23 @@ def test_invisible_and_clip_only_text_are_no_glyphs_but_drawn_text_is():
     assert _glyph_text(buf.getvalue()) == "填充描边填描填裁描裁全裁"
 
 
+def test_invisible_text_inside_a_form_is_no_glyph():
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, pagesize=(600, 400))
+    c.beginForm("layer")
+    for mode, (y, word) in ((0, (300, "印出")), (3, (280, "隐形"))):
+        t = c.beginText()
+        t.setTextRenderMode(mode)
+        t.setFont("STSong-Light", 12)
+        t.setTextOrigin(20, y)
+        t.textOut(word)
+        c.drawText(t)
+    c.endForm()
+    c.doForm("layer")
+    c.save()
+    assert _glyph_text(buf.getvalue()) == "印出"
+
+
 def test_searchable_scan_without_ocr_gives_the_qr_fields_only():
     lines = ["发票代码:044032599411  发票号码:05286503", "开票日期:2026年06月01日",
              "购买方名称:深圳市食晶有限公司", "纳税人识别号:914201006891228988",
