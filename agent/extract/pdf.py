@@ -32,7 +32,7 @@ from agent.extract.pdf_fonts import hold_substitute_fonts
 from agent.extract.pdf_geometry import page_text
 from agent.extract.pdf_images import decode_pdf_image, image_candidates, last_filter
 from agent.extract.pdf_render import PageRenderer
-from agent.extract.pdf_shown import shown_box
+from agent.extract.pdf_shown import page_objects, shown_box
 from agent.extract.qr import (
     QrPayload, apply_qr, malformed_problem, malformed_reason, parse_qr, several_invoices_problem, sort_codes,
     verification_url_of,
@@ -93,7 +93,8 @@ def read_pdf(data: bytes, *, ocr: bool = False) -> list[Invoice]:
     Raises ExtractError: "encrypted" (a user password is needed, or nothing
     in it decrypts), "truncated" (cut short, `pdf_cut`: never read) or
     "corrupt" (unreadable), "limit-exceeded"
-    (too many pages or an oversized image), "no-qr" (a scan with no QR on
+    (too many pages, an oversized image, or a page of more than
+    pdf_shown.MAX_OBJECTS objects), "no-qr" (a scan with no QR on
     any page).
     """
     check_complete(data)
@@ -197,10 +198,11 @@ def _read_page(doc, index: int, data: bytes, ocr: bool, renderer: PageRenderer) 
         raise _unreadable(data, e) from None
     scanned = True
     try:
+        images, undrawn = page_objects(page)  # one walk for the text and the images
         try:
             textpage = page.get_textpage()
             try:
-                raw = page_text(textpage, shown_box(page))
+                raw = page_text(textpage, shown_box(page), undrawn)
             finally:
                 textpage.close()
         except Exception as e:  # noqa: BLE001
@@ -214,7 +216,7 @@ def _read_page(doc, index: int, data: bytes, ocr: bool, renderer: PageRenderer) 
         # our OCR under OCR's checks, or, with OCR off, stay empty for 补录.
         scanned = len("".join(norm.split())) < _MIN_TEXT_CHARS
         result = _Page(number=index + 1, parsed=None if scanned else parse_text(norm))
-        payloads, result.other_codes = sort_codes(list(_page_qr_texts(page, scanned)))
+        payloads, result.other_codes = sort_codes(list(_page_qr_texts(page, scanned, images)))
         if len(payloads) > 1:
             _several(result, payloads)
             return result
@@ -258,13 +260,13 @@ def _ocr_scan(page) -> OcrReading | None:
     return read_page_if_available(img) if img is not None else None
 
 
-def _page_qr_texts(page, scanned: bool):
+def _page_qr_texts(page, scanned: bool, images: list):
     """QR texts of the page's images, most QR-like image first. Once an
     invoice QR was found, the other square images get only the quick decode
     of a pristine symbol (a second invoice's QR beside it is one: a ticket
     printed next to an invoice), and the rest none."""
     found_invoice = False
-    for image, width, height in image_candidates(page):
+    for image, width, height in image_candidates(page, images):
         if width * height > MAX_PIXELS:
             raise ExtractError("limit-exceeded",
                                f"an image on the page is {width}x{height} pixels, limit {MAX_PIXELS}")

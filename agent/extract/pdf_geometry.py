@@ -74,15 +74,17 @@ _BY_CENTRE = itemgetter(5)
 _BY_LEFT = itemgetter(1)
 
 
-def page_text(textpage, shown: tuple[float, float, float, float] | None = None) -> str:
+def page_text(textpage, shown: tuple[float, float, float, float] | None = None,
+              undrawn: frozenset[int] | None = None) -> str:
     """The text of a PDFium text page (pypdfium2 PdfTextPage) laid out by
     position (see `layout_glyphs`); "" for a page of more than MAX_CHARS
     characters. Only drawn glyphs inside `shown` count (see `page_glyphs`);
     rotated glyphs (a seal's lettering) are left out."""
-    return _layout(page_glyphs(textpage, shown))
+    return _layout(page_glyphs(textpage, shown, undrawn))
 
 
-def page_glyphs(textpage, shown: tuple[float, float, float, float] | None = None) -> list[tuple]:
+def page_glyphs(textpage, shown: tuple[float, float, float, float] | None = None,
+                undrawn: frozenset[int] | None = None) -> list[tuple]:
     """The upright, non-blank characters a PDFium text page draws, with
     their loose boxes (PDF points, y up), as layout tuples (text, left,
     bottom, right, top, centre, height, index, spaced_after): index is the
@@ -94,7 +96,8 @@ def page_glyphs(textpage, shown: tuple[float, float, float, float] | None = None
     clip-only render mode (a searchable scan's OCR layer, a forger's hidden
     value) and, when `shown` (left, bottom, right, top) is given, glyphs
     whose centre lies outside it (the page's CropBox: another page's half
-    of a 2-up sheet)."""
+    of a 2-up sheet). `undrawn` is `pdf_shown.undrawn_text` of the page
+    when the caller has it."""
     import pypdfium2.raw as pdfium_c
 
     count = textpage.count_chars()
@@ -115,7 +118,8 @@ def page_glyphs(textpage, shown: tuple[float, float, float, float] | None = None
     # would be read as print and trusted as such. Found by one walk of the
     # page's objects: almost every page has none, and then no character
     # pays for a look-up.
-    undrawn = undrawn_text(textpage.page)
+    if undrawn is None:
+        undrawn = undrawn_text(textpage.page)
     raw, box_at = ctypes.cast(raw, ctypes.c_void_p).value, ctypes.addressof(box)
     low, high = _UPRIGHT, 2 * math.pi - _UPRIGHT
     blanks, spaces = _BLANKS, _SPACES

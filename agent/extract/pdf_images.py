@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image
 
-from agent.extract.pdf_shown import IDENTITY, concat, form_matrix, shown_box, shown_share
+from agent.extract.pdf_shown import page_objects, shown_box, shown_share
 
 # Smallest image that can hold a version-1 QR code at one pixel per module.
 _MIN_QR_SIDE = 21
@@ -29,12 +29,13 @@ _MAX_FORM_DEPTH = 4
 _SHOWN_SHARE = 2 / 3
 
 
-def image_candidates(page: Any) -> list[tuple[Any, int, int]]:
+def image_candidates(page: Any, images: list | None = None) -> list[tuple[Any, int, int]]:
     """(pypdfium2 PdfImage, width, height) of the images the page draws that
     are at least a QR's size, including those inside forms (up to
     _MAX_FORM_DEPTH deep), ordered square first, then by area. An image the
-    page shows less than _SHOWN_SHARE of (`shown_box`) is left out. Never
-    raises: broken objects are skipped."""
+    page shows less than _SHOWN_SHARE of (`shown_box`) is left out.
+    `images` is the page's `pdf_shown.page_objects(page)[0]` when the caller
+    has it. Never raises: broken objects are skipped."""
     import ctypes
 
     import pypdfium2
@@ -42,30 +43,18 @@ def image_candidates(page: Any) -> list[tuple[Any, int, int]]:
 
     found: list[tuple[Any, int, int]] = []
     w, h = ctypes.c_uint(), ctypes.c_uint()
-    get_type, image_type, form_type = pdfium_c.FPDFPageObj_GetType, pdfium_c.FPDF_PAGEOBJ_IMAGE, pdfium_c.FPDF_PAGEOBJ_FORM
-    shown = shown_box(page)
-
-    def walk(count: int, get, parent, depth: int, matrix: tuple) -> None:
+    try:
+        if images is None:
+            images = page_objects(page, _MAX_FORM_DEPTH)[0]
+        shown = shown_box(page)
         # Raw calls: a page draws ~100 objects (paths, text), and only its
         # few images need a wrapper.
-        for i in range(count):
-            raw = get(parent, i)
-            if not raw:
-                continue
-            kind = get_type(raw)
-            if kind == image_type:
-                if pdfium_c.FPDFImageObj_GetImagePixelSize(raw, w, h) and min(w.value, h.value) >= _MIN_QR_SIDE \
-                        and (shown is None or shown_share(raw, matrix, shown) >= _SHOWN_SHARE):
-                    image = pypdfium2.PdfObject(raw, page=page, pdf=page.pdf, level=depth)
-                    found.append((image, int(w.value), int(h.value)))
-            elif kind == form_type and depth + 1 < _MAX_FORM_DEPTH:
-                # A form's objects are placed in its own space: its matrix
-                # maps them into its parent's.
-                walk(pdfium_c.FPDFFormObj_CountObjects(raw), pdfium_c.FPDFFormObj_GetObject, raw, depth + 1,
-                     concat(form_matrix(raw), matrix))
-
-    try:
-        walk(pdfium_c.FPDFPage_CountObjects(page.raw), pdfium_c.FPDFPage_GetObject, page.raw, 0, IDENTITY)
+        for address, depth, matrix in images:
+            raw = ctypes.cast(address, pdfium_c.FPDF_PAGEOBJECT)
+            if pdfium_c.FPDFImageObj_GetImagePixelSize(raw, w, h) and min(w.value, h.value) >= _MIN_QR_SIDE \
+                    and (shown is None or shown_share(raw, matrix, shown) >= _SHOWN_SHARE):
+                image = pypdfium2.PdfObject(raw, page=page, pdf=page.pdf, level=depth)
+                found.append((image, int(w.value), int(h.value)))
     except Exception:  # noqa: BLE001 - broken resources: decode what was found
         pass
     return sorted(found, key=lambda c: (not 0.8 <= c[1] / c[2] <= 1.25, c[1] * c[2]))

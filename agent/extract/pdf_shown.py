@@ -20,10 +20,17 @@ import ctypes
 import functools
 from typing import Any
 
+from agent.errors import ExtractError
+
 Box = tuple[float, float, float, float]  # left, bottom, right, top: PDF points, y up
 Matrix = tuple[float, float, float, float, float, float]  # a, b, c, d, e, f as in PDF
 IDENTITY: Matrix = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
 _NOT_DRAWN = frozenset((3, 7))  # text render modes that paint nothing: invisible, clip only
+# An invoice page draws ~100-300 objects. Forms nest without a depth limit
+# here (PDFium's text page reads text at any depth), so a form drawn many
+# times inside forms drawn many times could make a walk of millions: past
+# this many, the page is refused rather than walked for seconds.
+MAX_OBJECTS = 100_000
 
 
 def shown_box(page: Any) -> Box | None:
@@ -44,24 +51,47 @@ def undrawn_text(page: Any) -> frozenset[int]:
     """Addresses of the page's text objects, inside forms too (at any
     depth, as PDFium's text page reads them), whose render mode paints
     nothing: the values FPDFText_GetTextObject gives for their characters.
-    Empty for almost every page, which then costs one walk of its objects
-    (~0.1 ms) instead of a look-up per character."""
+    Empty for almost every page."""
+    return page_objects(page)[1]
+
+
+def page_objects(page: Any, image_depth: int = 4) -> tuple[list[tuple[int, int, Matrix]], frozenset[int]]:
+    """One walk of the page's objects (a pypdfium2 PdfPage), forms included:
+    its images as (address, form depth, matrix placing them on the page),
+    those in forms fewer than `image_depth` deep, and `undrawn_text`. One
+    walk for both (~0.1 ms for ~200 objects): the reader needs both of
+    every page, and almost every page has no undrawn text, so that no glyph
+    pays for a look-up.
+
+    Raises ExtractError "limit-exceeded" for a page of more than
+    MAX_OBJECTS objects."""
     count, get, form_count, form_get, kind_of, mode_of = _plain_calls()
-    found = []
-    stack = [(ctypes.cast(page.raw, ctypes.c_void_p).value, get, count)]
+    budget = MAX_OBJECTS
+    images: list[tuple[int, int, Matrix]] = []
+    undrawn = []
+    stack = [(ctypes.cast(page.raw, ctypes.c_void_p).value, get, count, 0, IDENTITY)]
     while stack:
-        parent, get_at, size = stack.pop()
-        for i in range(size(parent)):
+        parent, get_at, size, depth, matrix = stack.pop()
+        n = size(parent)
+        budget -= max(n, 0)
+        if budget < 0:
+            raise ExtractError("limit-exceeded", f"a page draws more than {MAX_OBJECTS} objects")
+        for i in range(n):
             obj = get_at(parent, i)
             if not obj:
                 continue
             kind = kind_of(obj)
             if kind == 1:  # FPDF_PAGEOBJ_TEXT
                 if mode_of(obj) in _NOT_DRAWN:
-                    found.append(obj)
+                    undrawn.append(obj)
+            elif kind == 3:  # FPDF_PAGEOBJ_IMAGE
+                if depth < image_depth:
+                    images.append((obj, depth, matrix))
             elif kind == 5:  # FPDF_PAGEOBJ_FORM
-                stack.append((obj, form_get, form_count))
-    return frozenset(found)
+                # A form's objects are placed in its own space: its matrix
+                # maps them into its parent's.
+                stack.append((obj, form_get, form_count, depth + 1, concat(form_matrix(obj), matrix)))
+    return images, frozenset(undrawn)
 
 
 @functools.cache
@@ -94,6 +124,7 @@ def form_matrix(form: Any) -> Matrix:
     import pypdfium2.raw as pdfium_c
 
     m = pdfium_c.FS_MATRIX()
+    form = ctypes.cast(form, pdfium_c.FPDF_PAGEOBJECT) if isinstance(form, int) else form
     return (m.a, m.b, m.c, m.d, m.e, m.f) if pdfium_c.FPDFPageObj_GetMatrix(form, m) else IDENTITY
 
 
@@ -103,6 +134,7 @@ def shown_share(obj: Any, matrix: Matrix, shown: Box) -> float:
     import pypdfium2.raw as pdfium_c
 
     sides = [ctypes.c_float() for _ in range(4)]
+    obj = ctypes.cast(obj, pdfium_c.FPDF_PAGEOBJECT) if isinstance(obj, int) else obj
     if not pdfium_c.FPDFPageObj_GetBounds(obj, *sides):
         return 1.0
     left, bottom, right, top = (s.value for s in sides)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 
 import pypdf
+import pytest
 import pypdfium2
 from PIL import Image
 from pypdf.generic import RectangleObject
@@ -233,3 +234,14 @@ def test_two_up_of_forms_places_each_form_image_by_its_matrix():
     c.save()
     invoices = read_pdf(_pages_cropped(buf.getvalue(), [[0, 400, 680, 800], [0, 0, 680, 400]]))
     assert [(i.page, i.get("number")) for i in invoices] == [(1, "25317000002856140513"), (2, "05286503")]
+
+
+def test_a_page_of_too_many_objects_is_refused_not_walked(monkeypatch):
+    from agent.errors import ExtractError
+    from agent.extract import pdf_shown
+
+    data = DIGITAL_PDF.read_bytes()
+    monkeypatch.setattr(pdf_shown, "MAX_OBJECTS", 50)
+    with pytest.raises(ExtractError) as e:
+        read_pdf(data)
+    assert e.value.reason == "limit-exceeded"
