@@ -103,6 +103,19 @@ class Permanent(AdapterError):
     """Retrying the same request cannot succeed (4xx, bad credentials, no bucket)."""
 
 
+class ClockSkewed(Transient):
+    """The remote refused the request because this host's clock is too far
+    off its own (S3's RequestTimeTooSkewed or RequestExpired: a SigV4
+    signature is good for about 15 min either side). Not a credentials
+    problem: it clears by itself once the host's time is right (NTP), so it
+    is retried like a Transient, and the message names the clock.
+    `server_time` is the remote's clock (UTC) when its answer said it."""
+
+    def __init__(self, message: str, server_time=None):
+        super().__init__(message)
+        self.server_time = server_time
+
+
 class NotFound(AdapterError):
     """The object or invoice is not at the remote."""
 

@@ -27,8 +27,9 @@ from botocore.config import Config
 from agent.backup.base import (AccessDenied, BucketMissing, ChecksumMismatch, CorruptObject,
                                ObjectInfo, Source, check_dest, check_key, check_prefix,
                                check_sha256, source_path)
+from agent.backup.s3_clock import clock_refusal
 from agent.backup.s3_put import DirectPut
-from agent.errors import AdapterError, ConfigError, NotFound, Permanent, Transient
+from agent.errors import AdapterError, ClockSkewed, ConfigError, NotFound, Permanent, Transient
 from agent.redact import redact, remember
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
@@ -322,6 +323,10 @@ class S3Target:
             code = str(err.get("Code", ""))
             meta = e.response.get("ResponseMetadata", {})
             status = meta.get("HTTPStatusCode", 0)
+            if (refused := clock_refusal(e.response)) is not None:
+                return ClockSkewed(f"backup target {self.name!r}: {self._where} refused the request: "
+                                   f"{refused[0]}; fix this host's time (NTP), the credentials are not "
+                                   "the problem", server_time=refused[1])
             if code in _AUTH_CODES or status == 403:
                 return AccessDenied(f"backup target {self.name!r}: access denied to {self._where} "
                                     f"({code or status}); check access_key_id and secret_access_key")

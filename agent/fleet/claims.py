@@ -35,7 +35,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from agent.errors import AdapterError, Conflict, Permanent, Transient
+from agent.errors import AdapterError, ClockSkewed, Conflict, Permanent, Transient
 from agent.fleet import MAX_LEASE_S
 from agent.fleet.store import FleetStore, TooLarge
 
@@ -249,6 +249,20 @@ def clock_error(store: FleetStore, now: dt.datetime, lease_s: float) -> str | No
             "judged; fix its time (NTP)")
 
 
+def refused_clock(store: FleetStore, now: dt.datetime, e: ClockSkewed) -> str:
+    """Why this site may not judge leases when the store refused its clock
+    outright (further off than the store's signature window, ~15 min): the
+    skew against the store's clock in its answer when it gave one."""
+    server = e.server_time or store.server_time()
+    if server is not None:
+        skew = (now - server).total_seconds()
+        off = f"this site's clock is {abs(skew):.0f} s {'ahead of' if skew > 0 else 'behind'} the fleet store's"
+    else:
+        off = "this site's clock is off the fleet store's"
+    return (f"{off}, so far that the store refuses its requests: leases cannot be judged and nothing is "
+            f"claimed or delivered here; fix its time (NTP). The store said: {e}")
+
+
 def is_mine(record: ClaimRecord, site: str, holder: str) -> bool:
     """True when `record` was written by this agent: its holder when both are
     known (another agent under the same site name is another site; this
@@ -313,6 +327,9 @@ def acquire(store: FleetStore, invoice_key: str, *, site: str, sha256: str, docu
                                             f"{_RACE_TRIES} tries")
     except InvalidClaim as e:
         return Verdict("unreachable", error=str(e), invalid=True)
+    except ClockSkewed as e:
+        # Hold even in `deliver` mode: the store is there, this site's clock is not.
+        return Verdict("unreachable", error=refused_clock(store, now, e), clock=True)
     except (Transient, Permanent) as e:
         return Verdict("unreachable", error=str(e))
     except AdapterError as e:

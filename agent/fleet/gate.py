@@ -136,6 +136,8 @@ def held_reason(v: Verdict, key: str) -> str:
     if v.invalid:
         return (f"fleet claim invalid, held at every site: {v.error}; once understood, "
                 f"`fapiao-agent fleet repair {key}` lets it go (looked up before any put)")
+    if v.clock:
+        return v.error      # "this site's clock is ...": the store answered, so not "unreachable"
     return f"fleet store unreachable: {v.error}"
 
 
@@ -188,7 +190,7 @@ def screen(ledger: Ledger, store: FleetStore, settings: FleetSettings, claims: l
             why = held_reason(v, invoice_key_of(c) or "")
             ledger.finish_delivery(c.delivery_id, c.token, state="queued", now=at, actor=actor,
                                    outcome="fleet-held", error=why, next_attempt_at=retry, uncount_attempt=True)
-            out.append(Screened(c, "held", why if v.invalid else f"held (on_unreachable = hold): {v.error}"))
+            out.append(Screened(c, "held", why if v.must_hold else f"held (on_unreachable = hold): {v.error}"))
     return out
 
 

@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 import botocore.exceptions as bx
 
 from agent.backup.s3 import S3Target
-from agent.errors import AdapterError, Conflict, Permanent, Transient
+from agent.backup.s3_clock import clock_refusal
+from agent.errors import AdapterError, ClockSkewed, Conflict, Permanent, Transient
 from agent.fleet.store import MAX_OBJECT_BYTES, check_key, too_large
 
 _AUTH = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}
@@ -134,6 +135,10 @@ class S3Store:
                 return Conflict(f"{head}: written by someone else first ({code or status})")
             if code in ("NoSuchKey", "404", "NotFound") or (status == 404 and code != "NoSuchBucket"):
                 return _Absent(head)
+            if (refused := clock_refusal(e.response)) is not None:
+                # Before the 403 below: a clock the store refuses is no credentials problem.
+                return ClockSkewed(f"{head}: {self._where} refused this site's clock ({refused[0]})",
+                                   server_time=refused[1])
             if code in _AUTH or status == 403:
                 return Permanent(f"{head}: access denied to {self._where} ({code or status}); "
                                  "check access_key_id and secret_access_key")
