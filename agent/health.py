@@ -107,6 +107,7 @@ def evaluate(report: dict, limits: Thresholds, *, now: dt.datetime, time_text: T
     reasons += _drills((report.get("backup") or {}).get("targets") or [], limits, now)
     reasons += _unkept((report.get("backup") or {}).get("targets") or [], now)
     reasons += _fleet(report.get("fleet"), time_text)
+    reasons += _fleet_claims_lost(report.get("fleet"))
     applications = report.get("applications") or {}
     reasons += _waiting_for_a_person((report.get("states") or {}).get("quarantined", 0),
                                      held_elsewhere(applications), limits)
@@ -123,6 +124,18 @@ def _fleet(fleet: dict | None, time_text: TimeText) -> list[Reason]:
     n = fleet["claims"]["held"]
     return [Reason(WARNING, f"{_n(n, 'invoice')} held since {time_text(fleet.get('held_since'))}: "
                             f"{fleet.get('held_reason')}")]
+
+
+def _fleet_claims_lost(fleet: dict | None) -> list[Reason]:
+    # Keys this site knew claimed of which the shared store holds no claim any
+    # more: nothing is delivered again on that alone, but a site that never saw
+    # one would deliver it, and the store's keeper should know (docs/fleet.md).
+    n = (fleet or {}).get("vanished") or 0
+    if not n:
+        return []
+    return [Reason(WARNING, f"the fleet store lost the claims of {_n(n, 'invoice')} this site knew claimed "
+                            "(an expiry rule on claims/, a bucket made anew, another [fleet] url?); "
+                            "none is delivered again on that alone")]
 
 
 def _daemon(d: dict | None, limits: Thresholds) -> list[Reason]:

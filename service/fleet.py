@@ -77,6 +77,7 @@ class FleetService(RunnerGroup):
         self.validation = validation_settings(cfg)
         self._next_status = time.monotonic()
         self._said: dict[str, float] = {}
+        self._vanished = 0
         self.thread = threading.Thread(target=self._run, name="fleet", daemon=True)
 
     def start(self) -> "FleetService":
@@ -126,7 +127,7 @@ class FleetService(RunnerGroup):
     def reopen(self, ledger: Ledger) -> None:
         """Judge again the fleet duplicates whose original let the key go (a
         copy queued here is picked up by the delivery workers' next poll)."""
-        for doc_id, why in recheck_lost(ledger, self.store, now=now_dt()):
+        for doc_id, why in recheck_lost(ledger, self.store, now=now_dt(), actor=self.actor):
             at = now()
             with ledger.transaction():
                 ledger.fleet_reopen(doc_id, now=at, actor=self.actor, reason=why)
@@ -134,6 +135,13 @@ class FleetService(RunnerGroup):
                               settings=self.validation, destinations=destination_names(self.cfg),
                               today=today(), now=at, actor=self.actor)
             log.info(f"{why}: document {doc_id} judged again here ({state.value})", extra={"document": doc_id})
+        vanished = ledger.fleet_summary()["vanished"]
+        if vanished > self._vanished:
+            # Said when it grows; `status --check` warns as long as it lasts.
+            log.warning(f"the fleet store lost the claims of {vanished} invoice(s) this site knew claimed "
+                        "(an expiry rule on claims/, a bucket made anew, another [fleet] url?): none is "
+                        "delivered again on that alone; `fapiao-agent status` names them")
+        self._vanished = vanished
 
     def publish(self, ledger: Ledger) -> None:
         """Write this site's status.json (raises AdapterError when the store does not answer)."""

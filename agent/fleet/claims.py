@@ -188,6 +188,10 @@ class Verdict:
     # Unreachable because the key's claim is invalid (InvalidClaim): hold even
     # in `deliver` mode (it may hide another site's delivery) until repaired.
     invalid: bool = False
+    # Won by creating generation 1 on an empty chain. The caller tells a key
+    # never claimed from one whose claims the store lost (it had recorded a
+    # generation): a vanished chain is no release (gate.check).
+    fresh: bool = False
 
     @property
     def must_hold(self) -> bool:
@@ -322,7 +326,7 @@ def acquire(store: FleetStore, invoice_key: str, *, site: str, sha256: str, docu
                 # before it let the key go (rejected or re-keyed after a partial delivery).
                 taken = (current if current is not None and not is_mine(current, site, holder)
                          and current.state in ("claimed", "released") else None)
-                return Verdict("won", mine, took_over_from=taken)
+                return Verdict("won", mine, took_over_from=taken, fresh=current is None)
         return Verdict("unreachable", error=f"fleet store: claim on {invoice_key} still contended after "
                                             f"{_RACE_TRIES} tries")
     except InvalidClaim as e:

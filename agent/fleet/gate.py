@@ -17,6 +17,7 @@ from agent.fleet.claims import InvalidClaim, Verdict, acquire, head, parse_stamp
 from agent.fleet.store import FleetStore
 from agent.health import span
 from agent.ledger import Ledger
+from agent.ledger.fleet import VANISHED
 from agent.ledger.rows import TimeText, as_stored, parse_utc, utc
 from agent.model import Invoice
 
@@ -99,18 +100,23 @@ def check(ledger: Ledger, store: FleetStore, settings: FleetSettings, c: Claim, 
     if v.kind == "won":
         # remote_site on a won claim: taken over from that site (kept across renewals).
         why = None
-        if v.took_over_from is not None:
+        if v.fresh and (lost := _vanished(local, key)):
+            # This site had recorded a generation of the key and the store has
+            # none now: the claims were lost, not released (releases are
+            # generations). Whoever held it may have put it: look up first.
+            remote = (local["remote_site"], local["remote_at"])
+            why = lost + "; every destination looked up before any put"
+        elif v.took_over_from is not None:
             remote = (v.took_over_from.site, v.took_over_from.at)
             why = f"taken over from site {remote[0]} " + (
                 "(it released the key)" if v.took_over_from.state == "released" else "(its lease ran out)")
         elif local and local["state"] == "won" and local["invoice_key"] == key:
-            remote = (local["remote_site"], local["remote_at"])
+            remote, why = (local["remote_site"], local["remote_at"]), local["reason"]
         else:
             remote = (None, None)
         ledger.set_fleet_claim(c.document_id, invoice_key=key, state="won", now=at, actor=actor,
                                generation=v.record.generation, lease_until=utc(parse_stamp(v.record.lease_until)),
-                               remote_site=remote[0], remote_at=remote[1],
-                               reason=why or (local["reason"] if remote[0] and local else None))
+                               remote_site=remote[0], remote_at=remote[1], reason=why)
         return v
     if v.kind == "lost" and v.record.state == "claimed":
         # Its holder has not delivered yet: wait for its delivery (then this
@@ -131,6 +137,17 @@ def check(ledger: Ledger, store: FleetStore, settings: FleetSettings, c: Claim, 
     return v
 
 
+def _vanished(local: dict | None, key: str) -> str | None:
+    # The reason (VANISHED ...) when the ledger knew `key` claimed in the store:
+    # a generation recorded (this site's claim or another's), or a reopened
+    # duplicate of another site's delivery.
+    if not local or local["invoice_key"] != key or (local["generation"] is None and local["state"] != "reopened"):
+        return None
+    whose = f"site {local['remote_site']}'s claim" if local["remote_site"] else "this site's own claim"
+    seen = f"generation {local['generation']} of " if local["generation"] is not None else ""
+    return f"{VANISHED}{key}: this site had seen {seen}{whose}, and the store holds none now"
+
+
 def held_reason(v: Verdict, key: str) -> str:
     """Why a row is held, as `status` and the row's last error say it."""
     if v.invalid:
@@ -145,7 +162,8 @@ def taken_over(ledger: Ledger, doc_id: int) -> bool:
     """True when this site holds the document's key because another site's
     lease ran out: that site may have put it before it died."""
     local = ledger.fleet_claim(doc_id)
-    return bool(local and local["state"] == "won" and local["remote_site"])
+    return bool(local and local["state"] == "won" and (
+        local["remote_site"] or (local["reason"] or "").startswith(VANISHED)))
 
 
 def screen(ledger: Ledger, store: FleetStore, settings: FleetSettings, claims: list[Claim], *,
@@ -165,7 +183,8 @@ def screen(ledger: Ledger, store: FleetStore, settings: FleetSettings, claims: l
         verdicts[c.document_id] = v
         if v.kind == "won" and taken_over(ledger, c.document_id):
             # The site whose lease ran out may have put it before it died: look up first.
-            out.append(Screened(replace(c, recovering=True), "go",
+            why = (ledger.fleet_claim(c.document_id)["reason"] or "")
+            out.append(Screened(replace(c, recovering=True), "go", why if why.startswith(VANISHED) else
                                 "claim taken over from a site whose lease ran out or that released it; looked up before any put"))
         elif v.kind == "won":
             out.append(Screened(c, "go", f"delivering without a claim: {v.error}" if v.error else ""))
@@ -287,9 +306,14 @@ def renew_leases(ledger: Ledger, store: FleetStore, settings: FleetSettings, *, 
             continue
         remote = ((v.took_over_from.site, v.took_over_from.at) if v.took_over_from is not None
                   else (row["remote_site"], row["remote_at"]))
+        reason = row["reason"]
+        if v.fresh and (lost := _vanished(row, key)):
+            # Claimed again from nothing: said, and its put looks up first (gate.taken_over).
+            reason = lost + "; claimed again, every destination looked up before any put"
+            lines.append(f"!{reason}")
         ledger.set_fleet_claim(doc_id, invoice_key=key, state="won", now=at, actor=actor,
                                generation=v.record.generation, lease_until=utc(parse_stamp(v.record.lease_until)),
-                               remote_site=remote[0], remote_at=remote[1], reason=row["reason"])
+                               remote_site=remote[0], remote_at=remote[1], reason=reason)
     return lines
 
 
@@ -297,13 +321,18 @@ def renew_leases(ledger: Ledger, store: FleetStore, settings: FleetSettings, *, 
 RECHECK_LOST_S = 60.0
 
 
-def recheck_lost(ledger: Ledger, store: FleetStore, *, now: dt.datetime) -> list[tuple[int, str]]:
+def recheck_lost(ledger: Ledger, store: FleetStore, *, now: dt.datetime,
+                 actor: str = "fleet") -> list[tuple[int, str]]:
     """Fleet duplicates whose original let the key go (released: rejected or
     re-keyed there; or a claim whose holder died before delivering), as
     (document id, why) for the caller to reopen and judge again
-    (`Ledger.fleet_reopen`, then `judgement.judge`, in one transaction). The
-    others are noted as looked at; a store that does not answer leaves the
-    rest for the next pass."""
+    (`Ledger.fleet_reopen`, then `judgement.judge`, in one transaction). A
+    key with no claim left in the store is never reopened: the store lost
+    its claims, the other site did not let it go; the duplicate stays one,
+    its claim row's reason says so (VANISHED: a WARNING in `status --check`)
+    until a claim of the same site and time is back. The others are noted
+    as looked at; a store that does not answer leaves the rest for the next
+    pass."""
     out: list[tuple[int, str]] = []
     at = utc(now)
     for row in ledger.fleet_lost_to_recheck(checked_before=utc(now - dt.timedelta(seconds=RECHECK_LOST_S))):
@@ -314,10 +343,22 @@ def recheck_lost(ledger: Ledger, store: FleetStore, *, now: dt.datetime) -> list
             continue
         except AdapterError:
             break
-        if current is None or current.state == "released" or current.expired(now):
-            out.append((row["document_id"], "nobody holds it any more" if current is None else
-                        f"site {current.site} released invoice {row['invoice_key']}" if current.state == "released"
+        if current is None:
+            # Not a release (that is a generation of its own): the store lost
+            # the claims of a key another site delivered. Reopening delivered
+            # it again at every site that had it as a duplicate; it stays one.
+            ledger.note_fleet_claim(row["document_id"], now=at, actor=actor, reason=(
+                f"{VANISHED}{row['invoice_key']}: site {row['remote_site']} delivered it (generation "
+                f"{row['generation']}), and the store holds no claim now; kept a duplicate here"))
+        elif current.state == "released" or current.expired(now):
+            out.append((row["document_id"], f"site {current.site} released invoice {row['invoice_key']}"
+                        if current.state == "released"
                         else f"site {current.site}'s lease on {row['invoice_key']} ran out before it delivered"))
+        elif (row["reason"] or "").startswith(VANISHED):
+            back = (current.site, current.at) == (row["remote_site"], row["remote_at"])
+            ledger.note_fleet_claim(row["document_id"], now=at, actor=actor, reason=None if back else (
+                f"{VANISHED}{row['invoice_key']}: site {row['remote_site']} delivered it; its claim came back "
+                f"as site {current.site}'s of {current.at}, which may have delivered it again"))
         else:
             ledger.touch_fleet_claim(row["document_id"], now=at)
     return out

@@ -9,6 +9,11 @@ from typing import Any
 from agent.states import State
 
 FLEET_CLAIM_STATES = ("won", "waiting", "lost", "held", "unclaimed", "delivered", "released", "reopened")
+# How a claim row's reason begins when this site knew the key was claimed and
+# the store then held no claim at all for it (an expiry rule, a bucket made
+# anew, `claims/` wiped, another fleet prefix): counted by fleet_summary for
+# the WARNING of `status --check` and `fleet status`.
+VANISHED = "the fleet store lost the claims of "
 # Rows a lost key must never deliver: everything not already at a destination.
 _OPEN_ROW_STATES = ("queued", "delivering", "failed", "missing", "quarantined")
 
@@ -118,6 +123,22 @@ class FleetMixin:
         with self.transaction() as c:
             c.execute("UPDATE fleet_claims SET updated_at = ? WHERE document_id = ?", (now, doc_id))
 
+    def note_fleet_claim(self, doc_id: int, *, reason: str | None, now: str, actor: str) -> None:
+        """Set the claim row's reason (its state unchanged) and note it looked
+        at `now`; an event saying so when the reason changes, in the same
+        transaction."""
+        with self.transaction() as c:
+            row = self.fleet_claim(doc_id)
+            c.execute("UPDATE fleet_claims SET reason = ?, updated_at = ? WHERE document_id = ?",
+                      (reason, now, doc_id))
+            if row is not None and row["reason"] != reason:
+                said = reason or f"no longer: {row['reason']}"
+                self._event(doc_id, now=now, actor=actor, from_state=None, to_state=None,
+                            reason=f"fleet claim on {row['invoice_key']}: {row['state']} ({said})",
+                            details={"fleet_claim": row["state"], "invoice_key": row["invoice_key"],
+                                     "generation": row["generation"], "remote_site": row["remote_site"],
+                                     "remote_at": row["remote_at"]})
+
     def fleet_reopen(self, doc_id: int, *, now: str, actor: str, reason: str) -> None:
         """The other site let the key go: the claim row `reopened`, the rows
         `fleet_lose` superseded queued again, and the document back to
@@ -163,8 +184,9 @@ class FleetMixin:
 
     def fleet_summary(self) -> dict[str, Any]:
         """Claim rows by state, how many of the held ones are held because
-        their key's claim is invalid (`invalid`), and the latest reason a
-        delivery is held (None when none is)."""
+        their key's claim is invalid (`invalid`), how many keys this site
+        knew claimed have no claim left in the store (`vanished`), and the
+        latest reason a delivery is held (None when none is)."""
         counts = {s: 0 for s in FLEET_CLAIM_STATES}
         for state, n in self.conn.execute("SELECT state, count(*) FROM fleet_claims GROUP BY state"):
             counts[state] = n
@@ -173,8 +195,10 @@ class FleetMixin:
         since = self.conn.execute("SELECT min(updated_at) FROM fleet_claims WHERE state = 'held'").fetchone()[0]
         invalid = self.conn.execute("SELECT count(*) FROM fleet_claims WHERE state = 'held' "
                                     "AND reason LIKE 'fleet claim invalid%'").fetchone()[0]
+        vanished = self.conn.execute("SELECT count(*) FROM fleet_claims WHERE substr(reason, 1, ?) = ?",
+                                     (len(VANISHED), VANISHED)).fetchone()[0]
         return {"claims": counts, "invalid": invalid, "held_reason": held["reason"] if held else None,
-                "held_since": since}
+                "held_since": since, "vanished": vanished}
 
     def find_by_number(self, number: str) -> list[dict[str, Any]]:
         """Documents whose invoice number (or key) is `number`: id, state, key, received_at."""
