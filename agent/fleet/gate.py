@@ -12,8 +12,9 @@ import datetime as dt
 from dataclasses import dataclass, replace
 
 from agent.deliver.loop import Claim
-from agent.errors import AdapterError
-from agent.fleet.claims import InvalidClaim, Verdict, acquire, head, parse_stamp, settle
+from agent.errors import AdapterError, ClockSkewed
+from agent.fleet.claims import (InvalidClaim, Verdict, acquire, clock_error, generations, head, parse_stamp,
+                                settle)
 from agent.fleet.store import FleetStore
 from agent.health import span
 from agent.ledger import Ledger
@@ -70,15 +71,29 @@ def _same_name(record, settings: FleetSettings) -> str | None:
             "(two sites configured with one [fleet] site: give each its own)")
 
 
-def _ours(local: dict | None, key: str, now: dt.datetime, settings: FleetSettings) -> bool:
-    # The ledger already knows this site holds the key with time to spare:
-    # no round trip to the store before every put.
+def _ours(local: dict | None, key: str, now: dt.datetime, settings: FleetSettings, store: FleetStore) -> bool:
+    # The ledger knows this site holds the key with time to spare. The lease is
+    # judged by this site's clock, which may have been stepped back since the
+    # claim (its renewals then come late and the store's lease lapses): one
+    # LIST confirms that no generation was written after this site's and, by
+    # its Date, that the clock still agrees with the store's. Anything else
+    # goes the long way (acquire: it waits, loses or holds for the clock).
     if not local or local["invoice_key"] != key:
         return False
     if local["state"] == "delivered":
         return True
-    return (local["state"] == "won" and local["lease_until"] is not None
-            and (parse_utc(local["lease_until"]) - now).total_seconds() > settings.lease_s / 2)
+    if not (local["state"] == "won" and local["lease_until"] is not None
+            and (parse_utc(local["lease_until"]) - now).total_seconds() > settings.lease_s / 2):
+        return False
+    try:
+        gens = generations(store, key)
+    except ClockSkewed:
+        return False
+    except AdapterError:
+        # The store does not answer: the cached lease, as before the LIST was
+        # added (a site cut off longer than the lease is the documented takeover case).
+        return True
+    return bool(gens) and gens[-1] == local["generation"] and clock_error(store, now, settings.lease_s) is None
 
 
 def check(ledger: Ledger, store: FleetStore, settings: FleetSettings, c: Claim, *,
@@ -92,7 +107,7 @@ def check(ledger: Ledger, store: FleetStore, settings: FleetSettings, c: Claim, 
     if key is None:
         return Verdict("won")   # no key: the put refuses it (Permanent), nothing to claim
     local = ledger.fleet_claim(c.document_id)
-    if _ours(local, key, now, settings):
+    if _ours(local, key, now, settings, store):
         return Verdict("won")
     v = acquire(store, key, site=settings.site, sha256=c.sha256, document_id=c.document_id, now=now,
                 lease_s=settings.lease_s, holder=ledger.fleet_holder(now=utc(now)), judge_clock=True)

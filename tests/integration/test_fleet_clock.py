@@ -87,3 +87,39 @@ def _sha(data: bytes) -> str:
     import hashlib
 
     return hashlib.sha256(data).hexdigest()
+
+
+def test_a_clock_stepped_back_after_a_claim_does_not_put_on_the_lapsed_lease(tmp_path, seaweed):
+    # attackF finding 4: Beijing claims with a right clock, then its clock is
+    # stepped back; its renewals come late, the store's lease lapses and
+    # Shanghai takes the key over. Beijing's cached lease still looked long
+    # enough by its own clock, so its next retry put the invoice too.
+    import time
+
+    from agent.deliver.loop import claim
+    from agent.fleet.gate import screen
+
+    cfg = seaweed.target_config(seaweed.make_bucket(), prefix="fleet")
+    cfg.pop("name")
+    store = open_store(cfg)
+    (tmp_path / "out").mkdir()
+    # A 10 s lease: each clock within 2.5 s of the store's (whose Date has whole seconds).
+    bj = Site(tmp_path, "beijing", store, tmp_path / "out", lease_s=10)
+    sh = Site(tmp_path, "shanghai", store, tmp_path / "out", lease_s=10)
+    try:
+        start = dt.datetime.now(UTC) - dt.timedelta(seconds=1.5)
+        bj.add(23, start), sh.add(23, start)
+        first = claim(bj.ledger, "erp", now=start, lease_s=60, token="bj", actor="bj")
+        assert [s.kind for s in screen(bj.ledger, store, bj.settings, first, now=start, actor="bj")] == ["go"]
+        # Its destination was down: the row goes back to the queue (not shown), the lease runs out.
+        time.sleep(8.5)
+        later = dt.datetime.now(UTC) + dt.timedelta(seconds=1)
+        assert sh.step(later) == ["go"]                       # took over, looked up, delivered
+        assert head(store, number_of(23)).site == "shanghai"
+        # Beijing's clock now reads 8 s behind: its cached lease seems to have about 7 s of 10 left.
+        back = later - dt.timedelta(seconds=8)
+        again = [s.kind for s in screen(bj.ledger, store, bj.settings, first, now=back, actor="bj")]
+        assert again != ["go"], again                         # was "go": put a second time
+        assert delivered_files(tmp_path / "out") == [f"{number_of(23)}.pdf"]
+    finally:
+        bj.ledger.close(), sh.ledger.close()
