@@ -42,7 +42,9 @@ MANIFESTS_PREFIX = "manifests/"
 
 
 class AccessDenied(Permanent):
-    """The target refused our credentials (403, unknown key, bad signature)."""
+    """The target refuses to let us write or read: our credentials (403,
+    unknown key, bad signature), or a file target's permissions or read-only
+    mount. Permanent, so the target is paused: a person must fix it."""
 
 
 class BucketMissing(Permanent):

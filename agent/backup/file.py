@@ -18,7 +18,7 @@ import secrets
 from pathlib import Path
 from typing import Iterator
 
-from agent.backup.base import (ChecksumMismatch, FolderMissing, ObjectInfo, Source, check_dest,
+from agent.backup.base import (AccessDenied, ChecksumMismatch, FolderMissing, ObjectInfo, Source, check_dest,
                                check_key, check_prefix, check_sha256, source_path)
 from agent.errors import NotFound, Permanent, Transient
 from agent.fsutil import fsync_dir
@@ -33,6 +33,11 @@ DIR_MODE = 0o750
 # everything else (EIO, ENOSPC, ESTALE...) may pass by itself.
 _PERMANENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG,
                      errno.EISDIR, errno.ENOTDIR}
+# Of those, the ones about the whole disk rather than one key: raised as
+# AccessDenied, so the target is paused (and `status --check` warns at once)
+# instead of counted as unreachable, which warns only after
+# backup_unreachable_warn_minutes although no wait can remount a disk.
+_DENIED_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 
 class FileTarget:
@@ -61,6 +66,8 @@ class FileTarget:
 
     def _error(self, action: str, key: str, e: OSError) -> Exception:
         where = f"backup target {self.name!r}: {action} {key!r} in {self.root}"
+        if e.errno in _DENIED_ERRNOS:
+            return AccessDenied(f"{where}: {e.strerror or e} (a read-only mount or the folder's permissions?)")
         if e.errno in _PERMANENT_ERRNOS:
             return Permanent(f"{where}: {e.strerror or e}")
         return Transient(f"{where}: {e.strerror or e}")

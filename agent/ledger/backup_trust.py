@@ -51,7 +51,9 @@ class BackupTrustMixin:
         identity check's own wording: other pauses lift on their own
         success). True when it was lifted."""
         with self.transaction() as c:
-            return c.execute("UPDATE backup_targets SET paused_error = NULL, paused_at = NULL, updated_at = ? "
+            # Its error goes with the pause: it described the target's state, not a past event.
+            return c.execute("UPDATE backup_targets SET paused_error = NULL, paused_at = NULL, last_error = NULL, "
+                             "last_error_at = NULL, updated_at = ? "
                              "WHERE name = ? AND instr(paused_error, ?) > 0", (now, target, phrase)).rowcount > 0
 
     def accept_target(self, target: str, identity: str, *, now: str) -> int:

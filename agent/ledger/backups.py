@@ -25,6 +25,14 @@ from agent.ledger.rows import CONTAINER_SHA256, CONTAINER_SOURCES, parse_utc, ut
 _CLOCK_SLACK_S = 1.0
 
 
+# The target took a write: an outage or a pause is over, and the error that
+# began it is no longer its state (left behind, `backup status` would go on
+# showing it as the last error). An error met while it was answering stays.
+_ANSWERS = ("last_error = CASE WHEN unreachable_since IS NULL AND paused_error IS NULL THEN last_error END, "
+            "last_error_at = CASE WHEN unreachable_since IS NULL AND paused_error IS NULL THEN last_error_at END, "
+            "unreachable_since = NULL, paused_error = NULL, paused_at = NULL")
+
+
 class BackupsMixin(BackupReportsMixin, RestoreDrillsMixin, RestoresMixin, SidecarsMixin):
     """Part of `Ledger`: backup state per object per target."""
 
@@ -140,8 +148,7 @@ class BackupsMixin(BackupReportsMixin, RestoreDrillsMixin, RestoresMixin, Sideca
             paused = c.execute("SELECT paused_error IS NOT NULL FROM backup_targets WHERE name = ?",
                                (target,)).fetchone()[0]
             c.execute("UPDATE backup_targets SET last_put_at = CASE WHEN ? THEN ? ELSE last_put_at END, "
-                      "manifest_days = ?, updated_at = ?, unreachable_since = NULL, paused_error = NULL, "
-                      "paused_at = NULL WHERE name = ?",
+                      f"manifest_days = ?, updated_at = ?, {_ANSWERS} WHERE name = ?",
                       (bool(done), now, json.dumps(sorted(days)) if days else None, now, target))
             return bool(paused)
 
@@ -254,11 +261,12 @@ class BackupsMixin(BackupReportsMixin, RestoreDrillsMixin, RestoresMixin, Sideca
                                sha256: str | None = None) -> None:
         """Remember the last ledger snapshot put on `target`, its SHA-256 (the
         restore drill compares what it gets back with it), and the last
-        event it holds (`event_id`, read before the snapshot was taken)."""
+        event it holds (`event_id`, read before the snapshot was taken).
+        The put worked, so the target answers: its outage and pause end."""
         with self.transaction() as c:
             self._target_row(target, now)
             c.execute("UPDATE backup_targets SET last_snapshot_at = ?, last_snapshot = ?, updated_at = ?, "
-                      "snapshot_event_id = coalesce(?, snapshot_event_id), unreachable_since = NULL, "
+                      f"snapshot_event_id = coalesce(?, snapshot_event_id), {_ANSWERS}, "
                       "last_snapshot_sha256 = ? WHERE name = ?",
                       (now, key, now, event_id, sha256, target))
 

@@ -223,6 +223,9 @@ def test_a_pause_lifts_once_the_disk_is_back_even_with_nothing_to_put(nassite):
     with Ledger(cfg.ledger_path) as ledger:
         out = mirror_step(ledger, Vault(cfg.vault_dir), nas, now=now(), rng=random.Random(2))
         assert out.resumed and out.put == 0 and ledger.backup_target("nas")["paused_error"] is None
+        # The pause's reason went with it: `backup status` does not show it as the last error.
+        assert ledger.backup_target("nas")["last_error"] is None
+    assert "not the backup target" not in cli(config, "backup", "status").output
 
 
 def test_another_targets_marker_pauses_it_too(nassite, samples_dir):
