@@ -33,7 +33,7 @@ from typing import Callable
 from agent.backup.base import LEDGER_PREFIX, BackupTarget, CorruptObject, object_key, sidecar_key
 from agent.backup.mirror import _reservoir
 from agent.backup.sidecars import batch_problem
-from agent.backup.snapshot import snapshot_for_restore
+from agent.backup.snapshot import snapshot_for_restore, snapshots_of
 from agent.config_sections import WEEKDAYS, drill_clock as _clock
 from agent.errors import AgentError, NotFound
 from agent.ledger import Ledger, utc
@@ -238,7 +238,7 @@ def _check_snapshot(ledger: Ledger, target: BackupTarget, work: Path, report: Dr
     state = ledger.backup_target(target.name)
     recorded, recorded_sha = state.get("last_snapshot"), state.get("last_snapshot_sha256")
     sizes = {info.key: info.size for info in target.list(LEDGER_PREFIX)}
-    names = list(sizes)
+    names = snapshots_of(list(sizes), ledger.ledger_id(now=report.started_at))   # never another agent's
     # What a restore would take: the drill started `now`, and so would it.
     chosen, future = snapshot_for_restore(names, parse_utc(report.started_at))
     checks: dict = report.snapshot_checks

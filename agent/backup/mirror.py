@@ -21,7 +21,7 @@ from agent.backup.base import (AccessDenied, BackupTarget, BucketMissing, Checks
                                LEDGER_PREFIX, NotKept, TargetUnrecognised, manifest_key, object_key, snapshot_key)
 from agent.backup.identity import check_identity
 from agent.backup.sidecars import put_batch
-from agent.backup.snapshot import snapshot_name, snapshot_sqlite, snapshots_to_delete
+from agent.backup.snapshot import snapshot_name, snapshot_sqlite, snapshots_of, snapshots_to_delete
 from agent.backup.verify import repair_object, sample_keys, verify_object
 from agent.errors import AgentError, Transient
 from agent.ledger import Ledger, utc
@@ -277,19 +277,19 @@ def take_snapshot(ledger: Ledger) -> tuple[int, bytes]:
 
 def put_snapshot(ledger: Ledger, target: BackupTarget, held: int, data: bytes, *, now: dt.datetime,
                  retention: dict | None = None, prune: bool = True) -> str:
-    """Put `data` (from `take_snapshot`) under `ledger/` on `target`, then,
-    with `prune`, delete the snapshots retention no longer needs
-    (`retention`: hourly_days, daily_days, monthly_years); record it as the
-    target's last snapshot, holding events up to `held`. Returns the key
-    put. Target errors propagate (`Transient`, `Permanent`; `TargetUnrecognised`
-    when the target is not the one the ledger's rows describe, and nothing is
-    put); nothing is recorded then."""
+    """Put `data` (from `take_snapshot`) under `ledger/` on `target`, named
+    with this ledger's id (never another agent's key), then, with `prune`,
+    delete this ledger's snapshots retention no longer needs (`retention`:
+    hourly_days, daily_days, monthly_years); record it as the target's last
+    snapshot, holding events up to `held`. Returns the key put. Target errors
+    propagate (`Transient`, `Permanent`; `TargetUnrecognised` when the target
+    is not the one the ledger's rows describe: nothing is put); nothing is recorded then."""
     check_identity(ledger, target, now=now)
-    key = snapshot_key(snapshot_name(now))
+    key = snapshot_key(snapshot_name(now, me := ledger.ledger_id(now=utc(now))))
     sha256 = hashlib.sha256(data).hexdigest()
     target.put(key, data, sha256)
     if prune:
-        names = [info.key for info in target.list(LEDGER_PREFIX)]
+        names = snapshots_of([info.key for info in target.list(LEDGER_PREFIX)], me)
         for old in snapshots_to_delete(names, now, **(retention or {})):
             target.delete(old)
     ledger.record_backup_snapshot(target.name, key, now=utc(now), event_id=held, sha256=sha256)

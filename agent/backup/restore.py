@@ -34,9 +34,10 @@ from typing import Callable
 
 from agent.backup.base import (LEDGER_PREFIX, MANIFESTS_PREFIX, OBJECTS_PREFIX, BackupTarget, CorruptObject,
                                object_key, sha256_of_object_key, sidecar_key)
+from agent.backup.identity import marker_ledger
 from agent.backup.sidecars import BatchUnreadable, read_batch, sidecar_index
 from agent.backup.sites import SITES_PREFIX
-from agent.backup.snapshot import restore_sqlite, snapshot_for_restore
+from agent.backup.snapshot import restore_sqlite, snapshot_for_restore, snapshots_of
 from agent.errors import NotFound, Permanent
 from agent.ledger.audit import LedgerAudit
 from agent.fsutil import fsync_dir
@@ -91,7 +92,8 @@ def restore(target: BackupTarget, state_dir: str | Path, *, now: dt.datetime, ac
     """Rebuild `state_dir/ledger.sqlite3` and `state_dir/vault` from `target`.
 
     Guarantees: every original written to the vault hashes to its name; the
-    ledger is the chosen snapshot (`snapshot_for_restore`: the newest, or
+    ledger is the chosen snapshot of the ledger the target's marker names
+    (`snapshots_of`, `snapshot_for_restore`: the newest, or
     the newest at or before `at`, passing over snapshots dated after `now`,
     listed in `future_snapshots`), migrated to the current schema, plus one
     document for each object it does not know, rebuilt from its sidecar as
@@ -129,7 +131,9 @@ def restore(target: BackupTarget, state_dir: str | Path, *, now: dt.datetime, ac
     ledger_path = work / LEDGER_NAME
     for p in work.glob(LEDGER_NAME + "*"):
         p.unlink()  # a killed run's ledger is half-made: rebuilt from the snapshot below
-    snapshots = [info.key for info in target.list(LEDGER_PREFIX)]
+    # Only the snapshots of the ledger the marker names: another agent that
+    # wrote here (one site name twice) left its ledger, not this site's.
+    snapshots = snapshots_of([info.key for info in target.list(LEDGER_PREFIX)], marker_ledger(target))
     chosen, report.future_snapshots = snapshot_for_restore(snapshots, now, at)
     if chosen is not None:
         restore_sqlite(target.get(chosen), ledger_path)

@@ -27,12 +27,14 @@ from typing import Iterator
 
 from agent.backup.base import (OBJECTS_PREFIX, BackupTarget, InvalidKey, ObjectInfo, Source,
                                check_prefix, sha256_of_object_key)
+from agent.backup.snapshot import parse_snapshot_time
 from agent.errors import ConfigError
 
 SITES_PREFIX = "sites/"
 # The rule of [fleet] site (agent/config.py): never a path, never '..'.
 _SITE_RE = re.compile(r"[a-z0-9-]{1,63}")
-_SNAPSHOT_IN_SITE = re.compile(r"sites/([^/]+)/ledger/ledger-\d{8}T\d{6}Z\.sqlite\.gz")
+# A site's snapshot names are snapshot.py's to parse (they carry a ledger id now).
+_SNAPSHOT_IN_SITE = re.compile(r"sites/([^/]+)/ledger/([^/]+)")
 
 
 def check_site(site: str) -> str:
@@ -118,6 +120,6 @@ def sites_on(target: BackupTarget) -> list[str]:
     found = set()
     for info in target.list(SITES_PREFIX):
         m = _SNAPSHOT_IN_SITE.fullmatch(info.key)
-        if m and _SITE_RE.fullmatch(m.group(1)):
+        if m and _SITE_RE.fullmatch(m.group(1)) and parse_snapshot_time(m.group(2)) is not None:
             found.add(m.group(1))
     return sorted(found)

@@ -21,7 +21,10 @@ from pathlib import Path
 from agent.errors import ConfigError, Permanent, Transient
 from agent.fsutil import fsync_dir
 
-_NAME_RE = re.compile(r"(?:.*/)?ledger-(\d{8}T\d{6}Z)\.sqlite\.gz")
+# The ledger id after the time (`Ledger.ledger_id`) keeps two agents that
+# write to one target (a copied config) from putting one snapshot key; names
+# from before it (no id) stay readable.
+_NAME_RE = re.compile(r"(?:.*/)?ledger-(\d{8}T\d{6}Z)(?:-([0-9a-f]{1,64}))?\.sqlite\.gz")
 _NAME_FORMAT = "%Y%m%dT%H%M%SZ"
 
 
@@ -113,12 +116,35 @@ def _utc(moment: dt.datetime) -> dt.datetime:
     return moment.astimezone(dt.timezone.utc)
 
 
-def snapshot_name(now: dt.datetime) -> str:
-    """`ledger-YYYYMMDDTHHMMSSZ.sqlite.gz` for `now` in UTC (naive = UTC).
+def snapshot_name(now: dt.datetime, ledger: str | None = None) -> str:
+    """`ledger-YYYYMMDDTHHMMSSZ-<ledger>.sqlite.gz` for `now` in UTC (naive =
+    UTC) and the id of the ledger it is a snapshot of (lowercase hex; without
+    one, the name of versions before ledger ids).
 
-    Names sort in time order; `parse_snapshot_time` inverts this.
+    Names sort in time order; `parse_snapshot_time` inverts this, and
+    `snapshot_ledger` gives the ledger back. No two ledgers share a name.
     """
-    return f"ledger-{_utc(now).strftime(_NAME_FORMAT)}.sqlite.gz"
+    if ledger is not None and not re.fullmatch(r"[0-9a-f]{1,64}", ledger):
+        raise ValueError(f"a ledger id is lowercase hex, not {ledger!r}")
+    return f"ledger-{_utc(now).strftime(_NAME_FORMAT)}{'-' + ledger if ledger else ''}.sqlite.gz"
+
+
+def snapshot_ledger(name: str) -> str | None:
+    """The ledger id in a snapshot name or key; None for a name without one
+    (from before ledger ids) or not a snapshot name."""
+    m = _NAME_RE.fullmatch(name)
+    return m.group(2) if m else None
+
+
+def snapshots_of(names: list[str], ledger: str | None) -> list[str]:
+    """`names` without the snapshots of ledgers other than `ledger`, in their
+    order (names without a ledger id, from before ids, were written by the
+    one agent the target's marker let write, and stay); all of them when
+    `ledger` is None. Another agent's snapshots sharing the folder are then
+    never restored, drilled or deleted by retention in its place."""
+    if ledger is None:
+        return list(names)
+    return [n for n in names if snapshot_ledger(n) in (None, ledger)]
 
 
 def parse_snapshot_time(name: str) -> dt.datetime | None:

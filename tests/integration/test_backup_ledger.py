@@ -264,18 +264,19 @@ def test_snapshots_follow_retention_and_restore_picks_the_one_at_a_time(setup, s
         drain(ledger, Vault(cfg.vault_dir), nas)   # the originals too: a restore missing them fails
         for t in times:
             snapshot_step(ledger, nas, now=t)
-        assert ledger.backup_target("nas")["last_snapshot"].endswith("20260503T180000Z.sqlite.gz")
+        lid = ledger.ledger_id(now=utc(start))
+        assert ledger.backup_target("nas")["last_snapshot"].endswith(f"20260503T180000Z-{lid}.sqlite.gz")
     kept = sorted(info.key for info in nas.list("ledger/"))
-    assert "ledger/ledger-20260501T000000Z.sqlite.gz" not in kept  # superseded on its day (UTC)
-    assert "ledger/ledger-20260501T060000Z.sqlite.gz" not in kept
-    assert "ledger/ledger-20260501T180000Z.sqlite.gz" in kept      # the newest of its day
-    assert "ledger/ledger-20260502T000000Z.sqlite.gz" in kept      # within two days: hourly
+    assert f"ledger/ledger-20260501T000000Z-{lid}.sqlite.gz" not in kept  # superseded on its day (UTC)
+    assert f"ledger/ledger-20260501T060000Z-{lid}.sqlite.gz" not in kept
+    assert f"ledger/ledger-20260501T180000Z-{lid}.sqlite.gz" in kept      # the newest of its day
+    assert f"ledger/ledger-20260502T000000Z-{lid}.sqlite.gz" in kept      # within two days: hourly
     assert len(kept) == 9
     out = tmp_path / "at"
     result = CliRunner().invoke(main, ["--config", str(config), "backup", "restore", "--from", "nas",
                                        "--to", str(out), "--at", "2026-05-02T07:00:00", "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["snapshot"] == "ledger/ledger-20260502T060000Z.sqlite.gz"
+    assert json.loads(result.stdout)["snapshot"] == f"ledger/ledger-20260502T060000Z-{lid}.sqlite.gz"
     status = json.loads(cli(out / "restored.toml", "status", "--json").stdout)
     assert sum(status["states"].values()) == 2
 

@@ -123,3 +123,29 @@ def test_an_upgrade_from_a_version_without_markers_still_adopts_its_target(twins
         assert out.paused is None and out.put == 1, out
         assert marker(seaweed, bucket) == marker(seaweed, bucket) | {
             "fapiao_agent_target": ledger.target_identity("s3")[0], "ledger": ledger_id(first)}
+
+
+def test_an_agent_that_takes_the_target_on_purpose_never_overwrites_the_others_snapshot(twins, seaweed):
+    first, copy, bucket = twins["first"], twins["copy"], twins["bucket"]
+    with Ledger(first["cfg"].ledger_path) as ledger:
+        drain(ledger, first["vault"], first["target"])
+        first_key = snapshot_step(ledger, first["target"], now=T0)
+        first_sha = ledger.backup_target("s3")["last_snapshot_sha256"]
+    accepted = cli(copy["config"], "backup", "accept", "--target", "s3")
+    assert accepted.exit_code == 0, accepted.output
+    with Ledger(copy["cfg"].ledger_path) as ledger:
+        drain(ledger, copy["vault"], copy["target"])
+        copy_key = snapshot_step(ledger, copy["target"], now=T0)    # the very same second
+    assert copy_key != first_key and ledger_id(copy) in copy_key and ledger_id(first) in first_key
+    assert copy["target"].head(first_key).sha256 == first_sha        # the first one's snapshot is intact
+    # Even a newer snapshot of the other ledger is not what a restore at the copy takes.
+    newer = first_key.replace("T080000Z", "T090000Z")
+    copy["target"].put(newer, copy["target"].get(first_key), first_sha)
+    out = twins["root"] / "restored"
+    r = cli(copy["config"], "backup", "restore", "--from", "s3", "--to", str(out), "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["snapshot"] == copy_key
+    # The first agent now meets the copy's marker: paused, never writing over it.
+    with Ledger(first["cfg"].ledger_path) as ledger:
+        with pytest.raises(TargetUnrecognised, match="two agents with one site name"):
+            snapshot_step(ledger, first["target"], now=T0)

@@ -22,7 +22,7 @@ from agent.backup.base import object_key, open_target, sidecar_key
 from agent.backup.drill import WORK_PREFIX, DrillCancelled, restore_drill
 from agent.backup.mirror import snapshot_step
 from agent.config import load_config
-from agent.ledger import Ledger
+from agent.ledger import Ledger, utc
 from agent.vault import Vault
 from service.backup import BackupService
 from service.context import now_dt
@@ -47,8 +47,9 @@ def site(tmp_path_factory, seaweed, samples_dir):
             drain(ledger, vault, target)
             snapshot_step(ledger, target, now=T0)
         shas = sorted(vault.iter_objects())
+        lid = ledger.ledger_id(now=utc(T0))   # in the snapshots' names
     assert len(shas) == 5
-    yield {"root": root, "config": config, "cfg": cfg, "targets": targets, "shas": shas}
+    yield {"root": root, "config": config, "cfg": cfg, "targets": targets, "shas": shas, "lid": lid}
     assert_ledger_sound(config)   # drills leave the ledger as `audit ledger` wants it
 
 
@@ -71,7 +72,7 @@ def test_a_good_drill_passes_on_both_adapters_and_status_shows_it(site):
         assert d["ok"] and d["reason"] is None and d["reasons"] == [], d
         assert d["sampled"] == 5 and d["failed"] == 0 and sorted(d["sample"]) == site["shas"]
         assert d["snapshot"].startswith("ledger/ledger-") and d["snapshot_ok"] is True
-        assert d["snapshot"] == "ledger/ledger-20260501T080000Z.sqlite.gz"
+        assert d["snapshot"] == f"ledger/ledger-20260501T080000Z-{site['lid']}.sqlite.gz"
         # What we recorded at put time, and what came back, are the same bytes.
         checks = d["snapshot_checks"]
         assert checks["sha256"] == checks["expected_sha256"] and checks["integrity"] == ["ok"]
@@ -205,7 +206,7 @@ def test_a_deleted_sidecar_of_the_older_layout_fails_as_missing(site, tmp_path):
 
 def test_a_truncated_or_corrupt_snapshot_fails_with_its_reason(site):
     nas = site["root"] / "nas"
-    recorded = nas / "ledger" / "ledger-20260501T080000Z.sqlite.gz"
+    recorded = nas / "ledger" / f"ledger-20260501T080000Z-{site['lid']}.sqlite.gz"
     good = recorded.read_bytes()
     newer = nas / "ledger" / "ledger-20260502T080000Z.sqlite.gz"
     try:
@@ -245,7 +246,7 @@ def test_a_truncated_or_corrupt_snapshot_fails_with_its_reason(site):
 
 
 def test_a_recorded_snapshot_gone_from_the_target_fails_the_drill(site):
-    recorded = site["root"] / "nas" / "ledger" / "ledger-20260501T080000Z.sqlite.gz"
+    recorded = site["root"] / "nas" / "ledger" / f"ledger-20260501T080000Z-{site['lid']}.sqlite.gz"
     good = recorded.read_bytes()
     try:
         recorded.unlink()

@@ -176,7 +176,8 @@ def test_retention_prunes_only_this_sites_snapshots(fleet, seaweed):
     with Ledger(cfgs["bj"].ledger_path) as ledger:   # 90 days on: bj keeps only its newest
         snapshot_step(ledger, open_backup(cfgs["bj"], cfgs["bj"].backups[0]), now=T0 + dt.timedelta(days=90),
                       retention={"hourly_days": 0, "daily_days": 0, "monthly_years": 0})
-    assert keys(seaweed, fleet["bucket"], "fleet/sites/bj/ledger/") == ["ledger-20260730T080000Z.sqlite.gz"]
+        lid = ledger.ledger_id(now="")
+    assert keys(seaweed, fleet["bucket"], "fleet/sites/bj/ledger/") == [f"ledger-20260730T080000Z-{lid}.sqlite.gz"]
     assert keys(seaweed, fleet["bucket"], "fleet/sites/sh/ledger/") == sh_before
     assert len(keys(seaweed, fleet["bucket"], "fleet/objects/")) == 6
 
@@ -241,11 +242,12 @@ def test_a_site_joining_the_fleet_puts_its_backup_again_under_its_prefix(tmp_pat
         assert ledger.backup_target("nas")["last_snapshot"] is None   # a snapshot is due at once
         drain(ledger, Vault(cfg.vault_dir), target, now=T0 + dt.timedelta(hours=1))
         snapshot_step(ledger, target, now=T0 + dt.timedelta(hours=1))
+        lid = ledger.ledger_id(now="")
     mine = sorted(str(p.relative_to(nas / "sites" / "gz")) for p in (nas / "sites" / "gz").rglob("*") if p.is_file())
     assert sorted(sidecars_on(target)) == sorted(docs)   # described again under sites/gz/
     assert [k for k in mine if k.startswith("sidecars/")]
     assert [k for k in mine if k.startswith(("ledger/", "manifests/"))] == [
-        "ledger/ledger-20260501T090000Z.sqlite.gz", "manifests/2026-05-01.json"]
+        f"ledger/ledger-20260501T090000Z-{lid}.sqlite.gz", "manifests/2026-05-01.json"]
     r = cli(config, "backup", "drill", "--json")
     assert r.exit_code == 0 and json.loads(r.output.splitlines()[-1])["ok"], r.output
     # A second site shares the folder; the pre-fleet backup, restored as it is

@@ -11,7 +11,8 @@ import pytest
 
 from agent.backup.base import object_key, sha256_of_object_key, sidecar_key, snapshot_key, manifest_key
 from agent.backup.snapshot import (SnapshotError, parse_snapshot_time, restore_sqlite,
-                                   snapshot_at, snapshot_name, snapshot_sqlite, snapshots_to_delete)
+                                   snapshot_at, snapshot_ledger, snapshot_name, snapshot_sqlite,
+                                   snapshots_of, snapshots_to_delete)
 from agent.backup.verify import sample_keys
 from agent.errors import ConfigError, Permanent
 
@@ -193,3 +194,20 @@ def test_sample_keys_size_and_uniqueness():
     assert sample_keys([], minimum=20) == []
     with pytest.raises(ConfigError):
         sample_keys(keys, fraction=1.5)
+
+
+def test_names_carry_the_ledger_id_and_names_without_one_stay_readable():
+    t = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    mine, other, old = snapshot_name(t, "ab12"), snapshot_name(t, "cd34"), snapshot_name(t)
+    assert mine == "ledger-20260102T030405Z-ab12.sqlite.gz" and old == "ledger-20260102T030405Z.sqlite.gz"
+    assert mine != other     # two ledgers never share a key, even in the same second
+    assert parse_snapshot_time("ledger/" + mine) == parse_snapshot_time(old) == t
+    assert (snapshot_ledger("ledger/" + mine), snapshot_ledger(old), snapshot_ledger("junk")) == ("ab12", None, None)
+    names = [mine, other, old, "junk"]
+    assert snapshots_of(names, "ab12") == [mine, old, "junk"]   # not a snapshot: callers pass it over
+    assert snapshots_of(names, None) == names
+    with pytest.raises(ValueError):
+        snapshot_name(t, "../x")
+    # Retention over one ledger's names never sees the other's.
+    later = [snapshot_name(t + dt.timedelta(minutes=m), "cd34") for m in range(1, 4)]
+    assert other not in snapshots_to_delete(snapshots_of([mine, other, *later], "ab12"), t)
