@@ -108,6 +108,7 @@ def evaluate(report: dict, limits: Thresholds, *, now: dt.datetime, time_text: T
     reasons += _unkept((report.get("backup") or {}).get("targets") or [], now)
     reasons += _fleet(report.get("fleet"), time_text)
     reasons += _fleet_claims_lost(report.get("fleet"))
+    reasons += _same_name(report.get("fleet"))
     applications = report.get("applications") or {}
     reasons += _waiting_for_a_person((report.get("states") or {}).get("quarantined", 0),
                                      held_elsewhere(applications), limits)
@@ -136,6 +137,15 @@ def _fleet_claims_lost(fleet: dict | None) -> list[Reason]:
     return [Reason(WARNING, f"the fleet store lost the claims of {_n(n, 'invoice')} this site knew claimed "
                             "(an expiry rule on claims/, a bucket made anew, another [fleet] url?); "
                             "none is delivered again on that alone")]
+
+
+def _same_name(fleet: dict | None) -> list[Reason]:
+    # Another live agent publishes under this site's name (a copied config):
+    # the two overwrite each other's status.json and would share one backup
+    # layout. CRITICAL: until now only `fleet status` showed it.
+    if not fleet or not fleet.get("same_name"):
+        return []
+    return [Reason(CRITICAL, f"site name used by another agent: {fleet['same_name']}")]
 
 
 def _daemon(d: dict | None, limits: Thresholds) -> list[Reason]:

@@ -149,5 +149,7 @@ class FleetService(RunnerGroup):
 
         warning = publish_status(self.store, self.settings.site, ledger.fleet_holder(now=now()),
                                  status_report(ledger, self.cfg), now=now_dt(), interval_s=self.interval_s)
+        # For `status --check` here: else only `fleet status` shows it.
+        ledger.note_same_name(warning, now=now())
         if warning:
             log.warning(warning)

@@ -14,6 +14,8 @@ FLEET_CLAIM_STATES = ("won", "waiting", "lost", "held", "unclaimed", "delivered"
 # anew, `claims/` wiped, another fleet prefix): counted by fleet_summary for
 # the WARNING of `status --check` and `fleet status`.
 VANISHED = "the fleet store lost the claims of "
+# kv key of the last publish's same-name warning ("" when there was none).
+_SAME_NAME = "fleet.same_name"
 # Rows a lost key must never deliver: everything not already at a destination.
 _OPEN_ROW_STATES = ("queued", "delivering", "failed", "missing", "quarantined")
 
@@ -185,8 +187,10 @@ class FleetMixin:
     def fleet_summary(self) -> dict[str, Any]:
         """Claim rows by state, how many of the held ones are held because
         their key's claim is invalid (`invalid`), how many keys this site
-        knew claimed have no claim left in the store (`vanished`), and the
-        latest reason a delivery is held (None when none is)."""
+        knew claimed have no claim left in the store (`vanished`), the
+        latest reason a delivery is held (None when none is), and the
+        warning of the last status publish that met another agent under this
+        site's name (`same_name`, None when the last one did not)."""
         counts = {s: 0 for s in FLEET_CLAIM_STATES}
         for state, n in self.conn.execute("SELECT state, count(*) FROM fleet_claims GROUP BY state"):
             counts[state] = n
@@ -198,7 +202,15 @@ class FleetMixin:
         vanished = self.conn.execute("SELECT count(*) FROM fleet_claims WHERE substr(reason, 1, ?) = ?",
                                      (len(VANISHED), VANISHED)).fetchone()[0]
         return {"claims": counts, "invalid": invalid, "held_reason": held["reason"] if held else None,
-                "held_since": since, "vanished": vanished}
+                "held_since": since, "vanished": vanished, "same_name": self.get_value(_SAME_NAME) or None}
+
+    def note_same_name(self, warning: str | None, *, now: str) -> None:
+        """Remember what this site's last status publish found: `warning`
+        when another live agent publishes under this site's name (what
+        `fleet status` shows as SAME NAME), None when none does. Read back
+        in `fleet_summary`, so `status --check` says it at this site too."""
+        if (self.get_value(_SAME_NAME) or None) != (warning or None):
+            self.set_value(_SAME_NAME, warning or "", now=now)
 
     def find_by_number(self, number: str) -> list[dict[str, Any]]:
         """Documents whose invoice number (or key) is `number`: id, state, key, received_at."""

@@ -149,3 +149,24 @@ def test_an_agent_that_takes_the_target_on_purpose_never_overwrites_the_others_s
     with Ledger(first["cfg"].ledger_path) as ledger:
         with pytest.raises(TargetUnrecognised, match="two agents with one site name"):
             snapshot_step(ledger, first["target"], now=T0)
+
+
+def test_a_site_name_another_live_agent_uses_is_critical_in_status_check_at_both(twins):
+    from service.fleet import FleetService
+
+    first, copy = twins["first"], twins["copy"]
+    services = {n: FleetService(twins[n]["cfg"]) for n in ("first", "copy")}
+    for name in ("first", "copy", "first"):      # each meets the other's fresh status.json
+        with Ledger(twins[name]["cfg"].ledger_path) as ledger:
+            services[name].publish(ledger)
+    for agent in (first, copy):
+        alive(agent["cfg"])
+        check = cli(agent["config"], "status", "--check")
+        assert check.exit_code == 2, check.output
+        assert "CRITICAL: site name used by another agent: another agent also publishes as site 'bj'" \
+            in check.output, check.output
+    # The copy stops: the next publish that meets no other agent's status clears it.
+    for _ in range(2):
+        with Ledger(first["cfg"].ledger_path) as ledger:
+            services["first"].publish(ledger)
+    assert "site name used by another agent" not in cli(first["config"], "status", "--check").output
