@@ -27,7 +27,7 @@ from agent.ledger import Ledger
 from agent.report.figures import Figures, gather, zone_of
 from agent.report.html import render_html
 from agent.report.text import CSV_COLUMNS, csv_rows, summary
-from service.commands.backup import backup_report
+from service.backup_figures import backup_report
 from service.context import span_of
 from service.csv_safe import csv_text
 

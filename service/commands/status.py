@@ -24,7 +24,7 @@ def status_report(ledger: Ledger, cfg, *, time_text: TimeText = as_stored) -> di
     # Here, not at the top: `list` and `show` live in this module too and
     # report no delivery, backup or health (issue 17: start-up).
     from agent.health import Thresholds, evaluate
-    from service.commands.backup import backup_report
+    from service.backup_figures import backup_report
     from service.commands.deliver import delivery_report
 
     at = now_dt()
@@ -176,7 +176,7 @@ def command(ctx: click.Context, check: bool, as_json: bool) -> None:
 
 def _print_status(report: dict) -> None:
     from agent.health import heartbeat_details, held_elsewhere
-    from service.commands.backup import backed_up_line, drill_line, target_state
+    from service.backup_figures import backed_up_line, drill_line, target_state
     from service.commands.deliver import print_delivery
 
     for state, n in report["states"].items():
