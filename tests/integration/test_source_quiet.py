@@ -4,12 +4,17 @@ through every waiting step, in every folder, not only the oldest 500."""
 
 from __future__ import annotations
 
+import json
 import time
 
-from agent.config import WatchConfig
+from click.testing import CliRunner
+
+from agent.config import WatchConfig, load_config
+from agent.defaults import DEFAULT_CONFIG
 from agent.ledger import Ledger
 from agent.mail import MailLimits
 from agent.vault import Vault
+from service.cli import main
 from service.intake import Intake
 from tests.integration.test_mail_slow_writer import stamp
 from tests.support.intake_site import NOW, TODAY, IntakeSite
@@ -73,22 +78,20 @@ def test_a_file_dated_past_2262_is_taken_moved_and_audited(tmp_path, samples_dir
                                                 now=dt.datetime.now(dt.timezone.utc))]
 
 
-def test_status_shows_the_sources_waiting_to_be_moved(tmp_path, samples_dir):
-    # A source left in place for its quiet time (or its reading) is in
-    # sight: a line of `status`, and `source_steps` in `status --json`.
-    import json
-
-    from click.testing import CliRunner
-
-    from agent.config import load_config
-    from agent.defaults import DEFAULT_CONFIG
-    from service.cli import main
-
+def _default_site(tmp_path):
+    """The default config written under `tmp_path`, its ledger and an intake on it."""
     config = tmp_path / "agent.toml"
     config.write_text(DEFAULT_CONFIG, encoding="utf-8")
     cfg = load_config(config)
-    ledger, vault = Ledger(cfg.ledger_path), Vault(cfg.vault_dir)
-    intake = Intake(ledger, vault, max_bytes=10 << 20, mail_limits=MailLimits(), actor="t")
+    ledger = Ledger(cfg.ledger_path)
+    return config, ledger, Intake(ledger, Vault(cfg.vault_dir), max_bytes=10 << 20, mail_limits=MailLimits(),
+                                  actor="t")
+
+
+def test_status_shows_the_sources_waiting_to_be_moved(tmp_path, samples_dir):
+    # A source left in place for its quiet time (or its reading) is in
+    # sight: a line of `status`, and `source_steps` in `status --json`.
+    config, ledger, intake = _default_site(tmp_path)
     watch = WatchConfig(path=tmp_path / "scan", after="delete", quiet_seconds=1e9)
     watch.path.mkdir()
     (watch.path / "a.xml").write_bytes((samples_dir / SAMPLE).read_bytes())
@@ -105,19 +108,8 @@ def test_show_names_the_waiting_step_of_every_document_an_email_brought(tmp_path
     # An e-mail with two invoices: its delete waits on both documents, and
     # `show` of either one says so (the step is recorded on the first).
     import base64
-    import json
 
-    from click.testing import CliRunner
-
-    from agent.config import load_config
-    from agent.defaults import DEFAULT_CONFIG
-    from service.cli import main
-
-    config = tmp_path / "agent.toml"
-    config.write_text(DEFAULT_CONFIG, encoding="utf-8")
-    cfg = load_config(config)
-    ledger, vault = Ledger(cfg.ledger_path), Vault(cfg.vault_dir)
-    intake = Intake(ledger, vault, max_bytes=10 << 20, mail_limits=MailLimits(), actor="t")
+    config, ledger, intake = _default_site(tmp_path)
     watch = WatchConfig(path=tmp_path / "mail", kind="email", after="delete", quiet_seconds=1e9)
     watch.path.mkdir()
     xml = (samples_dir / SAMPLE).read_bytes()

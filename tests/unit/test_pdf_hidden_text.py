@@ -76,17 +76,22 @@ def _glyph_text(data: bytes) -> str:
     return "".join(g[0] for g in page_glyphs(page.get_textpage()))
 
 
+def _draw_word(c, mode: int, y: float, word: str) -> None:
+    # One word at (20, y) in text render mode `mode` (reportlab canvas `c`).
+    t = c.beginText()
+    t.setTextRenderMode(mode)
+    t.setFont("STSong-Light", 12)
+    t.setTextOrigin(20, y)
+    t.textOut(word)
+    c.drawText(t)
+
+
 def test_invisible_and_clip_only_text_are_no_glyphs_but_drawn_text_is():
     buf = io.BytesIO()
     c = canvas.Canvas(buf, pagesize=(600, 400))
     for mode, (y, word) in enumerate([(380, "填充"), (360, "描边"), (340, "填描"), (320, "隐形"),
                                       (300, "填裁"), (280, "描裁"), (260, "全裁"), (240, "只裁")]):
-        t = c.beginText()
-        t.setTextRenderMode(mode)
-        t.setFont("STSong-Light", 12)
-        t.setTextOrigin(20, y)
-        t.textOut(word)
-        c.drawText(t)
+        _draw_word(c, mode, y, word)
     c.save()
     # Modes 0-2 and 4-6 paint the glyph; 3 paints nothing, 7 only clips.
     assert _glyph_text(buf.getvalue()) == "填充描边填描填裁描裁全裁"
@@ -97,12 +102,7 @@ def test_invisible_text_inside_a_form_is_no_glyph():
     c = canvas.Canvas(buf, pagesize=(600, 400))
     c.beginForm("layer")
     for mode, (y, word) in ((0, (300, "印出")), (3, (280, "隐形"))):
-        t = c.beginText()
-        t.setTextRenderMode(mode)
-        t.setFont("STSong-Light", 12)
-        t.setTextOrigin(20, y)
-        t.textOut(word)
-        c.drawText(t)
+        _draw_word(c, mode, y, word)
     c.endForm()
     c.doForm("layer")
     c.save()
