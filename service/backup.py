@@ -344,8 +344,8 @@ class BackupService(RunnerGroup):
         try:
             with Ledger(self.cfg.ledger_path) as ledger:
                 behind = {r.name for r in self.runners if ledger.snapshot_behind(r.name)}
-                held, data = take_snapshot(ledger) if behind else (0, b"")
-            now = now_dt()
+                now = now_dt()
+                held, data = take_snapshot(ledger, now=now) if behind else (0, b"")
             for r in self.runners:
                 t = threading.Thread(target=self._last_puts, name=f"backup-final-{r.name}", daemon=True,
                                      args=(r.target, (held, data) if r.name in behind else None, now,

@@ -266,11 +266,13 @@ def write_manifests(ledger: Ledger, target: BackupTarget, *, now: dt.datetime) -
     return [manifest_key(dt.date.fromisoformat(d)) for d in written]
 
 
-def take_snapshot(ledger: Ledger) -> tuple[int, bytes]:
+def take_snapshot(ledger: Ledger, *, now: dt.datetime) -> tuple[int, bytes]:
     """(the newest event id it holds at least, gzip bytes of a consistent
     copy of the ledger): the event id is read first, so an event written
-    meanwhile is counted for the next snapshot, never lost. Snapshot errors
-    propagate (`Transient`, `SnapshotError`)."""
+    meanwhile is counted for the next snapshot, never lost. It holds the
+    ledger's id (made now if none), so even the first snapshot restores as
+    the ledger the targets' markers name. Errors propagate (`Transient`, `SnapshotError`)."""
+    ledger.ledger_id(now=utc(now))
     held = ledger.last_event_id()
     return held, snapshot_sqlite(ledger.path)
 
@@ -302,7 +304,7 @@ def snapshot_step(ledger: Ledger, target: BackupTarget, *, now: dt.datetime,
     the snapshots retention no longer needs (`retention`: hourly_days,
     daily_days, monthly_years). Returns the key put. Target and snapshot
     errors propagate (`Transient`, `Permanent`)."""
-    held, data = take_snapshot(ledger)   # an event written meanwhile waits for the next one
+    held, data = take_snapshot(ledger, now=now)   # an event written meanwhile waits for the next one
     return put_snapshot(ledger, target, held, data, now=now, retention=retention)
 
 

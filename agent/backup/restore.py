@@ -133,7 +133,8 @@ def restore(target: BackupTarget, state_dir: str | Path, *, now: dt.datetime, ac
         p.unlink()  # a killed run's ledger is half-made: rebuilt from the snapshot below
     # Only the snapshots of the ledger the marker names: another agent that
     # wrote here (one site name twice) left its ledger, not this site's.
-    snapshots = snapshots_of([info.key for info in target.list(LEDGER_PREFIX)], marker_ledger(target))
+    marked_by = marker_ledger(target)
+    snapshots = snapshots_of([info.key for info in target.list(LEDGER_PREFIX)], marked_by)
     chosen, report.future_snapshots = snapshot_for_restore(snapshots, now, at)
     if chosen is not None:
         restore_sqlite(target.get(chosen), ledger_path)
@@ -158,6 +159,12 @@ def restore(target: BackupTarget, state_dir: str | Path, *, now: dt.datetime, ac
     site = getattr(target, "site", None)
     shared = site is not None or any(True for _ in target.list(SITES_PREFIX))
     with Ledger(ledger_path) as ledger:
+        if marked_by and not ledger.get_value("ledger.id"):
+            # A snapshot taken before the ledger had its id (an older
+            # version's, or one taken before the first marker): the ledger
+            # restored is the one the marker names, and must be known as it,
+            # or its own targets would be paused as another agent's.
+            ledger.set_value("ledger.id", marked_by, now=utc(now))
         ledger.beat(pid=0, now=utc(now), activity=RESTORED_ACTIVITY,
                     details=json.dumps({"from": target.name, "snapshot": chosen, "by": actor,
                                         **({"site": site} if site else {})}))
