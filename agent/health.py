@@ -102,18 +102,18 @@ def evaluate(report: dict, limits: Thresholds, *, now: dt.datetime, time_text: T
     time; --json and the fleet's status.json: the ledger's UTC)."""
     reasons: list[Reason] = []
     reasons += _daemon(report.get("daemon"), limits)
-    reasons += _delivery(report.get("delivery") or {}, report.get("states") or {}, limits)
-    reasons += _backups((report.get("backup") or {}).get("targets") or [], limits, now)
-    reasons += _drills((report.get("backup") or {}).get("targets") or [], limits, now)
-    reasons += _unkept((report.get("backup") or {}).get("targets") or [], now)
+    states = report.get("states") or {}
+    targets = (report.get("backup") or {}).get("targets") or []
+    applications = report.get("applications") or {}
+    reasons += _delivery(report.get("delivery") or {}, states, limits)
+    reasons += _backups(targets, limits, now)
+    reasons += _drills(targets, limits, now)
+    reasons += _unkept(targets, now)
     reasons += _fleet(report.get("fleet"), time_text)
     reasons += _fleet_claims_lost(report.get("fleet"))
     reasons += _same_name(report.get("fleet"))
-    applications = report.get("applications") or {}
-    reasons += _waiting_for_a_person((report.get("states") or {}).get("quarantined", 0),
-                                     held_elsewhere(applications), limits)
+    reasons += _waiting_for_a_person(states.get("quarantined", 0), held_elsewhere(applications), limits)
     reasons += _applications(applications, limits)
-    states = report.get("states") or {}
     unfinished = sum(states.get(s, 0) for s in ("captured", "extracted", "valid", "queued", "delivering"))
     return Health(reasons, ok_text=f"daemon alive, {unfinished} documents on their way, none late")
 

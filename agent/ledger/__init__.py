@@ -299,6 +299,20 @@ class Ledger(DocumentsMixin, DeliveriesMixin, DeliveryOperatorsMixin, BackupsMix
         row = self.conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
+    def kept_random_id(self, key: str, *, now: str) -> str:
+        """The value under `key`, made once at random (16 hex digits) the
+        first time it is asked for and kept from then on, a restored ledger
+        included. Concurrent first calls agree on one value."""
+        known = self.get_value(key)
+        if known:
+            return known
+        import secrets   # here: it loads OpenSSL (through hmac), which reading the ledger never needs
+
+        with self.transaction() as c:
+            c.execute("INSERT OR IGNORE INTO kv (key, value, updated_at) VALUES (?, ?, ?)",
+                      (key, secrets.token_hex(8), now))
+            return c.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()[0]
+
     def set_value(self, key: str, value: str, *, now: str) -> None:
         """Store a small persistent value."""
         with self.transaction() as c:

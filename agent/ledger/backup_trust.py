@@ -24,15 +24,7 @@ class BackupTrustMixin:
         restored ledger keeps it), so two agents writing to one target (a
         copied config: one site name, one bucket) tell each other's marker
         and snapshots from their own. Concurrent first calls agree on one value."""
-        known = self.get_value("ledger.id")
-        if known:
-            return known
-        import secrets   # here: it loads OpenSSL (through hmac), which reading the ledger never needs
-
-        with self.transaction() as c:
-            c.execute("INSERT OR IGNORE INTO kv (key, value, updated_at) VALUES ('ledger.id', ?, ?)",
-                      (secrets.token_hex(8), now))
-            return c.execute("SELECT value FROM kv WHERE key = 'ledger.id'").fetchone()[0]
+        return self.kept_random_id("ledger.id", now=now)
 
     def target_identity(self, target: str) -> tuple[str | None, str | None]:
         """(the identity remembered for `target` or None, its pause error or None)."""

@@ -28,15 +28,7 @@ class FleetMixin:
         made once at random and kept (a restored ledger keeps it), so an
         agent never takes a claim of another agent configured with the same
         site name for its own. Concurrent first calls agree on one value."""
-        known = self.get_value("fleet.holder")
-        if known:
-            return known
-        import secrets   # here: it loads OpenSSL (through hmac), which reading the ledger never needs
-
-        with self.transaction() as c:
-            c.execute("INSERT OR IGNORE INTO kv (key, value, updated_at) VALUES ('fleet.holder', ?, ?)",
-                      (secrets.token_hex(8), now))
-            return c.execute("SELECT value FROM kv WHERE key = 'fleet.holder'").fetchone()[0]
+        return self.kept_random_id("fleet.holder", now=now)
 
     def fleet_claim(self, doc_id: int) -> dict[str, Any] | None:
         """The document's claim row as a dict, or None when it never met the fleet."""
