@@ -47,8 +47,9 @@ def exact_path(text: str) -> str:
 def readable_name(text: str) -> str:
     """A file name for people: unchanged when it is UTF-8; the GBK reading
     when its bytes are GBK throughout (a Chinese Windows name passed through
-    as bytes); else `storable` (\\xNN), never U+FFFD, which would make
-    different names look alike."""
+    as bytes) and no character's second byte is ASCII (a Latin-1 name would
+    read as Chinese it never was); else `storable` (\\xNN), never U+FFFD,
+    which would make different names look alike."""
     if not any("\udc80" <= c <= "\udcff" for c in text):
         return text
     raw = text.encode("utf-8", "surrogateescape")
@@ -57,5 +58,12 @@ def readable_name(text: str) -> str:
     except UnicodeDecodeError:
         return storable(text)
     # Control characters are no name a scanner writes: bytes that merely
-    # happen to be GBK are shown as they are.
-    return decoded if decoded.isprintable() else storable(text)
+    # happen to be GBK are shown as they are. So is a character whose
+    # second byte is ASCII: GBK allows it (0x40-0x7E), but it is how a
+    # Latin-1 name reads as GBK (M\xe4rz, an accented letter and the ASCII
+    # one after it, would show as "M鋜z"), and a wrong name is worse than
+    # an escaped one. Chinese names in the common set (GB2312) never have
+    # one; the rarer characters that do are shown as \xNN.
+    if not decoded.isprintable() or any(ord(c) > 0x7F and c.encode("gbk")[-1] < 0x80 for c in decoded):
+        return storable(text)
+    return decoded

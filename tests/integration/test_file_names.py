@@ -44,6 +44,11 @@ def test_readable_and_storable_spellings():
     # Not GBK (0xff is no lead byte; 0xe9 before "." no pair): exact bytes as \xNN.
     assert readable_name(os.fsdecode(b"a\xffb.pdf")) == "a\\xffb.pdf"
     assert readable_name(os.fsdecode(b"caf\xe9.pdf")) == "caf\\xe9.pdf"
+    # Latin-1 names whose accented letter and the ASCII letter after it
+    # make a GBK pair are not shown as Chinese they never were.
+    assert readable_name(os.fsdecode("März.pdf".encode("latin-1"))) == "M\\xe4rz.pdf"
+    assert readable_name(os.fsdecode("Müller-Rechnung.xml".encode("latin-1"))) == "M\\xfcller-Rechnung.xml"
+    assert readable_name(os.fsdecode("扫描件（发票）-一月.pdf".encode("gbk"))) == "扫描件（发票）-一月.pdf"
     assert readable_name(os.fsdecode(b"caf\xe8.pdf")) != readable_name(os.fsdecode(b"caf\xe9.pdf"))
     # A GBK reading with a control character in it is no name: bytes as they are.
     assert readable_name(os.fsdecode(b"\x81\x7f.pdf")) == "\\x81\x7f.pdf"
