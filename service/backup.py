@@ -113,6 +113,7 @@ class TargetRunner(Runner):
         self._down = False
         self._manifests_at: dt.datetime | None = None   # when this thread last rewrote a manifest
         self._quiet_through = 0      # events up to this id were looked at: no operator's action among them
+        self._future_named: set[str] = set()  # future-dated snapshots already logged this run
         self.workers = max(1, int(self.policy.get("workers") or DEFAULT_WORKERS))
         self.threads = [threading.Thread(target=self._run, name=f"backup-{self.name}", daemon=True)]
         # Read before any thread runs: read in a thread, a pause another
@@ -206,10 +207,12 @@ class TargetRunner(Runner):
                 # Dated when it is taken, not when the round began: the
                 # round's puts can take seconds, and an action made during
                 # them is in this snapshot, which must not look older.
+                future: list[str] = []
                 key = snapshot_step(ledger, self.target, now=now_dt(), retention={
                     "hourly_days": p["keep_hourly_days"], "daily_days": p["keep_daily_days"],
-                    "monthly_years": p["keep_monthly_years"]})
+                    "monthly_years": p["keep_monthly_years"]}, future=future)
                 log.info("ledger snapshot stored", extra={"target": self.name, "key": key})
+                self._name_future(future)
             if _due(state["last_verify_at"], p["verify_interval_s"], now) and state["objects"]:
                 report = verify_step(ledger, vault, self.target, now=now, rng=rng,
                                      fraction=p["verify_fraction"], minimum=p["verify_minimum"])
@@ -227,6 +230,17 @@ class TargetRunner(Runner):
         except AgentError as e:
             log.error("backup snapshot or verify failed", extra={"target": self.name, "error": str(e)})
         self._drill(ledger, now)
+
+    def _name_future(self, future: list[str]) -> None:
+        # Retention never deletes a snapshot dated after now and restores pass
+        # it over: said once a run for each, or it would sit there unseen.
+        new = [name for name in future if name not in self._future_named]
+        if new:
+            self._future_named.update(new)
+            log.warning(f"backup target {self.name} holds {len(new)} ledger snapshot(s) dated in the future "
+                        "(taken while this host's clock was ahead, or the clock is behind now): retention "
+                        "keeps them and restores pass them over; delete them from the target once the clock "
+                        "is right", extra={"target": self.name, "snapshots": new})
 
     def _acted(self, ledger: Ledger) -> bool:
         # Whether an operator acted since the last snapshot, reading each

@@ -21,7 +21,8 @@ from agent.backup.base import (AccessDenied, BackupTarget, BucketMissing, Checks
                                LEDGER_PREFIX, NotKept, TargetUnrecognised, manifest_key, object_key, snapshot_key)
 from agent.backup.identity import check_identity
 from agent.backup.sidecars import put_batch
-from agent.backup.snapshot import snapshot_name, snapshot_sqlite, snapshots_of, snapshots_to_delete
+from agent.backup.snapshot import (future_snapshots, snapshot_name, snapshot_sqlite, snapshots_of,
+                                   snapshots_to_delete)
 from agent.backup.verify import repair_object, sample_keys, verify_object
 from agent.errors import AgentError, Transient
 from agent.ledger import Ledger, utc
@@ -278,14 +279,18 @@ def take_snapshot(ledger: Ledger, *, now: dt.datetime) -> tuple[int, bytes]:
 
 
 def put_snapshot(ledger: Ledger, target: BackupTarget, held: int, data: bytes, *, now: dt.datetime,
-                 retention: dict | None = None, prune: bool = True) -> str:
+                 retention: dict | None = None, prune: bool = True, future: list[str] | None = None) -> str:
     """Put `data` (from `take_snapshot`) under `ledger/` on `target`, named
     with this ledger's id (never another agent's key), then, with `prune`,
     delete this ledger's snapshots retention no longer needs (`retention`:
     hourly_days, daily_days, monthly_years); record it as the target's last
     snapshot, holding events up to `held`. Returns the key put. Target errors
     propagate (`Transient`, `Permanent`; `TargetUnrecognised` when the target
-    is not the one the ledger's rows describe: nothing is put); nothing is recorded then."""
+    is not the one the ledger's rows describe: nothing is put); nothing is recorded then.
+    With `prune` and a `future` list, this ledger's snapshots dated after
+    now (`future_snapshots`: taken while a clock was ahead, or this clock is
+    behind) are appended to it: retention keeps them and restores pass
+    them over, so the caller names them to a person."""
     check_identity(ledger, target, now=now)
     key = snapshot_key(snapshot_name(now, me := ledger.ledger_id(now=utc(now))))
     sha256 = hashlib.sha256(data).hexdigest()
@@ -294,18 +299,21 @@ def put_snapshot(ledger: Ledger, target: BackupTarget, held: int, data: bytes, *
         names = snapshots_of([info.key for info in target.list(LEDGER_PREFIX)], me)
         for old in snapshots_to_delete(names, now, **(retention or {})):
             target.delete(old)
+        if future is not None:
+            future += future_snapshots(names, now)
     ledger.record_backup_snapshot(target.name, key, now=utc(now), event_id=held, sha256=sha256)
     return key
 
 
 def snapshot_step(ledger: Ledger, target: BackupTarget, *, now: dt.datetime,
-                  retention: dict | None = None) -> str:
+                  retention: dict | None = None, future: list[str] | None = None) -> str:
     """Put a consistent gzip snapshot of the ledger under `ledger/`, then delete
     the snapshots retention no longer needs (`retention`: hourly_days,
-    daily_days, monthly_years). Returns the key put. Target and snapshot
+    daily_days, monthly_years; future-dated ones kept are appended to
+    `future`, see `put_snapshot`). Returns the key put. Target and snapshot
     errors propagate (`Transient`, `Permanent`)."""
     held, data = take_snapshot(ledger, now=now)   # an event written meanwhile waits for the next one
-    return put_snapshot(ledger, target, held, data, now=now, retention=retention)
+    return put_snapshot(ledger, target, held, data, now=now, retention=retention, future=future)
 
 
 def verify_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.datetime,

@@ -126,6 +126,26 @@ def test_a_snapshot_dated_in_the_future_is_passed_over_by_restore_and_fails_the_
     assert future_snapshots(names, LATER) == [future]
 
 
+def test_the_mirror_names_a_future_dated_snapshot_it_keeps_once_a_run(site, caplog):
+    import logging
+    import threading
+
+    from service.backup import TargetRunner
+
+    cfg, nas = site["cfg"], site["nas"]
+    with Ledger(cfg.ledger_path) as ledger:
+        ahead = snapshot_step(ledger, nas, now=T0 + dt.timedelta(days=400))   # the clock was ahead, once
+        seen: list[str] = []
+        snapshot_step(ledger, nas, now=T0 + dt.timedelta(minutes=30), future=seen)
+    assert seen == [ahead]
+    runner = TargetRunner(cfg, nas, threading.Event())
+    with caplog.at_level(logging.WARNING, logger="fapiao.backup"):
+        runner._name_future(seen)
+        runner._name_future(seen)          # the next snapshot of the run: said once
+    said = [r for r in caplog.records if "dated in the future" in r.getMessage()]
+    assert len(said) == 1 and said[0].snapshots == [ahead], caplog.text
+
+
 # -- finding 6: a forged sidecar batch -----------------------------------------------
 
 
