@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from agent.config_notify import mail_recipients
+from agent.deadline import open_connection, send_deadline, tls_context
 from agent.errors import ConfigError, NotifyPermanent, NotifyRetryable
 from agent.notify.base import Message
-from agent.notify.deadline import open_connection, send_deadline, tls_context
 from agent.redact import remember
 
 
@@ -98,7 +98,7 @@ class SmtpNotifier:
     def send(self, message: Message) -> None:
         """One SMTP session: connect (TLS as configured), AUTH when a
         username is set, send; all of it within timeout_s, whatever the
-        server does (agent/notify/deadline.py). 4xx replies, timeouts, the
+        server does (agent/deadline.py). 4xx replies, timeouts, the
         deadline and refused connections are NotifyRetryable; 5xx, bad
         credentials, a refused recipient or a certificate that does not
         verify are NotifyPermanent."""

@@ -33,14 +33,12 @@ from typing import Any, Callable
 from urllib.parse import parse_qsl, quote_plus, unquote_plus, urlsplit
 
 import urllib3
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import HTTPError, NewConnectionError, SSLError
+from urllib3.exceptions import HTTPError, SSLError
 
 from agent.config_notify import shown_notify_url, webhook_preset
+from agent.deadline import DeadlinePool, DeadlineTLSPool, send_deadline, tls_context
 from agent.errors import NotifyPermanent, NotifyRetryable
 from agent.notify.base import Message
-from agent.notify.deadline import open_connection, send_deadline, tls_context
 from agent.redact import remember
 
 # The most text each robot shows (bytes of UTF-8); longer text is cut with a note.
@@ -91,12 +89,12 @@ class WebhookNotifier:
             raw = pair.partition("=")[2]
             url_secrets += [f"={v}" for v in {raw, unquote_plus(raw)} if 4 <= len(v) < 8]
         remember(self, secret, *url_secrets)
-        # Every socket keeps to the send's deadline (agent/notify/deadline.py):
+        # Every socket keeps to the send's deadline (agent/deadline.py):
         # the status line and headers are read a byte at a time by http.client.
         self._pool = urllib3.PoolManager(num_pools=1, maxsize=1, retries=False,
                                          cert_reqs="CERT_REQUIRED" if tls_verify else "CERT_NONE",
                                          ssl_context=tls_context(verify=tls_verify, ca_file=ca_file))
-        self._pool.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
+        self._pool.pool_classes_by_scheme = {"http": DeadlinePool, "https": DeadlineTLSPool}
         self._timeout = urllib3.Timeout(connect=min(_MAX_CONNECT_S, timeout_s), read=timeout_s)
 
     def __repr__(self) -> str:
@@ -137,7 +135,7 @@ class WebhookNotifier:
     def send(self, message: Message) -> None:
         """One POST, all of it (connect, TLS, request, status line, headers,
         body) within timeout_s whatever the server does
-        (agent/notify/deadline.py). 2xx with (for a robot) code 0 returns;
+        (agent/deadline.py). 2xx with (for a robot) code 0 returns;
         connection errors, timeouts, the deadline, 5xx, 429 and a robot's
         rate-limit codes are NotifyRetryable; other answers NotifyPermanent."""
         url, body = self.request(message)
@@ -198,25 +196,3 @@ def _read_reply(resp) -> bytes:
         got += len(chunk)
     return b"".join(parts)
 
-
-class _Connection(HTTPConnection):
-    # urllib3's connection on a DeadlineSocket (its TLS sockets come from the
-    # pool's tls_context); connect errors mapped as urllib3 maps its own.
-    def _new_conn(self):
-        try:
-            return open_connection(self._dns_host, self.port, timeout=self.timeout,
-                                   source_address=self.source_address, socket_options=self.socket_options)
-        except OSError as e:
-            raise NewConnectionError(self, f"Failed to establish a new connection: {type(e).__name__}: {e}") from e
-
-
-class _TLSConnection(_Connection, HTTPSConnection):
-    pass
-
-
-class _Pool(HTTPConnectionPool):
-    ConnectionCls = _Connection
-
-
-class _TLSPool(HTTPSConnectionPool):
-    ConnectionCls = _TLSConnection

@@ -1,19 +1,29 @@
-"""One deadline for a whole send, enforced on the socket: both channels'
-clients (smtplib, urllib3) read and write through the sockets made here.
+"""One deadline for a whole send, enforced on the socket: the clients of
+every network adapter that talks over plain sockets (the notify channels'
+smtplib and urllib3, the HTTP destination's urllib3) read and write through
+the sockets made here.
 
-A socket timeout bounds one recv, not a send: an SMTP server sending a
+A socket timeout bounds one call, not a send: an SMTP server sending a
 "220-" continuation line every 2 s, or a proxy sending its status line and
 headers a byte a second, keeps a client reading for ever while every recv
-is quick. And all [[notify]] entries share one thread, so one such server
-silenced every alert. Here every blocking call (connect, send, recv, the TLS
-handshake, TLS reads and writes) first sets the socket's timeout to what is
-left of the send's deadline, and raises TimeoutError once it is spent.
-No thread, no signal: the operating system's own timeouts do the waiting.
+is quick; and a client that gives the connect, the TLS handshake, the
+request's write and the answer a timeout each is held for the sum of them
+(a server slow at each, never too slow at any). One stuck send holds its
+thread: all [[notify]] entries share one, and a destination's worker is
+what a stop waits for. Here every blocking call (connect, send, recv, the
+TLS handshake, TLS reads and writes) first sets the socket's timeout to
+what is left of the send's deadline, and raises TimeoutError once it is
+spent. No thread, no signal: the operating system's own timeouts do the
+waiting.
 
     with send_deadline(timeout_s) as deadline:
         sock = open_connection(host, port, timeout=timeout_s)  # a DeadlineSocket
         ...                                  # TLS through tls_context(...)
     # after an error: deadline.spent() tells the deadline from other failures
+
+For urllib3, `DeadlinePool` and `DeadlineTLSPool` (pool_classes_by_scheme of
+a PoolManager made with ssl_context=tls_context(...)) open their
+connections here.
 
 The deadline is held in a context variable (per thread, like decimal's
 context) rather than on each socket: the TLS handshake runs inside
@@ -33,7 +43,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("notify_send_deadline", default=None)
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import NewConnectionError
+
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("send_deadline", default=None)
 _UNSET = object()
 
 
@@ -167,3 +181,33 @@ def tls_context(*, verify: bool = True, ca_file: str | None = None) -> ssl.SSLCo
         context.verify_mode = ssl.CERT_NONE
     context.sslsocket_class = DeadlineSSLSocket
     return context
+
+
+# -- urllib3 on these sockets ----------------------------------------------------------
+
+class _Connection(HTTPConnection):
+    # urllib3's connection on a DeadlineSocket (its TLS sockets come from the
+    # pool's tls_context); connect errors mapped as urllib3 maps its own.
+    def _new_conn(self):
+        try:
+            return open_connection(self._dns_host, self.port, timeout=self.timeout,
+                                   source_address=self.source_address, socket_options=self.socket_options)
+        except OSError as e:
+            raise NewConnectionError(self, f"Failed to establish a new connection: {type(e).__name__}: {e}") from e
+
+
+class _TLSConnection(_Connection, HTTPSConnection):
+    pass
+
+
+class DeadlinePool(HTTPConnectionPool):
+    """urllib3's pool for http://, its connections on DeadlineSockets."""
+
+    ConnectionCls = _Connection
+
+
+class DeadlineTLSPool(HTTPSConnectionPool):
+    """urllib3's pool for https://; give its PoolManager ssl_context=tls_context(...)
+    so that the TLS sockets are DeadlineSSLSockets too."""
+
+    ConnectionCls = _TLSConnection
