@@ -7,11 +7,17 @@ the destination's `concurrency` (5,000 invoices over one TLS handshake, not
 certificate verification on by default, without a new dependency.
 Its own retries and redirects are switched off: the ledger decides retries.
 
-An answer must arrive whole within `timeout_s` of the request being sent
-(status, headers and body, each read bounded by what is left): a server
-that trickles a byte at a time under the per-read timeout cannot hold a
-worker. Bodies are read in their declared charset (or by their BOM) and
-redacted before anything keeps them.
+Each call is over within `timeout_s`, whatever the server does: the
+connect, the TLS handshake, the writing of the request and the reading of
+the whole answer share one deadline, kept on the socket (agent/deadline.py),
+and a put's look-up after a bare 409 shares its put's. A server slow at
+every phase, never too slow at any (a second to accept, a handshake or an
+answer a byte at a time, a request body read a byte at a time) cannot hold
+a worker, nor the stop that waits for it, past that. The deadline's end is
+a Transient, as a timeout always was: the request may have been stored, and
+the retry's Idempotency-Key makes it the same delivery. Bodies are read in
+their declared charset (or by their BOM) and redacted before anything keeps
+them.
 """
 
 from __future__ import annotations
@@ -27,13 +33,14 @@ from urllib3.exceptions import HTTPError, ReadTimeoutError, SSLError
 from urllib3.fields import RequestField
 from urllib3.filepost import encode_multipart_formdata
 
+from agent.deadline import DeadlinePool, DeadlineTLSPool, send_deadline, tls_context
 from agent.deliver.base import (
     Misconfigured, Parcel, Receipt, config_bool, config_number, config_str, destination_name,
     read_parcel_file, where,
 )
+from agent.deliver.http_wire import body_text
 from agent.deliver.retry import RETRY_AFTER_MAX_S
 from agent.errors import ConfigError, Permanent, Transient
-from agent.deliver.http_wire import TimedPool, TimedTLSPool, body_text
 from agent.redact import redact_data, remember, shown_url
 
 _MAX_BODY = 1 << 20          # a receipt is small; a larger answer is cut, not buffered
@@ -60,16 +67,18 @@ class HttpDestination:
                 basic_auth=f"{username}:{password or ''}")["authorization"]
         # A server may echo the header back in an error body: see agent/redact.py.
         remember(self, token, password, basic=(username, password) if username is not None else None)
-        pool_kw: dict = {"cert_reqs": "CERT_REQUIRED" if tls_verify else "CERT_NONE"}
-        if ca_file:
-            pool_kw["ca_certs"] = ca_file
-        if not tls_verify:
-            pool_kw["assert_hostname"] = False
+        try:
+            # Its sockets keep to the send's deadline, the handshake included.
+            context = tls_context(verify=tls_verify, ca_file=ca_file)
+        except OSError as e:    # missing, unreadable, or no certificate in it (ssl.SSLError)
+            raise ConfigError(f"destination {name!r}: ca_file: cannot read {ca_file!r} as CA certificates: "
+                              f"{type(e).__name__}: {e}") from None
         self._pool = urllib3.PoolManager(
             num_pools=2, maxsize=max(1, concurrency), block=False, retries=False,
-            timeout=urllib3.Timeout(connect=min(timeout_s, _MAX_CONNECT_S), read=timeout_s), **pool_kw)
-        # Connections whose answers have a deadline (see _TimedConnection).
-        self._pool.pool_classes_by_scheme = {"http": TimedPool, "https": TimedTLSPool}
+            timeout=urllib3.Timeout(connect=min(timeout_s, _MAX_CONNECT_S), read=timeout_s),
+            cert_reqs="CERT_REQUIRED" if tls_verify else "CERT_NONE", ssl_context=context)
+        # Connections on the deadline's sockets: every phase of a send under one deadline.
+        self._pool.pool_classes_by_scheme = {"http": DeadlinePool, "https": DeadlineTLSPool}
 
     @classmethod
     def from_config(cls, cfg: dict) -> "HttpDestination":
@@ -110,7 +119,9 @@ class HttpDestination:
         2xx and 409 are success; a 409 without a receipt body is looked up.
         Not a success: a 2xx whose JSON body says it failed (`_failure_in_body`:
         Transient, or Permanent for a 4xx `code`), and a receipt naming
-        another invoice's key (Permanent)."""
+        another invoice's key (Permanent). Over within timeout_s, the
+        look-up included; its end is a Transient ("timed out"), the invoice
+        then maybe stored: a put again is the same delivery."""
         file_part = RequestField("file", read_parcel_file(parcel), filename=parcel.filename)
         file_part.make_multipart(content_type=parcel.media_type)
         fields_part = RequestField("fields", json.dumps(parcel.fields, ensure_ascii=False, default=str).encode())
@@ -119,6 +130,11 @@ class HttpDestination:
         sha_part.make_multipart(content_type="text/plain")
         body, content_type = encode_multipart_formdata([fields_part, sha_part, file_part])
         headers = dict(self._headers, **{"Content-Type": content_type, "Idempotency-Key": parcel.key})
+        # One deadline for the POST and the look-up a bare 409 needs (nested, it keeps this one).
+        with send_deadline(self.timeout_s):
+            return self._posted(parcel, body, headers)
+
+    def _posted(self, parcel: Parcel, body: bytes, headers: dict) -> Receipt:
         status, doc, text, resp = self._request("POST", "/invoices", body=body, headers=headers)
         if 200 <= status < 300:
             failed = _failure_in_body(doc)
@@ -137,7 +153,8 @@ class HttpDestination:
 
     def lookup(self, key: str) -> Receipt | None:
         """GET {base}/invoices/{key}: the receipt on 200, None on 404;
-        Permanent when the receipt names another invoice's key."""
+        Permanent when the receipt names another invoice's key; over within
+        timeout_s (a Transient, "timed out", once it is spent)."""
         path = "/invoices/" + quote(key, safe="")
         status, doc, text, resp = self._request("GET", path, headers=self._headers)
         if status == 200:
@@ -147,7 +164,7 @@ class HttpDestination:
         raise self._failure("GET", path, status, doc, text, resp)
 
     def probe(self) -> None:
-        """GET {base}/health must answer 2xx; anything else raises."""
+        """GET {base}/health must answer 2xx within timeout_s; anything else raises."""
         status, doc, text, resp = self._request("GET", "/health", headers=self._headers)
         if not 200 <= status < 300:
             if status == 404:
@@ -159,25 +176,29 @@ class HttpDestination:
     def _request(self, method: str, path: str, *, headers: dict, body: bytes | None = None):
         url = self.base_url + path
         resp, data, complete = None, b"", False
-        try:
-            resp = self._pool.request(method, url, body=body, headers=headers, preload_content=False,
-                                      redirect=False)
-            data = resp.read(_MAX_BODY + 1)
-            complete = len(data) <= _MAX_BODY
-        except SSLError as e:
-            raise Misconfigured(f"{self.name}: TLS failure on {method} {url}: {_reason(e)}") from None
-        except ReadTimeoutError:
-            raise Transient(f"{self.name}: {method} {url}: timed out: no complete answer within "
-                            f"{self.timeout_s:g} s") from None
-        except (HTTPError, OSError) as e:
-            raise Transient(f"{self.name}: {method} {url}: {_reason(e)}") from None
-        finally:
-            if resp is not None:
-                # Only a fully read answer leaves the connection reusable.
-                if not complete or resp.length_remaining:
-                    resp.close()
-                else:
-                    resp.release_conn()
+        with send_deadline(self.timeout_s) as deadline:
+            try:
+                resp = self._pool.request(method, url, body=body, headers=headers, preload_content=False,
+                                          redirect=False)
+                data = resp.read(_MAX_BODY + 1)
+                complete = len(data) <= _MAX_BODY
+            except (HTTPError, OSError) as e:
+                # The deadline first: whatever urllib3 made of it (a connect, TLS,
+                # write or read error), the server was too slow. Stored or not, the
+                # invoice is retried by key, as after any timeout.
+                if deadline.spent() or isinstance(e, ReadTimeoutError):
+                    raise Transient(f"{self.name}: {method} {url}: timed out: the request and its answer "
+                                    f"did not finish within {self.timeout_s:g} s (timeout_s)") from None
+                if isinstance(e, SSLError):
+                    raise Misconfigured(f"{self.name}: TLS failure on {method} {url}: {_reason(e)}") from None
+                raise Transient(f"{self.name}: {method} {url}: {_reason(e)}") from None
+            finally:
+                if resp is not None:
+                    # Only a fully read answer leaves the connection reusable.
+                    if not complete or resp.length_remaining:
+                        resp.close()
+                    else:
+                        resp.release_conn()
         # Redacted before anything reads, cuts or keeps it: a cut secret would escape.
         text = body_text(data[:_MAX_BODY], resp.headers.get("Content-Type"))
         doc = None

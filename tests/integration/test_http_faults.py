@@ -20,7 +20,7 @@ import urllib.request
 import pytest
 
 from agent.deliver.base import Misconfigured, Parcel, open_destination
-from agent.errors import Permanent, Transient
+from agent.errors import ConfigError, Permanent, Transient
 from tests.support.http_destination import FaultyFinanceServer, http_destination  # noqa: F401
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -189,6 +189,15 @@ def test_tls_is_verified_by_default(tmp_path, parcel):
         dest_for(srv, ca_file=cert).put(parcel)
         dest_for(srv, tls_verify=False).put(parcel)
         assert srv.accepted[parcel.key] == 1
+
+
+def test_an_unreadable_ca_file_is_refused_when_the_destination_is_opened(tmp_path):
+    # Its TLS context is made once, with the destination (agent/deadline.py's sockets).
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    for ca_file in (tmp_path / "absent.pem", junk):
+        with pytest.raises(ConfigError, match="destination 'erp': ca_file: cannot read"):
+            open_destination({"name": "erp", "url": "https://127.0.0.1:9/api", "ca_file": str(ca_file)})
 
 
 def test_standalone_server_serves_and_reports_over_http(parcel):
