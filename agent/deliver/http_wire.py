@@ -1,21 +1,14 @@
-"""The HTTP destination's wire: answers read whole within a deadline, and
-bodies decoded in whatever charset a server sends (agent/deliver/http.py).
+"""The HTTP destination's answers: bodies decoded in whatever charset a
+server sends, redacted (agent/deliver/http.py). How long a send may take is
+agent/deadline.py's: one deadline on the socket for all of it.
 
-Apart from http.py because it is about bytes on a socket, not the API.
+Apart from http.py because it is about bytes, not the API.
 """
 
 from __future__ import annotations
 
 import codecs
-import functools
-import http.client
-import io
 import re
-import time
-import types
-
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from agent.redact import holds_secret, redact
 
@@ -68,65 +61,3 @@ def _codec_of(data: bytes, content_type: str | None) -> tuple[str, int]:
         except UnicodeDecodeError:
             pass
     return "utf-8", 0
-
-
-# -- answers with a deadline ------------------------------------------------------------
-# urllib3's read timeout bounds each socket read; a server sending a byte
-# just under it keeps an answer coming forever. Here every read of an
-# answer (status line, headers, body) waits at most what is left of the
-# read timeout counted from the moment the answer is awaited.
-
-class _DeadlineReader(io.RawIOBase):
-    """A socket's bytes, each read waiting at most until `deadline` (monotonic)."""
-
-    def __init__(self, sock, deadline: float):
-        super().__init__()
-        self._sock, self._deadline = sock, deadline
-        self._raw = sock.makefile("rb", buffering=0)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int | None:
-        left = self._deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("the answer did not arrive in full in time")
-        timeout = self._sock.gettimeout()
-        self._sock.settimeout(left if timeout is None else min(left, timeout))
-        try:
-            return self._raw.readinto(buffer)
-        finally:
-            try:
-                self._sock.settimeout(timeout)
-            except OSError:         # closed meanwhile: nothing left to restore
-                pass
-
-    def close(self) -> None:
-        if not self.closed:
-            self._raw.close()
-        super().close()
-
-
-class _TimedResponse(http.client.HTTPResponse):
-    def __init__(self, sock, debuglevel: int = 0, method=None, url=None, *, deadline: float | None = None):
-        if deadline is not None:    # all HTTPResponse asks of its socket is makefile("rb")
-            reader = io.BufferedReader(_DeadlineReader(sock, deadline))
-            sock = types.SimpleNamespace(makefile=lambda *_, **__: reader)
-        super().__init__(sock, debuglevel, method, url)
-
-
-class _TimedConnection(HTTPConnection):
-    """urllib3's connection whose answer must be read whole within the read
-    timeout (urllib3 sets `timeout` to it just before `getresponse`)."""
-
-    def getresponse(self):
-        limit = self.timeout
-        deadline = time.monotonic() + limit if isinstance(limit, (int, float)) and limit > 0 else None
-        self.response_class = functools.partial(_TimedResponse, deadline=deadline)
-        return super().getresponse()
-
-
-# The same for TLS, and the pools that make these connections.
-_TimedTLSConnection = type("_TimedTLSConnection", (_TimedConnection, HTTPSConnection), {})
-TimedPool = type("TimedPool", (HTTPConnectionPool,), {"ConnectionCls": _TimedConnection})
-TimedTLSPool = type("TimedTLSPool", (HTTPSConnectionPool,), {"ConnectionCls": _TimedTLSConnection})
