@@ -57,7 +57,8 @@ class DestinationRunner(Runner):
         timeout = float(entry.get("timeout_s") or 30.0)
         # A lease shorter than a batch of puts could last would hand a live put to
         # a second worker (still no duplicate: the key is idempotent, but wasted work).
-        self.lease_s = max(float(cfg.delivery.get("lease_s") or 300), (MAX_BATCH + 1) * timeout)
+        # A recovered row costs a look-up and a put, each up to timeout_s.
+        self.lease_s = max(float(cfg.delivery.get("lease_s") or 300), (2 * MAX_BATCH + 1) * timeout)
         self.rate = RateLimit(entry.get("rate_per_s"))
         self.actor = actor_name("daemon") + f":deliver:{self.name}"
         self.vault = Vault(cfg.vault_dir)
