@@ -24,6 +24,12 @@ MAX_CONFIG_BYTES = 1024 * 1024   # a config is a few KB; a bound keeps a wrong f
 SEARCH_PATHS = (LOCAL_CONFIG, SYSTEM_CONFIG)
 
 
+class NoConfigFound(ConfigError):
+    """No config on the search path, and none named: the one refusal a
+    command that can do without a config (`check`) may take for "defaults";
+    a config there but unreadable, or refused, is never taken for none."""
+
+
 def config_candidates(start: str | os.PathLike | None = None) -> list[Path]:
     """Where a config is looked for without --config, in order:
     var/fapiao-agent.toml in `start` (default: the current folder), then in
@@ -39,17 +45,24 @@ def find_config_path(explicit: str | os.PathLike | None = None) -> Path:
     else the first of `config_candidates` that is a file. One found above
     the current folder must belong to you or root: a file someone else put
     in a parent folder (/tmp/var/...) is refused, naming it, never used.
-    Raises ConfigError saying where it looked."""
-    if explicit:
+    Raises ConfigError saying where it looked, or naming the path it could
+    not look at (never a traceback, never a guess past it); an empty
+    `explicit` is refused, not taken for "search"."""
+    if explicit is not None:
+        if not str(explicit):
+            # `--config ""`: a file was named, only not one; the search path
+            # could find another config and act on it.
+            raise ConfigError("the config file named is empty (--config \"\"): name the file")
         p = Path(explicit)
-        if p.exists() and not p.is_file():
+        kind = _kind(p)
+        if kind == "other":
             raise ConfigError(f"config file {p} is not a regular file (a folder, device or pipe)")
-        if not p.is_file():
+        if kind is None:
             raise ConfigError(f"config file {p} does not exist (run `fapiao-agent config init {p}`)")
         return p
     candidates = config_candidates()
     for i, p in enumerate(candidates):
-        if not p.is_file():
+        if _kind(p) != "file":
             continue
         if 0 < i < len(candidates) - 1:
             owner = p.stat().st_uid
@@ -57,9 +70,24 @@ def find_config_path(explicit: str | os.PathLike | None = None) -> Path:
                 raise ConfigError(f"found {p} in a folder above this one, but it belongs to uid {owner}, not to "
                                   f"you or root; pass --config {p} if it is the one to use")
         return p
-    raise ConfigError(f"no config file: pass --config, set FAPIAO_AGENT_CONFIG, or create {LOCAL_CONFIG} "
+    raise NoConfigFound(f"no config file: pass --config, set FAPIAO_AGENT_CONFIG, or create {LOCAL_CONFIG} "
                       f"(looked in {candidates[0].parent.parent} and every folder above it) or {SYSTEM_CONFIG} "
                       "with `fapiao-agent config init`")
+
+
+def _kind(p: Path) -> str | None:
+    """"file", "other" (a folder, device, pipe) or None (not there). A
+    path that cannot be looked at (a folder on it this user cannot search)
+    raises ConfigError naming it:
+    whether a config is there is unknown, and guessing "not there" could
+    fall through to another config (Path.exists raises PermissionError)."""
+    try:
+        return "file" if p.is_file() else "other" if p.exists() else None
+    except PermissionError as e:
+        raise ConfigError(f"{p}: cannot read: {e.strerror} (a folder on its path is not open to this "
+                          "user); pass --config with a file you can read") from None
+    except OSError as e:   # a name too long, an I/O error
+        raise ConfigError(f"{p}: cannot read: {e.strerror or e}") from None
 
 
 def read_config_file(p: Path) -> tuple[dict[str, Any], os.stat_result]:

@@ -105,8 +105,17 @@ def load_command(name: str) -> click.Command:
     return cmd
 
 
+# --config is a path given to our loader (agent/config_file.py), never judged
+# by click: click.Path's defaults (readable=True, dir_okay=False) made click
+# exit 2 with its usage text for a file the user cannot read or a folder,
+# before the command ran, so `status --check` said CRITICAL instead of
+# UNKNOWN. The loader names the file and the problem in one line, and each
+# command exits as it does for any other config problem.
+CONFIG_PATH = click.Path(readable=False)
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="FAPIAO_AGENT_CONFIG",
+@click.option("--config", "config_path", type=CONFIG_PATH, envvar="FAPIAO_AGENT_CONFIG",
               help="Config file. Default, the first found: $FAPIAO_AGENT_CONFIG, var/fapiao-agent.toml "
                    "in this folder or any folder above it, then /etc/fapiao-agent/config.toml.")
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, help="Show the version and exit.",
@@ -221,7 +230,7 @@ def _accept_config_anywhere(cmd: click.Command) -> None:
         if not cmd.invoke_without_command:   # a group that also runs alone (`requests`) takes it too
             return
     if not any("--config" in p.opts for p in cmd.params):
-        cmd.params.append(click.Option(["--config"], type=click.Path(dir_okay=False), expose_value=False,
+        cmd.params.append(click.Option(["--config"], type=CONFIG_PATH, expose_value=False,
                                        callback=_late_config, is_eager=True,
                                        help="Config file (same as the global --config)."))
 

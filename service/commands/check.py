@@ -16,6 +16,7 @@ import click
 
 
 from agent.config import find_config_path
+from agent.config_file import NoConfigFound
 from agent.errors import ConfigError
 from agent.model import FIELD_NAMES
 from agent.validate import RULES, ValidationSettings, has_errors, validate
@@ -28,11 +29,13 @@ def _settings(ctx: click.Context) -> ValidationSettings:
     from service.context import load, validation_settings
 
     explicit = ctx.obj.get("config_path") if ctx.obj else None
-    if not explicit:
+    if explicit is None:
         try:
             find_config_path(None)
-        except ConfigError:
+        except NoConfigFound:
             return ValidationSettings()
+        except ConfigError:
+            pass   # one there but unreadable or refused: an error (load says it), never the defaults
     return validation_settings(load(ctx))
 
 

@@ -284,3 +284,26 @@ def test_under_sudo_nothing_writes_where_its_caller_says_with_the_services_right
     own = cli(accounts.reader, cfg, "report", "--out", str(mine))
     assert own.returncode == 0, own.stderr
     assert len(list(mine.glob("fapiao-report-*"))) == 2
+
+
+def test_a_monitor_that_cannot_read_the_config_is_told_unknown(site, accounts):
+    """docs/monitoring.md: status --check exits 3 with an `UNKNOWN:` line when
+    the config cannot be read, never click's usage text and 2 (CRITICAL)."""
+    cfg = site / "agent.toml"
+    cfg.write_text('[agent]\nstate_dir = "state"\n' + accounts.access_toml(), encoding="utf-8")
+    shutil.chown(cfg, accounts.svc, accounts.amend_group)   # the reader is not in amend_group
+    cfg.chmod(0o640)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO), "LANG": "C.UTF-8"}
+
+    def as_reader(*args: str, extra: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([*_as(accounts.reader), sys.executable, "-m", "service", *args], capture_output=True,
+                              text=True, env={**env, **(extra or {})}, cwd=site, timeout=120)
+
+    for r in (as_reader("--config", str(cfg), "status", "--check"), as_reader("status", "--check", "--config", str(cfg)),
+              as_reader("status", "--check", extra={"FAPIAO_AGENT_CONFIG": str(cfg)})):
+        assert r.returncode == 3, (r.stdout, r.stderr)
+        assert r.stdout.startswith(f"UNKNOWN: fapiao-agent status could not read its state: {cfg}: cannot read: "), r
+        assert "Usage:" not in r.stderr
+    for args in (["status"], ["list"], ["config", "check"]):
+        r = as_reader("--config", str(cfg), *args)
+        assert r.returncode == 2 and r.stderr == f"error: {cfg}: cannot read: Permission denied\n", (args, r.stderr)
