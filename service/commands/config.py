@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import tempfile
 from pathlib import Path
 
 import click
@@ -21,21 +25,108 @@ def command() -> None:
 
 
 @command.command("init")
-@click.argument("path", type=click.Path(dir_okay=False, path_type=Path),
+@click.argument("path", type=click.Path(dir_okay=False, readable=False, path_type=Path),
                 default=Path("var/fapiao-agent.toml"))
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init(path: Path, force: bool) -> None:
     """Write a commented default config to PATH (default ./var/fapiao-agent.toml)
     and create the folders it names beside it (inbox/scanner, inbox/email,
-    outbox, backup, state)."""
-    if path.exists() and not force:
+    outbox, backup, state). All or nothing: when PATH or a folder cannot be
+    written (no permission, /proc, a full disk), one line says which, exit 1,
+    and what this run made is taken back."""
+    try:
+        there = path.exists() or path.is_symlink()
+    except OSError as e:
+        fail(f"cannot write {path}: {e.strerror or e}; nothing written")
+    if there and not force:
         fail(f"{path} exists; use --force to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(DEFAULT_CONFIG, encoding="utf-8")
-    path.chmod(0o640)
-    for rel in DEFAULT_FOLDERS:
-        (path.parent / rel).mkdir(mode=0o750, parents=True, exist_ok=True)
+    made: list[Path] = []   # folders this run created, taken back if it fails
+    temp: Path | None = None
+    try:
+        _make_folders(path.parent, made, mode=0o777)   # as mkdir(1): the umask decides
+        temp = _write_temp(path)
+        for rel in DEFAULT_FOLDERS:
+            _make_folders(path.parent / rel, made, mode=0o750)
+        _put_in_place(temp, path, force)
+        temp = None
+    except _Exists:
+        _take_back(temp, made)
+        fail(f"{path} exists; use --force to overwrite it")
+    except OSError as e:
+        _take_back(temp, made)
+        fail(f"cannot write {e.filename or path}: {e.strerror or e}; nothing written")
     echo(f"wrote {path}; folders under {path.parent}: {', '.join(DEFAULT_FOLDERS)}")
+
+
+class _Exists(Exception):
+    """PATH appeared while init ran; it is not overwritten without --force."""
+
+
+def _make_folders(folder: Path, made: list[Path], mode: int) -> None:
+    # Each missing folder from the top down, remembered, so a failure later
+    # removes exactly what this run made (never a folder that was there);
+    # `mode` for `folder` itself, those above it as mkdir -p makes them.
+    missing = []
+    for f in (folder, *folder.parents):
+        if f.is_dir():
+            break
+        missing.append(f)
+    for f in reversed(missing):
+        try:
+            f.mkdir(mode=mode if f == folder else 0o777)
+        except OSError as e:
+            why = "a file is there, not a folder" if e.errno == errno.EEXIST else e.strerror
+            raise OSError(e.errno, why, f"folder {f}") from None
+        made.append(f)
+
+
+def _write_temp(path: Path) -> Path:
+    # The whole file under a temporary name beside PATH, 0640 from its first
+    # byte, flushed to disk: PATH is only ever absent, the old file or this one.
+    try:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:   # named by PATH, not by the temporary name it never got
+        raise OSError(e.errno, e.strerror, str(path)) from None
+    try:
+        os.fchmod(fd, 0o640)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(DEFAULT_CONFIG)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        os.unlink(name)
+        raise
+    return Path(name)
+
+
+def _put_in_place(temp: Path, path: Path, force: bool) -> None:
+    try:
+        if force:
+            os.replace(temp, path)   # a symlink at PATH is replaced, never written through
+            return
+        try:
+            os.link(temp, path)      # never over a file made since the check above
+        except FileExistsError:
+            raise _Exists() from None
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            if path.exists() or path.is_symlink():   # a file system without hard links (vfat, some FUSE)
+                raise _Exists() from None
+            os.replace(temp, path)
+            return
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
+    os.unlink(temp)
+
+
+def _take_back(temp: Path | None, made: list[Path]) -> None:
+    if temp is not None:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+    for folder in reversed(made):
+        with contextlib.suppress(OSError):   # one that is not empty (someone else's file) stays
+            folder.rmdir()
 
 
 @command.command("check")
