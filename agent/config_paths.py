@@ -1,6 +1,7 @@
 """What the filesystem says of a loaded config: folders missing or not
 writable, and watched folders that overlap the agent's own (`config check`
-and the daemon's start both ask, by the same calls).
+and the daemon's start both ask, by the same calls); and where a command
+may not write its output (`output_refusal`: into the agent's own folders).
 """
 
 from __future__ import annotations
@@ -68,6 +69,44 @@ def _overlaps(cfg: Config) -> list[str]:
                 problems.append(f"watch[{i}].path: folder {w.path} overlaps {key} ({folder}); a watched folder "
                                 "must neither hold nor lie inside the agent's own folders")
     return problems
+
+
+def _agent_folders(cfg: Config) -> list[tuple[str, Path, str]]:
+    # (key, folder, what becomes of a file written there) for every folder the
+    # agent reads, keeps or hands on.
+    folders = [(f"watch[{i}].path", w.path, "the agent would take it in as a document (or refuse it)")
+               for i, w in enumerate(cfg.watches)]
+    folders.append(("agent.state_dir", cfg.state_dir, "the agent's own state (ledger, vault)"))
+    for kind, entries, fate in (("destination", cfg.destinations, "it would go to the finance system with "
+                                 "the invoices"), ("backup", cfg.backups, "the backup target holds only "
+                                                   "what the agent puts there")):
+        folders += [(f"{kind}[{i}].url", local, fate) for i, e in enumerate(entries)
+                    if (local := local_folder(e)) is not None]
+    return folders
+
+
+def output_refusal(cfg: Config, target: Path, *, what: str, allow: Path | None = None) -> str | None:
+    """Why a command must not write its output (`what`: "--out", "--to"...)
+    at `target`, a folder or file, or None. Refused: at or inside a watched
+    folder (it would come back in as a document or a refusal), the state
+    folder or vault, a folder:// destination's folder (finance would import
+    it) or a file:// backup target; symlinks followed on both sides (of
+    `target` as far as it exists). `allow` is a folder inside the state
+    folder that may take it (the weekly reports' folder), never inside
+    another of these folders. One line naming the key and the folder."""
+    real = _real(target)
+    allowed = _real(allow) if allow is not None else None
+    for key, folder, fate in _agent_folders(cfg):
+        mine = _real(folder)
+        if not real.is_relative_to(mine):
+            continue
+        if key == "agent.state_dir" and allowed is not None and real.is_relative_to(allowed) \
+                and not real.is_relative_to(_real(cfg.vault_dir)):
+            continue
+        where = "is" if real == mine else "lies inside"
+        return (f"{what} {target} {where} {key} ({folder}): {fate}; "
+                "write it to a folder of your own")
+    return None
 
 
 def watch_overlaps(cfg: Config, watch: WatchConfig) -> bool:

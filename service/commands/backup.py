@@ -12,6 +12,7 @@ import click
 
 from agent.config import Config
 from agent.config_adapters import SECRET_KEYS, local_folder
+from agent.config_paths import output_refusal
 from agent.errors import AgentError, ConfigError
 from agent.ledger import Ledger
 from agent.ledger.rows import RESTORED_ACTIVITY
@@ -177,7 +178,8 @@ def accept_command(ctx: click.Context, target_name: str) -> None:
 @command.command("restore")
 @click.option("--from", "source", required=True, metavar="TARGET", help="The [[backup]] target to restore from.")
 @click.option("--to", "dest", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="An empty folder: gets state/ (vault and ledger) and restored.toml.")
+              help="An empty folder: gets state/ (vault and ledger) and restored.toml. Not one of the "
+                   "agent's own (a watched folder, the state folder, an outbox, a backup target).")
 @click.option("--at", "at_text", metavar="TIME", help="Use the newest ledger snapshot at or before TIME "
               "(ISO 8601, UTC unless an offset is given).")
 @click.option("--site", "site", metavar="NAME", help="On a target shared by a fleet: rebuild site NAME "
@@ -199,6 +201,10 @@ def restore_command(ctx: click.Context, source: str, dest: Path, at_text: str | 
     from service.backup import fleet_site
 
     cfg = load(ctx)
+    # Restored into a watched folder the vault's originals would be taken in
+    # again; into a folder:// outbox or a backup target, handed on as theirs.
+    if refusal := output_refusal(cfg, dest, what="--to"):
+        fail(refusal, code=2)
     entry = _entries(cfg, source)[0]
     at = _parse_at(at_text)
     target = _restore_source(_open(entry), site if site is not None else fleet_site(cfg))

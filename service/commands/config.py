@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from agent.config import load_config
-from agent.config_paths import check_paths
+from agent.config_paths import check_paths, output_refusal
 from agent.config_adapters import adapter_problems
 from agent.defaults import DEFAULT_CONFIG, DEFAULT_FOLDERS
 from agent.errors import ConfigError
@@ -28,12 +28,17 @@ def command() -> None:
 @click.argument("path", type=click.Path(dir_okay=False, readable=False, path_type=Path),
                 default=Path("var/fapiao-agent.toml"))
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
-def init(path: Path, force: bool) -> None:
+@click.pass_context
+def init(ctx: click.Context, path: Path, force: bool) -> None:
     """Write a commented default config to PATH (default ./var/fapiao-agent.toml)
     and create the folders it names beside it (inbox/scanner, inbox/email,
     outbox, backup, state). All or nothing: when PATH or a folder cannot be
     written (no permission, /proc, a full disk), one line says which, exit 1,
-    and what this run made is taken back."""
+    and what this run made is taken back. A PATH inside the folders of the
+    config in use (--config, or the one found), a watched folder, the state
+    folder, an outbox or a backup target, is refused (exit 2)."""
+    if refusal := _inside_the_agents_folders(ctx, path):
+        fail(refusal, code=2)
     try:
         there = path.exists() or path.is_symlink()
     except OSError as e:
@@ -56,6 +61,18 @@ def init(path: Path, force: bool) -> None:
         _take_back(temp, made)
         fail(f"cannot write {e.filename or path}: {e.strerror or e}; nothing written")
     echo(f"wrote {path}; folders under {path.parent}: {', '.join(DEFAULT_FOLDERS)}")
+
+
+def _inside_the_agents_folders(ctx: click.Context, path: Path) -> str | None:
+    # `config init --force state/ledger.sqlite3` wrote a template over the
+    # ledger; a config written into a watched folder comes back as a refusal.
+    # Only a config that loads can say where its folders are: none (a first
+    # init) or a broken one (init run to replace it) checks nothing.
+    try:
+        cfg = load_config((ctx.obj or {}).get("config_path"))
+    except ConfigError:
+        return None
+    return output_refusal(cfg, path, what="config init")
 
 
 class _Exists(Exception):

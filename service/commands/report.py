@@ -6,10 +6,11 @@ from pathlib import Path
 
 import click
 
+from agent.config_paths import output_refusal
 from agent.report.figures import zone_of
 from service.context import echo_json, fail, load, now_dt, open_ledger
 from service.progress import wanted
-from service.report import build_report, figures_json, report_window, write_report
+from service.report import build_report, figures_json, report_dir, report_window, write_report
 from service.textsafe import echo
 
 
@@ -22,7 +23,9 @@ Examples:
               help="Start: 7d, 36h, 2w before now, a day (midnight in [report] time_zone) or an ISO time.")
 @click.option("--until", metavar="WHEN", help="End (not included), as --since. Default: now.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=".", show_default=True,
-              help="Folder for the HTML page and the CSV (UTF-8 with BOM, for Excel).")
+              help="Folder for the HTML page and the CSV (UTF-8 with BOM, for Excel). Not one of the agent's "
+                   "own: a watched folder, the state folder (the weekly reports' folder excepted), a folder:// "
+                   "destination or a file:// backup target.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: html_path, csv_path, summary, "
               "figures (days, totals, timing, quarantine, duplicates, missing, expiry, backup, drills).")
 @click.pass_context
@@ -33,6 +36,10 @@ def command(ctx: click.Context, since: str, until: str | None, out_dir: str, as_
     invoices close to max_age_days not yet delivered, and each backup
     target's state; an HTML page (no network needed) and a CSV beside it."""
     cfg = load(ctx)
+    # Written into a watched folder the page would come back as a document,
+    # into a folder:// outbox it would go to finance: refused before any work.
+    if refusal := output_refusal(cfg, Path(out_dir), what="--out", allow=report_dir(cfg)):
+        fail(refusal, code=2)
     at = now_dt()
     tz = cfg.report["time_zone"]
     try:
