@@ -299,7 +299,8 @@ def test_a_monitor_that_cannot_read_the_config_is_told_unknown(site, accounts):
         return subprocess.run([*_as(accounts.reader), sys.executable, "-m", "service", *args], capture_output=True,
                               text=True, env={**env, **(extra or {})}, cwd=site, timeout=120)
 
-    for r in (as_reader("--config", str(cfg), "status", "--check"), as_reader("status", "--check", "--config", str(cfg)),
+    for r in (as_reader("--config", str(cfg), "status", "--check"),
+              as_reader("status", "--check", "--config", str(cfg)),
               as_reader("status", "--check", extra={"FAPIAO_AGENT_CONFIG": str(cfg)})):
         assert r.returncode == 3, (r.stdout, r.stderr)
         assert r.stdout.startswith(f"UNKNOWN: fapiao-agent status could not read its state: {cfg}: cannot read: "), r
