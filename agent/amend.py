@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 from agent.errors import AgentError, IllegalTransition
 from agent.ledger import Document, Ledger
 from agent.model import FIELD_NAMES, KIND_NAMES, MONEY_FIELDS, TRANSITIONS, Invoice, State
+from agent.textchars import has_unsafe
 
 if TYPE_CHECKING:
     from agent.validate import ValidationSettings
@@ -33,12 +34,11 @@ QUARANTINE_SORTS = ("received", "date", "amount")
 AMENDABLE = tuple(s for s in State if State.EXTRACTED in TRANSITIONS[s]
                   and s not in (State.CAPTURED, State.EXTRACTED))
 MAX_TEXT = 500
-# What an operator's value may not hold: C0 and C1 controls, line and
-# paragraph separators, text-direction marks and lone surrogates (as
-# service/textsafe.py escapes them). Stored, they break lines and reorder
-# text in every system that later shows the invoice.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029"
-                     "\ud800-\udfff\ufeff]")
+# What an operator's value may not hold is agent/textchars.py's UNSAFE (C0
+# and C1 controls, line and paragraph separators, text-direction and other
+# format characters such as a zero-width space, lone surrogates): what the
+# CLI escapes on output is what may not be typed. Stored, they break lines,
+# reorder text or hide inside a value in every system that later shows it.
 
 # ASCII digits; commas (or spaces) only between groups of three, as
 # 1,234,567.80 is written: "12,50" is a decimal comma typed by mistake,
@@ -104,9 +104,10 @@ def parse_value(name: str, raw: str) -> Any:
     text = raw.strip()
     if not text:
         return None
-    if _UNSAFE.search(text) or len(text) > MAX_TEXT:
+    if has_unsafe(text) or len(text) > MAX_TEXT:
         raise AmendError(f"--set {name}: value must be one line of at most {MAX_TEXT} characters, without "
-                         "control, line or paragraph separator or text-direction characters", field=name)
+                         "control, line or paragraph separator, text-direction or invisible format characters",
+                         field=name)
     if name in MONEY_FIELDS:
         plain = unicodedata.normalize("NFKC", text).lstrip("¥").strip()
         if not _MONEY.fullmatch(plain):

@@ -16,35 +16,25 @@ import re
 
 import click
 
-# C0, DEL, C1; the bidi embeddings, overrides and isolates and the implicit
-# marks; the Unicode line and paragraph separators. Every one of them is
-# non-printable (str.isprintable), so a printable text, nearly every line,
-# needs no search at all; the patterns are compiled (and cached by re) when
-# a text first has some other: compiling the two Unicode classes cost every
-# command more than the rest of printing (issue 17: start-up).
-# And the lone surrogates U+DC80-U+DCFF: a file name's byte that is no
-# UTF-8 (Linux names are bytes), which stdout's surrogateescape writes back
-# raw: 0x9b is CSI on a terminal taking 8-bit controls, and any such byte
-# makes the output no UTF-8. Shown as the byte, `\x9b`, as `ls -b` does.
-_UNSAFE = "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\udc80-\udcff]"
-_JSON_RAW = "[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\udc80-\udcff]"
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+from agent import textchars
 
-
-def _escape(m: re.Match) -> str:
-    ch = m.group(0)
-    code = ord(ch)
-    if 0xDC80 <= code <= 0xDCFF:
-        return f"\\x{code - 0xDC00:02x}"   # the file name's own byte
-    return _NAMED.get(ch) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+# What is escaped is agent/textchars.py's UNSAFE: controls, bidi controls,
+# line separators, format characters (a zero-width space inside an invoice
+# number prints as nothing) and lone surrogates (a file name's byte that is
+# no UTF-8, which stdout's surrogateescape would write back raw: 0x9b is CSI
+# on a terminal taking 8-bit controls; shown as the byte, `\x9b`, as
+# `ls -b` does). Every one is non-printable (str.isprintable), so a
+# printable text, nearly every line, needs no search at all (issue 17:
+# start-up). JSON escapes C0 itself; the rest it would leave raw.
+_JSON_RAW = f"[\x7f-\x9f{textchars.BIDI_AND_SEPARATORS}{textchars.FORMAT}{textchars.SURROGATES}]"
 
 
 def shown(text: object) -> str:
-    """`text` (made a str) with every control character, bidi control and
-    line separator replaced by a visible escape; the result holds no
-    character a terminal acts on, and no line break."""
-    text = text if isinstance(text, str) else str(text)
-    return text if text.isprintable() else re.sub(_UNSAFE, _escape, text)
+    """`text` (made a str) with every control character, bidi control, line
+    separator, invisible format character and lone surrogate replaced by a
+    visible escape (agent/textchars.py); the result holds no character a
+    terminal acts on, none that shows as nothing, and no line break."""
+    return textchars.shown(text if isinstance(text, str) else str(text))
 
 
 def echo(message: object = "", err: bool = False, nl: bool = True) -> None:
@@ -53,7 +43,8 @@ def echo(message: object = "", err: bool = False, nl: bool = True) -> None:
 
 
 def json_text(dumped: str) -> str:
-    """A `json.dumps(..., ensure_ascii=False)` result with DEL, C1 and bidi
-    controls (which JSON leaves raw) written as `\\uXXXX`: the same JSON
-    value, nothing a terminal acts on. (json.dumps escapes C0 itself.)"""
-    return dumped if dumped.isprintable() else re.sub(_JSON_RAW, lambda m: f"\\u{ord(m.group(0)):04x}", dumped)
+    """A `json.dumps(..., ensure_ascii=False)` result with DEL, C1, bidi
+    controls, line separators, format characters and lone surrogates (which
+    JSON leaves raw) written as `\\uXXXX`: the same JSON value, nothing a
+    terminal acts on or shows as nothing. (json.dumps escapes C0 itself.)"""
+    return dumped if dumped.isprintable() else re.sub(_JSON_RAW, lambda m: textchars.json_escaped(m.group(0)), dumped)

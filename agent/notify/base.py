@@ -12,34 +12,24 @@ robot's key; its `str()` is the entry's name and the url's host only.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from agent import textchars
 from agent.errors import ConfigError
-
-
-# C0, DEL, C1, bidi controls, the Unicode line separators and the lone
-# surrogates a file name's non-UTF-8 bytes become (as service/textsafe.py):
-# a message holding one could not be encoded, so it would never be sent.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff]")
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def one_line(text: object) -> str:
     """A stranger's text (a server's error, a file name) fit to sit inside
     one line of a message: every control character, bidi control, line
-    separator and surrogate (a file name's non-UTF-8 byte: `\\xff`) shown
-    as an escape (`\\n`, `\\x1b`, `\\u202e`), so it can neither
-    start a line of its own (a forged heading or list entry) nor act on the
-    terminal or mail client that shows it."""
-    def escape(m: re.Match) -> str:
-        ch, code = m.group(0), ord(m.group(0))
-        if 0xDC80 <= code <= 0xDCFF:
-            return f"\\x{code - 0xDC00:02x}"   # the file name's own byte
-        return _NAMED.get(ch) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-    return _UNSAFE.sub(escape, text if isinstance(text, str) else str(text))
+    separator, invisible format character and surrogate (a file name's
+    non-UTF-8 byte: `\\xff`) shown as an escape (`\\n`, `\\x1b`,
+    `\\u202e`, `\\u200b`; agent/textchars.py, as the CLI shows them), so
+    it can neither start a line of its own (a forged heading or list entry),
+    act on the terminal or mail client that shows it, nor hide a character
+    (a message holding a surrogate could not be encoded: never sent)."""
+    return textchars.shown(text if isinstance(text, str) else str(text))
 
 
 def code_span(text: object) -> str:
