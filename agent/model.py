@@ -14,6 +14,7 @@ from typing import Any
 # Re-exported: the states live in agent/states.py, which the ledger imports
 # without the dataclasses and Decimal of this module (issue 17: start-up).
 from agent.states import TRANSITIONS, State, check_transition  # noqa: F401
+from agent.textchars import has_invisible, shown
 
 
 # Field names are the keys of ../shared/samples/expected.json; scripts and the
@@ -24,6 +25,13 @@ FIELD_NAMES: tuple[str, ...] = (
     "buyer_name", "buyer_tax_id", "seller_name", "seller_tax_id", "qr",
 )
 MONEY_FIELDS = frozenset({"amount", "tax", "total"})
+# Fields whose value is digits (a tax id: digits and capitals), a date or an
+# amount. Read from any source as text holding a character that shows as
+# nothing (a zero-width space, a word joiner, a BOM, a bidi mark), such a
+# value prints as one number and is another: a different invoice key, no
+# duplicate of the invoice it looks like. It is left empty, with an error.
+DIGIT_FIELDS = frozenset({"kind", "code", "number", "check_code", "date", "buyer_tax_id", "seller_tax_id"}
+                         | MONEY_FIELDS)
 # "ofd-text": an OFD page read by position (no data part names the value).
 SOURCES = frozenset({"qr", "xml", "ofd", "ofd-text", "pdf-text", "ocr", "image", "manual"})
 
@@ -133,11 +141,14 @@ class Invoice:
         """Record `value` from `source`: kept if new, compared if already known.
 
         Empty values are ignored. Money is compared as Decimal; strings after
-        stripping whitespace.
+        stripping whitespace. A text for one of DIGIT_FIELDS holding an
+        invisible character is never kept: `refuse_invisible`.
         """
         if name not in FIELD_NAMES:
             raise ValueError(f"unknown invoice field {name!r}")
         if value is None or (isinstance(value, str) and not value.strip()):
+            return
+        if isinstance(value, str) and self.refuse_invisible(name, value, source):
             return
         if isinstance(value, str):
             value = value.strip()
@@ -150,6 +161,23 @@ class Invoice:
                     c.values.setdefault(source, value)
                     return
             self.conflicts.append(Conflict(name, {existing.source: existing.value, source: value}))
+
+    def refuse_invisible(self, name: str, text: str | None, source: str) -> bool:
+        """True when `text`, read for `name`, one of DIGIT_FIELDS (a name or
+        any other field: always False, its text is kept as written), holds
+        a character that shows as nothing (agent/textchars.py); then the error
+        `field-invisible-character` is recorded, naming the character, and
+        the caller leaves the field empty. An extractor that turns text into
+        a date or an amount asks before parsing: `2025-01-1<ZWSP>5` must not
+        read as 1 January."""
+        if name not in DIGIT_FIELDS or not text or not has_invisible(text):
+            return False
+        self.problems.append(Problem(
+            code="field-invisible-character", severity="error", field=name,
+            message=f"{name} {shown(text)} from {source} holds an invisible character: it prints as "
+                    "another value; left empty for 补录",
+            message_zh=f"{name} 含不可见字符（{shown(text)}），与显示的号码不同，留空待补录"))
+        return True
 
     def set_manual(self, name: str, value: Any) -> None:
         """Overwrite a field with an operator's value (source `manual`). What

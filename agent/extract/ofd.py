@@ -170,7 +170,8 @@ def report_inconsistent(inv: Invoice, name: str, what: str) -> None:
 
 
 def _offer_value(inv: Invoice, name: str, text: str | None, source: str) -> None:
-    if text is None:
+    # Asked before a date or an amount is parsed out of the text.
+    if text is None or inv.refuse_invisible(name, text, source):
         return
     if name in MONEY_FIELDS:
         value: object = parse_money(text)

@@ -23,6 +23,7 @@ from agent.extract.text_items import parse_items
 from agent.extract.text_parties import read_parties
 from agent.extract.xml import impossible_date
 from agent.model import Invoice, LineItem, Problem
+from agent.textchars import INVISIBLE, has_invisible
 
 # Full-width brackets are kept as printed: names are compared as printed
 # (道达尔能源销售（湖北）有限公司), so NFKC must not turn them half-width.
@@ -38,8 +39,9 @@ def normalize_text(text: str) -> str:
 
     Repairs label glyphs of Adobe-GB1 fonts without a Unicode map, applies
     NFKC (fixing ：￥, full-width digits, Kangxi radicals, NBSP and the
-    ideographic space) except to full-width brackets, joins letter-spaced
-    lines, and removes the spaces inside known labels.
+    ideographic space) except to full-width brackets, drops the characters
+    that print as nothing (zero-width spaces, joiners, BOMs, bidi marks), joins
+    letter-spaced lines, and removes the spaces inside known labels.
     """
     if len(L.CID_MOJIBAKE_RE.findall(text, 0, 20000)) >= _MIN_MOJIBAKE:
         text = text.translate(L.GB1_LABEL_CIDS)
@@ -48,6 +50,11 @@ def normalize_text(text: str) -> str:
     text = unicodedata.normalize("NFKC", text)
     for bracket, stand_in in _KEEP:
         text = text.replace(stand_in, bracket)
+    # A text layer says what the page prints, and these print nothing: kept,
+    # one inside a number would leave its first 8 digits looking like an
+    # 8-digit 发票号码, and a name unfindable by what it shows.
+    if has_invisible(text):
+        text = re.sub(INVISIBLE, "", text)
     text = text.replace("\t", "  ")
     lines = [line.rstrip() for line in text.splitlines()]
     if _letter_spaced(text):

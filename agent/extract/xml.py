@@ -24,6 +24,7 @@ from agent.errors import ExtractError
 from agent.extract.qr import apply_qr, decode_qr_bytes, parse_qr
 from agent.extract.xml_parse import Tags, local_name, parse_xml, text_of
 from agent.model import Invoice, LineItem, Problem
+from agent.textchars import has_invisible
 
 FP_NAMESPACE = "http://www.edrm.org.cn/schema/e-invoice/2019"
 _CENT = Decimal("0.01")
@@ -111,6 +112,8 @@ def parse_date(text: str | None) -> dt.date | None:
     """A date from `2022年05月05日`, `2023-02-23 10:08:05`, `20200805` ...; None if unreadable.
     A moment written with its UTC offset (`2023-02-22T23:30:00-08:00`) is
     the day it was in China (UTC+8), where invoices are dated."""
+    if text and has_invisible(text):
+        return None   # `2025-01-1<ZWSP>5` holds the shape of 1 January: no reading
     if text and (zoned := _ZONED_RE.fullmatch(text)):
         try:
             moment = dt.datetime.fromisoformat(f"{zoned[1]}T{zoned[2]}{zoned[3].replace('Z', '+00:00')}")
@@ -135,7 +138,9 @@ def _date_shape(text: str | None) -> re.Match | None:
 
 def _offer_date(inv: Invoice, text: str | None, source: str) -> None:
     # A date written but not a real one (30 February: a forgery's mark) is
-    # named, not reported as missing.
+    # named, not reported as missing; so is one with an invisible character.
+    if inv.refuse_invisible("date", text, source):
+        return
     date = parse_date(text)
     inv.offer("date", date, source)
     if date is None and (m := _date_shape(text)):

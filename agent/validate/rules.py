@@ -105,7 +105,8 @@ def _title_kind_mismatch(inv: Invoice, ctx: Context) -> Iterator[Finding]:
 def _date_invalid(inv: Invoice, ctx: Context) -> Iterator[Finding]:
     value = inv.get("date")
     if value is None:
-        if not any(p.code == "date-impossible" for p in inv.problems):  # read, and named there
+        if not any(p.code in ("date-impossible", "field-invisible-character") and p.field == "date"
+                   for p in inv.problems):  # read, and named there
             yield Finding("date", "no 开票日期 was read", "未读到开票日期")
     elif not isinstance(value, dt.date):
         yield Finding("date", f"开票日期 {value!r} is not a real date", f"开票日期 {value} 不是有效日期")
@@ -292,5 +293,7 @@ RULES: dict[str, Rule] = dict([
     _rule("implausible-check-code", "error", "a 校验码 read from the page has 20 digits", None),
     _rule("implausible-sum", "error", "money read from the page adds up: 金额 + 税额 = 价税合计", None),
     _rule("date-impossible", "error", "a 开票日期 written in a date's shape is a real date (else it is left empty, named)", None),
+    # Any source (agent/model.py Invoice.refuse_invisible).
+    _rule("field-invisible-character", "error", "a number, code, check code, tax id, date or amount holds no character that prints as nothing (else it is left empty, named)", None),
     _rule("implausible-date", "error", "a date read from the page is not after the file arrived", None),
 ])
