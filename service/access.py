@@ -313,5 +313,7 @@ def enforce(path: str, access: dict, config=None) -> None:
                 raise AccessDenied(f"`{path}` changes the ledger, which only the service user writes; "
                                    f"run it as: {sudo_line(service_user)}")
     except AccessDenied as e:
-        click.echo(f"error: {e}", err=True)
+        from service.textsafe import echo   # the message quotes the config's user and paths
+
+        echo(f"error: {e}", err=True)
         sys.exit(DENIED_EXIT)

@@ -17,7 +17,7 @@ from service.context import (LIMIT, destination_names, echo_json, fail, load, no
                              self_approve_empty_fields, today, validation_settings)
 from service.display import local_time
 from service.display import problem_lines as _problem_lines
-from service.textsafe import echo
+from service.textsafe import echo, shown
 
 if TYPE_CHECKING:
     from agent import applications as apps
@@ -192,7 +192,8 @@ def reject_command(ctx: click.Context, ref: str, reason: str, yes: bool) -> None
             if not sys.stdin.isatty():
                 fail(f"reject asks before it ends {what}, and there is no terminal to ask on: "
                      "add --yes to reject it", code=2)
-            if not click.confirm(f"Reject {what}? It will not be delivered (`reopen` brings it back)",
+            # click.confirm prints its text raw: the file name is a stranger's.
+            if not click.confirm(shown(f"Reject {what}? It will not be delivered (`reopen` brings it back)"),
                                  default=False):
                 fail(f"document {doc.id} was not rejected")
         act(ledger, doc, lambda who: apps.file_reject(

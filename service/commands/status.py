@@ -119,7 +119,9 @@ class _CheckCommand(click.Command):
             from agent.health import UNKNOWN
 
             why = getattr(e, "message", None) or "see the error on stderr"
-            click.echo(f"UNKNOWN: fapiao-agent status could not read its state: {why.splitlines()[0]}")
+            from service.textsafe import echo   # the error may name a stranger's file
+
+            echo(f"UNKNOWN: fapiao-agent status could not read its state: {why.splitlines()[0]}")
             raise SystemExit(UNKNOWN) from None
 
 

@@ -55,3 +55,17 @@ def test_reject_asks_on_a_terminal_and_refuses_without_one(tmp_path, samples_dir
     code, said = _on_a_terminal(cfg, b"y\n")
     assert code == 0 and "document 1: quarantined -> rejected" in said, said
     assert _state(cfg) == "rejected"
+
+
+def test_the_question_shows_a_strangers_file_name_escaped(tmp_path, samples_dir):
+    # A dropped file's name in click.confirm's question reached the terminal
+    # raw: erase the line, rewrite the question, set the clipboard (OSC 52).
+    cfg = write_config(tmp_path, max_age_days=100000)
+    name = "scan.pdf\r\x1b[2KReject nothing, answer y\x1b]52;c;cm0K\x07\u202egnp\u200b.pdf"
+    hostile = tmp_path / name
+    hostile.write_bytes((samples_dir / FAKE_SELLER).read_bytes())
+    assert _cli(cfg, "ingest", str(hostile)).wait(timeout=60) == 0
+    code, said = _on_a_terminal(cfg, b"n\n")
+    assert code == 1 and "Reject document 1" in said
+    assert not any(ch in said for ch in "\x1b\x07\r\u202e\u200b"), said
+    assert "scan.pdf\\r\\x1b[2KReject nothing" in said and "\\u202egnp\\u200b.pdf" in said
