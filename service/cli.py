@@ -82,6 +82,12 @@ class LazyGroup(click.Group):
     for by name; each is given the global `--config` and the access guard
     once, as it loads, exactly as when all were registered at start-up."""
 
+    def main(self, *args, **kwargs):
+        """click's `main`, with stdout and stderr first made never to raise
+        on a character their encoding lacks (`escape_what_cannot_be_written`)."""
+        escape_what_cannot_be_written()
+        return super().main(*args, **kwargs)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *COMMANDS})
 
@@ -89,6 +95,42 @@ class LazyGroup(click.Group):
         if cmd_name not in self.commands and cmd_name in COMMANDS:
             self.add_command(load_command(cmd_name), cmd_name)
         return super().get_command(ctx, cmd_name)
+
+
+def escape_what_cannot_be_written() -> None:
+    """Make sys.stdout and sys.stderr write, in the locale's own encoding,
+    every character it lacks as a `\\uXXXX` escape (a pair of them beyond
+    the BMP) instead of raising. Under zh_CN.GBK one buyer named 𠮷野家 (an
+    Extension-B hanzi GBK has no code for), under en_US.ISO-8859-1 any
+    Chinese, even `--help`, died with a UnicodeEncodeError traceback. The
+    JSON spelling, not Python's backslashreplace (`\\U00020bb7`, `\\xe9`):
+    such a character only ever stands inside a JSON string, so `--json`
+    output stays JSON, decoding to the very text. Streams that are not
+    text files (a test's) are left as they are."""
+    import codecs
+
+    try:
+        codecs.lookup_error(_ESCAPE)
+    except LookupError:
+        codecs.register_error(_ESCAPE, _json_style_escape)
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors=_ESCAPE)
+            except (ValueError, OSError):   # closed, or not a text wrapper after all
+                pass
+
+
+_ESCAPE = "fapiao-agent-escape"
+
+
+def _json_style_escape(error: UnicodeError) -> tuple[str, int]:
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    from agent.textchars import json_escaped
+
+    return "".join(json_escaped(ch) for ch in error.object[error.start:error.end]), error.end
 
 
 def load_command(name: str) -> click.Command:
@@ -102,6 +144,7 @@ def load_command(name: str) -> click.Command:
         raise LookupError(f"service.commands.{module_name}.{attribute} is not the command {name!r}")
     _accept_config_anywhere(cmd)
     _guard(cmd)
+    _decode_text_arguments(cmd)
     return cmd
 
 
@@ -233,6 +276,46 @@ def _accept_config_anywhere(cmd: click.Command) -> None:
         cmd.params.append(click.Option(["--config"], type=CONFIG_PATH, expose_value=False,
                                        callback=_late_config, is_eager=True,
                                        help="Config file (same as the global --config)."))
+
+
+def _decode_text_arguments(cmd: click.Command) -> None:
+    # Under LC_ALL=C with UTF-8 mode off, Python decodes the command line as
+    # ASCII, every other byte a lone surrogate (surrogateescape): `search 发票`
+    # reached SQLite as '\udce5\udc8f...' and raised. A path keeps those
+    # bytes (open() writes them back: a file argument is a click.Path or a
+    # click.File for that reason); any other text is the terminal's UTF-8,
+    # decoded here once for every command, or refused by name.
+    if isinstance(cmd, click.Group):
+        for sub in cmd.commands.values():
+            _decode_text_arguments(sub)
+        return
+    callback = cmd.callback
+    texts = {p.name for p in cmd.params if p.name and not isinstance(p.type, (click.Path, click.File))}
+    if callback is None or getattr(callback, "__decoded__", False):
+        return
+
+    @functools.wraps(callback)
+    def decoded(*args, **kwargs):
+        for name in texts & kwargs.keys():
+            kwargs[name] = _as_text(kwargs[name], name)
+        return callback(*args, **kwargs)
+
+    decoded.__decoded__ = True
+    cmd.callback = decoded
+
+
+def _as_text(value, name: str):
+    if isinstance(value, (tuple, list)):
+        return type(value)(_as_text(v, name) for v in value)
+    if not isinstance(value, str) or value.isprintable() or not re.search("[\udc80-\udcff]", value):
+        return value
+    try:
+        return os.fsencode(value).decode("utf-8")
+    except (UnicodeError, ValueError):
+        from service.textsafe import shown
+
+        raise click.BadParameter(f"{shown(value)} is not text in UTF-8 or this locale's encoding",
+                                 param_hint=name) from None
 
 
 def _guard(cmd: click.Command, path: str = "") -> None:

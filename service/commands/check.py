@@ -67,7 +67,7 @@ def _rules_help() -> str:
 
 
 @click.command("check", epilog="\b\nRules (code, default severity, what it checks):\n" + _rules_help())
-@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.argument("files", nargs=-1, required=True, metavar="FILE...", type=click.Path())
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per invoice per line: the `extract --json` object with "
                    "`problems` filled ({code, severity, field, message, message_zh}).")

@@ -169,7 +169,7 @@ def check(ctx: click.Context) -> None:
 
 
 @command.command("repin")
-@click.argument("path")
+@click.argument("path", type=click.Path())
 @click.pass_context
 def repin(ctx: click.Context, path: str) -> None:
     """Accept that the watched folder PATH now leads to another folder than

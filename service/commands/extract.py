@@ -95,7 +95,7 @@ def _print_human(file: str, records: list[dict[str, Any]], elapsed_ms: float) ->
 
 
 @click.command("extract")
-@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.argument("files", nargs=-1, required=True, metavar="FILE...", type=click.Path())
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per invoice per line (a batch PDF gives several lines).")
 @click.option("--ocr/--no-ocr", default=True, show_default=True,
