@@ -29,7 +29,7 @@ from service.csv_safe import write_csv
 from service.display import local_time
 from service.progress import wanted
 from service.watch_names import TEMP_GRACE_S
-from service.textsafe import echo
+from service.textsafe import echo, json_text
 
 
 WAITING = [s.value for s in State if s not in END_STATES and s not in GOAL_STATES]
@@ -278,9 +278,12 @@ def _export(out: io.TextIOWrapper, ledger: Ledger, path: str, start: str | None,
                 if as_csv:
                     write_csv(out, rows, EXPORT_COLUMNS)   # BOM first
                 else:
-                    out.write(json.dumps({"since": start, "until": end}, ensure_ascii=False)[:-1] + ', "events": [')
+                    # json_text: a reason or a file name's bidi, C1 or zero-width
+                    # character as \uXXXX, the same JSON value, never raw on a terminal.
+                    out.write(json_text(json.dumps({"since": start, "until": end}, ensure_ascii=False))[:-1]
+                              + ', "events": [')
                     for i, row in enumerate(rows):
-                        out.write(("," if i else "") + "\n" + json.dumps(row, ensure_ascii=False))
+                        out.write(("," if i else "") + "\n" + json_text(json.dumps(row, ensure_ascii=False)))
                     out.write("\n]}\n")
         except sqlite3.Error as e:  # damaged mid-way: the output is cut, and says so by the exit status
             out.flush()

@@ -332,3 +332,16 @@ def test_export_since_and_until_filter_by_utc_day(cfg):
     assert ats("--since", "2026-02-01", "--until", "2026-02-02") == ["2026-02-01", "2026-02-02"]
     assert ats("--since", "2026-02-01T08:00:00+08:00", "--until", "2026-02-01") == ["2026-02-01"]
     assert cli(cfg, "audit", "export", "--since", "yesterday", "--json").returncode == 2
+
+
+def test_export_json_spells_bidi_c1_and_zero_width_characters_escaped(cfg):
+    # Every other --json escapes them (textsafe.json_text); the export wrote
+    # a reason's right-to-left override raw, reordering the auditor's view.
+    reason = "paper copy \u202eredro nepo \x9b2J \u200b\u2028end"
+    with Ledger(ledger_file(cfg)) as ledger:
+        ledger.note(None, now="2026-02-01T00:00:00.000000Z", actor="test", reason=reason)
+    r = cli(cfg, "audit", "export", "--json", "--since", "2026-01-01")
+    assert r.returncode == 0, r.stderr.decode()
+    text = r.stdout.decode("utf-8")
+    assert not any(ch in text for ch in "\u202e\x9b\u200b\u2028") and "\\u202e" in text
+    assert [e["reason"] for e in json.loads(text)["events"]] == [reason]
