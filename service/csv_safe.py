@@ -7,7 +7,10 @@ formula: `=HYPERLINK(...)` leaks data, `=1+2+cmd|...` runs a program
 (CWE-1236). Spreadsheets skip leading blanks before looking, so the trigger
 counts after any leading whitespace (a space, U+3000, a vertical tab...) and
 control or invisible format characters. Such a cell is written with a
-leading `'`, which spreadsheets show as text and drop. A plain number (`-12.50`, the total of a 红字 credit
+leading `'`, which spreadsheets show as text and drop. A value that itself
+begins with `'` gets one too, so every cell stands for one value: `=1+1` is
+`'=1+1` and `'=1+1` is `''=1+1`; a program reading the CSV drops one leading
+`'` from any cell that has one. A plain number (`-12.50`, the total of a 红字 credit
 note) cannot be a formula and is written as it is, so it stays a number.
 
 Excel also reads a cell of digits as a number: a 20-digit 数电 invoice
@@ -44,15 +47,17 @@ def _skipped(ch: str) -> bool:
 def safe_cell(value: Any) -> Any:
     """`value` as it may go into a CSV cell: a string whose first character
     after leading whitespace and control/format characters is a formula
-    trigger (`= + - @`, also full-width), or that begins with a tab, CR or
-    LF, gets a leading `'`; a plain number and anything else is unchanged."""
+    trigger (`= + - @`, also full-width), or that begins with a tab, CR, LF
+    or `'`, gets a leading `'` (so removing one leading `'` from a cell that
+    has one gives back the value, always); a plain number and anything else
+    is unchanged."""
     if not isinstance(value, str) or not value:
         return value
     i = 0
     while i < len(value) and _skipped(value[i]):
         i += 1
     rest = value[i:]
-    if value.startswith(("\t", "\r", "\n")) or (rest.startswith(_FORMULA_START)
+    if value.startswith(("\t", "\r", "\n", "'")) or (rest.startswith(_FORMULA_START)
                                                   and not _PLAIN_NUMBER.fullmatch(rest)):
         return "'" + value
     return value

