@@ -20,6 +20,13 @@ a leading zero) is written as `="…"`, a constant Excel, LibreOffice and
 Google Sheets show as the very text; shorter digit strings (an 8-digit
 number) stay numbers, exact in any spreadsheet.
 
+A cell's control, bidi, format characters and lone surrogates (agent/
+textchars.py) other than tab, CR and LF (a quoted cell holds those as
+CSV) are written as visible escapes (`\\x1b`, `\\u202e`, `\\u200b`): an ESC
+must not reach a terminal that `cat`s the file, an RLO must not show
+`q-<RLO>gnp.xml` as `q-lmx.png` in a spreadsheet, a zero-width space must not
+hide in a number. A CSV is for people; `--json` keeps such values exact.
+
 Every CSV starts with a UTF-8 byte-order mark: without it Excel reads the
 file in the machine's ANSI code page and the Chinese comes out garbled.
 `echo_csv` writes UTF-8 bytes to stdout whatever the locale (under
@@ -33,6 +40,8 @@ import io
 import re
 import unicodedata
 from typing import Any, Iterable, Mapping, Sequence, TextIO
+
+from agent import textchars
 
 _FORMULA_START = ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20", "\ufe62", "\ufe63", "\ufe66")
 _PLAIN_NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?")
@@ -63,6 +72,19 @@ def safe_cell(value: Any) -> Any:
     return value
 
 
+# textchars.UNSAFE without tab, LF and CR.
+_HIDDEN = f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{textchars.BIDI_AND_SEPARATORS}{textchars.FORMAT}{textchars.SURROGATES}]"
+
+
+def visible_cell(value: Any) -> Any:
+    """`value` with every control, bidi, format character and lone surrogate
+    but tab, CR and LF written as its visible escape (textchars.escaped);
+    anything not a str, and a printable str, unchanged."""
+    if not isinstance(value, str) or value.isprintable():
+        return value
+    return re.sub(_HIDDEN, lambda m: textchars.escaped(m.group(0)), value)
+
+
 _DIGITS = re.compile(r"[0-9]+")  # ASCII digits only: \d also takes other scripts
 
 
@@ -81,8 +103,8 @@ BOM = "\ufeff"
 
 def csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> str:
     """A BOM, a header row and one row per mapping (only `columns`, in order),
-    every cell passed through `safe_cell` and `spreadsheet_text`. The one
-    CSV writer of the CLI."""
+    every cell passed through `visible_cell`, `safe_cell` and
+    `spreadsheet_text`. The one CSV writer of the CLI."""
     buf = io.StringIO()
     write_csv(buf, rows, columns)
     return buf.getvalue()
@@ -95,7 +117,7 @@ def write_csv(out: TextIO, rows: Iterable[Mapping[str, Any]], columns: Sequence[
     writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: spreadsheet_text(safe_cell(row.get(k))) for k in columns})
+        writer.writerow({k: spreadsheet_text(safe_cell(visible_cell(row.get(k)))) for k in columns})
 
 
 def echo_csv(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> None:

@@ -4,7 +4,8 @@ Inline CSS and inline SVG only: no script, no font, no image, no link to
 anywhere (a Content-Security-Policy of `default-src 'none'` says so to the
 browser too), so the page opens the same from a mail attachment, a share or
 an air-gapped PC. Every text that is not a literal of this module is
-escaped: invoice fields, file names and error texts come from strangers.
+escaped, controls and bidi characters visibly: invoice fields, file names
+and error texts come from strangers.
 Pure: formats `Figures`, computes no new number.
 """
 
@@ -15,6 +16,7 @@ import html
 from typing import Any, Iterable, Sequence
 
 from agent.report.figures import OUTCOMES, Figures, duration_text, zone_of
+from agent.textchars import shown
 
 _WEEKDAYS_ZH = "一二三四五六日"
 
@@ -42,8 +44,12 @@ footer{color:#7b8794;font-size:12px;text-align:center;margin-top:8px}
 
 
 def e(value: Any) -> str:
-    """`value` as HTML text: None as "-", everything escaped (quotes too)."""
-    return "-" if value is None else html.escape(str(value), quote=True)
+    """`value` as HTML text: None as "-", everything escaped (quotes too), and
+    every control, bidi, line-separator and format character written as its
+    visible escape (`\\u202e`, `\\x1b`; agent/textchars.py): a mail client
+    would show `q-<RLO>gnp.xml` as `q-lmx.png`, and `cat` of the page would
+    run an ESC."""
+    return "-" if value is None else html.escape(shown(str(value)), quote=True)
 
 
 def render_html(fig: Figures) -> str:

@@ -371,3 +371,18 @@ def test_cli_report_refuses_an_overflowing_or_century_long_window_clearly(tmp_pa
         r = CliRunner().invoke(main, ["--config", str(cfg.path), "report", "--since", since, "--out", str(out)])
         assert r.exit_code == 2 and said in r.output, (since, r.exit_code, r.output, r.exception)
     assert not out.exists()
+
+
+def test_report_html_and_csv_show_control_bidi_and_format_characters_escaped():
+    # A mail client showed `q-<RLO>gnp.xml` as `q-lmx.png`; `cat` of the CSV
+    # or page ran the ESC and C1 CSI of a file name or seller.
+    from agent.report.html import e
+    from service.csv_safe import csv_text
+
+    hostile = "q-\u202egnp.xml \x1b[31mred \x9b2J \u200b\x07"
+    page = e(hostile)
+    assert page == "q-\\u202egnp.xml \\x1b[31mred \\x9b2J \\u200b\\x07"
+    text = csv_text([{"item": hostile, "value": "a\nb\tc"}], ["item", "value"])
+    assert not any(ch in text for ch in "\u202e\x1b\x9b\u200b\x07")
+    [row] = list(csv.DictReader(io.StringIO(text.removeprefix("\ufeff"), newline="")))
+    assert row == {"item": "q-\\u202egnp.xml \\x1b[31mred \\x9b2J \\u200b\\x07", "value": "a\nb\tc"}

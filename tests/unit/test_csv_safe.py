@@ -81,7 +81,7 @@ def test_every_cell_stands_for_one_value():
     # `=1+1` and `'=1+1` both came out as `'=1+1`.
     values = ["=1+1", "'=1+1", "''=1+1", "'", "'plain", "plain", "-12.50", "'-12.50", "@SUM(A1)", "'@x",
               "\t=1", "'\t=1", "26112000000000000101", '="26112000000000000101"', "'26112000000000000101",
-              "0123", "'0123", " =1", "\u200b=1"]
+              "0123", "'0123", " =1", "\u3000=1"]
     cells = [spreadsheet_text(safe_cell(v)) for v in values]
     assert len(set(cells)) == len(values), cells
     assert [_read_back(c) for c in cells] == values
