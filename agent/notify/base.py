@@ -12,6 +12,7 @@ robot's key; its `str()` is the entry's name and the url's host only.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -37,6 +38,22 @@ def code_span(text: object) -> str:
     is, never as a link, a mention (`<@all>`) or emphasis. A backtick inside
     becomes `'` (a span cannot hold its own delimiter portably)."""
     return "`" + one_line(text).replace("`", "'") + "`"
+
+
+# DingTalk's robot markdown has no code spans: a name between backticks is
+# live there, `[核对](https://evil)` a link, `![](…)` a remote image, `@138…`
+# a mention. Inside the spans `code_span` makes, each markdown special is
+# swapped for its full-width twin: it reads the same and never acts.
+_INERT = str.maketrans({"[": "［", "]": "］", "(": "（", ")": "）", "!": "！", "<": "＜", ">": "＞", "@": "＠",
+                        "*": "＊", "_": "＿", "#": "＃", "|": "｜", "~": "～", "\\": "＼", "&": "＆"})
+
+
+def inert_code_spans(text: str) -> str:
+    """`text` with the content of every code span (`` `…` ``, as `code_span`
+    writes them: no backtick or line break inside) holding no markdown
+    special character ([ ] ( ) ! < > @ * _ # | ~ \\ &: each its full-width
+    twin), for a channel whose markdown shows no code span (DingTalk)."""
+    return re.sub(r"`([^`\n]*)`", lambda m: "`" + m.group(1).translate(_INERT) + "`", text)
 
 
 @dataclass(frozen=True)

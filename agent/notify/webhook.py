@@ -38,7 +38,7 @@ from urllib3.exceptions import HTTPError, SSLError
 from agent.config_notify import shown_notify_url, webhook_preset
 from agent.deadline import DeadlinePool, DeadlineTLSPool, send_deadline, tls_context
 from agent.errors import NotifyPermanent, NotifyRetryable
-from agent.notify.base import Message
+from agent.notify.base import Message, inert_code_spans
 from agent.redact import remember
 
 # The most text each robot shows (bytes of UTF-8); longer text is cut with a note.
@@ -111,7 +111,9 @@ class WebhookNotifier:
 
     def request(self, message: Message) -> tuple[str, dict]:
         """The url (signed when asked) and JSON body this preset posts for `message`."""
-        text = cut_utf8(message.text, TEXT_LIMITS[self.preset] - len(message.subject.encode()) - 16)
+        # DingTalk's markdown shows no code span: the names in them made inert.
+        text = inert_code_spans(message.text) if self.preset == "dingtalk" else message.text
+        text = cut_utf8(text, TEXT_LIMITS[self.preset] - len(message.subject.encode()) - 16)
         url = self.url
         if self.preset == "wecom":
             return url, {"msgtype": "markdown", "markdown": {"content": f"## {message.subject}\n{text}"}}

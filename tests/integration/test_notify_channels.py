@@ -250,3 +250,22 @@ def test_a_robot_trickling_its_answer_is_cut_at_timeout_s_not_held_for_hours():
         stop.set()
         thread.join(10)
         server.close()
+
+
+def test_dingtalk_shows_a_file_name_inert_and_wecom_keeps_its_code_span():
+    # DingTalk's markdown has no code span: `[点此核对](https:evil)` in one
+    # was posted as a live link, `![](…)` as a remote image, `@138…` a mention.
+    from agent.notify.base import code_span
+
+    name = "[点此核对发票](https:evil.example) ![](https:x.png) <@all> *b* _i_ #h |t|.pdf"
+    message = Message(subject="隔离 quarantined", text=f"- 1 {code_span(name)}", event="quarantine", key="k")
+    ding = open_notifier({"name": "ding", "url": "https://oapi.dingtalk.com/robot/send?access_token=t0",
+                          "preset": "dingtalk"})
+    _, body = ding.request(message)
+    text = body["markdown"]["text"]
+    assert not any(ch in text.split("\n\n", 1)[1] for ch in "[]()!<>@*_#|"), text
+    assert "［点此核对发票］（https:evil.example）" in text
+    wecom = open_notifier({"name": "wx", "url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k0",
+                           "preset": "wecom"})
+    _, body = wecom.request(message)
+    assert f"`{name}`" in body["markdown"]["content"]   # a code span there: shown as it is
