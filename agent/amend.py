@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from agent.errors import AgentError, IllegalTransition
 from agent.ledger import Document, Ledger
+from agent.ledger.rejections import where_held
 from agent.model import FIELD_NAMES, KIND_NAMES, MONEY_FIELDS, TRANSITIONS, Invoice, State
 from agent.textchars import has_unsafe
 
@@ -279,10 +280,18 @@ def accept(ledger: Ledger, doc_id: int, *, reason: str, destinations: Sequence[s
 
 def reject(ledger: Ledger, doc_id: int, *, reason: str, settings: ValidationSettings,
            destinations: Sequence[str], today: dt.date, now: str, actor: str,
-           application: str | None = None) -> State:
+           application: str | None = None, acknowledge_delivered: bool = False) -> State:
     """End a document for good (-> rejected) with the operator's reason in
     the event, and judge again every duplicate that pointed at it, in one
     transaction (`settle_key`: one of them may now be the invoice's copy).
+
+    A destination may already hold the document (`Ledger.held_at`: a row
+    delivered or confirmed, requeued after a delivery, superseded, or a put
+    in flight). A rejection takes nothing back from there, so without
+    `acknowledge_delivered` that raises StillAtDestination naming each one
+    and nothing changes; with it the event records them, and rows requeued
+    after their delivery are `delivered` again (nothing more is sent;
+    reconciliation finds them gone once a person removed them there).
     Raises AmendError without a reason, IllegalTransition from a state that
     cannot be rejected or when a pending application holds the document
     (it is then unchanged). `application` goes into the event."""
@@ -295,13 +304,34 @@ def reject(ledger: Ledger, doc_id: int, *, reason: str, settings: ValidationSett
         if State.REJECTED not in TRANSITIONS[State(doc.state)]:
             allowed = ", ".join(s.value for s in State if State.REJECTED in TRANSITIONS[s])
             raise IllegalTransition(f"document {doc_id} is {doc.state}; only {allowed} documents can be rejected")
-        ledger.transition(doc_id, State.REJECTED, now=now, actor=actor, expect=doc.state,
-                          reason=f"{application + ' ' if application else ''}rejected: {reason}",
-                          details={"reason": reason, **({"application": application} if application else {})})
+        held = ledger.held_at(doc_id)
+        if held and not acknowledge_delivered:
+            raise StillAtDestination(doc_id, held)
+        details: dict[str, Any] = {"reason": reason, **({"application": application} if application else {})}
+        text = f"{application + ' ' if application else ''}rejected: {reason}"
+        if held:
+            details["at_destinations"] = held
+            text += f"; still at {where_held(held)}: remove it there by hand"
+        ledger.transition(doc_id, State.REJECTED, now=now, actor=actor, expect=doc.state, reason=text,
+                          details=details)
+        ledger.keep_delivered(doc_id, now=now)
         if doc.invoice_key:
             settle_key(ledger, doc.invoice_key, settings=settings, destinations=destinations,
                        today=today, now=now, actor=actor)
     return State.REJECTED
+
+
+class StillAtDestination(IllegalTransition):
+    """`reject` refused: a destination holds the document, or may (a put in
+    flight). `held` lists those rows (`Ledger.held_at`)."""
+
+    def __init__(self, doc_id: int, held: list[dict]):
+        super().__init__(
+            f"document {doc_id} is at a destination already: {where_held(held)}. Rejecting it takes nothing "
+            "back from there. To reject it all the same, add --acknowledge-delivered, then remove it there "
+            "by hand (`fapiao-agent reconcile` then finds it gone; until then `status` and `audit ledger` "
+            "name it)")
+        self.held = held
 
 
 def refuse_if_held(ledger: Ledger, doc_id: int) -> None:

@@ -179,17 +179,23 @@ def file_accept(ledger: Ledger, doc_id: int, *, reason: str, destinations: Seque
 
 
 def file_reject(ledger: Ledger, doc_id: int, *, reason: str, settings: ValidationSettings,
-                destinations: Sequence[str], today: dt.date, now: str, filer: Operator) -> Outcome:
+                destinations: Sequence[str], today: dt.date, now: str, filer: Operator,
+                acknowledge_delivered: bool = False) -> Outcome:
     """`reject` as an application decided by its filer (it delivers nothing
-    and `reopen` undoes it), then carried out (`amend.reject`), in one
-    transaction; refusals leave no application behind."""
+    more and `reopen` undoes it), then carried out (`amend.reject`, which
+    refuses a document a destination holds unless `acknowledge_delivered`),
+    in one transaction; refusals leave no application behind."""
     reason = hand.required_reason(reason, "reject")
     with ledger.transaction():
         doc = ledger.get(doc_id)
-        number = _self_decided(ledger, doc, "reject", reason, now, filer,
-                               "a rejection delivers nothing; `reopen` undoes it")
+        held = ledger.held_at(doc_id)
+        why = ("a rejection delivers nothing; `reopen` undoes it" if not held else
+               f"a rejection delivers nothing more, and takes nothing back from {hand.where_held(held)}; "
+               "`reopen` undoes it")
+        number = _self_decided(ledger, doc, "reject", reason, now, filer, why)
         state = hand.reject(ledger, doc_id, reason=reason, settings=settings, destinations=destinations,
-                            today=today, now=now, actor=filer.actor, application=number)
+                            today=today, now=now, actor=filer.actor, application=number,
+                            acknowledge_delivered=acknowledge_delivered)
         ledger.set_application_outcome(number, State(state).value)
         return Outcome(number, "reject", APPROVED, SELF, doc_id, State(state).value, {})
 

@@ -30,6 +30,7 @@ from agent.ledger import Ledger, utc
 from agent.ledger.audit import LedgerAudit
 from agent.ledger.deliveries import ACTIVE_DOCUMENT_STATES, summary_state
 from agent.ledger.documents import NOT_COUNTED
+from agent.ledger.rejections import held_there, where_held
 from agent.ledger.rows import TimeText
 from agent.model import TRANSITIONS, State
 from agent.watched import unhandled_files
@@ -172,6 +173,8 @@ def _document(doc: dict, rows: list[dict], settings: AuditSettings, cutoff: str,
                  + ", ".join(settings.destinations), document=doc_id)
     for r in rows:
         yield from _delivered_row(doc, r, settings.time_text)
+    if state == State.REJECTED:
+        yield from _rejected_there(doc, rows)
     if (state not in END_STATES and state not in GOAL_STATES and doc["updated_at"] < cutoff
             and doc_id not in late):
         yield violation("late-silent", f"{state.value} since {settings.time_text(doc['updated_at'])}, past the SLA of "
@@ -232,6 +235,16 @@ def _delivered_row(doc: dict, r: dict, time_text: TimeText) -> Iterable[Violatio
                  f"delivery at {time_text(r['delivered_at'])}", document=doc_id)
     if r["state"] == "missing" and r["last_outcome"] == "found":
         yield violation("lookup-disagrees", f"{where} is missing, but its last lookup found it", document=doc_id)
+
+
+def _rejected_there(doc: dict, rows: list[dict]) -> Iterable[Violation]:
+    # A rejection takes nothing back from a destination: the ledger says
+    # "not booked" while the finance system holds it, until a person removes it.
+    held = [{"destination": r["destination"], "state": r["state"], "key": r["delivered_key"] or doc["invoice_key"]}
+            for r in rows if held_there(r)]
+    if held:
+        yield violation("rejected-at-destination", f"rejected, but it is at {where_held(held)}: remove it there "
+                        "by hand; `fapiao-agent reconcile` then finds it gone", document=doc["id"])
 
 
 def _keys(q: LedgerAudit) -> Iterator[Violation]:

@@ -53,6 +53,9 @@ RULES: dict[str, tuple[int, str]] = {
     "failed-without-error": (5, "a failed delivery without its last error"),
     "delivered-key-changed": (6, "a delivery holds the invoice under a key the document no longer has"),
     "confirmed-stale": (6, "a delivery marked confirmed without a lookup after its last delivery"),
+    "rejected-at-destination": (6, "a rejected document that a destination holds (a row delivered, confirmed, "
+                                   "superseded, or requeued after its delivery) or may hold (a put in flight): "
+                                   "remove it there by hand; `reconcile` then finds it gone"),
     "lookup-disagrees": (6, "a delivery whose last lookup contradicts its state (absent but "
                             "delivered, found but missing)"),
     "late-silent": (7, "a document waiting for the machine longer than [delivery] sla_hours that "

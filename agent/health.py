@@ -114,6 +114,7 @@ def evaluate(report: dict, limits: Thresholds, *, now: dt.datetime, time_text: T
     reasons += _same_name(report.get("fleet"))
     reasons += _waiting_for_a_person(states.get("quarantined", 0), held_elsewhere(applications), limits)
     reasons += _applications(applications, limits)
+    reasons += _rejected_there(report.get("rejected_there") or {})
     unfinished = sum(states.get(s, 0) for s in ("captured", "extracted", "valid", "queued", "delivering"))
     return Health(reasons, ok_text=f"daemon alive, {unfinished} documents on their way, none late")
 
@@ -260,6 +261,18 @@ def _applications(applications: dict, limits: Thresholds) -> list[Reason]:
              f"filed by {oldest['filer']} {span(applications.get('oldest_age_s'))} ago)" if oldest else "")
     return [Reason(WARNING, f"{_n(n, '补录 application')} pending over {limits.application_pending_hours:g} h{named}: "
                             "`fapiao-agent requests --state pending`, then approve or decline")]
+
+
+def _rejected_there(there: dict) -> list[Reason]:
+    # A person rejected it, and a destination holds it (or may): the finance
+    # system books what the ledger says must not be, until someone removes it.
+    n = there.get("count") or 0
+    if not n:
+        return []
+    listed = [str(d["document_id"]) for d in there.get("documents") or []]
+    ids = f" (document{'s' if len(listed) > 1 else ''} {', '.join(listed)})" if listed else ""
+    return [Reason(WARNING, f"{_n(n, 'rejected invoice')} still at a destination{ids}: remove it there by "
+                            "hand, then `fapiao-agent reconcile`")]
 
 
 def _count(n: int, warn: int, crit: int, what: str) -> list[Reason]:

@@ -71,11 +71,16 @@ class DeliveryReportsMixin:
     def delivery_backlog(self, destination: str) -> dict:
         """Row counts per state for `destination` (every row state present),
         where queued and delivering count only rows of documents on their way
-        and `on_hold` the others (their document rejected or held for a 补录
-        application: no loop sends them), and the `queued_at` of the oldest
-        row still waiting (queued or delivering) of a document nobody holds."""
+        and `on_hold` those of documents held for a 补录 application (or
+        otherwise by a person, not rejected: no loop sends them). A rejected
+        document's queued, delivering, failed and quarantined rows are no
+        backlog, failure or quarantine of the destination: they count as
+        `rejected`; `rejected_there` counts the rows by which the destination
+        holds (or may hold) a rejected document (`rejections.HELD_THERE`).
+        And the `queued_at` of the oldest row still waiting (queued or
+        delivering) of a document nobody holds."""
         counts = {s: 0 for s in ("queued", "delivering", "delivered", "confirmed", "missing", "failed",
-                                 "quarantined", "on_hold")}
+                                 "quarantined", "on_hold", "rejected", "rejected_there")}
         for state, n in self.conn.execute("SELECT state, count(*) FROM deliveries WHERE destination = ? "
                                           "GROUP BY state", (destination,)):
             counts[state] = n
@@ -84,9 +89,15 @@ class DeliveryReportsMixin:
         for state, n in self.conn.execute(
                 "SELECT d.state, count(*) FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
                 f"WHERE d.destination = ? AND d.state IN ('queued', 'delivering') AND doc.state NOT IN ({active}) "
-                "GROUP BY d.state", (destination, *_ACTIVE)):
+                "AND doc.state != 'rejected' GROUP BY d.state", (destination, *_ACTIVE)):
             counts[state] -= n
             counts["on_hold"] += n
+        for state, n in self.rejected_rows(destination).items():
+            if state == "there":
+                counts["rejected_there"] = n
+            elif state in ("queued", "delivering", "failed", "quarantined"):
+                counts[state] -= n
+                counts["rejected"] += n
         oldest = self.conn.execute(
             "SELECT min(d.queued_at) FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
             f"WHERE d.destination = ? AND d.state IN ('queued', 'delivering') AND doc.state IN ({active})",

@@ -50,7 +50,8 @@ class ReconcileRowsMixin:
         """Record a reconciliation lookup of a row still in `expect_state`.
 
         Found: `confirmed` with the receipt. Absent: `missing`, then (when
-        `requeue_missing`) `queued` again, due now, each move with its event.
+        `requeue_missing`, and the document is not rejected) `queued` again,
+        due now, each move with its event.
         Returns "confirmed", "missing" or "requeued", or None when the row
         changed meanwhile (nothing is written then)."""
         with self.transaction() as c:
@@ -72,7 +73,9 @@ class ReconcileRowsMixin:
             self._attempt(delivery_id, now=now, outcome="absent", error=f"{name} does not hold it",
                           next_attempt_at=None)
             self._summarise(doc_id, now=now, actor=actor, reason=f"{name}: not found by reconciliation")
-            if not requeue_missing:
+            # A rejected document gone from a destination is what its
+            # rejection wants (a person removed it there): never sent again.
+            if not requeue_missing or self.state_of(doc_id) == "rejected":
                 return "missing"
             self.requeue_deliveries(doc_id, from_states=("missing",), destination=name, now=now, actor=actor,
                                     reason=f"{name}: missing, requeued automatically")

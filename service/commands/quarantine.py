@@ -166,14 +166,21 @@ def accept_command(ctx: click.Context, ref: str, reason: str) -> None:
 Examples:
   fapiao-agent reject 12 --reason "test invoice from the vendor's demo"
   fapiao-agent reject 12 --reason "作废发票" --yes        no question (scripts)
+  fapiao-agent reject 12 --reason "作废发票" --acknowledge-delivered
 \b
 On a terminal it asks first; without a terminal (a script, a pipe) it
-refuses unless --yes is given. `reopen ID --reason` brings it back.""")
+refuses unless --yes is given. `reopen ID --reason` brings it back.
+A document a destination holds already (or may: a put in flight) is
+refused (exit 1, naming each) unless --acknowledge-delivered: a rejection
+takes nothing back from a destination.""")
 @click.argument("ref", metavar="ID")
 @click.option("--reason", required=True, help="Why the document ends here; kept in the audit log.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--acknowledge-delivered", is_flag=True,
+              help="Reject it even though a destination holds it already (or may: a put in flight); "
+                   "you then remove it there by hand.")
 @click.pass_context
-def reject_command(ctx: click.Context, ref: str, reason: str, yes: bool) -> None:
+def reject_command(ctx: click.Context, ref: str, reason: str, yes: bool, acknowledge_delivered: bool) -> None:
     """Take a document out of delivery: it is never delivered unless reopened.
 
     Filed as a 补录 application (BL-...) decided by you. Works on
@@ -181,24 +188,40 @@ def reject_command(ctx: click.Context, ref: str, reason: str, yes: bool) -> None
     original stays in the vault and the trail records your account and the
     reason. Its duplicates (other copies of the same invoice) are judged
     again at once: one of them may be delivered instead.
+
+    A rejection takes nothing back from a destination that holds the
+    document already (delivered before a requeue, delivered to one
+    destination while another failed, a put still in flight): it is refused,
+    naming them, unless --acknowledge-delivered. Then remove it there by
+    hand; `status`, `show` and `audit ledger` name it until `reconcile`
+    finds it gone.
     """
     from agent import applications as apps
 
     cfg = load(ctx)
     with open_ledger(cfg) as ledger:
         doc = resolve(ledger, ref)
-        if not yes:
+        held = ledger.held_at(doc.id)
+        # Held there and not acknowledged: the library refuses it, naming where; nothing to ask.
+        if not yes and (acknowledge_delivered or not held):
             what = f"document {doc.id} ({doc.state}, invoice {doc.invoice_number or '-'}, {doc.original_name or '-'})"
             if not sys.stdin.isatty():
                 fail(f"reject asks before it ends {what}, and there is no terminal to ask on: "
                      "add --yes to reject it", code=2)
+            there = (f" It stays at {lib.where_held(held)}: remove it there by hand." if held else "")
             # click.confirm prints its text raw: the file name is a stranger's.
-            if not click.confirm(shown(f"Reject {what}? It will not be delivered (`reopen` brings it back)"),
+            if not click.confirm(shown(f"Reject {what}? It will not be delivered (`reopen` brings it back).{there}"),
                                  default=False):
                 fail(f"document {doc.id} was not rejected")
         act(ledger, doc, lambda who: apps.file_reject(
             ledger, doc.id, reason=reason, settings=validation_settings(cfg),
-            destinations=destination_names(cfg), today=today(), now=now(), filer=who))
+            destinations=destination_names(cfg), today=today(), now=now(), filer=who,
+            acknowledge_delivered=acknowledge_delivered))
+        held = ledger.held_at(doc.id)
+    if held:
+        echo(f"warning: document {doc.id} is rejected, but stays at {lib.where_held(held)}: remove it there "
+             "by hand; `fapiao-agent reconcile` then finds it gone (until then `status` and `audit ledger` "
+             "name it)", err=True)
 
 
 @click.command("reopen", epilog="""\b

@@ -9,6 +9,7 @@ import click
 
 from agent.errors import NotFoundInLedger
 from agent.filenames import storable
+from agent.ledger.rejections import where_held
 from service.context import echo_json, fail, load, open_ledger
 from service.display import arrival_lines, local_time, problem_lines
 from service.textsafe import echo
@@ -33,6 +34,8 @@ def command(ctx, ref: str, as_json: bool) -> None:
             detail = {**doc.to_dict(), "sources": [vars(s) for s in ledger.sources(doc.id)],
                       "events": [vars(e) for e in events],
                       "deliveries": ledger.deliveries_of(doc.id), **_duplicate_detail(ledger, doc, events),
+                      # A rejection takes nothing back: where it is all the same.
+                      "rejected_yet_at": ledger.held_at(doc.id) if doc.state == "rejected" else [],
                       "fleet_claim": ledger.fleet_claim(doc.id),
                       "applications": [{k: a[k] for k in ("number", "kind", "state", "filer", "filed_at", "reason",
                                                           "decider", "decided_at", "decision_reason")}
@@ -66,6 +69,9 @@ def _print_detail(d: dict) -> None:
         f = d["fleet_claim"]
         echo(f"  fleet claim on {f['invoice_key']}: {f['state']}" + _claim_site(f)
              + (f" ({f['reason']})" if f["reason"] else ""))
+    if d.get("rejected_yet_at"):
+        echo(f"  REJECTED, yet at {where_held(d['rejected_yet_at'])}: a rejection takes nothing back; remove it "
+             "there by hand (`fapiao-agent reconcile` then finds it gone)")
     if d["duplicate_of"]:
         t = d["duplicate_target"]
         echo(f"  duplicate of document {d['duplicate_of']} ({t['state']}, invoice key {t['invoice_key']})")

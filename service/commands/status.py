@@ -35,6 +35,8 @@ def status_report(ledger: Ledger, cfg, *, time_text: TimeText = as_stored) -> di
         "refused": ledger.refusal_summary(),
         "applications": _applications(ledger, at, limits.application_pending_hours),
         "source_steps": ledger.source_steps_summary(),
+        # Rejected, and yet a destination holds (or may hold) them: a person removes them there.
+        "rejected_there": ledger.rejected_there(),
         "oldest_unfinished": oldest,
         "oldest_unfinished_age_s": age_seconds(oldest, at),
         "last_activity": ledger.last_activity(),
@@ -145,7 +147,9 @@ Examples:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: states (every state, zeros "
               "included), refused (count, last_at), applications (pending, oldest_filed_at, oldest_age_s, held: the "
               "documents they hold by state, overdue: pending over overdue_hours, overdue_applications: the "
-              "oldest of those), oldest_unfinished, last_activity, daemon, ledger, vault, delivery "
+              "oldest of those), rejected_there (count, documents [{document_id, at: [{destination, state, key}]}]: "
+              "rejected documents a destination holds or may hold), oldest_unfinished, last_activity, daemon, "
+              "ledger, vault, delivery "
               "(sla_breaches and late_by_state counted from arrival, near_sla, and per destination backlog, "
               "health, breaker, maintenance_until), backup (per target backlog, pause, reachable, "
               "unreachable_since, last put, verify and snapshot; originals and documents backed up, apart), "
@@ -194,6 +198,14 @@ def _print_status(report: dict) -> None:
         held = "".join(f", holding {n} {s}" for s, n in held_elsewhere(pending).items())
         echo(f"{'applications':>12}  {pending['pending']} pending  (补录 waiting for an approver{held}; the oldest "
              f"filed {local_time(pending['oldest_filed_at'])}: `fapiao-agent requests --state pending`)")
+    there = report["rejected_there"]
+    if there["count"]:
+        from agent.ledger.rejections import where_held
+
+        named = "; ".join(f"document {d['document_id']} at {where_held(d['at'])}" for d in there["documents"])
+        more = f"; {there['count'] - len(there['documents'])} more" if there["count"] > len(there["documents"]) else ""
+        echo(f"{'REJECTED':>12}  {there['count']} yet at a destination: {named}{more}. A rejection takes nothing "
+             "back: remove each there by hand; `fapiao-agent reconcile` then finds it gone")
     steps = report["source_steps"]
     if steps["waiting"]:
         echo(f"{'to move':>12}  {steps['waiting']}  (sources to be moved or deleted once read and unchanged for "

@@ -438,8 +438,10 @@ def test_rows_of_a_rejected_document_are_neither_due_nor_backlog(env):
     backlog = env.ledger.delivery_backlog("erp")
     assert backlog["oldest_waiting"] == utc(T0 + dt.timedelta(minutes=1))
     # Counted apart: the backlog (and status, metrics, the unknown-destination
-    # check) is what a loop will send, never a rejected document's row.
-    assert (backlog["counts"]["queued"], backlog["counts"]["on_hold"]) == (1, 1)
+    # check) is what a loop will send, never a rejected document's row, which
+    # is not "on hold" either (that is held for 补录): it is ended.
+    counts = backlog["counts"]
+    assert (counts["queued"], counts["on_hold"], counts["rejected"], counts["rejected_there"]) == (1, 0, 1, 0)
     assert env.ledger.waiting_by_destination() == {"erp": 1}
     assert env.step(T0 + dt.timedelta(minutes=1)).document_id == other
     assert env.step(T0 + dt.timedelta(minutes=1)) is None and env.ledger.next_due("erp") is None
