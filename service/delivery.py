@@ -197,6 +197,12 @@ class DestinationRunner(Runner):
                                          "receipt": outcome.receipt.remote_id or ""})
             if outcome.receipt.warning:
                 log.warning(f"delivered, but {outcome.receipt.warning}", extra=extra)
+            if ledger.state_of(result.document_id) == "rejected":
+                # A put in flight when a person rejected the document (`reject
+                # --acknowledge-delivered`): it landed all the same.
+                log.warning(f"document {result.document_id} was rejected while its put to {self.name} was in "
+                            f"flight, and {self.name} now holds it under key {outcome.receipt.key}: remove it "
+                            "there by hand (`fapiao-agent reconcile` then finds it gone)", extra=extra)
             if self.fleet is not None:
                 self.fleet.delivered()
         elif result.row_state == "queued" and outcome.kind in ("transient", "refused"):
