@@ -283,7 +283,8 @@ def reject(ledger: Ledger, doc_id: int, *, reason: str, settings: ValidationSett
            application: str | None = None, acknowledge_delivered: bool = False) -> State:
     """End a document for good (-> rejected) with the operator's reason in
     the event, and judge again every duplicate that pointed at it, in one
-    transaction (`settle_key`: one of them may now be the invoice's copy).
+    transaction (`settle_key`: one of them may now be the invoice's copy,
+    held in quarantine as `rejected-before` for a person to accept).
 
     A destination may already hold the document (`Ledger.held_at`: a row
     delivered or confirmed, requeued after a delivery, superseded, or a put

@@ -1,4 +1,5 @@
 """The judgement of an extracted document: the rules, the duplicate rule,
+a copy of an invoice a person rejected held for a person (`rejected-before`),
 and settling every duplicate of an invoice key onto its one live copy.
 
 Apart from `pipeline` (which reads a captured document and records what
@@ -34,7 +35,11 @@ def judge(ledger: Ledger, doc_id: int, invoice: Invoice, *, settings: Validation
     validation takes the place of a live copy that is quarantined (or not
     yet judged) and was never sent: that one becomes its duplicate. Then the
     key is settled (`settle_key`): every duplicate of it points at the one
-    live copy. Returns the document's state at the end."""
+    live copy. When no copy is live and a person rejected the key's live
+    copy before (`Ledger.rejection_of_key`), the document is quarantined
+    with a `rejected-before` error naming that document and its reason,
+    never valid or queued: a person accepts it or rejects it. Returns the
+    document's state at the end."""
     with ledger.transaction():
         _judge(ledger, doc_id, invoice, settings=settings, destinations=destinations,
                today=today, now=now, actor=actor, reason_prefix=reason_prefix, before=before, expect=expect)
@@ -53,7 +58,12 @@ def _judge(ledger: Ledger, doc_id: int, invoice: Invoice, *, settings: Validatio
                      reason_prefix=reason_prefix, before=before, expect=expect)
     key = invoice.key
     holder = ledger.key_holder(key, exclude_id=doc_id) if key else None
-    if holder is not None and holder.replaceable and not has_errors(validate(invoice, settings, today=today)):
+    # A person rejected this invoice (its live copy): no other copy of it
+    # goes out before a person has looked at it (`rejected-before`).
+    rejection = (ledger.rejection_of_key(key, exclude_id=doc_id)
+                 if key and (holder is None or holder.replaceable) else None)
+    if (holder is not None and holder.replaceable and not has_errors(validate(invoice, settings, today=today))
+            and (rejection is None or _fails(ledger, holder.id, settings, today))):
         if before:
             # The reading is written first, as it happened: the copy that
             # steps aside then points at a document already read (the trail
@@ -69,6 +79,10 @@ def _judge(ledger: Ledger, doc_id: int, invoice: Invoice, *, settings: Validatio
     if duplicate_of is not None:
         step = Step(State.DUPLICATE, f"{reason_prefix}same invoice {key} as document {duplicate_of} ({holder.state})",
                     columns={"problems": stored, "duplicate_of": duplicate_of})
+    elif rejection is not None:
+        mark = rejected_before(rejection)
+        step = Step(State.QUARANTINED, f"{reason_prefix}{REJECTED_BEFORE}: {mark['message']}",
+                    {"rejected_before": rejection["document_id"]}, {"problems": [mark, *stored]})
     elif has_errors(problems):
         codes = ", ".join(sorted({p.code for p in problems if p.severity == "error"}))
         step = Step(State.QUARANTINED, f"{reason_prefix}{codes}", columns={"problems": stored})
@@ -81,6 +95,27 @@ def _judge(ledger: Ledger, doc_id: int, invoice: Invoice, *, settings: Validatio
             return State.QUEUED
     ledger.advance(doc_id, [*before, step], now=now, actor=actor, expect=expect)
     return step.to
+
+
+REJECTED_BEFORE = "rejected-before"
+
+
+def rejected_before(rejection: dict) -> dict:
+    """The `rejected-before` problem (an error, first in the problems) of a
+    copy of an invoice a person rejected: it names the rejected document,
+    the application and the reason (`Ledger.rejection_of_key`), so the
+    person deciding this copy (`accept` or `reject`) sees why."""
+    doc_id, reason = rejection["document_id"], rejection["reason"] or "no reason recorded"
+    by = rejection["application"] or rejection["actor"]
+    return {"code": REJECTED_BEFORE, "severity": "error", "field": None,
+            "message": f"document {doc_id}, a copy of this invoice, was rejected ({by}): {reason}; accept this "
+                       "copy to deliver it all the same, or reject it",
+            "message_zh": f"同一张发票的文档 {doc_id} 已被作废（{by}）：{reason}；如仍需交付请接受（accept）此份，否则作废（reject）"}
+
+
+def _fails(ledger: Ledger, doc_id: int, settings: ValidationSettings, today: dt.date) -> bool:
+    # A held copy fails validation by its own values (not only for the rejection it is held for).
+    return has_errors(validate(Invoice.from_dict(ledger.get(doc_id).fields or {}), settings, today=today))
 
 
 def _hold(ledger: Ledger, doc_id: int, invoice: Invoice, held: dict, *, settings: ValidationSettings,

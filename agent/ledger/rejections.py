@@ -1,7 +1,8 @@
 """What a rejection leaves behind (a mixin of the one Ledger class): the
 copies destinations hold (or may hold) of a document, which `reject` must
 name before it ends the document and `status`, `show` and `audit ledger`
-keep naming afterwards.
+keep naming afterwards; and the rejection a later copy of the same invoice
+is held for (`judgement`: `rejected-before`).
 
 A rejection takes nothing back from a destination: only a person can, by
 hand, and `reconcile` then finds the copy gone (the row `missing`).
@@ -9,6 +10,7 @@ hand, and `reconcile` then finds the copy gone (the row `missing`).
 
 from __future__ import annotations
 
+import json
 from typing import Any, Sequence
 
 # A row by which its destination holds the invoice, or may: a put in flight
@@ -42,7 +44,7 @@ def where_held(held: Sequence[dict]) -> str:
 
 
 class RejectionsMixin:
-    """Part of `Ledger`: copies at destinations of rejected documents."""
+    """Part of `Ledger`: copies at destinations, and earlier rejections of a key."""
 
     def held_at(self, doc_id: int) -> list[dict[str, Any]]:
         """The document's rows by which a destination holds it or may hold it
@@ -97,3 +99,21 @@ class RejectionsMixin:
             if there:
                 out["there"] += n
         return out
+
+    def rejection_of_key(self, invoice_key: str, *, exclude_id: int | None = None) -> dict[str, Any] | None:
+        """The latest rejection of a document carrying `invoice_key` (other
+        than `exclude_id`) that was its key's live copy when rejected (not a
+        duplicate: rejecting a spare copy says nothing of the invoice) and is
+        rejected still: {document_id, reason, application, actor, at}, or None."""
+        row = self.conn.execute(
+            "SELECT doc.id, e.details, e.actor, e.at FROM documents doc "
+            "JOIN events e ON e.id = (SELECT max(x.id) FROM events x WHERE x.document_id = doc.id "
+            "AND x.to_state = 'rejected') "
+            "WHERE doc.invoice_key = ? AND doc.state = 'rejected' AND doc.id IS NOT ? "
+            "AND e.from_state IS NOT 'duplicate' ORDER BY e.id DESC LIMIT 1", (invoice_key, exclude_id)).fetchone()
+        if row is None:
+            return None
+        details = json.loads(row["details"]) if row["details"] else {}
+        details = details if isinstance(details, dict) else {}
+        return {"document_id": row["id"], "reason": details.get("reason"), "application": details.get("application"),
+                "actor": row["actor"], "at": row["at"]}

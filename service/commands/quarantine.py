@@ -187,7 +187,8 @@ def reject_command(ctx: click.Context, ref: str, reason: str, yes: bool, acknowl
     quarantined, queued, failed, duplicate and not_invoice documents. The
     original stays in the vault and the trail records your account and the
     reason. Its duplicates (other copies of the same invoice) are judged
-    again at once: one of them may be delivered instead.
+    again at once: one of them becomes the invoice's copy, held in
+    quarantine (`rejected-before`) until a person accepts or rejects it.
 
     A rejection takes nothing back from a destination that holds the
     document already (delivered before a requeue, delivered to one

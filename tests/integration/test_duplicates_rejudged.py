@@ -90,19 +90,26 @@ def test_rejecting_the_live_copy_judges_its_duplicates_again_the_one_that_passes
 
     rejected = site.cli("reject", str(first), "--reason", "sent to us by mistake", "--yes")
     assert rejected.exit_code == 0
+    # The copy that passes becomes the invoice's copy, held for a person: the
+    # invoice was just rejected, and no copy of it goes out unseen.
     assert rejected.stdout.splitlines()[1:] == [
         f"document {first}: queued -> rejected",
-        f"document {good_copy} (a copy of invoice {NUMBER}): duplicate -> queued"]
-    assert site.state(good_copy) == "queued"
+        f"document {good_copy} (a copy of invoice {NUMBER}): duplicate -> quarantined "
+        "(still failing: rejected-before)"]
     assert (site.state(bad_copy), site.ledger.get(bad_copy).duplicate_of) == ("duplicate", good_copy)
     detail, text = show(site, good_copy)
     assert f"re-judged: document {first}, which it duplicated, was rejected" in text
+    assert f"document {first}, a copy of this invoice, was rejected" in text and "sent to us by mistake" in text
     moves = [(e["from_state"], e["to_state"]) for e in detail["events"] if e["to_state"]]
-    assert moves[-3:] == [("duplicate", "extracted"), ("extracted", "valid"), ("valid", "queued")]
+    assert moves[-2:] == [("duplicate", "extracted"), ("extracted", "quarantined")]
     rejudged = [e for e in detail["events"] if e["from_state"] == "duplicate"][0]
     assert rejudged["details"] == {"rejudged": f"document {first}, which it duplicated, was rejected",
                                    "was_duplicate_of": first}
     assert rejudged["actor"].startswith("cli:")  # the operator's act, in the same transaction
+    assert site.deliver() == []
+    accepted = site.cli("accept", str(good_copy), "--reason", "the first was a wrong scan; this one is ours")
+    assert accepted.exit_code == 0, accepted.output
+    assert site.state(good_copy) == "queued"
     site.deliver()
     assert site.state(good_copy) == "delivered" and files_in(tmp_path / "import") == [f"{NUMBER}.pdf"]
     assert duplicate_violations(site.ledger) == []

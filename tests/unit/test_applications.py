@@ -220,7 +220,9 @@ def test_a_reopened_document_whose_key_has_a_live_copy_becomes_its_duplicate(led
     assert ledger.get(second).state == "duplicate"
     apps.file_reject(ledger, first, reason="x", settings=SETTINGS, destinations=DESTS, today=TODAY, now=T1,
                      filer=ALICE)
-    assert ledger.get(second).state == "queued"               # the duplicate took its place
+    # The duplicate took its place, held for a person: the invoice was rejected.
+    assert ledger.get(second).state == "quarantined"
+    assert ledger.get(second).problems[0]["code"] == "rejected-before"
     apps.file_reopen(ledger, first, reason="y", settings=SETTINGS, destinations=DESTS, today=TODAY, now=T1,
                      filer=ALICE)
     doc = ledger.get(first)
@@ -235,7 +237,12 @@ def test_a_held_duplicate_is_quarantined_not_queued_when_its_live_copy_goes(ledg
     apps.file_reject(ledger, live, reason="x", settings=SETTINGS, destinations=DESTS, today=TODAY, now=T1,
                      filer=BOB)
     assert ledger.get(dup).state == "quarantined"             # held, never queued while pending
-    assert approve(ledger, out.number).document_state == "queued"
+    # Approved, it is still a copy of an invoice a person rejected: it waits
+    # for a person to accept it (`rejected-before`), never queued by itself.
+    assert approve(ledger, out.number).document_state == "quarantined"
+    assert ledger.get(dup).problems[0]["code"] == "rejected-before"
+    apps.file_accept(ledger, dup, reason="the live copy was the wrong scan", destinations=DESTS, now=T1, filer=BOB)
+    assert ledger.get(dup).state == "queued"
 
 
 def test_the_trail_of_all_this_verifies(ledger):
