@@ -200,8 +200,11 @@ def record(ledger: Ledger, c: Claim, outcome: Outcome, policy: DeliveryPolicy, *
         holder = ledger.delivered_holder(c.destination, outcome.receipt.key if outcome.receipt else "",
                                    other_than=c.document_id)
         key = outcome.receipt.key if outcome.receipt else "?"
+        # A rejected holder's copy stays there until a person removes it.
+        rejected = holder is not None and ledger.state_of(holder) == "rejected"
         error = (f"delivery-conflict: {c.destination} already holds another file under key {key}"
-                 + (f" (document {holder})" if holder is not None else "")
+                 + (f" (document {holder}" + (", rejected: remove its copy there by hand, then `accept` this one"
+                                              if rejected else "") + ")" if holder is not None else "")
                  + "; this document's content was not delivered")
         problem = Problem(code=DELIVERY_CONFLICT, severity="error", field=None, message=error,
                           message_zh="目标处已存有同一发票号码的另一份文件，本文件未交付")

@@ -171,10 +171,12 @@ class DeliveriesMixin(DeliveryReportsMixin, ReconcileRowsMixin):
     def delivered_holder(self, destination: str, key: str, *, other_than: int) -> int | None:
         """The id of another document whose row at `destination` is delivered
         or confirmed under `key` (its delivered_key, else its invoice key), or
-        None when there is none."""
+        that still holds `key` there from an earlier delivery (requeued,
+        superseded, its document rejected meanwhile), or None when there is none."""
         row = self.conn.execute(
             "SELECT d.document_id FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
-            "WHERE d.destination = ? AND d.state IN ('delivered', 'confirmed') AND d.document_id != ? "
+            "WHERE d.destination = ? AND (d.state IN ('delivered', 'confirmed') OR (d.delivered_key IS NOT NULL "
+            "AND d.state != 'missing')) AND d.document_id != ? "
             "AND COALESCE(d.delivered_key, doc.invoice_key) = ? ORDER BY d.id LIMIT 1",
             (destination, other_than, key)).fetchone()
         return row[0] if row else None

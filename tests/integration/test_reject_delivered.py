@@ -4,7 +4,9 @@ A person rejecting an invoice a destination holds already (delivered, then
 requeued; delivered to one destination while another failed; a put in
 flight) is refused, naming where it is, unless `--acknowledge-delivered`;
 then `status`, `status --check`, `show` and `audit ledger` name it until a
-person removed it there by hand and `reconcile` found it gone.
+person removed it there by hand and `reconcile` found it gone. A copy of the
+same invoice released by that rejection is held for a person, and its
+refusal at the destination names the rejected document holding the key.
 
 Real ledger, vault and CLI; folder destinations and a real HTTP server.
 """
@@ -21,7 +23,7 @@ from agent import amend
 from agent.deliver.loop import claim, record, send
 from tests.support.audit import assert_ledger_sound, audit_ledger
 from tests.support.http_destination import FaultyFinanceServer
-from tests.support.judged import NUMBER, SETTINGS, Site, invoice
+from tests.support.judged import NUMBER, SETTINGS, Site, invoice, number
 
 
 def today() -> dt.date:
@@ -168,6 +170,53 @@ def test_a_put_in_flight_is_named_and_counted_once_it_lands(tmp_path):
             assert_ledger_sound(site.config_path)
         finally:
             site.close()
+
+
+def test_a_copy_released_by_the_rejection_waits_for_a_person_and_its_conflict_names_the_holder(site, tmp_path):
+    first = site.add(invoice(today()), "first")
+    site.deliver()
+    copy = site.add(invoice(today()), "second-download")
+    assert site.state(copy) == "duplicate"
+    assert site.cli("requeue", str(first)).exit_code == 0
+    rejected = site.cli("reject", str(first), "--reason", "wrong file, use the other download", "--yes",
+                        "--acknowledge-delivered")
+    assert rejected.exit_code == 0, rejected.output
+    assert (f"document {copy} (a copy of invoice {NUMBER}): duplicate -> quarantined (still failing: "
+            "rejected-before)") in rejected.stdout
+    assert site.deliver() == []
+    assert site.cli("accept", str(copy), "--reason", "this download is the right one").exit_code == 0
+    site.deliver()
+    # inbox still holds the rejected document's file under the key: never
+    # overwritten, and the refusal says whose it is and what to do.
+    problem = [p for p in site.ledger.get(copy).problems if p["code"] == "delivery-conflict"][0]
+    assert f"(document {first}, rejected: remove its copy there by hand, then `accept` this one)" in problem["message"]
+    remove_by_hand(tmp_path / "import")
+    assert site.cli("reconcile").exit_code == 0
+    assert site.cli("accept", str(copy), "--reason", "the old file is gone now").exit_code == 0
+    site.deliver()
+    assert site.state(copy) == "delivered"
+    assert_ledger_sound(site.config_path)
+
+
+def test_a_conflict_names_the_holder_whose_row_is_superseded(site):
+    # The holder of the key there need not be delivered by its row's state:
+    # amended to another number, its row is superseded under the old key,
+    # and the copy of the old number that goes out in its place meets it.
+    first = site.add(invoice(today()), "first")
+    site.deliver()
+    copy = site.add(invoice(today()), "second-download")
+    assert site.cli("requeue", str(first)).exit_code == 0     # amend works on queued documents
+    amended = site.amend_approved(str(first), "--set", f"number={number('12345699')}")
+    assert amended.exit_code == 0, amended.output
+    assert site.rows(first)["inbox"]["state"] == "superseded" and site.state(copy) == "queued"
+    site.deliver()
+    problem = [p for p in site.ledger.get(copy).problems if p["code"] == "delivery-conflict"][0]
+    assert f"already holds another file under key {NUMBER} (document {first});" in problem["message"]
+    # The amended one goes out under its new number too, as its operator asks.
+    assert site.cli("requeue", str(first), "--destination", "inbox").exit_code == 0
+    site.deliver()
+    assert site.state(first) == "delivered"
+    assert_ledger_sound(site.config_path)
 
 
 def test_a_never_delivered_document_is_rejected_as_before(site):
