@@ -93,7 +93,8 @@ Who decides:
   数电 XML or the OFD's data carried  (four eyes); until then the document is
   (a conflict), or any other value  held in quarantine, the change shown first
 \b
-Exit status: 0 done; 1 the document is still quarantined (held, or still
+Exit status: 0 done, or filed and waiting for an approver (the document
+held meanwhile); 1 carried out, but the document is still quarantined (still
 failing); 2 bad input; 3 not allowed.""")
 @click.argument("ref", metavar="ID")
 @click.option("--set", "assignments", multiple=True, required=True, metavar="NAME=VALUE",
@@ -109,8 +110,8 @@ def amend_command(ctx: click.Context, ref: str, assignments: tuple[str, ...], re
     reason. When it may be approved at once, the values are recorded with
     source `manual` and the document is validated again: queued when it
     passes, still quarantined (exit 1) with the remaining reasons when not.
-    Otherwise it waits for an approver (`requests`, `approve`, `decline`)
-    and the document is held in quarantine meanwhile. The original file in
+    Otherwise it waits for an approver (`requests`, `approve`, `decline`;
+    exit 0: filed as asked) and the document is held in quarantine meanwhile. The original file in
     the vault is never changed. ID is a document id, a SHA-256 prefix or an
     invoice number (#ID: the id alone, when it reads as the others too). Works on quarantined, valid, queued, failed, duplicate
     and not_invoice documents.
@@ -127,10 +128,12 @@ def amend_command(ctx: click.Context, ref: str, assignments: tuple[str, ...], re
     values = _call(lambda: lib.parse_assignments(assignments))
     with open_ledger(cfg) as ledger:
         doc = resolve(ledger, ref)
-        _, after = act(ledger, doc, lambda who: apps.file_amend(
+        out, after = act(ledger, doc, lambda who: apps.file_amend(
             ledger, doc.id, values, reason=reason, settings=settings, destinations=destination_names(cfg),
             today=today(), now=now(), filer=who, self_approve_empty=self_approve_empty_fields(cfg)))
-    if after.state == "quarantined" or is_held(after):
+    # Filed and waiting for its approver is what was asked (its line says so):
+    # only values carried out that still fail are not done.
+    if out.state != "pending" and after.state == "quarantined":
         raise SystemExit(1)
 
 
@@ -263,11 +266,6 @@ def resolve(ledger: Ledger, ref: str) -> Document:
         return lib.resolve(ledger, ref)
     except (NotFoundInLedger, lib.AmbiguousReference) as e:
         fail(str(e))
-
-
-def is_held(doc: Document) -> bool:
-    """True when the document is held by a pending application (it says so in its problems)."""
-    return any(p.get("code") == "application-pending" for p in doc.problems)
 
 
 def act(ledger: Ledger, doc: Document, action: Callable[[apps.Operator], apps.Outcome]):

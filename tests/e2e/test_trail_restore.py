@@ -38,7 +38,7 @@ ACTIONS: list[tuple[int, list[str]]] = [
     # A change to a value the XML carried waits for a second person (four
     # eyes); as root, a trusted SUDO_UID names that person.
     (3, ["amend", "{doc}", "--set", "number=00000103", "--set", "buyer_name=北京某某科技有限公司", "--reason", "购买方名称以合同为准",
-         "@exit=1"]),  # filed, not yet in force: the document stays quarantined
+         "@exit=0"]),  # filed as asked, not yet in force: the document stays quarantined
     (3, ["approve", "{application}", "--reason", "已核对合同", "@SUDO_UID=65534"]),
 ]
 SLOTS = len({slot for slot, _ in ACTIONS})

@@ -90,7 +90,7 @@ def test_valid_ends_queued_bad_ends_quarantined_and_amend_makes_it_valid(cfg, sa
     # carried the old value, so it waits for a second person.
     fixed = run(cfg, "amend", "12235358", "--set", f"seller_tax_id={RIGHT_SELLER}",
                 "--reason", "scan misread the last character")
-    assert fixed.exit_code == 1, fixed.output
+    assert fixed.exit_code == 0, fixed.output     # filed as asked, for a second person
     number = re.match(r"BL-\d{8}-0001", fixed.stdout)[0]
     assert fixed.stdout.startswith(f"{number} filed: amend of document 2, waiting for an approver other than ")
     assert "document 2: quarantined -> quarantined (held until" in fixed.stdout
@@ -124,10 +124,12 @@ def test_valid_ends_queued_bad_ends_quarantined_and_amend_makes_it_valid(cfg, sa
     assert empty.exit_code == 0 and empty.stdout == "" and "nothing is quarantined" in empty.stderr
 
 
-def test_amend_that_still_fails_exits_non_zero_with_the_reasons(cfg, samples_dir):
+def test_amend_filed_for_an_approver_exits_0_and_one_that_still_fails_exits_1(cfg, samples_dir):
     ingest(cfg, samples_dir, FAKE_SELLER)
     result = run(cfg, "amend", "1", "--set", "seller_tax_id=915001025636387290", "--reason", "typed")
-    assert result.exit_code == 1
+    # Filed and waiting for a second person is what was asked: its first line says it waits.
+    assert result.exit_code == 0, result.output
+    assert "waiting for an approver other than" in result.stdout.splitlines()[0]
     lines = result.stdout.splitlines()
     assert lines[2] == "document 1: quarantined -> quarantined (held until " + lines[0][:16] + " is decided)"
     assert "application-pending (seller_tax_id)" in lines[3] and "should be 5, not E" in lines[5]
@@ -137,6 +139,11 @@ def test_amend_that_still_fails_exits_non_zero_with_the_reasons(cfg, samples_dir
     assert [p["code"] for p in doc["problems"]] == ["tax-id-check-digit"]
     assert "should be 5, not 0" in doc["problems"][0]["message"]
     assert doc["events"][-2]["actor"] == BOB.actor and doc["events"][-2]["details"]["reason"] == "typed"
+    # Carried out at once (it changes no value) and still failing: not done, exit 1, with the reasons.
+    buyer = doc["fields"]["buyer_name"]
+    again = run(cfg, "amend", "1", "--set", f"buyer_name={buyer}", "--reason", "as on the paper")
+    assert again.exit_code == 1, again.output
+    assert "filed and approved by" in again.stdout and "should be 5, not 0" in again.stdout
 
 
 def test_default_age_limit_expired_samples_accepted_or_rejected(tmp_path, samples_dir):
@@ -188,7 +195,7 @@ def test_amend_accept_and_reject_never_change_the_vault(cfg, tmp_path, samples_d
     sha = show(cfg, "1")["sha256"]
     assert before[f"objects/{sha[:2]}/{sha[2:4]}/{sha}"] == sha
     assert run(cfg, "amend", "1", "--set", f"seller_tax_id={RIGHT_SELLER}", "--set", "total=10600.00",
-               "--set", "date=2020-08-05", "--reason", "paper").exit_code == 1   # held: a conflict
+               "--set", "date=2020-08-05", "--reason", "paper").exit_code == 0   # filed, held: a conflict
     assert run(cfg, "accept", "2", "--reason", "demo").exit_code == 0
     assert digest() == before
     assert (samples_dir / FAKE_SELLER).read_bytes() == (vault / f"objects/{sha[:2]}/{sha[2:4]}/{sha}").read_bytes()
