@@ -14,11 +14,21 @@ each for one use:
 - `readable_name`: what a person reads. Chinese Windows shares and
   scanners often write GBK names, which a Samba share without charset
   conversion passes through as bytes; those read as the Chinese they are.
+  `readable_path` reads a path so, one name at a time (a GBK department
+  folder above a UTF-8 file name), and `readable_spelled` an `exact_path`
+  spelling read back from the ledger.
+Folder names are file names too: every text made of a path (a folder, a
+department label, a source, a reason naming the file) goes through one of
+these before it reaches SQLite, JSON or a log. `storable_value` is the
+ledger's own last guard (agent/ledger writes every row's text through it):
+a text some caller left with surrogate escapes is stored \\xNN, never
+refused by SQLite with the file left uncaptured.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 
 def storable(text: str) -> str:
@@ -26,7 +36,15 @@ def storable(text: str) -> str:
     \\xNN, so SQLite (which stores UTF-8 only) takes it, for people and
     logs; never U+FFFD. A name literally holding "\\xe8" is spelled as the
     byte 0xe8 is: match on `exact_path`, not on this."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        # A surrogate that is no escaped byte (U+D800-U+DC7F, U+DD00-U+DFFF:
+        # text from elsewhere, never a file name's): \uXXXX, still storable.
+        return storable("".join(c if not _LONE.match(c) else f"\\u{ord(c):04x}" for c in text))
+
+
+_LONE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
 
 
 _ESCAPE_LOOKALIKE = re.compile(r"\\(?=x[0-9a-fA-F]{2})")
@@ -67,3 +85,57 @@ def readable_name(text: str) -> str:
     if not decoded.isprintable() or any(ord(c) > 0x7F and c.encode("gbk")[-1] < 0x80 for c in decoded):
         return storable(text)
     return decoded
+
+
+def readable_path(text: str) -> str:
+    """A path for people: each of its names read as `readable_name` reads
+    one, so a GBK folder shows as its Chinese whatever the names around it
+    are (a UTF-8 file in it, a UTF-8 watched folder above it); unchanged
+    when it is UTF-8 throughout; never U+FFFD. "/" is never part of a GBK
+    character (its second byte is 0x40 or above), so splitting there first
+    cuts no character in two."""
+    if not _escaped(text):
+        return text
+    return "/".join(readable_name(part) for part in text.split("/"))
+
+
+# What `exact_path` writes as \xNN: a byte of no UTF-8 (0x80-0xff) and a
+# backslash of the name itself (0x5c). Any other \xNN was in the name.
+_SPELLED_BYTE = re.compile(r"\\x(5c|[89a-fA-F][0-9a-fA-F])")
+
+
+def readable_spelled(spelling: str) -> str:
+    """An `exact_path` spelling (a path as the ledger keeps it for lookups:
+    arrivals, files seen) shown as `readable_path` shows the path it spells:
+    its \\xNN read back into the bytes they stand for, then each name read.
+    A spelling that escapes nothing is returned as it is."""
+    if "\\x" not in spelling:
+        return spelling
+    raw, at = bytearray(), 0
+    for m in _SPELLED_BYTE.finditer(spelling):
+        raw += spelling[at:m.start()].encode("utf-8", "surrogateescape")
+        raw.append(int(m.group(1), 16))
+        at = m.end()
+    raw += spelling[at:].encode("utf-8", "surrogateescape")
+    return readable_path(bytes(raw).decode("utf-8", "surrogateescape"))
+
+
+def storable_value(value: Any) -> Any:
+    """`value` (a text, or a row's details: dicts, lists and tuples of texts,
+    numbers, None) with every text in it, dict keys too, made `storable`:
+    what SQLite and a strict UTF-8 JSON take. Text that is already UTF-8 is
+    returned as it is (the same object), so applying it again changes
+    nothing: it is the ledger's guard, not the choice of a spelling."""
+    if isinstance(value, str):
+        return storable(value) if _escaped(value) else value
+    if isinstance(value, dict):
+        return {storable_value(k): storable_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable_value(v) for v in value]
+    return value
+
+
+def _escaped(text: str) -> bool:
+    # Holds a surrogate: a byte of a file name that is no UTF-8 (or a lone
+    # surrogate from elsewhere, which UTF-8 cannot carry either).
+    return any("\ud800" <= c <= "\udfff" for c in text)

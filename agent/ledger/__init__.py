@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+from agent.filenames import storable_value
 from agent.fsutil import storable_ns
 from agent.ledger.schema import LATEST, MIGRATIONS, STEPS
 from agent.ledger.documents import DocumentsMixin
@@ -237,7 +238,10 @@ class Ledger(DocumentsMixin, DeliveriesMixin, DeliveryOperatorsMixin, Rejections
         `sha256` names the vault object it came in (an e-mail message), which
         backups then mirror like any original. With `once`, a refusal of the
         same object, source, name and reason already recorded is kept as it
-        is (its id is returned): the same bytes taken again."""
+        is (its id is returned): the same bytes taken again. Texts holding a
+        file name's bytes that are no UTF-8 are stored \\xNN
+        (`filenames.storable_value`): a refusal is never itself refused."""
+        source, name, reason = storable_value((source, name, reason))
         with self.transaction() as c:
             if once and sha256 is not None and (row := c.execute(
                     "SELECT id FROM refusals WHERE sha256 = ? AND source IS ? AND name IS ? AND reason = ? LIMIT 1",
@@ -287,7 +291,10 @@ class Ledger(DocumentsMixin, DeliveriesMixin, DeliveryOperatorsMixin, Rejections
     def remember_file(self, path: str, size: int, mtime_ns: int, *, ino: int, ctime_ns: int, outcome: str,
                       now: str) -> None:
         """Note that a watched file was handled, so rescans skip it until it
-        changes or is replaced (see `seen_file`)."""
+        changes or is replaced (see `seen_file`). `path` is the caller's
+        `exact_path` spelling; one holding surrogate escapes still is stored
+        (\\xNN), never refused by SQLite."""
+        path = storable_value(path)
         with self.transaction() as c:
             c.execute("INSERT INTO seen_files (path, size, mtime_ns, ino, ctime_ns, outcome, at) "
                       "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET size=excluded.size, "

@@ -7,6 +7,7 @@ import re
 from typing import Any, NamedTuple, Sequence
 
 from agent.errors import IllegalTransition, NotFoundInLedger
+from agent.filenames import storable_value
 from agent.ledger.document_lists import DocumentListsMixin
 from agent.ledger.rows import Document, Event, Source, parse_utc
 from agent.ledger.trail import TrailEntry, append_event, append_events
@@ -82,7 +83,14 @@ class DocumentsMixin(DocumentListsMixin):
         """Record an arrival of the bytes `sha256`, idempotently.
 
         New bytes give a new `captured` document; known bytes add a source row
-        to the existing document. Returns (document id, created)."""
+        to the existing document. Returns (document id, created). Texts
+        made of a path (`source`, the names, `details`) holding a file
+        name's bytes that are no UTF-8 are stored as \\xNN
+        (`filenames.storable_value`): never refused by SQLite, which would
+        leave the file uncaptured. Callers choose the spelling (readable,
+        exact); this only keeps a missed one from failing."""
+        source, original_name, original_path, details = storable_value(
+            (source, original_name, original_path, details))
         with self.transaction() as c:
             row = c.execute("SELECT id FROM documents WHERE sha256 = ? AND part = 1", (sha256,)).fetchone()
             created = row is None

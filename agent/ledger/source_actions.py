@@ -8,6 +8,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from agent.filenames import storable_value
 from agent.fsutil import storable_ns
 from agent.ledger.rows import Document
 from agent.states import State
@@ -31,6 +32,7 @@ class SourceActionsMixin:
         a restart carries the step out, a rescan does not capture the file
         again."""
         others = json.dumps(list(with_documents)) if with_documents else None
+        seen_key = storable_value(seen_key)   # `root` and `path` are the real bytes: the move acts on them
         with self.transaction() as c:
             action_id = c.execute(
                 "INSERT INTO source_actions (document_id, root, path, seen_key, dev, ino, size, mtime_ns, "
@@ -114,6 +116,7 @@ class SourceActionsMixin:
         forgotten."""
         if state not in ("done", "gone", "kept"):
             raise ValueError(f"bad source action state {state!r}")
+        outcome = storable_value(outcome)   # it names paths: never refused by SQLite
         with self.transaction() as c:
             a = c.execute("SELECT * FROM source_actions WHERE id = ?", (action_id,)).fetchone()
             if a is None or a["state"] != "waiting":

@@ -16,6 +16,7 @@ import json
 import sqlite3
 from typing import Any, Iterator, NamedTuple, Sequence
 
+from agent.filenames import storable_value
 from agent.ledger.rows import SnapshotReader
 
 # agent.trail (the chain's form, and its check with dataclasses) is imported
@@ -58,7 +59,10 @@ def append_events(conn: sqlite3.Connection, entries: Sequence[TrailEntry], *, no
                   actor: str) -> list[int]:
     """`append_event` for several events at once, in order: each chained
     to the one before it exactly as if written one by one (same ids, same
-    hashes), with the head read and moved once. Returns their ids."""
+    hashes), with the head read and moved once. Returns their ids. A
+    reason, actor or details text holding a file name's bytes that are no
+    UTF-8 is written \\xNN (`filenames.storable_value`): an event naming
+    such a path is never refused by SQLite or the hash's UTF-8."""
     from agent.trail import CONTENT_COLUMNS, GENESIS, event_hash
 
     if not conn.in_transaction:
@@ -71,9 +75,10 @@ def append_events(conn: sqlite3.Connection, entries: Sequence[TrailEntry], *, no
     next_id = max(top, head[0] if head else 0) + 1
     ids, rows = [], []
     for e in entries:
-        row = {"id": next_id, "document_id": e.document_id, "at": now, "actor": actor,
-               "from_state": e.from_state, "to_state": e.to_state, "reason": e.reason,
-               "details": json.dumps(e.details, ensure_ascii=False, default=str) if e.details else None}
+        row = {"id": next_id, "document_id": e.document_id, "at": now, "actor": storable_value(actor),
+               "from_state": e.from_state, "to_state": e.to_state, "reason": storable_value(e.reason),
+               "details": json.dumps(storable_value(e.details), ensure_ascii=False, default=str)
+               if e.details else None}
         digest = event_hash(prev, row)
         rows.append((*(row[k] for k in CONTENT_COLUMNS), prev, digest))
         ids.append(next_id)
