@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 from agent import beneath
 from agent.beneath import Identity
 from agent.errors import CaptureError, SourceForbidden, SourceGone, SourceUnavailable
-from agent.filenames import exact_path, readable_name
+from agent.filenames import exact_path, readable_name, readable_path
 from agent.fsutil import is_link_at
 from agent.extract.sniff import sniff
 from agent.ledger import Ledger
@@ -303,9 +303,14 @@ def record_bytes(ledger: Ledger, sha256: str, size: int, head: bytes, *, name: s
 def _record(ledger: Ledger, sha256: str, size: int, head: bytes, *, source_kind: str,
             source: str | None, name: str, original_path: str | None, now: str, actor: str,
             details: dict[str, Any] | None) -> Captured:
+    # Every text of the arrival made of a path is spelled here, whatever
+    # the caller passed: the folder (`source`: a watched folder, the folder
+    # `ingest` found it in, a GBK department folder among them) and the
+    # name as people read them, the path exactly (it is matched on).
     doc_id, created = ledger.add_document(
         sha256=sha256, size=size, media_type=sniff(head) if head else "empty", source_kind=source_kind,
-        source=source, original_name=readable_name(name), original_path=_stored_path(original_path),
+        source=None if source is None else readable_path(source), original_name=readable_name(name),
+        original_path=_stored_path(original_path),
         now=now, actor=actor, details=details)
     return Captured(doc_id, sha256, size, created)
 

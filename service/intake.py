@@ -41,7 +41,7 @@ from service import source_steps
 from service.intake_group import GroupedIntake, IntakeResult
 from service.intake_mail import MailUnfinished, NotAMessage, shown, store_mail
 from service.intake_zip import ArchiveIntake, is_archive
-from agent.filenames import exact_path, storable
+from agent.filenames import exact_path, readable_name, storable
 from service.source_steps import act, log_act
 from service.watch_names import MAIL_UNFINISHED_GRACE_S, TEMP_GRACE_S, system_name, temporary_name
 
@@ -394,14 +394,15 @@ def _changed_within(st: os.stat_result | None, now: str, seconds: float) -> bool
 
 
 def _label(path: Path, watch: WatchConfig) -> str | None:
-    """The first subfolder below the watched folder (a department), or the
-    folder's configured label."""
+    """The first subfolder below the watched folder (a department) as
+    `readable_name` reads a name (GBK as Chinese, else \\xNN: never text
+    SQLite refuses), or the folder's configured label."""
     try:
         rel = path.relative_to(watch.path)
     except ValueError:
         return watch.label
     parts = [p for p in rel.parts[:-1] if p not in ("new", "cur", "tmp")]
-    return parts[0] if parts else watch.label
+    return readable_name(parts[0]) if parts else watch.label
 
 
 def _after_path(message: str, path: Path) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 from agent import beneath
 from agent.beneath import Changed, Escapes, Identity, RootReplaced
 from agent.config import WatchConfig
-from agent.filenames import storable
+from agent.filenames import readable_path, storable
 from agent.ledger import Ledger
 from agent.ledger.rows import parse_utc
 
@@ -122,12 +122,12 @@ def act(root: Path, path: Path, identity: Identity, after: str, target: Path, *,
                                     file_mode=PROCESSED_FILE_MODE if dir_mode else None)
         if moved_to is not None:
             moved_to.append(dest)
-        return "done", f"moved to {dest}"
+        return "done", f"moved to {readable_path(str(dest))}"   # for people: a GBK folder as its Chinese
     except FileNotFoundError:
         if after == "move" and _still_there(root, path):
             # The folder it was to go to is missing (a Maildir without
             # cur/), not the file: kept, never "gone" and taken again.
-            return "kept", f"could not move it: the folder {target} is missing"
+            return "kept", f"could not move it: the folder {readable_path(str(target))} is missing"
         return "gone", "no longer there (moved or deleted by someone else, or by a run killed right after)"
     except RootReplaced as e:
         log.error("source step waits: %s", e, extra={"path": storable(str(path))})

@@ -11,7 +11,8 @@ import click
 
 from agent.capture import GROUP_MAX, GROUP_S, StoredFile, record_file, store_file
 from agent.errors import CaptureError
-from agent.pipeline import process_captured
+from agent.filenames import storable
+from agent.pipeline import ledger_unavailable, process_captured
 from agent.model import State
 from service.context import (actor, destination_names, load, now, open_ledger, open_vault, today,
                              validation_settings)
@@ -63,8 +64,21 @@ def command(ctx: click.Context, paths: tuple[Path, ...], no_process: bool, quiet
         nonlocal new, known
         vault.commit_staged([stored.staged for _, stored in group if stored.staged])
         with ledger.transaction(memory_journals=True):
-            got = [(path, record_file(ledger, stored, source_kind="ingest", source=str(path.parent), now=now(),
-                                      actor=who)) for path, stored in group]
+            got = []
+            for path, stored in group:
+                # A savepoint a file: one file's rows that cannot be written
+                # are a FAIL line of their own, never the group's end. The
+                # folder (`source`) is spelled by record_file (GBK folders
+                # as Chinese, other bytes as \\xNN).
+                try:
+                    with ledger.transaction():
+                        got.append((path, record_file(ledger, stored, source_kind="ingest",
+                                                      source=str(path.parent), now=now(), actor=who)))
+                except Exception as e:
+                    if ledger_unavailable(e):
+                        raise   # the ledger's disk or lock: no file's fault, the run stops
+                    failures.append(storable(f"{path}: could not be recorded: {type(e).__name__}: {e}"))
+                    echo(f"FAIL {failures[-1]} (its bytes are in the vault; run ingest again)", err=True)
             states = {doc_id: ledger.get(doc_id).state for doc_id in {g.document_id for _, g in got}}
         group.clear()
         for path, g in got:

@@ -8,7 +8,7 @@ import json
 import click
 
 from agent.errors import NotFoundInLedger
-from agent.filenames import storable
+from agent.filenames import readable_path, readable_spelled, storable
 from agent.ledger.rejections import where_held
 from service.context import echo_json, fail, load, open_ledger
 from service.display import arrival_lines, local_time, problem_lines
@@ -87,17 +87,23 @@ def _print_detail(d: dict) -> None:
         echo(line)
     echo("  arrivals:")
     for s in d["sources"]:
-        echo(f"    {local_time(s['at'])}  {s['source_kind']}  {s['original_path'] or s['original_name']}")
+        # The path as people read it (a GBK folder as its Chinese), and when
+        # that differs, the exact spelling the ledger matches on too: a GBK
+        # name and the same name in UTF-8 must not look alike.
+        where = s["original_path"] or s["original_name"]
+        if s["original_path"] and (readable := readable_spelled(where)) != where:
+            where = f"{readable}  (exactly {where})"
+        echo(f"    {local_time(s['at'])}  {s['source_kind']}  {where}")
         for line in arrival_lines(s.get("details")):
             echo(f"      {line}")
     if d.get("source_steps"):
         echo("  source file, moved or deleted once read (the watch's `after`):")
         for a in d["source_steps"]:
             if a["state"] == "waiting":
-                echo(f"    waiting since {local_time(a['created_at'])}: {storable(a['path'])}"
+                echo(f"    waiting since {local_time(a['created_at'])}: {readable_path(a['path'])}"
                      " (until every document it brought is read and the file is quiet)")
             else:
-                echo(f"    {a['state']} {local_time(a['updated_at'])}: {storable(a['path'])}"
+                echo(f"    {a['state']} {local_time(a['updated_at'])}: {readable_path(a['path'])}"
                      + (f": {a['outcome']}" if a["outcome"] else ""))
     if d["deliveries"]:
         echo("  deliveries:")
