@@ -22,6 +22,10 @@ from agent.vault import Staged, Vault
 from service import source_steps
 
 log = logging.getLogger("fapiao.intake")
+# A file whose rows could not be written is held (FolderWatcher.hold) and
+# tried again after this, twice as long each time: named in status with
+# why meanwhile, and the intake-stuck alert once it is held long.
+UNRECORDED_RETRY_S = 30.0
 
 
 @dataclass
@@ -119,9 +123,16 @@ class GroupedIntake:
             self._unwritten(result, e, grp, acts, finish)
 
     def _unwritten(self, result: IntakeResult, e: Exception, grp: _Group, acts: int, finish: int) -> None:
+        # Never only a log line (rate-limited, and the file would be taken,
+        # fail and be forgotten again at every rescan): the result says to
+        # hold it, so it stays pending, is named in status with this
+        # reason, and raises the intake-stuck alert if it stays so.
         del grp.acts[acts:]
         del grp.finish[finish:]
         result.documents, result.error = [], storable(f"{type(e).__name__}: {e}")
+        result.hold_s, result.hold_backoff = UNRECORDED_RETRY_S, True
+        result.hold_why = (f"could not be recorded in the ledger ({result.error}); left where it is, its bytes "
+                           "kept in the vault; tried again")
         log.error("could not record a file; it stays where it is", exc_info=e,
                   extra={"error": result.error})
 

@@ -21,6 +21,7 @@ from agent.vault import Vault
 from service import pace
 from service.context import now, today
 from service.intake import Intake
+from service.intake_group import UNRECORDED_RETRY_S, IntakeResult
 from service.reading import Reading
 from service.watch import FolderWatcher
 
@@ -103,9 +104,14 @@ class IntakeStep:
                             result = self.intake.take(path, watch, now=now(), today=today())
                     except sqlite3.Error:
                         raise  # the ledger's disk: the group is undone, the main loop backs off; files stay pending
-                    except Exception:
+                    except Exception as e:
                         log.exception("unexpected error taking a file; it stays where it is",
-                                      extra={"path": str(path)})
+                                      extra={"path": storable(str(path))})
+                        # Held, named in status with why (never taken and
+                        # forgotten at every rescan with only a log line).
+                        result = IntakeResult([], hold_s=UNRECORDED_RETRY_S, hold_backoff=True,
+                                              hold_why=storable(f"could not be taken ({type(e).__name__}: {e}); "
+                                                                "left where it is; tried again"))
                     if result is not None and result.retry:
                         self._pause(result.error or "the vault cannot take files")
                         paused = True
@@ -115,7 +121,7 @@ class IntakeStep:
                         # Not done: looked at again later.
                         self.watcher.hold(path, result.hold_s, why=result.hold_why, backoff=result.hold_backoff)
                         continue
-                    taken.append(path)
+                    taken.append((path, result))
                     if len(taken) >= GROUP_MAX or time.monotonic() >= end:
                         break
         except CaptureError as e:
@@ -129,7 +135,15 @@ class IntakeStep:
             return [], first, True
         if taken and self.paused and not paused:
             self._resume()  # only now: the group's files are in the vault and the ledger
-        return taken, at, paused
+        done = []
+        for path, result in taken:
+            if result is not None and result.hold_s:
+                # Its rows could not be written at the group's COMMIT
+                # (`GroupedIntake._write`): held like a file taken too early.
+                self.watcher.hold(path, result.hold_s, why=result.hold_why, backoff=result.hold_backoff)
+            else:
+                done.append(path)
+        return done, at, paused
 
     def _pause(self, reason: str) -> None:
         if self.paused is None:
