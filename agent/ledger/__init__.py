@@ -211,11 +211,15 @@ class Ledger(DocumentsMixin, DeliveriesMixin, DeliveryOperatorsMixin, Rejections
         """The identity (dev, ino, real, pinned_at) recorded for the watched
         folder `path`, or None when it was never watched."""
         row = self.conn.execute("SELECT dev, ino, real, pinned_at FROM watched_roots WHERE path = ?",
-                                (path,)).fetchone()
+                                (storable_value(path),)).fetchone()
         return dict(row) if row else None
 
     def pin_root(self, path: str, *, dev: int, ino: int, real: str, now: str) -> None:
-        """Record which folder the watched `path` leads to; durable on return."""
+        """Record which folder the watched `path` leads to; durable on return.
+        A path (or the folder it leads to) holding bytes that are no UTF-8 (a
+        config in a GBK-named folder) is kept \\xNN, as `root_pin` and
+        `unpin_root` look it up: never refused by SQLite at start-up."""
+        path, real = storable_value(path), storable_value(real)
         with self.transaction() as c:
             c.execute("INSERT INTO watched_roots (path, dev, ino, real, pinned_at) VALUES (?, ?, ?, ?, ?) "
                       "ON CONFLICT(path) DO UPDATE SET dev=excluded.dev, ino=excluded.ino, "
@@ -225,7 +229,7 @@ class Ledger(DocumentsMixin, DeliveriesMixin, DeliveryOperatorsMixin, Rejections
         """Forget the watched folder `path`'s identity (the next start or
         reload pins what it leads to then); False when none was recorded."""
         with self.transaction() as c:
-            return c.execute("DELETE FROM watched_roots WHERE path = ?", (path,)).rowcount > 0
+            return c.execute("DELETE FROM watched_roots WHERE path = ?", (storable_value(path),)).rowcount > 0
 
     def heartbeat(self) -> dict | None:
         """The last heartbeat (pid, at, activity, details), or None."""

@@ -184,3 +184,22 @@ def test_a_file_whose_rows_cannot_be_written_is_held_and_named_in_status(tmp_pat
     finally:
         d.stop()
     assert_ledger_sound(d.config)
+
+
+def test_an_agent_whose_own_folder_is_not_utf8_starts_and_takes_files(tmp_path, samples_dir):
+    # The config (and so the state folder and the watched folders, relative
+    # to it) in a GBK-named folder: the watched roots' pins are written at
+    # start, and their path used to stop the daemon with a traceback there.
+    root = Path(os.fsdecode(os.fsencode(tmp_path) + b"/" + GBK))
+    d = DaemonUnderTest(root)
+    d.start()
+    try:
+        drop(os.fsencode(root / "scan"), b"a.xml", invoice(samples_dir, 43_000_001))
+        drop(os.fsencode(root / "scan") + b"/" + LATIN1, b"b.xml", invoice(samples_dir, 43_000_002))
+        d.wait_documents(2, settled=True)
+        assert labels(d) == {"a.xml": None, "b.xml": "M\\xe4rz"}
+        assert d.proc.poll() is None
+        assert not [line for line in d.lines if "could not record" in line or "Traceback" in line]
+    finally:
+        d.stop()
+    assert_ledger_sound(d.config)
