@@ -8,7 +8,7 @@ import json
 import click
 
 from agent.errors import NotFoundInLedger
-from agent.filenames import readable_path, readable_spelled, storable
+from agent.filenames import readable_path, readable_spelled
 from agent.ledger.rejections import where_held
 from service.context import echo_json, fail, load, open_ledger
 from service.display import arrival_lines, local_time, problem_lines
