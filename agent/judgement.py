@@ -74,7 +74,9 @@ def _judge(ledger: Ledger, doc_id: int, invoice: Invoice, *, settings: Validatio
         reason_prefix += f"in place of document {holder.id} ({holder.state}): "
         holder = None
     duplicate_of = holder.id if holder else None
-    problems = validate(invoice, settings, today=today, duplicate_of=duplicate_of)
+    # The copy it duplicates, to be agreed with (rule conflicting-copy).
+    original = Invoice.from_dict(ledger.get(holder.id).fields or {}) if holder else None
+    problems = validate(invoice, settings, today=today, duplicate_of=duplicate_of, original=original)
     stored = [p.to_dict() for p in problems]
     if duplicate_of is not None:
         step = Step(State.DUPLICATE, f"{reason_prefix}same invoice {key} as document {duplicate_of} ({holder.state})",

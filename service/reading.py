@@ -217,8 +217,9 @@ class Reading:
                           extra={"document": doc_id, "error": outcome.failed})
         for d in outcome.touched:
             state, number, codes = briefs.get(d, ("?", None, []))
-            log.info("processed", extra={"document": d, "state": state, "number": number or "",
-                                         "problems": ",".join(codes)})
+            # A second copy that reads otherwise is no mere duplicate: said louder.
+            log.log(logging.WARNING if "conflicting-copy" in codes else logging.INFO, "processed",
+                    extra={"document": d, "state": state, "number": number or "", "problems": ",".join(codes)})
 
     def drain(self, timeout: float) -> None:
         """Stop the pool within `timeout`, recording every result that comes

@@ -37,15 +37,17 @@ class Context:
     text: dict[str, str | None]
     money: dict[str, Decimal | None | str]
     date: dt.date | None
+    # The invoice of document `duplicate_of` (the copy this one duplicates), when known.
+    original: Invoice | None = None
 
     @classmethod
     def of(cls, inv: Invoice, settings: ValidationSettings, today: dt.date,
-           duplicate_of: int | None = None) -> "Context":
+           duplicate_of: int | None = None, original: Invoice | None = None) -> "Context":
         """The context for judging `inv`."""
         return cls(settings, today, duplicate_of,
                    text={name: _text(inv.get(name)) for name in FIELD_NAMES},
                    money={name: _money(inv, name) for name in MONEY_FIELDS},
-                   date=_date(inv))
+                   date=_date(inv), original=original)
 
 
 Check = Callable[[Invoice, Context], Iterator[Finding]]

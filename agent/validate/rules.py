@@ -228,6 +228,44 @@ def _duplicate(inv: Invoice, ctx: Context) -> Iterator[Finding]:
                       f"同一张发票（{inv.key}）已作为文档 {ctx.duplicate_of} 收到")
 
 
+# What makes an invoice the one it is, besides its key: a second copy
+# that reads otherwise on any of these (both sides read) is no copy. One of
+# the two is altered or misread, and which one is a person's call.
+_IDENTITY_FIELDS = (("date", "开票日期"), ("total", "价税合计"), ("amount", "金额"), ("tax", "税额"),
+                    ("seller_tax_id", "销售方纳税人识别号"), ("buyer_tax_id", "购买方纳税人识别号"),
+                    ("check_code", "校验码"))
+
+
+def _identity_value(inv: Invoice, name: str) -> Any:
+    value = inv.get(name)
+    if value is None or isinstance(value, bool):
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    if name in ("total", "amount", "tax"):
+        try:
+            number = Decimal(text.replace(",", ""))
+        except InvalidOperation:
+            return None
+        return number if number.is_finite() else None
+    return text.upper() if name.endswith("tax_id") else text
+
+
+def _conflicting_copy(inv: Invoice, ctx: Context) -> Iterator[Finding]:
+    original = ctx.original
+    if ctx.duplicate_of is None or original is None:
+        return
+    for name, label in _IDENTITY_FIELDS:
+        here, there = _identity_value(inv, name), _identity_value(original, name)
+        if here is not None and there is not None and here != there:
+            yield Finding(name, f"{name} reads {here} here but {there} on document {ctx.duplicate_of}, the copy "
+                                "of the same invoice number received first: one of them is altered or misread; "
+                                "compare the two",
+                          f"{label}为 {here}，而先收到的同号发票（文档 {ctx.duplicate_of}）为 {there}："
+                          "两份之一被改动或识别有误，请人工核对")
+
+
 def _region_unexpected(inv: Invoice, ctx: Context) -> Iterator[Finding]:
     expected = ctx.settings.expected_region
     if not expected:
@@ -264,6 +302,8 @@ RULES: dict[str, Rule] = dict([
     _rule("qr-crc", "warning", "the QR's CRC matches its fields (reported by extraction)", None),
     _rule("buyer-not-company", "error", "the buyer is in company.tax_ids / company.names (off while both are empty)", _buyer_not_company),
     _rule("duplicate", "error", "no earlier document holds the same invoice (kind + 代码 + 号码)", _duplicate),
+    _rule("conflicting-copy", "error", "a duplicate agrees with the copy it duplicates on date, amounts, "
+          "tax ids and 校验码 (both read)", _conflicting_copy),
     _rule("region-unexpected", "warning", "issued in validation.expected_region (off while unset)", _region_unexpected),
     # Scans read by OCR (reported by extraction). "ocr-disagrees" = "error"
     # quarantines a scan whose print differs from its QR (an altered copy).

@@ -12,18 +12,19 @@ from agent.validate.settings import ValidationSettings
 
 
 def validate(invoice: Invoice, settings: ValidationSettings, *, today: dt.date,
-             duplicate_of: int | None = None) -> list[Problem]:
+             duplicate_of: int | None = None, original: Invoice | None = None) -> list[Problem]:
     """Every problem with `invoice`, severities after `settings.rules`.
 
     Pure: reads no clock (`today` is given) and no ledger (`duplicate_of`
-    is the id of an earlier document with the same invoice key, if any).
+    is the id of an earlier document with the same invoice key, if any;
+    `original` that document's invoice, which a copy must agree with).
     Problems already on the invoice are kept, except those of rules run
     here (recomputed, so an amended invoice loses its stale problems) and
     those of rules switched off; the result has no duplicates. Not-invoices
     get no rules. Raises nothing on any field values.
     """
     overrides = settings.rules
-    ctx = Context.of(invoice, settings, today, duplicate_of)
+    ctx = Context.of(invoice, settings, today, duplicate_of, original)
     out: list[Problem] = []
     seen: set[tuple[str, str | None, str]] = set()
 

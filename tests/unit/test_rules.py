@@ -142,6 +142,10 @@ CASES = {
                           (ValidationSettings(company_names=("江苏京利华新材料有限公司",)),
                            make(buyer_name="江苏京利华新材料 有限公司"), make(buyer_name="江苏京利华有限公司"))],
     "duplicate": [(None, make(), make())],
+    "conflicting-copy": [(None, make(), make(seller_tax_id="91420100MA7HTDC99N")),
+                         (None, make(), make(total=D("9540.00"))),
+                         (None, make(), make(date=dt.date(2025, 7, 24))),
+                         (None, make(), make(check_code="16197833567414507416"))],
     "region-unexpected": [(ValidationSettings(expected_region="33"), make(), make(code="042002200411")),
                           (ValidationSettings(expected_region="北京"), make(SHUDIAN, number="25117000002856140513"),
                            make(SHUDIAN))],
@@ -162,11 +166,32 @@ def test_every_rule_with_a_check_has_cases():
 def test_rule_passes_and_fails(code, case):
     s, good, bad = CASES[code][case]
     dup = {"duplicate_of": 7} if code == "duplicate" else {}
+    if code == "conflicting-copy":
+        dup = {"duplicate_of": 7, "original": make()}   # bad differs from the copy received first
     assert codes(good, s) == set(), "the passing invoice must pass every rule"
     problems = [p for p in validate(bad, s or ValidationSettings(), today=TODAY, **dup) if p.code == code]
     assert problems, f"{code} not raised"
     p = problems[0]
     assert p.severity == RULES[code].severity and p.message and p.message_zh
+
+
+def test_a_copy_that_reads_the_same_is_no_conflict():
+    # Written otherwise but the same: case, thousands separators, trailing
+    # zeros; a field one copy did not read is no disagreement either.
+    first = make()
+    again = make(seller_tax_id="92330781ma2edmfu50", total="526.0", check_code=None)
+    found = {p.code for p in validate(again, ValidationSettings(), today=TODAY, duplicate_of=7, original=first)}
+    assert "duplicate" in found and "conflicting-copy" not in found
+    # Without the first copy's reading there is nothing to compare.
+    assert "conflicting-copy" not in {p.code for p in validate(make(total=D("1.00")), ValidationSettings(),
+                                                                 today=TODAY, duplicate_of=7)}
+
+
+def test_a_conflicting_copy_names_both_readings_and_the_first_document():
+    [p] = [p for p in validate(make(seller_tax_id="91420100MA7HTDC99N"), ValidationSettings(), today=TODAY,
+                               duplicate_of=42, original=make()) if p.code == "conflicting-copy"]
+    assert p.severity == "error" and p.field == "seller_tax_id"
+    assert "91420100MA7HTDC99N" in p.message and "92330781MA2EDMFU50" in p.message and "42" in p.message
 
 
 def test_duplicate_names_the_first_document():
