@@ -273,8 +273,7 @@ def accept(ledger: Ledger, doc_id: int, *, reason: str, destinations: Sequence[s
                           details={"reason": reason, "overridden": overridden,
                                    **({"application": application} if application else {})})
         if destinations:
-            ledger.queue_deliveries(doc_id, destinations, now=now, actor=actor)
-            return State.QUEUED
+            return ledger.queue_deliveries(doc_id, destinations, now=now, actor=actor)
         return State.VALID
 
 

@@ -92,9 +92,8 @@ def _judge(ledger: Ledger, doc_id: int, invoice: Invoice, *, settings: Validatio
         step = Step(State.VALID, f"{reason_prefix}valid" + (f" ({len(stored)} warnings)" if stored else ""),
                     columns={"problems": stored})
         if destinations:
-            ledger.queue_deliveries(doc_id, destinations, now=now, actor=actor, before=[*before, step],
-                                    expect=expect)
-            return State.QUEUED
+            return ledger.queue_deliveries(doc_id, destinations, now=now, actor=actor, before=[*before, step],
+                                           expect=expect)
     ledger.advance(doc_id, [*before, step], now=now, actor=actor, expect=expect)
     return step.to
 

@@ -40,8 +40,13 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     ),
     # -> DUPLICATE from queued/delivering/failed: another site of the fleet
     # claimed the invoice key first (agent/fleet/claims.py), checked right before a put.
+    # -> DELIVERED/CONFIRMED/FAILED/MISSING from queued without a send: the
+    # document follows its delivery rows (`summary_state`), and when it is
+    # queued again every destination may hold it already (an amend keeping
+    # its key), or the rows left after an operator let a removed
+    # destination's rows go say where it is.
     State.QUEUED: frozenset({State.DELIVERING, State.QUARANTINED, State.REJECTED, State.EXTRACTED,
-                             State.DUPLICATE}),
+                             State.DUPLICATE, State.DELIVERED, State.CONFIRMED, State.FAILED, State.MISSING}),
     State.DELIVERING: frozenset(
         {State.DELIVERED, State.QUEUED, State.FAILED, State.QUARANTINED, State.DELIVERING, State.DUPLICATE}
     ),

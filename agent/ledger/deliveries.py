@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 
 ROW_STATES = ("queued", "delivering", "delivered", "confirmed", "missing", "failed", "quarantined",
               "superseded")
+# Rows a new queueing leaves as they are: the destination holds the invoice
+# (under `delivered_key`). Any other row of a destination queued for starts
+# afresh.
+_HELD_ROWS = ("delivered", "confirmed", "superseded")
 # Only documents in these states have their rows worked on; in any other
 # state (quarantined, rejected, back to extracted for 补录) a person holds them.
 ACTIVE_DOCUMENT_STATES = (State.QUEUED.value, State.DELIVERING.value, State.FAILED.value,
@@ -74,17 +78,25 @@ class DeliveriesMixin(DeliveryReportsMixin, ReconcileRowsMixin):
     """Part of `Ledger`: delivery rows, attempts and leases."""
 
     def queue_deliveries(self, doc_id: int, destinations: Sequence[str], *, now: str, actor: str,
-                         before: Sequence[Step] = (), expect: State | None = None) -> None:
-        """Move a `valid` document to `queued` and create one delivery row per
-        destination, in one transaction. Rows already delivered, confirmed or
-        superseded (held under an old key: only `requeue --destination` sends
-        those again) are left as they are; any other row starts afresh
-        (attempts 0, due now). `before`: the moves that lead the document
-        to `valid`, not written yet (written with this one, `advance`), from
-        the state `expect` when given."""
+                         before: Sequence[Step] = (), expect: State | None = None) -> State:
+        """Queue a `valid` document: one delivery row per destination, and
+        the document moved to what its rows then add up to, in one
+        transaction. Returns that state.
+
+        Rows already delivered, confirmed or superseded (held under an old
+        key: only `requeue --destination` sends those again) are left as
+        they are; any other row of `destinations` starts afresh (attempts 0,
+        due now). The document goes to `queued` ("queued for" the rows that
+        start afresh) and, when its rows add up to something else, on to
+        that (`summary_state`, as the delivery loop summarises): delivered
+        or confirmed when every destination holds it already (nothing is
+        sent), or what a row of a destination not among `destinations` (one
+        removed from the config) says; quarantined by such a row carries its
+        refusal as a problem. So its state always agrees with its rows.
+        `before`: the moves that lead the document to `valid`, not written
+        yet (written with these, `advance`), from the state `expect` when
+        given."""
         with self.transaction() as c:
-            self.advance(doc_id, [*before, Step(State.QUEUED, "queued for " + ", ".join(destinations))],
-                         now=now, actor=actor, expect=expect)
             for name in destinations:
                 c.execute("INSERT INTO deliveries (document_id, destination, state, next_attempt_at, "
                           "queued_at, updated_at) VALUES (?, ?, 'queued', ?, ?, ?) "
@@ -92,8 +104,38 @@ class DeliveriesMixin(DeliveryReportsMixin, ReconcileRowsMixin):
                           "attempts = 0, lease_until = NULL, lease_token = NULL, sla_warned_at = NULL, "
                           "queued_at = excluded.queued_at, "
                           "next_attempt_at = excluded.next_attempt_at, updated_at = excluded.updated_at "
-                          "WHERE deliveries.state NOT IN ('delivered', 'confirmed', 'superseded')",
-                          (doc_id, name, now, now, now))
+                          f"WHERE deliveries.state NOT IN ({','.join('?' * len(_HELD_ROWS))})",
+                          (doc_id, name, now, now, now, *_HELD_ROWS))
+            rows = c.execute("SELECT destination, state, delivered_key, last_error FROM deliveries "
+                             "WHERE document_id = ? ORDER BY id", (doc_id,)).fetchall()
+            target = summary_state(r["state"] for r in rows) or State.QUEUED
+            fresh = [r["destination"] for r in rows if r["state"] == "queued" and r["destination"] in destinations]
+            others = ", ".join(f"{r['destination']} {r['state']}"
+                               + (f" under {r['delivered_key']}" if r["delivered_key"] else "")
+                               for r in rows if r["destination"] not in fresh)
+            steps = [*before, Step(State.QUEUED, "queued for " + ", ".join(fresh) if fresh
+                                   else f"queued: nothing to send ({others})")]
+            if target != State.QUEUED:
+                columns = None
+                if target == State.QUARANTINED:
+                    columns = {"problems": self._refusals_kept(doc_id, before, rows)}
+                steps.append(Step(target, f"its deliveries add up to {target.value}: {others}", columns=columns))
+            self.advance(doc_id, steps, now=now, actor=actor, expect=expect)
+            return target
+
+    def _refusals_kept(self, doc_id: int, before: Sequence[Step], rows: Sequence) -> list[dict]:
+        # The problems the moves before set (else the document's), and for
+        # each quarantined row the refusal it stands for: the loop's
+        # `delivery-rejected` (agent/deliver/loop.py), so `quarantine` says why.
+        problems = next((s.columns["problems"] for s in reversed(before) if s.columns and "problems" in s.columns),
+                        None)
+        problems = list(self.get(doc_id).problems if problems is None else problems)
+        for r in rows:
+            if r["state"] == "quarantined":
+                problems.append({"code": "delivery-rejected", "severity": "error", "field": None,
+                                 "message": f"delivery refused by {r['destination']}: {r['last_error'] or '?'}",
+                                 "message_zh": f"目标 {r['destination']} 拒收此发票"})
+        return problems
 
     def deliveries_of(self, doc_id: int) -> list[dict]:
         """Each delivery row of a document with its attempts, oldest first."""
