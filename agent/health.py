@@ -217,7 +217,8 @@ def _delivery(delivery: dict, states: dict, limits: Thresholds) -> list[Reason]:
     for name, n in sorted((delivery.get("unknown_destinations") or {}).items()):
         rows = "1 delivery waits" if n == 1 else f"{n} deliveries wait"
         out.append(Reason(CRITICAL, f"{rows} for destination {name}, which the config no longer has "
-                                    "(renamed or removed?): put it back, or nothing delivers them"))
+                                    "(renamed or removed?): put it back, or nothing delivers them; removed on "
+                                    f"purpose: fapiao-agent drop-destination {name} --reason TEXT"))
     for dest in delivery.get("destinations") or []:
         if dest.get("overdue_leases"):
             rows = "1 delivery" if dest["overdue_leases"] == 1 else f"{dest['overdue_leases']} deliveries"

@@ -55,6 +55,7 @@ COMMANDS: dict[str, str] = {
     "retry": "deliver:command",
     "requeue": "deliver:requeue_command",
     "reconcile": "deliver:reconcile_command",
+    "drop-destination": "drop:command",
     "extract": "extract:command",
     "fleet": "fleet:command",
     "ingest": "ingest:command",

@@ -23,10 +23,10 @@ if TYPE_CHECKING:
     from agent.model import Problem
 
 ROW_STATES = ("queued", "delivering", "delivered", "confirmed", "missing", "failed", "quarantined",
-              "superseded")
+              "superseded", "dropped")
 # Rows a new queueing leaves as they are: the destination holds the invoice
 # (under `delivered_key`). Any other row of a destination queued for starts
-# afresh.
+# afresh, a `dropped` one too (its destination is configured again).
 _HELD_ROWS = ("delivered", "confirmed", "superseded")
 # Only documents in these states have their rows worked on; in any other
 # state (quarantined, rejected, back to extracted for 补录) a person holds them.
@@ -58,9 +58,12 @@ def summary_state(row_states: Iterable[str]) -> State | None:
     The most urgent row wins: quarantined, failed, delivering, queued,
     missing; then delivered unless every row is confirmed. A `superseded`
     row (held under the invoice's old key) asks nothing more of the machine:
-    it counts only when it is all there is, as delivered.
+    it counts only when it is all there is, as delivered. A `dropped` row
+    (an operator let a removed destination's row go) does not count at all:
+    rows all dropped are no rows.
     """
     states = set(row_states)
+    states.discard("dropped")
     if not states:
         return None
     if states == {"superseded"}:
@@ -97,15 +100,7 @@ class DeliveriesMixin(DeliveryReportsMixin, ReconcileRowsMixin):
         yet (written with these, `advance`), from the state `expect` when
         given."""
         with self.transaction() as c:
-            for name in destinations:
-                c.execute("INSERT INTO deliveries (document_id, destination, state, next_attempt_at, "
-                          "queued_at, updated_at) VALUES (?, ?, 'queued', ?, ?, ?) "
-                          "ON CONFLICT(document_id, destination) DO UPDATE SET state = 'queued', "
-                          "attempts = 0, lease_until = NULL, lease_token = NULL, sla_warned_at = NULL, "
-                          "queued_at = excluded.queued_at, "
-                          "next_attempt_at = excluded.next_attempt_at, updated_at = excluded.updated_at "
-                          f"WHERE deliveries.state NOT IN ({','.join('?' * len(_HELD_ROWS))})",
-                          (doc_id, name, now, now, now, *_HELD_ROWS))
+            self._queue_rows(doc_id, destinations, now=now)
             rows = c.execute("SELECT destination, state, delivered_key, last_error FROM deliveries "
                              "WHERE document_id = ? ORDER BY id", (doc_id,)).fetchall()
             target = summary_state(r["state"] for r in rows) or State.QUEUED
@@ -122,6 +117,19 @@ class DeliveriesMixin(DeliveryReportsMixin, ReconcileRowsMixin):
                 steps.append(Step(target, f"its deliveries add up to {target.value}: {others}", columns=columns))
             self.advance(doc_id, steps, now=now, actor=actor, expect=expect)
             return target
+
+    def _queue_rows(self, doc_id: int, destinations: Sequence[str], *, now: str) -> None:
+        # One row per destination, due now; one the destination holds is left as it is.
+        for name in destinations:
+            self.conn.execute(
+                "INSERT INTO deliveries (document_id, destination, state, next_attempt_at, "
+                "queued_at, updated_at) VALUES (?, ?, 'queued', ?, ?, ?) "
+                "ON CONFLICT(document_id, destination) DO UPDATE SET state = 'queued', "
+                "attempts = 0, lease_until = NULL, lease_token = NULL, sla_warned_at = NULL, "
+                "queued_at = excluded.queued_at, "
+                "next_attempt_at = excluded.next_attempt_at, updated_at = excluded.updated_at "
+                f"WHERE deliveries.state NOT IN ({','.join('?' * len(_HELD_ROWS))})",
+                (doc_id, name, now, now, now, *_HELD_ROWS))
 
     def _refusals_kept(self, doc_id: int, before: Sequence[Step], rows: Sequence) -> list[dict]:
         # The problems the moves before set (else the document's), and for
@@ -326,15 +334,22 @@ class DeliveriesMixin(DeliveryReportsMixin, ReconcileRowsMixin):
                           "VALUES (?, ?, ?, ?, ?)", (delivery_id, now, outcome, error, next_attempt_at))
 
     def _summarise(self, doc_id: int, *, now: str, actor: str, reason: str,
-                   problem: Problem | None = None, details: dict | None = None) -> None:
+                   problem: Problem | None = None, details: dict | None = None, via_queued: bool = False) -> None:
         # Called inside a transaction. A document an operator holds, or one
         # whose summary the machine does not allow from here, keeps its state
         # and gets a note instead, so a delivery is never lost to a refusal.
+        # `via_queued`: rows let go by an operator; the document is queued
+        # again and follows the rows left, when the machine allows no direct move.
         doc = self.get(doc_id)
         target = summary_state(r[0] for r in self.conn.execute(
             "SELECT state FROM deliveries WHERE document_id = ?", (doc_id,)))
         current = State(doc.state)
         if target is None or current == target:
+            return
+        if (via_queued and current in _DELIVERY_DOC_STATES and target not in TRANSITIONS[current]
+                and State.QUEUED in TRANSITIONS[current] and target in TRANSITIONS[State.QUEUED]):
+            self.advance(doc_id, [Step(State.QUEUED, reason, details),
+                                  Step(target, f"its deliveries add up to {target.value}")], now=now, actor=actor)
             return
         if current not in _DELIVERY_DOC_STATES or target not in TRANSITIONS[current]:
             self._event(doc_id, now=now, actor=actor, from_state=None, to_state=None,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 # Attempt outcomes that are a failed try at a destination (the row is
 # retried, failed for good, or quarantined); `delivered`/`found` are
-# successes, `requeued`/`superseded`/`absent` are operator or reconcile notes.
+# successes, `requeued`/`superseded`/`dropped`/`absent` are operator or reconcile notes.
 FAILED_OUTCOMES = frozenset({"transient", "permanent", "conflict", "misconfigured"})
 
 

@@ -39,6 +39,14 @@ def _names(cfg, destination: str | None) -> list[str]:
     return [destination] if destination else names
 
 
+def _gone_notes(rows, from_states, names: list[str]) -> list[str]:
+    """One line per row in `from_states` whose destination the config no
+    longer has: left as it is (no loop would send it), and how to let it go."""
+    return [f"note: left {d['destination']} ({d['state']}): {d['destination']} is no longer in the config; "
+            f"put it back, or let its deliveries go: fapiao-agent drop-destination {d['destination']} "
+            "--reason TEXT" for d in rows if d["destination"] not in names and d["state"] in from_states]
+
+
 def _document(ledger: Ledger, ref: str):
     from agent.amend import resolve   # here: `status` imports this module for its delivery report
 
@@ -68,27 +76,38 @@ def command(ctx: click.Context, ref: str | None, all_failed: bool, destination: 
     REF is a document id, SHA-256 prefix or invoice number (#ID: the id
     alone). A delivery still
     waiting for its next attempt is also made due now.
+
+    Only deliveries to destinations in the config are brought back: one to
+    a destination removed (or renamed) since is left, with a note saying so;
+    `drop-destination NAME` lets such deliveries go.
     """
     if bool(ref) == all_failed:
         fail("give a document (id, hash prefix or invoice number) or --all-failed, not both", code=2)
     cfg = load(ctx)
+    names = [d["name"] for d in cfg.destinations]
     _names(cfg, destination)
     who, at = actor(), now()
     with open_ledger(cfg) as ledger:
         if ref:
             doc = _document(ledger, ref)
             done = ledger.requeue_deliveries(doc.id, from_states=("failed", "queued"), destination=destination,
-                                             now=at, actor=who, reason="retry requested by an operator")
+                                             now=at, actor=who, reason="retry requested by an operator",
+                                             configured=names)
+            if destination is None:
+                for line in _gone_notes(ledger.deliveries_of(doc.id), ("failed", "queued"), names):
+                    echo(line, err=True)
             if not done:
                 fail(f"document {doc.id} ({doc.state}) has no failed or waiting delivery"
-                     + (f" to {destination}" if destination else "") + "; use `requeue` to deliver it again")
+                     + (f" to {destination}" if destination else " to a configured destination")
+                     + "; use `requeue` to deliver it again")
             echo(f"document {doc.id}: queued again for {', '.join(done)}")
             return
-        ids = ledger.documents_with_rows("failed", destination=destination)
-        n = 0
-        for doc_id in ids:
-            n += bool(ledger.requeue_deliveries(doc_id, from_states=("failed",), destination=destination,
-                                                now=at, actor=who, reason="retry --all-failed"))
+        n, left = ledger.retry_failed(configured=names, destination=destination, now=at, actor=who,
+                                      reason="retry --all-failed")
+        for name, rows in left.items():
+            echo(f"note: left {rows} failed deliver{'y' if rows == 1 else 'ies'} to {name}: {name} is no longer in "
+                 f"the config; put it back, or let them go: fapiao-agent drop-destination {name} --reason TEXT",
+                 err=True)
         echo(f"{n} documents queued again" + (f" for {destination}" if destination else ""))
 
 
@@ -106,9 +125,15 @@ def requeue_command(ctx: click.Context, ref: str, destination: str | None) -> No
 
     A delivery `superseded` by an amend (the destination holds the invoice
     under its old key) is sent again only with --destination naming it: the
-    destination then holds it under both keys until the old copy is removed there."""
+    destination then holds it under both keys until the old copy is removed there.
+
+    Only deliveries to destinations in the config are queued: one to a
+    destination removed (or renamed) since is left, with a note saying so;
+    `drop-destination NAME` lets such deliveries go."""
     cfg = load(ctx)
+    names = [d["name"] for d in cfg.destinations]
     _names(cfg, destination)
+    from_states = ("delivered", "missing", "failed", "queued", "superseded")
     with open_ledger(cfg) as ledger:
         doc = _document(ledger, ref)
         rows = {d["destination"]: d for d in ledger.deliveries_of(doc.id)}
@@ -118,13 +143,15 @@ def requeue_command(ctx: click.Context, ref: str, destination: str | None) -> No
                 echo(f"note: {d['destination']} holds document {doc.id} under its old invoice key "
                            f"{d['delivered_key']} (superseded by an amend); only `requeue {doc.id} --destination "
                            f"{d['destination']}` sends it there again", err=True)
-        if doc.state == "confirmed" and not (named and named["state"] == "superseded"):
+        if doc.state == "confirmed" and not (named and named["state"] in ("superseded", "dropped")):
             fail(f"document {doc.id} is confirmed at every destination it is due at; "
                  "run `reconcile` to check it again")
-        done = ledger.requeue_deliveries(doc.id, from_states=("delivered", "missing", "failed", "queued",
-                                                              "superseded"),
-                                         destination=destination, now=now(), actor=actor(),
-                                         reason="requeued by an operator")
+        done = ledger.requeue_deliveries(doc.id, from_states=from_states + ("dropped",), destination=destination,
+                                         now=now(), actor=actor(), reason="requeued by an operator",
+                                         configured=names)
+        if destination is None:
+            for line in _gone_notes(rows.values(), from_states, names):
+                echo(line, err=True)
         if not done:
             fail(f"document {doc.id} ({doc.state}) has nothing to requeue"
                  + (f" for {destination}" if destination else ""))
