@@ -159,6 +159,9 @@ def amend(ledger: Ledger, doc_id: int, values: dict[str, str], *, reason: str | 
     become `superseded` (never repeated under the new key without an
     explicit `requeue --destination`; `superseded_by_amend` lists them),
     and every duplicate of the old key is judged again (`settle_key`).
+    When it does not, a destination holding the invoice keeps the values
+    it got (a put again changes nothing there): an event names it
+    (`note_values_held`; `values_held_by_amend` reads it back).
     `application` (a 补录 number) goes into the event; a document that a
     pending application holds is refused (IllegalTransition).
     """
@@ -198,6 +201,10 @@ def amend(ledger: Ledger, doc_id: int, values: dict[str, str], *, reason: str | 
         if invoice.key != doc.invoice_key:
             ledger.supersede_deliveries(doc_id, old_key=doc.invoice_key, new_key=invoice.key, now=now,
                                         actor=actor)
+        # A destination holding the invoice under its (unchanged) key keeps
+        # the values it got: the event says so, so no later "delivered" hides it.
+        ledger.note_values_held(doc_id, key=invoice.key, values=invoice.to_dict(), changes=changes, now=now,
+                                actor=actor, application=application)
         state = judge(ledger, doc_id, invoice, settings=settings, destinations=destinations,
                       today=today, now=now, actor=actor, reason_prefix="after amend: ")
         if doc.invoice_key and doc.invoice_key != invoice.key:
@@ -238,6 +245,19 @@ def superseded_by_amend(ledger: Ledger, doc_id: int) -> list[dict]:
     (`superseded`): [{destination, key}], for the warning an amend prints."""
     return [{"destination": d["destination"], "key": d["delivered_key"]}
             for d in ledger.deliveries_of(doc_id) if d["state"] == "superseded"]
+
+
+def values_held_by_amend(events: Sequence) -> list[dict]:
+    """From a document's `events`: each event of an amend that changed
+    fields of an invoice a destination held under the same key, as
+    {destinations, key, fields}, for the warning an amend prints."""
+    out = []
+    for e in events:
+        held = (e.details or {}).get("values_held")
+        if isinstance(held, list) and held:
+            out.append({"destinations": [r["destination"] for r in held], "key": held[0]["key"],
+                        "fields": (e.details or {}).get("fields") or []})
+    return out
 
 
 def accept(ledger: Ledger, doc_id: int, *, reason: str, destinations: Sequence[str],

@@ -193,8 +193,9 @@ def record(ledger: Ledger, c: Claim, outcome: Outcome, policy: DeliveryPolicy, *
     base = dict(delivery_id=c.delivery_id, document_id=c.document_id, destination=c.destination,
                 outcome=outcome.kind, error=outcome.error)
     if outcome.kind in ("delivered", "found"):
+        # The fields sent: the ledger keeps the digest of the values the destination holds.
         ok = ledger.finish_delivery(c.delivery_id, c.token, state="delivered", now=at, actor=actor,
-                                    outcome=outcome.kind, receipt=outcome.receipt.to_dict())
+                                    outcome=outcome.kind, receipt=outcome.receipt.to_dict(), sent_fields=c.fields)
         return Result(**base, row_state="delivered", recorded=ok)
     if outcome.kind == "conflict":
         holder = ledger.delivered_holder(c.destination, outcome.receipt.key if outcome.receipt else "",

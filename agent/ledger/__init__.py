@@ -30,6 +30,7 @@ from agent.ledger.documents import DocumentsMixin
 from agent.ledger.deliveries import DeliveriesMixin
 from agent.ledger.delivery_operators import DeliveryOperatorsMixin
 from agent.ledger.rejections import RejectionsMixin
+from agent.ledger.held_values import HeldValuesMixin
 from agent.ledger.backups import BackupsMixin
 from agent.ledger.backup_trust import BackupTrustMixin
 from agent.ledger.source_actions import SourceActionsMixin
@@ -50,7 +51,7 @@ BUSY_TIMEOUT_MS = 30_000
 CACHE_KIB = 8192  # per connection
 
 
-class Ledger(DocumentsMixin, DeliveriesMixin, DeliveryOperatorsMixin, RejectionsMixin, BackupsMixin,
+class Ledger(DocumentsMixin, DeliveriesMixin, DeliveryOperatorsMixin, RejectionsMixin, HeldValuesMixin, BackupsMixin,
              BackupTrustMixin, SourceActionsMixin, TrailMixin, ApplicationsMixin, ReportRowsMixin, NotificationsMixin,
              FleetMixin, SearchMixin):
     """One connection to the ledger file. Not shared between threads: open

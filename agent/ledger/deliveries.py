@@ -14,6 +14,7 @@ import json
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from agent.ledger.delivery_reports import DeliveryReportsMixin
+from agent.ledger.held_values import values_digest
 from agent.ledger.documents import Step
 from agent.ledger.reconcile_rows import ReconcileRowsMixin
 from agent.ledger.rows import parse_utc, utc
@@ -234,7 +235,8 @@ class DeliveriesMixin(DeliveryReportsMixin, ReconcileRowsMixin):
     def finish_delivery(self, delivery_id: int, token: str, *, state: str, now: str, actor: str,
                         outcome: str, error: str | None = None, next_attempt_at: str | None = None,
                         receipt: dict | None = None, problem: Problem | None = None,
-                        uncount_attempt: bool = False, wait_s: float = 0.0) -> bool:
+                        uncount_attempt: bool = False, wait_s: float = 0.0,
+                        sent_fields: dict | None = None) -> bool:
         """Record the end of one attempt on a row this worker still leases.
 
         Writes the row (`state`, last_error, next_attempt_at, receipt, and
@@ -244,16 +246,29 @@ class DeliveriesMixin(DeliveryReportsMixin, ReconcileRowsMixin):
         new summary state with its event (plus `problem` when the row is
         quarantined), all in one transaction. Returns False and changes
         nothing when the lease is no longer `token`'s (another worker took it).
+
+        Delivered with `sent_fields` (the fields the parcel carried): the
+        receipt keeps, as `held_values_sha256`, the digest of the values the
+        destination holds: those sent, unless the row was delivered under
+        this key before (a put of a key it holds changes nothing there,
+        docs/destination-api.md), when it keeps the earlier digest. When
+        that differs from the values sent (amended since), the attempts
+        line and an event on the document say the destination keeps the
+        earlier values: the row is delivered (the invoice is there, once),
+        never as if the new values were.
         """
         if state not in ROW_STATES or state == "delivering":
             raise ValueError(f"cannot finish a delivery as {state!r}")
         with self.transaction() as c:
-            row = c.execute("SELECT document_id, destination FROM deliveries "
+            row = c.execute("SELECT document_id, destination, delivered_key, receipt FROM deliveries "
                             "WHERE id = ? AND state = 'delivering' AND lease_token = ?",
                             (delivery_id, token)).fetchone()
             if row is None:
                 return False
             delivered = state == "delivered"
+            note = None
+            if delivered and receipt is not None and sent_fields is not None:
+                receipt, note = self._held_values(row, receipt, values_digest(sent_fields))
             c.execute("UPDATE deliveries SET state = ?, lease_until = NULL, lease_token = NULL, "
                       "next_attempt_at = ?, last_error = ?, "
                       "receipt = COALESCE(?, receipt), "
@@ -266,9 +281,12 @@ class DeliveriesMixin(DeliveryReportsMixin, ReconcileRowsMixin):
                        json.dumps(receipt, ensure_ascii=False, default=str) if receipt else None,
                        delivered, now, delivered, (receipt or {}).get("key"),
                        wait_s, 1 if uncount_attempt else 0, now, delivery_id))
-            self._attempt(delivery_id, now=now, outcome=outcome, error=error, next_attempt_at=next_attempt_at)
+            self._attempt(delivery_id, now=now, outcome=outcome, error=error or note, next_attempt_at=next_attempt_at)
             reason = f"{row['destination']}: {outcome}" + (f": {error}" if error else "")
             self._summarise(row["document_id"], now=now, actor=actor, reason=reason, problem=problem)
+            if note:
+                self._event(row["document_id"], now=now, actor=actor, from_state=None, to_state=None,
+                            reason=note, details={"destination": row["destination"], "values_held": "earlier"})
             return True
 
     def release_delivery(self, delivery_id: int, token: str, *, recovering: bool, now: str, actor: str) -> bool:

@@ -61,9 +61,12 @@ class ReconcileRowsMixin:
                 return None
             doc_id, name = row["document_id"], row["destination"]
             if found is not None:
-                c.execute("UPDATE deliveries SET state = 'confirmed', confirmed_at = ?, receipt = ?, "
-                          "updated_at = ? WHERE id = ?",
-                          (now, json.dumps(found, ensure_ascii=False, default=str), now, delivery_id))
+                # The digest of the values it holds (finish_delivery) outlives the lookup's receipt.
+                c.execute("UPDATE deliveries SET state = 'confirmed', confirmed_at = ?, receipt = "
+                          "CASE WHEN json_valid(receipt) AND json_type(receipt, '$.held_values_sha256') = 'text' "
+                          "THEN json_set(?, '$.held_values_sha256', json_extract(receipt, '$.held_values_sha256')) "
+                          "ELSE ? END, updated_at = ? WHERE id = ?",
+                          (now, *[json.dumps(found, ensure_ascii=False, default=str)] * 2, now, delivery_id))
                 self._attempt(delivery_id, now=now, outcome="found", error=None, next_attempt_at=None)
                 self._summarise(doc_id, now=now, actor=actor, reason=f"{name}: found by reconciliation",
                                 details={"receipt": found})

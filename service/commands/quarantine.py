@@ -120,6 +120,10 @@ def amend_command(ctx: click.Context, ref: str, assignments: tuple[str, ...], re
     duplicate. Changing the number of an invoice already delivered somewhere
     prints a warning: that delivery is marked superseded and not repeated
     under the new number unless you run `requeue ID --destination NAME`.
+    Changing other fields of an invoice already delivered somewhere prints a
+    warning too: that destination keeps the values it got (it holds one copy
+    per invoice number, and a delivery again does not change it): correct
+    them there by hand. `show ID` says so as well.
     """
     from agent import applications as apps
 
@@ -296,6 +300,12 @@ def act(ledger: Ledger, doc: Document, action: Callable[[apps.Operator], apps.Ou
                  f"under {after.invoice_key or 'its new key'}. To deliver it there again: "
                  f"fapiao-agent requeue {doc.id} --destination {row['destination']} "
                  f"(and remove the copy under {row['key']} there by hand)", err=True)
+    for held in lib.values_held_by_amend(ledger.events(doc.id)[seen:]):
+        where = ", ".join(held["destinations"])
+        echo(f"warning: document {doc.id} was already delivered to {where} under invoice key {held['key']}; "
+             f"{where} keep{'s' if len(held['destinations']) == 1 else ''} the values it got and sending it again "
+             f"under the same key does not change them: correct {', '.join(held['fields'])} in {where} by hand",
+             err=True)
     # Only our own moves (a daemon may act on the document meanwhile);
     # the intermediate `extracted` is how amend re-enters validation, not news.
     path = [doc.state] + [e.to_state for e in ledger.events(doc.id)[seen:]
