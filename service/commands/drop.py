@@ -65,8 +65,8 @@ def command(ctx: click.Context, name: str, reason: str, as_json: bool) -> None:
         elif r["left"]:
             echo(f"document {r['document_id']} ({r['state']}): left: {r['left']}")
         else:
-            echo(f"document {r['document_id']}: {name} ({', '.join(r['dropped'])}) let go; "
-                 + (f"{r['state_before']} -> {r['state']}" if r["state"] != r["state_before"] else f"stays {r['state']}")
+            moved = f"{r['state_before']} -> {r['state']}" if r["state"] != r["state_before"] else f"stays {r['state']}"
+            echo(f"document {r['document_id']}: {name} ({', '.join(r['dropped'])}) let go; {moved}"
                  + (f", queued for {', '.join(r['queued_for'])}" if r["queued_for"] else ""))
     left = sum(1 for r in results if r["left"])
     if not results:

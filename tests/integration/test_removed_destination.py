@@ -111,6 +111,12 @@ def test_drop_destination_lets_go_of_a_removed_destination(site, http_destinatio
     assert "drop-destination" not in site.cli("status", "--check").stdout
     assert_ledger_sound(site.config_path)
 
+    # b back in the config: naming it brings a dropped delivery back.
+    configure(site, ("a", http_destination.url), ("b", second.url))
+    back = site.cli("requeue", str(failed), "--destination", "b")
+    assert back.exit_code == 0 and back.stdout == f"document {failed}: queued again for b\n"
+    assert site.state(failed) == "queued" and site.rows(failed)["b"]["state"] == "queued"
+
 
 def test_a_renamed_destination_let_go_is_delivered_under_its_new_name(tmp_path, http_destination):
     site = Site(tmp_path, [{"name": "fin", "url": http_destination.url, "timeout_s": 5}])
