@@ -13,7 +13,6 @@ amend names the destinations holding earlier values (`note_values_held`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
@@ -31,6 +30,8 @@ _HOW_READ = frozenset({"sources", "problems", "conflicts", "replaced"})
 def values_digest(fields: dict) -> str:
     """SHA-256 of an invoice's values as a parcel carries them (its fields
     dict without how they were read): equal digests, equal values."""
+    import hashlib   # here: every command loads the ledger, the read ones need no hashing (issue 17)
+
     values = {k: v for k, v in fields.items() if k not in _HOW_READ}
     return hashlib.sha256(json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
                           .encode("utf-8")).hexdigest()
