@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image
 
-from agent.extract.pdf_shown import page_objects, shown_box, shown_share
+from agent.extract.pdf_shown import shown_box, shown_share, walk_page
 
 # Smallest image that can hold a version-1 QR code at one pixel per module.
 _MIN_QR_SIDE = 21
@@ -34,7 +34,7 @@ def image_candidates(page: Any, images: list | None = None) -> list[tuple[Any, i
     are at least a QR's size, including those inside forms (up to
     _MAX_FORM_DEPTH deep), ordered square first, then by area. An image the
     page shows less than _SHOWN_SHARE of (`shown_box`) is left out.
-    `images` is the page's `pdf_shown.page_objects(page)[0]` when the caller
+    `images` is the page's `pdf_shown.walk_page(page).images` when the caller
     has it. Never raises: broken objects are skipped."""
     import ctypes
 
@@ -45,7 +45,7 @@ def image_candidates(page: Any, images: list | None = None) -> list[tuple[Any, i
     w, h = ctypes.c_uint(), ctypes.c_uint()
     try:
         if images is None:
-            images = page_objects(page, _MAX_FORM_DEPTH)[0]
+            images = walk_page(page, _MAX_FORM_DEPTH).images
         shown = shown_box(page)
         # Raw calls: a page draws ~100 objects (paths, text), and only its
         # few images need a wrapper.

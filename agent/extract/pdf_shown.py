@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import ctypes
 import functools
+from dataclasses import dataclass, field
 from typing import Any
 
 from agent.errors import ExtractError
+from agent.extract.pdf_boxes import IDENTITY, Box, Clip, Matrix, concat, meet_clips, object_clip, plain
 
-Box = tuple[float, float, float, float]  # left, bottom, right, top: PDF points, y up
-Matrix = tuple[float, float, float, float, float, float]  # a, b, c, d, e, f as in PDF
-IDENTITY: Matrix = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
+__all__ = ["IDENTITY", "MAX_OBJECTS", "Box", "Drawing", "Matrix", "concat", "form_matrix", "page_objects",
+           "shown_box", "shown_share", "undrawn_text", "walk_page"]
 _NOT_DRAWN = frozenset((3, 7))  # text render modes that paint nothing: invisible, clip only
 # An invoice page draws ~100-300 objects. Forms nest without a depth limit
 # here (PDFium's text page reads text at any depth), so a form drawn many
@@ -47,6 +48,92 @@ def shown_box(page: Any) -> Box | None:
     return (left, bottom, right, top) if right > left and top > bottom else None
 
 
+@dataclass
+class Drawing:
+    """What one walk of a page's objects found, in the order they are
+    drawn (a form's objects where the form is drawn): `images` (address,
+    form depth, matrix placing it on the page) of the images in forms
+    fewer than `image_depth` deep; `texts` (draw order, address, matrix placing
+    its parent's space on the page, the clip its forms impose, render mode)
+    for the text objects that paint; `paints` (draw order, address, kind,
+    matrix, forms' clip) for paths (2), images (3) and shadings (4), what
+    can lie under or over text; `undrawn` the text objects whose render
+    mode paints nothing. The clip of the forms above an object is a
+    pdf_boxes.Clip, or None."""
+
+    images: list[tuple[int, int, Matrix]] = field(default_factory=list)
+    texts: list[tuple[int, int, Matrix, Clip | None, int]] = field(default_factory=list)
+    paints: list[tuple[int, int, int, Matrix, Clip | None]] = field(default_factory=list)
+    undrawn: list[int] = field(default_factory=list)
+
+
+def walk_page(page: Any, image_depth: int = 4) -> Drawing:
+    """One walk of the page's objects (a pypdfium2 PdfPage), forms included
+    at any depth (PDFium's text page reads text at any depth), in the order
+    they are drawn: see `Drawing`. Images in forms `image_depth` or more
+    deep are left out of `images` (not of `paints`). ~0.1 ms for ~200
+    objects: calls with plain addresses, no call per object beyond its
+    kind (and a text object's render mode).
+
+    Raises ExtractError "limit-exceeded" for a page of more than
+    MAX_OBJECTS objects."""
+    count, get, form_count, form_get, kind_of, mode_of = _plain_calls()
+    page_address = ctypes.cast(page.raw, ctypes.c_void_p).value
+    n = count(page_address)
+    budget = MAX_OBJECTS - max(n, 0)
+    if budget < 0:
+        raise ExtractError("limit-exceeded", f"a page draws more than {MAX_OBJECTS} objects")
+    drawing = Drawing()
+    images, texts, paints, undrawn = drawing.images, drawing.texts, drawing.paints, drawing.undrawn
+    order = 0
+    # Each frame: a parent (the page or a form), where to go on in it, and
+    # what places its objects on the page. A form is walked where it is
+    # drawn, its parent resumed after it: draw order, which says what lies
+    # over what.
+    stack = [(page_address, get, n, 0, 0, IDENTITY, None)]
+    while stack:
+        parent, get_at, size, start, depth, matrix, clip = stack.pop()
+        for i in range(start, size):
+            obj = get_at(parent, i)
+            if not obj:
+                continue
+            kind = kind_of(obj)
+            order += 1
+            if kind == 1:  # FPDF_PAGEOBJ_TEXT
+                mode = mode_of(obj)
+                if mode in _NOT_DRAWN:
+                    undrawn.append(obj)
+                else:
+                    texts.append((order, obj, matrix, clip, mode))
+            elif kind == 5:  # FPDF_PAGEOBJ_FORM
+                inner = form_count(obj)
+                budget -= max(inner, 0)
+                if budget < 0:
+                    raise ExtractError("limit-exceeded", f"a page draws more than {MAX_OBJECTS} objects")
+                stack.append((parent, get_at, size, i + 1, depth, matrix, clip))
+                # A form's objects are placed in its own space: its matrix
+                # maps them into its parent's. The clip it is drawn under
+                # (its parent's space) bounds everything in it.
+                stack.append((obj, form_get, inner, 0, depth + 1, concat(form_matrix(obj), matrix),
+                              meet_clips(clip, object_clip(obj, matrix))))
+                break
+            elif kind in (2, 3, 4):  # path, image, shading
+                paints.append((order, obj, kind, matrix, clip))
+                if kind == 3 and depth < image_depth:
+                    images.append((obj, depth, matrix))
+    return drawing
+
+
+def page_objects(page: Any, image_depth: int = 4) -> tuple[list[tuple[int, int, Matrix]], frozenset[int]]:
+    """The page's images (`Drawing.images`) and `undrawn_text`, from one
+    `walk_page`.
+
+    Raises ExtractError "limit-exceeded" for a page of more than
+    MAX_OBJECTS objects."""
+    drawing = walk_page(page, image_depth)
+    return drawing.images, frozenset(drawing.undrawn)
+
+
 def undrawn_text(page: Any) -> frozenset[int]:
     """Addresses of the page's text objects, inside forms too (at any
     depth, as PDFium's text page reads them), whose render mode paints
@@ -55,68 +142,17 @@ def undrawn_text(page: Any) -> frozenset[int]:
     return page_objects(page)[1]
 
 
-def page_objects(page: Any, image_depth: int = 4) -> tuple[list[tuple[int, int, Matrix]], frozenset[int]]:
-    """One walk of the page's objects (a pypdfium2 PdfPage), forms included:
-    its images as (address, form depth, matrix placing them on the page),
-    those in forms fewer than `image_depth` deep, and `undrawn_text`. One
-    walk for both (~0.1 ms for ~200 objects): the reader needs both of
-    every page, and almost every page has no undrawn text, so that no glyph
-    pays for a look-up.
-
-    Raises ExtractError "limit-exceeded" for a page of more than
-    MAX_OBJECTS objects."""
-    count, get, form_count, form_get, kind_of, mode_of = _plain_calls()
-    budget = MAX_OBJECTS
-    images: list[tuple[int, int, Matrix]] = []
-    undrawn = []
-    stack = [(ctypes.cast(page.raw, ctypes.c_void_p).value, get, count, 0, IDENTITY)]
-    while stack:
-        parent, get_at, size, depth, matrix = stack.pop()
-        n = size(parent)
-        budget -= max(n, 0)
-        if budget < 0:
-            raise ExtractError("limit-exceeded", f"a page draws more than {MAX_OBJECTS} objects")
-        for i in range(n):
-            obj = get_at(parent, i)
-            if not obj:
-                continue
-            kind = kind_of(obj)
-            if kind == 1:  # FPDF_PAGEOBJ_TEXT
-                if mode_of(obj) in _NOT_DRAWN:
-                    undrawn.append(obj)
-            elif kind == 3:  # FPDF_PAGEOBJ_IMAGE
-                if depth < image_depth:
-                    images.append((obj, depth, matrix))
-            elif kind == 5:  # FPDF_PAGEOBJ_FORM
-                # A form's objects are placed in its own space: its matrix
-                # maps them into its parent's.
-                stack.append((obj, form_get, form_count, depth + 1, concat(form_matrix(obj), matrix)))
-    return images, frozenset(undrawn)
-
-
 @functools.cache
 def _plain_calls() -> tuple:
-    """The page-object calls `undrawn_text` makes, taking plain addresses
+    """The page-object calls `walk_page` makes, taking plain addresses
     (pypdfium2's declared argument types cost much of a call in
     conversions, and a page has ~200 objects)."""
     import pypdfium2.raw as pdfium_c
-
-    def plain(func, restype, *argtypes):
-        return ctypes.CFUNCTYPE(restype, *argtypes)(ctypes.cast(func, ctypes.c_void_p).value)
 
     p, i = ctypes.c_void_p, ctypes.c_int
     return (plain(pdfium_c.FPDFPage_CountObjects, i, p), plain(pdfium_c.FPDFPage_GetObject, p, p, i),
             plain(pdfium_c.FPDFFormObj_CountObjects, i, p), plain(pdfium_c.FPDFFormObj_GetObject, p, p, i),
             plain(pdfium_c.FPDFPageObj_GetType, i, p), plain(pdfium_c.FPDFTextObj_GetTextRenderMode, i, p))
-
-
-def concat(inner: Matrix, outer: Matrix) -> Matrix:
-    """The matrix of `inner` then `outer` (a form's object placed by the
-    form's matrix into its parent)."""
-    a, b, c, d, e, f = inner
-    oa, ob, oc, od, oe, of = outer
-    return (a * oa + b * oc, a * ob + b * od, c * oa + d * oc, c * ob + d * od,
-            e * oa + f * oc + oe, e * ob + f * od + of)
 
 
 def form_matrix(form: Any) -> Matrix:
