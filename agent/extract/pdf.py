@@ -5,7 +5,7 @@ and their boxes give its text laid out by position (`pdf_geometry`: a label
 and its value on one row as printed, whatever order the issuer's software
 wrote them in), and the page's images are decoded lazily, the QR-looking
 ones (square) first, stopping at the first invoice QR (`pdf_images`).
-Pages without drawn text (scans, and searchable scans: their OCR layer is
+Pages without shown text (scans, and searchable scans: their OCR layer is
 invisible, see `_read_page`) go through the image decoder with its
 retries. pypdf is used only to say why a file PDFium cannot open, or
 cannot decrypt, is unreadable.
@@ -32,7 +32,8 @@ from agent.extract.pdf_fonts import hold_substitute_fonts
 from agent.extract.pdf_geometry import page_text
 from agent.extract.pdf_images import decode_pdf_image, image_candidates, last_filter
 from agent.extract.pdf_render import PageRenderer
-from agent.extract.pdf_shown import page_objects, shown_box
+from agent.extract.pdf_painted import unshown_text
+from agent.extract.pdf_shown import shown_box, walk_page
 from agent.extract.qr import (
     QrPayload, apply_qr, malformed_problem, malformed_reason, parse_qr, several_invoices_problem, sort_codes,
     verification_url_of,
@@ -93,8 +94,9 @@ def read_pdf(data: bytes, *, ocr: bool = False) -> list[Invoice]:
     Raises ExtractError: "encrypted" (a user password is needed, or nothing
     in it decrypts), "truncated" (cut short, `pdf_cut`: never read) or
     "corrupt" (unreadable), "limit-exceeded"
-    (too many pages, an oversized image, or a page of more than
-    pdf_shown.MAX_OBJECTS objects), "no-qr" (a scan with no QR on
+    (too many pages, an oversized image, a page of more than
+    pdf_shown.MAX_OBJECTS objects or of more than pdf_shown.MAX_PAIRS pairs
+    of text and what lies under or over it), "no-qr" (a scan with no QR on
     any page).
     """
     check_complete(data)
@@ -198,25 +200,32 @@ def _read_page(doc, index: int, data: bytes, ocr: bool, renderer: PageRenderer) 
         raise _unreadable(data, e) from None
     scanned = True
     try:
-        images, undrawn = page_objects(page)  # one walk for the text and the images
+        drawing = walk_page(page)  # one walk for the text and the images
         try:
             textpage = page.get_textpage()
-            try:
-                raw = page_text(textpage, shown_box(page), undrawn)
-            finally:
-                textpage.close()
         except Exception as e:  # noqa: BLE001
             raise _unreadable(data, e) from None
+        try:
+            # Outside the except below: a page refused for its size is
+            # limit-exceeded, not unreadable.
+            unshown = unshown_text(page, drawing, data, textpage)
+            try:
+                raw = page_text(textpage, shown_box(page), unshown)
+            except Exception as e:  # noqa: BLE001
+                raise _unreadable(data, e) from None
+        finally:
+            textpage.close()
         norm = normalize_text(raw)
-        # `raw` holds only text the page draws (pdf_geometry.page_glyphs): a
-        # searchable scan, whose text layer is invisible, is a scan here. Its
-        # layer is the scanner's OCR, misreads and all, and nothing checks
-        # it: read as print it would be stored as pdf-text, unverified. As a
-        # scan, its QR comes from its image and its printed-only fields from
-        # our OCR under OCR's checks, or, with OCR off, stay empty for 补录.
+        # `raw` holds only text the page shows (pdf_geometry.page_glyphs,
+        # pdf_painted): a searchable scan, whose text layer is invisible (or
+        # white on its paper), is a scan here. Its layer is the scanner's
+        # OCR, misreads and all, and nothing checks it: read as print it
+        # would be stored as pdf-text, unverified. As a scan, its QR comes
+        # from its image and its printed-only fields from our OCR under
+        # OCR's checks, or, with OCR off, stay empty for 补录.
         scanned = len("".join(norm.split())) < _MIN_TEXT_CHARS
         result = _Page(number=index + 1, parsed=None if scanned else parse_text(norm))
-        payloads, result.other_codes = sort_codes(list(_page_qr_texts(page, scanned, images)))
+        payloads, result.other_codes = sort_codes(list(_page_qr_texts(page, scanned, drawing.images)))
         if len(payloads) > 1:
             _several(result, payloads)
             return result

@@ -3,8 +3,8 @@
 PDFium gives a page object's box and clip path in the space of its parent
 (the page, or the form it is drawn in); the matrices of the forms above it
 place that space on the page. These helpers do that arithmetic for
-pdf_shown (the walk of a page's objects), with plain-address calls: a page
-has ~200 objects.
+pdf_shown (the walk of a page's objects) and pdf_painted (what its text
+objects paint), with plain-address calls: a page has ~200 objects.
 """
 
 from __future__ import annotations
@@ -64,11 +64,33 @@ def meet(first: Box, second: Box) -> Box:
             min(first[2], second[2]), min(first[3], second[3]))
 
 
+def area(box: Box) -> float:
+    """The box's area; 0 for an empty box."""
+    return max(box[2] - box[0], 0.0) * max(box[3] - box[1], 0.0)
+
+
+def contains(outer: Box, inner: Box) -> bool:
+    """Whether `inner` lies wholly inside `outer`."""
+    return outer[0] <= inner[0] and outer[1] <= inner[1] and inner[2] <= outer[2] and inner[3] <= outer[3]
+
+
 def meet_clips(first: Clip | None, second: Clip | None) -> Clip | None:
     """Two clips in force together (a form's and an object's in it)."""
     if first is None or second is None:
         return first if second is None else second
     return meet(first[0], second[0]), first[1] and second[1]
+
+
+def object_box(obj: int, matrix: Matrix, sides: ctypes.Array | None = None) -> Box | None:
+    """The box of page object `obj` (an address) on the page, its parent's
+    space mapped by `matrix`; None when PDFium gives none. `sides`, four
+    c_floats, is room for PDFium's answer when the caller has it (a loop
+    over every text object need not allocate each time)."""
+    sides = (ctypes.c_float * 4)() if sides is None else sides
+    at = ctypes.addressof(sides)
+    if not _box_calls()[0](obj, at, at + 4, at + 8, at + 12):
+        return None
+    return map_box((sides[0], sides[1], sides[2], sides[3]), matrix)
 
 
 def object_clip(obj: int, matrix: Matrix) -> Clip | None:
@@ -105,6 +127,13 @@ def object_clip(obj: int, matrix: Matrix) -> Clip | None:
     return None if box is None else (box, exact)
 
 
+def clip_calls() -> tuple:
+    """FPDFPageObj_GetClipPath and FPDFClipPath_CountPaths taking plain
+    addresses: an object has a clip when the count of the first's answer
+    is over 0 (PDFium gives every object a clip holder; -1 when empty)."""
+    return _clip_calls()[:2]
+
+
 def is_rectangle(points: list[tuple[float, float, int]]) -> bool:
     """Whether a path's points (x, y, FPDF_SEGMENT type) trace one upright
     rectangle: a move then lines only, four or five points, each step
@@ -119,6 +148,14 @@ def is_rectangle(points: list[tuple[float, float, int]]) -> bool:
     along_x_first = abs(y0 - y1) <= 1e-3 and abs(x1 - x2) <= 1e-3 and abs(y2 - y3) <= 1e-3 and abs(x3 - x0) <= 1e-3
     along_y_first = abs(x0 - x1) <= 1e-3 and abs(y1 - y2) <= 1e-3 and abs(x2 - x3) <= 1e-3 and abs(y3 - y0) <= 1e-3
     return along_x_first or along_y_first
+
+
+@functools.cache
+def _box_calls() -> tuple:
+    import pypdfium2.raw as pdfium_c
+
+    p = ctypes.c_void_p
+    return (plain(pdfium_c.FPDFPageObj_GetBounds, ctypes.c_int, p, p, p, p, p),)
 
 
 @functools.cache

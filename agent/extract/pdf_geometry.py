@@ -18,7 +18,7 @@ import math
 import re
 from operator import itemgetter
 
-from agent.extract.pdf_shown import undrawn_text
+from agent.extract.pdf_painted import MIN_EM, Unshown, unshown_text
 from agent.extract.pdf_wrapped import join_wrapped
 
 # PDFium reads text from PDFs it did not write: it is Chrome's engine,
@@ -75,16 +75,16 @@ _BY_LEFT = itemgetter(1)
 
 
 def page_text(textpage, shown: tuple[float, float, float, float] | None = None,
-              undrawn: frozenset[int] | None = None) -> str:
+              unshown: Unshown | None = None) -> str:
     """The text of a PDFium text page (pypdfium2 PdfTextPage) laid out by
     position (see `layout_glyphs`); "" for a page of more than MAX_CHARS
-    characters. Only drawn glyphs inside `shown` count (see `page_glyphs`);
+    characters. Only shown glyphs inside `shown` count (see `page_glyphs`);
     rotated glyphs (a seal's lettering) are left out."""
-    return _layout(page_glyphs(textpage, shown, undrawn))
+    return _layout(page_glyphs(textpage, shown, unshown))
 
 
 def page_glyphs(textpage, shown: tuple[float, float, float, float] | None = None,
-                undrawn: frozenset[int] | None = None) -> list[tuple]:
+                unshown: Unshown | None = None) -> list[tuple]:
     """The upright, non-blank characters a PDFium text page draws, with
     their loose boxes (PDF points, y up), as layout tuples (text, left,
     bottom, right, top, centre, height, index, spaced_after): index is the
@@ -92,12 +92,13 @@ def page_glyphs(textpage, shown: tuple[float, float, float, float] | None = None
     character before it when the stream has a space between them (else -2);
     [] beyond MAX_CHARS characters.
 
-    Text that is not printed is not in it: glyphs in an invisible or
-    clip-only render mode (a searchable scan's OCR layer, a forger's hidden
-    value) and, when `shown` (left, bottom, right, top) is given, glyphs
-    whose centre lies outside it (the page's CropBox: another page's half
-    of a 2-up sheet). `undrawn` is `pdf_shown.undrawn_text` of the page
-    when the caller has it."""
+    Text that is not printed is not in it: glyphs the page holds but does
+    not show (`pdf_painted.unshown_text`: an invisible or clip-only render
+    mode, a searchable scan's OCR layer; white on white, too small to see
+    or clipped away: a forger's hidden value) and, when `shown`
+    (left, bottom, right, top) is given, glyphs whose centre lies outside
+    it (the page's CropBox: another page's half of a 2-up sheet).
+    `unshown` is `unshown_text` of the page when the caller has it."""
     import pypdfium2.raw as pdfium_c
 
     count = textpage.count_chars()
@@ -114,12 +115,15 @@ def page_glyphs(textpage, shown: tuple[float, float, float, float] | None = None
     # The whole plane when no box is given: every glyph is inside.
     x0, y0, x1, y1 = shown if shown is not None else (-math.inf, -math.inf, math.inf, math.inf)
     # Why: a searchable scan's invisible (mode 3) text is a scanner's OCR,
-    # misreads and all, and text drawn nowhere may be a forger's; either
+    # misreads and all, and text no one sees may be a forger's; either
     # would be read as print and trusted as such. Found by one walk of the
     # page's objects: almost every page has none, and then no character
     # pays for a look-up.
-    if undrawn is None:
-        undrawn = undrawn_text(textpage.page)
+    if unshown is None:
+        unshown = unshown_text(textpage.page, textpage=textpage)
+    hidden, rules, too_small, min_em = unshown.objects, unshown.glyphs, unshown.too_small, MIN_EM
+    look_up = bool(hidden or rules)
+    rule = None
     raw, box_at = ctypes.cast(raw, ctypes.c_void_p).value, ctypes.addressof(box)
     low, high = _UPRIGHT, 2 * math.pi - _UPRIGHT
     blanks, spaces = _BLANKS, _SPACES
@@ -144,8 +148,11 @@ def page_glyphs(textpage, shown: tuple[float, float, float, float] | None = None
             # names): CJK only, so only CJK glyphs pay for the angle.
             if low < angle_of(raw, i) < high:
                 continue
-        if undrawn and text_object(raw, i) in undrawn:
-            continue
+        if look_up:
+            obj = text_object(raw, i)
+            if obj in hidden:
+                continue
+            rule = rules.get(obj)
         # Loose boxes span the font's ascent and descent, so a "." and a "9"
         # of one line share a centre.
         if loose_box(raw, i, box_at):
@@ -153,7 +160,13 @@ def page_glyphs(textpage, shown: tuple[float, float, float, float] | None = None
             centre = (bottom + top) / 2
             if not (x0 <= (left + right) / 2 <= x1 and y0 <= centre <= y1):
                 continue  # outside the page as shown: not on this page
+            if rule is not None and not rule.shows(left, bottom, right, top):
+                continue  # white where nothing dark is under it
             height = top - bottom
+            # A glyph box under a point across or high is a suspect only:
+            # its object's size tells (a font may give no ascent).
+            if (height < min_em or right - left < min_em) and too_small(text_object(raw, i)):
+                continue
             # centre and height exactly as _Glyph computes them (max(h, 1.0)).
             append((ch, left, bottom, right, top, centre, 1.0 if 1.0 > height else height, i, after))
     return out

@@ -4,14 +4,17 @@ A page's objects can hold more than a viewer draws, and a reader that takes
 them all reads what no one sees:
 - text in a render mode that paints nothing (3, invisible; 7, clip only):
   a searchable scan's OCR layer, misreads and all, or a forger's hidden
-  value. It is no printed text (`undrawn_text`, used by
-  pdf_geometry.page_glyphs);
+  value. It is no printed text (`Drawing.undrawn`, found by `walk_page`);
+- text that paints but shows nothing: white on white or transparent, too
+  small to see, or clipped away (pdf_painted, from the same walk);
+  pdf_geometry.page_glyphs leaves both out of the page's text;
 - what lies outside the page's CropBox: a 2-up sheet split into two pages
   by their CropBoxes shares one content stream, so each page's objects
   hold the other invoice too (`shown_box`; pdf_geometry drops the glyphs
   outside it, pdf_images the images it shows too little of: `shown_share`).
-Text drawn under an opaque image, white on white, or clipped away is still
-read: telling those apart from print needs the page's pixels.
+Text in an ordinary colour on something of its own colour (black on a black
+box or image), or under a soft mask, is still read: pdf_painted judges paint
+against white, and only near-white paint against what lies under it.
 """
 
 from __future__ import annotations
@@ -24,14 +27,18 @@ from typing import Any
 from agent.errors import ExtractError
 from agent.extract.pdf_boxes import IDENTITY, Box, Clip, Matrix, concat, meet_clips, object_clip, plain
 
-__all__ = ["IDENTITY", "MAX_OBJECTS", "Box", "Drawing", "Matrix", "concat", "form_matrix", "page_objects",
-           "shown_box", "shown_share", "undrawn_text", "walk_page"]
+__all__ = ["IDENTITY", "MAX_OBJECTS", "MAX_PAIRS", "Box", "Drawing", "Matrix", "check_pairs", "concat",
+           "form_matrix", "shown_box", "shown_share", "walk_page"]
 _NOT_DRAWN = frozenset((3, 7))  # text render modes that paint nothing: invisible, clip only
 # An invoice page draws ~100-300 objects. Forms nest without a depth limit
 # here (PDFium's text page reads text at any depth), so a form drawn many
 # times inside forms drawn many times could make a walk of millions: past
 # this many, the page is refused rather than walked for seconds.
 MAX_OBJECTS = 100_000
+# Text objects set against what lies under or over them (pdf_painted), a
+# page: ~0.1 s of comparisons. An invoice page makes a few thousand; past
+# this many, the page is refused as well.
+MAX_PAIRS = 1_000_000
 
 
 def shown_box(page: Any) -> Box | None:
@@ -124,22 +131,13 @@ def walk_page(page: Any, image_depth: int = 4) -> Drawing:
     return drawing
 
 
-def page_objects(page: Any, image_depth: int = 4) -> tuple[list[tuple[int, int, Matrix]], frozenset[int]]:
-    """The page's images (`Drawing.images`) and `undrawn_text`, from one
-    `walk_page`.
-
-    Raises ExtractError "limit-exceeded" for a page of more than
-    MAX_OBJECTS objects."""
-    drawing = walk_page(page, image_depth)
-    return drawing.images, frozenset(drawing.undrawn)
-
-
-def undrawn_text(page: Any) -> frozenset[int]:
-    """Addresses of the page's text objects, inside forms too (at any
-    depth, as PDFium's text page reads them), whose render mode paints
-    nothing: the values FPDFText_GetTextObject gives for their characters.
-    Empty for almost every page."""
-    return page_objects(page)[1]
+def check_pairs(texts: int, others: int) -> None:
+    """Raises ExtractError "limit-exceeded" when `texts` text objects set
+    against `others` objects under or over them make more than MAX_PAIRS
+    pairs."""
+    if texts * others > MAX_PAIRS:
+        raise ExtractError("limit-exceeded", f"a page draws {texts} text objects to set against {others} "
+                                             f"objects over or under them, limit {MAX_PAIRS} pairs")
 
 
 @functools.cache
