@@ -127,11 +127,31 @@ def object_clip(obj: int, matrix: Matrix) -> Clip | None:
     return None if box is None else (box, exact)
 
 
+def box_call():
+    """FPDFPageObj_GetBounds taking plain addresses (the object, then its
+    four c_float sides' addresses), for loops over every object."""
+    return _box_calls()[0]
+
+
 def clip_calls() -> tuple:
     """FPDFPageObj_GetClipPath and FPDFClipPath_CountPaths taking plain
     addresses: an object has a clip when the count of the first's answer
     is over 0 (PDFium gives every object a clip holder; -1 when empty)."""
     return _clip_calls()[:2]
+
+
+def path_points(obj: int) -> list[tuple[float, float, int]]:
+    """The points of path object `obj` (x, y, FPDF_SEGMENT type), in its own
+    space (its matrix places them in its parent's)."""
+    count, segment_at, point_of, type_of = _path_calls()
+    x, y = ctypes.c_float(), ctypes.c_float()
+    px, py = ctypes.addressof(x), ctypes.addressof(y)
+    points = []
+    for s in range(max(count(obj), 0)):
+        segment = segment_at(obj, s)
+        if segment and point_of(segment, px, py):
+            points.append((x.value, y.value, type_of(segment)))
+    return points
 
 
 def is_rectangle(points: list[tuple[float, float, int]]) -> bool:
@@ -166,4 +186,13 @@ def _clip_calls() -> tuple:
     return (plain(pdfium_c.FPDFPageObj_GetClipPath, p, p), plain(pdfium_c.FPDFClipPath_CountPaths, i, p),
             plain(pdfium_c.FPDFClipPath_CountPathSegments, i, p, i),
             plain(pdfium_c.FPDFClipPath_GetPathSegment, p, p, i, i),
+            plain(pdfium_c.FPDFPathSegment_GetPoint, i, p, p, p), plain(pdfium_c.FPDFPathSegment_GetType, i, p))
+
+
+@functools.cache
+def _path_calls() -> tuple:
+    import pypdfium2.raw as pdfium_c
+
+    p, i = ctypes.c_void_p, ctypes.c_int
+    return (plain(pdfium_c.FPDFPath_CountSegments, i, p), plain(pdfium_c.FPDFPath_GetPathSegment, p, p, i),
             plain(pdfium_c.FPDFPathSegment_GetPoint, i, p, p, p), plain(pdfium_c.FPDFPathSegment_GetType, i, p))

@@ -1,13 +1,17 @@
 """One PDF page object as PDFium draws it, for pdf_painted's rules: the
-most ink a text object leaves on white (`drawn_ink`) and an image's pixels
-under a glyph (`ImageSampler`). Each costs a drawing, so pdf_painted asks
-only of the few objects its cheap tests single out (white text).
+most ink a text object leaves on white (`drawn_ink`), an image's pixels
+under a glyph (`ImageSampler`), and whether an image is opaque: first by
+its dictionary (`plainly_opaque`: a seal's soft mask ends it there), then
+by its drawing (`drawn_opaque`). Each costs a drawing or a search of the
+file, so pdf_painted asks only of the few objects its cheap tests single
+out (white text; an image over text).
 """
 
 from __future__ import annotations
 
 import ctypes
 import math
+import re
 from typing import Any
 
 from agent.extract.pdf_boxes import Box
@@ -16,6 +20,11 @@ _RENDER_PIXELS = 250_000  # a text object is drawn at a scale that keeps it unde
 # PDFium draws an image object at a pixel a point of its box: one bigger
 # than ~2,000 points square (no invoice page is) is not drawn.
 _MAX_IMAGE_PIXELS = 4_000_000
+# An image dictionary entry that makes some of its box transparent or not
+# drawn at all (optional content); "#" escapes in names are undone first.
+_SEE_THROUGH = re.compile(rb"/(?:SMask|SMaskInData|Mask|ImageMask|OC)(?![^\s/<>\[\]()%{}])")
+_NAME_ESCAPE = re.compile(rb"#([0-9A-Fa-f]{2})")
+_MAX_FINDS = 64  # places a stream's first bytes are looked at in the file
 
 
 def drawn_ink(page: Any, obj: int) -> int:
@@ -86,6 +95,33 @@ class ImageSampler:
         return 0.0
 
 
+def drawn_opaque(page: Any, obj: int) -> bool:
+    """Whether PDFium draws image object `obj` opaque all over its box (its
+    masks and its dictionary's every entry applied): what a dictionary
+    that reads opaque must be, for the image to cover text. False when it
+    cannot be drawn."""
+    import pypdfium2.raw as pdfium_c
+    from PIL import Image
+
+    bitmap = _drawn_image(page, obj)
+    if not bitmap:
+        return False
+    try:
+        width, height = pdfium_c.FPDFBitmap_GetWidth(bitmap), pdfium_c.FPDFBitmap_GetHeight(bitmap)
+        if width <= 0 or height <= 0 or width * height > _MAX_IMAGE_PIXELS:
+            return False
+        if pdfium_c.FPDFBitmap_GetFormat(bitmap) != pdfium_c.FPDFBitmap_BGRA:
+            return True  # no alpha channel: nothing see-through
+        stride = pdfium_c.FPDFBitmap_GetStride(bitmap)
+        pixels = ctypes.string_at(pdfium_c.FPDFBitmap_GetBuffer(bitmap), stride * height)
+        alpha = Image.frombuffer("RGBA", (width, height), pixels, "raw", "BGRA", stride, 1).getchannel("A")
+        return alpha.getextrema()[0] == 255
+    except Exception:  # noqa: BLE001 - a broken image: covers nothing
+        return False
+    finally:
+        pdfium_c.FPDFBitmap_Destroy(bitmap)
+
+
 def image_gray(page: Any, obj: int):
     """The image object as PDFium draws it on the page (its mask applied),
     on white, in grey; None when it cannot."""
@@ -108,6 +144,48 @@ def image_gray(page: Any, obj: int):
         return None
     finally:
         pdfium_c.FPDFBitmap_Destroy(bitmap)
+
+
+def plainly_opaque(obj: int, data: bytes) -> bool:
+    """Whether image object `obj`'s dictionary plainly makes it opaque: its
+    stream's bytes are found in the file `data` as a stream's body (an
+    image's stream is never in an object stream; an encrypted file's are
+    not as PDFium holds them), and no dictionary before such a body has an
+    entry that makes part of the image see-through or not drawn
+    (_SEE_THROUGH). False whenever that is not plain. A cheap first look
+    (a seal's soft mask ends it); `drawn_opaque` has the last word."""
+    import pypdfium2.raw as pdfium_c
+
+    handle = ctypes.cast(obj, pdfium_c.FPDF_PAGEOBJECT)
+    size = pdfium_c.FPDFImageObj_GetImageDataRaw(handle, None, 0)
+    if size <= 0 or size > len(data):
+        return False
+    raw = ctypes.create_string_buffer(size)
+    if pdfium_c.FPDFImageObj_GetImageDataRaw(handle, raw, size) != size:
+        return False
+    heads = []
+    # Found by a short prefix (a long needle costs a pass to prepare), then
+    # compared whole; a stream's body follows "stream" and an end of line.
+    # A prefix found in too many places tells nothing plainly.
+    raw, probe, at = raw.raw, raw.raw[:32], data.find(raw.raw[:32])
+    for _ in range(_MAX_FINDS):
+        if at < 0 or len(heads) >= 8:
+            break
+        before = data[max(at - 8, 0):at]
+        if before.endswith((b"stream\r\n", b"stream\n")) and data[at:at + size] == raw \
+                and data[at + size:at + size + 11].lstrip(b"\r\n").startswith(b"endstream"):
+            start = data.rfind(b" obj", 0, at)
+            heads.append(data[start:at] if start >= 0 else b"")
+        at = data.find(probe, at + 1)
+    else:
+        return False
+    if not heads:
+        return False
+    for head in heads:
+        head = _NAME_ESCAPE.sub(lambda m: bytes((int(m.group(1), 16),)), head)
+        if b"/Image" not in head or _SEE_THROUGH.search(head):
+            return False
+    return True
 
 
 def _drawn_image(page: Any, obj: int):

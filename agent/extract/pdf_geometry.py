@@ -94,8 +94,8 @@ def page_glyphs(textpage, shown: tuple[float, float, float, float] | None = None
 
     Text that is not printed is not in it: glyphs the page holds but does
     not show (`pdf_painted.unshown_text`: an invisible or clip-only render
-    mode, a searchable scan's OCR layer; white on white, too small to see
-    or clipped away: a forger's hidden value) and, when `shown`
+    mode, a searchable scan's OCR layer; white on white, too small to see,
+    clipped away or covered: a forger's hidden value) and, when `shown`
     (left, bottom, right, top) is given, glyphs whose centre lies outside
     it (the page's CropBox: another page's half of a 2-up sheet).
     `unshown` is `unshown_text` of the page when the caller has it."""
@@ -161,7 +161,7 @@ def page_glyphs(textpage, shown: tuple[float, float, float, float] | None = None
             if not (x0 <= (left + right) / 2 <= x1 and y0 <= centre <= y1):
                 continue  # outside the page as shown: not on this page
             if rule is not None and not rule.shows(left, bottom, right, top):
-                continue  # white where nothing dark is under it
+                continue  # covered, or white where nothing dark is under it
             height = top - bottom
             # A glyph box under a point across or high is a suspect only:
             # its object's size tells (a font may give no ascent).

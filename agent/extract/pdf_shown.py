@@ -6,8 +6,9 @@ them all reads what no one sees:
   a searchable scan's OCR layer, misreads and all, or a forger's hidden
   value. It is no printed text (`Drawing.undrawn`, found by `walk_page`);
 - text that paints but shows nothing: white on white or transparent, too
-  small to see, or clipped away (pdf_painted, from the same walk);
-  pdf_geometry.page_glyphs leaves both out of the page's text;
+  small to see, clipped away, or under an opaque box or image drawn after
+  it (pdf_painted, from the same walk); pdf_geometry.page_glyphs leaves
+  both out of the page's text;
 - what lies outside the page's CropBox: a 2-up sheet split into two pages
   by their CropBoxes shares one content stream, so each page's objects
   hold the other invoice too (`shown_box`; pdf_geometry drops the glyphs
@@ -35,9 +36,9 @@ _NOT_DRAWN = frozenset((3, 7))  # text render modes that paint nothing: invisibl
 # times inside forms drawn many times could make a walk of millions: past
 # this many, the page is refused rather than walked for seconds.
 MAX_OBJECTS = 100_000
-# Text objects set against what lies under or over them (pdf_painted), a
-# page: ~0.1 s of comparisons. An invoice page makes a few thousand; past
-# this many, the page is refused as well.
+# Text objects set against what lies under or over them (pdf_painted,
+# pdf_covers), a page: ~0.1 s of comparisons. An invoice page makes a few
+# thousand; past this many, the page is refused as well.
 MAX_PAIRS = 1_000_000
 
 

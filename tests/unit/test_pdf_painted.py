@@ -2,10 +2,11 @@
 
 A forger, or a 'searchable scan' tool, can put a value on a page that no
 viewer shows: drawn white on white or fully transparent, at a size too small
-to see, or clipped away. Read as print, that value would be trusted. Each
-such glyph is left out of the page's text, as the invisible render modes
-are (test_pdf_hidden_text); what a viewer does show is read as before: white
-print on a dark band, a text partly inside its clip.
+to see, clipped away, or under an opaque rectangle or image drawn after it.
+Read as print, that value would be trusted. Each such glyph is left out of
+the page's text, as the invisible render modes are (test_pdf_hidden_text);
+what a viewer does show is read as before: white print on a dark band, text
+under a seal (drawn with a soft mask), the part of a text left uncovered.
 """
 
 from __future__ import annotations
@@ -124,10 +125,25 @@ def _clipped_form(c):
     c.restoreState()
 
 
+def _under_white_box(c):
+    _word(c)
+    c.setFillColorRGB(1, 1, 1)
+    c.rect(15, 190, 120, 30, stroke=0, fill=1)
+
+
 @pytest.mark.parametrize("hide", [_white, _white_gray, _white_cmyk, _near_white, _alpha_zero, _tiny, _flat,
-                                  _scaled_away, _white_stroke, _clipped_away, _clipped_form])
+                                  _scaled_away, _white_stroke, _clipped_away, _clipped_form, _under_white_box])
 def test_text_no_viewer_shows_is_not_read(hide):
     assert _text(_page(hide)) == SHOWN
+
+
+def test_a_box_drawn_over_part_of_a_text_hides_only_what_it_covers():
+    def draw(c):
+        _word(c, "左边右边")
+        c.setFillColorRGB(1, 1, 1)
+        c.rect(20 + 24 + 1, 190, 200, 30, stroke=0, fill=1)  # over the last two of four 12 pt glyphs
+
+    assert _text(_page(draw)) == SHOWN + "左边"
 
 
 def test_white_print_shows_on_a_dark_band_and_only_there():
@@ -244,7 +260,19 @@ def _line_clipped_away(c, line):
     c.restoreState()
 
 
-@pytest.mark.parametrize("hide", [_line_white, _line_alpha_zero, _line_tiny, _line_clipped_away])
+def _line_under_white_box(c, line):
+    _line(c, line)
+    c.setFillColorRGB(1, 1, 1)
+    c.rect(125, 280, 300, 25, stroke=0, fill=1)
+
+
+def _line_under_image(c, line):
+    _line(c, line)
+    c.drawImage(ImageReader(Image.new("RGB", (150, 12), (250, 250, 245))), 125, 280, 300, 25)
+
+
+@pytest.mark.parametrize("hide", [_line_white, _line_alpha_zero, _line_tiny, _line_clipped_away,
+                                  _line_under_white_box, _line_under_image])
 def test_a_value_no_viewer_shows_is_not_read_from_an_invoice(hide):
     (inv,) = read_pdf(_invoice(hide))
     assert FORGED not in repr(inv.to_dict())
@@ -264,6 +292,54 @@ def test_white_print_on_a_dark_band_is_read_and_white_off_it_is_not():
 
     (inv,) = read_pdf(_invoice(band))
     assert inv.get("buyer_name") == "深圳市食品有限公司" and inv.fields["buyer_name"].source == "pdf-text"
+    assert "MA5FAKE0XX" not in repr(inv.to_dict())
+
+
+def _seal() -> Image.Image:
+    seal = Image.new("RGBA", (200, 130), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(seal)
+    draw.ellipse((4, 4, 196, 126), outline=(220, 30, 30, 255), width=8)
+    draw.ellipse((60, 40, 140, 90), fill=(220, 30, 30, 200))
+    return seal
+
+
+def test_text_under_a_seal_with_a_soft_mask_is_read_and_under_an_opaque_image_is_not():
+    # The tax-disk software stamps its seal (发票专用章) over the seller's
+    # name after the text, as an image with a soft mask: the name shows through.
+    def stamped(c, line):
+        _line(c, "购买方名称:深圳市食品有限公司")
+        c.drawImage(ImageReader(_seal()), 150, 260, 200, 60, mask="auto")
+        c.setFont("STSong-Light", 10)
+        c.drawString(130, 40, "纳税人识别号:91440300MA5FAKE0XX")
+        c.drawImage(ImageReader(Image.new("RGB", (100, 8), "white")), 125, 30, 300, 25)
+
+    (inv,) = read_pdf(_invoice(stamped))
+    assert inv.get("buyer_name") == "深圳市食品有限公司" and inv.fields["buyer_name"].source == "pdf-text"
+    assert "MA5FAKE0XX" not in repr(inv.to_dict())
+
+
+def test_an_image_with_a_colour_key_mask_or_drawn_half_opaque_covers_nothing_the_same_opaque_does():
+    # Three images, so that each has its own stream (one stream under two
+    # dictionaries, one masked, is not plainly opaque under either).
+    def white(width):
+        return ImageReader(Image.new("RGB", (width, 8), "white"))
+
+    def covered(c, line):
+        _line(c, "购买方名称:深圳市食品有限公司")
+        # White keyed out (/Mask [255 255 255 255 255 255]): see-through where white.
+        c.drawImage(white(100), 125, 280, 300, 25, mask=[255, 255, 255, 255, 255, 255])
+        c.setFont("STSong-Light", 10)
+        c.drawString(130, 80, "销售方纳税人识别号:91420100679122898X")
+        c.saveState()
+        c.setFillAlpha(0.5)  # /ca 0.5: an image half opaque
+        c.drawImage(white(101), 125, 70, 300, 25)
+        c.restoreState()
+        c.drawString(130, 40, "纳税人识别号:91440300MA5FAKE0XX")
+        c.drawImage(white(102), 125, 30, 300, 25)  # opaque
+
+    (inv,) = read_pdf(_invoice(covered))
+    assert inv.get("buyer_name") == "深圳市食品有限公司"
+    assert inv.get("seller_tax_id") == "91420100679122898X"
     assert "MA5FAKE0XX" not in repr(inv.to_dict())
 
 
@@ -303,3 +379,39 @@ def test_a_searchable_scan_with_a_white_text_layer_is_a_scan():
     assert inv.get("number") == "05286503"
     assert {f.source for f in inv.fields.values()} == {"qr"}
     assert FORGED not in repr(inv.to_dict())
+
+
+def test_an_image_whose_dictionary_reads_opaque_covers_only_if_drawn_opaque():
+    # A string holding " obj" after the /SMask entry cuts what a plain look
+    # at the dictionary sees: it reads opaque, PDFium draws it see-through.
+    import zlib
+
+    from agent.extract.pdf_painted import unshown_text
+
+    pixels = zlib.compress(b"\xcc\x22\x22" * 64)  # 8 x 8 red
+    mask = zlib.compress(bytes(64))  # all transparent
+    content = (b"BT /F1 12 Tf 20 260 Td (SHOWN) Tj ET BT /F1 12 Tf 20 200 Td (UNDER) Tj ET "
+               b"1 g BT /F1 12 Tf 20 150 Td (WHITE) Tj ET q 120 0 0 40 10 190 cm /Im0 Do Q")
+    data = pdf_file([
+        b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 400 300] /Resources << /Font << /F1 << /Type /Font "
+        b"/Subtype /Type1 /BaseFont /Helvetica >> >> /XObject << /Im0 5 0 R >> >> /Contents 4 0 R >>",
+        b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
+        b"<< /SMask 6 0 R /Note ( obj) /Type /XObject /Subtype /Image /Width 8 /Height 8 /ColorSpace /DeviceRGB "
+        b"/BitsPerComponent 8 /Filter /FlateDecode /Length %d >>\nstream\n" % len(pixels) + pixels
+        + b"\nendstream",
+        b"<< /Type /XObject /Subtype /Image /Width 8 /Height 8 /ColorSpace /DeviceGray /BitsPerComponent 8 "
+        b"/Filter /FlateDecode /Length %d >>\nstream\n" % len(mask) + mask + b"\nendstream"])
+    page = pypdfium2.PdfDocument(data)[0]
+    glyphs = page_glyphs(page.get_textpage(), None, unshown_text(page, data=data))
+    assert "".join(g[0] for g in glyphs) == "SHOWNUNDER"
+
+
+def test_a_page_of_too_many_text_and_cover_pairs_is_refused(monkeypatch):
+    from agent.errors import ExtractError
+    from agent.extract import pdf_shown
+
+    monkeypatch.setattr(pdf_shown, "MAX_PAIRS", 2)
+    with pytest.raises(ExtractError) as e:
+        read_pdf(_invoice(_line_under_white_box))
+    assert e.value.reason == "limit-exceeded"
