@@ -94,10 +94,9 @@ def read_pdf(data: bytes, *, ocr: bool = False) -> list[Invoice]:
     Raises ExtractError: "encrypted" (a user password is needed, or nothing
     in it decrypts), "truncated" (cut short, `pdf_cut`: never read) or
     "corrupt" (unreadable), "limit-exceeded"
-    (too many pages, an oversized image, a page of more than
-    pdf_shown.MAX_OBJECTS objects or of more than pdf_shown.MAX_PAIRS pairs
-    of text and what lies under or over it), "no-qr" (a scan with no QR on
-    any page).
+    (too many pages, an oversized image, a page of more than pdf_shown's
+    MAX_OBJECTS objects or MAX_PAIRS text-and-cover pairs), "no-qr" (a scan
+    with no QR on any page).
     """
     check_complete(data)
     check_inflation(data)
@@ -206,8 +205,7 @@ def _read_page(doc, index: int, data: bytes, ocr: bool, renderer: PageRenderer) 
         except Exception as e:  # noqa: BLE001
             raise _unreadable(data, e) from None
         try:
-            # Outside the except below: a page refused for its size is
-            # limit-exceeded, not unreadable.
+            # A page refused for its size is limit-exceeded, not unreadable.
             unshown = unshown_text(page, drawing, data, textpage)
             try:
                 raw = page_text(textpage, shown_box(page), unshown)
