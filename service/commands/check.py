@@ -23,7 +23,8 @@ from agent.validate import RULES, ValidationSettings, has_errors, validate
 from service.textsafe import echo, json_text
 
 
-def _settings(ctx: click.Context) -> ValidationSettings:
+def _settings(ctx: click.Context) -> tuple[ValidationSettings, bool]:
+    # The validation rules and whether OCR reads scans, as the daemon would.
     # An explicit --config must load; without one, a config found on the
     # search path is used and its absence means defaults.
     from service.context import load, validation_settings
@@ -33,10 +34,13 @@ def _settings(ctx: click.Context) -> ValidationSettings:
         try:
             find_config_path(None)
         except NoConfigFound:
-            return ValidationSettings()
+            return ValidationSettings(), True
         except ConfigError:
             pass   # one there but unreadable or refused: an error (load says it), never the defaults
-    return validation_settings(load(ctx))
+    cfg = load(ctx)
+    # [extract] ocr = "off": the daemon never reads a scan by OCR, so neither
+    # does this, or a scan it would quarantine would be called VALID here.
+    return validation_settings(cfg), cfg.ocr
 
 
 def _print_human(file: str, index: int, rec: dict[str, Any]) -> None:
@@ -83,7 +87,8 @@ def command(ctx: click.Context, files: tuple[str, ...], as_json: bool, max_age_d
     Prints each invoice's fields and every problem found, each with its
     rule code, severity and message in English and Chinese. Settings come
     from the config (--config, FAPIAO_AGENT_CONFIG or the search path) when
-    there is one, else the defaults. The `duplicate` rule needs the ledger
+    there is one, else the defaults; with [extract] ocr = "off" scans are
+    read as the daemon reads them, without OCR. The `duplicate` rule needs the ledger
     and is not applied here.
 
     Exit status: 0 when every invoice is valid (warnings allowed), 1 when an
@@ -99,14 +104,14 @@ def command(ctx: click.Context, files: tuple[str, ...], as_json: bool, max_age_d
     from service.commands.extract import invoice_record
     from service.context import today as china_today
 
-    settings = _settings(ctx)
+    settings, ocr = _settings(ctx)
     if max_age_days is not None:
         settings = dataclasses.replace(settings, max_age_days=max_age_days)
     today = today_.date() if today_ else china_today()
     bad = 0
     for file in files:
         try:
-            invoices = extract_path(file)
+            invoices = extract_path(file, ocr=ocr)
         except ExtractError as e:
             bad += 1
             echo(f"{file}: FAILED {e.reason}: {e.message}", err=True)
