@@ -215,14 +215,19 @@ def _describe(e: BaseException) -> str:
 
 def resume_stranded(ledger: Ledger, *, settings: ValidationSettings, destinations: Sequence[str],
                     today: dt.date, now: str, actor: str,
-                    failures: list[tuple[int, str]] | None = None) -> int:
+                    failures: list[tuple[int, str]] | None = None,
+                    added_to: dict[str, int] | None = None) -> int:
     """Carry on documents left between stages by an older version or a
     changed config: `extracted` ones are judged, `valid` ones queued when
     there are destinations, duplicates of no live copy judged again
-    (`settle_duplicates`). Returns how many moved. A document that cannot
-    be judged (fields the model cannot rebuild, moved meanwhile by another
+    (`settle_duplicates`), and documents still on their way (queued,
+    delivering, failed) given a row for each of `destinations` they have
+    none for (a destination added: `Ledger.queue_added_destinations`;
+    delivered ones are not). Returns how many moved, plus the rows added.
+    A document that cannot be judged (fields the model cannot rebuild, moved meanwhile by another
     process) stays where it is and is appended to `failures` as (id, error):
-    one such document never stops the others, nor the daemon's start."""
+    one such document never stops the others, nor the daemon's start.
+    `added_to` gets {destination: documents given a row for it}."""
     moved = settle_duplicates(ledger, settings=settings, destinations=destinations, today=today,
                               now=now, actor=actor)
     for doc_id in ledger.ids_in_state(State.EXTRACTED):
@@ -244,6 +249,10 @@ def resume_stranded(ledger: Ledger, *, settings: ValidationSettings, destination
         for doc_id in ledger.ids_in_state(State.VALID):
             ledger.queue_deliveries(doc_id, destinations, now=now, actor=actor)
             moved += 1
+        added = ledger.queue_added_destinations(destinations, now=now, actor=actor)
+        if added_to is not None:
+            added_to.update(added)
+        moved += sum(added.values())
     return moved
 
 

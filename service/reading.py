@@ -232,15 +232,22 @@ class Reading:
 
 
 def resume_stranded(ledger: Ledger, *, settings: ValidationSettings, destinations: Sequence[str],
-                    actor: str) -> None:
-    """Carry on documents an older version left between stages, or valid
-    ones a new destination should now receive; one that cannot be judged
-    stays where it is with an error line, and never stops the others."""
+                    actor: str) -> dict[str, int]:
+    """Carry on documents an older version left between stages, valid ones
+    a new destination should now receive, and documents still on their way
+    a destination added since gets a row for (said by a log line each);
+    one that cannot be judged stays where it is with an error line, and
+    never stops the others. Returns {destination: documents given a row}."""
     failures: list[tuple[int, str]] = []
+    added: dict[str, int] = {}
     moved = pipeline.resume_stranded(ledger, settings=settings, destinations=destinations,
-                                     today=today(), now=now(), actor=actor, failures=failures)
-    if moved:
-        log.info("resumed documents left between stages", extra={"documents": moved})
+                                     today=today(), now=now(), actor=actor, failures=failures, added_to=added)
+    for name, n in added.items():
+        log.info("documents on their way queued for a destination they had no delivery to",
+                 extra={"destination": name, "documents": n})
+    if moved > sum(added.values()):
+        log.info("resumed documents left between stages", extra={"documents": moved - sum(added.values())})
     for doc_id, error in failures:
         log.error("could not judge a document left extracted; it stays there (amend or reject it)",
                   extra={"document": doc_id, "error": error})
+    return added

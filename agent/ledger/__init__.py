@@ -31,6 +31,7 @@ from agent.ledger.deliveries import DeliveriesMixin
 from agent.ledger.delivery_operators import DeliveryOperatorsMixin
 from agent.ledger.rejections import RejectionsMixin
 from agent.ledger.held_values import HeldValuesMixin
+from agent.ledger.delivery_added import DeliveryAddedMixin
 from agent.ledger.backups import BackupsMixin
 from agent.ledger.backup_trust import BackupTrustMixin
 from agent.ledger.source_actions import SourceActionsMixin
@@ -51,9 +52,9 @@ BUSY_TIMEOUT_MS = 30_000
 CACHE_KIB = 8192  # per connection
 
 
-class Ledger(DocumentsMixin, DeliveriesMixin, DeliveryOperatorsMixin, RejectionsMixin, HeldValuesMixin, BackupsMixin,
-             BackupTrustMixin, SourceActionsMixin, TrailMixin, ApplicationsMixin, ReportRowsMixin, NotificationsMixin,
-             FleetMixin, SearchMixin):
+class Ledger(DocumentsMixin, DeliveriesMixin, DeliveryOperatorsMixin, RejectionsMixin, HeldValuesMixin,
+             DeliveryAddedMixin, BackupsMixin, BackupTrustMixin, SourceActionsMixin, TrailMixin, ApplicationsMixin,
+             ReportRowsMixin, NotificationsMixin, FleetMixin, SearchMixin):
     """One connection to the ledger file. Not shared between threads: open
     one Ledger per thread or process (they coordinate through SQLite)."""
 

@@ -115,7 +115,8 @@ def command(ctx: click.Context, ref: str | None, all_failed: bool, destination: 
 Examples:
   fapiao-agent requeue 42                        deliver document 42 again
   fapiao-agent requeue 42 --destination erp      also when erp holds it under
-                                                 the key it had before an amend""")
+                                                 the key it had before an amend, or
+                                                 erp was added after it was delivered""")
 @click.argument("ref")
 @click.option("--destination", metavar="NAME", help="Only the delivery to this destination.")
 @click.pass_context
@@ -129,7 +130,9 @@ def requeue_command(ctx: click.Context, ref: str, destination: str | None) -> No
 
     Only deliveries to destinations in the config are queued: one to a
     destination removed (or renamed) since is left, with a note saying so;
-    `drop-destination NAME` lets such deliveries go."""
+    `drop-destination NAME` lets such deliveries go. --destination naming a
+    destination the document has no delivery to (one added to the config
+    after it was delivered) sends it there too."""
     cfg = load(ctx)
     names = [d["name"] for d in cfg.destinations]
     _names(cfg, destination)
@@ -143,6 +146,16 @@ def requeue_command(ctx: click.Context, ref: str, destination: str | None) -> No
                 echo(f"note: {d['destination']} holds document {doc.id} under its old invoice key "
                            f"{d['delivered_key']} (superseded by an amend); only `requeue {doc.id} --destination "
                            f"{d['destination']}` sends it there again", err=True)
+        if destination and named is None:
+            # A destination configured after this document was delivered (or
+            # went on its way before it was added): this is how it is sent
+            # there (docs/operations.md, "Adding a destination").
+            done = ledger.add_deliveries(doc.id, [destination], now=now(), actor=actor(),
+                                         reason="sent to a destination it had no delivery to, by an operator")
+            if not done:   # another command gave it one meanwhile
+                fail(f"document {doc.id} has a delivery to {destination} now; run requeue again")
+            echo(f"document {doc.id}: queued for {', '.join(done)} (it had no delivery there)")
+            return
         if doc.state == "confirmed" and not (named and named["state"] in ("superseded", "dropped")):
             fail(f"document {doc.id} is confirmed at every destination it is due at; "
                  "run `reconcile` to check it again")
