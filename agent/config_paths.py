@@ -42,12 +42,38 @@ def check_paths(cfg: Config) -> list[str]:
                 problems.append(f"{kind}[{i}].url: folder {local} is not writable")
     problems += textfile_problems(cfg.metrics)
     problems += _overlaps(cfg)
+    problems += nested_watches(cfg)
+    return problems
+
+
+def nested_watches(cfg: Config) -> list[str]:
+    """One line per watch lying inside another watch's folder (symlinks
+    followed; of two on one folder, the second), naming both. Such a pair
+    is never watched: the outer one would take the inner one's files with
+    its own settings, its moved files too (an outer after = "delete"
+    deleting what the inner one kept in processed/). The daemon refuses a
+    reload to it and, at start, watches neither (`nest_of`)."""
+    problems = []
     for i, w in enumerate(cfg.watches):
         j = _outer_index(cfg, i)
         if j is not None:
             problems.append(f"watch[{i}].path: folder {w.path} lies inside watch[{j}].path ({cfg.watches[j].path}), "
                             "which takes its files with its own settings; give each watch its own folder")
     return problems
+
+
+def nest_of(cfg: Config, watch: WatchConfig) -> str | None:
+    """Why `watch` (by identity, as in cfg.watches) is not watched because it
+    lies inside another watch's folder or holds another watch's, or None."""
+    i = next(k for k, w in enumerate(cfg.watches) if w is watch)
+    j = _outer_index(cfg, i)
+    if j is not None:
+        return f"lies inside the folder of another watch ({cfg.watches[j].path}); give each watch its own folder"
+    inner = [cfg.watches[k].path for k in range(len(cfg.watches)) if k != i and _outer_index(cfg, k) == i]
+    if inner:
+        return (f"holds the folder of another watch ({', '.join(map(str, inner))}), whose files it would take "
+                "with its own settings; give each watch its own folder")
+    return None
 
 
 def _overlaps(cfg: Config) -> list[str]:
@@ -155,7 +181,8 @@ def reload_refusal(running: Config, new: Config, state_identity: tuple[int, int]
     under it; restart to use another. Or it drops every watched folder,
     every destination or every backup target the running config has: an
     empty or cut-off file, which would stop intake, delivery or backups in
-    silence; to do that on purpose, restart."""
+    silence; to do that on purpose, restart. Or it has watches inside
+    another's folder (`nested_watches`), which `config check` refuses."""
     if new.state_dir.resolve() != running.state_dir.resolve() or (
             state_identity is not None and folder_identity(new.state_dir) != state_identity):
         return (f"agent.state_dir {new.state_dir} is not the folder the daemon opened ({running.state_dir}): "
@@ -166,4 +193,6 @@ def reload_refusal(running: Config, new: Config, state_identity: tuple[int, int]
         if old and not now:
             return (f"the new config has no {section} where the running one has {len(old)} (an empty or "
                     "cut-off file?); to drop them all on purpose, restart the daemon")
+    if nested := nested_watches(new):
+        return "; ".join(nested)
     return None

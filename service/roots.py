@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 
 from agent.config import Config, WatchConfig
-from agent.config_paths import watch_overlaps
+from agent.config_paths import nest_of, watch_overlaps
 from agent.ledger import Ledger
 from service.display import local_time
 
@@ -29,8 +29,9 @@ class RefusedRoot:
 
 def usable_watches(cfg: Config, ledger: Ledger, *, now: str) -> tuple[list[WatchConfig], list[RefusedRoot]]:
     """The watches to start and the ones refused with their reason.
-    Guarantees: a watch is usable only when its folder exists, does not
-    overlap the agent's own folders, and leads to the folder (st_dev,
+    Guarantees: a watch is usable only when its folder exists, neither lies
+    inside nor holds another watch's folder, does not overlap the agent's
+    own folders, and leads to the folder (st_dev,
     st_ino) recorded when it was first watched; a first watch is recorded
     here, durably, before it is used."""
     usable, refused = [], []
@@ -43,6 +44,11 @@ def usable_watches(cfg: Config, ledger: Ledger, *, now: str) -> tuple[list[Watch
             continue
         if not os.path.isdir(path):
             refused.append(RefusedRoot(path, "is not a folder"))
+            continue
+        if nested := nest_of(cfg, w):
+            # Neither of the two: an outer one would take the inner one's
+            # files, and with after = "delete" delete what it moved.
+            refused.append(RefusedRoot(path, nested))
             continue
         if watch_overlaps(cfg, w):
             refused.append(RefusedRoot(path, f"holds or lies inside the agent's own folders "
