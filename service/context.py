@@ -89,10 +89,22 @@ def load(ctx: click.Context) -> Config:
     try:
         cfg = load_config(wanted)
     except ConfigError as e:
-        fail(str(e), code=2)
+        fail(str(e) + _running_hint(wanted), code=2)
     obj["config"] = cfg
     obj["config_read"] = (wanted, _identity(cfg.path))
     return cfg
+
+
+def _running_hint(wanted) -> str:
+    # A config that cannot be read says nothing of the daemon: a lock on its
+    # folder may (service/config_hold.py). Never a second error for a hint.
+    from agent.config_file import find_config_path
+    from service.config_hold import still_running_hint
+
+    try:
+        return still_running_hint(find_config_path(wanted))
+    except (ConfigError, OSError):
+        return ""
 
 
 def _identity(path) -> tuple | None:
@@ -106,9 +118,18 @@ def _identity(path) -> tuple | None:
 def open_ledger(cfg: Config) -> Ledger:
     """The ledger of this config. Read commands (access.READ) get it
     read-only and never create it (missing: one line, exit 2); write
-    commands create it on first use."""
+    commands create it on first use, unless a daemon runs from a config in
+    the same folder (service/config_hold.py): then it serves another state
+    folder, and the command fails, creating nothing."""
     if access.current_role() == access.READ:
         return open_ledger_readonly(cfg)
+    if not cfg.ledger_path.exists():
+        from service.config_hold import served_elsewhere
+
+        # Never a second ledger beside the one a running daemon serves: its
+        # documents would be delivered by no one, and found by no `status`.
+        if why := served_elsewhere(cfg.path, cfg.state_dir):
+            fail(f"no ledger at {cfg.ledger_path}; {why}. Nothing was written.")
     try:
         return Ledger(cfg.ledger_path)
     except OSError as e:
@@ -124,7 +145,11 @@ def open_ledger_readonly(cfg: Config) -> Ledger:
     path = cfg.ledger_path
     try:
         if not path.is_file():
-            fail(f"no ledger at {path} (nothing was captured with this config yet, or the wrong --config)",
+            from service.config_hold import served_elsewhere
+
+            why = served_elsewhere(cfg.path, cfg.state_dir)
+            fail(f"no ledger at {path}" + (f"; {why}" if why else
+                                           " (nothing was captured with this config yet, or the wrong --config)"),
                  code=2)
         ledger = Ledger(path, readonly=True)
         if ledger.schema_version == 0:  # the first read: opens the WAL

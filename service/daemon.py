@@ -29,6 +29,7 @@ from agent.validate import ValidationSettings
 from service import log as logsetup
 from service import systemd
 from service.access import service_actor
+from service.config_hold import hold
 from service.context import now, today
 from service.intake import Intake
 from service.intake_step import IntakeStep
@@ -63,6 +64,7 @@ class Daemon:
         self._last_beat = 0.0
         self.refused_roots: list = []  # configured folders not watched, with why (status shows them)
         self._apply_config(self.cfg)
+        self.config_hold: int | None = None
 
     def _apply_config(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -97,6 +99,9 @@ class Daemon:
         if opened is None:
             return 0
         self.ledger, self.vault = opened
+        # Once the ledger is there: a command finding no ledger where this
+        # config's folder is held knows the daemon serves another one.
+        self.config_hold = hold(self.cfg.path)
         self._resume_stranded()
         self.pool = ExtractionPool(str(self.vault.root), self.cfg.agent["workers"], ocr=self.cfg.ocr,
                                    ocr_slots=self.cfg.extract["ocr_workers"], slot_dir=str(self.cfg.state_dir),
@@ -206,6 +211,8 @@ class Daemon:
         log.info("stopped", extra={"left_captured": left})
         if self.state_folder.lock_fd is not None:
             os.close(self.state_folder.lock_fd)
+        if self.config_hold is not None:
+            os.close(self.config_hold)
 
     # -- the main loop -------------------------------------------------------------
 
