@@ -173,6 +173,18 @@ class Config:
     # service/access.py's trust check; None when not read from a file.
     file_owner: int | None = None
     file_mode: int | None = None
+    # The bytes read (at most MAX_CONFIG_BYTES), for `file_sha256`.
+    file_bytes: bytes | None = field(default=None, repr=False)
+
+    @property
+    def file_sha256(self) -> str | None:
+        """The SHA-256 of the bytes read, or None when not read from a file:
+        `status` tells the file on disk from the one the daemon loaded
+        (service/config_state.py). Hashed when asked: most commands never
+        hash anything (tests/unit/test_cli_startup.py)."""
+        import hashlib
+
+        return hashlib.sha256(self.file_bytes).hexdigest() if self.file_bytes is not None else None
 
     @property
     def ocr(self) -> bool:
@@ -206,10 +218,10 @@ def load_config(path: str | os.PathLike | None = None, env: dict[str, str] | Non
     `check_paths` for that.
     """
     p = find_config_path(path)
-    raw, read = read_config_file(p)
+    raw, read, data = read_config_file(p)
     cfg = parse_config(raw, base_dir=p.resolve().parent, path=p.resolve(),
                        env=os.environ if env is None else env)
-    cfg.file_owner, cfg.file_mode = read.st_uid, read.st_mode
+    cfg.file_owner, cfg.file_mode, cfg.file_bytes = read.st_uid, read.st_mode, data
     return cfg
 
 

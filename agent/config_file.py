@@ -90,8 +90,10 @@ def _kind(p: Path) -> str | None:
         raise ConfigError(f"{p}: cannot read: {e.strerror or e}") from None
 
 
-def read_config_file(p: Path) -> tuple[dict[str, Any], os.stat_result]:
-    """The parsed TOML of the file at `p` and the stat of the very file read.
+def read_config_file(p: Path) -> tuple[dict[str, Any], os.stat_result, bytes]:
+    """The parsed TOML of the file at `p`, the stat of the very file read and
+    its bytes (`Config.file_sha256`: what a running daemon loaded, told
+    apart from what the file holds now).
 
     Guarantees: at most MAX_CONFIG_BYTES are read; a file that is too large,
     not UTF-8, not TOML or unreadable, or that holds secrets while readable
@@ -116,7 +118,7 @@ def read_config_file(p: Path) -> tuple[dict[str, Any], os.stat_result]:
     except OSError as e:
         raise ConfigError(f"{p}: cannot read: {e.strerror}") from None
     _refuse_readable_secrets(p, raw, mode)
-    return raw, read
+    return raw, read, data
 
 
 def _refuse_readable_secrets(p: Path, raw: dict[str, Any], mode: int) -> None:

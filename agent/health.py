@@ -92,8 +92,8 @@ class Health:
 
 
 def evaluate(report: dict, limits: Thresholds, *, now: dt.datetime, time_text: TimeText = as_stored) -> Health:
-    """Judge `report` (`status --json`'s dict: daemon, states, delivery,
-    backup) by `limits` at `now`. Guarantees: every fault it can see is one
+    """Judge `report` (`status --json`'s dict: daemon, config, states,
+    delivery, backup) by `limits` at `now`. Guarantees: every fault it can see is one
     reason; the daemon not running, intake paused, a folder not watched or
     not readable, an
     invoice past the SLA, a paused destination and a backup object that
@@ -102,6 +102,7 @@ def evaluate(report: dict, limits: Thresholds, *, now: dt.datetime, time_text: T
     time; --json and the fleet's status.json: the ledger's UTC)."""
     reasons: list[Reason] = []
     reasons += _daemon(report.get("daemon"), limits)
+    reasons += _config(report.get("config"), time_text)
     states = report.get("states") or {}
     targets = (report.get("backup") or {}).get("targets") or []
     applications = report.get("applications") or {}
@@ -117,6 +118,23 @@ def evaluate(report: dict, limits: Thresholds, *, now: dt.datetime, time_text: T
     reasons += _rejected_there(report.get("rejected_there") or {})
     unfinished = sum(states.get(s, 0) for s in ("captured", "extracted", "valid", "queued", "delivering"))
     return Health(reasons, ok_text=f"daemon alive, {unfinished} documents on their way, none late")
+
+
+def _config(config: dict | None, time_text: TimeText) -> list[Reason]:
+    # The daemon does not run what the config file says (service/config_state.py):
+    # a reload it refused, or settings it takes only at a restart. WARNING:
+    # it goes on working, on the config it had, and the next restart changes that.
+    if not config:
+        return []
+    out = []
+    if config.get("reload_refused"):
+        reload = config.get("reload") or {}
+        out.append(Reason(WARNING, f"the daemon runs the config loaded at {time_text(config.get('loaded_at'))}: "
+                                   f"its reload at {time_text(reload.get('at'))} was refused: {reload.get('reason')}"))
+    if config.get("restart_needed"):
+        out.append(Reason(WARNING, "config settings changed that take effect only at a restart: "
+                                   + "; ".join(config["restart_needed"])))
+    return out
 
 
 def _fleet(fleet: dict | None, time_text: TimeText) -> list[Reason]:

@@ -30,6 +30,7 @@ from service import log as logsetup
 from service import systemd
 from service.access import service_actor
 from service.config_hold import hold
+from service.config_state import RunningConfig
 from service.context import now, today
 from service.intake import Intake
 from service.intake_step import IntakeStep
@@ -64,6 +65,8 @@ class Daemon:
         self._last_beat = 0.0
         self.refused_roots: list = []  # configured folders not watched, with why (status shows them)
         self._apply_config(self.cfg)
+        # What the heartbeat says of the config run (service/config_state.py).
+        self.running = RunningConfig(self.cfg, at=now())
         self.config_hold: int | None = None
 
     def _apply_config(self, cfg: Config) -> None:
@@ -266,11 +269,12 @@ class Daemon:
         for loop in self.loops:
             loop.kick()
 
-    def _resume_stranded(self) -> None:
-        resume_stranded(self.ledger, settings=self.settings, destinations=self.destinations,
-                        actor=self.actor)
+    def _resume_stranded(self) -> dict[str, int]:
+        return resume_stranded(self.ledger, settings=self.settings, destinations=self.destinations,
+                               actor=self.actor)
 
     def _reload(self) -> None:
+        self._last_beat = 0.0  # status says the outcome at once, refused or taken
         try:
             cfg = load_config(self.config_path)
             ValidationSettings.from_config(cfg.validation, cfg.company)
@@ -282,7 +286,9 @@ class Daemon:
             # Each failed reload is said, however soon after another: the
             # operator who just sent SIGHUP waits for this line.
             log.error("config reload failed; keeping the old config", extra={"error": str(e), "_unlimited": True})
+            self.running.refused(str(e), at=now(), path=self.config_path or self.cfg.path)
             return
+        before = set(self.destinations)
         self._apply_config(cfg)
         self.reading.configure(self.settings, self.destinations)
         self.weekly.configure(cfg)
@@ -297,8 +303,19 @@ class Daemon:
         for loop in self.loops:
             loop.join(5.0)
         self.loops = start_loops(self.cfg, wake=self.wake)
-        self._resume_stranded()
-        log.info("config reloaded", extra={"watches": len(self.watcher.watches)})
+        added = self._resume_stranded()
+        for name in sorted(set(self.destinations) - before):
+            # Said once, here: documents delivered before it was added are
+            # not sent to it by themselves (docs/operations.md).
+            log.info("destination added", extra={
+                "destination": name, "documents_queued": added.get(name, 0),
+                "delivered_before": self.ledger.count_without_delivery(name),
+                "to_send_one": f"fapiao-agent requeue ID --destination {name}"})
+        if waiting := self.running.applied(cfg, at=now()):
+            log.warning("config reloaded in part: these settings take effect only at a restart",
+                        extra={"restart_needed": "; ".join(waiting), "watches": len(self.watcher.watches)})
+        else:
+            log.info("config reloaded", extra={"watches": len(self.watcher.watches)})
 
     def _idle_wait(self) -> float:
         wait = IDLE_WAIT_S if self.watcher.pending_count == 0 else 0.25
@@ -319,6 +336,7 @@ class Daemon:
         if not_watched:
             details["folders_not_watched"] = not_watched  # status and metrics: a folder gone quiet is said
         self.state_folder.check_state_name(details)
+        details["config"] = self.running.details()  # status: what runs against the file (config_state.py)
         details.update(self.watcher.waits())  # status and alerts: a file not taken is never out of sight
         systemd.status(self._status_text())
         self.ledger.beat(pid=os.getpid(), now=now(), activity=activity, details=json.dumps(details))
@@ -353,6 +371,8 @@ def run_daemon(config_path: str | None, log_format: str | None = None) -> int:
         return 2
     if log_format is None and daemon.cfg.agent["log_format"] != "kv":
         logsetup.setup(daemon.cfg.agent["log_format"])
+    if log_format is not None:
+        daemon.running.fixed = frozenset({"agent.log_format"})   # the command line's, not the file's
     try:
         return daemon.run()
     except StateUnavailable as e:

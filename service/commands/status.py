@@ -27,9 +27,13 @@ def status_report(ledger: Ledger, cfg, *, time_text: TimeText = as_stored) -> di
     from service.backup_figures import backup_report
     from service.commands.deliver import delivery_report
 
+    from agent.health import heartbeat_details
+    from service.config_state import config_report
+
     at = now_dt()
     limits = Thresholds.from_config(cfg)
     oldest = ledger.oldest_unfinished()
+    daemon = daemon_state(ledger.heartbeat(), at, stale_s=limits.heartbeat_stale_s)
     report = {
         "states": ledger.counts(),
         "refused": ledger.refusal_summary(),
@@ -40,7 +44,10 @@ def status_report(ledger: Ledger, cfg, *, time_text: TimeText = as_stored) -> di
         "oldest_unfinished": oldest,
         "oldest_unfinished_age_s": age_seconds(oldest, at),
         "last_activity": ledger.last_activity(),
-        "daemon": daemon_state(ledger.heartbeat(), at, stale_s=limits.heartbeat_stale_s),
+        "daemon": daemon,
+        # The config the daemon runs against this file: a refused reload, a
+        # setting waiting for a restart (service/config_state.py).
+        "config": config_report(cfg, daemon, heartbeat_details(daemon) if daemon else {}),
         "ledger": str(cfg.ledger_path),
         "vault": str(cfg.vault_dir),
         "delivery": delivery_report(ledger, cfg, at),
@@ -149,7 +156,8 @@ Examples:
               "documents they hold by state, overdue: pending over overdue_hours, overdue_applications: the "
               "oldest of those), rejected_there (count, documents [{document_id, at: [{destination, state, key}]}]: "
               "rejected documents a destination holds or may hold), oldest_unfinished, last_activity, daemon, "
-              "ledger, vault, delivery "
+              "config (the config a live daemon runs against this file: loaded_at, file_changed, reload, "
+              "reload_refused, restart_needed; null without one), ledger, vault, delivery "
               "(sla_breaches and late_by_state counted from arrival, near_sla, and per destination backlog, "
               "health, breaker, maintenance_until), backup (per target backlog, pause, reachable, "
               "unreachable_since, last put, verify and snapshot; originals and documents backed up, apart), "
@@ -184,6 +192,7 @@ def _print_status(report: dict) -> None:
     from agent.health import heartbeat_details, held_elsewhere
     from service.backup_figures import backed_up_line, drill_line, target_state
     from service.commands.deliver import print_delivery
+    from service.config_state import config_lines
 
     for state, n in report["states"].items():
         if n or state in ("captured", "quarantined", "queued", "failed", "missing"):
@@ -233,6 +242,8 @@ def _print_status(report: dict) -> None:
         echo(f"NOT WATCHED:       {path}: {reason}")
     if details.get("state_dir_moved"):
         echo(f"STATE FOLDER:      {details['state_dir_moved']}")
+    for line in config_lines(report.get("config"), local_time):
+        echo(f"config:            {line}")
     # Files in a watched folder not taken yet, each with why: intake holds
     # it (an e-mail still being written), it has not settled in minutes, or
     # a folder of them cannot be listed.

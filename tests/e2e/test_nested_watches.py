@@ -1,5 +1,5 @@
 """Two watches on nested folders, which `config check` refuses, are never
-run: a reload to them is refused (the old config kept),
+run: a reload to them is refused (the old config kept, said in `status`),
 and a daemon started with them watches neither (NOT WATCHED, CRITICAL).
 Before, the reload said "config reloaded" and a start only logged it: the
 inner watch (after = "move") moved a file to sub/processed/DATE/, the outer
@@ -67,6 +67,11 @@ def test_nested_watches_are_refused_at_reload_and_not_watched_at_start(tmp_path)
         # The old watch goes on (after = "keep"): the file is taken and stays.
         (inbox / "sub" / "a.pdf").write_bytes(junk(1))
         d.wait_documents(1, settled=True)
+        report = json.loads(run(d.config, "status", "--json").stdout)
+        assert report["config"]["reload_refused"] is True
+        assert "lies inside" in report["config"]["reload"]["reason"]
+        check = run(d.config, "status", "--check")
+        assert check.exit_code == 1 and "was refused" in check.stdout, check.stdout
         assert d.stop() == 0
 
         # Started with them: neither is watched, each said in status.
