@@ -119,14 +119,7 @@ class Daemon:
                                       stopping=lambda: self.stopping, on_pause_change=self._show_now)
         self._finish_sources()  # moves/deletes a killed run left waiting on documents read since
         self.loops = start_loops(self.cfg, wake=self.wake)
-        schedule.clear("daemon")
-        # The watcher of the moment: a reload replaces it, and a job bound to
-        # the first one would rescan nothing ever after.
-        schedule.every(self.cfg.agent["rescan_interval_s"]).seconds.do(
-            lambda: self.watcher.rescan_requested.set()).tag("daemon")
-        # Source steps waiting for their file to be quiet ([[watch]]
-        # quiet_seconds) are looked at again.
-        schedule.every(QUIET_PASS_S).seconds.do(self._finish_sources).tag("daemon")
+        self._schedule()
         # To the [[notify]] entries of the config in force when it is built (reloads included).
         self.weekly = WeeklyReport.start(self.cfg, self.ledger,
                                          on_report=lambda r: weekly_report_hook(self.cfg, self.ledger)(r))
@@ -145,6 +138,17 @@ class Daemon:
         finally:
             self._shutdown()
         return 0
+
+    def _schedule(self) -> None:
+        # At start and at each reload (rescan_interval_s may have changed).
+        schedule.clear("daemon")
+        # The watcher of the moment: a reload replaces it, and a job bound to
+        # the first one would rescan nothing ever after.
+        schedule.every(self.cfg.agent["rescan_interval_s"]).seconds.do(
+            lambda: self.watcher.rescan_requested.set()).tag("daemon")
+        # Source steps waiting for their file to be quiet ([[watch]]
+        # quiet_seconds) are looked at again.
+        schedule.every(QUIET_PASS_S).seconds.do(self._finish_sources).tag("daemon")
 
     def _install_signals(self) -> None:
         def stop(signum, frame):
@@ -291,6 +295,10 @@ class Daemon:
         before = set(self.destinations)
         self._apply_config(cfg)
         self.reading.configure(self.settings, self.destinations)
+        # Intake's limits apply to the next file taken; the rescan's interval
+        # from now (both were fixed at start, and a reload said "reloaded").
+        self.intake.configure(max_bytes=cfg.agent["max_file_mb"] * 1024 * 1024, mail_limits=self.mail_limits)
+        self._schedule()
         self.weekly.configure(cfg)
         old = self.watcher
         old.stop()

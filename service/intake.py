@@ -60,6 +60,12 @@ class Intake(ArchiveIntake, GroupedIntake):
         self.max_bytes, self.mail_limits, self.actor = max_bytes, mail_limits, actor
         self._group = None
 
+    def configure(self, *, max_bytes: int, mail_limits: MailLimits) -> None:
+        """A reload's limits ([agent] max_file_mb, [mail]): every file taken
+        taken after this call is judged by them (the daemon reloads between
+        its steps, never inside a capture group)."""
+        self.max_bytes, self.mail_limits = max_bytes, mail_limits
+
     def take(self, path: Path, watch: WatchConfig, *, now: str, today: dt.date) -> IntakeResult:
         """Capture `path` from `watch`; never raises for a bad file. Alone,
         durable on return; inside a `group`, once the group is committed.

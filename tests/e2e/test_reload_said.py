@@ -2,7 +2,10 @@
 
 A refused reload (here: every [[watch]] dropped, then a file that is not
 TOML) keeps the daemon on its old config: `status` says so with the
-reason, `status --check` warns, `--json` has it under `config`."""
+reason, `status --check` warns, `--json` has it under `config`. A reload
+that is taken applies what it can (max_file_mb, rescan_interval_s: they
+were kept from the start) and names, in a warning and in `status`, the
+settings that wait for a restart; before, it said "config reloaded"."""
 
 from __future__ import annotations
 
@@ -79,6 +82,45 @@ def test_a_refused_reload_is_said_by_status_and_check_until_a_reload_is_taken(tm
         assert config["reload"]["outcome"] == "applied"
         assert run(d.config, "status", "--check").exit_code == 0
         assert "config:" not in run(d.config, "status").stdout
+        assert d.stop() == 0
+    finally:
+        d.stop()
+    assert_ledger_sound(d.config)
+
+
+def test_a_reload_applies_intake_limits_and_the_rescan_and_names_what_waits_for_a_restart(tmp_path):
+    d = DaemonUnderTest(tmp_path)
+    small = d.config.read_text().replace("rescan_interval_s = 300", "rescan_interval_s = 300\nmax_file_mb = 1")
+    d.config.write_text(small)
+    big = b"%PDF-1.4\n%" + b"x" * (2 * 1024 * 1024) + b"\n%%EOF\n"
+    d.start()
+    try:
+        (d.root / "scan" / "big.pdf").write_bytes(big)
+        d.wait_until(lambda: status(d)["refused"]["count"] == 1, 20, "big.pdf refused at 1 MB")
+
+        d.config.write_text(small.replace("max_file_mb = 1", "max_file_mb = 5").replace(
+            "rescan_interval_s = 300", "rescan_interval_s = 1") + "\n[extract]\ntimeout_s = 30\nocr_workers = 1\n")
+        at = status(d)["daemon"]["at"]
+        line = reload(d, "config reloaded in part: these settings take effect only at a restart")
+        assert "level=warning" in line and "extract.timeout_s: 60.0 → 30.0" in line, line
+        mark = len(d.lines)
+        d.wait_for_line("msg=rescan", timeout=10, start=mark)   # every second now, not every 300 s
+
+        (d.root / "scan" / "big.pdf").write_bytes(big + b"\n")   # written again: taken at 5 MB
+        docs = d.wait_documents(1, timeout=30)
+        assert docs[0].original_name == "big.pdf"
+
+        report = fresh_status(d, at)
+        assert report["config"]["restart_needed"] == ["extract.timeout_s: 60.0 → 30.0"]
+        assert "these settings take effect only at a restart: extract.timeout_s" in run(d.config, "status").stdout
+        check = run(d.config, "status", "--check")
+        assert check.exit_code == 1 and "take effect only at a restart" in check.stdout, check.stdout
+
+        # A restart takes them: nothing waits any more.
+        assert d.stop() == 0
+        d.start()
+        config = d.wait_until(lambda: status(d)["config"], 10, "this run's heartbeat")
+        assert config["restart_needed"] == [] and config["reload"] is None
         assert d.stop() == 0
     finally:
         d.stop()
