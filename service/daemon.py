@@ -19,7 +19,7 @@ import time
 import schedule
 
 from agent.config import Config, load_config
-from agent.config_paths import check_paths, reload_refusal
+from agent.config_paths import check_paths, nest_of, reload_refusal
 from agent.errors import AgentError, ConfigError
 from agent.filenames import exact_path
 from agent.ledger import utc
@@ -264,7 +264,11 @@ class Daemon:
     def _finish_sources(self, doc_ids: list[int] | None = None) -> None:
         # A scanner file's move/delete waits until its capture was read
         # (service/intake.py): after each result, at start and at each rescan.
-        self.intake.finish_sources(self.cfg.watches, now=now(), today=today(), doc_ids=doc_ids)
+        # Never for a watch in a nest (not watched): its waiting steps are
+        # closed as no longer watched, the files kept, as an outer one would
+        # delete what the inner one moved. A folder merely missing waits.
+        watches = [w for w in self.cfg.watches if nest_of(self.cfg, w) is None]
+        self.intake.finish_sources(watches, now=now(), today=today(), doc_ids=doc_ids)
 
     def _read(self, doc_ids: list[int]) -> None:
         # After each recorded result: its source's waiting step, and the

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import signal
 import time
 
@@ -95,4 +96,30 @@ def test_nested_watches_are_refused_at_reload_and_not_watched_at_start(tmp_path)
         assert d.stop() == 0
     finally:
         d.stop()
+    assert_ledger_sound(d.config)
+
+
+def test_a_source_step_left_waiting_is_not_carried_out_by_a_watch_now_in_a_nest(tmp_path, samples_dir):
+    # The outer folder's delete waits (quiet_seconds) when the daemon stops;
+    # it starts again with a watch nested inside: the outer one is not
+    # watched, and its waiting delete is never carried out.
+    inbox = tmp_path / "inbox"
+    (inbox / "sub").mkdir(parents=True)
+    d = DaemonUnderTest(tmp_path)
+    waiting = ONE.replace('quiet_seconds = 0\n', 'after = "delete"\nquiet_seconds = 3600\n')
+    d.config.write_text(waiting, encoding="utf-8")
+    d.start()
+    try:
+        shutil.copy(samples_dir / "ofdrw__ofdrw" / "1.ofd", inbox / "sub" / "a.ofd")   # read: its delete waits
+        d.wait_documents(1, settled=True)
+        assert d.stop() == 0
+        d.config.write_text(NESTED, encoding="utf-8")   # the outer one: after = "delete", quiet_seconds = 0
+        d.start()
+        d.wait_until(lambda: any("no longer watched" in (e.reason or "") for e in d.ledger().events(1)), 15,
+                     "the waiting delete closed")
+        assert files_under(inbox) == ["sub/a.ofd"]
+        assert d.stop() == 0
+    finally:
+        d.stop()
+    d.config.write_text(ONE, encoding="utf-8")
     assert_ledger_sound(d.config)
