@@ -30,11 +30,8 @@ def hold(config_path: Path | None) -> int | None:
     (the hold lasts while it is open, never inherited by an exec), or None
     when the folder cannot be opened or locked (nothing then tells the CLI
     of this daemon but its heartbeat: never fatal)."""
-    if config_path is None:
-        return None
-    try:
-        fd = os.open(Path(config_path).parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
+    fd = _folder_fd(config_path)
+    if fd is None:
         return None
     for _ in range(_PROBES):
         try:
@@ -52,11 +49,8 @@ def daemon_running_from(config_path: Path | None) -> bool:
     """True when a daemon holds the folder of `config_path` (`hold`): one
     runs from a config there. False when none does, or it cannot be told
     (the folder cannot be opened by this user)."""
-    if config_path is None:
-        return False
-    try:
-        fd = os.open(Path(config_path).parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
+    fd = _folder_fd(config_path)
+    if fd is None:
         return False
     try:
         for _ in range(_PROBES):
@@ -94,3 +88,14 @@ def still_running_hint(config_path: Path | None) -> str:
         return ""
     return (f"\na daemon is running from a config in {Path(config_path).parent}: it goes on with the config it "
             "loaded (a reload of this file is refused); fix the file before it is restarted")
+
+
+def _folder_fd(config_path: Path | None) -> int | None:
+    # The folder holding the config, opened for flock (a save replaces the
+    # file, never the folder); None when there is none or it cannot be opened.
+    if config_path is None:
+        return None
+    try:
+        return os.open(Path(config_path).parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
