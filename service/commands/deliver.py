@@ -39,12 +39,25 @@ def _names(cfg, destination: str | None) -> list[str]:
     return [destination] if destination else names
 
 
+# A row in one of these is done with: its destination gone, nothing waits on it.
+_FINISHED = ("delivered", "confirmed", "superseded", "dropped")
+
+
 def _gone_notes(rows, from_states, names: list[str]) -> list[str]:
     """One line per row in `from_states` whose destination the config no
-    longer has: left as it is (no loop would send it), and how to let it go."""
-    return [f"note: left {d['destination']} ({d['state']}): {d['destination']} is no longer in the config; "
-            f"put it back, or let its deliveries go: fapiao-agent drop-destination {d['destination']} "
-            "--reason TEXT" for d in rows if d["destination"] not in names and d["state"] in from_states]
+    longer has: left as it is (no loop would send it), and, for one still
+    waiting, how to let it go (a finished one has nothing to let go)."""
+    out = []
+    for d in rows:
+        name, state = d["destination"], d["state"]
+        if name in names or state not in from_states:
+            continue
+        if state in _FINISHED:
+            out.append(f"note: not sent again to {name} ({state}): {name} is no longer in the config")
+        else:
+            out.append(f"note: left {name} ({state}): {name} is no longer in the config; put it back, or let "
+                       f"its deliveries go: fapiao-agent drop-destination {name} --reason TEXT")
+    return out
 
 
 def _document(ledger: Ledger, ref: str):

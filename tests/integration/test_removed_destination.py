@@ -188,3 +188,18 @@ def test_a_row_being_sent_is_left_and_a_held_document_keeps_its_state(site, http
     again = site.cli("drop-destination", "b", "--reason", "b retired")
     assert again.exit_code == 0 and f"document {sending}: b (delivering) let go; delivering -> delivered" in again.stdout
     assert_ledger_sound(site.config_path)
+
+
+def test_requeue_of_a_document_a_removed_destination_holds_asks_nothing_of_it(site, http_destination, second):
+    # Its delivery there is finished: nothing waits for it, so no
+    # drop-destination to run (it would say "nothing waits for b").
+    doc = site.add(invoice(dt.date.today()), "both")
+    site.deliver()
+    assert {n: r["state"] for n, r in site.rows(doc).items()} == {"a": "delivered", "b": "delivered"}
+    configure(site, ("a", http_destination.url))
+    again = site.cli("requeue", str(doc))
+    assert again.exit_code == 0, again.output
+    assert "note: not sent again to b (delivered): b is no longer in the config" in again.stderr
+    assert "drop-destination" not in again.stderr
+    assert site.rows(doc)["b"]["state"] == "delivered"
+    assert_ledger_sound(site.config_path)
