@@ -54,8 +54,7 @@ def nested_watches(cfg: Config) -> list[str]:
     deleting what the inner one kept in processed/). The daemon refuses a
     reload to it and, at start, watches neither (`nest_of`)."""
     problems = []
-    for i, w in enumerate(cfg.watches):
-        j = _outer_index(cfg, i)
+    for i, (w, j) in enumerate(zip(cfg.watches, _outer_indexes(cfg))):
         if j is not None:
             problems.append(f"watch[{i}].path: folder {w.path} lies inside watch[{j}].path ({cfg.watches[j].path}), "
                             "which takes its files with its own settings; give each watch its own folder")
@@ -66,10 +65,11 @@ def nest_of(cfg: Config, watch: WatchConfig) -> str | None:
     """Why `watch` (by identity, as in cfg.watches) is not watched because it
     lies inside another watch's folder or holds another watch's, or None."""
     i = next(k for k, w in enumerate(cfg.watches) if w is watch)
-    j = _outer_index(cfg, i)
+    outer = _outer_indexes(cfg)
+    j = outer[i]
     if j is not None:
         return f"lies inside the folder of another watch ({cfg.watches[j].path}); give each watch its own folder"
-    inner = [cfg.watches[k].path for k in range(len(cfg.watches)) if k != i and _outer_index(cfg, k) == i]
+    inner = [cfg.watches[k].path for k in range(len(cfg.watches)) if k != i and outer[k] == i]
     if inner:
         return (f"holds the folder of another watch ({', '.join(map(str, inner))}), whose files it would take "
                 "with its own settings; give each watch its own folder")
@@ -142,19 +142,18 @@ def watch_overlaps(cfg: Config, watch: WatchConfig) -> bool:
     return any(p.startswith(f"watch[{i}].path:") for p in _overlaps(cfg))
 
 
-def _outer_index(cfg: Config, i: int) -> int | None:
-    # The watch whose folder holds watch i's (symlinks followed; of two on
-    # one folder, the first holds the second). Every watch is recursive and
-    # a file belongs to the first watch it lies in: the inner one's kind,
-    # after and label would never apply, and its files would be seen twice.
-    # By index: two watches written alike are equal, and .index() would
-    # find the first for both.
-    inner = _real(cfg.watches[i].path)
-    for j, other in enumerate(cfg.watches):
-        outer = _real(other.path)
-        if j != i and (inner.is_relative_to(outer) and (inner != outer or j < i)):
-            return j
-    return None
+def _outer_indexes(cfg: Config) -> list[int | None]:
+    # For each watch, the watch whose folder holds its folder (symlinks
+    # followed; of two on one folder, the first holds the second), or None.
+    # Every watch is recursive and a file belongs to the first watch it
+    # lies in: the inner one's kind, after and label would never apply, and
+    # its files would be seen twice. By index: two watches written alike
+    # are equal, and .index() would find the first for both. Each folder is
+    # resolved once (a realpath is a walk of lstat calls).
+    real = [_real(w.path) for w in cfg.watches]
+    return [next((j for j, outer in enumerate(real)
+                  if j != i and inner.is_relative_to(outer) and (inner != outer or j < i)), None)
+            for i, inner in enumerate(real)]
 
 
 def _real(path: Path) -> Path:

@@ -71,6 +71,12 @@ class Daemon:
 
     def _apply_config(self, cfg: Config) -> None:
         self.cfg = cfg
+        # The watches whose waiting moves/deletes are carried out: never one in
+        # a nest (not watched), as an outer one would delete what the inner one
+        # moved; its steps are closed as no longer watched, the files kept. A
+        # folder merely missing waits. Decided with the config, as what is
+        # watched is (service/roots.py), not at each recorded batch.
+        self.stepping_watches = [w for w in cfg.watches if nest_of(cfg, w) is None]
         self.settings = ValidationSettings.from_config(cfg.validation, cfg.company)
         self.destinations = [d["name"] for d in cfg.destinations]
         self.mail_limits = MailLimits.from_config(cfg.mail)
@@ -263,12 +269,9 @@ class Daemon:
 
     def _finish_sources(self, doc_ids: list[int] | None = None) -> None:
         # A scanner file's move/delete waits until its capture was read
-        # (service/intake.py): after each result, at start and at each rescan.
-        # Never for a watch in a nest (not watched): its waiting steps are
-        # closed as no longer watched, the files kept, as an outer one would
-        # delete what the inner one moved. A folder merely missing waits.
-        watches = [w for w in self.cfg.watches if nest_of(self.cfg, w) is None]
-        self.intake.finish_sources(watches, now=now(), today=today(), doc_ids=doc_ids)
+        # (service/intake.py): after each result, at start and at each rescan;
+        # only for `stepping_watches`.
+        self.intake.finish_sources(self.stepping_watches, now=now(), today=today(), doc_ids=doc_ids)
 
     def _read(self, doc_ids: list[int]) -> None:
         # After each recorded result: its source's waiting step, and the
