@@ -236,28 +236,26 @@ _IDENTITY_FIELDS = (("date", "开票日期"), ("total", "价税合计"), ("amoun
                     ("check_code", "校验码"))
 
 
-def _identity_value(inv: Invoice, name: str) -> Any:
-    value = inv.get(name)
-    if value is None or isinstance(value, bool):
-        return None
-    text = str(value).strip()
-    if not text:
-        return None
-    if name in ("total", "amount", "tax"):
-        try:
-            number = Decimal(text.replace(",", ""))
-        except InvalidOperation:
-            return None
-        return number if number.is_finite() else None
-    return text.upper() if name.endswith("tax_id") else text
+def _identity_value(ctx: Context, name: str) -> Any:
+    # A field's value as the rules read it (Context): money a finite Decimal
+    # (an unreadable amount is no reading to compare), the date a date, a
+    # tax id in capitals, other text stripped.
+    if name in ctx.money:
+        value = ctx.money[name]
+        return value if isinstance(value, Decimal) else None
+    if name == "date":
+        return ctx.date
+    text = ctx.text[name]
+    return text.upper() if text and name.endswith("tax_id") else text
 
 
 def _conflicting_copy(inv: Invoice, ctx: Context) -> Iterator[Finding]:
     original = ctx.original
     if ctx.duplicate_of is None or original is None:
         return
+    first = Context.of(original, ctx.settings, ctx.today)   # the first copy read as this one is
     for name, label in _IDENTITY_FIELDS:
-        here, there = _identity_value(inv, name), _identity_value(original, name)
+        here, there = _identity_value(ctx, name), _identity_value(first, name)
         if here is not None and there is not None and here != there:
             yield Finding(name, f"{name} reads {here} here but {there} on document {ctx.duplicate_of}, the copy "
                                 "of the same invoice number received first: one of them is altered or misread; "
