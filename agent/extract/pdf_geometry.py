@@ -18,6 +18,7 @@ import math
 import re
 from operator import itemgetter
 
+from agent.extract.pdf_boxes import plain
 from agent.extract.pdf_painted import MIN_EM, Unshown, unshown_text
 from agent.extract.pdf_wrapped import join_wrapped
 
@@ -179,9 +180,6 @@ def _plain_calls() -> tuple:
     argument types cost ~40 % of a call in conversions, and a page makes
     ~800 of them. Same functions, same results."""
     import pypdfium2.raw as pdfium_c
-
-    def plain(func, restype, *argtypes):
-        return ctypes.CFUNCTYPE(restype, *argtypes)(ctypes.cast(func, ctypes.c_void_p).value)
 
     return (plain(pdfium_c.FPDFText_GetLooseCharBox, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p),
             plain(pdfium_c.FPDFText_GetCharAngle, ctypes.c_float, ctypes.c_void_p, ctypes.c_int),
