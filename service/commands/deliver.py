@@ -14,7 +14,8 @@ from agent.ledger import Ledger, utc
 from agent.ledger.deliveries import ACTIVE_DOCUMENT_STATES
 from service.display import Column, local_time, table
 from service.progress import Progress
-from service.context import actor, age_seconds, echo_json, fail, human_age, load, now, now_dt, open_ledger
+from service.context import (actor, age_seconds, destination_names, echo_json, fail, human_age, load, now, now_dt,
+                             open_ledger)
 from service.textsafe import echo
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ RECONCILE_TABLE = (Column("document_id", "id", ">"), Column("destination", "dest
 
 
 def _names(cfg, destination: str | None) -> list[str]:
-    names = [d["name"] for d in cfg.destinations]
+    names = destination_names(cfg)
     if destination is not None and destination not in names:
         fail(f"no destination named {destination!r} (configured: {', '.join(names) or 'none'})")
     return [destination] if destination else names
@@ -97,7 +98,7 @@ def command(ctx: click.Context, ref: str | None, all_failed: bool, destination: 
     if bool(ref) == all_failed:
         fail("give a document (id, hash prefix or invoice number) or --all-failed, not both", code=2)
     cfg = load(ctx)
-    names = [d["name"] for d in cfg.destinations]
+    names = destination_names(cfg)
     _names(cfg, destination)
     who, at = actor(), now()
     with open_ledger(cfg) as ledger:
@@ -147,7 +148,7 @@ def requeue_command(ctx: click.Context, ref: str, destination: str | None) -> No
     destination the document has no delivery to (one added to the config
     after it was delivered) sends it there too."""
     cfg = load(ctx)
-    names = [d["name"] for d in cfg.destinations]
+    names = destination_names(cfg)
     _names(cfg, destination)
     from_states = ("delivered", "missing", "failed", "queued", "superseded")
     with open_ledger(cfg) as ledger:

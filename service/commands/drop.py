@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 
-from service.context import actor, echo_json, fail, load, now, open_ledger
+from service.context import actor, destination_names, echo_json, fail, load, now, open_ledger
 from service.textsafe import echo
 
 
@@ -50,7 +50,7 @@ def command(ctx: click.Context, name: str, reason: str, as_json: bool) -> None:
     on with its other destinations. `status` and `audit ledger` name such a
     destination ("which the config no longer has")."""
     cfg = load(ctx)
-    names = [d["name"] for d in cfg.destinations]
+    names = destination_names(cfg)
     if name in names:
         fail(f"{name} is in the config: only the deliveries of a destination removed from it can be let go "
              f"(remove it and reload the daemon first; to stop one invoice, reject it)", code=2)
