@@ -76,21 +76,27 @@ class RunningConfig:
 
 def config_report(cfg: Config, daemon: dict | None, details: dict) -> dict | None:
     """What `status` says of the config a live daemon runs (`details`: its
-    heartbeat's), against `cfg`, the file read now; None when no daemon is
-    alive or its heartbeat says nothing of its config (an older version).
-    `file_changed`: the same file holds other bytes than the daemon loaded.
-    `reload_refused`: the last reload was refused and the daemon still runs
-    other bytes than the file (or the file is another one, which `status`
-    cannot compare: the refusal stands)."""
+    heartbeat's), against the file at `cfg.path` as it is now; None when no
+    daemon is alive or its heartbeat says nothing of its config (an older
+    version). `file_changed`: the same file holds other bytes than the
+    daemon loaded (or can no longer be read). `reload_refused`: the last
+    reload was refused and the daemon still runs other bytes than the file
+    (or the file is another one, which `status` cannot compare: the refusal
+    stands)."""
     ran = details.get("config")
     if not daemon or not daemon.get("alive") or not isinstance(ran, dict):
         return None
     same_file = ran.get("path") == str(cfg.path)
-    changed = bool(same_file and ran.get("sha256") and cfg.file_sha256 and ran["sha256"] != cfg.file_sha256)
+    # The file read again, not `cfg.file_sha256`: the daemon's own notify and
+    # metrics threads pass the config it runs, whose bytes are those it
+    # loaded, so a refused reload would never show there (nor its alert).
+    # For `status` it is the file it has just read.
+    now_sha = file_sha256(cfg.path) if cfg.path is not None else cfg.file_sha256
+    changed = bool(same_file and ran.get("sha256") and ran["sha256"] != now_sha)
     reload = ran.get("reload") if isinstance(ran.get("reload"), dict) else None
     refused = bool(reload and reload.get("outcome") == "refused" and (changed or not same_file))
     return {"path": ran.get("path"), "sha256": ran.get("sha256"), "loaded_at": ran.get("loaded_at"),
-            "file": str(cfg.path), "file_sha256": cfg.file_sha256, "same_file": same_file,
+            "file": str(cfg.path), "file_sha256": now_sha, "same_file": same_file,
             "file_changed": changed, "reload": reload, "reload_refused": refused,
             "restart_needed": list(ran.get("restart_needed") or [])}
 
