@@ -92,7 +92,67 @@ def open_faults(report: dict, entry: dict[str, Any], *, now: dt.datetime,
         found += _intake_stuck(heartbeat_details(report.get("daemon") or {}))
     if "application-pending" in wanted:
         found += _applications_pending(report.get("applications") or {}, now, time_text)
+    if "config-refused" in wanted:
+        found += _config_refused(report.get("config") or {}, time_text)
+    if "rejected-at-destination" in wanted:
+        found += _rejected_at_destination(report.get("rejected_there") or {})
     return {f.key: f for f in found}
+
+
+def _config_refused(config: dict, time_text: TimeText) -> list[Fault]:
+    # The daemon refused a reload and still runs other bytes than the file
+    # (status's `reload_refused`: service/config_state.py). One key: it is
+    # one daemon's one config, open until a reload is taken or the file is
+    # put back; a second refused edit meanwhile is the same fault (a
+    # reminder carries its reason), never a "resolved" while the old config
+    # still runs. Settings waiting for a restart are no fault here: that
+    # reload was taken, the operator who sent it was told in the log, the
+    # daemon works as before, and only a restart they plan clears it (an
+    # alert would nag until then); `status --check` warns of it.
+    if not config.get("reload_refused"):
+        return []
+    reload = config.get("reload") or {}
+    path = code_span(config.get("path") or config.get("file") or "?")
+    # A refusal's reason is the config's errors (a line each) and can quote
+    # the file: a stranger's text, on one line, as code, not endless.
+    reason = "; ".join(line.strip() for line in str(reload.get("reason") or "?").splitlines() if line.strip())
+    reason = code_span(reason if len(reason) <= _REASON_MAX else reason[:_REASON_MAX] + " …")
+    loaded, at = time_text(config.get("loaded_at")) or "?", time_text(reload.get("at")) or "?"
+    return [Fault("config-refused", "config-refused", f"配置重新加载被拒绝 / config reload refused: {path}",
+                  f"配置文件 {path} 已修改, 但 {at} 的重新加载被拒绝; 服务仍按 {loaded} 加载的旧配置运行: {reason}\n"
+                  f"the config file {path} was changed, but its reload at {at} was REFUSED; the daemon still "
+                  f"runs the config it loaded at {loaded}: {reason}\n"
+                  "Fix the file (`fapiao-agent config check`), then `systemctl reload fapiao-agent`; "
+                  "or put the file back as it was.")]
+
+
+def _rejected_at_destination(there: dict) -> list[Fault]:
+    # Rejected documents a destination holds or may hold (status's REJECTED
+    # line, `audit ledger`'s rejected-at-destination): a rejection takes
+    # nothing back, only a person can, there. One fault for them all (one
+    # kind of chore), naming the first few; resolved once `reconcile` finds
+    # each gone. Keys are made of an invoice's fields: code spans.
+    n = there.get("count") or 0
+    if not n:
+        return []
+    docs = (there.get("documents") or [])[:_LISTED]
+    listed = "; ".join(f"#{d['document_id']} " + ", ".join(_held(r) for r in d.get("at") or ()) for d in docs)
+    more = f"; and {n - len(docs)} more (`fapiao-agent status`)" if n > len(docs) else ""
+    return [Fault("rejected-at-destination", "rejected-at-destination",
+                  f"{n} 张已驳回的发票仍在投递目标 / {n} rejected invoice(s) still at a destination",
+                  f"{n} 张已驳回的发票仍在 (或可能在) 投递目标中, 驳回不会从目标撤回: {listed}{more}\n"
+                  f"{n} rejected invoice(s) still held (or maybe held) by a destination; a rejection takes "
+                  f"nothing back: {listed}{more}.\n"
+                  "Remove each there by hand, then run `fapiao-agent reconcile`: it finds it gone.")]
+
+
+def _held(row: dict) -> str:
+    # One destination's hold of a rejected document (rejections.where_held's
+    # cases, shorter, the key as code).
+    state = row.get("state")
+    how = ("a put in flight, maybe under key" if state == "delivering"
+           else "under its old key" if state == "superseded" else f"{one_line(state)} under key")
+    return f"{one_line(row.get('destination'))} ({how} {code_span(row.get('key') or '?')})"
 
 
 def _applications_pending(applications: dict, now: dt.datetime, time_text: TimeText) -> list[Fault]:
@@ -160,8 +220,11 @@ def _intake_stuck(details: dict) -> list[Fault]:
     return found
 
 
-# Unreadable folders named in their alert at most (status names 20).
+# Unreadable folders (or rejected documents) named in their alert at most
+# (status names 20).
 _LISTED = 5
+# A refused reload's reason, at most (the config's errors, a line each).
+_REASON_MAX = 600
 
 
 def _hours(delivery: dict, report: dict) -> str:
