@@ -12,7 +12,24 @@ from service.display import local_time
 from service.textsafe import echo
 
 
-@click.group("notify")
+def _events_help() -> str:
+    # Written from EVENTS (agent/notify/events.py: no imports), so the list
+    # a person reads is the one the config checks.
+    from agent.notify.events import EVENTS, FAULT_EVENTS
+
+    import textwrap
+
+    def listed(events) -> str:   # never cut at a hyphen: `disk-full` is one name
+        return "\n".join(textwrap.wrap(", ".join(events), 74, initial_indent="  ", subsequent_indent="  ",
+                                        break_on_hyphens=False))
+
+    return ("\b\nEvents an entry's `events` may list (default: all; docs/monitoring.md).\n"
+            "Faults, told once when one opens and once when it is resolved:\n"
+            f"{listed(e for e in EVENTS if e in FAULT_EVENTS)}\n"
+            f"Others:\n{listed(e for e in EVENTS if e not in FAULT_EVENTS)}")
+
+
+@click.group("notify", epilog=_events_help())
 def command() -> None:
     """Notifications ([[notify]] entries: e-mail, WeCom, DingTalk, Feishu)."""
 

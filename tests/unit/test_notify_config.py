@@ -78,3 +78,24 @@ def test_secrets_come_from_the_environment_and_a_readable_file_holding_one_is_re
     assert "FAPIAO_AGENT__NOTIFY__<NAME>__URL" in str(e.value)
     path.chmod(0o640)
     assert load_config(path, env={}).notify[0]["preset"] == "wecom"
+
+
+def test_notify_help_lists_every_event_by_its_whole_name():
+    from click.testing import CliRunner
+
+    from service.cli import main
+
+    shown = CliRunner().invoke(main, ["notify", "--help"]).output
+    events = shown[shown.index("Events an entry"):]
+    for name in EVENTS:
+        assert name in events, (name, events)    # never cut at its hyphen
+    assert "config-refused" in events and "rejected-at-destination" in events
+
+
+def test_an_entry_without_events_gets_the_config_and_rejection_faults_too():
+    cfg = parse_config({"notify": [{"name": "wx", "url": WECOM},
+                                   {"name": "mail", "url": "mailto:a@example.com", "events": ["disk-full"]}]},
+                       base_dir=Path("/tmp"))
+    assert {"config-refused", "rejected-at-destination"} <= set(cfg.notify[0]["events"])
+    assert cfg.notify[1]["events"] == ["disk-full"]
+    assert cfg.notify[0]["events"] == list(EVENTS)
