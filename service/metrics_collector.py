@@ -130,6 +130,10 @@ def _documents(report: dict):
     yield _gauge("fapiao_applications_pending_oldest_age_seconds", "How long the oldest pending 补录 application "
                  "has waited since it was filed (0 when none); [health] application_pending_hours is a WARNING.",
                  rows=[((), applications.get("oldest_age_s") or 0)])
+    # As the rejected-at-destination alert: a rejection takes nothing back.
+    yield _gauge("fapiao_rejected_at_destination", "Rejected documents a destination holds or may hold (a "
+                 "put in flight): a person removes each there, then `fapiao-agent reconcile` finds it gone.",
+                 rows=[((), (report.get("rejected_there") or {}).get("count") or 0)])
     refused = report.get("refused") or {}
     yield _gauge("fapiao_refused_files", "Files and attachments refused at intake (each with its reason; "
                  "`fapiao-agent audit ledger`).", rows=[((), refused.get("count") or 0)])
@@ -155,6 +159,10 @@ def _daemon(report: dict):
                  rows=[((), held_or_waiting)])
     yield _gauge("fapiao_files_waiting_oldest_seconds", "How long ago the oldest of them was first seen (0: "
                  "none); 30 min is an intake-stuck alert.", rows=[((), oldest)])
+    # As the config-refused alert (service/config_state.py: the file as it is now).
+    yield _gauge("fapiao_config_reload_refused", "1 while the daemon runs the config it loaded before because "
+                 "the file was changed and its reload refused (`fapiao-agent status` says why), else 0.",
+                 rows=[((), 1 if (report.get("config") or {}).get("reload_refused") else 0)])
     yield _gauge("fapiao_health_level", "The verdict of `status --check`: 0 OK, 1 WARNING, 2 CRITICAL "
                  "(the reasons: `fapiao-agent status --check`).", rows=[((), report["health"]["code"])])
 

@@ -18,12 +18,15 @@ import random
 import threading
 
 import pytest
+from prometheus_client import generate_latest
 
 from agent.config import load_config
 from agent.ledger import Ledger, utc
 from agent.notify import open_faults
 from service.config_state import RunningConfig, config_report
 from service.display import local_time
+from service.metrics import registry_for
+from tests.integration.test_metrics import samples, value
 from service.notify import NotifyRunner
 from tests.integration.test_reject_delivered import remove_by_hand
 from tests.support.judged import NUMBER, Site, invoice
@@ -115,6 +118,9 @@ def test_a_refused_reload_is_told_once_and_resolved_when_the_file_is_put_back(tm
         for _ in range(3):                 # the loop goes on: nothing told twice
             assert round_trip(runner, ledger) == 0
         assert len(told(robot)) == 1
+        # The daemon's metrics (its own config too) say it, and its health warns.
+        registry = registry_for(cfg)
+        assert refused_gauge(registry) == 1
 
         # The file put back as the daemon runs it: resolved, once.
         config.write_text(good, encoding="utf-8")
@@ -122,8 +128,15 @@ def test_a_refused_reload_is_told_once_and_resolved_when_the_file_is_put_back(tm
         resolved = told(robot)[-1]
         assert "已恢复 RESOLVED" in resolved and "config reload refused" in resolved
         assert round_trip(runner, ledger) == 0 and len(told(robot)) == 2
+        assert refused_gauge(registry) == 0
     finally:
         ledger.close()
+
+
+def refused_gauge(registry) -> float:
+    found = samples(generate_latest(registry).decode())
+    assert value(found, "fapiao_health_level") == (1 if value(found, "fapiao_config_reload_refused") else 0)
+    return value(found, "fapiao_config_reload_refused")
 
 
 def test_a_reload_taken_after_one_refused_resolves_it_and_waiting_settings_are_no_fault(tmp_path):
@@ -167,12 +180,15 @@ def test_a_rejected_invoice_at_a_destination_is_told_once_and_resolved_once_reco
         for _ in range(3):
             assert round_trip(runner, site.ledger) == 0
         assert len(told(robot)) == 1
+        registry = registry_for(site.cfg)
+        assert value(samples(generate_latest(registry).decode()), "fapiao_rejected_at_destination") == 1
 
         remove_by_hand(tmp_path / "import")
         assert site.cli("reconcile").exit_code == 0
         assert round_trip(runner, site.ledger) == 1
         assert "已恢复 RESOLVED" in told(robot)[-1] and "rejected invoice(s)" in told(robot)[-1]
         assert round_trip(runner, site.ledger) == 0 and len(told(robot)) == 2
+        assert value(samples(generate_latest(registry).decode()), "fapiao_rejected_at_destination") == 0
     finally:
         site.close()
 
