@@ -14,10 +14,13 @@ waiting for a restart.
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from pathlib import Path
 from typing import Any, Callable
 
 from agent.config import Config
+from agent.config_file import MAX_CONFIG_BYTES
 
 # Settings the daemon reads once, at its start: a reload that changes them
 # takes the rest, names these in a warning and in `status`.
@@ -31,12 +34,28 @@ def restart_only_values(cfg: Config) -> dict[str, Any]:
 
 
 def file_sha256(path: Path | str | None) -> str | None:
-    """The SHA-256 of the file at `path` now, or None when it cannot be read
-    (for a refused reload of a file that does not parse)."""
+    """The SHA-256 of the regular file at `path` now, or None when it cannot
+    be read, is not a regular file or is larger than any config
+    (MAX_CONFIG_BYTES). Returns at once whatever is put in the config's
+    place: the daemon's notify and metrics threads call this at every check,
+    and a pipe there (opened without O_NONBLOCK, read until a writer comes)
+    or /dev/zero (read for ever) would hang them."""
+    if not path:
+        return None
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError:
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+        return hashlib.sha256(data).hexdigest() if len(data) <= MAX_CONFIG_BYTES else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 class RunningConfig:

@@ -85,6 +85,39 @@ def test_the_config_a_daemon_runs_sees_its_own_refused_reload(tmp_path):
     assert config_report(cfg, daemon, {"config": running.details()})["reload_refused"] is True
 
 
+@pytest.mark.parametrize("put", ["fifo", "dev-zero", "folder", "too-large"])
+def test_whatever_takes_the_config_s_place_never_hangs_the_check(tmp_path, put):
+    # The notify and metrics threads compare the file with the heartbeat at
+    # every check: a pipe in its place (read until a writer comes) or
+    # /dev/zero (read for ever) hung them; now it is not what the daemon runs.
+    config = tmp_path / "agent.toml"
+    config.write_text('[agent]\nstate_dir = "state"\n[[watch]]\npath = "scan"\nkind = "scanner"\n',
+                      encoding="utf-8")
+    cfg = load_config(config)
+    running = RunningConfig(cfg, at="2026-12-05T01:12:01Z")
+    config.unlink()
+    if put == "fifo":
+        os.mkfifo(config)
+    elif put == "dev-zero":
+        config.symlink_to("/dev/zero")
+    elif put == "folder":
+        config.mkdir()
+    else:
+        config.write_bytes(b"#" * (2 * 1024 * 1024))
+    got: list = []
+
+    def check() -> None:  # what a reload refused, then a notify check, do with the file
+        running.refused("no good", at="2026-12-05T02:00:00Z", path=config)
+        got.append(config_report(cfg, {"alive": True}, {"config": running.details()}))
+
+    checker = threading.Thread(target=check, daemon=True)
+    checker.start()
+    checker.join(10)
+    assert not checker.is_alive(), f"config_report hung on a {put} in the config's place"
+    assert got[0]["file_sha256"] is None
+    assert got[0]["file_changed"] is True and got[0]["reload_refused"] is True
+
+
 def test_a_refused_reload_is_told_once_and_resolved_when_the_file_is_put_back(tmp_path, robot):
     (tmp_path / "scan").mkdir()
     (tmp_path / "out").mkdir()
