@@ -6,6 +6,14 @@ amend are not looked up: the destination holds an old key on purpose).
 Found: `confirmed`, with the system's receipt stored. Absent: `missing`, and
 queued again at once when requeue_missing is set. A lookup that fails
 changes nothing; the row is checked again next time.
+
+A rejected document's row left `delivering` by an interrupted put (its
+worker killed mid-put) is never claimed again (a person holds the
+document), so reconciliation settles it too, once its lease has ended:
+its key found there, the row is `delivered` (a person removes it there,
+then the next run finds it gone); not found, it ends as a put that never
+landed (`Ledger.record_stranded_lookup`). A live lease is left alone: the
+put may still be under way in another process.
 """
 
 from __future__ import annotations
@@ -30,7 +38,10 @@ ALL_STATES = ("delivered", "missing", "confirmed")
 class Check:
     """One row looked up: `result` is confirmed, missing, requeued, error
     (lookup failed; nothing changed) or skipped (the row changed meanwhile,
-    or its destination was given up for this run)."""
+    or its destination was given up for this run); for a rejected
+    document's interrupted put, landed (found there: delivered),
+    never-landed (not there) or in-flight (its lease is live: not looked
+    up, `error` says until when)."""
 
     document_id: int
     destination: str
@@ -55,12 +66,16 @@ class ReconcileReport:
 
     @property
     def summary(self) -> dict[str, int]:
-        """checked, confirmed, missing (requeued ones included), requeued, errors, skipped."""
+        """checked, confirmed, missing (requeued ones included), requeued,
+        errors, skipped; and a rejected document's interrupted puts: landed,
+        never_landed, in_flight (not checked)."""
         count = {r: sum(1 for c in self.checks if c.result == r)
-                 for r in ("confirmed", "missing", "requeued", "error", "skipped")}
-        return {"checked": sum(1 for c in self.checks if c.result != "skipped"),
+                 for r in ("confirmed", "missing", "requeued", "error", "skipped", "landed", "never-landed",
+                           "in-flight")}
+        return {"checked": sum(1 for c in self.checks if c.result not in ("skipped", "in-flight")),
                 "confirmed": count["confirmed"], "missing": count["missing"] + count["requeued"],
-                "requeued": count["requeued"], "errors": count["error"], "skipped": count["skipped"]}
+                "requeued": count["requeued"], "errors": count["error"], "skipped": count["skipped"],
+                "landed": count["landed"], "never_landed": count["never-landed"], "in_flight": count["in-flight"]}
 
 
 def reconcile(ledger: Ledger, destinations: Mapping[str, Destination], *, now: dt.datetime, actor: str,
@@ -68,9 +83,12 @@ def reconcile(ledger: Ledger, destinations: Mapping[str, Destination], *, now: d
               states: Sequence[str] = SCHEDULED_STATES,
               progress: Callable[[Check], None] | None = None) -> ReconcileReport:
     """Look up every row of the given `destinations` in `states` delivered
-    at or after `since`, and record what was found (see the module docstring).
+    at or after `since`, and every rejected document's row left
+    `delivering` whose lease ended (whatever `since`: it has no delivery
+    to date it), and record what was found (see the module docstring).
 
-    Guarantees: only rows still in the state they were read in are changed;
+    Guarantees: only rows still in the state they were read in are changed
+    (a stranded row: still its lease's, ended before `now`);
     a destination that is Misconfigured, or fails GIVE_UP_AFTER lookups in a
     row, is skipped for the rest of the run. Only AdapterErrors are caught.
     """
@@ -88,6 +106,16 @@ def reconcile(ledger: Ledger, destinations: Mapping[str, Destination], *, now: d
             report.checks.append(check)
             if progress is not None:
                 progress(check)
+        for row in _stranded(ledger, name):
+            check = Check(document_id=row["document_id"], destination=name,
+                          invoice_number=row["invoice_number"], invoice_date=row["invoice_date"],
+                          total=yuan(row["total_cents"]), delivered_at=row["delivered_at"], result="skipped",
+                          error=given_up)
+            if given_up is None:
+                given_up, failures = _check_stranded(ledger, dest, row, check, failures, now=now, actor=actor)
+            report.checks.append(check)
+            if progress is not None:
+                progress(check)
     return report
 
 
@@ -101,6 +129,60 @@ def _candidates(ledger: Ledger, name: str, states: Sequence[str], since: str | N
         if len(rows) < PAGE:
             return
         after = rows[-1]["delivery_id"]
+
+
+def _stranded(ledger: Ledger, name: str) -> Iterator[dict]:
+    after = 0
+    while True:
+        rows = ledger.stranded_rejected(destination=name, after_id=after, limit=PAGE)
+        yield from rows
+        if len(rows) < PAGE:
+            return
+        after = rows[-1]["delivery_id"]
+
+
+def _check_stranded(ledger: Ledger, dest: Destination, row: dict, check: Check, failures: int, *,
+                    now: dt.datetime, actor: str) -> tuple[str | None, int]:
+    # A live lease is never judged: the put may be under way in another
+    # process (a daemon's worker, lease_s past its claim), and a lookup now
+    # could miss what lands a moment later. Once the lease has ended, no
+    # worker can still record it (finish_delivery needs the lease), and the
+    # destination's answer is the whole truth.
+    if row["lease_until"] is not None and row["lease_until"] > utc(now):
+        check.result = "in-flight"
+        check.error = f"a put may be in flight (its lease ends {row['lease_until']}): run this again after"
+        return None, failures
+    key = row["lookup_key"]
+    try:
+        # No key, no put: parcel_for refuses an invoice without one.
+        found = dest.lookup(key) if key else None
+    except Misconfigured as e:
+        check.result, check.error = "error", f"{dest.name} cannot say whether it holds it: {e}"
+        return f"skipped: {dest.name} is misconfigured: {e}", failures
+    except AdapterError as e:
+        check.result, check.error = "error", f"{dest.name} cannot say whether it holds it: {e}"
+        failures += 1
+        if failures >= GIVE_UP_AFTER:
+            return f"skipped after {failures} failed lookups at {dest.name}", failures
+        return None, failures
+    note = None
+    held = found.raw.get("sha256") if found is not None and isinstance(found.raw, dict) else None
+    if held and row["sha256"] and str(held).lower() != row["sha256"].lower():
+        # As the loop's recovery (deliver.loop._held_as_sent): another file
+        # under the key is not this document's put having landed.
+        note = f"{dest.name} holds another file under key {key} (sha256 {held}), not this document's"
+        found = None
+    receipt = found.to_dict() if found is not None else None
+    result = ledger.record_stranded_lookup(row["delivery_id"], found=receipt, lease_token=row["lease_token"],
+                                           now=utc(now), actor=actor, note=note)
+    check.result = result or "skipped"
+    if found is not None:
+        check.remote_id = found.remote_id
+    if result is None:
+        check.error = "the row changed while it was being checked"
+    elif note:
+        check.error = note
+    return None, 0
 
 
 def _check(ledger: Ledger, dest: Destination, row: dict, check: Check, failures: int, *, now: dt.datetime,

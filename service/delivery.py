@@ -316,7 +316,8 @@ class DeliveryService(RunnerGroup):
                 self.stopping.wait(max(0.05, min(min(waits) - time.monotonic(), CLOCK_CHECK_S)))
 
     def reconcile_once(self, ledger: Ledger) -> None:
-        """Look up delivered and missing rows at every destination that may be called now."""
+        """Look up delivered and missing rows, and rejected documents' puts cut
+        off (`agent.reconcile`), at every destination that may be called now."""
         now = now_dt()
         callable_ = {}
         for r in self.runners:
@@ -334,6 +335,12 @@ class DeliveryService(RunnerGroup):
             if c.result in ("missing", "requeued"):
                 log.warning(f"document {c.document_id} ({c.invoice_number}) is missing at {c.destination}"
                             + ("; requeued" if c.result == "requeued" else ""),
+                            extra={"destination": c.destination, "document": c.document_id})
+            elif c.result == "landed":
+                # The rejection's own warning named a put in flight; now it is known to be there.
+                log.warning(f"document {c.document_id} ({c.invoice_number}) was rejected while a put to "
+                            f"{c.destination} was cut off; {c.destination} holds it: remove it there by hand "
+                            "(`fapiao-agent reconcile` then finds it gone)",
                             extra={"destination": c.destination, "document": c.document_id})
         if s["requeued"]:
             self.kick()

@@ -206,6 +206,11 @@ def reconcile_command(ctx, since, destination, sort, as_json, as_csv) -> None:
     up at its destination: found ones become confirmed (the system's id is
     kept), absent ones missing, and are queued again when
     [delivery] requeue_missing is on. Ends with checked/confirmed/missing/requeued.
+    Also a rejected invoice whose put was cut off (the daemon killed mid-put),
+    once its lease has ended, whatever --since: landed (found there: delivered,
+    `status` names it until removed there by hand and reconciled) or
+    never_landed (not there: nothing to remove); in_flight while its lease is
+    live (left as it is).
     Destinations in maintenance or paused are left out (with a note). Exits 1
     when a lookup failed (the row is left as it was)."""
     from agent.reconcile import ALL_STATES, reconcile
@@ -218,7 +223,8 @@ def reconcile_command(ctx, since, destination, sort, as_json, as_csv) -> None:
     with open_ledger(cfg) as ledger:
         dests = _callable_destinations(ledger, cfg, names)
         total = sum(ledger.count_reconcile_candidates(states=ALL_STATES, destination=n,
-                                                      since=utc(since_dt) if since_dt else None) for n in dests)
+                                                      since=utc(since_dt) if since_dt else None)
+                    + ledger.count_stranded_rejected(destination=n) for n in dests)
         # Only for a person watching: piped output or --json gets no bar and no stray label.
         with Progress("reconciling", length=total, as_json=as_json) as bar:
             report = reconcile(ledger, dests, now=now_dt(), actor=actor(), since=since_dt, states=ALL_STATES,
@@ -240,6 +246,10 @@ def reconcile_command(ctx, since, destination, sort, as_json, as_csv) -> None:
             for row in table((c.to_dict() for c in checks), RECONCILE_TABLE):
                 echo(row)
         echo(line)
+    for c in checks:
+        if c.result == "landed":   # a rejected invoice found there: only a person takes it back
+            echo(f"warning: document {c.document_id} is rejected, but its put cut off landed at {c.destination}: "
+                 "remove it there by hand, then run `fapiao-agent reconcile` again", err=True)
     if summary["errors"]:
         sys.exit(1)
 
