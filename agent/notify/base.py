@@ -34,26 +34,46 @@ def one_line(text: object) -> str:
 
 
 def code_span(text: object) -> str:
-    """`one_line(text)` as a markdown code span: the robots show it as it
-    is, never as a link, a mention (`<@all>`) or emphasis. A backtick inside
-    becomes `'` (a span cannot hold its own delimiter portably)."""
+    """`one_line(text)` as a markdown code span: the robots show it as
+    text, never as a link, an image, a mention (`<@all>`), a `<font>` tag
+    or emphasis (the webhook makes a span's content inert where a robot
+    might act on it: `inert_code_spans`); e-mail shows it between
+    backticks. A backtick inside becomes `'` (a span cannot hold its own
+    delimiter portably). Every value in a message's subject or text that
+    the agent's code did not write (a file, folder or entry name, a path,
+    a server's error, an e-mail's subject or sender, a person's words, a
+    host name) goes through this: the robots read the rest as markdown."""
     return "`" + one_line(text).replace("`", "'") + "`"
 
 
+# What a robot's markdown could still act on inside a code span, each swapped
+# for its full-width twin: it reads the same and never acts.
 # DingTalk's robot markdown has no code spans: a name between backticks is
 # live there, `[核对](https://evil)` a link, `![](…)` a remote image, `@138…`
-# a mention. Inside the spans `code_span` makes, each markdown special is
-# swapped for its full-width twin: it reads the same and never acts.
-_INERT = str.maketrans({"[": "［", "]": "］", "(": "（", ")": "）", "!": "！", "<": "＜", ">": "＞", "@": "＠",
-                        "*": "＊", "_": "＿", "#": "＃", "|": "｜", "~": "～", "\\": "＼", "&": "＆"})
+# a mention; every markdown special goes. WeCom documents inline code, but
+# its renderer is not CommonMark and says nothing of what a span shields:
+# what its syntax starts with within a line (a link or image `[`, a
+# `<font>` or `<@user>` tag, `*` emphasis) goes, the rest of a name (`(1)`,
+# `_`, `#`) stays exact. Feishu's post sends text segments, never parsed
+# (a mention is a segment of its own), and the generic webhook is JSON for
+# a program: their spans stay as they are.
+_FULL_WIDTH = {"[": "［", "]": "］", "(": "（", ")": "）", "!": "！", "<": "＜", ">": "＞", "@": "＠",
+               "*": "＊", "_": "＿", "#": "＃", "|": "｜", "~": "～", "\\": "＼", "&": "＆"}
+_INERT = {"dingtalk": str.maketrans(_FULL_WIDTH),
+          "wecom": str.maketrans({c: _FULL_WIDTH[c] for c in "[]<>*"})}
 
 
-def inert_code_spans(text: str) -> str:
+def inert_code_spans(text: str, preset: str) -> str:
     """`text` with the content of every code span (`` `…` ``, as `code_span`
-    writes them: no backtick or line break inside) holding no markdown
-    special character ([ ] ( ) ! < > @ * _ # | ~ \\ &: each its full-width
-    twin), for a channel whose markdown shows no code span (DingTalk)."""
-    return re.sub(r"`([^`\n]*)`", lambda m: "`" + m.group(1).translate(_INERT) + "`", text)
+    writes them: no backtick or line break inside) holding nothing
+    `preset`'s markdown could act on (each such character its full-width
+    twin: for DingTalk, which shows no code span, every one of
+    [ ] ( ) ! < > @ * _ # | ~ \\ &; for WeCom [ ] < > *); the text outside
+    the spans, and every span for another preset, as it is."""
+    table = _INERT.get(preset)
+    if table is None:
+        return text
+    return re.sub(r"`([^`\n]*)`", lambda m: "`" + m.group(1).translate(table) + "`", text)
 
 
 @dataclass(frozen=True)

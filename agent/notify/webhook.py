@@ -111,19 +111,22 @@ class WebhookNotifier:
 
     def request(self, message: Message) -> tuple[str, dict]:
         """The url (signed when asked) and JSON body this preset posts for `message`."""
-        # DingTalk's markdown shows no code span: the names in them made inert.
-        text = inert_code_spans(message.text) if self.preset == "dingtalk" else message.text
-        text = cut_utf8(text, TEXT_LIMITS[self.preset] - len(message.subject.encode()) - 16)
+        # Every name in a message is a code span (agent/notify/base.py
+        # code_span); what this robot's markdown could act on in one is made
+        # inert, in the subject (a heading here) as in the text.
+        subject = inert_code_spans(message.subject, self.preset)
+        text = inert_code_spans(message.text, self.preset)
+        text = cut_utf8(text, TEXT_LIMITS[self.preset] - len(subject.encode()) - 16)
         url = self.url
         if self.preset == "wecom":
-            return url, {"msgtype": "markdown", "markdown": {"content": f"## {message.subject}\n{text}"}}
+            return url, {"msgtype": "markdown", "markdown": {"content": f"## {subject}\n{text}"}}
         if self.preset == "dingtalk":
             if self._secret:
                 ts = int(self.clock() * 1000)
                 url += ("&" if urlsplit(url).query else "?") + \
                     f"timestamp={ts}&sign={quote_plus(dingtalk_sign(self._secret, ts))}"
             return url, {"msgtype": "markdown",
-                         "markdown": {"title": message.subject, "text": f"### {message.subject}\n\n{text}"}}
+                         "markdown": {"title": subject, "text": f"### {subject}\n\n{text}"}}
         if self.preset == "feishu":
             lines = [[{"tag": "text", "text": line}] for line in text.splitlines() or [""]]
             body: dict[str, Any] = {"msg_type": "post",

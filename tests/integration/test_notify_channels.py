@@ -252,7 +252,7 @@ def test_a_robot_trickling_its_answer_is_cut_at_timeout_s_not_held_for_hours():
         server.close()
 
 
-def test_dingtalk_shows_a_file_name_inert_and_wecom_keeps_its_code_span():
+def test_dingtalk_shows_a_file_name_inert_and_wecom_a_code_span_without_links_tags_or_emphasis():
     # DingTalk's markdown has no code span: `[点此核对](https:evil)` in one
     # was posted as a live link, `![](…)` as a remote image, `@138…` a mention.
     from agent.notify.base import code_span
@@ -268,4 +268,7 @@ def test_dingtalk_shows_a_file_name_inert_and_wecom_keeps_its_code_span():
     wecom = open_notifier({"name": "wx", "url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k0",
                            "preset": "wecom"})
     _, body = wecom.request(message)
-    assert f"`{name}`" in body["markdown"]["content"]   # a code span there: shown as it is
+    # A code span there, but what WeCom's own syntax starts with (a link's
+    # or image's `[`, a `<@…>` or `<font>` tag, `*`) made inert; the rest exact.
+    assert "`［点此核对发票］(https:evil.example) !［］(https:x.png) ＜@all＞ ＊b＊ _i_ #h |t|.pdf`" \
+        in body["markdown"]["content"]

@@ -416,8 +416,9 @@ def test_a_file_name_or_a_server_error_cannot_forge_lines_markup_or_escapes_in_a
             assert not any(line.startswith(("## ALL", "## 已恢复", "- #99")) for line in lines), text
             assert not any(ch in text for ch in "\x1b\x07\u202e"), text
         digest = next(t for t in texts if "隔离" in t)
-        assert "`evil.pdf\\n\\n## ALL RESOLVED <@all> [click](http://evil.example)\\n- #99 fake.pdf`" in digest
-        assert "`a\\x1b]0;owned\\x07\\u202e.pdf`: tax-id-invalid" in digest
+        # In a code span, what WeCom's markdown starts with made inert (its full-width twin).
+        assert "`evil.pdf\\n\\n## ALL RESOLVED ＜@all＞ ［click］(http://evil.example)\\n- #99 fake.pdf`" in digest
+        assert "`a\\x1b］0;owned\\x07\\u202e.pdf`: tax-id-invalid" in digest
         assert "HTTP 500: oops\\n## 已恢复 RESOLVED" in next(t for t in texts if "finance" in t)
 
 
