@@ -5,7 +5,9 @@ report, the disk figures, the entry's thresholds and `now` come in.
 Each fault has a stable key (`backup-failing:s3main`), so the outbox can
 tell one when it opens and once when it is resolved, however often it is
 seen in between. The texts are Chinese first (the office reads them), then
-English, and carry the numbers and names a person needs to act.
+English, and carry the numbers and names a person needs to act. Every
+value not written here (an entry's or a label's name, a path, a server's
+error, a filer) is a `code_span`: the robots read the rest as markdown.
 """
 
 from __future__ import annotations
@@ -56,38 +58,40 @@ def open_faults(report: dict, entry: dict[str, Any], *, now: dt.datetime,
                            f"{n} invoice(s) waiting over {warn} h of the {hours} h SLA."))
     for dest in delivery.get("destinations") or []:
         if "destination-paused" in wanted and dest.get("paused_error"):
-            name = dest["name"]
+            name, shown = dest["name"], code_span(dest["name"])
             found.append(Fault(f"destination-paused:{name}", "destination-paused",
-                               f"投递目标 {name} 已暂停 / destination {name} paused",
-                               f"投递目标 {name} 已暂停 (since {time_text(dest.get('paused_at')) or '?'}): {one_line(dest['paused_error'])}\n"
+                               f"投递目标 {shown} 已暂停 / destination {shown} paused",
+                               f"投递目标 {shown} 已暂停 (since {time_text(dest.get('paused_at')) or '?'}): {code_span(dest['paused_error'])}\n"
                                f"backlog {dest.get('backlog', 0)}; fix it, then `fapiao-agent retry`."))
     for t in (report.get("backup") or {}).get("targets") or []:
-        name = t["name"]
+        name, shown = t["name"], code_span(t["name"])
         since = t.get("paused_at") if t.get("paused_error") else t.get("unreachable_since")
         if "backup-failing" in wanted and since:
             minutes = (now - parse_utc(since)).total_seconds() / 60
             if minutes >= float(entry.get("backup_failing_minutes") or 0):
-                why = one_line(t.get("paused_error") or t.get("last_error") or "not answering")
+                why = code_span(t.get("paused_error") or t.get("last_error") or "not answering")
                 found.append(Fault(f"backup-failing:{name}", "backup-failing",
-                                   f"备份目标 {name} 故障 {span(minutes * 60)} / backup target {name} failing",
-                                   f"备份目标 {name} 自 {time_text(since)} 起无法备份 ({span(minutes * 60)}): {why}\n"
-                                   f"backup target {name} failing since {time_text(since)}; backlog {t.get('backlog', 0)} objects."))
+                                   f"备份目标 {shown} 故障 {span(minutes * 60)} / backup target {shown} failing",
+                                   f"备份目标 {shown} 自 {time_text(since)} 起无法备份 ({span(minutes * 60)}): {why}\n"
+                                   f"backup target {shown} failing since {time_text(since)}; backlog {t.get('backlog', 0)} objects."))
         last = t.get("last_verify") or {}
         if "verify-mismatch" in wanted and (last.get("mismatch") or 0) > 0:
             found.append(Fault(f"verify-mismatch:{name}", "verify-mismatch",
-                               f"备份校验不一致: {name} / backup verify mismatch on {name}",
-                               f"备份目标 {name} 的校验 ({time_text(t.get('last_verify_at'))}) 发现 {last['mismatch']} 个对象与金库不一致, "
+                               f"备份校验不一致: {shown} / backup verify mismatch on {shown}",
+                               f"备份目标 {shown} 的校验 ({time_text(t.get('last_verify_at'))}) 发现 {last['mismatch']} 个对象与金库不一致, "
                                f"已修复 {last.get('repaired', 0)} 个.\n"
-                               f"verify of {name} found {last['mismatch']} mismatching object(s) of "
+                               f"verify of {shown} found {last['mismatch']} mismatching object(s) of "
                                f"{last.get('checked', 0)} checked, {last.get('repaired', 0)} repaired."))
     for label, d in (disk or {}).items() if "disk-full" in wanted else ():
         total, free = d.get("total") or 0, d.get("free") or 0
         if total and free * 100.0 / total < float(entry.get("disk_free_percent") or 0):
             pct = free * 100.0 / total
+            # A label names a destination or backup entry, the path is where it writes.
+            shown, path = code_span(label), code_span(d.get("path"))
             found.append(Fault(f"disk-full:{label}", "disk-full",
-                               f"磁盘空间不足: {label} / disk nearly full: {label}",
-                               f"{label} ({d.get('path')}) 仅剩 {free / 2**20:.0f} MiB ({pct:.1f}%).\n"
-                               f"{label} ({d.get('path')}) has {free / 2**20:.0f} MiB free ({pct:.1f} %)."))
+                               f"磁盘空间不足: {shown} / disk nearly full: {shown}",
+                               f"{shown} ({path}) 仅剩 {free / 2**20:.0f} MiB ({pct:.1f}%).\n"
+                               f"{shown} ({path}) has {free / 2**20:.0f} MiB free ({pct:.1f} %)."))
     if "intake-stuck" in wanted:
         found += _intake_stuck(heartbeat_details(report.get("daemon") or {}))
     if "application-pending" in wanted:
@@ -167,7 +171,7 @@ def _applications_pending(applications: dict, now: dt.datetime, time_text: TimeT
     for a in applications.get("overdue_applications") or ():
         number, age = a["number"], span((now - parse_utc(a["filed_at"])).total_seconds())
         doc = f"#{a['document_id']} ({a['doc_state_now']})"
-        who = one_line(str(a.get("filer") or "?"))
+        who = code_span(str(a.get("filer") or "?"))
         reason = code_span(a.get("reason") or "")
         found.append(Fault(f"application-pending:{number}", "application-pending",
                            f"补录申请 {number} 待审批已 {age} / 补录 application {number} pending {age}",
@@ -189,12 +193,12 @@ def _intake_stuck(details: dict) -> list[Fault]:
     # and escaped (a non-UTF-8 byte as \xNN, also in the key the ledger keeps).
     found = []
     if details.get("intake_paused"):
-        why = one_line(str(details["intake_paused"]))
+        why = code_span(str(details["intake_paused"]))
         found.append(Fault("intake-stuck:paused", "intake-stuck", "收件已暂停 / intake paused",
                            f"新文件暂不收取, 原文件留在原处: {why}\n"
                            f"intake is paused; files stay where they landed: {why}"))
     for path, why in (details.get("folders_not_watched") or {}).items():
-        p, why = code_span(path), one_line(str(why))
+        p, why = code_span(path), code_span(str(why))
         found.append(Fault(f"intake-stuck:folder:{one_line(path)}", "intake-stuck",
                            f"文件夹未被监视 / folder not watched: {p}",
                            f"监视文件夹 {p} 未被监视, 其中的文件不会被收取: {why}\n"
@@ -203,7 +207,7 @@ def _intake_stuck(details: dict) -> list[Fault]:
         # One fault for them all: a tree of unreadable folders is one fix,
         # and a robot takes 20 messages a minute.
         n = details.get("folders_unreadable_count") or len(unreadable)
-        listed = "; ".join(f"{code_span(p)}: {one_line(str(w))}" for p, w in list(unreadable.items())[:_LISTED])
+        listed = "; ".join(f"{code_span(p)}: {code_span(str(w))}" for p, w in list(unreadable.items())[:_LISTED])
         more = f"; and {n - _LISTED} more (`fapiao-agent status`)" if n > _LISTED else ""
         found.append(Fault("intake-stuck:unreadable", "intake-stuck",
                            f"{n} 个文件夹无法读取 / {n} folder(s) cannot be read",
@@ -212,7 +216,7 @@ def _intake_stuck(details: dict) -> list[Fault]:
                            f"{listed}{more}. Give the service's user read and search (x) permission."))
     if late := files_waiting_late(details):
         n, oldest, path, why = late
-        where = f"{code_span(path)}: {one_line(why)}"
+        where = f"{code_span(path)}: {code_span(why)}"
         found.append(Fault("intake-stuck:waiting", "intake-stuck", f"{n} 个文件迟迟未收取 / {n} file(s) not taken",
                            f"{n} 个文件在监视文件夹中超过 {span(oldest)} 仍未收取 (最早: {where}).\n"
                            f"{n} file(s) in a watched folder not taken for over {span(oldest)} "

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from agent.errors import NotifyPermanent, NotifyRetryable
 from agent.ledger.rows import TimeText, as_stored, parse_utc, utc
-from agent.notify.base import Attachment, Message, Notifier, code_span, one_line
+from agent.notify.base import Attachment, Message, Notifier, code_span
 from agent.notify.events import EVENTS
 from agent.notify.faults import Fault
 
@@ -123,9 +123,10 @@ def _digest(ledger, entry: dict[str, Any], now: dt.datetime, messages: list[dict
         return None
     n, last_id = ledger.quarantines_count_after(cursor["quarantine_event_id"])
     n, last_id = max(n, len(rows)), max(last_id or 0, rows[-1]["event_id"])
-    # File names and reasons come from strangers: one line each, names as code.
+    # File names and reasons come from strangers: one line each, as code
+    # (a reason may quote a server's or a file's text).
     lines = [f"- #{r['document_id']} {code_span(r['original_name']) if r['original_name'] else '?'}: "
-             f"{one_line(', '.join(c for c in r['codes'] if c) or r['reason'] or '?')}"
+             f"{code_span(', '.join(c for c in r['codes'] if c) or r['reason'] or '?')}"
              f" ({time_text(r['at'])}, now {r['state']})" for r in rows]
     if n > len(rows):
         lines.append(f"- … {n - len(rows)} more / 另有 {n - len(rows)} 张")
@@ -238,9 +239,11 @@ def send_test(ledger, entries: Sequence[dict[str, Any]], *, now: dt.datetime, ac
 
     out = []
     for entry in entries:
-        message = _message(entry["name"], "weekly-report", "test", "test", f"测试通知 test notification {host}".strip(),
+        # The host and the entry's name are no text of ours: code spans.
+        message = _message(entry["name"], "weekly-report", "test", "test",
+                           f"测试通知 test notification {code_span(host) if host else ''}".strip(),
                            f"这是一条来自 fapiao-agent 的测试通知 ({time_text(utc(now))}).\n"
-                           f"A test notification from fapiao-agent to [[notify]] {entry['name']}; "
+                           f"A test notification from fapiao-agent to [[notify]] {code_span(entry['name'])}; "
                            "if you read this, the channel works.")
         message["event"] = "test"
         error = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+from agent.notify.base import code_span
 from agent.report.figures import OUTCOMES, Figures, duration_text
 
 CSV_COLUMNS = ("section", "key", "item", "value", "detail")
@@ -88,15 +89,17 @@ def _join(*parts: Any) -> str:
 
 def summary(fig: Figures) -> str:
     """One paragraph with the key numbers (markdown bold), the period first;
-    names no invoice, file or seller (chat robots are not the place)."""
+    names no invoice, file or seller (chat robots are not the place). The
+    names it does give (backup targets, the time zone: the config's words,
+    not ours) are code spans, so a robot shows them as text."""
     t, conf, a = fig.totals, fig.timing["confirmed"], fig.applications
     targets = fig.backup.get("targets", [])
-    failing = [x["name"] for x in targets if x.get("reachable") in ("unreachable", "paused", "not keeping")]
+    failing = [code_span(x["name"]) for x in targets if x.get("reachable") in ("unreachable", "paused", "not keeping")]
     ok = [x["name"] for x in targets if x.get("reachable") == "ok"]
-    undrilled = [x["name"] for x in targets if x["name"] not in fig.drills]
-    drill_failed = [n for n, d in fig.drills.items() if not d.get("ok")]
+    undrilled = [code_span(x["name"]) for x in targets if x["name"] not in fig.drills]
+    drill_failed = [code_span(n) for n, d in fig.drills.items() if not d.get("ok")]
     period = f"{fig.days[0]['day']} – {fig.days[-1]['day']}" if fig.days else "-"
-    text = (f"发票每周检查 Weekly invoice check {period} ({fig.tz}): "
+    text = (f"发票每周检查 Weekly invoice check {period} ({code_span(fig.tz)}): "
             f"**{t['total']}** arrived (到达), **{t['delivered']}** delivered (已送达), "
             f"**{t['in_progress']}** in progress, **{t['failed']}** failed (失败), "
             f"**{t['refused']}** refused; **{fig.quarantine['total']}** quarantined now (待人工处理)"

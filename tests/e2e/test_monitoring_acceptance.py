@@ -72,8 +72,8 @@ timeout_s = 2"""
 
 # Each fault's words in its message (Chinese first, as sent).
 FAULT_WORDS = {
-    "backup-failing": "备份目标 nas 故障",
-    "destination-paused": "投递目标 erp 已暂停",
+    "backup-failing": "备份目标 `nas` 故障",
+    "destination-paused": "投递目标 `erp` 已暂停",
     "sla-at-risk": "张发票即将超时",
     "sla-breached": "超过 0.005 小时未送达",
 }

@@ -48,11 +48,11 @@ def test_a_daemon_sends_one_message_per_fault_and_one_when_it_is_resolved(tmp_pa
             def contents():
                 return [r["json"]["markdown"]["content"] for r in robot.requests]
 
-            d.wait_until(lambda: any("备份目标 nas 故障" in c for c in contents())
+            d.wait_until(lambda: any("备份目标 `nas` 故障" in c for c in contents())
                          and any("half.xml" in c for c in contents()), 30, "both messages")
             time.sleep(1.0)                              # three more checks while the faults stay
             sent = contents()
-            assert len([c for c in sent if "备份目标 nas 故障" in c]) == 1, sent
+            assert len([c for c in sent if "备份目标 `nas` 故障" in c]) == 1, sent
             (digest,) = [c for c in sent if "half.xml" in c]
             assert "1 张发票被隔离" in digest
             (tmp_path / "nas").mkdir()

@@ -168,7 +168,7 @@ def test_an_overdue_application_is_told_once_and_resolved_once_decided(site):
     assert (told["event"], told["key"], told["kind"]) == ("application-pending", f"application-pending:{site['old']}",
                                                           "opened")
     assert site["old"] in told["subject"] and site["new"] not in told["body"]
-    assert f"#{site['dup']} (duplicate)" in told["body"] and "filed by alice" in told["body"]
+    assert f"#{site['dup']} (duplicate)" in told["body"] and "filed by `alice`" in told["body"]
     assert f"`fapiao-agent approve {site['old']}`" in told["body"]
     # The reason as one code span: no markup, no @all mention, its backticks disarmed.
     assert "`<b>纸质发票</b> @all 'x' 是另一张`" in told["body"]

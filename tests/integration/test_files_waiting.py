@@ -135,7 +135,7 @@ def test_a_file_being_written_forever_is_named_warned_of_and_alerted_until_taken
         alert_round(ledger, cfg, T0 + dt.timedelta(minutes=27))   # still open: no second message
         (opened,) = [r["json"]["markdown"]["content"] for r in robot.requests]
         assert opened.startswith("## [fapiao-agent] 1 个文件迟迟未收取 / 1 file(s) not taken\n"), opened
-        assert "not taken for over 30 min (oldest: `" in opened and "log\\xff\\nfake.pdf`: still being written" in opened
+        assert "not taken for over 30 min (oldest: `" in opened and "log\\xff\\nfake.pdf`: `still being written" in opened
 
         # The writer stops: the file settles and is taken; the alert is resolved.
         clock.t += 3.0
@@ -169,12 +169,12 @@ def test_every_way_intake_can_be_stuck_is_its_own_alert():
                               "intake-stuck:unreadable", "intake-stuck:waiting"]
     unreadable = faults["intake-stuck:unreadable"]
     assert unreadable.subject == "25 个文件夹无法读取 / 25 folder(s) cannot be read"
-    assert "`/srv/scan/d0`: Permission denied; `/srv/scan/d1`" in unreadable.text
+    assert "`/srv/scan/d0`: `Permission denied`; `/srv/scan/d1`" in unreadable.text
     assert "; and 20 more (`fapiao-agent status`)" in unreadable.text
     # The oldest stuck file is named (a held one here), the count is both kinds', in a code span.
     waiting = faults["intake-stuck:waiting"]
-    assert "3 file(s) in a watched folder not taken for over 33 min (oldest: `/srv/scan/**urgent**.pdf`: cannot " \
-           "be read just now: locked)" in waiting.text, waiting.text
+    assert "3 file(s) in a watched folder not taken for over 33 min (oldest: `/srv/scan/**urgent**.pdf`: `cannot " \
+           "be read just now: locked`)" in waiting.text, waiting.text
     for fault in faults.values():
         fault.key.encode("utf-8")   # storable as it is
         assert "\n## RESOLVED" not in fault.text + fault.subject

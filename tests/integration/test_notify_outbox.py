@@ -70,9 +70,9 @@ def test_one_message_when_a_fault_opens_none_while_it_stays_and_one_when_resolve
         texts = sorted(r["json"]["markdown"]["content"] for r in robot.requests)
         assert len(texts) == 2
         backup = next(t for t in texts if "s3main" in t)
-        assert "备份目标 s3main 故障 45 min" in backup and "ConnectTimeout: s3.example.com" in backup
+        assert "备份目标 `s3main` 故障 45 min" in backup and "`ConnectTimeout: s3.example.com`" in backup
         dest = next(t for t in texts if "finance" in t)
-        assert "投递目标 finance 已暂停" in dest and "HTTP 401: token refused" in dest
+        assert "投递目标 `finance` 已暂停" in dest and "`HTTP 401: token refused`" in dest
         # The backup answers again: one resolved message, then silence.
         mend_backup(ledger)
         for minute in range(4, 7):
@@ -238,7 +238,7 @@ def test_quarantines_arrive_as_one_digest_per_digest_minutes(tmp_path):
         send_due(ledger, channels(cfg), now=T0 + dt.timedelta(minutes=20), actor=ACTOR)
         (req,) = robot.requests
         text = req["json"]["markdown"]["content"]
-        assert "2 张发票被隔离" in text and "`发票-A.pdf`: tax-id-invalid" in text and "发票-B.pdf" in text
+        assert "2 张发票被隔离" in text and "`发票-A.pdf`: `tax-id-invalid`" in text and "发票-B.pdf" in text
         assert "old.pdf" not in text and "发票-C.pdf" not in text
         round_at(ledger, cfg, T0 + dt.timedelta(minutes=32))
         assert "发票-C.pdf" in ledger.notifications()[0]["body"] and "1 张" in ledger.notifications()[0]["body"]
@@ -418,8 +418,8 @@ def test_a_file_name_or_a_server_error_cannot_forge_lines_markup_or_escapes_in_a
         digest = next(t for t in texts if "隔离" in t)
         # In a code span, what WeCom's markdown starts with made inert (its full-width twin).
         assert "`evil.pdf\\n\\n## ALL RESOLVED ＜@all＞ ［click］(http://evil.example)\\n- #99 fake.pdf`" in digest
-        assert "`a\\x1b］0;owned\\x07\\u202e.pdf`: tax-id-invalid" in digest
-        assert "HTTP 500: oops\\n## 已恢复 RESOLVED" in next(t for t in texts if "finance" in t)
+        assert "`a\\x1b］0;owned\\x07\\u202e.pdf`: `tax-id-invalid`" in digest
+        assert "`HTTP 500: oops\\n## 已恢复 RESOLVED`" in next(t for t in texts if "finance" in t)
 
 
 def test_a_clock_set_back_silences_no_digest_and_no_resolved_message(tmp_path):

@@ -143,7 +143,7 @@ def test_summary_has_the_key_numbers(week):
     s = report.summary
     for phrase in ("**16** arrived", "**6** delivered", "**4** quarantined now", "**1** duplicates caught",
                    "**2** missing at reconciliation, **1** re-sent", "**2** undelivered within 30 days",
-                   "p50 3.0 h", "p95 4.0 d", "1/2 targets ok, FAILING: offsite", "no restore drill yet: offsite"):
+                   "p50 3.0 h", "p95 4.0 d", "1/2 targets ok, FAILING: `offsite`", "no restore drill yet: `offsite`"):
         assert phrase in s, phrase
     assert SCRIPT_SELLER not in s and FORMULA_NAME not in s
     assert "\n" not in s
