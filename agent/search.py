@@ -24,6 +24,7 @@ from typing import Any
 
 from agent.errors import AgentError
 from agent.ledger.rows import yuan
+from agent.textchars import without_search_ignored
 
 SORTS = ("relevance", "date", "amount")
 # Digits on both sides of a point: `.50` (the tail of a mistyped `0...50`)
@@ -64,8 +65,11 @@ class SearchQuery:
     @property
     def terms(self) -> list[str]:
         """The words of `text`, split on whitespace; each is matched as typed
-        (quotes, `*`, `NEAR(`, `-`, `:` are plain characters)."""
-        return self.text.split()
+        (quotes, `*`, `NEAR(`, `-`, `:` are plain characters), except for the
+        invisible characters the index leaves out (textchars.SEARCH_IGNORED:
+        a zero-width space, a BOM...), dropped here too: a word pasted with
+        one finds the name, and a word of nothing else is no word."""
+        return without_search_ignored(self.text).split()
 
     def checked(self) -> "SearchQuery":
         """This query, or BadSearch when it asks for nothing, holds more than

@@ -7,6 +7,38 @@ import sqlite3
 from typing import Callable
 
 from agent.ledger.trail import TRAIL_SCHEMA, chain_existing_events
+from agent.textchars import SEARCH_IGNORED
+
+
+# replace() calls nested in one expression: SQLite's parser stack (some 100
+# entries) overflows near 20 of them, inside a trigger sooner.
+_NESTED = 8
+
+
+def _searchable(column: str) -> str:
+    """SQL: `column` without the characters search looks through
+    (textchars.SEARCH_IGNORED), by replace(), _NESTED at a time in a chain
+    of subqueries: plain SQL every sqlite3 client runs (other tools write
+    to this ledger; a function of ours would make their writes fail)."""
+    query = None
+    for i in range(0, len(SEARCH_IGNORED), _NESTED):
+        expr = "v" if query else column
+        for ch in SEARCH_IGNORED[i:i + _NESTED]:
+            expr = f"replace({expr}, char({ord(ch)}), '')"
+        query = f"SELECT {expr} AS v" + (f" FROM ({query})" if query else "")
+    return f"({query})"
+
+
+def _strip_search_text(where: str) -> str:
+    """SQL: the search_text rows matching `where` that hold a character of
+    SEARCH_IGNORED rewritten without them (search_text_au reindexes each);
+    the rows that hold none (nearly all) are only looked at."""
+    columns = ("parties", "items", "files", "mail")
+    chars = ", ".join(str(ord(ch)) for ch in SEARCH_IGNORED)
+    holds = " OR ".join(f"{c} GLOB '*[' || char({chars}) || ']*'" for c in columns)
+    return (f"UPDATE search_text SET {', '.join(f'{c} = {_searchable(c)}' for c in columns)}\n"
+            f"        WHERE {where}({holds});")
+
 
 MIGRATIONS: list[str] = [
     # 1: documents, where each arrived from, and the append-only event log.
@@ -718,6 +750,52 @@ MIGRATIONS: list[str] = [
         found_at TEXT NOT NULL,
         PRIMARY KEY (target, sha256)
     ) WITHOUT ROWID;
+    """,
+    # 35: `search` looks through the invisible characters of a name
+    # (textchars.SEARCH_IGNORED: a zero-width space, a BOM, a bidi mark...):
+    # 北京某某\u200b科技有限公司 is found by 某某科技. Names are kept as read;
+    # search_text, what the index holds, is kept without them: migration 25's
+    # triggers that write it are recreated as they were, each followed by
+    # the rewrite of its row when it holds one (in the trigger, so every
+    # writer's rows get it), and the rows already written are rewritten.
+    # The query drops the same characters from what a person types
+    # (agent/search.py).
+    f"""
+    DROP TRIGGER documents_search_insert;
+    DROP TRIGGER documents_search_update;
+    DROP TRIGGER sources_search_insert;
+    CREATE TRIGGER documents_search_insert AFTER INSERT ON documents BEGIN
+        INSERT INTO search_text (id, parties, items, files, mail) VALUES (NEW.id,
+            CASE WHEN json_valid(NEW.fields) THEN coalesce(json_extract(NEW.fields, '$.buyer_name'), '') || ' ' || coalesce(json_extract(NEW.fields, '$.seller_name'), '') END,
+            (SELECT group_concat(json_extract(i.value, '$.name'), ' ') FROM json_each(CASE WHEN json_valid(NEW.fields)
+                 AND json_type(NEW.fields, '$.items') = 'array' THEN NEW.fields END, '$.items') i WHERE i.type = 'object'),
+            NEW.original_name, NULL);
+        {_strip_search_text("id = NEW.id AND ")}
+    END;
+    CREATE TRIGGER documents_search_update AFTER UPDATE OF fields, original_name ON documents
+        WHEN OLD.fields IS NOT NEW.fields OR OLD.original_name IS NOT NEW.original_name BEGIN
+        UPDATE search_text SET
+            parties = CASE WHEN json_valid(NEW.fields) THEN coalesce(json_extract(NEW.fields, '$.buyer_name'), '') || ' ' || coalesce(json_extract(NEW.fields, '$.seller_name'), '') END,
+            items = (SELECT group_concat(json_extract(i.value, '$.name'), ' ') FROM json_each(CASE WHEN json_valid(NEW.fields)
+                 AND json_type(NEW.fields, '$.items') = 'array' THEN NEW.fields END, '$.items') i WHERE i.type = 'object'),
+            files = (SELECT group_concat(n, ' ') FROM (SELECT NEW.original_name AS n UNION SELECT s.original_name FROM sources s
+                 WHERE s.document_id = NEW.id AND s.original_name IS NOT NULL))
+        WHERE id = NEW.id;
+        {_strip_search_text("id = NEW.id AND ")}
+    END;
+    CREATE TRIGGER sources_search_insert AFTER INSERT ON sources
+        WHEN NEW.source_kind = 'email' OR NEW.original_name IS NOT (SELECT original_name FROM documents
+             WHERE id = NEW.document_id) BEGIN
+        UPDATE search_text SET
+            files = (SELECT (SELECT group_concat(n, ' ') FROM (SELECT d.original_name AS n UNION SELECT s.original_name FROM sources s
+                 WHERE s.document_id = NEW.document_id AND s.original_name IS NOT NULL)) FROM documents d WHERE d.id = NEW.document_id),
+            mail = (SELECT group_concat(m, ' ') FROM (SELECT DISTINCT coalesce(json_extract(s.details, '$.subject'), '') || ' ' ||
+                 coalesce(json_extract(s.details, '$.from'), '') AS m FROM sources s WHERE s.document_id = NEW.document_id
+                 AND s.source_kind = 'email' AND json_valid(s.details)))
+        WHERE id = NEW.document_id;
+        {_strip_search_text("id = NEW.document_id AND ")}
+    END;
+    {_strip_search_text("")}
     """,
 ]
 

@@ -13,6 +13,10 @@ How a word is matched:
   shorter one (公司, 油) cannot be (a trigram needs 3) and is matched with
   LIKE on search_text. SQLite 3.40's trigram LIKE returns no rows for such
   patterns, so the LIKE runs on the plain table, never on the FTS table;
+- the invisible characters of textchars.SEARCH_IGNORED (a zero-width
+  space, a BOM, a bidi mark) are in neither search_text (migration 35's
+  triggers leave them out) nor a word (agent/search.py drops them), so a
+  name stored with one is found by the word around it;
 - user text never reaches FTS5 as syntax: each word is one quoted string
   with its `"` doubled, so `"`, `*`, `NEAR(`, `-`, `:` and `^` are plain
   characters; LIKE's `%`, `_` and `\\` are escaped the same way.
