@@ -291,7 +291,7 @@ def read_shudian(root: Element, source: str = "xml") -> Invoice:
     # The request time is the date only when no issue time is printed: an
     # unreadable one leaves the date empty rather than take another day.
     _offer_date(inv, issue if issue else _sole_text(inv, tags, "date", "RequestTime"), source)
-    inv.offer("kind", _shudian_kind(tags), source)
+    inv.offer("kind", _shudian_kind(inv, tags), source)
     comma = _decimal_comma(tags, _SHUDIAN_NUMBERS)
     _offer_sums(inv, tags, source, ("TotalAmWithoutTax", "TotalTaxAm", "TotalTax-includedAmount",
                                     "TotalTax-includedAmountInChinese"), comma)
@@ -332,19 +332,30 @@ def _line_items(inv: Invoice, tags: Tags, element: str, *, name: str, tax: str, 
     return items
 
 
-def _shudian_kind(tags: Tags) -> str | None:
-    # 数电 XML names its type in labels, not in a QR: 电子发票 + 增值税专用发票
-    # prints as 电子发票（增值税专用发票）, the QR type 31; 普通发票 is 32.
-    etype = next(iter(tags.named("EInvoiceType")), None)
-    vat = next(iter(tags.named("GeneralOrSpecialVAT")), None)
-    if etype is None or vat is None or text_of(etype, "LabelName") != "电子发票":
+def _shudian_kind(inv: Invoice, tags: Tags) -> str | None:
+    """The type the labels name: 电子发票 + 增值税专用发票 prints as
+    电子发票（增值税专用发票）, the QR type 31; 普通发票 is 32. None when the
+    labels do not say, or, with an `xml-conflicting-elements` error, when
+    two EInvoiceType or GeneralOrSpecialVAT labels name different types:
+    the first is not truer than the second, and a 普票 read as a 专票
+    claims input VAT it does not carry."""
+    electronic = {text_of(el, "LabelName") == "电子发票" for el in tags.named("EInvoiceType")}
+    vat = {_vat_kind(el) for el in tags.named("GeneralOrSpecialVAT")}
+    if len(electronic) > 1 or len(vat) > 1:
+        shown = ", ".join(sorted(k or "?" for k in vat)) if len(vat) > 1 else "电子发票 and another type"
+        inv.problems.append(Problem(
+            code="xml-conflicting-elements", severity="error", field="kind",
+            message=f"the XML's EInvoiceType/GeneralOrSpecialVAT labels name different types ({shown}); "
+                    "kind left empty for 补录",
+            message_zh="XML 中的发票类型标签不一致（专用/普通），票种留待补录"))
         return None
-    vat_name = text_of(vat, "LabelName") or ""
-    if "专用" in vat_name:
-        return "31"
-    if "普通" in vat_name:
-        return "32"
-    return None
+    return vat.pop() if electronic == {True} and vat else None
+
+
+def _vat_kind(label: Element) -> str | None:
+    # A GeneralOrSpecialVAT label's QR type: 专用 31, 普通 32, else None.
+    name = text_of(label, "LabelName") or ""
+    return "31" if "专用" in name else "32" if "普通" in name else None
 
 
 def read_fp_invoice(root: Element, source: str = "xml") -> Invoice:

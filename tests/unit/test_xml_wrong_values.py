@@ -1,0 +1,61 @@
+"""XML an attacker shaped so that a reader would store a value the invoice
+does not carry: each is left empty with an error instead (a wrong value is
+worse than an empty one). Built from the real 数电 XML sample."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from agent.extract import extract_bytes
+from agent.model import Invoice
+from agent.validate import ValidationSettings, validate
+from agent.validate.uscc import check_char
+from tests.conftest import SAMPLES
+
+TODAY = dt.date(2026, 11, 29)
+
+
+def _sample() -> str:
+    text = (SAMPLES / "kaihu8766-netizen__invoice-precheck" / "official-gd-special.xml").read_text(encoding="utf-8")
+    # The sample's tax ids fail their check digit on purpose; these pass, so
+    # an invoice read right is valid and an error below is the attack's.
+    for bad, head in (("91440000000000000X", "91440000000000000"), ("91440000000000001Y", "91440000000000001")):
+        text = text.replace(bad, head + check_char(head))
+    return text
+
+
+def _judged(text: str) -> tuple[Invoice, list]:
+    [inv] = extract_bytes(text.encode("utf-8"))
+    return inv, validate(inv, ValidationSettings(max_age_days=100_000), today=TODAY)
+
+
+def test_the_untouched_sample_is_a_valid_special_invoice():
+    inv, problems = _judged(_sample())
+    assert (inv.get("kind"), inv.get("date"), inv.get("total")) == ("31", dt.date(2023, 2, 23), Decimal("2.12"))
+    assert problems == []
+
+
+@pytest.mark.parametrize("first, second", [("普通发票", "增值税专用发票"), ("增值税专用发票", "普通发票")])
+def test_two_type_labels_naming_different_types_give_no_kind(first, second):
+    # The first label was taken: a 普票 with a second label saying 专用 (or
+    # the other way round) read as whichever came first, and valid.
+    text = _sample().replace(
+        "<GeneralOrSpecialVAT>",
+        f"<GeneralOrSpecialVAT><LabelCode>0</LabelCode><LabelName>{first}</LabelName></GeneralOrSpecialVAT>"
+        "<GeneralOrSpecialVAT>", 1).replace("<LabelName>增值税专用发票</LabelName>\n",
+                                            f"<LabelName>{second}</LabelName>\n", 1)
+    inv, problems = _judged(text)
+    assert inv.get("kind") is None
+    assert [(p.code, p.field) for p in problems if p.severity == "error"] == [("xml-conflicting-elements", "kind")]
+
+
+def test_two_type_labels_saying_the_same_read_as_one():
+    text = _sample().replace(
+        "<GeneralOrSpecialVAT>",
+        "<GeneralOrSpecialVAT><LabelCode>01</LabelCode><LabelName>增值税专用发票</LabelName></GeneralOrSpecialVAT>"
+        "<GeneralOrSpecialVAT>", 1)
+    inv, problems = _judged(text)
+    assert inv.get("kind") == "31" and problems == []
