@@ -32,7 +32,11 @@ _CENT = Decimal("0.01")
 # reads): Decimal alone also takes "2_0.00" as 20 and "2E0" as 2, which no
 # invoice writes; such text is unreadable, never a guess.
 _PLAIN_NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
-_DATE_RE = re.compile(r"(\d{4})\s*[-年/.]\s*(\d{1,2})\s*[-月/.]\s*(\d{1,2})")
+# Year, month and day with no digit glued on either side: "2023-02-230" or
+# "12023-02-23" holds the shape of 23 February 2023 and says another thing
+# (a typo, a forgery's trace): no date is read from it, and it is named.
+_DATE_RE = re.compile(r"(?<!\d)(\d{4})\s*[-年/.]\s*(\d{1,2})\s*[-月/.]\s*(\d{1,2})(?!\d)")
+_GLUED_DATE_RE = re.compile(r"\d{4}\s*[-年/.]\s*\d+\s*[-月/.]\s*\d+")
 _NO_TAX_MARKS = frozenset({"***", "**", "*", "免税", "不征税"})
 
 # A comma in an amount is read only as thousands grouping ("1,234.50"): 1-3
@@ -145,6 +149,8 @@ def _offer_date(inv: Invoice, text: str | None, source: str) -> None:
     inv.offer("date", date, source)
     if date is None and (m := _date_shape(text)):
         inv.problems.append(impossible_date(m.group().strip()))
+    elif date is None and text and _GLUED_DATE_RE.search(text):
+        inv.problems.append(impossible_date(text.strip()[:40]))
 
 
 def impossible_date(text: str) -> Problem:

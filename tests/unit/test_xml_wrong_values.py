@@ -59,3 +59,19 @@ def test_two_type_labels_saying_the_same_read_as_one():
         "<GeneralOrSpecialVAT>", 1)
     inv, problems = _judged(text)
     assert inv.get("kind") == "31" and problems == []
+
+
+@pytest.mark.parametrize("written", ["2023-02-230 10:08:05", "12023-02-23 10:08:05", "2023-022-23", "2023年02月231日"])
+def test_a_date_with_a_digit_glued_on_is_not_read_as_the_date_inside_it(written):
+    # `search` found 2023-02-23 inside "2023-02-230": another day than the
+    # text says was stored, and the invoice was valid.
+    inv, problems = _judged(_sample().replace("2023-02-23 10:08:05", written))
+    assert inv.get("date") is None
+    assert [p.code for p in problems if p.field == "date"] == ["date-impossible"]
+
+
+@pytest.mark.parametrize("written", ["2023-02-23 10:08:05", "2023年2月23日", "2023/02/23", "20230223",
+                                     " 2023-02-23T10:08:05 "])
+def test_dates_as_issuers_write_them_still_read(written):
+    inv, _ = _judged(_sample().replace("2023-02-23 10:08:05", written))
+    assert inv.get("date") == dt.date(2023, 2, 23)
