@@ -25,6 +25,7 @@ FIELD_NAMES: tuple[str, ...] = (
     "buyer_name", "buyer_tax_id", "seller_name", "seller_tax_id", "qr",
 )
 MONEY_FIELDS = frozenset({"amount", "tax", "total"})
+_FEN = Decimal("0.01")
 # Fields whose value is digits (a tax id: digits and capitals), a date or an
 # amount. Read from any source as text holding a character that shows as
 # nothing (a zero-width space, a word joiner, a BOM, a bidi mark), such a
@@ -142,7 +143,8 @@ class Invoice:
 
         Empty values are ignored. Money is compared as Decimal; strings after
         stripping whitespace. A text for one of DIGIT_FIELDS holding an
-        invisible character is never kept: `refuse_invisible`.
+        invisible character is never kept: `refuse_invisible`; nor is an
+        amount with a part of a fen: `refuse_sub_cent`.
         """
         if name not in FIELD_NAMES:
             raise ValueError(f"unknown invoice field {name!r}")
@@ -152,6 +154,8 @@ class Invoice:
             return
         if isinstance(value, str):
             value = value.strip()
+        if name in MONEY_FIELDS and self.refuse_sub_cent(name, value, source):
+            return
         existing = self.fields.get(name)
         if existing is None:
             self.fields[name] = Field(value, source)
@@ -177,6 +181,27 @@ class Invoice:
             message=f"{name} {shown(text)} from {source} holds an invisible character: it prints as "
                     "another value; left empty for 补录",
             message_zh=f"{name} 含不可见字符（{shown(text)}），与显示的号码不同，留空待补录"))
+        return True
+
+    def refuse_sub_cent(self, name: str, value: Any, source: str) -> bool:
+        """True when `value`, read for a money field, is a Decimal with a
+        part of a fen (2.125): no invoice amount is one, and stored to two
+        places (the ledger's, a destination's "0.00") it would read as
+        another amount. The error `amount-sub-cent` is recorded, naming it,
+        and the caller leaves the field empty."""
+        if not isinstance(value, Decimal) or not value.is_finite():
+            return False
+        try:
+            whole = value == value.quantize(_FEN)
+        except ArithmeticError:  # too many digits to round: amount-range's business
+            return False
+        if whole:
+            return False
+        self.problems.append(Problem(
+            code="amount-sub-cent", severity="error", field=name,
+            message=f"{name} {value} from {source} has a part of a fen (more than two decimals): "
+                    "no invoice amount does; left empty for 补录",
+            message_zh=f"{name} {value} 含分以下的金额（超过两位小数），不是发票金额，留空待补录"))
         return True
 
     def set_manual(self, name: str, value: Any) -> None:

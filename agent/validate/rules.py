@@ -332,6 +332,7 @@ RULES: dict[str, Rule] = dict([
     _rule("implausible-sum", "error", "money read from the page adds up: 金额 + 税额 = 价税合计", None),
     _rule("date-impossible", "error", "a 开票日期 written in a date's shape is a real date (else it is left empty, named)", None),
     # Any source (agent/model.py Invoice.refuse_invisible).
+    _rule("amount-sub-cent", "error", "a 金额, 税额 or 价税合计 read is whole fen, two decimals at most (else it is left empty, named)", None),
     _rule("field-invisible-character", "error", "a number, code, check code, tax id, date or amount holds no character that prints as nothing (else it is left empty, named)", None),
     _rule("implausible-date", "error", "a date read from the page is not after the file arrived", None),
 ])

@@ -11,7 +11,7 @@ import pytest
 
 from agent.extract import extract_bytes
 from agent.model import Invoice
-from agent.validate import ValidationSettings, validate
+from agent.validate import ValidationSettings, has_errors, validate
 from agent.validate.uscc import check_char
 from tests.conftest import SAMPLES
 
@@ -75,3 +75,27 @@ def test_a_date_with_a_digit_glued_on_is_not_read_as_the_date_inside_it(written)
 def test_dates_as_issuers_write_them_still_read(written):
     inv, _ = _judged(_sample().replace("2023-02-23 10:08:05", written))
     assert inv.get("date") == dt.date(2023, 2, 23)
+
+
+def test_amounts_with_a_part_of_a_fen_are_left_empty_not_rounded():
+    # 2.004 + 0.121 = 2.125, all agreeing: stored to two places as 2.00,
+    # 0.12 and 2.12 (half-even), an invoice for an amount it does not say.
+    text = (_sample().replace("<TotalAmWithoutTax>2.00", "<TotalAmWithoutTax>2.004")
+            .replace("<TotalTaxAm>0.12", "<TotalTaxAm>0.121")
+            .replace("<TotalTax-includedAmount>2.12", "<TotalTax-includedAmount>2.125")
+            .replace("<TotalTax-includedAmountInChinese>贰圆壹角贰分</TotalTax-includedAmountInChinese>", "")
+            .replace("<Amount>2.00</Amount>", "<Amount>2.004</Amount>")
+            .replace("<ComTaxAm>0.120000", "<ComTaxAm>0.121"))
+    inv, problems = _judged(text)
+    assert (inv.get("amount"), inv.get("tax"), inv.get("total")) == (None, None, None)
+    assert sorted(p.field for p in problems if p.code == "amount-sub-cent") == ["amount", "tax", "total"]
+    assert has_errors(problems)
+    # What the ledger keeps says so too: no rounded amount comes back.
+    again = Invoice.from_dict(inv.to_dict())
+    assert again.get("total") is None
+
+
+def test_trailing_zeros_past_the_fen_are_whole_fen():
+    text = _sample().replace("<TotalTax-includedAmount>2.12", "<TotalTax-includedAmount>2.120000")
+    inv, problems = _judged(text)
+    assert inv.get("total") == Decimal("2.12") and problems == []
