@@ -112,7 +112,8 @@ def _read_document(pkg: OfdPackage, body: Element, ocr: bool = False) -> Invoice
     _offer_attachment(inv, pkg, doc, doc_dir)
     pages, templates = document_pages(pkg, doc, doc_dir)
     _offer_tags(inv, pkg, doc, doc_dir, pages)
-    first_texts = [t for page in first_page_parts(pages, templates) for t in page.texts.values()]
+    first_texts = [t for page in first_page_parts(pages, templates) for k, t in page.texts.items()
+                   if k not in page.hidden]
     _offer_page_text(inv, first_texts)
     if pages and (not inv.items or any(inv.get(name) is None for name in FACE_FIELDS)):
         # Printed but in no data part: read the face by position.
@@ -252,6 +253,8 @@ def _offer_tags(inv: Invoice, pkg: OfdPackage, doc: Element | None, doc_dir: str
                 continue
             if obj_id in page.ambiguous:
                 raise _Ambiguous(obj_id, page.ambiguous[obj_id])
+            if obj_id in page.hidden:
+                raise _Unshown(obj_id, page.hidden[obj_id])
             parts.append(page.texts[obj_id])
         return "".join(parts) if parts else None
 
@@ -273,8 +276,27 @@ def _offer_tags(inv: Invoice, pkg: OfdPackage, doc: Element | None, doc_dir: str
                         del inv.fields[name]
                 elif name is None:
                     items_ambiguous = True
+            except _Unshown as e:
+                # The tag names text no viewer shows: what the page shows
+                # there, if anything, is another text. Whatever the package's
+                # data parts say of the field is not what a person sees.
+                name = TAG_FIELDS.get(tag)
+                if name is not None and not disputed(inv, name):
+                    report_inconsistent(inv, name, f"the text of object ID {e.obj_id}, which the page does "
+                                                   f"not show ({e.why})")
+                    inv.fields.pop(name, None)
+                elif name is None:
+                    items_ambiguous = True
     if not inv.items and not items_ambiguous:
         inv.items.extend(_items_from_columns(item_columns))
+
+
+class _Unshown(Exception):
+    """A tag's ObjectRef names a TextObject no viewer shows (ofd_shown)."""
+
+    def __init__(self, obj_id: str, why: str):
+        super().__init__(obj_id)
+        self.obj_id, self.why = obj_id, why
 
 
 class _Ambiguous(Exception):

@@ -14,6 +14,7 @@ import re
 from decimal import Decimal
 from xml.etree.ElementTree import Element
 
+from agent.extract.ofd_shown import element_unshown
 from agent.extract.pdf_geometry import FACE_FIELDS, _Glyph, layout_glyphs
 from agent.extract.text import ParsedText, normalize_text, parse_text
 from agent.extract.xml_parse import local_name
@@ -118,8 +119,8 @@ def _add_up(items: list[LineItem], invoice: Invoice) -> bool:
 def _runs(root: Element) -> list[_Glyph]:
     out = []
     for obj in root.iter():
-        if local_name(obj.tag) != "TextObject":
-            continue
+        if local_name(obj.tag) != "TextObject" or element_unshown(obj) is not None:
+            continue  # no text object, or one no viewer shows (ofd_shown)
         box = _numbers(obj.get("Boundary"), 4)
         if box is None:
             continue

@@ -9,12 +9,12 @@ malformed XML: a page is walked tag by tag for the text a parser would give
 
 from __future__ import annotations
 
-import math
 import posixpath
 import re
 from xml.etree.ElementTree import Element
 
 from agent.errors import ExtractError
+from agent.extract.ofd_shown import drawn_order, element_unshown, unshown_reason
 from agent.extract.xml_parse import local_name, parse_xml, text_of, xml_text
 from agent.safezip import SafeZip
 
@@ -55,6 +55,8 @@ class OfdPage:
         self._texts: dict[str, str] | None = None
         self._template_ids: list[str] = []
         self._ambiguous: dict[str, list[str]] = {}
+        self._unshown: dict[str, str] = {}
+        self._shown: set[str] = set()
 
     @property
     def texts(self) -> dict[str, str]:
@@ -72,6 +74,14 @@ class OfdPage:
         of them names no text for sure."""
         self.texts  # noqa: B018 - loading fills it
         return self._ambiguous
+
+    @property
+    def hidden(self) -> dict[str, str]:
+        """IDs of TextObjects no viewer shows (ofd_shown: Visible="false",
+        transparent, white, too small) -> why; an ID one shown object
+        carries too is not hidden. A tag naming one names no print."""
+        self.texts  # noqa: B018 - loading fills it
+        return {k: why for k, why in self._unshown.items() if k not in self._shown}
 
     @property
     def template_ids(self) -> list[str]:
@@ -162,46 +172,7 @@ def _load_page(pkg: OfdPackage, page: OfdPage) -> None:
             codes = [("".join(c.itertext()).strip(), c.get("X"), c.get("Y"))
                      for c in el.iter() if local_name(c.tag) == "TextCode"]
             obj_id = (el.get("ID") or "").strip() or _unnamed(page)
-            _keep(page, obj_id, drawn_order(codes, el.get("Size")))
-
-
-def drawn_order(codes: list[tuple[str, str | None, str | None]], size: str | None = None) -> str:
-    """The text of a TextObject's TextCodes (text, X, Y) as the page shows
-    it: lines top to bottom, each left to right. A code without X or Y is
-    placed where the one before it was (GB/T 33190), from 0. The file's
-    order is no proof: two codes written right-to-left in the file draw
-    "苏州交投" "物产有限公司" as one name all the same. "" when a position
-    does not read as a number: where it is drawn cannot be told, and no
-    text is better than text in the wrong order."""
-    if len(codes) < 2:
-        return "".join(text for text, _, _ in codes)
-    placed, x, y = [], 0.0, 0.0
-    for i, (text, raw_x, raw_y) in enumerate(codes):
-        try:
-            x = float(raw_x) if raw_x is not None else x
-            y = float(raw_y) if raw_y is not None else y
-        except ValueError:
-            return ""
-        if not (math.isfinite(x) and math.isfinite(y)):
-            return ""
-        placed.append((y, x, i, text))
-    try:
-        tolerance = max(float(size or 0) / 2, 0.5)
-    except ValueError:
-        tolerance = 0.5
-    tolerance = tolerance if math.isfinite(tolerance) else 0.5
-    # Lines by baseline (a code within half a glyph of the line's first is on
-    # it), then left to right; the file's order breaks ties.
-    placed.sort()
-    out, line, top = [], [], None
-    for entry in placed:
-        if top is not None and entry[0] - top > tolerance:
-            out += sorted(line, key=lambda e: (e[1], e[2]))
-            line, top = [], None
-        top = entry[0] if top is None else top
-        line.append(entry)
-    out += sorted(line, key=lambda e: (e[1], e[2]))
-    return "".join(e[3] for e in out)
+            _keep(page, obj_id, drawn_order(codes, el.get("Size")), element_unshown(el))
 
 
 def _walk_page(page: OfdPage, text: str) -> None:
@@ -251,12 +222,15 @@ def _walk_page(page: OfdPage, text: str) -> None:
             if name == "TextObject":
                 if obj is not None:
                     obj.close(page, ended=closing)  # an object opening inside one: its end tag is missing
-                obj = None if closing else _Object(_attr(attrs, "ID"))
+                obj = None if closing else _Object(_attr(attrs, "ID"), attrs)
                 if obj is not None and isinstance(size := _attr(attrs, "Size"), str):
                     obj.size = size
                 if obj is not None and attrs.endswith("/"):
                     obj.close(page, ended=True)
                     obj = None
+            elif name == "FillColor" and obj is not None and not closing:
+                obj.fill = tuple(v if isinstance(v, str) else None
+                                 for v in (_attr(attrs, n) for n in ("Value", "Alpha", "ColorSpace")))
             elif name == "TextCode" and obj is not None:
                 obj.code_tag(closing, attrs.endswith("/"), (_attr(attrs, "X"), _attr(attrs, "Y")))
             elif name == "Template" and not closing and (template := _attr(attrs, "TemplateID")):
@@ -271,9 +245,9 @@ class _Object:
     open), whether every piece was read as a parser would, and the steps
     the walk has taken inside it."""
 
-    def __init__(self, obj_id: str | None | bool):
+    def __init__(self, obj_id: str | None | bool, attrs: str = ""):
         self.id, self.codes, self.code, self.ok = obj_id, [], None, obj_id is not False
-        self.steps, self.at, self.size = 0, (None, None), None
+        self.steps, self.at, self.size, self.attrs, self.fill = 0, (None, None), None, attrs, None
 
     def add(self, piece: str | None) -> None:
         if piece is None:
@@ -294,7 +268,8 @@ class _Object:
 
     def close(self, page: OfdPage, ended: bool) -> None:
         ok = self.ok and ended and self.code is None
-        _keep(page, (self.id or "").strip() or _unnamed(page), drawn_order(self.codes, self.size) if ok else "")
+        _keep(page, (self.id or "").strip() or _unnamed(page), drawn_order(self.codes, self.size) if ok else "",
+              unshown_reason(lambda name: _attr(self.attrs, name), self.fill))
 
 
 def _attr(attrs: str, name: str) -> str | None | bool:
@@ -330,7 +305,11 @@ def _unescape(text: str) -> str | None:
     return "".join(out)
 
 
-def _keep(page: OfdPage, obj_id: str, text: str) -> None:
+def _keep(page: OfdPage, obj_id: str, text: str, unshown: str | None = None) -> None:
+    if unshown is None:
+        page._shown.add(obj_id)
+    else:
+        page._unshown.setdefault(obj_id, unshown)
     known = page._texts.setdefault(obj_id, text)
     if known != text:
         seen = page._ambiguous.setdefault(obj_id, [known])
