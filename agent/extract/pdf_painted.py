@@ -21,6 +21,8 @@ them reads a value no one sees: a forger's second number, name or tax id, a
 - its clip path leaves less than a tenth of its box (CLIPPED_SHARE): text
   partly inside is read whole, so a value cut at a cell's edge is not read
   cut short;
+- it is drawn in optional content (a layer) that the page as a viewer
+  draws it does not show (pdf_optional);
 - the middle half (each way) of the glyph's box is covered by an opaque
   object drawn after it (pdf_covers, `GlyphRule`): a filled upright
   rectangle, or an upright image whose dictionary plainly has no soft mask,
@@ -46,6 +48,7 @@ from agent.extract.pdf_boxes import (
 )
 from agent.extract.pdf_covers import covered_text
 from agent.extract.pdf_drawn import ImageSampler, drawn_ink
+from agent.extract.pdf_optional import unshown_optional
 from agent.extract.pdf_shown import Drawing, check_pairs, walk_page
 
 FAINT_INK = 16      # of 255: paint lighter than #F0F0F0 on white, or under ~6 % opaque, is not seen
@@ -128,7 +131,7 @@ def unshown_text(page: Any, drawing: Drawing | None = None, data: bytes | None =
     what lies under it, or text and what covers it, would make more than
     pdf_shown.MAX_PAIRS pairs to look at (a crafted page)."""
     drawing = walk_page(page) if drawing is None else drawing
-    hidden = set(drawing.undrawn)
+    hidden = set(drawing.undrawn) | unshown_optional(page, drawing.optional)
     rules: dict[int, GlyphRule] = {}
     if not drawing.texts:
         return Unshown(frozenset(hidden), rules, drawing.texts)

@@ -12,7 +12,9 @@ them all reads what no one sees:
 - what lies outside the page's CropBox: a 2-up sheet split into two pages
   by their CropBoxes shares one content stream, so each page's objects
   hold the other invoice too (`shown_box`; pdf_geometry drops the glyphs
-  outside it, pdf_images the images it shows too little of: `shown_share`).
+  outside it, pdf_images the images it shows too little of: `shown_share`);
+- text in optional content (a layer) the document's configuration turns
+  off: `Drawing.optional`, judged by pdf_optional.
 Text in an ordinary colour on something of its own colour (black on a black
 box or image), or under a soft mask, is still read: pdf_painted judges paint
 against white, and only near-white paint against what lies under it.
@@ -27,6 +29,7 @@ from typing import Any
 
 from agent.errors import ExtractError
 from agent.extract.pdf_boxes import IDENTITY, Box, Clip, Matrix, concat, meet_clips, object_clip, plain
+from agent.extract.pdf_optional import in_optional_content
 
 __all__ = ["IDENTITY", "MAX_OBJECTS", "MAX_PAIRS", "Box", "Drawing", "Matrix", "check_pairs", "concat",
            "form_matrix", "shown_box", "shown_share", "walk_page"]
@@ -66,13 +69,16 @@ class Drawing:
     for the text objects that paint; `paints` (draw order, address, kind,
     matrix, forms' clip) for paths (2), images (3) and shadings (4), what
     can lie under or over text; `undrawn` the text objects whose render
-    mode paints nothing. The clip of the forms above an object is a
-    pdf_boxes.Clip, or None."""
+    mode paints nothing; `optional` (address, matrix) of the text objects
+    that paint drawn in optional content (/OC marked content, theirs or a form's they are
+    drawn in: pdf_optional tells whether the page shows them). The clip of
+    the forms above an object is a pdf_boxes.Clip, or None."""
 
     images: list[tuple[int, int, Matrix]] = field(default_factory=list)
     texts: list[tuple[int, int, Matrix, Clip | None, int]] = field(default_factory=list)
     paints: list[tuple[int, int, int, Matrix, Clip | None]] = field(default_factory=list)
     undrawn: list[int] = field(default_factory=list)
+    optional: list[tuple[int, Matrix]] = field(default_factory=list)
 
 
 def walk_page(page: Any, image_depth: int = 4) -> Drawing:
@@ -93,14 +99,15 @@ def walk_page(page: Any, image_depth: int = 4) -> Drawing:
         raise ExtractError("limit-exceeded", f"a page draws more than {MAX_OBJECTS} objects")
     drawing = Drawing()
     images, texts, paints, undrawn = drawing.images, drawing.texts, drawing.paints, drawing.undrawn
+    optional_texts = drawing.optional
     order = 0
     # Each frame: a parent (the page or a form), where to go on in it, and
     # what places its objects on the page. A form is walked where it is
     # drawn, its parent resumed after it: draw order, which says what lies
     # over what.
-    stack = [(page_address, get, n, 0, 0, IDENTITY, None)]
+    stack = [(page_address, get, n, 0, 0, IDENTITY, None, False)]
     while stack:
-        parent, get_at, size, start, depth, matrix, clip = stack.pop()
+        parent, get_at, size, start, depth, matrix, clip, optional = stack.pop()
         for i in range(start, size):
             obj = get_at(parent, i)
             if not obj:
@@ -113,17 +120,19 @@ def walk_page(page: Any, image_depth: int = 4) -> Drawing:
                     undrawn.append(obj)
                 else:
                     texts.append((order, obj, matrix, clip, mode))
+                    if optional or in_optional_content(obj):
+                        optional_texts.append((obj, matrix))
             elif kind == 5:  # FPDF_PAGEOBJ_FORM
                 inner = form_count(obj)
                 budget -= max(inner, 0)
                 if budget < 0:
                     raise ExtractError("limit-exceeded", f"a page draws more than {MAX_OBJECTS} objects")
-                stack.append((parent, get_at, size, i + 1, depth, matrix, clip))
+                stack.append((parent, get_at, size, i + 1, depth, matrix, clip, optional))
                 # A form's objects are placed in its own space: its matrix
                 # maps them into its parent's. The clip it is drawn under
                 # (its parent's space) bounds everything in it.
                 stack.append((obj, form_get, inner, 0, depth + 1, concat(form_matrix(obj), matrix),
-                              meet_clips(clip, object_clip(obj, matrix))))
+                              meet_clips(clip, object_clip(obj, matrix)), optional or in_optional_content(obj)))
                 break
             elif kind in (2, 3, 4):  # path, image, shading
                 paints.append((order, obj, kind, matrix, clip))

@@ -1,0 +1,122 @@
+"""Text in a PDF's optional content (layers) that the page does not show.
+
+PDFium's text page reads every text object, whatever optional content group
+(/OC marked content) it is drawn in; a viewer draws a group only when the
+document's optional content configuration turns it on. A forger's value in
+a group that is off (a buyer's tax id on a page that shows none, a second
+number) is text no one sees, as white text is (pdf_painted). Whether a
+group is on cannot be asked of PDFium, and its configuration (OFF arrays,
+BaseState, membership dictionaries and their visibility expressions) is
+PDFium's to interpret: so the page is drawn as a viewer draws it, with and
+without all such objects (FPDFPageObj_SetIsActive): two drawings a page,
+whatever their number. An object in whose box no pixel changed shows
+nothing. (Two such objects drawn over each other, one shown, are both
+read: the page's text then holds both, as for text over text.)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+from typing import Any
+
+from agent.extract.pdf_boxes import Box, Matrix, object_box, plain
+
+_SCALE = 1.0         # a pixel a point: a glyph of 1 pt (pdf_painted.MIN_EM) changes pixels
+_OC = "OC".encode("utf-16-le")
+
+
+def in_optional_content(obj: int) -> bool:
+    """Whether page object `obj` (an address) is drawn inside /OC marked
+    content. One call for an object with no marks (almost all)."""
+    count, get_mark, get_name = _calls()
+    marks = count(obj)
+    if marks <= 0:
+        return False
+    name = (ctypes.c_ushort * 8)()
+    length = ctypes.c_ulong()
+    for i in range(marks):
+        mark = get_mark(obj, i)
+        if mark and get_name(mark, ctypes.addressof(name), ctypes.sizeof(name), ctypes.addressof(length)):
+            if length.value == 6 and bytes(name)[:4] == _OC:   # "OC" and its terminator, UTF-16LE
+                return True
+    return False
+
+
+def unshown_optional(page: Any, objects: list[tuple[int, Matrix]]) -> set[int]:
+    """Of text objects `objects` ((address, matrix placing its parent on
+    the page), in optional content) of `page` (a pypdfium2 PdfPage), those
+    the page as a viewer draws it does not show: taking them all out
+    changes no pixel within the object's box (see the module's account).
+    Every object is left active as it was found."""
+    if not objects:
+        return set()
+    set_active = _set_active()
+    base = _drawing(page)
+    if base is None:
+        return set()     # not drawn: nothing to tell by, taken as shown
+    try:
+        for obj, _ in objects:
+            set_active(obj, 0)
+        without = _drawing(page)
+    finally:
+        for obj, _ in objects:
+            set_active(obj, 1)
+    if without is None:
+        return set()
+    if without.tobytes() == base.tobytes():
+        return {obj for obj, _ in objects}   # the whole layer shows nothing
+    from PIL import ImageChops
+
+    changed = ImageChops.difference(base, without)
+    hidden = set()
+    for obj, matrix in objects:
+        region = _pixels(page, object_box(obj, matrix), base.size)
+        if region is not None and changed.crop(region).getbbox() is None:
+            hidden.add(obj)
+    return hidden
+
+
+def _pixels(page: Any, box: Box | None, size: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    # The bitmap's pixels (left, top, right, bottom) over `box` (page space),
+    # a pixel of margin round it for smoothing; None when not on the bitmap.
+    if box is None:
+        return None
+    import pypdfium2.raw as pdfium_c
+
+    width, height = size
+    xs, ys = [], []
+    x, y = ctypes.c_int(), ctypes.c_int()
+    for px, py in ((box[0], box[1]), (box[0], box[3]), (box[2], box[1]), (box[2], box[3])):
+        if not pdfium_c.FPDF_PageToDevice(page.raw, 0, 0, width, height, 0, px, py, x, y):
+            return None
+        xs.append(x.value)
+        ys.append(y.value)
+    left, top = max(min(xs) - 1, 0), max(min(ys) - 1, 0)
+    right, bottom = min(max(xs) + 2, width), min(max(ys) + 2, height)
+    return (left, top, right, bottom) if right > left and bottom > top else None
+
+
+def _drawing(page: Any):
+    # The page's pixels (a PIL image) as a viewer draws them (optional
+    # content as configured), without annotations or form fields.
+    try:
+        return page.render(scale=_SCALE, may_draw_forms=False, draw_annots=False).to_pil()
+    except Exception:  # noqa: BLE001 - not drawn: nothing to tell by
+        return None
+
+
+@functools.cache
+def _calls() -> tuple:
+    import pypdfium2.raw as pdfium_c
+
+    p, i = ctypes.c_void_p, ctypes.c_int
+    return (plain(pdfium_c.FPDFPageObj_CountMarks, i, p), plain(pdfium_c.FPDFPageObj_GetMark, p, p, ctypes.c_ulong),
+            plain(pdfium_c.FPDFPageObjMark_GetName, i, p, p, ctypes.c_ulong, p))
+
+
+@functools.cache
+def _set_active():
+    import pypdfium2.raw as pdfium_c
+
+    return plain(pdfium_c.FPDFPageObj_SetIsActive, ctypes.c_int, ctypes.c_void_p, ctypes.c_int)

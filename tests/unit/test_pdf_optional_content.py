@@ -1,0 +1,102 @@
+"""Text in a PDF layer that is off is no print (agent/extract/pdf_optional.py).
+
+A generated 数电 invoice whose buyer tax id is drawn in an optional content
+group the document turns off: every viewer shows the 纳税人识别号 box empty
+(a personal invoice), PDFium's text page still holds the company's id, and
+the agent stored it and judged the invoice the company's. The same text in
+a layer that is on is read as before.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import random
+
+import pypdf
+import pypdfium2
+import pytest
+from pypdf.generic import ArrayObject, DictionaryObject, NameObject, TextStringObject
+from reportlab.pdfgen import canvas
+
+from agent.extract import extract_bytes
+from tests.corpus.content import expected_fields, make_content
+from tests.corpus.face import Face, Text
+from tests.corpus.layouts import Variant, digital_face
+from tests.corpus.render_pdf import draw_face
+
+
+def _invoice():
+    rng = random.Random(7)
+    content = make_content(rng, "32", dt.date(2026, 11, 1))
+    return digital_face(content, Variant.pick(rng, False, True)), expected_fields(content)
+
+
+def _layered(face: Face, in_layer, state: str = "/OFF", in_form: bool = False, copies: int = 1) -> bytes:
+    """`face` as a PDF, the ops `in_layer` picks drawn (`copies` times) in
+    marked content /OC /oc1 (around a form's `Do` when `in_form`), whose
+    group the document's default configuration sets to `state`."""
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, pagesize=(face.width, face.height), invariant=1)
+    for op in face.ops:
+        one = Face(face.width, face.height, [op])
+        if not in_layer(op):
+            draw_face(c, one, False)
+            continue
+        for _ in range(copies):
+            c._code.append("/OC /oc1 BDC")
+            if in_form:
+                c.beginForm("hidden")
+                draw_face(c, one, False)
+                c.endForm()
+                c.doForm("hidden")
+            else:
+                draw_face(c, one, False)
+            c._code.append("EMC")
+    c.showPage()
+    c.save()
+    writer = pypdf.PdfWriter()
+    writer.append(pypdf.PdfReader(io.BytesIO(buf.getvalue())))
+    group = writer._add_object(DictionaryObject({NameObject("/Type"): NameObject("/OCG"),
+                                                 NameObject("/Name"): TextStringObject("layer")}))
+    writer._root_object[NameObject("/OCProperties")] = DictionaryObject({
+        NameObject("/OCGs"): ArrayObject([group]),
+        NameObject("/D"): DictionaryObject({NameObject(state): ArrayObject([group])})})
+    writer.pages[0]["/Resources"][NameObject("/Properties")] = DictionaryObject({NameObject("/oc1"): group})
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def _read(data: bytes):
+    [inv] = extract_bytes(data, ocr=False)
+    return inv
+
+
+@pytest.mark.parametrize("in_form", [False, True], ids=["text", "form"])
+def test_a_tax_id_in_a_layer_that_is_off_is_not_read(in_form):
+    face, truth = _invoice()
+    data = _layered(face, lambda op: isinstance(op, Text) and op.text == truth["buyer_tax_id"], in_form=in_form)
+    page = pypdfium2.PdfDocument(data)[0]
+    assert truth["buyer_tax_id"] in page.get_textpage().get_text_range()   # the attack's premise
+    inv = _read(data)
+    assert inv.get("buyer_tax_id") is None
+    # The rest of the face is read as ever.
+    assert (inv.get("buyer_name"), inv.get("number")) == (truth["buyer_name"], truth["number"])
+
+
+def test_the_same_tax_id_in_a_layer_that_is_on_is_read():
+    face, truth = _invoice()
+    data = _layered(face, lambda op: isinstance(op, Text) and op.text == truth["buyer_tax_id"], state="/ON")
+    assert _read(data).get("buyer_tax_id") == truth["buyer_tax_id"]
+
+
+def test_a_whole_face_in_a_layer_that_is_on_is_read():
+    # Every text object in optional content: two drawings tell them all.
+    face, truth = _invoice()
+    data = _layered(face, lambda op: isinstance(op, Text))
+    data_on = _layered(face, lambda op: isinstance(op, Text), state="/ON")
+    on = _read(data_on)
+    assert (on.get("buyer_tax_id"), on.get("seller_name")) == (truth["buyer_tax_id"], truth["seller_name"])
+    off = _read(data)   # nothing printed shows: no value from the text layer
+    assert {n for n, f in off.fields.items() if f.source == "pdf-text"} == set()
