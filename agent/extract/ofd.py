@@ -205,7 +205,7 @@ def _offer_attachment(inv: Invoice, pkg: OfdPackage, doc: Element | None, doc_di
     candidates += [n for n in pkg.names if n.lower().startswith(prefix) and (
         n.lower().endswith("original_invoice.xml")
         or "/attachs/" in n.lower() and n.lower().endswith(_ATTACHMENT_SUFFIXES))]
-    structured = False
+    first: tuple[str, Invoice] | None = None   # the first invoice XML attachment: its name and reading
     for name in dict.fromkeys(candidates):
         root = parse_part(pkg, name)
         if root is None:
@@ -213,14 +213,31 @@ def _offer_attachment(inv: Invoice, pkg: OfdPackage, doc: Element | None, doc_di
                                         message=f"{name} is not well-formed XML; skipped"))
             continue
         kind = local_name(root.tag)
-        if kind in ("eInvoice", "e-invoice") and not structured:
-            _merge(inv, read_fp_invoice(root, "xml"))
-            structured = True
-        elif kind == "EInvoice" and not structured:
-            _merge(inv, read_shudian(root, "xml"))
-            structured = True
+        if kind in ("eInvoice", "e-invoice", "EInvoice"):
+            reading = read_shudian(root, "xml") if kind == "EInvoice" else read_fp_invoice(root, "xml")
+            if first is None:
+                _merge(inv, reading)
+                first = (name, reading)
+            else:
+                _check_another(inv, first, name, reading)
         elif kind == "xbrl":
             _offer_xbrl(inv, root)
+
+
+def _check_another(inv: Invoice, first: tuple[str, Invoice], name: str, other: Invoice) -> None:
+    """A second invoice XML attachment: a field it gives otherwise than
+    the first did is left empty with `ofd-inconsistent` (the first is not
+    truer than the second, and which one the page prints is not known);
+    what only it gives is offered as the OFD's other parts are."""
+    first_name, reading = first
+    for field, f in other.fields.items():
+        known = reading.fields.get(field)
+        if known is not None and values_differ(known.value, f.value):
+            if not disputed(inv, field):
+                report_inconsistent(inv, field, f"{known.value!r} in {first_name} but {f.value!r} in {name}")
+            inv.fields.pop(field, None)
+        elif known is None:
+            _offer_checked(inv, field, f.value, f.source)
 
 
 def _offer_xbrl(inv: Invoice, root: Element) -> None:
