@@ -10,7 +10,8 @@ BaseState, membership dictionaries and their visibility expressions) is
 PDFium's to interpret: so the page is drawn as a viewer draws it, with and
 without all such objects (FPDFPageObj_SetIsActive): two drawings a page,
 whatever their number. An object in whose box no pixel changed shows
-nothing. (Two such objects drawn over each other, one shown, are both
+nothing. Text in a form is asked about too when the file names optional
+content anywhere: a form's dictionary can say /OC with no mark. (Two such objects drawn over each other, one shown, are both
 read: the page's text then holds both, as for text over text.)
 """
 
@@ -18,12 +19,16 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import re
 from typing import Any
 
 from agent.extract.pdf_boxes import Box, Matrix, object_box, plain
 
 _SCALE = 1.0         # a pixel a point: a glyph of 1 pt (pdf_painted.MIN_EM) changes pixels
 _OC = "OC".encode("utf-16-le")
+# The name /OC as a file may write it ("#4F" and "#43" are O and C), not
+# the start of a longer name (/OCProperties counts: a layer is configured).
+_OC_NAME = re.compile(rb"/(?:O|#4[fF])(?:C|#43)")
 
 
 def in_optional_content(obj: int) -> bool:
@@ -41,6 +46,14 @@ def in_optional_content(obj: int) -> bool:
             if length.value == 6 and bytes(name)[:4] == _OC:   # "OC" and its terminator, UTF-16LE
                 return True
     return False
+
+
+def names_optional_content(data: bytes | None) -> bool:
+    """Whether the file's bytes name optional content (/OC, in any
+    spelling of the name): a form XObject's dictionary, which is never
+    compressed, can put everything drawn in it in a layer with no mark
+    saying so. True when the bytes are not at hand."""
+    return data is None or _OC_NAME.search(data) is not None
 
 
 def unshown_optional(page: Any, objects: list[tuple[int, Matrix]]) -> set[int]:

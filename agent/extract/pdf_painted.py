@@ -48,7 +48,7 @@ from agent.extract.pdf_boxes import (
 )
 from agent.extract.pdf_covers import covered_text
 from agent.extract.pdf_drawn import ImageSampler, drawn_ink
-from agent.extract.pdf_optional import unshown_optional
+from agent.extract.pdf_optional import names_optional_content, unshown_optional
 from agent.extract.pdf_shown import Drawing, check_pairs, walk_page
 
 FAINT_INK = 16      # of 255: paint lighter than #F0F0F0 on white, or under ~6 % opaque, is not seen
@@ -131,7 +131,8 @@ def unshown_text(page: Any, drawing: Drawing | None = None, data: bytes | None =
     what lies under it, or text and what covers it, would make more than
     pdf_shown.MAX_PAIRS pairs to look at (a crafted page)."""
     drawing = walk_page(page) if drawing is None else drawing
-    hidden = set(drawing.undrawn) | unshown_optional(page, drawing.optional)
+    optional = drawing.optional + (drawing.in_forms if drawing.in_forms and names_optional_content(data) else [])
+    hidden = set(drawing.undrawn) | unshown_optional(page, optional)
     rules: dict[int, GlyphRule] = {}
     if not drawing.texts:
         return Unshown(frozenset(hidden), rules, drawing.texts)

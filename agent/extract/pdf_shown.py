@@ -72,13 +72,16 @@ class Drawing:
     mode paints nothing; `optional` (address, matrix) of the text objects
     that paint drawn in optional content (/OC marked content, theirs or a form's they are
     drawn in: pdf_optional tells whether the page shows them). The clip of
-    the forms above an object is a pdf_boxes.Clip, or None."""
+    the forms above an object is a pdf_boxes.Clip, or None. `in_forms`:
+    the other text objects that paint drawn in forms (a form's dictionary
+    may name optional content, which no mark shows)."""
 
     images: list[tuple[int, int, Matrix]] = field(default_factory=list)
     texts: list[tuple[int, int, Matrix, Clip | None, int]] = field(default_factory=list)
     paints: list[tuple[int, int, int, Matrix, Clip | None]] = field(default_factory=list)
     undrawn: list[int] = field(default_factory=list)
     optional: list[tuple[int, Matrix]] = field(default_factory=list)
+    in_forms: list[tuple[int, Matrix]] = field(default_factory=list)
 
 
 def walk_page(page: Any, image_depth: int = 4) -> Drawing:
@@ -99,7 +102,7 @@ def walk_page(page: Any, image_depth: int = 4) -> Drawing:
         raise ExtractError("limit-exceeded", f"a page draws more than {MAX_OBJECTS} objects")
     drawing = Drawing()
     images, texts, paints, undrawn = drawing.images, drawing.texts, drawing.paints, drawing.undrawn
-    optional_texts = drawing.optional
+    optional_texts, form_texts = drawing.optional, drawing.in_forms
     order = 0
     # Each frame: a parent (the page or a form), where to go on in it, and
     # what places its objects on the page. A form is walked where it is
@@ -122,6 +125,8 @@ def walk_page(page: Any, image_depth: int = 4) -> Drawing:
                     texts.append((order, obj, matrix, clip, mode))
                     if optional or in_optional_content(obj):
                         optional_texts.append((obj, matrix))
+                    elif depth:
+                        form_texts.append((obj, matrix))
             elif kind == 5:  # FPDF_PAGEOBJ_FORM
                 inner = form_count(obj)
                 budget -= max(inner, 0)

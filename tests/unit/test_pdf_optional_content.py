@@ -32,10 +32,12 @@ def _invoice():
     return digital_face(content, Variant.pick(rng, False, True)), expected_fields(content)
 
 
-def _layered(face: Face, in_layer, state: str = "/OFF", in_form: bool = False, copies: int = 1) -> bytes:
+def _layered(face: Face, in_layer, state: str = "/OFF", in_form: bool = False, copies: int = 1,
+             form_dictionary: bool = False) -> bytes:
     """`face` as a PDF, the ops `in_layer` picks drawn (`copies` times) in
-    marked content /OC /oc1 (around a form's `Do` when `in_form`), whose
-    group the document's default configuration sets to `state`."""
+    marked content /OC /oc1 (around a form's `Do` when `in_form`), or in a
+    form whose dictionary says /OC (`form_dictionary`: no mark), in a group
+    the document's default configuration sets to `state`."""
     buf = io.BytesIO()
     c = canvas.Canvas(buf, pagesize=(face.width, face.height), invariant=1)
     for op in face.ops:
@@ -44,15 +46,17 @@ def _layered(face: Face, in_layer, state: str = "/OFF", in_form: bool = False, c
             draw_face(c, one, False)
             continue
         for _ in range(copies):
-            c._code.append("/OC /oc1 BDC")
-            if in_form:
+            if not form_dictionary:
+                c._code.append("/OC /oc1 BDC")
+            if in_form or form_dictionary:
                 c.beginForm("hidden")
                 draw_face(c, one, False)
                 c.endForm()
                 c.doForm("hidden")
             else:
                 draw_face(c, one, False)
-            c._code.append("EMC")
+            if not form_dictionary:
+                c._code.append("EMC")
     c.showPage()
     c.save()
     writer = pypdf.PdfWriter()
@@ -63,6 +67,9 @@ def _layered(face: Face, in_layer, state: str = "/OFF", in_form: bool = False, c
         NameObject("/OCGs"): ArrayObject([group]),
         NameObject("/D"): DictionaryObject({NameObject(state): ArrayObject([group])})})
     writer.pages[0]["/Resources"][NameObject("/Properties")] = DictionaryObject({NameObject("/oc1"): group})
+    if form_dictionary:
+        for form in writer.pages[0]["/Resources"]["/XObject"].values():
+            form.get_object()[NameObject("/OC")] = group
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
@@ -83,6 +90,17 @@ def test_a_tax_id_in_a_layer_that_is_off_is_not_read(in_form):
     assert inv.get("buyer_tax_id") is None
     # The rest of the face is read as ever.
     assert (inv.get("buyer_name"), inv.get("number")) == (truth["buyer_name"], truth["number"])
+
+
+def test_a_tax_id_in_a_form_whose_dictionary_names_a_layer_that_is_off_is_not_read():
+    # No /OC mark anywhere on the page: the form XObject's own /OC entry.
+    face, truth = _invoice()
+    data = _layered(face, lambda op: isinstance(op, Text) and op.text == truth["buyer_tax_id"],
+                    form_dictionary=True)
+    assert _read(data).get("buyer_tax_id") is None
+    on = _layered(face, lambda op: isinstance(op, Text) and op.text == truth["buyer_tax_id"],
+                  form_dictionary=True, state="/ON")
+    assert _read(on).get("buyer_tax_id") == truth["buyer_tax_id"]
 
 
 def test_the_same_tax_id_in_a_layer_that_is_on_is_read():
