@@ -156,7 +156,7 @@ def _held(row: dict) -> str:
     state = row.get("state")
     how = ("a put in flight, maybe under key" if state == "delivering"
            else "under its old key" if state == "superseded" else f"{one_line(state)} under key")
-    return f"{one_line(row.get('destination'))} ({how} {code_span(row.get('key') or '?')})"
+    return f"{code_span(row.get('destination'))} ({how} {code_span(row.get('key') or '?')})"
 
 
 def _applications_pending(applications: dict, now: dt.datetime, time_text: TimeText) -> list[Fault]:

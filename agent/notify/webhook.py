@@ -62,12 +62,17 @@ def feishu_sign(secret: str, timestamp_s: int) -> str:
 
 
 def cut_utf8(text: str, limit: int) -> str:
-    """`text` cut to at most `limit` UTF-8 bytes at a character boundary, with a note when cut."""
+    """`text` cut to at most `limit` UTF-8 bytes at a character boundary, with a note when cut.
+    A code span the cut falls inside is closed first: the rest of its line
+    (an outside value) never reads as markdown after an unmatched backtick."""
     raw = text.encode("utf-8")
     if len(raw) <= limit:
         return text
     note = "\n…(truncated / 已截断)"
-    return raw[:limit - len(note.encode())].decode("utf-8", "ignore") + note
+    kept = raw[:limit - len(note.encode()) - 1].decode("utf-8", "ignore")
+    if kept[kept.rfind("\n") + 1:].count("`") % 2:   # spans never cross a line (`code_span`)
+        kept += "`"
+    return kept + note
 
 
 class WebhookNotifier:

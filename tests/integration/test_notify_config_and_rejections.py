@@ -145,7 +145,8 @@ def test_a_refused_reload_is_told_once_and_resolved_when_the_file_is_put_back(tm
         assert f"config reload refused: `{config}`" in opened
         # When, in the local time the office reads (as `status` shows it).
         assert local_time("2026-12-05T02:40:17Z") in opened and local_time("2026-12-05T01:12:01Z") in opened
-        assert ("`state_dir: not the folder the daemon opened; restart for that; notify[0].name: 'x' @all <b>`"
+        # As code, on one line; a WeCom robot's markdown specials inside made inert.
+        assert ("`state_dir: not the folder the daemon opened; restart for that; notify［0］.name: 'x' @all ＜b＞`"
                 in opened), opened
         assert "配置重新加载被拒绝" in opened and "`fapiao-agent config check`" in opened
         for _ in range(3):                 # the loop goes on: nothing told twice
@@ -208,7 +209,7 @@ def test_a_rejected_invoice_at_a_destination_is_told_once_and_resolved_once_reco
         assert round_trip(runner, site.ledger) == 1
         [opened] = told(robot)
         assert "1 rejected invoice(s) still at a destination" in opened and "1 张已驳回的发票仍在投递目标" in opened
-        assert f"#{doc} inbox (delivered under key `{NUMBER}`)" in opened, opened
+        assert f"#{doc} `inbox` (delivered under key `{NUMBER}`)" in opened, opened
         assert "Remove each there by hand, then run `fapiao-agent reconcile`" in opened
         for _ in range(3):
             assert round_trip(runner, site.ledger) == 0
@@ -234,7 +235,7 @@ def test_the_rejected_fault_names_the_first_few_and_counts_the_rest():
                          now=dt.datetime.now(dt.timezone.utc))
     fault = faults["rejected-at-destination"]
     assert fault.subject == "7 张已驳回的发票仍在投递目标 / 7 rejected invoice(s) still at a destination"
-    assert "#1 erp (a put in flight, maybe under key `k1'@all`), nas (under its old key `old`)" in fault.text
+    assert "#1 `erp` (a put in flight, maybe under key `k1'@all`), `nas` (under its old key `old`)" in fault.text
     assert "#5 " in fault.text and "#6 " not in fault.text and "; and 2 more (`fapiao-agent status`)" in fault.text
     # None rejected, or an entry that does not ask: nothing.
     assert open_faults({"rejected_there": {"count": 0, "documents": []}}, {"events": ["rejected-at-destination"]},

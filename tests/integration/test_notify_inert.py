@@ -59,6 +59,12 @@ def status_figures() -> dict:
         "applications": {"overdue_hours": 24, "overdue_applications": [
             {"number": "BL-20261130-0001", "filed_at": utc(T0 - dt.timedelta(hours=30)), "document_id": 7,
              "doc_state_now": "duplicate", "kind": "amend", "filer": hostile("filer"), "reason": hostile("reason")}]},
+        "config": {"reload_refused": True, "path": hostile("/etc/agent.toml"), "loaded_at": at,
+                   "reload": {"at": at, "outcome": "refused", "reason": hostile("line 3") + "\n" + hostile("line 4")}},
+        "rejected_there": {"count": 7, "documents": [
+            {"document_id": i, "at": [{"destination": hostile("erp"), "state": state, "key": hostile("key")}]}
+            for i, state in enumerate(("delivered", "delivering", "superseded", "confirmed", "delivered",
+                                       "delivered", "delivered"), start=1)]},
     }
 
 
