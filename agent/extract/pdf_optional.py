@@ -8,9 +8,13 @@ number) is text no one sees, as white text is (pdf_painted). Whether a
 group is on cannot be asked of PDFium, and its configuration (OFF arrays,
 BaseState, membership dictionaries and their visibility expressions) is
 PDFium's to interpret: so the page is drawn as a viewer draws it, with and
-without all such objects (FPDFPageObj_SetIsActive): two drawings a page,
-whatever their number. An object in whose box no pixel changed shows
-nothing. Text in a form is asked about too when the file names optional
+without all such objects (FPDFPageObj_SetIsActive), and again as a printer
+prints it: four drawings a page, whatever their number. An object in whose
+box no pixel changed in either shows nothing. Print counts: a group can be
+set to print but not to show on screen (/Usage /Print /PrintState /ON with
+/View /ViewState /OFF, by /AS auto-state or, in PDFium, by /Usage alone,
+which Acrobat ignores without /AS), and the paper copy an invoice is filed
+as holds that text. Text in a form is asked about too when the file names optional
 content anywhere: a form's dictionary can say /OC with no mark. (Two such objects drawn over each other, one shown, are both
 read: the page's text then holds both, as for text over text.)
 """
@@ -26,6 +30,9 @@ from agent.extract.pdf_boxes import Box, Matrix, object_box, plain
 
 _SCALE = 1.0         # a pixel a point: a glyph of 1 pt (pdf_painted.MIN_EM) changes pixels
 _OC = "OC".encode("utf-16-le")
+# The uses a page is drawn for: on screen, and printed (FPDF_PRINTING, 0x800:
+# PDFium then takes each group's /Print state, not its /View one).
+_MODES = (0, 0x800)
 # The name /OC as a file may write it ("#4F" and "#43" are O and C), not
 # the start of a longer name (/OCProperties counts: a layer is configured).
 _OC_NAME = re.compile(rb"/(?:O|#4[fF])(?:C|#43)")
@@ -59,19 +66,32 @@ def names_optional_content(data: bytes | None) -> bool:
 def unshown_optional(page: Any, objects: list[tuple[int, Matrix]]) -> set[int]:
     """Of text objects `objects` ((address, matrix placing its parent on
     the page), in optional content) of `page` (a pypdfium2 PdfPage), those
-    the page as a viewer draws it does not show: taking them all out
-    changes no pixel within the object's box (see the module's account).
-    Every object is left active as it was found."""
+    the page neither shows on screen nor prints: taking them all out
+    changes no pixel within the object's box in either drawing (see the
+    module's account). Every object is left active as it was found."""
     if not objects:
         return set()
+    hidden = None
+    for flags in _MODES:
+        unseen = _unshown_in(page, objects, flags)
+        hidden = unseen if hidden is None else hidden & unseen
+        if not hidden:
+            break
+    return hidden or set()
+
+
+def _unshown_in(page: Any, objects: list[tuple[int, Matrix]], flags: int) -> set[int]:
+    # Those of `objects` whose box no pixel changes in when they are taken
+    # out of the page drawn with `flags` (view or print); none when the page
+    # cannot be drawn (nothing to tell by: taken as shown).
     set_active = _set_active()
-    base = _drawing(page)
+    base = _drawing(page, flags)
     if base is None:
-        return set()     # not drawn: nothing to tell by, taken as shown
+        return set()
     try:
         for obj, _ in objects:
             set_active(obj, 0)
-        without = _drawing(page)
+        without = _drawing(page, flags)
     finally:
         for obj, _ in objects:
             set_active(obj, 1)
@@ -110,11 +130,12 @@ def _pixels(page: Any, box: Box | None, size: tuple[int, int]) -> tuple[int, int
     return (left, top, right, bottom) if right > left and bottom > top else None
 
 
-def _drawing(page: Any):
-    # The page's pixels (a PIL image) as a viewer draws them (optional
-    # content as configured), without annotations or form fields.
+def _drawing(page: Any, flags: int = 0):
+    # The page's pixels (a PIL image) as a viewer draws them, or a printer
+    # when `flags` is FPDF_PRINTING (optional content as configured for
+    # that use), without annotations or form fields.
     try:
-        return page.render(scale=_SCALE, may_draw_forms=False, draw_annots=False).to_pil()
+        return page.render(scale=_SCALE, may_draw_forms=False, draw_annots=False, extra_flags=flags).to_pil()
     except Exception:  # noqa: BLE001 - not drawn: nothing to tell by
         return None
 

@@ -21,8 +21,8 @@ them reads a value no one sees: a forger's second number, name or tax id, a
 - its clip path leaves less than a tenth of its box (CLIPPED_SHARE): text
   partly inside is read whole, so a value cut at a cell's edge is not read
   cut short;
-- it is drawn in optional content (a layer) that the page as a viewer
-  draws it does not show (pdf_optional);
+- it is drawn in optional content (a layer) that the page neither shows
+  on screen nor prints (pdf_optional);
 - the middle half (each way) of the glyph's box is covered by an opaque
   object drawn after it (pdf_covers, `GlyphRule`): a filled upright
   rectangle, or an upright image whose dictionary plainly has no soft mask,

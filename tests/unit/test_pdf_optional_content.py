@@ -33,11 +33,14 @@ def _invoice():
 
 
 def _layered(face: Face, in_layer, state: str = "/OFF", in_form: bool = False, copies: int = 1,
-             form_dictionary: bool = False) -> bytes:
+             form_dictionary: bool = False, usage: tuple[str, str] | None = None,
+             auto_state: bool = False) -> bytes:
     """`face` as a PDF, the ops `in_layer` picks drawn (`copies` times) in
     marked content /OC /oc1 (around a form's `Do` when `in_form`), or in a
     form whose dictionary says /OC (`form_dictionary`: no mark), in a group
-    the document's default configuration sets to `state`."""
+    the document's default configuration sets to `state`. `usage`: the
+    group's /Usage /View /ViewState and /Print /PrintState; `auto_state`:
+    the configuration's /AS applies them to viewing and printing."""
     buf = io.BytesIO()
     c = canvas.Canvas(buf, pagesize=(face.width, face.height), invariant=1)
     for op in face.ops:
@@ -61,11 +64,19 @@ def _layered(face: Face, in_layer, state: str = "/OFF", in_form: bool = False, c
     c.save()
     writer = pypdf.PdfWriter()
     writer.append(pypdf.PdfReader(io.BytesIO(buf.getvalue())))
-    group = writer._add_object(DictionaryObject({NameObject("/Type"): NameObject("/OCG"),
-                                                 NameObject("/Name"): TextStringObject("layer")}))
+    group_entries = {NameObject("/Type"): NameObject("/OCG"), NameObject("/Name"): TextStringObject("layer")}
+    if usage is not None:
+        group_entries[NameObject("/Usage")] = DictionaryObject({
+            NameObject(f"/{use}"): DictionaryObject({NameObject(f"/{use}State"): NameObject(value)})
+            for use, value in zip(("View", "Print"), usage)})
+    group = writer._add_object(DictionaryObject(group_entries))
+    config = DictionaryObject({NameObject(state): ArrayObject([group])})
+    if auto_state:
+        config[NameObject("/AS")] = ArrayObject([DictionaryObject({
+            NameObject("/Event"): NameObject(f"/{use}"), NameObject("/OCGs"): ArrayObject([group]),
+            NameObject("/Category"): ArrayObject([NameObject(f"/{use}")])}) for use in ("View", "Print")])
     writer._root_object[NameObject("/OCProperties")] = DictionaryObject({
-        NameObject("/OCGs"): ArrayObject([group]),
-        NameObject("/D"): DictionaryObject({NameObject(state): ArrayObject([group])})})
+        NameObject("/OCGs"): ArrayObject([group]), NameObject("/D"): config})
     writer.pages[0]["/Resources"][NameObject("/Properties")] = DictionaryObject({NameObject("/oc1"): group})
     if form_dictionary:
         for form in writer.pages[0]["/Resources"]["/XObject"].values():
@@ -118,3 +129,25 @@ def test_a_whole_face_in_a_layer_that_is_on_is_read():
     assert (on.get("buyer_tax_id"), on.get("seller_name")) == (truth["buyer_tax_id"], truth["seller_name"])
     off = _read(data)   # nothing printed shows: no value from the text layer
     assert {n for n, f in off.fields.items() if f.source == "pdf-text"} == set()
+
+
+@pytest.mark.parametrize("auto_state", [True, False], ids=["auto-state", "usage-alone"])
+def test_a_face_in_a_layer_that_prints_but_is_not_viewed_is_read(auto_state):
+    # A print-only layer (/Usage: /View OFF, /Print ON), applied by /AS or,
+    # as PDFium reads it, by /Usage alone (Acrobat then shows it on screen
+    # too): the paper copy holds every value. Only the view was drawn, and
+    # the buyer, seller and 金额 were left empty: an invoice sent to 补录.
+    face, truth = _invoice()
+    data = _layered(face, lambda op: isinstance(op, Text), state="/ON", usage=("/OFF", "/ON"),
+                    auto_state=auto_state)
+    inv = _read(data)
+    assert {name: inv.get(name) for name in ("buyer_tax_id", "buyer_name", "seller_name")} == {
+        name: truth[name] for name in ("buyer_tax_id", "buyer_name", "seller_name")}
+    assert str(inv.get("amount")) == truth["amount"]
+
+
+def test_a_tax_id_in_a_layer_neither_viewed_nor_printed_is_not_read():
+    face, truth = _invoice()
+    data = _layered(face, lambda op: isinstance(op, Text) and op.text == truth["buyer_tax_id"], state="/ON",
+                    usage=("/OFF", "/OFF"), auto_state=True)
+    assert _read(data).get("buyer_tax_id") is None
