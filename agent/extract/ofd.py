@@ -270,7 +270,9 @@ def _offer_tags(inv: Invoice, pkg: OfdPackage, doc: Element | None, doc_dir: str
                 continue
             if obj_id in page.ambiguous:
                 raise _Ambiguous(obj_id, page.ambiguous[obj_id])
-            if obj_id in page.hidden:
+            if obj_id in page.hidden and page.texts[obj_id] not in page.shown_texts:
+                # Text no viewer shows, unless the page shows the very same
+                # text too (a hidden copy a producer tags): then it is print.
                 raise _Unshown(obj_id, page.hidden[obj_id])
             parts.append(page.texts[obj_id])
         return "".join(parts) if parts else None

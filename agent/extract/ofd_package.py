@@ -84,6 +84,13 @@ class OfdPage:
         return {k: why for k, why in self._unshown.items() if k not in self._shown}
 
     @property
+    def shown_texts(self) -> frozenset[str]:
+        """The texts of the page's TextObjects a viewer shows (not `hidden`),
+        but the empty one: what a person reads on it, wherever it stands."""
+        hidden = self.hidden
+        return frozenset(t for k, t in self.texts.items() if t and k not in hidden)
+
+    @property
     def template_ids(self) -> list[str]:
         self.texts  # noqa: B018 - loading fills the template list too
         return self._template_ids

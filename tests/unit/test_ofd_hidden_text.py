@@ -84,6 +84,23 @@ def test_a_hidden_object_whose_id_a_shown_one_carries_with_the_same_text_is_read
     assert inv.get("buyer_name") == TRUE_NAME
 
 
+@pytest.mark.parametrize("walked", [False, True], ids=["parsed", "walked"])
+@pytest.mark.parametrize("how", list(HIDINGS))
+def test_a_tagged_hidden_copy_of_text_the_page_shows_is_read(how, walked):
+    # A producer's hidden copy, under its own ID, of a name the page shows
+    # (the shown one untagged): the tag names what a person reads. The
+    # field was left empty with an ofd-inconsistent error, sending a good
+    # invoice to 补录.
+    def edit(page: str) -> str:
+        m = re.search(r'<ofd:TextObject[^>]*ID="57"[^>]*>.*?</ofd:TextObject>', page, re.S)
+        shown = m.group().replace('ID="57"', 'ID="9057"')
+        page = page[:m.start()] + HIDINGS[how](m.group()) + shown + page[m.end():]
+        return page.replace("</ofd:Page>", "&</ofd:Page>") if walked else page
+    inv, problems = _judged(_ofd(edit))
+    assert inv.get("buyer_name") == TRUE_NAME
+    assert [p for p in problems if p.severity == "error"] == []
+
+
 def test_ordinary_colours_alpha_and_sizes_are_shown():
     def edit(page: str) -> str:
         return page.replace('ID="57"', 'ID="57" Alpha="200" Visible="true"').replace(
