@@ -43,6 +43,8 @@ from agent.redact import remember
 
 # The most text each robot shows (bytes of UTF-8); longer text is cut with a note.
 TEXT_LIMITS = {"wecom": 4000, "dingtalk": 18000, "feishu": 18000, "generic": 60000}
+# A subject, at most (UTF-8 bytes): a heading of a line or two, under every robot's cap.
+SUBJECT_LIMIT = 512
 # Non-zero codes that mean "not now" rather than "never": rate limits, busy.
 RETRYABLE_CODES = {"wecom": {-1, 45009}, "dingtalk": {-1, 130101, 130102}, "feishu": {11232, 9499}}
 _MAX_REPLY = 64 * 1024
@@ -61,14 +63,13 @@ def feishu_sign(secret: str, timestamp_s: int) -> str:
     return base64.b64encode(digest).decode()
 
 
-def cut_utf8(text: str, limit: int) -> str:
-    """`text` cut to at most `limit` UTF-8 bytes at a character boundary, with a note when cut.
+def cut_utf8(text: str, limit: int, note: str = "\n…(truncated / 已截断)") -> str:
+    """`text` cut to at most `limit` UTF-8 bytes at a character boundary, with `note` when cut.
     A code span the cut falls inside is closed first: the rest of its line
     (an outside value) never reads as markdown after an unmatched backtick."""
     raw = text.encode("utf-8")
     if len(raw) <= limit:
         return text
-    note = "\n…(truncated / 已截断)"
     kept = raw[:limit - len(note.encode()) - 1].decode("utf-8", "ignore")
     if kept[kept.rfind("\n") + 1:].count("`") % 2:   # spans never cross a line (`code_span`)
         kept += "`"
@@ -119,7 +120,10 @@ class WebhookNotifier:
         # Every name in a message is a code span (agent/notify/base.py
         # code_span); what this robot's markdown could act on in one is made
         # inert, in the subject (a heading here) as in the text.
-        subject = inert_code_spans(message.subject, self.preset)
+        # A subject holds outside values too (a folder's path, an entry's
+        # name): cut to SUBJECT_LIMIT, or a long one left the text a
+        # negative room and the post over the robot's cap (refused for good).
+        subject = cut_utf8(inert_code_spans(message.subject, self.preset), SUBJECT_LIMIT, note="…")
         text = inert_code_spans(message.text, self.preset)
         text = cut_utf8(text, TEXT_LIMITS[self.preset] - len(subject.encode()) - 16)
         url = self.url
@@ -135,7 +139,7 @@ class WebhookNotifier:
         if self.preset == "feishu":
             lines = [[{"tag": "text", "text": line}] for line in text.splitlines() or [""]]
             body: dict[str, Any] = {"msg_type": "post",
-                                    "content": {"post": {"zh_cn": {"title": message.subject, "content": lines}}}}
+                                    "content": {"post": {"zh_cn": {"title": subject, "content": lines}}}}
             if self._secret:
                 ts = int(self.clock())
                 body = {"timestamp": str(ts), "sign": feishu_sign(self._secret, ts), **body}

@@ -14,10 +14,13 @@ import datetime as dt
 import json
 import re
 
+import pytest
+
 from agent.ledger import Ledger, utc
 from agent.notify import EVENTS, enqueue, open_faults, open_notifier, run_round, send_due
-from agent.notify.base import code_span
+from agent.notify.base import Message, code_span
 from agent.notify.outbox import send_test
+from agent.notify.webhook import WebhookNotifier
 from agent.report.figures import Figures
 from agent.report.text import summary
 from tests.support.notify_servers import RobotServer, SmtpSink
@@ -175,3 +178,23 @@ def test_e_mail_shows_an_outside_value_exact_on_one_line_between_backticks(tmp_p
     assert code_span(hostile("HTTP 500")) in text and code_span(hostile("dest")) in mail["message"]["Subject"]
     assert code_span(hostile("HTTP 500")) == ("`HTTP 500 " + HOSTILE.replace("\n", "\\n").replace("\r", "\\r")
                                               .replace("\u2028", "\\u2028").replace("`", "'") + "`")
+
+
+@pytest.mark.parametrize("preset", ["wecom", "dingtalk", "feishu"])
+def test_a_subject_longer_than_the_robots_cap_is_cut_and_the_post_fits(preset):
+    # A watched folder's path is in its intake-stuck subject, a config's in
+    # config-refused's. One of 5,000 bytes left the text a negative room:
+    # WeCom got a 9 KB markdown (its cap is 4,096 bytes) and refuses such a
+    # post for good, so the alert was never read.
+    path = "/srv/" + "深" * 1700 + "/scanner"
+    message = Message(subject=f"[fapiao] 文件夹未被监视 / folder not watched: {code_span(path)}",
+                      text=f"监视文件夹 {code_span(path)} 未被监视: `No such file or directory`\n" + "x" * 300,
+                      event="intake-stuck", key="intake-stuck:folder")
+    with RobotServer() as robot:
+        WebhookNotifier("ops", robot.url, preset=preset).send(message)
+        body = robot.requests[-1]["json"]
+    shown = (body["markdown"]["content"] if preset == "wecom" else
+             body["markdown"]["text"] if preset == "dingtalk" else json.dumps(body["content"], ensure_ascii=False))
+    assert len(shown.encode()) <= {"wecom": 4096, "dingtalk": 20000, "feishu": 30000}[preset]
+    heading = body["content"]["post"]["zh_cn"]["title"] if preset == "feishu" else shown.splitlines()[0]
+    assert "folder not watched" in heading and heading.count("`") % 2 == 0 and len(heading.encode()) < 600
