@@ -19,7 +19,7 @@ IDENTITY: Matrix = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
 # and whether the clip is exactly that box (every clip path an upright
 # rectangle) rather than some shape inside it.
 Clip = tuple[Box, bool]
-_MOVETO, _LINETO = 2, 0  # FPDF_SEGMENT_* types
+MOVETO, LINETO = 2, 0  # FPDF_SEGMENT_* types (is_rectangle's points; ofd_drawn writes them too)
 
 
 def plain(func, restype, *argtypes):
@@ -72,6 +72,16 @@ def area(box: Box) -> float:
 def contains(outer: Box, inner: Box) -> bool:
     """Whether `inner` lies wholly inside `outer`."""
     return outer[0] <= inner[0] and outer[1] <= inner[1] and inner[2] <= outer[2] and inner[3] <= outer[3]
+
+
+def share_inside(box: Box, clip: Box) -> float:
+    """The share of `box`'s area inside `clip`; for a box with no area,
+    1.0 when its centre is inside, else 0.0."""
+    whole = area(box)
+    if whole > 0:
+        return area(meet(box, clip)) / whole
+    x, y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return 1.0 if clip[0] <= x <= clip[2] and clip[1] <= y <= clip[3] else 0.0
 
 
 def meet_clips(first: Clip | None, second: Clip | None) -> Clip | None:
@@ -159,7 +169,7 @@ def is_rectangle(points: list[tuple[float, float, int]]) -> bool:
     rectangle: a move then lines only, four or five points, each step
     along one side, the fifth (if any) back at the first (what the `re`
     operator draws)."""
-    if not 4 <= len(points) <= 5 or points[0][2] != _MOVETO or any(t != _LINETO for _, _, t in points[1:]):
+    if not 4 <= len(points) <= 5 or points[0][2] != MOVETO or any(t != LINETO for _, _, t in points[1:]):
         return False
     if len(points) == 5 and (abs(points[4][0] - points[0][0]) > 1e-3 or abs(points[4][1] - points[0][1]) > 1e-3):
         return False

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.extract.pdf_boxes import (
-    Box, Matrix, area, clip_calls, concat, contains, meet, meet_clips, object_box, object_clip, plain,
+    Box, Matrix, area, clip_calls, concat, contains, meet, meet_clips, object_box, object_clip, plain, share_inside,
 )
 from agent.extract.pdf_covers import covered_text
 from agent.extract.pdf_drawn import ImageSampler, drawn_ink
@@ -141,7 +141,7 @@ def unshown_text(page: Any, drawing: Drawing | None = None, data: bytes | None =
     for _, obj, matrix, clip, _ in clipped:
         clip = meet_clips(clip, object_clip(obj, matrix))
         box = boxes[obj] = object_box(obj, matrix)
-        if clip is not None and box is not None and _share_inside(box, clip[0]) < CLIPPED_SHARE:
+        if clip is not None and box is not None and share_inside(box, clip[0]) < CLIPPED_SHARE:
             hidden.add(obj)
     renders = 0
     under: list | None = None  # what white could show on, looked for once, if any text is white
@@ -204,14 +204,6 @@ def _suspects(texts: list) -> tuple[list, list]:
             if ink < FAINT_INK:
                 faint.append((order, obj, matrix, white, clear))
     return clipped, faint
-
-
-def _share_inside(box: Box, clip: Box) -> float:
-    whole = area(box)
-    if whole > 0:
-        return area(meet(box, clip)) / whole
-    x, y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2  # a box with no area: its centre
-    return 1.0 if clip[0] <= x <= clip[2] and clip[1] <= y <= clip[3] else 0.0
 
 
 def _too_small(obj: int, matrix: Matrix) -> bool:
