@@ -118,7 +118,7 @@ def _read_document(pkg: OfdPackage, body: Element, ocr: bool = False) -> Invoice
     if pages and (not inv.items or any(inv.get(name) is None for name in FACE_FIELDS)):
         # Printed but in no data part: read the face by position.
         parts = (parse_part(pkg, page.path) for page in first_page_parts(pages, templates))
-        offer_by_position(inv, read_by_position([p for p in parts if p is not None]), "ofd-text")
+        offer_by_position(inv, read_by_position([p for p in parts if p is not None], pages[0].drawing), "ofd-text")
     if inv.get("qr") is None:
         _offer_qr_images(inv, pkg, doc_dir)
     if inv.get("title") is None and inv.get("kind") is not None:

@@ -2,18 +2,19 @@
 
 Many OFDs carry no CustomDatas, tags or XML attachment for some of what they
 print (the goods lines, often), and some carry none at all. Each TextCode is
-placed where it is drawn: its TextObject's Boundary origin plus the code's
-X/Y, through the object's CTM where there is one (OFD units are mm, y down).
+placed where it is drawn (`ofd_drawn.text_runs`): its TextObject's Boundary
+origin plus the code's X/Y, through the object's CTM where there is one (OFD
+units are mm, y down); text a viewer does not show is left out.
 The runs are then laid out in rows as `pdf_geometry` does for PDF glyphs,
 and the text goes to the same parser as a PDF's.
 """
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 from xml.etree.ElementTree import Element
 
+from agent.extract.ofd_drawn import Drawing, text_runs
 from agent.extract.ofd_shown import element_unshown
 from agent.extract.pdf_geometry import FACE_FIELDS, _Glyph, layout_glyphs
 from agent.extract.text import ParsedText, normalize_text, parse_text
@@ -21,22 +22,21 @@ from agent.extract.xml_parse import local_name
 from agent.model import Invoice, LineItem, Problem
 
 _POINTS_PER_MM = 72 / 25.4
-_DEFAULT_SIZE_MM = 3.5
 _MAX_RUNS = 20_000
-_MAX_DELTAS = 10_000    # advances in one TextCode; a line of a page has < 200
 # The face's one line when the goods are on list pages: no goods line itself.
 _LIST_MARKERS = ("详见销货清单", "详见清单")
-_NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?(?:[eE]-?\d+)?")
 
 __all__ = ["FACE_FIELDS", "read_by_position", "offer_by_position"]
 
 
-def read_by_position(parts: list[Element]) -> ParsedText:
+def read_by_position(parts: list[Element], drawing: Drawing | None = None) -> ParsedText:
     """The fields and items `text.parse_text` finds in the text of `parts`
-    (a page and its templates, parsed), laid out by position."""
+    (a page and its templates, parsed), laid out by position: only text
+    a viewer shows (ofd_shown, and ofd_drawn by the document's `drawing`)."""
+    drawing = drawing or Drawing()
     runs: list[_Glyph] = []
     for root in parts:
-        runs.extend(_runs(root))
+        runs.extend(_runs(root, drawing))
         if len(runs) > _MAX_RUNS:
             return ParsedText()
     kept, clashes = _without_overprints(runs)
@@ -116,74 +116,15 @@ def _add_up(items: list[LineItem], invoice: Invoice) -> bool:
     return all(i.tax is None for i in items)
 
 
-def _runs(root: Element) -> list[_Glyph]:
+def _runs(root: Element, drawing: Drawing) -> list[_Glyph]:
     out = []
+    unseen = drawing.unseen(root)
     for obj in root.iter():
-        if local_name(obj.tag) != "TextObject" or element_unshown(obj) is not None:
-            continue  # no text object, or one no viewer shows (ofd_shown)
-        box = _numbers(obj.get("Boundary"), 4)
-        if box is None:
-            continue
-        size = _number(obj.get("Size")) or _DEFAULT_SIZE_MM
-        a, b, c, d, e, f = _numbers(obj.get("CTM"), 6) or (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
-        for code in obj:
-            if local_name(code.tag) != "TextCode":
-                continue
-            text = "".join(code.itertext()).strip()
-            if not text:
-                continue
-            x, y = _number(code.get("X")) or 0.0, _number(code.get("Y")) or 0.0
-            left = box[0] + a * x + c * y + e
-            baseline = box[1] + b * x + d * y + f
-            width = _width(text, size, code.get("DeltaX")) * (abs(a) or 1.0)
-            height = size * (abs(d) or 1.0)
+        if local_name(obj.tag) != "TextObject" or element_unshown(obj) is not None or obj in unseen:
+            continue  # no text object, or one no viewer shows (ofd_shown, ofd_drawn)
+        for run in text_runs(obj):
             # y up for the layout: the baseline is the glyphs' bottom.
-            out.append(_Glyph(text, left * _POINTS_PER_MM, -baseline * _POINTS_PER_MM,
-                              (left + width) * _POINTS_PER_MM, (height - baseline) * _POINTS_PER_MM))
+            out.append(_Glyph(run.text, run.left * _POINTS_PER_MM, -run.baseline * _POINTS_PER_MM,
+                              (run.left + run.width) * _POINTS_PER_MM,
+                              (run.height - run.baseline) * _POINTS_PER_MM))
     return out
-
-
-def _width(text: str, size: float, delta_x: str | None) -> float:
-    deltas = _deltas(delta_x)
-    if deltas:
-        return sum(deltas[:len(text) - 1]) + size
-    # No advances given: CJK and full-width glyphs are square, others half.
-    return sum(size if ord(ch) > 0x2E7F else size / 2 for ch in text)
-
-
-def _deltas(text: str | None) -> list[float]:
-    """DeltaX values, with the `g count value` repetition expanded."""
-    if not text:
-        return []
-    tokens = text.split()
-    out: list[float] = []
-    i = 0
-    while i < len(tokens) and len(out) < _MAX_DELTAS:
-        if tokens[i] == "g" and i + 2 < len(tokens):
-            count, value = _number(tokens[i + 1]), _number(tokens[i + 2])
-            if count is None or value is None:
-                return []
-            out.extend([value] * max(0, min(int(count), _MAX_DELTAS - len(out))))
-            i += 3
-            continue
-        value = _number(tokens[i])
-        if value is None:
-            return []
-        out.append(value)
-        i += 1
-    return out
-
-
-def _number(text: str | None) -> float | None:
-    if text is None or not _NUMBER_RE.fullmatch(text.strip()):
-        return None
-    value = float(text)
-    return value if abs(value) < 1e6 else None
-
-
-def _numbers(text: str | None, count: int) -> tuple[float, ...] | None:
-    parts = (text or "").split()
-    if len(parts) != count:
-        return None
-    values = [_number(p) for p in parts]
-    return None if any(v is None for v in values) else tuple(values)  # type: ignore[arg-type]

@@ -9,11 +9,16 @@ malformed XML: a page is walked tag by tag for the text a parser would give
 
 from __future__ import annotations
 
+import itertools
 import posixpath
 import re
+from typing import Iterator
 from xml.etree.ElementTree import Element
 
 from agent.errors import ExtractError
+from agent.extract.ofd_drawn import Drawing
+from agent.extract.ofd_images import ImageResources
+from agent.extract.ofd_markup import NOT_XML_RE, TAG_RE, attr as _attr, loose_tree, unescape as _unescape
 from agent.extract.ofd_shown import drawn_order, element_unshown, unshown_reason
 from agent.extract.xml_parse import local_name, parse_xml, text_of, xml_text
 from agent.safezip import SafeZip
@@ -27,14 +32,6 @@ _PAGE_REF_RE = re.compile(r"PageRef\s*=\s*[\"'](\d+)[\"']")
 # Reasons `parse_xml` gives for a part that other parts can do without: not
 # well formed, or in an encoding that cannot be decoded.
 _UNREADABLE = frozenset({"corrupt", "unsupported-format"})
-# For pages that do not parse: a tag with its quoted attributes (which hold
-# no '<' in XML, so a broken one ends at the next tag), an attribute, an
-# entity or character reference (after its '&'), what XML forbids in text.
-_TAG_RE = re.compile(r"<(/?)([^\s/<>\"'!?]+)((?:[^<>\"']|\"[^\"<]*\"|'[^'<]*')*)>")
-_ATTR_RE = re.compile(r"(?:^|\s)([^\s=/]+)\s*=\s*(?:\"([^\"<]*)\"|'([^'<]*)')")
-_ENTITY_RE = re.compile(r"#([0-9]{1,7});|#x([0-9A-Fa-f]{1,6});|(amp|lt|gt|quot|apos);")
-_NAMED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
-_NOT_XML_RE = re.compile("[^\t\n\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]|]]>")
 # Outside a readable object only these matter: an object or template tag, or
 # markup that may hide one. Searched in one pass, so a page of stray '<' or
 # of tiny tags costs no Python step each.
@@ -42,16 +39,18 @@ _SKIP_TO_RE = re.compile(r"<[!?]|</?(?:[^\s/<>\"'!?]*:)?(?:TextObject|Template)(
 # A real TextObject holds a few elements (TextCode, CGTransform, colours);
 # one that takes more steps to walk than this is not read, but given no text.
 _MAX_OBJECT_STEPS = 1000
+MAX_LOOSE_TAGS = 50_000   # an invoice page has a few thousand
 
 
 class OfdPage:
     """A page or template; its Content.xml is parsed on first use, since a
     5-page invoice with a goods list only needs the face page."""
 
-    def __init__(self, pkg: "OfdPackage", id: str, path: str):
+    def __init__(self, pkg: "OfdPackage", id: str, path: str, drawing: Drawing | None = None):
         self.id = id
         self.path = path
         self._pkg = pkg
+        self.drawing = drawing or Drawing()
         self._texts: dict[str, str] | None = None
         self._template_ids: list[str] = []
         self._ambiguous: dict[str, list[str]] = {}
@@ -78,7 +77,8 @@ class OfdPage:
     @property
     def hidden(self) -> dict[str, str]:
         """IDs of TextObjects no viewer shows (ofd_shown: Visible="false",
-        transparent, white, too small) -> why; an ID one shown object
+        transparent, white, too small; ofd_drawn: covered, clipped away,
+        off the page) -> why; an ID one shown object
         carries too is not hidden. A tag naming one names no print."""
         self.texts  # noqa: B018 - loading fills it
         return {k: why for k, why in self._unshown.items() if k not in self._shown}
@@ -137,9 +137,11 @@ def parse_part(pkg: OfdPackage, name: str) -> Element | None:
 
 def document_pages(pkg: OfdPackage, doc: Element | None, doc_dir: str) -> tuple[list[OfdPage], dict[str, OfdPage]]:
     """The document's pages in order and its template pages by ID; when
-    Document.xml lists none, the page-like parts of `doc_dir` in name order."""
+    Document.xml lists none, the page-like parts of `doc_dir` in name order.
+    Each holds the document's `Drawing`."""
     pages: list[OfdPage] = []
     templates: dict[str, OfdPage] = {}
+    drawing = Drawing(doc, ImageResources(pkg, doc, doc_dir))
     if doc is not None:
         for el in doc.iter():
             tag = local_name(el.tag)
@@ -147,13 +149,13 @@ def document_pages(pkg: OfdPackage, doc: Element | None, doc_dir: str) -> tuple[
                 path = pkg.resolve(doc_dir, el.get("BaseLoc"))
                 if path is None:
                     continue
-                page = OfdPage(pkg, id=el.get("ID") or path, path=path)
+                page = OfdPage(pkg, id=el.get("ID") or path, path=path, drawing=drawing)
                 if tag == "Page":
                     pages.append(page)
                 else:
                     templates[page.id] = page
     if not pages:  # Document.xml missing or unreadable: take page-like parts in name order
-        pages = [OfdPage(pkg, id=n, path=n) for n in sorted(pkg.names)
+        pages = [OfdPage(pkg, id=n, path=n, drawing=drawing) for n in sorted(pkg.names)
                  if n.lower().startswith(doc_dir.lower() + "/") and re.search(r"(?i)pages?/.*content\.xml$", n)]
     return pages, templates
 
@@ -171,6 +173,7 @@ def _load_page(pkg: OfdPackage, page: OfdPage) -> None:
             return  # not decodable in its own encoding: no text rather than garbled text
         _walk_page(page, text)
         return
+    unseen = page.drawing.unseen(root)
     for el in root.iter():
         tag = local_name(el.tag)
         if tag == "Template" and el.get("TemplateID"):
@@ -179,7 +182,7 @@ def _load_page(pkg: OfdPackage, page: OfdPage) -> None:
             codes = [("".join(c.itertext()).strip(), c.get("X"), c.get("Y"))
                      for c in el.iter() if local_name(c.tag) == "TextCode"]
             obj_id = (el.get("ID") or "").strip() or _unnamed(page)
-            _keep(page, obj_id, drawn_order(codes, el.get("Size")), element_unshown(el))
+            _keep(page, obj_id, drawn_order(codes, el.get("Size")), element_unshown(el) or unseen.get(el))
 
 
 def _walk_page(page: OfdPage, text: str) -> None:
@@ -189,8 +192,11 @@ def _walk_page(page: OfdPage, text: str) -> None:
     An object holding what a parser would refuse (a bare '&', an HTML
     entity, an unclosed CDATA, a '<' that opens no tag, a missing end tag)
     gets no text: empty, never garbled. Comments and processing
-    instructions are skipped, as a parser skips them."""
+    instructions are skipped, as a parser skips them. Where each object is
+    drawn is told from the page's `loose_tree` (ofd_drawn), the n-th
+    TextObject there being the walk's n-th."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")  # XML 2.11: before anything is read
+    drawn = _drawn_reasons(page, text)
     obj: _Object | None = None
     pos = 0
     while pos < len(text):
@@ -212,14 +218,14 @@ def _walk_page(page: OfdPage, text: str) -> None:
             close = text.find("]]>", lt)
             if obj is not None and obj.code is not None:
                 piece = None if close < 0 else text[lt + 9:close]
-                obj.add(None if piece is None or _NOT_XML_RE.search(piece) else piece)
+                obj.add(None if piece is None or NOT_XML_RE.search(piece) else piece)
             pos = len(text) if close < 0 else close + 3
         elif text.startswith(("<!", "<?"), lt):  # a comment, processing instruction or declaration
             opener, closer = next(pair for pair in (("<!--", "-->"), ("<?", "?>"), ("<!", ">"))
                                   if text.startswith(pair[0], lt))
             close = text.find(closer, lt + len(opener))
             pos = len(text) if close < 0 else close + len(closer)
-        elif (m := _TAG_RE.match(text, lt)) is None:  # a '<' that opens no tag
+        elif (m := TAG_RE.match(text, lt)) is None:  # a '<' that opens no tag
             if obj is not None:
                 obj.ok = False
             pos = lt + 1
@@ -229,7 +235,7 @@ def _walk_page(page: OfdPage, text: str) -> None:
             if name == "TextObject":
                 if obj is not None:
                     obj.close(page, ended=closing)  # an object opening inside one: its end tag is missing
-                obj = None if closing else _Object(_attr(attrs, "ID"), attrs)
+                obj = None if closing else _Object(_attr(attrs, "ID"), attrs, next(drawn, None))
                 if obj is not None and isinstance(size := _attr(attrs, "Size"), str):
                     obj.size = size
                 if obj is not None and attrs.endswith("/"):
@@ -246,14 +252,26 @@ def _walk_page(page: OfdPage, text: str) -> None:
         obj.close(page, ended=False)
 
 
+def _drawn_reasons(page: OfdPage, text: str) -> Iterator[str | None]:
+    """Why each TextObject of a page that does not parse is out of sight
+    (ofd_drawn over its `loose_tree`), in order; None for one in sight.
+    A page of more than MAX_LOOSE_TAGS tags is not built: its every object
+    is taken as out of sight (no invoice page is near it)."""
+    if text.count("<") > MAX_LOOSE_TAGS:
+        return itertools.repeat("on a page that does not parse, too large to tell where it is drawn")
+    tree = loose_tree(text)
+    unseen = page.drawing.unseen(tree[0] if len(tree) == 1 else tree)  # the Page: its Area is its child
+    return (unseen.get(el) for el in tree.iter() if local_name(el.tag) == "TextObject")
+
+
 class _Object:
     """A TextObject being walked: its ID (False when unreadable), its
     TextCodes' texts so far, the open TextCode's pieces (None when none is
     open), whether every piece was read as a parser would, and the steps
     the walk has taken inside it."""
 
-    def __init__(self, obj_id: str | None | bool, attrs: str = ""):
-        self.id, self.codes, self.code, self.ok = obj_id, [], None, obj_id is not False
+    def __init__(self, obj_id: str | None | bool, attrs: str = "", unseen: str | None = None):
+        self.id, self.codes, self.code, self.ok, self.unseen = obj_id, [], None, obj_id is not False, unseen
         self.steps, self.at, self.size, self.attrs, self.fill = 0, (None, None), None, attrs, None
 
     def add(self, piece: str | None) -> None:
@@ -276,40 +294,7 @@ class _Object:
     def close(self, page: OfdPage, ended: bool) -> None:
         ok = self.ok and ended and self.code is None
         _keep(page, (self.id or "").strip() or _unnamed(page), drawn_order(self.codes, self.size) if ok else "",
-              unshown_reason(lambda name: _attr(self.attrs, name), self.fill))
-
-
-def _attr(attrs: str, name: str) -> str | None | bool:
-    """The value of attribute `name` with its references decoded; None when
-    absent, False when it holds one a parser would refuse."""
-    for m in _ATTR_RE.finditer(attrs):
-        if m[1] == name:
-            value = _unescape(m[2] if m[2] is not None else m[3])
-            return False if value is None else value
-    return None
-
-
-def _unescape(text: str) -> str | None:
-    """`text` with its entity and character references replaced as an XML
-    parser does; None when it holds what a parser refuses: a bare '&', an
-    entity XML does not predefine (&nbsp;), a character XML forbids."""
-    if _NOT_XML_RE.search(text):
-        return None
-    head, *rest = text.split("&")
-    out = [head]
-    for part in rest:
-        m = _ENTITY_RE.match(part)
-        if m is None:
-            return None
-        if m[3]:
-            out.append(_NAMED[m[3]])
-        else:
-            char = int(m[1]) if m[1] else int(m[2], 16)
-            if char > 0x10FFFF or _NOT_XML_RE.match(chr(char)) and chr(char) != "\r":
-                return None
-            out.append(chr(char))
-        out.append(part[m.end():])
-    return "".join(out)
+              unshown_reason(lambda name: _attr(self.attrs, name), self.fill) or self.unseen)
 
 
 def _keep(page: OfdPage, obj_id: str, text: str, unshown: str | None = None) -> None:

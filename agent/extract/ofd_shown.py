@@ -14,7 +14,8 @@ What cannot be told (a colour space of its own, a number that does not
 read) is taken as shown: a value a viewer shows is never lost for a trick
 caught. Both page readers ask here: `ofd_package` (the parser's and the
 tag-by-tag walk's objects) and `ofd_geometry` (text by position). Here
-too the order a TextObject's codes show in (`drawn_order`).
+too the order a TextObject's codes show in (`drawn_order`). Where an
+object is drawn (covered, clipped away, off the page) is `ofd_drawn`'s.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 from agent.extract.ofd import read_ofd
-from agent.extract.ofd_geometry import _deltas, read_by_position
+from agent.extract.ofd_drawn import _deltas
+from agent.extract.ofd_geometry import read_by_position
 from agent.extract.xml_parse import parse_xml
 from tests.unit.test_xml_ofd import OFD_NS, make_ofd
 
