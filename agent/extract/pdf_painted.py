@@ -132,7 +132,7 @@ def unshown_text(page: Any, drawing: Drawing | None = None, data: bytes | None =
     pdf_shown.MAX_PAIRS pairs to look at (a crafted page)."""
     drawing = walk_page(page) if drawing is None else drawing
     optional = drawing.optional + (drawing.in_forms if drawing.in_forms and names_optional_content(data) else [])
-    hidden = set(drawing.undrawn) | unshown_optional(page, optional)
+    hidden = set(drawing.undrawn) | unshown_optional(page, optional, textpage)
     rules: dict[int, GlyphRule] = {}
     if not drawing.texts:
         return Unshown(frozenset(hidden), rules, drawing.texts)

@@ -151,3 +151,25 @@ def test_a_tax_id_in_a_layer_neither_viewed_nor_printed_is_not_read():
     data = _layered(face, lambda op: isinstance(op, Text) and op.text == truth["buyer_tax_id"], state="/ON",
                     usage=("/OFF", "/OFF"), auto_state=True)
     assert _read(data).get("buyer_tax_id") is None
+
+
+def test_a_layer_s_empty_text_object_is_not_judged_and_hides_nothing():
+    # A real invoice (samples: 482078385650808140.pdf) draws its 69 values in
+    # a layer, one of them an empty `Tj ()`: it changes no pixel, so it was
+    # judged hidden on screen, and the page drawn twice more to ask the
+    # printer. An object that reads as nothing hides no value: not judged.
+    from agent.extract.pdf_optional import unshown_optional
+    from agent.extract.pdf_shown import walk_page
+    from tests.conftest import SAMPLES
+
+    path = next(SAMPLES.rglob("482078385650808140.pdf"))
+    doc = pypdfium2.PdfDocument(path.read_bytes())
+    page = doc[0]
+    textpage = page.get_textpage()
+    optional = walk_page(page).optional
+    assert len(optional) > 60
+    assert len(unshown_optional(page, optional)) == 1          # the empty one, without the text page
+    assert unshown_optional(page, optional, textpage) == set()  # nothing of the layer is hidden
+    textpage.close()
+    page.close()
+    doc.close()
