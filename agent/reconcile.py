@@ -1,11 +1,19 @@
 """Reconciliation: is every delivered invoice really in the finance system?
 
 Each delivered (or missing, or on request confirmed) row is looked up at its
-destination, under the key it was delivered under (rows `superseded` by an
-amend are not looked up: the destination holds an old key on purpose).
-Found: `confirmed`, with the system's receipt stored. Absent: `missing`, and
-queued again at once when requeue_missing is set. A lookup that fails
-changes nothing; the row is checked again next time.
+destination, under the key it was delivered under. Found: `confirmed`, with
+the system's receipt stored (found under a key the document no longer has:
+`superseded`). Absent: `missing`, and queued again at once when
+requeue_missing is set. A lookup that fails changes nothing; the row is
+checked again next time.
+
+Rows `superseded` by an amend are looked up only when their document is
+rejected: a live document's old key is history its amend chose to keep
+(only `requeue --destination` sends the new key there). A rejected one's
+is a copy a person must remove (`status` names it), so its old key is
+looked up like a delivered row's: found, it stays superseded (named);
+gone, the row is `missing`, as a delivered row found gone is, and never
+sent again.
 
 A rejected document's row left `delivering` by an interrupted put (its
 worker killed mid-put) is never claimed again (a person holds the
@@ -36,7 +44,8 @@ ALL_STATES = ("delivered", "missing", "confirmed")
 
 @dataclass
 class Check:
-    """One row looked up: `result` is confirmed, missing, requeued, error
+    """One row looked up: `result` is confirmed, superseded (found there
+    under an old key the document no longer has), missing, requeued, error
     (lookup failed; nothing changed) or skipped (the row changed meanwhile,
     or its destination was given up for this run); for a rejected
     document's interrupted put, landed (found there: delivered),
@@ -67,14 +76,15 @@ class ReconcileReport:
     @property
     def summary(self) -> dict[str, int]:
         """checked, confirmed, missing (requeued ones included), requeued,
-        errors, skipped; and a rejected document's interrupted puts: landed,
-        never_landed, in_flight (not checked)."""
+        errors, skipped, superseded (found under an old key); and a rejected
+        document's interrupted puts: landed, never_landed, in_flight (not checked)."""
         count = {r: sum(1 for c in self.checks if c.result == r)
                  for r in ("confirmed", "missing", "requeued", "error", "skipped", "landed", "never-landed",
-                           "in-flight")}
+                           "in-flight", "superseded")}
         return {"checked": sum(1 for c in self.checks if c.result not in ("skipped", "in-flight")),
                 "confirmed": count["confirmed"], "missing": count["missing"] + count["requeued"],
                 "requeued": count["requeued"], "errors": count["error"], "skipped": count["skipped"],
+                "superseded": count["superseded"],
                 "landed": count["landed"], "never_landed": count["never-landed"], "in_flight": count["in-flight"]}
 
 
@@ -83,19 +93,25 @@ def reconcile(ledger: Ledger, destinations: Mapping[str, Destination], *, now: d
               states: Sequence[str] = SCHEDULED_STATES,
               progress: Callable[[Check], None] | None = None) -> ReconcileReport:
     """Look up every row of the given `destinations` in `states` delivered
-    at or after `since`, and every rejected document's row left
-    `delivering` whose lease ended (whatever `since`: it has no delivery
-    to date it), and record what was found (see the module docstring).
+    at or after `since`, every rejected document's `superseded` row
+    delivered then (under its old key), and every rejected document's row
+    left `delivering` whose lease ended (whatever `since`: it has no
+    delivery to date it), and record what was found (see the module docstring).
 
     Guarantees: only rows still in the state they were read in are changed
     (a stranded row: still its lease's, ended before `now`);
     a destination that is Misconfigured, or fails GIVE_UP_AFTER lookups in a
-    row, is skipped for the rest of the run. Only AdapterErrors are caught.
+    row, is skipped for the rest of the run; a row is looked up at most
+    once a run (a missing one found under its old key is not looked up
+    again as superseded). Only AdapterErrors are caught.
     """
     report = ReconcileReport()
     for name, dest in destinations.items():
         failures, given_up = 0, None
+        found_old = set()   # rows found under an old key in this run: their second pass is no new lookup
         for row in _candidates(ledger, name, states, utc(since) if since else None):
+            if row["delivery_id"] in found_old:
+                continue
             check = Check(document_id=row["document_id"], destination=name,
                           invoice_number=row["invoice_number"], invoice_date=row["invoice_date"],
                           total=yuan(row["total_cents"]),
@@ -103,6 +119,8 @@ def reconcile(ledger: Ledger, destinations: Mapping[str, Destination], *, now: d
             if given_up is None:
                 given_up, failures = _check(ledger, dest, row, check, failures, now=now, actor=actor,
                                             requeue_missing=requeue_missing)
+                if check.result == "superseded":
+                    found_old.add(row["delivery_id"])
             report.checks.append(check)
             if progress is not None:
                 progress(check)
@@ -120,11 +138,18 @@ def reconcile(ledger: Ledger, destinations: Mapping[str, Destination], *, now: d
 
 
 def _candidates(ledger: Ledger, name: str, states: Sequence[str], since: str | None) -> Iterator[dict]:
-    # Pages, so a ledger of a million confirmed invoices is not held in memory at once.
+    # Pages, so a ledger of a million confirmed invoices is not held in memory
+    # at once; then a rejected document's rows held under an old key.
+    yield from _pages(lambda after: ledger.reconcile_candidates(states=states, destination=name, since=since,
+                                                                after_id=after, limit=PAGE))
+    yield from _pages(lambda after: ledger.superseded_rejected(destination=name, since=since, after_id=after,
+                                                               limit=PAGE))
+
+
+def _pages(page: Callable[[int], list[dict]]) -> Iterator[dict]:
     after = 0
     while True:
-        rows = ledger.reconcile_candidates(states=states, destination=name, since=since, after_id=after,
-                                           limit=PAGE)
+        rows = page(after)
         yield from rows
         if len(rows) < PAGE:
             return
@@ -132,13 +157,7 @@ def _candidates(ledger: Ledger, name: str, states: Sequence[str], since: str | N
 
 
 def _stranded(ledger: Ledger, name: str) -> Iterator[dict]:
-    after = 0
-    while True:
-        rows = ledger.stranded_rejected(destination=name, after_id=after, limit=PAGE)
-        yield from rows
-        if len(rows) < PAGE:
-            return
-        after = rows[-1]["delivery_id"]
+    return _pages(lambda after: ledger.stranded_rejected(destination=name, after_id=after, limit=PAGE))
 
 
 def _check_stranded(ledger: Ledger, dest: Destination, row: dict, check: Check, failures: int, *,

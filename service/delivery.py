@@ -316,8 +316,9 @@ class DeliveryService(RunnerGroup):
                 self.stopping.wait(max(0.05, min(min(waits) - time.monotonic(), CLOCK_CHECK_S)))
 
     def reconcile_once(self, ledger: Ledger) -> None:
-        """Look up delivered and missing rows, and rejected documents' puts cut
-        off (`agent.reconcile`), at every destination that may be called now."""
+        """Look up delivered and missing rows, rejected documents' rows held
+        under an old key and their puts cut off (`agent.reconcile`), at every
+        destination that may be called now."""
         now = now_dt()
         callable_ = {}
         for r in self.runners:

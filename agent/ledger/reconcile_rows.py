@@ -3,7 +3,9 @@ their destination, and recording what a lookup found, each move with its
 audit event in one transaction (a mixin of the one Ledger class). Also a
 rejected document's row left `delivering` by a put that was interrupted
 (its worker killed): no loop claims it again (the document is held by a
-person), so only reconciliation can settle it."""
+person), so only reconciliation can settle it; and a rejected document's
+`superseded` row (delivered under a key an amend changed since): `status`
+names it until its old key is found gone there."""
 
 from __future__ import annotations
 
@@ -18,6 +20,18 @@ _STRANDED_COLUMNS = ("d.id AS delivery_id, d.document_id, d.destination, d.state
                      "doc.invoice_key, doc.invoice_number, doc.invoice_date, doc.total_cents, doc.sha256")
 
 
+# What a lookup needs of a row: its state, the key it went under, the document's figures.
+_CANDIDATE_COLUMNS = ("d.id AS delivery_id, d.document_id, d.destination, d.state, d.delivered_at, "
+                      "d.receipt, COALESCE(d.delivered_key, doc.invoice_key) AS lookup_key, "
+                      "doc.invoice_key, doc.invoice_number, doc.invoice_date, doc.total_cents")
+# A rejected document's row held under an old key: the only superseded rows
+# looked up (a live document's is history an amend chose to keep: it is not
+# sent again under the new key unless a person names it). A superseded row
+# without a delivered_key (a fleet duplicate's, never sent from here) holds nothing.
+_SUPERSEDED_REJECTED = ("d.state = 'superseded' AND d.delivered_key IS NOT NULL AND d.destination = ? "
+                        "AND d.document_id IN (SELECT id FROM documents WHERE state = 'rejected')")
+
+
 class ReconcileRowsMixin:
     """Candidate rows for reconciliation and the record of each lookup."""
 
@@ -30,9 +44,7 @@ class ReconcileRowsMixin:
         `lookup_key`: the key the row was delivered under (the document's
         own for rows from before that was recorded)."""
         where, params = self._candidates_where(states, destination, since)
-        sql = ("SELECT d.id AS delivery_id, d.document_id, d.destination, d.state, d.delivered_at, "
-               "d.receipt, COALESCE(d.delivered_key, doc.invoice_key) AS lookup_key, "
-               "doc.invoice_key, doc.invoice_number, doc.invoice_date, doc.total_cents "
+        sql = (f"SELECT {_CANDIDATE_COLUMNS} "
                f"FROM deliveries d JOIN documents doc ON doc.id = d.document_id WHERE {where} AND d.id > ? "
                "ORDER BY d.id" + (f" LIMIT {int(limit)}" if limit else ""))
         return [dict(r) for r in self.conn.execute(sql, [*params, after_id])]
@@ -55,21 +67,60 @@ class ReconcileRowsMixin:
             params.append(since)
         return " AND ".join(where), params
 
+    def superseded_rejected(self, *, destination: str, since: str | None = None, after_id: int = 0,
+                            limit: int | None = None) -> list[dict]:
+        """The `superseded` rows of `destination` whose document is rejected
+        and that name the key they were delivered under, delivered at or
+        after `since`, in row id order after `after_id`, as
+        `reconcile_candidates` gives rows (`lookup_key`: that old key)."""
+        where, params = self._superseded_where(destination, since)
+        sql = (f"SELECT {_CANDIDATE_COLUMNS} FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
+               f"WHERE {where} AND d.id > ? ORDER BY d.id" + (f" LIMIT {int(limit)}" if limit else ""))
+        return [dict(r) for r in self.conn.execute(sql, [*params, after_id])]
+
+    def count_superseded_rejected(self, *, destination: str, since: str | None = None) -> int:
+        """How many rows `superseded_rejected` would give (for a progress bar)."""
+        where, params = self._superseded_where(destination, since)
+        return self.conn.execute(f"SELECT count(*) FROM deliveries d WHERE {where}", params).fetchone()[0]
+
+    @staticmethod
+    def _superseded_where(destination: str, since: str | None):
+        if since is None:
+            return _SUPERSEDED_REJECTED, [destination]
+        return _SUPERSEDED_REJECTED + " AND d.delivered_at >= ?", [destination, since]
+
     def record_lookup(self, delivery_id: int, *, found: dict | None, now: str, actor: str,
                       requeue_missing: bool, expect_state: str) -> str | None:
-        """Record a reconciliation lookup of a row still in `expect_state`.
+        """Record a reconciliation lookup of a row still in `expect_state`,
+        made under its delivered_key (else the document's key).
 
-        Found: `confirmed` with the receipt. Absent: `missing`, then (when
-        `requeue_missing`, and the document is not rejected) `queued` again,
-        due now, each move with its event.
-        Returns "confirmed", "missing" or "requeued", or None when the row
-        changed meanwhile (nothing is written then)."""
+        Found: `confirmed` with the receipt; a superseded or missing row
+        found under a key the document no longer has (a rejected document's
+        row held under its old key, found there still or again): `superseded`,
+        as an amend leaves such a row (never a confirmed row under an old
+        key), an attempts line only when it was superseded already. Absent: `missing`, then
+        (when `requeue_missing`, the document is not rejected and the row
+        was not superseded) `queued` again, due now, each move with its
+        event. Returns "confirmed", "superseded", "missing" or "requeued",
+        or None when the row changed meanwhile (nothing is written then)."""
         with self.transaction() as c:
-            row = c.execute("SELECT document_id, destination FROM deliveries WHERE id = ? AND state = ?",
-                            (delivery_id, expect_state)).fetchone()
+            row = c.execute("SELECT d.document_id, d.destination, d.delivered_key, doc.invoice_key "
+                            "FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
+                            "WHERE d.id = ? AND d.state = ?", (delivery_id, expect_state)).fetchone()
             if row is None:
                 return None
             doc_id, name = row["document_id"], row["destination"]
+            old_key = row["delivered_key"] if row["delivered_key"] not in (None, row["invoice_key"]) else None
+            if found is not None and old_key is not None and expect_state in ("superseded", "missing"):
+                self._attempt(delivery_id, now=now, outcome="found", error=None, next_attempt_at=None)
+                if expect_state != "superseded":
+                    c.execute("UPDATE deliveries SET state = 'superseded', confirmed_at = NULL, updated_at = ? "
+                              "WHERE id = ?", (now, delivery_id))
+                    self._summarise(doc_id, now=now, actor=actor,
+                                    reason=f"{name}: found by reconciliation under its old key {old_key} "
+                                           f"(its key is now {row['invoice_key'] or '(none)'}): superseded",
+                                    details={"receipt": found, "key": old_key})
+                return "superseded"
             if found is not None:
                 # The digest of the values it holds (finish_delivery) outlives the lookup's receipt.
                 c.execute("UPDATE deliveries SET state = 'confirmed', confirmed_at = ?, receipt = "
@@ -81,14 +132,16 @@ class ReconcileRowsMixin:
                 self._summarise(doc_id, now=now, actor=actor, reason=f"{name}: found by reconciliation",
                                 details={"receipt": found})
                 return "confirmed"
+            under = f" under its old key {old_key}" if old_key else ""
             c.execute("UPDATE deliveries SET state = 'missing', confirmed_at = NULL, updated_at = ? WHERE id = ?",
                       (now, delivery_id))
-            self._attempt(delivery_id, now=now, outcome="absent", error=f"{name} does not hold it",
+            self._attempt(delivery_id, now=now, outcome="absent", error=f"{name} does not hold it{under}",
                           next_attempt_at=None)
-            self._summarise(doc_id, now=now, actor=actor, reason=f"{name}: not found by reconciliation")
+            self._summarise(doc_id, now=now, actor=actor, reason=f"{name}: not found{under} by reconciliation")
             # A rejected document gone from a destination is what its
             # rejection wants (a person removed it there): never sent again.
-            if not requeue_missing or self.state_of(doc_id) == "rejected":
+            # Nor is an old key gone a reason to send the new one there.
+            if not requeue_missing or expect_state == "superseded" or self.state_of(doc_id) == "rejected":
                 return "missing"
             self.requeue_deliveries(doc_id, from_states=("missing",), destination=name, now=now, actor=actor,
                                     reason=f"{name}: missing, requeued automatically")

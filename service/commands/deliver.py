@@ -210,7 +210,9 @@ def reconcile_command(ctx, since, destination, sort, as_json, as_csv) -> None:
     once its lease has ended, whatever --since: landed (found there: delivered,
     `status` names it until removed there by hand and reconciled) or
     never_landed (not there: nothing to remove); in_flight while its lease is
-    live (left as it is).
+    live (left as it is). And a rejected invoice a destination holds under
+    an old key (delivered, then amended): looked up under that key, found it
+    stays superseded (named by `status`), gone it is missing.
     Destinations in maintenance or paused are left out (with a note). Exits 1
     when a lookup failed (the row is left as it was)."""
     from agent.reconcile import ALL_STATES, reconcile
@@ -222,8 +224,9 @@ def reconcile_command(ctx, since, destination, sort, as_json, as_csv) -> None:
     names = _names(cfg, destination)
     with open_ledger(cfg) as ledger:
         dests = _callable_destinations(ledger, cfg, names)
-        total = sum(ledger.count_reconcile_candidates(states=ALL_STATES, destination=n,
-                                                      since=utc(since_dt) if since_dt else None)
+        since_text = utc(since_dt) if since_dt else None
+        total = sum(ledger.count_reconcile_candidates(states=ALL_STATES, destination=n, since=since_text)
+                    + ledger.count_superseded_rejected(destination=n, since=since_text)
                     + ledger.count_stranded_rejected(destination=n) for n in dests)
         # Only for a person watching: piped output or --json gets no bar and no stray label.
         with Progress("reconciling", length=total, as_json=as_json) as bar:
@@ -250,6 +253,10 @@ def reconcile_command(ctx, since, destination, sort, as_json, as_csv) -> None:
         if c.result == "landed":   # a rejected invoice found there: only a person takes it back
             echo(f"warning: document {c.document_id} is rejected, but its put cut off landed at {c.destination}: "
                  "remove it there by hand, then run `fapiao-agent reconcile` again", err=True)
+        elif c.result == "superseded":
+            echo(f"warning: {c.destination} holds document {c.document_id} under an old invoice key, not its "
+                 f"own (`fapiao-agent show {c.document_id}` names it): remove that copy there by hand, then run "
+                 "`fapiao-agent reconcile` again", err=True)
     if summary["errors"]:
         sys.exit(1)
 

@@ -1,0 +1,187 @@
+"""A rejected invoice a destination holds under an old key.
+
+Delivered under one number, then amended to another (the destination's row
+`superseded`: it holds the old key), then rejected with
+`--acknowledge-delivered`: `status`, `audit ledger` and the
+rejected-at-destination alert name it "under its old key". Before,
+`reconcile` never looked a superseded row up, so removing the old copy by
+hand cleared nothing: it was named for ever. Now reconcile looks the old key
+up: still there, the row stays superseded (named); gone, it is `missing`,
+as a delivered row found gone is; put back, it is superseded again (never a
+delivered row under a key the document no longer has).
+
+And a row requeued by name after such an amend (`requeue --destination`),
+then rejected: `reject --acknowledge-delivered` set it back to `delivered`
+under the old key, which `audit ledger` reported as delivered-key-changed;
+it is `superseded` now, as the amend had left it.
+
+Real ledger, vault and CLI; a folder destination and a real HTTP server on
+127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import threading
+
+import pytest
+
+from agent.config import load_config
+from service.notify import NotifyRunner
+from tests.integration.test_notify_config_and_rejections import notify_entry, round_trip, told
+from tests.integration.test_reject_delivered import files_in, remove_by_hand
+from tests.support.audit import assert_ledger_sound, audit_ledger
+from tests.support.http_destination import FaultyFinanceServer
+from tests.support.judged import NUMBER, Site, invoice, number
+from tests.support.notify_servers import RobotServer
+
+NEW = number("12345699")
+
+
+def codes(site: Site) -> list[tuple[str, int]]:
+    _, report, _ = audit_ledger(site.config_path)
+    return [(v["code"], v["document"]) for v in (report or {}).get("violations") or []]
+
+
+def named(site: Site, doc: int) -> str | None:
+    """The status line naming the rejected document at a destination, or None."""
+    lines = [ln for ln in site.cli("status").stdout.splitlines() if ln.strip().startswith("REJECTED")]
+    return next((ln for ln in lines if f"document {doc} at" in ln), None)
+
+
+def reconcile(site: Site, *args: str) -> dict:
+    out = site.cli("reconcile", "--json", *args)
+    return {"exit": out.exit_code, "stderr": out.stderr, **json.loads(out.stdout)}
+
+
+def refuser(server: FaultyFinanceServer) -> dict:
+    """A destination refusing the invoice for good (400): the document is
+    quarantined while the other destination holds it, so a person amends it."""
+    server.inject("400", times=100, message="buyer unknown")
+    return {"name": "refuser", "url": server.url, "timeout_s": 5}
+
+
+def amended_then_rejected(site: Site, holder: str) -> int:
+    """Delivered to `holder` under NUMBER and refused by the refuser, then
+    amended to NEW (the holder's row superseded under NUMBER) and rejected
+    knowingly."""
+    doc = site.add(invoice(dt.date.today()), "first")
+    site.deliver()
+    assert site.state(doc) == "quarantined" and site.rows(doc)[holder]["state"] == "delivered"
+    amended = site.amend_approved(str(doc), "--set", f"number={NEW}")
+    assert amended.exit_code == 0, amended.output
+    row = site.rows(doc)[holder]
+    assert (row["state"], row["delivered_key"]) == ("superseded", NUMBER)
+    done = site.cli("reject", str(doc), "--reason", "the seller cancelled it", "--yes", "--acknowledge-delivered")
+    assert done.exit_code == 0, done.output
+    assert f"stays at {holder} (under its old key {NUMBER})" in done.stderr
+    assert site.state(doc) == "rejected"
+    return doc
+
+
+@pytest.fixture
+def refusing():
+    with FaultyFinanceServer() as server:
+        yield server
+
+
+def test_an_old_key_removed_by_hand_is_found_gone_and_no_longer_named(tmp_path, refusing):
+    (tmp_path / "import").mkdir()
+    site = Site(tmp_path, [{"name": "inbox", "url": f"folder://{tmp_path / 'import'}"}, refuser(refusing)])
+    try:
+        doc = amended_then_rejected(site, "inbox")
+        assert f"document {doc} at inbox (under its old key {NUMBER})" in named(site, doc)
+        assert codes(site) == [("rejected-at-destination", doc)]
+
+        # Still there: looked up under the old key, found, left superseded and named.
+        kept = tmp_path / "kept"
+        shutil.copytree(tmp_path / "import", kept)
+        still = reconcile(site)
+        assert still["exit"] == 0, still
+        assert [(c["destination"], c["result"]) for c in still["checks"]] == [("inbox", "superseded")]
+        assert still["summary"]["superseded"] == 1 and still["summary"]["checked"] == 1
+        assert f"inbox holds document {doc} under an old invoice key" in still["stderr"]
+        row = site.rows(doc)["inbox"]
+        assert (row["state"], row["delivered_key"]) == ("superseded", NUMBER)
+        assert row["attempts_log"][-1]["outcome"] == "found"
+        assert f"under its old key {NUMBER}" in named(site, doc)
+
+        # Removed by hand: found gone under the old key; nothing names it, nothing is sent.
+        remove_by_hand(tmp_path / "import")
+        gone = reconcile(site)
+        assert gone["exit"] == 0 and gone["summary"]["missing"] == 1 and gone["summary"]["requeued"] == 0, gone
+        row = site.rows(doc)["inbox"]
+        assert (row["state"], row["delivered_key"]) == ("missing", NUMBER)
+        assert f"does not hold it under its old key {NUMBER}" in row["attempts_log"][-1]["error"]
+        assert named(site, doc) is None and site.ledger.held_at(doc) == []
+        assert json.loads(site.cli("show", str(doc), "--json").stdout)["rejected_yet_at"] == []
+        assert site.state(doc) == "rejected" and site.deliver() == [] and files_in(tmp_path / "import") == []
+        assert_ledger_sound(site.config_path)
+
+        # Put back there (a restore of the folder): the missing row is looked
+        # up under its old key again and is superseded, never delivered under
+        # a key the document no longer has.
+        for p in kept.iterdir():
+            shutil.copy2(p, tmp_path / "import" / p.name)
+        back = reconcile(site)
+        assert [c["result"] for c in back["checks"]] == ["superseded"], back
+        assert site.rows(doc)["inbox"]["state"] == "superseded"
+        assert f"under its old key {NUMBER}" in named(site, doc)
+        assert codes(site) == [("rejected-at-destination", doc)]
+        remove_by_hand(tmp_path / "import")
+        assert reconcile(site)["summary"]["missing"] == 1
+        assert_ledger_sound(site.config_path)
+    finally:
+        site.close()
+
+
+def test_an_http_destination_holding_the_old_key_keeps_the_alert_until_it_is_gone(tmp_path, refusing):
+    with FaultyFinanceServer() as erp, RobotServer() as robot:
+        site = Site(tmp_path, [{"name": "erp", "url": erp.url, "timeout_s": 5}, refuser(refusing)])
+        try:
+            site.config_path.write_text(site.config_path.read_text()
+                                        + notify_entry(robot.url, "rejected-at-destination"))
+            runner = NotifyRunner(load_config(site.config_path), threading.Event())
+            doc = amended_then_rejected(site, "erp")
+            assert round_trip(runner, site.ledger) == 1
+            assert f"under its old key `{NUMBER}`" in told(robot)[-1]
+
+            # A lookup that fails changes nothing.
+            erp.inject("500", times=3, on="get")
+            failed = site.cli("reconcile")
+            assert failed.exit_code == 1, failed.output
+            assert site.rows(doc)["erp"]["state"] == "superseded"
+            erp.clear()
+
+            assert reconcile(site)["summary"]["superseded"] == 1
+            assert round_trip(runner, site.ledger) == 0            # still open, told once
+            erp._forget(NUMBER)                                     # removed there by hand
+            gone = reconcile(site)
+            assert [c["result"] for c in gone["checks"]] == ["missing"], gone
+            assert site.rows(doc)["erp"]["state"] == "missing" and named(site, doc) is None
+            assert json.loads(site.cli("status", "--json").stdout)["rejected_there"]["count"] == 0
+            assert round_trip(runner, site.ledger) == 1
+            assert "已恢复 RESOLVED" in told(robot)[-1]
+            assert site.deliver() == [] and erp.stats()["accepted"] == {NUMBER: 1}   # nothing sent again
+            assert reconcile(site)["summary"]["superseded"] == 0
+            assert_ledger_sound(site.config_path)
+        finally:
+            site.close()
+
+
+def test_a_live_documents_old_key_is_history_not_looked_up(tmp_path):
+    (tmp_path / "import").mkdir()
+    site = Site(tmp_path, [{"name": "inbox", "url": f"folder://{tmp_path / 'import'}"}])
+    try:
+        doc = site.add(invoice(dt.date.today()), "first")
+        site.deliver()
+        assert site.cli("requeue", str(doc)).exit_code == 0     # amend works on queued documents
+        assert site.amend_approved(str(doc), "--set", f"number={NEW}").exit_code == 0
+        assert site.rows(doc)["inbox"]["state"] == "superseded" and site.state(doc) == "delivered"
+        assert reconcile(site)["checks"] == []
+        assert site.rows(doc)["inbox"]["state"] == "superseded"
+        assert_ledger_sound(site.config_path)
+    finally:
+        site.close()
