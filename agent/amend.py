@@ -310,8 +310,10 @@ def reject(ledger: Ledger, doc_id: int, *, reason: str, settings: ValidationSett
     in flight). A rejection takes nothing back from there, so without
     `acknowledge_delivered` that raises StillAtDestination naming each one
     and nothing changes; with it the event records them, and rows requeued
-    after their delivery are `delivered` again (nothing more is sent;
-    reconciliation finds them gone once a person removed them there).
+    after their delivery are `delivered` again, or `superseded` when they
+    went under a key the document no longer has (`keep_delivered`: nothing
+    more is sent; reconciliation finds them gone once a person removed
+    them there).
     Raises AmendError without a reason, IllegalTransition from a state that
     cannot be rejected or when a pending application holds the document
     (it is then unchanged). `application` goes into the event."""

@@ -58,17 +58,24 @@ class RejectionsMixin:
     def keep_delivered(self, doc_id: int, *, now: str) -> list[str]:
         """For a document being rejected, inside the caller's transaction: its
         rows put back to the queue after a delivery (queued, failed or
-        quarantined, their delivered_key kept) become `delivered` again, as
-        the destination still holds what it got then and nothing more will be
-        sent: reconciliation looks them up again, and finds them gone once a
-        person removed them there. Returns their destinations."""
+        quarantined, their delivered_key kept) become what the destination
+        holds again, as it still holds what it got then and nothing more
+        will be sent: `delivered` under the document's own key, `superseded`
+        under another (delivered, then amended to a new key and requeued by
+        name: the destination holds the old key, as an amend's superseded
+        row says; never a delivered row under a key the document no longer
+        has). Reconciliation looks them up under that key, and finds them
+        gone once a person removed them there. Returns their destinations."""
         with self.transaction() as c:
             rows = c.execute(
-                "SELECT id, destination FROM deliveries WHERE document_id = ? AND delivered_key IS NOT NULL "
-                "AND state IN ('queued', 'failed', 'quarantined') ORDER BY id", (doc_id,)).fetchall()
+                "SELECT d.id, d.destination, d.delivered_key IS NOT doc.invoice_key AS old_key "
+                "FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
+                "WHERE d.document_id = ? AND d.delivered_key IS NOT NULL "
+                "AND d.state IN ('queued', 'failed', 'quarantined') ORDER BY d.id", (doc_id,)).fetchall()
             for r in rows:
-                c.execute("UPDATE deliveries SET state = 'delivered', next_attempt_at = NULL, lease_until = NULL, "
-                          "lease_token = NULL, updated_at = ? WHERE id = ?", (now, r["id"]))
+                c.execute("UPDATE deliveries SET state = ?, next_attempt_at = NULL, lease_until = NULL, "
+                          "lease_token = NULL, updated_at = ? WHERE id = ?",
+                          ("superseded" if r["old_key"] else "delivered", now, r["id"]))
         return [r["destination"] for r in rows]
 
     def rejected_there(self, *, limit: int = 20) -> dict[str, Any]:

@@ -294,7 +294,8 @@ def act(ledger: Ledger, doc: Document, action: Callable[[apps.Operator], apps.Ou
         echo(f"  {name} {_shown(c['old'])}" + (f" [{c['old_source']}]" if c["old_source"] else "")
              + f" -> {_shown(c['new'])}  ({_kind(c)})")
     for row in lib.superseded_by_amend(ledger, doc.id):
-        if row not in superseded:
+        # A rejection names its own (it stays there under its old key): no requeue to suggest.
+        if row not in superseded and after.state != "rejected":
             echo(f"warning: document {doc.id} was already delivered to {row['destination']} under invoice "
                  f"key {row['key']}; that delivery is now superseded and it is not sent there again "
                  f"under {after.invoice_key or 'its new key'}. To deliver it there again: "

@@ -185,3 +185,54 @@ def test_a_live_documents_old_key_is_history_not_looked_up(tmp_path):
         assert_ledger_sound(site.config_path)
     finally:
         site.close()
+
+
+def test_a_row_requeued_by_name_after_an_amend_is_rejected_as_superseded_not_delivered(tmp_path):
+    (tmp_path / "import").mkdir()
+    site = Site(tmp_path, [{"name": "inbox", "url": f"folder://{tmp_path / 'import'}"}])
+    try:
+        doc = site.add(invoice(dt.date.today()), "first")
+        site.deliver()
+        assert site.cli("requeue", str(doc)).exit_code == 0     # amend works on queued documents
+        assert site.amend_approved(str(doc), "--set", f"number={NEW}").exit_code == 0
+        assert site.cli("requeue", str(doc), "--destination", "inbox").exit_code == 0
+        row = site.rows(doc)["inbox"]
+        assert (row["state"], row["delivered_key"]) == ("queued", NUMBER)   # not sent under NEW yet
+
+        done = site.cli("reject", str(doc), "--reason", "the seller cancelled it", "--yes", "--acknowledge-delivered")
+        assert done.exit_code == 0, done.output
+        # inbox holds what it got: NUMBER, the key the amend superseded; never
+        # `delivered` under a key the document no longer has.
+        row = site.rows(doc)["inbox"]
+        assert (row["state"], row["delivered_key"]) == ("superseded", NUMBER)
+        assert f"stays at inbox (under its old key {NUMBER})" in done.stderr
+        assert "To deliver it there again" not in done.stderr       # no requeue advice for a rejected one
+        assert f"document {doc} at inbox (under its old key {NUMBER})" in named(site, doc)
+        assert codes(site) == [("rejected-at-destination", doc)]    # no delivered-key-changed
+        assert site.deliver() == [] and files_in(tmp_path / "import") == [f"{NUMBER}.pdf"]
+
+        remove_by_hand(tmp_path / "import")
+        assert reconcile(site)["summary"]["missing"] == 1
+        assert named(site, doc) is None
+        assert_ledger_sound(site.config_path)
+    finally:
+        site.close()
+
+
+def test_a_row_requeued_under_its_own_key_is_rejected_as_delivered_still(tmp_path):
+    (tmp_path / "import").mkdir()
+    site = Site(tmp_path, [{"name": "inbox", "url": f"folder://{tmp_path / 'import'}"}])
+    try:
+        doc = site.add(invoice(dt.date.today()), "first")
+        site.deliver()
+        assert site.cli("requeue", str(doc)).exit_code == 0
+        done = site.cli("reject", str(doc), "--reason", "paper copy booked", "--yes", "--acknowledge-delivered")
+        assert done.exit_code == 0, done.output
+        row = site.rows(doc)["inbox"]
+        assert (row["state"], row["delivered_key"]) == ("delivered", NUMBER)
+        assert codes(site) == [("rejected-at-destination", doc)]
+        remove_by_hand(tmp_path / "import")
+        assert reconcile(site)["summary"]["missing"] == 1
+        assert_ledger_sound(site.config_path)
+    finally:
+        site.close()
