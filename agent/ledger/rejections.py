@@ -17,10 +17,13 @@ from typing import Any, Sequence
 # (`delivering`), delivered or confirmed, superseded (held under an old key),
 # or put back to the queue after a delivery (`requeue`: its delivered_key is
 # kept). A row back from `missing` forgot its key: the destination said it
-# does not hold it. The one definition: status, show, audit and reject use it.
-HELD_THERE = ("(d.state IN ('delivering', 'delivered', 'confirmed', 'superseded') "
+# does not hold it. A superseded row holds only with its delivered_key (an
+# amend's always has it): one without is a fleet duplicate's open row, never
+# sent from here (the file there under the key is another site's delivery).
+# The one definition: status, show, audit and reject use it.
+HELD_THERE = ("(d.state IN ('delivering', 'delivered', 'confirmed') "
               "OR (d.delivered_key IS NOT NULL AND d.state != 'missing'))")
-HELD_ROW_STATES = frozenset({"delivering", "delivered", "confirmed", "superseded"})
+HELD_ROW_STATES = frozenset({"delivering", "delivered", "confirmed"})
 
 
 def held_there(row: dict) -> bool:

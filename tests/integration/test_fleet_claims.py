@@ -428,3 +428,32 @@ def test_a_workers_late_wait_verdict_does_not_undo_the_other_destinations_duplic
                               generation=late.generation, remote_site="beijing", remote_at=late.at)
     assert sz.ledger.fleet_claim(doc)["state"] == "lost"
     assert sz.audit(at(4)) == []
+
+
+def test_a_rejected_fleet_duplicate_is_held_nowhere_by_this_site(shared):
+    # The site that lost the claim never sent the invoice: its row is
+    # superseded with no delivered_key. Rejecting that copy must not name it
+    # as held "under its old key" there (that file is the other site's live
+    # delivery: removing it by hand, as status would ask, loses the booking;
+    # and no lookup could ever clear the line).
+    from agent import amend
+    from tests.support.judged import SETTINGS
+
+    make, out, _store = shared
+    bj, sh = make("beijing"), make("shanghai")
+    a, b = bj.add(13, T0), sh.add(13, T0)
+    assert bj.step(at(1)) == ["go"]
+    settle_claims(bj.ledger, bj.store, bj.settings, now=at(3), actor="t")
+    assert sh.step(at(20)) == ["lost"]
+    assert [(r["state"], r["delivered_key"]) for r in sh.ledger.deliveries_of(b)] == [("superseded", None)]
+    assert sh.ledger.held_at(b) == []
+    amend.reject(sh.ledger, b, reason="a copy; beijing booked it", settings=SETTINGS, destinations=["erp"],
+                 today=at(30).date(), now=utc(at(30)), actor="cli:op")
+    assert sh.ledger.get(b).state == State.REJECTED.value
+    assert sh.ledger.rejected_there()["count"] == 0
+    assert sh.ledger.rejected_rows("erp")["there"] == 0
+    # (The audit's fleet-lost-live says a rejected fleet copy is "not a
+    # duplicate": another question, left to its own fix.)
+    assert not [v for v in sh.audit(at(40)) if v.startswith("rejected-at-destination")]
+    assert bj.audit(at(40)) == []
+    assert len(delivered_files(out)) == 1 and bj.ledger.get(a).state == State.DELIVERED.value
