@@ -121,12 +121,17 @@ class DeliveriesMixin(DeliveryReportsMixin, ReconcileRowsMixin):
 
     def _queue_rows(self, doc_id: int, destinations: Sequence[str], *, now: str) -> None:
         # One row per destination, due now; one the destination holds is left as it is.
+        # A row back from `missing` forgets its delivered key, as requeue_deliveries
+        # does: the destination said it does not hold it (kept, the row would
+        # read as held there, and an amend would supersede what was never there).
         for name in destinations:
             self.conn.execute(
                 "INSERT INTO deliveries (document_id, destination, state, next_attempt_at, "
                 "queued_at, updated_at) VALUES (?, ?, 'queued', ?, ?, ?) "
                 "ON CONFLICT(document_id, destination) DO UPDATE SET state = 'queued', "
                 "attempts = 0, lease_until = NULL, lease_token = NULL, sla_warned_at = NULL, "
+                "delivered_key = CASE WHEN deliveries.state = 'missing' THEN NULL "
+                "ELSE deliveries.delivered_key END, "
                 "queued_at = excluded.queued_at, "
                 "next_attempt_at = excluded.next_attempt_at, updated_at = excluded.updated_at "
                 f"WHERE deliveries.state NOT IN ({','.join('?' * len(_HELD_ROWS))})",

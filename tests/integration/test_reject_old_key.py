@@ -236,3 +236,39 @@ def test_a_row_requeued_under_its_own_key_is_rejected_as_delivered_still(tmp_pat
         assert_ledger_sound(site.config_path)
     finally:
         site.close()
+
+
+def test_a_reopened_invoice_found_gone_is_sent_under_its_new_key_not_superseded(tmp_path):
+    # Rejected, removed there by hand and found gone (`missing`), reopened and
+    # amended twice before the loop sent it: the row queued again kept the key
+    # the destination had said it does not hold, so the second amend made it
+    # `superseded` and the document `delivered` with nothing there at all.
+    import re
+
+    (tmp_path / "import").mkdir()
+    site = Site(tmp_path, [{"name": "inbox", "url": f"folder://{tmp_path / 'import'}"}])
+    try:
+        doc = site.add(invoice(dt.date.today()), "first")
+        site.deliver()
+        assert site.cli("requeue", str(doc)).exit_code == 0
+        assert site.cli("reject", str(doc), "--reason", "paper copy booked", "--yes",
+                        "--acknowledge-delivered").exit_code == 0
+        remove_by_hand(tmp_path / "import")
+        assert reconcile(site)["summary"]["missing"] == 1
+        filed = site.cli("reopen", str(doc), "--reason", "the paper copy was another invoice")
+        pending = re.match(r"(BL-\d{8}-\d{4}) filed: ", filed.stdout)
+        if pending:
+            assert site.cli("approve", pending[1], env={"SUDO_UID": "65534"}).exit_code == 0
+        assert site.state(doc) == "quarantined"
+        assert site.amend_approved(str(doc), "--set", f"number={NEW}").exit_code == 0
+        row = site.rows(doc)["inbox"]
+        assert (row["state"], row["delivered_key"]) == ("queued", None)
+        assert site.ledger.held_at(doc) == []
+        again = site.amend_approved(str(doc), "--set", f"number={number('12345698')}")
+        assert again.exit_code == 0 and "already delivered" not in again.stderr, again.output
+        assert site.state(doc) == "queued" and site.rows(doc)["inbox"]["state"] == "queued"
+        site.deliver()
+        assert site.state(doc) == "delivered" and files_in(tmp_path / "import") == [f"{number('12345698')}.pdf"]
+        assert_ledger_sound(site.config_path)
+    finally:
+        site.close()
