@@ -184,8 +184,9 @@ def _document(doc: dict, rows: list[dict], settings: AuditSettings, cutoff: str,
 def _fleet_duplicate(doc: dict, rows: list[dict]) -> Iterable[Violation]:
     # Another site of the fleet holds the key: its original is there, and
     # nothing of this copy may be (or be on its way to) a destination.
+    # A person may end it here (rejected): nothing of it goes anywhere then.
     doc_id = doc["id"]
-    if doc["state"] != State.DUPLICATE.value:
+    if doc["state"] not in (State.DUPLICATE.value, State.REJECTED.value):
         yield violation("fleet-lost-live", f"site {doc['fleet_site']} holds its invoice key, but it is "
                         f"{doc['state']}, not a duplicate", document=doc_id)
     for r in rows:

@@ -44,8 +44,9 @@ RULES: dict[str, tuple[int, str]] = {
     "duplicate-without-original": (4, "a duplicate that names no document, or one that does not exist"),
     "duplicate-of-dead": (4, "a duplicate of a document that is not live (rejected, duplicate ...)"),
     "duplicate-key-differs": (4, "a duplicate whose invoice key is not its original's"),
-    "fleet-lost-live": (4, "a document whose invoice key another site of the fleet claimed is not a duplicate, "
-                           "or has a delivery row still open (queued, delivering, failed, missing, quarantined)"),
+    "fleet-lost-live": (4, "a document whose invoice key another site of the fleet claimed is not a duplicate "
+                           "(or rejected), or has a delivery row still open (queued, delivering, failed, "
+                           "missing, quarantined)"),
     "key-twice": (4, "two live documents carry the same invoice key (one would be delivered twice)"),
     "key-delivered-twice": (4, "two documents hold delivered/confirmed rows under one key at one destination"),
     "valid-not-queued": (5, "a valid document not queued although destinations are configured"),

@@ -12,7 +12,7 @@ import time
 
 from agent.config import Config
 from agent.deliver.loop import Claim
-from agent.errors import AdapterError
+from agent.errors import AdapterError, AgentError
 from agent.fleet.gate import FleetSettings, recheck_lost, renew_leases, screen, settle_claims
 from agent.judgement import judge
 from agent.model import Invoice
@@ -129,11 +129,19 @@ class FleetService(RunnerGroup):
         copy queued here is picked up by the delivery workers' next poll)."""
         for doc_id, why in recheck_lost(ledger, self.store, now=now_dt(), actor=self.actor):
             at = now()
-            with ledger.transaction():
-                ledger.fleet_reopen(doc_id, now=at, actor=self.actor, reason=why)
-                state = judge(ledger, doc_id, Invoice.from_dict(ledger.get(doc_id).fields or {}),
-                              settings=self.validation, destinations=destination_names(self.cfg),
-                              today=today(), now=at, actor=self.actor)
+            try:
+                with ledger.transaction():
+                    ledger.fleet_reopen(doc_id, now=at, actor=self.actor, reason=why)
+                    state = judge(ledger, doc_id, Invoice.from_dict(ledger.get(doc_id).fields or {}),
+                                  settings=self.validation, destinations=destination_names(self.cfg),
+                                  today=today(), now=at, actor=self.actor)
+            except (AgentError, ValueError) as e:
+                # One document that cannot be judged again never holds up
+                # the others behind it, nor this pass's status.json.
+                log.error(f"{why}: document {doc_id} could not be judged again here: {e}; it stays a "
+                          "duplicate, looked at again later", extra={"document": doc_id})
+                ledger.touch_fleet_claim(doc_id, now=at)   # not at every pass
+                continue
             log.info(f"{why}: document {doc_id} judged again here ({state.value})", extra={"document": doc_id})
         vanished = ledger.fleet_summary()["vanished"]
         if vanished > self._vanished:

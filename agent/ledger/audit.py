@@ -50,7 +50,8 @@ class LedgerAudit(SnapshotReader):
             "  WHERE e.document_id = d.id AND e.to_state = d.state ORDER BY e.id DESC LIMIT 1) END "
             "  AS state_reason, "
             "t.id AS original_id, t.state AS original_state, t.invoice_key AS original_key, "
-            "(SELECT f.remote_site FROM fleet_claims f WHERE f.document_id = d.id AND f.state = 'lost') "
+            "(SELECT f.remote_site FROM fleet_claims f WHERE f.document_id = d.id AND f.state = 'lost' "
+            "  AND f.invoice_key IS d.invoice_key) "
             "  AS fleet_site "
             "FROM documents d LEFT JOIN documents t ON t.id = d.duplicate_of ORDER BY d.id",
             tuple(end_states))

@@ -107,9 +107,15 @@ class FleetMixin:
             return True
 
     def fleet_lost_to_recheck(self, *, checked_before: str, limit: int = 20) -> list[dict[str, Any]]:
-        """`lost` claims (fleet duplicates) last looked at before `checked_before`, oldest first."""
-        rows = self.conn.execute("SELECT * FROM fleet_claims WHERE state = 'lost' AND updated_at < ? "
-                                 "ORDER BY updated_at LIMIT ?", (checked_before, limit))
+        """`lost` claims last looked at before `checked_before`, oldest first,
+        of documents still fleet duplicates under the claimed key. One a
+        person decided since (rejected it, amended it to another key) is not
+        listed: it is no duplicate to reopen, and reopening it failed (it was
+        first in line at every pass, so no duplicate behind it was reopened)."""
+        rows = self.conn.execute(
+            "SELECT f.* FROM fleet_claims f JOIN documents d ON d.id = f.document_id "
+            "WHERE f.state = 'lost' AND f.updated_at < ? AND d.state = 'duplicate' "
+            "AND d.invoice_key IS f.invoice_key ORDER BY f.updated_at LIMIT ?", (checked_before, limit))
         return [dict(r) for r in rows]
 
     def touch_fleet_claim(self, doc_id: int, *, now: str) -> None:

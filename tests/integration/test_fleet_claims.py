@@ -452,8 +452,36 @@ def test_a_rejected_fleet_duplicate_is_held_nowhere_by_this_site(shared):
     assert sh.ledger.get(b).state == State.REJECTED.value
     assert sh.ledger.rejected_there()["count"] == 0
     assert sh.ledger.rejected_rows("erp")["there"] == 0
-    # (The audit's fleet-lost-live says a rejected fleet copy is "not a
-    # duplicate": another question, left to its own fix.)
-    assert not [v for v in sh.audit(at(40)) if v.startswith("rejected-at-destination")]
+    # A copy a person ended here, with the key another site holds: sound.
+    assert sh.audit(at(40)) == []
     assert bj.audit(at(40)) == []
     assert len(delivered_files(out)) == 1 and bj.ledger.get(a).state == State.DELIVERED.value
+
+
+def test_a_rejected_fleet_duplicate_is_not_reopened_when_the_other_site_lets_the_key_go(shared):
+    # Shanghai's operator rejected its copy; then Beijing released the key
+    # (amended its own to another number). The rejected copy used to be
+    # offered for reopening at every fleet pass: its reopen failed (it is no
+    # duplicate), first in line each time, so no fleet duplicate behind it
+    # was ever judged again and the pass never published status.json.
+    from agent import amend
+    from agent.fleet.gate import recheck_lost
+    from tests.support.judged import SETTINGS
+
+    make, out, store = shared
+    bj, sh = make("beijing"), make("shanghai")
+    a, b = bj.add(13, T0), sh.add(13, T0)
+    c, d = bj.add(15, T0), sh.add(15, T0)        # a second invoice both sites have
+    assert sorted(bj.step(at(1))) == ["go", "go"]
+    settle_claims(bj.ledger, store, bj.settings, now=at(2), actor="t")
+    assert sorted(sh.step(at(3))) == ["lost", "lost"]
+    amend.reject(sh.ledger, b, reason="a copy; beijing booked it", settings=SETTINGS, destinations=["erp"],
+                 today=at(10).date(), now=utc(at(10)), actor="cli:op")
+    for doc, number in ((a, 14), (c, 16)):       # Beijing lets both keys go
+        bj.ledger.transition(doc, State.QUEUED, now=utc(at(200)), actor="op", reason="amended: typo",
+                             invoice_key=number_of(number), invoice_number=number_of(number))
+    settle_claims(bj.ledger, store, bj.settings, now=at(201), actor="t")
+    # Only the copy still a duplicate is offered; the rejected one stays as decided.
+    assert [doc_id for doc_id, _ in recheck_lost(sh.ledger, store, now=at(300))] == [d]
+    assert sh.ledger.get(b).state == State.REJECTED.value
+    assert sh.audit(at(301)) == []
