@@ -32,7 +32,8 @@ from agent.extract.ofd_package import (OfdPackage, OfdPage, document_pages, file
                                        parse_part, tag_files, tag_refs)
 from agent.extract.qr import apply_qr, decode_qr_bytes, parse_qr
 from agent.extract.sniff import sniff
-from agent.extract.xml import parse_date, parse_decimal, parse_money, parse_rate, read_fp_invoice, read_shudian
+from agent.extract.xml import read_fp_invoice, read_shudian
+from agent.extract.xml_values import parse_date, parse_decimal, parse_money, parse_rate
 from agent.extract.xml_parse import local_name, parse_xml, text_of
 from agent.model import MONEY_FIELDS, Invoice, LineItem, Problem, values_differ
 from agent.safezip import ZipLimits, open_zip

@@ -21,7 +21,7 @@ from agent.extract import labels as L
 from agent.extract.qr import several_faces_problem
 from agent.extract.text_items import parse_items
 from agent.extract.text_parties import read_parties
-from agent.extract.xml import impossible_date
+from agent.extract.xml_values import impossible_date
 from agent.model import Invoice, LineItem, Problem
 from agent.textchars import INVISIBLE, has_invisible
 

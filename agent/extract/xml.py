@@ -14,35 +14,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import re
 import unicodedata
-from decimal import Decimal, InvalidOperation
 from xml.etree.ElementTree import Element
 
 from agent.errors import ExtractError
 from agent.extract.qr import apply_qr, decode_qr_bytes, parse_qr
 from agent.extract.xml_parse import Tags, local_name, parse_xml, text_of
+from agent.extract.xml_values import (GLUED_DATE_RE, GROUPED_RE, NO_TAX_MARKS, date_shape, id_digits, impossible_date,
+                                      parse_date, parse_decimal, parse_money, parse_rate, printed_name)
 from agent.model import Invoice, LineItem, Problem
-from agent.textchars import has_invisible
 
 FP_NAMESPACE = "http://www.edrm.org.cn/schema/e-invoice/2019"
-_CENT = Decimal("0.01")
-# A number as xs:decimal writes one (digits of any script, which Decimal
-# reads): Decimal alone also takes "2_0.00" as 20 and "2E0" as 2, which no
-# invoice writes; such text is unreadable, never a guess.
-_PLAIN_NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
-# Year, month and day with no digit glued on either side: "2023-02-230" or
-# "12023-02-23" holds the shape of 23 February 2023 and says another thing
-# (a typo, a forgery's trace): no date is read from it, and it is named.
-_DATE_RE = re.compile(r"(?<!\d)(\d{4})\s*[-年/.]\s*(\d{1,2})\s*[-月/.]\s*(\d{1,2})(?!\d)")
-_GLUED_DATE_RE = re.compile(r"\d{4}\s*[-年/.]\s*\d+\s*[-月/.]\s*\d+")
-_NO_TAX_MARKS = frozenset({"***", "**", "*", "免税", "不征税"})
-
-# A comma in an amount is read only as thousands grouping ("1,234.50"): 1-3
-# digits (not led by 0), then groups of exactly 3, decimals after a '.'. Any
-# other comma ("2,00", "0,060") may be a decimal comma: no reading is sure.
-_GROUPED_RE = re.compile(r"[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?")
 # The elements each layout reads as numbers (sums, line amounts, prices, rates).
 _SHUDIAN_NUMBERS = frozenset({"TotalAmWithoutTax", "TotalTaxAm", "TotalTax-includedAmount", "Amount",
                               "ComTaxAm", "TaxRate", "UnPrice", "Quantity", "TotaltaxIncludedAmount"})
@@ -56,37 +39,6 @@ _SHUDIAN_TAGS = _SHUDIAN_NUMBERS | {
 _FP_TAGS = _FP_NUMBERS | {
     "InvoiceCode", "InvoiceNo", "InvoiceCheckCode", "BuyerTaxID", "SellerTaxID", "IssueDate",
     "TaxInclusiveTotalAmountWithWords", "BuyerName", "SellerName", "GoodsInfo", "GraphCode"}
-
-
-def parse_money(text: str | None, *, grouping: bool = True) -> Decimal | None:
-    """A money amount as Decimal; None for empty, `***` (免税) or unreadable text.
-
-    Currency signs and spaces are ignored, and commas (, or ，) that group
-    thousands; a comma that does not, or any comma when not `grouping`
-    (the document writes decimal commas), makes the text unreadable: None,
-    never a guess. Amounts that are whole cents are quantized to two places
-    so "0.120000" reads as 0.12.
-    """
-    if text is None:
-        return None
-    cleaned = re.sub(r"[\s¥￥]", "", text).replace("，", ",")
-    if "," in cleaned:
-        if not grouping or not _GROUPED_RE.fullmatch(cleaned):
-            return None
-        cleaned = cleaned.replace(",", "")
-    if not cleaned or cleaned in _NO_TAX_MARKS or not _PLAIN_NUMBER_RE.fullmatch(cleaned):
-        return None
-    try:
-        value = Decimal(cleaned)
-    except InvalidOperation:
-        return None
-    if not value.is_finite():
-        return None
-    try:
-        cents = value.quantize(_CENT)
-    except InvalidOperation:  # more digits than the context holds
-        return None
-    return cents if cents == value else value
 
 
 def _decimal_comma(tree: "Tags", tags: frozenset[str]) -> str | None:
@@ -103,41 +55,9 @@ def _decimal_comma(tree: "Tags", tags: frozenset[str]) -> str | None:
     for el in tree.named(*sorted(tags)):
         if has_comma(el):
             text = re.sub(r"[\s¥￥]", "", el.text).replace("，", ",")
-            if re.fullmatch(r"[+-]?[\d,]*\d(?:\.\d+)?", text) and not _GROUPED_RE.fullmatch(text):
+            if re.fullmatch(r"[+-]?[\d,]*\d(?:\.\d+)?", text) and not GROUPED_RE.fullmatch(text):
                 return el.text.strip()
     return None
-
-
-_ZONED_RE = re.compile(r"\s*(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(Z|[+-]\d{2}:?\d{2})\s*")
-_CHINA = dt.timezone(dt.timedelta(hours=8))
-
-
-def parse_date(text: str | None) -> dt.date | None:
-    """A date from `2022年05月05日`, `2023-02-23 10:08:05`, `20200805` ...; None if unreadable.
-    A moment written with its UTC offset (`2023-02-22T23:30:00-08:00`) is
-    the day it was in China (UTC+8), where invoices are dated."""
-    if text and has_invisible(text):
-        return None   # `2025-01-1<ZWSP>5` holds the shape of 1 January: no reading
-    if text and (zoned := _ZONED_RE.fullmatch(text)):
-        try:
-            moment = dt.datetime.fromisoformat(f"{zoned[1]}T{zoned[2]}{zoned[3].replace('Z', '+00:00')}")
-            return moment.astimezone(_CHINA).date()
-        except ValueError:
-            return None
-    m = _date_shape(text)
-    if not m:
-        return None
-    try:
-        return dt.date(int(m[1]), int(m[2]), int(m[3]))
-    except ValueError:
-        return None
-
-
-def _date_shape(text: str | None) -> re.Match | None:
-    # Year, month and day in one of the shapes `parse_date` reads, real or not.
-    if not text:
-        return None
-    return _DATE_RE.search(text) or re.fullmatch(r"\s*(\d{4})(\d{2})(\d{2})\s*", text)
 
 
 def _offer_date(inv: Invoice, text: str | None, source: str) -> None:
@@ -147,54 +67,10 @@ def _offer_date(inv: Invoice, text: str | None, source: str) -> None:
         return
     date = parse_date(text)
     inv.offer("date", date, source)
-    if date is None and (m := _date_shape(text)):
+    if date is None and (m := date_shape(text)):
         inv.problems.append(impossible_date(m.group().strip()))
-    elif date is None and text and _GLUED_DATE_RE.search(text):
+    elif date is None and text and GLUED_DATE_RE.search(text):
         inv.problems.append(impossible_date(text.strip()[:40]))
-
-
-def impossible_date(text: str) -> Problem:
-    """The error for a 开票日期 written in a date's shape that is no real date."""
-    return Problem("date-impossible", "error", field="date",
-                   message=f"开票日期 {text!r} is not a real date; left empty for 补录",
-                   message_zh=f"开票日期 {text} 不是真实存在的日期，留空待补录")
-
-
-def parse_rate(text: str | None) -> tuple[Decimal | None, str | None]:
-    """(rate as a fraction, rate as printed) from `0.13`, `13%` or `免税`."""
-    if text is None:
-        return None, None
-    t = text.strip()
-    if not t:
-        return None, None
-    try:
-        if t.endswith("%"):
-            rate = Decimal(t[:-1]) / 100
-        else:
-            rate = Decimal(t)
-    except InvalidOperation:
-        return None, t  # 免税, 不征税 ...: no numeric rate
-    rate = rate.normalize()
-    shown = f"{(rate * 100).normalize():f}%"
-    return rate, (t if t.endswith("%") else shown)
-
-
-def _digits(text: str | None) -> str | None:
-    # Full-width digits and letters (２３４４…) are the same id: NFKC makes
-    # them the ASCII the invoice key, duplicate checks and validation use.
-    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text)) if text else None
-
-
-_CJK_WIDE = r"[\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef]"
-
-
-def _name(text: str | None) -> str | None:
-    """A name as printed: a pretty-printer's line break (and its indent)
-    inside it is removed between CJK characters and one space elsewhere."""
-    if not text:
-        return None
-    return re.sub(rf"(?<={_CJK_WIDE})\s*\n\s*(?={_CJK_WIDE})", "", text).replace("\r", "") \
-        if "\n" in text else text
 
 
 def _sole_text(inv: Invoice, tags: Tags, field: str, *names: str) -> str | None:
@@ -292,7 +168,7 @@ def read_shudian(root: Element, source: str = "xml") -> Invoice:
     whose elements repeat with different values is left empty
     (`_sole_text`)."""
     inv, tags = Invoice(), Tags(root, _SHUDIAN_TAGS)
-    inv.offer("number", _digits(_sole_text(inv, tags, "number", "InvoiceNumber", "EIid")), source)
+    inv.offer("number", id_digits(_sole_text(inv, tags, "number", "InvoiceNumber", "EIid")), source)
     issue = _sole_text(inv, tags, "date", "IssueTime")
     # The request time is the date only when no issue time is printed: an
     # unreadable one leaves the date empty rather than take another day.
@@ -301,10 +177,10 @@ def read_shudian(root: Element, source: str = "xml") -> Invoice:
     comma = _decimal_comma(tags, _SHUDIAN_NUMBERS)
     _offer_sums(inv, tags, source, ("TotalAmWithoutTax", "TotalTaxAm", "TotalTax-includedAmount",
                                     "TotalTax-includedAmountInChinese"), comma)
-    inv.offer("seller_name", _name(_sole_text(inv, tags, "seller_name", "SellerName")), source)
-    inv.offer("seller_tax_id", _digits(_sole_text(inv, tags, "seller_tax_id", "SellerIdNum")), source)
-    inv.offer("buyer_name", _name(_sole_text(inv, tags, "buyer_name", "BuyerName")), source)
-    inv.offer("buyer_tax_id", _digits(_sole_text(inv, tags, "buyer_tax_id", "BuyerIdNum")), source)
+    inv.offer("seller_name", printed_name(_sole_text(inv, tags, "seller_name", "SellerName")), source)
+    inv.offer("seller_tax_id", id_digits(_sole_text(inv, tags, "seller_tax_id", "SellerIdNum")), source)
+    inv.offer("buyer_name", printed_name(_sole_text(inv, tags, "buyer_name", "BuyerName")), source)
+    inv.offer("buyer_tax_id", id_digits(_sole_text(inv, tags, "buyer_tax_id", "BuyerIdNum")), source)
     inv.items.extend(_line_items(inv, tags, "IssuItemInformation", name="ItemName", tax="ComTaxAm",
                                  rate="TaxRate", price="UnPrice", grouping=comma is None))
     offer_qr_text(inv, tags.text_of("GraphCode", "QRCode"))
@@ -369,13 +245,13 @@ def read_fp_invoice(root: Element, source: str = "xml") -> Invoice:
     inv, tags = Invoice(), Tags(root, _FP_TAGS)
     for field, tag in (("code", "InvoiceCode"), ("number", "InvoiceNo"), ("check_code", "InvoiceCheckCode"),
                        ("buyer_tax_id", "BuyerTaxID"), ("seller_tax_id", "SellerTaxID")):
-        inv.offer(field, _digits(_sole_text(inv, tags, field, tag)), source)
+        inv.offer(field, id_digits(_sole_text(inv, tags, field, tag)), source)
     _offer_date(inv, _sole_text(inv, tags, "date", "IssueDate"), source)
     comma = _decimal_comma(tags, _FP_NUMBERS)
     _offer_sums(inv, tags, source, ("TaxExclusiveTotalAmount", "TaxTotalAmount", "TaxInclusiveTotalAmount",
                                     "TaxInclusiveTotalAmountWithWords"), comma)
-    inv.offer("buyer_name", _name(_sole_text(inv, tags, "buyer_name", "BuyerName")), source)
-    inv.offer("seller_name", _name(_sole_text(inv, tags, "seller_name", "SellerName")), source)
+    inv.offer("buyer_name", printed_name(_sole_text(inv, tags, "buyer_name", "BuyerName")), source)
+    inv.offer("seller_name", printed_name(_sole_text(inv, tags, "seller_name", "SellerName")), source)
     inv.items.extend(_line_items(inv, tags, "GoodsInfo", name="Item", tax="TaxAmount", rate="TaxScheme",
                                  price="Price", grouping=comma is None))
     graph = tags.text_of("GraphCode")
@@ -385,17 +261,6 @@ def read_fp_invoice(root: Element, source: str = "xml") -> Invoice:
             message="fp:GraphCode holds neither an invoice QR payload nor a readable QR image",
             message_zh="fp:GraphCode 不是可识别的发票二维码"))
     return inv
-
-
-def parse_decimal(text: str | None) -> Decimal | None:
-    """A quantity or unit price as Decimal; None when empty or unreadable."""
-    if not text or not _PLAIN_NUMBER_RE.fullmatch(text.strip()):
-        return None
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        return None
-    return value if value.is_finite() else None
 
 
 def _offer_sums(inv: Invoice, tree: Tags, source: str, tags: tuple[str, str, str, str], comma: str | None) -> None:
@@ -409,7 +274,7 @@ def _offer_sums(inv: Invoice, tree: Tags, source: str, tags: tuple[str, str, str
 def _offer_money(inv: Invoice, name: str, text: str | None, source: str, comma: str | None) -> None:
     # `comma`: a number of the document whose comma is a decimal one, if any.
     value = parse_money(text, grouping=comma is None)
-    if value is None and text and text.strip() not in _NO_TAX_MARKS:
+    if value is None and text and text.strip() not in NO_TAX_MARKS:
         why, why_zh = "", ""
         if "," in text or "，" in text:
             why = (f": this XML also writes {comma!r}, a decimal comma, so none of its commas surely groups "
