@@ -40,6 +40,9 @@ def parse_message(data: bytes, limits: MailLimits = DEFAULT_MAIL_LIMITS) -> Pars
     (an mbox, or messages written one after another) has each read, within
     the one file's limits; text after a multipart's close delimiter that is
     not a further message is refused (trailing-content), never dropped.
+    Each message of such a file has its own `max_parts` and
+    `max_attachments`; the file reads at most `max_file_parts` parts, and
+    the messages past them are refused by number (too-many-parts).
     A message with bare CR line ends and no LF at all is read as if its
     line ends were LF.
     """
@@ -56,8 +59,9 @@ def parse_message(data: bytes, limits: MailLimits = DEFAULT_MAIL_LIMITS) -> Pars
     collector = _Collector(limits)
     pending = split_mbox(data)
     messages: list[tuple[MailHeaders, slice, slice]] = []  # headers, its attachments, its refusals
-    while pending and collector.parts_seen <= limits.max_parts:
+    while pending and collector.parts_seen < limits.max_file_parts:
         span = pending.pop(0)
+        collector.begin_message()
         try:
             root = read_part(span)
         except HeaderTooLarge as e:
@@ -74,6 +78,14 @@ def parse_message(data: bytes, limits: MailLimits = DEFAULT_MAIL_LIMITS) -> Pars
         messages.append((head, slice(a0, len(collector.attachments)), slice(r0, len(collector.refusals))))
         if following is not None:
             pending.insert(0, following)
+    if pending:
+        # The file's budget is spent: the messages left are named, never
+        # dropped (the file itself is kept in the vault).
+        first = len(messages) + 1
+        more = f"messages {first} to {first + len(pending) - 1}" if len(pending) > 1 else f"message {first}"
+        collector.refuse(f"message-{first}", "too-many-parts",
+                         f"{more} of the file not read: its first {len(messages)} messages hold "
+                         f"{collector.parts_seen} MIME parts, the limit for one file is {limits.max_file_parts}")
     if len(messages) == 1:
         head = messages[0][0]
         return ParsedMail(head.message_id, head.from_, head.subject, head.date,

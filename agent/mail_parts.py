@@ -37,14 +37,28 @@ class _Collector:
         self.limits = limits
         self.attachments: list[Attachment] = []
         self.refusals: list[Refusal] = []
-        self.total_bytes = 0
-        self.parts_seen = 0
+        self.total_bytes = 0  # the file's: the attachments are held in memory until captured
+        self.parts_seen = 0  # the file's, all its messages (mail.py bounds a file of many)
+        # Counts and limits per message: each message of an mbox is read
+        # within its own max_parts and max_attachments (`begin_message`).
+        self.message_parts = 0
+        self.message_first = 0  # where the message being walked begins in `attachments`
         self.index = 0
         self.following: Span | None = None  # a message written after the one walked
         self.unclosed = False  # a multipart of the file ended without its close delimiter
 
     def refuse(self, filename: str, reason: str, detail: str = "") -> None:
         self.refusals.append(Refusal(filename, reason, detail))
+
+    def begin_message(self) -> None:
+        """The next parts are a new message's: its own part and attachment
+        counts start at nought (a file's later messages are not refused for
+        what its earlier ones held)."""
+        self.message_parts = 0
+        self.message_first = len(self.attachments)
+
+    def _attachments_full(self) -> bool:
+        return len(self.attachments) - self.message_first >= self.limits.max_attachments
 
     def walk(self, root: Part) -> Span | None:
         """Visit `root`'s parts; return a further message found after its
@@ -56,7 +70,8 @@ class _Collector:
         while stack:
             item, nested, depth = stack.pop()
             self.parts_seen += 1
-            if self.parts_seen > self.limits.max_parts:
+            self.message_parts += 1
+            if self.message_parts > self.limits.max_parts:
                 self.refuse("(rest of message)", "too-many-parts",
                             f"more than {self.limits.max_parts} MIME parts; the rest were not read")
                 return None
@@ -97,7 +112,7 @@ class _Collector:
                 self.refuse(display_name(part.headers), "undecodable", "embedded message cannot be decoded")
                 return []
             return [(inner if isinstance(inner, Span) else whole(inner), nested + 1, depth + 1)]
-        limit = self.limits.max_parts - self.parts_seen + 1
+        limit = self.limits.max_parts - self.message_parts + 1
         split = split_multipart(part.body, boundary, limit)
         if split is None:
             return None  # no delimiter at all: the stdlib reads it as one part too
@@ -177,7 +192,7 @@ class _Collector:
         name = sanitise_filename(raw_name, fmt, self.index)
         shown = f"{from_zip}/{name}" if from_zip else name
         lim = self.limits
-        if len(self.attachments) >= lim.max_attachments:
+        if self._attachments_full():
             self.refuse(shown, "too-many-attachments", f"limit is {lim.max_attachments} per message")
         elif not data or fmt == "empty":
             self.refuse(shown, "empty", "zero bytes or only whitespace")
@@ -220,7 +235,7 @@ class _Collector:
             self.refuse(f"{shown}/{display_text(skipped.raw_name)}", skipped.reason, "zip member not read")
         for member_name in archive.names():
             member_shown = f"{shown}/{member_name}"
-            if len(self.attachments) >= self.limits.max_attachments:
+            if self._attachments_full():
                 self.refuse(member_shown, "too-many-attachments",
                             f"limit is {self.limits.max_attachments} per message")
                 continue

@@ -31,7 +31,10 @@ class MailLimits:
     max_attachment_bytes: int = 50 * 1024 * 1024  # zip members can outgrow the message
     max_total_bytes: int = 100 * 1024 * 1024
     min_image_bytes: int = 20 * 1024  # below this an image is a logo or signature
-    max_parts: int = 5000
+    max_parts: int = 5000  # per message, as max_attachments is
+    # A file of many messages (an mbox) reads each within the limits above,
+    # and at most this many parts in all (the time one file may hold intake).
+    max_file_parts: int = 100_000
     max_nested_messages: int = 1  # levels of message/rfc822 to descend
     zip_limits: ZipLimits = _MAIL_ZIP_LIMITS
 

@@ -1,0 +1,91 @@
+"""The e-mail drop folder as real mail clients and an attacker write it
+(attack M2): an mbox of many messages, a uuencoded invoice in a message's
+text, a forward of a forward. Real samples, real SQLite, the daemon's own
+Intake."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+
+import pytest
+
+from agent.config import WatchConfig
+from agent.ledger import Ledger
+from agent.mail import MailLimits, parse_message
+from agent.vault import Vault
+from service.intake import Intake
+
+NOW = "2026-12-06T10:00:00.000000Z"
+TODAY = dt.date(2026, 12, 6)
+
+
+@pytest.fixture(scope="module")
+def pdfs(samples_dir) -> dict[str, bytes]:
+    folder = samples_dir / "mxvc__invoice"
+    return {n: (folder / n).read_bytes() for n in ("发票.pdf", "发票2.pdf", "65.32.pdf")}
+
+
+def mbox_message(number: int, name: str, data: bytes) -> bytes:
+    """One message of an mbox as fetchmail or Thunderbird writes it (LF line ends)."""
+    return (f"From fin@corp.cn Mon Nov  2 10:00:{number % 60:02d} 2026\n"
+            f"From: fin@corp.cn\nMessage-ID: <m{number}@corp.cn>\nSubject: invoice {number}\n"
+            'MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="B"\n\n'
+            "--B\nContent-Type: text/plain\n\nsee attached\n"
+            f'--B\nContent-Type: application/pdf\nContent-Disposition: attachment; filename="{name}"\n'
+            "Content-Transfer-Encoding: base64\n\n").encode() + base64.encodebytes(data) + b"--B--\n\n"
+
+
+def filler_pdf(number: int) -> bytes:
+    return b"%PDF-1.4\n%" + f"filler {number} ".encode() * 20 + b"\n%%EOF\n"
+
+
+# --- an mbox of many messages: limits per message, not per file ---------------------
+
+def test_every_message_of_a_large_mbox_has_its_invoice_taken(pdfs):
+    # 120 messages of one invoice each: the 50-attachment limit is one
+    # message's; it once counted the whole file, refusing messages 51..120
+    # as "limit is 50 per message" and the real invoice last in the file.
+    data = b"".join(mbox_message(n, f"inv{n}.pdf", filler_pdf(n)) for n in range(119)) \
+        + mbox_message(119, "发票.pdf", pdfs["发票.pdf"])
+    parsed = parse_message(data)
+    assert parsed.refusals == []
+    assert parsed.messages == 120 and len(parsed.attachments) == 120
+    assert (parsed.attachments[-1].filename, parsed.attachments[-1].data) == ("发票.pdf", pdfs["发票.pdf"])
+    assert parsed.attachments[-1].mail.message_id == "<m119@corp.cn>"
+
+
+def test_one_message_is_still_held_to_its_attachment_limit_within_an_mbox():
+    crowded = (b"From x@y Mon Nov  2 10:00:00 2026\nFrom: x@y\nMessage-ID: <c@x>\n"
+               b'MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="B"\n\n'
+               + b"".join(f'--B\nContent-Type: application/pdf\nContent-Disposition: attachment; '
+                          f'filename="p{i}.pdf"\n\n'.encode() + filler_pdf(i) + b"\n" for i in range(4))
+               + b"--B--\n\n")
+    parsed = parse_message(crowded + mbox_message(1, "after.pdf", filler_pdf(99)), MailLimits(max_attachments=3))
+    assert [a.filename for a in parsed.attachments] == ["p0.pdf", "p1.pdf", "p2.pdf", "after.pdf"]
+    assert [(r.filename, r.reason) for r in parsed.refusals] == [("p3.pdf", "too-many-attachments")]
+
+
+def test_messages_past_the_files_part_budget_are_refused_by_number():
+    data = b"".join(mbox_message(n, f"inv{n}.pdf", filler_pdf(n)) for n in range(10))
+    parsed = parse_message(data, MailLimits(max_file_parts=9))  # three parts a message
+    assert [a.filename for a in parsed.attachments] == ["inv0.pdf", "inv1.pdf", "inv2.pdf"]
+    [refusal] = parsed.refusals
+    assert (refusal.filename, refusal.reason) == ("message-4", "too-many-parts")
+    assert refusal.detail.startswith("messages 4 to 10 of the file not read")
+
+
+def test_the_daemons_intake_takes_every_invoice_of_a_large_mbox(tmp_path, pdfs):
+    (tmp_path / "mail").mkdir()
+    data = b"".join(mbox_message(n, f"inv{n}.pdf", filler_pdf(n)) for n in range(79)) \
+        + mbox_message(79, "发票.pdf", pdfs["发票.pdf"])
+    (tmp_path / "mail" / "inbox.mbox").write_bytes(data)
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+        intake = Intake(ledger, Vault(tmp_path / "vault"), max_bytes=10 << 20, mail_limits=MailLimits(),
+                        actor="t")
+        watch = WatchConfig(path=tmp_path / "mail", kind="email", after="keep")
+        with intake.group(now=NOW, today=TODAY):
+            intake.take(watch.path / "inbox.mbox", watch, now=NOW, today=TODAY)
+        names = {d.original_name for d in ledger.list_documents(limit=0)}
+        assert len(names) == 80 and "发票.pdf" in names
+        assert ledger.refusals() == []
