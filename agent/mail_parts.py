@@ -9,14 +9,15 @@ keeps both modules short.
 
 from __future__ import annotations
 
+import binascii
 import re
 
 from agent.errors import ExtractError
 from agent.extract.sniff import sniff
 from agent.filenames import readable_name
 from agent.mail_types import Attachment, MailLimits, Refusal
-from agent.mailnames import (MEDIA_TYPES, content_type, disposition, display_name, display_text, filename_of,
-                             header_text, sanitise_filename)
+from agent.mailnames import (MEDIA_TYPES, content_type, decode_bytes, disposition, display_name, display_text,
+                             filename_of, header_text, sanitise_filename)
 from agent.mime import (HeaderTooLarge, Multipart, Part, Span, boundary_of, decode_body, decoded_size_bound,
                         looks_like_message, outside_parts, read_part, split_multipart, transfer_encoding, whole)
 from agent.safezip import SafeZip, open_zip
@@ -155,6 +156,8 @@ class _Collector:
         ctype = content_type(part.headers)
         if raw_name is None and disposition(part.headers) != "attachment" and ctype in _BODY_TYPES \
                 and not (ctype == "text/plain" and self._invoice_xml(part)):
+            if ctype == "text/plain":
+                self._uuencoded(part)
             return  # the message body, not an attachment
         self.index += 1
         display = sanitise_filename(raw_name, "unknown", self.index)
@@ -169,6 +172,24 @@ class _Collector:
             self.refuse(display, "undecodable", "the part's content cannot be decoded")
             return
         self._take(data, raw_name, from_zip=None)
+
+    def _uuencoded(self, part: Part) -> None:
+        """Files uuencoded into the message's text (`begin 644 name` ...
+        `end`, as old mailers and some scanners' mail send them): each taken
+        as an attachment, one cut off before its `end` refused by name."""
+        body = part.body
+        if not _UU_BEGIN.search(body.data, body.start, body.end) \
+                or decoded_size_bound(part) > self.limits.max_attachment_bytes:
+            return  # (a text that large was never a message's text: the part limits refuse it)
+        text = decode_body(part)
+        for raw_name, data in uuencoded_files(text or b""):
+            self.index += 1
+            name = decode_bytes(raw_name, None)[0]
+            if data is None:
+                self.refuse(sanitise_filename(name, "unknown", self.index), "undecodable",
+                            "uuencoded in the message's text without its end line: cut off")
+            else:
+                self._take(data, name, from_zip=None)
 
     def _invoice_xml(self, part: Part) -> bool:
         """Is this unnamed text body an invoice XML (sent as the message's text)?
@@ -293,6 +314,42 @@ def _message_name(part: Part) -> str:
             pass
     ctype = content_type(part.headers)
     return display_text(f"{ctype} «{subject}»") if subject else ctype
+
+
+# A uuencoded file's first line (the mode, then the name).
+_UU_BEGIN = re.compile(rb"^begin +[0-7]{3,4} +([^\r\n]*?)[ \t]*\r?$", re.MULTILINE)
+
+
+def uuencoded_files(text: bytes) -> list[tuple[bytes, bytes | None]]:
+    """Each file uuencoded in `text`: its name as written, and its bytes,
+    or None when a line cannot be decoded or its `end` line never comes
+    (never a file cut short passed on as whole)."""
+    found: list[tuple[bytes, bytes | None]] = []
+    pos = 0
+    while hit := _UU_BEGIN.search(text, pos):
+        at = hit.end() + 1
+        data, whole_file = bytearray(), False
+        while at < len(text):
+            stop = text.find(b"\n", at)
+            stop = len(text) if stop < 0 else stop
+            line, at = text[at:stop].rstrip(b"\r"), stop + 1
+            if line.rstrip() == b"end":
+                whole_file = True
+                break
+            if not line.strip():
+                continue  # the length-0 line before `end`, its space stripped by a mailer
+            try:
+                data += binascii.a2b_uu(line)
+            except binascii.Error:
+                # Some encoders pad a line past its length: read only what it declares.
+                try:
+                    data += binascii.a2b_uu(line[:(((line[0] - 32) & 63) * 4 + 5) // 3])
+                except binascii.Error:
+                    break
+        if whole_file or data:  # else prose that happens to read "begin 600 units"
+            found.append((hit.group(1), bytes(data) if whole_file else None))
+        pos = at
+    return found
 
 
 def _looks_like_html(data: bytes) -> bool:

@@ -6,6 +6,7 @@ Intake."""
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 
 import pytest
@@ -88,4 +89,48 @@ def test_the_daemons_intake_takes_every_invoice_of_a_large_mbox(tmp_path, pdfs):
             intake.take(watch.path / "inbox.mbox", watch, now=NOW, today=TODAY)
         names = {d.original_name for d in ledger.list_documents(limit=0)}
         assert len(names) == 80 and "发票.pdf" in names
+        assert ledger.refusals() == []
+
+
+# --- a file uuencoded into the message's text ----------------------------------------
+
+def uuencoded(name: str, data: bytes) -> bytes:
+    """`data` as uuencode writes it (45 bytes a line, a length-0 line, `end`)."""
+    lines = [binascii.b2a_uu(data[i:i + 45]) for i in range(0, len(data), 45)]
+    return f"begin 644 {name}\n".encode("gbk") + b"".join(lines) + b"`\nend\n"
+
+
+def uu_message(body: bytes) -> bytes:
+    return (b"From: scanner@corp.cn\r\nMessage-ID: <uu@corp.cn>\r\nSubject: scan\r\n"
+            b"Content-Type: text/plain; charset=gbk\r\n\r\n" + body)
+
+
+def test_an_invoice_uuencoded_in_the_text_is_taken_and_one_cut_off_is_refused(pdfs):
+    text = "请查收 begin 600 units of work\n\n".encode("gbk")  # prose: no file
+    parsed = parse_message(uu_message(text + uuencoded("发票.pdf", pdfs["发票.pdf"]) + b"\nthanks\n"))
+    assert [(a.filename, a.data) for a in parsed.attachments] == [("发票.pdf", pdfs["发票.pdf"])]
+    assert parsed.refusals == []
+
+    cut = uuencoded("65.32.pdf", pdfs["65.32.pdf"])[:5000]
+    parsed = parse_message(uu_message(text + cut))
+    assert parsed.attachments == []
+    assert [(r.filename, r.reason) for r in parsed.refusals] == [("65.32.pdf", "undecodable")]
+
+
+def test_the_daemons_intake_makes_a_document_of_a_uuencoded_invoice(tmp_path, pdfs):
+    # It was taken as a message without attachments: refused "no-attachment".
+    (tmp_path / "mail").mkdir()
+    part = (b"--U\r\nContent-Type: text/plain\r\n\r\nsee below\r\n\r\n"
+            + uuencoded("65.32.pdf", pdfs["65.32.pdf"]).replace(b"\n", b"\r\n") + b"--U--\r\n")
+    (tmp_path / "mail" / "old-mailer.eml").write_bytes(
+        b"From: a@corp.cn\r\nMessage-ID: <old@corp.cn>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="U"\r\n\r\n' + part)
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+        intake = Intake(ledger, Vault(tmp_path / "vault"), max_bytes=10 << 20, mail_limits=MailLimits(),
+                        actor="t")
+        watch = WatchConfig(path=tmp_path / "mail", kind="email", after="keep")
+        with intake.group(now=NOW, today=TODAY):
+            intake.take(watch.path / "old-mailer.eml", watch, now=NOW, today=TODAY)
+        [doc] = ledger.list_documents(limit=0)
+        assert doc.original_name == "65.32.pdf"
         assert ledger.refusals() == []
