@@ -60,7 +60,7 @@ _SCALAR_SCHEMAS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
                       "drill_weekday": (str, "mon"), "drill_time": (str, "03:30"),
                       "drill_sample": (int, 20), "drill_max_age_days": (float, 8.0)},
     "mail": {"min_inline_image_kb": (int, 20), "max_attachments": (int, 50),
-             "max_message_mb": (int, 50)},
+             "max_message_mb": (int, 50), "max_nested_messages": (int, 3)},
     # timeout_s: a document still being read after this is stopped and
     # quarantined (extract-timeout), so a hostile file holds a worker no longer.
     # ocr_idle_unload_s: a worker idle this long after OCR is replaced by a

@@ -134,3 +134,32 @@ def test_the_daemons_intake_makes_a_document_of_a_uuencoded_invoice(tmp_path, pd
         [doc] = ledger.list_documents(limit=0)
         assert doc.original_name == "65.32.pdf"
         assert ledger.refusals() == []
+
+
+# --- a forward of a forward ----------------------------------------------------------
+
+def forwarded(subject: str, inner: bytes, boundary: str) -> bytes:
+    """`inner` forwarded as an attachment (message/rfc822), as Outlook and Foxmail do."""
+    return (f"From: fwd@corp.cn\r\nSubject: {subject}\r\nMessage-ID: <{boundary}@corp.cn>\r\nMIME-Version: 1.0\r\n"
+            f'Content-Type: multipart/mixed; boundary="{boundary}"\r\n\r\n--{boundary}\r\n'
+            f"Content-Type: text/plain\r\n\r\nFYI\r\n--{boundary}\r\nContent-Type: message/rfc822\r\n\r\n"
+            ).encode() + inner + f"\r\n--{boundary}--\r\n".encode()
+
+
+def test_an_invoice_forwarded_three_times_is_taken_and_a_fourth_level_refused(pdfs):
+    # The supplier's mail, forwarded by the employee, by the manager, and
+    # by the assistant to the finance mailbox. One level was read by
+    # default: the invoice was refused nested-too-deep at the second.
+    supplier = (b"From: seller@supplier.cn\r\nSubject: invoice\r\nMessage-ID: <s@supplier.cn>\r\n"
+                b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="S"\r\n\r\n'
+                b'--S\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename="inv.pdf"\r\n'
+                b"Content-Transfer-Encoding: base64\r\n\r\n"
+                + base64.encodebytes(pdfs["发票2.pdf"]).replace(b"\n", b"\r\n") + b"--S--\r\n")
+    three = forwarded("Fwd: Fwd: Fwd", forwarded("Fwd: Fwd", forwarded("Fwd", supplier, "E"), "M"), "A")
+    parsed = parse_message(three)
+    assert [(a.filename, a.data) for a in parsed.attachments] == [("inv.pdf", pdfs["发票2.pdf"])]
+    assert parsed.refusals == []
+    four = parse_message(forwarded("Fwd x4", three, "F"))
+    assert four.attachments == [] and [r.reason for r in four.refusals] == ["nested-too-deep"]
+    # The depth is the operator's: [mail] max_nested_messages.
+    assert MailLimits.from_config({"max_nested_messages": 4}).max_nested_messages == 4

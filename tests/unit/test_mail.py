@@ -341,7 +341,7 @@ def test_size_limits_per_attachment_and_per_message():
     assert exc.value.reason == "limit-exceeded"
 
 
-def test_nested_rfc822_is_read_one_level_deep_only():
+def test_nested_rfc822_is_read_as_deep_as_the_limit():
     inner = raw_mail(b64_part(PDF, b'; filename="inner.pdf"'), boundary="in1").replace(b"<m1@", b"<m2@")
     deepest = raw_mail(b64_part(PDF, b'; filename="deep.pdf"'), boundary="in3")
     deeper = raw_mail(b"Content-Type: message/rfc822\r\n\r\n" + deepest, boundary="in2")
@@ -349,10 +349,12 @@ def test_nested_rfc822_is_read_one_level_deep_only():
         b"Content-Type: message/rfc822\r\nContent-Disposition: attachment; filename=\"fwd.eml\"\r\n\r\n" + inner,
         b"Content-Type: message/rfc822\r\n\r\n" + deeper,
     )
-    parsed = parse_message(msg)
+    parsed = parse_message(msg, MailLimits(max_nested_messages=1))
     assert parsed.message_id == "<m1@example.cn>"
     assert [a.filename for a in parsed.attachments] == ["inner.pdf"]
     assert [r.reason for r in parsed.refusals] == ["nested-too-deep"]
+    # The default reads a forward of a forward.
+    assert [a.filename for a in parse_message(msg).attachments] == ["inner.pdf", "deep.pdf"]
 
 
 def test_base64_encoded_rfc822_attachment_is_parsed():
