@@ -13,7 +13,10 @@ QR always is.
 OCR misreads, so nothing it reads is taken on trust:
 - the QR (CRC-checked) stays the authority for the fields it carries; an OCR
   reading that disagrees is a warning, not a conflict that would quarantine
-  a genuine invoice for a smudge;
+  a genuine invoice for a smudge; but a print that differs in two of the
+  QR's identity values (代码, 号码, date, 校验码) is another invoice's (a QR
+  pasted over it), and an amount the print confirms itself that differs
+  from the QR's is a forged QR: conflicts, not warnings (`ocr_compare`);
 - a value that fails its own check is dropped with a warning instead of
   stored: a tax id of no valid form (a wrong 统一社会信用代码 check digit, a
   wrong length), money where 金额 + 税额 != 价税合计, a 大写 that does not
@@ -34,6 +37,7 @@ from typing import Any, Callable, ContextManager
 
 from PIL import Image
 
+from agent.extract.ocr_compare import compare_with_qr
 from agent.extract.ocr_engine import (MAX_SIDE, engine_installed, give_back_memory, read_boxes, read_mosaic,
                                       recognise_lines, set_threads, unavailable_reason)
 from agent.extract.ocr_frame import DIGITAL, LAYOUTS, QrFrame, mosaic
@@ -41,7 +45,7 @@ from agent.extract.ocr_layout import find_qr, layout_text, upright
 from agent.extract.ocr_regions import SecondLook, second_look
 from agent.extract.qr import apply_qr, parse_qr
 from agent.extract.text import normalize_text, parse_text
-from agent.model import MONEY_FIELDS, Invoice, LineItem, Problem, values_differ
+from agent.model import MONEY_FIELDS, Invoice, LineItem, Problem
 from agent.validate.amounts import WordsError, parse_words
 from agent.validate.codes import code_defects, is_digits, shudian_number_defects
 from agent.validate.uscc import classify_tax_id
@@ -54,8 +58,6 @@ SOURCE = "ocr"
 # Fields OCR may add; the QR's own fields are only compared.
 _OCR_FIELDS = ("title", "tax", "total", "total_in_words", "amount",
                "buyer_name", "buyer_tax_id", "seller_name", "seller_tax_id")
-# What the QR carries (CRC-checked): compared with the print, never replaced.
-_COMPARED = ("code", "number", "date", "check_code", "amount", "total")
 # What a page's regions must give, each passing its checks, for the page
 # not to be read whole: the printed-only fields (the QR carries the rest).
 _PARTIES = ("buyer_name", "buyer_tax_id", "seller_name", "seller_tax_id")
@@ -183,20 +185,16 @@ def read_page_if_available(img: Image.Image, known: frozenset[str] | set[str] = 
 def apply_reading(invoice: Invoice, reading: OcrReading) -> None:
     """Add an OCR reading to `invoice` (source "ocr") under the rules in the
     module docstring: the QR's fields are compared, never replaced; values
-    that fail their checks are dropped with a warning."""
+    that fail their checks are dropped with a warning. A print that is
+    another invoice's than the QR's adds conflicts and an
+    `ocr-other-invoice` error, and no field of its own."""
     if reading.error is not None:
         invoice.problems.append(Problem("ocr-failed", "warning",
                                         f"OCR could not read the page: {reading.error}",
                                         message_zh="OCR 未能识别此页，仅采用二维码信息"))
         return
-    for name in _COMPARED:
-        known, value = invoice.fields.get(name), reading.fields.get(name)
-        if known is not None and value is not None and values_differ(known.value, value):
-            invoice.problems.append(Problem(
-                "ocr-disagrees", "warning", field=name,
-                message=f"the printed {name} reads {value} by OCR, the {known.source} says "
-                        f"{known.value}; the {known.source} value is kept",
-                message_zh=f"{name} 的印刷内容经 OCR 识别为 {value}，与 {known.source} 的 {known.value} 不符"))
+    if compare_with_qr(invoice, reading.fields):
+        return  # the print is another invoice's: nothing of it is this one's
     for name, value in _checked(invoice, reading.fields).items():
         if name in _OCR_FIELDS and name not in invoice.fields:
             invoice.offer(name, value, SOURCE)

@@ -306,6 +306,8 @@ RULES: dict[str, Rule] = dict([
     # Scans read by OCR (reported by extraction). "ocr-disagrees" = "error"
     # quarantines a scan whose print differs from its QR (an altered copy).
     _rule("ocr-disagrees", "warning", "a scan's print, read by OCR, agrees with its QR code", None),
+    _rule("ocr-other-invoice", "error", "a scan's print and its QR code are of one invoice (else nothing only "
+          "the print carries is kept, and the fields they differ on are conflicts)", None),
     _rule("ocr-unverified", "warning", "every value OCR read passed its check (else it is left for 补录)", None),
     _rule("ocr-failed", "warning", "OCR could read the scanned page", None),
     # Values read by position (PDF text, OFD page text, OCR) that fail a
