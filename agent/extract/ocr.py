@@ -42,6 +42,7 @@ from agent.extract.ocr_engine import (MAX_SIDE, engine_installed, give_back_memo
                                       recognise_lines, set_threads, unavailable_reason)
 from agent.extract.ocr_frame import DIGITAL, LAYOUTS, QrFrame, mosaic
 from agent.extract.ocr_layout import find_qr, layout_text, upright
+from agent.extract.ocr_parties import place_tax_ids
 from agent.extract.ocr_regions import SecondLook, second_look
 from agent.extract.qr import apply_qr, parse_qr
 from agent.extract.text import normalize_text, parse_text
@@ -123,12 +124,15 @@ def read_whole_page(page: Image.Image, known: frozenset[str] | set[str] = frozen
     boxes = read_boxes(page)
     norm = _fix_words(normalize_text(layout_text(boxes)))
     parsed = parse_text(norm)
+    # Rows, not columns, in the layout text: side-by-side party boxes are
+    # told apart by the page's pixels.
+    party_fields, party_notes = place_tax_ids(boxes, parsed.fields)
     try:
         look = second_look(page, boxes, parsed.fields, recognise_lines, skip=known)
     except Exception:  # noqa: BLE001 - a closer look is an extra; the page's reading stands
         look = SecondLook()
-    return OcrReading(parsed.fields | look.fields, parsed.items,
-                      says_invoice=parsed.is_invoice_like or "发票" in norm, unread=look.notes)
+    return OcrReading(party_fields | look.fields, parsed.items,
+                      says_invoice=parsed.is_invoice_like or "发票" in norm, unread=party_notes | look.notes)
 
 
 def read_regions(img: Image.Image, qr: Any = None) -> OcrReading | None:

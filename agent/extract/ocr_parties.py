@@ -1,0 +1,63 @@
+"""Whose box a tax id OCR read on a page lies in, by where it is printed.
+
+OCR's layout text (`ocr_layout.layout_text`) keeps rows, not columns: the
+boxes of a row are joined left to right, so a row's first box is at column
+0 wherever it is printed. On the 数电 face the buyer's and the seller's
+boxes stand side by side, and when OCR misses one party's 纳税人识别号 line
+(a stamp, a fold, a blur over it), the other's is alone on its row: the
+text cannot tell whose it is, and the parser (`text_parties`) gave the
+buyer's id to the seller. The page's pixels can: a party's id is printed
+under its own 名称, in its own half. Ids are placed (or moved) by that,
+and one whose box is another party's with an id of its own is dropped.
+Pure: the engine's boxes in, the fields out.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from agent.extract.ocr_layout import TextBox
+from agent.extract.text import normalize_text
+
+_ROLES = ("buyer", "seller")
+# A party box's 名称 label at the start of an OCR line, perhaps glued to a
+# letter of the box's vertical label (购买方信息 / 销售方信息); never 项目名称.
+_NAME_LABEL_RE = re.compile(r"^[购买销售方信息]{0,2}名称[ ]*:")
+
+
+def place_tax_ids(boxes: list[TextBox], fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """`fields` (a whole page's parse) with each party's tax id in the box
+    it is printed in, when the page prints the two parties' 名称 side by
+    side on one row; and notes (field -> why) for an id left empty because
+    its box holds another. Unchanged otherwise (stacked boxes: the text's
+    rows tell them apart). The guarantee: an id is never kept under the
+    party whose half of the page does not print it."""
+    names = sorted((b for b in boxes if _NAME_LABEL_RE.match(normalize_text(b.text).strip())),
+                   key=lambda b: b.left)
+    if len(names) != 2 or abs(names[0].middle - names[1].middle) > max(names[0].height, names[1].height):
+        return fields, {}
+    buyer, seller = names
+    ids = {role: fields.get(f"{role}_tax_id") for role in _ROLES}
+    owners: dict[str, list[str]] = {role: [] for role in _ROLES}
+    for value in {v for v in ids.values() if v}:
+        printed = [b for b in boxes if value in "".join(normalize_text(b.text).split())]
+        if not printed:
+            return fields, {}  # not found as read: the text's word stands
+        # Left of the seller's 名称 by more than a character: the buyer's half.
+        sides = {"seller" if b.left >= seller.left - seller.height else "buyer" for b in printed}
+        if len(sides) != 1:
+            return fields, {}
+        owners[sides.pop()].append(value)
+    placed = dict(fields)
+    notes: dict[str, str] = {}
+    for role in _ROLES:
+        name = f"{role}_tax_id"
+        placed.pop(name, None)
+        if len(owners[role]) == 1:
+            placed[name] = owners[role][0]
+        elif owners[role]:
+            notes[name] = f"OCR read {len(owners[role])} different tax ids in the {role}'s box"
+        elif ids[role]:
+            notes[name] = f"the id {ids[role]} OCR read for the {role} is printed in the other party's box"
+    return placed, notes
