@@ -20,7 +20,8 @@ OCR misreads, so nothing it reads is taken on trust:
 - a value that fails its own check is dropped with a warning instead of
   stored: a tax id of no valid form (a wrong 统一社会信用代码 check digit, a
   wrong length), money where 金额 + 税额 != 价税合计, a 大写 that does not
-  spell the 小写.
+  spell the 小写, a name with a character the recogniser was unsure of
+  (`ocr_parties.unsure_names`: no check character guards a name).
 A missing value sends the invoice to 补录; a wrong one could go unseen.
 A date or title the page pass missed gets a second, closer look
 (`ocr_regions`), kept only when its readings agree.
@@ -42,7 +43,7 @@ from agent.extract.ocr_engine import (MAX_SIDE, engine_installed, give_back_memo
                                       recognise_lines, set_threads, unavailable_reason)
 from agent.extract.ocr_frame import DIGITAL, LAYOUTS, QrFrame, mosaic
 from agent.extract.ocr_layout import find_qr, layout_text, upright
-from agent.extract.ocr_parties import place_tax_ids
+from agent.extract.ocr_parties import place_tax_ids, unsure_names
 from agent.extract.ocr_regions import SecondLook, second_look
 from agent.extract.qr import apply_qr, parse_qr
 from agent.extract.text import normalize_text, parse_text
@@ -127,12 +128,13 @@ def read_whole_page(page: Image.Image, known: frozenset[str] | set[str] = frozen
     # Rows, not columns, in the layout text: side-by-side party boxes are
     # told apart by the page's pixels.
     party_fields, party_notes = place_tax_ids(boxes, parsed.fields)
+    party_fields, name_notes = unsure_names(boxes, party_fields)
     try:
         look = second_look(page, boxes, parsed.fields, recognise_lines, skip=known)
     except Exception:  # noqa: BLE001 - a closer look is an extra; the page's reading stands
         look = SecondLook()
     return OcrReading(party_fields | look.fields, parsed.items,
-                      says_invoice=parsed.is_invoice_like or "发票" in norm, unread=party_notes | look.notes)
+                      says_invoice=parsed.is_invoice_like or "发票" in norm, unread=party_notes | name_notes | look.notes)
 
 
 def read_regions(img: Image.Image, qr: Any = None) -> OcrReading | None:
@@ -161,8 +163,9 @@ def read_regions(img: Image.Image, qr: Any = None) -> OcrReading | None:
     for role in ("buyer", "seller", "totals"):
         # Each band parsed alone: a party's fields are its band's, whatever
         # another band reads or misses.
-        norm = _fix_words(normalize_text(layout_text([b for b in boxes if cut.role_of(b.quad) == role])))
-        fields = parse_text(norm).fields
+        band = [b for b in boxes if cut.role_of(b.quad) == role]
+        norm = _fix_words(normalize_text(layout_text(band)))
+        fields, _ = unsure_names(band, parse_text(norm).fields)  # a name dropped: the whole page is read
         if role == "totals":
             read |= {k: fields[k] for k in ("amount", "tax", "total", "total_in_words") if k in fields}
         else:

@@ -120,7 +120,7 @@ def _bgr(img: Image.Image):
 
 
 def _lines(found) -> list[EngineLine]:
-    return [EngineLine(corners, text, *chars[:2]) for corners, text, _score, *chars in found or ()]
+    return [EngineLine(corners, text, *chars[:3]) for corners, text, _score, *chars in found or ()]
 
 
 def read_boxes(img: Image.Image) -> list[TextBox]:
@@ -154,7 +154,7 @@ def read_mosaic(mosaic: Image.Image, keep: Callable[[Sequence[Sequence[float]]],
     with _one_line_a_batch(engine):
         recognised, _ = engine.text_rec(crops, True)
     recognised = engine.cal_rec_boxes(crops, corners, recognised)
-    found = [[c.tolist(), r[0], r[1], *r[2:4]] for c, r in zip(corners, recognised) if r[1] >= engine.text_score]
+    found = [[c.tolist(), r[0], r[1], *r[2:5]] for c, r in zip(corners, recognised) if r[1] >= engine.text_score]
     return page_boxes(mosaic.convert("L"), _lines(found))
 
 

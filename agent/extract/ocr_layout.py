@@ -35,6 +35,9 @@ class TextBox:
     right: float
     bottom: float
     quad: tuple[tuple[float, float], ...] = ()
+    # The recogniser's confidence in each character of `text` (empty when
+    # the engine did not say, or its pieces do not spell `text`).
+    scores: tuple[float, ...] = ()
 
     @property
     def middle(self) -> float:
@@ -50,12 +53,14 @@ class TextBox:
 @dataclass(frozen=True)
 class EngineLine:
     """A line as the engine gives it: corners clockwise from top left, the
-    text, and per character its box and text (empty when not given)."""
+    text, and per character (or word of letters) its box, text and the
+    recogniser's confidence (empty when not given)."""
 
     corners: Sequence[Sequence[float]]
     text: str
     char_boxes: Sequence[Any] = ()
     chars: Sequence[str] = ()
+    char_scores: Sequence[float] = ()
 
 
 def find_qr(img: Image.Image) -> Any:
@@ -90,8 +95,19 @@ def page_boxes(gray: Image.Image, lines: list[EngineLine], scale: float = 1.0) -
         xs = [p[0] for p in points]
         ys = [p[1] for p in points]
         quad = tuple((float(x) / scale, float(y) / scale) for x, y in line.corners[:4])
-        boxes.append(TextBox(brackets_as_printed(gray, line), min(xs), min(ys), max(xs), max(ys), quad))
+        text = brackets_as_printed(gray, line)
+        boxes.append(TextBox(text, min(xs), min(ys), max(xs), max(ys), quad, _char_scores(line, text)))
     return boxes
+
+
+def _char_scores(line: EngineLine, text: str) -> tuple[float, ...]:
+    # The engine scores each CJK character and each run of letters or
+    # digits; spread over the run's characters, when the pieces spell the
+    # line (brackets_as_printed changes a bracket's width, not the count).
+    pieces, scores = list(line.chars), list(line.char_scores)
+    if not scores or len(pieces) != len(scores) or len("".join(pieces)) != len(text):
+        return ()
+    return tuple(float(score) for piece, score in zip(pieces, scores) for _ in piece)
 
 
 def skew(quads: Sequence[Sequence[Sequence[float]]]) -> float:
