@@ -72,6 +72,10 @@ def place_tax_ids(boxes: list[TextBox], fields: dict[str, Any]) -> tuple[dict[st
 # 0.19-0.69, true ones in a clean or 150 dpi scan 0.73 and up; below this
 # the name is left empty (a true name lost is 补录, a wrong one unseen).
 NAME_CHAR_MIN_SCORE = 0.6
+# A bracket's score is the recogniser's doubt between （ and (, which it
+# cannot tell apart (ocr_layout measures the width from the ink); a 1-bit
+# scan of a true name scored its ( at 0.58.
+_WIDTH_ONLY = frozenset("（）()")
 
 
 def unsure_names(boxes: list[TextBox], fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -91,7 +95,7 @@ def unsure_names(boxes: list[TextBox], fields: dict[str, Any]) -> tuple[dict[str
             at = text.find(value)
             if at < 0 or len(text) != len(box.text) or len(box.scores) != len(text):
                 continue
-            weak = [(c, s) for c, s in zip(value, box.scores[at:at + len(value)]) if s < NAME_CHAR_MIN_SCORE]
+            weak = [(c, s) for c, s in zip(value, box.scores[at:at + len(value)]) if s < NAME_CHAR_MIN_SCORE and c not in _WIDTH_ONLY]
             if weak:
                 kept.pop(name, None)
                 shown = ", ".join(f"{c} ({s:.2f})" for c, s in weak)

@@ -49,3 +49,7 @@ def test_only_a_doubtful_character_drops_a_name():
     assert "训 (0.19)" in notes["buyer_name"] and "深 (0.37)" in notes["buyer_name"]
     assert unsure_names([sure], fields) == (fields, {})
     assert unsure_names([TextBox(line, 0, 0, 300, 20)], fields) == (fields, {})  # no scores: no doubt
+    bracketed = {"buyer_name": "中粮工科迎春农牧机械(山东)有限公司"}
+    widths = TextBox("购买方名称:" + bracketed["buyer_name"], 0, 0, 400, 20,
+                     scores=(0.99,) * 16 + (0.58,) + (0.99,) * 2 + (0.97,) + (0.99,) * 4)
+    assert unsure_names([widths], bracketed) == (bracketed, {})  # ( or （: the ink decides, not the score
