@@ -20,7 +20,8 @@ OCR misreads, so nothing it reads is taken on trust:
 - a value that fails its own check is dropped with a warning instead of
   stored: a tax id of no valid form (a wrong 统一社会信用代码 check digit, a
   wrong length), money where 金额 + 税额 != 价税合计, a 大写 that does not
-  spell the 小写, a name with a character the recogniser was unsure of
+  spell the 小写 (nor the 小写, 税额 and 金额 beside a 大写 that spells
+  another amount), a name with a character the recogniser was unsure of
   (`ocr_parties.unsure_names`: no check character guards a name).
 A missing value sends the invoice to 补录; a wrong one could go unseen.
 A date or title the page pass missed gets a second, closer look
@@ -366,6 +367,14 @@ def _checked(invoice: Invoice, fields: dict[str, Any]) -> dict[str, Any]:
         why = f"金额 {amount} + 税额 {tax} != 价税合计 {total}"
         for name in ("amount", "tax") if total_confirmed else sorted(MONEY_FIELDS):
             drop(name, why)
+        total = value("total")
+    if invoice.get("total") is None and total is not None and spelled is not None and spelled != total:
+        # The paper prints its 价税合计 twice and they differ: a 大写 misread
+        # seldom spells another amount, so one of the two was altered (a
+        # 税额 and 小写 changed together still add up). Neither is kept,
+        # nor the 金额 and 税额 that only agreed with the 小写.
+        for name in ("total", "tax", "amount"):
+            drop(name, f"the 大写 {words} spells {spelled}, not 价税合计 {total}")
         total = value("total")
     if words is not None:
         if total is None:
