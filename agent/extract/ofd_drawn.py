@@ -7,9 +7,10 @@ and clip rules (pdf_covers, pdf_painted), whose thresholds these are. A
 TextObject is not shown (`unseen_text`) when:
 - covered: the middle half (each way) of one of its glyphs lies under an
   opaque object drawn after it in the same part: a filled PathObject that
-  is one upright rectangle at least MIN_COVER across, with a FillColor of
-  its own (a Value, no pattern or shading) and no Alpha under 255 on it
-  or its colour; or an upright ImageObject with no Alpha and no
+  is one upright rectangle at least MIN_COVER across, with a FillColor
+  (its own, else its DrawParam's or its Layer's DrawParam's, through their
+  Relative chain: ofd_images; a Value, no pattern or shading) and no Alpha
+  under 255 on it or its colour; or an upright ImageObject with no Alpha and no
   ImageMask whose picture decodes with no transparent pixel
   (`opaque_image`: a seal is a PNG with transparency, so the seller's
   name under it is read; a picture that is not decoded, JBIG2, covers
@@ -28,7 +29,7 @@ TextObject is not shown (`unseen_text`) when:
   of the page's (or template's) Area, else the document's PageArea.
 Templates are set against their own objects only (a page's cover over a
 template's text is not looked for). What cannot be told (no Boundary, a
-number that does not read, a colour from a DrawParam) is taken as shown:
+number that does not read, a DrawParam that is not found) is taken as shown:
 a value a viewer shows is never lost for a trick caught. The glyph boxes
 are those `ofd_geometry` lays the page out by (`text_runs`).
 """
@@ -40,7 +41,7 @@ from dataclasses import dataclass
 from typing import Callable
 from xml.etree.ElementTree import Element
 
-from agent.extract.ofd_images import ImageResources
+from agent.extract.ofd_images import Resources
 from agent.extract.pdf_boxes import (
     IDENTITY, LINETO, MOVETO, Box, area, contains, is_rectangle, map_box, meet, share_inside, upright,
 )
@@ -55,19 +56,22 @@ _NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?(?:[eE]-?\d+)?")
 _CONTAINERS = frozenset({"Layer", "PageBlock"})
 
 OpaqueImage = Callable[[str], bool]   # a ResourceID -> whether its picture is opaque all over
+FillOf = Callable[[str], "Element | None"]   # a DrawParam's ID -> the FillColor it gives, if any
 
 
 class Drawing:
     """What a document's parts are drawn with: the page box its CommonData
     gives (`page_box`) and its image resources (ofd_images)."""
 
-    def __init__(self, doc: Element | None = None, images: ImageResources | None = None):
+    def __init__(self, doc: Element | None = None, resources: Resources | None = None):
         self.default_area = page_box(doc) if doc is not None else None
-        self.images = images
+        self.resources = resources
 
     def unseen(self, root: Element) -> dict[Element, str]:
         """`unseen_text` of a part of this document."""
-        return unseen_text(root, self.default_area, self.images.opaque if self.images is not None else None)
+        res = self.resources
+        return unseen_text(root, self.default_area, res.opaque if res is not None else None,
+                           res.fill_color if res is not None else None)
 
 
 @dataclass
@@ -139,12 +143,14 @@ def text_runs(obj: Element) -> list[Run]:
 
 
 def unseen_text(root: Element, default_area: Box | None = None,
-                opaque_image: OpaqueImage | None = None) -> dict[Element, str]:
+                opaque_image: OpaqueImage | None = None, fill_of: FillOf | None = None) -> dict[Element, str]:
     """The TextObjects of `root` (a page or template, parsed) that no
     viewer shows there (see the module's rules) -> why. `default_area` is
     the document's page box (x0, y0, x1, y1 in mm) for a part with no
     Area of its own; `opaque_image` tells whether an image resource is
-    opaque all over (without it no image covers).
+    opaque all over (without it no image covers); `fill_of` gives the
+    FillColor a DrawParam gives (without it a path with no FillColor of
+    its own covers nothing).
 
     Raises ExtractError "limit-exceeded" for a part whose text and covers
     make more than pdf_shown.MAX_PAIRS pairs to look at."""
@@ -152,7 +158,7 @@ def unseen_text(root: Element, default_area: Box | None = None,
     texts: list[tuple[int, Element, list[Run]]] = []
     covers: list[tuple[int, Box, str | None]] = []
     found: dict[Element, str] = {}
-    for order, (el, clips) in enumerate(_drawn(root)):
+    for order, (el, clips, param) in enumerate(_drawn(root)):
         tag = local_name(el.tag)
         if tag == "TextObject":
             runs = text_runs(el)
@@ -164,7 +170,7 @@ def unseen_text(root: Element, default_area: Box | None = None,
                 _outside(boxes, [page], "the page's area") if page is not None else None)
             if why:
                 found[el] = why
-        elif tag in ("PathObject", "ImageObject") and (cover := _cover(el, tag, clips)) is not None:
+        elif tag in ("PathObject", "ImageObject") and (cover := _cover(el, tag, clips, param, fill_of)) is not None:
             covers.append((order, *cover))
     if texts and covers:
         check_pairs(len(texts), len(covers))
@@ -188,20 +194,22 @@ def page_box(root: Element) -> Box | None:
     return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
 
 
-def _drawn(root: Element) -> list[tuple[Element, list[tuple[Box, bool]]]]:
+def _drawn(root: Element) -> list[tuple[Element, list[tuple[Box, bool]], str | None]]:
     """Every element of `root` in drawing (document) order, with the clips
-    it is drawn under: (box, exactly that box) for its own and its
-    containers' Clips and Boundary."""
-    out: list[tuple[Element, list[tuple[Box, bool]]]] = []
-    stack: list[tuple[Element, list[tuple[Box, bool]]]] = [(root, [])]
+    it is drawn under ((box, exactly that box) for its own and its
+    containers' Clips and Boundary) and the DrawParam it takes what it
+    does not say from: its own, else its Layer's."""
+    out: list[tuple[Element, list[tuple[Box, bool]], str | None]] = []
+    stack: list[tuple[Element, list[tuple[Box, bool]], str | None]] = [(root, [], None)]
     while stack:
-        el, clips = stack.pop()
+        el, clips, param = stack.pop()
         tag = local_name(el.tag)
         if tag in _CONTAINERS or tag in ("TextObject", "PathObject", "ImageObject"):
             clips = clips + _own_clips(el)
-        out.append((el, clips))
+        param = (el.get("DrawParam") or "").strip() or param
+        out.append((el, clips, param))
         if tag not in ("Clips", "TextObject", "PathObject", "ImageObject"):
-            stack.extend((child, clips) for child in reversed(el))
+            stack.extend((child, clips, param) for child in reversed(el))
     return out
 
 
@@ -239,9 +247,11 @@ def _clip_area(area_el: Element, origin: tuple[float, float]) -> tuple[Box, bool
     return (box[0] + origin[0], box[1] + origin[1], box[2] + origin[0], box[3] + origin[1]), exact
 
 
-def _cover(el: Element, tag: str, clips: list[tuple[Box, bool]]) -> tuple[Box, str | None] | None:
+def _cover(el: Element, tag: str, clips: list[tuple[Box, bool]], param: str | None = None,
+           fill_of: FillOf | None = None) -> tuple[Box, str | None] | None:
     """(box on the page, image ResourceID or None) of a path or image that
-    hides what is under it (see the module's rules), else None."""
+    hides what is under it (see the module's rules; a path's FillColor is
+    its own, else the one DrawParam `param` gives through `fill_of`), else None."""
     if (el.get("Visible") or "").strip().lower() == "false" or _alpha(el.get("Alpha")) < 255:
         return None
     boundary = _rect(numbers(el.get("Boundary"), 4))
@@ -250,6 +260,8 @@ def _cover(el: Element, tag: str, clips: list[tuple[Box, bool]]) -> tuple[Box, s
         return None
     if tag == "PathObject":
         fill = next((c for c in el if local_name(c.tag) == "FillColor"), None)
+        if fill is None and param and fill_of is not None:
+            fill = fill_of(param)
         value = (fill.get("Value") or "") if fill is not None else ""
         if (el.get("Fill") or "").strip().lower() != "true" or fill is None or len(fill) or not value.split() \
                 or numbers(value, len(value.split())) is None or _alpha(fill.get("Alpha")) < 255:

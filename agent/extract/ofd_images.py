@@ -1,11 +1,16 @@
-"""An OFD document's image resources, as far as covering text goes.
+"""An OFD document's resources, as far as covering text goes: its pictures
+and its drawing parameters.
 
 `ofd_drawn` takes an ImageObject drawn over text to hide it only when its
 picture has no transparent pixel, as pdf_covers does for a PDF image: an
 invoice's seal (发票专用章) is stamped over the seller's name as a picture
-with transparency, and the name under it is print. The resources are
-those Document.xml's CommonData names (DocumentRes, PublicRes): each
-MultiMedia's MediaFile, under the resource part's BaseLoc.
+with transparency, and the name under it is print. A PathObject's fill
+colour may be its own FillColor or its DrawParam's (GB/T 33190 CT_DrawParam,
+which may take what it does not say from the DrawParam its Relative names):
+a white rectangle whose colour comes from a DrawParam covers as one with
+its own. The resources are those Document.xml's CommonData names
+(DocumentRes, PublicRes): each MultiMedia's MediaFile, under the resource
+part's BaseLoc, and each DrawParam.
 """
 
 from __future__ import annotations
@@ -28,13 +33,35 @@ class _Package(Protocol):
     def resolve(self, base_dir: str, loc: str | None) -> str | None: ...
 
 
-class ImageResources:
-    """The image resources of one document, each judged once, on demand."""
+# Relative links followed from one DrawParam at most: real documents chain
+# one or two; a loop or a crafted chain ends here (the fill then unknown).
+MAX_RELATIVE = 8
+
+
+class Resources:
+    """The image resources of one document, each judged once, on demand,
+    and its drawing parameters."""
 
     def __init__(self, pkg: _Package, doc: Element | None, doc_dir: str):
         self._pkg, self._doc, self._doc_dir = pkg, doc, doc_dir
         self._files: dict[str, str] | None = None
+        self._params: dict[str, Element] = {}
         self._opaque: dict[str, bool] = {}
+
+    def fill_color(self, param_id: str) -> Element | None:
+        """The FillColor element DrawParam `param_id` gives (its own, else
+        the one its Relative chain gives), or None: no such DrawParam, none
+        in the chain says, or the chain is longer than MAX_RELATIVE."""
+        self._members()
+        param = self._params.get(param_id.strip())
+        for _ in range(MAX_RELATIVE):
+            if param is None:
+                return None
+            fill = next((c for c in param if local_name(c.tag) == "FillColor"), None)
+            if fill is not None:
+                return fill
+            param = self._params.get((param.get("Relative") or "").strip())
+        return None
 
     def opaque(self, resource_id: str) -> bool:
         """Whether image resource `resource_id` decodes to a picture with
@@ -64,6 +91,8 @@ class ImageResources:
         except ExtractError:
             return  # a resource part that does not read: its images cover nothing
         base = posixpath.join(posixpath.dirname(name), (root.get("BaseLoc") or "").strip())
+        for param in (el for el in root.iter() if local_name(el.tag) == "DrawParam" and el.get("ID")):
+            self._params.setdefault(param.get("ID").strip(), param)  # type: ignore[union-attr]
         for media in (el for el in root.iter() if local_name(el.tag) == "MultiMedia" and el.get("ID")):
             loc = next(("".join(c.itertext()).strip() for c in media if local_name(c.tag) == "MediaFile"), None)
             member = self._pkg.resolve(base, loc) or self._pkg.resolve(posixpath.dirname(name), loc)

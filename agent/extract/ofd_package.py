@@ -17,7 +17,7 @@ from xml.etree.ElementTree import Element
 
 from agent.errors import ExtractError
 from agent.extract.ofd_drawn import Drawing
-from agent.extract.ofd_images import ImageResources
+from agent.extract.ofd_images import Resources
 from agent.extract.ofd_markup import NOT_XML_RE, TAG_RE, attr as _attr, loose_tree, unescape as _unescape
 from agent.extract.ofd_shown import drawn_order, element_unshown, unshown_reason
 from agent.extract.xml_parse import local_name, parse_xml, text_of, xml_text
@@ -141,7 +141,7 @@ def document_pages(pkg: OfdPackage, doc: Element | None, doc_dir: str) -> tuple[
     Each holds the document's `Drawing`."""
     pages: list[OfdPage] = []
     templates: dict[str, OfdPage] = {}
-    drawing = Drawing(doc, ImageResources(pkg, doc, doc_dir))
+    drawing = Drawing(doc, Resources(pkg, doc, doc_dir))
     if doc is not None:
         for el in doc.iter():
             tag = local_name(el.tag)

@@ -170,3 +170,54 @@ def test_a_page_that_does_not_parse_and_is_huge_shows_no_tagged_text():
     inv, problems = _judged(_ofd(edit))
     assert inv.get("buyer_name") is None
     assert "too large to tell where it is drawn" in next(p for p in problems if p.field == "buyer_name").message
+
+
+# A white box whose colour is no FillColor of its own but a DrawParam's
+# (PublicRes.xml): 9201 gives white; 9202 says nothing and takes 9201's
+# (Relative); 9203 gives a colour through a Relative loop (no fill known).
+_PARAMS = ('<ofd:DrawParams><ofd:DrawParam ID="9201"><ofd:FillColor Value="255 255 255"/></ofd:DrawParam>'
+           '<ofd:DrawParam ID="9202" Relative="9201" LineWidth="0.1"/>'
+           '<ofd:DrawParam ID="9203" Relative="9204"/><ofd:DrawParam ID="9204" Relative="9203"/>'
+           '</ofd:DrawParams>')
+_BARE_BOX = WHITE_BOX.replace('<ofd:FillColor Value="255 255 255"/>', "")
+
+
+def _with_params(edit_page) -> bytes:
+    # suzhou.ofd with _PARAMS in its PublicRes.xml and its page edited.
+    data = _ofd(edit_page)
+    zin, out = zipfile.ZipFile(io.BytesIO(data)), io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            body = zin.read(info.filename)
+            if info.filename.endswith("PublicRes.xml"):
+                body = body.replace(b"</ofd:Res>", _PARAMS.encode() + b"</ofd:Res>")
+            zout.writestr(info.filename, body)
+    return out.getvalue()
+
+
+FILLED_BY_PARAM = {
+    "its own DrawParam": lambda o: o + _BARE_BOX.replace('Fill="true"', 'Fill="true" DrawParam="9201"'),
+    "a Relative DrawParam": lambda o: o + _BARE_BOX.replace('Fill="true"', 'Fill="true" DrawParam="9202"'),
+    "its layer's DrawParam": lambda o: (f'{o}</ofd:Layer><ofd:Layer ID="9101" DrawParam="9201">{_BARE_BOX}'
+                                        '</ofd:Layer><ofd:Layer ID="9102">'),
+}
+
+
+@pytest.mark.parametrize("how", list(FILLED_BY_PARAM))
+def test_a_rectangle_filled_by_a_draw_param_covers_as_one_filled_by_its_own_colour(how):
+    # The fill a viewer paints comes from the DrawParam: the box hides the
+    # tagged name as a box with its own FillColor does.
+    inv, problems = _judged(_with_params(_forged(FILLED_BY_PARAM[how])))
+    assert inv.get("buyer_name") is None
+    [problem] = [p for p in problems if p.field == "buyer_name"]
+    assert problem.code == "ofd-inconsistent" and "object ID 57, which the page does not show" in problem.message
+
+
+@pytest.mark.parametrize("param", ["", ' DrawParam="9203"', ' DrawParam="9999"'],
+                         ids=["no colour", "a Relative loop", "no such DrawParam"])
+def test_a_filled_rectangle_with_no_colour_known_covers_nothing(param):
+    # GB/T 33190: with no FillColor the fill is transparent; a loop or a
+    # missing DrawParam tells no colour: the name under it is read.
+    page = _edited(lambda o: o + _BARE_BOX.replace('Fill="true"', f'Fill="true"{param}'))
+    [inv] = extract_bytes(_untagged(_with_params(page)), ocr=False)
+    assert inv.get("buyer_name") == TRUE_NAME
