@@ -171,14 +171,21 @@ def test_an_http_destination_holding_the_old_key_keeps_the_alert_until_it_is_gon
             site.close()
 
 
+def delivered_then_amended(site: Site) -> int:
+    """A document delivered to `site`'s destinations under NUMBER, then
+    requeued (amend works on queued documents) and amended to NEW."""
+    doc = site.add(invoice(dt.date.today()), "first")
+    site.deliver()
+    assert site.cli("requeue", str(doc)).exit_code == 0
+    assert site.amend_approved(str(doc), "--set", f"number={NEW}").exit_code == 0
+    return doc
+
+
 def test_a_live_documents_old_key_is_history_not_looked_up(tmp_path):
     (tmp_path / "import").mkdir()
     site = Site(tmp_path, [{"name": "inbox", "url": f"folder://{tmp_path / 'import'}"}])
     try:
-        doc = site.add(invoice(dt.date.today()), "first")
-        site.deliver()
-        assert site.cli("requeue", str(doc)).exit_code == 0     # amend works on queued documents
-        assert site.amend_approved(str(doc), "--set", f"number={NEW}").exit_code == 0
+        doc = delivered_then_amended(site)
         assert site.rows(doc)["inbox"]["state"] == "superseded" and site.state(doc) == "delivered"
         assert reconcile(site)["checks"] == []
         assert site.rows(doc)["inbox"]["state"] == "superseded"
@@ -191,10 +198,7 @@ def test_a_row_requeued_by_name_after_an_amend_is_rejected_as_superseded_not_del
     (tmp_path / "import").mkdir()
     site = Site(tmp_path, [{"name": "inbox", "url": f"folder://{tmp_path / 'import'}"}])
     try:
-        doc = site.add(invoice(dt.date.today()), "first")
-        site.deliver()
-        assert site.cli("requeue", str(doc)).exit_code == 0     # amend works on queued documents
-        assert site.amend_approved(str(doc), "--set", f"number={NEW}").exit_code == 0
+        doc = delivered_then_amended(site)
         assert site.cli("requeue", str(doc), "--destination", "inbox").exit_code == 0
         row = site.rows(doc)["inbox"]
         assert (row["state"], row["delivered_key"]) == ("queued", NUMBER)   # not sent under NEW yet
