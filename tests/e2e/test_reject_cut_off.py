@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 from tests.e2e.daemon_harness import DaemonUnderTest
+from tests.e2e.test_reject_in_flight import refused_by_a_while_b_in_flight
 from tests.support.audit import assert_ledger_sound, audit_ledger
 from tests.support.http_destination import FaultyFinanceServer
 
@@ -51,15 +52,8 @@ def killed_mid_put(daemon: DaemonUnderTest, a: FaultyFinanceServer, b: FaultyFin
     daemon.start()
     shutil.copy(samples_dir / SAMPLE, daemon.root / "scan" / "invoice.xml")
 
-    def refused_by_a_while_b_in_flight():
-        docs = daemon.documents()
-        if len(docs) != 1 or docs[0].state != "quarantined":
-            return None
-        with daemon.ledger() as led:
-            rows = {r["destination"]: r["state"] for r in led.deliveries_of(docs[0].id)}
-        return docs[0] if rows == {"a": "quarantined", "b": "delivering"} and b.posts else None
-
-    doc = daemon.wait_until(refused_by_a_while_b_in_flight, 60, "a's refusal while b's put is held")
+    doc = daemon.wait_until(lambda: refused_by_a_while_b_in_flight(daemon, b), 60,
+                            "a's refusal while b's put is held")
     daemon.signal(signal.SIGKILL)
     daemon.proc.wait(timeout=30)
     done = cli(daemon, "reject", str(doc.id), "--reason", "a says buyer unknown; not ours", "--yes",

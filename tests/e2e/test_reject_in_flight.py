@@ -28,6 +28,17 @@ def cli(daemon: DaemonUnderTest, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120, cwd=daemon.root)
 
 
+
+def refused_by_a_while_b_in_flight(daemon, b):
+    """The one document when destination a has refused it (quarantined)
+    while b's put of it is under way (`delivering`, b saw the POST), else None."""
+    docs = daemon.documents()
+    if len(docs) != 1 or docs[0].state != "quarantined":
+        return None
+    with daemon.ledger() as led:
+        rows = {r["destination"]: r["state"] for r in led.deliveries_of(docs[0].id)}
+    return docs[0] if rows == {"a": "quarantined", "b": "delivering"} and b.posts else None
+
 def test_a_put_landing_after_the_rejection_is_told_and_named_until_removed(tmp_path, samples_dir):
     with FaultyFinanceServer() as a, FaultyFinanceServer() as b:
         a.inject("400", times=5, message="buyer unknown")
@@ -38,15 +49,8 @@ def test_a_put_landing_after_the_rejection_is_told_and_named_until_removed(tmp_p
             daemon.start()
             shutil.copy(samples_dir / SAMPLE, daemon.root / "scan" / "invoice.xml")
 
-            def refused_by_a_while_b_in_flight():
-                docs = daemon.documents()
-                if len(docs) != 1 or docs[0].state != "quarantined":
-                    return None
-                with daemon.ledger() as led:
-                    rows = {r["destination"]: r["state"] for r in led.deliveries_of(docs[0].id)}
-                return docs[0] if rows == {"a": "quarantined", "b": "delivering"} and b.posts else None
-
-            doc = daemon.wait_until(refused_by_a_while_b_in_flight, 60, "a's refusal while b's put is held")
+            doc = daemon.wait_until(lambda: refused_by_a_while_b_in_flight(daemon, b), 60,
+                                    "a's refusal while b's put is held")
             refused = cli(daemon, "reject", str(doc.id), "--reason", "a says buyer unknown; not ours", "--yes")
             assert refused.returncode == 1, refused.stdout
             assert "b (a put in flight: it may hold it under key" in refused.stderr
