@@ -89,7 +89,8 @@ def parse_date(text: str | None) -> dt.date | None:
 
 
 def date_shape(text: str | None) -> re.Match | None:
-    # Year, month and day in one of the shapes `parse_date` reads, real or not.
+    """Year, month and day (groups 1-3) in one of the shapes `parse_date`
+    reads, whether or not they make a real day; None when there are none."""
     if not text:
         return None
     return _DATE_RE.search(text) or re.fullmatch(r"\s*(\d{4})(\d{2})(\d{2})\s*", text)
@@ -122,8 +123,9 @@ def parse_rate(text: str | None) -> tuple[Decimal | None, str | None]:
 
 
 def id_digits(text: str | None) -> str | None:
-    # Full-width digits and letters (２３４４…) are the same id: NFKC makes
-    # them the ASCII the invoice key, duplicate checks and validation use.
+    """A number or tax id as the ASCII the invoice key, duplicate checks and
+    validation use: full-width digits and letters (２３４４…) are the same
+    id (NFKC), white space dropped; None for empty text."""
     return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text)) if text else None
 
 
