@@ -22,6 +22,7 @@ from agent.errors import CaptureError, SourceForbidden, SourceGone, SourceUnavai
 from agent.filenames import exact_path, readable_name, readable_path
 from agent.fsutil import is_link_at
 from agent.extract.sniff import sniff
+from agent.extract.unreadable import unreadable_kind
 from agent.ledger import Ledger
 from agent.vault import Staged, Vault
 
@@ -214,7 +215,9 @@ def store_file(vault: Vault, path: str | os.PathLike, *, max_bytes: int, follow_
         if refuse_unreadable and fmt in UNREADABLE_FORMATS:
             staged = vault.stage_stream(stream, max_bytes=max_bytes)
             # The rule codes are the ones reading the file would give (agent/extract).
+            kind = unreadable_kind(head) if fmt == "unknown" else None
             what = ("empty: only blank bytes" if fmt == "empty"
+                    else f"unsupported-format: {kind.text}" if kind   # a RAR, a winmail.dat ...: named
                     else "unsupported-format: not a PDF, OFD, invoice XML, image or zip")
             raise UnsupportedFormat(f"{what}: {path} ({staged.size} bytes, kept in the vault as "
                                     f"{staged.sha256[:12]}); left where it is, taken again when it changes",

@@ -14,6 +14,7 @@ import re
 
 from agent.errors import ExtractError
 from agent.extract.sniff import sniff
+from agent.extract.unreadable import looks_like_html, office_zip_kind, unreadable_kind
 from agent.filenames import readable_name
 from agent.mail_types import Attachment, MailLimits, Refusal
 from agent.mailnames import (MEDIA_TYPES, content_type, decode_bytes, disposition, display_name, display_text,
@@ -224,8 +225,12 @@ class _Collector:
         elif fmt in _IMAGE_FORMATS and len(data) < lim.min_image_bytes:
             self.refuse(shown, "small-image", f"{fmt} image of {len(data)} bytes is below "
                                               f"{lim.min_image_bytes}: a logo or signature")
-        elif fmt not in MEDIA_TYPES or (fmt == "xml" and _looks_like_html(data)):
-            self.refuse(shown, "unsupported-format", f"content is {fmt}, not PDF, OFD, XML or an image")
+        elif fmt not in MEDIA_TYPES or (fmt == "xml" and looks_like_html(data)):
+            # Named when it is a kind people send in place of an invoice (a
+            # RAR, a winmail.dat, a Word file ...): "unknown" says nothing.
+            kind = unreadable_kind(data[:1024])
+            self.refuse(shown, "unsupported-format",
+                        kind.text if kind else f"content is {fmt}, not PDF, OFD, XML or an image")
         elif self.total_bytes + len(data) > lim.max_total_bytes:
             self.refuse(shown, "message-size-limit", f"attachments exceed {lim.max_total_bytes} bytes")
         else:
@@ -246,11 +251,13 @@ class _Collector:
                 mimetype = archive.read(names[0])[:128]
             except ExtractError:
                 pass   # then no package: its members are read, and refused, one by one
-        if kind := package_kind(names, mimetype):
+        office = office_zip_kind(names)
+        if office or (kind := package_kind(names, mimetype)):
             # A file of its own kind stored as a zip (a spreadsheet, a
             # Word file): its parts are no files anybody sent, and reading
             # its XML parts would make documents of them.
-            self.refuse(shown, "unsupported-format", f"{kind}, not an invoice; its parts are not read")
+            self.refuse(shown, "unsupported-format",
+                        office.text if office else f"{kind}, not an invoice; its parts are not read")
             return
         for skipped in archive.skipped:
             self.refuse(f"{shown}/{display_text(skipped.raw_name)}", skipped.reason, "zip member not read")
@@ -350,8 +357,3 @@ def uuencoded_files(text: bytes) -> list[tuple[bytes, bytes | None]]:
             found.append((hit.group(1), bytes(data) if whole_file else None))
         pos = at
     return found
-
-
-def _looks_like_html(data: bytes) -> bool:
-    head = data[:1024].lower()
-    return b"<html" in head or b"<!doctype html" in head

@@ -197,7 +197,7 @@ def test_an_office_file_is_one_refusal_left_in_place_not_a_document_per_part(tmp
         assert not result.documents
         assert (watch.path / name).exists(), "a refused file stays where it is"
     reasons = {r["name"]: r["reason"] for r in ledger.refusals()}
-    assert reasons["报销明细.xlsx"].startswith("unsupported-format: an Office document")
+    assert reasons["报销明细.xlsx"].startswith("unsupported-format: an Excel workbook: ")
     assert reasons["说明.odt"].startswith("unsupported-format: an OpenDocument")
     assert len(reasons) == 2
     assert ledger.conn.execute("SELECT count(*) FROM documents").fetchone()[0] == 0

@@ -1,0 +1,29 @@
+"""Naming a file no reader takes, by its bytes: only on its full magic,
+never on a prefix that plain text can have."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+
+import pytest
+
+from agent.extract.unreadable import COMPRESSED, HTML, RAR, SEVEN_ZIP, TNEF, unreadable_kind
+
+
+@pytest.mark.parametrize("data,kind", [
+    (b"Rar!\x1a\x07\x00\x00", RAR), (b"Rar!\x1a\x07\x01\x00\x00", RAR), (b"7z\xbc\xaf\x27\x1c\x00\x04", SEVEN_ZIP),
+    (b"\x78\x9f\x3e\x22\x01\x00", TNEF), (gzip.compress(b"x"), COMPRESSED), (bz2.compress(b"x"), COMPRESSED),
+    (lzma.compress(b"x"), COMPRESSED), (b"<!doctype html><p>", HTML),
+])
+def test_each_kind_by_its_magic(data, kind):
+    assert unreadable_kind(data) is kind
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"Rar! that was close", b"BZh, a word", b"BZh9 and text", b"7z archive list", b"hello",
+    b"<?xml version='1.0'?><EInvoice/>",
+])
+def test_text_that_starts_alike_is_not_named(data):
+    assert unreadable_kind(data) is None
