@@ -19,6 +19,7 @@ from agent.ledger import Ledger
 from agent.mail import MailLimits, ParsedMail, parse_message
 from agent.mime import message_head, starts_like_message
 from agent.extract.sniff import sniff
+from agent.extract.unreadable import unreadable_kind
 from agent.vault import Vault
 
 log = logging.getLogger("fapiao.intake")
@@ -132,6 +133,7 @@ def mail_rows(ledger: Ledger, vault: Vault, data: bytes, sha256: str, *, path: P
             return []
         return refuse
     attachments = [(att, vault.put_bytes(att.data)) for att in mail.attachments]
+    not_mail = None if starts_like_message(data) else unreadable_kind(data[:1024])
 
     def write() -> list[int]:
         # Only the bytes make two messages the same: a copier that restarted
@@ -158,9 +160,12 @@ def mail_rows(ledger: Ledger, vault: Vault, data: bytes, sha256: str, *, path: P
                                   reason=f"{r.reason}: {r.detail}" if r.detail else r.reason, now=now)
         if not mail.attachments and not mail.refusals:
             # Nothing to read, but the message is an original all the same:
-            # the refusal says so to the operator and gets it backed up.
+            # the refusal says so to the operator and gets it backed up. A
+            # RAR or a winmail.dat saved into the folder is no e-mail at all:
+            # named as what it is, not as a message without attachments.
             ledger.record_refusal(source=refused_in, name=shown(path), sha256=sha256,
-                                  reason="no-attachment: the e-mail carries no invoice file", now=now)
+                                  reason=f"unsupported-format: {not_mail.text}" if not_mail
+                                  else "no-attachment: the e-mail carries no invoice file", now=now)
         times = ledger.mark_mail_seen(sha256, message_id=mail.message_id, now=now,
                                       document_count=len(mail.attachments))
         extra = {"path": storable(str(path)), "attachments": len(mail.attachments),

@@ -126,3 +126,18 @@ def test_refused_lists_the_named_reason(tmp_path):
     assert row["reason"].startswith("unsupported-format: a 7z archive: the agent does not open 7z")
     assert "7z 压缩包" in row["reason"]
     assert "a 7z archive" in run(cfg, "refused").stdout
+
+
+@pytest.mark.parametrize("name,data,start", [KINDS[1], KINDS[3]], ids=["rar", "tnef"])
+def test_a_file_saved_into_the_mail_folder_is_named_not_called_a_mail_without_attachments(tmp_path, name, data,
+                                                                                          start):
+    # Outlook's "save attachment" of a winmail.dat into the e-mail folder:
+    # it was refused "no-attachment: the e-mail carries no invoice file".
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+        intake, watch = intake_of(tmp_path, ledger, "email")
+        (watch.path / name).write_bytes(data)
+        with intake.group(now=NOW, today=TODAY):
+            intake.take(watch.path / name, watch, now=NOW, today=TODAY)
+        [refusal] = ledger.refusals(limit=-1)
+    assert (refusal["name"], refusal["reason"][:len(start)]) == (name, start)
+    assert Vault(tmp_path / "vault").read(refusal["sha256"]) == data
