@@ -28,7 +28,9 @@ TextObject is not shown (`unseen_text`) when:
   page's area: its PhysicalBox, or ApplicationBox when that is larger,
   of the page's (or template's) Area, else the document's PageArea.
 Templates are set against their own objects only (a page's cover over a
-template's text is not looked for). What cannot be told (no Boundary, a
+template's text is not looked for); what a page's Foreground templates
+and annotations draw over it, and text nested where no viewer draws it,
+are ofd_over's. What cannot be told (no Boundary, a
 number that does not read, a DrawParam that is not found) is taken as shown:
 a value a viewer shows is never lost for a trick caught. The glyph boxes
 are those `ofd_geometry` lays the page out by (`text_runs`).
@@ -41,7 +43,6 @@ from dataclasses import dataclass
 from typing import Callable
 from xml.etree.ElementTree import Element
 
-from agent.extract.ofd_images import Resources
 from agent.extract.pdf_boxes import (
     IDENTITY, LINETO, MOVETO, Box, area, contains, is_rectangle, map_box, meet, share_inside, upright,
 )
@@ -57,21 +58,6 @@ _CONTAINERS = frozenset({"Layer", "PageBlock"})
 
 OpaqueImage = Callable[[str], bool]   # a ResourceID -> whether its picture is opaque all over
 FillOf = Callable[[str], "Element | None"]   # a DrawParam's ID -> the FillColor it gives, if any
-
-
-class Drawing:
-    """What a document's parts are drawn with: the page box its CommonData
-    gives (`page_box`) and its image resources (ofd_images)."""
-
-    def __init__(self, doc: Element | None = None, resources: Resources | None = None):
-        self.default_area = page_box(doc) if doc is not None else None
-        self.resources = resources
-
-    def unseen(self, root: Element) -> dict[Element, str]:
-        """`unseen_text` of a part of this document."""
-        res = self.resources
-        return unseen_text(root, self.default_area, res.opaque if res is not None else None,
-                           res.fill_color if res is not None else None)
 
 
 @dataclass
@@ -142,15 +128,16 @@ def text_runs(obj: Element) -> list[Run]:
     return out
 
 
-def unseen_text(root: Element, default_area: Box | None = None,
-                opaque_image: OpaqueImage | None = None, fill_of: FillOf | None = None) -> dict[Element, str]:
+def unseen_text(root: Element, default_area: Box | None = None, opaque_image: OpaqueImage | None = None,
+                fill_of: FillOf | None = None, over: list[tuple[Box, str | None]] = ()) -> dict[Element, str]:
     """The TextObjects of `root` (a page or template, parsed) that no
     viewer shows there (see the module's rules) -> why. `default_area` is
     the document's page box (x0, y0, x1, y1 in mm) for a part with no
     Area of its own; `opaque_image` tells whether an image resource is
     opaque all over (without it no image covers); `fill_of` gives the
     FillColor a DrawParam gives (without it a path with no FillColor of
-    its own covers nothing).
+    its own covers nothing); `over` the covers (box, image ResourceID or
+    None) other parts draw after all of it (ofd_over).
 
     Raises ExtractError "limit-exceeded" for a part whose text and covers
     make more than pdf_shown.MAX_PAIRS pairs to look at."""
@@ -172,6 +159,8 @@ def unseen_text(root: Element, default_area: Box | None = None,
                 found[el] = why
         elif tag in ("PathObject", "ImageObject") and (cover := _cover(el, tag, clips, param, fill_of)) is not None:
             covers.append((order, *cover))
+    # `order` is now the last element's (the root is always one): drawn after all of it.
+    covers.extend((order + 1 + i, *cover) for i, cover in enumerate(over))
     if texts and covers:
         check_pairs(len(texts), len(covers))
         _covered(texts, covers, opaque_image, found)

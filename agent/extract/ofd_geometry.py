@@ -14,7 +14,8 @@ from __future__ import annotations
 from decimal import Decimal
 from xml.etree.ElementTree import Element
 
-from agent.extract.ofd_drawn import Drawing, text_runs
+from agent.extract.ofd_drawn import text_runs
+from agent.extract.ofd_over import Drawing
 from agent.extract.ofd_shown import element_unshown
 from agent.extract.pdf_geometry import FACE_FIELDS, _Glyph, layout_glyphs
 from agent.extract.text import ParsedText, normalize_text, parse_text
@@ -29,14 +30,16 @@ _LIST_MARKERS = ("详见销货清单", "详见清单")
 __all__ = ["FACE_FIELDS", "read_by_position", "offer_by_position"]
 
 
-def read_by_position(parts: list[Element], drawing: Drawing | None = None) -> ParsedText:
+def read_by_position(parts: list[Element], drawing: Drawing | None = None,
+                     page_id: str | None = None) -> ParsedText:
     """The fields and items `text.parse_text` finds in the text of `parts`
-    (a page and its templates, parsed), laid out by position: only text
-    a viewer shows (ofd_shown, and ofd_drawn by the document's `drawing`)."""
+    (a page, whose ID is `page_id`, and its templates, parsed), laid out
+    by position: only text a viewer shows (ofd_shown, and ofd_drawn and
+    ofd_over by the document's `drawing`)."""
     drawing = drawing or Drawing()
     runs: list[_Glyph] = []
-    for root in parts:
-        runs.extend(_runs(root, drawing))
+    for n, root in enumerate(parts):
+        runs.extend(_runs(root, drawing, page_id if n == 0 else None))
         if len(runs) > _MAX_RUNS:
             return ParsedText()
     kept, clashes = _without_overprints(runs)
@@ -116,12 +119,12 @@ def _add_up(items: list[LineItem], invoice: Invoice) -> bool:
     return all(i.tax is None for i in items)
 
 
-def _runs(root: Element, drawing: Drawing) -> list[_Glyph]:
+def _runs(root: Element, drawing: Drawing, page_id: str | None) -> list[_Glyph]:
     out = []
-    unseen = drawing.unseen(root)
+    unseen = drawing.unseen(root, page_id)
     for obj in root.iter():
         if local_name(obj.tag) != "TextObject" or element_unshown(obj) is not None or obj in unseen:
-            continue  # no text object, or one no viewer shows (ofd_shown, ofd_drawn)
+            continue  # no text object, or one no viewer shows (ofd_shown, ofd_drawn, ofd_over)
         for run in text_runs(obj):
             # y up for the layout: the baseline is the glyphs' bottom.
             out.append(_Glyph(run.text, run.left * _POINTS_PER_MM, -run.baseline * _POINTS_PER_MM,

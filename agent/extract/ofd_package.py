@@ -16,9 +16,9 @@ from typing import Iterator
 from xml.etree.ElementTree import Element
 
 from agent.errors import ExtractError
-from agent.extract.ofd_drawn import Drawing
 from agent.extract.ofd_images import Resources
 from agent.extract.ofd_markup import NOT_XML_RE, TAG_RE, attr as _attr, loose_tree, unescape as _unescape
+from agent.extract.ofd_over import Drawing
 from agent.extract.ofd_shown import drawn_order, element_unshown, unshown_reason
 from agent.extract.xml_parse import local_name, parse_xml, text_of, xml_text
 from agent.safezip import SafeZip
@@ -141,7 +141,7 @@ def document_pages(pkg: OfdPackage, doc: Element | None, doc_dir: str) -> tuple[
     Each holds the document's `Drawing`."""
     pages: list[OfdPage] = []
     templates: dict[str, OfdPage] = {}
-    drawing = Drawing(doc, Resources(pkg, doc, doc_dir))
+    drawing = Drawing(doc, Resources(pkg, doc, doc_dir), pkg, doc_dir)
     if doc is not None:
         for el in doc.iter():
             tag = local_name(el.tag)
@@ -154,6 +154,7 @@ def document_pages(pkg: OfdPackage, doc: Element | None, doc_dir: str) -> tuple[
                     pages.append(page)
                 else:
                     templates[page.id] = page
+                    drawing.templates[page.id] = path
     if not pages:  # Document.xml missing or unreadable: take page-like parts in name order
         pages = [OfdPage(pkg, id=n, path=n, drawing=drawing) for n in sorted(pkg.names)
                  if n.lower().startswith(doc_dir.lower() + "/") and re.search(r"(?i)pages?/.*content\.xml$", n)]
@@ -173,7 +174,7 @@ def _load_page(pkg: OfdPackage, page: OfdPage) -> None:
             return  # not decodable in its own encoding: no text rather than garbled text
         _walk_page(page, text)
         return
-    unseen = page.drawing.unseen(root)
+    unseen = page.drawing.unseen(root, page.id)
     for el in root.iter():
         tag = local_name(el.tag)
         if tag == "Template" and el.get("TemplateID"):
@@ -260,7 +261,7 @@ def _drawn_reasons(page: OfdPage, text: str) -> Iterator[str | None]:
     if text.count("<") > MAX_LOOSE_TAGS:
         return itertools.repeat("on a page that does not parse, too large to tell where it is drawn")
     tree = loose_tree(text)
-    unseen = page.drawing.unseen(tree[0] if len(tree) == 1 else tree)  # the Page: its Area is its child
+    unseen = page.drawing.unseen(tree[0] if len(tree) == 1 else tree, page.id)  # the Page: its Area is its child
     return (unseen.get(el) for el in tree.iter() if local_name(el.tag) == "TextObject")
 
 
