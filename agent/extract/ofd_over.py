@@ -1,4 +1,5 @@
-"""What a viewer draws over an OFD page from other parts.
+"""What a viewer draws over an OFD page from other parts, and text a page
+holds where no viewer draws it.
 
 `ofd_drawn` judges a part against its own objects. A viewer draws a page
 as: its Background templates, its content, its Foreground templates
@@ -11,6 +12,11 @@ rules (`ofd_drawn._cover`: opaque, upright, at least MIN_COVER across; a
 seal picture with transparency covers nothing). Background templates and
 the page's text they are under are not looked at here.
 
+Graphic units are drawn from a Layer or PageBlock: a TextObject anywhere
+else (in a Clip's Area, whose shapes only clip; inside a PathObject, a
+TextCode or an element that holds no units) is drawn by no viewer, and is
+`undrawn_text`.
+
 What cannot be told (a part that does not parse, a template or
 annotation file not found) covers nothing: a value a viewer shows is never
 lost for a trick caught.
@@ -22,7 +28,7 @@ import posixpath
 from xml.etree.ElementTree import Element
 
 from agent.errors import ExtractError
-from agent.extract.ofd_drawn import MIN_COVER, FillOf, _cover, _drawn, _rect, numbers, page_box, unseen_text
+from agent.extract.ofd_drawn import _CONTAINERS, MIN_COVER, FillOf, _cover, _drawn, _rect, numbers, page_box, unseen_text
 from agent.extract.ofd_images import Resources, _Package
 from agent.extract.pdf_boxes import Box, meet
 from agent.extract.xml_parse import local_name, parse_xml
@@ -49,11 +55,13 @@ class Drawing:
     def unseen(self, root: Element, page_id: str | None = None) -> dict[Element, str]:
         """`ofd_drawn.unseen_text` of a part of this document, with what its
         Foreground templates and annotations draw over it when it is the
-        page `page_id`."""
+        page `page_id`, and its `undrawn_text`."""
         res = self.resources
         over = self._covers_over(root, page_id) if page_id is not None else []
         found = unseen_text(root, self.default_area, res.opaque if res is not None else None,
                             res.fill_color if res is not None else None, over)
+        for el, why in undrawn_text(root).items():
+            found.setdefault(el, why)
         return found
 
     def _covers_over(self, root: Element, page_id: str) -> list[tuple[Box, str | None]]:
@@ -101,6 +109,23 @@ class Drawing:
             raise
         except KeyError:
             return None
+
+
+def undrawn_text(root: Element) -> dict[Element, str]:
+    """The TextObjects of `root` (a page or template, parsed) that are not
+    held by a Layer or PageBlock, so that no viewer draws them -> why."""
+    found: dict[Element, str] = {}
+    for parent in root.iter():
+        tag = local_name(parent.tag)
+        for child in parent:
+            if local_name(child.tag) == "TextObject" and tag not in _CONTAINERS:
+                found[child] = f"nested in a {tag}, where no viewer draws text"
+    # A Layer or PageBlock inside a unit or a clip is not drawn either.
+    for unit in (el for el in root.iter() if local_name(el.tag) in ("Clips", "TextObject") + _UNITS):
+        for inner in unit.iter():
+            if inner is not unit and local_name(inner.tag) == "TextObject":
+                found.setdefault(inner, f"nested in a {local_name(unit.tag)}, where no viewer draws text")
+    return found
 
 
 def _covers(root: Element, fill_of: FillOf | None) -> list[tuple[Box, str | None]]:

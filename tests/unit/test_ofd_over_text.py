@@ -1,11 +1,13 @@
-"""OFD text under what other parts draw over the page is no print
-(agent/extract/ofd_over.py).
+"""OFD text under what other parts draw over the page, or nested where no
+viewer draws it, is no print (agent/extract/ofd_over.py).
 
 Built from the real suzhou OFD sample, as test_ofd_drawn_text: its tag
 names TextObject 57 for the buyer's name. A viewer draws a page's
 Foreground templates and then its annotations after the page's content,
-so an opaque box there hides the name as one drawn on the page would.
-The agent read the tagged name under it and judged the invoice valid; the field is now left
+so an opaque box there hides the name as one drawn on the page would; and
+it draws text from Layers and PageBlocks only, so a TextObject put in a
+clip's Area or inside a PathObject is seen by no one. The agent read the
+tagged name there and judged the invoice valid; the field is now left
 empty with `ofd-inconsistent`, and the page read by position skips it.
 The sample's own seal (an annotation whose picture has transparency), a
 box in a Background template and a hidden annotation hide nothing.
@@ -14,12 +16,13 @@ box in a Background template and a hidden annotation hide nothing.
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 
 import pytest
 
 from agent.extract import extract_bytes
-from tests.unit.test_ofd_drawn_text import WHITE_BOX, _untagged
+from tests.unit.test_ofd_drawn_text import _OBJ_57, WHITE_BOX, _untagged
 from tests.unit.test_ofd_hidden_text import TRUE_NAME, _judged, _ofd
 
 ANNOTS = "Doc_0/Annots/Page_0/Annot_0.xml"
@@ -103,3 +106,39 @@ def test_what_other_parts_draw_beside_or_under_the_text_leaves_it_read(case, wal
     assert inv.get("buyer_name") == TRUE_NAME and not [p for p in problems if p.severity == "error"]
     [inv] = extract_bytes(_untagged(_package(**IN_SIGHT[case])), ocr=False)
     assert inv.get("buyer_name") == TRUE_NAME
+
+
+_UNIT = ('<ofd:PathObject ID="9100" Boundary="0 0 1 1">{inner}'
+         '<ofd:AbbreviatedData>M 0 0 L 1 1</ofd:AbbreviatedData></ofd:PathObject>')
+NESTED = {
+    "in a clip's area": lambda o: _UNIT.format(
+        inner=f'<ofd:Clips><ofd:Clip><ofd:Area>{o}</ofd:Area></ofd:Clip></ofd:Clips>'),
+    "inside a path": lambda o: _UNIT.format(inner=o),
+    "in the page's area": lambda o: "",   # moved next to the PhysicalBox (below)
+}
+
+
+def _nested(how: str, walked: bool = False):
+    def edit(page: str) -> str:
+        m = re.search(_OBJ_57, page, re.S)
+        page = page[:m.start()] + NESTED[how](m.group()) + page[m.end():]
+        if how == "in the page's area":
+            page = page.replace("</ofd:Area>", m.group() + "</ofd:Area>", 1)
+        return page.replace("</ofd:Page>", "&</ofd:Page>") if walked else page
+    return edit
+
+
+@pytest.mark.parametrize("walked", [False, True], ids=["parsed", "walked"])
+@pytest.mark.parametrize("how", list(NESTED))
+def test_a_tag_naming_text_nested_where_no_viewer_draws_it_leaves_the_field_empty(how, walked):
+    inv, problems = _judged(_ofd(_nested(how, walked)))
+    assert inv.get("buyer_name") is None
+    [problem] = [p for p in problems if p.field == "buyer_name"]
+    assert problem.code == "ofd-inconsistent" and "where no viewer draws text" in problem.message
+    assert inv.get("total") is not None and inv.get("seller_name") is not None
+
+
+@pytest.mark.parametrize("how", list(NESTED))
+def test_the_page_read_by_position_skips_text_nested_where_no_viewer_draws_it(how):
+    [inv] = extract_bytes(_untagged(_ofd(_nested(how))), ocr=False)
+    assert inv.get("buyer_name") is None and inv.get("seller_name") is not None
