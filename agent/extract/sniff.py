@@ -26,6 +26,7 @@ EXTENSIONS = {"pdf": ("pdf",), "ofd": ("ofd",), "xml": ("xml",), "png": ("png",)
 # PDF readers accept a header anywhere in the first KiB (some generators
 # write junk before it), so we look as far.
 _PDF_HEADER_WINDOW = 1024
+_TAR_MAGIC_AT = 257   # POSIX and GNU tar write "ustar" there
 _XML_START = re.compile(rb"^(?:\xef\xbb\xbf)?\s*<(?:\?xml|!--|!DOCTYPE|[A-Za-z_:])", re.IGNORECASE)
 
 
@@ -56,6 +57,10 @@ def sniff(data: bytes) -> str:
         return "webp"
     if _looks_like_xml(data):
         return "xml"
+    # A tar archive whose first member is a PDF holds "%PDF-" at byte 512:
+    # read as that PDF, the archive's other files were never looked at.
+    if data[_TAR_MAGIC_AT:_TAR_MAGIC_AT + 5] == b"ustar":
+        return "unknown"
     # Only after every other magic, so a stored PDF inside a zip or an XML
     # that mentions "%PDF-" is not taken for a PDF.
     if b"%PDF-" in data[:_PDF_HEADER_WINDOW]:

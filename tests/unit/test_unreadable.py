@@ -27,3 +27,24 @@ def test_each_kind_by_its_magic(data, kind):
 ])
 def test_text_that_starts_alike_is_not_named(data):
     assert unreadable_kind(data) is None
+
+
+def test_a_tar_whose_first_file_is_a_pdf_is_an_archive_not_that_pdf():
+    # PDF readers take "%PDF-" anywhere in the first KiB, and a tar's first
+    # member starts at byte 512: the archive was read as its first PDF and
+    # its other files were never looked at. It is refused, named, instead.
+    import io
+    import tarfile
+
+    from agent.extract.sniff import sniff
+    from tests.conftest import SAMPLES
+
+    pdfs = sorted(SAMPLES.rglob("*.pdf"))[:2]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for i, path in enumerate(pdfs):
+            tar.add(path, arcname=f"invoice-{i}.pdf")
+    data = buf.getvalue()
+    assert b"%PDF-" in data[:1024]
+    assert sniff(data) == "unknown" and unreadable_kind(data) is COMPRESSED
+    assert sniff(pdfs[0].read_bytes()) == "pdf"
