@@ -59,7 +59,7 @@ def sniff(data: bytes) -> str:
         return "xml"
     # A tar archive whose first member is a PDF holds "%PDF-" at byte 512:
     # read as that PDF, the archive's other files were never looked at.
-    if data[_TAR_MAGIC_AT:_TAR_MAGIC_AT + 5] == b"ustar":
+    if is_tar(data):
         return "unknown"
     # Only after every other magic, so a stored PDF inside a zip or an XML
     # that mentions "%PDF-" is not taken for a PDF.
@@ -68,6 +68,12 @@ def sniff(data: bytes) -> str:
     if not data.strip():
         return "empty"
     return "unknown"
+
+
+def is_tar(head: bytes) -> bool:
+    """Whether `head` (a file's first 262 bytes or more) starts a tar archive
+    (POSIX or GNU: "ustar" at byte 257)."""
+    return head[_TAR_MAGIC_AT:_TAR_MAGIC_AT + 5] == b"ustar"
 
 
 def _zip_has_ofd_root(data: bytes) -> bool:

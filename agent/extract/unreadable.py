@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from agent.extract.sniff import is_tar
+
 
 class Unreadable(NamedTuple):
     """What a file is (`kind`, a stable word) and what to do, for people."""
@@ -54,7 +56,6 @@ HTML = Unreadable("html", "an HTML page (a \"view your invoice online\" mail): n
 _MAGIC = ((b"Rar!\x1a\x07\x00", RAR), (b"Rar!\x1a\x07\x01\x00", RAR), (b"7z\xbc\xaf\x27\x1c", SEVEN_ZIP),
           (b"\x78\x9f\x3e\x22", TNEF), (b"\x1f\x8b\x08", COMPRESSED),
           (b"\xfd7zXZ\x00", COMPRESSED), (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", OLE2))
-_TAR_MAGIC_AT = 257  # POSIX and GNU tar write "ustar" there
 
 
 def unreadable_kind(head: bytes) -> Unreadable | None:
@@ -66,7 +67,7 @@ def unreadable_kind(head: bytes) -> Unreadable | None:
             return kind
     if head[:3] == b"BZh" and head[3:4] in b"123456789" and head[4:10] in (b"1AY&SY", b"\x17rE8P\x90"):
         return COMPRESSED  # "BZh" alone is also text: the block (or end) magic follows the level digit
-    if head[_TAR_MAGIC_AT:_TAR_MAGIC_AT + 5] == b"ustar":
+    if is_tar(head):
         return COMPRESSED
     if looks_like_html(head):
         return HTML
