@@ -16,15 +16,12 @@ from decimal import Decimal
 import pytest
 
 from tests.support.audit import assert_ledger_sound
-from tests.support.judged import Site, invoice
+from tests.support.judged import inbox_site, invoice
 
 
 @pytest.fixture
 def site(tmp_path):
-    (tmp_path / "import").mkdir()
-    s = Site(tmp_path, [{"name": "inbox", "url": f"folder://{tmp_path / 'import'}"}])
-    yield s
-    s.close()
+    yield from inbox_site(tmp_path)
 
 
 def test_a_copy_with_another_seller_and_total_is_a_conflicting_duplicate(site):

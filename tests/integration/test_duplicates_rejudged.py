@@ -16,7 +16,7 @@ import pytest
 
 from agent import pipeline
 from agent.model import State
-from tests.support.judged import NUMBER, SETTINGS, Site, duplicate_violations, invoice, number
+from tests.support.judged import NUMBER, SETTINGS, Site, duplicate_violations, inbox_site, invoice, number
 from tests.support.seaweed import seaweed  # noqa: F401  (session fixture)
 
 WRONG_TOTAL = dict(source="ocr", total=Decimal("118.00"))  # a misread scan: amount-sum and words fail
@@ -28,10 +28,7 @@ def today() -> dt.date:
 
 @pytest.fixture
 def site(tmp_path):
-    (tmp_path / "import").mkdir()
-    s = Site(tmp_path, [{"name": "inbox", "url": f"folder://{tmp_path / 'import'}"}])
-    yield s
-    s.close()
+    yield from inbox_site(tmp_path)
 
 
 def files_in(folder: Path) -> list[str]:

@@ -23,7 +23,7 @@ from agent import amend
 from agent.deliver.loop import claim, record, send
 from tests.support.audit import assert_ledger_sound, audit_ledger
 from tests.support.http_destination import FaultyFinanceServer
-from tests.support.judged import NUMBER, SETTINGS, Site, invoice, number
+from tests.support.judged import NUMBER, SETTINGS, Site, inbox_site, invoice, number
 
 
 def today() -> dt.date:
@@ -47,10 +47,7 @@ def violations(site: Site) -> list[tuple[str, int]]:
 
 @pytest.fixture
 def site(tmp_path):
-    (tmp_path / "import").mkdir()
-    s = Site(tmp_path, [{"name": "inbox", "url": f"folder://{tmp_path / 'import'}"}])
-    yield s
-    s.close()
+    yield from inbox_site(tmp_path)
 
 
 def test_a_delivered_invoice_requeued_is_rejected_only_knowingly_and_named_until_removed(site, tmp_path):

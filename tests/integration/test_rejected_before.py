@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.audit import assert_ledger_sound
-from tests.support.judged import NUMBER, Site, invoice
+from tests.support.judged import NUMBER, inbox_site, invoice
 
 WRONG_TOTAL = dict(source="ocr", total=Decimal("118.00"))  # a misread scan: fails validation on its own
 REASON = "假发票, 不得入账"
@@ -32,10 +32,7 @@ def files_in(folder: Path) -> list[str]:
 
 @pytest.fixture
 def site(tmp_path):
-    (tmp_path / "import").mkdir()
-    s = Site(tmp_path, [{"name": "inbox", "url": f"folder://{tmp_path / 'import'}"}])
-    yield s
-    s.close()
+    yield from inbox_site(tmp_path)
 
 
 def test_a_second_download_of_a_rejected_invoice_waits_for_a_person(site, tmp_path):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from agent.judgement import judge
 from agent.ledger import Ledger
@@ -165,6 +165,16 @@ class Site:
 
     def close(self) -> None:
         self.ledger.close()
+
+
+def inbox_site(tmp_path) -> Iterator[Site]:
+    """A Site delivering to one folder destination, `inbox` (tmp_path/import),
+    closed after: the body of a test file's `site` fixture
+    (`yield from inbox_site(tmp_path)`)."""
+    (tmp_path / "import").mkdir()
+    site = Site(tmp_path, [{"name": "inbox", "url": f"folder://{tmp_path / 'import'}"}])
+    yield site
+    site.close()
 
 
 def _now() -> str:
