@@ -12,30 +12,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pytest
-
 from agent.ledger import utc
 from agent.ledger.deliveries import summary_state
 from agent.model import State
 from tests.support.audit import assert_ledger_sound
-from tests.support.http_destination import FaultyFinanceServer, http_destination  # noqa: F401
-from tests.support.judged import NUMBER, Site, invoice, number
+# The same site as there: destinations erp and archive, real HTTP servers.
+from tests.integration.test_amend_after_delivery import archive, site  # noqa: F401  (fixtures)
+from tests.support.http_destination import http_destination  # noqa: F401
+from tests.support.judged import NUMBER, invoice, number
 
 NEW = number("87654321")
-
-
-@pytest.fixture
-def archive():
-    with FaultyFinanceServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-def site(tmp_path, http_destination, archive):
-    s = Site(tmp_path, [{"name": "erp", "url": http_destination.url, "timeout_s": 5},
-                        {"name": "archive", "url": archive.url, "timeout_s": 5}])
-    yield s
-    s.close()
 
 
 def test_a_key_amend_after_a_requeue_leaves_the_document_delivered_not_queued(site, http_destination, archive):
