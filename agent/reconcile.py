@@ -30,7 +30,7 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator, Mapping, Sequence
 
-from agent.deliver.base import Destination, Misconfigured
+from agent.deliver.base import Destination, Misconfigured, Receipt
 from agent.errors import AdapterError
 from agent.ledger import Ledger
 from agent.ledger.rows import utc, yuan
@@ -172,18 +172,10 @@ def _check_stranded(ledger: Ledger, dest: Destination, row: dict, check: Check, 
         check.error = f"a put may be in flight (its lease ends {row['lease_until']}): run this again after"
         return None, failures
     key = row["lookup_key"]
-    try:
-        # No key, no put: parcel_for refuses an invoice without one.
-        found = dest.lookup(key) if key else None
-    except Misconfigured as e:
-        check.result, check.error = "error", f"{dest.name} cannot say whether it holds it: {e}"
-        return f"skipped: {dest.name} is misconfigured: {e}", failures
-    except AdapterError as e:
-        check.result, check.error = "error", f"{dest.name} cannot say whether it holds it: {e}"
-        failures += 1
-        if failures >= GIVE_UP_AFTER:
-            return f"skipped after {failures} failed lookups at {dest.name}", failures
-        return None, failures
+    found, answered, stop, failures = _look_up(dest, key, check, failures,
+                                               say=f"{dest.name} cannot say whether it holds it: ")
+    if not answered:
+        return stop, failures
     note = None
     held = found.raw.get("sha256") if found is not None and isinstance(found.raw, dict) else None
     if held and row["sha256"] and str(held).lower() != row["sha256"].lower():
@@ -209,17 +201,9 @@ def _check(ledger: Ledger, dest: Destination, row: dict, check: Check, failures:
     # The key the row was delivered under: after an amend the document's own
     # key may differ, and the destination holds what it was sent.
     key = row["lookup_key"]
-    try:
-        found = dest.lookup(key) if key else None
-    except Misconfigured as e:
-        check.result, check.error = "error", str(e)
-        return f"skipped: {dest.name} is misconfigured: {e}", failures
-    except AdapterError as e:
-        check.result, check.error = "error", str(e)
-        failures += 1
-        if failures >= GIVE_UP_AFTER:
-            return f"skipped after {failures} failed lookups at {dest.name}", failures
-        return None, failures
+    found, answered, stop, failures = _look_up(dest, key, check, failures)
+    if not answered:
+        return stop, failures
     receipt = found.to_dict() if found is not None else None
     result = ledger.record_lookup(row["delivery_id"], found=receipt, now=utc(now), actor=actor,
                                   requeue_missing=requeue_missing, expect_state=row["state"])
@@ -229,3 +213,23 @@ def _check(ledger: Ledger, dest: Destination, row: dict, check: Check, failures:
     elif result is None:
         check.error = "the row changed while it was being checked"
     return None, 0
+
+
+def _look_up(dest: Destination, key: str | None, check: Check, failures: int, *,
+             say: str = "") -> tuple[Receipt | None, bool, str | None, int]:
+    """`dest.lookup(key)` for one check: (what it holds or None, whether it
+    answered, the line that stops this destination's checks or None, the
+    failed lookups in a row). No key, no lookup (parcel_for refuses an
+    invoice without one: nothing was put). A failure marks `check` an
+    error (its message after `say`); a misconfigured destination stops at
+    once, one that does not answer after GIVE_UP_AFTER failures."""
+    try:
+        return (dest.lookup(key) if key else None), True, None, failures
+    except Misconfigured as e:
+        check.result, check.error = "error", f"{say}{e}"
+        return None, False, f"skipped: {dest.name} is misconfigured: {e}", failures
+    except AdapterError as e:
+        check.result, check.error = "error", f"{say}{e}"
+        failures += 1
+        stop = f"skipped after {failures} failed lookups at {dest.name}" if failures >= GIVE_UP_AFTER else None
+        return None, False, stop, failures
