@@ -166,6 +166,10 @@ def latency(root: Path, n: int) -> None:
     d.stop()
 
 
+# Above this, file creation in the bench's folder pays for files deleted
+# nearby (create_cost_us): ~20 us on a quiet folder here.
+SLOW_CREATE_US = 100
+
 BURST_CONFIG = """
 [[destination]]
 name = "out"
@@ -226,6 +230,25 @@ def floor_files_per_s(staging: Path, out: Path) -> tuple[float, float]:
     return len(names) / took, cpu / max(len(names), 1) * 1000
 
 
+def create_cost_us(folder: Path, n: int = 300) -> float:
+    """CPU microseconds to create one empty file in a new folder under
+    `folder` (the files are kept: deleting them would add to what it
+    measures). On an ext4 without a journal, as this machine's disk is, a
+    new inode is not given one freed less than 1-6 minutes ago, and each
+    allocation reads past every such inode of its block group: after a test
+    run or an earlier round deleted thousands of files nearby, a create
+    costs ~0.7 ms instead of ~20 us, and the daemon, which creates several
+    files a captured invoice (vault object, its folders, the delivered and
+    the mirrored copy) pays it several times over where the floor loop pays
+    it once."""
+    probe = folder / f"create-probe-{time.monotonic_ns()}"
+    probe.mkdir()
+    cpu = time.thread_time()
+    for i in range(n):
+        os.close(os.open(probe / str(i), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    return (time.thread_time() - cpu) / n * 1e6
+
+
 def stage(root: Path, files: list[tuple[str, bytes]]) -> Path:
     """The burst's files written to `root`/staging, flushed."""
     staging = root / "staging"
@@ -256,6 +279,7 @@ def burst_round(root: Path, files: list[tuple[str, bytes]]) -> dict:
     # writeback (the staging files, the floor's deleted copies, the last
     # round's deleted vault), which the daemon's syncfs would otherwise wait on.
     staging = stage(root, files)
+    probe_us = create_cost_us(root)
     before, floor_cpu = floor_round(root, staging)
     (root / "nas").mkdir()
     (root / "out").mkdir()
@@ -298,7 +322,7 @@ def burst_round(root: Path, files: list[tuple[str, bytes]]) -> dict:
     q_all = sum(c for c, _ in queued.values())
     q_last = max((at for _, at in queued.values() if at), default=None)
     tail_s = (q_last - parse_utc(last_capture)).total_seconds() if q_last else 0.0
-    return {"n": n, "captured": captured, "floor": floor, "before": before, "after": after,
+    return {"n": n, "captured": captured, "floor": floor, "create_us": probe_us, "before": before, "after": after,
             "floor_cpu": (floor_cpu + floor_cpu_after) / 2,
             "daemon": captured / span, "peak": peak,
             "queued": q_all, "to_queued": q_all / (q_last - t0).total_seconds() if q_last else 0.0,
@@ -333,7 +357,10 @@ def burst(root: Path, n: int, rounds: int = 2, pdf_share: float = 0.2) -> None:
               f"capture rate ({res['tail'][0]} left when the last was captured, queued at "
               f"{res['tail'][1]:.0f} files/s); CPU a file up to `queued`: main thread {cpu['main']:.2f} ms "
               f"({cpu['main_system']:.2f} in the kernel; the floor loop {res['floor_cpu']:.2f} ms), other threads "
-              f"{cpu['threads']:.2f}, workers {cpu['workers']:.2f}; peak RSS {res['peak']:.0f} MB daemon+workers")
+              f"{cpu['threads']:.2f}, workers {cpu['workers']:.2f}; peak RSS {res['peak']:.0f} MB daemon+workers; "
+              f"creating a file here cost {res['create_us']:.0f} us of CPU before the round"
+              + (" (inodes freed nearby minutes ago: every figure of this round carries it)"
+                 if res["create_us"] > SLOW_CREATE_US else ""))
     daemon = statistics.median(r["daemon"] for r in results)
     floor = statistics.median(r["floor"] for r in results)
     queued = statistics.median(r["to_queued"] for r in results)
@@ -473,13 +500,16 @@ def main() -> None:
     ap.add_argument("--junk-kind", choices=("empty", "tiny", "unreadable"), default="empty",
                     help="empty files, files of a few bytes (random, text, cut-off headers), or only "
                          "those of no readable format (all refused by content)")
+    ap.add_argument("--dir", type=Path, default=None,
+                    help="where to run (default: the system's temporary folder); a folder where "
+                         "nothing was deleted in the last minutes gives steadier figures (create_cost_us)")
     args = ap.parse_args()
     runs = [(junk_flood, args.junk, args.junk_kind)] if args.junk else [
         (burst, args.burst, args.rounds, args.pdf_share)] if args.only_burst else [
         (latency, args.files), (burst, args.burst, args.rounds, args.pdf_share), (idle, args.idle),
         (junk_flood, 100_000, "empty"), (junk_flood, 15_000, "tiny")]
     for fn, *arg in runs:
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
             fn(Path(tmp), *arg)
 
 
