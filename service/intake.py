@@ -31,7 +31,7 @@ from agent.beneath import Escapes, Identity, RootReplaced
 from agent.capture import (UNREADABLE_FORMATS, Captured, UnsupportedFormat, open_source, record_file,
                            store_file)
 from agent.config import WatchConfig
-from agent.errors import CaptureError, IllegalTransition, SourceForbidden, SourceGone, SourceUnavailable
+from agent.errors import CaptureError, SourceForbidden, SourceGone, SourceUnavailable
 from agent.extract.sniff import sniff
 from agent.ledger import Ledger
 from agent.ledger.rows import parse_utc
@@ -40,6 +40,7 @@ from agent.vault import Staged, Vault
 from service import source_steps
 from service.intake_group import GroupedIntake, IntakeResult
 from service.intake_mail import MailUnfinished, NotAMessage, shown, store_mail
+from service.intake_partials import supersede_partials
 from service.intake_zip import ArchiveIntake, is_archive
 from agent.filenames import exact_path, readable_name, storable
 from service.source_steps import act, log_act
@@ -186,7 +187,7 @@ class Intake(ArchiveIntake, GroupedIntake):
             log.info("captured", extra={"path": key, "document": got.document_id, "new": got.created,
                                         "label": label or ""})
             if got.created:
-                self._supersede_partials(path, got, now=now)
+                supersede_partials(self.ledger, self.vault, path, got, now=now, actor=self.actor)
             self._after_scan(path, watch, got, now=now)
             return [got.document_id] if got.created else []
         return self._later(write_scan)
@@ -336,28 +337,6 @@ class Intake(ArchiveIntake, GroupedIntake):
         return source_steps.finish_sources(self.ledger, watches, now=now, today=today, actor=self.actor,
                                            doc_ids=doc_ids)
 
-    def _supersede_partials(self, path: Path, got: Captured, *, now: str) -> None:
-        # A slow writer's first half settled and was captured; now the path
-        # holds more. An earlier capture of this path whose bytes are the
-        # beginning of these is that partial file: it ends as `superseded`
-        # by this one instead of waiting in quarantine. So is one of the same
-        # size holding zeros where these bytes were written since: a writer
-        # that sized the file first (Explorer copying over SMB does).
-        shown_path = storable(str(path))
-        for doc in self.ledger.earlier_captures(exact_path(str(path)), exclude_id=got.document_id):
-            if doc.size > got.size or not self._written_over(doc.sha256, doc.size, got.sha256):
-                continue
-            how = ("were the beginning" if doc.size < got.size
-                   else "were these with zeros where they were not written yet")
-            try:
-                self.ledger.supersede(doc.id, got.document_id, now=now, actor=self.actor,
-                                      why=f"{shown_path} settled again with {got.size} bytes, of which its "
-                                          f"{doc.size} bytes {how} (a partial file)")
-            except IllegalTransition:
-                continue
-            log.info("partial capture superseded", extra={"document": doc.id, "by": got.document_id,
-                                                          "path": storable(str(path))})
-
     def _holds_invoice_format(self, path: Path, watch: WatchConfig) -> bool:
         # A name is no proof: an invoice saved as "Thumbs.db" is taken like
         # any other file. Only its first bytes are read (a real Thumbs.db,
@@ -367,24 +346,6 @@ class Intake(ArchiveIntake, GroupedIntake):
                 return sniff(stream.read(4096)) not in UNREADABLE_FORMATS
         except CaptureError:
             return False   # refused by its name, as before; what else is wrong shows when it is renamed
-
-    def _written_over(self, sha256: str, size: int, of_sha256: str) -> bool:
-        # Each of the `size` bytes of `sha256` is the byte of `of_sha256` at
-        # its place, or zero (not written yet): what the file held before its
-        # writer was done. Read from the vault, a MiB at a time.
-        try:
-            with open(self.vault.path(sha256), "rb") as a, open(self.vault.path(of_sha256), "rb") as b:
-                while size > 0:
-                    n = min(size, 1 << 20)
-                    old, new = a.read(n), b.read(n)
-                    if len(old) != n or len(new) != n:
-                        return False
-                    if old != new and not all(x == y or x == 0 for x, y in zip(old, new)):
-                        return False
-                    size -= n
-                return True
-        except OSError:
-            return False
 
 
 def _changed_within(st: os.stat_result | None, now: str, seconds: float) -> bool:
