@@ -24,6 +24,22 @@ FIELD_NAMES: tuple[str, ...] = (
     "amount", "tax", "total", "total_in_words",
     "buyer_name", "buyer_tax_id", "seller_name", "seller_tax_id", "qr",
 )
+# What each field is called on the invoice, for the Chinese half of a
+# problem: the people who fill in 补录 read 销售方名称, not seller_name.
+FIELD_LABELS_ZH = {
+    "kind": "发票种类", "title": "发票名称", "code": "发票代码", "number": "发票号码", "date": "开票日期",
+    "check_code": "校验码", "amount": "金额", "tax": "税额", "total": "价税合计",
+    "total_in_words": "价税合计（大写）", "buyer_name": "购买方名称", "buyer_tax_id": "购买方纳税人识别号",
+    "seller_name": "销售方名称", "seller_tax_id": "销售方纳税人识别号", "qr": "二维码",
+}
+
+
+def field_zh(name: str) -> str:
+    """The field's name as the invoice prints it (`FIELD_LABELS_ZH`); a name
+    not among the fields is returned as it is, never dropped."""
+    return FIELD_LABELS_ZH.get(name, name)
+
+
 MONEY_FIELDS = frozenset({"amount", "tax", "total"})
 _FEN = Decimal("0.01")
 # Fields whose value is digits (a tax id: digits and capitals), a date or an
@@ -180,7 +196,7 @@ class Invoice:
             code="field-invisible-character", severity="error", field=name,
             message=f"{name} {shown(text)} from {source} holds an invisible character: it prints as "
                     "another value; left empty for 补录",
-            message_zh=f"{name} 含不可见字符（{shown(text)}），与显示的号码不同，留空待补录"))
+            message_zh=f"{field_zh(name)} 含不可见字符（{shown(text)}），与显示的号码不同，留空待补录"))
         return True
 
     def refuse_sub_cent(self, name: str, value: Any, source: str) -> bool:
@@ -201,7 +217,7 @@ class Invoice:
             code="amount-sub-cent", severity="error", field=name,
             message=f"{name} {value} from {source} has a part of a fen (more than two decimals): "
                     "no invoice amount does; left empty for 补录",
-            message_zh=f"{name} {value} 含分以下的金额（超过两位小数），不是发票金额，留空待补录"))
+            message_zh=f"{field_zh(name)} {value} 含分以下的金额（超过两位小数），不是发票金额，留空待补录"))
         return True
 
     def set_manual(self, name: str, value: Any) -> None:

@@ -48,7 +48,7 @@ from agent.extract.ocr_parties import place_tax_ids, unsure_names
 from agent.extract.ocr_regions import SecondLook, second_look
 from agent.extract.qr import apply_qr, parse_qr
 from agent.extract.text import normalize_text, parse_text
-from agent.model import MONEY_FIELDS, Invoice, LineItem, Problem
+from agent.model import MONEY_FIELDS, Invoice, LineItem, Problem, field_zh
 from agent.validate.amounts import WordsError, parse_words
 from agent.validate.codes import code_defects, is_digits, shudian_number_defects
 from agent.validate.uscc import classify_tax_id
@@ -211,7 +211,7 @@ def apply_reading(invoice: Invoice, reading: OcrReading) -> None:
             invoice.problems.append(Problem(
                 "ocr-unverified", "warning", field=name,
                 message=f"{why}; {name} left empty for 补录",
-                message_zh=f"OCR 复读后仍无法确定 {name}（{why}），留待补录"))
+                message_zh=f"OCR 复读后仍无法确定 {field_zh(name)}（{why}），留待补录"))
     if invoice.get("tax") is None and reading.items:
         _offer_tax_of_items(invoice, reading.items)
     if reading.items and not invoice.items and _items_add_up(reading.items, invoice):
@@ -281,7 +281,7 @@ def _drop_unconfirmed_money(invoice: Invoice) -> None:
             invoice.problems.append(Problem(
                 "ocr-unverified", "warning", field=name,
                 message=f"OCR read {name} as {invoice.get(name)} but nothing confirms it; left empty for 补录",
-                message_zh=f"OCR 识别的 {name} 无法核对，留待补录"))
+                message_zh=f"OCR 识别的 {field_zh(name)} 无法核对，留待补录"))
             del invoice.fields[name]
     if invoice.get("total") is None:
         invoice.items.clear()
@@ -342,7 +342,7 @@ def _checked(invoice: Invoice, fields: dict[str, Any]) -> dict[str, Any]:
             invoice.problems.append(Problem(
                 "ocr-unverified", "warning", field=name,
                 message=f"OCR read {name} as {kept.pop(name)} but {why}; left empty for 补录",
-                message_zh=f"OCR 识别的 {name} 未通过校验（{why}），留待补录"))
+                message_zh=f"OCR 识别的 {field_zh(name)} 未通过校验（{why}），留待补录"))
 
     for role in ("buyer", "seller"):
         tax_id = kept.get(f"{role}_tax_id")

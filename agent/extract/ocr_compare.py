@@ -23,7 +23,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from agent.model import Invoice, Problem, values_differ
+from agent.model import Invoice, Problem, field_zh, values_differ
 from agent.validate.amounts import WordsError, parse_words
 
 SOURCE = "ocr"
@@ -54,7 +54,7 @@ def compare_with_qr(invoice: Invoice, printed: dict[str, Any]) -> bool:
             "ocr-disagrees", "warning", field=name,
             message=f"the printed {name} reads {value} by OCR, the {known.source} says "
                     f"{known.value}; the {known.source} value is kept",
-            message_zh=f"{name} 的印刷内容经 OCR 识别为 {value}，与 {known.source} 的 {known.value} 不符"))
+            message_zh=f"{field_zh(name)} 的印刷内容经 OCR 识别为 {value}，与 {known.source} 的 {known.value} 不符"))
     if other_invoice:
         named = ", ".join(sorted(differing.keys() & IDENTITY))
         invoice.problems.append(Problem(

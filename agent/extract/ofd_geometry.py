@@ -20,7 +20,7 @@ from agent.extract.ofd_shown import element_unshown
 from agent.extract.pdf_geometry import FACE_FIELDS, _Glyph, layout_glyphs
 from agent.extract.text import ParsedText, normalize_text, parse_text
 from agent.extract.xml_parse import local_name
-from agent.model import Invoice, LineItem, Problem
+from agent.model import Invoice, LineItem, Problem, field_zh
 
 _POINTS_PER_MM = 72 / 25.4
 _MAX_RUNS = 20_000
@@ -55,7 +55,7 @@ def read_by_position(parts: list[Element], drawing: Drawing | None = None,
                 code="ofd-inconsistent", severity="error", field=name,
                 message=(f"the OFD page prints text over other text where {name} is ({shown}); "
                          "it is not read, as which text shows cannot be told"),
-                message_zh=f"OFD 页面在 {name} 处有文字重叠印刷，不读取，留待补录"))
+                message_zh=f"OFD 页面在 {field_zh(name)} 处有文字重叠印刷，不读取，留待补录"))
     return reading
 
 

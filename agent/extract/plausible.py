@@ -33,7 +33,7 @@ from decimal import Decimal
 from typing import Any, Callable
 
 from agent.extract.qr import TAX_EXCLUSIVE_KINDS, parse_qr
-from agent.model import Conflict, Field, Invoice, Problem, values_differ
+from agent.model import Conflict, Field, Invoice, Problem, field_zh, values_differ
 from agent.validate.amounts import WordsError, parse_words
 from agent.validate.codes import code_defects, is_digits, shudian_number_defects
 from agent.validate.uscc import classify_tax_id
@@ -186,7 +186,7 @@ def _check(invoice: Invoice, name: str, defect: Callable[[Any], str | None], cod
         invoice.problems.append(Problem(
             code, "error", field=name,
             message=f"{name} was read from the page ({source}) as {value!r}, but {why}; left empty for 补录",
-            message_zh=f"{name} 由页面（{source}）读出为 {value}，但{zh}，留待补录"))
+            message_zh=f"{field_zh(name)} 由页面（{source}）读出为 {value}，但{zh}，留待补录"))
 
 
 def _check_sum(invoice: Invoice) -> None:
@@ -208,7 +208,7 @@ def _check_sum(invoice: Invoice) -> None:
         invoice.problems.append(Problem(
             "implausible-sum", "error", field=name,
             message=f"{name} was read from the page ({source}) as {value}, but {why}; left empty for 补录",
-            message_zh=f"{name} 由页面读出为 {value}，但金额与税额之和不等于价税合计，留待补录"))
+            message_zh=f"{field_zh(name)} 由页面读出为 {value}，但金额与税额之和不等于价税合计，留待补录"))
 
 
 def _spells(words: Any) -> Decimal | None:

@@ -23,7 +23,7 @@ from agent.extract.qr import apply_qr, decode_qr_bytes, parse_qr
 from agent.extract.xml_parse import Tags, local_name, parse_xml, text_of
 from agent.extract.xml_values import (GLUED_DATE_RE, GROUPED_RE, NO_TAX_MARKS, date_shape, id_digits, impossible_date,
                                       parse_date, parse_decimal, parse_money, parse_rate, printed_name)
-from agent.model import Invoice, LineItem, Problem
+from agent.model import Invoice, LineItem, Problem, field_zh
 
 FP_NAMESPACE = "http://www.edrm.org.cn/schema/e-invoice/2019"
 # The elements each layout reads as numbers (sums, line amounts, prices, rates).
@@ -88,7 +88,7 @@ def _sole_text(inv: Invoice, tags: Tags, field: str, *names: str) -> str | None:
         inv.problems.append(Problem(
             code="xml-conflicting-elements", severity="error", field=field,
             message=f"the XML nests {'/'.join(names)} elements inside one another; {field} left empty for 补录",
-            message_zh=f"XML 中 {field} 元素相互嵌套，留待补录"))
+            message_zh=f"XML 中 {field_zh(field)} 元素相互嵌套，留待补录"))
         return None
     texts = [t for t in ("".join(el.itertext()).strip() for el in els) if t]
     distinct = list(dict.fromkeys(texts))
@@ -97,7 +97,7 @@ def _sole_text(inv: Invoice, tags: Tags, field: str, *names: str) -> str | None:
         inv.problems.append(Problem(
             code="xml-conflicting-elements", severity="error", field=field,
             message=f"the XML gives {field} in {len(texts)} elements ({'/'.join(names)}) that differ: {shown}; left empty for 补录",
-            message_zh=f"XML 中 {field} 出现多次且不一致，留待补录"))
+            message_zh=f"XML 中 {field_zh(field)} 出现多次且不一致，留待补录"))
         return None
     return distinct[0] if distinct else None
 

@@ -90,6 +90,10 @@ def test_amounts_with_a_part_of_a_fen_are_left_empty_not_rounded():
     assert (inv.get("amount"), inv.get("tax"), inv.get("total")) == (None, None, None)
     assert sorted(p.field for p in problems if p.code == "amount-sub-cent") == ["amount", "tax", "total"]
     assert has_errors(problems)
+    # Said in Chinese as the invoice names the field, for whoever fills in 补录.
+    zh = {p.field: p.message_zh for p in problems if p.code == "amount-sub-cent"}
+    assert zh["total"].startswith("价税合计 2.125 ") and zh["tax"].startswith("税额 0.121 ")
+    assert not any("total" in m or "tax" in m or "amount" in m for m in zh.values())
     # What the ledger keeps says so too: no rounded amount comes back.
     again = Invoice.from_dict(inv.to_dict())
     assert again.get("total") is None
