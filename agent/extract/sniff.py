@@ -61,6 +61,10 @@ def sniff(data: bytes) -> str:
     # read as that PDF, the archive's other files were never looked at.
     if is_tar(data):
         return "unknown"
+    # So is an Outlook winmail.dat (TNEF) whose first attachment is a PDF:
+    # its files are read out of it (agent/tnef.py), never it as the first.
+    if is_tnef(data):
+        return "unknown"
     # Only after every other magic, so a stored PDF inside a zip or an XML
     # that mentions "%PDF-" is not taken for a PDF.
     if b"%PDF-" in data[:_PDF_HEADER_WINDOW]:
@@ -74,6 +78,15 @@ def is_tar(head: bytes) -> bool:
     """Whether `head` (a file's first 262 bytes or more) starts a tar archive
     (POSIX or GNU: "ustar" at byte 257)."""
     return head[_TAR_MAGIC_AT:_TAR_MAGIC_AT + 5] == b"ustar"
+
+
+# An Outlook TNEF stream (winmail.dat) starts with 0x223E9F78, little-endian.
+TNEF_SIGNATURE = b"\x78\x9f\x3e\x22"
+
+
+def is_tnef(head: bytes | memoryview) -> bool:
+    """Whether `head` starts an Outlook TNEF stream (a winmail.dat): its signature."""
+    return bytes(head[:4]) == TNEF_SIGNATURE
 
 
 def _zip_has_ofd_root(data: bytes) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from agent.extract.sniff import is_tar
+from agent.extract.sniff import TNEF_SIGNATURE, is_tar
 
 
 class Unreadable(NamedTuple):
@@ -54,7 +54,7 @@ HTML = Unreadable("html", "an HTML page (a \"view your invoice online\" mail): n
 
 # Magic numbers at offset 0. RAR 1.5-4 and RAR5 differ after the 6th byte.
 _MAGIC = ((b"Rar!\x1a\x07\x00", RAR), (b"Rar!\x1a\x07\x01\x00", RAR), (b"7z\xbc\xaf\x27\x1c", SEVEN_ZIP),
-          (b"\x78\x9f\x3e\x22", TNEF), (b"\x1f\x8b\x08", COMPRESSED),
+          (TNEF_SIGNATURE, TNEF), (b"\x1f\x8b\x08", COMPRESSED),
           (b"\xfd7zXZ\x00", COMPRESSED), (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", OLE2))
 
 

@@ -48,3 +48,18 @@ def test_a_tar_whose_first_file_is_a_pdf_is_an_archive_not_that_pdf():
     assert b"%PDF-" in data[:1024]
     assert sniff(data) == "unknown" and unreadable_kind(data) is COMPRESSED
     assert sniff(pdfs[0].read_bytes()) == "pdf"
+
+
+def test_a_winmail_dat_whose_first_file_is_a_pdf_is_a_tnef_not_that_pdf():
+    # As with a tar: "%PDF-" within the first KiB made the whole winmail.dat
+    # a PDF (taken as one in a scanner folder, and in a mail folder taken as
+    # a file instead of read for its attachments). It is a TNEF: its files
+    # are read out of it (agent/tnef.py), or it is named as one.
+    from agent.extract.sniff import sniff
+    from tests.conftest import SAMPLES
+    from tests.support.tnef import Attached, tnef
+
+    pdf = (SAMPLES / "mxvc__invoice" / "发票.pdf").read_bytes()
+    data = tnef([Attached("发票.pdf", pdf)])
+    assert b"%PDF-" in data[:1024]
+    assert sniff(data) == "unknown" and unreadable_kind(data) is TNEF
