@@ -18,9 +18,11 @@ from typing import NamedTuple
 
 from agent.errors import CaptureError, ExtractError
 from agent.mail_parts import _Collector
+from agent.mail_tnef import take_tnef
 from agent.mail_types import DEFAULT_MAIL_LIMITS, Attachment, MailHeaders, MailLimits, ParsedMail, Refusal
 from agent.mailnames import date_text, header_text, sender_text
 from agent.mime import HeaderTooLarge, read_part, split_mbox
+from agent.tnef import is_tnef
 
 __all__ = ["DEFAULT_MAIL_LIMITS", "Attachment", "MailHeaders", "MailLimits", "ParsedMail", "Refusal",
            "ZipContents", "iter_maildir", "maildir_cur_path", "parse_message", "read_zip"]
@@ -45,6 +47,11 @@ def parse_message(data: bytes, limits: MailLimits = DEFAULT_MAIL_LIMITS) -> Pars
     the messages past them are refused by number (too-many-parts).
     A message with bare CR line ends and no LF at all is read as if its
     line ends were LF.
+
+    An Outlook TNEF file (a winmail.dat saved into the mail folder) is read
+    as a message without headers whose attachments are the files in it,
+    within the same limits (agent/mail_tnef.py); one holding none gives
+    nothing, for the caller to name the file.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ExtractError("corrupt", "a message must be bytes")
@@ -52,11 +59,14 @@ def parse_message(data: bytes, limits: MailLimits = DEFAULT_MAIL_LIMITS) -> Pars
         raise ExtractError("limit-exceeded", f"message is {len(data)} bytes, "
                                              f"limit {limits.max_message_bytes}")
     data = bytes(data) if not isinstance(data, bytes) else data
+    collector = _Collector(limits)
+    if is_tnef(data):   # (binary: never a line end to mend)
+        take_tnef(collector, data, None)
+        return ParsedMail(None, None, None, None, collector.attachments, collector.refusals)
     if b"\n" not in data and b"\r" in data:
         # Old Mac line ends: without this, the header block never ends (or
         # ends at the first blank part) and every part is misread.
         data = data.replace(b"\r", b"\n")
-    collector = _Collector(limits)
     pending = split_mbox(data)
     messages: list[tuple[MailHeaders, slice, slice]] = []  # headers, its attachments, its refusals
     while pending and collector.parts_seen < limits.max_file_parts:

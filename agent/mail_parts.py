@@ -14,14 +14,16 @@ import re
 
 from agent.errors import ExtractError
 from agent.extract.sniff import sniff
-from agent.extract.unreadable import looks_like_html, office_zip_kind, unreadable_kind
+from agent.extract.unreadable import TNEF, looks_like_html, office_zip_kind, unreadable_kind
 from agent.filenames import readable_name
+from agent.mail_tnef import take_tnef
 from agent.mail_types import Attachment, MailLimits, Refusal
 from agent.mailnames import (MEDIA_TYPES, content_type, decode_bytes, disposition, display_name, display_text,
                              filename_of, header_text, sanitise_filename)
 from agent.mime import (HeaderTooLarge, Multipart, Part, Span, boundary_of, decode_body, decoded_size_bound,
                         looks_like_message, outside_parts, read_part, split_multipart, transfer_encoding, whole)
 from agent.safezip import SafeZip, open_zip
+from agent.tnef import is_tnef
 
 _IMAGE_FORMATS = frozenset({"png", "jpeg", "tiff", "bmp", "gif", "webp"})
 _MAX_MULTIPART_DEPTH = 32
@@ -48,6 +50,7 @@ class _Collector:
         self.index = 0
         self.following: Span | None = None  # a message written after the one walked
         self.unclosed = False  # a multipart of the file ended without its close delimiter
+        self.tnef_depth = 0  # TNEF streams being read, one inside another (agent/mail_tnef.py)
 
     def refuse(self, filename: str, reason: str, detail: str = "") -> None:
         self.refusals.append(Refusal(filename, reason, detail))
@@ -209,7 +212,10 @@ class _Collector:
         self._expand_zip(data, name)
         return name
 
-    def _take(self, data: bytes, raw_name: str | None, from_zip: str | None) -> None:
+    def _take(self, data: bytes, raw_name: str | None, from_zip: str | None,
+              archive: SafeZip | None = None) -> None:
+        # `archive`: the zip `data` came out of, through a TNEF in it: a zip
+        # in that TNEF shares its budget, as a zip in a zip does.
         fmt = sniff(data)
         name = sanitise_filename(raw_name, fmt, self.index)
         shown = f"{from_zip}/{name}" if from_zip else name
@@ -221,7 +227,12 @@ class _Collector:
         elif len(data) > lim.max_attachment_bytes:
             self.refuse(shown, "too-large", f"{len(data)} bytes, limit {lim.max_attachment_bytes}")
         elif fmt == "zip":
-            self._expand_zip(data, shown)
+            self._expand_zip(data, shown, archive, shown)
+        elif fmt == "unknown" and is_tnef(data):
+            # Outlook's winmail.dat: its files are this message's attachments.
+            # One holding none is named as before, with what to do.
+            if not take_tnef(self, data, shown, archive):
+                self.refuse(shown, "unsupported-format", TNEF.text)
         elif fmt in _IMAGE_FORMATS and len(data) < lim.min_image_bytes:
             self.refuse(shown, "small-image", f"{fmt} image of {len(data)} bytes is below "
                                               f"{lim.min_image_bytes}: a logo or signature")
@@ -279,7 +290,7 @@ class _Collector:
             if sniff(content) == "zip":
                 self._expand_zip(content, member_shown, archive, member_name)
             else:
-                self._take(content, member_name, from_zip=shown)
+                self._take(content, member_name, from_zip=shown, archive=archive)
 
 
 # Formats kept as a zip of parts, told by the members every such file has

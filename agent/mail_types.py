@@ -63,7 +63,8 @@ class Attachment:
 
     `filename` is one sanitised path component (never empty); `media_type`
     comes from the content; `from_zip` names the archive(s) it came out of,
-    e.g. "a.zip" or "a.zip/b.zip", else None.
+    e.g. "a.zip" or "a.zip/b.zip", else None; an Outlook winmail.dat (TNEF)
+    counts as one: "winmail.dat", "a.zip/winmail.dat", "winmail.dat/b.zip".
     """
 
     filename: str
@@ -90,7 +91,8 @@ class Refusal:
     Reasons: empty, small-image, unsupported-format, too-large,
     message-size-limit, too-many-attachments, too-many-parts,
     nested-too-deep, unsafe-name, duplicate-name, zip-corrupt,
-    zip-limit-exceeded, zip-encrypted, undecodable, trailing-content
+    zip-limit-exceeded, zip-encrypted, tnef-corrupt (a winmail.dat cut
+    short or damaged, or one file in it), undecodable, trailing-content
     (text or parts after a multipart's close delimiter), preamble-content
     (parts, or more than a short note, before its first delimiter).
     """
