@@ -171,8 +171,8 @@ def problem_lines(problems: list[dict], indent: str = "  ") -> list[str]:
 def arrival_lines(details: object) -> list[str]:
     """What one arrival's recorded details tell a person, as `show` prints
     them under the arrival: the e-mail's sender and subject, the zip
-    archive it came out of, and the label (the department subfolder or the
-    watched folder's label)."""
+    archive it came out of (or the Outlook winmail.dat), and the label (the
+    department subfolder or the watched folder's label)."""
     if not isinstance(details, dict):
         return []
     lines = []
@@ -180,7 +180,11 @@ def arrival_lines(details: object) -> list[str]:
         lines.append(f"e-mail from {details.get('from') or '(no sender)'}, subject: "
                      f"{details.get('subject') or '(none)'}")
     if details.get("from_zip"):
-        lines.append(f"out of zip archive {details['from_zip']}"
+        # `from_zip` is the path of what it came out of: zip archives, or a
+        # winmail.dat (TNEF), which no one should read as a zip archive.
+        within = str(details["from_zip"])
+        kind = "zip archive " if within.rsplit("/", 1)[-1].lower().endswith(".zip") else ""
+        lines.append(f"out of {kind}{within}"
                      + (f" ({details['archive_path']})" if details.get("archive_path") else ""))
     if details.get("label"):
         lines.append(f"label: {details['label']}")
