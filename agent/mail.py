@@ -28,7 +28,7 @@ __all__ = ["DEFAULT_MAIL_LIMITS", "Attachment", "MailHeaders", "MailLimits", "Pa
            "ZipContents", "iter_maildir", "maildir_cur_path", "parse_message", "read_zip"]
 
 
-def parse_message(data: bytes, limits: MailLimits = DEFAULT_MAIL_LIMITS) -> ParsedMail:
+def parse_message(data: bytes, limits: MailLimits = DEFAULT_MAIL_LIMITS, *, name: str | None = None) -> ParsedMail:
     """Parse one RFC 5322 message and return its invoice attachments.
 
     Never raises on bad mail except ExtractError: "limit-exceeded" when the
@@ -51,7 +51,8 @@ def parse_message(data: bytes, limits: MailLimits = DEFAULT_MAIL_LIMITS) -> Pars
     An Outlook TNEF file (a winmail.dat saved into the mail folder) is read
     as a message without headers whose attachments are the files in it,
     within the same limits (agent/mail_tnef.py); one holding none gives
-    nothing, for the caller to name the file.
+    nothing, for the caller to name the file. `name`, the file's own name
+    when known, names such a file's refusals and the origin of its files.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ExtractError("corrupt", "a message must be bytes")
@@ -61,7 +62,7 @@ def parse_message(data: bytes, limits: MailLimits = DEFAULT_MAIL_LIMITS) -> Pars
     data = bytes(data) if not isinstance(data, bytes) else data
     collector = _Collector(limits)
     if is_tnef(data):   # (binary: never a line end to mend)
-        take_tnef(collector, data, None)
+        take_tnef(collector, data, name)
         return ParsedMail(None, None, None, None, collector.attachments, collector.refusals)
     if b"\n" not in data and b"\r" in data:
         # Old Mac line ends: without this, the header block never ends (or

@@ -17,6 +17,7 @@ from agent.errors import CaptureError, ExtractError
 from agent.filenames import exact_path, storable
 from agent.ledger import Ledger
 from agent.mail import MailLimits, ParsedMail, parse_message
+from agent.tnef import is_tnef
 from agent.mime import message_head, starts_like_message
 from agent.extract.sniff import sniff
 from agent.extract.unreadable import unreadable_kind
@@ -64,7 +65,7 @@ def store_mail(ledger: Ledger, vault: Vault, path: Path, watch: WatchConfig, *, 
                            "(agent.max_file_mb)")
     if not starts_like_message(data) and (kind := sniff(data[:4096])) in _FILE_FORMATS:
         raise NotAMessage(kind)
-    parsed = _parse(data, limits)
+    parsed = _parse(data, limits, shown(path))
     if young and isinstance(parsed, ParsedMail) and parsed.unclosed:
         raise MailUnfinished(f"{path}: the message has no closing MIME delimiter yet (still being written)")
     stored = vault.put_bytes(data)
@@ -94,17 +95,18 @@ class MailWrite(NamedTuple):
     brought: Sequence[int] = ()
 
 
-def _parse(data: bytes, limits: MailLimits) -> ParsedMail | ExtractError:
+def _parse(data: bytes, limits: MailLimits, name: str) -> ParsedMail | ExtractError:
     try:
-        return parse_message(data, limits)
+        return parse_message(data, limits, name=name)
     except ExtractError as e:
         return e
 
 
 def is_message(head: bytes) -> bool:
     """Whether a file's first bytes are an e-mail's (`mime.message_head`),
-    not an invoice file's or junk."""
-    return sniff(head) not in _FILE_FORMATS and message_head(head)
+    not an invoice file's or junk, or an Outlook winmail.dat's (TNEF), which
+    `parse_message` reads as a message without headers."""
+    return is_tnef(head) or (sniff(head) not in _FILE_FORMATS and message_head(head))
 
 
 def mail_rows(ledger: Ledger, vault: Vault, data: bytes, sha256: str, *, path: Path, source: str,
@@ -118,7 +120,7 @@ def mail_rows(ledger: Ledger, vault: Vault, data: bytes, sha256: str, *, path: P
     returns the new documents' ids, and appends every document it names,
     new or known, to `brought` when given. A message that cannot be read
     is refused whole, its hash named. `parsed`: `data` already parsed."""
-    mail = _parse(data, limits) if parsed is None else parsed
+    mail = _parse(data, limits, shown(path)) if parsed is None else parsed
     if isinstance(mail, ExtractError):
         e = mail
         # Refused whole, but already an original in the vault: the refusal

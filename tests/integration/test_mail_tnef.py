@@ -96,7 +96,22 @@ def test_a_winmail_dat_saved_into_the_mail_folder_gives_its_files(tmp_path):
     for [source] in sources.values():
         # The arrival names the file it came out of (its bytes kept in the vault).
         assert source.source_kind == "email" and source.details["message_sha256"] == sha
+        assert source.details["from_zip"] == "winmail.dat"
     assert vault.read(sha) == winmail
+
+
+def test_a_saved_winmail_dat_given_to_ingest_gives_its_files(tmp_path):
+    # As an .eml given to `ingest` is read as the mail folder reads it.
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    cfg = default_config(tmp_path)
+    (drop / "winmail.dat").write_bytes(tnef([Attached("住宿发票.pdf", PDF), Attached("数电发票.xml", XML)]))
+    assert run(cfg, "ingest", str(drop)).exit_code == 0
+    docs = {d["original_name"]: d for d in map(json.loads, run(cfg, "list", "--json").stdout.splitlines())}
+    assert set(docs) == {"住宿发票.pdf", "数电发票.xml"}
+    assert docs["住宿发票.pdf"]["invoice_number"] == "21895665" and docs["数电发票.xml"]["total"] == "25254.62"
+    assert run(cfg, "refused", "--json").stdout == ""
+    assert_ledger_sound(cfg)
 
 
 def test_a_winmail_dat_cut_short_in_the_mail_folder_is_named_and_kept(tmp_path):
@@ -110,6 +125,7 @@ def test_a_winmail_dat_cut_short_in_the_mail_folder_is_named_and_kept(tmp_path):
         [refusal] = ledger.refusals(limit=-1)
     assert names == ["住宿发票.pdf"]   # the file before the cut is whole: taken
     assert refusal["source"] == "e-mail winmail.dat" and refusal["reason"].startswith("tnef-corrupt: ")
+    assert refusal["name"] == "winmail.dat"   # the file's own name, not "(the TNEF file)"
     assert "inside the attachment 数电发票.xml" in refusal["reason"] and "截断或损坏" in refusal["reason"]
     assert Vault(tmp_path / "vault").read(refusal["sha256"]) == cut
 
