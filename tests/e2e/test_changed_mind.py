@@ -1,0 +1,92 @@
+"""An operator who changes their mind about a 补录 application, with a real
+daemon, a real HTTP destination and the real CLI.
+
+- A better copy of the invoice lands while an application holds the first
+  one: it cannot take the held one's place then (the application decides
+  first), so it waits as its duplicate. Once the application is decided
+  and the held copy is still quarantined, the copy that passes takes its
+  place and is delivered, as it would have been had it landed a moment
+  later; before, it stayed a duplicate of a quarantined document for good."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.e2e.daemon_harness import DaemonUnderTest
+from tests.support.audit import assert_ledger_sound
+from tests.support.http_destination import FaultyFinanceServer
+
+SAMPLE = "renoyuan__easyofd/original_invoice.xml"   # a 数电 XML that passes validation
+GOOD_TAX_ID, BAD_TAX_ID = b"91522701709696623X", b"91522701709696623Y"   # the buyer's; Y fails its check digit
+APPROVER = {"SUDO_UID": "4242"}   # root names the person behind it: someone other than the filer (root)
+
+
+def destination(name: str, server: FaultyFinanceServer, extra: str = "") -> str:
+    return f'[[destination]]\nname = "{name}"\nurl = "{server.url}"\nconcurrency = 1\ntimeout_s = 60\n{extra}\n'
+
+
+def cli(daemon: DaemonUnderTest, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "service", "--config", str(daemon.config), *args],
+                          capture_output=True, text=True, timeout=120, cwd=daemon.root,
+                          env={**os.environ, **(env or {})})
+
+
+def number_of(filed: subprocess.CompletedProcess) -> str:
+    found = re.match(r"(BL-\d{8}-\d{4}) filed", filed.stdout)
+    assert found, (filed.stdout, filed.stderr)
+    return found[1]
+
+
+def states(daemon: DaemonUnderTest) -> dict[int, tuple[str, int | None]]:
+    return {d.id: (d.state, d.duplicate_of) for d in daemon.documents()}
+
+
+@pytest.mark.parametrize("decision", ["decline", "approve"])
+def test_a_passing_copy_that_landed_while_held_takes_over_once_the_application_is_decided(
+        tmp_path, samples_dir, decision):
+    good = (samples_dir / SAMPLE).read_bytes()
+    with FaultyFinanceServer() as erp:
+        daemon = DaemonUnderTest(tmp_path, extra=destination("erp", erp))
+        try:
+            daemon.start()
+            # The scan's tax id fails its check digit: quarantined.
+            (daemon.root / "scan" / "first.xml").write_bytes(good.replace(GOOD_TAX_ID, BAD_TAX_ID))
+            daemon.wait_until(lambda: states(daemon) == {1: ("quarantined", None)}, 60, "the first copy quarantined")
+            # An application to change the buyer's name: it holds document 1 for a second person.
+            filed = cli(daemon, "amend", "1", "--set", "buyer_name=中国移动黔南分公司", "--reason", "纸质发票")
+            assert filed.returncode == 0 and "waiting for an approver" in filed.stdout, filed.stdout + filed.stderr
+            number = number_of(filed)
+            # Meanwhile the issuer's own file lands: it passes, but the held copy keeps the key.
+            (daemon.root / "scan" / "second.xml").write_bytes(good)
+            daemon.wait_until(lambda: states(daemon).get(2) == ("duplicate", 1), 60, "the second copy a duplicate")
+            assert erp.stats()["posts"] == 0
+
+            decided = cli(daemon, decision, number, "--reason", "changed my mind",
+                          env=APPROVER if decision == "approve" else None)
+            # Document 1 still fails (its tax id) and steps aside: the invoice goes on, so exit 0.
+            assert decided.returncode == 0, decided.stdout + decided.stderr
+            assert "document 1: quarantined -> quarantined -> duplicate (same invoice as document 2)" in decided.stdout
+            assert re.search(r"document 2 \(a copy of invoice \S+\): duplicate -> (queued|delivering|delivered)",
+                             decided.stdout), decided.stdout
+
+            daemon.wait_until(lambda: states(daemon) == {1: ("duplicate", 2), 2: ("delivered", None)}, 60,
+                              "the passing copy delivered in the held one's place")
+            assert erp.stats()["accepted"] == {"052002100113-00008006": 1}
+            assert erp.fields["052002100113-00008006"]["buyer_tax_id"] == GOOD_TAX_ID.decode()
+            story = json.loads(cli(daemon, "requests", "show", number, "--json").stdout)
+            assert (story["state"], story["outcome"]) == ("declined" if decision == "decline" else "approved",
+                                                         "duplicate")
+            assert daemon.stop() == 0
+            assert not any("Traceback" in line for line in daemon.lines)
+            assert_ledger_sound(daemon.config)
+        finally:
+            if daemon.proc and daemon.proc.poll() is None:
+                daemon.proc.kill()
+                daemon.proc.wait()
