@@ -396,7 +396,7 @@ def print_delivery(report: dict) -> None:
                 + (f" (oldest {human_age(d['oldest_waiting_age_s'])})" if d["backlog"] else "")
                 + f", failed {c['failed']}, missing {c['missing']}, quarantined {c['quarantined']}"
                 + (f", superseded {c['superseded']}" if c.get("superseded") else "")
-                + (f", on hold {c['on_hold']} (held for 补录: not sent)" if c.get("on_hold") else "")
+                + (f", on hold {c['on_hold']} (its document waits for a person: not sent)" if c.get("on_hold") else "")
                 + (f", {c['rejected_there']} REJECTED YET HELD THERE (remove by hand)" if c.get("rejected_there")
                    else "")
                 + (f", {d['overdue_leases']} PAST THEIR LEASE" if d.get("overdue_leases") else "")

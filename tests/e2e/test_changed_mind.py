@@ -6,7 +6,10 @@ daemon, a real HTTP destination and the real CLI.
   first), so it waits as its duplicate. Once the application is decided
   and the held copy is still quarantined, the copy that passes takes its
   place and is delivered, as it would have been had it landed a moment
-  later; before, it stayed a duplicate of a quarantined document for good."""
+  later; before, it stayed a duplicate of a quarantined document for good.
+- Two destinations, one refusing the invoice: the other's row waits "on
+  hold" for the person who decides the quarantined document; `status`
+  said it was held for 补录 though no application was filed."""
 
 from __future__ import annotations
 
@@ -85,6 +88,40 @@ def test_a_passing_copy_that_landed_while_held_takes_over_once_the_application_i
                                                          "duplicate")
             assert daemon.stop() == 0
             assert not any("Traceback" in line for line in daemon.lines)
+            assert_ledger_sound(daemon.config)
+        finally:
+            if daemon.proc and daemon.proc.poll() is None:
+                daemon.proc.kill()
+                daemon.proc.wait()
+
+
+def test_status_says_a_row_waits_for_a_person_not_for_an_application_no_one_filed(tmp_path, samples_dir):
+    with FaultyFinanceServer() as erp, FaultyFinanceServer() as archive:
+        erp.inject("400", times=5, message="buyer unknown")
+        archive.inject("503", times=1000)
+        daemon = DaemonUnderTest(tmp_path, extra=destination("erp", erp) + destination("archive", archive))
+        try:
+            daemon.start()
+            (daemon.root / "scan" / "invoice.xml").write_bytes((samples_dir / SAMPLE).read_bytes())
+
+            def refused_by_erp():
+                docs = daemon.documents()
+                if len(docs) != 1 or docs[0].state != "quarantined":
+                    return None
+                with daemon.ledger() as led:
+                    rows = {r["destination"]: r["state"] for r in led.deliveries_of(docs[0].id)}
+                return rows == {"erp": "quarantined", "archive": "queued"}
+            daemon.wait_until(refused_by_erp, 60, "erp's refusal while archive waits")
+
+            report = json.loads(cli(daemon, "status", "--json").stdout)
+            assert report["applications"]["pending"] == 0
+            archive_counts = next(d for d in report["delivery"]["destinations"] if d["name"] == "archive")["counts"]
+            assert archive_counts["on_hold"] == 1
+            shown = cli(daemon, "status")
+            line = next(l for l in shown.stdout.splitlines() if l.strip().startswith("archive"))
+            assert "on hold 1" in line and "补录" not in line, line
+            assert "waits for a person" in line, line
+            assert daemon.stop() == 0
             assert_ledger_sound(daemon.config)
         finally:
             if daemon.proc and daemon.proc.poll() is None:
