@@ -21,7 +21,8 @@ is on (the default), is approved by its filer at once: the trail shows the
 filing and the approval. Any other amend waits (`pending`), its document
 held (quarantined with the application shown first in its problems, or a
 duplicate of its key's live copy) until someone other than the filer
-approves it (four eyes) or anyone with the approve role declines it. A
+approves it (four eyes) or anyone with the approve role declines it (its
+filer may withdraw it: service/access.py DECLINE). A
 copy of its invoice that passes and landed meanwhile takes its place once
 the decision leaves it failing.
 `accept` is the approver's own decision, `reject` and `reopen` deliver

@@ -14,8 +14,9 @@ no entry is treated as a service-only write, so forgetting fails closed.
 - READ  needs [access] read_group (amend_group and approve_group also may
   read); opens the ledger read-only and never creates one.
 - AMEND needs amend_group; APPROVE needs approve_group; OPERATE (retry,
-  ingest, backups...) needs amend_group; SERVICE (the daemon) needs the
-  service user. These write state, so they run as the service user: root
+  ingest, backups...) needs amend_group; DECLINE needs either, and the
+  command asks approve_group unless its filer withdraws their own
+  application; SERVICE (the daemon) needs the service user. These write state, so they run as the service user: root
   re-executes itself as that user, and a person is told the `sudo -u` line.
 - Root and the service user pass every check; under `sudo -u <service>`
   the check is made on the person who ran sudo, so a sudo rule cannot
@@ -33,7 +34,8 @@ from dataclasses import dataclass
 import click
 
 NONE, READ, AMEND, APPROVE, OPERATE, SERVICE = "none", "read", "amend", "approve", "operate", "service"
-WRITE_ROLES = frozenset({AMEND, APPROVE, OPERATE, SERVICE})
+DECLINE = "decline"   # approve_group, or amend_group for the filer's own application (withdraw)
+WRITE_ROLES = frozenset({AMEND, APPROVE, OPERATE, DECLINE, SERVICE})
 DENIED_EXIT = 3
 
 COMMAND_ROLES: dict[str, str] = {
@@ -46,7 +48,7 @@ COMMAND_ROLES: dict[str, str] = {
     "fleet status": READ, "fleet find": READ,
     # 补录: file, decide.
     "amend": AMEND, "reject": AMEND, "reopen": AMEND,
-    "accept": APPROVE, "approve": APPROVE, "decline": APPROVE,
+    "accept": APPROVE, "approve": APPROVE, "decline": DECLINE,
     # Operational writes: the people who fix deliveries and intake.
     "retry": OPERATE, "requeue": OPERATE, "reconcile": OPERATE, "ingest": OPERATE, "deliver": OPERATE,
     "drop-destination": OPERATE,   # lets go of a removed destination's deliveries
@@ -151,6 +153,8 @@ def role_groups(role: str, access: dict) -> list[str]:
         return [access["amend_group"]]
     if role == APPROVE:
         return [access["approve_group"]]
+    if role == DECLINE:
+        return [access["approve_group"], access["amend_group"]]
     return []
 
 
@@ -187,13 +191,14 @@ def check(role: str, access: dict, who: Identity) -> None:
     if not groups:
         raise AccessDenied(f"only the service user {access['service_user']} (or root) may do this")
     if not _gids(groups) & _person_gids(who):
-        shown = groups[0] if role != READ else " or ".join(groups)
+        shown = groups[0] if role not in (READ, DECLINE) else " or ".join(groups)
         raise AccessDenied(f"{who.invoker or who.name} may not do this: it needs membership of the group "
                            f"{shown} ([access] {_key(role)})")
 
 
 def _key(role: str) -> str:
-    return {READ: "read_group", APPROVE: "approve_group"}.get(role, "amend_group")
+    keys = {READ: "read_group", APPROVE: "approve_group", DECLINE: "approve_group or amend_group"}
+    return keys.get(role, "amend_group")
 
 
 def sudo_line(service_user: str, argv: list[str] | None = None) -> str:

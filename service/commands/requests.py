@@ -10,8 +10,9 @@ from agent.errors import AgentError
 from agent.ledger import Ledger
 from agent.ledger.applications import APPLICATION_STATES
 from service.commands.quarantine import act
+from service import access
 from service.context import (LIMIT, age_seconds, destination_names, echo_json, fail, human_age, load, now, now_dt,
-                             open_ledger, today, validation_settings)
+                             open_ledger, operator, today, validation_settings)
 from service.display import Column, local_time, table
 from service.textsafe import echo
 
@@ -180,15 +181,29 @@ def decline_command(ctx: click.Context, number: str, reason: str) -> None:
     """Decline a pending 补录 application: its values are not applied.
 
     The document is validated again with the values it has: queued when it
-    passes, quarantined again with its reasons when not. Its filer may
-    decline (withdraw) their own application.
+    passes, quarantined again with its reasons when not. A member of
+    approve_group declines any; its filer may decline (withdraw) their own
+    with amend_group alone.
     """
     cfg = load(ctx)
     with open_ledger(cfg) as ledger:
         app = _application(ledger, number)
+        _may_decline(cfg, app)
         act(ledger, ledger.get(app["document_id"]), lambda who: apps.decline(
             ledger, app["number"], reason=reason, settings=validation_settings(cfg),
             destinations=destination_names(cfg), today=today(), now=now(), decider=who, time_text=local_time))
+
+
+def _may_decline(cfg, app: dict) -> None:
+    # The command's role (access.DECLINE) lets amend_group in for one thing:
+    # its filer withdrawing their own application. Anyone else's needs an approver.
+    if operator().person == app["filer"]:
+        return
+    try:
+        access.check(access.APPROVE, cfg.access, access.identity(cfg.access["service_user"]))
+    except access.AccessDenied as e:
+        fail(f"{e}: {app['number']} was filed by {app['filer']}, and only its filer may withdraw it "
+             "without that group", code=access.DENIED_EXIT)
 
 
 def _application(ledger: Ledger, number: str) -> dict:

@@ -221,3 +221,46 @@ def test_a_config_of_ones_own_under_sudo_cannot_approve_ones_own_conflict(site, 
     assert stolen.returncode == 3, (stolen.stdout, stolen.stderr)
     shown = json.loads(cli(accounts.reader, cfg, "show", str(doc["id"]), "--json").stdout)
     assert shown["state"] == "quarantined" and shown["fields"][name] == doc["fields"][name]
+
+
+def test_the_filer_withdraws_their_own_application_with_the_amend_role_alone(site, accounts, team):
+    """An amend-only filer (the usual 补录 clerk) who typed a wrong value
+    withdraws the application with `decline`, as its help says its filer
+    may; before, only the approve group could, so the document stayed held
+    (refusing the filer's own corrected amend) until an approver came.
+    Anyone else's application still needs an approver to decline it."""
+    cfg = _config_with_outbox(site, accounts)
+    assert cli(None, cfg, "ingest", str(site / "drop")).returncode == 0
+    doc, name = next((d, n) for d in documents(accounts, cfg) if d["state"] == "queued"
+                     for n in ("buyer_name", "seller_name") if (d["fields"] or {}).get("sources", {}).get(n) in AUTHORITY)
+    clerk, both, approver = accounts.amender, team["both"], team["approver"]
+
+    typo = as_person(accounts, clerk, cfg, "amend", str(doc["id"]), "--set", f"{name}=打错的公司", "--reason", "纸质发票")
+    assert typo.returncode == 0 and "waiting for an approver" in typo.stdout, typo.stdout + typo.stderr
+    mine = number_of(typo)
+    again = as_person(accounts, clerk, cfg, "amend", str(doc["id"]), "--set", f"{name}=对的公司", "--reason", "纸质发票")
+    assert again.returncode == 1 and f"held by the pending application {mine}" in again.stderr, again.stderr
+
+    withdrawn = as_person(accounts, clerk, cfg, "decline", mine, "--reason", "typed the name wrong")
+    assert withdrawn.returncode == 0, withdrawn.stdout + withdrawn.stderr
+    assert f"{mine} declined by {clerk}" in withdrawn.stdout, withdrawn.stdout
+    story = json.loads(cli(accounts.reader, cfg, "requests", "show", mine, "--json").stdout)
+    assert (story["state"], story["filer"], story["decider"], story["outcome"]) == ("declined", clerk, clerk, "queued")
+    after = json.loads(cli(accounts.reader, cfg, "show", str(doc["id"]), "--json").stdout)
+    assert after["state"] == "queued" and after["fields"][name] == doc["fields"][name]
+
+    # Someone else's application: the clerk may neither withdraw nor approve it, nor may a reader.
+    theirs = number_of(as_person(accounts, both, cfg, "amend", str(doc["id"]), "--set", f"{name}=对的公司",
+                                 "--reason", "纸质发票"))
+    for verb in ("decline", "approve"):
+        denied = as_person(accounts, clerk, cfg, verb, theirs, "--reason", "not mine")
+        assert denied.returncode == 3 and accounts.approve_group in denied.stderr, (verb, denied.stderr)
+    assert cli(accounts.reader, cfg, "decline", theirs, "--reason", "x").returncode == 3
+    assert json.loads(cli(accounts.reader, cfg, "requests", "show", theirs, "--json").stdout)["state"] == "pending"
+    done = as_person(accounts, approver, cfg, "approve", theirs, "--reason", "核对无误")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(cli(accounts.reader, cfg, "show", str(doc["id"]), "--json").stdout)["fields"][name] == "对的公司"
+    assert _root_owned(site / "state") == []
+    verify = cli(accounts.reader, cfg, "audit", "verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert_ledger_sound(cfg)
