@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 from agent import amend as hand
+from agent.application_copies import copy_takes_over
 from agent.application_rules import FILL, SAME, classify, held_problems, needs_why, shown
 from agent.errors import AgentError, IllegalTransition
 from agent.ledger import Ledger
@@ -266,8 +267,8 @@ def approve(ledger: Ledger, number: str, *, reason: str | None, settings: Valida
         state = hand.amend(ledger, doc.id, values, reason=app["reason"], settings=settings,
                            destinations=destinations, today=today, now=now, actor=decider.actor,
                            application=app["number"])
-        state = _copy_takes_over(ledger, doc.id, app["number"], settings=settings, destinations=destinations,
-                                 today=today, now=now, actor=decider.actor) or State(state).value
+        state = copy_takes_over(ledger, doc.id, app["number"], settings=settings, destinations=destinations,
+                                today=today, now=now, actor=decider.actor) or State(state).value
         ledger.set_application_outcome(app["number"], state)
         return Outcome(app["number"], app["kind"], APPROVED, app["approval"], doc.id, state, app["changes"] or {})
 
@@ -309,38 +310,10 @@ def decline(ledger: Ledger, number: str, *, reason: str, settings: ValidationSet
                                                  "declined: amend it again or reject it",
                                       "message_zh": f"识别为非发票（{why}）；补录申请 {app['number']} 已被驳回"}])
                 state = State.QUARANTINED.value
-            state = _copy_takes_over(ledger, doc.id, app["number"], settings=settings, destinations=destinations,
-                                     today=today, now=now, actor=decider.actor) or state
+            state = copy_takes_over(ledger, doc.id, app["number"], settings=settings, destinations=destinations,
+                                    today=today, now=now, actor=decider.actor) or state
         ledger.set_application_outcome(app["number"], state)
         return Outcome(app["number"], app["kind"], DECLINED, app["approval"], doc.id, state, app["changes"] or {})
-
-
-def _copy_takes_over(ledger: Ledger, doc_id: int, number: str, *, settings: ValidationSettings,
-                     destinations: Sequence[str], today: dt.date, now: str, actor: str) -> str | None:
-    # A copy that passes, landed while the application held this one (which
-    # kept the key), takes its place once the decision leaves it failing, as
-    # on arrival (judgement.judge). The document's state after, or None.
-    from agent.judgement import judge
-    from agent.validate import has_errors, validate
-
-    doc = ledger.get(doc_id)
-    holder = ledger.key_holder(doc.invoice_key) if doc.invoice_key else None
-    if holder is None or holder.id != doc_id or not holder.replaceable or not has_errors(
-            validate(Invoice.from_dict(doc.fields or {}), settings, today=today)):
-        return None
-    for copy in ledger.duplicates_with_key(doc.invoice_key):
-        invoice = Invoice.from_dict(copy.fields or {})
-        if copy.duplicate_of != doc_id or ledger.pending_application(copy.id) or has_errors(
-                validate(invoice, settings, today=today)):
-            continue
-        why = f"document {doc_id}, which it duplicated, is no longer held by {number} and fails validation"
-        ledger.transition(copy.id, State.EXTRACTED, now=now, actor=actor, expect=State.DUPLICATE, duplicate_of=None,
-                          reason=f"re-judged: {why}", details={"rejudged": why, "application": number,
-                                                               "was_duplicate_of": doc_id})
-        judge(ledger, copy.id, invoice, settings=settings, destinations=destinations, today=today, now=now,
-              actor=actor, reason_prefix="re-judged: ")
-        return ledger.get(doc_id).state
-    return None
 
 
 def fields_digest(fields: dict | None) -> str:
