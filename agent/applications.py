@@ -329,10 +329,12 @@ def _pending(ledger: Ledger, number: str, verb: str, time_text: TimeText):
         raise StaleApplication(_decided(app, time_text))
     doc = ledger.get(app["document_id"])
     if doc.state not in HELD_STATES or fields_digest(doc.fields) != app["fields_sha256"]:
+        # "File again" only where an amend works: a superseded (or rejected) document takes none.
+        again = " and file again" if State(doc.state) in hand.AMENDABLE else f"; a {doc.state} document takes no 补录"
         raise StaleApplication(
             f"{app['number']} cannot be {verb}: document {doc.id} changed since it was filed "
             f"(now {doc.state}{'' if doc.state in HELD_STATES else ', no longer held'}); decline it "
-            f"(fapiao-agent decline {app['number']} --reason TEXT) and file again")
+            f"(fapiao-agent decline {app['number']} --reason TEXT){again}")
     return app, doc
 
 

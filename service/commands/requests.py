@@ -158,7 +158,8 @@ def approve_command(ctx: click.Context, number: str, reason: str | None) -> None
     XML or the OFD carried needs an approver other than its filer (four
     eyes), root and the service user included. An application whose
     document changed since it was filed, or that was decided already, is
-    refused: decline it and file again.
+    refused: decline it, and file again if the document still takes a 补录
+    (a superseded one, its file read whole since, takes none).
     """
     cfg = load(ctx)
     with open_ledger(cfg) as ledger:
