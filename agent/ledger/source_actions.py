@@ -223,10 +223,23 @@ class SourceActionsMixin:
     def supersede(self, doc_id: int, by: int, *, why: str, now: str, actor: str) -> None:
         """End `doc_id` as `superseded` by document `by` (reason names it), and
         keep the sources still waiting on it in place, in one transaction.
-        Raises IllegalTransition when the document moved on meanwhile."""
+        A 补录 application still pending on it is declined in the same
+        transaction, saying why: nothing it asks can be carried out on a
+        superseded capture (left pending, it held nothing and waited for
+        ever). Raises IllegalTransition when the document moved on meanwhile."""
         with self.transaction() as c:
             self.transition(doc_id, State.SUPERSEDED, now=now, actor=actor, expect=self.get(doc_id).state,
                             reason=f"superseded by document {by}: {why}", details={"superseded_by": by})
+            app = self.pending_application(doc_id)
+            if app is not None:
+                said = (f"its document {doc_id} was superseded by document {by}, the whole file read on its "
+                        "own: nothing is left to decide")
+                self.decide_application(app["number"], state="declined", at=now, by=actor, decider=actor,
+                                        reason=said)
+                self.set_application_outcome(app["number"], State.SUPERSEDED.value)
+                self.note(doc_id, now=now, actor=actor, reason=f"{app['number']} declined by the agent: {said}",
+                          details={"application": app["number"], "action": "declined", "decider": actor,
+                                   "reason": said})
             waiting = [r[0] for r in c.execute(
                 "SELECT id FROM source_actions WHERE document_id = ? AND state = 'waiting'", (doc_id,))]
             for action_id in waiting:

@@ -129,36 +129,42 @@ def test_status_says_a_row_waits_for_a_person_not_for_an_application_no_one_file
                 daemon.proc.wait()
 
 
-def test_an_application_on_a_partial_capture_the_whole_file_superseded_says_how_to_close_it(tmp_path, samples_dir):
-    """A scanner writes slowly: its first half is captured (unreadable,
-    quarantined) and a person files an application to fill it in; then the
-    whole file lands at the same path and supersedes that capture. The
-    application cannot be approved any more: `approve` said "decline it and
-    file again", but a superseded document takes no 补录 (the whole file
-    went on by itself). Declining it closes it, and the audit is clean."""
-    data = (samples_dir / SAMPLE).read_bytes()
+def test_an_application_on_a_partial_capture_is_declined_when_the_whole_file_supersedes_it(tmp_path, samples_dir):
+    # A slow writer's first half settles and is quarantined (unreadable); a
+    # clerk files a 补录 application on it; then the writer finishes, the whole
+    # file is read and delivered, and the partial capture is superseded. The
+    # application can never be carried out: it is declined with the reason,
+    # in the same transaction, instead of staying pending on a document that
+    # no longer waits for anyone (audit: application-not-held).
+    whole = (samples_dir / SAMPLE).read_bytes()
     with FaultyFinanceServer() as erp:
         daemon = DaemonUnderTest(tmp_path, extra=destination("erp", erp))
         try:
             daemon.start()
-            with open(daemon.root / "scan" / "slow.xml", "wb") as writer:
-                writer.write(data[:len(data) // 2])
-                writer.flush()
-                daemon.wait_until(lambda: states(daemon) == {1: ("quarantined", None)}, 60, "the first half read")
-                filed = cli(daemon, "amend", "1", "--set", "number=00008006", "--set", "code=052002100113",
-                            "--set", "date=2022-05-05", "--set", "total=25254.62", "--reason", "纸质发票")
+            path = daemon.root / "scan" / "slow.xml"
+            with open(path, "wb") as f:
+                f.write(whole[:len(whole) // 2])
+                f.flush()
+                daemon.wait_until(lambda: states(daemon) == {1: ("quarantined", None)}, 60,
+                                  "the first half quarantined")
+                filed = cli(daemon, "amend", "1", "--set", "number=00008006", "--set", "date=2022-05-05",
+                            "--reason", "纸质发票")
+                assert filed.returncode == 0 and "waiting for an approver" in filed.stdout, filed.stdout + filed.stderr
                 number = number_of(filed)
-                writer.write(data[len(data) // 2:])
-            daemon.wait_until(lambda: states(daemon) == {1: ("superseded", None), 2: ("delivered", None)}, 60,
-                              "the whole file delivered, the first half superseded")
-
-            refused = cli(daemon, "approve", number, env=APPROVER)
-            assert refused.returncode == 1, refused.stdout + refused.stderr
-            assert "now superseded" in refused.stderr and "file again" not in refused.stderr, refused.stderr
-            assert f"fapiao-agent decline {number}" in refused.stderr, refused.stderr
-            closed = cli(daemon, "decline", number, "--reason", "the whole file was delivered")
-            assert closed.returncode == 0, closed.stdout + closed.stderr
+                f.write(whole[len(whole) // 2:])
+            daemon.wait_until(lambda: states(daemon).get(1, ("",))[0] == "superseded"
+                              and states(daemon).get(2, ("",))[0] == "delivered", 60, "the whole file delivered")
+            [app] = [json.loads(line) for line in cli(daemon, "requests", "--json").stdout.splitlines()
+                     if json.loads(line)["number"] == number] or [None]
+            assert app is not None and app["state"] == "declined", app
+            assert "superseded by document 2" in (app.get("decision_reason") or ""), app
+            shown = cli(daemon, "show", "1").stdout
+            assert f"{number} declined by the agent" in shown, shown
+            # An approver who comes to it later is told it was decided, and nothing changes.
+            late = cli(daemon, "approve", number, env=APPROVER)
+            assert late.returncode == 1 and f"{number} was already declined" in late.stderr, late.stderr
             assert json.loads(cli(daemon, "status", "--json").stdout)["applications"]["pending"] == 0
+            assert erp.stats()["posts"] == 1
             assert daemon.stop() == 0
             assert_ledger_sound(daemon.config)
         finally:

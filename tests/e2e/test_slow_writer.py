@@ -66,6 +66,8 @@ def test_a_writer_pausing_past_settle_loses_nothing(tmp_path, samples_dir, after
         if after == "move":
             (moved,) = (tmp_path / "scan" / "processed").glob("*/inv.xml")
             assert moved.read_bytes() == invoice
+        # The file goes first, then its step is marked done (a moment later).
+        d.wait_until(lambda: _actions(d, whole.id) == ["done"], 10, "the source step marked done")
         with d.ledger() as led:
             ended = led.get(partial.id)
             assert ended.state == "superseded"
@@ -75,6 +77,11 @@ def test_a_writer_pausing_past_settle_loses_nothing(tmp_path, samples_dir, after
             assert led.counts()["quarantined"] == 0  # nothing left for a person to sort out
     finally:
         d.stop()
+
+
+def _actions(d, doc_id: int) -> list[str]:
+    with d.ledger() as led:
+        return [a["state"] for a in led.source_actions(doc_id)]
 
 
 def test_sigkill_between_capture_and_after_action_loses_nothing(tmp_path, samples_dir):
