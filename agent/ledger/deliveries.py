@@ -88,8 +88,8 @@ class DeliveriesMixin(DeliveryReportsMixin, ReconcileRowsMixin):
         transaction. Returns that state.
 
         Rows already delivered, confirmed or superseded (held under an old
-        key: only `requeue --destination` sends those again) are left as
-        they are; any other row of `destinations` starts afresh (attempts 0,
+        key: only `requeue --destination` sends those again), and rows whose
+        put is in flight (delivering, lease live), are left as they are; any other row of `destinations` starts afresh (attempts 0,
         due now). The document goes to `queued` ("queued for" the rows that
         start afresh) and, when its rows add up to something else, on to
         that (`summary_state`, as the delivery loop summarises): delivered
@@ -120,7 +120,11 @@ class DeliveriesMixin(DeliveryReportsMixin, ReconcileRowsMixin):
             return target
 
     def _queue_rows(self, doc_id: int, destinations: Sequence[str], *, now: str) -> None:
-        # One row per destination, due now; one the destination holds is left as it is.
+        # One row per destination, due now; one the destination holds is left as it is,
+        # and so is one whose put is in flight (a live lease): reset, its put's answer
+        # found the lease gone and was never recorded, and the put sent again was
+        # "already there", read as if the values sent now had arrived. Left, it ends
+        # delivered with what it carried (an amend names it: note_values_held).
         # A row back from `missing` forgets its delivered key, as requeue_deliveries
         # does: the destination said it does not hold it (kept, the row would
         # read as held there, and an amend would supersede what was never there).
@@ -134,8 +138,9 @@ class DeliveriesMixin(DeliveryReportsMixin, ReconcileRowsMixin):
                 "ELSE deliveries.delivered_key END, "
                 "queued_at = excluded.queued_at, "
                 "next_attempt_at = excluded.next_attempt_at, updated_at = excluded.updated_at "
-                f"WHERE deliveries.state NOT IN ({','.join('?' * len(_HELD_ROWS))})",
-                (doc_id, name, now, now, now, *_HELD_ROWS))
+                f"WHERE deliveries.state NOT IN ({','.join('?' * len(_HELD_ROWS))}) "
+                "AND NOT (deliveries.state = 'delivering' AND deliveries.lease_until > ?)",
+                (doc_id, name, now, now, now, *_HELD_ROWS, now))
 
     def _refusals_kept(self, doc_id: int, before: Sequence[Step], rows: Sequence) -> list[dict]:
         # The problems the moves before set (else the document's), and for

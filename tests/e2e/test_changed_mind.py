@@ -171,3 +171,52 @@ def test_an_application_on_a_partial_capture_is_declined_when_the_whole_file_sup
             if daemon.proc and daemon.proc.poll() is None:
                 daemon.proc.kill()
                 daemon.proc.wait()
+
+
+def test_an_amend_approved_while_a_put_is_in_flight_leaves_that_put_to_finish(tmp_path, samples_dir):
+    # Two destinations: `a` refuses for now (the document ends failed there,
+    # so it can be amended), `b` holds its POST open. An amend of the buyer's
+    # name approved meanwhile queued the document again and reset b's row
+    # although its put was in flight: the put's answer then found its lease
+    # gone (never recorded), b was sent again, answered "already there", and
+    # its receipt said b held the amended values while it holds the first.
+    # Now b's row is left to its put: delivered with what it carried, and
+    # the amend says b keeps the earlier values.
+    from agent.ledger.held_values import values_digest
+
+    good = (samples_dir / SAMPLE).read_bytes()
+    with FaultyFinanceServer() as a, FaultyFinanceServer() as b:
+        a.inject("503", times=3)
+        b.inject("hold", times=1)
+        daemon = DaemonUnderTest(tmp_path, extra="[delivery]\nreconcile_interval_s = 0\n\n"
+                                 + destination("a", a, "max_attempts = 1") + destination("b", b))
+        try:
+            daemon.start()
+            (daemon.root / "scan" / "inv.xml").write_bytes(good)
+
+            def rows() -> dict[str, str]:
+                with daemon.ledger() as led:
+                    return {r["destination"]: r["state"] for r in led.deliveries_of(1)}
+
+            daemon.wait_until(lambda: rows() == {"a": "failed", "b": "delivering"} and b.stats()["posts"] == 1,
+                              60, "a failed, b's put in flight")
+            filed = cli(daemon, "amend", "1", "--set", "buyer_name=改名公司", "--reason", "纸质发票")
+            number = number_of(filed)
+            approved = cli(daemon, "approve", number, "--reason", "ok", env=APPROVER)
+            assert approved.returncode in (0, 2), approved.stdout + approved.stderr
+            assert rows()["b"] == "delivering", "the put in flight was left to finish"
+            b.release()
+            daemon.wait_until(lambda: rows()["b"] == "delivered", 60, "b's put recorded")
+            [key] = b.stats()["accepted"]
+            assert b.stats()["posts"] == 1, "b was not sent the invoice a second time"
+            with daemon.ledger() as led:
+                [row_b] = [r for r in led.deliveries_of(1) if r["destination"] == "b"]
+                events = [e.reason or "" for e in led.events(1)]
+            assert json.loads(row_b["receipt"])["held_values_sha256"] == values_digest(b.fields[key])
+            assert any("b holds invoice" in e and "correct buyer_name there by hand" in e for e in events), events
+            assert daemon.stop() == 0
+            assert_ledger_sound(daemon.config)
+        finally:
+            if daemon.proc and daemon.proc.poll() is None:
+                daemon.proc.kill()
+                daemon.proc.wait()
