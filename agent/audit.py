@@ -86,6 +86,7 @@ def audit_ledger(ledger: Ledger, vault_root: str | Path, settings: AuditSettings
         yield from _keys(q)
         yield from _applications_not_held(q)
         yield from _keys_delivered_twice(q)
+        yield from _held_keys_misjudged(q)
         referenced = q.referenced_objects()
     found: set[str] = set()
     unreferenced: list[Violation] = []
@@ -236,6 +237,12 @@ def _delivered_row(doc: dict, r: dict, time_text: TimeText) -> Iterable[Violatio
                  f"delivery at {time_text(r['delivered_at'])}", document=doc_id)
     if r["state"] == "missing" and r["last_outcome"] == "found":
         yield violation("lookup-disagrees", f"{where} is missing, but its last lookup found it", document=doc_id)
+    # Every key a row says its destination holds is listed among the keys
+    # held there (agent/ledger/held_keys.py): what `show`, `status` and
+    # reconciliation name once the row moves on to another key.
+    if r["key_held"] is not None and bool(r["key_held"]) != (r["state"] != "missing"):
+        yield violation("held-keys-disagree", f"{where} is {r['state']} under key {r['delivered_key']}, but the keys "
+                        f"it holds it under {'list' if r['key_held'] else 'do not list'} that key", document=doc_id)
 
 
 def _rejected_there(doc: dict, rows: list[dict]) -> Iterable[Violation]:
@@ -259,6 +266,17 @@ def _applications_not_held(q: LedgerAudit) -> Iterator[Violation]:
     for a in q.pending_not_held(HELD_STATES):
         yield violation("application-not-held", f"{a['number']} is pending, but the document is {a['state']}: "
                         "it could move on before the application is decided", document=a["document_id"])
+
+
+def _held_keys_misjudged(q: LedgerAudit) -> Iterator[Violation]:
+    for h in q.held_keys_misjudged():
+        where = f"{h['destination']} holds it under key {h['key']}"
+        if not h["has_row"]:
+            yield violation("held-keys-disagree", f"{where}, but it has no delivery to {h['destination']}",
+                            document=h["document_id"])
+        else:
+            yield violation("held-keys-disagree", f"{where}, marked {'old' if h['old'] else 'its own'}, but its key "
+                            f"is {h['invoice_key']}", document=h["document_id"])
 
 
 def _keys_delivered_twice(q: LedgerAudit) -> Iterator[Violation]:

@@ -57,6 +57,10 @@ RULES: dict[str, tuple[int, str]] = {
     "rejected-at-destination": (6, "a rejected document that a destination holds (a row delivered, confirmed, "
                                    "superseded, or requeued after its delivery) or may hold (a put in flight): "
                                    "remove it there by hand; `reconcile` then finds it gone"),
+    "held-keys-disagree": (6, "a delivery row stands for a key (delivered, confirmed, superseded, or requeued "
+                              "after its delivery) that the keys its destination holds the document under do not "
+                              "list (once the row moves on, no command would name that copy), or they list the key "
+                              "a row was found missing under, or mark a key old (or not) against the document's"),
     "lookup-disagrees": (6, "a delivery whose last lookup contradicts its state (absent but "
                             "delivered, found but missing)"),
     "late-silent": (7, "a document waiting for the machine longer than [delivery] sla_hours that "

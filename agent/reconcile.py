@@ -7,13 +7,17 @@ the system's receipt stored (found under a key the document no longer has:
 requeue_missing is set. A lookup that fails changes nothing; the row is
 checked again next time.
 
-Rows `superseded` by an amend are looked up only when their document is
-rejected: a live document's old key is history its amend chose to keep
-(only `requeue --destination` sends the new key there). A rejected one's
-is a copy a person must remove (`status` names it), so its old key is
-looked up like a delivered row's: found, it stays superseded (named);
-gone, the row is `missing`, as a delivered row found gone is, and never
-sent again.
+Then every old key the destination holds a document under (agent/ledger/
+held_keys.py: a key it was delivered under before an amend changed it),
+whatever the document's state, unless a row of this run looked it up: a
+copy under a wrong number a person must remove (`status` names it). A row
+`superseded` by an amend is looked up under its old key like a delivered
+row: found, it stays superseded (named); gone, the row is `missing`, as a
+delivered row found gone is, and never sent again by reconciliation (a
+live document's `requeue` sends it under its key). An old key no row
+stands for (the row sent again under the new key since, `requeue
+--destination`): found, it stays held (`superseded` in the report); gone,
+it is forgotten with an event (`forgotten`).
 
 A rejected document's row left `delivering` by an interrupted put (its
 worker killed mid-put) is never claimed again (a person holds the
@@ -44,11 +48,12 @@ ALL_STATES = ("delivered", "missing", "confirmed")
 
 @dataclass
 class Check:
-    """One row looked up: `result` is confirmed, superseded (found there
-    under an old key the document no longer has), missing, requeued, error
-    (lookup failed; nothing changed) or skipped (the row changed meanwhile,
-    or its destination was given up for this run); for a rejected
-    document's interrupted put, landed (found there: delivered),
+    """One row or old key looked up (`key`): `result` is confirmed,
+    superseded (found there under an old key the document no longer has),
+    missing, requeued, forgotten (an old key no row stands for, gone
+    there), error (lookup failed; nothing changed) or skipped (the row
+    changed meanwhile, or its destination was given up for this run); for
+    a rejected document's interrupted put, landed (found there: delivered),
     never-landed (not there) or in-flight (its lease is live: not looked
     up, `error` says until when)."""
 
@@ -61,6 +66,7 @@ class Check:
     result: str
     remote_id: str | None = None
     error: str | None = None
+    key: str | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready form (the `reconcile --json` line)."""
@@ -76,15 +82,16 @@ class ReconcileReport:
     @property
     def summary(self) -> dict[str, int]:
         """checked, confirmed, missing (requeued ones included), requeued,
-        errors, skipped, superseded (found under an old key); and a rejected
-        document's interrupted puts: landed, never_landed, in_flight (not checked)."""
+        errors, skipped, superseded (found under an old key), forgotten (an
+        old key found gone); and a rejected document's interrupted puts:
+        landed, never_landed, in_flight (not checked)."""
         count = {r: sum(1 for c in self.checks if c.result == r)
                  for r in ("confirmed", "missing", "requeued", "error", "skipped", "landed", "never-landed",
-                           "in-flight", "superseded")}
+                           "in-flight", "superseded", "forgotten")}
         return {"checked": sum(1 for c in self.checks if c.result not in ("skipped", "in-flight")),
                 "confirmed": count["confirmed"], "missing": count["missing"] + count["requeued"],
                 "requeued": count["requeued"], "errors": count["error"], "skipped": count["skipped"],
-                "superseded": count["superseded"],
+                "superseded": count["superseded"], "forgotten": count["forgotten"],
                 "landed": count["landed"], "never_landed": count["never-landed"], "in_flight": count["in-flight"]}
 
 
@@ -93,34 +100,38 @@ def reconcile(ledger: Ledger, destinations: Mapping[str, Destination], *, now: d
               states: Sequence[str] = SCHEDULED_STATES,
               progress: Callable[[Check], None] | None = None) -> ReconcileReport:
     """Look up every row of the given `destinations` in `states` delivered
-    at or after `since`, every rejected document's `superseded` row
-    delivered then (under its old key), and every rejected document's row
-    left `delivering` whose lease ended (whatever `since`: it has no
-    delivery to date it), and record what was found (see the module docstring).
+    at or after `since`, every old key they hold a document under, first
+    held then, and every rejected document's row left `delivering` whose
+    lease ended (whatever `since`: it has no delivery to date it), and
+    record what was found (see the module docstring).
 
     Guarantees: only rows still in the state they were read in are changed
-    (a stranded row: still its lease's, ended before `now`);
-    a destination that is Misconfigured, or fails GIVE_UP_AFTER lookups in a
-    row, is skipped for the rest of the run; a row is looked up at most
-    once a run (a missing one found under its old key is not looked up
-    again as superseded). Only AdapterErrors are caught.
+    (a stranded row: still its lease's, ended before `now`; an old key:
+    still held, no row standing for it); a destination that is
+    Misconfigured, or fails GIVE_UP_AFTER lookups in a row, is skipped for
+    the rest of the run; a key of a document is looked up at most once a
+    run at a destination (a missing row found under its old key is not
+    looked up again as an old key). Only AdapterErrors are caught.
     """
     report = ReconcileReport()
+    since_text = utc(since) if since else None
     for name, dest in destinations.items():
         failures, given_up = 0, None
-        found_old = set()   # rows found under an old key in this run: their second pass is no new lookup
-        for row in _candidates(ledger, name, states, utc(since) if since else None):
-            if row["delivery_id"] in found_old:
+        looked_up = set()   # (document, key) looked up at this destination in this run
+        for row in _candidates(ledger, name, states, since_text):
+            if (row["document_id"], row["lookup_key"]) in looked_up:
                 continue
             check = Check(document_id=row["document_id"], destination=name,
                           invoice_number=row["invoice_number"], invoice_date=row["invoice_date"],
-                          total=yuan(row["total_cents"]),
-                          delivered_at=row["delivered_at"], result="skipped", error=given_up)
+                          total=yuan(row["total_cents"]), delivered_at=row["delivered_at"], result="skipped",
+                          error=given_up, key=row["lookup_key"])
             if given_up is None:
-                given_up, failures = _check(ledger, dest, row, check, failures, now=now, actor=actor,
-                                            requeue_missing=requeue_missing)
-                if check.result == "superseded":
-                    found_old.add(row["delivery_id"])
+                looked_up.add((row["document_id"], row["lookup_key"]))
+                if _held_only(row):
+                    given_up, failures = _check_held(ledger, dest, row, check, failures, now=now, actor=actor)
+                else:
+                    given_up, failures = _check(ledger, dest, row, check, failures, now=now, actor=actor,
+                                                requeue_missing=requeue_missing)
             report.checks.append(check)
             if progress is not None:
                 progress(check)
@@ -128,7 +139,7 @@ def reconcile(ledger: Ledger, destinations: Mapping[str, Destination], *, now: d
             check = Check(document_id=row["document_id"], destination=name,
                           invoice_number=row["invoice_number"], invoice_date=row["invoice_date"],
                           total=yuan(row["total_cents"]), delivered_at=row["delivered_at"], result="skipped",
-                          error=given_up)
+                          error=given_up, key=row["lookup_key"])
             if given_up is None:
                 given_up, failures = _check_stranded(ledger, dest, row, check, failures, now=now, actor=actor)
             report.checks.append(check)
@@ -139,21 +150,21 @@ def reconcile(ledger: Ledger, destinations: Mapping[str, Destination], *, now: d
 
 def _candidates(ledger: Ledger, name: str, states: Sequence[str], since: str | None) -> Iterator[dict]:
     # Pages, so a ledger of a million confirmed invoices is not held in memory
-    # at once; then a rejected document's rows held under an old key.
+    # at once; then the old keys held there (a superseded row's among them).
     yield from _pages(lambda after: ledger.reconcile_candidates(states=states, destination=name, since=since,
                                                                 after_id=after, limit=PAGE))
-    yield from _pages(lambda after: ledger.superseded_rejected(destination=name, since=since, after_id=after,
-                                                               limit=PAGE))
+    yield from _pages(lambda after: ledger.old_key_candidates(destination=name, since=since, after_id=after,
+                                                              limit=PAGE), by="held_id")
 
 
-def _pages(page: Callable[[int], list[dict]]) -> Iterator[dict]:
+def _pages(page: Callable[[int], list[dict]], by: str = "delivery_id") -> Iterator[dict]:
     after = 0
     while True:
         rows = page(after)
         yield from rows
         if len(rows) < PAGE:
             return
-        after = rows[-1]["delivery_id"]
+        after = rows[-1][by]
 
 
 def _stranded(ledger: Ledger, name: str) -> Iterator[dict]:
@@ -212,6 +223,28 @@ def _check(ledger: Ledger, dest: Destination, row: dict, check: Check, failures:
         check.remote_id = found.remote_id
     elif result is None:
         check.error = "the row changed while it was being checked"
+    return None, 0
+
+
+def _held_only(row: dict) -> bool:
+    # An old key no row stands for (a superseded row's is the row's lookup).
+    return "held_id" in row and not (row["state"] == "superseded" and row["delivered_key"] == row["lookup_key"])
+
+
+def _check_held(ledger: Ledger, dest: Destination, row: dict, check: Check, failures: int, *,
+                now: dt.datetime, actor: str) -> tuple[str | None, int]:
+    # An old key no row stands for: still there, or forgotten.
+    key = row["lookup_key"]
+    found, answered, stop, failures = _look_up(dest, key, check, failures)
+    if not answered:
+        return stop, failures
+    result = ledger.record_held_key_lookup(row["held_id"], key=key, found=found.to_dict() if found else None,
+                                           now=utc(now), actor=actor)
+    check.result = result or "skipped"
+    if found is not None:
+        check.remote_id = found.remote_id
+    if result is None:
+        check.error = "the key changed while it was being checked"
     return None, 0
 
 

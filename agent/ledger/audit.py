@@ -58,13 +58,29 @@ class LedgerAudit(SnapshotReader):
 
     def deliveries(self) -> Iterator[dict[str, Any]]:
         """Every delivery row in (document id, row id) order, with the key
-        it was delivered under and the outcome of its last attempt."""
+        it was delivered under, whether the keys its destination holds the
+        document under list that key (`key_held`, None without one), and the
+        outcome of its last attempt."""
         return self._stream(
             "SELECT r.id, r.document_id, r.destination, r.state, r.last_error, r.queued_at, "
             "r.delivered_at, r.confirmed_at, r.delivered_key, "
+            "CASE WHEN r.delivered_key IS NOT NULL THEN EXISTS (SELECT 1 FROM held_keys h "
+            "  WHERE h.document_id = r.document_id AND h.destination = r.destination AND h.key = r.delivered_key) "
+            "  END AS key_held, "
             "(SELECT a.outcome FROM attempts a WHERE a.delivery_id = r.id ORDER BY a.id DESC LIMIT 1) "
             "  AS last_outcome "
             "FROM deliveries r ORDER BY r.document_id, r.id")
+
+    def held_keys_misjudged(self) -> Iterator[dict[str, Any]]:
+        """Keys held at a destination whose `old` mark disagrees with the
+        document's key now (held_keys.old: the key is not the document's),
+        or whose document has no row for that destination."""
+        return self._stream(
+            "SELECT h.document_id, h.destination, h.key, h.old, doc.invoice_key, "
+            "EXISTS (SELECT 1 FROM deliveries r WHERE r.document_id = h.document_id "
+            "  AND r.destination = h.destination) AS has_row "
+            "FROM held_keys h JOIN documents doc ON doc.id = h.document_id "
+            "WHERE h.old IS NOT (h.key IS NOT doc.invoice_key) OR NOT has_row ORDER BY h.document_id, h.id")
 
     def keys_held_twice(self, not_counted: tuple[str, ...]) -> Iterator[dict[str, Any]]:
         """Invoice keys carried by more than one document that counts as the

@@ -233,14 +233,15 @@ class DeliveriesMixin(DeliveryReportsMixin, ReconcileRowsMixin):
         """The id of another document whose row at `destination` is delivered
         or confirmed under `key` (its delivered_key, else its invoice key), or
         that still holds `key` there from an earlier delivery (requeued,
-        superseded, its document rejected meanwhile), or None when there is none."""
+        superseded, its document rejected meanwhile, or sent there under its
+        new key since: `held_key_holder`), or None when there is none."""
         row = self.conn.execute(
             "SELECT d.document_id FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
             "WHERE d.destination = ? AND (d.state IN ('delivered', 'confirmed') OR (d.delivered_key IS NOT NULL "
             "AND d.state != 'missing')) AND d.document_id != ? "
             "AND COALESCE(d.delivered_key, doc.invoice_key) = ? ORDER BY d.id LIMIT 1",
             (destination, other_than, key)).fetchone()
-        return row[0] if row else None
+        return row[0] if row else self.held_key_holder(destination, key, other_than=other_than)
 
     def finish_delivery(self, delivery_id: int, token: str, *, state: str, now: str, actor: str,
                         outcome: str, error: str | None = None, next_attempt_at: str | None = None,

@@ -5,13 +5,15 @@ operator lets go of a destination removed from the config
 (`drop-destination`) (a mixin of the one Ledger class). Apart from
 deliveries.py, which holds the rows' creation, the loop's claims and
 leases, and the summary every change here goes through (`_summarise`,
-`_attempt`)."""
+`_attempt`). The keys a destination holds a document under, old ones
+included, are held_keys.py's (HeldKeysMixin, a base of this one)."""
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
 from agent.ledger.deliveries import ACTIVE_DOCUMENT_STATES, ROW_STATES
+from agent.ledger.held_keys import HeldKeysMixin
 
 # A row the destination may hold the invoice under its `delivered_key` (a
 # `delivering` row's put may have landed). An amend to another key makes these
@@ -25,8 +27,9 @@ OPEN_ROW_STATES = ("queued", "delivering", "failed", "missing", "quarantined")
 _NAMED_ONLY = ("superseded", "dropped")
 
 
-class DeliveryOperatorsMixin:
-    """Part of `Ledger`: requeues, the documents they pick, and an amend's superseded rows."""
+class DeliveryOperatorsMixin(HeldKeysMixin):
+    """Part of `Ledger`: requeues, the documents they pick, and an amend's
+    superseded rows; through HeldKeysMixin, the keys destinations hold."""
 
     def requeue_deliveries(self, doc_id: int, *, from_states: Sequence[str], now: str, actor: str,
                            reason: str, destination: str | None = None,

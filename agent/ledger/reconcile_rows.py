@@ -3,9 +3,11 @@ their destination, and recording what a lookup found, each move with its
 audit event in one transaction (a mixin of the one Ledger class). Also a
 rejected document's row left `delivering` by a put that was interrupted
 (its worker killed): no loop claims it again (the document is held by a
-person), so only reconciliation can settle it; and a rejected document's
-`superseded` row (delivered under a key an amend changed since): `status`
-names it until its old key is found gone there."""
+person), so only reconciliation can settle it. A key found gone there is
+forgotten from the keys the destination holds (held_keys.py), with an event
+when it was an old key; the old keys no row stands for are looked up by
+held_keys.py's `old_key_candidates`, a `superseded` row's through
+`record_lookup`."""
 
 from __future__ import annotations
 
@@ -24,12 +26,6 @@ _STRANDED_COLUMNS = ("d.id AS delivery_id, d.document_id, d.destination, d.state
 _CANDIDATE_COLUMNS = ("d.id AS delivery_id, d.document_id, d.destination, d.state, d.delivered_at, "
                       "d.receipt, COALESCE(d.delivered_key, doc.invoice_key) AS lookup_key, "
                       "doc.invoice_key, doc.invoice_number, doc.invoice_date, doc.total_cents")
-# A rejected document's row held under an old key: the only superseded rows
-# looked up (a live document's is history an amend chose to keep: it is not
-# sent again under the new key unless a person names it). A superseded row
-# without a delivered_key (a fleet duplicate's, never sent from here) holds nothing.
-_SUPERSEDED_REJECTED = ("d.state = 'superseded' AND d.delivered_key IS NOT NULL AND d.destination = ? "
-                        "AND d.document_id IN (SELECT id FROM documents WHERE state = 'rejected')")
 
 
 class ReconcileRowsMixin:
@@ -67,42 +63,22 @@ class ReconcileRowsMixin:
             params.append(since)
         return " AND ".join(where), params
 
-    def superseded_rejected(self, *, destination: str, since: str | None = None, after_id: int = 0,
-                            limit: int | None = None) -> list[dict]:
-        """The `superseded` rows of `destination` whose document is rejected
-        and that name the key they were delivered under, delivered at or
-        after `since`, in row id order after `after_id`, as
-        `reconcile_candidates` gives rows (`lookup_key`: that old key)."""
-        where, params = self._superseded_where(destination, since)
-        sql = (f"SELECT {_CANDIDATE_COLUMNS} FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
-               f"WHERE {where} AND d.id > ? ORDER BY d.id" + (f" LIMIT {int(limit)}" if limit else ""))
-        return [dict(r) for r in self.conn.execute(sql, [*params, after_id])]
-
-    def count_superseded_rejected(self, *, destination: str, since: str | None = None) -> int:
-        """How many rows `superseded_rejected` would give (for a progress bar)."""
-        where, params = self._superseded_where(destination, since)
-        return self.conn.execute(f"SELECT count(*) FROM deliveries d WHERE {where}", params).fetchone()[0]
-
-    @staticmethod
-    def _superseded_where(destination: str, since: str | None):
-        if since is None:
-            return _SUPERSEDED_REJECTED, [destination]
-        return _SUPERSEDED_REJECTED + " AND d.delivered_at >= ?", [destination, since]
-
     def record_lookup(self, delivery_id: int, *, found: dict | None, now: str, actor: str,
                       requeue_missing: bool, expect_state: str) -> str | None:
         """Record a reconciliation lookup of a row still in `expect_state`,
         made under its delivered_key (else the document's key).
 
         Found: `confirmed` with the receipt; a superseded or missing row
-        found under a key the document no longer has (a rejected document's
-        row held under its old key, found there still or again): `superseded`,
-        as an amend leaves such a row (never a confirmed row under an old
-        key), an attempts line only when it was superseded already. Absent: `missing`, then
-        (when `requeue_missing`, the document is not rejected and the row
-        was not superseded) `queued` again, due now, each move with its
-        event. Returns "confirmed", "superseded", "missing" or "requeued",
-        or None when the row changed meanwhile (nothing is written then)."""
+        found under a key the document no longer has (held under its old
+        key, found there still or again): `superseded`, as an amend leaves
+        such a row (never a confirmed row under an old key), an attempts
+        line only when it was superseded already; the key held there, seen
+        now (held_keys). Absent: `missing`, the key looked up no longer held
+        there (an old key forgotten with its event), then (when
+        `requeue_missing`, the document is not rejected and the row was not
+        superseded) `queued` again, due now, each move with its event.
+        Returns "confirmed", "superseded", "missing" or "requeued", or None
+        when the row changed meanwhile (nothing is written then)."""
         with self.transaction() as c:
             row = c.execute("SELECT d.document_id, d.destination, d.delivered_key, doc.invoice_key "
                             "FROM deliveries d JOIN documents doc ON doc.id = d.document_id "
@@ -120,6 +96,9 @@ class ReconcileRowsMixin:
                                     reason=f"{name}: found by reconciliation under its old key {old_key} "
                                            f"(its key is now {row['invoice_key'] or '(none)'}): superseded",
                                     details={"receipt": found, "key": old_key})
+                elif self._has_held_keys():
+                    c.execute("UPDATE held_keys SET seen_at = ? WHERE document_id = ? AND destination = ? "
+                              "AND key = ?", (now, doc_id, name, old_key))
                 return "superseded"
             if found is not None:
                 # The digest of the values it holds (finish_delivery) outlives the lookup's receipt.
@@ -138,6 +117,10 @@ class ReconcileRowsMixin:
             self._attempt(delivery_id, now=now, outcome="absent", error=f"{name} does not hold it{under}",
                           next_attempt_at=None)
             self._summarise(doc_id, now=now, actor=actor, reason=f"{name}: not found{under} by reconciliation")
+            # Gone there: no longer a key it holds. An old one is told by its
+            # own event; the document's own, by the row `missing`.
+            self._forget_key(doc_id, name, row["delivered_key"] or row["invoice_key"] or "", now=now, actor=actor,
+                             by="reconcile", why="reconciliation found it gone", event=old_key is not None)
             # A rejected document gone from a destination is what its
             # rejection wants (a person removed it there): never sent again.
             # Nor is an old key gone a reason to send the new one there.
@@ -216,6 +199,12 @@ class ReconcileRowsMixin:
                       (state, kept, now, delivery_id))
             error = note or f"{name} does not hold it"
             self._attempt(delivery_id, now=now, outcome="absent", error=error, next_attempt_at=None)
+            # Not there under the document's key (this document's file): held
+            # there no longer, if it was (an earlier delivery, requeued); the
+            # event below says so.
+            if row["invoice_key"]:
+                self._forget_key(doc_id, name, row["invoice_key"], now=now, actor=actor, by="reconcile",
+                                 why="reconciliation found it gone", event=False)
             left = (f"; it may still hold it under its old key {old_key}" if kept
                     else "; nothing there to remove")
             self._event(doc_id, now=now, actor=actor, from_state=None, to_state=None,

@@ -797,6 +797,76 @@ MIGRATIONS: list[str] = [
     END;
     {_strip_search_text("")}
     """,
+    # 36: every key a destination was told it holds a document under, kept
+    # per (document, destination) until reconciliation finds it gone there
+    # or a person says so (`forget-key`): agent/ledger/held_keys.py. A row's
+    # delivered_key is only the latest key: a row superseded by an amend
+    # and sent again by `requeue --destination` went out under the new key,
+    # and the old copy, still there, was named by nothing. Kept by triggers,
+    # so every writer keeps it in step: a row delivered, confirmed or
+    # superseded under a key holds it; `old` says the key is not the
+    # document's (judged again when an amend changes that), so `status`
+    # finds the few held under an old key by a partial index, not by
+    # reading every key. Filled here from the rows holding a key now (as
+    # rejections.HELD_THERE reads them), and from the amends' events naming
+    # a row superseded under a key the row has left since (requeued by name
+    # and delivered under the new one), unless reconciliation found it gone
+    # there afterwards (the row missing under it, or an `absent` attempt
+    # under that old key).
+    """
+    CREATE TABLE held_keys (
+        id INTEGER PRIMARY KEY,
+        document_id INTEGER NOT NULL REFERENCES documents(id),
+        destination TEXT NOT NULL,
+        key TEXT NOT NULL,
+        since TEXT NOT NULL,                  -- first delivered (or found) there under it, as far as the ledger knows
+        seen_at TEXT NOT NULL,                -- the last row that said so (delivered, confirmed, found there)
+        old INTEGER NOT NULL,                 -- 1: not the document's invoice key (kept by documents_key_old)
+        UNIQUE (document_id, destination, key)
+    );
+    CREATE INDEX held_keys_old ON held_keys(destination, id) WHERE old;
+    INSERT INTO held_keys (document_id, destination, key, since, seen_at, old)
+        SELECT d.document_id, d.destination, d.delivered_key, COALESCE(d.delivered_at, d.updated_at),
+               COALESCE(max(d.confirmed_at, d.delivered_at), d.delivered_at, d.confirmed_at, d.updated_at),
+               d.delivered_key IS NOT doc.invoice_key
+        FROM deliveries d JOIN documents doc ON doc.id = d.document_id
+        WHERE d.delivered_key IS NOT NULL AND d.state != 'missing' ORDER BY d.id;
+    INSERT OR IGNORE INTO held_keys (document_id, destination, key, since, seen_at, old)
+        SELECT e.document_id, json_extract(j.value, '$.destination') AS destination,
+               json_extract(j.value, '$.key') AS key, e.at, e.at, json_extract(j.value, '$.key') IS NOT doc.invoice_key
+        FROM events e JOIN documents doc ON doc.id = e.document_id,
+             json_each(CASE WHEN json_valid(e.details) AND json_type(e.details, '$.deliveries') = 'array'
+                       AND json_type(e.details, '$.old_key') IS NOT NULL THEN e.details END, '$.deliveries') j
+        WHERE e.details LIKE '%"old_key"%' AND j.type = 'object'
+          AND json_extract(j.value, '$.state') = 'superseded'
+          AND json_type(j.value, '$.destination') = 'text' AND json_type(j.value, '$.key') = 'text'
+          AND NOT EXISTS (SELECT 1 FROM deliveries r WHERE r.document_id = e.document_id
+              AND r.destination = json_extract(j.value, '$.destination')
+              AND ((r.state = 'missing' AND r.delivered_key IS json_extract(j.value, '$.key'))
+                   OR EXISTS (SELECT 1 FROM attempts a WHERE a.delivery_id = r.id AND a.outcome = 'absent'
+                              AND a.at >= e.at AND a.error = r.destination || ' does not hold it under its old key '
+                                                            || json_extract(j.value, '$.key'))))
+        ORDER BY e.id;
+    CREATE TRIGGER deliveries_key_held AFTER UPDATE OF state, delivered_key ON deliveries
+        WHEN NEW.delivered_key IS NOT NULL AND NEW.state IN ('delivered', 'confirmed', 'superseded') BEGIN
+        INSERT INTO held_keys (document_id, destination, key, since, seen_at, old)
+            VALUES (NEW.document_id, NEW.destination, NEW.delivered_key, NEW.updated_at, NEW.updated_at,
+                    NEW.delivered_key IS NOT (SELECT invoice_key FROM documents WHERE id = NEW.document_id))
+            ON CONFLICT (document_id, destination, key) DO UPDATE SET seen_at = excluded.seen_at
+            WHERE NEW.state != 'superseded';
+    END;
+    CREATE TRIGGER deliveries_key_held_insert AFTER INSERT ON deliveries
+        WHEN NEW.delivered_key IS NOT NULL AND NEW.state IN ('delivered', 'confirmed', 'superseded') BEGIN
+        INSERT INTO held_keys (document_id, destination, key, since, seen_at, old)
+            VALUES (NEW.document_id, NEW.destination, NEW.delivered_key, NEW.updated_at, NEW.updated_at,
+                    NEW.delivered_key IS NOT (SELECT invoice_key FROM documents WHERE id = NEW.document_id))
+            ON CONFLICT (document_id, destination, key) DO UPDATE SET seen_at = excluded.seen_at;
+    END;
+    CREATE TRIGGER documents_key_old AFTER UPDATE OF invoice_key ON documents
+        WHEN OLD.invoice_key IS NOT NEW.invoice_key BEGIN
+        UPDATE held_keys SET old = key IS NOT NEW.invoice_key WHERE document_id = NEW.id;
+    END;
+    """,
 ]
 
 # Python steps run after a migration's SQL, inside its transaction, keyed by

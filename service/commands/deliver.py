@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 # service/commands/status.py and use none of it.
 
 RECONCILE_COLUMNS = ("document_id", "destination", "invoice_number", "invoice_date", "total",
-                     "delivered_at", "result", "remote_id", "error")
-RECONCILE_TABLE = (Column("document_id", "id", ">"), Column("destination", "destination"),
+                     "delivered_at", "result", "remote_id", "error", "key")
+# `key`: the one looked up, an old key of the document's (an amend changed it since) included.
+RECONCILE_TABLE = (Column("document_id", "id", ">"), Column("destination", "destination"), Column("key", "key"),
                    Column("invoice_number", "number"), Column("invoice_date", "date"),
                    Column("total", "total", ">"), Column("result", "result"),
                    Column("remote_id", "remote id", empty=""), Column("error", "error", empty=""))
@@ -140,7 +141,8 @@ def requeue_command(ctx: click.Context, ref: str, destination: str | None) -> No
 
     A delivery `superseded` by an amend (the destination holds the invoice
     under its old key) is sent again only with --destination naming it: the
-    destination then holds it under both keys until the old copy is removed there.
+    destination then holds it under both keys until the old copy is removed
+    there (`status`, `show` name it; `forget-key` once it is gone).
 
     Only deliveries to destinations in the config are queued: one to a
     destination removed (or renamed) since is left, with a note saying so;
@@ -183,8 +185,11 @@ def requeue_command(ctx: click.Context, ref: str, destination: str | None) -> No
             fail(f"document {doc.id} ({doc.state}) has nothing to requeue"
                  + (f" for {destination}" if destination else ""))
         if named and named["state"] == "superseded":
-            echo(f"warning: {destination} holds document {doc.id} under invoice key {named['delivered_key']}; "
-                       f"it now gets it under {doc.invoice_key} too: remove the old copy there by hand", err=True)
+            old = named["delivered_key"]
+            echo(f"warning: {destination} holds document {doc.id} under invoice key {old}; it now gets it under "
+                 f"{doc.invoice_key} too: remove the old copy there by hand, then `fapiao-agent forget-key {doc.id} "
+                 f"--destination {destination} --key {old} --reason TEXT` (`status` and `show` name it until then)",
+                 err=True)
         echo(f"document {doc.id}: queued again for {', '.join(done)}")
 
 
@@ -210,9 +215,10 @@ def reconcile_command(ctx, since, destination, sort, as_json, as_csv) -> None:
     once its lease has ended, whatever --since: landed (found there: delivered,
     `status` names it until removed there by hand and reconciled) or
     never_landed (not there: nothing to remove); in_flight while its lease is
-    live (left as it is). And a rejected invoice a destination holds under
-    an old key (delivered, then amended): looked up under that key, found it
-    stays superseded (named by `status`), gone it is missing.
+    live (left as it is). And every old key a destination holds an invoice
+    under (an amend changed its 号码 after it went there): found,
+    `superseded` (named by `status`); gone, `forgotten`, a delivery
+    superseded under it `missing`.
     Destinations in maintenance or paused are left out (with a note). Exits 1
     when a lookup failed (the row is left as it was)."""
     from agent.reconcile import ALL_STATES, reconcile
@@ -226,7 +232,7 @@ def reconcile_command(ctx, since, destination, sort, as_json, as_csv) -> None:
         dests = _callable_destinations(ledger, cfg, names)
         since_text = utc(since_dt) if since_dt else None
         total = sum(ledger.count_reconcile_candidates(states=ALL_STATES, destination=n, since=since_text)
-                    + ledger.count_superseded_rejected(destination=n, since=since_text)
+                    + ledger.count_old_key_candidates(destination=n, since=since_text)
                     + ledger.count_stranded_rejected(destination=n) for n in dests)
         # Only for a person watching: piped output or --json gets no bar and no stray label.
         with Progress("reconciling", length=total, as_json=as_json) as bar:
@@ -255,8 +261,11 @@ def reconcile_command(ctx, since, destination, sort, as_json, as_csv) -> None:
                  "remove it there by hand, then run `fapiao-agent reconcile` again", err=True)
         elif c.result == "superseded":
             echo(f"warning: {c.destination} holds document {c.document_id} under an old invoice key, not its "
-                 f"own (`fapiao-agent show {c.document_id}` names it): remove that copy there by hand, then run "
-                 "`fapiao-agent reconcile` again", err=True)
+                 f"own ({c.key}; `fapiao-agent show {c.document_id}` names it): remove that copy there by hand, "
+                 "then run `fapiao-agent reconcile` again", err=True)
+        elif c.result == "forgotten":
+            echo(f"note: {c.destination} no longer holds document {c.document_id} under its old key {c.key}: "
+                 "forgotten", err=True)
     if summary["errors"]:
         sys.exit(1)
 
@@ -327,7 +336,8 @@ def delivery_report(ledger: Ledger, cfg, at: dt.datetime) -> dict:
     `late_by_state`, and `near_sla`, those waiting longer than
     [health] sla_warn_fraction of it, not yet late; `unknown_destinations`,
     rows waiting for a destination the config no longer has; per destination
-    `overdue_leases`, rows still being delivered past their lease. JSON-ready.
+    `overdue_leases`, rows still being delivered past their lease, and
+    `old_keys`, documents it holds under an old key. JSON-ready.
     Without destinations there is no delivery, so no SLA: the counts are 0."""
     from agent.deliver.gate import Gate
     from agent.deliver.retry import DeliveryPolicy
@@ -344,6 +354,7 @@ def delivery_report(ledger: Ledger, cfg, at: dt.datetime) -> dict:
         near = sum(waiting.values()) - late
         per_destination = ledger.count_sla_breaches(arrived_before=utc(at - dt.timedelta(hours=hours)))
     out = []
+    old_keys = ledger.old_keys_held(limit=0)["by_destination"] if cfg.destinations else {}
     for entry in cfg.destinations:
         name = entry["name"]
         backlog = ledger.delivery_backlog(name)
@@ -371,6 +382,8 @@ def delivery_report(ledger: Ledger, cfg, at: dt.datetime) -> dict:
             "last_ok_at": health.get("last_ok_at"), "last_error": health.get("last_error"),
             "last_error_at": health.get("last_error_at"), "sla_breaches": per_destination.get(name, 0),
             "overdue_leases": ledger.overdue_leases(name, now=utc(at)),
+            # Documents it holds under an old key (status's OLD KEYS line).
+            "old_keys": old_keys.get(name, 0),
         })
     # Rows waiting for a destination the config no longer has (renamed or
     # removed in a reload): no loop will ever deliver them.
@@ -400,6 +413,7 @@ def print_delivery(report: dict) -> None:
                 + (f", {c['rejected_there']} REJECTED YET HELD THERE (remove by hand)" if c.get("rejected_there")
                    else "")
                 + (f", {d['overdue_leases']} PAST THEIR LEASE" if d.get("overdue_leases") else "")
+                + (f", {d['old_keys']} HELD UNDER AN OLD KEY (remove by hand)" if d.get("old_keys") else "")
                 + f"; breaker {d['breaker']['state']}")
         if d["maintenance_until"]:
             line += f"; in maintenance until {_local(dt.datetime.fromisoformat(d['maintenance_until']))}"

@@ -3,8 +3,9 @@
 The invoice goes to destination `erp` (a real HTTP finance server on
 127.0.0.1) and destination `archive` (another one) refuses it. The operator
 amends its number. `erp` holds it under the old key: the row keeps that key,
-is marked superseded, reconciliation checks the key it was delivered under,
-and only an explicit `requeue --destination erp` sends it there again.
+is marked superseded, reconciliation checks the key it was delivered under
+(the old one, as an old key erp holds), and only an explicit `requeue
+--destination erp` sends it there again.
 """
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ def test_amend_after_delivery_says_so_and_never_delivers_twice(site, http_destin
 
     checked = site.cli("reconcile", "--json")
     report = json.loads(checked.stdout)
-    assert [(c["destination"], c["result"]) for c in report["checks"]] == [("archive", "confirmed")]
+    # erp is looked up under the key it holds: found there, it stays superseded.
+    assert [(c["destination"], c["key"], c["result"]) for c in report["checks"]] == [
+        ("erp", NUMBER, "superseded"), ("archive", NEW, "confirmed")]
     assert report["summary"]["missing"] == 0
     site.deliver()
     assert dict(erp.accepted) == {NUMBER: 1} and dict(archive.accepted) == {NEW: 1}

@@ -134,7 +134,8 @@ def test_lost_invoice_is_found_missing_requeued_and_then_confirmed(env):
     report = reconcile(env.ledger, {"erp": env.dest}, now=T0 + dt.timedelta(hours=1), actor="test",
                        requeue_missing=True)
     assert report.summary == {"checked": 1, "confirmed": 0, "missing": 1, "requeued": 1, "errors": 0,
-                              "skipped": 0, "superseded": 0, "landed": 0, "never_landed": 0, "in_flight": 0}
+                              "skipped": 0, "superseded": 0, "forgotten": 0, "landed": 0, "never_landed": 0,
+                              "in_flight": 0}
     moves = [(e.from_state, e.to_state) for e in env.ledger.events(doc) if e.to_state]
     assert moves[-2:] == [("delivered", "missing"), ("missing", "queued")]
     assert env.step(T0 + dt.timedelta(hours=1)).outcome == "delivered"
@@ -345,7 +346,8 @@ def test_cli_retry_requeue_reconcile_and_status(tmp_path, http_destination):
     out = run(main, ["--config", str(config), "reconcile", "--json"])
     report = json.loads(out.output.splitlines()[-1])
     assert report["summary"] == {"checked": 1, "confirmed": 0, "missing": 1, "requeued": 1, "errors": 0,
-                                 "skipped": 0, "superseded": 0, "landed": 0, "never_landed": 0, "in_flight": 0}
+                                 "skipped": 0, "superseded": 0, "forgotten": 0, "landed": 0, "never_landed": 0,
+                                 "in_flight": 0}
     assert report["checks"][0]["invoice_number"] == number_of(41) and env.state(lost) == "queued"
     out = run(main, ["--config", str(config), "retry", "999"])
     assert out.exit_code == 1 and "no document" in out.output

@@ -181,14 +181,33 @@ def delivered_then_amended(site: Site) -> int:
     return doc
 
 
-def test_a_live_documents_old_key_is_history_not_looked_up(tmp_path):
+def test_a_live_documents_old_key_is_looked_up_and_once_gone_the_row_is_missing(tmp_path):
+    # It was history, never looked up: the old copy removed there by hand
+    # stayed `superseded`, and a copy left there stayed named by nothing.
+    # Looked up under its old key now: there, it stays superseded; gone,
+    # inbox holds nothing of the invoice: the row is missing (never sent
+    # again by reconciliation itself), and `requeue` sends it under its key.
     (tmp_path / "import").mkdir()
     site = Site(tmp_path, [{"name": "inbox", "url": f"folder://{tmp_path / 'import'}"}])
     try:
         doc = delivered_then_amended(site)
         assert site.rows(doc)["inbox"]["state"] == "superseded" and site.state(doc) == "delivered"
-        assert reconcile(site)["checks"] == []
+        still = reconcile(site)
+        assert [(c["key"], c["result"]) for c in still["checks"]] == [(NUMBER, "superseded")], still
         assert site.rows(doc)["inbox"]["state"] == "superseded"
+        assert [(h["key"], h["old"]) for h in site.ledger.held_keys(doc)] == [(NUMBER, True)]
+
+        remove_by_hand(tmp_path / "import")
+        gone = reconcile(site)
+        assert [(c["key"], c["result"]) for c in gone["checks"]] == [(NUMBER, "missing")], gone
+        assert gone["summary"]["requeued"] == 0
+        assert (site.rows(doc)["inbox"]["state"], site.state(doc)) == ("missing", "missing")
+        assert site.ledger.held_keys(doc) == [] and site.deliver() == []
+        assert f"inbox no longer holds it under its old key {NUMBER}" in site.ledger.events(doc)[-1].reason
+        assert site.cli("requeue", str(doc)).exit_code == 0
+        site.deliver()
+        assert site.state(doc) == "delivered" and files_in(tmp_path / "import") == [f"{NEW}.pdf"]
+        assert [(h["key"], h["old"]) for h in site.ledger.held_keys(doc)] == [(NEW, False)]
         assert_ledger_sound(site.config_path)
     finally:
         site.close()
