@@ -52,6 +52,7 @@ COMMAND_ROLES: dict[str, str] = {
     # Operational writes: the people who fix deliveries and intake.
     "retry": OPERATE, "requeue": OPERATE, "reconcile": OPERATE, "ingest": OPERATE, "deliver": OPERATE,
     "drop-destination": OPERATE,   # lets go of a removed destination's deliveries
+    "forget-key": OPERATE,         # a copy under an old key removed at a destination by hand
     "backup verify": OPERATE, "backup restore": OPERATE, "backup drill": OPERATE, "backup accept": OPERATE,
     "notify test": OPERATE,   # sends a message and records it in the ledger
     "fleet repair": OPERATE,  # writes a released generation over an invalid claim in the shared store

@@ -56,6 +56,7 @@ COMMANDS: dict[str, str] = {
     "requeue": "deliver:requeue_command",
     "reconcile": "deliver:reconcile_command",
     "drop-destination": "drop:command",
+    "forget-key": "forget:command",
     "extract": "extract:command",
     "fleet": "fleet:command",
     "ingest": "ingest:command",
