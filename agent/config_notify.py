@@ -96,7 +96,8 @@ def check_notify_entries(entries: list[dict[str, Any]], errors: list[str]) -> No
 def _check_events(where: str, e: dict[str, Any], errors: list[str]) -> None:
     events = e.get("events")
     if events is None:
-        # All, those added since included (config-refused, rejected-at-destination):
+        # All, those added since included (config-refused, rejected-at-destination,
+        # held-under-old-key):
         # each is something only a person can mend, and an entry that lists
         # its events keeps exactly those.
         e["events"] = list(EVENTS)

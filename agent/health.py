@@ -116,6 +116,7 @@ def evaluate(report: dict, limits: Thresholds, *, now: dt.datetime, time_text: T
     reasons += _waiting_for_a_person(states.get("quarantined", 0), held_elsewhere(applications), limits)
     reasons += _applications(applications, limits)
     reasons += _rejected_there(report.get("rejected_there") or {})
+    reasons += _old_keys(report.get("old_keys_held") or {})
     unfinished = sum(states.get(s, 0) for s in ("captured", "extracted", "valid", "queued", "delivering"))
     return Health(reasons, ok_text=f"daemon alive, {unfinished} documents on their way, none late")
 
@@ -285,13 +286,25 @@ def _applications(applications: dict, limits: Thresholds) -> list[Reason]:
 def _rejected_there(there: dict) -> list[Reason]:
     # A person rejected it, and a destination holds it (or may): the finance
     # system books what the ledger says must not be, until someone removes it.
-    n = there.get("count") or 0
+    return _to_remove(there, "rejected invoice", "still at a destination",
+                      "remove it there by hand, then `fapiao-agent reconcile`")
+
+
+def _old_keys(old: dict) -> list[Reason]:
+    # A destination holds an invoice under a 号码 an amend corrected since
+    # (agent/ledger/held_keys.py): a copy under a wrong number, until a
+    # person removes it there.
+    return _to_remove(old, "invoice", "held at a destination under an old key", "remove each copy there by hand, "
+                      "then `fapiao-agent forget-key` (or `fapiao-agent reconcile`)")
+
+
+def _to_remove(found: dict, noun: str, where: str, todo: str) -> list[Reason]:
+    n = found.get("count") or 0
     if not n:
         return []
-    listed = [str(d["document_id"]) for d in there.get("documents") or []]
+    listed = [str(d["document_id"]) for d in found.get("documents") or []]
     ids = f" (document{'s' if len(listed) > 1 else ''} {', '.join(listed)})" if listed else ""
-    return [Reason(WARNING, f"{_n(n, 'rejected invoice')} still at a destination{ids}: remove it there by "
-                            "hand, then `fapiao-agent reconcile`")]
+    return [Reason(WARNING, f"{_n(n, noun)} {where}{ids}: {todo}")]
 
 
 def _count(n: int, warn: int, crit: int, what: str) -> list[Reason]:

@@ -134,6 +134,11 @@ def _documents(report: dict):
     yield _gauge("fapiao_rejected_at_destination", "Rejected documents a destination holds or may hold (a "
                  "put in flight): a person removes each there, then `fapiao-agent reconcile` finds it gone.",
                  rows=[((), (report.get("rejected_there") or {}).get("count") or 0)])
+    # As the held-under-old-key alert: a copy under a 号码 an amend corrected since.
+    yield _gauge("fapiao_held_under_old_key", "Documents a destination holds under an old key (an amend "
+                 "corrected the 号码 after it went there): a person removes each copy there, then `fapiao-agent "
+                 "forget-key` (or `reconcile` finds it gone).",
+                 rows=[((), (report.get("old_keys_held") or {}).get("count") or 0)])
     refused = report.get("refused") or {}
     yield _gauge("fapiao_refused_files", "Files and attachments refused at intake (each with its reason; "
                  "`fapiao-agent audit ledger`).", rows=[((), refused.get("count") or 0)])

@@ -100,6 +100,8 @@ def open_faults(report: dict, entry: dict[str, Any], *, now: dt.datetime,
         found += _config_refused(report.get("config") or {}, time_text)
     if "rejected-at-destination" in wanted:
         found += _rejected_at_destination(report.get("rejected_there") or {})
+    if "held-under-old-key" in wanted:
+        found += _held_under_old_key(report.get("old_keys_held") or {})
     return {f.key: f for f in found}
 
 
@@ -148,6 +150,29 @@ def _rejected_at_destination(there: dict) -> list[Fault]:
                   f"{n} rejected invoice(s) still held (or maybe held) by a destination; a rejection takes "
                   f"nothing back: {listed}{more}.\n"
                   "Remove each there by hand, then run `fapiao-agent reconcile`: it finds it gone.")]
+
+
+def _held_under_old_key(old: dict) -> list[Fault]:
+    # Invoices a destination holds under a 号码 an amend corrected since
+    # (status's OLD KEYS line, agent/ledger/held_keys.py): a copy under a
+    # wrong number in the finance system, which no delivery takes back. One
+    # fault for them all, as rejected-at-destination; resolved once each is
+    # forgotten (`forget-key`, or `reconcile` finding it gone).
+    n = old.get("count") or 0
+    if not n:
+        return []
+    docs = (old.get("documents") or [])[:_LISTED]
+    listed = "; ".join(f"#{d['document_id']} " + ", ".join(
+        f"{code_span(a.get('destination'))} (old key {code_span(a.get('key') or '?')})" for a in d.get("at") or ())
+        for d in docs)
+    more = f"; and {n - len(docs)} more (`fapiao-agent status`)" if n > len(docs) else ""
+    return [Fault("held-under-old-key", "held-under-old-key",
+                  f"{n} 张发票仍以旧号码存于投递目标 / {n} invoice(s) still held at a destination under an old key",
+                  f"{n} 张发票在补录更正号码后, 投递目标中仍存有旧号码的副本: {listed}{more}\n"
+                  f"{n} invoice(s) still held by a destination under a key an amend has corrected since: "
+                  f"{listed}{more}.\n"
+                  "Remove each old copy there by hand, then run `fapiao-agent forget-key ID --destination NAME "
+                  "--key KEY --reason TEXT` (or `fapiao-agent reconcile`: it finds it gone).")]
 
 
 def _held(row: dict) -> str:

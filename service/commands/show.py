@@ -34,6 +34,9 @@ def command(ctx, ref: str, as_json: bool) -> None:
             detail = {**doc.to_dict(), "sources": [vars(s) for s in ledger.sources(doc.id)],
                       "events": [vars(e) for e in events],
                       "deliveries": ledger.deliveries_of(doc.id), **_duplicate_detail(ledger, doc, events),
+                      # Every key each destination holds it under, old ones (an amend changed
+                      # the 号码 since) to be removed there by hand.
+                      "held_keys": ledger.held_keys(doc.id),
                       # A rejection takes nothing back: where it is all the same.
                       "rejected_yet_at": ledger.held_at(doc.id) if doc.state == "rejected" else [],
                       "fleet_claim": ledger.fleet_claim(doc.id),
@@ -115,6 +118,8 @@ def _print_detail(d: dict) -> None:
                        + f", {dl['attempts']} attempts"
                        + (f", next {local_time(dl['next_attempt_at'])}" if dl.get("next_attempt_at") else "")
                        + (f", last error: {dl['last_error']}" if dl.get("last_error") else ""))
+            for line in _held_lines(d, dl):
+                echo(f"      {line}")
             for a in dl.get("attempts_log", []):
                 echo(f"      {local_time(a['at'])}  {a['outcome']}" + (f"  {a['error']}" if a["error"] else "")
                            + (f"  (next attempt {local_time(a['next_attempt_at'])})" if a.get("next_attempt_at") else ""))
@@ -127,6 +132,26 @@ def _print_detail(d: dict) -> None:
     for e in d["events"]:
         move = f"{e['from_state'] or ''} -> {e['to_state']}" if e["to_state"] else "note"
         echo(f"    {local_time(e['at'])}  {e['actor']:<18} {move:<26} {e['reason'] or ''}")
+
+
+def _held_lines(d: dict, dl: dict) -> list[str]:
+    """For one delivery: the keys its destination holds the document under
+    beside its current one, each old key with what to do (agent/ledger/
+    held_keys.py). Nothing when it holds it under the one key its row says."""
+    name = dl["destination"]
+    held = [h for h in d.get("held_keys") or () if h["destination"] == name]
+    old = [h for h in held if h["old"]]
+    if not old:
+        return []
+    own = d["invoice_key"]
+    lines = [f"held there under: {', '.join(h['key'] + (' (OLD)' if h['old'] else ' (its key)') for h in held)}"
+             + ("" if any(not h["old"] for h in held) else f"; not under its key {own or '(none)'}")]
+    for h in old:
+        lines.append(f"OLD KEY {h['key']} held there since {local_time(h['since'])}"
+                     + (f", last seen {local_time(h['seen_at'])}" if h["seen_at"] != h["since"] else "")
+                     + f": remove that copy at {name} by hand, then `fapiao-agent forget-key {d['id']} --destination "
+                     f"{name} --key {h['key']} --reason TEXT` (`fapiao-agent reconcile` finds it gone too)")
+    return lines
 
 
 def _duplicate_detail(ledger, doc, events: list) -> dict:

@@ -41,6 +41,9 @@ def status_report(ledger: Ledger, cfg, *, time_text: TimeText = as_stored) -> di
         "source_steps": ledger.source_steps_summary(),
         # Rejected, and yet a destination holds (or may hold) them: a person removes them there.
         "rejected_there": ledger.rejected_there(),
+        # Held at a destination under an old key (an amend corrected the 号码
+        # after it went there): a person removes each copy there.
+        "old_keys_held": ledger.old_keys_held(),
         "oldest_unfinished": oldest,
         "oldest_unfinished_age_s": age_seconds(oldest, at),
         "last_activity": ledger.last_activity(),
@@ -155,7 +158,9 @@ Examples:
               "included), refused (count, last_at), applications (pending, oldest_filed_at, oldest_age_s, held: the "
               "documents they hold by state, overdue: pending over overdue_hours, overdue_applications: the "
               "oldest of those), rejected_there (count, documents [{document_id, at: [{destination, state, key}]}]: "
-              "rejected documents a destination holds or may hold), oldest_unfinished, last_activity, daemon, "
+              "rejected documents a destination holds or may hold), old_keys_held (count, by_destination, documents "
+              "[{document_id, state, at: [{destination, key, since}]}]: documents a destination holds under an old "
+              "key, an amend having changed it since), oldest_unfinished, last_activity, daemon, "
               "config (the config a live daemon runs against this file: loaded_at, file_changed, reload, "
               "reload_refused, restart_needed; null without one), ledger, vault, delivery "
               "(sla_breaches and late_by_state counted from arrival, near_sla, and per destination backlog, "
@@ -215,6 +220,15 @@ def _print_status(report: dict) -> None:
         more = f"; {there['count'] - len(there['documents'])} more" if there["count"] > len(there["documents"]) else ""
         echo(f"{'REJECTED':>12}  {there['count']} yet at a destination: {named}{more}. A rejection takes nothing "
              "back: remove each there by hand; `fapiao-agent reconcile` then finds it gone")
+    old = report.get("old_keys_held") or {}
+    if old.get("count"):
+        named = "; ".join(f"document {d['document_id']} at " + ", ".join(f"{a['destination']} ({a['key']})"
+                                                                           for a in d["at"])
+                          for d in old["documents"])
+        more = f"; {old['count'] - len(old['documents'])} more" if old["count"] > len(old["documents"]) else ""
+        echo(f"{'OLD KEYS':>12}  {old['count']} held at a destination under an old key: {named}{more}. Remove each "
+             "copy there by hand, then `fapiao-agent forget-key ID --destination NAME --key KEY --reason TEXT` "
+             "(`fapiao-agent reconcile` finds it gone too; `fapiao-agent show ID` names each)")
     steps = report["source_steps"]
     if steps["waiting"]:
         echo(f"{'to move':>12}  {steps['waiting']}  (sources to be moved or deleted once read and unchanged for "

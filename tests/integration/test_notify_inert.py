@@ -68,6 +68,9 @@ def status_figures() -> dict:
             {"document_id": i, "at": [{"destination": hostile("erp"), "state": state, "key": hostile("key")}]}
             for i, state in enumerate(("delivered", "delivering", "superseded", "confirmed", "delivered",
                                        "delivered", "delivered"), start=1)]},
+        "old_keys_held": {"count": 6, "by_destination": {hostile("erp"): 6}, "documents": [
+            {"document_id": i, "state": "delivered",
+             "at": [{"destination": hostile("erp"), "key": hostile("old key"), "since": at}]} for i in range(1, 7)]},
     }
 
 
