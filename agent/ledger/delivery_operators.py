@@ -190,9 +190,12 @@ class DeliveryOperatorsMixin(HeldKeysMixin):
         (delivering, delivered or confirmed, or queued/failed again after a
         delivery) become `superseded`, keeping that key in `delivered_key`,
         so no loop delivers the invoice there a second time; a superseded row
-        whose key is `new_key` again is `delivered` once more. Each changed
-        row gets an `attempts` line and the document one event naming them.
-        Returns [{destination, key, state}] for the rows changed."""
+        whose key is `new_key` again is `delivered` once more, and so is a
+        row (not in flight) of a destination that holds the invoice under
+        `new_key` from before (held_keys: amended back after it was sent
+        under another key; that one stays held there, an old key). Each
+        changed row gets an `attempts` line and the document one event
+        naming them. Returns [{destination, key, state}] for the rows changed."""
         held = ",".join("?" * len(_HELD_ROW_STATES))
         with self.transaction() as c:
             rows = c.execute(
@@ -200,11 +203,17 @@ class DeliveryOperatorsMixin(HeldKeysMixin):
                 f"WHERE document_id = ? AND (state IN ({held}) OR state = 'superseded' "
                 "OR (delivered_key IS NOT NULL AND state NOT IN ('missing', 'dropped'))) ORDER BY id",
                 (old_key, doc_id, *_HELD_ROW_STATES)).fetchall()
+            holding = {h["destination"] for h in self.held_keys(doc_id) if h["key"] == new_key}
             changed = []
             for r in rows:
                 if r["key"] is None:
                     continue
-                if r["state"] == "superseded" and r["key"] == new_key:
+                key = r["key"]
+                if r["key"] != new_key and r["state"] != "delivering" and r["destination"] in holding:
+                    state, key = "delivered", new_key
+                    note = (f"the invoice key is {new_key} again, which {r['destination']} holds it under from "
+                            f"before; it holds it under {r['key']} too, an old key named until it is gone there")
+                elif r["state"] == "superseded" and r["key"] == new_key:
                     state, note = "delivered", f"the invoice key is {new_key} again, as delivered"
                 elif r["state"] != "superseded" and r["key"] != new_key:
                     state = "superseded"
@@ -215,9 +224,9 @@ class DeliveryOperatorsMixin(HeldKeysMixin):
                     continue
                 c.execute("UPDATE deliveries SET state = ?, delivered_key = ?, lease_until = NULL, "
                           "lease_token = NULL, next_attempt_at = NULL, updated_at = ? WHERE id = ?",
-                          (state, r["key"], now, r["id"]))
+                          (state, key, now, r["id"]))
                 self._attempt(r["id"], now=now, outcome=state, error=note, next_attempt_at=None)
-                changed.append({"destination": r["destination"], "key": r["key"], "state": state})
+                changed.append({"destination": r["destination"], "key": key, "state": state})
             if changed:
                 said = "; ".join(f"{x['destination']} ({x['key']}): {x['state']}" for x in changed)
                 self._event(doc_id, now=now, actor=actor, from_state=None, to_state=None,

@@ -14,9 +14,11 @@ documents.invoice_key keeps it), so `status` reads the few held under an
 old key by a partial index.
 
 What `status`, `show`, the `held-under-old-key` alert and reconciliation
-name: a key held there other than the document's; for a rejected document,
-also its own key when no row holding it there stands for it (the rows that
-do are `rejected_there`'s, named once).
+name: a key held there other than the document's (`old`), unless it is a
+rejected document's key its row stands for (`rejected_there` names those).
+A document's own key held at a destination has a row standing for it: an
+amend back to a key held there makes the row `delivered` under it again
+(`supersede_deliveries`); one found gone there is forgotten.
 """
 
 from __future__ import annotations
@@ -38,11 +40,10 @@ _ROW_HOLDS = ("delivered", "confirmed", "delivering", "missing")
 _COVERED = ("EXISTS (SELECT 1 FROM deliveries d WHERE d.document_id = h.document_id "
             "AND d.destination = h.destination AND COALESCE(d.delivered_key, doc.invoice_key) = h.key "
             f"AND {HELD_THERE})")
-# Every (document, destination, key) to remove there: see the module docstring.
+# Every (document, destination, key) to remove there (the module docstring),
+# by the partial index: as many rows read as there are old keys.
 _LISTED = ("SELECT h.document_id, h.destination, h.key, h.since, doc.state FROM held_keys h INDEXED BY held_keys_old "
            f"JOIN documents doc ON doc.id = h.document_id WHERE h.old AND NOT (doc.state = 'rejected' AND {_COVERED}) "
-           "UNION ALL SELECT h.document_id, h.destination, h.key, h.since, doc.state FROM documents doc "
-           f"JOIN held_keys h ON h.document_id = doc.id WHERE doc.state = 'rejected' AND NOT h.old AND NOT {_COVERED} "
            "ORDER BY 1, 2, 4")
 # An old key of a destination that no row stands for as delivered: reconciliation's old-key pass.
 _CANDIDATES = ("FROM held_keys h INDEXED BY held_keys_old "

@@ -245,3 +245,24 @@ def test_forget_key_of_a_superseded_copy_leaves_nothing_there_and_requeue_sends_
     site.deliver()
     assert (site.state(doc), files_in(folder)) == ("delivered", [f"{NEW}.pdf"])
     assert_ledger_sound(site.config_path)
+
+
+def test_amended_back_to_a_key_held_there_the_row_is_delivered_under_it_and_the_other_is_the_old_one(inbox, tmp_path):
+    # Sent under NUMBER, amended to NEW and sent under it too, then amended
+    # back: inbox holds the invoice under NUMBER (its file is there), so its
+    # row is delivered under NUMBER, not superseded under NEW with nothing
+    # standing for NUMBER; NEW is the old key now, named until it is gone.
+    site, folder = inbox, tmp_path / "import"
+    doc = held_twice(site, folder)
+    assert site.cli("requeue", str(doc)).exit_code == 0
+    back = site.amend_approved(str(doc), "--set", f"number={NUMBER}", "--reason", "it was right after all")
+    assert back.exit_code == 0, back.output
+    row = site.rows(doc)["inbox"]
+    assert (row["state"], row["delivered_key"], site.state(doc)) == ("delivered", NUMBER, "delivered")
+    assert f"the invoice key is {NUMBER} again, which inbox holds it under from before" in (
+        row["attempts_log"][-1]["error"])
+    assert [(a["destination"], a["key"]) for a in old_keys(site)["documents"][0]["at"]] == [("inbox", NEW)]
+    assert site.deliver() == [] and files_in(folder) == sorted([f"{NUMBER}.pdf", f"{NEW}.pdf"])
+    report = json.loads(site.cli("reconcile", "--json").stdout)
+    assert [(c["key"], c["result"]) for c in report["checks"]] == [(NUMBER, "confirmed"), (NEW, "superseded")]
+    assert_ledger_sound(site.config_path)
