@@ -45,7 +45,8 @@ _COVERED = ("EXISTS (SELECT 1 FROM deliveries d WHERE d.document_id = h.document
 _LISTED = ("SELECT h.document_id, h.destination, h.key, h.since, doc.state FROM held_keys h INDEXED BY held_keys_old "
            f"JOIN documents doc ON doc.id = h.document_id WHERE h.old AND NOT (doc.state = 'rejected' AND {_COVERED}) "
            "ORDER BY 1, 2, 4")
-# An old key of a destination that no row stands for as delivered: reconciliation's old-key pass.
+# An old key of a destination no row stands for as delivered (a row superseded
+# under it does, and is looked up through `record_lookup`): reconciliation's old-key pass.
 _CANDIDATES = ("FROM held_keys h INDEXED BY held_keys_old "
                "JOIN deliveries d ON d.document_id = h.document_id AND d.destination = h.destination "
                "JOIN documents doc ON doc.id = h.document_id "
