@@ -64,12 +64,19 @@ class ExtractError(AgentError):
 
     Reasons in use: empty, unsupported-format, encrypted, corrupt, truncated,
     limit-exceeded, unsafe-xml, no-qr, not-invoice, unreadable.
+
+    `message` is English; `zh`, when given, says the same to a Chinese
+    reader (operators read either), and `message` then holds both,
+    "English / 中文", the way every reason a person reads of a file not
+    read is written (agent/extract/refusal_texts.py).
     """
 
-    def __init__(self, reason: str, message: str):
-        super().__init__(f"{reason}: {message}")
+    def __init__(self, reason: str, message: str, zh: str | None = None):
+        told = f"{message} / {zh}" if zh else message
+        super().__init__(f"{reason}: {told}")
         self.reason = reason
-        self.message = message
+        self.message = told
+        self.zh = zh
 
 
 # Adapter outcomes. Destinations and backup targets turn every vendor error

@@ -14,7 +14,8 @@ import re
 
 from agent.errors import ExtractError
 from agent.extract.sniff import sniff
-from agent.extract.unreadable import TNEF, looks_like_html, office_zip_kind, unreadable_kind
+from agent.extract.refusal_texts import PART_UNKNOWN, package
+from agent.extract.unreadable import HTML, TNEF, is_html_page, office_zip_kind, unreadable_kind
 from agent.filenames import readable_name
 from agent.mail_tnef import take_tnef
 from agent.mail_types import Attachment, MailLimits, Refusal
@@ -236,12 +237,11 @@ class _Collector:
         elif fmt in _IMAGE_FORMATS and len(data) < lim.min_image_bytes:
             self.refuse(shown, "small-image", f"{fmt} image of {len(data)} bytes is below "
                                               f"{lim.min_image_bytes}: a logo or signature")
-        elif fmt not in MEDIA_TYPES or (fmt == "xml" and looks_like_html(data)):
+        elif fmt not in MEDIA_TYPES or (fmt == "xml" and is_html_page(data)):
             # Named when it is a kind people send in place of an invoice (a
             # RAR, a winmail.dat, a Word file ...): "unknown" says nothing.
-            kind = unreadable_kind(data[:1024])
-            self.refuse(shown, "unsupported-format",
-                        kind.text if kind else f"content is {fmt}, not PDF, OFD, XML or an image")
+            kind = HTML if fmt == "xml" else unreadable_kind(data[:1024]) or PART_UNKNOWN
+            self.refuse(shown, "unsupported-format", kind.text)
         elif self.total_bytes + len(data) > lim.max_total_bytes:
             self.refuse(shown, "message-size-limit", f"attachments exceed {lim.max_total_bytes} bytes")
         else:
@@ -267,8 +267,7 @@ class _Collector:
             # A file of its own kind stored as a zip (a spreadsheet, a
             # Word file): its parts are no files anybody sent, and reading
             # its XML parts would make documents of them.
-            self.refuse(shown, "unsupported-format",
-                        office.text if office else f"{kind}, not an invoice; its parts are not read")
+            self.refuse(shown, "unsupported-format", (office or package(kind)).text)
             return
         for skipped in archive.skipped:
             self.refuse(f"{shown}/{display_text(skipped.raw_name)}", skipped.reason, "zip member not read")

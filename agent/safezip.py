@@ -138,6 +138,11 @@ class SafeZip:
         """
         return list(self._members)
 
+    def encrypted_names(self) -> list[str]:
+        """Safe names of the members stored encrypted (a zip with a
+        password), in archive order: `read` refuses each of them."""
+        return [name for name, info in self._members.items() if info.flag_bits & 0x1]
+
     def read(self, name: str) -> bytes:
         """Return the inflated bytes of member `name` (one from `names()`).
 
@@ -146,13 +151,19 @@ class SafeZip:
         the archive's shared `max_total_bytes` budget is stopped as soon as
         it crosses the line: ExtractError("limit-exceeded"). A damaged
         member raises ExtractError("corrupt"); an encrypted one
-        ExtractError("encrypted"); an unknown name ExtractError("corrupt").
+        ExtractError("encrypted"), said in English and Chinese with what to
+        do; an unknown name ExtractError("corrupt").
         """
         info = self._members.get(name)
         if info is None:
             raise ExtractError("corrupt", f"no member named {name!r} in the archive")
         if info.flag_bits & 0x1:
-            raise ExtractError("encrypted", f"zip member {name!r} is encrypted")
+            raise ExtractError("encrypted", f"zip member {name!r} is encrypted: the zip has a password, which "
+                                            "the agent does not have; unzip it with the password and put the "
+                                            "invoice files in a watched folder, or ask the sender for them "
+                                            "without a password",
+                               zh=f"zip 压缩包有密码（{name!r} 已加密），程序没有密码：请用密码解压后把发票文件放入"
+                                  "监控文件夹，或请发件人发送不加密码的文件")
         lim = self._limits
         cap = min(info.file_size, lim.max_member_bytes)
         out = bytearray()

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from agent.errors import AgentError, ExtractError
 from agent.extract.plausible import reconcile
+from agent.extract.refusal_texts import EMPTY, UNKNOWN, ZIP_NOT_OFD, in_both_languages
 from agent.extract.sniff import sniff
+from agent.extract.unreadable import HTML, is_html_page, unreadable_kind
 from agent.model import Invoice
 
 IMAGE_FORMATS = frozenset({"png", "jpeg", "tiff", "bmp", "gif", "webp"})
@@ -35,11 +37,26 @@ def extract_bytes(data: bytes, *, name: str | None = None, ocr: bool = True) -> 
     Every invoice's QR amount is cross-checked with the print and values
     read by position that fail a plausibility check are left empty
     (`plausible.reconcile`).
-    Raises only ExtractError: "empty", "unsupported-format", "limit-exceeded",
-    and whatever the reader reports ("corrupt", "encrypted", "unsafe-xml",
-    "no-qr" ...). A reader's unexpected exception becomes "corrupt", except
-    MemoryError, which propagates.
+    Raises only ExtractError: "empty", "unsupported-format" (a file of no
+    invoice format, named by its bytes as unreadable.py names it: an HTML
+    page, a RAR ...), "limit-exceeded", and whatever the reader reports
+    ("corrupt", "encrypted", "unsafe-xml", "no-qr" ...), its message in
+    English and Chinese with what to do (`refusal_texts`). A reader's
+    unexpected exception becomes "corrupt", except MemoryError, which
+    propagates.
     """
+    try:
+        return _extract(data, name, ocr)
+    except ExtractError as e:
+        # Every reason leaves here in English and Chinese, with what to do:
+        # it is what `quarantine` and `show` print for the document.
+        told = in_both_languages(e)
+        if told is e:
+            raise
+        raise told from e.__cause__
+
+
+def _extract(data: bytes, name: str | None, ocr: bool) -> list[Invoice]:
     label = f"{name}: " if name else ""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ExtractError("unsupported-format", f"{label}expected bytes, got {type(data).__name__}")
@@ -48,11 +65,16 @@ def extract_bytes(data: bytes, *, name: str | None = None, ocr: bool = True) -> 
         raise ExtractError("limit-exceeded", f"{label}{len(data)} bytes is over the {MAX_INPUT_BYTES}-byte limit")
     fmt = sniff(data)
     if fmt == "empty":
-        raise ExtractError("empty", f"{label}the file is empty")
+        raise ExtractError("empty", f"{label}{EMPTY.en}", zh=EMPTY.zh)
     if fmt == "zip":
-        raise ExtractError("unsupported-format", f"{label}a zip archive that is not an OFD (no OFD.xml)")
+        raise ExtractError("unsupported-format", f"{label}{ZIP_NOT_OFD.en}", zh=ZIP_NOT_OFD.zh)
     if fmt == "unknown":
-        raise ExtractError("unsupported-format", f"{label}not a PDF, OFD, invoice XML or image")
+        kind = unreadable_kind(data[:1024]) or UNKNOWN   # a RAR, a winmail.dat ...: named
+        raise ExtractError("unsupported-format", f"{label}{kind.en}", zh=kind.zh)
+    if fmt == "xml" and is_html_page(data):
+        # A saved "view your invoice online" page is markup too: named as
+        # the page it is, not refused as an XML that is no invoice.
+        raise ExtractError("unsupported-format", f"{label}{HTML.en}", zh=HTML.zh)
     try:
         invoices = _read(fmt, data, ocr)
         for invoice in invoices:

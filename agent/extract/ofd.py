@@ -31,6 +31,7 @@ from agent.extract.ofd_geometry import FACE_FIELDS, offer_by_position, read_by_p
 from agent.extract.ofd_package import (OfdPackage, OfdPage, document_pages, file_locs, first_page_parts,
                                        parse_part, tag_files, tag_refs)
 from agent.extract.qr import apply_qr, decode_qr_bytes, parse_qr
+from agent.extract.refusal_texts import encrypted
 from agent.extract.sniff import sniff
 from agent.extract.xml import read_fp_invoice, read_shudian
 from agent.extract.xml_values import parse_date, parse_decimal, parse_money, parse_rate
@@ -82,6 +83,11 @@ _TITLE_RE = re.compile(
 # A 红字 sign drawn as a text object of its own, apart from the 大写.
 _SIGN_ALONE_RE = re.compile(r"[(（]?负数?[)）]?")
 _INVOICE_LABELS = ("发票号码", "发票代码", "价税合计", "开票日期")
+# GM/T 0099-2020 (OFD 密码应用): an encrypted package lists what it encrypted
+# in Encryptions.xml beside OFD.xml (one writer puts it under Doc_0/). The
+# plain parts left in the encrypted ones' place may hold stand-in content, so
+# nothing of such a package is read: a value read from one would be wrong.
+_ENCRYPTION_TAGS = frozenset({"Encryptions", "EncryptInfo"})
 
 
 def read_ofd(data: bytes, *, ocr: bool = False) -> list[Invoice]:
@@ -91,17 +97,33 @@ def read_ofd(data: bytes, *, ocr: bool = False) -> list[Invoice]:
     A document with no invoice data and no invoice labels on its pages is
     returned as Invoice(is_invoice=False). Raises ExtractError: "corrupt"
     (not a readable zip or no OFD.xml), "limit-exceeded" (zip limits),
-    "encrypted", "unsafe-xml" (a part declares entities or a DTD).
+    "encrypted" (GM/T 0099 Encryptions, or a part under a zip password:
+    nothing of it read), "unsafe-xml" (a part declares entities or a DTD).
     """
     pkg = OfdPackage(open_zip(data, OFD_LIMITS))
+    _refuse_encrypted(pkg)
     ofd_name = pkg.find("OFD.xml")
     if ofd_name is None:
         raise ExtractError("corrupt", "zip has no OFD.xml: not an OFD package")
     root = parse_xml(pkg.read(ofd_name))
+    if any(local_name(el.tag) in _ENCRYPTION_TAGS for el in root.iter()):
+        raise encrypted("the OFD is encrypted (its OFD.xml declares Encryptions)",
+                        "OFD 已加密（OFD.xml 声明了加密信息 Encryptions）")
     bodies = [el for el in root.iter() if local_name(el.tag) == "DocBody"]
     if not bodies:
         raise ExtractError("corrupt", "OFD.xml has no DocBody")
     return [_read_document(pkg, body, ocr) for body in bodies]
+
+
+def _refuse_encrypted(pkg: OfdPackage) -> None:
+    """Raise ExtractError("encrypted") for a package that is encrypted:
+    GM/T 0099's Encryptions.xml in it, or a part stored with a zip password."""
+    if declared := [n for n in pkg.names if posixpath.basename(n).lower() == "encryptions.xml"]:
+        raise encrypted(f"the OFD is encrypted (GM/T 0099: it holds {declared[0]})",
+                        f"OFD 已加密（GM/T 0099：包内有 {declared[0]}）")
+    if locked := pkg.zf.encrypted_names():
+        raise encrypted(f"the OFD is password-protected (its part {locked[0]!r} is encrypted)",
+                        f"OFD 有密码保护（其中的 {locked[0]} 已加密）")
 
 
 def _read_document(pkg: OfdPackage, body: Element, ocr: bool = False) -> Invoice:

@@ -38,6 +38,7 @@ from agent.extract.qr import (
     QrPayload, apply_qr, malformed_problem, malformed_reason, parse_qr, several_invoices_problem, sort_codes,
     verification_url_of,
 )
+from agent.extract.refusal_texts import encrypted
 from agent.extract.text import ParsedText, normalize_text, offer_parsed, parse_text
 from agent.model import Invoice, LineItem, Problem
 
@@ -143,9 +144,9 @@ def _open(data: bytes):
         if code in (pdfium_c.FPDF_ERR_PASSWORD, pdfium_c.FPDF_ERR_SECURITY) and b"/Encrypt" not in data:
             code = None
         if code == pdfium_c.FPDF_ERR_PASSWORD:
-            raise ExtractError("encrypted", "the PDF is encrypted with a user password") from None
+            raise encrypted("the PDF is encrypted with a user password", "PDF 已加密（打开需要密码）") from None
         if code == pdfium_c.FPDF_ERR_SECURITY:
-            raise ExtractError("encrypted", f"the PDF's security handler is not supported: {e}") from None
+            raise encrypted(f"the PDF's security handler is not supported ({e})", "PDF 的加密方式程序不支持") from None
         raise _unreadable(data, e) from None
     except Exception as e:  # noqa: BLE001 - a native parser fails in many ways on broken files
         raise _unreadable(data, e) from None
@@ -392,8 +393,9 @@ def _not_invoice(pages: list[_Page], encrypted_data: bytes | None = None) -> Inv
         if encrypted_data is not None:
             # An encrypted file that opened but gave no text and no image
             # on any page: its content did not decrypt.
-            raise ExtractError("encrypted", f"the PDF is encrypted ({_encryption_of(encrypted_data)}) "
-                                            "and none of its pages could be decrypted")
+            cipher = _encryption_of(encrypted_data)
+            raise encrypted(f"the PDF is encrypted ({cipher}) and none of its pages could be decrypted",
+                            f"PDF 已加密（{cipher}），没有一页能解密")
         raise ExtractError("no-qr", "scanned PDF with no invoice QR code on any page")
     return Invoice(is_invoice=False,
                    not_invoice_reason="no invoice QR code and no invoice labels in its text")

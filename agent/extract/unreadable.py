@@ -10,6 +10,7 @@ file's name: a `.pdf` that is a RAR is named a RAR.
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 from agent.extract.sniff import TNEF_SIGNATURE, is_tar
@@ -79,6 +80,47 @@ def looks_like_html(data: bytes) -> bool:
     <!doctype html): sniff takes one for XML."""
     head = data[:1024].lower()
     return b"<html" in head or b"<!doctype html" in head
+
+
+# How far past the start a page's first tag is looked for: a saved page's
+# "saved from url" comment and a licence banner are well under it.
+_PROLOG_BYTES = 64 * 1024
+_SPACE = re.compile(r"\s*")
+_HTML_START = re.compile(r"<!doctype\s+html(?![\w.:-])|<(?:[\w.-]+:)?html(?=[\s/>])", re.IGNORECASE)
+
+
+def is_html_page(data: bytes) -> bool:
+    """Whether `data` (which sniff takes for XML) is an HTML or XHTML page:
+    past a byte order mark (UTF-8 or UTF-16), white space, the XML
+    declaration, processing instructions and comments, its doctype is
+    html's or its first element is <html> (any case, any prefix). Judged
+    by that start only, never by words further in, so an invoice XML that
+    mentions <html> in a field is still read. Never raises."""
+    head = _markup_text(data[:_PROLOG_BYTES])
+    pos = 0
+    while True:
+        pos = _SPACE.match(head, pos).end()
+        for opening, closing in (("<!--", "-->"), ("<?", "?>")):
+            if head.startswith(opening, pos):
+                end = head.find(closing, pos + len(opening))
+                if end < 0:
+                    return False
+                pos = end + len(closing)
+                break
+        else:
+            return _HTML_START.match(head, pos) is not None
+
+
+def _markup_text(head: bytes) -> str:
+    # Markup is ASCII in every encoding a page is saved in but UTF-16; the
+    # bytes between tags (GBK, UTF-8 text) need not decode for the tags to be seen.
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return head.decode("utf-16", errors="ignore")
+    if head.startswith(b"<\x00"):
+        return head.decode("utf-16-le", errors="ignore")
+    if head.startswith(b"\x00<"):
+        return head.decode("utf-16-be", errors="ignore")
+    return head.removeprefix(b"\xef\xbb\xbf").decode("latin-1")
 
 
 def office_zip_kind(names: list[str]) -> Unreadable | None:

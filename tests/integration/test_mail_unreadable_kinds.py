@@ -97,7 +97,9 @@ def test_each_unreadable_attachment_is_named_by_its_content_and_the_mail_is_kept
         assert " / " in reasons[name] and any("\u4e00" <= c <= "\u9fff" for c in reasons[name])  # and in Chinese
     assert "extract it" in reasons["invoices.rar"] and "请解压" in reasons["invoices.rar"]
     # Bytes of no kind named are still "unknown", never guessed.
-    assert reasons["notes.bin"] == "unsupported-format: content is unknown, not PDF, OFD, XML or an image"
+    assert reasons["notes.bin"] == ("unsupported-format: content is unknown, not PDF, OFD, XML or an image: send "
+                                    "the invoice's own PDF, OFD or XML / 内容不是 PDF、OFD、XML 或图片：请发送发票原件"
+                                    "（PDF、OFD 或 XML）")
     # The original (the message, every refused attachment inside it) is in the vault, named by the refusals.
     sha = hashlib.sha256(raw).hexdigest()
     assert shas == {sha} and Vault(tmp_path / "vault").read(sha) == raw
