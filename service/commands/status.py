@@ -25,7 +25,7 @@ def status_report(ledger: Ledger, cfg, *, time_text: TimeText = as_stored) -> di
     # report no delivery, backup or health (issue 17: start-up).
     from agent.health import Thresholds, evaluate
     from service.backup_figures import backup_report
-    from service.commands.deliver import delivery_report
+    from service.delivery_figures import delivery_report
 
     from agent.health import heartbeat_details
     from service.config_state import config_report
@@ -196,7 +196,7 @@ def command(ctx: click.Context, check: bool, as_json: bool) -> None:
 def _print_status(report: dict) -> None:
     from agent.health import heartbeat_details, held_elsewhere
     from service.backup_figures import backed_up_line, drill_line, target_state
-    from service.commands.deliver import print_delivery
+    from service.delivery_figures import print_delivery
     from service.config_state import config_lines
 
     for state, n in report["states"].items():
