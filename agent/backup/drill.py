@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Callable
 
 from agent.backup.base import LEDGER_PREFIX, BackupTarget, CorruptObject, object_key, sidecar_key
-from agent.backup.mirror import _reservoir
 from agent.backup.sidecars import batch_problem
 from agent.backup.snapshot import snapshot_for_restore, snapshots_of
+from agent.backup.verify import reservoir_sample
 from agent.config_sections import WEEKDAYS, drill_clock as _clock
 from agent.errors import AgentError, NotFound
 from agent.ledger import Ledger, utc
@@ -145,7 +145,7 @@ def restore_drill(ledger: Ledger, target: BackupTarget, *, now: Callable[[], dt.
 
 def _drill(ledger: Ledger, target: BackupTarget, work: Path, sample: int, report: DrillReport,
            progress: Callable[[int, int], None] | None, cancelled: Callable[[], bool]) -> None:
-    shas = _reservoir(ledger.done_backups(target.name), max(0, sample), random.Random(report.seed))
+    shas = reservoir_sample(ledger.done_backups(target.name), max(0, sample), random.Random(report.seed))
     sizes = ledger.backup_sizes(target.name, shas)
     batches = ledger.sidecar_batches(target.name, shas)
     fetched: dict[str, dict | tuple] = {}   # batch key -> its entries, or (verdict, why not)

@@ -1,5 +1,6 @@
-"""The backup steps the loop repeats: mirror due objects, snapshot the ledger,
-verify a sample. Pure: no threads, no sleeps; `now` and `rng` come in.
+"""The backup steps the loop repeats: mirror due objects, snapshot the ledger
+(and verify a sample: agent/backup/verification.py). Pure: no threads, no
+sleeps; `now` and `rng` come in.
 
 The ledger says what each target holds; these steps make it true and
 record what happened. A target that is down (`Transient`) stops the batch
@@ -11,22 +12,27 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
-import math
 import random
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 from agent.backup.base import (AccessDenied, BackupTarget, BucketMissing, ChecksumMismatch,
                                LEDGER_PREFIX, NotKept, TargetUnrecognised, manifest_key, object_key, snapshot_key)
+from agent.backup.descriptions import local_sidecars
 from agent.backup.identity import check_identity
 from agent.backup.sidecars import put_batch
 from agent.backup.snapshot import (future_snapshots, snapshot_name, snapshot_sqlite, snapshots_of,
                                    snapshots_to_delete)
-from agent.backup.verify import repair_object, sample_keys, verify_object
+from agent.backup.verification import verify_step
+from agent.backup.verify import verify_object
 from agent.errors import AgentError, Transient
 from agent.ledger import Ledger, utc
 from agent.vault import Vault
+
+# What the daemon's backup loop (service/backup.py) imports from here: its
+# every step, the verification's (verification.py) too.
+__all__ = ["BATCH", "BASE_DELAY_S", "TARGET_ERRORS", "MirrorOutcome", "mirror_step", "put_snapshot", "retry_delay",
+           "snapshot_step", "take_snapshot", "verify_step", "write_manifests"]
 
 BATCH = 32
 BASE_DELAY_S = 5.0
@@ -50,54 +56,12 @@ class MirrorOutcome:
     manifests: list[str] = field(default_factory=list)   # keys of the daily manifests rewritten
 
 
-@dataclass
-class VerifyReport:
-    """What one verification found; `problems` lists (sha256, verdict, action)."""
-
-    checked: int = 0
-    ok: int = 0
-    missing: int = 0
-    mismatch: int = 0
-    repaired: int = 0
-    full: bool = False
-    problems: list[tuple[str, str, str]] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        """JSON-ready form, as stored in the ledger and printed by `backup verify --json`."""
-        return {"checked": self.checked, "ok": self.ok, "missing": self.missing,
-                "mismatch": self.mismatch, "repaired": self.repaired, "full": self.full,
-                "problems": [{"sha256": s, "verdict": v, "action": a} for s, v, a in self.problems]}
-
-
 def retry_delay(attempts: int, rng: random.Random, max_s: float = 3600.0) -> float:
     """Seconds before the next try of an object after `attempts` failures:
     exponential from BASE_DELAY_S with +-20 % jitter, never above `max_s`
     (so a row due further ahead than `max_s` was set before the wall clock
     went back: `Ledger.due_backups` takes it at once)."""
     return min(max_s, BASE_DELAY_S * 2 ** min(max(attempts - 1, 0), 20) * rng.uniform(0.8, 1.2))
-
-
-def sidecar_body(data: dict) -> bytes:
-    """A sidecar as the vault stores it (as `Vault.write_sidecar` writes it)."""
-    return json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True, default=str).encode("utf-8")
-
-
-def local_sidecars(vault: Vault, sidecars: dict[str, dict | None]) -> None:
-    """Bring the vault's own sidecars up to `sidecars` ({sha256: data}; None:
-    none to write), rewriting only those that differ, all made durable at
-    once: the vault alone still says what each object is. A local
-    convenience copy: an error here is ignored (the target's copy matters)."""
-    changed = {}
-    try:
-        for sha, data in sidecars.items():
-            if data is None:
-                continue
-            body, path = sidecar_body(data), vault.sidecar_path(sha)
-            if not path.is_file() or path.read_bytes() != body:
-                changed[sha] = body
-        vault.write_sidecars(changed)
-    except OSError:
-        pass
 
 
 @dataclass
@@ -316,94 +280,3 @@ def snapshot_step(ledger: Ledger, target: BackupTarget, *, now: dt.datetime,
     return put_snapshot(ledger, target, held, data, now=now, retention=retention, future=future)
 
 
-def verify_step(ledger: Ledger, vault: Vault, target: BackupTarget, *, now: dt.datetime,
-                rng: random.Random, full: bool = False, fraction: float = 0.01, minimum: int = 20,
-                progress: Callable[[int, int], None] | None = None) -> VerifyReport:
-    """Re-read every object the ledger says `target` holds (`full`), or a random
-    sample (`fraction`, at least `minimum`), and compare SHA-256 values.
-
-    A missing or mismatching object is re-uploaded from the vault (with its
-    sidecar) and re-read; one the vault cannot supply is requeued and
-    reported. One that reads back wrong after the re-upload is requeued and
-    remembered as not kept (`Ledger.mark_unverified`): not counted as held,
-    and the target not ok in `status`, until a read-back of it succeeds.
-    `progress(done, total)` is called after each object. The result is
-    recorded as the target's last verification. Nothing is checked or
-    repaired on a target without the identity marker the ledger remembers
-    (`TargetUnrecognised`: an empty mount point is not filled). Target
-    errors (`Transient`, `Permanent`) propagate; nothing is recorded then.
-    """
-    check_identity(ledger, target, now=now)
-    total = ledger.backup_target(target.name)["objects"]
-    if full:
-        keys, size = ledger.done_backups(target.name), total
-    else:
-        keys = _reservoir(ledger.done_backups(target.name), _sample_size(total, fraction, minimum), rng)
-        size = len(keys)
-    report = VerifyReport(full=full)
-    for i, sha in enumerate(keys, 1):
-        key = object_key(sha)
-        verdict = verify_object(target, key, sha)
-        report.checked += 1
-        if verdict == "ok":
-            report.ok += 1
-        else:
-            setattr(report, verdict, getattr(report, verdict) + 1)
-            report.problems.append((sha, verdict, _repair(ledger, vault, target, sha, now)))
-            if report.problems[-1][2] == "repaired":
-                report.repaired += 1
-            elif report.problems[-1][2] == _NOT_KEPT:
-                ledger.mark_unverified(target.name, sha, verdict, now=utc(now))
-        if progress:
-            progress(i, max(size, i))
-    ledger.record_backup_verify(target.name, report.to_dict(), now=utc(now))
-    return report
-
-
-def _sample_size(total: int, fraction: float, minimum: int) -> int:
-    # The size `verify.sample_keys` draws (which also validates the settings).
-    sample_keys([], fraction, minimum)
-    return min(total, max(minimum, math.ceil(fraction * total)))
-
-
-def _reservoir(items: Iterator[str], k: int, rng: random.Random) -> list[str]:
-    # A uniform sample of k in one pass (algorithm R): the full list of
-    # millions of hashes is never held in memory.
-    chosen: list[str] = []
-    for n, item in enumerate(items):
-        if n < k:
-            chosen.append(item)
-        elif (j := rng.randrange(n + 1)) < k:
-            chosen[j] = item
-    rng.shuffle(chosen)
-    return chosen
-
-
-_NOT_KEPT = "re-uploaded but still wrong; requeued"
-
-
-def _repair(ledger: Ledger, vault: Vault, target: BackupTarget, sha: str, now: dt.datetime) -> str:
-    if not vault.verify(sha):
-        ledger.requeue_backup(target.name, sha, now=utc(now))
-        return "vault copy missing or corrupt; requeued"
-    if repair_object(target, object_key(sha), vault.path(sha), sha) != "ok":
-        ledger.requeue_backup(target.name, sha, now=utc(now))
-        return _NOT_KEPT
-    describe(ledger, vault, target, [sha], now=now)
-    return "repaired"
-
-
-def describe(ledger: Ledger, vault: Vault, target: BackupTarget, shas: list[str], *,
-             now: dt.datetime) -> str:
-    """Put one sidecar batch describing `shas` (held by `target`) as the
-    ledger knows them now, and record it as theirs; returns its key. Target
-    errors propagate; nothing is recorded then."""
-    entries = []
-    for sha in shas:
-        side = ledger.sidecar(sha)
-        local_sidecars(vault, {sha: side})
-        entries.append((sha, ledger.backup_sizes(target.name, [sha]).get(sha), side))
-    key = put_batch(target, entries, now=now)
-    ledger.backups_done(target.name, [], now=utc(now), batch=key, refreshed=shas,
-                        day=now.astimezone(dt.timezone.utc).date().isoformat())
-    return key

@@ -35,6 +35,21 @@ def sample_keys(keys: Iterable[str], fraction: float = 0.01, minimum: int = 20,
     return (rng or random.Random()).sample(pool, size)
 
 
+def reservoir_sample(items: Iterable[str], k: int, rng: random.Random) -> list[str]:
+    """A uniform random sample of `k` of `items` (all of them when fewer), in
+    random order, drawn in one pass (algorithm R): a list of millions of
+    hashes streamed from the ledger is never held in memory. The draw is
+    the same for the same `rng` state."""
+    chosen: list[str] = []
+    for n, item in enumerate(items):
+        if n < k:
+            chosen.append(item)
+        elif (j := rng.randrange(n + 1)) < k:
+            chosen[j] = item
+    rng.shuffle(chosen)
+    return chosen
+
+
 def verify_object(target: BackupTarget, key: str, expected_sha256: str) -> Verdict:
     """"ok" when the bytes stored at `key` hash to `expected_sha256`,
     "missing" when there is no object, "mismatch" otherwise (including a

@@ -118,7 +118,7 @@ def verify_command(ctx: click.Context, target_name: str | None, full: bool, as_j
     import random   # here, not at the top: `status` loads this module and draws no sample
 
     from agent.backup.base import TargetUnrecognised
-    from agent.backup.mirror import verify_step
+    from agent.backup.verification import verify_step
     from agent.ledger import utc
 
     cfg = load(ctx)

@@ -16,7 +16,8 @@ from click.testing import CliRunner
 
 from agent.backup.base import manifest_key, object_key, open_target
 from agent.backup.sidecars import sidecars_on
-from agent.backup.mirror import mirror_step, snapshot_step, verify_step
+from agent.backup.mirror import mirror_step, snapshot_step
+from agent.backup.verification import verify_step
 from agent.backup.restore import RestoreRefused, restore
 from agent.config import load_config
 from agent.errors import NotFound

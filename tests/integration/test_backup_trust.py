@@ -28,7 +28,8 @@ import shutil
 import pytest
 
 from agent.backup.base import object_key, open_target
-from agent.backup.mirror import mirror_step, verify_step
+from agent.backup.mirror import mirror_step
+from agent.backup.verification import verify_step
 from agent.config import load_config
 from agent.ledger import Ledger, utc
 from agent.vault import Vault
