@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import unicodedata
 from xml.etree.ElementTree import Element
 
 from agent.errors import ExtractError
@@ -258,7 +259,9 @@ def _check_another(inv: Invoice, first: tuple[str, Invoice], name: str, other: I
     first_name, reading = first
     for field, f in other.fields.items():
         known = reading.fields.get(field)
-        if known is not None and values_differ(known.value, f.value):
+        # Compared as validation compares names: （） and (), full-width digits, spaces are one text.
+        if known is not None and values_differ(*(unicodedata.normalize("NFKC", v) if isinstance(v, str) else v
+                                                 for v in (known.value, f.value))):
             if not disputed(inv, field):
                 report_inconsistent(inv, field, f"{known.value!r} in {first_name} but {f.value!r} in {name}")
             inv.fields.pop(field, None)
