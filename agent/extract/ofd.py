@@ -141,10 +141,11 @@ def _read_document(pkg: OfdPackage, body: Element, ocr: bool = False) -> Invoice
     _offer_page_text(inv, first_texts)
     if pages and (not inv.items or any(inv.get(name) is None for name in FACE_FIELDS)):
         # Printed but in no data part: read the face by position.
-        parts = [parse_part(pkg, page.path) for page in first_page_parts(pages, templates)]
-        # What other parts draw over the page is found by its ID, when the page itself is read.
-        page_id = pages[0].id if parts[0] is not None else None
-        reading = read_by_position([p for p in parts if p is not None], pages[0].drawing, page_id)
+        shown = first_page_parts(pages, templates)
+        parts = [parse_part(pkg, page.path) for page in shown]
+        # What other parts draw over and under each part is found by its ID.
+        reading = read_by_position([p for p in parts if p is not None], pages[0].drawing,
+                                   part_ids=[s.id for s, p in zip(shown, parts) if p is not None])
         offer_by_position(inv, reading, "ofd-text")
     if inv.get("qr") is None:
         _offer_qr_images(inv, pkg, doc_dir)

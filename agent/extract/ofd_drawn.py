@@ -27,10 +27,8 @@ TextObject is not shown (`unseen_text`) when:
 - off the page: less than CLIPPED_SHARE of that box lies inside the
   page's area: its PhysicalBox, or ApplicationBox when that is larger,
   of the page's (or template's) Area, else the document's PageArea.
-Templates are set against their own objects only (a page's cover over a
-template's text is not looked for); what a page's Foreground templates
-and annotations draw over it, and text nested where no viewer draws it,
-are ofd_over's. What cannot be told (no Boundary, a
+What other parts (templates, annotations) draw over a part's text, and
+text nested where no viewer draws it, are ofd_over's. What cannot be told (no Boundary, a
 number that does not read, a DrawParam that is not found) is taken as shown:
 a value a viewer shows is never lost for a trick caught. The glyph boxes
 are those `ofd_geometry` lays the page out by (`text_runs`).
@@ -284,6 +282,8 @@ def _covered(texts: list, covers: list, opaque_image: OpaqueImage | None, found:
         whole = [run.box for run in runs]
         over = [(box, image) for at, box, image in covers
                 if at > order and any(area(meet(box, run)) > 0 for run in whole)]
+        if not over:
+            continue   # nothing drawn after it meets it: its glyphs need not be placed
         for glyph in (g for run in runs for g in run.glyphs()):
             w, h = (glyph[2] - glyph[0]) / 4, (glyph[3] - glyph[1]) / 4
             middle = (glyph[0] + w, glyph[1] + h, glyph[2] - w, glyph[3] - h)

@@ -30,16 +30,18 @@ _LIST_MARKERS = ("详见销货清单", "详见清单")
 __all__ = ["FACE_FIELDS", "read_by_position", "offer_by_position"]
 
 
-def read_by_position(parts: list[Element], drawing: Drawing | None = None,
-                     page_id: str | None = None) -> ParsedText:
+def read_by_position(parts: list[Element], drawing: Drawing | None = None, page_id: str | None = None,
+                     part_ids: list[str] | None = None) -> ParsedText:
     """The fields and items `text.parse_text` finds in the text of `parts`
-    (a page, whose ID is `page_id`, and its templates, parsed), laid out
-    by position: only text a viewer shows (ofd_shown, and ofd_drawn and
-    ofd_over by the document's `drawing`)."""
+    (a page and its templates, parsed, whose IDs are `part_ids`, or the
+    page's alone `page_id`), laid out by position: only text a viewer
+    shows (ofd_shown, and ofd_drawn and ofd_over by the document's
+    `drawing`, which knows what each part, by its ID, is drawn under)."""
     drawing = drawing or Drawing()
+    ids = list(part_ids) if part_ids is not None else [page_id]
     runs: list[_Glyph] = []
     for n, root in enumerate(parts):
-        runs.extend(_runs(root, drawing, page_id if n == 0 else None))
+        runs.extend(_runs(root, drawing, ids[n] if n < len(ids) else None))
         if len(runs) > _MAX_RUNS:
             return ParsedText()
     kept, clashes = _without_overprints(runs)
