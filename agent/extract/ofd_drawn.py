@@ -28,7 +28,8 @@ TextObject is not shown (`unseen_text`) when:
   page's area: its PhysicalBox, or ApplicationBox when that is larger,
   of the page's (or template's) Area, else the document's PageArea.
 What other parts (templates, annotations) draw over a part's text, and
-text nested where no viewer draws it, are ofd_over's. What cannot be told (no Boundary, a
+text nested where no viewer draws it, are ofd_over's; white text on what
+lies under it is ofd_faint's. What cannot be told (no Boundary, a
 number that does not read, a DrawParam that is not found) is taken as shown:
 a value a viewer shows is never lost for a trick caught. The glyph boxes
 are those `ofd_geometry` lays the page out by (`text_runs`).

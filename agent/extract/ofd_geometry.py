@@ -35,8 +35,9 @@ def read_by_position(parts: list[Element], drawing: Drawing | None = None, page_
     """The fields and items `text.parse_text` finds in the text of `parts`
     (a page and its templates, parsed, whose IDs are `part_ids`, or the
     page's alone `page_id`), laid out by position: only text a viewer
-    shows (ofd_shown, and ofd_drawn and ofd_over by the document's
-    `drawing`, which knows what each part, by its ID, is drawn under)."""
+    shows (ofd_shown, and ofd_drawn, ofd_faint and ofd_over by the
+    document's `drawing`, which knows what each part, by its ID, is drawn
+    over and under)."""
     drawing = drawing or Drawing()
     ids = list(part_ids) if part_ids is not None else [page_id]
     runs: list[_Glyph] = []

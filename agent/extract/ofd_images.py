@@ -4,7 +4,9 @@ and its drawing parameters.
 `ofd_drawn` takes an ImageObject drawn over text to hide it only when its
 picture has no transparent pixel, as pdf_covers does for a PDF image: an
 invoice's seal (发票专用章) is stamped over the seller's name as a picture
-with transparency, and the name under it is print. A PathObject's fill
+with transparency, and the name under it is print. `ofd_faint` asks how
+dark a picture drawn under white text is there (`ink_under`), as
+pdf_drawn's ImageSampler does: white shows on a dark band, not on paper. A PathObject's fill
 colour may be its own FillColor or its DrawParam's (GB/T 33190 CT_DrawParam,
 which may take what it does not say from the DrawParam its Relative names):
 a white rectangle whose colour comes from a DrawParam covers as one with
@@ -16,6 +18,7 @@ part's BaseLoc, and each DrawParam.
 from __future__ import annotations
 
 import io
+import math
 import posixpath
 import warnings
 from typing import Protocol
@@ -47,6 +50,7 @@ class Resources:
         self._files: dict[str, str] | None = None
         self._params: dict[str, Element] = {}
         self._opaque: dict[str, bool] = {}
+        self._gray: dict[str, object] = {}
 
     def fill_color(self, param_id: str) -> Element | None:
         """The FillColor element DrawParam `param_id` gives (its own, else
@@ -73,6 +77,33 @@ class Resources:
             self._opaque[resource_id] = name is not None and _opaque_picture(self._pkg.read(name))
         return self._opaque[resource_id]
 
+    def ink_under(self, resource_id: str, region: tuple[float, float, float, float]) -> float:
+        """How dark image resource `resource_id` is over `region` of its
+        unit square (x0, y0, x1, y1, y down, as OFD places a picture): the
+        ink on white (0-255) of its lighter pixels there (the 90th
+        percentile of lightness, transparent pixels as the white paper),
+        for white shows only where the picture is dark throughout. 255
+        (dark: the text taken as shown) when it cannot be decoded here."""
+        if resource_id not in self._gray:
+            name = self._members().get(resource_id)
+            self._gray[resource_id] = _gray_picture(self._pkg.read(name)) if name is not None else None
+        gray = self._gray[resource_id]
+        if gray is None:
+            return 255.0
+        width, height = gray.size  # type: ignore[attr-defined]
+        x0, y0 = max(int(region[0] * width), 0), max(int(region[1] * height), 0)
+        x1 = min(max(int(math.ceil(region[2] * width)), x0 + 1), width)
+        y1 = min(max(int(math.ceil(region[3] * height)), y0 + 1), height)
+        if x1 <= x0 or y1 <= y0:
+            return 255.0
+        histogram = gray.crop((x0, y0, x1, y1)).histogram()  # type: ignore[attr-defined]
+        darker, tenth = 0, sum(histogram) * 0.9
+        for lightness, count in enumerate(histogram):
+            darker += count
+            if darker >= tenth:
+                return 255.0 - lightness
+        return 0.0
+
     def _members(self) -> dict[str, str]:
         if self._files is None:
             self._files = {}
@@ -98,6 +129,26 @@ class Resources:
             member = self._pkg.resolve(base, loc) or self._pkg.resolve(posixpath.dirname(name), loc)
             if member is not None:
                 self._files.setdefault(media.get("ID").strip(), member)  # type: ignore[union-attr]
+
+
+def _gray_picture(data: bytes):
+    """The picture as 8-bit lightness, laid on white paper; None when it
+    is too big or cannot be decoded."""
+    if len(data) > MAX_IMAGE_BYTES:
+        return None
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as image:
+                if image.width * image.height > MAX_PIXELS:
+                    return None
+                rgba = image.convert("RGBA")
+                paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                return Image.alpha_composite(paper, rgba).convert("L")
+    except Exception:  # noqa: BLE001 - a picture Pillow cannot read: how dark it is is not known
+        return None
 
 
 def _opaque_picture(data: bytes) -> bool:

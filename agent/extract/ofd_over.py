@@ -1,5 +1,5 @@
-"""What a viewer draws over an OFD page or template from other parts, and
-text a page holds where no viewer draws it.
+"""What a viewer draws over and under an OFD page or template from other
+parts, and text a page holds where no viewer draws it.
 
 `ofd_drawn` judges a part against its own objects. A viewer draws a page
 as: its Background templates, its Body templates, its content, its
@@ -12,9 +12,11 @@ page's or a template's text hides it as one drawn after it in its own part
 would, by the same rules (`ofd_drawn._cover`: opaque, upright, at least
 MIN_COVER across; a seal picture with transparency covers nothing): the
 page's content over its Background and Body templates, a Foreground
-template over the page and the templates under it, and so on. A template
-is judged as drawn on the document's first page, the only one whose
-templates are read.
+template over the page and the templates under it, and so on. And white
+text shows on something dark drawn before it in a part drawn under its
+own (`ofd_faint`): a page's white title on a band its Background template
+draws. A template is judged as drawn on the document's first page, the
+only one whose templates are read.
 
 Graphic units are drawn from a Layer or PageBlock: a TextObject anywhere
 else (in a Clip's Area, whose shapes only clip; inside a PathObject, a
@@ -36,6 +38,7 @@ from agent.errors import ExtractError
 from agent.extract.ofd_drawn import (
     _CONTAINERS, MIN_COVER, FillOf, _cover, _own_clips, _rect, numbers, page_box, unseen_text,
 )
+from agent.extract.ofd_faint import Underlay, faint_text, maybe_faint, underlays
 from agent.extract.ofd_images import Resources, _Package
 from agent.extract.ofd_markup import loose_tree
 from agent.extract.pdf_boxes import Box, meet
@@ -46,12 +49,13 @@ _UNREADABLE = frozenset({"corrupt", "unsupported-format"})
 MAX_COVER_PARTS = 64   # templates and annotation files looked at for one page; an invoice has 1 or 2
 MAX_LOOSE_TAGS = 50_000   # as ofd_package: a page that does not parse and has more is not built
 Cover = tuple[Box, "str | None"]   # an opaque box drawn over text, with the image ResourceID that must be opaque
+Under = Callable[[], "list[Underlay]"]   # what is drawn under a part, found when asked (there is white text)
 
 
 class Drawing:
     """What a document's parts are drawn with: the page box its CommonData
     gives (`page_box`), its image resources (ofd_images), and the parts
-    drawn over each part of its pages (templates, annotations)."""
+    drawn under and over each part of its pages (templates, annotations)."""
 
     def __init__(self, doc: Element | None = None, resources: Resources | None = None,
                  pkg: _Package | None = None, doc_dir: str = ""):
@@ -62,29 +66,36 @@ class Drawing:
         self._annots: dict[str, list[str]] | None = None
         self._pages: list[tuple[str, str]] | None = None
         self._drawn: dict[str, _Part] = {}
-        self._around: dict[str, list[list[Cover]]] = {}
+        self._around: dict[str, list[tuple[list[Cover], Under]]] = {}
         self._roots: dict[str, Element] = {}   # page ID -> the page as judged
 
     def unseen(self, root: Element, part_id: str | None = None) -> dict[Element, str]:
-        """`ofd_drawn.unseen_text` of a part of this document, with what
-        the parts drawn over it draw when it is the page or the template
-        `part_id` (`_around_part`), and its `undrawn_text`."""
+        """`ofd_drawn.unseen_text` and `ofd_faint.faint_text` of a part of
+        this document, with what the parts drawn over it and under it draw
+        when it is the page or the template `part_id` (`_around_part`), and
+        its `undrawn_text`."""
         res = self.resources
         opaque = res.opaque if res is not None else None
+        fill_of = self._fill_of()
         found: dict[Element, str] = {}
-        for over in self._around_part(root, part_id):
-            for el, why in unseen_text(root, self.default_area, opaque, self._fill_of(), over).items():
+        faint = maybe_faint(root, fill_of)
+        for over, under in self._around_part(root, part_id):
+            for el, why in unseen_text(root, self.default_area, opaque, fill_of, over).items():
                 found.setdefault(el, why)
+            if faint:
+                for el, why in faint_text(root, under(), fill_of, res.ink_under if res is not None else None,
+                                          opaque).items():
+                    found.setdefault(el, why)
         for el, why in undrawn_text(root).items():
             found.setdefault(el, why)
         return found
 
-    def _around_part(self, root: Element, part_id: str | None) -> list[list[Cover]]:
-        """The covers drawn over a page or a template; both, for an ID that
-        names a page and a template (a document that does so is judged as
-        each)."""
+    def _around_part(self, root: Element, part_id: str | None) -> list[tuple[list[Cover], Under]]:
+        """(covers drawn over it, what is drawn under it) of a page or a
+        template; both, for an ID that names a page and a template (a
+        document that does so is judged as each)."""
         if part_id is None:
-            return [[]]
+            return [([], list)]
         if part_id not in self._around:
             around = []
             if part_id in self.templates:
@@ -96,13 +107,14 @@ class Drawing:
             self._around[part_id] = around
         return self._around[part_id]
 
-    def _around_page(self, root: Element, page_id: str) -> list[Cover]:
+    def _around_page(self, root: Element, page_id: str) -> tuple[list[Cover], Under]:
         stack = self._stack(root)
         at = stack.index(None)
         over = [c for tpl in stack[at + 1:] for c in self._part(self.templates[tpl]).covers()]
-        return over + self._annotation_covers(page_id)
+        below = [self._part(self.templates[tpl]) for tpl in stack[:at]]
+        return over + self._annotation_covers(page_id), lambda: [u for part in below for u in part.under()]
 
-    def _around_template(self, template_id: str) -> list[Cover]:
+    def _around_template(self, template_id: str) -> tuple[list[Cover], Under]:
         # Judged on the document's first page: a template's text is read
         # only as part of it (ofd_package.first_page_parts), and ofd.py's
         # tags name page objects only. Where that page names the template
@@ -110,7 +122,7 @@ class Drawing:
         # where it names it not at all (read all the same), under it all.
         pages = self._page_list()
         if not pages:
-            return []
+            return [], list
         page_id, name = pages[0]
         page = self._roots[page_id] if page_id in self._roots else self._parse(name, loose=True)
         stack = self._stack(page) if page is not None else [None]
@@ -118,7 +130,8 @@ class Drawing:
         parts = [self._part(self.templates[tpl]) if tpl is not None else _Part(lambda: page, self._fill_of())
                  for tpl in stack]
         over = [c for part in parts[at + 1:] for c in part.covers()]
-        return over + self._annotation_covers(page_id)
+        below = parts[:max(at, 0)]
+        return over + self._annotation_covers(page_id), lambda: [u for part in below for u in part.under()]
 
     def _stack(self, page: Element) -> list[str | None]:
         """The templates page `page` names (by ID, each as often as named)
@@ -209,19 +222,27 @@ class Drawing:
 
 
 class _Part:
-    """A part drawn over another: its covers (ofd_drawn's rules), found
-    when first asked, from `root()`, None when it does not parse."""
+    """A part drawn over or under another: its covers (ofd_drawn's rules)
+    and what text drawn after it may lie on (ofd_faint), each found when
+    first asked, from `root()`, None when it does not parse."""
 
     def __init__(self, root: Callable[[], Element | None], fill_of: FillOf | None):
         self._parse, self._fill_of = root, fill_of
         self._parsed: list[Element | None] = []
         self._covers: list[Cover] | None = None
+        self._under: list[Underlay] | None = None
 
     def covers(self) -> list[Cover]:
         if self._covers is None:
             root = self._root()
             self._covers = [] if root is None else _covers(root, self._fill_of)
         return self._covers
+
+    def under(self) -> list[Underlay]:
+        if self._under is None:
+            root = self._root()
+            self._under = [] if root is None else underlays(root, self._fill_of)
+        return self._under
 
     def _root(self) -> Element | None:
         if not self._parsed:

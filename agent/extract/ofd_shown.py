@@ -7,9 +7,10 @@ reader does (pdf_painted), such text is no print. An object is not shown
 when:
 - it says Visible="false";
 - its Alpha, times its FillColor's, leaves under FAINT_INK of 255;
-- its fill, in the default RGB colour space, is lighter than #F0F0F0: on an
-  invoice's white paper it shows nothing;
 - its glyphs are under MIN_EM_MM high: its Size through the scale of its CTM.
+A fill lighter than #F0F0F0 (`near_white`) shows nothing on an invoice's
+white paper but shows on a dark band: whether something dark is drawn
+under it is `ofd_faint`'s.
 What cannot be told (a colour space of its own, a number that does not
 read) is taken as shown: a value a viewer shows is never lost for a trick
 caught. Both page readers ask here: `ofd_package` (the parser's and the
@@ -42,19 +43,27 @@ def unshown_reason(attribute: Callable[[str], object], fill: Fill | None) -> str
 
     if (text("Visible") or "").lower() == "false":
         return 'Visible="false"'
-    value, fill_alpha, space = fill or (None, None, None)
+    _, fill_alpha, _ = fill or (None, None, None)
     alpha = _number(text("Alpha"), 255.0) * _number(fill_alpha, 255.0) / 255.0
     if alpha < FAINT_INK:
         return f"all but transparent (alpha {alpha:g} of 255)"
-    rgb = [_number(v, -1.0) for v in (value or "").split()]
-    if space is None and len(rgb) == 3 and min(rgb) >= 255 - FAINT_INK:
-        return f"filled near white ({value.strip()})"
     size = _number(text("Size"), math.inf)
     ctm = [_number(v, math.nan) for v in (text("CTM") or "1 0 0 1 0 0").split()]
     scale = math.sqrt(abs(ctm[0] * ctm[3] - ctm[1] * ctm[2])) if len(ctm) == 6 else math.nan
     if math.isfinite(size) and math.isfinite(scale) and size * scale < MIN_EM_MM:
         return f"glyphs {size * scale:.3g} mm high"
     return None
+
+
+def near_white(fill: Element | None) -> str | None:
+    """The colour a FillColor gives, as written, when it is lighter than
+    #F0F0F0 in the default RGB colour space (a ColorSpace of its own tells
+    no colour: None), else None."""
+    if fill is None or fill.get("ColorSpace") is not None:
+        return None
+    value = fill.get("Value") or ""
+    rgb = [_number(v, -1.0) for v in value.split()]
+    return value.strip() if len(rgb) == 3 and min(rgb) >= 255 - FAINT_INK else None
 
 
 def element_unshown(obj: Element) -> str | None:
