@@ -61,7 +61,7 @@ def _walk(c: _Collector, data: bytes | memoryview, shown: str | None, archive: S
     lim, seen = c.limits, 0
     for item in tnef_files(data, ATTRIBUTES_PER_PART * lim.max_parts):
         if isinstance(item, Cut):
-            c.refuse(shown or WHOLE_FILE, "tnef-corrupt", cut_text(item, seen))
+            c.refuse(shown or WHOLE_FILE, "tnef-corrupt", cut_text(item, seen, c.index))
             return True
         seen += 1
         c.parts_seen += 1
@@ -89,10 +89,13 @@ def _walk(c: _Collector, data: bytes | memoryview, shown: str | None, archive: S
     return seen > 0
 
 
-def cut_text(cut: Cut, seen: int) -> str:
-    """A cut-off or damaged stream's refusal detail, English then Chinese."""
-    inside = f", inside the attachment {cut.inside}" if cut.inside else ""
-    inside_zh = f"（在附件 {cut.inside} 中）" if cut.inside else ""
+def cut_text(cut: Cut, seen: int, index: int = 0) -> str:
+    """A cut-off or damaged stream's refusal detail, English then Chinese;
+    the attachment it cut through named as its file would be (one safe
+    path component: no control characters, no `../`, at most 200 bytes)."""
+    where = sanitise_filename(cut.inside, "unknown", index + 1) if cut.inside else None
+    inside = f", inside the attachment {where}" if where else ""
+    inside_zh = f"（在附件 {where} 中）" if where else ""
     return (f"an Outlook TNEF file (winmail.dat) cut short or damaged at byte {cut.at} of {cut.size} "
             f"({cut.why}{inside}): what follows it cannot be read; {seen} attachment(s) before it were read; "
             "ask the sender to send it again, as plain text or HTML / "
