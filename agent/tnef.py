@@ -44,6 +44,9 @@ _ATTACH_REND_DATA = 0x00069002   # starts an attachment
 _ATTACH_TITLE = 0x00018010
 _ATTACH_DATA = 0x0006800F
 _ATTACHMENT = 0x00069005         # the attachment's MAPI properties
+# Each at most once an attachment: a second one is the next attachment's
+# (a writer that left out attAttachRendData), never written over the first.
+_ONCE = frozenset({_ATTACH_TITLE, _ATTACH_DATA, _ATTACHMENT})
 
 # MAPI property ids (attAttachment) and types.
 _PR_DISPLAY_NAME, _PR_ATTACH_DATA_OBJ, _PR_ATTACH_FILENAME = 0x3001, 0x3701, 0x3704
@@ -128,10 +131,12 @@ def tnef_files(data: bytes | memoryview, max_attributes: int = 1 << 62) -> Itera
             if attr == _OEM_CODEPAGE and length >= 4 and _checked(view, start, end):
                 codepage = int.from_bytes(view[start:start + 4], "little")
             continue
-        if attr == _ATTACH_REND_DATA or current is None:
+        if attr == _ATTACH_REND_DATA or current is None or attr in current.seen:
             if current is not None:
                 yield _finish(view, current, codepage)
             current = _Attachment(view)
+        if attr in _ONCE:
+            current.seen.add(attr)
         if not _checked(view, start, end):
             current.bad_checksum = True
         elif attr == _ATTACH_TITLE:
@@ -158,6 +163,7 @@ class _Attachment:
         self.data: tuple[int, int] | None = None
         self.props: dict[int, tuple[int, int, int]] = {}   # MAPI property id → (type, start, end)
         self.bad_checksum = False
+        self.seen: set[int] = set()   # of _ONCE
 
 
 def _finish(view: memoryview, att: _Attachment, codepage: int | None) -> TnefFile:

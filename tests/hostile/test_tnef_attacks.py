@@ -5,9 +5,12 @@ in lost files and in the names shown."""
 
 from __future__ import annotations
 
+import struct
+
 from agent.mail import parse_message
 from tests.conftest import SAMPLES
-from tests.support.tnef import (ATTACH_REND_DATA, SIGNATURE, Attached, attribute, tnef)
+from tests.support.tnef import (ATTACH_DATA, ATTACH_REND_DATA, ATTACHMENT, PR_ATTACH_DATA_OBJ, PT_BINARY,
+                                SIGNATURE, Attached, attribute, tnef)
 
 PDF = (SAMPLES / "mxvc__invoice" / "发票.pdf").read_bytes()
 PDF2 = (SAMPLES / "mxvc__invoice" / "发票2.pdf").read_bytes()
@@ -17,6 +20,20 @@ REND = attribute(2, ATTACH_REND_DATA, bytes(14))
 
 def refused(parsed) -> dict[str, tuple[str, str]]:
     return {r.filename: (r.reason, r.detail) for r in parsed.refusals}
+
+
+def test_a_second_data_attribute_never_silently_replaces_the_first_file():
+    # A writer that leaves out attAttachRendData between two attachments:
+    # the first file's bytes were overwritten by the second's, no trace.
+    blob = HEAD + REND + attribute(2, ATTACH_DATA, PDF) + attribute(2, ATTACH_DATA, PDF2)
+    parsed = parse_message(blob)
+    assert sorted(a.data for a in parsed.attachments) == sorted([PDF, PDF2])
+    # The same for a second attAttachment holding the bytes as PR_ATTACH_DATA_BIN.
+    def props(data: bytes) -> bytes:
+        return struct.pack("<IHHII", 1, PT_BINARY, PR_ATTACH_DATA_OBJ, 1, len(data)) + data + bytes(-len(data) % 4)
+    blob = HEAD + REND + attribute(2, ATTACHMENT, props(PDF)) + attribute(2, ATTACHMENT, props(PDF2))
+    parsed = parse_message(blob)
+    assert sorted(a.data for a in parsed.attachments) == sorted([PDF, PDF2])
 
 
 def test_the_attachment_a_cut_falls_in_is_named_safely():
