@@ -35,7 +35,7 @@ from agent.extract.sniff import TNEF_SIGNATURE as SIGNATURE
 from agent.extract.sniff import is_tnef
 from agent.mailnames import decode_bytes
 
-__all__ = ["SIGNATURE", "Cut", "TnefFile", "is_tnef", "tnef_files"]
+__all__ = ["SIGNATURE", "Budget", "Cut", "TnefFile", "is_tnef", "tnef_files"]
 
 _HEAD = struct.Struct("<BII")   # level, attribute id, length
 _LEVEL_MESSAGE, _LEVEL_ATTACHMENT = 1, 2
@@ -75,6 +75,20 @@ class TnefFile(NamedTuple):
     damaged: str | None = None
 
 
+class Budget:
+    """How many steps walks may still take: each attribute is one, each
+    MAPI property (and each value of one) in attAttachment is one. One
+    budget may be shared by several streams (a message's winmail.dat files,
+    one inside another), so that together they cost no more than it."""
+
+    def __init__(self, steps: int) -> None:
+        self.limit = self.left = steps
+
+    @property
+    def spent(self) -> int:
+        return self.limit - max(self.left, 0)
+
+
 class Cut(NamedTuple):
     """The stream is cut short or damaged at byte `at` of `size`: nothing
     after it was read. `why` says how; `inside` names the attachment it cut
@@ -86,15 +100,17 @@ class Cut(NamedTuple):
     inside: str | None = None
 
 
-def tnef_files(data: bytes | memoryview, max_attributes: int = 1 << 62) -> Iterator[TnefFile | Cut]:
+def tnef_files(data: bytes | memoryview, max_attributes: int | Budget = 1 << 62) -> Iterator[TnefFile | Cut]:
     """The attachments of the TNEF stream `data`, in stream order, each a
     TnefFile once all its attributes are read; a Cut last when the stream
     breaks off (what came before it is whole: each attachment's attributes
     passed their checksums). Yields nothing for a stream without
     attachments. Never raises on any bytes (a stream not starting with the
     signature is a Cut at byte 0; one of more than `max_attributes`
-    attributes a Cut there); copies only the files' bytes, one at a time;
-    time is linear in the stream's length."""
+    attributes and MAPI properties a Cut there: a Budget to share it with
+    other streams); copies only the files' bytes, one at a time; time is
+    linear in the stream's length and in `max_attributes`."""
+    budget = max_attributes if isinstance(max_attributes, Budget) else Budget(max_attributes)
     view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
     size = len(view)
     if not is_tnef(view):
@@ -103,11 +119,12 @@ def tnef_files(data: bytes | memoryview, max_attributes: int = 1 << 62) -> Itera
     if size < 6:
         yield Cut(size, size, "the stream ends inside its header")
         return
-    pos, codepage, current, count = 6, None, None, 0
+    pos, codepage, current = 6, None, None
     while pos < size:
-        count += 1
-        if count > max_attributes:
-            yield Cut(pos, size, f"more than {max_attributes} attributes", _name_of(current, codepage))
+        budget.left -= 1
+        if budget.left < 0:
+            yield Cut(pos, size, f"more than {budget.limit} attributes and MAPI properties",
+                      _name_of(current, codepage))
             return
         if size - pos < _HEAD.size + 2:
             if not any(view[pos:]):
@@ -144,7 +161,7 @@ def tnef_files(data: bytes | memoryview, max_attributes: int = 1 << 62) -> Itera
         elif attr == _ATTACH_DATA:
             current.data = (start, end)
         elif attr == _ATTACHMENT:
-            current.props = _properties(view, start, end)
+            current.props, current.props_whole = _properties(view, start, end, budget)
     if current is not None:
         yield _finish(view, current, codepage)
 
@@ -162,6 +179,7 @@ class _Attachment:
         self.title: bytes | None = None
         self.data: tuple[int, int] | None = None
         self.props: dict[int, tuple[int, int, int]] = {}   # MAPI property id → (type, start, end)
+        self.props_whole = True   # every property in attAttachment read (else a damaged or endless list)
         self.bad_checksum = False
         self.seen: set[int] = set()   # of _ONCE
 
@@ -173,6 +191,9 @@ def _finish(view: memoryview, att: _Attachment, codepage: int | None) -> TnefFil
                                       "ask the sender to send it again / 附件数据校验和不符（传输中损坏），请让发件人重发")
     if att.data is not None:
         return TnefFile(name, data=bytes(view[att.data[0]:att.data[1]]))
+    if _PR_ATTACH_DATA_OBJ not in att.props and not att.props_whole:
+        # Never "an empty file": the sender's bytes may be past what could be read.
+        return TnefFile(name, damaged=_PROPERTIES_CUT)
     ptype, start, end = att.props.get(_PR_ATTACH_DATA_OBJ, (None, 0, 0))
     if ptype == _PT_OBJECT:
         # The object's interface id, then the object: an attached Outlook
@@ -184,6 +205,11 @@ def _finish(view: memoryview, att: _Attachment, codepage: int | None) -> TnefFil
             return TnefFile(name, message=view[start + 16:end])
         return TnefFile(name, data=bytes(view[start + 16:end]))
     return TnefFile(name, data=bytes(view[start:end]))   # PR_ATTACH_DATA_BIN, or nothing: an empty file
+
+
+_PROPERTIES_CUT = ("its MAPI properties cannot be read to their end (damaged, or too many): its bytes, if there, "
+                   "were not read; ask the sender to send it again / "
+                   "附件的 MAPI 属性无法读完（损坏或过多），其数据未读取，请让发件人重发")
 
 
 def _name_of(att: _Attachment | None, codepage: int | None) -> str | None:
@@ -223,13 +249,14 @@ _WANTED = frozenset({_PR_DISPLAY_NAME, _PR_ATTACH_DATA_OBJ, _PR_ATTACH_FILENAME,
                      _PR_ATTACH_LONG_FILENAME})
 
 
-def _properties(view: memoryview, pos: int, end: int) -> dict[int, tuple[int, int, int]]:
+def _properties(view: memoryview, pos: int, end: int, budget: Budget) -> tuple[dict[int, tuple[int, int, int]], bool]:
     """The MAPI properties of `view[pos:end]` this reader uses: id → (type,
-    where its first value's bytes start and end in `view`). Read until the
-    end or the first property it cannot size (an unknown type, a length
-    past the end): those before it are kept.
+    where its first value's bytes start and end in `view`), and whether
+    all were read. Read until the end, the first property it cannot size
+    (an unknown type, a length past the end) or the end of `budget` (each
+    property and each value a step): those before it are kept.
     Every step moves forward at least 4 bytes, so a count of billions costs
-    no more than the bytes there."""
+    no more than the bytes there, and no more steps than the budget."""
     found: dict[int, tuple[int, int, int]] = {}
 
     def u32(at: int) -> int | None:
@@ -239,24 +266,27 @@ def _properties(view: memoryview, pos: int, end: int) -> dict[int, tuple[int, in
     pos += 4
     while count and pos + 4 <= end:
         count -= 1
+        budget.left -= 1
+        if budget.left < 0:
+            return found, False
         ptype, pid = struct.unpack_from("<HH", view, pos)
         pos += 4
         if pid >= 0x8000:   # a named property: a GUID, then a number or a name
             kind = u32(pos + 16)
             pos += 20
             if kind is None:
-                break
+                return found, False
             if kind == 0:
                 pos += 4
             else:
                 n = u32(pos)
                 if n is None:
-                    break
+                    return found, False
                 pos += 4 + n + (-n % 4)
         base, many = ptype & ~_MV, bool(ptype & _MV)
         values = u32(pos) if many or base in _VARIABLE else 1
         if values is None:
-            break
+            return found, False
         if many or base in _VARIABLE:
             pos += 4
         if base in _FIXED:
@@ -265,16 +295,20 @@ def _properties(view: memoryview, pos: int, end: int) -> dict[int, tuple[int, in
         elif base in _VARIABLE:
             first = (pos, pos)
             for i in range(values):
+                if i:
+                    budget.left -= 1
+                    if budget.left < 0:
+                        return found, False
                 n = u32(pos)
                 if n is None or pos + 4 + n > end:
-                    return found
+                    return found, False
                 if i == 0:
                     first = (pos + 4, pos + 4 + n)
                 pos += 4 + n + (-n % 4)
         else:
-            break
+            return found, False
         if pos > end:
-            break
+            return found, False
         if pid in _WANTED and not many:
             found.setdefault(pid, (base, *first))
-    return found
+    return found, not count
