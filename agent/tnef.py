@@ -191,10 +191,10 @@ def _finish(view: memoryview, att: _Attachment, codepage: int | None) -> TnefFil
                                       "ask the sender to send it again / 附件数据校验和不符（传输中损坏），请让发件人重发")
     if att.data is not None:
         return TnefFile(name, data=bytes(view[att.data[0]:att.data[1]]))
-    if _PR_ATTACH_DATA_OBJ not in att.props and not att.props_whole:
+    if _PR_ATTACH_DATA_OBJ not in att.props:
         # Never "an empty file": the sender's bytes may be past what could be read.
-        return TnefFile(name, damaged=_PROPERTIES_CUT)
-    ptype, start, end = att.props.get(_PR_ATTACH_DATA_OBJ, (None, 0, 0))
+        return TnefFile(name, damaged=_NO_BYTES if att.props_whole else _PROPERTIES_CUT)
+    ptype, start, end = att.props[_PR_ATTACH_DATA_OBJ]
     if ptype == _PT_OBJECT:
         # The object's interface id, then the object: an attached Outlook
         # item's TNEF stream (read in place), or an OLE object's storage
@@ -204,9 +204,12 @@ def _finish(view: memoryview, att: _Attachment, codepage: int | None) -> TnefFil
         if view[start:start + 16] == _IID_IMESSAGE or embedded:
             return TnefFile(name, message=view[start + 16:end])
         return TnefFile(name, data=bytes(view[start + 16:end]))
-    return TnefFile(name, data=bytes(view[start:end]))   # PR_ATTACH_DATA_BIN, or nothing: an empty file
+    return TnefFile(name, data=bytes(view[start:end]))   # PR_ATTACH_DATA_BIN
 
 
+_NO_BYTES = ("the TNEF stream holds no bytes for it (cut short between its attributes, or an attachment by "
+             "reference): ask the sender to send it again / "
+             "TNEF 中没有该附件的数据（在属性之间截断，或只是一个链接），请让发件人重发")
 _PROPERTIES_CUT = ("its MAPI properties cannot be read to their end (damaged, or too many): its bytes, if there, "
                    "were not read; ask the sender to send it again / "
                    "附件的 MAPI 属性无法读完（损坏或过多），其数据未读取，请让发件人重发")

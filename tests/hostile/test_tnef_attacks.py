@@ -92,6 +92,21 @@ def test_a_second_data_attribute_never_silently_replaces_the_first_file():
     assert sorted(a.data for a in parsed.attachments) == sorted([PDF, PDF2])
 
 
+def test_an_attachment_the_stream_holds_no_bytes_for_is_not_called_an_empty_file():
+    # Cut exactly between attributes, after the second attachment's title:
+    # the reader cannot see a cut, but "empty: zero bytes" told the user
+    # the sender sent nothing; the stream holds no bytes for it.
+    blob = tnef([Attached("a.pdf", PDF), Attached(None, PDF2, title=b"b.pdf")])
+    cut = blob[:blob.index(PDF2) - 9]
+    parsed = parse_message(cut, name="winmail.dat")
+    assert [a.filename for a in parsed.attachments] == ["a.pdf"]
+    reason, detail = refused(parsed)["winmail.dat/b.pdf"]
+    assert reason == "tnef-corrupt" and "no bytes" in detail and "cut" in detail and "截断" in detail
+    # An attachment whose data attribute is there and empty is still an empty file.
+    empty = parse_message(tnef([Attached("c.pdf", b"")]), name="winmail.dat")
+    assert refused(empty)["winmail.dat/c.pdf"][0] == "empty"
+
+
 def test_the_attachment_a_cut_falls_in_is_named_safely():
     # The title of the attachment the stream is cut inside went into the
     # refusal's detail as it was: a right-to-left override, a terminal
