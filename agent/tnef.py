@@ -102,7 +102,8 @@ class Cut(NamedTuple):
 
 def tnef_files(data: bytes | memoryview, max_attributes: int | Budget = 1 << 62) -> Iterator[TnefFile | Cut]:
     """The attachments of the TNEF stream `data`, in stream order, each a
-    TnefFile once all its attributes are read; a Cut last when the stream
+    TnefFile once all its attributes are read (two when it holds different
+    bytes in attAttachData and in its properties); a Cut last when the stream
     breaks off (what came before it is whole: each attachment's attributes
     passed their checksums). Yields nothing for a stream without
     attachments. Never raises on any bytes (a stream not starting with the
@@ -150,7 +151,7 @@ def tnef_files(data: bytes | memoryview, max_attributes: int | Budget = 1 << 62)
             continue
         if attr == _ATTACH_REND_DATA or current is None or attr in current.seen:
             if current is not None:
-                yield _finish(view, current, codepage)
+                yield from _finish(view, current, codepage)
             current = _Attachment(view)
         if attr in _ONCE:
             current.seen.add(attr)
@@ -163,7 +164,7 @@ def tnef_files(data: bytes | memoryview, max_attributes: int | Budget = 1 << 62)
         elif attr == _ATTACHMENT:
             current.props, current.props_whole = _properties(view, start, end, budget)
     if current is not None:
-        yield _finish(view, current, codepage)
+        yield from _finish(view, current, codepage)
 
 
 def _checked(view: memoryview, start: int, end: int) -> bool:
@@ -184,17 +185,25 @@ class _Attachment:
         self.seen: set[int] = set()   # of _ONCE
 
 
-def _finish(view: memoryview, att: _Attachment, codepage: int | None) -> TnefFile:
+def _finish(view: memoryview, att: _Attachment, codepage: int | None) -> Iterator[TnefFile]:
+    """The attachment's file: from attAttachData, and from its properties'
+    PR_ATTACH_DATA_OBJ too when that holds other bytes (never one dropped
+    for the other); or why it has none."""
     name = _name_of(att, codepage)
     if att.bad_checksum:
-        return TnefFile(name, damaged="its bytes in the TNEF stream fail their checksum (damaged on the way); "
-                                      "ask the sender to send it again / 附件数据校验和不符（传输中损坏），请让发件人重发")
-    if att.data is not None:
-        return TnefFile(name, data=bytes(view[att.data[0]:att.data[1]]))
-    if _PR_ATTACH_DATA_OBJ not in att.props:
-        # Never "an empty file": the sender's bytes may be past what could be read.
-        return TnefFile(name, damaged=_NO_BYTES if att.props_whole else _PROPERTIES_CUT)
-    ptype, start, end = att.props[_PR_ATTACH_DATA_OBJ]
+        yield TnefFile(name, damaged="its bytes in the TNEF stream fail their checksum (damaged on the way); "
+                                     "ask the sender to send it again / 附件数据校验和不符（传输中损坏），请让发件人重发")
+        return
+    obj = att.props.get(_PR_ATTACH_DATA_OBJ)
+    data = view[att.data[0]:att.data[1]] if att.data is not None else None
+    if data is not None and (len(data) or obj is None):
+        yield TnefFile(name, data=bytes(data))
+    if obj is None:
+        if data is None:
+            # Never "an empty file": the sender's bytes may be past what could be read.
+            yield TnefFile(name, damaged=_NO_BYTES if att.props_whole else _PROPERTIES_CUT)
+        return
+    ptype, start, end = obj
     if ptype == _PT_OBJECT:
         # The object's interface id, then the object: an attached Outlook
         # item's TNEF stream (read in place), or an OLE object's storage
@@ -202,9 +211,11 @@ def _finish(view: memoryview, att: _Attachment, codepage: int | None) -> TnefFil
         method = att.props.get(_PR_ATTACH_METHOD)
         embedded = method is not None and view[method[1]:method[1] + 4] == _EMBEDDED_MSG
         if view[start:start + 16] == _IID_IMESSAGE or embedded:
-            return TnefFile(name, message=view[start + 16:end])
-        return TnefFile(name, data=bytes(view[start + 16:end]))
-    return TnefFile(name, data=bytes(view[start:end]))   # PR_ATTACH_DATA_BIN
+            yield TnefFile(name, message=view[start + 16:end])
+            return
+        start = min(start + 16, end)
+    if not data or view[start:end] != data:   # (PR_ATTACH_DATA_BIN, or the OLE object)
+        yield TnefFile(name, data=bytes(view[start:end]))
 
 
 _NO_BYTES = ("the TNEF stream holds no bytes for it (cut short between its attributes, or an attachment by "

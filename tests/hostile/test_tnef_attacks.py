@@ -118,3 +118,19 @@ def test_the_attachment_a_cut_falls_in_is_named_safely():
     assert reason == "tnef-corrupt" and "inside the attachment" in detail
     assert not any(c in detail for c in "\u202e\x1b\n") and "../" not in detail
     assert len(detail) < 1200
+
+
+def test_bytes_in_both_the_data_attribute_and_the_properties_are_both_read():
+    # attAttachData and PR_ATTACH_DATA_BIN in one attachment: only the
+    # first was read, the other file dropped without a trace; an empty
+    # attAttachData beside the bytes in the properties said "empty".
+    def props(data: bytes) -> bytes:
+        return struct.pack("<IHHII", 1, PT_BINARY, PR_ATTACH_DATA_OBJ, 1, len(data)) + data + bytes(-len(data) % 4)
+    both = HEAD + REND + attribute(2, ATTACH_DATA, PDF) + attribute(2, ATTACHMENT, props(PDF2))
+    assert sorted(a.data for a in parse_message(both).attachments) == sorted([PDF, PDF2])
+    empty_first = HEAD + REND + attribute(2, ATTACH_DATA, b"") + attribute(2, ATTACHMENT, props(PDF2))
+    parsed = parse_message(empty_first)
+    assert [a.data for a in parsed.attachments] == [PDF2] and parsed.refusals == []
+    # The same bytes in both places (as some writers do) are one file.
+    same = HEAD + REND + attribute(2, ATTACH_DATA, PDF) + attribute(2, ATTACHMENT, props(PDF))
+    assert [a.data for a in parse_message(same).attachments] == [PDF]
