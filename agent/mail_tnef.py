@@ -84,7 +84,14 @@ def _walk(c: _Collector, data: bytes | memoryview, shown: str | None, archive: S
         for item in tnef_files(data, budget):
             charge()
             if isinstance(item, Cut):
-                c.refuse(shown or WHOLE_FILE, "tnef-corrupt", cut_text(item, seen, c.index))
+                if budget.left < 0 and budget.limit < ATTRIBUTES_PER_PART * lim.max_parts:
+                    # Cut by what the message's other parts left: its limit, not damage.
+                    c.refuse(shown or WHOLE_FILE, "too-many-parts",
+                             f"more than {lim.max_parts} MIME parts (Outlook TNEF attributes counted "
+                             f"{ATTRIBUTES_PER_PART} a part): this Outlook TNEF (winmail.dat) was read to byte "
+                             f"{item.at} of {item.size}, {seen} attachment(s) before it; the rest of it was not read")
+                else:
+                    c.refuse(shown or WHOLE_FILE, "tnef-corrupt", cut_text(item, seen, c.index))
                 return True
             seen += 1
             if not _one(c, item, shown, archive):

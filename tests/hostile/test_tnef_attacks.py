@@ -9,6 +9,7 @@ import io
 import struct
 import time
 import zipfile
+from email.message import EmailMessage
 
 from agent.mail import MailLimits, parse_message, read_zip
 from tests.conftest import SAMPLES
@@ -134,3 +135,24 @@ def test_bytes_in_both_the_data_attribute_and_the_properties_are_both_read():
     # The same bytes in both places (as some writers do) are one file.
     same = HEAD + REND + attribute(2, ATTACH_DATA, PDF) + attribute(2, ATTACHMENT, props(PDF))
     assert [a.data for a in parse_message(same).attachments] == [PDF]
+
+
+def test_a_stream_cut_by_the_budget_another_spent_is_not_called_damaged():
+    # The first winmail.dat spends nearly all the message's parts on empty
+    # attributes; the second, an ordinary one, is then cut by what is left:
+    # that is the message's limit, not a stream damaged on the way.
+    limits = MailLimits()
+    first = HEAD + attribute(1, 0x00068009, b"") * (16 * limits.max_parts - 80)
+    parsed = parse_message(mail_of([first, tnef([Attached(f"{i}.pdf", PDF) for i in range(5)])]), limits)
+    reasons = {name: reason for name, (reason, _) in refused(parsed).items()}
+    assert reasons["1.dat"] == "unsupported-format"   # (holds no file: named as before)
+    assert reasons["2.dat"] == "too-many-parts" and "parts" in refused(parsed)["2.dat"][1]
+
+
+def mail_of(streams: list[bytes]) -> bytes:
+    msg = EmailMessage()
+    msg["From"], msg["Subject"] = "fin@example.cn", "发票"
+    msg.set_content("附件是发票")
+    for i, blob in enumerate(streams, 1):
+        msg.add_attachment(blob, maintype="application", subtype="ms-tnef", filename=f"{i}.dat")
+    return msg.as_bytes()
