@@ -115,15 +115,24 @@ class S3Store:
 
     def list(self, prefix: str) -> list[str]:
         """See FleetStore.list."""
-        out = []
+        return sorted(self._listing(prefix))
+
+    def list_tagged(self, prefix: str) -> dict[str, str]:
+        """See FleetStore.list_tagged: the ETags ListObjectsV2 gives (the
+        same string as a GET's and a PUT's on AWS, MinIO, Ceph and SeaweedFS;
+        compared only with one another here all the same)."""
+        return self._listing(prefix)
+
+    def _listing(self, prefix: str) -> dict[str, str]:
+        out = {}
         try:
             for page in self._client.get_paginator("list_objects_v2").paginate(
                     Bucket=self.bucket, Prefix=self.prefix + prefix):
                 self._saw(page)
-                out += [o["Key"][len(self.prefix):] for o in page.get("Contents", [])]
+                out.update((o["Key"][len(self.prefix):], o.get("ETag") or "") for o in page.get("Contents", []))
         except (bx.BotoCoreError, bx.ClientError, OSError) as e:
             raise self._translate(e, "list", prefix) from e
-        return sorted(out)
+        return out
 
     def _translate(self, e: BaseException, action: str, key: str) -> AdapterError:
         head = f"fleet store: {action} {key!r}"

@@ -85,6 +85,12 @@ class FleetStore(Protocol):
     def list(self, prefix: str) -> list[str]:
         """Every key under `prefix` (relative to the store), sorted."""
 
+    def list_tagged(self, prefix: str) -> dict[str, str]:
+        """Every key under `prefix` with its ETag, by one listing: an object
+        written again (even with other bytes under the same name) shows
+        another ETag, one restored from a copy of the same bytes usually the
+        same (compare them only with ETags this call gave)."""
+
     def server_time(self) -> dt.datetime | None:
         """The store's own clock at its last answer (UTC), or None when it
         gives none: the reference every site's leases are judged against."""
@@ -212,6 +218,16 @@ class FileStore:
         except OSError as e:
             raise self._io("list", prefix, e) from e
         return sorted(out)
+
+    def list_tagged(self, prefix: str) -> dict[str, str]:
+        """See FleetStore.list_tagged: each file's bytes hashed (the fleet
+        lists this way only the epoch's few small objects)."""
+        out = {}
+        for key in self.list(prefix):
+            got = self.read(key)
+            if got is not None:
+                out[key] = got[1]
+        return out
 
 
 def open_store(cfg: dict) -> FleetStore:

@@ -60,6 +60,21 @@ def test_put_overwrites_and_list_is_by_prefix(store):
     assert store.list("none/") == []
 
 
+def test_a_listing_tags_each_object_and_a_rewrite_shows(store):
+    # The epoch's cheap check (agent/fleet/epoch.py `quick`) compares a
+    # listing's ETag with one an earlier listing gave: another object under
+    # the same name must show, the same bytes put back (a copy) need not.
+    store.create("epoch/gen-00000001", b'{"epoch": "a"}')
+    store.create("claims/x/gen-00000001", b"c")
+    first = store.list_tagged("epoch/")
+    assert list(first) == ["epoch/gen-00000001"] and first["epoch/gen-00000001"]
+    store.put("epoch/gen-00000001", b'{"epoch": "b"}')
+    assert store.list_tagged("epoch/")["epoch/gen-00000001"] != first["epoch/gen-00000001"]
+    store.put("epoch/gen-00000001", b'{"epoch": "a"}')
+    assert store.list_tagged("epoch/") == first
+    assert store.list_tagged("none/") == {}
+
+
 def test_keys_that_climb_out_are_refused(store):
     for bad in ("../x", "a/../../b", "/abs", "a//b", ""):
         with pytest.raises(Permanent):
