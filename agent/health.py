@@ -111,7 +111,7 @@ def evaluate(report: dict, limits: Thresholds, *, now: dt.datetime, time_text: T
     reasons += _drills(targets, limits, now)
     reasons += _unkept(targets, now)
     reasons += _fleet(report.get("fleet"), time_text)
-    reasons += _fleet_claims_lost(report.get("fleet"))
+    reasons += _fleet_claims_lost(report.get("fleet"), time_text)
     reasons += _same_name(report.get("fleet"))
     reasons += _waiting_for_a_person(states.get("quarantined", 0), held_elsewhere(applications), limits)
     reasons += _applications(applications, limits)
@@ -147,16 +147,21 @@ def _fleet(fleet: dict | None, time_text: TimeText) -> list[Reason]:
                             f"{fleet.get('held_reason')}")]
 
 
-def _fleet_claims_lost(fleet: dict | None) -> list[Reason]:
-    # Keys this site knew claimed of which the shared store holds no claim any
-    # more: nothing is delivered again on that alone, but a site that never saw
-    # one would deliver it, and the store's keeper should know (docs/fleet.md).
-    n = (fleet or {}).get("vanished") or 0
-    if not n:
-        return []
-    return [Reason(WARNING, f"the fleet store lost the claims of {_n(n, 'invoice')} this site knew claimed "
-                            "(an expiry rule on claims/, a bucket made anew, another [fleet] url?); "
-                            "none is delivered again on that alone")]
+def _fleet_claims_lost(fleet: dict | None, time_text: TimeText) -> list[Reason]:
+    # The store in doubt (its epoch gone, another or older, a claim seen there
+    # gone: new claims look up first until acknowledged), and keys this site
+    # knew claimed with no claim left (none delivered again on that alone).
+    fleet, out = fleet or {}, []
+    if fleet.get("doubt"):
+        out.append(Reason(WARNING, f"the fleet store may have lost its claims (since "
+                                   f"{time_text(fleet.get('doubt_since'))}): {fleet['doubt']}; every new claim "
+                                   "here looks every destination up before any put until `fapiao-agent fleet "
+                                   "acknowledge`"))
+    if n := fleet.get("vanished") or 0:
+        out.append(Reason(WARNING, f"the fleet store lost the claims of {_n(n, 'invoice')} this site knew "
+                                   "claimed (an expiry rule on claims/, a bucket made anew, another [fleet] "
+                                   "url?); none is delivered again on that alone"))
+    return out
 
 
 def _same_name(fleet: dict | None) -> list[Reason]:

@@ -14,6 +14,7 @@ from agent.config import Config
 from agent.deliver.loop import Claim
 from agent.errors import AdapterError, AgentError
 from agent.fleet.gate import FleetSettings, recheck_lost, renew_leases, screen, settle_claims
+from agent.fleet.trust import doubt
 from agent.judgement import judge
 from agent.model import Invoice
 from agent.fleet.status import publish_status
@@ -78,6 +79,7 @@ class FleetService(RunnerGroup):
         self._next_status = time.monotonic()
         self._said: dict[str, float] = {}
         self._vanished = 0
+        self._doubt: str | None = None
         self.thread = threading.Thread(target=self._run, name="fleet", daemon=True)
 
     def start(self) -> "FleetService":
@@ -106,7 +108,8 @@ class FleetService(RunnerGroup):
 
     def step(self, ledger: Ledger) -> None:
         """One pass: claims settled, live leases renewed, fleet duplicates
-        rechecked, status published when due. Logs every failure; raises nothing."""
+        rechecked; when due, the store looked at (check_store) and the
+        status published. Logs every failure; raises nothing."""
         try:
             for line in [*settle_claims(ledger, self.store, self.settings, now=now_dt(), actor=self.actor),
                          *renew_leases(ledger, self.store, self.settings, now=now_dt(), actor=self.actor)]:
@@ -118,11 +121,33 @@ class FleetService(RunnerGroup):
             self.reopen(ledger)
             if time.monotonic() >= self._next_status:
                 self._next_status = time.monotonic() + self.interval_s
+                self.check_store(ledger)      # first: the status published says a doubt it finds
                 self.publish(ledger)
         except AdapterError as e:
             log.warning(f"fleet store: {e}; trying again in {self.settle_s:g} s")
         except Exception:
             log.exception("fleet loop step failed; trying again later")
+
+    def check_store(self, ledger: Ledger) -> None:
+        """Whether the store still holds the fleet's claims (its epoch, this
+        site's newest and oldest marks: agent/fleet/trust.py), with each
+        status publish (at start, then every status_interval_s: three LISTs,
+        a cost per minute, not per pass; the gate looks too before each claim
+        from nothing). A doubt is logged when it begins or changes, its end
+        when it ends. A store that does not answer is left to the next time
+        (the gate and `status` say it is unreachable)."""
+        try:
+            why = doubt(ledger, self.store, site=self.settings.site, now=now_dt(), actor=self.actor,
+                        oldest_mark=True)
+        except AdapterError:
+            return
+        if why and why != self._doubt:
+            log.warning(f"the fleet store may have lost its claims: {why}; every new claim here looks every "
+                        "destination up before any put until an operator runs `fapiao-agent fleet acknowledge "
+                        "--reason ...` (docs/fleet.md)")
+        elif why is None and self._doubt:
+            log.info(f"the fleet store is trusted again: {ledger.fleet_epoch()['named']}")
+        self._doubt = why
 
     def reopen(self, ledger: Ledger) -> None:
         """Judge again the fleet duplicates whose original let the key go (a

@@ -16,6 +16,7 @@ from agent.errors import AdapterError, ClockSkewed
 from agent.fleet.claims import (InvalidClaim, Verdict, acquire, clock_error, generations, head, parse_stamp,
                                 settle)
 from agent.fleet.store import FleetStore
+from agent.fleet.trust import DOUBTED, doubt
 from agent.health import span
 from agent.ledger import Ledger
 from agent.ledger.fleet import VANISHED
@@ -121,6 +122,10 @@ def check(ledger: Ledger, store: FleetStore, settings: FleetSettings, c: Claim, 
             # generations). Whoever held it may have put it: look up first.
             remote = (local["remote_site"], local["remote_at"])
             why = lost + "; every destination looked up before any put"
+        elif v.fresh and (doubted := _doubted(ledger, store, settings, now=now, actor=actor)):
+            # No claim in a store that may have lost them: another site may
+            # have delivered it before the loss. Look up first, as a takeover does.
+            remote, why = (None, None), DOUBTED + doubted + "; every destination looked up before any put"
         elif v.took_over_from is not None:
             remote = (v.took_over_from.site, v.took_over_from.at)
             why = f"taken over from site {remote[0]} " + (
@@ -163,6 +168,17 @@ def _vanished(local: dict | None, key: str) -> str | None:
     return f"{VANISHED}{key}: this site had seen {seen}{whose}, and the store holds none now"
 
 
+def _doubted(ledger: Ledger, store: FleetStore, settings: FleetSettings, *, now: dt.datetime,
+             actor: str) -> str | None:
+    # Why this site doubts the store holds the fleet's claims (trust.doubt),
+    # else None. A store that answered the claim and not this look: looked
+    # up all the same (once claimed, the key is this site's: never asked again).
+    try:
+        return doubt(ledger, store, site=settings.site, now=now, actor=actor)
+    except AdapterError as e:
+        return f"not known, the store's epoch could not be read ({e})"
+
+
 def held_reason(v: Verdict, key: str) -> str:
     """Why a row is held, as `status` and the row's last error say it."""
     if v.invalid:
@@ -175,10 +191,11 @@ def held_reason(v: Verdict, key: str) -> str:
 
 def taken_over(ledger: Ledger, doc_id: int) -> bool:
     """True when this site holds the document's key because another site's
-    lease ran out: that site may have put it before it died."""
+    lease ran out (that site may have put it before it died), or claimed it
+    from nothing in a store that lost claims or may have: looked up first."""
     local = ledger.fleet_claim(doc_id)
     return bool(local and local["state"] == "won" and (
-        local["remote_site"] or (local["reason"] or "").startswith(VANISHED)))
+        local["remote_site"] or (local["reason"] or "").startswith((VANISHED, DOUBTED))))
 
 
 def screen(ledger: Ledger, store: FleetStore, settings: FleetSettings, claims: list[Claim], *,
@@ -199,7 +216,7 @@ def screen(ledger: Ledger, store: FleetStore, settings: FleetSettings, claims: l
         if v.kind == "won" and taken_over(ledger, c.document_id):
             # The site whose lease ran out may have put it before it died: look up first.
             why = (ledger.fleet_claim(c.document_id)["reason"] or "")
-            out.append(Screened(replace(c, recovering=True), "go", why if why.startswith(VANISHED) else
+            out.append(Screened(replace(c, recovering=True), "go", why if why.startswith((VANISHED, DOUBTED)) else
                                 "claim taken over from a site whose lease ran out or that released it; looked up before any put"))
         elif v.kind == "won":
             out.append(Screened(c, "go", f"delivering without a claim: {v.error}" if v.error else ""))

@@ -4,6 +4,7 @@ the rows, written with the document's move and its event in one transaction)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from agent.states import State
@@ -16,6 +17,12 @@ FLEET_CLAIM_STATES = ("won", "waiting", "lost", "held", "unclaimed", "delivered"
 VANISHED = "the fleet store lost the claims of "
 # kv key of the last publish's same-name warning ("" when there was none).
 _SAME_NAME = "fleet.same_name"
+# kv keys of the fleet store's epoch this site joined (agent/fleet/epoch.py), and
+# of its doubt that the store still holds its claims ("" when it has none).
+_EPOCH, _DOUBT = "fleet.epoch", "fleet.doubt"
+# Claim rows whose generation this site wrote or read in the store (a mark):
+# the store must still hold it (claims are never deleted, only followed).
+_MARK_STATES = ("won", "delivered", "released")
 # Rows a lost key must never deliver: everything not already at a destination.
 _OPEN_ROW_STATES = ("queued", "delivering", "failed", "missing", "quarantined")
 
@@ -186,9 +193,12 @@ class FleetMixin:
         """Claim rows by state, how many of the held ones are held because
         their key's claim is invalid (`invalid`), how many keys this site
         knew claimed have no claim left in the store (`vanished`), the
-        latest reason a delivery is held (None when none is), and the
+        latest reason a delivery is held (None when none is), the
         warning of the last status publish that met another agent under this
-        site's name (`same_name`, None when the last one did not)."""
+        site's name (`same_name`, None when the last one did not), the
+        store's epoch this site trusts (`epoch`, how it is named) and its
+        doubt that the store still holds the claims (`doubt`, why, and
+        `doubt_since`; None while it trusts it)."""
         counts = {s: 0 for s in FLEET_CLAIM_STATES}
         for state, n in self.conn.execute("SELECT state, count(*) FROM fleet_claims GROUP BY state"):
             counts[state] = n
@@ -199,8 +209,11 @@ class FleetMixin:
                                     "AND reason LIKE 'fleet claim invalid%'").fetchone()[0]
         vanished = self.conn.execute("SELECT count(*) FROM fleet_claims WHERE substr(reason, 1, ?) = ?",
                                      (len(VANISHED), VANISHED)).fetchone()[0]
+        doubt, epoch = self.fleet_doubt(), self.fleet_epoch()
         return {"claims": counts, "invalid": invalid, "held_reason": held["reason"] if held else None,
-                "held_since": since, "vanished": vanished, "same_name": self.get_value(_SAME_NAME) or None}
+                "held_since": since, "vanished": vanished, "same_name": self.get_value(_SAME_NAME) or None,
+                "epoch": epoch["named"] if epoch else None,
+                "doubt": doubt["why"] if doubt else None, "doubt_since": doubt["since"] if doubt else None}
 
     def note_same_name(self, warning: str | None, *, now: str) -> None:
         """Remember what this site's last status publish found: `warning`
@@ -209,6 +222,75 @@ class FleetMixin:
         in `fleet_summary`, so `status --check` says it at this site too."""
         if (self.get_value(_SAME_NAME) or None) != (warning or None):
             self.set_value(_SAME_NAME, warning or "", now=now)
+
+    def fleet_epoch(self) -> dict[str, Any] | None:
+        """The fleet store's epoch this site joined ({generation, epoch,
+        etag, named, kind, made_by, joined_at}), or None before its first."""
+        value = self.get_value(_EPOCH)
+        return json.loads(value) if value else None
+
+    def fleet_doubt(self) -> dict[str, Any] | None:
+        """This site's doubt that the store still holds the fleet's claims
+        ({since, why}), or None while it trusts it."""
+        value = self.get_value(_DOUBT)
+        return json.loads(value) if value else None
+
+    def join_fleet_epoch(self, epoch: dict[str, Any], *, now: str, actor: str, reason: str) -> bool:
+        """Record `epoch` ({generation, epoch, etag, named, kind, made_by})
+        as the one this site trusts, its doubt (if any) ended, in one
+        transaction; a document-less event saying so (with `reason`) when
+        the epoch or the doubt changes. An ETag alone changing (a copy of
+        the same object) writes no event. True when the epoch changed."""
+        with self.transaction():
+            old, doubt = self.fleet_epoch(), self.fleet_doubt()
+            changed = old is None or (old["generation"], old["epoch"]) != (epoch["generation"], epoch["epoch"])
+            kept = {**epoch, "joined_at": now if changed else old.get("joined_at") or now}
+            if changed or old != kept:
+                self.set_value(_EPOCH, json.dumps(kept, ensure_ascii=False, sort_keys=True), now=now)
+            if doubt:
+                self.set_value(_DOUBT, "", now=now)
+            if changed or doubt:
+                self._event(None, now=now, actor=actor, from_state=None, to_state=None,
+                            reason=f"fleet store epoch {epoch['named']} trusted: {reason}"
+                                   + (f" (the doubt ends: {doubt['why']})" if doubt else ""),
+                            details={"fleet_epoch": {k: epoch.get(k) for k in ("generation", "epoch", "kind",
+                                                                                 "made_by")},
+                                     "doubt_ended": doubt})
+            return changed
+
+    def doubt_fleet_store(self, why: str, *, now: str, actor: str) -> bool:
+        """Record that this site doubts the store still holds the fleet's
+        claims, and `why` (kept since its first `now`); a document-less
+        event when the doubt begins or its reason changes, in the same
+        transaction. True when it began now."""
+        with self.transaction():
+            old = self.fleet_doubt()
+            if old is not None and old["why"] == why:
+                return False
+            since = old["since"] if old else now
+            self.set_value(_DOUBT, json.dumps({"since": since, "why": why}, ensure_ascii=False), now=now)
+            self._event(None, now=now, actor=actor, from_state=None, to_state=None,
+                        reason=f"fleet store in doubt: {why}; every new claim here looks every destination up "
+                               "before any put until an operator runs `fapiao-agent fleet acknowledge`",
+                        details={"fleet_doubt": why, "since": since})
+            return old is None
+
+    def fleet_marks(self, *, since: str, oldest: bool = True) -> list[dict[str, Any]]:
+        """The newest (and with `oldest` the oldest) claim generation this
+        site recorded in the store since `since` (won, delivered or released
+        rows): {invoice_key, generation, updated_at}; none before its first.
+        One indexed look per state (fleet_claims_state)."""
+        found = []
+        for order in ("DESC", "ASC") if oldest else ("DESC",):
+            rows = [r for state in _MARK_STATES for r in self.conn.execute(
+                "SELECT invoice_key, generation, updated_at FROM fleet_claims WHERE state = ? "
+                f"AND updated_at >= ? AND generation IS NOT NULL ORDER BY updated_at {order} LIMIT 1",
+                (state, since))]
+            if rows:
+                pick = (max if order == "DESC" else min)(rows, key=lambda r: r["updated_at"])
+                found.append({"invoice_key": pick["invoice_key"], "generation": pick["generation"],
+                              "updated_at": pick["updated_at"]})
+        return [m for i, m in enumerate(found) if m not in found[:i]]
 
     def find_by_number(self, number: str) -> list[dict[str, Any]]:
         """Documents whose invoice number (or key) is `number`: id, state, key, received_at."""
