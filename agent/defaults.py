@@ -139,7 +139,8 @@ url = "file://backup"          # or s3://bucket/prefix with endpoint_url = ...
 #   application-pending (a 补录 application past application_pending_hours),
 #   config-refused (a reload refused: the daemon runs its old config), rejected-at-destination
 #   (a rejected invoice a destination still holds), held-under-old-key (a destination holds an
-#   invoice under a 号码 an amend corrected since), weekly-report. Default: all.
+#   invoice under a 号码 an amend corrected since), fleet-claims-lost (with [fleet]: the shared
+#   store lost claims, or may have), weekly-report. Default: all.
 # Secrets (password, secret, a webhook url: it holds the robot's key) may come from
 # the environment instead: FAPIAO_AGENT__NOTIFY__<NAME>__URL / __PASSWORD / __SECRET.
 #
@@ -159,7 +160,8 @@ url = "file://backup"          # or s3://bucket/prefix with endpoint_url = ...
 # url = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=..."
 # events = ["sla-at-risk", "sla-breached", "destination-paused", "backup-failing",
 #           "verify-mismatch", "disk-full", "intake-stuck", "config-refused",
-#           "rejected-at-destination", "held-under-old-key"]
+#           "rejected-at-destination", "held-under-old-key",
+#           "fleet-claims-lost"]
 # digest_minutes = 15          # quarantine digests at most this often
 # repeat_hours = 24            # remind of a fault still open (0: never)
 # resolve_after_minutes = 10   # "resolved" only after this long clear: a flap sends one message

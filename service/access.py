@@ -45,7 +45,7 @@ COMMAND_ROLES: dict[str, str] = {
     "status": READ, "list": READ, "show": READ, "quarantine": READ, "refused": READ, "search": READ, "report": READ,
     "requests": READ, "requests show": READ, "requests list": READ,
     "audit ledger": READ, "audit verify": READ, "audit export": READ, "backup status": READ,
-    "fleet status": READ, "fleet find": READ,
+    "fleet status": READ, "fleet find": READ, "fleet epoch": READ,
     # 补录: file, decide.
     "amend": AMEND, "reject": AMEND, "reopen": AMEND,
     "accept": APPROVE, "approve": APPROVE, "decline": DECLINE,
@@ -56,6 +56,7 @@ COMMAND_ROLES: dict[str, str] = {
     "backup verify": OPERATE, "backup restore": OPERATE, "backup drill": OPERATE, "backup accept": OPERATE,
     "notify test": OPERATE,   # sends a message and records it in the ledger
     "fleet repair": OPERATE,  # writes a released generation over an invalid claim in the shared store
+    "fleet acknowledge": OPERATE,  # writes an acknowledged epoch: every site claims without look-ups again
     # The daemon itself, and accepting a replaced watched folder.
     "run": SERVICE, "config repin": SERVICE,
 }

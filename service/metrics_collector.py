@@ -247,7 +247,15 @@ def _backups(backup: dict):
 
 
 def _fleet(fleet: dict | None):
-    # Only with [fleet]: this site's claim rows, and the held ones' cause.
+    # The store's lost claims, 0 without [fleet] (one alert rule for every
+    # agent); only with [fleet]: this site's claim rows, and the held ones' cause.
+    yield _gauge("fapiao_fleet_store_doubted", "1 while this site doubts the fleet store still holds the fleet's "
+                 "claims (its epoch gone, another or older, or a claim seen there gone): every new claim looks "
+                 "every destination up first until `fapiao-agent fleet acknowledge`; 0 without [fleet].",
+                 rows=[((), 1 if (fleet or {}).get("doubt") else 0)])
+    yield _gauge("fapiao_fleet_claims_vanished", "Invoices this site knew claimed of which the fleet store holds "
+                 "no claim any more (docs/fleet.md); 0 without [fleet].",
+                 rows=[((), (fleet or {}).get("vanished") or 0)])
     if not fleet:
         return
     yield _gauge("fapiao_fleet_claims", "This site's fleet claim rows by state (held: the fleet store does not "

@@ -86,7 +86,7 @@ def _site_status(data: bytes, now: dt.datetime) -> dict[str, Any]:
     if not isinstance(targets, list) or any(not isinstance(t, dict) or not isinstance(t.get("backlog") or 0, int)
                                             for t in targets):
         raise TypeError("backup targets are not objects with a backlog count")
-    for section, name in (("health", "summary"), ("fleet", "held_reason")):
+    for section, name in (("health", "summary"), ("fleet", "held_reason"), ("fleet", "doubt")):
         if not isinstance((body.get(section) or {}).get(name) or "", str):
             raise TypeError(f"{section}.{name} is not text")
     written = dt.datetime.fromisoformat(body["written_at"])

@@ -102,7 +102,37 @@ def open_faults(report: dict, entry: dict[str, Any], *, now: dt.datetime,
         found += _rejected_at_destination(report.get("rejected_there") or {})
     if "held-under-old-key" in wanted:
         found += _held_under_old_key(report.get("old_keys_held") or {})
+    if "fleet-claims-lost" in wanted:
+        found += _fleet_claims_lost(report.get("fleet") or {}, time_text)
     return {f.key: f for f in found}
+
+
+def _fleet_claims_lost(fleet: dict, time_text: TimeText) -> list[Fault]:
+    # The fleet store lost claims, or may have (docs/fleet.md): this site
+    # doubts it (its epoch gone, another or older, a claim seen there gone),
+    # and/or keys it knew claimed have no claim left. One fault: one store,
+    # one keeper to tell; resolved once acknowledged and the claims settled.
+    # What a site found is the store's text (a site wrote it there): a code span.
+    doubt, n = fleet.get("doubt"), fleet.get("vanished") or 0
+    if not doubt and not n:
+        return []
+    site = code_span(fleet.get("site") or "?")
+    lines_zh, lines_en = [], []
+    if doubt:
+        since = time_text(fleet.get("doubt_since")) or "?"
+        lines_zh.append(f"站点 {site} 自 {since} 起怀疑共享存储已丢失认领记录: {code_span(doubt)}. "
+                        "在确认之前, 每张新认领的发票投递前都先在各目标查询.")
+        lines_en.append(f"site {site} doubts since {since} that the fleet store still holds its claims: "
+                        f"{code_span(doubt)}. Until acknowledged, every new claim looks every destination up "
+                        "before any put.")
+    if n:
+        lines_zh.append(f"共享存储已丢失本站点所知的 {n} 张发票的认领记录.")
+        lines_en.append(f"the fleet store lost the claims of {n} invoice(s) this site knew claimed.")
+    return [Fault("fleet-claims-lost", "fleet-claims-lost",
+                  f"共享存储可能丢失了认领记录 / the fleet store may have lost its claims (site {site})",
+                  "\n".join(lines_zh + lines_en) + "\nFind out what happened to the store (`fapiao-agent fleet "
+                  "epoch`), tell finance which invoices may have gone twice, then `fapiao-agent fleet acknowledge "
+                  "--reason ...` at one site.")]
 
 
 def _config_refused(config: dict, time_text: TimeText) -> list[Fault]:

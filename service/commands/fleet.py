@@ -1,4 +1,6 @@
-"""`fleet status` and `fleet find`: every site of the fleet, read from the shared store."""
+"""`fleet status`, `fleet find`, `fleet repair`, `fleet epoch` and `fleet
+acknowledge`: every site of the fleet, read from the shared store, and an
+operator's way out of a claim or an epoch in doubt."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from agent.fleet.repair import repair
 from agent.fleet.status import find, read_sites
 from agent.fleet.store import open_store
 from agent.ledger.rows import as_stored
-from service.context import echo_json, fail, human_age, load, now_dt
+from service.context import actor, echo_json, fail, human_age, load, now_dt, open_ledger
 from service.display import Column, local_time, table
 from service.textsafe import echo
 
@@ -42,6 +44,7 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
         return
     if not sites:
         echo("no site has published its status yet")
+        _epoch_note(store)
         return
     rows, notes = [], []
     for s in sites:
@@ -60,15 +63,41 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
             "quarantined": st.get("quarantined", 0), "delivered": st.get("delivered", 0) + st.get("confirmed", 0),
             "oldest": human_age(s.get("oldest_unfinished_age_s")),
             "backlog": sum(t.get("backlog") or 0 for t in (s.get("backup") or {}).get("targets") or [])})
-        held = (s.get("fleet") or {}).get("held_reason")
+        held, doubt = ((s.get("fleet") or {}).get(k) for k in ("held_reason", "doubt"))
         notes.append(([f"  SAME NAME: {s['same_name']}"] if s.get("same_name") else [])
-                     + ([f"  HELD: {held}"] if held else []))
+                     + ([f"  HELD: {held}"] if held else [])
+                     + ([f"  CLAIMS MAY BE LOST: {doubt}; new claims there look up first"] if doubt else []))
     lines = table(rows, _TABLE)
     echo(lines[0])
     for line, extra in zip(lines[1:], notes):
         echo(line)
         for note in extra:
             echo(note)
+    _epoch_note(store)
+
+
+def _epoch_note(store) -> None:
+    # Under the sites, indented as their notes: the store's epoch when it is
+    # not one every site may trust (written as lost, not one a site writes,
+    # not read). A trusted one is `fleet epoch`'s to show.
+    from agent.fleet.epoch import read_head
+
+    try:
+        head, invalid = read_head(store)
+    except AdapterError as e:
+        echo(f"  fleet store epoch: not read: {e}")
+        return
+    if invalid or (head is not None and head.kind == "lost"):
+        echo("  " + _epoch_text(head, invalid))
+
+
+def _epoch_text(head, invalid: str | None) -> str:
+    if head is None:
+        return f"fleet store epoch: {invalid or 'none yet (the first site to claim makes one)'}"
+    return (f"fleet store epoch: {head.named()}, {local_time(head.made_at)}"
+            + (f": {head.why}" if head.why else "")
+            + ("; every site looks up before it claims anew until `fapiao-agent fleet acknowledge`"
+               if head.kind == "lost" else ""))
 
 
 _TABLE = (Column("site", "site"), Column("seen", "seen", ">"), Column("written", "written (local)"),
@@ -133,4 +162,100 @@ def repair_command(ctx: click.Context, invoice_key: str, as_json: bool, force: b
     else:
         echo(f"{done['invoice_key']}: nothing to repair: {done['why']}")
     if not done["repaired"]:
+        ctx.exit(1)
+
+
+@command.command("epoch")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object: store (the store's epoch, or null), store_error, joined, doubt, doubt_since.")
+@click.pass_context
+def epoch_command(ctx: click.Context, as_json: bool) -> None:
+    """The fleet store's epoch and what this site thinks of it: the epoch it
+    joined, and its doubt that the store still holds the fleet's claims
+    (docs/fleet.md, "When the store loses its claims"). Reads only. Exits
+    0 while this site trusts the store, 1 while it doubts it, 2 when the
+    store does not answer."""
+    from agent.fleet.epoch import read_head
+
+    cfg, store = _store(ctx)
+    try:
+        head, invalid = read_head(store)
+    except AdapterError as e:
+        fail(f"cannot read the fleet store: {e}", code=2)
+    with open_ledger(cfg) as ledger:
+        joined, doubt = ledger.fleet_epoch(), ledger.fleet_doubt()
+    if as_json:
+        echo_json({"store": head.as_dict() if head else None, "store_error": invalid, "joined": joined,
+                   "doubt": doubt["why"] if doubt else None, "doubt_since": doubt["since"] if doubt else None})
+    else:
+        echo(_epoch_text(head, invalid))
+        echo(f"this site joined: {joined['named']}, {local_time(joined['joined_at'])}" if joined
+             else "this site joined: none yet (its fleet loop or first claim joins one)")
+        if doubt:
+            echo(f"DOUBT since {local_time(doubt['since'])}: the fleet store may have lost its claims: "
+                 f"{doubt['why']}; every new claim here looks every destination up before any put")
+    if doubt:
+        ctx.exit(1)
+
+
+@command.command("acknowledge", epilog="""\b
+When does a site doubt the store? When the store's epoch (epoch/gen-*,
+made once by the fleet's first site) is gone or another one (the bucket
+emptied, made anew, [fleet] url moved without its objects), older than
+the one it joined (restored from an older copy), or a claim it saw there
+is gone (claims/ deleted or expiring). A site that finds it writes a
+`lost` epoch, so every site doubts, also one that never saw the claims.
+\b
+While in doubt, every site claims invoices as if it took them over from a
+site that may have delivered them: every destination is looked up before
+any put (a destination that cannot look up, a plain folder import, is
+put to all the same). `status`, `status --check`, `fleet status` and the
+fleet-claims-lost notification say it.
+\b
+Before you acknowledge: find out what happened to the store (`fleet epoch`
+says what was found), put its claims back if a copy has them (then the
+doubt may end by itself), and tell finance which invoices may have gone
+twice meanwhile (`status` at each site: CLAIMS LOST names those the site
+knew of). Then acknowledge at ONE site; every other site follows at its
+next look (seconds), and claims go on as usual.
+\b
+Examples:
+  fapiao-agent fleet epoch
+  fapiao-agent fleet acknowledge --reason "bucket made anew after the NAS failure (CHG-2041)"
+  fapiao-agent fleet acknowledge --reason "restored from Monday's copy" --json
+\b
+Exit status: 0 acknowledged; 1 nothing to acknowledge (this site trusts
+the store's epoch); 2 the store did not answer or --reason is empty.""")
+@click.option("--reason", required=True, help="Why the loss is acknowledged: kept in the store's epoch and in "
+              "this site's audit trail with who ran the command.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object: acknowledged (true/false), epoch (the epoch trusted now), was (the doubt "
+                   "acknowledged, or null).")
+@click.pass_context
+def acknowledge_command(ctx: click.Context, reason: str, as_json: bool) -> None:
+    """Acknowledge that the fleet store may have lost its claims, so that
+    every site claims invoices as usual again (no look-up before each first
+    put). Writes the next generation of the store's epoch as `acknowledged`
+    by you, with your reason."""
+    from agent.fleet.trust import acknowledge_loss
+
+    if not reason.strip():
+        fail("--reason must say why: it goes into the store's epoch and the audit trail", code=2)
+    cfg, store = _store(ctx)
+    with open_ledger(cfg) as ledger:
+        try:
+            done = acknowledge_loss(ledger, store, site=cfg.fleet["site"], now=now_dt(), actor=actor(),
+                                    reason=reason.strip())
+        except AdapterError as e:
+            fail(f"cannot acknowledge: {e}", code=2)
+    rec = done["epoch"]
+    if as_json:
+        echo_json(done)
+    elif done["acknowledged"]:
+        echo(f"fleet store epoch generation {rec['generation']} written as acknowledged by {rec['actor']} "
+             f"(was: {done['was']}); every site claims as usual again at its next look")
+    else:
+        echo(f"nothing to acknowledge: this site trusts the fleet store's epoch, generation {rec['generation']} "
+             f"({rec['kind']}, site {rec['made_by']})")
+    if not done["acknowledged"]:
         ctx.exit(1)

@@ -288,6 +288,9 @@ def _print_status(report: dict) -> None:
         echo(f"fleet:             site {f['site']} at {f['url']}: {counts}")
         if f["held_reason"]:
             echo(f"  HELD since {local_time(f['held_since'])}: {f['held_reason']}")
+        if f.get("doubt"):
+            echo(f"  CLAIMS MAY BE LOST since {local_time(f['doubt_since'])}: {f['doubt']}; every new claim here "
+                 "looks every destination up before any put until `fapiao-agent fleet acknowledge` (fleet epoch)")
         if f.get("vanished"):
             echo(f"  CLAIMS LOST: the fleet store holds no claim of {f['vanished']} invoice(s) this site knew "
                  "claimed; none is delivered again on that alone (`show ID` gives each one's reason)")

@@ -71,6 +71,8 @@ def status_figures() -> dict:
         "old_keys_held": {"count": 6, "by_destination": {hostile("erp"): 6}, "documents": [
             {"document_id": i, "state": "delivered",
              "at": [{"destination": hostile("erp"), "key": hostile("old key"), "since": at}]} for i in range(1, 7)]},
+        # What a site found in the fleet store is the store's text: another site wrote it there.
+        "fleet": {"site": hostile("site"), "doubt": hostile("doubt"), "doubt_since": at, "vanished": 2},
     }
 
 
