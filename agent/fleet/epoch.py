@@ -57,7 +57,9 @@ EPOCH_MAX_BYTES = 8 * 1024
 _GEN = re.compile(r"gen-(\d{8})$")
 _ID = re.compile(r"[0-9a-f]{16}")
 _SITE = re.compile(r"[a-z0-9-]{1,63}")
-# The texts a generation carries, at most (a reason typed by a person, what a site found).
+# The texts a generation carries, at most, read (a reason typed by a person,
+# what a site found); half of it written, so that even four bytes a character
+# stay far inside EPOCH_MAX_BYTES (a generation too big to read is doubted).
 WHY_MAX = 2000
 _TRIES = 6
 
@@ -170,15 +172,17 @@ def _read(store: FleetStore, generation: int) -> EpochRecord | None:
     try:
         got = store.read(_key(generation), max_bytes=EPOCH_MAX_BYTES)
     except TooLarge as e:
-        raise InvalidEpoch(f"generation {generation} of the fleet store's epoch: {e}") from e
+        raise InvalidEpoch(f"generation {generation} of the fleet store's epoch is not one a site writes: {e}") from e
     return None if got is None else EpochRecord.from_bytes(generation, got[0])
 
 
 def record(generation: int, kind: str, *, site: str, holder: str, now: dt.datetime, actor: str = "",
            why: str = "", lost: str = "") -> EpochRecord:
-    """A new generation (a fresh random id), its texts cut to WHY_MAX."""
-    return EpochRecord(generation, secrets.token_hex(8), kind, _stamp(now), site, holder[:WHY_MAX],
-                       actor[:WHY_MAX], why[:WHY_MAX], lost)
+    """A new generation (a fresh random id), its texts cut to half WHY_MAX
+    (readable back whatever their characters: see WHY_MAX)."""
+    cut = WHY_MAX // 2
+    return EpochRecord(generation, secrets.token_hex(8), kind, _stamp(now), site, holder[:200], actor[:200],
+                       why if len(why) <= cut else why[:cut - 2] + " …", lost)
 
 
 def create(store: FleetStore, rec: EpochRecord) -> str | None:

@@ -221,10 +221,15 @@ class FileStore:
 
     def list_tagged(self, prefix: str) -> dict[str, str]:
         """See FleetStore.list_tagged: each file's bytes hashed (the fleet
-        lists this way only the epoch's few small objects)."""
+        lists this way only the epoch's few small objects); one bigger than
+        MAX_OBJECT_BYTES is tagged by its size, unread (its reader says it
+        is too large)."""
         out = {}
         for key in self.list(prefix):
-            got = self.read(key)
+            try:
+                got = self.read(key)
+            except TooLarge as e:
+                got = (b"", f"too-large-{e.size}")
             if got is not None:
                 out[key] = got[1]
         return out

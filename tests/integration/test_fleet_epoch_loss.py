@@ -19,9 +19,10 @@ from prometheus_client import generate_latest
 
 from agent.config import parse_config
 from agent.errors import Transient
-from agent.fleet.epoch import read_head
+from agent.fleet.epoch import WHY_MAX, read_head
 from agent.fleet.store import open_store
-from agent.fleet.trust import DOUBTED
+from agent.fleet.trust import DOUBTED, acknowledge_loss, doubt
+from agent.ledger import Ledger
 from agent.notify import open_faults
 from service.metrics import registry_for
 from tests.integration.test_fleet_claims import delivered_files
@@ -88,7 +89,6 @@ def test_an_epoch_older_than_the_one_joined_and_garbage_under_epoch_are_doubted(
     copy = fleet.objects()
     fleet.delete("claims/")
     assert loop_pass(bj, fleet.store)                          # lost (generation 2), then acknowledged (3)
-    from agent.fleet.trust import acknowledge_loss
     assert acknowledge_loss(bj.ledger, fleet.store, site="beijing", now=now(), actor="cli:alice",
                             reason="claims/ deleted by a sync tool")["acknowledged"]
     assert loop_pass(sh, fleet.store) is None and sh.ledger.fleet_epoch()["generation"] == 3
@@ -192,3 +192,27 @@ def test_an_operator_is_told_and_acknowledges_with_the_cli(fleet: Fleet):
     metrics = generate_latest(registry_for(cfg)).decode()
     assert "fapiao_fleet_store_doubted 0.0" in metrics
     assert bj.audit(now()) == [] and sh.audit(now()) == []
+
+
+@pytest.mark.parametrize("kind", ["file", "s3"])
+def test_a_long_reason_reads_back_and_a_huge_epoch_object_is_doubted_unread(kind, tmp_path, seaweed):
+    if kind == "file":
+        (tmp_path / "shared").mkdir()
+        store = open_store({"url": f"file://{tmp_path / 'shared'}"})
+    else:
+        cfg = seaweed.target_config(seaweed.make_bucket(), prefix="fleet")
+        cfg.pop("name")
+        store = open_store(cfg)
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    try:
+        assert doubt(ledger, store, site="beijing", now=now(), actor="t") is None      # a new fleet
+        store.put("epoch/gen-00000002", b"{" + b" " * (2 << 20) + b"}")      # a hand's huge object
+        why = doubt(ledger, store, site="beijing", now=now(), actor="t")
+        assert "not one a site writes" in why and "limit" in why, why
+        # Four bytes a character, longer than any text is kept: cut, and still read back.
+        done = acknowledge_loss(ledger, store, site="beijing", now=now(), actor="cli:alice",
+                                reason="𠮷" * (WHY_MAX * 2))
+        assert done["acknowledged"] and read_head(store)[0].why.startswith("𠮷" * 100)
+        assert doubt(ledger, store, site="beijing", now=now(), actor="t") is None
+    finally:
+        ledger.close()
