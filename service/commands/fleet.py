@@ -208,16 +208,19 @@ is gone (claims/ deleted or expiring). A site that finds it writes a
 \b
 While in doubt, every site claims invoices as if it took them over from a
 site that may have delivered them: every destination is looked up before
-any put (a destination that cannot look up, a plain folder import, is
-put to all the same). `status`, `status --check`, `fleet status` and the
-fleet-claims-lost notification say it.
+any put (a look-up finds only what is still there: a folder whose importer
+takes the files away, or a destination the other site does not deliver
+to, shows nothing, and the invoice is put). `status`, `status --check`,
+`fleet status` and the fleet-claims-lost notification say it.
 \b
 Before you acknowledge: find out what happened to the store (`fleet epoch`
-says what was found), put its claims back if a copy has them (then the
-doubt may end by itself), and tell finance which invoices may have gone
-twice meanwhile (`status` at each site: CLAIMS LOST names those the site
-knew of). Then acknowledge at ONE site; every other site follows at its
-next look (seconds), and claims go on as usual.
+says what was found; the store made again exactly what a copy of the
+whole prefix holds, epoch/ too, ends the doubt at every site whose marks
+the copy holds, without this command), and
+tell finance which invoices may have gone twice meanwhile (`status` at
+each site: CLAIMS LOST names those the site knew of). Then acknowledge at
+ONE site; every other site follows at its next look (within
+status_interval_s, 60 s), and claims go on as usual.
 \b
 Examples:
   fapiao-agent fleet epoch

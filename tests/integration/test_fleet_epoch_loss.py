@@ -216,3 +216,20 @@ def test_a_long_reason_reads_back_and_a_huge_epoch_object_is_doubted_unread(kind
         assert doubt(ledger, store, site="beijing", now=now(), actor="t") is None
     finally:
         ledger.close()
+
+
+def test_the_whole_store_put_back_from_a_copy_ends_the_doubt_without_acknowledging(fleet: Fleet):
+    bj, sh = fleet.make("beijing"), fleet.make("shanghai")
+    deliver(bj, 95, fleet.store)
+    assert loop_pass(sh, fleet.store) is None
+    copy = fleet.objects()
+    fleet.delete()                                             # the bucket emptied by mistake
+    assert "holds no epoch" in loop_pass(sh, fleet.store)
+    assert "site shanghai found it" in loop_pass(bj, fleet.store)
+    fleet.put_back(copy)                                       # made again what the copy holds, epoch/ too
+    assert loop_pass(sh, fleet.store) is None and loop_pass(bj, fleet.store) is None
+    assert warnings(bj) == [] and warnings(sh) == [] and read_head(fleet.store)[0].kind == "new"
+    b = sh.add(95, now())
+    assert [s.kind for s in step(sh, fleet.store)] == ["lost"]  # Beijing's claim is back: a duplicate here
+    assert sh.ledger.get(b).state == "duplicate" and len(delivered_files(fleet.out)) == 1
+    assert bj.audit(now()) == [] and sh.audit(now()) == []
