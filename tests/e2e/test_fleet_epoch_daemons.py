@@ -98,6 +98,9 @@ def test_a_site_that_never_saw_the_claim_looks_up_after_the_bucket_is_made_anew(
             with bj.ledger() as led:
                 return led.fleet_claim(doc_of(bj, KEY).id)["state"] == "delivered"
         bj.wait_until(settled, 30, "`delivered` on beijing's claim")
+        for d in (bj, sh):                  # a new fleet: no doubt, no warning
+            assert not any("may have lost its claims" in line for line in d.lines)
+            assert "fleet store" not in cli(d, "status", "--check").stdout
         client = seaweed.client()           # the bucket deleted and made anew: every claim gone
         client.delete_bucket(Bucket=bucket)
         client.create_bucket(Bucket=bucket)
