@@ -44,7 +44,7 @@ from agent.extract.ocr_engine import (MAX_SIDE, engine_installed, give_back_memo
                                       recognise_lines, set_threads, unavailable_reason)
 from agent.extract.ocr_frame import DIGITAL, LAYOUTS, QrFrame, mosaic
 from agent.extract.ocr_layout import find_qr, layout_text, upright
-from agent.extract.ocr_parties import place_tax_ids, unsure_names
+from agent.extract.ocr_parties import place_tax_ids, repair_tax_id, unsure_names
 from agent.extract.ocr_regions import SecondLook, second_look
 from agent.extract.qr import apply_qr, parse_qr
 from agent.extract.text import normalize_text, parse_text
@@ -67,7 +67,6 @@ _PARTIES = ("buyer_name", "buyer_tax_id", "seller_name", "seller_tax_id")
 _REGION_FIELDS = {"legacy": _PARTIES + ("tax", "total", "total_in_words"),
                   "digital": _PARTIES + ("amount", "tax", "total_in_words")}
 _SAN_RE = re.compile("参(?=[拾佰仟万亿圆元角分])")
-_USCC_LOOKALIKES = str.maketrans({"O": "0", "I": "1", "S": "5", "Z": "2"})
 
 _gate: Callable[[], ContextManager[Any]] = contextlib.nullcontext
 
@@ -324,14 +323,6 @@ def _fix_words(text: str) -> str:
     return _SAN_RE.sub("叁", text)
 
 
-def _repair_tax_id(tax_id: str) -> str:
-    """Letters a 统一社会信用代码 never holds (I O S V Z) read for the digits
-    they resemble; the check digit then decides whether the id is kept."""
-    if len(tax_id) == 19 and tax_id.count("VV") == 1:  # W split in two
-        tax_id = tax_id.replace("VV", "W")
-    return tax_id.translate(_USCC_LOOKALIKES) if len(tax_id) == 18 else tax_id
-
-
 def _checked(invoice: Invoice, fields: dict[str, Any]) -> dict[str, Any]:
     """`fields` without the values that fail their own checks, each dropped
     value noted on `invoice` as an "ocr-unverified" warning."""
@@ -348,7 +339,7 @@ def _checked(invoice: Invoice, fields: dict[str, Any]) -> dict[str, Any]:
         tax_id = kept.get(f"{role}_tax_id")
         if tax_id is None or classify_tax_id(tax_id) != "invalid":
             continue
-        repaired = _repair_tax_id(tax_id)
+        repaired = repair_tax_id(tax_id)
         if classify_tax_id(repaired) != "invalid":
             kept[f"{role}_tax_id"] = repaired
         else:

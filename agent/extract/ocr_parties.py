@@ -26,6 +26,7 @@ from agent.extract.text import normalize_text
 _ROLES = ("buyer", "seller")
 # A party box's 名称 label at the start of an OCR line, perhaps glued to a
 # letter of the box's vertical label (购买方信息 / 销售方信息); never 项目名称.
+_USCC_LOOKALIKES = str.maketrans({"O": "0", "I": "1", "S": "5", "Z": "2"})
 _NAME_LABEL_RE = re.compile(r"^[购买销售方信息]{0,2}名称[ ]*:")
 
 
@@ -102,3 +103,11 @@ def unsure_names(boxes: list[TextBox], fields: dict[str, Any]) -> tuple[dict[str
                 notes[name] = f"OCR read {name} as {value} but was unsure of {shown}"
             break
     return kept, notes
+
+
+def repair_tax_id(tax_id: str) -> str:
+    """Letters a 统一社会信用代码 never holds (I O S V Z) read for the digits
+    they resemble; the check digit then decides whether the id is kept."""
+    if len(tax_id) == 19 and tax_id.count("VV") == 1:  # W split in two
+        tax_id = tax_id.replace("VV", "W")
+    return tax_id.translate(_USCC_LOOKALIKES) if len(tax_id) == 18 else tax_id
