@@ -46,6 +46,7 @@ from agent.extract.ocr_frame import DIGITAL, LAYOUTS, QrFrame, mosaic
 from agent.extract.ocr_layout import find_qr, layout_text, upright
 from agent.extract.ocr_parties import place_tax_ids, repair_tax_id, unsure_names
 from agent.extract.ocr_regions import SecondLook, second_look
+from agent.extract.ocr_tax import total_defect
 from agent.extract.qr import apply_qr, parse_qr
 from agent.extract.text import normalize_text, parse_text
 from agent.model import MONEY_FIELDS, Invoice, LineItem, Problem, field_zh
@@ -95,6 +96,8 @@ class OcrReading:
     # "regions": only the bands the QR's fields leave open were read
     # (`read_regions`); "page": the whole page was.
     path: str = "page"
+    # The 合计 row's 税额 read again, closer: what `ocr_tax` weighs.
+    taxes_again: tuple[Decimal | None, ...] = ()
 
 
 def read_page(img: Image.Image, known: frozenset[str] | set[str] = frozenset()) -> OcrReading:
@@ -202,7 +205,7 @@ def apply_reading(invoice: Invoice, reading: OcrReading) -> None:
         return
     if compare_with_qr(invoice, reading.fields):
         return  # the print is another invoice's: nothing of it is this one's
-    for name, value in _checked(invoice, reading.fields).items():
+    for name, value in _checked(invoice, reading.fields, reading.items, reading.taxes_again).items():
         if name in _OCR_FIELDS and name not in invoice.fields:
             invoice.offer(name, value, SOURCE)
     for name, why in reading.unread.items():
@@ -213,7 +216,8 @@ def apply_reading(invoice: Invoice, reading: OcrReading) -> None:
                 message_zh=f"OCR 复读后仍无法确定 {field_zh(name)}（{why}），留待补录"))
     if invoice.get("tax") is None and reading.items:
         _offer_tax_of_items(invoice, reading.items)
-    if reading.items and not invoice.items and _items_add_up(reading.items, invoice):
+    refused = "total" in reading.fields and invoice.get("total") is None  # the lines of a paper not believed
+    if reading.items and not invoice.items and not refused and _items_add_up(reading.items, invoice):
         invoice.items.extend(reading.items)
 
 
@@ -323,17 +327,20 @@ def _fix_words(text: str) -> str:
     return _SAN_RE.sub("叁", text)
 
 
-def _checked(invoice: Invoice, fields: dict[str, Any]) -> dict[str, Any]:
+def _checked(invoice: Invoice, fields: dict[str, Any], items: list[LineItem] | None = None,
+             taxes_again: tuple[Decimal | None, ...] = ()) -> dict[str, Any]:
     """`fields` without the values that fail their own checks, each dropped
-    value noted on `invoice` as an "ocr-unverified" warning."""
+    value noted on `invoice` as an "ocr-unverified" warning. `items` (the
+    goods lines read) and `taxes_again` (closer looks at the 税额) are
+    what a 价税合计 is checked against beside the QR's 金额 (`ocr_tax`)."""
     kept = dict(fields)
 
-    def drop(name: str, why: str) -> None:
+    def drop(name: str, why: str, why_zh: str | None = None) -> None:
         if name in kept:
             invoice.problems.append(Problem(
                 "ocr-unverified", "warning", field=name,
                 message=f"OCR read {name} as {kept.pop(name)} but {why}; left empty for 补录",
-                message_zh=f"OCR 识别的 {field_zh(name)} 未通过校验（{why}），留待补录"))
+                message_zh=f"OCR 识别的 {field_zh(name)} 未通过校验（{why_zh or why}），留待补录"))
 
     for role in ("buyer", "seller"):
         tax_id = kept.get(f"{role}_tax_id")
@@ -366,6 +373,12 @@ def _checked(invoice: Invoice, fields: dict[str, Any]) -> dict[str, Any]:
         # nor the 金额 and 税额 that only agreed with the 小写.
         for name in ("total", "tax", "amount"):
             drop(name, f"the 大写 {words} spells {spelled}, not 价税合计 {total}")
+        total = value("total")
+    qr_amount = invoice.fields.get("amount")
+    if invoice.get("total") is None and total is not None and qr_amount is not None and qr_amount.source == "qr":
+        why = total_defect(qr_amount.value, total, invoice.get("date"), fields.get("tax"), taxes_again, items or ())
+        for name in ("total", "tax", "total_in_words") if why else ():  # the 大写 and 税额 that agreed go too
+            drop(name, f"the 价税合计 {total} {why[0]}", f"价税合计 {total} {why[1]}")
         total = value("total")
     if words is not None:
         if total is None:
