@@ -45,7 +45,7 @@ from agent.extract.ocr_engine import (MAX_SIDE, engine_installed, give_back_memo
 from agent.extract.ocr_frame import DIGITAL, LAYOUTS, QrFrame, mosaic
 from agent.extract.ocr_layout import find_qr, layout_text, upright
 from agent.extract.ocr_parties import place_tax_ids, repair_tax_id, unsure_names
-from agent.extract.ocr_regions import SecondLook, second_look
+from agent.extract.ocr_regions import SecondLook, read_tax_again, second_look
 from agent.extract.ocr_tax import total_defect
 from agent.extract.qr import apply_qr, parse_qr
 from agent.extract.text import normalize_text, parse_text
@@ -96,7 +96,7 @@ class OcrReading:
     # "regions": only the bands the QR's fields leave open were read
     # (`read_regions`); "page": the whole page was.
     path: str = "page"
-    # The 合计 row's 税额 read again, closer: what `ocr_tax` weighs.
+    # The 合计 row's 税额 read again, closer (`ocr_regions.read_tax_again`).
     taxes_again: tuple[Decimal | None, ...] = ()
 
 
@@ -136,7 +136,9 @@ def read_whole_page(page: Image.Image, known: frozenset[str] | set[str] = frozen
         look = second_look(page, boxes, parsed.fields, recognise_lines, skip=known)
     except Exception:  # noqa: BLE001 - a closer look is an extra; the page's reading stands
         look = SecondLook()
-    return OcrReading(party_fields | look.fields, parsed.items,
+    # A 税额 that does not add up: a misread, or what the paper prints (`ocr_tax`).
+    again = read_tax_again(page, boxes, parsed.fields, recognise_lines)
+    return OcrReading(party_fields | look.fields, parsed.items, taxes_again=again,
                       says_invoice=parsed.is_invoice_like or "发票" in norm, unread=party_notes | name_notes | look.notes)
 
 

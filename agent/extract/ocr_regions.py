@@ -17,6 +17,9 @@ misses on paper invoices, and where to look again:
 A value is kept only when the readings agree: a date read the same in two
 windows and no other date read anywhere; a title that every reading which
 maps at all maps to. Otherwise the field stays empty and a note says why.
+A 税额 that does not add up with the 金额 to the 价税合计 is read again
+(`read_tax_again`), its box cut out wider and read with red ink dropped
+and in grey: what the caller weighs is whether it reads twice alike.
 Pure: the recogniser is passed in (`ocr.recognise_lines`).
 """
 
@@ -27,6 +30,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Callable, Sequence
 
 from PIL import Image, ImageFilter, ImageOps
@@ -57,6 +61,10 @@ _DATE_LENGTH = 14  # label heights: "2023年04月05日" is eleven glyphs
 _DATE_BATCH = 6  # the recogniser's batch: windows are read six at a time
 _DATE_MAX_WINDOWS = 18
 _DATE_MAX_ANCHORS = 2
+# An amount as the 合计 row prints it, perhaps with thousands commas.
+_AMOUNT_RE = re.compile(r"\d[\d,]*\.\d{2}(?!\d)")
+_CURRENCY = frozenset("¥￥Y")
+_SUM_LABEL_RE = re.compile(r"^[ ]*合(?:[ ]*计)?[ ]*$")
 _TITLE_MIN_CHARS = 3
 _TITLE_TOP_SHARE = 0.4
 _BACKGROUND_RADIUS = 8
@@ -260,3 +268,50 @@ def _look_for_title(rgb: Image.Image, boxes: Sequence[TextBox], region: str | No
     if titles:
         return None, f"the title reads as several titles ({', '.join(sorted(titles | elsewhere))})"
     return None, "the title could not be read: " + "; ".join(whys)
+
+
+def read_tax_again(page: Image.Image, boxes: Sequence[TextBox], fields: dict,
+                   recognise: Recognise) -> tuple[Decimal | None, ...]:
+    """The 合计 row's 税额, read again when `fields` (the first pass) hold a
+    价税合计 and a 税额 that does not add up with the 金额 to it (or no 金额,
+    or no 税额): the box printing it (the lowest whose digits hold the
+    税额's digits, one with a currency sign first; with no 税额 read, the
+    last box on the 合计 label's row) cut out of `page` with a margin of a
+    line height and read twice, red ink dropped and in grey. Each
+    reading's last amount, None where it reads none; empty when nothing
+    was read again. Never raises: a closer look is an extra."""
+    amount, tax, total = (fields.get(n) for n in ("amount", "tax", "total"))
+    if not isinstance(total, Decimal) or isinstance(tax, Decimal) and amount is not None and amount + tax == total:
+        return ()
+    try:
+        box = _tax_box(boxes, tax if isinstance(tax, Decimal) else None)
+        line = _Line.of(box.quad) if box is not None else None
+        if line is None:
+            return ()
+        cut = line.strip(page.convert("RGB"), -line.height, -line.height / 4, line.length + 2 * line.height,
+                         line.height * 1.5)
+        out: list[Decimal | None] = []
+        for text in recognise([_red_dropped(cut), _flatten(cut.convert("L"))]):
+            amounts = _AMOUNT_RE.findall(text.replace(" ", ""))
+            out.append(Decimal(amounts[-1].replace(",", "")) if amounts else None)
+        return tuple(out)
+    except Exception:  # noqa: BLE001 - the first pass's reading stands
+        return ()
+
+
+def _tax_box(boxes: Sequence[TextBox], tax: Decimal | None) -> TextBox | None:
+    placed = [b for b in boxes if b.quad]
+    if tax is not None:
+        digits = re.sub(r"\D", "", f"{tax:.2f}")
+        needles = {n for n in (digits, digits.rstrip("0")) if len(n) >= 3}
+        found = [b for b in placed if any(n in re.sub(r"\D", "", b.text) for n in needles)]
+        return max(found, key=lambda b: (bool(_CURRENCY & set(b.text)), b.bottom), default=None)
+    # 合计 alone (not 价税合计), or its two characters spaced apart as boxes.
+    labels = [b for b in placed if _SUM_LABEL_RE.match(b.text)]
+    if not labels:
+        return None
+    label = max(labels, key=lambda b: b.bottom)
+    row = [b for b in placed if b.left > label.right and abs(b.middle - label.middle) < label.height / 2
+           and re.search(r"\d", b.text)]
+    # The row prints 金额 then 税额: with one amount found, it is the 金额.
+    return max(row, key=lambda b: b.right) if len(row) >= 2 else None
