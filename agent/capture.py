@@ -216,9 +216,11 @@ def store_file(vault: Vault, path: str | os.PathLike, *, max_bytes: int, follow_
             staged = vault.stage_stream(stream, max_bytes=max_bytes)
             # The rule codes are the ones reading the file would give (agent/extract).
             kind = unreadable_kind(head) if fmt == "unknown" else None
-            what = ("empty: only blank bytes" if fmt == "empty"
+            what = ("empty: only blank bytes: ask the sender for the file again / 文件只有空白字节：请向发件人重新索取文件"
+                    if fmt == "empty"
                     else f"unsupported-format: {kind.text}" if kind   # a RAR, a winmail.dat ...: named
-                    else "unsupported-format: not a PDF, OFD, invoice XML, image or zip")
+                    else "unsupported-format: not a PDF, OFD, invoice XML, image or zip: send the invoice's own "
+                         "PDF, OFD or XML / 不是 PDF、OFD、发票 XML、图片或 zip 压缩包：请发送发票原件（PDF、OFD 或 XML）")
             raise UnsupportedFormat(f"{what}: {path} ({staged.size} bytes, kept in the vault as "
                                     f"{staged.sha256[:12]}); left where it is, taken again when it changes",
                                     staged=staged, fmt=fmt)

@@ -33,6 +33,7 @@ class Analysis:
     invoices: list[dict[str, Any]] = field(default_factory=list)
     error_reason: str | None = None
     error_message: str | None = None
+    error_zh: str | None = None   # the reason said in Chinese, when the reader said it (ExtractError.zh)
 
 
 # A reading that failed for a reason outside the file's content (a reader
@@ -69,7 +70,7 @@ def analyse(data: bytes, *, ocr: bool = True) -> Analysis:
     try:
         invoices = extract_bytes(data, ocr=ocr)
     except ExtractError as e:
-        return Analysis(error_reason=e.reason, error_message=e.message)
+        return Analysis(error_reason=e.reason, error_message=e.message, error_zh=e.zh)
     except AgentError as e:
         return Analysis(error_reason="corrupt", error_message=str(e))
     except Exception as e:  # the daemon must never die of a bad file
@@ -99,13 +100,23 @@ def apply(ledger: Ledger, doc_id: int, analysis: Analysis, *, settings: Validati
                       today=today, now=now, actor=actor, received_at=doc.received_at)
 
 
+def _zh_of(reason: str) -> str:
+    # What a person reads in Chinese when the reader said it in English
+    # only: the reason and the way out (a timeout is the pool's, not a reader's).
+    if reason == "timeout":
+        return "读取超过时限（[extract] timeout_s），已停止读取：请检查文件，或通过补录（fapiao-agent amend）录入"
+    from agent.extract.refusal_texts import way_out_zh
+
+    return way_out_zh(reason)
+
+
 def _apply(ledger: Ledger, doc_id: int, analysis: Analysis, *, settings: ValidationSettings,
            destinations: Sequence[str], today: dt.date, now: str, actor: str, received_at: str) -> list[int]:
     if analysis.error_reason:
         code = _ERROR_CODES.get(analysis.error_reason, "unreadable")
         problem = Problem(code=code, severity="error", field=None,
                           message=f"{analysis.error_reason}: {analysis.error_message}",
-                          message_zh="读取超时" if code == "extract-timeout" else "无法读取文件")
+                          message_zh=analysis.error_zh or _zh_of(analysis.error_reason))
         ledger.transition(doc_id, State.QUARANTINED, now=now, actor=actor, expect=State.CAPTURED,
                           reason=problem.message, problems=[problem.to_dict()])
         return [doc_id]

@@ -126,7 +126,9 @@ def zip_rows(ledger: Ledger, vault: Vault, data: bytes, sha256: str, *, name: st
             else:
                 whole = ("no-invoice: the zip archive holds no invoice file" + (
                     f"; its {len(contents.refusals)} other files are listed under {contents.shown}/"
-                    if contents.refusals else " (it is empty)"))
+                    if contents.refusals else " (it is empty)")
+                    + " / 压缩包中没有发票文件（PDF、OFD、XML 或图片）" + (
+                    f"：其中 {len(contents.refusals)} 个其他文件列在 {contents.shown}/ 下" if contents.refusals else "（压缩包是空的）"))
         if whole is not None:
             # An original all the same: the refusal says so to the operator
             # and gets it backed up.

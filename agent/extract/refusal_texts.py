@@ -84,6 +84,12 @@ _WAY_OUT = {
 _OTHER = (_AMEND_EN, f"无法读取文件：请{_AMEND_ZH}")
 
 
+def way_out_zh(reason: str) -> str:
+    """The Chinese of a reason code and what to do (`_WAY_OUT`), for one
+    said in English only; a code not known gets the general way out."""
+    return _WAY_OUT.get(reason, _OTHER)[1]
+
+
 def in_both_languages(error: ExtractError) -> ExtractError:
     """`error` itself when it is said in Chinese too; else an ExtractError
     with the same reason whose message is its English, the way out, and

@@ -65,8 +65,8 @@ CASES: list[Case] = [
     _c("h15-pdf-lying-count", "quarantined", _UNREADABLE + "|limit", pdfs.lying_page_count),
     # plain files
     _c("h16-zero-bytes", "refused", "empty: the file has no bytes", lambda t: b""),
-    _c("h17-whitespace", "refused-kept", "empty: only blank bytes", lambda t: b" \n\t " * 1000 + b"\n" * len(t)),
-    _c("h18-random-binary", "refused-kept", "unsupported-format",
+    _c("h17-whitespace", "refused-kept", "empty: only blank bytes.*空白字节", lambda t: b" \n\t " * 1000 + b"\n" * len(t)),
+    _c("h18-random-binary", "refused-kept", "unsupported-format.*请发送发票原件",
        lambda t: bytes((i * 7919 + len(t)) % 251 for i in range(5000))),
     _c("h19-windows-exe", "refused-kept", "unsupported-format", lambda t: b"MZ\x90\x00" + t.encode() * 100,
        ext="exe"),

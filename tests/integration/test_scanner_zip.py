@@ -121,6 +121,9 @@ def test_an_archive_holding_only_junk_or_nothing_is_refused_with_its_bytes_kept(
     refusals = {(r["name"], r["reason"].split(":")[0]) for r in ledger.refusals()}
     assert refusals == {("empty.zip", "no-invoice"), ("junk.zip", "no-invoice"),
                         ("junk.zip/a.txt", "unsupported-format"), ("junk.zip/b.bin", "unsupported-format")}
+    # Said in Chinese too, as every refusal a person reads of a file not read.
+    whole = {r["name"]: r["reason"] for r in ledger.refusals()}
+    assert "压缩包是空的" in whole["empty.zip"] and "2 个其他文件列在 junk.zip/ 下" in whole["junk.zip"]
     for r in ledger.refusals():
         assert vault.exists(r["sha256"]), "every refusal names bytes the vault keeps"
         assert ledger.sidecar(r["sha256"])["kind"] == "zip-archive"
