@@ -54,7 +54,10 @@ EPOCH = "epoch/"
 KINDS = ("new", "lost", "acknowledged")
 # An epoch generation is read no further than this (one is under 2 KiB).
 EPOCH_MAX_BYTES = 8 * 1024
-_GEN = re.compile(r"gen-(\d{8})$")
+# A generation's whole key: another name merely ending like one (a copy an
+# operator left, "epoch/copy-of-gen-00000009") is no generation, or every
+# look would find a top it cannot read and end contended.
+_GEN = re.compile(r"epoch/gen-(\d{8})")
 _ID = re.compile(r"[0-9a-f]{16}")
 _SITE = re.compile(r"[a-z0-9-]{1,63}")
 # The texts a generation carries, at most, read (a reason typed by a person,
@@ -163,7 +166,7 @@ def _tags(store: FleetStore) -> dict[int, str]:
     # The epoch's generations (1 .. MAX_GENERATION) with their ETags, by one LIST.
     out = {}
     for key, etag in store.list_tagged(EPOCH).items():
-        if key.count("/") == 1 and (m := _GEN.search(key)) and 1 <= (g := int(m.group(1))) <= MAX_GENERATION:
+        if (m := _GEN.fullmatch(key)) and 1 <= (g := int(m.group(1))) <= MAX_GENERATION:
             out[g] = etag
     return out
 
