@@ -236,17 +236,30 @@ def quick(store: FleetStore, joined: dict | None, marks: list[dict]) -> bool:
             and marks_missing(store, marks) is None)
 
 
-def _chain_ids(store: FleetStore, top: int) -> set[str]:
-    # Every epoch id the chain names below `top` (its own, and those `lost` names).
-    ids = set()
+def _chain_ids(store: FleetStore, top: int) -> tuple[set[str], set[str]]:
+    # The epoch ids the chain names below `top`: each generation's own, and
+    # those a `lost` one lost.
+    own, lost = set(), set()
     for g in range(1, top):
         try:
             rec = _read(store, g)
         except InvalidEpoch:
             continue
         if rec is not None:
-            ids |= {rec.epoch, rec.lost} - {""}
-    return ids
+            own.add(rec.epoch)
+            lost |= {rec.lost} - {""}
+    return own, lost
+
+
+def _follows(store: FleetStore, head: EpochRecord, joined: dict) -> bool:
+    # Whether the chain below the `acknowledged` head shows the epoch this
+    # site joined: as a generation's own (then the head is above it), or as
+    # what a `lost` one lost, at any generation. A chain begun anew (the
+    # bucket emptied: `lost` at generation 1, acknowledged at 2) is below
+    # the generation a site had joined, yet its `lost` names that epoch: a
+    # copy older than the join could not.
+    own, lost = _chain_ids(store, head.generation)
+    return joined["epoch"] in lost or (head.generation > joined["generation"] and joined["epoch"] in own)
 
 
 def _joined_text(joined: dict) -> str:
@@ -293,8 +306,7 @@ def examine(store: FleetStore, joined: dict | None, marks: list[dict], *, site: 
             why = missing
         elif head is not None and joined is None and head.kind in ("new", "acknowledged"):
             return Finding(True, epoch=head, etag=tags[top], head=head, top=top)
-        elif (head is not None and joined is not None and head.kind == "acknowledged"
-              and head.generation > joined["generation"] and joined["epoch"] in _chain_ids(store, top)):
+        elif head is not None and joined is not None and head.kind == "acknowledged" and _follows(store, head, joined):
             return Finding(True, epoch=head, etag=tags[top], head=head, top=top)
         elif invalid is not None:
             why = invalid
