@@ -40,7 +40,7 @@ from agent.fleet import MAX_LEASE_S
 from agent.fleet.store import FleetStore, TooLarge
 
 CLAIMS = "claims/"
-_GEN = re.compile(r"gen-(\d{8})$")
+_GEN = re.compile(r"gen-(\d{8})")   # the whole last name of a claim (fullmatch)
 # Claims are read no further than this (one is under 1 KiB).
 CLAIM_MAX_BYTES = 16 * 1024
 # Generations are 1 .. MAX_GENERATION ("gen-" and 8 digits): a key renewed
@@ -205,7 +205,8 @@ def generations(store: FleetStore, invoice_key: str) -> list[int]:
     names under its prefix are not part of the chain."""
     prefix = claim_prefix(invoice_key)
     return sorted(g for k in store.list(prefix)
-                  if k.count("/") == 2 and (m := _GEN.search(k)) and 1 <= (g := int(m.group(1))) <= MAX_GENERATION)
+                  if k.count("/") == 2 and (m := _GEN.fullmatch(k.rsplit("/", 1)[-1]))
+                  and 1 <= (g := int(m.group(1))) <= MAX_GENERATION)
 
 
 def head(store: FleetStore, invoice_key: str, *, now: dt.datetime | None = None) -> ClaimRecord | None:

@@ -138,7 +138,7 @@ def find(store: FleetStore, number: str, *, now: dt.datetime | None = None) -> l
     keys = {claim_prefix(number)}
     for k in store.list(CLAIMS):
         parts = k.split("/")
-        if len(parts) == 3 and _GEN.search(parts[2]) and parts[1].endswith("-" + number):
+        if len(parts) == 3 and _GEN.fullmatch(parts[2]) and parts[1].endswith("-" + number):
             keys.add(f"{CLAIMS}{parts[1]}/")
     out = []
     for prefix in sorted(keys):

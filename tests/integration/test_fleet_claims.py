@@ -115,6 +115,22 @@ def test_the_holder_renews_only_past_half_its_lease_and_another_site_takes_over_
                    lease_s=100).kind == "lost"
 
 
+def test_a_name_that_only_ends_like_a_generation_is_no_part_of_the_chain(tmp_path):
+    # A copy an operator or a sync tool left beside a claim ("copy-gen-...",
+    # "x.gen-...") was counted as a generation: the chain's head pointed at
+    # an object no site reads under that name, and a missing mark could hide.
+    from agent.fleet.claims import claim_prefix, generations
+
+    store = FileStore(tmp_path)
+    acquire(store, KEY, site="beijing", sha256="a" * 64, document_id=1, now=T0, lease_s=300)
+    first, _ = store.read(claim_prefix(KEY) + "gen-00000001")
+    for stray in ("copy-gen-00000005", "x.gen-00000007", "gen-00000009.bak"):
+        store.create(claim_prefix(KEY) + stray, first)
+    assert generations(store, KEY) == [1]
+    assert head(store, KEY).site == "beijing"
+    assert acquire(store, KEY, site="shanghai", sha256="b" * 64, document_id=9, now=at(5), lease_s=300).kind == "lost"
+
+
 def test_a_delivered_claim_is_never_taken_over_and_a_released_one_is(tmp_path):
     store = FileStore(tmp_path)
     acquire(store, KEY, site="beijing", sha256="a" * 64, document_id=1, now=T0, lease_s=100)
