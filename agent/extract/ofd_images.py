@@ -133,9 +133,34 @@ class Resources:
 
 def _gray_picture(data: bytes):
     """The picture as 8-bit lightness, laid on white paper; None when it
-    is too big or cannot be decoded."""
+    is too big or cannot be decoded (how dark it is is not known)."""
+    def on_paper(image):
+        from PIL import Image
+
+        rgba = image.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(paper, rgba).convert("L")
+
+    return _judged(data, on_paper, None)
+
+
+def _opaque_picture(data: bytes) -> bool:
+    # A picture Pillow cannot read, or too big, is judged to cover nothing.
+    def opaque(image) -> bool:
+        if "transparency" in image.info or image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+            return image.convert("RGBA").getchannel("A").getextrema()[0] == 255
+        image.load()
+        return True
+
+    return _judged(data, opaque, False)
+
+
+def _judged(data: bytes, judge, unknown):
+    # The one way a picture is opened here: within MAX_IMAGE_BYTES and
+    # MAX_PIXELS, Pillow's warnings silenced; `judge(image)`, or `unknown`
+    # when it is too big or Pillow cannot read it.
     if len(data) > MAX_IMAGE_BYTES:
-        return None
+        return unknown
     from PIL import Image
 
     try:
@@ -143,17 +168,10 @@ def _gray_picture(data: bytes):
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as image:
                 if image.width * image.height > MAX_PIXELS:
-                    return None
-                rgba = image.convert("RGBA")
-                paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                return Image.alpha_composite(paper, rgba).convert("L")
-    except Exception:  # noqa: BLE001 - a picture Pillow cannot read: how dark it is is not known
-        return None
-
-
-def _opaque_picture(data: bytes) -> bool:
-    if len(data) > MAX_IMAGE_BYTES:
-        return False
+                    return unknown
+                return judge(image)
+    except Exception:  # noqa: BLE001 - whatever Pillow raises on a hostile picture
+        return unknown
     from PIL import Image
 
     try:
