@@ -110,6 +110,12 @@ class Permanent(AdapterError):
     """Retrying the same request cannot succeed (4xx, bad credentials, no bucket)."""
 
 
+class OriginalUnreadable(Permanent):
+    """The vault's original of a parcel is gone, unreadable or not the bytes
+    the ledger recorded: nothing was sent, and no destination refused
+    anything (the loop says so, not "delivery refused")."""
+
+
 class ClockSkewed(Transient):
     """The remote refused the request because this host's clock is too far
     off its own (S3's RequestTimeTooSkewed or RequestExpired: a SigV4

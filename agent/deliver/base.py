@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 # Re-exported: the adapters read their keys through base.
 from agent.deliver.settings import config_bool, config_number, config_str, where  # noqa: F401
-from agent.errors import ConfigError, Permanent
+from agent.errors import ConfigError, OriginalUnreadable, Permanent
 from agent.extract.sniff import EXTENSIONS, MEDIA_TYPES
 from agent.model import Invoice
 from agent.redact import redact
@@ -238,17 +238,20 @@ def sidecar_bytes(parcel: Parcel) -> bytes:
 def read_parcel_file(parcel: Parcel) -> bytes:
     """The vault file's bytes, checked against `parcel.sha256`.
 
-    Permanent when the file is gone, unreadable or not what the ledger
-    recorded: a destination must never receive bytes other than the original.
+    OriginalUnreadable (a Permanent) when the file is gone, unreadable or
+    not what the ledger recorded: a destination must never receive bytes
+    other than the original.
     """
     try:
         data = parcel.path.read_bytes()
     except OSError as e:
-        raise Permanent(f"cannot read vault file {str(parcel.path)!r} for {parcel.key}: {e.strerror or e}") from None
+        raise OriginalUnreadable(f"cannot read vault file {str(parcel.path)!r} for {parcel.key}: "
+                                 f"{e.strerror or e}") from None
     import hashlib   # here: `status` imports this module and hashes nothing
 
     if hashlib.sha256(data).hexdigest() != parcel.sha256.lower():
-        raise Permanent(f"vault file {str(parcel.path)!r} for {parcel.key} does not match its recorded sha256")
+        raise OriginalUnreadable(f"vault file {str(parcel.path)!r} for {parcel.key} does not match its recorded "
+                                 "sha256")
     return data
 
 

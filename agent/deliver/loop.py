@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from agent.deliver.base import Destination, Misconfigured, Parcel, Receipt, parcel_for, storable_text
 from agent.deliver.gate import Decision, Gate
 from agent.deliver.retry import DeliveryPolicy, Refusals, next_attempt_at
-from agent.errors import AdapterError, Permanent, Transient
+from agent.errors import AdapterError, OriginalUnreadable, Permanent, Transient
 from agent.ledger import Ledger
 from agent.ledger.rows import utc
 from agent.model import Invoice, Problem
@@ -144,6 +144,8 @@ def send(dest: Destination, c: Claim, vault: Vault) -> Outcome:
         return Outcome("misconfigured", error=str(e))
     except Transient as e:
         return Outcome("transient", error=str(e), retry_after=e.retry_after)
+    except OriginalUnreadable as e:
+        return Outcome("original", error=str(e))
     except Permanent as e:
         return Outcome("permanent", error=str(e))
     except AdapterError as e:  # NotFound from a put: the remote lost track mid-request
@@ -212,6 +214,20 @@ def record(ledger: Ledger, c: Claim, outcome: Outcome, policy: DeliveryPolicy, *
         ok = ledger.finish_delivery(c.delivery_id, c.token, state="quarantined", now=at, actor=actor,
                                     outcome="conflict", error=error, problem=problem)
         return Result(**{**base, "error": error}, row_state="quarantined", recorded=ok)
+    if outcome.kind == "original":
+        # Nothing was sent and the destination refused nothing: the vault's
+        # original is gone or altered (audit ledger: object-missing). Said
+        # so, not "refused by" a destination that never saw it.
+        problem = Problem(code=DELIVERY_REJECTED, severity="error", field=None,
+                          message=(f"not sent to {c.destination}: {outcome.error}; the destination refused nothing: "
+                                   "restore the original from a backup (`fapiao-agent backup restore`), then "
+                                   f"`fapiao-agent accept {c.document_id}`"),
+                          message_zh=(f"未发送到 {c.destination}：保险库中的原件缺失或与记录不符（不是目标拒收）："
+                                      f"请从备份恢复原件（fapiao-agent backup restore）后执行 "
+                                      f"fapiao-agent accept {c.document_id}"))
+        ok = ledger.finish_delivery(c.delivery_id, c.token, state="quarantined", now=at, actor=actor,
+                                    outcome="permanent", error=outcome.error, problem=problem)
+        return Result(**base, row_state="quarantined", recorded=ok)
     if outcome.kind == "permanent":
         problem = Problem(code=DELIVERY_REJECTED, severity="error", field=None,
                           message=f"delivery refused: {outcome.error}",

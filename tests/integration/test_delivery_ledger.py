@@ -112,6 +112,33 @@ def test_409_already_exists_is_success(env):
     assert json.loads(env.row(doc)["receipt"])["remote_id"] == "R0000001"
 
 
+@pytest.mark.parametrize("damage", ["deleted", "altered"])
+def test_an_original_gone_from_the_vault_is_not_called_a_refusal_and_accept_sends_it_once_restored(env, damage):
+    # A careless admin deletes (or edits) a vault object: nothing may be
+    # sent, and the quarantine must not blame the destination ("delivery
+    # refused", "目标 erp 拒收此发票") that never saw it.
+    doc = env.queue(7)
+    path = env.vault.path(env.ledger.get(doc).sha256)
+    original = path.read_bytes()
+    path.chmod(0o600)
+    if damage == "deleted":
+        path.unlink()
+    else:
+        path.write_bytes(original + b"x")
+    result = env.step(T0)
+    assert (result.outcome, result.row_state) == ("original", "quarantined") and env.server.posts == 0
+    [problem] = [p for p in env.ledger.get(doc).problems if p["code"] == "delivery-rejected"]
+    assert problem["message"].startswith("not sent to erp: ") and "refused nothing" in problem["message"]
+    assert "backup restore" in problem["message"] and f"accept {doc}" in problem["message"]
+    assert "不是目标拒收" in problem["message_zh"] and "拒收此发票" not in problem["message_zh"]
+    assert not env.gate.paused_error, "the destination is not to blame: not paused"
+    path.write_bytes(original)
+    amend.accept(env.ledger, doc, reason="restored from the backup", destinations=["erp"],
+                 now=utc(T0 + dt.timedelta(hours=1)), actor="test")
+    assert env.step(T0 + dt.timedelta(hours=1)).outcome == "delivered"
+    assert env.server.accepted[number_of(7)] == 1
+
+
 def test_400_quarantines_with_the_servers_message_and_accept_brings_it_back(env):
     doc = env.queue(4)
     env.server.inject("400", message="购买方税号校验失败")
