@@ -172,18 +172,3 @@ def _judged(data: bytes, judge, unknown):
                 return judge(image)
     except Exception:  # noqa: BLE001 - whatever Pillow raises on a hostile picture
         return unknown
-    from PIL import Image
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as image:
-                if image.width * image.height > MAX_PIXELS:
-                    return False
-                if "transparency" in image.info or image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-                    alpha = image.convert("RGBA").getchannel("A")
-                    return alpha.getextrema()[0] == 255
-                image.load()
-                return True
-    except Exception:  # noqa: BLE001 - a picture Pillow cannot read is judged to cover nothing
-        return False
