@@ -141,6 +141,13 @@ class DaemonUnderTest:
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
 
+    def ensure_gone(self) -> None:
+        """SIGKILL the daemon if it still runs (a test's `finally`: a test
+        that failed midway leaves no process behind)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
     def ledger(self) -> Ledger:
         return Ledger(self.root / "state" / "ledger.sqlite3")
 

@@ -90,9 +90,7 @@ def test_a_passing_copy_that_landed_while_held_takes_over_once_the_application_i
             assert not any("Traceback" in line for line in daemon.lines)
             assert_ledger_sound(daemon.config)
         finally:
-            if daemon.proc and daemon.proc.poll() is None:
-                daemon.proc.kill()
-                daemon.proc.wait()
+            daemon.ensure_gone()
 
 
 def test_status_says_a_row_waits_for_a_person_not_for_an_application_no_one_filed(tmp_path, samples_dir):
@@ -124,9 +122,7 @@ def test_status_says_a_row_waits_for_a_person_not_for_an_application_no_one_file
             assert daemon.stop() == 0
             assert_ledger_sound(daemon.config)
         finally:
-            if daemon.proc and daemon.proc.poll() is None:
-                daemon.proc.kill()
-                daemon.proc.wait()
+            daemon.ensure_gone()
 
 
 def test_an_application_on_a_partial_capture_is_declined_when_the_whole_file_supersedes_it(tmp_path, samples_dir):
@@ -168,9 +164,7 @@ def test_an_application_on_a_partial_capture_is_declined_when_the_whole_file_sup
             assert daemon.stop() == 0
             assert_ledger_sound(daemon.config)
         finally:
-            if daemon.proc and daemon.proc.poll() is None:
-                daemon.proc.kill()
-                daemon.proc.wait()
+            daemon.ensure_gone()
 
 
 def test_an_amend_approved_while_a_put_is_in_flight_leaves_that_put_to_finish(tmp_path, samples_dir):
@@ -217,6 +211,4 @@ def test_an_amend_approved_while_a_put_is_in_flight_leaves_that_put_to_finish(tm
             assert daemon.stop() == 0
             assert_ledger_sound(daemon.config)
         finally:
-            if daemon.proc and daemon.proc.poll() is None:
-                daemon.proc.kill()
-                daemon.proc.wait()
+            daemon.ensure_gone()
