@@ -12,6 +12,4 @@ from tests.e2e.daemon_harness import DaemonUnderTest
 def daemon(tmp_path):
     d = DaemonUnderTest(tmp_path)
     yield d
-    if d.proc and d.proc.poll() is None:
-        d.proc.kill()
-        d.proc.wait()
+    d.ensure_gone()

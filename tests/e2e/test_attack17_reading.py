@@ -63,6 +63,4 @@ def test_reload_stop_and_kill_while_results_wait_read_each_document_once(tmp_pat
         assert d.stop(timeout=60) == 0
         assert_ledger_sound(d.config)
     finally:
-        if d.proc and d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait()
+        d.ensure_gone()

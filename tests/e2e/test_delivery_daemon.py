@@ -72,9 +72,7 @@ def test_sigkill_while_delivering_then_restart_delivers_each_invoice_once(tmp_pa
         assert daemon.stop() == 0
         assert_ledger_sound(daemon.config)
     finally:
-        if daemon.proc and daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait()
+        daemon.ensure_gone()
 
 
 def test_bad_credentials_pause_with_one_error_line_and_quarantine_nothing(tmp_path, samples_dir):
@@ -98,6 +96,4 @@ def test_bad_credentials_pause_with_one_error_line_and_quarantine_nothing(tmp_pa
             assert daemon.stop() == 0
             assert_ledger_sound(daemon.config)
         finally:
-            if daemon.proc and daemon.proc.poll() is None:
-                daemon.proc.kill()
-                daemon.proc.wait()
+            daemon.ensure_gone()

@@ -261,6 +261,4 @@ def test_three_sites_deliver_each_invoice_once_across_the_fleet(tmp_path, server
             list(pool.map(lambda d: assert_ledger_sound(d.config), daemons))
     finally:
         for d in daemons:
-            if d.proc and d.proc.poll() is None:
-                d.proc.kill()
-                d.proc.wait()
+            d.ensure_gone()

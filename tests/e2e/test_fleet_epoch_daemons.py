@@ -139,6 +139,4 @@ def test_a_site_that_never_saw_the_claim_looks_up_after_the_bucket_is_made_anew(
             assert_ledger_sound(d.config)
     finally:
         for d in (bj, sh):
-            if d.proc and d.proc.poll() is None:
-                d.proc.kill()
-                d.proc.wait()
+            d.ensure_gone()

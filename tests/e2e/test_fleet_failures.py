@@ -115,9 +115,7 @@ def test_a_holder_killed_before_its_put_is_taken_over_after_its_lease_exactly_on
             assert_ledger_sound(d.config)
     finally:
         for d in (bj, sh):
-            if d.proc and d.proc.poll() is None:
-                d.proc.kill()
-                d.proc.wait()
+            d.ensure_gone()
 
 
 def test_hold_while_the_store_is_unreachable_then_flow(tmp_path, server, samples_dir):
@@ -144,6 +142,4 @@ def test_hold_while_the_store_is_unreachable_then_flow(tmp_path, server, samples
         assert daemon.stop() == 0
         assert_ledger_sound(daemon.config)
     finally:
-        if daemon.proc and daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait()
+        daemon.ensure_gone()

@@ -84,9 +84,7 @@ def test_a_daemon_killed_in_the_middle_of_a_group_loses_no_source(tmp_path, samp
         assert d.stop(timeout=60) == 0
         assert_ledger_sound(d.config)
     finally:
-        if d.proc and d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait()
+        d.ensure_gone()
 
 
 @pytest.mark.slow

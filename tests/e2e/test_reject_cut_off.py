@@ -102,9 +102,7 @@ def test_a_cut_off_put_that_landed_is_named_until_removed(tmp_path, samples_dir)
             assert not any("Traceback" in line for line in daemon.lines)
             assert_ledger_sound(daemon.config)
         finally:
-            if daemon.proc and daemon.proc.poll() is None:
-                daemon.proc.kill()
-                daemon.proc.wait()
+            daemon.ensure_gone()
 
 
 def test_a_cut_off_put_that_never_landed_is_settled_by_the_daemons_reconcile(tmp_path, samples_dir):
@@ -132,6 +130,4 @@ def test_a_cut_off_put_that_never_landed_is_settled_by_the_daemons_reconcile(tmp
             assert not any("Traceback" in line for line in daemon.lines)
             assert_ledger_sound(daemon.config)
         finally:
-            if daemon.proc and daemon.proc.poll() is None:
-                daemon.proc.kill()
-                daemon.proc.wait()
+            daemon.ensure_gone()

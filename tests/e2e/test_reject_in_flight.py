@@ -84,6 +84,4 @@ def test_a_put_landing_after_the_rejection_is_told_and_named_until_removed(tmp_p
             assert not any("Traceback" in line for line in daemon.lines)
             assert_ledger_sound(daemon.config)
         finally:
-            if daemon.proc and daemon.proc.poll() is None:
-                daemon.proc.kill()
-                daemon.proc.wait()
+            daemon.ensure_gone()

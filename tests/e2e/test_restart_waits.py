@@ -47,9 +47,7 @@ def daemon_settling_in_1s(tmp_path):
     """A DaemonUnderTest (settle 1 s) in tmp_path, killed if a test leaves it running."""
     d = DaemonUnderTest(tmp_path, settle=1.0)
     yield d
-    if d.proc and d.proc.poll() is None:
-        d.proc.kill()
-        d.proc.wait()
+    d.ensure_gone()
 
 
 def check(d: DaemonUnderTest) -> subprocess.CompletedProcess:

@@ -135,9 +135,7 @@ def run(root: Path, samples_dir: Path, seaweed, *, invoices: int, kills: int, se
             assert_ledger_sound(daemon.config)  # `audit ledger`: every invariant of the ledger and vault
             return result
         finally:
-            if daemon.proc and daemon.proc.poll() is None:
-                daemon.proc.kill()
-                daemon.proc.wait()
+            daemon.ensure_gone()
 
 
 def _wait_settled(daemon: DaemonUnderTest, feed: Feed, timeout: float, log=print) -> dict:
