@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from agent.filenames import storable_value
 from agent.fsutil import storable_ns
+from agent.ledger.applications import DECLINED
 from agent.ledger.rows import Document
 from agent.states import State
 
@@ -234,7 +235,7 @@ class SourceActionsMixin:
             if app is not None:
                 said = (f"its document {doc_id} was superseded by document {by}, the whole file read on its "
                         "own: nothing is left to decide")
-                self.decide_application(app["number"], state="declined", at=now, by=actor, decider=actor,
+                self.decide_application(app["number"], state=DECLINED, at=now, by=actor, decider=actor,
                                         reason=said)
                 self.set_application_outcome(app["number"], State.SUPERSEDED.value)
                 self.note(doc_id, now=now, actor=actor, reason=f"{app['number']} declined by the agent: {said}",
